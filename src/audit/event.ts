@@ -1,0 +1,93 @@
+/**
+ * The audit event model (ARCHITECTURE.md, "The audit log"). Field names are part of the product
+ * contract: exports, `hoop audit verify` and SIEM mappings depend on them.
+ */
+
+export type AuthMethod = 'api_key' | 'oidc' | 'system';
+
+export interface Actor {
+  subject: string;
+  email?: string | null;
+  groups: string[];
+  auth_method: AuthMethod;
+}
+
+export interface Source {
+  address?: string | null;
+  application?: string | null;
+}
+
+export type AuditEventType =
+  | 'session.start'
+  | 'session.end'
+  | 'query.start'
+  | 'query.end'
+  | 'approval.requested'
+  | 'approval.decided'
+  | 'grant.created'
+  | 'grant.revoked'
+  | 'auth.failed'
+  | 'auth.succeeded'
+  | 'config.loaded'
+  | 'export.created'
+  | 'checkpoint'
+  | 'protocol.error';
+
+/** What a producer hands to the recorder: everything but the chain fields. */
+export interface AuditEventDraft {
+  type: AuditEventType;
+  actor: Actor | null;
+  source?: Source | null;
+  connection?: string | null;
+  session_id?: string | null;
+  data: Record<string, unknown>;
+}
+
+/** An event as stored: `hash` = SHA-256(prev_hash || canonical JSON of the other fields). */
+export interface AuditEvent {
+  seq: number;
+  id: string;
+  time: string; // RFC 3339 with milliseconds, UTC
+  type: AuditEventType;
+  actor: Actor | null;
+  source: Source | null;
+  connection: string | null;
+  session_id: string | null;
+  data: Record<string, unknown>;
+  prev_hash: string;
+  hash: string;
+}
+
+/** An event before the store has placed it in the chain. */
+export type UnsealedEvent = Omit<AuditEvent, 'seq' | 'prev_hash' | 'hash'>;
+
+/** `query.start` data: recorded, and durable, before the statement goes upstream. */
+export interface QueryStartData {
+  query_id: string;
+  protocol: 'simple' | 'extended';
+  statement: string;
+  statement_name?: string | null;
+  portal?: string | null;
+  parameters?: unknown[];
+  /** Decisions taken on this statement (masking plan, risk class, approval) once policy exists. */
+  decision?: Record<string, unknown>;
+}
+
+/** `query.end` data: what came back, as the client received it. */
+export interface QueryEndData {
+  query_id: string;
+  outcome: 'ok' | 'error' | 'cancelled' | 'refused';
+  error?: { code: string; message: string } | null;
+  command_tags: string[];
+  rows: number;
+  bytes: number;
+  duration_ms: number;
+  result: {
+    columns: string[];
+    /** Rows as the client received them, text values as strings, binary ones as `\\x` hex. */
+    rows: (string | null)[][];
+    truncated: boolean;
+    /** SHA-256 over every DataRow/CopyData byte sent to the client, including what was not kept. */
+    sha256: string;
+  };
+}

@@ -1,0 +1,63 @@
+import type { AuditEvent, UnsealedEvent } from '../audit/event.js';
+
+/** One recorded session, summarised from its events. */
+export interface SessionSummary {
+  id: string;
+  connection: string;
+  subject: string;
+  email: string | null;
+  groups: string[];
+  source_address: string | null;
+  client_application: string | null;
+  started_at: string;
+  ended_at: string | null;
+  /** Number of `query.start` events in the session. */
+  statements: number;
+  /** From `session.end`: why it ended (client closed, upstream closed, error, limit). */
+  end_reason: string | null;
+}
+
+export interface SessionFilter {
+  subject?: string;
+  connection?: string;
+  since?: string; // RFC 3339; sessions started at or after
+  until?: string; // RFC 3339; sessions started before
+  limit?: number;
+}
+
+export interface EventFilter {
+  afterSeq?: number;
+  since?: string;
+  until?: string;
+  limit?: number;
+}
+
+/**
+ * Persistence for everything the gateway keeps. SQLite (one gateway) and PostgreSQL (replicas)
+ * implement it and pass one shared test suite (`test/store/store-suite.ts`).
+ */
+export interface Store {
+  /** Creates or upgrades the schema; idempotent. */
+  migrate(): Promise<void>;
+
+  /**
+   * Appends events atomically at the chain head: assigns `seq`, `prev_hash` and `hash`
+   * (see `src/audit/chain.ts`) under a lock, so concurrent appenders — in this process or in
+   * other gateway replicas — always produce one linear chain. Resolves only once the events are
+   * durable (fsynced). Rejects with `StoreError` and writes nothing on failure.
+   */
+  appendEvents(events: UnsealedEvent[]): Promise<AuditEvent[]>;
+
+  /** The chain head, or null for an empty log. */
+  head(): Promise<{ seq: number; hash: string } | null>;
+
+  /** Events in `seq` order. */
+  readEvents(filter: EventFilter): Promise<AuditEvent[]>;
+
+  listSessions(filter: SessionFilter): Promise<SessionSummary[]>;
+
+  /** The session and all of its events in `seq` order, or null. */
+  getSession(id: string): Promise<{ session: SessionSummary; events: AuditEvent[] } | null>;
+
+  close(): Promise<void>;
+}

@@ -1,0 +1,61 @@
+/**
+ * The upstream PostgreSQL the tests share: one throwaway cluster started by the global setup,
+ * with a user for each authentication method the gateway must speak upstream.
+ */
+import { PostgresCluster } from '../../src/demo/postgres-cluster.js';
+import { makeCertificates } from './tls.js';
+
+export interface UpstreamInfo {
+  host: string;
+  port: number;
+  socketDir: string;
+  /** PEM of the CA that signed the server certificate (for sslmode=verify-full). */
+  ca: string;
+  /** Every user's password is `${user}-secret`. */
+  users: { scram: string; md5: string; plain: string; trust: string; tlsOnly: string };
+  database: string;
+}
+
+export const UPSTREAM_USERS = {
+  scram: 'hoop_scram',
+  md5: 'hoop_md5',
+  plain: 'hoop_plain',
+  trust: 'hoop_trust',
+  tlsOnly: 'hoop_tls',
+} as const;
+
+export function passwordOf(user: string): string {
+  return `${user}-secret`;
+}
+
+export async function startUpstream(): Promise<{ cluster: PostgresCluster; info: UpstreamInfo }> {
+  const certs = makeCertificates();
+  const u = UPSTREAM_USERS;
+  const cluster = await PostgresCluster.start({
+    name: 'hoop-test-pg',
+    tls: { cert: certs.cert, key: certs.key },
+    settings: { max_connections: 200 },
+    hba: [
+      'local all all trust',
+      `hostssl all ${u.tlsOnly} 127.0.0.1/32 scram-sha-256`,
+      `host all ${u.tlsOnly} 127.0.0.1/32 reject`,
+      `host all ${u.md5} 127.0.0.1/32 md5`,
+      `host all ${u.plain} 127.0.0.1/32 password`,
+      `host all ${u.trust} 127.0.0.1/32 trust`,
+      'host all all 127.0.0.1/32 scram-sha-256',
+    ],
+  });
+  const database = 'hoop_test';
+  const roles = [u.scram, u.plain, u.trust, u.tlsOnly]
+    .map((r) => `CREATE ROLE ${r} LOGIN SUPERUSER PASSWORD '${passwordOf(r)}';`)
+    .join('');
+  await cluster.psql(
+    `SET password_encryption = 'scram-sha-256'; ${roles}` +
+      `SET password_encryption = 'md5'; CREATE ROLE ${u.md5} LOGIN SUPERUSER PASSWORD '${passwordOf(u.md5)}';`,
+  );
+  await cluster.psql(`CREATE DATABASE ${database} OWNER ${u.scram}`);
+  return {
+    cluster,
+    info: { host: cluster.host, port: cluster.port, socketDir: cluster.socketDir, ca: certs.ca, users: { ...u }, database },
+  };
+}
