@@ -1,0 +1,185 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { describe, expect, test } from 'vitest';
+import { GENESIS_HASH, canonicalJson, sealEvent, verifyChain } from '../../src/audit/chain.js';
+import type { AuditEvent, UnsealedEvent } from '../../src/audit/event.js';
+
+function draft(i: number): UnsealedEvent {
+  return {
+    id: randomUUID(),
+    time: new Date(Date.UTC(2026, 10, 29, 0, 0, i)).toISOString(),
+    type: i % 2 ? 'query.start' : 'query.end',
+    actor: { subject: 'alice', email: 'alice@bank.example', groups: ['analysts'], auth_method: 'api_key' },
+    source: { address: '127.0.0.1', application: 'psql' },
+    connection: 'bank',
+    session_id: 'sess-1',
+    data: { statement: `select ${i}`, parameters: [i, 'x', null], nested: { b: 1, a: [true, false] } },
+  };
+}
+
+function chain(n: number): AuditEvent[] {
+  const out: AuditEvent[] = [];
+  let prev = GENESIS_HASH;
+  for (let i = 1; i <= n; i++) {
+    const e = sealEvent(draft(i), i, prev);
+    out.push(e);
+    prev = e.hash;
+  }
+  return out;
+}
+
+describe('canonicalJson', () => {
+  test('sorts keys recursively and has no whitespace', () => {
+    expect(canonicalJson({ b: 1, a: { d: [3, { z: 1, y: 2 }], c: 'x' } })).toBe('{"a":{"c":"x","d":[3,{"y":2,"z":1}]},"b":1}');
+  });
+
+  test('is independent of insertion order', () => {
+    expect(canonicalJson({ x: 1, y: 2, z: { q: 1, p: 2 } })).toBe(canonicalJson({ z: { p: 2, q: 1 }, y: 2, x: 1 }));
+  });
+
+  test('sorts keys by UTF-16 code units like RFC 8785', () => {
+    expect(canonicalJson({ '\u00e9': 1, z: 2, A: 3, '10': 4, '9': 5 })).toBe('{"10":4,"9":5,"A":3,"z":2,"\u00e9":1}');
+  });
+
+  test('normalises undefined as JSON does and -0 to 0, honours toJSON', () => {
+    expect(canonicalJson({ a: undefined, b: [undefined, 1], c: -0, d: new Date(0) })).toBe('{"b":[null,1],"c":0,"d":"1970-01-01T00:00:00.000Z"}');
+  });
+
+  test('escapes strings exactly as JSON, including control characters and lone surrogates', () => {
+    const s = 'a"b\\c\n\u0000\ud800';
+    expect(JSON.parse(canonicalJson({ s })).s).toBe(s);
+    expect(canonicalJson(s)).toBe('"a\\"b\\\\c\\n\\u0000\\ud800"');
+  });
+
+  test.each([
+    ['NaN', { a: NaN }, /\$\.a is NaN/],
+    ['Infinity', { a: [1, Infinity] }, /\$\.a\[1\] is Infinity/],
+    ['bigint', { a: 1n }, /bigint/],
+    ['function', { a: () => 1 }, /function/],
+    ['symbol', { a: Symbol('x') }, /symbol/],
+    ['Map', { a: new Map([[1, 2]]) }, /Map, not a plain object/],
+    ['typed array', { a: new Uint8Array(2) }, /Uint8Array/],
+    ['top-level undefined', undefined, /undefined/],
+  ])('rejects %s rather than silently changing it', (_name, value, message) => {
+    expect(() => canonicalJson(value)).toThrow(message);
+  });
+
+  test('rejects cycles but accepts a shared (non-cyclic) reference', () => {
+    const shared = { k: 1 };
+    expect(canonicalJson({ a: shared, b: shared })).toBe('{"a":{"k":1},"b":{"k":1}}');
+    const cyclic: Record<string, unknown> = {};
+    cyclic['self'] = cyclic;
+    expect(() => canonicalJson(cyclic)).toThrow(/cycle/);
+  });
+});
+
+describe('sealEvent', () => {
+  test('hash is SHA-256 over prev_hash and the canonical JSON of every other field', () => {
+    const d = draft(1);
+    const e = sealEvent(d, 1, GENESIS_HASH);
+    expect(GENESIS_HASH).toBe('0'.repeat(64));
+    expect(e.seq).toBe(1);
+    expect(e.prev_hash).toBe(GENESIS_HASH);
+    const { hash, ...body } = e;
+    const expected = createHash('sha256').update(GENESIS_HASH + canonicalJson(body)).digest('hex');
+    expect(hash).toBe(expected);
+    expect(hash).toMatch(/^[0-9a-f]{64}$/);
+  });
+
+  test('defaults missing optional fields to null', () => {
+    const d = draft(1) as Partial<UnsealedEvent>;
+    delete d.source;
+    delete d.connection;
+    delete d.session_id;
+    const e = sealEvent(d as UnsealedEvent, 1, GENESIS_HASH);
+    expect(e.source).toBeNull();
+    expect(e.connection).toBeNull();
+    expect(e.session_id).toBeNull();
+    expect(verifyChain([e])).toEqual({ ok: true });
+  });
+
+  test.each([
+    ['seq 0', (d: UnsealedEvent) => sealEvent(d, 0, GENESIS_HASH), /seq/],
+    ['fractional seq', (d: UnsealedEvent) => sealEvent(d, 1.5, GENESIS_HASH), /seq/],
+    ['short prev hash', (d: UnsealedEvent) => sealEvent(d, 1, 'abc'), /prevHash/],
+    ['non-UTC time', (d: UnsealedEvent) => sealEvent({ ...d, time: '2026-11-29T01:00:00+01:00' }, 1, GENESIS_HASH), /time/],
+    ['non-uuid id', (d: UnsealedEvent) => sealEvent({ ...d, id: 'X' }, 1, GENESIS_HASH), /id/],
+    ['NaN in data', (d: UnsealedEvent) => sealEvent({ ...d, data: { n: NaN } }, 1, GENESIS_HASH), /NaN/],
+  ])('refuses a malformed event: %s', (_name, seal, message) => {
+    expect(() => seal(draft(1))).toThrow(message);
+  });
+});
+
+describe('verifyChain', () => {
+  test('accepts an intact chain, an empty one, and a segment given its predecessor', () => {
+    const events = chain(10);
+    expect(verifyChain(events)).toEqual({ ok: true });
+    expect(verifyChain([])).toEqual({ ok: true });
+    expect(verifyChain(events.slice(4), events[3]!.hash)).toEqual({ ok: true });
+    expect(verifyChain(events.slice(4), GENESIS_HASH)).toMatchObject({ ok: false, seq: 5, reason: expect.stringMatching(/prev link/) });
+  });
+
+  test('survives a JSON round trip (what a store or an export does)', () => {
+    const events = chain(5);
+    expect(verifyChain(JSON.parse(JSON.stringify(events)) as AuditEvent[])).toEqual({ ok: true });
+  });
+
+  const tamperings: [string, (e: AuditEvent) => void][] = [
+    ['id', (e) => (e.id = randomUUID())],
+    ['time', (e) => (e.time = '2020-01-01T00:00:00.000Z')],
+    ['type', (e) => (e.type = 'session.end')],
+    ['actor.subject', (e) => (e.actor!.subject = 'mallory')],
+    ['actor.groups', (e) => e.actor!.groups.push('dba')],
+    ['source.address', (e) => (e.source!.address = '10.0.0.1')],
+    ['connection', (e) => (e.connection = 'other')],
+    ['session_id', (e) => (e.session_id = 'sess-2')],
+    ['data value', (e) => ((e.data as { statement: string }).statement = 'select 0')],
+    ['nested data', (e) => ((e.data as { nested: { b: number } }).nested.b = 2)],
+    ['added data key', (e) => ((e.data as Record<string, unknown>)['extra'] = 1)],
+    ['hash', (e) => (e.hash = e.hash.replace(/^./, (c) => (c === '0' ? '1' : '0')))],
+  ];
+  test.each(tamperings)('detects tampering with %s and names that event', (_field, tamper) => {
+    const events = chain(6);
+    tamper(events[3]!);
+    expect(verifyChain(events)).toEqual({ ok: false, seq: 4, reason: expect.stringMatching(/hash mismatch/) });
+  });
+
+  test('detects a rewritten event whose hash was recomputed: the next link breaks', () => {
+    const events = chain(6);
+    const forged = sealEvent({ ...events[2]!, data: { statement: 'select innocent' } }, 3, events[1]!.hash);
+    events[2] = forged;
+    expect(verifyChain(events)).toEqual({ ok: false, seq: 4, reason: expect.stringMatching(/prev link broken.*seq 3/) });
+  });
+
+  test('detects a changed seq and a changed prev_hash', () => {
+    const a = chain(4);
+    a[2]!.seq = 9;
+    expect(verifyChain(a)).toMatchObject({ ok: false, seq: 9, reason: expect.stringMatching(/seq gap/) });
+    const b = chain(4);
+    b[0]!.prev_hash = 'f'.repeat(64);
+    expect(verifyChain(b)).toMatchObject({ ok: false, seq: 1, reason: expect.stringMatching(/prev link/) });
+  });
+
+  test('detects reordering', () => {
+    const events = chain(5);
+    [events[1], events[2]] = [events[2]!, events[1]!];
+    expect(verifyChain(events)).toEqual({ ok: false, seq: 3, reason: expect.stringMatching(/seq gap: expected 2, found 3/) });
+    const swapped = chain(5);
+    const moved = swapped.splice(3, 1)[0]!;
+    swapped.splice(1, 0, moved);
+    expect(verifyChain(swapped)).toMatchObject({ ok: false, seq: 4 });
+  });
+
+  test('detects deletion in the middle and at the start', () => {
+    const events = chain(5);
+    events.splice(2, 1);
+    expect(verifyChain(events)).toEqual({ ok: false, seq: 4, reason: 'seq gap: expected 3, found 4 (events missing)' });
+    const headless = chain(5).slice(1);
+    expect(verifyChain(headless, GENESIS_HASH)).toMatchObject({ ok: false, seq: 2, reason: expect.stringMatching(/prev link/) });
+  });
+
+  test('detects a duplicated (replayed) event', () => {
+    const events = chain(3);
+    events.splice(2, 0, events[1]!);
+    expect(verifyChain(events)).toMatchObject({ ok: false, seq: 2, reason: expect.stringMatching(/out of order/) });
+  });
+});
