@@ -1,0 +1,43 @@
+/**
+ * Authorization decisions, pure and in one place.
+ *
+ * - A connection may be used by an identity that shares a group with its `access` list. Roles do
+ *   not widen data access: an admin or auditor who must query a connection is put in its
+ *   `access` groups like anyone else, so every data path is visible in the connection's config.
+ * - Recorded sessions may be read in full by admins and auditors; everyone else sees only their
+ *   own (matched on subject).
+ */
+import type { Identity } from '../identity/identity.js';
+
+export interface Roles {
+  admin: readonly string[];
+  auditor: readonly string[];
+}
+
+export function sharesGroup(identity: Identity, groups: readonly string[]): boolean {
+  return identity.groups.some((g) => groups.includes(g));
+}
+
+export function mayUseConnection(identity: Identity, connection: { access: readonly string[] }): boolean {
+  return sharesGroup(identity, connection.access);
+}
+
+export function isAdmin(identity: Identity, roles: Roles): boolean {
+  return sharesGroup(identity, roles.admin);
+}
+
+export function mayReadAllSessions(identity: Identity, roles: Roles): boolean {
+  return isAdmin(identity, roles) || sharesGroup(identity, roles.auditor);
+}
+
+export function mayReadSession(identity: Identity, roles: Roles, session: { subject: string }): boolean {
+  return mayReadAllSessions(identity, roles) || session.subject === identity.subject;
+}
+
+/** The roles an identity holds, for `GET /api/v1/me`. */
+export function rolesOf(identity: Identity, roles: Roles): ('admin' | 'auditor')[] {
+  const out: ('admin' | 'auditor')[] = [];
+  if (isAdmin(identity, roles)) out.push('admin');
+  if (sharesGroup(identity, roles.auditor)) out.push('auditor');
+  return out;
+}

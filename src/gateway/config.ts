@@ -1,0 +1,450 @@
+/**
+ * The gateway's one YAML file (ARCHITECTURE.md, "The gateway"; every key is documented in
+ * docs/configuration.md). Loading is strict: unknown keys and bad values are refused, all of them
+ * at once, each on one line as `file: key.path: reason`.
+ *
+ * Secrets are referenced, not written: any string may contain `${env:NAME}` or `${file:PATH}`
+ * (`$${` is a literal `${`). References are resolved before validation; errors name the key path
+ * and the reference, never the resolved value, and no message ever echoes a configured value.
+ */
+import { createHash } from 'node:crypto';
+import { readFileSync, statSync } from 'node:fs';
+import { basename, dirname, isAbsolute, resolve } from 'node:path';
+import { LineCounter, parseDocument } from 'yaml';
+import { z } from 'zod';
+import { ConfigError, errorMessage } from '../errors.js';
+import { parseDuration, parseSize } from './units.js';
+
+export type SslMode = 'disable' | 'prefer' | 'require' | 'verify-ca' | 'verify-full';
+
+const SLUG = /^[a-z0-9][a-z0-9_-]{0,62}$/;
+const GROUP = /^[^\s,]{1,256}$/;
+const MAX_SECRET_FILE_BYTES = 1024 * 1024;
+
+// ---------------------------------------------------------------------------------------------
+// Schema. Built per file because relative paths resolve against the config file's directory.
+// ---------------------------------------------------------------------------------------------
+
+function schemaFor(baseDir: string) {
+  const str = z.string().min(1, 'must not be empty');
+  const slug = z.string().regex(SLUG, 'must be a lowercase slug: a-z, 0-9, "-" and "_", starting with a letter or digit, at most 63 characters');
+  const groups = z.array(z.string().regex(GROUP, 'must be a group name without spaces or commas'));
+
+  const port = (min: number) =>
+    z.preprocess(
+      (v) => (typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : v),
+      z.number({ error: `expected a number between ${min} and 65535` }).int(`expected a number between ${min} and 65535`)
+        .min(min, `expected a number between ${min} and 65535`).max(65535, `expected a number between ${min} and 65535`),
+    );
+
+  const listen = z.string().transform((s, ctx) => {
+    const m = /^\[([^\]]+)\]:(\d{1,5})$/.exec(s) ?? /^([^:[\]\s]+):(\d{1,5})$/.exec(s);
+    const p = m ? Number(m[2]) : NaN;
+    if (!m || p > 65535) {
+      ctx.addIssue({ code: 'custom', message: 'expected host:port, e.g. 127.0.0.1:8009 or [::1]:8009 (port 0 picks a free port)' });
+      return z.NEVER;
+    }
+    return { host: m[1]!, port: p };
+  });
+
+  const duration = z.string().transform((s, ctx) => {
+    const ms = parseDuration(s);
+    if (ms === null || ms <= 0) {
+      ctx.addIssue({ code: 'custom', message: 'expected a duration such as 8h, 30m, 1h30m or 90s' });
+      return z.NEVER;
+    }
+    return ms;
+  });
+
+  const size = z.union([z.string(), z.number()]).transform((s, ctx) => {
+    const bytes = parseSize(s);
+    if (bytes === null) {
+      ctx.addIssue({ code: 'custom', message: 'expected a size such as 1MiB, 512KiB, 10MB or a number of bytes' });
+      return z.NEVER;
+    }
+    return bytes;
+  });
+
+  /** A PEM given inline (e.g. through `${file:...}`) or a path relative to the config file. */
+  const pem = (kind: 'CERTIFICATE' | 'PRIVATE KEY') =>
+    z.string().min(1, 'must not be empty').transform((v, ctx) => {
+      let text = v;
+      if (!v.includes('-----BEGIN')) {
+        const path = resolveFrom(baseDir, v);
+        try {
+          text = readSmallFile(path);
+        } catch (err) {
+          ctx.addIssue({ code: 'custom', message: `cannot read ${basename(path)} (${fsReason(err)})` });
+          return z.NEVER;
+        }
+      }
+      const ok = kind === 'CERTIFICATE' ? /-----BEGIN CERTIFICATE-----/.test(text) : /-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(text);
+      if (!ok) {
+        ctx.addIssue({ code: 'custom', message: `expected a PEM ${kind.toLowerCase()}` });
+        return z.NEVER;
+      }
+      return text;
+    });
+
+  const store = z.string().transform((s, ctx) => {
+    if (s === 'sqlite::memory:') return s;
+    if (s.startsWith('sqlite:')) {
+      const path = s.slice('sqlite:'.length);
+      if (path === '') {
+        ctx.addIssue({ code: 'custom', message: 'expected sqlite:PATH with a file path' });
+        return z.NEVER;
+      }
+      return `sqlite:${resolveFrom(baseDir, path)}`;
+    }
+    if (/^postgres(ql)?:\/\//.test(s)) {
+      try {
+        new URL(s);
+      } catch {
+        ctx.addIssue({ code: 'custom', message: 'is not a valid postgres:// URL (percent-encode special characters in the password)' });
+        return z.NEVER;
+      }
+      return s;
+    }
+    ctx.addIssue({ code: 'custom', message: 'expected sqlite:PATH, sqlite::memory: or postgres://user:password@host:5432/database' });
+    return z.NEVER;
+  });
+
+  const oidc = z.strictObject({
+    issuer: z.string().refine(isAcceptableIssuer, 'expected an https:// URL (http:// only for localhost or 127.0.0.1)'),
+    client_id: str,
+    audience: str,
+    groups_claim: z.string().regex(/^[A-Za-z0-9_:/-]+(\.[A-Za-z0-9_:/-]+)*$/, 'expected a claim name or a dotted path such as realm_access.roles').default('groups'),
+    scopes: z.array(z.string().regex(/^[\x21\x23-\x5b\x5d-\x7e]+$/, 'must be a scope token without spaces'))
+      .default(['openid', 'profile', 'email', 'offline_access']),
+  });
+
+  const apiKey = z.strictObject({
+    name: slug,
+    sha256: z.string().regex(/^[0-9a-fA-F]{64}$/, 'expected the 64 hex digits of the key\'s SHA-256 (printf %s "$KEY" | sha256sum)')
+      .transform((h) => h.toLowerCase()),
+    groups: groups.default([]),
+  });
+
+  const upstream = z.strictObject({
+    host: z.string().regex(/^[^\s/]+$/, 'expected a host name or address'),
+    port: port(1).default(5432),
+    database: str,
+    user: str,
+    password: z.string().optional(),
+    sslmode: z.enum(['disable', 'prefer', 'require', 'verify-ca', 'verify-full'], {
+      error: 'expected one of disable, prefer, require, verify-ca, verify-full',
+    }).default('verify-full'),
+    ca: pem('CERTIFICATE').optional(),
+    connect_timeout: duration.default(10_000),
+  });
+
+  const notYet = (what: string) =>
+    z.unknown().superRefine((_v, ctx) => {
+      ctx.addIssue({
+        code: 'custom',
+        message: `${what} is not implemented in this version of hoop; remove the key (the gateway refuses to start rather than run without it)`,
+      });
+    });
+
+  const connection = z.strictObject({
+    name: slug,
+    type: z.literal('postgres', { error: 'expected postgres (the only type supported so far)' }),
+    upstream,
+    access: groups,
+    max_session: duration.optional(),
+    masking: notYet('masking').optional(),
+    approval: notYet('approval').optional(),
+  }).transform((c) => ({
+    name: c.name,
+    type: c.type,
+    upstream: {
+      host: c.upstream.host,
+      port: c.upstream.port,
+      database: c.upstream.database,
+      user: c.upstream.user,
+      password: c.upstream.password,
+      sslmode: c.upstream.sslmode as SslMode,
+      ca: c.upstream.ca,
+      connectTimeoutMs: c.upstream.connect_timeout,
+    },
+    access: c.access,
+    maxSessionMs: c.max_session ?? null,
+  }));
+
+  return z.strictObject({
+    listen: listen.default({ host: '127.0.0.1', port: 8009 }),
+    tls: z.strictObject({ cert: pem('CERTIFICATE'), key: pem('PRIVATE KEY') }).optional(),
+    store: store.default(`sqlite:${resolve(baseDir, 'hoop-data/hoop.db')}`),
+    identity: z.strictObject({
+      oidc: oidc.optional(),
+      api_keys: z.array(apiKey).default([]),
+    }),
+    roles: z.strictObject({ admin: groups.default([]), auditor: groups.default([]) }).default({ admin: [], auditor: [] }),
+    connections: z.array(connection).default([]),
+    audit: z.strictObject({
+      payload_limit: size.default(1024 * 1024),
+      signing_key: z.string().min(1, 'must not be empty').transform((p) => resolveFrom(baseDir, p)).default(resolve(baseDir, 'hoop-data/signing.key')),
+    }).default({ payload_limit: 1024 * 1024, signing_key: resolve(baseDir, 'hoop-data/signing.key') }),
+  }).superRefine((c, ctx) => {
+    if (!c.identity.oidc && c.identity.api_keys.length === 0) {
+      ctx.addIssue({ code: 'custom', path: ['identity'], message: 'configure identity.oidc or at least one identity.api_keys entry; otherwise nobody can sign in' });
+    }
+    if (c.audit.payload_limit > 1024 ** 3) {
+      ctx.addIssue({ code: 'custom', path: ['audit', 'payload_limit'], message: 'must be at most 1GiB' });
+    }
+  });
+}
+
+type Schema = ReturnType<typeof schemaFor>;
+
+export type GatewayConfig = z.output<Schema> & {
+  /** The file the config came from (for messages). */
+  file: string;
+  /** SHA-256 of the configuration with secrets left out, recorded in `config.loaded`. */
+  fingerprint: string;
+};
+export type ConnectionConfig = GatewayConfig['connections'][number];
+export type ApiKeyConfig = GatewayConfig['identity']['api_keys'][number];
+export type OidcConfig = NonNullable<GatewayConfig['identity']['oidc']>;
+
+// ---------------------------------------------------------------------------------------------
+
+/** Reads, resolves and validates a config file; throws ConfigError listing every problem. */
+export function loadConfig(path: string): GatewayConfig {
+  const abs = resolve(path);
+  const file = basename(abs);
+  let text: string;
+  try {
+    text = readFileSync(abs, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`${path}: cannot read the config file (${fsReason(err)})`, { hint: 'pass --config with the path of your hoop.yaml' });
+  }
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true, lineCounter });
+  if (doc.errors.length > 0) {
+    const lines = doc.errors.map((e) => {
+      const pos = lineCounter.linePos(e.pos[0]);
+      return `${file}:${pos.line}:${pos.col}: ${e.message.split('\n')[0]}`;
+    });
+    throw new ConfigError(lines.join('\n'), { hint: 'fix the YAML syntax' });
+  }
+  return parseConfig(doc.toJS({ maxAliasCount: 100 }) ?? {}, file, dirname(abs));
+}
+
+/**
+ * Validates an already parsed document. `file` names it in messages; relative paths (sqlite
+ * store, CA and TLS files, `${file:...}` references, signing key) resolve against `baseDir`.
+ */
+export function parseConfig(raw: unknown, file: string, baseDir: string): GatewayConfig {
+  const problems: string[] = [];
+  const failedPaths = new Set<string>();
+  const resolved = resolveReferences(raw, [], baseDir, (path, reason) => {
+    failedPaths.add(formatPath(path));
+    problems.push(`${file}: ${formatPath(path)}: ${reason}`);
+  });
+
+  // Duplicates are checked on the input, so they are reported beside any other problem.
+  const keys = listAt(resolved, 'identity', 'api_keys');
+  duplicates(keys.map((k) => k?.['name']), ['identity', 'api_keys'], 'name', 'API key name', problems, file);
+  duplicates(keys.map((k) => (typeof k?.['sha256'] === 'string' ? k['sha256'].toLowerCase() : undefined)), ['identity', 'api_keys'], 'sha256', 'API key hash', problems, file);
+  duplicates(listAt(resolved, 'connections').map((c) => c?.['name']), ['connections'], 'name', 'connection name', problems, file);
+
+  const result = schemaFor(baseDir).safeParse(resolved, { reportInput: true });
+  if (!result.success) {
+    for (const issue of result.error.issues) {
+      const path = formatPath(issue.path);
+      if ([...failedPaths].some((p) => path === p || path.startsWith(`${p}.`) || path.startsWith(`${p}[`))) continue;
+      for (const line of describeIssue(issue)) problems.push(`${file}: ${line}`);
+    }
+  }
+  if (problems.length > 0 || !result.success) {
+    throw new ConfigError(problems.join('\n'), { hint: 'see docs/configuration.md for every key' });
+  }
+  return { ...result.data, file, fingerprint: fingerprintOf(raw) };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Secret references
+// ---------------------------------------------------------------------------------------------
+
+const REFERENCE = /\$\$\{|\$\{([^}]*)\}/g;
+
+function resolveReferences(value: unknown, path: (string | number)[], baseDir: string, fail: (path: (string | number)[], reason: string) => void): unknown {
+  if (typeof value === 'string') return resolveString(value, path, baseDir, fail);
+  if (Array.isArray(value)) return value.map((v, i) => resolveReferences(v, [...path, i], baseDir, fail));
+  if (value !== null && typeof value === 'object') {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(value)) out[k] = resolveReferences(v, [...path, k], baseDir, fail);
+    return out;
+  }
+  return value;
+}
+
+function resolveString(s: string, path: (string | number)[], baseDir: string, fail: (path: (string | number)[], reason: string) => void): string {
+  if (!s.includes('${')) return s;
+  return s.replace(REFERENCE, (whole, ref: string | undefined) => {
+    if (whole === '$${') return '${';
+    const m = /^(env|file):(.+)$/.exec(ref ?? '');
+    if (!m) {
+      fail(path, `unsupported reference \${${(ref ?? '').slice(0, 40)}}; use \${env:NAME} or \${file:PATH} (write $\${ for a literal \${)`);
+      return '';
+    }
+    const [, kind, name] = m as unknown as [string, 'env' | 'file', string];
+    if (kind === 'env') {
+      const v = process.env[name];
+      if (v === undefined || v === '') {
+        fail(path, `environment variable ${name} is not set (referenced as \${env:${name}})`);
+        return '';
+      }
+      return v;
+    }
+    const file = resolveFrom(baseDir, name);
+    try {
+      return readSmallFile(file).replace(/\r?\n$/, '');
+    } catch (err) {
+      fail(path, `cannot read ${name} (${fsReason(err)}) (referenced as \${file:${name}})`);
+      return '';
+    }
+  });
+}
+
+function readSmallFile(path: string): string {
+  const st = statSync(path);
+  if (!st.isFile()) throw Object.assign(new Error('not a file'), { code: 'ENOTFILE' });
+  if (st.size > MAX_SECRET_FILE_BYTES) throw Object.assign(new Error('too large'), { code: 'EFBIG' });
+  return readFileSync(path, 'utf8');
+}
+
+function fsReason(err: unknown): string {
+  const code = (err as { code?: string }).code;
+  switch (code) {
+    case 'ENOENT': return 'no such file';
+    case 'EACCES': case 'EPERM': return 'permission denied';
+    case 'EISDIR': case 'ENOTFILE': return 'not a regular file';
+    case 'EFBIG': return 'larger than 1 MiB';
+    default: return code ?? errorMessage(err);
+  }
+}
+
+function resolveFrom(baseDir: string, p: string): string {
+  return isAbsolute(p) ? p : resolve(baseDir, p);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Messages
+// ---------------------------------------------------------------------------------------------
+
+export function formatPath(path: readonly PropertyKey[]): string {
+  let out = '';
+  for (const part of path) {
+    if (typeof part === 'number') out += `[${part}]`;
+    else out += out === '' ? String(part) : `.${String(part)}`;
+  }
+  return out === '' ? '(top level)' : out;
+}
+
+interface Issue {
+  code: string;
+  path: PropertyKey[];
+  message: string;
+  input?: unknown;
+  expected?: string;
+  keys?: string[];
+}
+
+function describeIssue(issue: z.core.$ZodIssue): string[] {
+  const i = issue as unknown as Issue;
+  const path = formatPath(i.path);
+  if (i.code === 'unrecognized_keys') {
+    return (i.keys ?? []).map((k) => `${formatPath([...i.path, k])}: unknown key`);
+  }
+  if (i.code === 'invalid_type') {
+    if (i.input === undefined) return [`${path}: required`];
+    if (i.message && !i.message.startsWith('Invalid input')) return [`${path}: ${i.message}`];
+    return [`${path}: expected ${article(i.expected ?? 'value')}, got ${kindOf(i.input)}`];
+  }
+  if (i.code === 'invalid_value' && i.message.startsWith('Invalid input')) {
+    return [`${path}: not an accepted value`];
+  }
+  if (i.code === 'invalid_union') return [`${path}: expected a string or a number`];
+  return [`${path}: ${i.message}`];
+}
+
+function article(expected: string): string {
+  const names: Record<string, string> = { object: 'a mapping', array: 'a list', string: 'a string', number: 'a number', boolean: 'true or false' };
+  return names[expected] ?? expected;
+}
+
+function kindOf(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'a list';
+  if (typeof v === 'object') return 'a mapping';
+  return `a ${typeof v}`;
+}
+
+type Entry = Record<string, unknown> | undefined;
+
+function listAt(root: unknown, ...keys: string[]): Entry[] {
+  let v: unknown = root;
+  for (const k of keys) v = v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>)[k] : undefined;
+  if (!Array.isArray(v)) return [];
+  return v.map((e) => (e !== null && typeof e === 'object' && !Array.isArray(e) ? (e as Record<string, unknown>) : undefined));
+}
+
+function duplicates(values: unknown[], base: (string | number)[], key: string, what: string, problems: string[], file: string): void {
+  const seen = new Map<string, number>();
+  values.forEach((v, i) => {
+    if (typeof v !== 'string') return;
+    const first = seen.get(v);
+    if (first !== undefined) problems.push(`${file}: ${formatPath([...base, i, key])}: duplicate ${what} (the same as ${formatPath([...base, first, key])})`);
+    else seen.set(v, i);
+  });
+}
+
+function isAcceptableIssuer(s: string): boolean {
+  let url: URL;
+  try {
+    url = new URL(s);
+  } catch {
+    return false;
+  }
+  if (url.protocol === 'https:') return true;
+  return url.protocol === 'http:' && ['localhost', '127.0.0.1', '[::1]'].includes(url.hostname);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fingerprint: what was configured, without what is secret
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * SHA-256 over the config as written, with secret references left unresolved (so the hash
+ * changes when a reference changes, not when a rotated secret does), inline upstream passwords
+ * and TLS keys replaced, and the password of a postgres:// store URL removed.
+ */
+function fingerprintOf(raw: unknown): string {
+  const redact = (v: unknown, path: (string | number)[]): unknown => {
+    const key = path[path.length - 1];
+    if (typeof v === 'string') {
+      if (v.includes('${')) return v;
+      if (key === 'password' || (key === 'key' && path[path.length - 2] === 'tls')) return '<redacted>';
+      if (key === 'store' && path.length === 1 && /^postgres(ql)?:\/\//.test(v)) {
+        try {
+          const u = new URL(v);
+          if (u.password) u.password = 'redacted';
+          return u.toString();
+        } catch {
+          return '<unparseable>';
+        }
+      }
+      return v;
+    }
+    if (Array.isArray(v)) return v.map((x, i) => redact(x, [...path, i]));
+    if (v !== null && typeof v === 'object') {
+      return Object.fromEntries(
+        Object.keys(v).sort().map((k) => [k, redact((v as Record<string, unknown>)[k], [...path, k])]),
+      );
+    }
+    return v;
+  };
+  return createHash('sha256').update(JSON.stringify(redact(raw, []))).digest('hex');
+}

@@ -1,0 +1,280 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, test } from 'vitest';
+import { ConfigError } from '../../src/errors.js';
+import { loadConfig, parseConfig } from '../../src/gateway/config.js';
+import { parseDuration, parseSize } from '../../src/gateway/units.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'hoop-config-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const HASH = 'ab'.repeat(32);
+
+function minimal(overrides: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    listen: '127.0.0.1:0',
+    store: 'sqlite:data/hoop.db',
+    identity: { api_keys: [{ name: 'etl', sha256: HASH, groups: ['etl'] }] },
+    connections: [{
+      name: 'bank',
+      type: 'postgres',
+      upstream: { host: 'db.internal', database: 'bank', user: 'hoop_svc', password: 'pw', sslmode: 'disable' },
+      access: ['analysts'],
+    }],
+    ...overrides,
+  };
+}
+
+/** Every line of the ConfigError thrown for `raw`. */
+function problems(raw: unknown): string[] {
+  try {
+    parseConfig(raw, 'hoop.yaml', dir);
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as ConfigError).code).toBe('HOOP_CONFIG_INVALID');
+    return (err as Error).message.split('\n');
+  }
+  throw new Error('config was accepted');
+}
+
+describe('parseConfig: valid configs', () => {
+  test('applies defaults and resolves relative paths against the config directory', () => {
+    const c = parseConfig(minimal(), 'hoop.yaml', dir);
+    expect(c.listen).toEqual({ host: '127.0.0.1', port: 0 });
+    expect(c.store).toBe(`sqlite:${join(dir, 'data/hoop.db')}`);
+    expect(c.identity.oidc).toBeUndefined();
+    expect(c.roles).toEqual({ admin: [], auditor: [] });
+    const bank = c.connections[0]!;
+    expect(bank.upstream).toMatchObject({ host: 'db.internal', port: 5432, database: 'bank', user: 'hoop_svc', password: 'pw', sslmode: 'disable', connectTimeoutMs: 10_000 });
+    expect(bank.maxSessionMs).toBeNull();
+    expect(c.audit).toEqual({ payload_limit: 1024 * 1024, signing_key: join(dir, 'hoop-data/signing.key') });
+    expect(c.fingerprint).toMatch(/^[0-9a-f]{64}$/);
+  });
+
+  test('sslmode defaults to verify-full', () => {
+    const raw = minimal();
+    delete ((raw['connections'] as Record<string, Record<string, unknown>>[])[0]!['upstream']!)['sslmode'];
+    expect(parseConfig(raw, 'hoop.yaml', dir).connections[0]!.upstream.sslmode).toBe('verify-full');
+  });
+
+  test('OIDC defaults, nested groups claim, durations, sizes, IPv6 listen, postgres store', () => {
+    const raw = minimal({
+      listen: '[::1]:8009',
+      store: 'postgres://hoop:secret@db:5432/hoop',
+      identity: { oidc: { issuer: 'https://idp.example/', client_id: 'hoop-cli', audience: 'hoop', groups_claim: 'realm_access.roles' }, api_keys: [] },
+      audit: { payload_limit: '10MiB', signing_key: '/abs/signing.key' },
+    });
+    (raw['connections'] as Record<string, unknown>[])[0]!['max_session'] = '1h30m';
+    const c = parseConfig(raw, 'hoop.yaml', dir);
+    expect(c.listen).toEqual({ host: '::1', port: 8009 });
+    expect(c.store).toBe('postgres://hoop:secret@db:5432/hoop');
+    expect(c.identity.oidc).toEqual({ issuer: 'https://idp.example/', client_id: 'hoop-cli', audience: 'hoop', groups_claim: 'realm_access.roles', scopes: ['openid', 'profile', 'email', 'offline_access'] });
+    expect(c.connections[0]!.maxSessionMs).toBe(90 * 60_000);
+    expect(c.audit).toEqual({ payload_limit: 10 * 1024 * 1024, signing_key: '/abs/signing.key' });
+  });
+
+  test('loadConfig reads YAML and resolves paths next to the file', () => {
+    const file = join(dir, 'good.yaml');
+    writeFileSync(file, `
+listen: 127.0.0.1:8009
+store: sqlite:./hoop-data/hoop.db
+identity:
+  api_keys:
+    - {name: nightly-etl, sha256: ${HASH}, groups: [etl]}
+roles: {admin: [platform], auditor: [audit]}
+connections:
+  - name: bank
+    type: postgres
+    upstream: {host: 127.0.0.1, port: 5432, database: bank, user: hoop_svc, sslmode: disable}
+    access: [analysts, dba]
+audit: {payload_limit: 10MiB}
+`);
+    const c = loadConfig(file);
+    expect(c.file).toBe('good.yaml');
+    expect(c.store).toBe(`sqlite:${join(dir, 'hoop-data/hoop.db')}`);
+    expect(c.roles).toEqual({ admin: ['platform'], auditor: ['audit'] });
+    expect(c.connections.map((x) => x.access)).toEqual([['analysts', 'dba']]);
+  });
+});
+
+describe('parseConfig: every problem is one line, file: key.path: reason, all listed together', () => {
+  test('port out of range', () => {
+    const raw = minimal();
+    ((raw['connections'] as Record<string, Record<string, unknown>>[])[0]!['upstream']!)['port'] = 70000;
+    expect(problems(raw)).toEqual(['hoop.yaml: connections[0].upstream.port: expected a number between 1 and 65535']);
+  });
+
+  test('unknown keys at every level', () => {
+    const raw = minimal({ lisen: 'x' });
+    ((raw['connections'] as Record<string, Record<string, unknown>>[])[0]!['upstream']!)['passwd'] = 'x';
+    ((raw['identity'] as Record<string, unknown>)['api_keys'] as Record<string, unknown>[])[0]!['group'] = 'x';
+    expect(problems(raw).sort()).toEqual([
+      'hoop.yaml: connections[0].upstream.passwd: unknown key',
+      'hoop.yaml: identity.api_keys[0].group: unknown key',
+      'hoop.yaml: lisen: unknown key',
+    ]);
+  });
+
+  test('several classes of error at once', () => {
+    const lines = problems({
+      listen: 'nowhere',
+      store: 'mysql://x',
+      identity: { api_keys: [{ name: 'Bad Name', sha256: 'xyz', groups: 'etl' }] },
+      roles: { admin: 'platform' },
+      connections: [{ name: 'bank', type: 'mysql', upstream: { host: 'h', database: '', user: 'u', sslmode: 'sometimes' }, access: ['a'], max_session: 'forever' }],
+      audit: { payload_limit: 'lots' },
+    });
+    expect(lines).toEqual(expect.arrayContaining([
+      'hoop.yaml: listen: expected host:port, e.g. 127.0.0.1:8009 or [::1]:8009 (port 0 picks a free port)',
+      'hoop.yaml: store: expected sqlite:PATH, sqlite::memory: or postgres://user:password@host:5432/database',
+      expect.stringMatching(/^hoop\.yaml: identity\.api_keys\[0\]\.name: must be a lowercase slug/),
+      expect.stringMatching(/^hoop\.yaml: identity\.api_keys\[0\]\.sha256: expected the 64 hex digits/),
+      'hoop.yaml: identity.api_keys[0].groups: expected a list, got a string',
+      'hoop.yaml: roles.admin: expected a list, got a string',
+      'hoop.yaml: connections[0].type: expected postgres (the only type supported so far)',
+      'hoop.yaml: connections[0].upstream.database: must not be empty',
+      'hoop.yaml: connections[0].upstream.sslmode: expected one of disable, prefer, require, verify-ca, verify-full',
+      'hoop.yaml: connections[0].max_session: expected a duration such as 8h, 30m, 1h30m or 90s',
+      'hoop.yaml: audit.payload_limit: expected a size such as 1MiB, 512KiB, 10MB or a number of bytes',
+    ]));
+    expect(lines.length).toBe(11);
+  });
+
+  test('missing required keys', () => {
+    expect(problems({ identity: { api_keys: [{ name: 'a', sha256: HASH }] }, connections: [{ name: 'bank', type: 'postgres', upstream: { host: 'h' } }] })).toEqual([
+      'hoop.yaml: connections[0].upstream.database: required',
+      'hoop.yaml: connections[0].upstream.user: required',
+      'hoop.yaml: connections[0].access: required',
+    ]);
+  });
+
+  test('duplicate connection names and API key names and hashes', () => {
+    const raw = minimal();
+    const conns = raw['connections'] as unknown[];
+    conns.push(structuredClone(conns[0]));
+    const keys = (raw['identity'] as { api_keys: unknown[] }).api_keys;
+    keys.push({ name: 'etl', sha256: HASH.toUpperCase(), groups: [] });
+    expect(problems(raw)).toEqual([
+      'hoop.yaml: identity.api_keys[1].name: duplicate API key name (the same as identity.api_keys[0].name)',
+      'hoop.yaml: identity.api_keys[1].sha256: duplicate API key hash (the same as identity.api_keys[0].sha256)',
+      'hoop.yaml: connections[1].name: duplicate connection name (the same as connections[0].name)',
+    ]);
+  });
+
+  test('no way to sign in is refused', () => {
+    expect(problems(minimal({ identity: { api_keys: [] } }))).toEqual([
+      'hoop.yaml: identity: configure identity.oidc or at least one identity.api_keys entry; otherwise nobody can sign in',
+    ]);
+  });
+
+  test('masking and approval are refused until implemented (fail closed)', () => {
+    const raw = minimal();
+    Object.assign((raw['connections'] as Record<string, unknown>[])[0]!, { masking: { rules: [] }, approval: {} });
+    const lines = problems(raw);
+    expect(lines).toHaveLength(2);
+    expect(lines[0]).toMatch(/^hoop\.yaml: connections\[0\]\.masking: masking is not implemented/);
+    expect(lines[1]).toMatch(/^hoop\.yaml: connections\[0\]\.approval: approval is not implemented/);
+  });
+
+  test('an OIDC issuer over plain http is refused except on loopback', () => {
+    const oidc = (issuer: string) => minimal({ identity: { oidc: { issuer, client_id: 'c', audience: 'a' } } });
+    expect(problems(oidc('http://idp.example/'))).toEqual(['hoop.yaml: identity.oidc.issuer: expected an https:// URL (http:// only for localhost or 127.0.0.1)']);
+    expect(parseConfig(oidc('http://127.0.0.1:9000/'), 'hoop.yaml', dir).identity.oidc?.issuer).toBe('http://127.0.0.1:9000/');
+  });
+
+  test('CA and TLS files: missing, not PEM, or inline PEM', () => {
+    writeFileSync(join(dir, 'not-a-cert.pem'), 'hello');
+    const raw = minimal({ tls: { cert: 'missing.crt', key: 'not-a-cert.pem' } });
+    ((raw['connections'] as Record<string, Record<string, unknown>>[])[0]!['upstream']!)['ca'] = 'not-a-cert.pem';
+    expect(problems(raw)).toEqual([
+      'hoop.yaml: tls.cert: cannot read missing.crt (no such file)',
+      'hoop.yaml: tls.key: expected a PEM private key',
+      'hoop.yaml: connections[0].upstream.ca: expected a PEM certificate',
+    ]);
+    const pem = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n';
+    writeFileSync(join(dir, 'ca.pem'), pem);
+    ((raw['connections'] as Record<string, Record<string, unknown>>[])[0]!['upstream']!)['ca'] = 'ca.pem';
+    delete raw['tls'];
+    expect(parseConfig(raw, 'hoop.yaml', dir).connections[0]!.upstream.ca).toBe(pem);
+  });
+
+  test('YAML syntax errors and duplicate YAML keys name the line', () => {
+    const file = join(dir, 'bad.yaml');
+    writeFileSync(file, 'listen: 127.0.0.1:8009\nlisten: 127.0.0.1:8010\n');
+    expect(() => loadConfig(file)).toThrow(/^bad\.yaml:2:1: /);
+    expect(() => loadConfig(join(dir, 'absent.yaml'))).toThrow(/absent\.yaml: cannot read the config file \(no such file\)/);
+  });
+});
+
+describe('secrets: ${env:NAME} and ${file:PATH}', () => {
+  test('resolve anywhere a string is, relative files, trailing newline trimmed, $${ literal', () => {
+    process.env['HOOP_TEST_DB_PASSWORD'] = 's3cr3t-env';
+    process.env['HOOP_TEST_STORE_PW'] = 'storepw';
+    writeFileSync(join(dir, 'pw.txt'), 's3cr3t-file\n');
+    const raw = minimal({ store: 'postgres://hoop:${env:HOOP_TEST_STORE_PW}@db/hoop' });
+    const conns = raw['connections'] as Record<string, Record<string, unknown>>[];
+    conns[0]!['upstream']!['password'] = '${env:HOOP_TEST_DB_PASSWORD}';
+    (conns as unknown[]).push({ ...structuredClone(conns[0]!), name: 'bank2', upstream: { ...conns[0]!['upstream'], password: '${file:pw.txt}', user: 'u$${x}' } });
+    const c = parseConfig(raw, 'hoop.yaml', dir);
+    expect(c.store).toBe('postgres://hoop:storepw@db/hoop');
+    expect(c.connections[0]!.upstream.password).toBe('s3cr3t-env');
+    expect(c.connections[1]!.upstream.password).toBe('s3cr3t-file');
+    expect(c.connections[1]!.upstream.user).toBe('u${x}');
+  });
+
+  test('a missing variable or unreadable file names the key path and the reference, never a value', () => {
+    delete process.env['HOOP_TEST_NOT_SET'];
+    const raw = minimal();
+    const up = (raw['connections'] as Record<string, Record<string, unknown>>[])[0]!['upstream']!;
+    up['password'] = '${env:HOOP_TEST_NOT_SET}';
+    up['user'] = '${file:nope/secret.txt}';
+    up['host'] = '${vault:x}';
+    expect(problems(raw)).toEqual([
+      'hoop.yaml: connections[0].upstream.host: unsupported reference ${vault:x}; use ${env:NAME} or ${file:PATH} (write $${ for a literal ${)',
+      'hoop.yaml: connections[0].upstream.user: cannot read nope/secret.txt (no such file) (referenced as ${file:nope/secret.txt})',
+      'hoop.yaml: connections[0].upstream.password: environment variable HOOP_TEST_NOT_SET is not set (referenced as ${env:HOOP_TEST_NOT_SET})',
+    ]);
+  });
+
+  test('an invalid value that came from a secret is reported without the value', () => {
+    process.env['HOOP_TEST_PORT_SECRET'] = 'hunter2-port';
+    const raw = minimal();
+    ((raw['connections'] as Record<string, Record<string, unknown>>[])[0]!['upstream']!)['port'] = '${env:HOOP_TEST_PORT_SECRET}';
+    const lines = problems(raw);
+    expect(lines).toEqual(['hoop.yaml: connections[0].upstream.port: expected a number between 1 and 65535']);
+    expect(lines.join('\n')).not.toContain('hunter2');
+  });
+
+  test('the fingerprint ignores secret values but follows everything else', () => {
+    process.env['HOOP_TEST_ROTATING'] = 'one';
+    const raw = () => {
+      const r = minimal();
+      ((r['connections'] as Record<string, Record<string, unknown>>[])[0]!['upstream']!)['password'] = '${env:HOOP_TEST_ROTATING}';
+      return r;
+    };
+    const a = parseConfig(raw(), 'hoop.yaml', dir).fingerprint;
+    process.env['HOOP_TEST_ROTATING'] = 'two';
+    expect(parseConfig(raw(), 'hoop.yaml', dir).fingerprint).toBe(a);
+    const changed = raw();
+    (changed['connections'] as Record<string, unknown>[])[0]!['access'] = ['analysts', 'dba'];
+    expect(parseConfig(changed, 'hoop.yaml', dir).fingerprint).not.toBe(a);
+    const inline = (pw: string) => { const r = minimal(); ((r['connections'] as Record<string, Record<string, unknown>>[])[0]!['upstream']!)['password'] = pw; return r; };
+    expect(parseConfig(inline('x'), 'hoop.yaml', dir).fingerprint).toBe(parseConfig(inline('y'), 'hoop.yaml', dir).fingerprint);
+  });
+});
+
+describe('units', () => {
+  test('durations and sizes', () => {
+    expect(parseDuration('8h')).toBe(8 * 3_600_000);
+    expect(parseDuration('1h30m')).toBe(90 * 60_000);
+    expect(parseDuration('500ms')).toBe(500);
+    expect(parseDuration('8 hours')).toBeNull();
+    expect(parseDuration('')).toBeNull();
+    expect(parseSize('10MiB')).toBe(10 * 1024 * 1024);
+    expect(parseSize('1MB')).toBe(1_000_000);
+    expect(parseSize(4096)).toBe(4096);
+    expect(parseSize('1.5MiB')).toBeNull();
+    expect(parseSize('10XB')).toBeNull();
+  });
+});
