@@ -1,0 +1,266 @@
+#!/usr/bin/env node
+/**
+ * Throughput and latency of the hoop data path, against the same PostgreSQL in the same run:
+ *
+ *   1. pgbench select-only (-S, extended protocol, 8 clients, 2 threads) directly, then through
+ *      `hoop connect`'s local tunnel -> gateway (write-ahead audit, SQLite store) -> PostgreSQL;
+ *      prints both TPS and the ratio.
+ *   2. 2,000 sequential `SELECT 1` over one `pg` connection, directly and through the tunnel;
+ *      prints p50 / p99 / mean latency.
+ *
+ * Runs the built code (dist/): `npm run bench` builds first. Everything it starts (a throwaway
+ * cluster, the gateway, the tunnel, temp dirs) is removed at the end, also on Ctrl-C.
+ *
+ * Environment: BENCH_DURATION (seconds per pgbench run, default 15), BENCH_CLIENTS (8),
+ * BENCH_THREADS (2), BENCH_SCALE (pgbench -s, 10), BENCH_MODE (-M: extended), BENCH_QUERIES
+ * (sequential SELECT 1 count, 2000), BENCH_JSON=1 (also print one JSON line on stdout at the end).
+ */
+import { execFile, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import pg from 'pg';
+import pino from 'pino';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const dist = (p) => import(join(root, 'dist', p));
+const execFileAsync = promisify(execFile);
+
+const env = (name, fallback) => {
+  const v = process.env[name];
+  return v === undefined || v === '' ? fallback : v;
+};
+const settings = {
+  duration: Number(env('BENCH_DURATION', '15')),
+  clients: Number(env('BENCH_CLIENTS', '8')),
+  threads: Number(env('BENCH_THREADS', '2')),
+  scale: Number(env('BENCH_SCALE', '10')),
+  mode: env('BENCH_MODE', 'extended'),
+  queries: Number(env('BENCH_QUERIES', '2000')),
+  json: env('BENCH_JSON', '') === '1',
+};
+
+const log = (msg) => process.stderr.write(`${msg}\n`);
+
+/** Undo actions, last in first out; run once, at the end or on a signal. */
+const cleanups = [];
+let cleaning = null;
+function cleanup() {
+  cleaning ??= (async () => {
+    for (let c = cleanups.pop(); c; c = cleanups.pop()) {
+      try {
+        await c();
+      } catch (err) {
+        log(`bench: cleanup failed: ${err?.message ?? err}`);
+      }
+    }
+  })();
+  return cleaning;
+}
+for (const sig of ['SIGINT', 'SIGTERM']) {
+  process.once(sig, () => {
+    log(`bench: ${sig}, cleaning up`);
+    void cleanup().then(() => process.exit(130));
+  });
+}
+
+async function main() {
+  const { PostgresCluster, findPostgresBindir } = await dist('demo/postgres-cluster.js');
+  const { parseConfig } = await dist('gateway/config.js');
+  const { startGateway } = await dist('gateway/gateway.js');
+  const { openLocalTunnel } = await dist('client/tunnel.js');
+  const { apiKeyHash } = await dist('identity/api-keys.js');
+  const { openStore } = await dist('store/index.js');
+
+  const bindir = findPostgresBindir();
+  const pgbench = bindir && existsSync(join(bindir, 'pgbench')) ? join(bindir, 'pgbench') : 'pgbench';
+
+  const work = mkdtempSync(join(tmpdir(), 'hoop-bench-'));
+  cleanups.push(() => rmSync(work, { recursive: true, force: true }));
+
+  log('bench: starting a throwaway PostgreSQL');
+  const cluster = await PostgresCluster.start({
+    name: 'hoop-bench-pg',
+    settings: { max_connections: 100 },
+    hba: ['local all all trust', 'host all all 127.0.0.1/32 scram-sha-256'],
+  });
+  cleanups.push(() => cluster.stop());
+  const dbUser = 'bench';
+  const dbPassword = randomBytes(18).toString('base64url');
+  const admin = new pg.Client({ host: cluster.socketDir, port: cluster.port, user: 'postgres', database: 'postgres' });
+  await admin.connect();
+  await admin.query(`CREATE ROLE ${dbUser} LOGIN PASSWORD ${admin.escapeLiteral(dbPassword)}`);
+  await admin.query(`CREATE DATABASE bench OWNER ${dbUser}`);
+  const { rows: versionRows } = await admin.query('SHOW server_version');
+  await admin.end();
+  const direct = { host: cluster.host, port: cluster.port, user: dbUser, password: dbPassword, database: 'bench' };
+
+  log(`bench: pgbench -i -s ${settings.scale}`);
+  await run(pgbench, ['-i', '-q', '-s', String(settings.scale), ...connArgs(direct)], direct.password);
+
+  log('bench: starting the gateway and the local tunnel');
+  const key = `hoop_bench_${randomBytes(16).toString('hex')}`;
+  const config = parseConfig(
+    {
+      listen: '127.0.0.1:0',
+      store: 'sqlite:hoop.db',
+      identity: { api_keys: [{ name: 'bench', sha256: apiKeyHash(key), groups: ['bench'] }] },
+      connections: [
+        {
+          name: 'bench',
+          type: 'postgres',
+          upstream: { host: cluster.host, port: cluster.port, database: 'bench', user: dbUser, password: dbPassword, sslmode: 'disable' },
+          access: ['bench'],
+        },
+      ],
+      audit: { signing_key: 'signing.key' },
+    },
+    'bench',
+    work,
+  );
+  const gateway = await startGateway(config, { logger: pino({ level: 'warn' }, pino.destination(2)) });
+  let gatewayOpen = true;
+  cleanups.push(() => (gatewayOpen ? gateway.close() : undefined));
+  const tunnel = await openLocalTunnel({
+    gateway: gateway.url,
+    connection: 'bench',
+    token: async () => key,
+    port: 0,
+    user: dbUser,
+    database: 'bench',
+  });
+  cleanups.push(() => tunnel.close());
+  const tunneled = { host: tunnel.host, port: tunnel.port, user: tunnel.user, password: tunnel.password, database: tunnel.database };
+
+  const pgbenchArgs = (c, seconds = settings.duration) => [
+    '-n', '-S', '-M', settings.mode,
+    '-c', String(settings.clients), '-j', String(settings.threads),
+    '-T', String(seconds), ...connArgs(c),
+  ];
+  log('bench: warming up (3 s direct)');
+  await run(pgbench, pgbenchArgs(direct, 3), direct.password);
+
+  log(`bench: pgbench -S -M ${settings.mode} -c ${settings.clients} -j ${settings.threads} -T ${settings.duration}, direct`);
+  const directRun = parsePgbench(await run(pgbench, pgbenchArgs(direct), direct.password));
+  log(`bench: the same through hoop (tunnel -> gateway -> PostgreSQL)`);
+  const hoopRun = parsePgbench(await run(pgbench, pgbenchArgs(tunneled), tunneled.password));
+
+  log(`bench: ${settings.queries} sequential SELECT 1, direct and through hoop`);
+  const directLatency = await sequentialLatency(direct, settings.queries);
+  const hoopLatency = await sequentialLatency(tunneled, settings.queries);
+
+  await tunnel.close();
+  await gateway.close();
+  gatewayOpen = false;
+  const store = await openStore(config.store);
+  const head = await store.head();
+  await store.close();
+
+  const result = {
+    environment: {
+      cpus: cpus().length,
+      cpu: cpus()[0]?.model ?? 'unknown',
+      node: process.version,
+      postgres: String(versionRows[0]?.server_version ?? '').split(' ')[0],
+      store: 'sqlite',
+    },
+    settings,
+    pgbench: {
+      direct: directRun,
+      hoop: hoopRun,
+      ratio: hoopRun.tps / directRun.tps,
+    },
+    select1: { direct: directLatency, hoop: hoopLatency },
+    auditEvents: head?.seq ?? 0,
+  };
+  printReport(result);
+  if (settings.json) process.stdout.write(`${JSON.stringify(result)}\n`);
+}
+
+function connArgs(c) {
+  return ['-h', c.host, '-p', String(c.port), '-U', c.user, c.database];
+}
+
+/** Runs a client tool with the password in PGPASSWORD (never on the command line); returns stdout. */
+async function run(file, args, password) {
+  try {
+    const { stdout } = await execFileAsync(file, args, {
+      env: { ...process.env, PGPASSWORD: password, PGAPPNAME: 'hoop-bench', PGSSLMODE: 'disable' },
+      maxBuffer: 16 * 1024 * 1024,
+    });
+    return stdout;
+  } catch (err) {
+    throw new Error(`${file} ${args.slice(0, 8).join(' ')} failed: ${(err.stderr || err.message).trim()}`);
+  }
+}
+
+function parsePgbench(out) {
+  const tps = /tps = ([\d.]+) \(without initial connection time\)/.exec(out) ?? /tps = ([\d.]+)/.exec(out);
+  const latency = /latency average = ([\d.]+) ms/.exec(out);
+  const transactions = /number of transactions actually processed: (\d+)/.exec(out);
+  const failed = /number of failed transactions: (\d+)/.exec(out);
+  if (!tps) throw new Error(`cannot read pgbench output:\n${out}`);
+  return {
+    tps: Number(tps[1]),
+    latencyAvgMs: latency ? Number(latency[1]) : null,
+    transactions: transactions ? Number(transactions[1]) : null,
+    failed: failed ? Number(failed[1]) : 0,
+  };
+}
+
+async function sequentialLatency(c, n) {
+  const client = new pg.Client({ ...c, ssl: false });
+  await client.connect();
+  try {
+    for (let i = 0; i < 100; i++) await client.query('SELECT 1'); // warm-up, not measured
+    const samples = new Float64Array(n);
+    for (let i = 0; i < n; i++) {
+      const t0 = process.hrtime.bigint();
+      await client.query('SELECT 1');
+      samples[i] = Number(process.hrtime.bigint() - t0) / 1e6;
+    }
+    samples.sort();
+    const at = (q) => samples[Math.min(n - 1, Math.floor(q * n))];
+    return { p50Ms: round(at(0.5)), p99Ms: round(at(0.99)), meanMs: round(samples.reduce((a, b) => a + b, 0) / n), n };
+  } finally {
+    await client.end();
+  }
+}
+
+function round(x) {
+  return Math.round(x * 1000) / 1000;
+}
+
+function printReport(r) {
+  const { pgbench: b, select1: l, environment: e, settings: s } = r;
+  const fmt = (x, d = 0) => x.toLocaleString('en-US', { minimumFractionDigits: d, maximumFractionDigits: d });
+  const lines = [
+    '',
+    `hoop bench — ${e.cpus} × ${e.cpu}, Node ${e.node}, PostgreSQL ${e.postgres}, audit store ${e.store}`,
+    '',
+    `pgbench -S -M ${s.mode} -c ${s.clients} -j ${s.threads} -T ${s.duration} (scale ${s.scale})`,
+    `  direct         ${fmt(b.direct.tps).padStart(9)} tps   avg ${fmt(b.direct.latencyAvgMs ?? NaN, 3)} ms`,
+    `  through hoop   ${fmt(b.hoop.tps).padStart(9)} tps   avg ${fmt(b.hoop.latencyAvgMs ?? NaN, 3)} ms   failed ${b.hoop.failed}`,
+    `  ratio          ${fmt(b.ratio * 100, 1).padStart(9)} %   (hoop / direct)`,
+    '',
+    `${l.direct.n} sequential SELECT 1 over one connection (pg driver, simple query protocol)`,
+    `  direct         p50 ${fmt(l.direct.p50Ms, 3)} ms   p99 ${fmt(l.direct.p99Ms, 3)} ms   mean ${fmt(l.direct.meanMs, 3)} ms`,
+    `  through hoop   p50 ${fmt(l.hoop.p50Ms, 3)} ms   p99 ${fmt(l.hoop.p99Ms, 3)} ms   mean ${fmt(l.hoop.meanMs, 3)} ms`,
+    '',
+    `audit events recorded by the gateway during the run: ${fmt(r.auditEvents)}`,
+    '',
+  ];
+  process.stdout.write(lines.join('\n'));
+}
+
+main().then(
+  () => cleanup(),
+  async (err) => {
+    log(`bench: ${err?.stack ?? err}`);
+    await cleanup();
+    process.exitCode = 1;
+  },
+);
