@@ -1,0 +1,89 @@
+/**
+ * Versioned schema migrations, one list per dialect, applied in order and recorded in
+ * `schema_migrations`. Never edit a released migration: append a new version.
+ *
+ * The events table is append-only: triggers refuse UPDATE and DELETE (and TRUNCATE on
+ * PostgreSQL). That is defence in depth for mistakes, not the tamper evidence itself — an
+ * administrator can drop a trigger, and the hash chain is what shows that history was changed.
+ */
+
+export interface Migration {
+  version: number;
+  name: string;
+  statements: string[];
+}
+
+export const SQLITE_MIGRATIONS: Migration[] = [
+  {
+    version: 1,
+    name: 'audit events',
+    statements: [
+      `CREATE TABLE events (
+        seq INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        time TEXT NOT NULL,
+        type TEXT NOT NULL,
+        actor TEXT,
+        source TEXT,
+        connection TEXT,
+        session_id TEXT,
+        data TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL
+      ) STRICT`,
+      'CREATE INDEX events_session ON events (session_id, type)',
+      'CREATE INDEX events_type_time ON events (type, time)',
+      'CREATE INDEX events_time ON events (time)',
+      `CREATE INDEX events_session_start_subject ON events (json_extract(actor, '$.subject'), time) WHERE type = 'session.start'`,
+      `CREATE INDEX events_session_start_connection ON events (connection, time) WHERE type = 'session.start'`,
+      `CREATE TRIGGER events_no_update BEFORE UPDATE ON events BEGIN SELECT RAISE(ABORT, 'audit events are append-only'); END`,
+      `CREATE TRIGGER events_no_delete BEFORE DELETE ON events BEGIN SELECT RAISE(ABORT, 'audit events are append-only'); END`,
+    ],
+  },
+];
+
+export const POSTGRES_MIGRATIONS: Migration[] = [
+  {
+    version: 1,
+    name: 'audit events',
+    statements: [
+      // json, not jsonb: json keeps the text as written (jsonb refuses \u0000, which a recorded
+      // result may contain); verification recomputes canonical JSON from the parsed values anyway.
+      `CREATE TABLE events (
+        seq bigint PRIMARY KEY,
+        id uuid NOT NULL UNIQUE,
+        time timestamptz NOT NULL,
+        type text NOT NULL,
+        actor json,
+        source json,
+        connection text,
+        session_id text,
+        data json NOT NULL,
+        prev_hash char(64) NOT NULL,
+        hash char(64) NOT NULL
+      )`,
+      'CREATE INDEX events_session ON events (session_id, type)',
+      'CREATE INDEX events_type_time ON events (type, time)',
+      'CREATE INDEX events_time ON events (time)',
+      `CREATE INDEX events_session_start_subject ON events ((actor ->> 'subject'), time) WHERE type = 'session.start'`,
+      `CREATE INDEX events_session_start_connection ON events (connection, time) WHERE type = 'session.start'`,
+      `CREATE FUNCTION hoop_events_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN RAISE EXCEPTION 'audit events are append-only'; END $$`,
+      `CREATE TRIGGER events_append_only BEFORE UPDATE OR DELETE ON events
+        FOR EACH ROW EXECUTE FUNCTION hoop_events_append_only()`,
+      `CREATE TRIGGER events_no_truncate BEFORE TRUNCATE ON events
+        FOR EACH STATEMENT EXECUTE FUNCTION hoop_events_append_only()`,
+    ],
+  },
+];
+
+/** The versions a store has not applied yet; refuses a schema newer than this build knows. */
+export function pendingMigrations(all: Migration[], applied: number[], backend: string): Migration[] {
+  const latest = all[all.length - 1]?.version ?? 0;
+  const newest = Math.max(0, ...applied);
+  if (newest > latest) {
+    throw new Error(`the ${backend} store has schema version ${newest}, newer than this hoop knows (${latest}); upgrade hoop`);
+  }
+  const done = new Set(applied);
+  return all.filter((m) => !done.has(m.version));
+}

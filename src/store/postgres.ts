@@ -1,0 +1,265 @@
+/**
+ * The shared store: PostgreSQL (`pg` Pool), for several gateway replicas on one database.
+ *
+ * Chain linearity across replicas: an append is one transaction that first takes a
+ * transaction-scoped advisory lock (CHAIN_LOCK), then reads the head — in a new statement, so
+ * under READ COMMITTED it sees every append committed before the lock was granted — then
+ * inserts the sealed batch and commits. The lock is released only after the commit is visible.
+ * The primary key on seq is the last line: a writer that bypassed the lock would fail, not fork.
+ *
+ * Durability: the commit waits for the WAL flush. If the server runs with
+ * synchronous_commit=off, the append transaction turns it back on for itself.
+ */
+import pg from 'pg';
+import { GENESIS_HASH, sealEvent } from '../audit/chain.js';
+import type { AuditEvent, UnsealedEvent } from '../audit/event.js';
+import { StoreError, errorMessage, isHoopError } from '../errors.js';
+import { normalizeEventFilter, normalizeSessionFilter } from './filters.js';
+import { POSTGRES_MIGRATIONS, pendingMigrations } from './migrations.js';
+import { redactSecret, redactUrl } from './redact.js';
+import { sessionSummaryOf, type SessionRow } from './sessions.js';
+import type { EventFilter, SessionFilter, SessionSummary, Store } from './store.js';
+
+/** Advisory lock keys: arbitrary constants that name hoop's audit chain head and its migrations. */
+const CHAIN_LOCK = 0x686f6f70_0001n; // "hoop" 1
+const MIGRATION_LOCK = 0x686f6f70_0002n; // "hoop" 2
+
+const EVENT_COLUMNS = 'seq, id, time, type, actor, source, connection, session_id, data, prev_hash, hash';
+
+const SESSION_SELECT = `
+  SELECT s.session_id AS id, s.connection, s.actor, s.source, s.data, s.time AS started_at,
+         e.time AS ended_at, e.data AS end_data,
+         (SELECT count(*) FROM events q WHERE q.session_id = s.session_id AND q.type = 'query.start')::int AS statements
+    FROM events s
+    LEFT JOIN events e ON e.seq = (SELECT min(x.seq) FROM events x WHERE x.session_id = s.session_id AND x.type = 'session.end')
+   WHERE s.type = 'session.start'`;
+
+export interface PostgresStoreOptions {
+  /** Pool size; appends serialise on the chain lock, so a few connections are enough. */
+  max?: number;
+  connectTimeoutMs?: number;
+}
+
+export class PostgresStore implements Store {
+  private readonly pool: pg.Pool;
+  private readonly label: string;
+  private readonly password: string | null;
+  private closed = false;
+
+  constructor(url: string, options: PostgresStoreOptions = {}) {
+    this.label = redactUrl(url);
+    this.password = passwordOf(url);
+    this.pool = new pg.Pool({
+      connectionString: url,
+      max: options.max ?? 5,
+      connectionTimeoutMillis: options.connectTimeoutMs ?? 10_000,
+      application_name: 'hoop-store',
+    });
+    // An idle client whose server went away emits here; without a listener the process dies.
+    // The pool drops that client; the next query opens a new one or rejects with StoreError.
+    this.pool.on('error', () => {});
+  }
+
+  async migrate(): Promise<void> {
+    await this.transaction('migrate', async (c) => {
+      await c.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK.toString()]);
+      await c.query('CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())');
+      const { rows } = await c.query<{ version: number }>('SELECT version FROM schema_migrations');
+      for (const m of pendingMigrations(POSTGRES_MIGRATIONS, rows.map((r) => r.version), 'PostgreSQL')) {
+        for (const sql of m.statements) await c.query(sql);
+        await c.query('INSERT INTO schema_migrations (version, name) VALUES ($1, $2)', [m.version, m.name]);
+      }
+    });
+  }
+
+  async appendEvents(events: UnsealedEvent[]): Promise<AuditEvent[]> {
+    if (events.length === 0) return [];
+    return this.transaction('append audit events', async (c) => {
+      await c.query(
+        `SELECT pg_advisory_xact_lock($1),
+                CASE WHEN current_setting('synchronous_commit') = 'off' THEN set_config('synchronous_commit', 'on', true) END`,
+        [CHAIN_LOCK.toString()],
+      );
+      const { rows } = await c.query<{ seq: string; hash: string }>('SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1');
+      let seq = rows[0] ? Number(rows[0].seq) : 0;
+      let prev = rows[0]?.hash ?? GENESIS_HASH;
+      const sealed = events.map((e) => {
+        const s = sealEvent(e, ++seq, prev);
+        prev = s.hash;
+        return s;
+      });
+      await insertEvents(c, sealed);
+      return sealed;
+    });
+  }
+
+  async head(): Promise<{ seq: number; hash: string } | null> {
+    const rows = await this.query<{ seq: string; hash: string }>('read the chain head', 'SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1', []);
+    return rows[0] ? { seq: Number(rows[0].seq), hash: rows[0].hash } : null;
+  }
+
+  async readEvents(filter: EventFilter): Promise<AuditEvent[]> {
+    const f = normalizeEventFilter(filter);
+    const rows = await this.query<PgEventRow>(
+      'read audit events',
+      `SELECT ${EVENT_COLUMNS} FROM events
+        WHERE seq > $1 AND ($2::timestamptz IS NULL OR time >= $2) AND ($3::timestamptz IS NULL OR time < $3)
+        ORDER BY seq LIMIT $4`,
+      [f.afterSeq, f.since, f.until, f.limit],
+    );
+    return rows.map(fromRow);
+  }
+
+  async listSessions(filter: SessionFilter): Promise<SessionSummary[]> {
+    const f = normalizeSessionFilter(filter);
+    const where: string[] = [];
+    const params: unknown[] = [];
+    const add = (clause: (n: string) => string, value: unknown): void => {
+      params.push(value);
+      where.push(clause(`$${params.length}`));
+    };
+    if (f.subject !== null) add((p) => `(s.actor ->> 'subject') = ${p}`, f.subject);
+    if (f.connection !== null) add((p) => `s.connection = ${p}`, f.connection);
+    if (f.since !== null) add((p) => `s.time >= ${p}`, f.since);
+    if (f.until !== null) add((p) => `s.time < ${p}`, f.until);
+    params.push(f.limit);
+    const sql = `${SESSION_SELECT}${where.map((w) => ` AND ${w}`).join('')} ORDER BY s.time DESC, s.seq DESC LIMIT $${params.length}`;
+    const rows = await this.query<PgSessionRow>('list sessions', sql, params);
+    return rows.map((r) => sessionSummaryOf(toSessionRow(r)));
+  }
+
+  async getSession(id: string): Promise<{ session: SessionSummary; events: AuditEvent[] } | null> {
+    const rows = await this.query<PgSessionRow>('read a session', `${SESSION_SELECT} AND s.session_id = $1 ORDER BY s.seq LIMIT 1`, [id]);
+    if (!rows[0]) return null;
+    const events = await this.query<PgEventRow>('read a session', `SELECT ${EVENT_COLUMNS} FROM events WHERE session_id = $1 ORDER BY seq`, [id]);
+    return { session: sessionSummaryOf(toSessionRow(rows[0])), events: events.map(fromRow) };
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.pool.end();
+  }
+
+  private async query<R extends pg.QueryResultRow>(action: string, sql: string, params: unknown[]): Promise<R[]> {
+    this.assertOpen(action);
+    try {
+      return (await this.pool.query<R>(sql, params)).rows;
+    } catch (err) {
+      throw this.storeError(action, err);
+    }
+  }
+
+  /** BEGIN … COMMIT on one pooled connection; any failure rolls back and becomes a StoreError. */
+  private async transaction<T>(action: string, work: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+    this.assertOpen(action);
+    let client: pg.PoolClient;
+    try {
+      client = await this.pool.connect();
+    } catch (err) {
+      throw this.storeError(action, err);
+    }
+    let broken: Error | undefined;
+    try {
+      await client.query('BEGIN');
+      const result = await work(client);
+      await client.query('COMMIT');
+      return result;
+    } catch (err) {
+      try {
+        await client.query('ROLLBACK');
+      } catch (rollbackErr) {
+        broken = rollbackErr as Error; // the connection is unusable: do not return it to the pool
+      }
+      throw this.storeError(action, err);
+    } finally {
+      client.release(broken);
+    }
+  }
+
+  private assertOpen(action: string): void {
+    if (this.closed) throw new StoreError(`cannot ${action}: the PostgreSQL store ${this.label} is closed`);
+  }
+
+  private storeError(action: string, err: unknown): StoreError {
+    if (isHoopError(err) && err instanceof StoreError) return err;
+    const code = (err as { code?: unknown }).code;
+    const detail = redactSecret(errorMessage(err) || String(code ?? 'unknown error'), this.password);
+    return new StoreError(`cannot ${action} in PostgreSQL store ${this.label}: ${detail}`, {
+      cause: err,
+      hint: typeof code === 'string' && /^E(CONNREFUSED|HOSTUNREACH|NOTFOUND|TIMEDOUT)$/.test(code) ? 'check that the database server is running and reachable' : undefined,
+    });
+  }
+}
+
+async function insertEvents(c: pg.PoolClient, events: AuditEvent[]): Promise<void> {
+  // One statement per batch whatever its size: columns travel as arrays and unnest pairs them up.
+  const col = <T>(pick: (e: AuditEvent) => T): T[] => events.map(pick);
+  const json = (v: unknown): string | null => (v === null ? null : JSON.stringify(v));
+  await c.query(
+    `INSERT INTO events (${EVENT_COLUMNS})
+     SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::timestamptz[], $4::text[], $5::json[], $6::json[],
+                          $7::text[], $8::text[], $9::json[], $10::text[], $11::text[])`,
+    [
+      col((e) => e.seq),
+      col((e) => e.id),
+      col((e) => e.time),
+      col((e) => e.type),
+      col((e) => json(e.actor)),
+      col((e) => json(e.source)),
+      col((e) => e.connection),
+      col((e) => e.session_id),
+      col((e) => JSON.stringify(e.data)),
+      col((e) => e.prev_hash),
+      col((e) => e.hash),
+    ],
+  );
+}
+
+interface PgEventRow {
+  seq: string;
+  id: string;
+  time: Date;
+  type: string;
+  actor: AuditEvent['actor'];
+  source: AuditEvent['source'];
+  connection: string | null;
+  session_id: string | null;
+  data: Record<string, unknown>;
+  prev_hash: string;
+  hash: string;
+}
+
+function fromRow(r: PgEventRow): AuditEvent {
+  return {
+    seq: Number(r.seq),
+    id: r.id,
+    time: r.time.toISOString(),
+    type: r.type as AuditEvent['type'],
+    actor: r.actor,
+    source: r.source,
+    connection: r.connection,
+    session_id: r.session_id,
+    data: r.data,
+    prev_hash: r.prev_hash,
+    hash: r.hash,
+  };
+}
+
+interface PgSessionRow extends Omit<SessionRow, 'started_at' | 'ended_at'> {
+  started_at: Date;
+  ended_at: Date | null;
+}
+
+function toSessionRow(r: PgSessionRow): SessionRow {
+  return { ...r, started_at: r.started_at.toISOString(), ended_at: r.ended_at?.toISOString() ?? null };
+}
+
+function passwordOf(url: string): string | null {
+  try {
+    const p = new URL(url).password;
+    return p ? decodeURIComponent(p) : null;
+  } catch {
+    return null;
+  }
+}

@@ -1,0 +1,250 @@
+/**
+ * The one behavioural suite every Store implementation must pass. A backend's test file calls
+ * `storeSuite()` with a harness that opens fresh, migrated stores on its own database.
+ */
+import { randomUUID } from 'node:crypto';
+import { afterEach, describe, expect, test } from 'vitest';
+import { GENESIS_HASH, verifyChain } from '../../src/audit/chain.js';
+import type { Actor, AuditEventType, UnsealedEvent } from '../../src/audit/event.js';
+import { verifyStore } from '../../src/audit/verify.js';
+import { StoreError, UsageError } from '../../src/errors.js';
+import type { Store } from '../../src/store/store.js';
+
+export interface StoreHarness {
+  /** A fresh, migrated, empty store on a database of its own. */
+  fresh(): Promise<Store>;
+  /** Another Store instance on the same database as `store` (a second gateway replica). */
+  another(store: Store): Promise<Store>;
+  /** Runs raw SQL on `store`'s database, bypassing the Store interface (to play the attacker). */
+  sql(store: Store, statement: string): Promise<void>;
+  dialect: 'sqlite' | 'postgres';
+}
+
+const alice: Actor = { subject: 'alice', email: 'alice@bank.example', groups: ['analysts'], auth_method: 'api_key' };
+const bob: Actor = { subject: 'bob', email: null, groups: ['dba', 'ops'], auth_method: 'oidc' };
+
+let clock = Date.UTC(2026, 0, 1, 9, 0, 0);
+function at(iso?: string): string {
+  return iso ?? new Date((clock += 1000)).toISOString();
+}
+
+export function event(over: Partial<UnsealedEvent> & { type?: AuditEventType } = {}): UnsealedEvent {
+  return {
+    id: randomUUID(),
+    time: at(),
+    type: 'config.loaded',
+    actor: alice,
+    source: { address: '127.0.0.1', application: 'psql' },
+    connection: 'bank',
+    session_id: null,
+    data: { n: 1 },
+    ...over,
+  };
+}
+
+export function storeSuite(h: StoreHarness): void {
+  const open: Store[] = [];
+  const fresh = async (): Promise<Store> => {
+    const s = await h.fresh();
+    open.push(s);
+    return s;
+  };
+  const another = async (s: Store): Promise<Store> => {
+    const t = await h.another(s);
+    open.push(t);
+    return t;
+  };
+  afterEach(async () => {
+    await Promise.all(open.splice(0).map((s) => s.close()));
+  });
+
+  describe('audit events', () => {
+    test('append seals at the head and reads back exactly what it returned', async () => {
+      const store = await fresh();
+      expect(await store.head()).toBeNull();
+      const first = await store.appendEvents([event(), event({ actor: null, source: null, connection: null })]);
+      const second = await store.appendEvents([event({ type: 'auth.failed', data: { reason: 'bad key' } })]);
+      expect(first.map((e) => e.seq)).toEqual([1, 2]);
+      expect(first[0]!.prev_hash).toBe(GENESIS_HASH);
+      expect(first[1]!.prev_hash).toBe(first[0]!.hash);
+      expect(second[0]!.seq).toBe(3);
+      expect(second[0]!.prev_hash).toBe(first[1]!.hash);
+      const read = await store.readEvents({});
+      expect(read).toEqual([...first, ...second]);
+      expect(verifyChain(read)).toEqual({ ok: true });
+      expect(await store.head()).toEqual({ seq: 3, hash: second[0]!.hash });
+    });
+
+    test('an empty batch writes nothing', async () => {
+      const store = await fresh();
+      expect(await store.appendEvents([])).toEqual([]);
+      expect(await store.head()).toBeNull();
+    });
+
+    test('awkward values round-trip without breaking the hash', async () => {
+      const store = await fresh();
+      const data = {
+        statement: "select 'é中文😀', E'\\\\x00'",
+        nul: 'a\u0000b',
+        quote: 'he said "hi" \\ back',
+        big: 9007199254740991,
+        small: -1.5e-300,
+        empty: {},
+        list: [],
+        nested: { z: [null, true, { y: 'x' }], a: 0 },
+        rows: [['1', null], ['\\x00ff', 'tab\there']],
+      };
+      await store.appendEvents([event({ data, actor: { ...bob, email: undefined } as Actor })]);
+      const [e] = await store.readEvents({});
+      expect(e!.data).toEqual(data);
+      expect(verifyChain([e!])).toEqual({ ok: true });
+    });
+
+    test('a batch with an event that cannot be sealed writes none of it', async () => {
+      const store = await fresh();
+      await store.appendEvents([event()]);
+      const bad = event({ data: { n: Number.NaN } });
+      await expect(store.appendEvents([event(), bad])).rejects.toBeInstanceOf(StoreError);
+      expect((await store.head())!.seq).toBe(1);
+      expect((await store.appendEvents([event()]))[0]!.seq).toBe(2);
+    });
+
+    test('500 concurrent appends keep one linear chain', async () => {
+      const store = await fresh();
+      const results = await Promise.all(Array.from({ length: 500 }, (_, i) => store.appendEvents([event({ data: { i } })])));
+      const read = await store.readEvents({});
+      expect(read).toHaveLength(500);
+      expect(read.map((e) => e.seq)).toEqual(Array.from({ length: 500 }, (_, i) => i + 1));
+      expect(verifyChain(read)).toEqual({ ok: true });
+      for (const [sealed] of results) expect(read[sealed!.seq - 1]).toEqual(sealed);
+      expect(new Set(read.map((e) => (e.data as { i: number }).i)).size).toBe(500);
+    });
+
+    test('two store instances on one database (two replicas) appending concurrently keep one chain', async () => {
+      const a = await fresh();
+      const b = await another(a);
+      const work = (s: Store, who: string) =>
+        Array.from({ length: 150 }, (_, i) => s.appendEvents(Array.from({ length: 1 + (i % 3) }, () => event({ data: { who, i } }))));
+      await Promise.all([...work(a, 'a'), ...work(b, 'b')]);
+      const read = await b.readEvents({});
+      expect(read).toHaveLength(2 * (50 * 1 + 50 * 2 + 50 * 3));
+      expect(verifyChain(read)).toEqual({ ok: true });
+      expect(new Set(read.map((e) => (e.data as { who: string }).who))).toEqual(new Set(['a', 'b']));
+      expect(await a.head()).toEqual(await b.head());
+      expect(await verifyStore(a, { pageSize: 97 })).toMatchObject({ ok: true, events: read.length, last_seq: read.length });
+    });
+
+    test('read filters: afterSeq, limit, since (inclusive) and until (exclusive)', async () => {
+      const store = await fresh();
+      const times = ['2026-03-01T10:00:00.000Z', '2026-03-01T11:00:00.000Z', '2026-03-01T12:00:00.000Z', '2026-03-01T13:00:00.000Z'];
+      await store.appendEvents(times.map((t) => event({ time: t })));
+      const seqs = async (f: Parameters<Store['readEvents']>[0]) => (await store.readEvents(f)).map((e) => e.seq);
+      expect(await seqs({ afterSeq: 2 })).toEqual([3, 4]);
+      expect(await seqs({ limit: 2 })).toEqual([1, 2]);
+      expect(await seqs({ afterSeq: 1, limit: 2 })).toEqual([2, 3]);
+      expect(await seqs({ since: '2026-03-01T11:00:00Z' })).toEqual([2, 3, 4]);
+      expect(await seqs({ until: '2026-03-01T12:00:00.000Z' })).toEqual([1, 2]);
+      expect(await seqs({ since: '2026-03-01T11:30:00+01:00', until: '2026-03-01T12:00:00.001Z' })).toEqual([2, 3]);
+      expect(await seqs({ limit: 0 })).toEqual([]);
+      await expect(store.readEvents({ since: 'yesterday-ish' })).rejects.toBeInstanceOf(UsageError);
+    });
+
+    test('migrate is idempotent and keeps the chain', async () => {
+      const store = await fresh();
+      const [e1] = await store.appendEvents([event()]);
+      await store.migrate();
+      await store.migrate();
+      const [e2] = await store.appendEvents([event()]);
+      expect(e2!.prev_hash).toBe(e1!.hash);
+      expect(verifyChain(await store.readEvents({}))).toEqual({ ok: true });
+    });
+
+    test('events are append-only in the database, and a forced edit is caught by verification', async () => {
+      const store = await fresh();
+      await store.appendEvents([event(), event({ data: { statement: 'select balance from accounts' } }), event()]);
+      await expect(h.sql(store, `UPDATE events SET connection = 'other' WHERE seq = 2`)).rejects.toThrow(/append-only/);
+      await expect(h.sql(store, 'DELETE FROM events WHERE seq = 3')).rejects.toThrow(/append-only/);
+      // An administrator can remove the guard; the chain still shows what changed.
+      if (h.dialect === 'sqlite') await h.sql(store, 'DROP TRIGGER events_no_update');
+      else await h.sql(store, 'ALTER TABLE events DISABLE TRIGGER events_append_only');
+      await h.sql(store, `UPDATE events SET connection = 'other' WHERE seq = 2`);
+      expect(await verifyStore(store)).toMatchObject({ ok: false, failure: { seq: 2, reason: expect.stringMatching(/hash mismatch/) } });
+    });
+
+    test('a closed store rejects with StoreError', async () => {
+      const store = await fresh();
+      await store.close();
+      await expect(store.appendEvents([event()])).rejects.toBeInstanceOf(StoreError);
+      await expect(store.readEvents({})).rejects.toBeInstanceOf(StoreError);
+    });
+  });
+
+  describe('sessions', () => {
+    async function recordSessions(store: Store) {
+      const s1 = randomUUID();
+      const s2 = randomUUID();
+      const s3 = randomUUID();
+      const src = { address: '10.1.2.3', application: null };
+      await store.appendEvents([
+        event({ type: 'session.start', session_id: s1, actor: alice, source: src, time: '2026-02-01T09:00:00.000Z', data: { application: 'psql', database: 'bank' } }),
+        event({ type: 'query.start', session_id: s1, time: '2026-02-01T09:00:01.000Z', data: { query_id: 'q1', statement: 'select 1' } }),
+        event({ type: 'session.start', session_id: s2, actor: bob, connection: 'ledger', source: { address: '10.9.9.9', application: 'pgbench' }, time: '2026-02-02T09:00:00.000Z', data: { database: 'ledger' } }),
+        event({ type: 'query.end', session_id: s1, time: '2026-02-01T09:00:02.000Z', data: { query_id: 'q1', outcome: 'ok' } }),
+        event({ type: 'query.start', session_id: s1, time: '2026-02-01T09:00:03.000Z', data: { query_id: 'q2', statement: 'select 2' } }),
+        event({ type: 'query.start', session_id: s2, time: '2026-02-02T09:00:01.000Z', data: { query_id: 'q3', statement: 'select 3' } }),
+        event({ type: 'session.end', session_id: s1, time: '2026-02-01T09:10:00.000Z', data: { reason: 'client closed', error: null } }),
+        event({ type: 'session.start', session_id: s3, actor: alice, time: '2026-02-03T09:00:00.000Z', data: { application: 'DBeaver', database: 'bank' } }),
+        event({ type: 'config.loaded', session_id: null, data: {} }),
+      ]);
+      return { s1, s2, s3 };
+    }
+
+    test('list derives summaries from session.start, session.end and query.start, newest first', async () => {
+      const store = await fresh();
+      const { s1, s2, s3 } = await recordSessions(store);
+      const list = await store.listSessions({});
+      expect(list.map((s) => s.id)).toEqual([s3, s2, s1]);
+      expect(list[2]).toEqual({
+        id: s1,
+        connection: 'bank',
+        subject: 'alice',
+        email: 'alice@bank.example',
+        groups: ['analysts'],
+        source_address: '10.1.2.3',
+        client_application: 'psql',
+        started_at: '2026-02-01T09:00:00.000Z',
+        ended_at: '2026-02-01T09:10:00.000Z',
+        statements: 2,
+        end_reason: 'client closed',
+      });
+      expect(list[1]).toMatchObject({ id: s2, subject: 'bob', email: null, groups: ['dba', 'ops'], connection: 'ledger', client_application: 'pgbench', statements: 1, ended_at: null, end_reason: null });
+      expect(list[0]).toMatchObject({ id: s3, client_application: 'DBeaver', statements: 0 });
+    });
+
+    test('list filters by subject, connection, since, until and limit', async () => {
+      const store = await fresh();
+      const { s1, s2, s3 } = await recordSessions(store);
+      const ids = async (f: Parameters<Store['listSessions']>[0]) => (await store.listSessions(f)).map((s) => s.id);
+      expect(await ids({ subject: 'alice' })).toEqual([s3, s1]);
+      expect(await ids({ subject: 'nobody' })).toEqual([]);
+      expect(await ids({ connection: 'ledger' })).toEqual([s2]);
+      expect(await ids({ since: '2026-02-02T09:00:00Z' })).toEqual([s3, s2]);
+      expect(await ids({ until: '2026-02-02T09:00:00Z' })).toEqual([s1]);
+      expect(await ids({ subject: 'alice', since: '2026-02-01T00:00:00Z', until: '2026-02-03T00:00:00Z' })).toEqual([s1]);
+      expect(await ids({ limit: 2 })).toEqual([s3, s2]);
+      await expect(store.listSessions({ until: 'not a time' })).rejects.toBeInstanceOf(UsageError);
+    });
+
+    test('show returns the summary and only that session\'s events in seq order', async () => {
+      const store = await fresh();
+      const { s1 } = await recordSessions(store);
+      const got = await store.getSession(s1);
+      expect(got!.session).toMatchObject({ id: s1, statements: 2, end_reason: 'client closed' });
+      expect(got!.events.map((e) => e.type)).toEqual(['session.start', 'query.start', 'query.end', 'query.start', 'session.end']);
+      expect(got!.events.every((e) => e.session_id === s1)).toBe(true);
+      const seqs = got!.events.map((e) => e.seq);
+      expect(seqs).toEqual([...seqs].sort((x, y) => x - y));
+      expect(await store.getSession(randomUUID())).toBeNull();
+    });
+  });
+}
