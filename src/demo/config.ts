@@ -1,0 +1,70 @@
+/**
+ * The demo's identities, access rules and gateway config. The config is written out as a real
+ * hoop.yaml in the data dir and loaded through `loadConfig`, the same path as
+ * `hoop gateway --config`, so the demo cannot drift from what a deployment accepts.
+ *
+ * Access in the demo:
+ *   alice  group analysts  may connect to `bank`
+ *   bob    group dba       may connect to `bank`; role admin
+ *   carol  group audit     role auditor (reads every session); may NOT connect to `bank`
+ */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { apiKeyHash } from '../identity/api-keys.js';
+
+export const DEMO_CONNECTION = 'bank';
+export const DEMO_DATABASE = 'bank';
+export const DEMO_SERVICE_ROLE = 'hoop_svc';
+
+export const DEMO_IDENTITIES = [
+  { name: 'alice', groups: ['analysts'], can: 'may connect to bank' },
+  { name: 'bob', groups: ['dba'], can: 'may connect to bank; admin' },
+  { name: 'carol', groups: ['audit'], can: 'auditor: reads all sessions; may not connect' },
+] as const;
+export type DemoIdentityName = (typeof DEMO_IDENTITIES)[number]['name'];
+
+/** Groups that may use the `bank` connection, and the gateway roles the groups hold. */
+export const DEMO_ACCESS = ['analysts', 'dba'];
+export const DEMO_ROLES = { admin: ['dba'], auditor: ['audit'] };
+
+export interface DemoConfigInput {
+  /** Gateway port on 127.0.0.1 (0: any). */
+  port: number;
+  /** Port of the throwaway PostgreSQL on 127.0.0.1. */
+  upstreamPort: number;
+  /** `hoop_svc`'s password; written to a 0600 file, referenced as `${file:...}`. */
+  dbPassword: string;
+  /** Plaintext API keys; only their SHA-256 goes into the config. */
+  keys: Record<DemoIdentityName, string>;
+}
+
+/** Writes `hoop.yaml` and `bank-db.password` into `dataDir`; returns the config's path. */
+export function writeDemoConfig(dataDir: string, c: DemoConfigInput): string {
+  const passwordFile = 'bank-db.password';
+  writeFileSync(join(dataDir, passwordFile), `${c.dbPassword}\n`, { mode: 0o600 });
+  const q = (s: string) => JSON.stringify(s); // a JSON string is a valid YAML double-quoted scalar
+  const list = (items: readonly string[]) => `[${items.map(q).join(', ')}]`;
+  const yaml = [
+    '# Written by `hoop demo`: the configuration of the demo gateway. Every key is described in',
+    '# docs/configuration.md. Relative paths resolve against this file\'s directory.',
+    `listen: ${q(`127.0.0.1:${c.port}`)}`,
+    'store: "sqlite:hoop.db"',
+    'identity:',
+    '  api_keys:                     # only the SHA-256 of each key is configured',
+    ...DEMO_IDENTITIES.map((i) => `    - {name: ${i.name}, sha256: ${apiKeyHash(c.keys[i.name])}, groups: ${list(i.groups)}}`),
+    `roles: {admin: ${list(DEMO_ROLES.admin)}, auditor: ${list(DEMO_ROLES.auditor)}}`,
+    'connections:',
+    `  - name: ${DEMO_CONNECTION}`,
+    '    type: postgres',
+    `    upstream: {host: 127.0.0.1, port: ${c.upstreamPort}, database: ${DEMO_DATABASE}, user: ${DEMO_SERVICE_ROLE},`,
+    `               password: ${q(`\${file:${passwordFile}}`)}, sslmode: disable}`,
+    `    access: ${list(DEMO_ACCESS)}`,
+    'audit:',
+    '  payload_limit: 1MiB',
+    '  signing_key: signing.key',
+    '',
+  ].join('\n');
+  const file = join(dataDir, 'hoop.yaml');
+  writeFileSync(file, yaml, { mode: 0o600 });
+  return file;
+}
