@@ -31,6 +31,8 @@ export interface DemoIdpOptions {
   users?: DemoUser[];
   /** Access token lifetime in seconds (default 900). */
   accessTokenTtl?: number;
+  /** How long a device code waits for the user, in seconds (default 600). */
+  deviceCodeTtl?: number;
   /** Refresh token lifetime in seconds (default 14 days). */
   refreshTokenTtl?: number;
   /** The `aud` of access tokens; the gateway's `identity.oidc.audience` (default `hoop`). */
@@ -124,6 +126,7 @@ export async function startDemoIdp(options: DemoIdpOptions = {}): Promise<DemoId
 
   const byName = new Map(users.map((u) => [u.username, u]));
   const provider = new Provider(issuer, {
+    adapter: memoryAdapter(),
     clients: [
       {
         client_id: clientId,
@@ -223,7 +226,7 @@ export async function startDemoIdp(options: DemoIdpOptions = {}): Promise<DemoId
     ttl: {
       AccessToken: () => accessTokenTtl,
       ClientCredentials: () => accessTokenTtl,
-      DeviceCode: () => 600,
+      DeviceCode: () => options.deviceCodeTtl ?? 600,
       IdToken: () => 3600,
       RefreshToken: () => refreshTokenTtl,
       Interaction: () => 600,
@@ -268,6 +271,66 @@ export async function startDemoIdp(options: DemoIdpOptions = {}): Promise<DemoId
         server.close(() => resolve());
         server.closeAllConnections();
       }),
+  };
+}
+
+type Payload = Record<string, unknown> & { grantId?: string; userCode?: string; uid?: string; consumed?: number };
+
+/**
+ * oidc-provider's storage, in memory and private to one provider (its built-in development
+ * adapter is process-wide, which would mix two providers started by the same test run).
+ */
+function memoryAdapter(): new (model: string) => object {
+  const items = new Map<string, { payload: Payload; expiresAt: number }>();
+  const index = new Map<string, string>(); // userCode / uid -> id
+  const grants = new Map<string, Set<string>>(); // grantId -> keys
+  const live = (key: string): Payload | undefined => {
+    const item = items.get(key);
+    if (!item) return undefined;
+    if (item.expiresAt <= Date.now()) {
+      items.delete(key);
+      return undefined;
+    }
+    return item.payload;
+  };
+  return class MemoryAdapter {
+    constructor(private readonly model: string) {}
+    key(id: string): string {
+      return `${this.model}:${id}`;
+    }
+    async upsert(id: string, payload: Payload, expiresIn?: number): Promise<void> {
+      const key = this.key(id);
+      items.set(key, { payload, expiresAt: expiresIn ? Date.now() + expiresIn * 1000 : Infinity });
+      if (payload.userCode) index.set(`${this.model}:userCode:${payload.userCode}`, id);
+      if (payload.uid) index.set(`${this.model}:uid:${payload.uid}`, id);
+      if (payload.grantId) {
+        const set = grants.get(payload.grantId) ?? new Set<string>();
+        set.add(key);
+        grants.set(payload.grantId, set);
+      }
+    }
+    async find(id: string): Promise<Payload | undefined> {
+      return live(this.key(id));
+    }
+    async findByUserCode(userCode: string): Promise<Payload | undefined> {
+      const id = index.get(`${this.model}:userCode:${userCode}`);
+      return id ? live(this.key(id)) : undefined;
+    }
+    async findByUid(uid: string): Promise<Payload | undefined> {
+      const id = index.get(`${this.model}:uid:${uid}`);
+      return id ? live(this.key(id)) : undefined;
+    }
+    async consume(id: string): Promise<void> {
+      const payload = live(this.key(id));
+      if (payload) payload.consumed = Math.floor(Date.now() / 1000);
+    }
+    async destroy(id: string): Promise<void> {
+      items.delete(this.key(id));
+    }
+    async revokeByGrantId(grantId: string): Promise<void> {
+      for (const key of grants.get(grantId) ?? []) items.delete(key);
+      grants.delete(grantId);
+    }
   };
 }
 
