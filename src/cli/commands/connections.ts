@@ -1,0 +1,41 @@
+/** `hoop connections`: what this identity may connect to, and on what terms. */
+import type { ConnectionInfo } from '../../client/api.js';
+import { defineCommand, type CommandGroup } from '../command.js';
+import type { CommandContext } from '../context.js';
+import { printJson, printTable } from '../output.js';
+
+export const connectionsCommand = defineCommand({
+  name: 'connections',
+  summary: 'List the connections this identity may use',
+  description:
+    'List the gateway\'s connections: type, database, whether you may connect (and which groups may),\nand whether statements need approval.',
+  examples: ['hoop connections', 'hoop connections --json | jq -r \'.[] | select(.allowed) | .name\''],
+  async run(ctx) {
+    const list = await ctx.api().connections();
+    if (ctx.globals.json) return printJson(ctx.io, list);
+    renderConnections(ctx, list);
+  },
+});
+
+export function renderConnections(ctx: CommandContext, list: ConnectionInfo[]): void {
+  const { io } = ctx;
+  if (list.length === 0) {
+    io.info(`No connections on ${ctx.gateway()} for this identity.`);
+    return;
+  }
+  const cs = io.out;
+  printTable(
+    io,
+    ['NAME', 'TYPE', 'DATABASE', 'ACCESS', 'GROUPS', 'APPROVAL'],
+    list.map((c) => [
+      { text: c.name, style: cs.bold },
+      c.type,
+      c.database,
+      c.allowed ? { text: 'allowed', style: cs.green } : { text: 'denied', style: cs.red },
+      c.access.join(','),
+      c.requires_approval ? { text: 'required', style: cs.yellow } : 'no',
+    ]),
+  );
+}
+
+export const commands: CommandGroup['commands'] = [connectionsCommand];

@@ -1,0 +1,210 @@
+/** `hoop sessions` and `hoop sessions show <id>`: the recorded sessions, and one session's statements. */
+import type { AuditEvent } from '../../audit/event.js';
+import type { SessionDetail } from '../../client/api.js';
+import { UsageError } from '../../errors.js';
+import type { SessionSummary } from '../../store/store.js';
+import { arg, defineCommand, opt, type CommandGroup } from '../command.js';
+import type { CommandContext } from '../context.js';
+import type { ColorScheme, IOStreams } from '../iostreams.js';
+import { printJson, printTable, sanitize } from '../output.js';
+import { formatDuration, formatRelative, formatTimestamp, parseTimeArg } from '../time.js';
+
+const DEFAULT_LIMIT = 50;
+
+function parseLimit(raw: string): number {
+  const n = Number(raw);
+  if (!/^\d+$/.test(raw) || n < 1 || n > 10_000) throw new UsageError(`invalid --limit '${raw}': expected a whole number from 1 to 10000`);
+  return n;
+}
+
+export const sessionsShowCommand = defineCommand({
+  name: 'show',
+  summary: 'Show one session: each statement with timing, outcome, rows and returned data',
+  args: [arg('id', 'session id (from `hoop sessions`)')],
+  options: {
+    rows: opt.parsed('--rows <n>', 'rows of returned data to show per statement', parseRows, 5),
+  },
+  examples: ['hoop sessions show 0193a5c2-7c1e-7a10-9f1e-2b1c3d4e5f60', 'hoop sessions show <id> --json | jq \'.events[] | select(.type == "query.start") | .data.statement\''],
+  async run(ctx, { args, options }) {
+    const detail = await ctx.api().session(args.id as string);
+    if (ctx.globals.json) return printJson(ctx.io, detail);
+    renderSession(ctx.io, detail, { rows: options.rows });
+  },
+});
+
+function parseRows(raw: string): number {
+  const n = Number(raw);
+  if (!/^\d+$/.test(raw) || n > 1_000) throw new UsageError(`invalid --rows '${raw}': expected a whole number from 0 to 1000`);
+  return n;
+}
+
+export const sessionsCommand = defineCommand({
+  name: 'sessions',
+  summary: 'List recorded sessions',
+  description: 'List recorded sessions, newest first. Times accept RFC 3339 (2026-11-28T09:00:00Z, 2026-11-28)\nor a span back from now (30m, 2h, 7d).',
+  options: {
+    user: opt.text('--user <user>', 'only sessions of this subject or email'),
+    connection: opt.text('--connection <name>', 'only sessions on this connection', { complete: 'connections' }),
+    since: opt.text('--since <time>', 'sessions started at or after this time'),
+    until: opt.text('--until <time>', 'sessions started before this time'),
+    limit: opt.parsed('--limit <n>', 'show at most this many sessions', parseLimit, DEFAULT_LIMIT),
+  },
+  examples: ['hoop sessions --since 2h', 'hoop sessions --user alice@bank.example --connection bank --since 7d', 'hoop sessions --since 2026-11-01 --until 2026-12-01 --json'],
+  subcommands: [sessionsShowCommand],
+  async run(ctx, { options }) {
+    const now = ctx.now();
+    const since = options.since === undefined ? undefined : parseTimeArg(options.since, '--since', now);
+    const until = options.until === undefined ? undefined : parseTimeArg(options.until, '--until', now);
+    if (since && until && since >= until) throw new UsageError(`--since (${since}) must be before --until (${until})`);
+    const list = (await ctx.api().sessions({ user: options.user, connection: options.connection, since, until, limit: options.limit }))
+      // The gateway may not honour every filter or the limit; the CLI's contract does not change.
+      .slice(0, options.limit);
+    if (ctx.globals.json) return printJson(ctx.io, list);
+    renderSessionList(ctx, list, options.limit);
+  },
+});
+
+function renderSessionList(ctx: CommandContext, list: SessionSummary[], limit: number): void {
+  const { io } = ctx;
+  if (list.length === 0) {
+    io.info('No sessions match.');
+    return;
+  }
+  const cs = io.out;
+  const now = ctx.now();
+  const tty = io.isStdoutTTY;
+  printTable(
+    io,
+    ['ID', 'USER', 'CONNECTION', 'STARTED', 'DURATION', 'STATEMENTS', 'CLIENT', 'END'],
+    list.map((s) => [
+      { text: s.id, style: cs.cyan },
+      s.email ?? s.subject,
+      s.connection,
+      tty ? formatRelative(s.started_at, now) : s.started_at,
+      s.ended_at ? formatDuration(Date.parse(s.ended_at) - Date.parse(s.started_at)) : { text: 'active', style: cs.green },
+      String(s.statements),
+      [s.client_application, s.source_address].filter(Boolean).join(' @ '),
+      s.end_reason ?? '',
+    ]),
+  );
+  if (list.length >= limit) io.info(io.err.dim(`Showing the first ${limit}; narrow with --since/--user/--connection or raise --limit.`));
+}
+
+interface Statement {
+  start: AuditEvent;
+  end: AuditEvent | null;
+}
+
+/** Pairs each query.start with its query.end by query_id; a start without an end is shown as such. */
+export function statementsOf(events: AuditEvent[]): Statement[] {
+  const byId = new Map<string, Statement>();
+  const out: Statement[] = [];
+  for (const e of events) {
+    const id = String(e.data.query_id ?? '');
+    if (e.type === 'query.start') {
+      const s = { start: e, end: null };
+      byId.set(id, s);
+      out.push(s);
+    } else if (e.type === 'query.end') {
+      const s = byId.get(id);
+      if (s) s.end = e;
+    }
+  }
+  return out;
+}
+
+export function renderSession(io: IOStreams, { session: s, events }: SessionDetail, o: { rows: number }): void {
+  const cs = io.out;
+  const who = `${s.email ?? s.subject}${s.groups.length ? ` (${s.groups.join(', ')})` : ''}`;
+  const lines: string[] = [];
+  lines.push(`${cs.bold('Session')} ${cs.cyan(s.id)}`);
+  lines.push(`${cs.dim('Who:')}        ${sanitize(who)}${s.email && s.subject !== s.email ? cs.dim(`  subject ${sanitize(s.subject)}`) : ''}`);
+  lines.push(`${cs.dim('Connection:')} ${sanitize(s.connection)}`);
+  const from = [s.source_address, s.client_application].filter(Boolean).join(', ');
+  if (from) lines.push(`${cs.dim('From:')}       ${sanitize(from)}`);
+  const ended = s.ended_at
+    ? `${formatTimestamp(s.ended_at)} (${formatDuration(Date.parse(s.ended_at) - Date.parse(s.started_at))}${s.end_reason ? `, ${sanitize(s.end_reason)}` : ''})`
+    : cs.green('still active');
+  lines.push(`${cs.dim('When:')}       ${formatTimestamp(s.started_at)} → ${ended}`);
+  const statements = statementsOf(events);
+  lines.push(`${cs.dim('Statements:')} ${statements.length}`);
+  io.print(lines.join('\n'));
+  statements.forEach((st, i) => renderStatement(io, cs, st, i + 1, o.rows));
+  for (const e of events) {
+    if (e.type === 'protocol.error') io.print(`\n${cs.red('protocol error')} ${formatTimestamp(e.time)}: ${sanitize(String(e.data.message ?? ''))}`);
+  }
+}
+
+function renderStatement(io: IOStreams, cs: ColorScheme, st: Statement, n: number, maxRows: number): void {
+  const start = st.start.data;
+  const end = st.end?.data;
+  const header = [cs.bold(`#${n}`), formatTimestamp(st.start.time)];
+  if (end) {
+    header.push(formatDuration(Number(end.duration_ms)), outcomeText(cs, String(end.outcome)));
+    const rows = Number(end.rows);
+    header.push(`${rows} row${rows === 1 ? '' : 's'}`);
+    const tags = end.command_tags as string[] | undefined;
+    if (tags?.length) header.push(cs.dim(tags.join(', ')));
+  } else {
+    header.push(cs.yellow('no end recorded'));
+  }
+  if (start.protocol === 'extended') header.push(cs.dim('extended'));
+  io.print(`\n${header.join('  ')}`);
+  io.print(indent(String(start.statement ?? '').replace(/\r\n?/g, '\n').replace(/[^\S\n]+$/gm, '').trimEnd()));
+  const params = start.parameters as unknown[] | undefined;
+  if (params?.length) io.print(`  ${cs.dim('parameters:')} ${params.map((p, i) => `$${i + 1} = ${formatParam(p)}`).join(', ')}`);
+  const error = end?.error as { code?: string; message?: string } | null | undefined;
+  if (error) io.print(`  ${cs.red('error:')} ${sanitize(`${error.message ?? ''}${error.code ? ` (${error.code})` : ''}`)}`);
+  const result = end?.result as { columns?: string[]; rows?: (string | null)[][]; truncated?: boolean } | undefined;
+  if (result?.columns?.length && maxRows > 0) renderResult(io, cs, result.columns, result.rows ?? [], Number(end?.rows ?? 0), maxRows, Boolean(result.truncated));
+}
+
+function outcomeText(cs: ColorScheme, outcome: string): string {
+  switch (outcome) {
+    case 'ok':
+      return cs.green('ok');
+    case 'error':
+      return cs.red('error');
+    case 'refused':
+      return cs.red('refused');
+    default:
+      return cs.yellow(outcome);
+  }
+}
+
+function indent(text: string): string {
+  return text
+    .split('\n')
+    .map((l) => `  ${sanitize(l)}`)
+    .join('\n');
+}
+
+function formatParam(p: unknown): string {
+  if (p === null || p === undefined) return 'NULL';
+  if (typeof p === 'string') return sanitize(`'${p.length > 60 ? `${p.slice(0, 59)}…` : p}'`.replace(/\n/g, ' '));
+  return sanitize(JSON.stringify(p));
+}
+
+const CELL_MAX = 32;
+
+/** The first rows of the result, as a small boxed table; wide values are cut, never wrapped. */
+function renderResult(io: IOStreams, cs: ColorScheme, columns: string[], rows: (string | null)[][], total: number, maxRows: number, truncated: boolean): void {
+  const cut = (v: string) => {
+    const s = sanitize(v);
+    return s.length > CELL_MAX ? `${s.slice(0, CELL_MAX - 1)}…` : s;
+  };
+  const shown = rows.slice(0, maxRows).map((r) => columns.map((_, i) => (r[i] === null || r[i] === undefined ? 'NULL' : cut(String(r[i])))));
+  const head = columns.map(cut);
+  const widths = head.map((h, i) => Math.max(h.length, ...shown.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]) => `  │ ${cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join(' │ ')} │`;
+  const rule = (l: string, m: string, r: string) => `  ${l}${widths.map((w) => '─'.repeat(w + 2)).join(m)}${r}`;
+  io.print(cs.dim(rule('┌', '┬', '┐')));
+  io.print(cs.bold(line(head)));
+  io.print(cs.dim(rule('├', '┼', '┤')));
+  for (const r of shown) io.print(line(r));
+  io.print(cs.dim(rule('└', '┴', '┘')));
+  const more = Math.max(total - shown.length, 0);
+  if (more > 0) io.print(cs.dim(`  … ${more} more row${more === 1 ? '' : 's'}${truncated ? ' (recording truncated at the payload limit)' : ''}`));
+}
+
+export const commands: CommandGroup['commands'] = [sessionsCommand];

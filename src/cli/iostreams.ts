@@ -1,0 +1,175 @@
+/**
+ * Where the CLI's bytes go, after gh's `pkg/iostreams`: data on stdout, everything else
+ * (progress, prompts, colour-only decoration, errors) on stderr. Colour only on a terminal and
+ * never with NO_COLOR or --no-color; prompts only when stdin and stdout are terminals and CI is
+ * unset. Commands receive an IOStreams and never touch `process.std*`, so tests can capture
+ * output in memory (`IOStreams.test()`).
+ */
+import { Writable, Readable } from 'node:stream';
+
+export type Env = Readonly<Record<string, string | undefined>>;
+
+/** ANSI styling that degrades to identity functions when colour is off. */
+export interface ColorScheme {
+  readonly enabled: boolean;
+  bold(s: string): string;
+  dim(s: string): string;
+  red(s: string): string;
+  green(s: string): string;
+  yellow(s: string): string;
+  cyan(s: string): string;
+}
+
+function sgr(enabled: boolean, open: number, close: number): (s: string) => string {
+  return enabled ? (s) => `\u001b[${open}m${s}\u001b[${close}m` : (s) => s;
+}
+
+export function colorScheme(enabled: boolean): ColorScheme {
+  return {
+    enabled,
+    bold: sgr(enabled, 1, 22),
+    dim: sgr(enabled, 2, 22),
+    red: sgr(enabled, 31, 39),
+    green: sgr(enabled, 32, 39),
+    yellow: sgr(enabled, 33, 39),
+    cyan: sgr(enabled, 36, 39),
+  };
+}
+
+const ANSI = /\u001b\[[0-9;]*m/g;
+export function stripAnsi(s: string): string {
+  return s.replace(ANSI, '');
+}
+
+export interface IOStreamsOptions {
+  stdin: Readable;
+  stdout: Writable;
+  stderr: Writable;
+  stdinIsTTY: boolean;
+  stdoutIsTTY: boolean;
+  stderrIsTTY: boolean;
+  env: Env;
+  /** Terminal width when stdout is a terminal. */
+  columns?: () => number | undefined;
+}
+
+export class IOStreams {
+  readonly stdin: Readable;
+  readonly stdout: Writable;
+  readonly stderr: Writable;
+  readonly isStdinTTY: boolean;
+  readonly isStdoutTTY: boolean;
+  readonly isStderrTTY: boolean;
+  private readonly env: Env;
+  private readonly columns: () => number | undefined;
+  private colorDisabled: boolean;
+
+  constructor(o: IOStreamsOptions) {
+    this.stdin = o.stdin;
+    this.stdout = o.stdout;
+    this.stderr = o.stderr;
+    this.isStdinTTY = o.stdinIsTTY;
+    this.isStdoutTTY = o.stdoutIsTTY;
+    this.isStderrTTY = o.stderrIsTTY;
+    this.env = o.env;
+    this.columns = o.columns ?? (() => undefined);
+    // https://no-color.org: present and not empty disables colour.
+    this.colorDisabled = Boolean(o.env.NO_COLOR) || o.env.TERM === 'dumb';
+  }
+
+  static system(env: Env = process.env): IOStreams {
+    return new IOStreams({
+      stdin: process.stdin,
+      stdout: process.stdout,
+      stderr: process.stderr,
+      stdinIsTTY: Boolean(process.stdin.isTTY),
+      stdoutIsTTY: Boolean(process.stdout.isTTY),
+      stderrIsTTY: Boolean(process.stderr.isTTY),
+      env,
+      columns: () => process.stdout.columns,
+    });
+  }
+
+  /** In-memory streams for tests; `tty` pretends every stream is a terminal. */
+  static test(options: { tty?: boolean; env?: Env; columns?: number } = {}): TestIOStreams {
+    const out: string[] = [];
+    const err: string[] = [];
+    const sink = (into: string[]) =>
+      new Writable({
+        write(chunk: Buffer | string, _enc, cb) {
+          into.push(chunk.toString());
+          cb();
+        },
+      });
+    const tty = options.tty ?? false;
+    const io = new IOStreams({
+      stdin: Readable.from([]),
+      stdout: sink(out),
+      stderr: sink(err),
+      stdinIsTTY: tty,
+      stdoutIsTTY: tty,
+      stderrIsTTY: tty,
+      env: options.env ?? {},
+      columns: () => options.columns,
+    });
+    return { io, stdout: () => out.join(''), stderr: () => err.join('') };
+  }
+
+  /** `--no-color`. */
+  disableColor(): void {
+    this.colorDisabled = true;
+  }
+
+  private colorFor(tty: boolean): boolean {
+    if (this.colorDisabled) return false;
+    const force = this.env.CLICOLOR_FORCE;
+    if (force && force !== '0') return true;
+    return tty;
+  }
+
+  /** Colours for text written to stdout. */
+  get out(): ColorScheme {
+    return colorScheme(this.colorFor(this.isStdoutTTY));
+  }
+
+  /** Colours for text written to stderr. */
+  get err(): ColorScheme {
+    return colorScheme(this.colorFor(this.isStderrTTY));
+  }
+
+  /** Interactive prompts are allowed: both ends are a person at a terminal, not CI. */
+  canPrompt(): boolean {
+    return this.isStdinTTY && this.isStdoutTTY && !this.env.CI;
+  }
+
+  /** Width to fit tables into; undefined when stdout is not a terminal (never truncate pipes). */
+  terminalWidth(): number | undefined {
+    if (!this.isStdoutTTY) return undefined;
+    return this.columns() ?? 80;
+  }
+
+  /** Data for programs and pipes. */
+  print(text: string): void {
+    this.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
+  }
+
+  /** Messages for the person: progress, notices, errors. */
+  info(text: string): void {
+    this.stderr.write(text.endsWith('\n') ? text : `${text}\n`);
+  }
+
+  /** Resolves once everything written so far has been handed to the OS. */
+  async flush(): Promise<void> {
+    await Promise.all(
+      [this.stdout, this.stderr].map(
+        (s) => new Promise<void>((resolve) => (s.writableEnded || s.destroyed ? resolve() : s.write('', () => resolve()))),
+      ),
+    );
+  }
+}
+
+export interface TestIOStreams {
+  io: IOStreams;
+  stdout(): string;
+  stderr(): string;
+}

@@ -1,0 +1,62 @@
+/**
+ * The process edge: builds the real runtime (process streams, environment, signals), runs the
+ * command line, flushes output and exits with the code from exit-codes.ts. Everything below this
+ * file is testable in memory.
+ */
+import { readFileSync } from 'node:fs';
+import type { Runtime } from './context.js';
+import { ExitCode } from './exit-codes.js';
+import { IOStreams } from './iostreams.js';
+import { reportError, runCli } from './program.js';
+
+function packageVersion(): string {
+  try {
+    // dist/cli/main.js and src/cli/main.ts both sit two levels below package.json.
+    return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+  } catch {
+    return '0.0.0';
+  }
+}
+
+/** SIGINT/SIGTERM resolve `shutdownSignal()` once; a second one while shutting down exits at once. */
+function shutdownOnSignals(io: IOStreams): () => Promise<string> {
+  let promise: Promise<string> | undefined;
+  return () =>
+    (promise ??= new Promise<string>((resolve) => {
+      let received = false;
+      const onSignal = (signal: NodeJS.Signals) => {
+        if (received) {
+          io.info('hoop: interrupted again; exiting without a clean shutdown');
+          process.exit(ExitCode.INTERRUPTED);
+        }
+        received = true;
+        resolve(signal);
+      };
+      process.on('SIGINT', onSignal);
+      process.on('SIGTERM', onSignal);
+    }));
+}
+
+export function systemRuntime(): Runtime {
+  const io = IOStreams.system(process.env);
+  return { io, env: process.env, now: () => new Date(), shutdownSignal: shutdownOnSignals(io), version: packageVersion() };
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const runtime = systemRuntime();
+  // A closed pipe (`hoop sessions | head -1`) is not an error worth a stack trace.
+  for (const s of [process.stdout, process.stderr]) {
+    s.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'EPIPE') process.exit(ExitCode.OK);
+    });
+  }
+  let code: number;
+  try {
+    code = await runCli(argv.slice(2), runtime);
+  } catch (err) {
+    reportError(err, runtime);
+    code = ExitCode.ERROR;
+  }
+  await runtime.io.flush();
+  process.exit(code);
+}

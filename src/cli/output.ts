@@ -1,0 +1,80 @@
+/**
+ * Output helpers shared by commands. Tables follow gh's tableprinter: on a terminal, aligned
+ * columns under a header, truncated to the window; into a pipe, tab-separated values without a
+ * header and without truncation, so `cut -f1` works.
+ */
+import { stripAnsi, type IOStreams } from './iostreams.js';
+
+export type Cell = string | { text: string; style?: (s: string) => string };
+
+const GAP = '  ';
+
+function textOf(c: Cell): string {
+  return typeof c === 'string' ? c : c.text;
+}
+
+function styled(c: Cell, padded: string): string {
+  return typeof c === 'string' || !c.style ? padded : c.style(padded);
+}
+
+/** One line per row; control characters in values (hostile or just odd) never reach the terminal raw. */
+export function sanitize(s: string): string {
+  return s.replace(/[\u0000-\u001f\u007f-\u009f]/g, (ch) => (ch === '\t' || ch === '\n' ? ' ' : '\uFFFD'));
+}
+
+function truncate(s: string, width: number): string {
+  if (width <= 0) return '';
+  const chars = [...s];
+  if (chars.length <= width) return s;
+  return width === 1 ? '…' : `${chars.slice(0, width - 1).join('')}…`;
+}
+
+function displayWidth(s: string): number {
+  return [...stripAnsi(s)].length;
+}
+
+export function printTable(io: IOStreams, headers: string[], rows: Cell[][]): void {
+  const clean = rows.map((r) => r.map((c) => (typeof c === 'string' ? sanitize(c) : { ...c, text: sanitize(c.text) })));
+  if (!io.isStdoutTTY) {
+    for (const r of clean) io.print(r.map(textOf).join('\t'));
+    return;
+  }
+  const widths = headers.map((h, i) => Math.max(displayWidth(h), ...clean.map((r) => displayWidth(textOf(r[i] ?? '')))));
+  const max = io.terminalWidth();
+  if (max !== undefined) fitWidths(widths, max - GAP.length * (widths.length - 1));
+  const cs = io.out;
+  const line = (cells: Cell[], header: boolean): string =>
+    cells
+      .map((c, i) => {
+        const w = widths[i] ?? 0;
+        const t = truncate(textOf(c), w);
+        const last = i === cells.length - 1;
+        const padded = last ? t : t + ' '.repeat(Math.max(0, w - displayWidth(t)));
+        return header ? cs.bold(padded) : styled(c, padded);
+      })
+      .join(GAP)
+      .trimEnd();
+  io.print(line(headers, true));
+  for (const r of clean) io.print(line(r, false));
+}
+
+/** Shrinks the widest columns first until the row fits, never below a readable minimum. */
+function fitWidths(widths: number[], available: number): void {
+  const MIN = 6;
+  let total = widths.reduce((a, b) => a + b, 0);
+  while (total > available) {
+    let widest = 0;
+    widths.forEach((w, i) => {
+      if (w > (widths[widest] ?? 0)) widest = i;
+    });
+    const w = widths[widest] ?? 0;
+    if (w <= MIN) return;
+    widths[widest] = w - 1;
+    total -= 1;
+  }
+}
+
+/** `--json`: pretty on a terminal, one compact line into a pipe. */
+export function printJson(io: IOStreams, value: unknown): void {
+  io.print(io.isStdoutTTY ? JSON.stringify(value, null, 2) : JSON.stringify(value));
+}

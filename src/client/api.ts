@@ -1,0 +1,187 @@
+/**
+ * Typed client for the gateway's REST API (`/api/v1`, Bearer auth). Gateway errors
+ * `{"error":{"code":"HOOP_...","message":"..."}}` become HoopErrors with the same code, so the
+ * CLI's one exit-code mapping applies to server-side failures too.
+ */
+import { Agent, request, type Dispatcher } from 'undici';
+import type { AuditEvent } from '../audit/event.js';
+import { HoopError, type HoopErrorCode } from '../errors.js';
+import type { SessionSummary } from '../store/store.js';
+
+export interface ConnectionInfo {
+  name: string;
+  type: string;
+  database: string;
+  /** Groups that may connect. */
+  access: string[];
+  /** Whether the calling identity may connect. */
+  allowed: boolean;
+  requires_approval: boolean;
+}
+
+/** `GET /api/v1/me`: the identity the gateway established from the bearer credential. */
+export interface MeInfo {
+  subject: string;
+  email: string | null;
+  name?: string | null;
+  groups: string[];
+  method?: string;
+  [key: string]: unknown;
+}
+
+export type AuthConfig =
+  | { issuer: string; client_id: string; audience: string | null; scopes: string[] }
+  | { oidc: null };
+
+export interface SessionQuery {
+  user?: string | undefined;
+  connection?: string | undefined;
+  since?: string | undefined;
+  until?: string | undefined;
+  limit?: number | undefined;
+}
+
+export interface SessionDetail {
+  session: SessionSummary;
+  events: AuditEvent[];
+}
+
+export interface GatewayApiOptions {
+  /** Base URL, e.g. `https://hoop.example.com`. */
+  gateway: string;
+  /** Called per request, so a refreshed token is always used; omit for unauthenticated calls. */
+  token?: () => Promise<string>;
+  /** Shown in the hint when the gateway rejects the token. */
+  tokenSource?: 'HOOP_TOKEN' | 'stored';
+  userAgent?: string;
+  timeoutMs?: number;
+}
+
+const KNOWN_CODES = new Set<string>([
+  'HOOP_USAGE', 'HOOP_CONFIG_INVALID', 'HOOP_NOT_LOGGED_IN', 'HOOP_AUTH_REJECTED', 'HOOP_FORBIDDEN',
+  'HOOP_NOT_FOUND', 'HOOP_POLICY_DENIED', 'HOOP_APPROVAL_DENIED', 'HOOP_APPROVAL_PENDING',
+  'HOOP_AUDIT_UNAVAILABLE', 'HOOP_AUDIT_VERIFY_FAILED', 'HOOP_PROTOCOL', 'HOOP_UPSTREAM',
+  'HOOP_NETWORK', 'HOOP_STORE', 'HOOP_INTERNAL',
+] satisfies HoopErrorCode[]);
+
+const CODE_BY_STATUS: Record<number, HoopErrorCode> = {
+  400: 'HOOP_USAGE',
+  401: 'HOOP_AUTH_REJECTED',
+  403: 'HOOP_FORBIDDEN',
+  404: 'HOOP_NOT_FOUND',
+  503: 'HOOP_AUDIT_UNAVAILABLE',
+};
+
+export class GatewayApi {
+  readonly gateway: string;
+  private readonly options: GatewayApiOptions;
+  private readonly dispatcher: Agent;
+
+  constructor(options: GatewayApiOptions) {
+    this.options = options;
+    this.gateway = options.gateway.replace(/\/+$/, '');
+    const timeout = options.timeoutMs ?? 30_000;
+    // Own agent: closing it leaves no keep-alive sockets behind (tests, short-lived commands).
+    this.dispatcher = new Agent({ connectTimeout: Math.min(timeout, 10_000), headersTimeout: timeout, bodyTimeout: timeout });
+  }
+
+  me(): Promise<MeInfo> {
+    return this.get<MeInfo>('/api/v1/me');
+  }
+
+  connections(): Promise<ConnectionInfo[]> {
+    return this.get<ConnectionInfo[]>('/api/v1/connections');
+  }
+
+  sessions(query: SessionQuery = {}): Promise<SessionSummary[]> {
+    const params = new URLSearchParams();
+    for (const [k, v] of Object.entries(query)) if (v !== undefined && v !== '') params.set(k, String(v));
+    const qs = params.toString();
+    return this.get<SessionSummary[]>(`/api/v1/sessions${qs ? `?${qs}` : ''}`);
+  }
+
+  session(id: string): Promise<SessionDetail> {
+    return this.get<SessionDetail>(`/api/v1/sessions/${encodeURIComponent(id)}`);
+  }
+
+  /** Unauthenticated: how to log in to this gateway. */
+  authConfig(): Promise<AuthConfig> {
+    return this.get<AuthConfig>('/api/v1/auth/config', { anonymous: true });
+  }
+
+  async close(): Promise<void> {
+    await this.dispatcher.close();
+  }
+
+  private async get<T>(path: string, o: { anonymous?: boolean } = {}): Promise<T> {
+    const url = `${this.gateway}${path}`;
+    const headers: Record<string, string> = {
+      accept: 'application/json',
+      'user-agent': this.options.userAgent ?? 'hoop-cli',
+    };
+    if (!o.anonymous && this.options.token) headers.authorization = `Bearer ${await this.options.token()}`;
+    let res: Dispatcher.ResponseData;
+    try {
+      res = await request(url, { method: 'GET', headers, dispatcher: this.dispatcher });
+    } catch (err) {
+      throw networkError(this.gateway, err);
+    }
+    const text = await res.body.text().catch((err: unknown) => {
+      throw networkError(this.gateway, err);
+    });
+    if (res.statusCode >= 200 && res.statusCode < 300) {
+      try {
+        return JSON.parse(text) as T;
+      } catch {
+        throw new HoopError('HOOP_INTERNAL', `gateway at ${this.gateway} answered GET ${path} with something other than JSON`, {
+          hint: 'Check that --gateway points at a hoop gateway.',
+        });
+      }
+    }
+    throw this.apiError(res.statusCode, path, text);
+  }
+
+  private apiError(status: number, path: string, body: string): HoopError {
+    let code: HoopErrorCode = CODE_BY_STATUS[status] ?? 'HOOP_INTERNAL';
+    let message = `gateway answered ${status} to GET ${path}`;
+    try {
+      const e = (JSON.parse(body) as { error?: { code?: unknown; message?: unknown } }).error;
+      if (e && typeof e.code === 'string' && KNOWN_CODES.has(e.code)) code = e.code as HoopErrorCode;
+      if (e && typeof e.message === 'string' && e.message) message = e.message;
+    } catch {
+      // Not our JSON (a proxy page, say): keep the status-derived code and message.
+    }
+    if (status === 401 || code === 'HOOP_AUTH_REJECTED') {
+      const hint =
+        this.options.tokenSource === 'HOOP_TOKEN'
+          ? 'Check the key or token in HOOP_TOKEN.'
+          : `Run \`hoop login --gateway ${this.gateway}\` to log in again.`;
+      return new HoopError('HOOP_AUTH_REJECTED', `the gateway rejected the credential: ${message}`, { hint });
+    }
+    return new HoopError(code, message);
+  }
+}
+
+const NETWORK_REASONS: Record<string, string> = {
+  ECONNREFUSED: 'connection refused',
+  ENOTFOUND: 'host not found',
+  EAI_AGAIN: 'DNS lookup failed',
+  ECONNRESET: 'connection reset',
+  ETIMEDOUT: 'timed out',
+  EHOSTUNREACH: 'host unreachable',
+  UND_ERR_CONNECT_TIMEOUT: 'connect timed out',
+  UND_ERR_HEADERS_TIMEOUT: 'no answer in time',
+  UND_ERR_BODY_TIMEOUT: 'answer stalled',
+  UND_ERR_SOCKET: 'connection closed',
+};
+
+function networkError(gateway: string, err: unknown): HoopError {
+  if (err instanceof HoopError) return err;
+  const e = err as { code?: string; message?: string; cause?: { code?: string; message?: string } } | undefined;
+  const code = e?.cause?.code ?? e?.code;
+  const reason = (code && NETWORK_REASONS[code]) ?? e?.cause?.message ?? e?.message ?? String(err);
+  return new HoopError('HOOP_NETWORK', `cannot reach the gateway at ${gateway}: ${reason}`, {
+    cause: err,
+    hint: 'Check --gateway or HOOP_GATEWAY, and that the gateway is running.',
+  });
+}
