@@ -1,0 +1,241 @@
+/**
+ * The PostgreSQL protocol engine: serves one client byte stream (one tunnel) per `serve` call,
+ * relaying it to the gateway's own upstream connection with write-ahead audit hooks.
+ * The message flow is drawn in ./README.md.
+ */
+import { randomBytes, randomInt } from 'node:crypto';
+import type { Duplex } from 'node:stream';
+import { HoopError, errorMessage, isHoopError } from '../../errors.js';
+import {
+  CANCEL_REQUEST_CODE,
+  DEFAULT_MAX_FRAME_BYTES,
+  FrameReader,
+  GSSENC_REQUEST_CODE,
+  PROTOCOL_VERSION_3,
+  SSL_REQUEST_CODE,
+  type FrameBatch,
+} from './framing.js';
+import { chunksOf, endStream } from './io.js';
+import {
+  authenticationOk,
+  backendKeyData,
+  cstring,
+  decodeCancelRequest,
+  decodeStartupMessage,
+  errorResponse,
+  frame,
+  MessageType,
+  parameterStatus,
+  readyForQuery,
+} from './messages.js';
+import { Session } from './session.js';
+import { sqlstateOf } from './sqlstate.js';
+import { connectUpstream, sendCancelRequest, type UpstreamConnection } from './upstream.js';
+
+export type SslMode = 'disable' | 'prefer' | 'require' | 'verify-ca' | 'verify-full';
+export interface UpstreamConfig {
+  host: string; port: number; database: string; user: string;
+  password?: string; sslmode: SslMode; ca?: string /* PEM text */;
+  connectTimeoutMs?: number;
+}
+export interface StartupInfo {          // what the client asked for in its StartupMessage
+  user: string | null; database: string | null; application: string | null;
+  parameters: Record<string, string>;
+}
+export interface StatementStart {       // -> becomes query.start data
+  queryId: string; protocol: 'simple' | 'extended'; statement: string;
+  statementName: string | null; portal: string | null; parameters: unknown[];
+}
+export interface StatementEnd {         // -> becomes query.end data
+  queryId: string; outcome: 'ok' | 'error' | 'cancelled' | 'refused';
+  error: { code: string; message: string } | null;
+  commandTags: string[]; rows: number; bytes: number; durationMs: number;
+  result: { columns: string[]; rows: (string | null)[][]; truncated: boolean; sha256: string };
+}
+export interface SessionHooks {
+  /** Durable before the engine connects upstream; reject to refuse the session (FATAL to client). */
+  sessionStart(info: StartupInfo): Promise<void>;
+  /** WRITE-AHEAD: resolve only once query.start is durable. If it rejects, the statement is NOT
+   *  sent upstream; the client gets an ErrorResponse and the session stays usable. */
+  queryStart(statement: StatementStart): Promise<void>;
+  queryEnd(end: StatementEnd): void;                 // fire-and-forget
+  sessionEnd(info: { reason: string; error: string | null }): void;
+  protocolError(info: { message: string }): void;    // malformed/oversized client frame
+}
+export interface SessionContext {
+  upstream: UpstreamConfig;
+  hooks: SessionHooks;
+  payloadLimit: number;        // bytes of result kept per statement in StatementEnd.result
+  owner: string;               // identity subject; a CancelRequest may only cancel its owner's sessions
+}
+
+/** Startup parameters passed from the client to the upstream; user and database come from the
+ *  connection, and anything else (e.g. `replication`, `options`) is not the client's to choose. */
+const PASSED_PARAMETERS = ['application_name', 'client_encoding', 'DateStyle', 'TimeZone', 'extra_float_digits', 'IntervalStyle'];
+
+/** A session a CancelRequest can reach: the gateway's key maps to upstream's. */
+interface CancelTarget {
+  owner: string;
+  upstream: UpstreamConfig;
+  upstreamKey: { processId: number; secretKey: number } | null;
+}
+
+export class PostgresEngine {
+  private readonly maxFrameBytes: number;
+  private readonly cancelTargets = new Map<string, CancelTarget>();
+  private active = 0;
+
+  constructor(options: { maxFrameBytes?: number } = {}) {
+    this.maxFrameBytes = options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
+  }
+
+  get activeSessions(): number {
+    return this.active;
+  }
+
+  async serve(client: Duplex, ctx: SessionContext): Promise<void> {
+    client.on('error', () => {}); // errors surface as 'close'; never crash the process
+    this.active++;
+    try {
+      await this.serveClient(client, ctx);
+    } catch {
+      // serve never rejects: every path below already answered the client where it could.
+      client.destroy();
+    } finally {
+      this.active--;
+    }
+  }
+
+  private async serveClient(client: Duplex, ctx: SessionContext): Promise<void> {
+    const reader = new FrameReader({ startup: true, maxFrameBytes: this.maxFrameBytes, peer: 'client' });
+    const iterator = chunksOf(client)[Symbol.asyncIterator]();
+    let first: { batch: FrameBatch; code: number } | null = null;
+    try {
+      for (;;) {
+        first = await readStartupPacket(reader, iterator);
+        if (!first) return endStream(client);
+        if (first.code !== SSL_REQUEST_CODE && first.code !== GSSENC_REQUEST_CODE) break;
+        client.write(Buffer.from('N')); // the local listener owns TLS; decline, as PostgreSQL may
+      }
+    } catch (err) {
+      return this.refuseProtocol(client, ctx, errorMessage(err));
+    }
+    const f = first.batch.frames[0]!;
+    const body = first.batch.buffer.subarray(f.bodyStart, f.end);
+    if (first.code === CANCEL_REQUEST_CODE) return this.cancel(client, ctx, body);
+    if (first.code >>> 16 !== 3) {
+      return this.refuseProtocol(client, ctx, `unsupported frontend protocol ${first.code >>> 16}.${first.code & 0xffff}: hoop speaks 3.0`);
+    }
+    let startup: ReturnType<typeof decodeStartupMessage>;
+    try {
+      startup = decodeStartupMessage(body);
+    } catch (err) {
+      return this.refuseProtocol(client, ctx, errorMessage(err));
+    }
+    return this.startSession(client, ctx, reader, iterator, startup.parameters, first.code);
+  }
+
+  private async startSession(
+    client: Duplex,
+    ctx: SessionContext,
+    reader: FrameReader,
+    iterator: AsyncIterator<Buffer>,
+    parameters: Record<string, string>,
+    protocol: number,
+  ): Promise<void> {
+    const info: StartupInfo = {
+      user: parameters.user ?? null,
+      database: parameters.database ?? null,
+      application: parameters.application_name ?? null,
+      parameters: { ...parameters },
+    };
+    try {
+      await ctx.hooks.sessionStart(info);
+    } catch (err) {
+      return fatal(client, isHoopError(err) ? sqlstateOf(err.code) : '28000', `hoop: session refused: ${errorMessage(err)}`);
+    }
+    let upstream: UpstreamConnection;
+    try {
+      const passed: Record<string, string> = {};
+      for (const k of PASSED_PARAMETERS) if (parameters[k] !== undefined) passed[k] = parameters[k];
+      upstream = await connectUpstream(ctx.upstream, { parameters: passed });
+    } catch (err) {
+      const message = errorMessage(err);
+      fatal(client, sqlstateOf(isHoopError(err) ? err.code : 'HOOP_UPSTREAM'), `hoop: ${message}`);
+      safely(() => ctx.hooks.sessionEnd({ reason: 'upstream-failed', error: message }));
+      return;
+    }
+    // The gateway's own cancel key: upstream's never reaches the client.
+    const processId = randomInt(1, 0x7fffffff);
+    const secretKey = randomBytes(4).readInt32BE(0);
+    const key = `${processId}:${secretKey}`;
+    this.cancelTargets.set(key, { owner: ctx.owner, upstream: ctx.upstream, upstreamKey: upstream.backendKey });
+    try {
+      const hello: Buffer[] = [authenticationOk()];
+      const unsupported = Object.keys(parameters).filter((k) => k.startsWith('_pq_.'));
+      if ((protocol & 0xffff) !== 0 || unsupported.length > 0) hello.push(negotiateProtocolVersion(unsupported));
+      for (const [name, value] of upstream.parameters) hello.push(parameterStatus(name, value));
+      hello.push(backendKeyData(processId, secretKey), readyForQuery(upstream.transactionStatus));
+      client.write(Buffer.concat(hello));
+      const session = new Session({ client, upstream, ctx, reader, clientChunks: iterator });
+      await session.run();
+    } finally {
+      this.cancelTargets.delete(key);
+    }
+  }
+
+  /** CancelRequest: relay to upstream only for a live session of the same owner; never answer. */
+  private async cancel(client: Duplex, ctx: SessionContext, body: Buffer): Promise<void> {
+    try {
+      const { processId, secretKey } = decodeCancelRequest(body);
+      const target = this.cancelTargets.get(`${processId}:${secretKey}`);
+      if (target && target.owner === ctx.owner && target.upstreamKey) {
+        await sendCancelRequest(target.upstream, target.upstreamKey);
+      }
+    } catch {
+      // A cancel is best effort, as in PostgreSQL: the client gets no answer either way.
+    }
+    endStream(client);
+  }
+
+  private refuseProtocol(client: Duplex, ctx: SessionContext, message: string): void {
+    safely(() => ctx.hooks.protocolError({ message }));
+    fatal(client, sqlstateOf('HOOP_PROTOCOL'), `hoop: ${message}`);
+  }
+}
+
+/** Reads until one startup-phase packet is whole; null if the client went away first. */
+async function readStartupPacket(
+  reader: FrameReader,
+  chunks: AsyncIterator<Buffer>,
+): Promise<{ batch: FrameBatch; code: number } | null> {
+  let batch = reader.push(Buffer.alloc(0));
+  while (batch.frames.length === 0) {
+    const next = await chunks.next();
+    if (next.done) return null;
+    batch = reader.push(next.value);
+  }
+  const f = batch.frames[0]!;
+  if (f.end - f.start < 8) throw new HoopError('HOOP_PROTOCOL', 'invalid startup packet: too short');
+  return { batch, code: batch.buffer.readInt32BE(f.start + 4) };
+}
+
+/** NegotiateProtocolVersion: we speak 3.0 and none of the `_pq_.` protocol options. */
+function negotiateProtocolVersion(unsupported: string[]): Buffer {
+  const head = Buffer.allocUnsafe(8);
+  head.writeInt32BE(PROTOCOL_VERSION_3);
+  head.writeInt32BE(unsupported.length, 4);
+  return frame(MessageType.NegotiateProtocolVersion, head, ...unsupported.map(cstring));
+}
+
+export function fatal(client: Duplex, code: string, message: string): void {
+  endStream(client, errorResponse({ severity: 'FATAL', code, message }));
+}
+
+export function safely(fn: () => void): void {
+  try {
+    fn();
+  } catch {
+    // Hooks are fire-and-forget: their failures must not break the data path.
+  }
+}

@@ -1,0 +1,133 @@
+/**
+ * Per-statement accounting of what came back to the client: command tags, rows, bytes, duration,
+ * columns, the first `payloadLimit` bytes of decoded values, and the SHA-256 of every DataRow and
+ * COPY OUT CopyData message (type byte, length and body, exactly as sent to the client).
+ */
+import { createHash, type Hash } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+import type { StatementEnd, StatementStart } from './engine.js';
+import type { FieldDescription } from './messages.js';
+import { decodeDataRow } from './messages.js';
+import { SQLSTATE_QUERY_CANCELED } from './sqlstate.js';
+
+/** Command tags whose last number is the row count (INSERT oid n, UPDATE n, SELECT n, COPY n, ...). */
+const ROW_COUNT_TAG = /^(SELECT|INSERT|UPDATE|DELETE|MERGE|COPY|FETCH|MOVE) (?:\d+ )?(\d+)$/;
+
+export class StatementRun {
+  readonly start: StatementStart;
+  /** Refused by the write-ahead hook: the upstream saw a poison message instead. */
+  readonly refusal: { code: string; message: string } | null;
+  private startedAt = performance.now();
+  private readonly hash: Hash = createHash('sha256');
+  private tags: string[] = [];
+  private rowsFromTags = 0;
+  private sawRowTag = false;
+  private dataRows = 0;
+  private bytes = 0;
+  private columns: string[] | null = null;
+  /** Result formats per column (0 text, 1 binary) of the current result set. */
+  private formats: number[] = [];
+  private keptRows: (string | null)[][] = [];
+  private keptBytes = 0;
+  private truncated = false;
+  private copyBinary = false;
+  private error: { code: string; message: string } | null = null;
+  private ended = false;
+
+  constructor(start: StatementStart, private readonly payloadLimit: number, refusal: { code: string; message: string } | null = null) {
+    this.start = start;
+    this.refusal = refusal;
+  }
+
+  /** The statement's bytes were just written upstream: the duration starts now. */
+  markSent(): void {
+    this.startedAt = performance.now();
+  }
+
+  get isEnded(): boolean {
+    return this.ended;
+  }
+
+  /** A RowDescription (or a Describe's description, or the Bind result formats) for the next rows. */
+  describe(fields: FieldDescription[] | null, resultFormats?: number[]): void {
+    if (fields) {
+      if (this.columns === null) this.columns = fields.map((f) => f.name);
+      this.formats = fields.map((f) => f.format);
+    } else if (resultFormats) {
+      this.formats = resultFormats;
+    }
+  }
+
+  /** A DataRow message as sent to the client (whole frame bytes, and its body). */
+  dataRow(frameBytes: Buffer, body: Buffer): void {
+    this.hash.update(frameBytes);
+    this.bytes += frameBytes.length;
+    this.dataRows++;
+    if (this.truncated) return;
+    const values = decodeDataRow(body);
+    let size = 0;
+    for (const v of values) size += v ? v.length : 0;
+    if (this.keptBytes + size > this.payloadLimit) {
+      this.truncated = true;
+      return;
+    }
+    this.keptBytes += size;
+    this.keptRows.push(values.map((v, i) => (v === null ? null : this.formatOf(i) === 1 ? '\\x' + v.toString('hex') : v.toString('utf8'))));
+  }
+
+  private formatOf(i: number): number {
+    if (this.formats.length === 1) return this.formats[0]!;
+    return this.formats[i] ?? 0;
+  }
+
+  /** CopyOutResponse: overall format 0 text, 1 binary. */
+  copyOut(binary: boolean): void {
+    this.copyBinary = binary;
+    if (this.columns === null) this.columns = ['copy'];
+  }
+
+  /** A COPY OUT CopyData message as sent to the client. */
+  copyData(frameBytes: Buffer, body: Buffer): void {
+    this.hash.update(frameBytes);
+    this.bytes += frameBytes.length;
+    if (this.truncated) return;
+    if (this.keptBytes + body.length > this.payloadLimit) {
+      this.truncated = true;
+      return;
+    }
+    this.keptBytes += body.length;
+    this.keptRows.push([this.copyBinary ? '\\x' + body.toString('hex') : body.toString('utf8')]);
+  }
+
+  commandComplete(tag: string): void {
+    this.tags.push(tag);
+    const m = ROW_COUNT_TAG.exec(tag);
+    if (m) {
+      this.sawRowTag = true;
+      this.rowsFromTags += Number(m[2]);
+    }
+  }
+
+  fail(error: { code: string; message: string }): void {
+    if (!this.error) this.error = error;
+  }
+
+  finish(): StatementEnd {
+    this.ended = true;
+    const outcome: StatementEnd['outcome'] = this.refusal
+      ? 'refused'
+      : this.error
+        ? this.error.code === SQLSTATE_QUERY_CANCELED ? 'cancelled' : 'error'
+        : 'ok';
+    return {
+      queryId: this.start.queryId,
+      outcome,
+      error: this.refusal ?? this.error,
+      commandTags: this.tags,
+      rows: this.sawRowTag ? this.rowsFromTags : this.dataRows,
+      bytes: this.bytes,
+      durationMs: Math.round((performance.now() - this.startedAt) * 1000) / 1000,
+      result: { columns: this.columns ?? [], rows: this.keptRows, truncated: this.truncated, sha256: this.hash.digest('hex') },
+    };
+  }
+}

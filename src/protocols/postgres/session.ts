@@ -1,0 +1,427 @@
+/**
+ * One proxied session after startup: frames both directions, forwards the original bytes in runs,
+ * holds Query/Execute/FunctionCall behind the write-ahead hook, and correlates upstream responses
+ * to the messages that caused them (FIFO) to account for every statement.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Duplex } from 'node:stream';
+import { ProtocolError, errorMessage, isHoopError } from '../../errors.js';
+import type { SessionContext, StatementStart } from './engine.js';
+import { fatal, safely } from './engine.js';
+import { FrameReader, type FrameBatch } from './framing.js';
+import { chunksOf, endStream, writeWithBackpressure } from './io.js';
+import {
+  BodyReader,
+  MessageType,
+  cstring,
+  decodeBind,
+  decodeCommandComplete,
+  decodeExecute,
+  decodeNoticeFields,
+  decodeParameterDescription,
+  decodeParse,
+  decodeQuery,
+  decodeRowDescription,
+  decodeTarget,
+  errorResponse,
+  frame,
+  type FieldDescription,
+} from './messages.js';
+import { decodeParameter } from './params.js';
+import { StatementRun } from './results.js';
+import { sqlstateOf } from './sqlstate.js';
+import type { UpstreamConnection } from './upstream.js';
+
+/** Upstream frames are trusted more than client ones, but still bounded (PostgreSQL's own 1 GB field limit). */
+const UPSTREAM_MAX_FRAME = 1024 * 1024 * 1024 + 1024;
+const EMPTY = Buffer.alloc(0);
+const TERMINATE = frame(MessageType.Terminate);
+
+interface PreparedStatement { sql: string; paramTypes: number[]; fields: FieldDescription[] | null }
+interface Portal {
+  statementName: string;
+  statement: PreparedStatement | null;
+  parameters: unknown[];
+  resultFormats: number[];
+  fields: FieldDescription[] | null;
+}
+
+/** What the upstream owes us, in order: one entry per frontend message that gets a response. */
+type Expected =
+  | { kind: 'parse' | 'bind' | 'close' | 'sync' }
+  | { kind: 'describe'; statement: PreparedStatement | null; portal: Portal | null }
+  | { kind: 'execute'; run: StatementRun; portal: Portal | null; described: boolean }
+  | { kind: 'query'; run: StatementRun };
+
+export interface SessionOptions {
+  client: Duplex;
+  upstream: UpstreamConnection;
+  ctx: SessionContext;
+  reader: FrameReader;
+  clientChunks: AsyncIterator<Buffer>;
+}
+
+export class Session {
+  private readonly client: Duplex;
+  private readonly upstream: UpstreamConnection;
+  private readonly ctx: SessionContext;
+  private readonly reader: FrameReader;
+  private readonly clientChunks: AsyncIterator<Buffer>;
+  private readonly statements = new Map<string, PreparedStatement>();
+  private readonly portals = new Map<string, Portal>();
+  private readonly expected: Expected[] = [];
+  private closing = false;
+  private terminated = false;
+  private endReason: { reason: string; error: string | null } | null = null;
+  /** Last FATAL/PANIC text from upstream, reported as the session's end error. */
+  private upstreamFatal: string | null = null;
+
+  constructor(o: SessionOptions) {
+    this.client = o.client;
+    this.upstream = o.upstream;
+    this.ctx = o.ctx;
+    this.reader = o.reader;
+    this.clientChunks = o.clientChunks;
+    this.upstream.socket.on('error', () => {}); // surfaces as 'close'
+  }
+
+  async run(): Promise<void> {
+    await Promise.all([this.clientLoop(), this.upstreamLoop()]);
+    for (const e of this.expected.splice(0)) {
+      if (e.kind === 'execute' || e.kind === 'query') this.endRun(e.run, notCompleted('the session ended before the statement completed'));
+    }
+    const end = this.endReason ?? { reason: 'closed', error: null };
+    safely(() => this.ctx.hooks.sessionEnd(end));
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // client -> upstream
+
+  private async clientLoop(): Promise<void> {
+    try {
+      await this.forward(this.reader.push(EMPTY)); // frames that arrived behind the StartupMessage
+      while (!this.closing) {
+        const next = await this.clientChunks.next();
+        if (next.done) break;
+        await this.forward(this.reader.push(next.value));
+      }
+      this.close(this.terminated ? 'client-terminated' : 'client-closed', null);
+    } catch (err) {
+      if (err instanceof ProtocolError) this.protocolError(err.message);
+      else this.close('client-error', errorMessage(err));
+    }
+  }
+
+  /** Forwards a batch of client frames, original bytes in runs, stopping at write-ahead barriers. */
+  private async forward(batch: FrameBatch): Promise<void> {
+    const buf = batch.buffer;
+    let runStart = batch.frames[0]?.start ?? 0;
+    for (const f of batch.frames) {
+      if (this.closing) return;
+      const body = buf.subarray(f.bodyStart, f.end);
+      switch (f.type) {
+        case MessageType.Query: {
+          if (!(await this.send(buf.subarray(runStart, f.start)))) return;
+          const run = await this.writeAhead({ protocol: 'simple', statement: decodeQuery(body).sql, statementName: null, portal: null, parameters: [] });
+          if (!this.admit(run)) return;
+          this.expected.push({ kind: 'query', run });
+          if (run.refusal) {
+            if (!(await this.send(POISON_QUERY))) return;
+            runStart = f.end;
+          } else runStart = f.start;
+          break;
+        }
+        case MessageType.FunctionCall: {
+          // Fastpath function call (e.g. libpq's large objects): it runs code, so it is recorded.
+          if (!(await this.send(buf.subarray(runStart, f.start)))) return;
+          const oid = new BodyReader(body, 'FunctionCall').uint32();
+          const run = await this.writeAhead({ protocol: 'simple', statement: `-- FunctionCall oid ${oid}`, statementName: null, portal: null, parameters: [] });
+          if (!this.admit(run)) return;
+          this.expected.push({ kind: 'query', run });
+          if (run.refusal) {
+            if (!(await this.send(POISON_QUERY))) return;
+            runStart = f.end;
+          } else runStart = f.start;
+          break;
+        }
+        case MessageType.Execute: {
+          if (!(await this.send(buf.subarray(runStart, f.start)))) return;
+          const { portal: name } = decodeExecute(body);
+          const portal = this.portals.get(name) ?? null;
+          const run = await this.writeAhead({
+            protocol: 'extended',
+            statement: portal?.statement?.sql ?? '',
+            statementName: portal ? portal.statementName : null,
+            portal: name,
+            parameters: portal?.parameters ?? [],
+          });
+          if (!this.admit(run)) return;
+          this.expected.push({ kind: 'execute', run, portal, described: false });
+          if (run.refusal) {
+            if (!(await this.send(this.poisonExecute()))) return;
+            runStart = f.end;
+          } else runStart = f.start;
+          break;
+        }
+        case MessageType.Parse: {
+          const p = decodeParse(body);
+          this.statements.set(p.name, { sql: p.sql, paramTypes: p.paramTypes, fields: null });
+          this.expected.push({ kind: 'parse' });
+          break;
+        }
+        case MessageType.Bind:
+          this.bind(body);
+          this.expected.push({ kind: 'bind' });
+          break;
+        case MessageType.Describe: {
+          const t = decodeTarget(body, 'Describe');
+          this.expected.push({
+            kind: 'describe',
+            statement: t.kind === 'S' ? (this.statements.get(t.name) ?? null) : null,
+            portal: t.kind === 'P' ? (this.portals.get(t.name) ?? null) : null,
+          });
+          break;
+        }
+        case MessageType.Close: {
+          const t = decodeTarget(body, 'Close');
+          if (t.kind === 'S') this.statements.delete(t.name);
+          else this.portals.delete(t.name);
+          this.expected.push({ kind: 'close' });
+          break;
+        }
+        case MessageType.Sync:
+          this.expected.push({ kind: 'sync' });
+          break;
+        case MessageType.Terminate:
+          this.terminated = true;
+          break;
+        default:
+          break; // CopyData, CopyDone, CopyFail, Flush, ...: bytes pass through untouched
+      }
+    }
+    const last = batch.frames[batch.frames.length - 1];
+    if (last) await this.send(buf.subarray(runStart, last.end));
+  }
+
+  private bind(body: Buffer): void {
+    const b = decodeBind(body);
+    const statement = this.statements.get(b.statement) ?? null;
+    const types = statement?.paramTypes ?? [];
+    this.portals.set(b.portal, {
+      statementName: b.statement,
+      statement,
+      // Decoded now, for the audit record; upstream still receives the original bytes.
+      parameters: b.values.map((v, i) => decodeParameter(v, b.paramFormats[i]!, types[i] || undefined)),
+      resultFormats: b.resultFormats,
+      fields: null,
+    });
+  }
+
+  /** An Execute of a portal the client never bound: fails upstream without side effects. */
+  private poisonExecute(): Buffer {
+    let name: string;
+    do name = `hoop refused ${randomUUID()}`;
+    while (this.portals.has(name));
+    return frame(MessageType.Execute, cstring(name), Buffer.alloc(4));
+  }
+
+  /** The write-ahead barrier: resolves to a run that is either admitted or refused. */
+  private async writeAhead(s: Omit<StatementStart, 'queryId'>): Promise<StatementRun> {
+    const start: StatementStart = { queryId: randomUUID(), ...s };
+    try {
+      await this.ctx.hooks.queryStart(start);
+      return new StatementRun(start, this.ctx.payloadLimit);
+    } catch (err) {
+      return new StatementRun(start, this.ctx.payloadLimit, refusalOf(err));
+    }
+  }
+
+  /** After the await: if the session ended meanwhile, the statement is not sent. */
+  private admit(run: StatementRun): boolean {
+    if (!this.closing) return true;
+    this.endRun(run, notCompleted('the session ended before the statement was sent'));
+    return false;
+  }
+
+  private send(bytes: Buffer): boolean | Promise<boolean> {
+    if (bytes.length === 0) return true;
+    return writeWithBackpressure(this.upstream.socket, bytes);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // upstream -> client
+
+  private async upstreamLoop(): Promise<void> {
+    const reader = new FrameReader({ maxFrameBytes: UPSTREAM_MAX_FRAME, peer: 'upstream' });
+    try {
+      if (this.upstream.leftover.length > 0) await this.relay(reader.push(this.upstream.leftover));
+      for await (const chunk of chunksOf(this.upstream.socket)) {
+        await this.relay(reader.push(chunk));
+      }
+      this.close('upstream-closed', this.upstreamFatal);
+    } catch (err) {
+      this.close('upstream-error', errorMessage(err));
+    }
+  }
+
+  /** Relays a batch of upstream frames to the client, accounting each against its statement. */
+  private async relay(batch: FrameBatch): Promise<void> {
+    const buf = batch.buffer;
+    let runStart = batch.frames[0]?.start ?? 0;
+    for (const f of batch.frames) {
+      const replacement = this.onBackend(f.type, buf.subarray(f.start, f.end), buf.subarray(f.bodyStart, f.end));
+      if (replacement === undefined) continue;
+      if (!(await this.toClient(buf.subarray(runStart, f.start)))) return;
+      if (replacement && !(await this.toClient(replacement))) return;
+      runStart = f.end;
+    }
+    const last = batch.frames[batch.frames.length - 1];
+    if (last) await this.toClient(buf.subarray(runStart, last.end));
+  }
+
+  private toClient(bytes: Buffer): boolean | Promise<boolean> {
+    if (bytes.length === 0) return true;
+    return writeWithBackpressure(this.client, bytes);
+  }
+
+  /** Accounts one backend message. Returns undefined to pass it, a Buffer to send instead, null to drop it. */
+  private onBackend(type: number, bytes: Buffer, body: Buffer): Buffer | null | undefined {
+    const front = this.expected[0];
+    const run = front && (front.kind === 'execute' || front.kind === 'query') ? front.run : null;
+    if (front?.kind === 'execute' && !front.described) this.applyPortalDescription(front);
+    switch (type) {
+      case MessageType.DataRow:
+        run?.dataRow(bytes, body);
+        return undefined;
+      case MessageType.CopyData:
+        run?.copyData(bytes, body);
+        return undefined;
+      case MessageType.CopyOutResponse:
+        run?.copyOut(new BodyReader(body, 'CopyOutResponse').byte() === 1);
+        return undefined;
+      case MessageType.RowDescription: {
+        const fields = decodeRowDescription(body);
+        if (front?.kind === 'describe') {
+          if (front.portal) front.portal.fields = fields;
+          if (front.statement) front.statement.fields = fields;
+          this.expected.shift();
+        } else run?.describe(fields);
+        return undefined;
+      }
+      case MessageType.ParameterDescription:
+        if (front?.kind === 'describe' && front.statement) front.statement.paramTypes = decodeParameterDescription(body);
+        return undefined;
+      case MessageType.NoData:
+      case MessageType.ParseComplete:
+      case MessageType.BindComplete:
+      case MessageType.CloseComplete:
+        if (front && front.kind !== 'execute' && front.kind !== 'query' && front.kind !== 'sync') this.expected.shift();
+        return undefined;
+      case MessageType.CommandComplete:
+        run?.commandComplete(decodeCommandComplete(body).tag);
+        if (front?.kind === 'execute') this.endFront();
+        return undefined;
+      case MessageType.EmptyQueryResponse:
+      case MessageType.PortalSuspended:
+        if (front?.kind === 'execute') this.endFront();
+        return undefined;
+      case MessageType.ErrorResponse:
+        return this.onError(body);
+      case MessageType.ReadyForQuery:
+        if (front?.kind === 'query') this.endFront();
+        else if (front?.kind === 'sync') this.expected.shift();
+        return undefined;
+      case MessageType.BackendKeyData:
+        return null; // upstream's key must never reach the client
+      default:
+        return undefined; // notices, notifications, ParameterStatus, CopyIn/Done, FunctionCallResponse
+    }
+  }
+
+  private onError(body: Buffer): Buffer | undefined {
+    const fields = decodeNoticeFields(body);
+    const error = { code: fields.C ?? 'XX000', message: fields.M ?? 'error' };
+    if (fields.V === 'FATAL' || fields.V === 'PANIC' || fields.S === 'FATAL' || fields.S === 'PANIC') this.upstreamFatal = error.message;
+    const front = this.expected[0];
+    if (!front || front.kind === 'sync') return undefined;
+    if (front.kind === 'query') {
+      front.run.fail(error);
+      return front.run.refusal ? refusalResponse(front.run.refusal) : undefined;
+    }
+    // Extended protocol: the server now discards everything up to the next Sync.
+    const refusal = front.kind === 'execute' ? front.run.refusal : null;
+    if (front.kind === 'execute') front.run.fail(error);
+    this.expected.shift();
+    if (front.kind === 'execute') this.endRun(front.run);
+    while (this.expected.length > 0 && this.expected[0]!.kind !== 'sync') {
+      const skipped = this.expected.shift()!;
+      if (skipped.kind === 'execute' || skipped.kind === 'query') {
+        this.endRun(skipped.run, notCompleted('not executed: an earlier message in the same pipeline failed'));
+      }
+    }
+    return refusal ? refusalResponse(refusal) : undefined;
+  }
+
+  private applyPortalDescription(e: Extract<Expected, { kind: 'execute' }>): void {
+    e.described = true;
+    const p = e.portal;
+    if (!p) return;
+    if (p.fields) e.run.describe(p.fields);
+    else {
+      e.run.describe(p.statement?.fields ?? null);
+      e.run.describe(null, p.resultFormats);
+    }
+  }
+
+  private endFront(): void {
+    const e = this.expected.shift();
+    if (e && (e.kind === 'execute' || e.kind === 'query')) this.endRun(e.run);
+  }
+
+  private endRun(run: StatementRun, error?: { code: string; message: string }): void {
+    if (run.isEnded) return;
+    if (error) run.fail(error);
+    const end = run.finish();
+    safely(() => this.ctx.hooks.queryEnd(end));
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // ends
+
+  private close(reason: string, error: string | null): void {
+    if (!this.endReason) this.endReason = { reason, error };
+    this.closing = true;
+    const socket = this.upstream.socket;
+    if (!socket.destroyed && !socket.writableEnded) endStream(socket, this.terminated ? undefined : TERMINATE);
+    endStream(this.client);
+  }
+
+  private protocolError(message: string): void {
+    safely(() => this.ctx.hooks.protocolError({ message }));
+    this.endReason ??= { reason: 'protocol-error', error: message };
+    this.closing = true;
+    this.upstream.socket.destroy();
+    fatal(this.client, sqlstateOf('HOOP_PROTOCOL'), `hoop: ${message}`);
+  }
+}
+
+/** A simple-protocol message that fails with a syntax error and changes nothing upstream. */
+const POISON_QUERY = frame(MessageType.Query, cstring('hoop refused'));
+
+function refusalOf(err: unknown): { code: string; message: string } {
+  // Anything but a deliberate policy refusal means the audit record could not be made: fail closed
+  // without leaking the store's internals to the client.
+  if (isHoopError(err) && err.code !== 'HOOP_AUDIT_UNAVAILABLE' && err.code !== 'HOOP_STORE' && err.code !== 'HOOP_INTERNAL') {
+    return { code: sqlstateOf(err.code), message: `hoop: statement refused: ${err.message}` };
+  }
+  return { code: sqlstateOf('HOOP_AUDIT_UNAVAILABLE'), message: 'hoop: statement refused: audit log unavailable' };
+}
+
+function refusalResponse(r: { code: string; message: string }): Buffer {
+  const audit = r.code === sqlstateOf('HOOP_AUDIT_UNAVAILABLE');
+  return errorResponse({ severity: 'ERROR', code: r.code, message: r.message, hint: audit ? 'nothing was executed; retry once the gateway can record statements again' : undefined });
+}
+
+function notCompleted(message: string): { code: string; message: string } {
+  return { code: '08006', message };
+}

@@ -1,0 +1,293 @@
+/**
+ * Opens the gateway's own connection to the upstream PostgreSQL: TCP, TLS per `sslmode`, the
+ * StartupMessage, authentication (SCRAM-SHA-256, MD5, cleartext or trust) until ReadyForQuery.
+ *
+ * Errors are HoopError('HOOP_UPSTREAM') with messages safe to show to the client: they name the
+ * host and the server's own error text, never the password.
+ */
+import { connect as netConnect, isIP, type Socket } from 'node:net';
+import { connect as tlsConnect, type TLSSocket } from 'node:tls';
+import { HoopError, errorMessage } from '../../errors.js';
+import { FrameReader, type Frame } from './framing.js';
+import {
+  AuthCode,
+  BodyReader,
+  MessageType,
+  cancelRequest,
+  cstring,
+  decodeBackendKeyData,
+  decodeNoticeFields,
+  decodeParameterStatus,
+  decodeReadyForQuery,
+  frame,
+  sslRequest,
+  startupMessage,
+  type TransactionStatus,
+} from './messages.js';
+import { md5PasswordHash, SCRAM_SHA_256, ScramClient } from './scram.js';
+import type { UpstreamConfig } from './engine.js';
+
+const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
+/** Messages during startup are small; a server sending more is broken or hostile. */
+const STARTUP_MAX_FRAME = 1024 * 1024;
+
+export interface UpstreamConnection {
+  socket: Socket | TLSSocket;
+  /** ParameterStatus values in the order the server sent them. */
+  parameters: [string, string][];
+  backendKey: { processId: number; secretKey: number } | null;
+  transactionStatus: TransactionStatus;
+  /** Bytes the server sent after ReadyForQuery (normally none): process them first. */
+  leftover: Buffer;
+  tls: boolean;
+}
+
+export function upstreamError(cfg: UpstreamConfig, message: string, cause?: unknown): HoopError {
+  return new HoopError('HOOP_UPSTREAM', `upstream ${cfg.host}:${cfg.port}: ${message}`, {
+    cause,
+    hint: 'check the connection settings and that the database is reachable from the gateway',
+  });
+}
+
+/** Connects, negotiates TLS and authenticates; resolves at the first ReadyForQuery. */
+export async function connectUpstream(
+  cfg: UpstreamConfig,
+  options: { parameters?: Record<string, string> } = {},
+): Promise<UpstreamConnection> {
+  const timeoutMs = cfg.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+  let socket: Socket | TLSSocket | null = null;
+  const timer = setTimeout(() => socket?.destroy(upstreamError(cfg, `timed out after ${timeoutMs} ms`)), timeoutMs);
+  try {
+    socket = await openTcp(cfg, (s) => (socket = s));
+    const tls = await negotiateTls(cfg, socket, (s) => (socket = s));
+    // The connection fixes user and database; the client may pass harmless session defaults.
+    const params: Record<string, string> = { client_encoding: 'UTF8', ...options.parameters, user: cfg.user, database: cfg.database };
+    socket.write(startupMessage(params));
+    const result = await authenticate(cfg, socket);
+    return { ...result, socket, tls };
+  } catch (err) {
+    socket?.destroy();
+    throw err instanceof HoopError ? err : upstreamError(cfg, errorMessage(err), err);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Sends a CancelRequest for `key` on a fresh connection (over TLS when sslmode asks for it). */
+export async function sendCancelRequest(cfg: UpstreamConfig, key: { processId: number; secretKey: number }): Promise<void> {
+  let socket: Socket | TLSSocket | null = null;
+  const timer = setTimeout(() => socket?.destroy(), cfg.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS);
+  try {
+    socket = await openTcp(cfg, (s) => (socket = s));
+    await negotiateTls(cfg, socket, (s) => (socket = s));
+    const s = socket;
+    // The server closes the connection once it has read the request.
+    await new Promise<void>((resolve) => {
+      s.once('close', () => resolve());
+      s.once('error', () => resolve());
+      s.resume();
+      s.end(cancelRequest(key.processId, key.secretKey));
+    });
+  } finally {
+    clearTimeout(timer);
+    socket?.destroy();
+  }
+}
+
+function openTcp(cfg: UpstreamConfig, track: (s: Socket) => void): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const s = netConnect({ host: cfg.host, port: cfg.port });
+    track(s);
+    s.setNoDelay(true);
+    s.once('connect', () => {
+      s.off('error', onError);
+      resolve(s);
+    });
+    const onError = (err: Error) => reject(upstreamError(cfg, `could not connect: ${errorMessage(err)}`, err));
+    s.once('error', onError);
+    s.once('close', () => reject(upstreamError(cfg, 'connection closed while connecting')));
+  });
+}
+
+/** SSLRequest and the TLS handshake per sslmode (libpq semantics). */
+async function negotiateTls(
+  cfg: UpstreamConfig,
+  socket: Socket,
+  track: (s: TLSSocket) => void,
+): Promise<boolean> {
+  if (cfg.sslmode === 'disable') return false;
+  socket.write(sslRequest());
+  const answer = await readOneByte(cfg, socket);
+  if (answer === 0x4e /* N */) {
+    if (cfg.sslmode === 'prefer') return false;
+    throw upstreamError(cfg, `server does not support SSL, but sslmode is ${cfg.sslmode}`);
+  }
+  if (answer !== 0x53 /* S */) throw upstreamError(cfg, 'unexpected answer to SSLRequest');
+  const verify = cfg.sslmode === 'verify-ca' || cfg.sslmode === 'verify-full';
+  const tlsSocket = tlsConnect({
+    socket,
+    ca: cfg.ca,
+    rejectUnauthorized: verify,
+    // SNI must be a host name; an IP address is checked against the certificate's IP SANs.
+    servername: isIP(cfg.host) ? undefined : cfg.host,
+    checkServerIdentity: cfg.sslmode === 'verify-full' ? undefined : () => undefined,
+    ...(cfg.sslmode === 'verify-full' ? { host: cfg.host } : {}),
+  });
+  track(tlsSocket);
+  await new Promise<void>((resolve, reject) => {
+    tlsSocket.once('secureConnect', () => {
+      tlsSocket.off('error', onError);
+      resolve();
+    });
+    const onError = (err: Error) => reject(upstreamError(cfg, `TLS handshake failed (sslmode=${cfg.sslmode}): ${errorMessage(err)}`, err));
+    tlsSocket.once('error', onError);
+  });
+  tlsSocket.setNoDelay(true);
+  return true;
+}
+
+/** Reads exactly the one-byte SSLRequest answer; more bytes would be injected plaintext (CVE-2021-23222). */
+function readOneByte(cfg: UpstreamConfig, socket: Socket): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const cleanup = () => {
+      socket.off('data', onData);
+      socket.off('error', onError);
+      socket.off('close', onClose);
+    };
+    const onData = (chunk: Buffer) => {
+      socket.pause();
+      cleanup();
+      if (chunk.length !== 1) reject(upstreamError(cfg, 'server sent unexpected data after the SSLRequest answer'));
+      else resolve(chunk[0]!);
+    };
+    const onError = (err: Error) => {
+      cleanup();
+      reject(upstreamError(cfg, errorMessage(err), err));
+    };
+    const onClose = () => {
+      cleanup();
+      reject(upstreamError(cfg, 'connection closed during SSL negotiation'));
+    };
+    socket.on('data', onData);
+    socket.once('error', onError);
+    socket.once('close', onClose);
+    socket.resume();
+  });
+}
+
+interface StartupResult {
+  parameters: [string, string][];
+  backendKey: { processId: number; secretKey: number } | null;
+  transactionStatus: TransactionStatus;
+  leftover: Buffer;
+}
+
+/** Runs the authentication exchange and reads until ReadyForQuery. */
+function authenticate(cfg: UpstreamConfig, socket: Socket): Promise<StartupResult> {
+  return new Promise((resolve, reject) => {
+    const reader = new FrameReader({ maxFrameBytes: STARTUP_MAX_FRAME, peer: 'upstream' });
+    const parameters: [string, string][] = [];
+    let backendKey: StartupResult['backendKey'] = null;
+    let scram: ScramClient | null = null;
+    let done = false;
+    const finish = (err: unknown, result?: StartupResult) => {
+      done = true;
+      socket.pause();
+      socket.off('data', onData);
+      socket.off('error', onError);
+      socket.off('close', onClose);
+      if (err) reject(err instanceof HoopError ? err : upstreamError(cfg, errorMessage(err), err));
+      else resolve(result!);
+    };
+    const needPassword = (): string => {
+      if (cfg.password === undefined || cfg.password === '') {
+        throw upstreamError(cfg, 'the server requested a password, but the connection has none configured');
+      }
+      return cfg.password;
+    };
+    const onAuth = (body: Buffer) => {
+      const r = new BodyReader(body, 'Authentication');
+      const code = r.int32();
+      switch (code) {
+        case AuthCode.Ok:
+          return;
+        case AuthCode.CleartextPassword:
+          socket.write(frame(MessageType.PasswordMessage, cstring(needPassword())));
+          return;
+        case AuthCode.MD5Password:
+          socket.write(frame(MessageType.PasswordMessage, cstring(md5PasswordHash(cfg.user, needPassword(), r.bytes(4)))));
+          return;
+        case AuthCode.SASL: {
+          const mechanisms: string[] = [];
+          for (let m = r.cstring(); m !== ''; m = r.cstring()) mechanisms.push(m);
+          if (!mechanisms.includes(SCRAM_SHA_256)) {
+            throw upstreamError(cfg, `no supported SASL mechanism (server offers ${mechanisms.join(', ')})`);
+          }
+          scram = new ScramClient(needPassword());
+          const first = Buffer.from(scram.clientFirstMessage(), 'utf8');
+          const len = Buffer.allocUnsafe(4);
+          len.writeInt32BE(first.length);
+          socket.write(frame(MessageType.PasswordMessage, cstring(SCRAM_SHA_256), len, first));
+          return;
+        }
+        case AuthCode.SASLContinue:
+          if (!scram) throw upstreamError(cfg, 'unexpected SASLContinue');
+          socket.write(frame(MessageType.PasswordMessage, Buffer.from(scram.clientFinalMessage(r.bytes(r.remaining).toString('utf8')), 'utf8')));
+          return;
+        case AuthCode.SASLFinal:
+          if (!scram) throw upstreamError(cfg, 'unexpected SASLFinal');
+          scram.verifyServerFinal(r.bytes(r.remaining).toString('utf8'));
+          return;
+        default:
+          throw upstreamError(cfg, `unsupported authentication method (code ${code})`);
+      }
+    };
+    const onFrame = (buf: Buffer, f: Frame): StartupResult | null => {
+      const body = buf.subarray(f.bodyStart, f.end);
+      switch (f.type) {
+        case MessageType.Authentication:
+          onAuth(body);
+          return null;
+        case MessageType.ErrorResponse: {
+          const e = decodeNoticeFields(body);
+          throw upstreamError(cfg, `${e.M ?? 'error'} (SQLSTATE ${e.C ?? 'unknown'})`);
+        }
+        case MessageType.ParameterStatus: {
+          const p = decodeParameterStatus(body);
+          parameters.push([p.name, p.value]);
+          return null;
+        }
+        case MessageType.BackendKeyData:
+          backendKey = decodeBackendKeyData(body);
+          return null;
+        case MessageType.ReadyForQuery:
+          return { parameters, backendKey, transactionStatus: decodeReadyForQuery(body), leftover: Buffer.alloc(0) };
+        default:
+          return null; // NoticeResponse, NegotiateProtocolVersion: nothing to do
+      }
+    };
+    const onData = (chunk: Buffer) => {
+      if (done) return;
+      try {
+        const batch = reader.push(chunk);
+        for (let i = 0; i < batch.frames.length; i++) {
+          const result = onFrame(batch.buffer, batch.frames[i]!);
+          if (result) {
+            // Everything after this frame, whole or partial, belongs to the session.
+            result.leftover = Buffer.from(batch.buffer.subarray(batch.frames[i]!.end));
+            finish(null, result);
+            return;
+          }
+        }
+      } catch (err) {
+        finish(err);
+      }
+    };
+    const onError = (err: Error) => finish(upstreamError(cfg, errorMessage(err), err));
+    const onClose = () => finish(upstreamError(cfg, 'server closed the connection during startup'));
+    socket.on('data', onData);
+    socket.once('error', onError);
+    socket.once('close', onClose);
+    socket.resume();
+  });
+}
