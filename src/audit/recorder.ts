@@ -1,0 +1,171 @@
+/**
+ * The write-ahead audit recorder, with group commit.
+ *
+ * record() places a draft in a FIFO queue and returns a promise. One batch at a time goes to
+ * `store.appendEvents` (one transaction, one fsync); everything recorded while that batch is in
+ * flight waits and goes together in the next one. Under concurrency the cost of an fsync is
+ * shared by every statement waiting for it, instead of paid once per statement in series.
+ *
+ * Guarantees:
+ *  - a record() promise resolves only after its batch is durable, with the sealed event;
+ *  - if the batch fails, every record() in it rejects with AuditUnavailableError (fail closed:
+ *    the caller must not proceed), and the next batch is tried afresh;
+ *  - events enter the chain in the order of record() calls;
+ *  - the queue is bounded: past `maxQueue` waiting events, record() rejects at once rather than
+ *    letting memory grow while the store is slow or down.
+ */
+import { randomUUID } from 'node:crypto';
+import { AuditUnavailableError, errorMessage } from '../errors.js';
+import type { Store } from '../store/store.js';
+import { canonicalJson } from './chain.js';
+import type { AuditEvent, AuditEventDraft, UnsealedEvent } from './event.js';
+
+export interface RecorderLogger {
+  warn(obj: object, msg: string): void;
+}
+
+export interface AuditRecorderOptions {
+  logger?: RecorderLogger;
+  /** Events waiting for the store beyond which record() rejects. Default 10 000. */
+  maxQueue?: number;
+  /** Most events in one appendEvents call. Default 1 000. */
+  maxBatch?: number;
+}
+
+interface Pending {
+  event: UnsealedEvent;
+  resolve(e: AuditEvent): void;
+  reject(err: AuditUnavailableError): void;
+}
+
+const stderrLogger: RecorderLogger = {
+  warn(obj, msg) {
+    process.stderr.write(`${JSON.stringify({ level: 'warn', time: new Date().toISOString(), msg, ...obj })}\n`);
+  },
+};
+
+export class AuditRecorder {
+  private readonly logger: RecorderLogger;
+  private readonly maxQueue: number;
+  private readonly maxBatch: number;
+  private readonly queue: Pending[] = [];
+  private draining = false;
+  /** Events accepted into the queue, and those whose batch has settled (durable or failed). */
+  private accepted = 0;
+  private settled = 0;
+  private readonly flushWaiters: { upTo: number; resolve(): void }[] = [];
+
+  constructor(
+    private readonly store: Store,
+    options: AuditRecorderOptions = {},
+  ) {
+    this.logger = options.logger ?? stderrLogger;
+    this.maxQueue = options.maxQueue ?? 10_000;
+    this.maxBatch = options.maxBatch ?? 1_000;
+  }
+
+  /** Resolves with the sealed event once it is durable; rejects with AuditUnavailableError. */
+  record(draft: AuditEventDraft): Promise<AuditEvent> {
+    let event: UnsealedEvent;
+    try {
+      event = unsealedOf(draft);
+    } catch (err) {
+      return Promise.reject(new AuditUnavailableError(`audit event ${String(draft.type)} cannot be encoded: ${errorMessage(err)}`, { cause: err }));
+    }
+    if (this.queue.length >= this.maxQueue) {
+      return Promise.reject(
+        new AuditUnavailableError(`the audit queue is full (${this.maxQueue} events waiting for the store)`, {
+          hint: 'the audit store is too slow or unavailable; check its health',
+        }),
+      );
+    }
+    return new Promise<AuditEvent>((resolve, reject) => {
+      this.queue.push({ event, resolve, reject });
+      this.accepted++;
+      this.schedule();
+    });
+  }
+
+  /** For after-the-fact events (query.end, session.end): failures are logged, never thrown. */
+  recordLater(draft: AuditEventDraft): void {
+    this.record(draft).catch((err: unknown) => {
+      // Type and session only: data may hold statements, parameters and results.
+      this.logger.warn(
+        { type: draft.type, session_id: draft.session_id ?? null, connection: draft.connection ?? null, error: errorMessage(err) },
+        'audit event could not be recorded',
+      );
+    });
+  }
+
+  /** Resolves once every event recorded before this call is durable or has failed. */
+  flush(): Promise<void> {
+    if (this.settled >= this.accepted) return Promise.resolve();
+    return new Promise((resolve) => this.flushWaiters.push({ upTo: this.accepted, resolve }));
+  }
+
+  private schedule(): void {
+    if (this.draining) return;
+    this.draining = true;
+    // setImmediate, not a microtask: lets the I/O callbacks of this loop turn record too, so
+    // statements arriving together share the first batch.
+    setImmediate(() => void this.drain());
+  }
+
+  private async drain(): Promise<void> {
+    while (this.queue.length > 0) {
+      const batch = this.queue.splice(0, this.maxBatch);
+      await this.append(batch);
+      this.settled += batch.length;
+      this.wakeFlushWaiters();
+      if (this.queue.length > 0) await new Promise((r) => setImmediate(r));
+    }
+    this.draining = false;
+  }
+
+  private async append(batch: Pending[]): Promise<void> {
+    let sealed: AuditEvent[];
+    try {
+      sealed = await this.store.appendEvents(batch.map((p) => p.event));
+      if (sealed.length !== batch.length) throw new Error(`the store returned ${sealed.length} events for a batch of ${batch.length}`);
+    } catch (err) {
+      const failure = new AuditUnavailableError(`the audit log could not be written: ${errorMessage(err)}`, {
+        cause: err,
+        hint: 'the statement was not run; check the audit store and retry',
+      });
+      this.logger.warn({ events: batch.length, error: errorMessage(err) }, 'audit store append failed; the events of this batch were refused');
+      for (const p of batch) p.reject(failure);
+      return;
+    }
+    batch.forEach((p, i) => p.resolve(sealed[i]!));
+  }
+
+  private wakeFlushWaiters(): void {
+    for (let i = this.flushWaiters.length - 1; i >= 0; i--) {
+      const w = this.flushWaiters[i]!;
+      if (this.settled >= w.upTo) {
+        this.flushWaiters.splice(i, 1);
+        w.resolve();
+      }
+    }
+  }
+}
+
+/**
+ * Stamps id and time and takes a canonical snapshot, so that a caller mutating its objects
+ * afterwards cannot change what is recorded, and what is returned equals what is stored.
+ */
+function unsealedOf(draft: AuditEventDraft): UnsealedEvent {
+  if (typeof draft.type !== 'string' || (draft.type as string) === '') throw new TypeError('type must be a non-empty string');
+  if (typeof draft.data !== 'object' || draft.data === null || Array.isArray(draft.data)) throw new TypeError('data must be an object');
+  const event: UnsealedEvent = {
+    id: randomUUID(),
+    time: new Date().toISOString(),
+    type: draft.type,
+    actor: draft.actor ?? null,
+    source: draft.source ?? null,
+    connection: draft.connection ?? null,
+    session_id: draft.session_id ?? null,
+    data: draft.data,
+  };
+  return JSON.parse(canonicalJson(event)) as UnsealedEvent;
+}
