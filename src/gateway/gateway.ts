@@ -1,0 +1,126 @@
+/**
+ * The gateway's composition root: store -> recorder -> engine -> authenticators -> HTTP API and
+ * tunnel endpoint on one listener. `close()` undoes it in reverse: stop accepting, end the
+ * tunnels (their sessions end and are recorded), flush the recorder, close the store.
+ */
+import { generateKeyPairSync } from 'node:crypto';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import { dirname } from 'node:path';
+import { pino, type Logger } from 'pino';
+import { AuditRecorder } from '../audit/recorder.js';
+import { HoopError, errorMessage } from '../errors.js';
+import { ApiKeyAuthenticator } from '../identity/api-keys.js';
+import type { Authenticator } from '../identity/identity.js';
+import { OidcVerifier } from '../identity/oidc-verifier.js';
+import { PostgresEngine } from '../protocols/postgres/engine.js';
+import { openStore } from '../store/index.js';
+import type { Store } from '../store/store.js';
+import { AuthenticatorChain } from './authn.js';
+import type { GatewayConfig } from './config.js';
+import { createServer } from './http.js';
+import { GatewayMetrics } from './metrics.js';
+import { handleRequest, type ApiContext } from './routes.js';
+import { TunnelEndpoint } from './tunnel.js';
+
+export interface RunningGateway {
+  /** Base URL, e.g. http://127.0.0.1:8009 (the real port when `listen` asked for port 0). */
+  url: string;
+  close(): Promise<void>;
+  /** The gateway's store, for tests and embedding (`hoop demo`). */
+  readonly store: Store;
+}
+
+export interface GatewayOptions {
+  logger?: Logger;
+}
+
+export async function startGateway(config: GatewayConfig, options: GatewayOptions = {}): Promise<RunningGateway> {
+  const logger = options.logger ?? pino({ name: 'hoop-gateway' }, pino.destination(2));
+  const engine = new PostgresEngine();
+  const metrics = new GatewayMetrics(() => engine.activeSessions);
+  const store = metrics.instrument(await openStore(config.store));
+  const recorder = new AuditRecorder(store, { logger });
+  let closed = false;
+
+  try {
+    ensureSigningKey(config.audit.signing_key, logger);
+    const authn = new AuthenticatorChain(authenticatorsFor(config));
+    const ctx: ApiContext = { config, store, recorder, authn, metrics, logger };
+    const tunnels = new TunnelEndpoint({ ...ctx, engine });
+
+    await recorder.record({
+      type: 'config.loaded',
+      actor: { subject: 'system:gateway', email: null, groups: [], auth_method: 'system' },
+      data: {
+        file: config.file,
+        sha256: config.fingerprint,
+        connections: config.connections.map((c) => c.name),
+        api_keys: config.identity.api_keys.map((k) => k.name),
+        oidc_issuer: config.identity.oidc?.issuer ?? null,
+      },
+    });
+
+    const server = createServer((req, res) => void handleRequest(ctx, req, res), config.tls);
+    server.on('upgrade', (req, socket, head) => tunnels.handleUpgrade(req, socket, head));
+    server.on('clientError', (_err, socket) => {
+      if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+      else socket.destroy();
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(config.listen.port, config.listen.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    const address = server.address() as AddressInfo;
+    const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+    const url = `${config.tls ? 'https' : 'http'}://${host}:${address.port}`;
+    logger.info({ url, connections: config.connections.length }, 'gateway listening');
+
+    return {
+      url,
+      store,
+      async close(): Promise<void> {
+        if (closed) return;
+        closed = true;
+        const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
+        server.closeIdleConnections();
+        await tunnels.close();
+        server.closeAllConnections();
+        await stopped;
+        await recorder.flush().catch((err: unknown) => logger.error({ err: errorMessage(err) }, 'audit flush failed at shutdown'));
+        await store.close();
+        logger.info('gateway stopped');
+      },
+    };
+  } catch (err) {
+    await recorder.flush().catch(() => {});
+    await store.close().catch(() => {});
+    throw err;
+  }
+}
+
+function authenticatorsFor(config: GatewayConfig): Authenticator[] {
+  const list: Authenticator[] = [];
+  const oidc = config.identity.oidc;
+  // Each authenticator returns null for credentials of the other kind (JWT vs opaque key).
+  if (oidc) list.push(new OidcVerifier({ issuer: oidc.issuer, audience: oidc.audience, groupsClaim: oidc.groups_claim }));
+  list.push(new ApiKeyAuthenticator(config.identity.api_keys));
+  return list;
+}
+
+/** The Ed25519 key that signs audit checkpoints: created (0600, PKCS#8 PEM) on first start. */
+function ensureSigningKey(path: string, logger: Logger): void {
+  if (existsSync(path)) return;
+  try {
+    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    const { privateKey } = generateKeyPairSync('ed25519');
+    writeFileSync(path, privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600, flag: 'wx' });
+    logger.info({ path }, 'created audit signing key');
+  } catch (err) {
+    if ((err as { code?: string }).code === 'EEXIST') return;
+    throw new HoopError('HOOP_CONFIG_INVALID', `audit.signing_key: cannot create ${path}: ${errorMessage(err)}`, { cause: err });
+  }
+}

@@ -1,0 +1,103 @@
+/**
+ * Prometheus metrics in the text exposition format (version 0.0.4), hand-rolled: a handful of
+ * counters, one gauge and two histograms do not need a client library. Label values come from
+ * fixed sets chosen by the gateway (outcomes, reasons, statuses), never from client input, so the
+ * series count stays bounded.
+ */
+import type { AuditEvent, UnsealedEvent } from '../audit/event.js';
+import type { Store } from '../store/store.js';
+
+class Counter {
+  private readonly values = new Map<string, number>();
+  constructor(readonly name: string, readonly help: string, readonly label?: string) {}
+  inc(labelValue = '', by = 1): void {
+    this.values.set(labelValue, (this.values.get(labelValue) ?? 0) + by);
+  }
+  get(labelValue = ''): number {
+    return this.values.get(labelValue) ?? 0;
+  }
+  render(): string {
+    const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} counter`];
+    if (!this.label && this.values.size === 0) lines.push(`${this.name} 0`);
+    for (const [v, n] of this.values) lines.push(this.label ? `${this.name}{${this.label}="${escapeLabel(v)}"} ${n}` : `${this.name} ${n}`);
+    return lines.join('\n');
+  }
+}
+
+class Histogram {
+  private readonly counts: number[];
+  private sum = 0;
+  private count = 0;
+  constructor(readonly name: string, readonly help: string, readonly buckets: readonly number[]) {
+    this.counts = buckets.map(() => 0);
+  }
+  observe(v: number): void {
+    this.sum += v;
+    this.count += 1;
+    this.buckets.forEach((b, i) => {
+      if (v <= b) this.counts[i]! += 1;
+    });
+  }
+  render(): string {
+    const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} histogram`];
+    this.buckets.forEach((b, i) => lines.push(`${this.name}_bucket{le="${b}"} ${this.counts[i]}`));
+    lines.push(`${this.name}_bucket{le="+Inf"} ${this.count}`, `${this.name}_sum ${this.sum}`, `${this.name}_count ${this.count}`);
+    return lines.join('\n');
+  }
+}
+
+function escapeLabel(v: string): string {
+  return v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
+}
+
+export class GatewayMetrics {
+  readonly statements = new Counter('hoop_statements_total', 'Statements finished, by outcome (ok, error, cancelled, refused).', 'outcome');
+  readonly sessions = new Counter('hoop_sessions_total', 'Tunnel sessions accepted.');
+  readonly authFailures = new Counter('hoop_auth_failures_total', 'Failed authentications, by reason code.', 'code');
+  readonly tunnelRefusals = new Counter('hoop_tunnel_refusals_total', 'Tunnel upgrades refused, by HTTP status.', 'status');
+  readonly protocolErrors = new Counter('hoop_protocol_errors_total', 'Malformed or oversized client frames.');
+  readonly auditAppendFailures = new Counter('hoop_audit_append_failures_total', 'Audit appends the store refused (statements refused: fail closed).');
+  readonly httpRequests = new Counter('hoop_http_requests_total', 'HTTP API responses, by status code.', 'status');
+  readonly auditAppendSeconds = new Histogram('hoop_audit_append_seconds', 'Latency of one durable audit append (one group commit).',
+    [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5]);
+  readonly auditBatchSize = new Histogram('hoop_audit_batch_size', 'Events per durable audit append (group commit size).',
+    [1, 2, 4, 8, 16, 32, 64, 128, 256]);
+
+  constructor(private readonly activeSessions: () => number) {}
+
+  render(): string {
+    const active = [
+      '# HELP hoop_sessions_active Tunnel sessions open now.',
+      '# TYPE hoop_sessions_active gauge',
+      `hoop_sessions_active ${this.activeSessions()}`,
+    ].join('\n');
+    return [active, this.sessions, this.statements, this.authFailures, this.tunnelRefusals, this.protocolErrors,
+      this.auditAppendFailures, this.auditAppendSeconds, this.auditBatchSize, this.httpRequests]
+      .map((m) => (typeof m === 'string' ? m : m.render())).join('\n') + '\n';
+  }
+
+  /** The store, observed: every appendEvents call is one durable batch from the recorder. */
+  instrument(store: Store): Store {
+    const append = async (events: UnsealedEvent[]): Promise<AuditEvent[]> => {
+      const started = process.hrtime.bigint();
+      try {
+        const out = await store.appendEvents(events);
+        this.auditAppendSeconds.observe(Number(process.hrtime.bigint() - started) / 1e9);
+        this.auditBatchSize.observe(events.length);
+        return out;
+      } catch (err) {
+        this.auditAppendFailures.inc();
+        throw err;
+      }
+    };
+    return {
+      migrate: () => store.migrate(),
+      appendEvents: append,
+      head: () => store.head(),
+      readEvents: (f) => store.readEvents(f),
+      listSessions: (f) => store.listSessions(f),
+      getSession: (id) => store.getSession(id),
+      close: () => store.close(),
+    };
+  }
+}

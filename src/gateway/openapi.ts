@@ -1,0 +1,147 @@
+/** The OpenAPI 3.1 description of the HTTP API, served at /api/v1/openapi.json. */
+
+const error = { $ref: '#/components/responses/Error' };
+const json = (schema: object) => ({ content: { 'application/json': { schema } } });
+const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
+const authed = { 401: error, 500: error, 503: error };
+
+export function openApiDocument(): object {
+  return {
+    openapi: '3.1.0',
+    info: {
+      title: 'hoop gateway API',
+      version: '1',
+      description: 'Layer 7 access gateway for databases. JSON over HTTP(S); authenticate with `Authorization: Bearer <API key or OIDC access token>`.',
+    },
+    servers: [{ url: '/' }],
+    security: [{ bearer: [] }],
+    paths: {
+      '/healthz': {
+        get: {
+          operationId: 'health', summary: 'Liveness and store reachability', security: [],
+          responses: { 200: { description: 'Healthy', ...json(ref('Health')) }, 503: { description: 'The audit store is unreachable', ...json(ref('Health')) } },
+        },
+      },
+      '/metrics': {
+        get: {
+          operationId: 'metrics', summary: 'Prometheus metrics (text exposition format 0.0.4)', security: [],
+          responses: { 200: { description: 'Metrics', content: { 'text/plain': { schema: { type: 'string' } } } } },
+        },
+      },
+      '/api/v1/openapi.json': {
+        get: { operationId: 'openapi', summary: 'This document', security: [], responses: { 200: { description: 'OpenAPI 3.1 document', ...json({ type: 'object' }) } } },
+      },
+      '/api/v1/auth/config': {
+        get: {
+          operationId: 'authConfig', summary: 'How to obtain a token: the OIDC settings for `hoop login`', security: [],
+          responses: { 200: { description: 'OIDC settings, or `{"oidc": null}` when the gateway accepts API keys only', ...json(ref('AuthConfig')) } },
+        },
+      },
+      '/api/v1/me': {
+        get: { operationId: 'me', summary: 'The calling identity', responses: { 200: { description: 'Identity', ...json(ref('Me')) }, ...authed } },
+      },
+      '/api/v1/connections': {
+        get: {
+          operationId: 'listConnections', summary: 'Configured connections, and whether the caller may use each',
+          responses: { 200: { description: 'Connections', ...json({ type: 'array', items: ref('Connection') }) }, ...authed },
+        },
+      },
+      '/api/v1/connections/{name}/tunnel': {
+        get: {
+          operationId: 'openTunnel',
+          summary: 'WebSocket tunnel carrying one PostgreSQL client session',
+          description: 'Upgrade to a WebSocket (RFC 6455). Binary messages carry the raw PostgreSQL frontend bytes, starting with a StartupMessage or a CancelRequest; the gateway answers with backend bytes. Authentication and authorization happen before the upgrade: a refusal is a plain HTTP response with the JSON error body. The optional `X-Hoop-Reason` header is recorded with the session.',
+          parameters: [
+            { name: 'name', in: 'path', required: true, schema: { type: 'string', pattern: '^[a-z0-9][a-z0-9_-]{0,62}$' } },
+            { name: 'X-Hoop-Reason', in: 'header', required: false, schema: { type: 'string', maxLength: 1000 }, description: 'Why the session is opened; recorded in session.start' },
+          ],
+          responses: {
+            101: { description: 'Switching protocols: the tunnel is open' },
+            401: error, 403: error, 404: error, 426: error, 503: error,
+          },
+        },
+      },
+      '/api/v1/sessions': {
+        get: {
+          operationId: 'listSessions',
+          summary: 'Recorded sessions, newest first. Admins and auditors see all; others see only their own.',
+          parameters: [
+            { name: 'user', in: 'query', schema: { type: 'string' }, description: 'Subject, e.g. `apikey:nightly-etl`' },
+            { name: 'connection', in: 'query', schema: { type: 'string' } },
+            { name: 'since', in: 'query', schema: { type: 'string', format: 'date-time' }, description: 'Started at or after (RFC 3339)' },
+            { name: 'until', in: 'query', schema: { type: 'string', format: 'date-time' }, description: 'Started before (RFC 3339)' },
+            { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 1000, default: 100 } },
+          ],
+          responses: { 200: { description: 'Sessions', ...json({ type: 'array', items: ref('SessionSummary') }) }, 400: error, 403: error, ...authed },
+        },
+      },
+      '/api/v1/sessions/{id}': {
+        get: {
+          operationId: 'getSession', summary: 'One session and its audit events in order',
+          parameters: [{ name: 'id', in: 'path', required: true, schema: { type: 'string' } }],
+          responses: {
+            200: { description: 'Session', ...json({ type: 'object', required: ['session', 'events'], properties: { session: ref('SessionSummary'), events: { type: 'array', items: ref('AuditEvent') } } }) },
+            400: error, 404: error, ...authed,
+          },
+        },
+      },
+    },
+    components: {
+      securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'An API key from the gateway config, or an OIDC access token' } },
+      responses: { Error: { description: 'An error', ...json(ref('Error')) } },
+      schemas: {
+        Error: {
+          type: 'object', required: ['error'],
+          properties: { error: { type: 'object', required: ['code', 'message'], properties: { code: { type: 'string', pattern: '^HOOP_[A-Z_]+$' }, message: { type: 'string' }, hint: { type: 'string' } } } },
+        },
+        Health: { type: 'object', required: ['status', 'store'], properties: { status: { enum: ['ok', 'unavailable'] }, store: { enum: ['ok', 'unreachable'] }, error: ref('Error') } },
+        AuthConfig: {
+          oneOf: [
+            { type: 'object', required: ['issuer', 'client_id', 'audience', 'scopes'], properties: { issuer: { type: 'string', format: 'uri' }, client_id: { type: 'string' }, audience: { type: 'string' }, scopes: { type: 'array', items: { type: 'string' } } } },
+            { type: 'object', required: ['oidc'], properties: { oidc: { type: 'null' } } },
+          ],
+        },
+        Me: {
+          type: 'object', required: ['subject', 'groups', 'method', 'roles'],
+          properties: {
+            subject: { type: 'string' }, name: { type: ['string', 'null'] }, email: { type: ['string', 'null'] },
+            groups: { type: 'array', items: { type: 'string' } }, method: { enum: ['api_key', 'oidc'] },
+            expires_at: { type: ['string', 'null'], format: 'date-time' }, roles: { type: 'array', items: { enum: ['admin', 'auditor'] } },
+          },
+        },
+        Connection: {
+          type: 'object', required: ['name', 'type', 'database', 'access', 'allowed', 'requires_approval'],
+          properties: {
+            name: { type: 'string' }, type: { enum: ['postgres'] }, database: { type: 'string' },
+            access: { type: 'array', items: { type: 'string' } }, allowed: { type: 'boolean' }, requires_approval: { type: 'boolean' },
+          },
+        },
+        SessionSummary: {
+          type: 'object',
+          required: ['id', 'connection', 'subject', 'email', 'groups', 'source_address', 'client_application', 'started_at', 'ended_at', 'statements', 'end_reason'],
+          properties: {
+            id: { type: 'string' }, connection: { type: 'string' }, subject: { type: 'string' }, email: { type: ['string', 'null'] },
+            groups: { type: 'array', items: { type: 'string' } }, source_address: { type: ['string', 'null'] }, client_application: { type: ['string', 'null'] },
+            started_at: { type: 'string', format: 'date-time' }, ended_at: { type: ['string', 'null'], format: 'date-time' },
+            statements: { type: 'integer' }, end_reason: { type: ['string', 'null'] },
+          },
+        },
+        AuditEvent: {
+          type: 'object',
+          required: ['seq', 'id', 'time', 'type', 'actor', 'source', 'connection', 'session_id', 'data', 'prev_hash', 'hash'],
+          properties: {
+            seq: { type: 'integer' }, id: { type: 'string' }, time: { type: 'string', format: 'date-time' }, type: { type: 'string' },
+            actor: {
+              type: ['object', 'null'],
+              properties: { subject: { type: 'string' }, email: { type: ['string', 'null'] }, groups: { type: 'array', items: { type: 'string' } }, auth_method: { enum: ['api_key', 'oidc', 'system'] } },
+            },
+            source: { type: ['object', 'null'], properties: { address: { type: ['string', 'null'] }, application: { type: ['string', 'null'] } } },
+            connection: { type: ['string', 'null'] }, session_id: { type: ['string', 'null'] },
+            data: { type: 'object', description: 'Type-specific: query.start carries statement and parameters; query.end outcome, rows, bytes, duration and the result' },
+            prev_hash: { type: 'string', pattern: '^[0-9a-f]{64}$' }, hash: { type: 'string', pattern: '^[0-9a-f]{64}$' },
+          },
+        },
+      },
+    },
+  };
+}

@@ -1,0 +1,233 @@
+/**
+ * The HTTP API under /api/v1 (plus /healthz and /metrics). Every route but the public ones
+ * authenticates first; every failure goes through `sendError`, so the status mapping lives in
+ * one place (http.ts). Routes are described for clients in openapi.ts.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Logger } from 'pino';
+import type { AuditRecorder } from '../audit/recorder.js';
+import { AuthError, HoopError, UsageError, errorMessage } from '../errors.js';
+import type { Identity } from '../identity/identity.js';
+import type { SessionFilter, Store } from '../store/store.js';
+import type { AuthenticatorChain } from './authn.js';
+import { mayReadAllSessions, mayReadSession, mayUseConnection, rolesOf } from './authz.js';
+import type { GatewayConfig } from './config.js';
+import { HttpError, headerText, readBody, remoteAddress, sendError, sendJson, sendText, statusOf } from './http.js';
+import type { GatewayMetrics } from './metrics.js';
+import { openApiDocument } from './openapi.js';
+
+export interface ApiContext {
+  config: GatewayConfig;
+  store: Store;
+  recorder: AuditRecorder;
+  authn: AuthenticatorChain;
+  metrics: GatewayMetrics;
+  logger: Logger;
+}
+
+type Handler = (ctx: ApiContext, req: IncomingMessage, res: ServerResponse, params: { url: URL; match: RegExpExecArray }) => Promise<void>;
+
+interface Route {
+  pattern: RegExp;
+  /** Public routes answer without a bearer token. */
+  public: boolean;
+  handler: Handler;
+}
+
+const SESSION_ID = /^[A-Za-z0-9_-]{1,64}$/;
+
+const routes: Route[] = [
+  { pattern: /^\/healthz$/, public: true, handler: healthz },
+  { pattern: /^\/metrics$/, public: true, handler: metrics },
+  { pattern: /^\/api\/v1\/openapi\.json$/, public: true, handler: openapi },
+  { pattern: /^\/api\/v1\/auth\/config$/, public: true, handler: authConfig },
+  { pattern: /^\/api\/v1\/me$/, public: false, handler: me },
+  { pattern: /^\/api\/v1\/connections$/, public: false, handler: connections },
+  { pattern: /^\/api\/v1\/sessions$/, public: false, handler: sessions },
+  { pattern: /^\/api\/v1\/sessions\/([^/]+)$/, public: false, handler: session },
+  { pattern: /^\/api\/v1\/connections\/([^/]+)\/tunnel$/, public: true, handler: tunnelWithoutUpgrade },
+];
+
+const identities = new WeakMap<IncomingMessage, Identity>();
+
+export async function handleRequest(ctx: ApiContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const started = performance.now();
+  try {
+    const url = new URL(req.url ?? '/', 'http://gateway.invalid');
+    const found = routes.map((r) => ({ r, match: r.pattern.exec(url.pathname) })).find((x) => x.match);
+    if (!found) throw new HoopError('HOOP_NOT_FOUND', 'no such route');
+    if (req.method !== 'GET' && req.method !== 'HEAD') throw new HttpError(405, 'HOOP_USAGE', `method ${req.method} not allowed`);
+    await readBody(req); // no route takes a body; read it only to bound it
+    if (!found.r.public) identities.set(req, await authenticateRequest(ctx, req));
+    await found.r.handler(ctx, req, res, { url, match: found.match! });
+  } catch (err) {
+    if (!(err instanceof HoopError)) ctx.logger.error({ err: errorMessage(err) }, 'request failed');
+    if (!res.headersSent) {
+      if (statusOf(err) === 405) res.setHeader('allow', 'GET, HEAD');
+      sendError(res, err);
+    } else res.destroy();
+  } finally {
+    ctx.metrics.httpRequests.inc(String(res.statusCode));
+    ctx.logger.debug({ method: req.method, status: res.statusCode, ms: Math.round(performance.now() - started) }, 'http');
+  }
+}
+
+/**
+ * Authenticates a request (API route or tunnel upgrade). A failure is counted and recorded as
+ * `auth.failed` with the reason and the source address, never the token, then rethrown.
+ */
+export async function authenticateRequest(ctx: ApiContext, req: IncomingMessage): Promise<Identity> {
+  try {
+    return await ctx.authn.authenticate(req.headers.authorization);
+  } catch (err) {
+    const e = err instanceof AuthError ? err : new AuthError('HOOP_AUTH_REJECTED', 'authentication failed', { cause: err });
+    ctx.metrics.authFailures.inc(e.code);
+    ctx.logger.info({ reason: e.message, address: remoteAddress(req) }, 'authentication failed');
+    ctx.recorder.recordLater({
+      type: 'auth.failed',
+      actor: null,
+      source: { address: remoteAddress(req), application: headerText(req, 'user-agent', 200) },
+      data: { stage: 'authenticate', code: e.code, reason: e.message, path: (req.url ?? '').split('?')[0]!.slice(0, 200) },
+    });
+    throw e;
+  }
+}
+
+function identityOf(req: IncomingMessage): Identity {
+  const identity = identities.get(req);
+  if (!identity) throw new AuthError('HOOP_NOT_LOGGED_IN', 'missing bearer token');
+  return identity;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+async function healthz(ctx: ApiContext, _req: IncomingMessage, res: ServerResponse): Promise<void> {
+  try {
+    await withTimeout(ctx.store.head(), 2_000);
+    sendJson(res, 200, { status: 'ok', store: 'ok' });
+  } catch (err) {
+    ctx.logger.warn({ err: errorMessage(err) }, 'health check: store unreachable');
+    sendJson(res, 503, { status: 'unavailable', store: 'unreachable', error: { code: 'HOOP_STORE', message: 'the audit store is unreachable' } });
+  }
+}
+
+async function metrics(ctx: ApiContext, _req: IncomingMessage, res: ServerResponse): Promise<void> {
+  sendText(res, 200, 'text/plain; version=0.0.4; charset=utf-8', ctx.metrics.render());
+}
+
+async function openapi(_ctx: ApiContext, _req: IncomingMessage, res: ServerResponse): Promise<void> {
+  sendJson(res, 200, openApiDocument());
+}
+
+async function authConfig(ctx: ApiContext, _req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const oidc = ctx.config.identity.oidc;
+  if (!oidc) return sendJson(res, 200, { oidc: null });
+  return sendJson(res, 200, { issuer: oidc.issuer, client_id: oidc.client_id, audience: oidc.audience, scopes: oidc.scopes });
+}
+
+async function me(ctx: ApiContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const id = identityOf(req);
+  sendJson(res, 200, {
+    subject: id.subject,
+    name: id.name,
+    email: id.email,
+    groups: id.groups,
+    method: id.method,
+    expires_at: id.expiresAt ? id.expiresAt.toISOString() : null,
+    roles: rolesOf(id, ctx.config.roles),
+  });
+}
+
+async function connections(ctx: ApiContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const id = identityOf(req);
+  sendJson(res, 200, ctx.config.connections.map((c) => ({
+    name: c.name,
+    type: c.type,
+    database: c.upstream.database,
+    access: c.access,
+    allowed: mayUseConnection(id, c),
+    requires_approval: false,
+  })));
+}
+
+const SESSION_QUERY = new Set(['user', 'connection', 'since', 'until', 'limit']);
+
+async function sessions(ctx: ApiContext, req: IncomingMessage, res: ServerResponse, { url }: { url: URL }): Promise<void> {
+  const id = identityOf(req);
+  const q = url.searchParams;
+  for (const key of q.keys()) {
+    if (!SESSION_QUERY.has(key)) throw new UsageError(`unknown query parameter ${JSON.stringify(key.slice(0, 40))}; accepted: user, connection, since, until, limit`);
+  }
+  const filter: SessionFilter = { limit: 100 };
+  const user = single(q, 'user');
+  if (user !== undefined) {
+    if (user.length > 256) throw new UsageError('user: too long');
+    filter.subject = user;
+  }
+  const connection = single(q, 'connection');
+  if (connection !== undefined) {
+    if (!/^[a-z0-9][a-z0-9_-]{0,62}$/.test(connection)) throw new UsageError('connection: not a connection name');
+    filter.connection = connection;
+  }
+  const since = single(q, 'since');
+  if (since !== undefined) filter.since = timestamp('since', since);
+  const until = single(q, 'until');
+  if (until !== undefined) filter.until = timestamp('until', until);
+  const limit = single(q, 'limit');
+  if (limit !== undefined) {
+    if (!/^\d{1,4}$/.test(limit) || Number(limit) < 1 || Number(limit) > 1000) throw new UsageError('limit: expected a number from 1 to 1000');
+    filter.limit = Number(limit);
+  }
+  if (!mayReadAllSessions(id, ctx.config.roles)) {
+    if (filter.subject !== undefined && filter.subject !== id.subject) {
+      throw new HoopError('HOOP_FORBIDDEN', 'only admins and auditors may list other users\' sessions');
+    }
+    filter.subject = id.subject;
+  }
+  sendJson(res, 200, await ctx.store.listSessions(filter));
+}
+
+async function session(ctx: ApiContext, req: IncomingMessage, res: ServerResponse, { match }: { match: RegExpExecArray }): Promise<void> {
+  const id = identityOf(req);
+  const sessionId = decodeURIComponentSafe(match[1]!);
+  if (!SESSION_ID.test(sessionId)) throw new UsageError('not a session id');
+  const found = await ctx.store.getSession(sessionId);
+  // Someone else's session is reported as missing, so ids cannot be probed.
+  if (!found || !mayReadSession(id, ctx.config.roles, found.session)) throw new HoopError('HOOP_NOT_FOUND', `no session ${sessionId}`);
+  sendJson(res, 200, found);
+}
+
+async function tunnelWithoutUpgrade(): Promise<void> {
+  throw new HttpError(426, 'HOOP_USAGE', 'this endpoint is a WebSocket tunnel; use hoop connect');
+}
+
+// ---------------------------------------------------------------------------------------------
+
+function single(q: URLSearchParams, key: string): string | undefined {
+  const all = q.getAll(key);
+  if (all.length > 1) throw new UsageError(`${key}: given more than once`);
+  return all[0];
+}
+
+/** RFC 3339 (date-time, with offset or Z), normalised to UTC. */
+function timestamp(key: string, v: string): string {
+  if (!/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2})$/i.test(v) || Number.isNaN(Date.parse(v))) {
+    throw new UsageError(`${key}: expected an RFC 3339 time such as 2026-01-31T09:00:00Z`);
+  }
+  return new Date(v).toISOString();
+}
+
+function decodeURIComponentSafe(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    throw new UsageError('malformed percent-encoding in the path');
+  }
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
+    p.then((v) => { clearTimeout(timer); resolve(v); }, (e: unknown) => { clearTimeout(timer); reject(e); });
+  });
+}

@@ -1,0 +1,218 @@
+/**
+ * The tunnel endpoint: `GET /api/v1/connections/{name}/tunnel`, upgraded to a WebSocket
+ * (RFC 6455) whose binary messages carry one PostgreSQL client session's raw bytes.
+ *
+ * Everything is decided BEFORE the upgrade: authentication (401), the connection (404) and the
+ * identity's access to it (403) are answered as plain HTTP responses with the JSON error body,
+ * which the local tunnel turns into a FATAL for psql. Only then does the socket become a
+ * WebSocket and the engine serve it, with audit hooks from session-audit.ts.
+ */
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import { STATUS_CODES } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer, createWebSocketStream, type WebSocket } from 'ws';
+import { AuthError, HoopError, errorMessage } from '../errors.js';
+import type { Identity } from '../identity/identity.js';
+import type { PostgresEngine } from '../protocols/postgres/engine.js';
+import { mayUseConnection } from './authz.js';
+import type { ConnectionConfig } from './config.js';
+import { HttpError, errorBody, headerText, remoteAddress, statusOf } from './http.js';
+import { authenticateRequest, type ApiContext } from './routes.js';
+import { sessionAuditHooks } from './session-audit.js';
+import { LimitedSessionStream } from './session-limit.js';
+import { formatDuration } from './units.js';
+
+/** Largest WebSocket message accepted from a client (the engine's own frame limit is separate). */
+export const MAX_WS_PAYLOAD = 16 * 1024 * 1024;
+/** Ping interval; a peer that misses one whole interval is cut off. */
+const KEEPALIVE_MS = 30_000;
+const TUNNEL_PATH = /^\/api\/v1\/connections\/([^/]+)\/tunnel$/;
+
+export interface TunnelContext extends ApiContext {
+  engine: PostgresEngine;
+}
+
+interface LiveTunnel {
+  ws: WebSocket;
+  done: Promise<void>;
+}
+
+export class TunnelEndpoint {
+  private readonly wss = new WebSocketServer({ noServer: true, maxPayload: MAX_WS_PAYLOAD, perMessageDeflate: false, clientTracking: false });
+  private readonly live = new Set<LiveTunnel>();
+  private closing = false;
+
+  constructor(private readonly ctx: TunnelContext) {}
+
+  get size(): number {
+    return this.live.size;
+  }
+
+  /** The server's 'upgrade' listener. */
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    socket.on('error', () => socket.destroy());
+    this.admit(req).then(
+      ({ identity, connection }) => {
+        if (socket.destroyed) return;
+        if (this.closing) return refuse(socket, shuttingDown(), 503);
+        this.wss.handleUpgrade(req, socket, head, (ws) => this.serve(ws, req, identity, connection));
+      },
+      (err: unknown) => {
+        const status = statusOf(err);
+        this.ctx.metrics.tunnelRefusals.inc(String(status));
+        if (!(err instanceof HoopError)) this.ctx.logger.error({ err: errorMessage(err) }, 'tunnel upgrade failed');
+        refuse(socket, err, status);
+      },
+    );
+  }
+
+  /** Stops accepting tunnels and ends the live ones (their sessions end and are recorded). */
+  async close(timeoutMs = 5_000): Promise<void> {
+    this.closing = true;
+    const all = [...this.live];
+    for (const t of all) t.ws.close(1001, 'gateway shutting down');
+    const timer = new Promise<void>((r) => setTimeout(r, timeoutMs).unref());
+    await Promise.race([Promise.all(all.map((t) => t.done)), timer]);
+    for (const t of this.live) t.ws.terminate();
+    await Promise.race([Promise.all([...this.live].map((t) => t.done)), new Promise<void>((r) => setTimeout(r, 1_000).unref())]);
+    this.wss.close();
+  }
+
+  private async admit(req: IncomingMessage): Promise<{ identity: Identity; connection: ConnectionConfig }> {
+    if (this.closing) throw shuttingDown();
+    const path = new URL(req.url ?? '/', 'http://gateway.invalid').pathname;
+    const m = TUNNEL_PATH.exec(path);
+    if (!m) throw new HoopError('HOOP_NOT_FOUND', 'no such route');
+    if (req.method !== 'GET') throw new HoopError('HOOP_USAGE', 'a tunnel is opened with GET and Upgrade: websocket');
+    const identity = await authenticateRequest(this.ctx, req);
+    let name: string;
+    try {
+      name = decodeURIComponent(m[1]!);
+    } catch {
+      throw new HoopError('HOOP_NOT_FOUND', 'no such connection');
+    }
+    const connection = this.ctx.config.connections.find((c) => c.name === name);
+    if (!connection) throw new HoopError('HOOP_NOT_FOUND', `no connection named ${JSON.stringify(name.slice(0, 64))}`, { hint: 'hoop connections lists the ones you may use' });
+    if (!mayUseConnection(identity, connection)) {
+      const reason = `${identity.subject} may not use connection ${connection.name} (it requires one of the groups: ${connection.access.join(', ') || 'none'})`;
+      this.ctx.logger.info({ subject: identity.subject, connection: connection.name }, 'tunnel refused: not in access groups');
+      this.ctx.recorder.recordLater({
+        type: 'auth.failed',
+        actor: { subject: identity.subject, email: identity.email, groups: identity.groups, auth_method: identity.method },
+        source: { address: remoteAddress(req), application: headerText(req, 'user-agent', 200) },
+        connection: connection.name,
+        data: { stage: 'authorize', code: 'HOOP_FORBIDDEN', reason },
+      });
+      throw new AuthError('HOOP_FORBIDDEN', reason, { hint: 'ask an administrator to add you to one of those groups' });
+    }
+    return { identity, connection };
+  }
+
+  private serve(ws: WebSocket, req: IncomingMessage, identity: Identity, connection: ConnectionConfig): void {
+    const { ctx } = this;
+    const sessionId = randomUUID();
+    const log = ctx.logger.child({ session: sessionId, connection: connection.name, subject: identity.subject });
+    ctx.metrics.sessions.inc();
+
+    ws.on('message', (_data, isBinary) => {
+      if (!isBinary) ws.close(1003, 'binary messages only');
+    });
+    ws.on('error', (err) => log.info({ err: errorMessage(err) }, 'tunnel websocket error'));
+
+    // Keepalive: a ping each interval; no pong since the last one means the peer is gone.
+    let alive = true;
+    ws.on('pong', () => { alive = true; });
+    const keepalive = setInterval(() => {
+      if (!alive) return ws.terminate();
+      alive = false;
+      ws.ping();
+    }, KEEPALIVE_MS);
+    keepalive.unref();
+
+    const stream = new LimitedSessionStream(createWebSocketStream(ws));
+    stream.on('error', (err) => log.debug({ err: errorMessage(err) }, 'tunnel stream error'));
+    let limitTimer: NodeJS.Timeout | null = null;
+    let endedByLimit: string | null = null;
+    const limit = connection.maxSessionMs;
+
+    const hooks = sessionAuditHooks({
+      recorder: ctx.recorder,
+      metrics: ctx.metrics,
+      identity,
+      connection: connection.name,
+      sessionId,
+      address: remoteAddress(req),
+      reason: reasonHeader(req),
+      database: connection.upstream.database,
+      maxSessionMs: limit,
+      onStarted: () => {
+        log.info('session started');
+        if (limit === null) return;
+        limitTimer = setTimeout(() => {
+          endedByLimit = `session limit reached (max_session ${formatDuration(limit)})`;
+          log.info('session limit reached');
+          stream.terminate(`hoop: this session reached the ${formatDuration(limit)} limit of connection ${connection.name}; reconnect to start a new session`);
+        }, limit);
+        limitTimer.unref();
+      },
+      endReason: () => endedByLimit,
+    });
+
+    const done = ctx.engine
+      .serve(stream, {
+        upstream: {
+          host: connection.upstream.host,
+          port: connection.upstream.port,
+          database: connection.upstream.database,
+          user: connection.upstream.user,
+          ...(connection.upstream.password !== undefined ? { password: connection.upstream.password } : {}),
+          sslmode: connection.upstream.sslmode,
+          ...(connection.upstream.ca !== undefined ? { ca: connection.upstream.ca } : {}),
+          connectTimeoutMs: connection.upstream.connectTimeoutMs,
+        },
+        hooks,
+        payloadLimit: ctx.config.audit.payload_limit,
+        owner: identity.subject,
+      })
+      .catch((err: unknown) => log.error({ err: errorMessage(err) }, 'engine failed'))
+      .finally(() => {
+        clearInterval(keepalive);
+        if (limitTimer) clearTimeout(limitTimer);
+        if (ws.readyState === ws.OPEN) ws.close(1000, endedByLimit ? 'session limit reached' : 'session ended');
+        setTimeout(() => ws.terminate(), 2_000).unref();
+        this.live.delete(entry);
+      });
+    const entry: LiveTunnel = { ws, done };
+    this.live.add(entry);
+  }
+}
+
+function shuttingDown(): HttpError {
+  return new HttpError(503, 'HOOP_NETWORK', 'the gateway is shutting down; retry in a moment');
+}
+
+/** A plain HTTP response on the raw socket, before any upgrade; the JSON body says why. */
+function refuse(socket: Duplex, err: unknown, status: number): void {
+  if (socket.destroyed) return;
+  const body = JSON.stringify(errorBody(err));
+  const head = [
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}`,
+    'Content-Type: application/json; charset=utf-8',
+    `Content-Length: ${Buffer.byteLength(body)}`,
+    'Cache-Control: no-store',
+    'Connection: close',
+    ...(status === 401 ? ['WWW-Authenticate: Bearer realm="hoop"'] : []),
+  ];
+  socket.end(`${head.join('\r\n')}\r\n\r\n${body}`);
+  setTimeout(() => socket.destroy(), 1_000).unref();
+}
+
+/** X-Hoop-Reason: UTF-8 sent raw arrives as latin1 in Node's header strings; undo that when valid. */
+function reasonHeader(req: IncomingMessage): string | null {
+  const raw = headerText(req, 'x-hoop-reason', 4000);
+  if (raw === null) return null;
+  const utf8 = Buffer.from(raw, 'latin1').toString('utf8');
+  const text = utf8.includes('\uFFFD') ? raw : utf8;
+  return text.slice(0, 1000);
+}
