@@ -70,16 +70,23 @@ class ChainWalk {
     }
     // Re-checking the previous page's last event links this page to it.
     const verdict = this.last ? verifyChain([this.last, ...events]) : verifyChain(events, this.options.expectedPrev);
-    if (!verdict.ok) {
-      this.failure = { seq: verdict.seq, reason: verdict.reason };
-      return false;
+    if (verdict.ok) {
+      this.accept(events);
+      return true;
     }
+    // The events before the failing one are good: count them, so the report says how far it held.
+    const good = events.findIndex((e) => e.seq === verdict.seq);
+    if (good > 0) this.accept(events.slice(0, good));
+    this.failure = { seq: verdict.seq, reason: verdict.reason };
+    return false;
+  }
+
+  private accept(events: AuditEvent[]): void {
     this.first ??= events[0]!;
     this.last = events[events.length - 1]!;
     this.count += events.length;
     const head = this.options.expectedHead;
     if (head) this.headHash ??= events.find((e) => e.seq === head.seq)?.hash ?? null;
-    return true;
   }
 
   finish(): VerifyReport {
