@@ -1,0 +1,117 @@
+import { request } from 'undici';
+import { afterAll, beforeAll, describe, expect, inject, test } from 'vitest';
+import { bankConnection, startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { tryTunnel, tunnelClient } from './ws-client.js';
+
+const upstream = inject('upstream');
+let gw: TestGateway;
+
+beforeAll(async () => {
+  gw = await startTestGateway({
+    upstream,
+    connections: [
+      bankConnection(upstream),
+      bankConnection(upstream, { name: 'ledger', access: ['finance'] }),
+      bankConnection(upstream, { name: 'short', access: ['analysts'], max_session: '1500ms' }),
+    ],
+  });
+});
+afterAll(async () => {
+  await gw?.close();
+});
+
+async function events(sessionId?: string) {
+  const all = await gw.store.readEvents({});
+  return sessionId ? all.filter((e) => e.session_id === sessionId) : all;
+}
+
+describe('tunnel refusals happen before the upgrade, as HTTP with the JSON error body', () => {
+  test('401 without a token, 401 with an unknown key', async () => {
+    const none = await tryTunnel(gw.url, 'bank');
+    expect(none.status).toBe(401);
+    expect(none.contentType).toMatch(/^application\/json/);
+    expect(none.body.error).toMatchObject({ code: 'HOOP_NOT_LOGGED_IN', message: 'missing bearer token' });
+    const bad = await tryTunnel(gw.url, 'bank', 'hoop_not-a-key');
+    expect(bad.status).toBe(401);
+    expect(bad.body.error).toMatchObject({ code: 'HOOP_AUTH_REJECTED', message: 'unknown API key' });
+  });
+
+  test('404 for an unknown connection (only once authenticated)', async () => {
+    const r = await tryTunnel(gw.url, 'nosuch', gw.keys['alice']);
+    expect(r.status).toBe(404);
+    expect(r.body.error).toMatchObject({ code: 'HOOP_NOT_FOUND', message: 'no connection named "nosuch"' });
+    expect((await tryTunnel(gw.url, 'nosuch')).status).toBe(401);
+  });
+
+  test('403 when the identity is not in the access groups; recorded as auth.failed (authorize)', async () => {
+    const r = await tryTunnel(gw.url, 'ledger', gw.keys['alice']);
+    expect(r.status).toBe(403);
+    expect(r.body.error.code).toBe('HOOP_FORBIDDEN');
+    expect(r.body.error.message).toBe('apikey:alice may not use connection ledger (it requires one of the groups: finance)');
+    // Admin role does not grant data access.
+    expect((await tryTunnel(gw.url, 'bank', gw.keys['root'])).status).toBe(403);
+    await expect.poll(async () => (await events()).some((e) => e.type === 'auth.failed' && e.connection === 'ledger')).toBe(true);
+    const e = (await events()).find((x) => x.type === 'auth.failed' && x.connection === 'ledger')!;
+    expect(e.actor).toMatchObject({ subject: 'apikey:alice', auth_method: 'api_key' });
+    expect(e.data).toMatchObject({ stage: 'authorize', code: 'HOOP_FORBIDDEN' });
+    const metrics = await (await request(`${gw.url}/metrics`)).body.text();
+    expect(metrics).toMatch(/^hoop_tunnel_refusals_total\{status="403"\} [2-9]$/m);
+    expect(metrics).toMatch(/^hoop_tunnel_refusals_total\{status="401"\} \d+$/m);
+  });
+});
+
+describe('a session through the tunnel', () => {
+  test('queries run upstream and are recorded write-ahead with the identity, source and reason', async () => {
+    const client = await tunnelClient(gw.url, 'bank', gw.keys['bob'], { reason: 'ticket OPS-42: reconcile', user: 'bob', application: 'gw-test' });
+    const simple = await client.query('SELECT current_user AS u, current_database() AS d');
+    expect(simple.rows).toEqual([{ u: upstream.users.scram, d: upstream.database }]);
+    const extended = await client.query('SELECT $1::int + $2::int AS sum', [40, 2]);
+    expect(extended.rows).toEqual([{ sum: 42 }]);
+    await expect(client.query('SELECT * FROM no_such_table')).rejects.toThrow(/no_such_table/);
+    expect((await client.query('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]); // still usable
+    await client.end();
+
+    const sessions = await gw.store.listSessions({ subject: 'apikey:bob' });
+    expect(sessions).toHaveLength(1);
+    const id = sessions[0]!.id;
+    await expect.poll(async () => (await events(id)).some((e) => e.type === 'session.end')).toBe(true);
+    const evs = await events(id);
+    const start = evs.find((e) => e.type === 'session.start')!;
+    expect(start).toMatchObject({
+      connection: 'bank',
+      actor: { subject: 'apikey:bob', email: null, groups: ['dba'], auth_method: 'api_key' },
+      source: { address: '127.0.0.1', application: 'gw-test' },
+      data: { database: upstream.database, user: 'bob', requested_database: 'somedb', reason: 'ticket OPS-42: reconcile' },
+    });
+    const starts = evs.filter((e) => e.type === 'query.start');
+    const ends = evs.filter((e) => e.type === 'query.end');
+    expect(starts.map((e) => e.data['statement'])).toEqual([
+      'SELECT current_user AS u, current_database() AS d',
+      'SELECT $1::int + $2::int AS sum',
+      'SELECT * FROM no_such_table',
+      'SELECT 1 AS one',
+    ]);
+    expect(starts[1]!.data).toMatchObject({ protocol: 'extended', parameters: ['40', '2'] });
+    // Write-ahead: each query.start precedes its query.end in the chain.
+    for (const s of starts) {
+      const end = ends.find((e) => e.data['query_id'] === s.data['query_id'])!;
+      expect(end.seq).toBeGreaterThan(s.seq);
+    }
+    const byId = (i: number) => ends.find((e) => e.data['query_id'] === starts[i]!.data['query_id'])!.data;
+    expect(byId(1)).toMatchObject({ outcome: 'ok', rows: 1, command_tags: ['SELECT 1'], result: { columns: ['sum'], rows: [['42']], truncated: false } });
+    expect(byId(2)).toMatchObject({ outcome: 'error', error: { code: '42P01' } });
+    expect(evs.at(-1)!.type).toBe('session.end');
+  });
+
+  test('max_session ends the session with a FATAL that says why, and session.end records it', async () => {
+    const client = await tunnelClient(gw.url, 'short', gw.keys['alice']);
+    const ended = new Promise<Error>((resolve) => client.on('error', resolve));
+    expect((await client.query('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
+    const err = await ended;
+    expect(err.message).toMatch(/reached the 1s500ms limit of connection short/);
+    expect((err as any).code).toBe('57P01');
+    await expect(client.query('SELECT 2')).rejects.toThrow();
+    const [s] = await gw.store.listSessions({ connection: 'short' });
+    await expect.poll(async () => (await events(s!.id)).find((e) => e.type === 'session.end')?.data['reason']).toBe('session limit reached (max_session 1s500ms)');
+  });
+});
