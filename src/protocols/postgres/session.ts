@@ -356,7 +356,7 @@ export class Session {
     while (this.expected.length > 0 && this.expected[0]!.kind !== 'sync') {
       const skipped = this.expected.shift()!;
       if (skipped.kind === 'execute' || skipped.kind === 'query') {
-        this.endRun(skipped.run, notCompleted('not executed: an earlier message in the same pipeline failed'));
+        this.endRun(skipped.run, { code: error.code, message: `not executed: an earlier message in the same pipeline failed: ${error.message}` });
       }
     }
     return refusal ? refusalResponse(refusal) : undefined;

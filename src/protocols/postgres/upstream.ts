@@ -6,7 +6,7 @@
  * host and the server's own error text, never the password.
  */
 import { connect as netConnect, isIP, type Socket } from 'node:net';
-import { connect as tlsConnect, type TLSSocket } from 'node:tls';
+import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from 'node:tls';
 import { HoopError, errorMessage } from '../../errors.js';
 import { FrameReader, type Frame } from './framing.js';
 import {
@@ -124,15 +124,17 @@ async function negotiateTls(
   }
   if (answer !== 0x53 /* S */) throw upstreamError(cfg, 'unexpected answer to SSLRequest');
   const verify = cfg.sslmode === 'verify-ca' || cfg.sslmode === 'verify-full';
-  const tlsSocket = tlsConnect({
+  const options: ConnectionOptions = {
     socket,
     ca: cfg.ca,
     rejectUnauthorized: verify,
     // SNI must be a host name; an IP address is checked against the certificate's IP SANs.
     servername: isIP(cfg.host) ? undefined : cfg.host,
-    checkServerIdentity: cfg.sslmode === 'verify-full' ? undefined : () => undefined,
-    ...(cfg.sslmode === 'verify-full' ? { host: cfg.host } : {}),
-  });
+    host: cfg.host,
+  };
+  // verify-ca checks the chain only; verify-full also the host name (Node's default check).
+  if (cfg.sslmode !== 'verify-full') options.checkServerIdentity = () => undefined;
+  const tlsSocket = tlsConnect(options);
   track(tlsSocket);
   await new Promise<void>((resolve, reject) => {
     tlsSocket.once('secureConnect', () => {

@@ -1,0 +1,100 @@
+/**
+ * A test stand-in for the gateway: a plain TCP server whose connections go straight into
+ * `engine.serve(socket, ctx)`, with hooks that record into an array.
+ */
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import pg from 'pg';
+import { PostgresEngine, type SessionContext, type SessionHooks, type StatementEnd, type StatementStart, type UpstreamConfig } from '../../../src/protocols/postgres/engine.js';
+import { passwordOf, type UpstreamInfo } from '../../helpers/postgres.js';
+
+export type HookEvent =
+  | { type: 'sessionStart'; data: unknown }
+  | { type: 'queryStart'; data: StatementStart }
+  | { type: 'queryEnd'; data: StatementEnd }
+  | { type: 'sessionEnd'; data: { reason: string; error: string | null } }
+  | { type: 'protocolError'; data: { message: string } };
+
+export interface Harness {
+  port: number;
+  engine: PostgresEngine;
+  events: HookEvent[];
+  /** Replace to change behaviour (e.g. reject to simulate the audit store being down). */
+  queryStart: (s: StatementStart) => Promise<void>;
+  sessionStart: () => Promise<void>;
+  starts(): StatementStart[];
+  ends(): StatementEnd[];
+  sessionEnds(): { reason: string; error: string | null }[];
+  client(extra?: Partial<pg.ClientConfig>): Promise<pg.Client>;
+  close(): Promise<void>;
+}
+
+export function upstreamConfig(info: UpstreamInfo, user: string = info.users.scram, over: Partial<UpstreamConfig> = {}): UpstreamConfig {
+  return { host: info.host, port: info.port, database: info.database, user, password: passwordOf(user), sslmode: 'disable', ...over };
+}
+
+export async function startHarness(opts: {
+  upstream: UpstreamConfig;
+  owner?: string;
+  payloadLimit?: number;
+  engine?: PostgresEngine;
+}): Promise<Harness> {
+  const engine = opts.engine ?? new PostgresEngine();
+  const events: HookEvent[] = [];
+  const sockets = new Set<Socket>();
+  const clients = new Set<pg.Client>();
+  const h: Harness = {
+    port: 0,
+    engine,
+    events,
+    queryStart: async () => {},
+    sessionStart: async () => {},
+    starts: () => events.filter((e) => e.type === 'queryStart').map((e) => e.data as StatementStart),
+    ends: () => events.filter((e) => e.type === 'queryEnd').map((e) => e.data as StatementEnd),
+    sessionEnds: () => events.filter((e) => e.type === 'sessionEnd').map((e) => e.data as { reason: string; error: string | null }),
+    client: async (extra = {}) => {
+      const c = new pg.Client({ host: '127.0.0.1', port: h.port, user: 'someone', database: 'anything', ...extra });
+      c.on('error', () => {});
+      clients.add(c);
+      await c.connect();
+      return c;
+    },
+    close: async () => {
+      await Promise.all([...clients].map((c) => c.end().catch(() => {})));
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+  const hooks: SessionHooks = {
+    sessionStart: async (info) => {
+      events.push({ type: 'sessionStart', data: info });
+      await h.sessionStart();
+    },
+    queryStart: async (s) => {
+      events.push({ type: 'queryStart', data: s });
+      await h.queryStart(s);
+    },
+    queryEnd: (e) => void events.push({ type: 'queryEnd', data: e }),
+    sessionEnd: (e) => void events.push({ type: 'sessionEnd', data: e }),
+    protocolError: (e) => void events.push({ type: 'protocolError', data: e }),
+  };
+  const ctx: SessionContext = { upstream: opts.upstream, hooks, payloadLimit: opts.payloadLimit ?? 1024 * 1024, owner: opts.owner ?? 'alice' };
+  const server: Server = createServer((socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+    void engine.serve(socket, ctx);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  h.port = (server.address() as AddressInfo).port;
+  return h;
+}
+
+/** Polls until `check` returns truthy (for fire-and-forget hooks). */
+export async function until<T>(check: () => T | undefined | null | false, timeoutMs = 5000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = check();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}

@@ -1,0 +1,440 @@
+import { spawn } from 'node:child_process';
+import { connect, type Socket } from 'node:net';
+import pg from 'pg';
+import { serialize } from 'pg-protocol';
+import { Parser } from 'pg-protocol/dist/parser.js';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { AuditUnavailableError } from '../../../src/errors.js';
+import { PostgresEngine } from '../../../src/protocols/postgres/engine.js';
+import { makeCertificates } from '../../helpers/tls.js';
+import { startHarness, until, upstreamConfig, type Harness } from './engine-harness.js';
+
+const upstream = inject('upstream');
+const direct = () => new pg.Client(upstreamConfig(upstream));
+
+/** A raw protocol client: startup, then write bytes and collect parsed backend messages. */
+class RawClient {
+  messages: any[] = [];
+  closed = false;
+  private parser = new Parser();
+  private waiters: (() => void)[] = [];
+  constructor(readonly socket: Socket) {
+    socket.on('data', (d) => {
+      this.parser.parse(d, (m) => this.messages.push(m));
+      this.waiters.splice(0).forEach((w) => w());
+    });
+    socket.on('close', () => {
+      this.closed = true;
+      this.waiters.splice(0).forEach((w) => w());
+    });
+    socket.on('error', () => {});
+  }
+  static async open(port: number, startup = true): Promise<RawClient> {
+    const socket = connect(port, '127.0.0.1');
+    await new Promise((r) => socket.once('connect', r));
+    const c = new RawClient(socket);
+    if (startup) {
+      socket.write(serialize.startup({ user: 'raw', database: 'raw' }));
+      await c.waitFor((ms) => ms.some((m) => m.name === 'readyForQuery'));
+      c.messages = [];
+    }
+    return c;
+  }
+  async waitFor(pred: (ms: any[]) => boolean, timeoutMs = 10_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!pred(this.messages)) {
+      if (this.closed) throw new Error('closed: ' + JSON.stringify(this.messages.map((m) => m.name)));
+      if (Date.now() > deadline) throw new Error('timeout: ' + JSON.stringify(this.messages.map((m) => m.name)));
+      await new Promise<void>((r) => {
+        this.waiters.push(r);
+        setTimeout(r, 50);
+      });
+    }
+  }
+  readyCount(): number {
+    return this.messages.filter((m) => m.name === 'readyForQuery').length;
+  }
+}
+
+function psql(port: number, args: string[], input?: string): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const p = spawn('psql', [`postgresql://someone@127.0.0.1:${port}/anything?sslmode=disable`, '-X', '-v', 'ON_ERROR_STOP=1', ...args], {
+      env: { ...process.env, PGPASSWORD: '', PGCONNECT_TIMEOUT: '10' },
+    });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (d) => (stdout += d));
+    p.stderr.on('data', (d) => (stderr += d));
+    p.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+    p.stdin.end(input ?? '');
+  });
+}
+
+let h: Harness;
+let db: pg.Client;
+beforeAll(async () => {
+  h = await startHarness({ upstream: upstreamConfig(upstream) });
+  db = direct();
+  await db.connect();
+  await db.query(`DROP TABLE IF EXISTS eng_t, eng_copy, eng_refused, eng_order; CREATE TABLE eng_t (id int primary key, name text);
+    CREATE TABLE eng_copy (id int, v text); CREATE TABLE eng_refused (id int); CREATE TABLE eng_order (id int)`);
+});
+afterAll(async () => {
+  await h?.close();
+  await db?.end();
+});
+
+describe('simple and extended protocol through the engine', () => {
+  it('answers startup itself and relays ParameterStatus and a gateway-issued BackendKeyData', async () => {
+    const c = await h.client({ application_name: 'engine-test' });
+    const r = await c.query('select current_user as u, current_database() as d, current_setting($1) as app', ['application_name']);
+    expect(r.rows[0]).toEqual({ u: upstream.users.scram, d: upstream.database, app: 'engine-test' });
+    const backendPid = (await c.query('select pg_backend_pid() as p')).rows[0].p;
+    expect((c as any).processID).not.toBe(backendPid);
+    const start = h.events.find((e) => e.type === 'sessionStart')!.data as any;
+    expect(start).toMatchObject({ user: 'someone', database: 'anything', application: 'engine-test' });
+    await c.end();
+  });
+
+  it('runs several statements in one simple Query and records one statement with every command tag', async () => {
+    const c = await h.client();
+    const results = (await c.query('select 1 as a; select 2 as b union all select 3; insert into eng_t values (100, $$x$$)')) as unknown as pg.QueryResult[];
+    expect(results.map((r) => r.rowCount)).toEqual([1, 2, 1]);
+    const end = await until(() => h.ends().find((e) => e.commandTags.length === 3));
+    const start = h.starts().find((s) => s.queryId === end.queryId)!;
+    expect(start).toMatchObject({ protocol: 'simple', statementName: null, portal: null, parameters: [] });
+    expect(start.statement).toContain('select 2 as b');
+    expect(end).toMatchObject({ outcome: 'ok', commandTags: ['SELECT 1', 'SELECT 2', 'INSERT 0 1'], rows: 4, error: null });
+    expect(end.result.columns).toEqual(['a']);
+    expect(end.result.rows).toEqual([['1'], ['2'], ['3']]);
+    expect(end.result.sha256).toMatch(/^[0-9a-f]{64}$/);
+    await c.end();
+  });
+
+  it('records each Execute once with its statement, text and binary parameters decoded', async () => {
+    const c = await h.client();
+    const q = { name: 'named-stmt', text: 'select $1::int + 1 as n, $2::bytea as b, $3::text as t' };
+    for (const v of [41, 1]) {
+      const r = await c.query({ ...q, values: [v, Buffer.from([1, 2, 255]), null] });
+      expect(r.rows[0].n).toBe(v + 1);
+    }
+    const starts = h.starts().filter((s) => s.statement === q.text);
+    expect(starts).toHaveLength(2);
+    expect(starts[0]).toMatchObject({ protocol: 'extended', statementName: 'named-stmt', portal: '', parameters: ['41', '\\x0102ff', null] });
+    expect(starts[1]!.parameters[0]).toBe('1');
+    const end = await until(() => h.ends().find((e) => e.queryId === starts[1]!.queryId));
+    expect(end).toMatchObject({ outcome: 'ok', commandTags: ['SELECT 1'], rows: 1 });
+    expect(end.result).toMatchObject({ columns: ['n', 'b', 't'], rows: [['2', '\\x0102ff', null]], truncated: false });
+    await c.end();
+  });
+
+  it('keeps binary result columns as hex in the record', async () => {
+    const c = await h.client();
+    const raw = { getTypeParser: () => (v: unknown) => v };
+    await c.query({ text: 'select 42::int4 as n, $1::text as s', values: ['é'], binary: true, types: raw } as pg.QueryConfig);
+    const end = await until(() => h.ends().find((e) => e.result.columns.join() === 'n,s'));
+    expect(end.result.rows).toEqual([['\\x0000002a', '\\x' + Buffer.from('é').toString('hex')]]);
+    await c.end();
+  });
+
+  it('an error leaves the session usable and is recorded with its SQLSTATE', async () => {
+    const c = await h.client();
+    await expect(c.query('select 1/0')).rejects.toMatchObject({ code: '22012' });
+    await expect(c.query('select $1::int', ['nope'])).rejects.toMatchObject({ code: '22P02' });
+    expect((await c.query('select 7 as x')).rows).toEqual([{ x: 7 }]);
+    const err = await until(() => h.ends().find((e) => e.error?.code === '22012'));
+    expect(err).toMatchObject({ outcome: 'error', error: { code: '22012', message: 'division by zero' } });
+    await c.end();
+  });
+
+  it('keeps result data up to payloadLimit but hashes and counts all of it', async () => {
+    const small = await startHarness({ upstream: upstreamConfig(upstream), payloadLimit: 100 });
+    try {
+      const c = await small.client();
+      const r = await c.query({ text: 'select repeat($$x$$, 30) as v from generate_series(1, 10)', rowMode: 'array' });
+      expect(r.rowCount).toBe(10);
+      const end = await until(() => small.ends()[0]);
+      expect(end.rows).toBe(10);
+      expect(end.result.rows).toHaveLength(3);
+      expect(end.result.truncated).toBe(true);
+      // Each DataRow: 1 type + 4 length + 2 count + 4 field length + 30 bytes.
+      expect(end.bytes).toBe(10 * 41);
+      const { createHash } = await import('node:crypto');
+      const row = Buffer.concat([Buffer.from([0x44, 0, 0, 0, 40, 0, 1, 0, 0, 0, 30]), Buffer.alloc(30, 'x')]);
+      const hash = createHash('sha256');
+      for (let i = 0; i < 10; i++) hash.update(row);
+      expect(end.result.sha256).toBe(hash.digest('hex'));
+      await c.end();
+    } finally {
+      await small.close();
+    }
+  });
+
+  it('pipelines Parse/Bind/Execute with named and unnamed statements and portals; skips after an error until Sync', async () => {
+    const raw = await RawClient.open(h.port);
+    raw.socket.write(Buffer.concat([
+      serialize.parse({ name: 'ps1', text: 'select $1::int * 2 as v' }),
+      serialize.bind({ statement: 'ps1', portal: 'p1', values: ['5'] }),
+      serialize.describe({ type: 'P', name: 'p1' }),
+      serialize.execute({ portal: 'p1' }),
+      serialize.bind({ statement: 'ps1', values: ['6'] }),
+      serialize.execute({}),
+      serialize.sync(),
+      serialize.parse({ text: 'select 1/g from generate_series($1::int, $1::int) g' }),
+      serialize.bind({ values: ['0'] }),
+      serialize.execute({}),
+      serialize.bind({ statement: 'ps1', values: ['7'] }),
+      serialize.execute({}),
+      serialize.sync(),
+      serialize.parse({ text: 'select generate_series(1, 5) as g' }),
+      serialize.bind({}),
+      serialize.execute({ rows: 2 }),
+      serialize.execute({ rows: 10 }),
+      serialize.sync(),
+    ]));
+    await raw.waitFor(() => raw.readyCount() === 3);
+    const names = raw.messages.map((m) => m.name);
+    expect(names.filter((n) => n === 'dataRow')).toHaveLength(2 + 5);
+    expect(names).toContain('portalSuspended');
+    const ends = await until(() => (h.ends().length >= 6 ? h.ends().slice(-6) : null));
+    const by = (sql: string) => ends.filter((e) => h.starts().find((s) => s.queryId === e.queryId)!.statement === sql);
+    expect(by('select $1::int * 2 as v').map((e) => [e.outcome, e.result.rows])).toEqual([
+      ['ok', [['10']]],
+      ['ok', [['12']]],
+      ['error', []],
+    ]);
+    expect(by('select $1::int * 2 as v')[2]!.error).toEqual({
+      code: '22012',
+      message: 'not executed: an earlier message in the same pipeline failed: division by zero',
+    });
+    expect(by('select 1/g from generate_series($1::int, $1::int) g')[0]).toMatchObject({ outcome: 'error', error: { code: '22012', message: 'division by zero' } });
+    const series = by('select generate_series(1, 5) as g');
+    expect(series.map((e) => e.rows)).toEqual([2, 3]);
+    expect(series[0]!.result.columns).toEqual([]);
+    raw.socket.end(serialize.end());
+  });
+
+  it('relays LISTEN/NOTIFY notifications', async () => {
+    const listener = await h.client();
+    const notifier = await h.client();
+    await listener.query('LISTEN eng_channel');
+    const got = new Promise<pg.Notification>((r) => listener.once('notification', r));
+    await notifier.query(`NOTIFY eng_channel, 'hello'`);
+    expect(await got).toMatchObject({ channel: 'eng_channel', payload: 'hello' });
+    await listener.end();
+    await notifier.end();
+  });
+
+  it('carries COPY FROM STDIN and COPY TO STDOUT (psql), hashing COPY OUT data', async () => {
+    const rows = Array.from({ length: 500 }, (_, i) => `${i}\tvalue ${i}`).join('\n') + '\n';
+    const load = await psql(h.port, ['-c', 'COPY eng_copy FROM STDIN'], rows);
+    expect(load.stderr).toBe('');
+    expect(load.stdout.trim()).toBe('COPY 500');
+    const dump = await psql(h.port, ['-c', 'COPY (select * from eng_copy order by id) TO STDOUT']);
+    expect(dump.stdout).toBe(rows);
+    const end = await until(() => h.ends().find((e) => e.commandTags[0] === 'COPY 500' && e.bytes > 0));
+    expect(end.rows).toBe(500);
+    expect(end.result.rows[0]).toEqual(['0\tvalue 0\n']);
+    expect((await db.query('select count(*)::int as n from eng_copy')).rows[0].n).toBe(500);
+  });
+
+  it('works with psql -c, including a failing statement with ON_ERROR_STOP', async () => {
+    const ok = await psql(h.port, ['-At', '-c', 'select 40 + 2']);
+    expect(ok).toMatchObject({ code: 0, stdout: '42\n' });
+    const bad = await psql(h.port, ['-c', 'select nonexistent_column']);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toMatch(/column "nonexistent_column" does not exist/);
+  });
+});
+
+describe('write-ahead barrier', () => {
+  it('refuses a statement whose query.start cannot be recorded, runs nothing upstream, keeps the session', async () => {
+    const c = await h.client();
+    h.queryStart = async (s) => {
+      if (s.statement.includes('eng_refused')) throw new AuditUnavailableError('store down: disk full at /secret/path');
+    };
+    try {
+      const simple = await c.query('insert into eng_refused values (1)').catch((e) => e);
+      expect(simple).toMatchObject({ code: '58000', message: 'hoop: statement refused: audit log unavailable' });
+      const extended = await c.query('insert into eng_refused values ($1)', [2]).catch((e) => e);
+      expect(extended).toMatchObject({ code: '58000', message: 'hoop: statement refused: audit log unavailable' });
+      expect((await c.query('select $1::int as ok', [1])).rows).toEqual([{ ok: 1 }]);
+      expect((await c.query('select 2 as ok')).rows).toEqual([{ ok: 2 }]);
+      // Inside a transaction: the refusal aborts it, as any error would, and ROLLBACK recovers.
+      await c.query('begin');
+      await expect(c.query('insert into eng_refused values (3)')).rejects.toMatchObject({ code: '58000' });
+      await expect(c.query('select 1')).rejects.toMatchObject({ code: '25P02' });
+      await c.query('rollback');
+    } finally {
+      h.queryStart = async () => {};
+    }
+    expect((await db.query('select count(*)::int as n from eng_refused')).rows[0].n).toBe(0);
+    const refused = h.ends().filter((e) => e.outcome === 'refused');
+    expect(refused.length).toBeGreaterThanOrEqual(3);
+    expect(refused[0]!.error!.message).not.toContain('secret');
+    await c.end();
+  });
+
+  it('calls queryStart before the upstream sees the statement', async () => {
+    const c = await h.client();
+    let seenDuringHook = -1;
+    h.queryStart = async (s) => {
+      if (!s.statement.includes('into eng_order')) return;
+      await new Promise((r) => setTimeout(r, 150));
+      seenDuringHook = (await db.query('select count(*)::int as n from eng_order')).rows[0].n;
+    };
+    try {
+      await c.query('insert into eng_order values ($1)', [1]);
+    } finally {
+      h.queryStart = async () => {};
+    }
+    expect(seenDuringHook).toBe(0);
+    expect((await db.query('select count(*)::int as n from eng_order')).rows[0].n).toBe(1);
+    await c.end();
+  });
+});
+
+describe('cancel', () => {
+  async function sendCancel(port: number, pid: number, key: number) {
+    const s = connect(port, '127.0.0.1');
+    s.on('error', () => {});
+    await new Promise((r) => s.once('connect', r));
+    s.end(serialize.cancel(pid, key));
+    await new Promise((r) => s.once('close', r));
+  }
+
+  it('cancels pg_sleep upstream with the gateway-issued key, only for the same owner', async () => {
+    const other = await startHarness({ upstream: upstreamConfig(upstream), owner: 'mallory', engine: h.engine });
+    try {
+      const c = await h.client();
+      const started = Date.now();
+      const sleeping = c.query('select pg_sleep(30)').catch((e) => e);
+      await until(() => h.starts().find((s) => s.statement === 'select pg_sleep(30)'));
+      await new Promise((r) => setTimeout(r, 200));
+      await sendCancel(other.port, (c as any).processID, (c as any).secretKey); // wrong owner
+      await new Promise((r) => setTimeout(r, 500));
+      const still = await db.query(`select count(*)::int as n from pg_stat_activity where query = 'select pg_sleep(30)' and state = 'active'`);
+      expect(still.rows[0].n).toBe(1);
+      await sendCancel(h.port, (c as any).processID, (c as any).secretKey);
+      const err = await sleeping;
+      expect(err).toMatchObject({ code: '57014' });
+      expect(Date.now() - started).toBeLessThan(10_000);
+      const end = await until(() => h.ends().find((e) => e.outcome === 'cancelled'));
+      expect(end.error!.code).toBe('57014');
+      expect((await c.query('select 1 as one')).rows).toEqual([{ one: 1 }]);
+      await c.end();
+    } finally {
+      await other.close();
+    }
+  });
+});
+
+describe('upstream authentication and TLS', () => {
+  const cases: [string, () => ReturnType<typeof upstreamConfig>][] = [
+    ['SCRAM-SHA-256', () => upstreamConfig(upstream, upstream.users.scram)],
+    ['MD5', () => upstreamConfig(upstream, upstream.users.md5)],
+    ['cleartext password', () => upstreamConfig(upstream, upstream.users.plain)],
+    ['trust', () => upstreamConfig(upstream, upstream.users.trust, { password: undefined })],
+    ['TLS-only user, sslmode=require', () => upstreamConfig(upstream, upstream.users.tlsOnly, { sslmode: 'require' })],
+    ['TLS-only user, sslmode=verify-full with the CA', () => upstreamConfig(upstream, upstream.users.tlsOnly, { sslmode: 'verify-full', ca: upstream.ca, host: '127.0.0.1' })],
+    ['sslmode=prefer', () => upstreamConfig(upstream, upstream.users.tlsOnly, { sslmode: 'prefer' })],
+  ];
+  it.each(cases)('%s', async (_name, cfg) => {
+    const config = cfg();
+    const g = await startHarness({ upstream: config });
+    try {
+      const c = await g.client();
+      const r = await c.query('select current_user as u, coalesce((select ssl from pg_stat_ssl where pid = pg_backend_pid()), false) as ssl');
+      expect(r.rows[0].u).toBe(config.user);
+      expect(r.rows[0].ssl).toBe(config.sslmode !== 'disable');
+      await c.end();
+    } finally {
+      await g.close();
+    }
+  });
+
+  it('a wrong password gives a clear FATAL without the password, and sessionEnd', async () => {
+    const g = await startHarness({ upstream: upstreamConfig(upstream, upstream.users.scram, { password: 'wrong-pw-XYZ' }) });
+    try {
+      const err = await g.client().catch((e) => e);
+      expect(err.message).toMatch(/hoop: upstream 127\.0\.0\.1:\d+: password authentication failed for user "hoop_scram"/);
+      expect(err.message).not.toContain('wrong-pw-XYZ');
+      expect(err.code).toBe('08006');
+      const end = await until(() => g.sessionEnds()[0]);
+      expect(end.reason).toBe('upstream-failed');
+    } finally {
+      await g.close();
+    }
+  });
+
+  it('verify-ca refuses a server certificate from another CA; require refuses a server without TLS', async () => {
+    const otherCa = makeCertificates().ca;
+    const g = await startHarness({ upstream: upstreamConfig(upstream, upstream.users.tlsOnly, { sslmode: 'verify-ca', ca: otherCa }) });
+    try {
+      const err = await g.client().catch((e) => e);
+      expect(err.message).toMatch(/TLS handshake failed \(sslmode=verify-ca\)/);
+    } finally {
+      await g.close();
+    }
+  });
+});
+
+describe('hostile or broken clients', () => {
+  it('answers an oversized frame with FATAL 08P01, records it, and keeps serving other sessions', async () => {
+    const small = await startHarness({ upstream: upstreamConfig(upstream), engine: new PostgresEngine({ maxFrameBytes: 1024 }) });
+    try {
+      const good = await small.client();
+      const raw = await RawClient.open(small.port);
+      raw.socket.write(Buffer.from([0x51, 0x7f, 0xff, 0xff, 0xff]));
+      await raw.waitFor((ms) => ms.some((m) => m.name === 'error'));
+      const err = raw.messages.find((m) => m.name === 'error');
+      expect(err).toMatchObject({ severity: 'FATAL', code: '08P01' });
+      expect(err.message).toMatch(/exceeds the limit of 1024 bytes/);
+      await until(() => raw.closed);
+      expect(small.events.find((e) => e.type === 'protocolError')).toBeTruthy();
+      expect(await until(() => small.sessionEnds().find((e) => e.reason === 'protocol-error'))).toBeTruthy();
+      expect((await good.query('select 1 as still')).rows).toEqual([{ still: 1 }]);
+      const under = await RawClient.open(small.port);
+      under.socket.write(Buffer.from([0x51, 0, 0, 0, 2]));
+      await under.waitFor((ms) => ms.some((m) => m.name === 'error'));
+      expect(under.messages[0].message).toMatch(/below the minimum of 4/);
+      await good.end();
+      await until(() => small.engine.activeSessions === 0);
+    } finally {
+      await small.close();
+    }
+  });
+
+  it('rejects a malformed Bind and garbage startup without crashing', async () => {
+    const raw = await RawClient.open(h.port);
+    raw.socket.write(Buffer.from([0x42, 0, 0, 0, 8, 0, 0, 0xff, 0xff])); // Bind: no terminators
+    await raw.waitFor((ms) => ms.some((m) => m.name === 'error'));
+    expect(raw.messages[0]).toMatchObject({ severity: 'FATAL', code: '08P01' });
+    const junk = await RawClient.open(h.port, false);
+    junk.socket.write(Buffer.from([0, 0, 0, 9, 1, 2, 3, 4, 0]));
+    await junk.waitFor((ms) => ms.some((m) => m.name === 'error'));
+    expect(junk.messages[0].message).toMatch(/unsupported frontend protocol/);
+  });
+
+  it('ends the session once when the upstream backend is terminated', async () => {
+    const c = await h.client({ application_name: 'to-be-killed' });
+    const before = h.sessionEnds().length;
+    const pid = (await c.query('select pg_backend_pid() as p')).rows[0].p;
+    const gone = new Promise((r) => c.once('end', r));
+    await db.query('select pg_terminate_backend($1)', [pid]);
+    await gone;
+    const ends = await until(() => (h.sessionEnds().length > before ? h.sessionEnds().slice(before) : null));
+    await new Promise((r) => setTimeout(r, 100));
+    expect(h.sessionEnds().slice(before)).toHaveLength(1);
+    expect(ends[0]!.reason).toBe('upstream-closed');
+    expect(ends[0]!.error).toMatch(/terminating connection/);
+  });
+
+  it('ends with client-terminated on Terminate', async () => {
+    const c = await h.client();
+    const before = h.sessionEnds().length;
+    await c.end();
+    const end = await until(() => h.sessionEnds()[before]);
+    expect(end.reason).toBe('client-terminated');
+  });
+});
