@@ -5,7 +5,7 @@
 _hoop_subcommands() {
   REPLY=()
   case "$1" in
-    '') REPLY=(connections connect sessions gateway demo completion help) ;;
+    '') REPLY=(login logout whoami connections connect sessions gateway demo completion help) ;;
     'sessions') REPLY=(show) ;;
   esac
 }
@@ -14,6 +14,9 @@ _hoop_options() {
   REPLY=()
   case "$1" in
     '') REPLY=(--gateway --json --no-color -h --help -v --version) ;;
+    'login') REPLY=(--no-browser --client-credentials --gateway --json --no-color -h --help) ;;
+    'logout') REPLY=(--gateway --json --no-color -h --help) ;;
+    'whoami') REPLY=(--gateway --json --no-color -h --help) ;;
     'connections') REPLY=(--gateway --json --no-color -h --help) ;;
     'connect') REPLY=(--port --listen --reason --gateway --json --no-color -h --help) ;;
     'sessions') REPLY=(--user --connection --since --until --limit --gateway --json --no-color -h --help) ;;
@@ -29,6 +32,9 @@ _hoop_value_options() {
   REPLY=()
   case "$1" in
     '') REPLY=(--gateway) ;;
+    'login') REPLY=(--gateway) ;;
+    'logout') REPLY=(--gateway) ;;
+    'whoami') REPLY=(--gateway) ;;
     'connections') REPLY=(--gateway) ;;
     'connect') REPLY=(--port --listen --reason --gateway) ;;
     'sessions') REPLY=(--user --connection --since --until --limit --gateway) ;;
@@ -56,7 +62,7 @@ _hoop_arg_kind() {
   case "$1|$2" in
     'connect|0') REPLY='connections' ;;
     'completion|0') REPLY='choices:bash zsh fish' ;;
-    'help|0') REPLY='choices:connections connect sessions gateway demo completion' ;;
+    'help|0') REPLY='choices:login logout whoami connections connect sessions gateway demo completion' ;;
   esac
 }
 

@@ -4,7 +4,7 @@
 function __hoop_subcommands
     switch "$argv[1]"
         case ''
-            printf '%s\n' connections connect sessions gateway demo completion help
+            printf '%s\n' login logout whoami connections connect sessions gateway demo completion help
         case 'sessions'
             printf '%s\n' show
     end
@@ -13,6 +13,12 @@ end
 function __hoop_value_options
     switch "$argv[1]"
         case ''
+            printf '%s\n' --gateway
+        case 'login'
+            printf '%s\n' --gateway
+        case 'logout'
+            printf '%s\n' --gateway
+        case 'whoami'
             printf '%s\n' --gateway
         case 'connections'
             printf '%s\n' --gateway
@@ -89,6 +95,9 @@ end
 
 complete -c hoop -f
 
+complete -c hoop -n "__hoop_arg '' 0" -a 'login' -d 'Sign in to a gateway with your identity provider'
+complete -c hoop -n "__hoop_arg '' 0" -a 'logout' -d 'Forget the stored credentials for a gateway'
+complete -c hoop -n "__hoop_arg '' 0" -a 'whoami' -d 'Show who you are at the gateway, and where your token is kept'
 complete -c hoop -n "__hoop_arg '' 0" -a 'connections' -d 'List the connections this identity may use'
 complete -c hoop -n "__hoop_arg '' 0" -a 'connect' -d 'Open a local PostgreSQL port tunnelled through the gateway'
 complete -c hoop -n "__hoop_arg '' 0" -a 'sessions' -d 'List recorded sessions'
@@ -101,6 +110,20 @@ complete -c hoop -n "__hoop_at ''" -l json -d 'print machine-readable JSON on st
 complete -c hoop -n "__hoop_at ''" -l no-color -d 'disable colour (also NO_COLOR=1)'
 complete -c hoop -n "__hoop_at ''" -s h -l help -d 'show help'
 complete -c hoop -n "__hoop_at ''" -s v -l version -d 'print the version'
+complete -c hoop -n "__hoop_at 'login'" -l no-browser -d 'do not open a browser; just print the URL and code'
+complete -c hoop -n "__hoop_at 'login'" -l client-credentials -d 'sign in as a service with HOOP_CLIENT_ID/HOOP_CLIENT_SECRET'
+complete -c hoop -n "__hoop_at 'login'" -l gateway -x -d 'gateway base URL (default: $HOOP_GATEWAY, then the one saved at login)'
+complete -c hoop -n "__hoop_at 'login'" -l json -d 'print machine-readable JSON on stdout'
+complete -c hoop -n "__hoop_at 'login'" -l no-color -d 'disable colour (also NO_COLOR=1)'
+complete -c hoop -n "__hoop_at 'login'" -s h -l help -d 'show help'
+complete -c hoop -n "__hoop_at 'logout'" -l gateway -x -d 'gateway base URL (default: $HOOP_GATEWAY, then the one saved at login)'
+complete -c hoop -n "__hoop_at 'logout'" -l json -d 'print machine-readable JSON on stdout'
+complete -c hoop -n "__hoop_at 'logout'" -l no-color -d 'disable colour (also NO_COLOR=1)'
+complete -c hoop -n "__hoop_at 'logout'" -s h -l help -d 'show help'
+complete -c hoop -n "__hoop_at 'whoami'" -l gateway -x -d 'gateway base URL (default: $HOOP_GATEWAY, then the one saved at login)'
+complete -c hoop -n "__hoop_at 'whoami'" -l json -d 'print machine-readable JSON on stdout'
+complete -c hoop -n "__hoop_at 'whoami'" -l no-color -d 'disable colour (also NO_COLOR=1)'
+complete -c hoop -n "__hoop_at 'whoami'" -s h -l help -d 'show help'
 complete -c hoop -n "__hoop_at 'connections'" -l gateway -x -d 'gateway base URL (default: $HOOP_GATEWAY, then the one saved at login)'
 complete -c hoop -n "__hoop_at 'connections'" -l json -d 'print machine-readable JSON on stdout'
 complete -c hoop -n "__hoop_at 'connections'" -l no-color -d 'disable colour (also NO_COLOR=1)'
@@ -149,4 +172,4 @@ complete -c hoop -n "__hoop_at 'help'" -l gateway -x -d 'gateway base URL (defau
 complete -c hoop -n "__hoop_at 'help'" -l json -d 'print machine-readable JSON on stdout'
 complete -c hoop -n "__hoop_at 'help'" -l no-color -d 'disable colour (also NO_COLOR=1)'
 complete -c hoop -n "__hoop_at 'help'" -s h -l help -d 'show help'
-complete -c hoop -n "__hoop_arg 'help' 0" -a 'connections connect sessions gateway demo completion' -d 'command'
+complete -c hoop -n "__hoop_arg 'help' 0" -a 'login logout whoami connections connect sessions gateway demo completion' -d 'command'

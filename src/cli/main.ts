@@ -44,6 +44,8 @@ export function systemRuntime(): Runtime {
 
 export async function main(argv: string[]): Promise<void> {
   const runtime = systemRuntime();
+  // Stored credentials (keychain or file, refreshed before expiry) behind resolveToken.
+  (await import('./commands/auth.js')).installStoredTokenProvider(runtime.env);
   // A closed pipe (`hoop sessions | head -1`) is not an error worth a stack trace.
   for (const s of [process.stdout, process.stderr]) {
     s.on('error', (err: NodeJS.ErrnoException) => {

@@ -33,7 +33,12 @@ function displayWidth(s: string): number {
   return [...stripAnsi(s)].length;
 }
 
-export function printTable(io: IOStreams, headers: string[], rows: Cell[][]): void {
+/** A column title; `keep` columns (ids you copy) are never truncated to fit the terminal. */
+export type Header = string | { title: string; keep: true };
+
+export function printTable(io: IOStreams, columns: Header[], rows: Cell[][]): void {
+  const headers = columns.map((h) => (typeof h === 'string' ? h : h.title));
+  const keep = columns.map((h) => typeof h !== 'string');
   const clean = rows.map((r) => r.map((c) => (typeof c === 'string' ? sanitize(c) : { ...c, text: sanitize(c.text) })));
   if (!io.isStdoutTTY) {
     for (const r of clean) io.print(r.map(textOf).join('\t'));
@@ -41,7 +46,7 @@ export function printTable(io: IOStreams, headers: string[], rows: Cell[][]): vo
   }
   const widths = headers.map((h, i) => Math.max(displayWidth(h), ...clean.map((r) => displayWidth(textOf(r[i] ?? '')))));
   const max = io.terminalWidth();
-  if (max !== undefined) fitWidths(widths, max - GAP.length * (widths.length - 1));
+  if (max !== undefined) fitWidths(widths, keep, max - GAP.length * (widths.length - 1));
   const cs = io.out;
   const line = (cells: Cell[], header: boolean): string =>
     cells
@@ -59,16 +64,16 @@ export function printTable(io: IOStreams, headers: string[], rows: Cell[][]): vo
 }
 
 /** Shrinks the widest columns first until the row fits, never below a readable minimum. */
-function fitWidths(widths: number[], available: number): void {
+function fitWidths(widths: number[], keep: boolean[], available: number): void {
   const MIN = 6;
   let total = widths.reduce((a, b) => a + b, 0);
   while (total > available) {
-    let widest = 0;
+    let widest = -1;
     widths.forEach((w, i) => {
-      if (w > (widths[widest] ?? 0)) widest = i;
+      if (!keep[i] && (widest < 0 || w > (widths[widest] ?? 0))) widest = i;
     });
     const w = widths[widest] ?? 0;
-    if (w <= MIN) return;
+    if (widest < 0 || w <= MIN) return;
     widths[widest] = w - 1;
     total -= 1;
   }

@@ -16,6 +16,7 @@ import { ExitCode, exitCodeFor } from './exit-codes.js';
  */
 function commandGroups(): Promise<CommandGroup>[] {
   return [
+    import('./commands/auth.js'),
     import('./commands/connections.js'),
     import('./commands/connect.js'),
     import('./commands/sessions.js'),

@@ -75,7 +75,7 @@ function renderSessionList(ctx: CommandContext, list: SessionSummary[], limit: n
   const tty = io.isStdoutTTY;
   printTable(
     io,
-    ['ID', 'USER', 'CONNECTION', 'STARTED', 'DURATION', 'STATEMENTS', 'CLIENT', 'END'],
+    [{ title: 'ID', keep: true }, 'USER', 'CONNECTION', 'STARTED', 'DURATION', 'STATEMENTS', 'CLIENT', 'END'],
     list.map((s) => [
       { text: s.id, style: cs.cyan },
       s.email ?? s.subject,
@@ -196,12 +196,13 @@ function renderResult(io: IOStreams, cs: ColorScheme, columns: string[], rows: (
   const shown = rows.slice(0, maxRows).map((r) => columns.map((_, i) => (r[i] === null || r[i] === undefined ? 'NULL' : cut(String(r[i])))));
   const head = columns.map(cut);
   const widths = head.map((h, i) => Math.max(h.length, ...shown.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]) => `  │ ${cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join(' │ ')} │`;
+  const line = (cells: string[], nulls = false) =>
+    `  │ ${cells.map((c, i) => (nulls && c === 'NULL' ? cs.dim(c.padEnd(widths[i] ?? 0)) : c.padEnd(widths[i] ?? 0))).join(' │ ')} │`;
   const rule = (l: string, m: string, r: string) => `  ${l}${widths.map((w) => '─'.repeat(w + 2)).join(m)}${r}`;
   io.print(cs.dim(rule('┌', '┬', '┐')));
   io.print(cs.bold(line(head)));
   io.print(cs.dim(rule('├', '┼', '┤')));
-  for (const r of shown) io.print(line(r));
+  for (const r of shown) io.print(line(r, true));
   io.print(cs.dim(rule('└', '┴', '┘')));
   const more = Math.max(total - shown.length, 0);
   if (more > 0) io.print(cs.dim(`  … ${more} more row${more === 1 ? '' : 's'}${truncated ? ' (recording truncated at the payload limit)' : ''}`));

@@ -1,0 +1,172 @@
+/**
+ * Commands against a real in-process gateway (real HTTP API, real SQLite store), run in memory
+ * through the real commander program. Sessions are seeded through the store's own append path.
+ */
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import type { Actor, UnsealedEvent } from '../../src/audit/event.js';
+import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { runHoop } from './helpers.js';
+
+let gw: TestGateway;
+const sessionId = randomUUID();
+const otherSession = randomUUID();
+
+const alice: Actor = { subject: 'apikey:alice', email: null, groups: ['analysts'], auth_method: 'api_key' };
+const bob: Actor = { subject: 'apikey:bob', email: null, groups: ['dba'], auth_method: 'api_key' };
+
+function event(session: string, actor: Actor, type: UnsealedEvent['type'], time: string, data: Record<string, unknown>): UnsealedEvent {
+  return { id: randomUUID(), time, type, actor, source: { address: '127.0.0.1', application: 'psql' }, connection: 'bank', session_id: session, data };
+}
+
+beforeAll(async () => {
+  gw = await startTestGateway({ upstream: inject('upstream') });
+  const q1 = randomUUID();
+  const q2 = randomUUID();
+  await gw.store.appendEvents([
+    event(sessionId, alice, 'session.start', '2026-11-28T09:00:00.000Z', { user: 'alice', database: 'bank' }),
+    event(sessionId, alice, 'query.start', '2026-11-28T09:00:01.000Z', {
+      query_id: q1, protocol: 'extended', statement: 'SELECT id, name\n  FROM customers WHERE id = $1', parameters: ['42'],
+    }),
+    event(sessionId, alice, 'query.end', '2026-11-28T09:00:01.012Z', {
+      query_id: q1, outcome: 'ok', error: null, command_tags: ['SELECT 7'], rows: 7, bytes: 120, duration_ms: 12.4,
+      result: { columns: ['id', 'name'], rows: [['42', 'Ada Lovelace'], ['43', null], ['44', 'x\u001b[31mred']], truncated: false, sha256: 'ab'.repeat(32) },
+    }),
+    event(sessionId, alice, 'query.start', '2026-11-28T09:00:02.000Z', { query_id: q2, protocol: 'simple', statement: 'SELEC 1', parameters: [] }),
+    event(sessionId, alice, 'query.end', '2026-11-28T09:00:02.003Z', {
+      query_id: q2, outcome: 'error', error: { code: '42601', message: 'syntax error at or near "SELEC"' }, command_tags: [], rows: 0, bytes: 0, duration_ms: 3,
+      result: { columns: [], rows: [], truncated: false, sha256: 'cd'.repeat(32) },
+    }),
+    event(sessionId, alice, 'query.start', '2026-11-28T09:00:03.000Z', { query_id: randomUUID(), protocol: 'simple', statement: 'SELECT pg_sleep(100)' }),
+    event(sessionId, alice, 'session.end', '2026-11-28T09:05:00.000Z', { reason: 'client closed', error: null }),
+    event(otherSession, bob, 'session.start', '2026-11-28T10:00:00.000Z', { user: 'bob', database: 'bank' }),
+  ]);
+}, 60_000);
+
+afterAll(async () => {
+  await gw?.close();
+});
+
+const as = (who: string, extra: Record<string, string> = {}) => ({ env: { HOOP_GATEWAY: gw.url, HOOP_TOKEN: gw.keys[who]!, ...extra } });
+
+describe('hoop connections', () => {
+  it('prints tab-separated rows into a pipe', async () => {
+    const r = await runHoop(['connections'], as('alice'));
+    expect(r).toMatchObject({ code: 0, stderr: '' });
+    expect(r.stdout).toBe('bank\tpostgres\thoop_test\tallowed\tanalysts,dba\tno\n');
+  });
+
+  it('prints an aligned table with a header on a terminal, and says so when access is denied', async () => {
+    const r = await runHoop(['connections', '--no-color'], { ...as('carol'), tty: true });
+    expect(r.code).toBe(0);
+    const [header, row] = r.stdout.trimEnd().split('\n');
+    expect(header).toMatch(/^NAME\s+TYPE\s+DATABASE\s+ACCESS\s+GROUPS\s+APPROVAL$/);
+    expect(row).toMatch(/^bank\s+postgres\s+hoop_test\s+denied\s+analysts,dba\s+no$/);
+  });
+
+  it('--json prints the API array', async () => {
+    const r = await runHoop(['--json', 'connections'], as('alice'));
+    expect(JSON.parse(r.stdout)).toEqual([{ name: 'bank', type: 'postgres', database: 'hoop_test', access: ['analysts', 'dba'], allowed: true, requires_approval: false }]);
+  });
+
+  it('a rejected key exits 4 with one line and a hint about HOOP_TOKEN', async () => {
+    const r = await runHoop(['connections'], { env: { HOOP_GATEWAY: gw.url, HOOP_TOKEN: 'hoop_not-a-real-key' } });
+    expect(r.code).toBe(4);
+    const lines = r.stderr.trimEnd().split('\n');
+    expect(lines).toHaveLength(2);
+    expect(lines[0]).toMatch(/^hoop: the gateway rejected the credential: /);
+    expect(lines[1]).toBe('Check the key or token in HOOP_TOKEN.');
+  });
+});
+
+describe('hoop sessions', () => {
+  it('lists the caller\'s own sessions', async () => {
+    const r = await runHoop(['sessions'], as('alice'));
+    expect(r.code).toBe(0);
+    const rows = r.stdout.trimEnd().split('\n').map((l) => l.split('\t'));
+    expect(rows).toHaveLength(1);
+    expect(rows[0]).toEqual([sessionId, 'apikey:alice', 'bank', '2026-11-28T09:00:00.000Z', '5m 0s', '3', 'psql @ 127.0.0.1', 'client closed']);
+  });
+
+  it('an auditor sees everyone, filtered by --user, --connection and time range', async () => {
+    const all = await runHoop(['sessions', '--json'], as('carol'));
+    expect((JSON.parse(all.stdout) as { id: string }[]).map((s) => s.id)).toEqual([otherSession, sessionId]);
+    const bobs = await runHoop(['sessions', '--json', '--user', 'apikey:bob', '--connection', 'bank'], as('carol'));
+    expect((JSON.parse(bobs.stdout) as { id: string }[]).map((s) => s.id)).toEqual([otherSession]);
+    const window = await runHoop(['sessions', '--json', '--since', '2026-11-28T08:00:00Z', '--until', '2026-11-28T09:30:00Z'], as('carol'));
+    expect((JSON.parse(window.stdout) as { id: string }[]).map((s) => s.id)).toEqual([sessionId]);
+    const recent = await runHoop(['sessions', '--since', '2h'], { ...as('carol'), now: new Date('2026-11-28T11:00:00Z') });
+    expect(recent.stdout.split('\n')[0]?.split('\t')[0]).toBe(otherSession);
+  });
+
+  it('--limit caps the list and says how to see more', async () => {
+    const r = await runHoop(['sessions', '--limit', '1'], as('carol'));
+    expect(r.stdout.trimEnd().split('\n')).toHaveLength(1);
+    expect(r.stderr).toContain('Showing the first 1');
+  });
+
+  it('says so on stderr when nothing matches, and exits 0', async () => {
+    const r = await runHoop(['sessions', '--since', '2030-01-01'], as('alice'));
+    expect(r).toEqual({ code: 0, stdout: '', stderr: 'No sessions match.\n' });
+  });
+
+  it('refuses --since after --until as a usage error', async () => {
+    const r = await runHoop(['sessions', '--since', '2026-11-29', '--until', '2026-11-28'], as('alice'));
+    expect(r.code).toBe(2);
+  });
+});
+
+describe('hoop sessions show', () => {
+  it('shows who, when, where, then each statement with timing, outcome, rows, parameters and data', async () => {
+    const r = await runHoop(['sessions', 'show', sessionId], as('alice'));
+    expect(r.code).toBe(0);
+    const out = r.stdout;
+    expect(out).toContain(`Session ${sessionId}`);
+    expect(out).toContain('Who:        apikey:alice (analysts)');
+    expect(out).toContain('From:       127.0.0.1, psql');
+    expect(out).toContain('When:       2026-11-28 09:00:00Z → 2026-11-28 09:05:00Z (5m 0s, client closed)');
+    expect(out).toContain('Statements: 3');
+    expect(out).toContain('#1  2026-11-28 09:00:01Z  12 ms  ok  7 rows  SELECT 7  extended');
+    expect(out).toContain('  SELECT id, name\n    FROM customers WHERE id = $1');
+    expect(out).toContain("  parameters: $1 = '42'");
+    expect(out).toMatch(/│ id\s+│ name\s+│/);
+    expect(out).toMatch(/│ 42 │ Ada Lovelace\s+│/);
+    expect(out).toMatch(/│ 43 │ NULL\s+│/);
+    expect(out).toContain('… 4 more rows');
+    expect(out).toContain('#2  2026-11-28 09:00:02Z  3 ms  error  0 rows');
+    expect(out).toContain('  error: syntax error at or near "SELEC" (42601)');
+    expect(out).toContain('#3  2026-11-28 09:00:03Z  no end recorded');
+    // Returned data is hostile input: no raw escape sequences reach the terminal.
+    expect(out).not.toContain('\u001b');
+  });
+
+  it('--rows 0 leaves the data out; --json prints the raw session and events', async () => {
+    const r = await runHoop(['sessions', 'show', sessionId, '--rows', '0'], as('alice'));
+    expect(r.stdout).not.toContain('│');
+    const j = await runHoop(['sessions', 'show', sessionId, '--json'], as('alice'));
+    const parsed = JSON.parse(j.stdout) as { session: { id: string }; events: { type: string; hash: string }[] };
+    expect(parsed.session.id).toBe(sessionId);
+    expect(parsed.events.map((e) => e.type)).toEqual(['session.start', 'query.start', 'query.end', 'query.start', 'query.end', 'query.start', 'session.end']);
+    expect(parsed.events[0]?.hash).toMatch(/^[0-9a-f]{64}$/);
+  });
+
+  it('someone else\'s session is not found (exit 1, one line)', async () => {
+    const r = await runHoop(['sessions', 'show', otherSession], as('alice'));
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe(`hoop: no session ${otherSession}\n`);
+  });
+});
+
+describe('hoop connect refusals, before any port is opened', () => {
+  it('an unknown connection exits 1 naming the ones you may use', async () => {
+    const r = await runHoop(['connect', 'nope'], as('alice'));
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe("hoop: no connection named 'nope'\nConnections you may use: bank.\n");
+  });
+
+  it('a connection outside your groups exits 5', async () => {
+    const r = await runHoop(['connect', 'bank'], as('carol'));
+    expect(r.code).toBe(5);
+    expect(r.stderr.split('\n')[0]).toBe("hoop: you may not use connection 'bank' (access: analysts, dba)");
+  });
+});
