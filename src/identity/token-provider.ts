@@ -114,8 +114,8 @@ function loginAgain(gateway: string, err: unknown): HoopError {
       hint: 'Check the network, or run `hoop login` again.',
     });
   }
-  return new AuthError('HOOP_AUTH_REJECTED', `your login to ${gateway} has expired: ${reason}`, {
+  // The instruction is in the message itself: `hoop connect` shows only the message per tunnel.
+  return new AuthError('HOOP_AUTH_REJECTED', `your login to ${gateway} has expired (${reason}); run \`hoop login --gateway ${gateway}\` again`, {
     cause: err,
-    hint: `Run \`hoop login --gateway ${gateway}\` again.`,
   });
 }

@@ -25,7 +25,7 @@ describe('shell completion', () => {
   });
 
   it('bash completes commands, subcommands, flags and flag values from the command tree', () => {
-    expect(bashComplete(['hoop', ''])).toEqual(['connections', 'connect', 'sessions', 'gateway', 'demo', 'completion', 'help']);
+    expect(bashComplete(['hoop', ''])).toEqual(['login', 'logout', 'whoami', 'connections', 'connect', 'sessions', 'gateway', 'demo', 'completion', 'help']);
     expect(bashComplete(['hoop', 'conn'])).toEqual(['connections', 'connect']);
     expect(bashComplete(['hoop', '--gateway', 'gw', 'sessions', ''])).toEqual(['show']);
     expect(bashComplete(['hoop', 'sessions', '--s'])).toEqual(['--since']);
