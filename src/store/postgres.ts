@@ -160,6 +160,12 @@ export class PostgresStore implements Store {
       throw this.storeError(action, err);
     }
     let broken: Error | undefined;
+    // A checked-out client has no pool listener: without this, the server going away mid-transaction
+    // emits an unhandled 'error' and takes the gateway down. The failing query rejects anyway.
+    const onError = (err: Error) => {
+      broken = err;
+    };
+    client.on('error', onError);
     try {
       await client.query('BEGIN');
       const result = await work(client);
@@ -173,6 +179,7 @@ export class PostgresStore implements Store {
       }
       throw this.storeError(action, err);
     } finally {
+      client.off('error', onError);
       client.release(broken);
     }
   }
