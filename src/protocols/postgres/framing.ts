@@ -74,6 +74,14 @@ export class FrameReader {
     return this.startupPhase;
   }
 
+  /** Hands over the bytes of an incomplete frame (e.g. when the caller stops framing) and forgets them. */
+  takePending(): Buffer {
+    const out = Buffer.from(this.acc.subarray(0, this.accLen));
+    this.acc = EMPTY;
+    this.accLen = 0;
+    return out;
+  }
+
   /** Bytes received but not yet part of a whole frame. */
   get pendingBytes(): number {
     return this.accLen;

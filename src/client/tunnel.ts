@@ -1,0 +1,334 @@
+/**
+ * `hoop connect`'s local listener: psql connects to 127.0.0.1, proves it knows a one-time
+ * password (SCRAM-SHA-256, so the password never crosses even the loopback in clear), and each
+ * accepted connection becomes one WebSocket to the gateway's tunnel endpoint carrying raw
+ * PostgreSQL bytes, piped both ways with backpressure.
+ *
+ *   psql ──TCP──▶ local listener ──WebSocket (Bearer token)──▶ gateway engine ──▶ PostgreSQL
+ *
+ * The listener answers SSLRequest/GSSENCRequest with 'N' and runs SCRAM up to SASLFinal; the
+ * gateway's engine then sends AuthenticationOk, ParameterStatus, BackendKeyData, ReadyForQuery.
+ * A CancelRequest gets its own WebSocket whose first (and only) message is the request.
+ */
+import { randomBytes } from 'node:crypto';
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import WebSocket, { createWebSocketStream } from 'ws';
+import { errorMessage, type HoopErrorCode } from '../errors.js';
+import { CANCEL_REQUEST_CODE, FrameReader, GSSENC_REQUEST_CODE, SSL_REQUEST_CODE, type FrameBatch } from '../protocols/postgres/framing.js';
+import {
+  authenticationSASL,
+  authenticationSASLContinue,
+  authenticationSASLFinal,
+  BodyReader,
+  decodeStartupMessage,
+  errorResponse,
+  MessageType,
+} from '../protocols/postgres/messages.js';
+import { SCRAM_SHA_256, ScramServer } from '../protocols/postgres/scram.js';
+import { SQLSTATE_INVALID_PASSWORD, sqlstateOf } from '../protocols/postgres/sqlstate.js';
+
+export interface TunnelEvent { kind: 'client-connected' | 'client-closed' | 'refused' | 'error'; message: string }
+export interface LocalTunnelOptions {
+  gateway: string;               // base URL, http:// or https://
+  connection: string;
+  token: () => Promise<string>;  // called for each accepted client connection (fresh tokens)
+  listen?: string;               // default 127.0.0.1
+  port?: number;                 // default 5433; 0 = any free port
+  user: string; database: string;
+  password?: string;             // one-time local password; generated (24+ random chars) if absent
+  reason?: string;               // sent as header `X-Hoop-Reason`
+  ca?: string;                   // PEM, extra trust for an https gateway
+  onEvent?: (e: TunnelEvent) => void;
+}
+export interface LocalTunnel {
+  host: string; port: number; user: string; password: string; database: string; uri: string;
+  close(): Promise<void>;
+}
+
+/** Like PostgreSQL's authentication_timeout: an idle half-open client is not kept forever. */
+const AUTH_TIMEOUT_MS = 60_000;
+/** SASL messages are tiny; anything large during authentication is hostile. */
+const AUTH_MAX_FRAME = 16 * 1024;
+
+export async function openLocalTunnel(options: LocalTunnelOptions): Promise<LocalTunnel> {
+  const host = options.listen ?? '127.0.0.1';
+  const password = options.password ?? randomBytes(24).toString('base64url'); // 32 chars
+  const sockets = new Set<Socket>();
+  const emit = (e: TunnelEvent) => {
+    try {
+      options.onEvent?.(e);
+    } catch {
+      // a broken listener must not break the tunnel
+    }
+  };
+  const server: Server = createServer((socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+    socket.on('error', () => {});
+    socket.setNoDelay(true);
+    void serveLocalClient(socket, options, password, emit);
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port ?? 5433, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as AddressInfo).port;
+  const hostInUri = host.includes(':') ? `[${host}]` : host;
+  const uri = `postgresql://${encodeURIComponent(options.user)}:${encodeURIComponent(password)}@${hostInUri}:${port}/${encodeURIComponent(options.database)}?sslmode=disable`;
+  return {
+    host, port, user: options.user, password, database: options.database, uri,
+    close: async () => {
+      const closed = new Promise<void>((r) => server.close(() => r()));
+      for (const s of sockets) s.destroy();
+      await closed;
+    },
+  };
+}
+
+async function serveLocalClient(socket: Socket, options: LocalTunnelOptions, password: string, emit: (e: TunnelEvent) => void): Promise<void> {
+  const timer = setTimeout(() => socket.destroy(), AUTH_TIMEOUT_MS);
+  try {
+    const reader = new FrameReader({ startup: true, maxFrameBytes: AUTH_MAX_FRAME, peer: 'client' });
+    const source = frameSource(socket, reader);
+    const next = source.next;
+    let startup: { bytes: Buffer; code: number };
+    for (;;) {
+      const f = await next();
+      if (!f) return;
+      if (f.bytes.length < 8) throw new Error('invalid startup packet');
+      const code = f.bytes.readInt32BE(4);
+      if (code === SSL_REQUEST_CODE || code === GSSENC_REQUEST_CODE) {
+        socket.write('N');
+        continue;
+      }
+      startup = { bytes: f.bytes, code };
+      break;
+    }
+    if (startup.code === CANCEL_REQUEST_CODE) {
+      clearTimeout(timer);
+      await relayCancel(socket, options, startup.bytes, emit);
+      return;
+    }
+    const params = decodeStartupMessage(startup.bytes.subarray(4)).parameters;
+    const user = params.user ?? '';
+    if (!(await authenticateScram(socket, next, password, user))) {
+      emit({ kind: 'refused', message: `local client refused: password authentication failed for user "${user}"` });
+      return;
+    }
+    clearTimeout(timer);
+    const rest = source.detach(); // psql waits for AuthenticationOk, but forward anything it sent
+    await openTunnel(socket, options, startup.bytes, rest, emit);
+  } catch (err) {
+    clearTimeout(timer);
+    fatal(socket, sqlstateOf('HOOP_PROTOCOL'), `hoop: ${errorMessage(err)}`);
+  }
+}
+
+/** SCRAM-SHA-256 with the one-time password, up to and including AuthenticationSASLFinal. */
+async function authenticateScram(
+  socket: Socket,
+  next: () => Promise<{ type: number; bytes: Buffer; body: Buffer } | null>,
+  password: string,
+  user: string,
+): Promise<boolean> {
+  socket.write(authenticationSASL([SCRAM_SHA_256]));
+  const initial = await next();
+  if (!initial) return false;
+  if (initial.type !== MessageType.PasswordMessage) throw new Error('expected SASLInitialResponse');
+  const r = new BodyReader(initial.body, 'SASLInitialResponse');
+  if (r.cstring() !== SCRAM_SHA_256) throw new Error('unsupported SASL mechanism');
+  const len = r.int32();
+  const clientFirst = r.bytes(len).toString('utf8');
+  const scram = new ScramServer(password);
+  socket.write(authenticationSASLContinue(scram.serverFirstMessage(clientFirst)));
+  const response = await next();
+  if (!response) return false;
+  if (response.type !== MessageType.PasswordMessage) throw new Error('expected SASLResponse');
+  const result = scram.verifyClientFinal(response.body.toString('utf8'));
+  if (!result.ok) {
+    fatal(socket, SQLSTATE_INVALID_PASSWORD, `password authentication failed for user "${user}"`);
+    return false;
+  }
+  socket.write(authenticationSASLFinal(result.serverFinal));
+  return true;
+}
+
+/** One WebSocket to the gateway; the StartupMessage goes first, then bytes flow both ways. */
+async function openTunnel(socket: Socket, options: LocalTunnelOptions, first: Buffer, rest: Buffer, emit: (e: TunnelEvent) => void): Promise<void> {
+  const ws = await connectGateway(socket, options, emit);
+  if (!ws) return;
+  emit({ kind: 'client-connected', message: `client ${socket.remoteAddress}:${socket.remotePort} connected to ${options.connection}` });
+  const stream = createWebSocketStream(ws);
+  stream.on('error', () => {});
+  stream.write(first);
+  if (rest.length > 0) stream.write(rest);
+  pipeBoth(socket, stream);
+  await new Promise<void>((r) => {
+    let n = 0;
+    const done = () => ++n === 2 && r();
+    socket.once('close', done);
+    stream.once('close', done);
+  });
+  emit({ kind: 'client-closed', message: `client ${socket.remoteAddress}:${socket.remotePort} disconnected` });
+}
+
+/** A CancelRequest travels on its own WebSocket; PostgreSQL never answers one. */
+async function relayCancel(socket: Socket, options: LocalTunnelOptions, request: Buffer, emit: (e: TunnelEvent) => void): Promise<void> {
+  socket.destroy();
+  const ws = await connectGateway(null, options, emit);
+  if (!ws) return;
+  await new Promise<void>((resolve) => {
+    ws.send(request, () => ws.close(1000));
+    ws.once('close', () => resolve());
+    setTimeout(() => {
+      ws.terminate();
+      resolve();
+    }, 10_000).unref();
+  });
+}
+
+/** Opens the tunnel WebSocket; on refusal sends psql a FATAL with the gateway's message. */
+async function connectGateway(socket: Socket | null, options: LocalTunnelOptions, emit: (e: TunnelEvent) => void): Promise<WebSocket | null> {
+  let token: string;
+  try {
+    token = await options.token();
+  } catch (err) {
+    const message = `hoop: no usable token: ${errorMessage(err)}`;
+    emit({ kind: 'refused', message });
+    if (socket) fatal(socket, sqlstateOf('HOOP_NOT_LOGGED_IN'), message);
+    return null;
+  }
+  const url = tunnelUrl(options.gateway, options.connection);
+  const headers: Record<string, string> = { Authorization: `Bearer ${token}` };
+  // Header values must be one line of visible ASCII: anything else is replaced, not smuggled.
+  if (options.reason) headers['X-Hoop-Reason'] = options.reason.replace(/[^\x20-\x7e]/g, '?');
+  return new Promise((resolve) => {
+    const ws = new WebSocket(url, { headers, ca: options.ca, perMessageDeflate: false, handshakeTimeout: 30_000 });
+    ws.binaryType = 'nodebuffer';
+    let settled = false;
+    const fail = (kind: 'refused' | 'error', code: string, message: string) => {
+      if (settled) return;
+      settled = true;
+      emit({ kind, message });
+      if (socket) fatal(socket, code, message);
+      ws.terminate();
+      resolve(null);
+    };
+    ws.once('open', () => {
+      settled = true;
+      resolve(ws);
+    });
+    ws.once('unexpected-response', (_req, res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => {
+        if (body.length < 64 * 1024) body += d;
+      });
+      res.on('end', () => {
+        const refusal = parseRefusal(res.statusCode ?? 0, body);
+        fail('refused', refusal.sqlstate, `hoop: ${refusal.message}`);
+      });
+      res.on('error', () => fail('refused', '08006', `hoop: gateway refused the tunnel (HTTP ${res.statusCode})`));
+    });
+    ws.once('error', (err) => fail('error', sqlstateOf('HOOP_NETWORK'), `hoop: cannot reach the gateway at ${options.gateway}: ${errorMessage(err)}`));
+  });
+}
+
+export function tunnelUrl(gateway: string, connection: string): string {
+  const u = new URL(gateway);
+  u.protocol = u.protocol === 'https:' ? 'wss:' : 'ws:';
+  u.pathname = `${u.pathname.replace(/\/+$/, '')}/api/v1/connections/${encodeURIComponent(connection)}/tunnel`;
+  return u.toString();
+}
+
+/** Reads the gateway's `{"error":{"code","message"}}` body; falls back to the HTTP status. */
+export function parseRefusal(status: number, body: string): { code: string | null; message: string; sqlstate: string } {
+  try {
+    const parsed = JSON.parse(body) as { error?: { code?: unknown; message?: unknown } };
+    const code = typeof parsed.error?.code === 'string' ? parsed.error.code : null;
+    const message = typeof parsed.error?.message === 'string' ? parsed.error.message.replace(/[\r\n]+/g, ' ') : null;
+    if (message) return { code, message, sqlstate: code?.startsWith('HOOP_') ? sqlstateOf(code as HoopErrorCode) : '28000' };
+  } catch {
+    // not JSON: use the status below
+  }
+  const bystatus: Record<number, HoopErrorCode> = { 401: 'HOOP_AUTH_REJECTED', 403: 'HOOP_FORBIDDEN', 404: 'HOOP_NOT_FOUND' };
+  const code = bystatus[status] ?? 'HOOP_NETWORK';
+  return { code, message: `gateway refused the tunnel (HTTP ${status})`, sqlstate: sqlstateOf(code) };
+}
+
+/** Pipes both ways with backpressure (pipe pauses the source while the destination is full). */
+function pipeBoth(socket: Socket, stream: Duplex): void {
+  socket.pipe(stream);
+  stream.pipe(socket);
+  const end = () => {
+    socket.destroy();
+    stream.destroy();
+  };
+  socket.once('close', end);
+  stream.once('close', () => {
+    // let buffered bytes (e.g. a final ErrorResponse) reach psql before closing
+    if (!socket.destroyed) socket.end();
+  });
+}
+
+function fatal(socket: Socket, code: string, message: string): void {
+  if (socket.destroyed) return;
+  socket.end(errorResponse({ severity: 'FATAL', code, message }));
+}
+
+/** Pulls whole frames from the socket through the reader (startup phase first, then typed). */
+interface FrameSource {
+  next(): Promise<{ type: number; bytes: Buffer; body: Buffer } | null>;
+  /** Stops framing: pauses the socket and returns every byte received but not yet consumed. */
+  detach(): Buffer;
+}
+
+function frameSource(socket: Socket, reader: FrameReader): FrameSource {
+  const queue: { type: number; bytes: Buffer; body: Buffer }[] = [];
+  let waiting: ((v: unknown) => void) | null = null;
+  let ended = false;
+  let failure: unknown = null;
+  const take = (batch: FrameBatch) => {
+    for (const f of batch.frames) queue.push({ type: f.type, bytes: batch.buffer.subarray(f.start, f.end), body: batch.buffer.subarray(f.bodyStart, f.end) });
+  };
+  const wake = () => {
+    const w = waiting;
+    waiting = null;
+    w?.(undefined);
+  };
+  const onData = (chunk: Buffer) => {
+    try {
+      take(reader.push(chunk));
+      // Startup packets come one per push: drain what arrived behind them.
+      for (let b = reader.push(Buffer.alloc(0)); b.frames.length > 0; b = reader.push(Buffer.alloc(0))) take(b);
+    } catch (err) {
+      failure = err;
+    }
+    wake();
+  };
+  socket.on('data', onData);
+  socket.once('close', () => {
+    ended = true;
+    wake();
+  });
+  return {
+    next: async () => {
+      for (;;) {
+        if (failure) throw failure;
+        const f = queue.shift();
+        if (f) return f;
+        if (ended) return null;
+        await new Promise((r) => (waiting = r));
+      }
+    },
+    detach: () => {
+      socket.pause();
+      socket.off('data', onData);
+      return Buffer.concat([...queue.splice(0).map((f) => f.bytes), reader.takePending()]);
+    },
+  };
+}
