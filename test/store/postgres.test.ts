@@ -95,6 +95,38 @@ describe('PostgreSQL store connection', () => {
     expect(err.message).not.toMatch(/wrong-Pa55/);
   });
 
+  test('a connection killed mid-append rejects that append with StoreError; the next append succeeds', async () => {
+    const db = await createDatabase();
+    const store = await openStore(urlOf(db));
+    const [first] = await store.appendEvents([event()]);
+    // Hold the chain lock from outside so the store's append waits inside its transaction.
+    const holder = new pg.Client({ connectionString: urlOf(db) });
+    await holder.connect();
+    await holder.query('BEGIN');
+    await holder.query(`SELECT pg_advisory_xact_lock(${0x686f6f700001})`);
+    const pending = store.appendEvents([event({ data: { lost: true } })]).then(
+      () => 'acknowledged',
+      (err: unknown) => err,
+    );
+    const waiting = async () =>
+      (await holder.query(`SELECT pid FROM pg_stat_activity WHERE datname = $1 AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()`, [db])).rows;
+    let rows = await waiting();
+    for (let i = 0; i < 100 && rows.length === 0; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+      rows = await waiting();
+    }
+    expect(rows).toHaveLength(1);
+    await holder.query('SELECT pg_terminate_backend($1)', [rows[0].pid]);
+    expect(await pending).toBeInstanceOf(StoreError);
+    await holder.query('COMMIT');
+    await holder.end();
+    const [next] = await store.appendEvents([event()]);
+    expect(next!.seq).toBe(2);
+    expect(next!.prev_hash).toBe(first!.hash);
+    expect((await store.readEvents({})).some((e) => e.data['lost'])).toBe(false);
+    await store.close();
+  });
+
   test('a server that goes away makes appends reject with StoreError, writing nothing acknowledged', async () => {
     const cluster = await PostgresCluster.start({ name: 'hoop-store-down' });
     try {
