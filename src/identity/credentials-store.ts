@@ -79,6 +79,7 @@ export class CredentialsStore {
   readonly #timeoutMs: number;
   readonly #notice: (line: string) => void;
   #noticed = false;
+  #keyringDown = false;
 
   constructor(options: CredentialsStoreOptions = {}) {
     const env = options.env ?? process.env;
@@ -172,6 +173,7 @@ export class CredentialsStore {
 
   async #keychain<T>(op: (k: KeyringBackend, signal: AbortSignal) => Promise<T>, fallback: T): Promise<T> {
     const keyring = this.#keyring!;
+    if (this.#keyringDown) return fallback; // it failed once in this process: do not wait again
     const abandon = new AbortController();
     let timer: NodeJS.Timeout | undefined;
     try {
@@ -189,6 +191,7 @@ export class CredentialsStore {
       if (this.#strictKeyring) {
         throw new HoopError('HOOP_INTERNAL', `the OS keychain failed: ${reason}`, { hint: 'Unset HOOP_KEYRING to fall back to a file.' });
       }
+      this.#keyringDown = true;
       if (!this.#noticed) {
         this.#noticed = true;
         this.#notice(`Notice: OS keychain unavailable (${oneLine(reason)}); using ${this.file} (mode 0600).`);

@@ -19,7 +19,8 @@ import { printJson, sanitize } from '../output.js';
 
 /** Plugs stored credentials (with transparent refresh) into `resolveToken`. Called by main. */
 export function installStoredTokenProvider(env: Env): void {
-  setStoredTokenProvider((gateway) => new TokenProvider({ env }).storedToken(gateway));
+  let tokens: TokenProvider | undefined; // one per process: a keychain that timed out is not asked again
+  setStoredTokenProvider((gateway) => (tokens ??= new TokenProvider({ env })).storedToken(gateway));
 }
 
 export const loginCommand = defineCommand({
