@@ -73,6 +73,8 @@ export interface SessionContext {
  *  connection, and anything else (e.g. `replication`, `options`) is not the client's to choose. */
 const PASSED_PARAMETERS = ['application_name', 'client_encoding', 'DateStyle', 'TimeZone', 'extra_float_digits', 'IntervalStyle'];
 
+const STARTUP_TIMEOUT_MS = 60_000;
+
 /** A session a CancelRequest can reach: the gateway's key maps to upstream's. */
 interface CancelTarget {
   owner: string;
@@ -110,6 +112,9 @@ export class PostgresEngine {
     const reader = new FrameReader({ startup: true, maxFrameBytes: this.maxFrameBytes, peer: 'client' });
     const iterator = chunksOf(client)[Symbol.asyncIterator]();
     let first: { batch: FrameBatch; code: number } | null = null;
+    // Like authentication_timeout: a stream that never sends its startup packet is not kept.
+    const timer = setTimeout(() => client.destroy(), STARTUP_TIMEOUT_MS);
+    timer.unref();
     try {
       for (;;) {
         first = await readStartupPacket(reader, iterator);
@@ -119,6 +124,8 @@ export class PostgresEngine {
       }
     } catch (err) {
       return this.refuseProtocol(client, ctx, errorMessage(err));
+    } finally {
+      clearTimeout(timer);
     }
     const f = first.batch.frames[0]!;
     const body = first.batch.buffer.subarray(f.bodyStart, f.end);

@@ -247,6 +247,27 @@ describe('simple and extended protocol through the engine', () => {
   });
 });
 
+describe('backpressure', () => {
+  it('stops reading upstream while the client does not read (the backend waits in ClientWrite)', async () => {
+    const raw = await RawClient.open(h.port);
+    raw.socket.pause();
+    raw.socket.write(serialize.query(`COPY (select repeat('x', 1000) from generate_series(1, 200000)) TO STDOUT`));
+    let state: { wait_event: string | null; state: string } | undefined;
+    const deadline = Date.now() + 10_000;
+    while (Date.now() < deadline) {
+      const r = await db.query(`select wait_event, state from pg_stat_activity where query like 'COPY (select repeat%' and pid <> pg_backend_pid()`);
+      state = r.rows[0];
+      if (state?.wait_event === 'ClientWrite') break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(state).toMatchObject({ state: 'active', wait_event: 'ClientWrite' });
+    const before = process.memoryUsage().rss;
+    await new Promise((r) => setTimeout(r, 300));
+    expect(process.memoryUsage().rss - before).toBeLessThan(50 * 1024 * 1024);
+    raw.socket.destroy();
+  });
+});
+
 describe('write-ahead barrier', () => {
   it('refuses a statement whose query.start cannot be recorded, runs nothing upstream, keeps the session', async () => {
     const c = await h.client();
