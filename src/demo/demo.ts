@@ -25,6 +25,7 @@ import { seedBank, type BankTable } from './bank.js';
 import { formatBanner, type BannerInfo } from './banner.js';
 import { DEMO_CONNECTION, DEMO_DATABASE, DEMO_IDENTITIES, DEMO_SERVICE_ROLE, writeDemoConfig, type DemoIdentityName } from './config.js';
 import { PostgresCluster } from './postgres-cluster.js';
+import { startWatchdog } from './watchdog.js';
 
 export const DEMO_DEFAULT_PORT = 8009;
 export { DEMO_IDENTITIES, type DemoIdentityName };
@@ -76,6 +77,9 @@ export async function runDemo(options: DemoOptions): Promise<RunningDemo> {
       hba: ['local all all trust', 'host all all 127.0.0.1/32 scram-sha-256', 'host all all ::1/128 scram-sha-256'],
     });
     teardown.push('stop PostgreSQL', () => cluster.stop());
+    // If this process is killed or hung up, a detached watchdog stops PostgreSQL and removes the dirs.
+    const watchdog = startWatchdog(cluster.stopCommand(), options.dataDir === undefined ? [cluster.dir, dataDir] : [cluster.dir]);
+    teardown.finally('disarm the watchdog', () => watchdog.disarm());
 
     step('Creating the bank database...');
     const dbPassword = randomBytes(24).toString('base64url');
@@ -140,6 +144,7 @@ export async function runDemo(options: DemoOptions): Promise<RunningDemo> {
 /** Undo actions, run last-in first-out; each failure is reported and the rest still run. */
 class Teardown {
   private readonly actions: { what: string; undo: () => unknown }[] = [];
+  private readonly finals: { what: string; undo: () => unknown }[] = [];
 
   constructor(private readonly report: (msg: string) => void) {}
 
@@ -147,7 +152,13 @@ class Teardown {
     this.actions.push({ what, undo });
   }
 
+  /** Runs after every `push`ed action, whenever it was registered. */
+  finally(what: string, undo: () => unknown): void {
+    this.finals.unshift({ what, undo });
+  }
+
   async run(): Promise<void> {
+    this.actions.unshift(...this.finals.splice(0));
     for (let a = this.actions.pop(); a; a = this.actions.pop()) {
       try {
         await a.undo();

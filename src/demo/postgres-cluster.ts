@@ -135,6 +135,11 @@ export class PostgresCluster {
     rmSync(this.dir, { recursive: true, force: true });
   }
 
+  /** The command that stops this cluster at once, for a watchdog outliving this process. */
+  stopCommand(): [string, string[]] {
+    return this.command('pg_ctl', ['-D', join(this.dir, 'data'), '-m', 'immediate', '-w', 'stop']);
+  }
+
   private command(tool: string, args: string[]): [string, string[]] {
     const bin = join(this.bindir, tool);
     return this.runAs ? ['runuser', ['-u', this.runAs, '--', bin, ...args]] : [bin, args];

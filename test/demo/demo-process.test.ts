@@ -3,7 +3,7 @@
  * (SIGINT), and nothing left running or on disk afterwards.
  */
 import { expect, test } from 'vitest';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -35,52 +35,92 @@ function clusterDirServing(port: number): string | null {
   return null;
 }
 
-test('`hoop demo` stops on Ctrl-C (SIGINT) leaving no PostgreSQL process, port or temp dir', async () => {
+const processesMentioning = (text: string) =>
+  execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' }).split('\n').filter((l) => l.includes(text));
+
+interface DemoProcess {
+  child: ChildProcess;
+  stderr: () => string;
+  exited: Promise<number | null>;
+  gatewayPort: number;
+  upstreamPort: number;
+  clusterDir: string;
+}
+
+/** Runs the built CLI's `hoop demo` until its banner, and finds the cluster it started. */
+async function startDemoProcess(home: string, args: string[]): Promise<DemoProcess> {
   expect(existsSync(join(root, 'dist', 'cli', 'main.js')), 'run `npm run build` first (npm test does)').toBe(true);
+  const child = spawn(process.execPath, [join(root, 'bin', 'hoop.js'), 'demo', '--port', '0', ...args], {
+    cwd: home,
+    env: { ...process.env, HOME: home, XDG_CONFIG_HOME: join(home, '.config'), NO_COLOR: '1', HOOP_GATEWAY: '', HOOP_TOKEN: '' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString('utf8')));
+  const exited = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no banner within 60 s:\n${stderr}`)), 60_000);
+    child.stderr!.on('data', () => {
+      if (stderr.includes('Press Ctrl-C to stop')) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    void exited.then((code) => reject(new Error(`hoop demo exited early (${code}):\n${stderr}`)));
+  });
+  const gatewayUrl = /^ {2}gateway\s+(http:\/\/\S+)$/m.exec(stderr)?.[1];
+  expect(gatewayUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+  const dataDir = /^ {2}data dir\s+(\S+)$/m.exec(stderr)?.[1];
+  const upstreamPort = Number(/port: (\d+), database: bank/.exec(readFileSync(join(dataDir!, 'hoop.yaml'), 'utf8'))?.[1]);
+  const clusterDir = clusterDirServing(upstreamPort);
+  expect(clusterDir).not.toBeNull();
+  return { child, stderr: () => stderr, exited, gatewayPort: Number(new URL(gatewayUrl!).port), upstreamPort, clusterDir: clusterDir! };
+}
+
+async function eventually(check: () => Promise<boolean> | boolean, ms: number): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (await check()) return true;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return check();
+}
+
+test('`hoop demo` stops on Ctrl-C (SIGINT) leaving no PostgreSQL process, port or temp dir', async () => {
   const home = mkdtempSync(join(tmpdir(), 'hoop-demo-home-'));
   const dataDir = join(home, 'demo-data');
   try {
-    const child = spawn(process.execPath, [join(root, 'bin', 'hoop.js'), 'demo', '--port', '0', '--data-dir', dataDir], {
-      cwd: home,
-      env: { ...process.env, HOME: home, XDG_CONFIG_HOME: join(home, '.config'), NO_COLOR: '1', HOOP_GATEWAY: '', HOOP_TOKEN: '' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString('utf8')));
-    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no banner within 60 s:\n${stderr}`)), 60_000);
-      const check = () => {
-        if (stderr.includes('Press Ctrl-C to stop')) {
-          clearTimeout(timer);
-          resolve();
-        }
-      };
-      child.stderr.on('data', check);
-      void exited.then((code) => reject(new Error(`hoop demo exited early (${code}):\n${stderr}`)));
-    });
-
-    const gatewayUrl = /^ {2}gateway\s+(http:\/\/\S+)$/m.exec(stderr)?.[1];
-    expect(gatewayUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
-    const gatewayPort = Number(new URL(gatewayUrl!).port);
-    const upstreamPort = Number(/port: (\d+), database: bank/.exec(readFileSync(join(dataDir, 'hoop.yaml'), 'utf8'))?.[1]);
-    const clusterDir = clusterDirServing(upstreamPort);
-    expect(clusterDir).not.toBeNull();
-    expect(await listening(gatewayPort)).toBe(true);
-    const health = await fetch(`${gatewayUrl}/healthz`);
+    const demo = await startDemoProcess(home, ['--data-dir', dataDir]);
+    expect(await listening(demo.gatewayPort)).toBe(true);
+    const health = await fetch(`http://127.0.0.1:${demo.gatewayPort}/healthz`);
     expect(health.status).toBe(200);
 
-    child.kill('SIGINT');
-    expect(await exited).toBe(0);
-    expect(stderr).toContain('Demo stopped.');
-    expect(await listening(gatewayPort)).toBe(false);
-    expect(await listening(upstreamPort)).toBe(false);
-    expect(existsSync(clusterDir!)).toBe(false);
-    const ps = execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' });
-    expect(ps.split('\n').filter((l) => l.includes(clusterDir!))).toEqual([]);
+    demo.child.kill('SIGINT');
+    expect(await demo.exited).toBe(0);
+    expect(demo.stderr()).toContain('Demo stopped.');
+    expect(await listening(demo.gatewayPort)).toBe(false);
+    expect(await listening(demo.upstreamPort)).toBe(false);
+    expect(existsSync(demo.clusterDir)).toBe(false);
+    // Neither PostgreSQL nor the watchdog (whose arguments name the cluster dir) is left.
+    expect(processesMentioning(demo.clusterDir)).toEqual([]);
     // A data dir the user chose is kept: it holds the audit log.
     expect(existsSync(join(dataDir, 'hoop.db'))).toBe(true);
+  } finally {
+    rmSync(home, { recursive: true, force: true });
+  }
+});
+
+test('when `hoop demo` is killed outright (SIGKILL), its watchdog stops PostgreSQL and removes the temp dirs', async () => {
+  const home = mkdtempSync(join(tmpdir(), 'hoop-demo-home-'));
+  try {
+    const demo = await startDemoProcess(home, []);
+    const dataDir = /^ {2}data dir\s+(\S+)$/m.exec(demo.stderr())![1]!;
+    expect(existsSync(dataDir)).toBe(true);
+    demo.child.kill('SIGKILL');
+    await demo.exited;
+    expect(await eventually(async () => !existsSync(demo.clusterDir) && !existsSync(dataDir), 15_000)).toBe(true);
+    expect(await eventually(async () => !(await listening(demo.upstreamPort)), 5_000)).toBe(true);
+    expect(await eventually(() => processesMentioning(demo.clusterDir).length === 0, 5_000)).toBe(true);
   } finally {
     rmSync(home, { recursive: true, force: true });
   }
