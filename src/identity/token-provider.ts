@@ -42,6 +42,14 @@ export class TokenProvider {
     return (await this.refresh(gateway)).access_token;
   }
 
+  /** Milliseconds until the stored token should be refreshed (capped at an hour). */
+  async msUntilRefresh(gateway: string): Promise<number> {
+    const found = await this.store.load(gateway);
+    if (!found?.credentials.expires_at) return 3_600_000;
+    const c = found.credentials;
+    return Math.min(Date.parse(c.expires_at!) - this.#marginMs(c) - this.#now().getTime(), 3_600_000);
+  }
+
   /** Refreshes now (if still needed once the lock is held) and stores the result. */
   async refresh(gateway: string, force = false): Promise<StoredCredentials> {
     return this.store.withLock(async () => {
@@ -90,11 +98,15 @@ export class TokenProvider {
 
   #needsRefresh(c: StoredCredentials): boolean {
     if (!c.expires_at) return false;
-    const expires = Date.parse(c.expires_at);
+    return Date.parse(c.expires_at) - this.#now().getTime() <= this.#marginMs(c);
+  }
+
+  /** A minute before expiry, or a fifth of the token's lifetime when that is shorter. */
+  #marginMs(c: StoredCredentials): number {
+    const expires = Date.parse(c.expires_at ?? '');
     const saved = Date.parse(c.saved_at);
     const lifetime = Number.isFinite(saved) ? expires - saved : Infinity;
-    const margin = Math.min(REFRESH_MARGIN_MS, Math.max(lifetime / 5, 1_000));
-    return expires - this.#now().getTime() <= margin;
+    return Math.min(REFRESH_MARGIN_MS, Math.max(lifetime / 5, 1_000));
   }
 
   #expired(c: StoredCredentials): boolean {
@@ -118,4 +130,49 @@ function loginAgain(gateway: string, err: unknown): HoopError {
   return new AuthError('HOOP_AUTH_REJECTED', `your login to ${gateway} has expired (${reason}); run \`hoop login --gateway ${gateway}\` again`, {
     cause: err,
   });
+}
+
+export interface KeepFreshOptions {
+  /** Told once per failure streak: open sessions continue, new connections need a new login. */
+  onFailure: (message: string) => void;
+  /** Told when a refresh works again after failures (e.g. after `hoop login` elsewhere). */
+  onRecovered?: () => void;
+  /** Delay before retrying after a failure; default 30 s. */
+  retryMs?: number;
+}
+
+/**
+ * For long-running commands (`hoop connect`): refreshes the stored token in the background just
+ * before it expires, so new tunnels start with a valid token and a problem is reported when it
+ * happens rather than when the next psql connects. Never touches open tunnels. Returns stop().
+ */
+export function keepTokenFresh(tokens: TokenProvider, gateway: string, options: KeepFreshOptions): () => void {
+  let timer: NodeJS.Timeout | undefined;
+  let stopped = false;
+  let failing = false;
+  const schedule = (ms: number) => {
+    if (stopped) return;
+    timer = setTimeout(() => void tick(), Math.max(ms, 1_000));
+    timer.unref();
+  };
+  const tick = async () => {
+    try {
+      await tokens.storedToken(gateway);
+      if (failing) options.onRecovered?.();
+      failing = false;
+      schedule(await tokens.msUntilRefresh(gateway));
+    } catch (err) {
+      if (!failing) {
+        const reason = err instanceof Error ? err.message : String(err);
+        options.onFailure(`${reason}; open sessions continue, new connections will fail until you log in again`);
+      }
+      failing = true;
+      schedule(options.retryMs ?? 30_000);
+    }
+  };
+  void tokens.msUntilRefresh(gateway).then(schedule, () => schedule(options.retryMs ?? 30_000));
+  return () => {
+    stopped = true;
+    clearTimeout(timer);
+  };
 }
