@@ -38,6 +38,13 @@ export interface PostgresStoreOptions {
   /** Pool size; appends serialise on the chain lock, so a few connections are enough. */
   max?: number;
   connectTimeoutMs?: number;
+  /**
+   * Longest wait for the chain lock (or any lock). An append holds it for a few round trips, so
+   * a long wait means a replica is stuck: fail closed with an error rather than hang. Default 30 s.
+   */
+  lockTimeoutMs?: number;
+  /** A replica that dies mid-append loses its transaction (and the lock) after this. Default 60 s. */
+  idleInTransactionTimeoutMs?: number;
 }
 
 export class PostgresStore implements Store {
@@ -53,6 +60,9 @@ export class PostgresStore implements Store {
       connectionString: url,
       max: options.max ?? 5,
       connectionTimeoutMillis: options.connectTimeoutMs ?? 10_000,
+      lock_timeout: options.lockTimeoutMs ?? 30_000,
+      idle_in_transaction_session_timeout: options.idleInTransactionTimeoutMs ?? 60_000,
+      keepAlive: true,
       application_name: 'hoop-store',
     });
     // An idle client whose server went away emits here; without a listener the process dies.

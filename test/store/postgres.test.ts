@@ -4,6 +4,7 @@ import { afterAll, describe, expect, inject, test } from 'vitest';
 import { PostgresCluster, freePort } from '../../src/demo/postgres-cluster.js';
 import { StoreError } from '../../src/errors.js';
 import { openStore } from '../../src/store/index.js';
+import { PostgresStore } from '../../src/store/postgres.js';
 import type { Store } from '../../src/store/store.js';
 import { event, storeSuite } from './store-suite.js';
 
@@ -124,6 +125,28 @@ describe('PostgreSQL store connection', () => {
     expect(next!.seq).toBe(2);
     expect(next!.prev_hash).toBe(first!.hash);
     expect((await store.readEvents({})).some((e) => e.data['lost'])).toBe(false);
+    await store.close();
+  });
+
+  test('an append that cannot get the chain lock in time fails closed with StoreError', async () => {
+    const db = await createDatabase();
+    await (await openStore(urlOf(db))).close(); // migrated
+    const store = new PostgresStore(urlOf(db), { lockTimeoutMs: 200 });
+    const holder = new pg.Client({ connectionString: urlOf(db) });
+    await holder.connect();
+    await holder.query('BEGIN');
+    await holder.query(`SELECT pg_advisory_xact_lock(${0x686f6f700001})`);
+    try {
+      const started = Date.now();
+      const err = await store.appendEvents([event()]).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(StoreError);
+      expect((err as StoreError).message).toMatch(/lock timeout/);
+      expect(Date.now() - started).toBeLessThan(5000);
+    } finally {
+      await holder.query('COMMIT');
+      await holder.end();
+    }
+    expect((await store.appendEvents([event()]))[0]!.seq).toBe(1);
     await store.close();
   });
 
