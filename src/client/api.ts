@@ -3,7 +3,7 @@
  * `{"error":{"code":"HOOP_...","message":"..."}}` become HoopErrors with the same code, so the
  * CLI's one exit-code mapping applies to server-side failures too.
  */
-import { Agent, request, type Dispatcher } from 'undici';
+import type { Agent, Dispatcher } from 'undici';
 import type { AuditEvent } from '../audit/event.js';
 import { HoopError, type HoopErrorCode } from '../errors.js';
 import type { SessionSummary } from '../store/store.js';
@@ -75,14 +75,11 @@ const CODE_BY_STATUS: Record<number, HoopErrorCode> = {
 export class GatewayApi {
   readonly gateway: string;
   private readonly options: GatewayApiOptions;
-  private readonly dispatcher: Agent;
+  private dispatcher: Agent | undefined;
 
   constructor(options: GatewayApiOptions) {
     this.options = options;
     this.gateway = options.gateway.replace(/\/+$/, '');
-    const timeout = options.timeoutMs ?? 30_000;
-    // Own agent: closing it leaves no keep-alive sockets behind (tests, short-lived commands).
-    this.dispatcher = new Agent({ connectTimeout: Math.min(timeout, 10_000), headersTimeout: timeout, bodyTimeout: timeout });
   }
 
   me(): Promise<MeInfo> {
@@ -110,7 +107,8 @@ export class GatewayApi {
   }
 
   async close(): Promise<void> {
-    await this.dispatcher.close();
+    await this.dispatcher?.close();
+    this.dispatcher = undefined;
   }
 
   private async get<T>(path: string, o: { anonymous?: boolean } = {}): Promise<T> {
@@ -120,6 +118,11 @@ export class GatewayApi {
       'user-agent': this.options.userAgent ?? 'hoop-cli',
     };
     if (!o.anonymous && this.options.token) headers.authorization = `Bearer ${await this.options.token()}`;
+    // undici loads on the first request, so commands that never call the API start faster.
+    const { Agent, request } = await import('undici');
+    const timeout = this.options.timeoutMs ?? 30_000;
+    // Own agent: closing it leaves no keep-alive sockets behind (tests, short-lived commands).
+    this.dispatcher ??= new Agent({ connectTimeout: Math.min(timeout, 10_000), headersTimeout: timeout, bodyTimeout: timeout });
     let res: Dispatcher.ResponseData;
     try {
       res = await request(url, { method: 'GET', headers, dispatcher: this.dispatcher });

@@ -2,6 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { commandTree } from '../../src/cli/program.js';
 import { ROOT, runHoop } from './helpers.js';
 
 const FILES = { bash: 'hoop.bash', zsh: '_hoop', fish: 'hoop.fish' } as const;
