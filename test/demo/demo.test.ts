@@ -1,0 +1,134 @@
+import { expect, test } from 'vitest';
+import { execFileSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { connect, createServer, type Server } from 'node:net';
+import { tmpdir } from 'node:os';
+import { PassThrough } from 'node:stream';
+import pg from 'pg';
+import { openLocalTunnel } from '../../src/client/tunnel.js';
+import { BANK_ROW_COUNTS } from '../../src/demo/bank.js';
+import { runDemo } from '../../src/demo/demo.js';
+
+function capture(): { out: PassThrough; text: () => string; waitFor: (s: string) => Promise<void> } {
+  const out = new PassThrough();
+  let text = '';
+  const waiters: { s: string; resolve: () => void }[] = [];
+  out.on('data', (d: Buffer) => {
+    text += d.toString('utf8');
+    for (const w of waiters.filter((w) => text.includes(w.s))) w.resolve();
+  });
+  return {
+    out,
+    text: () => text,
+    waitFor: (s) => new Promise((resolve) => (text.includes(s) ? resolve() : waiters.push({ s, resolve }))),
+  };
+}
+
+/** Resolves true when something accepts TCP connections on the port. */
+function listening(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ host: '127.0.0.1', port });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
+
+function processesMentioning(text: string): string[] {
+  return execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' }).split('\n').filter((l) => l.includes(text));
+}
+
+const demoClusterDirs = () => new Set(readdirSync(tmpdir()).filter((d) => d.startsWith('hoop-demo-pg-')));
+
+test('hoop demo serves the seeded bank through the gateway, prints the next steps, and leaves nothing behind', async () => {
+  const { out, text } = capture();
+  const demo = await runDemo({ port: 0, out });
+  const gatewayPort = Number(new URL(demo.url).port);
+  const dbPassword = readFileSync(`${demo.dataDir}/bank-db.password`, 'utf8').trim();
+  try {
+    // The banner: one line per identity with its key, and the commands to type.
+    const banner = text();
+    for (const name of ['alice', 'bob', 'carol'] as const) {
+      expect(demo.keys[name]).toMatch(new RegExp(`^hoop_demo_${name}_[0-9a-f]{32}$`));
+      expect(banner.split('\n').filter((l) => l.includes(`HOOP_TOKEN=${demo.keys[name]}`)).length).toBeGreaterThanOrEqual(1);
+    }
+    expect(banner).toContain(`export HOOP_GATEWAY=${demo.url} HOOP_TOKEN=${demo.keys.alice}`);
+    expect(banner).toMatch(/^ {2}hoop connect bank /m);
+    expect(banner).toMatch(/^ {2}psql "/m);
+    expect(banner).toMatch(/^ {2}hoop sessions /m);
+    expect(banner).not.toContain(dbPassword);
+
+    // The gateway knows who may use the bank.
+    const connections = async (key: string) => {
+      const res = await fetch(`${demo.url}/api/v1/connections`, { headers: { authorization: `Bearer ${key}` } });
+      expect(res.status).toBe(200);
+      return (await res.json()) as { name: string; allowed: boolean }[];
+    };
+    expect((await connections(demo.keys.alice)).find((c) => c.name === 'bank')?.allowed).toBe(true);
+    expect((await connections(demo.keys.bob)).find((c) => c.name === 'bank')?.allowed).toBe(true);
+    expect((await connections(demo.keys.carol)).find((c) => c.name === 'bank')?.allowed ?? false).toBe(false);
+
+    // What alice would do: hoop connect (the local tunnel) and a SQL client, counting the bank.
+    const tunnel = await openLocalTunnel({ gateway: demo.url, connection: 'bank', token: async () => demo.keys.alice, port: 0, user: 'alice', database: 'bank' });
+    try {
+      const client = new pg.Client({ connectionString: tunnel.uri });
+      await client.connect();
+      const { rows } = await client.query(
+        'SELECT (SELECT count(*) FROM customers)::int AS customers, (SELECT count(*) FROM accounts)::int AS accounts,' +
+          ' (SELECT count(*) FROM cards)::int AS cards, (SELECT count(*) FROM transactions)::int AS transactions',
+      );
+      expect(rows[0]).toEqual(BANK_ROW_COUNTS);
+      const who = await client.query('SELECT current_user AS u');
+      expect(who.rows[0].u).toBe('hoop_svc');
+      await client.end();
+    } finally {
+      await tunnel.close();
+    }
+
+    // The database itself is not open to anyone without the service password.
+    const direct = new pg.Client({ host: demo.upstream.host, port: demo.upstream.port, user: 'postgres', password: 'postgres', database: 'bank' });
+    await expect(direct.connect()).rejects.toThrow(/password authentication failed/);
+  } finally {
+    await demo.stop();
+  }
+  expect(existsSync(demo.upstream.dir)).toBe(false);
+  expect(existsSync(demo.dataDir)).toBe(false);
+  expect(await listening(gatewayPort)).toBe(false);
+  expect(await listening(demo.upstream.port)).toBe(false);
+  expect(processesMentioning(demo.upstream.dir)).toEqual([]);
+  await demo.stop(); // idempotent
+});
+
+test('aborting the signal stops a running demo; aborting during startup undoes what had started', async () => {
+  const ac = new AbortController();
+  const running = await runDemo({ port: 0, out: new PassThrough(), signal: ac.signal });
+  ac.abort();
+  await running.stop(); // the same stop the abort began
+  expect(existsSync(running.upstream.dir)).toBe(false);
+  expect(await listening(Number(new URL(running.url).port))).toBe(false);
+
+  const before = demoClusterDirs();
+  const early = new AbortController();
+  const { out, waitFor } = capture();
+  const starting = runDemo({ port: 0, out, signal: early.signal });
+  await waitFor('Creating the bank database');
+  early.abort();
+  await expect(starting).rejects.toThrow(/abort/i);
+  const leftovers = [...demoClusterDirs()].filter((d) => !before.has(d));
+  expect(leftovers).toEqual([]);
+});
+
+test('a busy port is reported before anything is started', async () => {
+  const blocker: Server = createServer();
+  await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+  const port = (blocker.address() as { port: number }).port;
+  const { out, text } = capture();
+  try {
+    await expect(runDemo({ port, out })).rejects.toThrow(`port ${port} on 127.0.0.1 is already in use`);
+    expect(text()).not.toContain('Starting a throwaway PostgreSQL');
+  } finally {
+    await new Promise((resolve) => blocker.close(resolve));
+  }
+});
