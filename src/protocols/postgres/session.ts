@@ -112,7 +112,11 @@ export class Session {
     }
   }
 
-  /** Forwards a batch of client frames, original bytes in runs, stopping at write-ahead barriers. */
+  /**
+   * Forwards a batch of client frames as original bytes. At a write-ahead barrier (Query, Execute,
+   * FunctionCall) the bytes so far are held, not sent, until the hook resolves: order is kept, and
+   * a pipelined Parse/Bind/Execute/Sync still leaves in one write.
+   */
   private async forward(batch: FrameBatch): Promise<void> {
     const buf = batch.buffer;
     let runStart = batch.frames[0]?.start ?? 0;
@@ -121,31 +125,28 @@ export class Session {
       const body = buf.subarray(f.bodyStart, f.end);
       switch (f.type) {
         case MessageType.Query: {
-          if (!(await this.send(buf.subarray(runStart, f.start)))) return;
           const run = await this.writeAhead({ protocol: 'simple', statement: decodeQuery(body).sql, statementName: null, portal: null, parameters: [] });
           if (!this.admit(run)) return;
           this.expected.push({ kind: 'query', run });
           if (run.refusal) {
-            if (!(await this.send(POISON_QUERY))) return;
+            if (!(await this.send(Buffer.concat([buf.subarray(runStart, f.start), POISON_QUERY])))) return;
             runStart = f.end;
-          } else runStart = f.start;
+          }
           break;
         }
         case MessageType.FunctionCall: {
           // Fastpath function call (e.g. libpq's large objects): it runs code, so it is recorded.
-          if (!(await this.send(buf.subarray(runStart, f.start)))) return;
           const oid = new BodyReader(body, 'FunctionCall').uint32();
           const run = await this.writeAhead({ protocol: 'simple', statement: `-- FunctionCall oid ${oid}`, statementName: null, portal: null, parameters: [] });
           if (!this.admit(run)) return;
           this.expected.push({ kind: 'query', run });
           if (run.refusal) {
-            if (!(await this.send(POISON_QUERY))) return;
+            if (!(await this.send(Buffer.concat([buf.subarray(runStart, f.start), POISON_QUERY])))) return;
             runStart = f.end;
-          } else runStart = f.start;
+          }
           break;
         }
         case MessageType.Execute: {
-          if (!(await this.send(buf.subarray(runStart, f.start)))) return;
           const { portal: name } = decodeExecute(body);
           const portal = this.portals.get(name) ?? null;
           const run = await this.writeAhead({
@@ -158,9 +159,9 @@ export class Session {
           if (!this.admit(run)) return;
           this.expected.push({ kind: 'execute', run, portal, described: false });
           if (run.refusal) {
-            if (!(await this.send(this.poisonExecute()))) return;
+            if (!(await this.send(Buffer.concat([buf.subarray(runStart, f.start), this.poisonExecute()])))) return;
             runStart = f.end;
-          } else runStart = f.start;
+          }
           break;
         }
         case MessageType.Parse: {
