@@ -36,6 +36,8 @@ export interface TunnelContext extends ApiContext {
 interface LiveTunnel {
   ws: WebSocket;
   done: Promise<void>;
+  /** Ends the session with a FATAL saying the gateway is stopping. */
+  shutdown(): void;
 }
 
 export class TunnelEndpoint {
@@ -71,7 +73,7 @@ export class TunnelEndpoint {
   async close(timeoutMs = 5_000): Promise<void> {
     this.closing = true;
     const all = [...this.live];
-    for (const t of all) t.ws.close(1001, 'gateway shutting down');
+    for (const t of all) t.shutdown();
     const timer = new Promise<void>((r) => setTimeout(r, timeoutMs).unref());
     await Promise.race([Promise.all(all.map((t) => t.done)), timer]);
     for (const t of this.live) t.ws.terminate();
@@ -133,7 +135,7 @@ export class TunnelEndpoint {
     const stream = new LimitedSessionStream(createWebSocketStream(ws));
     stream.on('error', (err) => log.debug({ err: errorMessage(err) }, 'tunnel stream error'));
     let limitTimer: NodeJS.Timeout | null = null;
-    let endedByLimit: string | null = null;
+    let endedBy: string | null = null;
     const limit = connection.maxSessionMs;
 
     const hooks = sessionAuditHooks({
@@ -150,13 +152,13 @@ export class TunnelEndpoint {
         log.info('session started');
         if (limit === null) return;
         limitTimer = setTimeout(() => {
-          endedByLimit = `session limit reached (max_session ${formatDuration(limit)})`;
+          endedBy = `session limit reached (max_session ${formatDuration(limit)})`;
           log.info('session limit reached');
           stream.terminate(`hoop: this session reached the ${formatDuration(limit)} limit of connection ${connection.name}; reconnect to start a new session`);
         }, limit);
         limitTimer.unref();
       },
-      endReason: () => endedByLimit,
+      endReason: () => endedBy,
     });
 
     const done = ctx.engine
@@ -179,11 +181,19 @@ export class TunnelEndpoint {
       .finally(() => {
         clearInterval(keepalive);
         if (limitTimer) clearTimeout(limitTimer);
-        if (ws.readyState === ws.OPEN) ws.close(1000, endedByLimit ? 'session limit reached' : 'session ended');
+        if (ws.readyState === ws.OPEN) ws.close(1000, endedBy ?? 'session ended');
         setTimeout(() => ws.terminate(), 2_000).unref();
         this.live.delete(entry);
       });
-    const entry: LiveTunnel = { ws, done };
+    const entry: LiveTunnel = {
+      ws,
+      done,
+      shutdown: () => {
+        endedBy ??= 'gateway shutting down';
+        stream.terminate('hoop: the gateway is shutting down; reconnect in a moment');
+        setTimeout(() => ws.close(1001, 'gateway shutting down'), 1_000).unref();
+      },
+    };
     this.live.add(entry);
   }
 }

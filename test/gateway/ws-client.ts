@@ -63,7 +63,11 @@ class TunnelSocket extends Duplex {
       inner.on('data', (d: Buffer) => {
         if (!this.push(d)) inner.pause();
       });
-      inner.on('end', () => this.push(null));
+      inner.on('end', () => {
+        // Like a TCP socket whose peer closed: no more data, and the socket goes away.
+        this.push(null);
+        this.end();
+      });
       inner.on('close', () => this.destroy());
       inner.on('error', (err) => this.destroy(err));
       this.emit('connect');
