@@ -137,7 +137,7 @@ complete -c hoop -n "__hoop_at 'connect'" -l no-color -d 'disable colour (also N
 complete -c hoop -n "__hoop_at 'connect'" -s h -l help -d 'show help'
 complete -c hoop -n "__hoop_arg 'connect' 0" -a '(__hoop_connections)' -d 'connection name (see `hoop connections`)'
 complete -c hoop -n "__hoop_arg 'sessions' 0" -a 'show' -d 'Show one session: each statement with timing, outcome, rows and returned data'
-complete -c hoop -n "__hoop_at 'sessions'" -l user -x -d 'only sessions of this subject or email'
+complete -c hoop -n "__hoop_at 'sessions'" -l user -x -d 'only sessions of this subject (e.g. apikey:alice; admins and auditors only)'
 complete -c hoop -n "__hoop_at 'sessions'" -l connection -x -a '(__hoop_connections)' -d 'only sessions on this connection'
 complete -c hoop -n "__hoop_at 'sessions'" -l since -x -d 'sessions started at or after this time'
 complete -c hoop -n "__hoop_at 'sessions'" -l until -x -d 'sessions started before this time'

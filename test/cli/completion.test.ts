@@ -25,8 +25,10 @@ describe('shell completion', () => {
     expect(r.stdout).toBe(readFileSync(join(ROOT, 'completions', file), 'utf8'));
   });
 
-  it('bash completes commands, subcommands, flags and flag values from the command tree', () => {
-    expect(bashComplete(['hoop', ''])).toEqual(['login', 'logout', 'whoami', 'connections', 'connect', 'sessions', 'gateway', 'demo', 'completion', 'help']);
+  it('bash completes commands, subcommands, flags and flag values from the command tree', async () => {
+    const topLevel = (await commandTree()).filter((c) => !c.hidden).map((c) => c.name);
+    expect(topLevel).toEqual(expect.arrayContaining(['login', 'logout', 'whoami', 'connections', 'connect', 'sessions', 'gateway', 'demo', 'completion']));
+    expect(bashComplete(['hoop', ''])).toEqual([...topLevel, 'help']);
     expect(bashComplete(['hoop', 'conn'])).toEqual(['connections', 'connect']);
     expect(bashComplete(['hoop', '--gateway', 'gw', 'sessions', ''])).toEqual(['show']);
     expect(bashComplete(['hoop', 'sessions', '--s'])).toEqual(['--since']);

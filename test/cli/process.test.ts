@@ -107,7 +107,7 @@ describe('bin/hoop.js', () => {
       run.child.kill('SIGINT');
     }
     expect(await run.exited).toBe(0);
-    expect(run.stderr()).toMatch(/client-connected/);
+    expect(run.stderr()).toMatch(/^\d\d:\d\d:\d\d \+ client 127\.0\.0\.1:\d+ connected to bank$/m);
   });
 
   it('`connect` refuses a connection outside your groups before opening a port (exit 5)', async () => {

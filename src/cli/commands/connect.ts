@@ -7,8 +7,18 @@ import type { ConnectionInfo, MeInfo } from '../../client/api.js';
 import { HoopError, UsageError } from '../../errors.js';
 import { arg, defineCommand, opt, type CommandGroup } from '../command.js';
 import { resolveToken } from '../credentials.js';
+import type { ColorScheme } from '../iostreams.js';
+import { sanitize } from '../output.js';
+import type { TunnelEvent } from '../../client/tunnel.js';
 
 const DEFAULT_PORT = 5433;
+
+const EVENT_MARK: Record<TunnelEvent['kind'], (cs: ColorScheme) => string> = {
+  'client-connected': (cs) => cs.green('+'),
+  'client-closed': (cs) => cs.dim('-'),
+  refused: (cs) => cs.red('refused:'),
+  error: (cs) => cs.red('error:'),
+};
 
 export function parsePort(raw: string): number {
   const n = Number(raw);
@@ -55,8 +65,7 @@ export const connectCommand = defineCommand({
       ...(options.reason ? { reason: options.reason } : {}),
       onEvent: (e) => {
         const stamp = cs.dim(ctx.now().toISOString().slice(11, 19));
-        const kind = e.kind === 'client-connected' ? cs.green(e.kind) : e.kind === 'client-closed' ? e.kind : cs.red(e.kind);
-        io.info(`${stamp} ${kind} ${e.message.replace(/\s+/g, ' ')}`);
+        io.info(`${stamp} ${EVENT_MARK[e.kind](cs)} ${sanitize(e.message)}`);
       },
     }).catch((err: unknown) => {
       throw listenError(err, options.listen, options.port);

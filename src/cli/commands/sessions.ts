@@ -13,7 +13,7 @@ const DEFAULT_LIMIT = 50;
 
 function parseLimit(raw: string): number {
   const n = Number(raw);
-  if (!/^\d+$/.test(raw) || n < 1 || n > 10_000) throw new UsageError(`invalid --limit '${raw}': expected a whole number from 1 to 10000`);
+  if (!/^\d+$/.test(raw) || n < 1 || n > 1_000) throw new UsageError(`invalid --limit '${raw}': expected a whole number from 1 to 1000`);
   return n;
 }
 
@@ -43,7 +43,7 @@ export const sessionsCommand = defineCommand({
   summary: 'List recorded sessions',
   description: 'List recorded sessions, newest first. Times accept RFC 3339 (2026-11-28T09:00:00Z, 2026-11-28)\nor a span back from now (30m, 2h, 7d).',
   options: {
-    user: opt.text('--user <user>', 'only sessions of this subject or email'),
+    user: opt.text('--user <user>', 'only sessions of this subject (e.g. apikey:alice; admins and auditors only)'),
     connection: opt.text('--connection <name>', 'only sessions on this connection', { complete: 'connections' }),
     since: opt.text('--since <time>', 'sessions started at or after this time'),
     until: opt.text('--until <time>', 'sessions started before this time'),
