@@ -13,7 +13,9 @@
  *
  * Environment: BENCH_DURATION (seconds per pgbench run, default 15), BENCH_CLIENTS (8),
  * BENCH_THREADS (2), BENCH_SCALE (pgbench -s, 10), BENCH_MODE (-M: extended), BENCH_QUERIES
- * (sequential SELECT 1 count, 2000), BENCH_JSON=1 (also print one JSON line on stdout at the end).
+ * (sequential SELECT 1 count, 2000), BENCH_STORE (the gateway's audit store: default a SQLite file
+ * in the temp dir; `sqlite::memory:` shows the path without fsync cost; or a postgres:// URL),
+ * BENCH_JSON=1 (also print one JSON line on stdout at the end).
  */
 import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -40,6 +42,7 @@ const settings = {
   scale: Number(env('BENCH_SCALE', '10')),
   mode: env('BENCH_MODE', 'extended'),
   queries: Number(env('BENCH_QUERIES', '2000')),
+  store: env('BENCH_STORE', 'sqlite:hoop.db'),
   json: env('BENCH_JSON', '') === '1',
 };
 
@@ -73,7 +76,6 @@ async function main() {
   const { startGateway } = await dist('gateway/gateway.js');
   const { openLocalTunnel } = await dist('client/tunnel.js');
   const { apiKeyHash } = await dist('identity/api-keys.js');
-  const { openStore } = await dist('store/index.js');
 
   const bindir = findPostgresBindir();
   const pgbench = bindir && existsSync(join(bindir, 'pgbench')) ? join(bindir, 'pgbench') : 'pgbench';
@@ -106,7 +108,7 @@ async function main() {
   const config = parseConfig(
     {
       listen: '127.0.0.1:0',
-      store: 'sqlite:hoop.db',
+      store: settings.store,
       identity: { api_keys: [{ name: 'bench', sha256: apiKeyHash(key), groups: ['bench'] }] },
       connections: [
         {
@@ -153,11 +155,9 @@ async function main() {
   const hoopLatency = await sequentialLatency(tunneled, settings.queries);
 
   await tunnel.close();
+  const head = await gateway.store.head();
   await gateway.close();
   gatewayOpen = false;
-  const store = await openStore(config.store);
-  const head = await store.head();
-  await store.close();
 
   const result = {
     environment: {
@@ -165,7 +165,7 @@ async function main() {
       cpu: cpus()[0]?.model ?? 'unknown',
       node: process.version,
       postgres: String(versionRows[0]?.server_version ?? '').split(' ')[0],
-      store: 'sqlite',
+      store: settings.store.startsWith('sqlite::memory:') ? 'sqlite in memory (no fsync)' : settings.store.startsWith('sqlite:') ? 'sqlite file' : 'postgres',
     },
     settings,
     pgbench: {
