@@ -78,6 +78,9 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
     const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
     const url = `${config.tls ? 'https' : 'http'}://${host}:${address.port}`;
     logger.info({ url, connections: config.connections.length }, 'gateway listening');
+    if (!config.tls && !isLoopback(address.address)) {
+      logger.warn({ url }, 'listening on a non-loopback address without tls: bearer tokens travel in clear unless a TLS proxy is in front');
+    }
 
     return {
       url,
@@ -100,6 +103,10 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
     await store.close().catch(() => {});
     throw err;
   }
+}
+
+function isLoopback(address: string): boolean {
+  return address === '::1' || address.startsWith('127.') || address === '::ffff:127.0.0.1';
 }
 
 function authenticatorsFor(config: GatewayConfig): Authenticator[] {

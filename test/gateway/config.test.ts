@@ -278,3 +278,37 @@ describe('units', () => {
     expect(parseSize('10XB')).toBeNull();
   });
 });
+
+describe('deploy/hoop.example.yaml', () => {
+  test('the full example loads (with its secrets and files provided)', async () => {
+    const { copyFileSync, mkdirSync } = await import('node:fs');
+    const { makeCertificates } = await import('../helpers/tls.js');
+    const ex = join(dir, 'example');
+    mkdirSync(join(ex, 'tls'), { recursive: true });
+    mkdirSync(join(ex, 'secrets'), { recursive: true });
+    copyFileSync(new URL('../../deploy/hoop.example.yaml', import.meta.url), join(ex, 'hoop.yaml'));
+    const certs = makeCertificates();
+    writeFileSync(join(ex, 'tls/gateway.crt'), certs.cert);
+    writeFileSync(join(ex, 'tls/gateway.key'), certs.key);
+    writeFileSync(join(ex, 'db-ca.pem'), certs.ca);
+    writeFileSync(join(ex, 'secrets/ledger.password'), 'ledger-pw\n');
+    process.env['HOOP_STORE_PASSWORD'] = 'store-pw';
+    process.env['BANK_DB_PASSWORD'] = 'bank-pw';
+    try {
+      const c = loadConfig(join(ex, 'hoop.yaml'));
+      expect(c.listen).toEqual({ host: '0.0.0.0', port: 8009 });
+      expect(c.tls?.key).toBe(certs.key);
+      expect(c.store).toBe('postgres://hoop:store-pw@store.internal:5432/hoop');
+      expect(c.identity.oidc?.groups_claim).toBe('realm_access.roles');
+      expect(c.connections.map((x) => [x.name, x.upstream.password, x.upstream.sslmode, x.maxSessionMs])).toEqual([
+        ['bank', 'bank-pw', 'verify-full', 8 * 3_600_000],
+        ['ledger', 'ledger-pw', 'require', null],
+      ]);
+      expect(c.connections[0]!.upstream.ca).toBe(certs.ca);
+      expect(c.audit).toEqual({ payload_limit: 10 * 1024 * 1024, signing_key: join(ex, 'hoop-data/signing.key') });
+    } finally {
+      delete process.env['HOOP_STORE_PASSWORD'];
+      delete process.env['BANK_DB_PASSWORD'];
+    }
+  });
+});
