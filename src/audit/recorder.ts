@@ -28,12 +28,21 @@ export interface AuditRecorderOptions {
   logger?: RecorderLogger;
   /** Events waiting for the store beyond which record() rejects. Default 10 000. */
   maxQueue?: number;
+  /**
+   * Size of the events waiting (characters of canonical JSON, about bytes) beyond which record() rejects: query.end
+   * events carry results up to payload_limit each, so counting events alone does not bound
+   * memory. Default 256 MiB. An event larger than this is still taken when the queue is empty.
+   */
+  maxQueueBytes?: number;
   /** Most events in one appendEvents call. Default 1 000. */
   maxBatch?: number;
+  /** Size (as maxQueueBytes) beyond which a batch is cut; it always holds at least one event. Default 32 MiB. */
+  maxBatchBytes?: number;
 }
 
 interface Pending {
   event: UnsealedEvent;
+  bytes: number;
   resolve(e: AuditEvent): void;
   reject(err: AuditUnavailableError): void;
 }
@@ -47,8 +56,11 @@ const stderrLogger: RecorderLogger = {
 export class AuditRecorder {
   private readonly logger: RecorderLogger;
   private readonly maxQueue: number;
+  private readonly maxQueueBytes: number;
   private readonly maxBatch: number;
+  private readonly maxBatchBytes: number;
   private readonly queue: Pending[] = [];
+  private queuedBytes = 0;
   private draining = false;
   /** Events accepted into the queue, and those whose batch has settled (durable or failed). */
   private accepted = 0;
@@ -61,26 +73,31 @@ export class AuditRecorder {
   ) {
     this.logger = options.logger ?? stderrLogger;
     this.maxQueue = options.maxQueue ?? 10_000;
+    this.maxQueueBytes = options.maxQueueBytes ?? 256 * 1024 * 1024;
     this.maxBatch = options.maxBatch ?? 1_000;
+    this.maxBatchBytes = options.maxBatchBytes ?? 32 * 1024 * 1024;
   }
 
   /** Resolves with the sealed event once it is durable; rejects with AuditUnavailableError. */
   record(draft: AuditEventDraft): Promise<AuditEvent> {
     let event: UnsealedEvent;
+    let bytes: number;
     try {
-      event = unsealedOf(draft);
+      ({ event, bytes } = unsealedOf(draft));
     } catch (err) {
       return Promise.reject(new AuditUnavailableError(`audit event ${String(draft.type)} cannot be encoded: ${errorMessage(err)}`, { cause: err }));
     }
-    if (this.queue.length >= this.maxQueue) {
+    const full = this.queue.length >= this.maxQueue || (this.queue.length > 0 && this.queuedBytes + bytes > this.maxQueueBytes);
+    if (full) {
       return Promise.reject(
-        new AuditUnavailableError(`the audit queue is full (${this.maxQueue} events waiting for the store)`, {
+        new AuditUnavailableError(`the audit queue is full (${this.queue.length} events, ${this.queuedBytes} bytes waiting for the store)`, {
           hint: 'the audit store is too slow or unavailable; check its health',
         }),
       );
     }
     return new Promise<AuditEvent>((resolve, reject) => {
-      this.queue.push({ event, resolve, reject });
+      this.queue.push({ event, bytes, resolve, reject });
+      this.queuedBytes += bytes;
       this.accepted++;
       this.schedule();
     });
@@ -113,13 +130,26 @@ export class AuditRecorder {
 
   private async drain(): Promise<void> {
     while (this.queue.length > 0) {
-      const batch = this.queue.splice(0, this.maxBatch);
+      const batch = this.queue.splice(0, this.batchLength());
+      for (const p of batch) this.queuedBytes -= p.bytes;
       await this.append(batch);
       this.settled += batch.length;
       this.wakeFlushWaiters();
       if (this.queue.length > 0) await new Promise((r) => setImmediate(r));
     }
     this.draining = false;
+  }
+
+  /** How many queued events the next batch takes: up to maxBatch events and maxBatchBytes, at least one. */
+  private batchLength(): number {
+    let n = 0;
+    let bytes = 0;
+    while (n < this.queue.length && n < this.maxBatch) {
+      bytes += this.queue[n]!.bytes;
+      if (n > 0 && bytes > this.maxBatchBytes) break;
+      n++;
+    }
+    return n;
   }
 
   private async append(batch: Pending[]): Promise<void> {
@@ -154,7 +184,7 @@ export class AuditRecorder {
  * Stamps id and time and takes a canonical snapshot, so that a caller mutating its objects
  * afterwards cannot change what is recorded, and what is returned equals what is stored.
  */
-function unsealedOf(draft: AuditEventDraft): UnsealedEvent {
+function unsealedOf(draft: AuditEventDraft): { event: UnsealedEvent; bytes: number } {
   if (typeof draft.type !== 'string' || (draft.type as string) === '') throw new TypeError('type must be a non-empty string');
   if (typeof draft.data !== 'object' || draft.data === null || Array.isArray(draft.data)) throw new TypeError('data must be an object');
   const event: UnsealedEvent = {
@@ -167,5 +197,6 @@ function unsealedOf(draft: AuditEventDraft): UnsealedEvent {
     session_id: draft.session_id ?? null,
     data: draft.data,
   };
-  return JSON.parse(canonicalJson(event)) as UnsealedEvent;
+  const text = canonicalJson(event);
+  return { event: JSON.parse(text) as UnsealedEvent, bytes: text.length };
 }

@@ -166,6 +166,19 @@ describe('AuditRecorder durability and failure', () => {
     expect((await recorder.record(draft({ i: 12 }))).seq).toBe(11); // room again once drained
   });
 
+  test('the queue is bounded in bytes too, and batches are cut by size', async () => {
+    const { store } = await fileStore();
+    store.delayMs = 20;
+    const recorder = new AuditRecorder(store, { logger: quietLogger(), maxQueueBytes: 100_000, maxBatchBytes: 30_000 });
+    const big = (i: number) => draft({ i, rows: [['x'.repeat(20_000)]] }, { type: 'query.end' });
+    const accepted = Array.from({ length: 4 }, (_, i) => recorder.record(big(i)));
+    await expect(recorder.record(big(4))).rejects.toThrow(/audit queue is full \(4 events, \d+ bytes/);
+    expect((await Promise.all(accepted)).map((e) => e.seq)).toEqual([1, 2, 3, 4]);
+    expect(store.batches).toEqual([1, 1, 1, 1]); // each over half of maxBatchBytes
+    const huge = await recorder.record(draft({ rows: [['y'.repeat(150_000)]] })); // alone, an oversize event still goes
+    expect(huge.seq).toBe(5);
+  });
+
   test('maxBatch splits a burst into several appends, in order', async () => {
     const { store } = await fileStore();
     const recorder = new AuditRecorder(store, { logger: quietLogger(), maxBatch: 40 });
