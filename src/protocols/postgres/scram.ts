@@ -67,6 +67,7 @@ export class ScramClient {
   /** Takes server-first-message (AuthenticationSASLContinue); returns client-final-message. */
   clientFinalMessage(serverFirst: string): string {
     const attrs = parseAttributes(serverFirst);
+    if (attrs.has('m')) throw new ProtocolError('SCRAM server requires an unsupported extension');
     const combined = required(attrs, 'r', 'server-first-message');
     const salt = Buffer.from(required(attrs, 's', 'server-first-message'), 'base64');
     const iterations = Number(required(attrs, 'i', 'server-first-message'));

@@ -99,6 +99,7 @@ function openTcp(cfg: UpstreamConfig, track: (s: Socket) => void): Promise<Socke
     const s = netConnect({ host: cfg.host, port: cfg.port });
     track(s);
     s.setNoDelay(true);
+    s.setKeepAlive(true, 60_000); // notice a dead upstream behind a silent network
     s.once('connect', () => {
       s.off('error', onError);
       resolve(s);

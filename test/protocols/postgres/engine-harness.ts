@@ -78,7 +78,7 @@ export async function startHarness(opts: {
     protocolError: (e) => void events.push({ type: 'protocolError', data: e }),
   };
   const ctx: SessionContext = { upstream: opts.upstream, hooks, payloadLimit: opts.payloadLimit ?? 1024 * 1024, owner: opts.owner ?? 'alice' };
-  const server: Server = createServer((socket) => {
+  const server: Server = createServer({ noDelay: true }, (socket) => {
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
     void engine.serve(socket, ctx);
