@@ -29,9 +29,10 @@ export interface AuditRecorderOptions {
   /** Events waiting for the store beyond which record() rejects. Default 10 000. */
   maxQueue?: number;
   /**
-   * Size of the events waiting (characters of canonical JSON, about bytes) beyond which record() rejects: query.end
-   * events carry results up to payload_limit each, so counting events alone does not bound
-   * memory. Default 256 MiB. An event larger than this is still taken when the queue is empty.
+   * Size of the events waiting (characters of canonical JSON, about bytes) beyond which
+   * record() rejects: query.end events carry results up to payload_limit each, so counting
+   * events alone does not bound memory. Default 256 MiB. An event larger than this is still
+   * taken when the queue is empty.
    */
   maxQueueBytes?: number;
   /** Most events in one appendEvents call. Default 1 000. */
