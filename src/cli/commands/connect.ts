@@ -75,12 +75,16 @@ export const connectCommand = defineCommand({
       const { host, port, password, database, uri } = tunnel;
       io.print(JSON.stringify({ name: connection.name, host, port, user: tunnel.user, password, database, uri }));
     } else {
-      io.info(`${cs.green('✓')} Tunnel to ${cs.bold(connection.name)} (${connection.database}) via ${gateway}, listening on ${tunnel.host}:${tunnel.port}`);
-      io.info(`  user ${tunnel.user}, one-time password in the URI; valid while this command runs.`);
-      io.info(`  Connect with:  psql "${tunnel.uri}"`);
+      io.info(`${cs.green('✓')} Tunnel to ${cs.bold(connection.name)} (database ${connection.database}) via ${gateway}`);
+      io.info(`  Listening on ${tunnel.host}:${tunnel.port} as ${tunnel.user}, with a one-time password valid while this runs.`);
+      if (io.isStdoutTTY) {
+        io.info(`  Connect with:  psql "${tunnel.uri}"`);
+      } else {
+        // Into a pipe or file, the URI is the command's data; the person still sees how to use it.
+        io.print(tunnel.uri);
+        io.info('  Connect with:  psql "<the URI printed on stdout>"');
+      }
       io.info(cs.dim('  Press Ctrl-C to close the tunnel.'));
-      // The URI is the command's data: `hoop connect bank | head -1` hands it to a script.
-      io.print(tunnel.uri);
     }
     const signal = await ctx.shutdownSignal();
     if (!ctx.globals.json) io.info(`Closing the tunnel (${signal})...`);

@@ -126,6 +126,8 @@ export function renderSession(io: IOStreams, { session: s, events }: SessionDeta
     ? `${formatTimestamp(s.ended_at)} (${formatDuration(Date.parse(s.ended_at) - Date.parse(s.started_at))}${s.end_reason ? `, ${sanitize(s.end_reason)}` : ''})`
     : cs.green('still active');
   lines.push(`${cs.dim('When:')}       ${formatTimestamp(s.started_at)} → ${ended}`);
+  const reason = events.find((e) => e.type === 'session.start')?.data.reason;
+  if (typeof reason === 'string' && reason) lines.push(`${cs.dim('Reason:')}     ${sanitize(reason)}`);
   const statements = statementsOf(events);
   lines.push(`${cs.dim('Statements:')} ${statements.length}`);
   io.print(lines.join('\n'));
