@@ -26,9 +26,11 @@ export interface TestGatewayOptions {
   connections?: RawConnection[];
   /** API keys to mint; default alice (analysts), bob (dba), carol (audit), root (platform). */
   apiKeys?: { name: string; groups: string[] }[];
+  /** `identity.oidc` as written in hoop.yaml, beside the API keys. */
+  oidc?: Record<string, unknown>;
   /** Default {admin: [platform], auditor: [audit]}. */
   roles?: { admin?: string[]; auditor?: string[] };
-  /** Other top-level keys (audit, identity.oidc via `identity`...) merged over the defaults. */
+  /** Other top-level keys (tls, audit, ...) merged over the defaults. */
   config?: Record<string, unknown>;
   logger?: Logger;
 }
@@ -77,7 +79,7 @@ export async function startTestGateway(opts: TestGatewayOptions): Promise<TestGa
   const raw: Record<string, unknown> = {
     listen: '127.0.0.1:0',
     store: opts.store ?? `sqlite:${join(dir, 'hoop.db')}`,
-    identity: { api_keys: apiKeys },
+    identity: { api_keys: apiKeys, ...(opts.oidc ? { oidc: opts.oidc } : {}) },
     roles: { admin: ['platform'], auditor: ['audit'], ...opts.roles },
     connections: opts.connections ?? [bankConnection(opts.upstream)],
     audit: { payload_limit: '1MiB', signing_key: join(dir, 'signing.key') },
