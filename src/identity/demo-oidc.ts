@@ -28,12 +28,16 @@ export async function startDemoOidc(options: { port?: number; users?: DemoUser[]
     ],
     banner(gatewayUrl, cli = 'hoop') {
       const width = Math.max(...idp.users.map((u) => u.username.length));
+      const login = `${cli} login --gateway ${gatewayUrl}`;
+      const whoami = `${cli} whoami`;
+      const col = Math.max(login.length, whoami.length) + 2;
       return {
         title: `Or sign in with OIDC (embedded identity provider at ${idp.issuer}):`,
         lines: [
-          `${cli} login --gateway ${gatewayUrl}     # then sign in in the browser as one of:`,
+          `${login.padEnd(col)}# then sign in in the browser as one of:`,
           ...idp.users.map((u) => `  ${u.username.padEnd(width)}  password ${u.password}  (groups: ${u.groups.join(', ')})`),
-          `${cli} whoami                                   # who the gateway sees, token expiry, where it is stored`,
+          `${whoami.padEnd(col)}# who the gateway sees, token expiry, where the token is kept`,
+          'HOOP_TOKEN, when set, wins over the login: unset it to use your login.',
         ],
       };
     },
