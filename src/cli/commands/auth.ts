@@ -203,9 +203,10 @@ export function saveDefaultGateway(env: Env, gateway: string): void {
 function showDeviceCode(ctx: CommandContext, auth: DeviceAuthorization, allowBrowser: boolean): void {
   const { io } = ctx;
   const cs = io.err;
-  const complete = auth.verificationUriComplete;
-  io.info(`To sign in, open ${cs.bold(auth.verificationUri)}`);
-  io.info(`and enter the code: ${cs.bold(cs.cyan(auth.userCode))}`);
+  // These come from the identity provider: no control characters reach the terminal.
+  const complete = auth.verificationUriComplete === null ? null : sanitize(auth.verificationUriComplete);
+  io.info(`To sign in, open ${cs.bold(sanitize(auth.verificationUri))}`);
+  io.info(`and enter the code: ${cs.bold(cs.cyan(sanitize(auth.userCode)))}`);
   if (complete) io.info(cs.dim(`(or open ${complete} which has the code filled in)`));
   const target = complete ?? auth.verificationUri;
   if (allowBrowser && isDesktop(io, ctx.env) && /^https?:\/\//.test(target)) {
