@@ -1,4 +1,6 @@
 import { request } from 'undici';
+import WebSocket from 'ws';
+import { MAX_WS_PAYLOAD } from '../../src/gateway/tunnel.js';
 import { afterAll, beforeAll, describe, expect, inject, test } from 'vitest';
 import { bankConnection, startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { tryTunnel, tunnelClient } from './ws-client.js';
@@ -113,5 +115,14 @@ describe('a session through the tunnel', () => {
     await expect(client.query('SELECT 2')).rejects.toThrow();
     const [s] = await gw.store.listSessions({ connection: 'short' });
     await expect.poll(async () => (await events(s!.id)).find((e) => e.type === 'session.end')?.data['reason']).toBe('session limit reached (max_session 1s500ms)');
+  });
+
+  test('a WebSocket message over the size limit closes the tunnel with 1009 (message too big)', async () => {
+    const ws = new WebSocket(`${gw.url.replace('http', 'ws')}/api/v1/connections/bank/tunnel`, { headers: { authorization: `Bearer ${gw.keys['alice']}` } });
+    const closed = new Promise<number>((resolve) => ws.on('close', (code) => resolve(code)));
+    ws.on('error', () => {});
+    await new Promise<void>((resolve) => ws.on('open', () => resolve()));
+    ws.send(Buffer.alloc(MAX_WS_PAYLOAD + 1));
+    expect(await closed).toBe(1009);
   });
 });
