@@ -20,6 +20,8 @@ export interface Runtime {
   /** Resolves with the signal's name at the first SIGINT or SIGTERM. */
   shutdownSignal(): Promise<string>;
   version: string;
+  /** How the user invoked the CLI, for commands to type next: `hoop`, or `node bin/hoop.js` from a checkout. */
+  cliName?: string;
 }
 
 export interface CommandContext extends Runtime {

@@ -4,6 +4,7 @@
  * file is testable in memory.
  */
 import { readFileSync } from 'node:fs';
+import { basename, isAbsolute, relative } from 'node:path';
 import type { Runtime } from './context.js';
 import { ExitCode } from './exit-codes.js';
 import { IOStreams } from './iostreams.js';
@@ -37,9 +38,17 @@ function shutdownOnSignals(io: IOStreams): () => Promise<string> {
     }));
 }
 
+/** `hoop` when run through the installed bin link, else how to run this file from here. */
+function cliName(): string {
+  const script = process.argv[1] ?? '';
+  if (basename(script) === 'hoop') return 'hoop';
+  const rel = relative(process.cwd(), script);
+  return `node ${rel.startsWith('..') || isAbsolute(rel) ? script : rel}`;
+}
+
 export function systemRuntime(): Runtime {
   const io = IOStreams.system(process.env);
-  return { io, env: process.env, now: () => new Date(), shutdownSignal: shutdownOnSignals(io), version: packageVersion() };
+  return { io, env: process.env, now: () => new Date(), shutdownSignal: shutdownOnSignals(io), version: packageVersion(), cliName: cliName() };
 }
 
 export async function main(argv: string[]): Promise<void> {

@@ -59,7 +59,16 @@ export async function buildProgram(runtime: Runtime, tree?: readonly AnyCommand[
       getOutHelpWidth: () => io.terminalWidth() ?? 100,
       getErrHelpWidth: () => (io.isStderrTTY ? (io.terminalWidth() ?? 80) : 100),
     })
-    .configureHelp({ showGlobalOptions: true })
+    .configureHelp({
+      showGlobalOptions: true,
+      // Only the program's own options are global; a parent command's filters (sessions --since)
+      // do not belong on its subcommands' help pages.
+      visibleGlobalOptions(cmd: Command) {
+        let root = cmd;
+        while (root.parent) root = root.parent;
+        return cmd === root ? [] : root.options.filter((o) => !o.hidden);
+      },
+    })
     .helpCommand('help [command]', 'show help for a command');
   for (const [, spec] of Object.entries(GLOBAL_OPTIONS)) program.addOption(toOption(spec));
   program.addHelpText(

@@ -4,7 +4,7 @@
  */
 import { execFile, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { promisify } from 'node:util';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -163,4 +163,23 @@ describe('bin/hoop.js', () => {
     expect(bad.stderr.split('\n')[0]).toMatch(/^hoop: .*hoop\.yaml: .*bogus_key/);
     expect(bad.stderr).not.toContain('    at ');
   });
+});
+
+describe('hoop demo', () => {
+  it('--port 0 --json prints one line with the URL and keys; the gateway answers; SIGINT stops everything (exit 0)', async () => {
+    const run = startBin(['demo', '--port', '0', '--json'], env());
+    let info: { url: string; connection: string; keys: Record<string, string>; data_dir: string };
+    try {
+      info = JSON.parse(await run.firstLine) as typeof info;
+      expect(info.connection).toBe('bank');
+      const listed = await runBin(['connections', '--json'], env({ HOOP_GATEWAY: info.url, HOOP_TOKEN: info.keys.alice! }));
+      expect(JSON.parse(listed.stdout)).toMatchObject([{ name: 'bank', allowed: true }]);
+    } finally {
+      run.child.kill('SIGINT');
+    }
+    expect(await run.exited).toBe(0);
+    expect(existsSync(info.data_dir)).toBe(false);
+    // The banner spells the CLI the way it was run.
+    expect(run.stderr()).toContain("node bin/hoop.js connect bank");
+  }, 60_000);
 });

@@ -107,3 +107,12 @@ describe('hoop program', () => {
     expect(pipe.stderr).not.toContain('\u001b[');
   });
 });
+
+describe('help pages', () => {
+  it('list only the program\'s options as global, not a parent command\'s filters', async () => {
+    const r = await runHoop(['sessions', 'show', '--help']);
+    const globals = r.stdout.slice(r.stdout.indexOf('Global Options:'));
+    expect(globals).toContain('--gateway <url>');
+    expect(globals).not.toContain('--since');
+  });
+});

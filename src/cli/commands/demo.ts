@@ -26,6 +26,7 @@ export const demoCommand = defineCommand({
         ...(options.dataDir ? { dataDir: options.dataDir } : {}),
         out: ctx.io.stderr,
         signal: aborted.signal,
+        cli: ctx.cliName ?? 'hoop',
       });
     } catch (err) {
       // Ctrl-C during startup: runDemo has undone what it started.
