@@ -92,6 +92,28 @@ describe('AuditRecorder group commit', () => {
     expect(await verifyStore(store)).toMatchObject({ ok: true, events: 100 });
   });
 
+  test('recordLater events ride with the next record() batch instead of paying their own', async () => {
+    const { store } = await fileStore();
+    const recorder = new AuditRecorder(store, { lazyFlushMs: 10_000 });
+    recorder.recordLater(draft({ n: 1 }, { type: 'query.end' }));
+    await new Promise((r) => setTimeout(r, 30));
+    expect(store.batches).toEqual([]);
+    await recorder.record(draft({ n: 2 }));
+    expect(store.batches).toEqual([2]);
+  });
+
+  test('a lone recordLater event is written after lazyFlushMs, and flush() does not wait for the timer', async () => {
+    const { store } = await fileStore();
+    const recorder = new AuditRecorder(store, { lazyFlushMs: 20 });
+    recorder.recordLater(draft({ n: 1 }, { type: 'query.end' }));
+    await new Promise((r) => setTimeout(r, 200));
+    expect(store.batches).toEqual([1]);
+    const slow = new AuditRecorder(store, { lazyFlushMs: 60_000 });
+    slow.recordLater(draft({ n: 2 }, { type: 'session.end' }));
+    await slow.flush();
+    expect(store.batches).toEqual([1, 1]);
+  });
+
   test('with a real PostgreSQL store, 8 clients recording in series share fsyncs', async () => {
     const upstream = inject('upstream');
     const name = `hoop_rec_${randomBytes(6).toString('hex')}`;
