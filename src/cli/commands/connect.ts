@@ -71,6 +71,8 @@ export const connectCommand = defineCommand({
       throw listenError(err, options.listen, options.port);
     });
     ctx.defer(() => tunnel.close());
+    // Stored logins are refreshed in the background; a failure is told once, open sessions stay.
+    if (!ctx.env.HOOP_TOKEN?.trim()) ctx.defer((await import('./auth.js')).keepStoredTokenFresh(ctx, gateway));
     if (ctx.globals.json) {
       const { host, port, password, database, uri } = tunnel;
       io.print(JSON.stringify({ name: connection.name, host, port, user: tunnel.user, password, database, uri }));
@@ -84,7 +86,11 @@ export const connectCommand = defineCommand({
         io.print(tunnel.uri);
         io.info('  Connect with:  psql "<the URI printed on stdout>"');
       }
+      if (connection.requires_approval) io.info(cs.yellow('  Risky statements on this connection may be held for a reviewer\'s approval.'));
       io.info(cs.dim('  Press Ctrl-C to close the tunnel.'));
+    }
+    if (!isLoopback(tunnel.host)) {
+      io.info(cs.yellow(`Warning: listening on ${tunnel.host}, not a loopback address: anyone who can reach it and learns the password acts as you.`));
     }
     const signal = await ctx.shutdownSignal();
     if (!ctx.globals.json) io.info(`Closing the tunnel (${signal})...`);
@@ -92,6 +98,10 @@ export const connectCommand = defineCommand({
     if (!ctx.globals.json) io.info('Tunnel closed.');
   },
 });
+
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host.startsWith('127.');
+}
 
 function parseListen(raw: string): string {
   const v = raw.trim();
