@@ -9,7 +9,7 @@ import { ProtocolError, errorMessage, isHoopError } from '../../errors.js';
 import type { SessionContext, StatementStart } from './engine.js';
 import { fatal, safely } from './engine.js';
 import { FrameReader, type FrameBatch } from './framing.js';
-import { chunksOf, endStream, writeWithBackpressure } from './io.js';
+import { drained, endStream, pump, write } from './io.js';
 import {
   BodyReader,
   MessageType,
@@ -99,12 +99,9 @@ export class Session {
 
   private async clientLoop(): Promise<void> {
     try {
+      await this.clientChunks.return?.(); // from here on the client flows through pump()
       await this.forward(this.reader.push(EMPTY)); // frames that arrived behind the StartupMessage
-      while (!this.closing) {
-        const next = await this.clientChunks.next();
-        if (next.done) break;
-        await this.forward(this.reader.push(next.value));
-      }
+      await pump(this.client, (chunk) => (this.closing ? undefined : this.forward(this.reader.push(chunk))));
       this.close(this.terminated ? 'client-terminated' : 'client-closed', null);
     } catch (err) {
       if (err instanceof ProtocolError) this.protocolError(err.message);
@@ -117,52 +114,32 @@ export class Session {
    * FunctionCall) the bytes so far are held, not sent, until the hook resolves: order is kept, and
    * a pipelined Parse/Bind/Execute/Sync still leaves in one write.
    */
-  private async forward(batch: FrameBatch): Promise<void> {
+  private forward(batch: FrameBatch, from = 0, held?: number): void | Promise<void> {
     const buf = batch.buffer;
-    let runStart = batch.frames[0]?.start ?? 0;
-    for (const f of batch.frames) {
+    const frames = batch.frames;
+    let runStart = held ?? frames[from]?.start ?? 0;
+    for (let i = from; i < frames.length; i++) {
       if (this.closing) return;
+      const f = frames[i]!;
       const body = buf.subarray(f.bodyStart, f.end);
       switch (f.type) {
-        case MessageType.Query: {
-          const run = await this.writeAhead({ protocol: 'simple', statement: decodeQuery(body).sql, statementName: null, portal: null, parameters: [] });
-          if (!this.admit(run)) return;
-          this.expected.push({ kind: 'query', run });
-          if (run.refusal) {
-            if (!(await this.send(Buffer.concat([buf.subarray(runStart, f.start), POISON_QUERY])))) return;
-            runStart = f.end;
-          }
-          break;
-        }
+        case MessageType.Query:
+          return this.barrier(batch, i, runStart, { protocol: 'simple', statement: decodeQuery(body).sql, statementName: null, portal: null, parameters: [] });
         case MessageType.FunctionCall: {
           // Fastpath function call (e.g. libpq's large objects): it runs code, so it is recorded.
           const oid = new BodyReader(body, 'FunctionCall').uint32();
-          const run = await this.writeAhead({ protocol: 'simple', statement: `-- FunctionCall oid ${oid}`, statementName: null, portal: null, parameters: [] });
-          if (!this.admit(run)) return;
-          this.expected.push({ kind: 'query', run });
-          if (run.refusal) {
-            if (!(await this.send(Buffer.concat([buf.subarray(runStart, f.start), POISON_QUERY])))) return;
-            runStart = f.end;
-          }
-          break;
+          return this.barrier(batch, i, runStart, { protocol: 'simple', statement: `-- FunctionCall oid ${oid}`, statementName: null, portal: null, parameters: [] });
         }
         case MessageType.Execute: {
           const { portal: name } = decodeExecute(body);
           const portal = this.portals.get(name) ?? null;
-          const run = await this.writeAhead({
+          return this.barrier(batch, i, runStart, {
             protocol: 'extended',
             statement: portal?.statement?.sql ?? '',
             statementName: portal ? portal.statementName : null,
             portal: name,
             parameters: portal?.parameters ?? [],
-          });
-          if (!this.admit(run)) return;
-          this.expected.push({ kind: 'execute', run, portal, described: false });
-          if (run.refusal) {
-            if (!(await this.send(Buffer.concat([buf.subarray(runStart, f.start), this.poisonExecute()])))) return;
-            runStart = f.end;
-          }
-          break;
+          }, portal);
         }
         case MessageType.Parse: {
           const p = decodeParse(body);
@@ -200,8 +177,29 @@ export class Session {
           break; // CopyData, CopyDone, CopyFail, Flush, ...: bytes pass through untouched
       }
     }
-    const last = batch.frames[batch.frames.length - 1];
-    if (last) await this.send(buf.subarray(runStart, last.end));
+    const last = frames[frames.length - 1];
+    if (last) write(this.upstream.socket, buf.subarray(runStart, last.end));
+    return drained(this.upstream.socket);
+  }
+
+  /**
+   * The write-ahead barrier at frames[i]: the bytes held since `runStart` and the statement itself
+   * leave only once hooks.queryStart has resolved; then the rest of the batch continues.
+   */
+  private async barrier(batch: FrameBatch, i: number, runStart: number, s: Omit<StatementStart, 'queryId'>, portal?: Portal | null): Promise<void> {
+    const f = batch.frames[i]!;
+    const run = await this.writeAhead(s);
+    if (!this.admit(run)) return;
+    if (portal === undefined) this.expected.push({ kind: 'query', run });
+    else this.expected.push({ kind: 'execute', run, portal, described: false });
+    if (run.refusal) {
+      const poison = portal === undefined ? POISON_QUERY : this.poisonExecute();
+      write(this.upstream.socket, Buffer.concat([batch.buffer.subarray(runStart, f.start), poison]));
+      runStart = f.end;
+      await drained(this.upstream.socket);
+    }
+    const rest = this.forward(batch, i + 1, runStart);
+    if (rest) await rest;
   }
 
   private bind(body: Buffer): void {
@@ -244,11 +242,6 @@ export class Session {
     return false;
   }
 
-  private send(bytes: Buffer): boolean | Promise<boolean> {
-    if (bytes.length === 0) return true;
-    return writeWithBackpressure(this.upstream.socket, bytes);
-  }
-
   // -------------------------------------------------------------------------------------------
   // upstream -> client
 
@@ -256,33 +249,28 @@ export class Session {
     const reader = new FrameReader({ maxFrameBytes: UPSTREAM_MAX_FRAME, peer: 'upstream' });
     try {
       if (this.upstream.leftover.length > 0) await this.relay(reader.push(this.upstream.leftover));
-      for await (const chunk of chunksOf(this.upstream.socket)) {
-        await this.relay(reader.push(chunk));
-      }
+      await pump(this.upstream.socket, (chunk) => this.relay(reader.push(chunk)));
       this.close('upstream-closed', this.upstreamFatal);
     } catch (err) {
       this.close('upstream-error', errorMessage(err));
     }
   }
 
-  /** Relays a batch of upstream frames to the client, accounting each against its statement. */
-  private async relay(batch: FrameBatch): Promise<void> {
+  /** Relays a batch of upstream frames to the client, accounting each against its statement;
+   *  returns a promise only when the client must drain first. */
+  private relay(batch: FrameBatch): void | Promise<void> {
     const buf = batch.buffer;
     let runStart = batch.frames[0]?.start ?? 0;
     for (const f of batch.frames) {
       const replacement = this.onBackend(f.type, buf.subarray(f.start, f.end), buf.subarray(f.bodyStart, f.end));
       if (replacement === undefined) continue;
-      if (!(await this.toClient(buf.subarray(runStart, f.start)))) return;
-      if (replacement && !(await this.toClient(replacement))) return;
+      write(this.client, buf.subarray(runStart, f.start));
+      if (replacement) write(this.client, replacement);
       runStart = f.end;
     }
     const last = batch.frames[batch.frames.length - 1];
-    if (last) await this.toClient(buf.subarray(runStart, last.end));
-  }
-
-  private toClient(bytes: Buffer): boolean | Promise<boolean> {
-    if (bytes.length === 0) return true;
-    return writeWithBackpressure(this.client, bytes);
+    if (last) write(this.client, buf.subarray(runStart, last.end));
+    return drained(this.client);
   }
 
   /** Accounts one backend message. Returns undefined to pass it, a Buffer to send instead, null to drop it. */
