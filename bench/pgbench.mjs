@@ -15,6 +15,8 @@
  * BENCH_THREADS (2), BENCH_SCALE (pgbench -s, 10), BENCH_MODE (-M: extended), BENCH_QUERIES
  * (sequential SELECT 1 count, 2000), BENCH_STORE (the gateway's audit store: default a SQLite file
  * in the temp dir; `sqlite::memory:` shows the path without fsync cost; or a postgres:// URL),
+ * BENCH_TUNNEL (`process`: `hoop connect --json` as its own process, as users run it — default;
+ * `inprocess`: `openLocalTunnel` inside this process, beside the gateway),
  * BENCH_JSON=1 (also print one JSON line on stdout at the end).
  */
 import { execFile, spawn } from 'node:child_process';
@@ -43,6 +45,7 @@ const settings = {
   mode: env('BENCH_MODE', 'extended'),
   queries: Number(env('BENCH_QUERIES', '2000')),
   store: env('BENCH_STORE', 'sqlite:hoop.db'),
+  tunnel: env('BENCH_TUNNEL', 'process'),
   json: env('BENCH_JSON', '') === '1',
 };
 
@@ -126,14 +129,9 @@ async function main() {
   const gateway = await startGateway(config, { logger: pino({ level: 'warn' }, pino.destination(2)) });
   let gatewayOpen = true;
   cleanups.push(() => (gatewayOpen ? gateway.close() : undefined));
-  const tunnel = await openLocalTunnel({
-    gateway: gateway.url,
-    connection: 'bench',
-    token: async () => key,
-    port: 0,
-    user: dbUser,
-    database: 'bench',
-  });
+  const tunnel = settings.tunnel === 'inprocess'
+    ? await openLocalTunnel({ gateway: gateway.url, connection: 'bench', token: async () => key, port: 0, user: dbUser, database: 'bench' })
+    : await hoopConnect(gateway.url, key, 'bench');
   cleanups.push(() => tunnel.close());
   const tunneled = { host: tunnel.host, port: tunnel.port, user: tunnel.user, password: tunnel.password, database: tunnel.database };
 
@@ -165,6 +163,7 @@ async function main() {
       cpu: cpus()[0]?.model ?? 'unknown',
       node: process.version,
       postgres: String(versionRows[0]?.server_version ?? '').split(' ')[0],
+      tunnel: settings.tunnel === 'inprocess' ? 'openLocalTunnel in the gateway process' : 'hoop connect, its own process',
       store: settings.store.startsWith('sqlite::memory:') ? 'sqlite in memory (no fsync)' : settings.store.startsWith('sqlite:') ? 'sqlite file' : 'postgres',
     },
     settings,
@@ -178,6 +177,36 @@ async function main() {
   };
   printReport(result);
   if (settings.json) process.stdout.write(`${JSON.stringify(result)}\n`);
+}
+
+/**
+ * `hoop connect <name> --port 0 --json` as its own process, as a user runs it (in production the
+ * tunnel runs on the user's machine, not in the gateway's process); resolves with its JSON line.
+ */
+async function hoopConnect(gatewayUrl, key, name) {
+  const child = spawn(process.execPath, [join(root, 'bin', 'hoop.js'), 'connect', name, '--port', '0', '--json'], {
+    env: { ...process.env, HOOP_GATEWAY: gatewayUrl, HOOP_TOKEN: key, NO_COLOR: '1' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const exited = new Promise((resolve) => child.once('close', resolve));
+  let stdout = '';
+  let stderr = '';
+  child.stderr.on('data', (d) => (stderr += d));
+  const info = await new Promise((resolve, reject) => {
+    child.stdout.on('data', (d) => {
+      stdout += d;
+      const nl = stdout.indexOf('\n');
+      if (nl >= 0) resolve(JSON.parse(stdout.slice(0, nl)));
+    });
+    void exited.then((code) => reject(new Error(`hoop connect exited (${code}): ${stderr.trim()}`)));
+  });
+  return {
+    ...info,
+    async close() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGINT');
+      await exited;
+    },
+  };
 }
 
 function connArgs(c) {
@@ -239,7 +268,8 @@ function printReport(r) {
   const fmt = (x, d = 0) => x.toLocaleString('en-US', { minimumFractionDigits: d, maximumFractionDigits: d });
   const lines = [
     '',
-    `hoop bench — ${e.cpus} × ${e.cpu}, Node ${e.node}, PostgreSQL ${e.postgres}, audit store ${e.store}`,
+    `hoop bench — ${e.cpus} × ${e.cpu}, Node ${e.node}, PostgreSQL ${e.postgres}`,
+    `audit store: ${e.store}; tunnel: ${e.tunnel}`,
     '',
     `pgbench -S -M ${s.mode} -c ${s.clients} -j ${s.threads} -T ${s.duration} (scale ${s.scale})`,
     `  direct         ${fmt(b.direct.tps).padStart(9)} tps   avg ${fmt(b.direct.latencyAvgMs ?? NaN, 3)} ms`,
