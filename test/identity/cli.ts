@@ -18,6 +18,8 @@ export interface Run {
   exit: Promise<number>;
   /** Resolves once stderr matches `re`, with the match. */
   waitForStderr(re: RegExp, timeoutMs?: number): Promise<RegExpMatchArray>;
+  /** Resolves once stdout matches `re`, with the match. */
+  waitForStdout(re: RegExp, timeoutMs?: number): Promise<RegExpMatchArray>;
 }
 
 export function hoop(args: string[], env: Record<string, string>): Run {
@@ -30,35 +32,37 @@ export function hoop(args: string[], env: Record<string, string>): Run {
   const waiters: (() => void)[] = [];
   child.stdout!.setEncoding('utf8').on('data', (s: string) => {
     out += s;
+    for (const w of waiters) w();
   });
   child.stderr!.setEncoding('utf8').on('data', (s: string) => {
     err += s;
     for (const w of waiters) w();
   });
+  const waitFor = (text: () => string, re: RegExp, timeoutMs: number) =>
+    new Promise<RegExpMatchArray>((resolveMatch, reject) => {
+      const timer = setTimeout(() => reject(new Error(`output never matched ${re}: ${out} ${err}`)), timeoutMs);
+      const check = () => {
+        const m = re.exec(text());
+        if (m) {
+          clearTimeout(timer);
+          resolveMatch(m);
+        }
+      };
+      waiters.push(check);
+      void exit.then(() => {
+        check();
+        setTimeout(() => reject(new Error(`hoop exited before its output matched ${re}: ${out} ${err}`)), 10);
+      });
+      check();
+    });
   const exit = new Promise<number>((resolveExit) => child.on('exit', (code, signal) => resolveExit(code ?? (signal ? 128 : -1))));
   return {
     child,
     stdout: () => out,
     stderr: () => err,
     exit,
-    waitForStderr(re, timeoutMs = 15_000) {
-      return new Promise((resolveMatch, reject) => {
-        const timer = setTimeout(() => reject(new Error(`stderr never matched ${re}: ${err}`)), timeoutMs);
-        const check = () => {
-          const m = re.exec(err);
-          if (m) {
-            clearTimeout(timer);
-            resolveMatch(m);
-          }
-        };
-        waiters.push(check);
-        void exit.then(() => {
-          check();
-          setTimeout(() => reject(new Error(`hoop exited before stderr matched ${re}: ${err}`)), 10);
-        });
-        check();
-      });
-    },
+    waitForStderr: (re, timeoutMs = 15_000) => waitFor(() => err, re, timeoutMs),
+    waitForStdout: (re, timeoutMs = 15_000) => waitFor(() => out, re, timeoutMs),
   };
 }
 

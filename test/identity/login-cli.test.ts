@@ -7,6 +7,7 @@ import { startDemoIdp, type DemoIdp } from '../../src/identity/demo-idp.js';
 import { OidcClient } from '../../src/identity/device-flow.js';
 import { freePort } from '../../src/demo/postgres-cluster.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { psql } from '../helpers/clients.js';
 import { completeDeviceLogin } from './browser.js';
 import { assertBuilt, hoop, hoopRun } from './cli.js';
 
@@ -101,6 +102,25 @@ describe('hoop login / whoami / logout against the embedded provider and a real 
     expect(((await me.json()) as { subject: string }).subject).toBe('alice');
   });
 
+  it('hoop connect with the stored login: psql runs through the tunnel as alice, recorded as oidc', async () => {
+    const run = hoop(['connect', 'bank', '--port', '0', '--json'], env);
+    try {
+      const [line] = await run.waitForStdout(/^\{.*\}$/m, 20_000);
+      const info = JSON.parse(line) as { uri: string; user: string };
+      expect(info.user).toBe('alice');
+      const r = await psql(info.uri, ['-c', "select 'through hoop as ' || 'oidc'"]);
+      expect(r.stderr).toBe('');
+      expect(r.stdout.trim()).toBe('through hoop as oidc');
+      const events = await gateway.store.readEvents({});
+      const start = events.filter((e) => e.type === 'session.start').at(-1)!;
+      expect(start.actor).toEqual({ subject: 'alice', email: 'alice@bank.example', groups: ['analysts'], auth_method: 'oidc' });
+      expect(events.some((e) => e.type === 'query.start' && e.session_id === start.session_id && JSON.stringify(e.data).includes('through hoop as'))).toBe(true);
+    } finally {
+      run.child.kill('SIGINT');
+      await run.exit;
+    }
+  });
+
   it('a keychain that hangs does not hang the CLI', async () => {
     // A D-Bus "session bus" that accepts connections and never answers: the Secret Service
     // client inside the keychain helper waits forever.
@@ -128,9 +148,14 @@ describe('hoop login / whoami / logout against the embedded provider and a real 
     const res = await fetch(`${gateway.url}/api/v1/me`, { headers: { authorization: `Bearer ${forged}` } });
     expect(res.status).toBe(401);
     expect(((await res.json()) as { error: { code: string; message: string } }).error).toMatchObject({ code: 'HOOP_AUTH_REJECTED', message: 'signature invalid' });
-    const events = await gateway.store.readEvents({});
+    // auth.failed is recorded after the answer: wait for it to be durable
+    let events = await gateway.store.readEvents({});
+    for (let i = 0; i < 50 && !events.some((e) => e.type === 'auth.failed'); i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      events = await gateway.store.readEvents({});
+    }
     const failed = events.filter((e) => e.type === 'auth.failed');
-    expect(failed.at(-1)!.data).toMatchObject({ reason: 'signature invalid' });
+    expect(failed.at(-1)!.data).toMatchObject({ reason: 'signature invalid', code: 'HOOP_AUTH_REJECTED' });
     expect(JSON.stringify(events)).not.toContain(s!);
   });
 

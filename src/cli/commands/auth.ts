@@ -10,7 +10,7 @@ import { AuthError, HoopError, UsageError } from '../../errors.js';
 import { CredentialsStore, writeFileAtomic, type Location } from '../../identity/credentials-store.js';
 import { OidcClient, type DeviceAuthorization } from '../../identity/device-flow.js';
 import { clientCredentialsLogin, deviceLogin, fetchAuthConfig, fetchGatewayIdentity, type GatewayIdentity } from '../../identity/login.js';
-import { TokenProvider } from '../../identity/token-provider.js';
+import { TokenProvider, keepTokenFresh } from '../../identity/token-provider.js';
 import { defineCommand, opt, type CommandGroup } from '../command.js';
 import type { CommandContext } from '../context.js';
 import { configDir, normalizeGatewayUrl, resolveGateway, setStoredTokenProvider } from '../credentials.js';
@@ -21,6 +21,19 @@ import { printJson, sanitize } from '../output.js';
 export function installStoredTokenProvider(env: Env): void {
   let tokens: TokenProvider | undefined; // one per process: a keychain that timed out is not asked again
   setStoredTokenProvider((gateway) => (tokens ??= new TokenProvider({ env })).storedToken(gateway));
+}
+
+/**
+ * For `hoop connect`: keeps the stored login fresh while it runs and tells the person, once, when
+ * a refresh fails (open sessions continue). Returns the function that stops it.
+ */
+export function keepStoredTokenFresh(ctx: CommandContext, gateway: string): () => void {
+  const { io } = ctx;
+  const tokens = new TokenProvider({ env: ctx.env, store: new CredentialsStore({ env: ctx.env, notice: (l) => io.info(l) }) });
+  return keepTokenFresh(tokens, gateway, {
+    onFailure: (message) => io.info(`${io.err.yellow('warning:')} ${message}`),
+    onRecovered: () => io.info(`Login to ${gateway} refreshed; new connections work again.`),
+  });
 }
 
 export const loginCommand = defineCommand({
