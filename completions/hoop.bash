@@ -77,9 +77,14 @@ _hoop_complete_kind() {
 
 _hoop() {
   local cur=${COMP_WORDS[COMP_CWORD]} cmdpath='' nargs=0 skip=0 prevopt='' gw='' i w
-  local -a REPLY
-  for ((i = 1; i < COMP_CWORD; i++)); do
-    w=${COMP_WORDS[i]}
+  local -a REPLY words
+  # Split the line on blanks ourselves: COMP_WORDS also breaks at ':' and '=', which would turn
+  # --gateway http://host:8009 into several words.
+  local line=${COMP_LINE:0:COMP_POINT}
+  read -ra words <<<"$line"
+  [[ -z $line || $line == *[[:space:]] ]] && words+=('')
+  for ((i = 1; i < ${#words[@]} - 1; i++)); do
+    w=${words[i]}
     if ((skip)); then
       skip=0
       [[ $prevopt == --gateway ]] && gw=$w

@@ -177,8 +177,13 @@ _hoop_complete_kind() {
 
 _hoop() {
   local cur=\${COMP_WORDS[COMP_CWORD]} cmdpath='' nargs=0 skip=0 prevopt='' gw='' i w
-  local -a REPLY
-${scanLoop('1', 'COMP_CWORD', '${COMP_WORDS[i]}', '[[ " ${REPLY[*]} " == *" $w "* ]]', '[[ " ${REPLY[*]} " == *" $w "* ]]')}
+  local -a REPLY words
+  # Split the line on blanks ourselves: COMP_WORDS also breaks at ':' and '=', which would turn
+  # --gateway http://host:8009 into several words.
+  local line=\${COMP_LINE:0:COMP_POINT}
+  read -ra words <<<"$line"
+  [[ -z $line || $line == *[[:space:]] ]] && words+=('')
+${scanLoop('1', '${#words[@]} - 1', '${words[i]}', '[[ " ${REPLY[*]} " == *" $w "* ]]', '[[ " ${REPLY[*]} " == *" $w "* ]]')}
   COMPREPLY=()
   if ((skip)); then
     _hoop_option_kind "$cmdpath" "$prevopt"

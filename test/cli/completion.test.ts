@@ -7,10 +7,16 @@ import { ROOT, runHoop } from './helpers.js';
 
 const FILES = { bash: 'hoop.bash', zsh: '_hoop', fish: 'hoop.fish' } as const;
 
+/** As bash's default COMP_WORDBREAKS does: `a:b` becomes `a`, `:`, `b`. */
+function bashWordbreaks(word: string): string[] {
+  return word.split(/(:)/).filter((w, i, all) => w !== '' || all.length === 1);
+}
+
 /** Asks the generated bash script what it offers for a command line ending in `words`. */
 function bashComplete(words: string[]): string[] {
   const script = `source ${JSON.stringify(join(ROOT, 'completions/hoop.bash'))}
-COMP_WORDS=(${words.map((w) => `'${w}'`).join(' ')}); COMP_CWORD=$((\${#COMP_WORDS[@]} - 1)); COMPREPLY=()
+COMP_LINE=${JSON.stringify(words.join(' '))}; COMP_POINT=\${#COMP_LINE}
+COMP_WORDS=(${words.flatMap(bashWordbreaks).map((w) => `'${w}'`).join(' ')}); COMP_CWORD=$((\${#COMP_WORDS[@]} - 1)); COMPREPLY=()
 _hoop; printf '%s\\n' "\${COMPREPLY[@]}"`;
   return execFileSync('bash', ['--norc', '-c', script], { encoding: 'utf8', env: { PATH: '/usr/bin:/bin' } })
     .split('\n')
@@ -30,6 +36,8 @@ describe('shell completion', () => {
     expect(topLevel).toEqual(expect.arrayContaining(['login', 'logout', 'whoami', 'connections', 'connect', 'sessions', 'gateway', 'demo', 'completion']));
     expect(bashComplete(['hoop', ''])).toEqual([...topLevel, 'help']);
     expect(bashComplete(['hoop', 'conn'])).toEqual(['connections', 'connect']);
+    // bash splits words at ':'; the URL must still count as one option value.
+    expect(bashComplete(['hoop', '--gateway', 'http://127.0.0.1:8009', 'sessions', ''])).toEqual(['show']);
     expect(bashComplete(['hoop', '--gateway', 'gw', 'sessions', ''])).toEqual(['show']);
     expect(bashComplete(['hoop', 'sessions', '--s'])).toEqual(['--since']);
     expect(bashComplete(['hoop', 'connect', '--port', '0', '--'])).toContain('--reason');
