@@ -20,7 +20,7 @@ import { AuthenticatorChain } from './authn.js';
 import type { GatewayConfig } from './config.js';
 import { createServer } from './http.js';
 import { GatewayMetrics } from './metrics.js';
-import { handleRequest, type ApiContext } from './routes.js';
+import { AUTH_FAILURE_BURST, FailureLimiter, handleRequest, type ApiContext } from './routes.js';
 import { TunnelEndpoint } from './tunnel.js';
 
 /** Defence in depth: nothing logs these, and if something ever did, they would not reach the log. */
@@ -49,7 +49,8 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
   try {
     ensureSigningKey(config.audit.signing_key, logger);
     const authn = new AuthenticatorChain(authenticatorsFor(config));
-    const ctx: ApiContext = { config, store, recorder, authn, metrics, logger };
+    const authFailures = new FailureLimiter(AUTH_FAILURE_BURST, 60_000);
+    const ctx: ApiContext = { config, store, recorder, authn, metrics, logger, authFailures };
     const tunnels = new TunnelEndpoint({ ...ctx, engine });
 
     await recorder.record({

@@ -23,6 +23,8 @@ export interface ApiContext {
   authn: AuthenticatorChain;
   metrics: GatewayMetrics;
   logger: Logger;
+  /** Bounds how many auth.failed events one address can cause. */
+  authFailures: FailureLimiter;
 }
 
 type Handler = (ctx: ApiContext, req: IncomingMessage, res: ServerResponse, params: { url: URL; match: RegExpExecArray }) => Promise<void>;
@@ -82,16 +84,57 @@ export async function authenticateRequest(ctx: ApiContext, req: IncomingMessage)
   } catch (err) {
     const e = err instanceof AuthError ? err : new AuthError('HOOP_AUTH_REJECTED', 'authentication failed', { cause: err });
     ctx.metrics.authFailures.inc(e.code);
-    ctx.logger.info({ reason: e.message, address: remoteAddress(req) }, 'authentication failed');
+    const address = remoteAddress(req);
+    const admitted = ctx.authFailures.admit(address ?? 'unknown');
+    if (admitted === null) throw e; // counted in metrics; recorded in the next admitted event's `suppressed`
+    ctx.logger.info({ reason: e.message, address }, 'authentication failed');
     ctx.recorder.recordLater({
       type: 'auth.failed',
       actor: null,
-      source: { address: remoteAddress(req), application: headerText(req, 'user-agent', 200) },
-      data: { stage: 'authenticate', code: e.code, reason: e.message, path: (req.url ?? '').split('?')[0]!.slice(0, 200) },
+      source: { address, application: headerText(req, 'user-agent', 200) },
+      data: {
+        stage: 'authenticate', code: e.code, reason: e.message, path: (req.url ?? '').split('?')[0]!.slice(0, 200),
+        ...(admitted > 0 ? { suppressed: admitted } : {}),
+      },
     });
     throw e;
   }
 }
+
+/**
+ * Unauthenticated callers must not be able to flood the audit log (and the write-ahead path that
+ * statements wait on): per source address, at most BURST `auth.failed` events per minute are
+ * recorded; the rest are counted and reported as `suppressed` on the next recorded one.
+ */
+export class FailureLimiter {
+  private readonly windows = new Map<string, { start: number; recorded: number; suppressed: number }>();
+  constructor(private readonly burst: number, private readonly windowMs: number) {}
+
+  /** null to suppress; otherwise how many were suppressed before this one. */
+  admit(key: string, now = Date.now()): number | null {
+    let w = this.windows.get(key);
+    if (!w || now - w.start >= this.windowMs) {
+      const carried = w?.suppressed ?? 0;
+      w = { start: now, recorded: 0, suppressed: carried };
+      this.windows.set(key, w);
+      if (this.windows.size > 10_000) this.prune(now);
+    }
+    if (w.recorded >= this.burst) {
+      w.suppressed += 1;
+      return null;
+    }
+    w.recorded += 1;
+    const suppressed = w.suppressed;
+    w.suppressed = 0;
+    return suppressed;
+  }
+
+  private prune(now: number): void {
+    for (const [k, w] of this.windows) if (now - w.start >= this.windowMs && w.suppressed === 0) this.windows.delete(k);
+  }
+}
+
+export const AUTH_FAILURE_BURST = 20;
 
 function identityOf(req: IncomingMessage): Identity {
   const identity = identities.get(req);

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { Agent, request } from 'undici';
 import { expect, inject, test } from 'vitest';
 import { makeCertificates } from '../helpers/tls.js';
+import { AUTH_FAILURE_BURST, FailureLimiter } from '../../src/gateway/routes.js';
 import { startTestGateway } from '../helpers/gateway.js';
 import { tunnelClient } from './ws-client.js';
 
@@ -57,4 +58,27 @@ test('https when tls is configured; the signing key is created 0600 on first sta
     await agent.close();
     await gw.close();
   }
+});
+
+test('a flood of failed authentications from one address is counted, but recorded only up to the burst', async () => {
+  const gw = await startTestGateway({ upstream, store: 'sqlite::memory:' });
+  try {
+    for (let i = 0; i < AUTH_FAILURE_BURST + 5; i++) {
+      const res = await request(`${gw.url}/api/v1/me`, { headers: { authorization: 'Bearer hoop_guess' } });
+      expect(res.statusCode).toBe(401);
+      await res.body.dump();
+    }
+    await expect.poll(async () => (await gw.store.readEvents({})).filter((e) => e.type === 'auth.failed').length).toBe(AUTH_FAILURE_BURST);
+    const metrics = await (await request(`${gw.url}/metrics`)).body.text();
+    expect(metrics).toContain(`hoop_auth_failures_total{code="HOOP_AUTH_REJECTED"} ${AUTH_FAILURE_BURST + 5}`);
+  } finally {
+    await gw.close();
+  }
+});
+
+test('the limiter reports what it suppressed on the next recorded failure', () => {
+  const l = new FailureLimiter(2, 1000);
+  expect([l.admit('a', 0), l.admit('a', 1), l.admit('a', 2), l.admit('a', 3), l.admit('b', 4)]).toEqual([0, 0, null, null, 0]);
+  expect(l.admit('a', 1000)).toBe(2);
+  expect(l.admit('a', 1001)).toBe(0);
 });
