@@ -9,7 +9,7 @@ const FILES = { bash: 'hoop.bash', zsh: '_hoop', fish: 'hoop.fish' } as const;
 
 /** As bash's default COMP_WORDBREAKS does: `a:b` becomes `a`, `:`, `b`. */
 function bashWordbreaks(word: string): string[] {
-  return word.split(/(:)/).filter((w, i, all) => w !== '' || all.length === 1);
+  return word.split(/(:)/).filter((w, _i, all) => w !== '' || all.length === 1);
 }
 
 /** Asks the generated bash script what it offers for a command line ending in `words`. */
