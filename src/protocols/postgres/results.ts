@@ -17,7 +17,8 @@ export class StatementRun {
   readonly start: StatementStart;
   /** Refused by the write-ahead hook: the upstream saw a poison message instead. */
   readonly refusal: { code: string; message: string } | null;
-  private startedAt = performance.now();
+  /** Created once the write-ahead hook resolved, just before the bytes go upstream. */
+  private readonly startedAt = performance.now();
   private readonly hash: Hash = createHash('sha256');
   private tags: string[] = [];
   private rowsFromTags = 0;
@@ -37,11 +38,6 @@ export class StatementRun {
   constructor(start: StatementStart, private readonly payloadLimit: number, refusal: { code: string; message: string } | null = null) {
     this.start = start;
     this.refusal = refusal;
-  }
-
-  /** The statement's bytes were just written upstream: the duration starts now. */
-  markSent(): void {
-    this.startedAt = performance.now();
   }
 
   get isEnded(): boolean {

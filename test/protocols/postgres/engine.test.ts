@@ -238,6 +238,26 @@ describe('simple and extended protocol through the engine', () => {
     expect((await db.query('select count(*)::int as n from eng_copy')).rows[0].n).toBe(500);
   });
 
+  it('records fastpath FunctionCalls (psql \\lo_import) and carries them', async () => {
+    const { mkdtempSync, writeFileSync, rmSync } = await import('node:fs');
+    const { join } = await import('node:path');
+    const { tmpdir } = await import('node:os');
+    const dir = mkdtempSync(join(tmpdir(), 'hoop-lo-'));
+    try {
+      writeFileSync(join(dir, 'blob'), 'large object payload');
+      const r = await psql(h.port, ['-c', `\\lo_import ${join(dir, 'blob')}`]);
+      expect(r.stderr).toBe('');
+      const oid = Number(/lo_import (\d+)/.exec(r.stdout)?.[1]);
+      expect(oid).toBeGreaterThan(0);
+      const content = await db.query('select convert_from(lo_get($1), $$UTF8$$) as c', [oid]);
+      expect(content.rows[0].c).toBe('large object payload');
+      expect(h.starts().some((s) => s.statement.startsWith('-- FunctionCall oid '))).toBe(true);
+      await db.query('select lo_unlink($1)', [oid]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('works with psql -c, including a failing statement with ON_ERROR_STOP', async () => {
     const ok = await psql(h.port, ['-At', '-c', 'select 40 + 2']);
     expect(ok).toMatchObject({ code: 0, stdout: '42\n' });
