@@ -378,7 +378,8 @@ export class Session {
   // ends
 
   private close(reason: string, error: string | null): void {
-    if (!this.endReason) this.endReason = { reason, error };
+    // After a Terminate, whichever side notices the end first, the client ended the session.
+    if (!this.endReason) this.endReason = this.terminated ? { reason: 'client-terminated', error: null } : { reason, error };
     this.closing = true;
     const socket = this.upstream.socket;
     if (!socket.destroyed && !socket.writableEnded) endStream(socket, this.terminated ? undefined : TERMINATE);
