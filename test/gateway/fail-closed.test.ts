@@ -8,6 +8,7 @@ import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
+import { request } from 'undici';
 import { afterAll, beforeAll, expect, inject, test } from 'vitest';
 import { PostgresCluster, findPostgresBindir } from '../../src/demo/postgres-cluster.js';
 import { passwordOf } from '../helpers/postgres.js';
@@ -56,6 +57,11 @@ test('store down: the INSERT is refused and never reaches the upstream; the sess
   expect(refused).not.toBeNull();
   expect(refused!.message).toMatch(/audit/i);
   expect((await direct.query(`SELECT v FROM ${table} ORDER BY v`)).rows).toEqual([{ v: 1 }]);
+  // A new session cannot start unrecorded either, and health says why.
+  await expect(tunnelClient(gw.url, 'bank', gw.keys['bob'])).rejects.toThrow(/audit/i);
+  const health = await request(`${gw.url}/healthz`);
+  expect(health.statusCode).toBe(503);
+  expect(await health.body.json()).toMatchObject({ status: 'unavailable', store: 'unreachable' });
 
   await pgCtl('start');
   // The session is still open; the store's pool reconnects on its own. A refused attempt never
@@ -75,4 +81,6 @@ test('store down: the INSERT is refused and never reaches the upstream; the sess
   expect(statements).toContain(`INSERT INTO ${table} VALUES (3)`);
   expect(statements).toContain('SELECT 42 AS answer');
   expect(statements).not.toContain(`INSERT INTO ${table} VALUES (2)`);
+  expect((await gw.store.listSessions({ subject: 'apikey:bob' }))).toEqual([]);
+  expect((await request(`${gw.url}/healthz`)).statusCode).toBe(200);
 });
