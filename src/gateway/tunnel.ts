@@ -113,6 +113,10 @@ export class TunnelEndpoint {
 
   private serve(ws: WebSocket, req: IncomingMessage, identity: Identity, connection: ConnectionConfig): void {
     const { ctx } = this;
+    if (this.closing) {
+      ws.close(1001, 'gateway shutting down');
+      return;
+    }
     const sessionId = randomUUID();
     const log = ctx.logger.child({ session: sessionId, connection: connection.name, subject: identity.subject });
     ctx.metrics.sessions.inc();
