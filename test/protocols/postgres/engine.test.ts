@@ -457,6 +457,33 @@ describe('hostile or broken clients', () => {
     expect(junk.messages[0].message).toMatch(/unsupported frontend protocol/);
   });
 
+  it('survives random well-framed garbage after startup: every session ends, nothing crashes', async () => {
+    let seed = 7;
+    const rand = (n: number) => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) % n);
+    const types = 'QPBEDCSHXdcfFp'.split('').map((c) => c.charCodeAt(0));
+    const before = h.sessionEnds().length;
+    const clients: RawClient[] = [];
+    for (let n = 0; n < 12; n++) {
+      const raw = await RawClient.open(h.port);
+      const frames: Buffer[] = [];
+      for (let k = 0; k < 6; k++) {
+        const body = Buffer.from(Array.from({ length: rand(40) }, () => rand(256)));
+        const head = Buffer.alloc(5);
+        head[0] = types[rand(types.length)]!;
+        head.writeInt32BE(body.length + 4, 1);
+        frames.push(head, body);
+      }
+      raw.socket.write(Buffer.concat(frames));
+      clients.push(raw);
+    }
+    await until(() => clients.every((c) => c.closed || c.messages.some((m) => m.name === 'error')), 10_000);
+    for (const c of clients) c.socket.destroy();
+    await until(() => h.sessionEnds().length >= before + clients.length, 10_000);
+    const c = await h.client();
+    expect((await c.query('select 1 as alive')).rows).toEqual([{ alive: 1 }]);
+    await c.end();
+  });
+
   it('ends the session once when the upstream backend is terminated', async () => {
     const c = await h.client({ application_name: 'to-be-killed' });
     const before = h.sessionEnds().length;
