@@ -5,6 +5,7 @@
  * HOOP_AUTH_REJECTED (exit 4) for what the provider refused or the user abandoned, HOOP_NETWORK
  * (exit 1) for a provider that cannot be reached.
  */
+import { decodeJwt } from 'jose';
 import * as oidc from 'openid-client';
 import { AuthError, HoopError } from '../errors.js';
 import { isLoopback } from './oidc-verifier.js';
@@ -192,10 +193,23 @@ function tokenSetOf(tokens: oidc.TokenEndpointResponse & oidc.TokenEndpointRespo
   return {
     accessToken: tokens.access_token,
     refreshToken: tokens.refresh_token ?? null,
-    expiresAt: expiresIn === undefined ? null : new Date(Date.now() + expiresIn * 1000),
+    expiresAt: expiresIn === undefined ? jwtExpiry(tokens.access_token) : new Date(Date.now() + expiresIn * 1000),
     idClaims,
     scope: tokens.scope ?? null,
   };
+}
+
+/**
+ * Without `expires_in`, a JWT access token's own `exp` (read, not verified: it only schedules the
+ * next refresh; the gateway verifies the token) still lets hoop refresh in time.
+ */
+function jwtExpiry(token: string): Date | null {
+  try {
+    const { exp } = decodeJwt(token);
+    return typeof exp === 'number' ? new Date(exp * 1000) : null;
+  } catch {
+    return null;
+  }
 }
 
 function parseIssuer(issuer: string): URL {

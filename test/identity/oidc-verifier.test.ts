@@ -121,6 +121,19 @@ describe('OIDC token verification against the embedded provider', () => {
     expect(await reason(`${header}.${payload}.${mac2}`)).toBe('algorithm not allowed');
   });
 
+  it('refuses a token that carries its own key in the header (jwk injection)', async () => {
+    const attacker = await newSigningKey('RS256');
+    const { d: _d, p: _p, q: _q, dp: _dp, dq: _dq, qi: _qi, ...publicJwk } = attacker;
+    const token = await new SignJWT(good())
+      .setProtectedHeader({ alg: 'RS256', jwk: publicJwk, typ: 'at+jwt' })
+      .sign(await importJWK(attacker, 'RS256'));
+    expect(await reason(token)).toBe('signature invalid'); // checked against the issuer's key, not the header's
+    const withKid = await new SignJWT(good())
+      .setProtectedHeader({ alg: 'RS256', kid: key.kid!, jwk: publicJwk })
+      .sign(await importJWK(attacker, 'RS256'));
+    expect(await reason(withKid)).toBe('signature invalid');
+  });
+
   it('refuses a tampered payload', async () => {
     const [h, , s] = (await sign(good())).split('.');
     const tampered = base64url.encode(JSON.stringify(good({ groups: ['dba'] })));
