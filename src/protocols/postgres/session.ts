@@ -53,6 +53,14 @@ type Expected =
   | { kind: 'execute'; run: StatementRun; portal: Portal | null; described: boolean }
   | { kind: 'query'; run: StatementRun };
 
+// Responses that carry nothing to remember share one entry each.
+const PARSE: Expected = { kind: 'parse' };
+const BIND: Expected = { kind: 'bind' };
+const CLOSE: Expected = { kind: 'close' };
+const SYNC: Expected = { kind: 'sync' };
+/** Outstanding frontend messages per session (bounded memory against a client that never reads). */
+const MAX_OUTSTANDING = 1_000_000;
+
 export interface SessionOptions {
   client: Duplex;
   upstream: UpstreamConnection;
@@ -144,16 +152,16 @@ export class Session {
         case MessageType.Parse: {
           const p = decodeParse(body);
           this.statements.set(p.name, { sql: p.sql, paramTypes: p.paramTypes, fields: null });
-          this.expected.push({ kind: 'parse' });
+          this.expect(PARSE);
           break;
         }
         case MessageType.Bind:
           this.bind(body);
-          this.expected.push({ kind: 'bind' });
+          this.expect(BIND);
           break;
         case MessageType.Describe: {
           const t = decodeTarget(body, 'Describe');
-          this.expected.push({
+          this.expect({
             kind: 'describe',
             statement: t.kind === 'S' ? (this.statements.get(t.name) ?? null) : null,
             portal: t.kind === 'P' ? (this.portals.get(t.name) ?? null) : null,
@@ -164,11 +172,11 @@ export class Session {
           const t = decodeTarget(body, 'Close');
           if (t.kind === 'S') this.statements.delete(t.name);
           else this.portals.delete(t.name);
-          this.expected.push({ kind: 'close' });
+          this.expect(CLOSE);
           break;
         }
         case MessageType.Sync:
-          this.expected.push({ kind: 'sync' });
+          this.expect(SYNC);
           break;
         case MessageType.Terminate:
           this.terminated = true;
@@ -182,6 +190,14 @@ export class Session {
     return drained(this.upstream.socket);
   }
 
+  /** Queues what upstream owes; a client that pipelines without ever reading is cut off. */
+  private expect(e: Expected): void {
+    if (this.expected.length >= MAX_OUTSTANDING) {
+      throw new ProtocolError(`more than ${MAX_OUTSTANDING} messages awaiting a response: the client is not reading`);
+    }
+    this.expected.push(e);
+  }
+
   /**
    * The write-ahead barrier at frames[i]: the bytes held since `runStart` and the statement itself
    * leave only once hooks.queryStart has resolved; then the rest of the batch continues.
@@ -190,8 +206,12 @@ export class Session {
     const f = batch.frames[i]!;
     const run = await this.writeAhead(s);
     if (!this.admit(run)) return;
-    if (portal === undefined) this.expected.push({ kind: 'query', run });
-    else this.expected.push({ kind: 'execute', run, portal, described: false });
+    try {
+      this.expect(portal === undefined ? { kind: 'query', run } : { kind: 'execute', run, portal, described: false });
+    } catch (err) {
+      this.endRun(run, notCompleted('the statement was not sent: the session ended on a protocol error'));
+      throw err;
+    }
     if (run.refusal) {
       const poison = portal === undefined ? POISON_QUERY : this.poisonExecute();
       write(this.upstream.socket, Buffer.concat([batch.buffer.subarray(runStart, f.start), poison]));
