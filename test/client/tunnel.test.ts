@@ -33,6 +33,7 @@ beforeAll(async () => {
   gateway.on('upgrade', (req: IncomingMessage, socket, head) => {
     const m = /^\/api\/v1\/connections\/([^/]+)\/tunnel$/.exec(req.url ?? '');
     if (req.headers.authorization !== `Bearer ${GOOD_TOKEN}`) return refuse(socket, 401, 'HOOP_AUTH_REJECTED', 'token rejected: run hoop login');
+    if (m?.[1] === 'vault') return refuse(socket, 403, 'HOOP_FORBIDDEN', 'alice may not use connection "vault" (needs group dba)');
     if (!m || m[1] !== 'bank') return refuse(socket, 404, 'HOOP_NOT_FOUND', `unknown connection "${decodeURIComponent(m?.[1] ?? '')}"`);
     reasons.push(req.headers['x-hoop-reason'] as string | undefined);
     wss.handleUpgrade(req, socket, head, (ws) => {
@@ -128,7 +129,15 @@ describe('openLocalTunnel', () => {
     });
   });
 
-  it('shows the gateway refusal (401, 404) to psql as a FATAL and emits refused', async () => {
+  it('shows the gateway refusal (401, 403, 404) to psql as a FATAL and emits refused', async () => {
+    await withTunnel({ connection: 'vault' }, async (t, events) => {
+      const r = await psql(t.uri, ['-c', 'select 1']);
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toMatch(/FATAL: {2}hoop: alice may not use connection "vault" \(needs group dba\)/);
+      expect(events.filter((e) => e.kind === 'refused')).toHaveLength(1);
+      const err = await new pg.Client({ connectionString: t.uri }).connect().catch((e) => e);
+      expect(err.code).toBe('42501');
+    });
     await withTunnel({ token: 'bad-token' }, async (t, events) => {
       const r = await psql(t.uri, ['-c', 'select 1']);
       expect(r.code).not.toBe(0);
