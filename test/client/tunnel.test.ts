@@ -176,6 +176,35 @@ describe('openLocalTunnel', () => {
     });
   });
 
+  it('reaches an https gateway trusted through the ca option, and reports an untrusted one', async () => {
+    const { makeCertificates } = await import('../helpers/tls.js');
+    const { createServer: createHttpsServer } = await import('node:https');
+    const certs = makeCertificates();
+    const tlsGateway = createHttpsServer({ cert: certs.cert, key: certs.key });
+    tlsGateway.on('upgrade', (req, socket, head) => gateway.emit('upgrade', req, socket, head));
+    await new Promise<void>((r) => tlsGateway.listen(0, '127.0.0.1', () => r()));
+    const url = `https://127.0.0.1:${(tlsGateway.address() as AddressInfo).port}`;
+    try {
+      for (const ca of [certs.ca, undefined]) {
+        const events: TunnelEvent[] = [];
+        const t = await openLocalTunnel({ gateway: url, connection: 'bank', token: async () => GOOD_TOKEN, port: 0, user: 'alice', database: 'bank', ca, onEvent: (e) => events.push(e) });
+        try {
+          const r = await psql(t.uri, ['-At', '-c', 'select 5']);
+          if (ca) expect(r).toMatchObject({ code: 0, stdout: '5\n' });
+          else {
+            expect(r.stderr).toMatch(/hoop: cannot reach the gateway at https:\/\/127\.0\.0\.1:\d+: .*certificate/);
+            expect(events.some((e) => e.kind === 'error')).toBe(true);
+          }
+        } finally {
+          await t.close();
+        }
+      }
+    } finally {
+      tlsGateway.closeAllConnections();
+      await new Promise((r) => tlsGateway.close(r));
+    }
+  });
+
   it('builds the tunnel URL and parses refusals', () => {
     expect(tunnelUrl('https://gw.example/base/', 'a b')).toBe('wss://gw.example/base/api/v1/connections/a%20b/tunnel');
     expect(tunnelUrl('http://127.0.0.1:8009', 'bank')).toBe('ws://127.0.0.1:8009/api/v1/connections/bank/tunnel');
