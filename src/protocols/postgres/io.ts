@@ -1,28 +1,5 @@
-/** Stream helpers for the hot path: writes that respect backpressure, and chunk iteration. */
+/** Stream helpers for the hot path: backpressure-aware pumping and writing, and chunk iteration. */
 import type { Duplex, Writable } from 'node:stream';
-
-/**
- * Writes `buf`; when the stream's buffer is full, waits for 'drain' (or for the stream to close,
- * so that a dead peer never leaves the other direction waiting forever). Returns false when the
- * stream can no longer be written.
- */
-export function writeWithBackpressure(stream: Writable, buf: Buffer): boolean | Promise<boolean> {
-  if (stream.destroyed || stream.writableEnded) return false;
-  if (stream.write(buf)) return true;
-  return new Promise<boolean>((resolve) => {
-    const done = (ok: boolean) => {
-      stream.off('drain', onDrain);
-      stream.off('close', onClose);
-      stream.off('error', onClose);
-      resolve(ok);
-    };
-    const onDrain = () => done(true);
-    const onClose = () => done(false);
-    stream.on('drain', onDrain);
-    stream.on('close', onClose);
-    stream.on('error', onClose);
-  });
-}
 
 /** Chunks of a readable side, pulled one at a time (so an awaiting consumer pauses the peer). */
 export function chunksOf(stream: Duplex): AsyncIterable<Buffer> {
