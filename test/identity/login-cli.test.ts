@@ -83,6 +83,24 @@ describe('hoop login / whoami / logout against the embedded provider and a real 
     expect(JSON.parse(j.stdout)).toMatchObject({ gateway: gateway.url, subject: 'alice', groups: ['analysts'], method: 'oidc', stored_in: credentialsFile });
   });
 
+  it('hoop whoami with the gateway down shows the stored login, with a warning', async () => {
+    const down = `http://127.0.0.1:${await freePort()}`;
+    const file = readCredentials();
+    file.gateways[down] = { ...file.gateways[gateway.url]!, gateway: down } as (typeof file.gateways)[string];
+    writeFileSync(credentialsFile, JSON.stringify(file), { mode: 0o600 });
+    try {
+      const r = await hoopRun(['whoami', '--gateway', down], env);
+      expect(r.code).toBe(0);
+      expect(r.stderr).toContain(`warning: cannot reach the gateway ${down}; showing the identity stored at login`);
+      expect(r.stdout).toContain('Subject:   alice');
+      expect(r.stdout).toContain('Groups:    analysts');
+    } finally {
+      const f = readCredentials();
+      delete f.gateways[down];
+      writeFileSync(credentialsFile, JSON.stringify(f), { mode: 0o600 });
+    }
+  });
+
   it('refreshes an access token that is about to expire, and stores the new tokens', async () => {
     const before = readCredentials().gateways[gateway.url]!;
     // pretend the token was issued an hour ago and expires in 10 seconds

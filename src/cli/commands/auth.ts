@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { AuthError, HoopError, UsageError } from '../../errors.js';
-import { CredentialsStore, writeFileAtomic, type Location } from '../../identity/credentials-store.js';
+import { CredentialsStore, writeFileAtomic, type Location, type StoredCredentials } from '../../identity/credentials-store.js';
 import { OidcClient, type DeviceAuthorization } from '../../identity/device-flow.js';
 import { clientCredentialsLogin, deviceLogin, fetchAuthConfig, fetchGatewayIdentity, type GatewayIdentity } from '../../identity/login.js';
 import { TokenProvider, keepTokenFresh } from '../../identity/token-provider.js';
@@ -131,6 +131,7 @@ export const whoamiCommand = defineCommand({
     const { io } = ctx;
     let token: string;
     let storedIn: Location | 'HOOP_TOKEN';
+    let stored: StoredCredentials | null = null;
     const fromEnv = ctx.env.HOOP_TOKEN?.trim();
     if (fromEnv) {
       token = fromEnv;
@@ -145,12 +146,18 @@ export const whoamiCommand = defineCommand({
       }
       token = (await tokens.storedToken(gateway))!;
       storedIn = found.where;
+      stored = (await tokens.store.load(gateway))?.credentials ?? found.credentials;
     }
     const id = await fetchGatewayIdentity(gateway, token).catch((err: unknown) => {
       if (err instanceof HoopError && err.code === 'HOOP_AUTH_REJECTED') {
         throw new AuthError('HOOP_AUTH_REJECTED', `${gateway} rejected the token: ${err.message}`, {
           hint: storedIn === 'HOOP_TOKEN' ? 'Check HOOP_TOKEN.' : `Run \`hoop login --gateway ${gateway}\` again.`,
         });
+      }
+      if (err instanceof HoopError && err.code === 'HOOP_NETWORK' && stored) {
+        // The gateway is down: what was stored at login still answers "who am I".
+        io.info(`${io.err.yellow('warning:')} ${err.message}; showing the identity stored at login`);
+        return { subject: stored.subject, email: stored.email, name: null, groups: stored.groups, method: 'oidc', expires_at: stored.expires_at };
       }
       throw err;
     });
