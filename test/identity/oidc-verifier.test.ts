@@ -1,6 +1,6 @@
 import { createHmac, generateKeyPairSync } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SignJWT, importJWK, exportJWK, base64url, type JWK, type JWTPayload } from 'jose';
+import { SignJWT, importJWK, base64url, type JWK, type JWTPayload } from 'jose';
 import { newSigningKey, startDemoIdp, type DemoIdp } from '../../src/identity/demo-idp.js';
 import { OidcVerifier, groupsFrom } from '../../src/identity/oidc-verifier.js';
 import { AuthError } from '../../src/errors.js';
@@ -224,4 +224,3 @@ async function reasonOf(v: OidcVerifier, token: string): Promise<string> {
   return 'accepted';
 }
 
-void exportJWK;
