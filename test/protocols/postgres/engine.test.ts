@@ -417,6 +417,19 @@ describe('upstream authentication and TLS', () => {
     } finally {
       await g.close();
     }
+    // A server that declines SSLRequest with 'N'.
+    const { createServer } = await import('node:net');
+    const plain = createServer((s) => s.once('data', () => s.write('N')));
+    await new Promise<void>((r) => plain.listen(0, '127.0.0.1', () => r()));
+    const port = (plain.address() as import('node:net').AddressInfo).port;
+    const g2 = await startHarness({ upstream: upstreamConfig(upstream, upstream.users.scram, { port, sslmode: 'require' }) });
+    try {
+      const err = await g2.client().catch((e) => e);
+      expect(err.message).toBe(`hoop: upstream 127.0.0.1:${port}: server does not support SSL, but sslmode is require`);
+    } finally {
+      await g2.close();
+      plain.close();
+    }
   });
 });
 
