@@ -38,6 +38,7 @@ beforeAll(async () => {
       result: { columns: [], rows: [], truncated: false, sha256: 'cd'.repeat(32) },
     }),
     event(sessionId, alice, 'query.start', '2026-11-28T09:00:03.000Z', { query_id: randomUUID(), protocol: 'simple', statement: 'SELECT pg_sleep(100)' }),
+    event(sessionId, alice, 'protocol.error', '2026-11-28T09:04:00.000Z', { message: 'frame of 99999999999 bytes over the limit' }),
     event(sessionId, alice, 'session.end', '2026-11-28T09:05:00.000Z', { reason: 'client closed', error: null }),
     event(otherSession, bob, 'session.start', '2026-11-28T10:00:00.000Z', { user: 'bob', database: 'bank' }),
   ]);
@@ -136,6 +137,7 @@ describe('hoop sessions show', () => {
     expect(out).toContain('#2  2026-11-28 09:00:02Z  3 ms  error  0 rows');
     expect(out).toContain('  error: syntax error at or near "SELEC" (42601)');
     expect(out).toContain('#3  2026-11-28 09:00:03Z  no end recorded');
+    expect(out).toContain('Other events\n  2026-11-28 09:04:00Z  protocol.error  {"message":"frame of 99999999999 bytes over the limit"}');
     // Returned data is hostile input: no raw escape sequences reach the terminal.
     expect(out).not.toContain('\u001b');
   });
@@ -146,7 +148,7 @@ describe('hoop sessions show', () => {
     const j = await runHoop(['sessions', 'show', sessionId, '--json'], as('alice'));
     const parsed = JSON.parse(j.stdout) as { session: { id: string }; events: { type: string; hash: string }[] };
     expect(parsed.session.id).toBe(sessionId);
-    expect(parsed.events.map((e) => e.type)).toEqual(['session.start', 'query.start', 'query.end', 'query.start', 'query.end', 'query.start', 'session.end']);
+    expect(parsed.events.map((e) => e.type)).toEqual(['session.start', 'query.start', 'query.end', 'query.start', 'query.end', 'query.start', 'protocol.error', 'session.end']);
     expect(parsed.events[0]?.hash).toMatch(/^[0-9a-f]{64}$/);
   });
 

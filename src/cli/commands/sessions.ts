@@ -132,9 +132,20 @@ export function renderSession(io: IOStreams, { session: s, events }: SessionDeta
   lines.push(`${cs.dim('Statements:')} ${statements.length}`);
   io.print(lines.join('\n'));
   statements.forEach((st, i) => renderStatement(io, cs, st, i + 1, o.rows));
-  for (const e of events) {
-    if (e.type === 'protocol.error') io.print(`\n${cs.red('protocol error')} ${formatTimestamp(e.time)}: ${sanitize(String(e.data.message ?? ''))}`);
+  // Approvals, grants, protocol errors...: one line each, so nothing recorded is hidden.
+  const other = events.filter((e) => !SHOWN_ABOVE.has(e.type));
+  if (other.length) io.print(`\n${cs.bold('Other events')}`);
+  for (const e of other) {
+    const label = e.type === 'protocol.error' ? cs.red(e.type) : cs.yellow(e.type);
+    io.print(`  ${formatTimestamp(e.time)}  ${label}  ${compact(e.data)}`);
   }
+}
+
+const SHOWN_ABOVE = new Set(['session.start', 'session.end', 'query.start', 'query.end']);
+
+function compact(value: unknown, max = 160): string {
+  const text = sanitize(JSON.stringify(value) ?? '');
+  return text.length > max ? `${text.slice(0, max - 1)}…` : text;
 }
 
 function renderStatement(io: IOStreams, cs: ColorScheme, st: Statement, n: number, maxRows: number): void {
@@ -153,6 +164,7 @@ function renderStatement(io: IOStreams, cs: ColorScheme, st: Statement, n: numbe
   if (start.protocol === 'extended') header.push(cs.dim('extended'));
   io.print(`\n${header.join('  ')}`);
   io.print(indent(String(start.statement ?? '').replace(/\r\n?/g, '\n').replace(/[^\S\n]+$/gm, '').trimEnd()));
+  if (start.decision && typeof start.decision === 'object') io.print(`  ${cs.dim('decision:')} ${compact(start.decision)}`);
   const params = start.parameters as unknown[] | undefined;
   if (params?.length) io.print(`  ${cs.dim('parameters:')} ${params.map((p, i) => `$${i + 1} = ${formatParam(p)}`).join(', ')}`);
   const error = end?.error as { code?: string; message?: string } | null | undefined;
