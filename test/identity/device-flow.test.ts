@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDemoIdp, DEMO_SCOPES, type DemoIdp } from '../../src/identity/demo-idp.js';
-import { OidcClient, type TokenSet } from '../../src/identity/device-flow.js';
+import { OidcClient, translate, type TokenSet } from '../../src/identity/device-flow.js';
 import { OidcVerifier } from '../../src/identity/oidc-verifier.js';
 import { freePort } from '../../src/demo/postgres-cluster.js';
 import { HoopError } from '../../src/errors.js';
@@ -119,5 +119,24 @@ describe('device authorization grant against the embedded provider', () => {
     const err = await failure(OidcClient.discover('http://idp.example.com', 'hoop-cli'));
     expect(err.code).toBe('HOOP_AUTH_REJECTED');
     expect(err.message).toContain('refusing to log in over plain http');
+  });
+});
+
+describe('provider errors become one-line HoopErrors', () => {
+  it.each([
+    ['expired_token', 'HOOP_AUTH_REJECTED', 'the login code expired before it was used'],
+    ['access_denied', 'HOOP_AUTH_REJECTED', 'the login was denied at the identity provider'],
+    ['invalid_client', 'HOOP_AUTH_REJECTED', 'the identity provider refused the client (invalid_client)'],
+    ['server_error', 'HOOP_AUTH_REJECTED', 'the identity provider refused the request (server_error)'],
+    ['<script>\u001b[31m', 'HOOP_AUTH_REJECTED', 'the identity provider refused the request (error)'],
+  ])('%s', (error, code, message) => {
+    const err = translate({ error }, 'https://idp.example');
+    expect(err.code).toBe(code);
+    expect(err.message).toBe(message);
+  });
+
+  it('connection failures are network errors', () => {
+    const refused = Object.assign(new TypeError('fetch failed'), { cause: Object.assign(new Error('connect'), { code: 'ECONNREFUSED' }) });
+    expect(translate(refused, 'https://idp.example')).toMatchObject({ code: 'HOOP_NETWORK', message: 'cannot reach the identity provider https://idp.example' });
   });
 });
