@@ -4,7 +4,7 @@
  */
 import { execFile, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { promisify } from 'node:util';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -85,6 +85,18 @@ describe('bin/hoop.js', () => {
     expect(denied).toEqual({ code: 0, stdout: '', stderr: '' });
     const away = await runBin(['__complete', 'connections'], env({ HOOP_GATEWAY: 'http://127.0.0.1:9' }));
     expect(away).toEqual({ code: 0, stdout: '', stderr: '' });
+  });
+
+  it('bash completes connection names by asking the gateway named by --gateway', async () => {
+    const binDir = join(home.dir, 'bin');
+    mkdirSync(binDir, { recursive: true });
+    if (!existsSync(join(binDir, 'hoop'))) symlinkSync(BIN, join(binDir, 'hoop'));
+    const line = `hoop --gateway ${gw.url} connect `;
+    const script = `source ${JSON.stringify(join(ROOT, 'completions/hoop.bash'))}
+COMP_LINE=${JSON.stringify(line)}; COMP_POINT=\${#COMP_LINE}; COMP_WORDS=(hoop --gateway x connect ''); COMP_CWORD=4
+_hoop; printf '%s\\n' "\${COMPREPLY[@]}"`;
+    const { stdout } = await execFileAsync('bash', ['--norc', '-c', script], { env: env({ PATH: `${binDir}:${process.env.PATH ?? ''}`, HOOP_TOKEN: gw.keys.alice! }) });
+    expect(stdout).toBe('bank\n');
   });
 
   it('`connect --json` prints one JSON line, psql works through it, and SIGINT ends it with exit 0', async () => {
