@@ -43,6 +43,10 @@ export interface DemoIdpOptions {
   serviceClient?: { clientId: string; clientSecret: string; groups: string[] };
   /** Private signing JWKs (the first signs). Generated when absent; tests pass their own. */
   signingKeys?: JWK[];
+  /** Polling interval advertised with each device code (RFC 8628 §3.2), in seconds; default 5. */
+  pollInterval?: number;
+  /** Answer this many first polls of each device code with `slow_down`, as a busy provider may. */
+  busyPolls?: number;
 }
 
 export interface DemoIdp {
@@ -53,6 +57,8 @@ export interface DemoIdp {
   serviceClient: { clientId: string; clientSecret: string; groups: string[] };
   /** Requests served per path, for tests that check caching (`/jwks`). */
   requestCount(path: string): number;
+  /** When each device code was polled at the token endpoint (ms since epoch), oldest first. */
+  devicePolls(): number[][];
   close(): Promise<void>;
 }
 
@@ -71,6 +77,7 @@ export function defaultDemoUsers(): DemoUser[] {
 }
 
 type ProviderModule = typeof import('oidc-provider');
+type KoaContextish = import('oidc-provider').KoaContextish;
 
 /**
  * oidc-provider 9 prints "Unsupported runtime" on Node 20 at import (it runs fine on 20.19+), and
@@ -108,6 +115,8 @@ export async function startDemoIdp(options: DemoIdpOptions = {}): Promise<DemoId
   const accessTokenTtl = options.accessTokenTtl ?? 900;
   const refreshTokenTtl = options.refreshTokenTtl ?? 14 * 24 * 3600;
   const keys = options.signingKeys ?? [await newSigningKey()];
+  const pollInterval = options.pollInterval ?? 5;
+  const busyPolls = options.busyPolls ?? 0;
 
   const counts = new Map<string, number>();
   let handler: (req: IncomingMessage, res: ServerResponse) => void = () => undefined;
@@ -244,6 +253,32 @@ export async function startDemoIdp(options: DemoIdpOptions = {}): Promise<DemoId
     interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
   });
 
+  // RFC 8628 §3.2/§3.5: advertise the polling interval, and tell a client that polls too soon
+  // (or any poll while "busy") to slow down by five seconds.
+  const polls = new Map<string, number[]>();
+  const required = new Map<string, number>();
+  provider.use(async (ctx: KoaContextish, next: () => Promise<void>) => {
+    await next();
+    const route = ctx['oidc']?.route as string | undefined;
+    const body = ctx.body as Record<string, unknown> | undefined;
+    if (route === 'device_authorization' && ctx['status'] === 200 && body) body['interval'] = pollInterval;
+    const params = ctx['oidc']?.params as Record<string, unknown> | undefined;
+    if (route !== 'token' || params?.['grant_type'] !== 'urn:ietf:params:oauth:grant-type:device_code') return;
+    const code = String(params['device_code'] ?? '');
+    const times = polls.get(code) ?? [];
+    const now = Date.now();
+    const last = times.at(-1);
+    times.push(now);
+    polls.set(code, times);
+    if (body?.['error'] !== 'authorization_pending') return;
+    const interval = required.get(code) ?? pollInterval;
+    const tooSoon = last !== undefined && now - last < interval * 1000 - 250;
+    if (times.length <= busyPolls || tooSoon) {
+      required.set(code, interval + 5);
+      ctx.body = { error: 'slow_down', error_description: 'poll less often' };
+    }
+  });
+
   const callback = provider.callback();
   handler = (req, res) => {
     const url = req.url ?? '/';
@@ -266,6 +301,7 @@ export async function startDemoIdp(options: DemoIdpOptions = {}): Promise<DemoId
     users,
     serviceClient,
     requestCount: (path) => counts.get(path) ?? 0,
+    devicePolls: () => [...polls.values()],
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());

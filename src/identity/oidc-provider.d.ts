@@ -91,6 +91,7 @@ declare module 'oidc-provider' {
       options?: { mergeWithLastSubmission?: boolean },
     ): Promise<void>;
     Grant: typeof Grant;
+    use(middleware: (ctx: KoaContextish, next: () => Promise<void>) => Promise<void>): void;
   }
 
   export const errors: {

@@ -22,7 +22,7 @@ async function failure(p: Promise<unknown>): Promise<HoopError> {
 }
 
 beforeAll(async () => {
-  idp = await startDemoIdp({ accessTokenTtl: 120 });
+  idp = await startDemoIdp({ accessTokenTtl: 120, pollInterval: 1 });
   verifier = new OidcVerifier({ issuer: idp.issuer, audience: 'hoop' });
   client = await OidcClient.discover(idp.issuer, idp.clientId);
 });
@@ -75,6 +75,27 @@ describe('device authorization grant against the embedded provider', () => {
     ]);
     expect(err.code).toBe('HOOP_AUTH_REJECTED');
     expect(err.message).toBe('the login was denied at the identity provider');
+  });
+
+  it('polls at the advertised interval and five seconds slower after slow_down', async () => {
+    const busy = await startDemoIdp({ pollInterval: 1, busyPolls: 1 });
+    try {
+      const c = await OidcClient.discover(busy.issuer, busy.clientId);
+      const started = Date.now();
+      const handle = await c.initiateDeviceAuthorization(DEMO_SCOPES);
+      expect(handle.interval).toBe(1);
+      const polling = handle.pollDeviceAuthorizationGrant();
+      while (busy.devicePolls()[0]?.length !== 1) await new Promise((r) => setTimeout(r, 50));
+      await completeDeviceLogin(handle.verificationUri, handle.userCode, busy.users[0]!);
+      const tokens = await polling;
+      expect(tokens.accessToken).toBeTruthy();
+      const [first, second, ...rest] = busy.devicePolls()[0]!;
+      expect(first! - started).toBeGreaterThanOrEqual(900); // waited the advertised second
+      expect(second! - first!).toBeGreaterThanOrEqual(5_900); // 1 s + 5 s after slow_down
+      expect(rest).toEqual([]);
+    } finally {
+      await busy.close();
+    }
   });
 
   it('Ctrl-C (an aborted signal) ends the poll with a clean message', async () => {

@@ -24,7 +24,7 @@ const readCredentials = (): CredentialsFile => JSON.parse(readFileSync(credentia
 
 beforeAll(async () => {
   assertBuilt();
-  idp = await startDemoIdp({});
+  idp = await startDemoIdp({ pollInterval: 1 });
   gateway = await startTestGateway({
     upstream: inject('upstream'),
     config: {

@@ -16,7 +16,7 @@ let store: CredentialsStore;
 let verifier: OidcVerifier;
 
 beforeAll(async () => {
-  idp = await startDemoIdp({ accessTokenTtl: 4 });
+  idp = await startDemoIdp({ accessTokenTtl: 4, pollInterval: 1 });
   home = mkdtempSync(join(tmpdir(), 'hoop-tokens-'));
   store = new CredentialsStore({ env: { XDG_CONFIG_HOME: home, HOOP_KEYRING: 'file' } });
   verifier = new OidcVerifier({ issuer: idp.issuer, audience: 'hoop', clockToleranceSec: 0 });
