@@ -1,13 +1,13 @@
-import { expect, test } from 'vitest';
+import { expect, test, vi } from 'vitest';
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { connect, createServer, type Server } from 'node:net';
-import { tmpdir } from 'node:os';
 import { PassThrough } from 'node:stream';
 import pg from 'pg';
 import { openLocalTunnel } from '../../src/client/tunnel.js';
 import { BANK_ROW_COUNTS } from '../../src/demo/bank.js';
 import { runDemo } from '../../src/demo/demo.js';
+import { PostgresCluster } from '../../src/demo/postgres-cluster.js';
 
 function capture(): { out: PassThrough; text: () => string; waitFor: (s: string) => Promise<void> } {
   const out = new PassThrough();
@@ -39,8 +39,6 @@ function listening(port: number): Promise<boolean> {
 function processesMentioning(text: string): string[] {
   return execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' }).split('\n').filter((l) => l.includes(text));
 }
-
-const demoClusterDirs = () => new Set(readdirSync(tmpdir()).filter((d) => d.startsWith('hoop-demo-pg-')));
 
 test('hoop demo serves the seeded bank through the gateway, prints the next steps, and leaves nothing behind', async () => {
   const { out, text } = capture();
@@ -109,15 +107,28 @@ test('aborting the signal stops a running demo; aborting during startup undoes w
   expect(existsSync(running.upstream.dir)).toBe(false);
   expect(await listening(Number(new URL(running.url).port))).toBe(false);
 
-  const before = demoClusterDirs();
-  const early = new AbortController();
-  const { out, waitFor } = capture();
-  const starting = runDemo({ port: 0, out, signal: early.signal });
-  await waitFor('Creating the bank database');
-  early.abort();
-  await expect(starting).rejects.toThrow(/abort/i);
-  const leftovers = [...demoClusterDirs()].filter((d) => !before.has(d));
-  expect(leftovers).toEqual([]);
+  // Abort while the bank is being created: PostgreSQL is up by then, and must be stopped again.
+  const clusters: PostgresCluster[] = [];
+  const start = PostgresCluster.start.bind(PostgresCluster);
+  const spy = vi.spyOn(PostgresCluster, 'start').mockImplementation(async (o) => {
+    const c = await start(o);
+    clusters.push(c);
+    return c;
+  });
+  try {
+    const early = new AbortController();
+    const { out, waitFor } = capture();
+    const starting = runDemo({ port: 0, out, signal: early.signal });
+    await waitFor('Creating the bank database');
+    early.abort();
+    await expect(starting).rejects.toThrow(/abort/i);
+  } finally {
+    spy.mockRestore();
+  }
+  expect(clusters).toHaveLength(1);
+  expect(existsSync(clusters[0]!.dir)).toBe(false);
+  expect(await listening(clusters[0]!.port)).toBe(false);
+  expect(processesMentioning(clusters[0]!.dir)).toEqual([]);
 });
 
 test('a busy port is reported before anything is started', async () => {
