@@ -162,7 +162,7 @@ async function openTunnel(socket: Socket, options: LocalTunnelOptions, first: Bu
   const ws = await connectGateway(socket, options, emit);
   if (!ws) return;
   emit({ kind: 'client-connected', message: `client ${socket.remoteAddress}:${socket.remotePort} connected to ${options.connection}` });
-  const stream = createWebSocketStream(ws);
+  const stream = webSocketStream(ws);
   stream.on('error', () => {});
   stream.write(first);
   if (rest.length > 0) stream.write(rest);
@@ -258,6 +258,27 @@ export function parseRefusal(status: number, body: string): { code: string | nul
   const bystatus: Record<number, HoopErrorCode> = { 401: 'HOOP_AUTH_REJECTED', 403: 'HOOP_FORBIDDEN', 404: 'HOOP_NOT_FOUND' };
   const code = bystatus[status] ?? 'HOOP_NETWORK';
   return { code, message: `gateway refused the tunnel (HTTP ${status})`, sqlstate: sqlstateOf(code) };
+}
+
+/**
+ * Bytes each side of the pipe may hold before it pauses its source: above one socket read
+ * (64 KiB), so a big result is not paused and resumed per WebSocket message.
+ */
+const STREAM_HIGH_WATER_MARK = 1024 * 1024;
+
+/**
+ * The WebSocket as a byte stream. WebSocket messages (RFC 6455) carry no PostgreSQL meaning: what
+ * psql sends while the previous message is still being written leaves as ONE binary message
+ * (one mask and frame, fewer syscalls). Nothing ever waits for more data. A coalesced message
+ * holds at most the high-water mark plus one socket read, far below the gateway's maxPayload.
+ */
+function webSocketStream(ws: WebSocket): Duplex {
+  const stream = createWebSocketStream(ws, { readableHighWaterMark: STREAM_HIGH_WATER_MARK, writableHighWaterMark: STREAM_HIGH_WATER_MARK });
+  stream._writev = (chunks, callback) => {
+    const data = chunks.length === 1 ? chunks[0]!.chunk : Buffer.concat(chunks.map((c) => c.chunk as Buffer));
+    ws.send(data, callback); // as createWebSocketStream's _write once the socket is open
+  };
+  return stream;
 }
 
 /** Pipes both ways with backpressure (pipe pauses the source while the destination is full). */

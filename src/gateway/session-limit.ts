@@ -15,14 +15,15 @@ const SQLSTATE_ADMIN_SHUTDOWN = '57P01';
 export class LimitedSessionStream extends Duplex {
   /** Bytes of the current backend message not yet passed on; 0 at a boundary. */
   private remaining = 0;
-  /** A partial 5-byte message header carried between chunks. */
-  private header = Buffer.alloc(0);
+  /** How many bytes of a 5-byte message header split across chunks are in `header` (0 if none). */
+  private headerLength = 0;
+  private readonly header = Buffer.alloc(5);
   private fatal: Buffer | null = null;
   private terminated = false;
   private forceTimer: NodeJS.Timeout | null = null;
 
-  constructor(private readonly client: Duplex) {
-    super({ allowHalfOpen: false });
+  constructor(private readonly client: Duplex, options: { highWaterMark?: number } = {}) {
+    super({ allowHalfOpen: false, highWaterMark: options.highWaterMark });
     client.on('data', (chunk: Buffer) => {
       if (this.terminated) return;
       if (!this.push(chunk)) client.pause();
@@ -77,7 +78,7 @@ export class LimitedSessionStream extends Duplex {
   }
 
   private atBoundary(): boolean {
-    return this.remaining === 0 && this.header.length === 0;
+    return this.remaining === 0 && this.headerLength === 0;
   }
 
   private finish(): void {
@@ -96,26 +97,28 @@ export class LimitedSessionStream extends Duplex {
 
   /**
    * Advances the framing state over `chunk`; with `stopAtBoundary`, stops at the first message
-   * boundary and returns its offset (null if none within the chunk).
+   * boundary and returns its offset (null if none within the chunk). Whole headers are read in
+   * place and bodies skipped by arithmetic: no allocation per message.
    */
   private boundaryWithin(chunk: Buffer, stopAtBoundary = true): number | null {
     let i = 0;
+    const n = chunk.length;
     for (;;) {
-      if (this.atBoundary() && stopAtBoundary) return i;
-      if (i >= chunk.length) return null;
+      if (stopAtBoundary && this.atBoundary()) return i;
+      if (i >= n) return null;
       if (this.remaining > 0) {
-        const take = Math.min(this.remaining, chunk.length - i);
+        const take = Math.min(this.remaining, n - i);
         this.remaining -= take;
         i += take;
-        continue;
-      }
-      const need = 5 - this.header.length;
-      const part = chunk.subarray(i, i + need);
-      this.header = Buffer.concat([this.header, part]);
-      i += part.length;
-      if (this.header.length === 5) {
-        this.remaining = Math.max(0, this.header.readInt32BE(1) - 4);
-        this.header = Buffer.alloc(0);
+      } else if (this.headerLength === 0 && n - i >= 5) {
+        this.remaining = Math.max(0, chunk.readInt32BE(i + 1) - 4);
+        i += 5;
+      } else {
+        this.header[this.headerLength++] = chunk[i++]!;
+        if (this.headerLength === 5) {
+          this.remaining = Math.max(0, this.header.readInt32BE(1) - 4);
+          this.headerLength = 0;
+        }
       }
     }
   }

@@ -25,6 +25,12 @@ import { formatDuration } from './units.js';
 
 /** Largest WebSocket message accepted from a client (the engine's own frame limit is separate). */
 export const MAX_WS_PAYLOAD = 16 * 1024 * 1024;
+/**
+ * Bytes each stream layer of a tunnel may hold before the writer waits for 'drain'. Above one
+ * socket read (64 KiB), so that results keep flowing while a WebSocket write is in flight and
+ * the writes queued meanwhile leave together; small enough to keep a stalled reader cheap.
+ */
+const STREAM_HIGH_WATER_MARK = 1024 * 1024;
 /** Ping interval; a peer that misses one whole interval is cut off. */
 const KEEPALIVE_MS = 30_000;
 const TUNNEL_PATH = /^\/api\/v1\/connections\/([^/]+)\/tunnel$/;
@@ -136,7 +142,7 @@ export class TunnelEndpoint {
     }, KEEPALIVE_MS);
     keepalive.unref();
 
-    const stream = new LimitedSessionStream(createWebSocketStream(ws));
+    const stream = new LimitedSessionStream(webSocketStream(ws), { highWaterMark: STREAM_HIGH_WATER_MARK });
     stream.on('error', (err) => log.debug({ err: errorMessage(err) }, 'tunnel stream error'));
     let limitTimer: NodeJS.Timeout | null = null;
     let endedBy: string | null = null;
@@ -200,6 +206,21 @@ export class TunnelEndpoint {
     };
     this.live.add(entry);
   }
+}
+
+/**
+ * The WebSocket as a byte stream. WebSocket messages (RFC 6455) carry no PostgreSQL meaning: what
+ * the engine writes while the previous message is still being written leaves as ONE binary
+ * message (fewer frames, syscalls and wakeups of the tunnel). Nothing ever waits for more data.
+ * A coalesced message holds at most the high-water mark plus the last write.
+ */
+function webSocketStream(ws: WebSocket): Duplex {
+  const stream = createWebSocketStream(ws, { readableHighWaterMark: STREAM_HIGH_WATER_MARK, writableHighWaterMark: STREAM_HIGH_WATER_MARK });
+  stream._writev = (chunks, callback) => {
+    const data = chunks.length === 1 ? chunks[0]!.chunk : Buffer.concat(chunks.map((c) => c.chunk as Buffer));
+    ws.send(data, callback); // as createWebSocketStream's _write once the socket is open
+  };
+  return stream;
 }
 
 function shuttingDown(): HttpError {

@@ -20,6 +20,11 @@ export class StatementRun {
   /** Created once the write-ahead hook resolved, just before the bytes go upstream. */
   private readonly startedAt = performance.now();
   private readonly hash: Hash = createHash('sha256');
+  /** Hashed bytes not yet fed to `hash`: buffer[hashStart, hashEnd). Adjacent messages of one
+   *  received chunk extend the range, so a run of rows costs one update, not one per message. */
+  private hashBuffer: Buffer | null = null;
+  private hashStart = 0;
+  private hashEnd = 0;
   private tags: string[] = [];
   private rowsFromTags = 0;
   private sawRowTag = false;
@@ -54,13 +59,13 @@ export class StatementRun {
     }
   }
 
-  /** A DataRow message as sent to the client (whole frame bytes, and its body). */
-  dataRow(frameBytes: Buffer, body: Buffer): void {
-    this.hash.update(frameBytes);
-    this.bytes += frameBytes.length;
+  /** A DataRow message as sent to the client: buffer[start, end), its body from bodyStart. */
+  dataRow(buffer: Buffer, start: number, bodyStart: number, end: number): void {
+    this.hashRange(buffer, start, end);
+    this.bytes += end - start;
     this.dataRows++;
     if (this.truncated) return;
-    const values = decodeDataRow(body);
+    const values = decodeDataRow(buffer.subarray(bodyStart, end));
     let size = 0;
     for (const v of values) size += v ? v.length : 0;
     if (this.keptBytes + size > this.payloadLimit) {
@@ -69,6 +74,24 @@ export class StatementRun {
     }
     this.keptBytes += size;
     this.keptRows.push(values.map((v, i) => (v === null ? null : this.formatOf(i) === 1 ? '\\x' + v.toString('hex') : v.toString('utf8'))));
+  }
+
+  /** Extends the pending hash range when adjacent, else hashes the pending one and starts anew. */
+  private hashRange(buffer: Buffer, start: number, end: number): void {
+    if (buffer === this.hashBuffer && start === this.hashEnd) {
+      this.hashEnd = end;
+      return;
+    }
+    this.flushHash();
+    this.hashBuffer = buffer;
+    this.hashStart = start;
+    this.hashEnd = end;
+  }
+
+  private flushHash(): void {
+    if (this.hashBuffer && this.hashEnd > this.hashStart) this.hash.update(this.hashBuffer.subarray(this.hashStart, this.hashEnd));
+    this.hashBuffer = null;
+    this.hashStart = this.hashEnd = 0;
   }
 
   private formatOf(i: number): number {
@@ -82,16 +105,18 @@ export class StatementRun {
     if (this.columns === null) this.columns = ['copy'];
   }
 
-  /** A COPY OUT CopyData message as sent to the client. */
-  copyData(frameBytes: Buffer, body: Buffer): void {
-    this.hash.update(frameBytes);
-    this.bytes += frameBytes.length;
+  /** A COPY OUT CopyData message as sent to the client: buffer[start, end), its body from bodyStart. */
+  copyData(buffer: Buffer, start: number, bodyStart: number, end: number): void {
+    this.hashRange(buffer, start, end);
+    this.bytes += end - start;
     if (this.truncated) return;
-    if (this.keptBytes + body.length > this.payloadLimit) {
+    const size = end - bodyStart;
+    if (this.keptBytes + size > this.payloadLimit) {
       this.truncated = true;
       return;
     }
-    this.keptBytes += body.length;
+    this.keptBytes += size;
+    const body = buffer.subarray(bodyStart, end);
     this.keptRows.push([this.copyBinary ? '\\x' + body.toString('hex') : body.toString('utf8')]);
   }
 
@@ -110,6 +135,7 @@ export class StatementRun {
 
   finish(): StatementEnd {
     this.ended = true;
+    this.flushHash();
     const outcome: StatementEnd['outcome'] = this.refusal
       ? 'refused'
       : this.error

@@ -8,7 +8,7 @@ import type { Duplex } from 'node:stream';
 import { ProtocolError, errorMessage, isHoopError } from '../../errors.js';
 import type { SessionContext, StatementStart } from './engine.js';
 import { fatal, safely } from './engine.js';
-import { FrameReader, type FrameBatch } from './framing.js';
+import { FrameReader, type Frame, type FrameBatch } from './framing.js';
 import { drained, endStream, pump, write } from './io.js';
 import {
   BodyReader,
@@ -282,7 +282,7 @@ export class Session {
     const buf = batch.buffer;
     let runStart = batch.frames[0]?.start ?? 0;
     for (const f of batch.frames) {
-      const replacement = this.onBackend(f.type, buf.subarray(f.start, f.end), buf.subarray(f.bodyStart, f.end));
+      const replacement = this.onBackend(buf, f);
       if (replacement === undefined) continue;
       write(this.client, buf.subarray(runStart, f.start));
       if (replacement) write(this.client, replacement);
@@ -293,18 +293,26 @@ export class Session {
     return drained(this.client);
   }
 
-  /** Accounts one backend message. Returns undefined to pass it, a Buffer to send instead, null to drop it. */
-  private onBackend(type: number, bytes: Buffer, body: Buffer): Buffer | null | undefined {
+  /**
+   * Accounts one backend message. Returns undefined to pass it, a Buffer to send instead, null to
+   * drop it. DataRow and CopyData (nearly every message of a big result) are accounted by offsets
+   * into the received chunk: no slice, no copy.
+   */
+  private onBackend(buf: Buffer, f: Frame): Buffer | null | undefined {
     const front = this.expected[0];
     const run = front && (front.kind === 'execute' || front.kind === 'query') ? front.run : null;
     if (front?.kind === 'execute' && !front.described) this.applyPortalDescription(front);
+    const type = f.type;
+    if (type === MessageType.DataRow) {
+      run?.dataRow(buf, f.start, f.bodyStart, f.end);
+      return undefined;
+    }
+    if (type === MessageType.CopyData) {
+      run?.copyData(buf, f.start, f.bodyStart, f.end);
+      return undefined;
+    }
+    const body = buf.subarray(f.bodyStart, f.end);
     switch (type) {
-      case MessageType.DataRow:
-        run?.dataRow(bytes, body);
-        return undefined;
-      case MessageType.CopyData:
-        run?.copyData(bytes, body);
-        return undefined;
       case MessageType.CopyOutResponse:
         run?.copyOut(new BodyReader(body, 'CopyOutResponse').byte() === 1);
         return undefined;

@@ -1,0 +1,297 @@
+#!/usr/bin/env node
+/**
+ * Bulk throughput and per-statement latency of the hoop data path, directly and through hoop, in
+ * one run against one throwaway PostgreSQL:
+ *
+ *   1. `COPY (SELECT repeat('x', 1000) FROM generate_series(1, N)) TO STDOUT` with psql to
+ *      /dev/null (about 300 MB at the default N): MB/s of CopyData.
+ *   2. A big `SELECT g, repeat('x', 200) FROM generate_series(1, N) g` with psql -At to /dev/null
+ *      (500,000 rows, about 110 MB of DataRow): MB/s and rows/s.
+ *   3. Sequential `SELECT 1` over one `pg` connection: p50 / p99 / mean.
+ *
+ * "Through hoop" is psql -> local tunnel (`openLocalTunnel`, by default in its own process, as
+ * `hoop connect` runs on a user's machine) -> WebSocket -> gateway (`startGateway`, API key,
+ * write-ahead audit) -> PostgreSQL, once per audit store in BENCH_STORES.
+ *
+ * Runs the built code: `npm run build` first (or BENCH_DIST=<dir> for another build of src/).
+ * Everything it starts is removed at the end, also on Ctrl-C.
+ *
+ * Environment: BENCH_STORES (comma-separated, default `sqlite::memory:,sqlite:hoop.db`; a
+ * relative sqlite path is in the temp dir), BENCH_COPY_ROWS (300000), BENCH_SELECT_ROWS (500000),
+ * BENCH_QUERIES (2000), BENCH_REPEAT (best of N runs per bulk measurement, 3),
+ * BENCH_TUNNEL (`process` default, or `inprocess`), BENCH_PROFILE=<dir> (the tunnel child runs
+ * with --cpu-prof into <dir>; run this script itself with `node --cpu-prof` for the gateway),
+ * BENCH_JSON=1 (one JSON line with every number on stdout).
+ */
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import pg from 'pg';
+import pino from 'pino';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const distDir = resolve(root, process.env.BENCH_DIST || 'dist');
+const dist = (p) => import(pathToFileURL(join(distDir, p)).href);
+
+// --- child mode: a local tunnel in its own process -------------------------------------------
+if (process.argv[2] === '--tunnel-child') {
+  const [, , , gateway, key, connection, user, database] = process.argv;
+  const { openLocalTunnel } = await dist('client/tunnel.js');
+  const tunnel = await openLocalTunnel({ gateway, connection, token: async () => key, port: 0, user, database });
+  process.stdout.write(`${JSON.stringify({ host: tunnel.host, port: tunnel.port, user: tunnel.user, password: tunnel.password, database: tunnel.database, uri: tunnel.uri })}\n`);
+  const stop = () => void tunnel.close().then(() => process.exit(0));
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  await new Promise(() => {});
+}
+
+const env = (name, fallback) => {
+  const v = process.env[name];
+  return v === undefined || v === '' ? fallback : v;
+};
+const settings = {
+  stores: env('BENCH_STORES', 'sqlite::memory:,sqlite:hoop.db').split(',').map((s) => s.trim()).filter(Boolean),
+  copyRows: Number(env('BENCH_COPY_ROWS', '300000')),
+  selectRows: Number(env('BENCH_SELECT_ROWS', '500000')),
+  queries: Number(env('BENCH_QUERIES', '2000')),
+  repeat: Number(env('BENCH_REPEAT', '3')),
+  tunnel: env('BENCH_TUNNEL', 'process'),
+  profile: env('BENCH_PROFILE', ''),
+  json: env('BENCH_JSON', '') === '1',
+};
+const log = (msg) => process.stderr.write(`${msg}\n`);
+
+const cleanups = [];
+let cleaning = null;
+function cleanup() {
+  cleaning ??= (async () => {
+    for (let c = cleanups.pop(); c; c = cleanups.pop()) {
+      try {
+        await c();
+      } catch (err) {
+        log(`bench: cleanup failed: ${err?.message ?? err}`);
+      }
+    }
+  })();
+  return cleaning;
+}
+for (const sig of ['SIGINT', 'SIGTERM']) {
+  process.once(sig, () => {
+    log(`bench: ${sig}, cleaning up`);
+    void cleanup().then(() => process.exit(130));
+  });
+}
+
+const COPY_SQL = (n) => `COPY (SELECT repeat('x', 1000) FROM generate_series(1, ${n})) TO STDOUT`;
+const SELECT_SQL = (n) => `SELECT g, repeat('x', 200) FROM generate_series(1, ${n}) g`;
+
+/** Bytes of CopyData messages the client receives: 5-byte header + 1000 x + newline per row. */
+const copyWireBytes = (n) => n * (5 + 1001);
+/** Bytes of DataRow messages: header 5, field count 2, two fields each with a 4-byte length. */
+function selectWireBytes(n) {
+  let digits = 0;
+  for (let p = 1, d = 1; p <= n; p *= 10, d++) digits += (Math.min(n, p * 10 - 1) - p + 1) * d;
+  return n * (5 + 2 + 4 + 4 + 200) + digits;
+}
+
+async function main() {
+  const { PostgresCluster } = await dist('demo/postgres-cluster.js');
+  const { parseConfig } = await dist('gateway/config.js');
+  const { startGateway } = await dist('gateway/gateway.js');
+  const { openLocalTunnel } = await dist('client/tunnel.js');
+  const { apiKeyHash } = await dist('identity/api-keys.js');
+
+  const work = mkdtempSync(join(tmpdir(), 'hoop-throughput-'));
+  cleanups.push(() => rmSync(work, { recursive: true, force: true }));
+
+  log('bench: starting a throwaway PostgreSQL');
+  const cluster = await PostgresCluster.start({
+    name: 'hoop-throughput-pg',
+    hba: ['local all all trust', 'host all all 127.0.0.1/32 scram-sha-256'],
+  });
+  cleanups.push(() => cluster.stop());
+  const dbUser = 'bench';
+  const dbPassword = randomBytes(18).toString('base64url');
+  const admin = new pg.Client({ host: cluster.socketDir, port: cluster.port, user: 'postgres', database: 'postgres' });
+  await admin.connect();
+  await admin.query(`CREATE ROLE ${dbUser} LOGIN PASSWORD ${admin.escapeLiteral(dbPassword)}`);
+  await admin.query(`CREATE DATABASE bench OWNER ${dbUser}`);
+  const { rows: versionRows } = await admin.query('SHOW server_version');
+  await admin.end();
+  const direct = { host: cluster.host, port: cluster.port, user: dbUser, password: dbPassword, database: 'bench' };
+
+  const result = {
+    environment: {
+      cpus: cpus().length,
+      cpu: cpus()[0]?.model ?? 'unknown',
+      node: process.version,
+      postgres: String(versionRows[0]?.server_version ?? '').split(' ')[0],
+      tunnel: settings.tunnel === 'inprocess' ? 'openLocalTunnel in the gateway process' : 'openLocalTunnel in its own process',
+      loadavgAtStart: loadavg()[0],
+    },
+    settings,
+    direct: await measure('direct', direct),
+    hoop: {},
+  };
+
+  for (const store of settings.stores) {
+    const storeUrl = store.startsWith('sqlite:') && !store.startsWith('sqlite::memory:') && !isAbsolute(store.slice(7)) ? `sqlite:${join(work, store.slice(7))}` : store;
+    log(`bench: gateway with store ${store}`);
+    const key = `hoop_bench_${randomBytes(16).toString('hex')}`;
+    const config = parseConfig(
+      {
+        listen: '127.0.0.1:0',
+        store: storeUrl,
+        identity: { api_keys: [{ name: 'bench', sha256: apiKeyHash(key), groups: ['bench'] }] },
+        connections: [
+          {
+            name: 'bench',
+            type: 'postgres',
+            upstream: { host: cluster.host, port: cluster.port, database: 'bench', user: dbUser, password: dbPassword, sslmode: 'disable' },
+            access: ['bench'],
+          },
+        ],
+        audit: { signing_key: 'signing.key' },
+      },
+      'bench',
+      work,
+    );
+    const gateway = await startGateway(config, { logger: pino({ level: 'warn' }, pino.destination(2)) });
+    const tunnel = settings.tunnel === 'inprocess'
+      ? await openLocalTunnel({ gateway: gateway.url, connection: 'bench', token: async () => key, port: 0, user: dbUser, database: 'bench' })
+      : await tunnelChild(gateway.url, key, 'bench', dbUser, 'bench');
+    try {
+      const tunneled = { host: tunnel.host, port: tunnel.port, user: tunnel.user, password: tunnel.password, database: tunnel.database };
+      result.hoop[store] = await measure(`hoop (${store})`, tunneled);
+    } finally {
+      await tunnel.close();
+      await gateway.close();
+    }
+  }
+  result.environment.loadavgAtEnd = loadavg()[0];
+  printReport(result);
+  if (settings.json) process.stdout.write(`${JSON.stringify(result)}\n`);
+}
+
+async function measure(label, c) {
+  log(`bench: ${label}: COPY TO STDOUT x${settings.repeat}`);
+  const copy = await best(() => psqlTimed(c, ['-c', COPY_SQL(settings.copyRows)]), copyWireBytes(settings.copyRows), settings.copyRows);
+  log(`bench: ${label}: SELECT ${settings.selectRows} rows x${settings.repeat}`);
+  const select = await best(() => psqlTimed(c, ['-At', '-c', SELECT_SQL(settings.selectRows)]), selectWireBytes(settings.selectRows), settings.selectRows);
+  log(`bench: ${label}: ${settings.queries} sequential SELECT 1`);
+  const select1 = await sequentialLatency(c, settings.queries);
+  return { copy, select, select1 };
+}
+
+/** Best (shortest) of `repeat` runs: the other agents on this machine only ever add time. */
+async function best(fn, bytes, rows) {
+  const runs = [];
+  for (let i = 0; i < settings.repeat; i++) runs.push(await fn());
+  const s = Math.min(...runs);
+  return { seconds: round(s), runs: runs.map(round), mbPerSec: round(bytes / 1e6 / s), rowsPerSec: Math.round(rows / s), wireBytes: bytes };
+}
+
+/** psql with stdout to /dev/null; seconds from spawn to exit (includes connecting: a few ms). */
+function psqlTimed(c, args) {
+  return new Promise((resolvePromise, reject) => {
+    const t0 = process.hrtime.bigint();
+    const childEnv = {};
+    for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('PG')) childEnv[k] = v;
+    const child = spawn('psql', ['-X', '-v', 'ON_ERROR_STOP=1', '-h', c.host, '-p', String(c.port), '-U', c.user, '-d', c.database, ...args], {
+      env: { ...childEnv, PGPASSWORD: c.password, PGSSLMODE: 'disable', PSQLRC: '/dev/null', PAGER: 'cat' },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += d));
+    child.once('error', reject);
+    child.once('close', (code) => {
+      if (code !== 0) return reject(new Error(`psql exited ${code}: ${stderr.trim()}`));
+      resolvePromise(Number(process.hrtime.bigint() - t0) / 1e9);
+    });
+  });
+}
+
+async function sequentialLatency(c, n) {
+  const client = new pg.Client({ ...c, ssl: false });
+  await client.connect();
+  try {
+    for (let i = 0; i < 100; i++) await client.query('SELECT 1'); // warm-up, not measured
+    const samples = new Float64Array(n);
+    for (let i = 0; i < n; i++) {
+      const t0 = process.hrtime.bigint();
+      await client.query('SELECT 1');
+      samples[i] = Number(process.hrtime.bigint() - t0) / 1e6;
+    }
+    samples.sort();
+    const at = (q) => samples[Math.min(n - 1, Math.floor(q * n))];
+    return { p50Ms: round(at(0.5)), p99Ms: round(at(0.99)), meanMs: round(samples.reduce((a, b) => a + b, 0) / n), n };
+  } finally {
+    await client.end();
+  }
+}
+
+/** The local tunnel as its own process (this script in child mode), as `hoop connect` runs. */
+async function tunnelChild(gatewayUrl, key, connection, user, database) {
+  const nodeArgs = settings.profile ? ['--cpu-prof', '--cpu-prof-dir', resolve(settings.profile)] : [];
+  const child = spawn(process.execPath, [...nodeArgs, fileURLToPath(import.meta.url), '--tunnel-child', gatewayUrl, key, connection, user, database], {
+    env: process.env,
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const exited = new Promise((r) => child.once('close', r));
+  let stdout = '';
+  const info = await new Promise((resolvePromise, reject) => {
+    child.stdout.on('data', (d) => {
+      stdout += d;
+      const nl = stdout.indexOf('\n');
+      if (nl >= 0) resolvePromise(JSON.parse(stdout.slice(0, nl)));
+    });
+    void exited.then((code) => reject(new Error(`tunnel child exited (${code})`)));
+  });
+  return {
+    ...info,
+    async close() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGINT');
+      await exited;
+    },
+  };
+}
+
+function round(x) {
+  return Math.round(x * 1000) / 1000;
+}
+
+function printReport(r) {
+  const fmt = (x, d = 0) => x.toLocaleString('en-US', { minimumFractionDigits: d, maximumFractionDigits: d });
+  const e = r.environment;
+  const s = r.settings;
+  const rows = [['direct', r.direct], ...Object.entries(r.hoop).map(([store, m]) => [`hoop, ${store}`, m])];
+  const width = Math.max(...rows.map(([l]) => l.length)) + 2;
+  const lines = [
+    '',
+    `hoop throughput — ${e.cpus} × ${e.cpu}, Node ${e.node}, PostgreSQL ${e.postgres}; tunnel: ${e.tunnel}`,
+    `load average ${fmt(e.loadavgAtStart, 2)} at start, ${fmt(e.loadavgAtEnd, 2)} at end; best of ${s.repeat} runs`,
+    '',
+    `COPY TO STDOUT, ${fmt(s.copyRows)} rows × 1001 bytes (${fmt(copyWireBytes(s.copyRows) / 1e6, 1)} MB of CopyData), psql > /dev/null`,
+    ...rows.map(([l, m]) => `  ${l.padEnd(width)} ${fmt(m.copy.seconds, 3).padStart(7)} s   ${fmt(m.copy.mbPerSec, 1).padStart(7)} MB/s`),
+    '',
+    `SELECT g, repeat('x', 200), ${fmt(s.selectRows)} rows (${fmt(selectWireBytes(s.selectRows) / 1e6, 1)} MB of DataRow), psql -At > /dev/null`,
+    ...rows.map(([l, m]) => `  ${l.padEnd(width)} ${fmt(m.select.seconds, 3).padStart(7)} s   ${fmt(m.select.mbPerSec, 1).padStart(7)} MB/s   ${fmt(m.select.rowsPerSec).padStart(9)} rows/s`),
+    '',
+    `${fmt(s.queries)} sequential SELECT 1 (pg driver, one connection)`,
+    ...rows.map(([l, m]) => `  ${l.padEnd(width)} p50 ${fmt(m.select1.p50Ms, 3)} ms   p99 ${fmt(m.select1.p99Ms, 3)} ms   mean ${fmt(m.select1.meanMs, 3)} ms`),
+    '',
+  ];
+  process.stdout.write(lines.join('\n'));
+}
+
+main().then(
+  () => cleanup(),
+  async (err) => {
+    log(`bench: ${err?.stack ?? err}`);
+    await cleanup();
+    process.exitCode = 1;
+  },
+);
