@@ -49,6 +49,15 @@ export function formatBanner(b: BannerInfo): string {
   const canWidth = Math.max(...b.identities.map((i) => i.can.length));
   const total = Object.values(b.counts).reduce((a, n) => a + n, 0);
   const hoop = b.cli ?? 'hoop';
+  const first: [string, string][] = [
+    [`${hoop} connections`, `what ${walker.name} may use`],
+    [`${hoop} connect ${b.connection}`, 'keep it running: it prints a psql URI with a one-time password'],
+  ];
+  const second: [string, string][] = [
+    [`${hoop} sessions`, 'the sessions recorded so far: each statement is logged before it runs'],
+    [`${hoop} sessions show <id>`, 'its statements: parameters, timings, rows, the data returned'],
+  ];
+  const width = Math.max(32, ...[...first, ...second].map(([c]) => c.length + 2));
   const env = `export HOOP_GATEWAY=${b.gatewayUrl} HOOP_TOKEN=${walker.key}`;
 
   const lines = [
@@ -69,19 +78,13 @@ export function formatBanner(b: BannerInfo): string {
     '',
     `Try it as ${walker.name}. In a second terminal:`,
     `  ${env}`,
-    ...commands([
-      [`${hoop} connections`, `what ${walker.name} may use`],
-      [`${hoop} connect ${b.connection}`, 'keep it running: it prints a psql URI with a one-time password'],
-    ]),
+    ...commands(first, width),
     '',
     'In a third terminal (same export line first):',
     '  psql "<the URI hoop connect printed>"',
     '    bank=> select full_name, ssn, credit_score from customers limit 5;',
     '    bank=> select * from customer_overview order by total_balance desc limit 5;',
-    ...commands([
-      [`${hoop} sessions`, 'the sessions recorded so far: each statement is logged before it runs'],
-      [`${hoop} sessions show <id>`, 'its statements: parameters, timings, rows, the data returned'],
-    ]),
+    ...commands(second, width),
     '',
     `${auditor.name} (${auditor.groups.join(',')}) reads everyone's sessions: HOOP_TOKEN=${auditor.key} ${hoop} sessions`,
     '',
@@ -94,7 +97,6 @@ export function formatBanner(b: BannerInfo): string {
 }
 
 /** Commands with their comments aligned, so they can be copied a line at a time. */
-function commands(pairs: [string, string][]): string[] {
-  const width = Math.max(32, ...pairs.map(([c]) => c.length + 2));
+function commands(pairs: [string, string][], width: number): string[] {
   return pairs.map(([command, comment]) => `  ${command.padEnd(width)}# ${comment}`);
 }

@@ -12,10 +12,10 @@
  * part-way unwinds exactly what was started. `stop()` unwinds the rest: gateway, cluster, temp dirs.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { accessSync, constants, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { basename, delimiter, isAbsolute, join, relative, resolve } from 'node:path';
 import pg from 'pg';
 import { pino } from 'pino';
 import { HoopError, UsageError, errorMessage } from '../errors.js';
@@ -41,7 +41,11 @@ export interface DemoOptions {
   out: NodeJS.WritableStream;
   /** Aborting stops the demo (during startup too: whatever started is undone). */
   signal?: AbortSignal;
-  /** How the banner spells the CLI in commands to type: default `hoop`; e.g. `node bin/hoop.js`. */
+  /**
+   * How the banner spells the CLI in commands to type. Default: `hoop` when that is on PATH (or
+   * this is not bin/hoop.js), else `node <path of bin/hoop.js from the current directory>`, so
+   * that `npm run demo` in a fresh clone prints commands that work as typed.
+   */
   cli?: string;
 }
 
@@ -111,6 +115,7 @@ export async function runDemo(options: DemoOptions): Promise<RunningDemo> {
     teardown.push('close the gateway', () => gateway.close());
     signal?.throwIfAborted();
 
+    const cli = options.cli ?? defaultCli();
     const banner: BannerInfo = {
       gatewayUrl: gateway.url,
       connection: DEMO_CONNECTION,
@@ -124,8 +129,8 @@ export async function runDemo(options: DemoOptions): Promise<RunningDemo> {
       walkthroughAs: 'alice',
       auditor: 'carol',
       startupMs: Date.now() - started,
-      sections: [oidc.banner(gateway.url, options.cli)],
-      ...(options.cli === undefined ? {} : { cli: options.cli }),
+      sections: [oidc.banner(gateway.url, cli)],
+      cli,
     };
     out.write(formatBanner(banner));
 
@@ -224,6 +229,26 @@ async function createBank(cluster: PostgresCluster, password: string): Promise<{
   } finally {
     await bank.end();
   }
+}
+
+function defaultCli(): string {
+  const script = process.argv[1];
+  if (!script || basename(script) !== 'hoop.js' || onPath('hoop')) return 'hoop';
+  const rel = relative(process.cwd(), script);
+  const path = rel.startsWith('..') || isAbsolute(rel) ? script : rel;
+  return `node ${/^[\w./-]+$/.test(path) ? path : JSON.stringify(path)}`;
+}
+
+function onPath(command: string): boolean {
+  return (process.env['PATH'] ?? '').split(delimiter).some((dir) => {
+    if (dir === '') return false;
+    try {
+      accessSync(join(dir, command), constants.X_OK);
+      return true;
+    } catch {
+      return false;
+    }
+  });
 }
 
 function portInUse(err: unknown, port: number): HoopError | null {

@@ -44,3 +44,16 @@ test('a kept data dir is said to be kept, and extra sections appear after the id
   expect(text.indexOf('Log in with OIDC:')).toBeGreaterThan(text.indexOf('HOOP_TOKEN=KEY-C'));
   expect(text.indexOf('Log in with OIDC:')).toBeLessThan(text.indexOf('Try it as alice'));
 });
+
+test('commands are spelled the way the user runs the CLI, with their comments aligned', () => {
+  const text = formatBanner({ ...info, cli: 'node bin/hoop.js' });
+  const commandLines = text.split('\n').filter((l) => l.startsWith('  node bin/hoop.js ') && l.includes('# '));
+  expect(commandLines.map((l) => l.slice(0, l.indexOf('#')).trimEnd())).toEqual([
+    '  node bin/hoop.js connections',
+    '  node bin/hoop.js connect bank',
+    '  node bin/hoop.js sessions',
+    '  node bin/hoop.js sessions show <id>',
+  ]);
+  expect(new Set(commandLines.map((l) => l.indexOf('#'))).size).toBe(1);
+  expect(text).toContain('HOOP_TOKEN=KEY-C node bin/hoop.js sessions');
+});
