@@ -25,7 +25,7 @@
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -133,7 +133,7 @@ async function main() {
       loadavgAtStart: loadavg()[0],
     },
     settings,
-    direct: await measure('direct', direct),
+    direct: await measure('direct', direct, null),
     hoop: {},
   };
 
@@ -165,7 +165,7 @@ async function main() {
       : await tunnelChild(gateway.url, key, 'bench', dbUser, 'bench');
     try {
       const tunneled = { host: tunnel.host, port: tunnel.port, user: tunnel.user, password: tunnel.password, database: tunnel.database };
-      result.hoop[store] = await measure(`hoop (${store})`, tunneled);
+      result.hoop[store] = await measure(`hoop (${store})`, tunneled, { tunnelPid: tunnel.pid ?? null });
     } finally {
       await tunnel.close();
       await gateway.close();
@@ -176,22 +176,56 @@ async function main() {
   if (settings.json) process.stdout.write(`${JSON.stringify(result)}\n`);
 }
 
-async function measure(label, c) {
+/** `procs`: for runs through hoop, CPU seconds of the gateway (this process) and tunnel child. */
+async function measure(label, c, procs) {
   log(`bench: ${label}: COPY TO STDOUT x${settings.repeat}`);
-  const copy = await best(() => psqlTimed(c, ['-c', COPY_SQL(settings.copyRows)]), copyWireBytes(settings.copyRows), settings.copyRows);
+  const copy = await best(() => psqlTimed(c, ['-c', COPY_SQL(settings.copyRows)]), copyWireBytes(settings.copyRows), settings.copyRows, procs);
   log(`bench: ${label}: SELECT ${settings.selectRows} rows x${settings.repeat}`);
-  const select = await best(() => psqlTimed(c, ['-At', '-c', SELECT_SQL(settings.selectRows)]), selectWireBytes(settings.selectRows), settings.selectRows);
+  const select = await best(() => psqlTimed(c, ['-At', '-c', SELECT_SQL(settings.selectRows)]), selectWireBytes(settings.selectRows), settings.selectRows, procs);
   log(`bench: ${label}: ${settings.queries} sequential SELECT 1`);
   const select1 = await sequentialLatency(c, settings.queries);
   return { copy, select, select1 };
 }
 
 /** Best (shortest) of `repeat` runs: the other agents on this machine only ever add time. */
-async function best(fn, bytes, rows) {
+async function best(fn, bytes, rows, procs) {
   const runs = [];
-  for (let i = 0; i < settings.repeat; i++) runs.push(await fn());
-  const s = Math.min(...runs);
-  return { seconds: round(s), runs: runs.map(round), mbPerSec: round(bytes / 1e6 / s), rowsPerSec: Math.round(rows / s), wireBytes: bytes };
+  for (let i = 0; i < settings.repeat; i++) {
+    const cpu0 = procs ? cpuNow(procs) : null;
+    const seconds = await fn();
+    const cpu = cpu0 ? cpuSince(procs, cpu0) : null;
+    runs.push({ seconds, cpu });
+  }
+  const top = runs.reduce((a, b) => (b.seconds < a.seconds ? b : a));
+  const s = top.seconds;
+  return {
+    seconds: round(s),
+    runs: runs.map((r) => round(r.seconds)),
+    mbPerSec: round(bytes / 1e6 / s),
+    rowsPerSec: Math.round(rows / s),
+    wireBytes: bytes,
+    ...(top.cpu ? { cpuSeconds: { gateway: round(top.cpu.gateway), tunnel: top.cpu.tunnel === null ? null : round(top.cpu.tunnel) } } : {}),
+  };
+}
+
+/** CPU seconds used so far by this process (the gateway) and by the tunnel child (from /proc). */
+function cpuNow(procs) {
+  const u = process.cpuUsage();
+  return { gateway: (u.user + u.system) / 1e6, tunnel: procCpuSeconds(procs.tunnelPid) };
+}
+function cpuSince(procs, before) {
+  const now = cpuNow(procs);
+  return { gateway: now.gateway - before.gateway, tunnel: now.tunnel === null || before.tunnel === null ? null : now.tunnel - before.tunnel };
+}
+function procCpuSeconds(pid) {
+  if (!pid) return null;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100; // utime + stime, in clock ticks (USER_HZ 100)
+  } catch {
+    return null;
+  }
 }
 
 /** psql with stdout to /dev/null; seconds from spawn to exit (includes connecting: a few ms). */
@@ -252,6 +286,7 @@ async function tunnelChild(gatewayUrl, key, connection, user, database) {
   });
   return {
     ...info,
+    pid: child.pid,
     async close() {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGINT');
       await exited;
@@ -265,6 +300,7 @@ function round(x) {
 
 function printReport(r) {
   const fmt = (x, d = 0) => x.toLocaleString('en-US', { minimumFractionDigits: d, maximumFractionDigits: d });
+  const cpuText = (m) => (m.cpuSeconds ? `   cpu: gateway ${fmt(m.cpuSeconds.gateway, 2)} s, tunnel ${m.cpuSeconds.tunnel === null ? 'n/a' : `${fmt(m.cpuSeconds.tunnel, 2)} s`}` : '');
   const e = r.environment;
   const s = r.settings;
   const rows = [['direct', r.direct], ...Object.entries(r.hoop).map(([store, m]) => [`hoop, ${store}`, m])];
@@ -275,10 +311,10 @@ function printReport(r) {
     `load average ${fmt(e.loadavgAtStart, 2)} at start, ${fmt(e.loadavgAtEnd, 2)} at end; best of ${s.repeat} runs`,
     '',
     `COPY TO STDOUT, ${fmt(s.copyRows)} rows × 1001 bytes (${fmt(copyWireBytes(s.copyRows) / 1e6, 1)} MB of CopyData), psql > /dev/null`,
-    ...rows.map(([l, m]) => `  ${l.padEnd(width)} ${fmt(m.copy.seconds, 3).padStart(7)} s   ${fmt(m.copy.mbPerSec, 1).padStart(7)} MB/s`),
+    ...rows.map(([l, m]) => `  ${l.padEnd(width)} ${fmt(m.copy.seconds, 3).padStart(7)} s   ${fmt(m.copy.mbPerSec, 1).padStart(7)} MB/s${cpuText(m.copy)}`),
     '',
     `SELECT g, repeat('x', 200), ${fmt(s.selectRows)} rows (${fmt(selectWireBytes(s.selectRows) / 1e6, 1)} MB of DataRow), psql -At > /dev/null`,
-    ...rows.map(([l, m]) => `  ${l.padEnd(width)} ${fmt(m.select.seconds, 3).padStart(7)} s   ${fmt(m.select.mbPerSec, 1).padStart(7)} MB/s   ${fmt(m.select.rowsPerSec).padStart(9)} rows/s`),
+    ...rows.map(([l, m]) => `  ${l.padEnd(width)} ${fmt(m.select.seconds, 3).padStart(7)} s   ${fmt(m.select.mbPerSec, 1).padStart(7)} MB/s   ${fmt(m.select.rowsPerSec).padStart(9)} rows/s${cpuText(m.select)}`),
     '',
     `${fmt(s.queries)} sequential SELECT 1 (pg driver, one connection)`,
     ...rows.map(([l, m]) => `  ${l.padEnd(width)} p50 ${fmt(m.select1.p50Ms, 3)} ms   p99 ${fmt(m.select1.p99Ms, 3)} ms   mean ${fmt(m.select1.meanMs, 3)} ms`),

@@ -88,6 +88,26 @@ export class FrameReader {
   }
 
   /**
+   * The incomplete frame at the tail of the last push, once its header is whole: its type byte
+   * and total size. Its received bytes are the last `pendingBytes` of the last batch's buffer.
+   */
+  get pendingFrame(): { type: number; total: number } | null {
+    if (this.need === 0 || this.accLen === 0 || this.startupPhase) return null;
+    return { type: this.acc[0]!, total: this.need };
+  }
+
+  /**
+   * Forgets the incomplete tail frame: the caller passes its bytes on as they arrive instead of
+   * waiting for it whole, and must not push the `total - pendingBytes` bytes still to come.
+   */
+  dropPendingFrame(): void {
+    // Never reuse acc: the last batch's buffer may be acc itself, and its bytes are in flight.
+    this.acc = EMPTY;
+    this.accLen = 0;
+    this.need = 0;
+  }
+
+  /**
    * Adds a chunk and returns every whole frame now available. In the startup phase at most one
    * packet is returned per call; after a StartupMessage (or CancelRequest) the reader switches to
    * typed messages, and `push(EMPTY)` yields frames that arrived behind it.

@@ -76,6 +76,24 @@ export class StatementRun {
     this.keptRows.push(values.map((v, i) => (v === null ? null : this.formatOf(i) === 1 ? '\\x' + v.toString('hex') : v.toString('utf8'))));
   }
 
+  /** Kept rows are full: later DataRow and CopyData messages are only counted and hashed. */
+  get isTruncated(): boolean {
+    return this.truncated;
+  }
+
+  /**
+   * A DataRow or CopyData passed on as it arrives, once the run is truncated (nothing of it is
+   * kept): `begin` with its type when its first bytes go, then `streamed` for every piece.
+   */
+  beginStreamed(isDataRow: boolean): void {
+    if (isDataRow) this.dataRows++;
+  }
+
+  streamed(buffer: Buffer, start: number, end: number): void {
+    this.hashRange(buffer, start, end);
+    this.bytes += end - start;
+  }
+
   /** Extends the pending hash range when adjacent, else hashes the pending one and starts anew. */
   private hashRange(buffer: Buffer, start: number, end: number): void {
     if (buffer === this.hashBuffer && start === this.hashEnd) {

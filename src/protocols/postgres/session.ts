@@ -268,29 +268,70 @@ export class Session {
   private async upstreamLoop(): Promise<void> {
     const reader = new FrameReader({ maxFrameBytes: UPSTREAM_MAX_FRAME, peer: 'upstream' });
     try {
-      if (this.upstream.leftover.length > 0) await this.relay(reader.push(this.upstream.leftover));
-      await pump(this.upstream.socket, (chunk) => this.relay(reader.push(chunk)));
+      if (this.upstream.leftover.length > 0) await this.relayChunk(reader, this.upstream.leftover);
+      await pump(this.upstream.socket, (chunk) => this.relayChunk(reader, chunk));
       this.close('upstream-closed', this.upstreamFatal);
     } catch (err) {
       this.close('upstream-error', errorMessage(err));
     }
   }
 
-  /** Relays a batch of upstream frames to the client, accounting each against its statement;
-   *  returns a promise only when the client must drain first. */
-  private relay(batch: FrameBatch): void | Promise<void> {
+  /**
+   * Relays one received chunk to the client in one write where possible, accounting each message
+   * against its statement; returns a promise only when the client must drain first.
+   *
+   * A DataRow or CopyData that nothing needs whole (its statement's kept rows are full) is passed
+   * on as its bytes arrive, split across chunks: neither the chunk nor the message is copied
+   * to join the pieces, and a huge row is never buffered.
+   */
+  private relayChunk(reader: FrameReader, chunk: Buffer): void | Promise<void> {
+    // `lead` bytes at the chunk's start finish a message already being streamed.
+    const lead = Math.min(this.streaming, chunk.length);
+    if (lead > 0) {
+      this.streaming -= lead;
+      this.streamRun?.streamed(chunk, 0, lead);
+    }
+    const batch = lead < chunk.length ? reader.push(lead > 0 ? chunk.subarray(lead) : chunk) : { buffer: EMPTY, frames: [] };
+    // With a lead, the reader held nothing, so batch.buffer is chunk[lead..]: write from the chunk.
+    const out = lead > 0 ? chunk : batch.buffer;
+    const shift = lead > 0 ? lead : 0;
     const buf = batch.buffer;
-    let runStart = batch.frames[0]?.start ?? 0;
+    let runStart = lead > 0 ? 0 : (batch.frames[0]?.start ?? 0);
+    let end = lead;
     for (const f of batch.frames) {
+      end = f.end + shift;
       const replacement = this.onBackend(buf, f);
       if (replacement === undefined) continue;
-      write(this.client, buf.subarray(runStart, f.start));
+      write(this.client, out.subarray(runStart, f.start + shift));
       if (replacement) write(this.client, replacement);
-      runStart = f.end;
+      runStart = end;
     }
-    const last = batch.frames[batch.frames.length - 1];
-    if (last) write(this.client, buf.subarray(runStart, last.end));
+    if (batch.frames.length === 0 && lead === 0) end = runStart;
+    const tail = reader.pendingFrame;
+    if (tail && this.streamable(tail.type)) {
+      reader.dropPendingFrame();
+      this.streaming = tail.total - (out.length - end);
+      this.streamRun?.beginStreamed(tail.type === MessageType.DataRow);
+      this.streamRun?.streamed(out, end, out.length);
+      end = out.length;
+    }
+    write(this.client, out.subarray(runStart, end));
     return drained(this.client);
+  }
+
+  /** Bytes of the DataRow/CopyData being passed on as it arrives that are still to come. */
+  private streaming = 0;
+  private streamRun: StatementRun | null = null;
+
+  /** Whether an incomplete message of `type` can go on before it is whole: sets its run. */
+  private streamable(type: number): boolean {
+    if (type !== MessageType.DataRow && type !== MessageType.CopyData) return false;
+    const front = this.expected[0];
+    if (front?.kind === 'execute' && !front.described) this.applyPortalDescription(front);
+    const run = front && (front.kind === 'execute' || front.kind === 'query') ? front.run : null;
+    if (run && !run.isTruncated) return false; // its values are kept: decode it whole
+    this.streamRun = run;
+    return true;
   }
 
   /**
