@@ -1,21 +1,36 @@
 /**
  * The embedded store: one SQLite file (better-sqlite3), for a single gateway.
  *
- * Durability: WAL with synchronous=FULL, so a commit returns only after the WAL is fsynced.
- * Chain linearity: each append is one BEGIN IMMEDIATE transaction, which takes the database's
- * write lock before reading the head, so other connections (even other processes on the same
- * file) wait (busy_timeout) instead of forking the chain.
+ * better-sqlite3 is synchronous, and a durable commit waits for an fsync (milliseconds): on the
+ * gateway's main thread that would stop every session's bytes for its duration. So the connection
+ * lives in a worker thread (`sqlite-worker.mjs`) and this class only sends it work. Reads go there
+ * too: one connection serves `sqlite::memory:` as well as files, and a long read (a big session
+ * listing, an export page) no longer stalls the event loop either; they queue behind at most the
+ * append in flight.
+ *
+ * Durability: WAL with synchronous=FULL, so a commit returns only after the WAL is fsynced, and
+ * appendEvents resolves only after the worker reports the commit.
+ * Chain linearity: this thread seals events (`sealEvent`) on the head it last saw; the worker
+ * inserts them in a BEGIN IMMEDIATE transaction only if, under the write lock, the head is still
+ * that one. Otherwise nothing is written, the worker reports the real head, and the batch is
+ * sealed again on it. Other connections (even other processes on the same file) therefore never
+ * fork the chain; with one gateway on a file the guess is always right.
+ * Fail closed: if the worker dies, every pending and later call rejects with StoreError.
  */
-import Database from 'better-sqlite3';
+import { Worker } from 'node:worker_threads';
 import { GENESIS_HASH, sealEvent } from '../audit/chain.js';
 import type { AuditEvent, UnsealedEvent } from '../audit/event.js';
-import { StoreError, errorMessage, isHoopError } from '../errors.js';
+import { StoreError, errorMessage } from '../errors.js';
 import { normalizeEventFilter, normalizeSessionFilter } from './filters.js';
 import { SQLITE_MIGRATIONS, pendingMigrations } from './migrations.js';
 import { sessionSummaryOf, type SessionRow } from './sessions.js';
 import type { EventFilter, SessionFilter, SessionSummary, Store } from './store.js';
 
 const BUSY_TIMEOUT_MS = 10_000;
+/** How long an append keeps re-sealing while other writers move the head before it gives up. */
+const CONTENDED_APPEND_MS = BUSY_TIMEOUT_MS;
+
+const WORKER_URL = new URL('./sqlite-worker.mjs', import.meta.url);
 
 interface EventRow {
   seq: number;
@@ -31,6 +46,13 @@ interface EventRow {
   hash: string;
 }
 
+type Head = { seq: number; hash: string };
+
+const HEAD_SQL = 'SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1';
+const INSERT_SQL = `INSERT INTO events (seq, id, time, type, actor, source, connection, session_id, data, prev_hash, hash)
+  VALUES (@seq, @id, @time, @type, @actor, @source, @connection, @session_id, @data, @prev_hash, @hash)`;
+const APPLIED_SQL = 'SELECT version FROM schema_migrations ORDER BY version';
+
 const SESSION_SELECT = `
   SELECT s.session_id AS id, s.connection, s.actor, s.source, s.data, s.time AS started_at,
          e.time AS ended_at, e.data AS end_data,
@@ -39,125 +61,263 @@ const SESSION_SELECT = `
     LEFT JOIN events e ON e.seq = (SELECT min(x.seq) FROM events x WHERE x.session_id = s.session_id AND x.type = 'session.end')
    WHERE s.type = 'session.start'`;
 
+/** A transaction for the worker: under the write lock, `guard` must still return `expect`. */
+interface WriteRequest {
+  guard?: { sql: string; params?: unknown[]; expect: unknown[] };
+  steps: { sql: string; rows: (unknown[] | object)[] }[];
+}
+
+type Reply = { id: number; ok: true; value: unknown } | { id: number; ok: false; conflict: unknown[] } | { id: number; ok: false; error: { message: string; code: string | null } };
+
+interface Call {
+  resolve(reply: Reply): void;
+  reject(err: StoreError): void;
+}
+
 export class SqliteStore implements Store {
-  private db: Database.Database | null;
+  private readonly worker: Worker;
+  private readonly calls = new Map<number, Call>();
+  private nextId = 1;
+  /** Set once the worker cannot take work any more: why every call now fails. */
+  private failure: StoreError | null = null;
+  private closing: Promise<void> | null = null;
+  private readonly opened: Promise<void>;
+  /** The head this store last saw; sealing starts from it (null: empty log, undefined: unknown). */
+  private knownHead: Head | null | undefined = undefined;
+  /** Appends run one at a time: each seals on the head the previous one left. */
+  private appendTail: Promise<unknown> = Promise.resolve();
+  private readonly inflight = new Set<Promise<Reply>>();
 
   /** `path` is a file path or `:memory:`. Use `openStore()` for parent directories and file mode. */
   constructor(readonly path: string) {
     try {
-      this.db = new Database(path);
-      this.db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
-      if (path !== ':memory:') {
-        const mode = this.db.pragma('journal_mode = WAL', { simple: true });
-        if (String(mode).toLowerCase() !== 'wal') throw new Error(`could not enable WAL (journal_mode is ${String(mode)})`);
-      }
-      this.db.pragma('synchronous = FULL');
+      this.worker = new Worker(WORKER_URL, { workerData: { path, busyTimeoutMs: BUSY_TIMEOUT_MS }, name: 'hoop-sqlite' });
     } catch (err) {
-      this.db = null;
-      throw new StoreError(`cannot open SQLite store ${path}: ${errorMessage(err)}`, { cause: err, hint: 'check that the directory exists and is writable' });
+      throw new StoreError(`cannot open SQLite store ${path}: its thread did not start: ${errorMessage(err)}`, { cause: err });
     }
+    this.worker.unref(); // referenced only while calls are in flight (see send)
+    this.worker.on('message', (reply: Reply) => this.settle(reply));
+    this.worker.on('error', (err) => this.fail(`its thread crashed: ${errorMessage(err)}`, err));
+    this.worker.on('messageerror', (err) => this.fail(`a reply could not be read: ${errorMessage(err)}`, err));
+    this.worker.on('exit', (code) => this.fail(`its thread exited (code ${code})`));
+    this.opened = this.send({ op: 'open' }).then((reply) => {
+      if (!('error' in reply)) return;
+      this.failure ??= new StoreError(`cannot open SQLite store ${path}: ${reply.error.message}`, { hint: 'check that the directory exists and is writable' });
+      void this.worker.terminate();
+    });
+    this.opened.catch(() => {}); // a thread that cannot start is this.failure: the first call reports it
   }
 
   async migrate(): Promise<void> {
-    this.run('migrate', (db) => {
-      db.transaction(() => {
-        db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)');
-        const applied = db.prepare('SELECT version FROM schema_migrations').pluck().all() as number[];
-        for (const m of pendingMigrations(SQLITE_MIGRATIONS, applied, 'SQLite')) {
-          for (const sql of m.statements) db.exec(sql);
-          db.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)').run(m.version, m.name, new Date().toISOString());
-        }
-      }).immediate();
-    });
+    this.refuseAfterClose('migrate');
+    await this.write('migrate', { steps: [{ sql: 'CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)', rows: [[]] }] });
+    for (;;) {
+      const applied = (await this.all<{ version: number }>('migrate', APPLIED_SQL)).map((r) => r.version);
+      let pending;
+      try {
+        pending = pendingMigrations(SQLITE_MIGRATIONS, applied, 'SQLite');
+      } catch (err) {
+        throw new StoreError(`cannot migrate in SQLite store ${this.path}: ${errorMessage(err)}`, { cause: err });
+      }
+      if (pending.length === 0) return;
+      const now = new Date().toISOString();
+      const steps = pending.flatMap((m) => [
+        ...m.statements.map((sql) => ({ sql, rows: [[]] })),
+        { sql: 'INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)', rows: [[m.version, m.name, now]] },
+      ]);
+      // Another process may migrate at the same moment: apply only if nobody did meanwhile.
+      const done = await this.write('migrate', { guard: { sql: APPLIED_SQL, expect: applied.map((version) => ({ version })) }, steps });
+      if (done.committed) return;
+    }
   }
 
-  async appendEvents(events: UnsealedEvent[]): Promise<AuditEvent[]> {
-    if (events.length === 0) return [];
-    return this.run('append audit events', (db) => {
-      const insert = db.prepare(
-        `INSERT INTO events (seq, id, time, type, actor, source, connection, session_id, data, prev_hash, hash)
-         VALUES (@seq, @id, @time, @type, @actor, @source, @connection, @session_id, @data, @prev_hash, @hash)`,
-      );
-      const head = db.prepare('SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1');
-      return db
-        .transaction((batch: UnsealedEvent[]) => {
-          const top = head.get() as { seq: number; hash: string } | undefined;
-          let seq = top?.seq ?? 0;
-          let prev = top?.hash ?? GENESIS_HASH;
-          const sealed: AuditEvent[] = [];
-          for (const e of batch) {
-            const s = sealEvent(e, ++seq, prev);
-            insert.run(toRow(s));
-            sealed.push(s);
-            prev = s.hash;
-          }
-          return sealed;
-        })
-        .immediate(events);
-    });
+  appendEvents(events: UnsealedEvent[]): Promise<AuditEvent[]> {
+    if (events.length === 0) return Promise.resolve([]);
+    try {
+      this.refuseAfterClose('append audit events');
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    const run = this.appendTail.then(() => this.append(events));
+    this.appendTail = run.catch(() => {});
+    return run;
+  }
+
+  private async append(events: UnsealedEvent[]): Promise<AuditEvent[]> {
+    const action = 'append audit events';
+    const deadline = Date.now() + CONTENDED_APPEND_MS;
+    for (;;) {
+      const head = this.knownHead === undefined ? await this.get<Head>('read the chain head', HEAD_SQL) : this.knownHead;
+      let sealed: AuditEvent[];
+      try {
+        sealed = seal(events, head);
+      } catch (err) {
+        throw new StoreError(`cannot ${action} in SQLite store ${this.path}: ${errorMessage(err)}`, { cause: err });
+      }
+      let reply;
+      try {
+        reply = await this.write(action, {
+          guard: { sql: HEAD_SQL, expect: head ? [head] : [] },
+          steps: [{ sql: INSERT_SQL, rows: sealed.map(toRow) }],
+        });
+      } catch (err) {
+        this.knownHead = undefined; // a failed commit leaves the head as it was, but ask again
+        throw err;
+      }
+      if (reply.committed) {
+        const last = sealed[sealed.length - 1]!;
+        this.knownHead = { seq: last.seq, hash: last.hash };
+        return sealed;
+      }
+      // Another writer moved the head: seal again on the real one.
+      this.knownHead = (reply.conflict[0] as Head | undefined) ?? null;
+      if (Date.now() > deadline) {
+        throw new StoreError(`cannot ${action} in SQLite store ${this.path}: other writers kept moving the chain head for ${CONTENDED_APPEND_MS} ms`, {
+          hint: 'one SQLite file should serve one gateway; use a PostgreSQL store for replicas',
+        });
+      }
+    }
   }
 
   async head(): Promise<{ seq: number; hash: string } | null> {
-    return this.run('read the chain head', (db) => {
-      const row = db.prepare('SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1').get() as { seq: number; hash: string } | undefined;
-      return row ?? null;
-    });
+    this.refuseAfterClose('read the chain head');
+    return this.get<Head>('read the chain head', HEAD_SQL);
   }
 
   async readEvents(filter: EventFilter): Promise<AuditEvent[]> {
+    this.refuseAfterClose('read audit events');
     const f = normalizeEventFilter(filter);
-    return this.run('read audit events', (db) => {
-      const rows = db
-        .prepare(
-          `SELECT * FROM events
-            WHERE seq > ? AND (? IS NULL OR time >= ?) AND (? IS NULL OR time < ?)
-            ORDER BY seq LIMIT ?`,
-        )
-        .all(f.afterSeq, f.since, f.since, f.until, f.until, f.limit ?? -1) as EventRow[];
-      return rows.map(fromRow);
-    });
+    const rows = await this.all<EventRow>(
+      'read audit events',
+      `SELECT * FROM events
+        WHERE seq > ? AND (? IS NULL OR time >= ?) AND (? IS NULL OR time < ?)
+        ORDER BY seq LIMIT ?`,
+      [f.afterSeq, f.since, f.since, f.until, f.until, f.limit ?? -1],
+    );
+    return rows.map(fromRow);
   }
 
   async listSessions(filter: SessionFilter): Promise<SessionSummary[]> {
+    this.refuseAfterClose('list sessions');
     const f = normalizeSessionFilter(filter);
-    return this.run('list sessions', (db) => {
-      const where: string[] = [];
-      const params: unknown[] = [];
-      if (f.subject !== null) (where.push(`json_extract(s.actor, '$.subject') = ?`), params.push(f.subject));
-      if (f.connection !== null) (where.push('s.connection = ?'), params.push(f.connection));
-      if (f.since !== null) (where.push('s.time >= ?'), params.push(f.since));
-      if (f.until !== null) (where.push('s.time < ?'), params.push(f.until));
-      const sql = `${SESSION_SELECT}${where.map((w) => ` AND ${w}`).join('')} ORDER BY s.time DESC, s.seq DESC LIMIT ?`;
-      const rows = db.prepare(sql).all(...params, f.limit ?? -1) as RawSessionRow[];
-      return rows.map((r) => sessionSummaryOf(parseSessionRow(r)));
-    });
+    const where: string[] = [];
+    const params: unknown[] = [];
+    if (f.subject !== null) (where.push(`json_extract(s.actor, '$.subject') = ?`), params.push(f.subject));
+    if (f.connection !== null) (where.push('s.connection = ?'), params.push(f.connection));
+    if (f.since !== null) (where.push('s.time >= ?'), params.push(f.since));
+    if (f.until !== null) (where.push('s.time < ?'), params.push(f.until));
+    const sql = `${SESSION_SELECT}${where.map((w) => ` AND ${w}`).join('')} ORDER BY s.time DESC, s.seq DESC LIMIT ?`;
+    const rows = await this.all<RawSessionRow>('list sessions', sql, [...params, f.limit ?? -1]);
+    return rows.map((r) => sessionSummaryOf(parseSessionRow(r)));
   }
 
   async getSession(id: string): Promise<{ session: SessionSummary; events: AuditEvent[] } | null> {
-    return this.run('read a session', (db) => {
-      const row = db.prepare(`${SESSION_SELECT} AND s.session_id = ? ORDER BY s.seq LIMIT 1`).get(id) as RawSessionRow | undefined;
-      if (!row) return null;
-      const events = (db.prepare('SELECT * FROM events WHERE session_id = ? ORDER BY seq').all(id) as EventRow[]).map(fromRow);
-      return { session: sessionSummaryOf(parseSessionRow(row)), events };
+    this.refuseAfterClose('read a session');
+    const action = 'read a session';
+    const row = await this.get<RawSessionRow>(action, `${SESSION_SELECT} AND s.session_id = ? ORDER BY s.seq LIMIT 1`, [id]);
+    if (!row) return null;
+    const events = (await this.all<EventRow>(action, 'SELECT * FROM events WHERE session_id = ? ORDER BY seq', [id])).map(fromRow);
+    return { session: sessionSummaryOf(parseSessionRow(row)), events };
+  }
+
+  /** The worker connection's settings (journal_mode, synchronous, busy_timeout): for checks and tests. */
+  async pragma(name: 'journal_mode' | 'synchronous' | 'busy_timeout'): Promise<unknown> {
+    return this.request('read a setting', { op: 'pragma', name });
+  }
+
+  /** Lets the work already accepted finish, then closes the connection and ends the thread. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      await this.opened.catch(() => {}); // calls waiting for the thread to open are sent first
+      await this.appendTail;
+      await Promise.allSettled(this.inflight);
+      if (!this.failure) await this.send({ op: 'close' }).catch(() => {}); // a dead worker has nothing to close
+      this.failure ??= new StoreError(`the SQLite store ${this.path} is closed`);
+      await this.worker.terminate();
+    })();
+    return this.closing;
+  }
+
+  /** Work asked for after close() is refused at once; work accepted before it still runs. */
+  private refuseAfterClose(action: string): void {
+    if (this.closing) throw new StoreError(`cannot ${action}: the SQLite store ${this.path} is closed`);
+  }
+
+  /** One operation; a worker error becomes a StoreError naming the action. */
+  private async request(action: string, msg: Record<string, unknown>): Promise<unknown> {
+    await this.opened.catch(() => {}); // an open failure is this.failure: send() reports it
+    const reply = await this.send(msg, action);
+    if ('error' in reply) throw new StoreError(`cannot ${action} in SQLite store ${this.path}: ${reply.error.message}`);
+    if (!reply.ok) throw new StoreError(`cannot ${action} in SQLite store ${this.path}: unexpected reply from its thread`);
+    return reply.value;
+  }
+
+  /** A guarded transaction: committed (true), or not written because the guard found `conflict`. */
+  private async write(action: string, req: WriteRequest): Promise<{ committed: true } | { committed: false; conflict: unknown[] }> {
+    await this.opened.catch(() => {});
+    const reply = await this.send({ op: 'write', ...req }, action);
+    if ('error' in reply) throw new StoreError(`cannot ${action} in SQLite store ${this.path}: ${reply.error.message}`);
+    return reply.ok ? { committed: true } : { committed: false, conflict: reply.conflict };
+  }
+
+  private async all<T>(action: string, sql: string, params: unknown[] = []): Promise<T[]> {
+    return (await this.request(action, { op: 'all', sql, params })) as T[];
+  }
+
+  private async get<T>(action: string, sql: string, params: unknown[] = []): Promise<T | null> {
+    return (await this.request(action, { op: 'get', sql, params })) as T | null;
+  }
+
+  private send(msg: Record<string, unknown>, action = 'open the store'): Promise<Reply> {
+    if (this.failure) return Promise.reject(this.withAction(action, this.failure));
+    const id = this.nextId++;
+    const sent = new Promise<Reply>((resolve, reject) => {
+      this.calls.set(id, { resolve, reject: (err) => reject(this.withAction(action, err)) });
+      if (this.calls.size === 1) this.worker.ref(); // work in flight keeps the process alive; an idle store does not
+      this.worker.postMessage({ ...msg, id });
     });
+    this.inflight.add(sent);
+    const forget = () => this.inflight.delete(sent);
+    sent.then(forget, forget);
+    return sent;
   }
 
-  async close(): Promise<void> {
-    const db = this.db;
-    this.db = null;
-    db?.close();
+  private settle(reply: Reply): void {
+    const call = this.calls.get(reply.id);
+    if (!call) return;
+    this.calls.delete(reply.id);
+    if (this.calls.size === 0) this.worker.unref();
+    call.resolve(reply);
   }
 
-  /** Runs one synchronous unit of work, turning every failure into a StoreError. */
-  private run<T>(action: string, work: (db: Database.Database) => T): T {
-    if (!this.db) throw new StoreError(`cannot ${action}: the SQLite store is closed`);
-    try {
-      return work(this.db);
-    } catch (err) {
-      if (isHoopError(err)) throw err;
-      throw new StoreError(`cannot ${action} in SQLite store ${this.path}: ${errorMessage(err)}`, { cause: err });
-    }
+  /** The worker is gone (or closed): fail every pending call, and every later one, with the reason. */
+  private fail(reason: string, cause?: unknown): void {
+    this.failure ??= new StoreError(`the SQLite store ${this.path} is unavailable: ${reason}`, {
+      cause,
+      hint: 'nothing can be written to the audit log; check the gateway log and the disk, then restart the gateway',
+    });
+    const pending = [...this.calls.values()];
+    this.calls.clear();
+    for (const c of pending) c.reject(this.failure);
+    // A thread we cannot talk to must not write either, nor keep the process alive.
+    this.worker.unref();
+    void this.worker.terminate();
   }
+
+  private withAction(action: string, err: StoreError): StoreError {
+    return new StoreError(`cannot ${action}: ${err.message}`, { cause: err, hint: err.hint });
+  }
+}
+
+/** Places the batch after `head`. Throws TypeError on an event that cannot be sealed. */
+function seal(events: UnsealedEvent[], head: Head | null): AuditEvent[] {
+  let seq = head?.seq ?? 0;
+  let prev = head?.hash ?? GENESIS_HASH;
+  return events.map((e) => {
+    const s = sealEvent(e, ++seq, prev);
+    prev = s.hash;
+    return s;
+  });
 }
 
 interface RawSessionRow {

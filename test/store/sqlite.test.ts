@@ -6,6 +6,7 @@ import { afterAll, describe, expect, test } from 'vitest';
 import { verifyChain } from '../../src/audit/chain.js';
 import { StoreError } from '../../src/errors.js';
 import { openStore } from '../../src/store/index.js';
+import type { SqliteStore } from '../../src/store/sqlite.js';
 import type { Store } from '../../src/store/store.js';
 import { event, storeSuite } from './store-suite.js';
 
@@ -52,10 +53,11 @@ describe('SQLite file', () => {
     const db = new Database(path, { readonly: true });
     expect(db.pragma('journal_mode', { simple: true })).toBe('wal');
     db.close();
-    // synchronous is per connection: ask the store's own.
-    const own = (store as unknown as { db: Database.Database }).db;
-    expect(own.pragma('synchronous', { simple: true })).toBe(2); // FULL
-    expect(own.pragma('busy_timeout', { simple: true })).toBeGreaterThan(0);
+    // synchronous is per connection: ask the store's own (in its worker thread).
+    const own = store as SqliteStore;
+    expect(await own.pragma('synchronous')).toBe(2); // FULL
+    expect(await own.pragma('journal_mode')).toBe('wal');
+    expect(await own.pragma('busy_timeout')).toBeGreaterThan(0);
     await store.close();
   });
 
