@@ -170,7 +170,7 @@ function renderStatement(io: IOStreams, cs: ColorScheme, st: Statement, n: numbe
   const error = end?.error as { code?: string; message?: string } | null | undefined;
   if (error) io.print(`  ${cs.red('error:')} ${sanitize(`${error.message ?? ''}${error.code ? ` (${error.code})` : ''}`)}`);
   const result = end?.result as { columns?: string[]; rows?: (string | null)[][]; truncated?: boolean } | undefined;
-  if (result?.columns?.length && maxRows > 0) renderResult(io, cs, result.columns, result.rows ?? [], Number(end?.rows ?? 0), maxRows, Boolean(result.truncated));
+  if (result?.columns?.length && (result.rows?.length || result.truncated) && maxRows > 0) renderResult(io, cs, result.columns, result.rows ?? [], Number(end?.rows ?? 0), maxRows, Boolean(result.truncated));
 }
 
 function outcomeText(cs: ColorScheme, outcome: string): string {
