@@ -264,7 +264,7 @@ export function parseRefusal(status: number, body: string): { code: string | nul
  * Bytes each side of the pipe may hold before it pauses its source: above one socket read
  * (64 KiB), so a big result is not paused and resumed per WebSocket message.
  */
-const STREAM_HIGH_WATER_MARK = 1024 * 1024;
+const STREAM_HIGH_WATER_MARK = 256 * 1024;
 
 /**
  * The WebSocket as a byte stream. WebSocket messages (RFC 6455) carry no PostgreSQL meaning: what

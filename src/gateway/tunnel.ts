@@ -30,7 +30,7 @@ export const MAX_WS_PAYLOAD = 16 * 1024 * 1024;
  * socket read (64 KiB), so that results keep flowing while a WebSocket write is in flight and
  * the writes queued meanwhile leave together; small enough to keep a stalled reader cheap.
  */
-const STREAM_HIGH_WATER_MARK = 1024 * 1024;
+const STREAM_HIGH_WATER_MARK = 256 * 1024;
 /** Ping interval; a peer that misses one whole interval is cut off. */
 const KEEPALIVE_MS = 30_000;
 const TUNNEL_PATH = /^\/api\/v1\/connections\/([^/]+)\/tunnel$/;
