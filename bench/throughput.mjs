@@ -5,6 +5,8 @@
  *
  *   1. `COPY (SELECT repeat('x', 1000) FROM generate_series(1, N)) TO STDOUT` with psql to
  *      /dev/null (about 300 MB at the default N): MB/s of CopyData.
+ *   1b. `COPY bench_copy_in FROM STDIN` with psql reading a file of BENCH_COPY_IN_ROWS such rows
+ *      (about 100 MB): MB/s of CopyData the other way (client -> gateway frames are masked).
  *   2. A big `SELECT g, repeat('x', 200) FROM generate_series(1, N) g` with psql -At to /dev/null
  *      (500,000 rows, about 110 MB of DataRow): MB/s and rows/s.
  *   3. Sequential `SELECT 1` over one `pg` connection: p50 / p99 / mean.
@@ -19,13 +21,14 @@
  * Environment: BENCH_STORES (comma-separated, default `sqlite::memory:,sqlite:hoop.db`; a
  * relative sqlite path is in the temp dir), BENCH_COPY_ROWS (300000), BENCH_SELECT_ROWS (500000),
  * BENCH_QUERIES (2000), BENCH_REPEAT (best of N runs per bulk measurement, 3),
- * BENCH_TUNNEL (`process` default, or `inprocess`), BENCH_PROFILE=<dir> (the tunnel child runs
+ * BENCH_TUNNEL (`process` default, or `inprocess`), BENCH_PAYLOAD_LIMIT (the gateway's
+ * audit.payload_limit, e.g. 64KiB; default the config default), BENCH_PROFILE=<dir> (the tunnel child runs
  * with --cpu-prof into <dir>; run this script itself with `node --cpu-prof` for the gateway),
  * BENCH_JSON=1 (one JSON line with every number on stdout).
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -55,10 +58,12 @@ const env = (name, fallback) => {
 const settings = {
   stores: env('BENCH_STORES', 'sqlite::memory:,sqlite:hoop.db').split(',').map((s) => s.trim()).filter(Boolean),
   copyRows: Number(env('BENCH_COPY_ROWS', '300000')),
+  copyInRows: Number(env('BENCH_COPY_IN_ROWS', '100000')),
   selectRows: Number(env('BENCH_SELECT_ROWS', '500000')),
   queries: Number(env('BENCH_QUERIES', '2000')),
   repeat: Number(env('BENCH_REPEAT', '3')),
   tunnel: env('BENCH_TUNNEL', 'process'),
+  payloadLimit: env('BENCH_PAYLOAD_LIMIT', ''),
   profile: env('BENCH_PROFILE', ''),
   json: env('BENCH_JSON', '') === '1',
 };
@@ -86,6 +91,7 @@ for (const sig of ['SIGINT', 'SIGTERM']) {
 }
 
 const COPY_SQL = (n) => `COPY (SELECT repeat('x', 1000) FROM generate_series(1, ${n})) TO STDOUT`;
+const COPY_IN_SQL = 'COPY bench_copy_in FROM STDIN';
 const SELECT_SQL = (n) => `SELECT g, repeat('x', 200) FROM generate_series(1, ${n}) g`;
 
 /** Bytes of CopyData messages the client receives: 5-byte header + 1000 x + newline per row. */
@@ -96,6 +102,9 @@ function selectWireBytes(n) {
   for (let p = 1, d = 1; p <= n; p *= 10, d++) digits += (Math.min(n, p * 10 - 1) - p + 1) * d;
   return n * (5 + 2 + 4 + 4 + 200) + digits;
 }
+
+let copyInFile = '';
+let truncateCopyIn = async () => {};
 
 async function main() {
   const { PostgresCluster } = await dist('demo/postgres-cluster.js');
@@ -122,6 +131,18 @@ async function main() {
   const { rows: versionRows } = await admin.query('SHOW server_version');
   await admin.end();
   const direct = { host: cluster.host, port: cluster.port, user: dbUser, password: dbPassword, database: 'bench' };
+  // COPY FROM STDIN input: rows of 1000 x, into an unlogged table emptied before each run.
+  copyInFile = join(work, 'copy-in.txt');
+  writeFileSync(copyInFile, `${'x'.repeat(1000)}\n`.repeat(settings.copyInRows));
+  truncateCopyIn = async () => {
+    const c = new pg.Client({ ...direct, ssl: false });
+    await c.connect();
+    try {
+      await c.query('CREATE UNLOGGED TABLE IF NOT EXISTS bench_copy_in (v text); TRUNCATE bench_copy_in');
+    } finally {
+      await c.end();
+    }
+  };
 
   const result = {
     environment: {
@@ -154,7 +175,7 @@ async function main() {
             access: ['bench'],
           },
         ],
-        audit: { signing_key: 'signing.key' },
+        audit: { signing_key: 'signing.key', ...(settings.payloadLimit ? { payload_limit: settings.payloadLimit } : {}) },
       },
       'bench',
       work,
@@ -180,11 +201,16 @@ async function main() {
 async function measure(label, c, procs) {
   log(`bench: ${label}: COPY TO STDOUT x${settings.repeat}`);
   const copy = await best(() => psqlTimed(c, ['-c', COPY_SQL(settings.copyRows)]), copyWireBytes(settings.copyRows), settings.copyRows, procs);
+  log(`bench: ${label}: COPY FROM STDIN x${settings.repeat}`);
+  const copyIn = await best(async () => {
+    await truncateCopyIn();
+    return psqlTimed(c, ['-c', COPY_IN_SQL], copyInFile);
+  }, copyWireBytes(settings.copyInRows), settings.copyInRows, procs);
   log(`bench: ${label}: SELECT ${settings.selectRows} rows x${settings.repeat}`);
   const select = await best(() => psqlTimed(c, ['-At', '-c', SELECT_SQL(settings.selectRows)]), selectWireBytes(settings.selectRows), settings.selectRows, procs);
   log(`bench: ${label}: ${settings.queries} sequential SELECT 1`);
   const select1 = await sequentialLatency(c, settings.queries);
-  return { copy, select, select1 };
+  return { copy, copyIn, select, select1 };
 }
 
 /** Best (shortest) of `repeat` runs: the other agents on this machine only ever add time. */
@@ -229,15 +255,17 @@ function procCpuSeconds(pid) {
 }
 
 /** psql with stdout to /dev/null; seconds from spawn to exit (includes connecting: a few ms). */
-function psqlTimed(c, args) {
+function psqlTimed(c, args, inputFile) {
   return new Promise((resolvePromise, reject) => {
+    const input = inputFile ? openSync(inputFile, 'r') : null;
     const t0 = process.hrtime.bigint();
     const childEnv = {};
     for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('PG')) childEnv[k] = v;
     const child = spawn('psql', ['-X', '-v', 'ON_ERROR_STOP=1', '-h', c.host, '-p', String(c.port), '-U', c.user, '-d', c.database, ...args], {
       env: { ...childEnv, PGPASSWORD: c.password, PGSSLMODE: 'disable', PSQLRC: '/dev/null', PAGER: 'cat' },
-      stdio: ['ignore', 'ignore', 'pipe'],
+      stdio: [inputFile ? input : 'ignore', 'ignore', 'pipe'],
     });
+    if (input !== null) closeSync(input); // the child has its own copy of the descriptor
     let stderr = '';
     child.stderr.on('data', (d) => (stderr += d));
     child.once('error', reject);
@@ -312,6 +340,9 @@ function printReport(r) {
     '',
     `COPY TO STDOUT, ${fmt(s.copyRows)} rows × 1001 bytes (${fmt(copyWireBytes(s.copyRows) / 1e6, 1)} MB of CopyData), psql > /dev/null`,
     ...rows.map(([l, m]) => `  ${l.padEnd(width)} ${fmt(m.copy.seconds, 3).padStart(7)} s   ${fmt(m.copy.mbPerSec, 1).padStart(7)} MB/s${cpuText(m.copy)}`),
+    '',
+    `COPY FROM STDIN, ${fmt(s.copyInRows)} rows × 1001 bytes (${fmt(copyWireBytes(s.copyInRows) / 1e6, 1)} MB of CopyData), psql < file`,
+    ...rows.map(([l, m]) => `  ${l.padEnd(width)} ${fmt(m.copyIn.seconds, 3).padStart(7)} s   ${fmt(m.copyIn.mbPerSec, 1).padStart(7)} MB/s${cpuText(m.copyIn)}`),
     '',
     `SELECT g, repeat('x', 200), ${fmt(s.selectRows)} rows (${fmt(selectWireBytes(s.selectRows) / 1e6, 1)} MB of DataRow), psql -At > /dev/null`,
     ...rows.map(([l, m]) => `  ${l.padEnd(width)} ${fmt(m.select.seconds, 3).padStart(7)} s   ${fmt(m.select.mbPerSec, 1).padStart(7)} MB/s   ${fmt(m.select.rowsPerSec).padStart(9)} rows/s${cpuText(m.select)}`),
