@@ -83,6 +83,9 @@ export class Session {
   private endReason: { reason: string; error: string | null } | null = null;
   /** Last FATAL/PANIC text from upstream, reported as the session's end error. */
   private upstreamFatal: string | null = null;
+  /** Bytes still to come of the DataRow/CopyData being passed on as it arrives, and its run. */
+  private streaming = 0;
+  private streamRun: StatementRun | null = null;
 
   constructor(o: SessionOptions) {
     this.client = o.client;
@@ -318,10 +321,6 @@ export class Session {
     write(this.client, out.subarray(runStart, end));
     return drained(this.client);
   }
-
-  /** Bytes of the DataRow/CopyData being passed on as it arrives that are still to come. */
-  private streaming = 0;
-  private streamRun: StatementRun | null = null;
 
   /** Whether an incomplete message of `type` can go on before it is whole: sets its run. */
   private streamable(type: number): boolean {

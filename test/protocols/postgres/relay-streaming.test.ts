@@ -8,6 +8,7 @@ import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { to as copyTo } from 'pg-copy-streams';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { FrameReader } from '../../../src/protocols/postgres/framing.js';
 import { startHarness, until, upstreamConfig, type Harness } from './engine-harness.js';
 
 const upstream = inject('upstream');
@@ -49,6 +50,49 @@ function expectedCopyData(): { hash: string; bytes: number; text: string } {
   }
   return { hash: hash.digest('hex'), bytes, text: lines.join('') };
 }
+
+describe('FrameReader.pendingFrame / dropPendingFrame', () => {
+  const messages = [header('T', 4 + 3), Buffer.from('abc'), header('D', 4 + 40), Buffer.alloc(40, 1), header('d', 4), header('C', 4 + 2), Buffer.from('ok')];
+  const stream = Buffer.concat(messages);
+  const whole = [
+    { type: 'T', bytes: stream.subarray(0, 8) },
+    { type: 'D', bytes: stream.subarray(8, 53) },
+    { type: 'd', bytes: stream.subarray(53, 58) },
+    { type: 'C', bytes: stream.subarray(58) },
+  ];
+
+  it('at every split offset, a dropped tail frame is exactly the bytes the caller then skips', () => {
+    for (let k = 1; k < stream.length; k++) {
+      const reader = new FrameReader();
+      const seen: { type: string; bytes: Buffer }[] = [];
+      let skip = 0;
+      let streamedType = '';
+      let streamedBytes: Buffer[] = [];
+      for (const piece of [stream.subarray(0, k), stream.subarray(k)]) {
+        const lead = Math.min(skip, piece.length);
+        if (lead > 0) {
+          streamedBytes.push(piece.subarray(0, lead));
+          skip -= lead;
+          if (skip === 0) seen.push({ type: streamedType, bytes: Buffer.concat(streamedBytes) });
+        }
+        if (lead === piece.length) continue;
+        const batch = reader.push(piece.subarray(lead));
+        for (const f of batch.frames) seen.push({ type: String.fromCharCode(f.type), bytes: batch.buffer.subarray(f.start, f.end) });
+        const tail = reader.pendingFrame;
+        if (!tail) continue;
+        const have = reader.pendingBytes;
+        expect(tail.total).toBe(whole.find((w) => w.type === String.fromCharCode(tail.type))!.bytes.length);
+        streamedType = String.fromCharCode(tail.type);
+        streamedBytes = [batch.buffer.subarray(batch.buffer.length - have)];
+        skip = tail.total - have;
+        reader.dropPendingFrame();
+        expect(reader.pendingBytes).toBe(0);
+      }
+      expect(seen.map((x) => x.type).join(''), `split at ${k}`).toBe('TDdC');
+      for (let i = 0; i < whole.length; i++) expect(seen[i]!.bytes.equals(whole[i]!.bytes), `split at ${k}, message ${i}`).toBe(true);
+    }
+  });
+});
 
 describe.each([
   { name: 'nothing kept', payloadLimit: 0 },
