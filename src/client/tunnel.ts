@@ -50,6 +50,8 @@ export interface LocalTunnel {
 const AUTH_TIMEOUT_MS = 60_000;
 /** SASL messages are tiny; anything large during authentication is hostile. */
 const AUTH_MAX_FRAME = 16 * 1024;
+/** The gateway may relay one whole PostgreSQL message (up to 1 GiB) as one WebSocket message. */
+const MAX_GATEWAY_MESSAGE = 1024 * 1024 * 1024 + 64 * 1024;
 
 export async function openLocalTunnel(options: LocalTunnelOptions): Promise<LocalTunnel> {
   const host = options.listen ?? '127.0.0.1';
@@ -207,7 +209,8 @@ async function connectGateway(socket: Socket | null, options: LocalTunnelOptions
   // Header values must be one line of visible ASCII: anything else is replaced, not smuggled.
   if (options.reason) headers['X-Hoop-Reason'] = options.reason.replace(/[^\x20-\x7e]/g, '?');
   return new Promise((resolve) => {
-    const ws = new WebSocket(url, { headers, ca: options.ca, perMessageDeflate: false, handshakeTimeout: 30_000 });
+    // ws's default 100 MiB cap would drop a session that returns a huge value
+    const ws = new WebSocket(url, { headers, ca: options.ca, perMessageDeflate: false, handshakeTimeout: 30_000, maxPayload: MAX_GATEWAY_MESSAGE });
     ws.binaryType = 'nodebuffer';
     let settled = false;
     const fail = (kind: 'refused' | 'error', code: string, message: string) => {

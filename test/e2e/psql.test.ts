@@ -11,14 +11,19 @@ import { afterAll, beforeAll, describe, expect, inject, test } from 'vitest';
 import { openLocalTunnel, type LocalTunnel } from '../../src/client/tunnel.js';
 import { collect, clientEnv, psql, runClient } from '../helpers/clients.js';
 import { startTestGateway } from '../helpers/gateway.js';
+import { createTestDatabase, type UpstreamInfo } from '../helpers/postgres.js';
 
-const upstream = inject('upstream');
+const shared = inject('upstream');
+let upstream: UpstreamInfo;
+let database: Awaited<ReturnType<typeof createTestDatabase>>;
 
 let gateway: Awaited<ReturnType<typeof startTestGateway>>;
 let tunnel: LocalTunnel;
 let work: string;
 
 beforeAll(async () => {
+  database = await createTestDatabase(shared, 'hoop_e2e');
+  upstream = database.info;
   gateway = await startTestGateway({ upstream });
   const key = Object.values(gateway.keys)[0]!;
   tunnel = await openLocalTunnel({
@@ -36,6 +41,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await tunnel?.close();
   await gateway?.close();
+  await database?.drop();
   if (work) rmSync(work, { recursive: true, force: true });
 });
 

@@ -12,13 +12,18 @@ import { afterAll, beforeAll, expect, inject, test } from 'vitest';
 import { openLocalTunnel, type LocalTunnel } from '../../src/client/tunnel.js';
 import { clientEnv } from '../helpers/clients.js';
 import { startTestGateway } from '../helpers/gateway.js';
+import { createTestDatabase, type UpstreamInfo } from '../helpers/postgres.js';
 
-const upstream = inject('upstream');
+const shared = inject('upstream');
+let upstream: UpstreamInfo;
+let database: Awaited<ReturnType<typeof createTestDatabase>>;
 
 let gateway: Awaited<ReturnType<typeof startTestGateway>>;
 let tunnel: LocalTunnel;
 
 beforeAll(async () => {
+  database = await createTestDatabase(shared, 'hoop_e2e');
+  upstream = database.info;
   gateway = await startTestGateway({ upstream });
   const key = Object.values(gateway.keys)[0]!;
   tunnel = await openLocalTunnel({ gateway: gateway.url, connection: 'bank', token: async () => key, port: 0, user: 'tester', database: upstream.database });
@@ -27,6 +32,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await tunnel?.close();
   await gateway?.close();
+  await database?.drop();
 });
 
 function connectClient(): Promise<pg.Client> {

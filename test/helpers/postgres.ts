@@ -2,6 +2,7 @@
  * The upstream PostgreSQL the tests share: one throwaway cluster started by the global setup,
  * with a user for each authentication method the gateway must speak upstream.
  */
+import pg from 'pg';
 import { PostgresCluster } from '../../src/demo/postgres-cluster.js';
 import { makeCertificates } from './tls.js';
 
@@ -58,4 +59,24 @@ export async function startUpstream(): Promise<{ cluster: PostgresCluster; info:
     cluster,
     info: { host: cluster.host, port: cluster.port, socketDir: cluster.socketDir, ca: certs.ca, users: { ...u }, database },
   };
+}
+
+/**
+ * A fresh database in the shared cluster, owned by the SCRAM user, for the tables of one test
+ * file, so that files running in parallel never see each other's DDL. `info` is the shared
+ * upstream with `database` pointing at it.
+ */
+export async function createTestDatabase(upstream: UpstreamInfo, prefix: string): Promise<{ info: UpstreamInfo; drop(): Promise<void> }> {
+  const name = `${prefix}_${process.pid}_${Math.floor(Math.random() * 1e6)}`;
+  const admin = async (sql: string) => {
+    const client = new pg.Client({ host: upstream.host, port: upstream.port, user: upstream.users.trust, database: 'postgres' });
+    await client.connect();
+    try {
+      await client.query(sql);
+    } finally {
+      await client.end();
+    }
+  };
+  await admin(`CREATE DATABASE ${name} OWNER ${upstream.users.scram}`);
+  return { info: { ...upstream, database: name }, drop: () => admin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`) };
 }
