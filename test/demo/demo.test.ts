@@ -1,6 +1,8 @@
-import { expect, test, vi } from 'vitest';
+import { expect, inject, test, vi } from 'vitest';
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { connect, createServer, type Server } from 'node:net';
 import { PassThrough } from 'node:stream';
 import pg from 'pg';
@@ -8,6 +10,8 @@ import { openLocalTunnel } from '../../src/client/tunnel.js';
 import { BANK_ROW_COUNTS } from '../../src/demo/bank.js';
 import { runDemo } from '../../src/demo/demo.js';
 import { PostgresCluster } from '../../src/demo/postgres-cluster.js';
+import { runClient } from '../helpers/clients.js';
+import { createTestDatabase } from '../helpers/postgres.js';
 
 function capture(): { out: PassThrough; text: () => string; waitFor: (s: string) => Promise<void> } {
   const out = new PassThrough();
@@ -34,6 +38,28 @@ function listening(port: number): Promise<boolean> {
     });
     socket.once('error', () => resolve(false));
   });
+}
+
+/** pg_dump through the tunnel, restore into a fresh database of the shared test server, compare. */
+async function expectDumpRestores(uri: string): Promise<void> {
+  const upstream = inject('upstream');
+  const dir = mkdtempSync(join(tmpdir(), 'hoop-demo-dump-'));
+  const { info, drop } = await createTestDatabase(upstream, 'hoop_demo_restore');
+  try {
+    const dump = join(dir, 'bank.sql');
+    const dumped = await runClient('pg_dump', ['--no-owner', '--no-privileges', '-f', dump, uri], { timeoutMs: 120_000 });
+    expect(dumped.code, dumped.stderr).toBe(0);
+    const target = `postgresql://${info.users.trust}@${info.host}:${info.port}/${info.database}`;
+    const restored = await runClient('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', target, '-f', dump], { timeoutMs: 120_000 });
+    expect(restored.code, restored.stderr).toBe(0);
+    const counts = await runClient('psql', ['-X', '-At', '-d', target, '-c',
+      'SELECT count(*) FROM bank.customers UNION ALL SELECT count(*) FROM bank.accounts UNION ALL SELECT count(*) FROM bank.cards UNION ALL SELECT count(*) FROM bank.transactions UNION ALL SELECT count(*) FROM bank.customer_overview']);
+    const c = BANK_ROW_COUNTS;
+    expect(counts.stdout.trim().split('\n').map(Number)).toEqual([c.customers, c.accounts, c.cards, c.transactions, c.customers]);
+  } finally {
+    await drop();
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 function processesMentioning(text: string): string[] {
@@ -81,6 +107,9 @@ test('hoop demo serves the seeded bank through the gateway, prints the next step
       const who = await client.query('SELECT current_user AS u');
       expect(who.rows[0].u).toBe('hoop_svc');
       await client.end();
+
+      // pg_dump of the demo database through the tunnel restores into another server.
+      await expectDumpRestores(tunnel.uri);
     } finally {
       await tunnel.close();
     }
