@@ -1,0 +1,64 @@
+/**
+ * psql as a person uses it: interactive, on a terminal (a pseudo-terminal from `script`), typing
+ * statements and pressing Ctrl-C, through the real tunnel.
+ */
+import { spawn } from 'node:child_process';
+import { afterAll, beforeAll, expect, inject, test } from 'vitest';
+import { openLocalTunnel, type LocalTunnel } from '../../src/client/tunnel.js';
+import { clientEnv } from '../helpers/clients.js';
+import { startTestGateway } from '../helpers/gateway.js';
+
+const upstream = inject('upstream');
+let gateway: Awaited<ReturnType<typeof startTestGateway>>;
+let tunnel: LocalTunnel;
+
+beforeAll(async () => {
+  gateway = await startTestGateway({ upstream });
+  tunnel = await openLocalTunnel({ gateway: gateway.url, connection: 'bank', token: async () => gateway.keys['alice']!, port: 0, user: 'alice', database: upstream.database });
+});
+
+afterAll(async () => {
+  await tunnel?.close();
+  await gateway?.close();
+});
+
+test('interactive psql on a terminal: queries, an error, Ctrl-C cancelling pg_sleep, \\q', async () => {
+  // `script` gives psql a real pseudo-terminal, so it runs interactively and reads Ctrl-C from it.
+  const child = spawn('script', ['-qfec', `psql -X '${tunnel.uri}'`, '/dev/null'], {
+    env: clientEnv({ PAGER: 'cat', TERM: 'dumb', COLUMNS: '120' }),
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  let screen = '';
+  child.stdout!.setEncoding('utf8').on('data', (d: string) => (screen += d));
+  const closed = new Promise<number | null>((resolve) => child.on('close', resolve));
+  const waitFor = async (pattern: RegExp, from: number) => {
+    for (let i = 0; i < 200; i++) {
+      if (pattern.test(screen.slice(from))) return;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new Error(`timed out waiting for ${pattern}; the terminal shows:\n${screen}`);
+  };
+  const type = async (keys: string, expected: RegExp) => {
+    const from = screen.length;
+    child.stdin!.write(keys);
+    await waitFor(expected, from);
+  };
+  try {
+    await waitFor(/=# $|=> $/m, 0);
+    await type("select 'vault' || 42 as answer;\r", /vault42[\s\S]*\(1 row\)/);
+    await type('select 1/0;\r', /ERROR: {2}division by zero/);
+    await type('select pg_sleep(30);\r', /pg_sleep\(30\)/);
+    await new Promise((r) => setTimeout(r, 500));
+    await type('\x03', /canceling statement due to user request/);
+    await type('select count(*) from pg_class where relname = $$pg_class$$;\r', /\n\s*1\s*\r?\n[\s\S]*\(1 row\)/);
+    child.stdin!.write('\\q\r');
+    expect(await closed).toBe(0);
+  } finally {
+    child.kill('SIGKILL');
+  }
+  const events = await gateway.store.readEvents({});
+  const statements = events.filter((e) => e.type === 'query.start').map((e) => e.data['statement']);
+  expect(statements).toContain('select pg_sleep(30);');
+  const sleepEnd = events.find((e) => e.type === 'query.end' && e.data['outcome'] === 'cancelled');
+  expect(sleepEnd).toBeDefined();
+}, 60_000);
