@@ -27,6 +27,7 @@ import {
   frame,
   type FieldDescription,
 } from './messages.js';
+import { NameTable, valueOf, type Version } from './names.js';
 import { decodeParameter } from './params.js';
 import { StatementRun } from './results.js';
 import { sqlstateOf } from './sqlstate.js';
@@ -40,23 +41,33 @@ const TERMINATE = frame(MessageType.Terminate);
 interface PreparedStatement { sql: string; paramTypes: number[]; fields: FieldDescription[] | null }
 interface Portal {
   statementName: string;
-  statement: PreparedStatement | null;
+  /** The statement version the Bind named: resolved when needed, as the server may undo it. */
+  statementVersion: Version<PreparedStatement> | null;
   parameters: unknown[];
   resultFormats: number[];
   fields: FieldDescription[] | null;
 }
 
+/**
+ * A Parse/Bind/Close not yet answered: the server may still refuse or skip it (names.ts).
+ * `segment` counts the Syncs the client had sent before it.
+ */
+interface Change {
+  table: NameTable<PreparedStatement> | NameTable<Portal>;
+  version: Version<PreparedStatement> | Version<Portal>;
+  /** A failed Parse of the unnamed statement has already dropped the previous one. */
+  clearOnFailure: boolean;
+  segment: number;
+}
+
 /** What the upstream owes us, in order: one entry per frontend message that gets a response. */
 type Expected =
-  | { kind: 'parse' | 'bind' | 'close' | 'sync' }
+  | { kind: 'parse' | 'bind' | 'close'; change: Change }
+  | { kind: 'sync' }
   | { kind: 'describe'; statement: PreparedStatement | null; portal: Portal | null }
   | { kind: 'execute'; run: StatementRun; portal: Portal | null; described: boolean }
   | { kind: 'query'; run: StatementRun };
 
-// Responses that carry nothing to remember share one entry each.
-const PARSE: Expected = { kind: 'parse' };
-const BIND: Expected = { kind: 'bind' };
-const CLOSE: Expected = { kind: 'close' };
 const SYNC: Expected = { kind: 'sync' };
 /** Outstanding frontend messages per session (bounded memory against a client that never reads). */
 const MAX_OUTSTANDING = 1_000_000;
@@ -75,9 +86,14 @@ export class Session {
   private readonly ctx: SessionContext;
   private readonly reader: FrameReader;
   private readonly clientChunks: AsyncIterator<Buffer>;
-  private readonly statements = new Map<string, PreparedStatement>();
-  private readonly portals = new Map<string, Portal>();
+  private readonly statements = new NameTable<PreparedStatement>();
+  private readonly portals = new NameTable<Portal>();
   private readonly expected: Expected[] = [];
+  /** Syncs sent by the client so far, and the unanswered Parse/Bind/Close in message order. */
+  private segment = 0;
+  private readonly pendingChanges: Change[] = [];
+  /** Called whenever a change is settled or the session closes (an Execute may be waiting). */
+  private onSettled: (() => void) | null = null;
   private closing = false;
   private terminated = false;
   private endReason: { reason: string; error: string | null } | null = null;
@@ -141,26 +157,16 @@ export class Session {
           const oid = new BodyReader(body, 'FunctionCall').uint32();
           return this.barrier(batch, i, runStart, { protocol: 'simple', statement: `-- FunctionCall oid ${oid}`, statementName: null, portal: null, parameters: [] });
         }
-        case MessageType.Execute: {
-          const { portal: name } = decodeExecute(body);
-          const portal = this.portals.get(name) ?? null;
-          return this.barrier(batch, i, runStart, {
-            protocol: 'extended',
-            statement: portal?.statement?.sql ?? '',
-            statementName: portal ? portal.statementName : null,
-            portal: name,
-            parameters: portal?.parameters ?? [],
-          }, portal);
-        }
+        case MessageType.Execute:
+          return this.execute(batch, i, runStart, decodeExecute(body).portal);
         case MessageType.Parse: {
           const p = decodeParse(body);
-          this.statements.set(p.name, { sql: p.sql, paramTypes: p.paramTypes, fields: null });
-          this.expect(PARSE);
+          const version = this.statements.define(p.name, { sql: p.sql, paramTypes: p.paramTypes, fields: null });
+          this.expectChange('parse', this.statements, version, p.name === '');
           break;
         }
         case MessageType.Bind:
-          this.bind(body);
-          this.expect(BIND);
+          this.expectChange('bind', this.portals, this.bind(body), false);
           break;
         case MessageType.Describe: {
           const t = decodeTarget(body, 'Describe');
@@ -173,13 +179,13 @@ export class Session {
         }
         case MessageType.Close: {
           const t = decodeTarget(body, 'Close');
-          if (t.kind === 'S') this.statements.delete(t.name);
-          else this.portals.delete(t.name);
-          this.expect(CLOSE);
+          if (t.kind === 'S') this.expectChange('close', this.statements, this.statements.define(t.name, undefined), false);
+          else this.expectChange('close', this.portals, this.portals.define(t.name, undefined), false);
           break;
         }
         case MessageType.Sync:
           this.expect(SYNC);
+          this.segment++;
           break;
         case MessageType.Terminate:
           this.terminated = true;
@@ -199,6 +205,62 @@ export class Session {
       throw new ProtocolError(`more than ${MAX_OUTSTANDING} messages awaiting a response: the client is not reading`);
     }
     this.expected.push(e);
+  }
+
+  private expectChange(kind: 'parse' | 'bind' | 'close', table: Change['table'], version: Change['version'], clearOnFailure: boolean): void {
+    const change: Change = { table, version, clearOnFailure, segment: this.segment };
+    this.expect({ kind, change });
+    this.pendingChanges.push(change);
+  }
+
+  /** The server answered the message that made `change`: applied, failed, or skipped it. */
+  private settle(change: Change, outcome: 'applied' | 'failed' | 'skipped'): void {
+    const table = change.table as NameTable<unknown>;
+    const version = change.version as Version<unknown>;
+    if (outcome === 'applied') table.confirm(version);
+    else if (outcome === 'failed' && change.clearOnFailure) table.clear(version);
+    else table.undo(version);
+    const at = this.pendingChanges[0] === change ? 0 : this.pendingChanges.indexOf(change);
+    if (at >= 0) this.pendingChanges.splice(at, 1);
+    this.onSettled?.();
+  }
+
+  /** Whether a Parse/Bind/Close before the client's last Sync is still unanswered. */
+  private unsettledBeforeLastSync(): boolean {
+    return this.pendingChanges.length > 0 && this.pendingChanges[0]!.segment < this.segment;
+  }
+
+  /**
+   * Execute: the record names its portal's SQL, so the server's answers to the Parse/Bind/Close
+   * of earlier Sync segments must be in first (an error there makes the server skip the rest of
+   * that segment). Within the current segment the prediction holds: if a message before this
+   * Execute fails, the server skips the Execute too.
+   */
+  private async execute(batch: FrameBatch, i: number, runStart: number, name: string): Promise<void> {
+    if (this.unsettledBeforeLastSync()) {
+      const f = batch.frames[i]!;
+      write(this.upstream.socket, batch.buffer.subarray(runStart, f.start)); // no Query/Execute/FunctionCall in here
+      runStart = f.start;
+      await new Promise<void>((resolve) => {
+        this.onSettled = () => {
+          if (this.closing || !this.unsettledBeforeLastSync()) {
+            this.onSettled = null;
+            resolve();
+          }
+        };
+        this.onSettled();
+      });
+      if (this.closing) return;
+    }
+    const portal = this.portals.get(name) ?? null;
+    const statement = portal ? (valueOf(portal.statementVersion) ?? null) : null;
+    return this.barrier(batch, i, runStart, {
+      protocol: 'extended',
+      statement: statement?.sql ?? '',
+      statementName: portal ? portal.statementName : null,
+      portal: name,
+      parameters: portal?.parameters ?? [],
+    }, portal);
   }
 
   /**
@@ -225,13 +287,13 @@ export class Session {
     if (rest) await rest;
   }
 
-  private bind(body: Buffer): void {
+  private bind(body: Buffer): Version<Portal> {
     const b = decodeBind(body);
     const statement = this.statements.get(b.statement) ?? null;
     const types = statement?.paramTypes ?? [];
-    this.portals.set(b.portal, {
+    return this.portals.define(b.portal, {
       statementName: b.statement,
-      statement,
+      statementVersion: this.statements.version(b.statement),
       // Decoded now, for the audit record; upstream still receives the original bytes.
       parameters: b.values.map((v, i) => decodeParameter(v, b.paramFormats[i]!, types[i] || undefined)),
       resultFormats: b.resultFormats,
@@ -243,7 +305,7 @@ export class Session {
   private poisonExecute(): Buffer {
     let name: string;
     do name = `hoop refused ${randomUUID()}`;
-    while (this.portals.has(name));
+    while (this.portals.get(name) !== undefined);
     return frame(MessageType.Execute, cstring(name), Buffer.alloc(4));
   }
 
@@ -372,7 +434,10 @@ export class Session {
       case MessageType.ParseComplete:
       case MessageType.BindComplete:
       case MessageType.CloseComplete:
-        if (front && front.kind !== 'execute' && front.kind !== 'query' && front.kind !== 'sync') this.expected.shift();
+        if (front && front.kind !== 'execute' && front.kind !== 'query' && front.kind !== 'sync') {
+          this.expected.shift();
+          if ('change' in front) this.settle(front.change, 'applied');
+        }
         return undefined;
       case MessageType.CommandComplete:
         run?.commandComplete(decodeCommandComplete(body).tag);
@@ -410,8 +475,10 @@ export class Session {
     if (front.kind === 'execute') front.run.fail(error);
     this.expected.shift();
     if (front.kind === 'execute') this.endRun(front.run);
+    if ('change' in front) this.settle(front.change, 'failed');
     while (this.expected.length > 0 && this.expected[0]!.kind !== 'sync') {
       const skipped = this.expected.shift()!;
+      if ('change' in skipped) this.settle(skipped.change, 'skipped');
       if (skipped.kind === 'execute' || skipped.kind === 'query') {
         this.endRun(skipped.run, { code: error.code, message: `not executed: an earlier message in the same pipeline failed: ${error.message}` });
       }
@@ -425,7 +492,7 @@ export class Session {
     if (!p) return;
     if (p.fields) e.run.describe(p.fields);
     else {
-      e.run.describe(p.statement?.fields ?? null);
+      e.run.describe(valueOf(p.statementVersion)?.fields ?? null);
       e.run.describe(null, p.resultFormats);
     }
   }
@@ -449,6 +516,7 @@ export class Session {
     // After a Terminate, whichever side notices the end first, the client ended the session.
     if (!this.endReason) this.endReason = this.terminated ? { reason: 'client-terminated', error: null } : { reason, error };
     this.closing = true;
+    this.onSettled?.();
     const socket = this.upstream.socket;
     if (!socket.destroyed && !socket.writableEnded) endStream(socket, this.terminated ? undefined : TERMINATE);
     endStream(this.client);
@@ -458,6 +526,7 @@ export class Session {
     safely(() => this.ctx.hooks.protocolError({ message }));
     this.endReason ??= { reason: 'protocol-error', error: message };
     this.closing = true;
+    this.onSettled?.();
     this.upstream.socket.destroy();
     fatal(this.client, sqlstateOf('HOOP_PROTOCOL'), `hoop: ${message}`);
   }

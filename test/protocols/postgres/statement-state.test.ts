@@ -1,0 +1,167 @@
+/**
+ * Security: the statement recorded in query.start for an Execute must be the one the server runs.
+ * The engine predicts the server's prepared statements and portals from the client's messages;
+ * a client must not be able to make that prediction wrong (a redefinition the server refuses,
+ * messages the server skips after an error until Sync, several Sync segments in one write).
+ */
+import { connect, type Socket } from 'node:net';
+import pg from 'pg';
+import { serialize } from 'pg-protocol';
+import { Parser } from 'pg-protocol/dist/parser.js';
+import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
+import { startHarness, until, upstreamConfig, type Harness } from './engine-harness.js';
+
+const upstream = inject('upstream');
+
+class Raw {
+  messages: { name: string }[] = [];
+  private parser = new Parser();
+  constructor(readonly socket: Socket) {
+    socket.on('data', (d) => this.parser.parse(d, (m) => this.messages.push(m as { name: string })));
+    socket.on('error', () => {});
+  }
+  static async open(port: number): Promise<Raw> {
+    const socket = connect(port, '127.0.0.1');
+    await new Promise((r) => socket.once('connect', r));
+    const c = new Raw(socket);
+    socket.write(serialize.startup({ user: 'raw', database: 'raw' }));
+    await c.ready(1);
+    return c;
+  }
+  /** Waits until `n` ReadyForQuery have arrived in total. */
+  async ready(n: number): Promise<void> {
+    await until(() => this.messages.filter((m) => m.name === 'readyForQuery').length >= n, 10_000);
+  }
+}
+
+const INSERT = 'insert into sec_state values (1)';
+let h: Harness;
+let db: pg.Client;
+beforeAll(async () => {
+  h = await startHarness({ upstream: upstreamConfig(upstream) });
+  db = new pg.Client(upstreamConfig(upstream));
+  await db.connect();
+  await db.query('DROP TABLE IF EXISTS sec_state; CREATE TABLE sec_state (id int)');
+});
+beforeEach(async () => {
+  await db.query('TRUNCATE sec_state');
+});
+afterAll(async () => {
+  await h?.close();
+  await db?.end();
+});
+
+async function rowsInTable(): Promise<number> {
+  return (await db.query<{ n: number }>('select count(*)::int as n from sec_state')).rows[0]!.n;
+}
+
+/** The statement recorded for the last Execute, once it has ended. */
+async function lastExecuteRecorded(): Promise<{ statement: string; outcome: string }> {
+  const start = await until(() => h.starts().filter((s) => s.protocol === 'extended').at(-1));
+  const end = await until(() => h.ends().find((e) => e.queryId === start.queryId));
+  return { statement: start.statement, outcome: end.outcome };
+}
+
+describe('the recorded statement is the one that runs', () => {
+  it('a named statement redefinition that the server refuses does not change the record', async () => {
+    const raw = await Raw.open(h.port);
+    raw.socket.write(Buffer.concat([serialize.parse({ name: 'sx1', text: INSERT }), serialize.sync()]));
+    await raw.ready(2);
+    // The server answers "prepared statement sx1 already exists" and keeps the INSERT.
+    raw.socket.write(Buffer.concat([serialize.parse({ name: 'sx1', text: 'select 2' }), serialize.sync()]));
+    await raw.ready(3);
+    raw.socket.write(Buffer.concat([serialize.bind({ statement: 'sx1' }), serialize.execute({}), serialize.sync()]));
+    await raw.ready(4);
+    expect(await rowsInTable()).toBe(1);
+    expect(await lastExecuteRecorded()).toEqual({ statement: INSERT, outcome: 'ok' });
+    raw.socket.end(serialize.end());
+  });
+
+  it('a Parse the server skips after an error (until Sync) does not change the record', async () => {
+    const raw = await Raw.open(h.port);
+    raw.socket.write(Buffer.concat([serialize.parse({ text: INSERT }), serialize.sync()]));
+    await raw.ready(2);
+    raw.socket.write(Buffer.concat([
+      serialize.parse({ name: 'broken', text: 'selec nonsense' }), // error: the rest is skipped
+      serialize.parse({ text: 'select 3' }),
+      serialize.sync(),
+    ]));
+    await raw.ready(3);
+    raw.socket.write(Buffer.concat([serialize.bind({}), serialize.execute({}), serialize.sync()]));
+    await raw.ready(4);
+    expect(await rowsInTable()).toBe(1);
+    expect(await lastExecuteRecorded()).toEqual({ statement: INSERT, outcome: 'ok' });
+    raw.socket.end(serialize.end());
+  });
+
+  it('a Close the server skips after an error does not hide the statement', async () => {
+    const raw = await Raw.open(h.port);
+    raw.socket.write(Buffer.concat([serialize.parse({ name: 'sx2', text: INSERT }), serialize.sync()]));
+    await raw.ready(2);
+    raw.socket.write(Buffer.concat([
+      serialize.parse({ name: 'broken2', text: 'selec nonsense' }),
+      serialize.close({ type: 'S', name: 'sx2' }),
+      serialize.sync(),
+    ]));
+    await raw.ready(3);
+    raw.socket.write(Buffer.concat([serialize.bind({ statement: 'sx2' }), serialize.execute({}), serialize.sync()]));
+    await raw.ready(4);
+    expect(await rowsInTable()).toBe(1);
+    expect(await lastExecuteRecorded()).toEqual({ statement: INSERT, outcome: 'ok' });
+    raw.socket.end(serialize.end());
+  });
+
+  it('a portal rebind the server refuses inside a transaction does not change the record', async () => {
+    const raw = await Raw.open(h.port);
+    raw.socket.write(Buffer.concat([
+      serialize.query('begin'),
+      serialize.parse({ name: 'ins', text: INSERT }),
+      serialize.parse({ name: 'sel', text: 'select 4' }),
+      serialize.bind({ statement: 'ins', portal: 'pp' }),
+      serialize.sync(),
+    ]));
+    await raw.ready(3);
+    // "cursor pp already exists": the server keeps the INSERT portal (and aborts the transaction,
+    // so take the savepoint-free path: the Execute below then fails, and must not be recorded as the SELECT).
+    raw.socket.write(Buffer.concat([serialize.bind({ statement: 'sel', portal: 'pp' }), serialize.sync()]));
+    await raw.ready(4);
+    raw.socket.write(Buffer.concat([serialize.execute({ portal: 'pp' }), serialize.sync()]));
+    await raw.ready(5);
+    const recorded = await lastExecuteRecorded();
+    expect(recorded.statement).toBe(INSERT);
+    raw.socket.end(serialize.end());
+  });
+
+  it('several Sync segments in one write: the Execute is recorded after the earlier segments are answered', async () => {
+    const raw = await Raw.open(h.port);
+    raw.socket.write(Buffer.concat([
+      serialize.parse({ text: INSERT }),
+      serialize.sync(),
+      serialize.parse({ name: 'broken3', text: 'selec nonsense' }),
+      serialize.parse({ text: 'select 5' }),
+      serialize.sync(),
+      serialize.bind({}),
+      serialize.execute({}),
+      serialize.sync(),
+    ]));
+    await raw.ready(4);
+    expect(await rowsInTable()).toBe(1);
+    expect(await lastExecuteRecorded()).toEqual({ statement: INSERT, outcome: 'ok' });
+    raw.socket.end(serialize.end());
+  });
+
+  it('a failed unnamed Parse drops the unnamed statement, as the server does', async () => {
+    const raw = await Raw.open(h.port);
+    raw.socket.write(Buffer.concat([serialize.parse({ text: 'select 6' }), serialize.sync()]));
+    await raw.ready(2);
+    raw.socket.write(Buffer.concat([serialize.parse({ text: 'selec nonsense' }), serialize.sync()]));
+    await raw.ready(3);
+    raw.socket.write(Buffer.concat([serialize.bind({}), serialize.execute({}), serialize.sync()]));
+    await raw.ready(4);
+    // The server has no unnamed statement any more: the Bind fails and nothing runs.
+    expect(raw.messages.filter((m) => m.name === 'error')).toHaveLength(2);
+    const recorded = await lastExecuteRecorded();
+    expect(recorded).toEqual({ statement: '', outcome: 'error' });
+    raw.socket.end(serialize.end());
+  });
+});
