@@ -4,6 +4,7 @@
  * one place (http.ts). Routes are described for clients in openapi.ts.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { isIPv6 } from 'node:net';
 import type { Logger } from 'pino';
 import type { AuditRecorder } from '../audit/recorder.js';
 import { AuthError, HoopError, UsageError, errorMessage } from '../errors.js';
@@ -85,7 +86,7 @@ export async function authenticateRequest(ctx: ApiContext, req: IncomingMessage)
     const e = err instanceof AuthError ? err : new AuthError('HOOP_AUTH_REJECTED', 'authentication failed', { cause: err });
     ctx.metrics.authFailures.inc(e.code);
     const address = remoteAddress(req);
-    const admitted = ctx.authFailures.admit(address ?? 'unknown');
+    const admitted = ctx.authFailures.admit(failureKey(address));
     if (admitted === null) throw e; // counted in metrics; recorded in the next admitted event's `suppressed`
     ctx.logger.info({ reason: e.message, address }, 'authentication failed');
     ctx.recorder.recordLater({
@@ -103,35 +104,84 @@ export async function authenticateRequest(ctx: ApiContext, req: IncomingMessage)
 
 /**
  * Unauthenticated callers must not be able to flood the audit log (and the write-ahead path that
- * statements wait on): per source address, at most BURST `auth.failed` events per minute are
- * recorded; the rest are counted and reported as `suppressed` on the next recorded one.
+ * statements wait on): per source address (an IPv6 /64 counts as one address, as one host
+ * usually holds all of it), at most `burst` `auth.failed` events per window are recorded, and at
+ * most `globalBurst` from all addresses together, so rotating addresses does not help either.
+ * The rest are counted and reported as `suppressed` on the next recorded one. At most `maxKeys`
+ * addresses are tracked; beyond that they share one window, so memory stays bounded too.
  */
 export class FailureLimiter {
   private readonly windows = new Map<string, { start: number; recorded: number; suppressed: number }>();
-  constructor(private readonly burst: number, private readonly windowMs: number) {}
+  private globalStart = Number.NEGATIVE_INFINITY;
+  private globalRecorded = 0;
+  /** Suppressed failures of windows pruned before they could report them. */
+  private orphaned = 0;
+  private lastPrune = Number.NEGATIVE_INFINITY;
+
+  constructor(
+    private readonly burst: number,
+    private readonly windowMs: number,
+    private readonly globalBurst = burst * 10,
+    private readonly maxKeys = 10_000,
+  ) {}
+
+  /** Addresses tracked now (bounded by maxKeys + 1). */
+  get size(): number {
+    return this.windows.size;
+  }
 
   /** null to suppress; otherwise how many were suppressed before this one. */
   admit(key: string, now = Date.now()): number | null {
-    let w = this.windows.get(key);
-    if (!w || now - w.start >= this.windowMs) {
-      const carried = w?.suppressed ?? 0;
-      w = { start: now, recorded: 0, suppressed: carried };
-      this.windows.set(key, w);
-      if (this.windows.size > 10_000) this.prune(now);
+    if (now - this.globalStart >= this.windowMs) {
+      this.globalStart = now;
+      this.globalRecorded = 0;
     }
-    if (w.recorded >= this.burst) {
+    let w = this.windows.get(key);
+    if (!w && this.windows.size >= this.maxKeys) {
+      this.prune(now);
+      if (this.windows.size >= this.maxKeys) {
+        key = '*'; // too many addresses at once: the rest share one window
+        w = this.windows.get(key);
+      }
+    }
+    if (!w || now - w.start >= this.windowMs) {
+      w = { start: now, recorded: 0, suppressed: w?.suppressed ?? 0 };
+      this.windows.set(key, w);
+    }
+    if (w.recorded >= this.burst || this.globalRecorded >= this.globalBurst) {
       w.suppressed += 1;
       return null;
     }
     w.recorded += 1;
-    const suppressed = w.suppressed;
+    this.globalRecorded += 1;
+    const suppressed = w.suppressed + this.orphaned;
     w.suppressed = 0;
+    this.orphaned = 0;
     return suppressed;
   }
 
+  /** Forgets expired windows, at most once a second (a full map must not cost a scan per request). */
   private prune(now: number): void {
-    for (const [k, w] of this.windows) if (now - w.start >= this.windowMs && w.suppressed === 0) this.windows.delete(k);
+    if (now - this.lastPrune < 1_000) return;
+    this.lastPrune = now;
+    for (const [k, w] of this.windows) {
+      if (now - w.start < this.windowMs) continue;
+      this.orphaned += w.suppressed;
+      this.windows.delete(k);
+    }
   }
+}
+
+/** The limiter's key for a peer address: IPv4 as is, IPv6 by its /64 prefix. */
+export function failureKey(address: string | null): string {
+  if (address === null) return 'unknown';
+  const a = address.split('%')[0]!.toLowerCase();
+  if (!isIPv6(a) || a.includes('.')) return a; // IPv4, or IPv4-mapped/embedded IPv6
+  const halves = a.split('::');
+  const left = halves[0] ? halves[0].split(':') : [];
+  const right = halves.length > 1 && halves[1] ? halves[1].split(':') : [];
+  const groups = halves.length > 1 ? [...left, ...Array<string>(Math.max(0, 8 - left.length - right.length)).fill('0'), ...right] : left;
+  return `${groups.slice(0, 4).map((g) => parseInt(g, 16).toString(16)).join(':')}::/64`;
 }
 
 export const AUTH_FAILURE_BURST = 20;
