@@ -57,6 +57,8 @@ export async function openLocalTunnel(options: LocalTunnelOptions): Promise<Loca
   const host = options.listen ?? '127.0.0.1';
   const password = options.password ?? randomBytes(24).toString('base64url'); // 32 chars
   const sockets = new Set<Socket>();
+  /** BackendKeyData of this listener's live sessions: only these may be cancelled through it. */
+  const cancelKeys = new Set<string>();
   const emit = (e: TunnelEvent) => {
     try {
       options.onEvent?.(e);
@@ -69,7 +71,7 @@ export async function openLocalTunnel(options: LocalTunnelOptions): Promise<Loca
     socket.once('close', () => sockets.delete(socket));
     socket.on('error', () => {});
     socket.setNoDelay(true);
-    void serveLocalClient(socket, options, password, emit);
+    void serveLocalClient(socket, options, password, cancelKeys, emit);
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -91,7 +93,7 @@ export async function openLocalTunnel(options: LocalTunnelOptions): Promise<Loca
   };
 }
 
-async function serveLocalClient(socket: Socket, options: LocalTunnelOptions, password: string, emit: (e: TunnelEvent) => void): Promise<void> {
+async function serveLocalClient(socket: Socket, options: LocalTunnelOptions, password: string, cancelKeys: Set<string>, emit: (e: TunnelEvent) => void): Promise<void> {
   const timer = setTimeout(() => socket.destroy(), AUTH_TIMEOUT_MS);
   try {
     const reader = new FrameReader({ startup: true, maxFrameBytes: AUTH_MAX_FRAME, peer: 'client' });
@@ -112,6 +114,13 @@ async function serveLocalClient(socket: Socket, options: LocalTunnelOptions, pas
     }
     if (startup.code === CANCEL_REQUEST_CODE) {
       clearTimeout(timer);
+      // A CancelRequest is unauthenticated (as in PostgreSQL): any local user can send one. Only
+      // a key this listener handed to one of its own live sessions may use the user's token.
+      const key = startup.bytes.length === 16 ? startup.bytes.subarray(8, 16).toString('hex') : null;
+      if (key === null || !cancelKeys.has(key)) {
+        socket.destroy();
+        return;
+      }
       await relayCancel(socket, options, startup.bytes, emit);
       return;
     }
@@ -123,7 +132,7 @@ async function serveLocalClient(socket: Socket, options: LocalTunnelOptions, pas
     }
     clearTimeout(timer);
     const rest = source.detach(); // psql waits for AuthenticationOk, but forward anything it sent
-    await openTunnel(socket, options, startup.bytes, rest, emit);
+    await openTunnel(socket, options, startup.bytes, rest, cancelKeys, emit);
   } catch (err) {
     clearTimeout(timer);
     fatal(socket, sqlstateOf('HOOP_PROTOCOL'), `hoop: ${errorMessage(err)}`);
@@ -160,7 +169,7 @@ async function authenticateScram(
 }
 
 /** One WebSocket to the gateway; the StartupMessage goes first, then bytes flow both ways. */
-async function openTunnel(socket: Socket, options: LocalTunnelOptions, first: Buffer, rest: Buffer, emit: (e: TunnelEvent) => void): Promise<void> {
+async function openTunnel(socket: Socket, options: LocalTunnelOptions, first: Buffer, rest: Buffer, cancelKeys: Set<string>, emit: (e: TunnelEvent) => void): Promise<void> {
   const ws = await connectGateway(socket, options, emit);
   if (!ws) return;
   emit({ kind: 'client-connected', message: `client ${socket.remoteAddress}:${socket.remotePort} connected to ${options.connection}` });
@@ -169,13 +178,47 @@ async function openTunnel(socket: Socket, options: LocalTunnelOptions, first: Bu
   stream.write(first);
   if (rest.length > 0) stream.write(rest);
   pipeBoth(socket, stream);
+  let key: string | null = null;
+  watchBackendKey(stream, (k) => {
+    key = k;
+    cancelKeys.add(k);
+  });
   await new Promise<void>((r) => {
     let n = 0;
     const done = () => ++n === 2 && r();
     socket.once('close', done);
     stream.once('close', done);
   });
+  if (key !== null) cancelKeys.delete(key);
   emit({ kind: 'client-closed', message: `client ${socket.remoteAddress}:${socket.remotePort} disconnected` });
+}
+
+/**
+ * Finds the BackendKeyData among the gateway's first messages (AuthenticationOk, ParameterStatus,
+ * BackendKeyData, ReadyForQuery) and stops looking at ReadyForQuery, an ErrorResponse, or 64 KiB.
+ */
+function watchBackendKey(stream: Duplex, onKey: (key: string) => void): void {
+  let seen = Buffer.alloc(0);
+  const stop = (): void => {
+    stream.off('data', onData);
+  };
+  function onData(chunk: Buffer): void {
+    seen = Buffer.concat([seen, chunk]);
+    let at = 0;
+    while (seen.length - at >= 5) {
+      const type = seen[at]!;
+      const total = 1 + seen.readInt32BE(at + 1);
+      if (type === MessageType.BackendKeyData && total === 13 && seen.length - at >= 13) {
+        onKey(seen.subarray(at + 5, at + 13).toString('hex'));
+        return stop();
+      }
+      if (type === MessageType.ReadyForQuery || type === MessageType.ErrorResponse || total < 5) return stop();
+      if (seen.length - at < total) break;
+      at += total;
+    }
+    if (seen.length > 64 * 1024) stop();
+  }
+  stream.on('data', onData);
 }
 
 /** A CancelRequest travels on its own WebSocket; PostgreSQL never answers one. */
