@@ -43,6 +43,9 @@ export interface OidcVerifierOptions {
   currentDate?: () => Date;
 }
 
+/** Subjects the gateway gives its own identities (`apikey:<name>`, `system:gateway`). */
+const RESERVED_SUBJECT = /^(apikey|system):/i;
+
 const JWS_COMPACT = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
 
 export class OidcVerifier implements Authenticator {
@@ -98,6 +101,10 @@ export class OidcVerifier implements Authenticator {
     } catch (err) {
       throw reasonFor(err);
     }
+    // `sub` names the identity everywhere (session ownership, cancel ownership): it must be a
+    // string, and never one of the gateway's own namespaces, or a token could pose as an API key.
+    if (typeof payload.sub !== 'string' || payload.sub === '') throw rejected('token has no subject');
+    if (RESERVED_SUBJECT.test(payload.sub)) throw rejected('token subject is reserved');
     return identityOf(payload, this.#groupsClaim);
   }
 

@@ -140,6 +140,12 @@ describe('OIDC token verification against the embedded provider', () => {
     expect(await reason(`${h}.${tampered}.${s}`)).toBe('signature invalid');
   });
 
+  it('refuses a subject in the gateway\'s own namespaces, or one that is not a string', async () => {
+    expect(await reason(await sign(good({ sub: 'apikey:nightly-etl' })))).toBe('token subject is reserved');
+    expect(await reason(await sign(good({ sub: 'System:gateway' })))).toBe('token subject is reserved');
+    expect(await reason(await sign({ ...good(), sub: 42 as unknown as string }))).toBe('token has no subject');
+  });
+
   it('refuses a token without a subject', async () => {
     const claims = good();
     delete claims.sub;
