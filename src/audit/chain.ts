@@ -27,77 +27,94 @@ const TIME_RE = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
  * arrays, class instances) without `toJSON`. A top-level `undefined` is rejected too.
  */
 export function canonicalJson(value: unknown): string {
-  const out: string[] = [];
-  write(value, '$', out, new Set());
-  return out.join('');
+  return canonicalJsonAt(value, '$');
 }
 
-function write(value: unknown, path: string, out: string[], ancestors: Set<object>): void {
-  const v = toJsonValue(value, path);
+/** canonicalJson of a value found at `root` (the path errors name, e.g. `$.data`). */
+function canonicalJsonAt(value: unknown, root: string): string {
+  return write(value, { root, keys: [], ancestors: new Set() });
+}
+
+/**
+ * Where the walk is: the keys from the root down to the current value. The path is spelled out
+ * only when something needs it (an error, a toJSON), not built for every member.
+ */
+interface Walk {
+  root: string;
+  keys: (string | number)[];
+  ancestors: Set<object>;
+}
+
+function pathOf(walk: Walk): string {
+  let path = walk.root;
+  for (const key of walk.keys) path += typeof key === 'number' ? `[${key}]` : `.${key}`;
+  return path;
+}
+
+function write(value: unknown, walk: Walk): string {
+  const v = toJsonValue(value, walk);
   switch (typeof v) {
     case 'string':
-      out.push(JSON.stringify(v));
-      return;
+      return JSON.stringify(v);
     case 'number':
-      if (!Number.isFinite(v)) throw new TypeError(`canonical JSON: ${path} is ${v}, which JSON cannot represent`);
-      out.push(JSON.stringify(v));
-      return;
+      if (!Number.isFinite(v)) throw new TypeError(`canonical JSON: ${pathOf(walk)} is ${v}, which JSON cannot represent`);
+      return JSON.stringify(v);
     case 'boolean':
-      out.push(v ? 'true' : 'false');
-      return;
+      return v ? 'true' : 'false';
     case 'undefined':
-      throw new TypeError(`canonical JSON: ${path} is undefined`);
-    case 'object':
-      if (v === null) {
-        out.push('null');
-        return;
-      }
-      if (ancestors.has(v)) throw new TypeError(`canonical JSON: ${path} is a cycle`);
-      ancestors.add(v);
-      if (Array.isArray(v)) writeArray(v, path, out, ancestors);
-      else writeObject(v as Record<string, unknown>, path, out, ancestors);
-      ancestors.delete(v);
-      return;
+      throw new TypeError(`canonical JSON: ${pathOf(walk)} is undefined`);
+    case 'object': {
+      if (v === null) return 'null';
+      if (walk.ancestors.has(v)) throw new TypeError(`canonical JSON: ${pathOf(walk)} is a cycle`);
+      walk.ancestors.add(v);
+      const text = Array.isArray(v) ? writeArray(v, walk) : writeObject(v as Record<string, unknown>, walk);
+      walk.ancestors.delete(v);
+      return text;
+    }
     default:
-      throw new TypeError(`canonical JSON: ${path} is a ${typeof v}, which JSON cannot represent`);
+      throw new TypeError(`canonical JSON: ${pathOf(walk)} is a ${typeof v}, which JSON cannot represent`);
   }
 }
 
-function toJsonValue(value: unknown, path: string): unknown {
+function toJsonValue(value: unknown, walk: Walk): unknown {
   if (typeof value !== 'object' || value === null) return value;
   const toJSON = (value as { toJSON?: unknown }).toJSON;
-  if (typeof toJSON === 'function') return toJSON.call(value, path);
+  if (typeof toJSON === 'function') return toJSON.call(value, pathOf(walk));
   if (Array.isArray(value)) return value;
   const proto: unknown = Object.getPrototypeOf(value);
   if (proto !== Object.prototype && proto !== null) {
-    throw new TypeError(`canonical JSON: ${path} is a ${value.constructor?.name ?? 'non-plain object'}, not a plain object`);
+    throw new TypeError(`canonical JSON: ${pathOf(walk)} is a ${value.constructor?.name ?? 'non-plain object'}, not a plain object`);
   }
   return value;
 }
 
-function writeArray(items: unknown[], path: string, out: string[], ancestors: Set<object>): void {
-  out.push('[');
+function writeArray(items: unknown[], walk: Walk): string {
+  let text = '[';
   for (let i = 0; i < items.length; i++) {
-    if (i > 0) out.push(',');
+    if (i > 0) text += ',';
     const item = items[i];
-    if (item === undefined) out.push('null');
-    else write(item, `${path}[${i}]`, out, ancestors);
+    if (item === undefined) {
+      text += 'null';
+    } else {
+      walk.keys.push(i);
+      text += write(item, walk);
+      walk.keys.pop();
+    }
   }
-  out.push(']');
+  return text + ']';
 }
 
-function writeObject(obj: Record<string, unknown>, path: string, out: string[], ancestors: Set<object>): void {
-  out.push('{');
-  let first = true;
+function writeObject(obj: Record<string, unknown>, walk: Walk): string {
+  let text = '{';
   for (const key of Object.keys(obj).sort()) {
     const member = obj[key];
     if (member === undefined) continue;
-    if (!first) out.push(',');
-    first = false;
-    out.push(JSON.stringify(key), ':');
-    write(member, `${path}.${key}`, out, ancestors);
+    if (text.length > 1) text += ',';
+    walk.keys.push(key);
+    text += `${JSON.stringify(key)}:${write(member, walk)}`;
+    walk.keys.pop();
   }
-  out.push('}');
+  return text + '}';
 }
 
 /**
@@ -126,26 +143,117 @@ export function computeHash(e: Omit<AuditEvent, 'hash'>): string {
     .digest('hex');
 }
 
+/** The fields of an event before sealing, in the order the model lists them. */
+const UNSEALED_FIELDS = ['id', 'time', 'type', 'actor', 'source', 'connection', 'session_id', 'data'] as const;
+type UnsealedField = (typeof UNSEALED_FIELDS)[number];
+/** The hashed fields in canonical order (sorted by UTF-16 code units, as writeObject sorts keys), each with its `"key":`. */
+const HASHED_MEMBERS = ['seq', ...UNSEALED_FIELDS, 'prev_hash'].sort().map((name) => ({ name, key: `${JSON.stringify(name)}:` }));
+
+/**
+ * The canonical JSON text of each field of an unsealed event; `undefined` for a field that is
+ * absent (only `data` can be: canonical JSON omits it, as it omits any undefined member).
+ */
+export type EventJson = Readonly<Record<UnsealedField, string | undefined>>;
+
+/**
+ * An unsealed event encoded once: `json` holds the canonical JSON of each field and the fields
+ * hold what that JSON reads back as (a snapshot: later changes to the objects it was made from do
+ * not reach it). Sealing hashes `json`, and the stores write it as the row's JSON columns, so the
+ * hash input and the stored text come from one encoding and nothing walks the objects twice.
+ * Make one with `EncodedEvent.of`; treat it as immutable.
+ */
+export class EncodedEvent implements UnsealedEvent {
+  readonly id: string;
+  readonly time: string;
+  readonly type: UnsealedEvent['type'];
+  readonly actor: UnsealedEvent['actor'];
+  readonly source: UnsealedEvent['source'];
+  readonly connection: string | null;
+  readonly session_id: string | null;
+  readonly data: UnsealedEvent['data'];
+  readonly json: EventJson;
+
+  /** `json[f]` is the canonical JSON of `fields[f]`. */
+  private constructor(fields: Record<UnsealedField, unknown>, json: EventJson) {
+    this.json = json;
+    this.id = readBack(fields.id, json.id) as string;
+    this.time = readBack(fields.time, json.time) as string;
+    this.type = readBack(fields.type, json.type) as UnsealedEvent['type'];
+    this.actor = readBack(fields.actor, json.actor) as UnsealedEvent['actor'];
+    this.source = readBack(fields.source, json.source) as UnsealedEvent['source'];
+    this.connection = readBack(fields.connection, json.connection) as string | null;
+    this.session_id = readBack(fields.session_id, json.session_id) as string | null;
+    this.data = readBack(fields.data, json.data) as UnsealedEvent['data'];
+  }
+
+  /**
+   * Encodes an event's fields as canonical JSON (absent actor, source, connection and session_id
+   * become null, as in a sealed event). An EncodedEvent is returned as it is. Throws TypeError,
+   * naming the path (`$.data.x`), on a value canonical JSON refuses.
+   */
+  static of(e: UnsealedEvent): EncodedEvent {
+    if (e instanceof EncodedEvent) return e;
+    const fields: Record<UnsealedField, unknown> = {
+      id: e.id,
+      time: e.time,
+      type: e.type,
+      actor: e.actor ?? null,
+      source: e.source ?? null,
+      connection: e.connection ?? null,
+      session_id: e.session_id ?? null,
+      data: e.data,
+    };
+    const json = {} as Record<UnsealedField, string | undefined>;
+    for (const name of UNSEALED_FIELDS) {
+      const value = fields[name];
+      json[name] = value === undefined ? undefined : canonicalJsonAt(value, `$.${name}`);
+    }
+    return new EncodedEvent(fields, json);
+  }
+}
+
+/** What `text` (the canonical JSON of `value`) reads back as; strings and null are already that. */
+function readBack(value: unknown, text: string | undefined): unknown {
+  if (text === undefined) return undefined;
+  return typeof value === 'string' || value === null ? value : JSON.parse(text);
+}
+
+/**
+ * The text that is hashed, `prev_hash + canonicalJson(hashedBody)`, joined from the fields'
+ * canonical JSON: the same bytes as canonicalJson over the whole body (test/audit/chain.test.ts
+ * checks it against computeHash), without walking the objects again.
+ */
+function hashInput(json: EventJson, seq: number, prevHash: string): string {
+  let body = '';
+  for (const { name, key } of HASHED_MEMBERS) {
+    const text = name === 'seq' ? JSON.stringify(seq) : name === 'prev_hash' ? JSON.stringify(prevHash) : json[name as UnsealedField];
+    if (text === undefined) continue; // an absent member, as writeObject skips it
+    body += `${body === '' ? '' : ','}${key}${text}`;
+  }
+  return `${prevHash}{${body}}`;
+}
+
 /** Places an event in the chain after `prevHash` at position `seq`. Throws TypeError on a malformed event. */
-export function sealEvent(e: UnsealedEvent, seq: number, prevHash: string): AuditEvent {
+export function sealEvent(event: UnsealedEvent, seq: number, prevHash: string): AuditEvent {
   if (!Number.isSafeInteger(seq) || seq < 1) throw new TypeError(`sealEvent: seq must be a positive integer, got ${seq}`);
   if (!HASH_RE.test(prevHash)) throw new TypeError('sealEvent: prevHash must be 64 lowercase hex digits');
+  const e = EncodedEvent.of(event);
   if (!UUID_RE.test(e.id)) throw new TypeError(`sealEvent: id must be a lowercase UUID, got ${JSON.stringify(e.id)}`);
   if (!TIME_RE.test(e.time)) throw new TypeError(`sealEvent: time must be RFC 3339 UTC with milliseconds, got ${JSON.stringify(e.time)}`);
   if (typeof e.type !== 'string' || e.type.length === 0) throw new TypeError('sealEvent: type must be a non-empty string');
-  const body: Omit<AuditEvent, 'hash'> = {
+  return {
     seq,
     id: e.id,
     time: e.time,
     type: e.type,
-    actor: e.actor ?? null,
-    source: e.source ?? null,
-    connection: e.connection ?? null,
-    session_id: e.session_id ?? null,
+    actor: e.actor,
+    source: e.source,
+    connection: e.connection,
+    session_id: e.session_id,
     data: e.data,
     prev_hash: prevHash,
+    hash: createHash('sha256').update(hashInput(e.json, seq, prevHash), 'utf8').digest('hex'),
   };
-  return { ...body, hash: computeHash(body) };
 }
 
 export type ChainVerdict = { ok: true } | { ok: false; seq: number; reason: string };

@@ -21,8 +21,8 @@
 import { randomUUID } from 'node:crypto';
 import { AuditUnavailableError, errorMessage } from '../errors.js';
 import type { Store } from '../store/store.js';
-import { canonicalJson } from './chain.js';
-import type { AuditEvent, AuditEventDraft, UnsealedEvent } from './event.js';
+import { EncodedEvent } from './chain.js';
+import type { AuditEvent, AuditEventDraft } from './event.js';
 
 export interface RecorderLogger {
   warn(obj: object, msg: string): void;
@@ -48,7 +48,7 @@ export interface AuditRecorderOptions {
 }
 
 interface Pending {
-  event: UnsealedEvent;
+  event: EncodedEvent;
   bytes: number;
   resolve(e: AuditEvent): void;
   reject(err: AuditUnavailableError): void;
@@ -94,7 +94,7 @@ export class AuditRecorder {
   }
 
   private enqueue(draft: AuditEventDraft, urgent: boolean): Promise<AuditEvent> {
-    let event: UnsealedEvent;
+    let event: EncodedEvent;
     let bytes: number;
     try {
       ({ event, bytes } = unsealedOf(draft));
@@ -205,13 +205,15 @@ export class AuditRecorder {
 }
 
 /**
- * Stamps id and time and takes a canonical snapshot, so that a caller mutating its objects
- * afterwards cannot change what is recorded, and what is returned equals what is stored.
+ * Stamps id and time and encodes the event once (EncodedEvent: canonical JSON of each field, and
+ * a snapshot read back from it), so that a caller mutating its objects afterwards cannot change
+ * what is recorded, what is returned equals what is stored, and the store hashes and writes that
+ * JSON without encoding the event again.
  */
-function unsealedOf(draft: AuditEventDraft): { event: UnsealedEvent; bytes: number } {
+function unsealedOf(draft: AuditEventDraft): { event: EncodedEvent; bytes: number } {
   if (typeof draft.type !== 'string' || (draft.type as string) === '') throw new TypeError('type must be a non-empty string');
   if (typeof draft.data !== 'object' || draft.data === null || Array.isArray(draft.data)) throw new TypeError('data must be an object');
-  const event: UnsealedEvent = {
+  const event = EncodedEvent.of({
     id: randomUUID(),
     time: new Date().toISOString(),
     type: draft.type,
@@ -220,7 +222,8 @@ function unsealedOf(draft: AuditEventDraft): { event: UnsealedEvent; bytes: numb
     connection: draft.connection ?? null,
     session_id: draft.session_id ?? null,
     data: draft.data,
-  };
-  const text = canonicalJson(event);
-  return { event: JSON.parse(text) as UnsealedEvent, bytes: text.length };
+  });
+  let bytes = 0;
+  for (const text of Object.values(event.json)) bytes += text?.length ?? 0;
+  return { event, bytes };
 }

@@ -11,20 +11,18 @@
  * synchronous_commit=off, the append transaction turns it back on for itself.
  */
 import pg from 'pg';
-import { GENESIS_HASH, sealEvent } from '../audit/chain.js';
 import type { AuditEvent, UnsealedEvent } from '../audit/event.js';
 import { StoreError, errorMessage, isHoopError } from '../errors.js';
 import { normalizeEventFilter, normalizeSessionFilter } from './filters.js';
 import { POSTGRES_MIGRATIONS, pendingMigrations } from './migrations.js';
 import { redactSecret, redactUrl } from './redact.js';
+import { EVENT_COLUMNS, sealBatch, type EventRowValues } from './rows.js';
 import { sessionSummaryOf, type SessionRow } from './sessions.js';
 import type { EventFilter, SessionFilter, SessionSummary, Store } from './store.js';
 
 /** Advisory lock keys: arbitrary constants that name hoop's audit chain head and its migrations. */
 const CHAIN_LOCK = 0x686f6f70_0001n; // "hoop" 1
 const MIGRATION_LOCK = 0x686f6f70_0002n; // "hoop" 2
-
-const EVENT_COLUMNS = 'seq, id, time, type, actor, source, connection, session_id, data, prev_hash, hash';
 
 const SESSION_SELECT = `
   SELECT s.session_id AS id, s.connection, s.actor, s.source, s.data, s.time AS started_at,
@@ -91,14 +89,8 @@ export class PostgresStore implements Store {
         [CHAIN_LOCK.toString()],
       );
       const { rows } = await c.query<{ seq: string; hash: string }>('SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1');
-      let seq = rows[0] ? Number(rows[0].seq) : 0;
-      let prev = rows[0]?.hash ?? GENESIS_HASH;
-      const sealed = events.map((e) => {
-        const s = sealEvent(e, ++seq, prev);
-        prev = s.hash;
-        return s;
-      });
-      await insertEvents(c, sealed);
+      const { sealed, rows: eventRows } = sealBatch(events, rows[0] ? { seq: Number(rows[0].seq), hash: rows[0].hash } : null);
+      await insertEvents(c, eventRows);
       return sealed;
     });
   }
@@ -209,27 +201,14 @@ export class PostgresStore implements Store {
   }
 }
 
-async function insertEvents(c: pg.PoolClient, events: AuditEvent[]): Promise<void> {
-  // One statement per batch whatever its size: columns travel as arrays and unnest pairs them up.
-  const col = <T>(pick: (e: AuditEvent) => T): T[] => events.map(pick);
-  const json = (v: unknown): string | null => (v === null ? null : JSON.stringify(v));
+async function insertEvents(c: pg.PoolClient, rows: EventRowValues[]): Promise<void> {
+  // One statement per batch whatever its size: each column travels as one array and unnest pairs them up.
+  const columns = rows[0]!.map((_, i) => rows.map((r) => r[i]));
   await c.query(
     `INSERT INTO events (${EVENT_COLUMNS})
      SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::timestamptz[], $4::text[], $5::json[], $6::json[],
                           $7::text[], $8::text[], $9::json[], $10::text[], $11::text[])`,
-    [
-      col((e) => e.seq),
-      col((e) => e.id),
-      col((e) => e.time),
-      col((e) => e.type),
-      col((e) => json(e.actor)),
-      col((e) => json(e.source)),
-      col((e) => e.connection),
-      col((e) => e.session_id),
-      col((e) => JSON.stringify(e.data)),
-      col((e) => e.prev_hash),
-      col((e) => e.hash),
-    ],
+    columns,
   );
 }
 

@@ -28,6 +28,9 @@ const { path, busyTimeoutMs } = workerData;
 let db = null;
 /** @type {Map<string, Database.Statement>} */
 const statements = new Map();
+/** `write` as one transaction function, made once per connection (better-sqlite3 builds wrappers for each). */
+/** @type {((guard: any, steps: any[]) => number) & { immediate(guard: any, steps: any[]): number } | null} */
+let writeTransaction = null;
 
 class Conflict {
   /** @param {unknown[]} found */
@@ -67,20 +70,19 @@ function prepare(sql) {
  */
 function write(guard, steps) {
   if (!db) throw new Error('the database is not open');
-  return db
-    .transaction(() => {
-      if (guard) {
-        const found = prepare(guard.sql).all(...(guard.params ?? []));
-        if (JSON.stringify(found) !== JSON.stringify(guard.expect)) throw new Conflict(found);
-      }
-      let changes = 0;
-      for (const step of steps) {
-        const s = prepare(step.sql);
-        for (const row of step.rows) changes += s.run(row).changes;
-      }
-      return changes;
-    })
-    .immediate();
+  writeTransaction ??= db.transaction((guard, steps) => {
+    if (guard) {
+      const found = prepare(guard.sql).all(...(guard.params ?? []));
+      if (JSON.stringify(found) !== JSON.stringify(guard.expect)) throw new Conflict(found);
+    }
+    let changes = 0;
+    for (const step of steps) {
+      const s = prepare(step.sql);
+      for (const row of step.rows) changes += s.run(row).changes;
+    }
+    return changes;
+  });
+  return writeTransaction.immediate(guard, steps);
 }
 
 /** @param {any} msg */
@@ -100,6 +102,7 @@ function handle(msg) {
       return db.pragma(String(msg.name), { simple: true });
     case 'close':
       statements.clear();
+      writeTransaction = null;
       db?.close();
       db = null;
       return null;

@@ -18,10 +18,11 @@
  * Fail closed: if the worker dies, every pending and later call rejects with StoreError.
  */
 import { Worker } from 'node:worker_threads';
-import { GENESIS_HASH, sealEvent } from '../audit/chain.js';
+import { EncodedEvent } from '../audit/chain.js';
 import type { AuditEvent, UnsealedEvent } from '../audit/event.js';
 import { StoreError, errorMessage } from '../errors.js';
 import { normalizeEventFilter, normalizeSessionFilter } from './filters.js';
+import { EVENT_COLUMNS, sealBatch } from './rows.js';
 import { SQLITE_MIGRATIONS, pendingMigrations } from './migrations.js';
 import { sessionSummaryOf, type SessionRow } from './sessions.js';
 import type { EventFilter, SessionFilter, SessionSummary, Store } from './store.js';
@@ -49,8 +50,7 @@ interface EventRow {
 type Head = { seq: number; hash: string };
 
 const HEAD_SQL = 'SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1';
-const INSERT_SQL = `INSERT INTO events (seq, id, time, type, actor, source, connection, session_id, data, prev_hash, hash)
-  VALUES (@seq, @id, @time, @type, @actor, @source, @connection, @session_id, @data, @prev_hash, @hash)`;
+const INSERT_SQL = `INSERT INTO events (${EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`;
 const APPLIED_SQL = 'SELECT version FROM schema_migrations ORDER BY version';
 
 const SESSION_SELECT = `
@@ -146,19 +146,23 @@ export class SqliteStore implements Store {
   private async append(events: UnsealedEvent[]): Promise<AuditEvent[]> {
     const action = 'append audit events';
     const deadline = Date.now() + CONTENDED_APPEND_MS;
+    let encoded: EncodedEvent[] | undefined; // once, however often the batch is sealed
     for (;;) {
       const head = this.knownHead === undefined ? await this.get<Head>('read the chain head', HEAD_SQL) : this.knownHead;
-      let sealed: AuditEvent[];
+      let batch: ReturnType<typeof sealBatch>;
       try {
-        sealed = seal(events, head);
+        encoded ??= events.map((e) => EncodedEvent.of(e));
+        batch = sealBatch(encoded, head);
       } catch (err) {
         throw new StoreError(`cannot ${action} in SQLite store ${this.path}: ${errorMessage(err)}`, { cause: err });
       }
+      const { sealed, rows } = batch;
       let reply;
       try {
+        // Rows as arrays of strings and numbers: far cheaper to clone to the thread than objects.
         reply = await this.write(action, {
           guard: { sql: HEAD_SQL, expect: head ? [head] : [] },
-          steps: [{ sql: INSERT_SQL, rows: sealed.map(toRow) }],
+          steps: [{ sql: INSERT_SQL, rows }],
         });
       } catch (err) {
         this.knownHead = undefined; // a failed commit leaves the head as it was, but ask again
@@ -309,17 +313,6 @@ export class SqliteStore implements Store {
   }
 }
 
-/** Places the batch after `head`. Throws TypeError on an event that cannot be sealed. */
-function seal(events: UnsealedEvent[], head: Head | null): AuditEvent[] {
-  let seq = head?.seq ?? 0;
-  let prev = head?.hash ?? GENESIS_HASH;
-  return events.map((e) => {
-    const s = sealEvent(e, ++seq, prev);
-    prev = s.hash;
-    return s;
-  });
-}
-
 interface RawSessionRow {
   id: string;
   connection: string | null;
@@ -339,17 +332,6 @@ function parseSessionRow(r: RawSessionRow): SessionRow {
     source: parseJson(r.source),
     data: JSON.parse(r.data) as Record<string, unknown>,
     end_data: parseJson(r.end_data),
-  };
-}
-
-function toRow(e: AuditEvent): EventRow {
-  return {
-    ...e,
-    // JSON.stringify is enough here: sealEvent already refused what JSON cannot represent, and
-    // verification recomputes the canonical form from the parsed values.
-    actor: e.actor === null ? null : JSON.stringify(e.actor),
-    source: e.source === null ? null : JSON.stringify(e.source),
-    data: JSON.stringify(e.data),
   };
 }
 

@@ -1,6 +1,6 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { describe, expect, test } from 'vitest';
-import { GENESIS_HASH, canonicalJson, sealEvent, verifyChain } from '../../src/audit/chain.js';
+import { EncodedEvent, GENESIS_HASH, canonicalJson, computeHash, sealEvent, verifyChain } from '../../src/audit/chain.js';
 import type { AuditEvent, UnsealedEvent } from '../../src/audit/event.js';
 
 function draft(i: number): UnsealedEvent {
@@ -181,5 +181,98 @@ describe('verifyChain', () => {
     const events = chain(3);
     events.splice(2, 0, events[1]!);
     expect(verifyChain(events)).toMatchObject({ ok: false, seq: 2, reason: expect.stringMatching(/out of order/) });
+  });
+});
+
+describe('EncodedEvent: one encoding for the hash and the stored row', () => {
+  const base = { id: '0b9d6c3e-8f1a-4c2b-9d3e-5f6a7b8c9d0e', time: '2026-11-29T01:02:03.456Z', type: 'query.end' } as const;
+  // Values chosen to be awkward for a canonical encoder: key order (integer-like, non-ASCII,
+  // empty), escapes, number forms, undefined members and items, toJSON (which is handed the path).
+  const cases: [string, () => UnsealedEvent][] = [
+    ['typical', () => ({
+      ...base,
+      actor: { subject: 'alice', email: 'alice@bank.example', groups: ['analysts'], auth_method: 'api_key' },
+      source: { address: '127.0.0.1', application: 'psql' },
+      connection: 'bank',
+      session_id: 's-1',
+      data: { query_id: 'q1', outcome: 'ok', error: null, command_tags: ['SELECT 1'], rows: 1, bytes: 11, duration_ms: 0.25, result: { columns: ['abalance'], rows: [['0'], [null]], truncated: false, sha256: 'ab'.repeat(32) } },
+    })],
+    ['awkward', () => ({
+      ...base,
+      actor: { subject: 'bob', email: undefined, groups: [], auth_method: 'oidc' },
+      source: undefined as unknown as null,
+      connection: undefined as unknown as null,
+      session_id: null,
+      data: {
+        '10': 'ten', '9': 'nine', '01': 'oh-one', '\u00e9': 'e-acute', A: 'upper', '': 'empty key', '\ud83d\ude00': 'emoji', 'z\u0000': 'nul key',
+        s: 'a"b\\c\n\t\u0000\u001f\u007f\u2028\ud800 é中文😀',
+        n: [-0, 1e21, 5e-324, -1.5e-300, 9007199254740993, 0.1 + 0.2],
+        u: [undefined, null],
+        skip: undefined,
+        d: new Date(0),
+        k: { toJSON: (key: string) => `toJSON got ${key}` },
+        arr: [{ toJSON: (key: string) => key }],
+        nested: { b: { d: {}, c: [] }, a: [[[]]] },
+      },
+    })],
+    ['null actor, no data', () => ({ ...base, type: 'session.end', actor: null, source: { address: null }, connection: 'c', session_id: 's', data: undefined as unknown as Record<string, unknown> })],
+  ];
+  // Computed with the implementation before EncodedEvent (commit aba2e8f), which canonicalised
+  // the whole body in one walk: the chain format must not move by a byte.
+  const golden = [
+    '5e76c0f88c68a594f887048f83900a18d362332b9637608ca571fba53251d1fb',
+    '4750ecae7e8d9fe8676e0cc7fc3637e6ab41f32475f0522bd66624cd5f893c1c',
+    '0dfd59f1712a00e06ef90d4a18448fbb043c735f0436306bfe73fd5cc68054c2',
+  ];
+
+  /** The hash as the chain defines it: one canonicalJson over the whole body. */
+  function referenceHash(e: UnsealedEvent, seq: number, prev: string): string {
+    const body = { seq, id: e.id, time: e.time, type: e.type, actor: e.actor ?? null, source: e.source ?? null, connection: e.connection ?? null, session_id: e.session_id ?? null, data: e.data, prev_hash: prev };
+    return createHash('sha256').update(prev + canonicalJson(body), 'utf8').digest('hex');
+  }
+
+  test('sealing hashes exactly the bytes of canonicalJson over the whole body (golden hashes)', () => {
+    let prev = GENESIS_HASH;
+    cases.forEach(([, make], i) => {
+      const seq = 42 + i;
+      const plain = sealEvent(make(), seq, prev);
+      const encoded = sealEvent(EncodedEvent.of(make()), seq, prev);
+      expect(plain.hash).toBe(golden[i]);
+      expect(encoded.hash).toBe(golden[i]);
+      expect(referenceHash(make(), seq, prev)).toBe(golden[i]);
+      expect(computeHash(plain)).toBe(golden[i]); // what verification recomputes from the sealed event
+      expect(encoded).toEqual(plain);
+      prev = plain.hash;
+    });
+  });
+
+  test.each(cases)('%s: json is canonicalJson of each field, and the fields read back from it', (_name, make) => {
+    const e = make();
+    const encoded = EncodedEvent.of(e);
+    const fields = { id: e.id, time: e.time, type: e.type, actor: e.actor ?? null, source: e.source ?? null, connection: e.connection ?? null, session_id: e.session_id ?? null, data: e.data };
+    for (const [name, value] of Object.entries(fields)) {
+      const text = encoded.json[name as keyof typeof encoded.json];
+      // Encoded where it sits in the event ({"data":…}), so toJSON is handed the same path.
+      expect(text).toBe(value === undefined ? undefined : canonicalJson({ [name]: value }).slice(`{"${name}":`.length, -1));
+      expect(encoded[name as keyof typeof fields]).toEqual(text === undefined ? undefined : JSON.parse(text));
+    }
+    expect(EncodedEvent.of(encoded)).toBe(encoded);
+  });
+
+  test('is a snapshot: changing the objects it was made from changes neither its JSON nor its fields', () => {
+    const e = draft(1);
+    const encoded = EncodedEvent.of(e);
+    const before = JSON.stringify(encoded);
+    (e.data as { parameters: unknown[] }).parameters.push('later');
+    e.actor!.groups.push('dba');
+    expect(JSON.stringify(encoded)).toBe(before);
+    expect(encoded.json.data).not.toContain('later');
+    expect(sealEvent(encoded, 1, GENESIS_HASH)).toEqual(sealEvent({ ...encoded }, 1, GENESIS_HASH));
+  });
+
+  test('refuses what canonical JSON refuses, naming the path within the event', () => {
+    expect(() => EncodedEvent.of({ ...draft(1), data: { rows: [[1, NaN]] } })).toThrow('canonical JSON: $.data.rows[0][1] is NaN');
+    expect(() => EncodedEvent.of({ ...draft(1), actor: { groups: new Set() } as never })).toThrow('canonical JSON: $.actor.groups is a Set, not a plain object');
+    expect(() => sealEvent({ ...draft(1), data: { n: 1n } }, 1, GENESIS_HASH)).toThrow('$.data.n is a bigint');
   });
 });

@@ -39,6 +39,14 @@ describe('SQLite store', () => {
         db.close();
       }
     },
+    async jsonColumns(store) {
+      const db = new Database(paths.get(store)!, { readonly: true });
+      try {
+        return db.prepare('SELECT actor, source, data FROM events ORDER BY seq').all() as { actor: string | null; source: string | null; data: string }[];
+      } finally {
+        db.close();
+      }
+    },
   });
 });
 

@@ -4,7 +4,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { afterEach, describe, expect, test } from 'vitest';
-import { GENESIS_HASH, verifyChain } from '../../src/audit/chain.js';
+import { EncodedEvent, GENESIS_HASH, canonicalJson, verifyChain } from '../../src/audit/chain.js';
 import type { Actor, AuditEventType, UnsealedEvent } from '../../src/audit/event.js';
 import { verifyStore } from '../../src/audit/verify.js';
 import { StoreError, UsageError } from '../../src/errors.js';
@@ -17,6 +17,8 @@ export interface StoreHarness {
   another(store: Store): Promise<Store>;
   /** Runs raw SQL on `store`'s database, bypassing the Store interface (to play the attacker). */
   sql(store: Store, statement: string): Promise<void>;
+  /** The JSON columns of every event as stored (text), in seq order. */
+  jsonColumns(store: Store): Promise<{ actor: string | null; source: string | null; data: string }[]>;
   dialect: 'sqlite' | 'postgres';
 }
 
@@ -98,6 +100,23 @@ export function storeSuite(h: StoreHarness): void {
       const [e] = await store.readEvents({});
       expect(e!.data).toEqual(data);
       expect(verifyChain([e!])).toEqual({ ok: true });
+    });
+
+    test('the JSON columns hold the canonical JSON the hash covers, and read back as the same values', async () => {
+      const store = await fresh();
+      const data = { '10': 'ten', '9': 'nine', z: [1, { b: null, a: 'é😀\u0000' }], when: new Date(0), gone: undefined };
+      const plain = event({ data, actor: { ...bob, email: undefined } as Actor, source: null });
+      const encoded = EncodedEvent.of(event({ data: { n: -0, nested: { y: 2, x: 1 } } }));
+      const appended = await store.appendEvents([plain, encoded]);
+      expect(await h.jsonColumns(store)).toEqual([
+        { actor: canonicalJson(plain.actor), source: null, data: canonicalJson(data) },
+        { actor: canonicalJson(encoded.actor), source: canonicalJson(encoded.source), data: '{"n":0,"nested":{"x":1,"y":2}}' },
+      ]);
+      const read = await store.readEvents({});
+      expect(read).toEqual(appended);
+      expect(read[0]!.data).toEqual({ '10': 'ten', '9': 'nine', z: [1, { b: null, a: 'é😀\u0000' }], when: '1970-01-01T00:00:00.000Z' });
+      expect(read[0]!.actor).toEqual({ subject: 'bob', groups: ['dba', 'ops'], auth_method: 'oidc' });
+      expect(verifyChain(read)).toEqual({ ok: true });
     });
 
     test('a batch with an event that cannot be sealed writes none of it', async () => {

@@ -1,0 +1,57 @@
+/**
+ * Sealing a batch for a store, and the events-table row of each sealed event. Both stores write
+ * the JSON columns (actor, source, data) as the canonical JSON that the hash covers, taken from
+ * the event's one encoding (EncodedEvent) rather than serialised again; it reads back as the same
+ * values.
+ */
+import { EncodedEvent, GENESIS_HASH, sealEvent } from '../audit/chain.js';
+import type { AuditEvent, UnsealedEvent } from '../audit/event.js';
+
+/** Column values in the order of EVENT_COLUMNS; JSON columns as text, SQL NULL for a null actor or source. */
+export type EventRowValues = [
+  seq: number,
+  id: string,
+  time: string,
+  type: string,
+  actor: string | null,
+  source: string | null,
+  connection: string | null,
+  session_id: string | null,
+  data: string | undefined,
+  prev_hash: string,
+  hash: string,
+];
+
+export const EVENT_COLUMNS = 'seq, id, time, type, actor, source, connection, session_id, data, prev_hash, hash';
+
+/**
+ * Places `events` after `head` (null: the log is empty). Throws TypeError on an event that cannot
+ * be sealed. Pass EncodedEvents (`EncodedEvent.of`) when sealing the same batch more than once.
+ */
+export function sealBatch(events: readonly UnsealedEvent[], head: { seq: number; hash: string } | null): { sealed: AuditEvent[]; rows: EventRowValues[] } {
+  let seq = head?.seq ?? 0;
+  let prev = head?.hash ?? GENESIS_HASH;
+  const sealed: AuditEvent[] = [];
+  const rows: EventRowValues[] = [];
+  for (const unsealed of events) {
+    const encoded = EncodedEvent.of(unsealed);
+    const e = sealEvent(encoded, ++seq, prev);
+    prev = e.hash;
+    sealed.push(e);
+    const { json } = encoded;
+    rows.push([
+      e.seq,
+      e.id,
+      e.time,
+      e.type,
+      e.actor === null ? null : json.actor!,
+      e.source === null ? null : json.source!,
+      e.connection,
+      e.session_id,
+      json.data,
+      e.prev_hash,
+      e.hash,
+    ]);
+  }
+  return { sealed, rows };
+}
