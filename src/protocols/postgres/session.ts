@@ -26,6 +26,7 @@ import {
   errorResponse,
   frame,
   type FieldDescription,
+  type ParseMessage,
 } from './messages.js';
 import { NameTable, valueOf, type Version } from './names.js';
 import { decodeParameter } from './params.js';
@@ -58,6 +59,8 @@ interface Change {
   /** A failed Parse of the unnamed statement has already dropped the previous one. */
   clearOnFailure: boolean;
   segment: number;
+  /** A named Parse is recorded: SQL `EXECUTE name` runs it without any Bind/Execute. */
+  run?: StatementRun;
 }
 
 /** What the upstream owes us, in order: one entry per frontend message that gets a response. */
@@ -116,6 +119,7 @@ export class Session {
     await Promise.all([this.clientLoop(), this.upstreamLoop()]);
     for (const e of this.expected.splice(0)) {
       if (e.kind === 'execute' || e.kind === 'query') this.endRun(e.run, notCompleted('the session ended before the statement completed'));
+      else if ('change' in e && e.change.run) this.endRun(e.change.run, notCompleted('the session ended before the statement completed'));
     }
     const end = this.endReason ?? { reason: 'closed', error: null };
     safely(() => this.ctx.hooks.sessionEnd(end));
@@ -161,6 +165,7 @@ export class Session {
           return this.execute(batch, i, runStart, decodeExecute(body).portal);
         case MessageType.Parse: {
           const p = decodeParse(body);
+          if (p.name !== '') return this.namedParse(batch, i, runStart, p);
           const version = this.statements.define(p.name, { sql: p.sql, paramTypes: p.paramTypes, fields: null });
           this.expectChange('parse', this.statements, version, p.name === '');
           break;
@@ -207,19 +212,45 @@ export class Session {
     this.expected.push(e);
   }
 
-  private expectChange(kind: 'parse' | 'bind' | 'close', table: Change['table'], version: Change['version'], clearOnFailure: boolean): void {
-    const change: Change = { table, version, clearOnFailure, segment: this.segment };
+  private expectChange(kind: 'parse' | 'bind' | 'close', table: Change['table'], version: Change['version'], clearOnFailure: boolean, run?: StatementRun): void {
+    const change: Change = { table, version, clearOnFailure, segment: this.segment, ...(run ? { run } : {}) };
     this.expect({ kind, change });
     this.pendingChanges.push(change);
   }
 
+  /**
+   * A named Parse is a write-ahead barrier of its own: a named statement can be run by SQL
+   * (`EXECUTE name` in a simple Query), and that record must be traceable to this SQL. If it
+   * cannot be recorded, a Parse that fails upstream goes instead, so the name is never defined.
+   */
+  private async namedParse(batch: FrameBatch, i: number, runStart: number, p: ParseMessage): Promise<void> {
+    const f = batch.frames[i]!;
+    const run = await this.writeAhead({ protocol: 'extended', statement: p.sql, statementName: p.name, portal: null, parameters: [] });
+    if (!this.admit(run)) return;
+    const version = this.statements.define(p.name, { sql: p.sql, paramTypes: p.paramTypes, fields: null });
+    this.expectChange('parse', this.statements, version, false, run);
+    if (run.refusal) {
+      const poison = frame(MessageType.Parse, cstring(p.name), cstring('hoop refused'), Buffer.alloc(2));
+      write(this.upstream.socket, Buffer.concat([batch.buffer.subarray(runStart, f.start), poison]));
+      runStart = f.end;
+      await drained(this.upstream.socket);
+    }
+    const rest = this.forward(batch, i + 1, runStart);
+    if (rest) await rest;
+  }
+
   /** The server answered the message that made `change`: applied, failed, or skipped it. */
-  private settle(change: Change, outcome: 'applied' | 'failed' | 'skipped'): void {
+  private settle(change: Change, outcome: 'applied' | 'failed' | 'skipped', error?: { code: string; message: string }): void {
     const table = change.table as NameTable<unknown>;
     const version = change.version as Version<unknown>;
     if (outcome === 'applied') table.confirm(version);
     else if (outcome === 'failed' && change.clearOnFailure) table.clear(version);
     else table.undo(version);
+    if (change.run) {
+      if (outcome === 'applied') this.endRun(change.run);
+      else if (outcome === 'failed') this.endRun(change.run, error);
+      else this.endRun(change.run, { code: error?.code ?? '08006', message: `not executed: an earlier message in the same pipeline failed: ${error?.message ?? ''}` });
+    }
     const at = this.pendingChanges[0] === change ? 0 : this.pendingChanges.indexOf(change);
     if (at >= 0) this.pendingChanges.splice(at, 1);
     this.onSettled?.();
@@ -471,14 +502,14 @@ export class Session {
       return front.run.refusal ? refusalResponse(front.run.refusal) : undefined;
     }
     // Extended protocol: the server now discards everything up to the next Sync.
-    const refusal = front.kind === 'execute' ? front.run.refusal : null;
+    const refusal = front.kind === 'execute' ? front.run.refusal : 'change' in front ? (front.change.run?.refusal ?? null) : null;
     if (front.kind === 'execute') front.run.fail(error);
     this.expected.shift();
     if (front.kind === 'execute') this.endRun(front.run);
-    if ('change' in front) this.settle(front.change, 'failed');
+    if ('change' in front) this.settle(front.change, 'failed', error);
     while (this.expected.length > 0 && this.expected[0]!.kind !== 'sync') {
       const skipped = this.expected.shift()!;
-      if ('change' in skipped) this.settle(skipped.change, 'skipped');
+      if ('change' in skipped) this.settle(skipped.change, 'skipped', error);
       if (skipped.kind === 'execute' || skipped.kind === 'query') {
         this.endRun(skipped.run, { code: error.code, message: `not executed: an earlier message in the same pipeline failed: ${error.message}` });
       }

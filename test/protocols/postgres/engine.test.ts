@@ -118,7 +118,9 @@ describe('simple and extended protocol through the engine', () => {
       const r = await c.query({ ...q, values: [v, Buffer.from([1, 2, 255]), null] });
       expect(r.rows[0].n).toBe(v + 1);
     }
-    const starts = h.starts().filter((s) => s.statement === q.text);
+    // The named Parse is recorded once (portal null), each Execute once.
+    expect(h.starts().filter((s) => s.statement === q.text && s.portal === null)).toHaveLength(1);
+    const starts = h.starts().filter((s) => s.statement === q.text && s.portal !== null);
     expect(starts).toHaveLength(2);
     expect(starts[0]).toMatchObject({ protocol: 'extended', statementName: 'named-stmt', portal: '', parameters: ['41', '\\x0102ff', null] });
     expect(starts[1]!.parameters[0]).toBe('1');

@@ -165,3 +165,38 @@ describe('the recorded statement is the one that runs', () => {
     raw.socket.end(serialize.end());
   });
 });
+
+describe('named statements can run through SQL EXECUTE', () => {
+  it('a named Parse is recorded (write-ahead) with its SQL, so EXECUTE <name> in a simple Query is traceable', async () => {
+    const raw = await Raw.open(h.port);
+    raw.socket.write(Buffer.concat([serialize.parse({ name: 'hidden', text: INSERT }), serialize.sync()]));
+    await raw.ready(2);
+    raw.socket.write(serialize.query('EXECUTE hidden'));
+    await raw.ready(3);
+    expect(await rowsInTable()).toBe(1);
+    const recorded = h.starts().find((s) => s.statementName === 'hidden' && s.portal === null);
+    expect(recorded).toMatchObject({ protocol: 'extended', statement: INSERT });
+    const end = await until(() => h.ends().find((e) => e.queryId === recorded!.queryId));
+    expect(end.outcome).toBe('ok');
+    raw.socket.end(serialize.end());
+  });
+
+  it('a named Parse that cannot be recorded is not sent: EXECUTE finds no statement', async () => {
+    const raw = await Raw.open(h.port);
+    h.queryStart = async (s) => {
+      if (s.statementName === 'unrecorded') throw new (await import('../../../src/errors.js')).AuditUnavailableError('store down');
+    };
+    try {
+      raw.socket.write(Buffer.concat([serialize.parse({ name: 'unrecorded', text: INSERT }), serialize.sync()]));
+      await raw.ready(2);
+      expect(raw.messages.filter((m) => m.name === 'error')).toHaveLength(1);
+    } finally {
+      h.queryStart = async () => {};
+    }
+    raw.socket.write(serialize.query('EXECUTE unrecorded'));
+    await raw.ready(3);
+    expect(raw.messages.filter((m) => m.name === 'error')).toHaveLength(2);
+    expect(await rowsInTable()).toBe(0);
+    raw.socket.end(serialize.end());
+  });
+});
