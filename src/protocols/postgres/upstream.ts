@@ -192,6 +192,8 @@ function authenticate(cfg: UpstreamConfig, socket: Socket): Promise<StartupResul
     const parameters: [string, string][] = [];
     let backendKey: StartupResult['backendKey'] = null;
     let scram: ScramClient | null = null;
+    /** Set once SASLFinal proved that the server knows the password. */
+    let scramVerified = false;
     let done = false;
     const finish = (err: unknown, result?: StartupResult) => {
       done = true;
@@ -213,6 +215,9 @@ function authenticate(cfg: UpstreamConfig, socket: Socket): Promise<StartupResul
       const code = r.int32();
       switch (code) {
         case AuthCode.Ok:
+          // A server (or someone in the middle) that starts SCRAM must finish it: AuthenticationOk
+          // without a verified SASLFinal would skip the proof that it knows the password.
+          if (scram && !scramVerified) throw upstreamError(cfg, 'the server ended SCRAM authentication without proving it knows the password');
           return;
         case AuthCode.CleartextPassword:
           socket.write(frame(MessageType.PasswordMessage, cstring(needPassword())));
@@ -240,6 +245,7 @@ function authenticate(cfg: UpstreamConfig, socket: Socket): Promise<StartupResul
         case AuthCode.SASLFinal:
           if (!scram) throw upstreamError(cfg, 'unexpected SASLFinal');
           scram.verifyServerFinal(r.bytes(r.remaining).toString('utf8'));
+          scramVerified = true;
           return;
         default:
           throw upstreamError(cfg, `unsupported authentication method (code ${code})`);

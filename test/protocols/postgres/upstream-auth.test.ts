@@ -1,0 +1,38 @@
+/**
+ * Security: the gateway authenticating UPSTREAM must not accept a server that starts SCRAM and
+ * then skips its proof (AuthenticationOk with no SASLFinal): that server never showed it knows
+ * the password, so it may be an impostor in the middle.
+ */
+import { createServer, type AddressInfo, type Server } from 'node:net';
+import { afterAll, beforeAll, expect, test } from 'vitest';
+import { authenticationOk, authenticationSASL, readyForQuery } from '../../../src/protocols/postgres/messages.js';
+import { connectUpstream } from '../../../src/protocols/postgres/upstream.js';
+
+let server: Server;
+let port = 0;
+beforeAll(async () => {
+  server = createServer((socket) => {
+    socket.on('error', () => {});
+    let step = 0;
+    socket.on('data', () => {
+      step++;
+      if (step === 1) socket.write(authenticationSASL(['SCRAM-SHA-256'])); // after the StartupMessage
+      else if (step === 2) socket.write(Buffer.concat([authenticationOk(), readyForQuery('I')])); // after SASLInitialResponse
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  port = (server.address() as AddressInfo).port;
+});
+afterAll(async () => {
+  await new Promise((r) => server.close(r));
+});
+
+test('AuthenticationOk in the middle of SCRAM is refused', async () => {
+  const err = await connectUpstream({ host: '127.0.0.1', port, database: 'd', user: 'u', password: 'p', sslmode: 'disable', connectTimeoutMs: 3_000 })
+    .then((c) => {
+      c.socket.destroy();
+      return null;
+    }, (e: unknown) => e);
+  expect(err).toBeInstanceOf(Error);
+  expect((err as Error).message).toMatch(/ended SCRAM authentication without proving it knows the password/);
+});
