@@ -288,6 +288,23 @@ export function decodeBind(body: Buffer): BindMessage {
   return { portal, statement, paramFormats, values, resultFormats };
 }
 
+/** FunctionCall (fastpath): the function's OID and its arguments, with the Bind format rules. */
+export function decodeFunctionCall(body: Buffer): { oid: number; formats: number[]; values: (Buffer | null)[] } {
+  const r = new BodyReader(body, 'FunctionCall');
+  const oid = r.uint32();
+  const nf = r.count16();
+  const codes: number[] = [];
+  for (let i = 0; i < nf; i++) codes.push(r.int16());
+  const nv = r.count16();
+  const values: (Buffer | null)[] = [];
+  for (let i = 0; i < nv; i++) {
+    const len = r.int32();
+    values.push(len === -1 ? null : r.bytes(len));
+  }
+  const formats = values.map((_, i) => (nf === 0 ? 0 : nf === 1 ? codes[0]! : (codes[i] ?? 0)));
+  return { oid, formats, values };
+}
+
 export function decodeExecute(body: Buffer): { portal: string; maxRows: number } {
   const r = new BodyReader(body, 'Execute');
   return { portal: r.cstring(), maxRows: r.int32() };

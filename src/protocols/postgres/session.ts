@@ -17,6 +17,7 @@ import {
   decodeBind,
   decodeCommandComplete,
   decodeExecute,
+  decodeFunctionCall,
   decodeNoticeFields,
   decodeParameterDescription,
   decodeParse,
@@ -157,9 +158,11 @@ export class Session {
         case MessageType.Query:
           return this.barrier(batch, i, runStart, { protocol: 'simple', statement: decodeQuery(body).sql, statementName: null, portal: null, parameters: [] });
         case MessageType.FunctionCall: {
-          // Fastpath function call (e.g. libpq's large objects): it runs code, so it is recorded.
-          const oid = new BodyReader(body, 'FunctionCall').uint32();
-          return this.barrier(batch, i, runStart, { protocol: 'simple', statement: `-- FunctionCall oid ${oid}`, statementName: null, portal: null, parameters: [] });
+          // Fastpath function call (e.g. libpq's large objects): it runs code, so it is recorded,
+          // with its arguments (what a lo_write writes, what a lo_export names).
+          const call = decodeFunctionCall(body);
+          const parameters = call.values.map((v, k) => decodeParameter(v, call.formats[k]!, undefined));
+          return this.barrier(batch, i, runStart, { protocol: 'simple', statement: `-- FunctionCall oid ${call.oid}`, statementName: null, portal: null, parameters });
         }
         case MessageType.Execute:
           return this.execute(batch, i, runStart, decodeExecute(body).portal);

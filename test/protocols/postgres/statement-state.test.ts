@@ -200,3 +200,28 @@ describe('named statements can run through SQL EXECUTE', () => {
     raw.socket.end(serialize.end());
   });
 });
+
+describe('fastpath FunctionCall', () => {
+  it('is recorded with its arguments, not only the function OID', async () => {
+    const raw = await Raw.open(h.port);
+    const args = [Buffer.from('2'), Buffer.from('40')];
+    const body = Buffer.concat([
+      Buffer.from([0, 0, 0, 177]), // int4pl
+      Buffer.from([0, 1, 0, 0]), // one format code: text
+      Buffer.from([0, 2]),
+      ...args.flatMap((a) => [Buffer.from([0, 0, 0, a.length]), a]),
+      Buffer.from([0, 0]), // result in text
+    ]);
+    const head = Buffer.alloc(5);
+    head[0] = 0x46; // 'F'
+    head.writeInt32BE(body.length + 4, 1);
+    raw.socket.write(Buffer.concat([head, body]));
+    await raw.ready(2);
+    // (pg-protocol's parser does not know FunctionCallResponse; the outcome below shows it ran)
+    const recorded = h.starts().find((s) => s.statement === '-- FunctionCall oid 177');
+    expect(recorded?.parameters).toEqual(['2', '40']);
+    const end = await until(() => h.ends().find((e) => e.queryId === recorded!.queryId));
+    expect(end.outcome).toBe('ok');
+    raw.socket.end(serialize.end());
+  });
+});
