@@ -120,7 +120,7 @@ function writeObject(obj: Record<string, unknown>, walk: Walk): string {
 /**
  * The fields the hash covers. Listed, not "everything but hash", so that an exporter may add
  * presentation fields to a line without breaking verification; a new model field must be added
- * here (and is then a chain format change).
+ * here and to UNSEALED_FIELDS, which sealing hashes (and is then a chain format change).
  */
 function hashedBody(e: Omit<AuditEvent, 'hash'>): Omit<AuditEvent, 'hash'> {
   return {
@@ -143,7 +143,7 @@ export function computeHash(e: Omit<AuditEvent, 'hash'>): string {
     .digest('hex');
 }
 
-/** The fields of an event before sealing, in the order the model lists them. */
+/** The fields of an event before sealing, in the order the model lists them: hashedBody less seq and prev_hash. */
 const UNSEALED_FIELDS = ['id', 'time', 'type', 'actor', 'source', 'connection', 'session_id', 'data'] as const;
 type UnsealedField = (typeof UNSEALED_FIELDS)[number];
 /** The hashed fields in canonical order (sorted by UTF-16 code units, as writeObject sorts keys), each with its `"key":`. */
