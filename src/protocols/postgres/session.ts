@@ -98,6 +98,8 @@ export class Session {
   private readonly pendingChanges: Change[] = [];
   /** Called whenever a change is settled or the session closes (an Execute may be waiting). */
   private onSettled: (() => void) | null = null;
+  /** Frames from a Bind on, kept until the next chunk shows whether an Execute follows it. */
+  private carried: FrameBatch | null = null;
   private closing = false;
   private terminated = false;
   private endReason: { reason: string; error: string | null } | null = null;
@@ -133,7 +135,7 @@ export class Session {
     try {
       await this.clientChunks.return?.(); // from here on the client flows through pump()
       await this.forward(this.reader.push(EMPTY)); // frames that arrived behind the StartupMessage
-      await pump(this.client, (chunk) => (this.closing ? undefined : this.forward(this.reader.push(chunk))));
+      await pump(this.client, (chunk) => (this.closing ? undefined : this.forward(this.withCarried(this.reader.push(chunk)))));
       this.close(this.terminated ? 'client-terminated' : 'client-closed', null);
     } catch (err) {
       if (err instanceof ProtocolError) this.protocolError(err.message);
@@ -165,6 +167,7 @@ export class Session {
           return this.barrier(batch, i, runStart, { protocol: 'simple', statement: `-- FunctionCall oid ${call.oid}`, statementName: null, portal: null, parameters });
         }
         case MessageType.Execute:
+          if (this.unsettledBeforeLastSync()) return this.afterEarlierSegments(batch, i, runStart);
           return this.execute(batch, i, runStart, decodeExecute(body).portal);
         case MessageType.Parse: {
           const p = decodeParse(body);
@@ -173,9 +176,17 @@ export class Session {
           this.expectChange('parse', this.statements, version, p.name === '');
           break;
         }
-        case MessageType.Bind:
-          this.expectChange('bind', this.portals, this.bind(body), false);
+        case MessageType.Bind: {
+          if (this.unsettledBeforeLastSync()) return this.afterEarlierSegments(batch, i, runStart);
+          const { name, portal } = this.bind(body);
+          // Bind plans the statement, and planning runs functions (constant folding, estimates):
+          // a Bind not executed right away is recorded on its own, before it is sent.
+          const next = this.executedNext(batch, i, name);
+          if (next === 'undecided') return this.carry(batch, i, runStart);
+          if (next === 'no') return this.bindBarrier(batch, i, runStart, name, portal);
+          this.expectChange('bind', this.portals, this.portals.define(name, portal), false);
           break;
+        }
         case MessageType.Describe: {
           const t = decodeTarget(body, 'Describe');
           this.expect({
@@ -265,27 +276,92 @@ export class Session {
   }
 
   /**
-   * Execute: the record names its portal's SQL, so the server's answers to the Parse/Bind/Close
-   * of earlier Sync segments must be in first (an error there makes the server skip the rest of
-   * that segment). Within the current segment the prediction holds: if a message before this
-   * Execute fails, the server skips the Execute too.
+   * A Bind or Execute names SQL through statement and portal names, so the server's answers to the
+   * Parse/Bind/Close of earlier Sync segments must be in first (an error there makes the server
+   * skip the rest of that segment). Within the current segment the prediction holds: if a message
+   * before fails, the server skips this one too. What is held before frames[i] goes now: it holds
+   * no Bind or statement that is not already recorded.
    */
-  private async execute(batch: FrameBatch, i: number, runStart: number, name: string): Promise<void> {
-    if (this.unsettledBeforeLastSync()) {
-      const f = batch.frames[i]!;
-      write(this.upstream.socket, batch.buffer.subarray(runStart, f.start)); // no Query/Execute/FunctionCall in here
-      runStart = f.start;
-      await new Promise<void>((resolve) => {
-        this.onSettled = () => {
-          if (this.closing || !this.unsettledBeforeLastSync()) {
-            this.onSettled = null;
-            resolve();
-          }
-        };
-        this.onSettled();
-      });
-      if (this.closing) return;
+  private async afterEarlierSegments(batch: FrameBatch, i: number, runStart: number): Promise<void> {
+    const f = batch.frames[i]!;
+    write(this.upstream.socket, batch.buffer.subarray(runStart, f.start));
+    await new Promise<void>((resolve) => {
+      this.onSettled = () => {
+        if (this.closing || !this.unsettledBeforeLastSync()) {
+          this.onSettled = null;
+          resolve();
+        }
+      };
+      this.onSettled();
+    });
+    if (this.closing) return;
+    const rest = this.forward(batch, i, f.start);
+    if (rest) await rest;
+  }
+
+  /**
+   * Whether the frames after a Bind at i (Describes aside) execute its portal: 'undecided' when
+   * the batch ends first. Drivers write Bind, Describe and Execute separately, so they may arrive
+   * apart; until a Flush or Sync the client cannot expect an answer, so waiting costs nothing.
+   */
+  private executedNext(batch: FrameBatch, i: number, portal: string): 'yes' | 'no' | 'undecided' {
+    for (let j = i + 1; j < batch.frames.length; j++) {
+      const f = batch.frames[j]!;
+      if (f.type === MessageType.Describe) continue;
+      return f.type === MessageType.Execute && decodeExecute(batch.buffer.subarray(f.bodyStart, f.end)).portal === portal ? 'yes' : 'no';
     }
+    return 'undecided';
+  }
+
+  /** Sends what is held before frames[i] and keeps frames[i..] to be read again with the next chunk. */
+  private carry(batch: FrameBatch, i: number, runStart: number): void | Promise<void> {
+    const from = batch.frames[i]!.start;
+    const last = batch.frames[batch.frames.length - 1]!;
+    this.carried = {
+      buffer: batch.buffer.subarray(from, last.end), // the reader never writes a batch's buffer again
+      frames: batch.frames.slice(i).map((f) => ({ type: f.type, start: f.start - from, bodyStart: f.bodyStart - from, end: f.end - from })),
+    };
+    if (runStart < from) write(this.upstream.socket, batch.buffer.subarray(runStart, from));
+    return drained(this.upstream.socket);
+  }
+
+  /** The carried frames followed by a new batch's. */
+  private withCarried(batch: FrameBatch): FrameBatch {
+    const carried = this.carried;
+    if (!carried) return batch;
+    if (batch.frames.length === 0) return { buffer: EMPTY, frames: [] };
+    this.carried = null;
+    const first = batch.frames[0]!.start;
+    const shift = carried.buffer.length - first;
+    return {
+      buffer: Buffer.concat([carried.buffer, batch.buffer.subarray(first, batch.frames[batch.frames.length - 1]!.end)]),
+      frames: [...carried.frames, ...batch.frames.map((f) => ({ type: f.type, start: f.start + shift, bodyStart: f.bodyStart + shift, end: f.end + shift }))],
+    };
+  }
+
+  /** A Bind recorded on its own; if it cannot be, a Bind that fails before planning goes instead. */
+  private async bindBarrier(batch: FrameBatch, i: number, runStart: number, name: string, portal: Portal): Promise<void> {
+    const f = batch.frames[i]!;
+    const run = await this.writeAhead({
+      protocol: 'extended',
+      statement: valueOf(portal.statementVersion)?.sql ?? '',
+      statementName: portal.statementName,
+      portal: name,
+      parameters: portal.parameters,
+    });
+    if (!this.admit(run)) return;
+    this.expectChange('bind', this.portals, this.portals.define(name, portal), false, run);
+    if (run.refusal) {
+      const poison = frame(MessageType.Bind, cstring(name), cstring(`hoop refused ${randomUUID()}`), Buffer.alloc(6));
+      write(this.upstream.socket, Buffer.concat([batch.buffer.subarray(runStart, f.start), poison]));
+      runStart = f.end;
+      await drained(this.upstream.socket);
+    }
+    const rest = this.forward(batch, i + 1, runStart);
+    if (rest) await rest;
+  }
+
+  private execute(batch: FrameBatch, i: number, runStart: number, name: string): Promise<void> {
     const portal = this.portals.get(name) ?? null;
     const statement = portal ? (valueOf(portal.statementVersion) ?? null) : null;
     return this.barrier(batch, i, runStart, {
@@ -321,18 +397,18 @@ export class Session {
     if (rest) await rest;
   }
 
-  private bind(body: Buffer): Version<Portal> {
+  private bind(body: Buffer): { name: string; portal: Portal } {
     const b = decodeBind(body);
     const statement = this.statements.get(b.statement) ?? null;
     const types = statement?.paramTypes ?? [];
-    return this.portals.define(b.portal, {
+    return { name: b.portal, portal: {
       statementName: b.statement,
       statementVersion: this.statements.version(b.statement),
       // Decoded now, for the audit record; upstream still receives the original bytes.
       parameters: b.values.map((v, i) => decodeParameter(v, b.paramFormats[i]!, types[i] || undefined)),
       resultFormats: b.resultFormats,
       fields: null,
-    });
+    } };
   }
 
   /** An Execute of a portal the client never bound: fails upstream without side effects. */

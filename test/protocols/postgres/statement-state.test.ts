@@ -225,3 +225,70 @@ describe('fastpath FunctionCall', () => {
     raw.socket.end(serialize.end());
   });
 });
+
+describe('Bind plans the statement, and planning can run functions', () => {
+  const FN = `create or replace function sec_plan_leak() returns int language plpgsql immutable as $$
+    begin raise notice 'leaked %', (select count(*) from sec_state); return 1; end $$`;
+
+  it('a Bind that is not executed right away is recorded before it is sent', async () => {
+    await db.query(FN);
+    const raw = await Raw.open(h.port);
+    raw.socket.write(Buffer.concat([serialize.parse({ text: 'select sec_plan_leak()' }), serialize.bind({}), serialize.sync()]));
+    await raw.ready(2);
+    expect(raw.messages.some((m) => m.name === 'notice')).toBe(true); // the function ran at Bind
+    const recorded = h.starts().find((s) => s.statement === 'select sec_plan_leak()');
+    expect(recorded).toMatchObject({ protocol: 'extended', portal: '' });
+    expect((await until(() => h.ends().find((e) => e.queryId === recorded!.queryId))).outcome).toBe('ok');
+    raw.socket.end(serialize.end());
+  });
+
+  it('if that record cannot be made, the Bind is not sent and nothing runs', async () => {
+    await db.query(FN);
+    const raw = await Raw.open(h.port);
+    h.queryStart = async (s) => {
+      if (s.statement === 'select sec_plan_leak() as refused') throw new (await import('../../../src/errors.js')).AuditUnavailableError('store down');
+    };
+    try {
+      raw.socket.write(Buffer.concat([serialize.parse({ text: 'select sec_plan_leak() as refused' }), serialize.bind({}), serialize.sync()]));
+      await raw.ready(2);
+    } finally {
+      h.queryStart = async () => {};
+    }
+    expect(raw.messages.some((m) => m.name === 'notice')).toBe(false);
+    expect(raw.messages.filter((m) => m.name === 'error')).toHaveLength(1);
+    raw.socket.end(serialize.end());
+  });
+
+  it('Bind, Describe and Execute written apart (as node-postgres does) are still one record', async () => {
+    const raw = await Raw.open(h.port);
+    const pause = () => new Promise((r) => setTimeout(r, 30));
+    raw.socket.write(serialize.parse({ text: 'select 78 as apart' }));
+    await pause();
+    raw.socket.write(serialize.bind({}));
+    await pause();
+    raw.socket.write(serialize.describe({ type: 'P', name: '' }));
+    await pause();
+    const execute = serialize.execute({});
+    raw.socket.write(execute.subarray(0, 3)); // even an Execute split across chunks
+    await pause();
+    raw.socket.write(Buffer.concat([execute.subarray(3), serialize.sync()]));
+    await raw.ready(2);
+    expect(raw.messages.filter((m) => m.name === 'dataRow')).toHaveLength(1);
+    expect(h.starts().filter((s) => s.statement === 'select 78 as apart').map((s) => s.portal)).toEqual(['']);
+    raw.socket.end(serialize.end());
+  });
+
+  it('Bind with Execute right behind it (what drivers send) is recorded once, as the Execute', async () => {
+    const raw = await Raw.open(h.port);
+    raw.socket.write(Buffer.concat([
+      serialize.parse({ text: 'select 77 as once' }),
+      serialize.bind({}),
+      serialize.describe({ type: 'P', name: '' }),
+      serialize.execute({}),
+      serialize.sync(),
+    ]));
+    await raw.ready(2);
+    expect(h.starts().filter((s) => s.statement === 'select 77 as once')).toHaveLength(1);
+    raw.socket.end(serialize.end());
+  });
+});
