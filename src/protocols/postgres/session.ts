@@ -62,6 +62,8 @@ interface Change {
   segment: number;
   /** A named Parse is recorded: SQL `EXECUTE name` runs it without any Bind/Execute. */
   run?: StatementRun;
+  /** A Bind withheld because the Execute it was for was refused: the client gets this error. */
+  refusal?: { code: string; message: string } | null;
 }
 
 /** What the upstream owes us, in order: one entry per frontend message that gets a response. */
@@ -352,7 +354,7 @@ export class Session {
     if (!this.admit(run)) return;
     this.expectChange('bind', this.portals, this.portals.define(name, portal), false, run);
     if (run.refusal) {
-      const poison = frame(MessageType.Bind, cstring(name), cstring(`hoop refused ${randomUUID()}`), Buffer.alloc(6));
+      const poison = poisonBind(name);
       write(this.upstream.socket, Buffer.concat([batch.buffer.subarray(runStart, f.start), poison]));
       runStart = f.end;
       await drained(this.upstream.socket);
@@ -389,7 +391,16 @@ export class Session {
     }
     if (run.refusal) {
       const poison = portal === undefined ? POISON_QUERY : this.poisonExecute();
-      write(this.upstream.socket, Buffer.concat([batch.buffer.subarray(runStart, f.start), poison]));
+      const bind = portal === undefined ? -1 : this.coveredBind(batch, i, runStart);
+      if (bind < 0) write(this.upstream.socket, Buffer.concat([batch.buffer.subarray(runStart, f.start), poison]));
+      else {
+        // The Bind this Execute covers must not reach the server either: planning runs functions.
+        const b = batch.frames[bind]!;
+        const name = decodeExecute(batch.buffer.subarray(f.bodyStart, f.end)).portal;
+        const change = [...this.expected].reverse().find((e) => e.kind === 'bind');
+        if (change && 'change' in change) change.change.refusal = run.refusal;
+        write(this.upstream.socket, Buffer.concat([batch.buffer.subarray(runStart, b.start), poisonBind(name), batch.buffer.subarray(b.end, f.start), poison]));
+      }
       runStart = f.end;
       await drained(this.upstream.socket);
     }
@@ -409,6 +420,13 @@ export class Session {
       resultFormats: b.resultFormats,
       fields: null,
     } };
+  }
+
+  /** The Bind (only Describes between) that the Execute at i covers, if it is still held. */
+  private coveredBind(batch: FrameBatch, i: number, runStart: number): number {
+    let j = i - 1;
+    while (j >= 0 && batch.frames[j]!.type === MessageType.Describe) j--;
+    return j >= 0 && batch.frames[j]!.type === MessageType.Bind && batch.frames[j]!.start >= runStart ? j : -1;
   }
 
   /** An Execute of a portal the client never bound: fails upstream without side effects. */
@@ -581,7 +599,7 @@ export class Session {
       return front.run.refusal ? refusalResponse(front.run.refusal) : undefined;
     }
     // Extended protocol: the server now discards everything up to the next Sync.
-    const refusal = front.kind === 'execute' ? front.run.refusal : 'change' in front ? (front.change.run?.refusal ?? null) : null;
+    const refusal = front.kind === 'execute' ? front.run.refusal : 'change' in front ? (front.change.run?.refusal ?? front.change.refusal ?? null) : null;
     if (front.kind === 'execute') front.run.fail(error);
     this.expected.shift();
     if (front.kind === 'execute') this.endRun(front.run);
@@ -640,6 +658,11 @@ export class Session {
     this.upstream.socket.destroy();
     fatal(this.client, sqlstateOf('HOOP_PROTOCOL'), `hoop: ${message}`);
   }
+}
+
+/** A Bind of a statement that does not exist: fails before anything is planned or run. */
+function poisonBind(portal: string): Buffer {
+  return frame(MessageType.Bind, cstring(portal), cstring(`hoop refused ${randomUUID()}`), Buffer.alloc(6));
 }
 
 /** A simple-protocol message that fails with a syntax error and changes nothing upstream. */

@@ -292,3 +292,35 @@ describe('Bind plans the statement, and planning can run functions', () => {
     raw.socket.end(serialize.end());
   });
 });
+
+describe('a refused Execute', () => {
+  it('does not send the Bind it covers either (planning would run functions unrecorded)', async () => {
+    await db.query(`create or replace function sec_plan_leak() returns int language plpgsql immutable as $$
+      begin raise notice 'leaked %', (select count(*) from sec_state); return 1; end $$`);
+    const raw = await Raw.open(h.port);
+    h.queryStart = async (s) => {
+      if (s.statement === 'select sec_plan_leak() as covered') throw new (await import('../../../src/errors.js')).AuditUnavailableError('store down');
+    };
+    try {
+      raw.socket.write(Buffer.concat([
+        serialize.parse({ text: 'select sec_plan_leak() as covered' }),
+        serialize.bind({}),
+        serialize.describe({ type: 'P', name: '' }),
+        serialize.execute({}),
+        serialize.sync(),
+      ]));
+      await raw.ready(2);
+    } finally {
+      h.queryStart = async () => {};
+    }
+    expect(raw.messages.some((m) => m.name === 'notice')).toBe(false);
+    const errors = raw.messages.filter((m) => m.name === 'error') as unknown as { message: string }[];
+    expect(errors.map((e) => e.message)).toEqual(['hoop: statement refused: audit log unavailable']);
+    const start = h.starts().find((s) => s.statement === 'select sec_plan_leak() as covered')!;
+    expect((await until(() => h.ends().find((e) => e.queryId === start.queryId))).outcome).toBe('refused');
+    // the session is still usable
+    raw.socket.write(serialize.query('select 1'));
+    await raw.ready(3);
+    raw.socket.end(serialize.end());
+  });
+});
