@@ -75,6 +75,9 @@ type Expected =
   | { kind: 'query'; run: StatementRun };
 
 const SYNC: Expected = { kind: 'sync' };
+/** Bounds on the frames kept from a Bind until the next chunk shows whether it is executed. */
+const MAX_CARRIED_FRAMES = 8;
+const MAX_CARRIED_BYTES = 1024 * 1024;
 /** Outstanding frontend messages per session (bounded memory against a client that never reads). */
 const MAX_OUTSTANDING = 1_000_000;
 
@@ -312,7 +315,9 @@ export class Session {
       if (f.type === MessageType.Describe) continue;
       return f.type === MessageType.Execute && decodeExecute(batch.buffer.subarray(f.bodyStart, f.end)).portal === portal ? 'yes' : 'no';
     }
-    return 'undecided';
+    // What is carried is copied once per chunk: a client trickling Describes gets a record instead.
+    const carried = batch.frames[batch.frames.length - 1]!.end - batch.frames[i]!.start;
+    return batch.frames.length - i <= MAX_CARRIED_FRAMES && carried <= MAX_CARRIED_BYTES ? 'undecided' : 'no';
   }
 
   /** Sends what is held before frames[i] and keeps frames[i..] to be read again with the next chunk. */

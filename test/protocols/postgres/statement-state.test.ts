@@ -324,3 +324,21 @@ describe('a refused Execute', () => {
     raw.socket.end(serialize.end());
   });
 });
+
+describe('carrying a Bind until its Execute', () => {
+  it('is bounded: a Bind followed by Describes trickled one per chunk is recorded, not carried forever', async () => {
+    const raw = await Raw.open(h.port);
+    raw.socket.write(serialize.parse({ text: 'select 79 as trickled' }));
+    raw.socket.write(serialize.bind({}));
+    for (let k = 0; k < 12; k++) {
+      await new Promise((r) => setTimeout(r, 10));
+      raw.socket.write(serialize.describe({ type: 'P', name: '' }));
+    }
+    // recorded (as a Bind) before any Execute or Sync was sent
+    await until(() => h.starts().find((s) => s.statement === 'select 79 as trickled'));
+    raw.socket.write(Buffer.concat([serialize.execute({}), serialize.sync()]));
+    await raw.ready(2);
+    expect(h.starts().filter((s) => s.statement === 'select 79 as trickled')).toHaveLength(2);
+    raw.socket.end(serialize.end());
+  });
+});
