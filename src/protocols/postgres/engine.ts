@@ -15,6 +15,7 @@ import {
   SSL_REQUEST_CODE,
   type FrameBatch,
 } from './framing.js';
+import { unfaithfulEncoding } from './encodings.js';
 import { chunksOf, endStream } from './io.js';
 import {
   authenticationOk,
@@ -138,6 +139,10 @@ export class PostgresEngine {
       startup = decodeStartupMessage(body);
     } catch (err) {
       return this.refuseProtocol(client, ctx, errorMessage(err));
+    }
+    const encoding = startup.parameters.client_encoding;
+    if (encoding !== undefined && unfaithfulEncoding(encoding)) {
+      return this.refuseProtocol(client, ctx, `client_encoding ${encoding.slice(0, 40)} is not supported through hoop (statements could not be recorded faithfully); use UTF8`);
     }
     return this.startSession(client, ctx, reader, iterator, startup.parameters, first.code);
   }

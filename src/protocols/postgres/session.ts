@@ -20,6 +20,7 @@ import {
   decodeFunctionCall,
   decodeNoticeFields,
   decodeParameterDescription,
+  decodeParameterStatus,
   decodeParse,
   decodeQuery,
   decodeRowDescription,
@@ -29,6 +30,7 @@ import {
   type FieldDescription,
   type ParseMessage,
 } from './messages.js';
+import { unfaithfulEncoding } from './encodings.js';
 import { NameTable, valueOf, type Version } from './names.js';
 import { decodeParameter } from './params.js';
 import { StatementRun } from './results.js';
@@ -588,6 +590,15 @@ export class Session {
         return undefined;
       case MessageType.BackendKeyData:
         return null; // upstream's key must never reach the client
+      case MessageType.ParameterStatus: {
+        // SET client_encoding (or set_config) to an encoding the record cannot follow ends the session.
+        const p = decodeParameterStatus(body);
+        if (p.name === 'client_encoding' && unfaithfulEncoding(p.value)) {
+          this.protocolError(`client_encoding ${p.value.slice(0, 40)} is not supported through hoop (statements could not be recorded faithfully); use UTF8`);
+          return null;
+        }
+        return undefined;
+      }
       default:
         return undefined; // notices, notifications, ParameterStatus, CopyIn/Done, FunctionCallResponse
     }

@@ -342,3 +342,30 @@ describe('carrying a Bind until its Execute', () => {
     raw.socket.end(serialize.end());
   });
 });
+
+describe('client encodings the record cannot follow', () => {
+  it('a StartupMessage asking for SJIS is refused before anything reaches the server', async () => {
+    const socket = connect(h.port, '127.0.0.1');
+    await new Promise((r) => socket.once('connect', r));
+    const raw = new Raw(socket);
+    // (pg-protocol's serializer always appends client_encoding UTF8, so the packet is built here)
+    const body = Buffer.from('\0\x03\0\0user\0raw\0database\0raw\0client_encoding\0Shift_JIS\0\0', 'latin1');
+    const len = Buffer.alloc(4);
+    len.writeInt32BE(body.length + 4);
+    socket.write(Buffer.concat([len, body]));
+    await until(() => raw.messages.find((m) => m.name === 'error'));
+    expect((raw.messages.find((m) => m.name === 'error') as unknown as { message: string }).message).toMatch(/client_encoding Shift_JIS is not supported through hoop/);
+    socket.destroy();
+  });
+
+  it('SET client_encoding to SJIS ends the session with a FATAL', async () => {
+    const raw = await Raw.open(h.port);
+    let closed = false;
+    raw.socket.once('close', () => (closed = true));
+    raw.socket.write(serialize.query(`SET client_encoding TO 'SJIS'`));
+    await until(() => raw.messages.find((m) => m.name === 'error'));
+    expect(raw.messages.find((m) => m.name === 'error')).toMatchObject({ severity: 'FATAL', message: expect.stringMatching(/client_encoding SJIS is not supported/) });
+    await until(() => closed);
+    expect(h.sessionEnds().at(-1)).toMatchObject({ reason: 'protocol-error' });
+  });
+});
