@@ -55,6 +55,15 @@ export class NameTable<V> {
     this.confirm(v);
   }
 
+  /** Replaces every defined value (e.g. once the server says they may have changed behind us). */
+  replaceAll(make: (name: string, old: V) => V, only: (name: string) => boolean = () => true): void {
+    for (const [name, head] of this.heads) {
+      if (head.value === undefined || !only(name)) continue;
+      const v: Version<V> = { name, value: make(name, head.value), prev: null, undone: false };
+      this.heads.set(name, v);
+    }
+  }
+
   /** The server refused or skipped it: the name is what it was before. */
   undo(v: Version<V>): void {
     v.undone = true;

@@ -105,6 +105,8 @@ export class Session {
   private readonly pendingChanges: Change[] = [];
   /** Called whenever a change is settled or the session closes (an Execute may be waiting). */
   private onSettled: (() => void) | null = null;
+  /** Set once SQL PREPARE/DEALLOCATE/DISCARD ran: named statements may hold SQL we never saw. */
+  private sqlPrepared = false;
   /** Frames from a Bind on, kept until the next chunk shows whether an Execute follows it. */
   private carried: FrameBatch | null = null;
   private closing = false;
@@ -353,7 +355,7 @@ export class Session {
     const f = batch.frames[i]!;
     const run = await this.writeAhead({
       protocol: 'extended',
-      statement: valueOf(portal.statementVersion)?.sql ?? '',
+      statement: this.sqlOf(portal),
       statementName: portal.statementName,
       portal: name,
       parameters: portal.parameters,
@@ -372,10 +374,9 @@ export class Session {
 
   private execute(batch: FrameBatch, i: number, runStart: number, name: string): Promise<void> {
     const portal = this.portals.get(name) ?? null;
-    const statement = portal ? (valueOf(portal.statementVersion) ?? null) : null;
     return this.barrier(batch, i, runStart, {
       protocol: 'extended',
-      statement: statement?.sql ?? '',
+      statement: portal ? this.sqlOf(portal) : '',
       statementName: portal ? portal.statementName : null,
       portal: name,
       parameters: portal?.parameters ?? [],
@@ -427,6 +428,24 @@ export class Session {
       resultFormats: b.resultFormats,
       fields: null,
     } };
+  }
+
+  /**
+   * SQL PREPARE, DEALLOCATE and DISCARD change the session's named statements without any Parse
+   * or Close: from then on the engine no longer knows what a name holds, and says so in the record
+   * (the PREPARE itself is in the log) rather than naming SQL that may not be what runs.
+   */
+  private preparedBySql(): void {
+    this.sqlPrepared = true;
+    // (the unnamed statement is out of SQL's reach)
+    this.statements.replaceAll((name, old) => ({ ...old, sql: unknownStatement(name) }), (name) => name !== '');
+  }
+
+  /** The SQL a portal runs, as far as the engine knows it. */
+  private sqlOf(portal: Portal): string {
+    const sql = valueOf(portal.statementVersion)?.sql;
+    if (sql !== undefined) return sql;
+    return this.sqlPrepared && portal.statementName !== '' ? unknownStatement(portal.statementName) : '';
   }
 
   /** The Bind (only Describes between) that the Execute at i covers, if it is still held. */
@@ -576,6 +595,7 @@ export class Session {
         return undefined;
       case MessageType.CommandComplete:
         run?.commandComplete(decodeCommandComplete(body).tag);
+        if (SQL_PREPARED.test(decodeCommandComplete(body).tag)) this.preparedBySql();
         if (front?.kind === 'execute') this.endFront();
         return undefined;
       case MessageType.EmptyQueryResponse:
@@ -674,6 +694,13 @@ export class Session {
     this.upstream.socket.destroy();
     fatal(this.client, sqlstateOf('HOOP_PROTOCOL'), `hoop: ${message}`);
   }
+}
+
+/** Command tags of SQL that defines or drops prepared statements behind the protocol's back. */
+const SQL_PREPARED = /^(PREPARE|DEALLOCATE|DISCARD)\b/;
+
+function unknownStatement(name: string): string {
+  return `-- prepared statement ${JSON.stringify(name)}: unknown (PREPARE, DEALLOCATE or DISCARD ran in this session; see the statements before)`;
 }
 
 /** A Bind of a statement that does not exist: fails before anything is planned or run. */

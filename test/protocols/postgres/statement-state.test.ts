@@ -369,3 +369,33 @@ describe('client encodings the record cannot follow', () => {
     expect(h.sessionEnds().at(-1)).toMatchObject({ reason: 'protocol-error' });
   });
 });
+
+describe('SQL PREPARE / DEALLOCATE behind the protocol', () => {
+  it('an Execute of a name redefined by SQL is not recorded as the old Parse text', async () => {
+    const raw = await Raw.open(h.port);
+    raw.socket.write(Buffer.concat([serialize.parse({ name: 'sqlp', text: 'select 1' }), serialize.sync()]));
+    await raw.ready(2);
+    raw.socket.write(serialize.query(`DEALLOCATE sqlp; PREPARE sqlp AS ${INSERT}`));
+    await raw.ready(3);
+    raw.socket.write(Buffer.concat([serialize.bind({ statement: 'sqlp' }), serialize.execute({}), serialize.sync()]));
+    await raw.ready(4);
+    expect(await rowsInTable()).toBe(1);
+    const recorded = await lastExecuteRecorded();
+    expect(recorded.statement).not.toBe('select 1');
+    expect(recorded.statement).toMatch(/prepared statement "sqlp": unknown \(PREPARE, DEALLOCATE or DISCARD ran/);
+    raw.socket.end(serialize.end());
+  });
+
+  it('a name only SQL PREPARE defined is marked unknown too, and a later Parse is known again', async () => {
+    const raw = await Raw.open(h.port);
+    raw.socket.write(serialize.query(`PREPARE onlysql AS ${INSERT}`));
+    await raw.ready(2);
+    raw.socket.write(Buffer.concat([serialize.bind({ statement: 'onlysql' }), serialize.execute({}), serialize.sync()]));
+    await raw.ready(3);
+    expect((await lastExecuteRecorded()).statement).toMatch(/prepared statement "onlysql": unknown/);
+    raw.socket.write(Buffer.concat([serialize.parse({ name: 'fresh', text: 'select 81' }), serialize.bind({ statement: 'fresh' }), serialize.execute({}), serialize.sync()]));
+    await raw.ready(4);
+    expect((await lastExecuteRecorded()).statement).toBe('select 81');
+    raw.socket.end(serialize.end());
+  });
+});
