@@ -27,11 +27,16 @@ export function configDir(env: Env = process.env): string {
   return join(xdg && xdg.startsWith('/') ? xdg : join(home, '.config'), 'hoop');
 }
 
-/** Normalises a gateway base URL: http(s) only, no trailing slash, no query or credentials. */
-export function normalizeGatewayUrl(raw: string, from: string): string {
+/**
+ * Normalises a gateway base URL: http(s) only, no trailing slash, no query or credentials.
+ * Bearer tokens travel with every request, so plain http is accepted only to a loopback address
+ * (the demo, a local gateway) unless HOOP_INSECURE_HTTP=1 says otherwise; a bare host name means
+ * https.
+ */
+export function normalizeGatewayUrl(raw: string, from: string, env: Env = process.env): string {
   let url: URL;
   try {
-    url = new URL(raw.includes('://') ? raw : `http://${raw}`);
+    url = new URL(raw.includes('://') ? raw : `${isLoopbackHost(raw.split(/[/:]/)[0] ?? '') ? 'http' : 'https'}://${raw}`);
   } catch {
     throw new UsageError(`invalid gateway URL '${raw}' (from ${from})`, { hint: 'Use a URL like https://hoop.example.com or http://127.0.0.1:8009.' });
   }
@@ -41,7 +46,17 @@ export function normalizeGatewayUrl(raw: string, from: string): string {
   if (url.username || url.password || url.search || url.hash) {
     throw new UsageError(`invalid gateway URL '${raw}' (from ${from}): no credentials, query or fragment allowed`);
   }
+  if (url.protocol === 'http:' && !isLoopbackHost(url.hostname) && env.HOOP_INSECURE_HTTP !== '1') {
+    throw new UsageError(`refusing to send credentials over plain http to ${url.host} (from ${from})`, {
+      hint: 'Use the gateway\'s https:// URL (plain http is only for loopback addresses; HOOP_INSECURE_HTTP=1 overrides).',
+    });
+  }
   return `${url.origin}${url.pathname.replace(/\/+$/, '')}`;
+}
+
+function isLoopbackHost(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, '').toLowerCase();
+  return h === 'localhost' || h === '::1' || /^127(\.\d{1,3}){3}$/.test(h);
 }
 
 function savedDefaultGateway(env: Env): string | null {
@@ -64,10 +79,10 @@ function savedDefaultGateway(env: Env): string | null {
 }
 
 export function resolveGateway(flags: { gateway?: string | undefined }, env: Env = process.env): string {
-  if (flags.gateway) return normalizeGatewayUrl(flags.gateway, '--gateway');
-  if (env.HOOP_GATEWAY) return normalizeGatewayUrl(env.HOOP_GATEWAY, 'HOOP_GATEWAY');
+  if (flags.gateway) return normalizeGatewayUrl(flags.gateway, '--gateway', env);
+  if (env.HOOP_GATEWAY) return normalizeGatewayUrl(env.HOOP_GATEWAY, 'HOOP_GATEWAY', env);
   const saved = savedDefaultGateway(env);
-  if (saved) return normalizeGatewayUrl(saved, join(configDir(env), 'config.json'));
+  if (saved) return normalizeGatewayUrl(saved, join(configDir(env), 'config.json'), env);
   throw new HoopError('HOOP_NOT_LOGGED_IN', 'no gateway given and none saved', {
     hint: 'Pass --gateway <url>, set HOOP_GATEWAY, or run `hoop login --gateway <url>`.',
   });

@@ -23,7 +23,7 @@ describe('resolveGateway', () => {
   it('prefers --gateway, then HOOP_GATEWAY, then the default saved at login', () => {
     const env = home();
     saveDefault(env, JSON.stringify({ default_gateway: 'https://saved.example/' }));
-    expect(resolveGateway({ gateway: 'http://flag.example:8009/' }, { ...env, HOOP_GATEWAY: 'https://env.example' })).toBe('http://flag.example:8009');
+    expect(resolveGateway({ gateway: 'https://flag.example:8009/' }, { ...env, HOOP_GATEWAY: 'https://env.example' })).toBe('https://flag.example:8009');
     expect(resolveGateway({}, { ...env, HOOP_GATEWAY: 'https://env.example' })).toBe('https://env.example');
     expect(resolveGateway({}, env)).toBe('https://saved.example');
   });
@@ -32,8 +32,8 @@ describe('resolveGateway', () => {
     const env = home();
     expect(configDir(env)).toBe(join(env.XDG_CONFIG_HOME!, 'hoop'));
     expect(configDir({ HOME: env.HOME })).toBe(join(env.HOME!, '.config', 'hoop'));
-    saveDefault({ HOME: env.HOME! }, JSON.stringify({ default_gateway: 'http://home.example' }));
-    expect(resolveGateway({}, { HOME: env.HOME })).toBe('http://home.example');
+    saveDefault({ HOME: env.HOME! }, JSON.stringify({ default_gateway: 'https://home.example' }));
+    expect(resolveGateway({}, { HOME: env.HOME })).toBe('https://home.example');
   });
 
   it('without any source: HOOP_NOT_LOGGED_IN saying to pass --gateway or log in', () => {
@@ -61,8 +61,17 @@ describe('resolveGateway', () => {
 
   it('refuses gateway URLs that are not plain http(s) base URLs', () => {
     expect(resolveGateway({ gateway: '127.0.0.1:8009' }, {})).toBe('http://127.0.0.1:8009');
-    for (const bad of ['ftp://x', 'https://user:pw@x', 'http://x/?a=1', 'http://']) {
+    for (const bad of ['ftp://x', 'https://user:pw@x', 'https://x/?a=1', 'http://']) {
       expect(() => resolveGateway({ gateway: bad }, {})).toThrow(HoopError);
+    }
+  });
+
+  it('sends tokens over plain http only to loopback addresses, unless HOOP_INSECURE_HTTP=1', () => {
+    expect(() => resolveGateway({ gateway: 'http://hoop.bank.example' }, {})).toThrow(/refusing to send credentials over plain http to hoop\.bank\.example/);
+    expect(resolveGateway({ gateway: 'http://hoop.bank.example' }, { HOOP_INSECURE_HTTP: '1' })).toBe('http://hoop.bank.example');
+    expect(resolveGateway({ gateway: 'hoop.bank.example' }, {})).toBe('https://hoop.bank.example');
+    for (const local of ['http://localhost:8009', 'http://127.0.0.2:8009', 'http://[::1]:8009', 'localhost:8009']) {
+      expect(resolveGateway({ gateway: local }, {})).toMatch(/^http:\/\//);
     }
   });
 });
