@@ -42,10 +42,10 @@ export interface UpstreamConnection {
   tls: boolean;
 }
 
-export function upstreamError(cfg: UpstreamConfig, message: string, cause?: unknown): HoopError {
+export function upstreamError(cfg: UpstreamConfig, message: string, cause?: unknown, hint?: string): HoopError {
   return new HoopError('HOOP_UPSTREAM', `upstream ${cfg.host}:${cfg.port}: ${message}`, {
     cause,
-    hint: 'check the connection settings and that the database is reachable from the gateway',
+    hint: hint ?? 'check the connection settings and that the database is reachable from the gateway',
   });
 }
 
@@ -185,6 +185,11 @@ interface StartupResult {
   leftover: Buffer;
 }
 
+/** Cleartext passwords go only to a TLS-verified server, or to this machine by its loopback name. */
+function cleartextPasswordSafe(cfg: UpstreamConfig): boolean {
+  return cfg.sslmode === 'verify-full' || cfg.sslmode === 'verify-ca' || ['127.0.0.1', 'localhost', '::1'].includes(cfg.host);
+}
+
 /** Runs the authentication exchange and reads until ReadyForQuery. */
 function authenticate(cfg: UpstreamConfig, socket: Socket): Promise<StartupResult> {
   return new Promise((resolve, reject) => {
@@ -220,6 +225,11 @@ function authenticate(cfg: UpstreamConfig, socket: Socket): Promise<StartupResul
           if (scram && !scramVerified) throw upstreamError(cfg, 'the server ended SCRAM authentication without proving it knows the password');
           return;
         case AuthCode.CleartextPassword:
+          // The password itself goes on the wire: only to a server whose identity TLS verified,
+          // or on this machine. Anyone in the middle of an unverified connection could ask for it.
+          if (!cleartextPasswordSafe(cfg)) {
+            throw upstreamError(cfg, `the server asked for the password in cleartext over a connection whose server is not verified (sslmode ${cfg.sslmode}); refusing to send it`, undefined, 'use sslmode verify-full (or verify-ca), or SCRAM-SHA-256 on the server');
+          }
           socket.write(frame(MessageType.PasswordMessage, cstring(needPassword())));
           return;
         case AuthCode.MD5Password:

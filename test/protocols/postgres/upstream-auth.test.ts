@@ -36,3 +36,28 @@ test('AuthenticationOk in the middle of SCRAM is refused', async () => {
   expect(err).toBeInstanceOf(Error);
   expect((err as Error).message).toMatch(/ended SCRAM authentication without proving it knows the password/);
 });
+
+test('a cleartext password request over an unverified connection to another host is refused, the password never sent', async () => {
+  // 127.0.0.2 is this machine too, but not by one of the loopback names the exemption trusts:
+  // it stands in for a database across the network.
+  const received: Buffer[] = [];
+  const cleartext = createServer((socket) => {
+    socket.on('error', () => {});
+    socket.once('data', () => socket.write(Buffer.from([0x52, 0, 0, 0, 8, 0, 0, 0, 3]))); // AuthenticationCleartextPassword
+    socket.on('data', (d: Buffer) => received.push(d));
+  });
+  await new Promise<void>((r) => cleartext.listen(0, '127.0.0.2', () => r()));
+  const cleartextPort = (cleartext.address() as AddressInfo).port;
+  try {
+    const err = await connectUpstream({ host: '127.0.0.2', port: cleartextPort, database: 'd', user: 'u', password: 'the-db-secret', sslmode: 'disable', connectTimeoutMs: 3_000 })
+      .then((c) => {
+        c.socket.destroy();
+        return null;
+      }, (e: unknown) => e);
+    expect((err as Error).message).toMatch(/asked for the password in cleartext over a connection whose server is not verified \(sslmode disable\)/);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(Buffer.concat(received).includes(Buffer.from('the-db-secret'))).toBe(false);
+  } finally {
+    await new Promise((r) => cleartext.close(r));
+  }
+});
