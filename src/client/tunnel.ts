@@ -13,7 +13,7 @@
 import { randomBytes } from 'node:crypto';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import WebSocket, { createWebSocketStream } from 'ws';
+import WebSocket from 'ws';
 import { errorMessage, type HoopErrorCode } from '../errors.js';
 import { CANCEL_REQUEST_CODE, FrameReader, GSSENC_REQUEST_CODE, SSL_REQUEST_CODE, type FrameBatch } from '../protocols/postgres/framing.js';
 import {
@@ -27,6 +27,7 @@ import {
 } from '../protocols/postgres/messages.js';
 import { SCRAM_SHA_256, ScramServer } from '../protocols/postgres/scram.js';
 import { SQLSTATE_INVALID_PASSWORD, sqlstateOf } from '../protocols/postgres/sqlstate.js';
+import { webSocketStream } from '../tunnel-stream.js';
 
 export interface TunnelEvent { kind: 'client-connected' | 'client-closed' | 'refused' | 'error'; message: string }
 export interface LocalTunnelOptions {
@@ -306,26 +307,6 @@ export function parseRefusal(status: number, body: string): { code: string | nul
   return { code, message: `gateway refused the tunnel (HTTP ${status})`, sqlstate: sqlstateOf(code) };
 }
 
-/**
- * Bytes each side of the pipe may hold before it pauses its source: above one socket read
- * (64 KiB), so a big result is not paused and resumed per WebSocket message.
- */
-const STREAM_HIGH_WATER_MARK = 256 * 1024;
-
-/**
- * The WebSocket as a byte stream. WebSocket messages (RFC 6455) carry no PostgreSQL meaning: what
- * psql sends while the previous message is still being written leaves as ONE binary message
- * (one mask and frame, fewer syscalls). Nothing ever waits for more data. A coalesced message
- * holds at most the high-water mark plus one socket read, far below the gateway's maxPayload.
- */
-function webSocketStream(ws: WebSocket): Duplex {
-  const stream = createWebSocketStream(ws, { readableHighWaterMark: STREAM_HIGH_WATER_MARK, writableHighWaterMark: STREAM_HIGH_WATER_MARK });
-  stream._writev = (chunks, callback) => {
-    const data = chunks.length === 1 ? chunks[0]!.chunk : Buffer.concat(chunks.map((c) => c.chunk as Buffer));
-    ws.send(data, callback); // as createWebSocketStream's _write once the socket is open
-  };
-  return stream;
-}
 
 /** Pipes both ways with backpressure (pipe pauses the source while the destination is full). */
 function pipeBoth(socket: Socket, stream: Duplex): void {

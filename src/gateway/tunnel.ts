@@ -11,7 +11,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { WebSocketServer, createWebSocketStream, type WebSocket } from 'ws';
+import { WebSocketServer, type WebSocket } from 'ws';
 import { AuthError, HoopError, errorMessage } from '../errors.js';
 import type { Identity } from '../identity/identity.js';
 import type { PostgresEngine } from '../protocols/postgres/engine.js';
@@ -22,15 +22,10 @@ import { authenticateRequest, type ApiContext } from './routes.js';
 import { sessionAuditHooks } from './session-audit.js';
 import { LimitedSessionStream } from './session-limit.js';
 import { formatDuration } from './units.js';
+import { TUNNEL_HIGH_WATER_MARK, webSocketStream } from '../tunnel-stream.js';
 
 /** Largest WebSocket message accepted from a client (the engine's own frame limit is separate). */
 export const MAX_WS_PAYLOAD = 16 * 1024 * 1024;
-/**
- * Bytes each stream layer of a tunnel may hold before the writer waits for 'drain'. Above one
- * socket read (64 KiB), so that results keep flowing while a WebSocket write is in flight and
- * the writes queued meanwhile leave together; small enough to keep a stalled reader cheap.
- */
-const STREAM_HIGH_WATER_MARK = 256 * 1024;
 /** Ping interval; a peer that misses one whole interval is cut off. */
 const KEEPALIVE_MS = 30_000;
 const TUNNEL_PATH = /^\/api\/v1\/connections\/([^/]+)\/tunnel$/;
@@ -142,7 +137,7 @@ export class TunnelEndpoint {
     }, KEEPALIVE_MS);
     keepalive.unref();
 
-    const stream = new LimitedSessionStream(webSocketStream(ws), { highWaterMark: STREAM_HIGH_WATER_MARK });
+    const stream = new LimitedSessionStream(webSocketStream(ws), { highWaterMark: TUNNEL_HIGH_WATER_MARK });
     stream.on('error', (err) => log.debug({ err: errorMessage(err) }, 'tunnel stream error'));
     let limitTimer: NodeJS.Timeout | null = null;
     let endedBy: string | null = null;
@@ -208,20 +203,6 @@ export class TunnelEndpoint {
   }
 }
 
-/**
- * The WebSocket as a byte stream. WebSocket messages (RFC 6455) carry no PostgreSQL meaning: what
- * the engine writes while the previous message is still being written leaves as ONE binary
- * message (fewer frames, syscalls and wakeups of the tunnel). Nothing ever waits for more data.
- * A coalesced message holds at most the high-water mark plus the last write.
- */
-function webSocketStream(ws: WebSocket): Duplex {
-  const stream = createWebSocketStream(ws, { readableHighWaterMark: STREAM_HIGH_WATER_MARK, writableHighWaterMark: STREAM_HIGH_WATER_MARK });
-  stream._writev = (chunks, callback) => {
-    const data = chunks.length === 1 ? chunks[0]!.chunk : Buffer.concat(chunks.map((c) => c.chunk as Buffer));
-    ws.send(data, callback); // as createWebSocketStream's _write once the socket is open
-  };
-  return stream;
-}
 
 function shuttingDown(): HttpError {
   return new HttpError(503, 'HOOP_NETWORK', 'the gateway is shutting down; retry in a moment');
