@@ -23,20 +23,14 @@ import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import pino from 'pino';
+import { cleanup, cleanupOnSignals, cleanups, dist, env, log, root } from './lib.mjs';
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const dist = (p) => import(join(root, 'dist', p));
 const execFileAsync = promisify(execFile);
-
-const env = (name, fallback) => {
-  const v = process.env[name];
-  return v === undefined || v === '' ? fallback : v;
-};
+cleanupOnSignals();
 const settings = {
   duration: Number(env('BENCH_DURATION', '15')),
   clients: Number(env('BENCH_CLIENTS', '8')),
@@ -49,29 +43,6 @@ const settings = {
   json: env('BENCH_JSON', '') === '1',
 };
 
-const log = (msg) => process.stderr.write(`${msg}\n`);
-
-/** Undo actions, last in first out; run once, at the end or on a signal. */
-const cleanups = [];
-let cleaning = null;
-function cleanup() {
-  cleaning ??= (async () => {
-    for (let c = cleanups.pop(); c; c = cleanups.pop()) {
-      try {
-        await c();
-      } catch (err) {
-        log(`bench: cleanup failed: ${err?.message ?? err}`);
-      }
-    }
-  })();
-  return cleaning;
-}
-for (const sig of ['SIGINT', 'SIGTERM']) {
-  process.once(sig, () => {
-    log(`bench: ${sig}, cleaning up`);
-    void cleanup().then(() => process.exit(130));
-  });
-}
 
 async function main() {
   const { PostgresCluster, findPostgresBindir } = await dist('demo/postgres-cluster.js');

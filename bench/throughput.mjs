@@ -30,14 +30,12 @@ import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
-import { dirname, isAbsolute, join, resolve } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { isAbsolute, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import pino from 'pino';
+import { cleanup, cleanupOnSignals, cleanups, dist, env, log } from './lib.mjs';
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const distDir = resolve(root, process.env.BENCH_DIST || 'dist');
-const dist = (p) => import(pathToFileURL(join(distDir, p)).href);
 
 // --- child mode: a local tunnel in its own process -------------------------------------------
 if (process.argv[2] === '--tunnel-child') {
@@ -51,10 +49,7 @@ if (process.argv[2] === '--tunnel-child') {
   await new Promise(() => {});
 }
 
-const env = (name, fallback) => {
-  const v = process.env[name];
-  return v === undefined || v === '' ? fallback : v;
-};
+cleanupOnSignals();
 const settings = {
   stores: env('BENCH_STORES', 'sqlite::memory:,sqlite:hoop.db').split(',').map((s) => s.trim()).filter(Boolean),
   copyRows: Number(env('BENCH_COPY_ROWS', '300000')),
@@ -67,28 +62,6 @@ const settings = {
   profile: env('BENCH_PROFILE', ''),
   json: env('BENCH_JSON', '') === '1',
 };
-const log = (msg) => process.stderr.write(`${msg}\n`);
-
-const cleanups = [];
-let cleaning = null;
-function cleanup() {
-  cleaning ??= (async () => {
-    for (let c = cleanups.pop(); c; c = cleanups.pop()) {
-      try {
-        await c();
-      } catch (err) {
-        log(`bench: cleanup failed: ${err?.message ?? err}`);
-      }
-    }
-  })();
-  return cleaning;
-}
-for (const sig of ['SIGINT', 'SIGTERM']) {
-  process.once(sig, () => {
-    log(`bench: ${sig}, cleaning up`);
-    void cleanup().then(() => process.exit(130));
-  });
-}
 
 const COPY_SQL = (n) => `COPY (SELECT repeat('x', 1000) FROM generate_series(1, ${n})) TO STDOUT`;
 const COPY_IN_SQL = 'COPY bench_copy_in FROM STDIN';
