@@ -1,6 +1,7 @@
 /** What the benchmark scripts share: the built code, settings from the environment, cleanup. */
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import pg from 'pg';
 
 export const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const distDir = resolve(root, process.env.BENCH_DIST || 'dist');
@@ -39,4 +40,28 @@ export function cleanupOnSignals() {
       void cleanup().then(() => process.exit(130));
     });
   }
+}
+
+/** p50/p99/mean of `n` sequential `SELECT 1` over one connection, after 100 unmeasured. */
+export async function sequentialLatency(c, n) {
+  const client = new pg.Client({ ...c, ssl: false });
+  await client.connect();
+  try {
+    for (let i = 0; i < 100; i++) await client.query('SELECT 1');
+    const samples = new Float64Array(n);
+    for (let i = 0; i < n; i++) {
+      const t0 = process.hrtime.bigint();
+      await client.query('SELECT 1');
+      samples[i] = Number(process.hrtime.bigint() - t0) / 1e6;
+    }
+    samples.sort();
+    const at = (q) => samples[Math.min(n - 1, Math.floor(q * n))];
+    return { p50Ms: round(at(0.5)), p99Ms: round(at(0.99)), meanMs: round(samples.reduce((a, b) => a + b, 0) / n), n };
+  } finally {
+    await client.end();
+  }
+}
+
+export function round(x) {
+  return Math.round(x * 1000) / 1000;
 }

@@ -27,7 +27,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import pino from 'pino';
-import { cleanup, cleanupOnSignals, cleanups, dist, env, log, root } from './lib.mjs';
+import { cleanup, cleanupOnSignals, cleanups, dist, env, log, round, sequentialLatency, root } from './lib.mjs';
 
 const execFileAsync = promisify(execFile);
 cleanupOnSignals();
@@ -211,28 +211,7 @@ function parsePgbench(out) {
   };
 }
 
-async function sequentialLatency(c, n) {
-  const client = new pg.Client({ ...c, ssl: false });
-  await client.connect();
-  try {
-    for (let i = 0; i < 100; i++) await client.query('SELECT 1'); // warm-up, not measured
-    const samples = new Float64Array(n);
-    for (let i = 0; i < n; i++) {
-      const t0 = process.hrtime.bigint();
-      await client.query('SELECT 1');
-      samples[i] = Number(process.hrtime.bigint() - t0) / 1e6;
-    }
-    samples.sort();
-    const at = (q) => samples[Math.min(n - 1, Math.floor(q * n))];
-    return { p50Ms: round(at(0.5)), p99Ms: round(at(0.99)), meanMs: round(samples.reduce((a, b) => a + b, 0) / n), n };
-  } finally {
-    await client.end();
-  }
-}
 
-function round(x) {
-  return Math.round(x * 1000) / 1000;
-}
 
 function printReport(r) {
   const { pgbench: b, select1: l, environment: e, settings: s } = r;

@@ -34,7 +34,7 @@ import { isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import pino from 'pino';
-import { cleanup, cleanupOnSignals, cleanups, dist, env, log } from './lib.mjs';
+import { cleanup, cleanupOnSignals, cleanups, dist, env, log, round, sequentialLatency } from './lib.mjs';
 
 
 // --- child mode: a local tunnel in its own process -------------------------------------------
@@ -249,24 +249,6 @@ function psqlTimed(c, args, inputFile) {
   });
 }
 
-async function sequentialLatency(c, n) {
-  const client = new pg.Client({ ...c, ssl: false });
-  await client.connect();
-  try {
-    for (let i = 0; i < 100; i++) await client.query('SELECT 1'); // warm-up, not measured
-    const samples = new Float64Array(n);
-    for (let i = 0; i < n; i++) {
-      const t0 = process.hrtime.bigint();
-      await client.query('SELECT 1');
-      samples[i] = Number(process.hrtime.bigint() - t0) / 1e6;
-    }
-    samples.sort();
-    const at = (q) => samples[Math.min(n - 1, Math.floor(q * n))];
-    return { p50Ms: round(at(0.5)), p99Ms: round(at(0.99)), meanMs: round(samples.reduce((a, b) => a + b, 0) / n), n };
-  } finally {
-    await client.end();
-  }
-}
 
 /** The local tunnel as its own process (this script in child mode), as `hoop connect` runs. */
 async function tunnelChild(gatewayUrl, key, connection, user, database) {
@@ -295,9 +277,6 @@ async function tunnelChild(gatewayUrl, key, connection, user, database) {
   };
 }
 
-function round(x) {
-  return Math.round(x * 1000) / 1000;
-}
 
 function printReport(r) {
   const fmt = (x, d = 0) => x.toLocaleString('en-US', { minimumFractionDigits: d, maximumFractionDigits: d });
