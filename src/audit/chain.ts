@@ -242,16 +242,7 @@ export function sealEvent(event: UnsealedEvent, seq: number, prevHash: string): 
   if (!TIME_RE.test(e.time)) throw new TypeError(`sealEvent: time must be RFC 3339 UTC with milliseconds, got ${JSON.stringify(e.time)}`);
   if (typeof e.type !== 'string' || e.type.length === 0) throw new TypeError('sealEvent: type must be a non-empty string');
   return {
-    seq,
-    id: e.id,
-    time: e.time,
-    type: e.type,
-    actor: e.actor,
-    source: e.source,
-    connection: e.connection,
-    session_id: e.session_id,
-    data: e.data,
-    prev_hash: prevHash,
+    ...hashedBody({ ...e, seq, prev_hash: prevHash }),
     hash: createHash('sha256').update(hashInput(e.json, seq, prevHash), 'utf8').digest('hex'),
   };
 }
