@@ -1,4 +1,4 @@
-import { mkdtempSync, readdirSync, rmSync, statSync, writeFileSync, readFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -76,6 +76,15 @@ describe('credentials file', () => {
     expect((await store.load('https://gw-b.example'))!.credentials.access_token).toBe('token-b');
     expect(await store.delete('https://gw-b.example')).toBe(true);
     expect(readdirSync(join(home, 'cfg', 'hoop'))).toEqual([]); // no temp files, no empty file
+  });
+
+  it('tightens an existing credentials directory that others could read', async () => {
+    const dir = join(home, 'loose', 'hoop');
+    mkdirSync(dir, { recursive: true, mode: 0o755 });
+    chmodSync(dir, 0o755);
+    const store = new CredentialsStore({ env: { XDG_CONFIG_HOME: join(home, 'loose'), HOOP_KEYRING: 'file' } });
+    await store.save(creds('http://gw:2', 'token'));
+    expect(statSync(dir).mode & 0o777).toBe(0o700);
   });
 
   it('rewrites atomically: a leftover temp file never replaces good credentials', async () => {
