@@ -1,4 +1,5 @@
 /** What the benchmark scripts share: the built code, settings from the environment, cleanup. */
+import { randomBytes } from 'node:crypto';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import pg from 'pg';
@@ -64,4 +65,27 @@ export async function sequentialLatency(c, n) {
 
 export function round(x) {
   return Math.round(x * 1000) / 1000;
+}
+
+/**
+ * A throwaway PostgreSQL cluster (stopped by cleanup()) with a SCRAM role `bench` owning the
+ * database `bench`; `direct` is how a client reaches it without hoop.
+ */
+export async function startBenchDatabase(name) {
+  const { PostgresCluster } = await dist('demo/postgres-cluster.js');
+  log('bench: starting a throwaway PostgreSQL');
+  const cluster = await PostgresCluster.start({
+    name,
+    settings: { max_connections: 100 },
+    hba: ['local all all trust', 'host all all 127.0.0.1/32 scram-sha-256'],
+  });
+  cleanups.push(() => cluster.stop());
+  const password = randomBytes(18).toString('base64url');
+  const admin = new pg.Client({ host: cluster.socketDir, port: cluster.port, user: 'postgres', database: 'postgres' });
+  await admin.connect();
+  await admin.query(`CREATE ROLE bench LOGIN PASSWORD ${admin.escapeLiteral(password)}`);
+  await admin.query('CREATE DATABASE bench OWNER bench');
+  const { rows } = await admin.query('SHOW server_version');
+  await admin.end();
+  return { cluster, serverVersion: rows[0].server_version, direct: { host: cluster.host, port: cluster.port, user: 'bench', password, database: 'bench' } };
 }

@@ -27,7 +27,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import pino from 'pino';
-import { cleanup, cleanupOnSignals, cleanups, dist, env, log, round, sequentialLatency, root } from './lib.mjs';
+import { cleanup, cleanupOnSignals, cleanups, dist, env, log, round, sequentialLatency, startBenchDatabase, root } from './lib.mjs';
 
 const execFileAsync = promisify(execFile);
 cleanupOnSignals();
@@ -45,7 +45,7 @@ const settings = {
 
 
 async function main() {
-  const { PostgresCluster, findPostgresBindir } = await dist('demo/postgres-cluster.js');
+  const { findPostgresBindir } = await dist('demo/postgres-cluster.js');
   const { parseConfig } = await dist('gateway/config.js');
   const { startGateway } = await dist('gateway/gateway.js');
   const { openLocalTunnel } = await dist('client/tunnel.js');
@@ -57,22 +57,7 @@ async function main() {
   const work = mkdtempSync(join(tmpdir(), 'hoop-bench-'));
   cleanups.push(() => rmSync(work, { recursive: true, force: true }));
 
-  log('bench: starting a throwaway PostgreSQL');
-  const cluster = await PostgresCluster.start({
-    name: 'hoop-bench-pg',
-    settings: { max_connections: 100 },
-    hba: ['local all all trust', 'host all all 127.0.0.1/32 scram-sha-256'],
-  });
-  cleanups.push(() => cluster.stop());
-  const dbUser = 'bench';
-  const dbPassword = randomBytes(18).toString('base64url');
-  const admin = new pg.Client({ host: cluster.socketDir, port: cluster.port, user: 'postgres', database: 'postgres' });
-  await admin.connect();
-  await admin.query(`CREATE ROLE ${dbUser} LOGIN PASSWORD ${admin.escapeLiteral(dbPassword)}`);
-  await admin.query(`CREATE DATABASE bench OWNER ${dbUser}`);
-  const { rows: versionRows } = await admin.query('SHOW server_version');
-  await admin.end();
-  const direct = { host: cluster.host, port: cluster.port, user: dbUser, password: dbPassword, database: 'bench' };
+  const { cluster, direct, serverVersion } = await startBenchDatabase('hoop-bench-pg');
 
   log(`bench: pgbench -i -s ${settings.scale}`);
   await run(pgbench, ['-i', '-q', '-s', String(settings.scale), ...connArgs(direct)], direct.password);
@@ -88,7 +73,7 @@ async function main() {
         {
           name: 'bench',
           type: 'postgres',
-          upstream: { host: cluster.host, port: cluster.port, database: 'bench', user: dbUser, password: dbPassword, sslmode: 'disable' },
+          upstream: { host: cluster.host, port: cluster.port, database: 'bench', user: direct.user, password: direct.password, sslmode: 'disable' },
           access: ['bench'],
         },
       ],
@@ -101,7 +86,7 @@ async function main() {
   let gatewayOpen = true;
   cleanups.push(() => (gatewayOpen ? gateway.close() : undefined));
   const tunnel = settings.tunnel === 'inprocess'
-    ? await openLocalTunnel({ gateway: gateway.url, connection: 'bench', token: async () => key, port: 0, user: dbUser, database: 'bench' })
+    ? await openLocalTunnel({ gateway: gateway.url, connection: 'bench', token: async () => key, port: 0, user: direct.user, database: 'bench' })
     : await hoopConnect(gateway.url, key, 'bench');
   cleanups.push(() => tunnel.close());
   const tunneled = { host: tunnel.host, port: tunnel.port, user: tunnel.user, password: tunnel.password, database: tunnel.database };
@@ -133,7 +118,7 @@ async function main() {
       cpus: cpus().length,
       cpu: cpus()[0]?.model ?? 'unknown',
       node: process.version,
-      postgres: String(versionRows[0]?.server_version ?? '').split(' ')[0],
+      postgres: String(serverVersion ?? '').split(' ')[0],
       tunnel: settings.tunnel === 'inprocess' ? 'openLocalTunnel in the gateway process' : 'hoop connect, its own process',
       store: settings.store.startsWith('sqlite::memory:') ? 'sqlite in memory (no fsync)' : settings.store.startsWith('sqlite:') ? 'sqlite file' : 'postgres',
     },

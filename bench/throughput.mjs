@@ -34,7 +34,7 @@ import { isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import pino from 'pino';
-import { cleanup, cleanupOnSignals, cleanups, dist, env, log, round, sequentialLatency } from './lib.mjs';
+import { cleanup, cleanupOnSignals, cleanups, dist, env, log, round, sequentialLatency, startBenchDatabase } from './lib.mjs';
 
 
 // --- child mode: a local tunnel in its own process -------------------------------------------
@@ -80,7 +80,6 @@ let copyInFile = '';
 let truncateCopyIn = async () => {};
 
 async function main() {
-  const { PostgresCluster } = await dist('demo/postgres-cluster.js');
   const { parseConfig } = await dist('gateway/config.js');
   const { startGateway } = await dist('gateway/gateway.js');
   const { openLocalTunnel } = await dist('client/tunnel.js');
@@ -89,21 +88,7 @@ async function main() {
   const work = mkdtempSync(join(tmpdir(), 'hoop-throughput-'));
   cleanups.push(() => rmSync(work, { recursive: true, force: true }));
 
-  log('bench: starting a throwaway PostgreSQL');
-  const cluster = await PostgresCluster.start({
-    name: 'hoop-throughput-pg',
-    hba: ['local all all trust', 'host all all 127.0.0.1/32 scram-sha-256'],
-  });
-  cleanups.push(() => cluster.stop());
-  const dbUser = 'bench';
-  const dbPassword = randomBytes(18).toString('base64url');
-  const admin = new pg.Client({ host: cluster.socketDir, port: cluster.port, user: 'postgres', database: 'postgres' });
-  await admin.connect();
-  await admin.query(`CREATE ROLE ${dbUser} LOGIN PASSWORD ${admin.escapeLiteral(dbPassword)}`);
-  await admin.query(`CREATE DATABASE bench OWNER ${dbUser}`);
-  const { rows: versionRows } = await admin.query('SHOW server_version');
-  await admin.end();
-  const direct = { host: cluster.host, port: cluster.port, user: dbUser, password: dbPassword, database: 'bench' };
+  const { cluster, direct, serverVersion } = await startBenchDatabase('hoop-throughput-pg');
   // COPY FROM STDIN input: rows of 1000 x, into an unlogged table emptied before each run.
   copyInFile = join(work, 'copy-in.txt');
   writeFileSync(copyInFile, `${'x'.repeat(1000)}\n`.repeat(settings.copyInRows));
@@ -122,7 +107,7 @@ async function main() {
       cpus: cpus().length,
       cpu: cpus()[0]?.model ?? 'unknown',
       node: process.version,
-      postgres: String(versionRows[0]?.server_version ?? '').split(' ')[0],
+      postgres: String(serverVersion ?? '').split(' ')[0],
       tunnel: settings.tunnel === 'inprocess' ? 'openLocalTunnel in the gateway process' : 'openLocalTunnel in its own process',
       loadavgAtStart: loadavg()[0],
     },
@@ -144,7 +129,7 @@ async function main() {
           {
             name: 'bench',
             type: 'postgres',
-            upstream: { host: cluster.host, port: cluster.port, database: 'bench', user: dbUser, password: dbPassword, sslmode: 'disable' },
+            upstream: { host: cluster.host, port: cluster.port, database: 'bench', user: direct.user, password: direct.password, sslmode: 'disable' },
             access: ['bench'],
           },
         ],
@@ -155,8 +140,8 @@ async function main() {
     );
     const gateway = await startGateway(config, { logger: pino({ level: 'warn' }, pino.destination(2)) });
     const tunnel = settings.tunnel === 'inprocess'
-      ? await openLocalTunnel({ gateway: gateway.url, connection: 'bench', token: async () => key, port: 0, user: dbUser, database: 'bench' })
-      : await tunnelChild(gateway.url, key, 'bench', dbUser, 'bench');
+      ? await openLocalTunnel({ gateway: gateway.url, connection: 'bench', token: async () => key, port: 0, user: direct.user, database: 'bench' })
+      : await tunnelChild(gateway.url, key, 'bench', direct.user, 'bench');
     try {
       const tunneled = { host: tunnel.host, port: tunnel.port, user: tunnel.user, password: tunnel.password, database: tunnel.database };
       result.hoop[store] = await measure(`hoop (${store})`, tunneled, { tunnelPid: tunnel.pid ?? null });
