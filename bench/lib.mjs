@@ -89,3 +89,15 @@ export async function startBenchDatabase(name) {
   await admin.end();
   return { cluster, serverVersion: rows[0].server_version, direct: { host: cluster.host, port: cluster.port, user: 'bench', password, database: 'bench' } };
 }
+
+/** Runs a benchmark's main, then undoes everything it started; a failure exits 1. */
+export function runBenchmark(main) {
+  main().then(
+    () => cleanup(),
+    async (err) => {
+      log(`bench: ${err?.stack ?? err}`);
+      await cleanup();
+      process.exitCode = 1;
+    },
+  );
+}

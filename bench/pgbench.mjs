@@ -27,7 +27,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import pino from 'pino';
-import { cleanup, cleanupOnSignals, cleanups, dist, env, log, round, sequentialLatency, startBenchDatabase, root } from './lib.mjs';
+import { cleanupOnSignals, cleanups, dist, env, log, round, runBenchmark, sequentialLatency, startBenchDatabase, root } from './lib.mjs';
 
 const execFileAsync = promisify(execFile);
 cleanupOnSignals();
@@ -221,11 +221,4 @@ function printReport(r) {
   process.stdout.write(lines.join('\n'));
 }
 
-main().then(
-  () => cleanup(),
-  async (err) => {
-    log(`bench: ${err?.stack ?? err}`);
-    await cleanup();
-    process.exitCode = 1;
-  },
-);
+runBenchmark(main);

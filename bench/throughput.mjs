@@ -34,7 +34,7 @@ import { isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import pino from 'pino';
-import { cleanup, cleanupOnSignals, cleanups, dist, env, log, round, sequentialLatency, startBenchDatabase } from './lib.mjs';
+import { cleanupOnSignals, cleanups, dist, env, log, round, runBenchmark, sequentialLatency, startBenchDatabase } from './lib.mjs';
 
 
 // --- child mode: a local tunnel in its own process -------------------------------------------
@@ -291,11 +291,4 @@ function printReport(r) {
   process.stdout.write(lines.join('\n'));
 }
 
-main().then(
-  () => cleanup(),
-  async (err) => {
-    log(`bench: ${err?.stack ?? err}`);
-    await cleanup();
-    process.exitCode = 1;
-  },
-);
+runBenchmark(main);
