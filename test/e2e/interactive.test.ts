@@ -24,8 +24,10 @@ afterAll(async () => {
 
 test('interactive psql on a terminal: queries, an error, Ctrl-C cancelling pg_sleep, \\q', async () => {
   // `script` gives psql a real pseudo-terminal, so it runs interactively and reads Ctrl-C from it.
-  const child = spawn('script', ['-qfec', `psql -X '${tunnel.uri}'`, '/dev/null'], {
-    env: clientEnv({ PAGER: 'cat', TERM: 'dumb', COLUMNS: '120' }),
+  // `exec` leaves no shell between them: a non-interactive dash would die of the Ctrl-C's SIGINT
+  // and `script` would report 130 while psql carried on.
+  const child = spawn('script', ['-qfec', `exec psql -X '${tunnel.uri}'`, '/dev/null'], {
+    env: clientEnv({ SHELL: '/bin/sh', PAGER: 'cat', TERM: 'dumb', COLUMNS: '120' }),
     stdio: ['pipe', 'pipe', 'pipe'],
   });
   let screen = '';
