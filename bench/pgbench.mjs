@@ -140,7 +140,7 @@ async function main() {
  * tunnel runs on the user's machine, not in the gateway's process); resolves with its JSON line.
  */
 async function hoopConnect(gatewayUrl, key, name) {
-  const child = spawn(process.execPath, [join(root, 'bin', 'hoop.js'), 'connect', name, '--port', '0', '--json'], {
+  const child = spawn(process.execPath, [...(process.env.BENCH_NODE_ARGS ? process.env.BENCH_NODE_ARGS.split(' ') : []), join(root, 'bin', 'hoop.js'), 'connect', name, '--port', '0', '--json'], {
     env: { ...process.env, HOOP_GATEWAY: gatewayUrl, HOOP_TOKEN: key, NO_COLOR: '1' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

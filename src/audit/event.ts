@@ -83,9 +83,13 @@ export interface QueryEndData {
   bytes: number;
   duration_ms: number;
   result: {
-    columns: string[];
-    /** Rows as the client received them, text values as strings, binary ones as `\\x` hex. */
-    rows: (string | null)[][];
+    /**
+     * One entry per result set (RowDescription or COPY OUT), in order: several when a simple
+     * Query holds several statements. Rows as the client received them, text values as strings,
+     * binary ones as `\\x` hex; `tag` is the set's CommandComplete (null when it ended otherwise).
+     */
+    sets: { columns: string[]; rows: (string | null)[][]; tag: string | null }[];
+    /** Rows (across all sets) stopped being kept at audit.payload_limit. */
     truncated: boolean;
     /** SHA-256 over every DataRow/CopyData byte sent to the client, including what was not kept. */
     sha256: string;

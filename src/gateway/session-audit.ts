@@ -106,6 +106,6 @@ export function queryEndData(e: StatementEnd): QueryEndData {
     rows: e.rows,
     bytes: e.bytes,
     duration_ms: e.durationMs,
-    result: { columns: e.result.columns, rows: e.result.rows, truncated: e.result.truncated, sha256: e.result.sha256 },
+    result: { sets: e.result.sets, truncated: e.result.truncated, sha256: e.result.sha256 },
   };
 }

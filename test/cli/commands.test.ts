@@ -23,6 +23,7 @@ beforeAll(async () => {
   gw = await startTestGateway({ upstream: inject('upstream') });
   const q1 = randomUUID();
   const q2 = randomUUID();
+  const q3 = randomUUID();
   await gw.store.appendEvents([
     event(sessionId, alice, 'session.start', '2026-11-28T09:00:00.000Z', { user: 'alice', database: 'bank' }),
     event(sessionId, alice, 'query.start', '2026-11-28T09:00:01.000Z', {
@@ -30,12 +31,17 @@ beforeAll(async () => {
     }),
     event(sessionId, alice, 'query.end', '2026-11-28T09:00:01.012Z', {
       query_id: q1, outcome: 'ok', error: null, command_tags: ['SELECT 7'], rows: 7, bytes: 120, duration_ms: 12.4,
-      result: { columns: ['id', 'name'], rows: [['42', 'Ada Lovelace'], ['43', null], ['44', 'x\u001b[31mred']], truncated: false, sha256: 'ab'.repeat(32) },
+      result: { sets: [{ columns: ['id', 'name'], rows: [['42', 'Ada Lovelace'], ['43', null], ['44', 'x\u001b[31mred']], tag: 'SELECT 7' }], truncated: false, sha256: 'ab'.repeat(32) },
     }),
     event(sessionId, alice, 'query.start', '2026-11-28T09:00:02.000Z', { query_id: q2, protocol: 'simple', statement: 'SELEC 1', parameters: [] }),
     event(sessionId, alice, 'query.end', '2026-11-28T09:00:02.003Z', {
       query_id: q2, outcome: 'error', error: { code: '42601', message: 'syntax error at or near "SELEC"' }, command_tags: [], rows: 0, bytes: 0, duration_ms: 3,
-      result: { columns: [], rows: [], truncated: false, sha256: 'cd'.repeat(32) },
+      result: { sets: [], truncated: false, sha256: 'cd'.repeat(32) },
+    }),
+    event(sessionId, alice, 'query.start', '2026-11-28T09:00:02.500Z', { query_id: q3, protocol: 'simple', statement: 'begin; select 1 as a; select 2 as b', parameters: [] }),
+    event(sessionId, alice, 'query.end', '2026-11-28T09:00:02.504Z', {
+      query_id: q3, outcome: 'ok', error: null, command_tags: ['BEGIN', 'SELECT 1', 'SELECT 1'], rows: 2, bytes: 22, duration_ms: 4,
+      result: { sets: [{ columns: ['a'], rows: [['1']], tag: 'SELECT 1' }, { columns: ['b'], rows: [['2']], tag: 'SELECT 1' }], truncated: false, sha256: 'ef'.repeat(32) },
     }),
     event(sessionId, alice, 'query.start', '2026-11-28T09:00:03.000Z', { query_id: randomUUID(), protocol: 'simple', statement: 'SELECT pg_sleep(100)' }),
     event(sessionId, alice, 'protocol.error', '2026-11-28T09:04:00.000Z', { message: 'frame of 99999999999 bytes over the limit' }),
@@ -86,7 +92,7 @@ describe('hoop sessions', () => {
     expect(r.code).toBe(0);
     const rows = r.stdout.trimEnd().split('\n').map((l) => l.split('\t'));
     expect(rows).toHaveLength(1);
-    expect(rows[0]).toEqual([sessionId, 'apikey:alice', 'bank', '2026-11-28T09:00:00.000Z', '5m 0s', '3', 'psql @ 127.0.0.1', 'client closed']);
+    expect(rows[0]).toEqual([sessionId, 'apikey:alice', 'bank', '2026-11-28T09:00:00.000Z', '5m 0s', '4', 'psql @ 127.0.0.1', 'client closed']);
   });
 
   it('an auditor sees everyone, filtered by --user, --connection and time range', async () => {
@@ -126,7 +132,7 @@ describe('hoop sessions show', () => {
     expect(out).toContain('Who:        apikey:alice (analysts)');
     expect(out).toContain('From:       127.0.0.1, psql');
     expect(out).toContain('When:       2026-11-28 09:00:00Z → 2026-11-28 09:05:00Z (5m 0s, client closed)');
-    expect(out).toContain('Statements: 3');
+    expect(out).toContain('Statements: 4');
     expect(out).toContain('#1  2026-11-28 09:00:01Z  12 ms  ok  7 rows  SELECT 7  extended');
     expect(out).toContain('  SELECT id, name\n    FROM customers WHERE id = $1');
     expect(out).toContain("  parameters: $1 = '42'");
@@ -136,7 +142,9 @@ describe('hoop sessions show', () => {
     expect(out).toContain('… 4 more rows');
     expect(out).toContain('#2  2026-11-28 09:00:02Z  3 ms  error  0 rows');
     expect(out).toContain('  error: syntax error at or near "SELEC" (42601)');
-    expect(out).toContain('#3  2026-11-28 09:00:03Z  no end recorded');
+    // Several statements in one Query: each result set under its own command tag.
+    expect(out).toMatch(/#3 .* ok {2}2 rows {2}BEGIN, SELECT 1, SELECT 1\n {2}begin; select 1 as a; select 2 as b\n {2}SELECT 1\n.*\n.* a .*\n.*\n.* 1 .*\n.*\n {2}SELECT 1\n.*\n.* b .*\n.*\n.* 2 .*\n/);
+    expect(out).toContain('#4  2026-11-28 09:00:03Z  no end recorded');
     expect(out).toContain('Other events\n  2026-11-28 09:04:00Z  protocol.error  {"message":"frame of 99999999999 bytes over the limit"}');
     // Returned data is hostile input: no raw escape sequences reach the terminal.
     expect(out).not.toContain('\u001b');
@@ -148,7 +156,7 @@ describe('hoop sessions show', () => {
     const j = await runHoop(['sessions', 'show', sessionId, '--json'], as('alice'));
     const parsed = JSON.parse(j.stdout) as { session: { id: string }; events: { type: string; hash: string }[] };
     expect(parsed.session.id).toBe(sessionId);
-    expect(parsed.events.map((e) => e.type)).toEqual(['session.start', 'query.start', 'query.end', 'query.start', 'query.end', 'query.start', 'protocol.error', 'session.end']);
+    expect(parsed.events.map((e) => e.type)).toEqual(['session.start', 'query.start', 'query.end', 'query.start', 'query.end', 'query.start', 'query.end', 'query.start', 'protocol.error', 'session.end']);
     expect(parsed.events[0]?.hash).toMatch(/^[0-9a-f]{64}$/);
   });
 

@@ -169,8 +169,26 @@ function renderStatement(io: IOStreams, cs: ColorScheme, st: Statement, n: numbe
   if (params?.length) io.print(`  ${cs.dim('parameters:')} ${params.map((p, i) => `$${i + 1} = ${formatParam(p)}`).join(', ')}`);
   const error = end?.error as { code?: string; message?: string } | null | undefined;
   if (error) io.print(`  ${cs.red('error:')} ${sanitize(`${error.message ?? ''}${error.code ? ` (${error.code})` : ''}`)}`);
-  const result = end?.result as { columns?: string[]; rows?: (string | null)[][]; truncated?: boolean } | undefined;
-  if (result?.columns?.length && (result.rows?.length || result.truncated) && maxRows > 0) renderResult(io, cs, result.columns, result.rows ?? [], Number(end?.rows ?? 0), maxRows, Boolean(result.truncated));
+  const result = end?.result as { sets?: ResultSet[]; truncated?: boolean } | undefined;
+  if (maxRows > 0) renderResultSets(io, cs, result?.sets ?? [], Boolean(result?.truncated), maxRows);
+}
+
+interface ResultSet { columns: string[]; rows: (string | null)[][]; tag: string | null }
+
+/** Result sets shown per statement; a Query of many statements lists the rest as a count. */
+const MAX_SETS_SHOWN = 10;
+const ROW_COUNT_TAG = /^(?:SELECT|COPY|FETCH) (\d+)$/;
+
+/** Each result set the client received, as a small table; with several, each under its tag. */
+function renderResultSets(io: IOStreams, cs: ColorScheme, sets: ResultSet[], truncated: boolean, maxRows: number): void {
+  const withData = sets.filter((s) => s.columns.length > 0 || s.rows.length > 0);
+  for (const set of withData.slice(0, MAX_SETS_SHOWN)) {
+    if (withData.length > 1) io.print(`  ${cs.dim(sanitize(set.tag ?? 'ended without a command tag'))}`);
+    const total = Number(ROW_COUNT_TAG.exec(set.tag ?? '')?.[1] ?? set.rows.length);
+    renderResult(io, cs, set, total, maxRows, truncated);
+  }
+  const more = withData.length - MAX_SETS_SHOWN;
+  if (more > 0) io.print(cs.dim(`  … ${more} more result set${more === 1 ? '' : 's'}`));
 }
 
 function outcomeText(cs: ColorScheme, outcome: string): string {
@@ -201,8 +219,10 @@ function formatParam(p: unknown): string {
 
 const CELL_MAX = 32;
 
-/** The first rows of the result, as a small boxed table; wide values are cut, never wrapped. */
-function renderResult(io: IOStreams, cs: ColorScheme, columns: string[], rows: (string | null)[][], total: number, maxRows: number, truncated: boolean): void {
+/** The first rows of a result set, as a small boxed table; wide values are cut, never wrapped. */
+function renderResult(io: IOStreams, cs: ColorScheme, { columns: named, rows }: ResultSet, total: number, maxRows: number, truncated: boolean): void {
+  // Rows of a portal executed without a Describe come without column names: number them.
+  const columns = named.length > 0 ? named : Array.from({ length: rows.reduce((n, r) => Math.max(n, r.length), 0) }, (_, i) => `column${i + 1}`);
   const cut = (v: string) => {
     const s = sanitize(v);
     return s.length > CELL_MAX ? `${s.slice(0, CELL_MAX - 1)}…` : s;

@@ -51,8 +51,11 @@ export interface StatementEnd {         // -> becomes query.end data
   queryId: string; outcome: 'ok' | 'error' | 'cancelled' | 'refused';
   error: { code: string; message: string } | null;
   commandTags: string[]; rows: number; bytes: number; durationMs: number;
-  result: { columns: string[]; rows: (string | null)[][]; truncated: boolean; sha256: string };
+  result: { sets: ResultSet[]; truncated: boolean; sha256: string };
 }
+/** One result set as the client received it: one per RowDescription or COPY OUT; `tag` is the
+ *  CommandComplete that ended it (null if an error, a cancel or PortalSuspended did). */
+export interface ResultSet { columns: string[]; rows: (string | null)[][]; tag: string | null }
 export interface SessionHooks {
   /** Durable before the engine connects upstream; reject to refuse the session (FATAL to client). */
   sessionStart(info: StartupInfo): Promise<void>;

@@ -1,17 +1,20 @@
 /**
  * Per-statement accounting of what came back to the client: command tags, rows, bytes, duration,
- * columns, the first `payloadLimit` bytes of decoded values, and the SHA-256 of every DataRow and
- * COPY OUT CopyData message (type byte, length and body, exactly as sent to the client).
+ * each result set (columns, its command tag, the first `payloadLimit` bytes of decoded values
+ * across all sets), and the SHA-256 of every DataRow and COPY OUT CopyData message (type byte,
+ * length and body, exactly as sent to the client).
  */
 import { createHash, type Hash } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import type { StatementEnd, StatementStart } from './engine.js';
+import type { ResultSet, StatementEnd, StatementStart } from './engine.js';
 import type { FieldDescription } from './messages.js';
 import { decodeDataRow } from './messages.js';
 import { SQLSTATE_QUERY_CANCELED } from './sqlstate.js';
 
 /** Command tags whose last number is the row count (INSERT oid n, UPDATE n, SELECT n, COPY n, ...). */
 const ROW_COUNT_TAG = /^(SELECT|INSERT|UPDATE|DELETE|MERGE|COPY|FETCH|MOVE) (?:\d+ )?(\d+)$/;
+/** Result sets kept per statement (a Query may hold thousands of statements); later ones count as truncated. */
+const MAX_SETS = 1000;
 
 export class StatementRun {
   readonly start: StatementStart;
@@ -30,10 +33,11 @@ export class StatementRun {
   private sawRowTag = false;
   private dataRows = 0;
   private bytes = 0;
-  private columns: string[] | null = null;
+  /** Result sets as the client received them; `current` is the one rows go to, until its tag. */
+  private readonly sets: ResultSet[] = [];
+  private current: ResultSet | null = null;
   /** Result formats per column (0 text, 1 binary) of the current result set. */
   private formats: number[] = [];
-  private keptRows: (string | null)[][] = [];
   private keptBytes = 0;
   private truncated = false;
   private copyBinary = false;
@@ -52,11 +56,25 @@ export class StatementRun {
   /** A RowDescription (or a Describe's description, or the Bind result formats) for the next rows. */
   describe(fields: FieldDescription[] | null, resultFormats?: number[]): void {
     if (fields) {
-      if (this.columns === null) this.columns = fields.map((f) => f.name);
+      this.openSet(fields.map((f) => f.name));
       this.formats = fields.map((f) => f.format);
     } else if (resultFormats) {
       this.formats = resultFormats;
     }
+  }
+
+  /** A new result set begins (RowDescription, CopyOutResponse, or rows of an undescribed portal). */
+  private openSet(columns: string[]): ResultSet {
+    const set: ResultSet = { columns, rows: [], tag: null };
+    this.current = set;
+    if (this.sets.length < MAX_SETS) this.sets.push(set);
+    else this.truncated = true;
+    return set;
+  }
+
+  /** Where kept rows go: the open set, or a new one without column names. */
+  private keptSet(): ResultSet {
+    return this.current ?? this.openSet([]);
   }
 
   /** A DataRow message as sent to the client: buffer[start, end), its body from bodyStart. */
@@ -73,7 +91,7 @@ export class StatementRun {
       return;
     }
     this.keptBytes += size;
-    this.keptRows.push(values.map((v, i) => (v === null ? null : this.formatOf(i) === 1 ? '\\x' + v.toString('hex') : v.toString('utf8'))));
+    this.keptSet().rows.push(values.map((v, i) => (v === null ? null : this.formatOf(i) === 1 ? '\\x' + v.toString('hex') : v.toString('utf8'))));
   }
 
   /** Kept rows are full: later DataRow and CopyData messages are only counted and hashed. */
@@ -120,7 +138,7 @@ export class StatementRun {
   /** CopyOutResponse: overall format 0 text, 1 binary. */
   copyOut(binary: boolean): void {
     this.copyBinary = binary;
-    if (this.columns === null) this.columns = ['copy'];
+    this.openSet(['copy']);
   }
 
   /** A COPY OUT CopyData message as sent to the client: buffer[start, end), its body from bodyStart. */
@@ -135,11 +153,13 @@ export class StatementRun {
     }
     this.keptBytes += size;
     const body = buffer.subarray(bodyStart, end);
-    this.keptRows.push([this.copyBinary ? '\\x' + body.toString('hex') : body.toString('utf8')]);
+    this.keptSet().rows.push([this.copyBinary ? '\\x' + body.toString('hex') : body.toString('utf8')]);
   }
 
   commandComplete(tag: string): void {
     this.tags.push(tag);
+    if (this.current) this.current.tag = tag;
+    this.current = null;
     const m = ROW_COUNT_TAG.exec(tag);
     if (m) {
       this.sawRowTag = true;
@@ -149,6 +169,7 @@ export class StatementRun {
 
   fail(error: { code: string; message: string }): void {
     if (!this.error) this.error = error;
+    this.current = null;
   }
 
   finish(): StatementEnd {
@@ -167,7 +188,7 @@ export class StatementRun {
       rows: this.sawRowTag ? this.rowsFromTags : this.dataRows,
       bytes: this.bytes,
       durationMs: Math.round((performance.now() - this.startedAt) * 1000) / 1000,
-      result: { columns: this.columns ?? [], rows: this.keptRows, truncated: this.truncated, sha256: this.hash.digest('hex') },
+      result: { sets: this.sets, truncated: this.truncated, sha256: this.hash.digest('hex') },
     };
   }
 }

@@ -96,7 +96,7 @@ describe('simple and extended protocol through the engine', () => {
     await c.end();
   });
 
-  it('runs several statements in one simple Query and records one statement with every command tag', async () => {
+  it('runs several statements in one simple Query and records one statement with every command tag and result set', async () => {
     const c = await h.client();
     const results = (await c.query('select 1 as a; select 2 as b union all select 3; insert into eng_t values (100, $$x$$)')) as unknown as pg.QueryResult[];
     expect(results.map((r) => r.rowCount)).toEqual([1, 2, 1]);
@@ -105,8 +105,10 @@ describe('simple and extended protocol through the engine', () => {
     expect(start).toMatchObject({ protocol: 'simple', statementName: null, portal: null, parameters: [] });
     expect(start.statement).toContain('select 2 as b');
     expect(end).toMatchObject({ outcome: 'ok', commandTags: ['SELECT 1', 'SELECT 2', 'INSERT 0 1'], rows: 4, error: null });
-    expect(end.result.columns).toEqual(['a']);
-    expect(end.result.rows).toEqual([['1'], ['2'], ['3']]);
+    expect(end.result.sets).toEqual([
+      { columns: ['a'], rows: [['1']], tag: 'SELECT 1' },
+      { columns: ['b'], rows: [['2'], ['3']], tag: 'SELECT 2' },
+    ]);
     expect(end.result.sha256).toMatch(/^[0-9a-f]{64}$/);
     await c.end();
   });
@@ -126,7 +128,7 @@ describe('simple and extended protocol through the engine', () => {
     expect(starts[1]!.parameters[0]).toBe('1');
     const end = await until(() => h.ends().find((e) => e.queryId === starts[1]!.queryId));
     expect(end).toMatchObject({ outcome: 'ok', commandTags: ['SELECT 1'], rows: 1 });
-    expect(end.result).toMatchObject({ columns: ['n', 'b', 't'], rows: [['2', '\\x0102ff', null]], truncated: false });
+    expect(end.result).toMatchObject({ sets: [{ columns: ['n', 'b', 't'], rows: [['2', '\\x0102ff', null]], tag: 'SELECT 1' }], truncated: false });
     await c.end();
   });
 
@@ -134,8 +136,8 @@ describe('simple and extended protocol through the engine', () => {
     const c = await h.client();
     const raw = { getTypeParser: () => (v: unknown) => v };
     await c.query({ text: 'select 42::int4 as n, $1::text as s', values: ['é'], binary: true, types: raw } as pg.QueryConfig);
-    const end = await until(() => h.ends().find((e) => e.result.columns.join() === 'n,s'));
-    expect(end.result.rows).toEqual([['\\x0000002a', '\\x' + Buffer.from('é').toString('hex')]]);
+    const end = await until(() => h.ends().find((e) => e.result.sets[0]?.columns.join() === 'n,s'));
+    expect(end.result.sets[0]!.rows).toEqual([['\\x0000002a', '\\x' + Buffer.from('é').toString('hex')]]);
     await c.end();
   });
 
@@ -157,7 +159,7 @@ describe('simple and extended protocol through the engine', () => {
       expect(r.rowCount).toBe(10);
       const end = await until(() => small.ends()[0]);
       expect(end.rows).toBe(10);
-      expect(end.result.rows).toHaveLength(3);
+      expect(end.result.sets[0]!.rows).toHaveLength(3);
       expect(end.result.truncated).toBe(true);
       // Each DataRow: 1 type + 4 length + 2 count + 4 field length + 30 bytes.
       expect(end.bytes).toBe(10 * 41);
@@ -200,9 +202,9 @@ describe('simple and extended protocol through the engine', () => {
     expect(names).toContain('portalSuspended');
     const ends = await until(() => (h.ends().length >= 6 ? h.ends().slice(-6) : null));
     const by = (sql: string) => ends.filter((e) => h.starts().find((s) => s.queryId === e.queryId)!.statement === sql);
-    expect(by('select $1::int * 2 as v').map((e) => [e.outcome, e.result.rows])).toEqual([
-      ['ok', [['10']]],
-      ['ok', [['12']]],
+    expect(by('select $1::int * 2 as v').map((e) => [e.outcome, e.result.sets.map((s) => s.rows)])).toEqual([
+      ['ok', [[['10']]]],
+      ['ok', [[['12']]]],
       ['error', []],
     ]);
     expect(by('select $1::int * 2 as v')[2]!.error).toEqual({
@@ -212,7 +214,8 @@ describe('simple and extended protocol through the engine', () => {
     expect(by('select 1/g from generate_series($1::int, $1::int) g')[0]).toMatchObject({ outcome: 'error', error: { code: '22012', message: 'division by zero' } });
     const series = by('select generate_series(1, 5) as g');
     expect(series.map((e) => e.rows)).toEqual([2, 3]);
-    expect(series[0]!.result.columns).toEqual([]);
+    // No Describe: the rows are kept under unnamed columns; a suspended portal has no tag yet.
+    expect(series.map((e) => e.result.sets)).toEqual([[{ columns: [], rows: [['1'], ['2']], tag: null }], [{ columns: [], rows: [['3'], ['4'], ['5']], tag: 'SELECT 3' }]]);
     raw.socket.end(serialize.end());
   });
 
@@ -236,7 +239,8 @@ describe('simple and extended protocol through the engine', () => {
     expect(dump.stdout).toBe(rows);
     const end = await until(() => h.ends().find((e) => e.commandTags[0] === 'COPY 500' && e.bytes > 0));
     expect(end.rows).toBe(500);
-    expect(end.result.rows[0]).toEqual(['0\tvalue 0\n']);
+    expect(end.result.sets[0]).toMatchObject({ columns: ['copy'], tag: 'COPY 500' });
+    expect(end.result.sets[0]!.rows[0]).toEqual(['0\tvalue 0\n']);
     expect((await db.query('select count(*)::int as n from eng_copy')).rows[0].n).toBe(500);
   });
 

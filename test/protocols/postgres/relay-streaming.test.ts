@@ -118,7 +118,7 @@ describe.each([
       expect(end).toMatchObject({ outcome: 'ok', rows: ROWS, bytes: want.bytes });
       expect(end.result.sha256).toBe(want.hash);
       expect(end.result.truncated).toBe(true);
-      const kept = end.result.rows.map((row) => row[0]!.length);
+      const kept = end.result.sets[0]!.rows.map((row) => row[0]!.length);
       expect(kept).toEqual(Array.from({ length: kept.length }, (_, i) => size(i + 1)));
       expect(kept.reduce((a, b) => a + b, 0)).toBeLessThanOrEqual(payloadLimit);
     }
