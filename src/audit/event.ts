@@ -76,7 +76,8 @@ export interface QueryStartData {
 /** `query.end` data: what came back, as the client received it. */
 export interface QueryEndData {
   query_id: string;
-  outcome: 'ok' | 'error' | 'cancelled' | 'refused';
+  /** rolled_back: completed, but the implicit transaction it ran in failed later and undid it. */
+  outcome: 'ok' | 'error' | 'cancelled' | 'refused' | 'rolled_back';
   error?: { code: string; message: string } | null;
   command_tags: string[];
   rows: number;

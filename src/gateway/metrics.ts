@@ -51,7 +51,7 @@ function escapeLabel(v: string): string {
 }
 
 export class GatewayMetrics {
-  readonly statements = new Counter('hoop_statements_total', 'Statements finished, by outcome (ok, error, cancelled, refused).', 'outcome');
+  readonly statements = new Counter('hoop_statements_total', 'Statements finished, by outcome (ok, error, cancelled, refused, rolled_back).', 'outcome');
   readonly sessions = new Counter('hoop_sessions_total', 'Tunnel sessions accepted.');
   readonly authFailures = new Counter('hoop_auth_failures_total', 'Failed authentications, by reason code.', 'code');
   readonly tunnelRefusals = new Counter('hoop_tunnel_refusals_total', 'Tunnel upgrades refused, by HTTP status.', 'status');

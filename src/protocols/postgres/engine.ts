@@ -48,7 +48,8 @@ export interface StatementStart {       // -> becomes query.start data
   statementName: string | null; portal: string | null; parameters: unknown[];
 }
 export interface StatementEnd {         // -> becomes query.end data
-  queryId: string; outcome: 'ok' | 'error' | 'cancelled' | 'refused';
+  /** rolled_back: the statement completed, then its implicit transaction failed (error says why). */
+  queryId: string; outcome: 'ok' | 'error' | 'cancelled' | 'refused' | 'rolled_back';
   error: { code: string; message: string } | null;
   commandTags: string[]; rows: number; bytes: number; durationMs: number;
   result: { sets: ResultSet[]; truncated: boolean; sha256: string };

@@ -42,6 +42,10 @@ export class StatementRun {
   private truncated = false;
   private copyBinary = false;
   private error: { code: string; message: string } | null = null;
+  /** Set when the statement completed but its implicit transaction did not commit. */
+  private rollback: { code: string; message: string } | null = null;
+  /** When the statement's last response arrived (finish may come later, at its Sync). */
+  private completedAt: number | null = null;
   private ended = false;
 
   constructor(start: StatementStart, private readonly payloadLimit: number, refusal: { code: string; message: string } | null = null) {
@@ -51,6 +55,11 @@ export class StatementRun {
 
   get isEnded(): boolean {
     return this.ended;
+  }
+
+  /** Bytes of result values kept for the record. */
+  get keptSize(): number {
+    return this.keptBytes;
   }
 
   /** A RowDescription (or a Describe's description, or the Bind result formats) for the next rows. */
@@ -172,6 +181,16 @@ export class StatementRun {
     this.current = null;
   }
 
+  /** The statement's responses are all in; its duration ends here even if finish() waits. */
+  complete(): void {
+    this.completedAt ??= performance.now();
+  }
+
+  /** The statement completed, but the implicit transaction it ran in was rolled back: `cause` says why. */
+  rolledBack(cause: { code: string; message: string }): void {
+    this.rollback ??= { code: cause.code, message: `rolled back with its implicit transaction: ${cause.message}` };
+  }
+
   finish(): StatementEnd {
     this.ended = true;
     this.flushHash();
@@ -179,15 +198,15 @@ export class StatementRun {
       ? 'refused'
       : this.error
         ? this.error.code === SQLSTATE_QUERY_CANCELED ? 'cancelled' : 'error'
-        : 'ok';
+        : this.rollback ? 'rolled_back' : 'ok';
     return {
       queryId: this.start.queryId,
       outcome,
-      error: this.refusal ?? this.error,
+      error: this.refusal ?? this.error ?? this.rollback,
       commandTags: this.tags,
       rows: this.sawRowTag ? this.rowsFromTags : this.dataRows,
       bytes: this.bytes,
-      durationMs: Math.round((performance.now() - this.startedAt) * 1000) / 1000,
+      durationMs: Math.round(((this.completedAt ?? performance.now()) - this.startedAt) * 1000) / 1000,
       result: { sets: this.sets, truncated: this.truncated, sha256: this.hash.digest('hex') },
     };
   }

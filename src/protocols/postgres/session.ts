@@ -23,6 +23,7 @@ import {
   decodeParameterStatus,
   decodeParse,
   decodeQuery,
+  decodeReadyForQuery,
   decodeRowDescription,
   decodeTarget,
   errorResponse,
@@ -82,6 +83,12 @@ const MAX_CARRIED_FRAMES = 8;
 const MAX_CARRIED_BYTES = 1024 * 1024;
 /** Outstanding frontend messages per session (bounded memory against a client that never reads). */
 const MAX_OUTSTANDING = 1_000_000;
+/**
+ * Bounds on completed runs held for their implicit transaction's fate (a pipeline without Sync):
+ * past them the oldest is recorded as run, so a client cannot make the gateway hold results.
+ */
+const MAX_UNCOMMITTED = 1_000;
+const MAX_UNCOMMITTED_BYTES = 16 * 1024 * 1024;
 
 export interface SessionOptions {
   client: Duplex;
@@ -117,6 +124,15 @@ export class Session {
   /** Bytes still to come of the DataRow/CopyData being passed on as it arrives, and its run. */
   private streaming = 0;
   private streamRun: StatementRun | null = null;
+  /**
+   * Whether statements now run in an implicit transaction (outside BEGIN ... COMMIT), where the
+   * extended protocol commits only at Sync: an Execute that completed may still be rolled back by
+   * a later error in its pipeline or by a failed commit. Such runs wait in `uncommitted` and are
+   * recorded once the transaction's fate is known.
+   */
+  private implicitTransaction: boolean;
+  private readonly uncommitted: StatementRun[] = [];
+  private uncommittedBytes = 0;
 
   constructor(o: SessionOptions) {
     this.client = o.client;
@@ -124,11 +140,18 @@ export class Session {
     this.ctx = o.ctx;
     this.reader = o.reader;
     this.clientChunks = o.clientChunks;
+    this.implicitTransaction = o.upstream.transactionStatus === 'I';
     this.upstream.socket.on('error', () => {}); // surfaces as 'close'
   }
 
   async run(): Promise<void> {
     await Promise.all([this.clientLoop(), this.upstreamLoop()]);
+    // Without a Sync, an implicit transaction never commits: the server rolls it back. (With a
+    // Sync sent but unanswered, the commit may have happened: the statement stays recorded as run.)
+    if (!this.expected.some((e) => e.kind === 'sync')) {
+      for (const run of this.uncommitted) run.rolledBack({ code: '08006', message: 'the session ended before a Sync committed it' });
+    }
+    this.recordUncommitted();
     for (const e of this.expected.splice(0)) {
       if (e.kind === 'execute' || e.kind === 'query') this.endRun(e.run, notCompleted('the session ended before the statement completed'));
       else if ('change' in e && e.change.run) this.endRun(e.change.run, notCompleted('the session ended before the statement completed'));
@@ -593,11 +616,19 @@ export class Session {
           if ('change' in front) this.settle(front.change, 'applied');
         }
         return undefined;
-      case MessageType.CommandComplete:
-        run?.commandComplete(decodeCommandComplete(body).tag);
-        if (SQL_PREPARED.test(decodeCommandComplete(body).tag)) this.preparedBySql();
+      case MessageType.CommandComplete: {
+        const tag = decodeCommandComplete(body).tag;
+        run?.commandComplete(tag);
+        if (SQL_PREPARED.test(tag)) this.preparedBySql();
+        if (TRANSACTION_CONTROL.test(tag)) {
+          // What ran before is now part of an explicit transaction, or committed, or rolled back
+          // by a statement the log shows: from here until the next Sync, record at once.
+          this.implicitTransaction = false;
+          this.recordUncommitted();
+        }
         if (front?.kind === 'execute') this.endFront();
         return undefined;
+      }
       case MessageType.EmptyQueryResponse:
       case MessageType.PortalSuspended:
         if (front?.kind === 'execute') this.endFront();
@@ -605,6 +636,8 @@ export class Session {
       case MessageType.ErrorResponse:
         return this.onError(body);
       case MessageType.ReadyForQuery:
+        this.recordUncommitted(); // committed, or (after an error) already marked rolled back
+        this.implicitTransaction = decodeReadyForQuery(body) === 'I';
         if (front?.kind === 'query') this.endFront();
         else if (front?.kind === 'sync') this.expected.shift();
         return undefined;
@@ -628,6 +661,9 @@ export class Session {
     const fields = decodeNoticeFields(body);
     const error = { code: fields.C ?? 'XX000', message: fields.M ?? 'error' };
     if (fields.V === 'FATAL' || fields.V === 'PANIC' || fields.S === 'FATAL' || fields.S === 'PANIC') this.upstreamFatal = error.message;
+    // Any error aborts the implicit transaction: what completed in it is undone.
+    for (const run of this.uncommitted) run.rolledBack(error);
+    this.recordUncommitted();
     const front = this.expected[0];
     if (!front || front.kind === 'sync') return undefined;
     if (front.kind === 'query') {
@@ -663,7 +699,21 @@ export class Session {
 
   private endFront(): void {
     const e = this.expected.shift();
-    if (e && (e.kind === 'execute' || e.kind === 'query')) this.endRun(e.run);
+    if (e?.kind === 'execute' && this.implicitTransaction) {
+      e.run.complete();
+      this.uncommitted.push(e.run);
+      this.uncommittedBytes += e.run.keptSize;
+      while (this.uncommitted.length > MAX_UNCOMMITTED || (this.uncommitted.length > 1 && this.uncommittedBytes > MAX_UNCOMMITTED_BYTES)) {
+        const oldest = this.uncommitted.shift()!;
+        this.uncommittedBytes -= oldest.keptSize;
+        this.endRun(oldest);
+      }
+    } else if (e && (e.kind === 'execute' || e.kind === 'query')) this.endRun(e.run);
+  }
+
+  private recordUncommitted(): void {
+    this.uncommittedBytes = 0;
+    for (const run of this.uncommitted.splice(0)) this.endRun(run);
   }
 
   private endRun(run: StatementRun, error?: { code: string; message: string }): void {
@@ -695,6 +745,9 @@ export class Session {
     fatal(this.client, sqlstateOf('HOOP_PROTOCOL'), `hoop: ${message}`);
   }
 }
+
+/** Command tags of statements that begin or end a transaction block. */
+const TRANSACTION_CONTROL = /^(BEGIN|START TRANSACTION|COMMIT|ROLLBACK|PREPARE TRANSACTION)$/;
 
 /** Command tags of SQL that defines or drops prepared statements behind the protocol's back. */
 const SQL_PREPARED = /^(PREPARE|DEALLOCATE|DISCARD)\b/;

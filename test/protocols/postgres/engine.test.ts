@@ -219,6 +219,50 @@ describe('simple and extended protocol through the engine', () => {
     raw.socket.end(serialize.end());
   });
 
+  it('records an Execute its implicit transaction undid (a later error, a failed commit at Sync) as rolled_back', async () => {
+    await db.query('DROP TABLE IF EXISTS eng_tx; CREATE TABLE eng_tx (id int UNIQUE DEFERRABLE INITIALLY DEFERRED)');
+    const statement = (sql: string) => [serialize.parse({ text: sql }), serialize.bind({}), serialize.execute({})];
+    const raw = await RawClient.open(h.port);
+    raw.socket.write(Buffer.concat([
+      // A later error in the same implicit transaction undoes the INSERT before it.
+      ...statement('insert into eng_tx values (1)'), ...statement('select 1/g as undo from generate_series(0, 0) g'), serialize.sync(),
+      // The deferred unique check fails at commit, when the Sync arrives: both INSERTs are undone.
+      ...statement('insert into eng_tx values (2)'), ...statement('insert into eng_tx values (2) /* again */'), serialize.sync(),
+      // Committed; and inside an explicit transaction block nothing waits for the Sync.
+      ...statement('insert into eng_tx values (3)'), serialize.sync(),
+      serialize.query('begin'),
+      ...statement('insert into eng_tx values (4)'), serialize.sync(),
+    ]));
+    await raw.waitFor(() => raw.readyCount() === 5);
+    const endOf = async (sql: string) => {
+      const start = await until(() => h.starts().find((s) => s.statement === sql && s.portal !== null));
+      return until(() => h.ends().find((e) => e.queryId === start.queryId));
+    };
+    expect(await endOf('insert into eng_tx values (1)')).toMatchObject({
+      outcome: 'rolled_back', commandTags: ['INSERT 0 1'], rows: 1,
+      error: { code: '22012', message: 'rolled back with its implicit transaction: division by zero' },
+    });
+    expect(await endOf('select 1/g as undo from generate_series(0, 0) g')).toMatchObject({ outcome: 'error', error: { code: '22012', message: 'division by zero' } });
+    for (const sql of ['insert into eng_tx values (2)', 'insert into eng_tx values (2) /* again */']) {
+      expect(await endOf(sql)).toMatchObject({ outcome: 'rolled_back', error: { code: '23505', message: expect.stringMatching(/^rolled back with its implicit transaction: duplicate key/) } });
+    }
+    expect(await endOf('insert into eng_tx values (3)')).toMatchObject({ outcome: 'ok', error: null });
+    // Recorded before its transaction ends: the transaction's own COMMIT or ROLLBACK is in the log.
+    expect(await endOf('insert into eng_tx values (4)')).toMatchObject({ outcome: 'ok', error: null });
+    raw.socket.write(serialize.query('rollback'));
+    await raw.waitFor(() => raw.readyCount() === 6);
+    expect((await db.query('select array_agg(id order by id) as ids from eng_tx')).rows[0].ids).toEqual([3]);
+
+    // A session that ends without the Sync: the server never commits, and the record says so.
+    const quitter = await RawClient.open(h.port);
+    quitter.socket.write(Buffer.concat([...statement('insert into eng_tx values (5)'), serialize.flush()]));
+    await quitter.waitFor((ms) => ms.some((m) => m.name === 'commandComplete'));
+    quitter.socket.end(serialize.end());
+    expect(await endOf('insert into eng_tx values (5)')).toMatchObject({ outcome: 'rolled_back', error: { message: 'rolled back with its implicit transaction: the session ended before a Sync committed it' } });
+    expect((await db.query('select count(*)::int as n from eng_tx where id = 5')).rows[0].n).toBe(0);
+    raw.socket.end(serialize.end());
+  });
+
   it('relays LISTEN/NOTIFY notifications', async () => {
     const listener = await h.client();
     const notifier = await h.client();
