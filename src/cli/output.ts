@@ -33,20 +33,32 @@ function displayWidth(s: string): number {
   return [...stripAnsi(s)].length;
 }
 
-/** A column title; `keep` columns (ids you copy) are never truncated to fit the terminal. */
-export type Header = string | { title: string; keep: true };
+/**
+ * A column title. On a terminal too narrow for every column, `optional` columns are left out
+ * (the rightmost first), then the widest of the others are truncated, never `keep` ones (ids
+ * you copy). Pipes always get every column in full.
+ */
+export type Header = string | { title: string; keep?: true; optional?: true };
 
 export function printTable(io: IOStreams, columns: Header[], rows: Cell[][]): void {
-  const headers = columns.map((h) => (typeof h === 'string' ? h : h.title));
-  const keep = columns.map((h) => typeof h !== 'string');
-  const clean = rows.map((r) => r.map((c) => (typeof c === 'string' ? sanitize(c) : { ...c, text: sanitize(c.text) })));
+  let clean = rows.map((r) => r.map((c) => (typeof c === 'string' ? sanitize(c) : { ...c, text: sanitize(c.text) })));
   if (!io.isStdoutTTY) {
     for (const r of clean) io.print(r.map(textOf).join('\t'));
     return;
   }
-  const widths = headers.map((h, i) => Math.max(displayWidth(h), ...clean.map((r) => displayWidth(textOf(r[i] ?? '')))));
+  let specs = columns.map((h) => (typeof h === 'string' ? { title: h } : h));
+  const naturalWidth = (i: number) => Math.max(displayWidth(specs[i]!.title), ...clean.map((r) => displayWidth(textOf(r[i] ?? ''))));
+  let widths = specs.map((_, i) => naturalWidth(i));
   const max = io.terminalWidth();
-  if (max !== undefined) fitWidths(widths, keep, max - GAP.length * (widths.length - 1));
+  const total = () => widths.reduce((a, b) => a + b, 0) + GAP.length * (widths.length - 1);
+  for (let i = specs.length - 1; max !== undefined && i >= 0 && total() > max; i--) {
+    if (!specs[i]!.optional) continue;
+    specs = specs.filter((_, j) => j !== i);
+    widths = widths.filter((_, j) => j !== i);
+    clean = clean.map((r) => r.filter((_, j) => j !== i));
+  }
+  const headers = specs.map((s) => s.title);
+  if (max !== undefined) fitWidths(widths, specs.map((s) => Boolean(s.keep)), max - GAP.length * (widths.length - 1));
   const cs = io.out;
   const line = (cells: Cell[], header: boolean): string =>
     cells

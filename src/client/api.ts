@@ -38,6 +38,7 @@ export interface SessionQuery {
   connection?: string | undefined;
   since?: string | undefined;
   until?: string | undefined;
+  id_prefix?: string | undefined;
   limit?: number | undefined;
 }
 

@@ -70,6 +70,7 @@ export function openApiDocument(): object {
             { name: 'connection', in: 'query', schema: { type: 'string' } },
             { name: 'since', in: 'query', schema: { type: 'string', format: 'date-time' }, description: 'Started at or after (RFC 3339)' },
             { name: 'until', in: 'query', schema: { type: 'string', format: 'date-time' }, description: 'Started before (RFC 3339)' },
+            { name: 'id_prefix', in: 'query', schema: { type: 'string', pattern: '^[0-9a-f][0-9a-f-]{0,35}$' }, description: 'Sessions whose id starts with this (a short id)' },
             { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 1000, default: 100 } },
           ],
           responses: { 200: { description: 'Sessions', ...json({ type: 'array', items: ref('SessionSummary') }) }, 400: error, 403: error, ...authed },

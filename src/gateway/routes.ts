@@ -9,6 +9,7 @@ import type { Logger } from 'pino';
 import type { AuditRecorder } from '../audit/recorder.js';
 import { AuthError, HoopError, UsageError, errorMessage } from '../errors.js';
 import type { Identity } from '../identity/identity.js';
+import { SESSION_ID_PREFIX } from '../store/filters.js';
 import type { SessionFilter, Store } from '../store/store.js';
 import type { AuthenticatorChain } from './authn.js';
 import { mayReadAllSessions, mayReadSession, mayUseConnection, rolesOf } from './authz.js';
@@ -243,13 +244,13 @@ async function connections(ctx: ApiContext, req: IncomingMessage, res: ServerRes
   })));
 }
 
-const SESSION_QUERY = new Set(['user', 'connection', 'since', 'until', 'limit']);
+const SESSION_QUERY = new Set(['user', 'connection', 'since', 'until', 'id_prefix', 'limit']);
 
 async function sessions(ctx: ApiContext, req: IncomingMessage, res: ServerResponse, { url }: { url: URL }): Promise<void> {
   const id = identityOf(req);
   const q = url.searchParams;
   for (const key of q.keys()) {
-    if (!SESSION_QUERY.has(key)) throw new UsageError(`unknown query parameter ${JSON.stringify(key.slice(0, 40))}; accepted: user, connection, since, until, limit`);
+    if (!SESSION_QUERY.has(key)) throw new UsageError(`unknown query parameter ${JSON.stringify(key.slice(0, 40))}; accepted: user, connection, since, until, id_prefix, limit`);
   }
   const filter: SessionFilter = { limit: 100 };
   const user = single(q, 'user');
@@ -266,6 +267,11 @@ async function sessions(ctx: ApiContext, req: IncomingMessage, res: ServerRespon
   if (since !== undefined) filter.since = timestamp('since', since);
   const until = single(q, 'until');
   if (until !== undefined) filter.until = timestamp('until', until);
+  const idPrefix = single(q, 'id_prefix');
+  if (idPrefix !== undefined) {
+    if (!SESSION_ID_PREFIX.test(idPrefix)) throw new UsageError('id_prefix: expected the start of a session id (hex digits and dashes)');
+    filter.idPrefix = idPrefix;
+  }
   const limit = single(q, 'limit');
   if (limit !== undefined) {
     if (!/^\d{1,4}$/.test(limit) || Number(limit) < 1 || Number(limit) > 1000) throw new UsageError('limit: expected a number from 1 to 1000');

@@ -34,8 +34,13 @@ export interface NormalizedSessionFilter {
   connection: string | null;
   since: string | null;
   until: string | null;
+  /** Safe inside a LIKE pattern: only hex digits and dashes. */
+  idPrefix: string | null;
   limit: number | null;
 }
+
+/** A session id prefix: what a UUID may start with. */
+export const SESSION_ID_PREFIX = /^[0-9a-f][0-9a-f-]{0,35}$/;
 
 export function normalizeSessionFilter(f: SessionFilter): NormalizedSessionFilter {
   return {
@@ -43,6 +48,13 @@ export function normalizeSessionFilter(f: SessionFilter): NormalizedSessionFilte
     connection: f.connection ?? null,
     since: normalizeInstant('since', f.since),
     until: normalizeInstant('until', f.until),
+    idPrefix: normalizeIdPrefix(f.idPrefix),
     limit: normalizeLimit(f.limit),
   };
+}
+
+function normalizeIdPrefix(value: string | undefined): string | null {
+  if (value === undefined) return null;
+  if (!SESSION_ID_PREFIX.test(value)) throw new UsageError(`not the start of a session id: ${JSON.stringify(value.slice(0, 40))}`);
+  return value;
 }

@@ -124,6 +124,7 @@ export class PostgresStore implements Store {
     if (f.connection !== null) add((p) => `s.connection = ${p}`, f.connection);
     if (f.since !== null) add((p) => `s.time >= ${p}`, f.since);
     if (f.until !== null) add((p) => `s.time < ${p}`, f.until);
+    if (f.idPrefix !== null) add((p) => `s.session_id LIKE ${p}`, `${f.idPrefix}%`);
     params.push(f.limit);
     const sql = `${SESSION_SELECT}${where.map((w) => ` AND ${w}`).join('')} ORDER BY s.time DESC, s.seq DESC LIMIT $${params.length}`;
     const rows = await this.query<PgSessionRow>('list sessions', sql, params);

@@ -210,6 +210,7 @@ export class SqliteStore implements Store {
     if (f.connection !== null) (where.push('s.connection = ?'), params.push(f.connection));
     if (f.since !== null) (where.push('s.time >= ?'), params.push(f.since));
     if (f.until !== null) (where.push('s.time < ?'), params.push(f.until));
+    if (f.idPrefix !== null) (where.push('s.session_id LIKE ?'), params.push(`${f.idPrefix}%`));
     const sql = `${SESSION_SELECT}${where.map((w) => ` AND ${w}`).join('')} ORDER BY s.time DESC, s.seq DESC LIMIT ?`;
     const rows = await this.all<RawSessionRow>('list sessions', sql, [...params, f.limit ?? -1]);
     return rows.map((r) => sessionSummaryOf(parseSessionRow(r)));

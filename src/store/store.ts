@@ -22,6 +22,8 @@ export interface SessionFilter {
   connection?: string;
   since?: string; // RFC 3339; sessions started at or after
   until?: string; // RFC 3339; sessions started before
+  /** Sessions whose id starts with this (lowercase hex and dashes), as `hoop sessions show 1f3a9c2e` types it. */
+  idPrefix?: string;
   limit?: number;
 }
 

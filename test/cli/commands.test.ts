@@ -11,6 +11,9 @@ import { runHoop } from './helpers.js';
 let gw: TestGateway;
 const sessionId = randomUUID();
 const otherSession = randomUUID();
+/** Two of alice's sessions that share their first 8 characters, for short-id lookups. */
+const twinA = 'feedface-0000-4000-8000-00000000000a';
+const twinB = 'feedface-1111-4000-8000-00000000000b';
 
 const alice: Actor = { subject: 'apikey:alice', email: null, groups: ['analysts'], auth_method: 'api_key' };
 const bob: Actor = { subject: 'apikey:bob', email: null, groups: ['dba'], auth_method: 'api_key' };
@@ -47,6 +50,8 @@ beforeAll(async () => {
     event(sessionId, alice, 'protocol.error', '2026-11-28T09:04:00.000Z', { message: 'frame of 99999999999 bytes over the limit' }),
     event(sessionId, alice, 'session.end', '2026-11-28T09:05:00.000Z', { reason: 'client closed', error: null }),
     event(otherSession, bob, 'session.start', '2026-11-28T10:00:00.000Z', { user: 'bob', database: 'bank' }),
+    event(twinA, alice, 'session.start', '2026-11-20T10:00:00.000Z', { user: 'alice', database: 'bank' }),
+    event(twinB, alice, 'session.start', '2026-11-20T11:00:00.000Z', { user: 'alice', database: 'bank' }),
   ]);
 }, 60_000);
 
@@ -91,13 +96,24 @@ describe('hoop sessions', () => {
     const r = await runHoop(['sessions'], as('alice'));
     expect(r.code).toBe(0);
     const rows = r.stdout.trimEnd().split('\n').map((l) => l.split('\t'));
-    expect(rows).toHaveLength(1);
+    expect(rows.map((r) => r[0])).toEqual([sessionId, twinB, twinA]);
     expect(rows[0]).toEqual([sessionId, 'apikey:alice', 'bank', '2026-11-28T09:00:00.000Z', '5m 0s', '4', 'psql @ 127.0.0.1', 'client closed']);
+  });
+
+  it('on an 80-column terminal: a header, short ids, and every column readable', async () => {
+    const r = await runHoop(['sessions'], { ...as('alice'), tty: true, columns: 80, now: new Date('2026-11-28T11:00:00Z') });
+    const lines = r.stdout.replace(/\u001b\[[0-9;]*m/g, '').trimEnd().split('\n');
+    // Who, where, when, how long and how much stay whole; the client and end reason make room.
+    expect(lines[0]).toBe("ID        USER          CONNECTION  STARTED      DURATION  STATEMENTS");
+    expect(lines[1]).toBe(`${sessionId.slice(0, 8)}  apikey:alice  bank        2 hours ago  5m 0s     4`);
+    for (const line of lines) expect([...line].length).toBeLessThanOrEqual(80);
+    const wide = await runHoop(['sessions'], { ...as('alice'), tty: true, columns: 140, now: new Date('2026-11-28T11:00:00Z') });
+    expect(wide.stdout.replace(/\u001b\[[0-9;]*m/g, '').split('\n')[1]).toMatch(/ {2}4 {11}psql @ 127\.0\.0\.1 {2}client closed$/);
   });
 
   it('an auditor sees everyone, filtered by --user, --connection and time range', async () => {
     const all = await runHoop(['sessions', '--json'], as('carol'));
-    expect((JSON.parse(all.stdout) as { id: string }[]).map((s) => s.id)).toEqual([otherSession, sessionId]);
+    expect((JSON.parse(all.stdout) as { id: string }[]).map((s) => s.id)).toEqual([otherSession, sessionId, twinB, twinA]);
     const bobs = await runHoop(['sessions', '--json', '--user', 'apikey:bob', '--connection', 'bank'], as('carol'));
     expect((JSON.parse(bobs.stdout) as { id: string }[]).map((s) => s.id)).toEqual([otherSession]);
     const window = await runHoop(['sessions', '--json', '--since', '2026-11-28T08:00:00Z', '--until', '2026-11-28T09:30:00Z'], as('carol'));
@@ -158,6 +174,21 @@ describe('hoop sessions show', () => {
     expect(parsed.session.id).toBe(sessionId);
     expect(parsed.events.map((e) => e.type)).toEqual(['session.start', 'query.start', 'query.end', 'query.start', 'query.end', 'query.start', 'query.end', 'query.start', 'protocol.error', 'session.end']);
     expect(parsed.events[0]?.hash).toMatch(/^[0-9a-f]{64}$/);
+  });
+
+  it('takes the short id the list shows on a terminal, and says when one is ambiguous or unknown', async () => {
+    const r = await runHoop(['sessions', 'show', sessionId.slice(0, 8)], as('alice'));
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(`Session ${sessionId}`);
+    const twins = await runHoop(['sessions', 'show', 'feedface'], as('alice'));
+    expect(twins.code).toBe(2);
+    expect(twins.stderr).toContain(`session id feedface is ambiguous: ${twinB}, ${twinA}`);
+    expect((await runHoop(['sessions', 'show', 'FEEDFACE-0'], as('alice'))).stdout).toContain(`Session ${twinA}`);
+    // Another user's session is not found by its prefix either.
+    const other = await runHoop(['sessions', 'show', otherSession.slice(0, 8)], as('alice'));
+    expect(other.code).toBe(1);
+    expect(other.stderr).toContain(`no session starts with ${otherSession.slice(0, 8)}`);
+    expect((await runHoop(['sessions', 'show', 'zz'], as('alice'))).code).toBe(2);
   });
 
   it('someone else\'s session is not found (exit 1, one line)', async () => {

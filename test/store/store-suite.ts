@@ -240,7 +240,7 @@ export function storeSuite(h: StoreHarness): void {
       expect(list[0]).toMatchObject({ id: s3, client_application: 'DBeaver', statements: 0 });
     });
 
-    test('list filters by subject, connection, since, until and limit', async () => {
+    test('list filters by subject, connection, since, until, id prefix and limit', async () => {
       const store = await fresh();
       const { s1, s2, s3 } = await recordSessions(store);
       const ids = async (f: Parameters<Store['listSessions']>[0]) => (await store.listSessions(f)).map((s) => s.id);
@@ -251,7 +251,11 @@ export function storeSuite(h: StoreHarness): void {
       expect(await ids({ until: '2026-02-02T09:00:00Z' })).toEqual([s1]);
       expect(await ids({ subject: 'alice', since: '2026-02-01T00:00:00Z', until: '2026-02-03T00:00:00Z' })).toEqual([s1]);
       expect(await ids({ limit: 2 })).toEqual([s3, s2]);
+      expect(await ids({ idPrefix: s2.slice(0, 8) })).toEqual([s2]);
+      expect(await ids({ idPrefix: s2 })).toEqual([s2]);
       await expect(store.listSessions({ until: 'not a time' })).rejects.toBeInstanceOf(UsageError);
+      // Only hex digits and dashes: a LIKE wildcard is not a prefix.
+      for (const idPrefix of ['%', '_', 'AB', '']) await expect(store.listSessions({ idPrefix })).rejects.toBeInstanceOf(UsageError);
     });
 
     test('show returns the summary and only that session\'s events in seq order', async () => {

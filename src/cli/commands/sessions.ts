@@ -1,7 +1,7 @@
 /** `hoop sessions` and `hoop sessions show <id>`: the recorded sessions, and one session's statements. */
 import type { AuditEvent } from '../../audit/event.js';
 import type { SessionDetail } from '../../client/api.js';
-import { UsageError } from '../../errors.js';
+import { HoopError, UsageError } from '../../errors.js';
 import type { SessionSummary } from '../../store/store.js';
 import { arg, defineCommand, opt, type CommandGroup } from '../command.js';
 import type { CommandContext } from '../context.js';
@@ -20,17 +20,34 @@ function parseLimit(raw: string): number {
 export const sessionsShowCommand = defineCommand({
   name: 'show',
   summary: 'Show one session: each statement with timing, outcome, rows and returned data',
-  args: [arg('id', 'session id (from `hoop sessions`)')],
+  args: [arg('id', 'session id, or its first characters (from `hoop sessions`)')],
   options: {
     rows: opt.parsed('--rows <n>', 'rows of returned data to show per statement', parseRows, 5),
   },
-  examples: ['hoop sessions show 0193a5c2-7c1e-7a10-9f1e-2b1c3d4e5f60', 'hoop sessions show <id> --json | jq \'.events[] | select(.type == "query.start") | .data.statement\''],
+  examples: ['hoop sessions show 0193a5c2-7c1e-4a10-9f1e-2b1c3d4e5f60', 'hoop sessions show 0193a5c2', 'hoop sessions show <id> --json | jq \'.events[] | select(.type == "query.start") | .data.statement\''],
   async run(ctx, { args, options }) {
-    const detail = await ctx.api().session(args.id as string);
+    const detail = await ctx.api().session(await resolveSessionId(ctx, String(args.id)));
     if (ctx.globals.json) return printJson(ctx.io, detail);
     renderSession(ctx.io, detail, { rows: options.rows });
   },
 });
+
+const FULL_SESSION_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+/** What the session list shows of an id on a terminal; `sessions show` takes it back. */
+const SHORT_ID_LENGTH = 8;
+
+/** A full id as given; a shorter start of one, looked up among the sessions the caller may read. */
+async function resolveSessionId(ctx: CommandContext, given: string): Promise<string> {
+  const id = given.toLowerCase();
+  if (FULL_SESSION_ID.test(id)) return id;
+  if (!/^[0-9a-f][0-9a-f-]{3,34}$/.test(id)) {
+    throw new UsageError(`invalid session id '${given.slice(0, 40)}': expected a session id or at least its first 4 characters`);
+  }
+  const found = await ctx.api().sessions({ id_prefix: id, limit: 10 });
+  if (found.length === 1) return found[0]!.id;
+  if (found.length === 0) throw new HoopError('HOOP_NOT_FOUND', `no session starts with ${id}`, { hint: 'list them with `hoop sessions`' });
+  throw new UsageError(`session id ${id} is ambiguous: ${found.map((s) => s.id).join(', ')}${found.length === 10 ? ', …' : ''}`, { hint: 'type more of it' });
+}
 
 function parseRows(raw: string): number {
   const n = Number(raw);
@@ -75,9 +92,10 @@ function renderSessionList(ctx: CommandContext, list: SessionSummary[], limit: n
   const tty = io.isStdoutTTY;
   printTable(
     io,
-    [{ title: 'ID', keep: true }, 'USER', 'CONNECTION', 'STARTED', 'DURATION', 'STATEMENTS', 'CLIENT', 'END'],
+    [{ title: 'ID', keep: true }, 'USER', 'CONNECTION', 'STARTED', 'DURATION', 'STATEMENTS', { title: 'CLIENT', optional: true }, { title: 'END', optional: true }],
     list.map((s) => [
-      { text: s.id, style: cs.cyan },
+      // A terminal gets the short id `sessions show` accepts; a pipe the full one.
+      { text: tty ? s.id.slice(0, SHORT_ID_LENGTH) : s.id, style: cs.cyan },
       s.email ?? s.subject,
       s.connection,
       tty ? formatRelative(s.started_at, now) : s.started_at,
