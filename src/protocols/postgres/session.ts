@@ -661,17 +661,18 @@ export class Session {
     const fields = decodeNoticeFields(body);
     const error = { code: fields.C ?? 'XX000', message: fields.M ?? 'error' };
     if (fields.V === 'FATAL' || fields.V === 'PANIC' || fields.S === 'FATAL' || fields.S === 'PANIC') this.upstreamFatal = error.message;
-    // Any error aborts the implicit transaction: what completed in it is undone.
-    for (const run of this.uncommitted) run.rolledBack(error);
-    this.recordUncommitted();
     const front = this.expected[0];
+    const refusal = !front || front.kind === 'sync' || front.kind === 'describe' ? null
+      : 'run' in front ? front.run.refusal : (front.change.run?.refusal ?? front.change.refusal ?? null);
+    // Any error aborts the implicit transaction: what completed in it is undone.
+    for (const run of this.uncommitted) run.rolledBack(refusal ?? error);
+    this.recordUncommitted();
     if (!front || front.kind === 'sync') return undefined;
     if (front.kind === 'query') {
       front.run.fail(error);
       return front.run.refusal ? refusalResponse(front.run.refusal) : undefined;
     }
     // Extended protocol: the server now discards everything up to the next Sync.
-    const refusal = front.kind === 'execute' ? front.run.refusal : 'change' in front ? (front.change.run?.refusal ?? front.change.refusal ?? null) : null;
     if (front.kind === 'execute') front.run.fail(error);
     this.expected.shift();
     if (front.kind === 'execute') this.endRun(front.run);

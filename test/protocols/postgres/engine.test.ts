@@ -251,6 +251,20 @@ describe('simple and extended protocol through the engine', () => {
     expect(await endOf('insert into eng_tx values (4)')).toMatchObject({ outcome: 'ok', error: null });
     raw.socket.write(serialize.query('rollback'));
     await raw.waitFor(() => raw.readyCount() === 6);
+
+    // A later statement hoop refuses aborts the transaction too, and the record names the refusal.
+    h.queryStart = async (s) => {
+      if (s.statement.includes('refuse me')) throw new AuditUnavailableError('store down');
+    };
+    try {
+      raw.socket.write(Buffer.concat([...statement('insert into eng_tx values (6)'), ...statement('select 1 /* refuse me */'), serialize.sync()]));
+      await raw.waitFor(() => raw.readyCount() === 7);
+    } finally {
+      h.queryStart = async () => {};
+    }
+    expect(await endOf('insert into eng_tx values (6)')).toMatchObject({
+      outcome: 'rolled_back', error: { code: '58000', message: 'rolled back with its implicit transaction: hoop: statement refused: audit log unavailable' },
+    });
     expect((await db.query('select array_agg(id order by id) as ids from eng_tx')).rows[0].ids).toEqual([3]);
 
     // A session that ends without the Sync: the server never commits, and the record says so.
