@@ -7,7 +7,7 @@
  */
 import { connect as netConnect, isIP, type Socket } from 'node:net';
 import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from 'node:tls';
-import { HoopError, errorMessage } from '../../errors.js';
+import { HoopError, ProtocolError, errorMessage } from '../../errors.js';
 import { FrameReader, type Frame } from './framing.js';
 import {
   AuthCode,
@@ -41,6 +41,8 @@ export interface UpstreamConnection {
   leftover: Buffer;
   tls: boolean;
 }
+
+const NOT_POSTGRES_HINT = 'check that host and port name a PostgreSQL server, not a proxy or another service';
 
 export function upstreamError(cfg: UpstreamConfig, message: string, cause?: unknown, hint?: string): HoopError {
   return new HoopError('HOOP_UPSTREAM', `upstream ${cfg.host}:${cfg.port}: ${message}`, {
@@ -123,7 +125,10 @@ async function negotiateTls(
     if (cfg.sslmode === 'prefer') return false;
     throw upstreamError(cfg, `server does not support SSL, but sslmode is ${cfg.sslmode}`);
   }
-  if (answer !== 0x53 /* S */) throw upstreamError(cfg, 'unexpected answer to SSLRequest');
+  if (answer !== 0x53 /* S */) {
+    const shown = answer >= 0x20 && answer < 0x7f ? `'${String.fromCharCode(answer)}'` : `0x${answer.toString(16).padStart(2, '0')}`;
+    throw upstreamError(cfg, `its answer to SSLRequest is not PostgreSQL's (${shown})`, undefined, NOT_POSTGRES_HINT);
+  }
   const verify = cfg.sslmode === 'verify-ca' || cfg.sslmode === 'verify-full';
   const options: ConnectionOptions = {
     socket,
@@ -160,8 +165,11 @@ function readOneByte(cfg: UpstreamConfig, socket: Socket): Promise<number> {
     const onData = (chunk: Buffer) => {
       socket.pause();
       cleanup();
-      if (chunk.length !== 1) reject(upstreamError(cfg, 'server sent unexpected data after the SSLRequest answer'));
-      else resolve(chunk[0]!);
+      // Bytes behind an 'S' or 'N' would be read as if from the server after the handshake
+      // (CVE-2021-23214); anything else first is not a PostgreSQL answer, which the caller names.
+      const answer = chunk[0]!;
+      if (chunk.length !== 1 && (answer === 0x53 || answer === 0x4e)) reject(upstreamError(cfg, 'server sent unexpected data after the SSLRequest answer'));
+      else resolve(answer);
     };
     const onError = (err: Error) => {
       cleanup();
@@ -206,8 +214,9 @@ function authenticate(cfg: UpstreamConfig, socket: Socket): Promise<StartupResul
       socket.off('data', onData);
       socket.off('error', onError);
       socket.off('close', onClose);
-      if (err) reject(err instanceof HoopError ? err : upstreamError(cfg, errorMessage(err), err));
-      else resolve(result!);
+      if (!err) resolve(result!);
+      else if (err instanceof ProtocolError) reject(upstreamError(cfg, `its answer is not PostgreSQL's (${err.message})`, err, NOT_POSTGRES_HINT));
+      else reject(err instanceof HoopError ? err : upstreamError(cfg, errorMessage(err), err));
     };
     const needPassword = (): string => {
       if (cfg.password === undefined || cfg.password === '') {

@@ -61,3 +61,27 @@ test('a cleartext password request over an unverified connection to another host
     await new Promise((r) => cleartext.close(r));
   }
 });
+
+test('a server that is not PostgreSQL (an HTTP server here) is named as such, with its address, for every sslmode', async () => {
+  const http = createServer((socket) => {
+    socket.on('error', () => {});
+    socket.once('data', () => socket.end('HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n'));
+  });
+  await new Promise<void>((r) => http.listen(0, '127.0.0.1', () => r()));
+  const httpPort = (http.address() as AddressInfo).port;
+  try {
+    for (const sslmode of ['disable', 'require'] as const) {
+      const err = await connectUpstream({ host: '127.0.0.1', port: httpPort, database: 'd', user: 'u', password: 'p', sslmode, connectTimeoutMs: 3_000 }).then(
+        (c) => {
+          c.socket.destroy();
+          return null;
+        },
+        (e: unknown) => e,
+      );
+      expect((err as Error).message).toMatch(new RegExp(`^upstream 127\\.0\\.0\\.1:${httpPort}: its answer (to SSLRequest )?is not PostgreSQL's \\(.*'H'`));
+      expect((err as { hint?: string }).hint).toContain('not a proxy or another service');
+    }
+  } finally {
+    await new Promise((r) => http.close(r));
+  }
+});
