@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import pg from 'pg';
+import pino from 'pino';
 
 export const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const distDir = resolve(root, process.env.BENCH_DIST || 'dist');
@@ -88,6 +89,37 @@ export async function startBenchDatabase(name) {
   const { rows } = await admin.query('SHOW server_version');
   await admin.end();
   return { cluster, serverVersion: rows[0].server_version, direct: { host: cluster.host, port: cluster.port, user: 'bench', password, database: 'bench' } };
+}
+
+/**
+ * A gateway (its own config, an API key for the group `bench`) with one connection `bench` to the
+ * benchmark database; resolves with it and the key. The caller closes it.
+ */
+export async function startBenchGateway({ cluster, direct, work, store, payloadLimit }) {
+  const { parseConfig } = await dist('gateway/config.js');
+  const { startGateway } = await dist('gateway/gateway.js');
+  const { apiKeyHash } = await dist('identity/api-keys.js');
+  const key = `hoop_bench_${randomBytes(16).toString('hex')}`;
+  const config = parseConfig(
+    {
+      listen: '127.0.0.1:0',
+      store,
+      identity: { api_keys: [{ name: 'bench', sha256: apiKeyHash(key), groups: ['bench'] }] },
+      connections: [
+        {
+          name: 'bench',
+          type: 'postgres',
+          upstream: { host: cluster.host, port: cluster.port, database: 'bench', user: direct.user, password: direct.password, sslmode: 'disable' },
+          access: ['bench'],
+        },
+      ],
+      audit: { signing_key: 'signing.key', ...(payloadLimit ? { payload_limit: payloadLimit } : {}) },
+    },
+    'bench',
+    work,
+  );
+  const gateway = await startGateway(config, { logger: pino({ level: 'warn' }, pino.destination(2)) });
+  return { gateway, key };
 }
 
 /** Runs a benchmark's main, then undoes everything it started; a failure exits 1. */

@@ -20,14 +20,11 @@
  * BENCH_JSON=1 (also print one JSON line on stdout at the end).
  */
 import { execFile, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import pg from 'pg';
-import pino from 'pino';
-import { cleanupOnSignals, cleanups, dist, env, log, round, runBenchmark, sequentialLatency, startBenchDatabase, root } from './lib.mjs';
+import { cleanupOnSignals, cleanups, dist, env, log, round, runBenchmark, sequentialLatency, startBenchDatabase, startBenchGateway, root } from './lib.mjs';
 
 const execFileAsync = promisify(execFile);
 cleanupOnSignals();
@@ -46,10 +43,7 @@ const settings = {
 
 async function main() {
   const { findPostgresBindir } = await dist('demo/postgres-cluster.js');
-  const { parseConfig } = await dist('gateway/config.js');
-  const { startGateway } = await dist('gateway/gateway.js');
   const { openLocalTunnel } = await dist('client/tunnel.js');
-  const { apiKeyHash } = await dist('identity/api-keys.js');
 
   const bindir = findPostgresBindir();
   const pgbench = bindir && existsSync(join(bindir, 'pgbench')) ? join(bindir, 'pgbench') : 'pgbench';
@@ -63,26 +57,7 @@ async function main() {
   await run(pgbench, ['-i', '-q', '-s', String(settings.scale), ...connArgs(direct)], direct.password);
 
   log('bench: starting the gateway and the local tunnel');
-  const key = `hoop_bench_${randomBytes(16).toString('hex')}`;
-  const config = parseConfig(
-    {
-      listen: '127.0.0.1:0',
-      store: settings.store,
-      identity: { api_keys: [{ name: 'bench', sha256: apiKeyHash(key), groups: ['bench'] }] },
-      connections: [
-        {
-          name: 'bench',
-          type: 'postgres',
-          upstream: { host: cluster.host, port: cluster.port, database: 'bench', user: direct.user, password: direct.password, sslmode: 'disable' },
-          access: ['bench'],
-        },
-      ],
-      audit: { signing_key: 'signing.key' },
-    },
-    'bench',
-    work,
-  );
-  const gateway = await startGateway(config, { logger: pino({ level: 'warn' }, pino.destination(2)) });
+  const { gateway, key } = await startBenchGateway({ cluster, direct, work, store: settings.store });
   let gatewayOpen = true;
   cleanups.push(() => (gatewayOpen ? gateway.close() : undefined));
   const tunnel = settings.tunnel === 'inprocess'

@@ -27,14 +27,12 @@
  * BENCH_JSON=1 (one JSON line with every number on stdout).
  */
 import { spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
-import pino from 'pino';
-import { cleanupOnSignals, cleanups, dist, env, log, round, runBenchmark, sequentialLatency, startBenchDatabase } from './lib.mjs';
+import { cleanupOnSignals, cleanups, dist, env, log, round, runBenchmark, sequentialLatency, startBenchDatabase, startBenchGateway } from './lib.mjs';
 
 
 // --- child mode: a local tunnel in its own process -------------------------------------------
@@ -80,10 +78,7 @@ let copyInFile = '';
 let truncateCopyIn = async () => {};
 
 async function main() {
-  const { parseConfig } = await dist('gateway/config.js');
-  const { startGateway } = await dist('gateway/gateway.js');
   const { openLocalTunnel } = await dist('client/tunnel.js');
-  const { apiKeyHash } = await dist('identity/api-keys.js');
 
   const work = mkdtempSync(join(tmpdir(), 'hoop-throughput-'));
   cleanups.push(() => rmSync(work, { recursive: true, force: true }));
@@ -119,26 +114,7 @@ async function main() {
   for (const store of settings.stores) {
     const storeUrl = store.startsWith('sqlite:') && !store.startsWith('sqlite::memory:') && !isAbsolute(store.slice(7)) ? `sqlite:${join(work, store.slice(7))}` : store;
     log(`bench: gateway with store ${store}`);
-    const key = `hoop_bench_${randomBytes(16).toString('hex')}`;
-    const config = parseConfig(
-      {
-        listen: '127.0.0.1:0',
-        store: storeUrl,
-        identity: { api_keys: [{ name: 'bench', sha256: apiKeyHash(key), groups: ['bench'] }] },
-        connections: [
-          {
-            name: 'bench',
-            type: 'postgres',
-            upstream: { host: cluster.host, port: cluster.port, database: 'bench', user: direct.user, password: direct.password, sslmode: 'disable' },
-            access: ['bench'],
-          },
-        ],
-        audit: { signing_key: 'signing.key', ...(settings.payloadLimit ? { payload_limit: settings.payloadLimit } : {}) },
-      },
-      'bench',
-      work,
-    );
-    const gateway = await startGateway(config, { logger: pino({ level: 'warn' }, pino.destination(2)) });
+    const { gateway, key } = await startBenchGateway({ cluster, direct, work, store: storeUrl, payloadLimit: settings.payloadLimit });
     const tunnel = settings.tunnel === 'inprocess'
       ? await openLocalTunnel({ gateway: gateway.url, connection: 'bench', token: async () => key, port: 0, user: direct.user, database: 'bench' })
       : await tunnelChild(gateway.url, key, 'bench', direct.user, 'bench');
