@@ -33,6 +33,8 @@ export interface SessionAuditOptions {
   onStarted?: () => void;
   /** Replaces the engine's end reason when the gateway ended the session (e.g. max_session). */
   endReason?: () => string | null;
+  /** Called as the session ends, with the engine's reason and error (e.g. to log an upstream failure). */
+  onEnded?: (info: { reason: string; error: string | null }) => void;
 }
 
 export function sessionAuditHooks(o: SessionAuditOptions): SessionHooks {
@@ -71,6 +73,7 @@ export function sessionAuditHooks(o: SessionAuditOptions): SessionHooks {
     },
 
     sessionEnd(info: { reason: string; error: string | null }): void {
+      o.onEnded?.(info);
       const override = o.endReason?.() ?? null;
       o.recorder.recordLater(draft('session.end', {
         reason: override ?? info.reason,

@@ -164,6 +164,10 @@ export class TunnelEndpoint {
         limitTimer.unref();
       },
       endReason: () => endedBy,
+      // The client was told only that the database could not be reached or logged in to.
+      onEnded: ({ reason, error }) => {
+        if (reason === 'upstream-failed') log.warn({ err: error }, 'could not connect to the upstream database');
+      },
     });
 
     const done = ctx.engine

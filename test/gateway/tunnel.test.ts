@@ -126,3 +126,21 @@ describe('a session through the tunnel', () => {
     expect(await closed).toBe(1009);
   });
 });
+
+test('an unreachable upstream: psql is told without infrastructure details; the gateway log and session.end have them', async () => {
+  const { freePort } = await import('../../src/demo/postgres-cluster.js');
+  const { default: pino } = await import('pino');
+  const { Writable } = await import('node:stream');
+  const lines: Record<string, unknown>[] = [];
+  const sink = new Writable({ write: (chunk: Buffer, _enc, cb) => (lines.push(JSON.parse(chunk.toString())), cb()) });
+  const port = await freePort();
+  const down = await startTestGateway({ upstream, connections: [bankConnection(upstream, { name: 'down', upstream: { ...bankConnection(upstream).upstream as object, port } })], logger: pino({ level: 'info' }, sink) });
+  try {
+    const err = await tunnelClient(down.url, 'down', down.keys['alice']!).catch((e: Error) => e);
+    expect((err as Error).message).toBe("hoop: the database behind this connection is unreachable from the gateway; an administrator can find the cause in the gateway's log");
+    await expect.poll(() => lines.find((l) => l['msg'] === 'could not connect to the upstream database')?.['err']).toMatch(new RegExp(`^upstream 127\\.0\\.0\\.1:${port}: could not connect: .*ECONNREFUSED`));
+    await expect.poll(async () => (await down.store.readEvents({})).find((e) => e.type === 'session.end')?.data).toMatchObject({ reason: 'upstream-failed', error: expect.stringContaining(`127.0.0.1:${port}`) });
+  } finally {
+    await down.close();
+  }
+});

@@ -31,7 +31,7 @@ import {
 } from './messages.js';
 import { Session } from './session.js';
 import { sqlstateOf } from './sqlstate.js';
-import { connectUpstream, sendCancelRequest, type UpstreamConnection } from './upstream.js';
+import { UpstreamConnectError, connectUpstream, sendCancelRequest, type UpstreamConnection } from './upstream.js';
 
 export type SslMode = 'disable' | 'prefer' | 'require' | 'verify-ca' | 'verify-full';
 export interface UpstreamConfig {
@@ -176,8 +176,10 @@ export class PostgresEngine {
       for (const k of PASSED_PARAMETERS) if (parameters[k] !== undefined) passed[k] = parameters[k];
       upstream = await connectUpstream(ctx.upstream, { parameters: passed });
     } catch (err) {
+      // The details (address, user, the server's words) go to the record and the gateway's log.
       const message = errorMessage(err);
-      fatal(client, sqlstateOf(isHoopError(err) ? err.code : 'HOOP_UPSTREAM'), `hoop: ${message}`);
+      const told = err instanceof UpstreamConnectError ? err.clientMessage : message;
+      fatal(client, sqlstateOf(isHoopError(err) ? err.code : 'HOOP_UPSTREAM'), `hoop: ${told}`);
       safely(() => ctx.hooks.sessionEnd({ reason: 'upstream-failed', error: message }));
       return;
     }

@@ -44,6 +44,30 @@ export interface UpstreamConnection {
 
 const NOT_POSTGRES_HINT = 'check that host and port name a PostgreSQL server, not a proxy or another service';
 
+/** Where connecting upstream failed: what a client may be told, without host, port, user or the server's words. */
+type UpstreamPhase = 'connect' | 'timeout' | 'tls' | 'login';
+const CLIENT_MESSAGES: Record<UpstreamPhase, string> = {
+  connect: 'the database behind this connection is unreachable from the gateway',
+  timeout: 'the database behind this connection did not answer the gateway in time',
+  tls: 'the gateway could not set up TLS with the database as this connection requires',
+  login: 'the gateway could not log in to the database behind this connection',
+};
+
+/**
+ * Connecting upstream failed. `message` has the details for the gateway's log and audit record
+ * (address, user, the server's error); `clientMessage` is what the person at psql is told: the
+ * phase and, for a server refusal, its SQLSTATE — infrastructure details stay with the operators.
+ */
+export class UpstreamConnectError extends HoopError {
+  readonly clientMessage: string;
+  constructor(detail: HoopError, phase: UpstreamPhase) {
+    super('HOOP_UPSTREAM', detail.message, { cause: detail.cause ?? detail, ...(detail.hint ? { hint: detail.hint } : {}) });
+    const sqlstate = /\(SQLSTATE ([0-9A-Z]{5})\)$/.exec(detail.message)?.[1];
+    const what = phase === 'login' && sqlstate ? `the database refused the gateway's login (SQLSTATE ${sqlstate})` : CLIENT_MESSAGES[phase];
+    this.clientMessage = `${what}; an administrator can find the cause in the gateway's log`;
+  }
+}
+
 export function upstreamError(cfg: UpstreamConfig, message: string, cause?: unknown, hint?: string): HoopError {
   return new HoopError('HOOP_UPSTREAM', `upstream ${cfg.host}:${cfg.port}: ${message}`, {
     cause,
@@ -58,10 +82,16 @@ export async function connectUpstream(
 ): Promise<UpstreamConnection> {
   const timeoutMs = cfg.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
   let socket: Socket | TLSSocket | null = null;
-  const timer = setTimeout(() => socket?.destroy(upstreamError(cfg, `timed out after ${timeoutMs} ms`)), timeoutMs);
+  let phase: UpstreamPhase = 'connect';
+  const timer = setTimeout(() => {
+    phase = 'timeout';
+    socket?.destroy(upstreamError(cfg, `timed out after ${timeoutMs} ms`));
+  }, timeoutMs);
   try {
     socket = await openTcp(cfg, (s) => (socket = s));
+    phase = 'tls';
     const tls = await negotiateTls(cfg, socket, (s) => (socket = s));
+    phase = 'login';
     // The connection fixes user and database; the client may pass harmless session defaults.
     const params: Record<string, string> = { client_encoding: 'UTF8', ...options.parameters, user: cfg.user, database: cfg.database };
     socket.write(startupMessage(params));
@@ -69,7 +99,7 @@ export async function connectUpstream(
     return { ...result, socket, tls };
   } catch (err) {
     socket?.destroy();
-    throw err instanceof HoopError ? err : upstreamError(cfg, errorMessage(err), err);
+    throw new UpstreamConnectError(err instanceof HoopError ? err : upstreamError(cfg, errorMessage(err), err), phase);
   } finally {
     clearTimeout(timer);
   }

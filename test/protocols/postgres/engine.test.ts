@@ -458,15 +458,30 @@ describe('upstream authentication and TLS', () => {
     }
   });
 
-  it('a wrong password gives a clear FATAL without the password, and sessionEnd', async () => {
+  it('a wrong upstream password: the client learns the phase and SQLSTATE, the record the details, nobody the password', async () => {
     const g = await startHarness({ upstream: upstreamConfig(upstream, upstream.users.scram, { password: 'wrong-pw-XYZ' }) });
     try {
       const err = await g.client().catch((e) => e);
-      expect(err.message).toMatch(/hoop: upstream 127\.0\.0\.1:\d+: password authentication failed for user "hoop_scram"/);
-      expect(err.message).not.toContain('wrong-pw-XYZ');
+      expect(err.message).toBe("hoop: the database refused the gateway's login (SQLSTATE 28P01); an administrator can find the cause in the gateway's log");
       expect(err.code).toBe('08006');
       const end = await until(() => g.sessionEnds()[0]);
       expect(end.reason).toBe('upstream-failed');
+      expect(end.error).toMatch(/^upstream 127\.0\.0\.1:\d+: password authentication failed for user "hoop_scram" \(SQLSTATE 28P01\)$/);
+      expect(JSON.stringify(end)).not.toContain('wrong-pw-XYZ');
+    } finally {
+      await g.close();
+    }
+  });
+
+  it('an unreachable upstream: the client is told so, without the address; the record has it', async () => {
+    const { freePort } = await import('../../../src/demo/postgres-cluster.js');
+    const port = await freePort();
+    const g = await startHarness({ upstream: upstreamConfig(upstream, upstream.users.scram, { port }) });
+    try {
+      const err = await g.client().catch((e) => e);
+      expect(err.message).toBe("hoop: the database behind this connection is unreachable from the gateway; an administrator can find the cause in the gateway's log");
+      expect(err.message).not.toContain(String(port));
+      expect((await until(() => g.sessionEnds()[0])).error).toMatch(new RegExp(`^upstream 127\\.0\\.0\\.1:${port}: could not connect: .*ECONNREFUSED`));
     } finally {
       await g.close();
     }
@@ -477,7 +492,8 @@ describe('upstream authentication and TLS', () => {
     const g = await startHarness({ upstream: upstreamConfig(upstream, upstream.users.tlsOnly, { sslmode: 'verify-ca', ca: otherCa }) });
     try {
       const err = await g.client().catch((e) => e);
-      expect(err.message).toMatch(/TLS handshake failed \(sslmode=verify-ca\)/);
+      expect(err.message).toBe("hoop: the gateway could not set up TLS with the database as this connection requires; an administrator can find the cause in the gateway's log");
+      expect((await until(() => g.sessionEnds()[0])).error).toMatch(/TLS handshake failed \(sslmode=verify-ca\)/);
     } finally {
       await g.close();
     }
@@ -489,7 +505,8 @@ describe('upstream authentication and TLS', () => {
     const g2 = await startHarness({ upstream: upstreamConfig(upstream, upstream.users.scram, { port, sslmode: 'require' }) });
     try {
       const err = await g2.client().catch((e) => e);
-      expect(err.message).toBe(`hoop: upstream 127.0.0.1:${port}: server does not support SSL, but sslmode is require`);
+      expect(err.message).toMatch(/^hoop: the gateway could not set up TLS with the database/);
+      expect((await until(() => g2.sessionEnds()[0])).error).toBe(`upstream 127.0.0.1:${port}: server does not support SSL, but sslmode is require`);
     } finally {
       await g2.close();
       plain.close();
