@@ -5,6 +5,9 @@
  * unset. Commands receive an IOStreams and never touch `process.std*`, so tests can capture
  * output in memory (`IOStreams.test()`).
  */
+import { spawn } from 'node:child_process';
+import { accessSync, constants } from 'node:fs';
+import { delimiter, join } from 'node:path';
 import { Writable, Readable } from 'node:stream';
 
 export type Env = Readonly<Record<string, string | undefined>>;
@@ -55,7 +58,8 @@ export interface IOStreamsOptions {
 
 export class IOStreams {
   readonly stdin: Readable;
-  readonly stdout: Writable;
+  /** Where data goes: the process's stdout, or a pager's stdin while one runs. */
+  stdout: Writable;
   readonly stderr: Writable;
   readonly isStdinTTY: boolean;
   readonly isStdoutTTY: boolean;
@@ -148,6 +152,39 @@ export class IOStreams {
     return this.columns() ?? 80;
   }
 
+  /**
+   * Sends what follows on stdout through a pager when stdout is a terminal, as gh and git do:
+   * HOOP_PAGER, else PAGER, else `less` (with LESS=FRX: it quits when the text fits one screen and
+   * keeps colours). An empty value or `cat` turns paging off. Returns a function that ends the
+   * input and waits for the pager (the person may read as long as they like); without a pager it
+   * resolves at once.
+   */
+  startPager(): () => Promise<void> {
+    const command = this.env.HOOP_PAGER ?? this.env.PAGER ?? 'less';
+    if (!this.isStdoutTTY || command.trim() === '' || command.trim() === 'cat') return async () => {};
+    if (command === 'less' && !onPath('less', this.env.PATH)) return async () => {};
+    const direct = this.stdout;
+    const child = spawn('/bin/sh', ['-c', command], {
+      stdio: ['pipe', 'inherit', 'inherit'],
+      env: { ...this.env, LESS: this.env.LESS ?? 'FRX' },
+    });
+    const exited = new Promise<void>((resolve) => {
+      child.once('close', () => resolve());
+      child.once('error', () => resolve()); // no shell: the text already went nowhere; say nothing more
+    });
+    child.stdin!.on('error', () => {}); // the person quit the pager early: the rest is not wanted
+    // Ctrl-C belongs to the pager while it runs, as with git: hoop keeps feeding it.
+    const ignore = () => {};
+    process.on('SIGINT', ignore);
+    this.stdout = child.stdin!;
+    return async () => {
+      child.stdin!.end();
+      await exited;
+      process.off('SIGINT', ignore);
+      this.stdout = direct;
+    };
+  }
+
   /** Data for programs and pipes. */
   print(text: string): void {
     this.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
@@ -166,6 +203,17 @@ export class IOStreams {
       ),
     );
   }
+}
+
+function onPath(name: string, path: string | undefined): boolean {
+  return (path ?? '').split(delimiter).some((dir) => {
+    try {
+      accessSync(join(dir, name), constants.X_OK);
+      return true;
+    } catch {
+      return false;
+    }
+  });
 }
 
 export interface TestIOStreams {

@@ -75,6 +75,7 @@ export async function buildProgram(runtime: Runtime, tree?: readonly AnyCommand[
     'after',
     '\nEnvironment:\n  HOOP_GATEWAY   default gateway URL\n  HOOP_TOKEN     API key or bearer token; overrides stored credentials\n' +
       '  NO_COLOR       disable colour\n  HOOP_DEBUG=1   print stack traces\n' +
+      '  HOOP_PAGER     pager for long views on a terminal (else PAGER, else less; empty: none)\n' +
       '  HOOP_INSECURE_HTTP=1  allow a plain http:// gateway that is not on a loopback address\n\n' +
       'Exit codes: 0 ok, 1 error, 2 usage, 4 not logged in or token rejected, 5 denied,\n' +
       '  6 approval denied or expired, 8 approval pending, 10 audit verification failed.\n',

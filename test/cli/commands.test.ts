@@ -176,6 +176,27 @@ describe('hoop sessions show', () => {
     expect(parsed.events[0]?.hash).toMatch(/^[0-9a-f]{64}$/);
   });
 
+  it('on a terminal, pages through HOOP_PAGER (PAGER, else less); empty or cat turns it off', async () => {
+    const { mkdtempSync, readFileSync, rmSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const dir = mkdtempSync(join(tmpdir(), 'hoop-pager-'));
+    try {
+      const paged = join(dir, 'paged.txt');
+      const r = await runHoop(['sessions', 'show', sessionId], { ...as('alice', { HOOP_PAGER: `cat > '${paged}'`, NO_COLOR: '1' }), tty: true });
+      expect(r.code).toBe(0);
+      expect(r.stdout).toBe('');
+      expect(readFileSync(paged, 'utf8')).toContain(`Session ${sessionId}`);
+      const off = await runHoop(['sessions', 'show', sessionId], { ...as('alice', { HOOP_PAGER: '', PAGER: `cat > '${paged}-2'`, NO_COLOR: '1' }), tty: true });
+      expect(off.stdout).toContain(`Session ${sessionId}`);
+      // Into a pipe there is no pager, whatever PAGER says.
+      const piped = await runHoop(['sessions', 'show', sessionId], as('alice', { PAGER: `cat > '${paged}-3'` }));
+      expect(piped.stdout).toContain(`Session ${sessionId}`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('takes the short id the list shows on a terminal, and says when one is ambiguous or unknown', async () => {
     const r = await runHoop(['sessions', 'show', sessionId.slice(0, 8)], as('alice'));
     expect(r.code).toBe(0);

@@ -28,7 +28,12 @@ export const sessionsShowCommand = defineCommand({
   async run(ctx, { args, options }) {
     const detail = await ctx.api().session(await resolveSessionId(ctx, String(args.id)));
     if (ctx.globals.json) return printJson(ctx.io, detail);
-    renderSession(ctx.io, detail, { rows: options.rows });
+    const endPager = ctx.io.startPager();
+    try {
+      renderSession(ctx.io, detail, { rows: options.rows });
+    } finally {
+      await endPager();
+    }
   },
 });
 
