@@ -29,7 +29,12 @@ import { SCRAM_SHA_256, ScramServer } from '../protocols/postgres/scram.js';
 import { SQLSTATE_INVALID_PASSWORD, sqlstateOf } from '../protocols/postgres/sqlstate.js';
 import { webSocketStream } from '../tunnel-stream.js';
 
-export interface TunnelEvent { kind: 'client-connected' | 'client-closed' | 'refused' | 'error'; message: string }
+export interface TunnelEvent {
+  kind: 'client-connected' | 'client-closed' | 'refused' | 'error';
+  message: string;
+  /** The gateway's id for the session (X-Hoop-Session), once the tunnel is open. */
+  sessionId?: string;
+}
 export interface LocalTunnelOptions {
   gateway: string;               // base URL, http:// or https://
   connection: string;
@@ -171,9 +176,13 @@ async function authenticateScram(
 
 /** One WebSocket to the gateway; the StartupMessage goes first, then bytes flow both ways. */
 async function openTunnel(socket: Socket, options: LocalTunnelOptions, first: Buffer, rest: Buffer, cancelKeys: Set<string>, emit: (e: TunnelEvent) => void): Promise<void> {
-  const ws = await connectGateway(socket, options, emit);
-  if (!ws) return;
-  emit({ kind: 'client-connected', message: `client ${socket.remoteAddress}:${socket.remotePort} connected to ${options.connection}` });
+  const opened = await connectGateway(socket, options, emit);
+  if (!opened) return;
+  const { ws, sessionId } = opened;
+  const client = `client ${socket.remoteAddress}:${socket.remotePort}`;
+  const session = sessionId ? { sessionId } : {};
+  const shortId = sessionId ? ` (session ${sessionId.slice(0, 8)})` : '';
+  emit({ kind: 'client-connected', message: `${client} connected to ${options.connection}${shortId}`, ...session });
   const stream = webSocketStream(ws);
   stream.on('error', () => {});
   stream.write(first);
@@ -191,7 +200,7 @@ async function openTunnel(socket: Socket, options: LocalTunnelOptions, first: Bu
     stream.once('close', done);
   });
   if (key !== null) cancelKeys.delete(key);
-  emit({ kind: 'client-closed', message: `client ${socket.remoteAddress}:${socket.remotePort} disconnected` });
+  emit({ kind: 'client-closed', message: `${client} disconnected${shortId}`, ...session });
 }
 
 /**
@@ -225,7 +234,7 @@ function watchBackendKey(stream: Duplex, onKey: (key: string) => void): void {
 /** A CancelRequest travels on its own WebSocket; PostgreSQL never answers one. */
 async function relayCancel(socket: Socket, options: LocalTunnelOptions, request: Buffer, emit: (e: TunnelEvent) => void): Promise<void> {
   socket.destroy();
-  const ws = await connectGateway(null, options, emit);
+  const ws = (await connectGateway(null, options, emit))?.ws;
   if (!ws) return;
   await new Promise<void>((resolve) => {
     ws.send(request, () => ws.close(1000));
@@ -238,7 +247,7 @@ async function relayCancel(socket: Socket, options: LocalTunnelOptions, request:
 }
 
 /** Opens the tunnel WebSocket; on refusal sends psql a FATAL with the gateway's message. */
-async function connectGateway(socket: Socket | null, options: LocalTunnelOptions, emit: (e: TunnelEvent) => void): Promise<WebSocket | null> {
+async function connectGateway(socket: Socket | null, options: LocalTunnelOptions, emit: (e: TunnelEvent) => void): Promise<{ ws: WebSocket; sessionId: string | null } | null> {
   let token: string;
   try {
     token = await options.token();
@@ -257,6 +266,11 @@ async function connectGateway(socket: Socket | null, options: LocalTunnelOptions
     const ws = new WebSocket(url, { headers, ca: options.ca, perMessageDeflate: false, handshakeTimeout: 30_000, maxPayload: MAX_GATEWAY_MESSAGE });
     ws.binaryType = 'nodebuffer';
     let settled = false;
+    let sessionId: string | null = null;
+    ws.once('upgrade', (res) => {
+      const id = res.headers['x-hoop-session'];
+      if (typeof id === 'string' && SESSION_ID.test(id)) sessionId = id; // shown on a terminal: only a UUID
+    });
     const fail = (kind: 'refused' | 'error', code: string, message: string) => {
       if (settled) return;
       settled = true;
@@ -267,7 +281,7 @@ async function connectGateway(socket: Socket | null, options: LocalTunnelOptions
     };
     ws.once('open', () => {
       settled = true;
-      resolve(ws);
+      resolve({ ws, sessionId });
     });
     ws.once('unexpected-response', (_req, res) => {
       let body = '';
@@ -284,6 +298,8 @@ async function connectGateway(socket: Socket | null, options: LocalTunnelOptions
     ws.once('error', (err) => fail('error', sqlstateOf('HOOP_NETWORK'), `hoop: cannot reach the gateway at ${options.gateway}: ${errorMessage(err)}`));
   });
 }
+
+const SESSION_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 export function tunnelUrl(gateway: string, connection: string): string {
   const u = new URL(gateway);

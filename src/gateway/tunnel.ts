@@ -45,8 +45,16 @@ export class TunnelEndpoint {
   private readonly wss = new WebSocketServer({ noServer: true, maxPayload: MAX_WS_PAYLOAD, perMessageDeflate: false, clientTracking: false });
   private readonly live = new Set<LiveTunnel>();
   private closing = false;
+  /** The session id chosen for an upgrade, also sent to the client in X-Hoop-Session. */
+  private readonly sessionIds = new WeakMap<IncomingMessage, string>();
 
-  constructor(private readonly ctx: TunnelContext) {}
+  constructor(private readonly ctx: TunnelContext) {
+    // `hoop connect` shows it, so the person can find the session with `hoop sessions show`.
+    this.wss.on('headers', (headers, req) => {
+      const id = this.sessionIds.get(req);
+      if (id) headers.push(`X-Hoop-Session: ${id}`);
+    });
+  }
 
   get size(): number {
     return this.live.size;
@@ -59,7 +67,9 @@ export class TunnelEndpoint {
       ({ identity, connection }) => {
         if (socket.destroyed) return;
         if (this.closing) return refuse(socket, shuttingDown(), 503);
-        this.wss.handleUpgrade(req, socket, head, (ws) => this.serve(ws, req, identity, connection));
+        const sessionId = randomUUID();
+        this.sessionIds.set(req, sessionId);
+        this.wss.handleUpgrade(req, socket, head, (ws) => this.serve(ws, req, identity, connection, sessionId));
       },
       (err: unknown) => {
         const status = statusOf(err);
@@ -112,13 +122,12 @@ export class TunnelEndpoint {
     return { identity, connection };
   }
 
-  private serve(ws: WebSocket, req: IncomingMessage, identity: Identity, connection: ConnectionConfig): void {
+  private serve(ws: WebSocket, req: IncomingMessage, identity: Identity, connection: ConnectionConfig, sessionId: string): void {
     const { ctx } = this;
     if (this.closing) {
       ws.close(1001, 'gateway shutting down');
       return;
     }
-    const sessionId = randomUUID();
     const log = ctx.logger.child({ session: sessionId, connection: connection.name, subject: identity.subject });
     ctx.metrics.sessions.inc();
 

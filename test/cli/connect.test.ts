@@ -51,7 +51,11 @@ describe('hoop connect', () => {
 
     expect(await query(info.uri, "SELECT 6 * 7 AS answer, current_setting('application_name') AS app")).toEqual([{ answer: 42, app: '' }]);
     await until('the close event', () => (/ - client .* disconnected/.test(t.stderr()) ? true : undefined));
-    expect(t.stderr()).toMatch(/^\d\d:\d\d:\d\d \+ client 127\.0\.0\.1:\d+ connected to bank$/m);
+    // Each client's line names its recorded session, as `hoop sessions show` takes it.
+    const [, shortId] = /^\d\d:\d\d:\d\d \+ client 127\.0\.0\.1:\d+ connected to bank \(session ([0-9a-f]{8})\)$/m.exec(t.stderr()) ?? [];
+    expect(shortId).toBeDefined();
+    expect(t.stderr()).toMatch(new RegExp(`- client 127\\.0\\.0\\.1:\\d+ disconnected \\(session ${shortId}\\)$`, 'm'));
+    expect((await gw.store.listSessions({ idPrefix: shortId! })).map((s) => s.connection)).toEqual(['bank']);
 
     // The token is asked for per client connection: a revoked one refuses the next client only.
     env.HOOP_TOKEN = 'hoop_revoked';

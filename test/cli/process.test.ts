@@ -119,7 +119,7 @@ _hoop; printf '%s\\n' "\${COMPREPLY[@]}"`;
       run.child.kill('SIGINT');
     }
     expect(await run.exited).toBe(0);
-    expect(run.stderr()).toMatch(/^\d\d:\d\d:\d\d \+ client 127\.0\.0\.1:\d+ connected to bank$/m);
+    expect(run.stderr()).toMatch(/^\d\d:\d\d:\d\d \+ client 127\.0\.0\.1:\d+ connected to bank \(session [0-9a-f]{8}\)$/m);
   });
 
   it('`connect` refuses a connection outside your groups before opening a port (exit 5)', async () => {
