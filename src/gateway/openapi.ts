@@ -56,7 +56,10 @@ export function openApiDocument(): object {
             { name: 'X-Hoop-Reason', in: 'header', required: false, schema: { type: 'string', maxLength: 1000 }, description: 'Why the session is opened; recorded in session.start' },
           ],
           responses: {
-            101: { description: 'Switching protocols: the tunnel is open' },
+            101: {
+              description: 'Switching protocols: the tunnel is open',
+              headers: { 'X-Hoop-Session': { schema: { type: 'string', format: 'uuid' }, description: 'The id the session is recorded under (GET /api/v1/sessions/{id})' } },
+            },
             401: error, 403: error, 404: error, 426: error, 503: error,
           },
         },
