@@ -12,6 +12,9 @@ export interface Actor {
   auth_method: AuthMethod;
 }
 
+/** The gateway itself, for events no person caused (config.loaded, checkpoint). */
+export const SYSTEM_ACTOR: Actor = { subject: 'system:gateway', email: null, groups: [], auth_method: 'system' };
+
 export interface Source {
   address?: string | null;
   application?: string | null;

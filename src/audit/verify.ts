@@ -1,8 +1,11 @@
 /**
  * Offline verification of an audit log (the core of `hoop audit verify`): the hash chain over a
- * list of events, or over a whole store read page by page. Signed checkpoints, which also catch
- * removal of the newest events, are checked on top of this.
+ * list of events, or over a whole store read page by page, and every signed `checkpoint` in it:
+ * its signature, and that the head it vouches for is the event the chain has at that seq (a log
+ * rewritten with recomputed hashes fails here). Which signing keys to trust is the caller's
+ * question: the report lists the key ids that signed.
  */
+import { verifyCheckpoint } from './checkpoint.js';
 import { verifyChain } from './chain.js';
 import type { AuditEvent } from './event.js';
 import type { Store } from '../store/store.js';
@@ -17,7 +20,15 @@ export interface VerifyReport {
   head_hash: string | null;
   /** The first event that failed and why; null when ok. */
   failure: { seq: number; reason: string } | null;
+  /** Checkpoints whose signature and head were checked, and the newest of them. */
+  checkpoints: number;
+  last_checkpoint: { seq: number; covers_seq: number; key_id: string } | null;
+  /** The keys (key_id) that signed the checkpoints, in order of first use. */
+  key_ids: string[];
 }
+
+/** How far back a checkpoint's head may lie (it is signed just before it is appended). */
+const CHECKPOINT_WINDOW = 100_000;
 
 export interface VerifyOptions {
   /** Hash the first event must link to; GENESIS_HASH when the list starts at seq 1. */
@@ -51,6 +62,11 @@ class ChainWalk {
   private last: AuditEvent | null = null;
   private failure: { seq: number; reason: string } | null = null;
   private headHash: string | null = null;
+  /** Hashes of the last CHECKPOINT_WINDOW events, by seq, for the heads checkpoints name. */
+  private readonly recent = new Map<number, string>();
+  private checkpoints = 0;
+  private lastCheckpoint: VerifyReport['last_checkpoint'] = null;
+  private readonly keyIds: string[] = [];
 
   constructor(private readonly options: VerifyOptions) {}
 
@@ -70,23 +86,51 @@ class ChainWalk {
     }
     // Re-checking the previous page's last event links this page to it.
     const verdict = this.last ? verifyChain([this.last, ...events]) : verifyChain(events, this.options.expectedPrev);
-    if (verdict.ok) {
-      this.accept(events);
-      return true;
+    const good = verdict.ok ? events.length : events.findIndex((e) => e.seq === verdict.seq);
+    // The events before a failing one are good: count them, so the report says how far it held.
+    for (const e of events.slice(0, Math.max(good, 0))) {
+      const bad = this.accept(e);
+      if (bad) {
+        this.failure = bad;
+        return false;
+      }
     }
-    // The events before the failing one are good: count them, so the report says how far it held.
-    const good = events.findIndex((e) => e.seq === verdict.seq);
-    if (good > 0) this.accept(events.slice(0, good));
-    this.failure = { seq: verdict.seq, reason: verdict.reason };
-    return false;
+    if (!verdict.ok) this.failure = { seq: verdict.seq, reason: verdict.reason };
+    return verdict.ok;
   }
 
-  private accept(events: AuditEvent[]): void {
-    this.first ??= events[0]!;
-    this.last = events[events.length - 1]!;
-    this.count += events.length;
-    const head = this.options.expectedHead;
-    if (head) this.headHash ??= events.find((e) => e.seq === head.seq)?.hash ?? null;
+  /** Takes one event the chain vouches for; a checkpoint is checked against what came before. */
+  private accept(e: AuditEvent): { seq: number; reason: string } | null {
+    if (e.type === 'checkpoint') {
+      const bad = this.checkCheckpoint(e);
+      if (bad) return { seq: e.seq, reason: bad };
+    }
+    this.first ??= e;
+    this.last = e;
+    this.count++;
+    this.recent.set(e.seq, e.hash);
+    this.recent.delete(e.seq - CHECKPOINT_WINDOW);
+    if (this.options.expectedHead?.seq === e.seq) this.headHash = e.hash;
+    return null;
+  }
+
+  private checkCheckpoint(e: AuditEvent): string | null {
+    const verdict = verifyCheckpoint(e.data);
+    if (!verdict.ok) return verdict.reason;
+    const { seq, hash, key_id } = verdict.data;
+    if (seq >= e.seq) return `checkpoint vouches for seq ${seq}, which is not before it`;
+    const actual = this.recent.get(seq);
+    if (actual === undefined) {
+      const before = this.first ? this.first.seq : e.seq;
+      // A segment that starts after the head it names cannot check it; a whole log always can.
+      if (seq < before && !this.options.fromGenesis) return null;
+      return `checkpoint vouches for seq ${seq}, more than ${CHECKPOINT_WINDOW} events earlier`;
+    }
+    if (actual !== hash) return `checkpoint vouches for a different hash at seq ${seq}: the log was rewritten after it was signed`;
+    this.checkpoints++;
+    this.lastCheckpoint = { seq: e.seq, covers_seq: seq, key_id };
+    if (!this.keyIds.includes(key_id)) this.keyIds.push(key_id);
+    return null;
   }
 
   finish(): VerifyReport {
@@ -99,6 +143,9 @@ class ChainWalk {
       last_seq: this.last?.seq ?? null,
       head_hash: this.last?.hash ?? null,
       failure: this.failure,
+      checkpoints: this.checkpoints,
+      last_checkpoint: this.lastCheckpoint,
+      key_ids: this.keyIds,
     };
   }
 

@@ -184,7 +184,8 @@ function schemaFor(baseDir: string) {
     audit: z.strictObject({
       payload_limit: size.default(1024 * 1024),
       signing_key: z.string().min(1, 'must not be empty').transform((p) => resolveFrom(baseDir, p)).default(resolve(baseDir, 'hoop-data/signing.key')),
-    }).default({ payload_limit: 1024 * 1024, signing_key: resolve(baseDir, 'hoop-data/signing.key') }),
+      checkpoint_interval: duration.refine((ms) => ms >= 1_000, 'must be at least 1s').default(60_000),
+    }).default({ payload_limit: 1024 * 1024, signing_key: resolve(baseDir, 'hoop-data/signing.key'), checkpoint_interval: 60_000 }),
   }).superRefine((c, ctx) => {
     if (!c.identity.oidc && c.identity.api_keys.length === 0) {
       ctx.addIssue({ code: 'custom', path: ['identity'], message: 'configure identity.oidc or at least one identity.api_keys entry; otherwise nobody can sign in' });

@@ -8,6 +8,9 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { dirname } from 'node:path';
 import { pino, type Logger } from 'pino';
+import { CheckpointSigner } from '../audit/checkpoint.js';
+import { Checkpointer } from '../audit/checkpointer.js';
+import { SYSTEM_ACTOR } from '../audit/event.js';
 import { AuditRecorder } from '../audit/recorder.js';
 import { HoopError, errorMessage } from '../errors.js';
 import { ApiKeyAuthenticator } from '../identity/api-keys.js';
@@ -48,6 +51,7 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
 
   try {
     ensureSigningKey(config.audit.signing_key, logger);
+    const signer = loadSigner(config.audit.signing_key);
     const authn = new AuthenticatorChain(authenticatorsFor(config));
     const authFailures = new FailureLimiter(AUTH_FAILURE_BURST, 60_000);
     const ctx: ApiContext = { config, store, recorder, authn, metrics, logger, authFailures };
@@ -55,7 +59,7 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
 
     await recorder.record({
       type: 'config.loaded',
-      actor: { subject: 'system:gateway', email: null, groups: [], auth_method: 'system' },
+      actor: SYSTEM_ACTOR,
       data: {
         file: config.file,
         sha256: config.fingerprint,
@@ -64,6 +68,9 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
         oidc_issuer: config.identity.oidc?.issuer ?? null,
       },
     });
+
+    const checkpointer = new Checkpointer({ store, recorder, signer, intervalMs: config.audit.checkpoint_interval, logger });
+    checkpointer.start();
 
     const server = createServer((req, res) => void handleRequest(ctx, req, res), config.tls);
     server.on('upgrade', (req, socket, head) => tunnels.handleUpgrade(req, socket, head));
@@ -97,6 +104,7 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
         await tunnels.close();
         server.closeAllConnections();
         await stopped;
+        await checkpointer.close(); // the last head this gateway wrote, signed
         await recorder.flush().catch((err: unknown) => logger.error({ err: errorMessage(err) }, 'audit flush failed at shutdown'));
         await store.close();
         logger.info('gateway stopped');
@@ -120,6 +128,14 @@ function authenticatorsFor(config: GatewayConfig): Authenticator[] {
   if (oidc) list.push(new OidcVerifier({ issuer: oidc.issuer, audience: oidc.audience, groupsClaim: oidc.groups_claim }));
   list.push(new ApiKeyAuthenticator(config.identity.api_keys));
   return list;
+}
+
+function loadSigner(path: string): CheckpointSigner {
+  try {
+    return CheckpointSigner.fromFile(path);
+  } catch (err) {
+    throw new HoopError('HOOP_CONFIG_INVALID', `audit.signing_key: cannot use ${path}: ${errorMessage(err)}`, { cause: err, hint: 'it must be an Ed25519 private key in PKCS#8 PEM; delete it to have a new one created' });
+  }
 }
 
 /** The Ed25519 key that signs audit checkpoints: created (0600, PKCS#8 PEM) on first start. */

@@ -23,8 +23,9 @@ function chain(n: number): AuditEvent[] {
 describe('verifyEvents', () => {
   test('reports what an intact log vouches for', () => {
     const events = chain(5);
-    expect(verifyEvents(events)).toEqual({ ok: true, events: 5, first_seq: 1, last_seq: 5, head_hash: events[4]!.hash, failure: null });
-    expect(verifyEvents([])).toEqual({ ok: true, events: 0, first_seq: null, last_seq: null, head_hash: null, failure: null });
+    const none = { checkpoints: 0, last_checkpoint: null, key_ids: [] };
+    expect(verifyEvents(events)).toEqual({ ok: true, events: 5, first_seq: 1, last_seq: 5, head_hash: events[4]!.hash, failure: null, ...none });
+    expect(verifyEvents([])).toEqual({ ok: true, events: 0, first_seq: null, last_seq: null, head_hash: null, failure: null, ...none });
   });
 
   test('names the first failing event', () => {

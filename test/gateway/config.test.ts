@@ -48,7 +48,7 @@ describe('parseConfig: valid configs', () => {
     const bank = c.connections[0]!;
     expect(bank.upstream).toMatchObject({ host: 'db.internal', port: 5432, database: 'bank', user: 'hoop_svc', password: 'pw', sslmode: 'disable', connectTimeoutMs: 10_000 });
     expect(bank.maxSessionMs).toBeNull();
-    expect(c.audit).toEqual({ payload_limit: 1024 * 1024, signing_key: join(dir, 'hoop-data/signing.key') });
+    expect(c.audit).toEqual({ payload_limit: 1024 * 1024, signing_key: join(dir, 'hoop-data/signing.key'), checkpoint_interval: 60_000 });
     expect(c.fingerprint).toMatch(/^[0-9a-f]{64}$/);
   });
 
@@ -63,7 +63,7 @@ describe('parseConfig: valid configs', () => {
       listen: '[::1]:8009',
       store: 'postgres://hoop:secret@db:5432/hoop',
       identity: { oidc: { issuer: 'https://idp.example/', client_id: 'hoop-cli', audience: 'hoop', groups_claim: 'realm_access.roles' }, api_keys: [] },
-      audit: { payload_limit: '10MiB', signing_key: '/abs/signing.key' },
+      audit: { payload_limit: '10MiB', signing_key: '/abs/signing.key', checkpoint_interval: '5m' },
     });
     (raw['connections'] as Record<string, unknown>[])[0]!['max_session'] = '1h30m';
     const c = parseConfig(raw, 'hoop.yaml', dir);
@@ -71,7 +71,7 @@ describe('parseConfig: valid configs', () => {
     expect(c.store).toBe('postgres://hoop:secret@db:5432/hoop');
     expect(c.identity.oidc).toEqual({ issuer: 'https://idp.example/', client_id: 'hoop-cli', audience: 'hoop', groups_claim: 'realm_access.roles', scopes: ['openid', 'profile', 'email', 'offline_access'] });
     expect(c.connections[0]!.maxSessionMs).toBe(90 * 60_000);
-    expect(c.audit).toEqual({ payload_limit: 10 * 1024 * 1024, signing_key: '/abs/signing.key' });
+    expect(c.audit).toEqual({ payload_limit: 10 * 1024 * 1024, signing_key: '/abs/signing.key', checkpoint_interval: 5 * 60_000 });
   });
 
   test('loadConfig reads YAML and resolves paths next to the file', () => {
@@ -123,7 +123,7 @@ describe('parseConfig: every problem is one line, file: key.path: reason, all li
       identity: { api_keys: [{ name: 'Bad Name', sha256: 'xyz', groups: 'etl' }] },
       roles: { admin: 'platform' },
       connections: [{ name: 'bank', type: 'mysql', upstream: { host: 'h', database: '', user: 'u', sslmode: 'sometimes' }, access: ['a'], max_session: 'forever' }],
-      audit: { payload_limit: 'lots' },
+      audit: { payload_limit: 'lots', checkpoint_interval: '500ms' },
     });
     expect(lines).toEqual(expect.arrayContaining([
       'hoop.yaml: listen: expected host:port, e.g. 127.0.0.1:8009 or [::1]:8009 (port 0 picks a free port)',
@@ -137,8 +137,9 @@ describe('parseConfig: every problem is one line, file: key.path: reason, all li
       'hoop.yaml: connections[0].upstream.sslmode: expected one of disable, prefer, require, verify-ca, verify-full',
       'hoop.yaml: connections[0].max_session: expected a duration such as 8h, 30m, 1h30m or 90s',
       'hoop.yaml: audit.payload_limit: expected a size such as 1MiB, 512KiB, 10MB or a number of bytes',
+      'hoop.yaml: audit.checkpoint_interval: must be at least 1s',
     ]));
-    expect(lines.length).toBe(11);
+    expect(lines.length).toBe(12);
   });
 
   test('missing required keys', () => {
@@ -305,7 +306,7 @@ describe('deploy/hoop.example.yaml', () => {
         ['ledger', 'ledger-pw', 'require', null],
       ]);
       expect(c.connections[0]!.upstream.ca).toBe(certs.ca);
-      expect(c.audit).toEqual({ payload_limit: 10 * 1024 * 1024, signing_key: join(ex, 'hoop-data/signing.key') });
+      expect(c.audit).toEqual({ payload_limit: 10 * 1024 * 1024, signing_key: join(ex, 'hoop-data/signing.key'), checkpoint_interval: 60_000 });
     } finally {
       delete process.env['HOOP_STORE_PASSWORD'];
       delete process.env['BANK_DB_PASSWORD'];

@@ -33,7 +33,8 @@ test('close() ends live sessions (recorded), stops accepting, and flushes the au
     closed = true;
     await gone;
     expect((await fatal).message).toBe('hoop: the gateway is shutting down; reconnect in a moment');
-    expect(events).toEqual(['config.loaded', 'session.start', 'query.start', 'query.end', 'session.end']);
+    // The shutdown checkpoint signs the head once everything else is in.
+    expect(events).toEqual(['config.loaded', 'session.start', 'query.start', 'query.end', 'session.end', 'checkpoint']);
     expect(ends[0]).toMatchObject({ reason: 'gateway shutting down' });
     await expect(request(`${gw.url}/healthz`)).rejects.toThrow();
   } finally {
