@@ -15,7 +15,9 @@
  * that one. Otherwise nothing is written, the worker reports the real head, and the batch is
  * sealed again on it. Other connections (even other processes on the same file) therefore never
  * fork the chain; with one gateway on a file the guess is always right.
- * Fail closed: if the worker dies, every pending and later call rejects with StoreError.
+ * Fail closed: if the worker dies, every pending call rejects with StoreError, and so does every
+ * later one until a new worker has opened the file again (after 1 s, backing off to 30 s). What
+ * the dead worker may have committed is read back: the next append seals on the real head.
  */
 import { Worker } from 'node:worker_threads';
 import { EncodedEvent } from '../audit/chain.js';
@@ -32,6 +34,9 @@ const BUSY_TIMEOUT_MS = 10_000;
 const CONTENDED_APPEND_MS = BUSY_TIMEOUT_MS;
 
 const WORKER_URL = new URL('./sqlite-worker.mjs', import.meta.url);
+/** First wait before replacing a worker that died, doubled after each failed start up to the cap. */
+const RESTART_DELAY_MS = 1_000;
+const RESTART_DELAY_MAX_MS = 30_000;
 
 interface EventRow {
   seq: number;
@@ -75,13 +80,17 @@ interface Call {
 }
 
 export class SqliteStore implements Store {
-  private readonly worker: Worker;
+  private worker!: Worker;
   private readonly calls = new Map<number, Call>();
   private nextId = 1;
-  /** Set once the worker cannot take work any more: why every call now fails. */
+  /** Set while no worker can take work: why every call now fails. */
   private failure: StoreError | null = null;
   private closing: Promise<void> | null = null;
-  private readonly opened: Promise<void>;
+  private opened!: Promise<void>;
+  /** A worker has opened the file once: a later death is an outage to recover from, not a bad path. */
+  private everOpened = false;
+  private restartTimer: NodeJS.Timeout | null = null;
+  private restartDelayMs = RESTART_DELAY_MS;
   /** The head this store last saw; sealing starts from it (null: empty log, undefined: unknown). */
   private knownHead: Head | null | undefined = undefined;
   /** Appends run one at a time: each seals on the head the previous one left. */
@@ -90,22 +99,51 @@ export class SqliteStore implements Store {
 
   /** `path` is a file path or `:memory:`. Use `openStore()` for parent directories and file mode. */
   constructor(readonly path: string) {
+    this.startWorker();
+  }
+
+  private startWorker(): void {
+    let worker: Worker;
     try {
-      this.worker = new Worker(WORKER_URL, { workerData: { path, busyTimeoutMs: BUSY_TIMEOUT_MS }, name: 'hoop-sqlite' });
+      worker = new Worker(WORKER_URL, { workerData: { path: this.path, busyTimeoutMs: BUSY_TIMEOUT_MS }, name: 'hoop-sqlite' });
     } catch (err) {
-      throw new StoreError(`cannot open SQLite store ${path}: its thread did not start: ${errorMessage(err)}`, { cause: err });
+      throw new StoreError(`cannot open SQLite store ${this.path}: its thread did not start: ${errorMessage(err)}`, { cause: err });
     }
-    this.worker.unref(); // referenced only while calls are in flight (see send)
-    this.worker.on('message', (reply: Reply) => this.settle(reply));
-    this.worker.on('error', (err) => this.fail(`its thread crashed: ${errorMessage(err)}`, err));
-    this.worker.on('messageerror', (err) => this.fail(`a reply could not be read: ${errorMessage(err)}`, err));
-    this.worker.on('exit', (code) => this.fail(`its thread exited (code ${code})`));
+    this.worker = worker;
+    worker.unref(); // referenced only while calls are in flight (see send)
+    worker.on('message', (reply: Reply) => this.settle(reply));
+    worker.on('error', (err) => this.fail(worker, `its thread crashed: ${errorMessage(err)}`, err));
+    worker.on('messageerror', (err) => this.fail(worker, `a reply could not be read: ${errorMessage(err)}`, err));
+    worker.on('exit', (code) => this.fail(worker, `its thread exited (code ${code})`));
     this.opened = this.send({ op: 'open' }).then((reply) => {
-      if (!('error' in reply)) return;
-      this.failure ??= new StoreError(`cannot open SQLite store ${path}: ${reply.error.message}`, { hint: 'check that the directory exists and is writable' });
-      void this.worker.terminate();
+      if (!('error' in reply)) {
+        this.everOpened = true;
+        this.restartDelayMs = RESTART_DELAY_MS;
+        return;
+      }
+      this.failure ??= new StoreError(`cannot open SQLite store ${this.path}: ${reply.error.message}`, { hint: 'check that the directory exists and is writable' });
+      void worker.terminate();
     });
     this.opened.catch(() => {}); // a thread that cannot start is this.failure: the first call reports it
+  }
+
+  /** A new worker after `restartDelayMs`; calls fail closed until it has opened the file. */
+  private scheduleRestart(): void {
+    if (this.restartTimer || this.closing || !this.everOpened) return;
+    this.restartTimer = setTimeout(() => {
+      this.restartTimer = null;
+      if (this.closing) return;
+      this.restartDelayMs = Math.min(this.restartDelayMs * 2, RESTART_DELAY_MAX_MS);
+      this.failure = null;
+      this.knownHead = undefined; // the dead worker may have committed its last batch
+      try {
+        this.startWorker();
+      } catch (err) {
+        this.failure = err as StoreError;
+        this.scheduleRestart();
+      }
+    }, this.restartDelayMs);
+    this.restartTimer.unref();
   }
 
   async migrate(): Promise<void> {
@@ -233,6 +271,8 @@ export class SqliteStore implements Store {
   /** Lets the work already accepted finish, then closes the connection and ends the thread. */
   close(): Promise<void> {
     this.closing ??= (async () => {
+      if (this.restartTimer) clearTimeout(this.restartTimer);
+      this.restartTimer = null;
       await this.opened.catch(() => {}); // calls waiting for the thread to open are sent first
       await this.appendTail;
       await Promise.allSettled(this.inflight);
@@ -295,18 +335,20 @@ export class SqliteStore implements Store {
     call.resolve(reply);
   }
 
-  /** The worker is gone (or closed): fail every pending call, and every later one, with the reason. */
-  private fail(reason: string, cause?: unknown): void {
+  /** `worker` is gone (or closed): fail every pending call, and every later one until a restart. */
+  private fail(worker: Worker, reason: string, cause?: unknown): void {
+    if (worker !== this.worker) return; // a worker already replaced
     this.failure ??= new StoreError(`the SQLite store ${this.path} is unavailable: ${reason}`, {
       cause,
-      hint: 'nothing can be written to the audit log; check the gateway log and the disk, then restart the gateway',
+      hint: 'nothing can be written to the audit log until its thread is back (hoop retries); check the gateway log and the disk',
     });
     const pending = [...this.calls.values()];
     this.calls.clear();
     for (const c of pending) c.reject(this.failure);
     // A thread we cannot talk to must not write either, nor keep the process alive.
-    this.worker.unref();
-    void this.worker.terminate();
+    worker.unref();
+    void worker.terminate();
+    this.scheduleRestart();
   }
 
   private withAction(action: string, err: StoreError): StoreError {
