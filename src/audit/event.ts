@@ -72,6 +72,9 @@ export interface QueryStartData {
   statement_name?: string | null;
   portal?: string | null;
   parameters?: unknown[];
+  /** A simple Query of several statements: each one's text, in order; statement i is the one
+   *  that completed i-th (command_tags[i]), and result sets name theirs by index. */
+  statements?: string[];
   /** Decisions taken on this statement (masking plan, risk class, approval) once policy exists. */
   decision?: Record<string, unknown>;
 }
@@ -92,7 +95,7 @@ export interface QueryEndData {
      * Query holds several statements. Rows as the client received them, text values as strings,
      * binary ones as `\\x` hex; `tag` is the set's CommandComplete (null when it ended otherwise).
      */
-    sets: { columns: string[]; rows: (string | null)[][]; tag: string | null }[];
+    sets: { columns: string[]; rows: (string | null)[][]; tag: string | null; statement: number }[];
     /** Rows (across all sets) stopped being kept at audit.payload_limit. */
     truncated: boolean;
     /** SHA-256 over every DataRow/CopyData byte sent to the client, including what was not kept. */

@@ -97,6 +97,7 @@ export function queryStartData(s: StatementStart): QueryStartData {
     statement_name: s.statementName,
     portal: s.portal,
     parameters: s.parameters,
+    ...(s.statements ? { statements: s.statements } : {}),
   };
 }
 

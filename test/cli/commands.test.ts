@@ -41,10 +41,10 @@ beforeAll(async () => {
       query_id: q2, outcome: 'error', error: { code: '42601', message: 'syntax error at or near "SELEC"' }, command_tags: [], rows: 0, bytes: 0, duration_ms: 3,
       result: { sets: [], truncated: false, sha256: 'cd'.repeat(32) },
     }),
-    event(sessionId, alice, 'query.start', '2026-11-28T09:00:02.500Z', { query_id: q3, protocol: 'simple', statement: 'begin; select 1 as a; select 2 as b', parameters: [] }),
+    event(sessionId, alice, 'query.start', '2026-11-28T09:00:02.500Z', { query_id: q3, protocol: 'simple', statement: 'begin; select 1 as a; select 2 as b; select 3 as c', statements: ['begin', 'select 1 as a', 'select 2 as b', 'select 3 as c'], parameters: [] }),
     event(sessionId, alice, 'query.end', '2026-11-28T09:00:02.504Z', {
-      query_id: q3, outcome: 'ok', error: null, command_tags: ['BEGIN', 'SELECT 1', 'SELECT 1'], rows: 2, bytes: 22, duration_ms: 4,
-      result: { sets: [{ columns: ['a'], rows: [['1']], tag: 'SELECT 1' }, { columns: ['b'], rows: [['2']], tag: 'SELECT 1' }], truncated: false, sha256: 'ef'.repeat(32) },
+      query_id: q3, outcome: 'error', error: { code: '57014', message: 'canceling statement due to user request' }, command_tags: ['BEGIN', 'SELECT 1'], rows: 1, bytes: 22, duration_ms: 4,
+      result: { sets: [{ columns: ['a'], rows: [['1']], tag: 'SELECT 1', statement: 1 }, { columns: ['b'], rows: [['2']], tag: null, statement: 2 }], truncated: false, sha256: 'ef'.repeat(32) },
     }),
     event(sessionId, alice, 'query.start', '2026-11-28T09:00:03.000Z', { query_id: randomUUID(), protocol: 'simple', statement: 'SELECT pg_sleep(100)' }),
     event(sessionId, alice, 'protocol.error', '2026-11-28T09:04:00.000Z', { message: 'frame of 99999999999 bytes over the limit' }),
@@ -158,8 +158,23 @@ describe('hoop sessions show', () => {
     expect(out).toContain('… 4 more rows');
     expect(out).toContain('#2  2026-11-28 09:00:02Z  3 ms  error  0 rows');
     expect(out).toContain('  error: syntax error at or near "SELEC" (42601)');
-    // Several statements in one Query: each result set under its own command tag.
-    expect(out).toMatch(/#3 .* ok {2}2 rows {2}BEGIN, SELECT 1, SELECT 1\n {2}begin; select 1 as a; select 2 as b\n {2}SELECT 1\n.*\n.* a .*\n.*\n.* 1 .*\n.*\n {2}SELECT 1\n.*\n.* b .*\n.*\n.* 2 .*\n/);
+    // Several statements in one Query: each with what became of it, and its own result set.
+    const third = out.slice(out.indexOf('#3 '), out.indexOf('#4 '));
+    expect(third.split('\n').map((l) => l.trimEnd())).toEqual([
+      '#3  2026-11-28 09:00:02Z  4 ms  error  1 row  BEGIN, SELECT 1',
+      '  [1] begin',
+      '      → BEGIN',
+      '  [2] select 1 as a',
+      '      → SELECT 1',
+      '    ┌───┐', '    │ a │', '    ├───┤', '    │ 1 │', '    └───┘',
+      '  [3] select 2 as b',
+      '      → error (below)',
+      '    ┌───┐', '    │ b │', '    ├───┤', '    │ 2 │', '    └───┘',
+      '  [4] select 3 as c',
+      '      → not run: an earlier statement failed',
+      '  error: canceling statement due to user request (57014)',
+      '', '',
+    ]);
     expect(out).toContain('#4  2026-11-28 09:00:03Z  no end recorded');
     expect(out).toContain('Other events\n  2026-11-28 09:04:00Z  protocol.error  {"message":"frame of 99999999999 bytes over the limit"}');
     // Returned data is hostile input: no raw escape sequences reach the terminal.

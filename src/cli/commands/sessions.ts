@@ -186,32 +186,61 @@ function renderStatement(io: IOStreams, cs: ColorScheme, st: Statement, n: numbe
   }
   if (start.protocol === 'extended') header.push(cs.dim('extended'));
   io.print(`\n${header.join('  ')}`);
-  io.print(indent(String(start.statement ?? '').replace(/\r\n?/g, '\n').replace(/[^\S\n]+$/gm, '').trimEnd()));
+  const result = end?.result as { sets?: ResultSet[]; truncated?: boolean } | undefined;
+  const parts = statementParts(start.statements, end);
+  if (parts) {
+    // Several statements in one Query: each with what became of it and what it returned.
+    parts.forEach((part, i) => {
+      io.print(indent(`[${i + 1}] ${cleanSql(part.sql)}`).replace(/\n/g, '\n    '));
+      io.print(`      ${part.ran ? cs.dim(`→ ${sanitize(part.status)}`) : cs.yellow(`→ ${part.status}`)}`);
+      if (maxRows > 0) renderResultSets(io, cs, (result?.sets ?? []).filter((s) => s.statement === i), Boolean(result?.truncated), maxRows, '    ');
+    });
+  } else io.print(indent(cleanSql(String(start.statement ?? ''))));
   if (start.decision && typeof start.decision === 'object') io.print(`  ${cs.dim('decision:')} ${compact(start.decision)}`);
   const params = start.parameters as unknown[] | undefined;
   if (params?.length) io.print(`  ${cs.dim('parameters:')} ${params.map((p, i) => `$${i + 1} = ${formatParam(p)}`).join(', ')}`);
   const error = end?.error as { code?: string; message?: string } | null | undefined;
   if (error) io.print(`  ${cs.red('error:')} ${sanitize(`${error.message ?? ''}${error.code ? ` (${error.code})` : ''}`)}`);
-  const result = end?.result as { sets?: ResultSet[]; truncated?: boolean } | undefined;
-  if (maxRows > 0) renderResultSets(io, cs, result?.sets ?? [], Boolean(result?.truncated), maxRows);
+  if (!parts && maxRows > 0) renderResultSets(io, cs, result?.sets ?? [], Boolean(result?.truncated), maxRows);
 }
 
-interface ResultSet { columns: string[]; rows: (string | null)[][]; tag: string | null }
+function cleanSql(sql: string): string {
+  return sql.replace(/\r\n?/g, '\n').replace(/[^\S\n]+$/gm, '').trimEnd();
+}
+
+interface ResultSet { columns: string[]; rows: (string | null)[][]; tag: string | null; statement?: number }
+
+/**
+ * The statements of a multi-statement Query paired with what the server did with each: the i-th
+ * completed command is statement i, an error stops the rest. Null when the record has no split or
+ * the split does not fit what ran (then the Query is shown whole).
+ */
+function statementParts(statements: unknown, end: Record<string, unknown> | undefined): { sql: string; status: string; ran: boolean }[] | null {
+  if (!Array.isArray(statements) || statements.length < 2 || !end) return null;
+  const tags = (end.command_tags as string[] | undefined) ?? [];
+  const failed = end.outcome === 'error' || end.outcome === 'cancelled' || end.outcome === 'refused';
+  if (tags.length + (failed ? 1 : 0) > statements.length) return null;
+  return statements.map((sql, i) => {
+    if (i < tags.length) return { sql: String(sql), status: tags[i]!, ran: true };
+    if (i === tags.length && failed) return { sql: String(sql), status: `${String(end.outcome)} (below)`, ran: false };
+    return { sql: String(sql), status: failed ? 'not run: an earlier statement failed' : 'no command completed', ran: false };
+  });
+}
 
 /** Result sets shown per statement; a Query of many statements lists the rest as a count. */
 const MAX_SETS_SHOWN = 10;
 const ROW_COUNT_TAG = /^(?:SELECT|COPY|FETCH) (\d+)$/;
 
 /** Each result set the client received, as a small table; with several, each under its tag. */
-function renderResultSets(io: IOStreams, cs: ColorScheme, sets: ResultSet[], truncated: boolean, maxRows: number): void {
+function renderResultSets(io: IOStreams, cs: ColorScheme, sets: ResultSet[], truncated: boolean, maxRows: number, margin = '  '): void {
   const withData = sets.filter((s) => s.columns.length > 0 || s.rows.length > 0);
   for (const set of withData.slice(0, MAX_SETS_SHOWN)) {
-    if (withData.length > 1) io.print(`  ${cs.dim(sanitize(set.tag ?? 'ended without a command tag'))}`);
+    if (withData.length > 1) io.print(`${margin}${cs.dim(sanitize(set.tag ?? 'ended without a command tag'))}`);
     const total = Number(ROW_COUNT_TAG.exec(set.tag ?? '')?.[1] ?? set.rows.length);
-    renderResult(io, cs, set, total, maxRows, truncated);
+    renderResult(io, cs, set, total, maxRows, truncated, margin);
   }
   const more = withData.length - MAX_SETS_SHOWN;
-  if (more > 0) io.print(cs.dim(`  … ${more} more result set${more === 1 ? '' : 's'}`));
+  if (more > 0) io.print(cs.dim(`${margin}… ${more} more result set${more === 1 ? '' : 's'}`));
 }
 
 function outcomeText(cs: ColorScheme, outcome: string): string {
@@ -243,7 +272,7 @@ function formatParam(p: unknown): string {
 const CELL_MAX = 32;
 
 /** The first rows of a result set, as a small boxed table; wide values are cut, never wrapped. */
-function renderResult(io: IOStreams, cs: ColorScheme, { columns: named, rows }: ResultSet, total: number, maxRows: number, truncated: boolean): void {
+function renderResult(io: IOStreams, cs: ColorScheme, { columns: named, rows }: ResultSet, total: number, maxRows: number, truncated: boolean, margin: string): void {
   // Rows of a portal executed without a Describe come without column names: number them.
   const columns = named.length > 0 ? named : Array.from({ length: rows.reduce((n, r) => Math.max(n, r.length), 0) }, (_, i) => `column${i + 1}`);
   const cut = (v: string) => {
@@ -254,15 +283,15 @@ function renderResult(io: IOStreams, cs: ColorScheme, { columns: named, rows }: 
   const head = columns.map(cut);
   const widths = head.map((h, i) => Math.max(h.length, ...shown.map((r) => (r[i] ?? '').length)));
   const line = (cells: string[], nulls = false) =>
-    `  │ ${cells.map((c, i) => (nulls && c === 'NULL' ? cs.dim(c.padEnd(widths[i] ?? 0)) : c.padEnd(widths[i] ?? 0))).join(' │ ')} │`;
-  const rule = (l: string, m: string, r: string) => `  ${l}${widths.map((w) => '─'.repeat(w + 2)).join(m)}${r}`;
+    `${margin}│ ${cells.map((c, i) => (nulls && c === 'NULL' ? cs.dim(c.padEnd(widths[i] ?? 0)) : c.padEnd(widths[i] ?? 0))).join(' │ ')} │`;
+  const rule = (l: string, m: string, r: string) => `${margin}${l}${widths.map((w) => '─'.repeat(w + 2)).join(m)}${r}`;
   io.print(cs.dim(rule('┌', '┬', '┐')));
   io.print(cs.bold(line(head)));
   io.print(cs.dim(rule('├', '┼', '┤')));
   for (const r of shown) io.print(line(r, true));
   io.print(cs.dim(rule('└', '┴', '┘')));
   const more = Math.max(total - shown.length, 0);
-  if (more > 0) io.print(cs.dim(`  … ${more} more row${more === 1 ? '' : 's'}${truncated ? ' (recording truncated at the payload limit)' : ''}`));
+  if (more > 0) io.print(cs.dim(`${margin}… ${more} more row${more === 1 ? '' : 's'}${truncated ? ' (recording truncated at the payload limit)' : ''}`));
 }
 
 export const commands: CommandGroup['commands'] = [sessionsCommand];

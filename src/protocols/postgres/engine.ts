@@ -46,6 +46,8 @@ export interface StartupInfo {          // what the client asked for in its Star
 export interface StatementStart {       // -> becomes query.start data
   queryId: string; protocol: 'simple' | 'extended'; statement: string;
   statementName: string | null; portal: string | null; parameters: unknown[];
+  /** A simple Query of several statements: each one's text, in order (split.ts). */
+  statements?: string[];
 }
 export interface StatementEnd {         // -> becomes query.end data
   /** rolled_back: the statement completed, then its implicit transaction failed (error says why). */
@@ -55,8 +57,9 @@ export interface StatementEnd {         // -> becomes query.end data
   result: { sets: ResultSet[]; truncated: boolean; sha256: string };
 }
 /** One result set as the client received it: one per RowDescription or COPY OUT; `tag` is the
- *  CommandComplete that ended it (null if an error, a cancel or PortalSuspended did). */
-export interface ResultSet { columns: string[]; rows: (string | null)[][]; tag: string | null }
+ *  CommandComplete that ended it (null if an error, a cancel or PortalSuspended did), and
+ *  `statement` the index of the statement that returned it (commands completed before it). */
+export interface ResultSet { columns: string[]; rows: (string | null)[][]; tag: string | null; statement: number }
 export interface SessionHooks {
   /** Durable before the engine connects upstream; reject to refuse the session (FATAL to client). */
   sessionStart(info: StartupInfo): Promise<void>;

@@ -74,7 +74,7 @@ export class StatementRun {
 
   /** A new result set begins (RowDescription, CopyOutResponse, or rows of an undescribed portal). */
   private openSet(columns: string[]): ResultSet {
-    const set: ResultSet = { columns, rows: [], tag: null };
+    const set: ResultSet = { columns, rows: [], tag: null, statement: this.tags.length };
     this.current = set;
     if (this.sets.length < MAX_SETS) this.sets.push(set);
     else this.truncated = true;

@@ -35,6 +35,7 @@ import { unfaithfulEncoding } from './encodings.js';
 import { NameTable, valueOf, type Version } from './names.js';
 import { decodeParameter } from './params.js';
 import { StatementRun } from './results.js';
+import { splitStatements } from './split.js';
 import { sqlstateOf } from './sqlstate.js';
 import type { UpstreamConnection } from './upstream.js';
 
@@ -189,8 +190,11 @@ export class Session {
       const f = frames[i]!;
       const body = buf.subarray(f.bodyStart, f.end);
       switch (f.type) {
-        case MessageType.Query:
-          return this.barrier(batch, i, runStart, { protocol: 'simple', statement: decodeQuery(body).sql, statementName: null, portal: null, parameters: [] });
+        case MessageType.Query: {
+          const sql = decodeQuery(body).sql;
+          const statements = severalStatements(sql);
+          return this.barrier(batch, i, runStart, { protocol: 'simple', statement: sql, statementName: null, portal: null, parameters: [], ...(statements ? { statements } : {}) });
+        }
         case MessageType.FunctionCall: {
           // Fastpath function call (e.g. libpq's large objects): it runs code, so it is recorded,
           // with its arguments (what a lo_write writes, what a lo_export names).
@@ -745,6 +749,16 @@ export class Session {
     this.upstream.socket.destroy();
     fatal(this.client, sqlstateOf('HOOP_PROTOCOL'), `hoop: ${message}`);
   }
+}
+
+/** Longest Query text split into statements for the record (longer ones are kept whole only). */
+const MAX_SPLIT_CHARS = 1024 * 1024;
+
+/** The statements of a Query that holds more than one, else undefined. */
+function severalStatements(sql: string): string[] | undefined {
+  if (sql.length > MAX_SPLIT_CHARS || !sql.includes(';')) return undefined;
+  const statements = splitStatements(sql);
+  return statements.length > 1 ? statements : undefined;
 }
 
 /** Command tags of statements that begin or end a transaction block. */

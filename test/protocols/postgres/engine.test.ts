@@ -103,14 +103,37 @@ describe('simple and extended protocol through the engine', () => {
     const end = await until(() => h.ends().find((e) => e.commandTags.length === 3));
     const start = h.starts().find((s) => s.queryId === end.queryId)!;
     expect(start).toMatchObject({ protocol: 'simple', statementName: null, portal: null, parameters: [] });
-    expect(start.statement).toContain('select 2 as b');
+    expect(start.statement).toBe('select 1 as a; select 2 as b union all select 3; insert into eng_t values (100, $$x$$)');
+    expect(start.statements).toEqual(['select 1 as a', 'select 2 as b union all select 3', 'insert into eng_t values (100, $$x$$)']);
     expect(end).toMatchObject({ outcome: 'ok', commandTags: ['SELECT 1', 'SELECT 2', 'INSERT 0 1'], rows: 4, error: null });
     expect(end.result.sets).toEqual([
-      { columns: ['a'], rows: [['1']], tag: 'SELECT 1' },
-      { columns: ['b'], rows: [['2'], ['3']], tag: 'SELECT 2' },
+      { columns: ['a'], rows: [['1']], tag: 'SELECT 1', statement: 0 },
+      { columns: ['b'], rows: [['2'], ['3']], tag: 'SELECT 2', statement: 1 },
     ]);
     expect(end.result.sha256).toMatch(/^[0-9a-f]{64}$/);
     await c.end();
+  });
+
+  it('splits a Query into statements as the server does: each split matches one completed command', async () => {
+    await db.query('DROP FUNCTION IF EXISTS eng_atomic(int)');
+    const tricky = [
+      `select ';' as a; select 'it''s; fine', E'back\\'slash;' ; select "we;ird" from (select 1 as "we;ird") t`,
+      `select $$;$$; select $tag$ $$; $tag$; select 1 /* ; /* nested ; */ still comment ; */ ; -- trailing ; comment
+select 2`,
+      `create function eng_atomic(x int) returns int language sql begin atomic select case when x > 0 then 1 else 0 end; select x; end; select eng_atomic(3)`,
+      `select (select 1); ; ;select 3`,
+      `select a$b from (select 1 as a$b) s; prepare eng_split(int) as select $1 + 1; execute eng_split(1); deallocate eng_split`,
+    ];
+    for (const sql of tricky) {
+      const c = await h.client();
+      await c.query(sql);
+      await c.end();
+      const start = await until(() => h.starts().find((s) => s.statement === sql));
+      const end = await until(() => h.ends().find((e) => e.queryId === start.queryId));
+      expect({ sql, count: start.statements?.length }).toEqual({ sql, count: end.commandTags.length });
+    }
+    const atomic = h.starts().find((s) => s.statement === tricky[2])!;
+    expect(atomic.statements![0]).toMatch(/^create function .* end$/);
   });
 
   it('records each Execute once with its statement, text and binary parameters decoded', async () => {
@@ -215,7 +238,7 @@ describe('simple and extended protocol through the engine', () => {
     const series = by('select generate_series(1, 5) as g');
     expect(series.map((e) => e.rows)).toEqual([2, 3]);
     // No Describe: the rows are kept under unnamed columns; a suspended portal has no tag yet.
-    expect(series.map((e) => e.result.sets)).toEqual([[{ columns: [], rows: [['1'], ['2']], tag: null }], [{ columns: [], rows: [['3'], ['4'], ['5']], tag: 'SELECT 3' }]]);
+    expect(series.map((e) => e.result.sets)).toEqual([[{ columns: [], rows: [['1'], ['2']], tag: null, statement: 0 }], [{ columns: [], rows: [['3'], ['4'], ['5']], tag: 'SELECT 3', statement: 0 }]]);
     raw.socket.end(serialize.end());
   });
 
