@@ -1,5 +1,6 @@
 /** What the benchmark scripts share: the built code, settings from the environment, cleanup. */
 import { randomBytes } from 'node:crypto';
+import { cpus } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import pg from 'pg';
@@ -120,6 +121,11 @@ export async function startBenchGateway({ cluster, direct, work, store, payloadL
   );
   const gateway = await startGateway(config, { logger: pino({ level: 'warn' }, pino.destination(2)) });
   return { gateway, key };
+}
+
+/** The machine and versions a result was measured on, for its report. */
+export function benchEnvironment(serverVersion) {
+  return { cpus: cpus().length, cpu: cpus()[0]?.model ?? 'unknown', node: process.version, postgres: String(serverVersion ?? '').split(' ')[0] };
 }
 
 /** Runs a benchmark's main, then undoes everything it started; a failure exits 1. */

@@ -21,10 +21,10 @@
  */
 import { execFile, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { cpus, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { cleanupOnSignals, cleanups, dist, env, log, round, runBenchmark, sequentialLatency, startBenchDatabase, startBenchGateway, root } from './lib.mjs';
+import { cleanupOnSignals, cleanups, dist, env, log, round, runBenchmark, sequentialLatency, startBenchDatabase, startBenchGateway, benchEnvironment, root } from './lib.mjs';
 
 const execFileAsync = promisify(execFile);
 cleanupOnSignals();
@@ -90,10 +90,7 @@ async function main() {
 
   const result = {
     environment: {
-      cpus: cpus().length,
-      cpu: cpus()[0]?.model ?? 'unknown',
-      node: process.version,
-      postgres: String(serverVersion ?? '').split(' ')[0],
+      ...benchEnvironment(serverVersion),
       tunnel: settings.tunnel === 'inprocess' ? 'openLocalTunnel in the gateway process' : 'hoop connect, its own process',
       store: settings.store.startsWith('sqlite::memory:') ? 'sqlite in memory (no fsync)' : settings.store.startsWith('sqlite:') ? 'sqlite file' : 'postgres',
     },

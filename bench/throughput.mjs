@@ -28,11 +28,11 @@
  */
 import { spawn } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, loadavg, tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
-import { cleanupOnSignals, cleanups, dist, env, log, round, runBenchmark, sequentialLatency, startBenchDatabase, startBenchGateway } from './lib.mjs';
+import { cleanupOnSignals, cleanups, dist, env, log, round, runBenchmark, sequentialLatency, startBenchDatabase, startBenchGateway, benchEnvironment } from './lib.mjs';
 
 
 // --- child mode: a local tunnel in its own process -------------------------------------------
@@ -99,10 +99,7 @@ async function main() {
 
   const result = {
     environment: {
-      cpus: cpus().length,
-      cpu: cpus()[0]?.model ?? 'unknown',
-      node: process.version,
-      postgres: String(serverVersion ?? '').split(' ')[0],
+      ...benchEnvironment(serverVersion),
       tunnel: settings.tunnel === 'inprocess' ? 'openLocalTunnel in the gateway process' : 'openLocalTunnel in its own process',
       loadavgAtStart: loadavg()[0],
     },
