@@ -52,6 +52,8 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
   try {
     ensureSigningKey(config.audit.signing_key, logger);
     const signer = loadSigner(config.audit.signing_key);
+    // Kept outside the log (log shipping, a runbook), it is what a verifier should trust.
+    logger.info({ key_id: signer.keyId }, 'audit checkpoints are signed with this key');
     const authn = new AuthenticatorChain(authenticatorsFor(config));
     const authFailures = new FailureLimiter(AUTH_FAILURE_BURST, 60_000);
     const ctx: ApiContext = { config, store, recorder, authn, metrics, logger, authFailures };
