@@ -717,6 +717,7 @@ export class Session {
   }
 
   private recordUncommitted(): void {
+    if (this.uncommitted.length === 0) return; // every ReadyForQuery comes here
     this.uncommittedBytes = 0;
     for (const run of this.uncommitted.splice(0)) this.endRun(run);
   }
