@@ -152,6 +152,7 @@ function schemaFor(baseDir: string) {
     upstream,
     access: groups,
     max_session: duration.optional(),
+    max_sessions_per_user: z.number({ error: 'expected a whole number from 1 to 10000' }).int('expected a whole number from 1 to 10000').min(1, 'expected a whole number from 1 to 10000').max(10_000, 'expected a whole number from 1 to 10000').optional(),
     masking: notYet('masking').optional(),
     approval: notYet('approval').optional(),
   }).transform((c) => ({
@@ -169,6 +170,7 @@ function schemaFor(baseDir: string) {
     },
     access: c.access,
     maxSessionMs: c.max_session ?? null,
+    maxSessionsPerUser: c.max_sessions_per_user ?? null,
   }));
 
   return z.strictObject({

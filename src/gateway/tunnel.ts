@@ -45,6 +45,8 @@ export class TunnelEndpoint {
   private readonly wss = new WebSocketServer({ noServer: true, maxPayload: MAX_WS_PAYLOAD, perMessageDeflate: false, clientTracking: false });
   private readonly live = new Set<LiveTunnel>();
   private closing = false;
+  /** Sessions open or being opened, per connection and identity (for max_sessions_per_user). */
+  private readonly openPerUser = new Map<string, number>();
   /** The session id chosen for an upgrade, also sent to the client in X-Hoop-Session. */
   private readonly sessionIds = new WeakMap<IncomingMessage, string>();
 
@@ -64,12 +66,15 @@ export class TunnelEndpoint {
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on('error', () => socket.destroy());
     this.admit(req).then(
-      ({ identity, connection }) => {
-        if (socket.destroyed) return;
-        if (this.closing) return refuse(socket, shuttingDown(), 503);
+      ({ identity, connection, release }) => {
+        if (socket.destroyed || this.closing) {
+          release();
+          if (!socket.destroyed) refuse(socket, shuttingDown(), 503);
+          return;
+        }
         const sessionId = randomUUID();
         this.sessionIds.set(req, sessionId);
-        this.wss.handleUpgrade(req, socket, head, (ws) => this.serve(ws, req, identity, connection, sessionId));
+        this.wss.handleUpgrade(req, socket, head, (ws) => this.serve(ws, req, identity, connection, sessionId, release));
       },
       (err: unknown) => {
         const status = statusOf(err);
@@ -92,7 +97,7 @@ export class TunnelEndpoint {
     this.wss.close();
   }
 
-  private async admit(req: IncomingMessage): Promise<{ identity: Identity; connection: ConnectionConfig }> {
+  private async admit(req: IncomingMessage): Promise<{ identity: Identity; connection: ConnectionConfig; release: () => void }> {
     if (this.closing) throw shuttingDown();
     const path = new URL(req.url ?? '/', 'http://gateway.invalid').pathname;
     const m = TUNNEL_PATH.exec(path);
@@ -119,12 +124,43 @@ export class TunnelEndpoint {
       });
       throw new AuthError('HOOP_FORBIDDEN', reason, { hint: 'ask an administrator to add you to one of those groups' });
     }
-    return { identity, connection };
+    return { identity, connection, release: this.reserveSession(req, identity, connection) };
   }
 
-  private serve(ws: WebSocket, req: IncomingMessage, identity: Identity, connection: ConnectionConfig, sessionId: string): void {
+  /**
+   * Counts the session against the connection's max_sessions_per_user (one person or job cannot
+   * take all of the database's connections); the returned function gives the place back.
+   */
+  private reserveSession(req: IncomingMessage, identity: Identity, connection: ConnectionConfig): () => void {
+    const key = `${connection.name}\u0000${identity.subject}`;
+    const open = this.openPerUser.get(key) ?? 0;
+    const max = connection.maxSessionsPerUser;
+    if (max !== null && open >= max) {
+      const reason = `${identity.subject} already has ${open} open session${open === 1 ? '' : 's'} on connection ${connection.name}, the limit (max_sessions_per_user ${max}); close one to open another`;
+      this.ctx.recorder.recordLater({
+        type: 'auth.failed',
+        actor: { subject: identity.subject, email: identity.email, groups: identity.groups, auth_method: identity.method },
+        source: { address: remoteAddress(req), application: headerText(req, 'user-agent', 200) },
+        connection: connection.name,
+        data: { stage: 'limit', code: 'HOOP_POLICY_DENIED', reason },
+      });
+      throw new HttpError(429, 'HOOP_POLICY_DENIED', reason);
+    }
+    this.openPerUser.set(key, open + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const left = (this.openPerUser.get(key) ?? 1) - 1;
+      if (left > 0) this.openPerUser.set(key, left);
+      else this.openPerUser.delete(key);
+    };
+  }
+
+  private serve(ws: WebSocket, req: IncomingMessage, identity: Identity, connection: ConnectionConfig, sessionId: string, release: () => void): void {
     const { ctx } = this;
     if (this.closing) {
+      release();
       ws.close(1001, 'gateway shutting down');
       return;
     }
@@ -202,6 +238,7 @@ export class TunnelEndpoint {
         if (ws.readyState === ws.OPEN) ws.close(1000, endedBy ?? 'session ended');
         setTimeout(() => ws.terminate(), 2_000).unref();
         this.live.delete(entry);
+        release();
       });
     const entry: LiveTunnel = {
       ws,

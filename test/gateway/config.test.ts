@@ -66,11 +66,13 @@ describe('parseConfig: valid configs', () => {
       audit: { payload_limit: '10MiB', signing_key: '/abs/signing.key', checkpoint_interval: '5m' },
     });
     (raw['connections'] as Record<string, unknown>[])[0]!['max_session'] = '1h30m';
+    (raw['connections'] as Record<string, unknown>[])[0]!['max_sessions_per_user'] = 5;
     const c = parseConfig(raw, 'hoop.yaml', dir);
     expect(c.listen).toEqual({ host: '::1', port: 8009 });
     expect(c.store).toBe('postgres://hoop:secret@db:5432/hoop');
     expect(c.identity.oidc).toEqual({ issuer: 'https://idp.example/', client_id: 'hoop-cli', audience: 'hoop', groups_claim: 'realm_access.roles', scopes: ['openid', 'profile', 'email', 'offline_access'] });
     expect(c.connections[0]!.maxSessionMs).toBe(90 * 60_000);
+    expect(c.connections[0]!.maxSessionsPerUser).toBe(5);
     expect(c.audit).toEqual({ payload_limit: 10 * 1024 * 1024, signing_key: '/abs/signing.key', checkpoint_interval: 5 * 60_000 });
   });
 
@@ -122,7 +124,7 @@ describe('parseConfig: every problem is one line, file: key.path: reason, all li
       store: 'mysql://x',
       identity: { api_keys: [{ name: 'Bad Name', sha256: 'xyz', groups: 'etl' }] },
       roles: { admin: 'platform' },
-      connections: [{ name: 'bank', type: 'mysql', upstream: { host: 'h', database: '', user: 'u', sslmode: 'sometimes' }, access: ['a'], max_session: 'forever' }],
+      connections: [{ name: 'bank', type: 'mysql', upstream: { host: 'h', database: '', user: 'u', sslmode: 'sometimes' }, access: ['a'], max_session: 'forever', max_sessions_per_user: 0 }],
       audit: { payload_limit: 'lots', checkpoint_interval: '500ms' },
     });
     expect(lines).toEqual(expect.arrayContaining([
@@ -136,10 +138,11 @@ describe('parseConfig: every problem is one line, file: key.path: reason, all li
       'hoop.yaml: connections[0].upstream.database: must not be empty',
       'hoop.yaml: connections[0].upstream.sslmode: expected one of disable, prefer, require, verify-ca, verify-full',
       'hoop.yaml: connections[0].max_session: expected a duration such as 8h, 30m, 1h30m or 90s',
+      'hoop.yaml: connections[0].max_sessions_per_user: expected a whole number from 1 to 10000',
       'hoop.yaml: audit.payload_limit: expected a size such as 1MiB, 512KiB, 10MB or a number of bytes',
       'hoop.yaml: audit.checkpoint_interval: must be at least 1s',
     ]));
-    expect(lines.length).toBe(12);
+    expect(lines.length).toBe(13);
   });
 
   test('missing required keys', () => {

@@ -15,6 +15,7 @@ beforeAll(async () => {
       bankConnection(upstream),
       bankConnection(upstream, { name: 'ledger', access: ['finance'] }),
       bankConnection(upstream, { name: 'short', access: ['analysts'], max_session: '1500ms' }),
+      bankConnection(upstream, { name: 'capped', access: ['analysts', 'dba'], max_sessions_per_user: 2 }),
     ],
   });
 });
@@ -115,6 +116,22 @@ describe('a session through the tunnel', () => {
     await expect(client.query('SELECT 2')).rejects.toThrow();
     const [s] = await gw.store.listSessions({ connection: 'short' });
     await expect.poll(async () => (await events(s!.id)).find((e) => e.type === 'session.end')?.data['reason']).toBe('session limit reached (max_session 1s500ms)');
+  });
+
+  test('max_sessions_per_user: one identity cannot open more; others can; a closed session frees its place', async () => {
+    const first = await tunnelClient(gw.url, 'capped', gw.keys['alice']!);
+    const second = await tunnelClient(gw.url, 'capped', gw.keys['alice']!);
+    const third = await tunnelClient(gw.url, 'capped', gw.keys['alice']!).catch((e: Error) => e);
+    expect(third).toBeInstanceOf(Error);
+    const refused = await tryTunnel(gw.url, 'capped', gw.keys['alice']!);
+    expect(refused).toMatchObject({ status: 429, body: { error: { code: 'HOOP_POLICY_DENIED', message: 'apikey:alice already has 2 open sessions on connection capped, the limit (max_sessions_per_user 2); close one to open another' } } });
+    // Another identity has places of its own.
+    const bobs = await tunnelClient(gw.url, 'capped', gw.keys['bob']!);
+    expect((await bobs.query('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
+    await first.end();
+    await expect.poll(async () => (await tunnelClient(gw.url, 'capped', gw.keys['alice']!).then((c) => c.end().then(() => true), () => false))).toBe(true);
+    await Promise.all([second.end(), bobs.end()]);
+    await expect.poll(async () => (await events()).filter((e) => e.type === 'auth.failed' && e.data['stage'] === 'limit').length).toBeGreaterThanOrEqual(2);
   });
 
   test('a WebSocket message over the size limit closes the tunnel with 1009 (message too big)', async () => {
