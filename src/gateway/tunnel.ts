@@ -74,7 +74,13 @@ export class TunnelEndpoint {
         }
         const sessionId = randomUUID();
         this.sessionIds.set(req, sessionId);
-        this.wss.handleUpgrade(req, socket, head, (ws) => this.serve(ws, req, identity, connection, sessionId, release));
+        // A handshake ws rejects (bad headers) never reaches serve(): give the place back then.
+        let upgraded = false;
+        socket.once('close', () => upgraded || release());
+        this.wss.handleUpgrade(req, socket, head, (ws) => {
+          upgraded = true;
+          this.serve(ws, req, identity, connection, sessionId, release);
+        });
       },
       (err: unknown) => {
         const status = statusOf(err);

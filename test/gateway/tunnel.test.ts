@@ -134,6 +134,28 @@ describe('a session through the tunnel', () => {
     await expect.poll(async () => (await events()).filter((e) => e.type === 'auth.failed' && e.data['stage'] === 'limit').length).toBeGreaterThanOrEqual(2);
   });
 
+  test('a handshake the WebSocket server rejects after authorization does not keep a place', async () => {
+    const { connect } = await import('node:net');
+    const { port } = new URL(gw.url);
+    for (let i = 0; i < 3; i++) {
+      const s = connect(Number(port), '127.0.0.1');
+      s.write(`GET /api/v1/connections/capped/tunnel HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${gw.keys['bob']}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n`);
+      const answer = await new Promise<string>((resolve) => {
+        let text = '';
+        s.on('data', (d) => (text += d));
+        s.on('close', () => resolve(text));
+      });
+      expect(answer).toMatch(/^HTTP\/1\.1 400/);
+    }
+    // Both of bob's places are free (once the previous test's session has ended).
+    await expect.poll(async () => {
+      const clients = await Promise.allSettled([tunnelClient(gw.url, 'capped', gw.keys['bob']!), tunnelClient(gw.url, 'capped', gw.keys['bob']!)]);
+      const opened = clients.flatMap((c) => (c.status === 'fulfilled' ? [c.value] : []));
+      await Promise.all(opened.map((c) => c.end()));
+      return opened.length;
+    }, { timeout: 5_000 }).toBe(2);
+  });
+
   test('a WebSocket message over the size limit closes the tunnel with 1009 (message too big)', async () => {
     const ws = new WebSocket(`${gw.url.replace('http', 'ws')}/api/v1/connections/bank/tunnel`, { headers: { authorization: `Bearer ${gw.keys['alice']}` } });
     const closed = new Promise<number>((resolve) => ws.on('close', (code) => resolve(code)));
