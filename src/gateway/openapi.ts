@@ -60,7 +60,7 @@ export function openApiDocument(): object {
               description: 'Switching protocols: the tunnel is open',
               headers: { 'X-Hoop-Session': { schema: { type: 'string', format: 'uuid' }, description: 'The id the session is recorded under (GET /api/v1/sessions/{id})' } },
             },
-            401: error, 403: error, 404: error, 426: error, 429: error, 503: error,
+            401: error, 403: error, 404: error, 426: error, 503: error,
           },
         },
       },

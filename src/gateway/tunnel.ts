@@ -14,7 +14,7 @@ import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { AuthError, HoopError, errorMessage } from '../errors.js';
 import type { Identity } from '../identity/identity.js';
-import type { PostgresEngine } from '../protocols/postgres/engine.js';
+import type { PostgresEngine, StartupInfo } from '../protocols/postgres/engine.js';
 import { mayUseConnection } from './authz.js';
 import type { ConnectionConfig } from './config.js';
 import { HttpError, errorBody, headerText, remoteAddress, statusOf } from './http.js';
@@ -66,21 +66,12 @@ export class TunnelEndpoint {
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on('error', () => socket.destroy());
     this.admit(req).then(
-      ({ identity, connection, release }) => {
-        if (socket.destroyed || this.closing) {
-          release();
-          if (!socket.destroyed) refuse(socket, shuttingDown(), 503);
-          return;
-        }
+      ({ identity, connection }) => {
+        if (socket.destroyed) return;
+        if (this.closing) return refuse(socket, shuttingDown(), 503);
         const sessionId = randomUUID();
         this.sessionIds.set(req, sessionId);
-        // A handshake ws rejects (bad headers) never reaches serve(): give the place back then.
-        let upgraded = false;
-        socket.once('close', () => upgraded || release());
-        this.wss.handleUpgrade(req, socket, head, (ws) => {
-          upgraded = true;
-          this.serve(ws, req, identity, connection, sessionId, release);
-        });
+        this.wss.handleUpgrade(req, socket, head, (ws) => this.serve(ws, req, identity, connection, sessionId));
       },
       (err: unknown) => {
         const status = statusOf(err);
@@ -103,7 +94,7 @@ export class TunnelEndpoint {
     this.wss.close();
   }
 
-  private async admit(req: IncomingMessage): Promise<{ identity: Identity; connection: ConnectionConfig; release: () => void }> {
+  private async admit(req: IncomingMessage): Promise<{ identity: Identity; connection: ConnectionConfig }> {
     if (this.closing) throw shuttingDown();
     const path = new URL(req.url ?? '/', 'http://gateway.invalid').pathname;
     const m = TUNNEL_PATH.exec(path);
@@ -130,12 +121,13 @@ export class TunnelEndpoint {
       });
       throw new AuthError('HOOP_FORBIDDEN', reason, { hint: 'ask an administrator to add you to one of those groups' });
     }
-    return { identity, connection, release: this.reserveSession(req, identity, connection) };
+    return { identity, connection };
   }
 
   /**
-   * Counts the session against the connection's max_sessions_per_user (one person or job cannot
-   * take all of the database's connections); the returned function gives the place back.
+   * Counts a session against the connection's max_sessions_per_user (one person or job cannot
+   * take all of the database's connections) when it starts — a tunnel that only carries a
+   * CancelRequest is not a session and is never refused; the returned function gives it back.
    */
   private reserveSession(req: IncomingMessage, identity: Identity, connection: ConnectionConfig): () => void {
     const key = `${connection.name}\u0000${identity.subject}`;
@@ -150,7 +142,7 @@ export class TunnelEndpoint {
         connection: connection.name,
         data: { stage: 'limit', code: 'HOOP_POLICY_DENIED', reason },
       });
-      throw new HttpError(429, 'HOOP_POLICY_DENIED', reason);
+      throw new HoopError('HOOP_POLICY_DENIED', reason);
     }
     this.openPerUser.set(key, open + 1);
     let released = false;
@@ -163,13 +155,13 @@ export class TunnelEndpoint {
     };
   }
 
-  private serve(ws: WebSocket, req: IncomingMessage, identity: Identity, connection: ConnectionConfig, sessionId: string, release: () => void): void {
+  private serve(ws: WebSocket, req: IncomingMessage, identity: Identity, connection: ConnectionConfig, sessionId: string): void {
     const { ctx } = this;
     if (this.closing) {
-      release();
       ws.close(1001, 'gateway shutting down');
       return;
     }
+    let release = () => {};
     const log = ctx.logger.child({ session: sessionId, connection: connection.name, subject: identity.subject });
     ctx.metrics.sessions.inc();
 
@@ -194,7 +186,7 @@ export class TunnelEndpoint {
     let endedBy: string | null = null;
     const limit = connection.maxSessionMs;
 
-    const hooks = sessionAuditHooks({
+    const audit = sessionAuditHooks({
       recorder: ctx.recorder,
       metrics: ctx.metrics,
       identity,
@@ -220,6 +212,11 @@ export class TunnelEndpoint {
         if (reason === 'upstream-failed') log.warn({ err: error }, 'could not connect to the upstream database');
       },
     });
+    // Over the limit, the session is refused before session.start: a FATAL that says why.
+    const hooks = { ...audit, sessionStart: async (info: StartupInfo) => {
+      release = this.reserveSession(req, identity, connection);
+      await audit.sessionStart(info);
+    } };
 
     const done = ctx.engine
       .serve(stream, {
