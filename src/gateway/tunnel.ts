@@ -13,7 +13,7 @@ import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { AuthError, HoopError, errorMessage } from '../errors.js';
-import type { Identity } from '../identity/identity.js';
+import { actorOf, type Identity } from '../identity/identity.js';
 import type { PostgresEngine, StartupInfo } from '../protocols/postgres/engine.js';
 import { mayUseConnection } from './authz.js';
 import type { ConnectionConfig } from './config.js';
@@ -112,16 +112,21 @@ export class TunnelEndpoint {
     if (!mayUseConnection(identity, connection)) {
       const reason = `${identity.subject} may not use connection ${connection.name} (it requires one of the groups: ${connection.access.join(', ') || 'none'})`;
       this.ctx.logger.info({ subject: identity.subject, connection: connection.name }, 'tunnel refused: not in access groups');
-      this.ctx.recorder.recordLater({
-        type: 'auth.failed',
-        actor: { subject: identity.subject, email: identity.email, groups: identity.groups, auth_method: identity.method },
-        source: { address: remoteAddress(req), application: headerText(req, 'user-agent', 200) },
-        connection: connection.name,
-        data: { stage: 'authorize', code: 'HOOP_FORBIDDEN', reason },
-      });
+      this.recordRefusal(req, identity, connection, { stage: 'authorize', code: 'HOOP_FORBIDDEN', reason });
       throw new AuthError('HOOP_FORBIDDEN', reason, { hint: 'ask an administrator to add you to one of those groups' });
     }
     return { identity, connection };
+  }
+
+  /** An authenticated identity turned away from a connection: `auth.failed`, with why. */
+  private recordRefusal(req: IncomingMessage, identity: Identity, connection: ConnectionConfig, data: { stage: string; code: string; reason: string }): void {
+    this.ctx.recorder.recordLater({
+      type: 'auth.failed',
+      actor: actorOf(identity),
+      source: { address: remoteAddress(req), application: headerText(req, 'user-agent', 200) },
+      connection: connection.name,
+      data,
+    });
   }
 
   /**
@@ -135,13 +140,7 @@ export class TunnelEndpoint {
     const max = connection.maxSessionsPerUser;
     if (max !== null && open >= max) {
       const reason = `${identity.subject} already has ${open} open session${open === 1 ? '' : 's'} on connection ${connection.name}, the limit (max_sessions_per_user ${max}); close one to open another`;
-      this.ctx.recorder.recordLater({
-        type: 'auth.failed',
-        actor: { subject: identity.subject, email: identity.email, groups: identity.groups, auth_method: identity.method },
-        source: { address: remoteAddress(req), application: headerText(req, 'user-agent', 200) },
-        connection: connection.name,
-        data: { stage: 'limit', code: 'HOOP_POLICY_DENIED', reason },
-      });
+      this.recordRefusal(req, identity, connection, { stage: 'limit', code: 'HOOP_POLICY_DENIED', reason });
       throw new HoopError('HOOP_POLICY_DENIED', reason);
     }
     this.openPerUser.set(key, open + 1);
