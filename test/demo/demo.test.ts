@@ -3,14 +3,14 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { connect, createServer, type Server } from 'node:net';
+import { createServer, type Server } from 'node:net';
 import { PassThrough } from 'node:stream';
 import pg from 'pg';
 import { openLocalTunnel } from '../../src/client/tunnel.js';
 import { BANK_ROW_COUNTS } from '../../src/demo/bank.js';
 import { runDemo } from '../../src/demo/demo.js';
 import { PostgresCluster } from '../../src/demo/postgres-cluster.js';
-import { runClient } from '../helpers/clients.js';
+import { listening, runClient } from '../helpers/clients.js';
 import { createTestDatabase } from '../helpers/postgres.js';
 
 function capture(): { out: PassThrough; text: () => string; waitFor: (s: string) => Promise<void> } {
@@ -28,17 +28,6 @@ function capture(): { out: PassThrough; text: () => string; waitFor: (s: string)
   };
 }
 
-/** Resolves true when something accepts TCP connections on the port. */
-function listening(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect({ host: '127.0.0.1', port });
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once('error', () => resolve(false));
-  });
-}
 
 /** pg_dump through the tunnel, restore into a fresh database of the shared test server, compare. */
 async function expectDumpRestores(uri: string): Promise<void> {

@@ -1,5 +1,6 @@
 /** Runs the real PostgreSQL client programs (psql, pgbench, pg_dump) against a URI. */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { connect } from 'node:net';
 import { promisify } from 'node:util';
 
 const execFileAsync = promisify(execFile);
@@ -52,4 +53,16 @@ export function psql(uri: string, args: string[], options: { input?: string; onE
 export async function execOk(program: string, args: string[], env: Record<string, string> = {}): Promise<string> {
   const { stdout } = await execFileAsync(program, args, { env: clientEnv(env), maxBuffer: 256 * 1024 * 1024 });
   return stdout;
+}
+
+/** Resolves true when something accepts TCP connections on 127.0.0.1:port. */
+export function listening(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ host: '127.0.0.1', port });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
 }
