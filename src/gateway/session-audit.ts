@@ -5,7 +5,9 @@
  *   sessionStart -> session.start  (awaited: a session that cannot be recorded is refused)
  *   queryStart   -> query.start    (awaited: WRITE-AHEAD, the statement waits for durability)
  *   queryEnd     -> query.end      (recordLater)
- *   sessionEnd   -> session.end    (recordLater)
+ *   sessionEnd   -> session.end    (recordLater): `error` is what the client was told, `detail` the
+ *                   operator's account (upstream address, account, the server's words); the API
+ *                   shows `detail` to admins and auditors only (event-view.ts)
  *   protocolError-> protocol.error (recordLater)
  *
  * Every event carries the session's actor, source, connection and session id.
@@ -14,6 +16,7 @@ import type { AuditEventDraft, AuditEventType, QueryEndData, QueryStartData, Sou
 import type { AuditRecorder } from '../audit/recorder.js';
 import { actorOf, type Identity } from '../identity/identity.js';
 import type { SessionHooks, StartupInfo, StatementEnd, StatementStart } from '../protocols/postgres/engine.js';
+import { redactSecret } from '../store/redact.js';
 import type { GatewayMetrics } from './metrics.js';
 
 export interface SessionAuditOptions {
@@ -33,9 +36,13 @@ export interface SessionAuditOptions {
   onStarted?: () => void;
   /** Replaces the engine's end reason when the gateway ended the session (e.g. max_session). */
   endReason?: () => string | null;
-  /** Called as the session ends, with the engine's reason and error (e.g. to log an upstream failure). */
-  onEnded?: (info: { reason: string; error: string | null }) => void;
+  /** Called as the session ends, with the engine's reason, error and detail (e.g. to log an upstream failure). */
+  onEnded?: (info: SessionEndInfo) => void;
+  /** Never written into an event or passed to onEnded (the upstream password), should a message echo one. */
+  secrets?: readonly (string | undefined)[];
 }
+
+export type SessionEndInfo = Parameters<SessionHooks['sessionEnd']>[0];
 
 export function sessionAuditHooks(o: SessionAuditOptions): SessionHooks {
   const actor = actorOf(o.identity);
@@ -48,6 +55,8 @@ export function sessionAuditHooks(o: SessionAuditOptions): SessionHooks {
     session_id: o.sessionId,
     data,
   });
+
+  const scrub = (message: string): string => (o.secrets ?? []).reduce<string>((m, secret) => redactSecret(m, secret), message);
 
   return {
     async sessionStart(info: StartupInfo): Promise<void> {
@@ -72,12 +81,18 @@ export function sessionAuditHooks(o: SessionAuditOptions): SessionHooks {
       o.recorder.recordLater(draft('query.end', queryEndData(e) as unknown as Record<string, unknown>));
     },
 
-    sessionEnd(info: { reason: string; error: string | null }): void {
+    sessionEnd(raw: SessionEndInfo): void {
+      const info: SessionEndInfo = {
+        reason: raw.reason,
+        error: raw.error === null ? null : scrub(raw.error),
+        ...(raw.detail !== undefined ? { detail: scrub(raw.detail) } : {}),
+      };
       o.onEnded?.(info);
       const override = o.endReason?.() ?? null;
       o.recorder.recordLater(draft('session.end', {
         reason: override ?? info.reason,
         error: info.error,
+        ...(info.detail !== undefined ? { detail: info.detail } : {}),
         ...(override ? { engine_reason: info.reason } : {}),
       }));
     },

@@ -206,10 +206,11 @@ export class TunnelEndpoint {
         limitTimer.unref();
       },
       endReason: () => endedBy,
-      // The client was told only that the database could not be reached or logged in to.
-      onEnded: ({ reason, error }) => {
-        if (reason === 'upstream-failed') log.warn({ err: error }, 'could not connect to the upstream database');
+      // The client was told only which step failed (error); the operator's account is detail.
+      onEnded: ({ reason, error, detail }) => {
+        if (reason === 'upstream-failed') log.warn({ err: detail ?? error }, 'could not connect to the upstream database');
       },
+      secrets: [connection.upstream.password],
     });
     // Over the limit, the session is refused before session.start: a FATAL that says why.
     const hooks = { ...audit, sessionStart: async (info: StartupInfo) => {

@@ -156,7 +156,7 @@ describe('a session through the tunnel', () => {
   });
 });
 
-test('an unreachable upstream: psql is told without infrastructure details; the gateway log and session.end have them', async () => {
+test('an unreachable upstream: psql is told without infrastructure details; the gateway log and session.end\'s detail have them', async () => {
   const { freePort } = await import('../../src/demo/postgres-cluster.js');
   const { default: pino } = await import('pino');
   const { Writable } = await import('node:stream');
@@ -168,7 +168,9 @@ test('an unreachable upstream: psql is told without infrastructure details; the 
     const err = await tunnelClient(down.url, 'down', down.keys['alice']!).catch((e: Error) => e);
     expect((err as Error).message).toBe("hoop: the database behind this connection is unreachable from the gateway; an administrator can find the cause in the gateway's log");
     await expect.poll(() => lines.find((l) => l['msg'] === 'could not connect to the upstream database')?.['err']).toMatch(new RegExp(`^upstream 127\\.0\\.0\\.1:${port}: could not connect: .*ECONNREFUSED`));
-    await expect.poll(async () => (await down.store.readEvents({})).find((e) => e.type === 'session.end')?.data).toMatchObject({ reason: 'upstream-failed', error: expect.stringContaining(`127.0.0.1:${port}`) });
+    await expect.poll(async () => (await down.store.readEvents({})).find((e) => e.type === 'session.end')?.data).toMatchObject({
+      reason: 'upstream-failed', error: (err as Error).message.replace(/^hoop: /, ''), detail: expect.stringContaining(`127.0.0.1:${port}`),
+    });
   } finally {
     await down.close();
   }

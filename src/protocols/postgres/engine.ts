@@ -67,7 +67,8 @@ export interface SessionHooks {
    *  sent upstream; the client gets an ErrorResponse and the session stays usable. */
   queryStart(statement: StatementStart): Promise<void>;
   queryEnd(end: StatementEnd): void;                 // fire-and-forget
-  sessionEnd(info: { reason: string; error: string | null }): void;
+  /** `error`: what the client was told; `detail`: the operator's account (upstream address, account, the server's words). */
+  sessionEnd(info: { reason: string; error: string | null; detail?: string }): void;
   protocolError(info: { message: string }): void;    // malformed/oversized client frame
 }
 export interface SessionContext {
@@ -183,7 +184,7 @@ export class PostgresEngine {
       const message = errorMessage(err);
       const told = err instanceof UpstreamConnectError ? err.clientMessage : message;
       fatal(client, sqlstateOf(isHoopError(err) ? err.code : 'HOOP_UPSTREAM'), `hoop: ${told}`);
-      safely(() => ctx.hooks.sessionEnd({ reason: 'upstream-failed', error: message }));
+      safely(() => ctx.hooks.sessionEnd({ reason: 'upstream-failed', error: told, detail: message }));
       return;
     }
     // The gateway's own cancel key: upstream's never reaches the client.

@@ -23,7 +23,7 @@ export interface Harness {
   sessionStart: () => Promise<void>;
   starts(): StatementStart[];
   ends(): StatementEnd[];
-  sessionEnds(): { reason: string; error: string | null }[];
+  sessionEnds(): { reason: string; error: string | null; detail?: string }[];
   client(extra?: Partial<pg.ClientConfig>): Promise<pg.Client>;
   close(): Promise<void>;
 }
@@ -50,7 +50,7 @@ export async function startHarness(opts: {
     sessionStart: async () => {},
     starts: () => events.filter((e) => e.type === 'queryStart').map((e) => e.data as StatementStart),
     ends: () => events.filter((e) => e.type === 'queryEnd').map((e) => e.data as StatementEnd),
-    sessionEnds: () => events.filter((e) => e.type === 'sessionEnd').map((e) => e.data as { reason: string; error: string | null }),
+    sessionEnds: () => events.filter((e) => e.type === 'sessionEnd').map((e) => e.data as { reason: string; error: string | null; detail?: string }),
     client: async (extra = {}) => {
       const c = new pg.Client({ host: '127.0.0.1', port: h.port, user: 'someone', database: 'anything', ...extra });
       c.on('error', () => {});

@@ -489,7 +489,8 @@ describe('upstream authentication and TLS', () => {
       expect(err.code).toBe('08006');
       const end = await until(() => g.sessionEnds()[0]);
       expect(end.reason).toBe('upstream-failed');
-      expect(end.error).toMatch(/^upstream 127\.0\.0\.1:\d+: password authentication failed for user "hoop_scram" \(SQLSTATE 28P01\)$/);
+      expect(end.error).toBe(err.message.replace(/^hoop: /, ''));
+      expect(end.detail).toMatch(/^upstream 127\.0\.0\.1:\d+: password authentication failed for user "hoop_scram" \(SQLSTATE 28P01\)$/);
       expect(JSON.stringify(end)).not.toContain('wrong-pw-XYZ');
     } finally {
       await g.close();
@@ -504,7 +505,7 @@ describe('upstream authentication and TLS', () => {
       const err = await g.client().catch((e) => e);
       expect(err.message).toBe("hoop: the database behind this connection is unreachable from the gateway; an administrator can find the cause in the gateway's log");
       expect(err.message).not.toContain(String(port));
-      expect((await until(() => g.sessionEnds()[0])).error).toMatch(new RegExp(`^upstream 127\\.0\\.0\\.1:${port}: could not connect: .*ECONNREFUSED`));
+      expect((await until(() => g.sessionEnds()[0])).detail).toMatch(new RegExp(`^upstream 127\\.0\\.0\\.1:${port}: could not connect: .*ECONNREFUSED`));
     } finally {
       await g.close();
     }
@@ -516,7 +517,7 @@ describe('upstream authentication and TLS', () => {
     try {
       const err = await g.client().catch((e) => e);
       expect(err.message).toBe("hoop: the gateway could not set up TLS with the database as this connection requires; an administrator can find the cause in the gateway's log");
-      expect((await until(() => g.sessionEnds()[0])).error).toMatch(/TLS handshake failed \(sslmode=verify-ca\)/);
+      expect((await until(() => g.sessionEnds()[0])).detail).toMatch(/TLS handshake failed \(sslmode=verify-ca\)/);
     } finally {
       await g.close();
     }
@@ -529,7 +530,7 @@ describe('upstream authentication and TLS', () => {
     try {
       const err = await g2.client().catch((e) => e);
       expect(err.message).toMatch(/^hoop: the gateway could not set up TLS with the database/);
-      expect((await until(() => g2.sessionEnds()[0])).error).toBe(`upstream 127.0.0.1:${port}: server does not support SSL, but sslmode is require`);
+      expect((await until(() => g2.sessionEnds()[0])).detail).toBe(`upstream 127.0.0.1:${port}: server does not support SSL, but sslmode is require`);
     } finally {
       await g2.close();
       plain.close();
