@@ -44,7 +44,8 @@ export interface SessionQuery {
 
 export interface SessionDetail {
   session: SessionSummary;
-  events: AuditEvent[];
+  /** `redacted`: the `data` fields the gateway withheld from this caller (operator-only detail). */
+  events: (AuditEvent & { redacted?: string[] })[];
 }
 
 export interface GatewayApiOptions {

@@ -6,6 +6,9 @@
  *   `access` groups like anyone else, so every data path is visible in the connection's config.
  * - Recorded sessions may be read in full by admins and auditors; everyone else sees only their
  *   own (matched on subject).
+ * - Operator detail in recorded events (where and as whom the gateway reaches a database, the
+ *   database's own error text) is for admins and auditors; a session's user sees what they were
+ *   told (event-view.ts).
  */
 import type { Identity } from '../identity/identity.js';
 
@@ -28,6 +31,11 @@ export function isAdmin(identity: Identity, roles: Roles): boolean {
 
 export function mayReadAllSessions(identity: Identity, roles: Roles): boolean {
   return isAdmin(identity, roles) || sharesGroup(identity, roles.auditor);
+}
+
+/** Whether an identity is served events with their operator-only fields (event-view.ts). */
+export function mayReadOperatorDetail(identity: Identity, roles: Roles): boolean {
+  return mayReadAllSessions(identity, roles);
 }
 
 export function mayReadSession(identity: Identity, roles: Roles, session: { subject: string }): boolean {

@@ -82,6 +82,7 @@ export function openApiDocument(): object {
       '/api/v1/sessions/{id}': {
         get: {
           operationId: 'getSession', summary: 'One session and its audit events in order',
+          description: 'Admins and auditors get the events as recorded. Anyone else (the session\'s own user) gets them without operator-only data: `session.end` `data.detail` (an upstream failure\'s address, service account and the server\'s words) is left out and named in the event\'s `redacted`.',
           parameters: [{ name: 'id', in: 'path', required: true, schema: { type: 'string' } }],
           responses: {
             200: { description: 'Session', ...json({ type: 'object', required: ['session', 'events'], properties: { session: ref('SessionSummary'), events: { type: 'array', items: ref('AuditEvent') } } }) },
@@ -141,8 +142,15 @@ export function openApiDocument(): object {
             },
             source: { type: ['object', 'null'], properties: { address: { type: ['string', 'null'] }, application: { type: ['string', 'null'] } } },
             connection: { type: ['string', 'null'] }, session_id: { type: ['string', 'null'] },
-            data: { type: 'object', description: 'Type-specific: query.start carries statement and parameters; query.end outcome, rows, bytes, duration and the result' },
+            data: {
+              type: 'object',
+              description: 'Type-specific: query.start carries statement and parameters; query.end outcome, rows, bytes, duration and the result; session.end `reason`, `error` (what the client was told, e.g. which step of reaching the database failed) and, when the gateway could not reach or log in to the database, `detail` (the operator\'s account: address, service account, the server\'s words; admins and auditors only)',
+            },
             prev_hash: { type: 'string', pattern: '^[0-9a-f]{64}$' }, hash: { type: 'string', pattern: '^[0-9a-f]{64}$' },
+            redacted: {
+              type: 'array', items: { type: 'string' },
+              description: 'Present only when fields were withheld from this caller, e.g. `["data.detail"]`; `hash` covers the event as recorded, so a redacted event does not verify on its own',
+            },
           },
         },
       },

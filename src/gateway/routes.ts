@@ -12,8 +12,9 @@ import type { Identity } from '../identity/identity.js';
 import { SESSION_ID_PREFIX } from '../store/filters.js';
 import type { SessionFilter, Store } from '../store/store.js';
 import type { AuthenticatorChain } from './authn.js';
-import { mayReadAllSessions, mayReadSession, mayUseConnection, rolesOf } from './authz.js';
+import { mayReadAllSessions, mayReadOperatorDetail, mayReadSession, mayUseConnection, rolesOf } from './authz.js';
 import type { GatewayConfig } from './config.js';
+import { eventsFor } from './event-view.js';
 import { HttpError, headerText, readBody, remoteAddress, sendError, sendJson, sendText, statusOf } from './http.js';
 import type { GatewayMetrics } from './metrics.js';
 import { openApiDocument } from './openapi.js';
@@ -293,7 +294,8 @@ async function session(ctx: ApiContext, req: IncomingMessage, res: ServerRespons
   const found = await ctx.store.getSession(sessionId);
   // Someone else's session is reported as missing, so ids cannot be probed.
   if (!found || !mayReadSession(id, ctx.config.roles, found.session)) throw new HoopError('HOOP_NOT_FOUND', `no session ${sessionId}`);
-  sendJson(res, 200, found);
+  // Operator-only event data (an upstream failure's address and account) for admins and auditors.
+  sendJson(res, 200, { session: found.session, events: eventsFor(found.events, mayReadOperatorDetail(id, ctx.config.roles)) });
 }
 
 async function tunnelWithoutUpgrade(): Promise<void> {
