@@ -149,6 +149,10 @@ export function renderSession(io: IOStreams, { session: s, events }: SessionDeta
     ? `${formatTimestamp(s.ended_at)} (${formatDuration(Date.parse(s.ended_at) - Date.parse(s.started_at))}${s.end_reason ? `, ${sanitize(s.end_reason)}` : ''})`
     : cs.green('still active');
   lines.push(`${cs.dim('When:')}       ${formatTimestamp(s.started_at)} → ${ended}`);
+  // How it ended: what the client was told; the operator's account only if the gateway served it (admins, auditors).
+  const end = events.find((e) => e.type === 'session.end')?.data;
+  if (typeof end?.error === 'string' && end.error) lines.push(`${cs.dim('Error:')}      ${cs.red(sanitize(end.error))}`);
+  if (typeof end?.detail === 'string' && end.detail) lines.push(`${cs.dim('Detail:')}     ${sanitize(end.detail)}`);
   const reason = events.find((e) => e.type === 'session.start')?.data.reason;
   if (typeof reason === 'string' && reason) lines.push(`${cs.dim('Reason:')}     ${sanitize(reason)}`);
   const statements = statementsOf(events);
