@@ -20,7 +20,7 @@ import pg from 'pg';
 import { pino } from 'pino';
 import { HoopError, UsageError, errorMessage } from '../errors.js';
 import { loadConfig } from '../gateway/config.js';
-import { startGateway } from '../gateway/gateway.js';
+import { LOG_REDACT, startGateway } from '../gateway/gateway.js';
 import { seedBank, type BankTable } from './bank.js';
 import { formatBanner, type BannerInfo } from './banner.js';
 import { DEMO_CONNECTION, DEMO_DATABASE, DEMO_IDENTITIES, DEMO_SERVICE_ROLE, writeDemoConfig, type DemoIdentityName } from './config.js';
@@ -109,7 +109,7 @@ export async function runDemo(options: DemoOptions): Promise<RunningDemo> {
     const logDestination = pino.destination({ dest: logFile, sync: true });
     teardown.push('close the gateway log', () => logDestination.end());
     signal?.throwIfAborted();
-    const gateway = await startGateway(loadConfig(configFile), { logger: pino({ level: 'info' }, logDestination) }).catch((err: unknown) => {
+    const gateway = await startGateway(loadConfig(configFile), { logger: pino({ level: 'info', redact: LOG_REDACT }, logDestination) }).catch((err: unknown) => {
       throw portInUse(err, port) ?? err;
     });
     teardown.push('close the gateway', () => gateway.close());

@@ -28,6 +28,8 @@ import { TunnelEndpoint } from './tunnel.js';
 
 /** Defence in depth: nothing logs these, and if something ever did, they would not reach the log. */
 const REDACT = ['password', '*.password', 'token', '*.token', 'authorization', '*.authorization', 'headers.authorization', '*.headers.authorization'];
+/** pino's `redact` option for every gateway logger (`hoop gateway`, `hoop demo`, the default one). */
+export const LOG_REDACT = { paths: REDACT, censor: '[redacted]' };
 
 export interface RunningGateway {
   /** Base URL, e.g. http://127.0.0.1:8009 (the real port when `listen` asked for port 0). */
@@ -42,7 +44,7 @@ export interface GatewayOptions {
 }
 
 export async function startGateway(config: GatewayConfig, options: GatewayOptions = {}): Promise<RunningGateway> {
-  const logger = options.logger ?? pino({ name: 'hoop-gateway', redact: { paths: REDACT, censor: '[redacted]' } }, pino.destination(2));
+  const logger = options.logger ?? pino({ name: 'hoop-gateway', redact: LOG_REDACT }, pino.destination(2));
   const engine = new PostgresEngine();
   const metrics = new GatewayMetrics(() => engine.activeSessions);
   const store = metrics.instrument(await openStore(config.store));

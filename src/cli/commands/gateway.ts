@@ -14,13 +14,13 @@ export const gatewayCommand = defineCommand({
   },
   examples: ['hoop gateway --config hoop.yaml', 'BANK_DB_PASSWORD=... hoop gateway -c /etc/hoop/hoop.yaml --log-level debug'],
   async run(ctx, { options }) {
-    const [{ loadConfig }, { startGateway }, { pino }] = await Promise.all([
+    const [{ loadConfig }, { LOG_REDACT, startGateway }, { pino }] = await Promise.all([
       import('../../gateway/config.js'),
       import('../../gateway/gateway.js'),
       import('pino'),
     ]);
     const config = loadConfig(options.config);
-    const logger = pino({ level: options.logLevel, base: { service: 'hoop-gateway' } }, pino.destination({ dest: 2, sync: true }));
+    const logger = pino({ level: options.logLevel, base: { service: 'hoop-gateway' }, redact: LOG_REDACT }, pino.destination({ dest: 2, sync: true }));
     const gateway = await startGateway(config, { logger });
     ctx.defer(() => gateway.close());
     const { io } = ctx;
