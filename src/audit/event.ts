@@ -67,8 +67,17 @@ export type UnsealedEvent = Omit<AuditEvent, 'seq' | 'prev_hash' | 'hash'>;
 /** `query.start` data: recorded, and durable, before the statement goes upstream. */
 export interface QueryStartData {
   query_id: string;
-  protocol: 'simple' | 'extended';
+  protocol: 'simple' | 'extended' | 'fastpath';
+  /** Up to the statement text limit (audit.payload_limit); statement_bytes and statement_sha256
+   *  cover all of it, and statement_truncated says it was cut. */
   statement: string;
+  statement_bytes?: number;
+  statement_sha256?: string;
+  statement_truncated?: boolean;
+  /** A Parse or Bind recorded on its own (not executed in the same breath). */
+  phase?: 'parse' | 'bind' | 'describe';
+  /** The gateway cannot name what the server runs (`statement` says why). */
+  unknown?: boolean;
   statement_name?: string | null;
   portal?: string | null;
   parameters?: unknown[];
@@ -82,8 +91,9 @@ export interface QueryStartData {
 /** `query.end` data: what came back, as the client received it. */
 export interface QueryEndData {
   query_id: string;
-  /** rolled_back: completed, but the implicit transaction it ran in failed later and undid it. */
-  outcome: 'ok' | 'error' | 'cancelled' | 'refused' | 'rolled_back';
+  /** rolled_back: completed, but the implicit transaction it ran in failed later and undid it.
+   *  unknown: the gateway cannot know whether it ran or committed (error says why). */
+  outcome: 'ok' | 'error' | 'cancelled' | 'refused' | 'rolled_back' | 'unknown';
   error?: { code: string; message: string } | null;
   command_tags: string[];
   rows: number;

@@ -7,6 +7,8 @@
  * (`$${` is a literal `${`). References are resolved before validation; errors name the key path
  * and the reference, never the resolved value, and no message ever echoes a configured value.
  */
+import { engineTypes } from '../protocols/engine.js';
+import '../protocols/postgres/engine.js'; // registers type: postgres
 import { createHash } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { basename, dirname, isAbsolute, resolve } from 'node:path';
@@ -148,7 +150,7 @@ function schemaFor(baseDir: string) {
 
   const connection = z.strictObject({
     name: slug,
-    type: z.literal('postgres', { error: 'expected postgres (the only type supported so far)' }),
+    type: z.string().refine((t) => engineTypes().includes(t), { error: () => `expected one of: ${engineTypes().join(', ')}` }),
     upstream,
     access: groups,
     max_session: duration.optional(),

@@ -16,7 +16,8 @@ import { HoopError, errorMessage } from '../errors.js';
 import { ApiKeyAuthenticator } from '../identity/api-keys.js';
 import type { Authenticator } from '../identity/identity.js';
 import { OidcVerifier } from '../identity/oidc-verifier.js';
-import { PostgresEngine } from '../protocols/postgres/engine.js';
+import { createEngine, type Engine } from '../protocols/engine.js';
+import '../protocols/postgres/engine.js'; // registers type: postgres
 import { openStore } from '../store/index.js';
 import type { Store } from '../store/store.js';
 import { AuthenticatorChain } from './authn.js';
@@ -45,8 +46,14 @@ export interface GatewayOptions {
 
 export async function startGateway(config: GatewayConfig, options: GatewayOptions = {}): Promise<RunningGateway> {
   const logger = options.logger ?? pino({ name: 'hoop-gateway', redact: LOG_REDACT }, pino.destination(2));
-  const engine = new PostgresEngine();
-  const metrics = new GatewayMetrics(() => engine.activeSessions);
+  // One engine per connection type in use (each keeps its sessions' cancel keys).
+  const engines = new Map<string, Engine>();
+  const engineFor = (type: string): Engine => {
+    let e = engines.get(type);
+    if (!e) engines.set(type, (e = createEngine(type)));
+    return e;
+  };
+  const metrics = new GatewayMetrics(() => [...engines.values()].reduce((n, e) => n + e.activeSessions, 0));
   const store = metrics.instrument(await openStore(config.store));
   const recorder = new AuditRecorder(store, { logger });
   let closed = false;
@@ -59,7 +66,7 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
     const authn = new AuthenticatorChain(authenticatorsFor(config));
     const authFailures = new FailureLimiter(AUTH_FAILURE_BURST, 60_000);
     const ctx: ApiContext = { config, store, recorder, authn, metrics, logger, authFailures };
-    const tunnels = new TunnelEndpoint({ ...ctx, engine });
+    const tunnels = new TunnelEndpoint({ ...ctx, engines: engineFor });
 
     await recorder.record({
       type: 'config.loaded',

@@ -15,7 +15,8 @@
 import type { AuditEventDraft, AuditEventType, QueryEndData, QueryStartData, Source } from '../audit/event.js';
 import type { AuditRecorder } from '../audit/recorder.js';
 import { actorOf, type Identity } from '../identity/identity.js';
-import type { SessionHooks, StartupInfo, StatementEnd, StatementStart } from '../protocols/postgres/engine.js';
+export type { SessionEndInfo } from '../protocols/engine.js';
+import { RUN, type FinalPlan, type SessionEndInfo, type SessionHooks, type StartupInfo, type StatementEnd, type StatementPlan, type StatementStart } from '../protocols/engine.js';
 import { redactSecret } from '../store/redact.js';
 import type { GatewayMetrics } from './metrics.js';
 
@@ -42,7 +43,6 @@ export interface SessionAuditOptions {
   secrets?: readonly (string | undefined)[];
 }
 
-export type SessionEndInfo = Parameters<SessionHooks['sessionEnd']>[0];
 
 export function sessionAuditHooks(o: SessionAuditOptions): SessionHooks {
   const actor = actorOf(o.identity);
@@ -72,8 +72,11 @@ export function sessionAuditHooks(o: SessionAuditOptions): SessionHooks {
       o.onStarted?.();
     },
 
-    async queryStart(s: StatementStart): Promise<void> {
-      await o.recorder.record(draft('query.start', queryStartData(s) as unknown as Record<string, unknown>));
+    // Masking and approvals fill this in; today every statement runs as sent.
+    plan: async (): Promise<StatementPlan> => RUN,
+
+    async queryStart(s: StatementStart, decision: FinalPlan): Promise<void> {
+      await o.recorder.record(draft('query.start', queryStartData(s, decision) as unknown as Record<string, unknown>));
     },
 
     queryEnd(e: StatementEnd): void {
@@ -85,7 +88,7 @@ export function sessionAuditHooks(o: SessionAuditOptions): SessionHooks {
       const info: SessionEndInfo = {
         reason: raw.reason,
         error: raw.error === null ? null : scrub(raw.error),
-        ...(raw.detail !== undefined ? { detail: scrub(raw.detail) } : {}),
+        ...(raw.detail !== undefined && raw.detail !== null ? { detail: scrub(raw.detail) } : {}),
       };
       o.onEnded?.(info);
       const override = o.endReason?.() ?? null;
@@ -104,16 +107,28 @@ export function sessionAuditHooks(o: SessionAuditOptions): SessionHooks {
   };
 }
 
-export function queryStartData(s: StatementStart): QueryStartData {
+export function queryStartData(s: StatementStart, decision?: FinalPlan): QueryStartData {
   return {
     query_id: s.queryId,
     protocol: s.protocol,
     statement: s.statement,
+    ...(s.statementBytes !== undefined ? { statement_bytes: s.statementBytes } : {}),
+    ...(s.statementSha256 !== undefined ? { statement_sha256: s.statementSha256 } : {}),
+    ...(s.statementTruncated ? { statement_truncated: true } : {}),
+    ...(s.phase ? { phase: s.phase } : {}),
+    ...(s.unknown ? { unknown: true } : {}),
     statement_name: s.statementName,
     portal: s.portal,
     parameters: s.parameters,
     ...(s.statements ? { statements: s.statements } : {}),
+    ...(decision && (decision.action !== 'run' || decision.summary) ? { decision: decisionData(decision) } : {}),
   };
+}
+
+/** What query.start keeps of a decision: the action, the refusal's words, the plan's own summary. */
+function decisionData(d: FinalPlan): Record<string, unknown> {
+  if (d.action === 'refuse') return { action: 'refuse', code: d.code, message: d.message, ...(d.summary ?? {}) };
+  return { action: 'run', ...(d.rowCap !== undefined ? { row_cap: d.rowCap } : {}), ...(d.summary ?? {}) };
 }
 
 export function queryEndData(e: StatementEnd): QueryEndData {

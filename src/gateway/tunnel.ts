@@ -14,15 +14,15 @@ import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { AuthError, HoopError, errorMessage } from '../errors.js';
 import { actorOf, type Identity } from '../identity/identity.js';
-import type { PostgresEngine, StartupInfo } from '../protocols/postgres/engine.js';
+import type { Engine, StartupInfo } from '../protocols/engine.js';
+import { tcpDial } from '../protocols/postgres/upstream.js';
 import { mayUseConnection } from './authz.js';
 import type { ConnectionConfig } from './config.js';
 import { HttpError, errorBody, headerText, remoteAddress, statusOf } from './http.js';
 import { authenticateRequest, type ApiContext } from './routes.js';
 import { sessionAuditHooks } from './session-audit.js';
-import { LimitedSessionStream } from './session-limit.js';
 import { formatDuration } from './units.js';
-import { TUNNEL_HIGH_WATER_MARK, webSocketStream } from '../tunnel-stream.js';
+import { webSocketStream } from '../tunnel-stream.js';
 
 /** Largest WebSocket message accepted from a client (the engine's own frame limit is separate). */
 export const MAX_WS_PAYLOAD = 16 * 1024 * 1024;
@@ -31,7 +31,8 @@ const KEEPALIVE_MS = 30_000;
 const TUNNEL_PATH = /^\/api\/v1\/connections\/([^/]+)\/tunnel$/;
 
 export interface TunnelContext extends ApiContext {
-  engine: PostgresEngine;
+  /** The engine for a connection type. */
+  engines(type: string): Engine;
 }
 
 interface LiveTunnel {
@@ -179,8 +180,10 @@ export class TunnelEndpoint {
     }, KEEPALIVE_MS);
     keepalive.unref();
 
-    const stream = new LimitedSessionStream(webSocketStream(ws), { highWaterMark: TUNNEL_HIGH_WATER_MARK });
+    const stream = webSocketStream(ws);
     stream.on('error', (err) => log.debug({ err: errorMessage(err) }, 'tunnel stream error'));
+    // Ends the session at a message boundary, with a FATAL carrying the reason (limit, shutdown).
+    const ending = new AbortController();
     let limitTimer: NodeJS.Timeout | null = null;
     let endedBy: string | null = null;
     const limit = connection.maxSessionMs;
@@ -201,7 +204,7 @@ export class TunnelEndpoint {
         limitTimer = setTimeout(() => {
           endedBy = `session limit reached (max_session ${formatDuration(limit)})`;
           log.info('session limit reached');
-          stream.terminate(`hoop: this session reached the ${formatDuration(limit)} limit of connection ${connection.name}; reconnect to start a new session`);
+          ending.abort(`hoop: this session reached the ${formatDuration(limit)} limit of connection ${connection.name}; reconnect to start a new session`);
         }, limit);
         limitTimer.unref();
       },
@@ -218,19 +221,22 @@ export class TunnelEndpoint {
       await audit.sessionStart(info);
     } };
 
-    const done = ctx.engine
+    const upstream = {
+      host: connection.upstream.host,
+      port: connection.upstream.port,
+      database: connection.upstream.database,
+      user: connection.upstream.user,
+      ...(connection.upstream.password !== undefined ? { password: connection.upstream.password } : {}),
+      sslmode: connection.upstream.sslmode,
+      ...(connection.upstream.ca !== undefined ? { ca: connection.upstream.ca } : {}),
+      connectTimeoutMs: connection.upstream.connectTimeoutMs,
+    };
+    const done = ctx.engines(connection.type)
       .serve(stream, {
-        upstream: {
-          host: connection.upstream.host,
-          port: connection.upstream.port,
-          database: connection.upstream.database,
-          user: connection.upstream.user,
-          ...(connection.upstream.password !== undefined ? { password: connection.upstream.password } : {}),
-          sslmode: connection.upstream.sslmode,
-          ...(connection.upstream.ca !== undefined ? { ca: connection.upstream.ca } : {}),
-          connectTimeoutMs: connection.upstream.connectTimeoutMs,
-        },
+        upstream,
+        dial: () => tcpDial(upstream),
         hooks,
+        signal: ending.signal,
         payloadLimit: ctx.config.audit.payload_limit,
         owner: identity.subject,
       })
@@ -248,8 +254,7 @@ export class TunnelEndpoint {
       done,
       shutdown: () => {
         endedBy ??= 'gateway shutting down';
-        stream.terminate('hoop: the gateway is shutting down; reconnect in a moment');
-        setTimeout(() => ws.close(1001, 'gateway shutting down'), 1_000).unref();
+        ending.abort('hoop: the gateway is shutting down; reconnect in a moment');
       },
     };
     this.live.add(entry);

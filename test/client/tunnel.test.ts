@@ -9,6 +9,8 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { WebSocketServer, createWebSocketStream } from 'ws';
 import { openLocalTunnel, parseRefusal, tunnelUrl, type LocalTunnel, type TunnelEvent } from '../../src/client/tunnel.js';
 import { PostgresEngine, type SessionContext, type StatementStart } from '../../src/protocols/postgres/engine.js';
+import { RUN } from '../../src/protocols/engine.js';
+import { tcpDial } from '../../src/protocols/postgres/upstream.js';
 import { upstreamConfig } from '../protocols/postgres/engine-harness.js';
 
 const upstream = inject('upstream');
@@ -37,12 +39,15 @@ beforeAll(async () => {
     if (!m || m[1] !== 'bank') return refuse(socket, 404, 'HOOP_NOT_FOUND', `unknown connection "${decodeURIComponent(m?.[1] ?? '')}"`);
     reasons.push(req.headers['x-hoop-reason'] as string | undefined);
     wss.handleUpgrade(req, socket, head, (ws) => {
+      const cfg = upstreamConfig(upstream);
       const ctx: SessionContext = {
-        upstream: upstreamConfig(upstream),
+        upstream: cfg,
+        dial: () => tcpDial(cfg),
         payloadLimit: 1 << 20,
         owner: 'alice',
         hooks: {
           sessionStart: async () => {},
+          plan: async () => RUN,
           queryStart: async (s) => void starts.push(s),
           queryEnd: () => {},
           sessionEnd: () => {},

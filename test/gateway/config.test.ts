@@ -134,7 +134,7 @@ describe('parseConfig: every problem is one line, file: key.path: reason, all li
       expect.stringMatching(/^hoop\.yaml: identity\.api_keys\[0\]\.sha256: expected the 64 hex digits/),
       'hoop.yaml: identity.api_keys[0].groups: expected a list, got a string',
       'hoop.yaml: roles.admin: expected a list, got a string',
-      'hoop.yaml: connections[0].type: expected postgres (the only type supported so far)',
+      'hoop.yaml: connections[0].type: expected one of: postgres',
       'hoop.yaml: connections[0].upstream.database: must not be empty',
       'hoop.yaml: connections[0].upstream.sslmode: expected one of disable, prefer, require, verify-ca, verify-full',
       'hoop.yaml: connections[0].max_session: expected a duration such as 8h, 30m, 1h30m or 90s',

@@ -16,3 +16,12 @@ const UNFAITHFUL = new Set([
 export function unfaithfulEncoding(value: string): boolean {
   return UNFAITHFUL.has(value.toLowerCase().replace(/[^a-z0-9]/g, ''));
 }
+
+// TEMPORARY minimal decoder until the full table lands (UTF8 only, fail closed otherwise).
+export interface ClientDecoder { name: string; decode(buf: Buffer): string | null }
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+export function clientDecoder(value: string): ClientDecoder | null {
+  const n = value.toLowerCase().replace(/[^a-z0-9]/g, '');
+  if (n === 'utf8' || n === 'unicode') return { name: 'UTF8', decode: (b) => { try { return utf8.decode(b); } catch { return null; } } };
+  return null;
+}

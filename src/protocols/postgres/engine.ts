@@ -6,6 +6,8 @@
 import { randomBytes, randomInt } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import { HoopError, errorMessage, isHoopError } from '../../errors.js';
+import { registerEngine, type Engine, type EngineOptions, type SessionContext, type StartupInfo } from '../engine.js';
+import { clientDecoder } from './encodings.js';
 import {
   CANCEL_REQUEST_CODE,
   DEFAULT_MAX_FRAME_BYTES,
@@ -15,8 +17,7 @@ import {
   SSL_REQUEST_CODE,
   type FrameBatch,
 } from './framing.js';
-import { unfaithfulEncoding } from './encodings.js';
-import { chunksOf, endStream } from './io.js';
+import { chunksOf, endStream, safely } from './io.js';
 import {
   authenticationOk,
   backendKeyData,
@@ -33,50 +34,7 @@ import { Session } from './session.js';
 import { sqlstateOf } from './sqlstate.js';
 import { UpstreamConnectError, connectUpstream, sendCancelRequest, type UpstreamConnection } from './upstream.js';
 
-export type SslMode = 'disable' | 'prefer' | 'require' | 'verify-ca' | 'verify-full';
-export interface UpstreamConfig {
-  host: string; port: number; database: string; user: string;
-  password?: string; sslmode: SslMode; ca?: string /* PEM text */;
-  connectTimeoutMs?: number;
-}
-export interface StartupInfo {          // what the client asked for in its StartupMessage
-  user: string | null; database: string | null; application: string | null;
-  parameters: Record<string, string>;
-}
-export interface StatementStart {       // -> becomes query.start data
-  queryId: string; protocol: 'simple' | 'extended'; statement: string;
-  statementName: string | null; portal: string | null; parameters: unknown[];
-  /** A simple Query of several statements: each one's text, in order (split.ts). */
-  statements?: string[];
-}
-export interface StatementEnd {         // -> becomes query.end data
-  /** rolled_back: the statement completed, then its implicit transaction failed (error says why). */
-  queryId: string; outcome: 'ok' | 'error' | 'cancelled' | 'refused' | 'rolled_back';
-  error: { code: string; message: string } | null;
-  commandTags: string[]; rows: number; bytes: number; durationMs: number;
-  result: { sets: ResultSet[]; truncated: boolean; sha256: string };
-}
-/** One result set as the client received it: one per RowDescription or COPY OUT; `tag` is the
- *  CommandComplete that ended it (null if an error, a cancel or PortalSuspended did), and
- *  `statement` the index of the statement that returned it (commands completed before it). */
-export interface ResultSet { columns: string[]; rows: (string | null)[][]; tag: string | null; statement: number }
-export interface SessionHooks {
-  /** Durable before the engine connects upstream; reject to refuse the session (FATAL to client). */
-  sessionStart(info: StartupInfo): Promise<void>;
-  /** WRITE-AHEAD: resolve only once query.start is durable. If it rejects, the statement is NOT
-   *  sent upstream; the client gets an ErrorResponse and the session stays usable. */
-  queryStart(statement: StatementStart): Promise<void>;
-  queryEnd(end: StatementEnd): void;                 // fire-and-forget
-  /** `error`: what the client was told; `detail`: the operator's account (upstream address, account, the server's words). */
-  sessionEnd(info: { reason: string; error: string | null; detail?: string }): void;
-  protocolError(info: { message: string }): void;    // malformed/oversized client frame
-}
-export interface SessionContext {
-  upstream: UpstreamConfig;
-  hooks: SessionHooks;
-  payloadLimit: number;        // bytes of result kept per statement in StatementEnd.result
-  owner: string;               // identity subject; a CancelRequest may only cancel its owner's sessions
-}
+export type { SslMode, UpstreamConfig, StartupInfo, StatementStart, StatementEnd, ResultSet, SessionHooks, SessionContext } from '../engine.js';
 
 /** Startup parameters passed from the client to the upstream; user and database come from the
  *  connection, and anything else (e.g. `replication`, `options`) is not the client's to choose. */
@@ -84,19 +42,18 @@ const PASSED_PARAMETERS = ['application_name', 'client_encoding', 'DateStyle', '
 
 const STARTUP_TIMEOUT_MS = 60_000;
 
-/** A session a CancelRequest can reach: the gateway's key maps to upstream's. */
+/** A session a CancelRequest can reach: the gateway's key maps to the session. */
 interface CancelTarget {
   owner: string;
-  upstream: UpstreamConfig;
-  upstreamKey: { processId: number; secretKey: number } | null;
+  session: Session;
 }
 
-export class PostgresEngine {
+export class PostgresEngine implements Engine {
   private readonly maxFrameBytes: number;
   private readonly cancelTargets = new Map<string, CancelTarget>();
   private active = 0;
 
-  constructor(options: { maxFrameBytes?: number } = {}) {
+  constructor(options: EngineOptions = {}) {
     this.maxFrameBytes = options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
   }
 
@@ -149,7 +106,7 @@ export class PostgresEngine {
       return this.refuseProtocol(client, ctx, errorMessage(err));
     }
     const encoding = startup.parameters.client_encoding;
-    if (encoding !== undefined && unfaithfulEncoding(encoding)) {
+    if (encoding !== undefined && !clientDecoder(encoding)) {
       return this.refuseProtocol(client, ctx, `client_encoding ${encoding.slice(0, 40)} is not supported through hoop (statements could not be recorded faithfully); use UTF8`);
     }
     return this.startSession(client, ctx, reader, iterator, startup.parameters, first.code);
@@ -178,7 +135,7 @@ export class PostgresEngine {
     try {
       const passed: Record<string, string> = {};
       for (const k of PASSED_PARAMETERS) if (parameters[k] !== undefined) passed[k] = parameters[k];
-      upstream = await connectUpstream(ctx.upstream, { parameters: passed });
+      upstream = await connectUpstream(ctx.upstream, { parameters: passed, dial: ctx.dial });
     } catch (err) {
       // The details (address, user, the server's words) go to the record and the gateway's log.
       const message = errorMessage(err);
@@ -191,7 +148,10 @@ export class PostgresEngine {
     const processId = randomInt(1, 0x7fffffff);
     const secretKey = randomBytes(4).readInt32BE(0);
     const key = `${processId}:${secretKey}`;
-    this.cancelTargets.set(key, { owner: ctx.owner, upstream: ctx.upstream, upstreamKey: upstream.backendKey });
+    const upstreamKey = upstream.backendKey;
+    const cancelUpstream = () => {
+      if (upstreamKey) void sendCancelRequest(ctx.upstream, upstreamKey, ctx.dial).catch(() => {});
+    };
     try {
       const hello: Buffer[] = [authenticationOk()];
       const unsupported = Object.keys(parameters).filter((k) => k.startsWith('_pq_.'));
@@ -199,7 +159,8 @@ export class PostgresEngine {
       for (const [name, value] of upstream.parameters) hello.push(parameterStatus(name, value));
       hello.push(backendKeyData(processId, secretKey), readyForQuery(upstream.transactionStatus));
       client.write(Buffer.concat(hello));
-      const session = new Session({ client, upstream, ctx, reader, clientChunks: iterator });
+      const session = new Session({ client, upstream, ctx, reader, clientChunks: iterator, cancelUpstream });
+      this.cancelTargets.set(key, { owner: ctx.owner, session });
       await session.run();
     } finally {
       this.cancelTargets.delete(key);
@@ -211,9 +172,7 @@ export class PostgresEngine {
     try {
       const { processId, secretKey } = decodeCancelRequest(body);
       const target = this.cancelTargets.get(`${processId}:${secretKey}`);
-      if (target && target.owner === ctx.owner && target.upstreamKey) {
-        await sendCancelRequest(target.upstream, target.upstreamKey);
-      }
+      if (target && target.owner === ctx.owner) target.session.cancelRequest();
     } catch {
       // A cancel is best effort, as in PostgreSQL: the client gets no answer either way.
     }
@@ -254,10 +213,4 @@ export function fatal(client: Duplex, code: string, message: string): void {
   endStream(client, errorResponse({ severity: 'FATAL', code, message }));
 }
 
-export function safely(fn: () => void): void {
-  try {
-    fn();
-  } catch {
-    // Hooks are fire-and-forget: their failures must not break the data path.
-  }
-}
+registerEngine('postgres', (options) => new PostgresEngine(options));

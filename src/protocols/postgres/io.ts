@@ -101,3 +101,12 @@ export function pump(stream: Duplex, handle: (chunk: Buffer) => void | Promise<v
     stream.resume();
   });
 }
+
+/** Runs a fire-and-forget hook: its failures must not break the data path. */
+export function safely(fn: () => void): void {
+  try {
+    fn();
+  } catch {
+    // ignored on purpose
+  }
+}

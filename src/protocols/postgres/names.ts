@@ -64,6 +64,11 @@ export class NameTable<V> {
     }
   }
 
+  /** The current value of every defined name. */
+  *values(): IterableIterator<V> {
+    for (const head of this.heads.values()) if (head.value !== undefined) yield head.value;
+  }
+
   /** The server refused or skipped it: the name is what it was before. */
   undo(v: Version<V>): void {
     v.undone = true;

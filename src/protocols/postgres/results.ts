@@ -6,7 +6,7 @@
  */
 import { createHash, type Hash } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import type { ResultSet, StatementEnd, StatementStart } from './engine.js';
+import type { ResultSet, StatementEnd, StatementStart } from '../engine.js';
 import type { FieldDescription } from './messages.js';
 import { decodeDataRow } from './messages.js';
 import { SQLSTATE_QUERY_CANCELED } from './sqlstate.js';
@@ -44,6 +44,10 @@ export class StatementRun {
   private error: { code: string; message: string } | null = null;
   /** Set when the statement completed but its implicit transaction did not commit. */
   private rollback: { code: string; message: string } | null = null;
+  /** Set when the gateway cannot know whether the statement ran or committed. */
+  private unknownCause: { code: string; message: string } | null = null;
+  /** A DO or CALL in its implicit transaction may have committed it (transaction control inside). */
+  mayHaveCommitted = false;
   /** When the statement's last response arrived (finish may come later, at its Sync). */
   private completedAt: number | null = null;
   private ended = false;
@@ -188,7 +192,16 @@ export class StatementRun {
 
   /** The statement completed, but the implicit transaction it ran in was rolled back: `cause` says why. */
   rolledBack(cause: { code: string; message: string }): void {
+    if (this.mayHaveCommitted) {
+      this.unknown({ code: cause.code, message: `its implicit transaction failed (${cause.message}), but a DO or CALL in it may have committed it first` });
+      return;
+    }
     this.rollback ??= { code: cause.code, message: `rolled back with its implicit transaction: ${cause.message}` };
+  }
+
+  /** Whether it ran, or committed, cannot be known (the session ended before the server said). */
+  unknown(cause: { code: string; message: string }): void {
+    this.unknownCause ??= cause;
   }
 
   finish(): StatementEnd {
@@ -196,13 +209,14 @@ export class StatementRun {
     this.flushHash();
     const outcome: StatementEnd['outcome'] = this.refusal
       ? 'refused'
+      : this.unknownCause && !this.error ? 'unknown'
       : this.error
         ? this.error.code === SQLSTATE_QUERY_CANCELED ? 'cancelled' : 'error'
         : this.rollback ? 'rolled_back' : 'ok';
     return {
       queryId: this.start.queryId,
       outcome,
-      error: this.refusal ?? this.error ?? this.rollback,
+      error: this.refusal ?? this.error ?? this.unknownCause ?? this.rollback,
       commandTags: this.tags,
       rows: this.sawRowTag ? this.rowsFromTags : this.dataRows,
       bytes: this.bytes,

@@ -6,6 +6,7 @@
  * host and the server's own error text, never the password.
  */
 import { connect as netConnect, isIP, type Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from 'node:tls';
 import { HoopError, ProtocolError, errorMessage } from '../../errors.js';
 import { FrameReader, type Frame } from './framing.js';
@@ -25,14 +26,17 @@ import {
   type TransactionStatus,
 } from './messages.js';
 import { md5PasswordHash, SCRAM_SHA_256, ScramClient } from './scram.js';
-import type { UpstreamConfig } from './engine.js';
+import type { UpstreamConfig } from '../engine.js';
 
 const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 /** Messages during startup are small; a server sending more is broken or hostile. */
 const STARTUP_MAX_FRAME = 1024 * 1024;
 
+/** Opens the upstream byte stream (SessionContext.dial). */
+export type Dial = () => Promise<Duplex>;
+
 export interface UpstreamConnection {
-  socket: Socket | TLSSocket;
+  socket: Duplex;
   /** ParameterStatus values in the order the server sent them. */
   parameters: [string, string][];
   backendKey: { processId: number; secretKey: number } | null;
@@ -78,17 +82,17 @@ export function upstreamError(cfg: UpstreamConfig, message: string, cause?: unkn
 /** Connects, negotiates TLS and authenticates; resolves at the first ReadyForQuery. */
 export async function connectUpstream(
   cfg: UpstreamConfig,
-  options: { parameters?: Record<string, string> } = {},
+  options: { parameters?: Record<string, string>; dial: Dial },
 ): Promise<UpstreamConnection> {
   const timeoutMs = cfg.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
-  let socket: Socket | TLSSocket | null = null;
+  let socket: Duplex | null = null;
   let phase: UpstreamPhase = 'connect';
   const timer = setTimeout(() => {
     phase = 'timeout';
     socket?.destroy(upstreamError(cfg, `timed out after ${timeoutMs} ms`));
   }, timeoutMs);
   try {
-    socket = await openTcp(cfg, (s) => (socket = s));
+    socket = await dialed(cfg, options.dial);
     phase = 'tls';
     const tls = await negotiateTls(cfg, socket, (s) => (socket = s));
     phase = 'login';
@@ -106,11 +110,16 @@ export async function connectUpstream(
 }
 
 /** Sends a CancelRequest for `key` on a fresh connection (over TLS when sslmode asks for it). */
-export async function sendCancelRequest(cfg: UpstreamConfig, key: { processId: number; secretKey: number }): Promise<void> {
-  let socket: Socket | TLSSocket | null = null;
-  const timer = setTimeout(() => socket?.destroy(), cfg.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS);
+export async function sendCancelRequest(cfg: UpstreamConfig, key: { processId: number; secretKey: number }, dial: Dial): Promise<void> {
+  let socket: Duplex | null = null;
+  let expired = false;
+  const timer = setTimeout(() => {
+    expired = true;
+    socket?.destroy();
+  }, cfg.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS);
   try {
-    socket = await openTcp(cfg, (s) => (socket = s));
+    socket = await dialed(cfg, dial);
+    if (expired) return;
     await negotiateTls(cfg, socket, (s) => (socket = s));
     const s = socket;
     // The server closes the connection once it has read the request.
@@ -126,26 +135,34 @@ export async function sendCancelRequest(cfg: UpstreamConfig, key: { processId: n
   }
 }
 
-function openTcp(cfg: UpstreamConfig, track: (s: Socket) => void): Promise<Socket> {
+async function dialed(cfg: UpstreamConfig, dial: Dial): Promise<Duplex> {
+  try {
+    return await dial();
+  } catch (err) {
+    throw err instanceof HoopError ? err : upstreamError(cfg, `could not connect: ${errorMessage(err)}`, err);
+  }
+}
+
+/** The direct path: a TCP connection to host:port (the agent's streams come in its place). */
+export function tcpDial(cfg: { host: string; port: number }): Promise<Socket> {
   return new Promise((resolve, reject) => {
     const s = netConnect({ host: cfg.host, port: cfg.port });
-    track(s);
     s.setNoDelay(true);
     s.setKeepAlive(true, 60_000); // notice a dead upstream behind a silent network
     s.once('connect', () => {
       s.off('error', onError);
       resolve(s);
     });
-    const onError = (err: Error) => reject(upstreamError(cfg, `could not connect: ${errorMessage(err)}`, err));
+    const onError = (err: Error) => reject(new HoopError('HOOP_UPSTREAM', `upstream ${cfg.host}:${cfg.port}: could not connect: ${errorMessage(err)}`, { cause: err, hint: 'check the connection settings and that the database is reachable from the gateway' }));
     s.once('error', onError);
-    s.once('close', () => reject(upstreamError(cfg, 'connection closed while connecting')));
+    s.once('close', () => reject(new HoopError('HOOP_UPSTREAM', `upstream ${cfg.host}:${cfg.port}: connection closed while connecting`)));
   });
 }
 
 /** SSLRequest and the TLS handshake per sslmode (libpq semantics). */
 async function negotiateTls(
   cfg: UpstreamConfig,
-  socket: Socket,
+  socket: Duplex,
   track: (s: TLSSocket) => void,
 ): Promise<boolean> {
   if (cfg.sslmode === 'disable') return false;
@@ -185,7 +202,7 @@ async function negotiateTls(
 }
 
 /** Reads exactly the one-byte SSLRequest answer; more bytes would be injected plaintext (CVE-2021-23222). */
-function readOneByte(cfg: UpstreamConfig, socket: Socket): Promise<number> {
+function readOneByte(cfg: UpstreamConfig, socket: Duplex): Promise<number> {
   return new Promise((resolve, reject) => {
     const cleanup = () => {
       socket.off('data', onData);
@@ -229,7 +246,7 @@ function cleartextPasswordSafe(cfg: UpstreamConfig): boolean {
 }
 
 /** Runs the authentication exchange and reads until ReadyForQuery. */
-function authenticate(cfg: UpstreamConfig, socket: Socket): Promise<StartupResult> {
+function authenticate(cfg: UpstreamConfig, socket: Duplex): Promise<StartupResult> {
   return new Promise((resolve, reject) => {
     const reader = new FrameReader({ maxFrameBytes: STARTUP_MAX_FRAME, peer: 'upstream' });
     const parameters: [string, string][] = [];

@@ -5,11 +5,13 @@
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import pg from 'pg';
 import { PostgresEngine, type SessionContext, type SessionHooks, type StatementEnd, type StatementStart, type UpstreamConfig } from '../../../src/protocols/postgres/engine.js';
+import { RUN, type FinalPlan, type StatementPlan } from '../../../src/protocols/engine.js';
+import { tcpDial } from '../../../src/protocols/postgres/upstream.js';
 import { passwordOf, type UpstreamInfo } from '../../helpers/postgres.js';
 
 export type HookEvent =
   | { type: 'sessionStart'; data: unknown }
-  | { type: 'queryStart'; data: StatementStart }
+  | { type: 'queryStart'; data: StatementStart; decision: FinalPlan }
   | { type: 'queryEnd'; data: StatementEnd }
   | { type: 'sessionEnd'; data: { reason: string; error: string | null } }
   | { type: 'protocolError'; data: { message: string } };
@@ -20,6 +22,10 @@ export interface Harness {
   events: HookEvent[];
   /** Replace to change behaviour (e.g. reject to simulate the audit store being down). */
   queryStart: (s: StatementStart) => Promise<void>;
+  /** Replace to decide statements (refuse, hold, transform, cap). */
+  plan: (s: StatementStart) => Promise<StatementPlan>;
+  /** Each session's AbortController, to end it from the gateway's side. */
+  controllers: AbortController[];
   sessionStart: () => Promise<void>;
   starts(): StatementStart[];
   ends(): StatementEnd[];
@@ -47,6 +53,8 @@ export async function startHarness(opts: {
     engine,
     events,
     queryStart: async () => {},
+    plan: async () => RUN,
+    controllers: [],
     sessionStart: async () => {},
     starts: () => events.filter((e) => e.type === 'queryStart').map((e) => e.data as StatementStart),
     ends: () => events.filter((e) => e.type === 'queryEnd').map((e) => e.data as StatementEnd),
@@ -69,19 +77,22 @@ export async function startHarness(opts: {
       events.push({ type: 'sessionStart', data: info });
       await h.sessionStart();
     },
-    queryStart: async (s) => {
-      events.push({ type: 'queryStart', data: s });
+    plan: (s) => h.plan(s),
+    queryStart: async (s, decision) => {
+      events.push({ type: 'queryStart', data: s, decision });
       await h.queryStart(s);
     },
     queryEnd: (e) => void events.push({ type: 'queryEnd', data: e }),
     sessionEnd: (e) => void events.push({ type: 'sessionEnd', data: e }),
     protocolError: (e) => void events.push({ type: 'protocolError', data: e }),
   };
-  const ctx: SessionContext = { upstream: opts.upstream, hooks, payloadLimit: opts.payloadLimit ?? 1024 * 1024, owner: opts.owner ?? 'alice' };
+  const ctx: SessionContext = { upstream: opts.upstream, dial: () => tcpDial(opts.upstream), hooks, payloadLimit: opts.payloadLimit ?? 1024 * 1024, owner: opts.owner ?? 'alice' };
   const server: Server = createServer({ noDelay: true }, (socket) => {
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
-    void engine.serve(socket, ctx);
+    const controller = new AbortController();
+    h.controllers.push(controller);
+    void engine.serve(socket, { ...ctx, signal: controller.signal });
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
   h.port = (server.address() as AddressInfo).port;

@@ -6,7 +6,7 @@
 import { createServer, type AddressInfo, type Server } from 'node:net';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { authenticationOk, authenticationSASL, readyForQuery } from '../../../src/protocols/postgres/messages.js';
-import { connectUpstream } from '../../../src/protocols/postgres/upstream.js';
+import { connectUpstream, tcpDial } from '../../../src/protocols/postgres/upstream.js';
 
 let server: Server;
 let port = 0;
@@ -28,7 +28,7 @@ afterAll(async () => {
 });
 
 test('AuthenticationOk in the middle of SCRAM is refused', async () => {
-  const err = await connectUpstream({ host: '127.0.0.1', port, database: 'd', user: 'u', password: 'p', sslmode: 'disable', connectTimeoutMs: 3_000 })
+  const err = await connectUpstream({ host: '127.0.0.1', port, database: 'd', user: 'u', password: 'p', sslmode: 'disable', connectTimeoutMs: 3_000 }, { dial: () => tcpDial({ host: '127.0.0.1', port }) })
     .then((c) => {
       c.socket.destroy();
       return null;
@@ -49,7 +49,7 @@ test('a cleartext password request over an unverified connection to another host
   await new Promise<void>((r) => cleartext.listen(0, '127.0.0.2', () => r()));
   const cleartextPort = (cleartext.address() as AddressInfo).port;
   try {
-    const err = await connectUpstream({ host: '127.0.0.2', port: cleartextPort, database: 'd', user: 'u', password: 'the-db-secret', sslmode: 'disable', connectTimeoutMs: 3_000 })
+    const err = await connectUpstream({ host: '127.0.0.2', port: cleartextPort, database: 'd', user: 'u', password: 'the-db-secret', sslmode: 'disable', connectTimeoutMs: 3_000 }, { dial: () => tcpDial({ host: '127.0.0.2', port: cleartextPort }) })
       .then((c) => {
         c.socket.destroy();
         return null;
@@ -71,7 +71,7 @@ test('a server that is not PostgreSQL (an HTTP server here) is named as such, wi
   const httpPort = (http.address() as AddressInfo).port;
   try {
     for (const sslmode of ['disable', 'require'] as const) {
-      const err = await connectUpstream({ host: '127.0.0.1', port: httpPort, database: 'd', user: 'u', password: 'p', sslmode, connectTimeoutMs: 3_000 }).then(
+      const err = await connectUpstream({ host: '127.0.0.1', port: httpPort, database: 'd', user: 'u', password: 'p', sslmode, connectTimeoutMs: 3_000 }, { dial: () => tcpDial({ host: '127.0.0.1', port: httpPort }) }).then(
         (c) => {
           c.socket.destroy();
           return null;

@@ -1,0 +1,171 @@
+/**
+ * The contract between the gateway and a wire-protocol engine, protocol-neutral: the gateway
+ * hands an engine one client byte stream and a SessionContext; the engine speaks the protocol,
+ * asks the context before every statement (`plan`, then the write-ahead `queryStart`), reaches
+ * the database only through `dial`, and reports through the hooks. An engine imports nothing of
+ * the gateway, the store or the CLI.
+ *
+ *   gateway ── serve(client, ctx) ──▶ engine ── ctx.dial() ──▶ database (TCP today, an agent later)
+ *              ctx.hooks.plan / queryStart / queryEnd / sessionStart / sessionEnd
+ *              ctx.signal: the gateway ends a session (limit, shutdown, admin kill)
+ */
+import type { Duplex } from 'node:stream';
+import type { SslMode } from './postgres/sslmode.js';
+
+export type { SslMode } from './postgres/sslmode.js';
+
+export interface Engine {
+  /** Serves one client stream until it ends; never rejects. */
+  serve(client: Duplex, ctx: SessionContext): Promise<void>;
+  readonly activeSessions: number;
+}
+
+export interface EngineOptions {
+  /** Largest client frame accepted (bytes). */
+  maxFrameBytes?: number;
+}
+
+type EngineFactory = (options: EngineOptions) => Engine;
+const factories = new Map<string, EngineFactory>();
+
+/** A connection `type` (as written in hoop.yaml) and how to make its engine. */
+export function registerEngine(type: string, factory: EngineFactory): void {
+  factories.set(type, factory);
+}
+
+/** The connection types an engine exists for (config validation asks this). */
+export function engineTypes(): string[] {
+  return [...factories.keys()];
+}
+
+export function createEngine(type: string, options: EngineOptions = {}): Engine {
+  const factory = factories.get(type);
+  if (!factory) throw new Error(`no engine for connection type ${JSON.stringify(type)}`);
+  return factory(options);
+}
+
+/** Where the database is and how the gateway logs in to it. */
+export interface UpstreamConfig {
+  host: string; port: number; database: string; user: string;
+  password?: string; sslmode: SslMode; ca?: string /* PEM text */;
+  connectTimeoutMs?: number;
+}
+
+export interface StartupInfo {          // what the client asked for when it started the session
+  user: string | null; database: string | null; application: string | null;
+  parameters: Record<string, string>;
+}
+
+/** One statement as the engine is about to send it: becomes query.start. */
+export interface StatementStart {
+  queryId: string;
+  protocol: 'simple' | 'extended' | 'fastpath';
+  /** The text the server will run, decoded in the session's client encoding, up to the text
+   *  limit (statementBytes and statementSha256 cover all of it). */
+  statement: string;
+  statementName: string | null; portal: string | null; parameters: unknown[];
+  /** A simple Query of several statements: each one's text, in order. */
+  statements?: string[];
+  /** Byte length and SHA-256 (hex) of the whole statement text as sent. */
+  statementBytes?: number;
+  statementSha256?: string;
+  /** The statement text was cut at the text limit. */
+  statementTruncated?: boolean;
+  /** What this message does when it is not an execution: a Parse or Bind recorded on its own. */
+  phase?: 'parse' | 'bind' | 'describe';
+  /** The engine cannot name what the server will run (e.g. a prepared statement that SQL may
+   *  have replaced): `statement` says why, and policy must treat it as unknown. */
+  unknown?: boolean;
+}
+
+export type Outcome = 'ok' | 'error' | 'cancelled' | 'refused' | 'rolled_back' | 'unknown';
+
+/** One statement's end: becomes query.end. */
+export interface StatementEnd {
+  /** rolled_back: the statement completed, then its implicit transaction failed (error says why).
+   *  unknown: the gateway cannot know whether it ran or committed (error says why). */
+  queryId: string; outcome: Outcome;
+  error: { code: string; message: string } | null;
+  commandTags: string[]; rows: number; bytes: number; durationMs: number;
+  result: StatementResult;
+}
+
+export interface StatementResult {
+  sets: ResultSet[]; truncated: boolean; sha256: string;
+  /** Notices, notifications and function results the client received while it ran. */
+  messages?: unknown[];
+  /** What the client uploaded (COPY FROM STDIN). */
+  upload?: unknown;
+}
+
+/** One result set as the client received it: one per RowDescription or COPY OUT; `tag` is the
+ *  CommandComplete that ended it (null if an error, a cancel or PortalSuspended did), and
+ *  `statement` the index of the statement that returned it (commands completed before it). */
+export interface ResultSet { columns: string[]; rows: (string | null)[][]; tag: string | null; statement: number }
+
+/** A result column as the server describes it (PostgreSQL's RowDescription field). */
+export interface ResultColumn { name: string; tableOid: number; column: number; typeOid: number; format: number }
+
+/** Rewrites one value of a result column, in its wire format (0 text, 1 binary); null is SQL NULL. */
+export type ColumnTransform = (value: Buffer, format: number) => Buffer | null;
+
+export interface RunPlan {
+  action: 'run';
+  /** Per-column transforms for a result set with these columns (null: pass the column); the
+   *  engine applies them to every row of every result set the statement returns. */
+  columns?: (columns: ResultColumn[]) => (ColumnTransform | null)[];
+  /** More rows than this end the result with an error, and the statement is cancelled upstream. */
+  rowCap?: number;
+  /** What the record keeps of this decision (for query.start). */
+  summary?: Record<string, unknown>;
+}
+export interface RefusePlan { action: 'refuse'; code: string /* SQLSTATE */; message: string; hint?: string; summary?: Record<string, unknown> }
+export interface HoldPlan {
+  action: 'hold';
+  /** Sent to the client as a NOTICE while the statement waits. */
+  notice: string;
+  /** Settles with the final decision; a client cancel ends the hold with `cancelled()`. */
+  decision: Promise<RunPlan | RefusePlan>;
+  /** The client cancelled the held statement: the gateway withdraws the request. */
+  cancelled?: () => void;
+  summary?: Record<string, unknown>;
+}
+export type StatementPlan = RunPlan | RefusePlan | HoldPlan;
+export type FinalPlan = RunPlan | RefusePlan;
+
+export const RUN: RunPlan = Object.freeze({ action: 'run' }) as RunPlan;
+
+export interface SessionEndInfo {
+  reason: string;
+  /** What the client was told (safe for the session's own user). */
+  error: string | null;
+  /** Operator detail (addresses, accounts, the server's words): for admins and auditors only. */
+  detail?: string;
+}
+
+export interface SessionHooks {
+  /** Durable before the engine dials upstream; reject to refuse the session (FATAL to client). */
+  sessionStart(info: StartupInfo): Promise<void>;
+  /** The decision for a statement, before anything of it goes upstream. A prepared statement's
+   *  `run` plan is computed once per Parse and reused by its Executes until the catalog changes. */
+  plan(statement: StatementStart): Promise<StatementPlan>;
+  /** WRITE-AHEAD: resolve only once query.start, with the final decision, is durable. If it
+   *  rejects, the statement is NOT sent upstream; the client gets an error, the session goes on. */
+  queryStart(statement: StatementStart, decision: FinalPlan): Promise<void>;
+  queryEnd(end: StatementEnd): void;                 // fire-and-forget
+  sessionEnd(info: SessionEndInfo): void;
+  protocolError(info: { message: string }): void;    // malformed/oversized client frame
+  /** A message the client received outside any statement (a notification in an idle session). */
+  unattributed?(message: Record<string, unknown>): void;
+}
+
+export interface SessionContext {
+  upstream: UpstreamConfig;
+  /** Opens the upstream byte stream (the session's and each cancel request's). */
+  dial(): Promise<Duplex>;
+  hooks: SessionHooks;
+  /** Aborting ends the session at a message boundary with a FATAL whose message is the reason. */
+  signal?: AbortSignal;
+  payloadLimit: number;        // bytes of result (and of statement text) kept per statement
+  owner: string;               // identity subject; a CancelRequest may only cancel its owner's sessions
+}

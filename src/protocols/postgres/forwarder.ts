@@ -1,0 +1,724 @@
+/**
+ * client -> upstream: frames the client's messages, forwards the original bytes in runs, and
+ * holds every message that starts work upstream (simple Query, Execute, FunctionCall, a Parse or
+ * Bind that is not executed at once) at ONE barrier: plan, hold if the plan says so, make
+ * query.start durable, then send the message, or in its place a poison message that fails
+ * upstream without side effects (so responses stay in order and the session stays usable).
+ *
+ * Before it decodes a message the forwarder makes sure it reads it as the server will:
+ *  - in the client encoding in force (a statement in flight may change it: wait for its
+ *    ReadyForQuery, or refuse non-ASCII text pipelined behind it in the same Sync segment);
+ *  - with the names it refers to settled (earlier segments answered; SQL in flight that may
+ *    replace named statements or portals completed);
+ *  - knowing whether the server is in COPY-in mode or skipping to Sync after an error, where it
+ *    ignores messages that would otherwise get a response.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Duplex } from 'node:stream';
+import { ProtocolError, isHoopError } from '../../errors.js';
+import type { FinalPlan, HoldPlan, SessionContext, StatementPlan, StatementStart } from '../engine.js';
+import { mayTouchNames, type Catalog, type Portal, type PreparedStatement } from './catalog.js';
+import { clientDecoder, type ClientDecoder } from './encodings.js';
+import { describeType, type Frame, type FrameBatch } from './framing.js';
+import { drained, write } from './io.js';
+import {
+  BodyReader,
+  MessageType,
+  cstring,
+  decodeBind,
+  decodeExecute,
+  decodeFunctionCall,
+  decodeTarget,
+  frame,
+  noticeResponse,
+} from './messages.js';
+import { decodeParameter } from './params.js';
+import type { Relay } from './relay.js';
+import { notExecuted, type Failure, type ResponseQueue, type Running } from './responses.js';
+import { StatementRun } from './results.js';
+import { splitStatements } from './split.js';
+import { sqlstateOf } from './sqlstate.js';
+import { asciiOnly, cstringAt, lowerAscii, mayChangeEncoding, mayCopyIn, recordedText, sha256Of, type RecordedText } from './text.js';
+
+const EMPTY = Buffer.alloc(0);
+const FLUSH = frame(MessageType.Flush);
+/** Bounds on the frames kept from a Parse or Bind until the next chunk shows whether it is executed. */
+const MAX_CARRIED_FRAMES = 8;
+const MAX_CARRIED_BYTES = 1024 * 1024;
+/** Longest Query text split into statements for the record (longer ones are kept whole only). */
+const MAX_SPLIT_CHARS = 1024 * 1024;
+/** Statement texts up to this size are read and hashed without yielding to other sessions. */
+const SMALL_TEXT = 64 * 1024;
+/** character_not_in_repertoire: text the gateway cannot read as the server will. */
+const SQLSTATE_BAD_TEXT = '22021';
+
+/** A statement about to pass the barrier. */
+interface Unit {
+  kind: 'query' | 'function' | 'execute' | 'parse' | 'bind';
+  start: Omit<StatementStart, 'queryId'>;
+  lowerSql: string;
+  /** Where a `run` plan is cached (the prepared statement an Execute runs). */
+  cache?: PreparedStatement;
+  /** The message sent upstream in place of the statement when it is refused. */
+  poison(): Buffer;
+  /** Execute: its portal. Parse/Bind recorded on their own: how to register the change. */
+  portal?: { name: string; value: Portal | null };
+  register?: (run: StatementRun) => void;
+}
+
+export interface ForwarderHost {
+  readonly ctx: SessionContext;
+  readonly catalog: Catalog;
+  readonly queue: ResponseQueue;
+  readonly relay: Relay;
+  readonly upstream: Duplex;
+  /** The session is ending: nothing more goes upstream. */
+  readonly closing: boolean;
+  endRun(run: StatementRun, error?: Failure): void;
+  terminated(): void;
+  /** Called when the queue moves; the forwarder waits on it. */
+  onChange(listener: (() => void) | null): void;
+}
+
+export class Forwarder {
+  /** Frames from a Parse or Bind on, kept until the next chunk shows whether an Execute follows. */
+  private carried: FrameBatch | null = null;
+  /** The boundary after whose ReadyForQuery the client encoding is known again. */
+  private encodingKnownAfter = 0;
+  /** A statement in flight that may still enter COPY-in mode. */
+  private copyPending: Running | null = null;
+  /** Ends a hold with a refusal (a CancelRequest from the client). */
+  private cancelHold: (() => void) | null = null;
+
+  constructor(private readonly host: ForwarderHost) {}
+
+  /** A CancelRequest for this session: true if it ended a held statement (nothing goes upstream). */
+  cancelHeld(): boolean {
+    if (!this.cancelHold) return false;
+    this.cancelHold();
+    return true;
+  }
+
+  /** A new chunk of client bytes, framed. */
+  push(batch: FrameBatch): void | Promise<void> {
+    return this.forward(this.withCarried(batch));
+  }
+
+  /**
+   * Forwards a batch of client frames as original bytes. At a barrier the bytes so far are held,
+   * not sent, until the statement is recorded: order is kept, and a pipelined
+   * Parse/Bind/Execute/Sync still leaves in one write.
+   */
+  forward(batch: FrameBatch, from = 0, held?: number): void | Promise<void> {
+    const { queue } = this.host;
+    const buf = batch.buffer;
+    const frames = batch.frames;
+    let runStart = held ?? frames[from]?.start ?? 0;
+    for (let i = from; i < frames.length; i++) {
+      if (this.host.closing) return;
+      const f = frames[i]!;
+      const type = f.type;
+      if (queue.copyIn) {
+        runStart = this.duringCopyIn(batch, i, runStart);
+        continue;
+      }
+      if (this.copyPending && !this.settledCopy() && type !== MessageType.Terminate) {
+        return this.waitThen(batch, i, runStart, () => this.settledCopy());
+      }
+      if (queue.skippingToSync && type !== MessageType.Sync && type !== MessageType.Terminate) {
+        // The server discards it unanswered: it never goes, so nothing expects an answer.
+        write(this.host.upstream, buf.subarray(runStart, f.start));
+        runStart = f.end;
+        continue;
+      }
+      const body = buf.subarray(f.bodyStart, f.end);
+      switch (type) {
+        case MessageType.Query:
+          return this.query(batch, i, runStart, body);
+        case MessageType.FunctionCall:
+          return this.functionCall(batch, i, runStart, body);
+        case MessageType.Execute: {
+          if (queue.unsettledBeforeLastSync()) return this.waitThen(batch, i, runStart, () => !queue.unsettledBeforeLastSync());
+          const portal = decodeExecute(body).portal;
+          if (portal !== '' && queue.nameRisks > 0) return this.waitThen(batch, i, runStart, () => queue.nameRisks === 0);
+          return this.execute(batch, i, runStart, portal);
+        }
+        case MessageType.Parse: {
+          const waiting = this.textGate(batch, i, runStart, body);
+          if (waiting !== true) return waiting;
+          const named = body[0] !== 0;
+          const next = named ? 'no' : this.parseExecutedNext(batch, i);
+          if (next === 'undecided') return this.carry(batch, i, runStart);
+          if (next === 'no' || body.length > SMALL_TEXT) return this.parse(batch, i, runStart, body, next === 'no');
+          // The common case: an unnamed Parse bound and executed at once, recorded with the Execute.
+          const p = this.decodeSmallParse(body);
+          if (!p) return this.refuseText(batch, i, runStart, 'parse', '');
+          const version = this.host.catalog.statements.define('', p);
+          queue.expectChange('parse', this.host.catalog.statements, version, true);
+          break;
+        }
+        case MessageType.Bind: {
+          if (queue.unsettledBeforeLastSync()) return this.waitThen(batch, i, runStart, () => !queue.unsettledBeforeLastSync());
+          const b = decodeBind(body);
+          if (b.statement !== '' && queue.nameRisks > 0) return this.waitThen(batch, i, runStart, () => queue.nameRisks === 0);
+          const waiting = this.textGate(batch, i, runStart, body);
+          if (waiting !== true) return waiting;
+          const portal = this.portalOf(b);
+          if (!portal) return this.refuseText(batch, i, runStart, 'bind', b.portal);
+          // Bind plans the statement, and planning runs functions (constant folding, estimates):
+          // a Bind not executed right away is recorded on its own, before it is sent.
+          const next = this.executedNext(batch, i, b.portal);
+          if (next === 'undecided') return this.carry(batch, i, runStart);
+          if (next === 'no') return this.bindBarrier(batch, i, runStart, b.portal, portal);
+          queue.expectChange('bind', this.host.catalog.portals, this.host.catalog.portals.define(b.portal, portal), false, { portal: b.portal });
+          break;
+        }
+        case MessageType.Describe: {
+          const t = decodeTarget(body, 'Describe');
+          const { catalog } = this.host;
+          queue.expect({
+            kind: 'describe',
+            statement: t.kind === 'S' ? (catalog.statements.get(t.name) ?? null) : null,
+            portal: t.kind === 'P' ? (catalog.portals.get(t.name) ?? null) : null,
+          });
+          break;
+        }
+        case MessageType.Close: {
+          const t = decodeTarget(body, 'Close');
+          const { catalog } = this.host;
+          if (t.kind === 'S') queue.expectChange('close', catalog.statements, catalog.statements.define(t.name, undefined), false);
+          else queue.expectChange('close', catalog.portals, catalog.portals.define(t.name, undefined), false);
+          break;
+        }
+        case MessageType.Sync:
+          queue.expectSync();
+          break;
+        case MessageType.Terminate:
+          this.host.terminated();
+          break;
+        default:
+          break; // Flush, and CopyData/CopyDone/CopyFail outside COPY (the server ignores them)
+      }
+    }
+    const last = frames[frames.length - 1];
+    if (last) write(this.host.upstream, buf.subarray(runStart, last.end));
+    return drained(this.host.upstream);
+  }
+
+  /** In COPY-in mode the server reads only CopyData, CopyDone and CopyFail; it ignores Flush and Sync. */
+  private duringCopyIn(batch: FrameBatch, i: number, runStart: number): number {
+    const f = batch.frames[i]!;
+    switch (f.type) {
+      case MessageType.CopyData:
+        return runStart;
+      case MessageType.CopyDone:
+      case MessageType.CopyFail:
+        this.host.queue.copyInEnded();
+        return runStart;
+      case MessageType.Flush:
+      case MessageType.Sync:
+        // Ignored by the server here: dropped, so nothing waits for a ReadyForQuery it never sends.
+        write(this.host.upstream, batch.buffer.subarray(runStart, f.start));
+        return f.end;
+      default:
+        throw new ProtocolError(`message type ${describeType(f.type)} during COPY FROM STDIN (only CopyData, CopyDone or CopyFail may follow)`);
+    }
+  }
+
+  /** Whether the statement that might enter COPY-in did, or is over. */
+  private settledCopy(): boolean {
+    const s = this.copyPending;
+    if (!s) return true;
+    if (this.host.queue.copyIn === s) return true;
+    if (this.host.queue.expected.some((e) => 's' in e && e.s === s)) return false;
+    this.copyPending = null;
+    return true;
+  }
+
+  /**
+   * Waits until `ready` holds, then goes on from frames[i]. What is held before frames[i] goes
+   * first (it passed the barrier already), except a Bind that an Execute at frames[i] covers: it
+   * is recorded with that Execute. With `flush`, a Flush follows: the server sends what it owes
+   * without waiting for a Sync, so nothing deadlocks.
+   */
+  private async waitThen(batch: FrameBatch, i: number, runStart: number, ready: () => boolean, flush = true): Promise<void> {
+    const f = batch.frames[i]!;
+    const bind = f.type === MessageType.Execute ? this.coveredBind(batch, i, runStart) : -1;
+    const upTo = bind >= 0 ? batch.frames[bind]!.start : f.start;
+    write(this.host.upstream, batch.buffer.subarray(runStart, upTo));
+    if (flush) write(this.host.upstream, FLUSH);
+    await new Promise<void>((resolve) => {
+      const check = () => {
+        if (this.host.closing || ready()) {
+          this.host.onChange(null);
+          resolve();
+        }
+      };
+      this.host.onChange(check);
+      check();
+    });
+    if (this.host.closing) return;
+    const rest = this.forward(batch, i, upTo);
+    if (rest) await rest;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // text, as the server will read it
+
+  /**
+   * Whether the text of the message at i can be read now: true, or a promise that resumes once
+   * it can (or refuses it). ASCII reads the same in every encoding the gateway allows.
+   */
+  private textGate(batch: FrameBatch, i: number, runStart: number, body: Buffer): true | Promise<void> {
+    if (asciiOnly(body)) return true;
+    const { queue } = this.host;
+    const after = this.encodingKnownAfter;
+    if (queue.answeredBoundaries >= after) return true;
+    // The ReadyForQuery that reports the encoding is on its way: wait for it.
+    if (queue.sentBoundaries >= after) return this.waitThen(batch, i, runStart, () => queue.answeredBoundaries >= after, false);
+    const f = batch.frames[i]!;
+    const kind = f.type === MessageType.Parse ? 'parse' : f.type === MessageType.Bind ? 'bind' : 'query';
+    return this.refuseText(batch, i, runStart, kind, kind === 'query' ? '' : new BodyReader(body, 'Parse').cstring(),
+      'it holds non-ASCII text and follows, in the same pipeline segment, a statement that may change client_encoding; send a Sync first');
+  }
+
+  private decoder(): ClientDecoder | null {
+    return clientDecoder(this.host.queue.clientEncoding);
+  }
+
+  private async text(bytes: Buffer): Promise<RecordedText | null> {
+    const decoder = this.decoder();
+    return decoder ? recordedText(bytes, decoder, this.host.ctx.payloadLimit) : null;
+  }
+
+  /** A statement was sent that may change the encoding: text after it waits for its ReadyForQuery. */
+  private noteRisks(unit: Unit, running: Running): void {
+    const { queue } = this.host;
+    if (mayChangeEncoding(unit.lowerSql) || unit.start.unknown || unit.kind === 'function') {
+      this.encodingKnownAfter = unit.kind === 'query' || unit.kind === 'function' ? queue.sentBoundaries : queue.sentBoundaries + 1;
+    }
+    if (unit.kind !== 'parse' && unit.kind !== 'bind' && (mayCopyIn(unit.lowerSql) || unit.start.unknown)) this.copyPending = running;
+  }
+
+  /** A Parse's name, text and parameter types; `text` is null when the text is not readable. */
+  private async decodeParse(body: Buffer): Promise<{ name: string; statement: PreparedStatement | null }> {
+    const r = new BodyReader(body, 'Parse');
+    const name = r.cstring();
+    const at = Buffer.byteLength(name) + 1;
+    const bytes = cstringAt(body, at, body.length);
+    if (!bytes) throw new ProtocolError('malformed Parse message: unterminated query string');
+    const rest = new BodyReader(body.subarray(at + bytes.length + 1), 'Parse');
+    const n = rest.count16();
+    const paramTypes: number[] = [];
+    for (let k = 0; k < n; k++) paramTypes.push(rest.uint32());
+    const text = await this.text(bytes);
+    if (!text) return { name, statement: null };
+    return {
+      name,
+      statement: {
+        sql: text.text, paramTypes, fields: null,
+        lower: text.truncated ? 'do call copy stdin encoding' : lowerAscii(bytes),
+        bytes: text.bytes, sha256: text.sha256, ...(text.truncated ? { truncated: true } : {}),
+      },
+    };
+  }
+
+  /** A Parse that is recorded on its own (`alone`), or too large to read without yielding. */
+  private async parse(batch: FrameBatch, i: number, runStart: number, body: Buffer, alone: boolean): Promise<void> {
+    const p = await this.decodeParse(body);
+    if (!p.statement) return this.refuseText(batch, i, runStart, 'parse', p.name);
+    if (alone) return this.parseBarrier(batch, i, runStart, { name: p.name, statement: p.statement });
+    const { catalog, queue } = this.host;
+    queue.expectChange('parse', catalog.statements, catalog.statements.define(p.name, p.statement), p.name === '');
+    const rest = this.forward(batch, i + 1, runStart);
+    if (rest) await rest;
+  }
+
+  /** decodeParse for a small unnamed Parse, without yielding. */
+  private decodeSmallParse(body: Buffer): PreparedStatement | null {
+    const bytes = cstringAt(body, 1, body.length);
+    if (!bytes) throw new ProtocolError('malformed Parse message: unterminated query string');
+    const rest = new BodyReader(body.subarray(bytes.length + 2), 'Parse');
+    const n = rest.count16();
+    const paramTypes: number[] = [];
+    for (let k = 0; k < n; k++) paramTypes.push(rest.uint32());
+    const sql = this.decoder()?.decode(bytes);
+    if (sql === null || sql === undefined) return null;
+    return { sql, paramTypes, fields: null, lower: lowerAscii(bytes), bytes: bytes.length, sha256: sha256Of(bytes) };
+  }
+
+  private portalOf(b: ReturnType<typeof decodeBind>): Portal | null {
+    const { catalog } = this.host;
+    const statement = catalog.statements.get(b.statement) ?? null;
+    const types = statement?.paramTypes ?? [];
+    const decoder = this.decoder();
+    const parameters: unknown[] = [];
+    for (let k = 0; k < b.values.length; k++) {
+      const v = b.values[k]!;
+      if (v !== null && b.paramFormats[k] === 0) {
+        const text = decoder?.decode(v);
+        if (text === null || text === undefined) return null;
+        parameters.push(text);
+      } else parameters.push(decodeParameter(v, b.paramFormats[k]!, types[k] || undefined));
+    }
+    return {
+      statementName: b.statement,
+      statementVersion: catalog.statements.version(b.statement),
+      parameters,
+      resultFormats: b.resultFormats,
+      fields: null,
+    };
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // the statements
+
+  private async query(batch: FrameBatch, i: number, runStart: number, body: Buffer): Promise<void> {
+    const waiting = this.textGate(batch, i, runStart, body);
+    if (waiting !== true) return waiting;
+    const bytes = cstringAt(body, 0, body.length);
+    if (!bytes) throw new ProtocolError('malformed Query message: unterminated query string');
+    const text = await this.text(bytes);
+    if (!text) return this.refuseText(batch, i, runStart, 'query');
+    const lowerSql = lowerAscii(bytes);
+    const statements = text.truncated ? undefined : this.severalStatements(text.text);
+    if (statements === null) {
+      return this.refuseText(batch, i, runStart, 'query', '', 'its statements split differently depending on standard_conforming_strings (a backslash before a quote in a plain string literal); send them as separate queries, or use E\'\' strings');
+    }
+    return this.barrier(batch, i, runStart, {
+      kind: 'query',
+      start: { protocol: 'simple', ...textFields(text), statementName: null, portal: null, parameters: [], ...(statements ? { statements } : {}) },
+      lowerSql: text.truncated ? 'do call copy stdin encoding' : lowerSql,
+      poison: () => POISON_QUERY,
+    });
+  }
+
+  /** The statements of a Query that holds more than one, undefined for one, null if the split is not certain. */
+  private severalStatements(sql: string): string[] | undefined | null {
+    if (sql.length > MAX_SPLIT_CHARS || !sql.includes(';')) return undefined;
+    const scs = this.host.queue.standardConformingStrings;
+    const statements = splitStatements(sql);
+    if (sql.includes('\\')) {
+      // With standard_conforming_strings off, a backslash escapes a quote in a plain literal; a
+      // statement in this very message may switch it, so the split must not depend on it.
+      const other = splitStatementsWith(sql, !scs);
+      const mine = splitStatementsWith(sql, scs);
+      if (other.length !== mine.length || other.some((s, k) => s !== mine[k])) return null;
+      return mine.length > 1 ? mine : undefined;
+    }
+    return statements.length > 1 ? statements : undefined;
+  }
+
+  private functionCall(batch: FrameBatch, i: number, runStart: number, body: Buffer): Promise<void> {
+    // Fastpath function call (e.g. libpq's large objects): it runs code, so it is recorded,
+    // with its arguments (what a lo_write writes, what a lo_export names).
+    const call = decodeFunctionCall(body);
+    const parameters = call.values.map((v, k) => decodeParameter(v, call.formats[k]!, undefined));
+    return this.barrier(batch, i, runStart, {
+      kind: 'function',
+      start: { protocol: 'fastpath', statement: `-- FunctionCall oid ${call.oid}`, statementName: null, portal: null, parameters },
+      lowerSql: '',
+      poison: () => POISON_QUERY,
+    });
+  }
+
+  private execute(batch: FrameBatch, i: number, runStart: number, name: string): Promise<void> {
+    const { catalog } = this.host;
+    const portal = catalog.portals.get(name) ?? null;
+    const text = portal ? catalog.textOf(name, portal) : { sql: '', unknown: false };
+    const statement = portal ? catalog.statementOf(portal) : undefined;
+    return this.barrier(batch, i, runStart, {
+      kind: 'execute',
+      start: {
+        protocol: 'extended',
+        statement: text.sql,
+        statementName: portal ? portal.statementName : null,
+        portal: name,
+        parameters: portal?.parameters ?? [],
+        ...(text.unknown ? { unknown: true } : statement ? preparedText(statement) : {}),
+      },
+      lowerSql: text.unknown ? 'do call copy stdin encoding' : (statement?.lower ?? ''),
+      ...(statement && !text.unknown && !portal?.unknown ? { cache: statement } : {}),
+      poison: () => this.poisonExecute(),
+      portal: { name, value: portal },
+    });
+  }
+
+  /**
+   * A Parse recorded on its own: a named statement can be run by SQL (`EXECUTE name`), and a
+   * Parse with no Execute still shows the schema (a Describe of it). If it cannot be recorded,
+   * a Parse that fails upstream goes instead, so the name is never defined.
+   */
+  private parseBarrier(batch: FrameBatch, i: number, runStart: number, p: { name: string; statement: PreparedStatement }): Promise<void> {
+    const { catalog, queue } = this.host;
+    return this.barrier(batch, i, runStart, {
+      kind: 'parse',
+      start: { protocol: 'extended', phase: 'parse', statement: p.statement.sql, statementName: p.name, portal: null, parameters: [], ...preparedText(p.statement) },
+      lowerSql: p.statement.lower ?? '',
+      cache: p.statement,
+      poison: () => frame(MessageType.Parse, cstring(p.name), cstring('hoop refused'), Buffer.alloc(2)),
+      register: (run) => {
+        const version = catalog.statements.define(p.name, p.statement);
+        queue.expectChange('parse', catalog.statements, version, p.name === '', { run });
+      },
+    });
+  }
+
+  /** A Bind recorded on its own; if it cannot be, a Bind that fails before planning goes instead. */
+  private bindBarrier(batch: FrameBatch, i: number, runStart: number, name: string, portal: Portal): Promise<void> {
+    const { catalog, queue } = this.host;
+    const text = catalog.textOf(name, { ...portal, unknown: false });
+    return this.barrier(batch, i, runStart, {
+      kind: 'bind',
+      start: { protocol: 'extended', phase: 'bind', statement: text.sql, statementName: portal.statementName, portal: name, parameters: portal.parameters, ...(text.unknown ? { unknown: true } : {}) },
+      lowerSql: catalog.statementOf(portal)?.lower ?? '',
+      poison: () => poisonBind(name),
+      register: (run) => {
+        queue.expectChange('bind', catalog.portals, catalog.portals.define(name, portal), false, { run, portal: name });
+      },
+    });
+  }
+
+  /**
+   * THE barrier, for every statement: plan (hold if asked), make query.start durable, then send
+   * the bytes held since `runStart` and the message itself, or its poison if refused; then the
+   * rest of the batch continues.
+   */
+  private async barrier(batch: FrameBatch, i: number, runStart: number, unit: Unit): Promise<void> {
+    const { ctx, queue } = this.host;
+    const f = batch.frames[i]!;
+    const start: StatementStart = { queryId: randomUUID(), ...unit.start };
+    const decision = await this.decide(unit, start);
+    let refusal: Failure | null = decision.action === 'refuse' ? { code: decision.code, message: decision.message } : null;
+    try {
+      await ctx.hooks.queryStart(start, decision);
+    } catch (err) {
+      refusal = refusalOf(err);
+    }
+    const run = new StatementRun(start, ctx.payloadLimit, refusal);
+    if (this.host.closing) return this.host.endRun(run, { code: '08006', message: 'the session ended before the statement was sent' });
+    if (queue.skippingToSync) {
+      // An earlier message failed while this one waited: the server would discard it.
+      write(this.host.upstream, batch.buffer.subarray(runStart, f.start));
+      this.host.endRun(run, notExecuted({ code: '25P02', message: 'the server skips messages until Sync after an error' }));
+      return this.continueAfter(batch, i, f.end);
+    }
+    const running: Running = {
+      run,
+      plan: refusal ? { action: 'refuse', code: refusal.code, message: refusal.message } : decision,
+      rows: 0,
+      transforms: null,
+      formats: [],
+      lowerSql: unit.lowerSql,
+      touchesNames: !refusal && (mayTouchNames(unit.lowerSql) || unit.kind === 'function' || unit.start.unknown === true),
+      copy: 'none',
+    };
+    try {
+      if (unit.register) unit.register(run);
+      else if (unit.kind === 'execute') queue.expect({ kind: 'execute', s: running, portal: unit.portal!.value, portalName: unit.portal!.name, described: false });
+      else queue.expectQuery(unit.kind as 'query' | 'function', running);
+    } catch (err) {
+      this.host.endRun(run, { code: '08006', message: 'the statement was not sent: the session ended on a protocol error' });
+      throw err;
+    }
+    if (refusal) {
+      write(this.host.upstream, Buffer.concat([this.heldWithoutCoveredBind(batch, i, runStart, refusal, unit), unit.poison()]));
+      return this.continueAfter(batch, i, f.end);
+    }
+    this.noteRisks(unit, running);
+    return this.continueAfter(batch, i, runStart);
+  }
+
+  private async continueAfter(batch: FrameBatch, i: number, runStart: number): Promise<void> {
+    await drained(this.host.upstream);
+    const rest = this.forward(batch, i + 1, runStart);
+    if (rest) await rest;
+  }
+
+  /** The plan for a statement: cached per prepared statement, a hold waited out. */
+  private async decide(unit: Unit, start: StatementStart): Promise<FinalPlan> {
+    const cached = unit.cache?.plan;
+    if (cached) return cached;
+    let plan: StatementPlan;
+    try {
+      plan = await this.host.ctx.hooks.plan(start);
+    } catch (err) {
+      return { action: 'refuse', ...refusalOf(err) };
+    }
+    if (plan.action === 'hold') return this.hold(plan);
+    if (plan.action === 'run' && unit.cache && unit.kind !== 'bind') unit.cache.plan = plan;
+    return plan;
+  }
+
+  /** A held statement: the client is told why it waits; everything behind it waits in order. */
+  private hold(plan: HoldPlan): Promise<FinalPlan> {
+    this.host.relay.inject(noticeResponse({ code: '00000', message: plan.notice }));
+    return new Promise<FinalPlan>((resolve) => {
+      const settle = (p: FinalPlan) => {
+        this.cancelHold = null;
+        this.host.onChange(null);
+        resolve(p);
+      };
+      this.cancelHold = () => {
+        plan.cancelled?.();
+        settle({ action: 'refuse', code: '57014', message: 'hoop: the held statement was cancelled before a decision' });
+      };
+      this.host.onChange(() => {
+        if (this.host.closing) settle({ action: 'refuse', code: '08006', message: 'hoop: the session ended while the statement was held' });
+      });
+      plan.decision.then(settle, (err: unknown) => settle({ action: 'refuse', ...refusalOf(err) }));
+    });
+  }
+
+  /**
+   * The bytes held before frames[i]; for a refused Execute, the Bind it covers is replaced by one
+   * that fails before planning (planning runs functions), and the client gets the refusal for it.
+   */
+  private heldWithoutCoveredBind(batch: FrameBatch, i: number, runStart: number, refusal: Failure, unit: Unit): Buffer {
+    const f = batch.frames[i]!;
+    const bind = unit.kind === 'execute' ? this.coveredBind(batch, i, runStart) : -1;
+    if (bind < 0) return batch.buffer.subarray(runStart, f.start);
+    const b = batch.frames[bind]!;
+    const change = [...this.host.queue.expected].reverse().find((e) => e.kind === 'bind');
+    if (change && 'change' in change) change.change.refusal = refusal;
+    return Buffer.concat([batch.buffer.subarray(runStart, b.start), poisonBind(unit.portal!.name), batch.buffer.subarray(b.end, f.start)]);
+  }
+
+  /**
+   * Text the gateway cannot read as the server will: the message is refused in place. A Parse or
+   * Bind is replaced by one of the same name that fails upstream (the unnamed statement is dropped
+   * by a failed Parse, as by any), a Query by the poison Query.
+   */
+  private async refuseText(batch: FrameBatch, i: number, runStart: number, kind: 'query' | 'parse' | 'bind', name = '', why?: string): Promise<void> {
+    const { catalog, queue, ctx } = this.host;
+    const encoding = queue.clientEncoding;
+    const refusal = { code: SQLSTATE_BAD_TEXT, message: `hoop: statement refused: ${why ?? `its text is not valid ${encoding}, or hoop cannot read ${encoding} faithfully`}` };
+    const f = batch.frames[i]!;
+    const start: StatementStart = { queryId: randomUUID(), protocol: kind === 'query' ? 'simple' : 'extended', statement: `-- not readable in client_encoding ${encoding}`, statementName: kind === 'parse' ? name : null, portal: kind === 'bind' ? name : null, parameters: [], unknown: true };
+    const run = new StatementRun(start, ctx.payloadLimit, refusal);
+    try {
+      await ctx.hooks.queryStart(start, { action: 'refuse', ...refusal });
+    } catch {
+      // Refused either way: nothing of it reaches the server.
+    }
+    if (this.host.closing) return;
+    let poison: Buffer;
+    if (kind === 'query') {
+      queue.expectQuery('query', { run, plan: { action: 'refuse', ...refusal }, rows: 0, transforms: null, formats: [], lowerSql: '', touchesNames: false, copy: 'none' });
+      poison = POISON_QUERY;
+    } else if (kind === 'parse') {
+      queue.expectChange('parse', catalog.statements, catalog.statements.define(name, undefined), name === '', { run });
+      poison = frame(MessageType.Parse, cstring(name), cstring('hoop refused'), Buffer.alloc(2));
+    } else {
+      queue.expectChange('bind', catalog.portals, catalog.portals.define(name, undefined), false, { run, portal: name });
+      poison = poisonBind(name);
+    }
+    write(this.host.upstream, Buffer.concat([batch.buffer.subarray(runStart, f.start), poison]));
+    return this.continueAfter(batch, i, f.end);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // looking ahead within a batch
+
+  /**
+   * Whether the frames after a Bind at i (Describes aside) execute its portal: 'undecided' when
+   * the batch ends first. Drivers write Bind, Describe and Execute separately, so they may arrive
+   * apart; until a Flush or Sync the client cannot expect an answer, so waiting costs nothing.
+   */
+  private executedNext(batch: FrameBatch, i: number, portal: string): 'yes' | 'no' | 'undecided' {
+    for (let j = i + 1; j < batch.frames.length; j++) {
+      const f = batch.frames[j]!;
+      if (f.type === MessageType.Describe) continue;
+      return f.type === MessageType.Execute && decodeExecute(batch.buffer.subarray(f.bodyStart, f.end)).portal === portal ? 'yes' : 'no';
+    }
+    return this.mayCarry(batch, i) ? 'undecided' : 'no';
+  }
+
+  /** Whether an unnamed Parse at i is bound and executed right after it (Describes aside). */
+  private parseExecutedNext(batch: FrameBatch, i: number): 'yes' | 'no' | 'undecided' {
+    for (let j = i + 1; j < batch.frames.length; j++) {
+      const f = batch.frames[j]!;
+      if (f.type === MessageType.Describe) continue;
+      if (f.type !== MessageType.Bind) return 'no';
+      // Bound at once: the Bind's record (or its Execute's) names this SQL.
+      return decodeBind(batch.buffer.subarray(f.bodyStart, f.end)).statement === '' ? 'yes' : 'no';
+    }
+    return this.mayCarry(batch, i) ? 'undecided' : 'no';
+  }
+
+  /** What is carried is copied once per chunk: a client trickling messages gets a record instead. */
+  private mayCarry(batch: FrameBatch, i: number): boolean {
+    const carried = batch.frames[batch.frames.length - 1]!.end - batch.frames[i]!.start;
+    return batch.frames.length - i <= MAX_CARRIED_FRAMES && carried <= MAX_CARRIED_BYTES;
+  }
+
+  /** Sends what is held before frames[i] and keeps frames[i..] to be read again with the next chunk. */
+  private carry(batch: FrameBatch, i: number, runStart: number): void | Promise<void> {
+    const from = batch.frames[i]!.start;
+    const last = batch.frames[batch.frames.length - 1]!;
+    this.carried = {
+      buffer: batch.buffer.subarray(from, last.end), // the reader never writes a batch's buffer again
+      frames: batch.frames.slice(i).map((f) => ({ type: f.type, start: f.start - from, bodyStart: f.bodyStart - from, end: f.end - from })),
+    };
+    if (runStart < from) write(this.host.upstream, batch.buffer.subarray(runStart, from));
+    return drained(this.host.upstream);
+  }
+
+  /** The carried frames followed by a new batch's. */
+  private withCarried(batch: FrameBatch): FrameBatch {
+    const carried = this.carried;
+    if (!carried) return batch;
+    if (batch.frames.length === 0) return { buffer: EMPTY, frames: [] };
+    this.carried = null;
+    const first = batch.frames[0]!.start;
+    const shift = carried.buffer.length - first;
+    return {
+      buffer: Buffer.concat([carried.buffer, batch.buffer.subarray(first, batch.frames[batch.frames.length - 1]!.end)]),
+      frames: [...carried.frames, ...batch.frames.map((f: Frame) => ({ type: f.type, start: f.start + shift, bodyStart: f.bodyStart + shift, end: f.end + shift }))],
+    };
+  }
+
+  /** The Bind (only Describes between) that the Execute at i covers, if it is still held. */
+  private coveredBind(batch: FrameBatch, i: number, runStart: number): number {
+    let j = i - 1;
+    while (j >= 0 && batch.frames[j]!.type === MessageType.Describe) j--;
+    return j >= 0 && batch.frames[j]!.type === MessageType.Bind && batch.frames[j]!.start >= runStart ? j : -1;
+  }
+
+  /** An Execute of a portal the client never bound: fails upstream without side effects. */
+  private poisonExecute(): Buffer {
+    let name: string;
+    do name = `hoop refused ${randomUUID()}`;
+    while (this.host.catalog.portals.get(name) !== undefined);
+    return frame(MessageType.Execute, cstring(name), Buffer.alloc(4));
+  }
+}
+
+function textFields(t: RecordedText): Pick<StatementStart, 'statement' | 'statementBytes' | 'statementSha256' | 'statementTruncated'> {
+  return { statement: t.text, statementBytes: t.bytes, statementSha256: t.sha256, ...(t.truncated ? { statementTruncated: true } : {}) };
+}
+
+function preparedText(s: PreparedStatement): Pick<StatementStart, 'statementBytes' | 'statementSha256' | 'statementTruncated'> {
+  return { ...(s.bytes !== undefined ? { statementBytes: s.bytes } : {}), ...(s.sha256 ? { statementSha256: s.sha256 } : {}), ...(s.truncated ? { statementTruncated: true } : {}) };
+}
+
+function splitStatementsWith(sql: string, standardConformingStrings: boolean): string[] {
+  return (splitStatements as (sql: string, o?: { standardConformingStrings: boolean }) => string[])(sql, { standardConformingStrings });
+}
+
+/** A Bind of a statement that does not exist: fails before anything is planned or run. */
+function poisonBind(portal: string): Buffer {
+  return frame(MessageType.Bind, cstring(portal), cstring(`hoop refused ${randomUUID()}`), Buffer.alloc(6));
+}
+
+/** A simple-protocol message that fails with a syntax error and changes nothing upstream. */
+const POISON_QUERY = frame(MessageType.Query, cstring('hoop refused'));
+
+function refusalOf(err: unknown): Failure {
+  // Anything but a deliberate policy refusal means the audit record could not be made: fail closed
+  // without leaking the store's internals to the client.
+  if (isHoopError(err) && err.code !== 'HOOP_AUDIT_UNAVAILABLE' && err.code !== 'HOOP_STORE' && err.code !== 'HOOP_INTERNAL') {
+    return { code: sqlstateOf(err.code), message: `hoop: statement refused: ${err.message}` };
+  }
+  return { code: sqlstateOf('HOOP_AUDIT_UNAVAILABLE'), message: 'hoop: statement refused: audit log unavailable' };
+}

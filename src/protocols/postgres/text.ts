@@ -1,0 +1,73 @@
+/**
+ * Statement text for the record, read the way the server reads it: in the session's client
+ * encoding, kept up to a limit with the length and SHA-256 of all of it, hashed in slices so a
+ * huge message never stalls other sessions.
+ */
+import { createHash } from 'node:crypto';
+import { isAscii } from 'node:buffer';
+import { setImmediate as yieldToOthers } from 'node:timers/promises';
+import type { ClientDecoder } from './encodings.js';
+
+/** Bytes hashed per turn of the event loop. */
+const HASH_SLICE = 1024 * 1024;
+
+export interface RecordedText {
+  text: string;
+  bytes: number;
+  sha256: string;
+  truncated: boolean;
+}
+
+/** The bytes of a NUL-terminated string starting at `at` (bounded by `end`), or null if unterminated. */
+export function cstringAt(buf: Buffer, at: number, end: number): Buffer | null {
+  const nul = buf.indexOf(0, at);
+  return nul < 0 || nul >= end ? null : buf.subarray(at, nul);
+}
+
+export function asciiOnly(buf: Buffer): boolean {
+  return isAscii(buf);
+}
+
+/**
+ * Decodes `bytes` in the client encoding, keeping at most `limit` bytes of text; null when the
+ * bytes are not valid in that encoding (the gateway cannot say what the server will read).
+ */
+export async function recordedText(bytes: Buffer, decoder: ClientDecoder, limit: number): Promise<RecordedText | null> {
+  const truncated = bytes.length > limit;
+  let text: string | null = null;
+  if (!truncated) text = decoder.decode(bytes);
+  else {
+    // Cut on a character boundary: back off over at most a few bytes of a split character.
+    for (let cut = limit; cut >= Math.max(0, limit - 4) && text === null; cut--) text = decoder.decode(bytes.subarray(0, cut));
+  }
+  if (text === null) return null;
+  return { text, bytes: bytes.length, sha256: await sha256InSlices(bytes), truncated };
+}
+
+export function sha256Of(bytes: Buffer): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
+
+export async function sha256InSlices(bytes: Buffer): Promise<string> {
+  const hash = createHash('sha256');
+  for (let at = 0; at < bytes.length; at += HASH_SLICE) {
+    if (at > 0) await yieldToOthers();
+    hash.update(bytes.subarray(at, Math.min(bytes.length, at + HASH_SLICE)));
+  }
+  return hash.digest('hex');
+}
+
+/** ASCII lower-case view for the risk checks below (non-ASCII bytes cannot spell keywords). */
+export function lowerAscii(bytes: Buffer): string {
+  return bytes.toString('latin1').toLowerCase();
+}
+
+/** A statement that may change client_encoding when it runs (SET, RESET, set_config, DO, CALL, ...). */
+export function mayChangeEncoding(lower: string): boolean {
+  return /encoding|names|reset|discard|set_config|\bdo\b|\bcall\b/.test(lower);
+}
+
+/** A statement that may enter COPY-in mode (only a top-level COPY ... FROM STDIN does). */
+export function mayCopyIn(lower: string): boolean {
+  return lower.includes('copy') && lower.includes('stdin');
+}
