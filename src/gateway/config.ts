@@ -13,6 +13,7 @@ import { basename, dirname, isAbsolute, resolve } from 'node:path';
 import { LineCounter, parseDocument } from 'yaml';
 import { z } from 'zod';
 import { ConfigError, errorMessage } from '../errors.js';
+import { isSafeIssuerUrl } from '../identity/oidc-verifier.js';
 import { parseDuration, parseSize } from './units.js';
 
 export type SslMode = 'disable' | 'prefer' | 'require' | 'verify-ca' | 'verify-full';
@@ -110,7 +111,7 @@ function schemaFor(baseDir: string) {
   });
 
   const oidc = z.strictObject({
-    issuer: z.string().refine(isAcceptableIssuer, 'expected an https:// URL (http:// only for localhost or 127.0.0.1)'),
+    issuer: z.string().refine(isSafeIssuerUrl, 'expected an https:// URL (http:// only on loopback: localhost, 127.0.0.0/8, ::1)'),
     client_id: str,
     audience: str,
     groups_claim: z.string().regex(/^[A-Za-z0-9_:/-]+(\.[A-Za-z0-9_:/-]+)*$/, 'expected a claim name or a dotted path such as realm_access.roles').default('groups'),
@@ -402,17 +403,6 @@ function duplicates(values: unknown[], base: (string | number)[], key: string, w
     if (first !== undefined) problems.push(`${file}: ${formatPath([...base, i, key])}: duplicate ${what} (the same as ${formatPath([...base, first, key])})`);
     else seen.set(v, i);
   });
-}
-
-function isAcceptableIssuer(s: string): boolean {
-  let url: URL;
-  try {
-    url = new URL(s);
-  } catch {
-    return false;
-  }
-  if (url.protocol === 'https:') return true;
-  return url.protocol === 'http:' && ['localhost', '127.0.0.1', '[::1]'].includes(url.hostname);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import { HoopError, errorMessage } from '../errors.js';
 import { ApiKeyAuthenticator } from '../identity/api-keys.js';
 import type { Authenticator } from '../identity/identity.js';
 import { OidcVerifier } from '../identity/oidc-verifier.js';
+import { isLoopbackHost } from '../net/loopback.js';
 import { PostgresEngine } from '../protocols/postgres/engine.js';
 import { openStore } from '../store/index.js';
 import type { Store } from '../store/store.js';
@@ -91,7 +92,7 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
     const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
     const url = `${config.tls ? 'https' : 'http'}://${host}:${address.port}`;
     logger.info({ url, connections: config.connections.length }, 'gateway listening');
-    if (!config.tls && !isLoopback(address.address)) {
+    if (!config.tls && !isLoopbackHost(address.address)) {
       logger.warn({ url }, 'listening on a non-loopback address without tls: bearer tokens travel in clear unless a TLS proxy is in front');
     }
 
@@ -117,10 +118,6 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
     await store.close().catch(() => {});
     throw err;
   }
-}
-
-function isLoopback(address: string): boolean {
-  return address === '::1' || address.startsWith('127.') || address === '::ffff:127.0.0.1';
 }
 
 function authenticatorsFor(config: GatewayConfig): Authenticator[] {
