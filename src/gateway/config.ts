@@ -14,7 +14,7 @@ import { LineCounter, parseDocument } from 'yaml';
 import { z } from 'zod';
 import { ConfigError, errorMessage } from '../errors.js';
 import { isSafeIssuerUrl } from '../identity/oidc-verifier.js';
-import { parseDuration, parseSize } from './units.js';
+import { parseDuration, parseSize } from '../units.js';
 
 export type SslMode = 'disable' | 'prefer' | 'require' | 'verify-ca' | 'verify-full';
 

@@ -21,7 +21,7 @@ import { HttpError, errorBody, headerText, remoteAddress, statusOf } from './htt
 import { authenticateRequest, type ApiContext } from './routes.js';
 import { sessionAuditHooks } from './session-audit.js';
 import { LimitedSessionStream } from './session-limit.js';
-import { formatDuration } from './units.js';
+import { formatDuration } from '../units.js';
 import { TUNNEL_HIGH_WATER_MARK, webSocketStream } from '../tunnel-stream.js';
 
 /** Largest WebSocket message accepted from a client (the engine's own frame limit is separate). */

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
 import { ConfigError } from '../../src/errors.js';
 import { loadConfig, parseConfig } from '../../src/gateway/config.js';
-import { parseDuration, parseSize } from '../../src/gateway/units.js';
+import { parseDuration, parseSize } from '../../src/units.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'hoop-config-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
