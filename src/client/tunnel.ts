@@ -16,13 +16,13 @@ import type { Duplex } from 'node:stream';
 import WebSocket from 'ws';
 import { errorMessage, type HoopErrorCode } from '../errors.js';
 import { CANCEL_REQUEST_CODE, FrameReader, GSSENC_REQUEST_CODE, SSL_REQUEST_CODE, type FrameBatch } from '../protocols/postgres/framing.js';
+import { sendFatal } from '../protocols/postgres/io.js';
 import {
   authenticationSASL,
   authenticationSASLContinue,
   authenticationSASLFinal,
   BodyReader,
   decodeStartupMessage,
-  errorResponse,
   MessageType,
 } from '../protocols/postgres/messages.js';
 import { SCRAM_SHA_256, ScramServer } from '../protocols/postgres/scram.js';
@@ -141,7 +141,7 @@ async function serveLocalClient(socket: Socket, options: LocalTunnelOptions, pas
     await openTunnel(socket, options, startup.bytes, rest, cancelKeys, emit);
   } catch (err) {
     clearTimeout(timer);
-    fatal(socket, sqlstateOf('HOOP_PROTOCOL'), `hoop: ${errorMessage(err)}`);
+    sendFatal(socket, sqlstateOf('HOOP_PROTOCOL'), `hoop: ${errorMessage(err)}`);
   }
 }
 
@@ -167,7 +167,7 @@ async function authenticateScram(
   if (response.type !== MessageType.PasswordMessage) throw new Error('expected SASLResponse');
   const result = scram.verifyClientFinal(response.body.toString('utf8'));
   if (!result.ok) {
-    fatal(socket, SQLSTATE_INVALID_PASSWORD, `password authentication failed for user "${user}"`);
+    sendFatal(socket, SQLSTATE_INVALID_PASSWORD, `password authentication failed for user "${user}"`);
     return false;
   }
   socket.write(authenticationSASLFinal(result.serverFinal));
@@ -254,7 +254,7 @@ async function connectGateway(socket: Socket | null, options: LocalTunnelOptions
   } catch (err) {
     const message = `hoop: no usable token: ${errorMessage(err)}`;
     emit({ kind: 'refused', message });
-    if (socket) fatal(socket, sqlstateOf('HOOP_NOT_LOGGED_IN'), message);
+    if (socket) sendFatal(socket, sqlstateOf('HOOP_NOT_LOGGED_IN'), message);
     return null;
   }
   const url = tunnelUrl(options.gateway, options.connection);
@@ -275,7 +275,7 @@ async function connectGateway(socket: Socket | null, options: LocalTunnelOptions
       if (settled) return;
       settled = true;
       emit({ kind, message });
-      if (socket) fatal(socket, code, message);
+      if (socket) sendFatal(socket, code, message);
       ws.terminate();
       resolve(null);
     };
@@ -337,11 +337,6 @@ function pipeBoth(socket: Socket, stream: Duplex): void {
     // let buffered bytes (e.g. a final ErrorResponse) reach psql before closing
     if (!socket.destroyed) socket.end();
   });
-}
-
-function fatal(socket: Socket, code: string, message: string): void {
-  if (socket.destroyed) return;
-  socket.end(errorResponse({ severity: 'FATAL', code, message }));
 }
 
 /** Pulls whole frames from the socket through the reader (startup phase first, then typed). */
