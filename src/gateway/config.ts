@@ -14,9 +14,8 @@ import { LineCounter, parseDocument } from 'yaml';
 import { z } from 'zod';
 import { ConfigError, errorMessage } from '../errors.js';
 import { isSafeIssuerUrl } from '../identity/oidc-verifier.js';
+import { SSL_MODES } from '../protocols/postgres/sslmode.js';
 import { parseDuration, parseSize } from '../units.js';
-
-export type SslMode = 'disable' | 'prefer' | 'require' | 'verify-ca' | 'verify-full';
 
 const SLUG = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 const GROUP = /^[^\s,]{1,256}$/;
@@ -132,9 +131,7 @@ function schemaFor(baseDir: string) {
     database: str,
     user: str,
     password: z.string().optional(),
-    sslmode: z.enum(['disable', 'prefer', 'require', 'verify-ca', 'verify-full'], {
-      error: 'expected one of disable, prefer, require, verify-ca, verify-full',
-    }).default('verify-full'),
+    sslmode: z.enum(SSL_MODES, { error: `expected one of ${SSL_MODES.join(', ')}` }).default('verify-full'),
     ca: pem('CERTIFICATE').optional(),
     connect_timeout: duration.default(10_000),
   });
@@ -165,7 +162,7 @@ function schemaFor(baseDir: string) {
       database: c.upstream.database,
       user: c.upstream.user,
       password: c.upstream.password,
-      sslmode: c.upstream.sslmode as SslMode,
+      sslmode: c.upstream.sslmode,
       ca: c.upstream.ca,
       connectTimeoutMs: c.upstream.connect_timeout,
     },
