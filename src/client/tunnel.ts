@@ -203,30 +203,37 @@ async function openTunnel(socket: Socket, options: LocalTunnelOptions, first: Bu
   emit({ kind: 'client-closed', message: `${client} disconnected${shortId}`, ...session });
 }
 
+/** The gateway's first messages are small: past this many bytes no BackendKeyData is coming. */
+const BACKEND_KEY_SEARCH_BYTES = 64 * 1024;
+
 /**
  * Finds the BackendKeyData among the gateway's first messages (AuthenticationOk, ParameterStatus,
- * BackendKeyData, ReadyForQuery) and stops looking at ReadyForQuery, an ErrorResponse, or 64 KiB.
+ * BackendKeyData, ReadyForQuery) and stops looking at ReadyForQuery, an ErrorResponse, a malformed
+ * frame, or 64 KiB. It only watches: the bytes reach psql through the pipe unchanged. The key is
+ * the 8 body bytes (process id, secret key), as a CancelRequest carries them.
  */
-function watchBackendKey(stream: Duplex, onKey: (key: string) => void): void {
-  let seen = Buffer.alloc(0);
+export function watchBackendKey(stream: Duplex, onKey: (key: string) => void): void {
+  const reader = new FrameReader({ maxFrameBytes: BACKEND_KEY_SEARCH_BYTES, peer: 'gateway' });
+  let seen = 0;
   const stop = (): void => {
     stream.off('data', onData);
   };
   function onData(chunk: Buffer): void {
-    seen = Buffer.concat([seen, chunk]);
-    let at = 0;
-    while (seen.length - at >= 5) {
-      const type = seen[at]!;
-      const total = 1 + seen.readInt32BE(at + 1);
-      if (type === MessageType.BackendKeyData && total === 13 && seen.length - at >= 13) {
-        onKey(seen.subarray(at + 5, at + 13).toString('hex'));
+    seen += chunk.length;
+    let batch: FrameBatch;
+    try {
+      batch = reader.push(chunk);
+    } catch {
+      return stop(); // not ours to judge: psql gets the same bytes and its own error
+    }
+    for (const f of batch.frames) {
+      if (f.type === MessageType.BackendKeyData && f.end - f.bodyStart === 8) {
+        onKey(batch.buffer.subarray(f.bodyStart, f.end).toString('hex'));
         return stop();
       }
-      if (type === MessageType.ReadyForQuery || type === MessageType.ErrorResponse || total < 5) return stop();
-      if (seen.length - at < total) break;
-      at += total;
+      if (f.type === MessageType.ReadyForQuery || f.type === MessageType.ErrorResponse) return stop();
     }
-    if (seen.length > 64 * 1024) stop();
+    if (seen > BACKEND_KEY_SEARCH_BYTES) stop();
   }
   stream.on('data', onData);
 }
