@@ -3,7 +3,7 @@
  * to the gateway (src/client/tunnel.ts). Prints the ready-to-use URI with the one-time local
  * password, reports tunnel events on stderr, and runs until SIGINT/SIGTERM, then closes cleanly.
  */
-import type { ConnectionInfo, MeInfo } from '../../client/api.js';
+import type { ConnectionInfo, MeInfo } from '../../api/types.js';
 import { HoopError, UsageError } from '../../errors.js';
 import { isLoopbackHost } from '../../net/loopback.js';
 import { arg, defineCommand, opt, type CommandGroup } from '../command.js';

@@ -1,8 +1,6 @@
 /** `hoop sessions` and `hoop sessions show <id>`: the recorded sessions, and one session's statements. */
-import type { AuditEvent } from '../../audit/event.js';
-import type { SessionDetail } from '../../client/api.js';
+import type { AuditEvent, SessionDetail, SessionSummary } from '../../api/types.js';
 import { HoopError, UsageError } from '../../errors.js';
-import type { SessionSummary } from '../../store/store.js';
 import { formatDuration } from '../../units.js';
 import { arg, defineCommand, opt, type CommandGroup } from '../command.js';
 import type { CommandContext } from '../context.js';
