@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { HoopError, UsageError } from '../errors.js';
+import { isLoopbackHost } from '../net/loopback.js';
 import type { Env } from './iostreams.js';
 
 /** Returns a valid (refreshed if needed) access token for the gateway, or null when none is stored. */
@@ -52,11 +53,6 @@ export function normalizeGatewayUrl(raw: string, from: string, env: Env = proces
     });
   }
   return `${url.origin}${url.pathname.replace(/\/+$/, '')}`;
-}
-
-function isLoopbackHost(host: string): boolean {
-  const h = host.replace(/^\[|\]$/g, '').toLowerCase();
-  return h === 'localhost' || h === '::1' || /^127(\.\d{1,3}){3}$/.test(h);
 }
 
 function savedDefaultGateway(env: Env): string | null {

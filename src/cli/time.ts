@@ -1,43 +1,24 @@
 /** Time arguments (`--since 2h`, `--until 2026-11-28T09:00:00Z`) and human renderings of time. */
 import { UsageError } from '../errors.js';
-
-const UNIT_MS: Record<string, number> = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
+import { parseDuration } from '../units.js';
 
 // RFC 3339 date-time (offset required) or a full-date, which means midnight UTC.
 const RFC3339 = /^\d{4}-\d{2}-\d{2}([Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2}))?$/;
 
 /**
- * Accepts RFC 3339 (`2026-11-28T09:00:00Z`, `2026-11-28`) or a span back from now (`90s`,
- * `15m`, `2h`, `7d`, `2w`, also `1h30m`). Returns RFC 3339 UTC with milliseconds.
+ * Accepts RFC 3339 (`2026-11-28T09:00:00Z`, `2026-11-28`) or a span back from now in the config
+ * file's duration grammar (`90s`, `15m`, `2h`, `7d`, `2w`, also `1h30m`). Returns RFC 3339 UTC
+ * with milliseconds.
  */
 export function parseTimeArg(value: string, flag: string, now: Date): string {
   const v = value.trim();
-  const span = parseSpan(v);
+  const span = parseDuration(v);
   if (span !== null) return new Date(now.getTime() - span).toISOString();
   if (RFC3339.test(v)) {
     const t = Date.parse(v.length === 10 ? `${v}T00:00:00Z` : v);
     if (!Number.isNaN(t)) return new Date(t).toISOString();
   }
   throw new UsageError(`invalid ${flag} '${value}': use RFC 3339 (2026-11-28T09:00:00Z) or a span like 2h or 7d`);
-}
-
-function parseSpan(v: string): number | null {
-  if (!/^(\d+[smhdw])+$/.test(v)) return null;
-  let total = 0;
-  for (const m of v.matchAll(/(\d+)([smhdw])/g)) total += Number(m[1]) * (UNIT_MS[m[2] as string] ?? 0);
-  return total;
-}
-
-export function formatDuration(ms: number): string {
-  if (!Number.isFinite(ms) || ms < 0) return '-';
-  if (ms < 1) return `${ms.toFixed(2)} ms`;
-  if (ms < 1_000) return `${Math.round(ms)} ms`;
-  if (ms < 60_000) return `${(ms / 1_000).toFixed(1)} s`;
-  const s = Math.round(ms / 1_000);
-  if (s < 3_600) return `${Math.floor(s / 60)}m ${s % 60}s`;
-  const m = Math.floor(s / 60);
-  if (m < 1_440) return `${Math.floor(m / 60)}h ${m % 60}m`;
-  return `${Math.floor(m / 1_440)}d ${Math.floor((m % 1_440) / 60)}h`;
 }
 
 export function formatRelative(iso: string, now: Date): string {

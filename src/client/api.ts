@@ -4,34 +4,8 @@
  * CLI's one exit-code mapping applies to server-side failures too.
  */
 import type { Agent, Dispatcher } from 'undici';
-import type { AuditEvent } from '../audit/event.js';
+import type { AuthConfig, ConnectionInfo, MeInfo, SessionDetail, SessionSummary } from '../api/types.js';
 import { HoopError, type HoopErrorCode } from '../errors.js';
-import type { SessionSummary } from '../store/store.js';
-
-export interface ConnectionInfo {
-  name: string;
-  type: string;
-  database: string;
-  /** Groups that may connect. */
-  access: string[];
-  /** Whether the calling identity may connect. */
-  allowed: boolean;
-  requires_approval: boolean;
-}
-
-/** `GET /api/v1/me`: the identity the gateway established from the bearer credential. */
-export interface MeInfo {
-  subject: string;
-  email: string | null;
-  name?: string | null;
-  groups: string[];
-  method?: string;
-  [key: string]: unknown;
-}
-
-export type AuthConfig =
-  | { issuer: string; client_id: string; audience: string | null; scopes: string[] }
-  | { oidc: null };
 
 export interface SessionQuery {
   user?: string | undefined;
@@ -40,12 +14,6 @@ export interface SessionQuery {
   until?: string | undefined;
   id_prefix?: string | undefined;
   limit?: number | undefined;
-}
-
-export interface SessionDetail {
-  session: SessionSummary;
-  /** `redacted`: the `data` fields the gateway withheld from this caller (operator-only detail). */
-  events: (AuditEvent & { redacted?: string[] })[];
 }
 
 export interface GatewayApiOptions {

@@ -16,13 +16,13 @@ import type { Duplex } from 'node:stream';
 import WebSocket from 'ws';
 import { errorMessage, type HoopErrorCode } from '../errors.js';
 import { CANCEL_REQUEST_CODE, FrameReader, GSSENC_REQUEST_CODE, SSL_REQUEST_CODE, type FrameBatch } from '../protocols/postgres/framing.js';
+import { sendFatal } from '../protocols/postgres/io.js';
 import {
   authenticationSASL,
   authenticationSASLContinue,
   authenticationSASLFinal,
   BodyReader,
   decodeStartupMessage,
-  errorResponse,
   MessageType,
 } from '../protocols/postgres/messages.js';
 import { SCRAM_SHA_256, ScramServer } from '../protocols/postgres/scram.js';
@@ -141,7 +141,7 @@ async function serveLocalClient(socket: Socket, options: LocalTunnelOptions, pas
     await openTunnel(socket, options, startup.bytes, rest, cancelKeys, emit);
   } catch (err) {
     clearTimeout(timer);
-    fatal(socket, sqlstateOf('HOOP_PROTOCOL'), `hoop: ${errorMessage(err)}`);
+    sendFatal(socket, sqlstateOf('HOOP_PROTOCOL'), `hoop: ${errorMessage(err)}`);
   }
 }
 
@@ -167,7 +167,7 @@ async function authenticateScram(
   if (response.type !== MessageType.PasswordMessage) throw new Error('expected SASLResponse');
   const result = scram.verifyClientFinal(response.body.toString('utf8'));
   if (!result.ok) {
-    fatal(socket, SQLSTATE_INVALID_PASSWORD, `password authentication failed for user "${user}"`);
+    sendFatal(socket, SQLSTATE_INVALID_PASSWORD, `password authentication failed for user "${user}"`);
     return false;
   }
   socket.write(authenticationSASLFinal(result.serverFinal));
@@ -203,30 +203,37 @@ async function openTunnel(socket: Socket, options: LocalTunnelOptions, first: Bu
   emit({ kind: 'client-closed', message: `${client} disconnected${shortId}`, ...session });
 }
 
+/** The gateway's first messages are small: past this many bytes no BackendKeyData is coming. */
+const BACKEND_KEY_SEARCH_BYTES = 64 * 1024;
+
 /**
  * Finds the BackendKeyData among the gateway's first messages (AuthenticationOk, ParameterStatus,
- * BackendKeyData, ReadyForQuery) and stops looking at ReadyForQuery, an ErrorResponse, or 64 KiB.
+ * BackendKeyData, ReadyForQuery) and stops looking at ReadyForQuery, an ErrorResponse, a malformed
+ * frame, or 64 KiB. It only watches: the bytes reach psql through the pipe unchanged. The key is
+ * the 8 body bytes (process id, secret key), as a CancelRequest carries them.
  */
-function watchBackendKey(stream: Duplex, onKey: (key: string) => void): void {
-  let seen = Buffer.alloc(0);
+export function watchBackendKey(stream: Duplex, onKey: (key: string) => void): void {
+  const reader = new FrameReader({ maxFrameBytes: BACKEND_KEY_SEARCH_BYTES, peer: 'gateway' });
+  let seen = 0;
   const stop = (): void => {
     stream.off('data', onData);
   };
   function onData(chunk: Buffer): void {
-    seen = Buffer.concat([seen, chunk]);
-    let at = 0;
-    while (seen.length - at >= 5) {
-      const type = seen[at]!;
-      const total = 1 + seen.readInt32BE(at + 1);
-      if (type === MessageType.BackendKeyData && total === 13 && seen.length - at >= 13) {
-        onKey(seen.subarray(at + 5, at + 13).toString('hex'));
+    seen += chunk.length;
+    let batch: FrameBatch;
+    try {
+      batch = reader.push(chunk);
+    } catch {
+      return stop(); // not ours to judge: psql gets the same bytes and its own error
+    }
+    for (const f of batch.frames) {
+      if (f.type === MessageType.BackendKeyData && f.end - f.bodyStart === 8) {
+        onKey(batch.buffer.subarray(f.bodyStart, f.end).toString('hex'));
         return stop();
       }
-      if (type === MessageType.ReadyForQuery || type === MessageType.ErrorResponse || total < 5) return stop();
-      if (seen.length - at < total) break;
-      at += total;
+      if (f.type === MessageType.ReadyForQuery || f.type === MessageType.ErrorResponse) return stop();
     }
-    if (seen.length > 64 * 1024) stop();
+    if (seen > BACKEND_KEY_SEARCH_BYTES) stop();
   }
   stream.on('data', onData);
 }
@@ -254,7 +261,7 @@ async function connectGateway(socket: Socket | null, options: LocalTunnelOptions
   } catch (err) {
     const message = `hoop: no usable token: ${errorMessage(err)}`;
     emit({ kind: 'refused', message });
-    if (socket) fatal(socket, sqlstateOf('HOOP_NOT_LOGGED_IN'), message);
+    if (socket) sendFatal(socket, sqlstateOf('HOOP_NOT_LOGGED_IN'), message);
     return null;
   }
   const url = tunnelUrl(options.gateway, options.connection);
@@ -275,7 +282,7 @@ async function connectGateway(socket: Socket | null, options: LocalTunnelOptions
       if (settled) return;
       settled = true;
       emit({ kind, message });
-      if (socket) fatal(socket, code, message);
+      if (socket) sendFatal(socket, code, message);
       ws.terminate();
       resolve(null);
     };
@@ -337,11 +344,6 @@ function pipeBoth(socket: Socket, stream: Duplex): void {
     // let buffered bytes (e.g. a final ErrorResponse) reach psql before closing
     if (!socket.destroyed) socket.end();
   });
-}
-
-function fatal(socket: Socket, code: string, message: string): void {
-  if (socket.destroyed) return;
-  socket.end(errorResponse({ severity: 'FATAL', code, message }));
 }
 
 /** Pulls whole frames from the socket through the reader (startup phase first, then typed). */

@@ -15,9 +15,9 @@ import { basename, dirname, isAbsolute, resolve } from 'node:path';
 import { LineCounter, parseDocument } from 'yaml';
 import { z } from 'zod';
 import { ConfigError, errorMessage } from '../errors.js';
-import { parseDuration, parseSize } from './units.js';
-
-export type SslMode = 'disable' | 'prefer' | 'require' | 'verify-ca' | 'verify-full';
+import { isSafeIssuerUrl } from '../identity/oidc-verifier.js';
+import { SSL_MODES } from '../protocols/postgres/sslmode.js';
+import { parseDuration, parseSize } from '../units.js';
 
 const SLUG = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 const GROUP = /^[^\s,]{1,256}$/;
@@ -112,7 +112,7 @@ function schemaFor(baseDir: string) {
   });
 
   const oidc = z.strictObject({
-    issuer: z.string().refine(isAcceptableIssuer, 'expected an https:// URL (http:// only for localhost or 127.0.0.1)'),
+    issuer: z.string().refine(isSafeIssuerUrl, 'expected an https:// URL (http:// only on loopback: localhost, 127.0.0.0/8, ::1)'),
     client_id: str,
     audience: str,
     groups_claim: z.string().regex(/^[A-Za-z0-9_:/-]+(\.[A-Za-z0-9_:/-]+)*$/, 'expected a claim name or a dotted path such as realm_access.roles').default('groups'),
@@ -133,9 +133,7 @@ function schemaFor(baseDir: string) {
     database: str,
     user: str,
     password: z.string().optional(),
-    sslmode: z.enum(['disable', 'prefer', 'require', 'verify-ca', 'verify-full'], {
-      error: 'expected one of disable, prefer, require, verify-ca, verify-full',
-    }).default('verify-full'),
+    sslmode: z.enum(SSL_MODES, { error: `expected one of ${SSL_MODES.join(', ')}` }).default('verify-full'),
     ca: pem('CERTIFICATE').optional(),
     connect_timeout: duration.default(10_000),
   });
@@ -166,7 +164,7 @@ function schemaFor(baseDir: string) {
       database: c.upstream.database,
       user: c.upstream.user,
       password: c.upstream.password,
-      sslmode: c.upstream.sslmode as SslMode,
+      sslmode: c.upstream.sslmode,
       ca: c.upstream.ca,
       connectTimeoutMs: c.upstream.connect_timeout,
     },
@@ -404,17 +402,6 @@ function duplicates(values: unknown[], base: (string | number)[], key: string, w
     if (first !== undefined) problems.push(`${file}: ${formatPath([...base, i, key])}: duplicate ${what} (the same as ${formatPath([...base, first, key])})`);
     else seen.set(v, i);
   });
-}
-
-function isAcceptableIssuer(s: string): boolean {
-  let url: URL;
-  try {
-    url = new URL(s);
-  } catch {
-    return false;
-  }
-  if (url.protocol === 'https:') return true;
-  return url.protocol === 'http:' && ['localhost', '127.0.0.1', '[::1]'].includes(url.hostname);
 }
 
 // ---------------------------------------------------------------------------------------------

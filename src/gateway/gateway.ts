@@ -18,6 +18,7 @@ import type { Authenticator } from '../identity/identity.js';
 import { OidcVerifier } from '../identity/oidc-verifier.js';
 import { createEngine, type Engine } from '../protocols/engine.js';
 import '../protocols/postgres/engine.js'; // registers type: postgres
+import { isLoopbackHost } from '../net/loopback.js';
 import { openStore } from '../store/index.js';
 import type { Store } from '../store/store.js';
 import { AuthenticatorChain } from './authn.js';
@@ -100,7 +101,7 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
     const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
     const url = `${config.tls ? 'https' : 'http'}://${host}:${address.port}`;
     logger.info({ url, connections: config.connections.length }, 'gateway listening');
-    if (!config.tls && !isLoopback(address.address)) {
+    if (!config.tls && !isLoopbackHost(address.address)) {
       logger.warn({ url }, 'listening on a non-loopback address without tls: bearer tokens travel in clear unless a TLS proxy is in front');
     }
 
@@ -126,10 +127,6 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
     await store.close().catch(() => {});
     throw err;
   }
-}
-
-function isLoopback(address: string): boolean {
-  return address === '::1' || address.startsWith('127.') || address === '::ffff:127.0.0.1';
 }
 
 function authenticatorsFor(config: GatewayConfig): Authenticator[] {

@@ -6,6 +6,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isIPv6 } from 'node:net';
 import type { Logger } from 'pino';
+import type { AuthConfig, ConnectionInfo, MeInfo } from '../api/types.js';
 import type { AuditRecorder } from '../audit/recorder.js';
 import { AuthError, HoopError, UsageError, errorMessage } from '../errors.js';
 import type { Identity } from '../identity/identity.js';
@@ -216,8 +217,8 @@ async function openapi(_ctx: ApiContext, _req: IncomingMessage, res: ServerRespo
 
 async function authConfig(ctx: ApiContext, _req: IncomingMessage, res: ServerResponse): Promise<void> {
   const oidc = ctx.config.identity.oidc;
-  if (!oidc) return sendJson(res, 200, { oidc: null });
-  return sendJson(res, 200, { issuer: oidc.issuer, client_id: oidc.client_id, audience: oidc.audience, scopes: oidc.scopes });
+  if (!oidc) return sendJson(res, 200, { oidc: null } satisfies AuthConfig);
+  return sendJson(res, 200, { issuer: oidc.issuer, client_id: oidc.client_id, audience: oidc.audience, scopes: oidc.scopes } satisfies AuthConfig);
 }
 
 async function me(ctx: ApiContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -230,7 +231,7 @@ async function me(ctx: ApiContext, req: IncomingMessage, res: ServerResponse): P
     method: id.method,
     expires_at: id.expiresAt ? id.expiresAt.toISOString() : null,
     roles: rolesOf(id, ctx.config.roles),
-  });
+  } satisfies MeInfo);
 }
 
 async function connections(ctx: ApiContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -242,7 +243,7 @@ async function connections(ctx: ApiContext, req: IncomingMessage, res: ServerRes
     access: c.access,
     allowed: mayUseConnection(id, c),
     requires_approval: false,
-  })));
+  }) satisfies ConnectionInfo));
 }
 
 const SESSION_QUERY = new Set(['user', 'connection', 'since', 'until', 'id_prefix', 'limit']);

@@ -21,7 +21,7 @@ import type { ConnectionConfig } from './config.js';
 import { HttpError, errorBody, headerText, remoteAddress, statusOf } from './http.js';
 import { authenticateRequest, type ApiContext } from './routes.js';
 import { sessionAuditHooks } from './session-audit.js';
-import { formatDuration } from './units.js';
+import { formatDuration } from '../units.js';
 import { webSocketStream } from '../tunnel-stream.js';
 
 /** Largest WebSocket message accepted from a client (the engine's own frame limit is separate). */

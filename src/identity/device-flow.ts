@@ -8,7 +8,7 @@
 import { decodeJwt } from 'jose';
 import * as oidc from 'openid-client';
 import { AuthError, HoopError } from '../errors.js';
-import { isLoopback } from './oidc-verifier.js';
+import { isLoopbackHost } from '../net/loopback.js';
 
 /** What `GET /api/v1/auth/config` on the gateway returns when OIDC is configured. */
 export interface AuthConfig {
@@ -220,7 +220,7 @@ function parseIssuer(issuer: string): URL {
     throw new HoopError('HOOP_AUTH_REJECTED', `the gateway announced an invalid issuer URL: ${issuer}`);
   }
   if (url.protocol === 'https:') return url;
-  if (url.protocol === 'http:' && isLoopback(url.hostname)) return url;
+  if (url.protocol === 'http:' && isLoopbackHost(url.hostname)) return url;
   throw new AuthError('HOOP_AUTH_REJECTED', `refusing to log in over plain http to ${issuer}`, {
     hint: 'The identity provider must use https (http is only accepted on loopback for the demo).',
   });

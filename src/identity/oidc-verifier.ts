@@ -18,6 +18,7 @@ import {
   type JWTVerifyGetKey,
 } from 'jose';
 import { AuthError, HoopError } from '../errors.js';
+import { isLoopbackHost } from '../net/loopback.js';
 import type { Authenticator, Identity } from './identity.js';
 
 /** Asymmetric algorithms only. `none` and `HS*` are never accepted, whatever the config says. */
@@ -165,21 +166,20 @@ export async function discoverIssuer(issuer: string, timeoutMs = 5_000): Promise
 }
 
 /** http is accepted only on loopback (demo and tests); everything else must be https. */
-export function assertSafeIssuer(url: string): void {
+export function isSafeIssuerUrl(url: string): boolean {
   let parsed: URL;
   try {
     parsed = new URL(url);
   } catch {
-    throw new HoopError('HOOP_CONFIG_INVALID', `identity.oidc.issuer: not a URL: ${url}`);
+    return false;
   }
-  if (parsed.protocol === 'https:') return;
-  if (parsed.protocol === 'http:' && isLoopback(parsed.hostname)) return;
-  throw new HoopError('HOOP_CONFIG_INVALID', `identity.oidc: ${url} must use https (http is allowed only for loopback)`);
+  return parsed.protocol === 'https:' || (parsed.protocol === 'http:' && isLoopbackHost(parsed.hostname));
 }
 
-export function isLoopback(hostname: string): boolean {
-  const h = hostname.replace(/^\[|\]$/g, '');
-  return h === 'localhost' || h === '::1' || /^127\.\d+\.\d+\.\d+$/.test(h);
+export function assertSafeIssuer(url: string): void {
+  if (isSafeIssuerUrl(url)) return;
+  if (!URL.canParse(url)) throw new HoopError('HOOP_CONFIG_INVALID', `identity.oidc.issuer: not a URL: ${url}`);
+  throw new HoopError('HOOP_CONFIG_INVALID', `identity.oidc: ${url} must use https (http is allowed only for loopback)`);
 }
 
 /** Groups from `claim`: a top-level claim of that exact name wins, else a dotted path. */

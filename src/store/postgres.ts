@@ -18,7 +18,7 @@ import { POSTGRES_MIGRATIONS, pendingMigrations } from './migrations.js';
 import { redactSecret, redactUrl } from './redact.js';
 import { EVENT_COLUMNS, sealBatch, type EventRowValues } from './rows.js';
 import { sessionSummaryOf, type SessionRow } from './sessions.js';
-import type { EventFilter, SessionFilter, SessionSummary, Store } from './store.js';
+import type { EventFilter, SessionDetail, SessionFilter, SessionSummary, Store } from './store.js';
 
 /** Advisory lock keys: arbitrary constants that name hoop's audit chain head and its migrations. */
 const CHAIN_LOCK = 0x686f6f70_0001n; // "hoop" 1
@@ -131,7 +131,7 @@ export class PostgresStore implements Store {
     return rows.map((r) => sessionSummaryOf(toSessionRow(r)));
   }
 
-  async getSession(id: string): Promise<{ session: SessionSummary; events: AuditEvent[] } | null> {
+  async getSession(id: string): Promise<SessionDetail | null> {
     const rows = await this.query<PgSessionRow>('read a session', `${SESSION_SELECT} AND s.session_id = $1 ORDER BY s.seq LIMIT 1`, [id]);
     if (!rows[0]) return null;
     const events = await this.query<PgEventRow>('read a session', `SELECT ${EVENT_COLUMNS} FROM events WHERE session_id = $1 ORDER BY seq`, [id]);

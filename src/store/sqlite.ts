@@ -27,7 +27,7 @@ import { normalizeEventFilter, normalizeSessionFilter } from './filters.js';
 import { EVENT_COLUMNS, sealBatch } from './rows.js';
 import { SQLITE_MIGRATIONS, pendingMigrations } from './migrations.js';
 import { sessionSummaryOf, type SessionRow } from './sessions.js';
-import type { EventFilter, SessionFilter, SessionSummary, Store } from './store.js';
+import type { EventFilter, SessionDetail, SessionFilter, SessionSummary, Store } from './store.js';
 
 const BUSY_TIMEOUT_MS = 10_000;
 /** How long an append keeps re-sealing while other writers move the head before it gives up. */
@@ -254,7 +254,7 @@ export class SqliteStore implements Store {
     return rows.map((r) => sessionSummaryOf(parseSessionRow(r)));
   }
 
-  async getSession(id: string): Promise<{ session: SessionSummary; events: AuditEvent[] } | null> {
+  async getSession(id: string): Promise<SessionDetail | null> {
     this.refuseAfterClose('read a session');
     const action = 'read a session';
     const row = await this.get<RawSessionRow>(action, `${SESSION_SELECT} AND s.session_id = ? ORDER BY s.seq LIMIT 1`, [id]);

@@ -1,21 +1,8 @@
+import type { SessionDetail, SessionSummary } from '../api/types.js';
 import type { AuditEvent, UnsealedEvent } from '../audit/event.js';
 
-/** One recorded session, summarised from its events. */
-export interface SessionSummary {
-  id: string;
-  connection: string;
-  subject: string;
-  email: string | null;
-  groups: string[];
-  source_address: string | null;
-  client_application: string | null;
-  started_at: string;
-  ended_at: string | null;
-  /** Number of `query.start` events in the session. */
-  statements: number;
-  /** From `session.end`: why it ended (client closed, upstream closed, error, limit). */
-  end_reason: string | null;
-}
+// The store answers session queries in the API's own shapes: the routes send them as they are.
+export type { SessionDetail, SessionSummary };
 
 export interface SessionFilter {
   subject?: string;
@@ -59,7 +46,7 @@ export interface Store {
   listSessions(filter: SessionFilter): Promise<SessionSummary[]>;
 
   /** The session and all of its events in `seq` order, or null. */
-  getSession(id: string): Promise<{ session: SessionSummary; events: AuditEvent[] } | null>;
+  getSession(id: string): Promise<SessionDetail | null>;
 
   close(): Promise<void>;
 }

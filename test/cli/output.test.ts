@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { ExitCode, exitCodeFor } from '../../src/cli/exit-codes.js';
 import { IOStreams } from '../../src/cli/iostreams.js';
 import { printJson, printTable } from '../../src/cli/output.js';
-import { formatDuration, parseTimeArg } from '../../src/cli/time.js';
+import { parseTimeArg } from '../../src/cli/time.js';
 import { AuthError, HoopError, UsageError } from '../../src/errors.js';
 
 describe('IOStreams', () => {
@@ -62,12 +62,9 @@ describe('time arguments', () => {
     expect(parseTimeArg('2026-11-28T09:00:00+02:00', '--until', now)).toBe('2026-11-28T07:00:00.000Z');
   });
   it('refuses anything else as a usage error naming the flag', () => {
-    for (const bad of ['yesterday', '2h ago', '-2h', '2026-13-45', '2026-11-28T09:00:00', '12']) {
+    for (const bad of ['yesterday', '2h ago', '-2h', '2026-13-45', '2026-11-28T09:00:00', '12', '99999999999999w']) {
       expect(() => parseTimeArg(bad, '--since', now)).toThrow(UsageError);
     }
-  });
-  it('formats durations for people', () => {
-    expect([0.5, 12.4, 1_500, 303_000, 7_500_000].map(formatDuration)).toEqual(['0.50 ms', '12 ms', '1.5 s', '5m 3s', '2h 5m']);
   });
 });
 

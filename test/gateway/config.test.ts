@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
 import { ConfigError } from '../../src/errors.js';
 import { loadConfig, parseConfig } from '../../src/gateway/config.js';
-import { parseDuration, parseSize } from '../../src/gateway/units.js';
+import { parseDuration, parseSize } from '../../src/units.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'hoop-config-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -183,7 +183,8 @@ describe('parseConfig: every problem is one line, file: key.path: reason, all li
 
   test('an OIDC issuer over plain http is refused except on loopback', () => {
     const oidc = (issuer: string) => minimal({ identity: { oidc: { issuer, client_id: 'c', audience: 'a' } } });
-    expect(problems(oidc('http://idp.example/'))).toEqual(['hoop.yaml: identity.oidc.issuer: expected an https:// URL (http:// only for localhost or 127.0.0.1)']);
+    expect(problems(oidc('http://idp.example/'))).toEqual(['hoop.yaml: identity.oidc.issuer: expected an https:// URL (http:// only on loopback: localhost, 127.0.0.0/8, ::1)']);
+    expect(parseConfig(oidc('http://[::1]:9000/'), 'hoop.yaml', dir).identity.oidc?.issuer).toBe('http://[::1]:9000/');
     expect(parseConfig(oidc('http://127.0.0.1:9000/'), 'hoop.yaml', dir).identity.oidc?.issuer).toBe('http://127.0.0.1:9000/');
   });
 

@@ -111,11 +111,11 @@ describe('a session through the tunnel', () => {
     const ended = new Promise<Error>((resolve) => client.on('error', resolve));
     expect((await client.query('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
     const err = await ended;
-    expect(err.message).toMatch(/reached the 1s500ms limit of connection short/);
+    expect(err.message).toMatch(/reached the 1\.5 s limit of connection short/);
     expect((err as any).code).toBe('57P01');
     await expect(client.query('SELECT 2')).rejects.toThrow();
     const [s] = await gw.store.listSessions({ connection: 'short' });
-    await expect.poll(async () => (await events(s!.id)).find((e) => e.type === 'session.end')?.data['reason']).toBe('session limit reached (max_session 1s500ms)');
+    await expect.poll(async () => (await events(s!.id)).find((e) => e.type === 'session.end')?.data['reason']).toBe('session limit reached (max_session 1.5 s)');
   });
 
   test('max_sessions_per_user: one identity cannot open more; others can; cancels still pass; a closed session frees its place', async () => {

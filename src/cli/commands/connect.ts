@@ -3,8 +3,9 @@
  * to the gateway (src/client/tunnel.ts). Prints the ready-to-use URI with the one-time local
  * password, reports tunnel events on stderr, and runs until SIGINT/SIGTERM, then closes cleanly.
  */
-import type { ConnectionInfo, MeInfo } from '../../client/api.js';
+import type { ConnectionInfo, MeInfo } from '../../api/types.js';
 import { HoopError, UsageError } from '../../errors.js';
+import { isLoopbackHost } from '../../net/loopback.js';
 import { arg, defineCommand, opt, type CommandGroup } from '../command.js';
 import { resolveToken } from '../credentials.js';
 import type { ColorScheme } from '../iostreams.js';
@@ -89,7 +90,7 @@ export const connectCommand = defineCommand({
       if (connection.requires_approval) io.info(cs.yellow('  Risky statements on this connection may be held for a reviewer\'s approval.'));
       io.info(cs.dim('  Press Ctrl-C to close the tunnel.'));
     }
-    if (!isLoopback(tunnel.host)) {
+    if (!isLoopbackHost(tunnel.host)) {
       io.info(cs.yellow(`Warning: listening on ${tunnel.host}, not a loopback address: anyone who can reach it and learns the password acts as you.`));
     }
     const signal = await ctx.shutdownSignal();
@@ -98,10 +99,6 @@ export const connectCommand = defineCommand({
     if (!ctx.globals.json) io.info('Tunnel closed.');
   },
 });
-
-function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || host.startsWith('127.');
-}
 
 function parseListen(raw: string): string {
   const v = raw.trim();

@@ -1,5 +1,5 @@
 /** `hoop connections`: what this identity may connect to, and on what terms. */
-import type { ConnectionInfo } from '../../client/api.js';
+import type { ConnectionInfo } from '../../api/types.js';
 import { defineCommand, type CommandGroup } from '../command.js';
 import type { CommandContext } from '../context.js';
 import { printJson, printTable } from '../output.js';

@@ -1,13 +1,12 @@
 /** `hoop sessions` and `hoop sessions show <id>`: the recorded sessions, and one session's statements. */
-import type { AuditEvent } from '../../audit/event.js';
-import type { SessionDetail } from '../../client/api.js';
+import type { AuditEvent, SessionDetail, SessionSummary } from '../../api/types.js';
 import { HoopError, UsageError } from '../../errors.js';
-import type { SessionSummary } from '../../store/store.js';
+import { formatDuration } from '../../units.js';
 import { arg, defineCommand, opt, type CommandGroup } from '../command.js';
 import type { CommandContext } from '../context.js';
 import type { ColorScheme, IOStreams } from '../iostreams.js';
 import { printJson, printTable, sanitize } from '../output.js';
-import { formatDuration, formatRelative, formatTimestamp, parseTimeArg } from '../time.js';
+import { formatRelative, formatTimestamp, parseTimeArg } from '../time.js';
 
 const DEFAULT_LIMIT = 50;
 

@@ -17,14 +17,13 @@ import {
   SSL_REQUEST_CODE,
   type FrameBatch,
 } from './framing.js';
-import { chunksOf, endStream, safely } from './io.js';
+import { chunksOf, endStream, safely, sendFatal } from './io.js';
 import {
   authenticationOk,
   backendKeyData,
   cstring,
   decodeCancelRequest,
   decodeStartupMessage,
-  errorResponse,
   frame,
   MessageType,
   parameterStatus,
@@ -129,7 +128,7 @@ export class PostgresEngine implements Engine {
     try {
       await ctx.hooks.sessionStart(info);
     } catch (err) {
-      return fatal(client, isHoopError(err) ? sqlstateOf(err.code) : '28000', `hoop: session refused: ${errorMessage(err)}`);
+      return sendFatal(client, isHoopError(err) ? sqlstateOf(err.code) : '28000', `hoop: session refused: ${errorMessage(err)}`);
     }
     let upstream: UpstreamConnection;
     try {
@@ -140,7 +139,7 @@ export class PostgresEngine implements Engine {
       // The details (address, user, the server's words) go to the record and the gateway's log.
       const message = errorMessage(err);
       const told = err instanceof UpstreamConnectError ? err.clientMessage : message;
-      fatal(client, sqlstateOf(isHoopError(err) ? err.code : 'HOOP_UPSTREAM'), `hoop: ${told}`);
+      sendFatal(client, sqlstateOf(isHoopError(err) ? err.code : 'HOOP_UPSTREAM'), `hoop: ${told}`);
       safely(() => ctx.hooks.sessionEnd({ reason: 'upstream-failed', error: told, detail: message }));
       return;
     }
@@ -181,7 +180,7 @@ export class PostgresEngine implements Engine {
 
   private refuseProtocol(client: Duplex, ctx: SessionContext, message: string): void {
     safely(() => ctx.hooks.protocolError({ message }));
-    fatal(client, sqlstateOf('HOOP_PROTOCOL'), `hoop: ${message}`);
+    sendFatal(client, sqlstateOf('HOOP_PROTOCOL'), `hoop: ${message}`);
   }
 }
 
@@ -209,8 +208,5 @@ function negotiateProtocolVersion(unsupported: string[]): Buffer {
   return frame(MessageType.NegotiateProtocolVersion, head, ...unsupported.map(cstring));
 }
 
-export function fatal(client: Duplex, code: string, message: string): void {
-  endStream(client, errorResponse({ severity: 'FATAL', code, message }));
-}
 
 registerEngine('postgres', (options) => new PostgresEngine(options));

@@ -1,5 +1,6 @@
 /** Stream helpers for the hot path: backpressure-aware pumping and writing, and chunk iteration. */
 import type { Duplex, Writable } from 'node:stream';
+import { errorResponse } from './messages.js';
 
 /** Chunks of a readable side, pulled one at a time (so an awaiting consumer pauses the peer). */
 export function chunksOf(stream: Duplex): AsyncIterable<Buffer> {
@@ -22,6 +23,14 @@ export function endStream(stream: Duplex, last?: Buffer, graceMs = 5000): void {
   const timer = setTimeout(() => stream.destroy(), graceMs);
   timer.unref();
   stream.once('close', () => clearTimeout(timer));
+}
+
+/**
+ * Ends a session as PostgreSQL does when it refuses one: a FATAL ErrorResponse with `code` (a
+ * SQLSTATE) and `message`, then the end of the stream (destroyed if the peer lingers).
+ */
+export function sendFatal(stream: Duplex, code: string, message: string): void {
+  endStream(stream, errorResponse({ severity: 'FATAL', code, message }));
 }
 
 /** Writes unless the stream is gone; the caller checks `drained` once per batch. */

@@ -9,6 +9,7 @@ import { connect as netConnect, isIP, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from 'node:tls';
 import { HoopError, ProtocolError, errorMessage } from '../../errors.js';
+import { isLoopbackHost } from '../../net/loopback.js';
 import { FrameReader, type Frame } from './framing.js';
 import {
   AuthCode,
@@ -240,9 +241,9 @@ interface StartupResult {
   leftover: Buffer;
 }
 
-/** Cleartext passwords go only to a TLS-verified server, or to this machine by its loopback name. */
+/** Cleartext passwords go only to a TLS-verified server, or to this machine's loopback interface. */
 function cleartextPasswordSafe(cfg: UpstreamConfig): boolean {
-  return cfg.sslmode === 'verify-full' || cfg.sslmode === 'verify-ca' || ['127.0.0.1', 'localhost', '::1'].includes(cfg.host);
+  return cfg.sslmode === 'verify-full' || cfg.sslmode === 'verify-ca' || isLoopbackHost(cfg.host);
 }
 
 /** Runs the authentication exchange and reads until ReadyForQuery. */

@@ -38,18 +38,20 @@ test('AuthenticationOk in the middle of SCRAM is refused', async () => {
 });
 
 test('a cleartext password request over an unverified connection to another host is refused, the password never sent', async () => {
-  // 127.0.0.2 is this machine too, but not by one of the loopback names the exemption trusts:
-  // it stands in for a database across the network.
+  // Dialled, 0.0.0.0 reaches this machine (Linux and macOS route it to loopback), but it names no
+  // loopback interface, so the exemption does not apply: it stands in for a database across the
+  // network. (127.0.0.2 would not do: all of 127.0.0.0/8 is loopback, and trusted as such.)
   const received: Buffer[] = [];
   const cleartext = createServer((socket) => {
     socket.on('error', () => {});
     socket.once('data', () => socket.write(Buffer.from([0x52, 0, 0, 0, 8, 0, 0, 0, 3]))); // AuthenticationCleartextPassword
     socket.on('data', (d: Buffer) => received.push(d));
   });
-  await new Promise<void>((r) => cleartext.listen(0, '127.0.0.2', () => r()));
+  await new Promise<void>((r) => cleartext.listen(0, '127.0.0.1', () => r()));
   const cleartextPort = (cleartext.address() as AddressInfo).port;
   try {
-    const err = await connectUpstream({ host: '127.0.0.2', port: cleartextPort, database: 'd', user: 'u', password: 'the-db-secret', sslmode: 'disable', connectTimeoutMs: 3_000 }, { dial: () => tcpDial({ host: '127.0.0.2', port: cleartextPort }) })
+    // The configured host is what the cleartext rule judges; the bytes go to the test server.
+    const err = await connectUpstream({ host: 'db.example.invalid', port: cleartextPort, database: 'd', user: 'u', password: 'the-db-secret', sslmode: 'disable', connectTimeoutMs: 3_000 }, { dial: () => tcpDial({ host: '127.0.0.1', port: cleartextPort }) })
       .then((c) => {
         c.socket.destroy();
         return null;

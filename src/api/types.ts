@@ -1,0 +1,60 @@
+/**
+ * The JSON shapes of the gateway's HTTP API (`/api/v1`, described for others in
+ * `/api/v1/openapi.json`): what the gateway's routes send and what the CLI and its client read.
+ * Both sides take them from here, so neither the CLI nor the client imports the store or the
+ * gateway to learn what a response looks like.
+ */
+import type { AuditEvent } from '../audit/event.js';
+
+export type { AuditEvent };
+
+/** `GET /api/v1/auth/config`: how to log in to this gateway. */
+export type AuthConfig =
+  | { issuer: string; client_id: string; audience: string | null; scopes: string[] }
+  | { oidc: null };
+
+/** `GET /api/v1/me`: the identity the gateway established from the bearer credential. */
+export interface MeInfo {
+  subject: string;
+  email: string | null;
+  name?: string | null;
+  groups: string[];
+  method?: string;
+  [key: string]: unknown;
+}
+
+/** One element of `GET /api/v1/connections`. */
+export interface ConnectionInfo {
+  name: string;
+  type: string;
+  database: string;
+  /** Groups that may connect. */
+  access: string[];
+  /** Whether the calling identity may connect. */
+  allowed: boolean;
+  requires_approval: boolean;
+}
+
+/** One recorded session, summarised from its events: an element of `GET /api/v1/sessions`. */
+export interface SessionSummary {
+  id: string;
+  connection: string;
+  subject: string;
+  email: string | null;
+  groups: string[];
+  source_address: string | null;
+  client_application: string | null;
+  started_at: string;
+  ended_at: string | null;
+  /** Number of `query.start` events in the session. */
+  statements: number;
+  /** From `session.end`: why it ended (client closed, upstream closed, error, limit). */
+  end_reason: string | null;
+}
+
+/** `GET /api/v1/sessions/{id}`: the session and its events in order. */
+export interface SessionDetail {
+  session: SessionSummary;
+  /** `redacted`: the `data` fields the gateway withheld from this caller (operator-only detail). */
+  events: (AuditEvent & { redacted?: string[] })[];
+}
