@@ -14,6 +14,7 @@ import type { AuditEventDraft, AuditEventType, QueryEndData, QueryStartData, Sou
 import type { AuditRecorder } from '../audit/recorder.js';
 import { actorOf, type Identity } from '../identity/identity.js';
 import type { SessionHooks, StartupInfo, StatementEnd, StatementStart } from '../protocols/postgres/engine.js';
+import type { StatementExtras } from '../protocols/postgres/results.js';
 import type { GatewayMetrics } from './metrics.js';
 
 export interface SessionAuditOptions {
@@ -101,7 +102,8 @@ export function queryStartData(s: StatementStart): QueryStartData {
   };
 }
 
-export function queryEndData(e: StatementEnd): QueryEndData {
+/** `messages` and `upload` (results.ts) ride along on the engine's StatementEnd when present. */
+export function queryEndData(e: StatementEnd & StatementExtras): QueryEndData {
   return {
     query_id: e.queryId,
     outcome: e.outcome,
@@ -111,5 +113,7 @@ export function queryEndData(e: StatementEnd): QueryEndData {
     bytes: e.bytes,
     duration_ms: e.durationMs,
     result: { sets: e.result.sets, truncated: e.result.truncated, sha256: e.result.sha256 },
+    ...(e.messages ? { messages: e.messages } : {}),
+    ...(e.upload ? { upload: e.upload } : {}),
   };
 }
