@@ -143,7 +143,7 @@ export interface QueryEndData {
       bytes: number;
       data: string;
       truncated: boolean;
-      /** done: CopyDone; failed: the client sent CopyFail (`failure` is its message); null: neither seen. */
+      /** done: CopyDone; failed: the client sent CopyFail (`failure`: its message, first 1000 characters); null: neither seen. */
       end: 'done' | 'failed' | null;
       failure?: string;
     }[];

@@ -27,6 +27,8 @@ const ROW_COUNT_TAG = /^(SELECT|INSERT|UPDATE|DELETE|MERGE|COPY|FETCH|MOVE) (?:\
 /** Result sets (and COPY uploads) kept per statement (a Query may hold thousands of statements);
  *  later ones count as truncated. */
 const MAX_SETS = 1000;
+/** Characters of a CopyFail message kept. */
+const MAX_FAILURE = 1000;
 
 /**
  * A NoticeResponse or NotificationResponse the client received while the statement ran.
@@ -76,7 +78,8 @@ export interface UploadCopy {
   data: string;
   /** Part of the data was not kept. */
   truncated: boolean;
-  /** How the upload ended: CopyDone, CopyFail (with the client's message), or not seen. */
+  /** How the upload ended: CopyDone, CopyFail (with the client's message, its first 1000
+   *  characters then `…`), or not seen. */
   end: 'done' | 'failed' | null;
   failure?: string;
 }
@@ -549,10 +552,12 @@ export class StatementRun {
     this.endUpload('done');
   }
 
-  /** CopyFail from the client: it aborted the upload; its message (body from bodyStart) is kept. */
+  /** CopyFail from the client: it aborted the upload; its message (body from bodyStart) is kept,
+   *  its first MAX_FAILURE characters (a client frame may be 64 MiB; the budget is for data). */
   copyFail(buffer: Buffer, _start: number, bodyStart: number, end: number): void {
     if (this.ended) return;
-    this.endUpload('failed', new BodyReader(buffer.subarray(bodyStart, end), 'CopyFail').cstring());
+    const message = new BodyReader(buffer.subarray(bodyStart, end), 'CopyFail').cstring();
+    this.endUpload('failed', message.length > MAX_FAILURE ? `${message.slice(0, MAX_FAILURE)}…` : message);
   }
 
   private endUpload(how: 'done' | 'failed', failure?: string): void {

@@ -248,6 +248,11 @@ describe('COPY FROM STDIN uploads', () => {
     const fail = frame(MessageType.CopyFail, cstring('aborted by user'));
     run.copyFail(fail, 0, 5, fail.length);
     expect(run.finish().upload!.copies[0]).toMatchObject({ end: 'failed', failure: 'aborted by user', data: '1\n' });
+    const long = new StatementRun(START, 100);
+    long.copyIn(false);
+    const huge = frame(MessageType.CopyFail, cstring('x'.repeat(5000)));
+    long.copyFail(huge, 0, 5, huge.length);
+    expect(long.finish().upload!.copies[0]!.failure).toBe('x'.repeat(1000) + '…');
   });
 
   it('keeps each COPY of a multi-statement Query apart, under its statement', () => {
