@@ -108,7 +108,54 @@ export interface QueryEndData {
     sets: { columns: string[]; rows: (string | null)[][]; tag: string | null; statement: number }[];
     /** Rows (across all sets) stopped being kept at audit.payload_limit. */
     truncated: boolean;
-    /** SHA-256 over every DataRow/CopyData byte sent to the client, including what was not kept. */
+    /** SHA-256 over every DataRow, COPY OUT CopyData and FunctionCallResponse message (type,
+     *  length, body) sent to the client, including what was not kept. A fastpath function's
+     *  result is one set with one column named after the function. */
     sha256: string;
+  };
+  /**
+   * NoticeResponse (RAISE NOTICE, WARNING, ...) and NotificationResponse (NOTIFY) messages the
+   * client received while the statement ran; absent when there were none. Kept in order while
+   * audit.payload_limit lasts (shared with the rows); `statement` is the index of the statement
+   * they came under and `after` the number of result messages (rows, COPY data, function results)
+   * received before each. `sha256` covers every such message as sent, kept or not, apart from
+   * `result.sha256`, which thus still proves the returned data alone.
+   */
+  messages?: {
+    notices: number;
+    notifications: number;
+    bytes: number;
+    kept: (
+      | { kind: 'notice'; statement: number; after: number; severity: string; code: string; message: string; detail?: string; hint?: string }
+      | { kind: 'notification'; statement: number; after: number; pid: number; channel: string; payload: string }
+    )[];
+    truncated: boolean;
+    sha256: string;
+  };
+  /**
+   * What the client uploaded with COPY FROM STDIN, apart from what came back; absent when it
+   * uploaded nothing. `bytes` and `sha256` are over the data itself (the CopyData bodies, in
+   * order): for one COPY, `sha256sum` of the file the client sent matches. `rows` counts text
+   * lines (the `\.` end marker not counted) or binary COPY tuples; the server's own count is in
+   * the `COPY n` command tag. One entry in `copies` per COPY (a Query may run several), its data
+   * kept as text, or `\x` hex for binary COPY, while audit.payload_limit lasts.
+   */
+  upload?: {
+    messages: number;
+    bytes: number;
+    rows: number;
+    sha256: string;
+    truncated: boolean;
+    copies: {
+      statement: number;
+      format: 'text' | 'binary';
+      rows: number;
+      bytes: number;
+      data: string;
+      truncated: boolean;
+      /** done: CopyDone; failed: the client sent CopyFail (`failure`: its message, first 1000 characters); null: neither seen. */
+      end: 'done' | 'failed' | null;
+      failure?: string;
+    }[];
   };
 }

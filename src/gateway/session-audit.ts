@@ -18,6 +18,7 @@ import { actorOf, type Identity } from '../identity/identity.js';
 export type { SessionEndInfo } from '../protocols/engine.js';
 import { RUN, type FinalPlan, type SessionEndInfo, type SessionHooks, type StartupInfo, type StatementEnd, type StatementPlan, type StatementStart } from '../protocols/engine.js';
 import { redactSecret } from '../store/redact.js';
+import type { StatementExtras } from '../protocols/postgres/results.js';
 import type { GatewayMetrics } from './metrics.js';
 
 export interface SessionAuditOptions {
@@ -131,7 +132,8 @@ function decisionData(d: FinalPlan): Record<string, unknown> {
   return { action: 'run', ...(d.rowCap !== undefined ? { row_cap: d.rowCap } : {}), ...(d.summary ?? {}) };
 }
 
-export function queryEndData(e: StatementEnd): QueryEndData {
+/** `messages` and `upload` (results.ts) ride along on the engine's StatementEnd when present. */
+export function queryEndData(e: StatementEnd & StatementExtras): QueryEndData {
   return {
     query_id: e.queryId,
     outcome: e.outcome,
@@ -141,5 +143,7 @@ export function queryEndData(e: StatementEnd): QueryEndData {
     bytes: e.bytes,
     duration_ms: e.durationMs,
     result: { sets: e.result.sets, truncated: e.result.truncated, sha256: e.result.sha256 },
+    ...(e.messages ? { messages: e.messages } : {}),
+    ...(e.upload ? { upload: e.upload } : {}),
   };
 }

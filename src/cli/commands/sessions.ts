@@ -1,5 +1,6 @@
 /** `hoop sessions` and `hoop sessions show <id>`: the recorded sessions, and one session's statements. */
 import type { AuditEvent, SessionDetail, SessionSummary } from '../../api/types.js';
+import type { QueryEndData } from '../../audit/event.js';
 import { HoopError, UsageError } from '../../errors.js';
 import { formatDuration } from '../../units.js';
 import { arg, defineCommand, opt, type CommandGroup } from '../command.js';
@@ -205,6 +206,47 @@ function renderStatement(io: IOStreams, cs: ColorScheme, st: Statement, n: numbe
   const error = end?.error as { code?: string; message?: string } | null | undefined;
   if (error) io.print(`  ${cs.red('error:')} ${sanitize(`${error.message ?? ''}${error.code ? ` (${error.code})` : ''}`)}`);
   if (!parts && maxRows > 0) renderResultSets(io, cs, result?.sets ?? [], Boolean(result?.truncated), maxRows);
+  if (end?.messages && typeof end.messages === 'object') renderMessages(io, cs, end.messages as RecordedMessages, maxRows);
+  if (end?.upload && typeof end.upload === 'object') renderUpload(io, cs, end.upload as RecordedUpload, maxRows);
+}
+
+type RecordedMessages = NonNullable<QueryEndData['messages']>;
+type RecordedUpload = NonNullable<QueryEndData['upload']>;
+
+const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
+
+/** Notices and notifications the client received under the statement: a count, then the first few. */
+function renderMessages(io: IOStreams, cs: ColorScheme, m: RecordedMessages, maxRows: number): void {
+  const counts = [m.notices ? plural(Number(m.notices), 'notice') : '', m.notifications ? plural(Number(m.notifications), 'notification') : ''].filter(Boolean);
+  io.print(`  ${cs.dim('messages:')} ${counts.join(', ') || 'none'}`);
+  const kept = Array.isArray(m.kept) ? m.kept : [];
+  for (const k of kept.slice(0, maxRows)) {
+    if (k.kind === 'notification') {
+      io.print(`    ${cs.cyan('NOTIFY')} ${sanitize(`${k.channel} (pid ${k.pid})${k.payload ? `: ${k.payload}` : ''}`)}`);
+    } else {
+      const extra = [k.detail ? `detail: ${k.detail}` : '', k.hint ? `hint: ${k.hint}` : ''].filter(Boolean).join('; ');
+      const label = k.severity === 'WARNING' ? cs.yellow(sanitize(k.severity)) : cs.dim(sanitize(String(k.severity)));
+      io.print(`    ${label} ${sanitize(`${k.code}  ${k.message}`)}${extra ? cs.dim(sanitize(`  (${extra})`)) : ''}`);
+    }
+  }
+  const more = Number(m.notices ?? 0) + Number(m.notifications ?? 0) - Math.min(kept.length, maxRows);
+  if (maxRows > 0 && more > 0) io.print(cs.dim(`    … ${more} more${m.truncated ? ' (recording truncated at the payload limit)' : ''}`));
+}
+
+/** What the client uploaded (COPY FROM STDIN): totals, the data's hash, then its first lines. */
+function renderUpload(io: IOStreams, cs: ColorScheme, u: RecordedUpload, maxRows: number): void {
+  const copies = Array.isArray(u.copies) ? u.copies : [];
+  const formats = [...new Set(copies.map((c) => c.format))].join(', ');
+  io.print(`  ${cs.dim('uploaded:')} ${plural(Number(u.rows), 'row')}, ${plural(Number(u.bytes), 'byte')}${formats ? ` (${sanitize(formats)})` : ''}  ${cs.dim(`sha256 ${sanitize(String(u.sha256))}`)}`);
+  for (const c of copies) {
+    if (c.end === 'failed') io.print(`    ${cs.red('CopyFail:')} ${sanitize(c.failure ?? '')}`);
+    if (maxRows <= 0) continue;
+    const lines = c.format === 'binary' ? [c.data] : c.data.split('\n').slice(0, maxRows + 1);
+    const shown = lines.slice(0, maxRows).filter((l, i) => l !== '' || i < lines.length - 1);
+    for (const l of shown) io.print(`    ${cs.dim('│')} ${sanitize(l.length > 120 ? `${l.slice(0, 119)}…` : l)}`);
+    const rest = Number(c.rows) - shown.length;
+    if (c.format !== 'binary' && rest > 0) io.print(cs.dim(`    … ${plural(rest, 'more row')}${c.truncated ? ' (recording truncated at the payload limit)' : ''}`));
+  }
 }
 
 function cleanSql(sql: string): string {
