@@ -32,8 +32,22 @@ export interface SessionRecord {
   ended: boolean;
 }
 
-async function eventsOf(store: Store, sessionId: string): Promise<AuditEvent[]> {
-  return (await store.readEvents({})).filter((e) => e.session_id === sessionId);
+/**
+ * Reads a store's events incrementally (only those after the last seen seq on each call): a
+ * session with a huge statement is not read again on every poll.
+ */
+class EventTail {
+  private lastSeq = 0;
+  readonly events: AuditEvent[] = [];
+  constructor(private readonly store: Store) {}
+  async read(): Promise<AuditEvent[]> {
+    const more = await this.store.readEvents({ afterSeq: this.lastSeq });
+    for (const e of more) {
+      this.events.push(e);
+      this.lastSeq = Math.max(this.lastSeq, e.seq);
+    }
+    return this.events;
+  }
 }
 
 export function pairStatements(events: AuditEvent[]): RecordedStatement[] {
@@ -75,8 +89,9 @@ export async function sessionIdByApp(store: Store, application: string, timeoutM
 export async function recordOf(store: Store, sessionId: string, opts: { ended?: boolean; timeoutMs?: number } = {}): Promise<SessionRecord> {
   const wantEnd = opts.ended ?? true;
   const deadline = Date.now() + (opts.timeoutMs ?? 10_000);
+  const tail = new EventTail(store);
   for (;;) {
-    const events = await eventsOf(store, sessionId);
+    const events = (await tail.read()).filter((e) => e.session_id === sessionId);
     const statements = pairStatements(events);
     const ended = events.some((e) => e.type === 'session.end');
     const settled = wantEnd ? ended : statements.every((s) => s.end !== null);
