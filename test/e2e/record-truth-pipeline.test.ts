@@ -14,8 +14,9 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { openStore } from '../../src/store/index.js';
 import { bankConnection, startTestGateway } from '../helpers/gateway.js';
-import { errorsIn, fe, namesIn, rawTunnel, rowsIn, tagsIn, type RawClient } from '../helpers/raw-client.js';
+import { errorsIn, fe, namesIn, rawTunnel, rowsIn, tagsIn, type Exchange, type RawClient } from '../helpers/raw-client.js';
 import { brief, pairStatements, recordedRows, ruleViolations, sameText, type RecordedStatement } from '../helpers/record.js';
+import type { LoggedStatement } from '../helpers/server-log.js';
 import { startTruth, type Truth } from '../helpers/truth.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -33,6 +34,8 @@ function saysUnknown(r: RecordedStatement): boolean {
 // ---------------------------------------------------------------------------------------------
 
 let t: Truth;
+/** Multi-line on purpose: the log oracle must read it whole. */
+const SSN_SQL = 'SELECT ssn\nFROM people\nORDER BY ssn';
 const SSNS = ['111-11-1111', '222-22-2222', '333-33-3333', '444-44-4444', '555-55-5555'];
 
 beforeAll(async () => {
@@ -64,7 +67,7 @@ async function endAndRecord(c: RawClient) {
 async function laterStatements(c: RawClient) {
   const r42 = await c.query('SELECT 42');
   expect(rowsIn(r42.messages)).toEqual([['42']]);
-  const rSsn = await c.query('SELECT ssn FROM people ORDER BY ssn');
+  const rSsn = await c.query(SSN_SQL);
   expect(rowsIn(rSsn.messages)).toEqual(SSNS.map((s) => [s]));
   return { r42, rSsn };
 }
@@ -72,7 +75,7 @@ async function laterStatements(c: RawClient) {
 function expectLaterPaired(rec: RecordedStatement[]) {
   const r42 = rec.find((s) => s.statement === 'SELECT 42');
   expect.soft(r42 && { outcome: r42.outcome, rows: recordedRows(r42) }, JSON.stringify(brief(rec))).toEqual({ outcome: 'ok', rows: [['42']] });
-  const rSsn = rec.find((s) => s.statement === 'SELECT ssn FROM people ORDER BY ssn');
+  const rSsn = rec.find((s) => s.statement === SSN_SQL);
   expect.soft(rSsn && { outcome: rSsn.outcome, rows: recordedRows(rSsn) }, JSON.stringify(brief(rec))).toEqual({ outcome: 'ok', rows: SSNS.map((s) => [s]) });
   // No other statement carries the SSNs.
   const elsewhere = rec.filter((s) => s !== rSsn && recordedRows(s).some((row) => row.some((v) => v !== null && SSNS.includes(v))));
@@ -87,7 +90,7 @@ test('3a. a failed Parse makes the server skip a pipelined Query until Sync: the
   await laterStatements(c);
   const rec = await endAndRecord(c);
   const logged = await t.logged('pipe3a');
-  expect(logged.map((s) => s.text)).toEqual(['SELECT 42', 'SELECT ssn FROM people ORDER BY ssn']);
+  expect(logged.map((s) => s.text)).toEqual(['SELECT 42', SSN_SQL]);
 
   const ignored = rec.statements.filter((s) => s.statement === 'SELECT ssn FROM people');
   for (const s of ignored) {
@@ -105,7 +108,7 @@ test('3b. Sync and Flush inside COPY FROM STDIN data (ignored by the server in c
   await laterStatements(c);
   const rec = await endAndRecord(c);
   const logged = await t.logged('pipe3b');
-  expect(logged.map((s) => s.text)).toEqual(['COPY cp3 FROM STDIN', 'SELECT 42', 'SELECT ssn FROM people ORDER BY ssn']);
+  expect(logged.map((s) => s.text)).toEqual(['COPY cp3 FROM STDIN', 'SELECT 42', SSN_SQL]);
   expect(await t.pg.sql('SELECT a, b FROM cp3 ORDER BY a')).toEqual([{ a: 1, b: 'a' }, { a: 2, b: 'b' }]);
 
   const copy = rec.statements.find((s) => s.statement === 'COPY cp3 FROM STDIN');
@@ -114,54 +117,88 @@ test('3b. Sync and Flush inside COPY FROM STDIN data (ignored by the server in c
   expect.soft(ruleViolations(rec.statements, logged), JSON.stringify(brief(rec.statements))).toEqual([]);
 });
 
-test('4a. a DO block that DEALLOCATEs and re-PREPAREs the protocol statement s1: the Execute of s1 is not recorded as SELECT 1', async () => {
-  const c = await t.open('pipe4a');
-  expect(namesIn((await c.exchange([fe.parse('s1', 'SELECT 1'), fe.sync()], 1)).messages)).toEqual(['ParseComplete', 'ReadyForQuery(I)']);
-  const swap = await c.query("DO $$ BEGIN EXECUTE 'DEALLOCATE s1'; EXECUTE 'PREPARE s1 AS SELECT secret FROM vault'; END $$");
-  expect(tagsIn(swap.messages)).toEqual(['DO']);
-  const run = await c.exchange([fe.bind('', 's1'), fe.execute(), fe.sync()], 1);
+const SECRETS = [['s3cr3t-1'], ['s3cr3t-2']];
+
+/**
+ * Checks the Execute that ran after a swap: if the server executed it (its log shows the line),
+ * the record of that Execute names what the log says ran, or says it does not know, and holds
+ * the rows the client received; if the gateway refused it instead, nothing ran and no rows came.
+ */
+function expectSwapRecorded(rec: RecordedStatement[], logged: LoggedStatement[], ran: LoggedStatement | undefined, exec: RecordedStatement | undefined, run: Exchange, harmless: string) {
   const received = rowsIn(run.messages);
-  expect(received).toEqual([['s3cr3t-1'], ['s3cr3t-2']]); // what really ran
+  if (ran) {
+    expect.soft(exec, JSON.stringify(brief(rec))).toBeDefined();
+    expect.soft(exec?.statement).not.toBe(harmless);
+    expect.soft(exec && (sameText(exec, ran.text) || saysUnknown(exec)), `recorded ${JSON.stringify(exec?.statement)}, the server ran ${JSON.stringify(ran.text)}`).toBe(true);
+    expect.soft(exec && recordedRows(exec), 'the rows the client received belong to this Execute').toEqual(received);
+  } else {
+    expect.soft(errorsIn(run.messages).length, 'the server did not run the Execute, so the gateway refused it').toBeGreaterThan(0);
+    expect.soft(received).toEqual([]);
+  }
+  expect.soft(ruleViolations(rec, logged), JSON.stringify(brief(rec))).toEqual([]);
+}
+
+const DO_SWAP = "DO $$ BEGIN EXECUTE 'DEALLOCATE s1'; EXECUTE 'PREPARE s1 AS SELECT secret FROM vault'; END $$";
+
+async function swap4a(c: RawClient) {
+  const parsed = await c.exchange([fe.parse('s1', 'SELECT 1'), fe.sync()], 1);
+  const swap = await c.query(DO_SWAP);
+  const run = await c.exchange([fe.bind('', 's1'), fe.execute(), fe.sync()], 1);
+  return { parsed, swap, run };
+}
+
+test('4a. a DO block that DEALLOCATEs and re-PREPAREs the protocol statement s1: the Execute of s1 is not recorded as SELECT 1', async () => {
+  // Without hoop: dynamic SQL in the DO block really swaps what the protocol name s1 runs.
+  const d = await t.direct('pipe4a-direct');
+  const direct = await swap4a(d);
+  await d.end();
+  expect(namesIn(direct.parsed.messages)).toEqual(['ParseComplete', 'ReadyForQuery(I)']);
+  expect(tagsIn(direct.swap.messages)).toEqual(['DO']);
+  expect(rowsIn(direct.run.messages)).toEqual(SECRETS);
+  expect((await t.logged('pipe4a-direct')).find((s) => s.kind === 'execute' && s.name === 's1')?.text).toBe('PREPARE s1 AS SELECT secret FROM vault');
+
+  const c = await t.open('pipe4a');
+  const { run } = await swap4a(c);
   const rec = await endAndRecord(c);
   const logged = await t.logged('pipe4a');
-  const ran = logged.find((s) => s.kind === 'execute' && s.name === 's1')!;
-  expect(ran.text).toBe('PREPARE s1 AS SELECT secret FROM vault');
-
+  const ran = logged.find((s) => s.kind === 'execute' && s.name === 's1');
   const exec = rec.statements.filter((s) => s.s['statement_name'] === 's1' && s.s['portal'] !== null && s.s['portal'] !== undefined).at(-1);
-  expect.soft(exec, JSON.stringify(brief(rec.statements))).toBeDefined();
-  expect.soft(exec?.statement).not.toBe('SELECT 1');
-  expect.soft(exec && (sameText(exec, ran.text) || saysUnknown(exec)), `recorded ${JSON.stringify(exec?.statement)}, the server ran ${JSON.stringify(ran.text)}`).toBe(true);
-  expect.soft(exec && recordedRows(exec), 'the rows the client received belong to this Execute').toEqual(received);
-  expect.soft(ruleViolations(rec.statements, logged), JSON.stringify(brief(rec.statements))).toEqual([]);
+  expectSwapRecorded(rec.statements, logged, ran, exec, run, 'SELECT 1');
 });
 
-test('4b. CLOSE p1; DECLARE p1 CURSOR swaps a bound portal inside BEGIN: the Execute of p1 is not recorded as the harmless statement', async () => {
-  const c = await t.open('pipe4b');
+async function swap4b(c: RawClient) {
   const bound = await c.exchange([fe.query('BEGIN'), fe.parse('', 'SELECT 1 AS harmless'), fe.bind('p1', ''), fe.sync()], 2);
-  expect(namesIn(bound.messages)).toEqual(['CommandComplete(BEGIN)', 'ReadyForQuery(T)', 'ParseComplete', 'BindComplete', 'ReadyForQuery(T)']);
   const swap = await c.query('CLOSE p1; DECLARE p1 CURSOR FOR SELECT secret FROM vault');
-  expect(tagsIn(swap.messages)).toEqual(['CLOSE CURSOR', 'DECLARE CURSOR']);
   const run = await c.exchange([fe.execute('p1'), fe.sync()], 1);
-  const received = rowsIn(run.messages);
-  expect(received).toEqual([['s3cr3t-1'], ['s3cr3t-2']]);
   await c.query('COMMIT');
+  return { bound, swap, run };
+}
+
+test('4b. CLOSE p1; DECLARE p1 CURSOR swaps a bound portal inside BEGIN: the Execute of p1 is not recorded as the harmless statement', async () => {
+  // Without hoop: SQL CLOSE and DECLARE really swap what the protocol portal p1 runs.
+  const d = await t.direct('pipe4b-direct');
+  const direct = await swap4b(d);
+  await d.end();
+  expect(namesIn(direct.bound.messages)).toEqual(['CommandComplete(BEGIN)', 'ReadyForQuery(T)', 'ParseComplete', 'BindComplete', 'ReadyForQuery(T)']);
+  expect(tagsIn(direct.swap.messages)).toEqual(['CLOSE CURSOR', 'DECLARE CURSOR']);
+  expect(rowsIn(direct.run.messages)).toEqual(SECRETS);
+  expect((await t.logged('pipe4b-direct')).find((s) => s.kind === 'execute' && s.portal === 'p1')?.text).toBe('CLOSE p1; DECLARE p1 CURSOR FOR SELECT secret FROM vault');
+
+  const c = await t.open('pipe4b');
+  const { run } = await swap4b(c);
   const rec = await endAndRecord(c);
   const logged = await t.logged('pipe4b');
-  const ran = logged.find((s) => s.kind === 'execute' && s.portal === 'p1')!;
-  expect(ran.text).toBe('CLOSE p1; DECLARE p1 CURSOR FOR SELECT secret FROM vault');
-
+  const ran = logged.find((s) => s.kind === 'execute' && s.portal === 'p1');
   const exec = rec.statements.filter((s) => s.s['portal'] === 'p1' && (s.e?.['command_tags'] ?? []).length > 0).at(-1)
     ?? rec.statements.filter((s) => s.s['portal'] === 'p1').at(-1);
-  expect.soft(exec, JSON.stringify(brief(rec.statements))).toBeDefined();
-  expect.soft(exec?.statement).not.toBe('SELECT 1 AS harmless');
-  expect.soft(exec && (sameText(exec, ran.text) || saysUnknown(exec)), `recorded ${JSON.stringify(exec?.statement)}, the server ran ${JSON.stringify(ran.text)}`).toBe(true);
-  expect.soft(exec && recordedRows(exec), 'the rows the client received belong to this Execute').toEqual(received);
-  expect.soft(ruleViolations(rec.statements, logged), JSON.stringify(brief(rec.statements))).toEqual([]);
+  expectSwapRecorded(rec.statements, logged, ran, exec, run, 'SELECT 1 AS harmless');
 });
 
 test('5. a CALL that COMMITs in a pipeline without BEGIN commits the DELETE before it: a later error in the segment does not make it rolled_back', async () => {
   const c = await t.open('pipe5');
-  const r = await c.exchange([fe.run('DELETE FROM t5 WHERE id = 1'), fe.run('CALL commit_proc()'), fe.run('SELECT 1/0'), fe.sync()], 1);
+  const deleteSql = 'DELETE FROM t5 WHERE id = $1 AND $2::text IS NOT NULL';
+  const params = ['1', "it's"];
+  const r = await c.exchange([fe.run(deleteSql, params), fe.run('CALL commit_proc()'), fe.run('SELECT 1/0'), fe.sync()], 1);
   expect(tagsIn(r.messages)).toEqual(['DELETE 1', 'CALL']);
   expect(errorsIn(r.messages).map((e) => e.C)).toEqual(['22012']);
   const rec = await endAndRecord(c);
@@ -169,7 +206,9 @@ test('5. a CALL that COMMITs in a pipeline without BEGIN commits the DELETE befo
   // The database: the DELETE was committed by the procedure.
   expect(await t.pg.sql('SELECT id FROM t5 ORDER BY id')).toEqual([{ id: 2 }]);
 
-  const del = rec.statements.find((s) => s.statement === 'DELETE FROM t5 WHERE id = 1');
+  expect(logged.find((s) => s.text === deleteSql)?.parameters).toEqual(params);
+  const del = rec.statements.find((s) => s.statement === deleteSql);
+  expect.soft(del?.s['parameters'], 'the parameters the server logged').toEqual(params);
   expect.soft(del?.outcome, JSON.stringify(brief(rec.statements))).toBeDefined();
   expect.soft(['ok', 'unknown'], `the DELETE is committed; the record says ${del?.outcome} ${JSON.stringify(del?.e?.['error'])}`).toContain(del?.outcome);
   const call = rec.statements.find((s) => s.statement === 'CALL commit_proc()');
