@@ -89,7 +89,8 @@ export function loggedStatementOf(e: LogEntry): LoggedStatement | null {
 /** Reads a jsonlog file incrementally (only new bytes on each call). */
 export class ServerLog {
   private offset = 0;
-  private partial = '';
+  /** Bytes after the last newline: an entry the server is still writing (maybe mid-character). */
+  private partial: Buffer = Buffer.alloc(0);
   private readonly all: LogEntry[] = [];
 
   constructor(readonly path: string) {}
@@ -111,10 +112,11 @@ export class ServerLog {
           at += n;
         }
         this.offset = at;
-        // Lines end with '\n' (one byte, never inside a UTF-8 sequence), so a split is safe here.
-        const text = this.partial + Buffer.concat(chunks).toString('utf8');
-        const lines = text.split('\n');
-        this.partial = lines.pop()!;
+        // Decode only whole lines: the bytes after the last '\n' may end inside a UTF-8 sequence.
+        const bytes = Buffer.concat([this.partial, ...chunks]);
+        const cut = bytes.lastIndexOf(0x0a) + 1;
+        this.partial = Buffer.from(bytes.subarray(cut));
+        const lines = bytes.toString('utf8', 0, cut).split('\n');
         for (const line of lines) {
           if (line.trim() === '') continue;
           const raw = JSON.parse(line) as LogEntry & { error_severity?: string };
