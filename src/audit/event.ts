@@ -34,7 +34,9 @@ export type AuditEventType =
   | 'config.loaded'
   | 'export.created'
   | 'checkpoint'
-  | 'protocol.error';
+  | 'protocol.error'
+  /** A notice or notification the client received while no statement ran (LISTEN in an idle session). */
+  | 'session.message';
 
 /** What a producer hands to the recorder: everything but the chain fields. */
 export interface AuditEventDraft {

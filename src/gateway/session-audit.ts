@@ -101,6 +101,10 @@ export function sessionAuditHooks(o: SessionAuditOptions): SessionHooks {
       }));
     },
 
+    unattributed(message: Record<string, unknown>): void {
+      o.recorder.recordLater(draft('session.message', message));
+    },
+
     protocolError(info: { message: string }): void {
       o.metrics.protocolErrors.inc();
       o.recorder.recordLater(draft('protocol.error', { message: info.message }));

@@ -90,13 +90,7 @@ export interface StatementEnd {
   result: StatementResult;
 }
 
-export interface StatementResult {
-  sets: ResultSet[]; truncated: boolean; sha256: string;
-  /** Notices, notifications and function results the client received while it ran. */
-  messages?: unknown[];
-  /** What the client uploaded (COPY FROM STDIN). */
-  upload?: unknown;
-}
+export interface StatementResult { sets: ResultSet[]; truncated: boolean; sha256: string }
 
 /** One result set as the client received it: one per RowDescription or COPY OUT; `tag` is the
  *  CommandComplete that ended it (null if an error, a cancel or PortalSuspended did), and

@@ -28,7 +28,7 @@ import { startTruth, type Truth } from '../helpers/truth.js';
  * or with an explicit flag `statement_unknown: true` in query.start.
  */
 function saysUnknown(r: RecordedStatement): boolean {
-  return r.s['statement_unknown'] === true || /\bunknown\b/i.test(r.statement);
+  return r.s['unknown'] === true;
 }
 
 // ---------------------------------------------------------------------------------------------

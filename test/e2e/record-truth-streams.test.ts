@@ -17,26 +17,26 @@ import { brief, ruleViolations, sameText, sha256, type RecordedStatement } from 
 import { startTruth, type Truth } from '../helpers/truth.js';
 
 // ---------------------------------------------------------------------------------------------
-// Accessor assumptions: the engine does not record these yet, so the field names are guesses.
-// Adjust here, in one place, once the engine names them. The tests look for the values the client
-// received anywhere inside what an accessor returns, so the shape inside may vary.
+// Where the record keeps each kind (the tests look for the values the client received anywhere
+// inside what an accessor returns).
 
-/** ASSUMPTION: query.end data.result.notices — the NoticeResponses the client received during the statement. */
-const noticesOf = (r: RecordedStatement | undefined): unknown => r?.e?.['result']?.['notices'];
-/** ASSUMPTION: query.end data.result.notifications — the NotificationResponses ({channel, payload}) received during it. */
-const notificationsOf = (r: RecordedStatement | undefined): unknown => r?.e?.['result']?.['notifications'];
-/** ASSUMPTION: query.end data.result.function_result — a FunctionCallResponse's value (text as sent; binary as `\x` hex). */
-const functionResultOf = (r: RecordedStatement | undefined): unknown => r?.e?.['result']?.['function_result'];
-/** ASSUMPTION: a FunctionCall's query.start names the function in data.statement (e.g. `lo_open`); arguments in data.parameters. */
+/** query.end data.messages.kept: the NoticeResponses the client received during the statement. */
+const noticesOf = (r: RecordedStatement | undefined): unknown => r?.e?.['messages']?.['kept']?.filter((m: { kind: string }) => m.kind === 'notice');
+/** query.end data.messages.kept: the NotificationResponses ({channel, payload}) received during it. */
+const notificationsOf = (r: RecordedStatement | undefined): unknown => r?.e?.['messages']?.['kept']?.filter((m: { kind: string }) => m.kind === 'notification');
+/** query.end data.result.sets: a FunctionCallResponse's value is the one row of a set named after the function. */
+const functionResultOf = (r: RecordedStatement | undefined): unknown => r?.e?.['result']?.['sets'];
+/** A FunctionCall's query.start names the function in data.statement (`SELECT pg_catalog.lo_open($1, $2)`); arguments in data.parameters. */
 const namesFunction = (r: RecordedStatement, name: string): boolean => new RegExp(`\\b${name}\\b`).test(r.statement);
 /**
- * ASSUMPTION: query.end data.upload = {bytes, sha256, data, truncated} for COPY FROM STDIN: the
- * byte count and SHA-256 of all CopyData payloads the client sent, and the data kept up to
- * payload_limit (text, or an array of texts one per CopyData).
+ * query.end data.upload = {bytes, sha256, truncated, copies: [{data, ...}]} for COPY FROM STDIN:
+ * the byte count and SHA-256 of all CopyData payloads the client sent, and the data kept up to
+ * payload_limit, per COPY.
  */
-const uploadOf = (r: RecordedStatement | undefined): { bytes?: number; sha256?: string; data?: string | string[]; truncated?: boolean } | undefined => r?.e?.['upload'];
-const uploadedText = (u: ReturnType<typeof uploadOf>): string | undefined => (Array.isArray(u?.data) ? u.data.join('') : u?.data);
-/** ASSUMPTION: a statement cut at a limit in query.start data.statement, with data.statement_sha256 and data.statement_bytes of all of it. */
+type Upload = { bytes?: number; sha256?: string; truncated?: boolean; copies?: { data: string }[] };
+const uploadOf = (r: RecordedStatement | undefined): Upload | undefined => r?.e?.['upload'];
+const uploadedText = (u: Upload | undefined): string | undefined => u?.copies?.map((c) => c.data).join('');
+/** A statement cut at a limit in query.start data.statement, with data.statement_sha256 and data.statement_bytes of all of it. */
 const statementSha256Of = (r: RecordedStatement | undefined): unknown => r?.s['statement_sha256'];
 const statementBytesOf = (r: RecordedStatement | undefined): unknown => r?.s['statement_bytes'];
 

@@ -125,12 +125,16 @@ export interface BackendMessage {
   data?: Buffer;
 }
 
+/** Windows-1252 at 0x80-0x9F (Microsoft's table; the five unassigned bytes as U+FFFD). */
+const WIN1252_80_9F = [...'€\ufffd‚ƒ„…†‡ˆ‰Š‹Œ\ufffdŽ\ufffd\ufffd‘’“”•–—˜™š›œ\ufffdžŸ'];
+
 /** Decodes text in a PostgreSQL client encoding's terms (latin1 is ISO 8859-1, not WHATWG's). */
 export function decodeText(buf: Buffer, encoding: string): string {
   const e = encoding.toLowerCase().replace(/[^a-z0-9]/g, '');
   if (e === 'utf8') return buf.toString('utf8');
   if (e === 'latin1' || e === 'iso88591') return buf.toString('latin1');
-  if (e === 'win1252' || e === 'windows1252') return new TextDecoder('windows-1252').decode(buf);
+  // (Node 20's TextDecoder('windows-1252') reads 0x80-0x9F as C1 controls: spell the code page out.)
+  if (e === 'win1252' || e === 'windows1252') return [...buf].map((b) => (b >= 0x80 && b <= 0x9f ? WIN1252_80_9F[b - 0x80]! : String.fromCharCode(b))).join('');
   if (e === 'sjis' || e === 'shiftjis') return new TextDecoder('shift_jis').decode(buf);
   return new TextDecoder(encoding).decode(buf);
 }

@@ -126,13 +126,19 @@ export function sameText(r: RecordedStatement, text: string): boolean {
  *     (a fastpath call: a record naming the function);
  *  2. no record claims a statement ran (outcome ok or rolled_back, with a command tag: an Execute
  *     or a Query, not a Parse or Bind of its own) that the server did not log.
+ * A record that says it cannot name the statement (`unknown`) covers the Execute of its name.
  */
+/** A record that says it cannot name what ran, for the prepared statement or portal the log names. */
+function saysUnknownFor(r: RecordedStatement, l: LoggedStatement): boolean {
+  return r.s['unknown'] === true && (l.kind === 'execute' || l.kind === 'fetch') && (r.s['statement_name'] === l.name || r.s['portal'] === l.portal);
+}
+
 export function ruleViolations(rec: RecordedStatement[], logged: LoggedStatement[]): string[] {
   const out: string[] = [];
   for (const l of logged) {
     if (l.kind === 'fastpath') {
       if (!rec.some((r) => r.statement.includes(l.name!))) out.push(`the server ran fastpath function ${l.name}, the record names no such call`);
-    } else if (!rec.some((r) => sameText(r, l.text))) {
+    } else if (!rec.some((r) => sameText(r, l.text) || saysUnknownFor(r, l))) {
       out.push(`the server ran ${JSON.stringify(l.text.slice(0, 200))} (${l.kind}), the record has no statement with that text`);
     }
   }
@@ -140,7 +146,7 @@ export function ruleViolations(rec: RecordedStatement[], logged: LoggedStatement
     if (!r.outcome || !RAN.has(r.outcome)) continue;
     const tags = (r.e?.['command_tags'] ?? []) as string[];
     if (tags.length === 0) continue;
-    if (!logged.some((l) => l.kind !== 'fastpath' && sameText(r, l.text))) {
+    if (!logged.some((l) => l.kind !== 'fastpath' && (sameText(r, l.text) || saysUnknownFor(r, l)))) {
       out.push(`the record says ${JSON.stringify(r.statement.slice(0, 200))} ran (${r.outcome}, ${tags.join(',')}), the server log has no such statement`);
     }
   }

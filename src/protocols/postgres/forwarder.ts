@@ -27,18 +27,18 @@ import {
   cstring,
   decodeBind,
   decodeExecute,
-  decodeFunctionCall,
   decodeTarget,
   frame,
   noticeResponse,
 } from './messages.js';
+import { describeFunctionCall, decodeFunctionCallMessage } from './fastpath.js';
 import { decodeParameter } from './params.js';
 import type { Relay } from './relay.js';
 import { notExecuted, type Failure, type ResponseQueue, type Running } from './responses.js';
 import { StatementRun } from './results.js';
-import { splitStatements } from './split.js';
+import { splitDependsOnStandardConformingStrings, splitStatements } from './split.js';
 import { sqlstateOf } from './sqlstate.js';
-import { asciiOnly, cstringAt, lowerAscii, mayChangeEncoding, mayCopyIn, recordedText, sha256Of, type RecordedText } from './text.js';
+import { asciiOnly, cstringAt, lowerAscii, mayChangeSettings, mayCopyIn, recordedText, sha256Of, type RecordedText } from './text.js';
 
 const EMPTY = Buffer.alloc(0);
 const FLUSH = frame(MessageType.Flush);
@@ -64,6 +64,10 @@ interface Unit {
   /** Execute: its portal. Parse/Bind recorded on their own: how to register the change. */
   portal?: { name: string; value: Portal | null };
   register?: (run: StatementRun) => void;
+  /** Set up the run before its responses arrive. */
+  prepare?: (run: StatementRun) => void;
+  /** The engine itself refuses it, whatever the plan says. */
+  refusal?: Failure;
 }
 
 export interface ForwarderHost {
@@ -83,8 +87,8 @@ export interface ForwarderHost {
 export class Forwarder {
   /** Frames from a Parse or Bind on, kept until the next chunk shows whether an Execute follows. */
   private carried: FrameBatch | null = null;
-  /** The boundary after whose ReadyForQuery the client encoding is known again. */
-  private encodingKnownAfter = 0;
+  /** The boundary after whose ReadyForQuery client_encoding and standard_conforming_strings are known again. */
+  private settingsKnownAfter = 0;
   /** A statement in flight that may still enter COPY-in mode. */
   private copyPending: Running | null = null;
   /** Ends a hold with a refusal (a CancelRequest from the client). */
@@ -210,9 +214,14 @@ export class Forwarder {
     const f = batch.frames[i]!;
     switch (f.type) {
       case MessageType.CopyData:
+        this.host.queue.copyIn!.run.uploaded(batch.buffer, f.start, f.bodyStart, f.end);
         return runStart;
       case MessageType.CopyDone:
+        this.host.queue.copyIn!.run.copyDone();
+        this.host.queue.copyInEnded();
+        return runStart;
       case MessageType.CopyFail:
+        this.host.queue.copyIn!.run.copyFail(batch.buffer, f.start, f.bodyStart, f.end);
         this.host.queue.copyInEnded();
         return runStart;
       case MessageType.Flush:
@@ -272,7 +281,7 @@ export class Forwarder {
   private textGate(batch: FrameBatch, i: number, runStart: number, body: Buffer): true | Promise<void> {
     if (asciiOnly(body)) return true;
     const { queue } = this.host;
-    const after = this.encodingKnownAfter;
+    const after = this.settingsKnownAfter;
     if (queue.answeredBoundaries >= after) return true;
     // The ReadyForQuery that reports the encoding is on its way: wait for it.
     if (queue.sentBoundaries >= after) return this.waitThen(batch, i, runStart, () => queue.answeredBoundaries >= after, false);
@@ -294,8 +303,8 @@ export class Forwarder {
   /** A statement was sent that may change the encoding: text after it waits for its ReadyForQuery. */
   private noteRisks(unit: Unit, running: Running): void {
     const { queue } = this.host;
-    if (mayChangeEncoding(unit.lowerSql) || unit.start.unknown || unit.kind === 'function') {
-      this.encodingKnownAfter = unit.kind === 'query' || unit.kind === 'function' ? queue.sentBoundaries : queue.sentBoundaries + 1;
+    if (mayChangeSettings(unit.lowerSql) || unit.start.unknown || unit.kind === 'function') {
+      this.settingsKnownAfter = unit.kind === 'query' || unit.kind === 'function' ? queue.sentBoundaries : queue.sentBoundaries + 1;
     }
     if (unit.kind !== 'parse' && unit.kind !== 'bind' && (mayCopyIn(unit.lowerSql) || unit.start.unknown)) this.copyPending = running;
   }
@@ -380,45 +389,43 @@ export class Forwarder {
     if (!bytes) throw new ProtocolError('malformed Query message: unterminated query string');
     const text = await this.text(bytes);
     if (!text) return this.refuseText(batch, i, runStart, 'query');
-    const lowerSql = lowerAscii(bytes);
-    const statements = text.truncated ? undefined : this.severalStatements(text.text);
-    if (statements === null) {
-      return this.refuseText(batch, i, runStart, 'query', '', 'its statements split differently depending on standard_conforming_strings (a backslash before a quote in a plain string literal); send them as separate queries, or use E\'\' strings');
+    let statements: string[] | undefined;
+    if (!text.truncated && text.text.length <= MAX_SPLIT_CHARS && text.text.includes(';')) {
+      // The server lexes the whole Query with the standard_conforming_strings in force when it
+      // arrives; a statement still in flight may change that.
+      const { queue } = this.host;
+      if (queue.answeredBoundaries < this.settingsKnownAfter && splitDependsOnStandardConformingStrings(text.text)) {
+        const after = this.settingsKnownAfter;
+        if (queue.sentBoundaries >= after) return this.waitThen(batch, i, runStart, () => queue.answeredBoundaries >= after);
+        return this.refuseText(batch, i, runStart, 'query', '', 'its statements split differently depending on standard_conforming_strings, which a statement still running may change; send a Sync first');
+      }
+      const split = splitStatements(text.text, { standardConformingStrings: queue.standardConformingStrings });
+      if (split.length > 1) statements = split;
     }
     return this.barrier(batch, i, runStart, {
       kind: 'query',
       start: { protocol: 'simple', ...textFields(text), statementName: null, portal: null, parameters: [], ...(statements ? { statements } : {}) },
-      lowerSql: text.truncated ? 'do call copy stdin encoding' : lowerSql,
+      lowerSql: text.truncated ? 'do call copy stdin encoding' : lowerAscii(bytes),
       poison: () => POISON_QUERY,
     });
   }
 
-  /** The statements of a Query that holds more than one, undefined for one, null if the split is not certain. */
-  private severalStatements(sql: string): string[] | undefined | null {
-    if (sql.length > MAX_SPLIT_CHARS || !sql.includes(';')) return undefined;
-    const scs = this.host.queue.standardConformingStrings;
-    const statements = splitStatements(sql);
-    if (sql.includes('\\')) {
-      // With standard_conforming_strings off, a backslash escapes a quote in a plain literal; a
-      // statement in this very message may switch it, so the split must not depend on it.
-      const other = splitStatementsWith(sql, !scs);
-      const mine = splitStatementsWith(sql, scs);
-      if (other.length !== mine.length || other.some((s, k) => s !== mine[k])) return null;
-      return mine.length > 1 ? mine : undefined;
-    }
-    return statements.length > 1 ? statements : undefined;
-  }
-
+  /**
+   * Fastpath FunctionCall (libpq's large objects): recorded with the function's name and
+   * arguments. Only the builtins libpq calls this way are let through: for any other OID the
+   * gateway could not name what runs.
+   */
   private functionCall(batch: FrameBatch, i: number, runStart: number, body: Buffer): Promise<void> {
-    // Fastpath function call (e.g. libpq's large objects): it runs code, so it is recorded,
-    // with its arguments (what a lo_write writes, what a lo_export names).
-    const call = decodeFunctionCall(body);
-    const parameters = call.values.map((v, k) => decodeParameter(v, call.formats[k]!, undefined));
+    const call = decodeFunctionCallMessage(body);
+    const described = describeFunctionCall(call.oid, call.formats, call.values);
+    const name = described.name;
     return this.barrier(batch, i, runStart, {
       kind: 'function',
-      start: { protocol: 'fastpath', statement: `-- FunctionCall oid ${call.oid}`, statementName: null, portal: null, parameters },
+      start: { protocol: 'fastpath', statement: described.statement, statementName: null, portal: null, parameters: described.parameters, ...(name ? {} : { unknown: true }) },
       lowerSql: '',
+      ...(name ? {} : { refusal: { code: '42501', message: `hoop: statement refused: a fastpath call of function OID ${call.oid}, which is not one of the large-object functions hoop can name` } }),
       poison: () => POISON_QUERY,
+      prepare: (run) => run.functionCall(name ?? `oid ${call.oid}`, call.resultFormat === 1),
     });
   }
 
@@ -488,7 +495,7 @@ export class Forwarder {
     const { ctx, queue } = this.host;
     const f = batch.frames[i]!;
     const start: StatementStart = { queryId: randomUUID(), ...unit.start };
-    const decision = await this.decide(unit, start);
+    const decision: FinalPlan = unit.refusal ? { action: 'refuse', ...unit.refusal } : await this.decide(unit, start);
     let refusal: Failure | null = decision.action === 'refuse' ? { code: decision.code, message: decision.message } : null;
     try {
       await ctx.hooks.queryStart(start, decision);
@@ -496,6 +503,9 @@ export class Forwarder {
       refusal = refusalOf(err);
     }
     const run = new StatementRun(start, ctx.payloadLimit, refusal);
+    const decoder = this.decoder();
+    if (decoder && decoder.name !== 'UTF8') run.decodeText = (b) => decoder.decode(b);
+    unit.prepare?.(run);
     if (this.host.closing) return this.host.endRun(run, { code: '08006', message: 'the session ended before the statement was sent' });
     if (queue.skippingToSync) {
       // An earlier message failed while this one waited: the server would discard it.
@@ -702,9 +712,6 @@ function preparedText(s: PreparedStatement): Pick<StatementStart, 'statementByte
   return { ...(s.bytes !== undefined ? { statementBytes: s.bytes } : {}), ...(s.sha256 ? { statementSha256: s.sha256 } : {}), ...(s.truncated ? { statementTruncated: true } : {}) };
 }
 
-function splitStatementsWith(sql: string, standardConformingStrings: boolean): string[] {
-  return (splitStatements as (sql: string, o?: { standardConformingStrings: boolean }) => string[])(sql, { standardConformingStrings });
-}
 
 /** A Bind of a statement that does not exist: fails before anything is planned or run. */
 function poisonBind(portal: string): Buffer {

@@ -51,6 +51,8 @@ export class Relay {
   private readonly atBoundary: (() => void)[] = [];
   /** After a cut-off result: what upstream still sends up to the next ReadyForQuery is accounted, not relayed. */
   private draining = false;
+  /** The client was told the session ended: what upstream still sends is accounted, never relayed. */
+  private silenced = false;
 
   constructor(private readonly client: Duplex, private readonly queue: ResponseQueue, private readonly host: RelayHost) {}
 
@@ -62,6 +64,11 @@ export class Relay {
   whenAtBoundary(fn: () => void): void {
     if (this.streaming === 0) fn();
     else this.atBoundary.push(fn);
+  }
+
+  /** From now on nothing more reaches the client; statement ends are still accounted. */
+  silence(): void {
+    this.silenced = true;
   }
 
   /** Sends one message of the session's own to the client, between backend messages. */
@@ -98,7 +105,7 @@ export class Relay {
     }
     if (batch.frames.length === 0 && lead === 0) end = runStart;
     const tail = this.reader.pendingFrame;
-    if (tail && !this.draining && this.streamable(tail.type)) {
+    if (tail && !this.draining && !this.silenced && this.streamable(tail.type)) {
       this.reader.dropPendingFrame();
       this.streaming = tail.total - (out.length - end);
       this.streamRun?.run.beginStreamed(tail.type === MessageType.DataRow);
@@ -132,13 +139,15 @@ export class Relay {
     const type = f.type;
     if (type === MessageType.DataRow || type === MessageType.CopyData) {
       const s = this.queue.current();
-      if (this.draining) return null;
+      if (this.draining || this.silenced) return null;
       if (!s) return undefined;
       return type === MessageType.DataRow ? this.dataRow(s, buf, f) : this.copyData(s, buf, f);
     }
     const body = buf.subarray(f.bodyStart, f.end);
+    const draining = this.draining; // a message that starts the drain still goes (with its error)
     const relayed = this.account(type, body, buf, f);
-    if (this.draining) {
+    if (this.silenced) return null;
+    if (draining) {
       if (type !== MessageType.ReadyForQuery) return null;
       this.draining = false;
     }
@@ -152,6 +161,10 @@ export class Relay {
         return this.copyOutResponse(body, buf.subarray(f.start, f.end));
       case MessageType.CopyInResponse:
         queue.copyInResponse();
+        queue.current()?.run.copyIn(body[0] === 1);
+        return undefined;
+      case MessageType.FunctionCallResponse:
+        queue.current()?.run.functionResult(buf, f.start, f.bodyStart, f.end);
         return undefined;
       case MessageType.RowDescription: {
         const fields = decodeRowDescription(body);
@@ -196,11 +209,16 @@ export class Relay {
         return this.host.parameterStatus(p.name, p.value) ? undefined : null;
       }
       case MessageType.NotificationResponse:
-      case MessageType.NoticeResponse:
-        if (!queue.current()) this.host.unattributed(buf, f);
+      case MessageType.NoticeResponse: {
+        // A notice during a Parse or Bind recorded on its own belongs to that record.
+        const run = queue.messageTarget();
+        if (!run) this.host.unattributed(buf, f);
+        else if (type === MessageType.NoticeResponse) run.notice(buf, f.start, f.bodyStart, f.end);
+        else run.notification(buf, f.start, f.bodyStart, f.end);
         return undefined;
+      }
       default:
-        return undefined; // CopyDone, FunctionCallResponse, ...
+        return undefined; // CopyDone, ...
     }
   }
 

@@ -154,6 +154,14 @@ export class ResponseQueue {
     return front.s;
   }
 
+  /** The run a notice or notification arriving now belongs to: the statement's, or a Parse's or Bind's own. */
+  messageTarget(): StatementRun | null {
+    const front = this.expected[0];
+    if (!front) return null;
+    if ('s' in front) return this.current()!.run;
+    return 'change' in front ? (front.change.run ?? null) : null;
+  }
+
   /** The server answered the message that made `change`: applied, failed, or skipped it. */
   private settle(change: Change, outcome: 'applied' | 'failed' | 'skipped', error?: Failure): void {
     const table = change.table as NameTable<unknown>;

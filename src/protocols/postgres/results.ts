@@ -345,6 +345,16 @@ export class StatementRun {
     return this.ended;
   }
 
+  /**
+   * Text values as the client reads them: in the session's client encoding (encodings.ts); bytes
+   * that are not valid there are kept as `\\x` hex rather than guessed.
+   */
+  decodeText: (b: Buffer) => string | null = (b) => b.toString('utf8');
+
+  private text(b: Buffer): string {
+    return this.decodeText(b) ?? '\\x' + b.toString('hex');
+  }
+
   /** Bytes of result values, messages and uploads kept for the record. */
   get keptSize(): number {
     return this.keptBytes;
@@ -399,7 +409,7 @@ export class StatementRun {
       this.truncated = true;
       return;
     }
-    this.keptSet().rows.push(values.map((v, i) => (v === null ? null : this.formatOf(i) === 1 ? '\\x' + v.toString('hex') : v.toString('utf8'))));
+    this.keptSet().rows.push(values.map((v, i) => (v === null ? null : this.formatOf(i) === 1 ? '\\x' + v.toString('hex') : this.text(v))));
   }
 
   /** Kept data is full: later DataRow and CopyData messages are only counted and hashed. */
@@ -444,7 +454,7 @@ export class StatementRun {
       return;
     }
     const body = buffer.subarray(bodyStart, end);
-    this.keptSet().rows.push([this.copyBinary ? '\\x' + body.toString('hex') : body.toString('utf8')]);
+    this.keptSet().rows.push([this.copyBinary ? '\\x' + body.toString('hex') : this.text(body)]);
   }
 
   /**
@@ -475,7 +485,7 @@ export class StatementRun {
       return;
     }
     const set = this.current ?? this.openSet(['result']);
-    set.rows.push([value === null ? null : this.functionBinary ? '\\x' + value.toString('hex') : value.toString('utf8')]);
+    set.rows.push([value === null ? null : this.functionBinary ? '\\x' + value.toString('hex') : this.text(value)]);
   }
 
   /** A NoticeResponse (NOTICE, WARNING, INFO, ...) sent to the client: buffer[start, end), body from bodyStart. */

@@ -13,10 +13,10 @@ import { clientDecoder } from './encodings.js';
 import { type Frame, type FrameReader } from './framing.js';
 import { Forwarder } from './forwarder.js';
 import { endStream, pump, safely, write } from './io.js';
-import { MessageType, decodeNoticeFields, errorResponse, frame } from './messages.js';
+import { MessageType, errorResponse, frame } from './messages.js';
 import { Relay } from './relay.js';
 import { ResponseQueue, type Failure } from './responses.js';
-import type { StatementRun } from './results.js';
+import { decodeNotice, notificationRecord, type StatementRun } from './results.js';
 import { sqlstateOf } from './sqlstate.js';
 import type { UpstreamConnection } from './upstream.js';
 
@@ -141,10 +141,9 @@ export class Session {
   private unattributed(buf: Buffer, f: Frame): void {
     const hook = this.ctx.hooks.unattributed;
     if (!hook) return;
-    const body = buf.subarray(f.bodyStart, f.end);
     safely(() => {
-      if (f.type === MessageType.NoticeResponse) hook({ type: 'notice', fields: decodeNoticeFields(body) });
-      else hook({ type: 'notification', body: body.toString('hex') });
+      if (f.type === MessageType.NoticeResponse) hook({ kind: 'notice', ...decodeNotice(buf.subarray(f.bodyStart, f.end)) });
+      else hook({ kind: 'notification', ...notificationRecord(buf, f.start, f.bodyStart, f.end) });
     });
   }
 
@@ -189,13 +188,16 @@ export class Session {
     this.endReason ??= reason;
     this.changed();
     const socket = this.connection.socket;
+    // The client is told first, between two messages; what upstream still sends is only accounted.
+    this.relay.whenAtBoundary(() => {
+      this.relay.silence();
+      endStream(this.client, o.fatal ? errorResponse({ severity: 'FATAL', code: SQLSTATE_ADMIN_SHUTDOWN, message: o.fatal }) : undefined);
+    });
     if (this.queue.expected.length > 0 && !socket.destroyed) {
       write(socket, FLUSH); // the server sends what it owes without waiting for a Sync
       if (o.cancel && this.queue.expected.some((e) => 's' in e)) this.o.cancelUpstream();
       await this.idle(END_GRACE_MS);
     }
-    if (o.fatal) this.relay.whenAtBoundary(() => endStream(this.client, errorResponse({ severity: 'FATAL', code: SQLSTATE_ADMIN_SHUTDOWN, message: o.fatal! })));
-    else endStream(this.client);
     if (!socket.destroyed && !socket.writableEnded) endStream(socket, this.sawTerminate ? undefined : TERMINATE);
   }
 

@@ -62,9 +62,13 @@ export function lowerAscii(bytes: Buffer): string {
   return bytes.toString('latin1').toLowerCase();
 }
 
-/** A statement that may change client_encoding when it runs (SET, RESET, set_config, DO, CALL, ...). */
-export function mayChangeEncoding(lower: string): boolean {
-  return /encoding|names|reset|discard|set_config|\bdo\b|\bcall\b/.test(lower);
+/**
+ * A statement that may change how the server reads later messages when it runs: client_encoding
+ * or standard_conforming_strings, by SET, RESET, set_config, a ROLLBACK undoing a SET, DO, CALL.
+ * (A function that calls set_config inside is beyond what the text shows: see the README.)
+ */
+export function mayChangeSettings(lower: string): boolean {
+  return /encoding|names|conforming|reset|discard|set_config|rollback|abort|\bdo\b|\bcall\b/.test(lower);
 }
 
 /** A statement that may enter COPY-in mode (only a top-level COPY ... FROM STDIN does). */
