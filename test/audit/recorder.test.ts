@@ -3,26 +3,36 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
-import { afterAll, afterEach, describe, expect, inject, test } from 'vitest';
+import { afterAll, afterEach, describe, expect, inject, test, vi } from 'vitest';
 import type { AuditEventDraft } from '../../src/audit/event.js';
 import { AuditRecorder, type RecorderLogger } from '../../src/audit/recorder.js';
 import { verifyStore } from '../../src/audit/verify.js';
 import { AuditUnavailableError } from '../../src/errors.js';
 import { openStore } from '../../src/store/index.js';
 import type { Store } from '../../src/store/store.js';
+import { until } from '../helpers/poll.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'hoop-recorder-test-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-/** A real store behind a handle that counts append calls, can slow them, and can be swapped. */
+/** A real store behind a handle that counts append calls, can slow or hold them, and can be swapped. */
 class CountingStore implements Store {
   readonly batches: number[] = [];
   delayMs = 0;
+  /** While set, appends wait for it: a batch in flight for as long as the test wants. */
+  gate: Promise<void> | null = null;
   constructor(public target: Store) {}
   async appendEvents(events: Parameters<Store['appendEvents']>[0]) {
     this.batches.push(events.length);
     if (this.delayMs) await new Promise((r) => setTimeout(r, this.delayMs));
+    await this.gate;
     return this.target.appendEvents(events);
+  }
+  /** Holds appends until the returned function is called. */
+  hold(): () => void {
+    let release!: () => void;
+    this.gate = new Promise<void>((r) => (release = r)).then(() => void (this.gate = null));
+    return release;
   }
   migrate() { return this.target.migrate(); }
   head() { return this.target.head(); }
@@ -76,17 +86,17 @@ describe('AuditRecorder group commit', () => {
 
   test('records made while a batch is in flight wait and go together in the next call', async () => {
     const { store } = await fileStore();
-    store.delayMs = 50;
+    const release = store.hold();
     const recorder = new AuditRecorder(store, { logger: quietLogger() });
     const first = recorder.record(draft({ i: 0 }));
-    await nextTick();
-    await nextTick();
-    expect(store.batches).toEqual([1]); // in flight now
+    await until(() => store.batches.length === 1); // in flight now, until released
     const rest: Promise<unknown>[] = [];
     for (let i = 1; i < 100; i++) {
       rest.push(recorder.record(draft({ i })));
       await nextTick(); // each from a different loop turn, as from different client sockets
     }
+    expect(store.batches).toEqual([1]);
+    release();
     await Promise.all([first, ...rest]);
     expect(store.batches).toEqual([1, 99]);
     expect(await verifyStore(store)).toMatchObject({ ok: true, events: 100 });
@@ -94,24 +104,39 @@ describe('AuditRecorder group commit', () => {
 
   test('recordLater events ride with the next record() batch instead of paying their own', async () => {
     const { store } = await fileStore();
-    const recorder = new AuditRecorder(store, { lazyFlushMs: 10_000 });
-    recorder.recordLater(draft({ n: 1 }, { type: 'query.end' }));
-    await new Promise((r) => setTimeout(r, 30));
-    expect(store.batches).toEqual([]);
-    await recorder.record(draft({ n: 2 }));
-    expect(store.batches).toEqual([2]);
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] }); // the lazy timer's clock; I/O and setImmediate stay real
+    try {
+      const recorder = new AuditRecorder(store, { lazyFlushMs: 10_000 });
+      recorder.recordLater(draft({ n: 1 }, { type: 'query.end' }));
+      await vi.advanceTimersByTimeAsync(9_999); // up to just before lazyFlushMs
+      await nextTick(); // where a drain of its own would have started
+      expect(store.batches).toEqual([]);
+      await recorder.record(draft({ n: 2 }));
+      expect(store.batches).toEqual([2]);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   test('a lone recordLater event is written after lazyFlushMs, and flush() does not wait for the timer', async () => {
     const { store } = await fileStore();
-    const recorder = new AuditRecorder(store, { lazyFlushMs: 20 });
-    recorder.recordLater(draft({ n: 1 }, { type: 'query.end' }));
-    await new Promise((r) => setTimeout(r, 200));
-    expect(store.batches).toEqual([1]);
-    const slow = new AuditRecorder(store, { lazyFlushMs: 60_000 });
-    slow.recordLater(draft({ n: 2 }, { type: 'session.end' }));
-    await slow.flush();
-    expect(store.batches).toEqual([1, 1]);
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    try {
+      const recorder = new AuditRecorder(store, { lazyFlushMs: 20 });
+      recorder.recordLater(draft({ n: 1 }, { type: 'query.end' }));
+      await vi.advanceTimersByTimeAsync(19);
+      await nextTick();
+      expect(store.batches).toEqual([]);
+      await vi.advanceTimersByTimeAsync(1);
+      await expect.poll(() => store.batches).toEqual([1]);
+      await recorder.flush();
+      const slow = new AuditRecorder(store, { lazyFlushMs: 60_000 });
+      slow.recordLater(draft({ n: 2 }, { type: 'session.end' }));
+      await slow.flush();
+      expect(store.batches).toEqual([1, 1]);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   test('with a real PostgreSQL store, 8 clients recording in series share fsyncs', async () => {

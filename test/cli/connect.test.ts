@@ -6,6 +6,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { runCli } from '../../src/cli/program.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { until as poll } from '../helpers/poll.js';
 import { testRuntime, runHoop } from './helpers.js';
 
 let gw: TestGateway;
@@ -18,15 +19,8 @@ afterAll(async () => {
   await gw?.close();
 });
 
-async function until<T>(what: string, probe: () => T | undefined, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = probe();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+/** The output `what` once `probe` finds it there. */
+const until = <T>(what: string, probe: () => T | undefined) => poll(probe, { what, timeoutMs: 15_000, intervalMs: 20 });
 
 async function query(uri: string, sql: string): Promise<unknown[]> {
   const client = new pg.Client({ connectionString: uri });

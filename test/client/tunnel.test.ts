@@ -11,6 +11,7 @@ import { openLocalTunnel, parseRefusal, tunnelUrl, type LocalTunnel, type Tunnel
 import { PostgresEngine, type SessionContext, type StatementStart } from '../../src/protocols/postgres/engine.js';
 import { RUN } from '../../src/protocols/engine.js';
 import { tcpDial } from '../../src/protocols/postgres/upstream.js';
+import { untilRunning } from '../helpers/postgres.js';
 import { upstreamConfig } from '../protocols/postgres/engine-harness.js';
 
 const upstream = inject('upstream');
@@ -161,8 +162,9 @@ describe('openLocalTunnel', () => {
       const c = new pg.Client({ connectionString: t.uri });
       await c.connect();
       expect((await c.query('select $1::int * 2 as v', [21])).rows).toEqual([{ v: 42 }]);
-      const sleeping = c.query('select pg_sleep(30)').catch((e) => e);
-      await new Promise((r) => setTimeout(r, 300));
+      const SLEEP = 'select pg_sleep(30) as local_tunnel_cancel';
+      const sleeping = c.query(SLEEP).catch((e) => e);
+      await untilRunning(upstream, SLEEP); // a cancel that arrives before the statement is lost
       const s = connect(t.port, '127.0.0.1');
       await new Promise((r) => s.once('connect', r));
       s.end(serialize.cancel((c as any).processID, (c as any).secretKey));

@@ -6,6 +6,7 @@ import { expect, test } from 'vitest';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { listening } from '../helpers/clients.js';
+import { until } from '../helpers/poll.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -67,15 +68,6 @@ async function startDemoProcess(home: string, args: string[]): Promise<DemoProce
   return { child, stderr: () => stderr, exited, gatewayPort: Number(new URL(gatewayUrl!).port), upstreamPort, clusterDir: clusterDir! };
 }
 
-async function eventually(check: () => Promise<boolean> | boolean, ms: number): Promise<boolean> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (await check()) return true;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return check();
-}
-
 test('`hoop demo` stops on Ctrl-C (SIGINT) leaving no PostgreSQL process, port or temp dir', async () => {
   const home = mkdtempSync(join(tmpdir(), 'hoop-demo-home-'));
   const dataDir = join(home, 'demo-data');
@@ -108,9 +100,9 @@ test('when `hoop demo` is killed outright (SIGKILL), its watchdog stops PostgreS
     expect(existsSync(dataDir)).toBe(true);
     demo.child.kill('SIGKILL');
     await demo.exited;
-    expect(await eventually(async () => !existsSync(demo.clusterDir) && !existsSync(dataDir), 15_000)).toBe(true);
-    expect(await eventually(async () => !(await listening(demo.upstreamPort)), 5_000)).toBe(true);
-    expect(await eventually(() => processesMentioning(demo.clusterDir).length === 0, 5_000)).toBe(true);
+    await until(() => !existsSync(demo.clusterDir) && !existsSync(dataDir), { timeoutMs: 15_000, intervalMs: 100, what: 'the cluster and data dirs removed' });
+    await until(async () => !(await listening(demo.upstreamPort)), { timeoutMs: 5_000, intervalMs: 100, what: 'the upstream port closed' });
+    await until(() => processesMentioning(demo.clusterDir).length === 0, { timeoutMs: 5_000, intervalMs: 100, what: 'no process left naming the cluster dir' });
   } finally {
     rmSync(home, { recursive: true, force: true });
   }

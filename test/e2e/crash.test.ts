@@ -12,6 +12,7 @@ import { afterAll, expect, inject, test } from 'vitest';
 import { openLocalTunnel } from '../../src/client/tunnel.js';
 import { freePort } from '../../src/demo/postgres-cluster.js';
 import { openStore } from '../../src/store/index.js';
+import { until } from '../helpers/poll.js';
 import { passwordOf } from '../helpers/postgres.js';
 
 const upstream = inject('upstream');
@@ -80,7 +81,11 @@ test('kill -9 of the gateway never leaves an upstream statement without its quer
       // the gateway died under us: expected
     }
   });
-  await new Promise((r) => setTimeout(r, 1500));
+  // Kill it mid-stream: once every writer has rows in, so that all four have statements in flight.
+  await until(async () => {
+    const { rows } = await direct.query(`SELECT count(*)::int AS n, count(DISTINCT split_part(marker, '-', 1))::int AS writers FROM ${table}`);
+    return rows[0].n >= 100 && rows[0].writers === 4;
+  }, { timeoutMs: 30_000, intervalMs: 20, what: 'all four writers inserting' });
   gatewayProcess.kill('SIGKILL');
   await Promise.all(writers);
   await tunnel.close();

@@ -7,8 +7,11 @@ import { afterAll, beforeAll, expect, inject, test } from 'vitest';
 import { openLocalTunnel, type LocalTunnel } from '../../src/client/tunnel.js';
 import { clientEnv } from '../helpers/clients.js';
 import { startTestGateway } from '../helpers/gateway.js';
+import { until } from '../helpers/poll.js';
+import { untilRunning } from '../helpers/postgres.js';
 
 const upstream = inject('upstream');
+const SLEEP = 'select pg_sleep(30) as terminal_ctrl_c;';
 let gateway: Awaited<ReturnType<typeof startTestGateway>>;
 let tunnel: LocalTunnel;
 
@@ -33,13 +36,8 @@ test('interactive psql on a terminal: queries, an error, Ctrl-C cancelling pg_sl
   let screen = '';
   child.stdout!.setEncoding('utf8').on('data', (d: string) => (screen += d));
   const closed = new Promise<number | null>((resolve) => child.on('close', resolve));
-  const waitFor = async (pattern: RegExp, from: number) => {
-    for (let i = 0; i < 200; i++) {
-      if (pattern.test(screen.slice(from))) return;
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    throw new Error(`timed out waiting for ${pattern}; the terminal shows:\n${screen}`);
-  };
+  const waitFor = (pattern: RegExp, from: number) =>
+    until(() => pattern.test(screen.slice(from)), { timeoutMs: 10_000, intervalMs: 50, what: () => `${pattern} (the terminal shows:\n${screen})` });
   const type = async (keys: string, expected: RegExp) => {
     const from = screen.length;
     child.stdin!.write(keys);
@@ -49,8 +47,8 @@ test('interactive psql on a terminal: queries, an error, Ctrl-C cancelling pg_sl
     await waitFor(/=# $|=> $/m, 0);
     await type("select 'vault' || 42 as answer;\r", /vault42[\s\S]*\(1 row\)/);
     await type('select 1/0;\r', /ERROR: {2}division by zero/);
-    await type('select pg_sleep(30);\r', /pg_sleep\(30\)/);
-    await new Promise((r) => setTimeout(r, 500));
+    await type(`${SLEEP}\r`, /pg_sleep\(30\)/);
+    await untilRunning(upstream, SLEEP); // Ctrl-C before the statement reaches PostgreSQL cancels nothing
     await type('\x03', /canceling statement due to user request/);
     await type('select count(*) from pg_class where relname = $$pg_class$$;\r', /\n\s*1\s*\r?\n[\s\S]*\(1 row\)/);
     child.stdin!.write('\\q\r');
@@ -60,7 +58,7 @@ test('interactive psql on a terminal: queries, an error, Ctrl-C cancelling pg_sl
   }
   const events = await gateway.store.readEvents({});
   const statements = events.filter((e) => e.type === 'query.start').map((e) => e.data['statement']);
-  expect(statements).toContain('select pg_sleep(30);');
+  expect(statements).toContain(SLEEP);
   const sleepEnd = events.find((e) => e.type === 'query.end' && e.data['outcome'] === 'cancelled');
   expect(sleepEnd).toBeDefined();
 }, 60_000);

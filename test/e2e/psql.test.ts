@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, inject, test } from 'vitest';
 import { openLocalTunnel, type LocalTunnel } from '../../src/client/tunnel.js';
 import { collect, clientEnv, psql, runClient } from '../helpers/clients.js';
 import { startTestGateway } from '../helpers/gateway.js';
-import { createTestDatabase, type UpstreamInfo } from '../helpers/postgres.js';
+import { createTestDatabase, runningPids, untilRunning, type UpstreamInfo } from '../helpers/postgres.js';
 
 const shared = inject('upstream');
 let upstream: UpstreamInfo;
@@ -97,24 +97,20 @@ describe('psql through the tunnel', () => {
   });
 
   test('Ctrl-C in psql cancels pg_sleep upstream', async () => {
-    const child = spawn('psql', ['-X', '-d', tunnel.uri, '-c', 'SELECT pg_sleep(30)'], { env: clientEnv(), stdio: ['pipe', 'pipe', 'pipe'] });
+    const SLEEP = 'SELECT pg_sleep(30) AS psql_ctrl_c';
+    const child = spawn('psql', ['-X', '-d', tunnel.uri, '-c', SLEEP], { env: clientEnv(), stdio: ['pipe', 'pipe', 'pipe'] });
     const done = collect(child, 20_000);
     // wait until the sleep is visible upstream, then interrupt psql like a terminal would
     const direct = new pg.Client({ host: upstream.host, port: upstream.port, user: upstream.users.trust, database: upstream.database });
     await direct.connect();
     try {
-      for (let i = 0; i < 100; i++) {
-        const { rows } = await direct.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(30)' AND state = 'active'");
-        if (rows[0].n > 0) break;
-        await new Promise((r) => setTimeout(r, 100));
-      }
+      await untilRunning(direct, SLEEP);
       const started = Date.now();
       child.kill('SIGINT');
       const r = await done;
       expect(r.stderr).toMatch(/canceling statement due to user request/);
       expect(Date.now() - started).toBeLessThan(10_000);
-      const { rows } = await direct.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(30)' AND state = 'active'");
-      expect(rows[0].n).toBe(0);
+      expect(await runningPids(direct, SLEEP)).toEqual([]);
     } finally {
       await direct.end();
     }

@@ -12,6 +12,7 @@ import { afterAll, beforeAll, expect, inject, test } from 'vitest';
 import { openLocalTunnel, type LocalTunnel } from '../../src/client/tunnel.js';
 import { clientEnv } from '../helpers/clients.js';
 import { startTestGateway } from '../helpers/gateway.js';
+import { until } from '../helpers/poll.js';
 import { createTestDatabase, type UpstreamInfo } from '../helpers/postgres.js';
 
 const shared = inject('upstream');
@@ -67,7 +68,8 @@ test('COPY FROM STDIN and COPY TO STDOUT streams with the pg driver', async () =
 
 test('a stalled COPY TO STDOUT reader keeps gateway and tunnel memory flat', async () => {
   const totalRows = 300_000; // ~300 MB of row data
-  const child = spawn('psql', ['-X', '-d', tunnel.uri, '-c', `COPY (SELECT repeat('x', 1000) FROM generate_series(1, ${totalRows})) TO STDOUT`], {
+  const copy = `COPY (SELECT repeat('x', 1000) FROM generate_series(1, ${totalRows})) TO STDOUT`;
+  const child = spawn('psql', ['-X', '-d', tunnel.uri, '-c', copy], {
     env: clientEnv(),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -82,8 +84,23 @@ test('a stalled COPY TO STDOUT reader keeps gateway and tunnel memory flat', asy
   );
   global.gc?.();
   const before = process.memoryUsage().rss;
-  await new Promise((r) => setTimeout(r, 3000)); // upstream would push hundreds of MB in this time
+  // The witness that nothing on the way buffers the result: PostgreSQL's backend is blocked
+  // writing, its COPY's row count standing still from one look to the next, far from the end.
+  const admin = new pg.Client({ host: upstream.host, port: upstream.port, user: upstream.users.trust, database: upstream.database });
+  await admin.connect();
+  let previous: number | undefined;
+  const stalled = await until(async () => {
+    const { rows } = await admin.query(
+      `SELECT a.wait_event, p.tuples_processed::int AS rows FROM pg_stat_progress_copy p JOIN pg_stat_activity a USING (pid) WHERE a.query = $1`,
+      [copy],
+    );
+    const now: { wait_event: string | null; rows: number } | undefined = rows[0];
+    const still = now?.wait_event === 'ClientWrite' && now.rows === previous;
+    previous = now?.rows;
+    return still && now;
+  }, { timeoutMs: 30_000, intervalMs: 100, what: 'the COPY stalled in ClientWrite' }).finally(() => admin.end());
   const during = process.memoryUsage().rss;
+  expect(stalled.rows * 1001).toBeLessThan(64 * 1024 * 1024); // what left PostgreSQL: socket buffers' worth, not 300 MB
   expect(during - before).toBeLessThan(64 * 1024 * 1024);
 
   stdout.on('data', (chunk: Buffer) => (bytes += chunk.length));
@@ -111,18 +128,25 @@ test('a stalled COPY FROM STDIN upstream pushes back on the client: gateway and 
     const row = (i: number) => `${i}\t${'y'.repeat(1000)}\n`;
     const totalRows = 300_000; // ~300 MB
     let sent = 0;
-    // Write until the stream pushes back and stays pushed back.
+    // Write until the stream pushes back, and again at every drain, until it stays pushed back.
     global.gc?.();
     const before = process.memoryUsage().rss;
-    const stalled = async () => {
-      for (;;) {
-        while (sent < totalRows && copy.write(row(sent))) sent++;
-        if (sent < totalRows) sent++; // the write that returned false was still taken
-        const drained = await Promise.race([once(copy, 'drain').then(() => true), new Promise((r) => setTimeout(() => r(false), 2000))]);
-        if (!drained) return;
-      }
+    const fill = () => {
+      while (sent < totalRows && copy.write(row(sent))) sent++;
+      if (sent < totalRows) sent++; // the write that returned false was still taken
     };
-    await stalled();
+    copy.on('drain', fill);
+    fill();
+    // Stalled: the backend waits on the lock with the COPY open, the stream wants a drain, and
+    // nothing was taken since the look before.
+    let previous = -1;
+    await until(async () => {
+      const { rows } = await admin.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE query = 'COPY e2e_inbox FROM STDIN' AND wait_event = 'advisory'`);
+      const still = rows[0].n === 1 && copy.writableNeedDrain && sent === previous;
+      previous = sent;
+      return still;
+    }, { timeoutMs: 60_000, intervalMs: 250, what: 'the COPY FROM stalled on the lock' });
+    copy.off('drain', fill);
     const during = process.memoryUsage().rss;
     // Socket buffers on three hops hold some MB (about 20 here), nowhere near the 300 MB on offer;
     // the process (gateway and tunnel both) grows by that and the client's own garbage, no more.

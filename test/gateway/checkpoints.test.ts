@@ -6,7 +6,7 @@ import { createPrivateKey, createPublicKey } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, expect, inject, test } from 'vitest';
+import { afterAll, expect, inject, test, vi } from 'vitest';
 import { keyIdOf } from '../../src/audit/checkpoint.js';
 import { verifyStore } from '../../src/audit/verify.js';
 import { openStore } from '../../src/store/index.js';
@@ -38,9 +38,13 @@ test('checkpoints cover the head after activity, not while idle, and once more a
     const covering = (await checkpoints()).find((c) => Number(c.data['seq']) >= sessionEnd.seq)!;
     const covered = (await gw.store.readEvents({ afterSeq: Number(covering.data['seq']) - 1, limit: 1 }))[0]!;
     expect(covering.data).toMatchObject({ seq: covered.seq, hash: covered.hash, algorithm: 'Ed25519' });
-    // Idle: nothing new to vouch for.
+    // Idle: nothing new to vouch for. Each interval starts by reading the head (nothing else
+    // does while idle); a second read means the interval before it has run to its end, and it
+    // wrote nothing.
     const before = (await checkpoints()).length;
-    await new Promise((r) => setTimeout(r, 2_500));
+    const headReads = vi.spyOn(gw.store, 'head');
+    await expect.poll(() => headReads.mock.calls.length, { timeout: 5_000 }).toBeGreaterThanOrEqual(2);
+    headReads.mockRestore();
     expect(await checkpoints()).toHaveLength(before);
     // Activity just before shutdown is covered by the checkpoint written at shutdown.
     const late = await tunnelClient(gw.url, 'bank', gw.keys['alice']!);

@@ -11,6 +11,7 @@ import pg from 'pg';
 import { request } from 'undici';
 import { afterAll, beforeAll, expect, inject, test } from 'vitest';
 import { PostgresCluster, findPostgresBindir } from '../../src/demo/postgres-cluster.js';
+import { until } from '../helpers/poll.js';
 import { passwordOf } from '../helpers/postgres.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { tunnelClient } from './ws-client.js';
@@ -64,14 +65,14 @@ test('store down: the INSERT is refused and never reaches the upstream; the sess
   expect(await health.body.json()).toMatchObject({ status: 'unavailable', store: 'unreachable' });
 
   await pgCtl('start');
-  // The session is still open; the store's pool reconnects on its own. A refused attempt never
-  // reaches the upstream, so retrying until the store answers cannot duplicate the row.
-  let inserted = false;
-  for (let i = 0; i < 50 && !inserted; i++) {
-    inserted = await client.query(`INSERT INTO ${table} VALUES (3)`).then(() => true, () => false);
-    if (!inserted) await new Promise((r) => setTimeout(r, 200));
-  }
-  expect(inserted).toBe(true);
+  // The session is still open; the store's pool reconnects on its own: once health says the store
+  // answers again, the next statement on the old session is recorded and runs.
+  await until(async () => {
+    const health = await request(`${gw.url}/healthz`);
+    await health.body.dump();
+    return health.statusCode === 200;
+  }, { timeoutMs: 10_000, intervalMs: 100, what: 'healthz 200 again' });
+  await client.query(`INSERT INTO ${table} VALUES (3)`);
   expect((await client.query('SELECT 42 AS answer')).rows).toEqual([{ answer: 42 }]);
   await client.end();
 

@@ -3,6 +3,7 @@ import WebSocket from 'ws';
 import { MAX_WS_PAYLOAD } from '../../src/gateway/tunnel.js';
 import { afterAll, beforeAll, describe, expect, inject, test } from 'vitest';
 import { bankConnection, startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { untilRunning } from '../helpers/postgres.js';
 import { tryTunnel, tunnelClient } from './ws-client.js';
 
 const upstream = inject('upstream');
@@ -127,8 +128,9 @@ describe('a session through the tunnel', () => {
       code: '42501',
     });
     // A cancel travels on a tunnel of its own: at the limit it still reaches the statement.
-    const sleeping = first.query('SELECT pg_sleep(30)').catch((e: Error) => e);
-    await new Promise((r) => setTimeout(r, 300));
+    const SLEEP = 'SELECT pg_sleep(30) AS capped_cancel';
+    const sleeping = first.query(SLEEP).catch((e: Error) => e);
+    await untilRunning(upstream, SLEEP); // a cancel that arrives before the statement is lost
     const cancel = new WebSocket(`${gw.url.replace(/^http/, 'ws')}/api/v1/connections/capped/tunnel`, { headers: { authorization: `Bearer ${gw.keys['alice']}` } });
     await new Promise<void>((resolve) => cancel.on('open', () => resolve()));
     const { serialize } = await import('pg-protocol');

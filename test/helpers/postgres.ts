@@ -4,6 +4,7 @@
  */
 import pg from 'pg';
 import { PostgresCluster } from '../../src/demo/postgres-cluster.js';
+import { until } from './poll.js';
 import { makeCertificates } from './tls.js';
 
 export interface UpstreamInfo {
@@ -79,4 +80,37 @@ export async function createTestDatabase(upstream: UpstreamInfo, prefix: string)
   };
   await admin(`CREATE DATABASE ${name} OWNER ${upstream.users.scram}`);
   return { info: { ...upstream, database: name }, drop: () => admin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`) };
+}
+
+/** The cluster to look at: its info (a superuser connection is opened for the call) or a client already connected to it. */
+export type ClusterHandle = UpstreamInfo | pg.Client;
+
+async function onCluster<T>(on: ClusterHandle, fn: (client: pg.Client) => Promise<T>): Promise<T> {
+  if (on instanceof pg.Client) return fn(on);
+  const client = new pg.Client({ host: on.host, port: on.port, user: on.users.trust, database: 'postgres' });
+  await client.connect();
+  try {
+    return await fn(client);
+  } finally {
+    await client.end();
+  }
+}
+
+const RUNNING = `SELECT pid FROM pg_stat_activity WHERE query = $1 AND state = 'active' AND pid <> pg_backend_pid()`;
+
+/** The pids of the backends running `query` (its exact text) right now, as pg_stat_activity shows them. */
+export function runningPids(on: ClusterHandle, query: string): Promise<number[]> {
+  return onCluster(on, async (c) => (await c.query<{ pid: number }>(RUNNING, [query])).rows.map((r) => r.pid));
+}
+
+/**
+ * Resolves with its backend's pid once PostgreSQL itself shows `query` (its exact text) running:
+ * `active` in pg_stat_activity. The witness that a statement went through the gateway and is
+ * executing, e.g. before cancelling it. Test files share the cluster and run in parallel, so give
+ * each test's statement a text of its own (an alias will do).
+ */
+export function untilRunning(on: ClusterHandle, query: string, timeoutMs = 10_000): Promise<number> {
+  return onCluster(on, (c) =>
+    until(async () => (await c.query<{ pid: number }>(RUNNING, [query])).rows[0]?.pid, { timeoutMs, what: `${query} running upstream` }),
+  );
 }

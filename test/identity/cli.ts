@@ -49,13 +49,15 @@ export function hoop(args: string[], env: Record<string, string>): Run {
         }
       };
       waiters.push(check);
-      void exit.then(() => {
+      // 'close' comes once its output streams have ended too: nothing more can match after it.
+      void closed.then(() => {
         check();
-        setTimeout(() => reject(new Error(`hoop exited before its output matched ${re}: ${out} ${err}`)), 10);
+        reject(new Error(`hoop exited before its output matched ${re}: ${out} ${err}`));
       });
       check();
     });
   const exit = new Promise<number>((resolveExit) => child.on('exit', (code, signal) => resolveExit(code ?? (signal ? 128 : -1))));
+  const closed = new Promise<void>((resolveClosed) => child.on('close', () => resolveClosed()));
   return {
     child,
     stdout: () => out,

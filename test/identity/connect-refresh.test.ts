@@ -11,6 +11,7 @@ import { afterAll, beforeAll, expect, inject, it } from 'vitest';
 import { startDemoIdp, type DemoIdp } from '../../src/identity/demo-idp.js';
 import { OidcClient } from '../../src/identity/device-flow.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { until } from '../helpers/poll.js';
 import { completeDeviceLogin } from './browser.js';
 import { assertBuilt, hoop, type Run } from './cli.js';
 
@@ -64,7 +65,7 @@ it('open sessions outlive the token; new tunnels use refreshed ones; a failed re
   const firstToken = stored().access_token;
 
   // The background refresh replaces the token before it expires; a new tunnel then works with it.
-  await until(() => stored().access_token !== firstToken, (ACCESS_TOKEN_SECONDS + 5) * 1000);
+  await until(() => stored().access_token !== firstToken, { timeoutMs: (ACCESS_TOKEN_SECONDS + 5) * 1000, intervalMs: 100 });
   const later = new pg.Client({ connectionString: uri });
   await later.connect();
   expect(await query(later)).toBe(upstreamUser);
@@ -84,11 +85,3 @@ it('open sessions outlive the token; new tunnels use refreshed ones; a failed re
   await early.end();
   expect(connect.child.exitCode).toBeNull();
 }, 60_000);
-
-async function until(check: () => boolean, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}

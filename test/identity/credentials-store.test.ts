@@ -2,6 +2,7 @@ import { chmodSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, write
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { until } from '../helpers/poll.js';
 import {
   ChildProcessKeyring,
   CredentialsStore,
@@ -147,8 +148,15 @@ describe('keychain', () => {
     expect(await store.load('http://gw:1')).toBeNull();
     expect(Date.now() - started).toBeLessThan(3_000);
     const pid = Number(readFileSync(join(home, 'pid'), 'utf8'));
-    await new Promise((r) => setTimeout(r, 200));
-    expect(() => process.kill(pid, 0)).toThrow(); // the helper is gone
+    const alive = () => {
+      try {
+        process.kill(pid, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    await until(() => !alive(), { what: `the keychain helper (pid ${pid}) gone` });
   });
 });
 

@@ -4,6 +4,7 @@ import { OidcClient, translate, type TokenSet } from '../../src/identity/device-
 import { OidcVerifier } from '../../src/identity/oidc-verifier.js';
 import { freePort } from '../../src/demo/postgres-cluster.js';
 import { HoopError } from '../../src/errors.js';
+import { until } from '../helpers/poll.js';
 import { completeDeviceLogin } from './browser.js';
 
 let idp: DemoIdp;
@@ -85,7 +86,7 @@ describe('device authorization grant against the embedded provider', () => {
       const handle = await c.initiateDeviceAuthorization(DEMO_SCOPES);
       expect(handle.interval).toBe(1);
       const polling = handle.pollDeviceAuthorizationGrant();
-      while (busy.devicePolls()[0]?.length !== 1) await new Promise((r) => setTimeout(r, 50));
+      await until(() => busy.devicePolls()[0]?.length === 1, { intervalMs: 50, what: 'the first poll' });
       await completeDeviceLogin(handle.verificationUri, handle.userCode, busy.users[0]!);
       const tokens = await polling;
       expect(tokens.accessToken).toBeTruthy();
@@ -101,10 +102,17 @@ describe('device authorization grant against the embedded provider', () => {
   it('Ctrl-C (an aborted signal) ends the poll with a clean message', async () => {
     const handle = await client.initiateDeviceAuthorization(DEMO_SCOPES);
     const ctrlC = new AbortController();
-    setTimeout(() => ctrlC.abort(), 100);
-    const err = await failure(handle.pollDeviceAuthorizationGrant(ctrlC.signal));
+    const polls = () => idp.devicePolls().flat().length;
+    const before = polls();
+    const polling = failure(handle.pollDeviceAuthorizationGrant(ctrlC.signal));
+    // Ctrl-C while the flow is between polls, as a user waiting at the prompt presses it
+    await until(() => polls() > before, { intervalMs: 50, what: 'the first poll' });
+    const pressed = Date.now();
+    ctrlC.abort();
+    const err = await polling;
     expect(err.code).toBe('HOOP_AUTH_REJECTED');
     expect(err.message).toBe('login cancelled');
+    expect(Date.now() - pressed).toBeLessThan(500); // at once, not at the next poll
   });
 
   it('a code nobody enters expires after expires_in with a clear message', async () => {

@@ -7,6 +7,7 @@ import { startDemoIdp, type DemoIdp } from '../../src/identity/demo-idp.js';
 import { OidcClient } from '../../src/identity/device-flow.js';
 import { freePort } from '../../src/demo/postgres-cluster.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { until } from '../helpers/poll.js';
 import { psql } from '../helpers/clients.js';
 import { completeDeviceLogin } from './browser.js';
 import { assertBuilt, hoop, hoopRun } from './cli.js';
@@ -167,11 +168,10 @@ describe('hoop login / whoami / logout against the embedded provider and a real 
     expect(res.status).toBe(401);
     expect(((await res.json()) as { error: { code: string; message: string } }).error).toMatchObject({ code: 'HOOP_AUTH_REJECTED', message: 'signature invalid' });
     // auth.failed is recorded after the answer: wait for it to be durable
-    let events = await gateway.store.readEvents({});
-    for (let i = 0; i < 50 && !events.some((e) => e.type === 'auth.failed'); i++) {
-      await new Promise((r) => setTimeout(r, 100));
-      events = await gateway.store.readEvents({});
-    }
+    const events = await until(async () => {
+      const all = await gateway.store.readEvents({});
+      return all.some((e) => e.type === 'auth.failed') && all;
+    }, { what: 'auth.failed recorded' });
     const failed = events.filter((e) => e.type === 'auth.failed');
     expect(failed.at(-1)!.data).toMatchObject({ reason: 'signature invalid', code: 'HOOP_AUTH_REJECTED' });
     expect(JSON.stringify(events)).not.toContain(s!);

@@ -1,12 +1,13 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { CredentialsStore, type StoredCredentials } from '../../src/identity/credentials-store.js';
 import { startDemoIdp, DEMO_SCOPES, type DemoIdp } from '../../src/identity/demo-idp.js';
 import { OidcClient } from '../../src/identity/device-flow.js';
 import { OidcVerifier } from '../../src/identity/oidc-verifier.js';
 import { TokenProvider, keepTokenFresh } from '../../src/identity/token-provider.js';
+import { until } from '../helpers/poll.js';
 import { completeDeviceLogin } from './browser.js';
 
 const GATEWAY = 'http://gateway.test:8009';
@@ -62,31 +63,26 @@ describe('token refresh', () => {
   it('refreshes in the background before expiry, and reports a refresh that fails without stopping', async () => {
     const tokens = new TokenProvider({ store });
     const failures: string[] = [];
+    const attempts = vi.spyOn(tokens, 'storedToken'); // each background refresh starts with one
+    const failed = () => attempts.mock.settledResults.filter((r) => r.type === 'rejected').length;
     const start = (await store.load(GATEWAY))!.credentials;
     const stop = keepTokenFresh(tokens, GATEWAY, { onFailure: (m) => failures.push(m), retryMs: 1_000 });
     try {
       // the 4 s token is replaced before it expires
-      await until(async () => (await store.load(GATEWAY))!.credentials.access_token !== start.access_token, 6_000);
+      await until(async () => (await store.load(GATEWAY))!.credentials.access_token !== start.access_token, { timeoutMs: 6_000, intervalMs: 100 });
       const fresh = (await store.load(GATEWAY))!.credentials;
       expect(Date.parse(fresh.expires_at!)).toBeGreaterThan(Date.parse(start.expires_at!));
       expect((await verifier.authenticate(fresh.access_token))!.subject).toBe('alice');
       // the session ends at the provider: the next refresh fails, and the user is told once
       const client = await OidcClient.discover(idp.issuer, idp.clientId);
       await client.tokenRevocation(fresh.refresh_token!, 'refresh_token');
-      await until(async () => failures.length > 0, 8_000);
+      await until(() => failures.length > 0, { timeoutMs: 8_000, intervalMs: 100 });
       expect(failures[0]).toMatch(/your login to http:\/\/gateway\.test:8009 has expired .*run `hoop login --gateway http:\/\/gateway\.test:8009` again; open sessions continue/);
-      await new Promise((r) => setTimeout(r, 1_500));
+      // the retry (retryMs) fails again, and says nothing
+      await until(() => failed() >= 2, { timeoutMs: 8_000, intervalMs: 100, what: 'a second failed refresh' });
       expect(failures).toHaveLength(1);
     } finally {
       stop();
     }
   });
 });
-
-async function until(check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}

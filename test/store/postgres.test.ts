@@ -6,6 +6,7 @@ import { StoreError } from '../../src/errors.js';
 import { openStore } from '../../src/store/index.js';
 import { PostgresStore } from '../../src/store/postgres.js';
 import type { Store } from '../../src/store/store.js';
+import { until } from '../helpers/poll.js';
 import { event, storeSuite } from './store-suite.js';
 
 const upstream = inject('upstream');
@@ -121,11 +122,10 @@ describe('PostgreSQL store connection', () => {
     );
     const waiting = async () =>
       (await holder.query(`SELECT pid FROM pg_stat_activity WHERE datname = $1 AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()`, [db])).rows;
-    let rows = await waiting();
-    for (let i = 0; i < 100 && rows.length === 0; i++) {
-      await new Promise((r) => setTimeout(r, 20));
-      rows = await waiting();
-    }
+    const rows = await until(async () => {
+      const w = await waiting();
+      return w.length > 0 && w;
+    }, { timeoutMs: 2_000, intervalMs: 20, what: "the store's append waiting on the chain lock" });
     expect(rows).toHaveLength(1);
     await holder.query('SELECT pg_terminate_backend($1)', [rows[0].pid]);
     expect(await pending).toBeInstanceOf(StoreError);

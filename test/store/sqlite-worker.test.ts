@@ -14,6 +14,7 @@ import type { AuditEvent } from '../../src/audit/event.js';
 import { StoreError } from '../../src/errors.js';
 import { openStore } from '../../src/store/index.js';
 import type { Store } from '../../src/store/store.js';
+import { until } from '../helpers/poll.js';
 import { event } from './store-suite.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'hoop-sqlite-worker-test-'));
@@ -99,11 +100,15 @@ describe('SQLite store off the event loop', () => {
         .prepare('INSERT INTO events VALUES (@seq, @id, @time, @type, @actor, @source, @connection, @session_id, @data, @prev_hash, @hash)')
         .run({ ...theirs, actor: JSON.stringify(theirs.actor), source: JSON.stringify(theirs.source), data: JSON.stringify(theirs.data) });
       const pending = store.appendEvents([event({ data: { who: 'this store' } })]);
+      let settled = false;
+      void pending.then(() => (settled = true), () => (settled = true));
       let ticks = 0;
       const interval = setInterval(() => ticks++, 2);
-      await new Promise((r) => setTimeout(r, 150)); // the store's worker waits (busy_timeout) meanwhile
+      // The loop keeps turning while the store's worker waits (busy_timeout) for the lock; a
+      // driver that waited on the loop's thread would have answered (or failed) first.
+      await until(() => ticks >= 10, { what: 'ten timer ticks' });
       clearInterval(interval);
-      expect(ticks).toBeGreaterThanOrEqual(10);
+      expect(settled).toBe(false);
       other.prepare('COMMIT').run();
       const [mine] = await pending;
       // It had sealed on seq 1; under the lock it found seq 2 and sealed again after it.
@@ -139,12 +144,12 @@ describe('SQLite store off the event loop', () => {
     }
     // About a second later a new thread has the file open; appends continue on the real head,
     // whatever the dead thread committed before it went.
-    let resumed: AuditEvent[] | null = null;
-    for (let i = 0; i < 50 && !resumed; i++) {
-      await new Promise((r) => setTimeout(r, 100));
-      resumed = await store.appendEvents([event({ data: { resumed: true } })]).catch(() => null);
-    }
-    expect(resumed).not.toBeNull();
+    const resumed = await until(() => store.appendEvents([event({ data: { resumed: true } })]).catch(() => null), {
+      timeoutMs: 5_000,
+      intervalMs: 100,
+      what: 'an append on a new worker',
+    });
+    expect(resumed).toHaveLength(1);
     await store.close();
     // What was acknowledged is durable; the chain is intact.
     const reopened = await openStore(`sqlite:${path}`);

@@ -30,6 +30,10 @@ export interface Harness {
   starts(): StatementStart[];
   ends(): StatementEnd[];
   sessionEnds(): { reason: string; error: string | null; detail?: string }[];
+  /** Whether `engine.serve()` has returned for the connection a client made from local port `port`: that session is over, teardown and all. */
+  served(port: number): boolean;
+  /** The gateway side of the connection a client made from local port `port`, once accepted. */
+  accepted(port: number): Socket | undefined;
   client(extra?: Partial<pg.ClientConfig>): Promise<pg.Client>;
   close(): Promise<void>;
 }
@@ -48,6 +52,7 @@ export async function startHarness(opts: {
   const events: HookEvent[] = [];
   const sockets = new Set<Socket>();
   const clients = new Set<pg.Client>();
+  const served = new Set<number>(); // client ports whose serve() returned
   const h: Harness = {
     port: 0,
     engine,
@@ -59,6 +64,8 @@ export async function startHarness(opts: {
     starts: () => events.filter((e) => e.type === 'queryStart').map((e) => e.data as StatementStart),
     ends: () => events.filter((e) => e.type === 'queryEnd').map((e) => e.data as StatementEnd),
     sessionEnds: () => events.filter((e) => e.type === 'sessionEnd').map((e) => e.data as { reason: string; error: string | null; detail?: string }),
+    served: (port) => served.has(port),
+    accepted: (port) => [...sockets].find((s) => s.remotePort === port),
     client: async (extra = {}) => {
       const c = new pg.Client({ host: '127.0.0.1', port: h.port, user: 'someone', database: 'anything', ...extra });
       c.on('error', () => {});
@@ -90,22 +97,15 @@ export async function startHarness(opts: {
   const server: Server = createServer({ noDelay: true }, (socket) => {
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
+    const port = socket.remotePort!;
     const controller = new AbortController();
     h.controllers.push(controller);
-    void engine.serve(socket, { ...ctx, signal: controller.signal });
+    void engine.serve(socket, { ...ctx, signal: controller.signal }).finally(() => served.add(port));
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
   h.port = (server.address() as AddressInfo).port;
   return h;
 }
 
-/** Polls until `check` returns truthy (for fire-and-forget hooks). */
-export async function until<T>(check: () => T | undefined | null | false, timeoutMs = 5000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = check();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
+/** Polls until `check` returns truthy (for fire-and-forget hooks): the shared helper. */
+export { until } from '../../helpers/poll.js';

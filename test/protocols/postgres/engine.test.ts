@@ -6,6 +6,7 @@ import { Parser } from 'pg-protocol/dist/parser.js';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { AuditUnavailableError } from '../../../src/errors.js';
 import { PostgresEngine } from '../../../src/protocols/postgres/engine.js';
+import { runningPids, untilRunning } from '../../helpers/postgres.js';
 import { makeCertificates } from '../../helpers/tls.js';
 import { startHarness, until, upstreamConfig, type Harness } from './engine-harness.js';
 
@@ -358,18 +359,24 @@ describe('backpressure', () => {
   it('stops reading upstream while the client does not read (the backend waits in ClientWrite)', async () => {
     const raw = await RawClient.open(h.port);
     raw.socket.pause();
-    raw.socket.write(serialize.query(`COPY (select repeat('x', 1000) from generate_series(1, 200000)) TO STDOUT`));
-    let state: { wait_event: string | null; state: string } | undefined;
-    const deadline = Date.now() + 10_000;
-    while (Date.now() < deadline) {
-      const r = await db.query(`select wait_event, state from pg_stat_activity where query like 'COPY (select repeat%' and pid <> pg_backend_pid()`);
-      state = r.rows[0];
-      if (state?.wait_event === 'ClientWrite') break;
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    expect(state).toMatchObject({ state: 'active', wait_event: 'ClientWrite' });
     const before = process.memoryUsage().rss;
-    await new Promise((r) => setTimeout(r, 300));
+    const copy = `COPY (select repeat('x', 1000) as engine_backpressure from generate_series(1, 200000)) TO STDOUT`;
+    raw.socket.write(serialize.query(copy));
+    // The witness that nothing drains the upstream: its backend is blocked writing to the gateway,
+    // and its COPY's row count stands still from one look to the next, far from the end.
+    let previous: number | undefined;
+    const stalled = await until(async () => {
+      const r = await db.query(
+        `select a.wait_event, p.tuples_processed::int as rows from pg_stat_progress_copy p join pg_stat_activity a using (pid) where a.query = $1`,
+        [copy],
+      );
+      const now: { wait_event: string | null; rows: number } | undefined = r.rows[0];
+      const still = now?.wait_event === 'ClientWrite' && now.rows === previous;
+      previous = now?.rows;
+      return still && now;
+    }, { timeoutMs: 10_000, intervalMs: 50, what: 'the COPY stalled in ClientWrite' });
+    // What left the backend (1 kB a row) is what the socket buffers between hold, not 200 MB.
+    expect(stalled.rows).toBeLessThan(50_000);
     expect(process.memoryUsage().rss - before).toBeLessThan(50 * 1024 * 1024);
     raw.socket.destroy();
   });
@@ -408,6 +415,7 @@ describe('write-ahead barrier', () => {
     let seenDuringHook = -1;
     h.queryStart = async (s) => {
       if (!s.statement.includes('into eng_order')) return;
+      // A slow audit append: the window in which an engine that did not wait would let it land.
       await new Promise((r) => setTimeout(r, 150));
       seenDuringHook = (await db.query('select count(*)::int as n from eng_order')).rows[0].n;
     };
@@ -435,22 +443,30 @@ describe('cancel', () => {
     const other = await startHarness({ upstream: upstreamConfig(upstream), owner: 'mallory', engine: h.engine });
     try {
       const c = await h.client();
+      const fence = await h.client();
       const started = Date.now();
-      const sleeping = c.query('select pg_sleep(30)').catch((e) => e);
-      await until(() => h.starts().find((s) => s.statement === 'select pg_sleep(30)'));
-      await new Promise((r) => setTimeout(r, 200));
+      const SLEEP = 'select pg_sleep(30) as engine_cancel';
+      const FENCE = 'select pg_sleep(30) as engine_cancel_fence';
+      const sleeping = c.query(SLEEP).catch((e) => e);
+      const fenced = fence.query(FENCE).catch((e) => e);
+      // Cancel only what PostgreSQL shows running: a cancel that arrives first is lost.
+      await untilRunning(db, SLEEP);
+      await untilRunning(db, FENCE);
       await sendCancel(other.port, (c as any).processID, (c as any).secretKey); // wrong owner
-      await new Promise((r) => setTimeout(r, 500));
-      const still = await db.query(`select count(*)::int as n from pg_stat_activity where query = 'select pg_sleep(30)' and state = 'active'`);
-      expect(still.rows[0].n).toBe(1);
+      // A cancel the engine does relay, sent after the refused one: once it has ended its own
+      // statement, the wrong-owner one, had it been relayed, would have ended c's before.
+      await sendCancel(h.port, (fence as any).processID, (fence as any).secretKey);
+      expect(await fenced).toMatchObject({ code: '57014' });
+      expect(await runningPids(db, SLEEP)).toHaveLength(1);
       await sendCancel(h.port, (c as any).processID, (c as any).secretKey);
       const err = await sleeping;
       expect(err).toMatchObject({ code: '57014' });
       expect(Date.now() - started).toBeLessThan(10_000);
-      const end = await until(() => h.ends().find((e) => e.outcome === 'cancelled'));
-      expect(end.error!.code).toBe('57014');
+      const start = h.starts().find((s) => s.statement === SLEEP)!;
+      const end = await until(() => h.ends().find((e) => e.queryId === start.queryId));
+      expect(end).toMatchObject({ outcome: 'cancelled', error: { code: '57014' } });
       expect((await c.query('select 1 as one')).rows).toEqual([{ one: 1 }]);
-      await c.end();
+      await Promise.all([c.end(), fence.end()]);
     } finally {
       await other.close();
     }
@@ -604,14 +620,16 @@ describe('hostile or broken clients', () => {
 
   it('ends the session once when the upstream backend is terminated', async () => {
     const c = await h.client({ application_name: 'to-be-killed' });
+    const port = (c as any).connection.stream.localPort as number;
     const before = h.sessionEnds().length;
     const pid = (await c.query('select pg_backend_pid() as p')).rows[0].p;
     const gone = new Promise((r) => c.once('end', r));
     await db.query('select pg_terminate_backend($1)', [pid]);
     await gone;
-    const ends = await until(() => (h.sessionEnds().length > before ? h.sessionEnds().slice(before) : null));
-    await new Promise((r) => setTimeout(r, 100));
-    expect(h.sessionEnds().slice(before)).toHaveLength(1);
+    // Once serve() has returned for this connection, the session has done all it will do.
+    await until(() => h.served(port));
+    const ends = h.sessionEnds().slice(before);
+    expect(ends).toHaveLength(1);
     expect(ends[0]!.reason).toBe('upstream-closed');
     expect(ends[0]!.error).toMatch(/terminating connection/);
   });

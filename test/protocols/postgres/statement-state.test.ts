@@ -32,6 +32,11 @@ class Raw {
   async ready(n: number): Promise<void> {
     await until(() => this.messages.filter((m) => m.name === 'readyForQuery').length >= n, 10_000);
   }
+  /** Waits until the gateway has read every byte written so far: what is written next reaches it as a chunk of its own. */
+  async taken(h: Harness): Promise<void> {
+    const side = await until(() => h.accepted(this.socket.localPort!));
+    await until(() => side.bytesRead === this.socket.bytesWritten, { what: 'the gateway reading what was written' });
+  }
 }
 
 const INSERT = 'insert into sec_state values (1)';
@@ -261,7 +266,7 @@ describe('Bind plans the statement, and planning can run functions', () => {
 
   it('Bind, Describe and Execute written apart (as node-postgres does) are still one record', async () => {
     const raw = await Raw.open(h.port);
-    const pause = () => new Promise((r) => setTimeout(r, 30));
+    const pause = () => raw.taken(h);
     raw.socket.write(serialize.parse({ text: 'select 78 as apart' }));
     await pause();
     raw.socket.write(serialize.bind({}));
@@ -331,7 +336,7 @@ describe('carrying a Bind until its Execute', () => {
     raw.socket.write(serialize.parse({ text: 'select 79 as trickled' }));
     raw.socket.write(serialize.bind({}));
     for (let k = 0; k < 12; k++) {
-      await new Promise((r) => setTimeout(r, 10));
+      await raw.taken(h);
       raw.socket.write(serialize.describe({ type: 'P', name: '' }));
     }
     // recorded (as a Bind) before any Execute or Sync was sent
