@@ -26,7 +26,7 @@ import type { GatewayConfig } from './config.js';
 import { createServer } from './http.js';
 import { GatewayMetrics } from './metrics.js';
 import { AUTH_FAILURE_BURST, FailureLimiter, handleRequest, type ApiContext } from './routes.js';
-import { TunnelEndpoint } from './tunnel.js';
+import { TunnelEndpoint, type Planner } from './tunnel.js';
 
 /** Defence in depth: nothing logs these, and if something ever did, they would not reach the log. */
 const REDACT = ['password', '*.password', 'token', '*.token', 'authorization', '*.authorization', 'headers.authorization', '*.headers.authorization'];
@@ -43,6 +43,8 @@ export interface RunningGateway {
 
 export interface GatewayOptions {
   logger?: Logger;
+  /** Decides each statement (masking and approvals will; tests give their own). Default: run as sent. */
+  planner?: Planner;
 }
 
 export async function startGateway(config: GatewayConfig, options: GatewayOptions = {}): Promise<RunningGateway> {
@@ -67,7 +69,7 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
     const authn = new AuthenticatorChain(authenticatorsFor(config));
     const authFailures = new FailureLimiter(AUTH_FAILURE_BURST, 60_000);
     const ctx: ApiContext = { config, store, recorder, authn, metrics, logger, authFailures };
-    const tunnels = new TunnelEndpoint({ ...ctx, engines: engineFor });
+    const tunnels = new TunnelEndpoint({ ...ctx, engines: engineFor, ...(options.planner ? { planner: options.planner } : {}) });
 
     await recorder.record({
       type: 'config.loaded',

@@ -14,7 +14,7 @@ import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { AuthError, HoopError, errorMessage } from '../errors.js';
 import { actorOf, type Identity } from '../identity/identity.js';
-import type { Engine, StartupInfo } from '../protocols/engine.js';
+import type { Engine, StartupInfo, StatementPlan, StatementStart } from '../protocols/engine.js';
 import { tcpDial } from '../protocols/postgres/upstream.js';
 import { mayUseConnection } from './authz.js';
 import type { ConnectionConfig } from './config.js';
@@ -33,7 +33,11 @@ const TUNNEL_PATH = /^\/api\/v1\/connections\/([^/]+)\/tunnel$/;
 export interface TunnelContext extends ApiContext {
   /** The engine for a connection type. */
   engines(type: string): Engine;
+  planner?: Planner;
 }
+
+/** The decision for one statement of a session (the engine's plan hook, with who and where). */
+export type Planner = (statement: StatementStart, session: { identity: Identity; connection: ConnectionConfig }) => Promise<StatementPlan>;
 
 interface LiveTunnel {
   ws: WebSocket;
@@ -216,10 +220,15 @@ export class TunnelEndpoint {
       secrets: [connection.upstream.password],
     });
     // Over the limit, the session is refused before session.start: a FATAL that says why.
-    const hooks = { ...audit, sessionStart: async (info: StartupInfo) => {
-      release = this.reserveSession(req, identity, connection);
-      await audit.sessionStart(info);
-    } };
+    const planner = ctx.planner;
+    const hooks = {
+      ...audit,
+      sessionStart: async (info: StartupInfo) => {
+        release = this.reserveSession(req, identity, connection);
+        await audit.sessionStart(info);
+      },
+      ...(planner ? { plan: (s: StatementStart) => planner(s, { identity, connection }) } : {}),
+    };
 
     const upstream = {
       host: connection.upstream.host,

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
 import { startGateway } from '../../src/gateway/gateway.js';
+import type { Planner } from '../../src/gateway/tunnel.js';
 import { parseConfig, type GatewayConfig } from '../../src/gateway/config.js';
 import { apiKeyHash } from '../../src/identity/api-keys.js';
 import type { Store } from '../../src/store/store.js';
@@ -33,6 +34,8 @@ export interface TestGatewayOptions {
   /** Other top-level keys (tls, audit, ...) merged over the defaults. */
   config?: Record<string, unknown>;
   logger?: Logger;
+  /** The statement decisions (src/gateway/gateway.ts GatewayOptions.planner). */
+  planner?: Planner;
 }
 
 export interface TestGateway {
@@ -88,7 +91,7 @@ export async function startTestGateway(opts: TestGatewayOptions): Promise<TestGa
   try {
     const config = parseConfig(raw, 'test-gateway.yaml', dir);
     const logger = opts.logger ?? pino({ level: process.env['HOOP_TEST_LOG'] ?? 'silent' }, pino.destination(2));
-    const gateway = await startGateway(config, { logger });
+    const gateway = await startGateway(config, { logger, ...(opts.planner ? { planner: opts.planner } : {}) });
     return {
       url: gateway.url,
       keys,

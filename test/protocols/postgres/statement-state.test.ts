@@ -207,7 +207,7 @@ describe('named statements can run through SQL EXECUTE', () => {
 });
 
 describe('fastpath FunctionCall', () => {
-  it('is recorded with its arguments, not only the function OID', async () => {
+  it('of a function hoop cannot name is refused: recorded with its arguments, nothing runs', async () => {
     const raw = await Raw.open(h.port);
     const args = [Buffer.from('2'), Buffer.from('40')];
     const body = Buffer.concat([
@@ -222,11 +222,11 @@ describe('fastpath FunctionCall', () => {
     head.writeInt32BE(body.length + 4, 1);
     raw.socket.write(Buffer.concat([head, body]));
     await raw.ready(2);
-    // (pg-protocol's parser does not know FunctionCallResponse; the outcome below shows it ran)
-    const recorded = h.starts().find((s) => s.statement === '-- FunctionCall oid 177');
+    const recorded = h.starts().find((s) => s.statement === '-- FunctionCall oid 177 (not a known builtin)');
     expect(recorded?.parameters).toEqual(['2', '40']);
     const end = await until(() => h.ends().find((e) => e.queryId === recorded!.queryId));
-    expect(end.outcome).toBe('ok');
+    expect(end).toMatchObject({ outcome: 'refused', error: { code: '42501', message: expect.stringMatching(/function OID 177/) } });
+    expect(raw.messages.find((m) => m.name === 'error')).toMatchObject({ code: '42501' });
     raw.socket.end(serialize.end());
   });
 });
