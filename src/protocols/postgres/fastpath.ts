@@ -8,7 +8,6 @@
  * this table against pg_proc on a real server. A FunctionCall of any other OID cannot be named,
  * so the engine refuses it (fail closed).
  */
-import { BodyReader } from './messages.js';
 import { decodeParameter, Oid } from './params.js';
 
 export interface FastpathFunction {
@@ -38,34 +37,6 @@ export const FASTPATH_FUNCTIONS: ReadonlyMap<number, FastpathFunction> = new Map
   [3171, { name: 'lo_tell64', argTypes: [int4], resultType: int8 }],
   [3172, { name: 'lo_truncate64', argTypes: [int4, int8], resultType: int4 }],
 ]);
-
-/** A FunctionCall message body, whole: arguments with the Bind format rules, and the result format. */
-export interface FunctionCallMessage {
-  oid: number;
-  /** Per-argument format after expanding the 0/1/n rule: 0 text, 1 binary. */
-  formats: number[];
-  values: (Buffer | null)[];
-  /** Format the server answers in: 0 text, 1 binary (libpq asks for binary). */
-  resultFormat: number;
-}
-
-/** Decodes a FunctionCall body (bounds-checked: throws ProtocolError on anything malformed). */
-export function decodeFunctionCallMessage(body: Buffer): FunctionCallMessage {
-  const r = new BodyReader(body, 'FunctionCall');
-  const fnOid = r.uint32();
-  const nf = r.count16();
-  const codes: number[] = [];
-  for (let i = 0; i < nf; i++) codes.push(r.int16());
-  const nv = r.count16();
-  const values: (Buffer | null)[] = [];
-  for (let i = 0; i < nv; i++) {
-    const len = r.int32();
-    values.push(len === -1 ? null : r.bytes(len));
-  }
-  const resultFormat = r.int16();
-  const formats = values.map((_, i) => (nf === 0 ? 0 : nf === 1 ? codes[0]! : (codes[i] ?? 0)));
-  return { oid: fnOid, formats, values, resultFormat };
-}
 
 export interface FunctionCallDescription {
   /** The function's name, or null when the OID is not a known builtin (the engine refuses it). */

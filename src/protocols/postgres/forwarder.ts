@@ -27,11 +27,12 @@ import {
   cstring,
   decodeBind,
   decodeExecute,
+  decodeFunctionCall,
   decodeTarget,
   frame,
   noticeResponse,
 } from './messages.js';
-import { describeFunctionCall, decodeFunctionCallMessage } from './fastpath.js';
+import { describeFunctionCall } from './fastpath.js';
 import { decodeParameter } from './params.js';
 import type { Relay } from './relay.js';
 import { notExecuted, type Failure, type ResponseQueue, type Running } from './responses.js';
@@ -416,7 +417,7 @@ export class Forwarder {
    * gateway could not name what runs.
    */
   private functionCall(batch: FrameBatch, i: number, runStart: number, body: Buffer): Promise<void> {
-    const call = decodeFunctionCallMessage(body);
+    const call = decodeFunctionCall(body);
     const described = describeFunctionCall(call.oid, call.formats, call.values);
     const name = described.name;
     return this.barrier(batch, i, runStart, {

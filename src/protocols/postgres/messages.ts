@@ -288,8 +288,8 @@ export function decodeBind(body: Buffer): BindMessage {
   return { portal, statement, paramFormats, values, resultFormats };
 }
 
-/** FunctionCall (fastpath): the function's OID and its arguments, with the Bind format rules. */
-export function decodeFunctionCall(body: Buffer): { oid: number; formats: number[]; values: (Buffer | null)[] } {
+/** FunctionCall (fastpath): the function's OID, its arguments with the Bind format rules, and the result format. */
+export function decodeFunctionCall(body: Buffer): { oid: number; formats: number[]; values: (Buffer | null)[]; resultFormat: number } {
   const r = new BodyReader(body, 'FunctionCall');
   const oid = r.uint32();
   const nf = r.count16();
@@ -301,8 +301,9 @@ export function decodeFunctionCall(body: Buffer): { oid: number; formats: number
     const len = r.int32();
     values.push(len === -1 ? null : r.bytes(len));
   }
+  const resultFormat = r.int16();
   const formats = values.map((_, i) => (nf === 0 ? 0 : nf === 1 ? codes[0]! : (codes[i] ?? 0)));
-  return { oid, formats, values };
+  return { oid, formats, values, resultFormat };
 }
 
 export function decodeExecute(body: Buffer): { portal: string; maxRows: number } {

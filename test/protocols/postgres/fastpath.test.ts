@@ -5,7 +5,8 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { ProtocolError } from '../../../src/errors.js';
-import { decodeFunctionCallMessage, describeFunctionCall, FASTPATH_FUNCTIONS } from '../../../src/protocols/postgres/fastpath.js';
+import { describeFunctionCall, FASTPATH_FUNCTIONS } from '../../../src/protocols/postgres/fastpath.js';
+import { decodeFunctionCall as decodeFunctionCallMessage } from '../../../src/protocols/postgres/messages.js';
 import { frame, MessageType } from '../../../src/protocols/postgres/messages.js';
 import { StatementRun } from '../../../src/protocols/postgres/results.js';
 import { upstreamConfig } from './engine-harness.js';
