@@ -15,16 +15,16 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Duplex } from 'node:stream';
-import { ProtocolError, isHoopError } from '../../errors.js';
+import { ProtocolError } from '../../errors.js';
 import type { FinalPlan, HoldPlan, SessionContext, StatementPlan, StatementStart } from '../engine.js';
 import { mayTouchNames, type Catalog, type Portal, type PreparedStatement } from './catalog.js';
-import { clientDecoder, type ClientDecoder } from './encodings.js';
-import { describeType, type Frame, type FrameBatch } from './framing.js';
+import { describeFunctionCall } from './fastpath.js';
+import { describeType, type FrameBatch } from './framing.js';
 import { drained, write } from './io.js';
+import { Carried, boundNext, coveredBind, executedNext } from './lookahead.js';
 import {
   BodyReader,
   MessageType,
-  cstring,
   decodeBind,
   decodeExecute,
   decodeFunctionCall,
@@ -32,20 +32,15 @@ import {
   frame,
   noticeResponse,
 } from './messages.js';
-import { describeFunctionCall } from './fastpath.js';
-import { decodeParameter } from './params.js';
+import { POISON_QUERY, poisonBind, poisonExecute, poisonParse, refusalOf } from './poison.js';
+import { StatementReader, UNREAD_REST, preparedText, textFields } from './reading.js';
 import type { Relay } from './relay.js';
-import { notExecuted, type Failure, type ResponseQueue, type Running } from './responses.js';
+import { notExecuted, running, type Failure, type ResponseQueue, type Running } from './responses.js';
 import { StatementRun } from './results.js';
 import { splitDependsOnStandardConformingStrings, splitStatements } from './split.js';
-import { sqlstateOf } from './sqlstate.js';
-import { asciiOnly, cstringAt, lowerAscii, mayChangeSettings, mayCopyIn, recordedText, sha256Of, type RecordedText } from './text.js';
+import { asciiOnly, cstringAt, lowerAscii, mayChangeSettings, mayCopyIn } from './text.js';
 
-const EMPTY = Buffer.alloc(0);
 const FLUSH = frame(MessageType.Flush);
-/** Bounds on the frames kept from a Parse or Bind until the next chunk shows whether it is executed. */
-const MAX_CARRIED_FRAMES = 8;
-const MAX_CARRIED_BYTES = 1024 * 1024;
 /** Longest Query text split into statements for the record (longer ones are kept whole only). */
 const MAX_SPLIT_CHARS = 1024 * 1024;
 /** Statement texts up to this size are read and hashed without yielding to other sessions. */
@@ -87,7 +82,7 @@ export interface ForwarderHost {
 
 export class Forwarder {
   /** Frames from a Parse or Bind on, kept until the next chunk shows whether an Execute follows. */
-  private carried: FrameBatch | null = null;
+  private readonly carried = new Carried();
   /** The boundary after whose ReadyForQuery client_encoding and standard_conforming_strings are known again. */
   private settingsKnownAfter = 0;
   /** A statement in flight that may still enter COPY-in mode. */
@@ -95,7 +90,11 @@ export class Forwarder {
   /** Ends a hold with a refusal (a CancelRequest from the client). */
   private cancelHold: (() => void) | null = null;
 
-  constructor(private readonly host: ForwarderHost) {}
+  private readonly reader: StatementReader;
+
+  constructor(private readonly host: ForwarderHost) {
+    this.reader = new StatementReader(host.queue, host.catalog, host.ctx.payloadLimit);
+  }
 
   /** A CancelRequest for this session: true if it ended a held statement (nothing goes upstream). */
   cancelHeld(): boolean {
@@ -106,7 +105,15 @@ export class Forwarder {
 
   /** A new chunk of client bytes, framed. */
   push(batch: FrameBatch): void | Promise<void> {
-    return this.forward(this.withCarried(batch));
+    return this.forward(this.carried.before(batch));
+  }
+
+  /** Sends what is held before frames[i] and keeps frames[i..] to be read again with the next chunk. */
+  private carry(batch: FrameBatch, i: number, runStart: number): void | Promise<void> {
+    this.carried.keep(batch, i);
+    const from = batch.frames[i]!.start;
+    if (runStart < from) write(this.host.upstream, batch.buffer.subarray(runStart, from));
+    return drained(this.host.upstream);
   }
 
   /**
@@ -152,11 +159,11 @@ export class Forwarder {
           const waiting = this.textGate(batch, i, runStart, body);
           if (waiting !== true) return waiting;
           const named = body[0] !== 0;
-          const next = named ? 'no' : this.parseExecutedNext(batch, i);
+          const next = named ? 'no' : boundNext(batch, i);
           if (next === 'undecided') return this.carry(batch, i, runStart);
           if (next === 'no' || body.length > SMALL_TEXT) return this.parse(batch, i, runStart, body, next === 'no');
           // The common case: an unnamed Parse bound and executed at once, recorded with the Execute.
-          const p = this.decodeSmallParse(body);
+          const p = this.reader.smallParse(body);
           if (!p) return this.refuseText(batch, i, runStart, 'parse', '');
           const version = this.host.catalog.statements.define('', p);
           queue.expectChange('parse', this.host.catalog.statements, version, true);
@@ -168,11 +175,11 @@ export class Forwarder {
           if (b.statement !== '' && queue.nameRisks > 0) return this.waitThen(batch, i, runStart, () => queue.nameRisks === 0);
           const waiting = this.textGate(batch, i, runStart, body);
           if (waiting !== true) return waiting;
-          const portal = this.portalOf(b);
+          const portal = this.reader.portal(b);
           if (!portal) return this.refuseText(batch, i, runStart, 'bind', b.portal);
           // Bind plans the statement, and planning runs functions (constant folding, estimates):
           // a Bind not executed right away is recorded on its own, before it is sent.
-          const next = this.executedNext(batch, i, b.portal);
+          const next = executedNext(batch, i, b.portal);
           if (next === 'undecided') return this.carry(batch, i, runStart);
           if (next === 'no') return this.bindBarrier(batch, i, runStart, b.portal, portal);
           queue.expectChange('bind', this.host.catalog.portals, this.host.catalog.portals.define(b.portal, portal), false, { portal: b.portal });
@@ -253,7 +260,7 @@ export class Forwarder {
    */
   private async waitThen(batch: FrameBatch, i: number, runStart: number, ready: () => boolean, flush = true): Promise<void> {
     const f = batch.frames[i]!;
-    const bind = f.type === MessageType.Execute ? this.coveredBind(batch, i, runStart) : -1;
+    const bind = f.type === MessageType.Execute ? coveredBind(batch, i, runStart) : -1;
     const upTo = bind >= 0 ? batch.frames[bind]!.start : f.start;
     write(this.host.upstream, batch.buffer.subarray(runStart, upTo));
     if (flush) write(this.host.upstream, FLUSH);
@@ -292,15 +299,6 @@ export class Forwarder {
       'it holds non-ASCII text and follows, in the same pipeline segment, a statement that may change client_encoding; send a Sync first');
   }
 
-  private decoder(): ClientDecoder | null {
-    return clientDecoder(this.host.queue.clientEncoding);
-  }
-
-  private async text(bytes: Buffer): Promise<RecordedText | null> {
-    const decoder = this.decoder();
-    return decoder ? recordedText(bytes, decoder, this.host.ctx.payloadLimit) : null;
-  }
-
   /** A statement was sent that may change the encoding: text after it waits for its ReadyForQuery. */
   private noteRisks(unit: Unit, running: Running): void {
     const { queue } = this.host;
@@ -310,74 +308,15 @@ export class Forwarder {
     if (unit.kind !== 'parse' && unit.kind !== 'bind' && (mayCopyIn(unit.lowerSql) || unit.start.unknown)) this.copyPending = running;
   }
 
-  /** A Parse's name, text and parameter types; `text` is null when the text is not readable. */
-  private async decodeParse(body: Buffer): Promise<{ name: string; statement: PreparedStatement | null }> {
-    const r = new BodyReader(body, 'Parse');
-    const name = r.cstring();
-    const at = Buffer.byteLength(name) + 1;
-    const bytes = cstringAt(body, at, body.length);
-    if (!bytes) throw new ProtocolError('malformed Parse message: unterminated query string');
-    const rest = new BodyReader(body.subarray(at + bytes.length + 1), 'Parse');
-    const n = rest.count16();
-    const paramTypes: number[] = [];
-    for (let k = 0; k < n; k++) paramTypes.push(rest.uint32());
-    const text = await this.text(bytes);
-    if (!text) return { name, statement: null };
-    return {
-      name,
-      statement: {
-        sql: text.text, paramTypes, fields: null,
-        lower: text.truncated ? 'do call copy stdin encoding' : lowerAscii(bytes),
-        bytes: text.bytes, sha256: text.sha256, ...(text.truncated ? { truncated: true } : {}),
-      },
-    };
-  }
-
   /** A Parse that is recorded on its own (`alone`), or too large to read without yielding. */
   private async parse(batch: FrameBatch, i: number, runStart: number, body: Buffer, alone: boolean): Promise<void> {
-    const p = await this.decodeParse(body);
+    const p = await this.reader.parse(body);
     if (!p.statement) return this.refuseText(batch, i, runStart, 'parse', p.name);
     if (alone) return this.parseBarrier(batch, i, runStart, { name: p.name, statement: p.statement });
     const { catalog, queue } = this.host;
     queue.expectChange('parse', catalog.statements, catalog.statements.define(p.name, p.statement), p.name === '');
     const rest = this.forward(batch, i + 1, runStart);
     if (rest) await rest;
-  }
-
-  /** decodeParse for a small unnamed Parse, without yielding. */
-  private decodeSmallParse(body: Buffer): PreparedStatement | null {
-    const bytes = cstringAt(body, 1, body.length);
-    if (!bytes) throw new ProtocolError('malformed Parse message: unterminated query string');
-    const rest = new BodyReader(body.subarray(bytes.length + 2), 'Parse');
-    const n = rest.count16();
-    const paramTypes: number[] = [];
-    for (let k = 0; k < n; k++) paramTypes.push(rest.uint32());
-    const sql = this.decoder()?.decode(bytes);
-    if (sql === null || sql === undefined) return null;
-    return { sql, paramTypes, fields: null, lower: lowerAscii(bytes), bytes: bytes.length, sha256: sha256Of(bytes) };
-  }
-
-  private portalOf(b: ReturnType<typeof decodeBind>): Portal | null {
-    const { catalog } = this.host;
-    const statement = catalog.statements.get(b.statement) ?? null;
-    const types = statement?.paramTypes ?? [];
-    const decoder = this.decoder();
-    const parameters: unknown[] = [];
-    for (let k = 0; k < b.values.length; k++) {
-      const v = b.values[k]!;
-      if (v !== null && b.paramFormats[k] === 0) {
-        const text = decoder?.decode(v);
-        if (text === null || text === undefined) return null;
-        parameters.push(text);
-      } else parameters.push(decodeParameter(v, b.paramFormats[k]!, types[k] || undefined));
-    }
-    return {
-      statementName: b.statement,
-      statementVersion: catalog.statements.version(b.statement),
-      parameters,
-      resultFormats: b.resultFormats,
-      fields: null,
-    };
   }
 
   // -------------------------------------------------------------------------------------------
@@ -388,7 +327,7 @@ export class Forwarder {
     if (waiting !== true) return waiting;
     const bytes = cstringAt(body, 0, body.length);
     if (!bytes) throw new ProtocolError('malformed Query message: unterminated query string');
-    const text = await this.text(bytes);
+    const text = await this.reader.text(bytes);
     if (!text) return this.refuseText(batch, i, runStart, 'query');
     let statements: string[] | undefined;
     if (!text.truncated && text.text.length <= MAX_SPLIT_CHARS && text.text.includes(';')) {
@@ -406,7 +345,7 @@ export class Forwarder {
     return this.barrier(batch, i, runStart, {
       kind: 'query',
       start: { protocol: 'simple', ...textFields(text), statementName: null, portal: null, parameters: [], ...(statements ? { statements } : {}) },
-      lowerSql: text.truncated ? 'do call copy stdin encoding' : lowerAscii(bytes),
+      lowerSql: text.truncated ? UNREAD_REST : lowerAscii(bytes),
       poison: () => POISON_QUERY,
     });
   }
@@ -445,9 +384,9 @@ export class Forwarder {
         parameters: portal?.parameters ?? [],
         ...(text.unknown ? { unknown: true } : statement ? preparedText(statement) : {}),
       },
-      lowerSql: text.unknown ? 'do call copy stdin encoding' : (statement?.lower ?? ''),
+      lowerSql: text.unknown ? UNREAD_REST : (statement?.lower ?? ''),
       ...(statement && !text.unknown && !portal?.unknown ? { cache: statement } : {}),
-      poison: () => this.poisonExecute(),
+      poison: () => poisonExecute((n) => this.host.catalog.portals.get(n) !== undefined),
       portal: { name, value: portal },
     });
   }
@@ -464,7 +403,7 @@ export class Forwarder {
       start: { protocol: 'extended', phase: 'parse', statement: p.statement.sql, statementName: p.name, portal: null, parameters: [], ...preparedText(p.statement) },
       lowerSql: p.statement.lower ?? '',
       cache: p.statement,
-      poison: () => frame(MessageType.Parse, cstring(p.name), cstring('hoop refused'), Buffer.alloc(2)),
+      poison: () => poisonParse(p.name),
       register: (run) => {
         const version = catalog.statements.define(p.name, p.statement);
         queue.expectChange('parse', catalog.statements, version, p.name === '', { run });
@@ -504,7 +443,7 @@ export class Forwarder {
       refusal = refusalOf(err);
     }
     const run = new StatementRun(start, ctx.payloadLimit, refusal);
-    const decoder = this.decoder();
+    const decoder = this.reader.decoder();
     if (decoder && decoder.name !== 'UTF8') run.decodeText = (b) => decoder.decode(b);
     unit.prepare?.(run);
     if (this.host.closing) return this.host.endRun(run, { code: '08006', message: 'the session ended before the statement was sent' });
@@ -514,20 +453,12 @@ export class Forwarder {
       this.host.endRun(run, notExecuted({ code: '25P02', message: 'the server skips messages until Sync after an error' }));
       return this.continueAfter(batch, i, f.end);
     }
-    const running: Running = {
-      run,
-      plan: refusal ? { action: 'refuse', code: refusal.code, message: refusal.message } : decision,
-      rows: 0,
-      transforms: null,
-      formats: [],
-      lowerSql: unit.lowerSql,
-      touchesNames: !refusal && (mayTouchNames(unit.lowerSql) || unit.kind === 'function' || unit.start.unknown === true),
-      copy: 'none',
-    };
+    const s = running(run, refusal ? { action: 'refuse', ...refusal } : decision, unit.lowerSql,
+      !refusal && (mayTouchNames(unit.lowerSql) || unit.kind === 'function' || unit.start.unknown === true));
     try {
       if (unit.register) unit.register(run);
-      else if (unit.kind === 'execute') queue.expect({ kind: 'execute', s: running, portal: unit.portal!.value, portalName: unit.portal!.name, described: false });
-      else queue.expectQuery(unit.kind as 'query' | 'function', running);
+      else if (unit.kind === 'execute') queue.expect({ kind: 'execute', s, portal: unit.portal!.value, portalName: unit.portal!.name, described: false });
+      else queue.expectQuery(unit.kind as 'query' | 'function', s);
     } catch (err) {
       this.host.endRun(run, { code: '08006', message: 'the statement was not sent: the session ended on a protocol error' });
       throw err;
@@ -536,7 +467,7 @@ export class Forwarder {
       write(this.host.upstream, Buffer.concat([this.heldWithoutCoveredBind(batch, i, runStart, refusal, unit), unit.poison()]));
       return this.continueAfter(batch, i, f.end);
     }
-    this.noteRisks(unit, running);
+    this.noteRisks(unit, s);
     return this.continueAfter(batch, i, runStart);
   }
 
@@ -587,7 +518,7 @@ export class Forwarder {
    */
   private heldWithoutCoveredBind(batch: FrameBatch, i: number, runStart: number, refusal: Failure, unit: Unit): Buffer {
     const f = batch.frames[i]!;
-    const bind = unit.kind === 'execute' ? this.coveredBind(batch, i, runStart) : -1;
+    const bind = unit.kind === 'execute' ? coveredBind(batch, i, runStart) : -1;
     if (bind < 0) return batch.buffer.subarray(runStart, f.start);
     const b = batch.frames[bind]!;
     const change = [...this.host.queue.expected].reverse().find((e) => e.kind === 'bind');
@@ -615,11 +546,11 @@ export class Forwarder {
     if (this.host.closing) return;
     let poison: Buffer;
     if (kind === 'query') {
-      queue.expectQuery('query', { run, plan: { action: 'refuse', ...refusal }, rows: 0, transforms: null, formats: [], lowerSql: '', touchesNames: false, copy: 'none' });
+      queue.expectQuery('query', running(run, { action: 'refuse', ...refusal }));
       poison = POISON_QUERY;
     } else if (kind === 'parse') {
       queue.expectChange('parse', catalog.statements, catalog.statements.define(name, undefined), name === '', { run });
-      poison = frame(MessageType.Parse, cstring(name), cstring('hoop refused'), Buffer.alloc(2));
+      poison = poisonParse(name);
     } else {
       queue.expectChange('bind', catalog.portals, catalog.portals.define(name, undefined), false, { run, portal: name });
       poison = poisonBind(name);
@@ -628,105 +559,4 @@ export class Forwarder {
     return this.continueAfter(batch, i, f.end);
   }
 
-  // -------------------------------------------------------------------------------------------
-  // looking ahead within a batch
-
-  /**
-   * Whether the frames after a Bind at i (Describes aside) execute its portal: 'undecided' when
-   * the batch ends first. Drivers write Bind, Describe and Execute separately, so they may arrive
-   * apart; until a Flush or Sync the client cannot expect an answer, so waiting costs nothing.
-   */
-  private executedNext(batch: FrameBatch, i: number, portal: string): 'yes' | 'no' | 'undecided' {
-    for (let j = i + 1; j < batch.frames.length; j++) {
-      const f = batch.frames[j]!;
-      if (f.type === MessageType.Describe) continue;
-      return f.type === MessageType.Execute && decodeExecute(batch.buffer.subarray(f.bodyStart, f.end)).portal === portal ? 'yes' : 'no';
-    }
-    return this.mayCarry(batch, i) ? 'undecided' : 'no';
-  }
-
-  /** Whether an unnamed Parse at i is bound and executed right after it (Describes aside). */
-  private parseExecutedNext(batch: FrameBatch, i: number): 'yes' | 'no' | 'undecided' {
-    for (let j = i + 1; j < batch.frames.length; j++) {
-      const f = batch.frames[j]!;
-      if (f.type === MessageType.Describe) continue;
-      if (f.type !== MessageType.Bind) return 'no';
-      // Bound at once: the Bind's record (or its Execute's) names this SQL.
-      return decodeBind(batch.buffer.subarray(f.bodyStart, f.end)).statement === '' ? 'yes' : 'no';
-    }
-    return this.mayCarry(batch, i) ? 'undecided' : 'no';
-  }
-
-  /** What is carried is copied once per chunk: a client trickling messages gets a record instead. */
-  private mayCarry(batch: FrameBatch, i: number): boolean {
-    const carried = batch.frames[batch.frames.length - 1]!.end - batch.frames[i]!.start;
-    return batch.frames.length - i <= MAX_CARRIED_FRAMES && carried <= MAX_CARRIED_BYTES;
-  }
-
-  /** Sends what is held before frames[i] and keeps frames[i..] to be read again with the next chunk. */
-  private carry(batch: FrameBatch, i: number, runStart: number): void | Promise<void> {
-    const from = batch.frames[i]!.start;
-    const last = batch.frames[batch.frames.length - 1]!;
-    this.carried = {
-      buffer: batch.buffer.subarray(from, last.end), // the reader never writes a batch's buffer again
-      frames: batch.frames.slice(i).map((f) => ({ type: f.type, start: f.start - from, bodyStart: f.bodyStart - from, end: f.end - from })),
-    };
-    if (runStart < from) write(this.host.upstream, batch.buffer.subarray(runStart, from));
-    return drained(this.host.upstream);
-  }
-
-  /** The carried frames followed by a new batch's. */
-  private withCarried(batch: FrameBatch): FrameBatch {
-    const carried = this.carried;
-    if (!carried) return batch;
-    if (batch.frames.length === 0) return { buffer: EMPTY, frames: [] };
-    this.carried = null;
-    const first = batch.frames[0]!.start;
-    const shift = carried.buffer.length - first;
-    return {
-      buffer: Buffer.concat([carried.buffer, batch.buffer.subarray(first, batch.frames[batch.frames.length - 1]!.end)]),
-      frames: [...carried.frames, ...batch.frames.map((f: Frame) => ({ type: f.type, start: f.start + shift, bodyStart: f.bodyStart + shift, end: f.end + shift }))],
-    };
-  }
-
-  /** The Bind (only Describes between) that the Execute at i covers, if it is still held. */
-  private coveredBind(batch: FrameBatch, i: number, runStart: number): number {
-    let j = i - 1;
-    while (j >= 0 && batch.frames[j]!.type === MessageType.Describe) j--;
-    return j >= 0 && batch.frames[j]!.type === MessageType.Bind && batch.frames[j]!.start >= runStart ? j : -1;
-  }
-
-  /** An Execute of a portal the client never bound: fails upstream without side effects. */
-  private poisonExecute(): Buffer {
-    let name: string;
-    do name = `hoop refused ${randomUUID()}`;
-    while (this.host.catalog.portals.get(name) !== undefined);
-    return frame(MessageType.Execute, cstring(name), Buffer.alloc(4));
-  }
-}
-
-function textFields(t: RecordedText): Pick<StatementStart, 'statement' | 'statementBytes' | 'statementSha256' | 'statementTruncated'> {
-  return { statement: t.text, statementBytes: t.bytes, statementSha256: t.sha256, ...(t.truncated ? { statementTruncated: true } : {}) };
-}
-
-function preparedText(s: PreparedStatement): Pick<StatementStart, 'statementBytes' | 'statementSha256' | 'statementTruncated'> {
-  return { ...(s.bytes !== undefined ? { statementBytes: s.bytes } : {}), ...(s.sha256 ? { statementSha256: s.sha256 } : {}), ...(s.truncated ? { statementTruncated: true } : {}) };
-}
-
-
-/** A Bind of a statement that does not exist: fails before anything is planned or run. */
-function poisonBind(portal: string): Buffer {
-  return frame(MessageType.Bind, cstring(portal), cstring(`hoop refused ${randomUUID()}`), Buffer.alloc(6));
-}
-
-/** A simple-protocol message that fails with a syntax error and changes nothing upstream. */
-const POISON_QUERY = frame(MessageType.Query, cstring('hoop refused'));
-
-function refusalOf(err: unknown): Failure {
-  // Anything but a deliberate policy refusal means the audit record could not be made: fail closed
-  // without leaking the store's internals to the client.
-  if (isHoopError(err) && err.code !== 'HOOP_AUDIT_UNAVAILABLE' && err.code !== 'HOOP_STORE' && err.code !== 'HOOP_INTERNAL') {
-    return { code: sqlstateOf(err.code), message: `hoop: statement refused: ${err.message}` };
-  }
-  return { code: sqlstateOf('HOOP_AUDIT_UNAVAILABLE'), message: 'hoop: statement refused: audit log unavailable' };
 }

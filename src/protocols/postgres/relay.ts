@@ -22,6 +22,7 @@ import {
   decodeRowDescription,
   errorResponse,
 } from './messages.js';
+import { refusalResponse } from './poison.js';
 import { describedColumns, type Failure, type ResponseQueue, type Running } from './responses.js';
 import { anyTransform, copyFormatIsPlain, transformCopyBinary, transformCopyText, transformDataRow, unknownColumns } from './transform.js';
 
@@ -299,9 +300,4 @@ export class Relay {
   get frameReader(): FrameReader {
     return this.reader;
   }
-}
-
-export function refusalResponse(r: Failure): Buffer {
-  const audit = r.code === '58000';
-  return errorResponse({ severity: 'ERROR', code: r.code, message: r.message, hint: audit ? 'nothing was executed; retry once the gateway can record statements again' : undefined });
 }

@@ -50,6 +50,11 @@ export interface Running {
   copy: 'none' | 'out-text' | 'out-binary';
 }
 
+/** A statement about to go upstream, with nothing of its responses seen yet. */
+export function running(run: StatementRun, plan: FinalPlan, lowerSql = '', touchesNames = false): Running {
+  return { run, plan, rows: 0, transforms: null, formats: [], lowerSql, touchesNames, copy: 'none' };
+}
+
 export type Expected =
   | { kind: 'parse' | 'bind' | 'close'; change: Change }
   | { kind: 'sync'; boundary: number }
