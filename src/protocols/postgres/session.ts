@@ -14,9 +14,10 @@ import { type Frame, type FrameReader } from './framing.js';
 import { Forwarder } from './forwarder.js';
 import { endStream, pump, safely, write } from './io.js';
 import { MessageType, errorResponse, frame } from './messages.js';
+import { decodeNotice, notificationRecord } from './notices.js';
 import { Relay } from './relay.js';
 import { ResponseQueue, type Failure } from './responses.js';
-import { decodeNotice, notificationRecord, type StatementRun } from './results.js';
+import type { StatementRun } from './results.js';
 import { sqlstateOf } from './sqlstate.js';
 import type { UpstreamConnection } from './upstream.js';
 

@@ -7,7 +7,8 @@ import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { StatementStart } from '../../../src/protocols/postgres/engine.js';
 import { cstring, frame, MessageType, noticeResponse } from '../../../src/protocols/postgres/messages.js';
-import { decodeNotification, notificationRecord, StatementRun } from '../../../src/protocols/postgres/results.js';
+import { decodeNotification, notificationRecord } from '../../../src/protocols/postgres/notices.js';
+import { StatementRun } from '../../../src/protocols/postgres/results.js';
 import { bodyOf, bytesOf, RawUpstream, type Received } from './raw-upstream.js';
 
 const upstream = inject('upstream');
