@@ -99,6 +99,8 @@ export class StatementRun {
    * that are not valid there are kept as `\\x` hex rather than guessed.
    */
   decodeText: (b: Buffer) => string | null = (b) => b.toString('utf8');
+  /** Set with decodeText when the client encoding is not UTF-8 (uploads then decode per message). */
+  nonUtf8Text = false;
 
   private text(b: Buffer): string {
     return this.decodeText(b) ?? hex(b);
@@ -273,7 +275,7 @@ export class StatementRun {
   }
 
   private uploadLog(): UploadLog {
-    return (this.uploads ??= new UploadLog(this.budget));
+    return (this.uploads ??= new UploadLog(this.budget, this.nonUtf8Text ? this.decodeText : null));
   }
 
   commandComplete(tag: string): void {

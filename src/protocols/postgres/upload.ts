@@ -194,7 +194,9 @@ export class UploadLog {
   private readonly hash: Hash = createHash('sha256');
   private current: Upload | null = null;
 
-  constructor(private readonly budget: PayloadBudget) {}
+  /** `text`: the client encoding's decoder when it is not UTF-8 (each message decoded on its own,
+   *  bytes it cannot read kept as \x hex); null decodes UTF-8 across message boundaries. */
+  constructor(private readonly budget: PayloadBudget, private readonly text: ((b: Buffer) => string | null) | null = null) {}
 
   /** CopyInResponse: a COPY FROM STDIN of statement `statement` begins (binary: overall format 1). */
   copyIn(statement: number, binary: boolean): void {
@@ -224,7 +226,8 @@ export class UploadLog {
       c.decoder = null;
       return;
     }
-    c.copy.data += c.decoder ? c.decoder.write(body) : body.toString('hex');
+    if (this.text && c.copy.format === 'text') c.copy.data += this.text(body) ?? '\\x' + body.toString('hex');
+    else c.copy.data += c.decoder ? c.decoder.write(body) : body.toString('hex');
   }
 
   /** CopyDone (`done`) or CopyFail (`failed`, with the client's message) ends the current COPY. */

@@ -148,6 +148,27 @@ describe('column transforms', () => {
   });
 });
 
+describe('plans of prepared statements', () => {
+  it('are made once per Parse and reused by its Executes, then made again after DDL', async () => {
+    const planned: string[] = [];
+    h.plan = async (s) => {
+      planned.push(s.statement);
+      return RUN;
+    };
+    const c = await h.client();
+    const run = (v: number) => c.query({ name: 'cached', text: 'SELECT $1::int AS v FROM people LIMIT 1', values: [v] });
+    for (const v of [1, 2, 3]) expect((await run(v)).rows).toEqual([{ v }]);
+    expect(planned.filter((t) => t.includes('$1::int AS v'))).toHaveLength(1);
+    await c.query('CREATE TABLE plan_cache_probe (n int)');
+    expect((await run(4)).rows).toEqual([{ v: 4 }]);
+    expect(planned.filter((t) => t.includes('$1::int AS v'))).toHaveLength(2);
+    // every Execute still has its own write-ahead record
+    expect(h.starts().filter((s) => s.statement.includes('$1::int AS v') && s.phase === undefined)).toHaveLength(4);
+    await c.end();
+    h.plan = async () => RUN;
+  });
+});
+
 describe('row cap', () => {
   it('stops a result part-way with an error and cancels the statement upstream; the session goes on', async () => {
     h.plan = planWith((s) => (s.statement.includes('generate_series') ? { action: 'run', rowCap: 10 } : undefined));
