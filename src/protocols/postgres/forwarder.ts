@@ -302,7 +302,7 @@ export class Forwarder {
   /** A statement was sent that may change the encoding: text after it waits for its ReadyForQuery. */
   private noteRisks(unit: Unit, running: Running): void {
     const { queue } = this.host;
-    if (mayChangeSettings(unit.lowerSql) || unit.start.unknown || unit.kind === 'function') {
+    if (mayChangeSettings(unit.lowerSql) || unit.start.unknown) {
       this.settingsKnownAfter = unit.kind === 'query' || unit.kind === 'function' ? queue.sentBoundaries : queue.sentBoundaries + 1;
     }
     if (unit.kind !== 'parse' && unit.kind !== 'bind' && (mayCopyIn(unit.lowerSql) || unit.start.unknown)) this.copyPending = running;
@@ -457,7 +457,7 @@ export class Forwarder {
       return this.continueAfter(batch, i, f.end);
     }
     const s = running(run, refusal ? { action: 'refuse', ...refusal } : decision, unit.lowerSql,
-      !refusal && (mayTouchNames(unit.lowerSql) || unit.kind === 'function' || unit.start.unknown === true));
+      !refusal && (mayTouchNames(unit.lowerSql) || unit.start.unknown === true));
     try {
       if (unit.register) unit.register(run);
       else if (unit.kind === 'execute') queue.expect({ kind: 'execute', s, portal: unit.portal!.value, portalName: unit.portal!.name, described: false });
