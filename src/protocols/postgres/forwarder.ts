@@ -33,7 +33,7 @@ import {
   noticeResponse,
 } from './messages.js';
 import { POISON_QUERY, poisonBind, poisonExecute, poisonParse, refusalOf } from './poison.js';
-import { StatementReader, UNREAD_REST, preparedText, textFields } from './reading.js';
+import { StatementReader, UNREAD_REST, omittedValue, preparedText, textFields } from './reading.js';
 import type { Relay } from './relay.js';
 import { notExecuted, running, type Failure, type ResponseQueue, type Running } from './responses.js';
 import { StatementRun } from './results.js';
@@ -358,10 +358,16 @@ export class Forwarder {
   private functionCall(batch: FrameBatch, i: number, runStart: number, body: Buffer): Promise<void> {
     const call = decodeFunctionCall(body);
     const described = describeFunctionCall(call.oid, call.formats, call.values);
+    let kept = 0;
+    const parameters = described.parameters.map((p, k) => {
+      const v = call.values[k];
+      kept += v?.length ?? 0;
+      return v && kept > this.host.ctx.payloadLimit ? omittedValue(v) : p; // lo_write of a large object, say
+    });
     const name = described.name;
     return this.barrier(batch, i, runStart, {
       kind: 'function',
-      start: { protocol: 'fastpath', statement: described.statement, statementName: null, portal: null, parameters: described.parameters, ...(name ? {} : { unknown: true }) },
+      start: { protocol: 'fastpath', statement: described.statement, statementName: null, portal: null, parameters, ...(name ? {} : { unknown: true }) },
       lowerSql: '',
       ...(name ? {} : { refusal: { code: '42501', message: `hoop: statement refused: a fastpath call of function OID ${call.oid}, which is not one of the large-object functions hoop can name` } }),
       poison: () => POISON_QUERY,

@@ -71,13 +71,15 @@ export class StatementReader {
     const types = statement?.paramTypes ?? [];
     const decoder = this.decoder();
     const parameters: unknown[] = [];
+    let kept = 0;
     for (let k = 0; k < b.values.length; k++) {
       const v = b.values[k]!;
-      if (v !== null && b.paramFormats[k] === 0) {
-        const text = decoder?.decode(v);
-        if (text === null || text === undefined) return null;
-        parameters.push(text);
-      } else parameters.push(decodeParameter(v, b.paramFormats[k]!, types[k] || undefined));
+      const text = v !== null && b.paramFormats[k] === 0 ? decoder?.decode(v) : undefined;
+      if (text === null || (text === undefined && v !== null && b.paramFormats[k] === 0)) return null; // the server would read it otherwise
+      // Kept up to the text limit, like statement text; past it, the length and hash of the value.
+      kept += v?.length ?? 0;
+      if (v && kept > this.limit) parameters.push(omittedValue(v));
+      else parameters.push(text ?? decodeParameter(v, b.paramFormats[k]!, types[k] || undefined));
     }
     return {
       statementName: b.statement,
@@ -87,6 +89,11 @@ export class StatementReader {
       fields: null,
     };
   }
+}
+
+/** What the record keeps of a value past the limit. */
+export function omittedValue(v: Buffer): { omitted: true; bytes: number; sha256: string } {
+  return { omitted: true, bytes: v.length, sha256: sha256Of(v) };
 }
 
 export function textFields(t: RecordedText): Pick<StatementStart, 'statement' | 'statementBytes' | 'statementSha256' | 'statementTruncated'> {

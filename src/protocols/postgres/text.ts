@@ -41,7 +41,22 @@ export async function recordedText(bytes: Buffer, decoder: ClientDecoder, limit:
     for (let cut = limit; cut >= Math.max(0, limit - 4) && text === null; cut--) text = decoder.decode(bytes.subarray(0, cut));
   }
   if (text === null) return null;
-  return { text, bytes: bytes.length, sha256: await sha256InSlices(bytes), truncated };
+  const fitted = withinJsonLimit(text, limit);
+  return { text: fitted, bytes: bytes.length, sha256: await sha256InSlices(bytes), truncated: truncated || fitted.length < text.length };
+}
+
+/**
+ * The longest start of `text` whose JSON encoding stays within `limit` bytes: a control byte
+ * costs six (`\u0001`), so text full of them would otherwise be kept at six times the limit.
+ */
+function withinJsonLimit(text: string, limit: number): string {
+  let size = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    size += c < 0x20 ? (c === 0x0a || c === 0x09 || c === 0x0d || c === 0x08 || c === 0x0c ? 2 : 6) : c === 0x22 || c === 0x5c ? 2 : c < 0x80 ? 1 : c < 0x800 ? 2 : 3;
+    if (size > limit) return text.slice(0, i > 0 && (text.charCodeAt(i - 1) & 0xfc00) === 0xd800 ? i - 1 : i);
+  }
+  return text;
 }
 
 export function sha256Of(bytes: Buffer): string {
