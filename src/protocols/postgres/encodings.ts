@@ -101,18 +101,6 @@ export function supportedClientEncodings(): string[] {
   return Object.keys(CANONICAL).filter((name) => clientDecoder(name) !== null);
 }
 
-/**
- * Whether a client_encoding value (any spelling PostgreSQL accepts) is one the gateway cannot
- * follow while it reads statement text as UTF-8: every encoding clientDecoder refuses, and GBK,
- * whose second bytes may be ASCII, so that a UTF-8 reading can put a quote or backslash where
- * the server sees none. A caller that decodes with clientDecoder should test
- * `clientDecoder(value) === null` instead.
- */
-export function unfaithfulEncoding(value: string): boolean {
-  const decoder = clientDecoder(value);
-  return decoder === null || !decoder.asciiSafe;
-}
-
 /** Whether buf[start, end) holds only bytes below 0x80. */
 export function isAsciiOnly(buf: Buffer, start = 0, end = buf.length): boolean {
   return isAscii(start === 0 && end === buf.length ? buf : buf.subarray(start, end));

@@ -18,6 +18,7 @@ import type { Duplex } from 'node:stream';
 import { ProtocolError } from '../../errors.js';
 import type { FinalPlan, HoldPlan, SessionContext, StatementPlan, StatementStart } from '../engine.js';
 import { mayTouchNames, type Catalog, type Portal, type PreparedStatement } from './catalog.js';
+import { isAsciiOnly } from './encodings.js';
 import { describeFunctionCall } from './fastpath.js';
 import { describeType, type FrameBatch } from './framing.js';
 import { drained, write } from './io.js';
@@ -38,7 +39,7 @@ import type { Relay } from './relay.js';
 import { notExecuted, running, type Failure, type ResponseQueue, type Running } from './responses.js';
 import { StatementRun } from './results.js';
 import { splitDependsOnStandardConformingStrings, splitStatements } from './split.js';
-import { asciiOnly, cstringAt, lowerAscii, mayChangeSettings, mayCopyIn } from './text.js';
+import { cstringAt, lowerAscii, mayChangeSettings, mayCopyIn } from './text.js';
 
 const FLUSH = frame(MessageType.Flush);
 /** Longest Query text split into statements for the record (longer ones are kept whole only). */
@@ -287,7 +288,7 @@ export class Forwarder {
    * it can (or refuses it). ASCII reads the same in every encoding the gateway allows.
    */
   private textGate(batch: FrameBatch, i: number, runStart: number, body: Buffer): true | Promise<void> {
-    if (asciiOnly(body)) return true;
+    if (isAsciiOnly(body)) return true;
     const { queue } = this.host;
     const after = this.settingsKnownAfter;
     if (queue.answeredBoundaries >= after) return true;

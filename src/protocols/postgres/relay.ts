@@ -295,9 +295,4 @@ export class Relay {
     this.host.cancelUpstream();
     return errorResponse({ severity: 'ERROR', code: error.code, message: error.message, hint: error.hint });
   }
-
-  /** Feeds the bytes that arrived with the upstream's ReadyForQuery at login. */
-  get frameReader(): FrameReader {
-    return this.reader;
-  }
 }

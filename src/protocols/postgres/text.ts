@@ -4,7 +4,6 @@
  * huge message never stalls other sessions.
  */
 import { createHash } from 'node:crypto';
-import { isAscii } from 'node:buffer';
 import { setImmediate as yieldToOthers } from 'node:timers/promises';
 import type { ClientDecoder } from './encodings.js';
 
@@ -22,10 +21,6 @@ export interface RecordedText {
 export function cstringAt(buf: Buffer, at: number, end: number): Buffer | null {
   const nul = buf.indexOf(0, at);
   return nul < 0 || nul >= end ? null : buf.subarray(at, nul);
-}
-
-export function asciiOnly(buf: Buffer): boolean {
-  return isAscii(buf);
 }
 
 /**

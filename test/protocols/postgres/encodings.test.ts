@@ -12,7 +12,6 @@ import {
   isAsciiOnly,
   normalizeEncodingName,
   supportedClientEncodings,
-  unfaithfulEncoding,
 } from '../../../src/protocols/postgres/encodings.js';
 import { frame, MessageType, startupMessage } from '../../../src/protocols/postgres/messages.js';
 
@@ -129,15 +128,6 @@ describe('clientDecoder', () => {
     expect(isAsciiOnly(hex([0x41, 0x80, 0x41]))).toBe(false);
     expect(isAsciiOnly(hex([0x41, 0x80, 0x41]), 2)).toBe(true);
     expect(isAsciiOnly(hex([0x41, 0x80, 0x41]), 0, 1)).toBe(true);
-  });
-
-  test('unfaithfulEncoding: what a UTF-8 reading cannot follow', () => {
-    expect(unfaithfulEncoding('UTF8')).toBe(false);
-    expect(unfaithfulEncoding('latin1')).toBe(false);
-    expect(unfaithfulEncoding('Shift_JIS')).toBe(true);
-    expect(unfaithfulEncoding('GBK')).toBe(true); // decodable, but its second bytes may be ASCII
-    expect(unfaithfulEncoding('EUC_TW')).toBe(true);
-    expect(unfaithfulEncoding('bogus')).toBe(true);
   });
 });
 
