@@ -74,7 +74,7 @@ export function sessionAuditHooks(o: SessionAuditOptions): SessionHooks {
     },
 
     // Masking and approvals fill this in; today every statement runs as sent.
-    plan: async (): Promise<StatementPlan> => RUN,
+    plan: (): StatementPlan => RUN,
 
     async queryStart(s: StatementStart, decision: FinalPlan): Promise<void> {
       await o.recorder.record(draft('query.start', queryStartData(s, decision) as unknown as Record<string, unknown>));

@@ -142,7 +142,7 @@ export interface SessionHooks {
   sessionStart(info: StartupInfo): Promise<void>;
   /** The decision for a statement, before anything of it goes upstream. A prepared statement's
    *  `run` plan is computed once per Parse and reused by its Executes until the catalog changes. */
-  plan(statement: StatementStart): Promise<StatementPlan>;
+  plan(statement: StatementStart): StatementPlan | Promise<StatementPlan>;
   /** WRITE-AHEAD: resolve only once query.start, with the final decision, is durable. If it
    *  rejects, the statement is NOT sent upstream; the client gets an error, the session goes on. */
   queryStart(statement: StatementStart, decision: FinalPlan): Promise<void>;

@@ -11,14 +11,16 @@
  */
 import type { FinalPlan } from '../engine.js';
 import type { FieldDescription } from './messages.js';
+import type { Risks } from './text.js';
 import { NameTable, valueOf, type Version } from './names.js';
 
 export interface PreparedStatement {
   sql: string;
   paramTypes: number[];
   fields: FieldDescription[] | null;
-  /** ASCII lower-case view of the whole text, for the forwarder's risk checks. */
+  /** ASCII lower-case view of the whole text (COPY options), and what it may do when run. */
   lower?: string;
+  risks?: Risks;
   /** Length and SHA-256 of the whole text, and whether `sql` was cut at the text limit. */
   bytes?: number;
   sha256?: string;
@@ -45,16 +47,6 @@ const TOUCHES_STATEMENTS = /^(PREPARE|DEALLOCATE|DISCARD|DO|CALL)\b/;
 const TOUCHES_PORTALS = /^(DECLARE CURSOR|CLOSE CURSOR|DISCARD|DO|CALL)\b/;
 /** Command tags that cannot change the catalog a cached plan was made against. */
 const KEEPS_PLANS = /^(SELECT|INSERT|UPDATE|DELETE|MERGE|COPY|FETCH|MOVE|BEGIN|START TRANSACTION|COMMIT|ROLLBACK|SAVEPOINT|RELEASE|SET|SHOW|RESET|LISTEN|NOTIFY|UNLISTEN|PREPARE|EXECUTE|DEALLOCATE|DECLARE CURSOR|CLOSE CURSOR|EXPLAIN|VALUES)\b/;
-
-/**
- * Statement texts (ASCII, lower-cased) that may touch protocol names when they run: the forwarder
- * waits for them to complete before it names what a named statement or portal holds.
- */
-const MAY_TOUCH_NAMES = /prepare|deallocate|discard|declare|close|\bdo\b|\bcall\b/;
-
-export function mayTouchNames(lowerSql: string): boolean {
-  return MAY_TOUCH_NAMES.test(lowerSql);
-}
 
 export function unknownText(kind: 'statement' | 'portal', name: string): string {
   return `-- ${kind === 'statement' ? 'prepared statement' : 'portal'} ${JSON.stringify(name)}: unknown (SQL in this session may have replaced it: PREPARE, DEALLOCATE, DECLARE, CLOSE, DISCARD, DO or CALL ran since it was defined)`;

@@ -17,7 +17,7 @@ import { randomUUID } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import { ProtocolError } from '../../errors.js';
 import type { FinalPlan, HoldPlan, SessionContext, StatementPlan, StatementStart } from '../engine.js';
-import { mayTouchNames, type Catalog, type Portal, type PreparedStatement } from './catalog.js';
+import type { Catalog, Portal, PreparedStatement } from './catalog.js';
 import { isAsciiOnly } from './encodings.js';
 import { describeFunctionCall } from './fastpath.js';
 import { describeType, type FrameBatch } from './framing.js';
@@ -39,7 +39,7 @@ import type { Relay } from './relay.js';
 import { notExecuted, running, type Failure, type ResponseQueue, type Running } from './responses.js';
 import { StatementRun } from './results.js';
 import { splitDependsOnStandardConformingStrings, splitStatements } from './split.js';
-import { cstringAt, lowerAscii, mayChangeSettings, mayCopyIn } from './text.js';
+import { ALL_RISKS, NO_RISKS, cstringAt, lowerAscii, risksOf, type Risks } from './text.js';
 
 const FLUSH = frame(MessageType.Flush);
 /** Longest Query text split into statements for the record (longer ones are kept whole only). */
@@ -54,6 +54,7 @@ interface Unit {
   kind: 'query' | 'function' | 'execute' | 'parse' | 'bind';
   start: Omit<StatementStart, 'queryId'>;
   lowerSql: string;
+  risks: Risks;
   /** Where a `run` plan is cached (the prepared statement an Execute runs). */
   cache?: PreparedStatement;
   /** The message sent upstream in place of the statement when it is refused. */
@@ -303,10 +304,10 @@ export class Forwarder {
   /** A statement was sent that may change the encoding: text after it waits for its ReadyForQuery. */
   private noteRisks(unit: Unit, running: Running): void {
     const { queue } = this.host;
-    if (mayChangeSettings(unit.lowerSql) || unit.start.unknown) {
+    if (unit.risks.settings) {
       this.settingsKnownAfter = unit.kind === 'query' || unit.kind === 'function' ? queue.sentBoundaries : queue.sentBoundaries + 1;
     }
-    if (unit.kind !== 'parse' && unit.kind !== 'bind' && (mayCopyIn(unit.lowerSql) || unit.start.unknown)) this.copyPending = running;
+    if (unit.kind !== 'parse' && unit.kind !== 'bind' && unit.risks.copyIn) this.copyPending = running;
   }
 
   /** A Parse that is recorded on its own (`alone`), or too large to read without yielding. */
@@ -346,7 +347,7 @@ export class Forwarder {
     return this.barrier(batch, i, runStart, {
       kind: 'query',
       start: { protocol: 'simple', ...textFields(text), statementName: null, portal: null, parameters: [], ...(statements ? { statements } : {}) },
-      lowerSql: text.truncated ? UNREAD_REST : lowerAscii(bytes),
+      ...(text.truncated ? { lowerSql: UNREAD_REST, risks: ALL_RISKS } : withRisks(lowerAscii(bytes))),
       poison: () => POISON_QUERY,
     });
   }
@@ -370,6 +371,7 @@ export class Forwarder {
       kind: 'function',
       start: { protocol: 'fastpath', statement: described.statement, statementName: null, portal: null, parameters, ...(name ? {} : { unknown: true }) },
       lowerSql: '',
+      risks: NO_RISKS,
       ...(name ? {} : { refusal: { code: '42501', message: `hoop: statement refused: a fastpath call of function OID ${call.oid}, which is not one of the large-object functions hoop can name` } }),
       poison: () => POISON_QUERY,
       prepare: (run) => run.functionCall(name ?? `oid ${call.oid}`, call.resultFormat === 1),
@@ -391,7 +393,7 @@ export class Forwarder {
         parameters: portal?.parameters ?? [],
         ...(text.unknown ? { unknown: true } : statement ? preparedText(statement) : {}),
       },
-      lowerSql: text.unknown ? UNREAD_REST : (statement?.lower ?? ''),
+      ...(text.unknown ? { lowerSql: UNREAD_REST, risks: ALL_RISKS } : statement ? { lowerSql: statement.lower ?? '', risks: risksOfStatement(statement) } : { lowerSql: '', risks: NO_RISKS }),
       ...(statement && !text.unknown && !portal?.unknown ? { cache: statement } : {}),
       poison: () => poisonExecute((n) => this.host.catalog.portals.get(n) !== undefined),
       portal: { name, value: portal },
@@ -409,6 +411,7 @@ export class Forwarder {
       kind: 'parse',
       start: { protocol: 'extended', phase: 'parse', statement: p.statement.sql, statementName: p.name, portal: null, parameters: [], ...preparedText(p.statement) },
       lowerSql: p.statement.lower ?? '',
+      risks: risksOfStatement(p.statement),
       cache: p.statement,
       poison: () => poisonParse(p.name),
       register: (run) => {
@@ -422,10 +425,11 @@ export class Forwarder {
   private bindBarrier(batch: FrameBatch, i: number, runStart: number, name: string, portal: Portal): Promise<void> {
     const { catalog, queue } = this.host;
     const text = catalog.textOf(name, { ...portal, unknown: false });
+    const bound = catalog.statementOf(portal);
     return this.barrier(batch, i, runStart, {
       kind: 'bind',
       start: { protocol: 'extended', phase: 'bind', statement: text.sql, statementName: portal.statementName, portal: name, parameters: portal.parameters, ...(text.unknown ? { unknown: true } : {}) },
-      lowerSql: catalog.statementOf(portal)?.lower ?? '',
+      ...(bound ? { lowerSql: bound.lower ?? '', risks: risksOfStatement(bound) } : { lowerSql: '', risks: NO_RISKS }),
       poison: () => poisonBind(name),
       register: (run) => {
         queue.expectChange('bind', catalog.portals, catalog.portals.define(name, portal), false, { run, portal: name });
@@ -442,7 +446,8 @@ export class Forwarder {
     const { ctx, queue } = this.host;
     const f = batch.frames[i]!;
     const start: StatementStart = { queryId: randomUUID(), ...unit.start };
-    const decision: FinalPlan = unit.refusal ? { action: 'refuse', ...unit.refusal } : await this.decide(unit, start);
+    const decided = unit.refusal ? { action: 'refuse' as const, ...unit.refusal } : this.decide(unit, start);
+    const decision: FinalPlan = decided instanceof Promise ? await decided : decided;
     let refusal: Failure | null = decision.action === 'refuse' ? { code: decision.code, message: decision.message } : null;
     try {
       await ctx.hooks.queryStart(start, decision);
@@ -463,8 +468,7 @@ export class Forwarder {
       this.host.endRun(run, notExecuted({ code: '25P02', message: 'the server skips messages until Sync after an error' }));
       return this.continueAfter(batch, i, f.end);
     }
-    const s = running(run, refusal ? { action: 'refuse', ...refusal } : decision, unit.lowerSql,
-      !refusal && (mayTouchNames(unit.lowerSql) || unit.start.unknown === true));
+    const s = running(run, refusal ? { action: 'refuse', ...refusal } : decision, unit.lowerSql, !refusal && unit.risks.names);
     try {
       if (unit.register) unit.register(run);
       else if (unit.kind === 'execute') queue.expect({ kind: 'execute', s, portal: unit.portal!.value, portalName: unit.portal!.name, described: false });
@@ -487,16 +491,22 @@ export class Forwarder {
     if (rest) await rest;
   }
 
-  /** The plan for a statement: cached per prepared statement, a hold waited out. */
-  private async decide(unit: Unit, start: StatementStart): Promise<FinalPlan> {
+  /** The plan for a statement: cached per prepared statement, a hold waited out; a plan known
+   *  at once is returned at once (no turn of the event loop on the hot path). */
+  private decide(unit: Unit, start: StatementStart): FinalPlan | Promise<FinalPlan> {
     const cached = unit.cache?.plan;
     if (cached) return cached;
-    let plan: StatementPlan;
+    let planned: StatementPlan | Promise<StatementPlan>;
     try {
-      plan = await this.host.ctx.hooks.plan(start);
+      planned = this.host.ctx.hooks.plan(start);
     } catch (err) {
       return { action: 'refuse', ...refusalOf(err) };
     }
+    if (planned instanceof Promise) return planned.then((p) => this.settlePlan(unit, p), (err: unknown) => ({ action: 'refuse' as const, ...refusalOf(err) }));
+    return this.settlePlan(unit, planned);
+  }
+
+  private settlePlan(unit: Unit, plan: StatementPlan): FinalPlan | Promise<FinalPlan> {
     if (plan.action === 'hold') return this.hold(plan);
     if (plan.action === 'run' && unit.cache && unit.kind !== 'bind') unit.cache.plan = plan;
     return plan;
@@ -569,4 +579,14 @@ export class Forwarder {
     return this.continueAfter(batch, i, f.end);
   }
 
+}
+
+function withRisks(lowerSql: string): { lowerSql: string; risks: Risks } {
+  return { lowerSql, risks: risksOf(lowerSql) };
+}
+
+/** A prepared statement's risks, worked out once; an unknown one may do anything. */
+function risksOfStatement(s: PreparedStatement): Risks {
+  if (s.unknown) return ALL_RISKS;
+  return (s.risks ??= risksOf(s.lower ?? ''));
 }

@@ -19,8 +19,13 @@ export const UNREAD_REST = 'do call copy stdin encoding';
 export class StatementReader {
   constructor(private readonly queue: ResponseQueue, private readonly catalog: Catalog, private readonly limit: number) {}
 
+  private cached: { encoding: string; decoder: ClientDecoder | null } | null = null;
+
+  /** The decoder of the client encoding in force (looked up again only when it changes). */
   decoder(): ClientDecoder | null {
-    return clientDecoder(this.queue.clientEncoding);
+    const encoding = this.queue.clientEncoding;
+    if (this.cached?.encoding !== encoding) this.cached = { encoding, decoder: clientDecoder(encoding) };
+    return this.cached.decoder;
   }
 
   async text(bytes: Buffer): Promise<RecordedText | null> {

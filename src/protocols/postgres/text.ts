@@ -77,11 +77,36 @@ export function lowerAscii(bytes: Buffer): string {
  * or standard_conforming_strings, by SET, RESET, set_config, a ROLLBACK undoing a SET, DO, CALL.
  * (A function that calls set_config inside is beyond what the text shows: see the README.)
  */
-export function mayChangeSettings(lower: string): boolean {
+function mayChangeSettings(lower: string): boolean {
   return /encoding|names|conforming|reset|discard|set_config|rollback|abort|\bdo\b|\bcall\b/.test(lower);
 }
 
 /** A statement that may enter COPY-in mode (only a top-level COPY ... FROM STDIN does). */
-export function mayCopyIn(lower: string): boolean {
+function mayCopyIn(lower: string): boolean {
   return lower.includes('copy') && lower.includes('stdin');
+}
+
+/** What a statement's text says it may do when it runs, for the forwarder's waits. */
+export interface Risks {
+  /** May replace named statements or portals (catalog.ts). */
+  names: boolean;
+  /** May change client_encoding or standard_conforming_strings. */
+  settings: boolean;
+  /** May enter COPY-in mode. */
+  copyIn: boolean;
+}
+
+export const NO_RISKS: Risks = Object.freeze({ names: false, settings: false, copyIn: false });
+export const ALL_RISKS: Risks = Object.freeze({ names: true, settings: true, copyIn: true });
+
+export function risksOf(lower: string): Risks {
+  return { names: mayTouchNames(lower), settings: mayChangeSettings(lower), copyIn: mayCopyIn(lower) };
+}
+
+/**
+ * Statement texts (ASCII, lower-cased) that may touch protocol names when they run: the forwarder
+ * waits for them to complete before it names what a named statement or portal holds.
+ */
+function mayTouchNames(lower: string): boolean {
+  return /prepare|deallocate|discard|declare|close|\bdo\b|\bcall\b/.test(lower);
 }
