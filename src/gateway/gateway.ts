@@ -49,7 +49,7 @@ export interface GatewayOptions {
 }
 
 export async function startGateway(config: GatewayConfig, options: GatewayOptions = {}): Promise<RunningGateway> {
-  const logger = options.logger ?? pino({ name: 'hoop-gateway', redact: LOG_REDACT }, pino.destination(2));
+  const logger = options.logger ?? pino({ name: 'hoop-gateway', redact: LOG_REDACT, timestamp: pino.stdTimeFunctions.isoTime }, pino.destination(2));
   // One engine per connection type in use (each keeps its sessions' cancel keys).
   const engines = new Map<string, Engine>();
   const engineFor = (type: string): Engine => {
@@ -125,7 +125,7 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
         await checkpointer.close(); // the last head this gateway wrote, signed
         await recorder.flush().catch((err: unknown) => logger.error({ err: errorMessage(err) }, 'audit flush failed at shutdown'));
         await store.close();
-        logger.info('gateway stopped');
+        logger.info('stopped');
       },
     };
   } catch (err) {
