@@ -6,7 +6,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isIPv6 } from 'node:net';
 import type { Logger } from 'pino';
-import type { AuthConfig, ConnectionInfo, MeInfo, SessionKillResult } from '../api/types.js';
+import { FULL_SESSION_ID, type AuthConfig, type ConnectionInfo, type MeInfo, type SessionKillResult } from '../api/types.js';
 import type { AuditRecorder } from '../audit/recorder.js';
 import { AuthError, HoopError, UsageError, errorMessage } from '../errors.js';
 import { actorOf, type Identity } from '../identity/identity.js';
@@ -310,7 +310,6 @@ async function session(ctx: ApiContext, req: IncomingMessage, res: ServerRespons
   sendJson(res, 200, { session: found.session, events: eventsFor(found.events, mayReadOperatorDetail(id, ctx.config.roles)) });
 }
 
-const FULL_SESSION_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 export const MAX_KILL_REASON = 500;
 /** How long the kill route waits for the holder to record session.end before answering 202. */
 const KILL_WAIT_MS = 5_000;

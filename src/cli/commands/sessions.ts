@@ -1,5 +1,5 @@
 /** `hoop sessions` and `hoop sessions show <id>`: the recorded sessions, and one session's statements. */
-import type { AuditEvent, SessionDetail, SessionSummary } from '../../api/types.js';
+import { FULL_SESSION_ID, type AuditEvent, type SessionDetail, type SessionSummary } from '../../api/types.js';
 import type { QueryEndData } from '../../audit/event.js';
 import { HoopError, UsageError } from '../../errors.js';
 import { formatDuration } from '../../units.js';
@@ -60,7 +60,6 @@ export const sessionsKillCommand = defineCommand({
   },
 });
 
-const FULL_SESSION_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 /** What the session list shows of an id on a terminal; `sessions show` takes it back. */
 const SHORT_ID_LENGTH = 8;
 
