@@ -111,6 +111,9 @@ describe('one gateway (SQLite store)', () => {
     expect(r.code).toBe(0);
     expect(((await running) as Error).message).toBe('hoop: this session was ended by apikey:root: from the cli');
     await expectKilledRecord(gw, id, 'from the cli');
+    const shown = await runHoop(['sessions', 'show', id], env('root'));
+    expect(shown.stdout).toContain('killed by apikey:root: from the cli');
+    expect(shown.stdout).toMatch(/session\.kill {2}by apikey:root {2}\{"reason":"from the cli","user":"apikey:bob"\}/);
     const again = await runHoop(['sessions', 'kill', id, '--json'], env('root'));
     expect(again.code).toBe(1);
     expect(again.stderr.split('\n')[0]).toBe(`hoop: no live session ${id}`);

@@ -186,7 +186,9 @@ export function renderSession(io: IOStreams, { session: s, events }: SessionDeta
   if (other.length) io.print(`\n${cs.bold('Other events')}`);
   for (const e of other) {
     const label = e.type === 'protocol.error' ? cs.red(e.type) : cs.yellow(e.type);
-    io.print(`  ${formatTimestamp(e.time)}  ${label}  ${compact(e.data)}`);
+    // Someone else's doing in this session (an admin's kill, later a reviewer's decision): say who.
+    const by = e.actor && e.actor.subject !== s.subject ? `${cs.dim('by')} ${sanitize(e.actor.email ?? e.actor.subject)}  ` : '';
+    io.print(`  ${formatTimestamp(e.time)}  ${label}  ${by}${compact(e.data)}`);
   }
 }
 
