@@ -6,7 +6,7 @@ _hoop_subcommands() {
   REPLY=()
   case "$1" in
     '') REPLY=(login logout whoami connections connect sessions gateway demo completion help) ;;
-    'sessions') REPLY=(show) ;;
+    'sessions') REPLY=(show kill) ;;
   esac
 }
 
@@ -21,7 +21,8 @@ _hoop_options() {
     'connect') REPLY=(--port --listen --reason --gateway --json --no-color -h --help) ;;
     'sessions') REPLY=(--user --connection --since --until --limit --gateway --json --no-color -h --help) ;;
     'sessions show') REPLY=(--rows --gateway --json --no-color -h --help) ;;
-    'gateway') REPLY=(-c --config --log-level --gateway --json --no-color -h --help) ;;
+    'sessions kill') REPLY=(--reason --gateway --json --no-color -h --help) ;;
+    'gateway') REPLY=(-c --config --check --log-level --gateway --json --no-color -h --help) ;;
     'demo') REPLY=(--port --data-dir --gateway --json --no-color -h --help) ;;
     'completion') REPLY=(--gateway --json --no-color -h --help) ;;
     'help') REPLY=(--gateway --json --no-color -h --help) ;;
@@ -39,6 +40,7 @@ _hoop_value_options() {
     'connect') REPLY=(--port --listen --reason --gateway) ;;
     'sessions') REPLY=(--user --connection --since --until --limit --gateway) ;;
     'sessions show') REPLY=(--rows --gateway) ;;
+    'sessions kill') REPLY=(--reason --gateway) ;;
     'gateway') REPLY=(-c --config --log-level --gateway) ;;
     'demo') REPLY=(--port --data-dir --gateway) ;;
     'completion') REPLY=(--gateway) ;;

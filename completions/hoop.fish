@@ -6,7 +6,7 @@ function __hoop_subcommands
         case ''
             printf '%s\n' login logout whoami connections connect sessions gateway demo completion help
         case 'sessions'
-            printf '%s\n' show
+            printf '%s\n' show kill
     end
 end
 
@@ -28,6 +28,8 @@ function __hoop_value_options
             printf '%s\n' --user --connection --since --until --limit --gateway
         case 'sessions show'
             printf '%s\n' --rows --gateway
+        case 'sessions kill'
+            printf '%s\n' --reason --gateway
         case 'gateway'
             printf '%s\n' -c --config --log-level --gateway
         case 'demo'
@@ -137,6 +139,7 @@ complete -c hoop -n "__hoop_at 'connect'" -l no-color -d 'disable colour (also N
 complete -c hoop -n "__hoop_at 'connect'" -s h -l help -d 'show help'
 complete -c hoop -n "__hoop_arg 'connect' 0" -a '(__hoop_connections)' -d 'connection name (see `hoop connections`)'
 complete -c hoop -n "__hoop_arg 'sessions' 0" -a 'show' -d 'Show one session: each statement with timing, outcome, rows and returned data'
+complete -c hoop -n "__hoop_arg 'sessions' 0" -a 'kill' -d 'End a live session on whichever gateway holds it (admins)'
 complete -c hoop -n "__hoop_at 'sessions'" -l user -x -d 'only sessions of this subject (e.g. apikey:alice; admins and auditors only)'
 complete -c hoop -n "__hoop_at 'sessions'" -l connection -x -a '(__hoop_connections)' -d 'only sessions on this connection'
 complete -c hoop -n "__hoop_at 'sessions'" -l since -x -d 'sessions started at or after this time'
@@ -151,7 +154,13 @@ complete -c hoop -n "__hoop_at 'sessions show'" -l gateway -x -d 'gateway base U
 complete -c hoop -n "__hoop_at 'sessions show'" -l json -d 'print machine-readable JSON on stdout'
 complete -c hoop -n "__hoop_at 'sessions show'" -l no-color -d 'disable colour (also NO_COLOR=1)'
 complete -c hoop -n "__hoop_at 'sessions show'" -s h -l help -d 'show help'
+complete -c hoop -n "__hoop_at 'sessions kill'" -l reason -x -d 'why; shown to the session'\''s user and recorded'
+complete -c hoop -n "__hoop_at 'sessions kill'" -l gateway -x -d 'gateway base URL (default: $HOOP_GATEWAY, then the one saved at login)'
+complete -c hoop -n "__hoop_at 'sessions kill'" -l json -d 'print machine-readable JSON on stdout'
+complete -c hoop -n "__hoop_at 'sessions kill'" -l no-color -d 'disable colour (also NO_COLOR=1)'
+complete -c hoop -n "__hoop_at 'sessions kill'" -s h -l help -d 'show help'
 complete -c hoop -n "__hoop_at 'gateway'" -s c -l config -r -F -d 'gateway config file (YAML)'
+complete -c hoop -n "__hoop_at 'gateway'" -l check -d 'validate the config and exit (0 valid, 2 not), without starting'
 complete -c hoop -n "__hoop_at 'gateway'" -l log-level -x -a 'trace debug info warn error' -d 'least severe log level to write'
 complete -c hoop -n "__hoop_at 'gateway'" -l gateway -x -d 'gateway base URL (default: $HOOP_GATEWAY, then the one saved at login)'
 complete -c hoop -n "__hoop_at 'gateway'" -l json -d 'print machine-readable JSON on stdout'

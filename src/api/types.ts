@@ -53,6 +53,19 @@ export interface SessionSummary {
 }
 
 /** `GET /api/v1/sessions/{id}`: the session and its events in order. */
+/** A whole session id (the gateway makes them with randomUUID); a shorter start of one is a prefix to look up. */
+export const FULL_SESSION_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/** The answer to POST /api/v1/sessions/{id}/kill: the request as stored, and whether the session has ended yet. */
+export interface SessionKillResult {
+  session_id: string;
+  requested_by: string;
+  reason: string | null;
+  requested_at: string;
+  /** null (HTTP 202): requested, the gateway holding the session has not recorded its end yet. */
+  ended_at: string | null;
+}
+
 export interface SessionDetail {
   session: SessionSummary;
   /** `redacted`: the `data` fields the gateway withheld from this caller (operator-only detail). */

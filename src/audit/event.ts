@@ -35,6 +35,8 @@ export type AuditEventType =
   | 'export.created'
   | 'checkpoint'
   | 'protocol.error'
+  /** An admin asked to end a live session (`hoop sessions kill`); session.end follows, "killed by …". */
+  | 'session.kill'
   /** A notice or notification the client received while no statement ran (LISTEN in an idle session). */
   | 'session.message';
 

@@ -4,7 +4,7 @@
  * CLI's one exit-code mapping applies to server-side failures too.
  */
 import type { Agent, Dispatcher } from 'undici';
-import type { AuthConfig, ConnectionInfo, MeInfo, SessionDetail, SessionSummary } from '../api/types.js';
+import type { AuthConfig, ConnectionInfo, MeInfo, SessionDetail, SessionKillResult, SessionSummary } from '../api/types.js';
 import { HoopError, type HoopErrorCode } from '../errors.js';
 
 export interface SessionQuery {
@@ -71,6 +71,11 @@ export class GatewayApi {
     return this.get<SessionDetail>(`/api/v1/sessions/${encodeURIComponent(id)}`);
   }
 
+  /** Admins: end a live session on whichever gateway holds it. */
+  killSession(id: string, reason?: string): Promise<SessionKillResult> {
+    return this.get<SessionKillResult>(`/api/v1/sessions/${encodeURIComponent(id)}/kill`, { method: 'POST', body: { reason: reason ?? null } });
+  }
+
   /** Unauthenticated: how to log in to this gateway. */
   authConfig(): Promise<AuthConfig> {
     return this.get<AuthConfig>('/api/v1/auth/config', { anonymous: true });
@@ -81,11 +86,14 @@ export class GatewayApi {
     this.dispatcher = undefined;
   }
 
-  private async get<T>(path: string, o: { anonymous?: boolean } = {}): Promise<T> {
+  /** A GET, or with `method` another request with a JSON `body`. */
+  private async get<T>(path: string, o: { anonymous?: boolean; method?: 'GET' | 'POST'; body?: unknown } = {}): Promise<T> {
     const url = `${this.gateway}${path}`;
+    const method = o.method ?? 'GET';
     const headers: Record<string, string> = {
       accept: 'application/json',
       'user-agent': this.options.userAgent ?? 'hoop-cli',
+      ...(o.body !== undefined ? { 'content-type': 'application/json' } : {}),
     };
     if (!o.anonymous && this.options.token) headers.authorization = `Bearer ${await this.options.token()}`;
     // undici loads on the first request, so commands that never call the API start faster.
@@ -95,7 +103,7 @@ export class GatewayApi {
     this.dispatcher ??= new Agent({ connectTimeout: Math.min(timeout, 10_000), headersTimeout: timeout, bodyTimeout: timeout });
     let res: Dispatcher.ResponseData;
     try {
-      res = await request(url, { method: 'GET', headers, dispatcher: this.dispatcher });
+      res = await request(url, { method, headers, dispatcher: this.dispatcher, ...(o.body !== undefined ? { body: JSON.stringify(o.body) } : {}) });
     } catch (err) {
       throw networkError(this.gateway, err);
     }
@@ -106,17 +114,17 @@ export class GatewayApi {
       try {
         return JSON.parse(text) as T;
       } catch {
-        throw new HoopError('HOOP_INTERNAL', `gateway at ${this.gateway} answered GET ${path} with something other than JSON`, {
+        throw new HoopError('HOOP_INTERNAL', `gateway at ${this.gateway} answered ${method} ${path} with something other than JSON`, {
           hint: 'Check that --gateway points at a hoop gateway.',
         });
       }
     }
-    throw this.apiError(res.statusCode, path, text);
+    throw this.apiError(res.statusCode, `${method} ${path}`, text);
   }
 
-  private apiError(status: number, path: string, body: string): HoopError {
+  private apiError(status: number, request: string, body: string): HoopError {
     let code: HoopErrorCode = CODE_BY_STATUS[status] ?? 'HOOP_INTERNAL';
-    let message = `gateway answered ${status} to GET ${path}`;
+    let message = `gateway answered ${status} to ${request}`;
     try {
       const e = (JSON.parse(body) as { error?: { code?: unknown; message?: unknown } }).error;
       if (e && typeof e.code === 'string' && KNOWN_CODES.has(e.code)) code = e.code as HoopErrorCode;

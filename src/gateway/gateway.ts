@@ -24,6 +24,7 @@ import type { Store } from '../store/store.js';
 import { AuthenticatorChain } from './authn.js';
 import type { GatewayConfig } from './config.js';
 import { createServer } from './http.js';
+import { SessionKills } from './kills.js';
 import { GatewayMetrics } from './metrics.js';
 import { AUTH_FAILURE_BURST, FailureLimiter, handleRequest, type ApiContext } from './routes.js';
 import { TunnelEndpoint, type Planner } from './tunnel.js';
@@ -48,7 +49,7 @@ export interface GatewayOptions {
 }
 
 export async function startGateway(config: GatewayConfig, options: GatewayOptions = {}): Promise<RunningGateway> {
-  const logger = options.logger ?? pino({ name: 'hoop-gateway', redact: LOG_REDACT }, pino.destination(2));
+  const logger = options.logger ?? pino({ name: 'hoop-gateway', redact: LOG_REDACT, timestamp: pino.stdTimeFunctions.isoTime }, pino.destination(2));
   // One engine per connection type in use (each keeps its sessions' cancel keys).
   const engines = new Map<string, Engine>();
   const engineFor = (type: string): Engine => {
@@ -59,6 +60,7 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
   const metrics = new GatewayMetrics(() => [...engines.values()].reduce((n, e) => n + e.activeSessions, 0));
   const store = metrics.instrument(await openStore(config.store));
   const recorder = new AuditRecorder(store, { logger });
+  const kills = new SessionKills({ store, logger });
   let closed = false;
 
   try {
@@ -68,7 +70,7 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
     logger.info({ key_id: signer.keyId }, 'audit checkpoints are signed with this key');
     const authn = new AuthenticatorChain(authenticatorsFor(config));
     const authFailures = new FailureLimiter(AUTH_FAILURE_BURST, 60_000);
-    const ctx: ApiContext = { config, store, recorder, authn, metrics, logger, authFailures };
+    const ctx: ApiContext = { config, store, recorder, authn, metrics, logger, authFailures, kills };
     const tunnels = new TunnelEndpoint({ ...ctx, engines: engineFor, ...(options.planner ? { planner: options.planner } : {}) });
 
     await recorder.record({
@@ -85,6 +87,7 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
 
     const checkpointer = new Checkpointer({ store, recorder, signer, intervalMs: config.audit.checkpoint_interval, logger });
     checkpointer.start();
+    await kills.start();
 
     const server = createServer((req, res) => void handleRequest(ctx, req, res), config.tls);
     server.on('upgrade', (req, socket, head) => tunnels.handleUpgrade(req, socket, head));
@@ -116,15 +119,17 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
         const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
         server.closeIdleConnections();
         await tunnels.close();
+        await kills.close();
         server.closeAllConnections();
         await stopped;
         await checkpointer.close(); // the last head this gateway wrote, signed
         await recorder.flush().catch((err: unknown) => logger.error({ err: errorMessage(err) }, 'audit flush failed at shutdown'));
         await store.close();
-        logger.info('gateway stopped');
+        logger.info('stopped');
       },
     };
   } catch (err) {
+    await kills.close();
     await recorder.flush().catch(() => {});
     await store.close().catch(() => {});
     throw err;

@@ -97,6 +97,9 @@ export class GatewayMetrics {
       readEvents: (f) => store.readEvents(f),
       listSessions: (f) => store.listSessions(f),
       getSession: (id) => store.getSession(id),
+      requestKill: (k) => store.requestKill(k),
+      killsFor: (ids) => store.killsFor(ids),
+      watchKills: (wake) => store.watchKills(wake),
       close: () => store.close(),
     };
   }

@@ -90,6 +90,19 @@ export function openApiDocument(): object {
           },
         },
       },
+      '/api/v1/sessions/{id}/kill': {
+        post: {
+          operationId: 'killSession', summary: 'End a live session on whichever gateway holds it (admins only)',
+          description: 'Records `session.kill` (who asked, why), then the gateway holding the session ends it at a message boundary: the client gets a FATAL (57P01) saying who ended it and why, what runs upstream is cancelled, and `session.end` records the reason `killed by <subject>: <reason>`. With a PostgreSQL store any replica may take the request. Idempotent while the session is live: a repeated request returns the first one. The answer waits a few seconds for the end: 200 once it is recorded, 202 if it is not yet.',
+          parameters: [{ name: 'id', in: 'path', required: true, schema: { type: 'string', format: 'uuid' }, description: 'The whole session id' }],
+          requestBody: { required: false, ...json({ type: 'object', additionalProperties: false, properties: { reason: { type: ['string', 'null'], maxLength: 500 } } }) },
+          responses: {
+            200: { description: 'The session has ended', ...json(ref('SessionKill')) },
+            202: { description: 'Requested; the gateway holding the session has not recorded its end yet', ...json(ref('SessionKill')) },
+            400: error, 403: error, 404: error, ...authed,
+          },
+        },
+      },
     },
     components: {
       securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'An API key from the gateway config, or an OIDC access token' } },
@@ -129,6 +142,13 @@ export function openApiDocument(): object {
             groups: { type: 'array', items: { type: 'string' } }, source_address: { type: ['string', 'null'] }, client_application: { type: ['string', 'null'] },
             started_at: { type: 'string', format: 'date-time' }, ended_at: { type: ['string', 'null'], format: 'date-time' },
             statements: { type: 'integer' }, end_reason: { type: ['string', 'null'] },
+          },
+        },
+        SessionKill: {
+          type: 'object', required: ['session_id', 'requested_by', 'reason', 'requested_at', 'ended_at'],
+          properties: {
+            session_id: { type: 'string' }, requested_by: { type: 'string', description: 'Subject of the admin whose request stands (the first)' },
+            reason: { type: ['string', 'null'] }, requested_at: { type: 'string', format: 'date-time' }, ended_at: { type: ['string', 'null'], format: 'date-time' },
           },
         },
         AuditEvent: {

@@ -6,18 +6,19 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isIPv6 } from 'node:net';
 import type { Logger } from 'pino';
-import type { AuthConfig, ConnectionInfo, MeInfo } from '../api/types.js';
+import { FULL_SESSION_ID, type AuthConfig, type ConnectionInfo, type MeInfo, type SessionKillResult } from '../api/types.js';
 import type { AuditRecorder } from '../audit/recorder.js';
 import { AuthError, HoopError, UsageError, errorMessage } from '../errors.js';
-import type { Identity } from '../identity/identity.js';
+import { actorOf, type Identity } from '../identity/identity.js';
 import { SESSION_ID_PREFIX } from '../store/filters.js';
 import type { SessionFilter, Store } from '../store/store.js';
 import type { AuthenticatorChain } from './authn.js';
-import { mayReadAllSessions, mayReadOperatorDetail, mayReadSession, mayUseConnection, rolesOf } from './authz.js';
+import { isAdmin, mayReadAllSessions, mayReadOperatorDetail, mayReadSession, mayUseConnection, rolesOf } from './authz.js';
 import type { GatewayConfig } from './config.js';
 import { eventsFor } from './event-view.js';
-import { HttpError, headerText, readBody, remoteAddress, sendError, sendJson, sendText, statusOf } from './http.js';
+import { HttpError, headerText, readBody, remoteAddress, sendError, sendJson, sendText } from './http.js';
 import type { GatewayMetrics } from './metrics.js';
+import type { SessionKills } from './kills.js';
 import { openApiDocument } from './openapi.js';
 
 export interface ApiContext {
@@ -29,16 +30,22 @@ export interface ApiContext {
   logger: Logger;
   /** Bounds how many auth.failed events one address can cause. */
   authFailures: FailureLimiter;
+  /** The sessions this gateway holds, and kill requests for them from any replica. */
+  kills: SessionKills;
 }
 
-type Handler = (ctx: ApiContext, req: IncomingMessage, res: ServerResponse, params: { url: URL; match: RegExpExecArray }) => Promise<void>;
+type Handler = (ctx: ApiContext, req: IncomingMessage, res: ServerResponse, params: { url: URL; match: RegExpExecArray; body: Buffer }) => Promise<void>;
 
 interface Route {
   pattern: RegExp;
   /** Public routes answer without a bearer token. */
   public: boolean;
   handler: Handler;
+  /** Default GET and HEAD. */
+  methods?: readonly string[];
 }
+
+const READ_METHODS = ['GET', 'HEAD'] as const;
 
 const SESSION_ID = /^[A-Za-z0-9_-]{1,64}$/;
 
@@ -51,6 +58,7 @@ const routes: Route[] = [
   { pattern: /^\/api\/v1\/connections$/, public: false, handler: connections },
   { pattern: /^\/api\/v1\/sessions$/, public: false, handler: sessions },
   { pattern: /^\/api\/v1\/sessions\/([^/]+)$/, public: false, handler: session },
+  { pattern: /^\/api\/v1\/sessions\/([^/]+)\/kill$/, public: false, handler: killSession, methods: ['POST'] },
   { pattern: /^\/api\/v1\/connections\/([^/]+)\/tunnel$/, public: true, handler: tunnelWithoutUpgrade },
 ];
 
@@ -62,14 +70,17 @@ export async function handleRequest(ctx: ApiContext, req: IncomingMessage, res: 
     const url = new URL(req.url ?? '/', 'http://gateway.invalid');
     const found = routes.map((r) => ({ r, match: r.pattern.exec(url.pathname) })).find((x) => x.match);
     if (!found) throw new HoopError('HOOP_NOT_FOUND', 'no such route');
-    if (req.method !== 'GET' && req.method !== 'HEAD') throw new HttpError(405, 'HOOP_USAGE', `method ${req.method} not allowed`);
-    await readBody(req); // no route takes a body; read it only to bound it
+    const methods = found.r.methods ?? READ_METHODS;
+    if (!methods.includes(req.method ?? '')) {
+      res.setHeader('allow', methods.join(', '));
+      throw new HttpError(405, 'HOOP_USAGE', `method ${req.method} not allowed`);
+    }
+    const body = await readBody(req); // read (and bounded) even where no route takes one
     if (!found.r.public) identities.set(req, await authenticateRequest(ctx, req));
-    await found.r.handler(ctx, req, res, { url, match: found.match! });
+    await found.r.handler(ctx, req, res, { url, match: found.match!, body });
   } catch (err) {
     if (!(err instanceof HoopError)) ctx.logger.error({ err: errorMessage(err) }, 'request failed');
     if (!res.headersSent) {
-      if (statusOf(err) === 405) res.setHeader('allow', 'GET, HEAD');
       sendError(res, err);
     } else res.destroy();
   } finally {
@@ -297,6 +308,80 @@ async function session(ctx: ApiContext, req: IncomingMessage, res: ServerRespons
   if (!found || !mayReadSession(id, ctx.config.roles, found.session)) throw new HoopError('HOOP_NOT_FOUND', `no session ${sessionId}`);
   // Operator-only event data (an upstream failure's address and account) for admins and auditors.
   sendJson(res, 200, { session: found.session, events: eventsFor(found.events, mayReadOperatorDetail(id, ctx.config.roles)) });
+}
+
+export const MAX_KILL_REASON = 500;
+/** How long the kill route waits for the holder to record session.end before answering 202. */
+const KILL_WAIT_MS = 5_000;
+
+/**
+ * POST /api/v1/sessions/{id}/kill (admins): records session.kill, stores the request for
+ * whichever replica holds the session (kills.ts), and waits a little for session.end, so the
+ * answer can say "ended" (200) rather than "requested" (202). Idempotent while the session is
+ * live; an unknown or ended session is 404.
+ */
+async function killSession(ctx: ApiContext, req: IncomingMessage, res: ServerResponse, { match, body }: { match: RegExpExecArray; body: Buffer }): Promise<void> {
+  const id = identityOf(req);
+  if (!isAdmin(id, ctx.config.roles)) throw new HoopError('HOOP_FORBIDDEN', 'only admins may end sessions');
+  const sessionId = decodeURIComponentSafe(match[1]!);
+  if (!FULL_SESSION_ID.test(sessionId)) throw new UsageError('not a session id: expected the whole id (hoop sessions kill resolves a short one)');
+  const reason = killRequestReason(body);
+  const live = await liveSession(ctx.store, sessionId);
+  if (!live) throw new HoopError('HOOP_NOT_FOUND', `no live session ${sessionId}`, { hint: 'it may have ended already: hoop sessions show it' });
+  let kill = (await ctx.store.killsFor([sessionId]))[0];
+  if (!kill) {
+    // Durable before the request can take effect: the record says who asked before the session ends.
+    await ctx.recorder.record({
+      type: 'session.kill',
+      actor: actorOf(id),
+      source: { address: remoteAddress(req), application: headerText(req, 'user-agent', 200) },
+      connection: live.connection,
+      session_id: sessionId,
+      data: { reason, user: live.subject },
+    });
+    kill = await ctx.store.requestKill({ session_id: sessionId, requested_by: id.subject, reason, requested_at: new Date().toISOString() });
+    ctx.logger.info({ session: sessionId, requested_by: id.subject }, 'session kill requested');
+  }
+  ctx.kills.endHere(kill);
+  const deadline = Date.now() + KILL_WAIT_MS;
+  let endedAt: string | null = null;
+  for (;;) {
+    endedAt = (await sessionSummary(ctx.store, sessionId))?.ended_at ?? null;
+    if (endedAt || Date.now() >= deadline) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  sendJson(res, endedAt ? 200 : 202, { ...kill, ended_at: endedAt } satisfies SessionKillResult);
+}
+
+/** `{"reason": "..."}` or an empty body; control characters become spaces. */
+function killRequestReason(body: Buffer): string | null {
+  if (body.length === 0) return null;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(body.toString('utf8'));
+  } catch {
+    throw new UsageError('the body must be JSON: {"reason": "..."}');
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new UsageError('the body must be a JSON object: {"reason": "..."}');
+  const extra = Object.keys(parsed).filter((k) => k !== 'reason');
+  if (extra.length) throw new UsageError(`unknown field ${JSON.stringify(extra[0]!.slice(0, 40))}; accepted: reason`);
+  const raw = (parsed as { reason?: unknown }).reason;
+  if (raw === undefined || raw === null) return null;
+  if (typeof raw !== 'string') throw new UsageError('reason: expected a string');
+  // eslint-disable-next-line no-control-regex
+  const text = raw.replace(/[\x00-\x1f\x7f]+/g, ' ').trim();
+  if (text.length > MAX_KILL_REASON) throw new UsageError(`reason: at most ${MAX_KILL_REASON} characters`);
+  return text === '' ? null : text;
+}
+
+/** A session's summary without reading its events (they may hold large results). */
+async function sessionSummary(store: Store, sessionId: string) {
+  return (await store.listSessions({ idPrefix: sessionId, limit: 2 })).find((s) => s.id === sessionId) ?? null;
+}
+
+async function liveSession(store: Store, sessionId: string) {
+  const s = await sessionSummary(store, sessionId);
+  return s && s.ended_at === null ? s : null;
 }
 
 async function tunnelWithoutUpgrade(): Promise<void> {

@@ -17,6 +17,7 @@ import { actorOf, type Identity } from '../identity/identity.js';
 import type { Engine, StartupInfo, StatementPlan, StatementStart } from '../protocols/engine.js';
 import { tcpDial } from '../protocols/postgres/upstream.js';
 import { mayUseConnection } from './authz.js';
+import { killMessage, killReason } from './kills.js';
 import type { ConnectionConfig } from './config.js';
 import { HttpError, errorBody, headerText, remoteAddress, statusOf } from './http.js';
 import { authenticateRequest, type ApiContext } from './routes.js';
@@ -191,6 +192,12 @@ export class TunnelEndpoint {
     let limitTimer: NodeJS.Timeout | null = null;
     let endedBy: string | null = null;
     const limit = connection.maxSessionMs;
+    // An admin's `hoop sessions kill`, from this gateway or another replica (kills.ts).
+    const unhold = ctx.kills.hold(sessionId, (kill) => {
+      endedBy ??= killReason(kill);
+      log.info({ requested_by: kill.requested_by }, 'session killed by an admin');
+      ending.abort(killMessage(kill));
+    });
 
     const audit = sessionAuditHooks({
       recorder: ctx.recorder,
@@ -256,6 +263,7 @@ export class TunnelEndpoint {
         if (ws.readyState === ws.OPEN) ws.close(1000, endedBy ?? 'session ended');
         setTimeout(() => ws.terminate(), 2_000).unref();
         this.live.delete(entry);
+        unhold();
         release();
       });
     const entry: LiveTunnel = {

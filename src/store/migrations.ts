@@ -40,6 +40,19 @@ export const SQLITE_MIGRATIONS: Migration[] = [
       `CREATE TRIGGER events_no_delete BEFORE DELETE ON events BEGIN SELECT RAISE(ABORT, 'audit events are append-only'); END`,
     ],
   },
+  {
+    version: 2,
+    name: 'session kills',
+    statements: [
+      // Requests to end a live session; the audit record of each is the session.kill event.
+      `CREATE TABLE session_kills (
+        session_id TEXT PRIMARY KEY,
+        requested_by TEXT NOT NULL,
+        reason TEXT,
+        requested_at TEXT NOT NULL
+      ) STRICT`,
+    ],
+  },
 ];
 
 export const POSTGRES_MIGRATIONS: Migration[] = [
@@ -73,6 +86,20 @@ export const POSTGRES_MIGRATIONS: Migration[] = [
         FOR EACH ROW EXECUTE FUNCTION hoop_events_append_only()`,
       `CREATE TRIGGER events_no_truncate BEFORE TRUNCATE ON events
         FOR EACH STATEMENT EXECUTE FUNCTION hoop_events_append_only()`,
+    ],
+  },
+  {
+    version: 2,
+    name: 'session kills',
+    statements: [
+      // Requests to end a live session, for whichever replica holds it (NOTIFY hoop_session_kill
+      // wakes them); the audit record of each is the session.kill event.
+      `CREATE TABLE session_kills (
+        session_id text PRIMARY KEY,
+        requested_by text NOT NULL,
+        reason text,
+        requested_at timestamptz NOT NULL
+      )`,
     ],
   },
 ];

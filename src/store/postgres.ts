@@ -18,11 +18,16 @@ import { POSTGRES_MIGRATIONS, pendingMigrations } from './migrations.js';
 import { redactSecret, redactUrl } from './redact.js';
 import { EVENT_COLUMNS, sealBatch, type EventRowValues } from './rows.js';
 import { sessionSummaryOf, type SessionRow } from './sessions.js';
-import type { EventFilter, SessionDetail, SessionFilter, SessionSummary, Store } from './store.js';
+import type { EventFilter, SessionDetail, SessionFilter, SessionKill, SessionSummary, Store } from './store.js';
 
 /** Advisory lock keys: arbitrary constants that name hoop's audit chain head and its migrations. */
 const CHAIN_LOCK = 0x686f6f70_0001n; // "hoop" 1
 const MIGRATION_LOCK = 0x686f6f70_0002n; // "hoop" 2
+/** NOTIFY channel of kill requests; the payload is the session id. */
+const KILL_CHANNEL = 'hoop_session_kill';
+/** A lost LISTEN connection is reopened after this (the gateways' poll covers the gap). */
+const LISTEN_RETRY_MS = 5_000;
+const KILL_SELECT = 'SELECT session_id, requested_by, reason, requested_at FROM session_kills';
 
 const SESSION_SELECT = `
   SELECT s.session_id AS id, s.connection, s.actor, s.source, s.data, s.time AS started_at,
@@ -49,9 +54,14 @@ export class PostgresStore implements Store {
   private readonly pool: pg.Pool;
   private readonly label: string;
   private readonly password: string | null;
+  private readonly url: string;
+  private readonly connectTimeoutMs: number;
+  private readonly listeners = new Set<() => Promise<void>>();
   private closed = false;
 
   constructor(url: string, options: PostgresStoreOptions = {}) {
+    this.url = url;
+    this.connectTimeoutMs = options.connectTimeoutMs ?? 10_000;
     this.label = redactUrl(url);
     this.password = passwordOf(url);
     this.pool = new pg.Pool({
@@ -138,9 +148,82 @@ export class PostgresStore implements Store {
     return { session: sessionSummaryOf(toSessionRow(rows[0])), events: events.map(fromRow) };
   }
 
+  async requestKill(kill: SessionKill): Promise<SessionKill> {
+    const rows = await this.transaction('request a session kill', async (c) => {
+      const inserted = await c.query(
+        `INSERT INTO session_kills (session_id, requested_by, reason, requested_at) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (session_id) DO NOTHING RETURNING session_id`,
+        [kill.session_id, kill.requested_by, kill.reason, kill.requested_at],
+      );
+      // Delivered at COMMIT, so a woken replica always finds the row.
+      if (inserted.rowCount) await c.query('SELECT pg_notify($1, $2)', [KILL_CHANNEL, kill.session_id]);
+      return (await c.query<PgKillRow>(`${KILL_SELECT} WHERE session_id = $1`, [kill.session_id])).rows;
+    });
+    return killOf(rows[0]!);
+  }
+
+  async killsFor(sessionIds: readonly string[]): Promise<SessionKill[]> {
+    if (sessionIds.length === 0) return [];
+    const rows = await this.query<PgKillRow>('read session kills', `${KILL_SELECT} WHERE session_id = ANY($1::text[])`, [sessionIds]);
+    return rows.map(killOf);
+  }
+
+  /**
+   * LISTEN on its own connection (a pooled one would be handed to others). If that connection is
+   * lost it is reopened after LISTEN_RETRY_MS; meanwhile the gateways' poll still finds kills.
+   */
+  async watchKills(wake: (sessionId: string) => void): Promise<() => Promise<void>> {
+    this.assertOpen('watch session kills');
+    let client: pg.Client | null = null;
+    let retry: NodeJS.Timeout | null = null;
+    let stopped = false;
+    const listen = async (): Promise<void> => {
+      const c = new pg.Client({ connectionString: this.url, connectionTimeoutMillis: this.connectTimeoutMs, application_name: 'hoop-store-listen', keepAlive: true });
+      client = c;
+      const lost = () => {
+        c.removeAllListeners('notification');
+        void c.end().catch(() => {});
+        if (client === c) client = null;
+        if (!stopped && !this.closed && !retry) {
+          retry = setTimeout(() => {
+            retry = null;
+            if (!stopped && !this.closed) listen().catch(lost);
+          }, LISTEN_RETRY_MS);
+          retry.unref();
+        }
+      };
+      c.on('error', lost);
+      c.on('end', lost);
+      c.on('notification', (n) => {
+        if (n.channel === KILL_CHANNEL && n.payload) wake(n.payload);
+      });
+      await c.connect();
+      await c.query(`LISTEN ${KILL_CHANNEL}`);
+    };
+    try {
+      await listen();
+    } catch (err) {
+      const c = client as pg.Client | null;
+      await c?.end().catch(() => {});
+      throw this.storeError('watch session kills', err);
+    }
+    const stop = async (): Promise<void> => {
+      stopped = true;
+      this.listeners.delete(stop);
+      if (retry) clearTimeout(retry);
+      const c = client as pg.Client | null;
+      client = null;
+      c?.removeAllListeners('end');
+      await c?.end().catch(() => {});
+    };
+    this.listeners.add(stop);
+    return stop;
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    await Promise.all([...this.listeners].map((stop) => stop()));
     await this.pool.end();
   }
 
@@ -241,6 +324,17 @@ function fromRow(r: PgEventRow): AuditEvent {
     prev_hash: r.prev_hash,
     hash: r.hash,
   };
+}
+
+interface PgKillRow {
+  session_id: string;
+  requested_by: string;
+  reason: string | null;
+  requested_at: Date;
+}
+
+function killOf(r: PgKillRow): SessionKill {
+  return { session_id: r.session_id, requested_by: r.requested_by, reason: r.reason, requested_at: r.requested_at.toISOString() };
 }
 
 interface PgSessionRow extends Omit<SessionRow, 'started_at' | 'ended_at'> {

@@ -27,7 +27,7 @@ import { normalizeEventFilter, normalizeSessionFilter } from './filters.js';
 import { EVENT_COLUMNS, sealBatch } from './rows.js';
 import { SQLITE_MIGRATIONS, pendingMigrations } from './migrations.js';
 import { sessionSummaryOf, type SessionRow } from './sessions.js';
-import type { EventFilter, SessionDetail, SessionFilter, SessionSummary, Store } from './store.js';
+import type { EventFilter, SessionDetail, SessionFilter, SessionKill, SessionSummary, Store } from './store.js';
 
 const BUSY_TIMEOUT_MS = 10_000;
 /** How long an append keeps re-sealing while other writers move the head before it gives up. */
@@ -65,6 +65,8 @@ const SESSION_SELECT = `
     FROM events s
     LEFT JOIN events e ON e.seq = (SELECT min(x.seq) FROM events x WHERE x.session_id = s.session_id AND x.type = 'session.end')
    WHERE s.type = 'session.start'`;
+
+const KILL_SELECT = 'SELECT session_id, requested_by, reason, requested_at FROM session_kills';
 
 /** A transaction for the worker: under the write lock, `guard` must still return `expect`. */
 interface WriteRequest {
@@ -261,6 +263,32 @@ export class SqliteStore implements Store {
     if (!row) return null;
     const events = (await this.all<EventRow>(action, 'SELECT * FROM events WHERE session_id = ? ORDER BY seq', [id])).map(fromRow);
     return { session: sessionSummaryOf(parseSessionRow(row)), events };
+  }
+
+  async requestKill(kill: SessionKill): Promise<SessionKill> {
+    this.refuseAfterClose('request a session kill');
+    const action = 'request a session kill';
+    await this.write(action, {
+      steps: [{
+        sql: 'INSERT INTO session_kills (session_id, requested_by, reason, requested_at) VALUES (?, ?, ?, ?) ON CONFLICT (session_id) DO NOTHING',
+        rows: [[kill.session_id, kill.requested_by, kill.reason, new Date(kill.requested_at).toISOString()]],
+      }],
+    });
+    const stored = await this.get<SessionKill>(action, `${KILL_SELECT} WHERE session_id = ?`, [kill.session_id]);
+    if (!stored) throw new StoreError(`cannot ${action} in SQLite store ${this.path}: the request was not kept`);
+    return stored;
+  }
+
+  async killsFor(sessionIds: readonly string[]): Promise<SessionKill[]> {
+    this.refuseAfterClose('read session kills');
+    if (sessionIds.length === 0) return [];
+    // One parameter however many ids: json_each spreads them.
+    return this.all<SessionKill>('read session kills', `${KILL_SELECT} WHERE session_id IN (SELECT value FROM json_each(?))`, [JSON.stringify(sessionIds)]);
+  }
+
+  /** One gateway per SQLite file: the kill route ends its own sessions at once, nothing to hear. */
+  async watchKills(): Promise<() => Promise<void>> {
+    return async () => {};
   }
 
   /** The worker connection's settings (journal_mode, synchronous, busy_timeout): for checks and tests. */

@@ -14,6 +14,19 @@ export interface SessionFilter {
   limit?: number;
 }
 
+/**
+ * An admin's request to end a live session (`hoop sessions kill`). It is kept in the store, not
+ * sent to one process, because with a PostgreSQL store any replica may hold the session: each
+ * gateway looks for requests naming the sessions it holds (`killsFor`), woken by `watchKills`.
+ */
+export interface SessionKill {
+  session_id: string;
+  /** Subject of the admin who asked, e.g. `apikey:root`. */
+  requested_by: string;
+  reason: string | null;
+  requested_at: string; // RFC 3339, UTC
+}
+
 export interface EventFilter {
   afterSeq?: number;
   since?: string;
@@ -47,6 +60,19 @@ export interface Store {
 
   /** The session and all of its events in `seq` order, or null. */
   getSession(id: string): Promise<SessionDetail | null>;
+
+  /** Stores a kill request. Idempotent: if the session already has one, that one stands and is returned. */
+  requestKill(kill: SessionKill): Promise<SessionKill>;
+
+  /** The kill requests for any of these sessions (the ones a gateway holds). */
+  killsFor(sessionIds: readonly string[]): Promise<SessionKill[]>;
+
+  /**
+   * Calls `wake(sessionId)` soon after any replica requests a kill (PostgreSQL LISTEN/NOTIFY),
+   * so the holder need not wait for its next poll. A store without such a signal (SQLite: one
+   * gateway, which ends its own sessions at once) never calls it. Resolves with `stop`.
+   */
+  watchKills(wake: (sessionId: string) => void): Promise<() => Promise<void>>;
 
   close(): Promise<void>;
 }

@@ -39,6 +39,9 @@ class CountingStore implements Store {
   readEvents(f: Parameters<Store['readEvents']>[0]) { return this.target.readEvents(f); }
   listSessions(f: Parameters<Store['listSessions']>[0]) { return this.target.listSessions(f); }
   getSession(id: string) { return this.target.getSession(id); }
+  requestKill(k: Parameters<Store['requestKill']>[0]) { return this.target.requestKill(k); }
+  killsFor(ids: readonly string[]) { return this.target.killsFor(ids); }
+  watchKills(wake: (id: string) => void) { return this.target.watchKills(wake); }
   close() { return this.target.close(); }
 }
 

@@ -37,8 +37,8 @@ describe('shell completion', () => {
     expect(bashComplete(['hoop', ''])).toEqual([...topLevel, 'help']);
     expect(bashComplete(['hoop', 'conn'])).toEqual(['connections', 'connect']);
     // bash splits words at ':'; the URL must still count as one option value.
-    expect(bashComplete(['hoop', '--gateway', 'http://127.0.0.1:8009', 'sessions', ''])).toEqual(['show']);
-    expect(bashComplete(['hoop', '--gateway', 'gw', 'sessions', ''])).toEqual(['show']);
+    expect(bashComplete(['hoop', '--gateway', 'http://127.0.0.1:8009', 'sessions', ''])).toEqual(['show', 'kill']);
+    expect(bashComplete(['hoop', '--gateway', 'gw', 'sessions', ''])).toEqual(['show', 'kill']);
     expect(bashComplete(['hoop', 'sessions', '--s'])).toEqual(['--since']);
     expect(bashComplete(['hoop', 'connect', '--port', '0', '--'])).toContain('--reason');
     expect(bashComplete(['hoop', 'gateway', '--log-level', ''])).toEqual(['trace', 'debug', 'info', 'warn', 'error']);

@@ -27,6 +27,8 @@ export interface TestGatewayOptions {
   connections?: RawConnection[];
   /** API keys to mint; default alice (analysts), bob (dba), carol (audit), root (platform). */
   apiKeys?: { name: string; groups: string[] }[];
+  /** Plaintext keys by name instead of random ones (replicas that share one config). */
+  keys?: Record<string, string>;
   /** `identity.oidc` as written in hoop.yaml, beside the API keys. */
   oidc?: Record<string, unknown>;
   /** Default {admin: [platform], auditor: [audit]}. */
@@ -76,7 +78,7 @@ export async function startTestGateway(opts: TestGatewayOptions): Promise<TestGa
   const dir = mkdtempSync(join(tmpdir(), 'hoop-gw-'));
   const keys: Record<string, string> = {};
   const apiKeys = (opts.apiKeys ?? DEFAULT_TEST_KEYS).map((k) => {
-    keys[k.name] = newApiKey();
+    keys[k.name] = opts.keys?.[k.name] ?? newApiKey();
     return { name: k.name, sha256: apiKeyHash(keys[k.name]!), groups: k.groups };
   });
   const raw: Record<string, unknown> = {

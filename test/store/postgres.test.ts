@@ -4,6 +4,7 @@ import { afterAll, describe, expect, inject, test } from 'vitest';
 import { PostgresCluster, freePort } from '../../src/demo/postgres-cluster.js';
 import { StoreError } from '../../src/errors.js';
 import { openStore } from '../../src/store/index.js';
+import { POSTGRES_MIGRATIONS } from '../../src/store/migrations.js';
 import { PostgresStore } from '../../src/store/postgres.js';
 import type { Store } from '../../src/store/store.js';
 import { until } from '../helpers/poll.js';
@@ -82,7 +83,7 @@ describe('PostgreSQL store connection', () => {
     await c.connect();
     const { rows } = await c.query('SELECT version FROM schema_migrations ORDER BY version');
     await c.end();
-    expect(rows.map((r) => r.version)).toEqual([1]);
+    expect(rows.map((r) => r.version)).toEqual(POSTGRES_MIGRATIONS.map((m) => m.version));
     await stores[0]!.appendEvents([event()]);
     expect((await stores[2]!.head())!.seq).toBe(1);
     await Promise.all(stores.map((s) => s.close()));

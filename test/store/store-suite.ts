@@ -270,4 +270,48 @@ export function storeSuite(h: StoreHarness): void {
       expect(await store.getSession(randomUUID())).toBeNull();
     });
   });
+
+  describe('session kills', () => {
+    const kill = (session_id: string, requested_by = 'apikey:root', reason: string | null = 'incident 7') =>
+      ({ session_id, requested_by, reason, requested_at: new Date(Date.UTC(2026, 0, 2, 9, 0, 0)).toISOString() });
+
+    test('the first request for a session stands; killsFor finds requests by session id', async () => {
+      const store = await fresh();
+      const [a, b] = [randomUUID(), randomUUID()];
+      expect(await store.requestKill(kill(a))).toEqual(kill(a));
+      // Idempotent: a second request (another admin, another reason) returns the first.
+      expect(await store.requestKill(kill(a, 'apikey:other', null))).toEqual(kill(a));
+      expect(await store.requestKill(kill(b, 'apikey:root', null))).toEqual(kill(b, 'apikey:root', null));
+      expect(await store.killsFor([])).toEqual([]);
+      expect(await store.killsFor([randomUUID()])).toEqual([]);
+      expect((await store.killsFor([a, b, randomUUID()])).map((k) => k.session_id).sort()).toEqual([a, b].sort());
+      // Another replica sees them.
+      const other = await another(store);
+      expect(await other.killsFor([a])).toEqual([kill(a)]);
+    });
+
+    test('watchKills wakes the other replicas with the session id (PostgreSQL), and stops', async () => {
+      const store = await fresh();
+      const other = await another(store);
+      const woken: string[] = [];
+      const stop = await other.watchKills((id) => woken.push(id));
+      const id = randomUUID();
+      await store.requestKill(kill(id));
+      if (h.dialect === 'postgres') {
+        await expect.poll(() => woken).toEqual([id]);
+        await store.requestKill(kill(id)); // already requested: no second wake-up
+      }
+      await stop();
+      if (h.dialect === 'postgres') {
+        // A stopped watcher hears nothing more; a new one hears the next request.
+        const seen: string[] = [];
+        const again = await other.watchKills((x) => seen.push(x));
+        const last = randomUUID();
+        await store.requestKill(kill(last));
+        await expect.poll(() => seen).toEqual([last]);
+        await again();
+        expect(woken).toEqual([id]);
+      } else expect(woken).toEqual([]); // no cross-process signal: the gateways poll killsFor
+    });
+  });
 }

@@ -1,40 +1,85 @@
-/** `hoop gateway --config hoop.yaml`: run the gateway in the foreground, logs on stderr. */
-import { errorMessage } from '../../errors.js';
+/**
+ * `hoop gateway --config hoop.yaml [--check]`: run the gateway in the foreground, logs on stderr
+ * (JSON lines with RFC 3339 times, or readable lines on a terminal); `--check` only validates.
+ */
+import type { Logger } from 'pino';
+import { ConfigError, errorMessage } from '../../errors.js';
+import type { GatewayConfig } from '../../gateway/config.js';
 import { defineCommand, opt, type CommandGroup } from '../command.js';
+import { ExitCode } from '../exit-codes.js';
+import type { IOStreams } from '../iostreams.js';
+import { prettyLogStream } from '../log-pretty.js';
+import { printJson } from '../output.js';
 
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error'] as const;
 
 export const gatewayCommand = defineCommand({
   name: 'gateway',
   summary: 'Run the gateway',
-  description: 'Run the gateway from a YAML config file. Logs JSON lines (pino) to stderr; stops cleanly on\nCtrl-C or SIGTERM. A bad config is refused at start with the file, key path and reason.',
+  description:
+    'Run the gateway from a YAML config file. Logs to stderr: JSON lines (pino, RFC 3339 times) when\n' +
+    'stderr is not a terminal, readable lines when it is; stops cleanly on Ctrl-C or SIGTERM.\n' +
+    'A bad config is refused with every problem on its own line: file, key path and reason.\n' +
+    'With --check, only validate the config: exit 0 when it is valid, 2 when it is not.',
   options: {
     config: opt.requiredText('-c, --config <path>', 'gateway config file (YAML)', { complete: 'file' }),
+    check: opt.flag('--check', 'validate the config and exit (0 valid, 2 not), without starting'),
     logLevel: opt.choice('--log-level <level>', 'least severe log level to write', LOG_LEVELS, 'info'),
   },
-  examples: ['hoop gateway --config hoop.yaml', 'BANK_DB_PASSWORD=... hoop gateway -c /etc/hoop/hoop.yaml --log-level debug'],
+  examples: ['hoop gateway --config hoop.yaml', 'hoop gateway --config hoop.yaml --check', 'BANK_DB_PASSWORD=... hoop gateway -c /etc/hoop/hoop.yaml --log-level debug'],
   async run(ctx, { options }) {
-    const [{ loadConfig }, { LOG_REDACT, startGateway }, { pino }] = await Promise.all([
-      import('../../gateway/config.js'),
-      import('../../gateway/gateway.js'),
-      import('pino'),
-    ]);
-    const config = loadConfig(options.config);
-    const logger = pino({ level: options.logLevel, base: { service: 'hoop-gateway' }, redact: LOG_REDACT }, pino.destination({ dest: 2, sync: true }));
+    const { io } = ctx;
+    const { loadConfig } = await import('../../gateway/config.js');
+    let config: GatewayConfig;
+    try {
+      config = loadConfig(options.config);
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      if (options.check && ctx.globals.json) printJson(io, { valid: false, problems: problemsOf(err) });
+      else reportProblems(io, err);
+      return options.check ? ExitCode.USAGE : ExitCode.ERROR;
+    }
+    if (options.check) {
+      if (ctx.globals.json) printJson(io, { valid: true, problems: [] });
+      else io.info(`${io.err.green('✓')} ${config.file} is valid: ${plural(config.connections.length, 'connection')}, ${plural(config.identity.api_keys.length, 'API key')}${config.identity.oidc ? ', OIDC' : ''}.`);
+      return ExitCode.OK;
+    }
+
+    const [{ LOG_REDACT, startGateway }, { pino }] = await Promise.all([import('../../gateway/gateway.js'), import('pino')]);
+    const logOptions = { level: options.logLevel, base: { service: 'hoop-gateway' }, redact: LOG_REDACT, timestamp: pino.stdTimeFunctions.isoTime };
+    const logger: Logger = io.isStderrTTY
+      ? pino(logOptions, prettyLogStream((text) => io.stderr.write(text), io.err))
+      : pino(logOptions, pino.destination({ dest: 2, sync: true }));
     const gateway = await startGateway(config, { logger });
     ctx.defer(() => gateway.close());
-    const { io } = ctx;
     if (io.isStderrTTY) io.info(`${io.err.green('✓')} hoop gateway listening on ${io.err.bold(gateway.url)} (config ${options.config}); Ctrl-C to stop.`);
     const signal = await ctx.shutdownSignal();
     logger.info({ signal }, 'stopping');
     try {
-      await gateway.close();
+      await gateway.close(); // logs the one `stopped` line
     } catch (err) {
       logger.error({ err: errorMessage(err) }, 'stop failed');
       throw err;
     }
-    logger.info('stopped');
+    return ExitCode.OK;
   },
 });
+
+/** A ConfigError holds one problem per line (config.ts). */
+function problemsOf(err: ConfigError): string[] {
+  return err.message.split('\n').map((l) => l.trim()).filter(Boolean);
+}
+
+/** Each problem on its own line, as a compiler prints them, then what to do. */
+function reportProblems(io: IOStreams, err: ConfigError): void {
+  const problems = problemsOf(err);
+  io.info(`${io.err.red('hoop:')} the config has ${plural(problems.length, 'problem')}:`);
+  for (const p of problems) io.info(`  ${p}`);
+  if (err.hint) io.info(io.err.dim(err.hint));
+}
+
+function plural(n: number, one: string): string {
+  return `${n} ${one}${n === 1 ? '' : 's'}`;
+}
 
 export const commands: CommandGroup['commands'] = [gatewayCommand];

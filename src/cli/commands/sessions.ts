@@ -1,5 +1,5 @@
 /** `hoop sessions` and `hoop sessions show <id>`: the recorded sessions, and one session's statements. */
-import type { AuditEvent, SessionDetail, SessionSummary } from '../../api/types.js';
+import { FULL_SESSION_ID, type AuditEvent, type SessionDetail, type SessionSummary } from '../../api/types.js';
 import type { QueryEndData } from '../../audit/event.js';
 import { HoopError, UsageError } from '../../errors.js';
 import { formatDuration } from '../../units.js';
@@ -37,7 +37,29 @@ export const sessionsShowCommand = defineCommand({
   },
 });
 
-const FULL_SESSION_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+export const sessionsKillCommand = defineCommand({
+  name: 'kill',
+  summary: 'End a live session on whichever gateway holds it (admins)',
+  description: 'End a live session (admins only). The session\'s client gets a FATAL naming you and the reason;\nwhat runs upstream is cancelled; the kill and the end are recorded. With several gateway\nreplicas on one PostgreSQL store, any of them takes the request.',
+  args: [arg('id', 'session id, or its first characters (from `hoop sessions`)')],
+  options: {
+    reason: opt.text('--reason <text>', 'why; shown to the session\'s user and recorded'),
+  },
+  examples: ['hoop sessions kill 0193a5c2 --reason "runaway export, see INC-7"'],
+  async run(ctx, { args, options }) {
+    const api = ctx.api();
+    // The gateway decides; asking first gives a non-admin the same answer for any id (exit 5).
+    const { roles } = await api.me();
+    if (!Array.isArray(roles) || !roles.includes('admin')) throw new HoopError('HOOP_FORBIDDEN', 'only admins may end sessions', { hint: 'ask an administrator (roles.admin in the gateway config)' });
+    const id = await resolveSessionId(ctx, String(args.id));
+    const result = await api.killSession(id, options.reason);
+    if (ctx.globals.json) return printJson(ctx.io, result);
+    const { io } = ctx;
+    if (result.ended_at) io.info(`${io.err.green('✓')} Session ${id} ended (killed by ${sanitize(result.requested_by)}${result.reason ? `: ${sanitize(result.reason)}` : ''}).`);
+    else io.info(`Session ${id}: kill requested by ${sanitize(result.requested_by)}; the gateway holding it has not recorded its end yet.\n${io.err.dim('Check with `hoop sessions show ' + id.slice(0, SHORT_ID_LENGTH) + '`.')}`);
+  },
+});
+
 /** What the session list shows of an id on a terminal; `sessions show` takes it back. */
 const SHORT_ID_LENGTH = 8;
 
@@ -72,7 +94,7 @@ export const sessionsCommand = defineCommand({
     limit: opt.parsed('--limit <n>', 'show at most this many sessions', parseLimit, DEFAULT_LIMIT),
   },
   examples: ['hoop sessions --since 2h', 'hoop sessions --user alice@bank.example --connection bank --since 7d', 'hoop sessions --since 2026-11-01 --until 2026-12-01 --json'],
-  subcommands: [sessionsShowCommand],
+  subcommands: [sessionsShowCommand, sessionsKillCommand],
   async run(ctx, { options }) {
     const now = ctx.now();
     const since = options.since === undefined ? undefined : parseTimeArg(options.since, '--since', now);
@@ -164,7 +186,9 @@ export function renderSession(io: IOStreams, { session: s, events }: SessionDeta
   if (other.length) io.print(`\n${cs.bold('Other events')}`);
   for (const e of other) {
     const label = e.type === 'protocol.error' ? cs.red(e.type) : cs.yellow(e.type);
-    io.print(`  ${formatTimestamp(e.time)}  ${label}  ${compact(e.data)}`);
+    // Someone else's doing in this session (an admin's kill, later a reviewer's decision): say who.
+    const by = e.actor && e.actor.subject !== s.subject ? `${cs.dim('by')} ${sanitize(e.actor.email ?? e.actor.subject)}  ` : '';
+    io.print(`  ${formatTimestamp(e.time)}  ${label}  ${by}${compact(e.data)}`);
   }
 }
 
