@@ -98,7 +98,8 @@ function toOption(spec: OptionSpec<unknown>): Option {
 function attach(parent: Command, spec: AnyCommand, runtime: Runtime, state: RunState): void {
   const cmd = parent.command(spec.name, { hidden: spec.hidden ?? false }).summary(spec.summary).description(spec.description ?? spec.summary);
   for (const a of spec.args ?? []) {
-    const argument = new Argument(a.required ? `<${a.name}>` : `[${a.name}]`, a.description);
+    const name = a.variadic ? `${a.name}...` : a.name;
+    const argument = new Argument(a.required ? `<${name}>` : `[${name}]`, a.description);
     if (a.complete && typeof a.complete === 'object') argument.choices(a.complete.choices);
     cmd.addArgument(argument);
   }
@@ -113,9 +114,9 @@ function attach(parent: Command, spec: AnyCommand, runtime: Runtime, state: RunS
   if (!run) return;
   cmd.action(async (...params: unknown[]) => {
     const self = params[params.length - 1] as Command;
-    const args: Record<string, string | undefined> = {};
+    const args: Record<string, string | string[] | undefined> = {};
     (spec.args ?? []).forEach((a, i) => {
-      args[a.name] = params[i] as string | undefined;
+      args[a.name] = a.variadic ? ((params[i] as string[] | undefined) ?? []) : (params[i] as string | undefined);
     });
     const raw = self.opts();
     const values: Record<string, unknown> = {};
