@@ -128,7 +128,7 @@ complete -c hoop -n "__hoop_at 'connections'" -l gateway -x -d 'gateway base URL
 complete -c hoop -n "__hoop_at 'connections'" -l json -d 'print machine-readable JSON on stdout'
 complete -c hoop -n "__hoop_at 'connections'" -l no-color -d 'disable colour (also NO_COLOR=1)'
 complete -c hoop -n "__hoop_at 'connections'" -s h -l help -d 'show help'
-complete -c hoop -n "__hoop_at 'connect'" -l port -x -d 'local port; 0 picks a free one'
+complete -c hoop -n "__hoop_at 'connect'" -l port -x -d 'local port (default 5433; with -- <client>, a free one); 0 picks a free one'
 complete -c hoop -n "__hoop_at 'connect'" -l listen -x -d 'local address to listen on'
 complete -c hoop -n "__hoop_at 'connect'" -l reason -x -d 'why you connect; recorded with the session'
 complete -c hoop -n "__hoop_at 'connect'" -l pgpass -d 'write the password to ~/.pgpass (or $PGPASSFILE) instead of printing it; removed at exit'

@@ -160,12 +160,14 @@ describe('hoop connect bank -- <client>', () => {
 
   it('the environment: host, port, user, database, a 0600 PGPASSFILE removed afterwards, no inherited PGPASSWORD or PGSERVICE', async () => {
     const script = 'echo "$PGHOST $PGUSER $PGDATABASE ${PGPASSWORD-unset} ${PGSERVICE-unset}"; echo "$PGPORT"; echo "$PGPASSFILE"; stat -c %a "$PGPASSFILE"; cut -d: -f1-4 "$PGPASSFILE"';
-    const r = await runHoop(['connect', 'bank', '--port', '0', '--', 'sh', '-c', script], { env: env({ PGPASSWORD: 'x', PGSERVICE: 'elsewhere' }) });
+    // No --port: a client run takes a free port, so two of them never collide on 5433.
+    const r = await runHoop(['connect', 'bank', '--', 'sh', '-c', script], { env: env({ PGPASSWORD: 'x', PGSERVICE: 'elsewhere' }) });
     expect(r.code).toBe(0);
     const [who, port, passfile, mode, key] = r.stdout.trimEnd().split('\n');
     expect(who).toBe('127.0.0.1 alice hoop_test unset unset');
     expect(mode).toBe('600');
     expect(key).toBe(`127.0.0.1:${port}:hoop_test:alice`);
+    expect(port).not.toBe('5433');
     expect(existsSync(passfile!)).toBe(false);
   });
 

@@ -49,7 +49,7 @@ export const connectCommand = defineCommand({
     arg('client', 'client program and its arguments, after `--`', { optional: true, variadic: true }),
   ],
   options: {
-    port: opt.parsed('--port <port>', 'local port; 0 picks a free one', parsePort, DEFAULT_PORT),
+    port: opt.optionalParsed('--port <port>', `local port (default ${DEFAULT_PORT}; with -- <client>, a free one); 0 picks a free one`, parsePort),
     listen: opt.parsed('--listen <address>', 'local address to listen on', parseListen, '127.0.0.1'),
     reason: opt.text('--reason <text>', 'why you connect; recorded with the session'),
     pgpass: opt.flag('--pgpass', 'write the password to ~/.pgpass (or $PGPASSFILE) instead of printing it; removed at exit'),
@@ -71,6 +71,8 @@ export const connectCommand = defineCommand({
     if (client.length > 0 && ctx.globals.json) {
       throw new UsageError('--json cannot be combined with a client command', { hint: 'With `-- <client>` stdout belongs to the client; drop --json.' });
     }
+    // A client run needs no port anyone types, and two of them must not collide.
+    const port = options.port ?? (client.length > 0 ? 0 : DEFAULT_PORT);
     await confirmListen(ctx, options.listen, options.insecureListenAnywhere);
     const gateway = ctx.gateway();
     const api = ctx.api();
@@ -92,7 +94,7 @@ export const connectCommand = defineCommand({
         restart: `restart \`hoop connect ${connection.name}\``,
       }),
       listen: options.listen,
-      port: options.port,
+      port,
       user,
       database: connection.database,
       singleUse: options.singleUse,
@@ -103,7 +105,7 @@ export const connectCommand = defineCommand({
         io.info(`${stamp} ${EVENT_MARK[e.kind](cs)} ${sanitize(e.message)}`);
       },
     }).catch((err: unknown) => {
-      throw listenError(err, options.listen, options.port);
+      throw listenError(err, options.listen, port);
     });
     ctx.defer(() => tunnel.close());
     // Stored logins are refreshed in the background; a failure is told once, open sessions stay.
