@@ -1,7 +1,7 @@
 /**
- * `hoop connect`'s local listener: psql connects to 127.0.0.1, proves it knows a one-time
- * password (SCRAM-SHA-256, so the password never crosses even the loopback in clear), and each
- * accepted connection becomes one WebSocket to the gateway's tunnel endpoint carrying raw
+ * `hoop connect`'s local listener: psql connects to 127.0.0.1, proves it knows the password
+ * made for this run (SCRAM-SHA-256, so the password never crosses even the loopback in clear),
+ * and each accepted connection becomes one WebSocket to the gateway's tunnel endpoint carrying raw
  * PostgreSQL bytes, piped both ways with backpressure.
  *
  *   psql ──TCP──▶ local listener ──WebSocket (Bearer token)──▶ gateway engine ──▶ PostgreSQL
@@ -42,7 +42,7 @@ export interface LocalTunnelOptions {
   listen?: string;               // default 127.0.0.1
   port?: number;                 // default 5433; 0 = any free port
   user: string; database: string;
-  password?: string;             // one-time local password; generated (24+ random chars) if absent
+  password?: string;             // the local password for this listener's lifetime; generated (24 random bytes) if absent
   reason?: string;               // sent as header `X-Hoop-Reason`
   singleUse?: boolean;           // accept one authenticated client connection, refuse later ones
   ca?: string;                   // PEM, extra trust for an https gateway
@@ -164,7 +164,7 @@ function refuseUsed(socket: Socket, emit: (e: TunnelEvent) => void, timer: NodeJ
   sendFatal(socket, sqlstateOf('HOOP_FORBIDDEN'), `hoop: ${reason}`);
 }
 
-/** SCRAM-SHA-256 with the one-time password, up to and including AuthenticationSASLFinal. */
+/** SCRAM-SHA-256 with the listener's password, up to and including AuthenticationSASLFinal. */
 async function authenticateScram(
   socket: Socket,
   next: () => Promise<{ type: number; bytes: Buffer; body: Buffer } | null>,
