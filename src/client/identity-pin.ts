@@ -23,16 +23,24 @@ export interface PinnedTokenOptions {
 
 /** The token function for the tunnel: the same tokens, refused once they belong to someone else. */
 export function pinnedToken(o: PinnedTokenOptions): () => Promise<string> {
-  // Only the last token's digest is kept: tokens change on refresh and login, rarely otherwise.
-  let checked: { digest: string; subject: string } | null = null;
+  // Only the last token's answer is kept (tokens change on refresh and login, rarely otherwise),
+  // as a promise, so that eight clients connecting at once ask the gateway once.
+  let checked: { digest: string; subject: Promise<string> } | null = null;
   return async () => {
     const token = await o.token();
     const digest = createHash('sha256').update(token).digest('hex');
-    if (checked?.digest !== digest) checked = { digest, subject: await o.subjectOf(token) };
-    if (checked.subject !== o.subject) {
+    if (checked?.digest !== digest) {
+      const entry = { digest, subject: o.subjectOf(token) };
+      checked = entry;
+      entry.subject.catch(() => {
+        if (checked === entry) checked = null; // ask again next time: a failure is not an answer
+      });
+    }
+    const subject = await checked.subject;
+    if (subject !== o.subject) {
       throw new AuthError(
         'HOOP_AUTH_REJECTED',
-        `this tunnel was opened as ${o.subject}, but the credential is now ${checked.subject}'s; new connections are refused: ${o.restart} to connect as ${checked.subject}`,
+        `this tunnel was opened as ${o.subject}, but the credential is now ${subject}'s; new connections are refused: ${o.restart} to connect as ${subject}`,
       );
     }
     return token;
