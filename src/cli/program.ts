@@ -78,7 +78,8 @@ export async function buildProgram(runtime: Runtime, tree?: readonly AnyCommand[
       '  HOOP_PAGER     pager for long views on a terminal (else PAGER, else less; empty: none)\n' +
       '  HOOP_INSECURE_HTTP=1  allow a plain http:// gateway that is not on a loopback address\n\n' +
       'Exit codes: 0 ok, 1 error, 2 usage, 4 not logged in or token rejected, 5 denied,\n' +
-      '  6 approval denied or expired, 8 approval pending, 10 audit verification failed.\n',
+      '  6 approval denied or expired, 8 approval pending, 10 audit verification failed;\n' +
+      '  `hoop connect <name> -- <client>` exits with the client\'s status.\n',
   );
   for (const spec of tree ?? (await commandTree())) attach(program, spec, runtime, state);
   return program;

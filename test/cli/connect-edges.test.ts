@@ -179,6 +179,23 @@ describe('hoop connect bank -- <client>', () => {
     expect(missing.stderr.split('\n')[0]).toBe("hoop: cannot run 'no-such-client-program': command not found");
   });
 
+  it('SIGTERM to hoop is passed on to the client, and hoop exits with its status (143)', async () => {
+    const hoop = spawn(process.execPath, [BIN, 'connect', 'bank', '--', 'sh', '-c', 'echo ready; exec sleep 30'], {
+      env: childEnv({ ...home.env, HOOP_GATEWAY: gw.url, HOOP_TOKEN: gw.keys.alice! }),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const exited = new Promise<number | null>((r) => hoop.once('exit', (code) => r(code)));
+    let out = '';
+    hoop.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    try {
+      await until('the client running', () => (out.includes('ready') ? true : undefined));
+      hoop.kill('SIGTERM');
+      expect(await exited).toBe(143);
+    } finally {
+      hoop.kill('SIGKILL');
+    }
+  });
+
   it('--pgpass and --json do not combine with a client (exit 2)', async () => {
     expect((await runHoop(['connect', 'bank', '--pgpass', '--', 'psql'], { env: env() })).code).toBe(2);
     expect((await runHoop(['connect', 'bank', '--json', '--', 'psql'], { env: env() })).code).toBe(2);
