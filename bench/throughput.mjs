@@ -192,7 +192,7 @@ function psqlTimed(c, args, inputFile) {
     const t0 = process.hrtime.bigint();
     const childEnv = {};
     for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('PG')) childEnv[k] = v;
-    const child = spawn('psql', ['-X', '-v', 'ON_ERROR_STOP=1', '-h', c.host, '-p', String(c.port), '-U', c.user, '-d', c.database, ...args], {
+    const child = spawn('psql', ['-X', '-w', '-v', 'ON_ERROR_STOP=1', '-h', c.host, '-p', String(c.port), '-U', c.user, '-d', c.database, ...args], {
       env: { ...childEnv, PGPASSWORD: c.password, PGSSLMODE: 'disable', PSQLRC: '/dev/null', PAGER: 'cat' },
       stdio: [inputFile ? input : 'ignore', 'ignore', 'pipe'],
     });

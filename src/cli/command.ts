@@ -28,6 +28,8 @@ export interface ArgSpec {
   readonly name: string;
   readonly description: string;
   readonly required: boolean;
+  /** Takes every remaining operand (`[client...]`), e.g. everything after `--`. */
+  readonly variadic?: boolean;
   readonly complete?: Completion;
 }
 
@@ -35,8 +37,8 @@ export type OptionDefs = Record<string, OptionSpec<unknown>>;
 export type OptionValues<O extends OptionDefs> = { [K in keyof O]: O[K] extends OptionSpec<infer T> ? T : never };
 
 export interface CommandInput<O extends OptionDefs> {
-  /** Positional arguments by name. */
-  args: Record<string, string | undefined>;
+  /** Positional arguments by name; a variadic one is a `string[]` (empty when none were given). */
+  args: Record<string, string | string[] | undefined>;
   options: OptionValues<O>;
 }
 
@@ -89,6 +91,6 @@ export const opt = {
   },
 };
 
-export function arg(name: string, description: string, extra: { optional?: boolean; complete?: Completion } = {}): ArgSpec {
-  return { name, description, required: !extra.optional, ...(extra.complete ? { complete: extra.complete } : {}) };
+export function arg(name: string, description: string, extra: { optional?: boolean; variadic?: boolean; complete?: Completion } = {}): ArgSpec {
+  return { name, description, required: !extra.optional, ...(extra.variadic ? { variadic: true } : {}), ...(extra.complete ? { complete: extra.complete } : {}) };
 }

@@ -94,8 +94,8 @@ export class IOStreams {
     });
   }
 
-  /** In-memory streams for tests; `tty` pretends every stream is a terminal. */
-  static test(options: { tty?: boolean; env?: Env; columns?: number } = {}): TestIOStreams {
+  /** In-memory streams for tests; `tty` pretends every stream is a terminal; `input` is what stdin reads. */
+  static test(options: { tty?: boolean; env?: Env; columns?: number; input?: string } = {}): TestIOStreams {
     const out: string[] = [];
     const err: string[] = [];
     const sink = (into: string[]) =>
@@ -107,7 +107,7 @@ export class IOStreams {
       });
     const tty = options.tty ?? false;
     const io = new IOStreams({
-      stdin: Readable.from([]),
+      stdin: Readable.from(options.input ? [Buffer.from(options.input)] : []),
       stdout: sink(out),
       stderr: sink(err),
       stdinIsTTY: tty,
@@ -144,6 +144,22 @@ export class IOStreams {
   /** Interactive prompts are allowed: both ends are a person at a terminal, not CI. */
   canPrompt(): boolean {
     return this.isStdinTTY && this.isStdoutTTY && !this.env.CI;
+  }
+
+  /**
+   * Asks a yes/no question on stderr (@inquirer/prompts), answering `defaultValue` on Enter.
+   * Callers check `canPrompt()` first; a closed stdin or Ctrl-C during the question is a no.
+   */
+  async confirm(message: string, defaultValue = false): Promise<boolean> {
+    const { confirm } = await import('@inquirer/prompts');
+    // The prompt ends its output when done: give it a view of stderr that stays open.
+    const stderr = this.stderr;
+    const output = new Writable({ write: (chunk: Buffer, _enc, cb) => void stderr.write(chunk, cb) });
+    try {
+      return await confirm({ message, default: defaultValue }, { input: this.stdin, output, clearPromptOnDone: false });
+    } catch {
+      return false;
+    }
   }
 
   /** Width to fit tables into; undefined when stdout is not a terminal (never truncate pipes). */

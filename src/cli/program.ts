@@ -78,7 +78,8 @@ export async function buildProgram(runtime: Runtime, tree?: readonly AnyCommand[
       '  HOOP_PAGER     pager for long views on a terminal (else PAGER, else less; empty: none)\n' +
       '  HOOP_INSECURE_HTTP=1  allow a plain http:// gateway that is not on a loopback address\n\n' +
       'Exit codes: 0 ok, 1 error, 2 usage, 4 not logged in or token rejected, 5 denied,\n' +
-      '  6 approval denied or expired, 8 approval pending, 10 audit verification failed.\n',
+      '  6 approval denied or expired, 8 approval pending, 10 audit verification failed;\n' +
+      '  `hoop connect <name> -- <client>` exits with the client\'s status.\n',
   );
   for (const spec of tree ?? (await commandTree())) attach(program, spec, runtime, state);
   return program;
@@ -98,7 +99,8 @@ function toOption(spec: OptionSpec<unknown>): Option {
 function attach(parent: Command, spec: AnyCommand, runtime: Runtime, state: RunState): void {
   const cmd = parent.command(spec.name, { hidden: spec.hidden ?? false }).summary(spec.summary).description(spec.description ?? spec.summary);
   for (const a of spec.args ?? []) {
-    const argument = new Argument(a.required ? `<${a.name}>` : `[${a.name}]`, a.description);
+    const name = a.variadic ? `${a.name}...` : a.name;
+    const argument = new Argument(a.required ? `<${name}>` : `[${name}]`, a.description);
     if (a.complete && typeof a.complete === 'object') argument.choices(a.complete.choices);
     cmd.addArgument(argument);
   }
@@ -113,9 +115,9 @@ function attach(parent: Command, spec: AnyCommand, runtime: Runtime, state: RunS
   if (!run) return;
   cmd.action(async (...params: unknown[]) => {
     const self = params[params.length - 1] as Command;
-    const args: Record<string, string | undefined> = {};
+    const args: Record<string, string | string[] | undefined> = {};
     (spec.args ?? []).forEach((a, i) => {
-      args[a.name] = params[i] as string | undefined;
+      args[a.name] = a.variadic ? ((params[i] as string[] | undefined) ?? []) : (params[i] as string | undefined);
     });
     const raw = self.opts();
     const values: Record<string, unknown> = {};

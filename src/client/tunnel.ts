@@ -1,7 +1,7 @@
 /**
- * `hoop connect`'s local listener: psql connects to 127.0.0.1, proves it knows a one-time
- * password (SCRAM-SHA-256, so the password never crosses even the loopback in clear), and each
- * accepted connection becomes one WebSocket to the gateway's tunnel endpoint carrying raw
+ * `hoop connect`'s local listener: psql connects to 127.0.0.1, proves it knows the password
+ * made for this run (SCRAM-SHA-256, so the password never crosses even the loopback in clear),
+ * and each accepted connection becomes one WebSocket to the gateway's tunnel endpoint carrying raw
  * PostgreSQL bytes, piped both ways with backpressure.
  *
  *   psql ──TCP──▶ local listener ──WebSocket (Bearer token)──▶ gateway engine ──▶ PostgreSQL
@@ -14,7 +14,7 @@ import { randomBytes } from 'node:crypto';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import WebSocket from 'ws';
-import { errorMessage, type HoopErrorCode } from '../errors.js';
+import { errorMessage, isHoopError, type HoopErrorCode } from '../errors.js';
 import { CANCEL_REQUEST_CODE, FrameReader, GSSENC_REQUEST_CODE, SSL_REQUEST_CODE, type FrameBatch } from '../protocols/postgres/framing.js';
 import { sendFatal } from '../protocols/postgres/io.js';
 import {
@@ -42,8 +42,9 @@ export interface LocalTunnelOptions {
   listen?: string;               // default 127.0.0.1
   port?: number;                 // default 5433; 0 = any free port
   user: string; database: string;
-  password?: string;             // one-time local password; generated (24+ random chars) if absent
+  password?: string;             // the local password for this listener's lifetime; generated (24 random bytes) if absent
   reason?: string;               // sent as header `X-Hoop-Reason`
+  singleUse?: boolean;           // accept one authenticated client connection, refuse later ones
   ca?: string;                   // PEM, extra trust for an https gateway
   onEvent?: (e: TunnelEvent) => void;
 }
@@ -65,6 +66,7 @@ export async function openLocalTunnel(options: LocalTunnelOptions): Promise<Loca
   const sockets = new Set<Socket>();
   /** BackendKeyData of this listener's live sessions: only these may be cancelled through it. */
   const cancelKeys = new Set<string>();
+  const admission: Admission = { singleUse: options.singleUse === true, used: false };
   const emit = (e: TunnelEvent) => {
     try {
       options.onEvent?.(e);
@@ -77,7 +79,7 @@ export async function openLocalTunnel(options: LocalTunnelOptions): Promise<Loca
     socket.once('close', () => sockets.delete(socket));
     socket.on('error', () => {});
     socket.setNoDelay(true);
-    void serveLocalClient(socket, options, password, cancelKeys, emit);
+    void serveLocalClient(socket, options, password, cancelKeys, admission, emit);
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -99,7 +101,13 @@ export async function openLocalTunnel(options: LocalTunnelOptions): Promise<Loca
   };
 }
 
-async function serveLocalClient(socket: Socket, options: LocalTunnelOptions, password: string, cancelKeys: Set<string>, emit: (e: TunnelEvent) => void): Promise<void> {
+/** `--single-use`: whether the one client connection was already let through. */
+interface Admission {
+  singleUse: boolean;
+  used: boolean;
+}
+
+async function serveLocalClient(socket: Socket, options: LocalTunnelOptions, password: string, cancelKeys: Set<string>, admission: Admission, emit: (e: TunnelEvent) => void): Promise<void> {
   const timer = setTimeout(() => socket.destroy(), AUTH_TIMEOUT_MS);
   try {
     const reader = new FrameReader({ startup: true, maxFrameBytes: AUTH_MAX_FRAME, peer: 'client' });
@@ -132,11 +140,15 @@ async function serveLocalClient(socket: Socket, options: LocalTunnelOptions, pas
     }
     const params = decodeStartupMessage(startup.bytes.subarray(4)).parameters;
     const user = params.user ?? '';
+    if (admission.singleUse && admission.used) return refuseUsed(socket, emit, timer);
     if (!(await authenticateScram(socket, next, password, user))) {
       emit({ kind: 'refused', message: `local client refused: password authentication failed for user "${user}"` });
       return;
     }
     clearTimeout(timer);
+    // Two clients may have raced through SCRAM: the first to finish is the one.
+    if (admission.singleUse && admission.used) return refuseUsed(socket, emit, timer);
+    admission.used = true;
     const rest = source.detach(); // psql waits for AuthenticationOk, but forward anything it sent
     await openTunnel(socket, options, startup.bytes, rest, cancelKeys, emit);
   } catch (err) {
@@ -145,7 +157,14 @@ async function serveLocalClient(socket: Socket, options: LocalTunnelOptions, pas
   }
 }
 
-/** SCRAM-SHA-256 with the one-time password, up to and including AuthenticationSASLFinal. */
+function refuseUsed(socket: Socket, emit: (e: TunnelEvent) => void, timer: NodeJS.Timeout): void {
+  clearTimeout(timer);
+  const reason = 'this tunnel is --single-use and its one client connection was already made; run `hoop connect` again';
+  emit({ kind: 'refused', message: `local client refused: ${reason}` });
+  sendFatal(socket, sqlstateOf('HOOP_FORBIDDEN'), `hoop: ${reason}`);
+}
+
+/** SCRAM-SHA-256 with the listener's password, up to and including AuthenticationSASLFinal. */
 async function authenticateScram(
   socket: Socket,
   next: () => Promise<{ type: number; bytes: Buffer; body: Buffer } | null>,
@@ -259,9 +278,10 @@ async function connectGateway(socket: Socket | null, options: LocalTunnelOptions
   try {
     token = await options.token();
   } catch (err) {
-    const message = `hoop: no usable token: ${errorMessage(err)}`;
+    // A HoopError says what to do itself (log in again, restart `hoop connect`); anything else is unexplained.
+    const message = isHoopError(err) ? `hoop: ${err.message}` : `hoop: no usable token: ${errorMessage(err)}`;
     emit({ kind: 'refused', message });
-    if (socket) sendFatal(socket, sqlstateOf('HOOP_NOT_LOGGED_IN'), message);
+    if (socket) sendFatal(socket, sqlstateOf(isHoopError(err) ? err.code : 'HOOP_NOT_LOGGED_IN'), message);
     return null;
   }
   const url = tunnelUrl(options.gateway, options.connection);

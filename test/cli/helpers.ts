@@ -15,9 +15,9 @@ export interface TestRun {
   shutdown(signal?: string): void;
 }
 
-export function testRuntime(o: { env?: Env; tty?: boolean; now?: Date; columns?: number } = {}): TestRun {
+export function testRuntime(o: { env?: Env; tty?: boolean; now?: Date; columns?: number; input?: string } = {}): TestRun {
   const env = o.env ?? {};
-  const t = IOStreams.test({ tty: o.tty ?? false, env, ...(o.columns ? { columns: o.columns } : {}) });
+  const t = IOStreams.test({ tty: o.tty ?? false, env, ...(o.columns ? { columns: o.columns } : {}), ...(o.input ? { input: o.input } : {}) });
   let fire!: (signal: string) => void;
   const signalled = new Promise<string>((r) => (fire = r));
   return {

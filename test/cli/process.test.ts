@@ -107,11 +107,11 @@ _hoop; printf '%s\\n' "\${COMPREPLY[@]}"`;
       expect(info).toMatchObject({ name: 'bank', host: '127.0.0.1', user: 'alice', database: 'hoop_test' });
       expect(String(info.password).length).toBeGreaterThanOrEqual(24);
       // Asynchronously: the gateway lives in this process and must keep answering.
-      const { stdout } = await execFileAsync('psql', [String(info.uri), '-XAtc', 'SELECT 40 + 2'], { env: { PATH: process.env.PATH ?? '' } });
+      const { stdout } = await execFileAsync('psql', [String(info.uri), '-XwAtc', 'SELECT 40 + 2'], { env: { PATH: process.env.PATH ?? '' } });
       expect(stdout.trim()).toBe('42');
       // Without the one-time password the local port refuses.
       await expect(
-        execFileAsync('psql', ['-XAtc', 'SELECT 1', '-h', '127.0.0.1', '-p', String(info.port), '-U', 'alice', 'hoop_test'], {
+        execFileAsync('psql', ['-XwAtc', 'SELECT 1', '-h', '127.0.0.1', '-p', String(info.port), '-U', 'alice', 'hoop_test'], {
           env: { PATH: process.env.PATH ?? '', PGPASSWORD: 'wrong', PGCONNECT_TIMEOUT: '5' },
         }),
       ).rejects.toThrow(/password authentication failed/);

@@ -21,9 +21,9 @@ describe('hoop program', () => {
   it('shows a command help page with its examples and the global options', async () => {
     const r = await runHoop(['connect', '--help']);
     expect(r.code).toBe(0);
-    expect(r.stdout).toContain('Usage: hoop connect [options] <name>');
+    expect(r.stdout).toContain('Usage: hoop connect [options] <name> [client...]');
     expect(r.stdout).toContain('--port <port>');
-    expect(r.stdout).toContain('(default: 5433)');
+    expect(r.stdout).toContain('(default 5433; with -- <client>, a free one)');
     expect(r.stdout).toContain('$ hoop connect bank');
     expect(r.stdout).toContain('--json');
   });

@@ -88,7 +88,7 @@ async function withTunnel(opts: { token?: string; connection?: string; reason?: 
 
 function psql(uri: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const p = spawn('psql', [uri, '-X', ...args], { env: { ...process.env, PGPASSWORD: '', PGCONNECT_TIMEOUT: '10' } });
+    const p = spawn('psql', [uri, '-X', '-w', ...args], { env: { ...process.env, PGPASSWORD: '', PGCONNECT_TIMEOUT: '10' } });
     let stdout = '';
     let stderr = '';
     p.stdout.on('data', (d) => (stdout += d));

@@ -39,9 +39,9 @@ async function expectDumpRestores(uri: string): Promise<void> {
     const dumped = await runClient('pg_dump', ['--no-owner', '--no-privileges', '-f', dump, uri], { timeoutMs: 120_000 });
     expect(dumped.code, dumped.stderr).toBe(0);
     const target = `postgresql://${info.users.trust}@${info.host}:${info.port}/${info.database}`;
-    const restored = await runClient('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', target, '-f', dump], { timeoutMs: 120_000 });
+    const restored = await runClient('psql', ['-X', '-w', '-q', '-v', 'ON_ERROR_STOP=1', '-d', target, '-f', dump], { timeoutMs: 120_000 });
     expect(restored.code, restored.stderr).toBe(0);
-    const counts = await runClient('psql', ['-X', '-At', '-d', target, '-c',
+    const counts = await runClient('psql', ['-X', '-w', '-At', '-d', target, '-c',
       'SELECT count(*) FROM bank.customers UNION ALL SELECT count(*) FROM bank.accounts UNION ALL SELECT count(*) FROM bank.cards UNION ALL SELECT count(*) FROM bank.transactions UNION ALL SELECT count(*) FROM bank.customer_overview']);
     const c = BANK_ROW_COUNTS;
     expect(counts.stdout.trim().split('\n').map(Number)).toEqual([c.customers, c.accounts, c.cards, c.transactions, c.customers]);

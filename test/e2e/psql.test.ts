@@ -98,7 +98,7 @@ describe('psql through the tunnel', () => {
 
   test('Ctrl-C in psql cancels pg_sleep upstream', async () => {
     const SLEEP = 'SELECT pg_sleep(30) AS psql_ctrl_c';
-    const child = spawn('psql', ['-X', '-d', tunnel.uri, '-c', SLEEP], { env: clientEnv(), stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn('psql', ['-X', '-w', '-d', tunnel.uri, '-c', SLEEP], { env: clientEnv(), stdio: ['pipe', 'pipe', 'pipe'] });
     const done = collect(child, 20_000);
     // wait until the sleep is visible upstream, then interrupt psql like a terminal would
     const direct = new pg.Client({ host: upstream.host, port: upstream.port, user: upstream.users.trust, database: upstream.database });
@@ -194,9 +194,9 @@ describe('benchmarks and dumps through the tunnel', () => {
     await admin.connect();
     try {
       await admin.query(`CREATE DATABASE ${target}`);
-      const restored = await runClient('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-h', upstream.host, '-p', String(upstream.port), '-U', upstream.users.trust, '-d', target, '-f', dump]);
+      const restored = await runClient('psql', ['-X', '-w', '-q', '-v', 'ON_ERROR_STOP=1', '-h', upstream.host, '-p', String(upstream.port), '-U', upstream.users.trust, '-d', target, '-f', dump]);
       expect(restored.code, restored.stderr).toBe(0);
-      const counts = await runClient('psql', ['-X', '-At', '-h', upstream.host, '-p', String(upstream.port), '-U', upstream.users.trust, '-d', target, '-c', 'SELECT count(*) FROM e2e_items']);
+      const counts = await runClient('psql', ['-X', '-w', '-At', '-h', upstream.host, '-p', String(upstream.port), '-U', upstream.users.trust, '-d', target, '-c', 'SELECT count(*) FROM e2e_items']);
       const original = await psql(tunnel.uri, ['-c', 'SELECT count(*) FROM e2e_items']);
       expect(counts.stdout.trim()).toBe(original.stdout.trim());
     } finally {

@@ -69,7 +69,7 @@ test('COPY FROM STDIN and COPY TO STDOUT streams with the pg driver', async () =
 test('a stalled COPY TO STDOUT reader keeps gateway and tunnel memory flat', async () => {
   const totalRows = 300_000; // ~300 MB of row data
   const copy = `COPY (SELECT repeat('x', 1000) FROM generate_series(1, ${totalRows})) TO STDOUT`;
-  const child = spawn('psql', ['-X', '-d', tunnel.uri, '-c', copy], {
+  const child = spawn('psql', ['-X', '-w', '-d', tunnel.uri, '-c', copy], {
     env: clientEnv(),
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -47,7 +47,7 @@ export function collect(child: ChildProcess, timeoutMs: number): Promise<ClientR
 /** psql with ON_ERROR_STOP unless told otherwise; unaligned, tuples-only output. */
 export function psql(uri: string, args: string[], options: { input?: string; onErrorStop?: boolean } = {}): Promise<ClientResult> {
   const stop = options.onErrorStop === false ? [] : ['-v', 'ON_ERROR_STOP=1'];
-  return runClient('psql', ['-X', '-At', ...stop, '-d', uri, ...args], { input: options.input });
+  return runClient('psql', ['-X', '-w', '-At', ...stop, '-d', uri, ...args], { input: options.input });
 }
 
 export async function execOk(program: string, args: string[], env: Record<string, string> = {}): Promise<string> {

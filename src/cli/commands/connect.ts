@@ -1,16 +1,22 @@
 /**
  * `hoop connect <name>`: a local PostgreSQL listener whose every client connection is tunnelled
- * to the gateway (src/client/tunnel.ts). Prints the ready-to-use URI with the one-time local
- * password, reports tunnel events on stderr, and runs until SIGINT/SIGTERM, then closes cleanly.
+ * to the gateway (src/client/tunnel.ts), pinned to the identity that opened it
+ * (src/client/identity-pin.ts). Two ways to use it:
+ *
+ *   hoop connect bank -- psql …   runs the client with PG* variables and a password file of its
+ *                                 own, ends with it and exits with its status (client-process.ts)
+ *   hoop connect bank             prints the URI (or, with --pgpass, writes the password to the
+ *                                 user's password file), runs until SIGINT/SIGTERM
  */
 import type { ConnectionInfo, MeInfo } from '../../api/types.js';
 import { HoopError, UsageError } from '../../errors.js';
 import { isLoopbackHost } from '../../net/loopback.js';
 import { arg, defineCommand, opt, type CommandGroup } from '../command.js';
+import type { CommandContext } from '../context.js';
 import { resolveToken } from '../credentials.js';
-import type { ColorScheme } from '../iostreams.js';
+import type { ColorScheme, Env } from '../iostreams.js';
 import { sanitize } from '../output.js';
-import type { TunnelEvent } from '../../client/tunnel.js';
+import type { LocalTunnel, TunnelEvent } from '../../client/tunnel.js';
 
 const DEFAULT_PORT = 5433;
 
@@ -32,73 +38,184 @@ export const connectCommand = defineCommand({
   summary: 'Open a local PostgreSQL port tunnelled through the gateway',
   description:
     'Open a local PostgreSQL listener for a connection. Every client connection to it is\n' +
-    'authenticated with a one-time password, then tunnelled to the gateway with your identity.\n' +
-    'Prints a ready-to-use connection URI; runs until Ctrl-C.',
-  args: [arg('name', 'connection name (see `hoop connections`)', { complete: 'connections' })],
+    'authenticated with a password made for this run (it works only while this command runs),\n' +
+    'then tunnelled to the gateway as the identity that opened it.\n\n' +
+    'With `-- <client> [args...]`, runs the client with PGHOST, PGPORT, PGUSER, PGDATABASE and\n' +
+    'a private PGPASSFILE, closes the tunnel when it exits and exits with its status.\n' +
+    'Without, prints a ready-to-use connection URI (with --pgpass: writes the password to your\n' +
+    'password file instead) and runs until Ctrl-C.',
+  args: [
+    arg('name', 'connection name (see `hoop connections`)', { complete: 'connections' }),
+    arg('client', 'client program and its arguments, after `--`', { optional: true, variadic: true }),
+  ],
   options: {
-    port: opt.parsed('--port <port>', 'local port; 0 picks a free one', parsePort, DEFAULT_PORT),
+    port: opt.optionalParsed('--port <port>', `local port (default ${DEFAULT_PORT}; with -- <client>, a free one); 0 picks a free one`, parsePort),
     listen: opt.parsed('--listen <address>', 'local address to listen on', parseListen, '127.0.0.1'),
     reason: opt.text('--reason <text>', 'why you connect; recorded with the session'),
+    pgpass: opt.flag('--pgpass', 'write the password to ~/.pgpass (or $PGPASSFILE) instead of printing it; removed at exit'),
+    singleUse: opt.flag('--single-use', 'accept one client connection only; later ones are refused'),
+    insecureListenAnywhere: opt.flag('--insecure-listen-anywhere', 'allow a --listen address other than loopback without asking'),
   },
   examples: [
-    'hoop connect bank',
-    'hoop connect bank --port 6543 --reason "INC-1234: check failed transfers"',
-    'psql "$(hoop connect bank --port 0 --json | jq -r .uri)"   # in another terminal, or a script',
+    "hoop connect bank -- psql -c 'select 1'",
+    'hoop connect bank --reason "INC-1234: check failed transfers" -- pg_dump -t accounts -f accounts.sql',
+    'hoop connect bank --pgpass --port 6543     # then: psql -h 127.0.0.1 -p 6543 -U <user> <db>',
+    'hoop connect bank --port 0 --json          # one JSON line for scripts',
   ],
   async run(ctx, { args, options }) {
     const name = args.name as string;
+    const client = (args.client as string[] | undefined) ?? [];
+    if (client.length > 0 && options.pgpass) {
+      throw new UsageError('--pgpass cannot be combined with a client command', { hint: 'With `-- <client>` the client gets a password file of its own; drop --pgpass.' });
+    }
+    if (client.length > 0 && ctx.globals.json) {
+      throw new UsageError('--json cannot be combined with a client command', { hint: 'With `-- <client>` stdout belongs to the client; drop --json.' });
+    }
+    // A client run needs no port anyone types, and two of them must not collide.
+    const port = options.port ?? (client.length > 0 ? 0 : DEFAULT_PORT);
+    await confirmListen(ctx, options.listen, options.insecureListenAnywhere);
     const gateway = ctx.gateway();
     const api = ctx.api();
     const [me, list] = await Promise.all([api.me(), api.connections()]);
     const connection = pickConnection(list, name);
     const user = localUserName(me);
     const { openLocalTunnel } = await import('../../client/tunnel.js');
+    const { pinnedToken } = await import('../../client/identity-pin.js');
     const { io } = ctx;
     const cs = io.err;
+    const quiet = client.length > 0 && !io.isStderrTTY; // a scripted client: only refusals and errors
     const tunnel = await openLocalTunnel({
       gateway,
       connection: connection.name,
-      token: () => resolveToken(gateway, ctx.env),
+      token: pinnedToken({
+        token: () => resolveToken(gateway, ctx.env),
+        subjectOf: (token) => subjectOf(ctx, gateway, token),
+        subject: me.subject,
+        restart: `restart \`hoop connect ${connection.name}\``,
+      }),
       listen: options.listen,
-      port: options.port,
+      port,
       user,
       database: connection.database,
+      singleUse: options.singleUse,
       ...(options.reason ? { reason: options.reason } : {}),
       onEvent: (e) => {
+        if (quiet && (e.kind === 'client-connected' || e.kind === 'client-closed')) return;
         const stamp = cs.dim(ctx.now().toISOString().slice(11, 19));
         io.info(`${stamp} ${EVENT_MARK[e.kind](cs)} ${sanitize(e.message)}`);
       },
     }).catch((err: unknown) => {
-      throw listenError(err, options.listen, options.port);
+      throw listenError(err, options.listen, port);
     });
     ctx.defer(() => tunnel.close());
     // Stored logins are refreshed in the background; a failure is told once, open sessions stay.
     if (!ctx.env.HOOP_TOKEN?.trim()) ctx.defer((await import('./auth.js')).keepStoredTokenFresh(ctx, gateway));
-    if (ctx.globals.json) {
-      const { host, port, password, database, uri } = tunnel;
-      io.print(JSON.stringify({ name: connection.name, host, port, user: tunnel.user, password, database, uri }));
-    } else {
-      io.info(`${cs.green('✓')} Tunnel to ${cs.bold(connection.name)} (database ${connection.database}) via ${gateway}`);
-      io.info(`  Listening on ${tunnel.host}:${tunnel.port} as ${tunnel.user}, with a one-time password valid while this runs.`);
-      if (io.isStdoutTTY) {
-        io.info(`  Connect with:  psql "${tunnel.uri}"`);
-      } else {
-        // Into a pipe or file, the URI is the command's data; the person still sees how to use it.
-        io.print(tunnel.uri);
-        io.info('  Connect with:  psql "<the URI printed on stdout>"');
-      }
-      if (connection.requires_approval) io.info(cs.yellow('  Risky statements on this connection may be held for a reviewer\'s approval.'));
-      io.info(cs.dim('  Press Ctrl-C to close the tunnel.'));
-    }
-    if (!isLoopbackHost(tunnel.host)) {
-      io.info(cs.yellow(`Warning: listening on ${tunnel.host}, not a loopback address: anyone who can reach it and learns the password acts as you.`));
-    }
-    const signal = await ctx.shutdownSignal();
-    if (!ctx.globals.json) io.info(`Closing the tunnel (${signal})...`);
-    await tunnel.close();
-    if (!ctx.globals.json) io.info('Tunnel closed.');
+    if (client.length > 0) return runClient(ctx, tunnel, client);
+    return serveListener(ctx, tunnel, connection, options.pgpass);
   },
 });
+
+/** The gateway's subject for a token, with a client of its own (the context's uses the current token). */
+async function subjectOf(ctx: CommandContext, gateway: string, token: string): Promise<string> {
+  const { GatewayApi } = await import('../../client/api.js');
+  const api = new GatewayApi({ gateway, token: async () => token, userAgent: `hoop-cli/${ctx.version}` });
+  try {
+    return (await api.me()).subject;
+  } finally {
+    await api.close();
+  }
+}
+
+/**
+ * A listener off loopback lets anyone who can reach the address try the password and, with it,
+ * act as you: a person at a terminal confirms; elsewhere only the explicit flag will do.
+ */
+async function confirmListen(ctx: CommandContext, listen: string, allowed: boolean): Promise<void> {
+  if (isLoopbackHost(listen) || allowed) return;
+  const risk = `--listen ${listen} is not a loopback address: anyone who can reach it may try the tunnel's password`;
+  if (!ctx.io.canPrompt()) {
+    throw new UsageError(`refusing to listen on ${listen} without confirmation: ${risk}`, {
+      hint: 'Pass --insecure-listen-anywhere to allow it, or --listen 127.0.0.1.',
+    });
+  }
+  ctx.io.info(ctx.io.err.yellow(`Warning: ${risk}, and acts as you.`));
+  if (!(await ctx.io.confirm(`Listen on ${listen} anyway?`, false))) {
+    throw new UsageError(`not listening on ${listen}`, { hint: 'Use --listen 127.0.0.1, or pass --insecure-listen-anywhere.' });
+  }
+}
+
+/** Where the client should connect: the listener's address, or loopback when it listens everywhere. */
+function clientHost(host: string): string {
+  if (host === '0.0.0.0') return '127.0.0.1';
+  if (host === '::' || host === '[::]') return '::1';
+  return host;
+}
+
+/** Variables that would send libpq elsewhere or override the password file; the client must not inherit them. */
+const OVERRIDING_PG_VARIABLES = ['PGPASSWORD', 'PGSERVICE', 'PGSERVICEFILE', 'PGHOSTADDR', 'PGREQUIRESSL', 'PGSSLMODE'];
+
+/** `-- <client>`: the client gets the tunnel in PG* variables and a password file of its own. */
+async function runClient(ctx: CommandContext, tunnel: LocalTunnel, argv: string[]): Promise<number> {
+  const { privatePgpass } = await import('../pgpass.js');
+  const { runClientProcess } = await import('../client-process.js');
+  const host = clientHost(tunnel.host);
+  const passfile = privatePgpass({ host, port: tunnel.port, database: tunnel.database, user: tunnel.user, password: tunnel.password });
+  ctx.defer(() => passfile.remove());
+  const env: Record<string, string | undefined> = { ...ctx.env };
+  for (const k of OVERRIDING_PG_VARIABLES) delete env[k];
+  Object.assign(env, {
+    PGHOST: host,
+    PGPORT: String(tunnel.port),
+    PGUSER: tunnel.user,
+    PGDATABASE: tunnel.database,
+    PGPASSFILE: passfile.path,
+    PGSSLMODE: 'disable', // the local hop; the gateway leg is the tunnel's own TLS
+  } satisfies Env);
+  return runClientProcess(argv, env, ctx.io);
+}
+
+/** Without a client: tell the person (or the script) how to connect, then wait for Ctrl-C. */
+async function serveListener(ctx: CommandContext, tunnel: LocalTunnel, connection: ConnectionInfo, pgpass: boolean): Promise<void> {
+  const { io } = ctx;
+  const cs = io.err;
+  const gateway = ctx.gateway();
+  let uri = tunnel.uri;
+  let passfile: string | null = null;
+  if (pgpass) {
+    const { upsertPgpass, userPgpassPath } = await import('../pgpass.js');
+    const { homedir } = await import('node:os');
+    passfile = userPgpassPath(ctx.env, homedir());
+    // The line names the host the printed URI does, so libpq finds it for exactly that URI.
+    const remove = upsertPgpass(passfile, { host: tunnel.host, port: tunnel.port, database: tunnel.database, user: tunnel.user, password: tunnel.password });
+    ctx.defer(remove);
+    uri = tunnel.uri.replace(`:${encodeURIComponent(tunnel.password)}@`, '@');
+  }
+  if (ctx.globals.json) {
+    const { host, port, database } = tunnel;
+    const password = passfile ? null : tunnel.password;
+    io.print(JSON.stringify({ name: connection.name, host, port, user: tunnel.user, password, database, uri, ...(passfile ? { passfile } : {}) }));
+  } else {
+    io.info(`${cs.green('✓')} Tunnel to ${cs.bold(connection.name)} (database ${connection.database}) via ${gateway}`);
+    io.info(`  Listening on ${tunnel.host}:${tunnel.port} as ${tunnel.user}, with a password made for this run: it works until this command stops.`);
+    if (passfile) io.info(`  The password is in ${passfile} (0600) until then.`);
+    if (io.isStdoutTTY) {
+      io.info(`  Connect with:  psql "${uri}"`);
+    } else {
+      // Into a pipe or file, the URI is the command's data; the person still sees how to use it.
+      io.print(uri);
+      io.info('  Connect with:  psql "<the URI printed on stdout>"');
+    }
+    if (connection.requires_approval) io.info(cs.yellow('  Risky statements on this connection may be held for a reviewer\'s approval.'));
+    io.info(cs.dim('  Press Ctrl-C to close the tunnel.'));
+  }
+  if (!isLoopbackHost(tunnel.host)) {
+    io.info(cs.yellow(`Warning: listening on ${tunnel.host}, not a loopback address: anyone who can reach it and learns the password acts as you.`));
+  }
+  const signal = await ctx.shutdownSignal();
+  if (!ctx.globals.json) io.info(`Closing the tunnel (${signal})...`);
+  await tunnel.close();
+  if (!ctx.globals.json) io.info('Tunnel closed.');
+}
 
 function parseListen(raw: string): string {
   const v = raw.trim();

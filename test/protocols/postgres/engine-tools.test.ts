@@ -56,7 +56,7 @@ describe('client tools through the engine', () => {
     const dump = readFileSync(file, 'utf8');
     expect(dump).toMatch(/COPY public\.pgbench_accounts/);
     const target = `postgresql://${upstream.users.scram}@${upstream.host}:${upstream.port}/${RESTORED}?sslmode=disable`;
-    await run('psql', [target, '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-f', file], { env: { ...env, PGPASSWORD: `${upstream.users.scram}-secret` } });
+    await run('psql', [target, '-X', '-w', '-q', '-v', 'ON_ERROR_STOP=1', '-f', file], { env: { ...env, PGPASSWORD: `${upstream.users.scram}-secret` } });
     const c = new pg.Client({ ...upstreamConfig(upstream), database: RESTORED });
     await c.connect();
     expect((await c.query('select count(*)::int as n from pgbench_accounts')).rows[0].n).toBe(100000);

@@ -59,7 +59,7 @@ class RawClient {
 
 function psql(port: number, args: string[], input?: string): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const p = spawn('psql', [`postgresql://someone@127.0.0.1:${port}/anything?sslmode=disable`, '-X', '-v', 'ON_ERROR_STOP=1', ...args], {
+    const p = spawn('psql', [`postgresql://someone@127.0.0.1:${port}/anything?sslmode=disable`, '-X', '-w', '-v', 'ON_ERROR_STOP=1', ...args], {
       env: { ...process.env, PGPASSWORD: '', PGCONNECT_TIMEOUT: '10' },
     });
     let stdout = '';
