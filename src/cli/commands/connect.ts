@@ -4,6 +4,7 @@
  * password, reports tunnel events on stderr, and runs until SIGINT/SIGTERM, then closes cleanly.
  */
 import type { ConnectionInfo, MeInfo } from '../../api/types.js';
+import type { GatewayApi } from '../../client/api.js';
 import { HoopError, UsageError } from '../../errors.js';
 import { isLoopbackHost } from '../../net/loopback.js';
 import { arg, defineCommand, opt, type CommandGroup } from '../command.js';
@@ -49,8 +50,7 @@ export const connectCommand = defineCommand({
     const name = args.name as string;
     const gateway = ctx.gateway();
     const api = ctx.api();
-    const [me, list] = await Promise.all([api.me(), api.connections()]);
-    const connection = pickConnection(list, name);
+    const [me, connection] = await Promise.all([api.me(), checkConnection(api, name, options.reason)]);
     const user = localUserName(me);
     const { openLocalTunnel } = await import('../../client/tunnel.js');
     const { io } = ctx;
@@ -104,6 +104,21 @@ function parseListen(raw: string): string {
   const v = raw.trim();
   if (!v || /\s|\//.test(v)) throw new UsageError(`invalid --listen '${raw}': expected an address such as 127.0.0.1 or ::1`);
   return v;
+}
+
+/**
+ * Asks the gateway whether this identity may open a session on `name` now (it records a
+ * refusal as access.denied), before any port is opened. An unknown or forbidden connection is
+ * explained from the list of connections, as pickConnection words it.
+ */
+async function checkConnection(api: GatewayApi, name: string, reason: string | undefined): Promise<ConnectionInfo> {
+  try {
+    return await api.connection(name, reason);
+  } catch (err) {
+    if (!(err instanceof HoopError) || (err.code !== 'HOOP_NOT_FOUND' && err.code !== 'HOOP_FORBIDDEN')) throw err;
+    pickConnection(await api.connections(), name);
+    throw err;
+  }
 }
 
 /** The connection by name, or a clear refusal before any port is opened. */
