@@ -37,6 +37,9 @@ export interface ConnectionInfo {
   requires_reason: boolean;
 }
 
+/** An event type (`access.denied`) or a family of them (`auth.*`), as `?type=` and `--type` take them. */
+export const EVENT_TYPE_PATTERN = /^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*(\.\*)?$/;
+
 /** `GET /api/v1/audit/events`: events newest first, as recorded (auditors and admins only). */
 export type AuditEventList = AuditEvent[];
 

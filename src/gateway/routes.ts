@@ -6,12 +6,12 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isIPv6 } from 'node:net';
 import type { Logger } from 'pino';
-import type { AuthConfig, ConnectionInfo, MeInfo } from '../api/types.js';
+import { EVENT_TYPE_PATTERN, type AuthConfig, type ConnectionInfo, type MeInfo } from '../api/types.js';
 import type { AuditEvent } from '../audit/event.js';
 import type { AuditRecorder } from '../audit/recorder.js';
 import { AuthError, HoopError, UsageError, errorMessage } from '../errors.js';
 import { actorOf, type Identity } from '../identity/identity.js';
-import { EVENT_TYPE_PATTERN, SESSION_ID_PREFIX } from '../store/filters.js';
+import { SESSION_ID_PREFIX } from '../store/filters.js';
 import type { EventFilter, SessionFilter, Store } from '../store/store.js';
 import { DeniedError, admitConnection, reasonHeader, recordDenial, requestSource } from './access.js';
 import type { AuthenticatorChain } from './authn.js';
@@ -288,19 +288,11 @@ async function sessions(ctx: ApiContext, req: IncomingMessage, res: ServerRespon
     if (!/^[a-z0-9][a-z0-9_-]{0,62}$/.test(connection)) throw new UsageError('connection: not a connection name');
     filter.connection = connection;
   }
-  const since = single(q, 'since');
-  if (since !== undefined) filter.since = timestamp('since', since);
-  const until = single(q, 'until');
-  if (until !== undefined) filter.until = timestamp('until', until);
+  Object.assign(filter, timeAndLimit(q));
   const idPrefix = single(q, 'id_prefix');
   if (idPrefix !== undefined) {
     if (!SESSION_ID_PREFIX.test(idPrefix)) throw new UsageError('id_prefix: expected the start of a session id (hex digits and dashes)');
     filter.idPrefix = idPrefix;
-  }
-  const limit = single(q, 'limit');
-  if (limit !== undefined) {
-    if (!/^\d{1,4}$/.test(limit) || Number(limit) < 1 || Number(limit) > 1000) throw new UsageError('limit: expected a number from 1 to 1000');
-    filter.limit = Number(limit);
   }
   if (mayReadAllSessions(id, ctx.config.roles)) {
     if (user !== undefined) filter.user = user;
@@ -353,15 +345,7 @@ async function auditEvents(ctx: ApiContext, req: IncomingMessage, res: ServerRes
     }
     filter.types = types;
   }
-  const since = single(q, 'since');
-  if (since !== undefined) filter.since = timestamp('since', since);
-  const until = single(q, 'until');
-  if (until !== undefined) filter.until = timestamp('until', until);
-  const limit = single(q, 'limit');
-  if (limit !== undefined) {
-    if (!/^\d{1,4}$/.test(limit) || Number(limit) < 1 || Number(limit) > 1000) throw new UsageError('limit: expected a number from 1 to 1000');
-    filter.limit = Number(limit);
-  }
+  Object.assign(filter, timeAndLimit(q));
   const asked = { types: filter.types ?? null, since: filter.since ?? null, until: filter.until ?? null, limit: filter.limit };
   if (!mayReadAuditLog(id, ctx.config.roles)) {
     throw new DeniedError('HOOP_FORBIDDEN', 'only admins and auditors may read the audit log', { stage: 'role', data: { filter: asked } });
@@ -386,6 +370,21 @@ function single(q: URLSearchParams, key: string): string | undefined {
   const all = q.getAll(key);
   if (all.length > 1) throw new UsageError(`${key}: given more than once`);
   return all[0];
+}
+
+/** `since`, `until` (RFC 3339) and `limit` (1-1000), as the listing routes take them; only those given. */
+function timeAndLimit(q: URLSearchParams): { since?: string; until?: string; limit?: number } {
+  const out: { since?: string; until?: string; limit?: number } = {};
+  const since = single(q, 'since');
+  if (since !== undefined) out.since = timestamp('since', since);
+  const until = single(q, 'until');
+  if (until !== undefined) out.until = timestamp('until', until);
+  const limit = single(q, 'limit');
+  if (limit !== undefined) {
+    if (!/^\d{1,4}$/.test(limit) || Number(limit) < 1 || Number(limit) > 1000) throw new UsageError('limit: expected a number from 1 to 1000');
+    out.limit = Number(limit);
+  }
+  return out;
 }
 
 /** RFC 3339 (date-time, with offset or Z), normalised to UTC. */

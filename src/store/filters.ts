@@ -1,4 +1,5 @@
 /** Validation of the filters callers pass to a Store, shared by both backends. */
+import { EVENT_TYPE_PATTERN } from '../api/types.js';
 import { UsageError } from '../errors.js';
 import type { EventFilter, SessionFilter } from './store.js';
 
@@ -28,8 +29,6 @@ export interface NormalizedEventFilter {
   newestFirst: boolean;
 }
 
-/** An event type (`access.denied`) or a family of them (`auth.*`): lowercase words and dots. */
-export const EVENT_TYPE_PATTERN = /^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*(\.\*)?$/;
 const MAX_TYPES = 50;
 
 export function normalizeEventFilter(f: EventFilter): NormalizedEventFilter {

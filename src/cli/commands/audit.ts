@@ -1,28 +1,21 @@
 /** `hoop audit events`: recorded events by type and time, for auditors and admins. */
-import type { AuditEvent } from '../../api/types.js';
+import { EVENT_TYPE_PATTERN, type AuditEvent } from '../../api/types.js';
 import { UsageError } from '../../errors.js';
 import { defineCommand, opt, type CommandGroup } from '../command.js';
 import type { CommandContext } from '../context.js';
 import { printJson, printTable } from '../output.js';
 import { formatRelative, parseTimeArg } from '../time.js';
+import { parseLimit } from './sessions.js';
 
 const DEFAULT_LIMIT = 50;
-/** As the gateway accepts them: `access.denied`, or a family `auth.*`. */
-const EVENT_TYPE = /^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*(\.\*)?$/;
 
 export function parseTypes(raw: string): string[] {
   const types = raw.split(',').map((t) => t.trim()).filter((t) => t !== '');
-  const bad = types.find((t) => !EVENT_TYPE.test(t));
+  const bad = types.find((t) => !EVENT_TYPE_PATTERN.test(t));
   if (types.length === 0 || bad !== undefined) {
     throw new UsageError(`invalid --type '${raw}': expected event types separated by commas, e.g. access.denied,auth.failed or auth.*`);
   }
   return types;
-}
-
-function parseLimit(raw: string): number {
-  const n = Number(raw);
-  if (!/^\d+$/.test(raw) || n < 1 || n > 1_000) throw new UsageError(`invalid --limit '${raw}': expected a whole number from 1 to 1000`);
-  return n;
 }
 
 export const auditEventsCommand = defineCommand({

@@ -12,7 +12,8 @@ import { formatRelative, formatTimestamp, parseTimeArg } from '../time.js';
 
 const DEFAULT_LIMIT = 50;
 
-function parseLimit(raw: string): number {
+/** `--limit` of a listing (sessions, audit events): 1 to 1000, as the gateway takes it. */
+export function parseLimit(raw: string): number {
   const n = Number(raw);
   if (!/^\d+$/.test(raw) || n < 1 || n > 1_000) throw new UsageError(`invalid --limit '${raw}': expected a whole number from 1 to 1000`);
   return n;
