@@ -5,8 +5,9 @@
 _hoop_subcommands() {
   REPLY=()
   case "$1" in
-    '') REPLY=(login logout whoami connections connect sessions gateway demo completion help) ;;
+    '') REPLY=(login logout whoami connections connect sessions audit gateway demo completion help) ;;
     'sessions') REPLY=(show kill) ;;
+    'audit') REPLY=(events) ;;
   esac
 }
 
@@ -20,8 +21,10 @@ _hoop_options() {
     'connections') REPLY=(--gateway --json --no-color -h --help) ;;
     'connect') REPLY=(--port --listen --reason --pgpass --single-use --insecure-listen-anywhere --gateway --json --no-color -h --help) ;;
     'sessions') REPLY=(--user --connection --since --until --limit --gateway --json --no-color -h --help) ;;
-    'sessions show') REPLY=(--rows --gateway --json --no-color -h --help) ;;
+    'sessions show') REPLY=(--rows --full --catalog --gateway --json --no-color -h --help) ;;
     'sessions kill') REPLY=(--reason --gateway --json --no-color -h --help) ;;
+    'audit') REPLY=(--gateway --json --no-color -h --help) ;;
+    'audit events') REPLY=(--type --since --until --limit --gateway --json --no-color -h --help) ;;
     'gateway') REPLY=(-c --config --check --log-level --gateway --json --no-color -h --help) ;;
     'demo') REPLY=(--port --data-dir --gateway --json --no-color -h --help) ;;
     'completion') REPLY=(--gateway --json --no-color -h --help) ;;
@@ -41,6 +44,8 @@ _hoop_value_options() {
     'sessions') REPLY=(--user --connection --since --until --limit --gateway) ;;
     'sessions show') REPLY=(--rows --gateway) ;;
     'sessions kill') REPLY=(--reason --gateway) ;;
+    'audit') REPLY=(--gateway) ;;
+    'audit events') REPLY=(--type --since --until --limit --gateway) ;;
     'gateway') REPLY=(-c --config --log-level --gateway) ;;
     'demo') REPLY=(--port --data-dir --gateway) ;;
     'completion') REPLY=(--gateway) ;;
@@ -64,7 +69,7 @@ _hoop_arg_kind() {
   case "$1|$2" in
     'connect|0') REPLY='connections' ;;
     'completion|0') REPLY='choices:bash zsh fish' ;;
-    'help|0') REPLY='choices:login logout whoami connections connect sessions gateway demo completion' ;;
+    'help|0') REPLY='choices:login logout whoami connections connect sessions audit gateway demo completion' ;;
   esac
 }
 

@@ -4,9 +4,11 @@
 function __hoop_subcommands
     switch "$argv[1]"
         case ''
-            printf '%s\n' login logout whoami connections connect sessions gateway demo completion help
+            printf '%s\n' login logout whoami connections connect sessions audit gateway demo completion help
         case 'sessions'
             printf '%s\n' show kill
+        case 'audit'
+            printf '%s\n' events
     end
 end
 
@@ -30,6 +32,10 @@ function __hoop_value_options
             printf '%s\n' --rows --gateway
         case 'sessions kill'
             printf '%s\n' --reason --gateway
+        case 'audit'
+            printf '%s\n' --gateway
+        case 'audit events'
+            printf '%s\n' --type --since --until --limit --gateway
         case 'gateway'
             printf '%s\n' -c --config --log-level --gateway
         case 'demo'
@@ -103,6 +109,7 @@ complete -c hoop -n "__hoop_arg '' 0" -a 'whoami' -d 'Show who you are at the ga
 complete -c hoop -n "__hoop_arg '' 0" -a 'connections' -d 'List the connections this identity may use'
 complete -c hoop -n "__hoop_arg '' 0" -a 'connect' -d 'Open a local PostgreSQL port tunnelled through the gateway'
 complete -c hoop -n "__hoop_arg '' 0" -a 'sessions' -d 'List recorded sessions'
+complete -c hoop -n "__hoop_arg '' 0" -a 'audit' -d 'Read the audit log'
 complete -c hoop -n "__hoop_arg '' 0" -a 'gateway' -d 'Run the gateway'
 complete -c hoop -n "__hoop_arg '' 0" -a 'demo' -d 'Run a gateway, a demo bank database and demo identities on this machine'
 complete -c hoop -n "__hoop_arg '' 0" -a 'completion' -d 'Print the shell completion script'
@@ -143,7 +150,7 @@ complete -c hoop -n "__hoop_at 'connect'" -s h -l help -d 'show help'
 complete -c hoop -n "__hoop_arg 'connect' 0" -a '(__hoop_connections)' -d 'connection name (see `hoop connections`)'
 complete -c hoop -n "__hoop_arg 'sessions' 0" -a 'show' -d 'Show one session: each statement with timing, outcome, rows and returned data'
 complete -c hoop -n "__hoop_arg 'sessions' 0" -a 'kill' -d 'End a live session on whichever gateway holds it (admins)'
-complete -c hoop -n "__hoop_at 'sessions'" -l user -x -d 'only sessions of this subject (e.g. apikey:alice; admins and auditors only)'
+complete -c hoop -n "__hoop_at 'sessions'" -l user -x -d 'only sessions of this user: subject, email or API key name (others'\'' sessions: admins and auditors only)'
 complete -c hoop -n "__hoop_at 'sessions'" -l connection -x -a '(__hoop_connections)' -d 'only sessions on this connection'
 complete -c hoop -n "__hoop_at 'sessions'" -l since -x -d 'sessions started at or after this time'
 complete -c hoop -n "__hoop_at 'sessions'" -l until -x -d 'sessions started before this time'
@@ -153,6 +160,8 @@ complete -c hoop -n "__hoop_at 'sessions'" -l json -d 'print machine-readable JS
 complete -c hoop -n "__hoop_at 'sessions'" -l no-color -d 'disable colour (also NO_COLOR=1)'
 complete -c hoop -n "__hoop_at 'sessions'" -s h -l help -d 'show help'
 complete -c hoop -n "__hoop_at 'sessions show'" -l rows -x -d 'rows of returned data to show per statement'
+complete -c hoop -n "__hoop_at 'sessions show'" -l full -d 'print whole values (by default cells are cut at 32 characters)'
+complete -c hoop -n "__hoop_at 'sessions show'" -l catalog -d 'show the catalog queries psql sends for \d, \dt, ... in full (by default one line each)'
 complete -c hoop -n "__hoop_at 'sessions show'" -l gateway -x -d 'gateway base URL (default: $HOOP_GATEWAY, then the one saved at login)'
 complete -c hoop -n "__hoop_at 'sessions show'" -l json -d 'print machine-readable JSON on stdout'
 complete -c hoop -n "__hoop_at 'sessions show'" -l no-color -d 'disable colour (also NO_COLOR=1)'
@@ -162,6 +171,19 @@ complete -c hoop -n "__hoop_at 'sessions kill'" -l gateway -x -d 'gateway base U
 complete -c hoop -n "__hoop_at 'sessions kill'" -l json -d 'print machine-readable JSON on stdout'
 complete -c hoop -n "__hoop_at 'sessions kill'" -l no-color -d 'disable colour (also NO_COLOR=1)'
 complete -c hoop -n "__hoop_at 'sessions kill'" -s h -l help -d 'show help'
+complete -c hoop -n "__hoop_arg 'audit' 0" -a 'events' -d 'List recorded events by type, newest first (auditors and admins)'
+complete -c hoop -n "__hoop_at 'audit'" -l gateway -x -d 'gateway base URL (default: $HOOP_GATEWAY, then the one saved at login)'
+complete -c hoop -n "__hoop_at 'audit'" -l json -d 'print machine-readable JSON on stdout'
+complete -c hoop -n "__hoop_at 'audit'" -l no-color -d 'disable colour (also NO_COLOR=1)'
+complete -c hoop -n "__hoop_at 'audit'" -s h -l help -d 'show help'
+complete -c hoop -n "__hoop_at 'audit events'" -l type -x -d 'only these event types, comma-separated (a family: auth.*)'
+complete -c hoop -n "__hoop_at 'audit events'" -l since -x -d 'events at or after this time'
+complete -c hoop -n "__hoop_at 'audit events'" -l until -x -d 'events before this time'
+complete -c hoop -n "__hoop_at 'audit events'" -l limit -x -d 'show at most this many events'
+complete -c hoop -n "__hoop_at 'audit events'" -l gateway -x -d 'gateway base URL (default: $HOOP_GATEWAY, then the one saved at login)'
+complete -c hoop -n "__hoop_at 'audit events'" -l json -d 'print machine-readable JSON on stdout'
+complete -c hoop -n "__hoop_at 'audit events'" -l no-color -d 'disable colour (also NO_COLOR=1)'
+complete -c hoop -n "__hoop_at 'audit events'" -s h -l help -d 'show help'
 complete -c hoop -n "__hoop_at 'gateway'" -s c -l config -r -F -d 'gateway config file (YAML)'
 complete -c hoop -n "__hoop_at 'gateway'" -l check -d 'validate the config and exit (0 valid, 2 not), without starting'
 complete -c hoop -n "__hoop_at 'gateway'" -l log-level -x -a 'trace debug info warn error' -d 'least severe log level to write'
@@ -184,4 +206,4 @@ complete -c hoop -n "__hoop_at 'help'" -l gateway -x -d 'gateway base URL (defau
 complete -c hoop -n "__hoop_at 'help'" -l json -d 'print machine-readable JSON on stdout'
 complete -c hoop -n "__hoop_at 'help'" -l no-color -d 'disable colour (also NO_COLOR=1)'
 complete -c hoop -n "__hoop_at 'help'" -s h -l help -d 'show help'
-complete -c hoop -n "__hoop_arg 'help' 0" -a 'login logout whoami connections connect sessions gateway demo completion' -d 'command'
+complete -c hoop -n "__hoop_arg 'help' 0" -a 'login logout whoami connections connect sessions audit gateway demo completion' -d 'command'

@@ -33,7 +33,15 @@ export interface ConnectionInfo {
   /** Whether the calling identity may connect. */
   allowed: boolean;
   requires_approval: boolean;
+  /** Sessions must say why (`hoop connect --reason`, X-Hoop-Reason): `require_reason` in the config. */
+  requires_reason: boolean;
 }
+
+/** An event type (`access.denied`) or a family of them (`auth.*`), as `?type=` and `--type` take them. */
+export const EVENT_TYPE_PATTERN = /^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*(\.\*)?$/;
+
+/** `GET /api/v1/audit/events`: events newest first, as recorded (auditors and admins only). */
+export type AuditEventList = AuditEvent[];
 
 /** One recorded session, summarised from its events: an element of `GET /api/v1/sessions`. */
 export interface SessionSummary {
@@ -50,6 +58,8 @@ export interface SessionSummary {
   statements: number;
   /** From `session.end`: why it ended (client closed, upstream closed, error, limit). */
   end_reason: string | null;
+  /** From `session.start`: why the session was opened (`hoop connect --reason`, X-Hoop-Reason). */
+  reason: string | null;
 }
 
 /** `GET /api/v1/sessions/{id}`: the session and its events in order. */

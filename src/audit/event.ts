@@ -16,8 +16,11 @@ export interface Actor {
 export const SYSTEM_ACTOR: Actor = { subject: 'system:gateway', email: null, groups: [], auth_method: 'system' };
 
 export interface Source {
+  /** The client: the socket's peer, or behind a trusted proxy the address it forwarded for. */
   address?: string | null;
   application?: string | null;
+  /** The trusted proxy the request came through (the socket's peer), when `trusted_proxies` applied. */
+  proxy?: string | null;
 }
 
 export type AuditEventType =
@@ -31,6 +34,11 @@ export type AuditEventType =
   | 'grant.revoked'
   | 'auth.failed'
   | 'auth.succeeded'
+  /** An authenticated identity refused: a connection outside its access groups, a missing reason,
+   *  a session limit, another user's sessions, the audit log without a role. */
+  | 'access.denied'
+  /** Someone read audit events (`GET /api/v1/audit/events`): who, and with which filter. */
+  | 'audit.read'
   | 'config.loaded'
   | 'export.created'
   | 'checkpoint'

@@ -4,7 +4,7 @@
  * CLI's one exit-code mapping applies to server-side failures too.
  */
 import type { Agent, Dispatcher } from 'undici';
-import type { AuthConfig, ConnectionInfo, MeInfo, SessionDetail, SessionKillResult, SessionSummary } from '../api/types.js';
+import type { AuditEventList, AuthConfig, ConnectionInfo, MeInfo, SessionDetail, SessionKillResult, SessionSummary } from '../api/types.js';
 import { HoopError, type HoopErrorCode } from '../errors.js';
 
 export interface SessionQuery {
@@ -14,6 +14,19 @@ export interface SessionQuery {
   until?: string | undefined;
   id_prefix?: string | undefined;
   limit?: number | undefined;
+}
+
+export interface AuditEventQuery {
+  /** Event types, or families such as `auth.*`; sent comma-separated. */
+  type?: readonly string[] | undefined;
+  since?: string | undefined;
+  until?: string | undefined;
+  limit?: number | undefined;
+}
+
+/** X-Hoop-Reason travels as ASCII (a header); what is not ASCII becomes `?`. */
+export function reasonHeaderValue(reason: string): string {
+  return reason.replace(/[^\x20-\x7e]/g, '?');
 }
 
 export interface GatewayApiOptions {
@@ -60,11 +73,23 @@ export class GatewayApi {
     return this.get<ConnectionInfo[]>('/api/v1/connections');
   }
 
+  /**
+   * One connection, if this identity may open a session on it now (with `reason` where the
+   * connection requires one); otherwise the gateway's refusal (404, 403), which it records.
+   */
+  connection(name: string, reason?: string): Promise<ConnectionInfo> {
+    const headers = reason ? { 'x-hoop-reason': reasonHeaderValue(reason) } : undefined;
+    return this.get<ConnectionInfo>(`/api/v1/connections/${encodeURIComponent(name)}`, headers ? { headers } : {});
+  }
+
   sessions(query: SessionQuery = {}): Promise<SessionSummary[]> {
-    const params = new URLSearchParams();
-    for (const [k, v] of Object.entries(query)) if (v !== undefined && v !== '') params.set(k, String(v));
-    const qs = params.toString();
-    return this.get<SessionSummary[]>(`/api/v1/sessions${qs ? `?${qs}` : ''}`);
+    return this.get<SessionSummary[]>(`/api/v1/sessions${queryString(query)}`);
+  }
+
+  /** Audit events, newest first (auditors and admins). */
+  auditEvents(query: AuditEventQuery = {}): Promise<AuditEventList> {
+    const { type, ...rest } = query;
+    return this.get<AuditEventList>(`/api/v1/audit/events${queryString({ ...rest, type: type?.join(',') })}`);
   }
 
   session(id: string): Promise<SessionDetail> {
@@ -87,13 +112,14 @@ export class GatewayApi {
   }
 
   /** A GET, or with `method` another request with a JSON `body`. */
-  private async get<T>(path: string, o: { anonymous?: boolean; method?: 'GET' | 'POST'; body?: unknown } = {}): Promise<T> {
+  private async get<T>(path: string, o: { anonymous?: boolean; method?: 'GET' | 'POST'; body?: unknown; headers?: Record<string, string> } = {}): Promise<T> {
     const url = `${this.gateway}${path}`;
     const method = o.method ?? 'GET';
     const headers: Record<string, string> = {
       accept: 'application/json',
       'user-agent': this.options.userAgent ?? 'hoop-cli',
       ...(o.body !== undefined ? { 'content-type': 'application/json' } : {}),
+      ...o.headers,
     };
     if (!o.anonymous && this.options.token) headers.authorization = `Bearer ${await this.options.token()}`;
     // undici loads on the first request, so commands that never call the API start faster.
@@ -125,10 +151,12 @@ export class GatewayApi {
   private apiError(status: number, request: string, body: string): HoopError {
     let code: HoopErrorCode = CODE_BY_STATUS[status] ?? 'HOOP_INTERNAL';
     let message = `gateway answered ${status} to ${request}`;
+    let hint: string | undefined;
     try {
-      const e = (JSON.parse(body) as { error?: { code?: unknown; message?: unknown } }).error;
+      const e = (JSON.parse(body) as { error?: { code?: unknown; message?: unknown; hint?: unknown } }).error;
       if (e && typeof e.code === 'string' && KNOWN_CODES.has(e.code)) code = e.code as HoopErrorCode;
       if (e && typeof e.message === 'string' && e.message) message = e.message;
+      if (e && typeof e.hint === 'string' && e.hint) hint = e.hint.slice(0, 500);
     } catch {
       // Not our JSON (a proxy page, say): keep the status-derived code and message.
     }
@@ -139,8 +167,15 @@ export class GatewayApi {
           : `Run \`hoop login --gateway ${this.gateway}\` to log in again.`;
       return new HoopError('HOOP_AUTH_REJECTED', `the gateway rejected the credential: ${message}`, { hint });
     }
-    return new HoopError(code, message);
+    return new HoopError(code, message, hint ? { hint } : undefined);
   }
+}
+
+function queryString(query: object): string {
+  const params = new URLSearchParams();
+  for (const [k, v] of Object.entries(query)) if (v !== undefined && v !== '') params.set(k, String(v));
+  const qs = params.toString();
+  return qs ? `?${qs}` : '';
 }
 
 const NETWORK_REASONS: Record<string, string> = {

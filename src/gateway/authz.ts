@@ -38,6 +38,21 @@ export function mayReadOperatorDetail(identity: Identity, roles: Roles): boolean
   return mayReadAllSessions(identity, roles);
 }
 
+/** `GET /api/v1/audit/events` (`hoop audit events`): every event, of every user. */
+export function mayReadAuditLog(identity: Identity, roles: Roles): boolean {
+  return mayReadAllSessions(identity, roles);
+}
+
+/**
+ * Whether `user`, as `hoop sessions --user` takes it, names this identity: its subject, its email
+ * (case-insensitive), or for an API key its name (`alice` for `apikey:alice`).
+ */
+export function namesIdentity(identity: Identity, user: string): boolean {
+  if (user === identity.subject) return true;
+  if (identity.email && user.toLowerCase() === identity.email.toLowerCase()) return true;
+  return identity.method === 'api_key' && `apikey:${user}` === identity.subject;
+}
+
 export function mayReadSession(identity: Identity, roles: Roles, session: { subject: string }): boolean {
   return mayReadAllSessions(identity, roles) || session.subject === identity.subject;
 }

@@ -17,6 +17,7 @@ import { z } from 'zod';
 import { ConfigError, errorMessage } from '../errors.js';
 import { isSafeIssuerUrl } from '../identity/oidc-verifier.js';
 import { SSL_MODES } from '../protocols/postgres/sslmode.js';
+import { parseCidr, type Cidr } from './proxies.js';
 import { parseDuration, parseSize } from '../units.js';
 
 const SLUG = /^[a-z0-9][a-z0-9_-]{0,62}$/;
@@ -152,6 +153,7 @@ function schemaFor(baseDir: string) {
     upstream,
     access: groups,
     max_session: duration.optional(),
+    require_reason: z.boolean({ error: 'expected true or false' }).default(false),
     max_sessions_per_user: z.number({ error: 'expected a whole number from 1 to 10000' }).int('expected a whole number from 1 to 10000').min(1, 'expected a whole number from 1 to 10000').max(10_000, 'expected a whole number from 1 to 10000').optional(),
     masking: notYet('masking').optional(),
     approval: notYet('approval').optional(),
@@ -171,7 +173,17 @@ function schemaFor(baseDir: string) {
     access: c.access,
     maxSessionMs: c.max_session ?? null,
     maxSessionsPerUser: c.max_sessions_per_user ?? null,
+    requireReason: c.require_reason,
   }));
+
+  const cidr = z.string().transform((s, ctx): Cidr => {
+    const parsed = parseCidr(s);
+    if (!parsed) {
+      ctx.addIssue({ code: 'custom', message: 'expected an IPv4 or IPv6 address or CIDR block, e.g. 10.0.0.0/8 or fd00::/8' });
+      return z.NEVER;
+    }
+    return parsed;
+  });
 
   return z.strictObject({
     listen: listen.default({ host: '127.0.0.1', port: 8009 }),
@@ -183,6 +195,7 @@ function schemaFor(baseDir: string) {
     }),
     roles: z.strictObject({ admin: groups.default([]), auditor: groups.default([]) }).default({ admin: [], auditor: [] }),
     connections: z.array(connection).default([]),
+    trusted_proxies: z.array(cidr).max(1000, 'at most 1000 entries').default([]),
     audit: z.strictObject({
       payload_limit: size.default(1024 * 1024),
       signing_key: z.string().min(1, 'must not be empty').transform((p) => resolveFrom(baseDir, p)).default(resolve(baseDir, 'hoop-data/signing.key')),

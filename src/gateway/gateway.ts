@@ -27,6 +27,7 @@ import { createServer } from './http.js';
 import { SessionKills } from './kills.js';
 import { GatewayMetrics } from './metrics.js';
 import { AUTH_FAILURE_BURST, FailureLimiter, handleRequest, type ApiContext } from './routes.js';
+import { TrustedProxies } from './proxies.js';
 import { TunnelEndpoint, type Planner } from './tunnel.js';
 
 /** Defence in depth: nothing logs these, and if something ever did, they would not reach the log. */
@@ -70,7 +71,8 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
     logger.info({ key_id: signer.keyId }, 'audit checkpoints are signed with this key');
     const authn = new AuthenticatorChain(authenticatorsFor(config));
     const authFailures = new FailureLimiter(AUTH_FAILURE_BURST, 60_000);
-    const ctx: ApiContext = { config, store, recorder, authn, metrics, logger, authFailures, kills };
+    const proxies = new TrustedProxies(config.trusted_proxies);
+    const ctx: ApiContext = { config, store, recorder, authn, metrics, logger, authFailures, kills, proxies };
     const tunnels = new TunnelEndpoint({ ...ctx, engines: engineFor, ...(options.planner ? { planner: options.planner } : {}) });
 
     await recorder.record({

@@ -110,11 +110,6 @@ export function createServer(handler: RequestHandler, tls?: { cert: string; key:
   return server as Server;
 }
 
-/** The address the request came from (the direct peer; proxies' headers are not trusted). */
-export function remoteAddress(req: IncomingMessage): string | null {
-  return req.socket.remoteAddress ?? null;
-}
-
 /** A header value, single, trimmed to `max` characters, without control characters. */
 export function headerText(req: IncomingMessage, name: string, max: number): string | null {
   const v = req.headers[name.toLowerCase()];

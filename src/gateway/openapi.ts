@@ -46,6 +46,18 @@ export function openApiDocument(): object {
           responses: { 200: { description: 'Connections', ...json({ type: 'array', items: ref('Connection') }) }, ...authed },
         },
       },
+      '/api/v1/connections/{name}': {
+        get: {
+          operationId: 'checkConnection',
+          summary: 'One connection, answered only if the caller may open a session on it now',
+          description: 'The check `hoop connect` makes before it opens a local port, with the same decision as the tunnel: 404 for an unknown connection, 403 `HOOP_FORBIDDEN` outside its `access` groups, 403 `HOOP_POLICY_DENIED` without `X-Hoop-Reason` on a connection with `require_reason`. Every refusal is recorded as `access.denied`.',
+          parameters: [
+            { name: 'name', in: 'path', required: true, schema: { type: 'string', pattern: '^[a-z0-9][a-z0-9_-]{0,62}$' } },
+            { name: 'X-Hoop-Reason', in: 'header', required: false, schema: { type: 'string', maxLength: 1000 }, description: 'The reason the session will carry' },
+          ],
+          responses: { 200: { description: 'The connection', ...json(ref('Connection')) }, 403: error, 404: error, ...authed },
+        },
+      },
       '/api/v1/connections/{name}/tunnel': {
         get: {
           operationId: 'openTunnel',
@@ -62,6 +74,7 @@ export function openApiDocument(): object {
             },
             401: error, 403: error, 404: error, 426: error, 503: error,
           },
+          'x-refusals': 'A refusal of an authenticated caller (403, 404) is recorded as `access.denied`; a refused credential (401) as `auth.failed`.',
         },
       },
       '/api/v1/sessions': {
@@ -69,7 +82,7 @@ export function openApiDocument(): object {
           operationId: 'listSessions',
           summary: 'Recorded sessions, newest first. Admins and auditors see all; others see only their own.',
           parameters: [
-            { name: 'user', in: 'query', schema: { type: 'string' }, description: 'Subject, e.g. `apikey:nightly-etl`' },
+            { name: 'user', in: 'query', schema: { type: 'string', maxLength: 256 }, description: 'A subject (`apikey:nightly-etl`), an email (any case) or an API key name (`nightly-etl`). Others than the caller: admins and auditors only (403, recorded as `access.denied`).' },
             { name: 'connection', in: 'query', schema: { type: 'string' } },
             { name: 'since', in: 'query', schema: { type: 'string', format: 'date-time' }, description: 'Started at or after (RFC 3339)' },
             { name: 'until', in: 'query', schema: { type: 'string', format: 'date-time' }, description: 'Started before (RFC 3339)' },
@@ -77,6 +90,19 @@ export function openApiDocument(): object {
             { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 1000, default: 100 } },
           ],
           responses: { 200: { description: 'Sessions', ...json({ type: 'array', items: ref('SessionSummary') }) }, 400: error, 403: error, ...authed },
+        },
+      },
+      '/api/v1/audit/events': {
+        get: {
+          operationId: 'listAuditEvents',
+          summary: 'Audit events by type and time, newest first. Admins and auditors only; every read is recorded as `audit.read`.',
+          parameters: [
+            { name: 'type', in: 'query', schema: { type: 'string' }, description: 'Event types separated by commas, e.g. `access.denied,auth.failed`; `auth.*` names a family' },
+            { name: 'since', in: 'query', schema: { type: 'string', format: 'date-time' }, description: 'At or after (RFC 3339)' },
+            { name: 'until', in: 'query', schema: { type: 'string', format: 'date-time' }, description: 'Before (RFC 3339)' },
+            { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 1000, default: 100 } },
+          ],
+          responses: { 200: { description: 'Events, newest first', ...json({ type: 'array', items: ref('AuditEvent') }) }, 400: error, 403: error, ...authed },
         },
       },
       '/api/v1/sessions/{id}': {
@@ -128,20 +154,22 @@ export function openApiDocument(): object {
           },
         },
         Connection: {
-          type: 'object', required: ['name', 'type', 'database', 'access', 'allowed', 'requires_approval'],
+          type: 'object', required: ['name', 'type', 'database', 'access', 'allowed', 'requires_approval', 'requires_reason'],
           properties: {
             name: { type: 'string' }, type: { enum: ['postgres'] }, database: { type: 'string' },
             access: { type: 'array', items: { type: 'string' } }, allowed: { type: 'boolean' }, requires_approval: { type: 'boolean' },
+            requires_reason: { type: 'boolean', description: 'Sessions must carry X-Hoop-Reason (`require_reason`)' },
           },
         },
         SessionSummary: {
           type: 'object',
-          required: ['id', 'connection', 'subject', 'email', 'groups', 'source_address', 'client_application', 'started_at', 'ended_at', 'statements', 'end_reason'],
+          required: ['id', 'connection', 'subject', 'email', 'groups', 'source_address', 'client_application', 'started_at', 'ended_at', 'statements', 'end_reason', 'reason'],
           properties: {
             id: { type: 'string' }, connection: { type: 'string' }, subject: { type: 'string' }, email: { type: ['string', 'null'] },
             groups: { type: 'array', items: { type: 'string' } }, source_address: { type: ['string', 'null'] }, client_application: { type: ['string', 'null'] },
             started_at: { type: 'string', format: 'date-time' }, ended_at: { type: ['string', 'null'], format: 'date-time' },
             statements: { type: 'integer' }, end_reason: { type: ['string', 'null'] },
+            reason: { type: ['string', 'null'], description: 'Why the session was opened (X-Hoop-Reason)' },
           },
         },
         SessionKill: {
@@ -160,7 +188,14 @@ export function openApiDocument(): object {
               type: ['object', 'null'],
               properties: { subject: { type: 'string' }, email: { type: ['string', 'null'] }, groups: { type: 'array', items: { type: 'string' } }, auth_method: { enum: ['api_key', 'oidc', 'system'] } },
             },
-            source: { type: ['object', 'null'], properties: { address: { type: ['string', 'null'] }, application: { type: ['string', 'null'] } } },
+            source: {
+              type: ['object', 'null'],
+              properties: {
+                address: { type: ['string', 'null'], description: 'The client: the socket peer, or behind a trusted proxy (`trusted_proxies`) the right-most untrusted X-Forwarded-For hop' },
+                application: { type: ['string', 'null'] },
+                proxy: { type: 'string', description: 'The trusted proxy the request came through (the socket peer); present only then' },
+              },
+            },
             connection: { type: ['string', 'null'] }, session_id: { type: ['string', 'null'] },
             data: {
               type: 'object',

@@ -6,20 +6,23 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isIPv6 } from 'node:net';
 import type { Logger } from 'pino';
-import { FULL_SESSION_ID, type AuthConfig, type ConnectionInfo, type MeInfo, type SessionKillResult } from '../api/types.js';
+import { EVENT_TYPE_PATTERN, FULL_SESSION_ID, type AuthConfig, type ConnectionInfo, type MeInfo, type SessionKillResult } from '../api/types.js';
+import type { AuditEvent } from '../audit/event.js';
 import type { AuditRecorder } from '../audit/recorder.js';
 import { AuthError, HoopError, UsageError, errorMessage } from '../errors.js';
 import { actorOf, type Identity } from '../identity/identity.js';
 import { SESSION_ID_PREFIX } from '../store/filters.js';
-import type { SessionFilter, Store } from '../store/store.js';
+import type { EventFilter, SessionFilter, Store } from '../store/store.js';
+import { DeniedError, admitConnection, reasonHeader, recordDenial, requestSource } from './access.js';
 import type { AuthenticatorChain } from './authn.js';
-import { isAdmin, mayReadAllSessions, mayReadOperatorDetail, mayReadSession, mayUseConnection, rolesOf } from './authz.js';
-import type { GatewayConfig } from './config.js';
+import { isAdmin, mayReadAllSessions, mayReadAuditLog, mayReadOperatorDetail, mayReadSession, mayUseConnection, namesIdentity, rolesOf } from './authz.js';
+import type { ConnectionConfig, GatewayConfig } from './config.js';
 import { eventsFor } from './event-view.js';
-import { HttpError, headerText, readBody, remoteAddress, sendError, sendJson, sendText } from './http.js';
+import { HttpError, readBody, sendError, sendJson, sendText } from './http.js';
 import type { GatewayMetrics } from './metrics.js';
 import type { SessionKills } from './kills.js';
 import { openApiDocument } from './openapi.js';
+import type { TrustedProxies } from './proxies.js';
 
 export interface ApiContext {
   config: GatewayConfig;
@@ -32,6 +35,8 @@ export interface ApiContext {
   authFailures: FailureLimiter;
   /** The sessions this gateway holds, and kill requests for them from any replica. */
   kills: SessionKills;
+  /** Whose X-Forwarded-For is believed (trusted_proxies). */
+  proxies: TrustedProxies;
 }
 
 type Handler = (ctx: ApiContext, req: IncomingMessage, res: ServerResponse, params: { url: URL; match: RegExpExecArray; body: Buffer }) => Promise<void>;
@@ -56,9 +61,11 @@ const routes: Route[] = [
   { pattern: /^\/api\/v1\/auth\/config$/, public: true, handler: authConfig },
   { pattern: /^\/api\/v1\/me$/, public: false, handler: me },
   { pattern: /^\/api\/v1\/connections$/, public: false, handler: connections },
+  { pattern: /^\/api\/v1\/connections\/([^/]+)$/, public: false, handler: connection },
   { pattern: /^\/api\/v1\/sessions$/, public: false, handler: sessions },
   { pattern: /^\/api\/v1\/sessions\/([^/]+)$/, public: false, handler: session },
   { pattern: /^\/api\/v1\/sessions\/([^/]+)\/kill$/, public: false, handler: killSession, methods: ['POST'] },
+  { pattern: /^\/api\/v1\/audit\/events$/, public: false, handler: auditEvents },
   { pattern: /^\/api\/v1\/connections\/([^/]+)\/tunnel$/, public: true, handler: tunnelWithoutUpgrade },
 ];
 
@@ -79,6 +86,8 @@ export async function handleRequest(ctx: ApiContext, req: IncomingMessage, res: 
     if (!found.r.public) identities.set(req, await authenticateRequest(ctx, req));
     await found.r.handler(ctx, req, res, { url, match: found.match!, body });
   } catch (err) {
+    const identity = identities.get(req);
+    if (err instanceof DeniedError && identity) recordDenial(ctx, req, identity, err, 'api');
     if (!(err instanceof HoopError)) ctx.logger.error({ err: errorMessage(err) }, 'request failed');
     if (!res.headersSent) {
       sendError(res, err);
@@ -99,14 +108,15 @@ export async function authenticateRequest(ctx: ApiContext, req: IncomingMessage)
   } catch (err) {
     const e = err instanceof AuthError ? err : new AuthError('HOOP_AUTH_REJECTED', 'authentication failed', { cause: err });
     ctx.metrics.authFailures.inc(e.code);
-    const address = remoteAddress(req);
+    const source = requestSource(ctx, req);
+    const address = source.address ?? null;
     const admitted = ctx.authFailures.admit(failureKey(address));
     if (admitted === null) throw e; // counted in metrics; recorded in the next admitted event's `suppressed`
     ctx.logger.info({ reason: e.message, address }, 'authentication failed');
     ctx.recorder.recordLater({
       type: 'auth.failed',
       actor: null,
-      source: { address, application: headerText(req, 'user-agent', 200) },
+      source,
       data: {
         stage: 'authenticate', code: e.code, reason: e.message, path: (req.url ?? '').split('?')[0]!.slice(0, 200),
         ...(admitted > 0 ? { suppressed: admitted } : {}),
@@ -247,14 +257,30 @@ async function me(ctx: ApiContext, req: IncomingMessage, res: ServerResponse): P
 
 async function connections(ctx: ApiContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const id = identityOf(req);
-  sendJson(res, 200, ctx.config.connections.map((c) => ({
+  sendJson(res, 200, ctx.config.connections.map((c) => connectionInfo(id, c)));
+}
+
+/**
+ * One connection, answered only if the caller may open a session on it now (with the reason in
+ * X-Hoop-Reason where `require_reason` asks for one): the check `hoop connect` makes before it
+ * opens a local port. A refusal is recorded as access.denied, like the tunnel's.
+ */
+async function connection(ctx: ApiContext, req: IncomingMessage, res: ServerResponse, { match }: { match: RegExpExecArray }): Promise<void> {
+  const id = identityOf(req);
+  const c = admitConnection(ctx.config, id, decodeURIComponentSafe(match[1]!), reasonHeader(req));
+  sendJson(res, 200, connectionInfo(id, c));
+}
+
+function connectionInfo(id: Identity, c: ConnectionConfig): ConnectionInfo {
+  return {
     name: c.name,
     type: c.type,
     database: c.upstream.database,
     access: c.access,
     allowed: mayUseConnection(id, c),
     requires_approval: false,
-  }) satisfies ConnectionInfo));
+    requires_reason: c.requireReason,
+  };
 }
 
 const SESSION_QUERY = new Set(['user', 'connection', 'since', 'until', 'id_prefix', 'limit']);
@@ -267,32 +293,24 @@ async function sessions(ctx: ApiContext, req: IncomingMessage, res: ServerRespon
   }
   const filter: SessionFilter = { limit: 100 };
   const user = single(q, 'user');
-  if (user !== undefined) {
-    if (user.length > 256) throw new UsageError('user: too long');
-    filter.subject = user;
-  }
+  if (user !== undefined && user.length > 256) throw new UsageError('user: too long');
   const connection = single(q, 'connection');
   if (connection !== undefined) {
     if (!/^[a-z0-9][a-z0-9_-]{0,62}$/.test(connection)) throw new UsageError('connection: not a connection name');
     filter.connection = connection;
   }
-  const since = single(q, 'since');
-  if (since !== undefined) filter.since = timestamp('since', since);
-  const until = single(q, 'until');
-  if (until !== undefined) filter.until = timestamp('until', until);
+  Object.assign(filter, timeAndLimit(q));
   const idPrefix = single(q, 'id_prefix');
   if (idPrefix !== undefined) {
     if (!SESSION_ID_PREFIX.test(idPrefix)) throw new UsageError('id_prefix: expected the start of a session id (hex digits and dashes)');
     filter.idPrefix = idPrefix;
   }
-  const limit = single(q, 'limit');
-  if (limit !== undefined) {
-    if (!/^\d{1,4}$/.test(limit) || Number(limit) < 1 || Number(limit) > 1000) throw new UsageError('limit: expected a number from 1 to 1000');
-    filter.limit = Number(limit);
-  }
-  if (!mayReadAllSessions(id, ctx.config.roles)) {
-    if (filter.subject !== undefined && filter.subject !== id.subject) {
-      throw new HoopError('HOOP_FORBIDDEN', 'only admins and auditors may list other users\' sessions');
+  if (mayReadAllSessions(id, ctx.config.roles)) {
+    if (user !== undefined) filter.user = user;
+  } else {
+    // `user` may name the caller by subject, email or API key name: that is their own list.
+    if (user !== undefined && !namesIdentity(id, user)) {
+      throw new DeniedError('HOOP_FORBIDDEN', 'only admins and auditors may list other users\' sessions', { stage: 'role', data: { user: user.slice(0, 256) } });
     }
     filter.subject = id.subject;
   }
@@ -304,8 +322,13 @@ async function session(ctx: ApiContext, req: IncomingMessage, res: ServerRespons
   const sessionId = decodeURIComponentSafe(match[1]!);
   if (!SESSION_ID.test(sessionId)) throw new UsageError('not a session id');
   const found = await ctx.store.getSession(sessionId);
-  // Someone else's session is reported as missing, so ids cannot be probed.
-  if (!found || !mayReadSession(id, ctx.config.roles, found.session)) throw new HoopError('HOOP_NOT_FOUND', `no session ${sessionId}`);
+  if (!found) throw new HoopError('HOOP_NOT_FOUND', `no session ${sessionId}`);
+  // Someone else's session is reported as missing, so ids cannot be probed; the record says why.
+  if (!mayReadSession(id, ctx.config.roles, found.session)) {
+    throw new DeniedError('HOOP_NOT_FOUND', `no session ${sessionId}`, {
+      stage: 'role', connection: found.session.connection || null, recorded: `session ${sessionId} is another user's`, data: { session: sessionId },
+    });
+  }
   // Operator-only event data (an upstream failure's address and account) for admins and auditors.
   sendJson(res, 200, { session: found.session, events: eventsFor(found.events, mayReadOperatorDetail(id, ctx.config.roles)) });
 }
@@ -322,7 +345,7 @@ const KILL_WAIT_MS = 5_000;
  */
 async function killSession(ctx: ApiContext, req: IncomingMessage, res: ServerResponse, { match, body }: { match: RegExpExecArray; body: Buffer }): Promise<void> {
   const id = identityOf(req);
-  if (!isAdmin(id, ctx.config.roles)) throw new HoopError('HOOP_FORBIDDEN', 'only admins may end sessions');
+  if (!isAdmin(id, ctx.config.roles)) throw new DeniedError('HOOP_FORBIDDEN', 'only admins may end sessions', { stage: 'role', data: { session: match[1]!.slice(0, 64) } });
   const sessionId = decodeURIComponentSafe(match[1]!);
   if (!FULL_SESSION_ID.test(sessionId)) throw new UsageError('not a session id: expected the whole id (hoop sessions kill resolves a short one)');
   const reason = killRequestReason(body);
@@ -334,7 +357,7 @@ async function killSession(ctx: ApiContext, req: IncomingMessage, res: ServerRes
     await ctx.recorder.record({
       type: 'session.kill',
       actor: actorOf(id),
-      source: { address: remoteAddress(req), application: headerText(req, 'user-agent', 200) },
+      source: requestSource(ctx, req),
       connection: live.connection,
       session_id: sessionId,
       data: { reason, user: live.subject },
@@ -384,6 +407,44 @@ async function liveSession(store: Store, sessionId: string) {
   return s && s.ended_at === null ? s : null;
 }
 
+const AUDIT_EVENTS_QUERY = new Set(['type', 'since', 'until', 'limit']);
+
+/**
+ * Audit events by type and time, newest first (`hoop audit events`): auditors and admins only.
+ * Every read is itself recorded (`audit.read`: who, which filter, how many events) and durable
+ * before the events are sent.
+ */
+async function auditEvents(ctx: ApiContext, req: IncomingMessage, res: ServerResponse, { url }: { url: URL }): Promise<void> {
+  const id = identityOf(req);
+  const q = url.searchParams;
+  for (const key of q.keys()) {
+    if (!AUDIT_EVENTS_QUERY.has(key)) throw new UsageError(`unknown query parameter ${JSON.stringify(key.slice(0, 40))}; accepted: type, since, until, limit`);
+  }
+  const filter: EventFilter = { limit: 100, newestFirst: true };
+  const type = single(q, 'type');
+  if (type !== undefined) {
+    const types = type.split(',').map((t) => t.trim()).filter((t) => t !== '');
+    const bad = types.find((t) => t.length > 64 || !EVENT_TYPE_PATTERN.test(t));
+    if (types.length === 0 || types.length > 50 || bad !== undefined) {
+      throw new UsageError(`type: expected event types separated by commas, such as access.denied,auth.failed or auth.*${bad !== undefined ? ` (not a type: ${JSON.stringify(bad.slice(0, 40))})` : ''}`);
+    }
+    filter.types = types;
+  }
+  Object.assign(filter, timeAndLimit(q));
+  const asked = { types: filter.types ?? null, since: filter.since ?? null, until: filter.until ?? null, limit: filter.limit };
+  if (!mayReadAuditLog(id, ctx.config.roles)) {
+    throw new DeniedError('HOOP_FORBIDDEN', 'only admins and auditors may read the audit log', { stage: 'role', data: { filter: asked } });
+  }
+  const events: AuditEvent[] = await ctx.store.readEvents(filter);
+  await ctx.recorder.record({
+    type: 'audit.read',
+    actor: actorOf(id),
+    source: requestSource(ctx, req),
+    data: { path: url.pathname, filter: asked, events: events.length },
+  });
+  sendJson(res, 200, eventsFor(events, mayReadOperatorDetail(id, ctx.config.roles)));
+}
+
 async function tunnelWithoutUpgrade(): Promise<void> {
   throw new HttpError(426, 'HOOP_USAGE', 'this endpoint is a WebSocket tunnel; use hoop connect');
 }
@@ -394,6 +455,21 @@ function single(q: URLSearchParams, key: string): string | undefined {
   const all = q.getAll(key);
   if (all.length > 1) throw new UsageError(`${key}: given more than once`);
   return all[0];
+}
+
+/** `since`, `until` (RFC 3339) and `limit` (1-1000), as the listing routes take them; only those given. */
+function timeAndLimit(q: URLSearchParams): { since?: string; until?: string; limit?: number } {
+  const out: { since?: string; until?: string; limit?: number } = {};
+  const since = single(q, 'since');
+  if (since !== undefined) out.since = timestamp('since', since);
+  const until = single(q, 'until');
+  if (until !== undefined) out.until = timestamp('until', until);
+  const limit = single(q, 'limit');
+  if (limit !== undefined) {
+    if (!/^\d{1,4}$/.test(limit) || Number(limit) < 1 || Number(limit) > 1000) throw new UsageError('limit: expected a number from 1 to 1000');
+    out.limit = Number(limit);
+  }
+  return out;
 }
 
 /** RFC 3339 (date-time, with offset or Z), normalised to UTC. */

@@ -27,8 +27,10 @@ export interface SessionAuditOptions {
   identity: Identity;
   connection: string;
   sessionId: string;
-  /** The tunnel's peer address. */
+  /** The client's address: the tunnel's peer, or behind a trusted proxy the one it forwarded for. */
   address: string | null;
+  /** The trusted proxy the tunnel came through (trusted_proxies), if any. */
+  proxy?: string;
   /** From the X-Hoop-Reason header. */
   reason: string | null;
   /** The database the connection is configured for (what the session really reaches). */
@@ -47,7 +49,8 @@ export interface SessionAuditOptions {
 
 export function sessionAuditHooks(o: SessionAuditOptions): SessionHooks {
   const actor = actorOf(o.identity);
-  let source: Source = { address: o.address, application: null };
+  const via = o.proxy !== undefined ? { proxy: o.proxy } : {};
+  let source: Source = { address: o.address, application: null, ...via };
   const draft = (type: AuditEventType, data: Record<string, unknown>): AuditEventDraft => ({
     type,
     actor,
@@ -61,7 +64,7 @@ export function sessionAuditHooks(o: SessionAuditOptions): SessionHooks {
 
   return {
     async sessionStart(info: StartupInfo): Promise<void> {
-      source = { address: o.address, application: info.application };
+      source = { address: o.address, application: info.application, ...via };
       await o.recorder.record(draft('session.start', {
         database: o.database,
         user: info.user,

@@ -12,14 +12,15 @@ import type { IncomingMessage } from 'node:http';
 import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { AuthError, HoopError, errorMessage } from '../errors.js';
-import { actorOf, type Identity } from '../identity/identity.js';
+import { HoopError, errorMessage } from '../errors.js';
+import type { Identity } from '../identity/identity.js';
+import type { Source } from '../audit/event.js';
 import type { Engine, StartupInfo, StatementPlan, StatementStart } from '../protocols/engine.js';
 import { tcpDial } from '../protocols/postgres/upstream.js';
-import { mayUseConnection } from './authz.js';
 import { killMessage, killReason } from './kills.js';
+import { DeniedError, admitConnection, reasonHeader, recordDenial, requestSource } from './access.js';
 import type { ConnectionConfig } from './config.js';
-import { HttpError, errorBody, headerText, remoteAddress, statusOf } from './http.js';
+import { HttpError, errorBody, statusOf } from './http.js';
 import { authenticateRequest, type ApiContext } from './routes.js';
 import { sessionAuditHooks } from './session-audit.js';
 import { formatDuration } from '../units.js';
@@ -113,26 +114,12 @@ export class TunnelEndpoint {
     } catch {
       throw new HoopError('HOOP_NOT_FOUND', 'no such connection');
     }
-    const connection = this.ctx.config.connections.find((c) => c.name === name);
-    if (!connection) throw new HoopError('HOOP_NOT_FOUND', `no connection named ${JSON.stringify(name.slice(0, 64))}`, { hint: 'hoop connections lists the ones you may use' });
-    if (!mayUseConnection(identity, connection)) {
-      const reason = `${identity.subject} may not use connection ${connection.name} (it requires one of the groups: ${connection.access.join(', ') || 'none'})`;
-      this.ctx.logger.info({ subject: identity.subject, connection: connection.name }, 'tunnel refused: not in access groups');
-      this.recordRefusal(req, identity, connection, { stage: 'authorize', code: 'HOOP_FORBIDDEN', reason });
-      throw new AuthError('HOOP_FORBIDDEN', reason, { hint: 'ask an administrator to add you to one of those groups' });
+    try {
+      return { identity, connection: admitConnection(this.ctx.config, identity, name, reasonHeader(req)) };
+    } catch (err) {
+      if (err instanceof DeniedError) recordDenial(this.ctx, req, identity, err, 'tunnel');
+      throw err;
     }
-    return { identity, connection };
-  }
-
-  /** An authenticated identity turned away from a connection: `auth.failed`, with why. */
-  private recordRefusal(req: IncomingMessage, identity: Identity, connection: ConnectionConfig, data: { stage: string; code: string; reason: string }): void {
-    this.ctx.recorder.recordLater({
-      type: 'auth.failed',
-      actor: actorOf(identity),
-      source: { address: remoteAddress(req), application: headerText(req, 'user-agent', 200) },
-      connection: connection.name,
-      data,
-    });
   }
 
   /**
@@ -146,8 +133,9 @@ export class TunnelEndpoint {
     const max = connection.maxSessionsPerUser;
     if (max !== null && open >= max) {
       const reason = `${identity.subject} already has ${open} open session${open === 1 ? '' : 's'} on connection ${connection.name}, the limit (max_sessions_per_user ${max}); close one to open another`;
-      this.recordRefusal(req, identity, connection, { stage: 'limit', code: 'HOOP_POLICY_DENIED', reason });
-      throw new HoopError('HOOP_POLICY_DENIED', reason);
+      const err = new DeniedError('HOOP_POLICY_DENIED', reason, { stage: 'limit', connection: connection.name });
+      recordDenial(this.ctx, req, identity, err, 'tunnel');
+      throw err;
     }
     this.openPerUser.set(key, open + 1);
     let released = false;
@@ -205,7 +193,7 @@ export class TunnelEndpoint {
       identity,
       connection: connection.name,
       sessionId,
-      address: remoteAddress(req),
+      ...sourceFields(requestSource(this.ctx, req)),
       reason: reasonHeader(req),
       database: connection.upstream.database,
       maxSessionMs: limit,
@@ -299,11 +287,6 @@ function refuse(socket: Duplex, err: unknown, status: number): void {
   setTimeout(() => socket.destroy(), 1_000).unref();
 }
 
-/** X-Hoop-Reason: UTF-8 sent raw arrives as latin1 in Node's header strings; undo that when valid. */
-function reasonHeader(req: IncomingMessage): string | null {
-  const raw = headerText(req, 'x-hoop-reason', 4000);
-  if (raw === null) return null;
-  const utf8 = Buffer.from(raw, 'latin1').toString('utf8');
-  const text = utf8.includes('\uFFFD') ? raw : utf8;
-  return text.slice(0, 1000);
+function sourceFields(source: Source): { address: string | null; proxy?: string } {
+  return { address: source.address ?? null, ...(source.proxy ? { proxy: source.proxy } : {}) };
 }

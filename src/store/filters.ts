@@ -1,4 +1,5 @@
 /** Validation of the filters callers pass to a Store, shared by both backends. */
+import { EVENT_TYPE_PATTERN } from '../api/types.js';
 import { UsageError } from '../errors.js';
 import type { EventFilter, SessionFilter } from './store.js';
 
@@ -21,16 +22,45 @@ export interface NormalizedEventFilter {
   since: string | null;
   until: string | null;
   limit: number | null;
+  /** Exact types; null: no type filter (with `typePrefixes` also null). */
+  types: string[] | null;
+  /** From `auth.*`: `auth.`. Safe inside a LIKE pattern (no `%`, `_` escaped by the caller). */
+  typePrefixes: string[] | null;
+  newestFirst: boolean;
 }
+
+const MAX_TYPES = 50;
 
 export function normalizeEventFilter(f: EventFilter): NormalizedEventFilter {
   const afterSeq = f.afterSeq ?? 0;
   if (!Number.isSafeInteger(afterSeq) || afterSeq < 0) throw new UsageError(`afterSeq must be a non-negative integer, got ${afterSeq}`);
-  return { afterSeq, since: normalizeInstant('since', f.since), until: normalizeInstant('until', f.until), limit: normalizeLimit(f.limit) };
+  let types: string[] | null = null;
+  let typePrefixes: string[] | null = null;
+  if (f.types !== undefined) {
+    if (f.types.length === 0 || f.types.length > MAX_TYPES) throw new UsageError(`types: expected 1 to ${MAX_TYPES} event types`);
+    for (const t of f.types) {
+      if (typeof t !== 'string' || t.length > 64 || !EVENT_TYPE_PATTERN.test(t)) {
+        throw new UsageError(`not an event type: ${JSON.stringify(String(t).slice(0, 40))}`, { hint: 'e.g. access.denied, auth.failed or auth.*' });
+      }
+    }
+    types = [...new Set(f.types.filter((t) => !t.endsWith('.*')))];
+    typePrefixes = [...new Set(f.types.filter((t) => t.endsWith('.*')).map((t) => t.slice(0, -1)))];
+  }
+  return {
+    afterSeq, since: normalizeInstant('since', f.since), until: normalizeInstant('until', f.until), limit: normalizeLimit(f.limit),
+    types, typePrefixes, newestFirst: f.newestFirst === true,
+  };
+}
+
+/** A LIKE pattern for a type prefix (`auth.`): `_` is a LIKE wildcard and must be escaped. */
+export function typePrefixPattern(prefix: string): string {
+  return `${prefix.replace(/_/g, '\\_')}%`;
 }
 
 export interface NormalizedSessionFilter {
   subject: string | null;
+  /** Matched against the subject, the email (lowercased) and `apikey:<user>`. */
+  user: string | null;
   connection: string | null;
   since: string | null;
   until: string | null;
@@ -45,6 +75,7 @@ export const SESSION_ID_PREFIX = /^[0-9a-f][0-9a-f-]{0,35}$/;
 export function normalizeSessionFilter(f: SessionFilter): NormalizedSessionFilter {
   return {
     subject: f.subject ?? null,
+    user: f.user ?? null,
     connection: f.connection ?? null,
     since: normalizeInstant('since', f.since),
     until: normalizeInstant('until', f.until),

@@ -13,7 +13,7 @@
 import pg from 'pg';
 import type { AuditEvent, UnsealedEvent } from '../audit/event.js';
 import { StoreError, errorMessage, isHoopError } from '../errors.js';
-import { normalizeEventFilter, normalizeSessionFilter } from './filters.js';
+import { normalizeEventFilter, normalizeSessionFilter, typePrefixPattern } from './filters.js';
 import { POSTGRES_MIGRATIONS, pendingMigrations } from './migrations.js';
 import { redactSecret, redactUrl } from './redact.js';
 import { EVENT_COLUMNS, sealBatch, type EventRowValues } from './rows.js';
@@ -112,12 +112,22 @@ export class PostgresStore implements Store {
 
   async readEvents(filter: EventFilter): Promise<AuditEvent[]> {
     const f = normalizeEventFilter(filter);
+    const params: unknown[] = [];
+    const p = (v: unknown): string => (params.push(v), `$${params.length}`);
+    const where = [`seq > ${p(f.afterSeq)}`];
+    if (f.since !== null) where.push(`time >= ${p(f.since)}::timestamptz`);
+    if (f.until !== null) where.push(`time < ${p(f.until)}::timestamptz`);
+    if (f.types !== null && f.typePrefixes !== null) {
+      const any = [
+        ...(f.types.length ? [`type = ANY(${p(f.types)}::text[])`] : []),
+        ...f.typePrefixes.map((prefix) => `type LIKE ${p(typePrefixPattern(prefix))} ESCAPE '\\'`),
+      ];
+      where.push(`(${any.join(' OR ')})`);
+    }
     const rows = await this.query<PgEventRow>(
       'read audit events',
-      `SELECT ${EVENT_COLUMNS} FROM events
-        WHERE seq > $1 AND ($2::timestamptz IS NULL OR time >= $2) AND ($3::timestamptz IS NULL OR time < $3)
-        ORDER BY seq LIMIT $4`,
-      [f.afterSeq, f.since, f.until, f.limit],
+      `SELECT ${EVENT_COLUMNS} FROM events WHERE ${where.join(' AND ')} ORDER BY seq ${f.newestFirst ? 'DESC' : ''} LIMIT ${p(f.limit)}`,
+      params,
     );
     return rows.map(fromRow);
   }
@@ -131,6 +141,9 @@ export class PostgresStore implements Store {
       where.push(clause(`$${params.length}`));
     };
     if (f.subject !== null) add((p) => `(s.actor ->> 'subject') = ${p}`, f.subject);
+    if (f.user !== null) {
+      add((p) => `((s.actor ->> 'subject') = ${p} OR (s.actor ->> 'subject') = 'apikey:' || ${p} OR lower(s.actor ->> 'email') = lower(${p}))`, f.user);
+    }
     if (f.connection !== null) add((p) => `s.connection = ${p}`, f.connection);
     if (f.since !== null) add((p) => `s.time >= ${p}`, f.since);
     if (f.until !== null) add((p) => `s.time < ${p}`, f.until);

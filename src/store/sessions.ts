@@ -21,6 +21,7 @@ export interface SessionRow {
 export function sessionSummaryOf(row: SessionRow): SessionSummary {
   const application = row.data['application'];
   const endReason = row.end_data?.['reason'];
+  const reason = row.data['reason'];
   return {
     id: row.id,
     connection: row.connection ?? '',
@@ -33,5 +34,6 @@ export function sessionSummaryOf(row: SessionRow): SessionSummary {
     ended_at: row.ended_at,
     statements: row.statements,
     end_reason: typeof endReason === 'string' ? endReason : null,
+    reason: typeof reason === 'string' ? reason : null,
   };
 }

@@ -23,7 +23,7 @@ import { Worker } from 'node:worker_threads';
 import { EncodedEvent } from '../audit/chain.js';
 import type { AuditEvent, UnsealedEvent } from '../audit/event.js';
 import { StoreError, errorMessage } from '../errors.js';
-import { normalizeEventFilter, normalizeSessionFilter } from './filters.js';
+import { normalizeEventFilter, normalizeSessionFilter, typePrefixPattern } from './filters.js';
 import { EVENT_COLUMNS, sealBatch } from './rows.js';
 import { SQLITE_MIGRATIONS, pendingMigrations } from './migrations.js';
 import { sessionSummaryOf, type SessionRow } from './sessions.js';
@@ -231,12 +231,22 @@ export class SqliteStore implements Store {
   async readEvents(filter: EventFilter): Promise<AuditEvent[]> {
     this.refuseAfterClose('read audit events');
     const f = normalizeEventFilter(filter);
+    const where = ['seq > ?'];
+    const params: unknown[] = [f.afterSeq];
+    if (f.since !== null) (where.push('time >= ?'), params.push(f.since));
+    if (f.until !== null) (where.push('time < ?'), params.push(f.until));
+    if (f.types !== null && f.typePrefixes !== null) {
+      const any = [
+        ...(f.types.length ? [`type IN (${f.types.map(() => '?').join(', ')})`] : []),
+        ...f.typePrefixes.map(() => `type LIKE ? ESCAPE '\\'`),
+      ];
+      where.push(`(${any.join(' OR ')})`);
+      params.push(...f.types, ...f.typePrefixes.map(typePrefixPattern));
+    }
     const rows = await this.all<EventRow>(
       'read audit events',
-      `SELECT * FROM events
-        WHERE seq > ? AND (? IS NULL OR time >= ?) AND (? IS NULL OR time < ?)
-        ORDER BY seq LIMIT ?`,
-      [f.afterSeq, f.since, f.since, f.until, f.until, f.limit ?? -1],
+      `SELECT * FROM events WHERE ${where.join(' AND ')} ORDER BY seq ${f.newestFirst ? 'DESC' : ''} LIMIT ?`,
+      [...params, f.limit ?? -1],
     );
     return rows.map(fromRow);
   }
@@ -247,6 +257,10 @@ export class SqliteStore implements Store {
     const where: string[] = [];
     const params: unknown[] = [];
     if (f.subject !== null) (where.push(`json_extract(s.actor, '$.subject') = ?`), params.push(f.subject));
+    if (f.user !== null) {
+      where.push(`(json_extract(s.actor, '$.subject') IN (?, ?) OR lower(json_extract(s.actor, '$.email')) = ?)`);
+      params.push(f.user, `apikey:${f.user}`, f.user.toLowerCase());
+    }
     if (f.connection !== null) (where.push('s.connection = ?'), params.push(f.connection));
     if (f.since !== null) (where.push('s.time >= ?'), params.push(f.since));
     if (f.until !== null) (where.push('s.time < ?'), params.push(f.until));

@@ -6,6 +6,8 @@ export type { SessionDetail, SessionSummary };
 
 export interface SessionFilter {
   subject?: string;
+  /** A subject, an email (case-insensitive) or an API key name (`alice` for `apikey:alice`). */
+  user?: string;
   connection?: string;
   since?: string; // RFC 3339; sessions started at or after
   until?: string; // RFC 3339; sessions started before
@@ -32,6 +34,10 @@ export interface EventFilter {
   since?: string;
   until?: string;
   limit?: number;
+  /** Only events of these types; `auth.*` names every type that starts with `auth.`. */
+  types?: readonly string[];
+  /** Newest first (with `limit`: the last N); default oldest first. */
+  newestFirst?: boolean;
 }
 
 /**

@@ -78,7 +78,7 @@ describe('hoop connections', () => {
 
   it('--json prints the API array', async () => {
     const r = await runHoop(['--json', 'connections'], as('alice'));
-    expect(JSON.parse(r.stdout)).toEqual([{ name: 'bank', type: 'postgres', database: 'hoop_test', access: ['analysts', 'dba'], allowed: true, requires_approval: false }]);
+    expect(JSON.parse(r.stdout)).toEqual([{ name: 'bank', type: 'postgres', database: 'hoop_test', access: ['analysts', 'dba'], allowed: true, requires_approval: false, requires_reason: false }]);
   });
 
   it('a rejected key exits 4 with one line and a hint about HOOP_TOKEN', async () => {
@@ -97,7 +97,7 @@ describe('hoop sessions', () => {
     expect(r.code).toBe(0);
     const rows = r.stdout.trimEnd().split('\n').map((l) => l.split('\t'));
     expect(rows.map((r) => r[0])).toEqual([sessionId, twinB, twinA]);
-    expect(rows[0]).toEqual([sessionId, 'apikey:alice', 'bank', '2026-11-28T09:00:00.000Z', '5m 0s', '4', 'psql @ 127.0.0.1', 'client closed']);
+    expect(rows[0]).toEqual([sessionId, 'apikey:alice', 'bank', '2026-11-28T09:00:00.000Z', '5m 0s', '4', 'psql @ 127.0.0.1', 'client closed', '']);
   });
 
   it('on an 80-column terminal: a header, short ids, and every column readable', async () => {

@@ -14,12 +14,12 @@ function event(seq: number, type: AuditEvent['type'], data: Record<string, unkno
   };
 }
 
-function show(end: QueryEndData, statement: string, rows = 5): string {
+function show(end: QueryEndData, statement: string, rows = 5, o: { full?: boolean; catalog?: boolean } = {}): string {
   const t = IOStreams.test();
   renderSession(t.io, {
-    session: { id: 's1', connection: 'bank', subject: 'apikey:alice', email: null, groups: [], source_address: null, client_application: null, started_at: '2026-11-28T09:00:00.000Z', ended_at: null, statements: 1, end_reason: null },
+    session: { id: 's1', connection: 'bank', subject: 'apikey:alice', email: null, groups: [], source_address: null, client_application: null, started_at: '2026-11-28T09:00:00.000Z', ended_at: null, statements: 1, end_reason: null, reason: null },
     events: [event(1, 'query.start', { query_id: 'q', protocol: 'simple', statement }), event(2, 'query.end', end as unknown as Record<string, unknown>)],
-  }, { rows });
+  }, { rows, ...o });
   return t.stdout();
 }
 
@@ -63,5 +63,48 @@ describe('sessions show: notices, notifications and uploads', () => {
     const out = show({ ...base, command_tags: ['SELECT 0'] }, 'select');
     expect(out).not.toContain('messages:');
     expect(out).not.toContain('uploaded:');
+  });
+});
+
+describe('sessions show: --full, psql catalog queries, COPY columns', () => {
+  const long = 'x'.repeat(40);
+  const withRow = (columns: string[], rows: (string | null)[][], tag: string): QueryEndData => ({
+    ...base, command_tags: [tag], rows: rows.length, result: { sets: [{ columns, rows, tag, statement: 0 }], truncated: false, sha256: 'ab'.repeat(32) },
+  });
+
+  it('cuts cells at 32 characters, and --full prints them whole', () => {
+    const end = withRow(['note'], [[long]], 'SELECT 1');
+    expect(show(end, 'select note from notes')).toContain(`${'x'.repeat(31)}…`);
+    expect(show(end, 'select note from notes', 5, { full: true })).toContain(`│ ${long} │`);
+  });
+
+  it('folds a psql catalog query into one line naming what it read; --catalog shows it', () => {
+    const sql = 'SELECT c.relname FROM pg_catalog.pg_class c LEFT JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE pg_catalog.pg_table_is_visible(c.oid)';
+    const end = withRow(['relname'], [['customers']], 'SELECT 1');
+    const folded = show(end, sql);
+    expect(folded).toContain('#1  2026-11-28 09:00:00Z  1 ms  catalog query (1 row): pg_catalog.pg_class, pg_catalog.pg_namespace  (--catalog shows it)');
+    expect(folded).not.toContain('│ customers');
+    expect(show(end, sql, 5, { catalog: true })).toContain('│ customers │');
+    // A failed catalog query is shown whole: something unusual happened.
+    expect(show({ ...end, outcome: 'error', error: { code: '42P01', message: 'nope' } }, sql)).toContain('error: nope (42P01)');
+  });
+
+  it('COPY TO shows the columns it names, split from its data lines', () => {
+    const end = withRow(['copy'], [['1\tAda\t\\N\n'], ['2\tGrace\tx\n']], 'COPY 2');
+    const out = show(end, 'COPY customers (id, name, note) TO STDOUT');
+    expect(out).toMatch(/│ id │ name\s+│ note │/);
+    expect(out).toMatch(/│ 1\s+│ Ada\s+│ NULL │/);
+    const csv = show(withRow(['copy'], [['id,name\n'], ['1,"Lovelace, Ada"\n']], 'COPY 1'), 'COPY customers TO STDOUT WITH (FORMAT csv, HEADER)');
+    expect(csv).toMatch(/│ id │ name\s+│/);
+    expect(csv).toMatch(/│ 1\s+│ Lovelace, Ada │/);
+    expect(show(withRow(['copy'], [['1\t2\n']], 'COPY 1'), 'COPY (SELECT 1, 2) TO STDOUT')).toMatch(/│ column1 │ column2 │/);
+  });
+
+  it('COPY FROM names its columns above the uploaded lines', () => {
+    const out = show({
+      ...base, command_tags: ['COPY 1'], rows: 1,
+      upload: { messages: 1, bytes: 6, rows: 1, sha256: 'ef'.repeat(32), truncated: false, copies: [{ statement: 0, format: 'text', rows: 1, bytes: 6, data: '1\tAda\n', truncated: false, end: 'done' }] },
+    }, 'COPY customers (id, name) FROM STDIN');
+    expect(out).toContain('  columns: id, name');
   });
 });

@@ -47,13 +47,15 @@ describe('authentication', () => {
 
   test('unknown API key: 401, recorded as auth.failed with the reason and address but never the token', async () => {
     const bad = 'hoop_this-is-not-a-configured-key';
-    const r = await get('/api/v1/connections', bad, { 'user-agent': 'api-test' });
+    // Without trusted_proxies, X-Forwarded-For is ignored: the peer is the source.
+    const r = await get('/api/v1/connections', bad, { 'user-agent': 'api-test', 'x-forwarded-for': '6.6.6.6' });
     expect(r.status).toBe(401);
     expect(r.json.error).toMatchObject({ code: 'HOOP_AUTH_REJECTED', message: 'unknown API key' });
     await expect.poll(async () => (await auditEvents('auth.failed')).some((x) => x.data['reason'] === 'unknown API key')).toBe(true);
     const events = await auditEvents('auth.failed');
     const e = events.find((x) => x.data['reason'] === 'unknown API key')!;
     expect(e).toMatchObject({ actor: null, source: { address: '127.0.0.1', application: 'api-test' } });
+    expect(e.source).not.toHaveProperty('proxy');
     expect(e.data).toMatchObject({ stage: 'authenticate', code: 'HOOP_AUTH_REJECTED', path: '/api/v1/connections' });
     expect(JSON.stringify(events)).not.toContain(bad);
   });
@@ -78,8 +80,8 @@ describe('connections', () => {
     const alice = await get('/api/v1/connections', gw.keys['alice']);
     expect(alice.status).toBe(200);
     expect(alice.json).toEqual([
-      { name: 'bank', type: 'postgres', database: upstream.database, access: ['analysts', 'dba'], allowed: true, requires_approval: false },
-      { name: 'ledger', type: 'postgres', database: upstream.database, access: ['finance'], allowed: false, requires_approval: false },
+      { name: 'bank', type: 'postgres', database: upstream.database, access: ['analysts', 'dba'], allowed: true, requires_approval: false, requires_reason: false },
+      { name: 'ledger', type: 'postgres', database: upstream.database, access: ['finance'], allowed: false, requires_approval: false, requires_reason: false },
     ]);
     // Admins get no implicit data access.
     const root = await get('/api/v1/connections', gw.keys['root']);
@@ -168,7 +170,7 @@ describe('public endpoints and plumbing', () => {
     expect(r.status).toBe(200);
     expect(r.json.openapi).toBe('3.1.0');
     expect(Object.keys(r.json.paths).sort()).toEqual([
-      '/api/v1/auth/config', '/api/v1/connections', '/api/v1/connections/{name}/tunnel', '/api/v1/me',
+      '/api/v1/audit/events', '/api/v1/auth/config', '/api/v1/connections', '/api/v1/connections/{name}', '/api/v1/connections/{name}/tunnel', '/api/v1/me',
       '/api/v1/openapi.json', '/api/v1/sessions', '/api/v1/sessions/{id}', '/api/v1/sessions/{id}/kill', '/healthz', '/metrics',
     ]);
     // Every $ref resolves.

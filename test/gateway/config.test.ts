@@ -317,3 +317,20 @@ describe('deploy/hoop.example.yaml', () => {
     }
   });
 });
+
+describe('trusted_proxies and require_reason', () => {
+  test('parse into CIDRs and a boolean; bad values are named by key path', () => {
+    const c = parseConfig(minimal({ trusted_proxies: ['10.0.0.0/8', 'fd00::/8', '192.0.2.7'] }), 'hoop.yaml', dir);
+    expect(c.trusted_proxies).toEqual([
+      { address: '10.0.0.0', prefix: 8, family: 'ipv4' }, { address: 'fd00::', prefix: 8, family: 'ipv6' }, { address: '192.0.2.7', prefix: 32, family: 'ipv4' },
+    ]);
+    expect(c.connections[0]!.requireReason).toBe(false);
+    expect(problems(minimal({ trusted_proxies: ['10.0.0.0/40', 'lb.internal'] }))).toEqual([
+      'hoop.yaml: trusted_proxies[0]: expected an IPv4 or IPv6 address or CIDR block, e.g. 10.0.0.0/8 or fd00::/8',
+      'hoop.yaml: trusted_proxies[1]: expected an IPv4 or IPv6 address or CIDR block, e.g. 10.0.0.0/8 or fd00::/8',
+    ]);
+    const raw = minimal();
+    (raw['connections'] as Record<string, unknown>[])[0]!['require_reason'] = 'yes';
+    expect(problems(raw)).toEqual(['hoop.yaml: connections[0].require_reason: expected true or false']);
+  });
+});

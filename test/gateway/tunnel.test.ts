@@ -47,17 +47,18 @@ describe('tunnel refusals happen before the upgrade, as HTTP with the JSON error
     expect((await tryTunnel(gw.url, 'nosuch')).status).toBe(401);
   });
 
-  test('403 when the identity is not in the access groups; recorded as auth.failed (authorize)', async () => {
+  test('403 when the identity is not in the access groups; recorded as access.denied (authorize)', async () => {
     const r = await tryTunnel(gw.url, 'ledger', gw.keys['alice']);
     expect(r.status).toBe(403);
     expect(r.body.error.code).toBe('HOOP_FORBIDDEN');
     expect(r.body.error.message).toBe('apikey:alice may not use connection ledger (it requires one of the groups: finance)');
     // Admin role does not grant data access.
     expect((await tryTunnel(gw.url, 'bank', gw.keys['root'])).status).toBe(403);
-    await expect.poll(async () => (await events()).some((e) => e.type === 'auth.failed' && e.connection === 'ledger')).toBe(true);
-    const e = (await events()).find((x) => x.type === 'auth.failed' && x.connection === 'ledger')!;
+    await expect.poll(async () => (await events()).some((e) => e.type === 'access.denied' && e.connection === 'ledger')).toBe(true);
+    const e = (await events()).find((x) => x.type === 'access.denied' && x.connection === 'ledger')!;
     expect(e.actor).toMatchObject({ subject: 'apikey:alice', auth_method: 'api_key' });
-    expect(e.data).toMatchObject({ stage: 'authorize', code: 'HOOP_FORBIDDEN' });
+    expect(e.source).toMatchObject({ address: '127.0.0.1' });
+    expect(e.data).toMatchObject({ via: 'tunnel', stage: 'authorize', code: 'HOOP_FORBIDDEN', reason: r.body.error.message, path: '/api/v1/connections/ledger/tunnel' });
     const metrics = await (await request(`${gw.url}/metrics`)).body.text();
     expect(metrics).toMatch(/^hoop_tunnel_refusals_total\{status="403"\} [2-9]$/m);
     expect(metrics).toMatch(/^hoop_tunnel_refusals_total\{status="401"\} \d+$/m);
@@ -143,7 +144,7 @@ describe('a session through the tunnel', () => {
     await first.end();
     await expect.poll(async () => (await tunnelClient(gw.url, 'capped', gw.keys['alice']!).then((c) => c.end().then(() => true), () => false))).toBe(true);
     await Promise.all([second.end(), bobs.end()]);
-    const refusals = (await events()).filter((e) => e.type === 'auth.failed' && e.data['stage'] === 'limit');
+    const refusals = (await events()).filter((e) => e.type === 'access.denied' && e.data['stage'] === 'limit');
     expect(refusals.length).toBeGreaterThanOrEqual(1);
     expect(refusals[0]!.actor).toMatchObject({ subject: 'apikey:alice' });
   });

@@ -13,10 +13,10 @@ export interface Refusal {
 }
 
 /** Tries to open a tunnel; resolves with the HTTP refusal, or rejects if the upgrade succeeded. */
-export function tryTunnel(gateway: string, connection: string, key?: string): Promise<Refusal> {
+export function tryTunnel(gateway: string, connection: string, key?: string, headers: Record<string, string> = {}): Promise<Refusal> {
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(`${gateway.replace(/^http/, 'ws')}/api/v1/connections/${connection}/tunnel`, {
-      headers: key === undefined ? {} : { authorization: `Bearer ${key}` },
+      headers: { ...(key === undefined ? {} : { authorization: `Bearer ${key}` }), ...headers },
     });
     ws.on('unexpected-response', (_req, res) => {
       let text = '';

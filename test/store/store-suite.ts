@@ -168,6 +168,23 @@ export function storeSuite(h: StoreHarness): void {
       await expect(store.readEvents({ since: 'yesterday-ish' })).rejects.toBeInstanceOf(UsageError);
     });
 
+    test('read filters by type: exact names and families (auth.*), oldest or newest first', async () => {
+      const store = await fresh();
+      const types: AuditEventType[] = ['auth.failed', 'access.denied', 'query.start', 'auth.succeeded', 'access.denied', 'session.start'];
+      await store.appendEvents(types.map((type) => event({ type })));
+      const seqs = async (f: Parameters<Store['readEvents']>[0]) => (await store.readEvents(f)).map((e) => e.seq);
+      expect(await seqs({ types: ['access.denied'] })).toEqual([2, 5]);
+      expect(await seqs({ types: ['access.denied', 'auth.failed'] })).toEqual([1, 2, 5]);
+      expect(await seqs({ types: ['auth.*'] })).toEqual([1, 4]);
+      expect(await seqs({ types: ['auth.*', 'session.start'], newestFirst: true })).toEqual([6, 4, 1]);
+      expect(await seqs({ types: ['access.denied', 'auth.failed'], newestFirst: true, limit: 2 })).toEqual([5, 2]);
+      expect(await seqs({ types: ['nothing.here'] })).toEqual([]);
+      // `_` is not a wildcard in a family, nor is `%` an event type.
+      await store.appendEvents([event({ type: 'authxfailed' as AuditEventType })]);
+      expect(await seqs({ types: ['auth.*'] })).toEqual([1, 4]);
+      for (const bad of [[], ['%'], ['auth%'], ['Auth.failed'], ["x' OR '1'='1"]]) await expect(store.readEvents({ types: bad })).rejects.toBeInstanceOf(UsageError);
+    });
+
     test('migrate is idempotent and keeps the chain', async () => {
       const store = await fresh();
       const [e1] = await store.appendEvents([event()]);
@@ -212,7 +229,7 @@ export function storeSuite(h: StoreHarness): void {
         event({ type: 'query.start', session_id: s1, time: '2026-02-01T09:00:03.000Z', data: { query_id: 'q2', statement: 'select 2' } }),
         event({ type: 'query.start', session_id: s2, time: '2026-02-02T09:00:01.000Z', data: { query_id: 'q3', statement: 'select 3' } }),
         event({ type: 'session.end', session_id: s1, time: '2026-02-01T09:10:00.000Z', data: { reason: 'client closed', error: null } }),
-        event({ type: 'session.start', session_id: s3, actor: alice, time: '2026-02-03T09:00:00.000Z', data: { application: 'DBeaver', database: 'bank' } }),
+        event({ type: 'session.start', session_id: s3, actor: alice, time: '2026-02-03T09:00:00.000Z', data: { application: 'DBeaver', database: 'bank', reason: 'INC-7: refunds' } }),
         event({ type: 'config.loaded', session_id: null, data: {} }),
       ]);
       return { s1, s2, s3 };
@@ -235,9 +252,10 @@ export function storeSuite(h: StoreHarness): void {
         ended_at: '2026-02-01T09:10:00.000Z',
         statements: 2,
         end_reason: 'client closed',
+        reason: null,
       });
       expect(list[1]).toMatchObject({ id: s2, subject: 'bob', email: null, groups: ['dba', 'ops'], connection: 'ledger', client_application: 'pgbench', statements: 1, ended_at: null, end_reason: null });
-      expect(list[0]).toMatchObject({ id: s3, client_application: 'DBeaver', statements: 0 });
+      expect(list[0]).toMatchObject({ id: s3, client_application: 'DBeaver', statements: 0, reason: 'INC-7: refunds' });
     });
 
     test('list filters by subject, connection, since, until, id prefix and limit', async () => {
@@ -246,6 +264,12 @@ export function storeSuite(h: StoreHarness): void {
       const ids = async (f: Parameters<Store['listSessions']>[0]) => (await store.listSessions(f)).map((s) => s.id);
       expect(await ids({ subject: 'alice' })).toEqual([s3, s1]);
       expect(await ids({ subject: 'nobody' })).toEqual([]);
+      // user: the subject, the email (any case) or an API key's name.
+      expect(await ids({ user: 'alice' })).toEqual([s3, s1]);
+      expect(await ids({ user: 'Alice@Bank.example' })).toEqual([s3, s1]);
+      expect(await ids({ user: 'bob' })).toEqual([s2]);
+      expect(await ids({ user: 'alice@bank' })).toEqual([]);
+      expect(await ids({ user: '%' })).toEqual([]);
       expect(await ids({ connection: 'ledger' })).toEqual([s2]);
       expect(await ids({ since: '2026-02-02T09:00:00Z' })).toEqual([s3, s2]);
       expect(await ids({ until: '2026-02-02T09:00:00Z' })).toEqual([s1]);

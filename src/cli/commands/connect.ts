@@ -9,6 +9,7 @@
  *                                 user's password file), runs until SIGINT/SIGTERM
  */
 import type { ConnectionInfo, MeInfo } from '../../api/types.js';
+import type { GatewayApi } from '../../client/api.js';
 import { HoopError, UsageError } from '../../errors.js';
 import { isLoopbackHost } from '../../net/loopback.js';
 import { arg, defineCommand, opt, type CommandGroup } from '../command.js';
@@ -76,8 +77,7 @@ export const connectCommand = defineCommand({
     await confirmListen(ctx, options.listen, options.insecureListenAnywhere);
     const gateway = ctx.gateway();
     const api = ctx.api();
-    const [me, list] = await Promise.all([api.me(), api.connections()]);
-    const connection = pickConnection(list, name);
+    const [me, connection] = await Promise.all([api.me(), checkConnection(api, name, options.reason)]);
     const user = localUserName(me);
     const { openLocalTunnel } = await import('../../client/tunnel.js');
     const { pinnedToken } = await import('../../client/identity-pin.js');
@@ -221,6 +221,21 @@ function parseListen(raw: string): string {
   const v = raw.trim();
   if (!v || /\s|\//.test(v)) throw new UsageError(`invalid --listen '${raw}': expected an address such as 127.0.0.1 or ::1`);
   return v;
+}
+
+/**
+ * Asks the gateway whether this identity may open a session on `name` now (it records a
+ * refusal as access.denied), before any port is opened. An unknown or forbidden connection is
+ * explained from the list of connections, as pickConnection words it.
+ */
+async function checkConnection(api: GatewayApi, name: string, reason: string | undefined): Promise<ConnectionInfo> {
+  try {
+    return await api.connection(name, reason);
+  } catch (err) {
+    if (!(err instanceof HoopError) || (err.code !== 'HOOP_NOT_FOUND' && err.code !== 'HOOP_FORBIDDEN')) throw err;
+    pickConnection(await api.connections(), name);
+    throw err;
+  }
 }
 
 /** The connection by name, or a clear refusal before any port is opened. */

@@ -7,11 +7,13 @@ import { arg, defineCommand, opt, type CommandGroup } from '../command.js';
 import type { CommandContext } from '../context.js';
 import type { ColorScheme, IOStreams } from '../iostreams.js';
 import { printJson, printTable, sanitize } from '../output.js';
+import { catalogRelations, copyFields, copyLayout, type CopyLayout } from '../statement-view.js';
 import { formatRelative, formatTimestamp, parseTimeArg } from '../time.js';
 
 const DEFAULT_LIMIT = 50;
 
-function parseLimit(raw: string): number {
+/** `--limit` of a listing (sessions, audit events): 1 to 1000, as the gateway takes it. */
+export function parseLimit(raw: string): number {
   const n = Number(raw);
   if (!/^\d+$/.test(raw) || n < 1 || n > 1_000) throw new UsageError(`invalid --limit '${raw}': expected a whole number from 1 to 1000`);
   return n;
@@ -23,6 +25,8 @@ export const sessionsShowCommand = defineCommand({
   args: [arg('id', 'session id, or its first characters (from `hoop sessions`)')],
   options: {
     rows: opt.parsed('--rows <n>', 'rows of returned data to show per statement', parseRows, 5),
+    full: opt.flag('--full', 'print whole values (by default cells are cut at 32 characters)'),
+    catalog: opt.flag('--catalog', 'show the catalog queries psql sends for \\d, \\dt, ... in full (by default one line each)'),
   },
   examples: ['hoop sessions show 0193a5c2-7c1e-4a10-9f1e-2b1c3d4e5f60', 'hoop sessions show 0193a5c2', 'hoop sessions show <id> --json | jq \'.events[] | select(.type == "query.start") | .data.statement\''],
   async run(ctx, { args, options }) {
@@ -30,7 +34,7 @@ export const sessionsShowCommand = defineCommand({
     if (ctx.globals.json) return printJson(ctx.io, detail);
     const endPager = ctx.io.startPager();
     try {
-      renderSession(ctx.io, detail, { rows: options.rows });
+      renderSession(ctx.io, detail, { rows: options.rows, full: options.full, catalog: options.catalog });
     } finally {
       await endPager();
     }
@@ -87,7 +91,7 @@ export const sessionsCommand = defineCommand({
   summary: 'List recorded sessions',
   description: 'List recorded sessions, newest first. Times accept RFC 3339 (2026-11-28T09:00:00Z, 2026-11-28)\nor a span back from now (30m, 2h, 7d).',
   options: {
-    user: opt.text('--user <user>', 'only sessions of this subject (e.g. apikey:alice; admins and auditors only)'),
+    user: opt.text('--user <user>', 'only sessions of this user: subject, email or API key name (others\' sessions: admins and auditors only)'),
     connection: opt.text('--connection <name>', 'only sessions on this connection', { complete: 'connections' }),
     since: opt.text('--since <time>', 'sessions started at or after this time'),
     until: opt.text('--until <time>', 'sessions started before this time'),
@@ -119,7 +123,7 @@ function renderSessionList(ctx: CommandContext, list: SessionSummary[], limit: n
   const tty = io.isStdoutTTY;
   printTable(
     io,
-    [{ title: 'ID', keep: true }, 'USER', 'CONNECTION', 'STARTED', 'DURATION', 'STATEMENTS', { title: 'CLIENT', optional: true }, { title: 'END', optional: true }],
+    [{ title: 'ID', keep: true }, 'USER', 'CONNECTION', 'STARTED', 'DURATION', 'STATEMENTS', { title: 'CLIENT', optional: true }, { title: 'END', optional: true }, { title: 'REASON', optional: true }],
     list.map((s) => [
       // A terminal gets the short id `sessions show` accepts; a pipe the full one.
       { text: tty ? s.id.slice(0, SHORT_ID_LENGTH) : s.id, style: cs.cyan },
@@ -130,6 +134,7 @@ function renderSessionList(ctx: CommandContext, list: SessionSummary[], limit: n
       String(s.statements),
       [s.client_application, s.source_address].filter(Boolean).join(' @ '),
       s.end_reason ?? '',
+      s.reason ?? '',
     ]),
   );
   if (list.length >= limit) io.info(io.err.dim(`Showing the first ${limit}; narrow with --since/--user/--connection or raise --limit.`));
@@ -158,7 +163,15 @@ export function statementsOf(events: AuditEvent[]): Statement[] {
   return out;
 }
 
-export function renderSession(io: IOStreams, { session: s, events }: SessionDetail, o: { rows: number }): void {
+export interface RenderOptions {
+  rows: number;
+  /** Whole cells, parameters and uploaded lines instead of cut ones. */
+  full?: boolean;
+  /** psql's catalog queries in full instead of one line each. */
+  catalog?: boolean;
+}
+
+export function renderSession(io: IOStreams, { session: s, events }: SessionDetail, o: RenderOptions): void {
   const cs = io.out;
   const who = `${s.email ?? s.subject}${s.groups.length ? ` (${s.groups.join(', ')})` : ''}`;
   const lines: string[] = [];
@@ -180,7 +193,7 @@ export function renderSession(io: IOStreams, { session: s, events }: SessionDeta
   const statements = statementsOf(events);
   lines.push(`${cs.dim('Statements:')} ${statements.length}`);
   io.print(lines.join('\n'));
-  statements.forEach((st, i) => renderStatement(io, cs, st, i + 1, o.rows));
+  statements.forEach((st, i) => renderStatement(io, cs, st, i + 1, o));
   // Approvals, grants, protocol errors...: one line each, so nothing recorded is hidden.
   const other = events.filter((e) => !SHOWN_ABOVE.has(e.type));
   if (other.length) io.print(`\n${cs.bold('Other events')}`);
@@ -199,9 +212,23 @@ function compact(value: unknown, max = 160): string {
   return text.length > max ? `${text.slice(0, max - 1)}…` : text;
 }
 
-function renderStatement(io: IOStreams, cs: ColorScheme, st: Statement, n: number, maxRows: number): void {
+/** A statement psql sent for a backslash command, ran fine, and is shown as one line (statement-view.ts). */
+function foldedCatalog(st: Statement, o: RenderOptions): string[] | null {
+  if (o.catalog || !st.end || st.end.data.outcome !== 'ok' || Array.isArray(st.start.data.statements)) return null;
+  return catalogRelations(String(st.start.data.statement ?? ''));
+}
+
+function renderStatement(io: IOStreams, cs: ColorScheme, st: Statement, n: number, o: RenderOptions): void {
+  const maxRows = o.rows;
+  const full = o.full === true;
   const start = st.start.data;
   const end = st.end?.data;
+  const folded = foldedCatalog(st, o);
+  if (folded) {
+    const rows = Number(end!.rows);
+    io.print(`\n${cs.bold(`#${n}`)}  ${formatTimestamp(st.start.time)}  ${formatDuration(Number(end!.duration_ms))}  ${cs.dim(`catalog query (${plural(rows, 'row')}): ${sanitize(folded.join(', '))}  (--catalog shows it)`)}`);
+    return;
+  }
   const header = [cs.bold(`#${n}`), formatTimestamp(st.start.time)];
   if (end) {
     header.push(formatDuration(Number(end.duration_ms)), outcomeText(cs, String(end.outcome)));
@@ -221,17 +248,18 @@ function renderStatement(io: IOStreams, cs: ColorScheme, st: Statement, n: numbe
     parts.forEach((part, i) => {
       io.print(indent(`[${i + 1}] ${cleanSql(part.sql)}`).replace(/\n/g, '\n    '));
       io.print(`      ${part.ran ? cs.dim(`→ ${sanitize(part.status)}`) : cs.yellow(`→ ${part.status}`)}`);
-      if (maxRows > 0) renderResultSets(io, cs, (result?.sets ?? []).filter((s) => s.statement === i), Boolean(result?.truncated), maxRows, '    ');
+      if (maxRows > 0) renderResultSets(io, cs, (result?.sets ?? []).filter((s) => s.statement === i), Boolean(result?.truncated), maxRows, full, copyLayout(String(part.sql)), '    ');
     });
   } else io.print(indent(cleanSql(String(start.statement ?? ''))));
   if (start.decision && typeof start.decision === 'object') io.print(`  ${cs.dim('decision:')} ${compact(start.decision)}`);
   const params = start.parameters as unknown[] | undefined;
-  if (params?.length) io.print(`  ${cs.dim('parameters:')} ${params.map((p, i) => `$${i + 1} = ${formatParam(p)}`).join(', ')}`);
+  if (params?.length) io.print(`  ${cs.dim('parameters:')} ${params.map((p, i) => `$${i + 1} = ${formatParam(p, full)}`).join(', ')}`);
   const error = end?.error as { code?: string; message?: string } | null | undefined;
   if (error) io.print(`  ${cs.red('error:')} ${sanitize(`${error.message ?? ''}${error.code ? ` (${error.code})` : ''}`)}`);
-  if (!parts && maxRows > 0) renderResultSets(io, cs, result?.sets ?? [], Boolean(result?.truncated), maxRows);
+  const copy = parts ? null : copyLayout(String(start.statement ?? ''));
+  if (!parts && maxRows > 0) renderResultSets(io, cs, result?.sets ?? [], Boolean(result?.truncated), maxRows, full, copy);
   if (end?.messages && typeof end.messages === 'object') renderMessages(io, cs, end.messages as RecordedMessages, maxRows);
-  if (end?.upload && typeof end.upload === 'object') renderUpload(io, cs, end.upload as RecordedUpload, maxRows);
+  if (end?.upload && typeof end.upload === 'object') renderUpload(io, cs, end.upload as RecordedUpload, maxRows, full, copy);
 }
 
 type RecordedMessages = NonNullable<QueryEndData['messages']>;
@@ -258,16 +286,17 @@ function renderMessages(io: IOStreams, cs: ColorScheme, m: RecordedMessages, max
 }
 
 /** What the client uploaded (COPY FROM STDIN): totals, the data's hash, then its first lines. */
-function renderUpload(io: IOStreams, cs: ColorScheme, u: RecordedUpload, maxRows: number): void {
+function renderUpload(io: IOStreams, cs: ColorScheme, u: RecordedUpload, maxRows: number, full: boolean, copy: CopyLayout | null): void {
   const copies = Array.isArray(u.copies) ? u.copies : [];
   const formats = [...new Set(copies.map((c) => c.format))].join(', ');
   io.print(`  ${cs.dim('uploaded:')} ${plural(Number(u.rows), 'row')}, ${plural(Number(u.bytes), 'byte')}${formats ? ` (${sanitize(formats)})` : ''}  ${cs.dim(`sha256 ${sanitize(String(u.sha256))}`)}`);
+  if (copy?.direction === 'from' && copy.columns) io.print(`  ${cs.dim('columns:')} ${sanitize(copy.columns.join(', '))}`);
   for (const c of copies) {
     if (c.end === 'failed') io.print(`    ${cs.red('CopyFail:')} ${sanitize(c.failure ?? '')}`);
     if (maxRows <= 0) continue;
     const lines = c.format === 'binary' ? [c.data] : c.data.split('\n').slice(0, maxRows + 1);
     const shown = lines.slice(0, maxRows).filter((l, i) => l !== '' || i < lines.length - 1);
-    for (const l of shown) io.print(`    ${cs.dim('│')} ${sanitize(l.length > 120 ? `${l.slice(0, 119)}…` : l)}`);
+    for (const l of shown) io.print(`    ${cs.dim('│')} ${sanitize(!full && l.length > 120 ? `${l.slice(0, 119)}…` : l)}`);
     const rest = Number(c.rows) - shown.length;
     if (c.format !== 'binary' && rest > 0) io.print(cs.dim(`    … ${plural(rest, 'more row')}${c.truncated ? ' (recording truncated at the payload limit)' : ''}`));
   }
@@ -301,12 +330,12 @@ const MAX_SETS_SHOWN = 10;
 const ROW_COUNT_TAG = /^(?:SELECT|COPY|FETCH) (\d+)$/;
 
 /** Each result set the client received, as a small table; with several, each under its tag. */
-function renderResultSets(io: IOStreams, cs: ColorScheme, sets: ResultSet[], truncated: boolean, maxRows: number, margin = '  '): void {
+function renderResultSets(io: IOStreams, cs: ColorScheme, sets: ResultSet[], truncated: boolean, maxRows: number, full: boolean, copy: CopyLayout | null, margin = '  '): void {
   const withData = sets.filter((s) => s.columns.length > 0 || s.rows.length > 0);
   for (const set of withData.slice(0, MAX_SETS_SHOWN)) {
     if (withData.length > 1) io.print(`${margin}${cs.dim(sanitize(set.tag ?? 'ended without a command tag'))}`);
     const total = Number(ROW_COUNT_TAG.exec(set.tag ?? '')?.[1] ?? set.rows.length);
-    renderResult(io, cs, set, total, maxRows, truncated, margin);
+    renderResult(io, cs, copy?.direction === 'to' ? copyOutSet(set, copy) : set, total, maxRows, truncated, full, margin);
   }
   const more = withData.length - MAX_SETS_SHOWN;
   if (more > 0) io.print(cs.dim(`${margin}… ${more} more result set${more === 1 ? '' : 's'}`));
@@ -332,21 +361,39 @@ function indent(text: string): string {
     .join('\n');
 }
 
-function formatParam(p: unknown): string {
+function formatParam(p: unknown, full: boolean): string {
   if (p === null || p === undefined) return 'NULL';
-  if (typeof p === 'string') return sanitize(`'${p.length > 60 ? `${p.slice(0, 59)}…` : p}'`.replace(/\n/g, ' '));
+  if (typeof p === 'string') return sanitize(`'${!full && p.length > 60 ? `${p.slice(0, 59)}…` : p}'`.replace(/\n/g, ' '));
   return sanitize(JSON.stringify(p));
 }
 
 const CELL_MAX = 32;
 
 /** The first rows of a result set, as a small boxed table; wide values are cut, never wrapped. */
-function renderResult(io: IOStreams, cs: ColorScheme, { columns: named, rows }: ResultSet, total: number, maxRows: number, truncated: boolean, margin: string): void {
+/**
+ * A COPY … TO STDOUT set is recorded as one `copy` column holding each CopyData line: shown
+ * split into the fields of its format, under the columns the statement names (or the CSV
+ * header line, or column1…). Binary COPY stays one hex column.
+ */
+function copyOutSet(set: ResultSet, copy: CopyLayout): ResultSet {
+  if (copy.format === 'binary' || set.columns.length !== 1 || set.columns[0] !== 'copy') return set;
+  let rows = set.rows.map((r) => (typeof r[0] === 'string' ? copyFields(r[0], copy) : [r[0] ?? null]));
+  let columns = copy.columns ?? [];
+  if (copy.header && rows.length > 0) {
+    if (!copy.columns) columns = rows[0]!.map((f) => f ?? '');
+    rows = rows.slice(1);
+  }
+  const width = rows.reduce((n, r) => Math.max(n, r.length), columns.length);
+  columns = Array.from({ length: width }, (_, i) => columns[i] ?? `column${i + 1}`);
+  return { ...set, columns, rows };
+}
+
+function renderResult(io: IOStreams, cs: ColorScheme, { columns: named, rows }: ResultSet, total: number, maxRows: number, truncated: boolean, full: boolean, margin: string): void {
   // Rows of a portal executed without a Describe come without column names: number them.
   const columns = named.length > 0 ? named : Array.from({ length: rows.reduce((n, r) => Math.max(n, r.length), 0) }, (_, i) => `column${i + 1}`);
   const cut = (v: string) => {
     const s = sanitize(v);
-    return s.length > CELL_MAX ? `${s.slice(0, CELL_MAX - 1)}…` : s;
+    return !full && s.length > CELL_MAX ? `${s.slice(0, CELL_MAX - 1)}…` : s;
   };
   const shown = rows.slice(0, maxRows).map((r) => columns.map((_, i) => (r[i] === null || r[i] === undefined ? 'NULL' : cut(String(r[i])))));
   const head = columns.map(cut);
