@@ -51,7 +51,7 @@ export function formatBanner(b: BannerInfo): string {
   const hoop = b.cli ?? 'hoop';
   const first: [string, string][] = [
     [`${hoop} connections`, `what ${walker.name} may use`],
-    [`${hoop} connect ${b.connection}`, 'keep it running: it prints a psql URI with a one-time password'],
+    [`${hoop} connect ${b.connection}`, 'keep it running: it prints a psql URI with a password made for this run (valid only while it runs, only on that local port)'],
   ];
   const second: [string, string][] = [
     [`${hoop} sessions`, 'the sessions recorded so far: each statement is logged before it runs'],

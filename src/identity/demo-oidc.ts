@@ -38,6 +38,8 @@ export async function startDemoOidc(options: { port?: number; users?: DemoUser[]
           ...idp.users.map((u) => `  ${u.username.padEnd(width)}  password ${u.password}  (groups: ${u.groups.join(', ')})`),
           `${whoami.padEnd(col)}# who the gateway sees, token expiry, where the token is kept`,
           'HOOP_TOKEN, when set, wins over the login: unset it to use your login.',
+          `A service identity (client credentials grant, groups: ${idp.serviceClient.groups.join(', ')}), as a nightly job would sign in:`,
+          `  HOOP_CLIENT_ID=${idp.serviceClient.clientId} HOOP_CLIENT_SECRET=${idp.serviceClient.clientSecret} ${cli} login --client-credentials --gateway ${gatewayUrl}`,
         ],
       };
     },

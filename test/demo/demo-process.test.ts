@@ -80,6 +80,10 @@ test('`hoop demo` stops on Ctrl-C (SIGINT) leaving no PostgreSQL process, port o
     demo.child.kill('SIGINT');
     expect(await demo.exited).toBe(0);
     expect(demo.stderr()).toContain('Demo stopped.');
+    // On Node 20, oidc-provider would warn of an "Unsupported runtime" (it runs fine on 20.19+).
+    expect(demo.stderr()).not.toMatch(/oidc-provider|Unsupported runtime/);
+    // The service identity can be tried: its secret is printed with the others.
+    expect(demo.stderr()).toMatch(/HOOP_CLIENT_ID=hoop-service HOOP_CLIENT_SECRET=\S+ .* login --client-credentials/);
     expect(await listening(demo.gatewayPort)).toBe(false);
     expect(await listening(demo.upstreamPort)).toBe(false);
     expect(existsSync(demo.clusterDir)).toBe(false);
