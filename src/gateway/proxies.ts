@@ -64,9 +64,10 @@ export class TrustedProxies {
       const hop = hopAddress(hops[i]!);
       if (hop === null) return { address: null, proxy: direct }; // a proxy wrote something we cannot read
       client = hop;
-      if (!this.trusts(hop)) break;
+      if (!this.trusts(hop)) return { address: hop, proxy: direct };
     }
-    return { address: client, proxy: direct };
+    // Every hop trusted: the left-most is the client, unless the walk stopped short of it.
+    return { address: hops.length > MAX_HOPS ? null : client, proxy: direct };
   }
 }
 

@@ -18,6 +18,7 @@ import type { Duplex } from 'node:stream';
 import { ProtocolError } from '../../errors.js';
 import type { FinalPlan, HoldPlan, SessionContext, StatementPlan, StatementStart } from '../engine.js';
 import type { Catalog, Portal, PreparedStatement } from './catalog.js';
+import type { NameTable, Version } from './names.js';
 import { isAsciiOnly } from './encodings.js';
 import { describeFunctionCall } from './fastpath.js';
 import { describeType, type FrameBatch } from './framing.js';
@@ -85,8 +86,8 @@ export interface ForwarderHost {
 export class Forwarder {
   /** Frames from a Parse or Bind on, kept until the next chunk shows whether an Execute follows. */
   private readonly carried = new Carried();
-  /** The boundary after whose ReadyForQuery client_encoding and standard_conforming_strings are known again. */
-  private settingsKnownAfter = 0;
+  /** The Sync segment (queue.segment) in which an Execute that may change settings was sent. */
+  private segmentMayChangeSettings = -1;
   /** A statement in flight that may still enter COPY-in mode. */
   private copyPending: Running | null = null;
   /** Ends a hold with a refusal (a CancelRequest from the client). */
@@ -290,23 +291,35 @@ export class Forwarder {
    */
   private textGate(batch: FrameBatch, i: number, runStart: number, body: Buffer): true | Promise<void> {
     if (isAsciiOnly(body)) return true;
+    return this.settingsKnown(batch, i, runStart, body, 'it holds non-ASCII text');
+  }
+
+  /**
+   * Whether client_encoding and standard_conforming_strings as the server will read frames[i]
+   * are known: true, or a promise that resumes once they are (or refuses the message). Anything
+   * answered by a ReadyForQuery still to come may have changed them (a SET, a COMMIT or ROLLBACK
+   * undoing one, a function's set_config): the report comes with that ReadyForQuery, so wait for
+   * every boundary sent. Inside an open Sync segment there is no report to wait for: behind a
+   * statement whose text may change them, the message is refused.
+   */
+  private settingsKnown(batch: FrameBatch, i: number, runStart: number, body: Buffer, what: string): true | Promise<void> {
     const { queue } = this.host;
-    const after = this.settingsKnownAfter;
-    if (queue.answeredBoundaries >= after) return true;
-    // The ReadyForQuery that reports the encoding is on its way: wait for it.
-    if (queue.sentBoundaries >= after) return this.waitThen(batch, i, runStart, () => queue.answeredBoundaries >= after, false);
+    if (queue.answeredBoundaries < queue.sentBoundaries) {
+      const sent = queue.sentBoundaries;
+      return this.waitThen(batch, i, runStart, () => queue.answeredBoundaries >= sent, false);
+    }
+    if (this.segmentMayChangeSettings !== queue.segment) return true;
     const f = batch.frames[i]!;
     const kind = f.type === MessageType.Parse ? 'parse' : f.type === MessageType.Bind ? 'bind' : 'query';
     return this.refuseText(batch, i, runStart, kind, kind === 'query' ? '' : new BodyReader(body, 'Parse').cstring(),
-      'it holds non-ASCII text and follows, in the same pipeline segment, a statement that may change client_encoding; send a Sync first');
+      `${what} and follows, in the same Sync segment, a statement that may change client_encoding or standard_conforming_strings; send a Sync first`);
   }
 
   /** A statement was sent that may change the encoding: text after it waits for its ReadyForQuery. */
   private noteRisks(unit: Unit, running: Running): void {
     const { queue } = this.host;
-    if (unit.risks.settings) {
-      this.settingsKnownAfter = unit.kind === 'query' || unit.kind === 'function' ? queue.sentBoundaries : queue.sentBoundaries + 1;
-    }
+    // (a Query or FunctionCall is a boundary of its own: what follows waits for its ReadyForQuery)
+    if (unit.risks.settings && unit.kind !== 'query' && unit.kind !== 'function') this.segmentMayChangeSettings = queue.segment;
     if (unit.kind !== 'parse' && unit.kind !== 'bind' && unit.risks.copyIn) this.copyPending = running;
   }
 
@@ -336,10 +349,9 @@ export class Forwarder {
       // The server lexes the whole Query with the standard_conforming_strings in force when it
       // arrives; a statement still in flight may change that.
       const { queue } = this.host;
-      if (queue.answeredBoundaries < this.settingsKnownAfter && splitDependsOnStandardConformingStrings(text.text)) {
-        const after = this.settingsKnownAfter;
-        if (queue.sentBoundaries >= after) return this.waitThen(batch, i, runStart, () => queue.answeredBoundaries >= after);
-        return this.refuseText(batch, i, runStart, 'query', '', 'its statements split differently depending on standard_conforming_strings, which a statement still running may change; send a Sync first');
+      if (splitDependsOnStandardConformingStrings(text.text)) {
+        const known = this.settingsKnown(batch, i, runStart, body, 'its statements split differently depending on standard_conforming_strings');
+        if (known !== true) return known;
       }
       const split = splitStatements(text.text, { standardConformingStrings: queue.standardConformingStrings });
       if (split.length > 1) statements = split;
@@ -472,7 +484,7 @@ export class Forwarder {
     try {
       if (unit.register) unit.register(run);
       else if (unit.kind === 'execute') queue.expect({ kind: 'execute', s, portal: unit.portal!.value, portalName: unit.portal!.name, described: false });
-      else queue.expectQuery(unit.kind as 'query' | 'function', s);
+      else queue.expectQuery(unit.kind as 'query' | 'function', unit.kind === 'query' ? this.dropsUnnamed(s) : s);
     } catch (err) {
       this.host.endRun(run, { code: '08006', message: 'the statement was not sent: the session ended on a protocol error' });
       throw err;
@@ -483,6 +495,16 @@ export class Forwarder {
     }
     this.noteRisks(unit, s);
     return this.continueAfter(batch, i, runStart);
+  }
+
+  /** Any Query the server runs (the poison one too) first drops the unnamed statement and portal. */
+  private dropsUnnamed(s: Running): Running {
+    const { catalog } = this.host;
+    s.dropsUnnamed = [
+      { table: catalog.statements as NameTable<unknown>, version: catalog.statements.define('', undefined) as Version<unknown> },
+      { table: catalog.portals as NameTable<unknown>, version: catalog.portals.define('', undefined) as Version<unknown> },
+    ];
+    return s;
   }
 
   private async continueAfter(batch: FrameBatch, i: number, runStart: number): Promise<void> {
@@ -516,7 +538,11 @@ export class Forwarder {
   private hold(plan: HoldPlan): Promise<FinalPlan> {
     this.host.relay.inject(noticeResponse({ code: '00000', message: plan.notice }));
     return new Promise<FinalPlan>((resolve) => {
+      let settled = false;
       const settle = (p: FinalPlan) => {
+        // Once: a decision that comes after a cancel must not touch what the forwarder does next.
+        if (settled) return;
+        settled = true;
         this.cancelHold = null;
         this.host.onChange(null);
         resolve(p);
@@ -566,7 +592,7 @@ export class Forwarder {
     if (this.host.closing) return;
     let poison: Buffer;
     if (kind === 'query') {
-      queue.expectQuery('query', running(run, { action: 'refuse', ...refusal }));
+      queue.expectQuery('query', this.dropsUnnamed(running(run, { action: 'refuse', ...refusal })));
       poison = POISON_QUERY;
     } else if (kind === 'parse') {
       queue.expectChange('parse', catalog.statements, catalog.statements.define(name, undefined), name === '', { run });

@@ -48,6 +48,9 @@ export interface Running {
   /** It may change protocol names (catalog.ts) until it completes. */
   touchesNames: boolean;
   copy: 'none' | 'out-text' | 'out-binary';
+  /** A simple Query drops the unnamed statement and portal as it starts (exec_simple_query):
+   *  tentative until the server answers it, undone if it skipped it. */
+  dropsUnnamed?: { table: NameTable<unknown>; version: Version<unknown> }[];
 }
 
 /** A statement about to go upstream, with nothing of its responses seen yet. */
@@ -269,6 +272,7 @@ export class ResponseQueue {
       const skipped = this.shift()!;
       if ('change' in skipped) this.settle(skipped.change, 'skipped', error);
       if ('s' in skipped) {
+        for (const d of skipped.s.dropsUnnamed ?? []) d.table.undo(d.version);
         // A Bind's error (a parameter that does not convert, say) belongs to the Execute it was for.
         const mine = own && skipped.kind === 'execute' && skipped.portalName === failedBind;
         this.host.endRun(skipped.s.run, mine ? error : notExecuted(error));
@@ -323,6 +327,7 @@ export class ResponseQueue {
     const e = this.shift();
     this.host.changed();
     if (!e || !('s' in e)) return;
+    for (const d of e.s.dropsUnnamed ?? []) d.table.confirm(d.version);
     if (e.kind === 'execute' && this.implicitTransaction) {
       e.s.run.complete();
       this.uncommitted.push(e.s.run);

@@ -74,11 +74,12 @@ export function lowerAscii(bytes: Buffer): string {
 
 /**
  * A statement that may change how the server reads later messages when it runs: client_encoding
- * or standard_conforming_strings, by SET, RESET, set_config, a ROLLBACK undoing a SET, DO, CALL.
+ * or standard_conforming_strings, by SET, RESET, set_config, a COMMIT or ROLLBACK undoing a SET
+ * LOCAL (or a SET in a failed block), PREPARE TRANSACTION, DO, CALL.
  * (A function that calls set_config inside is beyond what the text shows: see the README.)
  */
 function mayChangeSettings(lower: string): boolean {
-  return /encoding|names|conforming|reset|discard|set_config|rollback|abort|\bdo\b|\bcall\b/.test(lower);
+  return /encoding|names|conforming|reset|discard|set_config|rollback|abort|commit|\bend\b|prepare|\bdo\b|\bcall\b/.test(lower);
 }
 
 /** A statement that may enter COPY-in mode (only a top-level COPY ... FROM STDIN does). */
