@@ -141,7 +141,9 @@ export interface SessionHooks {
   /** Durable before the engine dials upstream; reject to refuse the session (FATAL to client). */
   sessionStart(info: StartupInfo): Promise<void>;
   /** The decision for a statement, before anything of it goes upstream. A prepared statement's
-   *  `run` plan is computed once per Parse and reused by its Executes until the catalog changes. */
+   *  `run` plan is computed once per Parse and reused by its Executes until the catalog changes.
+   *  A Bind recorded on its own (`phase: 'bind'`) is planned upstream when it runs (planning can
+   *  call functions): decide it as its Execute would be decided, or a refusal comes too late. */
   plan(statement: StatementStart): StatementPlan | Promise<StatementPlan>;
   /** WRITE-AHEAD: resolve only once query.start, with the final decision, is durable. If it
    *  rejects, the statement is NOT sent upstream; the client gets an error, the session goes on. */
