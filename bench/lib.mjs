@@ -1,10 +1,14 @@
 /** What the benchmark scripts share: the built code, settings from the environment, cleanup. */
+import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { cpus } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { promisify } from 'node:util';
 import pg from 'pg';
 import pino from 'pino';
+
+const execFileAsync = promisify(execFile);
 
 export const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const distDir = resolve(root, process.env.BENCH_DIST || 'dist');
@@ -138,4 +142,66 @@ export function runBenchmark(main) {
       process.exitCode = 1;
     },
   );
+}
+
+/**
+ * `hoop connect <name> --port 0 --json` as its own process, as a user runs it (in production the
+ * tunnel runs on the user's machine, not in the gateway's process); resolves with its JSON line.
+ */
+export async function hoopConnect(gatewayUrl, key, name) {
+  const child = spawn(process.execPath, [...(process.env.BENCH_NODE_ARGS ? process.env.BENCH_NODE_ARGS.split(' ') : []), join(root, 'bin', 'hoop.js'), 'connect', name, '--port', '0', '--json'], {
+    env: { ...process.env, HOOP_GATEWAY: gatewayUrl, HOOP_TOKEN: key, NO_COLOR: '1' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const exited = new Promise((resolve) => child.once('close', resolve));
+  let stdout = '';
+  let stderr = '';
+  child.stderr.on('data', (d) => (stderr += d));
+  const info = await new Promise((resolve, reject) => {
+    child.stdout.on('data', (d) => {
+      stdout += d;
+      const nl = stdout.indexOf('\n');
+      if (nl >= 0) resolve(JSON.parse(stdout.slice(0, nl)));
+    });
+    void exited.then((code) => reject(new Error(`hoop connect exited (${code}): ${stderr.trim()}`)));
+  });
+  return {
+    ...info,
+    pid: child.pid,
+    async close() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGINT');
+      await exited;
+    },
+  };
+}
+
+export function connArgs(c) {
+  return ['-h', c.host, '-p', String(c.port), '-U', c.user, c.database];
+}
+
+/** Runs a client tool with the password in PGPASSWORD (never on the command line); returns stdout. */
+export async function run(file, args, password) {
+  try {
+    const { stdout } = await execFileAsync(file, args, {
+      env: { ...process.env, PGPASSWORD: password, PGAPPNAME: 'hoop-bench', PGSSLMODE: 'disable' },
+      maxBuffer: 16 * 1024 * 1024,
+    });
+    return stdout;
+  } catch (err) {
+    throw new Error(`${file} ${args.slice(0, 8).join(' ')} failed: ${(err.stderr || err.message).trim()}`);
+  }
+}
+
+export function parsePgbench(out) {
+  const tps = /tps = ([\d.]+) \(without initial connection time\)/.exec(out) ?? /tps = ([\d.]+)/.exec(out);
+  const latency = /latency average = ([\d.]+) ms/.exec(out);
+  const transactions = /number of transactions actually processed: (\d+)/.exec(out);
+  const failed = /number of failed transactions: (\d+)/.exec(out);
+  if (!tps) throw new Error(`cannot read pgbench output:\n${out}`);
+  return {
+    tps: Number(tps[1]),
+    latencyAvgMs: latency ? Number(latency[1]) : null,
+    transactions: transactions ? Number(transactions[1]) : null,
+    failed: failed ? Number(failed[1]) : 0,
+  };
 }

@@ -19,14 +19,11 @@
  * `inprocess`: `openLocalTunnel` inside this process, beside the gateway),
  * BENCH_JSON=1 (also print one JSON line on stdout at the end).
  */
-import { execFile, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
-import { cleanupOnSignals, cleanups, dist, env, log, round, runBenchmark, sequentialLatency, startBenchDatabase, startBenchGateway, benchEnvironment, root } from './lib.mjs';
+import { cleanupOnSignals, cleanups, connArgs, dist, env, hoopConnect, log, parsePgbench, run, runBenchmark, sequentialLatency, startBenchDatabase, startBenchGateway, benchEnvironment } from './lib.mjs';
 
-const execFileAsync = promisify(execFile);
 cleanupOnSignals();
 const settings = {
   duration: Number(env('BENCH_DURATION', '15')),
@@ -106,69 +103,6 @@ async function main() {
   printReport(result);
   if (settings.json) process.stdout.write(`${JSON.stringify(result)}\n`);
 }
-
-/**
- * `hoop connect <name> --port 0 --json` as its own process, as a user runs it (in production the
- * tunnel runs on the user's machine, not in the gateway's process); resolves with its JSON line.
- */
-async function hoopConnect(gatewayUrl, key, name) {
-  const child = spawn(process.execPath, [...(process.env.BENCH_NODE_ARGS ? process.env.BENCH_NODE_ARGS.split(' ') : []), join(root, 'bin', 'hoop.js'), 'connect', name, '--port', '0', '--json'], {
-    env: { ...process.env, HOOP_GATEWAY: gatewayUrl, HOOP_TOKEN: key, NO_COLOR: '1' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const exited = new Promise((resolve) => child.once('close', resolve));
-  let stdout = '';
-  let stderr = '';
-  child.stderr.on('data', (d) => (stderr += d));
-  const info = await new Promise((resolve, reject) => {
-    child.stdout.on('data', (d) => {
-      stdout += d;
-      const nl = stdout.indexOf('\n');
-      if (nl >= 0) resolve(JSON.parse(stdout.slice(0, nl)));
-    });
-    void exited.then((code) => reject(new Error(`hoop connect exited (${code}): ${stderr.trim()}`)));
-  });
-  return {
-    ...info,
-    async close() {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGINT');
-      await exited;
-    },
-  };
-}
-
-function connArgs(c) {
-  return ['-h', c.host, '-p', String(c.port), '-U', c.user, c.database];
-}
-
-/** Runs a client tool with the password in PGPASSWORD (never on the command line); returns stdout. */
-async function run(file, args, password) {
-  try {
-    const { stdout } = await execFileAsync(file, args, {
-      env: { ...process.env, PGPASSWORD: password, PGAPPNAME: 'hoop-bench', PGSSLMODE: 'disable' },
-      maxBuffer: 16 * 1024 * 1024,
-    });
-    return stdout;
-  } catch (err) {
-    throw new Error(`${file} ${args.slice(0, 8).join(' ')} failed: ${(err.stderr || err.message).trim()}`);
-  }
-}
-
-function parsePgbench(out) {
-  const tps = /tps = ([\d.]+) \(without initial connection time\)/.exec(out) ?? /tps = ([\d.]+)/.exec(out);
-  const latency = /latency average = ([\d.]+) ms/.exec(out);
-  const transactions = /number of transactions actually processed: (\d+)/.exec(out);
-  const failed = /number of failed transactions: (\d+)/.exec(out);
-  if (!tps) throw new Error(`cannot read pgbench output:\n${out}`);
-  return {
-    tps: Number(tps[1]),
-    latencyAvgMs: latency ? Number(latency[1]) : null,
-    transactions: transactions ? Number(transactions[1]) : null,
-    failed: failed ? Number(failed[1]) : 0,
-  };
-}
-
-
 
 function printReport(r) {
   const { pgbench: b, select1: l, environment: e, settings: s } = r;
