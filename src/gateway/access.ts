@@ -42,6 +42,8 @@ export class DeniedError extends AuthError {
 /** Records one refusal: who, from where, which connection, which check and why (never a token). */
 export function recordDenial(ctx: ApiContext, req: IncomingMessage, identity: Identity, err: DeniedError, via: 'api' | 'tunnel'): void {
   const { denial } = err;
+  const admitted = ctx.denials.admit(identity.subject);
+  if (admitted === null) return; // past the burst: the next admitted event says how many were not recorded
   ctx.logger.info({ subject: identity.subject, connection: denial.connection ?? null, stage: denial.stage, via }, 'access denied');
   ctx.recorder.recordLater({
     type: 'access.denied',
@@ -55,6 +57,7 @@ export function recordDenial(ctx: ApiContext, req: IncomingMessage, identity: Id
       reason: denial.recorded ?? err.message,
       path: (req.url ?? '').split('?')[0]!.slice(0, 200),
       ...denial.data,
+      ...(admitted > 0 ? { suppressed: admitted } : {}),
     },
   });
 }

@@ -72,7 +72,8 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
     const authn = new AuthenticatorChain(authenticatorsFor(config));
     const authFailures = new FailureLimiter(AUTH_FAILURE_BURST, 60_000);
     const proxies = new TrustedProxies(config.trusted_proxies);
-    const ctx: ApiContext = { config, store, recorder, authn, metrics, logger, authFailures, kills, proxies };
+    const denials = new FailureLimiter(AUTH_FAILURE_BURST, 60_000);
+    const ctx: ApiContext = { config, store, recorder, authn, metrics, logger, authFailures, denials, kills, proxies };
     const tunnels = new TunnelEndpoint({ ...ctx, engines: engineFor, ...(options.planner ? { planner: options.planner } : {}) });
 
     await recorder.record({

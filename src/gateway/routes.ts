@@ -33,6 +33,8 @@ export interface ApiContext {
   logger: Logger;
   /** Bounds how many auth.failed events one address can cause. */
   authFailures: FailureLimiter;
+  /** The same for access.denied, per identity: a signed-in caller cannot flood the log either. */
+  denials: FailureLimiter;
   /** The sessions this gateway holds, and kill requests for them from any replica. */
   kills: SessionKills;
   /** Whose X-Forwarded-For is believed (trusted_proxies). */

@@ -127,3 +127,18 @@ describe('GET /api/v1/audit/events', () => {
     }
   });
 });
+
+// Last in this file: it spends root's burst of recorded denials for the minute.
+describe('a signed-in caller cannot flood the audit log with refusals', () => {
+  test('past the burst an identity\'s denials are counted, not recorded; others are still recorded', async () => {
+    const before = (await gw.store.readEvents({ types: ['access.denied'] })).filter((e) => e.actor?.subject === 'apikey:root').length;
+    for (let k = 0; k < 60; k++) expect((await get('/api/v1/connections/ledger', gw.keys['root']!)).status).toBe(403);
+    const ledger = () => gw.store.readEvents({ types: ['access.denied'] });
+    // alice's next refusal is recorded: the bound is per identity.
+    expect((await get(`/api/v1/connections/nosuch-${randomUUID().slice(0, 8)}`, gw.keys['alice']!)).status).toBe(404);
+    await expect.poll(async () => (await ledger()).some((e) => e.actor?.subject === 'apikey:alice' && String(e.data['requested'] ?? '').startsWith('nosuch-'))).toBe(true);
+    const rootRecorded = (await ledger()).filter((e) => e.actor?.subject === 'apikey:root').length - before;
+    expect(rootRecorded).toBeGreaterThan(0);
+    expect(rootRecorded + before).toBeLessThanOrEqual(20); // AUTH_FAILURE_BURST per minute
+  });
+});
