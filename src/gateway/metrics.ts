@@ -97,6 +97,7 @@ export class GatewayMetrics {
       readEvents: (f) => store.readEvents(f),
       listSessions: (f) => store.listSessions(f),
       getSession: (id) => store.getSession(id),
+      readSessionEvents: (id, page) => store.readSessionEvents(id, page),
       requestKill: (k) => store.requestKill(k),
       killsFor: (ids) => store.killsFor(ids),
       watchKills: (wake) => store.watchKills(wake),

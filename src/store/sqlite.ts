@@ -27,7 +27,7 @@ import { normalizeEventFilter, normalizeSessionFilter, typePrefixPattern } from 
 import { EVENT_COLUMNS, sealBatch } from './rows.js';
 import { SQLITE_MIGRATIONS, pendingMigrations } from './migrations.js';
 import { sessionSummaryOf, type SessionRow } from './sessions.js';
-import type { EventFilter, SessionDetail, SessionFilter, SessionKill, SessionSummary, Store } from './store.js';
+import { EVENT_ROW_OVERHEAD, pageCut, type EventFilter, type SessionDetail, type SessionFilter, type SessionKill, type SessionPageRequest, type SessionSummary, type Store } from './store.js';
 
 const BUSY_TIMEOUT_MS = 10_000;
 /** How long an append keeps re-sealing while other writers move the head before it gives up. */
@@ -277,6 +277,27 @@ export class SqliteStore implements Store {
     if (!row) return null;
     const events = (await this.all<EventRow>(action, 'SELECT * FROM events WHERE session_id = ? ORDER BY seq', [id])).map(fromRow);
     return { session: sessionSummaryOf(parseSessionRow(row)), events };
+  }
+
+  /**
+   * Two reads in the worker: first only the seq and stored size of up to `limit + 1` events
+   * (length of a BLOB cast counts bytes without decoding), to find where the page ends; then the
+   * rows of that page alone. Nothing beyond the page is loaded or parsed.
+   */
+  async readSessionEvents(id: string, page: SessionPageRequest): Promise<{ events: AuditEvent[]; next: number | null }> {
+    this.refuseAfterClose('read a session');
+    const action = 'read a session';
+    const after = page.afterSeq ?? 0;
+    const sizes = await this.all<{ seq: number; bytes: number }>(
+      action,
+      `SELECT seq, ${EVENT_ROW_OVERHEAD} + length(CAST(data AS BLOB)) + coalesce(length(CAST(actor AS BLOB)), 0) + coalesce(length(CAST(source AS BLOB)), 0) AS bytes
+         FROM events WHERE session_id = ? AND seq > ? ORDER BY seq LIMIT ?`,
+      [id, after, page.limit + 1],
+    );
+    const cut = pageCut(sizes, page.limit, page.maxBytes);
+    if (cut.last === null) return { events: [], next: null };
+    const rows = await this.all<EventRow>(action, 'SELECT * FROM events WHERE session_id = ? AND seq > ? AND seq <= ? ORDER BY seq', [id, after, cut.last]);
+    return { events: rows.map(fromRow), next: cut.next };
   }
 
   async requestKill(kill: SessionKill): Promise<SessionKill> {

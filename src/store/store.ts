@@ -29,6 +29,36 @@ export interface SessionKill {
   requested_at: string; // RFC 3339, UTC
 }
 
+export interface SessionPageRequest {
+  /** Events with a greater seq; default 0 (from the start). */
+  afterSeq?: number;
+  /** At most this many events (1 to 1000). */
+  limit: number;
+  /** At most this many bytes of stored JSON (data, actor, source), unless one event alone is larger. */
+  maxBytes: number;
+}
+
+/**
+ * How many of the candidate events (seq order, with their stored sizes) one page takes: while
+ * the sum stays within `maxBytes`, at least one, at most `limit`. `next` is set when candidates
+ * remain (the caller asks for `limit + 1`, so one more than a full page says there are more).
+ */
+export function pageCut(sizes: readonly { seq: number; bytes: number }[], limit: number, maxBytes: number): { count: number; last: number | null; next: number | null } {
+  let total = 0;
+  let count = 0;
+  for (const s of sizes) {
+    if (count >= limit) break;
+    if (count > 0 && total + s.bytes > maxBytes) break;
+    total += s.bytes;
+    count++;
+  }
+  const last = count > 0 ? sizes[count - 1]!.seq : null;
+  return { count, last, next: count < sizes.length ? last : null };
+}
+
+/** Bytes an event row is counted as: its JSON columns plus a fixed allowance for the rest. */
+export const EVENT_ROW_OVERHEAD = 512;
+
 export interface EventFilter {
   afterSeq?: number;
   since?: string;
@@ -64,8 +94,19 @@ export interface Store {
 
   listSessions(filter: SessionFilter): Promise<SessionSummary[]>;
 
-  /** The session and all of its events in `seq` order, or null. */
+  /**
+   * The session and all of its events in `seq` order, or null. Loads the whole session: for
+   * tests and small sessions only; the API reads sessions with `readSessionEvents`.
+   */
   getSession(id: string): Promise<SessionDetail | null>;
+
+  /**
+   * One page of a session's events in `seq` order, after `afterSeq`: at most `limit` events whose
+   * stored JSON adds up to at most `maxBytes` (one larger event is still returned, alone), so
+   * memory stays bounded whatever the session's size. `next` is the seq to continue after, or
+   * null when the page ends the session (as of this read).
+   */
+  readSessionEvents(id: string, page: SessionPageRequest): Promise<{ events: AuditEvent[]; next: number | null }>;
 
   /** Stores a kill request. Idempotent: if the session already has one, that one stands and is returned. */
   requestKill(kill: SessionKill): Promise<SessionKill>;

@@ -9,7 +9,7 @@ import { AuditRecorder, type RecorderLogger } from '../../src/audit/recorder.js'
 import { verifyStore } from '../../src/audit/verify.js';
 import { AuditUnavailableError } from '../../src/errors.js';
 import { openStore } from '../../src/store/index.js';
-import type { Store } from '../../src/store/store.js';
+import type { SessionPageRequest, Store } from '../../src/store/store.js';
 import { until } from '../helpers/poll.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'hoop-recorder-test-'));
@@ -39,6 +39,7 @@ class CountingStore implements Store {
   readEvents(f: Parameters<Store['readEvents']>[0]) { return this.target.readEvents(f); }
   listSessions(f: Parameters<Store['listSessions']>[0]) { return this.target.listSessions(f); }
   getSession(id: string) { return this.target.getSession(id); }
+  readSessionEvents(id: string, page: SessionPageRequest) { return this.target.readSessionEvents(id, page); }
   requestKill(k: Parameters<Store['requestKill']>[0]) { return this.target.requestKill(k); }
   killsFor(ids: readonly string[]) { return this.target.killsFor(ids); }
   watchKills(wake: (id: string) => void) { return this.target.watchKills(wake); }

@@ -10,6 +10,8 @@ import { verifyStore } from '../../src/audit/verify.js';
 import { StoreError, UsageError } from '../../src/errors.js';
 import type { Store } from '../../src/store/store.js';
 
+type AuditEventLike = { seq: number; data: Record<string, unknown> };
+
 export interface StoreHarness {
   /** A fresh, migrated, empty store on a database of its own. */
   fresh(): Promise<Store>;
@@ -292,6 +294,52 @@ export function storeSuite(h: StoreHarness): void {
       const seqs = got!.events.map((e) => e.seq);
       expect(seqs).toEqual([...seqs].sort((x, y) => x - y));
       expect(await store.getSession(randomUUID())).toBeNull();
+    });
+
+    test('a session reads in pages bounded by count and by stored bytes, one large event alone', async () => {
+      const store = await fresh();
+      const id = randomUUID();
+      const other = randomUUID();
+      const big = 'x'.repeat(100_000);
+      const evs: UnsealedEvent[] = [event({ type: 'session.start', session_id: id, data: { application: 'psql' } })];
+      for (let i = 0; i < 9; i++) {
+        evs.push(event({ type: 'query.start', session_id: id, data: { query_id: `q${i}`, statement: 'select 1' } }));
+        if (i === 4) evs.push(event({ type: 'config.loaded', session_id: other })); // another session's event in between
+        evs.push(event({ type: 'query.end', session_id: id, data: { query_id: `q${i}`, blob: i === 6 ? big.repeat(4) : big } }));
+      }
+      await store.appendEvents(evs);
+      const all = (await store.getSession(id))!.events;
+      expect(all).toHaveLength(19);
+      // By count.
+      const seen: number[] = [];
+      let after = 0;
+      for (let n = 0; n < 20; n++) {
+        const page = await store.readSessionEvents(id, { afterSeq: after, limit: 5, maxBytes: 10_000_000 });
+        expect(page.events.length).toBeLessThanOrEqual(5);
+        seen.push(...page.events.map((e) => e.seq));
+        if (page.next === null) break;
+        expect(page.next).toBe(page.events.at(-1)!.seq);
+        after = page.next;
+      }
+      expect(seen).toEqual(all.map((e) => e.seq));
+      // By bytes: 250 kB takes two 100 kB events; the 400 kB one comes alone.
+      const sizes: number[] = [];
+      const pages: AuditEventLike[][] = [];
+      after = 0;
+      for (let n = 0; n < 40; n++) {
+        const page = await store.readSessionEvents(id, { afterSeq: after, limit: 1000, maxBytes: 250_000 });
+        pages.push(page.events);
+        sizes.push(page.events.reduce((t, e) => t + JSON.stringify(e.data).length, 0));
+        if (page.next === null) break;
+        after = page.next;
+      }
+      expect(pages.flat().map((e) => e.seq)).toEqual(all.map((e) => e.seq));
+      expect(pages.flat()).toEqual(all);
+      const alone = pages.find((p) => p.some((e) => JSON.stringify(e.data).length > 400_000))!;
+      expect(alone).toHaveLength(1);
+      for (const [i, p] of pages.entries()) if (p !== alone) expect(sizes[i]).toBeLessThanOrEqual(250_000);
+      expect(await store.readSessionEvents(randomUUID(), { limit: 10, maxBytes: 1000 })).toEqual({ events: [], next: null });
+      expect(await store.readSessionEvents(id, { afterSeq: all.at(-1)!.seq, limit: 10, maxBytes: 1000 })).toEqual({ events: [], next: null });
     });
   });
 
