@@ -62,7 +62,6 @@ export interface SessionSummary {
   reason: string | null;
 }
 
-/** `GET /api/v1/sessions/{id}`: the session and its events in order. */
 /** A whole session id (the gateway makes them with randomUUID); a shorter start of one is a prefix to look up. */
 export const FULL_SESSION_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
@@ -76,8 +75,14 @@ export interface SessionKillResult {
   ended_at: string | null;
 }
 
+/**
+ * `GET /api/v1/sessions/{id}[?after=<seq>&limit=<n>]`: the session and one page of its events in
+ * order (bounded by count and bytes); `next` is the `after` of the following page, or null.
+ */
 export interface SessionDetail {
   session: SessionSummary;
   /** `redacted`: the `data` fields the gateway withheld from this caller (operator-only detail). */
   events: (AuditEvent & { redacted?: string[] })[];
+  /** Absent from gateways that send whole sessions. */
+  next?: number | null;
 }

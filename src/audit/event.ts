@@ -37,7 +37,7 @@ export type AuditEventType =
   /** An authenticated identity refused: a connection outside its access groups, a missing reason,
    *  a session limit, another user's sessions, the audit log without a role. */
   | 'access.denied'
-  /** Someone read audit events (`GET /api/v1/audit/events`): who, and with which filter. */
+  /** Someone read audit events (`GET /api/v1/audit/events`: who, which filter) or a session (`GET /api/v1/sessions/{id}`, first page: who, which session). */
   | 'audit.read'
   | 'config.loaded'
   | 'export.created'

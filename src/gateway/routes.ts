@@ -319,20 +319,51 @@ async function sessions(ctx: ApiContext, req: IncomingMessage, res: ServerRespon
   sendJson(res, 200, await ctx.store.listSessions(filter));
 }
 
-async function session(ctx: ApiContext, req: IncomingMessage, res: ServerResponse, { match }: { match: RegExpExecArray }): Promise<void> {
+/** A session-detail page holds at most this many bytes of stored event JSON (one larger event comes alone). */
+export const SESSION_PAGE_BYTES = 8 * 1024 * 1024;
+const SESSION_PAGE_LIMIT = 1000;
+const SESSION_PAGE_QUERY = new Set(['after', 'limit']);
+
+/**
+ * GET /api/v1/sessions/{id}[?after=<seq>&limit=<n>]: the session's summary and one page of its
+ * events in seq order, at most `limit` (default and most 1000) and at most SESSION_PAGE_BYTES of
+ * stored JSON, so memory stays bounded whatever the session's size; `next` is the `after` of the
+ * following page, or null. The first page (no `after`) is recorded as `audit.read`, durably
+ * before it is sent: once per read of a session, not per page.
+ */
+async function session(ctx: ApiContext, req: IncomingMessage, res: ServerResponse, { match, url }: { match: RegExpExecArray; url: URL }): Promise<void> {
   const id = identityOf(req);
   const sessionId = decodeURIComponentSafe(match[1]!);
   if (!SESSION_ID.test(sessionId)) throw new UsageError('not a session id');
-  const found = await ctx.store.getSession(sessionId);
+  const q = url.searchParams;
+  for (const key of q.keys()) {
+    if (!SESSION_PAGE_QUERY.has(key)) throw new UsageError(`unknown query parameter ${JSON.stringify(key.slice(0, 40))}; accepted: after, limit`);
+  }
+  const afterText = single(q, 'after');
+  if (afterText !== undefined && !/^\d{1,15}$/.test(afterText)) throw new UsageError('after: expected the seq of an event (the `next` of the previous page)');
+  const after = afterText === undefined ? undefined : Number(afterText);
+  const { limit = SESSION_PAGE_LIMIT } = timeAndLimit(new URLSearchParams(q.has('limit') ? { limit: q.get('limit')! } : {}));
+  // The summary alone first: the events are read only for someone who may see them.
+  const found = SESSION_ID_PREFIX.test(sessionId) ? await sessionSummary(ctx.store, sessionId) : null;
   if (!found) throw new HoopError('HOOP_NOT_FOUND', `no session ${sessionId}`);
   // Someone else's session is reported as missing, so ids cannot be probed; the record says why.
-  if (!mayReadSession(id, ctx.config.roles, found.session)) {
+  if (!mayReadSession(id, ctx.config.roles, found)) {
     throw new DeniedError('HOOP_NOT_FOUND', `no session ${sessionId}`, {
-      stage: 'role', connection: found.session.connection || null, recorded: `session ${sessionId} is another user's`, data: { session: sessionId },
+      stage: 'role', connection: found.connection || null, recorded: `session ${sessionId} is another user's`, data: { session: sessionId },
+    });
+  }
+  const page = await ctx.store.readSessionEvents(sessionId, { afterSeq: after ?? 0, limit, maxBytes: SESSION_PAGE_BYTES });
+  if (after === undefined) {
+    await ctx.recorder.record({
+      type: 'audit.read',
+      actor: actorOf(id),
+      source: requestSource(ctx, req),
+      // Not session_id: the read is not part of the session it reads (it would show in its events).
+      data: { path: url.pathname, session: sessionId, connection: found.connection || null, page: { after: null, limit }, events: page.events.length, next: page.next },
     });
   }
   // Operator-only event data (an upstream failure's address and account) for admins and auditors.
-  sendJson(res, 200, { session: found.session, events: eventsFor(found.events, mayReadOperatorDetail(id, ctx.config.roles)) });
+  sendJson(res, 200, { session: found, events: eventsFor(page.events, mayReadOperatorDetail(id, ctx.config.roles)), next: page.next });
 }
 
 export const MAX_KILL_REASON = 500;
