@@ -206,6 +206,23 @@ export class IOStreams {
     this.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
   }
 
+  /**
+   * Resolves once stdout (or the pager) has taken what it was given, so a command that prints
+   * page by page keeps no more than a page waiting in memory. At once if nothing waits, or if the
+   * reader went away (a pager quit early).
+   */
+  async drained(): Promise<void> {
+    const out = this.stdout;
+    if (!out.writableNeedDrain || out.destroyed || out.writableEnded) return;
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        out.off('drain', done).off('close', done).off('error', done);
+        resolve();
+      };
+      out.on('drain', done).on('close', done).on('error', done);
+    });
+  }
+
   /** Messages for the person: progress, notices, errors. */
   info(text: string): void {
     this.stderr.write(text.endsWith('\n') ? text : `${text}\n`);

@@ -92,8 +92,24 @@ export class GatewayApi {
     return this.get<AuditEventList>(`/api/v1/audit/events${queryString({ ...rest, type: type?.join(',') })}`);
   }
 
-  session(id: string): Promise<SessionDetail> {
-    return this.get<SessionDetail>(`/api/v1/sessions/${encodeURIComponent(id)}`);
+  /**
+   * One page of a session: the first without `after`, the next with the previous page's `next`.
+   * (`next` is null on the last page, and absent from gateways that send whole sessions.)
+   */
+  session(id: string, page: { after?: number; limit?: number } = {}): Promise<SessionDetail> {
+    return this.get<SessionDetail>(`/api/v1/sessions/${encodeURIComponent(id)}${queryString(page)}`);
+  }
+
+  /** A session page by page, each fetched only once the caller has taken the one before. */
+  async *sessionPages(id: string, page: { limit?: number } = {}): AsyncGenerator<SessionDetail> {
+    let after: number | undefined;
+    for (;;) {
+      const got = await this.session(id, { ...page, ...(after !== undefined ? { after } : {}) });
+      yield got;
+      if (got.next === undefined || got.next === null || got.events.length === 0) return;
+      if (after !== undefined && got.next <= after) throw new HoopError('HOOP_INTERNAL', `gateway at ${this.gateway} sent a session page that does not move forward`);
+      after = got.next;
+    }
   }
 
   /** Admins: end a live session on whichever gateway holds it. */

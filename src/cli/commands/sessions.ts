@@ -30,16 +30,67 @@ export const sessionsShowCommand = defineCommand({
   },
   examples: ['hoop sessions show 0193a5c2-7c1e-4a10-9f1e-2b1c3d4e5f60', 'hoop sessions show 0193a5c2', 'hoop sessions show <id> --json | jq \'.events[] | select(.type == "query.start") | .data.statement\''],
   async run(ctx, { args, options }) {
-    const detail = await ctx.api().session(await resolveSessionId(ctx, String(args.id)));
-    if (ctx.globals.json) return printJson(ctx.io, detail);
+    const api = ctx.api();
+    const id = await resolveSessionId(ctx, String(args.id));
+    // Page by page (the gateway bounds each by count and bytes), printed as it comes: memory
+    // stays bounded whatever the session's size.
+    const pages = api.sessionPages(id);
+    const first = await pages.next();
+    if (first.done) throw new HoopError('HOOP_NOT_FOUND', `no session ${id}`);
+    if (ctx.globals.json) {
+      const out = new SessionJsonWriter(ctx.io, first.value.session);
+      out.add(first.value.events);
+      for await (const page of pages) {
+        await ctx.io.drained();
+        out.add(page.events);
+      }
+      out.end();
+      return;
+    }
     const endPager = ctx.io.startPager();
     try {
-      renderSession(ctx.io, detail, { rows: options.rows, full: options.full, catalog: options.catalog });
+      const r = new SessionRenderer(ctx.io, first.value, { rows: options.rows, full: options.full, catalog: options.catalog });
+      for await (const page of pages) {
+        await ctx.io.drained();
+        r.add(page.events);
+      }
+      r.finish();
     } finally {
       await endPager();
     }
   },
 });
+
+/**
+ * `hoop sessions show --json`, written as the pages come: the same document as
+ * `JSON.stringify({ session, events, next: null })` (indented on a terminal), never all held at once.
+ */
+class SessionJsonWriter {
+  private count = 0;
+  private readonly pretty: boolean;
+
+  constructor(private readonly io: IOStreams, session: SessionSummary) {
+    this.pretty = io.isStdoutTTY;
+    const head = this.pretty ? `{\n  "session": ${indentJson(session, '  ')},\n  "events": [` : `{"session":${JSON.stringify(session)},"events":[`;
+    io.stdout.write(head);
+  }
+
+  add(events: readonly AuditEvent[]): void {
+    for (const e of events) {
+      const sep = this.count++ === 0 ? '' : ',';
+      this.io.stdout.write(this.pretty ? `${sep}\n    ${indentJson(e, '    ')}` : `${sep}${JSON.stringify(e)}`);
+    }
+  }
+
+  end(): void {
+    const close = this.pretty ? `${this.count ? '\n  ' : ''}],\n  "next": null\n}` : '],"next":null}';
+    this.io.print(close);
+  }
+}
+
+function indentJson(value: unknown, indent: string): string {
+  return JSON.stringify(value, null, 2).replace(/\n/g, `\n${indent}`);
+}
 
 export const sessionsKillCommand = defineCommand({
   name: 'kill',
@@ -171,37 +222,120 @@ export interface RenderOptions {
   catalog?: boolean;
 }
 
-export function renderSession(io: IOStreams, { session: s, events }: SessionDetail, o: RenderOptions): void {
-  const cs = io.out;
-  const who = `${s.email ?? s.subject}${s.groups.length ? ` (${s.groups.join(', ')})` : ''}`;
-  const lines: string[] = [];
-  lines.push(`${cs.bold('Session')} ${cs.cyan(s.id)}`);
-  lines.push(`${cs.dim('Who:')}        ${sanitize(who)}${s.email && s.subject !== s.email ? cs.dim(`  subject ${sanitize(s.subject)}`) : ''}`);
-  lines.push(`${cs.dim('Connection:')} ${sanitize(s.connection)}`);
-  const from = [s.source_address, s.client_application].filter(Boolean).join(', ');
-  if (from) lines.push(`${cs.dim('From:')}       ${sanitize(from)}`);
-  const ended = s.ended_at
-    ? `${formatTimestamp(s.ended_at)} (${formatDuration(Date.parse(s.ended_at) - Date.parse(s.started_at))}${s.end_reason ? `, ${sanitize(s.end_reason)}` : ''})`
-    : cs.green('still active');
-  lines.push(`${cs.dim('When:')}       ${formatTimestamp(s.started_at)} → ${ended}`);
-  // How it ended: what the client was told; the operator's account only if the gateway served it (admins, auditors).
-  const end = events.find((e) => e.type === 'session.end')?.data;
-  if (typeof end?.error === 'string' && end.error) lines.push(`${cs.dim('Error:')}      ${cs.red(sanitize(end.error))}`);
-  if (typeof end?.detail === 'string' && end.detail) lines.push(`${cs.dim('Detail:')}     ${sanitize(end.detail)}`);
-  const reason = events.find((e) => e.type === 'session.start')?.data.reason;
-  if (typeof reason === 'string' && reason) lines.push(`${cs.dim('Reason:')}     ${sanitize(reason)}`);
-  const statements = statementsOf(events);
-  lines.push(`${cs.dim('Statements:')} ${statements.length}`);
-  io.print(lines.join('\n'));
-  statements.forEach((st, i) => renderStatement(io, cs, st, i + 1, o));
-  // Approvals, grants, protocol errors...: one line each, so nothing recorded is hidden.
-  const other = events.filter((e) => !SHOWN_ABOVE.has(e.type));
-  if (other.length) io.print(`\n${cs.bold('Other events')}`);
-  for (const e of other) {
-    const label = e.type === 'protocol.error' ? cs.red(e.type) : cs.yellow(e.type);
-    // Someone else's doing in this session (an admin's kill, later a reviewer's decision): say who.
-    const by = e.actor && e.actor.subject !== s.subject ? `${cs.dim('by')} ${sanitize(e.actor.email ?? e.actor.subject)}  ` : '';
-    io.print(`  ${formatTimestamp(e.time)}  ${label}  ${by}${compact(e.data)}`);
+/** A whole session at once (a gateway that sent it in one page, tests). */
+export function renderSession(io: IOStreams, detail: SessionDetail, o: RenderOptions): void {
+  new SessionRenderer(io, { ...detail, next: null }, o).finish();
+}
+
+/** Statements held back waiting for their query.end before the oldest is printed without one. */
+const MAX_PENDING_STATEMENTS = 1_000;
+/** "Other events" lines kept for the end; beyond these only a count (the rest: --json). */
+const MAX_OTHER_LINES = 10_000;
+
+/**
+ * Prints a session as its pages arrive: the header from the summary and the first page, each
+ * statement once its query.end has come (in order), and the other events at the end, one line
+ * each. Holds only statements still waiting for their end and those one-line summaries.
+ */
+export class SessionRenderer {
+  private readonly cs: ColorScheme;
+  private readonly pending: Statement[] = [];
+  private readonly byId = new Map<string, Statement>();
+  private readonly other: string[] = [];
+  private otherDropped = 0;
+  private printed = 0;
+  /** Whether the header showed how the session ended (its session.end was in the first page). */
+  private readonly endShown: boolean;
+  private end: AuditEvent | null = null;
+
+  constructor(private readonly io: IOStreams, first: SessionDetail, private readonly o: RenderOptions) {
+    const { session: s, events } = first;
+    const cs = (this.cs = io.out);
+    const whole = first.next === undefined || first.next === null;
+    const who = `${s.email ?? s.subject}${s.groups.length ? ` (${s.groups.join(', ')})` : ''}`;
+    const lines: string[] = [];
+    lines.push(`${cs.bold('Session')} ${cs.cyan(s.id)}`);
+    lines.push(`${cs.dim('Who:')}        ${sanitize(who)}${s.email && s.subject !== s.email ? cs.dim(`  subject ${sanitize(s.subject)}`) : ''}`);
+    lines.push(`${cs.dim('Connection:')} ${sanitize(s.connection)}`);
+    const from = [s.source_address, s.client_application].filter(Boolean).join(', ');
+    if (from) lines.push(`${cs.dim('From:')}       ${sanitize(from)}`);
+    const ended = s.ended_at
+      ? `${formatTimestamp(s.ended_at)} (${formatDuration(Date.parse(s.ended_at) - Date.parse(s.started_at))}${s.end_reason ? `, ${sanitize(s.end_reason)}` : ''})`
+      : cs.green('still active');
+    lines.push(`${cs.dim('When:')}       ${formatTimestamp(s.started_at)} → ${ended}`);
+    // How it ended: what the client was told; the operator's account only if the gateway served it (admins, auditors).
+    const end = events.find((e) => e.type === 'session.end');
+    this.endShown = end !== undefined;
+    lines.push(...this.endLines(end));
+    const reason = events.find((e) => e.type === 'session.start')?.data.reason;
+    if (typeof reason === 'string' && reason) lines.push(`${cs.dim('Reason:')}     ${sanitize(reason)}`);
+    // The whole session at hand: count what it holds; else the summary's count (query.start events too).
+    const count = whole ? events.filter((e) => e.type === 'query.start').length : s.statements;
+    lines.push(`${cs.dim('Statements:')} ${count}`);
+    io.print(lines.join('\n'));
+    this.subject = s.subject;
+    this.add(events);
+  }
+
+  private readonly subject: string;
+
+  private endLines(end: AuditEvent | undefined): string[] {
+    const cs = this.cs;
+    const data = end?.data;
+    const lines: string[] = [];
+    if (typeof data?.error === 'string' && data.error) lines.push(`${cs.dim('Error:')}      ${cs.red(sanitize(data.error))}`);
+    if (typeof data?.detail === 'string' && data.detail) lines.push(`${cs.dim('Detail:')}     ${sanitize(data.detail)}`);
+    return lines;
+  }
+
+  /** The next page's events, in seq order. */
+  add(events: readonly AuditEvent[]): void {
+    const cs = this.cs;
+    for (const e of events) {
+      if (e.type === 'query.start') {
+        const st: Statement = { start: e, end: null };
+        this.byId.set(String(e.data.query_id ?? ''), st);
+        this.pending.push(st);
+      } else if (e.type === 'query.end') {
+        const st = this.byId.get(String(e.data.query_id ?? ''));
+        if (st) st.end = e;
+      } else if (e.type === 'session.end') {
+        this.end ??= e;
+      }
+      if (!SHOWN_ABOVE.has(e.type)) {
+        if (this.other.length >= MAX_OTHER_LINES) {
+          this.otherDropped++;
+          continue;
+        }
+        const label = e.type === 'protocol.error' ? cs.red(e.type) : cs.yellow(e.type);
+        // Someone else's doing in this session (an admin's kill, later a reviewer's decision): say who.
+        const by = e.actor && e.actor.subject !== this.subject ? `${cs.dim('by')} ${sanitize(e.actor.email ?? e.actor.subject)}  ` : '';
+        this.other.push(`  ${formatTimestamp(e.time)}  ${label}  ${by}${compact(e.data)}`);
+      }
+    }
+    // In order: each statement once it has its end (or too many wait behind one that has none).
+    while (this.pending.length && (this.pending[0]!.end || this.pending.length > MAX_PENDING_STATEMENTS)) this.printNext();
+  }
+
+  /** The statements still waiting (printed without an end), the other events, how it ended. */
+  finish(): void {
+    while (this.pending.length) this.printNext();
+    const cs = this.cs;
+    if (!this.endShown && this.end) {
+      const lines = this.endLines(this.end);
+      if (lines.length) this.io.print(`\n${cs.bold('Ended')}\n${lines.join('\n')}`);
+    }
+    // Approvals, grants, protocol errors...: one line each, so nothing recorded is hidden.
+    if (this.other.length) this.io.print(`\n${cs.bold('Other events')}`);
+    for (const line of this.other) this.io.print(line);
+    if (this.otherDropped) this.io.print(`  ${cs.dim(`… and ${this.otherDropped} more (hoop sessions show --json lists them all)`)}`);
+  }
+
+  private printNext(): void {
+    const st = this.pending.shift()!;
+    const id = String(st.start.data.query_id ?? '');
+    if (this.byId.get(id) === st) this.byId.delete(id);
+    renderStatement(this.io, this.cs, st, ++this.printed, this.o);
   }
 }
 
