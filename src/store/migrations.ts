@@ -53,6 +53,12 @@ export const SQLITE_MIGRATIONS: Migration[] = [
       ) STRICT`,
     ],
   },
+  {
+    version: 3,
+    name: 'session events in order',
+    // A session's events are read a page at a time in seq order (GET /api/v1/sessions/{id}).
+    statements: ['CREATE INDEX events_session_seq ON events (session_id, seq)'],
+  },
 ];
 
 export const POSTGRES_MIGRATIONS: Migration[] = [
@@ -101,6 +107,12 @@ export const POSTGRES_MIGRATIONS: Migration[] = [
         requested_at timestamptz NOT NULL
       )`,
     ],
+  },
+  {
+    version: 3,
+    name: 'session events in order',
+    // A session's events are read a page at a time in seq order (GET /api/v1/sessions/{id}).
+    statements: ['CREATE INDEX events_session_seq ON events (session_id, seq)'],
   },
 ];
 

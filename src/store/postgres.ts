@@ -18,7 +18,7 @@ import { POSTGRES_MIGRATIONS, pendingMigrations } from './migrations.js';
 import { redactSecret, redactUrl } from './redact.js';
 import { EVENT_COLUMNS, sealBatch, type EventRowValues } from './rows.js';
 import { sessionSummaryOf, type SessionRow } from './sessions.js';
-import { EVENT_ROW_OVERHEAD, pageCut, type EventFilter, type SessionDetail, type SessionFilter, type SessionKill, type SessionPageRequest, type SessionSummary, type Store } from './store.js';
+import { EVENT_ROW_OVERHEAD, findPageEnd, type EventFilter, type SessionDetail, type SessionFilter, type SessionKill, type SessionPageRequest, type SessionSummary, type Store } from './store.js';
 
 /** Advisory lock keys: arbitrary constants that name hoop's audit chain head and its migrations. */
 const CHAIN_LOCK = 0x686f6f70_0001n; // "hoop" 1
@@ -162,20 +162,22 @@ export class PostgresStore implements Store {
   }
 
   /**
-   * Two queries: the seq and stored size (octet_length of the JSON text) of up to `limit + 1`
-   * events, to find where the page ends, then that page's rows alone (a LIMITed range, so the
-   * pool never receives more than one page).
+   * First only seqs and sizes (octet_length of the JSON text), a small chunk at a time along the
+   * (session_id, seq) index until the page is full; then that page's rows alone, so the pool
+   * never receives more than one page.
    */
   async readSessionEvents(id: string, page: SessionPageRequest): Promise<{ events: AuditEvent[]; next: number | null }> {
     const action = 'read a session';
     const after = page.afterSeq ?? 0;
-    const sizes = await this.query<{ seq: string; bytes: string }>(
-      action,
-      `SELECT seq, ${EVENT_ROW_OVERHEAD} + octet_length(data::text) + coalesce(octet_length(actor::text), 0) + coalesce(octet_length(source::text), 0) AS bytes
-         FROM events WHERE session_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`,
-      [id, after, page.limit + 1],
+    const cut = await findPageEnd(
+      async (from, n) => (await this.query<{ seq: string; bytes: string }>(
+        action,
+        `SELECT seq, ${EVENT_ROW_OVERHEAD} + octet_length(data::text) + coalesce(octet_length(actor::text), 0) + coalesce(octet_length(source::text), 0) AS bytes
+           FROM events WHERE session_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`,
+        [id, from, n],
+      )).map((r) => ({ seq: Number(r.seq), bytes: Number(r.bytes) })),
+      after, page.limit, page.maxBytes,
     );
-    const cut = pageCut(sizes.map((r) => ({ seq: Number(r.seq), bytes: Number(r.bytes) })), page.limit, page.maxBytes);
     if (cut.last === null) return { events: [], next: null };
     const rows = await this.query<PgEventRow>(
       action,

@@ -27,7 +27,7 @@ import { normalizeEventFilter, normalizeSessionFilter, typePrefixPattern } from 
 import { EVENT_COLUMNS, sealBatch } from './rows.js';
 import { SQLITE_MIGRATIONS, pendingMigrations } from './migrations.js';
 import { sessionSummaryOf, type SessionRow } from './sessions.js';
-import { EVENT_ROW_OVERHEAD, pageCut, type EventFilter, type SessionDetail, type SessionFilter, type SessionKill, type SessionPageRequest, type SessionSummary, type Store } from './store.js';
+import { EVENT_ROW_OVERHEAD, findPageEnd, type EventFilter, type SessionDetail, type SessionFilter, type SessionKill, type SessionPageRequest, type SessionSummary, type Store } from './store.js';
 
 const BUSY_TIMEOUT_MS = 10_000;
 /** How long an append keeps re-sealing while other writers move the head before it gives up. */
@@ -280,21 +280,23 @@ export class SqliteStore implements Store {
   }
 
   /**
-   * Two reads in the worker: first only the seq and stored size of up to `limit + 1` events
-   * (length of a BLOB cast counts bytes without decoding), to find where the page ends; then the
-   * rows of that page alone. Nothing beyond the page is loaded or parsed.
+   * In the worker: first only seqs and sizes (octet_length counts a TEXT's bytes without
+   * decoding it), a small chunk at a time along the (session_id, seq) index until the page is
+   * full; then the rows of that page alone. Nothing beyond the page is loaded or parsed.
    */
   async readSessionEvents(id: string, page: SessionPageRequest): Promise<{ events: AuditEvent[]; next: number | null }> {
     this.refuseAfterClose('read a session');
     const action = 'read a session';
     const after = page.afterSeq ?? 0;
-    const sizes = await this.all<{ seq: number; bytes: number }>(
-      action,
-      `SELECT seq, ${EVENT_ROW_OVERHEAD} + length(CAST(data AS BLOB)) + coalesce(length(CAST(actor AS BLOB)), 0) + coalesce(length(CAST(source AS BLOB)), 0) AS bytes
-         FROM events WHERE session_id = ? AND seq > ? ORDER BY seq LIMIT ?`,
-      [id, after, page.limit + 1],
+    const cut = await findPageEnd(
+      (from, n) => this.all<{ seq: number; bytes: number }>(
+        action,
+        `SELECT seq, ${EVENT_ROW_OVERHEAD} + octet_length(data) + coalesce(octet_length(actor), 0) + coalesce(octet_length(source), 0) AS bytes
+           FROM events WHERE session_id = ? AND seq > ? ORDER BY seq LIMIT ?`,
+        [id, from, n],
+      ),
+      after, page.limit, page.maxBytes,
     );
-    const cut = pageCut(sizes, page.limit, page.maxBytes);
     if (cut.last === null) return { events: [], next: null };
     const rows = await this.all<EventRow>(action, 'SELECT * FROM events WHERE session_id = ? AND seq > ? AND seq <= ? ORDER BY seq', [id, after, cut.last]);
     return { events: rows.map(fromRow), next: cut.next };

@@ -39,21 +39,34 @@ export interface SessionPageRequest {
 }
 
 /**
- * How many of the candidate events (seq order, with their stored sizes) one page takes: while
- * the sum stays within `maxBytes`, at least one, at most `limit`. `next` is set when candidates
- * remain (the caller asks for `limit + 1`, so one more than a full page says there are more).
+ * Where one page of a session ends: reads only seqs and stored sizes, in small chunks that grow
+ * (16, 64, 256, then up to the limit), and stops as soon as the page is full, so neither the
+ * store nor the gateway touches more than a page and a chunk of sizes. `fetchSizes(after, n)`
+ * returns at most `n` of the session's events after `after`, in seq order. `next` is set when
+ * events remain after the page.
  */
-export function pageCut(sizes: readonly { seq: number; bytes: number }[], limit: number, maxBytes: number): { count: number; last: number | null; next: number | null } {
+export async function findPageEnd(
+  fetchSizes: (after: number, n: number) => Promise<{ seq: number; bytes: number }[]>,
+  after: number,
+  limit: number,
+  maxBytes: number,
+): Promise<{ count: number; last: number | null; next: number | null }> {
   let total = 0;
   let count = 0;
-  for (const s of sizes) {
-    if (count >= limit) break;
-    if (count > 0 && total + s.bytes > maxBytes) break;
-    total += s.bytes;
-    count++;
+  let last: number | null = null;
+  let cursor = after;
+  for (let chunk = 16; ; chunk = Math.min(chunk * 4, 1024)) {
+    const n = Math.min(chunk, limit - count + 1); // one beyond the limit: is there more?
+    const rows = await fetchSizes(cursor, n);
+    for (const r of rows) {
+      if (count >= limit || (count > 0 && total + r.bytes > maxBytes)) return { count, last, next: last };
+      total += r.bytes;
+      count++;
+      last = r.seq;
+    }
+    if (rows.length < n) return { count, last, next: null };
+    cursor = rows[rows.length - 1]!.seq;
   }
-  const last = count > 0 ? sizes[count - 1]!.seq : null;
-  return { count, last, next: count < sizes.length ? last : null };
 }
 
 /** Bytes an event row is counted as: its JSON columns plus a fixed allowance for the rest. */
