@@ -107,11 +107,25 @@ export function openApiDocument(): object {
       },
       '/api/v1/sessions/{id}': {
         get: {
-          operationId: 'getSession', summary: 'One session and its audit events in order',
-          description: 'Admins and auditors get the events as recorded. Anyone else (the session\'s own user) gets them without operator-only data: `session.end` `data.detail` (an upstream failure\'s address, service account and the server\'s words) is left out and named in the event\'s `redacted`.',
-          parameters: [{ name: 'id', in: 'path', required: true, schema: { type: 'string' } }],
+          operationId: 'getSession', summary: 'One session and one page of its audit events in order',
+          description: 'Events come in pages, so a session of any size is read with bounded memory: at most `limit` events and at most 8 MiB of their stored JSON per page (a single larger event, bounded by `audit.payload_limit`, comes alone). `next` is the `after` of the following page, null on the last. The first page (no `after`) is recorded as `audit.read` (who, which session) before it is sent; following pages are not recorded again. Admins and auditors get the events as recorded. Anyone else (the session\'s own user) gets them without operator-only data: `session.end` `data.detail` (an upstream failure\'s address, service account and the server\'s words) is left out and named in the event\'s `redacted`. Someone else\'s session is 404.',
+          parameters: [
+            { name: 'id', in: 'path', required: true, schema: { type: 'string' } },
+            { name: 'after', in: 'query', schema: { type: 'integer', minimum: 0 }, description: 'Events with a greater seq: the `next` of the previous page' },
+            { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 1000, default: 1000 }, description: 'At most this many events (a page may hold fewer: it is also bounded by bytes)' },
+          ],
           responses: {
-            200: { description: 'Session', ...json({ type: 'object', required: ['session', 'events'], properties: { session: ref('SessionSummary'), events: { type: 'array', items: ref('AuditEvent') } } }) },
+            200: {
+              description: 'The session and one page of its events',
+              ...json({
+                type: 'object', required: ['session', 'events', 'next'],
+                properties: {
+                  session: ref('SessionSummary'),
+                  events: { type: 'array', items: ref('AuditEvent') },
+                  next: { type: ['integer', 'null'], description: 'Pass as `after` for the next page; null: this page ends the session (as of this read)' },
+                },
+              }),
+            },
             400: error, 404: error, ...authed,
           },
         },
