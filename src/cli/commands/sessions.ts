@@ -65,7 +65,7 @@ export const sessionsShowCommand = defineCommand({
  * `hoop sessions show --json`, written as the pages come: the same document as
  * `JSON.stringify({ session, events, next: null })` (indented on a terminal), never all held at once.
  */
-class SessionJsonWriter {
+export class SessionJsonWriter {
   private count = 0;
   private readonly pretty: boolean;
 
