@@ -328,8 +328,8 @@ const SESSION_PAGE_QUERY = new Set(['after', 'limit']);
  * GET /api/v1/sessions/{id}[?after=<seq>&limit=<n>]: the session's summary and one page of its
  * events in seq order, at most `limit` (default and most 1000) and at most SESSION_PAGE_BYTES of
  * stored JSON, so memory stays bounded whatever the session's size; `next` is the `after` of the
- * following page, or null. The first page (no `after`) is recorded as `audit.read`, durably
- * before it is sent: once per read of a session, not per page.
+ * following page, or null. The first page (no `after`, or one that starts at session.start) is
+ * recorded as `audit.read`, durably before it is sent: once per read of a session, not per page.
  */
 async function session(ctx: ApiContext, req: IncomingMessage, res: ServerResponse, { match, url }: { match: RegExpExecArray; url: URL }): Promise<void> {
   const id = identityOf(req);
@@ -353,13 +353,14 @@ async function session(ctx: ApiContext, req: IncomingMessage, res: ServerRespons
     });
   }
   const page = await ctx.store.readSessionEvents(sessionId, { afterSeq: after ?? 0, limit, maxBytes: SESSION_PAGE_BYTES });
-  if (after === undefined) {
+  // Once per read of the session: its first page, asked for without `after` or with one before the start.
+  if (after === undefined || page.events[0]?.type === 'session.start') {
     await ctx.recorder.record({
       type: 'audit.read',
       actor: actorOf(id),
       source: requestSource(ctx, req),
       // Not session_id: the read is not part of the session it reads (it would show in its events).
-      data: { path: url.pathname, session: sessionId, connection: found.connection || null, page: { after: null, limit }, events: page.events.length, next: page.next },
+      data: { path: url.pathname, session: sessionId, connection: found.connection || null, page: { after: after ?? null, limit }, events: page.events.length, next: page.next },
     });
   }
   // Operator-only event data (an upstream failure's address and account) for admins and auditors.

@@ -182,7 +182,11 @@ describe.each(backends)('a session of many 1 MiB results on a $name store', ({ s
     for (const bad of ['after=-1', 'after=x', 'limit=0', 'limit=1001', 'after=1&after=2', 'page=2']) {
       expect((await get(`/api/v1/sessions/${id}?${bad}`)).status, bad).toBe(400);
     }
-    // Continuation pages are not recorded again.
+    // Continuation pages are not recorded again; a first page asked for with after=0 is.
     expect(await readsOf(id)).toHaveLength(3);
+    expect((await get(`/api/v1/sessions/${id}?limit=1&after=0`)).body.events[0].type).toBe('session.start');
+    const reads = await readsOf(id);
+    expect(reads).toHaveLength(4);
+    expect(reads.at(-1)!.data).toMatchObject({ session: id, page: { after: 0, limit: 1 }, events: 1 });
   });
 });
