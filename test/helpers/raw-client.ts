@@ -333,17 +333,32 @@ export class RawClient {
       const ms = this.messages.slice(from);
       if (done(ms)) return { messages: ms, closed: false };
       if (this.isClosed) return { messages: ms, closed: true };
-      const left = deadline - Date.now();
-      if (left <= 0) {
+      if (Date.now() >= deadline) {
         throw new Error(`raw client ${this.options.application}: no ${what} after ${timeoutMs} ms; received: ${ms.map(describe).join(', ') || 'nothing'}`);
       }
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, Math.min(left, 1000));
-        this.waiters.push(() => {
-          clearTimeout(t);
-          resolve();
-        });
+      await this.nextMessage(deadline);
+    }
+  }
+
+  /** Resolves when a message arrives or the connection closes, or at `deadline` (never later). */
+  private nextMessage(deadline: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const t = setTimeout(resolve, Math.max(0, deadline - Date.now()));
+      this.waiters.push(() => {
+        clearTimeout(t);
+        resolve();
       });
+    });
+  }
+
+  /** Whether `p` settles before `deadline`. */
+  private async settles(p: Promise<unknown>, deadline: number): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), Math.max(0, deadline - Date.now()))));
+    try {
+      return await Promise.race([p.then(() => true as const), late]);
+    } finally {
+      clearTimeout(timer);
     }
   }
 
@@ -367,9 +382,11 @@ export class RawClient {
       } catch {
         // already gone
       }
-      const t = setTimeout(() => this.transport.close(), 5000);
-      await this.closed;
-      clearTimeout(t);
+      const closed = await this.settles(this.closed, Date.now() + this.timeoutMs);
+      if (!closed) {
+        this.transport.close();
+        throw new Error(`raw client ${this.options.application}: the server did not close the connection within ${this.timeoutMs} ms of Terminate`);
+      }
     }
   }
 
@@ -392,13 +409,7 @@ export class RawClient {
       const fatal = this.startup.find((m) => m.type === 'E');
       if (fatal || this.isClosed) throw new Error(`raw client ${this.options.application}: startup failed: ${fatal ? fatal.fields?.M : 'closed'}`);
       if (Date.now() > deadline) throw new Error(`raw client ${this.options.application}: no ReadyForQuery at startup`);
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, 200);
-        this.waiters.push(() => {
-          clearTimeout(t);
-          resolve();
-        });
-      });
+      await this.nextMessage(deadline);
     }
   }
 }
