@@ -4,6 +4,7 @@
  * the API and `hoop sessions show`; admins and auditors, and the hash-chained record, keep the
  * operator's account in `session.end` `data.detail`.
  */
+import { until } from '../helpers/poll.js';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { Writable } from 'node:stream';
 import pg from 'pg';
@@ -58,10 +59,7 @@ beforeAll(async () => {
     await expect(tunnelClient(gw.url, name, gw.keys['alice']!)).rejects.toThrow(/^hoop: /);
   }
   // session.end is recorded after the fact: wait for all three.
-  for (let i = 0; (await gw.store.readEvents({})).filter((e) => e.type === 'session.end').length < 3; i++) {
-    if (i > 100) throw new Error('the session.end events were not recorded');
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  await until(async () => (await gw.store.readEvents({})).filter((e) => e.type === 'session.end').length >= 3, { what: 'the three session.end events' });
   for (const e of await gw.store.readEvents({})) if (e.type === 'session.end') sessions[e.connection!] = e.session_id!;
 }, 60_000);
 

@@ -8,6 +8,7 @@
  *   end.data:   outcome (ok|error|cancelled|refused|rolled_back|unknown), error {code, message},
  *               command_tags, rows, bytes, result {sets: [{columns, rows, tag, statement}], truncated, sha256}
  */
+import { until } from './poll.js';
 import { createHash } from 'node:crypto';
 import type { AuditEvent } from '../../src/audit/event.js';
 import type { Store } from '../../src/store/store.js';
@@ -72,13 +73,8 @@ export function pairStatements(events: AuditEvent[]): RecordedStatement[] {
 
 /** The id of the session whose StartupMessage named `application` (polls until it is recorded). */
 export async function sessionIdByApp(store: Store, application: string, timeoutMs = 10_000): Promise<string> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const start = (await store.readEvents({})).find((e) => e.type === 'session.start' && e.source?.application === application);
-    if (start) return start.session_id!;
-    if (Date.now() > deadline) throw new Error(`no session.start for application ${application}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
+  const start = await until(async () => (await store.readEvents({})).find((e) => e.type === 'session.start' && e.source?.application === application), { timeoutMs, what: `a session.start for application ${application}` });
+  return start.session_id!;
 }
 
 /**
@@ -88,16 +84,18 @@ export async function sessionIdByApp(store: Store, application: string, timeoutM
  */
 export async function recordOf(store: Store, sessionId: string, opts: { ended?: boolean; timeoutMs?: number } = {}): Promise<SessionRecord> {
   const wantEnd = opts.ended ?? true;
-  const deadline = Date.now() + (opts.timeoutMs ?? 10_000);
   const tail = new EventTail(store);
-  for (;;) {
+  let record!: SessionRecord;
+  const settled = async () => {
     const events = (await tail.read()).filter((e) => e.session_id === sessionId);
     const statements = pairStatements(events);
     const ended = events.some((e) => e.type === 'session.end');
-    const settled = wantEnd ? ended : statements.every((s) => s.end !== null);
-    if (settled || Date.now() > deadline) return { sessionId, events, statements, ended };
-    await new Promise((r) => setTimeout(r, 20));
-  }
+    record = { sessionId, events, statements, ended };
+    return wantEnd ? ended : statements.every((s) => s.end !== null);
+  };
+  // Past the timeout the record is returned as it stands: the caller's assertions say what is missing.
+  await until(settled, { timeoutMs: opts.timeoutMs ?? 10_000 }).catch(() => {});
+  return record;
 }
 
 /** Rows the record kept for a statement, across its result sets. */

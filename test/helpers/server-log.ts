@@ -17,6 +17,7 @@
  * The log is what the server read, converted to the server encoding (UTF-8), whatever the
  * client_encoding of the session was.
  */
+import { until } from './poll.js';
 import { randomUUID } from 'node:crypto';
 import { closeSync, existsSync, fstatSync, openSync, readSync } from 'node:fs';
 import { join } from 'node:path';
@@ -145,13 +146,7 @@ export class ServerLog {
 
   /** Polls the log until `pick` returns something (not undefined/null/false). */
   async waitFor<T>(pick: (log: ServerLog) => T | undefined | null | false, what: string, timeoutMs = 10_000): Promise<T> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const v = pick(this);
-      if (v !== undefined && v !== null && v !== false) return v;
-      if (Date.now() > deadline) throw new Error(`server log (${this.path}): timed out after ${timeoutMs} ms waiting for ${what}`);
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    return (await until(() => pick(this), { timeoutMs, what: `server log (${this.path}): ${what}` })) as T;
   }
 
   /** Waits for the server to log the end of the (last) session named `app`. */
