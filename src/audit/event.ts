@@ -87,7 +87,7 @@ export interface QueryStartData {
   statement_sha256?: string;
   statement_truncated?: boolean;
   /** A Parse or Bind recorded on its own (not executed in the same breath). */
-  phase?: 'parse' | 'bind' | 'describe';
+  phase?: 'parse' | 'bind';
   /** The gateway cannot name what the server runs (`statement` says why). */
   unknown?: boolean;
   statement_name?: string | null;

@@ -72,7 +72,7 @@ export interface StatementStart {
   /** The statement text was cut at the text limit. */
   statementTruncated?: boolean;
   /** What this message does when it is not an execution: a Parse or Bind recorded on its own. */
-  phase?: 'parse' | 'bind' | 'describe';
+  phase?: 'parse' | 'bind';
   /** The engine cannot name what the server will run (e.g. a prepared statement that SQL may
    *  have replaced): `statement` says why, and policy must treat it as unknown. */
   unknown?: boolean;

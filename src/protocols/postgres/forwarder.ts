@@ -468,10 +468,7 @@ export class Forwarder {
     }
     const run = new StatementRun(start, ctx.payloadLimit, refusal);
     const decoder = this.reader.decoder();
-    if (decoder && decoder.name !== 'UTF8') {
-      run.decodeText = (b) => decoder.decode(b);
-      run.nonUtf8Text = true;
-    }
+    if (decoder && decoder.name !== 'UTF8') run.clientText = (b) => decoder.decode(b);
     unit.prepare?.(run);
     if (this.host.closing) return this.host.endRun(run, { code: '08006', message: 'the session ended before the statement was sent' });
     if (queue.skippingToSync) {

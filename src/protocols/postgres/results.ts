@@ -95,15 +95,13 @@ export class StatementRun {
   }
 
   /**
-   * Text values as the client reads them: in the session's client encoding (encodings.ts); bytes
-   * that are not valid there are kept as `\\x` hex rather than guessed.
+   * Text values as the client reads them: null reads UTF-8; otherwise the session's client
+   * encoding (encodings.ts), bytes not valid there kept as `\\x` hex rather than guessed.
    */
-  decodeText: (b: Buffer) => string | null = (b) => b.toString('utf8');
-  /** Set with decodeText when the client encoding is not UTF-8 (uploads then decode per message). */
-  nonUtf8Text = false;
+  clientText: ((b: Buffer) => string | null) | null = null;
 
   private text(b: Buffer): string {
-    return this.decodeText(b) ?? hex(b);
+    return this.clientText ? (this.clientText(b) ?? hex(b)) : b.toString('utf8');
   }
 
   /** A value as kept: binary as `\x` hex, text as the client reads it. */
@@ -275,7 +273,7 @@ export class StatementRun {
   }
 
   private uploadLog(): UploadLog {
-    return (this.uploads ??= new UploadLog(this.budget, this.nonUtf8Text ? this.decodeText : null));
+    return (this.uploads ??= new UploadLog(this.budget, this.clientText));
   }
 
   commandComplete(tag: string): void {
