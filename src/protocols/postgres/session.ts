@@ -184,10 +184,8 @@ export class Session {
    */
   private async end(reason: SessionEndInfo, o: { cancel: boolean; fatal?: string }): Promise<void> {
     if (this.ending) return;
-    this.ending = true;
-    this.isClosing = true;
     this.endReason ??= reason;
-    this.changed();
+    this.stopForwarding();
     const socket = this.connection.socket;
     // The client is told first, between two messages; what upstream still sends is only accounted.
     this.relay.whenAtBoundary(() => {
@@ -227,18 +225,21 @@ export class Session {
   private upstreamEnded(reason: SessionEndInfo): void {
     // After a Terminate, whichever side notices the end first, the client ended the session.
     this.endReason ??= this.sawTerminate ? { reason: 'client-terminated', error: null } : reason;
+    this.stopForwarding();
+    endStream(this.client);
+  }
+
+  /** Nothing more goes upstream; whatever waits (a hold, a wait for answers) re-checks and gives up. */
+  private stopForwarding(): void {
     this.isClosing = true;
     this.ending = true;
     this.changed();
-    endStream(this.client);
   }
 
   protocolError(message: string): void {
     safely(() => this.ctx.hooks.protocolError({ message }));
     this.endReason ??= { reason: 'protocol-error', error: message };
-    this.isClosing = true;
-    this.ending = true;
-    this.changed();
+    this.stopForwarding();
     this.connection.socket.destroy();
     // Mid-way through a relayed row the FATAL cannot go in; the client then only sees the close.
     if (this.relay.atMessageBoundary) endStream(this.client, errorResponse({ severity: 'FATAL', code: sqlstateOf('HOOP_PROTOCOL'), message: `hoop: ${message}` }));
