@@ -88,6 +88,8 @@ export interface StatementEnd {
   error: { code: string; message: string } | null;
   commandTags: string[]; rows: number; bytes: number; durationMs: number;
   result: StatementResult;
+  /** Values the plan's transforms and the session's scrubber changed, by label (see ColumnContext.tally). */
+  masked?: Record<string, number>;
 }
 
 export interface StatementResult { sets: ResultSet[]; truncated: boolean; sha256: string }
@@ -103,11 +105,33 @@ export interface ResultColumn { name: string; tableOid: number; column: number; 
 /** Rewrites one value of a result column, in its wire format (0 text, 1 binary); null is SQL NULL. */
 export type ColumnTransform = (value: Buffer, format: number) => Buffer | null;
 
+/** What the engine tells a plan about the result set it asks transforms for. */
+export interface ColumnContext {
+  /** Which statement of the message returns it (a simple Query of several: commands completed before it). */
+  statement: number;
+  /** Counts changed values under a label, e.g. the column and rule; query.end carries the totals. */
+  tally(label: string, n?: number): void;
+}
+
+/** COPY ... TO STDOUT options as the plan read them from the statement (the COPY reference's defaults otherwise). */
+export interface CopyOptions {
+  format: 'text' | 'csv' | 'binary';
+  delimiter: string; null: string; quote: string; escape: string; header: boolean;
+}
+
 export interface RunPlan {
   action: 'run';
   /** Per-column transforms for a result set with these columns (null: pass the column); the
-   *  engine applies them to every row of every result set the statement returns. */
-  columns?: (columns: ResultColumn[]) => (ColumnTransform | null)[];
+   *  engine applies them to every row of every result set the statement returns. Columns the
+   *  engine cannot describe (rows of a portal described nowhere, COPY data) have tableOid,
+   *  column and typeOid 0. */
+  columns?: (columns: ResultColumn[], context: ColumnContext) => (ColumnTransform | null)[];
+  /** Per statement of the message: its COPY TO STDOUT options, so CSV and non-default text
+   *  formats can be rewritten row by row (without them only the default text format and binary can). */
+  copyOptions?: (CopyOptions | null)[];
+  /** The statement reads protected data: quoted values in its ErrorResponse and NoticeResponse
+   *  texts (`invalid input syntax for type integer: "123-45-6789"`) are replaced before they leave. */
+  redactMessageValues?: boolean;
   /** More rows than this end the result with an error, and the statement is cancelled upstream. */
   rowCap?: number;
   /** What the record keeps of this decision (for query.start). */
@@ -164,4 +188,8 @@ export interface SessionContext {
   signal?: AbortSignal;
   payloadLimit: number;        // bytes of result (and of statement text) kept per statement
   owner: string;               // identity subject; a CancelRequest may only cancel its owner's sessions
+  /** The content net over text the client receives outside result columns (NoticeResponse,
+   *  ErrorResponse and NotificationResponse texts, ParameterStatus values): returns the text to
+   *  send (the same string when nothing matched) and tallies what it replaced. */
+  scrubText?: (text: string, tally: (label: string) => void) => string;
 }

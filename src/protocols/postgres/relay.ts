@@ -228,7 +228,7 @@ export class Relay {
     if (over) return over;
     if (s.transforms === null && s.plan.action === 'run' && s.plan.columns) {
       // Rows of a portal described nowhere: the plan decides on columns it cannot name.
-      s.transforms = s.plan.columns(unknownColumns(buf.readInt16BE(f.bodyStart), s.formats.length === 1 ? s.formats[0]! : 0));
+      s.transforms = s.plan.columns(unknownColumns(buf.readInt16BE(f.bodyStart), s.formats.length === 1 ? s.formats[0]! : 0), s.run.columnContext);
     }
     if (!anyTransform(s.transforms)) {
       s.run.dataRow(buf, f.start, f.bodyStart, f.end);
@@ -267,7 +267,7 @@ export class Relay {
     s.copy = binary ? 'out-binary' : 'out-text';
     s.transforms = null;
     if (s.plan.action === 'run' && s.plan.columns) {
-      s.transforms = s.plan.columns(unknownColumns(n, binary ? 1 : 0));
+      s.transforms = s.plan.columns(unknownColumns(n, binary ? 1 : 0), s.run.columnContext);
       if (anyTransform(s.transforms) && !binary && !copyFormatIsPlain(s.lowerSql)) {
         // The client sees CopyOutResponse, then the error, as when a COPY fails.
         const error = this.cutOff(s, { code: SQLSTATE_ROW_CAP, message: 'hoop: this COPY format (CSV, or a delimiter or NULL of its own) cannot be masked; use the default text format or binary' });

@@ -380,7 +380,7 @@ export function describedColumns(s: Running, fields: FieldDescription[] | null, 
   if (fields) {
     const formats = resultFormats ?? fields.map((f) => f.format);
     s.formats = formats;
-    s.transforms = columns(fields.map((f, i) => ({ ...f, format: formats.length === 1 ? formats[0]! : (formats[i] ?? f.format) })));
+    s.transforms = columns(fields.map((f, i) => ({ ...f, format: formats.length === 1 ? formats[0]! : (formats[i] ?? f.format) })), s.run.columnContext);
   }
 }
 

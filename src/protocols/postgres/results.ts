@@ -17,7 +17,7 @@
  * hashes always cover everything.
  */
 import { performance } from 'node:perf_hooks';
-import type { ResultSet, StatementEnd, StatementStart } from '../engine.js';
+import type { ColumnContext, ResultSet, StatementEnd, StatementStart } from '../engine.js';
 import { MAX_SETS, PayloadBudget } from './budget.js';
 import type { FieldDescription } from './messages.js';
 import { BodyReader, decodeDataRow } from './messages.js';
@@ -57,6 +57,8 @@ export class StatementRun {
   private bytes = 0;
   /** Result messages (DataRow, CopyData, FunctionCallResponse) sent so far: where a notice falls. */
   private resultMessages = 0;
+  /** Values masked or scrubbed, by label (ColumnContext.tally). */
+  private masked: Record<string, number> | null = null;
   /** Result sets as the client received them; `current` is the one rows go to, until its tag. */
   private readonly sets: ResultSet[] = [];
   private current: ResultSet | null = null;
@@ -88,6 +90,17 @@ export class StatementRun {
     this.start = start;
     this.refusal = refusal;
     this.budget = new PayloadBudget(payloadLimit);
+  }
+
+  /** Counts values a transform or the scrubber changed (query.end's `masked`). */
+  readonly tally = (label: string, n = 1): void => {
+    const m = (this.masked ??= {});
+    m[label] = (m[label] ?? 0) + n;
+  };
+
+  /** What a plan's `columns` is told about the result set that starts now. */
+  get columnContext(): ColumnContext {
+    return { statement: this.tags.length, tally: this.tally };
   }
 
   get isEnded(): boolean {
@@ -331,6 +344,7 @@ export class StatementRun {
     };
     if (this.messages) end.messages = this.messages.finish();
     if (this.uploads) end.upload = this.uploads.finish();
+    if (this.masked) end.masked = this.masked;
     return end;
   }
 }
