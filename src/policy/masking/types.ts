@@ -150,6 +150,9 @@ export interface SchemaView {
   /** builtin: defined in pg_catalog; user: defined in any other schema (an unqualified name that a
    *  user schema defines is `user`, whatever pg_catalog has); unknown: no such function. */
   functionKind(schema: string | null, name: string): FunctionKind;
+  /** The schemas other than pg_catalog that define a function of this name (an unqualified call
+   *  may reach any of them). */
+  userFunctionSchemas(name: string): string[];
 }
 
 /** The session's SQL-level prepared statements and cursors, as far as the planner followed them. */
@@ -161,3 +164,12 @@ export interface SessionNames {
 
 /** Which rule protects a catalog column (rules.ts compiles the configured globs into this). */
 export type ProtectionLookup = (schema: string, table: string, column: string) => MaskRule | null;
+
+/** Everything the analysis reads besides the statement text. */
+export interface AnalysisEnv {
+  schema: SchemaView;
+  protection: ProtectionLookup;
+  names: SessionNames;
+  /** The operator vouches for this user-defined function (masking.trusted_functions). */
+  trusted(schema: string, name: string): boolean;
+}
