@@ -11,7 +11,7 @@
  * - card_number: 13 to 19 digits, optionally grouped by single spaces or dashes, passing Luhn,
  *   bounded by non-digits. A run of grouped digits is tried at every group boundary, so a card
  *   after another number ("ref 12 4111 1111 1111 1111") is still found; a run of 20+ digits with
- *   no separators is not a card. No issuer-prefix check: 1 in 10 numbers of that length pass Luhn.
+ *   no separators is not a card. No issuer-prefix check: 1 in 10 digit runs of that length pass Luhn, which is why numeric columns are never scanned.
  * - iban: two capital letters, two check digits, 11 to 30 capitals or digits, either compact or
  *   in groups of four separated by single spaces, mod-97 == 1 (ISO 13616), bounded by
  *   non-alphanumerics. Lower-case IBANs are not matched (lower-case hex ids would be, 1 in 97).
@@ -36,18 +36,15 @@ export interface Scrubber {
 
 interface Match { start: number; end: number; detector: DetectorName }
 
-const INT8 = 20;
-/** Binary formats that never carry text (fixed-width numbers, times, network and geometric
- *  types, bits) and bytea (its text form is hex, so binary is not scanned either: random blobs
- *  would trip the email shape). Every other binary value is scanned as raw bytes: text-like
- *  types, jsonb (a version byte, then text), arrays, enums, composites, citext and other types
- *  whose OIDs only the catalog knows. */
-const NON_TEXT_BINARY = new Set<number>([
-  16, 17, 18, 21, 23, 26, 27, 28, 29, 600, 601, 602, 603, 604, 628, 650, 700, 701, 718, 774, 790, 829, 869,
+/** Types whose values never carry free text, in either format (numbers, times, network and
+ *  geometric types, bits, uuid), and bytea (random blobs would trip the email shape). Numbers are
+ *  not scanned even as text: about one in ten long ids or millisecond timestamps passes Luhn.
+ *  Every other value is scanned as raw bytes: text-like types, json and jsonb (a version byte,
+ *  then text), arrays, enums, composites, citext and other types whose OIDs only the catalog knows. */
+const NEVER_TEXT = new Set<number>([
+  16, 17, 18, 20, 21, 23, 26, 27, 28, 29, 600, 601, 602, 603, 604, 628, 650, 700, 701, 718, 774, 790, 829, 869,
   1082, 1083, 1114, 1184, 1186, 1266, 1560, 1562, 1700, 2950, 3220, 5069,
 ]);
-/** Largest int8 magnitude with fewer than 13 digits: nothing shorter can be a card number. */
-const BELOW_CARD_LENGTH = 999_999_999_999;
 
 /** Resolution order when two detectors claim the same characters. */
 const PRIORITY: readonly DetectorName[] = ['iban', 'email', 'ssn', 'card_number'];
@@ -74,18 +71,8 @@ export function createScrubber(detectors: DetectorName[]): Scrubber | null {
       return { text: maskString(s, matches), hits: matches.map((m) => m.detector) };
     },
     value(v, format, typeOid) {
-      let scanned: string;
-      if (format === 1 && typeOid === INT8) {
-        if (!enabled.has('card_number') || v.length !== 8) return null;
-        const high = v.readInt32BE(0);
-        if (Math.abs(high * 0x100000000 + v.readUInt32BE(4)) <= BELOW_CARD_LENGTH) return null;
-        scanned = v.readBigInt64BE(0).toString();
-      } else {
-        if (format === 1 && NON_TEXT_BINARY.has(typeOid)) return null;
-        if (!bytesWorthScanning(v, needsDigit, needsAt)) return null;
-        scanned = v.toString('latin1');
-      }
-      const matches = find(scanned);
+      if (NEVER_TEXT.has(typeOid) || !bytesWorthScanning(v, needsDigit, needsAt)) return null;
+      const matches = find(v.toString('latin1'));
       if (matches.length === 0) return null;
       const hits = matches.map((m) => m.detector);
       if (!isTextLike(typeOid)) return { value: null, hits };
