@@ -1,0 +1,171 @@
+/**
+ * INSERT, UPDATE, DELETE and MERGE: what they return (RETURNING), which rows they choose
+ * (predicates), and whether they write protected data into a column no rule protects (which
+ * would strip its protection: refused).
+ */
+import { as, list, type Body } from './lineage-node.js';
+import { combineColumns, describeTaint, isClear, unionTaints, unknownTaint } from './lineage-taint.js';
+import { itemFromColumns, openItem, type AnalysisContext, type Col, type CteFrame, type RangeItem, type Scope } from './lineage-scope.js';
+import { exprTaint, predicateTaint } from './lineage-expr.js';
+import { analyzeQueryNode, buildCtes, targetColumns } from './lineage-select.js';
+import { fromClause, rangeVarItem } from './lineage-from.js';
+import { relationFacts } from './lineage-relations.js';
+import type { Taint } from './types.js';
+
+interface WriteTarget {
+  item: RangeItem;
+  label: string;
+  /** Its columns in order (for INSERT without a column list); null when unknown. */
+  columns: string[] | null;
+  isProtected(column: string): boolean;
+}
+
+function writeTarget(relation: Body, level: Scope, ctx: AnalysisContext): WriteTarget {
+  const rv = as(relation, 'RangeVar') ?? relation;
+  const schema = typeof rv.schemaname === 'string' ? rv.schemaname : null;
+  const name = String(rv.relname ?? '');
+  const rels = ctx.env.schema.relations(schema, name);
+  const first = rels[0]?.columns.map((c) => c.name) ?? null;
+  const sameShape = first !== null && rels.every((r) => r.columns.length === first.length && r.columns.every((c, i) => c.name === first[i]));
+  return {
+    item: rangeVarItem(rv, level, ctx),
+    label: schema === null ? name : `${schema}.${name}`,
+    columns: sameShape ? first : null,
+    // Protected in every relation the name may mean: a rule on the column itself, or (through an
+    // updatable view) a column that is a protected source unchanged.
+    isProtected: (column) =>
+      rels.length > 0 &&
+      rels.every((rel) => {
+        if (ctx.env.protection(rel.schema, rel.name, column) !== null) return true;
+        const i = rel.columns.findIndex((c) => c.name === column);
+        const t = i >= 0 ? relationFacts(rel, ctx.env).taints[i] : undefined;
+        return t !== undefined && t.direct && t.sources.length === 1 && t.unknown === null;
+      }),
+  };
+}
+
+function checkWrite(target: WriteTarget, column: string | undefined, taint: Taint, verb: string, ctx: AnalysisContext): void {
+  if (isClear(taint)) return;
+  if (column !== undefined && target.isProtected(column)) return;
+  const where = column === undefined ? `a column of ${target.label} the gateway cannot name` : `${target.label}.${column}, which no masking rule protects`;
+  ctx.refuse(`${verb} would write protected data (${describeTaint(taint)}) into ${where}`);
+}
+
+/** The value a SET assigns, including `(a, b) = (SELECT ...)`. */
+function assignedTaint(val: unknown, level: Scope, ctx: AnalysisContext): Taint {
+  const multi = as(val, 'MultiAssignRef');
+  if (!multi) return exprTaint(val, level, ctx);
+  const n = Number(multi.colno) - 1;
+  const sub = as(multi.source, 'SubLink');
+  if (sub) {
+    const cols = analyzeQueryNode(sub.subselect, level, level.ctes, ctx);
+    return cols?.[n]?.taint ?? unknownTaint('a multiple-column assignment whose columns cannot be named');
+  }
+  const row = as(multi.source, 'RowExpr');
+  if (row) return exprTaint(list(row.args)[n], level, ctx);
+  return exprTaint(multi.source, level, ctx);
+}
+
+function assignments(targets: unknown[], target: WriteTarget, level: Scope, verb: string, ctx: AnalysisContext): void {
+  for (const t of targets) {
+    const rt = as(t, 'ResTarget');
+    if (!rt) continue;
+    checkWrite(target, typeof rt.name === 'string' ? rt.name : undefined, assignedTaint(rt.val, level, ctx), verb, ctx);
+  }
+}
+
+/** RETURNING over the target (also as `old` / `new`) and the other FROM items. */
+function returning(body: Body, target: WriteTarget, level: Scope, ctx: AnalysisContext): Col[] | null {
+  const exprs = list((body.returningClause as Body | undefined)?.exprs ?? body.returningList);
+  if (exprs.length === 0) return [];
+  const alias = (item: RangeItem, name: string): RangeItem => (item.star ? itemFromColumns(name, null, item.star) : openItem(name, item.whole));
+  // `old` / `new` qualify only: an unqualified name means the target's column.
+  const oldNew: Scope = { items: [alias(target.item, 'old'), alias(target.item, 'new')], parent: level.parent, ctes: level.ctes };
+  const scope: Scope = { items: level.items, parent: oldNew, ctes: level.ctes };
+  // `*` is every FROM item's columns, the target's first (merged USING columns have no name).
+  const items = level.items.filter((i) => i.name !== null);
+  const star = items.some((i) => i.star === null) ? null : items.flatMap((i) => i.star!);
+  let cols: Col[] | null = [];
+  for (const e of exprs) {
+    const more = targetColumns(e, scope, star, ctx);
+    cols = cols === null || more === null ? null : [...cols, ...more];
+  }
+  return cols;
+}
+
+export function analyzeDml(type: string, body: Body, outer: Scope | null, ctes: CteFrame | null, ctx: AnalysisContext): Col[] | null {
+  const frame = body.withClause ? buildCtes(body.withClause as Body, outer, ctes, ctx) : ctes;
+  const level: Scope = { items: [], parent: outer, ctes: frame };
+  const target = writeTarget(body.relation as Body, level, ctx);
+  level.items.push(target.item);
+  switch (type) {
+    case 'InsertStmt':
+      insert(body, target, outer, frame, ctx);
+      break;
+    case 'UpdateStmt':
+      fromClause(list(body.fromClause), level, ctx);
+      assignments(list(body.targetList), target, level, 'UPDATE', ctx);
+      if (body.whereClause) predicateTaint(body.whereClause, level, ctx, 'where');
+      break;
+    case 'DeleteStmt':
+      fromClause(list(body.usingClause), level, ctx);
+      if (body.whereClause) predicateTaint(body.whereClause, level, ctx, 'where');
+      break;
+    case 'MergeStmt':
+      merge(body, target, level, ctx);
+      break;
+  }
+  return returning(body, target, level, ctx);
+}
+
+function insert(body: Body, target: WriteTarget, outer: Scope | null, frame: CteFrame | null, ctx: AnalysisContext): void {
+  const named = list(body.cols).map((c) => as(c, 'ResTarget')?.name).filter((n): n is string => typeof n === 'string');
+  const columns = named.length > 0 ? named : target.columns;
+  const written = insertedColumns(body.selectStmt, outer, frame, ctx);
+  if (written === null) {
+    checkWrite(target, undefined, unknownTaint('an INSERT source whose columns cannot be named'), 'INSERT', ctx);
+  } else {
+    written.forEach((c, i) => checkWrite(target, columns?.[i], c.taint, 'INSERT', ctx));
+  }
+  const conflict = body.onConflictClause as Body | undefined;
+  if (!conflict) return;
+  // EXCLUDED is the row proposed for insertion.
+  const excludedCols = (target.item.star ?? []).map((c) => {
+    const i = columns?.indexOf(c.name) ?? -1;
+    return { name: c.name, taint: unionTaints([c.taint, written?.[i]?.taint ?? (written === null ? unknownTaint('EXCLUDED') : c.taint)]) };
+  });
+  const scope: Scope = { items: [target.item, itemFromColumns('excluded', null, excludedCols)], parent: outer, ctes: frame };
+  assignments(list(conflict.targetList), target, scope, 'INSERT ... ON CONFLICT DO UPDATE', ctx);
+  if (conflict.whereClause) predicateTaint(conflict.whereClause, scope, ctx, 'where');
+  const infer = conflict.infer as Body | undefined;
+  if (infer?.whereClause) predicateTaint(infer.whereClause, scope, ctx, 'where');
+}
+
+function insertedColumns(source: unknown, outer: Scope | null, frame: CteFrame | null, ctx: AnalysisContext): Col[] | null {
+  if (source === undefined || source === null) return []; // DEFAULT VALUES
+  const select = as(source, 'SelectStmt');
+  if (select && Array.isArray(select.valuesLists) && !select.withClause) {
+    const level: Scope = { items: [], parent: outer, ctes: frame };
+    return combineColumns(
+      select.valuesLists.map((row: unknown) => list(as(row, 'List')?.items).map((v, i): Col => ({ name: `column${i + 1}`, taint: exprTaint(v, level, ctx) }))),
+    );
+  }
+  return analyzeQueryNode(source, outer, frame, ctx);
+}
+
+function merge(body: Body, target: WriteTarget, level: Scope, ctx: AnalysisContext): void {
+  fromClause([body.sourceRelation], level, ctx);
+  if (body.joinCondition) predicateTaint(body.joinCondition, level, ctx, 'join');
+  for (const node of list(body.mergeWhenClauses)) {
+    const when = as(node, 'MergeWhenClause');
+    if (!when) continue;
+    if (when.condition) predicateTaint(when.condition, level, ctx, 'where');
+    if (when.commandType === 'CMD_UPDATE') assignments(list(when.targetList), target, level, 'MERGE ... UPDATE', ctx);
+    if (when.commandType === 'CMD_INSERT') {
+      const named = list(when.targetList).map((t) => as(t, 'ResTarget')?.name).filter((n): n is string => typeof n === 'string');
+      const columns = named.length > 0 ? named : target.columns;
+      list(when.values).forEach((v, i) => checkWrite(target, columns?.[i], exprTaint(v, level, ctx), 'MERGE ... INSERT', ctx));
+    }
+  }
+}
+

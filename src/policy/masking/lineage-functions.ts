@@ -1,0 +1,85 @@
+/**
+ * Which function calls the analysis can follow. Builtin (pg_catalog) functions pass their
+ * arguments' taint to their result; the exceptions are listed here, in one place.
+ * User-defined and unknown functions are refused unless the operator trusts them
+ * (masking.trusted_functions): their bodies may copy, store or reveal what flows in.
+ */
+import type { AnalysisEnv, Taint } from './types.js';
+import { describeTaint, isClear } from './lineage-taint.js';
+
+/** Builtins that run a query given as text, read a cursor, or sample column values: what they
+ *  return cannot be traced to columns. Always refused. */
+const OPAQUE_READERS: ReadonlyMap<string, string> = new Map([
+  // The *_to_xml family runs a query (or reads a whole table, schema, database or cursor).
+  ...[
+    'query_to_xml', 'query_to_xmlschema', 'query_to_xml_and_xmlschema',
+    'table_to_xml', 'table_to_xmlschema', 'table_to_xml_and_xmlschema',
+    'cursor_to_xml', 'cursor_to_xmlschema',
+    'schema_to_xml', 'schema_to_xmlschema', 'schema_to_xml_and_xmlschema',
+    'database_to_xml', 'database_to_xmlschema', 'database_to_xml_and_xmlschema',
+  ].map((name): [string, string] => [name, 'it reads rows the gateway cannot trace']),
+  // ts_stat(sqlquery) and ts_rewrite(query, sqlquery) run the query text they are given.
+  ['ts_stat', 'it runs a query given as text'],
+  ['ts_rewrite', 'it can run a query given as text'],
+  // The most-common-values list of extended statistics: sampled column values.
+  ['pg_mcv_list_items', 'it returns sampled column values'],
+]);
+
+/** Catalog relations that hold sampled column values (most common values, histograms). */
+export const SAMPLING_RELATIONS: ReadonlySet<string> = new Set([
+  'pg_stats', 'pg_stats_ext', 'pg_stats_ext_exprs', 'pg_statistic', 'pg_statistic_ext', 'pg_statistic_ext_data',
+]);
+
+/** Builtins with a side effect that carries their arguments out of the result (a setting, a
+ *  notification, a large object, a lock key, WAL, a sequence, a delay): refused when protected
+ *  data flows in. */
+const SIDE_EFFECT_SINKS: ReadonlySet<string> = new Set([
+  'set_config', 'pg_notify', 'pg_logical_emit_message', 'setval', 'pg_create_restore_point',
+  'pg_sleep', 'pg_sleep_for', 'pg_sleep_until', 'lowrite',
+]);
+const SIDE_EFFECT_SINK_PREFIXES = ['lo_', 'pg_advisory_', 'pg_try_advisory_'];
+
+/** Aggregates that reveal only how many rows there are, not their values. */
+export const COUNTING_AGGREGATES: ReadonlySet<string> = new Set(['count']);
+
+function isSink(name: string): boolean {
+  return SIDE_EFFECT_SINKS.has(name) || SIDE_EFFECT_SINK_PREFIXES.some((p) => name.startsWith(p));
+}
+
+/** The name an unqualified or pg_catalog-qualified call can reach in pg_catalog (which the
+ *  server searches first, whatever else the search_path holds). */
+export function catalogName(schema: string | null, name: string): string | null {
+  return schema === null || schema === 'pg_catalog' ? name : null;
+}
+
+/**
+ * Why a call must be refused, or null when it may run and its result carries `argTaint`.
+ * `argCount` matters only for ts_rewrite, whose two-argument form runs SQL text.
+ */
+export function functionRefusal(env: AnalysisEnv, schema: string | null, name: string, argTaint: Taint, argCount: number): string | null {
+  const shown = schema === null ? name : `${schema}.${name}`;
+  const builtin = catalogName(schema, name);
+  if (builtin !== null) {
+    const why = OPAQUE_READERS.get(builtin);
+    if (why !== undefined && (builtin !== 'ts_rewrite' || argCount === 2)) return `${shown}() is refused on a masking connection: ${why}`;
+    if (isSink(builtin) && !isClear(argTaint)) {
+      return `${shown}() is refused: protected data (${describeTaint(argTaint)}) would flow into its side effect, where it cannot be masked`;
+    }
+  }
+  const kind = env.schema.functionKind(schema, name);
+  if (kind === 'builtin') return null;
+  if (schema !== null) {
+    if (env.trusted(schema, name)) return null;
+    return kind === 'user'
+      ? `${shown}() is a user-defined function the gateway cannot follow (not in masking.trusted_functions)`
+      : `${shown}() is not a function the gateway knows`;
+  }
+  if (kind === 'user') {
+    const schemas = env.schema.userFunctionSchemas(name);
+    const untrusted = schemas.filter((s) => !env.trusted(s, name));
+    if (schemas.length > 0 && untrusted.length === 0) return null;
+    const which = (untrusted.length > 0 ? untrusted : schemas).map((s) => `${s}.${name}`).join(', ');
+    return `${name}() may call the user-defined function ${which || name}, which the gateway cannot follow (not in masking.trusted_functions)`;
+  }
+  return `${name}() is not a function the gateway knows`;
+}

@@ -1,0 +1,96 @@
+/**
+ * The taint of each column of a table or view. A table column is its rule's protected source
+ * (or clear); a view column is whatever its definition's output carries, views of views
+ * followed recursively. Memoised per schema snapshot, rule set and trust list (a reload or a
+ * catalog refresh brings new objects, so stale answers cannot survive them).
+ */
+import type { AnalysisEnv, PredicateUse, RelationInfo, Taint } from './types.js';
+import { as } from './lineage-node.js';
+import { copyTaint, directTaint, isClear, unknownTaint } from './lineage-taint.js';
+import { AnalysisContext } from './lineage-scope.js';
+import { analyzeQueryNode } from './lineage-select.js';
+import { parseSql } from './parse.js';
+
+/** What reading a relation implies, besides its columns' taint: a view's own refusals (a
+ *  function it calls, pg_stats it reads), the predicates its definition applies, and whether it
+ *  reads protected data at all. */
+export interface RelationFacts {
+  taints: Taint[];
+  refusals: string[];
+  predicates: PredicateUse[];
+  touches: boolean;
+}
+
+type Memo = Map<number, RelationFacts>;
+const memo = new WeakMap<object, WeakMap<object, WeakMap<object, Memo>>>();
+const inProgress = new WeakMap<Memo, Set<number>>();
+
+function memoFor(env: AnalysisEnv): Memo {
+  let byRules = memo.get(env.schema);
+  if (!byRules) memo.set(env.schema, (byRules = new WeakMap()));
+  let byTrust = byRules.get(env.protection);
+  if (!byTrust) byRules.set(env.protection, (byTrust = new WeakMap()));
+  let m = byTrust.get(env.trusted);
+  if (!m) byTrust.set(env.trusted, (m = new Map()));
+  return m;
+}
+
+/** Per live column, in attnum order. */
+export function relationTaints(rel: RelationInfo, env: AnalysisEnv): Taint[] {
+  return relationFacts(rel, env).taints.map(copyTaint);
+}
+
+export function relationFacts(rel: RelationInfo, env: AnalysisEnv): RelationFacts {
+  const m = memoFor(env);
+  const known = m.get(rel.oid);
+  if (known) return known;
+  let active = inProgress.get(m);
+  if (!active) inProgress.set(m, (active = new Set()));
+  if (active.has(rel.oid)) {
+    const reason = `view ${rel.schema}.${rel.name} is defined in terms of itself`;
+    return { taints: rel.columns.map(() => unknownTaint(reason)), refusals: [], predicates: [], touches: true };
+  }
+  active.add(rel.oid);
+  try {
+    const facts = computeFacts(rel, env);
+    m.set(rel.oid, facts);
+    return facts;
+  } finally {
+    active.delete(rel.oid);
+  }
+}
+
+function ownTaint(rel: RelationInfo, column: string, env: AnalysisEnv): Taint | null {
+  const rule = env.protection(rel.schema, rel.name, column);
+  return rule ? directTaint(`${rel.schema}.${rel.name}.${column}`, rule) : null;
+}
+
+function computeFacts(rel: RelationInfo, env: AnalysisEnv): RelationFacts {
+  const stored = rel.definition === undefined || (rel.kind !== 'view' && rel.kind !== 'matview');
+  if (stored) {
+    return { taints: rel.columns.map((c) => ownTaint(rel, c.name, env) ?? { sources: [], direct: false, unknown: null }), refusals: [], predicates: [], touches: false };
+  }
+  const ctx = new AnalysisContext(env);
+  const fromDefinition = definitionTaints(rel, ctx);
+  // A rule naming the view's own column protects it too (its definition may hide the source).
+  const taints = rel.columns.map((c, i) => {
+    const t = fromDefinition[i]!;
+    return isClear(t) ? (ownTaint(rel, c.name, env) ?? t) : t;
+  });
+  return { taints, refusals: ctx.refusals, predicates: ctx.predicates, touches: ctx.touches || taints.some((t) => !isClear(t)) };
+}
+
+function definitionTaints(rel: RelationInfo, ctx: AnalysisContext): Taint[] {
+  const unknown = (why: string) => rel.columns.map(() => unknownTaint(`view ${rel.schema}.${rel.name}: ${why}`));
+  let stmts: unknown[];
+  try {
+    stmts = (parseSql(rel.definition!).stmts ?? []).map((s) => s.stmt);
+  } catch (err) {
+    return unknown(`its definition does not parse (${err instanceof Error ? err.message : String(err)})`);
+  }
+  const stmt = stmts.length === 1 ? stmts[0] : undefined;
+  if (!as(stmt, 'SelectStmt')) return unknown('its definition is not a single query');
+  const cols = analyzeQueryNode(stmt, null, null, ctx);
+  if (cols === null || cols.length !== rel.columns.length) return unknown('the columns of its definition cannot be named');
+  return cols.map((c) => c.taint);
+}

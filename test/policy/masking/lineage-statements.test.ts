@@ -1,0 +1,170 @@
+/** Statements: what each returns, the names it defines, COPY formats, and every refusal rule. */
+import { beforeAll, describe, expect, test } from 'vitest';
+import { loadParser } from '../../../src/policy/masking/parse.js';
+import { analyzeQuery, copyFormat } from '../../../src/policy/masking/lineage.js';
+import { makeEnv, shape } from './lineage-fixture.js';
+import { columns, one, refusals } from './lineage-helpers.js';
+
+beforeAll(() => loadParser());
+
+const SSN = 'direct:public.customers.ssn';
+
+describe('results of statements', () => {
+  test('RETURNING of INSERT / UPDATE / DELETE / MERGE', () => {
+    expect(columns("INSERT INTO public.notes VALUES (1, 'x') RETURNING body")).toEqual(['body=clear']);
+    expect(columns("DELETE FROM customers WHERE id = 1 RETURNING email, old.ssn")).toEqual(['email=direct:public.customers.email', `ssn=${SSN}`]);
+    expect(columns('UPDATE customers SET full_name = full_name RETURNING ssn, upper(ssn) AS u')).toEqual([`ssn=${SSN}`, 'u=derived:public.customers.ssn']);
+    expect(columns("MERGE INTO vault v USING customers c ON v.id = c.id WHEN MATCHED THEN UPDATE SET ssn_copy = c.ssn RETURNING v.ssn_copy")).toEqual(['ssn_copy=direct:public.vault.ssn_copy']);
+    expect(columns("INSERT INTO public.notes VALUES (1, 'x')")).toEqual([]);
+  });
+  test('a data-modifying CTE returns its RETURNING', () => {
+    expect(columns('WITH m AS (DELETE FROM customers RETURNING ssn) SELECT * FROM m')).toEqual([`ssn=${SSN}`]);
+  });
+  test('COPY (query) TO STDOUT and COPY t TO STDOUT, with their formats', () => {
+    const q = one('COPY (SELECT id, ssn FROM customers) TO STDOUT WITH (FORMAT csv, HEADER)');
+    expect(q.result!.map((c) => shape(c.taint))).toEqual(['clear', SSN]);
+    expect(q.copy).toEqual({ format: 'csv', delimiter: ',', null: '', quote: '"', escape: '"', header: true });
+    const t = one('COPY customers (id, email) TO STDOUT BINARY');
+    expect(t.result!.map((c) => `${c.name}=${shape(c.taint)}`)).toEqual(['id=clear', 'email=direct:public.customers.email']);
+    expect(t.copy?.format).toBe('binary');
+    expect(one('COPY customers TO STDOUT').copy).toEqual({ format: 'text', delimiter: '\t', null: '\\N', quote: '"', escape: '"', header: false });
+    expect(one("COPY customers TO STDOUT WITH (FORMAT csv, DELIMITER ';', NULL 'n', QUOTE '''', HEADER false)").copy).toEqual({
+      format: 'csv', delimiter: ';', null: 'n', quote: "'", escape: "'", header: false,
+    });
+  });
+  test('copyFormat reads the options list', () => {
+    expect(copyFormat([]).format).toBe('text');
+  });
+  test('COPY FROM STDIN returns nothing and is allowed', () => {
+    const s = one('COPY customers FROM STDIN');
+    expect([s.result, s.copy, s.refusals]).toEqual([[], null, []]);
+  });
+  test('DECLARE / FETCH / MOVE / CLOSE', () => {
+    const d = one('DECLARE cur CURSOR FOR SELECT ssn FROM customers');
+    expect(d.result).toEqual([]);
+    const declared = d.effects[0];
+    expect(declared).toMatchObject({ kind: 'declare', name: 'cur' });
+    expect(declared?.kind === 'declare' ? declared.result?.map((c) => shape(c.taint)) : null).toEqual([SSN]);
+    const cursors = { cur: [{ name: 'ssn', taint: { sources: [], direct: false, unknown: 'x' } }] };
+    expect(columns('FETCH 10 FROM cur', { cursors })).toEqual(['ssn=unknown']);
+    expect(one('FETCH 10 FROM never_seen').result).toBeNull();
+    expect(one('MOVE cur').result).toEqual([]);
+    expect(one('CLOSE ALL').effects).toEqual([{ kind: 'close', name: null }]);
+  });
+  test('PREPARE / EXECUTE / DEALLOCATE, followed within one query string', () => {
+    const a = analyzeQuery('PREPARE p AS SELECT id, email FROM customers; EXECUTE p; DEALLOCATE p; EXECUTE p', makeEnv());
+    expect(a.statements.map((s) => s.result?.map((c) => shape(c.taint)) ?? null)).toEqual([[], ['clear', 'direct:public.customers.email'], [], null]);
+    expect(a.statements[2]!.effects).toEqual([{ kind: 'deallocate', name: 'p' }]);
+    expect(one('EXECUTE q').result).toBeNull();
+    expect(one('DEALLOCATE ALL').effects).toEqual([{ kind: 'deallocate', name: null }]);
+    expect(one('DISCARD ALL').effects).toEqual([{ kind: 'discard' }]);
+  });
+  test('EXPLAIN returns a clear plan but its query counts', () => {
+    const s = one("EXPLAIN ANALYZE SELECT leak(ssn) FROM customers WHERE ssn LIKE '1%'");
+    expect(s.result!.map((c) => `${c.name}=${shape(c.taint)}`)).toEqual(['QUERY PLAN=clear']);
+    expect(s.predicates.map((p) => p.clause)).toEqual(['where']);
+    expect(s.refusals).toHaveLength(1);
+  });
+  test('SHOW, SET, BEGIN', () => {
+    expect(columns('SHOW work_mem')).toEqual(['work_mem=clear']);
+    expect(columns('SET search_path = x')).toEqual([]);
+    expect(columns('BEGIN')).toEqual([]);
+  });
+  test('several statements, in order; empty and parse errors', () => {
+    expect(analyzeQuery('SELECT 1; SELECT ssn FROM customers', makeEnv()).statements).toHaveLength(2);
+    expect(analyzeQuery('', makeEnv())).toEqual({ statements: [], parseError: null });
+    expect(analyzeQuery('SELECT 1 FROM', makeEnv()).parseError).toMatch(/syntax error/);
+  });
+});
+
+describe('refusals', () => {
+  const refused = (sql: string, pattern: RegExp) => expect(refusals(sql).join('\n')).toMatch(pattern);
+  const allowed = (sql: string) => expect(refusals(sql)).toEqual([]);
+
+  test('user-defined functions unless trusted (every schema that defines an unqualified name)', () => {
+    refused('SELECT leak(ssn) FROM customers', /public\.leak.*trusted_functions/);
+    refused('SELECT public.leak(id) FROM customers', /public\.leak\(\) is a user-defined function/);
+    allowed('SELECT safe_fn(ssn) FROM customers');
+    expect(columns('SELECT safe_fn(ssn) AS s FROM customers')).toEqual(['s=derived:public.customers.ssn']);
+    refused('SELECT twice(id) FROM customers', /util\.twice/);
+    allowed('SELECT public.twice(id) FROM customers');
+  });
+  test('unknown functions', () => refused('SELECT mystery(1)', /mystery\(\) is not a function the gateway knows/));
+  test('a view that calls a user-defined function is refused when read', () => refused('SELECT id FROM v_leaky', /public\.leak/));
+  test('value-sampling and query-text functions, always', () => {
+    refused("SELECT query_to_xml('select ssn from customers', true, true, '')", /query_to_xml/);
+    refused("SELECT table_to_xml('customers', true, true, '')", /table_to_xml/);
+    refused("SELECT * FROM ts_stat('select 1')", /ts_stat/);
+  });
+  test('pg_stats-family relations', () => {
+    refused('SELECT * FROM pg_stats', /pg_stats/);
+    refused('SELECT most_common_vals FROM pg_catalog.pg_stats_ext', /pg_stats_ext/);
+    refused('SELECT * FROM pg_statistic', /pg_statistic/);
+  });
+  test('side-effect sinks only when protected data flows in', () => {
+    refused("SELECT set_config('x.y', ssn, false) FROM customers", /set_config/);
+    refused("SELECT pg_notify('c', ssn) FROM customers", /pg_notify/);
+    refused("SELECT lo_from_bytea(0, convert_to(ssn, 'UTF8')) FROM customers", /lo_from_bytea/);
+    refused('SELECT pg_advisory_lock(credit_score) FROM customers', /pg_advisory_lock/);
+    allowed("SELECT set_config('x.y', 'z', false)");
+    allowed("SELECT pg_notify('c', full_name) FROM customers");
+  });
+  test('DO, CALL and code-defining DDL', () => {
+    refused("DO 'begin end'", /DO is refused/);
+    refused('CALL p()', /CALL is refused/);
+    refused("CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'select 1'", /CREATE FUNCTION/);
+    refused("CREATE PROCEDURE p() LANGUAGE sql AS 'select 1'", /CREATE FUNCTION \/ PROCEDURE/);
+    refused('CREATE TRIGGER t AFTER INSERT ON notes FOR EACH ROW EXECUTE FUNCTION f()', /CREATE TRIGGER/);
+    refused('CREATE RULE r AS ON SELECT TO notes DO INSTEAD SELECT * FROM customers', /CREATE RULE/);
+    refused('CREATE EVENT TRIGGER e ON ddl_command_start EXECUTE FUNCTION f()', /CREATE EVENT TRIGGER/);
+    refused('CREATE CAST (text AS int) WITH FUNCTION f(text)', /CREATE CAST/);
+    refused('CREATE OPERATOR === (function = f, leftarg = text, rightarg = text)', /CREATE OPERATOR/);
+    refused('CREATE AGGREGATE a(text) (sfunc = f, stype = text)', /CREATE AGGREGATE/);
+  });
+  test('writing protected data into a column no rule protects', () => {
+    refused('INSERT INTO public.notes (body) SELECT ssn FROM customers', /INSERT would write protected data \(public\.customers\.ssn\) into public\.notes\.body/);
+    refused('INSERT INTO public.notes SELECT id, email FROM customers', /public\.notes\.body/);
+    refused('UPDATE public.notes n SET body = c.email FROM customers c WHERE c.id = n.id', /UPDATE would write/);
+    refused('UPDATE public.notes SET (id, body) = (SELECT id, ssn FROM customers LIMIT 1)', /public\.notes\.body/);
+    refused('MERGE INTO public.notes n USING customers c ON n.id = c.id WHEN MATCHED THEN UPDATE SET body = c.ssn', /MERGE/);
+    refused('MERGE INTO public.notes n USING customers c ON n.id = c.id WHEN NOT MATCHED THEN INSERT VALUES (c.id, c.ssn)', /MERGE/);
+    refused('INSERT INTO public.notes (id, body) VALUES (1, (SELECT ssn FROM customers LIMIT 1))', /public\.notes\.body/);
+    refused('WITH m AS (DELETE FROM customers RETURNING ssn) INSERT INTO public.notes (body) SELECT ssn FROM m', /public\.notes\.body/);
+    refused("INSERT INTO public.notes (id, body) SELECT 1, 'x' ON CONFLICT (id) DO UPDATE SET body = (SELECT ssn FROM customers LIMIT 1)", /ON CONFLICT/);
+    refused('INSERT INTO nosuch SELECT ssn FROM customers', /cannot name/);
+  });
+  test('writes that keep protection (or carry nothing protected) are allowed', () => {
+    allowed('INSERT INTO vault (ssn_copy) SELECT ssn FROM customers');
+    allowed('UPDATE customers SET ssn = upper(ssn)');
+    allowed('INSERT INTO public.notes (id, body) SELECT id, full_name FROM customers');
+    allowed('INSERT INTO public.notes (body) SELECT full_name FROM customers WHERE ssn IS NOT NULL');
+  });
+  test('CREATE TABLE AS / SELECT INTO / CREATE MATERIALIZED VIEW with protected data', () => {
+    refused('CREATE TABLE t2 AS SELECT ssn FROM customers', /CREATE TABLE AS/);
+    refused('CREATE TEMP TABLE t2 AS SELECT upper(email) FROM customers', /CREATE TABLE AS/);
+    refused('SELECT ssn INTO tmp FROM customers', /SELECT INTO/);
+    refused('CREATE MATERIALIZED VIEW mv AS SELECT email FROM customers', /CREATE MATERIALIZED VIEW/);
+    refused('CREATE TABLE t2 AS SELECT * FROM nosuch', /cannot be named/);
+    allowed('CREATE TABLE t3 AS SELECT id, full_name FROM customers');
+    allowed('CREATE TABLE t4 AS SELECT ssn FROM customers WITH NO DATA');
+  });
+  test('CREATE VIEW is allowed, but its query is checked', () => {
+    allowed('CREATE VIEW v AS SELECT ssn FROM customers');
+    refused('CREATE VIEW v AS SELECT leak(ssn) FROM customers', /leak/);
+  });
+  test('COPY to a server file or program with protected data', () => {
+    refused("COPY customers TO '/tmp/x'", /COPY TO a server file/);
+    refused("COPY (SELECT ssn FROM customers) TO PROGRAM 'cat'", /COPY TO PROGRAM/);
+    allowed("COPY (SELECT id FROM customers) TO '/tmp/x'");
+  });
+  test('renaming protected columns, expressions that run later', () => {
+    refused('ALTER TABLE customers RENAME COLUMN ssn TO x', /renaming customers/);
+    refused('ALTER TABLE customers ADD COLUMN s2 text GENERATED ALWAYS AS (ssn) STORED', /ALTER TABLE/);
+    refused("CREATE POLICY p ON customers USING (ssn LIKE '1%')", /CREATE POLICY/);
+    allowed('ALTER TABLE customers ADD COLUMN note text');
+  });
+  test('EXECUTE with protected parameters', () => refused('EXECUTE p((SELECT ssn FROM customers LIMIT 1))', /EXECUTE would pass/));
+  test('ordinary statements are not refused', () => {
+    for (const sql of ['SELECT * FROM customers', 'BEGIN', 'COMMIT', 'SET work_mem = 1', 'VACUUM customers', 'CREATE INDEX ON customers (ssn)']) allowed(sql);
+  });
+});

@@ -1,0 +1,213 @@
+/** Which result columns carry protected data, by every route issue 7 lists, and which stay clear. */
+import { beforeAll, describe, expect, test } from 'vitest';
+import { loadParser } from '../../../src/policy/masking/parse.js';
+import { relationTaints } from '../../../src/policy/masking/lineage.js';
+import { makeEnv, RELATIONS, shape } from './lineage-fixture.js';
+import { columns, one, predicates } from './lineage-helpers.js';
+
+beforeAll(() => loadParser());
+
+const SSN = 'direct:public.customers.ssn';
+const dSSN = 'derived:public.customers.ssn';
+const ROW = 'derived:public.customers.credit_score,public.customers.email,public.customers.ssn';
+
+describe('clear columns stay clear', () => {
+  test('unprotected columns of a table with protected ones', () => {
+    expect(columns('SELECT id, full_name, created_at FROM customers')).toEqual(['id=clear', 'full_name=clear', 'created_at=clear']);
+    expect(one('SELECT id, full_name FROM customers').touchesProtected).toBe(false);
+  });
+  test('constants and parameters', () => {
+    expect(columns("SELECT $1::text, 'x', 1 + 2, now()")).toEqual(['text=clear', '?column?=clear', '?column?=clear', 'now=clear']);
+  });
+  test('a clear column beside a protected one in the same expression list', () => {
+    expect(columns('SELECT upper(full_name), ssn FROM customers')).toEqual(['upper=clear', `ssn=${SSN}`]);
+  });
+  test('count() reveals counts only', () => {
+    expect(columns('SELECT count(*), count(ssn), count(DISTINCT email) FROM customers')).toEqual(['count=clear', 'count=clear', 'count=clear']);
+  });
+});
+
+describe('direct: the protected value itself', () => {
+  test.each([
+    ['a column', 'SELECT ssn FROM customers', ['ssn']],
+    ['an alias', 'SELECT c.ssn AS x FROM customers c', ['x']],
+    ['schema-qualified', 'SELECT public.customers.ssn FROM public.customers', ['ssn']],
+    ['a subquery', 'SELECT s FROM (SELECT ssn AS s FROM customers) q', ['s']],
+    ['a CTE', 'WITH q AS (SELECT ssn FROM customers) SELECT ssn FROM q', ['ssn']],
+    ['a CTE with column aliases', 'WITH q(x) AS (SELECT ssn FROM customers) SELECT x FROM q', ['x']],
+    ['a scalar subquery', 'SELECT (SELECT ssn FROM customers LIMIT 1) AS s', ['s']],
+    ['UNION ALL of the same column', 'SELECT ssn FROM customers UNION ALL SELECT ssn FROM customers', ['ssn']],
+    ['a LATERAL subquery', 'SELECT x FROM customers a CROSS JOIN LATERAL (SELECT a.ssn AS x) s', ['x']],
+    ['(c).col', 'SELECT (c).ssn FROM customers c', ['ssn']],
+    ['VALUES of a scalar subquery', 'VALUES ((SELECT ssn FROM customers LIMIT 1))', ['column1']],
+    ['a correlated subquery', 'SELECT (SELECT c.ssn) AS s FROM customers c', ['s']],
+  ])('%s', (_name, sql, names) => {
+    expect(columns(sql)).toEqual(names.map((n) => `${n}=${SSN}`));
+  });
+
+  test('through a view and a view of a view', () => {
+    expect(columns('SELECT ssn FROM v_customers')).toEqual([`ssn=${SSN}`]);
+    expect(columns('SELECT * FROM v_v')).toEqual(['id=clear', `ssn=${SSN}`]);
+  });
+
+  test('relationTaints follows view definitions in attnum order', () => {
+    const v = RELATIONS.find((r) => r.name === 'v_upper')!;
+    expect(relationTaints(v, makeEnv()).map(shape)).toEqual(['clear', dSSN]);
+  });
+
+  test('WITH RECURSIVE carries the seed column through the recursion', () => {
+    expect(columns('WITH RECURSIVE r(n, s) AS (SELECT 1, ssn FROM customers UNION ALL SELECT n + 1, s FROM r WHERE n < 3) SELECT * FROM r')).toEqual(['n=clear', `s=${SSN}`]);
+    expect(columns('WITH RECURSIVE r AS (SELECT 1 AS n, ssn AS s FROM customers UNION ALL SELECT n + 1, lower(s) FROM r) SELECT n, s FROM r')).toEqual(['n=clear', `s=${dSSN}`]);
+  });
+});
+
+describe('derived: any expression over protected data', () => {
+  test.each([
+    "ssn || ''", 'upper(ssn)', 'substr(ssn, 1, 3)', "replace(ssn, '-', '')", 'reverse(ssn)', "encode(convert_to(ssn, 'UTF8'), 'hex')",
+    "format('%s', ssn)", "concat('a', ssn)", 'ssn::int', "CASE WHEN id > 1 THEN ssn ELSE 'x' END", "COALESCE(ssn, 'x')", "NULLIF(ssn, 'x')",
+    "GREATEST(ssn, 'a')", 'array_agg(ssn)', "string_agg(ssn, ',')", 'json_agg(ssn)', 'max(ssn)', 'ssn COLLATE "C"',
+    "ssn IN ('1', '2')", "ssn = '123-45-6789'", 'ARRAY[ssn]', 'ROW(ssn)', 'ssn IS NULL', 'lag(ssn) OVER ()',
+  ])('%s', (expr) => {
+    expect(columns(`SELECT ${expr} AS v FROM customers`)).toEqual([`v=${dSSN}`]);
+  });
+
+  test('CASE on a protected condition taints the result', () => {
+    expect(columns("SELECT CASE WHEN ssn LIKE '1%' THEN 'a' ELSE 'b' END AS v FROM customers")).toEqual([`v=${dSSN}`]);
+  });
+
+  test('WITHIN GROUP: the ordered values are the result', () => {
+    expect(columns('SELECT percentile_disc(0.5) WITHIN GROUP (ORDER BY credit_score) AS p FROM customers')).toEqual(['p=derived:public.customers.credit_score']);
+  });
+
+  test('UNION of different columns is derived from both', () => {
+    expect(columns('SELECT ssn FROM customers UNION SELECT full_name FROM customers')).toEqual([`ssn=${dSSN}`]);
+    expect(columns('SELECT ssn FROM customers INTERSECT SELECT email FROM customers')).toEqual(['ssn=derived:public.customers.email,public.customers.ssn']);
+    expect(columns('SELECT id FROM notes EXCEPT SELECT id FROM customers')).toEqual(['id=clear']);
+  });
+
+  test('ARRAY(subquery) and a view that derives', () => {
+    expect(columns('SELECT ARRAY(SELECT email FROM customers) AS a')).toEqual(['a=derived:public.customers.email']);
+    expect(columns('SELECT s FROM v_upper')).toEqual([`s=${dSSN}`]);
+  });
+
+  test('functions in FROM get the union of their arguments', () => {
+    expect(columns('SELECT * FROM unnest(ARRAY(SELECT ssn FROM customers)) AS u')).toEqual([`u=${dSSN}`]);
+    expect(columns('SELECT x.a, x.b FROM json_to_recordset((SELECT json_agg(c) FROM customers c)) AS x(a text, b int)')).toEqual([`a=${ROW}`, `b=${ROW}`]);
+    expect(columns('SELECT g FROM customers, LATERAL generate_series(1, credit_score) AS g')).toEqual(['g=derived:public.customers.credit_score']);
+    expect(columns('SELECT * FROM generate_series(1, 3) WITH ORDINALITY AS g(n, i)')).toEqual(['n=clear', 'i=clear']);
+  });
+});
+
+describe('whole-row references taint with every protected column of the row', () => {
+  test.each(['row_to_json(c)', 'to_jsonb(c)', 'c::text', 'ROW(c.*)', 'c', 'to_json(c.*)'])('%s', (expr) => {
+    expect(columns(`SELECT ${expr} AS r FROM customers c`)).toEqual([`r=${ROW}`]);
+  });
+
+  test('functional notation c.f is the call f(c)', () => {
+    const s = one('SELECT c.leak FROM customers c');
+    expect(s.result!.map((c) => shape(c.taint))).toEqual([ROW]);
+    expect(s.refusals.join()).toMatch(/leak\(\)/);
+  });
+});
+
+describe('* and TABLE expand per column', () => {
+  const customers = ['id=clear', 'full_name=clear', `ssn=${SSN}`, 'email=direct:public.customers.email', 'credit_score=direct:public.customers.credit_score', 'created_at=clear'];
+  test('SELECT *, c.*, TABLE t', () => {
+    expect(columns('SELECT * FROM customers')).toEqual(customers);
+    expect(columns('SELECT c.* FROM customers c')).toEqual(customers);
+    expect(columns('TABLE customers')).toEqual(customers);
+    expect(columns('SELECT (c).* FROM customers c')).toEqual(customers);
+  });
+  test('JOIN USING merges the join column', () => {
+    expect(columns('SELECT * FROM customers c JOIN public.accounts a USING (id)')).toEqual([
+      ...customers, 'customer_id=clear', 'account_number=direct:public.accounts.account_number', 'balance=clear',
+    ]);
+  });
+  test('NATURAL JOIN merges every common column (and joins on them)', () => {
+    expect(columns('SELECT * FROM customers NATURAL JOIN v_customers')).toEqual([
+      'id=clear', `ssn=${SSN}`, 'full_name=clear', 'email=direct:public.customers.email', 'credit_score=direct:public.customers.credit_score', 'created_at=clear',
+    ]);
+    expect(predicates('SELECT id FROM customers NATURAL JOIN v_customers')).toEqual(['join:public.customers.ssn']);
+  });
+  test('a join alias hides the inner names', () => {
+    expect(columns('SELECT j.ssn FROM (customers JOIN public.accounts USING (id)) AS j')).toEqual([`ssn=${SSN}`]);
+  });
+});
+
+describe('unknown: what the gateway cannot name is masked', () => {
+  test('a relation missing from the catalog', () => {
+    expect(columns('SELECT x FROM nosuch')).toEqual(['x=unknown']);
+    expect(one('SELECT * FROM nosuch').result).toBeNull();
+  });
+  test('a column that resolves nowhere', () => {
+    expect(columns('SELECT nosuch FROM customers')).toEqual(['nosuch=unknown']);
+  });
+  test('an unqualified name in several schemas: the union; different shapes cannot expand *', () => {
+    expect(columns('SELECT account_number FROM accounts')).toEqual(['account_number=derived:archive.accounts.account_number,public.accounts.account_number']);
+    expect(one('SELECT * FROM notes').result).toBeNull();
+    expect(columns('SELECT body FROM notes')).toEqual(['body=clear']);
+  });
+  test('a view defined in terms of itself', () => {
+    expect(columns('SELECT id FROM v_loop_a')).toEqual(['id=unknown']);
+  });
+  test('a set-returning function whose columns are not known', () => {
+    expect(one('SELECT * FROM jsonb_to_record(NULL)').result).toBeNull();
+  });
+});
+
+describe('predicates', () => {
+  test.each([
+    ["SELECT id FROM customers WHERE ssn LIKE '123%'", 'where'],
+    ['SELECT c.id FROM customers c JOIN public.accounts a ON a.account_number = c.ssn', 'join'],
+    ['SELECT id FROM customers GROUP BY id HAVING max(credit_score) > 700', 'having'],
+    ['SELECT id FROM customers ORDER BY ssn', 'order_by'],
+    ['SELECT id FROM customers GROUP BY ssn, id', 'group_by'],
+    ['SELECT id, row_number() OVER (PARTITION BY email) FROM customers', 'window'],
+    ['SELECT id, rank() OVER w FROM customers WINDOW w AS (ORDER BY credit_score)', 'window'],
+    ['SELECT DISTINCT ON (email) id FROM customers', 'distinct_on'],
+    ["SELECT count(*) FILTER (WHERE ssn LIKE '1%') FROM customers", 'filter'],
+    ['SELECT id FROM customers LIMIT (SELECT credit_score FROM customers LIMIT 1)', 'limit'],
+    ["UPDATE notes SET body = 'x' WHERE id IN (SELECT id FROM customers WHERE ssn LIKE '1%')", 'where'],
+    ["DELETE FROM customers WHERE email LIKE 'a%'", 'where'],
+    ["SELECT EXISTS (SELECT 1 FROM customers WHERE ssn LIKE '1%')", 'where'],
+    ["SELECT count(CASE WHEN ssn LIKE '1%' THEN 1 END) FROM customers", 'other'],
+    ["SELECT string_agg(full_name, ',' ORDER BY ssn) FROM customers", 'order_by'],
+    ["SELECT id FROM v_filtered", 'where'],
+  ])('%s', (sql, clause) => {
+    const uses = one(sql).predicates;
+    expect(uses.some((u) => u.clause === clause && u.column !== '' && !u.column.startsWith('unknown'))).toBe(true);
+  });
+
+  test('ORDER BY an output alias or position uses that output', () => {
+    expect(predicates('SELECT ssn AS s FROM customers ORDER BY s')).toEqual(['order_by:public.customers.ssn']);
+    expect(predicates('SELECT id, email FROM customers ORDER BY 2')).toEqual(['order_by:public.customers.email']);
+    expect(predicates('SELECT id FROM customers GROUP BY 1')).toEqual([]);
+  });
+
+  test('clear predicates and JOIN USING on clear columns record nothing', () => {
+    expect(predicates("SELECT ssn FROM customers WHERE id = 1 AND full_name LIKE 'A%' ORDER BY created_at")).toEqual([]);
+    expect(predicates('SELECT ssn FROM customers JOIN public.accounts USING (id)')).toEqual([]);
+  });
+
+  test('an unknown column in a predicate is recorded as unknown', () => {
+    expect(predicates('SELECT 1 FROM nosuch WHERE x = 1')[0]).toMatch(/^where:unknown: /);
+  });
+
+  test('touchesProtected: a protected column read anywhere', () => {
+    expect(one("SELECT id FROM customers WHERE ssn = '1'").touchesProtected).toBe(true);
+    expect(one('SELECT id FROM customers WHERE id = 1').touchesProtected).toBe(false);
+  });
+});
+
+describe('fails closed on forms it does not special-case', () => {
+  test('expression nodes walked generically still carry their columns', () => {
+    expect(columns("SELECT json_object('k': ssn) AS j FROM customers")).toEqual(['j=derived:public.customers.ssn']);
+    expect(columns('SELECT xmlelement(name x, email) AS x FROM customers')).toEqual(['x=derived:public.customers.email']);
+    expect(columns("SELECT x.v FROM customers c, XMLTABLE('/r' PASSING xmlparse(document c.ssn) COLUMNS v text PATH 'v') AS x")).toEqual(['v=derived:public.customers.ssn']);
+    expect(columns("SELECT j.a FROM customers c, JSON_TABLE(c.email::jsonb, '$' COLUMNS (a text PATH '$.a')) AS j")).toEqual(['a=derived:public.customers.email']);
+  });
+  test('a deeply nested expression does not throw', () => {
+    const deep = `SELECT ${'('.repeat(2000)}ssn${')'.repeat(2000)} FROM customers`;
+    expect(() => one(deep)).not.toThrow();
+  });
+});
