@@ -35,6 +35,41 @@ export interface ConnectionInfo {
   requires_approval: boolean;
   /** Sessions must say why (`hoop connect --reason`, X-Hoop-Reason): `require_reason` in the config. */
   requires_reason: boolean;
+  /** The connection's `masking` block as it applies to the caller (absent from older gateways). */
+  masking?: ConnectionMasking;
+}
+
+export interface ConnectionMasking {
+  /** The connection has a `masking` block (protected columns, content detectors, or both). */
+  enabled: boolean;
+  /** The caller is in one of its `exempt` groups: they see clear values (and that is recorded). */
+  exempt: boolean;
+  /** How many `masking.columns` rules it has. */
+  columns: number;
+  /** The content detectors that run over what leaves. */
+  detectors: string[];
+}
+
+/** What changed between two configs: names and rule summaries only, never a secret. */
+export interface ConfigChanges {
+  connections: { added: string[]; removed: string[]; changed: string[] };
+  /** Per connection whose masking changed: rules as `schema.table.column: type method [keep N]`, settings as `key: old -> new`. */
+  masking: Record<string, { added: string[]; removed: string[]; changed: string[] }>;
+  api_keys: { added: string[]; removed: string[]; changed: string[] };
+  /** The role lists (`admin`, `auditor`) that changed. */
+  roles: string[];
+  trusted_proxies: boolean;
+  /** Keys that changed in the file but take effect only at the next start (the running values stay). */
+  needs_restart: string[];
+}
+
+/** `POST /api/v1/admin/reload` (admins): the config file was read again and applied. */
+export interface ReloadResult {
+  reloaded: true;
+  /** The `config.loaded` fingerprint of the file now in effect. */
+  sha256: string;
+  changes: ConfigChanges;
+  needs_restart: string[];
 }
 
 /** An event type (`access.denied`) or a family of them (`auth.*`), as `?type=` and `--type` take them. */

@@ -17,12 +17,17 @@ import { z } from 'zod';
 import { ConfigError, errorMessage } from '../errors.js';
 import { isSafeIssuerUrl } from '../identity/oidc-verifier.js';
 import { SSL_MODES } from '../protocols/postgres/sslmode.js';
+import { DETECTORS, SEMANTIC_TYPES, type MaskingConfig, type MaskMethod } from '../policy/masking/types.js';
 import { parseCidr, type Cidr } from './proxies.js';
 import { parseDuration, parseSize } from '../units.js';
 
 const SLUG = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 const GROUP = /^[^\s,]{1,256}$/;
 const MAX_SECRET_FILE_BYTES = 1024 * 1024;
+const MASK_METHODS = ['redact', 'partial', 'hash', 'null'] as const satisfies readonly MaskMethod[];
+const PREDICATE_ACTIONS = ['allow', 'deny', 'require_approval'] as const;
+/** A masking hash key shorter than this is refused: HMAC-SHA256 keys should carry 256 bits. */
+export const MIN_HASH_KEY_LENGTH = 32;
 
 // ---------------------------------------------------------------------------------------------
 // Schema. Built per file because relative paths resolve against the config file's directory.
@@ -147,6 +152,26 @@ function schemaFor(baseDir: string) {
       });
     });
 
+  const oneOf = (values: readonly string[]) => `expected one of: ${values.join(', ')}`;
+  const masking = z.strictObject({
+    columns: z.array(z.strictObject({
+      column: z.string().refine((p) => isNamePattern(p, 3), 'expected schema.table.column: three non-empty parts separated by dots, each a name or a glob (* any run of characters, ? one character)'),
+      type: z.enum(SEMANTIC_TYPES, { error: oneOf(SEMANTIC_TYPES) }),
+      method: z.enum(MASK_METHODS, {
+        // YAML reads a bare `null` as no value at all.
+        error: (iss) => (iss.input === null ? `${oneOf(MASK_METHODS)} (quote "null": unquoted, YAML reads it as no value)` : oneOf(MASK_METHODS)),
+      }),
+      keep: z.number({ error: 'expected a whole number from 0 to 64' }).int('expected a whole number from 0 to 64').min(0, 'expected a whole number from 0 to 64').max(64, 'expected a whole number from 0 to 64').optional(),
+    }).superRefine((r, ctx) => {
+      if (r.keep !== undefined && r.method !== 'partial') ctx.addIssue({ code: 'custom', path: ['keep'], message: 'only with method: partial (how many trailing characters stay readable)' });
+    })).default([]),
+    detectors: z.array(z.enum(DETECTORS, { error: oneOf(DETECTORS) })).default([...DETECTORS]),
+    exempt: groups.default([]),
+    predicates: z.enum(PREDICATE_ACTIONS, { error: oneOf(PREDICATE_ACTIONS) }).default('deny'),
+    trusted_functions: z.array(z.string().refine((p) => isNamePattern(p, 2), 'expected schema.function: two non-empty parts separated by a dot, each a name or a glob (* any run of characters, ? one character)')).default([]),
+    hash_key: z.string().min(MIN_HASH_KEY_LENGTH, `must be at least ${MIN_HASH_KEY_LENGTH} characters (e.g. \${env:HOOP_MASKING_KEY} holding the output of openssl rand -base64 32)`).optional(),
+  });
+
   const connection = z.strictObject({
     name: slug,
     type: z.string().refine((t) => engineTypes().includes(t), { error: () => `expected one of: ${engineTypes().join(', ')}` }),
@@ -155,7 +180,7 @@ function schemaFor(baseDir: string) {
     max_session: duration.optional(),
     require_reason: z.boolean({ error: 'expected true or false' }).default(false),
     max_sessions_per_user: z.number({ error: 'expected a whole number from 1 to 10000' }).int('expected a whole number from 1 to 10000').min(1, 'expected a whole number from 1 to 10000').max(10_000, 'expected a whole number from 1 to 10000').optional(),
-    masking: notYet('masking').optional(),
+    masking: masking.optional(),
     approval: notYet('approval').optional(),
   }).transform((c) => ({
     name: c.name,
@@ -174,6 +199,13 @@ function schemaFor(baseDir: string) {
     maxSessionMs: c.max_session ?? null,
     maxSessionsPerUser: c.max_sessions_per_user ?? null,
     requireReason: c.require_reason,
+    masking: c.masking ? maskingConfigOf(c.masking) : null,
+    /**
+     * The key of the `hash` method: the connection's `masking.hash_key`, as bytes. null here when
+     * none is given; the running gateway fills in its own key file (`masking.key`), so a
+     * connection read from `ConfigHolder` (live-config.ts) always has one.
+     */
+    maskingKey: (c.masking?.hash_key !== undefined ? Buffer.from(c.masking.hash_key, 'utf8') : null) as Buffer | null,
   }));
 
   const cidr = z.string().transform((s, ctx): Cidr => {
@@ -211,11 +243,40 @@ function schemaFor(baseDir: string) {
   });
 }
 
+/** The validated block in the shape the masking policy takes (src/policy/masking/types.ts). */
+function maskingConfigOf(m: {
+  columns: { column: string; type: MaskingConfig['columns'][number]['type']; method: MaskMethod; keep?: number | undefined }[];
+  detectors: MaskingConfig['detectors'];
+  exempt: string[];
+  predicates: MaskingConfig['predicates'];
+  trusted_functions: string[];
+}): MaskingConfig {
+  return {
+    columns: m.columns.map((r) => ({ column: r.column, type: r.type, method: r.method, ...(r.keep !== undefined ? { keep: r.keep } : {}) })),
+    detectors: [...new Set(m.detectors)],
+    exempt: m.exempt,
+    predicates: m.predicates,
+    trustedFunctions: m.trusted_functions,
+  };
+}
+
+/**
+ * `parts` dot-separated parts, none empty. Globs use only `*` and `?`; the other characters some
+ * glob dialects treat as special (`[`, `]`, `{`, `}`, `\`) and quotes are refused, so no pattern
+ * means something other than what it says. Control characters and spaces are refused too.
+ */
+function isNamePattern(pattern: string, parts: number): boolean {
+  const split = pattern.split('.');
+  return split.length === parts && split.every((p) => p !== '' && /^[^\s\x00-\x1f\x7f[\]{}\\"'.]+$/.test(p));
+}
+
 type Schema = ReturnType<typeof schemaFor>;
 
 export type GatewayConfig = z.output<Schema> & {
   /** The file the config came from (for messages). */
   file: string;
+  /** Its absolute path when it was read from a file (loadConfig): what a reload reads again. */
+  path: string | null;
   /** SHA-256 of the configuration with secrets left out, recorded in `config.loaded`. */
   fingerprint: string;
 };
@@ -244,7 +305,7 @@ export function loadConfig(path: string): GatewayConfig {
     });
     throw new ConfigError(lines.join('\n'), { hint: 'fix the YAML syntax' });
   }
-  return parseConfig(doc.toJS({ maxAliasCount: 100 }) ?? {}, file, dirname(abs));
+  return { ...parseConfig(doc.toJS({ maxAliasCount: 100 }) ?? {}, file, dirname(abs)), path: abs };
 }
 
 /**
@@ -264,6 +325,10 @@ export function parseConfig(raw: unknown, file: string, baseDir: string): Gatewa
   duplicates(keys.map((k) => k?.['name']), ['identity', 'api_keys'], 'name', 'API key name', problems, file);
   duplicates(keys.map((k) => (typeof k?.['sha256'] === 'string' ? k['sha256'].toLowerCase() : undefined)), ['identity', 'api_keys'], 'sha256', 'API key hash', problems, file);
   duplicates(listAt(resolved, 'connections').map((c) => c?.['name']), ['connections'], 'name', 'connection name', problems, file);
+  // A second rule with the same pattern could never match (the first matching rule wins).
+  listAt(resolved, 'connections').forEach((c, i) => {
+    duplicates(listAt(c, 'masking', 'columns').map((r) => r?.['column']), ['connections', i, 'masking', 'columns'], 'column', 'column pattern', problems, file);
+  });
 
   const result = schemaFor(baseDir).safeParse(resolved, { reportInput: true });
   if (!result.success) {
@@ -276,7 +341,7 @@ export function parseConfig(raw: unknown, file: string, baseDir: string): Gatewa
   if (problems.length > 0 || !result.success) {
     throw new ConfigError(problems.join('\n'), { hint: 'see docs/configuration.md for every key' });
   }
-  return { ...result.data, file, fingerprint: fingerprintOf(raw) };
+  return { ...result.data, file, path: null, fingerprint: fingerprintOf(raw) };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -423,15 +488,15 @@ function duplicates(values: unknown[], base: (string | number)[], key: string, w
 
 /**
  * SHA-256 over the config as written, with secret references left unresolved (so the hash
- * changes when a reference changes, not when a rotated secret does), inline upstream passwords
- * and TLS keys replaced, and the password of a postgres:// store URL removed.
+ * changes when a reference changes, not when a rotated secret does), inline upstream passwords,
+ * masking hash keys and TLS keys replaced, and the password of a postgres:// store URL removed.
  */
 function fingerprintOf(raw: unknown): string {
   const redact = (v: unknown, path: (string | number)[]): unknown => {
     const key = path[path.length - 1];
     if (typeof v === 'string') {
       if (v.includes('${')) return v;
-      if (key === 'password' || (key === 'key' && path[path.length - 2] === 'tls')) return '<redacted>';
+      if (key === 'password' || key === 'hash_key' || (key === 'key' && path[path.length - 2] === 'tls')) return '<redacted>';
       if (key === 'store' && path.length === 1 && /^postgres(ql)?:\/\//.test(v)) {
         try {
           const u = new URL(v);

@@ -1,7 +1,8 @@
 /**
- * The gateway's composition root: store -> recorder -> engine -> authenticators -> HTTP API and
- * tunnel endpoint on one listener. `close()` undoes it in reverse: stop accepting, end the
- * tunnels (their sessions end and are recorded), flush the recorder, close the store.
+ * The gateway's composition root: store -> recorder -> engine -> config snapshot (live-config.ts:
+ * authenticators, connections; reload.ts swaps it) -> HTTP API and tunnel endpoint on one
+ * listener. `close()` undoes it in reverse: stop accepting, end the tunnels (their sessions end
+ * and are recorded), flush the recorder, close the store.
  */
 import { generateKeyPairSync } from 'node:crypto';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
@@ -10,11 +11,10 @@ import { dirname } from 'node:path';
 import { pino, type Logger } from 'pino';
 import { CheckpointSigner } from '../audit/checkpoint.js';
 import { Checkpointer } from '../audit/checkpointer.js';
-import { SYSTEM_ACTOR } from '../audit/event.js';
 import { AuditRecorder } from '../audit/recorder.js';
 import { HoopError, errorMessage } from '../errors.js';
 import { ApiKeyAuthenticator } from '../identity/api-keys.js';
-import type { Authenticator } from '../identity/identity.js';
+import type { Authenticator, Identity } from '../identity/identity.js';
 import { OidcVerifier } from '../identity/oidc-verifier.js';
 import { createEngine, type Engine } from '../protocols/engine.js';
 import '../protocols/postgres/engine.js'; // registers type: postgres
@@ -22,13 +22,16 @@ import { isLoopbackHost } from '../net/loopback.js';
 import { openStore } from '../store/index.js';
 import type { Store } from '../store/store.js';
 import { AuthenticatorChain } from './authn.js';
-import type { GatewayConfig } from './config.js';
+import { loadConfig, type GatewayConfig } from './config.js';
+import { ensureMaskingKey, maskingKeyPath } from './hash-key.js';
 import { createServer } from './http.js';
 import { SessionKills } from './kills.js';
 import { GatewayMetrics } from './metrics.js';
 import { AUTH_FAILURE_BURST, FailureLimiter, handleRequest, type ApiContext } from './routes.js';
 import { TrustedProxies } from './proxies.js';
-import { TunnelEndpoint, type Planner } from './tunnel.js';
+import { ConfigHolder, buildLiveConfig, type LiveParts } from './live-config.js';
+import { ConfigReloader, configChanges, configLoadedEvent, type ReloadOutcome } from './reload.js';
+import { TunnelEndpoint, type Planner, type TunnelContext } from './tunnel.js';
 
 /** Defence in depth: nothing logs these, and if something ever did, they would not reach the log. */
 const REDACT = ['password', '*.password', 'token', '*.token', 'authorization', '*.authorization', 'headers.authorization', '*.headers.authorization'];
@@ -41,12 +44,24 @@ export interface RunningGateway {
   close(): Promise<void>;
   /** The gateway's store, for tests and embedding (`hoop demo`). */
   readonly store: Store;
+  /** The config in effect now (live-config.ts); a reload swaps it. */
+  readonly configs: ConfigHolder;
+  /** Reads the config file again and applies it (reload.ts); `hoop gateway` calls it on SIGHUP. */
+  reload(source: 'sighup' | 'api', by?: Identity | null): Promise<ReloadOutcome>;
 }
 
 export interface GatewayOptions {
   logger?: Logger;
   /** Decides each statement (masking and approvals will; tests give their own). Default: run as sent. */
   planner?: Planner;
+  /**
+   * The same, given the config holder, for a planner that must read the CURRENT config of the
+   * connection per statement (`configs.connection(name)`: masking rules and hash key as last
+   * reloaded). Takes precedence over `planner`.
+   */
+  plannerFor?: (configs: ConfigHolder) => Planner;
+  /** How a reload reads the config again. Default: loadConfig of the file it came from (`config.path`). */
+  reloadFrom?: () => GatewayConfig;
 }
 
 export async function startGateway(config: GatewayConfig, options: GatewayOptions = {}): Promise<RunningGateway> {
@@ -69,30 +84,41 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
     const signer = loadSigner(config.audit.signing_key);
     // Kept outside the log (log shipping, a runbook), it is what a verifier should trust.
     logger.info({ key_id: signer.keyId }, 'audit checkpoints are signed with this key');
-    const authn = new AuthenticatorChain(authenticatorsFor(config));
-    const authFailures = new FailureLimiter(AUTH_FAILURE_BURST, 60_000);
-    const proxies = new TrustedProxies(config.trusted_proxies);
-    const denials = new FailureLimiter(AUTH_FAILURE_BURST, 60_000);
-    const ctx: ApiContext = { config, store, recorder, authn, metrics, logger, authFailures, denials, kills, proxies };
-    const tunnels = new TunnelEndpoint({ ...ctx, engines: engineFor, ...(options.planner ? { planner: options.planner } : {}) });
+    const parts = liveParts(config, ensureMaskingKey(maskingKeyPath(config.audit.signing_key), logger));
+    const configs = new ConfigHolder(buildLiveConfig(config, parts));
+    const file = config.path;
+    const reloadFrom = options.reloadFrom ?? (file !== null ? () => loadConfig(file) : null);
+    const reloader = new ConfigReloader({ holder: configs, load: reloadFrom, build: (c) => buildLiveConfig(c, parts), recorder, logger });
+    const shared = {
+      store, recorder, metrics, logger, kills, configs, reloader,
+      authFailures: new FailureLimiter(AUTH_FAILURE_BURST, 60_000),
+      denials: new FailureLimiter(AUTH_FAILURE_BURST, 60_000),
+    };
+    // A request reads one snapshot for its whole life (live-config.ts).
+    const requestContext = (): ApiContext => {
+      const live = configs.current();
+      return { ...shared, config: live.config, authn: live.authn, proxies: live.proxies };
+    };
+    const planner = options.plannerFor ? options.plannerFor(configs) : options.planner;
+    // A tunnel upgrade reads the snapshot in effect when it reaches each check.
+    const tunnelContext: TunnelContext = {
+      ...shared,
+      get config() { return configs.current().config; },
+      get authn() { return configs.current().authn; },
+      get proxies() { return configs.current().proxies; },
+      engines: engineFor,
+      ...(planner ? { planner } : {}),
+    };
+    const tunnels = new TunnelEndpoint(tunnelContext);
 
-    await recorder.record({
-      type: 'config.loaded',
-      actor: SYSTEM_ACTOR,
-      data: {
-        file: config.file,
-        sha256: config.fingerprint,
-        connections: config.connections.map((c) => c.name),
-        api_keys: config.identity.api_keys.map((k) => k.name),
-        oidc_issuer: config.identity.oidc?.issuer ?? null,
-      },
-    });
+    const started = configs.current().config;
+    await recorder.record(configLoadedEvent(started, 'start', null, configChanges(null, started)));
 
     const checkpointer = new Checkpointer({ store, recorder, signer, intervalMs: config.audit.checkpoint_interval, logger });
     checkpointer.start();
     await kills.start();
 
-    const server = createServer((req, res) => void handleRequest(ctx, req, res), config.tls);
+    const server = createServer((req, res) => void handleRequest(requestContext(), req, res), config.tls);
     server.on('upgrade', (req, socket, head) => tunnels.handleUpgrade(req, socket, head));
     server.on('clientError', (_err, socket) => {
       if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
@@ -116,6 +142,8 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
     return {
       url,
       store,
+      configs,
+      reload: (source, by = null) => reloader.reload(source, by),
       async close(): Promise<void> {
         if (closed) return;
         closed = true;
@@ -139,13 +167,20 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
   }
 }
 
-function authenticatorsFor(config: GatewayConfig): Authenticator[] {
-  const list: Authenticator[] = [];
+/**
+ * What every config snapshot shares: the masking key file and the OIDC verifier (its JWKS cache;
+ * identity.oidc needs a restart) live as long as the process; API keys and trusted proxies are
+ * built per snapshot.
+ */
+function liveParts(config: GatewayConfig, maskingKey: Buffer): LiveParts {
   const oidc = config.identity.oidc;
-  // Each authenticator returns null for credentials of the other kind (JWT vs opaque key).
-  if (oidc) list.push(new OidcVerifier({ issuer: oidc.issuer, audience: oidc.audience, groupsClaim: oidc.groups_claim }));
-  list.push(new ApiKeyAuthenticator(config.identity.api_keys));
-  return list;
+  const oidcVerifiers: Authenticator[] = oidc ? [new OidcVerifier({ issuer: oidc.issuer, audience: oidc.audience, groupsClaim: oidc.groups_claim })] : [];
+  return {
+    maskingKey,
+    // Each authenticator returns null for credentials of the other kind (JWT vs opaque key).
+    authn: (c) => new AuthenticatorChain([...oidcVerifiers, new ApiKeyAuthenticator(c.identity.api_keys)]),
+    proxies: (c) => new TrustedProxies(c.trusted_proxies),
+  };
 }
 
 function loadSigner(path: string): CheckpointSigner {

@@ -143,6 +143,24 @@ export function openApiDocument(): object {
           },
         },
       },
+      '/api/v1/admin/reload': {
+        post: {
+          operationId: 'reloadConfig', summary: 'Read the config file again and apply it (admins only)',
+          description: 'The same as SIGHUP to `hoop gateway`. The file is validated in full first: any problem keeps the running config and answers 422 with every problem (`error.problems`, one `file: key.path: reason` each); nothing is recorded. Otherwise `config.loaded` (source `api`, who, what changed; never a secret) is recorded, durably, before the new config takes effect for new sessions and new statements: connections (masking, access, require_reason, limits; added and removed), API keys, roles, trusted proxies. Keys a running gateway cannot take over (listen, tls, store, audit.*, identity.oidc) keep their running values and are listed in `needs_restart`. A caller without the admin role gets 403, recorded as `access.denied`.',
+          requestBody: { required: false, ...json({ type: 'object', additionalProperties: false }) },
+          responses: {
+            200: { description: 'Applied', ...json(ref('ReloadResult')) },
+            422: {
+              description: 'The file has problems; the running config is kept',
+              ...json({
+                type: 'object', required: ['error'],
+                properties: { error: { type: 'object', required: ['code', 'message', 'problems'], properties: { code: { const: 'HOOP_CONFIG_INVALID' }, message: { type: 'string' }, hint: { type: 'string' }, problems: { type: 'array', items: { type: 'string' } } } } },
+              }),
+            },
+            400: error, 403: error, ...authed,
+          },
+        },
+      },
     },
     components: {
       securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'An API key from the gateway config, or an OIDC access token' } },
@@ -173,7 +191,46 @@ export function openApiDocument(): object {
             name: { type: 'string' }, type: { enum: ['postgres'] }, database: { type: 'string' },
             access: { type: 'array', items: { type: 'string' } }, allowed: { type: 'boolean' }, requires_approval: { type: 'boolean' },
             requires_reason: { type: 'boolean', description: 'Sessions must carry X-Hoop-Reason (`require_reason`)' },
+            masking: {
+              type: 'object', required: ['enabled', 'exempt', 'columns', 'detectors'],
+              description: 'The connection\'s `masking` block as it applies to the caller',
+              properties: {
+                enabled: { type: 'boolean', description: 'The connection masks protected columns and runs content detectors' },
+                exempt: { type: 'boolean', description: 'The caller is in one of its `exempt` groups: clear values, and the waiver is recorded' },
+                columns: { type: 'integer', minimum: 0, description: 'How many `masking.columns` rules' },
+                detectors: { type: 'array', items: { enum: ['ssn', 'card_number', 'iban', 'email'] } },
+              },
+            },
           },
+        },
+        ReloadResult: {
+          type: 'object', required: ['reloaded', 'sha256', 'changes', 'needs_restart'],
+          properties: {
+            reloaded: { const: true },
+            sha256: { type: 'string', pattern: '^[0-9a-f]{64}$', description: 'The fingerprint of the config now in effect (as in `config.loaded`)' },
+            changes: ref('ConfigChanges'),
+            needs_restart: { type: 'array', items: { type: 'string' }, description: 'Changed keys that apply only after a restart' },
+          },
+        },
+        ConfigChanges: {
+          type: 'object', required: ['connections', 'masking', 'api_keys', 'roles', 'trusted_proxies', 'needs_restart'],
+          description: 'What changed: names and rule summaries, never a secret',
+          properties: {
+            connections: ref('NameChanges'),
+            masking: {
+              type: 'object',
+              description: 'Per connection whose masking changed: rules as `schema.table.column: type method [keep N]`, settings as `key: old -> new`',
+              additionalProperties: { type: 'object', required: ['added', 'removed', 'changed'], properties: { added: { type: 'array', items: { type: 'string' } }, removed: { type: 'array', items: { type: 'string' } }, changed: { type: 'array', items: { type: 'string' } } } },
+            },
+            api_keys: ref('NameChanges'),
+            roles: { type: 'array', items: { enum: ['admin', 'auditor'] } },
+            trusted_proxies: { type: 'boolean' },
+            needs_restart: { type: 'array', items: { type: 'string' } },
+          },
+        },
+        NameChanges: {
+          type: 'object', required: ['added', 'removed', 'changed'],
+          properties: { added: { type: 'array', items: { type: 'string' } }, removed: { type: 'array', items: { type: 'string' } }, changed: { type: 'array', items: { type: 'string' } } },
         },
         SessionSummary: {
           type: 'object',

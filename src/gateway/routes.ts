@@ -6,7 +6,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isIPv6 } from 'node:net';
 import type { Logger } from 'pino';
-import { EVENT_TYPE_PATTERN, FULL_SESSION_ID, type AuthConfig, type ConnectionInfo, type MeInfo, type SessionKillResult } from '../api/types.js';
+import { EVENT_TYPE_PATTERN, FULL_SESSION_ID, type AuthConfig, type ConnectionInfo, type MeInfo, type ReloadResult, type SessionKillResult } from '../api/types.js';
 import type { AuditEvent } from '../audit/event.js';
 import type { AuditRecorder } from '../audit/recorder.js';
 import { AuthError, HoopError, UsageError, errorMessage } from '../errors.js';
@@ -15,7 +15,9 @@ import { SESSION_ID_PREFIX } from '../store/filters.js';
 import type { EventFilter, SessionFilter, Store } from '../store/store.js';
 import { DeniedError, admitConnection, reasonHeader, recordDenial, requestSource } from './access.js';
 import type { AuthenticatorChain } from './authn.js';
-import { isAdmin, mayReadAllSessions, mayReadAuditLog, mayReadOperatorDetail, mayReadSession, mayUseConnection, namesIdentity, rolesOf } from './authz.js';
+import type { ConfigHolder } from './live-config.js';
+import type { ConfigReloader } from './reload.js';
+import { isAdmin, mayReadAllSessions, mayReadAuditLog, mayReadOperatorDetail, mayReadSession, mayUseConnection, namesIdentity, rolesOf, sharesGroup } from './authz.js';
 import type { ConnectionConfig, GatewayConfig } from './config.js';
 import { eventsFor } from './event-view.js';
 import { HttpError, readBody, sendError, sendJson, sendText } from './http.js';
@@ -25,10 +27,14 @@ import { openApiDocument } from './openapi.js';
 import type { TrustedProxies } from './proxies.js';
 
 export interface ApiContext {
+  /** The snapshot this request reads throughout (live-config.ts); `configs.current()` may be newer. */
   config: GatewayConfig;
   store: Store;
   recorder: AuditRecorder;
   authn: AuthenticatorChain;
+  /** The config in effect now, and the reload that replaces it. */
+  configs: ConfigHolder;
+  reloader: ConfigReloader;
   metrics: GatewayMetrics;
   logger: Logger;
   /** Bounds how many auth.failed events one address can cause. */
@@ -68,6 +74,7 @@ const routes: Route[] = [
   { pattern: /^\/api\/v1\/sessions\/([^/]+)$/, public: false, handler: session },
   { pattern: /^\/api\/v1\/sessions\/([^/]+)\/kill$/, public: false, handler: killSession, methods: ['POST'] },
   { pattern: /^\/api\/v1\/audit\/events$/, public: false, handler: auditEvents },
+  { pattern: /^\/api\/v1\/admin\/reload$/, public: false, handler: reloadConfig, methods: ['POST'] },
   { pattern: /^\/api\/v1\/connections\/([^/]+)\/tunnel$/, public: true, handler: tunnelWithoutUpgrade },
 ];
 
@@ -282,6 +289,12 @@ function connectionInfo(id: Identity, c: ConnectionConfig): ConnectionInfo {
     allowed: mayUseConnection(id, c),
     requires_approval: false,
     requires_reason: c.requireReason,
+    masking: {
+      enabled: c.masking !== null,
+      exempt: c.masking !== null && sharesGroup(id, c.masking.exempt),
+      columns: c.masking?.columns.length ?? 0,
+      detectors: c.masking ? [...c.masking.detectors] : [],
+    },
   };
 }
 
@@ -477,6 +490,30 @@ async function auditEvents(ctx: ApiContext, req: IncomingMessage, res: ServerRes
     data: { path: url.pathname, filter: asked, events: events.length },
   });
   sendJson(res, 200, eventsFor(events, mayReadOperatorDetail(id, ctx.config.roles)));
+}
+
+/**
+ * POST /api/v1/admin/reload (admins): reads the config file again and applies it to new sessions
+ * and statements (reload.ts). A file with problems changes nothing: 422 with every problem.
+ */
+async function reloadConfig(ctx: ApiContext, req: IncomingMessage, res: ServerResponse, { body }: { body: Buffer }): Promise<void> {
+  const id = identityOf(req);
+  if (!isAdmin(id, ctx.config.roles)) throw new DeniedError('HOOP_FORBIDDEN', 'only admins may reload the gateway config', { stage: 'role' });
+  const text = body.toString('utf8').trim();
+  if (text !== '' && text !== '{}') throw new UsageError('this route takes no body (or {})');
+  const outcome = await ctx.reloader.reload('api', id);
+  if (!outcome.ok) {
+    const n = outcome.problems.length;
+    return sendJson(res, 422, {
+      error: {
+        code: 'HOOP_CONFIG_INVALID',
+        message: `the config has ${n} problem${n === 1 ? '' : 's'}; the running config is kept`,
+        hint: 'fix the file and reload again; hoop gateway --config FILE --check validates it',
+        problems: outcome.problems,
+      },
+    });
+  }
+  sendJson(res, 200, { reloaded: true, sha256: outcome.sha256, changes: outcome.changes, needs_restart: outcome.changes.needs_restart } satisfies ReloadResult);
 }
 
 async function tunnelWithoutUpgrade(): Promise<void> {

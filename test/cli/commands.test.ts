@@ -5,7 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { Actor, UnsealedEvent } from '../../src/audit/event.js';
-import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { bankConnection, startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { runHoop } from './helpers.js';
 
 let gw: TestGateway;
@@ -65,20 +65,45 @@ describe('hoop connections', () => {
   it('prints tab-separated rows into a pipe', async () => {
     const r = await runHoop(['connections'], as('alice'));
     expect(r).toMatchObject({ code: 0, stderr: '' });
-    expect(r.stdout).toBe('bank\tpostgres\thoop_test\tallowed\tanalysts,dba\tno\n');
+    expect(r.stdout).toBe('bank\tpostgres\thoop_test\tallowed\tanalysts,dba\tno\toff\n');
   });
 
   it('prints an aligned table with a header on a terminal, and says so when access is denied', async () => {
     const r = await runHoop(['connections', '--no-color'], { ...as('carol'), tty: true });
     expect(r.code).toBe(0);
     const [header, row] = r.stdout.trimEnd().split('\n');
-    expect(header).toMatch(/^NAME\s+TYPE\s+DATABASE\s+ACCESS\s+GROUPS\s+APPROVAL$/);
-    expect(row).toMatch(/^bank\s+postgres\s+hoop_test\s+denied\s+analysts,dba\s+no$/);
+    expect(header).toMatch(/^NAME\s+TYPE\s+DATABASE\s+ACCESS\s+GROUPS\s+APPROVAL\s+MASKING$/);
+    expect(row).toMatch(/^bank\s+postgres\s+hoop_test\s+denied\s+analysts,dba\s+no\s+off$/);
   });
 
   it('--json prints the API array', async () => {
     const r = await runHoop(['--json', 'connections'], as('alice'));
-    expect(JSON.parse(r.stdout)).toEqual([{ name: 'bank', type: 'postgres', database: 'hoop_test', access: ['analysts', 'dba'], allowed: true, requires_approval: false, requires_reason: false }]);
+    expect(JSON.parse(r.stdout)).toEqual([{ name: 'bank', type: 'postgres', database: 'hoop_test', access: ['analysts', 'dba'], allowed: true, requires_approval: false, requires_reason: false, masking: { enabled: false, exempt: false, columns: 0, detectors: [] } }]);
+  });
+
+  it('MASKING says on, exempt (for a caller in an exempt group) or off; --json carries the field', async () => {
+    const upstream = inject('upstream');
+    const masked = await startTestGateway({
+      upstream,
+      connections: [
+        bankConnection(upstream, { masking: { columns: [{ column: 'public.customers.ssn', type: 'ssn', method: 'partial' }, { column: '*.*.email', type: 'email', method: 'redact' }], detectors: ['ssn'], exempt: ['dba'] } }),
+        bankConnection(upstream, { name: 'ledger' }),
+      ],
+    });
+    try {
+      const env = (who: string) => ({ env: { HOOP_GATEWAY: masked.url, HOOP_TOKEN: masked.keys[who]! } });
+      expect((await runHoop(['connections'], env('alice'))).stdout.split('\n').map((l) => l.split('\t').at(-1))).toEqual(['on', 'off', '']);
+      expect((await runHoop(['connections'], env('bob'))).stdout.split('\n')[0]!.split('\t').at(-1)).toBe('exempt');
+      const json = JSON.parse((await runHoop(['--json', 'connections'], env('alice'))).stdout) as { masking: unknown }[];
+      expect(json.map((c) => c.masking)).toEqual([
+        { enabled: true, exempt: false, columns: 2, detectors: ['ssn'] },
+        { enabled: false, exempt: false, columns: 0, detectors: [] },
+      ]);
+      const tty = await runHoop(['connections', '--no-color'], { ...env('bob'), tty: true });
+      expect(tty.stdout.trimEnd().split('\n')[1]).toMatch(/^bank\s+postgres\s+hoop_test\s+allowed\s+analysts,dba\s+no\s+exempt$/);
+    } finally {
+      await masked.close();
+    }
   });
 
   it('a rejected key exits 4 with one line and a hint about HOOP_TOKEN', async () => {

@@ -4,7 +4,7 @@
  * times and one `stopped` line. The readable terminal format is checked in memory.
  */
 import { spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { formatLogLine } from '../../src/cli/log-pretty.js';
@@ -108,6 +108,54 @@ describe('hoop gateway logs', () => {
     expect(lines.filter((l) => l.msg === 'stopped')).toHaveLength(1);
     expect(lines[lines.length - 1]!.msg).toBe('stopped');
     expect(logs).not.toContain(secret);
+  });
+
+  it('SIGHUP reads the config again: a valid one is applied and recorded as config.loaded, a bad one is logged and the running one kept', async () => {
+    const secret = 'S3cret-hup-password';
+    const hashKey = 'hup-hash-key-never-logged-0123456789';
+    const key = 'hoop_gateway_process_key';
+    const config = validConfig('hup.yaml', '${env:DB_PASSWORD}');
+    const original = readFileSync(config, 'utf8');
+    writeFileSync(config, `${original}roles: {auditor: [analysts]}\n`);
+    const run = spawn(process.execPath, [BIN, 'gateway', '--config', config], { env: env({ DB_PASSWORD: secret, HUP_HASH_KEY: hashKey }), stdio: ['ignore', 'pipe', 'pipe'] });
+    let logs = '';
+    run.stderr.on('data', (d: Buffer) => (logs += d.toString()));
+    const exited = new Promise<number | null>((resolve) => run.once('exit', resolve));
+    const records = () => logs.trimEnd().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, any>);
+    const api = async (url: string, path: string) => {
+      const res = await fetch(`${url}${path}`, { headers: { authorization: `Bearer ${key}` } });
+      return (await res.json()) as any;
+    };
+    try {
+      await until(() => logs.includes('"msg":"gateway listening"'), { timeoutMs: 20_000, what: () => `gateway listening (logs: ${logs})` });
+      const url = records().find((l) => l.msg === 'gateway listening')!['url'] as string;
+      expect((await api(url, '/api/v1/connections'))[0].masking.enabled).toBe(false);
+
+      // A masking block added to bank, then SIGHUP.
+      const masked = original.replace('    access: [analysts]', '    access: [analysts]\n    masking: {columns: [{column: public.customers.ssn, type: ssn, method: partial}], hash_key: "${env:HUP_HASH_KEY}"}');
+      writeFileSync(config, `${masked}roles: {auditor: [analysts]}\n`);
+      run.kill('SIGHUP');
+      await until(() => logs.includes('"msg":"config reloaded"'), { timeoutMs: 10_000, what: () => `config reloaded (logs: ${logs})` });
+      expect((await api(url, '/api/v1/connections'))[0].masking).toEqual({ enabled: true, exempt: false, columns: 1, detectors: ['ssn', 'card_number', 'iban', 'email'] });
+      const loaded = (await api(url, '/api/v1/audit/events?type=config.loaded')) as { data: Record<string, any> }[];
+      expect(loaded.map((e) => e.data['source'])).toEqual(['sighup', 'start']);
+      expect(loaded[0]!.data['changes']).toMatchObject({ connections: { changed: ['bank'] }, masking: { bank: { added: ['public.customers.ssn: ssn partial'], changed: ['masking: off -> on'] } } });
+
+      // A bad file: logged with every problem, the running config kept, nothing recorded.
+      writeFileSync(config, `${masked.replace('method: partial', 'method: scramble')}roles: {auditor: [analysts]}\nbogus: 1\n`);
+      run.kill('SIGHUP');
+      await until(() => logs.includes('"msg":"config reload refused; the running config is kept"'), { timeoutMs: 10_000, what: () => `reload refused (logs: ${logs})` });
+      const refused = records().find((l) => l.msg === 'config reload refused; the running config is kept')!;
+      expect([...refused['problems']].sort()).toEqual(['hup.yaml: bogus: unknown key', 'hup.yaml: connections[0].masking.columns[0].method: expected one of: redact, partial, hash, null']);
+      expect(refused['source']).toBe('sighup');
+      expect((await api(url, '/api/v1/connections'))[0].masking.columns).toBe(1);
+      expect((await api(url, '/api/v1/audit/events?type=config.loaded')).length).toBe(2);
+    } finally {
+      run.kill('SIGTERM');
+    }
+    expect(await exited).toBe(0);
+    expect(logs).not.toContain(secret);
+    expect(logs).not.toContain(hashKey);
   });
 
   it('on a terminal: one readable line per record, with the level, message and fields', () => {

@@ -75,13 +75,15 @@ describe('authentication', () => {
   });
 });
 
+const NO_MASKING = { enabled: false, exempt: false, columns: 0, detectors: [] };
+
 describe('connections', () => {
   test('every connection, with allowed per identity', async () => {
     const alice = await get('/api/v1/connections', gw.keys['alice']);
     expect(alice.status).toBe(200);
     expect(alice.json).toEqual([
-      { name: 'bank', type: 'postgres', database: upstream.database, access: ['analysts', 'dba'], allowed: true, requires_approval: false, requires_reason: false },
-      { name: 'ledger', type: 'postgres', database: upstream.database, access: ['finance'], allowed: false, requires_approval: false, requires_reason: false },
+      { name: 'bank', type: 'postgres', database: upstream.database, access: ['analysts', 'dba'], allowed: true, requires_approval: false, requires_reason: false, masking: NO_MASKING },
+      { name: 'ledger', type: 'postgres', database: upstream.database, access: ['finance'], allowed: false, requires_approval: false, requires_reason: false, masking: NO_MASKING },
     ]);
     // Admins get no implicit data access.
     const root = await get('/api/v1/connections', gw.keys['root']);
@@ -170,7 +172,7 @@ describe('public endpoints and plumbing', () => {
     expect(r.status).toBe(200);
     expect(r.json.openapi).toBe('3.1.0');
     expect(Object.keys(r.json.paths).sort()).toEqual([
-      '/api/v1/audit/events', '/api/v1/auth/config', '/api/v1/connections', '/api/v1/connections/{name}', '/api/v1/connections/{name}/tunnel', '/api/v1/me',
+      '/api/v1/admin/reload', '/api/v1/audit/events', '/api/v1/auth/config', '/api/v1/connections', '/api/v1/connections/{name}', '/api/v1/connections/{name}/tunnel', '/api/v1/me',
       '/api/v1/openapi.json', '/api/v1/sessions', '/api/v1/sessions/{id}', '/api/v1/sessions/{id}/kill', '/healthz', '/metrics',
     ]);
     // Every $ref resolves.

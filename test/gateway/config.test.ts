@@ -172,13 +172,12 @@ describe('parseConfig: every problem is one line, file: key.path: reason, all li
     ]);
   });
 
-  test('masking and approval are refused until implemented (fail closed)', () => {
+  test('approval is refused until implemented (fail closed)', () => {
     const raw = minimal();
-    Object.assign((raw['connections'] as Record<string, unknown>[])[0]!, { masking: { rules: [] }, approval: {} });
+    Object.assign((raw['connections'] as Record<string, unknown>[])[0]!, { approval: {} });
     const lines = problems(raw);
-    expect(lines).toHaveLength(2);
-    expect(lines[0]).toMatch(/^hoop\.yaml: connections\[0\]\.masking: masking is not implemented/);
-    expect(lines[1]).toMatch(/^hoop\.yaml: connections\[0\]\.approval: approval is not implemented/);
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/^hoop\.yaml: connections\[0\]\.approval: approval is not implemented/);
   });
 
   test('an OIDC issuer over plain http is refused except on loopback', () => {
@@ -332,5 +331,114 @@ describe('trusted_proxies and require_reason', () => {
     const raw = minimal();
     (raw['connections'] as Record<string, unknown>[])[0]!['require_reason'] = 'yes';
     expect(problems(raw)).toEqual(['hoop.yaml: connections[0].require_reason: expected true or false']);
+  });
+});
+
+describe('connections[].masking', () => {
+  const withMasking = (masking: unknown) => {
+    const raw = minimal();
+    (raw['connections'] as Record<string, unknown>[])[0]!['masking'] = masking;
+    return raw;
+  };
+  const KEY = 'k'.repeat(40);
+
+  test('a full block: rules as written, keep only where given, trusted functions, the hash key as bytes', () => {
+    const c = parseConfig(withMasking({
+      columns: [
+        { column: 'public.customers.ssn', type: 'ssn', method: 'partial', keep: 4 },
+        { column: '*.*.account_number', type: 'account_number', method: 'hash' },
+        { column: 'public.customers.credit_score', type: 'credit_score', method: 'null' },
+        { column: 'public.cust?mers.email', type: 'email', method: 'redact' },
+      ],
+      detectors: ['ssn', 'email', 'ssn'],
+      exempt: ['fraud'],
+      predicates: 'require_approval',
+      trusted_functions: ['util.mask_*', 'public.format_name'],
+      hash_key: KEY,
+    }), 'hoop.yaml', dir).connections[0]!;
+    expect(c.masking).toEqual({
+      columns: [
+        { column: 'public.customers.ssn', type: 'ssn', method: 'partial', keep: 4 },
+        { column: '*.*.account_number', type: 'account_number', method: 'hash' },
+        { column: 'public.customers.credit_score', type: 'credit_score', method: 'null' },
+        { column: 'public.cust?mers.email', type: 'email', method: 'redact' },
+      ],
+      detectors: ['ssn', 'email'],
+      exempt: ['fraud'],
+      predicates: 'require_approval',
+      trustedFunctions: ['util.mask_*', 'public.format_name'],
+    });
+    expect(c.maskingKey).toEqual(Buffer.from(KEY));
+  });
+
+  test('defaults: all four detectors, deny, nothing exempt or trusted; [] turns the detectors off; no block is null', () => {
+    const c = parseConfig(withMasking({ columns: [{ column: 'a.b.c', type: 'other', method: 'redact' }] }), 'hoop.yaml', dir).connections[0]!;
+    expect(c.masking).toEqual({ columns: [{ column: 'a.b.c', type: 'other', method: 'redact' }], detectors: ['ssn', 'card_number', 'iban', 'email'], exempt: [], predicates: 'deny', trustedFunctions: [] });
+    expect(c.maskingKey).toBeNull();
+    expect(parseConfig(withMasking({ detectors: [] }), 'hoop.yaml', dir).connections[0]!.masking).toMatchObject({ columns: [], detectors: [] });
+    expect(parseConfig(minimal(), 'hoop.yaml', dir).connections[0]!.masking).toBeNull();
+  });
+
+  test('each bad value is one line naming the key path', () => {
+    const lines = problems(withMasking({
+      columns: [
+        { column: 'customers.ssn', type: 'ssn', method: 'redact' },
+        { column: 'public..ssn', type: 'ssn', method: 'redact' },
+        { column: 'public.customers.ssn.x', type: 'ssn', method: 'redact' },
+        { column: 'public.[cs]ustomers.ssn', type: 'ssn', method: 'redact' },
+        { column: 'public.customers.ssn', type: 'passport', method: 'scramble' },
+        { column: 'public.customers.card', type: 'card_number', method: 'redact', keep: 4 },
+        { column: 'public.customers.iban', type: 'iban', method: 'partial', keep: 65 },
+        { column: 'public.customers.dob', type: 'date_of_birth', method: null },
+        { column: 'public.customers.x', type: 'other' },
+      ],
+      detectors: ['ssn', 'passport'],
+      exempt: ['has space'],
+      predicates: 'warn',
+      trusted_functions: ['mask_ssn'],
+      hash_key: 'too-short',
+    }));
+    expect(lines).toEqual([
+      'hoop.yaml: connections[0].masking.columns[0].column: expected schema.table.column: three non-empty parts separated by dots, each a name or a glob (* any run of characters, ? one character)',
+      'hoop.yaml: connections[0].masking.columns[1].column: expected schema.table.column: three non-empty parts separated by dots, each a name or a glob (* any run of characters, ? one character)',
+      'hoop.yaml: connections[0].masking.columns[2].column: expected schema.table.column: three non-empty parts separated by dots, each a name or a glob (* any run of characters, ? one character)',
+      'hoop.yaml: connections[0].masking.columns[3].column: expected schema.table.column: three non-empty parts separated by dots, each a name or a glob (* any run of characters, ? one character)',
+      'hoop.yaml: connections[0].masking.columns[4].type: expected one of: ssn, card_number, account_number, iban, email, phone, date_of_birth, credit_score, address, name, other',
+      'hoop.yaml: connections[0].masking.columns[4].method: expected one of: redact, partial, hash, null',
+      'hoop.yaml: connections[0].masking.columns[5].keep: only with method: partial (how many trailing characters stay readable)',
+      'hoop.yaml: connections[0].masking.columns[6].keep: expected a whole number from 0 to 64',
+      'hoop.yaml: connections[0].masking.columns[7].method: expected one of: redact, partial, hash, null (quote "null": unquoted, YAML reads it as no value)',
+      'hoop.yaml: connections[0].masking.columns[8].method: expected one of: redact, partial, hash, null',
+      'hoop.yaml: connections[0].masking.detectors[1]: expected one of: ssn, card_number, iban, email',
+      'hoop.yaml: connections[0].masking.exempt[0]: must be a group name without spaces or commas',
+      'hoop.yaml: connections[0].masking.predicates: expected one of: allow, deny, require_approval',
+      'hoop.yaml: connections[0].masking.trusted_functions[0]: expected schema.function: two non-empty parts separated by a dot, each a name or a glob (* any run of characters, ? one character)',
+      'hoop.yaml: connections[0].masking.hash_key: must be at least 32 characters (e.g. ${env:HOOP_MASKING_KEY} holding the output of openssl rand -base64 32)',
+    ]);
+    expect(lines.join('\n')).not.toContain('too-short');
+  });
+
+  test('unknown keys, a duplicate column pattern, a block that is not a mapping', () => {
+    expect(problems(withMasking({ rules: [], columns: [{ column: 'a.b.c', type: 'ssn', method: 'redact', mask: 'x' }, { column: 'a.b.c', type: 'ssn', method: 'hash' }] }))).toEqual([
+      'hoop.yaml: connections[0].masking.columns[1].column: duplicate column pattern (the same as connections[0].masking.columns[0].column)',
+      'hoop.yaml: connections[0].masking.columns[0].mask: unknown key',
+      'hoop.yaml: connections[0].masking.rules: unknown key',
+    ]);
+    expect(problems(withMasking(true))).toEqual(['hoop.yaml: connections[0].masking: expected a mapping, got a boolean']);
+  });
+
+  test('the hash key: a short secret from the environment is refused without its value; the fingerprint never sees it', () => {
+    process.env['HOOP_TEST_MASK_KEY'] = 'short-secret-value';
+    try {
+      const lines = problems(withMasking({ hash_key: '${env:HOOP_TEST_MASK_KEY}' }));
+      expect(lines).toEqual([expect.stringMatching(/^hoop\.yaml: connections\[0\]\.masking\.hash_key: must be at least 32 characters/)]);
+      expect(lines.join('\n')).not.toContain('short-secret');
+    } finally {
+      delete process.env['HOOP_TEST_MASK_KEY'];
+    }
+    const a = parseConfig(withMasking({ hash_key: 'a'.repeat(32) }), 'hoop.yaml', dir);
+    const b = parseConfig(withMasking({ hash_key: 'b'.repeat(32) }), 'hoop.yaml', dir);
+    expect(a.fingerprint).toBe(b.fingerprint);
+    expect(a.connections[0]!.maskingKey).not.toEqual(b.connections[0]!.maskingKey);
   });
 });

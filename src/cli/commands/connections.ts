@@ -8,7 +8,10 @@ export const connectionsCommand = defineCommand({
   name: 'connections',
   summary: 'List the connections this identity may use',
   description:
-    'List the gateway\'s connections: type, database, whether you may connect (and which groups may),\nand whether statements need approval.',
+    'List the gateway\'s connections: type, database, whether you may connect (and which groups may),\n' +
+    'whether statements need approval, and whether results are masked for you: MASKING is "on"\n' +
+    '(protected columns and content detectors apply), "exempt" (the connection masks, but one of\n' +
+    'your groups sees clear values; that is recorded) or "off".',
   examples: ['hoop connections', 'hoop connections --json | jq -r \'.[] | select(.allowed) | .name\''],
   async run(ctx) {
     const list = await ctx.api().connections();
@@ -26,7 +29,7 @@ export function renderConnections(ctx: CommandContext, list: ConnectionInfo[]): 
   const cs = io.out;
   printTable(
     io,
-    ['NAME', 'TYPE', 'DATABASE', 'ACCESS', 'GROUPS', 'APPROVAL'],
+    ['NAME', 'TYPE', 'DATABASE', 'ACCESS', 'GROUPS', 'APPROVAL', 'MASKING'],
     list.map((c) => [
       { text: c.name, style: cs.bold },
       c.type,
@@ -34,8 +37,22 @@ export function renderConnections(ctx: CommandContext, list: ConnectionInfo[]): 
       c.allowed ? { text: 'allowed', style: cs.green } : { text: 'denied', style: cs.red },
       c.access.join(','),
       c.requires_approval ? { text: 'required', style: cs.yellow } : 'no',
+      maskingCell(c, cs),
     ]),
   );
+}
+
+/** "on", "exempt" or "off". A gateway too old to say has no masking (it refused the config key). */
+export function maskingState(c: ConnectionInfo): 'on' | 'exempt' | 'off' {
+  if (!c.masking?.enabled) return 'off';
+  return c.masking.exempt ? 'exempt' : 'on';
+}
+
+function maskingCell(c: ConnectionInfo, cs: CommandContext['io']['out']) {
+  const state = maskingState(c);
+  if (state === 'on') return { text: state, style: cs.green };
+  if (state === 'exempt') return { text: state, style: cs.yellow };
+  return state;
 }
 
 export const commands: CommandGroup['commands'] = [connectionsCommand];

@@ -1,6 +1,7 @@
 /**
  * `hoop gateway --config hoop.yaml [--check]`: run the gateway in the foreground, logs on stderr
  * (JSON lines with RFC 3339 times, or readable lines on a terminal); `--check` only validates.
+ * SIGHUP reads the config file again (gateway/reload.ts): applied if valid, else logged and ignored.
  */
 import type { Logger } from 'pino';
 import { ConfigError, errorMessage } from '../../errors.js';
@@ -20,6 +21,8 @@ export const gatewayCommand = defineCommand({
     'Run the gateway from a YAML config file. Logs to stderr: JSON lines (pino, RFC 3339 times) when\n' +
     'stderr is not a terminal, readable lines when it is; stops cleanly on Ctrl-C or SIGTERM.\n' +
     'A bad config is refused with every problem on its own line: file, key path and reason.\n' +
+    'SIGHUP (kill -HUP <pid>) reads the config again and applies it to new sessions and statements;\n' +
+    'a config with problems is logged and the running one kept (docs/configuration.md, "Reloading").\n' +
     'With --check, only validate the config: exit 0 when it is valid, 2 when it is not.',
   options: {
     config: opt.requiredText('-c, --config <path>', 'gateway config file (YAML)', { complete: 'file' }),
@@ -50,8 +53,17 @@ export const gatewayCommand = defineCommand({
     const logger: Logger = io.isStderrTTY
       ? pino(logOptions, prettyLogStream((text) => io.stderr.write(text), io.err))
       : pino(logOptions, pino.destination({ dest: 2, sync: true }));
+    // Registered before the start: SIGHUP's default action would end the process.
+    let reload: (() => Promise<unknown>) | null = null;
+    const onHangup = () => {
+      if (!reload) return logger.warn('SIGHUP while starting: ignored; send it again once the gateway listens');
+      reload().catch((err: unknown) => logger.error({ err: errorMessage(err) }, 'config reload failed; the running config is kept'));
+    };
+    process.on('SIGHUP', onHangup);
+    ctx.defer(() => void process.off('SIGHUP', onHangup));
     const gateway = await startGateway(config, { logger });
     ctx.defer(() => gateway.close());
+    reload = () => gateway.reload('sighup');
     if (io.isStderrTTY) io.info(`${io.err.green('✓')} hoop gateway listening on ${io.err.bold(gateway.url)} (config ${options.config}); Ctrl-C to stop.`);
     const signal = await ctx.shutdownSignal();
     logger.info({ signal }, 'stopping');
