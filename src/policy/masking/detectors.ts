@@ -70,7 +70,7 @@ export function createScrubber(detectors: DetectorName[]): Scrubber | null {
       if (matches.length === 0) return { text: s, hits: [] };
       return { text: maskString(s, matches), hits: matches.map((m) => m.detector) };
     },
-    value(v, format, typeOid) {
+    value(v, _format, typeOid) {
       if (NEVER_TEXT.has(typeOid) || !bytesWorthScanning(v, needsDigit, needsAt)) return null;
       const matches = find(v.toString('latin1'));
       if (matches.length === 0) return null;

@@ -66,9 +66,13 @@ function ownTaint(rel: RelationInfo, column: string, env: AnalysisEnv): Taint | 
 }
 
 function computeFacts(rel: RelationInfo, env: AnalysisEnv): RelationFacts {
-  const stored = rel.definition === undefined || (rel.kind !== 'view' && rel.kind !== 'matview');
-  if (stored) {
+  if (rel.kind !== 'view' && rel.kind !== 'matview') {
     return { taints: rel.columns.map((c) => ownTaint(rel, c.name, env) ?? { sources: [], direct: false, unknown: null }), refusals: [], predicates: [], touches: false };
+  }
+  if (rel.definition === undefined) {
+    // The catalog read skipped it (its locks were held): what it shows is not known.
+    const why = `hoop could not read the definition of view ${rel.schema}.${rel.name}`;
+    return { taints: rel.columns.map((c) => ownTaint(rel, c.name, env) ?? { sources: [], direct: false, unknown: why }), refusals: [], predicates: [], touches: true };
   }
   const ctx = new AnalysisContext(env);
   const fromDefinition = definitionTaints(rel, ctx);
