@@ -7,7 +7,7 @@
  * (`$${` is a literal `${`). References are resolved before validation; errors name the key path
  * and the reference, never the resolved value, and no message ever echoes a configured value.
  */
-import { engineTypes } from '../protocols/engine.js';
+import { engineTypes, type UpstreamConfig } from '../protocols/engine.js';
 import '../protocols/postgres/engine.js'; // registers type: postgres
 import { createHash } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
@@ -281,6 +281,18 @@ export type GatewayConfig = z.output<Schema> & {
   fingerprint: string;
 };
 export type ConnectionConfig = GatewayConfig['connections'][number];
+
+/** What the engine needs of a connection's upstream (its sessions and the gateway's catalog reads). */
+export function upstreamConfigOf(connection: ConnectionConfig): UpstreamConfig {
+  const u = connection.upstream;
+  return {
+    host: u.host, port: u.port, database: u.database, user: u.user,
+    ...(u.password !== undefined ? { password: u.password } : {}),
+    sslmode: u.sslmode,
+    ...(u.ca !== undefined ? { ca: u.ca } : {}),
+    connectTimeoutMs: u.connectTimeoutMs,
+  };
+}
 export type ApiKeyConfig = GatewayConfig['identity']['api_keys'][number];
 export type OidcConfig = NonNullable<GatewayConfig['identity']['oidc']>;
 

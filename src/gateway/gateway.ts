@@ -32,6 +32,9 @@ import { TrustedProxies } from './proxies.js';
 import { ConfigHolder, buildLiveConfig, type LiveParts } from './live-config.js';
 import { ConfigReloader, configChanges, configLoadedEvent, type ReloadOutcome } from './reload.js';
 import { TunnelEndpoint, type Planner, type TunnelContext } from './tunnel.js';
+import { MaskingService } from './masking.js';
+import { loadParser } from '../policy/masking/parse.js';
+import { tcpDial } from '../protocols/postgres/upstream.js';
 
 /** Defence in depth: nothing logs these, and if something ever did, they would not reach the log. */
 const REDACT = ['password', '*.password', 'token', '*.token', 'authorization', '*.authorization', 'headers.authorization', '*.headers.authorization'];
@@ -100,6 +103,7 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
       return { ...shared, config: live.config, authn: live.authn, proxies: live.proxies };
     };
     const planner = options.plannerFor ? options.plannerFor(configs) : options.planner;
+    await loadParser(); // masking reads statements with PostgreSQL's own parser (WASM, loaded once)
     // A tunnel upgrade reads the snapshot in effect when it reaches each check.
     const tunnelContext: TunnelContext = {
       ...shared,
@@ -107,6 +111,7 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
       get authn() { return configs.current().authn; },
       get proxies() { return configs.current().proxies; },
       engines: engineFor,
+      masking: new MaskingService({ current: (name) => configs.connection(name), dial: (upstream) => tcpDial(upstream) }),
       ...(planner ? { planner } : {}),
     };
     const tunnels = new TunnelEndpoint(tunnelContext);

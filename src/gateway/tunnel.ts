@@ -15,11 +15,12 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { HoopError, errorMessage } from '../errors.js';
 import type { Identity } from '../identity/identity.js';
 import type { Source } from '../audit/event.js';
-import type { Engine, StartupInfo, StatementPlan, StatementStart } from '../protocols/engine.js';
+import type { Engine, StartupInfo, StatementEnd, StatementPlan, StatementStart } from '../protocols/engine.js';
 import { tcpDial } from '../protocols/postgres/upstream.js';
 import { killMessage, killReason } from './kills.js';
 import { DeniedError, admitConnection, reasonHeader, recordDenial, requestSource } from './access.js';
-import type { ConnectionConfig } from './config.js';
+import { upstreamConfigOf, type ConnectionConfig } from './config.js';
+import type { MaskingService } from './masking.js';
 import { HttpError, errorBody, statusOf } from './http.js';
 import { authenticateRequest, type ApiContext } from './routes.js';
 import { sessionAuditHooks } from './session-audit.js';
@@ -35,6 +36,9 @@ const TUNNEL_PATH = /^\/api\/v1\/connections\/([^/]+)\/tunnel$/;
 export interface TunnelContext extends ApiContext {
   /** The engine for a connection type. */
   engines(type: string): Engine;
+  /** Masking of every session's statements (masking.ts). */
+  masking: MaskingService;
+  /** Replaces masking as the statement decision (tests). */
   planner?: Planner;
 }
 
@@ -215,7 +219,9 @@ export class TunnelEndpoint {
       secrets: [connection.upstream.password],
     });
     // Over the limit, the session is refused before session.start: a FATAL that says why.
+    // The statement decisions: a planner given to the gateway (tests), else masking (masking.ts).
     const planner = ctx.planner;
+    const masking = planner ? null : ctx.masking.session(connection.name, identity);
     const hooks = {
       ...audit,
       sessionStart: async (info: StartupInfo) => {
@@ -223,18 +229,16 @@ export class TunnelEndpoint {
         await audit.sessionStart(info);
       },
       ...(planner ? { plan: (s: StatementStart) => planner(s, { identity, connection }) } : {}),
+      ...(masking ? {
+        plan: (s: StatementStart) => masking.plan(s),
+        queryEnd: (end: StatementEnd) => {
+          audit.queryEnd(end);
+          masking.queryEnded(end);
+        },
+      } : {}),
     };
 
-    const upstream = {
-      host: connection.upstream.host,
-      port: connection.upstream.port,
-      database: connection.upstream.database,
-      user: connection.upstream.user,
-      ...(connection.upstream.password !== undefined ? { password: connection.upstream.password } : {}),
-      sslmode: connection.upstream.sslmode,
-      ...(connection.upstream.ca !== undefined ? { ca: connection.upstream.ca } : {}),
-      connectTimeoutMs: connection.upstream.connectTimeoutMs,
-    };
+    const upstream = upstreamConfigOf(connection);
     const done = ctx.engines(connection.type)
       .serve(stream, {
         upstream,
@@ -243,6 +247,7 @@ export class TunnelEndpoint {
         signal: ending.signal,
         payloadLimit: ctx.config.audit.payload_limit,
         owner: identity.subject,
+        ...(masking ? { scrubText: masking.scrubText } : {}),
       })
       .catch((err: unknown) => log.error({ err: errorMessage(err) }, 'engine failed'))
       .finally(() => {

@@ -27,7 +27,7 @@ const OPAQUE_READERS: ReadonlyMap<string, string> = new Map([
 
 /** Catalog relations that hold sampled column values (most common values, histograms). */
 export const SAMPLING_RELATIONS: ReadonlySet<string> = new Set([
-  'pg_stats', 'pg_stats_ext', 'pg_stats_ext_exprs', 'pg_statistic', 'pg_statistic_ext', 'pg_statistic_ext_data',
+  'pg_stats', 'pg_stats_ext', 'pg_stats_ext_exprs', 'pg_statistic', 'pg_statistic_ext_data', // pg_statistic_ext holds only definitions (pg_dump reads it)
 ]);
 
 /** Builtins with a side effect that carries their arguments out of the result (a setting, a

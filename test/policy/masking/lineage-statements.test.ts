@@ -100,6 +100,9 @@ describe('refusals', () => {
     refused('SELECT * FROM pg_stats', /pg_stats/);
     refused('SELECT most_common_vals FROM pg_catalog.pg_stats_ext', /pg_stats_ext/);
     refused('SELECT * FROM pg_statistic', /pg_statistic/);
+    refused('SELECT * FROM pg_statistic_ext_data', /pg_statistic_ext_data/);
+    // Statistics objects' definitions hold no values (pg_dump reads them).
+    expect(refusals('SELECT stxname FROM pg_catalog.pg_statistic_ext')).toEqual([]);
   });
   test('side-effect sinks only when protected data flows in', () => {
     refused("SELECT set_config('x.y', ssn, false) FROM customers", /set_config/);

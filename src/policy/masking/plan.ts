@@ -1,0 +1,195 @@
+/**
+ * From a statement's analysis to the masking decision the engine applies: refuse it, or run it
+ * with a transform per result column.
+ *
+ * A result column's taint is the analysis's (what the parse tree shows flowing into it) joined
+ * with what the server itself says when it describes the result: a RowDescription field that
+ * names a table column (table OID and attribute number) carries exactly that column's value, so
+ * its protection is known exactly (through views too: relationTaints). The analysis decides for
+ * every column the server cannot name (expressions); where the two disagree the protected one
+ * wins, and a column neither can account for is masked as unknown.
+ *
+ * Masked columns get the rule's method in the column's own wire type (methods.ts); every other
+ * column that may hold text goes through the content detectors (detectors.ts).
+ */
+import { columnMasker } from './methods.js';
+import type { Scrubber } from './detectors.js';
+import { relationTaints } from './lineage.js';
+import type { AnalysisEnv, MaskRule, MaskingConfig, OutputColumn, PredicateUse, QueryAnalysis, StatementAnalysis, Taint } from './types.js';
+
+/** A result column as the server describes it (tableOid/column/typeOid 0 when it does not). */
+export interface DescribedColumn { name: string; tableOid: number; column: number; typeOid: number; format: number }
+export type ValueTransform = (value: Buffer, format: number) => Buffer | null;
+export interface ColumnTally { statement: number; tally(label: string, n?: number): void }
+
+/** SQLSTATE insufficient_privilege: what a refusal by policy is. */
+export const SQLSTATE_REFUSED = '42501';
+/** SQLSTATE syntax_error: the statement did not parse. */
+const SQLSTATE_SYNTAX = '42601';
+
+export interface MaskingRefusal { action: 'refuse'; code: string; message: string; hint?: string; summary: Record<string, unknown> }
+export interface MaskingRun {
+  action: 'run';
+  columns: (columns: DescribedColumn[], context: ColumnTally) => (ValueTransform | null)[];
+  copyOptions: (StatementAnalysis['copy'])[];
+  redactMessageValues: boolean;
+  summary: Record<string, unknown>;
+}
+export type MaskingDecision = MaskingRefusal | MaskingRun;
+
+export interface PlanInput {
+  analysis: QueryAnalysis;
+  config: MaskingConfig;
+  env: AnalysisEnv;
+  key: Buffer;
+  scrubber: Scrubber | null;
+  /** The connection's name, for messages. */
+  connection: string;
+}
+
+const CLEAR: Taint = { sources: [], direct: false, unknown: null };
+
+export function planMasking(input: PlanInput): MaskingDecision {
+  const { analysis, config, connection } = input;
+  if (analysis.parseError !== null) {
+    return refuse(SQLSTATE_SYNTAX, `hoop: statement refused: connection ${connection} masks protected data and hoop cannot parse this statement (${analysis.parseError})`, { refused: 'parse error' });
+  }
+  const refusals = analysis.statements.flatMap((s) => s.refusals);
+  if (refusals.length > 0) {
+    return refuse(SQLSTATE_REFUSED, `hoop: statement refused: connection ${connection} masks protected data, and ${refusals[0]}`, { refused: refusals }, 'ask for a connection without masking, or for an exemption, if this access is needed');
+  }
+  const predicates = analysis.statements.flatMap((s) => s.predicates);
+  if (predicates.length > 0 && config.predicates !== 'allow') {
+    const first = predicates[0]!;
+    const where = `it uses protected column ${first.column} in ${CLAUSE_NAMES[first.clause]}, which reveals its values one guess at a time`;
+    const why = config.predicates === 'deny'
+      ? `masking.predicates is deny on connection ${connection}`
+      : `masking.predicates is require_approval on connection ${connection}, and this version of hoop has no approvals, so it is refused`;
+    return refuse(SQLSTATE_REFUSED, `hoop: statement refused: ${where} (${why})`, { refused: 'predicate', predicates: uniquePredicates(predicates), predicates_action: config.predicates });
+  }
+  return run(input);
+}
+
+function refuse(code: string, message: string, masking: Record<string, unknown>, hint?: string): MaskingRefusal {
+  return { action: 'refuse', code, message, ...(hint ? { hint } : {}), summary: { masking } };
+}
+
+function run(input: PlanInput): MaskingRun {
+  const { analysis, key, scrubber, env } = input;
+  const statements = analysis.statements;
+  return {
+    action: 'run',
+    copyOptions: statements.map((s) => s.copy),
+    redactMessageValues: statements.some((s) => s.touchesProtected),
+    summary: { masking: summaryOf(input) },
+    columns: (described, context) => {
+      const outputs = statements[context.statement]?.result ?? null;
+      const aligned = outputs !== null && outputs.length === described.length;
+      const labels = labelsOf(described);
+      return described.map((col, i) => {
+        const taint = joinTaints(aligned ? outputs[i]!.taint : unknownTaint(outputs), originTaint(col, env));
+        return transformFor(taint, col, labels[i]!, key, scrubber, context);
+      });
+    },
+  };
+}
+
+function unknownTaint(outputs: OutputColumn[] | null): Taint {
+  return { sources: [], direct: false, unknown: outputs === null ? 'the statement returns columns hoop cannot name' : 'the result has other columns than the statement analysis found' };
+}
+
+/** What the server's own description of a column proves: null when it names no table column. */
+function originTaint(col: DescribedColumn, env: AnalysisEnv): Taint | null {
+  if (col.tableOid === 0 || col.column <= 0) return null;
+  const rel = env.schema.relationByOid(col.tableOid);
+  if (!rel) return { sources: [], direct: false, unknown: `relation ${col.tableOid} is not in the catalog hoop read` };
+  const at = rel.columns.findIndex((c) => c.attnum === col.column);
+  if (at < 0) return { sources: [], direct: false, unknown: `column ${col.column} of ${rel.schema}.${rel.name} is not in the catalog hoop read` };
+  return relationTaints(rel, env)[at] ?? { sources: [], direct: false, unknown: `column ${col.column} of ${rel.schema}.${rel.name} has no lineage` };
+}
+
+/** The analysis's taint and the server's: the protected one wins; a proven origin settles unknowns. */
+export function joinTaints(analysed: Taint, origin: Taint | null): Taint {
+  if (origin === null) return analysed;
+  if (origin.sources.length > 0 || origin.unknown !== null) return origin.sources.length > 0 || analysed.sources.length === 0 ? origin : analysed;
+  // The server proves the column is a clear table column's value; the analysis may over-approximate.
+  return analysed.sources.length > 0 ? analysed : CLEAR;
+}
+
+function transformFor(taint: Taint, col: DescribedColumn, label: string, key: Buffer, scrubber: Scrubber | null, context: ColumnTally): ValueTransform | null {
+  if (taint.sources.length === 0 && taint.unknown === null) return scrubber ? detectorTransform(scrubber, col.typeOid, context) : null;
+  const rule = taint.sources.length === 0 ? null : taint.direct ? taint.sources[0]!.rule : strictest(taint.sources.map((s) => s.rule));
+  const masker = columnMasker(rule, col.typeOid, !taint.direct, key);
+  const counted = `${label} (${masker.method})`;
+  return (value, format) => {
+    context.tally(counted);
+    return masker.mask(value, format);
+  };
+}
+
+function detectorTransform(scrubber: Scrubber, typeOid: number, context: ColumnTally): ValueTransform {
+  return (value, format) => {
+    const found = scrubber.value(value, format, typeOid);
+    if (found === null) return value;
+    for (const hit of found.hits) context.tally(`detector:${hit}`);
+    return found.value;
+  };
+}
+
+/** A derived value of several protected columns: null if any rule nulls, else a full redaction. */
+function strictest(rules: MaskRule[]): MaskRule {
+  const nulled = rules.find((r) => r.method === 'null');
+  return nulled ?? { ...rules[0]!, method: 'redact' };
+}
+
+/** Column names for the record, made unique by position where a result repeats one. */
+function labelsOf(columns: DescribedColumn[]): string[] {
+  const seen = new Map<string, number>();
+  for (const c of columns) seen.set(c.name, (seen.get(c.name) ?? 0) + 1);
+  return columns.map((c, i) => ((seen.get(c.name) ?? 0) > 1 ? `${c.name}#${i + 1}` : c.name));
+}
+
+/** What query.start keeps of the plan: the protected columns the analysis found, and how. */
+function summaryOf(input: PlanInput): Record<string, unknown> {
+  const columns: Record<string, unknown>[] = [];
+  input.analysis.statements.forEach((s, statement) => {
+    if (s.result === null) {
+      columns.push({ statement, column: '*', masked: 'unknown', reason: 'the statement returns columns hoop cannot name' });
+      return;
+    }
+    s.result.forEach((out, index) => {
+      const t = out.taint;
+      if (t.unknown !== null) columns.push({ statement, index, column: out.name, masked: 'unknown', reason: t.unknown });
+      else if (t.sources.length > 0) {
+        const rule = t.direct ? t.sources[0]!.rule : strictest(t.sources.map((x) => x.rule));
+        columns.push({ statement, index, column: out.name, from: [...new Set(t.sources.map((x) => x.column))], rule: t.direct ? t.sources[0]!.rule.column : 'derived', method: rule.method, derived: !t.direct });
+      }
+    });
+  });
+  return { columns, detectors: input.scrubber ? input.config.detectors : [], ...(input.analysis.statements.some((s) => s.predicates.length > 0) ? { predicates_allowed: uniquePredicates(input.analysis.statements.flatMap((s) => s.predicates)) } : {}) };
+}
+
+function uniquePredicates(uses: PredicateUse[]): PredicateUse[] {
+  const seen = new Set<string>();
+  return uses.filter((u) => {
+    const k = `${u.column}\u0000${u.clause}`;
+    if (seen.has(k)) return false;
+    seen.add(k);
+    return true;
+  });
+}
+
+const CLAUSE_NAMES: Record<PredicateUse['clause'], string> = {
+  where: 'a WHERE condition',
+  join: 'a join condition',
+  having: 'a HAVING condition',
+  order_by: 'ORDER BY',
+  group_by: 'GROUP BY',
+  window: 'a window definition',
+  distinct_on: 'DISTINCT ON',
+  filter: 'an aggregate FILTER',
+  case: 'a CASE condition',
+  returning_where: 'a WHERE condition',
+  limit: 'LIMIT or OFFSET',
+  other: 'a condition',
+};
