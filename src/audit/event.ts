@@ -170,4 +170,7 @@ export interface QueryEndData {
       failure?: string;
     }[];
   };
+  /** Values masked by the plan's transforms and the content detectors, by label (e.g. the column
+   *  and rule, `detector:ssn`, `message values`); absent when nothing was masked. */
+  masked?: Record<string, number>;
 }

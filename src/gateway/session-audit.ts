@@ -139,7 +139,8 @@ function decisionData(d: FinalPlan): Record<string, unknown> {
   return { action: 'run', ...(d.rowCap !== undefined ? { row_cap: d.rowCap } : {}), ...(d.summary ?? {}) };
 }
 
-/** `messages` and `upload` (results.ts) ride along on the engine's StatementEnd when present. */
+/** `messages` and `upload` (results.ts) ride along on the engine's StatementEnd when present;
+ *  `masked` (values the plan's transforms and the scrubber changed, by label) only when there were any. */
 export function queryEndData(e: StatementEnd & StatementExtras): QueryEndData {
   return {
     query_id: e.queryId,
@@ -152,5 +153,6 @@ export function queryEndData(e: StatementEnd & StatementExtras): QueryEndData {
     result: { sets: e.result.sets, truncated: e.result.truncated, sha256: e.result.sha256 },
     ...(e.messages ? { messages: e.messages } : {}),
     ...(e.upload ? { upload: e.upload } : {}),
+    ...(e.masked ? { masked: e.masked } : {}),
   };
 }

@@ -127,10 +127,13 @@ export interface RunPlan {
    *  column and typeOid 0. */
   columns?: (columns: ResultColumn[], context: ColumnContext) => (ColumnTransform | null)[];
   /** Per statement of the message: its COPY TO STDOUT options, so CSV and non-default text
-   *  formats can be rewritten row by row (without them only the default text format and binary can). */
+   *  formats can be rewritten row by row (without them only the default text format and binary
+   *  can). A HEADER line passes unchanged; output that does not read as the options say, or a
+   *  format other than the CopyOutResponse's, stops the result with an error. */
   copyOptions?: (CopyOptions | null)[];
   /** The statement reads protected data: quoted values in its ErrorResponse and NoticeResponse
-   *  texts (`invalid input syntax for type integer: "123-45-6789"`) are replaced before they leave. */
+   *  texts (`invalid input syntax for type integer: "123-45-6789"`) are replaced before they leave
+   *  (tallied as `message values`), also in what the server says until its transaction ends. */
   redactMessageValues?: boolean;
   /** More rows than this end the result with an error, and the statement is cancelled upstream. */
   rowCap?: number;
@@ -190,6 +193,8 @@ export interface SessionContext {
   owner: string;               // identity subject; a CancelRequest may only cancel its owner's sessions
   /** The content net over text the client receives outside result columns (NoticeResponse,
    *  ErrorResponse and NotificationResponse texts, ParameterStatus values): returns the text to
-   *  send (the same string when nothing matched) and tallies what it replaced. */
+   *  send (the same string when nothing matched) and tallies what it replaced. The tally goes to
+   *  the statement the message belongs to, or to the message's own `unattributed` record
+   *  (`masked`); the record keeps the scrubbed text. */
   scrubText?: (text: string, tally: (label: string) => void) => string;
 }

@@ -155,7 +155,7 @@ export class PostgresEngine implements Engine {
       const hello: Buffer[] = [authenticationOk()];
       const unsupported = Object.keys(parameters).filter((k) => k.startsWith('_pq_.'));
       if ((protocol & 0xffff) !== 0 || unsupported.length > 0) hello.push(negotiateProtocolVersion(unsupported));
-      for (const [name, value] of upstream.parameters) hello.push(parameterStatus(name, value));
+      for (const [name, value] of upstream.parameters) hello.push(parameterStatus(name, scrubbedParameter(ctx, name, value)));
       hello.push(backendKeyData(processId, secretKey), readyForQuery(upstream.transactionStatus));
       client.write(Buffer.concat(hello));
       const session = new Session({ client, upstream, ctx, reader, clientChunks: iterator, cancelUpstream });
@@ -210,3 +210,13 @@ function negotiateProtocolVersion(unsupported: string[]): Buffer {
 
 
 registerEngine('postgres', (options) => new PostgresEngine(options));
+
+/** A ParameterStatus value of the startup through the session's scrubber; a changed one gets a record of its own. */
+function scrubbedParameter(ctx: SessionContext, name: string, value: string): string {
+  if (!ctx.scrubText) return value;
+  const masked: Record<string, number> = {};
+  const out = ctx.scrubText(value, (label) => void (masked[label] = (masked[label] ?? 0) + 1));
+  if (out === value) return value;
+  safely(() => ctx.hooks.unattributed?.({ kind: 'parameter_status', name, value: out, masked }));
+  return out;
+}

@@ -22,9 +22,13 @@ import {
   decodeRowDescription,
   errorResponse,
 } from './messages.js';
+import { copyFormatIsPlain, copyLayout, DEFAULT_TEXT_LAYOUT, transformCopyData, type CopyLayout } from './copy-out.js';
+import { clientDecoder, type ClientDecoder } from './encodings.js';
+import { rewriteNotice, rewriteNotification, rewriteParameterStatus, rewrites, type MessageRewrite } from './message-text.js';
 import { refusalResponse } from './poison.js';
 import { describedColumns, type Failure, type ResponseQueue, type Running } from './responses.js';
-import { anyTransform, copyFormatIsPlain, transformCopyBinary, transformCopyText, transformDataRow, unknownColumns } from './transform.js';
+import type { StatementRun } from './results.js';
+import { anyTransform, transformDataRow, unknownColumns } from './transform.js';
 
 /** Upstream frames are trusted more than client ones, but still bounded (PostgreSQL's own 1 GB field limit). */
 const UPSTREAM_MAX_FRAME = 1024 * 1024 * 1024 + 1024;
@@ -39,8 +43,13 @@ export interface RelayHost {
   upstreamFatal(message: string): void;
   /** Cancel the statement running upstream (a row cap cut its result off). */
   cancelUpstream(): void;
-  /** A message that belongs to no statement (a notification while idle). */
-  unattributed(buf: Buffer, f: Frame): void;
+  /**
+   * A message that belongs to no statement, as the client received it: a notice or notification
+   * while idle; an error or ParameterStatus only when the scrubber changed it (`masked` counts what).
+   */
+  unattributed(buf: Buffer, f: Frame, masked: Record<string, number> | null): void;
+  /** The session's content net over message texts (SessionContext.scrubText). */
+  readonly scrubText?: (text: string, tally: (label: string) => void) => string;
 }
 
 export class Relay {
@@ -54,6 +63,8 @@ export class Relay {
   private draining = false;
   /** The client was told the session ended: what upstream still sends is accounted, never relayed. */
   private silenced = false;
+  /** The decoder of the client encoding last asked for (message texts, COPY data). */
+  private decoderCache: ClientDecoder | null = null;
 
   constructor(private readonly client: Duplex, private readonly queue: ResponseQueue, private readonly host: RelayHost) {}
 
@@ -193,11 +204,15 @@ export class Relay {
         queue.executeEnded();
         return undefined;
       case MessageType.ErrorResponse: {
-        const fields = decodeNoticeFields(body);
+        // Rewritten before it is accounted: the record keeps the text the client received.
+        const context = queue.messageContext();
+        const out = this.rewrite(type, body, context.redact, context.run);
+        const fields = decodeNoticeFields(out.message ? out.message.subarray(5) : body);
         const error = { code: fields.C ?? 'XX000', message: fields.M ?? 'error' };
         if (fields.V === 'FATAL' || fields.V === 'PANIC' || fields.S === 'FATAL' || fields.S === 'PANIC') this.host.upstreamFatal(error.message);
+        if (out.masked && out.message) this.host.unattributed(out.message, wholeFrame(out.message), out.masked);
         const refusal = queue.error(error);
-        return refusal ? refusalResponse(refusal) : undefined;
+        return refusal ? refusalResponse(refusal) : (out.message ?? undefined);
       }
       case MessageType.ReadyForQuery:
         queue.readyForQuery(decodeReadyForQuery(body));
@@ -207,16 +222,23 @@ export class Relay {
       case MessageType.ParameterStatus: {
         const p = decodeParameterStatus(body);
         queue.parameterStatus(p.name, p.value);
-        return this.host.parameterStatus(p.name, p.value) ? undefined : null;
+        if (!this.host.parameterStatus(p.name, p.value)) return null;
+        const run = queue.messageContext().run;
+        const out = this.rewrite(type, body, false, run);
+        if (out.masked && out.message) this.host.unattributed(out.message, wholeFrame(out.message), out.masked);
+        return out.message ?? undefined;
       }
       case MessageType.NotificationResponse:
       case MessageType.NoticeResponse: {
         // A notice during a Parse or Bind recorded on its own belongs to that record.
         const run = queue.messageTarget();
-        if (!run) this.host.unattributed(buf, f);
-        else if (type === MessageType.NoticeResponse) run.notice(buf, f.start, f.bodyStart, f.end);
-        else run.notification(buf, f.start, f.bodyStart, f.end);
-        return undefined;
+        const redact = type === MessageType.NoticeResponse && queue.messageContext().redact;
+        const out = this.rewrite(type, body, redact, run);
+        const [b, m] = out.message ? [out.message, wholeFrame(out.message)] : [buf, f];
+        if (!run) this.host.unattributed(b, m, out.masked);
+        else if (type === MessageType.NoticeResponse) run.notice(b, m.start, m.bodyStart, m.end);
+        else run.notification(b, m.start, m.bodyStart, m.end);
+        return out.message ?? undefined;
       }
       default:
         return undefined; // CopyDone, ...
@@ -228,7 +250,7 @@ export class Relay {
     if (over) return over;
     if (s.transforms === null && s.plan.action === 'run' && s.plan.columns) {
       // Rows of a portal described nowhere: the plan decides on columns it cannot name.
-      s.transforms = s.plan.columns(unknownColumns(buf.readInt16BE(f.bodyStart), s.formats.length === 1 ? s.formats[0]! : 0), s.run.columnContext);
+      s.transforms = s.plan.columns(unknownColumns(buf.readInt16BE(f.bodyStart), s.formats), s.run.columnContext);
     }
     if (!anyTransform(s.transforms)) {
       s.run.dataRow(buf, f.start, f.bodyStart, f.end);
@@ -244,15 +266,19 @@ export class Relay {
       s.run.copyData(buf, f.start, f.bodyStart, f.end); // COPY IN's data never comes this way; be safe
       return undefined;
     }
+    if (s.copyHeader) {
+      s.copyHeader = false; // the HEADER line: column names, not a row
+      s.run.copyData(buf, f.start, f.bodyStart, f.end);
+      return undefined;
+    }
     const over = this.overCap(s);
     if (over) return over;
     if (!anyTransform(s.transforms)) {
       s.run.copyData(buf, f.start, f.bodyStart, f.end);
       return undefined;
     }
-    const body = buf.subarray(f.bodyStart, f.end);
-    const out = s.copy === 'out-text' ? transformCopyText(body, s.transforms) : transformCopyBinary(body, s.transforms);
-    if (!out) return this.cutOff(s, { code: SQLSTATE_ROW_CAP, message: 'hoop: this COPY output cannot be masked row by row (one whole row per message is required); the result was stopped' });
+    const out = s.copyLayout ? transformCopyData(buf.subarray(f.bodyStart, f.end), s.copyColumns, s.transforms, s.copyLayout) : null;
+    if (!out) return this.cutOff(s, { code: SQLSTATE_ROW_CAP, message: "hoop: this COPY output cannot be masked row by row (one whole row per message, in the statement's format, is required); the result was stopped" });
     s.run.copyData(out, 0, 5, out.length);
     return out;
   }
@@ -266,15 +292,57 @@ export class Relay {
     s.run.copyOut(binary);
     s.copy = binary ? 'out-binary' : 'out-text';
     s.transforms = null;
-    if (s.plan.action === 'run' && s.plan.columns) {
-      s.transforms = s.plan.columns(unknownColumns(n, binary ? 1 : 0), s.run.columnContext);
-      if (anyTransform(s.transforms) && !binary && !copyFormatIsPlain(s.lowerSql)) {
-        // The client sees CopyOutResponse, then the error, as when a COPY fails.
-        const error = this.cutOff(s, { code: SQLSTATE_ROW_CAP, message: 'hoop: this COPY format (CSV, or a delimiter or NULL of its own) cannot be masked; use the default text format or binary' });
-        return Buffer.concat([message, error]);
-      }
+    s.copyLayout = null;
+    s.copyColumns = n;
+    s.copyHeader = false;
+    if (s.plan.action !== 'run' || !s.plan.columns) return undefined;
+    const context = s.run.columnContext;
+    s.transforms = s.plan.columns(unknownColumns(n, [binary ? 1 : 0]), context);
+    if (!anyTransform(s.transforms)) return undefined;
+    const layout = this.copyLayoutOf(s, binary, context.statement);
+    if (typeof layout === 'string') {
+      // The client sees CopyOutResponse, then the error, as when a COPY fails.
+      const error = this.cutOff(s, { code: SQLSTATE_ROW_CAP, message: `hoop: ${layout}; the result was stopped` });
+      return Buffer.concat([message, error]);
     }
+    s.copyLayout = layout;
+    s.copyHeader = layout.format !== 'binary' && layout.header;
     return undefined;
+  }
+
+  /** How the COPY's rows are laid out: the plan's COPY options for the statement, or (without
+   *  them) the default text format or binary; a string says why they cannot be rewritten. */
+  private copyLayoutOf(s: Running, binary: boolean, statement: number): CopyLayout | string {
+    const options = s.plan.action === 'run' ? (s.plan.copyOptions?.[statement] ?? null) : null;
+    if (!binary && !this.decoder()?.asciiSafe) return `COPY text in client encoding ${this.queue.clientEncoding} cannot be masked row by row`;
+    if (options) return copyLayout(binary, options);
+    if (binary) return { format: 'binary' };
+    return copyFormatIsPlain(s.lowerSql) ? DEFAULT_TEXT_LAYOUT : 'this COPY format (CSV, or a delimiter or NULL of its own) cannot be masked; use the default text format or binary';
+  }
+
+  private decoder(): ClientDecoder | null {
+    const name = this.queue.clientEncoding;
+    if (this.decoderCache?.name !== name) this.decoderCache = clientDecoder(name);
+    return this.decoderCache;
+  }
+
+  /**
+   * A NoticeResponse, ErrorResponse, NotificationResponse or ParameterStatus with its texts
+   * redacted (`redact`) and scrubbed, counted under `run`, or for a message of no statement in
+   * `masked`; `message` is null when nothing changed (the original bytes go).
+   */
+  private rewrite(type: number, body: Buffer, redact: boolean, run: StatementRun | null): { message: Buffer | null; masked: Record<string, number> | null } {
+    let masked: Record<string, number> | null = null;
+    const tally = run ? run.tally : (label: string, n = 1) => {
+      masked ??= {};
+      masked[label] = (masked[label] ?? 0) + n;
+    };
+    const r: MessageRewrite = { redactValues: redact, tally, decoder: this.decoder(), ...(this.host.scrubText ? { scrubText: this.host.scrubText } : {}) };
+    if (!rewrites(r)) return { message: null, masked: null };
+    const message = type === MessageType.ParameterStatus ? rewriteParameterStatus(body, r)
+      : type === MessageType.NotificationResponse ? rewriteNotification(body, r)
+      : rewriteNotice(type, body, r);
+    return { message, masked };
   }
 
   /** The error that ends the result, when this row is one past the plan's row cap. */
@@ -295,4 +363,9 @@ export class Relay {
     this.host.cancelUpstream();
     return errorResponse({ severity: 'ERROR', code: error.code, message: error.message, hint: error.hint });
   }
+}
+
+/** The frame of a whole message built on its own (type, length, body). */
+function wholeFrame(message: Buffer): Frame {
+  return { type: message[0]!, start: 0, bodyStart: 5, end: message.length };
 }

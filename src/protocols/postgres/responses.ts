@@ -12,6 +12,7 @@ import type { FieldDescription } from './messages.js';
 import type { NameTable, Version } from './names.js';
 import type { StatementRun } from './results.js';
 import { SQLSTATE_QUERY_CANCELED } from './sqlstate.js';
+import type { CopyLayout } from './copy-out.js';
 import type { Transforms } from './transform.js';
 
 export interface Failure { code: string; message: string }
@@ -48,6 +49,11 @@ export interface Running {
   /** It may change protocol names (catalog.ts) until it completes. */
   touchesNames: boolean;
   copy: 'none' | 'out-text' | 'out-binary';
+  /** A COPY OUT being rewritten: how its rows are laid out, its column count, and whether the
+   *  next CopyData is its HEADER line (passed unchanged). */
+  copyLayout: CopyLayout | null;
+  copyColumns: number;
+  copyHeader: boolean;
   /** A simple Query drops the unnamed statement and portal as it starts (exec_simple_query):
    *  tentative until the server answers it, undone if it skipped it. */
   dropsUnnamed?: { table: NameTable<unknown>; version: Version<unknown> }[];
@@ -55,8 +61,16 @@ export interface Running {
 
 /** A statement about to go upstream, with nothing of its responses seen yet. */
 export function running(run: StatementRun, plan: FinalPlan, lowerSql = '', touchesNames = false): Running {
-  return { run, plan, rows: 0, transforms: null, formats: [], lowerSql, touchesNames, copy: 'none' };
+  return { run, plan, rows: 0, transforms: null, formats: [], lowerSql, touchesNames, copy: 'none', copyLayout: null, copyColumns: 0, copyHeader: false };
 }
+
+/** Whether quoted values in a statement's notices and errors are replaced (RunPlan.redactMessageValues). */
+function redacts(plan: FinalPlan): boolean {
+  return plan.action === 'run' && plan.redactMessageValues === true;
+}
+
+/** Where a NoticeResponse, ErrorResponse or ParameterStatus arriving now is counted, and whether its values are redacted. */
+export interface MessageContext { run: StatementRun | null; redact: boolean }
 
 export type Expected =
   | { kind: 'parse' | 'bind' | 'close'; change: Change }
@@ -116,6 +130,12 @@ export class ResponseQueue {
   private implicitTransaction: boolean;
   private readonly uncommitted: StatementRun[] = [];
   private uncommittedBytes = 0;
+  /**
+   * A statement whose plan redacts message values has run, and its transaction is still open:
+   * what the server says until the session is idle again is redacted too (a deferred constraint
+   * quotes the key at COMMIT, a failed implicit commit at Sync).
+   */
+  private redactUntilIdle = false;
 
   constructor(private readonly host: ResponseHost, initial: { transactionStatus: string; clientEncoding: string; standardConformingStrings: boolean }) {
     this.implicitTransaction = initial.transactionStatus === 'I';
@@ -189,8 +209,39 @@ export class ResponseQueue {
 
   private shift(): Expected | undefined {
     const e = this.expected.shift();
-    if (e && 's' in e && e.s.touchesNames) this.nameRisks--;
+    if (e && 's' in e) {
+      if (e.s.touchesNames) this.nameRisks--;
+      if (redacts(e.s.plan)) this.redactUntilIdle = true;
+    }
     return e;
+  }
+
+  /**
+   * The run a NoticeResponse, ErrorResponse or ParameterStatus arriving now is counted under, and
+   * whether its values are redacted: the statement's own plan decides, or, between statements,
+   * any redacting statement still in the open transaction. A Bind's error belongs to its Execute;
+   * an error at Sync (a failed commit) to the last statement it undoes.
+   */
+  messageContext(): MessageContext {
+    const front = this.expected[0];
+    if (front && 's' in front) {
+      const s = this.current()!;
+      return { run: s.run, redact: this.redactUntilIdle || redacts(s.plan) };
+    }
+    if (front && 'change' in front) {
+      const execute = front.kind === 'bind' && front.change.portal !== undefined ? this.executeOf(front.change.portal) : null;
+      return { run: front.change.run ?? execute?.run ?? null, redact: this.redactUntilIdle || (execute !== null && redacts(execute.plan)) };
+    }
+    return { run: front?.kind === 'sync' ? (this.uncommitted.at(-1) ?? null) : null, redact: this.redactUntilIdle };
+  }
+
+  /** The Execute of `portal` queued before the next Sync, if any. */
+  private executeOf(portal: string): Running | null {
+    for (const e of this.expected) {
+      if (e.kind === 'sync') return null;
+      if (e.kind === 'execute' && e.portalName === portal) return e.s;
+    }
+    return null;
   }
 
   // -------------------------------------------------------------------------------------------
@@ -295,6 +346,7 @@ export class ResponseQueue {
       this.answeredBoundaries = front.boundary;
       this.shift();
     }
+    if (status === 'I') this.redactUntilIdle = false;
     this.host.changed();
   }
 
@@ -317,7 +369,9 @@ export class ResponseQueue {
     e.described = true;
     const p = e.portal;
     if (!p) return;
-    const fields = p.fields ?? this.host.catalog.statementOf(p)?.fields ?? null;
+    // SQL may have replaced an unknown name since it was described: its description is not trusted.
+    const statement = this.host.catalog.statementOf(p);
+    const fields = p.unknown ? null : (p.fields ?? (statement?.unknown ? null : statement?.fields) ?? null);
     e.s.run.describe(fields, p.fields ? undefined : p.resultFormats);
     e.s.formats = fields && p.fields ? fields.map((f) => f.format) : p.resultFormats;
     describedColumns(e.s, fields, p.fields ? undefined : p.resultFormats);

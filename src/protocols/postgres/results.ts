@@ -145,7 +145,8 @@ export class StatementRun {
   describe(fields: FieldDescription[] | null, resultFormats?: number[]): void {
     if (fields) {
       this.openSet(fields.map((f) => f.name));
-      this.formats = fields.map((f) => f.format);
+      // A statement's description says text for every column; the Bind's formats are the rows'.
+      this.formats = resultFormats ?? fields.map((f) => f.format);
     } else if (resultFormats) {
       this.formats = resultFormats;
     }

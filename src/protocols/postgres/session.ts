@@ -13,7 +13,7 @@ import { clientDecoder } from './encodings.js';
 import { type Frame, type FrameReader } from './framing.js';
 import { Forwarder } from './forwarder.js';
 import { endStream, pump, safely, write } from './io.js';
-import { MessageType, errorResponse, frame } from './messages.js';
+import { MessageType, decodeParameterStatus, errorResponse, frame } from './messages.js';
 import { decodeNotice, notificationRecord } from './notices.js';
 import { Relay } from './relay.js';
 import { ResponseQueue, type Failure } from './responses.js';
@@ -74,7 +74,8 @@ export class Session {
       parameterStatus: (name, value) => this.parameterStatus(name, value),
       upstreamFatal: (message) => (this.lastUpstreamFatal = message),
       cancelUpstream: () => o.cancelUpstream(),
-      unattributed: (buf, f) => this.unattributed(buf, f),
+      unattributed: (buf, f, masked) => this.unattributed(buf, f, masked),
+      ...(o.ctx.scrubText ? { scrubText: o.ctx.scrubText } : {}),
     });
     this.forwarder = new Forwarder(this);
     this.connection.socket.on('error', () => {}); // surfaces as 'close'
@@ -139,12 +140,19 @@ export class Session {
     return true;
   }
 
-  private unattributed(buf: Buffer, f: Frame): void {
+  /** A message of no statement, as the client received it, for a record of its own (with what was masked in it). */
+  private unattributed(buf: Buffer, f: Frame, masked: Record<string, number> | null): void {
     const hook = this.ctx.hooks.unattributed;
     if (!hook) return;
     safely(() => {
-      if (f.type === MessageType.NoticeResponse) hook({ kind: 'notice', ...decodeNotice(buf.subarray(f.bodyStart, f.end)) });
-      else hook({ kind: 'notification', ...notificationRecord(buf, f.start, f.bodyStart, f.end) });
+      const body = buf.subarray(f.bodyStart, f.end);
+      const record: Record<string, unknown> =
+        f.type === MessageType.NoticeResponse ? { kind: 'notice', ...decodeNotice(body) }
+        : f.type === MessageType.ErrorResponse ? { kind: 'error', ...decodeNotice(body) }
+        : f.type === MessageType.ParameterStatus ? { kind: 'parameter_status', ...decodeParameterStatus(body) }
+        : { kind: 'notification', ...notificationRecord(buf, f.start, f.bodyStart, f.end) };
+      if (masked) record.masked = masked;
+      hook(record);
     });
   }
 

@@ -14,7 +14,8 @@ export type HookEvent =
   | { type: 'queryStart'; data: StatementStart; decision: FinalPlan }
   | { type: 'queryEnd'; data: StatementEnd }
   | { type: 'sessionEnd'; data: { reason: string; error: string | null } }
-  | { type: 'protocolError'; data: { message: string } };
+  | { type: 'protocolError'; data: { message: string } }
+  | { type: 'unattributed'; data: Record<string, unknown> };
 
 export interface Harness {
   port: number;
@@ -47,6 +48,8 @@ export async function startHarness(opts: {
   owner?: string;
   payloadLimit?: number;
   engine?: PostgresEngine;
+  /** SessionContext.scrubText for every session. */
+  scrubText?: SessionContext['scrubText'];
 }): Promise<Harness> {
   const engine = opts.engine ?? new PostgresEngine();
   const events: HookEvent[] = [];
@@ -92,8 +95,9 @@ export async function startHarness(opts: {
     queryEnd: (e) => void events.push({ type: 'queryEnd', data: e }),
     sessionEnd: (e) => void events.push({ type: 'sessionEnd', data: e }),
     protocolError: (e) => void events.push({ type: 'protocolError', data: e }),
+    unattributed: (m) => void events.push({ type: 'unattributed', data: m }),
   };
-  const ctx: SessionContext = { upstream: opts.upstream, dial: () => tcpDial(opts.upstream), hooks, payloadLimit: opts.payloadLimit ?? 1024 * 1024, owner: opts.owner ?? 'alice' };
+  const ctx: SessionContext = { upstream: opts.upstream, dial: () => tcpDial(opts.upstream), hooks, payloadLimit: opts.payloadLimit ?? 1024 * 1024, owner: opts.owner ?? 'alice', ...(opts.scrubText ? { scrubText: opts.scrubText } : {}) };
   const server: Server = createServer({ noDelay: true }, (socket) => {
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
