@@ -201,7 +201,23 @@ function copy(body: Body, ctx: AnalysisContext): StatementOutcome {
     intoNewTable(body.is_program ? 'COPY TO PROGRAM' : 'COPY TO a server file', cols, body.is_program ? 'a program' : 'a server file', ctx);
     return NONE;
   }
-  return { result: cols ? cols.map((c) => ({ name: c.name, taint: copyTaint(c.taint) })) : null, copy: copyFormat(list(body.options)) };
+  const typeOf = body.query ? () => undefined : columnTypes(as(body.relation, 'RangeVar') ?? (body.relation as Body), ctx);
+  return { result: cols ? cols.map((c) => ({ name: c.name, taint: copyTaint(c.taint), ...withType(typeOf(c.name)) })) : null, copy: copyFormat(list(body.options)) };
+}
+
+/** The type of a table's column by name, where every relation the name can mean agrees on it. */
+function columnTypes(rv: Body, ctx: AnalysisContext): (column: string) => number | undefined {
+  const schema = typeof rv.schemaname === 'string' ? rv.schemaname : null;
+  const rels = typeof rv.relname === 'string' ? ctx.env.schema.relations(schema, rv.relname) : [];
+  return (column) => {
+    const types = new Set(rels.map((r) => r.columns.find((c) => c.name === column)?.typeOid ?? 0));
+    const only = types.size === 1 ? [...types][0]! : 0;
+    return only === 0 ? undefined : only;
+  };
+}
+
+function withType(typeOid: number | undefined): { typeOid?: number } {
+  return typeOid === undefined ? {} : { typeOid };
 }
 
 /** COPY options as the parse tree gives them, defaults per the COPY reference. */

@@ -87,8 +87,11 @@ function run(input: PlanInput): MaskingRun {
       const aligned = outputs !== null && outputs.length === described.length;
       const labels = labelsOf(described);
       return described.map((col, i) => {
-        const taint = joinTaints(aligned ? outputs[i]!.taint : unknownTaint(outputs), originTaint(col, env));
-        return transformFor(taint, col, labels[i]!, key, scrubber, context);
+        const out = aligned ? outputs[i]! : null;
+        const taint = joinTaints(out ? out.taint : unknownTaint(outputs), originTaint(col, env));
+        // COPY data is described by nothing but the statement: its types come from the analysis.
+        const typed = col.typeOid === 0 && out?.typeOid ? { ...col, typeOid: out.typeOid } : col;
+        return transformFor(taint, typed, labels[i]!, key, scrubber, context);
       });
     },
   };

@@ -70,6 +70,9 @@ export interface Taint {
 export interface OutputColumn {
   name: string;
   taint: Taint;
+  /** The column's type where only the analysis can know it: COPY of a table (COPY data carries
+   *  no types, and a mask must fit the type the data is restored into). */
+  typeOid?: number;
 }
 
 /** Where a protected column was used to choose rows (reveals values one guess at a time). */

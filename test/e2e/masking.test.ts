@@ -1,0 +1,340 @@
+/**
+ * Masking as an analyst meets it, and as one who tries to get around it: psql, pg_dump and the
+ * `pg` driver through the real tunnel against a real PostgreSQL, in text and binary formats,
+ * simple and extended protocol.
+ *
+ * The oracle is the database itself: the protected values are read straight from PostgreSQL
+ * (not through hoop), and no value the client receives may contain one of them in any spelling
+ * we know (as stored, without separators, reversed, hex-encoded).
+ */
+import pg from 'pg';
+import { to as copyTo } from 'pg-copy-streams';
+import { afterAll, beforeAll, describe, expect, inject, test } from 'vitest';
+import { openLocalTunnel, type LocalTunnel } from '../../src/client/tunnel.js';
+import { psql, runClient } from '../helpers/clients.js';
+import { bankConnection, startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { createTestDatabase, passwordOf, type UpstreamInfo } from '../helpers/postgres.js';
+import { fe, rawTunnel, errorsIn } from '../helpers/raw-client.js';
+import { until } from '../helpers/poll.js';
+import { tunnelClient } from '../gateway/ws-client.js';
+
+const shared = inject('upstream');
+let db: { info: UpstreamInfo; drop(): Promise<void> };
+let restoreDb: { info: UpstreamInfo; drop(): Promise<void> };
+let gw: TestGateway;
+let direct: pg.Client;
+const tunnels: LocalTunnel[] = [];
+/** Every spelling of every protected value in the database. */
+let secrets: string[] = [];
+
+const MASKING = {
+  columns: [
+    { column: 'bank.customers.ssn', type: 'ssn', method: 'partial', keep: 4 },
+    { column: '*.*.account_number', type: 'account_number', method: 'hash' },
+    { column: 'bank.customers.credit_score', type: 'credit_score', method: 'null' },
+    { column: 'bank.customers.email', type: 'email', method: 'redact' },
+  ],
+  detectors: ['ssn', 'card_number', 'iban', 'email'],
+  exempt: ['dba'],
+  predicates: 'deny',
+};
+
+const SCHEMA = `
+CREATE SCHEMA bank;
+CREATE TABLE bank.customers (id int PRIMARY KEY, full_name text NOT NULL, ssn char(11) NOT NULL UNIQUE, email text NOT NULL, credit_score smallint, notes text);
+CREATE TABLE bank.accounts (id int PRIMARY KEY, customer_id int NOT NULL REFERENCES bank.customers, account_number varchar(12) NOT NULL UNIQUE, balance numeric(12,2) NOT NULL);
+INSERT INTO bank.customers
+  SELECT i, 'Customer ' || i, lpad((900 + i)::text, 3, '0') || '-' || lpad((10 + i)::text, 2, '0') || '-' || lpad((1000 + 37 * i)::text, 4, '0'),
+         'person' || i || '@example.org', 300 + i * 20, CASE WHEN i = 1 THEN 'paid with card 4111 1111 1111 1111' ELSE 'no notes' END
+  FROM generate_series(1, 20) i;
+INSERT INTO bank.accounts SELECT i, 1 + (i % 20), lpad((700000000000 + i * 7919)::text, 12, '0'), i * 10.5 FROM generate_series(1, 40) i;
+CREATE VIEW bank.customer_contacts AS SELECT id, full_name, ssn AS tax_id, lower(email) AS mail FROM bank.customers;
+CREATE VIEW bank.contacts2 AS SELECT * FROM bank.customer_contacts;
+CREATE FUNCTION bank.get_ssn(int) RETURNS text LANGUAGE sql AS 'SELECT ssn FROM bank.customers WHERE id = $1';
+`;
+
+beforeAll(async () => {
+  db = await createTestDatabase(shared, 'masking');
+  restoreDb = await createTestDatabase(shared, 'masking_restore');
+  direct = new pg.Client({ host: db.info.host, port: db.info.port, user: db.info.users.scram, password: passwordOf(db.info.users.scram), database: db.info.database });
+  await direct.connect();
+  await direct.query(SCHEMA);
+  const values = [
+    ...(await direct.query<{ v: string }>('SELECT ssn AS v FROM bank.customers UNION ALL SELECT email FROM bank.customers')).rows.map((r) => r.v),
+    ...(await direct.query<{ v: string }>('SELECT account_number AS v FROM bank.accounts')).rows.map((r) => r.v),
+  ];
+  secrets = values.flatMap(spellings);
+  gw = await startTestGateway({ upstream: db.info, connections: [bankConnection(db.info, { masking: MASKING })] });
+}, 60_000);
+
+afterAll(async () => {
+  for (const t of tunnels) await t.close();
+  await direct?.end();
+  await gw?.close();
+  await db?.drop();
+  await restoreDb?.drop();
+});
+
+function spellings(v: string): string[] {
+  const s = v.trim();
+  const digits = s.replace(/[^0-9A-Za-z]/g, '');
+  return [s, digits, [...s].reverse().join(''), Buffer.from(s).toString('hex'), Buffer.from(s).toString('base64')].filter((x) => x.length >= 6);
+}
+
+/** The secrets found in anything the client received. */
+function leaked(received: unknown): string[] {
+  const text = typeof received === 'string' ? received : JSON.stringify(received, (_k, v) => (Buffer.isBuffer(v) ? v.toString('latin1') : v));
+  return secrets.filter((s) => text.includes(s));
+}
+
+async function as(user: 'alice' | 'bob'): Promise<pg.Client> {
+  return tunnelClient(gw.url, 'bank', gw.keys[user]!, { application: `masking-${user}` });
+}
+
+async function localTunnel(user: 'alice' | 'bob'): Promise<LocalTunnel> {
+  const t = await openLocalTunnel({ gateway: gw.url, connection: 'bank', token: async () => gw.keys[user]!, port: 0, user: 'me', database: db.info.database });
+  tunnels.push(t);
+  return t;
+}
+
+describe('what an analyst sees', () => {
+  test('psql: SSNs partial, emails redacted, credit scores null, account numbers hashed; the exempt group sees clear values', async () => {
+    const alice = await localTunnel('alice');
+    const sql = 'SELECT c.id, c.ssn, c.email, c.credit_score, a.account_number FROM bank.customers c JOIN bank.accounts a ON a.customer_id = c.id ORDER BY a.id LIMIT 3';
+    const masked = await psql(alice.uri, ['-c', sql]);
+    expect(masked.code, masked.stderr).toBe(0);
+    const rows = masked.stdout.trim().split('\n').map((l) => l.split('|'));
+    const clear = (await direct.query(sql)).rows;
+    rows.forEach((r, i) => {
+      expect(r[0]).toBe(String(clear[i].id));
+      expect(r[1]).toBe(`***-**-${clear[i].ssn.slice(-4)}`);
+      expect(r[2]).toBe('****');
+      expect(r[3]).toBe('');
+      expect(r[4]).toMatch(/^\d{12}$/);
+      expect(r[4]).not.toBe(clear[i].account_number);
+    });
+    expect(leaked(masked.stdout)).toEqual([]);
+
+    const bob = await localTunnel('bob');
+    const plain = await psql(bob.uri, ['-c', sql]);
+    expect(plain.stdout.trim().split('\n')[0]).toBe([clear[0].id, clear[0].ssn, clear[0].email, clear[0].credit_score, clear[0].account_number].join('|'));
+  });
+
+  test('hash tokens are stable, so joins and GROUP BY still line up', async () => {
+    const c = await as('alice');
+    try {
+      const a = await c.query('SELECT account_number FROM bank.accounts ORDER BY id');
+      const b = await c.query('SELECT account_number FROM bank.accounts ORDER BY id');
+      expect(a.rows).toEqual(b.rows);
+      expect(new Set(a.rows.map((r) => r.account_number)).size).toBe(40);
+      expect(leaked(a.rows)).toEqual([]);
+    } finally {
+      await c.end();
+    }
+  });
+
+  test('the record keeps the masking plan and the counts, and only what the client received', async () => {
+    const c = await as('alice');
+    const got = await c.query("SELECT id, ssn FROM bank.customers ORDER BY id LIMIT 5 -- record check");
+    await c.end();
+    const events = await until(async () => {
+      const all = await gw.store.readEvents({});
+      const start = all.find((e) => e.type === 'query.start' && String(e.data['statement']).includes('-- record check'));
+      const end = start && all.find((e) => e.type === 'query.end' && e.data['query_id'] === start.data['query_id']);
+      return start && end ? { start, end } : null;
+    });
+    const decision = events.start.data['decision'] as { masking: { columns: { column: string; rule: string; method: string }[] } };
+    expect(decision.masking.columns).toEqual([expect.objectContaining({ column: 'ssn', rule: 'bank.customers.ssn', method: 'partial' })]);
+    expect(events.end.data['masked']).toEqual({ 'ssn (partial)': 5 });
+    expect(leaked(events.end.data)).toEqual([]);
+    expect(JSON.stringify(events.end.data)).toContain(got.rows[0].ssn);
+  });
+
+  test('an exempt caller is recorded as waived', async () => {
+    const c = await as('bob');
+    await c.query('SELECT ssn FROM bank.customers LIMIT 1 -- waived check');
+    await c.end();
+    const start = await until(async () => (await gw.store.readEvents({})).find((e) => e.type === 'query.start' && String(e.data['statement']).includes('-- waived check')));
+    expect(start.data['decision']).toMatchObject({ masking: { waived_for: 'dba' } });
+  });
+});
+
+/** Statements that try to get a protected value out some other way. Each is masked or refused. */
+const BYPASSES: string[] = [
+  'SELECT ssn AS x FROM bank.customers',
+  'SELECT x FROM (SELECT ssn AS x FROM bank.customers) s',
+  'WITH c AS (SELECT ssn FROM bank.customers) SELECT * FROM c',
+  'WITH RECURSIVE r(s, n) AS (SELECT ssn::text, 1 FROM bank.customers UNION ALL SELECT s, n + 1 FROM r WHERE n < 2) SELECT s FROM r',
+  'SELECT tax_id, mail FROM bank.customer_contacts',
+  'SELECT * FROM bank.contacts2',
+  "SELECT ssn || '' FROM bank.customers",
+  'SELECT upper(ssn), lower(email) FROM bank.customers',
+  'SELECT substr(ssn, 1, 11), substring(email from 1 for 40) FROM bank.customers',
+  "SELECT replace(ssn, '-', ''), reverse(ssn), reverse(account_number) FROM bank.customers, bank.accounts",
+  "SELECT encode(convert_to(ssn, 'UTF8'), 'hex'), encode(convert_to(email, 'UTF8'), 'base64') FROM bank.customers",
+  "SELECT format('%s', ssn), concat(ssn, ''), concat_ws(',', email) FROM bank.customers",
+  "SELECT ssn::text, ssn::varchar, replace(ssn, '-', '')::bigint FROM bank.customers",
+  "SELECT CASE WHEN true THEN ssn END, coalesce(email, 'x'), nullif(ssn, 'x') FROM bank.customers",
+  'SELECT row_to_json(c), to_jsonb(c), c::text FROM bank.customers c',
+  'SELECT * FROM bank.customers',
+  'TABLE bank.customers',
+  'SELECT c.* FROM bank.customers c',
+  "SELECT array_agg(ssn), string_agg(email, ','), json_agg(ssn), array_to_string(array_agg(ssn), ',') FROM bank.customers",
+  "SELECT ssn FROM bank.customers UNION SELECT 'x'",
+  'SELECT id FROM bank.customers INTERSECT SELECT id FROM bank.customers',
+  'SELECT (SELECT ssn FROM bank.customers c2 WHERE c2.id = c.id) FROM bank.customers c',
+  'SELECT l.s FROM bank.customers c, LATERAL (SELECT c.ssn AS s) l',
+  'SELECT account_number, count(*) FROM bank.accounts GROUP BY 1',
+  "SELECT ssn, 'x' || email FROM bank.customers WHERE id = 1",
+  'UPDATE bank.customers SET full_name = full_name WHERE id = 1 RETURNING ssn, email',
+  'SELECT ssn::int FROM bank.customers',
+  "SELECT (ssn || 'z')::date FROM bank.customers",
+  'SELECT * FROM pg_stats WHERE schemaname = \'bank\'',
+  'SELECT bank.get_ssn(1)',
+  "DO $$ BEGIN RAISE EXCEPTION '%', (SELECT string_agg(account_number, ',') FROM bank.accounts); END $$",
+  'CREATE TEMP TABLE copy_of AS SELECT ssn FROM bank.customers',
+  "SELECT set_config('hoop.x', ssn, false) FROM bank.customers",
+  "SELECT pg_notify('c', ssn) FROM bank.customers",
+  "SELECT query_to_xml('SELECT ssn FROM bank.customers', true, false, '')",
+  "SELECT id FROM bank.customers WHERE ssn LIKE '9%'",
+  'SELECT id FROM bank.customers ORDER BY ssn',
+  'SELECT count(*) FROM bank.customers GROUP BY email',
+];
+
+describe('an analyst trying to get around it', () => {
+  test.each(BYPASSES)('%s', async (sql) => {
+    const c = await as('alice');
+    try {
+      const r = await c.query(sql).then((res) => ({ rows: res.rows as unknown }), (err: { code?: string; message: string; detail?: string; hint?: string }) => ({ error: err }));
+      expect(leaked(r)).toEqual([]);
+      if ('error' in r) expect(r.error.code, r.error.message).toMatch(/^(42501|22P02|22007|22008|22003)$/);
+    } finally {
+      await c.end();
+    }
+  });
+
+  test('cursors and SQL PREPARE / EXECUTE', async () => {
+    const c = await as('alice');
+    try {
+      await c.query('BEGIN');
+      await c.query('DECLARE cur CURSOR FOR SELECT id, ssn FROM bank.customers ORDER BY id');
+      const fetched = await c.query('FETCH 5 FROM cur');
+      expect(fetched.rows).toHaveLength(5);
+      await c.query('COMMIT');
+      await c.query('PREPARE p AS SELECT email, ssn FROM bank.customers');
+      const executed = await c.query('EXECUTE p');
+      expect(executed.rows).toHaveLength(20);
+      expect(leaked([fetched.rows, executed.rows])).toEqual([]);
+      expect(fetched.rows[0].ssn).toMatch(/^\*\*\*-\*\*-\d{4}$/);
+      // A name never seen by hoop (e.g. prepared where hoop cannot follow) is masked whole.
+      await c.query("PREPARE q(int) AS SELECT full_name FROM bank.customers WHERE id = $1");
+      expect((await c.query('EXECUTE q(1)')).rows).toEqual([{ full_name: 'Customer 1' }]);
+    } finally {
+      await c.end();
+    }
+  });
+
+  test('extended protocol: a named prepared statement executed many times, text and binary results', async () => {
+    const c = await as('alice');
+    try {
+      for (let id = 1; id <= 5; id++) {
+        const r = await c.query({ name: 'by-id', text: 'SELECT id, ssn, email FROM bank.customers WHERE id = $1', values: [id] });
+        expect(r.rows[0].ssn).toMatch(/^\*\*\*-\*\*-\d{4}$/);
+        expect(leaked(r.rows)).toEqual([]);
+      }
+    } finally {
+      await c.end();
+    }
+    const raw = await rawTunnel(gw.url, gw.keys['alice']!, { application: 'masking-binary' });
+    try {
+      const ex = await raw.exchange([
+        fe.parse('', 'SELECT c.id, ssn, account_number, credit_score, row_to_json(c) FROM bank.customers c JOIN bank.accounts a ON a.customer_id = c.id'),
+        fe.bind('', '', [], { resultFormats: [1] }), fe.describe('P'), fe.execute(), fe.sync(),
+      ]);
+      const rows = ex.messages.filter((m) => m.type === "D");
+      expect(rows.length).toBe(40);
+      expect(errorsIn(ex.messages)).toEqual([]);
+      expect(leaked(ex.messages.map((m) => m.raw))).toEqual([]);
+      // Execute without any Describe: the gateway still masks (it cannot name the columns' types: NULL).
+      const blind = await raw.exchange([fe.parse('', 'SELECT ssn FROM bank.customers'), fe.bind('', '', [], { resultFormats: [1] }), fe.execute(), fe.sync()]);
+      expect(leaked(blind.messages.map((m) => m.raw))).toEqual([]);
+    } finally {
+      await raw.end();
+    }
+  });
+
+  test('errors and notices do not quote protected values', async () => {
+    const c = await as('alice');
+    try {
+      const err = await c.query('SELECT ssn::int FROM bank.customers').catch((e: Error) => e);
+      expect(err).toBeInstanceOf(Error);
+      expect(leaked([(err as Error).message, (err as { detail?: string }).detail])).toEqual([]);
+    } finally {
+      await c.end();
+    }
+  });
+
+  test('the content detectors catch what no rule names: a card number in notes, an SSN in a literal, a notification', async () => {
+    const c = await as('alice');
+    try {
+      const notes = await c.query('SELECT notes FROM bank.customers WHERE id = 1');
+      expect(notes.rows[0].notes).toBe('paid with card **** **** **** ****');
+      const literal = await c.query("SELECT 'ssn on file: 123-45-6789' AS t");
+      expect(literal.rows[0].t).toBe('ssn on file: ***-**-****');
+      const payloads: string[] = [];
+      c.on('notification', (n) => payloads.push(n.payload ?? ''));
+      await c.query('LISTEN hoop_masking');
+      await c.query("NOTIFY hoop_masking, 'card 4111111111111111'");
+      await until(() => payloads.length > 0);
+      expect(payloads).toEqual(['card ****************']);
+    } finally {
+      await c.end();
+    }
+  });
+});
+
+describe('COPY and pg_dump', () => {
+  async function copyOut(c: pg.Client, sql: string): Promise<Buffer> {
+    const stream = c.query(copyTo(sql));
+    const chunks: Buffer[] = [];
+    for await (const chunk of stream) chunks.push(chunk as Buffer);
+    return Buffer.concat(chunks);
+  }
+
+  test.each([
+    ['COPY (SELECT id, ssn, email FROM bank.customers) TO STDOUT', 'text'],
+    ['COPY bank.customers TO STDOUT', 'text'],
+    ['COPY bank.customers TO STDOUT (FORMAT csv, HEADER)', 'csv'],
+    ["COPY (SELECT ssn, email FROM bank.customers) TO STDOUT WITH (FORMAT csv, DELIMITER ';', QUOTE '''', FORCE_QUOTE *)", 'csv'],
+    ['COPY bank.accounts TO STDOUT (FORMAT binary)', 'binary'],
+  ])('%s', async (sql, format) => {
+    const c = await as('alice');
+    try {
+      const out = await copyOut(c, sql);
+      expect(out.length).toBeGreaterThan(0);
+      expect(leaked(out.toString('latin1'))).toEqual([]);
+      if (format !== 'binary') expect(out.toString('utf8').split('\n').filter(Boolean).length).toBeGreaterThanOrEqual(20);
+    } finally {
+      await c.end();
+    }
+  });
+
+  test('pg_dump of the masked database restores into a fresh one, masked', async () => {
+    const alice = await localTunnel('alice');
+    const dump = await runClient('pg_dump', ['--no-owner', '--no-privileges', '--schema', 'bank', '-d', alice.uri], { timeoutMs: 60_000 });
+    expect(dump.code, dump.stderr).toBe(0);
+    expect(leaked(dump.stdout)).toEqual([]);
+    const target = `postgresql://${restoreDb.info.users.scram}:${passwordOf(restoreDb.info.users.scram)}@${restoreDb.info.host}:${restoreDb.info.port}/${restoreDb.info.database}`;
+    const restored = await psql(target, [], { input: dump.stdout });
+    expect(restored.code, restored.stderr).toBe(0);
+    const check = new pg.Client({ connectionString: target });
+    await check.connect();
+    try {
+      const { rows } = await check.query('SELECT count(*)::int AS n, count(DISTINCT ssn)::int AS ssns, bool_and(ssn ~ $1) AS shaped FROM bank.customers', ['^\\*\\*\\*-\\*\\*-\\d{4}$']);
+      expect(rows[0]).toEqual({ n: 20, ssns: 20, shaped: true });
+      expect((await check.query('SELECT count(*)::int AS n FROM bank.accounts')).rows[0].n).toBe(40);
+    } finally {
+      await check.end();
+    }
+  }, 90_000);
+});
