@@ -30,6 +30,8 @@ export interface BannerInfo {
   walkthroughAs: string;
   /** The auditor, shown reading everyone's sessions. */
   auditor: string;
+  /** Who sees masked columns in clear (shown running the same query). */
+  exempt: string;
   startupMs: number;
   /** How the user runs the CLI: `hoop` when installed, else e.g. `node bin/hoop.js`. */
   cli?: string;
@@ -40,10 +42,14 @@ export interface BannerInfo {
   sections?: { title: string; lines: string[] }[];
 }
 
+/** The walkthrough's query: the same text, masked for one identity and clear for the exempt one. */
+export const MASKED_QUERY = 'select c.full_name, c.ssn, c.email, c.credit_score, a.account_number from customers c join accounts a on a.customer_id = c.id limit 5;';
+
 export function formatBanner(b: BannerInfo): string {
   const walker = b.identities.find((i) => i.name === b.walkthroughAs);
   const auditor = b.identities.find((i) => i.name === b.auditor);
-  if (!walker || !auditor) throw new Error('banner: walkthrough identity or auditor missing');
+  const exempt = b.identities.find((i) => i.name === b.exempt);
+  if (!walker || !auditor || !exempt) throw new Error('banner: walkthrough, exempt or auditor identity missing');
   const nameWidth = Math.max(...b.identities.map((i) => i.name.length));
   const groupWidth = Math.max(...b.identities.map((i) => i.groups.join(',').length));
   const canWidth = Math.max(...b.identities.map((i) => i.can.length));
@@ -82,9 +88,15 @@ export function formatBanner(b: BannerInfo): string {
     '',
     'In a third terminal (same export line first):',
     '  psql "<the URI hoop connect printed>"',
-    '    bank=> select full_name, ssn, credit_score from customers limit 5;',
+    `    bank=> ${MASKED_QUERY}`,
+    `           (as ${walker.name}: ssn shows ***-**-1234, email ****, credit_score empty; account numbers are stable tokens)`,
     '    bank=> select * from customer_overview order by total_balance desc limit 5;',
+    "    bank=> select id from customers where ssn like '9%';      -- refused: guessing a protected value",
     ...commands(second, width),
+    '',
+    `The same query as ${exempt.name} (${exempt.groups.join(',')}, exempt from masking) shows clear values:`,
+    `  HOOP_TOKEN=${exempt.key} ${hoop} connect ${b.connection} --port 5434`,
+    `  psql "<the URI it printed>" -c "${MASKED_QUERY.replace(/;$/, '')}"`,
     '',
     `${auditor.name} (${auditor.groups.join(',')}) reads everyone's sessions: HOOP_TOKEN=${auditor.key} ${hoop} sessions`,
     '',

@@ -7,6 +7,9 @@
  *   alice  group analysts  may connect to `bank`
  *   bob    group dba       may connect to `bank`; role admin
  *   carol  group audit     role auditor (reads every session); may NOT connect to `bank`
+ *
+ * Masking on `bank`: SSNs, emails, credit scores, account and card numbers and IBANs are masked
+ * for alice; bob's group (dba) is exempt and sees clear values.
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -26,6 +29,18 @@ export type DemoIdentityName = (typeof DEMO_IDENTITIES)[number]['name'];
 /** Groups that may use the `bank` connection, and the gateway roles the groups hold. */
 export const DEMO_ACCESS = ['analysts', 'dba'];
 export const DEMO_ROLES = { admin: ['dba'], auditor: ['audit'] };
+
+/** The demo's masking rules (docs/configuration.md, "masking"), as hoop.yaml flow mappings. */
+export const DEMO_MASKING_RULES = [
+  '{column: bank.customers.ssn, type: ssn, method: partial, keep: 4}',
+  '{column: bank.customers.email, type: email, method: redact}',
+  '{column: bank.customers.credit_score, type: credit_score, method: "null"}',
+  '{column: bank.accounts.account_number, type: account_number, method: hash}',
+  '{column: bank.accounts.iban, type: iban, method: partial, keep: 4}',
+  '{column: bank.cards.card_number, type: card_number, method: partial, keep: 4}',
+];
+/** Groups that see the protected columns in clear. */
+export const DEMO_MASKING_EXEMPT = ['dba'];
 
 export interface DemoConfigInput {
   /** Gateway port on 127.0.0.1 (0: any). */
@@ -62,6 +77,12 @@ export function writeDemoConfig(dataDir: string, c: DemoConfigInput): string {
     `    upstream: {host: 127.0.0.1, port: ${c.upstreamPort}, database: ${DEMO_DATABASE}, user: ${DEMO_SERVICE_ROLE},`,
     `               password: ${q(`\${file:${passwordFile}}`)}, sslmode: disable}`,
     `    access: ${list(DEMO_ACCESS)}`,
+    '    masking:                    # protected columns, masked for everyone outside `exempt`',
+    '      columns:',
+    ...DEMO_MASKING_RULES.map((r) => `        - ${r}`),
+    '      detectors: [ssn, card_number, iban, email]   # the content net over everything else',
+    `      exempt: ${list(DEMO_MASKING_EXEMPT)}`,
+    '      predicates: deny          # no WHERE ssn LIKE ... guessing',
     'audit:',
     '  payload_limit: 1MiB',
     '  signing_key: signing.key',

@@ -127,6 +127,7 @@ export async function runDemo(options: DemoOptions): Promise<RunningDemo> {
       dataDirRemoved: options.dataDir === undefined,
       identities: DEMO_IDENTITIES.map((i) => ({ name: i.name, groups: [...i.groups], can: i.can, key: keys[i.name] })),
       walkthroughAs: 'alice',
+      exempt: 'bob',
       auditor: 'carol',
       startupMs: Date.now() - started,
       sections: [oidc.banner(gateway.url, cli)],

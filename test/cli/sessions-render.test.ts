@@ -14,11 +14,11 @@ function event(seq: number, type: AuditEvent['type'], data: Record<string, unkno
   };
 }
 
-function show(end: QueryEndData, statement: string, rows = 5, o: { full?: boolean; catalog?: boolean } = {}): string {
+function show(end: QueryEndData, statement: string, rows = 5, o: { full?: boolean; catalog?: boolean } = {}, decision?: Record<string, unknown>): string {
   const t = IOStreams.test();
   renderSession(t.io, {
     session: { id: 's1', connection: 'bank', subject: 'apikey:alice', email: null, groups: [], source_address: null, client_application: null, started_at: '2026-11-28T09:00:00.000Z', ended_at: null, statements: 1, end_reason: null, reason: null },
-    events: [event(1, 'query.start', { query_id: 'q', protocol: 'simple', statement }), event(2, 'query.end', end as unknown as Record<string, unknown>)],
+    events: [event(1, 'query.start', { query_id: 'q', protocol: 'simple', statement, ...(decision ? { decision } : {}) }), event(2, 'query.end', end as unknown as Record<string, unknown>)],
   }, { rows, ...o });
   return t.stdout();
 }
@@ -106,5 +106,24 @@ describe('sessions show: --full, psql catalog queries, COPY columns', () => {
       upload: { messages: 1, bytes: 6, rows: 1, sha256: 'ef'.repeat(32), truncated: false, copies: [{ statement: 0, format: 'text', rows: 1, bytes: 6, data: '1\tAda\n', truncated: false, end: 'done' }] },
     }, 'COPY customers (id, name) FROM STDIN');
     expect(out).toContain('  columns: id, name');
+  });
+});
+
+describe('sessions show: masking', () => {
+  it('marks the masked columns with their rule and method, and counts the masked values', () => {
+    const out = show({ ...base, command_tags: ['SELECT 2'], rows: 2, masked: { 'ssn (partial)': 2, 'detector:card_number': 1 } }, 'SELECT ssn, notes FROM customers', 5, {}, {
+      action: 'run',
+      masking: { columns: [{ statement: 0, index: 0, column: 'ssn', from: ['bank.customers.ssn'], rule: 'bank.customers.ssn', method: 'partial', derived: false }], detectors: ['card_number'] },
+    });
+    expect(out).toContain('masked columns: ssn ← bank.customers.ssn (partial)');
+    expect(out).toContain('masked values: ssn (partial) ×2, detector:card_number ×1');
+    expect(out).not.toContain('decision:');
+  });
+
+  it('says when masking was waived, and shows a refusal whole', () => {
+    expect(show({ ...base, command_tags: ['SELECT 1'] }, 'SELECT ssn FROM customers', 5, {}, { action: 'run', masking: { waived_for: 'fraud' } })).toContain('masking: waived for group fraud');
+    const refused = show({ ...base, outcome: 'refused' }, "SELECT id FROM customers WHERE ssn LIKE '1%'", 5, {}, { action: 'refuse', code: '42501', message: 'hoop: statement refused', masking: { refused: 'predicate' } });
+    expect(refused).toContain('decision: ');
+    expect(refused).toContain('"refused":"predicate"');
   });
 });

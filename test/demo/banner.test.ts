@@ -1,5 +1,5 @@
 import { expect, test } from 'vitest';
-import { formatBanner, type BannerInfo } from '../../src/demo/banner.js';
+import { MASKED_QUERY, formatBanner, type BannerInfo } from '../../src/demo/banner.js';
 
 const info: BannerInfo = {
   gatewayUrl: 'http://127.0.0.1:8009',
@@ -17,6 +17,7 @@ const info: BannerInfo = {
   ],
   walkthroughAs: 'alice',
   auditor: 'carol',
+  exempt: 'bob',
   startupMs: 2345,
 };
 
@@ -36,6 +37,10 @@ test('the banner gives one line per identity and the exact commands to type next
   expect(text).toContain('13,700 rows:');
   expect(text).toContain('ready in 2.3 s');
   expect(text).toContain('/tmp/hoop-demo-x is removed');
+  // The same query as the masked identity and as the exempt one.
+  expect(text).toContain(`bank=> ${MASKED_QUERY}`);
+  expect(text).toContain('HOOP_TOKEN=KEY-B hoop connect bank --port 5434');
+  expect(text).toContain(`-c "${MASKED_QUERY.replace(/;$/, '')}"`);
 });
 
 test('a kept data dir is said to be kept, and extra sections appear after the identities', () => {

@@ -9,6 +9,7 @@ import pg from 'pg';
 import { openLocalTunnel } from '../../src/client/tunnel.js';
 import { BANK_ROW_COUNTS } from '../../src/demo/bank.js';
 import { runDemo } from '../../src/demo/demo.js';
+import { MASKED_QUERY } from '../../src/demo/banner.js';
 import { PostgresCluster } from '../../src/demo/postgres-cluster.js';
 import { listening, runClient } from '../helpers/clients.js';
 import { createTestDatabase } from '../helpers/postgres.js';
@@ -95,12 +96,36 @@ test('hoop demo serves the seeded bank through the gateway, prints the next step
       expect(rows[0]).toEqual(BANK_ROW_COUNTS);
       const who = await client.query('SELECT current_user AS u');
       expect(who.rows[0].u).toBe('hoop_svc');
+      // The walkthrough's query: masked for alice.
+      const masked = await client.query(MASKED_QUERY);
+      expect(masked.rows).toHaveLength(5);
+      for (const r of masked.rows) {
+        expect(r.ssn).toMatch(/^\*\*\*-\*\*-\d{4}$/);
+        expect(r.email).toBe('****');
+        expect(r.credit_score).toBeNull();
+        expect(r.account_number).toMatch(/^\d{8,12}$/);
+      }
       await client.end();
-
-      // pg_dump of the demo database through the tunnel restores into another server.
-      await expectDumpRestores(tunnel.uri);
     } finally {
       await tunnel.close();
+    }
+
+    // The same query as bob, exempt from masking: clear values; and pg_dump of the whole bank
+    // through his tunnel restores into another server.
+    const bobs = await openLocalTunnel({ gateway: demo.url, connection: 'bank', token: async () => demo.keys.bob, port: 0, user: 'bob', database: 'bank' });
+    try {
+      const client = new pg.Client({ connectionString: bobs.uri });
+      await client.connect();
+      const clear = await client.query(MASKED_QUERY);
+      await client.end();
+      for (const r of clear.rows) {
+        expect(r.ssn).toMatch(/^\d{3}-\d{2}-\d{4}$/);
+        expect(r.email).toContain('@');
+        expect(r.credit_score).toBeGreaterThanOrEqual(300);
+      }
+      await expectDumpRestores(bobs.uri);
+    } finally {
+      await bobs.close();
     }
 
     // The database itself is not open to anyone without the service password.

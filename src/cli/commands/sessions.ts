@@ -385,7 +385,7 @@ function renderStatement(io: IOStreams, cs: ColorScheme, st: Statement, n: numbe
       if (maxRows > 0) renderResultSets(io, cs, (result?.sets ?? []).filter((s) => s.statement === i), Boolean(result?.truncated), maxRows, full, copyLayout(String(part.sql)), '    ');
     });
   } else io.print(indent(cleanSql(String(start.statement ?? ''))));
-  if (start.decision && typeof start.decision === 'object') io.print(`  ${cs.dim('decision:')} ${compact(start.decision)}`);
+  if (start.decision && typeof start.decision === 'object') renderDecision(io, cs, start.decision as Record<string, unknown>, end?.masked);
   const params = start.parameters as unknown[] | undefined;
   if (params?.length) io.print(`  ${cs.dim('parameters:')} ${params.map((p, i) => `$${i + 1} = ${formatParam(p, full)}`).join(', ')}`);
   const error = end?.error as { code?: string; message?: string } | null | undefined;
@@ -394,6 +394,26 @@ function renderStatement(io: IOStreams, cs: ColorScheme, st: Statement, n: numbe
   if (!parts && maxRows > 0) renderResultSets(io, cs, result?.sets ?? [], Boolean(result?.truncated), maxRows, full, copy);
   if (end?.messages && typeof end.messages === 'object') renderMessages(io, cs, end.messages as RecordedMessages, maxRows);
   if (end?.upload && typeof end.upload === 'object') renderUpload(io, cs, end.upload as RecordedUpload, maxRows, full, copy);
+}
+
+/**
+ * The decision a statement ran under: masking on its own lines (which columns, by which rule and
+ * method, or the group it was waived for; then how many values were masked), the rest compact.
+ */
+function renderDecision(io: IOStreams, cs: ColorScheme, decision: Record<string, unknown>, masked: unknown): void {
+  const { masking, ...rest } = decision;
+  const ran = rest['action'] === 'run';
+  // A refusal shows whole (its masking part says why); a run shows what is beyond "run".
+  if (!ran || Object.keys(rest).length > 1 || !masking) io.print(`  ${cs.dim('decision:')} ${compact(ran ? rest : decision)}`);
+  if (!ran || !masking || typeof masking !== 'object') return;
+  const m = masking as { waived_for?: string; columns?: { column: string; rule?: string; method?: string; masked?: string; reason?: string }[] };
+  if (m.waived_for) io.print(`  ${cs.dim('masking:')} waived for group ${sanitize(m.waived_for)}`);
+  const columns = (m.columns ?? []).map((c) => c.masked === 'unknown' ? `${c.column} (unknown: ${c.reason ?? ''})` : `${c.column} ← ${c.rule === 'derived' ? 'derived' : c.rule} (${c.method})`);
+  if (columns.length) io.print(`  ${cs.dim('masked columns:')} ${cs.yellow(sanitize(columns.join(', ')))}`);
+  if (masked && typeof masked === 'object') {
+    const counts = Object.entries(masked as Record<string, number>).map(([label, n]) => `${label} ×${n}`);
+    if (counts.length) io.print(`  ${cs.dim('masked values:')} ${sanitize(counts.join(', '))}`);
+  }
 }
 
 type RecordedMessages = NonNullable<QueryEndData['messages']>;
