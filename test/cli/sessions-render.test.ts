@@ -122,7 +122,7 @@ describe('sessions show: masking', () => {
 
   it('says when masking was waived, and shows a refusal whole', () => {
     expect(show({ ...base, command_tags: ['SELECT 1'] }, 'SELECT ssn FROM customers', 5, {}, { action: 'run', masking: { waived_for: 'fraud' } })).toContain('masking: waived for group fraud');
-    const refused = show({ ...base, outcome: 'refused' }, "SELECT id FROM customers WHERE ssn LIKE '1%'", 5, {}, { action: 'refuse', code: '42501', message: 'hoop: statement refused', masking: { refused: 'predicate' } });
+    const refused = show({ ...base, outcome: 'refused', command_tags: [] }, "SELECT id FROM customers WHERE ssn LIKE '1%'", 5, {}, { action: 'refuse', code: '42501', message: 'hoop: statement refused', masking: { refused: 'predicate' } });
     expect(refused).toContain('decision: ');
     expect(refused).toContain('"refused":"predicate"');
   });
