@@ -8,6 +8,7 @@
  * we know (as stored, without separators, reversed, hex-encoded).
  */
 import pg from 'pg';
+import postgres from 'postgres';
 import { to as copyTo } from 'pg-copy-streams';
 import { afterAll, beforeAll, describe, expect, inject, test } from 'vitest';
 import { openLocalTunnel, type LocalTunnel } from '../../src/client/tunnel.js';
@@ -118,6 +119,33 @@ describe('what an analyst sees', () => {
     const bob = await localTunnel('bob');
     const plain = await psql(bob.uri, ['-c', sql]);
     expect(plain.stdout.trim().split('\n')[0]).toBe([clear[0].id, clear[0].ssn, clear[0].email, clear[0].credit_score, clear[0].account_number].join('|'));
+  });
+
+  test("psql's own catalog queries work on a masking connection (\\d, \\dt, \\dv, \\df, \\dn)", async () => {
+    const alice = await localTunnel('alice');
+    for (const meta of ['\\d bank.customers', '\\dt bank.*', '\\dv bank.*', '\\df bank.*', '\\dn', '\\d+ bank.customer_contacts', '\\l']) {
+      const r = await psql(alice.uri, ['-c', meta]);
+      expect(r.stderr, meta).toBe('');
+      expect(r.code, meta).toBe(0);
+    }
+  });
+
+  test('postgres.js (extended protocol, its own type handling) reads masked values without failing', async () => {
+    const alice = await localTunnel('alice');
+    const sql = postgres(alice.uri, { max: 1, onnotice: () => {} });
+    try {
+      const rows = await sql`SELECT c.id, c.ssn, c.email, c.credit_score, a.account_number, to_jsonb(c) AS doc FROM bank.customers c JOIN bank.accounts a ON a.customer_id = c.id ORDER BY a.id LIMIT ${5}`;
+      expect(rows).toHaveLength(5);
+      for (const r of rows) {
+        expect(r.ssn).toMatch(/^\*\*\*-\*\*-\d{4}$/);
+        expect(r.email).toBe('****');
+        expect(r.credit_score).toBeNull();
+        expect(r.doc).toBeNull();
+      }
+      expect(leaked(rows)).toEqual([]);
+    } finally {
+      await sql.end();
+    }
   });
 
   test('hash tokens are stable, so joins and GROUP BY still line up', async () => {
