@@ -244,7 +244,8 @@ export function copyFormat(options: unknown[]): CopyFormat {
   };
 }
 
-function booleanOption(arg: unknown): boolean {
+/** A DefElem option's boolean value as PostgreSQL reads it (no argument: true). */
+export function booleanOption(arg: unknown): boolean {
   if (arg === undefined || arg === null) return true;
   const b = as(arg, 'Boolean');
   if (b) return b.boolval === true;

@@ -1,0 +1,385 @@
+/**
+ * What each statement of a query string is, for the access rules (issue 8): its kind, the
+ * relations it reads or writes, and the shape facts rules test (WHERE, LIMIT, joins, aggregates,
+ * functions). Read from the real PostgreSQL parse tree (parse.ts); pure, and it never throws.
+ *
+ * Decisions a rule author should know (docs/configuration.md repeats them):
+ * - kind: `SELECT … INTO`, `CREATE TABLE AS`, `CREATE MATERIALIZED VIEW` and TRUNCATE are `ddl`
+ *   (TRUNCATE empties a table without reading it, like DROP). `EXPLAIN ANALYZE q` runs q, so it
+ *   is q's kind; a plain EXPLAIN is `utility`. `PREPARE p AS q` and `DECLARE c CURSOR FOR q` are
+ *   q's kind (EXECUTE and FETCH are `utility`: what they run was decided when it was prepared or
+ *   declared). DO and CALL are `utility`: what their code does is out of the parser's sight (the
+ *   role mapping's privileges hold there). A statement type not listed here is `ddl`, the stricter
+ *   guess.
+ * - where: the main query's own WHERE (for a set operation, every branch's). A WHERE inside a
+ *   subquery or CTE does not filter the outer statement's rows, and a WHERE that names no column
+ *   (`WHERE true`, `WHERE 1 = 1`) filters nothing row by row, so neither counts.
+ * - limit: the main query's LIMIT / FETCH FIRST (LIMIT ALL and LIMIT NULL are no limit).
+ * - joins: anywhere in the statement, a JOIN, a FROM list of several items, UPDATE … FROM,
+ *   DELETE … USING, MERGE, or a subquery reading a relation inside a query that has a FROM.
+ * - aggregates: anywhere, an aggregate or window call, GROUP BY or HAVING. User-defined
+ *   aggregates are known only when called with aggregate syntax (DISTINCT, ORDER BY, FILTER).
+ * - A data-modifying statement inside another (`WITH d AS (DELETE …) SELECT …`,
+ *   `COPY (DELETE … RETURNING …) TO STDOUT`) is classified on its own in `nested`, and rules see it
+ *   too: otherwise wrapping a DELETE in a CTE would make it a `select`.
+ */
+import { as, list, strings, unwrap, type Body } from '../masking/lineage-node.js';
+import { booleanOption } from '../masking/lineage.js';
+import { parseSql } from '../masking/parse.js';
+import type { StatementKind } from './types.js';
+
+export interface Classification {
+  kind: StatementKind;
+  /** Every relation read or written: `schema.table` where the statement qualifies it, else the name as written. */
+  tables: string[];
+  /** Column names the statement mentions (`*` for a star). */
+  columns: string[];
+  /** Protected columns the statement reads, as masking's analysis names them (given by the caller). */
+  protectedColumns: string[];
+  where: boolean;
+  limit: boolean;
+  joins: boolean;
+  aggregates: boolean;
+  /** Functions called, as written (`lower`, `pg_catalog.lower`). */
+  functions: string[];
+  /** Data-modifying statements inside this one, each classified as its own statement. */
+  nested: Classification[];
+}
+
+export interface QueryClassification {
+  statements: Classification[];
+  /** Why the text could not be classified (a syntax error); then `statements` is empty. */
+  parseError: string | null;
+}
+
+export function classifyQuery(text: string, protectedColumns?: (statementIndex: number) => string[]): QueryClassification {
+  let stmts: unknown[];
+  try {
+    stmts = (parseSql(text).stmts ?? []).map((s) => s.stmt);
+  } catch (err) {
+    return { statements: [], parseError: err instanceof Error ? err.message : String(err) };
+  }
+  const statements: Classification[] = [];
+  for (const [i, stmt] of stmts.entries()) {
+    try {
+      statements.push(classifyStatement(stmt, protectedColumns?.(i) ?? []));
+    } catch (err) {
+      // Unreachable by design (the walk reads the tree loosely); if it happens, the caller
+      // treats the text as unparseable, which fails closed.
+      return { statements: [], parseError: `statement ${i + 1} could not be classified (${err instanceof Error ? err.message : String(err)})` };
+    }
+  }
+  return { statements, parseError: null };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Kinds
+// ---------------------------------------------------------------------------------------------
+
+const DCL: ReadonlySet<string> = new Set([
+  'GrantStmt', 'GrantRoleStmt', 'AlterDefaultPrivilegesStmt', 'CreateRoleStmt', 'AlterRoleStmt',
+  'AlterRoleSetStmt', 'DropRoleStmt', 'ReassignOwnedStmt',
+]);
+
+/** Statements that change neither data nor schema nor privileges by themselves. Anything not
+ *  listed (and not a query, COPY, transaction or DCL) is ddl. */
+const UTILITY: ReadonlySet<string> = new Set([
+  'VariableSetStmt', 'VariableShowStmt', 'ListenStmt', 'UnlistenStmt', 'NotifyStmt', 'FetchStmt',
+  'ClosePortalStmt', 'ExecuteStmt', 'DeallocateStmt', 'DoStmt', 'CallStmt', 'VacuumStmt',
+  'LockStmt', 'CheckPointStmt', 'DiscardStmt', 'ConstraintsSetStmt', 'ReindexStmt', 'ClusterStmt',
+  'ExplainStmt',
+]);
+
+const DML: ReadonlyMap<string, StatementKind> = new Map([
+  ['InsertStmt', 'insert'], ['UpdateStmt', 'update'], ['DeleteStmt', 'delete'], ['MergeStmt', 'merge'],
+]);
+
+/** The statement's kind and the node whose WHERE and LIMIT are the statement's own. */
+function kindOf(node: unknown): { kind: StatementKind; main: Body | null; mainType: string | null } {
+  const u = unwrap(node);
+  if (!u) return { kind: 'ddl', main: null, mainType: null };
+  const [type, body] = u;
+  const dml = DML.get(type);
+  if (dml) return { kind: dml, main: body, mainType: type };
+  switch (type) {
+    case 'SelectStmt':
+      return { kind: body.intoClause ? 'ddl' : 'select', main: body, mainType: type };
+    case 'CopyStmt':
+      return { kind: body.is_from ? 'copy_in' : 'copy_out', main: body, mainType: type };
+    case 'ExplainStmt':
+      return explainsAnalyze(body) ? kindOf(body.query) : { kind: 'utility', main: null, mainType: null };
+    case 'PrepareStmt':
+    case 'DeclareCursorStmt':
+      return kindOf(body.query);
+    case 'CreateTableAsStmt': {
+      const inner = unwrap(body.query);
+      return { kind: 'ddl', main: inner?.[1] ?? null, mainType: inner?.[0] ?? null };
+    }
+    case 'TransactionStmt':
+      return { kind: 'transaction', main: null, mainType: null };
+    case 'RenameStmt':
+      return { kind: body.renameType === 'OBJECT_ROLE' ? 'dcl' : 'ddl', main: null, mainType: null };
+  }
+  if (DCL.has(type)) return { kind: 'dcl', main: null, mainType: null };
+  if (UTILITY.has(type)) return { kind: 'utility', main: null, mainType: null };
+  return { kind: 'ddl', main: null, mainType: null };
+}
+
+function explainsAnalyze(body: Body): boolean {
+  return list(body.options).some((o) => {
+    const d = as(o, 'DefElem');
+    return d?.defname === 'analyze' && booleanOption(d.arg);
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// WHERE and LIMIT of the main query
+// ---------------------------------------------------------------------------------------------
+
+function mainWhere(type: string | null, body: Body | null): boolean {
+  if (!body) return false;
+  switch (type) {
+    case 'SelectStmt':
+      return selectWhere(body);
+    case 'UpdateStmt':
+    case 'DeleteStmt':
+      return filters(body.whereClause);
+    case 'InsertStmt':
+      return queryWhere(body.selectStmt);
+    case 'CopyStmt':
+      return body.query ? queryWhere(body.query) : filters(body.whereClause);
+    default:
+      // MERGE has no WHERE: its ON pairs source and target rows rather than filtering them.
+      return false;
+  }
+}
+
+function queryWhere(node: unknown): boolean {
+  const u = unwrap(node);
+  return u ? mainWhere(u[0], u[1]) : false;
+}
+
+function selectWhere(body: Body): boolean {
+  if (body.op && body.op !== 'SETOP_NONE') return selectWhere(body.larg ?? {}) && selectWhere(body.rarg ?? {});
+  return filters(body.whereClause);
+}
+
+/** A WHERE that can tell rows apart: it names a column (or is WHERE CURRENT OF a cursor). */
+function filters(expr: unknown): boolean {
+  if (expr === undefined || expr === null) return false;
+  let found = false;
+  const visit = (v: unknown): void => {
+    if (found || v === null || typeof v !== 'object') return;
+    if (Array.isArray(v)) return v.forEach(visit);
+    const u = unwrap(v);
+    if (u && (u[0] === 'ColumnRef' || u[0] === 'CurrentOfExpr')) {
+      found = true;
+      return;
+    }
+    Object.values(v).forEach(visit);
+  };
+  visit(expr);
+  return found;
+}
+
+function mainLimit(type: string | null, body: Body | null): boolean {
+  if (!body) return false;
+  if (type === 'SelectStmt') return hasLimit(body);
+  if (type === 'InsertStmt') return queryLimit(body.selectStmt);
+  if (type === 'CopyStmt' && body.query) return queryLimit(body.query);
+  return false;
+}
+
+function queryLimit(node: unknown): boolean {
+  const u = unwrap(node);
+  return u ? mainLimit(u[0], u[1]) : false;
+}
+
+function hasLimit(body: Body): boolean {
+  const count = body.limitCount;
+  if (count === undefined || count === null) return false;
+  // LIMIT ALL and LIMIT NULL parse as a null constant.
+  return as(count, 'A_Const')?.isnull !== true;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The walk: relations, columns, functions, joins, aggregates, nested writes
+// ---------------------------------------------------------------------------------------------
+
+/** Aggregates of pg_catalog, by name (an unknown name is a plain function unless called with
+ *  aggregate syntax). */
+const AGGREGATES: ReadonlySet<string> = new Set([
+  'count', 'sum', 'avg', 'min', 'max', 'array_agg', 'string_agg', 'json_agg', 'jsonb_agg',
+  'json_object_agg', 'jsonb_object_agg', 'json_agg_strict', 'jsonb_agg_strict', 'json_objectagg',
+  'json_arrayagg', 'xmlagg', 'bool_and', 'bool_or', 'every', 'bit_and', 'bit_or', 'bit_xor',
+  'stddev', 'stddev_pop', 'stddev_samp', 'variance', 'var_pop', 'var_samp', 'corr', 'covar_pop',
+  'covar_samp', 'regr_avgx', 'regr_avgy', 'regr_count', 'regr_intercept', 'regr_r2', 'regr_slope',
+  'regr_sxx', 'regr_sxy', 'regr_syy', 'percentile_cont', 'percentile_disc', 'mode', 'rank',
+  'dense_rank', 'percent_rank', 'cume_dist', 'range_agg', 'range_intersect_agg', 'any_value',
+]);
+
+/** DROP of these object types names relations. */
+const RELATION_OBJECTS: ReadonlySet<string> = new Set(['OBJECT_TABLE', 'OBJECT_VIEW', 'OBJECT_MATVIEW', 'OBJECT_FOREIGN_TABLE']);
+
+function classifyStatement(stmt: unknown, protectedColumns: string[]): Classification {
+  const { kind, main, mainType } = kindOf(stmt);
+  const walk = new Walk(main);
+  walk.visit(stmt, new Set());
+  return {
+    kind,
+    tables: [...walk.tables],
+    columns: [...walk.columns],
+    protectedColumns: [...protectedColumns],
+    where: mainWhere(mainType, main),
+    limit: mainLimit(mainType, main),
+    joins: walk.joins,
+    aggregates: walk.aggregates,
+    functions: [...walk.functions],
+    nested: walk.nested.map((n) => classifyStatement(n, protectedColumns)),
+  };
+}
+
+type CteNames = ReadonlySet<string>;
+
+class Walk {
+  readonly tables = new Set<string>();
+  readonly columns = new Set<string>();
+  readonly functions = new Set<string>();
+  readonly nested: unknown[] = [];
+  joins = false;
+  aggregates = false;
+  /** Relation references seen so far (tables and CTEs): a subquery that adds some reads a relation. */
+  private references = 0;
+
+  /** `main`: the statement's own query, which is not nested in itself. */
+  constructor(private readonly main: Body | null) {}
+
+  visit(value: unknown, ctes: CteNames): void {
+    if (value === null || typeof value !== 'object') return;
+    if (Array.isArray(value)) {
+      for (const v of value) this.visit(v, ctes);
+      return;
+    }
+    const u = unwrap(value);
+    if (!u) return this.bare(value as Body, ctes);
+    const [type, body] = u;
+    if (DML.has(type)) {
+      if (body !== this.main) this.nested.push(value);
+      return this.dml(type, body, ctes);
+    }
+    switch (type) {
+      case 'RangeVar':
+        return this.relation(body, ctes);
+      case 'SelectStmt':
+        return this.select(body, ctes);
+      case 'FuncCall':
+        return this.call(body, ctes);
+      case 'ColumnRef':
+        return this.column(body);
+      case 'JoinExpr':
+        this.joins = true;
+        return this.fields(body, ctes);
+      case 'DropStmt':
+        if (RELATION_OBJECTS.has(body.removeType)) for (const o of list(body.objects)) this.tables.add(strings(as(o, 'List')?.items).join('.'));
+        return this.fields(body, ctes);
+      case 'CopyStmt':
+        this.columnNames(strings(body.attlist));
+        return this.fields(body, ctes);
+      default:
+        return this.fields(body, ctes);
+    }
+  }
+
+  /** A bare body: the tree holds RangeVars (`relation`, `rel`) and FuncCalls (CALL) unwrapped. */
+  private bare(body: Body, ctes: CteNames): void {
+    if (typeof body.relname === 'string') return this.relation(body, ctes);
+    if (Array.isArray(body.funcname)) return this.call(body, ctes);
+    this.fields(body, ctes);
+  }
+
+  private fields(body: Body, ctes: CteNames, skip: ReadonlySet<string> = NO_KEYS): void {
+    for (const [key, v] of Object.entries(body)) if (!skip.has(key)) this.visit(v, ctes);
+  }
+
+  private relation(rv: Body, ctes: CteNames): void {
+    if (typeof rv.relname !== 'string') return;
+    this.references++;
+    const schema = typeof rv.schemaname === 'string' ? rv.schemaname : null;
+    if (schema === null && ctes.has(rv.relname)) return;
+    this.tables.add(schema === null ? rv.relname : `${schema}.${rv.relname}`);
+  }
+
+  private column(ref: Body): void {
+    const fields = list(ref.fields);
+    const last = fields[fields.length - 1];
+    if (as(last, 'A_Star')) this.columns.add('*');
+    else {
+      const name = as(last, 'String')?.sval;
+      if (typeof name === 'string') this.columns.add(name);
+    }
+  }
+
+  private columnNames(names: unknown[]): void {
+    for (const n of names) if (typeof n === 'string') this.columns.add(n);
+  }
+
+  private call(fn: Body, ctes: CteNames): void {
+    const parts = strings(fn.funcname);
+    const name = parts[parts.length - 1] ?? '';
+    this.functions.add(parts.join('.'));
+    const catalog = parts.length === 1 || (parts.length === 2 && parts[0] === 'pg_catalog');
+    if (fn.agg_star || fn.agg_distinct || fn.agg_within_group || fn.agg_filter || list(fn.agg_order).length > 0 || fn.over || (catalog && AGGREGATES.has(name))) {
+      this.aggregates = true;
+    }
+    this.fields(fn, ctes, FUNCNAME);
+  }
+
+  /** The CTE names visible in a WITH's body: each non-recursive CTE sees only the ones before it
+   *  (so `WITH customers AS (SELECT * FROM customers)` still reads the table). */
+  private with(clause: unknown, ctes: CteNames): CteNames {
+    const w = clause as Body | undefined;
+    if (!w || typeof w !== 'object') return ctes;
+    const defs = list(w.ctes).map((c) => as(c, 'CommonTableExpr')).filter((c): c is Body => c !== null);
+    const all = new Set([...ctes, ...defs.map((c) => String(c.ctename ?? ''))]);
+    let visible = new Set(ctes);
+    for (const def of defs) {
+      this.visit(def.ctequery, w.recursive ? all : visible);
+      visible = new Set([...visible, String(def.ctename ?? '')]);
+    }
+    return all;
+  }
+
+  private select(body: Body, outer: CteNames): void {
+    const ctes = this.with(body.withClause, outer);
+    if (body.larg || body.rarg) {
+      this.select(body.larg ?? {}, ctes);
+      this.select(body.rarg ?? {}, ctes);
+    }
+    const from = list(body.fromClause);
+    if (from.length > 1) this.joins = true;
+    if (list(body.groupClause).length > 0 || body.havingClause) this.aggregates = true;
+    this.visit(from, ctes);
+    this.visit(body.intoClause, ctes);
+    const before = this.references;
+    this.fields(body, ctes, SELECT_HANDLED);
+    // A subquery reading a relation, inside a query over a relation: a semi-join or a lookup.
+    if (from.length > 0 && this.references > before) this.joins = true;
+  }
+
+  private dml(type: string, body: Body, outer: CteNames): void {
+    const ctes = this.with(body.withClause, outer);
+    // The target is always a table, even when a CTE of the same name is in scope.
+    this.relation(body.relation ?? {}, new Set());
+    if (type === 'MergeStmt' || list(body.fromClause).length > 0 || list(body.usingClause).length > 0) this.joins = true;
+    for (const t of [...list(body.cols), ...(type === 'UpdateStmt' ? list(body.targetList) : [])]) {
+      const name = as(t, 'ResTarget')?.name;
+      if (typeof name === 'string') this.columns.add(name);
+    }
+    this.fields(body, ctes, DML_HANDLED);
+  }
+}
+
+const NO_KEYS: ReadonlySet<string> = new Set();
+const FUNCNAME: ReadonlySet<string> = new Set(['funcname']);
+const SELECT_HANDLED: ReadonlySet<string> = new Set(['withClause', 'larg', 'rarg', 'fromClause', 'intoClause']);
+const DML_HANDLED: ReadonlySet<string> = new Set(['withClause', 'relation']);
