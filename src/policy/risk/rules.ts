@@ -1,0 +1,136 @@
+/**
+ * Which configured access rule decides a query (issue 8). Pure.
+ *
+ * - A rule applies to a caller when it names no groups or one of the caller's groups.
+ * - Per statement, the first applying rule whose every condition holds decides; none: allow.
+ *   A statement's `nested` writes (a DELETE inside a CTE) are decided the same way, as statements
+ *   of their own.
+ * - Over the statements of a query string, the strictest action wins (deny > require_approval >
+ *   allow); among equals, the first.
+ * - An unparseable text gets the strictest action any rule applying to the caller names (so never
+ *   allow while a stricter rule exists); with no rule applying at all, allow.
+ * - `estimated_rows` applies to the kinds EXPLAIN can estimate (ESTIMATED_KINDS); for those, a
+ *   missing estimate (null) counts as matching: a rule meant to hold big reads holds the ones
+ *   whose size is unknown. Other kinds (BEGIN, SET, DDL) have no rows and never match it.
+ * - `tables`: a pattern without a dot (`customers`, `cust*`) matches that table name in any
+ *   schema; `bank.customers` matches `bank.customers` and also an unqualified `customers`,
+ *   which the search_path may resolve to bank (failing closed). `*` and `?` are globs.
+ */
+import { compileGlob } from '../masking/rules.js';
+import type { Classification } from './classify.js';
+import type { RiskAction, RiskRule, RuleCondition, StatementKind } from './types.js';
+
+export interface RuleDecision {
+  action: RiskAction;
+  /** The rule that decided; null when none did (allowed by default). */
+  rule: string | null;
+  /** For people: which rule and why, e.g. `rule full-export: select on customers without WHERE`. */
+  reason: string;
+}
+
+/** The kinds whose statements EXPLAIN estimates: only these are given an estimate, and only
+ *  these can match `estimated_rows`. */
+export const ESTIMATED_KINDS: ReadonlySet<StatementKind> = new Set(['select', 'insert', 'update', 'delete', 'merge', 'copy_out']);
+
+const SEVERITY: Record<RiskAction, number> = { allow: 0, require_approval: 1, deny: 2 };
+
+/** Rules that apply to a caller in these groups, in order. */
+export function rulesFor(rules: readonly RiskRule[], callerGroups: readonly string[]): RiskRule[] {
+  return rules.filter((r) => r.groups === null || r.groups.some((g) => callerGroups.includes(g)));
+}
+
+export function decide(statements: Classification[] | null, rules: RiskRule[], callerGroups: string[], estimate: (i: number) => number | null): RuleDecision {
+  const applying = rulesFor(rules, callerGroups);
+  if (statements === null) return unparseable(applying);
+  let best: RuleDecision | null = null;
+  statements.forEach((statement, i) => {
+    const where = statements.length > 1 ? ` (statement ${i + 1} of ${statements.length})` : '';
+    const units: [Classification, number | null][] = [[statement, estimate(i)], ...statement.nested.map((n): [Classification, null] => [n, null])];
+    for (const [unit, rows] of units) {
+      const d = decideOne(unit, applying, rows);
+      if (d && (best === null || SEVERITY[d.action] > SEVERITY[best.action])) best = { ...d, reason: d.reason + where };
+    }
+  });
+  return best ?? { action: 'allow', rule: null, reason: applying.length === 0 ? 'no access rule applies to you' : 'no access rule matches' };
+}
+
+function unparseable(applying: RiskRule[]): RuleDecision {
+  if (applying.length === 0) return { action: 'allow', rule: null, reason: 'the statement could not be parsed, and no access rule applies to you' };
+  const strictest = applying.reduce((a, b) => (SEVERITY[b.action] > SEVERITY[a.action] ? b : a));
+  return {
+    action: strictest.action,
+    rule: strictest.name,
+    reason: `rule ${strictest.name}: the statement could not be parsed, so the strictest rule that applies to you decides (${strictest.action})`,
+  };
+}
+
+function decideOne(s: Classification, applying: RiskRule[], rows: number | null): RuleDecision | null {
+  for (const rule of applying) {
+    const why = matches(rule.when, s, rows);
+    if (why !== null) return { action: rule.action, rule: rule.name, reason: `rule ${rule.name}: ${why}` };
+  }
+  return null;
+}
+
+/** How the statement meets every condition (`select on customers without WHERE`), or null when it does not. */
+export function matches(when: RuleCondition, s: Classification, rows: number | null): string | null {
+  const terms: string[] = [s.kind];
+  if (when.kind && !when.kind.includes(s.kind)) return null;
+  if (when.tables) {
+    const hit = s.tables.filter((t) => when.tables!.some((p) => tableMatches(p, t)));
+    if (hit.length === 0) return null;
+    terms.push(`on ${hit.join(', ')}`);
+  }
+  const flags: [keyof RuleCondition & keyof Classification, string, string][] = [
+    ['where', 'with WHERE', 'without WHERE'],
+    ['limit', 'with LIMIT', 'without LIMIT'],
+    ['joins', 'with a join', 'without joins'],
+    ['aggregates', 'with aggregates', 'without aggregates'],
+  ];
+  for (const [key, yes, no] of flags) {
+    const want = when[key];
+    if (want === undefined) continue;
+    if (s[key] !== want) return null;
+    terms.push(want ? yes : no);
+  }
+  if (when.protected_columns !== undefined) {
+    const reads = s.protectedColumns.length > 0;
+    if (reads !== when.protected_columns) return null;
+    terms.push(reads ? `reading protected columns (${s.protectedColumns.join(', ')})` : 'reading no protected column');
+  }
+  if (when.estimated_rows) {
+    const { op, value } = when.estimated_rows;
+    if (!ESTIMATED_KINDS.has(s.kind)) return null;
+    if (rows === null) terms.push(`with no row estimate (counted as ${op} ${value})`);
+    else if (compare(rows, op, value)) terms.push(`estimated at ${rows} rows (${op} ${value})`);
+    else return null;
+  }
+  return terms.join(' ');
+}
+
+function compare(rows: number, op: '>' | '>=' | '<' | '<=', value: number): boolean {
+  switch (op) {
+    case '>': return rows > value;
+    case '>=': return rows >= value;
+    case '<': return rows < value;
+    case '<=': return rows <= value;
+  }
+}
+
+const compiled = new Map<string, { schema: RegExp | null; name: RegExp }>();
+
+/** Whether a `tables` pattern matches a table as the statement names it (see the file comment). */
+export function tableMatches(pattern: string, table: string): boolean {
+  let p = compiled.get(pattern);
+  if (!p) {
+    const dot = pattern.indexOf('.');
+    p = dot < 0 ? { schema: null, name: compileGlob(pattern) } : { schema: compileGlob(pattern.slice(0, dot)), name: compileGlob(pattern.slice(dot + 1)) };
+    if (compiled.size > 1000) compiled.clear();
+    compiled.set(pattern, p);
+  }
+  const dot = table.indexOf('.');
+  const schema = dot < 0 ? null : table.slice(0, dot);
+  const name = dot < 0 ? table : table.slice(dot + 1);
+  if (!p.name.test(name)) return false;
+  return p.schema === null || schema === null || p.schema.test(schema);
+}
