@@ -32,11 +32,21 @@ export interface ConnectionInfo {
   access: string[];
   /** Whether the calling identity may connect. */
   allowed: boolean;
+  /** Some access rule may hold the caller's statements for approval (the same as `approval.holds`). */
   requires_approval: boolean;
   /** Sessions must say why (`hoop connect --reason`, X-Hoop-Reason): `require_reason` in the config. */
   requires_reason: boolean;
   /** The connection's `masking` block as it applies to the caller (absent from older gateways). */
   masking?: ConnectionMasking;
+  /** The connection's access rules as they apply to the caller (absent from older gateways). */
+  approval?: ConnectionApproval;
+}
+
+export interface ConnectionApproval {
+  /** Some rule that applies to the caller says require_approval: statements may be held. */
+  holds: boolean;
+  /** The rules that apply to the caller, in order (the first matching one decides a statement). */
+  rules: { name: string; action: 'allow' | 'deny' | 'require_approval' }[];
 }
 
 export interface ConnectionMasking {
@@ -55,6 +65,8 @@ export interface ConfigChanges {
   connections: { added: string[]; removed: string[]; changed: string[] };
   /** Per connection whose masking changed: rules as `schema.table.column: type method [keep N]`, settings as `key: old -> new`. */
   masking: Record<string, { added: string[]; removed: string[]; changed: string[] }>;
+  /** Per connection whose approval block changed: access rules as `name: action [for groups] when conditions`, settings as `key: old -> new` (never a webhook URL or secret). */
+  approval: Record<string, { added: string[]; removed: string[]; changed: string[] }>;
   api_keys: { added: string[]; removed: string[]; changed: string[] };
   /** The role lists (`admin`, `auditor`) that changed. */
   roles: string[];

@@ -18,6 +18,7 @@ import { ConfigError, errorMessage } from '../errors.js';
 import { isSafeIssuerUrl } from '../identity/oidc-verifier.js';
 import { SSL_MODES } from '../protocols/postgres/sslmode.js';
 import { DETECTORS, SEMANTIC_TYPES, type MaskingConfig, type MaskMethod } from '../policy/masking/types.js';
+import { STATEMENT_KINDS, type ApprovalConfig, type RiskAction, type RuleCondition } from '../policy/risk/types.js';
 import { parseCidr, type Cidr } from './proxies.js';
 import { parseDuration, parseSize } from '../units.js';
 
@@ -26,6 +27,12 @@ const GROUP = /^[^\s,]{1,256}$/;
 const MAX_SECRET_FILE_BYTES = 1024 * 1024;
 const MASK_METHODS = ['redact', 'partial', 'hash', 'null'] as const satisfies readonly MaskMethod[];
 const PREDICATE_ACTIONS = ['allow', 'deny', 'require_approval'] as const;
+const RISK_ACTIONS = ['allow', 'deny', 'require_approval'] as const satisfies readonly RiskAction[];
+const NOTIFY_FORMATS = ['json', 'slack'] as const;
+/** A webhook's HMAC key shorter than this is refused. */
+export const MIN_WEBHOOK_SECRET_LENGTH = 16;
+/** A held statement keeps its session and its upstream connection open while it waits. */
+const MAX_APPROVAL_TIMEOUT_MS = 24 * 3_600_000;
 /** A masking hash key shorter than this is refused: HMAC-SHA256 keys should carry 256 bits. */
 export const MIN_HASH_KEY_LENGTH = 32;
 
@@ -144,14 +151,6 @@ function schemaFor(baseDir: string) {
     connect_timeout: duration.default(10_000),
   });
 
-  const notYet = (what: string) =>
-    z.unknown().superRefine((_v, ctx) => {
-      ctx.addIssue({
-        code: 'custom',
-        message: `${what} is not implemented in this version of hoop; remove the key (the gateway refuses to start rather than run without it)`,
-      });
-    });
-
   const oneOf = (values: readonly string[]) => `expected one of: ${values.join(', ')}`;
   const masking = z.strictObject({
     columns: z.array(z.strictObject({
@@ -172,6 +171,56 @@ function schemaFor(baseDir: string) {
     hash_key: z.string().min(MIN_HASH_KEY_LENGTH, `must be at least ${MIN_HASH_KEY_LENGTH} characters (e.g. \${env:HOOP_MASKING_KEY} holding the output of openssl rand -base64 32)`).optional(),
   });
 
+  const wholeNumber = (min: number, max: number) => {
+    const message = `expected a whole number from ${min} to ${max}`;
+    return z.number({ error: message }).int(message).min(min, message).max(max, message);
+  };
+  const flag = z.boolean({ error: 'expected true or false' });
+  const estimatedRows = z.string({ error: 'expected a comparison such as ">10000" or "<= 500", quoted (unquoted, YAML reads a leading > as a folded block)' })
+    .transform((s, ctx): NonNullable<RuleCondition['estimated_rows']> => {
+      const m = /^\s*(>=|<=|>|<)\s*(\d{1,15})\s*$/.exec(s);
+      if (!m) {
+        ctx.addIssue({ code: 'custom', message: 'expected a comparison such as ">10000", ">= 5000", "<100" or "<= 500"' });
+        return z.NEVER;
+      }
+      return { op: m[1] as '>' | '>=' | '<' | '<=', value: Number(m[2]) };
+    });
+  const riskRule = z.strictObject({
+    name: slug,
+    groups: groups.min(1, 'must name at least one group (leave groups out for a rule that applies to everyone)').optional(),
+    when: z.strictObject({
+      kind: z.array(z.enum(STATEMENT_KINDS, { error: oneOf(STATEMENT_KINDS) })).min(1, 'must name at least one kind (leave kind out to match every kind)').optional(),
+      tables: z.array(z.string().refine((p) => isNamePattern(p, 1) || isNamePattern(p, 2), 'expected table or schema.table, each part a name or a glob (* any run of characters, ? one character)'))
+        .min(1, 'must name at least one table (leave tables out to match any)').optional(),
+      where: flag.optional(),
+      limit: flag.optional(),
+      joins: flag.optional(),
+      aggregates: flag.optional(),
+      protected_columns: flag.optional(),
+      estimated_rows: estimatedRows.optional(),
+    }, { error: (iss) => (iss.input === undefined ? undefined : 'expected a mapping of conditions (when: {} matches every statement)') }),
+    action: z.enum(RISK_ACTIONS, { error: oneOf(RISK_ACTIONS) }),
+  });
+  const notifyTarget = z.strictObject({
+    webhook: z.string().refine(isSafeIssuerUrl, 'expected an https:// URL (http:// only on loopback: localhost, 127.0.0.0/8, ::1)'),
+    format: z.enum(NOTIFY_FORMATS, { error: oneOf(NOTIFY_FORMATS) }).default('json'),
+    secret: z.string().min(MIN_WEBHOOK_SECRET_LENGTH, `must be at least ${MIN_WEBHOOK_SECRET_LENGTH} characters (e.g. \${env:HOOP_WEBHOOK_SECRET} holding the output of openssl rand -hex 32)`).optional(),
+  });
+  const approval = z.strictObject({
+    approvers: groups.default([]),
+    min_approvals: wholeNumber(1, 100).default(1),
+    timeout: duration.refine((ms) => ms <= MAX_APPROVAL_TIMEOUT_MS, 'must be at most 24h (a held statement keeps its session open while it waits)').default(600_000),
+    grant_max: duration.default(8 * 3_600_000),
+    notify: z.array(notifyTarget).default([]),
+    rules: z.array(riskRule).default([]),
+    row_cap: wholeNumber(1, Number.MAX_SAFE_INTEGER).optional(),
+  }).superRefine((a, ctx) => {
+    const holding = a.rules.find((r) => r.action === 'require_approval');
+    if (holding && a.approvers.length === 0) {
+      ctx.addIssue({ code: 'custom', path: ['approvers'], message: `required when a rule says require_approval (rule ${holding.name}): the groups whose members may approve` });
+    }
+  });
+
   const connection = z.strictObject({
     name: slug,
     type: z.string().refine((t) => engineTypes().includes(t), { error: () => `expected one of: ${engineTypes().join(', ')}` }),
@@ -181,7 +230,15 @@ function schemaFor(baseDir: string) {
     require_reason: z.boolean({ error: 'expected true or false' }).default(false),
     max_sessions_per_user: z.number({ error: 'expected a whole number from 1 to 10000' }).int('expected a whole number from 1 to 10000').min(1, 'expected a whole number from 1 to 10000').max(10_000, 'expected a whole number from 1 to 10000').optional(),
     masking: masking.optional(),
-    approval: notYet('approval').optional(),
+    approval: approval.optional(),
+    access_by_grant: groups.default([]),
+  }).superRefine((c, ctx) => {
+    if (c.access_by_grant.length > 0 && (c.approval?.approvers.length ?? 0) === 0) {
+      ctx.addIssue({ code: 'custom', path: ['access_by_grant'], message: 'needs approval.approvers: someone must be able to approve a grant' });
+    }
+    for (const g of c.access_by_grant.filter((g) => c.access.includes(g))) {
+      ctx.addIssue({ code: 'custom', path: ['access_by_grant'], message: `group ${g} is also in access, whose members may always connect; list it in one of them` });
+    }
   }).transform((c) => ({
     name: c.name,
     type: c.type,
@@ -206,6 +263,9 @@ function schemaFor(baseDir: string) {
      * connection read from `ConfigHolder` (live-config.ts) always has one.
      */
     maskingKey: (c.masking?.hash_key !== undefined ? Buffer.from(c.masking.hash_key, 'utf8') : null) as Buffer | null,
+    approval: c.approval ? approvalConfigOf(c.approval) : null,
+    /** Groups that may connect only inside an approved, time-bound grant. */
+    accessByGrant: c.access_by_grant,
   }));
 
   const cidr = z.string().transform((s, ctx): Cidr => {
@@ -257,6 +317,33 @@ function maskingConfigOf(m: {
     exempt: m.exempt,
     predicates: m.predicates,
     trustedFunctions: m.trusted_functions,
+  };
+}
+
+/** The validated block in the shape the risk policy takes (src/policy/risk/types.ts). */
+function approvalConfigOf(a: {
+  approvers: string[];
+  min_approvals: number;
+  timeout: number;
+  grant_max: number;
+  notify: { webhook: string; format: 'json' | 'slack'; secret?: string | undefined }[];
+  rules: { name: string; groups?: string[] | undefined; when: { [K in keyof RuleCondition]?: RuleCondition[K] | undefined }; action: RiskAction }[];
+  row_cap?: number | undefined;
+}): ApprovalConfig {
+  return {
+    approvers: a.approvers,
+    minApprovals: a.min_approvals,
+    timeoutMs: a.timeout,
+    grantMaxMs: a.grant_max,
+    notify: a.notify.map((n) => ({ webhook: n.webhook, format: n.format, secret: n.secret ?? null })),
+    rules: a.rules.map((r) => ({
+      name: r.name,
+      groups: r.groups ?? null,
+      // Conditions left out are absent, not undefined: a rule's `when` is compared and printed.
+      when: Object.fromEntries(Object.entries(r.when).filter(([, v]) => v !== undefined)) as RuleCondition,
+      action: r.action,
+    })),
+    rowCap: a.row_cap ?? null,
   };
 }
 
@@ -340,6 +427,8 @@ export function parseConfig(raw: unknown, file: string, baseDir: string): Gatewa
   // A second rule with the same pattern could never match (the first matching rule wins).
   listAt(resolved, 'connections').forEach((c, i) => {
     duplicates(listAt(c, 'masking', 'columns').map((r) => r?.['column']), ['connections', i, 'masking', 'columns'], 'column', 'column pattern', problems, file);
+    // Decisions and the record name the rule; two of one name could not be told apart.
+    duplicates(listAt(c, 'approval', 'rules').map((r) => r?.['name']), ['connections', i, 'approval', 'rules'], 'name', 'rule name', problems, file);
   });
 
   const result = schemaFor(baseDir).safeParse(resolved, { reportInput: true });
@@ -501,7 +590,7 @@ function duplicates(values: unknown[], base: (string | number)[], key: string, w
 /**
  * SHA-256 over the config as written, with secret references left unresolved (so the hash
  * changes when a reference changes, not when a rotated secret does), inline upstream passwords,
- * masking hash keys and TLS keys replaced, and the password of a postgres:// store URL removed.
+ * masking hash keys, TLS keys, webhook URLs and webhook secrets replaced, and the password of a postgres:// store URL removed.
  */
 function fingerprintOf(raw: unknown): string {
   const redact = (v: unknown, path: (string | number)[]): unknown => {
@@ -509,6 +598,8 @@ function fingerprintOf(raw: unknown): string {
     if (typeof v === 'string') {
       if (v.includes('${')) return v;
       if (key === 'password' || key === 'hash_key' || (key === 'key' && path[path.length - 2] === 'tls')) return '<redacted>';
+      // A webhook's HMAC key, and its URL (Slack's carries its token in the path).
+      if ((key === 'secret' || key === 'webhook') && path[path.length - 3] === 'notify') return '<redacted>';
       if (key === 'store' && path.length === 1 && /^postgres(ql)?:\/\//.test(v)) {
         try {
           const u = new URL(v);

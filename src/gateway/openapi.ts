@@ -146,7 +146,7 @@ export function openApiDocument(): object {
       '/api/v1/admin/reload': {
         post: {
           operationId: 'reloadConfig', summary: 'Read the config file again and apply it (admins only)',
-          description: 'The same as SIGHUP to `hoop gateway`. The file is validated in full first: any problem keeps the running config and answers 422 with every problem (`error.problems`, one `file: key.path: reason` each); nothing is recorded. Otherwise `config.loaded` (source `api`, who, what changed; never a secret) is recorded, durably, before the new config takes effect for new sessions and new statements: connections (masking, access, require_reason, limits; added and removed), API keys, roles, trusted proxies. Keys a running gateway cannot take over (listen, tls, store, audit.*, identity.oidc) keep their running values and are listed in `needs_restart`. A caller without the admin role gets 403, recorded as `access.denied`.',
+          description: 'The same as SIGHUP to `hoop gateway`. The file is validated in full first: any problem keeps the running config and answers 422 with every problem (`error.problems`, one `file: key.path: reason` each); nothing is recorded. Otherwise `config.loaded` (source `api`, who, what changed; never a secret) is recorded, durably, before the new config takes effect for new sessions and new statements: connections (masking, approval rules, access, require_reason, limits; added and removed), API keys, roles, trusted proxies. Keys a running gateway cannot take over (listen, tls, store, audit.*, identity.oidc) keep their running values and are listed in `needs_restart`. A caller without the admin role gets 403, recorded as `access.denied`.',
           requestBody: { required: false, ...json({ type: 'object', additionalProperties: false }) },
           responses: {
             200: { description: 'Applied', ...json(ref('ReloadResult')) },
@@ -189,7 +189,7 @@ export function openApiDocument(): object {
           type: 'object', required: ['name', 'type', 'database', 'access', 'allowed', 'requires_approval', 'requires_reason'],
           properties: {
             name: { type: 'string' }, type: { enum: ['postgres'] }, database: { type: 'string' },
-            access: { type: 'array', items: { type: 'string' } }, allowed: { type: 'boolean' }, requires_approval: { type: 'boolean' },
+            access: { type: 'array', items: { type: 'string' } }, allowed: { type: 'boolean' }, requires_approval: { type: 'boolean', description: 'The same as `approval.holds`' },
             requires_reason: { type: 'boolean', description: 'Sessions must carry X-Hoop-Reason (`require_reason`)' },
             masking: {
               type: 'object', required: ['enabled', 'exempt', 'columns', 'detectors'],
@@ -199,6 +199,17 @@ export function openApiDocument(): object {
                 exempt: { type: 'boolean', description: 'The caller is in one of its `exempt` groups: clear values, and the waiver is recorded' },
                 columns: { type: 'integer', minimum: 0, description: 'How many `masking.columns` rules' },
                 detectors: { type: 'array', items: { enum: ['ssn', 'card_number', 'iban', 'email'] } },
+              },
+            },
+            approval: {
+              type: 'object', required: ['holds', 'rules'],
+              description: 'The connection\'s access rules (`approval.rules`) as they apply to the caller',
+              properties: {
+                holds: { type: 'boolean', description: 'Some rule that applies to the caller says require_approval: statements may be held for a reviewer' },
+                rules: {
+                  type: 'array', description: 'The rules that apply to the caller, in order (the first matching rule decides a statement)',
+                  items: { type: 'object', required: ['name', 'action'], properties: { name: { type: 'string' }, action: { enum: ['allow', 'deny', 'require_approval'] } } },
+                },
               },
             },
           },
@@ -213,7 +224,7 @@ export function openApiDocument(): object {
           },
         },
         ConfigChanges: {
-          type: 'object', required: ['connections', 'masking', 'api_keys', 'roles', 'trusted_proxies', 'needs_restart'],
+          type: 'object', required: ['connections', 'masking', 'approval', 'api_keys', 'roles', 'trusted_proxies', 'needs_restart'],
           description: 'What changed: names and rule summaries, never a secret',
           properties: {
             connections: ref('NameChanges'),
@@ -221,6 +232,11 @@ export function openApiDocument(): object {
               type: 'object',
               description: 'Per connection whose masking changed: rules as `schema.table.column: type method [keep N]`, settings as `key: old -> new`',
               additionalProperties: { type: 'object', required: ['added', 'removed', 'changed'], properties: { added: { type: 'array', items: { type: 'string' } }, removed: { type: 'array', items: { type: 'string' } }, changed: { type: 'array', items: { type: 'string' } } } },
+            },
+            approval: {
+              type: 'object',
+              description: 'Per connection whose approval block changed: access rules as `name: action [for groups] when conditions`, settings as `key: old -> new` (never a webhook URL or secret)',
+              additionalProperties: ref('NameChanges'),
             },
             api_keys: ref('NameChanges'),
             roles: { type: 'array', items: { enum: ['admin', 'auditor'] } },

@@ -6,7 +6,7 @@
  *   problems are returned (the API answers 422 with them, SIGHUP logs them). Nothing is recorded.
  * - What a running process cannot take over (its listener, TLS, store, audit settings, OIDC
  *   verifier) is kept from the running config and listed as `needs_restart`. Everything else —
- *   connections (masking, access, require_reason, limits; added and removed), API keys, roles,
+ *   connections (masking, approval rules, access, require_reason, limits; added and removed), API keys, roles,
  *   trusted proxies — applies to new sessions and new statements.
  * - `config.loaded` (source, who, what changed: names and rule summaries, never a secret) is made
  *   durable BEFORE the new config takes effect, so no rule is ever in force unrecorded; if the
@@ -21,6 +21,8 @@ import type { AuditRecorder } from '../audit/recorder.js';
 import { ConfigError, errorMessage } from '../errors.js';
 import { actorOf, type Identity } from '../identity/identity.js';
 import type { MaskingConfig, MaskRule } from '../policy/masking/types.js';
+import type { ApprovalConfig, RiskRule } from '../policy/risk/types.js';
+import { formatDuration } from '../units.js';
 import type { ConnectionConfig, GatewayConfig } from './config.js';
 import type { ConfigHolder, LiveConfig } from './live-config.js';
 
@@ -115,15 +117,19 @@ export function configChanges(prev: GatewayConfig | null, next: GatewayConfig, n
   const before = new Map((prev?.connections ?? []).map((c) => [c.name, c]));
   const after = new Map(next.connections.map((c) => [c.name, c]));
   const masking: ConfigChanges['masking'] = {};
+  const approval: ConfigChanges['approval'] = {};
   for (const name of new Set([...before.keys(), ...after.keys()])) {
     const diff = maskingChanges(before.get(name), after.get(name));
     if (diff) masking[name] = diff;
+    const rules = approvalChanges(before.get(name), after.get(name));
+    if (rules) approval[name] = rules;
   }
   const keysBefore = new Map((prev?.identity.api_keys ?? []).map((k) => [k.name, k]));
   const keysAfter = new Map(next.identity.api_keys.map((k) => [k.name, k]));
   return {
     connections: setChanges(before, after, (a, b) => isDeepStrictEqual(a, b)),
     masking,
+    approval,
     // The hash changing means a new key for the same name; only the name is recorded.
     api_keys: setChanges(keysBefore, keysAfter, (a, b) => isDeepStrictEqual(a, b)),
     roles: (['admin', 'auditor'] as const).filter((r) => !isDeepStrictEqual(prev?.roles[r] ?? [], next.roles[r])),
@@ -190,6 +196,66 @@ const SETTINGS: [string, (m: MaskingConfig) => string][] = [
   ['trusted_functions', (m) => list(m.trustedFunctions)],
 ];
 
+/** An access rule as the record shows it: `full-export: require_approval when kind=select,copy_out tables=customers where=false`. */
+export function accessRuleSummary(r: RiskRule): string {
+  return `${r.name}: ${accessRuleTerms(r)}`;
+}
+
+function accessRuleTerms(r: RiskRule): string {
+  const when = Object.entries(r.when).map(([key, v]) => {
+    if (Array.isArray(v)) return `${key}=${v.join(',')}`;
+    if (v !== null && typeof v === 'object') return `${key}${(v as { op: string }).op}${(v as { value: number }).value}`;
+    return `${key}=${String(v)}`;
+  });
+  return `${r.action}${r.groups ? ` for ${r.groups.join(',')}` : ''} when ${when.length > 0 ? when.join(' ') : 'any statement'}`;
+}
+
+type Approved = Pick<ConnectionConfig, 'approval' | 'accessByGrant'>;
+
+function approvalChanges(a: Approved | undefined, b: Approved | undefined): { added: string[]; removed: string[]; changed: string[] } | null {
+  const aa = a?.approval ?? null;
+  const ab = b?.approval ?? null;
+  const rulesA = new Map((aa?.rules ?? []).map((r) => [r.name, r]));
+  const rulesB = new Map((ab?.rules ?? []).map((r) => [r.name, r]));
+  const added = [...rulesB.values()].filter((r) => !rulesA.has(r.name)).map(accessRuleSummary);
+  const removed = [...rulesA.values()].filter((r) => !rulesB.has(r.name)).map(accessRuleSummary);
+  const changed: string[] = [];
+  if ((aa === null) !== (ab === null)) changed.push(`approval: ${aa ? 'on' : 'off'} -> ${ab ? 'on' : 'off'}`);
+  for (const [name, rb] of rulesB) {
+    const ra = rulesA.get(name);
+    if (ra && accessRuleTerms(ra) !== accessRuleTerms(rb)) changed.push(`${name}: ${accessRuleTerms(ra)} -> ${accessRuleTerms(rb)}`);
+  }
+  // The first matching rule wins, so the order of the rules both configs have is part of the policy.
+  const orderA = [...rulesA.keys()].filter((n) => rulesB.has(n));
+  const orderB = [...rulesB.keys()].filter((n) => rulesA.has(n));
+  if (!isDeepStrictEqual(orderA, orderB)) changed.push('access rule order (the first matching rule wins)');
+  if (aa && ab) {
+    for (const [key, of] of APPROVAL_SETTINGS) {
+      const va = of(aa);
+      const vb = of(ab);
+      if (va !== vb) changed.push(`${key}: ${va} -> ${vb}`);
+    }
+    // Webhook URLs may carry a token (Slack's do): only that they changed.
+    if (aa.notify.length === ab.notify.length && !isDeepStrictEqual(aa.notify, ab.notify)) changed.push('notify: targets replaced');
+  }
+  const grantA = list(a?.accessByGrant ?? []);
+  const grantB = list(b?.accessByGrant ?? []);
+  if (a && b && grantA !== grantB) changed.push(`access_by_grant: ${grantA} -> ${grantB}`);
+  if (added.length === 0 && removed.length === 0 && changed.length === 0) return null;
+  return { added, removed, changed };
+}
+
+const targets = (n: number) => `${n} target${n === 1 ? '' : 's'}`;
+
+const APPROVAL_SETTINGS: [string, (a: ApprovalConfig) => string][] = [
+  ['approvers', (a) => list(a.approvers)],
+  ['min_approvals', (a) => String(a.minApprovals)],
+  ['timeout', (a) => formatDuration(a.timeoutMs)],
+  ['grant_max', (a) => formatDuration(a.grantMaxMs)],
+  ['row_cap', (a) => (a.rowCap === null ? '(none)' : String(a.rowCap))],
+  ['notify', (a) => (a.notify.length === 0 ? '(none)' : `${targets(a.notify.length)} (${a.notify.map((n) => n.format).join(', ')})`)],
+];
+
 /** The `config.loaded` event: what is in effect, who loaded it and what changed (never a secret). */
 export function configLoadedEvent(config: GatewayConfig, source: ReloadSource, by: Identity | null, changes: ConfigChanges) {
   return {
@@ -204,6 +270,7 @@ export function configLoadedEvent(config: GatewayConfig, source: ReloadSource, b
       api_keys: config.identity.api_keys.map((k) => k.name),
       oidc_issuer: config.identity.oidc?.issuer ?? null,
       masking: Object.fromEntries(config.connections.filter((c) => c.masking).map((c) => [c.name, { columns: c.masking!.columns.length, detectors: c.masking!.detectors }])),
+      approval: Object.fromEntries(config.connections.filter((c) => c.approval).map((c) => [c.name, { rules: c.approval!.rules.map(accessRuleSummary), approvers: c.approval!.approvers, min_approvals: c.approval!.minApprovals }])),
       changes,
     },
   };

@@ -13,6 +13,7 @@ import { AuthError, HoopError, UsageError, errorMessage } from '../errors.js';
 import { actorOf, type Identity } from '../identity/identity.js';
 import { SESSION_ID_PREFIX } from '../store/filters.js';
 import type { EventFilter, SessionFilter, Store } from '../store/store.js';
+import { rulesFor } from '../policy/risk/rules.js';
 import { DeniedError, admitConnection, reasonHeader, recordDenial, requestSource } from './access.js';
 import type { AuthenticatorChain } from './authn.js';
 import type { ConfigHolder } from './live-config.js';
@@ -281,13 +282,15 @@ async function connection(ctx: ApiContext, req: IncomingMessage, res: ServerResp
 }
 
 function connectionInfo(id: Identity, c: ConnectionConfig): ConnectionInfo {
+  const applying = rulesFor(c.approval?.rules ?? [], id.groups).map((r) => ({ name: r.name, action: r.action }));
+  const approval = { holds: applying.some((r) => r.action === 'require_approval'), rules: applying };
   return {
     name: c.name,
     type: c.type,
     database: c.upstream.database,
     access: c.access,
     allowed: mayUseConnection(id, c),
-    requires_approval: false,
+    requires_approval: approval.holds,
     requires_reason: c.requireReason,
     masking: {
       enabled: c.masking !== null,
@@ -295,6 +298,7 @@ function connectionInfo(id: Identity, c: ConnectionConfig): ConnectionInfo {
       columns: c.masking?.columns.length ?? 0,
       detectors: c.masking ? [...c.masking.detectors] : [],
     },
+    approval,
   };
 }
 

@@ -65,7 +65,7 @@ describe('hoop connections', () => {
   it('prints tab-separated rows into a pipe', async () => {
     const r = await runHoop(['connections'], as('alice'));
     expect(r).toMatchObject({ code: 0, stderr: '' });
-    expect(r.stdout).toBe('bank\tpostgres\thoop_test\tallowed\tanalysts,dba\tno\toff\n');
+    expect(r.stdout).toBe('bank\tpostgres\thoop_test\tallowed\tanalysts,dba\tnone\toff\n');
   });
 
   it('prints an aligned table with a header on a terminal, and says so when access is denied', async () => {
@@ -73,12 +73,12 @@ describe('hoop connections', () => {
     expect(r.code).toBe(0);
     const [header, row] = r.stdout.trimEnd().split('\n');
     expect(header).toMatch(/^NAME\s+TYPE\s+DATABASE\s+ACCESS\s+GROUPS\s+APPROVAL\s+MASKING$/);
-    expect(row).toMatch(/^bank\s+postgres\s+hoop_test\s+denied\s+analysts,dba\s+no\s+off$/);
+    expect(row).toMatch(/^bank\s+postgres\s+hoop_test\s+denied\s+analysts,dba\s+none\s+off$/);
   });
 
   it('--json prints the API array', async () => {
     const r = await runHoop(['--json', 'connections'], as('alice'));
-    expect(JSON.parse(r.stdout)).toEqual([{ name: 'bank', type: 'postgres', database: 'hoop_test', access: ['analysts', 'dba'], allowed: true, requires_approval: false, requires_reason: false, masking: { enabled: false, exempt: false, columns: 0, detectors: [] } }]);
+    expect(JSON.parse(r.stdout)).toEqual([{ name: 'bank', type: 'postgres', database: 'hoop_test', access: ['analysts', 'dba'], allowed: true, requires_approval: false, requires_reason: false, masking: { enabled: false, exempt: false, columns: 0, detectors: [] }, approval: { holds: false, rules: [] } }]);
   });
 
   it('MASKING says on, exempt (for a caller in an exempt group) or off; --json carries the field', async () => {
@@ -100,9 +100,44 @@ describe('hoop connections', () => {
         { enabled: false, exempt: false, columns: 0, detectors: [] },
       ]);
       const tty = await runHoop(['connections', '--no-color'], { ...env('bob'), tty: true });
-      expect(tty.stdout.trimEnd().split('\n')[1]).toMatch(/^bank\s+postgres\s+hoop_test\s+allowed\s+analysts,dba\s+no\s+exempt$/);
+      expect(tty.stdout.trimEnd().split('\n')[1]).toMatch(/^bank\s+postgres\s+hoop_test\s+allowed\s+analysts,dba\s+none\s+exempt$/);
     } finally {
       await masked.close();
+    }
+  });
+
+  it('APPROVAL counts the access rules that apply to the caller and says when one may hold; --json carries them', async () => {
+    const upstream = inject('upstream');
+    const ruled = await startTestGateway({
+      upstream,
+      connections: [
+        bankConnection(upstream, {
+          approval: {
+            approvers: ['dba'],
+            rules: [
+              { name: 'analysts-read-only', groups: ['analysts'], when: { kind: ['insert', 'update', 'delete'] }, action: 'deny' },
+              { name: 'ddl', when: { kind: ['ddl'] }, action: 'deny' },
+              { name: 'full-export', groups: ['analysts'], when: { kind: ['select'], tables: ['customers'], where: false }, action: 'require_approval' },
+            ],
+          },
+        }),
+        bankConnection(upstream, { name: 'ledger' }),
+      ],
+    });
+    try {
+      const env = (who: string) => ({ env: { HOOP_GATEWAY: ruled.url, HOOP_TOKEN: ruled.keys[who]! } });
+      const approvalColumn = (stdout: string) => stdout.trimEnd().split('\n').map((l) => l.split('\t')[5]);
+      expect(approvalColumn((await runHoop(['connections'], env('alice'))).stdout)).toEqual(['3 rules, may hold', 'none']);
+      expect(approvalColumn((await runHoop(['connections'], env('bob'))).stdout)).toEqual(['1 rule', 'none']);
+      const json = JSON.parse((await runHoop(['--json', 'connections'], env('alice'))).stdout) as { approval: unknown; requires_approval: boolean }[];
+      expect(json.map((c) => [c.requires_approval, c.approval])).toEqual([
+        [true, { holds: true, rules: [{ name: 'analysts-read-only', action: 'deny' }, { name: 'ddl', action: 'deny' }, { name: 'full-export', action: 'require_approval' }] }],
+        [false, { holds: false, rules: [] }],
+      ]);
+      const tty = await runHoop(['connections', '--no-color'], { ...env('alice'), tty: true });
+      expect(tty.stdout.trimEnd().split('\n')[1]).toMatch(/^bank\s+postgres\s+hoop_test\s+allowed\s+analysts,dba\s+3 rules, may hold\s+off$/);
+    } finally {
+      await ruled.close();
     }
   });
 

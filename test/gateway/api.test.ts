@@ -12,6 +12,18 @@ beforeAll(async () => {
     connections: [
       bankConnection(upstream),
       bankConnection(upstream, { name: 'ledger', access: ['finance'] }),
+      bankConnection(upstream, {
+        name: 'vault',
+        access: ['analysts'],
+        approval: {
+          approvers: ['dba'],
+          rules: [
+            { name: 'analysts-read-only', groups: ['analysts'], when: { kind: ['update', 'delete'] }, action: 'deny' },
+            { name: 'full-export', when: { kind: ['select'], where: false }, action: 'require_approval' },
+            { name: 'dba-export', groups: ['dba'], when: { kind: ['copy_out'] }, action: 'require_approval' },
+          ],
+        },
+      }),
     ],
   });
 });
@@ -76,18 +88,31 @@ describe('authentication', () => {
 });
 
 const NO_MASKING = { enabled: false, exempt: false, columns: 0, detectors: [] };
+const NO_RULES = { holds: false, rules: [] };
 
 describe('connections', () => {
   test('every connection, with allowed per identity', async () => {
     const alice = await get('/api/v1/connections', gw.keys['alice']);
     expect(alice.status).toBe(200);
     expect(alice.json).toEqual([
-      { name: 'bank', type: 'postgres', database: upstream.database, access: ['analysts', 'dba'], allowed: true, requires_approval: false, requires_reason: false, masking: NO_MASKING },
-      { name: 'ledger', type: 'postgres', database: upstream.database, access: ['finance'], allowed: false, requires_approval: false, requires_reason: false, masking: NO_MASKING },
+      { name: 'bank', type: 'postgres', database: upstream.database, access: ['analysts', 'dba'], allowed: true, requires_approval: false, requires_reason: false, masking: NO_MASKING, approval: NO_RULES },
+      { name: 'ledger', type: 'postgres', database: upstream.database, access: ['finance'], allowed: false, requires_approval: false, requires_reason: false, masking: NO_MASKING, approval: NO_RULES },
+      {
+        name: 'vault', type: 'postgres', database: upstream.database, access: ['analysts'], allowed: true, requires_approval: true, requires_reason: false, masking: NO_MASKING,
+        approval: { holds: true, rules: [{ name: 'analysts-read-only', action: 'deny' }, { name: 'full-export', action: 'require_approval' }] },
+      },
     ]);
     // Admins get no implicit data access.
     const root = await get('/api/v1/connections', gw.keys['root']);
-    expect(root.json.map((c: any) => c.allowed)).toEqual([false, false]);
+    expect(root.json.map((c: any) => c.allowed)).toEqual([false, false, false]);
+  });
+
+  test('approval lists the rules that apply to the caller, in order', async () => {
+    const vault = async (who: string) => (await get('/api/v1/connections/vault', gw.keys[who])).json;
+    const list = async (who: string) => (await get('/api/v1/connections', gw.keys[who])).json.find((c: any) => c.name === 'vault').approval;
+    expect(await list('bob')).toEqual({ holds: true, rules: [{ name: 'full-export', action: 'require_approval' }, { name: 'dba-export', action: 'require_approval' }] });
+    expect(await list('carol')).toEqual({ holds: true, rules: [{ name: 'full-export', action: 'require_approval' }] });
+    expect((await vault('alice')).approval).toEqual({ holds: true, rules: [{ name: 'analysts-read-only', action: 'deny' }, { name: 'full-export', action: 'require_approval' }] });
   });
 
   test('no credentials or secrets leak into the listing', async () => {
@@ -210,6 +235,6 @@ describe('public endpoints and plumbing', () => {
 
   test('the gateway recorded config.loaded with the config fingerprint', async () => {
     const [e] = await auditEvents('config.loaded');
-    expect(e).toMatchObject({ actor: { subject: 'system:gateway', auth_method: 'system' }, data: { sha256: gw.config.fingerprint, connections: ['bank', 'ledger'] } });
+    expect(e).toMatchObject({ actor: { subject: 'system:gateway', auth_method: 'system' }, data: { sha256: gw.config.fingerprint, connections: ['bank', 'ledger', 'vault'] } });
   });
 });

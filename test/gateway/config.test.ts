@@ -172,14 +172,6 @@ describe('parseConfig: every problem is one line, file: key.path: reason, all li
     ]);
   });
 
-  test('approval is refused until implemented (fail closed)', () => {
-    const raw = minimal();
-    Object.assign((raw['connections'] as Record<string, unknown>[])[0]!, { approval: {} });
-    const lines = problems(raw);
-    expect(lines).toHaveLength(1);
-    expect(lines[0]).toMatch(/^hoop\.yaml: connections\[0\]\.approval: approval is not implemented/);
-  });
-
   test('an OIDC issuer over plain http is refused except on loopback', () => {
     const oidc = (issuer: string) => minimal({ identity: { oidc: { issuer, client_id: 'c', audience: 'a' } } });
     expect(problems(oidc('http://idp.example/'))).toEqual(['hoop.yaml: identity.oidc.issuer: expected an https:// URL (http:// only on loopback: localhost, 127.0.0.0/8, ::1)']);

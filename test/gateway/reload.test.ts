@@ -157,6 +157,14 @@ describe('POST /api/v1/admin/reload', () => {
           exempt: [],
           hash_key: HASH_KEY,
         },
+        approval: {
+          approvers: ['dba'],
+          notify: [{ webhook: 'https://hooks.slack.example/T/B/token-in-path', format: 'slack', secret: 'webhook-secret-0123456789' }],
+          rules: [
+            { name: 'analysts-read-only', groups: ['analysts'], when: { kind: ['insert', 'update'] }, action: 'deny' },
+            { name: 'bulk', when: { kind: ['select'], estimated_rows: '>10000', where: false }, action: 'require_approval' },
+          ],
+        },
       }),
       connection('vault', { masking: { columns: [{ column: 'a.b.c', type: 'other', method: 'redact' }] } }),
     ];
@@ -182,6 +190,13 @@ describe('POST /api/v1/admin/reload', () => {
           },
           vault: { added: ['a.b.c: other redact'], removed: [], changed: ['masking: off -> on'] },
         },
+        approval: {
+          bank: {
+            added: ['analysts-read-only: deny for analysts when kind=insert,update', 'bulk: require_approval when kind=select where=false estimated_rows>10000'],
+            removed: [],
+            changed: ['approval: off -> on'],
+          },
+        },
         api_keys: { added: ['dave'], removed: ['bob'], changed: [] },
         roles: [],
         trusted_proxies: false,
@@ -206,10 +221,13 @@ describe('POST /api/v1/admin/reload', () => {
     expect(loaded).toHaveLength(2);
     expect(loaded[1]).toMatchObject({
       actor: { subject: 'apikey:root', auth_method: 'api_key' },
-      data: { source: 'api', by: 'apikey:root', sha256: r.json.sha256, connections: ['bank', 'vault'], changes: r.json.changes },
+      data: {
+        source: 'api', by: 'apikey:root', sha256: r.json.sha256, connections: ['bank', 'vault'], changes: r.json.changes,
+        approval: { bank: { rules: ['analysts-read-only: deny for analysts when kind=insert,update', 'bulk: require_approval when kind=select where=false estimated_rows>10000'], approvers: ['dba'], min_approvals: 1 } },
+      },
     });
     const recorded = JSON.stringify(loaded);
-    for (const secret of [UPSTREAM_PASSWORD, HASH_KEY, apiKeyHash(KEYS.dave), KEYS.dave, readFileSync(join(dir, 'keys/masking.key')).toString('hex')]) {
+    for (const secret of [UPSTREAM_PASSWORD, HASH_KEY, apiKeyHash(KEYS.dave), KEYS.dave, readFileSync(join(dir, 'keys/masking.key')).toString('hex'), 'token-in-path', 'webhook-secret-0123456789']) {
       expect(recorded).not.toContain(secret);
     }
   });

@@ -9,7 +9,8 @@ export const connectionsCommand = defineCommand({
   summary: 'List the connections this identity may use',
   description:
     'List the gateway\'s connections: type, database, whether you may connect (and which groups may),\n' +
-    'whether statements need approval, and whether results are masked for you: MASKING is "on"\n' +
+    'whether statements may be held for approval (APPROVAL: how many access rules apply to you, and\n' +
+    '"may hold" when one of them requires approval), and whether results are masked for you: MASKING is "on"\n' +
     '(protected columns and content detectors apply), "exempt" (the connection masks, but one of\n' +
     'your groups sees clear values; that is recorded) or "off".',
   examples: ['hoop connections', 'hoop connections --json | jq -r \'.[] | select(.allowed) | .name\''],
@@ -36,10 +37,23 @@ export function renderConnections(ctx: CommandContext, list: ConnectionInfo[]): 
       c.database,
       c.allowed ? { text: 'allowed', style: cs.green } : { text: 'denied', style: cs.red },
       c.access.join(','),
-      c.requires_approval ? { text: 'required', style: cs.yellow } : 'no',
+      approvalCell(c, cs),
       maskingCell(c, cs),
     ]),
   );
+}
+
+/** "3 rules, may hold", "1 rule" or "none". A gateway too old to list rules says only whether statements may be held. */
+export function approvalSummary(c: ConnectionInfo): string {
+  if (!c.approval) return c.requires_approval ? 'may hold' : 'none';
+  const n = c.approval.rules.length;
+  if (n === 0) return 'none';
+  return `${n} rule${n === 1 ? '' : 's'}${c.approval.holds ? ', may hold' : ''}`;
+}
+
+function approvalCell(c: ConnectionInfo, cs: CommandContext['io']['out']) {
+  const text = approvalSummary(c);
+  return c.approval?.holds ?? c.requires_approval ? { text, style: cs.yellow } : text;
 }
 
 /** "on", "exempt" or "off". A gateway too old to say has no masking (it refused the config key). */
