@@ -46,7 +46,10 @@ export type AuditEventType =
   /** An admin asked to end a live session (`hoop sessions kill`); session.end follows, "killed by …". */
   | 'session.kill'
   /** A notice or notification the client received while no statement ran (LISTEN in an idle session). */
-  | 'session.message';
+  | 'session.message'
+  /** An approver notification (webhook) given up after its last retry: the target without
+   *  credentials or query, the last error, the attempts. Never the signing secret. */
+  | 'notify.failed';
 
 /** What a producer hands to the recorder: everything but the chain fields. */
 export interface AuditEventDraft {

@@ -27,6 +27,7 @@ import { ensureMaskingKey, maskingKeyPath } from './hash-key.js';
 import { createServer } from './http.js';
 import { SessionKills } from './kills.js';
 import { GatewayMetrics } from './metrics.js';
+import { Notifier } from './notify.js';
 import { AUTH_FAILURE_BURST, FailureLimiter, handleRequest, type ApiContext } from './routes.js';
 import { TrustedProxies } from './proxies.js';
 import { ConfigHolder, buildLiveConfig, type LiveParts } from './live-config.js';
@@ -49,6 +50,8 @@ export interface RunningGateway {
   readonly store: Store;
   /** The config in effect now (live-config.ts); a reload swaps it. */
   readonly configs: ConfigHolder;
+  /** Approver notifications (notify.ts): what the approval flow hands its requests to. */
+  readonly notifier: Notifier;
   /** Reads the config file again and applies it (reload.ts); `hoop gateway` calls it on SIGHUP. */
   reload(source: 'sighup' | 'api', by?: Identity | null): Promise<ReloadOutcome>;
 }
@@ -80,6 +83,10 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
   const store = metrics.instrument(await openStore(config.store));
   const recorder = new AuditRecorder(store, { logger });
   const kills = new SessionKills({ store, logger });
+  // Its worker starts with the listener; until then a queued notification just waits in the store.
+  // TODO(coordinator): pass `targets` (every connection's approval.notify, from configs.current())
+  // so rows left by another replica or an earlier run find their signing secret.
+  const notifier = new Notifier({ store, recorder, logger, metrics });
   let closed = false;
 
   try {
@@ -93,7 +100,7 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
     const reloadFrom = options.reloadFrom ?? (file !== null ? () => loadConfig(file) : null);
     const reloader = new ConfigReloader({ holder: configs, load: reloadFrom, build: (c) => buildLiveConfig(c, parts), recorder, logger });
     const shared = {
-      store, recorder, metrics, logger, kills, configs, reloader,
+      store, recorder, metrics, logger, kills, notifier, configs, reloader,
       authFailures: new FailureLimiter(AUTH_FAILURE_BURST, 60_000),
       denials: new FailureLimiter(AUTH_FAILURE_BURST, 60_000),
     };
@@ -122,6 +129,7 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
     const checkpointer = new Checkpointer({ store, recorder, signer, intervalMs: config.audit.checkpoint_interval, logger });
     checkpointer.start();
     await kills.start();
+    notifier.start();
 
     const server = createServer((req, res) => void handleRequest(requestContext(), req, res), config.tls);
     server.on('upgrade', (req, socket, head) => tunnels.handleUpgrade(req, socket, head));
@@ -148,6 +156,7 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
       url,
       store,
       configs,
+      notifier,
       reload: (source, by = null) => reloader.reload(source, by),
       async close(): Promise<void> {
         if (closed) return;
@@ -158,6 +167,7 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
         await kills.close();
         server.closeAllConnections();
         await stopped;
+        await notifier.close(); // before the recorder's flush: a give-up records notify.failed
         await checkpointer.close(); // the last head this gateway wrote, signed
         await recorder.flush().catch((err: unknown) => logger.error({ err: errorMessage(err) }, 'audit flush failed at shutdown'));
         await store.close();
@@ -166,6 +176,7 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
     };
   } catch (err) {
     await kills.close();
+    await notifier.close();
     await recorder.flush().catch(() => {});
     await store.close().catch(() => {});
     throw err;

@@ -58,6 +58,7 @@ export class GatewayMetrics {
   readonly protocolErrors = new Counter('hoop_protocol_errors_total', 'Malformed or oversized client frames.');
   readonly auditAppendFailures = new Counter('hoop_audit_append_failures_total', 'Audit appends the store refused (statements refused: fail closed).');
   readonly httpRequests = new Counter('hoop_http_requests_total', 'HTTP API responses, by status code.', 'status');
+  readonly notifications = new Counter('hoop_notifications_total', 'Approver notification delivery attempts, by outcome (delivered, failed: retried later, gave_up).', 'outcome');
   readonly auditAppendSeconds = new Histogram('hoop_audit_append_seconds', 'Latency of one durable audit append (one group commit).',
     [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5]);
   readonly auditBatchSize = new Histogram('hoop_audit_batch_size', 'Events per durable audit append (group commit size).',
@@ -72,7 +73,7 @@ export class GatewayMetrics {
       `hoop_sessions_active ${this.activeSessions()}`,
     ].join('\n');
     return [active, this.sessions, this.statements, this.authFailures, this.tunnelRefusals, this.protocolErrors,
-      this.auditAppendFailures, this.auditAppendSeconds, this.auditBatchSize, this.httpRequests]
+      this.auditAppendFailures, this.auditAppendSeconds, this.auditBatchSize, this.httpRequests, this.notifications]
       .map((m) => (typeof m === 'string' ? m : m.render())).join('\n') + '\n';
   }
 
@@ -101,6 +102,12 @@ export class GatewayMetrics {
       requestKill: (k) => store.requestKill(k),
       killsFor: (ids) => store.killsFor(ids),
       watchKills: (wake) => store.watchKills(wake),
+      enqueueNotification: (n) => store.enqueueNotification(n),
+      claimNotifications: (c) => store.claimNotifications(c),
+      markNotificationDelivered: (id, at) => store.markNotificationDelivered(id, at),
+      markNotificationFailed: (id, f) => store.markNotificationFailed(id, f),
+      markNotificationDead: (id, f) => store.markNotificationDead(id, f),
+      getNotification: (id) => store.getNotification(id),
       close: () => store.close(),
     };
   }

@@ -24,6 +24,7 @@ import { eventsFor } from './event-view.js';
 import { HttpError, readBody, sendError, sendJson, sendText } from './http.js';
 import type { GatewayMetrics } from './metrics.js';
 import type { SessionKills } from './kills.js';
+import type { Notifier } from './notify.js';
 import { openApiDocument } from './openapi.js';
 import type { TrustedProxies } from './proxies.js';
 
@@ -44,6 +45,8 @@ export interface ApiContext {
   denials: FailureLimiter;
   /** The sessions this gateway holds, and kill requests for them from any replica. */
   kills: SessionKills;
+  /** Approver notifications by webhook, from the store's outbox (notify.ts). */
+  notifier: Notifier;
   /** Whose X-Forwarded-For is believed (trusted_proxies). */
   proxies: TrustedProxies;
 }

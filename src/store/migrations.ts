@@ -59,6 +59,33 @@ export const SQLITE_MIGRATIONS: Migration[] = [
     // A session's events are read a page at a time in seq order (GET /api/v1/sessions/{id}).
     statements: ['CREATE INDEX events_session_seq ON events (session_id, seq)'],
   },
+  {
+    version: 5,
+    name: 'notification outbox',
+    statements: [
+      // Approver notifications waiting for, or done with, delivery (src/gateway/notify.ts). seq
+      // orders them per target; times are RFC 3339 UTC text, which compares in time order.
+      `CREATE TABLE notifications (
+        seq INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        target TEXT NOT NULL,
+        format TEXT NOT NULL,
+        body TEXT NOT NULL,
+        signed INTEGER NOT NULL,
+        event TEXT NOT NULL,
+        connection TEXT,
+        request_id TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        delivered_at TEXT,
+        dead_at TEXT,
+        last_error TEXT
+      ) STRICT`,
+      // The pending ones: each target's oldest, and whether it is due.
+      'CREATE INDEX notifications_pending ON notifications (target, seq, next_attempt_at) WHERE delivered_at IS NULL AND dead_at IS NULL',
+    ],
+  },
 ];
 
 export const POSTGRES_MIGRATIONS: Migration[] = [
@@ -113,6 +140,33 @@ export const POSTGRES_MIGRATIONS: Migration[] = [
     name: 'session events in order',
     // A session's events are read a page at a time in seq order (GET /api/v1/sessions/{id}).
     statements: ['CREATE INDEX events_session_seq ON events (session_id, seq)'],
+  },
+  {
+    version: 5,
+    name: 'notification outbox',
+    statements: [
+      // Approver notifications waiting for, or done with, delivery (src/gateway/notify.ts);
+      // seq orders them per target.
+      `CREATE TABLE notifications (
+        seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        id text NOT NULL UNIQUE,
+        target text NOT NULL,
+        format text NOT NULL,
+        body text NOT NULL,
+        signed boolean NOT NULL,
+        event text NOT NULL,
+        connection text,
+        request_id text,
+        attempts integer NOT NULL DEFAULT 0,
+        next_attempt_at timestamptz NOT NULL,
+        created_at timestamptz NOT NULL,
+        delivered_at timestamptz,
+        dead_at timestamptz,
+        last_error text
+      )`,
+      // The pending ones: each target's oldest, and whether it is due.
+      'CREATE INDEX notifications_pending ON notifications (target, seq, next_attempt_at) WHERE delivered_at IS NULL AND dead_at IS NULL',
+    ],
   },
 ];
 

@@ -18,16 +18,36 @@ import { POSTGRES_MIGRATIONS, pendingMigrations } from './migrations.js';
 import { redactSecret, redactUrl } from './redact.js';
 import { EVENT_COLUMNS, sealBatch, type EventRowValues } from './rows.js';
 import { sessionSummaryOf, type SessionRow } from './sessions.js';
-import { EVENT_ROW_OVERHEAD, findPageEnd, type EventFilter, type SessionDetail, type SessionFilter, type SessionKill, type SessionPageRequest, type SessionSummary, type Store } from './store.js';
+import { EVENT_ROW_OVERHEAD, findPageEnd, type EventFilter, type Notification, type NotificationClaim, type NotificationDraft, type SessionDetail, type SessionFilter, type SessionKill, type SessionPageRequest, type SessionSummary, type Store } from './store.js';
 
 /** Advisory lock keys: arbitrary constants that name hoop's audit chain head and its migrations. */
 const CHAIN_LOCK = 0x686f6f70_0001n; // "hoop" 1
 const MIGRATION_LOCK = 0x686f6f70_0002n; // "hoop" 2
+/** Serialises notification claims across replicas (named after the outbox's migration, 5). */
+const NOTIFICATION_CLAIM_LOCK = 0x686f6f70_0005n; // "hoop" 5
 /** NOTIFY channel of kill requests; the payload is the session id. */
 const KILL_CHANNEL = 'hoop_session_kill';
 /** A lost LISTEN connection is reopened after this (the gateways' poll covers the gap). */
 const LISTEN_RETRY_MS = 5_000;
 const KILL_SELECT = 'SELECT session_id, requested_by, reason, requested_at FROM session_kills';
+
+const NOTIFICATION_COLUMNS = 'id, target, format, body, signed, event, connection, request_id, attempts, next_attempt_at, created_at, delivered_at, dead_at, last_error';
+/**
+ * Each target's oldest pending row, if due, leased to the caller. Run under
+ * NOTIFICATION_CLAIM_LOCK, in a statement after the lock was granted: under READ COMMITTED it
+ * sees every claim committed before, so two replicas never claim one row (nor a target's next
+ * row while its head is leased to the other).
+ */
+const NOTIFICATION_CLAIM = `
+  WITH heads AS (
+    SELECT DISTINCT ON (target) seq, next_attempt_at FROM notifications
+     WHERE delivered_at IS NULL AND dead_at IS NULL
+     ORDER BY target, seq
+  ), due AS (
+    SELECT seq FROM heads WHERE next_attempt_at <= $1 ORDER BY seq LIMIT $3
+  )
+  UPDATE notifications n SET next_attempt_at = $2 FROM due WHERE n.seq = due.seq
+  RETURNING n.seq, ${NOTIFICATION_COLUMNS.split(', ').map((c) => `n.${c}`).join(', ')}`;
 
 const SESSION_SELECT = `
   SELECT s.session_id AS id, s.connection, s.actor, s.source, s.data, s.time AS started_at,
@@ -207,6 +227,45 @@ export class PostgresStore implements Store {
     return rows.map(killOf);
   }
 
+  async enqueueNotification(n: NotificationDraft): Promise<void> {
+    await this.query(
+      'store a notification',
+      `INSERT INTO notifications (id, target, format, body, signed, event, connection, request_id, next_attempt_at, created_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)`,
+      [n.id, n.target, n.format, n.body, n.signed, n.event, n.connection, n.request_id, n.created_at],
+    );
+  }
+
+  async claimNotifications(claim: NotificationClaim): Promise<Notification[]> {
+    const rows = await this.transaction('claim notifications', async (c) => {
+      await c.query('SELECT pg_advisory_xact_lock($1)', [NOTIFICATION_CLAIM_LOCK.toString()]);
+      return (await c.query<PgNotificationRow & { seq: string }>(NOTIFICATION_CLAIM, [claim.now, claim.leaseUntil, claim.limit])).rows;
+    });
+    return rows.sort((a, b) => Number(a.seq) - Number(b.seq)).map(notificationOf);
+  }
+
+  async markNotificationDelivered(id: string, at: string): Promise<void> {
+    await this.updateNotification('mark a notification delivered', 'delivered_at = $2', [id, at]);
+  }
+
+  async markNotificationFailed(id: string, failure: { error: string; nextAttemptAt: string }): Promise<void> {
+    await this.updateNotification('record a failed notification', 'attempts = attempts + 1, last_error = $2, next_attempt_at = $3', [id, failure.error, failure.nextAttemptAt]);
+  }
+
+  async markNotificationDead(id: string, failure: { error: string; at: string }): Promise<void> {
+    await this.updateNotification('give up a notification', 'attempts = attempts + 1, last_error = $2, dead_at = $3', [id, failure.error, failure.at]);
+  }
+
+  async getNotification(id: string): Promise<Notification | null> {
+    const rows = await this.query<PgNotificationRow>('read a notification', `SELECT ${NOTIFICATION_COLUMNS} FROM notifications WHERE id = $1`, [id]);
+    return rows[0] ? notificationOf(rows[0]) : null;
+  }
+
+  /** A pending notification's update ($1 is its id); one already delivered or given up stays as it is. */
+  private async updateNotification(action: string, set: string, params: unknown[]): Promise<void> {
+    await this.query(action, `UPDATE notifications SET ${set} WHERE id = $1 AND delivered_at IS NULL AND dead_at IS NULL`, params);
+  }
+
   /**
    * LISTEN on its own connection (a pooled one would be handed to others). If that connection is
    * lost it is reopened after LISTEN_RETRY_MS; meanwhile the gateways' poll still finds kills.
@@ -383,6 +442,33 @@ interface PgSessionRow extends Omit<SessionRow, 'started_at' | 'ended_at'> {
 
 function toSessionRow(r: PgSessionRow): SessionRow {
   return { ...r, started_at: r.started_at.toISOString(), ended_at: r.ended_at?.toISOString() ?? null };
+}
+
+interface PgNotificationRow extends Omit<Notification, 'format' | 'next_attempt_at' | 'created_at' | 'delivered_at' | 'dead_at'> {
+  format: string;
+  next_attempt_at: Date;
+  created_at: Date;
+  delivered_at: Date | null;
+  dead_at: Date | null;
+}
+
+function notificationOf(r: PgNotificationRow): Notification {
+  return {
+    id: r.id,
+    target: r.target,
+    format: r.format as Notification['format'],
+    body: r.body,
+    signed: r.signed,
+    event: r.event,
+    connection: r.connection,
+    request_id: r.request_id,
+    attempts: r.attempts,
+    next_attempt_at: r.next_attempt_at.toISOString(),
+    created_at: r.created_at.toISOString(),
+    delivered_at: r.delivered_at?.toISOString() ?? null,
+    dead_at: r.dead_at?.toISOString() ?? null,
+    last_error: r.last_error,
+  };
 }
 
 function passwordOf(url: string): string | null {

@@ -27,7 +27,7 @@ import { normalizeEventFilter, normalizeSessionFilter, typePrefixPattern } from 
 import { EVENT_COLUMNS, sealBatch } from './rows.js';
 import { SQLITE_MIGRATIONS, pendingMigrations } from './migrations.js';
 import { sessionSummaryOf, type SessionRow } from './sessions.js';
-import { EVENT_ROW_OVERHEAD, findPageEnd, type EventFilter, type SessionDetail, type SessionFilter, type SessionKill, type SessionPageRequest, type SessionSummary, type Store } from './store.js';
+import { EVENT_ROW_OVERHEAD, findPageEnd, type EventFilter, type Notification, type NotificationClaim, type NotificationDraft, type SessionDetail, type SessionFilter, type SessionKill, type SessionPageRequest, type SessionSummary, type Store } from './store.js';
 
 const BUSY_TIMEOUT_MS = 10_000;
 /** How long an append keeps re-sealing while other writers move the head before it gives up. */
@@ -67,6 +67,22 @@ const SESSION_SELECT = `
    WHERE s.type = 'session.start'`;
 
 const KILL_SELECT = 'SELECT session_id, requested_by, reason, requested_at FROM session_kills';
+
+const NOTIFICATION_COLUMNS = 'id, target, format, body, signed, event, connection, request_id, attempts, next_attempt_at, created_at, delivered_at, dead_at, last_error';
+/** Neither delivered nor given up. */
+const NOTIFICATION_PENDING = 'delivered_at IS NULL AND dead_at IS NULL';
+/**
+ * One statement, so SQLite's write lock makes choice and claim one step: each target's oldest
+ * pending row, if due, moves its next_attempt_at to the lease end and is returned.
+ */
+const NOTIFICATION_CLAIM = `
+  UPDATE notifications SET next_attempt_at = ?
+   WHERE seq IN (
+     SELECT n.seq FROM notifications n
+      WHERE n.delivered_at IS NULL AND n.dead_at IS NULL AND n.next_attempt_at <= ?
+        AND NOT EXISTS (SELECT 1 FROM notifications o WHERE o.target = n.target AND o.seq < n.seq AND o.delivered_at IS NULL AND o.dead_at IS NULL)
+      ORDER BY n.seq LIMIT ?)
+  RETURNING seq, ${NOTIFICATION_COLUMNS}`;
 
 /** A transaction for the worker: under the write lock, `guard` must still return `expect`. */
 interface WriteRequest {
@@ -323,6 +339,50 @@ export class SqliteStore implements Store {
     return this.all<SessionKill>('read session kills', `${KILL_SELECT} WHERE session_id IN (SELECT value FROM json_each(?))`, [JSON.stringify(sessionIds)]);
   }
 
+  async enqueueNotification(n: NotificationDraft): Promise<void> {
+    const action = 'store a notification';
+    this.refuseAfterClose(action);
+    const created = utc(n.created_at);
+    await this.write(action, {
+      steps: [{
+        sql: 'INSERT INTO notifications (id, target, format, body, signed, event, connection, request_id, next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+        rows: [[n.id, n.target, n.format, n.body, n.signed ? 1 : 0, n.event, n.connection, n.request_id, created, created]],
+      }],
+    });
+  }
+
+  async claimNotifications(claim: NotificationClaim): Promise<Notification[]> {
+    const action = 'claim notifications';
+    this.refuseAfterClose(action);
+    const rows = await this.all<SqliteNotificationRow & { seq: number }>(action, NOTIFICATION_CLAIM, [utc(claim.leaseUntil), utc(claim.now), claim.limit]);
+    return rows.sort((a, b) => a.seq - b.seq).map(notificationOf);
+  }
+
+  async markNotificationDelivered(id: string, at: string): Promise<void> {
+    await this.updateNotification('mark a notification delivered', 'delivered_at = ?', [utc(at)], id);
+  }
+
+  async markNotificationFailed(id: string, failure: { error: string; nextAttemptAt: string }): Promise<void> {
+    await this.updateNotification('record a failed notification', 'attempts = attempts + 1, last_error = ?, next_attempt_at = ?', [failure.error, utc(failure.nextAttemptAt)], id);
+  }
+
+  async markNotificationDead(id: string, failure: { error: string; at: string }): Promise<void> {
+    await this.updateNotification('give up a notification', 'attempts = attempts + 1, last_error = ?, dead_at = ?', [failure.error, utc(failure.at)], id);
+  }
+
+  async getNotification(id: string): Promise<Notification | null> {
+    const action = 'read a notification';
+    this.refuseAfterClose(action);
+    const row = await this.get<SqliteNotificationRow>(action, `SELECT ${NOTIFICATION_COLUMNS} FROM notifications WHERE id = ?`, [id]);
+    return row ? notificationOf(row) : null;
+  }
+
+  /** A pending notification's update; one already delivered or given up stays as it is. */
+  private async updateNotification(action: string, set: string, params: unknown[], id: string): Promise<void> {
+    this.refuseAfterClose(action);
+    await this.write(action, { steps: [{ sql: `UPDATE notifications SET ${set} WHERE id = ? AND ${NOTIFICATION_PENDING}`, rows: [[...params, id]] }] });
+  }
+
   /** One gateway per SQLite file: the kill route ends its own sessions at once, nothing to hear. */
   async watchKills(): Promise<() => Promise<void>> {
     return async () => {};
@@ -461,4 +521,35 @@ function fromRow(r: EventRow): AuditEvent {
 
 function parseJson<T>(text: string | null): T | null {
   return text === null ? null : (JSON.parse(text) as T);
+}
+
+interface SqliteNotificationRow extends Omit<Notification, 'signed' | 'format'> {
+  format: string;
+  signed: number;
+}
+
+function notificationOf(r: SqliteNotificationRow): Notification {
+  return {
+    id: r.id,
+    target: r.target,
+    format: r.format as Notification['format'],
+    body: r.body,
+    signed: r.signed === 1,
+    event: r.event,
+    connection: r.connection,
+    request_id: r.request_id,
+    attempts: r.attempts,
+    next_attempt_at: r.next_attempt_at,
+    created_at: r.created_at,
+    delivered_at: r.delivered_at,
+    dead_at: r.dead_at,
+    last_error: r.last_error,
+  };
+}
+
+/** Times are stored as `toISOString()` text, so that comparing the text compares the times. */
+function utc(time: string): string {
+  const ms = Date.parse(time);
+  if (Number.isNaN(ms)) throw new StoreError(`not a time: ${JSON.stringify(time)}`);
+  return new Date(ms).toISOString();
 }

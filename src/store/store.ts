@@ -29,6 +29,46 @@ export interface SessionKill {
   requested_at: string; // RFC 3339, UTC
 }
 
+/**
+ * One approver notification in the outbox (`src/gateway/notify.ts`): stored before it is sent, so
+ * a gateway restart or a receiver that is down loses nothing. `target` is the webhook URL as
+ * configured; no secret is stored (deliveries are signed at send time with the configured key,
+ * and `signed` says one is required).
+ */
+export interface NotificationDraft {
+  /** Also sent as X-Hoop-Delivery, so receivers can drop a repeated delivery. */
+  id: string;
+  target: string;
+  format: 'json' | 'slack';
+  /** The request body exactly as it is sent (rendered at enqueue). */
+  body: string;
+  signed: boolean;
+  /** What it is about, for the record of a delivery given up (notify.failed). */
+  event: string;
+  connection: string | null;
+  request_id: string | null;
+  created_at: string; // RFC 3339, UTC; also the first next_attempt_at
+}
+
+export interface Notification extends NotificationDraft {
+  /** Attempts that failed so far. */
+  attempts: number;
+  /** When it is due; while a gateway is sending it, the end of that gateway's claim. */
+  next_attempt_at: string;
+  delivered_at: string | null;
+  /** Given up (too many attempts or too old): never sent again. */
+  dead_at: string | null;
+  last_error: string | null;
+}
+
+export interface NotificationClaim {
+  /** Rows due at or before this are claimed. */
+  now: string;
+  /** Claimed rows are due again only after this (the claimer crashed): their next_attempt_at. */
+  leaseUntil: string;
+  limit: number;
+}
+
 export interface SessionPageRequest {
   /** Events with a greater seq; default 0 (from the start). */
   afterSeq?: number;
@@ -133,6 +173,28 @@ export interface Store {
    * gateway, which ends its own sessions at once) never calls it. Resolves with `stop`.
    */
   watchKills(wake: (sessionId: string) => void): Promise<() => Promise<void>>;
+
+  /** Stores a notification, due at once (at its created_at). */
+  enqueueNotification(n: NotificationDraft): Promise<void>;
+
+  /**
+   * Claims the notifications due now, at most one per target: the oldest one neither delivered
+   * nor given up, and only if it is due, so each target receives its notifications in order and
+   * a failing one holds back those behind it. A claimed row's next_attempt_at moves to
+   * `leaseUntil`, atomically with the choice, so two replicas claiming at once never get the
+   * same row (nor the next row of a target whose head the other holds). Oldest first.
+   */
+  claimNotifications(claim: NotificationClaim): Promise<Notification[]>;
+
+  markNotificationDelivered(id: string, at: string): Promise<void>;
+
+  /** A failed attempt: attempts + 1, the error, and when to try again. */
+  markNotificationFailed(id: string, failure: { error: string; nextAttemptAt: string }): Promise<void>;
+
+  /** The last failed attempt: attempts + 1, the error, and dead_at (never sent again). */
+  markNotificationDead(id: string, failure: { error: string; at: string }): Promise<void>;
+
+  getNotification(id: string): Promise<Notification | null>;
 
   close(): Promise<void>;
 }

@@ -43,6 +43,12 @@ class CountingStore implements Store {
   requestKill(k: Parameters<Store['requestKill']>[0]) { return this.target.requestKill(k); }
   killsFor(ids: readonly string[]) { return this.target.killsFor(ids); }
   watchKills(wake: (id: string) => void) { return this.target.watchKills(wake); }
+  enqueueNotification(n: Parameters<Store['enqueueNotification']>[0]) { return this.target.enqueueNotification(n); }
+  claimNotifications(c: Parameters<Store['claimNotifications']>[0]) { return this.target.claimNotifications(c); }
+  markNotificationDelivered(id: string, at: string) { return this.target.markNotificationDelivered(id, at); }
+  markNotificationFailed(id: string, f: Parameters<Store['markNotificationFailed']>[1]) { return this.target.markNotificationFailed(id, f); }
+  markNotificationDead(id: string, f: Parameters<Store['markNotificationDead']>[1]) { return this.target.markNotificationDead(id, f); }
+  getNotification(id: string) { return this.target.getNotification(id); }
   close() { return this.target.close(); }
 }
 

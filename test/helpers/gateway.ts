@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
 import { startGateway } from '../../src/gateway/gateway.js';
+import type { Notifier } from '../../src/gateway/notify.js';
 import type { Planner } from '../../src/gateway/tunnel.js';
 import { parseConfig, type GatewayConfig } from '../../src/gateway/config.js';
 import { apiKeyHash } from '../../src/identity/api-keys.js';
@@ -45,6 +46,8 @@ export interface TestGateway {
   /** API key name -> plaintext key. */
   keys: Record<string, string>;
   store: Store;
+  /** The gateway's approver notifications (src/gateway/notify.ts). */
+  notifier: Notifier;
   config: GatewayConfig;
   /** The temp dir holding the SQLite store and the signing key. */
   dir: string;
@@ -98,6 +101,7 @@ export async function startTestGateway(opts: TestGatewayOptions): Promise<TestGa
       url: gateway.url,
       keys,
       store: gateway.store,
+      notifier: gateway.notifier,
       config,
       dir,
       async close() {

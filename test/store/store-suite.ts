@@ -8,7 +8,7 @@ import { EncodedEvent, GENESIS_HASH, canonicalJson, verifyChain } from '../../sr
 import type { Actor, AuditEventType, UnsealedEvent } from '../../src/audit/event.js';
 import { verifyStore } from '../../src/audit/verify.js';
 import { StoreError, UsageError } from '../../src/errors.js';
-import type { Store } from '../../src/store/store.js';
+import type { NotificationDraft, Store } from '../../src/store/store.js';
 
 type AuditEventLike = { seq: number; data: Record<string, unknown> };
 
@@ -340,6 +340,114 @@ export function storeSuite(h: StoreHarness): void {
       for (const [i, p] of pages.entries()) if (p !== alone) expect(sizes[i]).toBeLessThanOrEqual(250_000);
       expect(await store.readSessionEvents(randomUUID(), { limit: 10, maxBytes: 1000 })).toEqual({ events: [], next: null });
       expect(await store.readSessionEvents(id, { afterSeq: all.at(-1)!.seq, limit: 10, maxBytes: 1000 })).toEqual({ events: [], next: null });
+    });
+  });
+
+  describe('notification outbox', () => {
+    const t0 = Date.UTC(2026, 1, 1, 10, 0, 0);
+    const iso = (ms: number) => new Date(ms).toISOString();
+    const draft = (target: string, over: Partial<NotificationDraft> = {}): NotificationDraft => ({
+      id: randomUUID(),
+      target,
+      format: 'json',
+      body: JSON.stringify({ event: 'approval.requested', id: 'r-0000abcd', statement: "select 'é😀'" }),
+      signed: true,
+      event: 'approval.requested',
+      connection: 'bank',
+      request_id: 'r-0000abcd',
+      created_at: iso(t0),
+      ...over,
+    });
+    const claim = (store: Store, nowMs: number, limit = 10) => store.claimNotifications({ now: iso(nowMs), leaseUntil: iso(nowMs + 60_000), limit });
+    const ids = (rows: { id: string }[]) => rows.map((r) => r.id);
+
+    test('a stored notification reads back as queued, due at once', async () => {
+      const store = await fresh();
+      const n = draft('https://hooks.example/a', { signed: false, format: 'slack', connection: null, request_id: null });
+      await store.enqueueNotification(n);
+      expect(await store.getNotification(n.id)).toEqual({
+        ...n, attempts: 0, next_attempt_at: n.created_at, delivered_at: null, dead_at: null, last_error: null,
+      });
+      expect(await store.getNotification(randomUUID())).toBeNull();
+      // Not due before it was queued.
+      expect(await claim(store, t0 - 1)).toEqual([]);
+    });
+
+    test('a claim takes the oldest pending row of each target, due ones only, oldest first, and leases it', async () => {
+      const store = await fresh();
+      const a1 = draft('https://hooks.example/a', { created_at: iso(t0) });
+      const b1 = draft('https://hooks.example/b', { created_at: iso(t0 + 1) });
+      const a2 = draft('https://hooks.example/a', { created_at: iso(t0 + 2) });
+      const late = draft('https://hooks.example/c', { created_at: iso(t0 + 10_000) });
+      for (const n of [a1, b1, a2, late]) await store.enqueueNotification(n);
+      const claimed = await claim(store, t0 + 5);
+      expect(ids(claimed)).toEqual([a1.id, b1.id]); // a2 waits behind a1; c is not due yet
+      expect(claimed[0]).toMatchObject({ attempts: 0, next_attempt_at: iso(t0 + 5 + 60_000), body: a1.body, signed: true });
+      // Leased: a second claim (another replica) gets neither, nor a2 behind the leased a1.
+      expect(await claim(store, t0 + 5)).toEqual([]);
+      expect(ids(await claim(store, t0 + 20_000))).toEqual([late.id]);
+      // A lease that ran out (its claimer died) makes the row due again.
+      expect(ids(await claim(store, t0 + 70_000))).toEqual([a1.id, b1.id]);
+    });
+
+    test('delivered and given-up rows let the next through; a failed one holds its target back until due', async () => {
+      const store = await fresh();
+      const [a1, a2, a3] = [0, 1, 2].map((i) => draft('https://hooks.example/a', { created_at: iso(t0 + i) }));
+      const b1 = draft('https://hooks.example/b');
+      for (const n of [a1!, a2!, a3!, b1]) await store.enqueueNotification(n);
+      expect(ids(await claim(store, t0 + 10))).toEqual([a1!.id, b1.id]);
+      await store.markNotificationFailed(a1!.id, { error: 'HTTP 500: boom', nextAttemptAt: iso(t0 + 1_000) });
+      await store.markNotificationDelivered(b1.id, iso(t0 + 11));
+      expect(await store.getNotification(a1!.id)).toMatchObject({ attempts: 1, last_error: 'HTTP 500: boom', next_attempt_at: iso(t0 + 1_000), delivered_at: null });
+      expect(await store.getNotification(b1.id)).toMatchObject({ attempts: 0, delivered_at: iso(t0 + 11) });
+      expect(await claim(store, t0 + 999)).toEqual([]); // a1 not due: a2 and a3 wait too
+      expect(ids(await claim(store, t0 + 1_000))).toEqual([a1!.id]);
+      await store.markNotificationDead(a1!.id, { error: 'connect ECONNREFUSED', at: iso(t0 + 1_001) });
+      expect(await store.getNotification(a1!.id)).toMatchObject({ attempts: 2, last_error: 'connect ECONNREFUSED', dead_at: iso(t0 + 1_001) });
+      expect(ids(await claim(store, t0 + 1_002))).toEqual([a2!.id]);
+      await store.markNotificationDelivered(a2!.id, iso(t0 + 1_003));
+      // Done rows stay done: a late mark from a replica whose lease ran out changes nothing.
+      await store.markNotificationFailed(a2!.id, { error: 'late', nextAttemptAt: iso(t0) });
+      await store.markNotificationFailed(a1!.id, { error: 'late', nextAttemptAt: iso(t0) });
+      expect(await store.getNotification(a2!.id)).toMatchObject({ attempts: 0, last_error: null, delivered_at: iso(t0 + 1_003) });
+      expect(await store.getNotification(a1!.id)).toMatchObject({ attempts: 2, last_error: 'connect ECONNREFUSED' });
+      expect(ids(await claim(store, t0 + 1_004))).toEqual([a3!.id]);
+      await store.markNotificationDelivered(a3!.id, iso(t0 + 1_005));
+      expect(await claim(store, t0 + 1_000_000)).toEqual([]);
+    });
+
+    test('two replicas claiming at once never get the same row', async () => {
+      const store = await fresh();
+      const other = await another(store);
+      const queued = Array.from({ length: 60 }, (_, i) => draft(`https://hooks.example/${i % 30}`, { created_at: iso(t0 + i) }));
+      for (const n of queued) await store.enqueueNotification(n);
+      const seen: string[][] = [[], []];
+      // Each replica claims, "delivers" at once, and claims again; it stops when it finds nothing
+      // due (the other holds the rest, and claims their successors itself).
+      const work = async (s: Store, into: string[]) => {
+        for (let rows = await claim(s, t0 + 100, 4); rows.length > 0; rows = await claim(s, t0 + 100, 4)) {
+          for (const r of rows) {
+            into.push(r.id);
+            await s.markNotificationDelivered(r.id, iso(t0 + 200));
+          }
+        }
+      };
+      await Promise.all([work(store, seen[0]!), work(other, seen[1]!)]);
+      const all = [...seen[0]!, ...seen[1]!];
+      expect(all).toHaveLength(60);
+      expect(new Set(all).size).toBe(60);
+      // Per target, in queued order.
+      const order = new Map(queued.map((n, i) => [n.id, i]));
+      for (const n of queued) expect((await store.getNotification(n.id))!.delivered_at).not.toBeNull();
+      for (const list of seen) {
+        const byTarget = new Map<string, number[]>();
+        for (const id of list) {
+          const i = order.get(id)!;
+          const t = queued[i]!.target;
+          byTarget.set(t, [...(byTarget.get(t) ?? []), i]);
+        }
+        for (const idx of byTarget.values()) expect(idx).toEqual([...idx].sort((x, y) => x - y));
+      }
     });
   });
 
