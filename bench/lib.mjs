@@ -116,6 +116,8 @@ export async function startBenchGateway({ cluster, direct, work, store, payloadL
           type: 'postgres',
           upstream: { host: cluster.host, port: cluster.port, database: 'bench', user: direct.user, password: direct.password, sslmode: 'disable' },
           access: ['bench'],
+          // pgbench -c N opens N sessions as one identity: past the default of 10 they would be refused.
+          max_sessions_per_user: 10_000,
         },
       ],
       audit: { signing_key: 'signing.key', ...(payloadLimit ? { payload_limit: payloadLimit } : {}) },

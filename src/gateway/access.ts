@@ -16,11 +16,13 @@ import { AuthError, type HoopErrorCode } from '../errors.js';
 import { actorOf, type Identity } from '../identity/identity.js';
 import { mayUseConnection } from './authz.js';
 import type { ConnectionConfig, GatewayConfig } from './config.js';
+import { noRoleReason, sessionRoleOf } from './db-roles.js';
 import { headerText } from './http.js';
 import type { ApiContext } from './routes.js';
 
-/** Which check refused: access groups, a missing reason, a session limit, an unknown connection, a role. */
-export type DenialStage = 'authorize' | 'reason' | 'limit' | 'connection' | 'role';
+/** Which check refused: access groups, a missing reason, a session limit, an unknown connection,
+ *  a gateway role (admin, auditor), no database role mapped for the caller (`upstream.roles`). */
+export type DenialStage = 'authorize' | 'reason' | 'limit' | 'connection' | 'role' | 'database_role';
 
 export interface Denial {
   stage: DenialStage;
@@ -70,7 +72,8 @@ export function requestSource(ctx: Pick<ApiContext, 'proxies'>, req: IncomingMes
 
 /**
  * The connection `name` if `identity` may open a session on it now, else a DeniedError: unknown
- * connection (404), not in its access groups (403), or no reason where `require_reason` asks for one.
+ * connection (404), not in its access groups (403), no reason where `require_reason` asks for one,
+ * or no database role mapped for its groups where `upstream.roles` is set (403).
  */
 export function admitConnection(config: GatewayConfig, identity: Identity, name: string, reason: string | null): ConnectionConfig {
   const connection = config.connections.find((c) => c.name === name);
@@ -85,6 +88,10 @@ export function admitConnection(config: GatewayConfig, identity: Identity, name:
   if (connection.requireReason && (reason === null || reason.trim() === '')) {
     const why = `connection ${connection.name} requires a reason for every session; give one with: hoop connect ${connection.name} --reason "…"`;
     throw new DeniedError('HOOP_POLICY_DENIED', why, { stage: 'reason', connection: connection.name });
+  }
+  // With upstream.roles, a session runs only as a role mapped from the caller's groups, never as the service role.
+  if (connection.roles && sessionRoleOf(connection, identity) === null) {
+    throw new DeniedError('HOOP_FORBIDDEN', noRoleReason(connection), { stage: 'database_role', connection: connection.name }, { hint: 'ask an administrator to map one of your groups in upstream.roles' });
   }
   return connection;
 }

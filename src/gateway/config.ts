@@ -23,6 +23,11 @@ import { parseCidr, type Cidr } from './proxies.js';
 import { parseDuration, parseSize } from '../units.js';
 
 const SLUG = /^[a-z0-9][a-z0-9_-]{0,62}$/;
+/** A database role name `upstream.roles` may map to: a PostgreSQL identifier that needs no quotes. */
+export const DATABASE_ROLE_NAME = /^[a-z_][a-z0-9_$]{0,62}$/;
+const ROLE_TEMPLATE_GROUP = '{group}';
+/** Sessions one identity may have open on a connection when `max_sessions_per_user` is not given. */
+export const DEFAULT_MAX_SESSIONS_PER_USER = 10;
 const GROUP = /^[^\s,]{1,256}$/;
 const MAX_SECRET_FILE_BYTES = 1024 * 1024;
 const MASK_METHODS = ['redact', 'partial', 'hash', 'null'] as const satisfies readonly MaskMethod[];
@@ -140,6 +145,41 @@ function schemaFor(baseDir: string) {
     groups: groups.default([]),
   });
 
+  /**
+   * `upstream.roles`: a mapping group -> role (the first entry whose group the caller has), or a
+   * template such as `hoop_{group}`. Read by hand rather than as a union, so a mistake gets a
+   * message about what was written instead of about both shapes at once.
+   */
+  const roleMapping = z.unknown().transform((v, ctx): RoleMapping => {
+    const problem = (message: string, path: string[] = []) => {
+      ctx.addIssue({ code: 'custom', path, message });
+      return z.NEVER;
+    };
+    if (typeof v === 'string') {
+      if (!v.includes(ROLE_TEMPLATE_GROUP) || !DATABASE_ROLE_NAME.test(v.replaceAll(ROLE_TEMPLATE_GROUP, 'g'))) {
+        return problem(`expected a template such as hoop_{group}: a database role name containing ${ROLE_TEMPLATE_GROUP}`);
+      }
+      return { template: v };
+    }
+    if (v === null || typeof v !== 'object' || Array.isArray(v)) {
+      return problem('expected a mapping of group to database role (analysts: hoop_analyst) or a template such as hoop_{group}');
+    }
+    const entries = Object.entries(v as Record<string, unknown>);
+    if (entries.length === 0) return problem('map at least one group to a database role, or leave out upstream.roles');
+    let ok = true;
+    for (const [group, role] of entries) {
+      const fail = (message: string) => {
+        ok = false;
+        ctx.addIssue({ code: 'custom', path: [group], message });
+      };
+      if (!GROUP.test(group)) fail('must be a group name without spaces or commas');
+      // Whole-number keys would lose their place: JavaScript objects list them first.
+      else if (/^(0|[1-9]\d*)$/.test(group)) fail('a group name that is a whole number cannot keep its place in the map; use the template form');
+      if (typeof role !== 'string' || !DATABASE_ROLE_NAME.test(role)) fail('expected a database role name: lowercase letters, digits, "_" and "$", starting with a letter or "_", at most 63 characters');
+    }
+    return ok ? { map: Object.fromEntries(entries) as Record<string, string> } : z.NEVER;
+  });
+
   const upstream = z.strictObject({
     host: z.string().regex(/^[^\s/]+$/, 'expected a host name or address'),
     port: port(1).default(5432),
@@ -149,6 +189,12 @@ function schemaFor(baseDir: string) {
     sslmode: z.enum(SSL_MODES, { error: `expected one of ${SSL_MODES.join(', ')}` }).default('verify-full'),
     ca: pem('CERTIFICATE').optional(),
     connect_timeout: duration.default(10_000),
+    roles: roleMapping.optional(),
+  }).superRefine((u, ctx) => {
+    const mapped = u.roles && 'map' in u.roles ? Object.entries(u.roles.map) : [];
+    for (const [group, role] of mapped) {
+      if (role === u.user) ctx.addIssue({ code: 'custom', path: ['roles', group], message: `must not be the service role itself (upstream.user): the mapped roles are what the service role switches to` });
+    }
   });
 
   const oneOf = (values: readonly string[]) => `expected one of: ${values.join(', ')}`;
@@ -254,7 +300,9 @@ function schemaFor(baseDir: string) {
     },
     access: c.access,
     maxSessionMs: c.max_session ?? null,
-    maxSessionsPerUser: c.max_sessions_per_user ?? null,
+    maxSessionsPerUser: c.max_sessions_per_user ?? DEFAULT_MAX_SESSIONS_PER_USER,
+    /** `upstream.roles`: which database role a caller's session runs as (db-roles.ts); null: the service role. */
+    roles: c.upstream.roles ?? null,
     requireReason: c.require_reason,
     masking: c.masking ? maskingConfigOf(c.masking) : null,
     /**
@@ -368,12 +416,19 @@ export type GatewayConfig = z.output<Schema> & {
   fingerprint: string;
 };
 export type ConnectionConfig = GatewayConfig['connections'][number];
+/** `upstream.roles` as validated: group -> role in the file's order, or a template over the group name. */
+export type RoleMapping = { map: Record<string, string> } | { template: string };
 
-/** What the engine needs of a connection's upstream (its sessions and the gateway's catalog reads). */
-export function upstreamConfigOf(connection: ConnectionConfig): UpstreamConfig {
+/**
+ * What the engine needs of a connection's upstream. A caller's session gives `role`, the database
+ * role mapped from its groups (db-roles.ts); the gateway's own catalog reads give none and stay
+ * the service role.
+ */
+export function upstreamConfigOf(connection: ConnectionConfig, role?: string | null): UpstreamConfig {
   const u = connection.upstream;
   return {
     host: u.host, port: u.port, database: u.database, user: u.user,
+    ...(role ? { role } : {}),
     ...(u.password !== undefined ? { password: u.password } : {}),
     sslmode: u.sslmode,
     ...(u.ca !== undefined ? { ca: u.ca } : {}),

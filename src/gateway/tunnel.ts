@@ -20,6 +20,7 @@ import { tcpDial } from '../protocols/postgres/upstream.js';
 import { killMessage, killReason } from './kills.js';
 import { DeniedError, admitConnection, reasonHeader, recordDenial, requestSource } from './access.js';
 import { upstreamConfigOf, type ConnectionConfig } from './config.js';
+import { sessionRoleOf } from './db-roles.js';
 import type { MaskingService } from './masking.js';
 import { HttpError, errorBody, statusOf } from './http.js';
 import { authenticateRequest, type ApiContext } from './routes.js';
@@ -238,7 +239,8 @@ export class TunnelEndpoint {
       } : {}),
     };
 
-    const upstream = upstreamConfigOf(connection);
+    // The caller's mapped database role (admission refused a caller with none); the catalog reads stay the service role's.
+    const upstream = upstreamConfigOf(connection, sessionRoleOf(connection, identity));
     const done = ctx.engines(connection.type)
       .serve(stream, {
         upstream,

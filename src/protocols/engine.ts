@@ -49,6 +49,10 @@ export interface UpstreamConfig {
   host: string; port: number; database: string; user: string;
   password?: string; sslmode: SslMode; ca?: string /* PEM text */;
   connectTimeoutMs?: number;
+  /** The database role the session runs as, given at startup (`options: -c role=…`): the
+   *  session's reset value, so RESET ROLE / RESET ALL / DISCARD ALL keep it. The login `user` must
+   *  be a member of it; absent: the session is `user`'s own. */
+  role?: string;
 }
 
 export interface StartupInfo {          // what the client asked for when it started the session

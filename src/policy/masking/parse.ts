@@ -3,7 +3,7 @@
  * The WASM module is instantiated asynchronously; after that, parsing is synchronous, so the
  * statement analysis never waits on the data path.
  */
-import { loadModule, parseSync } from 'libpg-query';
+import { loadModule, parsePlPgSQLSync, parseSync } from 'libpg-query';
 import type { ParseResult } from 'libpg-query';
 
 export type { ParseResult };
@@ -42,5 +42,17 @@ export function parseSql(text: string): ParseResult {
     const message = err instanceof Error ? err.message : String(err);
     const at = details?.cursorPosition;
     throw new Error(at !== undefined && at >= 0 ? `${message} (at character ${at + 1})` : message);
+  }
+}
+
+/** Compile a PL/pgSQL function or DO block (the statement's whole text, e.g. `DO $$ … $$`) into
+ *  PL/pgSQL's own tree, without running it. Throws as parseSql does, also on a body that does
+ *  not compile (an unknown variable, RETURN QUERY outside a set-returning function). */
+export function parsePlpgsql(text: string): unknown {
+  if (!loaded) throw new Error('the SQL parser is not loaded (call loadParser() at start)');
+  try {
+    return parsePlPgSQLSync(text);
+  } catch (err) {
+    throw new Error(err instanceof Error ? err.message : String(err));
   }
 }

@@ -65,12 +65,30 @@ const CLIENT_MESSAGES: Record<UpstreamPhase, string> = {
  */
 export class UpstreamConnectError extends HoopError {
   readonly clientMessage: string;
-  constructor(detail: HoopError, phase: UpstreamPhase) {
+  constructor(detail: HoopError, phase: UpstreamPhase, role?: string) {
     super('HOOP_UPSTREAM', detail.message, { cause: detail.cause ?? detail, ...(detail.hint ? { hint: detail.hint } : {}) });
     const sqlstate = /\(SQLSTATE ([0-9A-Z]{5})\)$/.exec(detail.message)?.[1];
-    const what = phase === 'login' && sqlstate ? `the database refused the gateway's login (SQLSTATE ${sqlstate})` : CLIENT_MESSAGES[phase];
+    let what = phase === 'login' && sqlstate ? `the database refused the gateway's login (SQLSTATE ${sqlstate})` : CLIENT_MESSAGES[phase];
+    // The role mapped from the caller's own groups is theirs to know; why the server refused it
+    // (no such role, the service role not a member of it) is the operators'.
+    if (phase === 'login' && role !== undefined && sqlstate !== undefined && ROLE_REFUSALS.has(sqlstate) && detail.message.includes(`"${role}"`)) {
+      what = `the database refused the role ${role} that this connection maps your groups to (SQLSTATE ${sqlstate})`;
+    }
     this.clientMessage = `${what}; an administrator can find the cause in the gateway's log`;
   }
+}
+
+/** What the server answers a startup `role` it will not set: 42501 the login is not a member of
+ *  it, 22023 no such role (an invalid value of the setting), 42704 the same in other versions. */
+const ROLE_REFUSALS = new Set(['42501', '22023', '42704']);
+
+/**
+ * The StartupMessage `options` value that sets `role`: command-line switches as libpq sends
+ * PGOPTIONS, where a backslash escapes the next character, so spaces and backslashes in the value
+ * are escaped (https://www.postgresql.org/docs/current/libpq-connect.html#LIBPQ-CONNECT-OPTIONS).
+ */
+export function roleOption(role: string): string {
+  return `-c role=${role.replace(/[\\ ]/g, (c) => `\\${c}`)}`;
 }
 
 export function upstreamError(cfg: UpstreamConfig, message: string, cause?: unknown, hint?: string): HoopError {
@@ -97,14 +115,17 @@ export async function connectUpstream(
     phase = 'tls';
     const tls = await negotiateTls(cfg, socket, (s) => (socket = s));
     phase = 'login';
-    // The connection fixes user and database; the client may pass harmless session defaults.
+    // The connection fixes user, database and role; the client may pass harmless session defaults.
     const params: Record<string, string> = { client_encoding: 'UTF8', ...options.parameters, user: cfg.user, database: cfg.database };
+    // A role given at startup is the session's reset value (not a SET ROLE after login, which
+    // RESET ROLE, RESET ALL and DISCARD ALL would undo); the server checks the membership.
+    if (cfg.role !== undefined) params.options = roleOption(cfg.role);
     socket.write(startupMessage(params));
     const result = await authenticate(cfg, socket);
     return { ...result, socket, tls };
   } catch (err) {
     socket?.destroy();
-    throw new UpstreamConnectError(err instanceof HoopError ? err : upstreamError(cfg, errorMessage(err), err), phase);
+    throw new UpstreamConnectError(err instanceof HoopError ? err : upstreamError(cfg, errorMessage(err), err), phase, cfg.role);
   } finally {
     clearTimeout(timer);
   }

@@ -1,0 +1,341 @@
+/**
+ * The shared-credential guard: every user of a connection reaches PostgreSQL through the
+ * gateway's one service role (logged in with the caller's mapped role as the session's role), so
+ * a statement that changes the session's role, alters or re-grants the service role or a mapped
+ * role, or signals other backends would act for everyone who shares that credential. This module
+ * decides, from PostgreSQL's own parse tree (libpg-query), whether a statement text is one of
+ * those; it is pure (no I/O) and always on, exempt from nothing, ahead of every other decision.
+ *
+ * Refused (SQLSTATE 42501):
+ * - `SET [SESSION|LOCAL] ROLE …` (any value, NONE included), `SET SESSION AUTHORIZATION …`, and a
+ *   SET clause of `role` / `session_authorization` anywhere (CREATE/ALTER FUNCTION … SET role,
+ *   ALTER ROLE|DATABASE … SET, ALTER SYSTEM SET). `RESET ROLE`, `SET ROLE DEFAULT`, `RESET
+ *   SESSION AUTHORIZATION`, `SET SESSION AUTHORIZATION DEFAULT`, `RESET ALL` and `DISCARD ALL` pass:
+ *   a role given at startup is the session's reset value, so they keep the mapped role.
+ * - `set_config()` whose first argument is `'role'` or `'session_authorization'` (any case), or is
+ *   not a constant, in any expression of any statement.
+ * - `pg_terminate_backend`, `pg_cancel_backend`, `pg_signal_backend`: any call, any schema.
+ * - `ALTER ROLE|USER|GROUP` (also `… SET|RESET`, `… RENAME`, `ALL`), `DROP ROLE`, `GRANT|REVOKE`
+ *   of role membership, `CREATE ROLE … IN ROLE|ROLE|ADMIN`, `DROP OWNED` / `REASSIGN OWNED` naming
+ *   a protected role or CURRENT_USER / SESSION_USER / CURRENT_ROLE (all of them are the shared
+ *   roles here); object privileges GRANTed to the service role (it must hold none of its own).
+ * - `DO` blocks in a language other than PL/pgSQL, with dynamic SQL (EXECUTE, OPEN … FOR EXECUTE,
+ *   FOR … IN EXECUTE, RETURN QUERY EXECUTE), with any embedded statement or expression the
+ *   guard refuses (checked recursively), or whose body does not compile.
+ * A text that does not parse is refused with the parser's message (SQLSTATE 42601).
+ *
+ * What the guard cannot see, and what holds instead: code that already exists in the database.
+ * A function or procedure (created earlier, by anyone) can run `SET ROLE`, `set_config` or
+ * dynamic SQL inside; the guard sees only its call. There, the mapped role's own privileges are
+ * the boundary: the mapped roles must not be able to create functions (no CREATE on any schema,
+ * no TEMPORARY on the database), the service role holds nothing but its memberships (NOINHERIT),
+ * and PostgreSQL itself refuses to signal or show the backends of a role the caller does not
+ * have the privileges of (docs/roles.md).
+ *
+ * Speed: a cheap prefilter lets texts that cannot contain any refused construct skip the parser
+ * (pgbench's distinct `SELECT … WHERE aid = 123` texts never parse), and verdicts of texts that
+ * do parse are kept in a small LRU per text and protected roles.
+ */
+import { parsePlpgsql, parseSql } from './masking/parse.js';
+
+export const SQLSTATE_INSUFFICIENT_PRIVILEGE = '42501';
+export const SQLSTATE_SYNTAX_ERROR = '42601';
+
+export interface GuardVerdict {
+  /** What the client is told when the statement is refused; null: it may run. */
+  refusal: string | null;
+  /** The SQLSTATE of a refusal: 42501, or 42601 when the text does not parse. */
+  code?: string;
+}
+
+const ALLOWED: GuardVerdict = Object.freeze({ refusal: null });
+
+/** Words (case-insensitive) without which no refused construct can be written. `do` is a whole
+ *  word; `u&` catches Unicode-escaped identifiers and strings (U&"pg_termin\0061te_backend"). */
+const MAY_NEED_PARSE = /role|session|authorization|alter|grant|revoke|drop|create|backend|set_config|reassign|owned|u&|\bdo\b/i;
+
+/** Whether `text` could contain a construct the guard refuses (false: it certainly cannot). */
+export function mayNeedGuard(text: string): boolean {
+  return MAY_NEED_PARSE.test(text);
+}
+
+const CACHE_SIZE = 512;
+/** Longer texts are decided every time rather than pinned in memory. */
+const CACHE_MAX_TEXT = 16 * 1024;
+const verdicts = new Map<string, GuardVerdict>();
+
+/** The guard's decision for one statement text (a simple Query may hold several statements). */
+export function guardQuery(text: string, protectedRoles: string[]): { refusal: string | null; code?: string } {
+  if (!mayNeedGuard(text)) return ALLOWED;
+  const cacheable = text.length <= CACHE_MAX_TEXT;
+  const key = cacheable ? `${protectedRoles.join(',')}\u0000${text}` : '';
+  if (cacheable) {
+    const hit = verdicts.get(key);
+    if (hit) {
+      verdicts.delete(key); // re-insert: most recently used last
+      verdicts.set(key, hit);
+      return hit;
+    }
+  }
+  const verdict = decide(text, new Set(protectedRoles.map((r) => r.toLowerCase())));
+  if (cacheable) {
+    verdicts.set(key, verdict);
+    if (verdicts.size > CACHE_SIZE) verdicts.delete(verdicts.keys().next().value!);
+  }
+  return verdict;
+}
+
+function decide(text: string, protectedRoles: Set<string>): GuardVerdict {
+  let stmts: unknown[];
+  try {
+    stmts = (parseSql(text).stmts ?? []).map((s) => s.stmt);
+  } catch (err) {
+    return { refusal: `hoop: statement refused: it does not parse, so hoop cannot tell whether it would change the database role every user of this connection shares (${messageOf(err)})`, code: SQLSTATE_SYNTAX_ERROR };
+  }
+  const why = new Walker(protectedRoles).statements(stmts);
+  return why === null ? ALLOWED : { refusal: `hoop: statement refused: ${why}`, code: SQLSTATE_INSUFFICIENT_PRIVILEGE };
+}
+
+// ---------------------------------------------------------------------------------------------
+
+type Node = Record<string, unknown>;
+const SHARED = 'every user of this connection shares';
+const CHANGES_ROLE = `it would change the database role ${SHARED}`;
+const SERVICE_ROLE_HOLDS_NOTHING = `the service role is the login ${SHARED}, and it must hold no privileges of its own`;
+const ROLE_SETTINGS = new Set(['role', 'session_authorization']);
+const SIGNAL_FUNCTIONS = new Set(['pg_terminate_backend', 'pg_cancel_backend', 'pg_signal_backend']);
+/** RoleSpec types that name the session's own (shared) roles. */
+const SESSION_ROLE_SPECS = new Set(['ROLESPEC_CURRENT_USER', 'ROLESPEC_SESSION_USER', 'ROLESPEC_CURRENT_ROLE']);
+/** A DO body nested in a DO body nested in …: past this depth, refuse rather than recurse. */
+const MAX_DEPTH = 8;
+
+function isNode(v: unknown): v is Node {
+  return v !== null && typeof v === 'object' && !Array.isArray(v);
+}
+
+function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** Walks parse trees; each check returns why the statement is refused, or null. */
+class Walker {
+  constructor(private readonly protectedRoles: Set<string>, private readonly depth = 0) {}
+
+  statements(stmts: unknown[]): string | null {
+    for (const stmt of stmts) {
+      const why = this.topLevel(stmt) ?? this.walk(stmt, true);
+      if (why !== null) return why;
+    }
+    return null;
+  }
+
+  /** A top-level SET may reset the role (it keeps the startup role); nested SET clauses may not. */
+  private topLevel(stmt: unknown): string | null {
+    const set = isNode(stmt) ? stmt['VariableSetStmt'] : undefined;
+    if (!isNode(set) || !ROLE_SETTINGS.has(String(set['name'] ?? '').toLowerCase())) return null;
+    const kind = set['kind'];
+    if (kind === 'VAR_RESET' || kind === 'VAR_SET_DEFAULT') return null;
+    return String(set['name']).toLowerCase() === 'role' ? `SET ROLE: ${CHANGES_ROLE}` : `SET SESSION AUTHORIZATION: ${CHANGES_ROLE}`;
+  }
+
+  /** Every node of the tree; `top`: the statement itself (its own VariableSetStmt was checked). */
+  private walk(value: unknown, top = false): string | null {
+    if (Array.isArray(value)) {
+      for (const v of value) {
+        const why = this.walk(v);
+        if (why !== null) return why;
+      }
+      return null;
+    }
+    if (!isNode(value)) return null;
+    for (const [type, body] of Object.entries(value)) {
+      if (isNode(body)) {
+        const why = this.node(type, body, top);
+        if (why !== null) return why;
+      }
+      const why = this.walk(body);
+      if (why !== null) return why;
+    }
+    return null;
+  }
+
+  private node(type: string, n: Node, top: boolean): string | null {
+    switch (type) {
+      case 'VariableSetStmt':
+        if (top) return null;
+        return ROLE_SETTINGS.has(String(n['name'] ?? '').toLowerCase()) ? `a setting of ${String(n['name']).toLowerCase()}: ${CHANGES_ROLE}` : null;
+      case 'FuncCall':
+        return this.funcCall(n);
+      case 'AlterRoleStmt':
+      case 'AlterRoleSetStmt':
+        return this.alterRole(n);
+      case 'AlterDatabaseSetStmt':
+      case 'AlterSystemStmt':
+        return settingOfRole(n['setstmt']) ? `${type === 'AlterSystemStmt' ? 'ALTER SYSTEM' : 'ALTER DATABASE'} … SET ${String((n['setstmt'] as Node)['name']).toLowerCase()}: ${CHANGES_ROLE}` : null;
+      case 'RenameStmt':
+        return n['renameType'] === 'OBJECT_ROLE' && this.isProtectedName(n['subname']) ? `ALTER ROLE … RENAME of ${String(n['subname'])}: it would change a database role ${SHARED}` : null;
+      case 'DropRoleStmt':
+        return this.namesProtected(n['roles']) ? `DROP ROLE: it would drop a database role ${SHARED}` : null;
+      case 'GrantRoleStmt':
+        return this.grantRole(n);
+      case 'CreateRoleStmt':
+        return this.namesProtected(n['options']) ? `CREATE ROLE … IN ROLE / ROLE / ADMIN: it would change the membership of a database role ${SHARED}` : null;
+      case 'DropOwnedStmt':
+      case 'ReassignOwnedStmt':
+        return this.namesProtected(n) ? `${type === 'DropOwnedStmt' ? 'DROP OWNED' : 'REASSIGN OWNED'}: it would change what a database role ${SHARED} owns and may do` : null;
+      case 'GrantStmt':
+        return this.grantsToService(n['grantees']) ? `GRANT to the service role: ${SERVICE_ROLE_HOLDS_NOTHING}` : null;
+      case 'AlterDefaultPrivilegesStmt': {
+        const action = n['action'];
+        return isNode(action) && this.grantsToService(action['grantees']) ? `GRANT to the service role: ${SERVICE_ROLE_HOLDS_NOTHING}` : null;
+      }
+      case 'DoStmt':
+        return this.doBlock(n);
+      default:
+        return null;
+    }
+  }
+
+  private funcCall(n: Node): string | null {
+    const names = Array.isArray(n['funcname']) ? n['funcname'] : [];
+    const last = names[names.length - 1];
+    const name = isNode(last) && isNode(last['String']) ? String(last['String']['sval'] ?? '').toLowerCase() : '';
+    if (SIGNAL_FUNCTIONS.has(name)) return `${name}: it would signal another session of the database role ${SHARED}`;
+    if (name !== 'set_config') return null;
+    const args = Array.isArray(n['args']) ? n['args'] : [];
+    const setting = constantText(args[0]);
+    if (setting === null) return `set_config with a setting name that is not a constant: it could change the database role ${SHARED}`;
+    return ROLE_SETTINGS.has(setting.toLowerCase()) ? `set_config('${setting.toLowerCase()}', …): ${CHANGES_ROLE}` : null;
+  }
+
+  /** ALTER ROLE of a protected role, of the session's own, or of ALL roles (no role named). */
+  private alterRole(n: Node): string | null {
+    const set = n['setstmt'];
+    if (settingOfRole(set)) return `ALTER ROLE … SET ${String(set['name']).toLowerCase()}: ${CHANGES_ROLE}`;
+    const role = n['role'];
+    if (!isNode(role)) return `ALTER ROLE ALL: it would change every database role, including the ones ${SHARED}`;
+    return this.namesProtected(role) || this.namesProtected(n['options']) ? `ALTER ROLE: it would change a database role ${SHARED}` : null;
+  }
+
+  private grantRole(n: Node): string | null {
+    const granted = Array.isArray(n['granted_roles']) ? n['granted_roles'] : [];
+    const grantsProtected = granted.some((g) => isNode(g) && isNode(g['AccessPriv']) && this.isProtectedName(g['AccessPriv']['priv_name']));
+    if (!grantsProtected && !this.namesProtected(n['grantee_roles']) && !this.namesProtected(n['grantor'])) return null;
+    return `${n['is_grant'] === true ? 'GRANT' : 'REVOKE'} of role membership: it would change the membership of a database role ${SHARED}`;
+  }
+
+  /** Whether any RoleSpec under `value` is a protected role or the session's own. */
+  private namesProtected(value: unknown): boolean {
+    if (Array.isArray(value)) return value.some((v) => this.namesProtected(v));
+    if (!isNode(value)) return false;
+    if (typeof value['roletype'] === 'string') return this.isProtectedSpec(value);
+    return Object.values(value).some((v) => this.namesProtected(v));
+  }
+
+  private isProtectedSpec(spec: Node): boolean {
+    return SESSION_ROLE_SPECS.has(String(spec['roletype'])) || (spec['roletype'] === 'ROLESPEC_CSTRING' && this.isProtectedName(spec['rolename']));
+  }
+
+  private isProtectedName(name: unknown): boolean {
+    return typeof name === 'string' && this.protectedRoles.has(name.toLowerCase());
+  }
+
+  /** Object privileges granted to the service role (the first protected role) or the session's own roles. */
+  private grantsToService(grantees: unknown): boolean {
+    const service = this.protectedRoles.values().next().value;
+    if (!Array.isArray(grantees) || service === undefined) return false;
+    return grantees.some((g) => {
+      const spec = isNode(g) ? g['RoleSpec'] : undefined;
+      return isNode(spec) && spec['roletype'] === 'ROLESPEC_CSTRING' && String(spec['rolename']).toLowerCase() === service;
+    });
+  }
+
+  private doBlock(n: Node): string | null {
+    const args = Array.isArray(n['args']) ? n['args'] : [];
+    let body: string | null = null;
+    let language = 'plpgsql';
+    for (const a of args) {
+      const d = isNode(a) ? a['DefElem'] : undefined;
+      if (!isNode(d)) continue;
+      const value = isNode(d['arg']) && isNode(d['arg']['String']) ? String(d['arg']['String']['sval'] ?? '') : null;
+      if (d['defname'] === 'as') body = value;
+      if (d['defname'] === 'language' && value !== null) language = value.toLowerCase();
+    }
+    if (language !== 'plpgsql') return `a DO block in ${language}: hoop cannot see what it runs, and it could change the database role ${SHARED}`;
+    if (body === null) return `a DO block without a body`;
+    if (this.depth >= MAX_DEPTH) return `DO blocks nested deeper than ${MAX_DEPTH}`;
+    let tree: unknown;
+    try {
+      tree = parsePlpgsql(doText(body));
+    } catch (err) {
+      return `a DO block that does not compile (${messageOf(err)}), so hoop cannot tell whether it would change the database role ${SHARED}`;
+    }
+    return new Walker(this.protectedRoles, this.depth + 1).plpgsql(tree);
+  }
+
+  /** A compiled PL/pgSQL body: dynamic SQL is refused, every embedded statement and expression guarded. */
+  plpgsql(value: unknown): string | null {
+    if (Array.isArray(value)) {
+      for (const v of value) {
+        const why = this.plpgsql(v);
+        if (why !== null) return why;
+      }
+      return null;
+    }
+    if (!isNode(value)) return null;
+    for (const [type, body] of Object.entries(value)) {
+      if (type === 'PLpgSQL_stmt_dynexecute' || type === 'PLpgSQL_stmt_dynfors') return `a DO block with dynamic SQL (EXECUTE): hoop cannot see what it runs, and it could change the database role ${SHARED}`;
+      if ((type === 'PLpgSQL_stmt_open' || type === 'PLpgSQL_stmt_return_query') && isNode(body) && body['dynquery'] !== undefined) {
+        return `a DO block with dynamic SQL (${type === 'PLpgSQL_stmt_open' ? 'OPEN … FOR EXECUTE' : 'RETURN QUERY EXECUTE'}): hoop cannot see what it runs, and it could change the database role ${SHARED}`;
+      }
+      if (type === 'PLpgSQL_expr' && isNode(body)) {
+        const why = this.embedded(String(body['query'] ?? ''), Number(body['parseMode'] ?? 0));
+        if (why !== null) return why;
+        continue;
+      }
+      const why = this.plpgsql(body);
+      if (why !== null) return why;
+    }
+    return null;
+  }
+
+  /** One SQL statement (parse mode 0) or expression (the others) of a PL/pgSQL body. */
+  private embedded(query: string, parseMode: number): string | null {
+    if (!mayNeedGuard(query)) return null;
+    const inside = (why: string) => `a DO block with ${why}`;
+    const texts = parseMode === 0 ? [query] : [`SELECT ${query}`, `SELECT ${query.replace(/^[^:=]*:?=/, '')}`];
+    for (const text of texts) {
+      let stmts: unknown[];
+      try {
+        stmts = (parseSql(text).stmts ?? []).map((s) => s.stmt);
+      } catch {
+        continue;
+      }
+      const why = this.statements(stmts);
+      return why === null ? null : inside(why);
+    }
+    return inside(`a part hoop cannot read (${query.slice(0, 60)}), so it cannot tell whether it would change the database role ${SHARED}`);
+  }
+}
+
+/** An inline VariableSetStmt (ALTER … SET) of `role` or `session_authorization`, in any form. */
+function settingOfRole(set: unknown): set is Node {
+  return isNode(set) && ROLE_SETTINGS.has(String(set['name'] ?? '').toLowerCase());
+}
+
+/** A string constant (through casts: `'role'::text`), or null for anything else. */
+function constantText(arg: unknown): string | null {
+  if (!isNode(arg)) return null;
+  const cast = arg['TypeCast'];
+  if (isNode(cast)) return constantText(cast['arg']);
+  const c = arg['A_Const'];
+  if (!isNode(c) || !isNode(c['sval'])) return null;
+  return String(c['sval']['sval'] ?? '');
+}
+
+/** A DO statement around `body`, dollar-quoted with a tag the body does not contain. */
+function doText(body: string): string {
+  let tag = 'hoop';
+  for (let i = 0; body.includes(`$${tag}$`); i++) tag = `hoop${i}`;
+  return `DO $${tag}$${body}$${tag}$`;
+}
