@@ -101,6 +101,14 @@ export class GatewayMetrics {
       requestKill: (k) => store.requestKill(k),
       killsFor: (ids) => store.killsFor(ids),
       watchKills: (wake) => store.watchKills(wake),
+      createApprovalRequest: (r) => store.createApprovalRequest(r),
+      getApprovalRequest: (id) => store.getApprovalRequest(id),
+      listApprovalRequests: (f) => store.listApprovalRequests(f),
+      recordApprovalDecision: (d) => store.recordApprovalDecision(d),
+      markApprovalUsed: (id, at) => store.markApprovalUsed(id, at),
+      expireApprovalRequests: (now) => store.expireApprovalRequests(now),
+      cancelApprovalRequest: (id, at) => store.cancelApprovalRequest(id, at),
+      watchApprovals: (wake) => store.watchApprovals(wake),
       close: () => store.close(),
     };
   }

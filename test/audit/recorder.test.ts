@@ -43,6 +43,14 @@ class CountingStore implements Store {
   requestKill(k: Parameters<Store['requestKill']>[0]) { return this.target.requestKill(k); }
   killsFor(ids: readonly string[]) { return this.target.killsFor(ids); }
   watchKills(wake: (id: string) => void) { return this.target.watchKills(wake); }
+  createApprovalRequest(r: Parameters<Store['createApprovalRequest']>[0]) { return this.target.createApprovalRequest(r); }
+  getApprovalRequest(id: string) { return this.target.getApprovalRequest(id); }
+  listApprovalRequests(f: Parameters<Store['listApprovalRequests']>[0]) { return this.target.listApprovalRequests(f); }
+  recordApprovalDecision(d: Parameters<Store['recordApprovalDecision']>[0]) { return this.target.recordApprovalDecision(d); }
+  markApprovalUsed(id: string, at: string) { return this.target.markApprovalUsed(id, at); }
+  expireApprovalRequests(now: string) { return this.target.expireApprovalRequests(now); }
+  cancelApprovalRequest(id: string, at: string) { return this.target.cancelApprovalRequest(id, at); }
+  watchApprovals(wake: (id: string) => void) { return this.target.watchApprovals(wake); }
   close() { return this.target.close(); }
 }
 
