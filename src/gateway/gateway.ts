@@ -26,6 +26,7 @@ import { loadConfig, type GatewayConfig } from './config.js';
 import { ensureMaskingKey, maskingKeyPath } from './hash-key.js';
 import { createServer } from './http.js';
 import { SessionKills } from './kills.js';
+import { ApprovalService } from './approvals.js';
 import { GatewayMetrics } from './metrics.js';
 import { AUTH_FAILURE_BURST, FailureLimiter, handleRequest, type ApiContext } from './routes.js';
 import { TrustedProxies } from './proxies.js';
@@ -49,6 +50,8 @@ export interface RunningGateway {
   readonly store: Store;
   /** The config in effect now (live-config.ts); a reload swaps it. */
   readonly configs: ConfigHolder;
+  /** Approval requests and reviewers' decisions (approvals.ts); also on the tunnel context as `approvals`. */
+  readonly approvals: ApprovalService;
   /** Reads the config file again and applies it (reload.ts); `hoop gateway` calls it on SIGHUP. */
   reload(source: 'sighup' | 'api', by?: Identity | null): Promise<ReloadOutcome>;
 }
@@ -81,6 +84,9 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
   const recorder = new AuditRecorder(store, { logger });
   const kills = new SessionKills({ store, logger });
   let closed = false;
+  // Reads the roles in effect now (a reload may change who is an admin); set once configs exist.
+  let rolesNow: () => GatewayConfig['roles'] = () => config.roles;
+  const approvals = new ApprovalService({ store, recorder, logger, roles: () => rolesNow() });
 
   try {
     ensureSigningKey(config.audit.signing_key, logger);
@@ -89,11 +95,12 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
     logger.info({ key_id: signer.keyId }, 'audit checkpoints are signed with this key');
     const parts = liveParts(config, ensureMaskingKey(maskingKeyPath(config.audit.signing_key), logger));
     const configs = new ConfigHolder(buildLiveConfig(config, parts));
+    rolesNow = () => configs.current().config.roles;
     const file = config.path;
     const reloadFrom = options.reloadFrom ?? (file !== null ? () => loadConfig(file) : null);
     const reloader = new ConfigReloader({ holder: configs, load: reloadFrom, build: (c) => buildLiveConfig(c, parts), recorder, logger });
     const shared = {
-      store, recorder, metrics, logger, kills, configs, reloader,
+      store, recorder, metrics, logger, kills, approvals, configs, reloader,
       authFailures: new FailureLimiter(AUTH_FAILURE_BURST, 60_000),
       denials: new FailureLimiter(AUTH_FAILURE_BURST, 60_000),
     };
@@ -122,6 +129,7 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
     const checkpointer = new Checkpointer({ store, recorder, signer, intervalMs: config.audit.checkpoint_interval, logger });
     checkpointer.start();
     await kills.start();
+    await approvals.start();
 
     const server = createServer((req, res) => void handleRequest(requestContext(), req, res), config.tls);
     server.on('upgrade', (req, socket, head) => tunnels.handleUpgrade(req, socket, head));
@@ -148,6 +156,7 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
       url,
       store,
       configs,
+      approvals,
       reload: (source, by = null) => reloader.reload(source, by),
       async close(): Promise<void> {
         if (closed) return;
@@ -156,6 +165,7 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
         server.closeIdleConnections();
         await tunnels.close();
         await kills.close();
+        await approvals.close(); // after the tunnels: their sessions' holds are cancelled by then
         server.closeAllConnections();
         await stopped;
         await checkpointer.close(); // the last head this gateway wrote, signed
@@ -166,6 +176,7 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
     };
   } catch (err) {
     await kills.close();
+    await approvals.close();
     await recorder.flush().catch(() => {});
     await store.close().catch(() => {});
     throw err;

@@ -23,6 +23,7 @@ import { eventsFor } from './event-view.js';
 import { HttpError, readBody, sendError, sendJson, sendText } from './http.js';
 import type { GatewayMetrics } from './metrics.js';
 import type { SessionKills } from './kills.js';
+import type { ApprovalService } from './approvals.js';
 import { openApiDocument } from './openapi.js';
 import type { TrustedProxies } from './proxies.js';
 
@@ -43,6 +44,8 @@ export interface ApiContext {
   denials: FailureLimiter;
   /** The sessions this gateway holds, and kill requests for them from any replica. */
   kills: SessionKills;
+  /** Approval requests: held statements, reviewers' decisions, ahead-of-time requests (approvals.ts). */
+  approvals: ApprovalService;
   /** Whose X-Forwarded-For is believed (trusted_proxies). */
   proxies: TrustedProxies;
 }
