@@ -5,8 +5,9 @@
 _hoop_subcommands() {
   REPLY=()
   case "$1" in
-    '') REPLY=(login logout whoami connections connect sessions audit gateway demo completion help) ;;
+    '') REPLY=(login logout whoami connections connect sessions reviews review request audit gateway demo completion help) ;;
     'sessions') REPLY=(show kill) ;;
+    'review') REPLY=(approve deny) ;;
     'audit') REPLY=(events) ;;
   esac
 }
@@ -23,6 +24,11 @@ _hoop_options() {
     'sessions') REPLY=(--user --connection --since --until --limit --gateway --json --no-color -h --help) ;;
     'sessions show') REPLY=(--rows --full --catalog --gateway --json --no-color -h --help) ;;
     'sessions kill') REPLY=(--reason --gateway --json --no-color -h --help) ;;
+    'reviews') REPLY=(--all --gateway --json --no-color -h --help) ;;
+    'review') REPLY=(--gateway --json --no-color -h --help) ;;
+    'review approve') REPLY=(--comment --gateway --json --no-color -h --help) ;;
+    'review deny') REPLY=(--comment --gateway --json --no-color -h --help) ;;
+    'request') REPLY=(--query --duration --reason --no-wait --gateway --json --no-color -h --help) ;;
     'audit') REPLY=(--gateway --json --no-color -h --help) ;;
     'audit events') REPLY=(--type --since --until --limit --gateway --json --no-color -h --help) ;;
     'gateway') REPLY=(-c --config --check --log-level --gateway --json --no-color -h --help) ;;
@@ -44,6 +50,11 @@ _hoop_value_options() {
     'sessions') REPLY=(--user --connection --since --until --limit --gateway) ;;
     'sessions show') REPLY=(--rows --gateway) ;;
     'sessions kill') REPLY=(--reason --gateway) ;;
+    'reviews') REPLY=(--gateway) ;;
+    'review') REPLY=(--gateway) ;;
+    'review approve') REPLY=(--comment --gateway) ;;
+    'review deny') REPLY=(--comment --gateway) ;;
+    'request') REPLY=(--query --duration --reason --gateway) ;;
     'audit') REPLY=(--gateway) ;;
     'audit events') REPLY=(--type --since --until --limit --gateway) ;;
     'gateway') REPLY=(-c --config --log-level --gateway) ;;
@@ -68,8 +79,9 @@ _hoop_arg_kind() {
   REPLY=''
   case "$1|$2" in
     'connect|0') REPLY='connections' ;;
+    'request|0') REPLY='connections' ;;
     'completion|0') REPLY='choices:bash zsh fish' ;;
-    'help|0') REPLY='choices:login logout whoami connections connect sessions audit gateway demo completion' ;;
+    'help|0') REPLY='choices:login logout whoami connections connect sessions reviews review request audit gateway demo completion' ;;
   esac
 }
 

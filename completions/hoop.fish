@@ -4,9 +4,11 @@
 function __hoop_subcommands
     switch "$argv[1]"
         case ''
-            printf '%s\n' login logout whoami connections connect sessions audit gateway demo completion help
+            printf '%s\n' login logout whoami connections connect sessions reviews review request audit gateway demo completion help
         case 'sessions'
             printf '%s\n' show kill
+        case 'review'
+            printf '%s\n' approve deny
         case 'audit'
             printf '%s\n' events
     end
@@ -32,6 +34,16 @@ function __hoop_value_options
             printf '%s\n' --rows --gateway
         case 'sessions kill'
             printf '%s\n' --reason --gateway
+        case 'reviews'
+            printf '%s\n' --gateway
+        case 'review'
+            printf '%s\n' --gateway
+        case 'review approve'
+            printf '%s\n' --comment --gateway
+        case 'review deny'
+            printf '%s\n' --comment --gateway
+        case 'request'
+            printf '%s\n' --query --duration --reason --gateway
         case 'audit'
             printf '%s\n' --gateway
         case 'audit events'
@@ -109,6 +121,9 @@ complete -c hoop -n "__hoop_arg '' 0" -a 'whoami' -d 'Show who you are at the ga
 complete -c hoop -n "__hoop_arg '' 0" -a 'connections' -d 'List the connections this identity may use'
 complete -c hoop -n "__hoop_arg '' 0" -a 'connect' -d 'Open a local PostgreSQL port tunnelled through the gateway'
 complete -c hoop -n "__hoop_arg '' 0" -a 'sessions' -d 'List recorded sessions'
+complete -c hoop -n "__hoop_arg '' 0" -a 'reviews' -d 'List approval requests you may decide'
+complete -c hoop -n "__hoop_arg '' 0" -a 'review' -d 'Approve or deny an approval request'
+complete -c hoop -n "__hoop_arg '' 0" -a 'request' -d 'Ask ahead of time for a statement (or time-bound access) that needs approval'
 complete -c hoop -n "__hoop_arg '' 0" -a 'audit' -d 'Read the audit log'
 complete -c hoop -n "__hoop_arg '' 0" -a 'gateway' -d 'Run the gateway'
 complete -c hoop -n "__hoop_arg '' 0" -a 'demo' -d 'Run a gateway, a demo bank database and demo identities on this machine'
@@ -171,6 +186,36 @@ complete -c hoop -n "__hoop_at 'sessions kill'" -l gateway -x -d 'gateway base U
 complete -c hoop -n "__hoop_at 'sessions kill'" -l json -d 'print machine-readable JSON on stdout'
 complete -c hoop -n "__hoop_at 'sessions kill'" -l no-color -d 'disable colour (also NO_COLOR=1)'
 complete -c hoop -n "__hoop_at 'sessions kill'" -s h -l help -d 'show help'
+complete -c hoop -n "__hoop_at 'reviews'" -l all -d 'every request you may see, decided ones too'
+complete -c hoop -n "__hoop_at 'reviews'" -l gateway -x -d 'gateway base URL (default: $HOOP_GATEWAY, then the one saved at login)'
+complete -c hoop -n "__hoop_at 'reviews'" -l json -d 'print machine-readable JSON on stdout'
+complete -c hoop -n "__hoop_at 'reviews'" -l no-color -d 'disable colour (also NO_COLOR=1)'
+complete -c hoop -n "__hoop_at 'reviews'" -s h -l help -d 'show help'
+complete -c hoop -n "__hoop_arg 'review' 0" -a 'approve' -d 'Approve a pending request: the held statement runs'
+complete -c hoop -n "__hoop_arg 'review' 0" -a 'deny' -d 'Deny a pending request (with --comment saying why)'
+complete -c hoop -n "__hoop_at 'review'" -l gateway -x -d 'gateway base URL (default: $HOOP_GATEWAY, then the one saved at login)'
+complete -c hoop -n "__hoop_at 'review'" -l json -d 'print machine-readable JSON on stdout'
+complete -c hoop -n "__hoop_at 'review'" -l no-color -d 'disable colour (also NO_COLOR=1)'
+complete -c hoop -n "__hoop_at 'review'" -s h -l help -d 'show help'
+complete -c hoop -n "__hoop_at 'review approve'" -l comment -x -d 'a note for the requester; recorded'
+complete -c hoop -n "__hoop_at 'review approve'" -l gateway -x -d 'gateway base URL (default: $HOOP_GATEWAY, then the one saved at login)'
+complete -c hoop -n "__hoop_at 'review approve'" -l json -d 'print machine-readable JSON on stdout'
+complete -c hoop -n "__hoop_at 'review approve'" -l no-color -d 'disable colour (also NO_COLOR=1)'
+complete -c hoop -n "__hoop_at 'review approve'" -s h -l help -d 'show help'
+complete -c hoop -n "__hoop_at 'review deny'" -l comment -x -d 'why (required to deny); the requester sees it and it is recorded'
+complete -c hoop -n "__hoop_at 'review deny'" -l gateway -x -d 'gateway base URL (default: $HOOP_GATEWAY, then the one saved at login)'
+complete -c hoop -n "__hoop_at 'review deny'" -l json -d 'print machine-readable JSON on stdout'
+complete -c hoop -n "__hoop_at 'review deny'" -l no-color -d 'disable colour (also NO_COLOR=1)'
+complete -c hoop -n "__hoop_at 'review deny'" -s h -l help -d 'show help'
+complete -c hoop -n "__hoop_at 'request'" -l query -x -d 'the statement to have approved'
+complete -c hoop -n "__hoop_at 'request'" -l duration -x -d 'time-bound access instead, e.g. 2h'
+complete -c hoop -n "__hoop_at 'request'" -l reason -x -d 'why; approvers see it and it is recorded'
+complete -c hoop -n "__hoop_at 'request'" -l no-wait -d 'print the request id and exit 8 instead of waiting'
+complete -c hoop -n "__hoop_at 'request'" -l gateway -x -d 'gateway base URL (default: $HOOP_GATEWAY, then the one saved at login)'
+complete -c hoop -n "__hoop_at 'request'" -l json -d 'print machine-readable JSON on stdout'
+complete -c hoop -n "__hoop_at 'request'" -l no-color -d 'disable colour (also NO_COLOR=1)'
+complete -c hoop -n "__hoop_at 'request'" -s h -l help -d 'show help'
+complete -c hoop -n "__hoop_arg 'request' 0" -a '(__hoop_connections)' -d 'connection name (see `hoop connections`)'
 complete -c hoop -n "__hoop_arg 'audit' 0" -a 'events' -d 'List recorded events by type, newest first (auditors and admins)'
 complete -c hoop -n "__hoop_at 'audit'" -l gateway -x -d 'gateway base URL (default: $HOOP_GATEWAY, then the one saved at login)'
 complete -c hoop -n "__hoop_at 'audit'" -l json -d 'print machine-readable JSON on stdout'
@@ -206,4 +251,4 @@ complete -c hoop -n "__hoop_at 'help'" -l gateway -x -d 'gateway base URL (defau
 complete -c hoop -n "__hoop_at 'help'" -l json -d 'print machine-readable JSON on stdout'
 complete -c hoop -n "__hoop_at 'help'" -l no-color -d 'disable colour (also NO_COLOR=1)'
 complete -c hoop -n "__hoop_at 'help'" -s h -l help -d 'show help'
-complete -c hoop -n "__hoop_arg 'help' 0" -a 'login logout whoami connections connect sessions audit gateway demo completion' -d 'command'
+complete -c hoop -n "__hoop_arg 'help' 0" -a 'login logout whoami connections connect sessions reviews review request audit gateway demo completion' -d 'command'

@@ -133,3 +133,49 @@ export interface SessionDetail {
   /** Absent from gateways that send whole sessions. */
   next?: number | null;
 }
+
+/** Where an approval request stands. `used`: an approved request whose statement ran (once). */
+export type RequestStatus = 'pending' | 'approved' | 'denied' | 'expired' | 'cancelled' | 'used';
+export const REQUEST_STATUSES: readonly RequestStatus[] = ['pending', 'approved', 'denied', 'expired', 'cancelled', 'used'];
+
+/** One approver's decision on a request. */
+export interface ApprovalDecision {
+  /** The approver's subject. */
+  approver: string;
+  decision: 'approve' | 'deny';
+  comment: string | null;
+  at: string;
+}
+
+/**
+ * An approval request (`hoop reviews`, `GET /api/v1/reviews/{id}`, `GET /api/v1/requests/{id}`):
+ * a held statement (`kind: statement` with a `session_id`), a statement asked for ahead of time
+ * (`hoop request --query`: no session), or time-bound access (`kind: grant`, `duration_ms`).
+ */
+export interface ApprovalRequest {
+  /** `r-` and 8 hex digits. */
+  id: string;
+  kind: 'statement' | 'grant';
+  connection: string;
+  requester: { subject: string; email: string | null; groups: string[] };
+  statement: string | null;
+  /** libpg-query's fingerprint of the statement: what an approval is bound to, with `parameters`. */
+  fingerprint: string | null;
+  parameters: unknown[];
+  reason: string | null;
+  rule: string | null;
+  estimate: number | null;
+  duration_ms: number | null;
+  session_id: string | null;
+  status: RequestStatus;
+  created_at: string;
+  /** Pending: the decision deadline. Approved: until when it may be used (or a grant lasts). */
+  expires_at: string;
+  approvals: ApprovalDecision[];
+  min_approvals: number;
+  /** Groups whose members may decide (admins may too). */
+  approvers: string[];
+}
+
+/** A well-formed request id. */
+export const APPROVAL_REQUEST_ID = /^r-[0-9a-f]{8}$/;

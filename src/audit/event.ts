@@ -28,8 +28,12 @@ export type AuditEventType =
   | 'session.end'
   | 'query.start'
   | 'query.end'
+  /** A statement held for approval, or asked for ahead of time (`hoop request`): who, what, why, which rule. */
   | 'approval.requested'
+  /** One approver's decision (approve, deny), or the gateway's end of a request (expired) or the requester's (cancelled). */
   | 'approval.decided'
+  /** An approved request was used: its statement runs now, once. */
+  | 'approval.used'
   | 'grant.created'
   | 'grant.revoked'
   | 'auth.failed'

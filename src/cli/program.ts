@@ -20,6 +20,7 @@ function commandGroups(): Promise<CommandGroup>[] {
     import('./commands/connections.js'),
     import('./commands/connect.js'),
     import('./commands/sessions.js'),
+    import('./commands/reviews.js'),
     import('./commands/audit.js'),
     import('./commands/gateway.js'),
     import('./commands/demo.js'),

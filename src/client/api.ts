@@ -4,7 +4,7 @@
  * CLI's one exit-code mapping applies to server-side failures too.
  */
 import type { Agent, Dispatcher } from 'undici';
-import type { AuditEventList, AuthConfig, ConnectionInfo, MeInfo, SessionDetail, SessionKillResult, SessionSummary } from '../api/types.js';
+import type { ApprovalRequest, AuditEventList, AuthConfig, ConnectionInfo, MeInfo, SessionDetail, SessionKillResult, SessionSummary } from '../api/types.js';
 import { HoopError, type HoopErrorCode } from '../errors.js';
 
 export interface SessionQuery {
@@ -115,6 +115,26 @@ export class GatewayApi {
   /** Admins: end a live session on whichever gateway holds it. */
   killSession(id: string, reason?: string): Promise<SessionKillResult> {
     return this.get<SessionKillResult>(`/api/v1/sessions/${encodeURIComponent(id)}/kill`, { method: 'POST', body: { reason: reason ?? null } });
+  }
+
+  /** Pending requests this identity may decide; with `all`, every request it may see. */
+  reviews(o: { all?: boolean } = {}): Promise<ApprovalRequest[]> {
+    return this.get<ApprovalRequest[]>(`/api/v1/reviews${o.all ? '?all=true' : ''}`);
+  }
+
+  /** Approve or deny a pending request (a deny needs a comment). */
+  decide(id: string, decision: 'approve' | 'deny', comment?: string): Promise<ApprovalRequest> {
+    return this.get<ApprovalRequest>(`/api/v1/reviews/${encodeURIComponent(id)}/${decision}`, { method: 'POST', body: { comment: comment ?? null } });
+  }
+
+  /** Ask ahead of time: a statement (`query`) or time-bound access (`duration`, e.g. `2h`). */
+  createRequest(connection: string, body: { query?: string; duration?: string; reason: string }): Promise<ApprovalRequest> {
+    return this.get<ApprovalRequest>(`/api/v1/connections/${encodeURIComponent(connection)}/requests`, { method: 'POST', body });
+  }
+
+  /** One request (its requester, approvers, admins and auditors). */
+  request(id: string): Promise<ApprovalRequest> {
+    return this.get<ApprovalRequest>(`/api/v1/requests/${encodeURIComponent(id)}`);
   }
 
   /** Unauthenticated: how to log in to this gateway. */

@@ -26,6 +26,7 @@ import { loadConfig, type GatewayConfig } from './config.js';
 import { ensureMaskingKey, maskingKeyPath } from './hash-key.js';
 import { createServer } from './http.js';
 import { SessionKills } from './kills.js';
+import { ApprovalService } from './approvals.js';
 import { GatewayMetrics } from './metrics.js';
 import { Notifier } from './notify.js';
 import { AUTH_FAILURE_BURST, FailureLimiter, handleRequest, type ApiContext } from './routes.js';
@@ -52,6 +53,8 @@ export interface RunningGateway {
   readonly configs: ConfigHolder;
   /** Approver notifications (notify.ts): what the approval flow hands its requests to. */
   readonly notifier: Notifier;
+  /** Approval requests and reviewers' decisions (approvals.ts); also on the tunnel context as `approvals`. */
+  readonly approvals: ApprovalService;
   /** Reads the config file again and applies it (reload.ts); `hoop gateway` calls it on SIGHUP. */
   reload(source: 'sighup' | 'api', by?: Identity | null): Promise<ReloadOutcome>;
 }
@@ -88,6 +91,9 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
   // so rows left by another replica or an earlier run find their signing secret.
   const notifier = new Notifier({ store, recorder, logger, metrics });
   let closed = false;
+  // Reads the roles in effect now (a reload may change who is an admin); set once configs exist.
+  let rolesNow: () => GatewayConfig['roles'] = () => config.roles;
+  const approvals = new ApprovalService({ store, recorder, logger, roles: () => rolesNow() });
 
   try {
     ensureSigningKey(config.audit.signing_key, logger);
@@ -96,11 +102,12 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
     logger.info({ key_id: signer.keyId }, 'audit checkpoints are signed with this key');
     const parts = liveParts(config, ensureMaskingKey(maskingKeyPath(config.audit.signing_key), logger));
     const configs = new ConfigHolder(buildLiveConfig(config, parts));
+    rolesNow = () => configs.current().config.roles;
     const file = config.path;
     const reloadFrom = options.reloadFrom ?? (file !== null ? () => loadConfig(file) : null);
     const reloader = new ConfigReloader({ holder: configs, load: reloadFrom, build: (c) => buildLiveConfig(c, parts), recorder, logger });
     const shared = {
-      store, recorder, metrics, logger, kills, notifier, configs, reloader,
+      store, recorder, metrics, logger, kills, notifier, approvals, configs, reloader,
       authFailures: new FailureLimiter(AUTH_FAILURE_BURST, 60_000),
       denials: new FailureLimiter(AUTH_FAILURE_BURST, 60_000),
     };
@@ -130,6 +137,7 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
     checkpointer.start();
     await kills.start();
     notifier.start();
+    await approvals.start();
 
     const server = createServer((req, res) => void handleRequest(requestContext(), req, res), config.tls);
     server.on('upgrade', (req, socket, head) => tunnels.handleUpgrade(req, socket, head));
@@ -157,6 +165,7 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
       store,
       configs,
       notifier,
+      approvals,
       reload: (source, by = null) => reloader.reload(source, by),
       async close(): Promise<void> {
         if (closed) return;
@@ -165,6 +174,7 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
         server.closeIdleConnections();
         await tunnels.close();
         await kills.close();
+        await approvals.close(); // after the tunnels: their sessions' holds are cancelled by then
         server.closeAllConnections();
         await stopped;
         await notifier.close(); // before the recorder's flush: a give-up records notify.failed
@@ -177,6 +187,7 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
   } catch (err) {
     await kills.close();
     await notifier.close();
+    await approvals.close();
     await recorder.flush().catch(() => {});
     await store.close().catch(() => {});
     throw err;

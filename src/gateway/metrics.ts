@@ -108,6 +108,14 @@ export class GatewayMetrics {
       markNotificationFailed: (id, f) => store.markNotificationFailed(id, f),
       markNotificationDead: (id, f) => store.markNotificationDead(id, f),
       getNotification: (id) => store.getNotification(id),
+      createApprovalRequest: (r) => store.createApprovalRequest(r),
+      getApprovalRequest: (id) => store.getApprovalRequest(id),
+      listApprovalRequests: (f) => store.listApprovalRequests(f),
+      recordApprovalDecision: (d) => store.recordApprovalDecision(d),
+      markApprovalUsed: (id, at) => store.markApprovalUsed(id, at),
+      expireApprovalRequests: (now) => store.expireApprovalRequests(now),
+      cancelApprovalRequest: (id, at) => store.cancelApprovalRequest(id, at),
+      watchApprovals: (wake) => store.watchApprovals(wake),
       close: () => store.close(),
     };
   }

@@ -161,6 +161,61 @@ export function openApiDocument(): object {
           },
         },
       },
+      '/api/v1/reviews': {
+        get: {
+          operationId: 'listReviews',
+          summary: 'Approval requests for reviewers, newest first',
+          description: 'Without `all`: the pending requests the caller may decide (a member of one of their `approvers` groups, or an admin), never their own. With `all=true`: every request the caller may see, in any status (admins and auditors: all; others: their own and those their groups decide). At most 100.',
+          parameters: [{ name: 'all', in: 'query', schema: { enum: ['true', 'false'] } }],
+          responses: { 200: { description: 'Requests', ...json({ type: 'array', items: ref('ApprovalRequest') }) }, 400: error, ...authed },
+        },
+      },
+      '/api/v1/reviews/{id}': {
+        get: {
+          operationId: 'getReview', summary: 'One approval request (its requester, its approvers, admins and auditors; 404 for others)',
+          parameters: [{ name: 'id', in: 'path', required: true, schema: { type: 'string', pattern: '^r-[0-9a-f]{8}$' } }],
+          responses: { 200: { description: 'The request', ...json(ref('ApprovalRequest')) }, 400: error, 404: error, ...authed },
+        },
+      },
+      '/api/v1/reviews/{id}/approve': {
+        post: {
+          operationId: 'approveReview',
+          summary: 'Approve a pending request (approvers and admins; never your own)',
+          description: 'Records `approval.decided` (who, the comment) durably, then applies it: with `min_approvals` distinct approvers the request is approved and a held statement runs (on whichever replica holds it). 403 `HOOP_FORBIDDEN` for the requester and for non-approvers (recorded as `access.denied`); 409 when the request is no longer pending or you decided it already.',
+          parameters: [{ name: 'id', in: 'path', required: true, schema: { type: 'string', pattern: '^r-[0-9a-f]{8}$' } }],
+          requestBody: { required: false, ...json({ type: 'object', additionalProperties: false, properties: { comment: { type: ['string', 'null'], maxLength: 1000 } } }) },
+          responses: { 200: { description: 'The request as it is now (pending while more approvals are needed)', ...json(ref('ApprovalRequest')) }, 400: error, 403: error, 404: error, 409: error, ...authed },
+        },
+      },
+      '/api/v1/reviews/{id}/deny': {
+        post: {
+          operationId: 'denyReview',
+          summary: 'Deny a pending request (approvers and admins); one deny denies. A comment is required.',
+          parameters: [{ name: 'id', in: 'path', required: true, schema: { type: 'string', pattern: '^r-[0-9a-f]{8}$' } }],
+          requestBody: { required: true, ...json({ type: 'object', additionalProperties: false, required: ['comment'], properties: { comment: { type: 'string', minLength: 1, maxLength: 1000 } } }) },
+          responses: { 200: { description: 'The request, denied', ...json(ref('ApprovalRequest')) }, 400: error, 403: error, 404: error, 409: error, ...authed },
+        },
+      },
+      '/api/v1/connections/{name}/requests': {
+        post: {
+          operationId: 'createRequest',
+          summary: 'Ask ahead of time: a statement (`query`) or time-bound access (`duration`)',
+          description: 'The caller must be allowed on the connection (as for a session), and the connection must have an `approval` block (else 400). `query`: once approved, exactly this statement (same fingerprint, no parameters) runs once without a hold, in a session of the caller\'s, within the approval\'s window. `duration` (e.g. `2h`, at most `grant_max`): a grant request. `reason` is required. Records `approval.requested`; approvers are notified.',
+          parameters: [{ name: 'name', in: 'path', required: true, schema: { type: 'string', pattern: '^[a-z0-9][a-z0-9_-]{0,62}$' } }],
+          requestBody: {
+            required: true,
+            ...json({ type: 'object', additionalProperties: false, required: ['reason'], properties: { query: { type: 'string' }, duration: { type: 'string', examples: ['2h'] }, reason: { type: 'string', minLength: 1, maxLength: 1000 } } }),
+          },
+          responses: { 201: { description: 'The pending request', ...json(ref('ApprovalRequest')) }, 400: error, 403: error, 404: error, ...authed },
+        },
+      },
+      '/api/v1/requests/{id}': {
+        get: {
+          operationId: 'getRequest', summary: 'One approval request, for its requester (`hoop request` polls it), its approvers, admins and auditors',
+          parameters: [{ name: 'id', in: 'path', required: true, schema: { type: 'string', pattern: '^r-[0-9a-f]{8}$' } }],
+          responses: { 200: { description: 'The request', ...json(ref('ApprovalRequest')) }, 400: error, 404: error, ...authed },
+        },
+      },
     },
     components: {
       securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'An API key from the gateway config, or an OIDC access token' } },
@@ -264,6 +319,32 @@ export function openApiDocument(): object {
           properties: {
             session_id: { type: 'string' }, requested_by: { type: 'string', description: 'Subject of the admin whose request stands (the first)' },
             reason: { type: ['string', 'null'] }, requested_at: { type: 'string', format: 'date-time' }, ended_at: { type: ['string', 'null'], format: 'date-time' },
+          },
+        },
+        ApprovalRequest: {
+          type: 'object',
+          required: ['id', 'kind', 'connection', 'requester', 'statement', 'fingerprint', 'parameters', 'reason', 'rule', 'estimate', 'duration_ms', 'session_id', 'status', 'created_at', 'expires_at', 'approvals', 'min_approvals', 'approvers'],
+          properties: {
+            id: { type: 'string', pattern: '^r-[0-9a-f]{8}$' },
+            kind: { enum: ['statement', 'grant'] },
+            connection: { type: 'string' },
+            requester: { type: 'object', required: ['subject', 'email', 'groups'], properties: { subject: { type: 'string' }, email: { type: ['string', 'null'] }, groups: { type: 'array', items: { type: 'string' } } } },
+            statement: { type: ['string', 'null'] },
+            fingerprint: { type: ['string', 'null'], description: 'What an approval is bound to, with `parameters`' },
+            parameters: { type: 'array' },
+            reason: { type: ['string', 'null'] }, rule: { type: ['string', 'null'], description: 'The rule that held the statement' },
+            estimate: { type: ['number', 'null'], description: 'The planner\'s row estimate' },
+            duration_ms: { type: ['integer', 'null'], description: 'A grant\'s length' },
+            session_id: { type: ['string', 'null'], description: 'The session holding the statement; null for ahead-of-time requests' },
+            status: { enum: ['pending', 'approved', 'denied', 'expired', 'cancelled', 'used'] },
+            created_at: { type: 'string', format: 'date-time' },
+            expires_at: { type: 'string', format: 'date-time', description: 'Pending: the decision deadline. Approved: the end of the window to use it (or of the grant)' },
+            approvals: {
+              type: 'array',
+              items: { type: 'object', required: ['approver', 'decision', 'comment', 'at'], properties: { approver: { type: 'string' }, decision: { enum: ['approve', 'deny'] }, comment: { type: ['string', 'null'] }, at: { type: 'string', format: 'date-time' } } },
+            },
+            min_approvals: { type: 'integer', minimum: 1 },
+            approvers: { type: 'array', items: { type: 'string' }, description: 'Groups whose members may decide (admins may too)' },
           },
         },
         AuditEvent: {

@@ -25,6 +25,8 @@ import { HttpError, readBody, sendError, sendJson, sendText } from './http.js';
 import type { GatewayMetrics } from './metrics.js';
 import type { SessionKills } from './kills.js';
 import type { Notifier } from './notify.js';
+import type { ApprovalService } from './approvals.js';
+import { createRequest, decideReview, getRequest, listReviews } from './approval-routes.js';
 import { openApiDocument } from './openapi.js';
 import type { TrustedProxies } from './proxies.js';
 
@@ -47,6 +49,8 @@ export interface ApiContext {
   kills: SessionKills;
   /** Approver notifications by webhook, from the store's outbox (notify.ts). */
   notifier: Notifier;
+  /** Approval requests: held statements, reviewers' decisions, ahead-of-time requests (approvals.ts). */
+  approvals: ApprovalService;
   /** Whose X-Forwarded-For is believed (trusted_proxies). */
   proxies: TrustedProxies;
 }
@@ -79,6 +83,11 @@ const routes: Route[] = [
   { pattern: /^\/api\/v1\/sessions\/([^/]+)\/kill$/, public: false, handler: killSession, methods: ['POST'] },
   { pattern: /^\/api\/v1\/audit\/events$/, public: false, handler: auditEvents },
   { pattern: /^\/api\/v1\/admin\/reload$/, public: false, handler: reloadConfig, methods: ['POST'] },
+  { pattern: /^\/api\/v1\/reviews$/, public: false, handler: (ctx, req, res, p) => listReviews(ctx, identityOf(req), res, p) },
+  { pattern: /^\/api\/v1\/reviews\/([^/]+)$/, public: false, handler: (ctx, req, res, p) => getRequest(ctx, identityOf(req), res, p) },
+  { pattern: /^\/api\/v1\/reviews\/([^/]+)\/(approve|deny)$/, public: false, handler: (ctx, req, res, p) => decideReview(ctx, identityOf(req), res, p), methods: ['POST'] },
+  { pattern: /^\/api\/v1\/connections\/([^/]+)\/requests$/, public: false, handler: (ctx, req, res, p) => createRequest(ctx, identityOf(req), res, p), methods: ['POST'] },
+  { pattern: /^\/api\/v1\/requests\/([^/]+)$/, public: false, handler: (ctx, req, res, p) => getRequest(ctx, identityOf(req), res, p) },
   { pattern: /^\/api\/v1\/connections\/([^/]+)\/tunnel$/, public: true, handler: tunnelWithoutUpgrade },
 ];
 

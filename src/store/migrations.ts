@@ -60,6 +60,49 @@ export const SQLITE_MIGRATIONS: Migration[] = [
     statements: ['CREATE INDEX events_session_seq ON events (session_id, seq)'],
   },
   {
+    version: 4,
+    name: 'approval requests',
+    statements: [
+      // One row per request; `parameters` is canonical JSON text, so equal parameters are equal
+      // strings (an approval is bound to them). `requester_groups` and `approvers` are JSON arrays.
+      `CREATE TABLE approval_requests (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL CHECK (kind IN ('statement', 'grant')),
+        connection TEXT NOT NULL,
+        requester_subject TEXT NOT NULL,
+        requester_email TEXT,
+        requester_groups TEXT NOT NULL,
+        statement TEXT,
+        fingerprint TEXT,
+        parameters TEXT NOT NULL,
+        reason TEXT,
+        rule TEXT,
+        estimate REAL,
+        duration_ms INTEGER,
+        session_id TEXT,
+        status TEXT NOT NULL CHECK (status IN ('pending', 'approved', 'denied', 'expired', 'cancelled', 'used')),
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        min_approvals INTEGER NOT NULL,
+        approvers TEXT NOT NULL
+      ) STRICT`,
+      `CREATE INDEX approval_requests_open ON approval_requests (connection, created_at) WHERE status IN ('pending', 'approved')`,
+      'CREATE INDEX approval_requests_requester ON approval_requests (requester_subject, created_at)',
+      'CREATE INDEX approval_requests_created ON approval_requests (created_at)',
+      `CREATE INDEX approval_requests_deadline ON approval_requests (expires_at) WHERE status IN ('pending', 'approved')`,
+      // One decision per approver and request: the primary key refuses a second.
+      `CREATE TABLE approval_decisions (
+        request_id TEXT NOT NULL REFERENCES approval_requests (id),
+        approver TEXT NOT NULL,
+        decision TEXT NOT NULL CHECK (decision IN ('approve', 'deny')),
+        comment TEXT,
+        at TEXT NOT NULL,
+        PRIMARY KEY (request_id, approver)
+      ) STRICT`,
+    ],
+  },
+  {
     version: 5,
     name: 'notification outbox',
     statements: [
@@ -140,6 +183,48 @@ export const POSTGRES_MIGRATIONS: Migration[] = [
     name: 'session events in order',
     // A session's events are read a page at a time in seq order (GET /api/v1/sessions/{id}).
     statements: ['CREATE INDEX events_session_seq ON events (session_id, seq)'],
+  },
+  {
+    version: 4,
+    name: 'approval requests',
+    statements: [
+      // One row per request, for whichever replica holds the statement (NOTIFY hoop_approval
+      // wakes them); `parameters` is canonical JSON text, so equal parameters are equal strings.
+      `CREATE TABLE approval_requests (
+        id text PRIMARY KEY,
+        kind text NOT NULL CHECK (kind IN ('statement', 'grant')),
+        connection text NOT NULL,
+        requester_subject text NOT NULL,
+        requester_email text,
+        requester_groups text[] NOT NULL,
+        statement text,
+        fingerprint text,
+        parameters text NOT NULL,
+        reason text,
+        rule text,
+        estimate double precision,
+        duration_ms bigint,
+        session_id text,
+        status text NOT NULL CHECK (status IN ('pending', 'approved', 'denied', 'expired', 'cancelled', 'used')),
+        created_at timestamptz NOT NULL,
+        expires_at timestamptz NOT NULL,
+        updated_at timestamptz NOT NULL,
+        min_approvals integer NOT NULL,
+        approvers text[] NOT NULL
+      )`,
+      `CREATE INDEX approval_requests_open ON approval_requests (connection, created_at) WHERE status IN ('pending', 'approved')`,
+      'CREATE INDEX approval_requests_requester ON approval_requests (requester_subject, created_at)',
+      'CREATE INDEX approval_requests_created ON approval_requests (created_at)',
+      `CREATE INDEX approval_requests_deadline ON approval_requests (expires_at) WHERE status IN ('pending', 'approved')`,
+      `CREATE TABLE approval_decisions (
+        request_id text NOT NULL REFERENCES approval_requests (id),
+        approver text NOT NULL,
+        decision text NOT NULL CHECK (decision IN ('approve', 'deny')),
+        comment text,
+        at timestamptz NOT NULL,
+        PRIMARY KEY (request_id, approver)
+      )`,
+    ],
   },
   {
     version: 5,

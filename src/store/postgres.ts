@@ -16,9 +16,11 @@ import { StoreError, errorMessage, isHoopError } from '../errors.js';
 import { normalizeEventFilter, normalizeSessionFilter, typePrefixPattern } from './filters.js';
 import { POSTGRES_MIGRATIONS, pendingMigrations } from './migrations.js';
 import { redactSecret, redactUrl } from './redact.js';
+import { canonicalJson } from '../audit/chain.js';
+import { APPROVAL_COLUMNS, approvalOf, decisionRefusal, isoInstant, nextApprovalState, normalizeApprovalFilter, type ApprovalRowBase, type DecisionRow } from './approvals.js';
 import { EVENT_COLUMNS, sealBatch, type EventRowValues } from './rows.js';
 import { sessionSummaryOf, type SessionRow } from './sessions.js';
-import { EVENT_ROW_OVERHEAD, findPageEnd, type EventFilter, type Notification, type NotificationClaim, type NotificationDraft, type SessionDetail, type SessionFilter, type SessionKill, type SessionPageRequest, type SessionSummary, type Store } from './store.js';
+import { EVENT_ROW_OVERHEAD, findPageEnd, type ApprovalDecisionInput, type ApprovalDecisionOutcome, type ApprovalFilter, type ApprovalRequest, type EventFilter, type Notification, type NotificationClaim, type NotificationDraft, type SessionDetail, type SessionFilter, type SessionKill, type SessionPageRequest, type SessionSummary, type Store } from './store.js';
 
 /** Advisory lock keys: arbitrary constants that name hoop's audit chain head and its migrations. */
 const CHAIN_LOCK = 0x686f6f70_0001n; // "hoop" 1
@@ -27,6 +29,8 @@ const MIGRATION_LOCK = 0x686f6f70_0002n; // "hoop" 2
 const NOTIFICATION_CLAIM_LOCK = 0x686f6f70_0005n; // "hoop" 5
 /** NOTIFY channel of kill requests; the payload is the session id. */
 const KILL_CHANNEL = 'hoop_session_kill';
+/** NOTIFY channel of approval requests that changed state; the payload is the request id. */
+const APPROVAL_CHANNEL = 'hoop_approval';
 /** A lost LISTEN connection is reopened after this (the gateways' poll covers the gap). */
 const LISTEN_RETRY_MS = 5_000;
 const KILL_SELECT = 'SELECT session_id, requested_by, reason, requested_at FROM session_kills';
@@ -266,12 +270,110 @@ export class PostgresStore implements Store {
     await this.query(action, `UPDATE notifications SET ${set} WHERE id = $1 AND delivered_at IS NULL AND dead_at IS NULL`, params);
   }
 
+  async watchKills(wake: (sessionId: string) => void): Promise<() => Promise<void>> {
+    return this.listen(KILL_CHANNEL, 'watch session kills', wake);
+  }
+
+  async createApprovalRequest(r: ApprovalRequest): Promise<void> {
+    const values = [
+      r.id, r.kind, r.connection, r.requester.subject, r.requester.email, r.requester.groups, r.statement, r.fingerprint,
+      canonicalJson(r.parameters), r.reason, r.rule, r.estimate, r.duration_ms, r.session_id, 'pending',
+      isoInstant(r.created_at), isoInstant(r.expires_at), new Date().toISOString(), r.min_approvals, r.approvers,
+    ];
+    await this.query('store an approval request', `INSERT INTO approval_requests (${APPROVAL_COLUMNS}) VALUES (${values.map((_, i) => `$${i + 1}`).join(', ')})`, values);
+  }
+
+  async getApprovalRequest(id: string): Promise<ApprovalRequest | null> {
+    const rows = await this.query<PgApprovalRow>('read an approval request', 'SELECT * FROM approval_requests WHERE id = $1', [id]);
+    return (await this.withDecisions('read an approval request', rows))[0] ?? null;
+  }
+
+  async listApprovalRequests(filter: ApprovalFilter): Promise<ApprovalRequest[]> {
+    const f = normalizeApprovalFilter(filter);
+    const params: unknown[] = [];
+    const p = (v: unknown): string => (params.push(v), `$${params.length}`);
+    const where = ['true'];
+    if (f.status !== null) where.push(`status = ANY(${p(f.status)}::text[])`);
+    if (f.connection !== null) where.push(`connection = ${p(f.connection)}`);
+    if (f.requester !== null) where.push(`requester_subject = ${p(f.requester)}`);
+    if (f.approverGroups !== null) where.push(`approvers && ${p(f.approverGroups)}::text[]`);
+    const rows = await this.query<PgApprovalRow>(
+      'list approval requests',
+      `SELECT * FROM approval_requests WHERE ${where.join(' AND ')} ORDER BY created_at DESC, id DESC LIMIT ${p(f.limit)}`,
+      params,
+    );
+    return this.withDecisions('list approval requests', rows);
+  }
+
+  /**
+   * One transaction: the request row locked (FOR UPDATE), so concurrent decisions on any replica
+   * take turns; the decision and the status it leads to are written together, and the NOTIFY is
+   * delivered at COMMIT, so a woken holder always finds the new state.
+   */
+  async recordApprovalDecision(d: ApprovalDecisionInput): Promise<ApprovalDecisionOutcome> {
+    const at = isoInstant(d.at);
+    return this.transaction('record an approval decision', async (c): Promise<ApprovalDecisionOutcome> => {
+      const locked = await c.query<PgApprovalRow>('SELECT * FROM approval_requests WHERE id = $1 FOR UPDATE', [d.id]);
+      const request = (await this.withDecisions('record an approval decision', locked.rows, c))[0];
+      if (!request) return { ok: false, reason: 'not_found' };
+      const refusal = decisionRefusal(request, { ...d, at });
+      if (refusal === 'expired') {
+        await c.query(`UPDATE approval_requests SET status = 'expired', updated_at = $2 WHERE id = $1`, [d.id, at]);
+        await c.query('SELECT pg_notify($1, $2)', [APPROVAL_CHANNEL, d.id]);
+        return { ok: false, reason: 'not_pending', request: { ...request, status: 'expired' } };
+      }
+      if (refusal) return { ok: false, reason: refusal, request };
+      const next = nextApprovalState(request, { ...d, at });
+      await c.query('INSERT INTO approval_decisions (request_id, approver, decision, comment, at) VALUES ($1, $2, $3, $4, $5)', [d.id, d.approver, d.decision, d.comment, at]);
+      await c.query('UPDATE approval_requests SET status = $2, expires_at = $3, updated_at = $4 WHERE id = $1', [d.id, next.status, next.expires_at, at]);
+      await c.query('SELECT pg_notify($1, $2)', [APPROVAL_CHANNEL, d.id]);
+      return {
+        ok: true,
+        request: { ...request, status: next.status, expires_at: next.expires_at, approvals: [...request.approvals, { approver: d.approver, decision: d.decision, comment: d.comment, at }] },
+      };
+    });
+  }
+
+  async markApprovalUsed(id: string, at: string): Promise<ApprovalRequest | null> {
+    const when = isoInstant(at);
+    return (await this.transition('mark an approval used', `status = 'used', updated_at = $1`, `id = $2 AND status = 'approved' AND expires_at > $1`, [when, id]))[0] ?? null;
+  }
+
+  async expireApprovalRequests(now: string): Promise<ApprovalRequest[]> {
+    return this.transition('expire approval requests', `status = 'expired', updated_at = $1`, `status IN ('pending', 'approved') AND expires_at <= $1`, [isoInstant(now)]);
+  }
+
+  async cancelApprovalRequest(id: string, at: string): Promise<ApprovalRequest | null> {
+    return (await this.transition('cancel an approval request', `status = 'cancelled', updated_at = $1`, `id = $2 AND status = 'pending'`, [isoInstant(at), id]))[0] ?? null;
+  }
+
+  async watchApprovals(wake: (id: string) => void): Promise<() => Promise<void>> {
+    return this.listen(APPROVAL_CHANNEL, 'watch approval requests', wake);
+  }
+
+  /** One UPDATE … RETURNING and a NOTIFY per changed request, in one transaction. */
+  private async transition(action: string, set: string, where: string, params: unknown[]): Promise<ApprovalRequest[]> {
+    return this.transaction(action, async (c) => {
+      const { rows } = await c.query<PgApprovalRow>(`UPDATE approval_requests SET ${set} WHERE ${where} RETURNING *`, params);
+      if (rows.length > 0) await c.query('SELECT pg_notify($1, id) FROM unnest($2::text[]) AS id', [APPROVAL_CHANNEL, rows.map((r) => r.id)]);
+      return this.withDecisions(action, rows, c);
+    });
+  }
+
+  private async withDecisions(action: string, rows: PgApprovalRow[], c?: pg.PoolClient): Promise<ApprovalRequest[]> {
+    if (rows.length === 0) return [];
+    const sql = 'SELECT request_id, approver, decision, comment, at FROM approval_decisions WHERE request_id = ANY($1::text[]) ORDER BY at, approver';
+    const ids = [rows.map((r) => r.id)];
+    const decisions = c ? (await c.query<DecisionRow>(sql, ids)).rows : await this.query<DecisionRow>(action, sql, ids);
+    return rows.map((r) => approvalOf(r, decisions, (a) => a));
+  }
+
   /**
    * LISTEN on its own connection (a pooled one would be handed to others). If that connection is
-   * lost it is reopened after LISTEN_RETRY_MS; meanwhile the gateways' poll still finds kills.
+   * lost it is reopened after LISTEN_RETRY_MS; meanwhile the gateways' poll still finds changes.
    */
-  async watchKills(wake: (sessionId: string) => void): Promise<() => Promise<void>> {
-    this.assertOpen('watch session kills');
+  private async listen(channel: string, action: string, wake: (payload: string) => void): Promise<() => Promise<void>> {
+    this.assertOpen(action);
     let client: pg.Client | null = null;
     let retry: NodeJS.Timeout | null = null;
     let stopped = false;
@@ -293,17 +395,17 @@ export class PostgresStore implements Store {
       c.on('error', lost);
       c.on('end', lost);
       c.on('notification', (n) => {
-        if (n.channel === KILL_CHANNEL && n.payload) wake(n.payload);
+        if (n.channel === channel && n.payload) wake(n.payload);
       });
       await c.connect();
-      await c.query(`LISTEN ${KILL_CHANNEL}`);
+      await c.query(`LISTEN ${channel}`);
     };
     try {
       await listen();
     } catch (err) {
       const c = client as pg.Client | null;
       await c?.end().catch(() => {});
-      throw this.storeError('watch session kills', err);
+      throw this.storeError(action, err);
     }
     const stop = async (): Promise<void> => {
       stopped = true;
@@ -479,3 +581,5 @@ function passwordOf(url: string): string | null {
     return null;
   }
 }
+
+type PgApprovalRow = ApprovalRowBase<string[]>;

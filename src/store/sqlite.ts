@@ -20,14 +20,15 @@
  * the dead worker may have committed is read back: the next append seals on the real head.
  */
 import { Worker } from 'node:worker_threads';
-import { EncodedEvent } from '../audit/chain.js';
+import { EncodedEvent, canonicalJson } from '../audit/chain.js';
 import type { AuditEvent, UnsealedEvent } from '../audit/event.js';
 import { StoreError, errorMessage } from '../errors.js';
 import { normalizeEventFilter, normalizeSessionFilter, typePrefixPattern } from './filters.js';
 import { EVENT_COLUMNS, sealBatch } from './rows.js';
+import { APPROVAL_COLUMNS, approvalOf, decisionRefusal, isoInstant, nextApprovalState, normalizeApprovalFilter, type ApprovalRowBase, type DecisionRow } from './approvals.js';
 import { SQLITE_MIGRATIONS, pendingMigrations } from './migrations.js';
 import { sessionSummaryOf, type SessionRow } from './sessions.js';
-import { EVENT_ROW_OVERHEAD, findPageEnd, type EventFilter, type Notification, type NotificationClaim, type NotificationDraft, type SessionDetail, type SessionFilter, type SessionKill, type SessionPageRequest, type SessionSummary, type Store } from './store.js';
+import { EVENT_ROW_OVERHEAD, findPageEnd, type ApprovalDecisionInput, type ApprovalDecisionOutcome, type ApprovalFilter, type ApprovalRequest, type EventFilter, type Notification, type NotificationClaim, type NotificationDraft, type SessionDetail, type SessionFilter, type SessionKill, type SessionPageRequest, type SessionSummary, type Store } from './store.js';
 
 const BUSY_TIMEOUT_MS = 10_000;
 /** How long an append keeps re-sealing while other writers move the head before it gives up. */
@@ -114,6 +115,8 @@ export class SqliteStore implements Store {
   /** Appends run one at a time: each seals on the head the previous one left. */
   private appendTail: Promise<unknown> = Promise.resolve();
   private readonly inflight = new Set<Promise<Reply>>();
+  /** watchApprovals callers: one gateway per file, so a change made here is all there is to hear. */
+  private readonly approvalWatchers = new Set<(id: string) => void>();
 
   /** `path` is a file path or `:memory:`. Use `openStore()` for parent directories and file mode. */
   constructor(readonly path: string) {
@@ -386,6 +389,127 @@ export class SqliteStore implements Store {
   /** One gateway per SQLite file: the kill route ends its own sessions at once, nothing to hear. */
   async watchKills(): Promise<() => Promise<void>> {
     return async () => {};
+  }
+
+  async createApprovalRequest(r: ApprovalRequest): Promise<void> {
+    this.refuseAfterClose('store an approval request');
+    const now = new Date().toISOString();
+    await this.write('store an approval request', {
+      steps: [{
+        sql: `INSERT INTO approval_requests (${APPROVAL_COLUMNS}) VALUES (${APPROVAL_COLUMNS.split(',').map(() => '?').join(', ')})`,
+        rows: [[
+          r.id, r.kind, r.connection, r.requester.subject, r.requester.email, JSON.stringify(r.requester.groups), r.statement, r.fingerprint,
+          canonicalJson(r.parameters), r.reason, r.rule, r.estimate, r.duration_ms, r.session_id, 'pending',
+          isoInstant(r.created_at), isoInstant(r.expires_at), now, r.min_approvals, JSON.stringify(r.approvers),
+        ]],
+      }],
+    });
+  }
+
+  async getApprovalRequest(id: string): Promise<ApprovalRequest | null> {
+    this.refuseAfterClose('read an approval request');
+    return (await this.approvalsWhere('read an approval request', 'id = ?', [id]))[0] ?? null;
+  }
+
+  async listApprovalRequests(filter: ApprovalFilter): Promise<ApprovalRequest[]> {
+    this.refuseAfterClose('list approval requests');
+    const f = normalizeApprovalFilter(filter);
+    const where: string[] = ['1 = 1'];
+    const params: unknown[] = [];
+    if (f.status !== null) (where.push('status IN (SELECT value FROM json_each(?))'), params.push(JSON.stringify(f.status)));
+    if (f.connection !== null) (where.push('connection = ?'), params.push(f.connection));
+    if (f.requester !== null) (where.push('requester_subject = ?'), params.push(f.requester));
+    if (f.approverGroups !== null) {
+      where.push('EXISTS (SELECT 1 FROM json_each(approvers) g WHERE g.value IN (SELECT value FROM json_each(?)))');
+      params.push(JSON.stringify(f.approverGroups));
+    }
+    return this.approvalsWhere('list approval requests', `${where.join(' AND ')} ORDER BY created_at DESC, rowid DESC LIMIT ?`, [...params, f.limit ?? -1]);
+  }
+
+  /**
+   * Read, decide here, then write only if under the write lock the request is still pending with
+   * the same number of decisions (the worker's guard); otherwise read again. The primary key on
+   * (request, approver) refuses a second decision by one approver whatever happens.
+   */
+  async recordApprovalDecision(d: ApprovalDecisionInput): Promise<ApprovalDecisionOutcome> {
+    const action = 'record an approval decision';
+    this.refuseAfterClose(action);
+    const at = isoInstant(d.at);
+    for (;;) {
+      const request = await this.getApprovalRequest(d.id);
+      if (!request) return { ok: false, reason: 'not_found' };
+      const refusal = decisionRefusal(request, { ...d, at });
+      if (refusal === 'expired') {
+        await this.expireApprovalRequests(at);
+        return { ok: false, reason: 'not_pending', request: (await this.getApprovalRequest(d.id)) ?? request };
+      }
+      if (refusal) return { ok: false, reason: refusal, request };
+      const next = nextApprovalState(request, { ...d, at });
+      const done = await this.write(action, {
+        guard: {
+          sql: 'SELECT status, (SELECT count(*) FROM approval_decisions WHERE request_id = ?) AS n FROM approval_requests WHERE id = ?',
+          params: [d.id, d.id],
+          expect: [{ status: 'pending', n: request.approvals.length }],
+        },
+        steps: [
+          { sql: 'INSERT INTO approval_decisions (request_id, approver, decision, comment, at) VALUES (?, ?, ?, ?, ?)', rows: [[d.id, d.approver, d.decision, d.comment, at]] },
+          { sql: 'UPDATE approval_requests SET status = ?, expires_at = ?, updated_at = ? WHERE id = ?', rows: [[next.status, next.expires_at, at, d.id]] },
+        ],
+      });
+      if (!done.committed) continue; // another decision came first: decide again on what it left
+      this.wakeApprovals([d.id]);
+      return { ok: true, request: (await this.getApprovalRequest(d.id))! };
+    }
+  }
+
+  async markApprovalUsed(id: string, at: string): Promise<ApprovalRequest | null> {
+    const when = isoInstant(at);
+    return (await this.transition('mark an approval used', `status = 'used', updated_at = ?`, [when], `id = ? AND status = 'approved' AND expires_at > ?`, [id, when]))[0] ?? null;
+  }
+
+  async expireApprovalRequests(now: string): Promise<ApprovalRequest[]> {
+    const when = isoInstant(now);
+    return this.transition('expire approval requests', `status = 'expired', updated_at = ?`, [when], `status IN ('pending', 'approved') AND expires_at <= ?`, [when]);
+  }
+
+  async cancelApprovalRequest(id: string, at: string): Promise<ApprovalRequest | null> {
+    return (await this.transition('cancel an approval request', `status = 'cancelled', updated_at = ?`, [isoInstant(at)], `id = ? AND status = 'pending'`, [id]))[0] ?? null;
+  }
+
+  async watchApprovals(wake: (id: string) => void): Promise<() => Promise<void>> {
+    this.refuseAfterClose('watch approval requests');
+    const w = (id: string) => wake(id);
+    this.approvalWatchers.add(w);
+    return async () => {
+      this.approvalWatchers.delete(w);
+    };
+  }
+
+  /** One UPDATE … RETURNING: atomic on its own (SQLite runs it in one implicit transaction). */
+  private async transition(action: string, set: string, setParams: unknown[], where: string, whereParams: unknown[]): Promise<ApprovalRequest[]> {
+    this.refuseAfterClose(action);
+    const rows = await this.all<ApprovalRowBase<string>>(action, `UPDATE approval_requests SET ${set} WHERE ${where} RETURNING *`, [...setParams, ...whereParams]);
+    if (rows.length === 0) return [];
+    this.wakeApprovals(rows.map((r) => r.id));
+    return this.withDecisions(action, rows);
+  }
+
+  private async approvalsWhere(action: string, where: string, params: unknown[]): Promise<ApprovalRequest[]> {
+    return this.withDecisions(action, await this.all<ApprovalRowBase<string>>(action, `SELECT * FROM approval_requests WHERE ${where}`, params));
+  }
+
+  private async withDecisions(action: string, rows: ApprovalRowBase<string>[]): Promise<ApprovalRequest[]> {
+    if (rows.length === 0) return [];
+    const decisions = await this.all<DecisionRow>(
+      action,
+      'SELECT request_id, approver, decision, comment, at FROM approval_decisions WHERE request_id IN (SELECT value FROM json_each(?)) ORDER BY at, rowid',
+      [JSON.stringify(rows.map((r) => r.id))],
+    );
+    return rows.map((r) => approvalOf(r, decisions, (a) => JSON.parse(a) as string[]));
+  }
+
+  private wakeApprovals(ids: string[]): void {
+    for (const id of ids) for (const w of this.approvalWatchers) w(id);
   }
 
   /** The worker connection's settings (journal_mode, synchronous, busy_timeout): for checks and tests. */

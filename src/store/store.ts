@@ -1,8 +1,38 @@
-import type { SessionDetail, SessionSummary } from '../api/types.js';
+import type { ApprovalRequest, RequestStatus, SessionDetail, SessionSummary } from '../api/types.js';
 import type { AuditEvent, UnsealedEvent } from '../audit/event.js';
 
 // The store answers session queries in the API's own shapes: the routes send them as they are.
-export type { SessionDetail, SessionSummary };
+export type { ApprovalRequest, RequestStatus, SessionDetail, SessionSummary };
+
+/** Which approval requests to list: every filter given must hold. Newest first. */
+export interface ApprovalFilter {
+  status?: readonly RequestStatus[];
+  connection?: string;
+  /** The requester's subject. */
+  requester?: string;
+  /** Requests that a member of one of these groups may decide (their `approvers` overlap). */
+  approverGroups?: readonly string[];
+  limit?: number;
+}
+
+/** One approver's decision, as `recordApprovalDecision` takes it. */
+export interface ApprovalDecisionInput {
+  id: string;
+  approver: string;
+  decision: 'approve' | 'deny';
+  comment: string | null;
+  at: string; // RFC 3339
+}
+
+/**
+ * What became of a decision: recorded (the request as it is now: still pending, approved or
+ * denied), or refused — no such request, it is no longer pending (decided, expired, cancelled:
+ * decisions are final), or this approver has decided already.
+ */
+export type ApprovalDecisionOutcome =
+  | { ok: true; request: ApprovalRequest }
+  | { ok: false; reason: 'not_found' }
+  | { ok: false; reason: 'not_pending' | 'already_decided'; request: ApprovalRequest };
 
 export interface SessionFilter {
   subject?: string;
@@ -195,6 +225,35 @@ export interface Store {
   markNotificationDead(id: string, failure: { error: string; at: string }): Promise<void>;
 
   getNotification(id: string): Promise<Notification | null>;
+  /** Stores a new request (status `pending`, no decisions). Rejects a duplicate id. */
+  createApprovalRequest(request: ApprovalRequest): Promise<void>;
+
+  getApprovalRequest(id: string): Promise<ApprovalRequest | null>;
+
+  listApprovalRequests(filter: ApprovalFilter): Promise<ApprovalRequest[]>;
+
+  /**
+   * Records one decision atomically with the status it leads to (`nextApprovalState`): any deny
+   * denies; `min_approvals` distinct approvers approve. A request past its deadline is expired
+   * instead, and the decision refused.
+   */
+  recordApprovalDecision(decision: ApprovalDecisionInput): Promise<ApprovalDecisionOutcome>;
+
+  /** Compare-and-set approved -> used, if not past `expires_at`: the request as used, or null if it was not approved (or used already). */
+  markApprovalUsed(id: string, at: string): Promise<ApprovalRequest | null>;
+
+  /** Pending and approved-but-unused requests past `expires_at` become `expired`; returns them. */
+  expireApprovalRequests(now: string): Promise<ApprovalRequest[]>;
+
+  /** Pending -> cancelled; null if it was not pending. */
+  cancelApprovalRequest(id: string, at: string): Promise<ApprovalRequest | null>;
+
+  /**
+   * Calls `wake(id)` soon after a request changes state through any store instance on this
+   * database (PostgreSQL LISTEN/NOTIFY), or through this instance (SQLite: one gateway).
+   * Resolves with `stop`.
+   */
+  watchApprovals(wake: (id: string) => void): Promise<() => Promise<void>>;
 
   close(): Promise<void>;
 }

@@ -49,6 +49,14 @@ class CountingStore implements Store {
   markNotificationFailed(id: string, f: Parameters<Store['markNotificationFailed']>[1]) { return this.target.markNotificationFailed(id, f); }
   markNotificationDead(id: string, f: Parameters<Store['markNotificationDead']>[1]) { return this.target.markNotificationDead(id, f); }
   getNotification(id: string) { return this.target.getNotification(id); }
+  createApprovalRequest(r: Parameters<Store['createApprovalRequest']>[0]) { return this.target.createApprovalRequest(r); }
+  getApprovalRequest(id: string) { return this.target.getApprovalRequest(id); }
+  listApprovalRequests(f: Parameters<Store['listApprovalRequests']>[0]) { return this.target.listApprovalRequests(f); }
+  recordApprovalDecision(d: Parameters<Store['recordApprovalDecision']>[0]) { return this.target.recordApprovalDecision(d); }
+  markApprovalUsed(id: string, at: string) { return this.target.markApprovalUsed(id, at); }
+  expireApprovalRequests(now: string) { return this.target.expireApprovalRequests(now); }
+  cancelApprovalRequest(id: string, at: string) { return this.target.cancelApprovalRequest(id, at); }
+  watchApprovals(wake: (id: string) => void) { return this.target.watchApprovals(wake); }
   close() { return this.target.close(); }
 }
 

@@ -43,6 +43,8 @@ describe('shell completion', () => {
     expect(bashComplete(['hoop', 'connect', '--port', '0', '--'])).toContain('--reason');
     expect(bashComplete(['hoop', 'gateway', '--log-level', ''])).toEqual(['trace', 'debug', 'info', 'warn', 'error']);
     expect(bashComplete(['hoop', 'completion', ''])).toEqual(['bash', 'zsh', 'fish']);
+    expect(bashComplete(['hoop', 'review', ''])).toEqual(['approve', 'deny']);
+    expect(bashComplete(['hoop', 'request', 'bank', '--n'])).toContain('--no-wait');
     // A flag's value is not mistaken for a subcommand.
     expect(bashComplete(['hoop', '--gateway', 'sessions', 'con'])).toEqual(['connections', 'connect']);
   });

@@ -39,6 +39,8 @@ export interface TestGatewayOptions {
   logger?: Logger;
   /** The statement decisions (src/gateway/gateway.ts GatewayOptions.planner). */
   planner?: Planner;
+  /** Changes the parsed config before the gateway starts (parts the file format cannot say yet). */
+  adjustConfig?: (config: GatewayConfig) => GatewayConfig;
 }
 
 export interface TestGateway {
@@ -94,7 +96,8 @@ export async function startTestGateway(opts: TestGatewayOptions): Promise<TestGa
     ...opts.config,
   };
   try {
-    const config = parseConfig(raw, 'test-gateway.yaml', dir);
+    const parsed = parseConfig(raw, 'test-gateway.yaml', dir);
+    const config = opts.adjustConfig ? opts.adjustConfig(parsed) : parsed;
     const logger = opts.logger ?? pino({ level: process.env['HOOP_TEST_LOG'] ?? 'silent' }, pino.destination(2));
     const gateway = await startGateway(config, { logger, ...(opts.planner ? { planner: opts.planner } : {}) });
     return {

@@ -8,7 +8,7 @@ import { EncodedEvent, GENESIS_HASH, canonicalJson, verifyChain } from '../../sr
 import type { Actor, AuditEventType, UnsealedEvent } from '../../src/audit/event.js';
 import { verifyStore } from '../../src/audit/verify.js';
 import { StoreError, UsageError } from '../../src/errors.js';
-import type { NotificationDraft, Store } from '../../src/store/store.js';
+import type { ApprovalRequest, NotificationDraft, Store } from '../../src/store/store.js';
 
 type AuditEventLike = { seq: number; data: Record<string, unknown> };
 
@@ -492,6 +492,198 @@ export function storeSuite(h: StoreHarness): void {
         await again();
         expect(woken).toEqual([id]);
       } else expect(woken).toEqual([]); // no cross-process signal: the gateways poll killsFor
+    });
+  });
+
+  describe('approval requests', () => {
+    const t0 = Date.UTC(2026, 0, 3, 9, 0, 0);
+    const iso = (ms: number) => new Date(ms).toISOString();
+    let n = 0;
+    const request = (over: Partial<ApprovalRequest> = {}): ApprovalRequest => ({
+      id: `r-${(0x10000000 + n++).toString(16)}`,
+      kind: 'statement',
+      connection: 'bank',
+      requester: { subject: 'alice', email: 'alice@bank.example', groups: ['analysts'] },
+      statement: 'SELECT * FROM customers WHERE id = $1',
+      fingerprint: 'a1b2c3d4e5f60718',
+      parameters: ['42', null, { nested: ['é😀'] }],
+      reason: 'INC-42',
+      rule: 'full-export',
+      estimate: 12000,
+      duration_ms: null,
+      session_id: null,
+      status: 'pending',
+      created_at: iso(t0),
+      expires_at: iso(t0 + 600_000),
+      approvals: [],
+      min_approvals: 1,
+      approvers: ['dba'],
+      ...over,
+    });
+    const decide = (id: string, approver: string, decision: 'approve' | 'deny', atMs = t0 + 1000, comment: string | null = null) =>
+      ({ id, approver, decision, comment, at: iso(atMs) });
+
+    test('a request reads back as stored, on another replica too; a duplicate id is refused', async () => {
+      const store = await fresh();
+      const r = request({ estimate: 1.5, session_id: randomUUID() });
+      await store.createApprovalRequest(r);
+      expect(await store.getApprovalRequest(r.id)).toEqual(r);
+      expect(await store.getApprovalRequest('r-00000000')).toBeNull();
+      expect(await (await another(store)).getApprovalRequest(r.id)).toEqual(r);
+      await expect(store.createApprovalRequest(r)).rejects.toBeInstanceOf(StoreError);
+      const grant = request({ kind: 'grant', statement: null, fingerprint: null, parameters: [], rule: null, estimate: null, duration_ms: 7_200_000 });
+      await store.createApprovalRequest(grant);
+      expect(await store.getApprovalRequest(grant.id)).toEqual(grant);
+    });
+
+    test('lists newest first, filtered by status, connection, requester and approver groups', async () => {
+      const store = await fresh();
+      const a = request({ created_at: iso(t0) });
+      const b = request({ created_at: iso(t0 + 1000), connection: 'crm', approvers: ['ops', 'dba'] });
+      const c = request({ created_at: iso(t0 + 2000), requester: { subject: 'bob', email: null, groups: ['dba'] }, approvers: ['security'] });
+      for (const r of [a, b, c]) await store.createApprovalRequest(r);
+      await store.recordApprovalDecision(decide(a.id, 'carol', 'deny'));
+      const ids = async (f: Parameters<Store['listApprovalRequests']>[0]) => (await store.listApprovalRequests(f)).map((r) => r.id);
+      expect(await ids({})).toEqual([c.id, b.id, a.id]);
+      expect(await ids({ limit: 2 })).toEqual([c.id, b.id]);
+      expect(await ids({ status: ['pending'] })).toEqual([c.id, b.id]);
+      expect(await ids({ status: ['denied', 'approved'] })).toEqual([a.id]);
+      expect(await ids({ connection: 'crm' })).toEqual([b.id]);
+      expect(await ids({ requester: 'alice' })).toEqual([b.id, a.id]);
+      expect(await ids({ approverGroups: ['ops'] })).toEqual([b.id]);
+      expect(await ids({ approverGroups: ['dba', 'security'], status: ['pending'] })).toEqual([c.id, b.id]);
+      expect(await ids({ approverGroups: [] })).toEqual([]);
+      expect((await store.listApprovalRequests({ status: ['denied'] }))[0]!.approvals).toEqual([{ approver: 'carol', decision: 'deny', comment: null, at: iso(t0 + 1000) }]);
+      await expect(store.listApprovalRequests({ status: ['bogus' as 'pending'] })).rejects.toBeInstanceOf(UsageError);
+    });
+
+    test('one approval approves (and opens a use window as long as the wait); decisions are final', async () => {
+      const store = await fresh();
+      const r = request();
+      await store.createApprovalRequest(r);
+      const done = await store.recordApprovalDecision({ ...decide(r.id, 'bob', 'approve', t0 + 5000), comment: 'ok for INC-42' });
+      expect(done).toEqual({
+        ok: true,
+        request: { ...r, status: 'approved', expires_at: iso(t0 + 5000 + 600_000), approvals: [{ approver: 'bob', decision: 'approve', comment: 'ok for INC-42', at: iso(t0 + 5000) }] },
+      });
+      expect(await store.getApprovalRequest(r.id)).toEqual(done.ok && done.request);
+      const late = await store.recordApprovalDecision(decide(r.id, 'dave', 'deny', t0 + 6000));
+      expect(late).toMatchObject({ ok: false, reason: 'not_pending', request: { status: 'approved' } });
+      expect(await store.recordApprovalDecision(decide('r-ffffffff', 'bob', 'approve'))).toEqual({ ok: false, reason: 'not_found' });
+    });
+
+    test('two-person rule: the same approver twice is refused; a second approver approves; a grant lasts its duration', async () => {
+      const store = await fresh();
+      const r = request({ min_approvals: 2 });
+      await store.createApprovalRequest(r);
+      expect(await store.recordApprovalDecision(decide(r.id, 'bob', 'approve'))).toMatchObject({ ok: true, request: { status: 'pending' } });
+      expect(await store.recordApprovalDecision(decide(r.id, 'bob', 'approve', t0 + 2000))).toMatchObject({ ok: false, reason: 'already_decided', request: { status: 'pending' } });
+      const second = await store.recordApprovalDecision(decide(r.id, 'dave', 'approve', t0 + 3000));
+      expect(second).toMatchObject({ ok: true, request: { status: 'approved' } });
+      expect(second.ok && second.request.approvals.map((a) => a.approver)).toEqual(['bob', 'dave']);
+      const grant = request({ kind: 'grant', duration_ms: 3_600_000, statement: null, fingerprint: null, parameters: [] });
+      await store.createApprovalRequest(grant);
+      expect(await store.recordApprovalDecision(decide(grant.id, 'bob', 'approve', t0 + 4000))).toMatchObject({ ok: true, request: { status: 'approved', expires_at: iso(t0 + 4000 + 3_600_000) } });
+    });
+
+    test('one deny denies, even after an approval toward two', async () => {
+      const store = await fresh();
+      const r = request({ min_approvals: 2 });
+      await store.createApprovalRequest(r);
+      await store.recordApprovalDecision(decide(r.id, 'bob', 'approve'));
+      expect(await store.recordApprovalDecision({ ...decide(r.id, 'dave', 'deny', t0 + 2000), comment: 'too broad' })).toMatchObject({ ok: true, request: { status: 'denied' } });
+      expect((await store.getApprovalRequest(r.id))!.approvals.map((a) => [a.approver, a.decision, a.comment])).toEqual([['bob', 'approve', null], ['dave', 'deny', 'too broad']]);
+    });
+
+    test('concurrent decisions through two replicas: each is kept once and the status follows both', async () => {
+      const store = await fresh();
+      const other = await another(store);
+      const r = request({ min_approvals: 2 });
+      await store.createApprovalRequest(r);
+      const [x, y] = await Promise.all([store.recordApprovalDecision(decide(r.id, 'bob', 'approve')), other.recordApprovalDecision(decide(r.id, 'dave', 'approve'))]);
+      expect([x.ok, y.ok]).toEqual([true, true]);
+      expect(await store.getApprovalRequest(r.id)).toMatchObject({ status: 'approved' });
+      expect((await store.getApprovalRequest(r.id))!.approvals).toHaveLength(2);
+      // The same approver racing with itself: one is kept.
+      const s = request();
+      await store.createApprovalRequest(s);
+      const both = await Promise.all([store.recordApprovalDecision(decide(s.id, 'bob', 'approve')), other.recordApprovalDecision(decide(s.id, 'bob', 'deny'))]);
+      expect(both.filter((o) => o.ok)).toHaveLength(1);
+      expect((await store.getApprovalRequest(s.id))!.approvals).toHaveLength(1);
+    });
+
+    test('a decision past the deadline is refused and expires the request', async () => {
+      const store = await fresh();
+      const r = request();
+      await store.createApprovalRequest(r);
+      expect(await store.recordApprovalDecision(decide(r.id, 'bob', 'approve', t0 + 600_000))).toMatchObject({ ok: false, reason: 'not_pending', request: { status: 'expired', approvals: [] } });
+      expect(await store.getApprovalRequest(r.id)).toMatchObject({ status: 'expired' });
+    });
+
+    test('markApprovalUsed: approved -> used exactly once, never before approval or after the window', async () => {
+      const store = await fresh();
+      const other = await another(store);
+      const r = request();
+      await store.createApprovalRequest(r);
+      expect(await store.markApprovalUsed(r.id, iso(t0 + 1000))).toBeNull(); // pending
+      await store.recordApprovalDecision(decide(r.id, 'bob', 'approve'));
+      const raced = await Promise.all([store.markApprovalUsed(r.id, iso(t0 + 2000)), other.markApprovalUsed(r.id, iso(t0 + 2000))]);
+      expect(raced.filter(Boolean)).toHaveLength(1);
+      expect(raced.find(Boolean)).toMatchObject({ id: r.id, status: 'used', approvals: [{ approver: 'bob' }] });
+      expect(await store.markApprovalUsed(r.id, iso(t0 + 3000))).toBeNull();
+      const late = request();
+      await store.createApprovalRequest(late);
+      await store.recordApprovalDecision(decide(late.id, 'bob', 'approve')); // usable until t0 + 1000 + 600 000
+      expect(await store.markApprovalUsed(late.id, iso(t0 + 1000 + 600_000))).toBeNull();
+      expect(await store.markApprovalUsed('r-ffffffff', iso(t0))).toBeNull();
+    });
+
+    test('expire ends pending and unused approved requests past their deadline, nothing else; cancel ends a pending one', async () => {
+      const store = await fresh();
+      const soon = request({ expires_at: iso(t0 + 1000) });
+      const later = request({ expires_at: iso(t0 + 900_000) });
+      const approved = request({ expires_at: iso(t0 + 1000) });
+      const denied = request({ expires_at: iso(t0 + 1000) });
+      for (const r of [soon, later, approved, denied]) await store.createApprovalRequest(r);
+      await store.recordApprovalDecision(decide(approved.id, 'bob', 'approve', t0 + 500)); // usable until t0 + 1500
+      await store.recordApprovalDecision(decide(denied.id, 'bob', 'deny', t0 + 500));
+      expect((await store.expireApprovalRequests(iso(t0 + 1000))).map((r) => [r.id, r.status])).toEqual([[soon.id, 'expired']]);
+      expect((await store.expireApprovalRequests(iso(t0 + 2000))).map((r) => [r.id, r.status])).toEqual([[approved.id, 'expired']]);
+      expect(await store.expireApprovalRequests(iso(t0 + 2000))).toEqual([]);
+      expect(await store.getApprovalRequest(denied.id)).toMatchObject({ status: 'denied' });
+      expect(await store.cancelApprovalRequest(later.id, iso(t0 + 3000))).toMatchObject({ id: later.id, status: 'cancelled' });
+      expect(await store.cancelApprovalRequest(later.id, iso(t0 + 3000))).toBeNull();
+      expect(await store.cancelApprovalRequest(denied.id, iso(t0 + 3000))).toBeNull();
+      expect(await store.recordApprovalDecision(decide(later.id, 'bob', 'approve', t0 + 4000))).toMatchObject({ ok: false, reason: 'not_pending', request: { status: 'cancelled' } });
+    });
+
+    test('watchApprovals hears every change of state: from other replicas (PostgreSQL) or this store (SQLite), and stops', async () => {
+      const store = await fresh();
+      const watcher = h.dialect === 'postgres' ? await another(store) : store;
+      const woken: string[] = [];
+      const stop = await watcher.watchApprovals((id) => woken.push(id));
+      const [a, b, c] = [request(), request({ expires_at: iso(t0 + 1000) }), request()];
+      for (const r of [a, b, c]) await store.createApprovalRequest(r);
+      await store.recordApprovalDecision(decide(a.id, 'bob', 'approve'));
+      await expect.poll(() => woken).toEqual([a.id]);
+      await store.markApprovalUsed(a.id, iso(t0 + 2000));
+      await store.expireApprovalRequests(iso(t0 + 1000));
+      await store.cancelApprovalRequest(c.id, iso(t0 + 3000));
+      await expect.poll(() => woken).toEqual([a.id, a.id, b.id, c.id]);
+      await store.cancelApprovalRequest(c.id, iso(t0 + 3000)); // no change: no wake-up
+      await stop();
+      const d = request();
+      await store.createApprovalRequest(d);
+      await store.recordApprovalDecision(decide(d.id, 'bob', 'deny'));
+      const seen: string[] = [];
+      const again = await watcher.watchApprovals((x) => seen.push(x));
+      await store.cancelApprovalRequest((await store.getApprovalRequest(d.id))!.id, iso(t0)); // denied: nothing
+      const e = request();
+      await store.createApprovalRequest(e);
+      await store.cancelApprovalRequest(e.id, iso(t0 + 10));
+      await expect.poll(() => seen).toEqual([e.id]);
+      await again();
+      expect(woken).toEqual([a.id, a.id, b.id, c.id]);
     });
   });
 }

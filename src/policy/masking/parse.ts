@@ -3,7 +3,8 @@
  * The WASM module is instantiated asynchronously; after that, parsing is synchronous, so the
  * statement analysis never waits on the data path.
  */
-import { loadModule, parsePlPgSQLSync, parseSync } from 'libpg-query';
+import { createHash } from 'node:crypto';
+import { fingerprintSync, loadModule, parsePlPgSQLSync, parseSync } from 'libpg-query';
 import type { ParseResult } from 'libpg-query';
 
 export type { ParseResult };
@@ -54,5 +55,23 @@ export function parsePlpgsql(text: string): unknown {
     return parsePlPgSQLSync(text);
   } catch (err) {
     throw new Error(err instanceof Error ? err.message : String(err));
+  }
+}
+
+/**
+ * What an approval is bound to (with the parameters, compared apart): libpg-query's fingerprint
+ * of the statement, then a hash of its parse tree without positions. The fingerprint alone is
+ * the same for texts that differ only in their constants — `DELETE … WHERE id = 1` and
+ * `… WHERE id = 2`, `LIMIT 10` and `LIMIT 1000000` — so an approval of one would let the other
+ * run; the tree hash keeps constants and still ignores whitespace, comments and keyword case.
+ * A text the parser refuses is bound to its exact bytes (`text:` and their SHA-256).
+ */
+export function fingerprintSql(text: string): string {
+  if (!loaded) throw new Error('the SQL parser is not loaded (call loadParser() at start)');
+  try {
+    const tree = JSON.stringify(parseSync(text), (key, value: unknown) => (key === 'location' || key === 'stmt_location' || key === 'stmt_len' ? undefined : value));
+    return `${fingerprintSync(text)}.${createHash('sha256').update(tree).digest('hex').slice(0, 32)}`;
+  } catch {
+    return `text:${createHash('sha256').update(text).digest('hex')}`;
   }
 }
