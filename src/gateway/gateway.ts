@@ -35,6 +35,8 @@ import { ConfigHolder, buildLiveConfig, type LiveParts } from './live-config.js'
 import { ConfigReloader, configChanges, configLoadedEvent, type ReloadOutcome } from './reload.js';
 import { TunnelEndpoint, type Planner, type TunnelContext } from './tunnel.js';
 import { MaskingService } from './masking.js';
+import { Estimator } from './estimator.js';
+import type { ApprovalRequest } from './approvals.js';
 import { loadParser } from '../policy/masking/parse.js';
 import { tcpDial } from '../protocols/postgres/upstream.js';
 
@@ -86,14 +88,22 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
   const store = metrics.instrument(await openStore(config.store));
   const recorder = new AuditRecorder(store, { logger });
   const kills = new SessionKills({ store, logger });
-  // Its worker starts with the listener; until then a queued notification just waits in the store.
-  // TODO(coordinator): pass `targets` (every connection's approval.notify, from configs.current())
-  // so rows left by another replica or an earlier run find their signing secret.
-  const notifier = new Notifier({ store, recorder, logger, metrics });
-  let closed = false;
-  // Reads the roles in effect now (a reload may change who is an admin); set once configs exist.
+  // Read the config in effect now (a reload may change admins and webhooks); set once configs exist.
   let rolesNow: () => GatewayConfig['roles'] = () => config.roles;
+  let connectionsNow: () => GatewayConfig['connections'] = () => config.connections;
+  // Its worker starts with the listener; until then a queued notification just waits in the store.
+  // `targets`: where a row queued by another replica or an earlier run finds its signing secret.
+  const notifier = new Notifier({ store, recorder, logger, metrics, targets: () => connectionsNow().flatMap((c) => c.approval?.notify ?? []) });
+  let closed = false;
   const approvals = new ApprovalService({ store, recorder, logger, roles: () => rolesNow() });
+  // Every request and decision reaches the connection's approvers by its webhooks.
+  const notifyApprovers = (event: 'approval.requested' | 'approval.decided') => (r: ApprovalRequest) => {
+    const targets = connectionsNow().find((c) => c.name === r.connection)?.approval?.notify ?? [];
+    for (const t of targets) void notifier.enqueue(t, { ...r, event }).catch(() => {}); // enqueue logs its failure
+  };
+  approvals.onRequested = notifyApprovers('approval.requested');
+  approvals.onDecided = notifyApprovers('approval.decided');
+  const estimator = new Estimator((upstream) => tcpDial(upstream));
 
   try {
     ensureSigningKey(config.audit.signing_key, logger);
@@ -103,6 +113,7 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
     const parts = liveParts(config, ensureMaskingKey(maskingKeyPath(config.audit.signing_key), logger));
     const configs = new ConfigHolder(buildLiveConfig(config, parts));
     rolesNow = () => configs.current().config.roles;
+    connectionsNow = () => configs.current().config.connections;
     const file = config.path;
     const reloadFrom = options.reloadFrom ?? (file !== null ? () => loadConfig(file) : null);
     const reloader = new ConfigReloader({ holder: configs, load: reloadFrom, build: (c) => buildLiveConfig(c, parts), recorder, logger });
@@ -125,7 +136,12 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
       get authn() { return configs.current().authn; },
       get proxies() { return configs.current().proxies; },
       engines: engineFor,
-      masking: new MaskingService({ current: (name) => configs.connection(name), dial: (upstream) => tcpDial(upstream) }),
+      policy: {
+        current: (name) => configs.connection(name),
+        masking: new MaskingService({ current: (name) => configs.connection(name), dial: (upstream) => tcpDial(upstream) }),
+        approvals,
+        estimator,
+      },
       ...(planner ? { planner } : {}),
     };
     const tunnels = new TunnelEndpoint(tunnelContext);
@@ -175,6 +191,7 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
         await tunnels.close();
         await kills.close();
         await approvals.close(); // after the tunnels: their sessions' holds are cancelled by then
+        await estimator.close();
         server.closeAllConnections();
         await stopped;
         await notifier.close(); // before the recorder's flush: a give-up records notify.failed

@@ -132,25 +132,47 @@ export class SessionMasking {
 
   private async planWithCatalog(text: string, config: MaskingConfig, connection: LiveConnection): Promise<StatementPlan> {
     const compiled = this.service.compile(config);
-    const cache = this.service.schemaCache(connection);
-    let schema: SchemaView & { version: number };
+    let result: { analysis: QueryAnalysis; env: AnalysisEnv };
     try {
-      schema = await cache.snapshot();
-      let result = this.analyse(text, compiled, schema);
-      if (result.missing.length > 0) {
-        // Named relations the catalog did not have: perhaps created since it was read.
-        const fresh = await cache.refreshFor(result.missing);
-        if (fresh.version !== schema.version) {
-          schema = fresh;
-          result = this.analyse(text, compiled, schema);
-        }
-      }
-      const decision = planMasking({ analysis: result.analysis, config, env: result.env, key: connection.maskingKey, scrubber: compiled.scrubber, connection: connection.name });
-      if (decision.action === 'run') this.follow(result.analysis);
-      return decision;
+      result = await this.analysisOf(text, compiled, connection);
     } catch (err) {
       return { action: 'refuse', code: SQLSTATE_REFUSED, message: `hoop: statement refused: connection ${connection.name} masks protected data and hoop could not read its catalog (${errorMessage(err)})`, summary: { masking: { refused: 'catalog unavailable' } } };
     }
+    const decision = planMasking({ analysis: result.analysis, config, env: result.env, key: connection.maskingKey, scrubber: compiled.scrubber, connection: connection.name });
+    if (decision.action === 'run') this.follow(result.analysis);
+    return decision;
+  }
+
+  /**
+   * The protected columns each statement of a text reads, by masking's rules, whoever asks (an
+   * exemption changes what a caller sees, not what a statement touches): what access rules'
+   * `protected_columns` condition looks at. [] without masking rules; rejects when the catalog
+   * cannot be read.
+   */
+  async protectedColumns(text: string): Promise<string[][]> {
+    const connection = this.service.connection(this.connectionName);
+    if (!connection?.masking) return [];
+    const { analysis } = await this.analysisOf(text, this.service.compile(connection.masking), connection);
+    return analysis.statements.map((s) => [...new Set([
+      ...(s.result ?? []).flatMap((c) => c.taint.sources.map((src) => src.column)),
+      ...s.predicates.map((p) => p.column),
+    ])]);
+  }
+
+  /** The analysis of a text against the catalog, read again once if it names relations the snapshot lacks. */
+  private async analysisOf(text: string, compiled: Compiled, connection: LiveConnection): Promise<{ analysis: QueryAnalysis; env: AnalysisEnv }> {
+    const cache = this.service.schemaCache(connection);
+    let schema = await cache.snapshot();
+    let result = this.analyse(text, compiled, schema);
+    if (result.missing.length > 0) {
+      // Named relations the catalog did not have: perhaps created since it was read.
+      const fresh = await cache.refreshFor(result.missing);
+      if (fresh.version !== schema.version) {
+        schema = fresh;
+        result = this.analyse(text, compiled, schema);
+      }
+    }
+    return result;
   }
 
   /** Analyses a text (from the cache when its meaning does not depend on this session). */

@@ -21,7 +21,7 @@ import { killMessage, killReason } from './kills.js';
 import { DeniedError, admitConnection, reasonHeader, recordDenial, requestSource } from './access.js';
 import { upstreamConfigOf, type ConnectionConfig } from './config.js';
 import { sessionRoleOf } from './db-roles.js';
-import type { MaskingService } from './masking.js';
+import { SessionPolicy, type PolicyDeps } from './statement-policy.js';
 import { HttpError, errorBody, statusOf } from './http.js';
 import { authenticateRequest, type ApiContext } from './routes.js';
 import { sessionAuditHooks } from './session-audit.js';
@@ -37,9 +37,9 @@ const TUNNEL_PATH = /^\/api\/v1\/connections\/([^/]+)\/tunnel$/;
 export interface TunnelContext extends ApiContext {
   /** The engine for a connection type. */
   engines(type: string): Engine;
-  /** Masking of every session's statements (masking.ts). */
-  masking: MaskingService;
-  /** Replaces masking as the statement decision (tests). */
+  /** What decides every session's statements: guard, masking, access rules (statement-policy.ts). */
+  policy: PolicyDeps;
+  /** Replaces the policy as the statement decision (tests). */
   planner?: Planner;
 }
 
@@ -220,9 +220,9 @@ export class TunnelEndpoint {
       secrets: [connection.upstream.password],
     });
     // Over the limit, the session is refused before session.start: a FATAL that says why.
-    // The statement decisions: a planner given to the gateway (tests), else masking (masking.ts).
+    // The statement decisions: a planner given to the gateway (tests), else the policy.
     const planner = ctx.planner;
-    const masking = planner ? null : ctx.masking.session(connection.name, identity);
+    const policy = planner ? null : new SessionPolicy(ctx.policy, { identity, connection: connection.name, sessionId, reason: reasonHeader(req) });
     const hooks = {
       ...audit,
       sessionStart: async (info: StartupInfo) => {
@@ -230,11 +230,11 @@ export class TunnelEndpoint {
         await audit.sessionStart(info);
       },
       ...(planner ? { plan: (s: StatementStart) => planner(s, { identity, connection }) } : {}),
-      ...(masking ? {
-        plan: (s: StatementStart) => masking.plan(s),
+      ...(policy ? {
+        plan: (s: StatementStart) => policy.plan(s),
         queryEnd: (end: StatementEnd) => {
           audit.queryEnd(end);
-          masking.queryEnded(end);
+          policy.queryEnded(end);
         },
       } : {}),
     };
@@ -249,7 +249,7 @@ export class TunnelEndpoint {
         signal: ending.signal,
         payloadLimit: ctx.config.audit.payload_limit,
         owner: identity.subject,
-        ...(masking ? { scrubText: masking.scrubText } : {}),
+        ...(policy ? { scrubText: policy.scrubText } : {}),
       })
       .catch((err: unknown) => log.error({ err: errorMessage(err) }, 'engine failed'))
       .finally(() => {

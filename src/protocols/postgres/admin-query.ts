@@ -46,6 +46,8 @@ export interface AdminConnection {
   query(sql: string): Promise<QueryResult[]>;
   /** Terminate, then the end of the stream. */
   close(): Promise<void>;
+  /** The connection failed or was closed: every query rejects; open a new one. */
+  readonly isBroken: boolean;
 }
 
 export interface AdminConnectionOptions {
@@ -116,6 +118,10 @@ class SimpleQueryClient implements AdminConnection {
     socket.on('close', () => this.fail(this.upstreamError('the server closed the connection')));
     if (leftover.length > 0) this.onData(leftover);
     socket.resume();
+  }
+
+  get isBroken(): boolean {
+    return this.broken !== null;
   }
 
   query(sql: string): Promise<QueryResult[]> {

@@ -1,0 +1,53 @@
+/**
+ * Row estimates for `estimated_rows` access rules (estimate.ts reads them with EXPLAIN) on one
+ * gateway-owned upstream connection per hoop connection, opened when first needed and opened
+ * again after it fails. A statement whose estimate cannot be had gets null: the rules count it as
+ * matching (fail closed).
+ */
+import type { Duplex } from 'node:stream';
+import type { UpstreamConfig } from '../protocols/engine.js';
+import { openAdminConnection, type AdminConnection } from '../protocols/postgres/admin-query.js';
+import { upstreamConfigOf } from './config.js';
+import { estimateRows } from './estimate.js';
+import type { LiveConnection } from './live-config.js';
+
+export class Estimator {
+  private readonly open = new Map<string, { upstream: string; admin: Promise<AdminConnection> }>();
+
+  constructor(private readonly dial: (upstream: UpstreamConfig) => Promise<Duplex>) {}
+
+  async estimate(connection: LiveConnection, text: string, role: string | null): Promise<number | null> {
+    let admin: AdminConnection;
+    try {
+      admin = await this.connectionFor(connection);
+    } catch {
+      this.open.delete(connection.name);
+      return null;
+    }
+    return estimateRows(admin, text, { role });
+  }
+
+  private connectionFor(connection: LiveConnection): Promise<AdminConnection> {
+    const upstream = upstreamConfigOf(connection);
+    const id = JSON.stringify([upstream.host, upstream.port, upstream.database, upstream.user]);
+    const known = this.open.get(connection.name);
+    if (known && known.upstream === id) {
+      // A connection that broke since (the server restarted, a timeout) is replaced.
+      return known.admin.then((a) => (a.isBroken ? this.reopen(connection.name, upstream, id) : a));
+    }
+    if (known) void known.admin.then((a) => a.close(), () => {});
+    return this.reopen(connection.name, upstream, id);
+  }
+
+  private reopen(name: string, upstream: UpstreamConfig, id: string): Promise<AdminConnection> {
+    const admin = openAdminConnection(upstream, () => this.dial(upstream));
+    this.open.set(name, { upstream: id, admin });
+    return admin;
+  }
+
+  async close(): Promise<void> {
+    const all = [...this.open.values()];
+    this.open.clear();
+    await Promise.all(all.map((o) => o.admin.then((a) => a.close(), () => {})));
+  }
+}

@@ -1,0 +1,176 @@
+/**
+ * Every statement of a session, decided in one place, in this order:
+ *
+ *   1. the shared-credential guard (guard-plan.ts): always on, for everyone;
+ *   2. masking (masking.ts): refuse, or run with per-column transforms (or waived);
+ *   3. the connection's access rules (src/policy/risk/): allow, deny, or require approval —
+ *      a statement approved ahead of time (`hoop request --query`) runs at once, any other one
+ *      is held on the live connection until its request is decided (approvals.ts);
+ *   4. the row cap of the approval block on whatever runs.
+ *
+ * The current config is read per statement, so a reload applies to the next one. Classification
+ * and the statement's fingerprint are computed once per distinct text and config.
+ */
+import type { Identity } from '../identity/identity.js';
+import type { FinalPlan, HoldPlan, RefusePlan, RunPlan, StatementEnd, StatementPlan, StatementStart } from '../protocols/engine.js';
+import { fingerprintSql } from '../policy/masking/parse.js';
+import { classifyQuery, type QueryClassification } from '../policy/risk/classify.js';
+import { ESTIMATED_KINDS, decide, rulesFor, type RuleDecision } from '../policy/risk/rules.js';
+import type { ApprovalConfig } from '../policy/risk/types.js';
+import { errorMessage } from '../errors.js';
+import type { ApprovalService } from './approvals.js';
+import { protectedRolesOf, sessionRoleOf } from './db-roles.js';
+import type { Estimator } from './estimator.js';
+import { guardPlan } from './guard-plan.js';
+import type { LiveConnection } from './live-config.js';
+import type { MaskingService, SessionMasking } from './masking.js';
+
+/** SQLSTATE insufficient_privilege: a statement refused by policy. */
+const SQLSTATE_REFUSED = '42501';
+/** Distinct texts whose classification a connection's rules keep. */
+const CLASSIFICATION_CACHE_ENTRIES = 2_000;
+
+export interface PolicyDeps {
+  current(name: string): LiveConnection | undefined;
+  masking: MaskingService;
+  approvals: ApprovalService;
+  estimator: Estimator;
+}
+
+export interface SessionInfo {
+  identity: Identity;
+  connection: string;
+  sessionId: string;
+  /** The session's `--reason`, carried into approval requests. */
+  reason: string | null;
+}
+
+/** Classifications per text, kept while one approval config object lives. */
+const classified = new WeakMap<ApprovalConfig, Map<string, { classification: QueryClassification; fingerprint: string | null }>>();
+
+export class SessionPolicy {
+  private readonly masking: SessionMasking;
+
+  constructor(private readonly deps: PolicyDeps, private readonly session: SessionInfo) {
+    this.masking = deps.masking.session(session.connection, session.identity);
+  }
+
+  plan(start: StatementStart): StatementPlan | Promise<StatementPlan> {
+    const connection = this.deps.current(this.session.connection);
+    if (connection) {
+      const guarded = guardPlan(start, protectedRolesOf(connection, this.session.identity));
+      if (guarded) return guarded;
+    }
+    const masked = this.masking.plan(start);
+    const approval = connection?.approval ?? null;
+    if (!connection || !approval) return masked;
+    return masked instanceof Promise ? masked.then((m) => this.withRules(start, m, connection, approval)) : this.withRules(start, masked, connection, approval);
+  }
+
+  /** What the connection's access rules make of a statement masking would run. */
+  private async withRules(start: StatementStart, masked: StatementPlan, connection: LiveConnection, approval: ApprovalConfig): Promise<StatementPlan> {
+    if (masked.action !== 'run') return masked;
+    const run = approval.rowCap !== null ? { ...masked, rowCap: approval.rowCap } : masked;
+    if (start.protocol === 'fastpath') return run;
+    if (rulesFor(approval.rules, this.session.identity.groups).length === 0) return run;
+    let decision: RuleDecision;
+    let fingerprint: string | null;
+    try {
+      ({ decision, fingerprint } = await this.decide(start, connection, approval));
+    } catch (err) {
+      return refuse(`hoop: statement refused: the access rules of connection ${connection.name} could not be applied (${errorMessage(err)})`, { refused: 'rules unavailable' });
+    }
+    const summary = { rule: decision.rule, reason: decision.reason };
+    if (decision.action === 'allow') return decision.rule ? withSummary(run, { access: summary }) : run;
+    if (decision.action === 'deny') return refuse(`hoop: statement refused: ${decision.reason}`, summary);
+    if (fingerprint === null) return refuse(`hoop: statement refused: ${decision.reason}, and hoop cannot fingerprint it to ask for approval`, summary);
+    const pre = await this.deps.approvals.consumePreApproved({ subject: this.session.identity.subject, connection: connection.name, fingerprint, parameters: start.parameters });
+    // What was approved runs whole: the row cap is for what was not.
+    const approved = masked as RunPlan;
+    if (pre) return withSummary(approved, { approval: { request: pre.id, rule: decision.rule, approved_ahead: true, approvers: approversOf(pre) } });
+    return this.hold(start, approved, decision, fingerprint, approval);
+  }
+
+  private async decide(start: StatementStart, connection: LiveConnection, approval: ApprovalConfig): Promise<{ decision: RuleDecision; fingerprint: string | null }> {
+    const text = start.statement;
+    let cache = classified.get(approval);
+    if (!cache) classified.set(approval, (cache = new Map()));
+    let known = cache.get(text);
+    if (!known) {
+      const protectedColumns = await this.masking.protectedColumns(text);
+      let fingerprint: string | null = null;
+      try {
+        fingerprint = fingerprintSql(text);
+      } catch {
+        // Unparseable: the rules decide it strictly, and it cannot be approved.
+      }
+      known = { classification: classifyQuery(text, (i) => protectedColumns[i] ?? []), fingerprint };
+      if (cache.size >= CLASSIFICATION_CACHE_ENTRIES) cache.delete(cache.keys().next().value!);
+      cache.set(text, known);
+    }
+    const { classification, fingerprint } = known;
+    const statements = classification.parseError === null ? classification.statements : null;
+    const rules = rulesFor(approval.rules, this.session.identity.groups);
+    const estimate = statements && statements.length === 1 && ESTIMATED_KINDS.has(statements[0]!.kind) && rules.some((r) => r.when.estimated_rows)
+      ? await this.deps.estimator.estimate(connection, text, sessionRoleOf(connection, this.session.identity))
+      : null;
+    return { decision: decide(statements, approval.rules, this.session.identity.groups, () => estimate), fingerprint };
+  }
+
+  /** Holds the statement until its request is decided; the client is told how to approve it. */
+  private hold(start: StatementStart, run: RunPlan, decision: RuleDecision, fingerprint: string, approval: ApprovalConfig): HoldPlan {
+    const { request, outcome, cancel } = this.deps.approvals.hold({
+      identity: this.session.identity,
+      connection: this.session.connection,
+      statement: start.statement,
+      fingerprint,
+      parameters: start.parameters,
+      rule: decision.rule ?? 'unparseable',
+      estimate: null,
+      reason: this.session.reason,
+      sessionId: this.session.sessionId,
+      config: approval,
+    });
+    const waited = Date.now();
+    const settled = outcome.then(async (o): Promise<FinalPlan> => {
+      const decided = await this.deps.approvals.get(request.id).catch(() => null);
+      const about = { request: request.id, rule: decision.rule, outcome: o, waited_ms: Date.now() - waited, approvers: decided ? approversOf(decided) : [] };
+      if (o === 'approved') return withSummary(run, { approval: about });
+      const by = decided?.approvals.find((a) => a.decision === 'deny');
+      const why = o === 'denied' ? `denied${by ? ` by ${by.approver}${by.comment ? `: ${by.comment}` : ''}` : ''}` : o === 'expired' ? `not decided within ${Math.round(approval.timeoutMs / 60_000)}m (expired)` : 'cancelled';
+      return refuse(`hoop: statement not run: approval request ${request.id} (${decision.reason}) was ${why}`, about);
+    });
+    return {
+      action: 'hold',
+      notice: `hoop: approval required (rule ${decision.rule ?? 'unparseable'}) — request ${request.id}; waiting up to ${formatMinutes(approval.timeoutMs)}; approve with: hoop review approve ${request.id}`,
+      decision: settled,
+      cancelled: cancel,
+      summary: { approval: { request: request.id, rule: decision.rule } },
+    };
+  }
+
+  queryEnded(end: StatementEnd): void {
+    this.masking.queryEnded(end);
+  }
+
+  get scrubText(): SessionMasking['scrubText'] {
+    return this.masking.scrubText;
+  }
+}
+
+function approversOf(r: { approvals: { approver: string; decision: string }[] }): string[] {
+  return r.approvals.filter((a) => a.decision === 'approve').map((a) => a.approver);
+}
+
+function withSummary(plan: RunPlan, more: Record<string, unknown>): RunPlan {
+  return { ...plan, summary: { ...(plan.summary ?? {}), ...more } };
+}
+
+function refuse(message: string, access: Record<string, unknown>): RefusePlan {
+  return { action: 'refuse', code: SQLSTATE_REFUSED, message, summary: { access } };
+}
+
+function formatMinutes(ms: number): string {
+  return ms % 60_000 === 0 ? `${ms / 60_000}m` : `${Math.round(ms / 1000)}s`;
+}
+

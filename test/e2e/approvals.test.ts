@@ -1,0 +1,239 @@
+/**
+ * Access rules and the live hold, as the requester and the reviewers meet them: a risky statement
+ * waits on the live connection until approved through the API, runs once, and everything behind
+ * it waits in order; a deny, an expiry, a cancel end it with an error and the session goes on.
+ */
+import { spawn } from 'node:child_process';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { createHmac } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
+import pg from 'pg';
+import { request } from 'undici';
+import { afterAll, beforeAll, describe, expect, inject, test } from 'vitest';
+import { openLocalTunnel, type LocalTunnel } from '../../src/client/tunnel.js';
+import { collect, clientEnv } from '../helpers/clients.js';
+import { bankConnection, startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { until } from '../helpers/poll.js';
+import { createTestDatabase, passwordOf, type UpstreamInfo } from '../helpers/postgres.js';
+import { errorsIn, fe, noticesIn, rawTunnel, rowsIn } from '../helpers/raw-client.js';
+import { tunnelClient } from '../gateway/ws-client.js';
+
+const shared = inject('upstream');
+let db: { info: UpstreamInfo; drop(): Promise<void> };
+let gw: TestGateway;
+let hooks: Server;
+const delivered: { headers: IncomingMessage['headers']; body: string }[] = [];
+const SECRET = 'webhook-secret-0123456789';
+const tunnels: LocalTunnel[] = [];
+
+const RULES = [
+  { name: 'analysts-read-only', groups: ['analysts'], when: { kind: ['insert', 'update', 'delete', 'merge', 'ddl', 'dcl', 'copy_in'] }, action: 'deny' },
+  { name: 'full-export', when: { kind: ['select', 'copy_out'], tables: ['customers'], where: false }, action: 'require_approval' },
+];
+
+function approval(extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return { approvers: ['dba'], rules: RULES, row_cap: 50, ...extra };
+}
+
+beforeAll(async () => {
+  db = await createTestDatabase(shared, 'approvals');
+  const admin = new pg.Client({ host: db.info.host, port: db.info.port, user: db.info.users.scram, password: passwordOf(db.info.users.scram), database: db.info.database });
+  await admin.connect();
+  await admin.query('CREATE TABLE customers (id int PRIMARY KEY, name text); INSERT INTO customers SELECT i, \'c\' || i FROM generate_series(1, 100) i');
+  await admin.end();
+  hooks = createServer((req, res) => {
+    let body = '';
+    req.on('data', (d: Buffer) => (body += d.toString()));
+    req.on('end', () => {
+      delivered.push({ headers: req.headers, body });
+      res.end('ok');
+    });
+  });
+  await new Promise<void>((r) => hooks.listen(0, '127.0.0.1', r));
+  const hookUrl = `http://127.0.0.1:${(hooks.address() as AddressInfo).port}/approvals`;
+  gw = await startTestGateway({
+    upstream: db.info,
+    apiKeys: [{ name: 'alice', groups: ['analysts'] }, { name: 'bob', groups: ['dba'] }, { name: 'dave', groups: ['dba'] }, { name: 'root', groups: ['platform'] }],
+    connections: [
+      bankConnection(db.info, { approval: approval({ notify: [{ webhook: hookUrl, secret: SECRET }] }) }),
+      bankConnection(db.info, { name: 'two', approval: approval({ min_approvals: 2 }) }),
+      bankConnection(db.info, { name: 'fast', approval: approval({ timeout: '2s' }) }),
+    ],
+  });
+}, 60_000);
+
+afterAll(async () => {
+  for (const t of tunnels) await t.close();
+  await gw?.close();
+  await new Promise((r) => hooks?.close(r));
+  await db?.drop();
+});
+
+async function api(method: 'GET' | 'POST', path: string, who: string, body?: unknown): Promise<{ status: number; json: any }> {
+  const res = await request(`${gw.url}/api/v1${path}`, {
+    method,
+    headers: { authorization: `Bearer ${gw.keys[who]!}`, ...(body ? { 'content-type': 'application/json' } : {}) },
+    ...(body ? { body: JSON.stringify(body) } : {}),
+  });
+  return { status: res.statusCode, json: await res.body.json().catch(() => null) };
+}
+
+/** A client whose NOTICEs (the hold's) are collected. */
+async function client(who: string, connection = 'bank'): Promise<{ c: pg.Client; notices: string[] }> {
+  const c = await tunnelClient(gw.url, connection, gw.keys[who]!, { application: `approvals-${who}` });
+  const notices: string[] = [];
+  c.on('notice', (n) => notices.push(n.message ?? ''));
+  return { c, notices };
+}
+
+const requestIn = async (notices: string[]) => (await until(() => notices.map((n) => /request (r-[0-9a-f]{8})/.exec(n)?.[1]).find(Boolean)))!;
+
+describe('the live hold', () => {
+  test('a full export waits for a reviewer, then returns its rows; the approval is recorded and used once', async () => {
+    const { c, notices } = await client('alice');
+    try {
+      const result = c.query('SELECT * FROM customers');
+      const id = await requestIn(notices);
+      expect(notices[0]).toBe(`hoop: approval required (rule full-export) — request ${id}; waiting up to 10m; approve with: hoop review approve ${id}`);
+      const pending = await api('GET', '/reviews', 'bob');
+      expect(pending.json.map((r: { id: string }) => r.id)).toContain(id);
+      expect((await api('POST', `/reviews/${id}/approve`, 'bob', { comment: 'INC-42' })).status).toBe(200);
+      // Approved: the row cap (50) does not cut what was approved.
+      expect((await result).rows).toHaveLength(100);
+    } finally {
+      await c.end();
+    }
+    const events = await gw.store.readEvents({});
+    const start = events.find((e) => e.type === 'query.start' && e.data['statement'] === 'SELECT * FROM customers');
+    expect(start?.data['decision']).toMatchObject({ action: 'run', approval: { rule: 'full-export', outcome: 'approved', approvers: ['apikey:bob'] } });
+    expect(events.some((e) => e.type === 'approval.decided' && e.data['decision'] === 'approve')).toBe(true);
+  });
+
+  test('a deny ends the statement with 42501 and the session goes on; the requester cannot approve their own', async () => {
+    const { c, notices } = await client('alice');
+    try {
+      const result = c.query('SELECT name FROM customers').catch((e: unknown) => e);
+      const id = await requestIn(notices);
+      const self = await api('POST', `/reviews/${id}/approve`, 'alice', {});
+      expect(self.status).toBe(403);
+      await api('POST', `/reviews/${id}/deny`, 'bob', { comment: 'use the report instead' });
+      expect(await result).toMatchObject({ code: '42501', message: expect.stringContaining('denied by apikey:bob: use the report instead') });
+      expect((await c.query('SELECT 1 AS ok')).rows).toEqual([{ ok: 1 }]);
+    } finally {
+      await c.end();
+    }
+  });
+
+  test('undecided within the timeout: expired', async () => {
+    const { c } = await client('alice', 'fast');
+    try {
+      await expect(c.query('SELECT id FROM customers')).rejects.toMatchObject({ code: '42501', message: expect.stringContaining('expired') });
+    } finally {
+      await c.end();
+    }
+  });
+
+  test('two-person rule: one approval keeps it waiting, a second approver releases it', async () => {
+    const { c, notices } = await client('alice', 'two');
+    try {
+      let done = false;
+      const result = c.query('SELECT id FROM customers LIMIT 3').then((r) => ((done = true), r));
+      const id = await requestIn(notices);
+      await api('POST', `/reviews/${id}/approve`, 'bob', {});
+      expect((await api('POST', `/reviews/${id}/approve`, 'bob', {})).status).not.toBe(200);
+      expect((await api('GET', `/reviews/${id}`, 'bob')).json.status).toBe('pending');
+      expect(done).toBe(false);
+      await api('POST', `/reviews/${id}/approve`, 'dave', {});
+      expect((await result).rows).toHaveLength(3);
+    } finally {
+      await c.end();
+    }
+  });
+
+  test('pipelined extended-protocol statements behind a held one wait, then run in order', async () => {
+    const raw = await rawTunnel(gw.url, gw.keys['alice']!, { application: 'approvals-pipeline' });
+    try {
+      raw.send(fe.parse('', 'SELECT id FROM customers ORDER BY id LIMIT 2'), fe.bind('', ''), fe.execute(), fe.parse('', "SELECT 'after' AS x"), fe.bind('', ''), fe.execute(), fe.sync());
+      const notice = await raw.waitFor(0, (ms) => noticesIn(ms).length > 0, 'the hold notice');
+      expect(rowsIn(raw.messages)).toEqual([]);
+      const id = /request (r-[0-9a-f]{8})/.exec(noticesIn(notice.messages)[0]!.M!)![1]!;
+      await api('POST', `/reviews/${id}/approve`, 'bob', {});
+      const ex = await raw.waitFor(0, (ms) => ms.some((m) => m.type === 'Z'), 'ReadyForQuery');
+      expect(errorsIn(ex.messages)).toEqual([]);
+      expect(rowsIn(ex.messages)).toEqual([['1'], ['2'], ['after']]);
+    } finally {
+      await raw.end();
+    }
+  });
+
+  test('Ctrl-C in psql while held cancels the request', async () => {
+    const t = await openLocalTunnel({ gateway: gw.url, connection: 'bank', token: async () => gw.keys['alice']!, port: 0, user: 'alice', database: db.info.database });
+    tunnels.push(t);
+    const child = spawn('psql', ['-X', '-w', '-At', '-d', t.uri, '-c', 'SELECT name FROM customers -- ctrl-c'], { env: clientEnv() });
+    const out = collect(child, 30_000);
+    const held = await until(async () => (await api('GET', '/reviews', 'bob')).json.find((r: { statement: string }) => r.statement.includes('-- ctrl-c')));
+    child.kill('SIGINT');
+    const r = await out;
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain('cancelled');
+    await until(async () => (await api('GET', `/reviews/${held.id}`, 'bob')).json.status === 'cancelled');
+  });
+});
+
+describe('rules without a hold', () => {
+  test('a group-scoped deny refuses analysts, not others', async () => {
+    const { c } = await client('alice');
+    await expect(c.query('DELETE FROM customers WHERE id = -1')).rejects.toMatchObject({ code: '42501', message: expect.stringContaining('analysts-read-only') });
+    await c.end();
+    const bob = await client('bob');
+    expect((await bob.c.query('DELETE FROM customers WHERE id = -1')).rowCount).toBe(0);
+    await bob.c.end();
+  });
+
+  test('approved ahead of time: runs at once, once, and only with the same parameters', async () => {
+    const text = 'SELECT id FROM customers WHERE $1::int > 0 LIMIT 1';
+    // A WHERE that names no column does not count: this is still a full export.
+    const asked = await api('POST', '/connections/bank/requests', 'alice', { query: text, reason: 'INC-7' });
+    expect(asked.status).toBe(201);
+    await api('POST', `/reviews/${asked.json.id}/approve`, 'bob', {});
+    const { c, notices } = await client('alice');
+    try {
+      // pg sends no parameters for a text without them; this one is approved for [] only.
+      const ran = await c.query({ text, values: [] as unknown[] }).catch((e: unknown) => e);
+      expect(notices).toEqual([]);
+      expect(ran).toBeDefined();
+      const again = c.query({ text, values: [] as unknown[] }).catch((e: unknown) => e);
+      await requestIn(notices); // used once: the second run is held
+      const id = /request (r-[0-9a-f]{8})/.exec(notices[0]!)![1]!;
+      await api('POST', `/reviews/${id}/deny`, 'bob', { comment: 'once is enough' });
+      expect(await again).toMatchObject({ code: '42501' });
+    } finally {
+      await c.end();
+    }
+  });
+
+  test('the row cap stops a result past it with 54000', async () => {
+    const { c } = await client('bob');
+    try {
+      await expect(c.query('SELECT * FROM customers WHERE id > 0')).rejects.toMatchObject({ code: '54000', message: expect.stringContaining('row cap of 50') });
+      expect((await c.query('SELECT count(*)::int AS n FROM customers WHERE id > 0')).rows).toEqual([{ n: 100 }]);
+    } finally {
+      await c.end();
+    }
+  });
+
+  test('the shared-credential guard runs before everything', async () => {
+    const { c } = await client('bob');
+    await expect(c.query('ALTER ROLE CURRENT_USER PASSWORD \'x\'')).rejects.toMatchObject({ code: '42501' });
+    await expect(c.query('SELECT pg_terminate_backend(1)')).rejects.toMatchObject({ code: '42501' });
+    await c.end();
+  });
+
+  test('approvers are notified by a signed webhook', async () => {
+    const hit = await until(() => delivered.find((d) => d.body.includes('"approval.requested"')));
+    const signature = String(hit.headers['x-hoop-signature']);
+    const [t, v1] = signature.split(',').map((p) => p.split('=')[1]);
+    expect(v1).toBe(createHmac('sha256', SECRET).update(`${t}.${hit.body}`).digest('hex'));
+    expect(JSON.parse(hit.body)).toMatchObject({ event: 'approval.requested', connection: 'bank', rule: 'full-export' });
+  });
+});
