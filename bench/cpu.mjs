@@ -17,14 +17,14 @@
  * on Ctrl-C. See bench/README.md for the settings and how to read the output.
  */
 import { execFile, execFileSync, spawn } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import {
-  benchEnvironment, cleanup, cleanupOnSignals, cleanups, connArgs, dist, env, hoopConnect, log, parsePgbench, root, run, runBenchmark, sequentialLatency,
-  startBenchDatabase,
+  benchEnvironment, CLK_TCK, cleanup, cleanupOnSignals, cleanups, connArgs, cpuSeconds, dist, env, hoopConnect, log, parsePgbench, root, run, runBenchmark,
+  sequentialLatency, startBenchDatabase,
 } from './lib.mjs';
 
 const execFileAsync = promisify(execFile);
@@ -45,20 +45,6 @@ for (const m of settings.modes) if (!['extended', 'prepared', 'simple'].includes
 for (const p of settings.paths) if (!ALL_PATHS.includes(p)) throw new Error(`BENCH_PATHS: unknown path ${p} (expected ${ALL_PATHS.join(', ')})`);
 if (!settings.paths.includes('direct')) settings.paths.unshift('direct'); // the baseline of every ratio
 
-const CLK_TCK = (() => {
-  try {
-    return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
-  } catch {
-    return 100;
-  }
-})();
-
-/** utime + stime of a process, all its threads, in seconds (/proc/PID/stat fields 14 and 15). */
-function cpuSeconds(pid) {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // fields[0] is field 3 (state)
-  return (Number(fields[14 - 3]) + Number(fields[15 - 3])) / CLK_TCK;
-}
 const cpuOf = (procs) => Object.fromEntries(procs.map(({ name, pid }) => [name, cpuSeconds(pid)]));
 
 async function main() {

@@ -1,6 +1,7 @@
 /** What the benchmark scripts share: the built code, settings from the environment, cleanup. */
-import { execFile, spawn } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -98,9 +99,11 @@ export async function startBenchDatabase(name) {
 
 /**
  * A gateway (its own config, an API key for the group `bench`) with one connection `bench` to the
- * benchmark database; resolves with it and the key. The caller closes it.
+ * benchmark database, and one more to the same database per entry of `connections` (`{ name,
+ * ...keys }`: other keys of the connection, e.g. `masking`); resolves with it and the key. The
+ * caller closes it.
  */
-export async function startBenchGateway({ cluster, direct, work, store, payloadLimit }) {
+export async function startBenchGateway({ cluster, direct, work, store, payloadLimit, connections = [] }) {
   const { parseConfig } = await dist('gateway/config.js');
   const { startGateway } = await dist('gateway/gateway.js');
   const { apiKeyHash } = await dist('identity/api-keys.js');
@@ -110,16 +113,15 @@ export async function startBenchGateway({ cluster, direct, work, store, payloadL
       listen: '127.0.0.1:0',
       store,
       identity: { api_keys: [{ name: 'bench', sha256: apiKeyHash(key), groups: ['bench'] }] },
-      connections: [
-        {
-          name: 'bench',
-          type: 'postgres',
-          upstream: { host: cluster.host, port: cluster.port, database: 'bench', user: direct.user, password: direct.password, sslmode: 'disable' },
-          access: ['bench'],
-          // pgbench -c N opens N sessions as one identity: past the default of 10 they would be refused.
-          max_sessions_per_user: 10_000,
-        },
-      ],
+      connections: [{ name: 'bench' }, ...connections].map(({ name, ...rest }) => ({
+        name,
+        type: 'postgres',
+        upstream: { host: cluster.host, port: cluster.port, database: 'bench', user: direct.user, password: direct.password, sslmode: 'disable' },
+        access: ['bench'],
+        // pgbench -c N opens N sessions as one identity: past the default of 10 they would be refused.
+        max_sessions_per_user: 10_000,
+        ...rest,
+      })),
       audit: { signing_key: 'signing.key', ...(payloadLimit ? { payload_limit: payloadLimit } : {}) },
     },
     'bench',
@@ -127,6 +129,22 @@ export async function startBenchGateway({ cluster, direct, work, store, payloadL
   );
   const gateway = await startGateway(config, { logger: pino({ level: 'warn' }, pino.destination(2)) });
   return { gateway, key };
+}
+
+/** Clock ticks a second of /proc/PID/stat's CPU times (100 on Linux). */
+export const CLK_TCK = (() => {
+  try {
+    return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+  } catch {
+    return 100;
+  }
+})();
+
+/** utime + stime of a process, all its threads, in seconds (/proc/PID/stat fields 14 and 15). */
+export function cpuSeconds(pid) {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // fields[0] is field 3 (state)
+  return (Number(fields[14 - 3]) + Number(fields[15 - 3])) / CLK_TCK;
 }
 
 /** The machine and versions a result was measured on, for its report. */

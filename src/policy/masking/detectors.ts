@@ -32,6 +32,8 @@ export interface Scrubber {
    *  type is replaced in place; in any other type the value becomes SQL NULL (an in-place '*'
    *  would not be a valid int8 or json). */
   value(v: Buffer, format: number, typeOid: number): { value: Buffer | null; hits: DetectorName[] } | null;
+  /** Whether values of this type are ever scanned (false: `value` always returns null for it). */
+  scans(typeOid: number): boolean;
 }
 
 interface Match { start: number; end: number; detector: DetectorName }
@@ -56,9 +58,11 @@ export function createScrubber(detectors: DetectorName[]): Scrubber | null {
   const needsAt = enabled.has('email');
   const order = PRIORITY.filter((name) => enabled.has(name));
 
-  const find = (s: string): Match[] => {
+  const enabledMask = order.reduce((m, name) => m | FINDER_BIT[name], 0);
+  /** `only`: a mask of FINDER_BIT, the finders that can match this value at all. */
+  const find = (s: string, only = enabledMask): Match[] => {
     const matches: Match[] = [];
-    for (const name of order) FINDERS[name](s, matches);
+    for (const name of order) if (only & FINDER_BIT[name]) FINDERS[name](s, matches);
     return resolveOverlaps(matches);
   };
   const worthScanning = (s: string) => (needsDigit && /[0-9]/.test(s)) || (needsAt && s.includes('@'));
@@ -71,25 +75,40 @@ export function createScrubber(detectors: DetectorName[]): Scrubber | null {
       return { text: maskString(s, matches), hits: matches.map((m) => m.detector) };
     },
     value(v, _format, typeOid) {
-      if (NEVER_TEXT.has(typeOid) || !bytesWorthScanning(v, needsDigit, needsAt)) return null;
-      const matches = find(v.toString('latin1'));
+      if (NEVER_TEXT.has(typeOid)) return null;
+      const possible = possibleFinders(v) & enabledMask;
+      if (possible === 0) return null;
+      const matches = find(v.toString('latin1'), possible);
       if (matches.length === 0) return null;
       const hits = matches.map((m) => m.detector);
       if (!isTextLike(typeOid)) return { value: null, hits };
       return { value: maskBytes(v, matches), hits };
     },
+    scans: (typeOid) => !NEVER_TEXT.has(typeOid),
   };
 }
 
-/** The prefilter: a value without a digit (or an '@', for emails) holds nothing to find. */
-function bytesWorthScanning(v: Buffer, needsDigit: boolean, needsAt: boolean): boolean {
-  if (needsAt && v.includes(0x40)) return true;
-  if (!needsDigit) return false;
+const FINDER_BIT: Record<DetectorName, number> = { ssn: 1, card_number: 2, iban: 4, email: 8 };
+
+/**
+ * The prefilter, one pass over the bytes: the finders whose shape the value has the characters
+ * for (an ssn has 9 digits and a dash, a card 13 digits, an IBAN 2 capitals and 2 digits, an email
+ * an '@'). The others cannot match, so they are not run.
+ */
+function possibleFinders(v: Buffer): number {
+  let digits = 0;
+  let capitals = 0;
+  let dash = false;
+  let at = false;
   for (let i = 0; i < v.length; i++) {
     const byte = v[i]!;
-    if (byte >= 0x30 && byte <= 0x39) return true;
+    if (byte >= 0x30 && byte <= 0x39) digits++;
+    else if (byte >= 0x41 && byte <= 0x5a) capitals++;
+    else if (byte === 0x2d) dash = true;
+    else if (byte === 0x40) at = true;
   }
-  return false;
+  return (digits >= 9 && dash ? FINDER_BIT.ssn : 0) | (digits >= CARD_MIN ? FINDER_BIT.card_number : 0)
+    | (digits >= 2 && capitals >= 2 ? FINDER_BIT.iban : 0) | (at ? FINDER_BIT.email : 0);
 }
 
 /** Sorted by position; a match inside another one is dropped (its characters are masked anyway). */
@@ -129,25 +148,27 @@ type Finder = (s: string, into: Match[]) => void;
 
 const SSN_SHAPE = /(?<![0-9])[0-9]{3}-[0-9]{2}-[0-9]{4}(?![0-9])/g;
 
+// The finders step shared global RegExps with exec by hand (String.prototype.matchAll would
+// clone the RegExp for every value; a generator costs more than the match itself on short values).
+
 function findSsns(s: string, into: Match[]): void {
-  for (const m of matches(SSN_SHAPE, s)) into.push({ start: m.index, end: m.index + m[0].length, detector: 'ssn' });
-}
-
-/** exec over a shared global RegExp (String.prototype.matchAll would clone it for every value). */
-function* matches(pattern: RegExp, s: string): Generator<RegExpExecArray> {
+  const pattern = SSN_SHAPE;
   pattern.lastIndex = 0;
-  for (let m = pattern.exec(s); m !== null; m = pattern.exec(s)) yield m;
+  for (let m = pattern.exec(s); m !== null; m = pattern.exec(s)) into.push({ start: m.index, end: m.index + m[0].length, detector: 'ssn' });
 }
 
-/** Digits joined by at most one space or dash: the stretch a card number may sit in. */
-const DIGIT_RUN = /[0-9](?:[ -]?[0-9])*/g;
+/** Digits joined by at most one space or dash, at least CARD_MIN of them: the stretch a card
+ *  number may sit in. A match is a whole run: it starts at a digit no digit precedes and is
+ *  greedy, so shorter runs (most digit runs in text) are passed over inside the RegExp engine. */
+const CARD_RUN = /(?<![0-9])[0-9](?:[ -]?[0-9]){12,}/g;
 const CARD_MIN = 13;
 const CARD_MAX = 19;
 
 function findCardNumbers(s: string, into: Match[]): void {
-  for (const m of matches(DIGIT_RUN, s)) {
+  const pattern = CARD_RUN;
+  pattern.lastIndex = 0;
+  for (let m = pattern.exec(s); m !== null; m = pattern.exec(s)) {
     const run = m[0];
-    if (run.length < CARD_MIN) continue;
     const positions: number[] = []; // offsets in `run` of its digits
     for (let i = 0; i < run.length; i++) if (run.charCodeAt(i) !== 0x20 && run.charCodeAt(i) !== 0x2d) positions.push(i);
     // A card starts at the run's start or after a separator, and ends at the run's end or before one.
@@ -184,7 +205,9 @@ const IBAN_COMPACT = /(?<![A-Za-z0-9])[A-Z]{2}[0-9]{2}[A-Z0-9]{11,30}(?![A-Za-z0
 const IBAN_GROUPED = /(?<![A-Za-z0-9])[A-Z]{2}[0-9]{2}(?: [A-Z0-9]{4}){2,7}(?: [A-Z0-9]{1,3})?(?![A-Za-z0-9])/g;
 
 function findIbans(s: string, into: Match[]): void {
-  for (const m of matches(IBAN_COMPACT, s)) {
+  const compact = IBAN_COMPACT;
+  compact.lastIndex = 0;
+  for (let m = compact.exec(s); m !== null; m = compact.exec(s)) {
     if (passesIbanCheck(m[0])) into.push({ start: m.index, end: m.index + m[0].length, detector: 'iban' });
   }
   const grouped = IBAN_GROUPED; // stepped by hand: a miss restarts one character later

@@ -120,7 +120,8 @@ export function joinTaints(analysed: Taint, origin: Taint | null): Taint {
 }
 
 function transformFor(taint: Taint, col: DescribedColumn, label: string, key: Buffer, scrubber: Scrubber | null, context: ColumnTally): ValueTransform | null {
-  if (taint.sources.length === 0 && taint.unknown === null) return scrubber ? detectorTransform(scrubber, col.typeOid, context) : null;
+  // A clear column: the detectors, unless its type is one they never scan (numbers, times, ...).
+  if (taint.sources.length === 0 && taint.unknown === null) return scrubber?.scans(col.typeOid) ? detectorTransform(scrubber, col.typeOid, context) : null;
   const rule = taint.sources.length === 0 ? null : taint.direct ? taint.sources[0]!.rule : strictest(taint.sources.map((s) => s.rule));
   const masker = columnMasker(rule, col.typeOid, !taint.direct, key);
   const counted = `${label} (${masker.method})`;

@@ -107,12 +107,16 @@ export class Relay {
       runStart = lead;
       this.flushBoundary();
     }
+    // What goes to the client when messages were replaced (masked rows): one write per chunk,
+    // not two per row (each write is a trip through the stream machinery).
+    let pieces: Buffer[] | null = null;
     for (const f of batch.frames) {
       end = f.end + shift;
       const replacement = this.onBackend(buf, f);
       if (replacement === undefined) continue;
-      write(this.client, out.subarray(runStart, f.start + shift));
-      if (replacement) write(this.client, replacement);
+      pieces ??= [];
+      if (f.start + shift > runStart) pieces.push(out.subarray(runStart, f.start + shift));
+      if (replacement && replacement.length > 0) pieces.push(replacement);
       runStart = end;
     }
     if (batch.frames.length === 0 && lead === 0) end = runStart;
@@ -124,7 +128,11 @@ export class Relay {
       this.streamRun?.run.streamed(out, end, out.length);
       end = out.length;
     }
-    write(this.client, out.subarray(runStart, end));
+    if (pieces === null) write(this.client, out.subarray(runStart, end));
+    else {
+      if (end > runStart) pieces.push(out.subarray(runStart, end));
+      if (pieces.length > 0) write(this.client, pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces));
+    }
     if (this.streaming === 0) this.flushBoundary();
     return drained(this.client);
   }
@@ -257,6 +265,10 @@ export class Relay {
       return undefined;
     }
     const out = transformDataRow(buf.subarray(f.bodyStart, f.end), s.transforms, s.formats);
+    if (out === null) {
+      s.run.dataRow(buf, f.start, f.bodyStart, f.end); // no value changed: the original bytes go
+      return undefined;
+    }
     s.run.dataRow(out, 0, 5, out.length);
     return out;
   }

@@ -166,3 +166,22 @@ describe('Scrubber.value', () => {
     expect(all.value(Buffer.from('4111111111111111'), 0, OID.text)?.hits).toEqual(['card_number']);
   });
 });
+
+describe('the byte prefilter of values', () => {
+  it('skips only detectors that cannot match: values come out as the text path masks them', () => {
+    // text() runs every finder on anything with a digit or '@'; value() first counts the
+    // characters each shape needs. Random strings rich in near-misses must agree.
+    let seed = 3;
+    const rand = (n: number) => Math.floor(((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x80000000) * n);
+    const pieces = ['1', '4', '0', '9', '-', ' ', '@', '.', 'a', 'x', 'GB', 'DE', 'Z', 'com', '4111 1111 1111 1111', '123-45-6789', 'GB82WEST12345698765432', 'u@ex.io', '12', '345'];
+    for (const detectors of [[...DETECTORS], ['ssn'], ['card_number', 'email'], ['iban']] as const) {
+      const scrubber = createScrubber([...detectors])!;
+      for (let i = 0; i < 3_000; i++) {
+        const s = Array.from({ length: rand(14) }, () => pieces[rand(pieces.length)]).join('');
+        const byText = scrubber.text(s);
+        const byValue = scrubber.value(Buffer.from(s, 'latin1'), 0, OID.text);
+        expect(byValue === null ? { text: s, hits: [] } : { text: byValue.value!.toString('latin1'), hits: byValue.hits }).toEqual(byText);
+      }
+    }
+  });
+});
