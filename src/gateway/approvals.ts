@@ -151,8 +151,10 @@ export class ApprovalService {
     await Promise.allSettled([...this.held.values()].map((h) => this.cancelHeld(h, null)));
   }
 
-  /** A held statement: see the module comment. `outcome` rejects if the request could not be recorded or stored. */
-  hold(input: HoldInput): { request: ApprovalRequest; outcome: Promise<HoldOutcome>; cancel(): void } {
+  /** A held statement: see the module comment. `stored` resolves once the request is recorded and
+   *  stored (a reviewer can find it: only then tell the requester its id); it and `outcome` reject
+   *  if it could not be. */
+  hold(input: HoldInput): { request: ApprovalRequest; stored: Promise<void>; outcome: Promise<HoldOutcome>; cancel(): void } {
     const request = this.newRequest({
       kind: 'statement', identity: input.identity, connection: input.connection, config: input.config, reason: input.reason,
       statement: input.statement, fingerprint: input.fingerprint, parameters: input.parameters, rule: input.rule,
@@ -179,6 +181,7 @@ export class ApprovalService {
     const outcome = created.then(() => settled);
     return {
       request,
+      stored: created,
       outcome,
       cancel: () => {
         void created.then(() => this.cancelHeld(h, input.identity), () => {});

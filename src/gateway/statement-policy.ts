@@ -118,8 +118,8 @@ export class SessionPolicy {
   }
 
   /** Holds the statement until its request is decided; the client is told how to approve it. */
-  private hold(start: StatementStart, run: RunPlan, decision: RuleDecision, fingerprint: string, approval: ApprovalConfig): HoldPlan {
-    const { request, outcome, cancel } = this.deps.approvals.hold({
+  private async hold(start: StatementStart, run: RunPlan, decision: RuleDecision, fingerprint: string, approval: ApprovalConfig): Promise<HoldPlan | RefusePlan> {
+    const { request, stored, outcome, cancel } = this.deps.approvals.hold({
       identity: this.session.identity,
       connection: this.session.connection,
       statement: start.statement,
@@ -131,6 +131,12 @@ export class SessionPolicy {
       sessionId: this.session.sessionId,
       config: approval,
     });
+    try {
+      // The requester is told the request's id only once a reviewer can find it.
+      await stored;
+    } catch (err) {
+      return refuse(`hoop: statement refused: ${decision.reason}, and hoop could not record the approval request (${errorMessage(err)})`, { rule: decision.rule });
+    }
     const waited = Date.now();
     const settled = outcome.then(async (o): Promise<FinalPlan> => {
       const decided = await this.deps.approvals.get(request.id).catch(() => null);

@@ -157,7 +157,8 @@ describe('the live hold', () => {
       const notice = await raw.waitFor(0, (ms) => noticesIn(ms).length > 0, 'the hold notice');
       expect(rowsIn(raw.messages)).toEqual([]);
       const id = /request (r-[0-9a-f]{8})/.exec(noticesIn(notice.messages)[0]!.M!)![1]!;
-      await api('POST', `/reviews/${id}/approve`, 'bob', {});
+      const decided = await api('POST', `/reviews/${id}/approve`, 'bob', {});
+      expect(decided.status, JSON.stringify(decided.json)).toBe(200);
       const ex = await raw.waitFor(0, (ms) => ms.some((m) => m.type === 'Z'), 'ReadyForQuery');
       expect(errorsIn(ex.messages)).toEqual([]);
       expect(rowsIn(ex.messages)).toEqual([['1'], ['2'], ['after']]);
