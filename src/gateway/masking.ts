@@ -16,7 +16,7 @@ import type { Identity } from '../identity/identity.js';
 import { RUN, type StatementEnd, type StatementPlan, type StatementStart, type UpstreamConfig } from '../protocols/engine.js';
 import { createScrubber, type Scrubber } from '../policy/masking/detectors.js';
 import { analyzeQuery } from '../policy/masking/lineage.js';
-import { planMasking, SQLSTATE_REFUSED } from '../policy/masking/plan.js';
+import { planMasking, SQLSTATE_REFUSED, type MaskingDecision } from '../policy/masking/plan.js';
 import { compileFunctionTrust, compileRules } from '../policy/masking/rules.js';
 import type { AnalysisEnv, MaskingConfig, OutputColumn, QueryAnalysis, SchemaView, SessionNames } from '../policy/masking/types.js';
 import { upstreamConfigOf, type ConnectionConfig } from './config.js';
@@ -47,6 +47,8 @@ interface Compiled {
   scrubber: Scrubber | null;
   /** text -> analysis, for one catalog version. */
   analyses: Map<string, QueryAnalysis>;
+  /** text -> the decision planned from it (same catalog version; texts that need no session state). */
+  decisions: Map<string, MaskingDecision>;
   version: number;
 }
 
@@ -74,6 +76,7 @@ export class MaskingService {
         trusted: compileFunctionTrust(config.trustedFunctions),
         scrubber: createScrubber(config.detectors),
         analyses: new Map(),
+        decisions: new Map(),
         version: -1,
       };
       this.compiled.set(config, c);
@@ -127,6 +130,17 @@ export class SessionMasking {
     if (start.statementTruncated) {
       return { action: 'refuse', code: SQLSTATE_REFUSED, message: `hoop: statement refused: connection ${state.connection.name} masks protected data and this statement is longer than hoop analyses`, summary: { masking: { refused: 'statement too long' } } };
     }
+    // The hot path: a text decided before, against the catalog in force, is decided again at once.
+    const compiled = this.service.compile(state.config);
+    const ready = this.service.schemaCache(state.connection).ready();
+    if (ready && ready.version === compiled.version) {
+      const known = compiled.decisions.get(start.statement);
+      if (known) {
+        const analysis = compiled.analyses.get(start.statement);
+        if (analysis) this.follow(analysis);
+        return known;
+      }
+    }
     return this.planWithCatalog(start.statement, state.config, state.connection);
   }
 
@@ -140,6 +154,11 @@ export class SessionMasking {
     }
     const decision = planMasking({ analysis: result.analysis, config, env: result.env, key: connection.maskingKey, scrubber: compiled.scrubber, connection: connection.name });
     if (decision.action === 'run') this.follow(result.analysis);
+    // Kept when its analysis was (it depends on nothing of this session's); refusals are planned again.
+    if (decision.action === 'run' && compiled.analyses.get(text) === result.analysis) {
+      if (compiled.decisions.size >= ANALYSIS_CACHE_ENTRIES) compiled.decisions.delete(compiled.decisions.keys().next().value!);
+      compiled.decisions.set(text, decision);
+    }
     return decision;
   }
 
@@ -179,6 +198,7 @@ export class SessionMasking {
   private analyse(text: string, compiled: Compiled, schema: SchemaView & { version: number }): { analysis: QueryAnalysis; env: AnalysisEnv; missing: { schema: string | null; name: string }[] } {
     if (compiled.version !== schema.version) {
       compiled.analyses.clear();
+      compiled.decisions.clear();
       compiled.version = schema.version;
     }
     const missing: { schema: string | null; name: string }[] = [];

@@ -213,12 +213,18 @@ export class SchemaCache {
 
   /** The cached snapshot while it is fresh (or stale, reloading in the background); else a load. */
   snapshot(): Promise<SchemaSnapshot> {
+    return Promise.resolve(this.ready() ?? this.load());
+  }
+
+  /** What snapshot() would give without waiting, or null when it would have to load: for a caller
+   *  that decides without a turn of the event loop when it can (the hot path). */
+  ready(): SchemaSnapshot | null {
     const cur = this.current;
-    if (!cur || this.currentGeneration !== this.generation) return this.load();
+    if (!cur || this.currentGeneration !== this.generation) return null;
     // An incomplete snapshot (views it could not read) is worth replacing as soon as allowed.
     const ttl = cur.unreadViews.length > 0 ? Math.min(this.ttlMs, this.refreshIntervalMs) : this.ttlMs;
     if (this.now() - cur.loadedAt >= ttl) this.reloadInBackground();
-    return Promise.resolve(cur);
+    return cur;
   }
 
   /** DDL passed through hoop: the next snapshot() reflects a catalog read after this call. */
