@@ -42,6 +42,12 @@ export const DEMO_MASKING_RULES = [
 /** Groups that see the protected columns in clear. */
 export const DEMO_MASKING_EXEMPT = ['dba'];
 
+/** The demo's access rules: analysts read, and a whole-table export waits for a dba's approval. */
+export const DEMO_APPROVAL_RULES = [
+  '{name: analysts-read-only, groups: [analysts], when: {kind: [insert, update, delete, merge, ddl, dcl, copy_in]}, action: deny}',
+  '{name: full-export, groups: [analysts], when: {kind: [select, copy_out], tables: [customers, accounts, cards, transactions], where: false, limit: false, aggregates: false}, action: require_approval}',
+];
+
 export interface DemoConfigInput {
   /** Gateway port on 127.0.0.1 (0: any). */
   port: number;
@@ -83,6 +89,11 @@ export function writeDemoConfig(dataDir: string, c: DemoConfigInput): string {
     '      detectors: [ssn, card_number, iban, email]   # the content net over everything else',
     `      exempt: ${list(DEMO_MASKING_EXEMPT)}`,
     '      predicates: deny          # no WHERE ssn LIKE ... guessing',
+    '    approval:                   # risky statements wait on the live connection for a reviewer',
+    `      approvers: ${list(DEMO_ROLES.admin)}`,
+    '      timeout: 10m',
+    '      rules:',
+    ...DEMO_APPROVAL_RULES.map((r) => `        - ${r}`),
     'audit:',
     '  payload_limit: 1MiB',
     '  signing_key: signing.key',

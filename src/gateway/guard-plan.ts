@@ -11,10 +11,13 @@
  *   privileges remain the boundary.
  */
 import type { RefusePlan, StatementStart } from '../protocols/engine.js';
-import { SQLSTATE_INSUFFICIENT_PRIVILEGE, guardQuery } from '../policy/guard.js';
+import { MAY_NEED_PARSE, SQLSTATE_INSUFFICIENT_PRIVILEGE, guardQuery } from '../policy/guard.js';
 
 export function guardPlan(start: StatementStart, protectedRoles: string[]): RefusePlan | null {
   if (start.unknown) return null;
+  // A text longer than the record keeps is looked through whole when the engine can: one that
+  // mentions nothing the guard could refuse needs no parse (a 64 MiB INSERT of data).
+  if (start.statementTruncated && start.matchesWhole && !start.matchesWhole(MAY_NEED_PARSE)) return null;
   if (start.statementTruncated) {
     return refusal(SQLSTATE_INSUFFICIENT_PRIVILEGE, 'hoop: statement refused: it is longer than hoop reads (audit.payload_limit), so hoop cannot tell whether it would change the database role every user of this connection shares', 'too long');
   }

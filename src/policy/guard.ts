@@ -52,7 +52,8 @@ const ALLOWED: GuardVerdict = Object.freeze({ refusal: null });
 
 /** Words (case-insensitive) without which no refused construct can be written. `do` is a whole
  *  word; `u&` catches Unicode-escaped identifiers and strings (U&"pg_termin\0061te_backend"). */
-const MAY_NEED_PARSE = /role|session|authorization|alter|grant|revoke|drop|create|backend|set_config|reassign|owned|u&|\bdo\b/i;
+/** Texts that match none of these cannot hold anything the guard refuses (the parse is skipped). */
+export const MAY_NEED_PARSE = /role|session|authorization|alter|grant|revoke|drop|create|backend|set_config|reassign|owned|u&|\bdo\b/i;
 
 /** Whether `text` could contain a construct the guard refuses (false: it certainly cannot). */
 export function mayNeedGuard(text: string): boolean {
@@ -119,6 +120,9 @@ function messageOf(err: unknown): string {
 
 /** Walks parse trees; each check returns why the statement is refused, or null. */
 class Walker {
+  /** The setting a `SELECT set_config(name, …) FROM pg_settings WHERE name = '…'` row names (innermost first). */
+  private readonly settingRows: string[] = [];
+
   constructor(private readonly protectedRoles: Set<string>, private readonly depth = 0) {}
 
   statements(stmts: unknown[]): string | null {
@@ -153,7 +157,10 @@ class Walker {
         const why = this.node(type, body, top);
         if (why !== null) return why;
       }
+      const row = type === 'SelectStmt' && isNode(body) ? pgSettingsRow(body) : null;
+      if (row !== null) this.settingRows.push(row);
       const why = this.walk(body);
+      if (row !== null) this.settingRows.pop();
       if (why !== null) return why;
     }
     return null;
@@ -203,7 +210,7 @@ class Walker {
     if (SIGNAL_FUNCTIONS.has(name)) return `${name}: it would signal another session of the database role ${SHARED}`;
     if (name !== 'set_config') return null;
     const args = Array.isArray(n['args']) ? n['args'] : [];
-    const setting = constantText(args[0]);
+    const setting = constantText(args[0]) ?? (isColumn(args[0], 'name') ? (this.settingRows[this.settingRows.length - 1] ?? null) : null);
     if (setting === null) return `set_config with a setting name that is not a constant: it could change the database role ${SHARED}`;
     return ROLE_SETTINGS.has(setting.toLowerCase()) ? `set_config('${setting.toLowerCase()}', …): ${CHANGES_ROLE}` : null;
   }
@@ -324,6 +331,33 @@ function settingOfRole(set: unknown): set is Node {
 }
 
 /** A string constant (through casts: `'role'::text`), or null for anything else. */
+/**
+ * `SELECT set_config(name, …) FROM pg_settings WHERE name = 'x'`: the one row pg_dump (15.8 and
+ * later) sets restrict_nonsystem_relation_kind with. Its setting name is a column, but the WHERE
+ * pins it to one constant: the name that row can carry, or null for any other shape.
+ */
+function pgSettingsRow(select: Node): string | null {
+  const from = Array.isArray(select['fromClause']) ? select['fromClause'] : [];
+  const rel = from.length === 1 && isNode(from[0]) ? from[0]['RangeVar'] : undefined;
+  if (!isNode(rel) || rel['relname'] !== 'pg_settings' || (rel['schemaname'] !== undefined && rel['schemaname'] !== 'pg_catalog')) return null;
+  const where = select['whereClause'];
+  const eq = isNode(where) ? where['A_Expr'] : undefined;
+  if (!isNode(eq) || eq['kind'] !== 'AEXPR_OP' || !Array.isArray(eq['name']) || eq['name'].length !== 1) return null;
+  const op = eq['name'][0];
+  if (!isNode(op) || !isNode(op['String']) || op['String']['sval'] !== '=') return null;
+  if (isColumn(eq['lexpr'], 'name')) return constantText(eq['rexpr']);
+  if (isColumn(eq['rexpr'], 'name')) return constantText(eq['lexpr']);
+  return null;
+}
+
+/** A reference to column `column` (bare, or qualified by pg_settings). */
+function isColumn(arg: unknown, column: string): boolean {
+  const ref = isNode(arg) ? arg['ColumnRef'] : undefined;
+  const fields = isNode(ref) && Array.isArray(ref['fields']) ? ref['fields'] : [];
+  const names = fields.map((f) => (isNode(f) && isNode(f['String']) ? String(f['String']['sval']) : null));
+  return (names.length === 1 && names[0] === column) || (names.length === 2 && names[0] === 'pg_settings' && names[1] === column);
+}
+
 function constantText(arg: unknown): string | null {
   if (!isNode(arg)) return null;
   const cast = arg['TypeCast'];

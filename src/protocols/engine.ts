@@ -75,6 +75,9 @@ export interface StatementStart {
   statementSha256?: string;
   /** The statement text was cut at the text limit. */
   statementTruncated?: boolean;
+  /** A simple Query cut at the text limit: whether its WHOLE text matches a pattern (over its
+   *  bytes read as latin1, so only ASCII patterns are meaningful). Only valid while plan() runs. */
+  matchesWhole?: (pattern: RegExp) => boolean;
   /** What this message does when it is not an execution: a Parse or Bind recorded on its own. */
   phase?: 'parse' | 'bind';
   /** The engine cannot name what the server will run (e.g. a prepared statement that SQL may

@@ -40,6 +40,8 @@ test('the banner gives one line per identity and the exact commands to type next
   // The same query as the masked identity and as the exempt one.
   expect(text).toContain(`bank=> ${MASKED_QUERY}`);
   expect(text).toContain('HOOP_TOKEN=KEY-B hoop connect bank --port 5434');
+  expect(text).toContain('bank=> select * from customers;');
+  expect(text).toContain('HOOP_TOKEN=KEY-B hoop reviews, then hoop review approve <id>');
   expect(text).toContain(`-c "${MASKED_QUERY.replace(/;$/, '')}"`);
 });
 

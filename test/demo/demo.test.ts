@@ -12,6 +12,7 @@ import { runDemo } from '../../src/demo/demo.js';
 import { MASKED_QUERY } from '../../src/demo/banner.js';
 import { PostgresCluster } from '../../src/demo/postgres-cluster.js';
 import { listening, runClient } from '../helpers/clients.js';
+import { until } from '../helpers/poll.js';
 import { createTestDatabase } from '../helpers/postgres.js';
 
 function capture(): { out: PassThrough; text: () => string; waitFor: (s: string) => Promise<void> } {
@@ -105,6 +106,16 @@ test('hoop demo serves the seeded bank through the gateway, prints the next step
         expect(r.credit_score).toBeNull();
         expect(r.account_number).toMatch(/^\d{8,12}$/);
       }
+      // A full export waits for bob's approval, then streams, masked.
+      const notices: string[] = [];
+      client.on('notice', (n) => notices.push(n.message ?? ''));
+      const exported = client.query('select * from customers');
+      const id = await until(() => notices.map((m) => /request (r-[0-9a-f]{8})/.exec(m)?.[1]).find(Boolean));
+      const approve = await fetch(`${demo.url}/api/v1/reviews/${id}/approve`, { method: 'POST', headers: { authorization: `Bearer ${demo.keys.bob}`, 'content-type': 'application/json' }, body: '{}' });
+      expect(approve.status).toBe(200);
+      const all = await exported;
+      expect(all.rows).toHaveLength(BANK_ROW_COUNTS.customers);
+      expect(all.rows.every((r) => /^\*\*\*-\*\*-\d{4}$/.test(r.ssn))).toBe(true);
       await client.end();
     } finally {
       await tunnel.close();

@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { openStore } from '../../src/store/index.js';
+import { RUN } from '../../src/protocols/engine.js';
 import { bankConnection, startTestGateway } from '../helpers/gateway.js';
 import { errorsIn, fe, namesIn, rawTunnel, rowsIn, tagsIn, type Exchange, type RawClient } from '../helpers/raw-client.js';
 import { brief, pairStatements, recordedRows, ruleViolations, sameText, type RecordedStatement } from '../helpers/record.js';
@@ -39,7 +40,9 @@ const SSN_SQL = 'SELECT ssn\nFROM people\nORDER BY ssn';
 const SSNS = ['111-11-1111', '222-22-2222', '333-33-3333', '444-44-4444', '555-55-5555'];
 
 beforeAll(async () => {
-  t = await startTruth('hoop-truth-pipe');
+  // The engine's record is under test, not policy: every statement runs as sent (a DO block that
+  // re-PREPAREs through EXECUTE would be refused by the shared-credential guard).
+  t = await startTruth('hoop-truth-pipe', { planner: async () => RUN });
   await t.pg.sql(`
     CREATE TABLE people (ssn text);
     INSERT INTO people VALUES ${SSNS.map((s) => `('${s}')`).join(', ')};

@@ -1,5 +1,6 @@
 /** The approvals HTTP API against a real gateway: reviews, decisions, ahead-of-time requests. */
 import { request } from 'undici';
+import { until } from '../helpers/poll.js';
 import { afterAll, beforeAll, describe, expect, inject, test } from 'vitest';
 import type { ApprovalRequest } from '../../src/api/types.js';
 import type { ApprovalConfig } from '../../src/policy/risk/types.js';
@@ -58,7 +59,11 @@ describe('ahead-of-time requests', () => {
     expect(other).toEqual({ status: 404, json: { error: { code: 'HOOP_NOT_FOUND', message: `no request ${r.id}` } } });
     expect((await call('GET', '/api/v1/requests/r-00000000', 'alice')).status).toBe(404);
     expect((await call('GET', '/api/v1/requests/nope', 'alice')).status).toBe(400);
-    const events = await gw.store.readEvents({ types: ['approval.requested', 'access.denied'] });
+    // access.denied is recorded beside the answer, not before it: poll for it.
+    const events = await until(async () => {
+      const all = await gw.store.readEvents({ types: ['approval.requested', 'access.denied'] });
+      return all.some((e) => e.type === 'access.denied' && e.data.request === r.id) ? all : null;
+    });
     expect(events.find((e) => e.type === 'approval.requested' && e.data.request === r.id)).toMatchObject({ actor: { subject: 'apikey:alice' }, data: { statement: r.statement, reason: 'INC-42' } });
     expect(events.find((e) => e.type === 'access.denied' && e.data.request === r.id)).toMatchObject({ actor: { subject: 'apikey:erin' } });
   });

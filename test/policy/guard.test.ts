@@ -62,6 +62,11 @@ describe('refused: set_config of role or session_authorization, or of a name it 
     "PREPARE p AS SELECT set_config('role', 'hoop_svc', false)",
     "EXPLAIN ANALYZE SELECT set_config('role', 'hoop_svc', false)",
     "CREATE FUNCTION g() RETURNS text LANGUAGE sql BEGIN ATOMIC SELECT set_config('role', 'x', false); END",
+    // pg_dump's shape, but the row it pins is the role, or nothing pins it.
+    "SELECT set_config(name, 'hoop_svc', false) FROM pg_settings WHERE name = 'role'",
+    "SELECT set_config(name, 'hoop_svc', false) FROM pg_settings WHERE name LIKE 'rol%'",
+    "SELECT set_config(name, 'hoop_svc', false) FROM pg_settings",
+    "SELECT set_config(name, 'x', false) FROM (SELECT 'role' AS name) s WHERE name = 'search_path'",
   ])('%s', (text) => {
     expect(verdict(text)).toMatchObject({ code: '42501', refusal: expect.stringContaining('set_config') });
   });
@@ -69,6 +74,8 @@ describe('refused: set_config of role or session_authorization, or of a name it 
   test('other settings through set_config pass', () => {
     expect(verdict("SELECT set_config('search_path', 'public', false)")).toEqual({ refusal: null });
     expect(verdict("SELECT set_config('application_name', 'x', true)")).toEqual({ refusal: null });
+    // pg_dump 15.8+: the setting is a column, pinned to one name by the WHERE.
+    expect(verdict("SELECT set_config(name, 'view, foreign-table', false) FROM pg_settings WHERE name = 'restrict_nonsystem_relation_kind'")).toEqual({ refusal: null });
   });
 });
 

@@ -358,7 +358,11 @@ export class Forwarder {
     }
     return this.barrier(batch, i, runStart, {
       kind: 'query',
-      start: { protocol: 'simple', ...textFields(text), statementName: null, portal: null, parameters: [], ...(statements ? { statements } : {}) },
+      start: {
+        protocol: 'simple', ...textFields(text), statementName: null, portal: null, parameters: [], ...(statements ? { statements } : {}),
+        // What the record cuts off, policy may still need to look through (the frame is whole here).
+        ...(text.truncated ? { matchesWhole: (pattern: RegExp) => pattern.test(bytes.toString('latin1')) } : {}),
+      },
       ...(text.truncated ? { lowerSql: UNREAD_REST, risks: ALL_RISKS } : withRisks(lowerAscii(bytes))),
       poison: () => POISON_QUERY,
     });
