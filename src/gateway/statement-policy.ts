@@ -63,7 +63,7 @@ export class SessionPolicy {
     }
     const masked = this.masking.plan(start);
     const approval = connection?.approval ?? null;
-    if (!connection || !approval) return masked;
+    if (!connection || !approval) return masked instanceof Promise ? masked.then(withoutApprovals) : withoutApprovals(masked);
     return masked instanceof Promise ? masked.then((m) => this.withRules(start, m, connection, approval)) : this.withRules(start, masked, connection, approval);
   }
 
@@ -72,7 +72,8 @@ export class SessionPolicy {
     if (masked.action !== 'run') return masked;
     const run = approval.rowCap !== null ? { ...masked, rowCap: approval.rowCap } : masked;
     if (start.protocol === 'fastpath') return run;
-    if (rulesFor(approval.rules, this.session.identity.groups).length === 0) return run;
+    const predicate = (masked as { approvalRequired?: string }).approvalRequired;
+    if (!predicate && rulesFor(approval.rules, this.session.identity.groups).length === 0) return run;
     let decision: RuleDecision;
     let fingerprint: string | null;
     try {
@@ -80,14 +81,19 @@ export class SessionPolicy {
     } catch (err) {
       return refuse(`hoop: statement refused: the access rules of connection ${connection.name} could not be applied (${errorMessage(err)})`, { refused: 'rules unavailable' });
     }
+    // A predicate on a protected column (masking.predicates: require_approval) needs approval too.
+    if (predicate && decision.action === 'allow') decision = { action: 'require_approval', rule: 'masking.predicates', reason: predicate };
     const summary = { rule: decision.rule, reason: decision.reason };
     if (decision.action === 'allow') return decision.rule ? withSummary(run, { access: summary }) : run;
     if (decision.action === 'deny') return refuse(`hoop: statement refused: ${decision.reason}`, summary);
+    // A Parse recorded on its own runs nothing: the hold (or an approval's use) waits for its
+    // Execute, which is planned afresh since this plan is not kept for the statement.
+    if (start.phase === 'parse') return { ...run, once: true };
     if (fingerprint === null) return refuse(`hoop: statement refused: ${decision.reason}, and hoop cannot fingerprint it to ask for approval`, summary);
     const pre = await this.deps.approvals.consumePreApproved({ subject: this.session.identity.subject, connection: connection.name, fingerprint, parameters: start.parameters });
     // What was approved runs whole: the row cap is for what was not.
     const approved = masked as RunPlan;
-    if (pre) return withSummary(approved, { approval: { request: pre.id, rule: decision.rule, approved_ahead: true, approvers: approversOf(pre) } });
+    if (pre) return { ...withSummary(approved, { approval: { request: pre.id, rule: decision.rule, approved_ahead: true, approvers: approversOf(pre) } }), once: true };
     return this.hold(start, approved, decision, fingerprint, approval);
   }
 
@@ -141,7 +147,7 @@ export class SessionPolicy {
     const settled = outcome.then(async (o): Promise<FinalPlan> => {
       const decided = await this.deps.approvals.get(request.id).catch(() => null);
       const about = { request: request.id, rule: decision.rule, outcome: o, waited_ms: Date.now() - waited, approvers: decided ? approversOf(decided) : [] };
-      if (o === 'approved') return withSummary(run, { approval: about });
+      if (o === 'approved') return { ...withSummary(run, { approval: about }), once: true };
       const by = decided?.approvals.find((a) => a.decision === 'deny');
       const why = o === 'denied' ? `denied${by ? ` by ${by.approver}${by.comment ? `: ${by.comment}` : ''}` : ''}` : o === 'expired' ? `not decided within ${Math.round(approval.timeoutMs / 60_000)}m (expired)` : 'cancelled';
       return refuse(`hoop: statement not run: approval request ${request.id} (${decision.reason}) was ${why}`, about);
@@ -162,6 +168,12 @@ export class SessionPolicy {
   get scrubText(): SessionMasking['scrubText'] {
     return this.masking.scrubText;
   }
+}
+
+/** Without an approval block nobody can approve: what needs approval is refused, saying so. */
+function withoutApprovals(plan: StatementPlan): StatementPlan {
+  const why = plan.action === 'run' ? (plan as { approvalRequired?: string }).approvalRequired : undefined;
+  return why ? refuse(`hoop: statement refused: ${why}; masking.predicates requires approval, and the connection has no approval block (no approvers)`, { rule: 'masking.predicates' }) : plan;
 }
 
 function approversOf(r: { approvals: { approver: string; decision: string }[] }): string[] {

@@ -146,6 +146,8 @@ export interface RunPlan {
   rowCap?: number;
   /** What the record keeps of this decision (for query.start). */
   summary?: Record<string, unknown>;
+  /** For this execution only (an approval used once): never reused for a prepared statement's later Executes. */
+  once?: boolean;
 }
 export interface RefusePlan { action: 'refuse'; code: string /* SQLSTATE */; message: string; hint?: string; summary?: Record<string, unknown> }
 export interface HoldPlan {

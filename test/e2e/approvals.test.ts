@@ -31,6 +31,8 @@ const RULES = [
   { name: 'full-export', when: { kind: ['select', 'copy_out'], tables: ['customers'], where: false }, action: 'require_approval' },
 ];
 
+const PREDICATE_MASKING = { columns: [{ column: 'public.customers.name', type: 'name', method: 'redact' }], predicates: 'require_approval' };
+
 function approval(extra: Record<string, unknown> = {}): Record<string, unknown> {
   return { approvers: ['dba'], rules: RULES, row_cap: 50, ...extra };
 }
@@ -58,6 +60,8 @@ beforeAll(async () => {
       bankConnection(db.info, { approval: approval({ notify: [{ webhook: hookUrl, secret: SECRET }] }) }),
       bankConnection(db.info, { name: 'two', approval: approval({ min_approvals: 2 }) }),
       bankConnection(db.info, { name: 'fast', approval: approval({ timeout: '2s' }) }),
+      bankConnection(db.info, { name: 'masked', masking: PREDICATE_MASKING, approval: { approvers: ['dba'], rules: [] } }),
+      bankConnection(db.info, { name: 'masked-alone', masking: PREDICATE_MASKING }),
     ],
   });
 }, 60_000);
@@ -181,6 +185,24 @@ describe('the live hold', () => {
   });
 });
 
+describe('masking.predicates: require_approval', () => {
+  test('a predicate on a protected column is held, and runs masked once approved; without approvers it is refused', async () => {
+    const { c, notices } = await client('alice', 'masked');
+    try {
+      const result = c.query("SELECT id, name FROM customers WHERE name = 'c7'");
+      const id = await requestIn(notices);
+      expect(notices[0]).toContain('(rule masking.predicates)');
+      await api('POST', `/reviews/${id}/approve`, 'bob', {});
+      expect((await result).rows).toEqual([{ id: 7, name: '****' }]);
+    } finally {
+      await c.end();
+    }
+    const alone = await client('alice', 'masked-alone');
+    await expect(alone.c.query("SELECT id FROM customers WHERE name = 'c7'")).rejects.toMatchObject({ code: '42501', message: expect.stringContaining('no approval block') });
+    await alone.c.end();
+  });
+});
+
 describe('rules without a hold', () => {
   test('a group-scoped deny refuses analysts, not others', async () => {
     const { c } = await client('alice');
@@ -200,10 +222,11 @@ describe('rules without a hold', () => {
     const { c, notices } = await client('alice');
     try {
       // pg sends no parameters for a text without them; this one is approved for [] only.
-      const ran = await c.query({ text, values: [] as unknown[] }).catch((e: unknown) => e);
+      // A named prepared statement: its later Executes must not reuse the approval.
+      const ran = await c.query({ name: 'ahead', text, values: [] as unknown[] }).catch((e: unknown) => e);
       expect(notices).toEqual([]);
       expect(ran).toBeDefined();
-      const again = c.query({ text, values: [] as unknown[] }).catch((e: unknown) => e);
+      const again = c.query({ name: 'ahead', text, values: [] as unknown[] }).catch((e: unknown) => e);
       await requestIn(notices); // used once: the second run is held
       const id = /request (r-[0-9a-f]{8})/.exec(notices[0]!)![1]!;
       await api('POST', `/reviews/${id}/deny`, 'bob', { comment: 'once is enough' });

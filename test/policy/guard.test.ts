@@ -224,19 +224,14 @@ describe('the prefilter', () => {
     expect(verdict('SELEC 1')).toEqual({ refusal: null });
   });
 
-  test('pgbench -S texts: distinct statements cost a regular expression, not a parse', () => {
-    const time = (text: (i: number) => string, n: number) => {
-      const started = performance.now();
-      let refused = 0;
-      for (let i = 0; i < n; i++) if (verdict(text(i)).refusal !== null) refused++;
-      expect(refused).toBe(0);
-      return (performance.now() - started) / n;
-    };
-    const prefiltered = time((i) => `SELECT abalance FROM pgbench_accounts WHERE aid = ${i};`, 20_000);
-    // The same shape with a word the prefilter stops at: parsed every time (distinct texts miss the cache).
-    const parsed = time((i) => `SELECT abalance FROM pgbench_accounts WHERE aid = ${i} AND 'session' <> '';`, 2_000);
-    expect(prefiltered * 10).toBeLessThan(parsed);
-    expect(prefiltered).toBeLessThan(0.02); // ms: measured about 0.002 against about 0.1 for the parse
+  test('pgbench -S texts never reach the parser: the prefilter answers for them (the cost is measured in bench/, not here)', () => {
+    for (let i = 0; i < 1_000; i++) {
+      const text = `SELECT abalance FROM pgbench_accounts WHERE aid = ${i};`;
+      expect(mayNeedGuard(text)).toBe(false);
+      expect(verdict(text).refusal).toBeNull();
+    }
+    // A word the prefilter stops at sends the text to the parser.
+    expect(mayNeedGuard("SELECT abalance FROM pgbench_accounts WHERE aid = 1 AND 'session' <> ''")).toBe(true);
   });
 });
 

@@ -34,6 +34,8 @@ export interface MaskingRun {
   copyOptions: (StatementAnalysis['copy'])[];
   redactMessageValues: boolean;
   summary: Record<string, unknown>;
+  /** masking.predicates is require_approval and the statement uses a protected column to choose rows: why it needs approval. */
+  approvalRequired?: string;
 }
 export type MaskingDecision = MaskingRefusal | MaskingRun;
 
@@ -62,10 +64,12 @@ export function planMasking(input: PlanInput): MaskingDecision {
   if (predicates.length > 0 && config.predicates !== 'allow') {
     const first = predicates[0]!;
     const where = `it uses protected column ${first.column} in ${CLAUSE_NAMES[first.clause]}, which reveals its values one guess at a time`;
-    const why = config.predicates === 'deny'
-      ? `masking.predicates is deny on connection ${connection}`
-      : `masking.predicates is require_approval on connection ${connection}, and this version of hoop has no approvals, so it is refused`;
-    return refuse(SQLSTATE_REFUSED, `hoop: statement refused: ${where} (${why})`, { refused: 'predicate', predicates: uniquePredicates(predicates), predicates_action: config.predicates });
+    if (config.predicates === 'require_approval') {
+      // Runs only once approved: the access rules' hold (the gateway) takes it from here.
+      const decided = run(input);
+      return { ...decided, approvalRequired: where, summary: { masking: { ...(decided.summary['masking'] as object), predicates: uniquePredicates(predicates), predicates_action: 'require_approval' } } };
+    }
+    return refuse(SQLSTATE_REFUSED, `hoop: statement refused: ${where} (masking.predicates is deny on connection ${connection})`, { refused: 'predicate', predicates: uniquePredicates(predicates), predicates_action: config.predicates });
   }
   return run(input);
 }

@@ -531,7 +531,7 @@ export class Forwarder {
 
   private settlePlan(unit: Unit, plan: StatementPlan): FinalPlan | Promise<FinalPlan> {
     if (plan.action === 'hold') return this.hold(plan);
-    if (plan.action === 'run' && unit.cache && unit.kind !== 'bind') unit.cache.plan = plan;
+    if (plan.action === 'run' && !plan.once && unit.cache && unit.kind !== 'bind') unit.cache.plan = plan;
     return plan;
   }
 
