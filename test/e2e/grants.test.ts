@@ -90,6 +90,7 @@ describe('access_by_grant', () => {
     client.on('error', (err: Error) => (ended ??= err)); // the FATAL; "Connection terminated" follows it
     expect((await client.query('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
     expect(await bankFor('cora')).toMatchObject({ allowed: true, grant: { required: true, request: id, active_until: until_ } });
+    expect((await hoop('cora', ['connections'])).stdout).toContain(`grant until ${until_}`);
 
     const fatal = await until(() => ended, { timeoutMs: 10_000, what: 'the session ended by the grant' });
     expect(Date.now()).toBeGreaterThanOrEqual(Date.parse(until_));
