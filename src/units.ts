@@ -49,3 +49,14 @@ export function formatDuration(ms: number): string {
   if (m < 1_440) return `${Math.floor(m / 60)}h ${m % 60}m`;
   return `${Math.floor(m / 1_440)}d ${Math.floor((m % 1_440) / 60)}h`;
 }
+
+/**
+ * A duration to suggest on a command line (`hoop request bank --duration 1h`) that does not
+ * exceed `maxMs`: 1h, or the whole minutes (else seconds) of a shorter maximum, in the syntax
+ * parseDuration reads.
+ */
+export function suggestedDuration(maxMs: number): string {
+  if (maxMs >= 3_600_000) return '1h';
+  if (maxMs >= 60_000) return `${Math.floor(maxMs / 60_000)}m`;
+  return `${Math.max(1, Math.floor(maxMs / 1_000))}s`;
+}

@@ -30,7 +30,7 @@ export interface ConnectionInfo {
   database: string;
   /** Groups that may connect. */
   access: string[];
-  /** Whether the calling identity may connect. */
+  /** Whether the calling identity may connect now: one of its groups is in `access`, or it has an open grant (`grant`). */
   allowed: boolean;
   /** Some access rule may hold the caller's statements for approval (the same as `approval.holds`). */
   requires_approval: boolean;
@@ -40,6 +40,19 @@ export interface ConnectionInfo {
   masking?: ConnectionMasking;
   /** The connection's access rules as they apply to the caller (absent from older gateways). */
   approval?: ConnectionApproval;
+  /** Time-bound access as it applies to the caller (absent from older gateways). */
+  grant?: ConnectionGrant;
+}
+
+export interface ConnectionGrant {
+  /** The caller may connect only inside an approved grant (`access_by_grant`, not `access`): `hoop request <name> --duration …`. */
+  required: boolean;
+  /** The grant open now (`r-…`), or null; `allowed` is true while there is one. */
+  request: string | null;
+  /** When it ends (sessions under it are ended then), or null. */
+  active_until: string | null;
+  /** The longest grant a request may ask for (`approval.grant_max`). */
+  max_duration_ms: number | null;
 }
 
 export interface ConnectionApproval {

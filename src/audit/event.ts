@@ -34,8 +34,10 @@ export type AuditEventType =
   | 'approval.decided'
   /** An approved request was used: its statement runs now, once. */
   | 'approval.used'
-  | 'grant.created'
-  | 'grant.revoked'
+  /** A time-bound access grant was approved: its window opens (`request`, `from`, `until`). */
+  | 'grant.started'
+  /** A grant's window closed: once for the grant (no session), and once for each session it ended (that session's id). */
+  | 'grant.ended'
   | 'auth.failed'
   | 'auth.succeeded'
   /** An authenticated identity refused: a connection outside its access groups, a missing reason,

@@ -8,21 +8,25 @@
  * authentication (no identity yet) is `auth.failed` instead (routes.ts `authenticateRequest`).
  *
  * `admitConnection` is the one decision of whether an identity may open a session on a
- * connection, shared by the pre-check and the tunnel so the two can never disagree.
+ * connection, shared by the pre-check and the tunnel so the two can never disagree; for a member
+ * of `access_by_grant` only, that includes an approved grant open now (the store is asked).
  */
 import type { IncomingMessage } from 'node:http';
 import type { Source } from '../audit/event.js';
-import { AuthError, type HoopErrorCode } from '../errors.js';
+import type { ApprovalRequest } from '../api/types.js';
+import { AuthError, UsageError, type HoopErrorCode } from '../errors.js';
 import { actorOf, type Identity } from '../identity/identity.js';
-import { mayUseConnection } from './authz.js';
+import { mayUseByGrant, mayUseConnection } from './authz.js';
 import type { ConnectionConfig, GatewayConfig } from './config.js';
 import { noRoleReason, sessionRoleOf } from './db-roles.js';
 import { headerText } from './http.js';
+import { suggestedDuration } from '../units.js';
 import type { ApiContext } from './routes.js';
 
 /** Which check refused: access groups, a missing reason, a session limit, an unknown connection,
- *  a gateway role (admin, auditor), no database role mapped for the caller (`upstream.roles`). */
-export type DenialStage = 'authorize' | 'reason' | 'limit' | 'connection' | 'role' | 'database_role';
+ *  a gateway role (admin, auditor), no database role mapped for the caller (`upstream.roles`),
+ *  no approved access grant open now for a member of `access_by_grant` only. */
+export type DenialStage = 'authorize' | 'reason' | 'limit' | 'connection' | 'role' | 'database_role' | 'grant';
 
 export interface Denial {
   stage: DenialStage;
@@ -70,18 +74,63 @@ export function requestSource(ctx: Pick<ApiContext, 'proxies'>, req: IncomingMes
   return { address, application: headerText(req, 'user-agent', 200), ...(proxy !== undefined ? { proxy } : {}) };
 }
 
+/** The approved grant of `subject` on `connection` open now, or null (ApprovalService.activeGrant). */
+export type GrantLookup = (subject: string, connection: string) => Promise<ApprovalRequest | null>;
+
+/** Who may open a session: the connection, and the grant the session runs under (null: the caller is in `access`). */
+export interface Admission {
+  connection: ConnectionConfig;
+  grant: ApprovalRequest | null;
+}
+
 /**
- * The connection `name` if `identity` may open a session on it now, else a DeniedError: unknown
- * connection (404), not in its access groups (403), no reason where `require_reason` asks for one,
- * or no database role mapped for its groups where `upstream.roles` is set (403).
+ * Whether `identity` may open a session on connection `name` now, else a DeniedError: unknown
+ * connection (404), in neither its `access` nor its `access_by_grant` groups (403), no reason
+ * where `require_reason` asks for one, no database role mapped for its groups where
+ * `upstream.roles` is set (403), or — for a member of `access_by_grant` only — no approved grant
+ * open now (403, stage `grant`, saying how to ask for one). The store is asked last, so a caller
+ * is never told to ask for a grant that another check would refuse anyway.
  */
-export function admitConnection(config: GatewayConfig, identity: Identity, name: string, reason: string | null): ConnectionConfig {
+export async function admitConnection(config: GatewayConfig, identity: Identity, name: string, reason: string | null, activeGrant: GrantLookup): Promise<Admission> {
+  const connection = admitWithoutGrant(config, identity, name, reason);
+  if (!mayUseByGrant(identity, connection)) return { connection, grant: null };
+  const grant = await activeGrant(identity.subject, connection.name);
+  if (!grant) {
+    const why = `${identity.subject} may use connection ${connection.name} only inside an approved access grant, and has none open now; ask for one with: ${grantCommand(connection)}`;
+    throw new DeniedError('HOOP_FORBIDDEN', why, { stage: 'grant', connection: connection.name }, { hint: `an approver (${approverList(connection)}) decides it; connect again once it is approved` });
+  }
+  return { connection, grant };
+}
+
+/**
+ * A grant request (`POST …/requests {duration}`): the same checks as a session but the grant
+ * itself, for members of `access_by_grant` only — a member of `access` needs none (400).
+ */
+export function admitGrantRequest(config: GatewayConfig, identity: Identity, name: string, reason: string | null): ConnectionConfig {
+  const connection = admitWithoutGrant(config, identity, name, reason);
+  if (!mayUseByGrant(identity, connection)) {
+    throw new UsageError(`you may use connection ${connection.name} without a grant (one of your groups is in its access list)`);
+  }
+  return connection;
+}
+
+/** The command that asks for a grant on `connection`, with a duration its `grant_max` allows. */
+export function grantCommand(connection: ConnectionConfig): string {
+  return `hoop request ${connection.name} --duration ${suggestedDuration(connection.approval?.grantMaxMs ?? 3_600_000)} --reason "…"`;
+}
+
+function approverList(connection: ConnectionConfig): string {
+  return connection.approval?.approvers.join(', ') || 'an admin';
+}
+
+/** Every check but the grant's window. */
+function admitWithoutGrant(config: GatewayConfig, identity: Identity, name: string, reason: string | null): ConnectionConfig {
   const connection = config.connections.find((c) => c.name === name);
   const shown = JSON.stringify(name.slice(0, 64));
   if (!connection) {
     throw new DeniedError('HOOP_NOT_FOUND', `no connection named ${shown}`, { stage: 'connection', data: { requested: name.slice(0, 64) } }, { hint: 'hoop connections lists the ones you may use' });
   }
-  if (!mayUseConnection(identity, connection)) {
+  if (!mayUseConnection(identity, connection) && !mayUseByGrant(identity, connection)) {
     const why = `${identity.subject} may not use connection ${connection.name} (it requires one of the groups: ${connection.access.join(', ') || 'none'})`;
     throw new DeniedError('HOOP_FORBIDDEN', why, { stage: 'authorize', connection: connection.name }, { hint: 'ask an administrator to add you to one of those groups' });
   }

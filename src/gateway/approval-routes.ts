@@ -11,7 +11,7 @@ import { HoopError, UsageError } from '../errors.js';
 import type { Identity } from '../identity/identity.js';
 import { fingerprintSql } from '../policy/masking/parse.js';
 import { formatDuration, parseDuration } from '../units.js';
-import { DeniedError, admitConnection } from './access.js';
+import { DeniedError, admitConnection, admitGrantRequest } from './access.js';
 import { approvalConfigOf, cleanText, mayDecide, mayReadRequest } from './approvals.js';
 import { isAdmin, mayReadAllSessions } from './authz.js';
 import { sendJson } from './http.js';
@@ -69,13 +69,18 @@ export async function decideReview(ctx: ApiContext, id: Identity, res: ServerRes
  * POST /api/v1/connections/{name}/requests: ask ahead of time, for a statement (`{query,
  * reason}`: it then runs once without a hold, in any session of the caller's, with no
  * parameters) or for time-bound access (`{duration, reason}`, e.g. "2h", at most the
- * connection's `grant_max`). The caller must be allowed on the connection, and the connection
- * must have an `approval` block. 201 with the pending request.
+ * connection's `grant_max`). A statement: the caller must be allowed on the connection now (a
+ * member of `access_by_grant` inside a grant). A grant: only members of `access_by_grant` (not of
+ * `access`) ask for one. The connection must have an `approval` block. 201 with the pending request.
  */
 export async function createRequest(ctx: ApiContext, id: Identity, res: ServerResponse, { match, body }: Params): Promise<void> {
   const fields = jsonObject(body, ['query', 'reason', 'duration'], '{"query": "...", "reason": "..."}', false);
   const reason = optionalText(fields.reason, 'reason');
-  const connection = admitConnection(ctx.config, id, decodePath(match[1]!), reason);
+  // A grant is asked for by whoever may connect only with one; a statement, by whoever may connect now.
+  const name = decodePath(match[1]!);
+  const connection = fields.duration !== undefined && fields.query === undefined
+    ? admitGrantRequest(ctx.config, id, name, reason)
+    : (await admitConnection(ctx.config, id, name, reason, (s, c) => ctx.approvals.activeGrant(s, c))).connection;
   const config = approvalConfigOf(connection);
   if (!config) throw new UsageError(`connection ${connection.name} takes no approval requests (it has no approval block)`);
   if (reason === null) throw new UsageError('reason: say why (reviewers see it)', { hint: 'hoop request <connection> --query "…" --reason "INC-42"' });

@@ -1,7 +1,8 @@
 /**
  * Approval requests: a risky statement held until reviewers decide (issue 8), asked for ahead
- * of time (`hoop request --query`), or time-bound access (`kind: grant`, stored; enforcing it is
- * not this module's).
+ * of time (`hoop request --query`), or time-bound access (`kind: grant`: `activeGrant` is what
+ * admission asks, access.ts and tunnel.ts enforce it; `grant.started` is recorded on approval,
+ * `grant.ended` when the sweep finds an approved grant past its window).
  *
  *   hold() on the replica holding the statement
  *     -> approval.requested recorded (durable) -> the row in the store -> onRequested (webhooks)
@@ -27,6 +28,7 @@ import type { AuditRecorder } from '../audit/recorder.js';
 import { HoopError, UsageError, errorMessage } from '../errors.js';
 import { actorOf, type Identity } from '../identity/identity.js';
 import type { ApprovalConfig } from '../policy/risk/types.js';
+import { grantStartMs } from '../store/approvals.js';
 import type { Store } from '../store/store.js';
 import { DeniedError } from './access.js';
 import { isAdmin, mayReadAllSessions, sharesGroup, type Roles } from './authz.js';
@@ -89,6 +91,16 @@ export function cleanText(raw: string, max = MAX_APPROVAL_TEXT): string | null {
   const text = raw.replace(/[\x00-\x1f\x7f]+/g, ' ').trim();
   if (text.length > max) throw new UsageError(`at most ${max} characters`);
   return text === '' ? null : text;
+}
+
+/** Who approved a request, in the order they did. */
+function approversOf(r: ApprovalRequest): string[] {
+  return r.approvals.filter((a) => a.decision === 'approve').map((a) => a.approver);
+}
+
+/** Whether enough approvals were recorded to approve it (an expired request may or may not have been). */
+function wasApproved(r: ApprovalRequest): boolean {
+  return new Set(approversOf(r)).size >= Math.max(1, r.min_approvals) && !r.approvals.some((a) => a.decision === 'deny');
 }
 
 interface Held {
@@ -265,9 +277,15 @@ export class ApprovalService {
       throw new HttpError(409, 'HOOP_USAGE', result.reason === 'already_decided' ? `you have decided request ${id} already` : `request ${id} is ${now?.status}; decisions are final`);
     }
     this.o.logger.info({ request: id, approver: approver.subject, decision, status: result.request.status }, 'approval decided');
+    if (result.request.kind === 'grant' && result.request.status === 'approved') await this.recordGrantStarted(result.request, approver);
     if (this.held.has(id)) void this.check([id]);
     this.notify(this.onDecided, result.request);
     return result.request;
+  }
+
+  /** The approved grant of `subject` on `connection` whose window is open now, the longest-lasting of several; null if none. */
+  activeGrant(subject: string, connection: string): Promise<ApprovalRequest | null> {
+    return this.o.store.activeGrant(subject, connection, this.now().toISOString());
   }
 
   get(id: string): Promise<ApprovalRequest | null> {
@@ -357,7 +375,27 @@ export class ApprovalService {
     }
   }
 
+  /** The decision that approved a grant opened its window (recorded once the decision is stored). */
+  private async recordGrantStarted(r: ApprovalRequest, approver: Identity): Promise<void> {
+    await this.o.recorder.record({
+      type: 'grant.started', actor: actorOf(approver), connection: r.connection, session_id: null,
+      data: {
+        request: r.id, requester: r.requester.subject, duration_ms: r.duration_ms, from: new Date(grantStartMs(r)).toISOString(), until: r.expires_at,
+        approvers: approversOf(r), reason: r.reason,
+      },
+    }).catch((err: unknown) => this.o.logger.error({ err: errorMessage(err), request: r.id }, 'cannot record grant.started'));
+  }
+
   private async recordExpired(r: ApprovalRequest): Promise<void> {
+    if (r.kind === 'grant' && wasApproved(r)) {
+      // An approved grant past its window has run its course: it ended, it did not go undecided.
+      await this.o.recorder.record({
+        type: 'grant.ended', actor: SYSTEM_ACTOR, connection: r.connection, session_id: null,
+        data: { request: r.id, requester: r.requester.subject, from: new Date(grantStartMs(r)).toISOString(), until: r.expires_at },
+      }).catch((err: unknown) => this.o.logger.error({ err: errorMessage(err), request: r.id }, 'cannot record grant.ended'));
+      this.notify(this.onDecided, r);
+      return;
+    }
     await this.o.recorder.record({
       type: 'approval.decided', actor: SYSTEM_ACTOR, connection: r.connection, session_id: r.session_id,
       data: { request: r.id, decision: 'expired', comment: null, requester: r.requester.subject },
@@ -368,7 +406,7 @@ export class ApprovalService {
   private async recordUsed(r: ApprovalRequest, actor: Actor | null): Promise<void> {
     await this.o.recorder.record({
       type: 'approval.used', actor: actor ?? SYSTEM_ACTOR, connection: r.connection, session_id: r.session_id,
-      data: { request: r.id, requester: r.requester.subject, fingerprint: r.fingerprint, approvers: r.approvals.filter((a) => a.decision === 'approve').map((a) => a.approver) },
+      data: { request: r.id, requester: r.requester.subject, fingerprint: r.fingerprint, approvers: approversOf(r) },
     });
   }
 

@@ -1,8 +1,9 @@
 /**
  * Authorization decisions, pure and in one place.
  *
- * - A connection may be used by an identity that shares a group with its `access` list. Roles do
- *   not widen data access: an admin or auditor who must query a connection is put in its
+ * - A connection may be used by an identity that shares a group with its `access` list, or with
+ *   its `access_by_grant` list inside an approved grant's window (access.ts checks the window).
+ *   Roles do not widen data access: an admin or auditor who must query a connection is put in its
  *   `access` groups like anyone else, so every data path is visible in the connection's config.
  * - Recorded sessions may be read in full by admins and auditors; everyone else sees only their
  *   own (matched on subject).
@@ -23,6 +24,14 @@ export function sharesGroup(identity: Identity, groups: readonly string[]): bool
 
 export function mayUseConnection(identity: Identity, connection: { access: readonly string[] }): boolean {
   return sharesGroup(identity, connection.access);
+}
+
+/**
+ * Whether an identity may use a connection only inside an approved, time-bound grant: one of its
+ * groups is in `access_by_grant` and none is in `access` (members of `access` need no grant).
+ */
+export function mayUseByGrant(identity: Identity, connection: { access: readonly string[]; accessByGrant: readonly string[] }): boolean {
+  return !mayUseConnection(identity, connection) && sharesGroup(identity, connection.accessByGrant);
 }
 
 export function isAdmin(identity: Identity, roles: Roles): boolean {

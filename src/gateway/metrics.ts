@@ -115,6 +115,7 @@ export class GatewayMetrics {
       markApprovalUsed: (id, at) => store.markApprovalUsed(id, at),
       expireApprovalRequests: (now) => store.expireApprovalRequests(now),
       cancelApprovalRequest: (id, at) => store.cancelApprovalRequest(id, at),
+      activeGrant: (subject, connection, now) => store.activeGrant(subject, connection, now),
       watchApprovals: (wake) => store.watchApprovals(wake),
       close: () => store.close(),
     };

@@ -200,7 +200,7 @@ export function openApiDocument(): object {
         post: {
           operationId: 'createRequest',
           summary: 'Ask ahead of time: a statement (`query`) or time-bound access (`duration`)',
-          description: 'The caller must be allowed on the connection (as for a session), and the connection must have an `approval` block (else 400). `query`: once approved, exactly this statement (same fingerprint, no parameters) runs once without a hold, in a session of the caller\'s, within the approval\'s window. `duration` (e.g. `2h`, at most `grant_max`): a grant request. `reason` is required. Records `approval.requested`; approvers are notified.',
+          description: 'A `query`: the caller must be allowed on the connection now (as for a session). A `duration`: only a member of `access_by_grant` (not of `access`, else 400). The connection must have an `approval` block (else 400). `query`: once approved, exactly this statement (same fingerprint, no parameters) runs once without a hold, in a session of the caller\'s, within the approval\'s window. `duration` (e.g. `2h`, at most `grant_max`): a grant request. `reason` is required. Records `approval.requested`; approvers are notified.',
           parameters: [{ name: 'name', in: 'path', required: true, schema: { type: 'string', pattern: '^[a-z0-9][a-z0-9_-]{0,62}$' } }],
           requestBody: {
             required: true,
@@ -246,6 +246,16 @@ export function openApiDocument(): object {
             name: { type: 'string' }, type: { enum: ['postgres'] }, database: { type: 'string' },
             access: { type: 'array', items: { type: 'string' } }, allowed: { type: 'boolean' }, requires_approval: { type: 'boolean', description: 'The same as `approval.holds`' },
             requires_reason: { type: 'boolean', description: 'Sessions must carry X-Hoop-Reason (`require_reason`)' },
+            grant: {
+              type: 'object', required: ['required', 'request', 'active_until', 'max_duration_ms'],
+              description: 'Time-bound access as it applies to the caller; `allowed` is true while a grant is open',
+              properties: {
+                required: { type: 'boolean', description: 'The caller may connect only inside an approved grant (`access_by_grant`): `POST /connections/{name}/requests {"duration"}`' },
+                request: { type: ['string', 'null'], description: 'The grant open now' },
+                active_until: { type: ['string', 'null'], format: 'date-time', description: 'When it ends; sessions under it are ended then' },
+                max_duration_ms: { type: ['integer', 'null'], description: 'The longest grant a request may ask for (`approval.grant_max`)' },
+              },
+            },
             masking: {
               type: 'object', required: ['enabled', 'exempt', 'columns', 'detectors'],
               description: 'The connection\'s `masking` block as it applies to the caller',

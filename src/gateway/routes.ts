@@ -6,7 +6,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isIPv6 } from 'node:net';
 import type { Logger } from 'pino';
-import { EVENT_TYPE_PATTERN, FULL_SESSION_ID, type AuthConfig, type ConnectionInfo, type MeInfo, type ReloadResult, type SessionKillResult } from '../api/types.js';
+import { EVENT_TYPE_PATTERN, FULL_SESSION_ID, type ApprovalRequest, type AuthConfig, type ConnectionInfo, type MeInfo, type ReloadResult, type SessionKillResult } from '../api/types.js';
 import type { AuditEvent } from '../audit/event.js';
 import type { AuditRecorder } from '../audit/recorder.js';
 import { AuthError, HoopError, UsageError, errorMessage } from '../errors.js';
@@ -18,7 +18,7 @@ import { DeniedError, admitConnection, reasonHeader, recordDenial, requestSource
 import type { AuthenticatorChain } from './authn.js';
 import type { ConfigHolder } from './live-config.js';
 import type { ConfigReloader } from './reload.js';
-import { isAdmin, mayReadAllSessions, mayReadAuditLog, mayReadOperatorDetail, mayReadSession, mayUseConnection, namesIdentity, rolesOf, sharesGroup } from './authz.js';
+import { isAdmin, mayReadAllSessions, mayReadAuditLog, mayReadOperatorDetail, mayReadSession, mayUseByGrant, mayUseConnection, namesIdentity, rolesOf, sharesGroup } from './authz.js';
 import type { ConnectionConfig, GatewayConfig } from './config.js';
 import { eventsFor } from './event-view.js';
 import { HttpError, readBody, sendError, sendJson, sendText } from './http.js';
@@ -279,7 +279,9 @@ async function me(ctx: ApiContext, req: IncomingMessage, res: ServerResponse): P
 
 async function connections(ctx: ApiContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const id = identityOf(req);
-  sendJson(res, 200, ctx.config.connections.map((c) => connectionInfo(id, c)));
+  // The store is asked only about connections the caller may use by grant alone.
+  const grants = await Promise.all(ctx.config.connections.map((c) => (mayUseByGrant(id, c) ? ctx.approvals.activeGrant(id.subject, c.name) : null)));
+  sendJson(res, 200, ctx.config.connections.map((c, i) => connectionInfo(id, c, grants[i] ?? null)));
 }
 
 /**
@@ -289,11 +291,12 @@ async function connections(ctx: ApiContext, req: IncomingMessage, res: ServerRes
  */
 async function connection(ctx: ApiContext, req: IncomingMessage, res: ServerResponse, { match }: { match: RegExpExecArray }): Promise<void> {
   const id = identityOf(req);
-  const c = admitConnection(ctx.config, id, decodeURIComponentSafe(match[1]!), reasonHeader(req));
-  sendJson(res, 200, connectionInfo(id, c));
+  const { connection: c, grant } = await admitConnection(ctx.config, id, decodeURIComponentSafe(match[1]!), reasonHeader(req), (s, n) => ctx.approvals.activeGrant(s, n));
+  sendJson(res, 200, connectionInfo(id, c, grant));
 }
 
-function connectionInfo(id: Identity, c: ConnectionConfig): ConnectionInfo {
+/** `grant`: the caller's grant open now on `c`, where it may use `c` by grant only. */
+function connectionInfo(id: Identity, c: ConnectionConfig, grant: ApprovalRequest | null): ConnectionInfo {
   const applying = rulesFor(c.approval?.rules ?? [], id.groups).map((r) => ({ name: r.name, action: r.action }));
   const approval = { holds: applying.some((r) => r.action === 'require_approval'), rules: applying };
   return {
@@ -301,7 +304,7 @@ function connectionInfo(id: Identity, c: ConnectionConfig): ConnectionInfo {
     type: c.type,
     database: c.upstream.database,
     access: c.access,
-    allowed: mayUseConnection(id, c),
+    allowed: mayUseConnection(id, c) || grant !== null,
     requires_approval: approval.holds,
     requires_reason: c.requireReason,
     masking: {
@@ -311,6 +314,7 @@ function connectionInfo(id: Identity, c: ConnectionConfig): ConnectionInfo {
       detectors: c.masking ? [...c.masking.detectors] : [],
     },
     approval,
+    grant: { required: mayUseByGrant(id, c), request: grant?.id ?? null, active_until: grant?.expires_at ?? null, max_duration_ms: c.approval?.grantMaxMs ?? null },
   };
 }
 

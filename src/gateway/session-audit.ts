@@ -36,6 +36,8 @@ export interface SessionAuditOptions {
   /** The database the connection is configured for (what the session really reaches). */
   database: string;
   maxSessionMs: number | null;
+  /** The access grant the session was admitted under (`access_by_grant`): its id and end, in session.start. */
+  grant?: { request: string; until: string } | null;
   /** Called once session.start is durable (e.g. to start the session-limit timer). */
   onStarted?: () => void;
   /** Replaces the engine's end reason when the gateway ended the session (e.g. max_session). */
@@ -72,6 +74,7 @@ export function sessionAuditHooks(o: SessionAuditOptions): SessionHooks {
         parameters: info.parameters,
         reason: o.reason,
         max_session_ms: o.maxSessionMs,
+        ...(o.grant ? { grant: o.grant } : {}),
       }));
       o.onStarted?.();
     },

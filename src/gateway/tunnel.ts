@@ -3,9 +3,10 @@
  * (RFC 6455) whose binary messages carry one PostgreSQL client session's raw bytes.
  *
  * Everything is decided BEFORE the upgrade: authentication (401), the connection (404) and the
- * identity's access to it (403) are answered as plain HTTP responses with the JSON error body,
- * which the local tunnel turns into a FATAL for psql. Only then does the socket become a
- * WebSocket and the engine serve it, with audit hooks from session-audit.ts.
+ * identity's access to it (403; for `access_by_grant`, an approved grant open now) are answered
+ * as plain HTTP responses with the JSON error body, which the local tunnel turns into a FATAL
+ * for psql. Only then does the socket become a WebSocket and the engine serve it, with audit
+ * hooks from session-audit.ts. A session under a grant ends when the grant does.
  */
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
@@ -14,11 +15,13 @@ import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { HoopError, errorMessage } from '../errors.js';
 import type { Identity } from '../identity/identity.js';
-import type { Source } from '../audit/event.js';
+import type { ApprovalRequest } from '../api/types.js';
+import { SYSTEM_ACTOR, type Source } from '../audit/event.js';
 import type { Engine, StartupInfo, StatementEnd, StatementPlan, StatementStart } from '../protocols/engine.js';
 import { tcpDial } from '../protocols/postgres/upstream.js';
 import { killMessage, killReason } from './kills.js';
-import { DeniedError, admitConnection, reasonHeader, recordDenial, requestSource } from './access.js';
+import { DeniedError, admitConnection, grantCommand, reasonHeader, recordDenial, requestSource, type Admission } from './access.js';
+import { endWithGrant } from './grant-end.js';
 import { upstreamConfigOf, type ConnectionConfig } from './config.js';
 import { sessionRoleOf } from './db-roles.js';
 import { SessionPolicy, type PolicyDeps } from './statement-policy.js';
@@ -32,6 +35,8 @@ import { webSocketStream } from '../tunnel-stream.js';
 export const MAX_WS_PAYLOAD = 16 * 1024 * 1024;
 /** Ping interval; a peer that misses one whole interval is cut off. */
 const KEEPALIVE_MS = 30_000;
+/** Longest a session under an ended grant waits for grant.ended to be durable before it is ended. */
+const GRANT_END_RECORD_WAIT_MS = 1_000;
 const TUNNEL_PATH = /^\/api\/v1\/connections\/([^/]+)\/tunnel$/;
 
 export interface TunnelContext extends ApiContext {
@@ -78,12 +83,12 @@ export class TunnelEndpoint {
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on('error', () => socket.destroy());
     this.admit(req).then(
-      ({ identity, connection }) => {
+      ({ identity, connection, grant }) => {
         if (socket.destroyed) return;
         if (this.closing) return refuse(socket, shuttingDown(), 503);
         const sessionId = randomUUID();
         this.sessionIds.set(req, sessionId);
-        this.wss.handleUpgrade(req, socket, head, (ws) => this.serve(ws, req, identity, connection, sessionId));
+        this.wss.handleUpgrade(req, socket, head, (ws) => this.serve(ws, req, identity, connection, sessionId, grant));
       },
       (err: unknown) => {
         const status = statusOf(err);
@@ -106,7 +111,7 @@ export class TunnelEndpoint {
     this.wss.close();
   }
 
-  private async admit(req: IncomingMessage): Promise<{ identity: Identity; connection: ConnectionConfig }> {
+  private async admit(req: IncomingMessage): Promise<Admission & { identity: Identity }> {
     if (this.closing) throw shuttingDown();
     const path = new URL(req.url ?? '/', 'http://gateway.invalid').pathname;
     const m = TUNNEL_PATH.exec(path);
@@ -120,7 +125,7 @@ export class TunnelEndpoint {
       throw new HoopError('HOOP_NOT_FOUND', 'no such connection');
     }
     try {
-      return { identity, connection: admitConnection(this.ctx.config, identity, name, reasonHeader(req)) };
+      return { identity, ...(await admitConnection(this.ctx.config, identity, name, reasonHeader(req), (s, c) => this.ctx.approvals.activeGrant(s, c))) };
     } catch (err) {
       if (err instanceof DeniedError) recordDenial(this.ctx, req, identity, err, 'tunnel');
       throw err;
@@ -153,7 +158,7 @@ export class TunnelEndpoint {
     };
   }
 
-  private serve(ws: WebSocket, req: IncomingMessage, identity: Identity, connection: ConnectionConfig, sessionId: string): void {
+  private serve(ws: WebSocket, req: IncomingMessage, identity: Identity, connection: ConnectionConfig, sessionId: string, grant: ApprovalRequest | null): void {
     const { ctx } = this;
     if (this.closing) {
       ws.close(1001, 'gateway shutting down');
@@ -192,6 +197,27 @@ export class TunnelEndpoint {
       ending.abort(killMessage(kill));
     });
 
+    // Under an access grant: the session ends when the grant does (grant-end.ts), recorded as grant.ended.
+    let started = false;
+    const grantEnd = grant ? endWithGrant({
+      grant,
+      next: () => ctx.approvals.activeGrant(identity.subject, connection.name),
+      onEnd: (ended, error) => {
+        if (error !== undefined) log.warn({ err: errorMessage(error), request: ended.id }, 'cannot read access grants at a grant\'s end; the session ends');
+        endedBy ??= `access grant ${ended.id} ended at ${ended.expires_at}`;
+        log.info({ request: ended.id }, 'access grant ended');
+        const message = `hoop: your access grant ${ended.id} to connection ${connection.name} ended at ${ended.expires_at}; ask for another with: ${grantCommand(connection)}`;
+        if (!started) return ending.abort(message); // nothing recorded yet that grant.ended could belong to
+        // Recorded before session.end, so the record says why the session ended; a slow store
+        // delays the end by a second at most.
+        const recorded = ctx.recorder.record({
+          type: 'grant.ended', actor: SYSTEM_ACTOR, connection: connection.name, session_id: sessionId,
+          data: { request: ended.id, requester: identity.subject, until: ended.expires_at, session_ended: true },
+        }).catch((err: unknown) => log.error({ err: errorMessage(err), request: ended.id }, 'cannot record grant.ended'));
+        void Promise.race([recorded, new Promise((r) => setTimeout(r, GRANT_END_RECORD_WAIT_MS).unref())]).then(() => ending.abort(message));
+      },
+    }) : null;
+
     const audit = sessionAuditHooks({
       recorder: ctx.recorder,
       metrics: ctx.metrics,
@@ -202,7 +228,9 @@ export class TunnelEndpoint {
       reason: reasonHeader(req),
       database: connection.upstream.database,
       maxSessionMs: limit,
+      grant: grant ? { request: grant.id, until: grant.expires_at } : null,
       onStarted: () => {
+        started = true;
         log.info('session started');
         if (limit === null) return;
         limitTimer = setTimeout(() => {
@@ -255,6 +283,7 @@ export class TunnelEndpoint {
       .finally(() => {
         clearInterval(keepalive);
         if (limitTimer) clearTimeout(limitTimer);
+        grantEnd?.stop();
         if (ws.readyState === ws.OPEN) ws.close(1000, endedBy ?? 'session ended');
         setTimeout(() => ws.terminate(), 2_000).unref();
         this.live.delete(entry);

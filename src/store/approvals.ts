@@ -29,6 +29,22 @@ export function nextApprovalState(request: ApprovalRequest, d: ApprovalDecisionI
   return { status: 'approved', expires_at: new Date(at + Math.max(0, window)).toISOString() };
 }
 
+/** When an approved grant's window opened: its approval, `duration_ms` before its end (`nextApprovalState`). */
+export function grantStartMs(grant: Pick<ApprovalRequest, 'expires_at' | 'duration_ms'>): number {
+  return Date.parse(grant.expires_at) - (grant.duration_ms ?? 0);
+}
+
+/** How many approved grants of one person and connection a lookup reads (newest-ending first). */
+export const ACTIVE_GRANT_CANDIDATES = 20;
+
+/** Of approved, unexpired grants (the backend's query), the longest-lasting one whose window has opened by `now`. */
+export function pickActiveGrant(candidates: ApprovalRequest[], now: string): ApprovalRequest | null {
+  const at = Date.parse(now);
+  return candidates
+    .filter((g) => g.kind === 'grant' && g.status === 'approved' && grantStartMs(g) <= at && at < Date.parse(g.expires_at))
+    .sort((a, b) => Date.parse(b.expires_at) - Date.parse(a.expires_at))[0] ?? null;
+}
+
 /** Why a decision cannot be recorded on this request now, or null if it can. */
 export function decisionRefusal(request: ApprovalRequest, d: ApprovalDecisionInput): 'not_pending' | 'already_decided' | 'expired' | null {
   if (request.status !== 'pending') return 'not_pending';

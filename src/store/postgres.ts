@@ -17,7 +17,7 @@ import { normalizeEventFilter, normalizeSessionFilter, typePrefixPattern } from 
 import { POSTGRES_MIGRATIONS, pendingMigrations } from './migrations.js';
 import { redactSecret, redactUrl } from './redact.js';
 import { canonicalJson } from '../audit/chain.js';
-import { APPROVAL_COLUMNS, approvalOf, decisionRefusal, isoInstant, nextApprovalState, normalizeApprovalFilter, type ApprovalRowBase, type DecisionRow } from './approvals.js';
+import { ACTIVE_GRANT_CANDIDATES, APPROVAL_COLUMNS, approvalOf, pickActiveGrant, decisionRefusal, isoInstant, nextApprovalState, normalizeApprovalFilter, type ApprovalRowBase, type DecisionRow } from './approvals.js';
 import { EVENT_COLUMNS, sealBatch, type EventRowValues } from './rows.js';
 import { sessionSummaryOf, type SessionRow } from './sessions.js';
 import { EVENT_ROW_OVERHEAD, findPageEnd, type ApprovalDecisionInput, type ApprovalDecisionOutcome, type ApprovalFilter, type ApprovalRequest, type EventFilter, type Notification, type NotificationClaim, type NotificationDraft, type SessionDetail, type SessionFilter, type SessionKill, type SessionPageRequest, type SessionSummary, type Store } from './store.js';
@@ -341,6 +341,17 @@ export class PostgresStore implements Store {
 
   async expireApprovalRequests(now: string): Promise<ApprovalRequest[]> {
     return this.transition('expire approval requests', `status = 'expired', updated_at = $1`, `status IN ('pending', 'approved') AND expires_at <= $1`, [isoInstant(now)]);
+  }
+
+  async activeGrant(subject: string, connection: string, now: string): Promise<ApprovalRequest | null> {
+    const at = isoInstant(now);
+    const rows = await this.query<PgApprovalRow>(
+      'read active grants',
+      `SELECT * FROM approval_requests WHERE kind = 'grant' AND status = 'approved' AND requester_subject = $1 AND connection = $2 AND expires_at > $3
+        ORDER BY expires_at DESC, id LIMIT ${ACTIVE_GRANT_CANDIDATES}`,
+      [subject, connection, at],
+    );
+    return pickActiveGrant(await this.withDecisions('read active grants', rows), at);
   }
 
   async cancelApprovalRequest(id: string, at: string): Promise<ApprovalRequest | null> {

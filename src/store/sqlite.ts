@@ -25,7 +25,7 @@ import type { AuditEvent, UnsealedEvent } from '../audit/event.js';
 import { StoreError, errorMessage } from '../errors.js';
 import { normalizeEventFilter, normalizeSessionFilter, typePrefixPattern } from './filters.js';
 import { EVENT_COLUMNS, sealBatch } from './rows.js';
-import { APPROVAL_COLUMNS, approvalOf, decisionRefusal, isoInstant, nextApprovalState, normalizeApprovalFilter, type ApprovalRowBase, type DecisionRow } from './approvals.js';
+import { ACTIVE_GRANT_CANDIDATES, APPROVAL_COLUMNS, approvalOf, pickActiveGrant, decisionRefusal, isoInstant, nextApprovalState, normalizeApprovalFilter, type ApprovalRowBase, type DecisionRow } from './approvals.js';
 import { SQLITE_MIGRATIONS, pendingMigrations } from './migrations.js';
 import { sessionSummaryOf, type SessionRow } from './sessions.js';
 import { EVENT_ROW_OVERHEAD, findPageEnd, type ApprovalDecisionInput, type ApprovalDecisionOutcome, type ApprovalFilter, type ApprovalRequest, type EventFilter, type Notification, type NotificationClaim, type NotificationDraft, type SessionDetail, type SessionFilter, type SessionKill, type SessionPageRequest, type SessionSummary, type Store } from './store.js';
@@ -470,6 +470,17 @@ export class SqliteStore implements Store {
   async expireApprovalRequests(now: string): Promise<ApprovalRequest[]> {
     const when = isoInstant(now);
     return this.transition('expire approval requests', `status = 'expired', updated_at = ?`, [when], `status IN ('pending', 'approved') AND expires_at <= ?`, [when]);
+  }
+
+  async activeGrant(subject: string, connection: string, now: string): Promise<ApprovalRequest | null> {
+    this.refuseAfterClose('read active grants');
+    const at = isoInstant(now);
+    const candidates = await this.approvalsWhere(
+      'read active grants',
+      `kind = 'grant' AND status = 'approved' AND requester_subject = ? AND connection = ? AND expires_at > ? ORDER BY expires_at DESC, id LIMIT ?`,
+      [subject, connection, at, ACTIVE_GRANT_CANDIDATES],
+    );
+    return pickActiveGrant(candidates, at);
   }
 
   async cancelApprovalRequest(id: string, at: string): Promise<ApprovalRequest | null> {

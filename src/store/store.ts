@@ -245,6 +245,13 @@ export interface Store {
   /** Pending and approved-but-unused requests past `expires_at` become `expired`; returns them. */
   expireApprovalRequests(now: string): Promise<ApprovalRequest[]>;
 
+  /**
+   * The approved grant (`kind: grant`) of `subject` on `connection` whose window holds `now`:
+   * approved at or before it (`expires_at` minus `duration_ms`), `expires_at` after it. Of
+   * several, the one that lasts longest; null if none.
+   */
+  activeGrant(subject: string, connection: string, now: string): Promise<ApprovalRequest | null>;
+
   /** Pending -> cancelled; null if it was not pending. */
   cancelApprovalRequest(id: string, at: string): Promise<ApprovalRequest | null>;
 

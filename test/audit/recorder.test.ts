@@ -56,6 +56,7 @@ class CountingStore implements Store {
   markApprovalUsed(id: string, at: string) { return this.target.markApprovalUsed(id, at); }
   expireApprovalRequests(now: string) { return this.target.expireApprovalRequests(now); }
   cancelApprovalRequest(id: string, at: string) { return this.target.cancelApprovalRequest(id, at); }
+  activeGrant(subject: string, connection: string, now: string) { return this.target.activeGrant(subject, connection, now); }
   watchApprovals(wake: (id: string) => void) { return this.target.watchApprovals(wake); }
   close() { return this.target.close(); }
 }

@@ -17,10 +17,11 @@ beforeAll(async () => {
     apiKeys: [
       { name: 'alice', groups: ['analysts'] }, { name: 'bob', groups: ['dba'] }, { name: 'dave', groups: ['dba'] },
       { name: 'carol', groups: ['audit'] }, { name: 'root', groups: ['platform'] }, { name: 'erin', groups: ['analysts'] },
+      { name: 'gina', groups: ['contractors'] },
     ],
     connections: [bankConnection(upstream), bankConnection(upstream, { name: 'ledger', access: ['analysts'] })],
     // Until the config file takes an approval block: attach one to `bank` as parsed.
-    adjustConfig: (c) => ({ ...c, connections: c.connections.map((x) => (x.name === 'bank' ? Object.assign({ ...x }, { approval }) : x)) }),
+    adjustConfig: (c) => ({ ...c, connections: c.connections.map((x) => (x.name === 'bank' ? Object.assign({ ...x }, { approval, accessByGrant: ['contractors'] }) : x)) }),
   });
 });
 afterAll(async () => {
@@ -76,12 +77,18 @@ describe('ahead-of-time requests', () => {
     expect((await call('POST', '/api/v1/connections/bank/requests', 'alice', { query: 'SELECT 1' })).json.error.message).toContain('reason');
     expect((await call('POST', '/api/v1/connections/bank/requests', 'alice', { query: 'SELECT 1', duration: '1h', reason: 'x' })).status).toBe(400);
     expect((await call('POST', '/api/v1/connections/bank/requests', 'alice', { query: 'SELECT 1', reason: 'x', extra: 1 })).status).toBe(400);
-    expect((await call('POST', '/api/v1/connections/bank/requests', 'alice', { duration: '9h', reason: 'x' })).json.error.message).toContain('grant_max');
+    expect((await call('POST', '/api/v1/connections/bank/requests', 'gina', { duration: '9h', reason: 'x' })).json.error.message).toContain('grant_max');
+    expect((await call('POST', '/api/v1/connections/bank/requests', 'gina', { duration: '0s', reason: 'x' })).status).toBe(400);
   });
 
-  test('a grant request stores its duration', async () => {
-    const r = await call('POST', '/api/v1/connections/bank/requests', 'alice', { duration: '2h', reason: 'on call' });
+  test('a grant request stores its duration; only a member of access_by_grant asks for one; without a grant, no statement requests', async () => {
+    const r = await call('POST', '/api/v1/connections/bank/requests', 'gina', { duration: '2h', reason: 'on call' });
     expect(r).toMatchObject({ status: 201, json: { kind: 'grant', statement: null, fingerprint: null, duration_ms: 7_200_000, status: 'pending' } });
+    const needless = await call('POST', '/api/v1/connections/bank/requests', 'alice', { duration: '2h', reason: 'on call' });
+    expect(needless).toMatchObject({ status: 400, json: { error: { message: 'you may use connection bank without a grant (one of your groups is in its access list)' } } });
+    expect((await call('POST', '/api/v1/connections/ledger/requests', 'gina', { duration: '2h', reason: 'x' })).status).toBe(403);
+    const statement = await call('POST', '/api/v1/connections/bank/requests', 'gina', { query: 'SELECT 1', reason: 'x' });
+    expect(statement).toMatchObject({ status: 403, json: { error: { code: 'HOOP_FORBIDDEN', message: expect.stringContaining('only inside an approved access grant') } } });
   });
 });
 

@@ -657,6 +657,39 @@ export function storeSuite(h: StoreHarness): void {
       expect(await store.recordApprovalDecision(decide(later.id, 'bob', 'approve', t0 + 4000))).toMatchObject({ ok: false, reason: 'not_pending', request: { status: 'cancelled' } });
     });
 
+    test('activeGrant: only an approved grant of that person and connection, inside its window; the longest-lasting of several', async () => {
+      const store = await fresh();
+      const grant = (over: Partial<ApprovalRequest> = {}) => request({ kind: 'grant', statement: null, fingerprint: null, parameters: [], rule: null, estimate: null, duration_ms: 3_600_000, ...over });
+      const at = (ms: number) => store.activeGrant('alice', 'bank', iso(ms));
+      const g = grant();
+      const pendingOne = grant();
+      const otherConnection = grant({ connection: 'crm' });
+      const statement = request(); // approved ahead of time: not a grant
+      for (const r of [g, pendingOne, otherConnection, statement]) await store.createApprovalRequest(r);
+      expect(await at(t0 + 1000)).toBeNull(); // nothing approved yet
+      for (const r of [g, otherConnection, statement]) await store.recordApprovalDecision(decide(r.id, 'bob', 'approve', t0 + 1000));
+      // The window: [approval, approval + duration).
+      expect(await at(t0 + 999)).toBeNull();
+      expect(await at(t0 + 1000)).toMatchObject({ id: g.id, status: 'approved', expires_at: iso(t0 + 1000 + 3_600_000), approvals: [{ approver: 'bob' }] });
+      expect(await (await another(store)).activeGrant('alice', 'bank', iso(t0 + 2000))).toMatchObject({ id: g.id });
+      expect(await at(t0 + 1000 + 3_600_000)).toBeNull();
+      expect(await store.activeGrant('bob', 'bank', iso(t0 + 2000))).toBeNull();
+      expect(await store.activeGrant('alice', 'crm', iso(t0 + 2000))).toMatchObject({ id: otherConnection.id });
+      // A longer grant approved later wins once its window is open; a denied one never counts.
+      const longer = grant({ duration_ms: 7_200_000 });
+      const denied = grant({ duration_ms: 9_000_000 });
+      for (const r of [longer, denied]) await store.createApprovalRequest(r);
+      await store.recordApprovalDecision(decide(longer.id, 'bob', 'approve', t0 + 5000));
+      await store.recordApprovalDecision(decide(denied.id, 'bob', 'deny', t0 + 5000));
+      expect(await at(t0 + 4000)).toMatchObject({ id: g.id }); // the longer one is not open yet
+      expect(await at(t0 + 6000)).toMatchObject({ id: longer.id });
+      expect(await at(t0 + 5000 + 7_200_000 - 1)).toMatchObject({ id: longer.id });
+      // Expired by the sweep: gone, even where the clock says otherwise.
+      await store.expireApprovalRequests(iso(t0 + 1000 + 3_600_000));
+      expect(await store.getApprovalRequest(g.id)).toMatchObject({ status: 'expired' });
+      expect(await at(t0 + 6000)).toMatchObject({ id: longer.id });
+    });
+
     test('watchApprovals hears every change of state: from other replicas (PostgreSQL) or this store (SQLite), and stops', async () => {
       const store = await fresh();
       const watcher = h.dialect === 'postgres' ? await another(store) : store;

@@ -17,6 +17,7 @@ import type { CommandContext } from '../context.js';
 import { resolveToken } from '../credentials.js';
 import type { ColorScheme, Env } from '../iostreams.js';
 import { sanitize } from '../output.js';
+import { suggestedDuration } from '../../units.js';
 import type { LocalTunnel, TunnelEvent } from '../../client/tunnel.js';
 
 const DEFAULT_PORT = 5433;
@@ -206,6 +207,9 @@ async function serveListener(ctx: CommandContext, tunnel: LocalTunnel, connectio
       io.info('  Connect with:  psql "<the URI printed on stdout>"');
     }
     if (connection.requires_approval) io.info(cs.yellow('  Risky statements on this connection may be held for a reviewer\'s approval.'));
+    if (connection.grant?.active_until) {
+      io.info(cs.yellow(`  Your access grant ${connection.grant.request ?? ''} ends at ${connection.grant.active_until}; sessions still open then are ended.`));
+    }
     io.info(cs.dim('  Press Ctrl-C to close the tunnel.'));
   }
   if (!isLoopbackHost(tunnel.host)) {
@@ -226,7 +230,8 @@ function parseListen(raw: string): string {
 /**
  * Asks the gateway whether this identity may open a session on `name` now (it records a
  * refusal as access.denied), before any port is opened. An unknown or forbidden connection is
- * explained from the list of connections, as pickConnection words it.
+ * explained from the list of connections, as pickConnection words it (one that needs an access
+ * grant: how to request it).
  */
 async function checkConnection(api: GatewayApi, name: string, reason: string | undefined): Promise<ConnectionInfo> {
   try {
@@ -245,6 +250,11 @@ export function pickConnection(list: ConnectionInfo[], name: string): Connection
     const names = list.filter((x) => x.allowed).map((x) => x.name);
     throw new HoopError('HOOP_NOT_FOUND', `no connection named '${name}'`, {
       hint: names.length ? `Connections you may use: ${names.join(', ')}.` : 'Run `hoop connections` to see what the gateway offers.',
+    });
+  }
+  if (!c.allowed && c.grant?.required) {
+    throw new HoopError('HOOP_FORBIDDEN', `you may use connection '${name}' only inside an approved access grant, and have none open now`, {
+      hint: `Request access first: hoop request ${name} --duration ${suggestedDuration(c.grant.max_duration_ms ?? 3_600_000)} --reason "…" (an approver decides it), then connect again.`,
     });
   }
   if (!c.allowed) {

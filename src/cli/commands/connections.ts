@@ -8,7 +8,9 @@ export const connectionsCommand = defineCommand({
   name: 'connections',
   summary: 'List the connections this identity may use',
   description:
-    'List the gateway\'s connections: type, database, whether you may connect (and which groups may),\n' +
+    'List the gateway\'s connections: type, database, whether you may connect (and which groups may;\n' +
+    '"by grant" where you may connect only inside an approved access grant — ask with\n' +
+    '`hoop request <name> --duration 1h --reason …` — and "grant until <time>" while one is open),\n' +
     'whether statements may be held for approval (APPROVAL: how many access rules apply to you, and\n' +
     '"may hold" when one of them requires approval), and whether results are masked for you: MASKING is "on"\n' +
     '(protected columns and content detectors apply), "exempt" (the connection masks, but one of\n' +
@@ -35,12 +37,27 @@ export function renderConnections(ctx: CommandContext, list: ConnectionInfo[]): 
       { text: c.name, style: cs.bold },
       c.type,
       c.database,
-      c.allowed ? { text: 'allowed', style: cs.green } : { text: 'denied', style: cs.red },
+      accessCell(c, cs),
       c.access.join(','),
       approvalCell(c, cs),
       maskingCell(c, cs),
     ]),
   );
+}
+
+/**
+ * "allowed", "denied", or for a connection open to you only by grant: "by grant" (none open now:
+ * `hoop request <name> --duration …`) or "grant until <time>".
+ */
+export function accessSummary(c: ConnectionInfo): string {
+  if (c.grant?.required) return c.grant.active_until ? `grant until ${c.grant.active_until}` : 'by grant';
+  return c.allowed ? 'allowed' : 'denied';
+}
+
+function accessCell(c: ConnectionInfo, cs: CommandContext['io']['out']) {
+  const text = accessSummary(c);
+  if (c.grant?.required) return { text, style: cs.yellow };
+  return c.allowed ? { text, style: cs.green } : { text, style: cs.red };
 }
 
 /** "3 rules, may hold", "1 rule" or "none". A gateway too old to list rules says only whether statements may be held. */
