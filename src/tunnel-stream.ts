@@ -11,8 +11,22 @@ import { createWebSocketStream, type WebSocket } from 'ws';
 /** Enough to keep a bulk result flowing; a stalled session holds about a megabyte at most. */
 export const TUNNEL_HIGH_WATER_MARK = 256 * 1024;
 
-export function webSocketStream(ws: WebSocket): Duplex {
+/**
+ * `onText`: text messages are the gateway's out-of-band events, not PostgreSQL bytes: they go
+ * there and never into the stream (binary messages flow as before, with the same backpressure).
+ */
+export function webSocketStream(ws: WebSocket, options: { onText?: (text: string) => void } = {}): Duplex {
   const stream = createWebSocketStream(ws, { readableHighWaterMark: TUNNEL_HIGH_WATER_MARK, writableHighWaterMark: TUNNEL_HIGH_WATER_MARK });
+  const { onText } = options;
+  if (onText) {
+    // createWebSocketStream's own listener, just added: it pushes (and pauses on a full buffer).
+    const push = ws.listeners('message').at(-1) as (data: Buffer, isBinary: boolean) => void;
+    ws.off('message', push);
+    ws.on('message', (data: Buffer, isBinary: boolean) => {
+      if (isBinary) push.call(ws, data, isBinary);
+      else onText(data.toString('utf8'));
+    });
+  }
   stream._writev = (chunks, callback) => {
     const data = chunks.length === 1 ? chunks[0]!.chunk : Buffer.concat(chunks.map((c) => c.chunk as Buffer));
     ws.send(data, callback); // as createWebSocketStream's _write once the socket is open

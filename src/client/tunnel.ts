@@ -14,6 +14,7 @@ import { randomBytes } from 'node:crypto';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import WebSocket from 'ws';
+import { APPROVAL_REQUEST_ID } from '../api/types.js';
 import { errorMessage, isHoopError, type HoopErrorCode } from '../errors.js';
 import { CANCEL_REQUEST_CODE, FrameReader, GSSENC_REQUEST_CODE, SSL_REQUEST_CODE, type FrameBatch } from '../protocols/postgres/framing.js';
 import { sendFatal } from '../protocols/postgres/io.js';
@@ -30,10 +31,13 @@ import { SQLSTATE_INVALID_PASSWORD, sqlstateOf } from '../protocols/postgres/sql
 import { webSocketStream } from '../tunnel-stream.js';
 
 export interface TunnelEvent {
-  kind: 'client-connected' | 'client-closed' | 'refused' | 'error';
+  /** hold: the gateway holds a statement of the session until its approval request is decided. */
+  kind: 'client-connected' | 'client-closed' | 'refused' | 'error' | 'hold';
   message: string;
   /** The gateway's id for the session (X-Hoop-Session), once the tunnel is open. */
   sessionId?: string;
+  /** hold: the approval request's id. */
+  request?: string;
 }
 export interface LocalTunnelOptions {
   gateway: string;               // base URL, http:// or https://
@@ -202,7 +206,10 @@ async function openTunnel(socket: Socket, options: LocalTunnelOptions, first: Bu
   const session = sessionId ? { sessionId } : {};
   const shortId = sessionId ? ` (session ${sessionId.slice(0, 8)})` : '';
   emit({ kind: 'client-connected', message: `${client} connected to ${options.connection}${shortId}`, ...session });
-  const stream = webSocketStream(ws);
+  const stream = webSocketStream(ws, { onText: (text) => {
+    const hold = holdEventOf(text);
+    if (hold) emit({ kind: 'hold', message: hold.notice, request: hold.request, ...session });
+  } });
   stream.on('error', () => {});
   stream.write(first);
   if (rest.length > 0) stream.write(rest);
@@ -220,6 +227,26 @@ async function openTunnel(socket: Socket, options: LocalTunnelOptions, first: Bu
   });
   if (key !== null) cancelKeys.delete(key);
   emit({ kind: 'client-closed', message: `${client} disconnected${shortId}`, ...session });
+}
+
+/** Longest hold notice shown: the gateway's are one line of about 150 characters. */
+const MAX_NOTICE = 1_000;
+
+/**
+ * The gateway's out-of-band event (a text message, asked for with X-Hoop-Events): a hold, or
+ * null for anything else — an event this version does not know, or not one at all, is ignored.
+ */
+export function holdEventOf(text: string): { request: string; notice: string } | null {
+  let e: unknown;
+  try {
+    e = JSON.parse(text);
+  } catch {
+    return null;
+  }
+  if (typeof e !== 'object' || e === null) return null;
+  const { event, request, notice } = e as Record<string, unknown>;
+  if (event !== 'hold' || typeof request !== 'string' || !APPROVAL_REQUEST_ID.test(request) || typeof notice !== 'string') return null;
+  return { request, notice: notice.slice(0, MAX_NOTICE) };
 }
 
 /** The gateway's first messages are small: past this many bytes no BackendKeyData is coming. */
@@ -285,7 +312,8 @@ async function connectGateway(socket: Socket | null, options: LocalTunnelOptions
     return null;
   }
   const url = tunnelUrl(options.gateway, options.connection);
-  const headers: Record<string, string> = { Authorization: `Bearer ${token}` };
+  // X-Hoop-Events: this client reads text messages as events (a hold), never as session bytes.
+  const headers: Record<string, string> = { Authorization: `Bearer ${token}`, 'X-Hoop-Events': '1' };
   // Header values must be one line of visible ASCII: anything else is replaced, not smuggled.
   if (options.reason) headers['X-Hoop-Reason'] = options.reason.replace(/[^\x20-\x7e]/g, '?');
   return new Promise((resolve) => {

@@ -65,6 +65,13 @@ export interface AheadInput {
   config: ApprovalConfig;
   statement?: { text: string; fingerprint: string; parameters: unknown[] };
   durationMs?: number;
+  /** The id to give the request (one newRequestId() made), when it must be named before it is stored. */
+  id?: string;
+}
+
+/** A fresh request id: `r-` and 8 hex digits. */
+export function newRequestId(): string {
+  return `r-${randomBytes(4).toString('hex')}`;
 }
 
 /**
@@ -121,6 +128,10 @@ export interface ApprovalServiceOptions {
   now?: () => Date;
 }
 
+function aheadKey(subject: string, connection: string): string {
+  return `${connection}\u0000${subject}`;
+}
+
 export class ApprovalService {
   /** Called once a request is recorded and stored (the notifier hooks in here). */
   onRequested?: (r: ApprovalRequest) => void;
@@ -128,6 +139,13 @@ export class ApprovalService {
   onDecided?: (r: ApprovalRequest) => void;
 
   private readonly held = new Map<string, Held>();
+  /**
+   * Ahead-of-time statement requests this replica knows of (created here, or heard approved
+   * through the store), by requester and connection, then fingerprint: id -> expiry (ms). A
+   * statement the rules let run under the row cap asks the store whether it was approved whole
+   * only when one may be (mayBePreApproved), so the hot path never waits on the store.
+   */
+  private readonly ahead = new Map<string, Map<string, Map<string, number>>>();
   private timer: NodeJS.Timeout | null = null;
   private stopWatching: (() => Promise<void>) | null = null;
   private checking = false;
@@ -145,6 +163,7 @@ export class ApprovalService {
     try {
       this.stopWatching = await this.o.store.watchApprovals((id) => {
         if (this.held.has(id)) void this.check([id]);
+        else void this.learn(id);
       });
     } catch (err) {
       this.o.logger.warn({ err: errorMessage(err) }, 'cannot listen for approval decisions; polling only');
@@ -205,13 +224,37 @@ export class ApprovalService {
   /** An ahead-of-time request (statement or grant), recorded and stored, pending. */
   async request(input: AheadInput): Promise<ApprovalRequest> {
     const s = input.statement;
+    if (input.id !== undefined && !APPROVAL_REQUEST_ID.test(input.id)) throw new HoopError('HOOP_INTERNAL', `not a request id: ${input.id}`);
     const request = this.newRequest({
+      ...(input.id !== undefined ? { id: input.id } : {}),
       kind: s ? 'statement' : 'grant', identity: input.identity, connection: input.connection, config: input.config, reason: input.reason,
       statement: s?.text ?? null, fingerprint: s?.fingerprint ?? null, parameters: s?.parameters ?? [], rule: null, estimate: null,
       session_id: null, duration_ms: s ? null : (input.durationMs ?? null),
     });
     await this.create(request, input.identity);
+    this.know(request);
     return request;
+  }
+
+  /**
+   * An ahead-of-time request whose id is needed at once (the hint of a result cut at the row
+   * cap, which cannot wait): returns the id, then records and stores the request. If that fails
+   * the id names nothing; it is logged, and asking again (`hoop request --query`) still works.
+   */
+  requestInBackground(input: Omit<AheadInput, 'id'>): string {
+    const id = newRequestId();
+    this.request({ ...input, id }).catch((err: unknown) => {
+      this.o.logger.warn({ err: errorMessage(err), request: id, connection: input.connection }, 'cannot create an approval request');
+    });
+    return id;
+  }
+
+  /** Whether an ahead-of-time request of this user for this connection (and fingerprint, if given) may be approved: see `ahead`. */
+  mayBePreApproved(input: { subject: string; connection: string; fingerprint?: string }): boolean {
+    const byFingerprint = this.ahead.get(aheadKey(input.subject, input.connection));
+    if (!byFingerprint) return false;
+    if (input.fingerprint === undefined) return byFingerprint.size > 0;
+    return (byFingerprint.get(input.fingerprint)?.size ?? 0) > 0;
   }
 
   /**
@@ -228,6 +271,7 @@ export class ApprovalService {
     for (const c of candidates) {
       const used = await this.o.store.markApprovalUsed(c.id, now.toISOString());
       if (!used) continue; // another session took it
+      this.forget(used);
       await this.recordUsed(used, null);
       return used;
     }
@@ -279,6 +323,7 @@ export class ApprovalService {
     this.o.logger.info({ request: id, approver: approver.subject, decision, status: result.request.status }, 'approval decided');
     if (result.request.kind === 'grant' && result.request.status === 'approved') await this.recordGrantStarted(result.request, approver);
     if (this.held.has(id)) void this.check([id]);
+    else this.know(result.request);
     this.notify(this.onDecided, result.request);
     return result.request;
   }
@@ -300,14 +345,59 @@ export class ApprovalService {
 
   // -------------------------------------------------------------------------------------------
 
+  /** An ahead-of-time statement request, pending or approved: remembered until it expires or is used. */
+  private know(r: ApprovalRequest): void {
+    if (r.kind !== 'statement' || r.session_id !== null || r.fingerprint === null) return;
+    if (r.status !== 'pending' && r.status !== 'approved') return this.forget(r);
+    const key = aheadKey(r.requester.subject, r.connection);
+    let byFingerprint = this.ahead.get(key);
+    if (!byFingerprint) this.ahead.set(key, (byFingerprint = new Map()));
+    let ids = byFingerprint.get(r.fingerprint);
+    if (!ids) byFingerprint.set(r.fingerprint, (ids = new Map()));
+    ids.set(r.id, Date.parse(r.expires_at));
+  }
+
+  private forget(r: ApprovalRequest): void {
+    if (r.fingerprint === null) return;
+    const key = aheadKey(r.requester.subject, r.connection);
+    const byFingerprint = this.ahead.get(key);
+    const ids = byFingerprint?.get(r.fingerprint);
+    if (!byFingerprint || !ids) return;
+    ids.delete(r.id);
+    if (ids.size === 0) byFingerprint.delete(r.fingerprint);
+    if (byFingerprint.size === 0) this.ahead.delete(key);
+  }
+
+  /** A request another replica changed: an ahead-of-time one approved there may be run here. */
+  private async learn(id: string): Promise<void> {
+    try {
+      const r = await this.o.store.getApprovalRequest(id);
+      if (r) this.know(r);
+    } catch (err) {
+      this.o.logger.debug({ err: errorMessage(err), request: id }, 'cannot read an approval request');
+    }
+  }
+
+  /** Drops what expired from `ahead`. */
+  private pruneAhead(now: number): void {
+    for (const [key, byFingerprint] of this.ahead) {
+      for (const [fingerprint, ids] of byFingerprint) {
+        for (const [id, expires] of ids) if (expires <= now) ids.delete(id);
+        if (ids.size === 0) byFingerprint.delete(fingerprint);
+      }
+      if (byFingerprint.size === 0) this.ahead.delete(key);
+    }
+  }
+
   private newRequest(p: {
+    id?: string;
     kind: ApprovalRequest['kind']; identity: Identity; connection: string; config: ApprovalConfig; reason: string | null;
     statement: string | null; fingerprint: string | null; parameters: unknown[]; rule: string | null; estimate: number | null;
     session_id: string | null; duration_ms: number | null;
   }): ApprovalRequest {
     const now = this.now();
     return {
-      id: `r-${randomBytes(4).toString('hex')}`,
+      id: p.id ?? newRequestId(),
       kind: p.kind,
       connection: p.connection,
       requester: { subject: p.identity.subject, email: p.identity.email, groups: [...p.identity.groups] },
@@ -357,6 +447,7 @@ export class ApprovalService {
 
   /** One poll: requests past their deadline expire (on every replica's behalf), then the held ones are read. */
   private async tick(): Promise<void> {
+    this.pruneAhead(this.now().getTime());
     await this.sweep();
     if (this.held.size > 0) await this.check([...this.held.keys()]);
   }

@@ -43,7 +43,13 @@ export interface SessionInfo {
   sessionId: string;
   /** The session's `--reason`, carried into approval requests. */
   reason: string | null;
+  /** Told when a statement of the session is held (after the client's NOTICE is decided on):
+   *  the tunnel passes it on to `hoop connect` out of band. */
+  onHold?: (hold: HoldEvent) => void;
 }
+
+/** A statement of the session waits for approval: what `hoop connect` prints. */
+export interface HoldEvent { request: string; rule: string | null; notice: string }
 
 /** Classifications per text, kept while one approval config object lives. */
 const classified = new WeakMap<ApprovalConfig, Map<string, { classification: QueryClassification; fingerprint: string | null }>>();
@@ -70,10 +76,10 @@ export class SessionPolicy {
   /** What the connection's access rules make of a statement masking would run. */
   private async withRules(start: StatementStart, masked: StatementPlan, connection: LiveConnection, approval: ApprovalConfig): Promise<StatementPlan> {
     if (masked.action !== 'run') return masked;
-    const run = approval.rowCap !== null ? { ...masked, rowCap: approval.rowCap } : masked;
+    const run = approval.rowCap !== null ? this.capped(start, masked, approval.rowCap, approval) : masked;
     if (start.protocol === 'fastpath') return run;
     const predicate = (masked as { approvalRequired?: string }).approvalRequired;
-    if (!predicate && rulesFor(approval.rules, this.session.identity.groups).length === 0) return run;
+    if (!predicate && rulesFor(approval.rules, this.session.identity.groups).length === 0) return this.wholeIfApproved(start, masked, run, null);
     let decision: RuleDecision;
     let fingerprint: string | null;
     try {
@@ -84,7 +90,10 @@ export class SessionPolicy {
     // A predicate on a protected column (masking.predicates: require_approval) needs approval too.
     if (predicate && decision.action === 'allow') decision = { action: 'require_approval', rule: 'masking.predicates', reason: predicate };
     const summary = { rule: decision.rule, reason: decision.reason };
-    if (decision.action === 'allow') return decision.rule ? withSummary(run, { access: summary }) : run;
+    if (decision.action === 'allow') {
+      const more = decision.rule ? { access: summary } : null;
+      return this.wholeIfApproved(start, more ? withSummary(masked, more) : masked, more ? withSummary(run, more) : run, fingerprint);
+    }
     if (decision.action === 'deny') return refuse(`hoop: statement refused: ${decision.reason}`, summary);
     // A Parse recorded on its own runs nothing: the hold (or an approval's use) waits for its
     // Execute, which is planned afresh since this plan is not kept for the statement.
@@ -95,6 +104,50 @@ export class SessionPolicy {
     const approved = masked as RunPlan;
     if (pre) return { ...withSummary(approved, { approval: { request: pre.id, rule: decision.rule, approved_ahead: true, approvers: approversOf(pre) } }), once: true };
     return this.hold(start, approved, decision, fingerprint, approval);
+  }
+
+  /**
+   * The plan under the row cap: a result cut at it makes an approval request for this statement
+   * (text, fingerprint, parameters), named in the client's error, so the user can ask for all of
+   * it: once approved, the same statement run again runs whole (wholeIfApproved).
+   */
+  private capped(start: StatementStart, masked: RunPlan, rowCap: number, approval: ApprovalConfig): RunPlan {
+    return {
+      ...masked,
+      rowCap,
+      rowCapHint: () => {
+        const fingerprint = start.unknown || start.statementTruncated || start.protocol === 'fastpath' ? null : fingerprintOf(start.statement);
+        if (fingerprint === null) return `ask for approval to read more (hoop request ${this.session.connection} --query …), or narrow the query`;
+        const id = this.deps.approvals.requestInBackground({
+          identity: this.session.identity,
+          connection: this.session.connection,
+          reason: `row cap of ${rowCap} exceeded`,
+          config: approval,
+          statement: { text: start.statement, fingerprint, parameters: start.parameters },
+        });
+        return `approval request ${id} was created for the full result; run the statement again once it is approved`;
+      },
+    };
+  }
+
+  /**
+   * A statement the rules let run, under the row cap (`capped`): approved ahead of time (a row
+   * cap's request, or `hoop request --query`) it runs whole, once; else capped. The store is asked
+   * only when this replica knows of such a request for the user (the hot path stays in memory).
+   */
+  private async wholeIfApproved(start: StatementStart, whole: RunPlan, capped: RunPlan, fingerprint: string | null): Promise<RunPlan> {
+    if (capped.rowCap === undefined || start.unknown || start.statementTruncated) return capped;
+    // A Parse recorded on its own runs nothing: its Execute is planned afresh and may use the approval.
+    if (start.phase === 'parse') return { ...capped, once: true };
+    const { subject } = this.session.identity;
+    const connection = this.session.connection;
+    const approvals = this.deps.approvals;
+    if (!approvals.mayBePreApproved({ subject, connection })) return capped;
+    const known = fingerprint ?? fingerprintOf(start.statement);
+    if (known === null || !approvals.mayBePreApproved({ subject, connection, fingerprint: known })) return capped;
+    // The store unreachable: the statement still runs, under the cap (the safe side).
+    const pre = await approvals.consumePreApproved({ subject, connection, fingerprint: known, parameters: start.parameters }).catch(() => null);
+    return pre ? { ...withSummary(whole, { approval: { request: pre.id, rule: null, approved_ahead: true, approvers: approversOf(pre) } }), once: true } : capped;
   }
 
   private async decide(start: StatementStart, connection: LiveConnection, approval: ApprovalConfig): Promise<{ decision: RuleDecision; fingerprint: string | null }> {
@@ -146,15 +199,21 @@ export class SessionPolicy {
     const waited = Date.now();
     const settled = outcome.then(async (o): Promise<FinalPlan> => {
       const decided = await this.deps.approvals.get(request.id).catch(() => null);
-      const about = { request: request.id, rule: decision.rule, outcome: o, waited_ms: Date.now() - waited, approvers: decided ? approversOf(decided) : [] };
-      if (o === 'approved') return { ...withSummary(run, { approval: about }), once: true };
       const by = decided?.approvals.find((a) => a.decision === 'deny');
+      const about = { request: request.id, rule: decision.rule, outcome: o, waited_ms: Date.now() - waited, approvers: decided ? approversOf(decided) : [], ...(by ? { denied_by: by.approver } : {}) };
+      if (o === 'approved') return { ...withSummary(run, { approval: about }), once: true };
       const why = o === 'denied' ? `denied${by ? ` by ${by.approver}${by.comment ? `: ${by.comment}` : ''}` : ''}` : o === 'expired' ? `not decided within ${Math.round(approval.timeoutMs / 60_000)}m (expired)` : 'cancelled';
       return refuse(`hoop: statement not run: approval request ${request.id} (${decision.reason}) was ${why}`, about);
     });
+    const notice = `hoop: approval required (rule ${decision.rule ?? 'unparseable'}) — request ${request.id}; waiting up to ${formatMinutes(approval.timeoutMs)}; approve with: hoop review approve ${request.id}`;
+    try {
+      this.session.onHold?.({ request: request.id, rule: decision.rule, notice });
+    } catch {
+      // Telling the terminal is a courtesy: the client's NOTICE says the same.
+    }
     return {
       action: 'hold',
-      notice: `hoop: approval required (rule ${decision.rule ?? 'unparseable'}) — request ${request.id}; waiting up to ${formatMinutes(approval.timeoutMs)}; approve with: hoop review approve ${request.id}`,
+      notice,
       decision: settled,
       cancelled: cancel,
       summary: { approval: { request: request.id, rule: decision.rule } },
@@ -174,6 +233,14 @@ export class SessionPolicy {
 function withoutApprovals(plan: StatementPlan): StatementPlan {
   const why = plan.action === 'run' ? (plan as { approvalRequired?: string }).approvalRequired : undefined;
   return why ? refuse(`hoop: statement refused: ${why}; masking.predicates requires approval, and the connection has no approval block (no approvers)`, { rule: 'masking.predicates' }) : plan;
+}
+
+function fingerprintOf(text: string): string | null {
+  try {
+    return fingerprintSql(text);
+  } catch {
+    return null; // unparseable: it cannot be approved
+  }
 }
 
 function approversOf(r: { approvals: { approver: string; decision: string }[] }): string[] {

@@ -7,6 +7,11 @@
  * as plain HTTP responses with the JSON error body, which the local tunnel turns into a FATAL
  * for psql. Only then does the socket become a WebSocket and the engine serve it, with audit
  * hooks from session-audit.ts. A session under a grant ends when the grant does.
+ *
+ * Out of band, to a client that asks for them (`X-Hoop-Events: 1`, sent by `hoop connect`): TEXT
+ * messages, each one JSON event, e.g. `{"event":"hold","request":"r-…","rule":"…","notice":"…"}`
+ * when a statement of the session is held. Only on request: a client that reads every message
+ * as PostgreSQL bytes (an older `hoop connect`) would hand a text message to psql as such.
  */
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
@@ -24,7 +29,7 @@ import { DeniedError, admitConnection, grantCommand, reasonHeader, recordDenial,
 import { endWithGrant } from './grant-end.js';
 import { upstreamConfigOf, type ConnectionConfig } from './config.js';
 import { sessionRoleOf } from './db-roles.js';
-import { SessionPolicy, type PolicyDeps } from './statement-policy.js';
+import { SessionPolicy, type HoldEvent, type PolicyDeps } from './statement-policy.js';
 import { HttpError, errorBody, statusOf } from './http.js';
 import { authenticateRequest, type ApiContext } from './routes.js';
 import { sessionAuditHooks } from './session-audit.js';
@@ -38,6 +43,13 @@ const KEEPALIVE_MS = 30_000;
 /** Longest a session under an ended grant waits for grant.ended to be durable before it is ended. */
 const GRANT_END_RECORD_WAIT_MS = 1_000;
 const TUNNEL_PATH = /^\/api\/v1\/connections\/([^/]+)\/tunnel$/;
+/** The request header by which a client asks for the out-of-band events (text messages). */
+export const EVENTS_HEADER = 'x-hoop-events';
+/** The one version of the events there is. */
+export const EVENTS_VERSION = '1';
+
+/** An out-of-band event for the client (a text message): a statement of the session is held. */
+export type TunnelHoldEvent = { event: 'hold' } & HoldEvent;
 
 export interface TunnelContext extends ApiContext {
   /** The engine for a connection type. */
@@ -250,7 +262,11 @@ export class TunnelEndpoint {
     // Over the limit, the session is refused before session.start: a FATAL that says why.
     // The statement decisions: a planner given to the gateway (tests), else the policy.
     const planner = ctx.planner;
-    const policy = planner ? null : new SessionPolicy(ctx.policy, { identity, connection: connection.name, sessionId, reason: reasonHeader(req) });
+    const tell = wantsEvents(req) ? (e: TunnelHoldEvent) => sendEvent(ws, e) : null;
+    const policy = planner ? null : new SessionPolicy(ctx.policy, {
+      identity, connection: connection.name, sessionId, reason: reasonHeader(req),
+      ...(tell ? { onHold: (h: HoldEvent) => tell({ event: 'hold', ...h }) } : {}),
+    });
     const hooks = {
       ...audit,
       sessionStart: async (info: StartupInfo) => {
@@ -302,6 +318,16 @@ export class TunnelEndpoint {
   }
 }
 
+
+function wantsEvents(req: IncomingMessage): boolean {
+  return req.headers[EVENTS_HEADER] === EVENTS_VERSION;
+}
+
+/** One event as a text message, queued in order with the session's bytes; dropped once the socket is closing. */
+function sendEvent(ws: WebSocket, event: TunnelHoldEvent): void {
+  if (ws.readyState !== ws.OPEN) return;
+  ws.send(JSON.stringify(event), { binary: false });
+}
 
 function shuttingDown(): HttpError {
   return new HttpError(503, 'HOOP_NETWORK', 'the gateway is shutting down; retry in a moment');

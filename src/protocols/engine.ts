@@ -144,6 +144,9 @@ export interface RunPlan {
   redactMessageValues?: boolean;
   /** More rows than this end the result with an error, and the statement is cancelled upstream. */
   rowCap?: number;
+  /** Called once when the result is cut at rowCap: the hint of the client's error (e.g. the
+   *  approval request made for the full result). Returns at once; a throw gets the default hint. */
+  rowCapHint?: () => string;
   /** What the record keeps of this decision (for query.start). */
   summary?: Record<string, unknown>;
   /** For this execution only (an approval used once): never reused for a prepared statement's later Executes. */

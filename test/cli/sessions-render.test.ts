@@ -127,3 +127,36 @@ describe('sessions show: masking', () => {
     expect(refused).toContain('"refused":"predicate"');
   });
 });
+
+describe('sessions show: holds and approvals', () => {
+  const ok = { ...base, command_tags: ['SELECT 100'], rows: 100 };
+  const refused = { ...base, outcome: 'refused' as const, command_tags: [], error: { code: '42501', message: 'hoop: statement not run' } };
+  const line = (out: string) => out.split('\n').find((l) => l.trimStart().startsWith('approval:'));
+
+  it('a held statement approved by a reviewer: the request, the rule, who approved and how long it waited', () => {
+    const out = show(ok, 'SELECT * FROM customers', 0, {}, { action: 'run', approval: { request: 'r-1234abcd', rule: 'full-export', outcome: 'approved', waited_ms: 12_345, approvers: ['apikey:bob'] } });
+    expect(line(out)).toBe('  approval: r-1234abcd (rule full-export) approved by apikey:bob after 12.3 s');
+  });
+
+  it('two approvers, and a statement approved ahead of time', () => {
+    const two = show(ok, 'SELECT * FROM customers', 0, {}, { action: 'run', approval: { request: 'r-00000001', rule: 'full-export', outcome: 'approved', waited_ms: 61_000, approvers: ['apikey:bob', 'apikey:dave'] } });
+    expect(line(two)).toBe('  approval: r-00000001 (rule full-export) approved by apikey:bob, apikey:dave after 1m 1s');
+    const ahead = show(ok, 'SELECT * FROM customers', 0, {}, { action: 'run', approval: { request: 'r-00000002', rule: 'full-export', approved_ahead: true, approvers: ['apikey:bob'] } });
+    expect(line(ahead)).toBe('  approval: r-00000002 (rule full-export) approved ahead of time by apikey:bob');
+  });
+
+  it('refused holds: denied (by whom), expired, cancelled', () => {
+    const hold = (outcome: string, extra: Record<string, unknown> = {}) => line(show(refused, 'SELECT * FROM customers', 0, {}, {
+      action: 'refuse', code: '42501', message: 'hoop: statement not run', access: { request: 'r-deadbeef', rule: 'full-export', outcome, waited_ms: 2_000, approvers: [], ...extra },
+    }));
+    expect(hold('denied', { denied_by: 'apikey:bob' })).toBe('  approval: r-deadbeef (rule full-export) denied by apikey:bob after 2.0 s');
+    expect(hold('expired')).toBe('  approval: r-deadbeef (rule full-export) expired after 2.0 s');
+    expect(hold('cancelled')).toBe('  approval: r-deadbeef (rule full-export) cancelled after 2.0 s');
+  });
+
+  it('no approval line for a decision that names no request, nor for a control character smuggled in', () => {
+    expect(line(show(ok, 'SELECT 1', 0, {}, { action: 'run', access: { rule: 'reads', reason: 'allowed' } }))).toBeUndefined();
+    const sneaky = show(ok, 'SELECT 1', 0, {}, { action: 'run', approval: { request: 'r-1\u001b[31m', rule: 'x', outcome: 'approved', waited_ms: 1, approvers: [] } });
+    expect(line(sneaky)).not.toContain('\u001b');
+  });
+});

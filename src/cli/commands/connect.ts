@@ -27,6 +27,7 @@ const EVENT_MARK: Record<TunnelEvent['kind'], (cs: ColorScheme) => string> = {
   'client-closed': (cs) => cs.dim('-'),
   refused: (cs) => cs.red('refused:'),
   error: (cs) => cs.red('error:'),
+  hold: (cs) => cs.yellow('!'),
 };
 
 export function parsePort(raw: string): number {

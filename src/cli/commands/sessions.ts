@@ -405,6 +405,8 @@ function renderDecision(io: IOStreams, cs: ColorScheme, decision: Record<string,
   const ran = rest['action'] === 'run';
   // A refusal shows whole (its masking part says why); a run shows what is beyond "run".
   if (!ran || Object.keys(rest).length > 1 || !masking) io.print(`  ${cs.dim('decision:')} ${compact(ran ? rest : decision)}`);
+  const approval = approvalLine(decision);
+  if (approval) io.print(`  ${cs.dim('approval:')} ${approval.ok ? sanitize(approval.text) : cs.yellow(sanitize(approval.text))}`);
   if (!ran || !masking || typeof masking !== 'object') return;
   const m = masking as { waived_for?: string; columns?: { column: string; rule?: string; method?: string; masked?: string; reason?: string }[] };
   if (m.waived_for) io.print(`  ${cs.dim('masking:')} waived for group ${sanitize(m.waived_for)}`);
@@ -414,6 +416,27 @@ function renderDecision(io: IOStreams, cs: ColorScheme, decision: Record<string,
     const counts = Object.entries(masked as Record<string, number>).map(([label, n]) => `${label} ×${n}`);
     if (counts.length) io.print(`  ${cs.dim('masked values:')} ${sanitize(counts.join(', '))}`);
   }
+}
+
+/**
+ * A hold or an ahead-of-time approval the statement ran (or was refused) under, as one line:
+ * `r-1234abcd (rule full-export) approved by apikey:bob after 12.3 s`. A run keeps it under
+ * `approval`, a refused hold under `access`; null when the decision names no request.
+ */
+export function approvalLine(decision: Record<string, unknown>): { text: string; ok: boolean } | null {
+  const found = [decision['approval'], decision['access']].find((a): a is Record<string, unknown> => typeof a === 'object' && a !== null && typeof (a as Record<string, unknown>)['request'] === 'string');
+  if (!found) return null;
+  const rule = typeof found['rule'] === 'string' ? ` (rule ${found['rule']})` : '';
+  const approvers = Array.isArray(found['approvers']) ? found['approvers'].map(String) : [];
+  const by = approvers.length > 0 ? ` by ${approvers.join(', ')}` : '';
+  const head = `${String(found['request'])}${rule}`;
+  if (found['approved_ahead'] === true) return { text: `${head} approved ahead of time${by}`, ok: true };
+  const outcome = typeof found['outcome'] === 'string' ? found['outcome'] : null;
+  const waited = typeof found['waited_ms'] === 'number' ? ` after ${formatDuration(found['waited_ms'])}` : '';
+  if (outcome === null) return { text: `${head} held, no decision recorded`, ok: false };
+  if (outcome === 'approved') return { text: `${head} approved${by}${waited}`, ok: true };
+  const denier = typeof found['denied_by'] === 'string' ? ` by ${found['denied_by']}` : '';
+  return { text: `${head} ${outcome}${outcome === 'denied' ? denier : ''}${waited}`, ok: false };
 }
 
 type RecordedMessages = NonNullable<QueryEndData['messages']>;

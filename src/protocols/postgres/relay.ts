@@ -362,7 +362,7 @@ export class Relay {
     s.rows++;
     const cap = s.plan.action === 'run' ? s.plan.rowCap : undefined;
     if (cap === undefined || s.rows <= cap) return null;
-    return this.cutOff(s, { code: SQLSTATE_ROW_CAP, message: `hoop: the result passed this statement's row cap of ${cap} rows and was stopped`, hint: 'ask for approval to read more, or narrow the query' });
+    return this.cutOff(s, { code: SQLSTATE_ROW_CAP, message: `hoop: the result passed this statement's row cap of ${cap} rows and was stopped`, hint: rowCapHint(s.plan) });
   }
 
   /**
@@ -374,6 +374,19 @@ export class Relay {
     this.draining = true;
     this.host.cancelUpstream();
     return errorResponse({ severity: 'ERROR', code: error.code, message: error.message, hint: error.hint });
+  }
+}
+
+const ROW_CAP_HINT = 'ask for approval to read more, or narrow the query';
+
+/** The plan's hint for a result cut at its row cap (one line), else the default one. */
+function rowCapHint(plan: Running['plan']): string {
+  if (plan.action !== 'run' || !plan.rowCapHint) return ROW_CAP_HINT;
+  try {
+    const hint = plan.rowCapHint();
+    return typeof hint === 'string' && hint !== '' ? hint.replace(/[\r\n]+/g, ' ') : ROW_CAP_HINT;
+  } catch {
+    return ROW_CAP_HINT;
   }
 }
 
