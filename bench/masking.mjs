@@ -82,7 +82,21 @@ FROM generate_series(1, $ROWS) g;
 `;
 const STREAM_SQL = 'SELECT * FROM bench_wide';
 const PATHS = ['direct', 'unmasked', 'masked'];
-const LABELS = { direct: 'direct', unmasked: 'hoop, masking off', masked: 'hoop, masking on' };
+const LABELS = { direct: 'direct', unmasked: 'hoop, masking off', masked: 'hoop, masking on', rules: 'hoop, access rules' };
+/** Issue 8's example rules that a read by primary key passes (every statement is still classified;
+ *  an `estimated_rows` rule is left out: a statement with parameters has no estimate and would be held). */
+const RULES = {
+  approvers: ['reviewers'],
+  rules: [
+    { name: 'analysts-read-only', groups: ['analysts'], when: { kind: ['insert', 'update', 'delete', 'merge', 'ddl', 'dcl', 'copy_in'] }, action: 'deny' },
+    { name: 'ddl', when: { kind: ['ddl'] }, action: 'deny' },
+    { name: 'no-where', when: { kind: ['update', 'delete'], where: false }, action: 'require_approval' },
+    { name: 'full-export', when: { kind: ['select', 'copy_out'], tables: ['pgbench_accounts', 'bench_wide'], where: false }, action: 'require_approval' },
+    { name: 'protected-aggregate', when: { protected_columns: true, joins: true }, action: 'require_approval' },
+  ],
+};
+/** The pgbench paths: the same database through each connection. */
+const PGBENCH_PATHS = ['unmasked', 'masked', 'rules'];
 
 async function main() {
   const { findPostgresBindir } = await dist('demo/postgres-cluster.js');
@@ -104,13 +118,20 @@ async function main() {
   await run(pgbench, ['-i', '-q', '-s', String(settings.scale), ...connArgs(direct)], direct.password);
 
   const store = settings.store.startsWith('sqlite:') && !settings.store.startsWith('sqlite::memory:') && !isAbsolute(settings.store.slice(7)) ? `sqlite:${join(work, settings.store.slice(7))}` : settings.store;
-  const gw = await startGateway({ cluster: { host: cluster.host, port: cluster.port }, direct, work, store, connections: [{ name: 'bench_masked', masking: MASKING }] });
+  const gw = await startGateway({ cluster: { host: cluster.host, port: cluster.port }, direct, work, store, connections: [{ name: 'bench_masked', masking: MASKING }, { name: 'bench_rules', approval: RULES }] });
   const plain = await hoopConnect(gw.url, gw.key, 'bench');
   cleanups.push(() => plain.close());
   const masked = await hoopConnect(gw.url, gw.key, 'bench_masked');
   cleanups.push(() => masked.close());
-  const conns = { direct, unmasked: connOf(plain), masked: connOf(masked) };
-  const procs = { direct: [], unmasked: [{ name: 'gateway', pid: gw.pid }, { name: 'hoop connect', pid: plain.pid }], masked: [{ name: 'gateway', pid: gw.pid }, { name: 'hoop connect', pid: masked.pid }] };
+  const ruled = await hoopConnect(gw.url, gw.key, 'bench_rules');
+  cleanups.push(() => ruled.close());
+  const conns = { direct, unmasked: connOf(plain), masked: connOf(masked), rules: connOf(ruled) };
+  const procs = {
+    direct: [],
+    unmasked: [{ name: 'gateway', pid: gw.pid }, { name: 'hoop connect', pid: plain.pid }],
+    masked: [{ name: 'gateway', pid: gw.pid }, { name: 'hoop connect', pid: masked.pid }],
+    rules: [{ name: 'gateway', pid: gw.pid }, { name: 'hoop connect', pid: ruled.pid }],
+  };
 
   // What the masking connection returns, so a reader sees the rules at work (and a wrong setup fails here).
   const sample = await withClient(conns.masked, async (c) => (await c.query('SELECT id, first_name, ssn, email, account_number, note FROM bench_wide WHERE id = 1')).rows[0]);
@@ -143,12 +164,12 @@ async function main() {
 
   // 2. pgbench through each connection.
   const pgbenchArgs = (c, mode, t) => ['-n', '-S', '-M', mode, '-c', String(settings.clients), '-j', String(settings.threads), '-t', String(t), ...connArgs(c)];
-  log('bench: pgbench warm-up through both connections (-t 200 per client, unmeasured)');
-  for (const p of ['unmasked', 'masked']) await run(pgbench, pgbenchArgs(conns[p], settings.modes[0], 200), conns[p].password);
+  log('bench: pgbench warm-up through each connection (-t 200 per client, unmeasured)');
+  for (const p of PGBENCH_PATHS) await run(pgbench, pgbenchArgs(conns[p], settings.modes[0], 200), conns[p].password);
   const bench = {};
   for (const [m, mode] of settings.modes.entries()) {
     bench[mode] = {};
-    for (const p of m % 2 === 0 ? ['unmasked', 'masked'] : ['masked', 'unmasked']) {
+    for (const p of m % 2 === 0 ? PGBENCH_PATHS : [...PGBENCH_PATHS].reverse()) {
       log(`bench: pgbench -S -M ${mode} -c ${settings.clients} -j ${settings.threads} -t ${settings.transactions}, ${LABELS[p]}`);
       const before = cpuOf(procs[p]);
       const r = parsePgbench(await run(pgbench, pgbenchArgs(conns[p], mode, settings.transactions), conns[p].password));
@@ -160,6 +181,7 @@ async function main() {
 
   await plain.close();
   await masked.close();
+  await ruled.close();
   const auditEvents = await gw.stop();
   const result = {
     environment: { ...benchEnvironment(serverVersion), loadavgAtStart: round(loadAtStart), loadavgAtEnd: round(loadavg()[0]), store: settings.store },
@@ -170,6 +192,7 @@ async function main() {
     streamRatios: { maskedOverUnmasked: round(best.unmasked.seconds / best.masked.seconds), unmaskedOverDirect: round(best.direct.seconds / best.unmasked.seconds), maskedOverDirect: round(best.direct.seconds / best.masked.seconds) },
     pgbench: bench,
     pgbenchRatios: Object.fromEntries(settings.modes.map((m) => [m, round(bench[m].masked.tps / bench[m].unmasked.tps)])),
+    rulesRatios: Object.fromEntries(settings.modes.map((m) => [m, round(bench[m].rules.tps / bench[m].unmasked.tps)])),
     auditEvents,
   };
   await cleanup();
@@ -347,11 +370,12 @@ function printReport(r) {
       `pgbench -n -S -M ${mode} -c ${s.clients} -j ${s.threads} -t ${s.transactions} (${fmt(m.unmasked.transactions)} statements per connection, scale ${s.scale})`,
       '  connection                 tps   avg ms   failed   CPU µs/stmt: gateway + hoop connect',
     );
-    for (const p of ['unmasked', 'masked']) {
+    for (const p of PGBENCH_PATHS) {
       const x = m[p];
       lines.push(`  ${LABELS[p].padEnd(19)} ${fmt(x.tps).padStart(10)} ${fmt(x.latencyAvgMs, 3).padStart(8)} ${String(x.failed).padStart(8)}   ${fmt(x.cpuUsPerStatement.gateway, 1)} + ${fmt(x.cpuUsPerStatement['hoop connect'], 1)}`);
     }
     lines.push(`  masked / unmasked tps ${fmt(r.pgbenchRatios[mode], 2)}× (goal ≥ 0.90×); gateway CPU µs/stmt masked − unmasked ${fmt(m.masked.cpuUsPerStatement.gateway - m.unmasked.cpuUsPerStatement.gateway, 1)}`);
+    lines.push(`  access rules / none tps ${fmt(r.rulesRatios[mode], 2)}× (goal ≥ 0.90×); gateway CPU µs/stmt rules − none ${fmt(m.rules.cpuUsPerStatement.gateway - m.unmasked.cpuUsPerStatement.gateway, 1)}`);
   }
   if (r.auditEvents !== null) lines.push('', `audit events recorded by the gateway: ${fmt(r.auditEvents)}`);
   lines.push('');
