@@ -11,8 +11,10 @@
  */
 import type { Duplex } from 'node:stream';
 import type { SslMode } from './postgres/sslmode.js';
+import type { ValueSink } from './value-sink.js';
 
 export type { SslMode } from './postgres/sslmode.js';
+export { KEEP, SQL_NULL, ValueSink, applyTransform, valueTransform } from './value-sink.js';
 
 export interface Engine {
   /** Serves one client stream until it ends; never rejects. */
@@ -109,8 +111,14 @@ export interface ResultSet { columns: string[]; rows: (string | null)[][]; tag: 
 /** A result column as the server describes it (PostgreSQL's RowDescription field). */
 export interface ResultColumn { name: string; tableOid: number; column: number; typeOid: number; format: number }
 
-/** Rewrites one value of a result column, in its wire format (0 text, 1 binary); null is SQL NULL. */
-export type ColumnTransform = (value: Buffer, format: number) => Buffer | null;
+/**
+ * Rewrites one value of a result column: `row[start, end)`, in its wire format (0 text, 1 binary).
+ * Returns KEEP (value-sink.ts: the value passes as it is), SQL_NULL, or the length n of the
+ * replacement it wrote at `sink.bytes[sink.at, sink.at + n)` after `sink.reserve(n)` (leaving
+ * `sink.at` where it was). It must not keep `row` or the sink's bytes, nor write into `row`.
+ * `valueTransform` (value-sink.ts) makes one from a function of whole values.
+ */
+export type ColumnTransform = (row: Buffer, start: number, end: number, format: number, sink: ValueSink) => number;
 
 /** What the engine tells a plan about the result set it asks transforms for. */
 export interface ColumnContext {

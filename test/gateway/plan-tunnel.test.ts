@@ -4,12 +4,12 @@
  * transform reaches the client, and the record holds only what the client received.
  */
 import { afterAll, beforeAll, expect, test } from 'vitest';
-import { RUN, type ColumnTransform } from '../../src/protocols/engine.js';
+import { RUN, valueTransform, type ColumnTransform } from '../../src/protocols/engine.js';
 import { startTruth, type Truth } from '../helpers/truth.js';
 import { tunnelClient } from './ws-client.js';
 
 let t: Truth;
-const mask: ColumnTransform = () => Buffer.from('***-**-****');
+const mask: ColumnTransform = valueTransform(() => Buffer.from('***-**-****'));
 
 beforeAll(async () => {
   t = await startTruth('hoop-plan-tunnel', {

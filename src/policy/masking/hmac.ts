@@ -25,9 +25,9 @@ const BLOCK = 64;
 export class HmacSha256 {
   private readonly innerPadState = new Int32Array(8);
   private readonly outerPadState = new Int32Array(8);
+  /** The running state; after `digestWords`, the digest's eight big-endian words. */
   private readonly state = new Int32Array(8);
   private readonly w = new Int32Array(64);
-  private readonly tail = new Uint8Array(2 * BLOCK);
   /** The last digest; overwritten by the next call. */
   readonly out = new Uint8Array(32);
 
@@ -38,53 +38,68 @@ export class HmacSha256 {
     for (const [value, target] of [[0x36, this.innerPadState], [0x5c, this.outerPadState]] as const) {
       for (let i = 0; i < BLOCK; i++) pad[i] = block[i]! ^ value;
       target.set(IV);
-      this.loadWords(pad, 0);
+      this.loadWords(pad, 0, BLOCK);
       compress(target, this.w);
     }
   }
 
   /** HMAC of `bytes[start, end)`, written to `this.out` (and returned). */
   digest(bytes: Uint8Array, start = 0, end = bytes.length): Uint8Array {
-    this.state.set(this.innerPadState);
-    this.absorb(bytes, start, end, BLOCK);
-    this.writeState(this.out);
-    this.state.set(this.outerPadState);
-    this.absorb(this.out, 0, 32, BLOCK);
-    this.writeState(this.out);
+    const words = this.digestWords(bytes, start, end);
+    for (let i = 0; i < 8; i++) writeUint32(this.out, 4 * i, words[i]!);
     return this.out;
   }
 
-  /** Hashes the message into `this.state`; `prefixLength` bytes were already absorbed (the pad block). */
-  private absorb(bytes: Uint8Array, start: number, end: number, prefixLength: number): void {
+  /**
+   * HMAC of `bytes[start, end)` as eight big-endian 32-bit words (byte 4i is the top byte of word
+   * i), with no byte conversion: the array is overwritten by the next call.
+   */
+  digestWords(bytes: Uint8Array, start: number, end: number): Int32Array {
+    const state = this.state;
+    const w = this.w;
+    state.set(this.innerPadState);
     let offset = start;
     for (; end - offset >= BLOCK; offset += BLOCK) {
-      this.loadWords(bytes, offset);
-      compress(this.state, this.w);
+      this.loadWords(bytes, offset, end);
+      compress(state, w);
     }
+    // The last bytes, 0x80, zeros and the bit count (the pad block's 64 bytes included): one
+    // block, or two when fewer than 9 bytes are left in the first.
     const rest = end - offset;
-    const tail = this.tail;
-    tail.fill(0);
-    for (let i = 0; i < rest; i++) tail[i] = bytes[offset + i]!;
-    tail[rest] = 0x80;
-    const tailLength = rest + 9 <= BLOCK ? BLOCK : 2 * BLOCK;
-    const totalBytes = prefixLength + (end - start);
-    writeUint32(tail, tailLength - 8, Math.floor(totalBytes / 0x20000000)); // the bit count above 2^32
-    writeUint32(tail, tailLength - 4, (totalBytes % 0x20000000) * 8);
-    for (let at = 0; at < tailLength; at += BLOCK) {
-      this.loadWords(tail, at);
-      compress(this.state, this.w);
+    const bits = (BLOCK + (end - start)) * 8;
+    this.loadWords(bytes, offset, end);
+    w[rest >> 2] |= 0x80 << (24 - 8 * (rest & 3));
+    if (rest + 9 > BLOCK) {
+      compress(state, w);
+      w.fill(0, 0, 16);
     }
+    w[14] = Math.floor(bits / 0x100000000);
+    w[15] = bits | 0;
+    compress(state, w);
+    // The outer hash of the inner digest: 32 bytes, so its padding is fixed.
+    for (let i = 0; i < 8; i++) w[i] = state[i]!;
+    w[8] = 0x80000000 | 0;
+    for (let i = 9; i < 15; i++) w[i] = 0;
+    w[15] = (BLOCK + 32) * 8;
+    state.set(this.outerPadState);
+    compress(state, w);
+    return state;
   }
 
-  private loadWords(bytes: Uint8Array, offset: number): void {
+  /** w[0..16) from bytes[offset, offset + 64), bytes at or past `end` read as zero. */
+  private loadWords(bytes: Uint8Array, offset: number, end: number): void {
     const w = this.w;
-    for (let i = 0; i < 16; i++, offset += 4) {
-      w[i] = (bytes[offset]! << 24) | (bytes[offset + 1]! << 16) | (bytes[offset + 2]! << 8) | bytes[offset + 3]!;
+    if (end - offset >= BLOCK) {
+      for (let i = 0; i < 16; i++, offset += 4) {
+        w[i] = (bytes[offset]! << 24) | (bytes[offset + 1]! << 16) | (bytes[offset + 2]! << 8) | bytes[offset + 3]!;
+      }
+      return;
     }
-  }
-
-  private writeState(into: Uint8Array): void {
-    for (let i = 0; i < 8; i++) writeUint32(into, 4 * i, this.state[i]!);
+    for (let i = 0; i < 16; i++, offset += 4) {
+      let word = 0;
+      for (let j = 0; j < 4; j++) word |= (offset + j < end ? bytes[offset + j]! : 0) << (24 - 8 * j);
+      w[i] = word;
+    }
   }
 }
 

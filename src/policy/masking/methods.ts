@@ -23,8 +23,12 @@
  * SSN agree) and kept as spaces in the output (so char(n) stays n characters).
  * Integers are MACed as their canonical decimal text, so text and binary formats agree.
  *
- * Returned buffers may be shared (the redact mask is one constant): callers must not mutate them.
+ * Masks run on values where they lie in the message (a range) and write into a ValueSink
+ * (value-sink.ts): no Buffer per value. `mask` is the same on a whole value, for callers where
+ * that does not matter; its results may be shared (the redact mask is one constant): callers must
+ * not mutate them.
  */
+import { applyTransform, SQL_NULL, type ValueSink } from '../../protocols/value-sink.js';
 import { HmacSha256 } from './hmac.js';
 import type { MaskMethod, MaskRule } from './types.js';
 
@@ -34,9 +38,14 @@ export interface ColumnMasker {
   /** Why `method` differs from the rule's (or, without a rule, from redact), e.g.
    *  "null: smallint cannot hold a text mask"; null when it does not. */
   note: string | null;
+  /** The mask of `row[start, end)` written to the sink, as a ColumnTransform does (engine.ts):
+   *  its length, or SQL_NULL. */
+  write(row: Buffer, start: number, end: number, format: number, sink: ValueSink): number;
   /** The bytes to send instead of `value` (null: SQL NULL). Do not mutate the result. */
   mask(value: Buffer, format: number): Buffer | null;
 }
+
+type Write = ColumnMasker['write'];
 
 const TYPE = { name: 19, int8: 20, int2: 21, int4: 23, text: 25, unknown: 705, bpchar: 1042, varchar: 1043 } as const;
 const TEXT_LIKE = new Set<number>([TYPE.text, TYPE.varchar, TYPE.bpchar, TYPE.name, TYPE.unknown]);
@@ -64,24 +73,34 @@ export function columnMasker(rule: MaskRule | null, typeOid: number, derived: bo
     notes.push(`redact: ${method} applies to a column's own value, not to an expression over it`);
     method = 'redact';
   }
-  if (method === 'null') return finish('null', notes, () => null);
+  if (method === 'null') return finish('null', notes, writeNull);
 
   if (isTextLike(typeOid)) {
     const padded = typeOid === TYPE.bpchar;
     if (method === 'partial') return finish(method, notes, partialMask(keepOf(rule), padded));
     if (method === 'hash') return finish(method, notes, textHashMask(hmacFor(key), padded));
-    return finish(method, notes, () => REDACTED);
+    return finish(method, notes, writeRedacted);
   }
   const width = INTEGER_WIDTH.get(typeOid);
   if (method === 'hash' && width !== undefined) return finish(method, notes, integerHashMask(hmacFor(key), width));
 
   const type = typeOid === 0 ? 'a result of unknown type' : (TYPE_NAMES.get(typeOid) ?? `type ${typeOid}`);
   notes.push(`null: ${type} cannot hold a ${method === 'hash' ? 'hash token' : 'text mask'}`);
-  return finish('null', notes, () => null);
+  return finish('null', notes, writeNull);
 }
 
-function finish(method: MaskMethod, notes: string[], mask: (value: Buffer, format: number) => Buffer | null): ColumnMasker {
-  return { method, note: notes.length === 0 ? null : notes.join('; '), mask };
+function finish(method: MaskMethod, notes: string[], write: Write): ColumnMasker {
+  const mask = write === writeRedacted ? () => REDACTED : (value: Buffer, format: number) => applyTransform(write, value, format);
+  return { method, note: notes.length === 0 ? null : notes.join('; '), write, mask };
+}
+
+const writeNull: Write = () => SQL_NULL;
+
+function writeRedacted(_row: Buffer, _start: number, _end: number, _format: number, sink: ValueSink): number {
+  const out = sink.reserve(4);
+  const at = sink.at;
+  out[at] = ASTERISK; out[at + 1] = ASTERISK; out[at + 2] = ASTERISK; out[at + 3] = ASTERISK;
+  return 4;
 }
 
 /** A keep that is not a non-negative integer keeps nothing (config validation should have refused it). */
@@ -90,108 +109,121 @@ function keepOf(rule: MaskRule | null): number {
   return Number.isInteger(keep) && keep >= 0 ? keep : 0;
 }
 
-function partialMask(keep: number, padded: boolean): (value: Buffer) => Buffer {
-  return (value) => {
-    if (hasNonAscii(value)) return REDACTED;
-    const end = padded ? unpaddedLength(value) : value.length;
+function partialMask(keep: number, padded: boolean): Write {
+  return (row, start, end, format, sink) => {
+    if (hasNonAscii(row, start, end)) return writeRedacted(row, start, end, format, sink);
+    const valueEnd = padded ? unpaddedEnd(row, start, end) : end;
     // A value no longer than `keep` is masked whole: keeping it all would show it all.
-    const keepFrom = end > keep ? end - keep : end;
-    const out = Buffer.allocUnsafe(value.length);
-    for (let i = 0; i < value.length; i++) {
-      const byte = value[i]!;
-      out[i] = i < keepFrom && isAlphanumeric(byte) ? ASTERISK : byte;
+    const keepFrom = valueEnd - start > keep ? valueEnd - keep : valueEnd;
+    const n = end - start;
+    const out = sink.reserve(n);
+    let w = sink.at;
+    for (let i = start; i < end; i++, w++) {
+      const byte = row[i]!;
+      out[w] = i < keepFrom && isAlphanumeric(byte) ? ASTERISK : byte;
     }
-    return out;
+    return n;
   };
 }
 
-function textHashMask(hmac: HmacSha256, padded: boolean): (value: Buffer) => Buffer {
+function textHashMask(hmac: HmacSha256, padded: boolean): Write {
   const stream = new TokenStream(hmac);
-  return (value) => {
-    if (hasNonAscii(value)) return REDACTED;
-    const end = padded ? unpaddedLength(value) : value.length;
-    stream.start(value, end);
-    const out = Buffer.allocUnsafe(value.length);
-    for (let i = 0; i < value.length; i++) {
-      const byte = value[i]!;
-      if (i >= end) out[i] = byte;
-      else if (byte >= 0x30 && byte <= 0x39) out[i] = 0x30 + (stream.next() % 10);
-      else if (byte >= 0x61 && byte <= 0x7a) out[i] = 0x61 + (stream.next() % 26);
-      else if (byte >= 0x41 && byte <= 0x5a) out[i] = 0x41 + (stream.next() % 26);
-      else out[i] = byte;
+  return (row, start, end, format, sink) => {
+    if (hasNonAscii(row, start, end)) return writeRedacted(row, start, end, format, sink);
+    const valueEnd = padded ? unpaddedEnd(row, start, end) : end;
+    stream.start(row, start, valueEnd);
+    const n = end - start;
+    const out = sink.reserve(n);
+    let w = sink.at;
+    for (let i = start; i < end; i++, w++) {
+      const byte = row[i]!;
+      if (i >= valueEnd) out[w] = byte;
+      else if (byte >= 0x30 && byte <= 0x39) out[w] = 0x30 + (stream.next() % 10);
+      else if (byte >= 0x61 && byte <= 0x7a) out[w] = 0x61 + (stream.next() % 26);
+      else if (byte >= 0x41 && byte <= 0x5a) out[w] = 0x41 + (stream.next() % 26);
+      else out[w] = byte;
     }
-    return out;
+    return n;
   };
 }
 
-/** 16-bit draws from HMAC(key, value), stretched in counter mode for values of more than 16 letters and digits. */
+/**
+ * 16-bit draws from HMAC(key, value), stretched in counter mode for values of more than 16
+ * letters and digits. Draw k is bytes 2k and 2k+1 of the current block, big-endian, read from its
+ * words as the HMAC leaves them.
+ */
 class TokenStream {
   private readonly seed = new Uint8Array(36);
-  private readonly block = new Uint8Array(32);
+  private readonly block = new Int32Array(8);
   private position = 0;
   private counter = 0;
 
   constructor(private readonly hmac: HmacSha256) {}
 
-  start(value: Buffer, end: number): void {
-    this.seed.set(this.hmac.digest(value, 0, end));
-    for (let i = 0; i < 32; i++) this.block[i] = this.seed[i]!;
+  start(value: Uint8Array, start: number, end: number): void {
+    this.block.set(this.hmac.digestWords(value, start, end));
     this.position = 0;
     this.counter = 0;
   }
 
   next(): number {
-    if (this.position === 32) {
-      this.counter++;
+    if (this.position === 16) {
       const seed = this.seed;
+      if (this.counter === 0) { // block 0 is still the current block: it seeds every later one
+        for (let i = 0; i < 8; i++) {
+          const word = this.block[i]!;
+          seed[4 * i] = word >>> 24; seed[4 * i + 1] = word >>> 16; seed[4 * i + 2] = word >>> 8; seed[4 * i + 3] = word;
+        }
+      }
+      this.counter++;
       seed[32] = this.counter >>> 24;
       seed[33] = this.counter >>> 16;
       seed[34] = this.counter >>> 8;
       seed[35] = this.counter;
-      this.block.set(this.hmac.digest(seed));
+      this.block.set(this.hmac.digestWords(seed, 0, seed.length));
       this.position = 0;
     }
-    const draw = (this.block[this.position]! << 8) | this.block[this.position + 1]!;
-    this.position += 2;
+    const word = this.block[this.position >> 1]!;
+    const draw = (this.position & 1) === 0 ? word >>> 16 : word & 0xffff;
+    this.position++;
     return draw;
   }
 }
 
-function integerHashMask(hmac: HmacSha256, width: 2 | 4 | 8): (value: Buffer, format: number) => Buffer {
+function integerHashMask(hmac: HmacSha256, width: 2 | 4 | 8): Write {
   const decimal = new Uint8Array(20); // "-9223372036854775808" is 20 characters
-  return (value, format) => {
-    let mac: Uint8Array;
-    if (format === 1 && value.length === width) {
-      const start = writeCanonicalDecimal(value, width, decimal);
-      mac = hmac.digest(decimal, start, decimal.length);
+  return (row, start, end, format, sink) => {
+    let mac: Int32Array;
+    if (format === 1 && end - start === width) {
+      const from = writeCanonicalDecimal(row, start, width, decimal);
+      mac = hmac.digestWords(decimal, from, decimal.length);
     } else {
       // Text format: PostgreSQL's integer output is already canonical. (A binary value of the
       // wrong width cannot come from the server; it still gets a valid, keyed value.)
-      mac = hmac.digest(value);
+      mac = hmac.digestWords(row, start, end);
     }
-    const high = ((mac[0]! << 24) | (mac[1]! << 16) | (mac[2]! << 8) | mac[3]!) & 0x7fffffff;
-    const low = ((mac[4]! << 24) | (mac[5]! << 16) | (mac[6]! << 8) | mac[7]!) >>> 0;
+    const high = mac[0]! & 0x7fffffff;
+    const low = mac[1]! >>> 0;
     const hashed = width === 8 ? null : width === 4 ? high : high >>> 16;
     if (format === 1) {
-      const out = Buffer.allocUnsafe(width);
-      if (hashed === null) { out.writeUInt32BE(high, 0); out.writeUInt32BE(low, 4); }
-      else if (width === 4) out.writeUInt32BE(hashed, 0);
-      else out.writeUInt16BE(hashed, 0);
-      return out;
+      const out = sink.reserve(width);
+      const at = sink.at;
+      if (hashed === null) { out.writeUInt32BE(high, at); out.writeUInt32BE(low, at + 4); }
+      else if (width === 4) out.writeUInt32BE(hashed, at);
+      else out.writeUInt16BE(hashed, at);
+      return width;
     }
-    const start = hashed === null ? writeDecimal(high, low, false, decimal) : writeDecimal(0, hashed, false, decimal);
-    const out = Buffer.allocUnsafe(decimal.length - start);
-    for (let i = start; i < decimal.length; i++) out[i - start] = decimal[i]!;
-    return out;
+    const from = hashed === null ? writeDecimal(high, low, false, decimal) : writeDecimal(0, hashed, false, decimal);
+    return sink.write(decimal, from, decimal.length);
   };
 }
 
 /** The decimal text PostgreSQL would print for a big-endian signed integer of `width` bytes, right-aligned in `into`. */
-function writeCanonicalDecimal(value: Buffer, width: 2 | 4 | 8, into: Uint8Array): number {
-  if (width === 2) { const n = value.readInt16BE(0); return writeDecimal(0, Math.abs(n), n < 0, into); }
-  if (width === 4) { const n = value.readInt32BE(0); return writeDecimal(0, Math.abs(n), n < 0, into); }
-  let high = value.readUInt32BE(0);
-  let low = value.readUInt32BE(4);
+function writeCanonicalDecimal(value: Buffer, at: number, width: 2 | 4 | 8, into: Uint8Array): number {
+  if (width === 2) { const n = value.readInt16BE(at); return writeDecimal(0, Math.abs(n), n < 0, into); }
+  if (width === 4) { const n = value.readInt32BE(at); return writeDecimal(0, Math.abs(n), n < 0, into); }
+  let high = value.readUInt32BE(at);
+  let low = value.readUInt32BE(at + 4);
   const negative = high >= 0x80000000;
   if (negative) { // two's complement magnitude
     high = ~high >>> 0;
@@ -225,14 +257,14 @@ function hmacFor(key: Buffer): HmacSha256 {
   return hmac;
 }
 
-function hasNonAscii(value: Buffer): boolean {
-  for (let i = 0; i < value.length; i++) if (value[i]! >= 0x80) return true;
+function hasNonAscii(value: Buffer, start: number, end: number): boolean {
+  for (let i = start; i < end; i++) if (value[i]! >= 0x80) return true;
   return false;
 }
 
-function unpaddedLength(value: Buffer): number {
-  let end = value.length;
-  while (end > 0 && value[end - 1] === SPACE) end--;
+/** Where `value[start, end)` ends without its trailing spaces. */
+function unpaddedEnd(value: Buffer, start: number, end: number): number {
+  while (end > start && value[end - 1] === SPACE) end--;
   return end;
 }
 

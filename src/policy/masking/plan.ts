@@ -12,6 +12,7 @@
  * Masked columns get the rule's method in the column's own wire type (methods.ts); every other
  * column that may hold text goes through the content detectors (detectors.ts).
  */
+import { KEEP, SQL_NULL, type ValueSink } from '../../protocols/value-sink.js';
 import { columnMasker } from './methods.js';
 import type { Scrubber } from './detectors.js';
 import { relationTaints } from './lineage.js';
@@ -19,7 +20,8 @@ import type { AnalysisEnv, MaskRule, MaskingConfig, OutputColumn, PredicateUse, 
 
 /** A result column as the server describes it (tableOid/column/typeOid 0 when it does not). */
 export interface DescribedColumn { name: string; tableOid: number; column: number; typeOid: number; format: number }
-export type ValueTransform = (value: Buffer, format: number) => Buffer | null;
+/** A ColumnTransform (engine.ts): a value as a range of its row, the replacement into a sink. */
+export type ValueTransform = (row: Buffer, start: number, end: number, format: number, sink: ValueSink) => number;
 export interface ColumnTally { statement: number; tally(label: string, n?: number): void }
 
 /** SQLSTATE insufficient_privilege: what a refusal by policy is. */
@@ -129,18 +131,19 @@ function transformFor(taint: Taint, col: DescribedColumn, label: string, key: Bu
   const rule = taint.sources.length === 0 ? null : taint.direct ? taint.sources[0]!.rule : strictest(taint.sources.map((s) => s.rule));
   const masker = columnMasker(rule, col.typeOid, !taint.direct, key);
   const counted = `${label} (${masker.method})`;
-  return (value, format) => {
+  const write = masker.write;
+  return (row, start, end, format, sink) => {
     context.tally(counted);
-    return masker.mask(value, format);
+    return write(row, start, end, format, sink);
   };
 }
 
 function detectorTransform(scrubber: Scrubber, typeOid: number, context: ColumnTally): ValueTransform {
-  return (value, format) => {
-    const found = scrubber.value(value, format, typeOid);
-    if (found === null) return value;
+  return (row, start, end, format, sink) => {
+    const found = scrubber.valueAt(row, start, end, format, typeOid);
+    if (found === null) return KEEP;
     for (const hit of found.hits) context.tally(`detector:${hit}`);
-    return found.value;
+    return found.value === null ? SQL_NULL : sink.write(found.value, 0, found.value.length);
   };
 }
 

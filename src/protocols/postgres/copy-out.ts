@@ -14,6 +14,7 @@
  */
 import type { CopyOptions } from '../engine.js';
 import { MessageType, frame } from './messages.js';
+import { applyTransform } from '../value-sink.js';
 import type { Transforms } from './transform.js';
 
 /** How a COPY OUT's rows are laid out, as far as rewriting them needs. */
@@ -80,7 +81,7 @@ function transformTextRow(line: Buffer, columns: number, transforms: Transforms,
     }
     const value = unescapeText(field);
     if (!value) return null;
-    const masked = t(value, 0);
+    const masked = applyTransform(t, value, 0);
     parts.push(masked === null ? o.null : escapeText(masked, o));
   }
   parts.push(Buffer.from([LF]));
@@ -177,7 +178,7 @@ function transformCsvRow(line: Buffer, columns: number, transforms: Transforms, 
       parts.push(line.subarray(at, end)); // the original bytes, delimiter included
     } else {
       if (i > 0) parts.push(Buffer.from([o.delimiter]));
-      const masked = t(f.value, 0);
+      const masked = applyTransform(t, f.value, 0);
       parts.push(masked === null ? o.null : quoteCsv(masked, f.quoted, fields.length === 1, o));
     }
     at = end;
@@ -283,7 +284,7 @@ export function transformCopyBinary(body: Buffer, columns: number, transforms: T
     const value = len < 0 ? null : body.subarray(at, at + len);
     if (len > 0) at += len;
     const t = transforms[i] ?? null;
-    const out = t && value !== null ? t(value, 1) : value;
+    const out = t && value !== null ? applyTransform(t, value, 1) : value;
     parts.push(lengthOf(out));
     if (out) parts.push(out);
   }

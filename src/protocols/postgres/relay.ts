@@ -28,11 +28,13 @@ import { rewriteNotice, rewriteNotification, rewriteParameterStatus, rewrites, t
 import { refusalResponse } from './poison.js';
 import { describedColumns, type Failure, type ResponseQueue, type Running } from './responses.js';
 import type { StatementRun } from './results.js';
-import { anyTransform, transformDataRow, unknownColumns } from './transform.js';
+import { anyTransform, RowRewriter, unknownColumns } from './transform.js';
 
 /** Upstream frames are trusted more than client ones, but still bounded (PostgreSQL's own 1 GB field limit). */
 const UPSTREAM_MAX_FRAME = 1024 * 1024 * 1024 + 1024;
 const EMPTY = Buffer.alloc(0);
+/** onBackend's answer for a DataRow the rewriter holds rewritten (see placeRewritten). */
+const REWRITTEN = Buffer.alloc(0);
 /** program_limit_exceeded: a result cut off by the plan's row cap. */
 const SQLSTATE_ROW_CAP = '54000';
 
@@ -65,6 +67,10 @@ export class Relay {
   private silenced = false;
   /** The decoder of the client encoding last asked for (message texts, COPY data). */
   private decoderCache: ClientDecoder | null = null;
+  /** Masked rows: rewritten by `dataRow`, then written into the chunk's output (placeRewritten). */
+  private readonly rewriter = new RowRewriter();
+  private rewrittenRun: Running | null = null;
+  private rewrittenSize = 0;
 
   constructor(private readonly client: Duplex, private readonly queue: ResponseQueue, private readonly host: RelayHost) {}
 
@@ -107,16 +113,17 @@ export class Relay {
       runStart = lead;
       this.flushBoundary();
     }
-    // What goes to the client when messages were replaced (masked rows): one write per chunk,
-    // not two per row (each write is a trip through the stream machinery).
-    let pieces: Buffer[] | null = null;
+    // What goes to the client when messages were replaced (masked rows): built in one buffer,
+    // rewritten rows written straight into it, and sent in one write per chunk.
+    let built: Assembly | null = null;
     for (const f of batch.frames) {
       end = f.end + shift;
       const replacement = this.onBackend(buf, f);
       if (replacement === undefined) continue;
-      pieces ??= [];
-      if (f.start + shift > runStart) pieces.push(out.subarray(runStart, f.start + shift));
-      if (replacement && replacement.length > 0) pieces.push(replacement);
+      built ??= new Assembly(out.length - runStart + 256);
+      built.copy(out, runStart, f.start + shift);
+      if (replacement === REWRITTEN) this.placeRewritten(built);
+      else if (replacement !== null) built.copy(replacement, 0, replacement.length);
       runStart = end;
     }
     if (batch.frames.length === 0 && lead === 0) end = runStart;
@@ -128,10 +135,10 @@ export class Relay {
       this.streamRun?.run.streamed(out, end, out.length);
       end = out.length;
     }
-    if (pieces === null) write(this.client, out.subarray(runStart, end));
+    if (built === null) write(this.client, out.subarray(runStart, end));
     else {
-      if (end > runStart) pieces.push(out.subarray(runStart, end));
-      if (pieces.length > 0) write(this.client, pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces));
+      built.copy(out, runStart, end);
+      if (built.length > 0) write(this.client, built.bytes.subarray(0, built.length));
     }
     if (this.streaming === 0) this.flushBoundary();
     return drained(this.client);
@@ -264,13 +271,23 @@ export class Relay {
       s.run.dataRow(buf, f.start, f.bodyStart, f.end);
       return undefined;
     }
-    const out = transformDataRow(buf.subarray(f.bodyStart, f.end), s.transforms, s.formats);
-    if (out === null) {
+    const size = this.rewriter.prepare(buf, f.bodyStart, f.end, s.transforms, s.formats);
+    if (size < 0) {
       s.run.dataRow(buf, f.start, f.bodyStart, f.end); // no value changed: the original bytes go
       return undefined;
     }
-    s.run.dataRow(out, 0, 5, out.length);
-    return out;
+    this.rewrittenRun = s;
+    this.rewrittenSize = size;
+    return REWRITTEN;
+  }
+
+  /** Writes the row `dataRow` rewrote into the chunk's output, and accounts it there. */
+  private placeRewritten(built: Assembly): void {
+    const s = this.rewrittenRun!;
+    this.rewrittenRun = null;
+    const at = built.reserve(this.rewrittenSize);
+    this.rewriter.write(built.bytes, at);
+    s.run.dataRow(built.bytes, at, at + 5, at + this.rewrittenSize);
   }
 
   private copyData(s: Running, buf: Buffer, f: Frame): Buffer | null | undefined {
@@ -393,4 +410,37 @@ function rowCapHint(plan: Running['plan']): string {
 /** The frame of a whole message built on its own (type, length, body). */
 function wholeFrame(message: Buffer): Frame {
   return { type: message[0]!, start: 0, bodyStart: 5, end: message.length };
+}
+
+/**
+ * The bytes of one chunk as the client gets them, when some messages were replaced: received
+ * stretches and replacements copied in order into one buffer, grown (by a new buffer) when a
+ * chunk grows. What was written is never changed afterwards: ranges of it given to the record
+ * (RangeHash, kept rows) stay valid, in an outgrown buffer too.
+ */
+class Assembly {
+  bytes: Buffer;
+  length = 0;
+
+  constructor(capacity: number) {
+    this.bytes = Buffer.allocUnsafe(capacity);
+  }
+
+  copy(src: Buffer, start: number, end: number): void {
+    if (end <= start) return;
+    const at = this.reserve(end - start);
+    src.copy(this.bytes, at, start, end);
+  }
+
+  /** Room for `n` bytes: where they go in `bytes` (counted as written). */
+  reserve(n: number): number {
+    if (this.length + n > this.bytes.length) {
+      const next = Buffer.allocUnsafe(Math.max(2 * this.bytes.length, this.length + n));
+      this.bytes.copy(next, 0, 0, this.length);
+      this.bytes = next;
+    }
+    const at = this.length;
+    this.length += n;
+    return at;
+  }
 }

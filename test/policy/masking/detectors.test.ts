@@ -185,3 +185,31 @@ describe('the byte prefilter of values', () => {
     }
   });
 });
+
+describe('the prefilter on digit-heavy values (its card state machine and shape checks)', () => {
+  it('agrees with the text path on stretches of 12 and 13 digits, single and doubled separators, and SSN and IBAN near-misses', () => {
+    let seed = 17;
+    const rand = (n: number) => Math.floor(((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x80000000) * n);
+    const pieces = ['0', '4', '7', '9', '1', '-', ' ', '  ', '--', 'a', 'f', 'GB', 'X', '4111', '411111', '123-45-', '-6789', '12-', 'DE8', '9 ', '@', 'b.io', '\n'];
+    for (const detectors of [[...DETECTORS], ['card_number'], ['ssn'], ['iban']] as const) {
+      const scrubber = createScrubber([...detectors])!;
+      for (let i = 0; i < 4_000; i++) {
+        const s = Array.from({ length: 4 + rand(24) }, () => pieces[rand(pieces.length)]).join('');
+        const byText = scrubber.text(s);
+        const byValue = scrubber.valueAt(Buffer.from(`xx${s}yy`, 'latin1'), 2, 2 + s.length, 0, OID.text);
+        expect(byValue === null ? { text: s, hits: [] } : { text: byValue.value!.toString('latin1'), hits: byValue.hits }, s).toEqual(byText);
+      }
+    }
+  });
+
+  it('passes md5 hex over without a finder, and still finds a card, an SSN or an IBAN at either end of a value', () => {
+    const hex = 'c4ca4238a0b923820dcc509a6f75849b c81e728d9d4c2f636f067f89cc14862c';
+    expect(all.value(Buffer.from(`order 1 shipped to warehouse 1: ${hex}`), 0, OID.text)).toBeNull();
+    expect(all.value(Buffer.from(`4111111111111111 ${hex}`), 0, OID.text)?.hits).toEqual(['card_number']);
+    expect(all.value(Buffer.from(`${hex} 4111-1111-1111-1111`), 0, OID.text)?.hits).toEqual(['card_number']);
+    expect(all.value(Buffer.from(`${hex} 123-45-6789`), 0, OID.text)?.hits).toEqual(['ssn']);
+    expect(all.value(Buffer.from(`GB82WEST12345698765432 ${hex}`), 0, OID.text)?.hits).toEqual(['iban']);
+    expect(all.value(Buffer.from('123456789012 3'), 0, OID.text)).toBeNull(); // 13 digits in one stretch, failing Luhn
+    expect(all.value(Buffer.from('4222222222222'), 0, OID.text)?.hits).toEqual(['card_number']);
+  });
+});

@@ -24,4 +24,19 @@ describe('HmacSha256', () => {
     expect(Buffer.from(first).toString('hex')).toBe(createHmac('sha256', key).update('123-45-6789').digest('hex'));
     expect(hmac.digest(Buffer.from('other'))).toBe(first);
   });
+
+  it('digestWords is the same digest as big-endian words, for messages that end at every offset of a block', () => {
+    const key = Buffer.from('a key');
+    const hmac = new HmacSha256(key);
+    const buffer = Buffer.alloc(300);
+    for (let i = 0; i < buffer.length; i++) buffer[i] = (i * 13) & 0xff;
+    for (let start = 0; start < 5; start++) {
+      for (let end = start; end <= 140; end++) {
+        const words = hmac.digestWords(buffer, start, end);
+        const bytes = Buffer.alloc(32);
+        for (let i = 0; i < 8; i++) bytes.writeInt32BE(words[i]!, 4 * i);
+        expect(bytes.toString('hex'), `${start}..${end}`).toBe(createHmac('sha256', key).update(buffer.subarray(start, end)).digest('hex'));
+      }
+    }
+  });
 });

@@ -8,7 +8,7 @@ import pg from 'pg';
 import { serialize } from 'pg-protocol';
 import { to as copyTo } from 'pg-copy-streams';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { RUN, type ColumnTransform, type RunPlan, type StatementPlan, type StatementStart } from '../../../src/protocols/engine.js';
+import { RUN, valueTransform, type ColumnTransform, type RunPlan, type StatementPlan, type StatementStart } from '../../../src/protocols/engine.js';
 import { createTestDatabase } from '../../helpers/postgres.js';
 import { startHarness, until, upstreamConfig, type Harness } from './engine-harness.js';
 
@@ -32,7 +32,7 @@ afterAll(async () => {
   await db?.drop();
 });
 
-const mask: ColumnTransform = (value) => Buffer.from('X'.repeat(value.length));
+const mask: ColumnTransform = valueTransform((value) => Buffer.from('X'.repeat(value.length)));
 /** Masks every column named ssn; in COPY output (columns the engine cannot name) the third. */
 const maskSsn: RunPlan = { action: 'run', columns: (cols) => cols.map((c) => (c.name === 'ssn' || (c.tableOid === 0 && c.name === '?column3?') ? mask : null)) };
 
