@@ -61,8 +61,16 @@ export class SessionPolicy {
     this.masking = deps.masking.session(session.connection, session.identity);
   }
 
+  /** The decision for a statement; a run plan kept for a prepared statement holds only while the
+   *  connection's config is the one it was made under (a reload applies to the next Execute). */
   plan(start: StatementStart): StatementPlan | Promise<StatementPlan> {
     const connection = this.deps.current(this.session.connection);
+    const planned = this.decideUnder(start, connection);
+    const valid = () => this.deps.current(this.session.connection) === connection;
+    return planned instanceof Promise ? planned.then((p) => keptWhile(p, valid)) : keptWhile(planned, valid);
+  }
+
+  private decideUnder(start: StatementStart, connection: LiveConnection | undefined): StatementPlan | Promise<StatementPlan> {
     if (connection) {
       const guarded = guardPlan(start, protectedRolesOf(connection, this.session.identity));
       if (guarded) return guarded;
@@ -227,6 +235,10 @@ export class SessionPolicy {
   get scrubText(): SessionMasking['scrubText'] {
     return this.masking.scrubText;
   }
+}
+
+function keptWhile(plan: StatementPlan, valid: () => boolean): StatementPlan {
+  return plan.action === 'run' ? { ...plan, stillValid: valid } : plan;
 }
 
 /** Without an approval block nobody can approve: what needs approval is refused, saying so. */

@@ -159,6 +159,9 @@ export interface RunPlan {
   summary?: Record<string, unknown>;
   /** For this execution only (an approval used once): never reused for a prepared statement's later Executes. */
   once?: boolean;
+  /** Asked before the plan is reused for a prepared statement's later Execute: false (the config
+   *  it was made under was reloaded) plans that Execute afresh. */
+  stillValid?: () => boolean;
 }
 export interface RefusePlan { action: 'refuse'; code: string /* SQLSTATE */; message: string; hint?: string; summary?: Record<string, unknown> }
 export interface HoldPlan {

@@ -74,11 +74,16 @@ test('a reload applies to the next statement of an open session; removing the co
   const c = await tunnelClient(gw.url, 'bank', KEYS.alice);
   try {
     const ssn = async () => (await c.query('SELECT ssn FROM people')).rows[0].ssn;
+    // A named prepared statement: its plan is kept for later Executes, but not across a reload.
+    const prepared = async () => (await c.query({ name: 'by-name', text: 'SELECT ssn FROM people WHERE id = $1', values: [1] })).rows[0].ssn;
     expect(await ssn()).toBe('***-**-6789');
+    expect(await prepared()).toBe('***-**-6789');
     expect(await reload(config(rules('redact')))).toBe(200);
     expect(await ssn()).toBe('****');
+    expect(await prepared()).toBe('****');
     expect(await reload(config(null))).toBe(200);
     expect(await ssn()).toBe('123-45-6789');
+    expect(await prepared()).toBe('123-45-6789');
     expect(await reload(config(null, false))).toBe(200);
     await expect(c.query('SELECT ssn FROM people')).rejects.toMatchObject({ code: '42501', message: expect.stringContaining('no longer configured') });
   } finally {

@@ -518,7 +518,7 @@ export class Forwarder {
    *  at once is returned at once (no turn of the event loop on the hot path). */
   private decide(unit: Unit, start: StatementStart): FinalPlan | Promise<FinalPlan> {
     const cached = unit.cache?.plan;
-    if (cached) return cached;
+    if (cached && (cached.action !== 'run' || cached.stillValid?.() !== false)) return cached;
     let planned: StatementPlan | Promise<StatementPlan>;
     try {
       planned = this.host.ctx.hooks.plan(start);
