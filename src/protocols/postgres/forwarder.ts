@@ -550,7 +550,7 @@ export class Forwarder {
       };
       this.cancelHold = () => {
         plan.cancelled?.();
-        settle({ action: 'refuse', code: '57014', message: 'hoop: the held statement was cancelled before a decision' });
+        settle({ action: 'refuse', code: '42501', message: 'hoop: the held statement was cancelled before a decision (it did not run)' });
       };
       this.host.onChange(() => {
         if (this.host.closing) settle({ action: 'refuse', code: '08006', message: 'hoop: the session ended while the statement was held' });

@@ -99,7 +99,7 @@ describe('hold', () => {
     const cancel = connect(h.port, '127.0.0.1');
     await new Promise((r) => cancel.once('connect', r));
     cancel.end(serialize.cancel(processID, secretKey));
-    await expect(held).rejects.toMatchObject({ code: '57014', message: expect.stringMatching(/held statement was cancelled/) });
+    await expect(held).rejects.toMatchObject({ code: '42501', message: expect.stringMatching(/held statement was cancelled/) });
     expect(withdrawn).toBe(true);
     expect(await probeCount()).toBe(0);
     expect((await c.query('SELECT 2 AS two')).rows).toEqual([{ two: 2 }]);
