@@ -346,8 +346,11 @@ export class Notifier {
     this.retryTimer = setTimeout(() => {
       this.retryTimer = null;
       this.retryAt = Infinity;
+      // A timer may fire a little before the clock the row was stamped with reaches `at`: a claim
+      // then would find nothing due, and nothing would look again until the poll.
+      if (this.now() < at) return this.scheduleRetry(at);
       this.wake();
-    }, Math.max(0, at - this.now()));
+    }, Math.max(0, at - this.now()) + 1);
     this.retryTimer.unref();
   }
 }
