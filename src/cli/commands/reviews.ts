@@ -189,11 +189,12 @@ export const requestCommand = defineCommand({
 async function waitForDecision(ctx: CommandContext, created: ApprovalRequest): Promise<ApprovalRequest | null> {
   const started = Date.now();
   const text = () => `Waiting for approval of ${created.id} by ${created.approvers.join(', ') || 'an admin'} (${Math.floor((Date.now() - started) / 1_000)}s; Ctrl-C to stop waiting)`;
-  const spinner = startSpinner(ctx.io, text());
+  // Listen for Ctrl-C before saying it stops the wait: a signal in between would kill the process.
   let interrupted = false;
   const signal = ctx.shutdownSignal().then(() => {
     interrupted = true;
   });
+  const spinner = startSpinner(ctx.io, text());
   try {
     for (;;) {
       const r = await ctx.api().request(created.id);
