@@ -7,12 +7,11 @@
  *     approved, the same statement (same parameters) run again runs whole, once.
  */
 import pg from 'pg';
-import { request } from 'undici';
 import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, inject, test } from 'vitest';
 import { holdEventOf, openLocalTunnel, type LocalTunnel, type TunnelEvent } from '../../src/client/tunnel.js';
 import { startupMessage } from '../../src/protocols/postgres/messages.js';
-import { bankConnection, startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { apiCall, bankConnection, startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { until } from '../helpers/poll.js';
 import { createTestDatabase, passwordOf, type UpstreamInfo } from '../helpers/postgres.js';
 import { fe } from '../helpers/raw-client.js';
@@ -48,14 +47,7 @@ afterAll(async () => {
   await db?.drop();
 });
 
-async function api(method: 'GET' | 'POST', path: string, who: string, body?: unknown): Promise<{ status: number; json: any }> {
-  const res = await request(`${gw.url}/api/v1${path}`, {
-    method,
-    headers: { authorization: `Bearer ${gw.keys[who]!}`, ...(body ? { 'content-type': 'application/json' } : {}) },
-    ...(body ? { body: JSON.stringify(body) } : {}),
-  });
-  return { status: res.statusCode, json: await res.body.json().catch(() => null) };
-}
+const api = (method: 'GET' | 'POST', path: string, who: string, body?: unknown) => apiCall(gw, method, path, who, body);
 
 describe('hoop connect is told of a hold', () => {
   test('the local tunnel surfaces the hold as a TunnelEvent; the session bytes are untouched and the rows arrive once approved', async () => {

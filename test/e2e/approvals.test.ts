@@ -8,11 +8,10 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { createHmac } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import pg from 'pg';
-import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, inject, test } from 'vitest';
 import { openLocalTunnel, type LocalTunnel } from '../../src/client/tunnel.js';
 import { collect, clientEnv } from '../helpers/clients.js';
-import { bankConnection, startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { apiCall, bankConnection, startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { until } from '../helpers/poll.js';
 import { createTestDatabase, passwordOf, type UpstreamInfo } from '../helpers/postgres.js';
 import { errorsIn, fe, noticesIn, rawTunnel, rowsIn } from '../helpers/raw-client.js';
@@ -73,14 +72,7 @@ afterAll(async () => {
   await db?.drop();
 });
 
-async function api(method: 'GET' | 'POST', path: string, who: string, body?: unknown): Promise<{ status: number; json: any }> {
-  const res = await request(`${gw.url}/api/v1${path}`, {
-    method,
-    headers: { authorization: `Bearer ${gw.keys[who]!}`, ...(body ? { 'content-type': 'application/json' } : {}) },
-    ...(body ? { body: JSON.stringify(body) } : {}),
-  });
-  return { status: res.statusCode, json: await res.body.json().catch(() => null) };
-}
+const api = (method: 'GET' | 'POST', path: string, who: string, body?: unknown) => apiCall(gw, method, path, who, body);
 
 /** A client whose NOTICEs (the hold's) are collected. */
 async function client(who: string, connection = 'bank'): Promise<{ c: pg.Client; notices: string[] }> {

@@ -5,8 +5,7 @@
  * The gateway's store is PostgreSQL too, so the grant lookup runs on that backend end to end.
  */
 import { afterAll, beforeAll, describe, expect, inject, test } from 'vitest';
-import { request } from 'undici';
-import { bankConnection, startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { apiCall, bankConnection, startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { until } from '../helpers/poll.js';
 import { createTestDatabase } from '../helpers/postgres.js';
 import { runHoop } from '../cli/helpers.js';
@@ -32,14 +31,7 @@ afterAll(async () => {
   await storeDb?.drop();
 });
 
-async function api(method: 'GET' | 'POST', path: string, who: string, body?: unknown): Promise<{ status: number; json: any }> {
-  const res = await request(`${gw.url}/api/v1${path}`, {
-    method,
-    headers: { authorization: `Bearer ${gw.keys[who]!}`, ...(body ? { 'content-type': 'application/json' } : {}) },
-    ...(body ? { body: JSON.stringify(body) } : {}),
-  });
-  return { status: res.statusCode, json: await res.body.json().catch(() => null) };
-}
+const api = (method: 'GET' | 'POST', path: string, who: string, body?: unknown) => apiCall(gw, method, path, who, body);
 
 const hoop = (who: string, argv: string[]) => runHoop(argv, { env: { HOOP_GATEWAY: gw.url, HOOP_TOKEN: gw.keys[who]! } });
 const bankFor = async (who: string) => (await api('GET', '/connections', who)).json.find((c: { name: string }) => c.name === 'bank');

@@ -9,6 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
+import { request } from 'undici';
 import { startGateway } from '../../src/gateway/gateway.js';
 import type { Notifier } from '../../src/gateway/notify.js';
 import type { Planner } from '../../src/gateway/tunnel.js';
@@ -119,4 +120,14 @@ export async function startTestGateway(opts: TestGatewayOptions): Promise<TestGa
     rmSync(dir, { recursive: true, force: true });
     throw err;
   }
+}
+
+/** One call of the gateway's HTTP API as the test identity `who` (a key of `gw.keys`); the JSON body or null. */
+export async function apiCall(gw: TestGateway, method: 'GET' | 'POST', path: string, who: string, body?: unknown): Promise<{ status: number; json: any }> {
+  const res = await request(`${gw.url}/api/v1${path}`, {
+    method,
+    headers: { authorization: `Bearer ${gw.keys[who]!}`, ...(body ? { 'content-type': 'application/json' } : {}) },
+    ...(body ? { body: JSON.stringify(body) } : {}),
+  });
+  return { status: res.statusCode, json: await res.body.json().catch(() => null) };
 }
