@@ -105,6 +105,8 @@ type Named = OutputColumn[] | null;
 export class SessionMasking {
   private readonly prepared = new Map<string, Named>();
   private readonly cursors = new Map<string, Named>();
+  /** The session's names as the analysis reads them (a cached analysis never did). */
+  private readonly names: SessionNames = { prepared: (n) => this.prepared.get(n), cursor: (n) => this.cursors.get(n) };
 
   constructor(private readonly service: MaskingService, private readonly connectionName: string, private readonly identity: Identity) {}
 
@@ -201,6 +203,8 @@ export class SessionMasking {
       compiled.decisions.clear();
       compiled.version = schema.version;
     }
+    const cached = compiled.analyses.get(text);
+    if (cached) return { analysis: cached, env: { schema, protection: compiled.protection, names: this.names, trusted: compiled.trusted }, missing: [] };
     const missing: { schema: string | null; name: string }[] = [];
     let usedNames = false;
     const view: SchemaView = {
@@ -224,10 +228,7 @@ export class SessionMasking {
       },
     };
     const env: AnalysisEnv = { schema: view, protection: compiled.protection, names, trusted: compiled.trusted };
-    const cached = compiled.analyses.get(text);
-    // Result columns are resolved against the snapshot itself (its view lineage is memoised there).
     const planEnv = { ...env, schema };
-    if (cached) return { analysis: cached, env: planEnv, missing: [] };
     const analysis = analyzeQuery(text, env);
     if (!usedNames && missing.length === 0 && text.length <= CACHEABLE_TEXT) {
       if (compiled.analyses.size >= ANALYSIS_CACHE_ENTRIES) compiled.analyses.delete(compiled.analyses.keys().next().value!);

@@ -70,9 +70,16 @@ export class SessionPolicy {
     return planned instanceof Promise ? planned.then((p) => keptWhile(p, valid)) : keptWhile(planned, valid);
   }
 
+  /** The roles the guard protects, worked out once per connection config (not per statement). */
+  private roles: { connection: LiveConnection; roles: string[] } | null = null;
+  private protectedRoles(connection: LiveConnection): string[] {
+    if (this.roles?.connection !== connection) this.roles = { connection, roles: protectedRolesOf(connection, this.session.identity) };
+    return this.roles.roles;
+  }
+
   private decideUnder(start: StatementStart, connection: LiveConnection | undefined): StatementPlan | Promise<StatementPlan> {
     if (connection) {
-      const guarded = guardPlan(start, protectedRolesOf(connection, this.session.identity));
+      const guarded = guardPlan(start, this.protectedRoles(connection));
       if (guarded) return guarded;
     }
     const masked = this.masking.plan(start);
