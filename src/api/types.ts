@@ -192,3 +192,4 @@ export interface ApprovalRequest {
 
 /** A well-formed request id. */
 export const APPROVAL_REQUEST_ID = /^r-[0-9a-f]{8}$/;
+export { dataWithPayload } from '../audit/payload.js';

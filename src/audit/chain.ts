@@ -10,7 +10,7 @@
  * verifier in another language can recompute a hash from an exported event.
  */
 import { createHash } from 'node:crypto';
-import type { AuditEvent, UnsealedEvent } from './event.js';
+import type { AuditEvent, EventPayload, UnsealedEvent } from './event.js';
 
 export const GENESIS_HASH = '0'.repeat(64);
 
@@ -133,8 +133,27 @@ function hashedBody(e: Omit<AuditEvent, 'hash'>): Omit<AuditEvent, 'hash'> {
     connection: e.connection,
     session_id: e.session_id,
     data: e.data,
+    payload_sha256: e.payload_sha256, // absent (so omitted) for events without a payload
     prev_hash: e.prev_hash,
   };
+}
+
+/** SHA-256 hex of a payload's canonical JSON text: what `payload_sha256` holds. */
+export function payloadSha256(payloadJson: string): string {
+  return createHash('sha256').update(payloadJson, 'utf8').digest('hex');
+}
+
+/** Whether a present payload matches the event's `payload_sha256`; null when there is nothing to check (none, or pruned). */
+export function checkPayload(e: Pick<AuditEvent, 'payload_sha256' | 'payload'>): string | null {
+  if (e.payload === undefined || e.payload === null) return null;
+  if (e.payload_sha256 === undefined) return 'payload present on an event that has no payload_sha256';
+  let text: string;
+  try {
+    text = canonicalJson(e.payload);
+  } catch (err) {
+    return `payload cannot be hashed: ${(err as Error).message}`;
+  }
+  return payloadSha256(text) === e.payload_sha256 ? null : 'payload mismatch: the stored payload does not match its payload_sha256';
 }
 
 export function computeHash(e: Omit<AuditEvent, 'hash'>): string {
@@ -143,8 +162,8 @@ export function computeHash(e: Omit<AuditEvent, 'hash'>): string {
     .digest('hex');
 }
 
-/** The fields of an event before sealing, in the order the model lists them: hashedBody less seq and prev_hash. */
-const UNSEALED_FIELDS = ['id', 'time', 'type', 'actor', 'source', 'connection', 'session_id', 'data'] as const;
+/** The hashed fields of an event before sealing, in the order the model lists them: hashedBody less seq and prev_hash. */
+const UNSEALED_FIELDS = ['id', 'time', 'type', 'actor', 'source', 'connection', 'session_id', 'data', 'payload_sha256'] as const;
 type UnsealedField = (typeof UNSEALED_FIELDS)[number];
 /** The hashed fields in canonical order (sorted by UTF-16 code units, as writeObject sorts keys), each with its `"key":`. */
 const HASHED_MEMBERS = ['seq', ...UNSEALED_FIELDS, 'prev_hash'].sort().map((name) => ({ name, key: `${JSON.stringify(name)}:` }));
@@ -171,11 +190,18 @@ export class EncodedEvent implements UnsealedEvent {
   readonly connection: string | null;
   readonly session_id: string | null;
   readonly data: UnsealedEvent['data'];
+  /** The payload as given (not read back: nothing downstream of sealing mutates it), and its canonical JSON. */
+  readonly payload: EventPayload | undefined;
+  readonly payloadJson: string | undefined;
+  readonly payload_sha256: string | undefined;
   readonly json: EventJson;
 
   /** `json[f]` is the canonical JSON of `fields[f]`. */
-  private constructor(fields: Record<UnsealedField, unknown>, json: EventJson) {
+  private constructor(fields: Record<UnsealedField, unknown>, json: EventJson, payload: EventPayload | undefined, payloadJson: string | undefined) {
     this.json = json;
+    this.payload = payload;
+    this.payloadJson = payloadJson;
+    this.payload_sha256 = fields.payload_sha256 as string | undefined;
     this.id = readBack(fields.id, json.id) as string;
     this.time = readBack(fields.time, json.time) as string;
     this.type = readBack(fields.type, json.type) as UnsealedEvent['type'];
@@ -193,6 +219,7 @@ export class EncodedEvent implements UnsealedEvent {
    */
   static of(e: UnsealedEvent): EncodedEvent {
     if (e instanceof EncodedEvent) return e;
+    const payloadJson = e.payload === undefined ? undefined : canonicalJsonAt(e.payload, '$.payload');
     const fields: Record<UnsealedField, unknown> = {
       id: e.id,
       time: e.time,
@@ -202,13 +229,14 @@ export class EncodedEvent implements UnsealedEvent {
       connection: e.connection ?? null,
       session_id: e.session_id ?? null,
       data: e.data,
+      payload_sha256: payloadJson === undefined ? undefined : payloadSha256(payloadJson),
     };
     const json = {} as Record<UnsealedField, string | undefined>;
     for (const name of UNSEALED_FIELDS) {
       const value = fields[name];
       json[name] = value === undefined ? undefined : canonicalJsonAt(value, `$.${name}`);
     }
-    return new EncodedEvent(fields, json);
+    return new EncodedEvent(fields, json, e.payload, payloadJson);
   }
 }
 
@@ -241,10 +269,13 @@ export function sealEvent(event: UnsealedEvent, seq: number, prevHash: string): 
   if (!UUID_RE.test(e.id)) throw new TypeError(`sealEvent: id must be a lowercase UUID, got ${JSON.stringify(e.id)}`);
   if (!TIME_RE.test(e.time)) throw new TypeError(`sealEvent: time must be RFC 3339 UTC with milliseconds, got ${JSON.stringify(e.time)}`);
   if (typeof e.type !== 'string' || e.type.length === 0) throw new TypeError('sealEvent: type must be a non-empty string');
-  return {
+  const sealed: AuditEvent = {
     ...hashedBody({ ...e, seq, prev_hash: prevHash }),
     hash: createHash('sha256').update(hashInput(e.json, seq, prevHash), 'utf8').digest('hex'),
   };
+  if (sealed.payload_sha256 === undefined) delete sealed.payload_sha256;
+  else sealed.payload = e.payload!;
+  return sealed;
 }
 
 export type ChainVerdict = { ok: true } | { ok: false; seq: number; reason: string };
@@ -284,5 +315,5 @@ function checkLink(e: AuditEvent, prev: AuditEvent | null, expectedPrev: string 
     return `event cannot be hashed: ${(err as Error).message}`;
   }
   if (recomputed !== e.hash) return 'hash mismatch: the event content does not match its hash';
-  return null;
+  return checkPayload(e);
 }

@@ -65,7 +65,19 @@ export interface AuditEventDraft {
   connection?: string | null;
   session_id?: string | null;
   data: Record<string, unknown>;
+  /** The bulky part, kept apart from `data` and hashed on its own (see EventPayload). */
+  payload?: EventPayload;
 }
+
+/**
+ * The bulky, prunable part of an event (today: query.end's returned rows, kept notices and
+ * uploaded COPY data), stored apart from `data`. Keys are dotted paths into `data` where the values
+ * belong (`result.sets`); `withPayload` (src/api/types.ts) puts them back. The chain hashes
+ * `payload_sha256` = SHA-256 of the payload's canonical JSON, not the payload itself, so retention can
+ * drop a payload (audit.retention.payloads) and the chain still verifies; a verifier checks a payload
+ * that is present against its hash and reports one that is absent as pruned.
+ */
+export type EventPayload = Record<string, unknown>;
 
 /** An event as stored: `hash` = SHA-256(prev_hash || canonical JSON of the other fields). */
 export interface AuditEvent {
@@ -78,12 +90,16 @@ export interface AuditEvent {
   connection: string | null;
   session_id: string | null;
   data: Record<string, unknown>;
+  /** SHA-256 (hex) of the canonical JSON of the event's payload; absent when it has none. Hashed. */
+  payload_sha256?: string;
+  /** The payload itself: absent when the event has none (or the read left it out), null once pruned. Not hashed (its sha256 is). */
+  payload?: EventPayload | null;
   prev_hash: string;
   hash: string;
 }
 
 /** An event before the store has placed it in the chain. */
-export type UnsealedEvent = Omit<AuditEvent, 'seq' | 'prev_hash' | 'hash'>;
+export type UnsealedEvent = Omit<AuditEvent, 'seq' | 'prev_hash' | 'hash' | 'payload_sha256' | 'payload'> & { payload?: EventPayload };
 
 /** `query.start` data: recorded, and durable, before the statement goes upstream. */
 export interface QueryStartData {

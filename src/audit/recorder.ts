@@ -222,8 +222,9 @@ function unsealedOf(draft: AuditEventDraft): { event: EncodedEvent; bytes: numbe
     connection: draft.connection ?? null,
     session_id: draft.session_id ?? null,
     data: draft.data,
+    ...(draft.payload !== undefined ? { payload: draft.payload } : {}),
   });
-  let bytes = 0;
+  let bytes = event.payloadJson?.length ?? 0;
   for (const text of Object.values(event.json)) bytes += text?.length ?? 0;
   return { event, bytes };
 }

@@ -12,6 +12,7 @@
  *
  * Every event carries the session's actor, source, connection and session id.
  */
+import { QUERY_END_PAYLOAD_PATHS, splitPayload } from '../audit/payload.js';
 import type { AuditEventDraft, AuditEventType, QueryEndData, QueryStartData, Source } from '../audit/event.js';
 import type { AuditRecorder } from '../audit/recorder.js';
 import { actorOf, type Identity } from '../identity/identity.js';
@@ -88,7 +89,9 @@ export function sessionAuditHooks(o: SessionAuditOptions): SessionHooks {
 
     queryEnd(e: StatementEnd): void {
       o.metrics.statements.inc(e.outcome);
-      o.recorder.recordLater(draft('query.end', queryEndData(e) as unknown as Record<string, unknown>));
+      // The returned rows go to the payload: hashed apart, so retention can drop them (src/audit/payload.ts).
+      const { data, payload } = splitPayload(queryEndData(e) as unknown as Record<string, unknown>, QUERY_END_PAYLOAD_PATHS);
+      o.recorder.recordLater({ ...draft('query.end', data), ...(payload ? { payload } : {}) });
     },
 
     sessionEnd(raw: SessionEndInfo): void {

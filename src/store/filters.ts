@@ -27,6 +27,7 @@ export interface NormalizedEventFilter {
   /** From `auth.*`: `auth.`. Safe inside a LIKE pattern (no `%`, `_` escaped by the caller). */
   typePrefixes: string[] | null;
   newestFirst: boolean;
+  payload: boolean;
 }
 
 const MAX_TYPES = 50;
@@ -48,7 +49,7 @@ export function normalizeEventFilter(f: EventFilter): NormalizedEventFilter {
   }
   return {
     afterSeq, since: normalizeInstant('since', f.since), until: normalizeInstant('until', f.until), limit: normalizeLimit(f.limit),
-    types, typePrefixes, newestFirst: f.newestFirst === true,
+    types, typePrefixes, newestFirst: f.newestFirst === true, payload: f.payload !== false,
   };
 }
 

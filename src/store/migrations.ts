@@ -129,6 +129,19 @@ export const SQLITE_MIGRATIONS: Migration[] = [
       'CREATE INDEX notifications_pending ON notifications (target, seq, next_attempt_at) WHERE delivered_at IS NULL AND dead_at IS NULL',
     ],
   },
+  {
+    version: 6,
+    name: 'event payloads',
+    statements: [
+      // The bulky part of an event (src/audit/event.ts EventPayload) lives apart from the
+      // append-only events table, so retention can delete it; the event keeps its hash.
+      'ALTER TABLE events ADD COLUMN payload_sha256 TEXT',
+      `CREATE TABLE event_payloads (
+        seq INTEGER PRIMARY KEY,
+        payload TEXT NOT NULL
+      ) STRICT`,
+    ],
+  },
 ];
 
 export const POSTGRES_MIGRATIONS: Migration[] = [
@@ -251,6 +264,20 @@ export const POSTGRES_MIGRATIONS: Migration[] = [
       )`,
       // The pending ones: each target's oldest, and whether it is due.
       'CREATE INDEX notifications_pending ON notifications (target, seq, next_attempt_at) WHERE delivered_at IS NULL AND dead_at IS NULL',
+    ],
+  },
+  {
+    version: 6,
+    name: 'event payloads',
+    statements: [
+      // The bulky part of an event (src/audit/event.ts EventPayload) lives apart from the
+      // append-only events table, so retention can delete it; the event keeps its hash. json, as
+      // events.data: the text as written.
+      'ALTER TABLE events ADD COLUMN payload_sha256 char(64)',
+      `CREATE TABLE event_payloads (
+        seq bigint PRIMARY KEY,
+        payload json NOT NULL
+      )`,
     ],
   },
 ];

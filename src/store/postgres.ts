@@ -11,14 +11,14 @@
  * synchronous_commit=off, the append transaction turns it back on for itself.
  */
 import pg from 'pg';
-import type { AuditEvent, UnsealedEvent } from '../audit/event.js';
+import type { AuditEvent, EventPayload, UnsealedEvent } from '../audit/event.js';
 import { StoreError, errorMessage, isHoopError } from '../errors.js';
 import { normalizeEventFilter, normalizeSessionFilter, typePrefixPattern } from './filters.js';
 import { POSTGRES_MIGRATIONS, pendingMigrations } from './migrations.js';
 import { redactSecret, redactUrl } from './redact.js';
 import { canonicalJson } from '../audit/chain.js';
 import { ACTIVE_GRANT_CANDIDATES, APPROVAL_COLUMNS, approvalOf, pickActiveGrant, decisionRefusal, isoInstant, nextApprovalState, normalizeApprovalFilter, type ApprovalRowBase, type DecisionRow } from './approvals.js';
-import { EVENT_COLUMNS, sealBatch, type EventRowValues } from './rows.js';
+import { EVENT_COLUMNS, payloadOf, sealBatch, type EventRowValues, type PayloadRowValues } from './rows.js';
 import { sessionSummaryOf, type SessionRow } from './sessions.js';
 import { EVENT_ROW_OVERHEAD, findPageEnd, type ApprovalDecisionInput, type ApprovalDecisionOutcome, type ApprovalFilter, type ApprovalRequest, type EventFilter, type Notification, type NotificationClaim, type NotificationDraft, type SessionDetail, type SessionFilter, type SessionKill, type SessionPageRequest, type SessionSummary, type Store } from './store.js';
 
@@ -123,8 +123,8 @@ export class PostgresStore implements Store {
         [CHAIN_LOCK.toString()],
       );
       const { rows } = await c.query<{ seq: string; hash: string }>('SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1');
-      const { sealed, rows: eventRows } = sealBatch(events, rows[0] ? { seq: Number(rows[0].seq), hash: rows[0].hash } : null);
-      await insertEvents(c, eventRows);
+      const { sealed, rows: eventRows, payloads } = sealBatch(events, rows[0] ? { seq: Number(rows[0].seq), hash: rows[0].hash } : null);
+      await insertEvents(c, eventRows, payloads);
       return sealed;
     });
   }
@@ -138,7 +138,7 @@ export class PostgresStore implements Store {
     const f = normalizeEventFilter(filter);
     const params: unknown[] = [];
     const p = (v: unknown): string => (params.push(v), `$${params.length}`);
-    const where = [`seq > ${p(f.afterSeq)}`];
+    const where = [`e.seq > ${p(f.afterSeq)}`];
     if (f.since !== null) where.push(`time >= ${p(f.since)}::timestamptz`);
     if (f.until !== null) where.push(`time < ${p(f.until)}::timestamptz`);
     if (f.types !== null && f.typePrefixes !== null) {
@@ -150,7 +150,7 @@ export class PostgresStore implements Store {
     }
     const rows = await this.query<PgEventRow>(
       'read audit events',
-      `SELECT ${EVENT_COLUMNS} FROM events WHERE ${where.join(' AND ')} ORDER BY seq ${f.newestFirst ? 'DESC' : ''} LIMIT ${p(f.limit)}`,
+      `${f.payload ? EVENTS_WITH_PAYLOAD : `SELECT ${EVENT_SELECT} FROM events e`} WHERE ${where.join(' AND ')} ORDER BY e.seq ${f.newestFirst ? 'DESC' : ''} LIMIT ${p(f.limit)}`,
       params,
     );
     return rows.map(fromRow);
@@ -181,7 +181,7 @@ export class PostgresStore implements Store {
   async getSession(id: string): Promise<SessionDetail | null> {
     const rows = await this.query<PgSessionRow>('read a session', `${SESSION_SELECT} AND s.session_id = $1 ORDER BY s.seq LIMIT 1`, [id]);
     if (!rows[0]) return null;
-    const events = await this.query<PgEventRow>('read a session', `SELECT ${EVENT_COLUMNS} FROM events WHERE session_id = $1 ORDER BY seq`, [id]);
+    const events = await this.query<PgEventRow>('read a session', `${EVENTS_WITH_PAYLOAD} WHERE e.session_id = $1 ORDER BY e.seq`, [id]);
     return { session: sessionSummaryOf(toSessionRow(rows[0])), events: events.map(fromRow) };
   }
 
@@ -196,8 +196,9 @@ export class PostgresStore implements Store {
     const cut = await findPageEnd(
       async (from, n) => (await this.query<{ seq: string; bytes: string }>(
         action,
-        `SELECT seq, ${EVENT_ROW_OVERHEAD} + octet_length(data::text) + coalesce(octet_length(actor::text), 0) + coalesce(octet_length(source::text), 0) AS bytes
-           FROM events WHERE session_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`,
+        `SELECT e.seq, ${EVENT_ROW_OVERHEAD} + octet_length(e.data::text) + coalesce(octet_length(e.actor::text), 0) + coalesce(octet_length(e.source::text), 0)
+                + coalesce((SELECT octet_length(p.payload::text) FROM event_payloads p WHERE p.seq = e.seq), 0) AS bytes
+           FROM events e WHERE e.session_id = $1 AND e.seq > $2 ORDER BY e.seq LIMIT $3`,
         [id, from, n],
       )).map((r) => ({ seq: Number(r.seq), bytes: Number(r.bytes) })),
       after, page.limit, page.maxBytes,
@@ -205,7 +206,7 @@ export class PostgresStore implements Store {
     if (cut.last === null) return { events: [], next: null };
     const rows = await this.query<PgEventRow>(
       action,
-      `SELECT ${EVENT_COLUMNS} FROM events WHERE session_id = $1 AND seq > $2 AND seq <= $3 ORDER BY seq LIMIT $4`,
+      `${EVENTS_WITH_PAYLOAD} WHERE e.session_id = $1 AND e.seq > $2 AND e.seq <= $3 ORDER BY e.seq LIMIT $4`,
       [id, after, cut.last, cut.count],
     );
     return { events: rows.map(fromRow), next: cut.next };
@@ -496,16 +497,25 @@ export class PostgresStore implements Store {
   }
 }
 
-async function insertEvents(c: pg.PoolClient, rows: EventRowValues[]): Promise<void> {
+async function insertEvents(c: pg.PoolClient, rows: EventRowValues[], payloads: PayloadRowValues[]): Promise<void> {
   // One statement per batch whatever its size: each column travels as one array and unnest pairs them up.
   const columns = rows[0]!.map((_, i) => rows.map((r) => r[i]));
   await c.query(
     `INSERT INTO events (${EVENT_COLUMNS})
      SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::timestamptz[], $4::text[], $5::json[], $6::json[],
-                          $7::text[], $8::text[], $9::json[], $10::text[], $11::text[])`,
+                          $7::text[], $8::text[], $9::json[], $10::text[], $11::text[], $12::text[])`,
     columns,
   );
+  if (payloads.length === 0) return;
+  await c.query(
+    'INSERT INTO event_payloads (seq, payload) SELECT * FROM unnest($1::bigint[], $2::json[])',
+    [payloads.map((p) => p[0]), payloads.map((p) => p[1])],
+  );
 }
+
+/** Events with their payloads (NULL where none or pruned); EVENT_COLUMNS qualified as `e`. */
+const EVENT_SELECT = EVENT_COLUMNS.split(', ').map((c) => `e.${c}`).join(', ');
+const EVENTS_WITH_PAYLOAD = `SELECT ${EVENT_SELECT}, p.payload FROM events e LEFT JOIN event_payloads p ON p.seq = e.seq`;
 
 interface PgEventRow {
   seq: string;
@@ -519,6 +529,9 @@ interface PgEventRow {
   data: Record<string, unknown>;
   prev_hash: string;
   hash: string;
+  payload_sha256: string | null;
+  /** Present when the read joined event_payloads: null once pruned. */
+  payload?: EventPayload | null;
 }
 
 function fromRow(r: PgEventRow): AuditEvent {
@@ -532,6 +545,7 @@ function fromRow(r: PgEventRow): AuditEvent {
     connection: r.connection,
     session_id: r.session_id,
     data: r.data,
+    ...payloadOf(r.payload_sha256, r.payload, (text) => JSON.parse(text) as EventPayload),
     prev_hash: r.prev_hash,
     hash: r.hash,
   };

@@ -20,19 +20,27 @@ export type EventRowValues = [
   data: string | undefined,
   prev_hash: string,
   hash: string,
+  payload_sha256: string | null,
 ];
 
-export const EVENT_COLUMNS = 'seq, id, time, type, actor, source, connection, session_id, data, prev_hash, hash';
+export const EVENT_COLUMNS = 'seq, id, time, type, actor, source, connection, session_id, data, prev_hash, hash, payload_sha256';
+
+/** An event_payloads row: the event's seq and its payload's canonical JSON (what payload_sha256 hashes). */
+export type PayloadRowValues = [seq: number, payload: string];
 
 /**
  * Places `events` after `head` (null: the log is empty). Throws TypeError on an event that cannot
  * be sealed. Pass EncodedEvents (`EncodedEvent.of`) when sealing the same batch more than once.
  */
-export function sealBatch(events: readonly UnsealedEvent[], head: { seq: number; hash: string } | null): { sealed: AuditEvent[]; rows: EventRowValues[] } {
+export function sealBatch(
+  events: readonly UnsealedEvent[],
+  head: { seq: number; hash: string } | null,
+): { sealed: AuditEvent[]; rows: EventRowValues[]; payloads: PayloadRowValues[] } {
   let seq = head?.seq ?? 0;
   let prev = head?.hash ?? GENESIS_HASH;
   const sealed: AuditEvent[] = [];
   const rows: EventRowValues[] = [];
+  const payloads: PayloadRowValues[] = [];
   for (const unsealed of events) {
     const encoded = EncodedEvent.of(unsealed);
     const e = sealEvent(encoded, ++seq, prev);
@@ -51,7 +59,20 @@ export function sealBatch(events: readonly UnsealedEvent[], head: { seq: number;
       json.data,
       e.prev_hash,
       e.hash,
+      encoded.payload_sha256 ?? null,
     ]);
+    if (encoded.payloadJson !== undefined) payloads.push([e.seq, encoded.payloadJson]);
   }
-  return { sealed, rows };
+  return { sealed, rows, payloads };
+}
+
+/**
+ * The payload fields of an event read from a row: none when the event has no payload_sha256;
+ * else its payload, null when the row is gone (pruned) — or nothing at all when the read did not
+ * join payloads (`joined` false).
+ */
+export function payloadOf<T>(sha256: string | null, payload: T | string | null | undefined, parse: (text: string) => T): { payload_sha256?: string; payload?: T | null } {
+  if (sha256 === null) return {};
+  if (payload === undefined) return { payload_sha256: sha256 };
+  return { payload_sha256: sha256, payload: payload === null ? null : typeof payload === 'string' ? parse(payload) : payload };
 }

@@ -21,10 +21,10 @@
  */
 import { Worker } from 'node:worker_threads';
 import { EncodedEvent, canonicalJson } from '../audit/chain.js';
-import type { AuditEvent, UnsealedEvent } from '../audit/event.js';
+import type { AuditEvent, EventPayload, UnsealedEvent } from '../audit/event.js';
 import { StoreError, errorMessage } from '../errors.js';
 import { normalizeEventFilter, normalizeSessionFilter, typePrefixPattern } from './filters.js';
-import { EVENT_COLUMNS, sealBatch } from './rows.js';
+import { EVENT_COLUMNS, payloadOf, sealBatch } from './rows.js';
 import { ACTIVE_GRANT_CANDIDATES, APPROVAL_COLUMNS, approvalOf, pickActiveGrant, decisionRefusal, isoInstant, nextApprovalState, normalizeApprovalFilter, type ApprovalRowBase, type DecisionRow } from './approvals.js';
 import { SQLITE_MIGRATIONS, pendingMigrations } from './migrations.js';
 import { sessionSummaryOf, type SessionRow } from './sessions.js';
@@ -51,12 +51,18 @@ interface EventRow {
   data: string;
   prev_hash: string;
   hash: string;
+  payload_sha256: string | null;
+  /** From event_payloads, when the read joined it: null once pruned. */
+  payload?: string | null;
 }
 
 type Head = { seq: number; hash: string };
 
 const HEAD_SQL = 'SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1';
-const INSERT_SQL = `INSERT INTO events (${EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`;
+const INSERT_SQL = `INSERT INTO events (${EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`;
+const INSERT_PAYLOAD_SQL = 'INSERT INTO event_payloads (seq, payload) VALUES (?, ?)';
+/** Events with their payloads (NULL where none or pruned), as `e`. */
+const EVENTS_WITH_PAYLOAD = 'SELECT e.*, p.payload FROM events e LEFT JOIN event_payloads p ON p.seq = e.seq';
 const APPLIED_SQL = 'SELECT version FROM schema_migrations ORDER BY version';
 
 const SESSION_SELECT = `
@@ -215,13 +221,13 @@ export class SqliteStore implements Store {
       } catch (err) {
         throw new StoreError(`cannot ${action} in SQLite store ${this.path}: ${errorMessage(err)}`, { cause: err });
       }
-      const { sealed, rows } = batch;
+      const { sealed, rows, payloads } = batch;
       let reply;
       try {
         // Rows as arrays of strings and numbers: far cheaper to clone to the thread than objects.
         reply = await this.write(action, {
           guard: { sql: HEAD_SQL, expect: head ? [head] : [] },
-          steps: [{ sql: INSERT_SQL, rows }],
+          steps: payloads.length ? [{ sql: INSERT_SQL, rows }, { sql: INSERT_PAYLOAD_SQL, rows: payloads }] : [{ sql: INSERT_SQL, rows }],
         });
       } catch (err) {
         this.knownHead = undefined; // a failed commit leaves the head as it was, but ask again
@@ -250,7 +256,7 @@ export class SqliteStore implements Store {
   async readEvents(filter: EventFilter): Promise<AuditEvent[]> {
     this.refuseAfterClose('read audit events');
     const f = normalizeEventFilter(filter);
-    const where = ['seq > ?'];
+    const where = ['e.seq > ?'];
     const params: unknown[] = [f.afterSeq];
     if (f.since !== null) (where.push('time >= ?'), params.push(f.since));
     if (f.until !== null) (where.push('time < ?'), params.push(f.until));
@@ -264,7 +270,7 @@ export class SqliteStore implements Store {
     }
     const rows = await this.all<EventRow>(
       'read audit events',
-      `SELECT * FROM events WHERE ${where.join(' AND ')} ORDER BY seq ${f.newestFirst ? 'DESC' : ''} LIMIT ?`,
+      `${f.payload ? EVENTS_WITH_PAYLOAD : 'SELECT e.* FROM events e'} WHERE ${where.join(' AND ')} ORDER BY e.seq ${f.newestFirst ? 'DESC' : ''} LIMIT ?`,
       [...params, f.limit ?? -1],
     );
     return rows.map(fromRow);
@@ -294,7 +300,7 @@ export class SqliteStore implements Store {
     const action = 'read a session';
     const row = await this.get<RawSessionRow>(action, `${SESSION_SELECT} AND s.session_id = ? ORDER BY s.seq LIMIT 1`, [id]);
     if (!row) return null;
-    const events = (await this.all<EventRow>(action, 'SELECT * FROM events WHERE session_id = ? ORDER BY seq', [id])).map(fromRow);
+    const events = (await this.all<EventRow>(action, `${EVENTS_WITH_PAYLOAD} WHERE e.session_id = ? ORDER BY e.seq`, [id])).map(fromRow);
     return { session: sessionSummaryOf(parseSessionRow(row)), events };
   }
 
@@ -310,14 +316,15 @@ export class SqliteStore implements Store {
     const cut = await findPageEnd(
       (from, n) => this.all<{ seq: number; bytes: number }>(
         action,
-        `SELECT seq, ${EVENT_ROW_OVERHEAD} + octet_length(data) + coalesce(octet_length(actor), 0) + coalesce(octet_length(source), 0) AS bytes
-           FROM events WHERE session_id = ? AND seq > ? ORDER BY seq LIMIT ?`,
+        `SELECT e.seq, ${EVENT_ROW_OVERHEAD} + octet_length(e.data) + coalesce(octet_length(e.actor), 0) + coalesce(octet_length(e.source), 0)
+                + coalesce((SELECT octet_length(p.payload) FROM event_payloads p WHERE p.seq = e.seq), 0) AS bytes
+           FROM events e WHERE e.session_id = ? AND e.seq > ? ORDER BY e.seq LIMIT ?`,
         [id, from, n],
       ),
       after, page.limit, page.maxBytes,
     );
     if (cut.last === null) return { events: [], next: null };
-    const rows = await this.all<EventRow>(action, 'SELECT * FROM events WHERE session_id = ? AND seq > ? AND seq <= ? ORDER BY seq', [id, after, cut.last]);
+    const rows = await this.all<EventRow>(action, `${EVENTS_WITH_PAYLOAD} WHERE e.session_id = ? AND e.seq > ? AND e.seq <= ? ORDER BY e.seq`, [id, after, cut.last]);
     return { events: rows.map(fromRow), next: cut.next };
   }
 
@@ -649,6 +656,7 @@ function fromRow(r: EventRow): AuditEvent {
     connection: r.connection,
     session_id: r.session_id,
     data: JSON.parse(r.data) as Record<string, unknown>,
+    ...payloadOf(r.payload_sha256, r.payload, (text) => JSON.parse(text) as EventPayload),
     prev_hash: r.prev_hash,
     hash: r.hash,
   };

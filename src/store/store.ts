@@ -151,6 +151,8 @@ export interface EventFilter {
   types?: readonly string[];
   /** Newest first (with `limit`: the last N); default oldest first. */
   newestFirst?: boolean;
+  /** Read each event's payload too (default true); false leaves `payload` out (listings, sinks). */
+  payload?: boolean;
 }
 
 /**

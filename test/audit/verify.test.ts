@@ -54,12 +54,13 @@ describe('verifyStore', () => {
   test('walks a store page by page, linking pages, and names a failure on a page boundary', async () => {
     const store = await openStore('sqlite::memory:');
     const events = chain(10);
-    await store.appendEvents(events.map(({ seq: _s, prev_hash: _p, hash: _h, ...e }) => e));
+    await store.appendEvents(events.map(({ seq: _s, prev_hash: _p, hash: _h, payload_sha256: _ps, payload: _pl, ...e }) => e));
     expect(await verifyStore(store, { pageSize: 3 })).toMatchObject({ ok: true, events: 10, last_seq: 10 });
     // The same log with event 4 (first of the second page) forged and rehashed: the link from seq 3 still holds,
     // but event 5 no longer links to it.
     const forged = [...(await store.readEvents({}))];
-    forged[3] = sealEvent({ ...forged[3]!, data: { i: 'forged' } }, 4, forged[2]!.hash);
+    const { seq: _s, prev_hash: _p, hash: _h, payload_sha256: _ps, payload: _pl, ...fourth } = forged[3]!;
+    forged[3] = sealEvent({ ...fourth, data: { i: 'forged' } }, 4, forged[2]!.hash);
     const paged = { readEvents: async (f: { afterSeq?: number; limit?: number }) => forged.filter((e) => e.seq > (f.afterSeq ?? 0)).slice(0, f.limit) };
     expect(await verifyStore(paged, { pageSize: 3 })).toMatchObject({ ok: false, failure: { seq: 5, reason: expect.stringMatching(/prev link broken.*seq 4/) } });
     await store.close();

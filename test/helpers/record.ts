@@ -11,6 +11,7 @@
 import { until } from './poll.js';
 import { createHash } from 'node:crypto';
 import type { AuditEvent } from '../../src/audit/event.js';
+import { dataWithPayload } from '../../src/audit/payload.js';
 import type { Store } from '../../src/store/store.js';
 import type { LoggedStatement } from './server-log.js';
 
@@ -66,7 +67,7 @@ export function pairStatements(events: AuditEvent[]): RecordedStatement[] {
         statement: String(start.data['statement']),
         outcome: end ? String(end.data['outcome']) : null,
         s: start.data as Record<string, any>,
-        e: end ? (end.data as Record<string, any>) : null,
+        e: end ? (dataWithPayload(end) as Record<string, any>) : null, // with the rows, kept in its payload
       };
     });
 }

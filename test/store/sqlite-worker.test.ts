@@ -97,7 +97,7 @@ describe('SQLite store off the event loop', () => {
       other.prepare('BEGIN IMMEDIATE').run();
       const theirs = sealEvent(event({ data: { who: 'other process' } }), 2, first!.hash);
       other
-        .prepare('INSERT INTO events VALUES (@seq, @id, @time, @type, @actor, @source, @connection, @session_id, @data, @prev_hash, @hash)')
+        .prepare('INSERT INTO events VALUES (@seq, @id, @time, @type, @actor, @source, @connection, @session_id, @data, @prev_hash, @hash, NULL)')
         .run({ ...theirs, actor: JSON.stringify(theirs.actor), source: JSON.stringify(theirs.source), data: JSON.stringify(theirs.data) });
       const pending = store.appendEvents([event({ data: { who: 'this store' } })]);
       let settled = false;

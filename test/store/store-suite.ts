@@ -209,6 +209,27 @@ export function storeSuite(h: StoreHarness): void {
       expect(await verifyStore(store)).toMatchObject({ ok: false, failure: { seq: 2, reason: expect.stringMatching(/hash mismatch/) } });
     });
 
+    test('a payload is stored apart, hashed by payload_sha256, read back (or left out), and a pruned one still verifies', async () => {
+      const store = await fresh();
+      const payload = { 'result.sets': [{ columns: ['ssn'], rows: [['***-**-6789'], [null]], tag: 'SELECT 2', statement: 0 }] };
+      const [, sealed] = await store.appendEvents([event(), event({ type: 'query.end', data: { rows: 2 }, payload }), event()]);
+      expect(sealed!.payload_sha256).toMatch(/^[0-9a-f]{64}$/);
+      expect(sealed!.payload).toEqual(payload);
+      const [back] = await store.readEvents({ afterSeq: 1, limit: 1 });
+      expect(back).toEqual(sealed);
+      const [lean] = await store.readEvents({ afterSeq: 1, limit: 1, payload: false });
+      expect(lean).not.toHaveProperty('payload');
+      expect(lean!.payload_sha256).toBe(sealed!.payload_sha256);
+      expect((await store.readEvents({ afterSeq: 0, limit: 1 }))[0]).not.toHaveProperty('payload_sha256'); // none: the v1 shape
+      expect(await verifyStore(store)).toMatchObject({ ok: true, events: 3 });
+      // An edited payload is caught; a deleted one (what retention does) reads as pruned and verifies.
+      await h.sql(store, `UPDATE event_payloads SET payload = '{"result.sets":[]}' WHERE seq = 2`);
+      expect(await verifyStore(store)).toMatchObject({ ok: false, failure: { seq: 2, reason: expect.stringMatching(/payload mismatch/) } });
+      await h.sql(store, 'DELETE FROM event_payloads WHERE seq = 2');
+      expect((await store.readEvents({ afterSeq: 1, limit: 1 }))[0]!.payload).toBeNull();
+      expect(await verifyStore(store)).toMatchObject({ ok: true, events: 3 });
+    });
+
     test('a closed store rejects with StoreError', async () => {
       const store = await fresh();
       await store.close();

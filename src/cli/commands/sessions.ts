@@ -1,5 +1,5 @@
 /** `hoop sessions` and `hoop sessions show <id>`: the recorded sessions, and one session's statements. */
-import { FULL_SESSION_ID, type AuditEvent, type SessionDetail, type SessionSummary } from '../../api/types.js';
+import { FULL_SESSION_ID, dataWithPayload, type AuditEvent, type SessionDetail, type SessionSummary } from '../../api/types.js';
 import type { QueryEndData } from '../../audit/event.js';
 import { HoopError, UsageError } from '../../errors.js';
 import { formatDuration } from '../../units.js';
@@ -298,7 +298,7 @@ export class SessionRenderer {
         this.pending.push(st);
       } else if (e.type === 'query.end') {
         const st = this.byId.get(String(e.data.query_id ?? ''));
-        if (st) st.end = e;
+        if (st) st.end = { ...e, data: dataWithPayload(e) }; // the rows it returned are in the payload
       } else if (e.type === 'session.end') {
         this.end ??= e;
       }
@@ -391,6 +391,7 @@ function renderStatement(io: IOStreams, cs: ColorScheme, st: Statement, n: numbe
   const error = end?.error as { code?: string; message?: string } | null | undefined;
   if (error) io.print(`  ${cs.red('error:')} ${sanitize(`${error.message ?? ''}${error.code ? ` (${error.code})` : ''}`)}`);
   const copy = parts ? null : copyLayout(String(start.statement ?? ''));
+  if (end?.payload_pruned === true) io.print(`  ${cs.dim('returned data: pruned by audit retention (its sha256 is kept in the record)')}`);
   if (!parts && maxRows > 0) renderResultSets(io, cs, result?.sets ?? [], Boolean(result?.truncated), maxRows, full, copy);
   if (end?.messages && typeof end.messages === 'object') renderMessages(io, cs, end.messages as RecordedMessages, maxRows);
   if (end?.upload && typeof end.upload === 'object') renderUpload(io, cs, end.upload as RecordedUpload, maxRows, full, copy);
