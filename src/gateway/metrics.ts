@@ -99,6 +99,7 @@ export class GatewayMetrics {
       listSessions: (f) => store.listSessions(f),
       getSession: (id) => store.getSession(id),
       readSessionEvents: (id, page) => store.readSessionEvents(id, page),
+      readPayloads: (seqs) => store.readPayloads(seqs),
       requestKill: (k) => store.requestKill(k),
       killsFor: (ids) => store.killsFor(ids),
       watchKills: (wake) => store.watchKills(wake),

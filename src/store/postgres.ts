@@ -18,7 +18,7 @@ import { POSTGRES_MIGRATIONS, pendingMigrations } from './migrations.js';
 import { redactSecret, redactUrl } from './redact.js';
 import { canonicalJson } from '../audit/chain.js';
 import { ACTIVE_GRANT_CANDIDATES, APPROVAL_COLUMNS, approvalOf, pickActiveGrant, decisionRefusal, isoInstant, nextApprovalState, normalizeApprovalFilter, type ApprovalRowBase, type DecisionRow } from './approvals.js';
-import { EVENT_COLUMNS, payloadOf, sealBatch, type EventRowValues, type PayloadRowValues } from './rows.js';
+import { EVENT_COLUMNS, checkedSeqs, payloadOf, sealBatch, type EventRowValues, type PayloadRowValues } from './rows.js';
 import { sessionSummaryOf, type SessionRow } from './sessions.js';
 import { EVENT_ROW_OVERHEAD, findPageEnd, type ApprovalDecisionInput, type ApprovalDecisionOutcome, type ApprovalFilter, type ApprovalRequest, type EventFilter, type Notification, type NotificationClaim, type NotificationDraft, type SessionDetail, type SessionFilter, type SessionKill, type SessionPageRequest, type SessionSummary, type Store } from './store.js';
 
@@ -210,6 +210,18 @@ export class PostgresStore implements Store {
       [id, after, cut.last, cut.count],
     );
     return { events: rows.map(fromRow), next: cut.next };
+  }
+
+  async readPayloads(seqs: readonly number[]): Promise<Map<number, EventPayload | null>> {
+    const wanted = checkedSeqs(seqs);
+    if (wanted.length === 0) return new Map();
+    const rows = await this.query<{ seq: string; payload: EventPayload | null }>(
+      'read event payloads',
+      `SELECT e.seq, p.payload FROM events e LEFT JOIN event_payloads p ON p.seq = e.seq
+        WHERE e.seq = ANY($1::bigint[]) AND e.payload_sha256 IS NOT NULL`,
+      [wanted],
+    );
+    return new Map(rows.map((r) => [Number(r.seq), r.payload]));
   }
 
   async requestKill(kill: SessionKill): Promise<SessionKill> {

@@ -6,6 +6,7 @@
  */
 import { EncodedEvent, GENESIS_HASH, sealEvent } from '../audit/chain.js';
 import type { AuditEvent, UnsealedEvent } from '../audit/event.js';
+import { UsageError } from '../errors.js';
 
 /** Column values in the order of EVENT_COLUMNS; JSON columns as text, SQL NULL for a null actor or source. */
 export type EventRowValues = [
@@ -75,4 +76,13 @@ export function payloadOf<T>(sha256: string | null, payload: T | string | null |
   if (sha256 === null) return {};
   if (payload === undefined) return { payload_sha256: sha256 };
   return { payload_sha256: sha256, payload: payload === null ? null : typeof payload === 'string' ? parse(payload) : payload };
+}
+
+/** The seqs a payload read asks for: positive integers, at most 1000, without repeats. */
+export function checkedSeqs(seqs: readonly number[]): number[] {
+  const unique = [...new Set(seqs)];
+  if (unique.length > 1000) throw new UsageError(`readPayloads: at most 1000 seqs at a time, got ${unique.length}`);
+  const bad = unique.find((s) => !Number.isSafeInteger(s) || s < 1);
+  if (bad !== undefined) throw new UsageError(`readPayloads: not a seq: ${String(bad)}`);
+  return unique;
 }

@@ -24,7 +24,7 @@ import { EncodedEvent, canonicalJson } from '../audit/chain.js';
 import type { AuditEvent, EventPayload, UnsealedEvent } from '../audit/event.js';
 import { StoreError, errorMessage } from '../errors.js';
 import { normalizeEventFilter, normalizeSessionFilter, typePrefixPattern } from './filters.js';
-import { EVENT_COLUMNS, payloadOf, sealBatch } from './rows.js';
+import { EVENT_COLUMNS, checkedSeqs, payloadOf, sealBatch } from './rows.js';
 import { ACTIVE_GRANT_CANDIDATES, APPROVAL_COLUMNS, approvalOf, pickActiveGrant, decisionRefusal, isoInstant, nextApprovalState, normalizeApprovalFilter, type ApprovalRowBase, type DecisionRow } from './approvals.js';
 import { SQLITE_MIGRATIONS, pendingMigrations } from './migrations.js';
 import { sessionSummaryOf, type SessionRow } from './sessions.js';
@@ -326,6 +326,19 @@ export class SqliteStore implements Store {
     if (cut.last === null) return { events: [], next: null };
     const rows = await this.all<EventRow>(action, `${EVENTS_WITH_PAYLOAD} WHERE e.session_id = ? AND e.seq > ? AND e.seq <= ? ORDER BY e.seq`, [id, after, cut.last]);
     return { events: rows.map(fromRow), next: cut.next };
+  }
+
+  async readPayloads(seqs: readonly number[]): Promise<Map<number, EventPayload | null>> {
+    this.refuseAfterClose('read event payloads');
+    const wanted = checkedSeqs(seqs);
+    if (wanted.length === 0) return new Map();
+    const rows = await this.all<{ seq: number; payload: string | null }>(
+      'read event payloads',
+      `SELECT e.seq, p.payload FROM events e LEFT JOIN event_payloads p ON p.seq = e.seq
+        WHERE e.seq IN (${wanted.map(() => '?').join(', ')}) AND e.payload_sha256 IS NOT NULL`,
+      wanted,
+    );
+    return new Map(rows.map((r) => [r.seq, r.payload === null ? null : (JSON.parse(r.payload) as EventPayload)]));
   }
 
   async requestKill(kill: SessionKill): Promise<SessionKill> {

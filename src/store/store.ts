@@ -1,5 +1,5 @@
 import type { ApprovalRequest, RequestStatus, SessionDetail, SessionSummary } from '../api/types.js';
-import type { AuditEvent, UnsealedEvent } from '../audit/event.js';
+import type { AuditEvent, EventPayload, UnsealedEvent } from '../audit/event.js';
 
 // The store answers session queries in the API's own shapes: the routes send them as they are.
 export type { ApprovalRequest, RequestStatus, SessionDetail, SessionSummary };
@@ -192,6 +192,13 @@ export interface Store {
    * null when the page ends the session (as of this read).
    */
   readSessionEvents(id: string, page: SessionPageRequest): Promise<{ events: AuditEvent[]; next: number | null }>;
+
+  /**
+   * The payloads of these events (read with `payload: false`), by seq: the payload, or null when
+   * the event has a payload_sha256 but the payload is gone (pruned). Seqs of events without a
+   * payload are absent from the map. At most 1000 seqs; a reader bounds memory by asking for few.
+   */
+  readPayloads(seqs: readonly number[]): Promise<Map<number, EventPayload | null>>;
 
   /** Stores a kill request. Idempotent: if the session already has one, that one stands and is returned. */
   requestKill(kill: SessionKill): Promise<SessionKill>;

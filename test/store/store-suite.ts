@@ -225,8 +225,11 @@ export function storeSuite(h: StoreHarness): void {
       // An edited payload is caught; a deleted one (what retention does) reads as pruned and verifies.
       await h.sql(store, `UPDATE event_payloads SET payload = '{"result.sets":[]}' WHERE seq = 2`);
       expect(await verifyStore(store)).toMatchObject({ ok: false, failure: { seq: 2, reason: expect.stringMatching(/payload mismatch/) } });
+      expect(await store.readPayloads([1, 2, 3, 99])).toEqual(new Map([[2, { 'result.sets': [] }]]));
       await h.sql(store, 'DELETE FROM event_payloads WHERE seq = 2');
       expect((await store.readEvents({ afterSeq: 1, limit: 1 }))[0]!.payload).toBeNull();
+      expect(await store.readPayloads([2])).toEqual(new Map([[2, null]]));
+      await expect(store.readPayloads([0])).rejects.toThrow(/not a seq/);
       expect(await verifyStore(store)).toMatchObject({ ok: true, events: 3 });
     });
 
