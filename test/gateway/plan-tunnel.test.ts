@@ -3,6 +3,7 @@
  * PostgreSQL (its own statement log says so) and the record keeps the decision; a column
  * transform reaches the client, and the record holds only what the client received.
  */
+import { dataWithPayload } from '../../src/audit/payload.js';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { RUN, valueTransform, type ColumnTransform } from '../../src/protocols/engine.js';
 import { startTruth, type Truth } from '../helpers/truth.js';
@@ -43,7 +44,7 @@ test('a column transform: the client and the record see the masked value, never 
   expect((await c.query('SELECT id, ssn FROM people')).rows).toEqual([{ id: 1, ssn: '***-**-****' }]);
   expect((await c.query('SELECT ssn FROM people WHERE id = $1', [1])).rows).toEqual([{ ssn: '***-**-****' }]);
   await c.end();
-  await expect.poll(async () => (await t.gw.store.readEvents({})).filter((e) => e.type === 'query.end' && JSON.stringify(e.data).includes('***-**-****')).length).toBe(2);
+  await expect.poll(async () => (await t.gw.store.readEvents({})).filter((e) => e.type === 'query.end' && JSON.stringify(dataWithPayload(e)).includes('***-**-****')).length).toBe(2);
   const all = JSON.stringify(await t.gw.store.readEvents({}));
   expect(all).not.toContain('123-45-6789');
   expect(all).toContain('"masked":["ssn"]');

@@ -1,3 +1,4 @@
+import { dataWithPayload } from '../../src/audit/payload.js';
 import { request } from 'undici';
 import WebSocket from 'ws';
 import { MAX_WS_PAYLOAD } from '../../src/gateway/tunnel.js';
@@ -102,7 +103,7 @@ describe('a session through the tunnel', () => {
       const end = ends.find((e) => e.data['query_id'] === s.data['query_id'])!;
       expect(end.seq).toBeGreaterThan(s.seq);
     }
-    const byId = (i: number) => ends.find((e) => e.data['query_id'] === starts[i]!.data['query_id'])!.data;
+    const byId = (i: number) => dataWithPayload(ends.find((e) => e.data['query_id'] === starts[i]!.data['query_id'])!);
     expect(byId(1)).toMatchObject({ outcome: 'ok', rows: 1, command_tags: ['SELECT 1'], result: { sets: [{ columns: ['sum'], rows: [['42']], tag: 'SELECT 1', statement: 0 }], truncated: false } });
     expect(byId(2)).toMatchObject({ outcome: 'error', error: { code: '42P01' } });
     expect(evs.at(-1)!.type).toBe('session.end');
