@@ -193,7 +193,8 @@ async function startRelay(cluster, direct) {
 
 async function startHoop(work, cluster, direct) {
   log('bench: starting the gateway (its own process) and `hoop connect`');
-  const gw = await startChild(process.execPath, [join(root, 'bench', 'cpu-child.mjs'), 'gateway'], {
+  const nodeArgs = process.env.BENCH_NODE_ARGS ? process.env.BENCH_NODE_ARGS.split(' ') : []; // e.g. --cpu-prof, as for `hoop connect`
+  const gw = await startChild(process.execPath, [...nodeArgs, join(root, 'bench', 'cpu-child.mjs'), 'gateway'], {
     env: { ...process.env, BENCH_GATEWAY: JSON.stringify({ cluster: { host: cluster.host, port: cluster.port }, direct, work, store: settings.store }) },
   });
   const { url, key } = await gw.nextLine();
