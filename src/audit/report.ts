@@ -395,7 +395,8 @@ export class ReportBuilder {
 function verificationBlock(v: ReportInput['verification']): string {
   const span = v.first_seq === null ? 'no events' : `seq ${v.first_seq}–${v.last_seq ?? v.first_seq}`;
   const headline = v.ok
-    ? `<p class="verdict">VERIFIED</p><p>Every event's hash, the chain's continuity and every checkpoint signature check out.</p>`
+    ? `<p class="verdict">VERIFIED</p><p>Every event's hash, the chain's continuity and every checkpoint signature check out.</p>${v.checkpoints === 0
+      ? '<p class="warn" id="no-checkpoint">No signed checkpoint covers these events: the hashes show any edit of one event, but not a log rewritten whole or cut short.</p>' : ''}`
     : `<p class="verdict">VERIFICATION FAILED</p><p id="failure" data-seq="${v.failure?.seq ?? ''}">${v.failure ? `First failing event: seq ${v.failure.seq}: ${esc(v.failure.reason)}` : 'The chain did not verify.'}</p>`;
   return `<section id="verification" class="${v.ok ? 'ok' : 'failed'}" data-verification="${v.ok ? 'verified' : 'failed'}">${headline}
 <dl class="meta"><dt>Events</dt><dd data-metric="verified_events">${count(v.events)} (${esc(span)})</dd>
@@ -417,8 +418,9 @@ function tallyTable(title: string, key: 'user' | 'connection', m: Map<string, Ta
  * of the last, so counts merge exactly) when too many buckets are held; the page shows at most
  * about 150 bars over the range.
  */
-const MINUTE = 60_000;
-const BUCKETS = [1, 5, 15, 60, 360, 1440, 7 * 1440, 28 * 1440, 364 * 1440].map((m) => m * MINUTE);
+const SECOND = 1_000;
+const MINUTE = 60 * SECOND;
+const BUCKETS = [1, 5, 15, 60, 300, 900, 3_600, 21_600, 86_400, 7 * 86_400, 28 * 86_400, 364 * 86_400].map((s) => s * SECOND);
 const HELD_BUCKETS = 4_096;
 const SHOWN_BUCKETS = 150;
 
@@ -538,7 +540,7 @@ function duration(ms: number): string {
   if (ms % (1440 * MINUTE) === 0) return ms === 1440 * MINUTE ? 'day' : `${ms / (1440 * MINUTE)} days`;
   if (ms % (60 * MINUTE) === 0) return ms === 60 * MINUTE ? 'hour' : `${ms / (60 * MINUTE)} hours`;
   if (ms % MINUTE === 0) return ms === MINUTE ? 'minute' : `${ms / MINUTE} minutes`;
-  return `${Math.round(ms / 1000)} s`;
+  return ms === SECOND ? 'second' : `${Math.round(ms / SECOND)} seconds`;
 }
 
 function iso(ms: number): string {
@@ -577,7 +579,7 @@ table{border-collapse:collapse;width:100%;margin:4px 0}th,td{border:1px solid va
 td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}td.t{white-space:nowrap;font-size:12px}
 .mono,code{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:12px}
 pre{margin:0;white-space:pre-wrap;word-break:break-word;font:12px/1.35 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;max-height:12em;overflow:auto}
-.why{color:var(--muted);font-size:12px}.none{color:var(--muted)}.more{font-weight:600}
+.why{color:var(--muted);font-size:12px}.warn{color:#9a6700;font-weight:600}.none{color:var(--muted)}.more{font-weight:600}
 tr.o-refused td,tr.o-error td{background:#fff8f8}.o-denied,.o-expired{color:var(--bad)}.o-approved,.o-used{color:var(--ok)}
 svg text{font-size:11px;fill:var(--muted)}svg .axis{stroke:var(--muted)}svg .bar rect{fill:var(--bar)}svg .bar rect.refused{fill:var(--bad)}
 @media print{body{margin:0}pre{max-height:none}}

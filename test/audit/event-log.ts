@@ -18,6 +18,12 @@ export class EventLog {
     this.clock = start;
   }
 
+  /** The next events happen at `ms` (with a step of 0, all of them). */
+  at(ms: number): this {
+    this.clock = ms - this.stepMs;
+    return this;
+  }
+
   add(type: AuditEventType, who: Actor | null, data: Record<string, unknown>, where: { connection?: string | null; session?: string | null; time?: number; address?: string } = {}): AuditEvent {
     const time = where.time ?? (this.clock += this.stepMs);
     const e = sealEvent({
