@@ -48,7 +48,7 @@ interface Built {
 
 let built = 0;
 /** Events -> summary.csv and report.html, as the export does: one pass, rows to both. */
-function build(events: AuditEvent[], over: Partial<ReportInput> = {}, options: ReportOptions = {}, href?: (seq: number) => string): Built {
+function build(events: AuditEvent[], over: Partial<ReportInput> = {}, options: ReportOptions = {}, href?: (seq: number) => string | null): Built {
   const summarizer = new StatementSummarizer();
   const report = new ReportBuilder(options);
   let csv = SUMMARY_CSV_HEADER;
@@ -336,7 +336,7 @@ describe('report.html from constructed logs', () => {
     const open1 = log.start(alice, sid, 'SELECT pg_sleep(1000)');
     // Edited after the fact: event 5's data changed, its hash not.
     const events = log.events.map((e) => (e.seq === 5 ? { ...e, data: { ...e.data, rows: 0 } } : e));
-    const { csv, file } = build(events, {}, { statements: 5 });
+    const { csv, file } = build(events, {}, { statements: 5, textChars: 7 }, (seq) => (seq === 3 ? null : `payloads/${seq}.json`));
     const { page, close } = await open(file);
     try {
       expect(await page.locator('#verification').getAttribute('data-verification')).toBe('failed');
@@ -347,6 +347,9 @@ describe('report.html from constructed logs', () => {
       expect(records).toHaveLength(13);
       expect(records.at(-1)).toMatchObject({ query_id: open1, outcome: 'unknown', end_seq: '' });
       await expect(page.locator('#statements tbody tr').count()).resolves.toBe(5);
+      // Texts are cut on the page, saying where the rest is; a result the export left out says so.
+      await expect(page.locator('#statements tbody tr').first().locator('pre').textContent()).resolves.toBe('SELECT … (1 more characters in summary.csv)');
+      await expect(page.locator('#statements tbody tr').first().locator('td').last().textContent()).resolves.toBe('not in this export');
       expect(await page.locator('#statements-more').getAttribute('data-more')).toBe('8');
       await expect(page.locator('#statements-more').textContent()).resolves.toBe('8 more statements are in summary.csv (this page lists the first 5).');
       // The counts still cover every statement, not only the listed ones.
