@@ -139,7 +139,7 @@ function statementsBlock(s: ReportState, links: ReportLinks): string {
 <td><pre>${esc(r.statement)}</pre>${r.phase ? `<div class="why">${esc(r.phase)} only</div>` : ''}${parameters !== null ? `<div class="why">parameters: ${esc(parameters)}</div>` : ''}</td>
 <td>${esc(r.outcome)}${r.error ? `<div class="why">${esc(r.error)}</div>` : ''}</td><td class="num">${r.rows === null ? '' : count(r.rows)}</td><td class="num">${r.bytes === null ? '' : count(r.bytes)}</td><td class="num">${r.duration_ms === null ? '' : esc(String(r.duration_ms))}</td>
 <td>${esc(r.masked_columns.map((c) => `${c} (${r.masked_counts[c] ?? 0})`).join(', '))}</td><td>${r.approval_id ? `${esc(r.approval_id)}${r.approvers.length ? `<div class="why">by ${esc(r.approvers.join(', '))}</div>` : ''}` : ''}</td>
-<td>${href !== null ? `<a href="${esc(href)}">result</a>` : r.end_seq === null ? '<span class="why">no query.end</span>' : '<span class="why">not in this export</span>'}</td></tr>`;
+<td>${href !== null ? `<a href="${esc(href)}">result</a>` : r.end_seq === null ? '<span class="why">no query.end</span>' : '<span class="why">no result file</span>'}</td></tr>`;
   });
   const body = shown.length === 0 ? '<p class="none">No statements in this range.</p>'
     : table(['Time', 'User', 'Connection', 'Session', 'Statement', 'Outcome', 'Rows', 'Bytes', 'ms', 'Masked', 'Approval', 'Result'], rows)

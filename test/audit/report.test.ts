@@ -349,9 +349,9 @@ describe('report.html from constructed logs', () => {
       expect(records).toHaveLength(13);
       expect(records.at(-1)).toMatchObject({ query_id: open1, outcome: 'unknown', end_seq: '' });
       await expect(page.locator('#statements tbody tr').count()).resolves.toBe(5);
-      // Texts are cut on the page, saying where the rest is; a result the export left out says so.
+      // Texts are cut on the page, saying where the rest is; a statement without a result file says so.
       await expect(page.locator('#statements tbody tr').first().locator('pre').textContent()).resolves.toBe('SELECT … (1 more characters in summary.csv)');
-      await expect(page.locator('#statements tbody tr').first().locator('td').last().textContent()).resolves.toBe('not in this export');
+      await expect(page.locator('#statements tbody tr').first().locator('td').last().textContent()).resolves.toBe('no result file');
       expect(await page.locator('#statements-more').getAttribute('data-more')).toBe('8');
       await expect(page.locator('#statements-more').textContent()).resolves.toBe('8 more statements are in summary.csv (this page lists the first 5).');
       // The counts still cover every statement, not only the listed ones.
