@@ -114,7 +114,7 @@ function maskedBlock(s: ReportState): string {
 
 function refusalsBlock(s: ReportState): string {
   const st = s.refusedStatements;
-  const stRows = st.items.map((r) => `<tr><td class="t">${esc(r.time)}</td><td>${esc(r.user)}</td><td>${esc(r.connection ?? '')}</td><td><pre>${esc(r.statement)}</pre></td><td>${esc(r.error ?? '')}</td><td class="num">${r.start_seq}</td></tr>`);
+  const stRows = st.items.map((r) => `<tr><td class="t">${esc(r.time)}</td><td>${esc(r.user)}</td><td>${esc(r.connection ?? '')}</td><td class="stmt"><pre>${esc(r.statement)}</pre></td><td>${esc(r.error ?? '')}</td><td class="num">${r.start_seq}</td></tr>`);
   const dn = s.denials;
   const dnRows = dn.items.map((r) => `<tr><td class="t">${esc(r.time)}</td><td>${esc(r.user)}</td><td>${esc(r.connection ?? '')}</td><td>${esc(r.via)}</td><td>${esc(r.stage)}</td><td>${esc(r.reason)}</td><td>${esc(r.address ?? '')}</td></tr>`);
   return section('refusals', 'Refusals', `<h3>Statements refused</h3>${st.items.length === 0 ? '<p class="none">None.</p>'
@@ -136,7 +136,7 @@ function statementsBlock(s: ReportState, links: ReportLinks): string {
     const href = safeHref(links.result(r));
     return `<tr data-seq="${r.start_seq}" class="o-${esc(r.outcome.replace(/[^a-z_]/g, ''))}">
 <td class="t">${esc(r.time)}</td><td>${esc(r.user)}</td><td>${esc(r.connection ?? '')}</td><td class="mono" title="${esc(r.session_id ?? '')}">${esc((r.session_id ?? '').slice(0, 8))}</td>
-<td><pre>${esc(r.statement)}</pre>${r.phase ? `<div class="why">${esc(r.phase)} only</div>` : ''}${parameters !== null ? `<div class="why">parameters: ${esc(parameters)}</div>` : ''}</td>
+<td class="stmt"><pre>${esc(r.statement)}</pre>${r.phase ? `<div class="why">${esc(r.phase)} only</div>` : ''}${parameters !== null ? `<div class="why">parameters: ${esc(parameters)}</div>` : ''}</td>
 <td>${esc(r.outcome)}${r.error ? `<div class="why">${esc(r.error)}</div>` : ''}</td><td class="num">${r.rows === null ? '' : count(r.rows)}</td><td class="num">${r.bytes === null ? '' : count(r.bytes)}</td><td class="num">${r.duration_ms === null ? '' : esc(String(r.duration_ms))}</td>
 <td>${esc(r.masked_columns.map((c) => `${c} (${r.masked_counts[c] ?? 0})`).join(', '))}</td><td>${r.approval_id ? `${esc(r.approval_id)}${r.approvers.length ? `<div class="why">by ${esc(r.approvers.join(', '))}</div>` : ''}` : ''}</td>
 <td>${href !== null ? `<a href="${esc(href)}">result</a>` : r.end_seq === null ? '<span class="why">no query.end</span>' : '<span class="why">no result file</span>'}</td></tr>`;
@@ -220,7 +220,7 @@ function duration(ms: number): string {
 }
 
 function iso(ms: number): string {
-  return new Date(ms).toISOString().replace(':00.000Z', 'Z');
+  return new Date(ms).toISOString().replace(/\.000Z$/, 'Z').replace(/T(\d\d:\d\d):00Z$/, 'T$1Z');
 }
 
 function fx(v: number): string {
@@ -240,7 +240,7 @@ dl.meta{display:grid;grid-template-columns:max-content 1fr;gap:2px 16px;margin:8
 #verification{border:3px solid;border-radius:8px;padding:12px 16px;margin:16px 0}#verification.ok{border-color:var(--ok);background:#dafbe1}#verification.failed{border-color:var(--bad);background:#ffebe9}
 .verdict{font-size:28px;font-weight:700;margin:0}.ok .verdict{color:var(--ok)}.failed .verdict{color:var(--bad)}
 .cards{display:flex;flex-wrap:wrap;gap:8px}.card{border:1px solid var(--line);border-radius:6px;padding:8px 12px;min-width:130px}.card .n{font-size:20px;font-weight:600}.card .l{color:var(--muted);font-size:12px}
-table{border-collapse:collapse;width:100%;margin:4px 0}th,td{border:1px solid var(--line);padding:3px 6px;vertical-align:top;text-align:left}th{background:#f6f8fa}
+table{border-collapse:collapse;width:100%;margin:4px 0}th,td{border:1px solid var(--line);padding:3px 6px;vertical-align:top;text-align:left;overflow-wrap:anywhere}td.stmt{min-width:24em}th{background:#f6f8fa}
 td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}td.t{white-space:nowrap;font-size:12px}
 .mono,code{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:12px}
 pre{margin:0;white-space:pre-wrap;word-break:break-word;font:12px/1.35 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;max-height:12em;overflow:auto}
