@@ -31,6 +31,7 @@ export function renderReport(s: ReportState, input: ReportInput, links: ReportLi
     refusalsBlock(s),
     failedLoginsBlock(s),
     statementsBlock(s, links),
+    readersBlock(s),
     typesBlock(s),
     '</body></html>',
     '',
@@ -146,6 +147,13 @@ function statementsBlock(s: ReportState, links: ReportLinks): string {
       + `<p class="more" id="statements-more" data-more="${s.statementsMore}">${s.statementsMore === 0 ? 'Every statement of the range is listed above; summary.csv has the same rows in full.'
         : `${count(s.statementsMore)} more statements are in summary.csv (this page lists the first ${count(shown.length)}).`}</p>`;
   return section('statements', 'Statements', body);
+}
+
+function readersBlock(s: ReportState): string {
+  const list = [...s.readers.entries()].sort((a, b) => b[1].reads + b[1].exports - a[1].reads - a[1].exports || cmp(a[0], b[0]));
+  const rows = list.map(([who, r]) => `<tr><td>${esc(who)}</td><td class="num" data-metric="audit_reads" data-reader="${esc(who)}">${count(r.reads)}</td><td class="num" data-metric="exports" data-reader="${esc(who)}">${count(r.exports)}</td></tr>`);
+  return section('readers', 'Who read the audit log', list.length === 0 ? '<p class="none">Nobody read or exported the audit log in this range.</p>'
+    : table(['Who', 'Reads (audit.read)', 'Exports (export.created)'], rows));
 }
 
 function typesBlock(s: ReportState): string {

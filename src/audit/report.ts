@@ -120,6 +120,8 @@ export interface ReportState {
   readonly statements: KeptStatement[];
   readonly statementsMore: number;
   readonly types: Map<string, number>;
+  /** Who read the audit log (audit.read) and who exported it (export.created), by user. */
+  readonly readers: Map<string, { reads: number; exports: number }>;
   readonly timeline: Timeline;
 }
 
@@ -146,6 +148,7 @@ export class ReportBuilder {
   private readonly statements: KeptStatement[] = [];
   private statementsMore = 0;
   private readonly types = new Map<string, number>();
+  private readonly readers = new Map<string, { reads: number; exports: number }>();
   private readonly timeline = new Timeline();
 
   constructor(options: ReportOptions = {}) {
@@ -166,6 +169,15 @@ export class ReportBuilder {
           this.totals.connections.add(e.connection);
           tally(this.byConnection, e.connection).sessions++;
         }
+        return;
+      }
+      case 'audit.read':
+      case 'export.created': {
+        const who = userOf(e.actor);
+        const r = this.readers.get(who) ?? { reads: 0, exports: 0 };
+        if (e.type === 'audit.read') r.reads++;
+        else r.exports++;
+        this.readers.set(who, r);
         return;
       }
       case 'auth.succeeded':
@@ -251,7 +263,7 @@ export class ReportBuilder {
       listed: this.limits.listed, totals: this.totals, byUser: this.byUser, byConnection: this.byConnection, masked: this.masked,
       approvals: this.approvals, approvalsUntracked: this.approvalsUntracked, refusedStatements: this.refusedStatements,
       denials: this.denials, deniedCount: this.deniedCount, failedLogins: this.failedLogins, failedCount: this.failedCount,
-      logins: this.logins, statements: this.statements, statementsMore: this.statementsMore, types: this.types, timeline: this.timeline,
+      logins: this.logins, statements: this.statements, statementsMore: this.statementsMore, types: this.types, readers: this.readers, timeline: this.timeline,
     };
   }
 

@@ -210,6 +210,8 @@ describe('report.html from a real gateway session', () => {
       // carol (audit) may not connect; somebody with a wrong key fails to log in.
       expect((await tryTunnel(gw.url, 'bank', gw.keys['carol']!)).status).toBe(403);
       expect((await tryTunnel(gw.url, 'bank', 'hoop_not-a-key')).status).toBe(401);
+      // carol (auditor) reads the log: recorded as audit.read.
+      expect((await apiCall(gw, 'GET', '/audit/events?type=access.denied', 'carol')).status).toBe(200);
       await a.end();
       await t.close();
       tunnels.length = 0;
@@ -217,7 +219,7 @@ describe('report.html from a real gateway session', () => {
         const all = await gw.store.readEvents({});
         const ends = all.filter((e) => e.type === 'session.end').length;
         const starts = all.filter((e) => e.type === 'session.start').length;
-        return starts >= 2 && ends === starts && all.some((e) => e.type === 'auth.failed') && all.some((e) => e.type === 'access.denied') ? all : null;
+        return starts >= 2 && ends === starts && ['auth.failed', 'access.denied', 'audit.read'].every((type) => all.some((e) => e.type === type)) ? all : null;
       }, { timeoutMs: 20_000, what: 'every session ended and the refusals recorded' });
 
       const { csv, file, checkpoints } = build(events);
@@ -264,6 +266,8 @@ describe('report.html from a real gateway session', () => {
         const links = await page.locator('#statements a').evaluateAll((as) => as.map((x) => x.getAttribute('href')));
         expect(links.sort()).toEqual(records.map((r) => `payloads/${r['end_seq']}.json`).sort());
         await expect(page.locator('#failed-logins tbody tr').count()).resolves.toBe(1);
+        const carol = users['carol@bank.example'] !== undefined ? 'carol@bank.example' : 'apikey:carol';
+        expect(number(await page.locator(`[data-metric="audit_reads"][data-reader="${carol}"]`).textContent())).toBe(1);
         await expect(page.locator('#refusals').textContent()).resolves.toContain('DELETE FROM customers');
         const png = await page.screenshot({ fullPage: true });
         const { width, height, distinct } = pngColours(png);
