@@ -247,10 +247,15 @@ export class ReportBuilder {
       this.masked.set(key, m);
     }
     this.timeline.add(Date.parse(row.time), refused);
+    const listed = this.statements.length < this.limits.statements;
+    if (!listed) this.statementsMore++;
+    if (!listed && !(refused && this.refusedStatements.items.length < this.limits.listed)) {
+      if (refused) this.refusedStatements.more++;
+      return;
+    }
     const kept: StatementRow = { ...row, statement: this.cut(row.statement), parameters: null };
     if (refused) push(this.refusedStatements, this.limits.listed, kept);
-    if (this.statements.length >= this.limits.statements) this.statementsMore++;
-    else this.statements.push({ row: kept, parameters: row.parameters === null || row.parameters.length === 0 ? null : this.cut(JSON.stringify(row.parameters)) });
+    if (listed) this.statements.push({ row: kept, parameters: this.parametersText(row.parameters) });
   }
 
   /** The whole page. */
@@ -327,7 +332,14 @@ export class ReportBuilder {
     return entry;
   }
 
-  /** A text cut for the page, saying where the whole of it is. */
+  /** Parameters as JSON for the page, each long text cut first (a 10 MB parameter is not encoded whole). */
+  private parametersText(parameters: unknown[] | null): string | null {
+    if (parameters === null || parameters.length === 0) return null;
+    const limit = this.limits.textChars;
+    return this.cut(JSON.stringify(parameters.slice(0, limit).map((p) => (typeof p === 'string' && p.length > limit ? `${p.slice(0, limit)}…` : p))));
+  }
+
+    /** A text cut for the page, saying where the whole of it is. */
   private cut(s: string, where = 'summary.csv'): string {
     if (s.length <= this.limits.textChars) return s;
     let head = s.slice(0, this.limits.textChars);

@@ -17,7 +17,7 @@ import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, inject, test } from 'vitest';
 import type { AuditEvent } from '../../src/audit/event.js';
 import { ReportBuilder, type ReportInput, type ReportOptions } from '../../src/audit/report.js';
-import { SUMMARY_CSV_COLUMNS, SUMMARY_CSV_HEADER, StatementSummarizer, summaryCsvLine } from '../../src/audit/summary.js';
+import { SUMMARY_CSV_COLUMNS, SUMMARY_CSV_HEADER, StatementSummarizer, summaryCsvLine, type StatementRow } from '../../src/audit/summary.js';
 import { verifyEvents } from '../../src/audit/verify.js';
 import { openLocalTunnel } from '../../src/client/tunnel.js';
 import { psql } from '../helpers/clients.js';
@@ -395,5 +395,27 @@ describe('report.html from constructed logs', () => {
     } finally {
       await close();
     }
+  });
+
+  test('bounded: the page for 20 000 statements of 100 kB each is as long as for 1 000 (lists capped, texts cut, counts exact)', () => {
+    const text = `SELECT '${'x'.repeat(100_000)}'`;
+    const row = (i: number): StatementRow => ({
+      time: new Date(Date.UTC(2026, 2, 3) + i * 1_000).toISOString(), user: `u${i % 7}@bank.example`, groups: [], connection: 'bank', session_id: null,
+      query_id: `q${i}`, statement: text, parameters: [text], outcome: 'ok', rows: 2, bytes: 100, duration_ms: 1, masked_columns: [], masked_counts: {},
+      approval_id: null, approvers: [], start_seq: 2 * i + 1, end_seq: 2 * i + 2,
+    });
+    const page = (n: number) => {
+      const b = new ReportBuilder({ statements: 500 });
+      for (let i = 0; i < n; i++) b.addStatement(row(i));
+      return b.render({ range: { since: '2026-03-03T00:00:00.000Z', until: '2026-03-04T00:00:00.000Z' }, filters: {}, generated_at: 'now', generated_by: 'me', gateway_version: '0',
+        verification: { ok: true, events: 2 * n, first_seq: 1, last_seq: 2 * n, checkpoints: 1, key_ids: [], failure: null } }, { result: () => null });
+    };
+    const small = page(1_000);
+    const large = page(20_000);
+    expect(large.length).toBeLessThan(small.length * 1.01);
+    // 500 listed statements, each text and its parameters cut near 2 000 characters.
+    expect(large.length).toBeLessThan(500 * 2 * 2_200 + 1_000_000);
+    expect(large).toContain('19\u202F500 more statements are in summary.csv');
+    expect(large).toContain('data-metric="statements" data-total="">20\u202F000<');
   });
 });
