@@ -15,26 +15,32 @@ import { createHash, randomBytes } from 'node:crypto';
 import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-const ROOT = '/keys';
+// HOOP_KEYS_DIR: another directory, for test/deploy/deploy.test.ts.
+const ROOT = process.env.HOOP_KEYS_DIR ?? '/keys';
 const HOOP = 10001;
 const POSTGRES = 999;
-export const USERS = ['alice', 'bob', 'carol'];
+const USERS = ['alice', 'bob', 'carol'];
 
 const secret = () => randomBytes(24).toString('hex'); // hex: safe inside a postgres:// URL
 const apiKey = () => `hoop_${randomBytes(32).toString('base64url')}`;
 const sha256 = (s) => createHash('sha256').update(s, 'utf8').digest('hex');
 
+// Owners are set when running as root (the service always is); a test run as another user keeps its own.
+const own = (path, uid) => {
+  if (process.getuid?.() === 0) chownSync(path, uid, uid);
+};
+
 function dir(name, uid) {
   const path = join(ROOT, name);
   mkdirSync(path, { recursive: true });
-  chownSync(path, uid, uid);
+  own(path, uid);
   chmodSync(path, 0o700);
   return path;
 }
 
 function put(path, value, uid) {
   writeFileSync(path, `${value}\n`, { mode: 0o600 });
-  chownSync(path, uid, uid);
+  own(path, uid);
 }
 
 function create() {
