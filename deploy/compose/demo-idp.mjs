@@ -5,15 +5,19 @@
 // `hoop login` on the host (the port is published on the host's loopback only).
 // The users are the demo's, with the passwords the `keys` service made; its signing keys live
 // in memory: after a restart of this service, run `hoop login` again.
+// HOOP_APP_DIR, HOOP_KEYS_DIR, HOOP_OIDC_PORT: other places, for test/deploy/deploy.test.ts.
 import { readFileSync } from 'node:fs';
-import { startDemoIdp } from '/app/dist/identity/demo-idp.js';
 
-const read = (path) => readFileSync(`/keys/users/${path}`, 'utf8').trim();
+const APP = process.env.HOOP_APP_DIR ?? '/app';
+const KEYS = process.env.HOOP_KEYS_DIR ?? '/keys';
+const { startDemoIdp } = await import(`${APP}/dist/identity/demo-idp.js`);
+
+const read = (path) => readFileSync(`${KEYS}/users/${path}`, 'utf8').trim();
 const user = (username, name, groups) => ({ username, password: read(`${username}.password`), email: `${username}@bank.example`, name, groups });
 const idp = await startDemoIdp({
   host: '0.0.0.0',
   issuerHost: '127.0.0.1',
-  port: 8010,
+  port: Number(process.env.HOOP_OIDC_PORT ?? 8010),
   users: [user('alice', 'Alice Analyst', ['analysts']), user('bob', 'Bob DBA', ['dba']), user('carol', 'Carol Auditor', ['audit'])],
   serviceClient: { clientId: 'hoop-service', clientSecret: read('hoop-service.secret'), groups: ['etl'] },
 });

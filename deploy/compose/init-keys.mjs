@@ -3,7 +3,7 @@
 // uid that needs it (10001: hoop's image user; 999: postgres in the official postgres image).
 //
 //   docker compose run --rm keys print          the demo users' API keys and login passwords
-//   docker compose run --rm keys print alice    alice's API key alone (for HOOP_TOKEN=...)
+//   docker compose run --rm -T keys print alice alice's API key alone (HOOP_TOKEN=$(…); -T: no CR)
 //
 // Layout (the services' mounts and deploy/compose/hoop.yaml name these paths):
 //   /keys/gateway/   store-db.password, bank-db.password, agent-dc1.sha256, <user>.sha256

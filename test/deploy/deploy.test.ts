@@ -6,7 +6,7 @@
  * deploy/ is accepted by the gateway's own loader (with the secrets the `keys` service really
  * makes); `kubectl kustomize` renders, and every ConfigMap, Secret, key and image it names exists.
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -15,9 +15,13 @@ import { dirname, join, relative, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { parse, parseAllDocuments } from 'yaml';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { BANK_ROW_COUNTS } from '../../src/demo/bank.js';
 import { DEMO_APPROVAL_RULES, DEMO_MASKING_RULES } from '../../src/demo/config.js';
+import { PostgresCluster } from '../../src/demo/postgres-cluster.js';
 import { ConfigError } from '../../src/errors.js';
 import { loadConfig } from '../../src/gateway/config.js';
+import { OidcVerifier } from '../../src/identity/oidc-verifier.js';
+import { until } from '../helpers/poll.js';
 import { includedByDockerignore, parseDockerfile, stageNamed, workdirAt, type Dockerfile, type Instruction, type Stage } from './dockerfile.js';
 import { SchemaValidator } from './json-schema.js';
 
@@ -235,16 +239,21 @@ describe('deploy/compose.yaml', () => {
   });
 
   test('the scripts the services mount import only what the image builds', () => {
+    const found: string[] = [];
     for (const [name, s] of services) {
       for (const [src] of bindMounts(s).filter(([src]) => src!.endsWith('.mjs'))) {
         const text = readFileSync(join(DEPLOY, src!), 'utf8');
-        for (const m of text.matchAll(/import \{([^}]+)\} from '\/app\/dist\/([^']+)\.js'/g)) {
+        const imports = [...text.matchAll(/const \{([^}]+)\} = await import\(`\$\{APP\}\/dist\/([^`]+)\.js`\)/g)];
+        if (imports.length > 0) expect(text, `${src} imports from the image's /app`).toMatch(/const APP = process\.env\.HOOP_APP_DIR \?\? '\/app';/);
+        found.push(...imports.map((m) => m[1]!.trim()));
+        for (const m of imports) {
           const source = join('src', `${m[2]!}.ts`);
           expect(existsSync(join(ROOT, source)), `${name}: ${source}`).toBe(true);
           for (const imported of m[1]!.split(',').map((x) => x.trim())) expect(read(source), `${source} exports ${imported}`).toMatch(new RegExp(`export (async )?function ${imported}\\b`));
         }
       }
     }
+    expect(found.sort()).toEqual(['seedBank', 'startDemoIdp']);
   });
 });
 
@@ -296,6 +305,59 @@ describe('the keys service', () => {
     const plain = join(tmp, 'compose-hoop-no-agents.yaml');
     writeFileSync(plain, JSON.stringify(withoutAgents));
     expect(configProblems(plain)).toEqual([]);
+  });
+
+  test('bank-init.sh and the bank-seed script make the demo bank, owned by hoop_svc, once (needs npm run build)', async () => {
+    const cluster = await PostgresCluster.start({
+      name: 'hoop-deploy-bank',
+      // As in the postgres image: the superuser locally, everyone else with a SCRAM password over TCP.
+      hba: ['local all all trust', 'host all all 127.0.0.1/32 scram-sha-256'],
+    });
+    try {
+      await run('sh', [join(DEPLOY, 'compose/bank-init.sh')], { env: { ...process.env, POSTGRES_USER: 'postgres', PGHOST: cluster.socketDir, PGPORT: String(cluster.port), HOOP_KEYS_DIR: keys } });
+      const seed = () => run(process.execPath, [join(DEPLOY, 'compose/seed-bank.mjs')], { env: { ...process.env, HOOP_APP_DIR: ROOT, HOOP_KEYS_DIR: keys, BANK_HOST: cluster.host, BANK_PORT: String(cluster.port) } });
+      const c = BANK_ROW_COUNTS;
+      expect((await seed()).stderr).toContain(`seeded ${c.customers} customers, ${c.accounts} accounts, ${c.cards} cards, ${c.transactions} transactions`);
+      expect((await seed()).stderr).toContain('schema bank exists already');
+      expect(await cluster.psql("SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = 'bank'", 'bank')).toBe('hoop_svc\n');
+      expect(await cluster.psql('SELECT count(*) FROM bank.customers', 'bank')).toBe(`${c.customers}\n`);
+      expect(await cluster.psql("SELECT rolsuper FROM pg_roles WHERE rolname = 'hoop_svc'")).toBe('f\n');
+    } finally {
+      await cluster.stop();
+    }
+  });
+
+  test('the oidc service issues tokens the compose gateway config accepts (needs npm run build)', async () => {
+    const config = parse(read('deploy/compose/hoop.yaml')) as { identity: { oidc: { issuer: string; client_id: string; audience: string } } };
+    const oidc = config.identity.oidc;
+    const compose = parse(read('deploy/compose.yaml'), { merge: true }) as Compose;
+    // The issuer is on the loopback port the gateway container publishes and the script listens on by default.
+    expect(oidc.issuer).toBe('http://127.0.0.1:8010');
+    expect(compose.services['gateway']!.ports).toContain('127.0.0.1:8010:8010');
+    expect(read('deploy/compose/demo-idp.mjs')).toContain("process.env.HOOP_OIDC_PORT ?? 8010");
+    const child = spawn(process.execPath, [join(DEPLOY, 'compose/demo-idp.mjs')], { env: { ...process.env, HOOP_APP_DIR: ROOT, HOOP_KEYS_DIR: keys, HOOP_OIDC_PORT: '0' }, stdio: ['ignore', 'ignore', 'pipe'] });
+    let logs = '';
+    child.stderr!.on('data', (d: Buffer) => (logs += d.toString()));
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    try {
+      const issuer = await until(() => /demo identity provider at (http:\/\/127\.0\.0\.1:\d+)/.exec(logs)?.[1], { timeoutMs: 20_000, what: () => `the provider's start (${logs})` });
+      const discovery = (await (await fetch(`${issuer}/.well-known/openid-configuration`)).json()) as { issuer: string; token_endpoint: string; device_authorization_endpoint: string };
+      expect(discovery).toMatchObject({ issuer, device_authorization_endpoint: expect.any(String) });
+      // The service client with the secret the keys service made; the token verifies as the gateway would.
+      const secret = readFileSync(join(keys, 'users/hoop-service.secret'), 'utf8').trim();
+      const res = await fetch(discovery.token_endpoint, {
+        method: 'POST',
+        headers: { authorization: `Basic ${Buffer.from(`hoop-service:${secret}`).toString('base64')}`, 'content-type': 'application/x-www-form-urlencoded' },
+        body: 'grant_type=client_credentials',
+      });
+      expect(res.status).toBe(200);
+      const { access_token } = (await res.json()) as { access_token: string };
+      const identity = await new OidcVerifier({ issuer, audience: oidc.audience }).authenticate(access_token);
+      expect(identity).toMatchObject({ subject: 'hoop-service', groups: ['etl'] });
+    } finally {
+      child.kill('SIGTERM');
+      await exited;
+    }
   });
 
   test('the compose gateway masks and holds as `hoop demo` does', () => {
