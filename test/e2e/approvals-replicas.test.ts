@@ -11,12 +11,11 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, test } from 'vitest';
 import { APPROVAL_POLL_MS } from '../../src/gateway/approvals.js';
-import { apiKeyHash } from '../../src/identity/api-keys.js';
 import { childEnv, runBin, tempHome } from '../cli/helpers.js';
 import { tunnelClient } from '../gateway/ws-client.js';
 import { until } from '../helpers/poll.js';
 import { createTestDatabase, passwordOf, type UpstreamInfo } from '../helpers/postgres.js';
-import { startReplica, type Replica } from '../helpers/replica.js';
+import { bankConnectionLines, replicaConfig, startReplicaPair, type Replica } from '../helpers/replica.js';
 
 const shared = inject('upstream');
 const KEYS = { alice: `hoop_${randomBytes(16).toString('hex')}`, bob: `hoop_${randomBytes(16).toString('hex')}` };
@@ -40,30 +39,18 @@ beforeAll(async () => {
   const u = bank.info;
   const config = join(home.dir, 'hoop.yaml');
   // One config for both, as replicas of one deployment share it (and so the signing key).
-  writeFileSync(config, [
-    'listen: 127.0.0.1:0',
-    `store: postgres://${s.users.scram}:${passwordOf(s.users.scram)}@${s.host}:${s.port}/${s.database}`,
-    'identity:',
-    '  api_keys:',
-    `    - {name: alice, sha256: ${apiKeyHash(KEYS.alice)}, groups: [analysts]}`,
-    `    - {name: bob, sha256: ${apiKeyHash(KEYS.bob)}, groups: [dba]}`,
-    'connections:',
-    '  - name: bank',
-    '    type: postgres',
-    `    upstream: {host: ${u.host}, port: ${u.port}, database: ${u.database}, user: ${u.users.scram}, password: "${passwordOf(u.users.scram)}", sslmode: disable}`,
-    '    access: [analysts, dba]',
-    '    approval:',
-    '      approvers: [dba]',
-    '      rules:',
-    '        - {name: full-export, when: {kind: [select], tables: [customers], where: false}, action: require_approval}',
-    `audit: {signing_key: ${join(home.dir, 'signing.key')}}`,
-    '',
-  ].join('\n'));
-  // A first: it creates the store's schema and the signing key; B finds both.
-  a = await startReplica(config, 'A', home.env);
-  replicas.push(a);
-  b = await startReplica(config, 'B', home.env);
-  replicas.push(b);
+  writeFileSync(config, replicaConfig({
+    store: `postgres://${s.users.scram}:${passwordOf(s.users.scram)}@${s.host}:${s.port}/${s.database}`,
+    keys: [{ name: 'alice', key: KEYS.alice, groups: ['analysts'] }, { name: 'bob', key: KEYS.bob, groups: ['dba'] }],
+    body: bankConnectionLines(u, ['analysts', 'dba'], [
+      '    approval:',
+      '      approvers: [dba]',
+      '      rules:',
+      '        - {name: full-export, when: {kind: [select], tables: [customers], where: false}, action: require_approval}',
+    ]),
+    signingKey: join(home.dir, 'signing.key'),
+  }));
+  [a, b] = await startReplicaPair(config, home.env, replicas);
 }, 90_000);
 
 afterAll(async () => {

@@ -12,13 +12,12 @@ import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, test } from 'vitest';
 import type { SessionDetail, SessionSummary } from '../../src/api/types.js';
 import { verifyStore } from '../../src/audit/verify.js';
-import { apiKeyHash } from '../../src/identity/api-keys.js';
 import { openStore } from '../../src/store/index.js';
 import { childEnv, runBin, tempHome } from '../cli/helpers.js';
 import { tunnelClient } from '../gateway/ws-client.js';
 import { until } from '../helpers/poll.js';
 import { createTestDatabase, passwordOf, untilRunning, type UpstreamInfo } from '../helpers/postgres.js';
-import { startReplica, type Replica } from '../helpers/replica.js';
+import { bankConnectionLines, replicaConfig, startReplicaPair, type Replica } from '../helpers/replica.js';
 
 const shared = inject('upstream');
 const KEYS = { alice: `hoop_${randomBytes(16).toString('hex')}`, root: `hoop_${randomBytes(16).toString('hex')}` };
@@ -39,28 +38,15 @@ beforeAll(async () => {
   const u = bank.info;
   storeUrl = `postgres://${s.users.scram}:${passwordOf(s.users.scram)}@${s.host}:${s.port}/${s.database}`;
   const config = join(home.dir, 'hoop.yaml');
-  writeFileSync(config, [
-    'listen: 127.0.0.1:0',
-    `store: ${storeUrl}`,
-    'identity:',
-    '  api_keys:',
-    `    - {name: alice, sha256: ${apiKeyHash(KEYS.alice)}, groups: [analysts]}`,
-    `    - {name: root, sha256: ${apiKeyHash(KEYS.root)}, groups: [platform]}`,
-    'roles: {admin: [platform]}',
-    'connections:',
-    '  - name: bank',
-    '    type: postgres',
-    `    upstream: {host: ${u.host}, port: ${u.port}, database: ${u.database}, user: ${u.users.scram}, password: "${passwordOf(u.users.scram)}", sslmode: disable}`,
-    '    access: [analysts]',
+  writeFileSync(config, replicaConfig({
+    store: storeUrl,
+    keys: [{ name: 'alice', key: KEYS.alice, groups: ['analysts'] }, { name: 'root', key: KEYS.root, groups: ['platform'] }],
+    body: ['roles: {admin: [platform]}', ...bankConnectionLines(u, ['analysts'])],
     // Both replicas read this one file, so they sign with one key (in a deployment: a shared Secret).
-    `audit: {signing_key: ${join(home.dir, 'signing.key')}, checkpoint_interval: 1s}`,
-    '',
-  ].join('\n'));
-  // A first: it creates the store's schema and the signing key; B finds both.
-  a = await startReplica(config, 'A', home.env);
-  replicas.push(a);
-  b = await startReplica(config, 'B', home.env);
-  replicas.push(b);
+    signingKey: join(home.dir, 'signing.key'),
+    audit: 'checkpoint_interval: 1s',
+  }));
+  [a, b] = await startReplicaPair(config, home.env, replicas);
 }, 90_000);
 
 afterAll(async () => {

@@ -4,8 +4,10 @@
  * of one deployment share one config file (and so the store, the keys and the signing key).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { apiKeyHash } from '../../src/identity/api-keys.js';
 import { BIN, childEnv } from '../cli/helpers.js';
 import { until } from './poll.js';
+import { passwordOf, type UpstreamInfo } from './postgres.js';
 
 export interface Replica {
   url: string;
@@ -33,4 +35,39 @@ export async function startReplica(config: string, name: string, env: Record<str
     await stop();
     throw err;
   }
+}
+
+/** The hoop.yaml replicas of one deployment share: loopback on free ports, a PostgreSQL store, API keys, then `body` (connections, roles, …). */
+export function replicaConfig(o: { store: string; keys: { name: string; key: string; groups: string[] }[]; body: string[]; signingKey: string; audit?: string }): string {
+  return [
+    'listen: 127.0.0.1:0',
+    `store: ${o.store}`,
+    'identity:',
+    '  api_keys:',
+    ...o.keys.map((k) => `    - {name: ${k.name}, sha256: ${apiKeyHash(k.key)}, groups: [${k.groups.join(', ')}]}`),
+    ...o.body,
+    `audit: {signing_key: ${o.signingKey}${o.audit ? `, ${o.audit}` : ''}}`,
+    '',
+  ].join('\n');
+}
+
+/** Replica A, then B, of one config: A creates the store's schema and the signing key, B finds both. Both are pushed to `started` as they come up, for cleanup. */
+export async function startReplicaPair(config: string, env: Record<string, string>, started: Replica[]): Promise<[Replica, Replica]> {
+  const a = await startReplica(config, 'A', env);
+  started.push(a);
+  const b = await startReplica(config, 'B', env);
+  started.push(b);
+  return [a, b];
+}
+
+/** The `connections:` entry `bank` for `upstream` (its SCRAM user, no TLS), as hoop.yaml lines; `more` lines go inside it. */
+export function bankConnectionLines(u: UpstreamInfo, access: string[], more: string[] = []): string[] {
+  return [
+    'connections:',
+    '  - name: bank',
+    '    type: postgres',
+    `    upstream: {host: ${u.host}, port: ${u.port}, database: ${u.database}, user: ${u.users.scram}, password: "${passwordOf(u.users.scram)}", sslmode: disable}`,
+    `    access: [${access.join(', ')}]`,
+    ...more,
+  ];
 }
