@@ -157,6 +157,7 @@ interface ComposeService {
   depends_on?: Record<string, { condition: string }>;
   healthcheck?: { disable?: boolean; test?: string[] };
   environment?: Record<string, string>;
+  restart?: string;
 }
 interface Compose { services: Record<string, ComposeService>; networks: Record<string, { internal?: boolean }>; volumes: Record<string, unknown> }
 
@@ -219,6 +220,23 @@ describe('deploy/compose.yaml', () => {
       }
       expect(s.ports ?? [], `${name}: published on loopback only`).toEqual((s.ports ?? []).filter((p) => p.startsWith('127.0.0.1:')));
     }
+  });
+
+  test('start order: one-shot services run to completion before the long-running ones that need them (so `up --wait` ends)', () => {
+    const oneShot = services.filter(([, s]) => s.restart === 'no').map(([n]) => n).sort();
+    expect(oneShot).toEqual(['bank-seed', 'keys']);
+    for (const [name, s] of services) if (!oneShot.includes(name)) expect(s.restart, `${name} is long-running`).toBe('unless-stopped');
+    // `docker compose up --wait` counts an exited container as a failure unless a long-running
+    // service waits for it with service_completed_successfully.
+    for (const name of oneShot) {
+      const adopters = services.filter(([n, s]) => !oneShot.includes(n) && s.depends_on?.[name]?.condition === 'service_completed_successfully');
+      expect(adopters.map(([n]) => n), `${name} is waited for`).not.toEqual([]);
+    }
+    // Every service that reads the keys volume starts after the keys service, directly or not.
+    const after = (name: string, target: string, seen = new Set<string>()): boolean =>
+      Object.keys(compose.services[name]!.depends_on ?? {}).some((d) => d === target || (!seen.has(d) && (seen.add(d), after(d, target, seen))));
+    for (const [name, s] of services) if (name !== 'keys' && namedVolumes(s).includes('hoop-keys')) expect(after(name, 'keys'), `${name} starts after keys`).toBe(true);
+    expect(after('gateway', 'bank-seed') && after('agent', 'gateway')).toBe(true);
   });
 
   test('the bank is reachable only through the agent: the gateway shares no network with it', () => {
