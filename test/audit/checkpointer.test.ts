@@ -39,9 +39,9 @@ afterEach(async () => {
 });
 
 interface Replica { recorder: AuditRecorder; checkpointer: Checkpointer }
-function replica(): Replica {
+function replica(by: CheckpointSigner = signer): Replica {
   const recorder = new AuditRecorder(store, { logger: silent });
-  return { recorder, checkpointer: new Checkpointer({ store, recorder, signer, intervalMs: INTERVAL, logger: silent }) };
+  return { recorder, checkpointer: new Checkpointer({ store, recorder, signer: by, intervalMs: INTERVAL, logger: silent }) };
 }
 const traffic = (r: Replica, i: number) => r.recorder.record({ type: 'query.start', actor: SYSTEM_ACTOR, data: { i } });
 const checkpoints = async () => (await store.readEvents({ types: ['checkpoint'] })).length;
@@ -98,6 +98,17 @@ test('a recent checkpoint by another replica does not hold back the one at shutd
   await a.checkpointer.tick();
   await a.checkpointer.close();
   expect(await checkpoints()).toBe(2);
+});
+
+test('a replica with a key of its own still leaves a log that verifies; the report names both keys', async () => {
+  const otherPath = join(dir, 'other.key');
+  writeFileSync(otherPath, generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
+  const other = CheckpointSigner.fromFile(otherPath);
+  const [a, b] = [replica(), replica(other)];
+  await run([a, b], [0, INTERVAL - checkpointSlackMs(INTERVAL) + 1_000], 3); // B takes over from A's second interval
+  const report = await verifyStore(store);
+  expect(report).toMatchObject({ ok: true });
+  expect([...report.key_ids].sort()).toEqual([signer.keyId, other.keyId].sort());
 });
 
 test('the slack is a quarter of the interval, at most 10 s', () => {
