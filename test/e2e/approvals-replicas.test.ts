@@ -5,18 +5,17 @@
  * decision reaches A through the store (LISTEN/NOTIFY; A's poll is the fallback), so the rows
  * arrive sooner than A's poll interval would bring them. Needs `npm run build`.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, test } from 'vitest';
 import { APPROVAL_POLL_MS } from '../../src/gateway/approvals.js';
-import { apiKeyHash } from '../../src/identity/api-keys.js';
-import { BIN, childEnv, runBin, tempHome } from '../cli/helpers.js';
+import { childEnv, runBin, tempHome } from '../cli/helpers.js';
 import { tunnelClient } from '../gateway/ws-client.js';
 import { until } from '../helpers/poll.js';
 import { createTestDatabase, passwordOf, type UpstreamInfo } from '../helpers/postgres.js';
+import { bankConnectionLines, replicaConfig, startReplicaPair, type Replica } from '../helpers/replica.js';
 
 const shared = inject('upstream');
 const KEYS = { alice: `hoop_${randomBytes(16).toString('hex')}`, bob: `hoop_${randomBytes(16).toString('hex')}` };
@@ -27,22 +26,6 @@ let storeDb: { info: UpstreamInfo; drop(): Promise<void> };
 const replicas: Replica[] = [];
 let a: Replica;
 let b: Replica;
-
-interface Replica { url: string; child: ChildProcess; logs(): string; exited: Promise<number | null> }
-
-/** One replica: the shared config file, its own process and port. */
-async function startReplica(config: string, name: string): Promise<Replica> {
-  const child = spawn(process.execPath, [BIN, 'gateway', '--config', config], { env: childEnv({ ...home.env }), stdio: ['ignore', 'pipe', 'pipe'] });
-  let logs = '';
-  child.stderr!.on('data', (d: Buffer) => (logs += d.toString()));
-  child.stdout!.on('data', (d: Buffer) => (logs += d.toString()));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
-  const replica: Replica = { url: '', child, logs: () => logs, exited };
-  replicas.push(replica);
-  const line = await until(() => logs.split('\n').find((l) => l.includes('"msg":"gateway listening"')), { timeoutMs: 30_000, what: () => `replica ${name} listening (logs: ${logs})` });
-  replica.url = (JSON.parse(line) as { url: string }).url;
-  return replica;
-}
 
 beforeAll(async () => {
   home = tempHome();
@@ -56,33 +39,22 @@ beforeAll(async () => {
   const u = bank.info;
   const config = join(home.dir, 'hoop.yaml');
   // One config for both, as replicas of one deployment share it (and so the signing key).
-  writeFileSync(config, [
-    'listen: 127.0.0.1:0',
-    `store: postgres://${s.users.scram}:${passwordOf(s.users.scram)}@${s.host}:${s.port}/${s.database}`,
-    'identity:',
-    '  api_keys:',
-    `    - {name: alice, sha256: ${apiKeyHash(KEYS.alice)}, groups: [analysts]}`,
-    `    - {name: bob, sha256: ${apiKeyHash(KEYS.bob)}, groups: [dba]}`,
-    'connections:',
-    '  - name: bank',
-    '    type: postgres',
-    `    upstream: {host: ${u.host}, port: ${u.port}, database: ${u.database}, user: ${u.users.scram}, password: "${passwordOf(u.users.scram)}", sslmode: disable}`,
-    '    access: [analysts, dba]',
-    '    approval:',
-    '      approvers: [dba]',
-    '      rules:',
-    '        - {name: full-export, when: {kind: [select], tables: [customers], where: false}, action: require_approval}',
-    `audit: {signing_key: ${join(home.dir, 'signing.key')}}`,
-    '',
-  ].join('\n'));
-  // A first: it creates the store's schema and the signing key; B finds both.
-  a = await startReplica(config, 'A');
-  b = await startReplica(config, 'B');
+  writeFileSync(config, replicaConfig({
+    store: `postgres://${s.users.scram}:${passwordOf(s.users.scram)}@${s.host}:${s.port}/${s.database}`,
+    keys: [{ name: 'alice', key: KEYS.alice, groups: ['analysts'] }, { name: 'bob', key: KEYS.bob, groups: ['dba'] }],
+    body: bankConnectionLines(u, ['analysts', 'dba'], [
+      '    approval:',
+      '      approvers: [dba]',
+      '      rules:',
+      '        - {name: full-export, when: {kind: [select], tables: [customers], where: false}, action: require_approval}',
+    ]),
+    signingKey: join(home.dir, 'signing.key'),
+  }));
+  [a, b] = await startReplicaPair(config, home.env, replicas);
 }, 90_000);
 
 afterAll(async () => {
-  for (const r of replicas) r.child.kill('SIGTERM');
-  await Promise.all(replicas.map((r) => r.exited));
+  await Promise.all(replicas.map((r) => r.stop()));
   await bank?.drop();
   await storeDb?.drop();
   home?.cleanup();
