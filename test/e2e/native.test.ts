@@ -23,8 +23,11 @@ import { untilRunning } from '../helpers/postgres.js';
 import { pairStatements, recordOf, ruleViolations, brief } from '../helpers/record.js';
 import { startLoggedCluster, type LoggedCluster } from '../helpers/server-log.js';
 import { makeCertificates } from '../helpers/tls.js';
+import { rawTunnel, type RawClient } from '../helpers/raw-client.js';
+import { startDemoIdp, type DemoIdp } from '../../src/identity/demo-idp.js';
 
 let pgc: LoggedCluster;
+let idp: DemoIdp;
 let gw: TestGateway;
 let dir: string;
 let caFile: string;
@@ -54,6 +57,7 @@ beforeAll(async () => {
     CREATE TABLE bank.customers (id int PRIMARY KEY, full_name text, ssn text);
     INSERT INTO bank.customers VALUES (1, 'Ada', '123-45-6789'), (2, 'Bo', '987-65-4321');
   `);
+  idp = await startDemoIdp();
   const certs = makeCertificates();
   dir = mkdtempSync(join(tmpdir(), 'hoop-native-'));
   caFile = join(dir, 'ca.crt');
@@ -64,7 +68,9 @@ beforeAll(async () => {
     connections: [
       bankConnection(pgc.info, { masking: MASKING }),
       bankConnection(pgc.info, { name: 'audited', require_reason: true }),
+      bankConnection(pgc.info, { name: 'limited', max_sessions_per_user: 1, access: ['analysts', ...idp.serviceClient.groups] }),
     ],
+    oidc: { issuer: idp.issuer, client_id: idp.clientId, audience: idp.audience, groups_claim: 'groups' },
     config: { tls: { cert: certs.cert, key: certs.key }, postgres_listen: '0.0.0.0:0' },
   });
   port = gw.postgresListen!.port;
@@ -72,6 +78,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await gw?.close();
+  await idp?.close();
   await pgc?.stop();
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
@@ -203,6 +210,37 @@ describe('drivers and tools', () => {
       return all.length >= 20 ? all : null;
     }, { what: '20 query.end of pgbench' });
     expect(ends.length).toBe(20);
+  });
+});
+
+describe('identities and limits', () => {
+  test('an OIDC access token is a password too; the user name is its subject', async () => {
+    const basic = Buffer.from(`${idp.serviceClient.clientId}:${idp.serviceClient.clientSecret}`).toString('base64');
+    const res = await fetch(`${idp.issuer}/token`, {
+      method: 'POST',
+      headers: { authorization: `Basic ${basic}`, 'content-type': 'application/x-www-form-urlencoded' },
+      body: 'grant_type=client_credentials',
+    });
+    const token = ((await res.json()) as { access_token: string }).access_token;
+    const r = await psqlNative(uri({ user: idp.serviceClient.clientId, database: 'limited', application: 'native-oidc' }), token, 'select 5');
+    expect(r.stderr).toBe('');
+    expect(r.stdout.trim()).toBe('5');
+    const start = await sessionOf('native-oidc');
+    expect(start.actor).toMatchObject({ subject: idp.serviceClient.clientId, auth_method: 'oidc' });
+  });
+
+  test('max_sessions_per_user counts the tunnel and the native listener together', async () => {
+    let tunnel: RawClient | null = null;
+    try {
+      tunnel = await rawTunnel(gw.url, gw.keys['alice']!, { application: 'native-limit-tunnel', connection: 'limited', ca });
+      const r = await psqlNative(uri({ user: 'alice', database: 'limited', application: 'native-limit' }), gw.keys['alice']!, 'select 1');
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toContain('apikey:alice already has 1 open session on connection limited, the limit (max_sessions_per_user 1)');
+      const denied = await until(async () => (await eventsOf('access.denied', (e) => e.data['stage'] === 'limit'))[0]);
+      expect(denied.data).toMatchObject({ via: 'native' });
+    } finally {
+      tunnel?.destroy();
+    }
   });
 });
 

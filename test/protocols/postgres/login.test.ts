@@ -80,7 +80,7 @@ describe('ClientLogin', () => {
     expect([...asked]).toEqual([0x52, 0, 0, 0, 8, 0, 0, 0, 3]); // AuthenticationCleartextPassword
     secure.write(frame(MessageType.PasswordMessage, Buffer.from('hoop_key\0')));
     const { opening, encrypted, password } = await result;
-    expect(opening.kind).toBe('startup');
+    expect(opening?.kind).toBe('startup');
     expect(encrypted).toBe(true);
     expect(password).toBe('hoop_key');
     secure.destroy();
