@@ -138,6 +138,7 @@ export class NativeListener {
       if (!identity) return;
       await this.admit(login, source, identity, database, parameters);
     } catch (err) {
+      if (socket.destroyed) return; // gone, or a failed TLS handshake: nobody to tell
       if (err instanceof ProtocolError) return login.refuse(sqlstateOf('HOOP_PROTOCOL'), `hoop: ${err.message}`);
       this.ctx.logger.warn({ err: errorMessage(err), address }, 'native listener: login failed');
       login.stream.destroy();

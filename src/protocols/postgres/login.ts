@@ -85,6 +85,7 @@ export class ClientLogin {
         continue;
       }
       if (code === GSSENC_REQUEST_CODE) {
+        if (this.encrypted) throw new ProtocolError('GSSENCRequest inside TLS');
         this.socket.write('N'); // GSSAPI encryption is not offered; libpq then tries TLS or plain
         continue;
       }
@@ -135,6 +136,9 @@ export class ClientLogin {
     await new Promise<void>((resolve, reject) => {
       const fail = (err?: Error) => {
         secure.off('secure', ok);
+        // Nothing can be said to a client mid-handshake in a form it would read: just close.
+        secure.destroy();
+        this.socket.destroy();
         reject(new ProtocolError(`TLS handshake failed${err ? `: ${err.message}` : ''}`));
       };
       const ok = () => {
