@@ -13,6 +13,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
+import { Agent, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { AuditEvent } from '../../src/audit/event.js';
 import { LOGIN_FAILURE_BURST } from '../../src/gateway/native-listener.js';
@@ -69,6 +70,10 @@ beforeAll(async () => {
       bankConnection(pgc.info, { masking: MASKING }),
       bankConnection(pgc.info, { name: 'audited', require_reason: true }),
       bankConnection(pgc.info, { name: 'limited', max_sessions_per_user: 1, access: ['analysts', ...idp.serviceClient.groups] }),
+      bankConnection(pgc.info, {
+        name: 'held',
+        approval: { approvers: ['dba'], rules: [{ name: 'full-export', when: { kind: ['select'], tables: ['customers'], where: false }, action: 'require_approval' }] },
+      }),
     ],
     oidc: { issuer: idp.issuer, client_id: idp.clientId, audience: idp.audience, groups_claim: 'groups' },
     config: { tls: { cert: certs.cert, key: certs.key }, postgres_listen: '0.0.0.0:0' },
@@ -227,6 +232,32 @@ describe('identities and limits', () => {
     expect(r.stdout.trim()).toBe('5');
     const start = await sessionOf('native-oidc');
     expect(start.actor).toMatchObject({ subject: idp.serviceClient.clientId, auth_method: 'oidc' });
+  });
+
+  test('a held statement: the client gets the NOTICE, and the rows once an approver approves', async () => {
+    const client = new pg.Client({ host: '127.0.0.1', port, user: 'alice', password: gw.keys['alice']!, database: 'held', application_name: 'native-held', ssl: { ca: [ca] } });
+    const notices: string[] = [];
+    client.on('notice', (n) => notices.push(n.message ?? ''));
+    await client.connect();
+    try {
+      const result = client.query('select id from bank.customers order by id');
+      const notice = await until(() => notices[0], { what: 'the hold NOTICE' });
+      const id = /request (r-[0-9a-f]{8})/.exec(notice)?.[1];
+      expect(notice).toContain('hoop: approval required (rule full-export)');
+      const agent = new Agent({ connect: { ca } });
+      try {
+        const res = await request(`${gw.url}/api/v1/reviews/${id}/approve`, {
+          method: 'POST', dispatcher: agent, headers: { authorization: `Bearer ${gw.keys['bob']!}`, 'content-type': 'application/json' }, body: '{}',
+        });
+        expect(res.statusCode).toBe(200);
+        await res.body.dump();
+      } finally {
+        await agent.close();
+      }
+      expect((await result).rows).toEqual([{ id: 1 }, { id: 2 }]);
+    } finally {
+      await client.end();
+    }
   });
 
   test('max_sessions_per_user counts the tunnel and the native listener together', async () => {
