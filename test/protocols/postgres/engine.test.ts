@@ -471,18 +471,8 @@ describe('cancel', () => {
       await other.close();
     }
   });
-});
 
-describe('cancel by key alone (keyCancel: the native listener)', () => {
-  async function sendCancel(port: number, pid: number, key: number) {
-    const s = connect(port, '127.0.0.1');
-    s.on('error', () => {});
-    await new Promise((r) => s.once('connect', r));
-    s.end(serialize.cancel(pid, key));
-    await new Promise((r) => s.once('close', r));
-  }
-
-  it('reaches a keyCancel session of another owner, never a tunnel session', async () => {
+  it('between keyCancel streams (the native listener): by key alone, whoever the owner; never a tunnel session', async () => {
     const native = await startHarness({ upstream: upstreamConfig(upstream), owner: 'bob', engine: h.engine, keyCancel: true });
     const stranger = await startHarness({ upstream: upstreamConfig(upstream), owner: '', engine: h.engine, keyCancel: true });
     try {
