@@ -195,6 +195,7 @@ export class NativeListener {
       grant,
       sessionId: randomUUID(),
       path: 'native',
+      tls: login.tlsVersion,
       source,
       requestPath: RECORD_PATH,
       reason,

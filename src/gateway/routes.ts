@@ -54,7 +54,7 @@ export interface ApiContext {
   /** Whose X-Forwarded-For is believed (trusted_proxies). */
   proxies: TrustedProxies;
   /** Where the native PostgreSQL listener listens (`postgres_listen`), or null. */
-  postgresListen?: () => { host: string; port: number; tls: boolean } | null;
+  postgresListen?: () => NativeListenInfo | null;
 }
 
 type Handler = (ctx: ApiContext, req: IncomingMessage, res: ServerResponse, params: { url: URL; match: RegExpExecArray; body: Buffer }) => Promise<void>;

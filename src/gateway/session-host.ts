@@ -63,6 +63,8 @@ export interface SessionRequest {
   reason: string | null;
   /** Out-of-band word of a held statement, for a path that has a channel for it. */
   onHold?: (hold: HoldEvent) => void;
+  /** The client's TLS version on the native listener (null: plaintext, loopback); the tunnel's TLS is the HTTP server's. */
+  tls?: string | null;
   /** Bytes the path already read from the client: the engine reads them first. */
   preread?: Buffer;
   /** A CancelRequest reaches this session by its key alone (engine.ts `keyCancel`). */
@@ -183,6 +185,7 @@ export class SessionHost {
       connection: connection.name,
       sessionId,
       path: r.path,
+      ...(r.tls !== undefined ? { tls: r.tls } : {}),
       address: r.source.address ?? null,
       ...(r.source.proxy ? { proxy: r.source.proxy } : {}),
       reason: r.reason,

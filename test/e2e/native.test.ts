@@ -121,7 +121,7 @@ describe('psql over TLS (verify-full against the gateway certificate)', () => {
     const start = await sessionOf(app);
     expect(start.actor?.subject).toBe('apikey:alice');
     expect(start.connection).toBe('bank');
-    expect(start.data).toMatchObject({ path: 'native', user: 'alice', requested_database: 'bank' });
+    expect(start.data).toMatchObject({ path: 'native', tls: 'TLSv1.3', user: 'alice', requested_database: 'bank' });
     expect(start.source?.address).toBe('127.0.0.1');
 
     const record = await recordOf(gw.store, start.session_id!, { ended: true });
@@ -280,6 +280,7 @@ describe('TLS and the peer', () => {
     const r = await psqlNative(uri({ user: 'bob', sslmode: 'disable', application: 'native-plain-lo' }), gw.keys['bob']!, 'select 7');
     expect(r.stderr).toBe('');
     expect(r.stdout.trim()).toBe('7');
+    expect((await sessionOf('native-plain-lo')).data['tls']).toBeNull();
   });
 
   test('plaintext from a non-loopback peer is refused before any password is asked; TLS from there works', async () => {
