@@ -64,7 +64,11 @@ export const gatewayCommand = defineCommand({
     const gateway = await startGateway(config, { logger });
     ctx.defer(() => gateway.close());
     reload = () => gateway.reload('sighup');
-    if (io.isStderrTTY) io.info(`${io.err.green('✓')} hoop gateway listening on ${io.err.bold(gateway.url)} (config ${options.config}); Ctrl-C to stop.`);
+    if (io.isStderrTTY) {
+      const native = gateway.postgresListen;
+      const pg = native ? `, PostgreSQL on ${native.host.includes(':') ? `[${native.host}]` : native.host}:${native.port}${native.tls ? '' : ' (no tls: loopback clients only)'}` : '';
+      io.info(`${io.err.green('✓')} hoop gateway listening on ${io.err.bold(gateway.url)}${pg} (config ${options.config}); Ctrl-C to stop.`);
+    }
     const signal = await ctx.shutdownSignal();
     logger.info({ signal }, 'stopping');
     try {
