@@ -25,7 +25,7 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { createSecureContext, type SecureContext } from 'node:tls';
-import { AuthError, errorMessage, ProtocolError } from '../errors.js';
+import { AuthError, errorMessage, isHoopError, ProtocolError } from '../errors.js';
 import type { Source } from '../audit/event.js';
 import type { Identity } from '../identity/identity.js';
 import { isLoopbackHost } from '../net/loopback.js';
@@ -140,8 +140,9 @@ export class NativeListener {
     } catch (err) {
       if (socket.destroyed) return; // gone, or a failed TLS handshake: nobody to tell
       if (err instanceof ProtocolError) return login.refuse(sqlstateOf('HOOP_PROTOCOL'), `hoop: ${err.message}`);
+      // The store (a grant lookup) or something else failed: say so without details, log them.
       this.ctx.logger.warn({ err: errorMessage(err), address }, 'native listener: login failed');
-      login.stream.destroy();
+      login.refuse(isHoopError(err) ? sqlstateOf(err.code) : sqlstateOf('HOOP_INTERNAL'), isHoopError(err) ? `hoop: ${err.message}` : 'hoop: internal error; the gateway log says more');
     }
   }
 
