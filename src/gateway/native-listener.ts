@@ -154,7 +154,8 @@ export class NativeListener {
       identity = await this.ctx.authn.authenticateToken(password);
     } catch (err) {
       const e = err instanceof AuthError ? err : new AuthError('HOOP_AUTH_REJECTED', 'authentication failed', { cause: err });
-      this.failures.admit(key);
+      // An identity provider that cannot be reached is not the client's failed guess.
+      if (e.code !== 'HOOP_NETWORK') this.failures.admit(key);
       recordAuthFailure(this.ctx, source, e, { stage: 'authenticate', via: VIA, user: user.slice(0, 64) });
       login.refuse(SQLSTATE_INVALID_PASSWORD, `hoop: password authentication failed for user ${shownUser}: ${e.message}; the password is an API key or an access token (hoop connect --print-native shows how)`);
       return null;
