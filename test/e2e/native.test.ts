@@ -25,10 +25,12 @@ import { pairStatements, recordOf, ruleViolations, brief } from '../helpers/reco
 import { startLoggedCluster, type LoggedCluster } from '../helpers/server-log.js';
 import { makeCertificates } from '../helpers/tls.js';
 import { rawTunnel, type RawClient } from '../helpers/raw-client.js';
-import { startDemoIdp, type DemoIdp } from '../../src/identity/demo-idp.js';
+import { newSigningKey, startDemoIdp, type DemoIdp } from '../../src/identity/demo-idp.js';
+import { SignJWT, importJWK, type JWK, type JWTPayload } from 'jose';
 
 let pgc: LoggedCluster;
 let idp: DemoIdp;
+let signingKey: JWK;
 let gw: TestGateway;
 let dir: string;
 let caFile: string;
@@ -58,7 +60,8 @@ beforeAll(async () => {
     CREATE TABLE bank.customers (id int PRIMARY KEY, full_name text, ssn text);
     INSERT INTO bank.customers VALUES (1, 'Ada', '123-45-6789'), (2, 'Bo', '987-65-4321');
   `);
-  idp = await startDemoIdp();
+  signingKey = await newSigningKey('RS256');
+  idp = await startDemoIdp({ signingKeys: [signingKey] });
   const certs = makeCertificates();
   dir = mkdtempSync(join(tmpdir(), 'hoop-native-'));
   caFile = join(dir, 'ca.crt');
@@ -69,7 +72,7 @@ beforeAll(async () => {
     connections: [
       bankConnection(pgc.info, { masking: MASKING }),
       bankConnection(pgc.info, { name: 'audited', require_reason: true }),
-      bankConnection(pgc.info, { name: 'limited', max_sessions_per_user: 1, access: ['analysts', ...idp.serviceClient.groups] }),
+      bankConnection(pgc.info, { name: 'limited', max_sessions_per_user: 1, access: ['analysts', 'etl'] }),
       bankConnection(pgc.info, {
         name: 'held',
         approval: { approvers: ['dba'], rules: [{ name: 'full-export', when: { kind: ['select'], tables: ['customers'], where: false }, action: 'require_approval' }] },
@@ -219,19 +222,32 @@ describe('drivers and tools', () => {
 });
 
 describe('identities and limits', () => {
-  test('an OIDC access token is a password too; the user name is its subject', async () => {
-    const basic = Buffer.from(`${idp.serviceClient.clientId}:${idp.serviceClient.clientSecret}`).toString('base64');
-    const res = await fetch(`${idp.issuer}/token`, {
-      method: 'POST',
-      headers: { authorization: `Basic ${basic}`, 'content-type': 'application/x-www-form-urlencoded' },
-      body: 'grant_type=client_credentials',
-    });
-    const token = ((await res.json()) as { access_token: string }).access_token;
-    const r = await psqlNative(uri({ user: idp.serviceClient.clientId, database: 'limited', application: 'native-oidc' }), token, 'select 5');
-    expect(r.stderr).toBe('');
-    expect(r.stdout.trim()).toBe('5');
-    const start = await sessionOf('native-oidc');
-    expect(start.actor).toMatchObject({ subject: idp.serviceClient.clientId, auth_method: 'oidc' });
+  /** An access token of the test provider, signed with its key. */
+  async function accessToken(claims: JWTPayload): Promise<string> {
+    const now = Math.floor(Date.now() / 1000);
+    return new SignJWT({ iss: idp.issuer, aud: idp.audience, iat: now, exp: now + 300, ...claims })
+      .setProtectedHeader({ alg: 'RS256', kid: signingKey.kid!, typ: 'at+jwt' })
+      .sign(await importJWK(signingKey, 'RS256'));
+  }
+
+  test('an OIDC access token is a password too; the user name is its subject or its email, in any case', async () => {
+    const token = await accessToken({ sub: 'oidc|dana', email: 'Dana@Bank.Example', groups: ['etl'] });
+    for (const [user, application] of [['oidc|dana', 'native-oidc-sub'], ['dana@bank.example', 'native-oidc-email']] as const) {
+      const r = await psqlNative(uri({ user, database: 'limited', application }), token, 'select 5');
+      expect(r.stderr).toBe('');
+      expect(r.stdout.trim()).toBe('5');
+      expect((await sessionOf(application)).actor).toMatchObject({ subject: 'oidc|dana', email: 'Dana@Bank.Example', auth_method: 'oidc' });
+    }
+  });
+
+  test('an expired token is refused, saying so', async () => {
+    const now = Math.floor(Date.now() / 1000);
+    const token = await accessToken({ sub: 'oidc|dana', groups: ['etl'], iat: now - 3600, exp: now - 600 });
+    const r = await psqlNative(uri({ user: 'oidc|dana', database: 'limited', application: 'native-oidc-expired' }), token, 'select 1');
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain('password authentication failed for user "oidc|dana": token expired');
+    const failed = await until(async () => (await eventsOf('auth.failed', (e) => e.data['via'] === 'native' && e.data['reason'] === 'token expired'))[0]);
+    expect(failed.data['user']).toBe('oidc|dana');
   });
 
   test('a held statement: the client gets the NOTICE, and the rows once an approver approves', async () => {
@@ -271,6 +287,19 @@ describe('identities and limits', () => {
       expect(denied.data).toMatchObject({ via: 'native' });
     } finally {
       tunnel?.destroy();
+    }
+  });
+});
+
+describe('where the listener is', () => {
+  test('the connection info names it; a wildcard listen address becomes the host the API was reached at', async () => {
+    const agent = new Agent({ connect: { ca } });
+    try {
+      const res = await request(`${gw.url}/api/v1/connections/bank`, { dispatcher: agent, headers: { authorization: `Bearer ${gw.keys['alice']!}` } });
+      const info = (await res.body.json()) as { postgres_listen: unknown };
+      expect(info.postgres_listen).toEqual({ host: '127.0.0.1', port, tls: true });
+    } finally {
+      await agent.close();
     }
   });
 });
