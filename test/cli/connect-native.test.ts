@@ -2,17 +2,20 @@
  * `hoop connect <name> --print-native`: the URI for the gateway's own PostgreSQL listener, used
  * by the real psql with the token as the password, and what the command never prints.
  */
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, test } from 'vitest';
 import { nativeTarget } from '../../src/cli/native-uri.js';
 import { runClient } from '../helpers/clients.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
-import { runHoop } from './helpers.js';
+import { makeCertificates } from '../helpers/tls.js';
+import { childEnv, runBin, runHoop } from './helpers.js';
 
 let gw: TestGateway;
 let plain: TestGateway;
+let secure: TestGateway;
+let caFile: string;
 let home: string;
 
 beforeAll(async () => {
@@ -20,12 +23,17 @@ beforeAll(async () => {
   // No tls here (the in-memory CLI would have to trust a test CA): the listener is loopback-only.
   gw = await startTestGateway({ upstream, config: { postgres_listen: '127.0.0.1:0' } });
   plain = await startTestGateway({ upstream });
+  const certs = makeCertificates();
+  secure = await startTestGateway({ upstream, config: { tls: { cert: certs.cert, key: certs.key }, postgres_listen: '127.0.0.1:0' } });
   home = mkdtempSync(join(tmpdir(), 'hoop-native-cli-'));
+  caFile = join(home, 'gateway-ca.pem');
+  writeFileSync(caFile, certs.ca);
 }, 60_000);
 
 afterAll(async () => {
   await gw?.close();
   await plain?.close();
+  await secure?.close();
   if (home) rmSync(home, { recursive: true, force: true });
 });
 
@@ -64,6 +72,19 @@ describe('hoop connect --print-native', () => {
 
     const shown = await runHoop(['connect', 'bank', '--print-native', '--show-token'], { env });
     expect(shown.stdout.trim()).toBe(`postgresql://bob:${encodeURIComponent(key)}@127.0.0.1:${gw.postgresListen!.port}/bank?sslmode=disable`);
+  });
+
+  test('bin/hoop.js against an https gateway: verify-full with the CA the CLI trusts it with, and psql verifies it', async () => {
+    const key = secure.keys['alice']!;
+    const r = await runBin(['connect', 'bank', '--print-native'], childEnv({ HOOP_GATEWAY: secure.url, HOOP_TOKEN: key, HOME: home, NODE_EXTRA_CA_CERTS: caFile }));
+    expect(r.code).toBe(0);
+    const uri = r.stdout.trim();
+    expect(uri).toBe(`postgresql://alice@127.0.0.1:${secure.postgresListen!.port}/bank?sslmode=verify-full&sslrootcert=${encodeURIComponent(caFile)}`);
+    expect(r.stderr).toContain('PGPASSWORD');
+    expect(r.stdout + r.stderr).not.toContain(key);
+    const ok = await psqlWith(uri, { PGPASSWORD: key });
+    expect(ok.stderr).toBe('');
+    expect(ok.stdout.trim()).toBe('t|42');
   });
 
   test('a gateway without postgres_listen says so and how to connect instead (exit 1)', async () => {
