@@ -39,6 +39,8 @@ import type { SessionHost, SessionHostContext } from './session-host.js';
 
 /** Like PostgreSQL's authentication_timeout: a client that never finishes its login is not kept. */
 const LOGIN_TIMEOUT_MS = 60_000;
+/** Logins in progress at once (unauthenticated sockets); past it new connections are closed at once. */
+export const MAX_LOGINS_IN_PROGRESS = 1_000;
 /** Failed logins one address may make per window before its logins are refused for the rest of it. */
 export const LOGIN_FAILURE_BURST = 10;
 export const LOGIN_FAILURE_WINDOW_MS = 60_000;
@@ -97,8 +99,13 @@ export class NativeListener {
   }
 
   private accept(socket: Socket): void {
-    socket.setNoDelay(true);
     socket.on('error', () => {});
+    if (this.logins.size >= MAX_LOGINS_IN_PROGRESS) {
+      // Sockets that never finish logging in must not exhaust the gateway's descriptors.
+      this.ctx.logger.warn({ address: socket.remoteAddress ?? null, logins: this.logins.size }, 'native listener: too many logins in progress; connection closed');
+      return void socket.destroy();
+    }
+    socket.setNoDelay(true);
     this.logins.add(socket);
     const timer = setTimeout(() => socket.destroy(), LOGIN_TIMEOUT_MS);
     timer.unref();
