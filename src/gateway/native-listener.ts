@@ -68,6 +68,8 @@ export class NativeListener {
   /** One record per address and window of the logins refused for a flood. */
   private readonly floods = new FailureLimiter(1, LOGIN_FAILURE_WINDOW_MS);
   private bound: AddressInfo | null = null;
+  /** When the last "too many logins in progress" warning was logged. */
+  private fullSince = Number.NEGATIVE_INFINITY;
 
   constructor(private readonly ctx: SessionHostContext, private readonly sessions: SessionHost, tls: { cert: string; key: string } | undefined) {
     this.secureContext = tls ? createSecureContext({ cert: tls.cert, key: tls.key, minVersion: 'TLSv1.2' }) : null;
@@ -101,8 +103,11 @@ export class NativeListener {
   private accept(socket: Socket): void {
     socket.on('error', () => {});
     if (this.logins.size >= MAX_LOGINS_IN_PROGRESS) {
-      // Sockets that never finish logging in must not exhaust the gateway's descriptors.
-      this.ctx.logger.warn({ address: socket.remoteAddress ?? null, logins: this.logins.size }, 'native listener: too many logins in progress; connection closed');
+      // Sockets that never finish logging in must not exhaust the gateway's descriptors (logged once a minute at most).
+      if (Date.now() - this.fullSince > LOGIN_FAILURE_WINDOW_MS) {
+        this.fullSince = Date.now();
+        this.ctx.logger.warn({ address: socket.remoteAddress ?? null, logins: this.logins.size }, 'native listener: too many logins in progress; new connections are closed');
+      }
       return void socket.destroy();
     }
     socket.setNoDelay(true);
