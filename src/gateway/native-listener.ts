@@ -64,7 +64,7 @@ export class NativeListener {
   private readonly secureContext: SecureContext | null;
   private readonly logins = new Set<Socket>();
   /** Failed logins per address: past the burst, logins from it are refused for the window. */
-  private readonly failures = new FailureLimiter(LOGIN_FAILURE_BURST, LOGIN_FAILURE_WINDOW_MS);
+  private readonly failures = new FailureLimiter(LOGIN_FAILURE_BURST, LOGIN_FAILURE_WINDOW_MS, Number.POSITIVE_INFINITY); // per address only: a global cap would stop the counting
   /** One record per address and window of the logins refused for a flood. */
   private readonly floods = new FailureLimiter(1, LOGIN_FAILURE_WINDOW_MS);
   private bound: AddressInfo | null = null;
