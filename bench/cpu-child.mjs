@@ -8,7 +8,8 @@
  *   relay-local WSURL        a TCP listener on 127.0.0.1:0; each connection is piped to a new
  *                            WebSocket to WSURL. `hoop connect`'s place.
  *   gateway                  hoop's gateway (startBenchGateway from lib.mjs) from the JSON in
- *                            BENCH_GATEWAY; prints the audit head's seq when it stops.
+ *                            BENCH_GATEWAY (with `postgres_listen` there: its native listener,
+ *                            the one-hop path); prints the audit head's seq when it stops.
  *
  * The relay is the floor of hoop's topology: two Node processes, one WebSocket, `pipe` both ways,
  * no framing, no audit. Each role prints one JSON line on stdout when it is ready and stops on
@@ -63,7 +64,7 @@ if (role === 'relay-remote') {
   };
 } else if (role === 'gateway') {
   const { gateway, key } = await startBenchGateway(JSON.parse(process.env.BENCH_GATEWAY));
-  say({ url: gateway.url, key });
+  say({ url: gateway.url, key, native: gateway.postgresListen });
   stop = async () => {
     const head = await gateway.store.head();
     await gateway.close();

@@ -8,6 +8,9 @@
  *               (bench/cpu-child.mjs: two processes, `pipe` both ways; the floor of hoop's topology)
  *   hoop        pgbench -> `hoop connect` -> WebSocket -> gateway (its own process, write-ahead
  *               audit in a SQLite file with real fsyncs) -> PostgreSQL
+ *   onehop      pgbench -> the gateway's own PostgreSQL listener (`postgres_listen`, another gateway
+ *               process, the same audit store kind; API key as the password, loopback without
+ *               TLS like pgbouncer here) -> PostgreSQL
  *
  * For each pgbench mode (-M extended, prepared, simple) it runs `pgbench -n -S -t N` through each
  * path and reads utime + stime (all threads: /proc/PID/stat fields 14 and 15, in CLK_TCK ticks) of
@@ -17,7 +20,7 @@
  * on Ctrl-C. See bench/README.md for the settings and how to read the output.
  */
 import { execFile, execFileSync, spawn } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
@@ -29,7 +32,7 @@ import {
 
 const execFileAsync = promisify(execFile);
 cleanupOnSignals();
-const ALL_PATHS = ['direct', 'pgbouncer', 'relay', 'hoop'];
+const ALL_PATHS = ['direct', 'pgbouncer', 'relay', 'hoop', 'onehop'];
 const settings = {
   transactions: Number(env('BENCH_TRANSACTIONS', '2000')),
   clients: Number(env('BENCH_CLIENTS', '8')),
@@ -76,6 +79,12 @@ async function main() {
     paths.set('hoop', h);
     hoopAudit = h.auditEvents;
   }
+  let oneHopAudit = null;
+  if (settings.paths.includes('onehop')) {
+    const h = await startOneHop(work, cluster, direct);
+    paths.set('onehop', h);
+    oneHopAudit = h.auditEvents;
+  }
   for (const [name, why] of Object.entries(skipped)) log(`bench: NOTICE: ${name} skipped: ${why}`);
 
   const pgbenchArgs = (c, mode, t) => [
@@ -104,6 +113,7 @@ async function main() {
   for (const [name, p] of paths) latency[name] = await sequentialLatency(p.conn, settings.queries);
 
   const auditEvents = hoopAudit ? await hoopAudit() : null;
+  const oneHopAuditEvents = oneHopAudit ? await oneHopAudit() : null;
   const ratios = {};
   for (const mode of settings.modes) {
     const m = runs[mode];
@@ -116,6 +126,9 @@ async function main() {
       hoopTpsShare: tps('hoop'),
       relayTpsShare: tps('relay'),
       pgbouncerTpsShare: tps('pgbouncer'),
+      oneHopOverPgbouncerCpu: cpu('onehop') / cpu('pgbouncer'),
+      oneHopOverRelayCpu: cpu('onehop') / cpu('relay'),
+      oneHopTpsShare: tps('onehop'),
     };
   }
   const result = {
@@ -126,6 +139,7 @@ async function main() {
     select1: latency,
     ratios,
     auditEvents,
+    oneHopAuditEvents,
   };
   await cleanup();
   printReport(result);
@@ -214,6 +228,27 @@ async function startHoop(work, cluster, direct) {
   };
 }
 
+/** A gateway process of its own with `postgres_listen`; pgbench logs in as the API key's name with the key as its password. */
+async function startOneHop(work, cluster, direct) {
+  log('bench: starting a gateway with its own PostgreSQL listener (the one-hop path)');
+  const dir = join(work, 'onehop');
+  mkdirSync(dir);
+  const gw = await startChild(process.execPath, [join(root, 'bench', 'cpu-child.mjs'), 'gateway'], {
+    env: { ...process.env, BENCH_GATEWAY: JSON.stringify({ cluster: { host: cluster.host, port: cluster.port }, direct, work: dir, store: settings.store, config: { postgres_listen: '127.0.0.1:0' } }) },
+  });
+  const { key, native } = await gw.nextLine();
+  return {
+    conn: { host: native.host, port: native.port, user: 'bench', password: key, database: 'bench' },
+    procs: [{ name: 'gateway', pid: gw.child.pid }],
+    async auditEvents() {
+      gw.child.kill('SIGTERM');
+      const { auditEvents } = await gw.nextLine();
+      await gw.exited;
+      return auditEvents;
+    },
+  };
+}
+
 function findPgbouncer() {
   for (const p of ['/usr/sbin/pgbouncer', '/usr/bin/pgbouncer']) if (existsSync(p)) return p;
   try {
@@ -294,7 +329,7 @@ const bindirOf = () => bindirCache;
 function printReport(r) {
   const { environment: e, settings: s } = r;
   const fmt = (x, d = 0) => (Number.isFinite(x) ? x.toLocaleString('en-US', { minimumFractionDigits: d, maximumFractionDigits: d }) : '—');
-  const names = { direct: 'direct', pgbouncer: 'pgbouncer', relay: 'bare relay', hoop: 'hoop' };
+  const names = { direct: 'direct', pgbouncer: 'pgbouncer', relay: 'bare relay', hoop: 'hoop', onehop: 'hoop one-hop' };
   const lines = [
     '',
     `hoop cpu bench — ${e.cpus} × ${e.cpu}, Node ${e.node}, PostgreSQL ${e.postgres}, CLK_TCK ${e.clkTck}`,
@@ -319,6 +354,7 @@ function printReport(r) {
     lines.push(
       `  ratios: hoop / bare relay CPU ${fmt(q.hoopOverRelayCpu, 2)}×, hoop / pgbouncer CPU ${fmt(q.hoopOverPgbouncerCpu, 2)}×, bare relay / pgbouncer CPU ${fmt(q.relayOverPgbouncerCpu, 2)}×`,
       `          tps / direct: hoop ${fmt(q.hoopTpsShare, 2)}, bare relay ${fmt(q.relayTpsShare, 2)}, pgbouncer ${fmt(q.pgbouncerTpsShare, 2)}`,
+      ...(m.onehop ? [`          hoop one-hop: tps / direct ${fmt(q.oneHopTpsShare, 2)} (goal ≥ 0.45), CPU / pgbouncer ${fmt(q.oneHopOverPgbouncerCpu, 2)}× (goal ≤ 2.5×), CPU / bare relay ${fmt(q.oneHopOverRelayCpu, 2)}×`] : []),
     );
   }
   const d = r.select1.direct;
@@ -327,6 +363,7 @@ function printReport(r) {
     lines.push(`  ${names[name].padEnd(12)} ${fmt(l.p50Ms, 3).padStart(9)} ${fmt(l.p99Ms, 3).padStart(9)} ${(name === 'direct' ? '' : fmt(l.p50Ms - d.p50Ms, 3)).padStart(11)} ${(name === 'direct' ? '' : fmt(l.p99Ms - d.p99Ms, 3)).padStart(11)}`);
   }
   if (r.auditEvents !== null) lines.push('', `audit events recorded by the gateway: ${fmt(r.auditEvents)}`);
+  if (r.oneHopAuditEvents !== null) lines.push(`audit events recorded by the one-hop gateway: ${fmt(r.oneHopAuditEvents)}`);
   lines.push('');
   process.stdout.write(lines.join('\n'));
 }

@@ -103,7 +103,7 @@ export async function startBenchDatabase(name) {
  * ...keys }`: other keys of the connection, e.g. `masking`); resolves with it and the key. The
  * caller closes it.
  */
-export async function startBenchGateway({ cluster, direct, work, store, payloadLimit, connections = [] }) {
+export async function startBenchGateway({ cluster, direct, work, store, payloadLimit, connections = [], config: extra = {} }) {
   const { parseConfig } = await dist('gateway/config.js');
   const { startGateway } = await dist('gateway/gateway.js');
   const { apiKeyHash } = await dist('identity/api-keys.js');
@@ -123,6 +123,7 @@ export async function startBenchGateway({ cluster, direct, work, store, payloadL
         ...rest,
       })),
       audit: { signing_key: 'signing.key', ...(payloadLimit ? { payload_limit: payloadLimit } : {}) },
+      ...extra,
     },
     'bench',
     work,

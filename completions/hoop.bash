@@ -20,7 +20,7 @@ _hoop_options() {
     'logout') REPLY=(--gateway --json --no-color -h --help) ;;
     'whoami') REPLY=(--gateway --json --no-color -h --help) ;;
     'connections') REPLY=(--gateway --json --no-color -h --help) ;;
-    'connect') REPLY=(--port --listen --reason --pgpass --single-use --insecure-listen-anywhere --gateway --json --no-color -h --help) ;;
+    'connect') REPLY=(--port --listen --reason --pgpass --single-use --insecure-listen-anywhere --print-native --show-token --gateway --json --no-color -h --help) ;;
     'sessions') REPLY=(--user --connection --since --until --limit --gateway --json --no-color -h --help) ;;
     'sessions show') REPLY=(--rows --full --catalog --gateway --json --no-color -h --help) ;;
     'sessions kill') REPLY=(--reason --gateway --json --no-color -h --help) ;;

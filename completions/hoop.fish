@@ -158,6 +158,8 @@ complete -c hoop -n "__hoop_at 'connect'" -l reason -x -d 'why you connect; reco
 complete -c hoop -n "__hoop_at 'connect'" -l pgpass -d 'write the password to ~/.pgpass (or $PGPASSFILE) instead of printing it; removed at exit'
 complete -c hoop -n "__hoop_at 'connect'" -l single-use -d 'accept one client connection only; later ones are refused'
 complete -c hoop -n "__hoop_at 'connect'" -l insecure-listen-anywhere -d 'allow a --listen address other than loopback without asking'
+complete -c hoop -n "__hoop_at 'connect'" -l print-native -d 'print a URI for the gateway'\''s own PostgreSQL listener (token as the password) and exit; no tunnel'
+complete -c hoop -n "__hoop_at 'connect'" -l show-token -d 'with --print-native: put your token into the printed URI (a credential: keep it out of logs)'
 complete -c hoop -n "__hoop_at 'connect'" -l gateway -x -d 'gateway base URL (default: $HOOP_GATEWAY, then the one saved at login)'
 complete -c hoop -n "__hoop_at 'connect'" -l json -d 'print machine-readable JSON on stdout'
 complete -c hoop -n "__hoop_at 'connect'" -l no-color -d 'disable colour (also NO_COLOR=1)'

@@ -42,6 +42,18 @@ export interface ConnectionInfo {
   approval?: ConnectionApproval;
   /** Time-bound access as it applies to the caller (absent from older gateways). */
   grant?: ConnectionGrant;
+  /** The gateway's own PostgreSQL listener for this connection (`postgres_listen`; `hoop connect
+   *  --print-native`), or null when there is none (absent from older gateways). */
+  postgres_listen?: NativeListenInfo | null;
+}
+
+/** Where a client reaches the gateway's native PostgreSQL listener. */
+export interface NativeListenInfo {
+  /** The listen address, or for a wildcard one the host the API was reached at. */
+  host: string;
+  port: number;
+  /** TLS is offered (the gateway's `tls` certificate); without it only loopback clients may log in. */
+  tls: boolean;
 }
 
 export interface ConnectionGrant {

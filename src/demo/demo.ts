@@ -56,6 +56,8 @@ export interface RunningDemo {
   /** Stops the gateway and PostgreSQL and removes temp dirs; idempotent, never rejects. */
   stop(): Promise<void>;
   dataDir: string;
+  /** The gateway's own PostgreSQL listener (the one-hop path), on loopback. */
+  postgresListen: { host: string; port: number } | null;
   /** The throwaway PostgreSQL behind the `bank` connection (for tests and the curious). */
   upstream: { host: string; port: number; database: string; dir: string; version: string };
   /** The embedded OpenID Provider the gateway trusts (`hoop login`), with its users' passwords. */
@@ -130,7 +132,7 @@ export async function runDemo(options: DemoOptions): Promise<RunningDemo> {
       exempt: 'bob',
       auditor: 'carol',
       startupMs: Date.now() - started,
-      sections: [oidc.banner(gateway.url, cli)],
+      sections: [oidc.banner(gateway.url, cli), ...(gateway.postgresListen ? [oneHopSection(gateway.postgresListen.port, keys.alice, cli)] : [])],
       cli,
     };
     out.write(formatBanner(banner));
@@ -153,11 +155,23 @@ export async function runDemo(options: DemoOptions): Promise<RunningDemo> {
       dataDir,
       upstream: { host: cluster.host, port: cluster.port, database: DEMO_DATABASE, dir: cluster.dir, version },
       idp: { issuer: oidc.idp.issuer, clientId: oidc.idp.clientId, users: oidc.idp.users },
+      postgresListen: gateway.postgresListen ? { host: gateway.postgresListen.host, port: gateway.postgresListen.port } : null,
     };
   } catch (err) {
     await teardown.run();
     throw err;
   }
+}
+
+/** The banner's lines for the gateway's own PostgreSQL listener: no `hoop connect`, the key is the password. */
+function oneHopSection(port: number, key: string, cli: string): { title: string; lines: string[] } {
+  return {
+    title: 'One hop, no tunnel: the gateway\'s own PostgreSQL listener (postgres_listen)',
+    lines: [
+      `PGPASSWORD=${key} psql "postgresql://alice@127.0.0.1:${port}/${DEMO_CONNECTION}?sslmode=disable"`,
+      `or: ${cli} connect ${DEMO_CONNECTION} --print-native   (the URI; the password is your token)`,
+    ],
+  };
 }
 
 // ---------------------------------------------------------------------------------------------

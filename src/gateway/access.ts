@@ -25,8 +25,9 @@ import type { ApiContext } from './routes.js';
 
 /** Which check refused: access groups, a missing reason, a session limit, an unknown connection,
  *  a gateway role (admin, auditor), no database role mapped for the caller (`upstream.roles`),
- *  no approved access grant open now for a member of `access_by_grant` only. */
-export type DenialStage = 'authorize' | 'reason' | 'limit' | 'connection' | 'role' | 'database_role' | 'grant';
+ *  no approved access grant open now for a member of `access_by_grant` only, a native-listener
+ *  login whose user name does not name the identity its password (token) proves. */
+export type DenialStage = 'authorize' | 'reason' | 'limit' | 'connection' | 'role' | 'database_role' | 'grant' | 'user';
 
 export interface Denial {
   stage: DenialStage;
@@ -45,8 +46,16 @@ export class DeniedError extends AuthError {
   }
 }
 
+/** Which path a refused attempt took: the HTTP API, a tunnel, the native PostgreSQL listener. */
+export type DenialVia = 'api' | 'tunnel' | 'native';
+
 /** Records one refusal: who, from where, which connection, which check and why (never a token). */
-export function recordDenial(ctx: ApiContext, req: IncomingMessage, identity: Identity, err: DeniedError, via: 'api' | 'tunnel'): void {
+export function recordDenial(ctx: ApiContext, req: IncomingMessage, identity: Identity, err: DeniedError, via: DenialVia): void {
+  recordRefusal(ctx, { source: requestSource(ctx, req), path: (req.url ?? '').split('?')[0]!.slice(0, 200) }, identity, err, via);
+}
+
+/** The same for a refusal that came by no HTTP request (the native listener): where from is given. */
+export function recordRefusal(ctx: Pick<ApiContext, 'denials' | 'logger' | 'recorder'>, at: { source: Source; path: string }, identity: Identity, err: DeniedError, via: DenialVia): void {
   const { denial } = err;
   const admitted = ctx.denials.admit(identity.subject);
   if (admitted === null) return; // past the burst: the next admitted event says how many were not recorded
@@ -54,14 +63,14 @@ export function recordDenial(ctx: ApiContext, req: IncomingMessage, identity: Id
   ctx.recorder.recordLater({
     type: 'access.denied',
     actor: actorOf(identity),
-    source: requestSource(ctx, req),
+    source: at.source,
     connection: denial.connection ?? null,
     data: {
       via,
       stage: denial.stage,
       code: err.code,
       reason: denial.recorded ?? err.message,
-      path: (req.url ?? '').split('?')[0]!.slice(0, 200),
+      path: at.path,
       ...denial.data,
       ...(admitted > 0 ? { suppressed: admitted } : {}),
     },

@@ -15,7 +15,17 @@ export class AuthenticatorChain {
 
   /** Identity for the request's Authorization header value; throws AuthError otherwise. */
   async authenticate(authorization: string | undefined): Promise<Identity> {
-    const bearer = bearerOf(authorization);
+    return this.authenticateToken(bearerOf(authorization));
+  }
+
+  /**
+   * Identity for a bearer credential given without a header (the native PostgreSQL listener's
+   * password): the same checks as `authenticate`, by the same authenticators.
+   */
+  async authenticateToken(bearer: string): Promise<Identity> {
+    if (bearer === '') throw new AuthError('HOOP_NOT_LOGGED_IN', 'missing bearer token', { hint: 'set HOOP_TOKEN to an API key, or run hoop login' });
+    if (bearer.length > MAX_BEARER_LENGTH) throw new AuthError('HOOP_AUTH_REJECTED', 'bearer token too long');
+    if (!BEARER_TOKEN.test(bearer)) throw new AuthError('HOOP_AUTH_REJECTED', 'malformed bearer token (expected an API key or an access token)');
     for (const a of this.authenticators) {
       let identity: Identity | null;
       try {
@@ -33,6 +43,9 @@ export class AuthenticatorChain {
     });
   }
 }
+
+/** RFC 6750 section 2.1's b64token. */
+const BEARER_TOKEN = /^[A-Za-z0-9\-._~+/]+=*$/;
 
 /** RFC 6750 section 2.1: `Authorization: Bearer <b64token>`; the scheme is case-insensitive. */
 export function bearerOf(authorization: string | undefined): string {

@@ -336,6 +336,8 @@ function schemaFor(baseDir: string) {
     roles: z.strictObject({ admin: groups.default([]), auditor: groups.default([]) }).default({ admin: [], auditor: [] }),
     connections: z.array(connection).default([]),
     trusted_proxies: z.array(cidr).max(1000, 'at most 1000 entries').default([]),
+    // The one-hop path (native-listener.ts): a PostgreSQL listener on the gateway itself.
+    postgres_listen: listen.optional(),
     audit: z.strictObject({
       payload_limit: size.default(1024 * 1024),
       signing_key: z.string().min(1, 'must not be empty').transform((p) => resolveFrom(baseDir, p)).default(resolve(baseDir, 'hoop-data/signing.key')),

@@ -1,8 +1,9 @@
 /**
  * The gateway's composition root: store -> recorder -> engine -> config snapshot (live-config.ts:
- * authenticators, connections; reload.ts swaps it) -> HTTP API and tunnel endpoint on one
- * listener. `close()` undoes it in reverse: stop accepting, end the tunnels (their sessions end
- * and are recorded), flush the recorder, close the store.
+ * authenticators, connections; reload.ts swaps it) -> the session host (session-host.ts) -> HTTP
+ * API and tunnel endpoint on one listener, and the native PostgreSQL listener (`postgres_listen`,
+ * native-listener.ts) beside it. `close()` undoes it in reverse: stop accepting, end the sessions
+ * (they end and are recorded), flush the recorder, close the store.
  */
 import { generateKeyPairSync } from 'node:crypto';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
@@ -34,6 +35,8 @@ import { TrustedProxies } from './proxies.js';
 import { ConfigHolder, buildLiveConfig, type LiveParts } from './live-config.js';
 import { ConfigReloader, configChanges, configLoadedEvent, type ReloadOutcome } from './reload.js';
 import { TunnelEndpoint, type Planner, type TunnelContext } from './tunnel.js';
+import { SessionHost } from './session-host.js';
+import { NativeListener, type NativeAddress } from './native-listener.js';
 import { MaskingService } from './masking.js';
 import { Estimator } from './estimator.js';
 import type { ApprovalRequest } from './approvals.js';
@@ -57,6 +60,8 @@ export interface RunningGateway {
   readonly notifier: Notifier;
   /** Approval requests and reviewers' decisions (approvals.ts); also on the tunnel context as `approvals`. */
   readonly approvals: ApprovalService;
+  /** The native PostgreSQL listener's address (`postgres_listen`, the real port), or null. */
+  readonly postgresListen: NativeAddress | null;
   /** Reads the config file again and applies it (reload.ts); `hoop gateway` calls it on SIGHUP. */
   reload(source: 'sighup' | 'api', by?: Identity | null): Promise<ReloadOutcome>;
 }
@@ -117,8 +122,10 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
     const file = config.path;
     const reloadFrom = options.reloadFrom ?? (file !== null ? () => loadConfig(file) : null);
     const reloader = new ConfigReloader({ holder: configs, load: reloadFrom, build: (c) => buildLiveConfig(c, parts), recorder, logger });
+    let native: NativeListener | null = null;
     const shared = {
       store, recorder, metrics, logger, kills, notifier, approvals, configs, reloader,
+      postgresListen: () => native?.address ?? null,
       authFailures: new FailureLimiter(AUTH_FAILURE_BURST, 60_000),
       denials: new FailureLimiter(AUTH_FAILURE_BURST, 60_000),
     };
@@ -144,7 +151,9 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
       },
       ...(planner ? { planner } : {}),
     };
-    const tunnels = new TunnelEndpoint(tunnelContext);
+    const sessions = new SessionHost(tunnelContext);
+    const tunnels = new TunnelEndpoint(tunnelContext, sessions);
+    native = config.postgres_listen ? new NativeListener(tunnelContext, sessions, config.tls) : null;
 
     const started = configs.current().config;
     await recorder.record(configLoadedEvent(started, 'start', null, configChanges(null, started)));
@@ -175,6 +184,16 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
     if (!config.tls && !isLoopbackHost(address.address)) {
       logger.warn({ url }, 'listening on a non-loopback address without tls: bearer tokens travel in clear unless a TLS proxy is in front');
     }
+    if (native && config.postgres_listen) {
+      try {
+        const at = await native.listen(config.postgres_listen.host, config.postgres_listen.port);
+        logger.info({ host: at.host, port: at.port, tls: at.tls }, 'native PostgreSQL listener listening');
+        if (!at.tls && !isLoopbackHost(at.host)) logger.warn({ host: at.host }, 'postgres_listen without tls: only loopback clients can log in (others are refused before any password is sent)');
+      } catch (err) {
+        server.close();
+        throw new HoopError('HOOP_CONFIG_INVALID', `postgres_listen: cannot listen on ${config.postgres_listen.host}:${config.postgres_listen.port}: ${errorMessage(err)}`, { cause: err });
+      }
+    }
 
     return {
       url,
@@ -182,13 +201,17 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
       configs,
       notifier,
       approvals,
+      postgresListen: native?.address ?? null,
       reload: (source, by = null) => reloader.reload(source, by),
       async close(): Promise<void> {
         if (closed) return;
         closed = true;
         const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
         server.closeIdleConnections();
-        await tunnels.close();
+        const nativeStopped = native?.close();
+        tunnels.close();
+        await sessions.close();
+        await nativeStopped;
         await kills.close();
         await approvals.close(); // after the tunnels: their sessions' holds are cancelled by then
         await estimator.close();

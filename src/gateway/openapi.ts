@@ -256,6 +256,15 @@ export function openApiDocument(): object {
                 max_duration_ms: { type: ['integer', 'null'], description: 'The longest grant a request may ask for (`approval.grant_max`)' },
               },
             },
+            postgres_listen: {
+              type: ['object', 'null'], required: ['host', 'port', 'tls'],
+              description: 'The gateway\'s own PostgreSQL listener (`postgres_listen`), or null: database = the connection name, password = a bearer credential, user = a name of its identity (`hoop connect --print-native`)',
+              properties: {
+                host: { type: 'string', description: 'The listen address; for a wildcard one, the host this API was reached at' },
+                port: { type: 'integer' },
+                tls: { type: 'boolean', description: 'TLS is offered (the gateway\'s certificate); without it only loopback clients may log in' },
+              },
+            },
             masking: {
               type: 'object', required: ['enabled', 'exempt', 'columns', 'detectors'],
               description: 'The connection\'s `masking` block as it applies to the caller',

@@ -89,6 +89,7 @@ export class ConfigReloader {
 const RESTART_KEYS: { key: string; of(c: GatewayConfig): unknown }[] = [
   { key: 'listen', of: (c) => c.listen },
   { key: 'tls', of: (c) => c.tls },
+  { key: 'postgres_listen', of: (c) => c.postgres_listen },
   { key: 'store', of: (c) => c.store },
   { key: 'audit.payload_limit', of: (c) => c.audit.payload_limit },
   { key: 'audit.signing_key', of: (c) => c.audit.signing_key },
@@ -99,12 +100,13 @@ const RESTART_KEYS: { key: string; of(c: GatewayConfig): unknown }[] = [
 /** `next`, with the restart-only keys of `running`, and which of those differ. */
 export function keepRestartOnly(running: GatewayConfig, next: GatewayConfig): { applied: GatewayConfig; needsRestart: string[] } {
   const needsRestart = RESTART_KEYS.filter((k) => !isDeepStrictEqual(k.of(running), k.of(next))).map((k) => k.key);
-  const { tls: _tls, ...rest } = next;
+  const { tls: _tls, postgres_listen: _postgresListen, ...rest } = next;
   const { oidc: _oidc, ...identity } = next.identity;
   const applied: GatewayConfig = {
     ...rest,
     ...(running.tls ? { tls: running.tls } : {}),
     listen: running.listen,
+    ...(running.postgres_listen ? { postgres_listen: running.postgres_listen } : {}),
     store: running.store,
     audit: running.audit,
     identity: { ...identity, ...(running.identity.oidc ? { oidc: running.identity.oidc } : {}) },

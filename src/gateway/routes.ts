@@ -6,8 +6,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isIPv6 } from 'node:net';
 import type { Logger } from 'pino';
-import { EVENT_TYPE_PATTERN, FULL_SESSION_ID, type ApprovalRequest, type AuthConfig, type ConnectionInfo, type MeInfo, type ReloadResult, type SessionKillResult } from '../api/types.js';
-import type { AuditEvent } from '../audit/event.js';
+import { EVENT_TYPE_PATTERN, FULL_SESSION_ID, type NativeListenInfo, type ApprovalRequest, type AuthConfig, type ConnectionInfo, type MeInfo, type ReloadResult, type SessionKillResult } from '../api/types.js';
+import type { AuditEvent, Source } from '../audit/event.js';
 import type { AuditRecorder } from '../audit/recorder.js';
 import { AuthError, HoopError, UsageError, errorMessage } from '../errors.js';
 import { actorOf, type Identity } from '../identity/identity.js';
@@ -53,6 +53,8 @@ export interface ApiContext {
   approvals: ApprovalService;
   /** Whose X-Forwarded-For is believed (trusted_proxies). */
   proxies: TrustedProxies;
+  /** Where the native PostgreSQL listener listens (`postgres_listen`), or null. */
+  postgresListen?: () => NativeListenInfo | null;
 }
 
 type Handler = (ctx: ApiContext, req: IncomingMessage, res: ServerResponse, params: { url: URL; match: RegExpExecArray; body: Buffer }) => Promise<void>;
@@ -129,23 +131,28 @@ export async function authenticateRequest(ctx: ApiContext, req: IncomingMessage)
     return await ctx.authn.authenticate(req.headers.authorization);
   } catch (err) {
     const e = err instanceof AuthError ? err : new AuthError('HOOP_AUTH_REJECTED', 'authentication failed', { cause: err });
-    ctx.metrics.authFailures.inc(e.code);
-    const source = requestSource(ctx, req);
-    const address = source.address ?? null;
-    const admitted = ctx.authFailures.admit(failureKey(address));
-    if (admitted === null) throw e; // counted in metrics; recorded in the next admitted event's `suppressed`
-    ctx.logger.info({ reason: e.message, address }, 'authentication failed');
-    ctx.recorder.recordLater({
-      type: 'auth.failed',
-      actor: null,
-      source,
-      data: {
-        stage: 'authenticate', code: e.code, reason: e.message, path: (req.url ?? '').split('?')[0]!.slice(0, 200),
-        ...(admitted > 0 ? { suppressed: admitted } : {}),
-      },
-    });
+    recordAuthFailure(ctx, requestSource(ctx, req), e, { stage: 'authenticate', path: (req.url ?? '').split('?')[0]!.slice(0, 200) });
     throw e;
   }
+}
+
+/**
+ * Counts a failed authentication and records it as `auth.failed` (the reason and the source,
+ * never the credential), at most AUTH_FAILURE_BURST per address and window (FailureLimiter).
+ * `data` says where it failed (`stage`, and the HTTP `path` or the native listener's `via`).
+ */
+export function recordAuthFailure(ctx: Pick<ApiContext, 'metrics' | 'authFailures' | 'logger' | 'recorder'>, source: Source, e: AuthError, data: Record<string, unknown>): void {
+  ctx.metrics.authFailures.inc(e.code);
+  const address = source.address ?? null;
+  const admitted = ctx.authFailures.admit(failureKey(address));
+  if (admitted === null) return; // counted in metrics; recorded in the next admitted event's `suppressed`
+  ctx.logger.info({ reason: e.message, address, ...data }, 'authentication failed');
+  ctx.recorder.recordLater({
+    type: 'auth.failed',
+    actor: null,
+    source,
+    data: { ...data, code: e.code, reason: e.message, ...(admitted > 0 ? { suppressed: admitted } : {}) },
+  });
 }
 
 /**
@@ -174,6 +181,12 @@ export class FailureLimiter {
   /** Addresses tracked now (bounded by maxKeys + 1). */
   get size(): number {
     return this.windows.size;
+  }
+
+  /** Whether `key` has used its burst in the current window (admit would suppress it); counts nothing. */
+  full(key: string, now = Date.now()): boolean {
+    const w = this.windows.get(key) ?? (this.windows.size >= this.maxKeys ? this.windows.get('*') : undefined);
+    return w !== undefined && now - w.start < this.windowMs && w.recorded >= this.burst;
   }
 
   /** null to suppress; otherwise how many were suppressed before this one. */
@@ -281,7 +294,8 @@ async function connections(ctx: ApiContext, req: IncomingMessage, res: ServerRes
   const id = identityOf(req);
   // The store is asked only about connections the caller may use by grant alone.
   const grants = await Promise.all(ctx.config.connections.map((c) => (mayUseByGrant(id, c) ? ctx.approvals.activeGrant(id.subject, c.name) : null)));
-  sendJson(res, 200, ctx.config.connections.map((c, i) => connectionInfo(id, c, grants[i] ?? null)));
+  const native = nativeAddressFor(ctx, req);
+  sendJson(res, 200, ctx.config.connections.map((c, i) => connectionInfo(id, c, grants[i] ?? null, native)));
 }
 
 /**
@@ -292,11 +306,34 @@ async function connections(ctx: ApiContext, req: IncomingMessage, res: ServerRes
 async function connection(ctx: ApiContext, req: IncomingMessage, res: ServerResponse, { match }: { match: RegExpExecArray }): Promise<void> {
   const id = identityOf(req);
   const { connection: c, grant } = await admitConnection(ctx.config, id, decodeURIComponentSafe(match[1]!), reasonHeader(req), (s, n) => ctx.approvals.activeGrant(s, n));
-  sendJson(res, 200, connectionInfo(id, c, grant));
+  sendJson(res, 200, connectionInfo(id, c, grant, nativeAddressFor(ctx, req)));
+}
+
+/**
+ * The native listener as a client reaches it: a wildcard listen address (0.0.0.0, ::) is
+ * replaced by the host the client reached the API at (its Host header), else left to the client.
+ */
+function nativeAddressFor(ctx: ApiContext, req: IncomingMessage): NativeListenInfo | null {
+  const at = ctx.postgresListen?.() ?? null;
+  if (!at) return null;
+  if (at.host !== '0.0.0.0' && at.host !== '::') return at;
+  const host = hostOfHeader(req.headers.host);
+  return { ...at, host: host ?? at.host };
+}
+
+/** The host of a Host header (`gw.example:8443`, `[::1]:8009`), unbracketed; null when absent or odd. */
+function hostOfHeader(header: string | undefined): string | null {
+  if (!header) return null;
+  try {
+    const host = new URL(`http://${header}`).hostname;
+    return host.startsWith('[') ? host.slice(1, -1) : host;
+  } catch {
+    return null;
+  }
 }
 
 /** `grant`: the caller's grant open now on `c`, where it may use `c` by grant only. */
-function connectionInfo(id: Identity, c: ConnectionConfig, grant: ApprovalRequest | null): ConnectionInfo {
+function connectionInfo(id: Identity, c: ConnectionConfig, grant: ApprovalRequest | null, native: NativeListenInfo | null): ConnectionInfo {
   const applying = rulesFor(c.approval?.rules ?? [], id.groups).map((r) => ({ name: r.name, action: r.action }));
   const approval = { holds: applying.some((r) => r.action === 'require_approval'), rules: applying };
   return {
@@ -315,6 +352,7 @@ function connectionInfo(id: Identity, c: ConnectionConfig, grant: ApprovalReques
     },
     approval,
     grant: { required: mayUseByGrant(id, c), request: grant?.id ?? null, active_until: grant?.expires_at ?? null, max_duration_ms: c.approval?.grantMaxMs ?? null },
+    postgres_listen: c.type === 'postgres' ? native : null,
   };
 }
 

@@ -28,6 +28,10 @@ export interface SessionAuditOptions {
   identity: Identity;
   connection: string;
   sessionId: string;
+  /** How the session reached the gateway: a `hoop connect` tunnel, or the native PostgreSQL listener. */
+  path: 'tunnel' | 'native';
+  /** The native listener's sessions: the TLS version the client connected with, or null (loopback, plaintext). */
+  tls?: string | null;
   /** The client's address: the tunnel's peer, or behind a trusted proxy the one it forwarded for. */
   address: string | null;
   /** The trusted proxy the tunnel came through (trusted_proxies), if any. */
@@ -69,6 +73,8 @@ export function sessionAuditHooks(o: SessionAuditOptions): SessionHooks {
     async sessionStart(info: StartupInfo): Promise<void> {
       source = { address: o.address, application: info.application, ...via };
       await o.recorder.record(draft('session.start', {
+        path: o.path,
+        ...(o.tls !== undefined ? { tls: o.tls } : {}),
         database: o.database,
         user: info.user,
         requested_database: info.database,

@@ -214,6 +214,18 @@ export interface SessionContext {
   signal?: AbortSignal;
   payloadLimit: number;        // bytes of result (and of statement text) kept per statement
   owner: string;               // identity subject; a CancelRequest may only cancel its owner's sessions
+  /**
+   * A client that reached the gateway with no tunnel (its own PostgreSQL listener): a
+   * CancelRequest carries no identity, only the key this session gave its client over the
+   * session's own authenticated connection, as in PostgreSQL. A CancelRequest on a `keyCancel`
+   * stream reaches a `keyCancel` session by that key alone; a tunnel's sessions stay reachable
+   * only through their owner's tunnels, and a tunnel's cancel reaches no `keyCancel` session of
+   * another owner.
+   */
+  keyCancel?: boolean;
+  /** Bytes the gateway already read from the client stream (a listener that authenticated the
+   *  client itself read its startup packet): the engine reads them before the stream's own. */
+  preread?: Buffer;
   /** The content net over text the client receives outside result columns (NoticeResponse,
    *  ErrorResponse and NotificationResponse texts, ParameterStatus values): returns the text to
    *  send (the same string when nothing matched) and tallies what it replaced. The tally goes to

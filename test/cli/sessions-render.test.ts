@@ -160,3 +160,19 @@ describe('sessions show: holds and approvals', () => {
     expect(line(sneaky)).not.toContain('\u001b');
   });
 });
+
+describe('sessions show: the path a session came by', () => {
+  it('a native-listener session says so, with its TLS version; a tunnel session\'s From line is as before', () => {
+    const render = (start: Record<string, unknown>) => {
+      const t = IOStreams.test();
+      renderSession(t.io, {
+        session: { id: 's1', connection: 'bank', subject: 'apikey:alice', email: null, groups: [], source_address: '192.0.2.7', client_application: 'etl', started_at: '2026-11-28T09:00:00.000Z', ended_at: null, statements: 0, end_reason: null, reason: null },
+        events: [event(1, 'session.start', start)],
+      }, { rows: 5 });
+      return t.stdout();
+    };
+    expect(render({ path: 'native', tls: 'TLSv1.3' })).toContain('From:       192.0.2.7, etl via the native listener, TLSv1.3');
+    expect(render({ path: 'native', tls: null })).toContain('From:       192.0.2.7, etl via the native listener, no TLS (loopback)');
+    expect(render({ path: 'tunnel' })).toMatch(/From: {7}192\.0\.2\.7, etl\n/);
+  });
+});

@@ -73,6 +73,7 @@ test('hoop demo serves the seeded bank through the gateway, prints the next step
     expect(banner).toMatch(/^ {2}hoop connect bank /m);
     expect(banner).toMatch(/^ {2}psql "/m);
     expect(banner).toMatch(/^ {2}hoop sessions /m);
+    expect(banner).toContain(`PGPASSWORD=${demo.keys.alice} psql "postgresql://alice@127.0.0.1:${demo.postgresListen!.port}/bank?sslmode=disable"`);
     expect(banner).not.toContain(dbPassword);
 
     // The gateway knows who may use the bank.
@@ -137,6 +138,17 @@ test('hoop demo serves the seeded bank through the gateway, prints the next step
       await expectDumpRestores(bobs.uri);
     } finally {
       await bobs.close();
+    }
+
+    // One hop: alice straight to the gateway's own listener, her key as the password: masked too.
+    const native = new pg.Client({ host: '127.0.0.1', port: demo.postgresListen!.port, user: 'alice', password: demo.keys.alice, database: 'bank' });
+    await native.connect();
+    try {
+      const rows = (await native.query(MASKED_QUERY)).rows;
+      expect(rows).toHaveLength(5);
+      expect(rows.every((r) => /^\*\*\*-\*\*-\d{4}$/.test(r.ssn))).toBe(true);
+    } finally {
+      await native.end();
     }
 
     // The database itself is not open to anyone without the service password.

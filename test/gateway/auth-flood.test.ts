@@ -33,6 +33,18 @@ describe('auth.failed limiter', () => {
     expect(reports.reduce((a, b) => a + b, 0)).toBeGreaterThanOrEqual(1);
   });
 
+  test('full(): an address that used its burst in this window, counting nothing itself (the native listener\'s login limit)', () => {
+    const l = new FailureLimiter(3, 1_000, Number.POSITIVE_INFINITY);
+    for (let t = 0; t < 3; t++) {
+      expect(l.full('a', t)).toBe(false);
+      l.admit('a', t);
+    }
+    expect(l.full('a', 10)).toBe(true);
+    expect(l.full('a', 10)).toBe(true); // asking again counts nothing
+    expect(l.full('b', 10)).toBe(false);
+    expect(l.full('a', 1_000)).toBe(false); // the window is over
+  });
+
   test('an IPv6 /64 is one address; IPv4 and IPv4-mapped stay themselves', () => {
     expect(failureKey('2001:db8:1:2::1')).toBe(failureKey('2001:db8:1:2:ffff:eeee:dddd:cccc'));
     expect(failureKey('2001:db8:1:2::1')).not.toBe(failureKey('2001:db8:1:3::1'));

@@ -293,6 +293,7 @@ describe('deploy/hoop.example.yaml', () => {
     try {
       const c = loadConfig(join(ex, 'hoop.yaml'));
       expect(c.listen).toEqual({ host: '0.0.0.0', port: 8009 });
+      expect(c.postgres_listen).toEqual({ host: '0.0.0.0', port: 15432 });
       expect(c.tls?.key).toBe(certs.key);
       expect(c.store).toBe('postgres://hoop:store-pw@store.internal:5432/hoop');
       expect(c.identity.oidc?.groups_claim).toBe('realm_access.roles');
@@ -306,6 +307,16 @@ describe('deploy/hoop.example.yaml', () => {
       delete process.env['HOOP_STORE_PASSWORD'];
       delete process.env['BANK_DB_PASSWORD'];
     }
+  });
+});
+
+describe('postgres_listen', () => {
+  test('host:port like listen; absent by default; a bad value is named by key', () => {
+    expect(parseConfig(minimal({ postgres_listen: '[::1]:15432' }), 'hoop.yaml', dir).postgres_listen).toEqual({ host: '::1', port: 15432 });
+    expect(parseConfig(minimal({}), 'hoop.yaml', dir).postgres_listen).toBeUndefined();
+    expect(problems(minimal({ postgres_listen: '15432' }))).toEqual([
+      'hoop.yaml: postgres_listen: expected host:port, e.g. 127.0.0.1:8009 or [::1]:8009 (port 0 picks a free port)',
+    ]);
   });
 });
 

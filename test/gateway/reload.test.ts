@@ -310,14 +310,16 @@ describe('configChanges and keepRestartOnly (pure)', () => {
     const running = parse(baseConfig(root));
     const next = parse(baseConfig(root, {
       listen: '127.0.0.1:9',
+      postgres_listen: '127.0.0.1:15432',
       store: 'sqlite::memory:',
       audit: { signing_key: '/elsewhere/signing.key', checkpoint_interval: '5m', payload_limit: '2MiB' },
       identity: { oidc: { issuer: 'https://idp.example/', client_id: 'c', audience: 'a' }, api_keys: [] },
       roles: { auditor: ['audit'] },
     }));
     const { applied, needsRestart } = keepRestartOnly(running, next);
-    expect(needsRestart).toEqual(['listen', 'store', 'audit.payload_limit', 'audit.signing_key', 'audit.checkpoint_interval', 'identity.oidc']);
+    expect(needsRestart).toEqual(['listen', 'postgres_listen', 'store', 'audit.payload_limit', 'audit.signing_key', 'audit.checkpoint_interval', 'identity.oidc']);
     expect(applied.listen).toEqual(running.listen);
+    expect(applied.postgres_listen).toBeUndefined(); // not running one: a reload does not open it
     expect(applied.store).toBe(running.store);
     expect(applied.audit).toEqual(running.audit);
     expect(applied.identity).toEqual({ api_keys: [] });

@@ -11,7 +11,7 @@ function hooks(o: { secrets?: (string | undefined)[]; endReason?: string | null 
   const h = sessionAuditHooks({
     recorder, metrics: new GatewayMetrics(() => 0),
     identity: { subject: 'apikey:alice', name: 'alice', email: null, groups: ['analysts'], method: 'api_key', expiresAt: null } as never,
-    connection: 'bank', sessionId: 's1', address: '127.0.0.1', reason: null, database: 'bank', maxSessionMs: null,
+    connection: 'bank', sessionId: 's1', path: 'tunnel', address: '127.0.0.1', reason: null, database: 'bank', maxSessionMs: null,
     onEnded: (info) => ended.push(info),
     ...(o.secrets ? { secrets: o.secrets } : {}),
     ...(o.endReason !== undefined ? { endReason: () => o.endReason ?? null } : {}),

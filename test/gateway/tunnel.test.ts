@@ -87,7 +87,7 @@ describe('a session through the tunnel', () => {
       connection: 'bank',
       actor: { subject: 'apikey:bob', email: null, groups: ['dba'], auth_method: 'api_key' },
       source: { address: '127.0.0.1', application: 'gw-test' },
-      data: { database: upstream.database, user: 'bob', requested_database: 'somedb', reason: 'ticket OPS-42: reconcile' },
+      data: { path: 'tunnel', database: upstream.database, user: 'bob', requested_database: 'somedb', reason: 'ticket OPS-42: reconcile' },
     });
     const starts = evs.filter((e) => e.type === 'query.start');
     const ends = evs.filter((e) => e.type === 'query.end');

@@ -54,6 +54,8 @@ export interface TestGateway {
   config: GatewayConfig;
   /** The temp dir holding the SQLite store and the signing key. */
   dir: string;
+  /** The native PostgreSQL listener (`postgres_listen` in `config`), with its real port; or null. */
+  postgresListen: { host: string; port: number; tls: boolean } | null;
   close(): Promise<void>;
 }
 
@@ -108,6 +110,7 @@ export async function startTestGateway(opts: TestGatewayOptions): Promise<TestGa
       notifier: gateway.notifier,
       config,
       dir,
+      postgresListen: gateway.postgresListen,
       async close() {
         try {
           await gateway.close();

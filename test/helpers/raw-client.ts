@@ -424,10 +424,10 @@ export function describe(m: BackendMessage): string {
 }
 
 /** A raw client through the gateway's tunnel endpoint. */
-export async function rawTunnel(gatewayUrl: string, key: string, options: RawClientOptions & { connection?: string }): Promise<RawClient> {
+export async function rawTunnel(gatewayUrl: string, key: string, options: RawClientOptions & { connection?: string; ca?: string }): Promise<RawClient> {
   const c = new RawClient(options);
   const url = `${gatewayUrl.replace(/^http/, 'ws')}/api/v1/connections/${options.connection ?? 'bank'}/tunnel`;
-  const ws = new WebSocket(url, { headers: { authorization: `Bearer ${key}` } });
+  const ws = new WebSocket(url, { headers: { authorization: `Bearer ${key}` }, ...(options.ca ? { ca: options.ca } : {}) });
   await new Promise<void>((resolve, reject) => {
     ws.on('upgrade', (res) => {
       const id = res.headers['x-hoop-session'];

@@ -7,6 +7,9 @@
  *                                 own, ends with it and exits with its status (client-process.ts)
  *   hoop connect bank             prints the URI (or, with --pgpass, writes the password to the
  *                                 user's password file), runs until SIGINT/SIGTERM
+ *
+ * And one way without a tunnel: `hoop connect bank --print-native` prints a URI for the gateway's
+ * own PostgreSQL listener (native-uri.ts) and exits; the password there is the caller's token.
  */
 import type { ConnectionInfo, MeInfo } from '../../api/types.js';
 import type { GatewayApi } from '../../client/api.js';
@@ -46,7 +49,10 @@ export const connectCommand = defineCommand({
     'With `-- <client> [args...]`, runs the client with PGHOST, PGPORT, PGUSER, PGDATABASE and\n' +
     'a private PGPASSFILE, closes the tunnel when it exits and exits with its status.\n' +
     'Without, prints a ready-to-use connection URI (with --pgpass: writes the password to your\n' +
-    'password file instead) and runs until Ctrl-C.',
+    'password file instead) and runs until Ctrl-C.\n\n' +
+    'With --print-native, opens no tunnel: prints a URI for the gateway\'s own PostgreSQL\n' +
+    'listener (postgres_listen), TLS verify-full, whose password is your token (give it in\n' +
+    'PGPASSWORD, or let --pgpass write it to your password file); --show-token puts it into the URI.',
   args: [
     arg('name', 'connection name (see `hoop connections`)', { complete: 'connections' }),
     arg('client', 'client program and its arguments, after `--`', { optional: true, variadic: true }),
@@ -58,16 +64,26 @@ export const connectCommand = defineCommand({
     pgpass: opt.flag('--pgpass', 'write the password to ~/.pgpass (or $PGPASSFILE) instead of printing it; removed at exit'),
     singleUse: opt.flag('--single-use', 'accept one client connection only; later ones are refused'),
     insecureListenAnywhere: opt.flag('--insecure-listen-anywhere', 'allow a --listen address other than loopback without asking'),
+    printNative: opt.flag('--print-native', 'print a URI for the gateway\'s own PostgreSQL listener (token as the password) and exit; no tunnel'),
+    showToken: opt.flag('--show-token', 'with --print-native: put your token into the printed URI (a credential: keep it out of logs)'),
   },
   examples: [
     "hoop connect bank -- psql -c 'select 1'",
     'hoop connect bank --reason "INC-1234: check failed transfers" -- pg_dump -t accounts -f accounts.sql',
     'hoop connect bank --pgpass --port 6543     # then: psql -h 127.0.0.1 -p 6543 -U <user> <db>',
     'hoop connect bank --port 0 --json          # one JSON line for scripts',
+    'PGPASSWORD="$HOOP_TOKEN" psql "$(hoop connect bank --print-native)"   # one hop, no tunnel',
   ],
   async run(ctx, { args, options }) {
     const name = args.name as string;
     const client = (args.client as string[] | undefined) ?? [];
+    if (options.showToken && !options.printNative) throw new UsageError('--show-token goes with --print-native');
+    if (options.printNative) {
+      if (client.length > 0 || options.singleUse || options.port !== undefined) {
+        throw new UsageError('--print-native opens no tunnel: it takes no client command, --port or --single-use', { hint: 'Run the client yourself with the printed URI.' });
+      }
+      return printNative(ctx, name, options);
+    }
     if (client.length > 0 && options.pgpass) {
       throw new UsageError('--pgpass cannot be combined with a client command', { hint: 'With `-- <client>` the client gets a password file of its own; drop --pgpass.' });
     }
@@ -116,6 +132,48 @@ export const connectCommand = defineCommand({
     return serveListener(ctx, tunnel, connection, options.pgpass);
   },
 });
+
+/**
+ * `--print-native`: the URI of the gateway's own PostgreSQL listener for this identity; the token
+ * goes into the user's password file with --pgpass (it stays: nothing here runs to remove it),
+ * into the URI only with --show-token.
+ */
+async function printNative(ctx: CommandContext, name: string, options: { reason?: string | undefined; pgpass: boolean; showToken: boolean }): Promise<void> {
+  const gateway = ctx.gateway();
+  const api = ctx.api();
+  const [me, connection] = await Promise.all([api.me(), checkConnection(api, name, options.reason)]);
+  const listen = connection.postgres_listen ?? null;
+  if (!listen) {
+    throw new HoopError('HOOP_NOT_FOUND', `the gateway at ${gateway} has no PostgreSQL listener of its own (postgres_listen)`, {
+      hint: `Use the tunnel: hoop connect ${connection.name} -- psql, or ask an administrator to set postgres_listen.`,
+    });
+  }
+  const { nativeTarget, reachableWithoutTls } = await import('../native-uri.js');
+  const { resolve: resolvePath } = await import('node:path');
+  const token = options.pgpass || options.showToken ? await resolveToken(gateway, ctx.env) : undefined;
+  const target = nativeTarget({
+    listen, gateway, me, database: connection.name, reason: options.reason, rootCert: ctx.env.NODE_EXTRA_CA_CERTS ? resolvePath(ctx.env.NODE_EXTRA_CA_CERTS) : undefined,
+    ...(options.showToken ? { password: token } : {}),
+  });
+  let passfile: string | null = null;
+  if (options.pgpass) {
+    const { upsertPgpass, userPgpassPath } = await import('../pgpass.js');
+    const { homedir } = await import('node:os');
+    passfile = userPgpassPath(ctx.env, homedir());
+    upsertPgpass(passfile, { host: target.host, port: target.port, database: target.database, user: target.user, password: token! });
+  }
+  const { io } = ctx;
+  if (ctx.globals.json) {
+    const { uri, host, port, user, database, sslmode } = target;
+    io.print(JSON.stringify({ uri, host, port, user, database, sslmode, ...(target.sslrootcert ? { sslrootcert: target.sslrootcert } : {}), ...(passfile ? { passfile } : {}) }));
+  } else {
+    io.print(target.uri);
+    const cs = io.err;
+    if (passfile) io.info(cs.dim(`The password (your current token) is in ${passfile} (0600); an OIDC token expires: run this again after hoop login.`));
+    else if (!options.showToken) io.info(cs.dim('The password is your token: give it in PGPASSWORD (e.g. PGPASSWORD="$HOOP_TOKEN"), or run again with --pgpass.'));
+    if (!reachableWithoutTls(target)) io.info(cs.yellow(`Warning: the listener offers no TLS; only clients on ${target.host} itself can log in.`));
+  }
+}
 
 /** The gateway's subject for a token, with a client of its own (the context's uses the current token). */
 async function subjectOf(ctx: CommandContext, gateway: string, token: string): Promise<string> {

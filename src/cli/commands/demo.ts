@@ -36,7 +36,7 @@ export const demoCommand = defineCommand({
     const running = demo;
     ctx.defer(() => running.stop());
     if (ctx.globals.json) {
-      ctx.io.print(JSON.stringify({ url: demo.url, connection: 'bank' /* fixed by issue 2 */, keys: demo.keys, data_dir: demo.dataDir }));
+      ctx.io.print(JSON.stringify({ url: demo.url, connection: 'bank' /* fixed by issue 2 */, keys: demo.keys, data_dir: demo.dataDir, postgres_listen: demo.postgresListen }));
     }
     await ctx.shutdownSignal();
     ctx.io.info('Stopping the demo...');

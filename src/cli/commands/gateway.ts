@@ -61,11 +61,18 @@ export const gatewayCommand = defineCommand({
     };
     process.on('SIGHUP', onHangup);
     ctx.defer(() => void process.off('SIGHUP', onHangup));
+    // Listening before the gateway logs that it listens: a SIGTERM right after that line (a
+    // supervisor, a test) must stop it cleanly, not kill it with the default action.
+    const signalled = ctx.shutdownSignal();
     const gateway = await startGateway(config, { logger });
     ctx.defer(() => gateway.close());
     reload = () => gateway.reload('sighup');
-    if (io.isStderrTTY) io.info(`${io.err.green('✓')} hoop gateway listening on ${io.err.bold(gateway.url)} (config ${options.config}); Ctrl-C to stop.`);
-    const signal = await ctx.shutdownSignal();
+    if (io.isStderrTTY) {
+      const native = gateway.postgresListen;
+      const pg = native ? `, PostgreSQL on ${native.host.includes(':') ? `[${native.host}]` : native.host}:${native.port}${native.tls ? '' : ' (no tls: loopback clients only)'}` : '';
+      io.info(`${io.err.green('✓')} hoop gateway listening on ${io.err.bold(gateway.url)}${pg} (config ${options.config}); Ctrl-C to stop.`);
+    }
+    const signal = await signalled;
     logger.info({ signal }, 'stopping');
     try {
       await gateway.close(); // logs the one `stopped` line

@@ -257,8 +257,11 @@ export class SessionRenderer {
     lines.push(`${cs.bold('Session')} ${cs.cyan(s.id)}`);
     lines.push(`${cs.dim('Who:')}        ${sanitize(who)}${s.email && s.subject !== s.email ? cs.dim(`  subject ${sanitize(s.subject)}`) : ''}`);
     lines.push(`${cs.dim('Connection:')} ${sanitize(s.connection)}`);
+    const start = events.find((e) => e.type === 'session.start');
+    // The one-hop path says so (and how the client's password travelled); a tunnel's line stays as it was.
+    const via = start?.data.path === 'native' ? `the native listener, ${typeof start.data.tls === 'string' ? start.data.tls : 'no TLS (loopback)'}` : null;
     const from = [s.source_address, s.client_application].filter(Boolean).join(', ');
-    if (from) lines.push(`${cs.dim('From:')}       ${sanitize(from)}`);
+    if (from || via) lines.push(`${cs.dim('From:')}       ${sanitize([from, via ? `via ${via}` : ''].filter(Boolean).join(' '))}`);
     const ended = s.ended_at
       ? `${formatTimestamp(s.ended_at)} (${formatDuration(Date.parse(s.ended_at) - Date.parse(s.started_at))}${s.end_reason ? `, ${sanitize(s.end_reason)}` : ''})`
       : cs.green('still active');
@@ -267,7 +270,7 @@ export class SessionRenderer {
     const end = events.find((e) => e.type === 'session.end');
     this.endShown = end !== undefined;
     lines.push(...this.endLines(end));
-    const reason = events.find((e) => e.type === 'session.start')?.data.reason;
+    const reason = start?.data.reason;
     if (typeof reason === 'string' && reason) lines.push(`${cs.dim('Reason:')}     ${sanitize(reason)}`);
     // The whole session at hand: count what it holds; else the summary's count (query.start events too).
     const count = whole ? events.filter((e) => e.type === 'query.start').length : s.statements;

@@ -44,6 +44,8 @@ const STARTUP_TIMEOUT_MS = 60_000;
 /** A session a CancelRequest can reach: the gateway's key maps to the session. */
 interface CancelTarget {
   owner: string;
+  /** Reachable by its key alone from another `keyCancel` stream (SessionContext.keyCancel). */
+  keyCancel: boolean;
   session: Session;
 }
 
@@ -75,7 +77,7 @@ export class PostgresEngine implements Engine {
 
   private async serveClient(client: Duplex, ctx: SessionContext): Promise<void> {
     const reader = new FrameReader({ startup: true, maxFrameBytes: this.maxFrameBytes, peer: 'client' });
-    const iterator = chunksOf(client)[Symbol.asyncIterator]();
+    const iterator = withFirst(ctx.preread, chunksOf(client)[Symbol.asyncIterator]());
     let first: { batch: FrameBatch; code: number } | null = null;
     // Like authentication_timeout: a stream that never sends its startup packet is not kept.
     const timer = setTimeout(() => client.destroy(), STARTUP_TIMEOUT_MS);
@@ -159,19 +161,20 @@ export class PostgresEngine implements Engine {
       hello.push(backendKeyData(processId, secretKey), readyForQuery(upstream.transactionStatus));
       client.write(Buffer.concat(hello));
       const session = new Session({ client, upstream, ctx, reader, clientChunks: iterator, cancelUpstream });
-      this.cancelTargets.set(key, { owner: ctx.owner, session });
+      this.cancelTargets.set(key, { owner: ctx.owner, keyCancel: ctx.keyCancel === true, session });
       await session.run();
     } finally {
       this.cancelTargets.delete(key);
     }
   }
 
-  /** CancelRequest: relay to upstream only for a live session of the same owner; never answer. */
+  /** CancelRequest: relay to upstream only for a live session of the same owner (or, between
+   *  `keyCancel` streams, of the same key: SessionContext.keyCancel); never answer. */
   private async cancel(client: Duplex, ctx: SessionContext, body: Buffer): Promise<void> {
     try {
       const { processId, secretKey } = decodeCancelRequest(body);
       const target = this.cancelTargets.get(`${processId}:${secretKey}`);
-      if (target && target.owner === ctx.owner) target.session.cancelRequest();
+      if (target && (target.owner === ctx.owner || (ctx.keyCancel === true && target.keyCancel))) target.session.cancelRequest();
     } catch {
       // A cancel is best effort, as in PostgreSQL: the client gets no answer either way.
     }
@@ -198,6 +201,21 @@ async function readStartupPacket(
   const f = batch.frames[0]!;
   if (f.end - f.start < 8) throw new HoopError('HOOP_PROTOCOL', 'invalid startup packet: too short');
   return { batch, code: batch.buffer.readInt32BE(f.start + 4) };
+}
+
+/** `first` (bytes already read from the stream), then the stream's own chunks. */
+function withFirst(first: Buffer | undefined, rest: AsyncIterator<Buffer>): AsyncIterator<Buffer> {
+  if (!first || first.length === 0) return rest;
+  let pending: Buffer | null = first;
+  return {
+    next: () => {
+      if (pending === null) return rest.next();
+      const value = pending;
+      pending = null;
+      return Promise.resolve({ done: false, value });
+    },
+    ...(rest.return ? { return: (v?: unknown) => rest.return!(v) } : {}),
+  };
 }
 
 /** NegotiateProtocolVersion: we speak 3.0 and none of the `_pq_.` protocol options. */

@@ -121,6 +121,11 @@ export function authenticationOk(): Buffer {
   return frame(MessageType.Authentication, int32(AuthCode.Ok));
 }
 
+/** AuthenticationCleartextPassword: the client answers with a PasswordMessage holding the password. */
+export function authenticationCleartextPassword(): Buffer {
+  return frame(MessageType.Authentication, int32(AuthCode.CleartextPassword));
+}
+
 /** AuthenticationSASL listing mechanisms (each NUL-terminated, then an empty name). */
 export function authenticationSASL(mechanisms: string[]): Buffer {
   return frame(MessageType.Authentication, int32(AuthCode.SASL), ...mechanisms.map(cstring), Buffer.from([0]));

@@ -50,6 +50,8 @@ export async function startHarness(opts: {
   engine?: PostgresEngine;
   /** SessionContext.scrubText for every session. */
   scrubText?: SessionContext['scrubText'];
+  /** SessionContext.keyCancel for every session and cancel stream (the native listener's). */
+  keyCancel?: boolean;
 }): Promise<Harness> {
   const engine = opts.engine ?? new PostgresEngine();
   const events: HookEvent[] = [];
@@ -97,7 +99,7 @@ export async function startHarness(opts: {
     protocolError: (e) => void events.push({ type: 'protocolError', data: e }),
     unattributed: (m) => void events.push({ type: 'unattributed', data: m }),
   };
-  const ctx: SessionContext = { upstream: opts.upstream, dial: () => tcpDial(opts.upstream), hooks, payloadLimit: opts.payloadLimit ?? 1024 * 1024, owner: opts.owner ?? 'alice', ...(opts.scrubText ? { scrubText: opts.scrubText } : {}) };
+  const ctx: SessionContext = { upstream: opts.upstream, dial: () => tcpDial(opts.upstream), hooks, payloadLimit: opts.payloadLimit ?? 1024 * 1024, owner: opts.owner ?? 'alice', ...(opts.scrubText ? { scrubText: opts.scrubText } : {}), ...(opts.keyCancel ? { keyCancel: true } : {}) };
   const server: Server = createServer({ noDelay: true }, (socket) => {
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));

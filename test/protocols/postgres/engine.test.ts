@@ -471,6 +471,31 @@ describe('cancel', () => {
       await other.close();
     }
   });
+
+  it('between keyCancel streams (the native listener): by key alone, whoever the owner; never a tunnel session', async () => {
+    const native = await startHarness({ upstream: upstreamConfig(upstream), owner: 'bob', engine: h.engine, keyCancel: true });
+    const stranger = await startHarness({ upstream: upstreamConfig(upstream), owner: '', engine: h.engine, keyCancel: true });
+    try {
+      const tunnelled = await h.client(); // owner alice, no keyCancel: a tunnel's session
+      const direct = await native.client();
+      const SLEEP = 'select pg_sleep(30) as keycancel_tunnel';
+      const FENCE = 'select pg_sleep(30) as keycancel_native';
+      const sleeping = tunnelled.query(SLEEP).catch((e) => e);
+      const fenced = direct.query(FENCE).catch((e) => e);
+      await untilRunning(db, SLEEP);
+      await untilRunning(db, FENCE);
+      await sendCancel(stranger.port, (tunnelled as any).processID, (tunnelled as any).secretKey); // must do nothing
+      await sendCancel(stranger.port, (direct as any).processID, (direct as any).secretKey); // by key alone
+      expect(await fenced).toMatchObject({ code: '57014' });
+      expect(await runningPids(db, SLEEP)).toHaveLength(1);
+      await sendCancel(h.port, (tunnelled as any).processID, (tunnelled as any).secretKey);
+      expect(await sleeping).toMatchObject({ code: '57014' });
+      await Promise.all([tunnelled.end(), direct.end()]);
+    } finally {
+      await native.close();
+      await stranger.close();
+    }
+  });
 });
 
 describe('upstream authentication and TLS', () => {
