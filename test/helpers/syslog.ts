@@ -49,7 +49,8 @@ export async function startRsyslog(): Promise<Rsyslog> {
       'main_queue(queue.type="Direct")',
       'module(load="imtcp")',
       'template(name="raw" type="string" string="%rawmsg%\\n")',
-      `input(type="imtcp" port="${port}" listenPortFileName="${portFile}")`,
+      // Port 0 the first time (rsyslog names the port it got in the file; only then), the same one after.
+      `input(type="imtcp" address="127.0.0.1" port="${port}"${port === 0 ? ` listenPortFileName="${portFile}"` : ''})`,
       `action(type="omfile" file="${output}" template="raw")`,
       '',
     ].join('\n'));
@@ -58,10 +59,13 @@ export async function startRsyslog(): Promise<Rsyslog> {
     proc.stderr!.on('data', (c: Buffer) => stderr.push(c));
     child = proc;
     const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
-    const ready = until(() => existsSync(portFile) && Number(readFileSync(portFile, 'utf8').trim()) > 0, { timeoutMs: 10_000, what: 'rsyslogd listening' });
+    const known = port;
+    const ready = known === 0
+      ? until(() => existsSync(portFile) && Number(readFileSync(portFile, 'utf8').trim()) > 0, { timeoutMs: 10_000, what: 'rsyslogd listening' })
+      : until(() => listening(known), { timeoutMs: 10_000, what: `rsyslogd accepting on ${known}` });
     const outcome = await Promise.race([ready.then(() => 'ready' as const), exited.then((code) => code)]);
     if (outcome !== 'ready') throw new Error(`rsyslogd could not start (exit ${outcome}): ${Buffer.concat(stderr).toString('utf8').trim().slice(0, 500)}`);
-    port = Number(readFileSync(portFile, 'utf8').trim());
+    if (known === 0) port = Number(readFileSync(portFile, 'utf8').trim());
     await until(() => listening(port), { timeoutMs: 10_000, what: `rsyslogd accepting on ${port}` });
   };
   const kill = async (signal: NodeJS.Signals = 'SIGTERM') => {

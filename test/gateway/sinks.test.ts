@@ -1,0 +1,159 @@
+/**
+ * Audit sinks end to end: a real gateway, statements through the tunnel, and real receivers —
+ * rsyslogd (killed with SIGKILL mid-stream and started again), a TLS syslog receiver trusting a
+ * test CA, an HTTP receiver and a rotating file. Every event reaches every sink, in order
+ * (repeats allowed where the transport cannot know), checkpoints among them, and /metrics shows
+ * the lag rising while a sink is down and back to 0.
+ */
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { request } from 'undici';
+import { afterAll, expect, inject, test } from 'vitest';
+import { canonicalJson } from '../../src/audit/chain.js';
+import type { AuditEvent } from '../../src/audit/event.js';
+import { openStore } from '../../src/store/index.js';
+import { startTestGateway } from '../helpers/gateway.js';
+import { until } from '../helpers/poll.js';
+import { startRsyslog, startTlsSyslog, type SyslogMessage } from '../helpers/syslog.js';
+import { makeCertificates } from '../helpers/tls.js';
+import { tunnelClient } from './ws-client.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'hoop-sinks-e2e-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
+
+/** Seqs as received: repeats dropped, the rest must then be exactly 1..head in order. */
+function firstSeen(seqs: number[]): number[] {
+  const seen = new Set<number>();
+  return seqs.filter((s) => (seen.has(s) ? false : (seen.add(s), true)));
+}
+
+async function metric(url: string, name: string, sink: string): Promise<number | null> {
+  const text = await (await request(`${url}/metrics`)).body.text();
+  const m = new RegExp(`^${name}\\{sink="${sink}"\\} (\\S+)$`, 'm').exec(text);
+  return m ? Number(m[1]) : null;
+}
+
+function syslogSeqs(messages: SyslogMessage[]): number[] {
+  return messages.map((m) => Number(m.sd['hoop@32473']!['seq']));
+}
+
+test('every event reaches syslog (killed and restarted), TLS syslog, HTTP and file sinks, in order; lag up while down, then 0', async () => {
+  const rsyslog = await startRsyslog();
+  const certs = makeCertificates();
+  const tlsRx = await startTlsSyslog(certs);
+  const httpGot: AuditEvent[][] = [];
+  const server: Server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      if (req.headers['authorization'] !== 'Bearer http-sink-token') return void res.writeHead(401).end();
+      httpGot.push(JSON.parse(Buffer.concat(chunks).toString('utf8')) as AuditEvent[]);
+      res.writeHead(204).end();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  const storePath = join(dir, 'hoop.db');
+  const filePath = join(dir, 'sink', 'audit.jsonl');
+  const gw = await startTestGateway({
+    upstream: inject('upstream'),
+    store: `sqlite:${storePath}`,
+    config: {
+      audit: {
+        payload_limit: '1MiB',
+        signing_key: join(dir, 'signing.key'),
+        checkpoint_interval: '1s',
+        sinks: [
+          { syslog: `tcp://127.0.0.1:${rsyslog.port}`, name: 'rsyslog', app_name: 'hoop-test' },
+          { syslog: `tcp://localhost:${tlsRx.port}`, tls: true, ca: certs.ca, name: 'tls' },
+          { http: `http://127.0.0.1:${(server.address() as AddressInfo).port}/ingest`, format: 'json', token: 'http-sink-token', name: 'http' },
+          { file: filePath, max_bytes: '64KiB', keep: 1000, name: 'file' },
+        ],
+      },
+    },
+  });
+  let producing = true;
+  let statements = 0;
+  const client = await tunnelClient(gw.url, 'bank', gw.keys['alice']!, { application: 'sink-test' });
+  const producer = (async () => {
+    while (producing) {
+      await client.query('SELECT $1::int AS n, repeat($2, 20) AS pad', [statements, 'é']);
+      statements += 1;
+    }
+  })();
+  try {
+    await until(() => rsyslog.messages().length >= 10, { timeoutMs: 20_000, what: 'rsyslog receiving' });
+    await rsyslog.kill('SIGKILL');
+    const atKill = statements;
+    // Down: the statements go on (no sink ever holds them up), the lag grows, attempts fail.
+    await until(() => statements > atKill + 20, { timeoutMs: 20_000, what: 'statements while the sink is down' });
+    const headWhileDown = (await gw.store.head())!.seq;
+    await until(async () => ((await metric(gw.url, 'hoop_audit_sink_errors_total', 'rsyslog')) ?? 0) >= 1, { timeoutMs: 20_000, what: 'failed attempts' });
+    // Each failed attempt reads the head again: the lag reaches at least what was logged since the kill.
+    await until(async () => ((await metric(gw.url, 'hoop_audit_sink_lag_events', 'rsyslog')) ?? 0) >= headWhileDown - rsyslog.messages().length, { timeoutMs: 20_000, what: 'lag rising' });
+    await rsyslog.restart();
+    await until(() => statements > atKill + 40, { timeoutMs: 20_000 });
+    producing = false;
+    await producer;
+    await client.end();
+    const head = (await gw.store.head())!.seq;
+    const stored = await gw.store.readEvents({ payload: false, limit: head }); // more may come (session.end, checkpoints)
+    await until(() => firstSeen(syslogSeqs(rsyslog.messages())).length >= head, { timeoutMs: 30_000, what: () => `rsyslog has ${firstSeen(syslogSeqs(rsyslog.messages())).length} of ${head}` });
+    await until(async () => (await metric(gw.url, 'hoop_audit_sink_lag_events', 'rsyslog')) === 0, { timeoutMs: 10_000, what: 'lag back to 0' });
+
+    // rsyslog: every event, in order once repeats (a resend after the kill) are dropped; each
+    // message's MSG is the stored event, its structured data names it, its severity fits.
+    const received = rsyslog.messages();
+    expect(firstSeen(syslogSeqs(received)).slice(0, head)).toEqual(range(1, head));
+    const bySeq = new Map(stored.map((e) => [e.seq, e]));
+    for (const m of received.filter((x) => Number(x.sd['hoop@32473']!['seq']) <= head)) {
+      const e = bySeq.get(Number(m.sd['hoop@32473']!['seq']))!;
+      expect(m.msg).toBe(canonicalJson(e));
+      expect(m).toMatchObject({ bom: true, appName: 'hoop-test', msgId: e.type, timestamp: e.time, pri: 13 * 8 + (e.type === 'config.loaded' ? 5 : 6) });
+      expect(m.sd['hoop@32473']).toEqual({ seq: String(e.seq), type: e.type, hash: e.hash });
+    }
+    // Repeats come only as a resend of a run that was cut off: after dedupe, nothing goes back.
+    const seqs = syslogSeqs(received);
+    expect(seqs.filter((s, i) => i > 0 && s < seqs[i - 1]!).length).toBeLessThanOrEqual(1);
+    // Checkpoints went out like every event: a copy outside the gateway anchors the chain.
+    expect(received.some((m) => m.msgId === 'checkpoint')).toBe(true);
+
+    // The other sinks were never down: exactly the log, once each.
+    await until(() => tlsRx.messages.length >= head, { timeoutMs: 10_000, what: 'TLS receiver' });
+    expect(syslogSeqs(tlsRx.messages).slice(0, head)).toEqual(range(1, head));
+    await until(() => httpGot.flat().length >= head, { timeoutMs: 10_000, what: 'HTTP receiver' });
+    expect(httpGot.flat().slice(0, head)).toEqual(stored);
+    for (const sink of ['tls', 'http', 'file']) {
+      await until(async () => (await metric(gw.url, 'hoop_audit_sink_lag_events', sink)) === 0, { timeoutMs: 10_000, what: `${sink} lag 0` });
+      expect(await metric(gw.url, 'hoop_audit_sink_errors_total', sink)).toBe(0);
+      expect(await metric(gw.url, 'hoop_audit_sink_delivered_total', sink)).toBeGreaterThanOrEqual(head);
+      expect(await metric(gw.url, 'hoop_audit_sink_last_delivery_timestamp_seconds', sink)).toBeGreaterThan(Date.now() / 1000 - 120);
+    }
+  } finally {
+    producing = false;
+    await producer.catch(() => {});
+    await gw.close();
+    await rsyslog.close();
+    await tlsRx.close();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+  // At shutdown the gateway signs its last head and gives the sinks a moment: the file ends with it.
+  const store = await openStore(`sqlite:${storePath}`);
+  try {
+    const last = (await store.readEvents({ newestFirst: true, limit: 1, payload: false }))[0]!;
+    expect(last.type).toBe('checkpoint');
+    // Rotated at 64 KiB: PATH.n (oldest) … PATH.1, then PATH.
+    const rotated = readdirSync(join(dir, 'sink')).filter((f) => /^audit\.jsonl\.\d+$/.test(f)).sort((x, y) => Number(y.split('.').pop()) - Number(x.split('.').pop()));
+    expect(rotated.length).toBeGreaterThan(0);
+    const lines = [...rotated.map((f) => join(dir, 'sink', f)), filePath].flatMap((f) => readFileSync(f, 'utf8').trimEnd().split('\n'));
+    expect(lines.at(-1)).toBe(canonicalJson(last));
+    expect(lines).toHaveLength(last.seq);
+    expect((await store.readSinkCursor('file'))!).toMatchObject({ delivered_seq: last.seq, lease_owner: null });
+  } finally {
+    await store.close();
+  }
+});
