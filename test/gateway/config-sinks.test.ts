@@ -1,4 +1,5 @@
 /** audit.sinks: the three shapes, their ids, and what is refused. */
+import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -44,7 +45,7 @@ describe('audit.sinks', () => {
       ]);
       expect(sinks).toEqual([
         { kind: 'syslog', id: 'syslog:tcp://siem.internal:6514', name: null, host: 'siem.internal', port: 6514, tls: true, ca: certs.ca, appName: 'hoop', includePayload: false, start: 'beginning' },
-        { kind: 'http', id: 'http:https://hec.example/services/collector', name: null, url: 'https://hec.example/services/collector?x=1', token: 'hec-token-1234', format: 'hec', headers: {}, includePayload: false, start: 'beginning' },
+        { kind: 'http', id: `http:https://hec.example#${createHash('sha256').update('https://hec.example/services/collector?x=1').digest('hex').slice(0, 12)}`, name: null, url: 'https://hec.example/services/collector?x=1', token: 'hec-token-1234', format: 'hec', headers: {}, includePayload: false, start: 'beginning' },
         { kind: 'file', id: 'local-copy', name: 'local-copy', path: join(dir, 'audit/hoop.jsonl'), maxBytes: 100 * 1024 * 1024, keep: 10, includePayload: true, start: 'now' },
         { kind: 'syslog', id: 'syslog:tcp://[::1]:514', name: null, host: '::1', port: 514, tls: false, ca: null, appName: 'hoop', includePayload: false, start: 'beginning' },
       ]);

@@ -7,6 +7,7 @@
  * counts as delivered by that transport's own rule (HTTP: a 2xx answer; file: fsynced; syslog:
  * written on a connection that then stayed healthy for a grace period) and rejects otherwise.
  */
+import { createHash } from 'node:crypto';
 import { canonicalJson } from '../chain.js';
 import type { AuditEvent, AuditEventType } from '../event.js';
 
@@ -47,14 +48,16 @@ export interface FileSinkConfig extends SinkCommon {
 
 export type SinkConfig = SyslogSinkConfig | HttpSinkConfig | FileSinkConfig;
 
-/** A sink's id when it has no `name`: its type and target, without credentials or query. */
+/** A sink's id when it has no `name`: its type and target (an HTTP URL's path and query only as a digest). */
 export function sinkIdOf(s: { kind: 'syslog'; host: string; port: number } | { kind: 'http'; url: string } | { kind: 'file'; path: string }): string {
   switch (s.kind) {
     case 'syslog':
       return `syslog:tcp://${s.host.includes(':') ? `[${s.host}]` : s.host}:${s.port}`;
     case 'http': {
+      // The path and query may hold a credential (some collectors take one there): the id, shown
+      // in /metrics and logs and kept in the store, has the origin and a digest of the rest.
       const u = new URL(s.url);
-      return `http:${u.origin}${u.pathname}`;
+      return `http:${u.origin}#${createHash('sha256').update(s.url).digest('hex').slice(0, 12)}`;
     }
     case 'file':
       return `file:${s.path}`;
