@@ -1,7 +1,7 @@
 /**
  * Audit sinks end to end: a real gateway, statements through the tunnel, and real receivers —
- * rsyslogd (killed with SIGKILL mid-stream and started again), a TLS syslog receiver trusting a
- * test CA, an HTTP receiver and a rotating file. Every event reaches every sink, in order
+ * rsyslogd and an HTTP collector process (both killed with SIGKILL mid-stream and started again),
+ * a TLS syslog receiver trusting a test CA, an HTTP receiver and a rotating file. Every event reaches every sink, in order
  * (repeats allowed where the transport cannot know), checkpoints among them, and /metrics shows
  * the lag rising while a sink is down and back to 0.
  */
@@ -17,7 +17,7 @@ import type { AuditEvent } from '../../src/audit/event.js';
 import { openStore } from '../../src/store/index.js';
 import { startTestGateway } from '../helpers/gateway.js';
 import { until } from '../helpers/poll.js';
-import { startRsyslog, startTlsSyslog, type SyslogMessage } from '../helpers/syslog.js';
+import { startHttpCollector, startRsyslog, startTlsSyslog, type SyslogMessage } from '../helpers/syslog.js';
 import { makeCertificates } from '../helpers/tls.js';
 import { tunnelClient } from './ws-client.js';
 
@@ -42,8 +42,9 @@ function syslogSeqs(messages: SyslogMessage[]): number[] {
   return messages.map((m) => Number(m.sd['hoop@32473']!['seq']));
 }
 
-test('every event reaches syslog (killed and restarted), TLS syslog, HTTP and file sinks, in order; lag up while down, then 0', async () => {
+test('every event reaches syslog and HEC (killed and restarted), TLS syslog, HTTP and file sinks, in order; lag up while down, then 0', async () => {
   const rsyslog = await startRsyslog();
+  const collector = await startHttpCollector();
   const certs = makeCertificates();
   const tlsRx = await startTlsSyslog(certs);
   const httpGot: AuditEvent[][] = [];
@@ -72,6 +73,7 @@ test('every event reaches syslog (killed and restarted), TLS syslog, HTTP and fi
           { syslog: `tcp://localhost:${tlsRx.port}`, tls: true, ca: certs.ca, name: 'tls' },
           { http: `http://127.0.0.1:${(server.address() as AddressInfo).port}/ingest`, format: 'json', token: 'http-sink-token', name: 'http' },
           { file: filePath, max_bytes: '64KiB', keep: 1000, name: 'file' },
+          { http: `http://127.0.0.1:${collector.port}/services/collector`, token: 'hec-token', name: 'hec' },
         ],
       },
     },
@@ -87,7 +89,8 @@ test('every event reaches syslog (killed and restarted), TLS syslog, HTTP and fi
   })();
   try {
     await until(() => rsyslog.messages().length >= 10, { timeoutMs: 20_000, what: 'rsyslog receiving' });
-    await rsyslog.kill('SIGKILL');
+    await until(() => collector.bodies().length >= 2, { timeoutMs: 20_000, what: 'the collector receiving' });
+    await Promise.all([rsyslog.kill('SIGKILL'), collector.kill('SIGKILL')]);
     const atKill = statements;
     // Down: the statements go on (no sink ever holds them up), the lag grows, attempts fail.
     await until(() => statements > atKill + 20, { timeoutMs: 20_000, what: 'statements while the sink is down' });
@@ -95,7 +98,8 @@ test('every event reaches syslog (killed and restarted), TLS syslog, HTTP and fi
     await until(async () => ((await metric(gw.url, 'hoop_audit_sink_errors_total', 'rsyslog')) ?? 0) >= 1, { timeoutMs: 20_000, what: 'failed attempts' });
     // Each failed attempt reads the head again: the lag reaches at least what was logged since the kill.
     await until(async () => ((await metric(gw.url, 'hoop_audit_sink_lag_events', 'rsyslog')) ?? 0) >= headWhileDown - rsyslog.messages().length, { timeoutMs: 20_000, what: 'lag rising' });
-    await rsyslog.restart();
+    await until(async () => ((await metric(gw.url, 'hoop_audit_sink_errors_total', 'hec')) ?? 0) >= 1, { timeoutMs: 20_000, what: 'failed HEC attempts' });
+    await Promise.all([rsyslog.restart(), collector.restart()]);
     await until(() => statements > atKill + 40, { timeoutMs: 20_000 });
     producing = false;
     await producer;
@@ -122,6 +126,12 @@ test('every event reaches syslog (killed and restarted), TLS syslog, HTTP and fi
     // Checkpoints went out like every event: a copy outside the gateway anchors the chain.
     expect(received.some((m) => m.msgId === 'checkpoint')).toBe(true);
 
+    // The HEC collector, killed too: every event after dropping repeats (a batch it stored whose answer was lost).
+    const hecSeqs = () => collector.bodies().flatMap((b) => b.split('\n').map((l) => (JSON.parse(l) as { event: AuditEvent }).event.seq));
+    await until(() => firstSeen(hecSeqs()).length >= head, { timeoutMs: 30_000, what: 'the collector catching up' });
+    expect(firstSeen(hecSeqs()).slice(0, head)).toEqual(range(1, head));
+    await until(async () => (await metric(gw.url, 'hoop_audit_sink_lag_events', 'hec')) === 0, { timeoutMs: 10_000, what: 'hec lag 0' });
+
     // The other sinks were never down: exactly the log, once each.
     await until(() => tlsRx.messages.length >= head, { timeoutMs: 10_000, what: 'TLS receiver' });
     expect(syslogSeqs(tlsRx.messages).slice(0, head)).toEqual(range(1, head));
@@ -138,6 +148,7 @@ test('every event reaches syslog (killed and restarted), TLS syslog, HTTP and fi
     await producer.catch(() => {});
     await gw.close();
     await rsyslog.close();
+    await collector.close();
     await tlsRx.close();
     await new Promise<void>((resolve) => server.close(() => resolve()));
   }

@@ -196,3 +196,73 @@ export async function startTlsSyslog(cert: { cert: string; key: string }): Promi
     }),
   };
 }
+
+/**
+ * An HTTP collector in a process of its own, so a test can SIGKILL it: it appends each request
+ * body (one line per batch, with the time it came) to a file, synchronously, before answering 204.
+ * Started again on the same port after a kill.
+ */
+export interface HttpCollector {
+  port: number;
+  /** Every body received, in order (across restarts). */
+  bodies(): string[];
+  kill(signal?: NodeJS.Signals): Promise<void>;
+  restart(): Promise<void>;
+  close(): Promise<void>;
+}
+
+const COLLECTOR = `
+const http = require('node:http');
+const fs = require('node:fs');
+const [out, port] = process.argv.slice(1);
+const server = http.createServer((req, res) => {
+  const chunks = [];
+  req.on('data', (c) => chunks.push(c));
+  req.on('end', () => {
+    fs.appendFileSync(out, JSON.stringify(Buffer.concat(chunks).toString('utf8')) + '\\n');
+    res.writeHead(204).end();
+  });
+});
+server.listen(Number(port), '127.0.0.1', () => process.stdout.write(String(server.address().port) + '\\n'));
+`;
+
+export async function startHttpCollector(): Promise<HttpCollector> {
+  const dir = mkdtempSync(join(tmpdir(), 'hoop-collector-'));
+  const out = join(dir, 'bodies.jsonl');
+  let child: ChildProcess | null = null;
+  let port = 0;
+  const launch = async () => {
+    const proc = spawn(process.execPath, ['-e', COLLECTOR, out, String(port)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    child = proc;
+    const got = await new Promise<number>((resolve, reject) => {
+      let text = '';
+      proc.stdout!.on('data', (c: Buffer) => {
+        text += c.toString('utf8');
+        if (text.includes('\n')) resolve(Number(text.trim()));
+      });
+      proc.once('exit', (code) => reject(new Error(`the HTTP collector exited (${code}) before listening`)));
+    });
+    port = got;
+  };
+  const kill = async (signal: NodeJS.Signals = 'SIGTERM') => {
+    const proc = child;
+    child = null;
+    if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
+    const gone = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
+    proc.kill(signal);
+    await gone;
+  };
+  await launch();
+  return {
+    get port() {
+      return port;
+    },
+    bodies: () => (existsSync(out) ? readFileSync(out, 'utf8').split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as string) : []),
+    kill,
+    restart: launch,
+    async close() {
+      await kill('SIGTERM');
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
