@@ -71,10 +71,7 @@ export async function startRsyslog(): Promise<Rsyslog> {
   const kill = async (signal: NodeJS.Signals = 'SIGTERM') => {
     const proc = child;
     child = null;
-    if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
-    const gone = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
-    proc.kill(signal);
-    await gone;
+    await stopChild(proc, signal);
   };
   try {
     await launch();
@@ -247,10 +244,7 @@ export async function startHttpCollector(): Promise<HttpCollector> {
   const kill = async (signal: NodeJS.Signals = 'SIGTERM') => {
     const proc = child;
     child = null;
-    if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
-    const gone = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
-    proc.kill(signal);
-    await gone;
+    await stopChild(proc, signal);
   };
   await launch();
   return {
@@ -265,4 +259,12 @@ export async function startHttpCollector(): Promise<HttpCollector> {
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** Sends `signal` to a child that is still running and waits for it to exit. */
+async function stopChild(proc: ChildProcess | null, signal: NodeJS.Signals): Promise<void> {
+  if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
+  const gone = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
+  proc.kill(signal);
+  await gone;
 }

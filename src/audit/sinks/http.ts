@@ -85,7 +85,8 @@ export class HttpTransport implements SinkTransport {
   }
 }
 
-async function readSome(body: AsyncIterable<Buffer> & { destroy(): unknown }, max: number): Promise<string> {
+/** The start of a response body, whitespace folded, for an error message (the approver webhooks use it too). */
+export async function readSome(body: AsyncIterable<Buffer> & { destroy(): unknown }, max: number): Promise<string> {
   let text = '';
   try {
     for await (const chunk of body) {
