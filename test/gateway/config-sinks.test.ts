@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
 import { ConfigError } from '../../src/errors.js';
 import { parseConfig } from '../../src/gateway/config.js';
+import { keepRestartOnly } from '../../src/gateway/reload.js';
 import { makeCertificates } from '../helpers/tls.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'hoop-config-sinks-'));
@@ -93,5 +94,14 @@ describe('audit.sinks', () => {
     const fp = (token: string, header: string) => parseConfig(withSinks([{ http: 'https://h.example/', format: 'json', token, headers: { 'X-Api-Key': header } }]), 'hoop.yaml', dir).fingerprint;
     expect(fp('token-one', 'key-one')).toBe(fp('token-two', 'key-two'));
     expect(fp('token-one', 'key-one')).not.toBe(parseConfig(withSinks([{ http: 'https://other.example/', format: 'json', token: 'token-one' }]), 'hoop.yaml', dir).fingerprint);
+  });
+
+  test('a reload keeps the running sinks and says they need a restart', () => {
+    const running = parseConfig(withSinks([{ file: 'a.jsonl' }]), 'hoop.yaml', dir);
+    const next = parseConfig(withSinks([{ file: 'b.jsonl' }]), 'hoop.yaml', dir);
+    const { applied, needsRestart } = keepRestartOnly(running, next);
+    expect(needsRestart).toEqual(['audit.sinks']);
+    expect(applied.audit.sinks).toEqual(running.audit.sinks);
+    expect(keepRestartOnly(running, running).needsRestart).toEqual([]);
   });
 });
