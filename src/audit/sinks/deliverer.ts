@@ -70,6 +70,8 @@ export const DEFAULT_TUNING: DeliveryTuning = {
 
 /** Payloads are fetched this many events at a time. */
 const PAYLOAD_CHUNK = 16;
+/** A delivery starts only if the lease outlasts its deadline by this much. */
+const LEASE_MARGIN_MS = 2_000;
 
 export interface DelivererOptions {
   store: SinkStore;
@@ -100,7 +102,7 @@ export class SinkDeliverer {
   /** While closing: deliver what is there until caught up or this time, then stop. */
   private drainUntil = Infinity;
   private wakeUp: (() => void) | null = null;
-  private inflight: AbortController | null = null;
+  private readonly inflight = new Set<AbortController>();
   private failures = 0;
   private holding = false;
 
@@ -134,7 +136,7 @@ export class SinkDeliverer {
     this.wake();
     const timer = setTimeout(() => {
       this.stopping = true;
-      this.inflight?.abort(new Error('the gateway is stopping'));
+      for (const ac of this.inflight) ac.abort(new Error('the gateway is stopping'));
       this.wake();
     }, drainMs);
     timer.unref();
@@ -163,15 +165,21 @@ export class SinkDeliverer {
     }
   }
 
-  /** One claim-read-deliver-advance pass; returns how long to wait before the next (0: at once). */
+  /**
+   * One pass: claim, then read-deliver-advance until caught up or the lease needs renewing.
+   * Returns how long to wait before the next pass (0: at once). With a transport `window` above 1
+   * (syslog), the next batches are written while earlier ones wait out their grace period, on the
+   * same stream and in order; the cursor still advances batch by batch, in order, and a failure
+   * ends the pass with everything after the last advance sent again by the next one.
+   */
   private async step(): Promise<number> {
     const head = (await this.o.store.head())?.seq ?? 0;
-    const now = this.now();
+    const claimedAt = this.now();
     const cursor = await this.o.store.claimSinkLease({
       sink: this.id,
       owner: this.o.owner,
-      now: new Date(now).toISOString(),
-      leaseUntil: new Date(now + this.t.leaseMs).toISOString(),
+      now: new Date(claimedAt).toISOString(),
+      leaseUntil: new Date(claimedAt + this.t.leaseMs).toISOString(),
       startSeq: this.o.sink.start === 'now' ? head : 0, // used only when the sink has no cursor yet
     });
     if (!cursor) {
@@ -183,33 +191,58 @@ export class SinkDeliverer {
     }
     this.holding = true;
     this.o.metrics?.sinkLag(this.id, Math.max(0, head - cursor.delivered_seq));
-    const page = await this.o.store.readEventPage({ afterSeq: cursor.delivered_seq, limit: this.t.pageEvents, maxBytes: this.t.pageBytes });
-    if (page.events.length === 0) return this.t.pollMs;
-    const records = this.o.sink.includePayload ? await this.withPayloads(page.events) : page.events.map(sinkRecordOf);
-    await this.deliver(records);
-    const last = records[records.length - 1]!.seq;
-    const advanced = await this.o.store.advanceSinkCursor({ sink: this.id, owner: this.o.owner, deliveredSeq: last, now: new Date(this.now()).toISOString() });
-    if (!advanced) {
-      // The lease ran out during the delivery and another gateway took the sink over: it resends from the cursor.
-      this.o.logger.warn({ sink: this.id, seq: last }, 'audit sink lease lost during a delivery; another gateway continues from the cursor');
-      this.holding = false;
-      return this.t.pollMs;
+    const window = Math.max(1, this.o.transport.window ?? 1);
+    // A delivery starts only while the lease outlasts it by a margin: then the pass ends and the next one renews.
+    const mayStart = () => claimedAt + this.t.leaseMs - this.now() > this.t.deliverTimeoutMs + LEASE_MARGIN_MS;
+    const pending: { last: number; count: number; done: Promise<void>; abort(): void }[] = [];
+    let readAfter = cursor.delivered_seq;
+    let caughtUp = false;
+    try {
+      for (;;) {
+        while (!caughtUp && pending.length < window && !this.stopping && mayStart()) {
+          const page = await this.o.store.readEventPage({ afterSeq: readAfter, limit: this.t.pageEvents, maxBytes: this.t.pageBytes });
+          if (page.events.length === 0) {
+            caughtUp = true;
+            break;
+          }
+          const records = this.o.sink.includePayload ? await this.withPayloads(page.events) : page.events.map(sinkRecordOf);
+          const last = records[records.length - 1]!.seq;
+          caughtUp = page.next === null && last === page.events[page.events.length - 1]!.seq;
+          readAfter = last;
+          pending.push({ last, count: records.length, ...this.deliver(records) });
+        }
+        const first = pending.shift();
+        if (!first) break;
+        await first.done;
+        const advanced = await this.o.store.advanceSinkCursor({ sink: this.id, owner: this.o.owner, deliveredSeq: first.last, now: new Date(this.now()).toISOString() });
+        if (!advanced) {
+          // The lease ran out and another gateway took the sink over: it resends from the cursor.
+          this.o.logger.warn({ sink: this.id, seq: first.last }, 'audit sink lease lost during a delivery; another gateway continues from the cursor');
+          this.holding = false;
+          return this.t.pollMs;
+        }
+        this.o.metrics?.sinkDelivered(this.id, first.count, this.now());
+        this.o.metrics?.sinkLag(this.id, Math.max(0, Math.max(head, readAfter) - first.last));
+      }
+    } finally {
+      // After a failure (or a lost lease) the rest is not counted: stop it, and let it settle.
+      for (const p of pending) p.abort();
+      await Promise.allSettled(pending.map((p) => p.done));
     }
-    this.o.metrics?.sinkDelivered(this.id, records.length, this.now());
-    this.o.metrics?.sinkLag(this.id, Math.max(0, head - last));
-    return last === page.events[page.events.length - 1]!.seq && page.next === null ? this.t.pollMs : 0;
+    return caughtUp ? this.t.pollMs : 0;
   }
 
-  private async deliver(records: SinkRecord[]): Promise<void> {
+  /** Starts one delivery with its own deadline; `done` settles when the transport says so. */
+  private deliver(records: SinkRecord[]): { done: Promise<void>; abort(): void } {
     const ac = new AbortController();
-    this.inflight = ac;
+    this.inflight.add(ac);
     const timer = setTimeout(() => ac.abort(new Error(`no delivery within ${this.t.deliverTimeoutMs} ms`)), this.t.deliverTimeoutMs);
-    try {
-      await this.o.transport.deliver(records, ac.signal);
-    } finally {
+    const done = this.o.transport.deliver(records, ac.signal).finally(() => {
       clearTimeout(timer);
-      this.inflight = null;
-    }
+      this.inflight.delete(ac);
+    });
+    done.catch(() => {}); // awaited in order by step(); a later one failing first must not go unhandled
+    return { done, abort: () => ac.abort(new Error('an earlier batch failed')) };
   }
 
   /** The page's events with their payloads, cut once they exceed the page's byte budget (at least one). */

@@ -79,6 +79,11 @@ export function sinkRecordOf(e: AuditEvent): SinkRecord {
 }
 
 export interface SinkTransport {
+  /**
+   * How many batches may be in flight at once (default 1: one after the other). Above 1 only for
+   * a transport that keeps them in order itself (one stream) and settles them in that order.
+   */
+  readonly window?: number;
   /** Resolves once `records` count as delivered (see the file's opening comment); rejects otherwise. */
   deliver(records: readonly SinkRecord[], signal: AbortSignal): Promise<void>;
   /** Ends connections and files; what was not delivered is sent again by the next run. */

@@ -11,8 +11,8 @@
  * for documentation: hoop has none of its own.
  *
  * TCP carries no acknowledgement from a syslog receiver, so "delivered" here means: written on a
- * connection whose send buffer then drained (`writableLength` 0, so the kernel has the bytes) and
- * that then stayed up, with no error, reset or close from the receiver, for `graceMs`. A receiver
+ * connection that drained up to it (the write's callback: the kernel has the bytes) and that then
+ * stayed up, with no error, reset or close from the receiver, for `graceMs`. A receiver
  * that dies sooner resets or closes the connection within that time (on the same network), the
  * batch counts as failed, and the deliverer sends it again on a new connection, from its last
  * committed cursor: repeats are possible, gaps are not, except for bytes that the receiver's
@@ -29,6 +29,8 @@ export const HOOP_SD_ID = 'hoop@32473';
 /** How long a connection must stay healthy after a batch drained before the batch counts as delivered. */
 export const SYSLOG_GRACE_MS = 500;
 const CONNECT_TIMEOUT_MS = 10_000;
+/** Batches in flight on one connection at most. */
+const SYSLOG_WINDOW = 8;
 const BOM = '\uFEFF';
 
 export interface SyslogHeader {
@@ -105,7 +107,15 @@ class Connection {
 }
 
 export class SyslogTransport implements SinkTransport {
+  /**
+   * Batches written one after another on the one connection while earlier ones wait out their
+   * grace period: throughput is not one batch per grace period. They settle in order (each
+   * waits the same time after its own write), and a broken connection fails them all.
+   */
+  readonly window = SYSLOG_WINDOW;
   private conn: Connection | null = null;
+  /** The connection being opened: batches started meanwhile wait for it, so they share it, in order. */
+  private connecting: Promise<Connection> | null = null;
   private readonly graceMs: number;
   private readonly connectTimeoutMs: number;
   private readonly header: SyslogHeader;
@@ -126,9 +136,9 @@ export class SyslogTransport implements SinkTransport {
         broken.promise,
         aborted.promise,
         (async () => {
+          // The callback runs once this chunk (and so everything written before it) is in the
+          // kernel's hands: the stream has drained up to it.
           await new Promise<void>((resolve, reject) => conn.socket.write(bytes, (err) => (err ? reject(err) : resolve())));
-          // The write callback runs once this chunk is handed to the kernel; anything queued before it is too.
-          if (conn.socket.writableLength !== 0) throw new Error('the connection did not drain');
           await new Promise((resolve) => setTimeout(resolve, this.graceMs));
         })(),
       ]);
@@ -155,9 +165,14 @@ export class SyslogTransport implements SinkTransport {
     });
   }
 
-  private async connection(signal: AbortSignal): Promise<Connection> {
-    if (this.conn && !this.conn.broken) return this.conn;
+  private connection(signal: AbortSignal): Promise<Connection> {
+    if (this.conn && !this.conn.broken) return Promise.resolve(this.conn);
     this.conn = null;
+    this.connecting ??= this.open(signal).finally(() => (this.connecting = null));
+    return this.connecting;
+  }
+
+  private async open(signal: AbortSignal): Promise<Connection> {
     const { host, port, tls, ca } = this.cfg;
     const socket = tls
       ? tlsConnect({ host, port, ...(isIP(host) ? {} : { servername: host }), ...(ca ? { ca } : {}), rejectUnauthorized: true, minVersion: 'TLSv1.2' })

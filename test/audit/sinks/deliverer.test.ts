@@ -13,7 +13,10 @@ import type { AuditEvent } from '../../../src/audit/event.js';
 import { SinkDeliverer, type SinkMetrics } from '../../../src/audit/sinks/deliverer.js';
 import { FileTransport } from '../../../src/audit/sinks/file.js';
 import { HttpTransport } from '../../../src/audit/sinks/http.js';
-import type { FileSinkConfig, HttpSinkConfig } from '../../../src/audit/sinks/sink.js';
+import { SyslogTransport } from '../../../src/audit/sinks/syslog.js';
+import { createServer as createTcpServer, type Socket } from 'node:net';
+import { OctetCountedReader, parseSyslogMessage } from '../../helpers/syslog.js';
+import type { FileSinkConfig, HttpSinkConfig, SyslogSinkConfig } from '../../../src/audit/sinks/sink.js';
 import { openStore } from '../../../src/store/index.js';
 import type { Store } from '../../../src/store/store.js';
 import { until } from '../../helpers/poll.js';
@@ -215,5 +218,35 @@ describe('file sink', () => {
     expect(seqs[0]).toBeGreaterThan(1);
     expect(lines).toEqual(await s.readEvents({ afterSeq: seqs[0]! - 1, payload: false }));
     expect(statSync(join(dir, 'rot')).mode & 0o777).toBe(0o700);
+  });
+});
+
+describe('syslog sink', () => {
+  test('later batches are written while earlier ones wait out their grace period; the cursor follows in order', async () => {
+    const s = await store();
+    await s.appendEvents(many(800));
+    const seqs: number[] = [];
+    const sockets: Socket[] = [];
+    const server = createTcpServer((socket) => {
+      sockets.push(socket);
+      const reader = new OctetCountedReader();
+      socket.on('data', (c: Buffer) => {
+        for (const m of reader.push(c)) seqs.push(Number(parseSyslogMessage(m).sd['hoop@32473']!['seq']));
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+    cleanup.push(() => new Promise<void>((resolve) => {
+      for (const k of sockets) k.destroy();
+      server.close(() => resolve());
+    }));
+    const sink: SyslogSinkConfig = { kind: 'syslog', id: 'sys', name: 'sys', host: '127.0.0.1', port: (server.address() as AddressInfo).port, tls: false, ca: null, appName: 'hoop', includePayload: false, start: 'beginning' };
+    const d = new SinkDeliverer({ store: s, sink, transport: new SyslogTransport(sink, { graceMs: 3_000 }), owner: 'gw', logger: quiet, tuning: { ...FAST, leaseMs: 30_000, deliverTimeoutMs: 10_000, pageEvents: 100 } });
+    cleanup.push(() => d.close(0));
+    d.start();
+    // Several batches arrive before the first has counted as delivered.
+    await until(() => seqs.length >= 300, { what: 'batches written ahead' });
+    expect((await s.readSinkCursor('sys'))!.delivered_seq).toBeLessThan(300);
+    await until(async () => (await s.readSinkCursor('sys'))?.delivered_seq === 800, { timeoutMs: 15_000 });
+    expect(seqs).toEqual(range(1, 800));
   });
 });
