@@ -15,7 +15,8 @@ import { afterAll, expect, inject, test } from 'vitest';
 import { canonicalJson } from '../../src/audit/chain.js';
 import type { AuditEvent } from '../../src/audit/event.js';
 import { openStore } from '../../src/store/index.js';
-import { startTestGateway } from '../helpers/gateway.js';
+import { newApiKey, startTestGateway } from '../helpers/gateway.js';
+import { createTestDatabase } from '../helpers/postgres.js';
 import { until } from '../helpers/poll.js';
 import { startHttpCollector, startRsyslog, startTlsSyslog, type SyslogMessage } from '../helpers/syslog.js';
 import { makeCertificates } from '../helpers/tls.js';
@@ -166,5 +167,75 @@ test('every event reaches syslog and HEC (killed and restarted), TLS syslog, HTT
     expect((await store.readSinkCursor('file'))!).toMatchObject({ delivered_seq: last.seq, lease_owner: null });
   } finally {
     await store.close();
+  }
+});
+
+test('two gateways on one PostgreSQL store: one delivers a sink at a time, the other reports its lag and takes over when it stops', async () => {
+  const upstream = inject('upstream');
+  const db = await createTestDatabase(upstream, 'hoop_sinks');
+  const url = `postgres://${db.info.users.trust}@${db.info.host}:${db.info.port}/${db.info.database}`;
+  let active = 0;
+  let overlap = 0;
+  const got: AuditEvent[] = [];
+  const server: Server = createServer((req, res) => {
+    active += 1;
+    if (active > 1) overlap += 1;
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => setTimeout(() => {
+      got.push(...(JSON.parse(Buffer.concat(chunks).toString('utf8')) as AuditEvent[]));
+      active -= 1;
+      res.writeHead(200).end();
+    }, 5));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  const keys = { alice: newApiKey() };
+  const replica = (n: number) => startTestGateway({
+    upstream,
+    store: url,
+    apiKeys: [{ name: 'alice', groups: ['analysts'] }],
+    keys,
+    config: {
+      audit: {
+        payload_limit: '1MiB',
+        signing_key: join(dir, `replica-${n}.key`),
+        sinks: [{ http: `http://127.0.0.1:${(server.address() as AddressInfo).port}/ingest`, format: 'json', name: 'shared' }],
+      },
+    },
+  });
+  const a = await replica(1);
+  let b: Awaited<ReturnType<typeof replica>> | null = null;
+  try {
+    b = await replica(2); // close() is idempotent: the finally closes whatever still runs
+    for (const gw of [a, b, a, b]) {
+      const c = await tunnelClient(gw.url, 'bank', keys.alice);
+      for (let i = 0; i < 5; i++) await c.query('SELECT $1::int AS n', [i]);
+      await c.end();
+    }
+    const caughtUp = async (gw: { store: typeof a.store }) => (await gw.store.readSinkCursor('shared'))?.delivered_seq === (await gw.store.head())?.seq;
+    await until(() => caughtUp(a), { timeoutMs: 15_000, what: 'the sink caught up' });
+    const holder = (await a.store.readSinkCursor('shared'))!.lease_owner;
+    // Both report the lag of the one cursor.
+    for (const gw of [a, b]) await until(async () => (await metric(gw.url, 'hoop_audit_sink_lag_events', 'shared')) === 0, { timeoutMs: 10_000 });
+    const delivered = async (gw: { url: string }) => (await metric(gw.url, 'hoop_audit_sink_delivered_total', 'shared')) ?? 0;
+    expect([await delivered(a), await delivered(b)].filter((n) => n > 0)).toHaveLength(1);
+    // The holder stops (releasing the lease): the other continues from the cursor.
+    const [stopping, staying] = (await delivered(a)) > 0 ? [a, b] : [b, a];
+    await stopping.close();
+    const c = await tunnelClient(staying.url, 'bank', keys.alice);
+    await c.query('SELECT 1');
+    await c.end();
+    await until(() => caughtUp(staying), { timeoutMs: 15_000, what: 'the other replica delivering' });
+    expect((await staying.store.readSinkCursor('shared'))!.lease_owner).not.toBe(holder);
+    const head = (await staying.store.head())!.seq;
+    expect(overlap).toBe(0);
+    expect(firstSeen(got.map((e) => e.seq))).toEqual(range(1, head));
+    // Each replica's start is in the log (config.loaded), whichever of them sent it.
+    expect(got.filter((e) => e.type === 'config.loaded')).toHaveLength(2);
+  } finally {
+    await b?.close();
+    await a.close();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    await db.drop();
   }
 });
