@@ -199,7 +199,7 @@ export class SinkDeliverer {
     let caughtUp = false;
     try {
       for (;;) {
-        while (!caughtUp && pending.length < window && !this.stopping && mayStart()) {
+        while (!caughtUp && pending.length < window && !this.stopping && mayStart() && !(pending.length > 0 && this.o.transport.busy?.())) {
           const page = await this.o.store.readEventPage({ afterSeq: readAfter, limit: this.t.pageEvents, maxBytes: this.t.pageBytes });
           if (page.events.length === 0) {
             caughtUp = true;

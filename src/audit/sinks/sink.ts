@@ -84,6 +84,8 @@ export interface SinkTransport {
    * a transport that keeps them in order itself (one stream) and settles them in that order.
    */
   readonly window?: number;
+  /** With a window: true while earlier batches are still being written, so no other starts yet (its deadline would run while it queues). */
+  busy?(): boolean;
   /** Resolves once `records` count as delivered (see the file's opening comment); rejects otherwise. */
   deliver(records: readonly SinkRecord[], signal: AbortSignal): Promise<void>;
   /** Ends connections and files; what was not delivered is sent again by the next run. */

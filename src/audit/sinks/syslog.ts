@@ -154,6 +154,11 @@ export class SyslogTransport implements SinkTransport {
     }
   }
 
+  /** Still connecting, or bytes of earlier batches not yet handed to the kernel (a slow receiver). */
+  busy(): boolean {
+    return this.connecting !== null || (this.conn !== null && this.conn.socket.writableLength > 0);
+  }
+
   async close(): Promise<void> {
     const conn = this.conn;
     this.conn = null;
