@@ -7,6 +7,7 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { afterAll, afterEach, describe, expect, test } from 'vitest';
 import { verifyChain } from '../../../src/audit/chain.js';
 import type { AuditEvent } from '../../../src/audit/event.js';
@@ -135,20 +136,25 @@ describe('HTTP sink', () => {
     expect(ok.every((g) => g.body.split('\n').length <= 7)).toBe(true);
   });
 
-  test('format json: an array of events, Bearer token, payloads when include_payload', async () => {
-    const s = await store();
+  test('format json: an array of events, Bearer token, payloads when include_payload (null once pruned)', async () => {
+    const path = join(dir, 'payloads.db');
+    const s = await store(path);
     const payload = { 'result.sets': [{ columns: ['n'], rows: [['1']], tag: 'SELECT 1', statement: 0 }] };
-    await s.appendEvents([event(), event({ type: 'query.end', data: { rows: 1 }, payload }), event()]);
+    await s.appendEvents([event(), event({ type: 'query.end', data: { rows: 1 }, payload }), event(), event({ type: 'query.end', data: { rows: 1 }, payload })]);
+    const db = new Database(path);
+    db.prepare('DELETE FROM event_payloads WHERE seq = 4').run(); // as retention does
+    db.close();
     const r = await receiver();
     const d = deliverer(s, httpSink(r.url, { id: 'json', format: 'json', includePayload: true, headers: {} }));
     d.start();
-    await until(async () => (await s.readSinkCursor('json'))?.delivered_seq === 3);
+    await until(async () => (await s.readSinkCursor('json'))?.delivered_seq === 4);
     const batches = r.got.map((g) => JSON.parse(g.body) as AuditEvent[]);
     expect(r.got[0]!.headers['authorization']).toBe('Bearer hec-secret-token');
     const events = batches.flat();
-    expect(events.map((e) => e.seq)).toEqual([1, 2, 3]);
+    expect(events.map((e) => e.seq)).toEqual([1, 2, 3, 4]);
     expect(events[1]!.payload).toEqual(payload);
     expect(events[0]!.payload).toBeUndefined();
+    expect(events[3]!.payload).toBeNull();
     expect(verifyChain(events)).toEqual({ ok: true }); // the payload is beside the hash, not in it
   });
 
