@@ -47,10 +47,15 @@ export interface DeliveryTuning {
   pageEvents: number;
   /** Most bytes of event JSON per batch (one larger event still goes, alone). Default 1 MiB: on SQLite a page is read on the store's one thread, between appends, so it stays short. */
   pageBytes: number;
-  /** How long a claimed lease lasts; renewed before every batch. Default 30 s. */
+  /** How long a claimed lease lasts; renewed at every pass (a pass ends before a delivery could outlast it). Default 30 s. */
   leaseMs: number;
   /** Longest one delivery may take before it is cut off and counted as failed. Default 15 s. */
   deliverTimeoutMs: number;
+  /**
+   * A delivery starts only while the lease outlasts its deadline by this much, so that a replica
+   * whose clock runs up to this far ahead cannot take the sink over while it is sent. Default 10 s.
+   */
+  leaseMarginMs: number;
   /** How often a caught-up (or not leaseholding) sink looks again. Default 1 s. */
   pollMs: number;
   /** First retry delay after a failure, doubled per failure up to `retryMaxMs`. Defaults 1 s, 60 s. */
@@ -63,6 +68,7 @@ export const DEFAULT_TUNING: DeliveryTuning = {
   pageBytes: 1024 * 1024,
   leaseMs: 30_000,
   deliverTimeoutMs: 15_000,
+  leaseMarginMs: 10_000,
   pollMs: 1_000,
   retryBaseMs: 1_000,
   retryMaxMs: 60_000,
@@ -70,8 +76,6 @@ export const DEFAULT_TUNING: DeliveryTuning = {
 
 /** Payloads are fetched this many events at a time. */
 const PAYLOAD_CHUNK = 16;
-/** A delivery starts only if the lease outlasts its deadline by this much. */
-const LEASE_MARGIN_MS = 2_000;
 
 export interface DelivererOptions {
   store: SinkStore;
@@ -109,6 +113,7 @@ export class SinkDeliverer {
   constructor(private readonly o: DelivererOptions) {
     this.id = o.sink.id;
     this.t = { ...DEFAULT_TUNING, ...o.tuning };
+    if (this.t.leaseMs <= this.t.deliverTimeoutMs + this.t.leaseMarginMs) throw new Error('audit sink tuning: leaseMs must exceed deliverTimeoutMs + leaseMarginMs');
     this.now = o.now ?? Date.now;
     this.random = o.random ?? Math.random;
   }
@@ -193,7 +198,7 @@ export class SinkDeliverer {
     this.o.metrics?.sinkLag(this.id, Math.max(0, head - cursor.delivered_seq));
     const window = Math.max(1, this.o.transport.window ?? 1);
     // A delivery starts only while the lease outlasts it by a margin: then the pass ends and the next one renews.
-    const mayStart = () => claimedAt + this.t.leaseMs - this.now() > this.t.deliverTimeoutMs + LEASE_MARGIN_MS;
+    const mayStart = () => claimedAt + this.t.leaseMs - this.now() > this.t.deliverTimeoutMs + this.t.leaseMarginMs;
     const pending: { last: number; count: number; done: Promise<void>; abort(): void }[] = [];
     let readAfter = cursor.delivered_seq;
     let caughtUp = false;

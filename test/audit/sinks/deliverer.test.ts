@@ -26,7 +26,7 @@ import { event } from '../../store/store-suite.js';
 const dir = mkdtempSync(join(tmpdir(), 'hoop-sinks-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-const FAST = { pollMs: 20, retryBaseMs: 20, retryMaxMs: 100, leaseMs: 5_000, deliverTimeoutMs: 2_000 };
+const FAST = { pollMs: 20, retryBaseMs: 20, retryMaxMs: 100, leaseMs: 5_000, deliverTimeoutMs: 2_000, leaseMarginMs: 500 };
 const quiet = { info() {}, warn() {} };
 const cleanup: (() => Promise<void>)[] = [];
 afterEach(async () => {
