@@ -11,7 +11,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
-import { afterAll, expect, inject, test } from 'vitest';
+import { afterAll, afterEach, expect, inject, test } from 'vitest';
 import { canonicalJson } from '../../src/audit/chain.js';
 import type { AuditEvent } from '../../src/audit/event.js';
 import { openStore } from '../../src/store/index.js';
@@ -24,6 +24,19 @@ import { tunnelClient } from './ws-client.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'hoop-sinks-e2e-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
+/** Receivers, servers and databases a test started, stopped after it in reverse order whatever happened. */
+const cleanups: (() => Promise<unknown>)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c().catch(() => {});
+});
+const listenOnLoopback = async (server: Server): Promise<number> => {
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  cleanups.push(() => new Promise<void>((resolve) => {
+    server.close(() => resolve());
+    server.closeAllConnections();
+  }));
+  return (server.address() as AddressInfo).port;
+};
 
 const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
 
@@ -45,9 +58,12 @@ function syslogSeqs(messages: SyslogMessage[]): number[] {
 
 test('every event reaches syslog and HEC (killed and restarted), TLS syslog, HTTP and file sinks, in order; lag up while down, then 0', async () => {
   const rsyslog = await startRsyslog();
+  cleanups.push(() => rsyslog.close());
   const collector = await startHttpCollector();
+  cleanups.push(() => collector.close());
   const certs = makeCertificates();
   const tlsRx = await startTlsSyslog(certs);
+  cleanups.push(() => tlsRx.close());
   const httpGot: AuditEvent[][] = [];
   const server: Server = createServer((req, res) => {
     const chunks: Buffer[] = [];
@@ -58,7 +74,7 @@ test('every event reaches syslog and HEC (killed and restarted), TLS syslog, HTT
       res.writeHead(204).end();
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  const httpPort = await listenOnLoopback(server);
   const storePath = join(dir, 'hoop.db');
   const filePath = join(dir, 'sink', 'audit.jsonl');
   const gw = await startTestGateway({
@@ -72,7 +88,7 @@ test('every event reaches syslog and HEC (killed and restarted), TLS syslog, HTT
         sinks: [
           { syslog: `tcp://127.0.0.1:${rsyslog.port}`, name: 'rsyslog', app_name: 'hoop-test' },
           { syslog: `tcp://localhost:${tlsRx.port}`, tls: true, ca: certs.ca, name: 'tls' },
-          { http: `http://127.0.0.1:${(server.address() as AddressInfo).port}/ingest`, format: 'json', token: 'http-sink-token', name: 'http' },
+          { http: `http://127.0.0.1:${httpPort}/ingest`, format: 'json', token: 'http-sink-token', name: 'http' },
           { file: filePath, max_bytes: '64KiB', keep: 1000, name: 'file' },
           { http: `http://127.0.0.1:${collector.port}/services/collector`, token: 'hec-token', name: 'hec' },
         ],
@@ -152,10 +168,6 @@ test('every event reaches syslog and HEC (killed and restarted), TLS syslog, HTT
     producing = false;
     await producer.catch(() => {});
     await gw.close();
-    await rsyslog.close();
-    await collector.close();
-    await tlsRx.close();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
   }
   // At shutdown the gateway signs its last head and gives the sinks a moment: the file ends with it.
   const store = await openStore(`sqlite:${storePath}`);
@@ -177,6 +189,7 @@ test('every event reaches syslog and HEC (killed and restarted), TLS syslog, HTT
 test('two gateways on one PostgreSQL store: one delivers a sink at a time, the other reports its lag and takes over when it stops', async () => {
   const upstream = inject('upstream');
   const db = await createTestDatabase(upstream, 'hoop_sinks');
+  cleanups.push(() => db.drop());
   const url = `postgres://${db.info.users.trust}@${db.info.host}:${db.info.port}/${db.info.database}`;
   let active = 0;
   let overlap = 0;
@@ -192,7 +205,7 @@ test('two gateways on one PostgreSQL store: one delivers a sink at a time, the o
       res.writeHead(200).end();
     }, 5));
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  const port = await listenOnLoopback(server);
   const keys = { alice: newApiKey() };
   const replica = (n: number) => startTestGateway({
     upstream,
@@ -203,7 +216,7 @@ test('two gateways on one PostgreSQL store: one delivers a sink at a time, the o
       audit: {
         payload_limit: '1MiB',
         signing_key: join(dir, `replica-${n}.key`),
-        sinks: [{ http: `http://127.0.0.1:${(server.address() as AddressInfo).port}/ingest`, format: 'json', name: 'shared' }],
+        sinks: [{ http: `http://127.0.0.1:${port}/ingest`, format: 'json', name: 'shared' }],
       },
     },
   });
@@ -239,7 +252,5 @@ test('two gateways on one PostgreSQL store: one delivers a sink at a time, the o
   } finally {
     await b?.close();
     await a.close();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
-    await db.drop();
   }
 });
