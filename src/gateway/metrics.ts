@@ -1,8 +1,8 @@
 /**
  * Prometheus metrics in the text exposition format (version 0.0.4), hand-rolled: a handful of
- * counters, one gauge and two histograms do not need a client library. Label values come from
- * fixed sets chosen by the gateway (outcomes, reasons, statuses), never from client input, so the
- * series count stays bounded.
+ * counters, a few gauges and two histograms do not need a client library. Label values come from
+ * fixed sets chosen by the gateway (outcomes, reasons, statuses) or from the config (audit sink
+ * ids, at most 32), never from client input, so the series count stays bounded.
  */
 import type { AuditEvent, UnsealedEvent } from '../audit/event.js';
 import type { SinkMetrics } from '../audit/sinks/deliverer.js';
