@@ -1,9 +1,11 @@
 /**
  * The gateway's composition root: store -> recorder -> engine -> config snapshot (live-config.ts:
  * authenticators, connections; reload.ts swaps it) -> HTTP API and tunnel endpoint on one
- * listener; the audit sinks deliver from the store in the background. `close()` undoes it in
- * reverse: stop accepting, end the tunnels (their sessions end and are recorded), flush the
- * recorder, let the sinks deliver what they can in a short time, close the store.
+ * listener. `close()` undoes it in reverse: stop accepting, end the tunnels (their sessions end
+ * and are recorded), flush the recorder, close the store.
+ *
+ * The audit sinks (src/audit/sinks/) deliver from the store in the background, started after the
+ * recorder; `close()` gives them a short time to deliver the last events before the store closes.
  */
 import { generateKeyPairSync } from 'node:crypto';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
