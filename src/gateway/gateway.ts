@@ -3,9 +3,6 @@
  * authenticators, connections; reload.ts swaps it) -> HTTP API and tunnel endpoint on one
  * listener. `close()` undoes it in reverse: stop accepting, end the tunnels (their sessions end
  * and are recorded), flush the recorder, close the store.
- *
- * The audit sinks (src/audit/sinks/) deliver from the store in the background, started after the
- * recorder; `close()` gives them a short time to deliver the last events before the store closes.
  */
 import { generateKeyPairSync } from 'node:crypto';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
