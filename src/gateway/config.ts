@@ -21,6 +21,7 @@ import { DETECTORS, SEMANTIC_TYPES, type MaskingConfig, type MaskMethod } from '
 import { STATEMENT_KINDS, type ApprovalConfig, type RiskAction, type RuleCondition } from '../policy/risk/types.js';
 import { parseCidr, type Cidr } from './proxies.js';
 import { parseDuration, parseSize } from '../units.js';
+import { sinkIdOf, type SinkConfig } from '../audit/sinks/sink.js';
 
 const SLUG = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 /** A database role name `upstream.roles` may map to: a PostgreSQL identifier that needs no quotes. */
@@ -38,6 +39,11 @@ const NOTIFY_FORMATS = ['json', 'slack'] as const;
 export const MIN_WEBHOOK_SECRET_LENGTH = 16;
 /** A held statement keeps its session and its upstream connection open while it waits. */
 const MAX_APPROVAL_TIMEOUT_MS = 24 * 3_600_000;
+const SINK_KINDS = ['syslog', 'http', 'file'] as const;
+const SINK_STARTS = ['beginning', 'now'] as const;
+const HTTP_SINK_FORMATS = ['hec', 'json'] as const;
+/** Headers an HTTP sink sets itself (beside X-Hoop-*). */
+const RESERVED_SINK_HEADERS = ['content-type', 'content-length', 'transfer-encoding', 'host', 'connection', 'user-agent'];
 /** A masking hash key shorter than this is refused: HMAC-SHA256 keys should carry 256 bits. */
 export const MIN_HASH_KEY_LENGTH = 32;
 
@@ -316,6 +322,83 @@ function schemaFor(baseDir: string) {
     accessByGrant: c.access_by_grant,
   }));
 
+  // audit.sinks (docs/audit-sinks.md): each entry is one of three shapes, told apart by its
+  // syslog, http or file key; read by hand so a mistake is reported against the shape meant.
+  const sinkCommon = {
+    name: slug.optional(),
+    include_payload: flag.default(false),
+    start: z.enum(SINK_STARTS, { error: oneOf(SINK_STARTS) }).default('beginning'),
+  };
+  const syslogSink = z.strictObject({
+    syslog: z.string().transform((v, ctx) => {
+      const target = parseTcpTarget(v);
+      if (!target) {
+        ctx.addIssue({ code: 'custom', message: 'expected tcp://host:port, e.g. tcp://siem.internal:6514 (with tls: true for RFC 5425)' });
+        return z.NEVER;
+      }
+      return target;
+    }),
+    tls: flag.default(false),
+    ca: pem('CERTIFICATE').optional(),
+    app_name: z.string().regex(/^[\x21-\x7e]{1,48}$/, 'expected 1 to 48 printable ASCII characters without spaces (RFC 5424 APP-NAME)').default('hoop'),
+    ...sinkCommon,
+  }).superRefine((v, ctx) => {
+    if (v.ca !== undefined && !v.tls) ctx.addIssue({ code: 'custom', path: ['ca'], message: 'only with tls: true (the CA that signed the receiver\'s certificate)' });
+  });
+  const headerName = z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$/, 'expected an HTTP header name');
+  const httpSink = z.strictObject({
+    http: z.string()
+      .refine(isSafeIssuerUrl, 'expected an https:// URL (http:// only on loopback: localhost, 127.0.0.0/8, ::1)')
+      .refine((u) => { try { const p = new URL(u); return !p.username && !p.password; } catch { return true; } }, 'must not carry credentials; use token (or headers)'),
+    token: z.string().min(1, 'must not be empty').regex(/^[^\r\n\0]+$/, 'must be one line').optional(),
+    format: z.enum(HTTP_SINK_FORMATS, { error: oneOf(HTTP_SINK_FORMATS) }).default('hec'),
+    headers: z.record(headerName, z.string().regex(/^[^\r\n\0]*$/, 'must be one line')).default({}),
+    ...sinkCommon,
+  }).superRefine((v, ctx) => {
+    if (v.format === 'hec' && v.token === undefined) ctx.addIssue({ code: 'custom', path: ['token'], message: 'required with format: hec (the HEC token, e.g. "${env:HOOP_HEC_TOKEN}")' });
+    for (const h of Object.keys(v.headers)) {
+      const lower = h.toLowerCase();
+      if (RESERVED_SINK_HEADERS.includes(lower) || lower.startsWith('x-hoop-')) ctx.addIssue({ code: 'custom', path: ['headers', h], message: 'is set by hoop' });
+      else if (lower === 'authorization' && v.token !== undefined) ctx.addIssue({ code: 'custom', path: ['headers', h], message: 'give either token or an Authorization header, not both' });
+    }
+  });
+  const fileSink = z.strictObject({
+    file: str.transform((p) => resolveFrom(baseDir, p)),
+    max_bytes: size.refine((n) => n >= 4096, 'must be at least 4KiB').default(100 * 1024 * 1024),
+    keep: wholeNumber(1, 1000).default(10),
+    ...sinkCommon,
+  });
+  const sink = z.unknown().transform((v, ctx): SinkConfig => {
+    const fail = (message: string) => {
+      ctx.addIssue({ code: 'custom', message });
+      return z.NEVER;
+    };
+    if (v === null || typeof v !== 'object' || Array.isArray(v)) return fail('expected a mapping: {syslog: tcp://host:port}, {http: https://…} or {file: PATH}');
+    const kinds = SINK_KINDS.filter((k) => k in v);
+    if (kinds.length === 0) return fail('expected one of the keys syslog (tcp://host:port), http (https://…) or file (a path)');
+    if (kinds.length > 1) return fail(`one sink is one of syslog, http or file, not ${kinds.join(' and ')}`);
+    const forward = (issues: z.core.$ZodIssue[]) => {
+      for (const issue of issues) ctx.addIssue({ ...issue } as Parameters<typeof ctx.addIssue>[0]);
+      return z.NEVER;
+    };
+    const common = (c: { name?: string | undefined; include_payload: boolean; start: 'beginning' | 'now' }) => ({ name: c.name ?? null, includePayload: c.include_payload, start: c.start });
+    if (kinds[0] === 'syslog') {
+      const r = syslogSink.safeParse(v, { reportInput: true });
+      if (!r.success) return forward(r.error.issues);
+      const { host, port } = r.data.syslog;
+      return { kind: 'syslog', id: r.data.name ?? sinkIdOf({ kind: 'syslog', host, port }), host, port, tls: r.data.tls, ca: r.data.ca ?? null, appName: r.data.app_name, ...common(r.data) };
+    }
+    if (kinds[0] === 'http') {
+      const r = httpSink.safeParse(v, { reportInput: true });
+      if (!r.success) return forward(r.error.issues);
+      const d = r.data;
+      return { kind: 'http', id: d.name ?? sinkIdOf({ kind: 'http', url: d.http }), url: d.http, token: d.token ?? null, format: d.format, headers: d.headers, ...common(d) };
+    }
+    const r = fileSink.safeParse(v, { reportInput: true });
+    if (!r.success) return forward(r.error.issues);
+    return { kind: 'file', id: r.data.name ?? sinkIdOf({ kind: 'file', path: r.data.file }), path: r.data.file, maxBytes: r.data.max_bytes, keep: r.data.keep, ...common(r.data) };
+  });
+
   const cidr = z.string().transform((s, ctx): Cidr => {
     const parsed = parseCidr(s);
     if (!parsed) {
@@ -342,7 +425,8 @@ function schemaFor(baseDir: string) {
       payload_limit: size.default(1024 * 1024),
       signing_key: z.string().min(1, 'must not be empty').transform((p) => resolveFrom(baseDir, p)).default(resolve(baseDir, 'hoop-data/signing.key')),
       checkpoint_interval: duration.refine((ms) => ms >= 1_000, 'must be at least 1s').default(60_000),
-    }).default({ payload_limit: 1024 * 1024, signing_key: resolve(baseDir, 'hoop-data/signing.key'), checkpoint_interval: 60_000 }),
+      sinks: z.array(sink).max(32, 'at most 32 sinks').default([]),
+    }).default({ payload_limit: 1024 * 1024, signing_key: resolve(baseDir, 'hoop-data/signing.key'), checkpoint_interval: 60_000, sinks: [] }),
   }).superRefine((c, ctx) => {
     if (!c.identity.oidc && c.identity.api_keys.length === 0) {
       ctx.addIssue({ code: 'custom', path: ['identity'], message: 'configure identity.oidc or at least one identity.api_keys entry; otherwise nobody can sign in' });
@@ -350,6 +434,13 @@ function schemaFor(baseDir: string) {
     if (c.audit.payload_limit > 1024 ** 3) {
       ctx.addIssue({ code: 'custom', path: ['audit', 'payload_limit'], message: 'must be at most 1GiB' });
     }
+    // Each sink's cursor is kept under its id: two sinks with one id would share (and fight over) it.
+    const seen = new Map<string, number>();
+    c.audit.sinks.forEach((s, i) => {
+      const first = seen.get(s.id);
+      if (first === undefined) return void seen.set(s.id, i);
+      ctx.addIssue({ code: 'custom', path: ['audit', 'sinks', i], message: `the same sink id as audit.sinks[${first}] (${s.id}); give one of them a name` });
+    });
   });
 }
 
@@ -395,6 +486,15 @@ function approvalConfigOf(a: {
     })),
     rowCap: a.row_cap ?? null,
   };
+}
+
+/** `tcp://host:port` (IPv6 in brackets) with nothing else: no user info, path, query or fragment. */
+function parseTcpTarget(v: string): { host: string; port: number } | null {
+  const m = /^tcp:\/\/(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(v);
+  if (!m) return null;
+  const port = Number(m[2]);
+  if (port < 1 || port > 65535) return null;
+  return { host: m[1]!.replace(/^\[(.*)\]$/, '$1'), port };
 }
 
 /**
@@ -647,7 +747,8 @@ function duplicates(values: unknown[], base: (string | number)[], key: string, w
 /**
  * SHA-256 over the config as written, with secret references left unresolved (so the hash
  * changes when a reference changes, not when a rotated secret does), inline upstream passwords,
- * masking hash keys, TLS keys, webhook URLs and webhook secrets replaced, and the password of a postgres:// store URL removed.
+ * masking hash keys, TLS keys, webhook URLs and webhook secrets, audit sink tokens and header values replaced, and the
+ * password of a postgres:// store URL removed.
  */
 function fingerprintOf(raw: unknown): string {
   const redact = (v: unknown, path: (string | number)[]): unknown => {
@@ -657,6 +758,9 @@ function fingerprintOf(raw: unknown): string {
       if (key === 'password' || key === 'hash_key' || (key === 'key' && path[path.length - 2] === 'tls')) return '<redacted>';
       // A webhook's HMAC key, and its URL (Slack's carries its token in the path).
       if ((key === 'secret' || key === 'webhook') && path[path.length - 3] === 'notify') return '<redacted>';
+      // An audit sink's token, and its extra headers' values (one may be a credential).
+      if (key === 'token' && path[path.length - 3] === 'sinks') return '<redacted>';
+      if (path[path.length - 2] === 'headers' && path[path.length - 4] === 'sinks') return '<redacted>';
       if (key === 'store' && path.length === 1 && /^postgres(ql)?:\/\//.test(v)) {
         try {
           const u = new URL(v);

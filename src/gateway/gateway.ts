@@ -13,6 +13,7 @@ import { pino, type Logger } from 'pino';
 import { CheckpointSigner } from '../audit/checkpoint.js';
 import { Checkpointer } from '../audit/checkpointer.js';
 import { AuditRecorder } from '../audit/recorder.js';
+import { AuditSinks } from '../audit/sinks/deliverer.js';
 import { HoopError, errorMessage } from '../errors.js';
 import { ApiKeyAuthenticator } from '../identity/api-keys.js';
 import type { Authenticator, Identity } from '../identity/identity.js';
@@ -109,6 +110,7 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
   approvals.onRequested = notifyApprovers('approval.requested');
   approvals.onDecided = notifyApprovers('approval.decided');
   const estimator = new Estimator((upstream) => tcpDial(upstream));
+  let sinks: AuditSinks | null = null;
 
   try {
     ensureSigningKey(config.audit.signing_key, logger);
@@ -160,6 +162,8 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
 
     const checkpointer = new Checkpointer({ store, recorder, signer, intervalMs: config.audit.checkpoint_interval, logger });
     checkpointer.start();
+    // After the recorder: the sinks read what it made durable, in the background, from their cursors.
+    sinks = startSinks(config, store, metrics, logger);
     await kills.start();
     notifier.start();
     await approvals.start();
@@ -220,11 +224,13 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
         await notifier.close(); // before the recorder's flush: a give-up records notify.failed
         await checkpointer.close(); // the last head this gateway wrote, signed
         await recorder.flush().catch((err: unknown) => logger.error({ err: errorMessage(err) }, 'audit flush failed at shutdown'));
+        await sinks?.close(SINK_DRAIN_MS); // the last events, the final checkpoint among them, if the sinks take them in time
         await store.close();
         logger.info('stopped');
       },
     };
   } catch (err) {
+    await sinks?.close(0);
     await kills.close();
     await notifier.close();
     await approvals.close();
@@ -232,6 +238,23 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
     await store.close().catch(() => {});
     throw err;
   }
+}
+
+/** How long a stopping gateway keeps delivering to its audit sinks before it leaves the rest to the next run. */
+const SINK_DRAIN_MS = 2_000;
+
+function startSinks(config: GatewayConfig, store: Store, metrics: GatewayMetrics, logger: Logger): AuditSinks | null {
+  if (config.audit.sinks.length === 0) return null;
+  for (const s of config.audit.sinks) {
+    if (s.kind === 'syslog' && !s.tls && !isLoopbackHost(s.host)) {
+      logger.warn({ sink: s.id }, 'audit sink over plain TCP to a non-loopback host: audit events travel in clear (set tls: true)');
+    }
+  }
+  metrics.registerSinks(config.audit.sinks.map((s) => s.id));
+  const sinks = new AuditSinks({ store, sinks: config.audit.sinks, logger, metrics: metrics.sinks });
+  sinks.start();
+  logger.info({ sinks: config.audit.sinks.map((s) => s.id) }, 'audit sinks started');
+  return sinks;
 }
 
 /**

@@ -1,10 +1,11 @@
 /**
  * Prometheus metrics in the text exposition format (version 0.0.4), hand-rolled: a handful of
- * counters, one gauge and two histograms do not need a client library. Label values come from
- * fixed sets chosen by the gateway (outcomes, reasons, statuses), never from client input, so the
- * series count stays bounded.
+ * counters, a few gauges and two histograms do not need a client library. Label values come from
+ * fixed sets chosen by the gateway (outcomes, reasons, statuses) or from the config (audit sink
+ * ids, at most 32), never from client input, so the series count stays bounded.
  */
 import type { AuditEvent, UnsealedEvent } from '../audit/event.js';
+import type { SinkMetrics } from '../audit/sinks/deliverer.js';
 import type { Store } from '../store/store.js';
 
 class Counter {
@@ -20,6 +21,23 @@ class Counter {
     const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} counter`];
     if (!this.label && this.values.size === 0) lines.push(`${this.name} 0`);
     for (const [v, n] of this.values) lines.push(this.label ? `${this.name}{${this.label}="${escapeLabel(v)}"} ${n}` : `${this.name} ${n}`);
+    return lines.join('\n');
+  }
+}
+
+/** A gauge per label value (set, not counted). */
+class LabeledGauge {
+  private readonly values = new Map<string, number>();
+  constructor(readonly name: string, readonly help: string, readonly label: string) {}
+  set(labelValue: string, v: number): void {
+    this.values.set(labelValue, v);
+  }
+  get(labelValue: string): number | undefined {
+    return this.values.get(labelValue);
+  }
+  render(): string {
+    const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} gauge`];
+    for (const [k, v] of this.values) lines.push(`${this.name}{${this.label}="${escapeLabel(k)}"} ${v}`);
     return lines.join('\n');
   }
 }
@@ -59,6 +77,11 @@ export class GatewayMetrics {
   readonly auditAppendFailures = new Counter('hoop_audit_append_failures_total', 'Audit appends the store refused (statements refused: fail closed).');
   readonly httpRequests = new Counter('hoop_http_requests_total', 'HTTP API responses, by status code.', 'status');
   readonly notifications = new Counter('hoop_notifications_total', 'Approver notification delivery attempts, by outcome (delivered, failed: retried later, gave_up).', 'outcome');
+  // Audit sinks (src/audit/sinks/deliverer.ts): the label is the sink id, from the config.
+  readonly sinkLagEvents = new LabeledGauge('hoop_audit_sink_lag_events', 'Audit events not yet delivered to the sink: the head seq minus the sink\'s delivered seq.', 'sink');
+  readonly sinkDeliveredTotal = new Counter('hoop_audit_sink_delivered_total', 'Audit events delivered to the sink by this gateway (repeats after a failure count again).', 'sink');
+  readonly sinkErrorsTotal = new Counter('hoop_audit_sink_errors_total', 'Failed delivery attempts to the sink (each retried from its cursor).', 'sink');
+  readonly sinkLastDelivery = new LabeledGauge('hoop_audit_sink_last_delivery_timestamp_seconds', 'Unix time of the last delivery to the sink by this gateway.', 'sink');
   readonly auditAppendSeconds = new Histogram('hoop_audit_append_seconds', 'Latency of one durable audit append (one group commit).',
     [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5]);
   readonly auditBatchSize = new Histogram('hoop_audit_batch_size', 'Events per durable audit append (group commit size).',
@@ -73,8 +96,27 @@ export class GatewayMetrics {
       `hoop_sessions_active ${this.activeSessions()}`,
     ].join('\n');
     return [active, this.sessions, this.statements, this.authFailures, this.tunnelRefusals, this.protocolErrors,
-      this.auditAppendFailures, this.auditAppendSeconds, this.auditBatchSize, this.httpRequests, this.notifications]
+      this.auditAppendFailures, this.auditAppendSeconds, this.auditBatchSize, this.httpRequests, this.notifications,
+      this.sinkLagEvents, this.sinkDeliveredTotal, this.sinkErrorsTotal, this.sinkLastDelivery]
       .map((m) => (typeof m === 'string' ? m : m.render())).join('\n') + '\n';
+  }
+
+  /** What the audit sinks report (SinkMetrics in src/audit/sinks/deliverer.ts). */
+  readonly sinks: SinkMetrics = {
+    sinkDelivered: (sink, events, atMs) => {
+      this.sinkDeliveredTotal.inc(sink, events);
+      this.sinkLastDelivery.set(sink, atMs / 1000);
+    },
+    sinkError: (sink) => this.sinkErrorsTotal.inc(sink),
+    sinkLag: (sink, events) => this.sinkLagEvents.set(sink, events),
+  };
+
+  /** Every sink appears in /metrics from the start, at zero. */
+  registerSinks(ids: readonly string[]): void {
+    for (const id of ids) {
+      this.sinkDeliveredTotal.inc(id, 0);
+      this.sinkErrorsTotal.inc(id, 0);
+    }
   }
 
   /** The store, observed: every appendEvents call is one durable batch from the recorder. */
@@ -100,6 +142,11 @@ export class GatewayMetrics {
       getSession: (id) => store.getSession(id),
       readSessionEvents: (id, page) => store.readSessionEvents(id, page),
       readPayloads: (seqs) => store.readPayloads(seqs),
+      readEventPage: (page) => store.readEventPage(page),
+      readSinkCursor: (sink) => store.readSinkCursor(sink),
+      claimSinkLease: (c) => store.claimSinkLease(c),
+      advanceSinkCursor: (a) => store.advanceSinkCursor(a),
+      releaseSinkLease: (sink, owner) => store.releaseSinkLease(sink, owner),
       requestKill: (k) => store.requestKill(k),
       killsFor: (ids) => store.killsFor(ids),
       watchKills: (wake) => store.watchKills(wake),

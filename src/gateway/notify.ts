@@ -26,6 +26,7 @@ import { createHmac, randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { Agent, request } from 'undici';
 import { SYSTEM_ACTOR } from '../audit/event.js';
+import { readSome } from '../audit/sinks/http.js';
 import type { AuditRecorder } from '../audit/recorder.js';
 import { ConfigError, errorMessage } from '../errors.js';
 import type { NotifyTarget } from '../policy/risk/types.js';
@@ -376,19 +377,4 @@ function splitCredentials(target: string): { url: string; authorization: string 
   u.username = '';
   u.password = '';
   return { url: u.toString(), authorization: `Basic ${Buffer.from(pair).toString('base64')}` };
-}
-
-async function readSome(body: AsyncIterable<Buffer> & { destroy(): unknown }, max: number): Promise<string> {
-  let text = '';
-  try {
-    for await (const chunk of body) {
-      text += chunk.toString('utf8');
-      if (text.length >= max) break;
-    }
-  } catch {
-    // what was read is enough to say why
-  } finally {
-    body.destroy();
-  }
-  return text.replace(/\s+/g, ' ').trim().slice(0, max);
 }

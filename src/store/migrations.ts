@@ -142,6 +142,21 @@ export const SQLITE_MIGRATIONS: Migration[] = [
       ) STRICT`,
     ],
   },
+  {
+    version: 7,
+    name: 'sink cursors',
+    statements: [
+      // Each SIEM sink's durable position in the log (src/audit/sinks/deliverer.ts) and the lease
+      // of the gateway delivering to it. Times are RFC 3339 UTC text, which compares in time order.
+      `CREATE TABLE sink_cursors (
+        sink TEXT PRIMARY KEY,
+        delivered_seq INTEGER NOT NULL,
+        updated_at TEXT NOT NULL,
+        lease_owner TEXT,
+        lease_until TEXT
+      ) STRICT`,
+    ],
+  },
 ];
 
 export const POSTGRES_MIGRATIONS: Migration[] = [
@@ -277,6 +292,21 @@ export const POSTGRES_MIGRATIONS: Migration[] = [
       `CREATE TABLE event_payloads (
         seq bigint PRIMARY KEY,
         payload json NOT NULL
+      )`,
+    ],
+  },
+  {
+    version: 7,
+    name: 'sink cursors',
+    statements: [
+      // Each SIEM sink's durable position in the log (src/audit/sinks/deliverer.ts) and the lease
+      // of the replica delivering to it: one replica per sink at a time.
+      `CREATE TABLE sink_cursors (
+        sink text PRIMARY KEY,
+        delivered_seq bigint NOT NULL,
+        updated_at timestamptz NOT NULL,
+        lease_owner text,
+        lease_until timestamptz
       )`,
     ],
   },

@@ -18,9 +18,9 @@ import { POSTGRES_MIGRATIONS, pendingMigrations } from './migrations.js';
 import { redactSecret, redactUrl } from './redact.js';
 import { canonicalJson } from '../audit/chain.js';
 import { ACTIVE_GRANT_CANDIDATES, APPROVAL_COLUMNS, approvalOf, pickActiveGrant, decisionRefusal, isoInstant, nextApprovalState, normalizeApprovalFilter, type ApprovalRowBase, type DecisionRow } from './approvals.js';
-import { EVENT_COLUMNS, checkedSeqs, payloadOf, sealBatch, type EventRowValues, type PayloadRowValues } from './rows.js';
+import { EVENT_COLUMNS, checkedEventPage, checkedSeqs, checkedSinkId, payloadOf, sealBatch, type EventRowValues, type PayloadRowValues } from './rows.js';
 import { sessionSummaryOf, type SessionRow } from './sessions.js';
-import { EVENT_ROW_OVERHEAD, findPageEnd, type ApprovalDecisionInput, type ApprovalDecisionOutcome, type ApprovalFilter, type ApprovalRequest, type EventFilter, type Notification, type NotificationClaim, type NotificationDraft, type SessionDetail, type SessionFilter, type SessionKill, type SessionPageRequest, type SessionSummary, type Store } from './store.js';
+import { EVENT_ROW_OVERHEAD, findPageEnd, type ApprovalDecisionInput, type ApprovalDecisionOutcome, type ApprovalFilter, type ApprovalRequest, type EventFilter, type EventPageRequest, type Notification, type NotificationClaim, type NotificationDraft, type SessionDetail, type SessionFilter, type SessionKill, type SessionPageRequest, type SessionSummary, type SinkCursor, type SinkLeaseClaim, type Store } from './store.js';
 
 /** Advisory lock keys: arbitrary constants that name hoop's audit chain head and its migrations. */
 const CHAIN_LOCK = 0x686f6f70_0001n; // "hoop" 1
@@ -222,6 +222,61 @@ export class PostgresStore implements Store {
       [wanted],
     );
     return new Map(rows.map((r) => [Number(r.seq), r.payload]));
+  }
+
+  async readEventPage(page: EventPageRequest): Promise<{ events: AuditEvent[]; next: number | null }> {
+    const action = 'read audit events';
+    const { afterSeq, limit, maxBytes } = checkedEventPage(page);
+    const cut = await findPageEnd(
+      async (from, n) => (await this.query<{ seq: string; bytes: string }>(
+        action,
+        `SELECT seq, ${EVENT_ROW_OVERHEAD} + octet_length(data::text) + coalesce(octet_length(actor::text), 0) + coalesce(octet_length(source::text), 0) AS bytes
+           FROM events WHERE seq > $1 ORDER BY seq LIMIT $2`,
+        [from, n],
+      )).map((r) => ({ seq: Number(r.seq), bytes: Number(r.bytes) })),
+      afterSeq, limit, maxBytes,
+    );
+    if (cut.last === null) return { events: [], next: null };
+    const rows = await this.query<PgEventRow>(action, `SELECT ${EVENT_SELECT} FROM events e WHERE e.seq > $1 AND e.seq <= $2 ORDER BY e.seq`, [afterSeq, cut.last]);
+    return { events: rows.map(fromRow), next: cut.next };
+  }
+
+  async readSinkCursor(sink: string): Promise<SinkCursor | null> {
+    const rows = await this.query<PgSinkRow>('read a sink cursor', `SELECT ${SINK_COLUMNS} FROM sink_cursors WHERE sink = $1`, [checkedSinkId(sink)]);
+    return rows[0] ? sinkCursorOf(rows[0]) : null;
+  }
+
+  /**
+   * One INSERT … ON CONFLICT DO UPDATE … WHERE: PostgreSQL locks the conflicting row and tests
+   * the WHERE on its latest committed version, so of two replicas claiming at once one gets it.
+   */
+  async claimSinkLease(c: SinkLeaseClaim): Promise<SinkCursor | null> {
+    const action = 'claim a sink lease';
+    if (!Number.isSafeInteger(c.startSeq) || c.startSeq < 0) throw new StoreError(`cannot ${action}: startSeq must be a non-negative integer`);
+    const rows = await this.query<PgSinkRow>(
+      action,
+      `INSERT INTO sink_cursors (sink, delivered_seq, updated_at, lease_owner, lease_until) VALUES ($1, $2, $3, $4, $5)
+       ON CONFLICT (sink) DO UPDATE SET lease_owner = excluded.lease_owner, lease_until = excluded.lease_until
+        WHERE sink_cursors.lease_owner IS NULL OR sink_cursors.lease_owner = excluded.lease_owner OR sink_cursors.lease_until <= $3
+       RETURNING ${SINK_COLUMNS}`,
+      [checkedSinkId(c.sink), c.startSeq, isoInstant(c.now), c.owner, isoInstant(c.leaseUntil)],
+    );
+    return rows[0] ? sinkCursorOf(rows[0]) : null;
+  }
+
+  async advanceSinkCursor(a: { sink: string; owner: string; deliveredSeq: number; now: string }): Promise<boolean> {
+    const action = 'advance a sink cursor';
+    if (!Number.isSafeInteger(a.deliveredSeq) || a.deliveredSeq < 0) throw new StoreError(`cannot ${action}: deliveredSeq must be a non-negative integer`);
+    const rows = await this.query<{ sink: string }>(
+      action,
+      'UPDATE sink_cursors SET delivered_seq = $1, updated_at = $2 WHERE sink = $3 AND lease_owner = $4 AND delivered_seq <= $1 RETURNING sink',
+      [a.deliveredSeq, isoInstant(a.now), checkedSinkId(a.sink), a.owner],
+    );
+    return rows.length === 1;
+  }
+
+  async releaseSinkLease(sink: string, owner: string): Promise<void> {
+    await this.query('release a sink lease', 'UPDATE sink_cursors SET lease_owner = NULL, lease_until = NULL WHERE sink = $1 AND lease_owner = $2', [checkedSinkId(sink), owner]);
   }
 
   async requestKill(kill: SessionKill): Promise<SessionKill> {
@@ -561,6 +616,20 @@ function fromRow(r: PgEventRow): AuditEvent {
     prev_hash: r.prev_hash,
     hash: r.hash,
   };
+}
+
+const SINK_COLUMNS = 'sink, delivered_seq, updated_at, lease_owner, lease_until';
+
+interface PgSinkRow {
+  sink: string;
+  delivered_seq: string;
+  updated_at: Date;
+  lease_owner: string | null;
+  lease_until: Date | null;
+}
+
+function sinkCursorOf(r: PgSinkRow): SinkCursor {
+  return { sink: r.sink, delivered_seq: Number(r.delivered_seq), updated_at: r.updated_at.toISOString(), lease_owner: r.lease_owner, lease_until: r.lease_until?.toISOString() ?? null };
 }
 
 interface PgKillRow {

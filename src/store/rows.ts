@@ -86,3 +86,19 @@ export function checkedSeqs(seqs: readonly number[]): number[] {
   if (bad !== undefined) throw new UsageError(`readPayloads: not a seq: ${String(bad)}`);
   return unique;
 }
+
+/** An event page request as both stores take it (readEventPage). */
+export function checkedEventPage(page: { afterSeq: number; limit: number; maxBytes: number }): { afterSeq: number; limit: number; maxBytes: number } {
+  if (!Number.isSafeInteger(page.afterSeq) || page.afterSeq < 0) throw new UsageError(`readEventPage: afterSeq must be a non-negative integer, got ${page.afterSeq}`);
+  if (!Number.isSafeInteger(page.limit) || page.limit < 1 || page.limit > 1000) throw new UsageError(`readEventPage: limit must be 1 to 1000, got ${page.limit}`);
+  if (!Number.isSafeInteger(page.maxBytes) || page.maxBytes < 1) throw new UsageError(`readEventPage: maxBytes must be a positive integer, got ${page.maxBytes}`);
+  return page;
+}
+
+/** A sink id as the stores keep it: what config.ts derives or the operator names (bounded, printable). */
+export function checkedSinkId(sink: string): string {
+  if (typeof sink !== 'string' || sink.length === 0 || sink.length > 512 || /[\x00-\x1f\x7f]/.test(sink)) {
+    throw new UsageError('a sink id must be 1 to 512 printable characters');
+  }
+  return sink;
+}

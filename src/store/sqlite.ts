@@ -24,11 +24,11 @@ import { EncodedEvent, canonicalJson } from '../audit/chain.js';
 import type { AuditEvent, EventPayload, UnsealedEvent } from '../audit/event.js';
 import { StoreError, errorMessage } from '../errors.js';
 import { normalizeEventFilter, normalizeSessionFilter, typePrefixPattern } from './filters.js';
-import { EVENT_COLUMNS, checkedSeqs, payloadOf, sealBatch } from './rows.js';
+import { EVENT_COLUMNS, checkedEventPage, checkedSeqs, checkedSinkId, payloadOf, sealBatch } from './rows.js';
 import { ACTIVE_GRANT_CANDIDATES, APPROVAL_COLUMNS, approvalOf, pickActiveGrant, decisionRefusal, isoInstant, nextApprovalState, normalizeApprovalFilter, type ApprovalRowBase, type DecisionRow } from './approvals.js';
 import { SQLITE_MIGRATIONS, pendingMigrations } from './migrations.js';
 import { sessionSummaryOf, type SessionRow } from './sessions.js';
-import { EVENT_ROW_OVERHEAD, findPageEnd, type ApprovalDecisionInput, type ApprovalDecisionOutcome, type ApprovalFilter, type ApprovalRequest, type EventFilter, type Notification, type NotificationClaim, type NotificationDraft, type SessionDetail, type SessionFilter, type SessionKill, type SessionPageRequest, type SessionSummary, type Store } from './store.js';
+import { EVENT_ROW_OVERHEAD, findPageEnd, type ApprovalDecisionInput, type ApprovalDecisionOutcome, type ApprovalFilter, type ApprovalRequest, type EventFilter, type EventPageRequest, type Notification, type NotificationClaim, type NotificationDraft, type SessionDetail, type SessionFilter, type SessionKill, type SessionPageRequest, type SessionSummary, type SinkCursor, type SinkLeaseClaim, type Store } from './store.js';
 
 const BUSY_TIMEOUT_MS = 10_000;
 /** How long an append keeps re-sealing while other writers move the head before it gives up. */
@@ -90,6 +90,14 @@ const NOTIFICATION_CLAIM = `
         AND NOT EXISTS (SELECT 1 FROM notifications o WHERE o.target = n.target AND o.seq < n.seq AND o.delivered_at IS NULL AND o.dead_at IS NULL)
       ORDER BY n.seq LIMIT ?)
   RETURNING seq, ${NOTIFICATION_COLUMNS}`;
+
+const SINK_COLUMNS = 'sink, delivered_seq, updated_at, lease_owner, lease_until';
+/** Creates the cursor, or takes its lease if free, expired or already the caller's; returns nothing if another holds it. */
+const SINK_CLAIM = `
+  INSERT INTO sink_cursors (sink, delivered_seq, updated_at, lease_owner, lease_until) VALUES (?, ?, ?, ?, ?)
+  ON CONFLICT (sink) DO UPDATE SET lease_owner = excluded.lease_owner, lease_until = excluded.lease_until
+   WHERE sink_cursors.lease_owner IS NULL OR sink_cursors.lease_owner = excluded.lease_owner OR sink_cursors.lease_until <= ?
+  RETURNING ${SINK_COLUMNS}`;
 
 /** A transaction for the worker: under the write lock, `guard` must still return `expect`. */
 interface WriteRequest {
@@ -339,6 +347,58 @@ export class SqliteStore implements Store {
       wanted,
     );
     return new Map(rows.map((r) => [r.seq, r.payload === null ? null : (JSON.parse(r.payload) as EventPayload)]));
+  }
+
+  async readEventPage(page: EventPageRequest): Promise<{ events: AuditEvent[]; next: number | null }> {
+    const action = 'read audit events';
+    this.refuseAfterClose(action);
+    const { afterSeq, limit, maxBytes } = checkedEventPage(page);
+    const cut = await findPageEnd(
+      (from, n) => this.all<{ seq: number; bytes: number }>(
+        action,
+        `SELECT seq, ${EVENT_ROW_OVERHEAD} + octet_length(data) + coalesce(octet_length(actor), 0) + coalesce(octet_length(source), 0) AS bytes
+           FROM events WHERE seq > ? ORDER BY seq LIMIT ?`,
+        [from, n],
+      ),
+      afterSeq, limit, maxBytes,
+    );
+    if (cut.last === null) return { events: [], next: null };
+    const rows = await this.all<EventRow>(action, 'SELECT e.* FROM events e WHERE e.seq > ? AND e.seq <= ? ORDER BY e.seq', [afterSeq, cut.last]);
+    return { events: rows.map(fromRow), next: cut.next };
+  }
+
+  async readSinkCursor(sink: string): Promise<SinkCursor | null> {
+    const action = 'read a sink cursor';
+    this.refuseAfterClose(action);
+    return this.get<SinkCursor>(action, `SELECT ${SINK_COLUMNS} FROM sink_cursors WHERE sink = ?`, [checkedSinkId(sink)]);
+  }
+
+  /** One INSERT … ON CONFLICT DO UPDATE … WHERE: SQLite's write lock makes the test and the take one step. */
+  async claimSinkLease(c: SinkLeaseClaim): Promise<SinkCursor | null> {
+    const action = 'claim a sink lease';
+    this.refuseAfterClose(action);
+    if (!Number.isSafeInteger(c.startSeq) || c.startSeq < 0) throw new StoreError(`cannot ${action}: startSeq must be a non-negative integer`);
+    const now = utc(c.now);
+    const rows = await this.all<SinkCursor>(action, SINK_CLAIM, [checkedSinkId(c.sink), c.startSeq, now, c.owner, utc(c.leaseUntil), now]);
+    return rows[0] ?? null;
+  }
+
+  async advanceSinkCursor(a: { sink: string; owner: string; deliveredSeq: number; now: string }): Promise<boolean> {
+    const action = 'advance a sink cursor';
+    this.refuseAfterClose(action);
+    if (!Number.isSafeInteger(a.deliveredSeq) || a.deliveredSeq < 0) throw new StoreError(`cannot ${action}: deliveredSeq must be a non-negative integer`);
+    const rows = await this.all<{ sink: string }>(
+      action,
+      'UPDATE sink_cursors SET delivered_seq = ?, updated_at = ? WHERE sink = ? AND lease_owner = ? AND delivered_seq <= ? RETURNING sink',
+      [a.deliveredSeq, utc(a.now), checkedSinkId(a.sink), a.owner, a.deliveredSeq],
+    );
+    return rows.length === 1;
+  }
+
+  async releaseSinkLease(sink: string, owner: string): Promise<void> {
+    const action = 'release a sink lease';
+    this.refuseAfterClose(action);
+    await this.write(action, { steps: [{ sql: 'UPDATE sink_cursors SET lease_owner = NULL, lease_until = NULL WHERE sink = ? AND lease_owner = ?', rows: [[checkedSinkId(sink), owner]] }] });
   }
 
   async requestKill(kill: SessionKill): Promise<SessionKill> {

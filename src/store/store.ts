@@ -156,6 +156,41 @@ export interface EventFilter {
 }
 
 /**
+ * A SIEM sink's durable position in the log (src/audit/sinks/deliverer.ts): every event up to
+ * `delivered_seq` has been delivered to it. One row per sink id. While a gateway delivers, it
+ * holds the row's lease (`lease_owner` until `lease_until`), so with replicas on one PostgreSQL
+ * store only one of them sends to a given sink at a time.
+ */
+export interface SinkCursor {
+  sink: string;
+  delivered_seq: number;
+  updated_at: string; // RFC 3339, UTC
+  lease_owner: string | null;
+  lease_until: string | null; // RFC 3339, UTC
+}
+
+export interface SinkLeaseClaim {
+  sink: string;
+  /** Who asks: one id per deliverer (gateway process), random at start. */
+  owner: string;
+  now: string;
+  /** The lease lasts until then (renewed by claiming again before it ends). */
+  leaseUntil: string;
+  /** A sink without a row starts here: 0 for the whole log, or the head for `start: now`. */
+  startSeq: number;
+}
+
+/** A page of the whole log in seq order, bounded by count and bytes (without payloads). */
+export interface EventPageRequest {
+  /** Events with a greater seq. */
+  afterSeq: number;
+  /** At most this many events (1 to 1000). */
+  limit: number;
+  /** At most this many bytes of stored JSON (data, actor, source), unless one event alone is larger. */
+  maxBytes: number;
+}
+
+/**
  * Persistence for everything the gateway keeps. SQLite (one gateway) and PostgreSQL (replicas)
  * implement it and pass one shared test suite (`test/store/store-suite.ts`).
  */
@@ -270,6 +305,35 @@ export interface Store {
    * Resolves with `stop`.
    */
   watchApprovals(wake: (id: string) => void): Promise<() => Promise<void>>;
+
+  /**
+   * Events after `afterSeq` in seq order, without payloads: at most `limit`, and at most
+   * `maxBytes` of stored JSON (one larger event is still returned, alone), so a reader of the
+   * whole log (the SIEM sinks) keeps memory bounded. `next` is the seq to continue after, or null
+   * when the page reached the head (as of this read).
+   */
+  readEventPage(page: EventPageRequest): Promise<{ events: AuditEvent[]; next: number | null }>;
+
+  /** The sink's cursor, or null if it has never been claimed. */
+  readSinkCursor(sink: string): Promise<SinkCursor | null>;
+
+  /**
+   * Takes or renews the sink's lease, atomically: creates the row (at `startSeq`) if there is
+   * none, and gives the lease to `owner` if it is free, expired (`lease_until` <= `now`) or
+   * already `owner`'s. Returns the cursor as it now is, or null when another owner holds a
+   * lease that has not expired (that owner delivers; this one must not).
+   */
+  claimSinkLease(claim: SinkLeaseClaim): Promise<SinkCursor | null>;
+
+  /**
+   * Compare-and-set: moves `delivered_seq` forward to `deliveredSeq` only while `owner` holds
+   * the lease (and never backwards). False when it does not (the lease was taken over): the
+   * caller stops delivering.
+   */
+  advanceSinkCursor(advance: { sink: string; owner: string; deliveredSeq: number; now: string }): Promise<boolean>;
+
+  /** Gives the lease up (if `owner` holds it), so another replica can deliver at once. */
+  releaseSinkLease(sink: string, owner: string): Promise<void>;
 
   close(): Promise<void>;
 }

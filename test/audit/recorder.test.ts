@@ -41,6 +41,11 @@ class CountingStore implements Store {
   getSession(id: string) { return this.target.getSession(id); }
   readSessionEvents(id: string, page: SessionPageRequest) { return this.target.readSessionEvents(id, page); }
   readPayloads(seqs: readonly number[]) { return this.target.readPayloads(seqs); }
+  readEventPage(page: Parameters<Store['readEventPage']>[0]) { return this.target.readEventPage(page); }
+  readSinkCursor(sink: string) { return this.target.readSinkCursor(sink); }
+  claimSinkLease(c: Parameters<Store['claimSinkLease']>[0]) { return this.target.claimSinkLease(c); }
+  advanceSinkCursor(a: Parameters<Store['advanceSinkCursor']>[0]) { return this.target.advanceSinkCursor(a); }
+  releaseSinkLease(sink: string, owner: string) { return this.target.releaseSinkLease(sink, owner); }
   requestKill(k: Parameters<Store['requestKill']>[0]) { return this.target.requestKill(k); }
   killsFor(ids: readonly string[]) { return this.target.killsFor(ids); }
   watchKills(wake: (id: string) => void) { return this.target.watchKills(wake); }

@@ -48,7 +48,7 @@ describe('parseConfig: valid configs', () => {
     const bank = c.connections[0]!;
     expect(bank.upstream).toMatchObject({ host: 'db.internal', port: 5432, database: 'bank', user: 'hoop_svc', password: 'pw', sslmode: 'disable', connectTimeoutMs: 10_000 });
     expect(bank.maxSessionMs).toBeNull();
-    expect(c.audit).toEqual({ payload_limit: 1024 * 1024, signing_key: join(dir, 'hoop-data/signing.key'), checkpoint_interval: 60_000 });
+    expect(c.audit).toEqual({ payload_limit: 1024 * 1024, signing_key: join(dir, 'hoop-data/signing.key'), checkpoint_interval: 60_000, sinks: [] });
     expect(c.fingerprint).toMatch(/^[0-9a-f]{64}$/);
   });
 
@@ -73,7 +73,7 @@ describe('parseConfig: valid configs', () => {
     expect(c.identity.oidc).toEqual({ issuer: 'https://idp.example/', client_id: 'hoop-cli', audience: 'hoop', groups_claim: 'realm_access.roles', scopes: ['openid', 'profile', 'email', 'offline_access'] });
     expect(c.connections[0]!.maxSessionMs).toBe(90 * 60_000);
     expect(c.connections[0]!.maxSessionsPerUser).toBe(5);
-    expect(c.audit).toEqual({ payload_limit: 10 * 1024 * 1024, signing_key: '/abs/signing.key', checkpoint_interval: 5 * 60_000 });
+    expect(c.audit).toEqual({ payload_limit: 10 * 1024 * 1024, signing_key: '/abs/signing.key', checkpoint_interval: 5 * 60_000, sinks: [] });
   });
 
   test('loadConfig reads YAML and resolves paths next to the file', () => {
@@ -288,7 +288,9 @@ describe('deploy/hoop.example.yaml', () => {
     writeFileSync(join(ex, 'tls/gateway.key'), certs.key);
     writeFileSync(join(ex, 'db-ca.pem'), certs.ca);
     writeFileSync(join(ex, 'secrets/ledger.password'), 'ledger-pw\n');
+    writeFileSync(join(ex, 'secrets/siem-ca.pem'), certs.ca);
     process.env['HOOP_STORE_PASSWORD'] = 'store-pw';
+    process.env['HOOP_HEC_TOKEN'] = 'hec-token';
     process.env['BANK_DB_PASSWORD'] = 'bank-pw';
     try {
       const c = loadConfig(join(ex, 'hoop.yaml'));
@@ -302,10 +304,18 @@ describe('deploy/hoop.example.yaml', () => {
         ['ledger', 'ledger-pw', 'require', null],
       ]);
       expect(c.connections[0]!.upstream.ca).toBe(certs.ca);
-      expect(c.audit).toEqual({ payload_limit: 10 * 1024 * 1024, signing_key: join(ex, 'hoop-data/signing.key'), checkpoint_interval: 60_000 });
+      const { sinks, ...audit } = c.audit;
+      expect(audit).toEqual({ payload_limit: 10 * 1024 * 1024, signing_key: join(ex, 'hoop-data/signing.key'), checkpoint_interval: 60_000 });
+      expect(sinks.map((x) => [x.kind, x.id])).toEqual([
+        ['syslog', 'syslog:tcp://siem.internal:6514'],
+        ['http', expect.stringMatching(/^http:https:\/\/hec\.internal:8088#[0-9a-f]{12}$/)],
+        ['file', 'file:/var/log/hoop/audit.jsonl'],
+      ]);
+      expect(sinks[1]).toMatchObject({ token: 'hec-token', format: 'hec' });
     } finally {
       delete process.env['HOOP_STORE_PASSWORD'];
       delete process.env['BANK_DB_PASSWORD'];
+      delete process.env['HOOP_HEC_TOKEN'];
     }
   });
 });

@@ -475,6 +475,80 @@ export function storeSuite(h: StoreHarness): void {
     });
   });
 
+  describe('sink cursors', () => {
+    const t0 = Date.UTC(2026, 2, 1, 10, 0, 0);
+    const iso = (ms: number) => new Date(ms).toISOString();
+    const claim = (store: Store, owner: string, nowMs: number, over: { sink?: string; startSeq?: number; leaseMs?: number } = {}) =>
+      store.claimSinkLease({ sink: over.sink ?? 'siem', owner, now: iso(nowMs), leaseUntil: iso(nowMs + (over.leaseMs ?? 30_000)), startSeq: over.startSeq ?? 0 });
+
+    test('a first claim creates the cursor at its start; the owner renews, others wait for the lease to end or be released', async () => {
+      const store = await fresh();
+      expect(await store.readSinkCursor('siem')).toBeNull();
+      expect(await claim(store, 'gw-a', t0, { startSeq: 7 })).toEqual({ sink: 'siem', delivered_seq: 7, updated_at: iso(t0), lease_owner: 'gw-a', lease_until: iso(t0 + 30_000) });
+      // The start applies only to a new cursor.
+      expect(await claim(store, 'gw-a', t0 + 1_000, { startSeq: 99 })).toMatchObject({ delivered_seq: 7, lease_owner: 'gw-a', lease_until: iso(t0 + 31_000) });
+      expect(await claim(store, 'gw-b', t0 + 2_000)).toBeNull();
+      expect(await store.advanceSinkCursor({ sink: 'siem', owner: 'gw-b', deliveredSeq: 10, now: iso(t0 + 2_000) })).toBe(false);
+      expect(await store.advanceSinkCursor({ sink: 'siem', owner: 'gw-a', deliveredSeq: 10, now: iso(t0 + 2_000) })).toBe(true);
+      // Never backwards.
+      expect(await store.advanceSinkCursor({ sink: 'siem', owner: 'gw-a', deliveredSeq: 9, now: iso(t0 + 2_100) })).toBe(false);
+      expect(await store.readSinkCursor('siem')).toMatchObject({ delivered_seq: 10, updated_at: iso(t0 + 2_000) });
+      // The lease ran out (its owner died): another takes it over, and the old owner can no longer advance.
+      expect(await claim(store, 'gw-b', t0 + 31_000)).toMatchObject({ delivered_seq: 10, lease_owner: 'gw-b' });
+      expect(await store.advanceSinkCursor({ sink: 'siem', owner: 'gw-a', deliveredSeq: 12, now: iso(t0 + 31_001) })).toBe(false);
+      expect(await claim(store, 'gw-a', t0 + 31_002)).toBeNull();
+      // A release (the owner stopping) frees it at once; releasing someone else's lease does nothing.
+      await store.releaseSinkLease('siem', 'gw-a');
+      expect(await claim(store, 'gw-a', t0 + 31_003)).toBeNull();
+      await store.releaseSinkLease('siem', 'gw-b');
+      expect(await store.readSinkCursor('siem')).toMatchObject({ delivered_seq: 10, lease_owner: null, lease_until: null });
+      expect(await claim(store, 'gw-a', t0 + 31_004)).toMatchObject({ delivered_seq: 10, lease_owner: 'gw-a' });
+      // Cursors are per sink.
+      expect(await claim(store, 'gw-b', t0 + 31_005, { sink: 'file:/var/log/hoop.jsonl' })).toMatchObject({ delivered_seq: 0, lease_owner: 'gw-b' });
+    });
+
+    test('two store instances claiming one sink never both hold it, and only the holder advances', async () => {
+      const store = await fresh();
+      const other = await another(store);
+      const stores = [store, other];
+      let delivered = 0;
+      for (let round = 0; round < 15; round++) {
+        const now = t0 + round * 60_000; // every earlier lease has ended
+        const got = await Promise.all(stores.flatMap((s, i) => [claim(s, `gw-${i}-a`, now), claim(s, `gw-${i}-b`, now)]));
+        const holders = got.filter((c) => c !== null);
+        expect(holders).toHaveLength(1);
+        const owner = holders[0]!.lease_owner!;
+        const advanced = await Promise.all(stores.flatMap((s, i) => ['a', 'b'].map((x) => s.advanceSinkCursor({ sink: 'siem', owner: `gw-${i}-${x}`, deliveredSeq: delivered + 1, now: iso(now + 1) }))));
+        expect(advanced.filter(Boolean)).toHaveLength(1);
+        delivered += 1;
+        expect(await other.readSinkCursor('siem')).toMatchObject({ delivered_seq: delivered, lease_owner: owner });
+      }
+    });
+
+    test('readEventPage pages the whole log without payloads, bounded by count and bytes', async () => {
+      const store = await fresh();
+      const big = 'x'.repeat(4_000);
+      await store.appendEvents([
+        event(), event({ data: { big } }), event(), event({ type: 'query.end', data: { rows: 1 }, payload: { 'result.sets': [{ rows: [[big]] }] } }), event(),
+      ]);
+      expect(await store.readEventPage({ afterSeq: 0, limit: 2, maxBytes: 1_000_000 })).toMatchObject({ events: [{ seq: 1 }, { seq: 2 }], next: 2 });
+      // Event 2 alone is larger than 3000 bytes: pages cut before it, and it comes alone.
+      const small = await store.readEventPage({ afterSeq: 0, limit: 100, maxBytes: 3_000 });
+      expect(small.events.map((e) => e.seq)).toEqual([1]);
+      expect(small.next).toBe(1);
+      expect((await store.readEventPage({ afterSeq: 1, limit: 100, maxBytes: 3_000 })).events.map((e) => e.seq)).toEqual([2]);
+      const rest = await store.readEventPage({ afterSeq: 2, limit: 100, maxBytes: 1_000_000 });
+      expect(rest.events.map((e) => e.seq)).toEqual([3, 4, 5]);
+      expect(rest.next).toBeNull();
+      // The payload is not read (only counted by its hash); the events are as readEvents gives them without it.
+      expect(rest.events[1]!.payload).toBeUndefined();
+      expect(rest.events[1]!.payload_sha256).toMatch(/^[0-9a-f]{64}$/);
+      expect(rest.events).toEqual(await store.readEvents({ afterSeq: 2, payload: false }));
+      expect(await store.readEventPage({ afterSeq: 5, limit: 10, maxBytes: 1_000 })).toEqual({ events: [], next: null });
+      await expect(store.readEventPage({ afterSeq: 0, limit: 0, maxBytes: 1_000 })).rejects.toThrow(UsageError);
+    });
+  });
+
   describe('session kills', () => {
     const kill = (session_id: string, requested_by = 'apikey:root', reason: string | null = 'incident 7') =>
       ({ session_id, requested_by, reason, requested_at: new Date(Date.UTC(2026, 0, 2, 9, 0, 0)).toISOString() });
