@@ -168,6 +168,11 @@ export class MuxLink {
     else this.closeListeners.push(listener);
   }
 
+  offClose(listener: (reason: string) => void): void {
+    const i = this.closeListeners.indexOf(listener);
+    if (i >= 0) this.closeListeners.splice(i, 1);
+  }
+
   /** Gateway: asks the agent to dial `target`; resolves with the stream once it is up. */
   open(target: Target, timeoutMs: number): Promise<MuxStream> {
     if (this.options.role !== 'gateway') throw new Error('only the gateway opens streams');

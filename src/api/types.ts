@@ -42,6 +42,17 @@ export interface ConnectionInfo {
   approval?: ConnectionApproval;
   /** Time-bound access as it applies to the caller (absent from older gateways). */
   grant?: ConnectionGrant;
+  /** Reached through `hoop agent`s of this name (`agent:` in the config): whether one is connected
+   *  to this gateway now, and how many links are up; null: reached directly (absent from older gateways). */
+  agent?: ConnectionAgent | null;
+}
+
+export interface ConnectionAgent {
+  name: string;
+  /** At least one agent of this name holds a link to this gateway now. */
+  online: boolean;
+  /** Live links of this name to this gateway. */
+  links: number;
 }
 
 export interface ConnectionGrant {

@@ -24,6 +24,24 @@ class Counter {
   }
 }
 
+/** A value that goes up and down (by label, when it has one). */
+class Gauge {
+  private readonly values = new Map<string, number>();
+  constructor(readonly name: string, readonly help: string, readonly label?: string) {}
+  add(delta: number, labelValue = ''): void {
+    this.values.set(labelValue, (this.values.get(labelValue) ?? 0) + delta);
+  }
+  get(labelValue = ''): number {
+    return this.values.get(labelValue) ?? 0;
+  }
+  render(): string {
+    const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} gauge`];
+    if (!this.label && this.values.size === 0) lines.push(`${this.name} 0`);
+    for (const [v, n] of this.values) lines.push(this.label ? `${this.name}{${this.label}="${escapeLabel(v)}"} ${n}` : `${this.name} ${n}`);
+    return lines.join('\n');
+  }
+}
+
 class Histogram {
   private readonly counts: number[];
   private sum = 0;
@@ -59,6 +77,10 @@ export class GatewayMetrics {
   readonly auditAppendFailures = new Counter('hoop_audit_append_failures_total', 'Audit appends the store refused (statements refused: fail closed).');
   readonly httpRequests = new Counter('hoop_http_requests_total', 'HTTP API responses, by status code.', 'status');
   readonly notifications = new Counter('hoop_notifications_total', 'Approver notification delivery attempts, by outcome (delivered, failed: retried later, gave_up).', 'outcome');
+  /** Label: the agent name from the config (a bounded set), never what an agent sends. */
+  readonly agentLinks = new Gauge('hoop_agent_links', 'Agent links up now, by agent name.', 'agent');
+  readonly agentStreams = new Gauge('hoop_agent_streams', 'Upstream streams open through agents now.');
+  readonly agentStreamBytes = new Counter('hoop_agent_stream_bytes_total', 'Stream bytes over agent links, by direction (to_agent: toward the database, from_agent: from it).', 'direction');
   readonly auditAppendSeconds = new Histogram('hoop_audit_append_seconds', 'Latency of one durable audit append (one group commit).',
     [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5]);
   readonly auditBatchSize = new Histogram('hoop_audit_batch_size', 'Events per durable audit append (group commit size).',
@@ -73,7 +95,8 @@ export class GatewayMetrics {
       `hoop_sessions_active ${this.activeSessions()}`,
     ].join('\n');
     return [active, this.sessions, this.statements, this.authFailures, this.tunnelRefusals, this.protocolErrors,
-      this.auditAppendFailures, this.auditAppendSeconds, this.auditBatchSize, this.httpRequests, this.notifications]
+      this.auditAppendFailures, this.auditAppendSeconds, this.auditBatchSize, this.httpRequests, this.notifications,
+      this.agentLinks, this.agentStreams, this.agentStreamBytes]
       .map((m) => (typeof m === 'string' ? m : m.render())).join('\n') + '\n';
   }
 

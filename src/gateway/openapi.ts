@@ -58,6 +58,18 @@ export function openApiDocument(): object {
           responses: { 200: { description: 'The connection', ...json(ref('Connection')) }, 403: error, 404: error, ...authed },
         },
       },
+      '/api/v1/agents/link': {
+        get: {
+          operationId: 'openAgentLink',
+          summary: 'WebSocket link of a `hoop agent` (agent keys only)',
+          description: 'Upgrade to a WebSocket (RFC 6455) with `Authorization: Bearer <agent key>`: only a key whose SHA-256 is under `agents` authenticates here, and such a key authenticates nowhere else. Binary messages are the stream multiplexing frames of src/agent/mux.ts (docs/agent.md). Optional headers: `X-Hoop-Agent-Name` (the agent name the key must belong to) and `X-Hoop-Agent-Instance` (recorded). Failures are recorded as `auth.failed`; an address that keeps failing gets 429 for a minute.',
+          security: [{ bearer: [] }],
+          responses: {
+            101: { description: 'Switching protocols: the link is up (`agent.connected` is recorded)' },
+            400: error, 401: error, 429: error, 503: error,
+          },
+        },
+      },
       '/api/v1/connections/{name}/tunnel': {
         get: {
           operationId: 'openTunnel',
@@ -256,6 +268,11 @@ export function openApiDocument(): object {
                 max_duration_ms: { type: ['integer', 'null'], description: 'The longest grant a request may ask for (`approval.grant_max`)' },
               },
             },
+            agent: {
+              type: ['object', 'null'], required: ['name', 'online', 'links'],
+              description: 'Reached through `hoop agent`s of this name (`agent:`): whether one holds a link to this gateway now; null: reached directly',
+              properties: { name: { type: 'string' }, online: { type: 'boolean' }, links: { type: 'integer', minimum: 0 } },
+            },
             masking: {
               type: 'object', required: ['enabled', 'exempt', 'columns', 'detectors'],
               description: 'The connection\'s `masking` block as it applies to the caller',
@@ -364,7 +381,7 @@ export function openApiDocument(): object {
             seq: { type: 'integer' }, id: { type: 'string' }, time: { type: 'string', format: 'date-time' }, type: { type: 'string' },
             actor: {
               type: ['object', 'null'],
-              properties: { subject: { type: 'string' }, email: { type: ['string', 'null'] }, groups: { type: 'array', items: { type: 'string' } }, auth_method: { enum: ['api_key', 'oidc', 'system'] } },
+              properties: { subject: { type: 'string' }, email: { type: ['string', 'null'] }, groups: { type: 'array', items: { type: 'string' } }, auth_method: { enum: ['api_key', 'oidc', 'system', 'agent_key'] } },
             },
             source: {
               type: ['object', 'null'],

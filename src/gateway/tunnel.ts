@@ -22,8 +22,7 @@ import { HoopError, errorMessage } from '../errors.js';
 import type { Identity } from '../identity/identity.js';
 import type { ApprovalRequest } from '../api/types.js';
 import { SYSTEM_ACTOR, type Source } from '../audit/event.js';
-import type { Engine, StartupInfo, StatementEnd, StatementPlan, StatementStart } from '../protocols/engine.js';
-import { tcpDial } from '../protocols/postgres/upstream.js';
+import type { Engine, StartupInfo, StatementEnd, StatementPlan, StatementStart, UpstreamConfig } from '../protocols/engine.js';
 import { killMessage, killReason } from './kills.js';
 import { DeniedError, admitConnection, grantCommand, reasonHeader, recordDenial, requestSource, type Admission } from './access.js';
 import { endWithGrant } from './grant-end.js';
@@ -58,7 +57,15 @@ export interface TunnelContext extends ApiContext {
   policy: PolicyDeps;
   /** Replaces the policy as the statement decision (tests). */
   planner?: Planner;
+  /** Opens a connection's upstream byte stream: TCP, or through its agent (agents.ts). */
+  dialUpstream: UpstreamDial;
 }
+
+/**
+ * The upstream dial of a connection. `session`: the session it is for; `onLost` is told when the
+ * stream's agent link drops, before the stream ends (so the client hears why).
+ */
+export type UpstreamDial = (connection: ConnectionConfig, upstream: UpstreamConfig, session?: { id: string; onLost?: (message: string) => void }) => Promise<Duplex>;
 
 /** The decision for one statement of a session (the engine's plan hook, with who and where). */
 export type Planner = (statement: StatementStart, session: { identity: Identity; connection: ConnectionConfig }) => Promise<StatementPlan>;
@@ -97,7 +104,7 @@ export class TunnelEndpoint {
     this.admit(req).then(
       ({ identity, connection, grant }) => {
         if (socket.destroyed) return;
-        if (this.closing) return refuse(socket, shuttingDown(), 503);
+        if (this.closing) return refuseUpgrade(socket, shuttingDown(), 503);
         const sessionId = randomUUID();
         this.sessionIds.set(req, sessionId);
         this.wss.handleUpgrade(req, socket, head, (ws) => this.serve(ws, req, identity, connection, sessionId, grant));
@@ -106,7 +113,7 @@ export class TunnelEndpoint {
         const status = statusOf(err);
         this.ctx.metrics.tunnelRefusals.inc(String(status));
         if (!(err instanceof HoopError)) this.ctx.logger.error({ err: errorMessage(err) }, 'tunnel upgrade failed');
-        refuse(socket, err, status);
+        refuseUpgrade(socket, err, status);
       },
     );
   }
@@ -285,10 +292,18 @@ export class TunnelEndpoint {
 
     // The caller's mapped database role (admission refused a caller with none); the catalog reads stay the service role's.
     const upstream = upstreamConfigOf(connection, sessionRoleOf(connection, identity));
+    // The session's own stream (the first dial) ends the session with a clear FATAL if its agent
+    // link drops; a cancel request's stream (later dials) ends by itself.
+    let dials = 0;
+    const onLost = (message: string) => {
+      endedBy ??= message.replace(/^hoop: /, '');
+      log.warn('the agent link under this session was lost');
+      ending.abort(message);
+    };
     const done = ctx.engines(connection.type)
       .serve(stream, {
         upstream,
-        dial: () => tcpDial(upstream),
+        dial: () => ctx.dialUpstream(connection, upstream, dials++ === 0 ? { id: sessionId, onLost } : { id: sessionId }),
         hooks,
         signal: ending.signal,
         payloadLimit: ctx.config.audit.payload_limit,
@@ -334,7 +349,7 @@ function shuttingDown(): HttpError {
 }
 
 /** A plain HTTP response on the raw socket, before any upgrade; the JSON body says why. */
-function refuse(socket: Duplex, err: unknown, status: number): void {
+export function refuseUpgrade(socket: Duplex, err: unknown, status: number): void {
   if (socket.destroyed) return;
   const body = JSON.stringify(errorBody(err));
   const head = [

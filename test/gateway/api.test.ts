@@ -96,12 +96,12 @@ describe('connections', () => {
     const alice = await get('/api/v1/connections', gw.keys['alice']);
     expect(alice.status).toBe(200);
     expect(alice.json).toEqual([
-      { name: 'bank', type: 'postgres', database: upstream.database, access: ['analysts', 'dba'], allowed: true, requires_approval: false, requires_reason: false, masking: NO_MASKING, approval: NO_RULES, grant: NO_GRANT },
-      { name: 'ledger', type: 'postgres', database: upstream.database, access: ['finance'], allowed: false, requires_approval: false, requires_reason: false, masking: NO_MASKING, approval: NO_RULES, grant: NO_GRANT },
+      { name: 'bank', type: 'postgres', database: upstream.database, access: ['analysts', 'dba'], allowed: true, requires_approval: false, requires_reason: false, masking: NO_MASKING, approval: NO_RULES, grant: NO_GRANT, agent: null },
+      { name: 'ledger', type: 'postgres', database: upstream.database, access: ['finance'], allowed: false, requires_approval: false, requires_reason: false, masking: NO_MASKING, approval: NO_RULES, grant: NO_GRANT, agent: null },
       {
         name: 'vault', type: 'postgres', database: upstream.database, access: ['analysts'], allowed: true, requires_approval: true, requires_reason: false, masking: NO_MASKING,
         approval: { holds: true, rules: [{ name: 'analysts-read-only', action: 'deny' }, { name: 'full-export', action: 'require_approval' }] },
-        grant: { ...NO_GRANT, max_duration_ms: 8 * 3_600_000 },
+        grant: { ...NO_GRANT, max_duration_ms: 8 * 3_600_000 }, agent: null,
       },
     ]);
     // Admins get no implicit data access.
