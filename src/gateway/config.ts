@@ -355,17 +355,18 @@ function schemaFor(baseDir: string) {
     if (!c.identity.oidc && c.identity.api_keys.length === 0) {
       ctx.addIssue({ code: 'custom', path: ['identity'], message: 'configure identity.oidc or at least one identity.api_keys entry; otherwise nobody can sign in' });
     }
-    const agentNames = new Set(c.agents.map((a) => a.name));
-    c.connections.forEach((conn, i) => {
-      if (conn.agent !== null && !agentNames.has(conn.agent)) {
+    // Also runs when other keys failed: then parts may be unparsed input, so look before trusting.
+    const agentNames = new Set(Array.isArray(c.agents) ? c.agents.map((a) => a?.name) : []);
+    (Array.isArray(c.connections) ? c.connections : []).forEach((conn, i) => {
+      if (typeof conn?.agent === 'string' && !agentNames.has(conn.agent)) {
         const known = [...agentNames];
         ctx.addIssue({ code: 'custom', path: ['connections', i, 'agent'], message: `no agent named ${conn.agent} in agents${known.length > 0 ? ` (configured: ${known.join(', ')})` : ' (the list is empty)'}: add {name: ${conn.agent}, sha256: <hex of its key's SHA-256>} to agents` });
       }
     });
     // A key is one kind of credential only: an agent key authenticates on the agent link and nowhere else.
-    const apiHashes = new Set(c.identity.api_keys.map((k) => k.sha256));
-    c.agents.forEach((a, i) => {
-      if (apiHashes.has(a.sha256)) ctx.addIssue({ code: 'custom', path: ['agents', i, 'sha256'], message: 'is also the hash of an identity.api_keys entry; an agent key must be a key of its own' });
+    const apiHashes = new Set(Array.isArray(c.identity?.api_keys) ? c.identity.api_keys.map((k) => k?.sha256) : []);
+    (Array.isArray(c.agents) ? c.agents : []).forEach((a, i) => {
+      if (typeof a?.sha256 === 'string' && apiHashes.has(a.sha256)) ctx.addIssue({ code: 'custom', path: ['agents', i, 'sha256'], message: 'is also the hash of an identity.api_keys entry; an agent key must be a key of its own' });
     });
     if (c.audit.payload_limit > 1024 ** 3) {
       ctx.addIssue({ code: 'custom', path: ['audit', 'payload_limit'], message: 'must be at most 1GiB' });

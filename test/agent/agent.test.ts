@@ -19,6 +19,7 @@ import { openLocalTunnel, type LocalTunnel, type TunnelEvent } from '../../src/c
 import { freePort } from '../../src/demo/postgres-cluster.js';
 import { apiGet, newAgentKey, sha256Hex, startAgentProc, startGatewayProc, stopAll, type Proc } from '../helpers/agent.js';
 import { newApiKey } from '../helpers/gateway.js';
+import { runHoop } from '../cli/helpers.js';
 import { until } from '../helpers/poll.js';
 import { passwordOf, runningPids } from '../helpers/postgres.js';
 
@@ -98,6 +99,16 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
+test('hoop agent refuses bad usage with exit 2 and a line saying what to do', async () => {
+  const key = { HOOP_AGENT_KEY: 'k' };
+  expect(await runHoop(['agent', '--gateway', url, '--allow', allowed], { env: {} })).toMatchObject({ code: 2, stderr: expect.stringContaining('HOOP_AGENT_KEY is not set') });
+  expect(await runHoop(['agent', '--allow', allowed], { env: key })).toMatchObject({ code: 2, stderr: expect.stringContaining('no gateway to link to') });
+  expect(await runHoop(['agent', '--gateway', url], { env: key })).toMatchObject({ code: 2, stderr: expect.stringContaining('the allow-list is empty') });
+  expect(await runHoop(['agent', '--gateway', url, '--allow', 'db.internal'], { env: key })).toMatchObject({ code: 2, stderr: expect.stringContaining('invalid allow-list entry "db.internal" (from --allow): expected HOST:PORT') });
+  expect(await runHoop(['agent', '--gateway', url], { env: { ...key, HOOP_AGENT_ALLOW: 'a:1,b:x' } })).toMatchObject({ code: 2, stderr: expect.stringContaining('"b:x" (from HOOP_AGENT_ALLOW)') });
+  expect(await runHoop(['agent', '--gateway', 'http://10.1.2.3:8009', '--allow', allowed], { env: key })).toMatchObject({ code: 2, stderr: expect.stringContaining('refusing to send credentials over plain http') });
+});
+
 test('a session runs through the agent: listed online, counted in /metrics, recorded as agent.connected', async () => {
   const { c } = await client('bank', 'agent-basic');
   await c.connect();
@@ -109,6 +120,8 @@ test('a session runs through the agent: listed online, counted in /metrics, reco
   expect(metrics).toMatch(/^hoop_agent_links\{agent="dc1"\} 1$/m);
   expect(Number(/^hoop_agent_stream_bytes_total\{direction="from_agent"\} (\d+)$/m.exec(metrics)?.[1])).toBeGreaterThan(0);
   expect(Number(/^hoop_agent_stream_bytes_total\{direction="to_agent"\} (\d+)$/m.exec(metrics)?.[1])).toBeGreaterThan(0);
+  const listed = await runHoop(['connections'], { env: { HOOP_GATEWAY: url, HOOP_TOKEN: keys.alice } });
+  expect(listed.stdout.split('\n').find((l) => l.startsWith('bank\t'))).toMatch(/\tdc1 online \(1 link\)$/);
   const connected = await events('agent.connected');
   expect(connected.length).toBeGreaterThanOrEqual(1);
   expect(connected[0]!.actor).toMatchObject({ subject: 'agent:dc1', auth_method: 'agent_key' });
