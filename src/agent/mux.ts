@@ -276,31 +276,15 @@ export class MuxLink {
         }
         return;
       }
-      case FrameType.DATA: {
-        const s = this.streams.get(id);
-        if (payload.length === 0) return this.violation('empty DATA');
-        if (!s) return;
-        this.options.onBytes?.('received', payload.length);
-        const problem = s.onData(payload);
-        if (problem) this.violation(problem);
-        return;
-      }
-      case FrameType.CREDIT: {
-        if (payload.length !== 4) return this.violation('CREDIT of the wrong length');
-        const s = this.streams.get(id);
-        if (!s) return;
-        const problem = s.onCredit(payload.readUInt32BE(0));
-        if (problem) this.violation(problem);
-        return;
-      }
-      case FrameType.END: {
-        if (payload.length !== 0) return this.violation('END with a payload');
-        const s = this.streams.get(id);
-        if (!s) return;
-        const problem = s.onEnd();
-        if (problem) this.violation(problem);
-        return;
-      }
+      case FrameType.DATA:
+        return this.toStream(id, payload.length === 0 ? 'empty DATA' : null, (s) => {
+          this.options.onBytes?.('received', payload.length);
+          return s.onData(payload);
+        });
+      case FrameType.CREDIT:
+        return this.toStream(id, payload.length !== 4 ? 'CREDIT of the wrong length' : null, (s) => s.onCredit(payload.readUInt32BE(0)));
+      case FrameType.END:
+        return this.toStream(id, payload.length !== 0 ? 'END with a payload' : null, (s) => s.onEnd());
       case FrameType.RESET: {
         const s = this.streams.get(id);
         if (s) s.onReset(peerText(payload));
@@ -310,6 +294,15 @@ export class MuxLink {
       default:
         return this.violation(`unknown frame type ${type}`);
     }
+  }
+
+  /** A stream's frame: `malformed` closes the link; a stream that is gone drops it; else `deliver` (which may find a violation). */
+  private toStream(id: number, malformed: string | null, deliver: (s: MuxStream) => string | null): void {
+    if (malformed) return this.violation(malformed);
+    const s = this.streams.get(id);
+    if (!s) return;
+    const problem = deliver(s);
+    if (problem) this.violation(problem);
   }
 
   private lost(reason: string): void {

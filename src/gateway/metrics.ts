@@ -7,38 +7,40 @@
 import type { AuditEvent, UnsealedEvent } from '../audit/event.js';
 import type { Store } from '../store/store.js';
 
-class Counter {
-  private readonly values = new Map<string, number>();
-  constructor(readonly name: string, readonly help: string, readonly label?: string) {}
-  inc(labelValue = '', by = 1): void {
+/** Values by label value (one unlabelled value when the metric has no label). */
+class Labelled {
+  protected readonly values = new Map<string, number>();
+  constructor(readonly name: string, readonly help: string, private readonly type: 'counter' | 'gauge', readonly label?: string) {}
+  protected addTo(labelValue: string, by: number): void {
     this.values.set(labelValue, (this.values.get(labelValue) ?? 0) + by);
   }
   get(labelValue = ''): number {
     return this.values.get(labelValue) ?? 0;
   }
   render(): string {
-    const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} counter`];
+    const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} ${this.type}`];
     if (!this.label && this.values.size === 0) lines.push(`${this.name} 0`);
     for (const [v, n] of this.values) lines.push(this.label ? `${this.name}{${this.label}="${escapeLabel(v)}"} ${n}` : `${this.name} ${n}`);
     return lines.join('\n');
   }
 }
 
-/** A value that goes up and down (by label, when it has one). */
-class Gauge {
-  private readonly values = new Map<string, number>();
-  constructor(readonly name: string, readonly help: string, readonly label?: string) {}
+class Counter extends Labelled {
+  constructor(name: string, help: string, label?: string) {
+    super(name, help, 'counter', label);
+  }
+  inc(labelValue = '', by = 1): void {
+    this.addTo(labelValue, by);
+  }
+}
+
+/** A value that goes up and down. */
+class Gauge extends Labelled {
+  constructor(name: string, help: string, label?: string) {
+    super(name, help, 'gauge', label);
+  }
   add(delta: number, labelValue = ''): void {
-    this.values.set(labelValue, (this.values.get(labelValue) ?? 0) + delta);
-  }
-  get(labelValue = ''): number {
-    return this.values.get(labelValue) ?? 0;
-  }
-  render(): string {
-    const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} gauge`];
-    if (!this.label && this.values.size === 0) lines.push(`${this.name} 0`);
-    for (const [v, n] of this.values) lines.push(this.label ? `${this.name}{${this.label}="${escapeLabel(v)}"} ${n}` : `${this.name} ${n}`);
-    return lines.join('\n');
+    this.addTo(labelValue, delta);
   }
 }
 
