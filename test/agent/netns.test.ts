@@ -68,7 +68,7 @@ beforeAll(async () => {
   // Set up over the Unix socket (a file, not the network).
   await cluster.psql("SET password_encryption = 'scram-sha-256'; CREATE ROLE hoop_svc LOGIN PASSWORD 'svc-secret'");
   await cluster.psql('CREATE DATABASE bank OWNER hoop_svc');
-  await cluster.psql("CREATE TABLE marker (v text); INSERT INTO marker VALUES ('inside the namespace'); ALTER TABLE marker OWNER TO hoop_svc", 'bank');
+  await cluster.psql("CREATE TABLE marker (v text, ssn text); INSERT INTO marker VALUES ('inside the namespace', '123-45-6789'); ALTER TABLE marker OWNER TO hoop_svc", 'bank');
 
   const port = await freePort();
   url = `http://${hostAddr}:${port}`;
@@ -80,7 +80,8 @@ beforeAll(async () => {
     identity: { api_keys: [{ name: 'alice', sha256: sha256Hex(apiKey), groups: ['analysts'] }] },
     agents: [{ name: 'dc1', sha256: sha256Hex(agentKey) }],
     connections: [
-      { name: 'bank', type: 'postgres', upstream, access: ['analysts'], agent: 'dc1' },
+      // Masking reads the catalog on a connection of its own: through the agent too.
+      { name: 'bank', type: 'postgres', upstream, access: ['analysts'], agent: 'dc1', masking: { columns: [{ column: 'public.marker.ssn', type: 'ssn', method: 'partial', keep: 4 }] } },
       // The same database without the agent: the gateway would dial it itself.
       { name: 'direct', type: 'postgres', upstream: { ...upstream, connect_timeout: '2s' }, access: ['analysts'] },
     ],
@@ -121,7 +122,7 @@ function refused(host: string, port: number): Promise<string> {
   });
 }
 
-test('psql through hoop connect reaches the namespaced database only through the agent, over TLS end to end; the gateway cannot reach it itself', async () => {
+test('psql through hoop connect reaches the namespaced database only through the agent, over TLS end to end, masked with the catalog read through the agent too; the gateway cannot reach it itself', async () => {
   // From the gateway's network the database is not there: not on loopback, not on the namespace's address.
   expect(await refused('127.0.0.1', cluster!.port)).toBe('ECONNREFUSED');
   expect(await refused(nsAddr, cluster!.port)).toBe('ECONNREFUSED');
@@ -129,11 +130,14 @@ test('psql through hoop connect reaches the namespaced database only through the
   expect(bank.agent).toEqual({ name: 'dc1', online: true, links: 1 });
 
   const env = { HOOP_GATEWAY: url, HOOP_TOKEN: apiKey, HOOP_INSECURE_HTTP: '1', HOME: home, XDG_CONFIG_HOME: join(home, '.config') };
-  const sql = "select v, (select ssl from pg_stat_ssl where pid = pg_backend_pid()) from marker";
+  const sql = 'select v, ssn, (select ssl from pg_stat_ssl where pid = pg_backend_pid()) from marker';
   const through = await runClient(process.execPath, [BIN, 'connect', 'bank', '--', 'psql', '-X', '-At', '-c', sql], { env });
   expect(through.stderr).not.toMatch(/error|FATAL/i);
   expect(through.code).toBe(0);
-  expect(through.stdout.trim()).toBe('inside the namespace|t');
+  const [v, ssn, ssl] = through.stdout.trim().split('|');
+  expect([v, ssl]).toEqual(['inside the namespace', 't']);
+  expect(ssn).toMatch(/6789$/);
+  expect(ssn).not.toContain('123-45');
 
   // The same database as a connection without the agent: the gateway's own dial fails.
   const direct = await runClient(process.execPath, [BIN, 'connect', 'direct', '--', 'psql', '-X', '-At', '-c', 'select 1'], { env });
