@@ -255,3 +255,15 @@ test('a slow reader of a large COPY TO STDOUT keeps the agent and the gateway fl
   expect(mib(peak.agent - base.agent), `agent RSS ${mib(base.agent)} -> ${mib(peak.agent)} MiB`).toBeLessThan(100);
   expect(mib(peak.gateway - base.gateway), `gateway RSS ${mib(base.gateway)} -> ${mib(peak.gateway)} MiB`).toBeLessThan(120);
 });
+
+test('an agent with a key the gateway does not know says so in its log and keeps trying, never logging the key', async () => {
+  const wrong = newAgentKey();
+  const stray = startAgentProc(['--gateway', url, '--allow', allowed], wrong);
+  const [refusal] = await stray.waitForLog('the gateway refused the agent link');
+  expect(refusal).toMatchObject({ status: 401, reason: 'agent key rejected', gateway: url });
+  await stray.waitForLog('reconnecting');
+  await stray.kill(); // before the gateway's throttle of failed logins from this address applies
+  expect(stray.stderr()).not.toContain(wrong);
+  const failed = await until(async () => (await events('auth.failed')).find((e) => e.data['stage'] === 'agent'));
+  expect(failed.data).toMatchObject({ code: 'HOOP_AUTH_REJECTED', path: '/api/v1/agents/link' });
+});
