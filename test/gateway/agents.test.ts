@@ -5,13 +5,16 @@
  */
 import { once } from 'node:events';
 import { afterAll, beforeAll, describe, expect, inject, test } from 'vitest';
+import { pino } from 'pino';
 import { WebSocket } from 'ws';
-import { AGENT_LINK_PATH } from '../../src/agent/agent.js';
+import { AGENT_LINK_PATH, startAgent } from '../../src/agent/agent.js';
+import { AllowList } from '../../src/agent/allow.js';
 import { ConfigError } from '../../src/errors.js';
 import { parseConfig } from '../../src/gateway/config.js';
 import { newAgentKey, sha256Hex } from '../helpers/agent.js';
 import { bankConnection, startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { until } from '../helpers/poll.js';
+import { makeCertificates } from '../helpers/tls.js';
 
 const HASH = 'ab'.repeat(32);
 const OTHER = 'cd'.repeat(32);
@@ -136,5 +139,33 @@ describe('the agent link endpoint', () => {
   test('an address that keeps failing is answered 429, even with the right key, for the rest of the window', async () => {
     for (let i = 0; i < 10; i++) await linkWith({ authorization: `Bearer wrong-${i}` });
     expect(await linkWith({ authorization: `Bearer ${agentKey}` })).toMatchObject({ status: 429, message: 'too many failed agent logins from this address; retry in a minute' });
+  });
+});
+
+describe('over TLS', () => {
+  test('an agent links to an https gateway (wss://) whose certificate it verifies', async () => {
+    const upstream = inject('upstream');
+    const certs = makeCertificates();
+    const key = newAgentKey();
+    const gw = await startTestGateway({
+      upstream,
+      config: { tls: { cert: certs.cert, key: certs.key }, agents: [{ name: 'dc1', sha256: sha256Hex(key) }] },
+      connections: [bankConnection(upstream, { agent: 'dc1' })],
+    });
+    const logger = pino({ level: 'silent' });
+    const allow = new AllowList([{ host: upstream.host, port: upstream.port }]);
+    const untrusting = startAgent({ gateways: [gw.url], key, allow, logger, backoffMaxMs: 100 });
+    const agent = startAgent({ gateways: [gw.url], key, allow, logger, ca: certs.ca });
+    try {
+      expect(gw.url).toMatch(/^https:/);
+      await until(() => agent.connected === 1, { what: 'the agent linked over TLS' });
+      await until(async () => (await gw.store.readEvents({ types: ['agent.connected'], limit: 10 })).length === 1);
+      // Without the CA the handshake fails, and it never links.
+      expect(untrusting.connected).toBe(0);
+    } finally {
+      await untrusting.close();
+      await agent.close();
+      await gw.close();
+    }
   });
 });
