@@ -192,8 +192,10 @@ function relay(socket: Socket, stream: MuxStream): void {
   socket.pipe(stream);
   stream.pipe(socket);
   socket.on('error', (err) => stream.destroy(err));
-  socket.on('close', () => {
-    if (!stream.writableFinished) stream.destroy(new Error('the target closed the connection'));
+  // A clean end (FIN) reaches the gateway as END behind the last bytes; only a broken connection is a RESET
+  // (which would drop what the gateway has not read yet, such as the server's last ErrorResponse).
+  socket.on('close', (hadError) => {
+    if (hadError || !socket.readableEnded) stream.destroy(new Error('the connection to the target broke'));
   });
   // A reset or a lost link cuts the TCP connection; a clean end lets the socket flush and close itself.
   stream.on('close', () => {

@@ -131,6 +131,20 @@ test('a session runs through the agent: listed online, counted in /metrics, reco
   expect(gateway.stderr()).not.toContain(agentKey);
 });
 
+test('the server ending a session reaches the client whole: its last ErrorResponse comes before the end', async () => {
+  const { c } = await client('bank', 'agent-terminated');
+  const errors: string[] = [];
+  c.on('error', (e: Error) => errors.push(e.message));
+  await c.connect();
+  const pid = (await c.query<{ pid: number }>('select pg_backend_pid() as pid')).rows[0]!.pid;
+  const direct = new pg.Client({ host: upstream.host, port: upstream.port, user: upstream.users.trust, database: 'postgres' });
+  await direct.connect();
+  await direct.query('select pg_terminate_backend($1)', [pid]);
+  await direct.end();
+  await until(() => errors.length > 0, { what: 'the client to hear of the end' });
+  expect(errors[0]).toBe('terminating connection due to administrator command');
+});
+
 test('a target outside the allow-list is refused by the agent: the client is told, both sides log it, agent.refused is recorded with the session', async () => {
   const { c, session } = await client('vault', 'agent-refused');
   const err = await c.connect().then(() => null, (e: Error) => e);
