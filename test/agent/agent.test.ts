@@ -268,6 +268,27 @@ test('a slow reader of a large COPY TO STDOUT keeps the agent and the gateway fl
   // socket buffers account for some tens of MiB.
   expect(mib(peak.agent - base.agent), `agent RSS ${mib(base.agent)} -> ${mib(peak.agent)} MiB`).toBeLessThan(100);
   expect(mib(peak.gateway - base.gateway), `gateway RSS ${mib(base.gateway)} -> ${mib(peak.gateway)} MiB`).toBeLessThan(120);
+  await carrier.kill();
+});
+
+test('a frozen agent (its TCP connection still open) is dropped by the heartbeat within seconds, and links again when it wakes', async () => {
+  const frozen = agent();
+  await frozen.waitForLog('agent connected');
+  await until(async () => (await links()) === 1);
+  const before = (await events('agent.disconnected')).length;
+  frozen.child.kill('SIGSTOP');
+  try {
+    await until(async () => (await links()) === 0, { timeoutMs: 10_000, what: 'the gateway to drop the silent link' });
+    const gone = await until(async () => {
+      const list = await events('agent.disconnected');
+      return list.length > before ? list[0] : null;
+    });
+    expect(gone.data['reason']).toMatch(/no heartbeat/);
+  } finally {
+    frozen.child.kill('SIGCONT');
+  }
+  await until(async () => (await links()) === 1, { timeoutMs: 15_000, what: 'the agent back after it woke' });
+  await frozen.kill();
 });
 
 test('an agent with a key the gateway does not know says so in its log and keeps trying, never logging the key', async () => {
