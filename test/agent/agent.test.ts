@@ -17,7 +17,8 @@ import { afterAll, beforeAll, describe, expect, inject, test } from 'vitest';
 import type { AuditEvent, ConnectionInfo } from '../../src/api/types.js';
 import { openLocalTunnel, type LocalTunnel, type TunnelEvent } from '../../src/client/tunnel.js';
 import { freePort } from '../../src/demo/postgres-cluster.js';
-import { apiGet, newAgentKey, sha256Hex, startAgentProc, startGatewayProc, stopAll, type Proc } from '../helpers/agent.js';
+import { runClient } from '../helpers/clients.js';
+import { BIN, apiGet, newAgentKey, sha256Hex, startAgentProc, startGatewayProc, stopAll, type Proc } from '../helpers/agent.js';
 import { newApiKey } from '../helpers/gateway.js';
 import { runHoop } from '../cli/helpers.js';
 import { until } from '../helpers/poll.js';
@@ -223,6 +224,12 @@ test('with no agent connected, a session is refused with a FATAL that says so; a
   const offline = await client('bank', 'agent-offline');
   const err = await offline.c.connect().then(() => null, (e: Error) => e);
   expect(err?.message).toBe('hoop: connection bank is offline: no agent dc1 connected');
+  // hoop connect says so before the client even starts, and psql gets the FATAL.
+  const home = join(dir, 'home');
+  const run = await runClient(process.execPath, [BIN, 'connect', 'bank', '--', 'psql', '-X', '-c', 'select 1'], { env: { HOOP_GATEWAY: url, HOOP_TOKEN: keys.alice, HOME: home, XDG_CONFIG_HOME: join(home, '.config') } });
+  expect(run.code).not.toBe(0);
+  expect(run.stderr).toContain(`connection bank is offline: no agent dc1 is connected to ${url}; sessions are refused until one connects`);
+  expect(run.stderr).toContain('FATAL:  hoop: connection bank is offline: no agent dc1 connected');
 });
 
 test('a slow reader of a large COPY TO STDOUT keeps the agent and the gateway flat in memory', async () => {
