@@ -92,6 +92,8 @@ export interface ConfigChanges {
   /** Per connection whose approval block changed: access rules as `name: action [for groups] when conditions`, settings as `key: old -> new` (never a webhook URL or secret). */
   approval: Record<string, { added: string[]; removed: string[]; changed: string[] }>;
   api_keys: { added: string[]; removed: string[]; changed: string[] };
+  /** Agent names whose keys changed: a key added, removed or replaced (names only, never a hash). */
+  agents: string[];
   /** The role lists (`admin`, `auditor`) that changed. */
   roles: string[];
   trusted_proxies: boolean;

@@ -306,7 +306,7 @@ export function openApiDocument(): object {
           },
         },
         ConfigChanges: {
-          type: 'object', required: ['connections', 'masking', 'approval', 'api_keys', 'roles', 'trusted_proxies', 'needs_restart'],
+          type: 'object', required: ['connections', 'masking', 'approval', 'api_keys', 'agents', 'roles', 'trusted_proxies', 'needs_restart'],
           description: 'What changed: names and rule summaries, never a secret',
           properties: {
             connections: ref('NameChanges'),
@@ -321,6 +321,7 @@ export function openApiDocument(): object {
               additionalProperties: ref('NameChanges'),
             },
             api_keys: ref('NameChanges'),
+            agents: { type: 'array', items: { type: 'string' }, description: 'Agent names whose keys changed (added, removed or replaced); never a hash' },
             roles: { type: 'array', items: { enum: ['admin', 'auditor'] } },
             trusted_proxies: { type: 'boolean' },
             needs_restart: { type: 'array', items: { type: 'string' } },

@@ -11,6 +11,7 @@ import { AGENT_LINK_PATH, startAgent } from '../../src/agent/agent.js';
 import { AllowList } from '../../src/agent/allow.js';
 import { ConfigError } from '../../src/errors.js';
 import { parseConfig } from '../../src/gateway/config.js';
+import { configChanges } from '../../src/gateway/reload.js';
 import { newAgentKey, sha256Hex } from '../helpers/agent.js';
 import { bankConnection, startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { until } from '../helpers/poll.js';
@@ -52,6 +53,17 @@ describe('config', () => {
     expect(problems(raw({}, { agent: 'dc1' }))).toEqual([
       'hoop.yaml: connections[0].agent: no agent named dc1 in agents (the list is empty): add {name: dc1, sha256: <hex of its key\'s SHA-256>} to agents',
     ]);
+  });
+
+  test('a reload records which agent names had keys added, removed or replaced (names only)', () => {
+    const c = (agents: { name: string; sha256: string }[]) => parseConfig(raw({ agents }), 'hoop.yaml', '/tmp');
+    const k = (n: number) => String(n).repeat(64);
+    const before = c([{ name: 'dc1', sha256: k(1) }, { name: 'dc2', sha256: k(2) }, { name: 'dc3', sha256: k(3) }]);
+    const after = c([{ name: 'dc2', sha256: k(2) }, { name: 'dc1', sha256: k(4) }, { name: 'dc1', sha256: k(1) }, { name: 'dc4', sha256: k(5) }]);
+    const changes = configChanges(before, after);
+    expect(changes.agents).toEqual(['dc1', 'dc3', 'dc4']);
+    expect(JSON.stringify(changes)).not.toContain(k(4));
+    expect(configChanges(before, before).agents).toEqual([]);
   });
 
   test('bad entries, a key listed twice, and an agent key that is also an API key', () => {
