@@ -50,6 +50,8 @@ function writeConfig(): void {
       { name: 'bank', type: 'postgres', upstream: db(upstream.host), access: ['analysts'], agent: 'dc1' },
       // The same server under a name the agents' allow-list does not have: refused by the agent.
       { name: 'vault', type: 'postgres', upstream: db('localhost'), access: ['analysts'], agent: 'dc1' },
+      // TLS to the database, end to end through the agent (the TLS-only user must come over TLS).
+      { name: 'secure', type: 'postgres', upstream: { ...db(upstream.host), user: upstream.users.tlsOnly, password: passwordOf(upstream.users.tlsOnly), sslmode: 'verify-full', ca: upstream.ca }, access: ['analysts'], agent: 'dc1' },
     ],
     audit: { signing_key: join(dir, 'signing.key') },
   }));
@@ -276,6 +278,22 @@ test('a slow reader of a large COPY TO STDOUT keeps the agent and the gateway fl
   expect(mib(peak.agent - base.agent), `agent RSS ${mib(base.agent)} -> ${mib(peak.agent)} MiB`).toBeLessThan(100);
   expect(mib(peak.gateway - base.gateway), `gateway RSS ${mib(base.gateway)} -> ${mib(peak.gateway)} MiB`).toBeLessThan(120);
   await carrier.kill();
+});
+
+test('a TLS session (verify-full through the agent) whose agent dies mid-query ends with the clear error and its record', async () => {
+  const carrier = agent();
+  await carrier.waitForLog('agent connected');
+  await until(async () => (await links()) === 1);
+  const { c, session } = await client('secure', 'agent-tls-loss');
+  await c.connect();
+  expect((await c.query('select ssl from pg_stat_ssl where pid = pg_backend_pid()')).rows).toEqual([{ ssl: true }]);
+  const sql = 'select pg_sleep(8) as agent_tls_loss';
+  const running = c.query(sql).then(() => null, (e: Error) => e);
+  await until(async () => (await runningPids(upstream, sql)).length === 1, { what: 'the query running upstream' });
+  await carrier.kill('SIGKILL');
+  expect((await running)?.message).toBe('hoop: the agent link to dc1 was lost');
+  const end = await until(async () => (await events('session.end')).find((e) => e.session_id === session()), { timeoutMs: 15_000, what: 'session.end' });
+  expect(JSON.stringify(end.data)).toContain('the agent link to dc1 was lost');
 });
 
 test('a frozen agent (its TCP connection still open) is dropped by the heartbeat within seconds, and links again when it wakes', async () => {
