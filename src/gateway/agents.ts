@@ -10,9 +10,10 @@
  *   the API's), and an address that keeps failing is answered 429 for the rest of the window.
  * - agent.connected / agent.disconnected are recorded per link; agent.refused when an agent
  *   refuses a dial (its allow-list), with the connection and the session that asked.
- * - New streams are spread round robin over the live links of the name; a link that drops ends
- *   its streams, and each session on it is told first (`onLost`), so its client gets a clear
- *   error; the next dial uses another link. No live link: the dial fails with what the client is
+ * - New streams are spread round robin over the live links of the name; an agent that cannot
+ *   dial the target passes the dial to the next link. A link that drops ends its streams, and
+ *   each session on it is told first (`onLost`), so its client gets a clear error; the next dial
+ *   uses another link. No live link: the dial fails with what the client is
  *   told ("connection bank is offline: no agent dc1 connected").
  */
 import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
@@ -125,22 +126,34 @@ export class AgentRegistry {
     if (live.length === 0) {
       throw new AgentDialError(`no agent ${name} connected to this gateway`, `connection ${request.connection} is offline: no agent ${name} connected`, `start hoop agent with a key of agent ${name}, pointed at this gateway`);
     }
-    const n = this.turn.get(name) ?? 0;
-    this.turn.set(name, (n + 1) % 1_000_000);
-    const link = live[n % live.length]!;
-    let stream: MuxStream;
-    try {
-      stream = await link.mux.open({ host: request.host, port: request.port }, request.timeoutMs);
-    } catch (err) {
-      throw this.refusal(link, request, err);
+    const first = this.turn.get(name) ?? 0;
+    this.turn.set(name, (first + 1) % 1_000_000);
+    // An agent that cannot reach the target (or whose link drops meanwhile) hands the dial to the
+    // next one, within the one connect timeout; an allow-list refusal is an answer, not a failure.
+    const deadline = Date.now() + request.timeoutMs;
+    let failure: AgentDialError | null = null;
+    for (let i = 0; i < live.length; i++) {
+      const link = live[(first + i) % live.length]!;
+      const left = deadline - Date.now();
+      if (left <= 0) break;
+      if (link.mux.isClosed) continue;
+      try {
+        const stream = await link.mux.open({ host: request.host, port: request.port }, left);
+        if (request.onLost) this.tellLoss(link, stream, request.onLost);
+        return stream;
+      } catch (err) {
+        failure = this.refusal(link, request, err);
+        if (err instanceof MuxRefusal && err.refuseCode === RefuseCode.NOT_ALLOWED) throw failure;
+      }
     }
-    const onLost = request.onLost;
-    if (onLost) {
-      const lostListener = () => onLost(`hoop: the agent link to ${name} was lost`);
-      link.mux.onClose(lostListener);
-      stream.once('close', () => link.mux.offClose(lostListener));
-    }
-    return stream;
+    throw failure ?? new AgentDialError(`no agent ${name} answered within ${request.timeoutMs} ms`, `the database behind connection ${request.connection} is unreachable from agent ${name}; an administrator can find the cause in the gateway's log`);
+  }
+
+  /** `onLost` hears of the link's end while the stream is open (before the stream itself ends). */
+  private tellLoss(link: LiveLink, stream: MuxStream, onLost: (message: string) => void): void {
+    const listener = () => onLost(`hoop: the agent link to ${link.name} was lost`);
+    link.mux.onClose(listener);
+    stream.once('close', () => link.mux.offClose(listener));
   }
 
   /** Ends every link (at gateway shutdown, after the sessions). */

@@ -15,11 +15,14 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
+import pg from 'pg';
 import { afterAll, beforeAll, expect, test } from 'vitest';
+import { openLocalTunnel } from '../../src/client/tunnel.js';
 import { PostgresCluster, freePort } from '../../src/demo/postgres-cluster.js';
 import { BIN, apiGet, newAgentKey, sha256Hex, startAgentProc, startGatewayProc, stopAll } from '../helpers/agent.js';
 import { runClient } from '../helpers/clients.js';
 import { newApiKey } from '../helpers/gateway.js';
+import { until } from '../helpers/poll.js';
 import { makeCertificates } from '../helpers/tls.js';
 import type { ConnectionInfo } from '../../src/api/types.js';
 
@@ -143,4 +146,24 @@ test('psql through hoop connect reaches the namespaced database only through the
   const direct = await runClient(process.execPath, [BIN, 'connect', 'direct', '--', 'psql', '-X', '-At', '-c', 'select 1'], { env });
   expect(direct.code).not.toBe(0);
   expect(direct.stderr).toContain('the database behind this connection is unreachable from the gateway');
+});
+
+test('an agent that cannot reach the database (outside the namespace) hands each dial on to one that can', async () => {
+  const outside = startAgentProc(['--gateway', url, '--allow', `127.0.0.1:${cluster!.port}`], agentKey, { HOOP_INSECURE_HTTP: '1' });
+  await outside.waitForLog('agent connected');
+  await until(async () => (await apiGet<ConnectionInfo[]>(url, '/api/v1/connections', apiKey)).find((c) => c.name === 'bank')!.agent!.links === 2);
+  const tunnel = await openLocalTunnel({ gateway: url, connection: 'bank', token: async () => apiKey, port: 0, user: 'alice', database: 'bank' });
+  try {
+    for (let i = 0; i < 4; i++) {
+      const c = new pg.Client({ host: tunnel.host, port: tunnel.port, user: tunnel.user, password: tunnel.password, database: tunnel.database });
+      await c.connect();
+      expect((await c.query('select v from marker')).rows).toEqual([{ v: 'inside the namespace' }]);
+      await c.end();
+    }
+  } finally {
+    await tunnel.close();
+  }
+  // Its turn came, it could not connect, and the gateway went on to the agent inside.
+  expect(outside.logs('could not dial the target').length).toBeGreaterThan(0);
+  await outside.kill();
 });
