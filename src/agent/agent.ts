@@ -169,8 +169,10 @@ class GatewayLink {
       }
       socket.setNoDelay(true);
       socket.setKeepAlive(true, 60_000);
-      relay(socket, link.accept(id));
+      const stream = link.accept(id);
+      relay(socket, stream);
       this.log.debug({ target: where, stream: id }, 'stream opened');
+      stream.once('close', () => this.log.debug({ target: where, stream: id, ...(stream.errored ? { err: errorMessage(stream.errored) } : {}) }, 'stream closed'));
     });
   }
 

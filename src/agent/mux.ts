@@ -236,7 +236,10 @@ export class MuxLink {
   }
 
   private addStream(id: number): MuxStream {
-    const stream = new MuxStream(this, id, this.window);
+    // The gateway's end behaves like a TCP socket (as tcpDial's): once the database's side has
+    // ended, so does its own, or a session whose server hung up first would leave its stream
+    // open. The agent's end stays half-open: the database may still answer after the gateway's END.
+    const stream = new MuxStream(this, id, this.window, this.options.role === 'agent');
     stream.on('error', () => {}); // a reset or a lost link also surfaces as 'close'; users add their own
     this.streams.set(id, stream);
     this.options.onStreams?.(1);
@@ -318,7 +321,7 @@ export class MuxLink {
 }
 
 /**
- * One multiplexed stream as a Node Duplex (allowHalfOpen): what is written goes out as DATA
+ * One multiplexed stream as a Node Duplex: what is written goes out as DATA
  * within the credit; what arrives is pushed to the reader, and credit goes back as it is read.
  */
 export class MuxStream extends Duplex {
@@ -334,8 +337,8 @@ export class MuxStream extends Duplex {
   private gotReset = false;
   private creditScheduled = false;
 
-  constructor(private readonly link: MuxLink, readonly id: number, private readonly window: number) {
-    super({ allowHalfOpen: true, readableHighWaterMark: 64 * 1024, writableHighWaterMark: 64 * 1024 });
+  constructor(private readonly link: MuxLink, readonly id: number, private readonly window: number, halfOpen: boolean) {
+    super({ allowHalfOpen: halfOpen, readableHighWaterMark: 64 * 1024, writableHighWaterMark: 64 * 1024 });
     this.sendCredit = window;
   }
 

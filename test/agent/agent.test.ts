@@ -116,7 +116,11 @@ test('a session runs through the agent: listed online, counted in /metrics, reco
   const { c } = await client('bank', 'agent-basic');
   await c.connect();
   expect((await c.query("select 'through the agent' as v")).rows).toEqual([{ v: 'through the agent' }]);
+  const streams = async () => Number(/^hoop_agent_streams (\d+)$/m.exec(await (await fetch(`${url}/metrics`)).text())?.[1]);
+  expect(await streams()).toBe(1);
   await c.end();
+  let seen = -1;
+  await until(async () => (seen = await streams()) === 0, { what: () => `the stream closed with the session (streams: ${seen})` });
   const bank = (await apiGet<ConnectionInfo[]>(url, '/api/v1/connections', keys.alice)).find((x) => x.name === 'bank')!;
   expect(bank.agent).toEqual({ name: 'dc1', online: true, links: 1 });
   const metrics = await (await fetch(`${url}/metrics`)).text();

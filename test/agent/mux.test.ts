@@ -81,6 +81,20 @@ describe('streams', () => {
     expect(agent.size).toBe(0);
   });
 
+  test('the gateway\'s end is a TCP socket\'s: when the database\'s side ends first, it ends too and the stream is gone on both sides', async () => {
+    let onAgent!: (s: MuxStream) => void;
+    const agentSide = new Promise<MuxStream>((resolve) => (onAgent = resolve));
+    const { gateway, agent } = await linkPair({ onStream: (s) => onAgent(s) });
+    const g = await gateway.open({ host: 'db', port: 5432 }, 5_000);
+    const a = await agentSide;
+    a.resume();
+    a.end(Buffer.from('server hung up')); // the server closed after its last message
+    expect((await readAll(g)).toString()).toBe('server hung up');
+    // Nobody called g.end(): the gateway's side followed by itself, and nothing is left open.
+    await Promise.all([until(() => g.destroyed), until(() => a.destroyed)]);
+    expect([gateway.size, agent.size]).toEqual([0, 0]);
+  });
+
   test('streams interleave on one link and keep their own bytes', async () => {
     const sizes = [3 * STREAM_WINDOW + 17, 1_000_001, 5];
     const { gateway } = await linkPair({ onStream: (s, t) => s.end(pattern(sizes[t.port - 1]!, t.port)) });
