@@ -5,7 +5,7 @@
 _hoop_subcommands() {
   REPLY=()
   case "$1" in
-    '') REPLY=(login logout whoami connections connect sessions reviews review request audit gateway demo completion help) ;;
+    '') REPLY=(login logout whoami connections connect sessions reviews review request audit gateway agent demo completion help) ;;
     'sessions') REPLY=(show kill) ;;
     'review') REPLY=(approve deny) ;;
     'audit') REPLY=(events) ;;
@@ -32,6 +32,7 @@ _hoop_options() {
     'audit') REPLY=(--gateway --json --no-color -h --help) ;;
     'audit events') REPLY=(--type --since --until --limit --gateway --json --no-color -h --help) ;;
     'gateway') REPLY=(-c --config --check --log-level --gateway --json --no-color -h --help) ;;
+    'agent') REPLY=(--allow --name --log-level --gateway --json --no-color -h --help) ;;
     'demo') REPLY=(--port --data-dir --gateway --json --no-color -h --help) ;;
     'completion') REPLY=(--gateway --json --no-color -h --help) ;;
     'help') REPLY=(--gateway --json --no-color -h --help) ;;
@@ -58,6 +59,7 @@ _hoop_value_options() {
     'audit') REPLY=(--gateway) ;;
     'audit events') REPLY=(--type --since --until --limit --gateway) ;;
     'gateway') REPLY=(-c --config --log-level --gateway) ;;
+    'agent') REPLY=(--allow --name --log-level --gateway) ;;
     'demo') REPLY=(--port --data-dir --gateway) ;;
     'completion') REPLY=(--gateway) ;;
     'help') REPLY=(--gateway) ;;
@@ -71,6 +73,7 @@ _hoop_option_kind() {
     'gateway|-c') REPLY='file' ;;
     'gateway|--config') REPLY='file' ;;
     'gateway|--log-level') REPLY='choices:trace debug info warn error' ;;
+    'agent|--log-level') REPLY='choices:trace debug info warn error' ;;
     'demo|--data-dir') REPLY='file' ;;
   esac
 }
@@ -81,7 +84,7 @@ _hoop_arg_kind() {
     'connect|0') REPLY='connections' ;;
     'request|0') REPLY='connections' ;;
     'completion|0') REPLY='choices:bash zsh fish' ;;
-    'help|0') REPLY='choices:login logout whoami connections connect sessions reviews review request audit gateway demo completion' ;;
+    'help|0') REPLY='choices:login logout whoami connections connect sessions reviews review request audit gateway agent demo completion' ;;
   esac
 }
 

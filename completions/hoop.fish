@@ -4,7 +4,7 @@
 function __hoop_subcommands
     switch "$argv[1]"
         case ''
-            printf '%s\n' login logout whoami connections connect sessions reviews review request audit gateway demo completion help
+            printf '%s\n' login logout whoami connections connect sessions reviews review request audit gateway agent demo completion help
         case 'sessions'
             printf '%s\n' show kill
         case 'review'
@@ -50,6 +50,8 @@ function __hoop_value_options
             printf '%s\n' --type --since --until --limit --gateway
         case 'gateway'
             printf '%s\n' -c --config --log-level --gateway
+        case 'agent'
+            printf '%s\n' --allow --name --log-level --gateway
         case 'demo'
             printf '%s\n' --port --data-dir --gateway
         case 'completion'
@@ -126,6 +128,7 @@ complete -c hoop -n "__hoop_arg '' 0" -a 'review' -d 'Approve or deny an approva
 complete -c hoop -n "__hoop_arg '' 0" -a 'request' -d 'Ask ahead of time for a statement (or time-bound access) that needs approval'
 complete -c hoop -n "__hoop_arg '' 0" -a 'audit' -d 'Read the audit log'
 complete -c hoop -n "__hoop_arg '' 0" -a 'gateway' -d 'Run the gateway'
+complete -c hoop -n "__hoop_arg '' 0" -a 'agent' -d 'Run the network-resident agent next to the databases'
 complete -c hoop -n "__hoop_arg '' 0" -a 'demo' -d 'Run a gateway, a demo bank database and demo identities on this machine'
 complete -c hoop -n "__hoop_arg '' 0" -a 'completion' -d 'Print the shell completion script'
 complete -c hoop -n "__hoop_arg '' 0" -a 'help' -d 'show help for a command'
@@ -238,6 +241,13 @@ complete -c hoop -n "__hoop_at 'gateway'" -l gateway -x -d 'gateway base URL (de
 complete -c hoop -n "__hoop_at 'gateway'" -l json -d 'print machine-readable JSON on stdout'
 complete -c hoop -n "__hoop_at 'gateway'" -l no-color -d 'disable colour (also NO_COLOR=1)'
 complete -c hoop -n "__hoop_at 'gateway'" -s h -l help -d 'show help'
+complete -c hoop -n "__hoop_at 'agent'" -l allow -x -d 'a target the agent may dial (repeatable; default: $HOOP_AGENT_ALLOW)'
+complete -c hoop -n "__hoop_at 'agent'" -l name -x -d 'the agent name the key must belong to (as in the gateway'\''s agents list)'
+complete -c hoop -n "__hoop_at 'agent'" -l log-level -x -a 'trace debug info warn error' -d 'least severe log level to write'
+complete -c hoop -n "__hoop_at 'agent'" -l gateway -x -d 'gateway base URL (default: $HOOP_GATEWAY, then the one saved at login)'
+complete -c hoop -n "__hoop_at 'agent'" -l json -d 'print machine-readable JSON on stdout'
+complete -c hoop -n "__hoop_at 'agent'" -l no-color -d 'disable colour (also NO_COLOR=1)'
+complete -c hoop -n "__hoop_at 'agent'" -s h -l help -d 'show help'
 complete -c hoop -n "__hoop_at 'demo'" -l port -x -d 'gateway port on 127.0.0.1; 0 picks a free one'
 complete -c hoop -n "__hoop_at 'demo'" -l data-dir -r -F -d 'keep the audit store, config and log here (default: a temp dir, removed at exit)'
 complete -c hoop -n "__hoop_at 'demo'" -l gateway -x -d 'gateway base URL (default: $HOOP_GATEWAY, then the one saved at login)'
@@ -253,4 +263,4 @@ complete -c hoop -n "__hoop_at 'help'" -l gateway -x -d 'gateway base URL (defau
 complete -c hoop -n "__hoop_at 'help'" -l json -d 'print machine-readable JSON on stdout'
 complete -c hoop -n "__hoop_at 'help'" -l no-color -d 'disable colour (also NO_COLOR=1)'
 complete -c hoop -n "__hoop_at 'help'" -s h -l help -d 'show help'
-complete -c hoop -n "__hoop_arg 'help' 0" -a 'login logout whoami connections connect sessions reviews review request audit gateway demo completion' -d 'command'
+complete -c hoop -n "__hoop_arg 'help' 0" -a 'login logout whoami connections connect sessions reviews review request audit gateway agent demo completion' -d 'command'

@@ -45,6 +45,17 @@ export interface ConnectionInfo {
   /** The gateway's own PostgreSQL listener for this connection (`postgres_listen`; `hoop connect
    *  --print-native`), or null when there is none (absent from older gateways). */
   postgres_listen?: NativeListenInfo | null;
+  /** Reached through `hoop agent`s of this name (`agent:` in the config): whether one is connected
+   *  to this gateway now, and how many links are up; null: reached directly (absent from older gateways). */
+  agent?: ConnectionAgent | null;
+}
+
+export interface ConnectionAgent {
+  name: string;
+  /** At least one agent of this name holds a link to this gateway now. */
+  online: boolean;
+  /** Live links of this name to this gateway. */
+  links: number;
 }
 
 /** Where a client reaches the gateway's native PostgreSQL listener. */
@@ -93,6 +104,8 @@ export interface ConfigChanges {
   /** Per connection whose approval block changed: access rules as `name: action [for groups] when conditions`, settings as `key: old -> new` (never a webhook URL or secret). */
   approval: Record<string, { added: string[]; removed: string[]; changed: string[] }>;
   api_keys: { added: string[]; removed: string[]; changed: string[] };
+  /** Agent names whose keys changed: a key added, removed or replaced (names only, never a hash). */
+  agents: string[];
   /** The role lists (`admin`, `auditor`) that changed. */
   roles: string[];
   trusted_proxies: boolean;

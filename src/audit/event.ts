@@ -3,7 +3,8 @@
  * contract: exports, `hoop audit verify` and SIEM mappings depend on them.
  */
 
-export type AuthMethod = 'api_key' | 'oidc' | 'system';
+/** `agent_key`: a `hoop agent` link (agent.* events; such a key authenticates nothing else). */
+export type AuthMethod = 'api_key' | 'oidc' | 'system' | 'agent_key';
 
 export interface Actor {
   subject: string;
@@ -55,7 +56,13 @@ export type AuditEventType =
   | 'session.message'
   /** An approver notification (webhook) given up after its last retry: the target without
    *  credentials or query, the last error, the attempts. Never the signing secret. */
-  | 'notify.failed';
+  | 'notify.failed'
+  /** A `hoop agent` link came up (agent name, instance, link id) — gateway/agents.ts. */
+  | 'agent.connected'
+  /** An agent link went down (why, how long it was up); its streams ended with it. */
+  | 'agent.disconnected'
+  /** An agent refused to dial a target outside its allow-list, for this connection and session. */
+  | 'agent.refused';
 
 /** What a producer hands to the recorder: everything but the chain fields. */
 export interface AuditEventDraft {

@@ -20,6 +20,8 @@ export interface OptionSpec<T> {
   /** Allowed values: validated by commander, offered by completions. */
   readonly choices?: readonly string[];
   readonly complete?: Completion;
+  /** May be given more than once: the value is every one, in order (`parse` reads each). */
+  readonly repeatable?: boolean;
   /** Type carrier only. */
   readonly __value?: T;
 }
@@ -85,6 +87,10 @@ export const opt = {
   },
   optionalParsed<T>(flags: string, description: string, parse: (raw: string) => T): OptionSpec<T | undefined> {
     return { flags, description, parse };
+  },
+  /** `--allow <x>` given any number of times: every value, in order ([] when none). */
+  list(flags: string, description: string, extra: { complete?: Completion } = {}): OptionSpec<string[]> {
+    return { flags, description, repeatable: true, defaultValue: [], ...extra };
   },
   choice<const C extends string>(flags: string, description: string, choices: readonly C[], defaultValue: C): OptionSpec<C> {
     return { flags, description, defaultValue, choices };

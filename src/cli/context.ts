@@ -8,7 +8,10 @@ import { resolveCredential, resolveGateway } from './credentials.js';
 import type { Env, IOStreams } from './iostreams.js';
 
 export interface GlobalOptions {
+  /** The last --gateway given. */
   gateway?: string | undefined;
+  /** Every --gateway given, in order (`hoop agent` links to each). */
+  gateways?: string[];
   json: boolean;
   color: boolean;
 }

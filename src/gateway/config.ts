@@ -284,6 +284,7 @@ function schemaFor(baseDir: string) {
     masking: masking.optional(),
     approval: approval.optional(),
     access_by_grant: groups.default([]),
+    agent: slug.optional(),
   }).superRefine((c, ctx) => {
     if (c.access_by_grant.length > 0 && (c.approval?.approvers.length ?? 0) === 0) {
       ctx.addIssue({ code: 'custom', path: ['access_by_grant'], message: 'needs approval.approvers: someone must be able to approve a grant' });
@@ -320,6 +321,8 @@ function schemaFor(baseDir: string) {
     approval: c.approval ? approvalConfigOf(c.approval) : null,
     /** Groups that may connect only inside an approved, time-bound grant. */
     accessByGrant: c.access_by_grant,
+    /** `agent`: the upstream is reached through the agents of this name (gateway/agents.ts); null: directly. */
+    agent: c.agent ?? null,
   }));
 
   // audit.sinks (docs/audit-sinks.md): each entry is one of three shapes, told apart by its
@@ -408,6 +411,12 @@ function schemaFor(baseDir: string) {
     return parsed;
   });
 
+  const agent = z.strictObject({
+    name: slug,
+    sha256: z.string().regex(/^[0-9a-fA-F]{64}$/, 'expected the 64 hex digits of the agent key\'s SHA-256 (printf %s "$KEY" | sha256sum)')
+      .transform((h) => h.toLowerCase()),
+  });
+
   return z.strictObject({
     listen: listen.default({ host: '127.0.0.1', port: 8009 }),
     tls: z.strictObject({ cert: pem('CERTIFICATE'), key: pem('PRIVATE KEY') }).optional(),
@@ -418,6 +427,7 @@ function schemaFor(baseDir: string) {
     }),
     roles: z.strictObject({ admin: groups.default([]), auditor: groups.default([]) }).default({ admin: [], auditor: [] }),
     connections: z.array(connection).default([]),
+    agents: z.array(agent).default([]),
     trusted_proxies: z.array(cidr).max(1000, 'at most 1000 entries').default([]),
     // The one-hop path (native-listener.ts): a PostgreSQL listener on the gateway itself.
     postgres_listen: listen.optional(),
@@ -431,6 +441,19 @@ function schemaFor(baseDir: string) {
     if (!c.identity.oidc && c.identity.api_keys.length === 0) {
       ctx.addIssue({ code: 'custom', path: ['identity'], message: 'configure identity.oidc or at least one identity.api_keys entry; otherwise nobody can sign in' });
     }
+    // Also runs when other keys failed: then parts may be unparsed input, so look before trusting.
+    const agentNames = new Set(Array.isArray(c.agents) ? c.agents.map((a) => a?.name) : []);
+    (Array.isArray(c.connections) ? c.connections : []).forEach((conn, i) => {
+      if (typeof conn?.agent === 'string' && !agentNames.has(conn.agent)) {
+        const known = [...agentNames];
+        ctx.addIssue({ code: 'custom', path: ['connections', i, 'agent'], message: `no agent named ${conn.agent} in agents${known.length > 0 ? ` (configured: ${known.join(', ')})` : ' (the list is empty)'}: add {name: ${conn.agent}, sha256: <hex of its key's SHA-256>} to agents` });
+      }
+    });
+    // A key is one kind of credential only: an agent key authenticates on the agent link and nowhere else.
+    const apiHashes = new Set(Array.isArray(c.identity?.api_keys) ? c.identity.api_keys.map((k) => k?.sha256) : []);
+    (Array.isArray(c.agents) ? c.agents : []).forEach((a, i) => {
+      if (typeof a?.sha256 === 'string' && apiHashes.has(a.sha256)) ctx.addIssue({ code: 'custom', path: ['agents', i, 'sha256'], message: 'is also the hash of an identity.api_keys entry; an agent key must be a key of its own' });
+    });
     if (c.audit.payload_limit > 1024 ** 3) {
       ctx.addIssue({ code: 'custom', path: ['audit', 'payload_limit'], message: 'must be at most 1GiB' });
     }
@@ -538,6 +561,7 @@ export function upstreamConfigOf(connection: ConnectionConfig, role?: string | n
   };
 }
 export type ApiKeyConfig = GatewayConfig['identity']['api_keys'][number];
+export type AgentKeyConfig = GatewayConfig['agents'][number];
 export type OidcConfig = NonNullable<GatewayConfig['identity']['oidc']>;
 
 // ---------------------------------------------------------------------------------------------
@@ -581,6 +605,8 @@ export function parseConfig(raw: unknown, file: string, baseDir: string): Gatewa
   duplicates(keys.map((k) => k?.['name']), ['identity', 'api_keys'], 'name', 'API key name', problems, file);
   duplicates(keys.map((k) => (typeof k?.['sha256'] === 'string' ? k['sha256'].toLowerCase() : undefined)), ['identity', 'api_keys'], 'sha256', 'API key hash', problems, file);
   duplicates(listAt(resolved, 'connections').map((c) => c?.['name']), ['connections'], 'name', 'connection name', problems, file);
+  // Several entries may share a name (several keys of one agent pool), never a key.
+  duplicates(listAt(resolved, 'agents').map((a) => (typeof a?.['sha256'] === 'string' ? a['sha256'].toLowerCase() : undefined)), ['agents'], 'sha256', 'agent key hash', problems, file);
   // A second rule with the same pattern could never match (the first matching rule wins).
   listAt(resolved, 'connections').forEach((c, i) => {
     duplicates(listAt(c, 'masking', 'columns').map((r) => r?.['column']), ['connections', i, 'masking', 'columns'], 'column', 'column pattern', problems, file);

@@ -7,14 +7,15 @@
 import type { Duplex } from 'node:stream';
 import type { UpstreamConfig } from '../protocols/engine.js';
 import { openAdminConnection, type AdminConnection } from '../protocols/postgres/admin-query.js';
-import { upstreamConfigOf } from './config.js';
+import { upstreamConfigOf, type ConnectionConfig } from './config.js';
 import { estimateRows } from './estimate.js';
 import type { LiveConnection } from './live-config.js';
 
 export class Estimator {
   private readonly open = new Map<string, { upstream: string; admin: Promise<AdminConnection> }>();
 
-  constructor(private readonly dial: (upstream: UpstreamConfig) => Promise<Duplex>) {}
+  /** `dial`: the connection's upstream dial (directly, or through its agent). */
+  constructor(private readonly dial: (connection: ConnectionConfig, upstream: UpstreamConfig) => Promise<Duplex>) {}
 
   async estimate(connection: LiveConnection, text: string, role: string | null): Promise<number | null> {
     let admin: AdminConnection;
@@ -29,19 +30,19 @@ export class Estimator {
 
   private connectionFor(connection: LiveConnection): Promise<AdminConnection> {
     const upstream = upstreamConfigOf(connection);
-    const id = JSON.stringify([upstream.host, upstream.port, upstream.database, upstream.user]);
+    const id = JSON.stringify([upstream.host, upstream.port, upstream.database, upstream.user, connection.agent]);
     const known = this.open.get(connection.name);
     if (known && known.upstream === id) {
-      // A connection that broke since (the server restarted, a timeout) is replaced.
-      return known.admin.then((a) => (a.isBroken ? this.reopen(connection.name, upstream, id) : a));
+      // A connection that broke since (the server restarted, a timeout, its agent link dropped) is replaced.
+      return known.admin.then((a) => (a.isBroken ? this.reopen(connection, upstream, id) : a));
     }
     if (known) void known.admin.then((a) => a.close(), () => {});
-    return this.reopen(connection.name, upstream, id);
+    return this.reopen(connection, upstream, id);
   }
 
-  private reopen(name: string, upstream: UpstreamConfig, id: string): Promise<AdminConnection> {
-    const admin = openAdminConnection(upstream, () => this.dial(upstream));
-    this.open.set(name, { upstream: id, admin });
+  private reopen(connection: ConnectionConfig, upstream: UpstreamConfig, id: string): Promise<AdminConnection> {
+    const admin = openAdminConnection(upstream, () => this.dial(connection, upstream));
+    this.open.set(connection.name, { upstream: id, admin });
     return admin;
   }
 

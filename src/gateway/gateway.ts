@@ -36,6 +36,9 @@ import { TrustedProxies } from './proxies.js';
 import { ConfigHolder, buildLiveConfig, type LiveParts } from './live-config.js';
 import { ConfigReloader, configChanges, configLoadedEvent, type ReloadOutcome } from './reload.js';
 import { TunnelEndpoint, type Planner, type TunnelContext } from './tunnel.js';
+import type { UpstreamDial } from './session-host.js';
+import { AgentRegistry } from './agents.js';
+import { requestSource } from './access.js';
 import { SessionHost } from './session-host.js';
 import { NativeListener, type NativeAddress } from './native-listener.js';
 import { MaskingService } from './masking.js';
@@ -79,6 +82,8 @@ export interface GatewayOptions {
   plannerFor?: (configs: ConfigHolder) => Planner;
   /** How a reload reads the config again. Default: loadConfig of the file it came from (`config.path`). */
   reloadFrom?: () => GatewayConfig;
+  /** Agent link heartbeat interval (ms); default HOOP_AGENT_HEARTBEAT_MS, else 5 s. */
+  agentHeartbeatMs?: number;
 }
 
 export async function startGateway(config: GatewayConfig, options: GatewayOptions = {}): Promise<RunningGateway> {
@@ -109,7 +114,18 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
   };
   approvals.onRequested = notifyApprovers('approval.requested');
   approvals.onDecided = notifyApprovers('approval.decided');
-  const estimator = new Estimator((upstream) => tcpDial(upstream));
+  // Every upstream dial of a connection with `agent:` goes through that agent (agents.ts); set once configs exist.
+  let agents: AgentRegistry | null = null;
+  const dialUpstream: UpstreamDial = (connection, upstream, session) => {
+    if (connection.agent === null) return tcpDial(upstream);
+    if (!agents) return Promise.reject(new HoopError('HOOP_UPSTREAM', 'the gateway is starting'));
+    return agents.dialVia(connection.agent, {
+      host: upstream.host, port: upstream.port, connection: connection.name,
+      sessionId: session?.id ?? null, timeoutMs: upstream.connectTimeoutMs ?? 10_000,
+      ...(session?.onLost ? { onLost: session.onLost } : {}),
+    });
+  };
+  const estimator = new Estimator(dialUpstream);
   let sinks: AuditSinks | null = null;
 
   try {
@@ -125,10 +141,18 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
     const reloadFrom = options.reloadFrom ?? (file !== null ? () => loadConfig(file) : null);
     const reloader = new ConfigReloader({ holder: configs, load: reloadFrom, build: (c) => buildLiveConfig(c, parts), recorder, logger });
     let native: NativeListener | null = null;
+    const authFailures = new FailureLimiter(AUTH_FAILURE_BURST, 60_000);
+    const registry = new AgentRegistry({
+      keys: () => configs.current().config.agents,
+      recorder, logger, metrics, authFailures,
+      source: (req) => requestSource(configs.current(), req),
+      heartbeatMs: options.agentHeartbeatMs ?? heartbeatFromEnv(),
+    });
+    agents = registry;
     const shared = {
-      store, recorder, metrics, logger, kills, notifier, approvals, configs, reloader,
+      store, recorder, metrics, logger, kills, notifier, approvals, configs, reloader, agents: registry,
       postgresListen: () => native?.address ?? null,
-      authFailures: new FailureLimiter(AUTH_FAILURE_BURST, 60_000),
+      authFailures,
       denials: new FailureLimiter(AUTH_FAILURE_BURST, 60_000),
     };
     // A request reads one snapshot for its whole life (live-config.ts).
@@ -147,11 +171,12 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
       engines: engineFor,
       policy: {
         current: (name) => configs.connection(name),
-        masking: new MaskingService({ current: (name) => configs.connection(name), dial: (upstream) => tcpDial(upstream) }),
+        masking: new MaskingService({ current: (name) => configs.connection(name), dial: dialUpstream }),
         approvals,
         estimator,
       },
       ...(planner ? { planner } : {}),
+      dialUpstream,
     };
     const sessions = new SessionHost(tunnelContext);
     const tunnels = new TunnelEndpoint(tunnelContext, sessions);
@@ -169,7 +194,7 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
     await approvals.start();
 
     const server = createServer((req, res) => void handleRequest(requestContext(), req, res), config.tls);
-    server.on('upgrade', (req, socket, head) => tunnels.handleUpgrade(req, socket, head));
+    server.on('upgrade', (req, socket, head) => (AgentRegistry.matches(req) ? registry.handleUpgrade(req, socket, head) : tunnels.handleUpgrade(req, socket, head)));
     server.on('clientError', (_err, socket) => {
       if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
       else socket.destroy();
@@ -216,6 +241,7 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
         tunnels.close();
         await sessions.close();
         await nativeStopped;
+        registry.close(); // after the sessions: they end with the gateway's reason, not a lost link
         await kills.close();
         await approvals.close(); // after the tunnels: their sessions' holds are cancelled by then
         await estimator.close();
@@ -271,6 +297,12 @@ function liveParts(config: GatewayConfig, maskingKey: Buffer): LiveParts {
     authn: (c) => new AuthenticatorChain([...oidcVerifiers, new ApiKeyAuthenticator(c.identity.api_keys)]),
     proxies: (c) => new TrustedProxies(c.trusted_proxies),
   };
+}
+
+/** HOOP_AGENT_HEARTBEAT_MS: a positive whole number of milliseconds (tests shorten it), else the default. */
+function heartbeatFromEnv(): number | undefined {
+  const raw = process.env.HOOP_AGENT_HEARTBEAT_MS;
+  return raw !== undefined && /^\d{1,7}$/.test(raw) && Number(raw) > 0 ? Number(raw) : undefined;
 }
 
 function loadSigner(path: string): CheckpointSigner {

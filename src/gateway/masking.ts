@@ -35,8 +35,8 @@ const CHANGES_CATALOG = /^(CREATE|ALTER|DROP|COMMENT|SECURITY LABEL|GRANT|REVOKE
 export interface MaskingDeps {
   /** The connection's config as it is now (reloads replace it; undefined once removed). */
   current(name: string): LiveConnection | undefined;
-  /** Opens a byte stream to the connection's database (the same dial sessions use). */
-  dial(upstream: UpstreamConfig): Promise<Duplex>;
+  /** Opens a byte stream to the connection's database (the same dial sessions use: directly or through its agent). */
+  dial(connection: ConnectionConfig, upstream: UpstreamConfig): Promise<Duplex>;
 }
 
 /** What one connection's masking config compiles to, kept while that config object lives. */
@@ -86,10 +86,10 @@ export class MaskingService {
 
   /** @internal */ schemaCache(connection: ConnectionConfig): SchemaCache {
     const upstream = upstreamConfigOf(connection);
-    const id = JSON.stringify([upstream.host, upstream.port, upstream.database, upstream.user]);
+    const id = JSON.stringify([upstream.host, upstream.port, upstream.database, upstream.user, connection.agent]);
     const known = this.caches.get(connection.name);
     if (known && known.upstream === id) return known.cache;
-    const cache = new SchemaCache(upstream, () => this.deps.dial(upstream));
+    const cache = new SchemaCache(upstream, () => this.deps.dial(connection, upstream));
     this.caches.set(connection.name, { upstream: id, cache });
     return cache;
   }

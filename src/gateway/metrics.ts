@@ -8,20 +8,40 @@ import type { AuditEvent, UnsealedEvent } from '../audit/event.js';
 import type { SinkMetrics } from '../audit/sinks/deliverer.js';
 import type { Store } from '../store/store.js';
 
-class Counter {
-  private readonly values = new Map<string, number>();
-  constructor(readonly name: string, readonly help: string, readonly label?: string) {}
-  inc(labelValue = '', by = 1): void {
+/** Values by label value (one unlabelled value when the metric has no label). */
+class Labelled {
+  protected readonly values = new Map<string, number>();
+  constructor(readonly name: string, readonly help: string, private readonly type: 'counter' | 'gauge', readonly label?: string) {}
+  protected addTo(labelValue: string, by: number): void {
     this.values.set(labelValue, (this.values.get(labelValue) ?? 0) + by);
   }
   get(labelValue = ''): number {
     return this.values.get(labelValue) ?? 0;
   }
   render(): string {
-    const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} counter`];
+    const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} ${this.type}`];
     if (!this.label && this.values.size === 0) lines.push(`${this.name} 0`);
     for (const [v, n] of this.values) lines.push(this.label ? `${this.name}{${this.label}="${escapeLabel(v)}"} ${n}` : `${this.name} ${n}`);
     return lines.join('\n');
+  }
+}
+
+class Counter extends Labelled {
+  constructor(name: string, help: string, label?: string) {
+    super(name, help, 'counter', label);
+  }
+  inc(labelValue = '', by = 1): void {
+    this.addTo(labelValue, by);
+  }
+}
+
+/** A value that goes up and down. */
+class Gauge extends Labelled {
+  constructor(name: string, help: string, label?: string) {
+    super(name, help, 'gauge', label);
+  }
+  add(delta: number, labelValue = ''): void {
+    this.addTo(labelValue, delta);
   }
 }
 
@@ -82,6 +102,10 @@ export class GatewayMetrics {
   readonly sinkDeliveredTotal = new Counter('hoop_audit_sink_delivered_total', 'Audit events delivered to the sink by this gateway (repeats after a failure count again).', 'sink');
   readonly sinkErrorsTotal = new Counter('hoop_audit_sink_errors_total', 'Failed delivery attempts to the sink (each retried from its cursor).', 'sink');
   readonly sinkLastDelivery = new LabeledGauge('hoop_audit_sink_last_delivery_timestamp_seconds', 'Unix time of the last delivery to the sink by this gateway.', 'sink');
+  /** Label: the agent name from the config (a bounded set), never what an agent sends. */
+  readonly agentLinks = new Gauge('hoop_agent_links', 'Agent links up now, by agent name.', 'agent');
+  readonly agentStreams = new Gauge('hoop_agent_streams', 'Upstream streams open through agents now.');
+  readonly agentStreamBytes = new Counter('hoop_agent_stream_bytes_total', 'Stream bytes over agent links, by direction (to_agent: toward the database, from_agent: from it).', 'direction');
   readonly auditAppendSeconds = new Histogram('hoop_audit_append_seconds', 'Latency of one durable audit append (one group commit).',
     [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5]);
   readonly auditBatchSize = new Histogram('hoop_audit_batch_size', 'Events per durable audit append (group commit size).',
@@ -97,7 +121,8 @@ export class GatewayMetrics {
     ].join('\n');
     return [active, this.sessions, this.statements, this.authFailures, this.tunnelRefusals, this.protocolErrors,
       this.auditAppendFailures, this.auditAppendSeconds, this.auditBatchSize, this.httpRequests, this.notifications,
-      this.sinkLagEvents, this.sinkDeliveredTotal, this.sinkErrorsTotal, this.sinkLastDelivery]
+      this.sinkLagEvents, this.sinkDeliveredTotal, this.sinkErrorsTotal, this.sinkLastDelivery,
+      this.agentLinks, this.agentStreams, this.agentStreamBytes]
       .map((m) => (typeof m === 'string' ? m : m.render())).join('\n') + '\n';
   }
 

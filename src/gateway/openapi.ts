@@ -58,6 +58,18 @@ export function openApiDocument(): object {
           responses: { 200: { description: 'The connection', ...json(ref('Connection')) }, 403: error, 404: error, ...authed },
         },
       },
+      '/api/v1/agents/link': {
+        get: {
+          operationId: 'openAgentLink',
+          summary: 'WebSocket link of a `hoop agent` (agent keys only)',
+          description: 'Upgrade to a WebSocket (RFC 6455) with `Authorization: Bearer <agent key>`: only a key whose SHA-256 is under `agents` authenticates here, and such a key authenticates nowhere else. Binary messages are the stream multiplexing frames of src/agent/mux.ts (docs/agent.md). Optional headers: `X-Hoop-Agent-Name` (the agent name the key must belong to) and `X-Hoop-Agent-Instance` (recorded). Failures are recorded as `auth.failed`; an address that keeps failing gets 429 for a minute.',
+          security: [{ bearer: [] }],
+          responses: {
+            101: { description: 'Switching protocols: the link is up (`agent.connected` is recorded)' },
+            400: error, 401: error, 429: error, 503: error,
+          },
+        },
+      },
       '/api/v1/connections/{name}/tunnel': {
         get: {
           operationId: 'openTunnel',
@@ -265,6 +277,11 @@ export function openApiDocument(): object {
                 tls: { type: 'boolean', description: 'TLS is offered (the gateway\'s certificate); without it only loopback clients may log in' },
               },
             },
+            agent: {
+              type: ['object', 'null'], required: ['name', 'online', 'links'],
+              description: 'Reached through `hoop agent`s of this name (`agent:`): whether one holds a link to this gateway now; null: reached directly',
+              properties: { name: { type: 'string' }, online: { type: 'boolean' }, links: { type: 'integer', minimum: 0 } },
+            },
             masking: {
               type: 'object', required: ['enabled', 'exempt', 'columns', 'detectors'],
               description: 'The connection\'s `masking` block as it applies to the caller',
@@ -298,7 +315,7 @@ export function openApiDocument(): object {
           },
         },
         ConfigChanges: {
-          type: 'object', required: ['connections', 'masking', 'approval', 'api_keys', 'roles', 'trusted_proxies', 'needs_restart'],
+          type: 'object', required: ['connections', 'masking', 'approval', 'api_keys', 'agents', 'roles', 'trusted_proxies', 'needs_restart'],
           description: 'What changed: names and rule summaries, never a secret',
           properties: {
             connections: ref('NameChanges'),
@@ -313,6 +330,7 @@ export function openApiDocument(): object {
               additionalProperties: ref('NameChanges'),
             },
             api_keys: ref('NameChanges'),
+            agents: { type: 'array', items: { type: 'string' }, description: 'Agent names whose keys changed (added, removed or replaced); never a hash' },
             roles: { type: 'array', items: { enum: ['admin', 'auditor'] } },
             trusted_proxies: { type: 'boolean' },
             needs_restart: { type: 'array', items: { type: 'string' } },
@@ -373,7 +391,7 @@ export function openApiDocument(): object {
             seq: { type: 'integer' }, id: { type: 'string' }, time: { type: 'string', format: 'date-time' }, type: { type: 'string' },
             actor: {
               type: ['object', 'null'],
-              properties: { subject: { type: 'string' }, email: { type: ['string', 'null'] }, groups: { type: 'array', items: { type: 'string' } }, auth_method: { enum: ['api_key', 'oidc', 'system'] } },
+              properties: { subject: { type: 'string' }, email: { type: ['string', 'null'] }, groups: { type: 'array', items: { type: 'string' } }, auth_method: { enum: ['api_key', 'oidc', 'system', 'agent_key'] } },
             },
             source: {
               type: ['object', 'null'],

@@ -135,10 +135,23 @@ export function configChanges(prev: GatewayConfig | null, next: GatewayConfig, n
     approval,
     // The hash changing means a new key for the same name; only the name is recorded.
     api_keys: setChanges(keysBefore, keysAfter, (a, b) => isDeepStrictEqual(a, b)),
+    agents: agentKeyChanges(prev, next),
     roles: (['admin', 'auditor'] as const).filter((r) => !isDeepStrictEqual(prev?.roles[r] ?? [], next.roles[r])),
     trusted_proxies: !isDeepStrictEqual(prev?.trusted_proxies ?? [], next.trusted_proxies),
     needs_restart: needsRestart,
   };
+}
+
+/** Names under `agents` whose set of keys differs (several entries may share a name). */
+function agentKeyChanges(prev: GatewayConfig | null, next: GatewayConfig): string[] {
+  const keysOf = (c: GatewayConfig | null) => {
+    const m = new Map<string, string[]>();
+    for (const a of c?.agents ?? []) m.set(a.name, [...(m.get(a.name) ?? []), a.sha256].sort());
+    return m;
+  };
+  const before = keysOf(prev);
+  const after = keysOf(next);
+  return [...new Set([...before.keys(), ...after.keys()])].filter((n) => !isDeepStrictEqual(before.get(n), after.get(n)));
 }
 
 function setChanges<T>(before: Map<string, T>, after: Map<string, T>, same: (a: T, b: T) => boolean): { added: string[]; removed: string[]; changed: string[] } {
@@ -271,6 +284,7 @@ export function configLoadedEvent(config: GatewayConfig, source: ReloadSource, b
       sha256: config.fingerprint,
       connections: config.connections.map((c) => c.name),
       api_keys: config.identity.api_keys.map((k) => k.name),
+      agents: [...new Set(config.agents.map((a) => a.name))],
       oidc_issuer: config.identity.oidc?.issuer ?? null,
       masking: Object.fromEntries(config.connections.filter((c) => c.masking).map((c) => [c.name, { columns: c.masking!.columns.length, detectors: c.masking!.detectors }])),
       approval: Object.fromEntries(config.connections.filter((c) => c.approval).map((c) => [c.name, { rules: c.approval!.rules.map(accessRuleSummary), approvers: c.approval!.approvers, min_approvals: c.approval!.minApprovals }])),

@@ -29,6 +29,7 @@ import type { ApprovalService } from './approvals.js';
 import { createRequest, decideReview, getRequest, listReviews } from './approval-routes.js';
 import { openApiDocument } from './openapi.js';
 import type { TrustedProxies } from './proxies.js';
+import type { AgentStatus } from './agents.js';
 
 export interface ApiContext {
   /** The snapshot this request reads throughout (live-config.ts); `configs.current()` may be newer. */
@@ -55,6 +56,8 @@ export interface ApiContext {
   proxies: TrustedProxies;
   /** Where the native PostgreSQL listener listens (`postgres_listen`), or null. */
   postgresListen?: () => NativeListenInfo | null;
+  /** Live agent links (agents.ts), for each connection's agent status. */
+  agents?: { status(name: string): AgentStatus };
 }
 
 type Handler = (ctx: ApiContext, req: IncomingMessage, res: ServerResponse, params: { url: URL; match: RegExpExecArray; body: Buffer }) => Promise<void>;
@@ -295,7 +298,7 @@ async function connections(ctx: ApiContext, req: IncomingMessage, res: ServerRes
   // The store is asked only about connections the caller may use by grant alone.
   const grants = await Promise.all(ctx.config.connections.map((c) => (mayUseByGrant(id, c) ? ctx.approvals.activeGrant(id.subject, c.name) : null)));
   const native = nativeAddressFor(ctx, req);
-  sendJson(res, 200, ctx.config.connections.map((c, i) => connectionInfo(id, c, grants[i] ?? null, native)));
+  sendJson(res, 200, ctx.config.connections.map((c, i) => connectionInfo(ctx, id, c, grants[i] ?? null, native)));
 }
 
 /**
@@ -306,7 +309,7 @@ async function connections(ctx: ApiContext, req: IncomingMessage, res: ServerRes
 async function connection(ctx: ApiContext, req: IncomingMessage, res: ServerResponse, { match }: { match: RegExpExecArray }): Promise<void> {
   const id = identityOf(req);
   const { connection: c, grant } = await admitConnection(ctx.config, id, decodeURIComponentSafe(match[1]!), reasonHeader(req), (s, n) => ctx.approvals.activeGrant(s, n));
-  sendJson(res, 200, connectionInfo(id, c, grant, nativeAddressFor(ctx, req)));
+  sendJson(res, 200, connectionInfo(ctx, id, c, grant, nativeAddressFor(ctx, req)));
 }
 
 /**
@@ -333,7 +336,7 @@ function hostOfHeader(header: string | undefined): string | null {
 }
 
 /** `grant`: the caller's grant open now on `c`, where it may use `c` by grant only. */
-function connectionInfo(id: Identity, c: ConnectionConfig, grant: ApprovalRequest | null, native: NativeListenInfo | null): ConnectionInfo {
+function connectionInfo(ctx: ApiContext, id: Identity, c: ConnectionConfig, grant: ApprovalRequest | null, native: NativeListenInfo | null): ConnectionInfo {
   const applying = rulesFor(c.approval?.rules ?? [], id.groups).map((r) => ({ name: r.name, action: r.action }));
   const approval = { holds: applying.some((r) => r.action === 'require_approval'), rules: applying };
   return {
@@ -353,6 +356,7 @@ function connectionInfo(id: Identity, c: ConnectionConfig, grant: ApprovalReques
     approval,
     grant: { required: mayUseByGrant(id, c), request: grant?.id ?? null, active_until: grant?.expires_at ?? null, max_duration_ms: c.approval?.grantMaxMs ?? null },
     postgres_listen: c.type === 'postgres' ? native : null,
+    agent: c.agent === null ? null : (ctx.agents?.status(c.agent) ?? { name: c.agent, online: false, links: 0 }),
   };
 }
 

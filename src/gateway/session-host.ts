@@ -16,8 +16,7 @@ import { errorMessage } from '../errors.js';
 import type { Identity } from '../identity/identity.js';
 import type { ApprovalRequest } from '../api/types.js';
 import { SYSTEM_ACTOR, type Source } from '../audit/event.js';
-import type { Engine, StartupInfo, StatementEnd, StatementPlan, StatementStart } from '../protocols/engine.js';
-import { tcpDial } from '../protocols/postgres/upstream.js';
+import type { Engine, StartupInfo, StatementEnd, StatementPlan, StatementStart, UpstreamConfig } from '../protocols/engine.js';
 import { killMessage, killReason } from './kills.js';
 import { DeniedError, grantCommand, recordRefusal } from './access.js';
 import { endWithGrant } from './grant-end.js';
@@ -39,7 +38,15 @@ export interface SessionHostContext extends ApiContext {
   policy: PolicyDeps;
   /** Replaces the policy as the statement decision (tests). */
   planner?: Planner;
+  /** Opens a connection's upstream byte stream: TCP, or through its agent (agents.ts). */
+  dialUpstream: UpstreamDial;
 }
+
+/**
+ * The upstream dial of a connection. `session`: the session it is for; `onLost` is told when the
+ * stream's agent link drops, before the stream ends (so the client hears why).
+ */
+export type UpstreamDial = (connection: ConnectionConfig, upstream: UpstreamConfig, session?: { id: string; onLost?: (message: string) => void }) => Promise<Duplex>;
 
 /** The decision for one statement of a session (the engine's plan hook, with who and where). */
 export type Planner = (statement: StatementStart, session: { identity: Identity; connection: ConnectionConfig }) => Promise<StatementPlan>;
@@ -236,10 +243,18 @@ export class SessionHost {
     // The caller's mapped database role (admission refused a caller with none); the catalog reads stay the service role's.
     const upstream = upstreamConfigOf(connection, sessionRoleOf(connection, identity));
     let entry: LiveSession | null = null;
+    // The session's own stream (the first dial) ends the session with a clear FATAL if its agent
+    // link drops; a cancel request's stream (later dials) ends by itself.
+    let dials = 0;
+    const onLost = (message: string) => {
+      endedBy ??= message.replace(/^hoop: /, '');
+      log.warn('the agent link under this session was lost');
+      ending.abort(message);
+    };
     const done = ctx.engines(connection.type)
       .serve(stream, {
         upstream,
-        dial: () => tcpDial(upstream),
+        dial: () => ctx.dialUpstream(connection, upstream, dials++ === 0 ? { id: sessionId, onLost } : { id: sessionId }),
         hooks,
         signal: ending.signal,
         payloadLimit: ctx.config.audit.payload_limit,

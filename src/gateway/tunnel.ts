@@ -66,7 +66,7 @@ export class TunnelEndpoint {
     this.admit(req).then(
       ({ identity, connection, grant }) => {
         if (socket.destroyed) return;
-        if (this.sessions.isClosing) return refuse(socket, shuttingDown(), 503);
+        if (this.sessions.isClosing) return refuseUpgrade(socket, shuttingDown(), 503);
         const sessionId = randomUUID();
         this.sessionIds.set(req, sessionId);
         this.wss.handleUpgrade(req, socket, head, (ws) => this.serve(ws, req, identity, connection, sessionId, grant));
@@ -75,7 +75,7 @@ export class TunnelEndpoint {
         const status = statusOf(err);
         this.ctx.metrics.tunnelRefusals.inc(String(status));
         if (!(err instanceof HoopError)) this.ctx.logger.error({ err: errorMessage(err) }, 'tunnel upgrade failed');
-        refuse(socket, err, status);
+        refuseUpgrade(socket, err, status);
       },
     );
   }
@@ -167,7 +167,7 @@ function shuttingDown(): HttpError {
 }
 
 /** A plain HTTP response on the raw socket, before any upgrade; the JSON body says why. */
-function refuse(socket: Duplex, err: unknown, status: number): void {
+export function refuseUpgrade(socket: Duplex, err: unknown, status: number): void {
   if (socket.destroyed) return;
   const body = JSON.stringify(errorBody(err));
   const head = [

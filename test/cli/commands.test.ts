@@ -78,7 +78,7 @@ describe('hoop connections', () => {
 
   it('--json prints the API array', async () => {
     const r = await runHoop(['--json', 'connections'], as('alice'));
-    expect(JSON.parse(r.stdout)).toEqual([{ name: 'bank', type: 'postgres', database: 'hoop_test', access: ['analysts', 'dba'], allowed: true, requires_approval: false, requires_reason: false, masking: { enabled: false, exempt: false, columns: 0, detectors: [] }, approval: { holds: false, rules: [] }, grant: { required: false, request: null, active_until: null, max_duration_ms: null }, postgres_listen: null }]);
+    expect(JSON.parse(r.stdout)).toEqual([{ name: 'bank', type: 'postgres', database: 'hoop_test', access: ['analysts', 'dba'], allowed: true, requires_approval: false, requires_reason: false, masking: { enabled: false, exempt: false, columns: 0, detectors: [] }, approval: { holds: false, rules: [] }, grant: { required: false, request: null, active_until: null, max_duration_ms: null }, postgres_listen: null, agent: null }]);
   });
 
   it('MASKING says on, exempt (for a caller in an exempt group) or off; --json carries the field', async () => {

@@ -96,13 +96,13 @@ describe('connections', () => {
     const alice = await get('/api/v1/connections', gw.keys['alice']);
     expect(alice.status).toBe(200);
     expect(alice.json).toEqual([
-      { name: 'bank', type: 'postgres', database: upstream.database, access: ['analysts', 'dba'], allowed: true, requires_approval: false, requires_reason: false, masking: NO_MASKING, approval: NO_RULES, grant: NO_GRANT, postgres_listen: null },
-      { name: 'ledger', type: 'postgres', database: upstream.database, access: ['finance'], allowed: false, requires_approval: false, requires_reason: false, masking: NO_MASKING, approval: NO_RULES, grant: NO_GRANT, postgres_listen: null },
+      { name: 'bank', type: 'postgres', database: upstream.database, access: ['analysts', 'dba'], allowed: true, requires_approval: false, requires_reason: false, masking: NO_MASKING, approval: NO_RULES, grant: NO_GRANT, postgres_listen: null, agent: null },
+      { name: 'ledger', type: 'postgres', database: upstream.database, access: ['finance'], allowed: false, requires_approval: false, requires_reason: false, masking: NO_MASKING, approval: NO_RULES, grant: NO_GRANT, postgres_listen: null, agent: null },
       {
         name: 'vault', type: 'postgres', database: upstream.database, access: ['analysts'], allowed: true, requires_approval: true, requires_reason: false, masking: NO_MASKING,
         approval: { holds: true, rules: [{ name: 'analysts-read-only', action: 'deny' }, { name: 'full-export', action: 'require_approval' }] },
         grant: { ...NO_GRANT, max_duration_ms: 8 * 3_600_000 },
-        postgres_listen: null,
+        postgres_listen: null, agent: null,
       },
     ]);
     // Admins get no implicit data access.
@@ -200,7 +200,7 @@ describe('public endpoints and plumbing', () => {
     expect(r.status).toBe(200);
     expect(r.json.openapi).toBe('3.1.0');
     expect(Object.keys(r.json.paths).sort()).toEqual([
-      '/api/v1/admin/reload', '/api/v1/audit/events', '/api/v1/auth/config', '/api/v1/connections', '/api/v1/connections/{name}', '/api/v1/connections/{name}/requests', '/api/v1/connections/{name}/tunnel', '/api/v1/me',
+      '/api/v1/admin/reload', '/api/v1/agents/link', '/api/v1/audit/events', '/api/v1/auth/config', '/api/v1/connections', '/api/v1/connections/{name}', '/api/v1/connections/{name}/requests', '/api/v1/connections/{name}/tunnel', '/api/v1/me',
       '/api/v1/openapi.json', '/api/v1/requests/{id}', '/api/v1/reviews', '/api/v1/reviews/{id}', '/api/v1/reviews/{id}/approve', '/api/v1/reviews/{id}/deny',
       '/api/v1/sessions', '/api/v1/sessions/{id}', '/api/v1/sessions/{id}/kill', '/healthz', '/metrics',
     ]);

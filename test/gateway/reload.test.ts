@@ -198,6 +198,7 @@ describe('POST /api/v1/admin/reload', () => {
           },
         },
         api_keys: { added: ['dave'], removed: ['bob'], changed: [] },
+        agents: [],
         roles: [],
         trusted_proxies: false,
         needs_restart: ['listen'],

@@ -102,6 +102,10 @@ export const connectCommand = defineCommand({
     const { io } = ctx;
     const cs = io.err;
     const quiet = client.length > 0 && !io.isStderrTTY; // a scripted client: only refusals and errors
+    // Reached through an agent that is not connected: every session would be refused; say why now.
+    if (connection.agent && !connection.agent.online) {
+      io.info(`${cs.yellow('!')} connection ${connection.name} is offline: no agent ${connection.agent.name} is connected to ${gateway}; sessions are refused until one connects (see docs/agent.md)`);
+    }
     const tunnel = await openLocalTunnel({
       gateway,
       connection: connection.name,

@@ -14,7 +14,8 @@ export const connectionsCommand = defineCommand({
     'whether statements may be held for approval (APPROVAL: how many access rules apply to you, and\n' +
     '"may hold" when one of them requires approval), and whether results are masked for you: MASKING is "on"\n' +
     '(protected columns and content detectors apply), "exempt" (the connection masks, but one of\n' +
-    'your groups sees clear values; that is recorded) or "off".',
+    'your groups sees clear values; that is recorded) or "off". Where a connection is reached through a\n' +
+    '`hoop agent`, AGENT says whether one is connected to this gateway: "dc1 online (2 links)" or "dc1 offline".',
   examples: ['hoop connections', 'hoop connections --json | jq -r \'.[] | select(.allowed) | .name\''],
   async run(ctx) {
     const list = await ctx.api().connections();
@@ -30,9 +31,11 @@ export function renderConnections(ctx: CommandContext, list: ConnectionInfo[]): 
     return;
   }
   const cs = io.out;
+  // The column only where some connection is reached through an agent.
+  const agents = list.some((c) => c.agent);
   printTable(
     io,
-    ['NAME', 'TYPE', 'DATABASE', 'ACCESS', 'GROUPS', 'APPROVAL', 'MASKING'],
+    ['NAME', 'TYPE', 'DATABASE', 'ACCESS', 'GROUPS', 'APPROVAL', 'MASKING', ...(agents ? ['AGENT'] : [])],
     list.map((c) => [
       { text: c.name, style: cs.bold },
       c.type,
@@ -41,8 +44,21 @@ export function renderConnections(ctx: CommandContext, list: ConnectionInfo[]): 
       c.access.join(','),
       approvalCell(c, cs),
       maskingCell(c, cs),
+      ...(agents ? [agentCell(c, cs)] : []),
     ]),
   );
+}
+
+/** "dc1 online (2 links)", "dc1 offline", or "direct" for a connection reached without an agent. */
+export function agentSummary(c: ConnectionInfo): string {
+  if (!c.agent) return 'direct';
+  return c.agent.online ? `${c.agent.name} online (${c.agent.links} link${c.agent.links === 1 ? '' : 's'})` : `${c.agent.name} offline`;
+}
+
+function agentCell(c: ConnectionInfo, cs: CommandContext['io']['out']) {
+  const text = agentSummary(c);
+  if (!c.agent) return text;
+  return c.agent.online ? { text, style: cs.green } : { text, style: cs.red };
 }
 
 /**

@@ -74,7 +74,10 @@ export class UpstreamConnectError extends HoopError {
     if (phase === 'login' && role !== undefined && sqlstate !== undefined && ROLE_REFUSALS.has(sqlstate) && detail.message.includes(`"${role}"`)) {
       what = `the database refused the role ${role} that this connection maps your groups to (SQLSTATE ${sqlstate})`;
     }
-    this.clientMessage = `${what}; an administrator can find the cause in the gateway's log`;
+    // A dial that knows what the client may be told (the gateway's agent registry: no agent
+    // connected, the agent refused the target) says it itself.
+    const told = (detail as { clientMessage?: unknown }).clientMessage;
+    this.clientMessage = typeof told === 'string' ? told : `${what}; an administrator can find the cause in the gateway's log`;
   }
 }
 
