@@ -159,6 +159,10 @@ class GatewayLink {
       if (!link.isClosed) link.refuse(id, RefuseCode.DIAL_FAILED, `could not connect to ${where}: ${errorMessage(err)}`);
     };
     socket.once('error', failed);
+    socket.once('close', () => {
+      clearTimeout(timer); // also after a cancel (the gateway gave up): nothing is kept for it
+      this.dials.delete(id);
+    });
     socket.once('connect', () => {
       clearTimeout(timer);
       socket.off('error', failed);

@@ -121,6 +121,8 @@ interface PendingOpen {
 export class MuxLink {
   private readonly streams = new Map<number, MuxStream>();
   private readonly pending = new Map<number, PendingOpen>();
+  /** Agent: OPENs being dialled, not yet answered (they count against MAX_STREAMS too). */
+  private readonly dialling = new Set<number>();
   private nextId = 1;
   private lastSeen = Date.now();
   private heartbeat: NodeJS.Timeout | null = null;
@@ -160,7 +162,7 @@ export class MuxLink {
 
   /** Streams open now (including opens awaiting an answer). */
   get size(): number {
-    return this.streams.size + this.pending.size;
+    return this.streams.size + this.pending.size + this.dialling.size;
   }
 
   onClose(listener: (reason: string) => void): void {
@@ -196,6 +198,7 @@ export class MuxLink {
 
   /** Agent: the target of OPEN `id` is connected; returns its stream. */
   accept(id: number): MuxStream {
+    this.dialling.delete(id);
     const stream = this.addStream(id);
     this.send(FrameType.ACCEPT, id);
     return stream;
@@ -203,6 +206,7 @@ export class MuxLink {
 
   /** Agent: OPEN `id` is not dialled. */
   refuse(id: number, code: RefuseCode, reason: string): void {
+    this.dialling.delete(id);
     const b = reasonBytes(reason);
     const payload = Buffer.allocUnsafe(1 + b.length);
     payload.writeUInt8(code, 0);
@@ -257,10 +261,11 @@ export class MuxLink {
     switch (type) {
       case FrameType.OPEN: {
         if (!agent) return this.violation('OPEN sent to the gateway');
-        if (this.streams.has(id)) return this.violation(`OPEN of stream ${id}, which is open`);
+        if (this.streams.has(id) || this.dialling.has(id)) return this.violation(`OPEN of stream ${id}, which is open`);
         const target = decodeTarget(payload);
         if (!target) return this.violation('OPEN with an invalid target');
-        if (this.streams.size >= MAX_STREAMS) return this.refuse(id, RefuseCode.LIMIT, `the agent carries ${MAX_STREAMS} streams on this link already`);
+        if (this.streams.size + this.dialling.size >= MAX_STREAMS) return this.refuse(id, RefuseCode.LIMIT, `the agent carries ${MAX_STREAMS} streams on this link already`);
+        this.dialling.add(id);
         this.options.onOpen?.(id, target);
         return;
       }
@@ -291,7 +296,7 @@ export class MuxLink {
       case FrameType.RESET: {
         const s = this.streams.get(id);
         if (s) s.onReset(peerText(payload));
-        else if (agent) this.options.onCancel?.(id);
+        else if (agent && this.dialling.delete(id)) this.options.onCancel?.(id);
         return;
       }
       default:

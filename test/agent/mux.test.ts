@@ -8,7 +8,7 @@ import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
 import { afterEach, describe, expect, test } from 'vitest';
 import { WebSocket, WebSocketServer } from 'ws';
-import { FrameType, LinkLostError, MAX_FRAME, MuxLink, MuxRefusal, RefuseCode, STREAM_WINDOW, decodeTarget, encodeTarget, frame, type MuxLinkOptions, type MuxStream, type Target } from '../../src/agent/mux.js';
+import { FrameType, HEADER_BYTES, LinkLostError, MAX_FRAME, MAX_STREAMS, MuxLink, MuxRefusal, RefuseCode, STREAM_WINDOW, decodeTarget, encodeTarget, frame, type MuxLinkOptions, type MuxStream, type Target } from '../../src/agent/mux.js';
 import { until } from '../helpers/poll.js';
 
 const cleanups: (() => void)[] = [];
@@ -245,6 +245,26 @@ describe('hostile frames close the link', () => {
   });
   test('an OPEN of a stream id that is open', async () => {
     expect((await closeCodeFor('agent', [open(1), open(1)])).reason).toMatch(/OPEN of stream 1, which is open/);
+  });
+  test('a second OPEN of a stream id still being dialled (no answer yet)', async () => {
+    const { server, client } = await wsPair();
+    const link = new MuxLink(server, { role: 'agent', onOpen: () => {} }); // the dial never finishes
+    const closed = once(client, 'close') as Promise<[number, Buffer]>;
+    client.send(open(1));
+    client.send(open(1));
+    const [code, reason] = await closed;
+    expect([code, reason.toString()]).toEqual([1002, 'OPEN of stream 1, which is open']);
+    expect(link.isClosed).toBe(true);
+  });
+  test('OPENs beyond the stream limit are refused, counting those still being dialled', async () => {
+    const { server, client } = await wsPair();
+    const link = new MuxLink(server, { role: 'agent', onOpen: () => {} });
+    const refused: number[] = [];
+    client.on('message', (d: Buffer) => void (d[0] === FrameType.REFUSE && d[HEADER_BYTES] === RefuseCode.LIMIT && refused.push(d.readUInt32BE(1))));
+    for (let id = 1; id <= MAX_STREAMS + 1; id++) client.send(open(id));
+    await until(() => refused.length === 1);
+    expect(refused).toEqual([MAX_STREAMS + 1]);
+    expect(link.isClosed).toBe(false);
   });
   test('an OPEN with a target that is no host:port', async () => {
     const bad = Buffer.concat([Buffer.from([0, 0]), Buffer.from('db')]); // port 0
