@@ -91,7 +91,7 @@ export function startProc(args: string[], env: Record<string, string>, prefix: s
 
 /** `hoop gateway --config <file>`; resolves once /healthz answers at `url`. */
 export async function startGatewayProc(config: string, url: string, env: Record<string, string> = {}, prefix: string[] = []): Promise<Proc> {
-  const p = startProc(['gateway', '--config', config], { HOOP_AGENT_HEARTBEAT_MS: '500', ...env }, prefix);
+  const p = startProc(['gateway', '--config', config], { HOOP_AGENT_HEARTBEAT_MS: '1000', ...env }, prefix);
   await until(async () => {
     if (p.child.exitCode !== null) throw new Error(`gateway exited (${p.child.exitCode}): ${p.stderr().slice(-3000)}`);
     try {
@@ -103,9 +103,9 @@ export async function startGatewayProc(config: string, url: string, env: Record<
   return p;
 }
 
-/** `hoop agent`, with a short heartbeat and backoff so that tests see losses and reconnects quickly. */
+/** `hoop agent`, with a short heartbeat (1 s: a silent link is dropped after 3 s, long enough for a loaded machine) and backoff, so that tests see losses and reconnects quickly. */
 export function startAgentProc(args: string[], key: string, env: Record<string, string> = {}, prefix: string[] = []): Proc {
-  return startProc(['agent', ...args], { HOOP_AGENT_KEY: key, HOOP_AGENT_HEARTBEAT_MS: '500', HOOP_AGENT_BACKOFF_MAX_MS: '500', ...env }, prefix);
+  return startProc(['agent', ...args], { HOOP_AGENT_KEY: key, HOOP_AGENT_HEARTBEAT_MS: '1000', HOOP_AGENT_BACKOFF_MAX_MS: '500', ...env }, prefix);
 }
 
 export async function stopAll(): Promise<void> {
