@@ -7,11 +7,13 @@
  * (Network isolation — the gateway cannot reach the database at all — is netns.test.ts.)
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import pg from 'pg';
+import { serialize } from 'pg-protocol';
 import { to as copyTo } from 'pg-copy-streams';
 import { afterAll, beforeAll, describe, expect, inject, test } from 'vitest';
 import type { AuditEvent, ConnectionInfo } from '../../src/api/types.js';
@@ -136,6 +138,27 @@ test('a session runs through the agent: listed online, counted in /metrics, reco
   // The agent never logs its key.
   expect(first.stderr()).not.toContain(agentKey);
   expect(gateway.stderr()).not.toContain(agentKey);
+});
+
+test('a cancel request (psql\'s Ctrl-C) reaches the database through the agent too', async () => {
+  const { c } = await client('bank', 'agent-cancel');
+  await c.connect();
+  const sql = 'select pg_sleep(30) as agent_cancel';
+  const running = c.query(sql).then(() => null, (e: Error) => e);
+  await until(async () => (await runningPids(upstream, sql)).length === 1, { what: 'the query running upstream' });
+  // As libpq does: a CancelRequest with the session's key on a connection of its own.
+  const { processID, secretKey } = c as unknown as { processID: number; secretKey: number };
+  const t = tunnels.at(-1)!;
+  const streamsBefore = first.logs('stream opened').length;
+  await new Promise<void>((resolve, reject) => {
+    const s = connect({ host: t.host, port: t.port }, () => s.end(serialize.cancel(processID, secretKey)));
+    s.on('close', () => resolve());
+    s.on('error', reject);
+  });
+  expect((await running)?.message).toBe('canceling statement due to user request');
+  expect(first.logs('stream opened').length).toBe(streamsBefore + 1); // the cancel's own stream, through the agent
+  expect((await c.query('select 3 as n')).rows).toEqual([{ n: 3 }]); // the session goes on
+  await c.end();
 });
 
 test('the server ending a session reaches the client whole: its last ErrorResponse comes before the end', async () => {
