@@ -86,3 +86,18 @@ export function checkedSeqs(seqs: readonly number[]): number[] {
   if (bad !== undefined) throw new UsageError(`readPayloads: not a seq: ${String(bad)}`);
   return unique;
 }
+
+/** What a prune deleted, from the seqs of the rows it deleted (in any order). */
+export function pruneResult(seqs: number[]): { count: number; first_seq: number | null; last_seq: number | null } {
+  if (seqs.length === 0) return { count: 0, first_seq: null, last_seq: null };
+  let first = seqs[0]!;
+  let last = first;
+  for (const s of seqs) (first = Math.min(first, s)), (last = Math.max(last, s));
+  return { count: seqs.length, first_seq: first, last_seq: last };
+}
+
+/** An event page's `limit`: 1 to 1000, required. */
+export function pageLimit(limit: number | null): number {
+  if (limit === null || limit < 1 || limit > 1000) throw new UsageError(`an event page takes a limit from 1 to 1000, got ${String(limit)}`);
+  return limit;
+}

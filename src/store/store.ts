@@ -144,6 +144,8 @@ export const EVENT_ROW_OVERHEAD = 512;
 
 export interface EventFilter {
   afterSeq?: number;
+  /** Events with a lower seq (paging newest first). */
+  beforeSeq?: number;
   since?: string;
   until?: string;
   limit?: number;
@@ -153,6 +155,25 @@ export interface EventFilter {
   newestFirst?: boolean;
   /** Read each event's payload too (default true); false leaves `payload` out (listings, sinks). */
   payload?: boolean;
+}
+
+/** What one prune batch deleted: how many rows, and the lowest and highest seq among them (null when none). */
+export interface PruneResult {
+  count: number;
+  first_seq: number | null;
+  last_seq: number | null;
+}
+
+/** Which payloads one `prunePayloads` batch deletes: the lowest seqs that match, within both bounds. */
+export interface PayloadPruneRequest {
+  /** Payloads of events recorded before this time (RFC 3339). */
+  before?: string;
+  /** Payloads of events with a lower seq. At least one of `before` and `beforeSeq`. */
+  beforeSeq?: number;
+  /** At most this many payloads (1 to 10000). */
+  limit: number;
+  /** At most this many stored bytes of payload, unless the first one alone is larger. */
+  maxBytes: number;
 }
 
 /**
@@ -199,6 +220,34 @@ export interface Store {
    * payload are absent from the map. At most 1000 seqs; a reader bounds memory by asking for few.
    */
   readPayloads(seqs: readonly number[]): Promise<Map<number, EventPayload | null>>;
+
+  /**
+   * One page of `readEvents(filter)` bounded by bytes as readSessionEvents pages a session: at most
+   * `filter.limit` events (1 to 1000) whose stored JSON (with payloads, unless `payload: false`) adds
+   * up to at most `maxBytes`, one larger event alone. `next` continues the listing: the `afterSeq`
+   * of the next page, or with `newestFirst` its `beforeSeq`; null when no event is left.
+   */
+  readEventPage(filter: EventFilter & { limit: number }, maxBytes: number): Promise<{ events: AuditEvent[]; next: number | null }>;
+
+  /**
+   * Audit retention (src/audit/retention.ts): deletes one batch of payloads (event_payloads rows)
+   * of old events, lowest seq first; the events keep their payload_sha256, so the chain still
+   * verifies and they read back with `payload: null`. Idempotent: replicas pruning at once each
+   * delete what the other has not (a row is deleted once), so repeating a batch until it deletes
+   * nothing is always safe. Each batch is its own short transaction: appends go on in between.
+   */
+  prunePayloads(req: PayloadPruneRequest): Promise<PruneResult>;
+
+  /**
+   * Audit retention: deletes the oldest events of the log — at most `limit` (1 to 10000), all with
+   * seq < `beforeSeq` — with their payloads, in one transaction that alone may pass the
+   * append-only trigger (migration 8). Only ever a prefix: the log then starts at the next event.
+   * The caller records why first (audit.pruned) and picks `beforeSeq` at a checkpointed head.
+   */
+  pruneEvents(req: { beforeSeq: number; limit: number }): Promise<PruneResult>;
+
+  /** The newest `checkpoint` event recorded before `before` (by its time), without reading older ones; null if none. */
+  newestCheckpointBefore(before: string): Promise<AuditEvent | null>;
 
   /** Stores a kill request. Idempotent: if the session already has one, that one stands and is returned. */
   requestKill(kill: SessionKill): Promise<SessionKill>;
