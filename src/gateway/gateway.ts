@@ -12,6 +12,7 @@ import { pino, type Logger } from 'pino';
 import { CheckpointSigner } from '../audit/checkpoint.js';
 import { Checkpointer } from '../audit/checkpointer.js';
 import { AuditRecorder } from '../audit/recorder.js';
+import { RetentionJob } from '../audit/retention.js';
 import { HoopError, errorMessage } from '../errors.js';
 import { ApiKeyAuthenticator } from '../identity/api-keys.js';
 import type { Authenticator, Identity } from '../identity/identity.js';
@@ -57,6 +58,8 @@ export interface RunningGateway {
   readonly notifier: Notifier;
   /** Approval requests and reviewers' decisions (approvals.ts); also on the tunnel context as `approvals`. */
   readonly approvals: ApprovalService;
+  /** Audit retention (src/audit/retention.ts), when `audit.retention` says to prune anything; else null. */
+  readonly retention: RetentionJob | null;
   /** Reads the config file again and applies it (reload.ts); `hoop gateway` calls it on SIGHUP. */
   reload(source: 'sighup' | 'api', by?: Identity | null): Promise<ReloadOutcome>;
 }
@@ -73,6 +76,8 @@ export interface GatewayOptions {
   plannerFor?: (configs: ConfigHolder) => Planner;
   /** How a reload reads the config again. Default: loadConfig of the file it came from (`config.path`). */
   reloadFrom?: () => GatewayConfig;
+  /** Audit retention's schedule and clock (tests); default every hour, the real time. */
+  retention?: { intervalMs?: number; now?: () => number };
 }
 
 export async function startGateway(config: GatewayConfig, options: GatewayOptions = {}): Promise<RunningGateway> {
@@ -151,6 +156,11 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
 
     const checkpointer = new Checkpointer({ store, recorder, signer, intervalMs: config.audit.checkpoint_interval, logger });
     checkpointer.start();
+    const kept = config.audit.retention;
+    const retention = kept && (kept.payloads !== undefined || kept.events !== undefined)
+      ? new RetentionJob({ store, recorder, logger, payloadsMs: kept.payloads ?? null, eventsMs: kept.events ?? null, ...options.retention })
+      : null;
+    retention?.start();
     await kills.start();
     notifier.start();
     await approvals.start();
@@ -182,6 +192,7 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
       configs,
       notifier,
       approvals,
+      retention,
       reload: (source, by = null) => reloader.reload(source, by),
       async close(): Promise<void> {
         if (closed) return;
@@ -195,6 +206,7 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
         server.closeAllConnections();
         await stopped;
         await notifier.close(); // before the recorder's flush: a give-up records notify.failed
+        await retention?.close(); // stops after its current batch
         await checkpointer.close(); // the last head this gateway wrote, signed
         await recorder.flush().catch((err: unknown) => logger.error({ err: errorMessage(err) }, 'audit flush failed at shutdown'));
         await store.close();
