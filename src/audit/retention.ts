@@ -144,6 +144,13 @@ export class RetentionJob {
     const start = signed.data.seq; // the new first event
     const [first] = await this.o.store.readEvents({ limit: 1, payload: false });
     if (!first || first.seq >= start) return null;
+    // Never delete the evidence of a rewrite: the new start must be the event the checkpoint signed.
+    const [head] = await this.o.store.readEvents({ afterSeq: start - 1, limit: 1, payload: false });
+    if (head?.seq !== start || head.hash !== signed.data.hash) {
+      (this.o.logger.error ?? this.o.logger.warn).call(this.o.logger, { seq: start, checkpoint: anchor.seq },
+        'audit retention: the event a checkpoint signed does not have the hash it signed (the log was changed); no events pruned');
+      return null;
+    }
     const prior = await this.latestEventsPruning();
     if (first.seq > 1 && !(prior && prior.first_seq <= first.seq && first.seq <= prior.new_first_seq)) {
       (this.o.logger.error ?? this.o.logger.warn).call(this.o.logger, { first_seq: first.seq },

@@ -109,6 +109,7 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
   approvals.onRequested = notifyApprovers('approval.requested');
   approvals.onDecided = notifyApprovers('approval.decided');
   const estimator = new Estimator((upstream) => tcpDial(upstream));
+  let retention: RetentionJob | null = null;
 
   try {
     ensureSigningKey(config.audit.signing_key, logger);
@@ -157,7 +158,7 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
     const checkpointer = new Checkpointer({ store, recorder, signer, intervalMs: config.audit.checkpoint_interval, logger });
     checkpointer.start();
     const kept = config.audit.retention;
-    const retention = kept && (kept.payloads !== undefined || kept.events !== undefined)
+    retention = kept && (kept.payloads !== undefined || kept.events !== undefined)
       ? new RetentionJob({ store, recorder, logger, payloadsMs: kept.payloads ?? null, eventsMs: kept.events ?? null, ...options.retention })
       : null;
     retention?.start();
@@ -214,6 +215,7 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
       },
     };
   } catch (err) {
+    await retention?.close();
     await kills.close();
     await notifier.close();
     await approvals.close();

@@ -220,7 +220,7 @@ export class PostgresStore implements Store {
     const at = normalizeInstant('before', before)!;
     const rows = await this.query<PgEventRow>(
       'read checkpoints',
-      `SELECT ${EVENT_SELECT} FROM events e WHERE e.type = 'checkpoint' AND e.time < $1::timestamptz ORDER BY e.time DESC, e.seq DESC LIMIT 1`,
+      `SELECT ${EVENT_SELECT} FROM events e WHERE e.type = 'checkpoint' AND e.time < $1::timestamptz ORDER BY e.time DESC LIMIT 1`, // the (type, time) index, backwards
       [at],
     );
     return rows[0] ? fromRow(rows[0]) : null;

@@ -117,6 +117,11 @@ export function detailOf(e: AuditEvent): string {
     case 'query.start':
       out = text(d['statement']);
       break;
+    case 'audit.pruned':
+      out = d['kind'] === 'events'
+        ? `retention: ${text(d['count'])} events before ${text(d['before'])} (seq ${text(d['first_seq'])}-${text(d['last_seq'])}); the log starts at seq ${text(d['new_first_seq'])}`
+        : `retention: ${text(d['count'])} payloads of events before ${text(d['before'])} (seq ${text(d['first_seq'])}-${text(d['last_seq'])})`;
+      break;
     case 'session.start':
       out = d['reason'] ? `reason: ${text(d['reason'])}` : text(d['user']);
       break;
