@@ -157,7 +157,7 @@ export class PostgresStore implements Store {
     const cut = await findPageEnd(
       async (from, n) => {
         const { where, params, p } = eventWhere(f);
-        const sql = `SELECT e.seq, ${bytes} AS bytes FROM events e WHERE ${where} AND e.seq ${desc ? '<' : '>'} ${p(from)} ORDER BY e.seq ${desc ? 'DESC' : ''} LIMIT ${p(n)}`;
+        const sql = `SELECT e.seq, ${bytes} AS bytes FROM events e WHERE ${where} AND e.seq ${desc ? '<' : '>'} ${p(from)} ORDER BY e.seq ${desc ? 'DESC' : ''} LIMIT ${p(Math.max(n, limit + 1))}`; // all of a page's sizes at once
         return (await this.query<{ seq: string; bytes: string }>(action, sql, params)).map((r) => ({ seq: Number(r.seq), bytes: Number(r.bytes) }));
       },
       start, limit, maxBytes,

@@ -281,7 +281,8 @@ export class SqliteStore implements Store {
       (from, n) => this.all<{ seq: number; bytes: number }>(
         action,
         `SELECT e.seq, ${bytes} AS bytes FROM events e WHERE ${where} AND e.seq ${desc ? '<' : '>'} ? ORDER BY e.seq ${desc ? 'DESC' : ''} LIMIT ?`,
-        [...params, from, n],
+        // Sizes are cheap (octet_length reads no text) but a filtered, sorted scan is not: all of a page's at once.
+        [...params, from, Math.max(n, limit + 1)],
       ),
       start, limit, maxBytes,
     );
