@@ -17,7 +17,7 @@ import { request } from 'undici';
 import { afterAll, beforeAll, expect, inject, test } from 'vitest';
 import type { Actor, UnsealedEvent } from '../../src/audit/event.js';
 import { AUDIT_EVENTS_PAGE_BYTES, SESSION_PAGE_BYTES } from '../../src/gateway/routes.js';
-import { BIN, childEnv } from '../cli/helpers.js';
+import { BIN, childEnv, runBin } from '../cli/helpers.js';
 import { bankConnection, startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { tunnelClient } from './ws-client.js';
 
@@ -33,18 +33,6 @@ let gw: TestGateway;
 let id: string;
 /** Just after the huge session's last event: the listings below look at it alone. */
 let until: string;
-
-function runBin(args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d.length > 4096 ? d.slice(-4096) : d)); // the tail is enough
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 beforeAll(async () => {
   gw = await startTestGateway({ upstream, connections: [bankConnection(upstream)], config: { audit: { payload_limit: '2MiB' } } });
@@ -112,7 +100,7 @@ test(`a session of ${STATEMENTS} MiB of payload is read through the API and hoop
         after = page.next;
       } while (after !== null);
     })();
-    const cli = runBin(['sessions', 'show', id, '--rows', '1'], childEnv({ HOOP_GATEWAY: gw.url, HOOP_TOKEN: gw.keys['root']!, NODE_OPTIONS: '--max-old-space-size=160' }))
+    const cli = runBin(['sessions', 'show', id, '--rows', '1'], childEnv({ HOOP_GATEWAY: gw.url, HOOP_TOKEN: gw.keys['root']!, NODE_OPTIONS: '--max-old-space-size=160' }), 240_000)
       .then((r) => (shown = r));
     await Promise.all([api, cli]);
   } finally {

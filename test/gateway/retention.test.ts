@@ -12,26 +12,13 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, test } from 'vitest';
 import type { AuditEvent } from '../../src/audit/event.js';
 import { verifyStore } from '../../src/audit/verify.js';
-import { BIN, childEnv } from '../cli/helpers.js';
+import { childEnv, runBin } from '../cli/helpers.js';
 import { bankConnection, startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { until } from '../helpers/poll.js';
 import { tunnelClient } from './ws-client.js';
-import { spawn } from 'node:child_process';
 
 const upstream = inject('upstream');
 const DAY = 86_400_000;
-
-function runBin(args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 interface Backend {
   name: string;
