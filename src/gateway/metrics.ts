@@ -100,7 +100,7 @@ export class GatewayMetrics {
       getSession: (id) => store.getSession(id),
       readSessionEvents: (id, page) => store.readSessionEvents(id, page),
       readPayloads: (seqs) => store.readPayloads(seqs),
-      readEventPage: (f, maxBytes) => store.readEventPage(f, maxBytes),
+      readEventPage: (page) => store.readEventPage(page),
       prunePayloads: (r) => store.prunePayloads(r),
       pruneEvents: (r) => store.pruneEvents(r),
       newestCheckpointBefore: (before) => store.newestCheckpointBefore(before),

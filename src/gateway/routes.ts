@@ -514,7 +514,7 @@ async function auditEvents(ctx: ApiContext, req: IncomingMessage, res: ServerRes
   if (!mayReadAuditLog(id, ctx.config.roles)) {
     throw new DeniedError('HOOP_FORBIDDEN', 'only admins and auditors may read the audit log', { stage: 'role', data: { filter: asked } });
   }
-  const page = await ctx.store.readEventPage({ ...filter, limit: filter.limit ?? 100 }, AUDIT_EVENTS_PAGE_BYTES);
+  const page = await ctx.store.readEventPage({ ...filter, limit: filter.limit ?? 100, maxBytes: AUDIT_EVENTS_PAGE_BYTES, payload: true });
   const events: AuditEvent[] = page.events;
   await ctx.recorder.record({
     type: 'audit.read',

@@ -18,9 +18,9 @@ import { POSTGRES_MIGRATIONS, pendingMigrations } from './migrations.js';
 import { redactSecret, redactUrl } from './redact.js';
 import { canonicalJson } from '../audit/chain.js';
 import { ACTIVE_GRANT_CANDIDATES, APPROVAL_COLUMNS, approvalOf, pickActiveGrant, decisionRefusal, isoInstant, nextApprovalState, normalizeApprovalFilter, type ApprovalRowBase, type DecisionRow } from './approvals.js';
-import { EVENT_COLUMNS, checkedSeqs, pageLimit, payloadOf, pruneResult, sealBatch, type EventRowValues, type PayloadRowValues } from './rows.js';
+import { EVENT_COLUMNS, checkedSeqs, pageLimit, pageMaxBytes, payloadOf, pruneResult, sealBatch, type EventRowValues, type PayloadRowValues } from './rows.js';
 import { sessionSummaryOf, type SessionRow } from './sessions.js';
-import { EVENT_ROW_OVERHEAD, findPageEnd, type ApprovalDecisionInput, type ApprovalDecisionOutcome, type ApprovalFilter, type ApprovalRequest, type EventFilter, type Notification, type PayloadPruneRequest, type PruneResult, type NotificationClaim, type NotificationDraft, type SessionDetail, type SessionFilter, type SessionKill, type SessionPageRequest, type SessionSummary, type Store } from './store.js';
+import { EVENT_ROW_OVERHEAD, findPageEnd, type ApprovalDecisionInput, type ApprovalDecisionOutcome, type ApprovalFilter, type ApprovalRequest, type EventFilter, type EventPageRequest, type Notification, type PayloadPruneRequest, type PruneResult, type NotificationClaim, type NotificationDraft, type SessionDetail, type SessionFilter, type SessionKill, type SessionPageRequest, type SessionSummary, type Store } from './store.js';
 
 /** Advisory lock keys: arbitrary constants that name hoop's audit chain head and its migrations. */
 const CHAIN_LOCK = 0x686f6f70_0001n; // "hoop" 1
@@ -146,10 +146,11 @@ export class PostgresStore implements Store {
   }
 
   /** As readSessionEvents: seqs and sizes first, a chunk at a time, then the rows of the page alone. */
-  async readEventPage(filter: EventFilter & { limit: number }, maxBytes: number): Promise<{ events: AuditEvent[]; next: number | null }> {
+  async readEventPage(page: EventPageRequest): Promise<{ events: AuditEvent[]; next: number | null }> {
     const action = 'read audit events';
-    const f = normalizeEventFilter(filter);
+    const f = normalizeEventFilter({ ...page, payload: page.payload === true });
     const limit = pageLimit(f.limit);
+    const maxBytes = pageMaxBytes(page.maxBytes);
     const desc = f.newestFirst;
     const bytes = `${EVENT_ROW_OVERHEAD} + octet_length(e.data::text) + coalesce(octet_length(e.actor::text), 0) + coalesce(octet_length(e.source::text), 0)${
       f.payload ? ' + coalesce((SELECT octet_length(p.payload::text) FROM event_payloads p WHERE p.seq = e.seq), 0)' : ''}`;

@@ -96,6 +96,12 @@ export function pruneResult(seqs: number[]): { count: number; first_seq: number 
   return { count: seqs.length, first_seq: first, last_seq: last };
 }
 
+/** An event page's `maxBytes`: a positive integer. */
+export function pageMaxBytes(maxBytes: number): number {
+  if (!Number.isSafeInteger(maxBytes) || maxBytes < 1) throw new UsageError(`an event page takes a positive maxBytes, got ${String(maxBytes)}`);
+  return maxBytes;
+}
+
 /** An event page's `limit`: 1 to 1000, required. */
 export function pageLimit(limit: number | null): number {
   if (limit === null || limit < 1 || limit > 1000) throw new UsageError(`an event page takes a limit from 1 to 1000, got ${String(limit)}`);

@@ -24,11 +24,11 @@ import { EncodedEvent, canonicalJson } from '../audit/chain.js';
 import type { AuditEvent, EventPayload, UnsealedEvent } from '../audit/event.js';
 import { StoreError, errorMessage } from '../errors.js';
 import { normalizeEventFilter, normalizeInstant, normalizePrune, normalizeSessionFilter, typePrefixPattern, type NormalizedEventFilter } from './filters.js';
-import { EVENT_COLUMNS, checkedSeqs, pageLimit, payloadOf, pruneResult, sealBatch } from './rows.js';
+import { EVENT_COLUMNS, checkedSeqs, pageLimit, pageMaxBytes, payloadOf, pruneResult, sealBatch } from './rows.js';
 import { ACTIVE_GRANT_CANDIDATES, APPROVAL_COLUMNS, approvalOf, pickActiveGrant, decisionRefusal, isoInstant, nextApprovalState, normalizeApprovalFilter, type ApprovalRowBase, type DecisionRow } from './approvals.js';
 import { SQLITE_MIGRATIONS, pendingMigrations } from './migrations.js';
 import { sessionSummaryOf, type SessionRow } from './sessions.js';
-import { EVENT_ROW_OVERHEAD, findPageEnd, type ApprovalDecisionInput, type ApprovalDecisionOutcome, type ApprovalFilter, type ApprovalRequest, type EventFilter, type Notification, type PayloadPruneRequest, type PruneResult, type NotificationClaim, type NotificationDraft, type SessionDetail, type SessionFilter, type SessionKill, type SessionPageRequest, type SessionSummary, type Store } from './store.js';
+import { EVENT_ROW_OVERHEAD, findPageEnd, type ApprovalDecisionInput, type ApprovalDecisionOutcome, type ApprovalFilter, type ApprovalRequest, type EventFilter, type EventPageRequest, type Notification, type PayloadPruneRequest, type PruneResult, type NotificationClaim, type NotificationDraft, type SessionDetail, type SessionFilter, type SessionKill, type SessionPageRequest, type SessionSummary, type Store } from './store.js';
 
 const BUSY_TIMEOUT_MS = 10_000;
 /** How long an append keeps re-sealing while other writers move the head before it gives up. */
@@ -267,11 +267,12 @@ export class SqliteStore implements Store {
   }
 
   /** As readSessionEvents: seqs and sizes first, a chunk at a time, then the rows of the page alone. */
-  async readEventPage(filter: EventFilter & { limit: number }, maxBytes: number): Promise<{ events: AuditEvent[]; next: number | null }> {
+  async readEventPage(page: EventPageRequest): Promise<{ events: AuditEvent[]; next: number | null }> {
     const action = 'read audit events';
     this.refuseAfterClose(action);
-    const f = normalizeEventFilter(filter);
+    const f = normalizeEventFilter({ ...page, payload: page.payload === true });
     const limit = pageLimit(f.limit);
+    const maxBytes = pageMaxBytes(page.maxBytes);
     const { where, params } = eventWhere(f);
     const desc = f.newestFirst;
     const bytes = `${EVENT_ROW_OVERHEAD} + octet_length(e.data) + coalesce(octet_length(e.actor), 0) + coalesce(octet_length(e.source), 0)${

@@ -157,6 +157,16 @@ export interface EventFilter {
   payload?: boolean;
 }
 
+/**
+ * A page of events bounded by count and bytes: the filter readEvents takes (none: the whole log)
+ * plus `limit` (1 to 1000) and `maxBytes`. Without payloads unless `payload: true`.
+ */
+export interface EventPageRequest extends Omit<EventFilter, 'limit'> {
+  limit: number;
+  /** At most this many bytes of stored JSON (data, actor, source; payloads when read), unless one event alone is larger. */
+  maxBytes: number;
+}
+
 /** What one prune batch deleted: how many rows, and the lowest and highest seq among them (null when none). */
 export interface PruneResult {
   count: number;
@@ -222,12 +232,13 @@ export interface Store {
   readPayloads(seqs: readonly number[]): Promise<Map<number, EventPayload | null>>;
 
   /**
-   * One page of `readEvents(filter)` bounded by bytes as readSessionEvents pages a session: at most
-   * `filter.limit` events (1 to 1000) whose stored JSON (with payloads, unless `payload: false`) adds
-   * up to at most `maxBytes`, one larger event alone. `next` continues the listing: the `afterSeq`
-   * of the next page, or with `newestFirst` its `beforeSeq`; null when no event is left.
+   * One page of `readEvents` bounded by bytes as readSessionEvents pages a session, so a reader of
+   * the whole log or of a listing (the SIEM sinks, GET /api/v1/audit/events) keeps memory bounded:
+   * at most `limit` events whose stored JSON adds up to at most `maxBytes`, one larger event alone.
+   * `next` continues the listing: the `afterSeq` of the next page (the seq to continue after), or
+   * with `newestFirst` its `beforeSeq`; null when the page reached the end (as of this read).
    */
-  readEventPage(filter: EventFilter & { limit: number }, maxBytes: number): Promise<{ events: AuditEvent[]; next: number | null }>;
+  readEventPage(page: EventPageRequest): Promise<{ events: AuditEvent[]; next: number | null }>;
 
   /**
    * Audit retention (src/audit/retention.ts): deletes one batch of payloads (event_payloads rows)

@@ -41,7 +41,7 @@ class CountingStore implements Store {
   getSession(id: string) { return this.target.getSession(id); }
   readSessionEvents(id: string, page: SessionPageRequest) { return this.target.readSessionEvents(id, page); }
   readPayloads(seqs: readonly number[]) { return this.target.readPayloads(seqs); }
-  readEventPage(f: Parameters<Store['readEventPage']>[0], maxBytes: number) { return this.target.readEventPage(f, maxBytes); }
+  readEventPage(page: Parameters<Store['readEventPage']>[0]) { return this.target.readEventPage(page); }
   prunePayloads(r: Parameters<Store['prunePayloads']>[0]) { return this.target.prunePayloads(r); }
   pruneEvents(r: Parameters<Store['pruneEvents']>[0]) { return this.target.pruneEvents(r); }
   newestCheckpointBefore(before: string) { return this.target.newestCheckpointBefore(before); }

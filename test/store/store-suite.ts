@@ -316,11 +316,11 @@ export function storeSuite(h: StoreHarness): void {
       expect((await store.newestCheckpointBefore(day(5)))?.seq).toBe(3);
       expect((await store.newestCheckpointBefore('2026-02-03T12:00:00.001Z'))?.seq).toBe(3);
       expect(await store.newestCheckpointBefore(day(1))).toBeNull();
-      const pages = async (f: Parameters<Store['readEventPage']>[0], maxBytes: number) => {
+      const pages = async (f: Omit<Parameters<Store['readEventPage']>[0], 'maxBytes'>, maxBytes: number) => {
         const out: number[][] = [];
         let cursor: number | null = null;
         do {
-          const page: Awaited<ReturnType<Store['readEventPage']>> = await store.readEventPage({ ...f, ...(cursor === null ? {} : f.newestFirst ? { beforeSeq: cursor } : { afterSeq: cursor }) }, maxBytes);
+          const page: Awaited<ReturnType<Store['readEventPage']>> = await store.readEventPage({ ...f, maxBytes, payload: true, ...(cursor === null ? {} : f.newestFirst ? { beforeSeq: cursor } : { afterSeq: cursor }) });
           out.push(page.events.map((e) => e.seq));
           cursor = page.next;
         } while (cursor !== null && out.length < 10);
@@ -332,8 +332,15 @@ export function storeSuite(h: StoreHarness): void {
       expect(await pages({ limit: 100 }, 12_000)).toEqual([[1, 2, 3], [4, 5]]); // two 5 kB events do not fit with a third event's overhead
       expect(await pages({ limit: 100, types: ['checkpoint'], newestFirst: true }, 1_000_000)).toEqual([[5, 3, 1]]);
       expect(await pages({ limit: 100, since: day(2), until: day(5) }, 1_000_000)).toEqual([[2, 3, 4]]);
-      expect(await store.readEventPage({ limit: 10, afterSeq: 5 }, 100)).toEqual({ events: [], next: null });
-      await expect(store.readEventPage({ limit: 0 }, 100)).rejects.toBeInstanceOf(UsageError);
+      expect(await store.readEventPage({ limit: 10, afterSeq: 5, maxBytes: 100 })).toEqual({ events: [], next: null });
+      await expect(store.readEventPage({ limit: 0, maxBytes: 100 })).rejects.toBeInstanceOf(UsageError);
+      await expect(store.readEventPage({ limit: 10, maxBytes: 0 })).rejects.toBeInstanceOf(UsageError);
+      // Payloads only when asked for: a page of the whole log is as readEvents gives it without them.
+      await store.appendEvents([event({ type: 'query.end', payload: { 'result.sets': [{ rows: [['x']] }] } })]);
+      const lean = await store.readEventPage({ afterSeq: 4, limit: 10, maxBytes: 1_000_000 });
+      expect(lean).toEqual({ events: await store.readEvents({ afterSeq: 4, payload: false }), next: null });
+      expect(lean.events[1]).not.toHaveProperty('payload');
+      expect((await store.readEventPage({ afterSeq: 5, limit: 10, maxBytes: 1_000_000, payload: true })).events[0]!.payload).toEqual({ 'result.sets': [{ rows: [['x']] }] });
     });
   });
 
