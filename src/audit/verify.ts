@@ -28,11 +28,11 @@ export interface VerifyReport {
   /** Events with a payload_sha256 whose payload was read back as pruned (null): audit retention, not tampering. */
   payloads_pruned: number;
   /**
-   * Set when the log starts after seq 1 because audit retention deleted its oldest events (see
-   * `prunedStart`): where it starts, the `audit.pruned` event that recorded it, and the checkpoint
-   * that vouches for the new start.
+   * Present only when the log starts after seq 1 because audit retention deleted its oldest events
+   * (see `prunedStart`): where it starts, the `audit.pruned` event that recorded it, and the
+   * checkpoint that vouches for the new start.
    */
-  pruned_start: { first_seq: number; pruned_event_seq: number; checkpoint_seq: number } | null;
+  pruned_start?: { first_seq: number; pruned_event_seq: number; checkpoint_seq: number };
 }
 
 /** How far back a checkpoint's head may lie (it is signed just before it is appended). */
@@ -180,9 +180,9 @@ class ChainWalk {
       last_checkpoint: this.lastCheckpoint,
       key_ids: this.keyIds,
       payloads_pruned: this.payloadsPruned,
-      pruned_start: this.prunedFrom !== null && this.failure === null
-        ? { first_seq: this.prunedFrom, pruned_event_seq: this.prunedBy!, checkpoint_seq: this.prunedAnchor! }
-        : null,
+      ...(this.prunedFrom !== null && this.failure === null
+        ? { pruned_start: { first_seq: this.prunedFrom, pruned_event_seq: this.prunedBy!, checkpoint_seq: this.prunedAnchor! } }
+        : {}),
     };
   }
 

@@ -130,7 +130,9 @@ describe.each(backends)('audit retention on a $name store', ({ open }) => {
     // Old payloads read as pruned, new ones are intact; the chain verifies and counts them.
     const after = await gw.store.readEvents({});
     for (const e of after.filter((x) => x.payload_sha256 !== undefined)) expect(e.payload === null, `seq ${e.seq}`).toBe(e.time < before);
-    expect(await verifyStore(gw.store)).toMatchObject({ ok: true, payloads_pruned: old.length, pruned_start: null });
+    const report = await verifyStore(gw.store);
+    expect(report).toMatchObject({ ok: true, payloads_pruned: old.length });
+    expect(report).not.toHaveProperty('pruned_start');
     // A second run finds nothing new, and records nothing.
     expect((await gw.retention!.run()).payloads).toBeNull();
     expect(await prunedRecords()).toHaveLength(1);
