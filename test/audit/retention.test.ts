@@ -3,14 +3,15 @@
  * recorded before its delete, so a run cut short leaves a log that still verifies and the next
  * run finishes it without a second record; a failing payload prune still records what it
  * deleted; and the job never deletes past a start it cannot explain or a head whose hash differs
- * from the one signed. (On a real gateway with statements: test/gateway/retention.test.ts.)
+ * from the one signed; two replicas on one PostgreSQL store pruning at once delete each row once.
+ * (On a real gateway with statements: test/gateway/retention.test.ts.)
  */
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { afterAll, afterEach, expect, test } from 'vitest';
+import { afterAll, afterEach, expect, inject, test } from 'vitest';
 import { CheckpointSigner } from '../../src/audit/checkpoint.js';
 import { SYSTEM_ACTOR, type UnsealedEvent } from '../../src/audit/event.js';
 import { AuditRecorder } from '../../src/audit/recorder.js';
@@ -18,6 +19,7 @@ import { RetentionJob } from '../../src/audit/retention.js';
 import { verifyStore } from '../../src/audit/verify.js';
 import { openStore } from '../../src/store/index.js';
 import type { Store } from '../../src/store/store.js';
+import { createTestDatabase } from '../helpers/postgres.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'hoop-retention-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -34,9 +36,9 @@ afterEach(async () => {
 const logger = { warn() {}, error() {}, info() {} };
 
 /** A store with `days` days of history: each day two events (one with a payload) and a checkpoint of the head. */
-async function history(days: number): Promise<{ store: Store; path: string }> {
+async function history(days: number, url?: string): Promise<{ store: Store; path: string }> {
   const path = join(dir, `${randomUUID()}.db`);
-  const store = await openStore(`sqlite:${path}`);
+  const store = await openStore(url ?? `sqlite:${path}`);
   open.push(store);
   for (let d = 0; d < days; d++) {
     const time = (h: number) => new Date(T0 + d * DAY + h * 3_600_000).toISOString();
@@ -120,4 +122,33 @@ test('no events are pruned past a start nothing explains, nor up to a head whose
   expect((await rewritten.store.readEvents({ limit: 1 }))[0]!.seq).toBe(1);
   db.close();
   db2.close();
+});
+
+test('two replicas on one PostgreSQL store pruning at once: each row goes once, the log verifies, the records add up', async () => {
+  const db = await createTestDatabase(inject('upstream'), 'hoop_retention');
+  try {
+    const url = `postgres://${db.info.users.trust}@${db.info.host}:${db.info.port}/${db.info.database}`;
+    const { store: a } = await history(12, url);
+    const b = await openStore(url);
+    open.push(b);
+    const now = T0 + 10 * DAY + 12 * 3_600_000; // payloads before day 9 12:00, events before day 8 12:00
+    const both = await Promise.all([a, b].map((s) => job(s, now, { payloadsMs: DAY, eventsMs: 2 * DAY }).run()));
+    // Events of days 0..7 and day 8's first (the newest checkpoint before the cutoff, seq 27, signed 26): the log starts at 26.
+    expect((await a.readEvents({ limit: 1 }))[0]!.seq).toBe(26);
+    const report = await verifyStore(b);
+    expect(report).toMatchObject({ ok: true, first_seq: 26, pruned_start: { first_seq: 26, checkpoint_seq: 27 } });
+    // Payloads of days 0..9 (seqs 2, 5, …, 29): each deleted by one replica, the counts add up.
+    const records = (await a.readEvents({ types: ['audit.pruned'] })).map((e) => e.data);
+    const payloads = records.filter((d) => d['kind'] === 'payloads');
+    expect(payloads.reduce((n, d) => n + (d['count'] as number), 0)).toBe(10);
+    expect(both.map((o) => o.payloads?.count ?? 0).reduce((x, y) => x + y)).toBe(10);
+    // The events prune is recorded once, or by both with the same range; nothing else.
+    const events = records.filter((d) => d['kind'] === 'events');
+    expect(events.length).toBeGreaterThanOrEqual(1);
+    for (const d of events) expect(d).toMatchObject({ first_seq: 1, last_seq: 25, new_first_seq: 26, anchor_checkpoint_seq: 27 });
+    expect(report.payloads_pruned).toBe(2); // days 8 and 9 (seqs 26, 29) remain as events, their payloads gone
+  } finally {
+    await Promise.all(open.splice(0).map((s) => s.close()));
+    await db.drop();
+  }
 });
