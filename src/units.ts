@@ -5,14 +5,15 @@
  * can name the key path or the flag. And the one rendering of a duration for people.
  */
 
-const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
+/** `y` is 365 days (retention periods: `audit.retention.events: 7y`). */
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000, y: 31_536_000_000 };
 
-/** Milliseconds of a duration such as `8h`, `30m`, `1h30m`, `45s`, `500ms`, `2d`, `2w`; null if malformed. */
+/** Milliseconds of a duration such as `8h`, `30m`, `1h30m`, `45s`, `500ms`, `2d`, `2w`, `7y`; null if malformed. */
 export function parseDuration(text: string): number | null {
   const s = text.trim();
-  if (!/^(\d+(ms|s|m|h|d|w))+$/.test(s)) return null;
+  if (!/^(\d+(ms|s|m|h|d|w|y))+$/.test(s)) return null;
   let total = 0;
-  for (const m of s.matchAll(/(\d+)(ms|s|m|h|d|w)/g)) total += Number(m[1]) * DURATION_UNITS[m[2]!]!;
+  for (const m of s.matchAll(/(\d+)(ms|s|m|h|d|w|y)/g)) total += Number(m[1]) * DURATION_UNITS[m[2]!]!;
   return Number.isSafeInteger(total) ? total : null;
 }
 

@@ -17,3 +17,11 @@ describe('formatDuration', () => {
     expect([-1, Number.NaN, Number.POSITIVE_INFINITY].map(formatDuration)).toEqual(['-', '-', '-']);
   });
 });
+
+describe('parseDuration', () => {
+  it('takes years of 365 days, for retention periods', () => {
+    expect(parseDuration('7y')).toBe(7 * 365 * 86_400_000);
+    expect(parseDuration('1y30d')).toBe(395 * 86_400_000);
+    expect(parseDuration('7 years')).toBeNull();
+  });
+});

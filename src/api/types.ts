@@ -4,9 +4,9 @@
  * Both sides take them from here, so neither the CLI nor the client imports the store or the
  * gateway to learn what a response looks like.
  */
-import type { AuditEvent } from '../audit/event.js';
+import type { AuditEvent, AuditPrunedData } from '../audit/event.js';
 
-export type { AuditEvent };
+export type { AuditEvent, AuditPrunedData };
 
 /** `GET /api/v1/auth/config`: how to log in to this gateway. */
 export type AuthConfig =

@@ -44,8 +44,10 @@ export type AuditEventType =
   /** An authenticated identity refused: a connection outside its access groups, a missing reason,
    *  a session limit, another user's sessions, the audit log without a role. */
   | 'access.denied'
-  /** Someone read audit events (`GET /api/v1/audit/events`: who, which filter) or a session (`GET /api/v1/sessions/{id}`, first page: who, which session). */
+  /** Someone read audit events (`GET /api/v1/audit/events`: who, which filter, which page) or a session (`GET /api/v1/sessions/{id}`: who, which session, which page; one per page). */
   | 'audit.read'
+  /** Audit retention deleted old payloads or old events (src/audit/retention.ts; see AuditPrunedData). */
+  | 'audit.pruned'
   | 'config.loaded'
   | 'export.created'
   | 'checkpoint'
@@ -206,3 +208,17 @@ export interface QueryEndData {
    *  and rule, `detector:ssn`, `message values`); absent when nothing was masked. */
   masked?: Record<string, number>;
 }
+
+/**
+ * `audit.pruned` data: what one run of audit retention deleted (src/audit/retention.ts).
+ * - `payloads`: the payloads (event_payloads rows) of `count` events recorded before `before`, the
+ *   lowest seq `first_seq` and the highest `last_seq`; the events stay, with their payload_sha256,
+ *   so the chain still verifies and readers see `payload: null`. Recorded after the delete.
+ * - `events`: the whole prefix `first_seq`..`last_seq` of the log (`count` events, with their
+ *   payloads), so that it starts at `new_first_seq`, the head that the signed checkpoint at
+ *   `anchor_checkpoint_seq` vouches for. Recorded BEFORE the delete (write-ahead): a verifier
+ *   accepts a log whose first event lies in first_seq..new_first_seq of such a record.
+ */
+export type AuditPrunedData =
+  | { kind: 'payloads'; before: string; count: number; first_seq: number; last_seq: number }
+  | { kind: 'events'; before: string; count: number; first_seq: number; last_seq: number; new_first_seq: number; anchor_checkpoint_seq: number };

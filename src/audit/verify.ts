@@ -25,6 +25,14 @@ export interface VerifyReport {
   last_checkpoint: { seq: number; covers_seq: number; key_id: string } | null;
   /** The keys (key_id) that signed the checkpoints, in order of first use. */
   key_ids: string[];
+  /** Events with a payload_sha256 whose payload was read back as pruned (null): audit retention, not tampering. */
+  payloads_pruned: number;
+  /**
+   * Present only when the log starts after seq 1 because audit retention deleted its oldest events
+   * (see `prunedStart`): where it starts, the `audit.pruned` event that recorded it, and the
+   * checkpoint that vouches for the new start.
+   */
+  pruned_start?: { first_seq: number; pruned_event_seq: number; checkpoint_seq: number };
 }
 
 /** How far back a checkpoint's head may lie (it is signed just before it is appended). */
@@ -37,6 +45,15 @@ export interface VerifyOptions {
   fromGenesis?: boolean;
   /** A head known from elsewhere (a checkpoint): the log must reach it with this hash. */
   expectedHead?: { seq: number; hash: string };
+  /**
+   * With `fromGenesis`: also accept a log whose first event F is after seq 1 when audit retention
+   * deleted what came before (src/audit/retention.ts), which holds when the log itself says so: an
+   * `audit.pruned` event of kind `events` with first_seq <= F <= new_first_seq (recorded before the
+   * delete), and a signed checkpoint in the log that vouches for an event at or after F (so the
+   * start is the gateway's, not a rebuilt chain). Checkpoints that vouch for deleted events are
+   * skipped. Any other start is "events missing".
+   */
+  prunedStart?: boolean;
 }
 
 export function verifyEvents(events: AuditEvent[], options: VerifyOptions = {}): VerifyReport {
@@ -45,10 +62,13 @@ export function verifyEvents(events: AuditEvent[], options: VerifyOptions = {}):
   return report.finish();
 }
 
-/** Verifies everything in a store from seq 1, `pageSize` events at a time. */
-export async function verifyStore(store: Pick<Store, 'readEvents'>, options: { pageSize?: number } = {}): Promise<VerifyReport> {
+/**
+ * Verifies everything in a store from its start, `pageSize` events at a time: seq 1, or where audit
+ * retention left it (`prunedStart`, default true).
+ */
+export async function verifyStore(store: Pick<Store, 'readEvents'>, options: { pageSize?: number; prunedStart?: boolean } = {}): Promise<VerifyReport> {
   const pageSize = options.pageSize ?? 1000;
-  const walk = new ChainWalk({ fromGenesis: true });
+  const walk = new ChainWalk({ fromGenesis: true, prunedStart: options.prunedStart ?? true });
   for (;;) {
     const page = await store.readEvents({ afterSeq: walk.lastSeq ?? 0, limit: pageSize });
     if (!walk.add(page) || page.length < pageSize) return walk.finish();
@@ -67,6 +87,11 @@ class ChainWalk {
   private checkpoints = 0;
   private lastCheckpoint: VerifyReport['last_checkpoint'] = null;
   private readonly keyIds: string[] = [];
+  private payloadsPruned = 0;
+  /** The first seq of a log that starts after 1 (prunedStart), and what vouches for that start. */
+  private prunedFrom: number | null = null;
+  private prunedBy: number | null = null;
+  private prunedAnchor: number | null = null;
 
   constructor(private readonly options: VerifyOptions) {}
 
@@ -80,8 +105,11 @@ class ChainWalk {
     if (!this.first) {
       const start = events[0]!;
       if (this.options.fromGenesis && start.seq !== 1) {
-        this.failure = { seq: start.seq, reason: `the log starts at seq ${start.seq}, not 1 (events missing)` };
-        return false;
+        if (!this.options.prunedStart) {
+          this.failure = { seq: start.seq, reason: `the log starts at seq ${start.seq}, not 1 (events missing)` };
+          return false;
+        }
+        this.prunedFrom = start.seq; // checked at finish: the log must say why
       }
     }
     // Re-checking the previous page's last event links this page to it.
@@ -108,6 +136,8 @@ class ChainWalk {
     this.first ??= e;
     this.last = e;
     this.count++;
+    if (e.payload === null) this.payloadsPruned++;
+    if (this.prunedFrom !== null && this.prunedBy === null && prunedUpTo(e, this.prunedFrom)) this.prunedBy = e.seq;
     this.recent.set(e.seq, e.hash);
     this.recent.delete(e.seq - CHECKPOINT_WINDOW);
     if (this.options.expectedHead?.seq === e.seq) this.headHash = e.hash;
@@ -122,12 +152,14 @@ class ChainWalk {
     const actual = this.recent.get(seq);
     if (actual === undefined) {
       const before = this.first ? this.first.seq : e.seq;
-      // A segment that starts after the head it names cannot check it; a whole log always can.
-      if (seq < before && !this.options.fromGenesis) return null;
+      // A segment that starts after the head it names cannot check it; a whole log always can,
+      // unless retention deleted that head.
+      if (seq < before && (!this.options.fromGenesis || this.prunedFrom !== null)) return null;
       return `checkpoint vouches for seq ${seq}, more than ${CHECKPOINT_WINDOW} events earlier`;
     }
     if (actual !== hash) return `checkpoint vouches for a different hash at seq ${seq}: the log was rewritten after it was signed`;
     this.checkpoints++;
+    if (this.prunedFrom !== null && this.prunedAnchor === null && seq >= this.prunedFrom) this.prunedAnchor = e.seq;
     this.lastCheckpoint = { seq: e.seq, covers_seq: seq, key_id };
     if (!this.keyIds.includes(key_id)) this.keyIds.push(key_id);
     return null;
@@ -136,6 +168,7 @@ class ChainWalk {
   finish(): VerifyReport {
     const head = this.options.expectedHead;
     if (!this.failure && head) this.failure = this.checkHead(head);
+    if (!this.failure && this.prunedFrom !== null) this.failure = this.checkPrunedStart(this.prunedFrom);
     return {
       ok: this.failure === null,
       events: this.count,
@@ -146,7 +179,21 @@ class ChainWalk {
       checkpoints: this.checkpoints,
       last_checkpoint: this.lastCheckpoint,
       key_ids: this.keyIds,
+      payloads_pruned: this.payloadsPruned,
+      ...(this.prunedFrom !== null && this.failure === null
+        ? { pruned_start: { first_seq: this.prunedFrom, pruned_event_seq: this.prunedBy!, checkpoint_seq: this.prunedAnchor! } }
+        : {}),
     };
+  }
+
+  private checkPrunedStart(from: number): { seq: number; reason: string } | null {
+    if (this.prunedBy === null) {
+      return { seq: from, reason: `the log starts at seq ${from}, not 1, and no audit.pruned event in it records retention deleting the events before (events missing)` };
+    }
+    if (this.prunedAnchor === null) {
+      return { seq: from, reason: `the log starts at seq ${from} after audit retention, but no signed checkpoint in it vouches for an event from there on` };
+    }
+    return null;
   }
 
   private checkHead(head: { seq: number; hash: string }): { seq: number; reason: string } | null {
@@ -155,4 +202,12 @@ class ChainWalk {
     if (this.headHash !== head.hash) return { seq: head.seq, reason: 'the head hash differs from the expected head' };
     return null;
   }
+}
+
+/** Whether `e` is an `audit.pruned` record of events retention that explains a log starting at `from`. */
+function prunedUpTo(e: AuditEvent, from: number): boolean {
+  if (e.type !== 'audit.pruned' || e.data['kind'] !== 'events') return false;
+  const first = e.data['first_seq'];
+  const next = e.data['new_first_seq'];
+  return typeof first === 'number' && typeof next === 'number' && first <= from && from <= next && next < e.seq;
 }

@@ -86,10 +86,36 @@ export class GatewayApi {
     return this.get<SessionSummary[]>(`/api/v1/sessions${queryString(query)}`);
   }
 
-  /** Audit events, newest first (auditors and admins). */
-  auditEvents(query: AuditEventQuery = {}): Promise<AuditEventList> {
+  /**
+   * One page of audit events, newest first (auditors and admins), and the `before` of the next
+   * page: the gateway bounds a page by bytes too, so it may hold fewer than `limit` events.
+   * (`next` is null on the last page, and from gateways that send one page only.)
+   */
+  async auditEvents(query: AuditEventQuery & { before?: number } = {}): Promise<{ events: AuditEventList; next: number | null }> {
     const { type, ...rest } = query;
-    return this.get<AuditEventList>(`/api/v1/audit/events${queryString({ ...rest, type: type?.join(',') })}`);
+    let next: number | null = null;
+    const events = await this.get<AuditEventList>(`/api/v1/audit/events${queryString({ ...rest, type: type?.join(',') })}`, {
+      onHeaders: (h) => {
+        const v = h['x-hoop-next-before'];
+        if (typeof v === 'string' && /^\d{1,15}$/.test(v)) next = Number(v);
+      },
+    });
+    return { events, next };
+  }
+
+  /** Up to `limit` audit events, newest first, page by page, each fetched only once the caller has taken the one before. */
+  async *auditEventPages(query: AuditEventQuery): AsyncGenerator<AuditEventList> {
+    let left = query.limit ?? 100;
+    let before: number | undefined;
+    while (left > 0) {
+      const page = await this.auditEvents({ ...query, limit: left, ...(before !== undefined ? { before } : {}) });
+      const events = page.events.slice(0, left);
+      left -= events.length;
+      yield events;
+      if (page.next === null || events.length === 0) return;
+      if (before !== undefined && page.next >= before) throw new HoopError('HOOP_INTERNAL', `gateway at ${this.gateway} sent an audit events page that does not move on`);
+      before = page.next;
+    }
   }
 
   /**
@@ -148,7 +174,7 @@ export class GatewayApi {
   }
 
   /** A GET, or with `method` another request with a JSON `body`. */
-  private async get<T>(path: string, o: { anonymous?: boolean; method?: 'GET' | 'POST'; body?: unknown; headers?: Record<string, string> } = {}): Promise<T> {
+  private async get<T>(path: string, o: { anonymous?: boolean; method?: 'GET' | 'POST'; body?: unknown; headers?: Record<string, string>; onHeaders?: (headers: Dispatcher.ResponseData['headers']) => void } = {}): Promise<T> {
     const url = `${this.gateway}${path}`;
     const method = o.method ?? 'GET';
     const headers: Record<string, string> = {
@@ -173,6 +199,7 @@ export class GatewayApi {
       throw networkError(this.gateway, err);
     });
     if (res.statusCode >= 200 && res.statusCode < 300) {
+      o.onHeaders?.(res.headers);
       try {
         return JSON.parse(text) as T;
       } catch {

@@ -82,6 +82,9 @@ function schemaFor(baseDir: string) {
     return ms;
   });
 
+  // At least a day: a typo such as `400m` for 400 days must not delete the recent log.
+  const retentionPeriod = duration.refine((ms) => ms >= 86_400_000, 'must be at least 1d, such as 400d or 7y');
+
   const size = z.union([z.string(), z.number()]).transform((s, ctx) => {
     const bytes = parseSize(s);
     if (bytes === null) {
@@ -436,6 +439,8 @@ function schemaFor(baseDir: string) {
       signing_key: z.string().min(1, 'must not be empty').transform((p) => resolveFrom(baseDir, p)).default(resolve(baseDir, 'hoop-data/signing.key')),
       checkpoint_interval: duration.refine((ms) => ms >= 1_000, 'must be at least 1s').default(60_000),
       sinks: z.array(sink).max(32, 'at most 32 sinks').default([]),
+      // How long the log keeps statements' returned data and events (src/audit/retention.ts); absent: forever.
+      retention: z.strictObject({ payloads: retentionPeriod.optional(), events: retentionPeriod.optional() }).optional(),
     }).default({ payload_limit: 1024 * 1024, signing_key: resolve(baseDir, 'hoop-data/signing.key'), checkpoint_interval: 60_000, sinks: [] }),
   }).superRefine((c, ctx) => {
     if (!c.identity.oidc && c.identity.api_keys.length === 0) {

@@ -14,6 +14,7 @@ import { CheckpointSigner } from '../audit/checkpoint.js';
 import { Checkpointer } from '../audit/checkpointer.js';
 import { AuditRecorder } from '../audit/recorder.js';
 import { AuditSinks } from '../audit/sinks/deliverer.js';
+import { RetentionJob } from '../audit/retention.js';
 import { HoopError, errorMessage } from '../errors.js';
 import { ApiKeyAuthenticator } from '../identity/api-keys.js';
 import type { Authenticator, Identity } from '../identity/identity.js';
@@ -66,6 +67,8 @@ export interface RunningGateway {
   readonly approvals: ApprovalService;
   /** The native PostgreSQL listener's address (`postgres_listen`, the real port), or null. */
   readonly postgresListen: NativeAddress | null;
+  /** Audit retention (src/audit/retention.ts), when `audit.retention` says to prune anything; else null. */
+  readonly retention: RetentionJob | null;
   /** Reads the config file again and applies it (reload.ts); `hoop gateway` calls it on SIGHUP. */
   reload(source: 'sighup' | 'api', by?: Identity | null): Promise<ReloadOutcome>;
 }
@@ -84,6 +87,8 @@ export interface GatewayOptions {
   reloadFrom?: () => GatewayConfig;
   /** Agent link heartbeat interval (ms); default HOOP_AGENT_HEARTBEAT_MS, else 5 s. */
   agentHeartbeatMs?: number;
+  /** Audit retention's schedule and clock (tests); default every hour, the real time. */
+  retention?: { intervalMs?: number; now?: () => number };
 }
 
 export async function startGateway(config: GatewayConfig, options: GatewayOptions = {}): Promise<RunningGateway> {
@@ -127,6 +132,7 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
   };
   const estimator = new Estimator(dialUpstream);
   let sinks: AuditSinks | null = null;
+  let retention: RetentionJob | null = null;
 
   try {
     ensureSigningKey(config.audit.signing_key, logger);
@@ -189,6 +195,11 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
     checkpointer.start();
     // After the recorder: the sinks read what it made durable, in the background, from their cursors.
     sinks = startSinks(config, store, metrics, logger);
+    const kept = config.audit.retention;
+    retention = kept && (kept.payloads !== undefined || kept.events !== undefined)
+      ? new RetentionJob({ store, recorder, logger, payloadsMs: kept.payloads ?? null, eventsMs: kept.events ?? null, ...options.retention })
+      : null;
+    retention?.start();
     await kills.start();
     notifier.start();
     await approvals.start();
@@ -231,6 +242,7 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
       notifier,
       approvals,
       postgresListen: native?.address ?? null,
+      retention,
       reload: (source, by = null) => reloader.reload(source, by),
       async close(): Promise<void> {
         if (closed) return;
@@ -248,6 +260,7 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
         server.closeAllConnections();
         await stopped;
         await notifier.close(); // before the recorder's flush: a give-up records notify.failed
+        await retention?.close(); // stops after its current batch
         await checkpointer.close(); // the last head this gateway wrote, signed
         await recorder.flush().catch((err: unknown) => logger.error({ err: errorMessage(err) }, 'audit flush failed at shutdown'));
         await sinks?.close(SINK_DRAIN_MS); // the last events, the final checkpoint among them, if the sinks take them in time
@@ -257,6 +270,7 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
     };
   } catch (err) {
     await sinks?.close(0);
+    await retention?.close();
     await kills.close();
     await notifier.close();
     await approvals.close();

@@ -108,19 +108,28 @@ export function openApiDocument(): object {
         get: {
           operationId: 'listAuditEvents',
           summary: 'Audit events by type and time, newest first. Admins and auditors only; every read is recorded as `audit.read`.',
+          description: 'A page holds at most `limit` events and at most 8 MiB of their stored JSON, payloads included (a single larger event comes alone), so a listing never loads more whatever the events hold. When more events match, the `X-Hoop-Next-Before` header carries the `before` of the next page. Every page is recorded as `audit.read` (who, the filter, the page) before it is sent.',
           parameters: [
             { name: 'type', in: 'query', schema: { type: 'string' }, description: 'Event types separated by commas, e.g. `access.denied,auth.failed`; `auth.*` names a family' },
             { name: 'since', in: 'query', schema: { type: 'string', format: 'date-time' }, description: 'At or after (RFC 3339)' },
             { name: 'until', in: 'query', schema: { type: 'string', format: 'date-time' }, description: 'Before (RFC 3339)' },
-            { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 1000, default: 100 } },
+            { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 1000, default: 100 }, description: 'At most this many events (a page may hold fewer: it is also bounded by bytes)' },
+            { name: 'before', in: 'query', schema: { type: 'integer', minimum: 1 }, description: 'Events with a lower seq: the `X-Hoop-Next-Before` of the previous page' },
           ],
-          responses: { 200: { description: 'Events, newest first', ...json({ type: 'array', items: ref('AuditEvent') }) }, 400: error, 403: error, ...authed },
+          responses: {
+            200: {
+              description: 'Events, newest first',
+              headers: { 'X-Hoop-Next-Before': { schema: { type: 'integer' }, description: 'Present when more events match: pass it as `before` for the next page' } },
+              ...json({ type: 'array', items: ref('AuditEvent') }),
+            },
+            400: error, 403: error, ...authed,
+          },
         },
       },
       '/api/v1/sessions/{id}': {
         get: {
           operationId: 'getSession', summary: 'One session and one page of its audit events in order',
-          description: 'Events come in pages, so a session of any size is read with bounded memory: at most `limit` events and at most 8 MiB of their stored JSON per page (a single larger event, bounded by `audit.payload_limit`, comes alone). `next` is the `after` of the following page, null on the last. The first page (no `after`, or one from before the session\'s start) is recorded as `audit.read` (who, which session) before it is sent; following pages are not recorded again. Admins and auditors get the events as recorded. Anyone else (the session\'s own user) gets them without operator-only data: `session.end` `data.detail` (an upstream failure\'s address, service account and the server\'s words) is left out and named in the event\'s `redacted`. Someone else\'s session is 404.',
+          description: 'Events come in pages, so a session of any size is read with bounded memory: at most `limit` events and at most 8 MiB of their stored JSON per page (a single larger event, bounded by `audit.payload_limit`, comes alone). `next` is the `after` of the following page, null on the last. Every page is recorded as `audit.read` (who, which session, the first and last seq it held) before it is sent. Admins and auditors get the events as recorded. Anyone else (the session\'s own user) gets them without operator-only data: `session.end` `data.detail` (an upstream failure\'s address, service account and the server\'s words) is left out and named in the event\'s `redacted`. Someone else\'s session is 404.',
           parameters: [
             { name: 'id', in: 'path', required: true, schema: { type: 'string' } },
             { name: 'after', in: 'query', schema: { type: 'integer', minimum: 0 }, description: 'Events with a greater seq: the `next` of the previous page' },

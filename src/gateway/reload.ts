@@ -95,6 +95,7 @@ const RESTART_KEYS: { key: string; of(c: GatewayConfig): unknown }[] = [
   { key: 'audit.signing_key', of: (c) => c.audit.signing_key },
   { key: 'audit.checkpoint_interval', of: (c) => c.audit.checkpoint_interval },
   { key: 'audit.sinks', of: (c) => c.audit.sinks },
+  { key: 'audit.retention', of: (c) => c.audit.retention },
   { key: 'identity.oidc', of: (c) => c.identity.oidc },
 ];
 

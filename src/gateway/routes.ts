@@ -403,8 +403,9 @@ const SESSION_PAGE_QUERY = new Set(['after', 'limit']);
  * GET /api/v1/sessions/{id}[?after=<seq>&limit=<n>]: the session's summary and one page of its
  * events in seq order, at most `limit` (default and most 1000) and at most SESSION_PAGE_BYTES of
  * stored JSON, so memory stays bounded whatever the session's size; `next` is the `after` of the
- * following page, or null. The first page (no `after`, or one that starts at session.start) is
- * recorded as `audit.read`, durably before it is sent: once per read of a session, not per page.
+ * following page, or null. Every page is recorded as `audit.read` (who, which session, which
+ * events: the page's first and last seq), durably before it is sent: one event per request, as
+ * for every read of the log, so paging cannot flood it more than asking for first pages could.
  */
 async function session(ctx: ApiContext, req: IncomingMessage, res: ServerResponse, { match, url }: { match: RegExpExecArray; url: URL }): Promise<void> {
   const id = identityOf(req);
@@ -428,16 +429,17 @@ async function session(ctx: ApiContext, req: IncomingMessage, res: ServerRespons
     });
   }
   const page = await ctx.store.readSessionEvents(sessionId, { afterSeq: after ?? 0, limit, maxBytes: SESSION_PAGE_BYTES });
-  // Once per read of the session: its first page, asked for without `after` or with one before the start.
-  if (after === undefined || page.events[0]?.type === 'session.start') {
-    await ctx.recorder.record({
-      type: 'audit.read',
-      actor: actorOf(id),
-      source: requestSource(ctx, req),
-      // Not session_id: the read is not part of the session it reads (it would show in its events).
-      data: { path: url.pathname, session: sessionId, connection: found.connection || null, page: { after: after ?? null, limit }, events: page.events.length, next: page.next },
-    });
-  }
+  // Every page: which events of the session this caller received.
+  await ctx.recorder.record({
+    type: 'audit.read',
+    actor: actorOf(id),
+    source: requestSource(ctx, req),
+    // Not session_id: the read is not part of the session it reads (it would show in its events).
+    data: {
+      path: url.pathname, session: sessionId, connection: found.connection || null, page: { after: after ?? null, limit },
+      events: page.events.length, first_seq: page.events[0]?.seq ?? null, last_seq: page.events.at(-1)?.seq ?? null, next: page.next,
+    },
+  });
   // Operator-only event data (an upstream failure's address and account) for admins and auditors.
   sendJson(res, 200, { session: found, events: eventsFor(page.events, mayReadOperatorDetail(id, ctx.config.roles)), next: page.next });
 }
@@ -516,18 +518,27 @@ async function liveSession(store: Store, sessionId: string) {
   return s && s.ended_at === null ? s : null;
 }
 
-const AUDIT_EVENTS_QUERY = new Set(['type', 'since', 'until', 'limit']);
+const AUDIT_EVENTS_QUERY = new Set(['type', 'since', 'until', 'limit', 'before']);
+/** An audit events page holds at most this many bytes of stored event JSON, payloads included (one larger event comes alone). */
+export const AUDIT_EVENTS_PAGE_BYTES = SESSION_PAGE_BYTES;
 
 /**
  * Audit events by type and time, newest first (`hoop audit events`): auditors and admins only.
- * Every read is itself recorded (`audit.read`: who, which filter, how many events) and durable
- * before the events are sent.
+ * A page holds at most `limit` events and AUDIT_EVENTS_PAGE_BYTES of their stored JSON, so no
+ * listing loads more than that whatever the events hold; when more events match, the
+ * `X-Hoop-Next-Before` header gives the `before` (a seq) of the next page. Every page is itself
+ * recorded (`audit.read`: who, which filter, which page, how many events) and durable before the
+ * events are sent.
  */
 async function auditEvents(ctx: ApiContext, req: IncomingMessage, res: ServerResponse, { url }: { url: URL }): Promise<void> {
   const id = identityOf(req);
   const q = url.searchParams;
   for (const key of q.keys()) {
-    if (!AUDIT_EVENTS_QUERY.has(key)) throw new UsageError(`unknown query parameter ${JSON.stringify(key.slice(0, 40))}; accepted: type, since, until, limit`);
+    if (!AUDIT_EVENTS_QUERY.has(key)) throw new UsageError(`unknown query parameter ${JSON.stringify(key.slice(0, 40))}; accepted: type, since, until, limit, before`);
+  }
+  const beforeText = single(q, 'before');
+  if (beforeText !== undefined && (!/^\d{1,15}$/.test(beforeText) || Number(beforeText) < 1)) {
+    throw new UsageError('before: expected the seq of an event (the X-Hoop-Next-Before of the previous page)');
   }
   const filter: EventFilter = { limit: 100, newestFirst: true };
   const type = single(q, 'type');
@@ -540,18 +551,20 @@ async function auditEvents(ctx: ApiContext, req: IncomingMessage, res: ServerRes
     filter.types = types;
   }
   Object.assign(filter, timeAndLimit(q));
+  if (beforeText !== undefined) filter.beforeSeq = Number(beforeText);
   const asked = { types: filter.types ?? null, since: filter.since ?? null, until: filter.until ?? null, limit: filter.limit };
   if (!mayReadAuditLog(id, ctx.config.roles)) {
     throw new DeniedError('HOOP_FORBIDDEN', 'only admins and auditors may read the audit log', { stage: 'role', data: { filter: asked } });
   }
-  const events: AuditEvent[] = await ctx.store.readEvents(filter);
+  const page = await ctx.store.readEventPage({ ...filter, limit: filter.limit ?? 100, maxBytes: AUDIT_EVENTS_PAGE_BYTES, payload: true });
+  const events: AuditEvent[] = page.events;
   await ctx.recorder.record({
     type: 'audit.read',
     actor: actorOf(id),
     source: requestSource(ctx, req),
-    data: { path: url.pathname, filter: asked, events: events.length },
+    data: { path: url.pathname, filter: asked, page: { before: filter.beforeSeq ?? null }, events: events.length, next: page.next },
   });
-  sendJson(res, 200, eventsFor(events, mayReadOperatorDetail(id, ctx.config.roles)));
+  sendJson(res, 200, eventsFor(events, mayReadOperatorDetail(id, ctx.config.roles)), page.next === null ? {} : { 'x-hoop-next-before': String(page.next) });
 }
 
 /**

@@ -19,6 +19,8 @@ export function normalizeLimit(value: number | undefined): number | null {
 
 export interface NormalizedEventFilter {
   afterSeq: number;
+  /** null: no upper bound. */
+  beforeSeq: number | null;
   since: string | null;
   until: string | null;
   limit: number | null;
@@ -35,6 +37,8 @@ const MAX_TYPES = 50;
 export function normalizeEventFilter(f: EventFilter): NormalizedEventFilter {
   const afterSeq = f.afterSeq ?? 0;
   if (!Number.isSafeInteger(afterSeq) || afterSeq < 0) throw new UsageError(`afterSeq must be a non-negative integer, got ${afterSeq}`);
+  const beforeSeq = f.beforeSeq ?? null;
+  if (beforeSeq !== null && (!Number.isSafeInteger(beforeSeq) || beforeSeq < 1)) throw new UsageError(`beforeSeq must be a positive integer, got ${beforeSeq}`);
   let types: string[] | null = null;
   let typePrefixes: string[] | null = null;
   if (f.types !== undefined) {
@@ -48,7 +52,7 @@ export function normalizeEventFilter(f: EventFilter): NormalizedEventFilter {
     typePrefixes = [...new Set(f.types.filter((t) => t.endsWith('.*')).map((t) => t.slice(0, -1)))];
   }
   return {
-    afterSeq, since: normalizeInstant('since', f.since), until: normalizeInstant('until', f.until), limit: normalizeLimit(f.limit),
+    afterSeq, beforeSeq, since: normalizeInstant('since', f.since), until: normalizeInstant('until', f.until), limit: normalizeLimit(f.limit),
     types, typePrefixes, newestFirst: f.newestFirst === true, payload: f.payload !== false,
   };
 }
@@ -89,4 +93,16 @@ function normalizeIdPrefix(value: string | undefined): string | null {
   if (value === undefined) return null;
   if (!SESSION_ID_PREFIX.test(value)) throw new UsageError(`not the start of a session id: ${JSON.stringify(value.slice(0, 40))}`);
   return value;
+}
+
+/** A retention batch's limits, checked alike by both stores. */
+export function normalizePrune(req: { before?: string; beforeSeq?: number; limit: number; maxBytes?: number }): { before: string | null; beforeSeq: number | null; limit: number; maxBytes: number } {
+  const before = normalizeInstant('before', req.before);
+  const beforeSeq = req.beforeSeq ?? null;
+  if (beforeSeq !== null && (!Number.isSafeInteger(beforeSeq) || beforeSeq < 1)) throw new UsageError(`beforeSeq must be a positive integer, got ${beforeSeq}`);
+  if (before === null && beforeSeq === null) throw new UsageError('prune: give before, beforeSeq or both');
+  if (!Number.isSafeInteger(req.limit) || req.limit < 1 || req.limit > 10_000) throw new UsageError(`prune: limit must be from 1 to 10000, got ${req.limit}`);
+  const maxBytes = req.maxBytes ?? Number.MAX_SAFE_INTEGER;
+  if (!Number.isSafeInteger(maxBytes) || maxBytes < 1) throw new UsageError(`prune: maxBytes must be a positive integer, got ${maxBytes}`);
+  return { before, beforeSeq, limit: req.limit, maxBytes };
 }

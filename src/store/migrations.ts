@@ -3,8 +3,10 @@
  * `schema_migrations`. Never edit a released migration: append a new version.
  *
  * The events table is append-only: triggers refuse UPDATE and DELETE (and TRUNCATE on
- * PostgreSQL). That is defence in depth for mistakes, not the tamper evidence itself — an
- * administrator can drop a trigger, and the hash chain is what shows that history was changed.
+ * PostgreSQL); since migration 8 a DELETE passes inside audit retention's own transaction only.
+ * That is defence in depth for mistakes, not the tamper evidence itself — an administrator can
+ * drop a trigger (or do what retention does), and the hash chain and the signed checkpoints are
+ * what show that history was changed.
  */
 
 export interface Migration {
@@ -155,6 +157,23 @@ export const SQLITE_MIGRATIONS: Migration[] = [
         lease_owner TEXT,
         lease_until TEXT
       ) STRICT`,
+    ],
+  },
+  {
+    version: 8,
+    name: 'audit retention',
+    statements: [
+      // Audit retention deletes whole prefixes of the log (src/audit/retention.ts). The delete
+      // trigger lets a DELETE through only while this one-row flag is set, which the prune
+      // transaction does, and clears, within itself: no other connection ever sees it set.
+      `CREATE TABLE retention_guard (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        open INTEGER NOT NULL CHECK (open IN (0, 1))
+      ) STRICT`,
+      'INSERT INTO retention_guard (id, open) VALUES (1, 0)',
+      'DROP TRIGGER events_no_delete',
+      `CREATE TRIGGER events_no_delete BEFORE DELETE ON events WHEN (SELECT open FROM retention_guard WHERE id = 1) IS NOT 1
+        BEGIN SELECT RAISE(ABORT, 'audit events are append-only'); END`,
     ],
   },
 ];
@@ -308,6 +327,20 @@ export const POSTGRES_MIGRATIONS: Migration[] = [
         lease_owner text,
         lease_until timestamptz
       )`,
+    ],
+  },
+  {
+    version: 8,
+    name: 'audit retention',
+    statements: [
+      // Audit retention deletes whole prefixes of the log (src/audit/retention.ts): a DELETE passes
+      // only in a transaction that ran SET LOCAL hoop.retention = 'on' (the prune transaction).
+      // UPDATE and TRUNCATE are refused as before.
+      `CREATE OR REPLACE FUNCTION hoop_events_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+          IF TG_OP = 'DELETE' AND current_setting('hoop.retention', true) = 'on' THEN RETURN OLD; END IF;
+          RAISE EXCEPTION 'audit events are append-only';
+        END $$`,
     ],
   },
 ];

@@ -13,14 +13,14 @@
 import pg from 'pg';
 import type { AuditEvent, EventPayload, UnsealedEvent } from '../audit/event.js';
 import { StoreError, errorMessage, isHoopError } from '../errors.js';
-import { normalizeEventFilter, normalizeSessionFilter, typePrefixPattern } from './filters.js';
+import { normalizeEventFilter, normalizeInstant, normalizePrune, normalizeSessionFilter, typePrefixPattern, type NormalizedEventFilter } from './filters.js';
 import { POSTGRES_MIGRATIONS, pendingMigrations } from './migrations.js';
 import { redactSecret, redactUrl } from './redact.js';
 import { canonicalJson } from '../audit/chain.js';
 import { ACTIVE_GRANT_CANDIDATES, APPROVAL_COLUMNS, approvalOf, pickActiveGrant, decisionRefusal, isoInstant, nextApprovalState, normalizeApprovalFilter, type ApprovalRowBase, type DecisionRow } from './approvals.js';
-import { EVENT_COLUMNS, checkedEventPage, checkedSeqs, checkedSinkId, payloadOf, sealBatch, type EventRowValues, type PayloadRowValues } from './rows.js';
+import { EVENT_COLUMNS, checkedSeqs, checkedSinkId, payloadOf, sealBatch, type EventRowValues, type PayloadRowValues, pageLimit, pageMaxBytes, pruneResult } from './rows.js';
 import { sessionSummaryOf, type SessionRow } from './sessions.js';
-import { EVENT_ROW_OVERHEAD, findPageEnd, type ApprovalDecisionInput, type ApprovalDecisionOutcome, type ApprovalFilter, type ApprovalRequest, type EventFilter, type EventPageRequest, type Notification, type NotificationClaim, type NotificationDraft, type SessionDetail, type SessionFilter, type SessionKill, type SessionPageRequest, type SessionSummary, type SinkCursor, type SinkLeaseClaim, type Store } from './store.js';
+import { EVENT_ROW_OVERHEAD, findPageEnd, type ApprovalDecisionInput, type ApprovalDecisionOutcome, type ApprovalFilter, type ApprovalRequest, type EventFilter, type EventPageRequest, type Notification, type NotificationClaim, type NotificationDraft, type SessionDetail, type SessionFilter, type SessionKill, type SessionPageRequest, type SessionSummary, type SinkCursor, type SinkLeaseClaim, type Store, type PayloadPruneRequest, type PruneResult } from './store.js';
 
 /** Advisory lock keys: arbitrary constants that name hoop's audit chain head and its migrations. */
 const CHAIN_LOCK = 0x686f6f70_0001n; // "hoop" 1
@@ -136,24 +136,95 @@ export class PostgresStore implements Store {
 
   async readEvents(filter: EventFilter): Promise<AuditEvent[]> {
     const f = normalizeEventFilter(filter);
-    const params: unknown[] = [];
-    const p = (v: unknown): string => (params.push(v), `$${params.length}`);
-    const where = [`e.seq > ${p(f.afterSeq)}`];
-    if (f.since !== null) where.push(`time >= ${p(f.since)}::timestamptz`);
-    if (f.until !== null) where.push(`time < ${p(f.until)}::timestamptz`);
-    if (f.types !== null && f.typePrefixes !== null) {
-      const any = [
-        ...(f.types.length ? [`type = ANY(${p(f.types)}::text[])`] : []),
-        ...f.typePrefixes.map((prefix) => `type LIKE ${p(typePrefixPattern(prefix))} ESCAPE '\\'`),
-      ];
-      where.push(`(${any.join(' OR ')})`);
-    }
+    const { where, params, p } = eventWhere(f);
     const rows = await this.query<PgEventRow>(
       'read audit events',
-      `${f.payload ? EVENTS_WITH_PAYLOAD : `SELECT ${EVENT_SELECT} FROM events e`} WHERE ${where.join(' AND ')} ORDER BY e.seq ${f.newestFirst ? 'DESC' : ''} LIMIT ${p(f.limit)}`,
+      `${f.payload ? EVENTS_WITH_PAYLOAD : `SELECT ${EVENT_SELECT} FROM events e`} WHERE ${where} ORDER BY e.seq ${f.newestFirst ? 'DESC' : ''} LIMIT ${p(f.limit)}`,
       params,
     );
     return rows.map(fromRow);
+  }
+
+  /** As readSessionEvents: seqs and sizes first, a chunk at a time, then the rows of the page alone. */
+  async readEventPage(page: EventPageRequest): Promise<{ events: AuditEvent[]; next: number | null }> {
+    const action = 'read audit events';
+    const f = normalizeEventFilter({ ...page, payload: page.payload === true });
+    const limit = pageLimit(f.limit);
+    const maxBytes = pageMaxBytes(page.maxBytes);
+    const desc = f.newestFirst;
+    const bytes = `${EVENT_ROW_OVERHEAD} + octet_length(e.data::text) + coalesce(octet_length(e.actor::text), 0) + coalesce(octet_length(e.source::text), 0)${
+      f.payload ? ' + coalesce((SELECT octet_length(p.payload::text) FROM event_payloads p WHERE p.seq = e.seq), 0)' : ''}`;
+    const start = desc ? (f.beforeSeq ?? Number.MAX_SAFE_INTEGER) : f.afterSeq;
+    const cut = await findPageEnd(
+      async (from, n) => {
+        const { where, params, p } = eventWhere(f);
+        const sql = `SELECT e.seq, ${bytes} AS bytes FROM events e WHERE ${where} AND e.seq ${desc ? '<' : '>'} ${p(from)} ORDER BY e.seq ${desc ? 'DESC' : ''} LIMIT ${p(Math.max(n, limit + 1))}`; // all of a page's sizes at once
+        return (await this.query<{ seq: string; bytes: string }>(action, sql, params)).map((r) => ({ seq: Number(r.seq), bytes: Number(r.bytes) }));
+      },
+      start, limit, maxBytes,
+    );
+    if (cut.last === null) return { events: [], next: null };
+    const [lo, hi] = desc ? [cut.last, start - 1] : [start + 1, cut.last];
+    const { where, params, p } = eventWhere(f);
+    const rows = await this.query<PgEventRow>(
+      action,
+      `${f.payload ? EVENTS_WITH_PAYLOAD : `SELECT ${EVENT_SELECT} FROM events e`} WHERE ${where} AND e.seq BETWEEN ${p(lo)} AND ${p(hi)} ORDER BY e.seq ${desc ? 'DESC' : ''}`,
+      params,
+    );
+    return { events: rows.map(fromRow), next: cut.next };
+  }
+
+  /**
+   * One statement (its own short transaction): the lowest matching payload rows, at most `limit`
+   * and `maxBytes` (pg_column_size: the stored size, read without detoasting), locked with SKIP
+   * LOCKED so replicas pruning at once take different rows. A time bound looks only at payloads up
+   * to the seq of the newest event before it (the events_time index).
+   */
+  async prunePayloads(req: PayloadPruneRequest): Promise<PruneResult> {
+    const r = normalizePrune(req);
+    const params: unknown[] = [];
+    const p = (v: unknown): string => (params.push(v), `$${params.length}`);
+    const where: string[] = [];
+    if (r.before !== null) {
+      const before = p(r.before);
+      where.push(`e.time < ${before}::timestamptz`, `p.seq <= coalesce((SELECT x.seq FROM events x WHERE x.time < ${before}::timestamptz ORDER BY x.time DESC LIMIT 1), 0)`);
+    }
+    if (r.beforeSeq !== null) where.push(`p.seq < ${p(r.beforeSeq)}`);
+    const rows = await this.query<{ seq: string }>(
+      'prune event payloads',
+      `WITH picked AS (
+         SELECT seq, bytes, sum(bytes) OVER (ORDER BY seq) AS running FROM (
+           SELECT p.seq, pg_column_size(p.payload)::bigint AS bytes FROM event_payloads p JOIN events e ON e.seq = p.seq
+            WHERE ${where.join(' AND ')} ORDER BY p.seq LIMIT ${p(r.limit)} FOR UPDATE OF p SKIP LOCKED) x)
+       DELETE FROM event_payloads WHERE seq IN (SELECT seq FROM picked WHERE running <= ${p(r.maxBytes)} OR running = bytes)
+       RETURNING seq`,
+      params,
+    );
+    return pruneResult(rows.map((x) => Number(x.seq)));
+  }
+
+  /** One transaction that sets hoop.retention (SET LOCAL) so the append-only trigger lets its DELETE through. */
+  async pruneEvents(req: { beforeSeq: number; limit: number }): Promise<PruneResult> {
+    const r = normalizePrune(req);
+    const rows = await this.transaction('prune audit events', async (c) => {
+      await c.query(`SELECT set_config('hoop.retention', 'on', true)`);
+      const first = (await c.query<{ first: string | null }>('SELECT min(seq) AS first FROM events')).rows[0]?.first ?? null;
+      if (first === null || Number(first) >= r.beforeSeq!) return [];
+      const bound = Math.min(r.beforeSeq!, Number(first) + r.limit);
+      await c.query('DELETE FROM event_payloads WHERE seq < $1', [bound]);
+      return (await c.query<{ seq: string }>('DELETE FROM events WHERE seq < $1 RETURNING seq', [bound])).rows;
+    });
+    return pruneResult(rows.map((x) => Number(x.seq)));
+  }
+
+  async newestCheckpointBefore(before: string): Promise<AuditEvent | null> {
+    const at = normalizeInstant('before', before)!;
+    const rows = await this.query<PgEventRow>(
+      'read checkpoints',
+      `SELECT ${EVENT_SELECT} FROM events e WHERE e.type = 'checkpoint' AND e.time < $1::timestamptz ORDER BY e.time DESC LIMIT 1`, // the (type, time) index, backwards
+      [at],
+    );
+    return rows[0] ? fromRow(rows[0]) : null;
   }
 
   async listSessions(filter: SessionFilter): Promise<SessionSummary[]> {
@@ -224,22 +295,6 @@ export class PostgresStore implements Store {
     return new Map(rows.map((r) => [Number(r.seq), r.payload]));
   }
 
-  async readEventPage(page: EventPageRequest): Promise<{ events: AuditEvent[]; next: number | null }> {
-    const action = 'read audit events';
-    const { afterSeq, limit, maxBytes } = checkedEventPage(page);
-    const cut = await findPageEnd(
-      async (from, n) => (await this.query<{ seq: string; bytes: string }>(
-        action,
-        `SELECT seq, ${EVENT_ROW_OVERHEAD} + octet_length(data::text) + coalesce(octet_length(actor::text), 0) + coalesce(octet_length(source::text), 0) AS bytes
-           FROM events WHERE seq > $1 ORDER BY seq LIMIT $2`,
-        [from, n],
-      )).map((r) => ({ seq: Number(r.seq), bytes: Number(r.bytes) })),
-      afterSeq, limit, maxBytes,
-    );
-    if (cut.last === null) return { events: [], next: null };
-    const rows = await this.query<PgEventRow>(action, `SELECT ${EVENT_SELECT} FROM events e WHERE e.seq > $1 AND e.seq <= $2 ORDER BY e.seq`, [afterSeq, cut.last]);
-    return { events: rows.map(fromRow), next: cut.next };
-  }
 
   async readSinkCursor(sink: string): Promise<SinkCursor | null> {
     const rows = await this.query<PgSinkRow>('read a sink cursor', `SELECT ${SINK_COLUMNS} FROM sink_cursors WHERE sink = $1`, [checkedSinkId(sink)]);
@@ -562,6 +617,24 @@ export class PostgresStore implements Store {
       hint: typeof code === 'string' && /^E(CONNREFUSED|HOSTUNREACH|NOTFOUND|TIMEDOUT)$/.test(code) ? 'check that the database server is running and reachable' : undefined,
     });
   }
+}
+
+/** The WHERE clause (over `events e`) for an event filter; `p` adds a parameter and names it. */
+function eventWhere(f: NormalizedEventFilter): { where: string; params: unknown[]; p: (v: unknown) => string } {
+  const params: unknown[] = [];
+  const p = (v: unknown): string => (params.push(v), `$${params.length}`);
+  const where = [`e.seq > ${p(f.afterSeq)}`];
+  if (f.beforeSeq !== null) where.push(`e.seq < ${p(f.beforeSeq)}`);
+  if (f.since !== null) where.push(`e.time >= ${p(f.since)}::timestamptz`);
+  if (f.until !== null) where.push(`e.time < ${p(f.until)}::timestamptz`);
+  if (f.types !== null && f.typePrefixes !== null) {
+    const any = [
+      ...(f.types.length ? [`e.type = ANY(${p(f.types)}::text[])`] : []),
+      ...f.typePrefixes.map((prefix) => `e.type LIKE ${p(typePrefixPattern(prefix))} ESCAPE '\\'`),
+    ];
+    where.push(`(${any.join(' OR ')})`);
+  }
+  return { where: where.join(' AND '), params, p };
 }
 
 async function insertEvents(c: pg.PoolClient, rows: EventRowValues[], payloads: PayloadRowValues[]): Promise<void> {

@@ -87,18 +87,31 @@ export function checkedSeqs(seqs: readonly number[]): number[] {
   return unique;
 }
 
-/** An event page request as both stores take it (readEventPage). */
-export function checkedEventPage(page: { afterSeq: number; limit: number; maxBytes: number }): { afterSeq: number; limit: number; maxBytes: number } {
-  if (!Number.isSafeInteger(page.afterSeq) || page.afterSeq < 0) throw new UsageError(`readEventPage: afterSeq must be a non-negative integer, got ${page.afterSeq}`);
-  if (!Number.isSafeInteger(page.limit) || page.limit < 1 || page.limit > 1000) throw new UsageError(`readEventPage: limit must be 1 to 1000, got ${page.limit}`);
-  if (!Number.isSafeInteger(page.maxBytes) || page.maxBytes < 1) throw new UsageError(`readEventPage: maxBytes must be a positive integer, got ${page.maxBytes}`);
-  return page;
-}
-
 /** A sink id as the stores keep it: what config.ts derives or the operator names (bounded, printable). */
 export function checkedSinkId(sink: string): string {
   if (typeof sink !== 'string' || sink.length === 0 || sink.length > 512 || /[\x00-\x1f\x7f]/.test(sink)) {
     throw new UsageError('a sink id must be 1 to 512 printable characters');
   }
   return sink;
+}
+
+/** What a prune deleted, from the seqs of the rows it deleted (in any order). */
+export function pruneResult(seqs: number[]): { count: number; first_seq: number | null; last_seq: number | null } {
+  if (seqs.length === 0) return { count: 0, first_seq: null, last_seq: null };
+  let first = seqs[0]!;
+  let last = first;
+  for (const s of seqs) (first = Math.min(first, s)), (last = Math.max(last, s));
+  return { count: seqs.length, first_seq: first, last_seq: last };
+}
+
+/** An event page's `maxBytes`: a positive integer. */
+export function pageMaxBytes(maxBytes: number): number {
+  if (!Number.isSafeInteger(maxBytes) || maxBytes < 1) throw new UsageError(`an event page takes a positive maxBytes, got ${String(maxBytes)}`);
+  return maxBytes;
+}
+
+/** An event page's `limit`: 1 to 1000, required. */
+export function pageLimit(limit: number | null): number {
+  if (limit === null || limit < 1 || limit > 1000) throw new UsageError(`an event page takes a limit from 1 to 1000, got ${String(limit)}`);
+  return limit;
 }

@@ -29,7 +29,7 @@ let db = null;
 /** @type {Map<string, Database.Statement>} */
 const statements = new Map();
 /** `write` as one transaction function, made once per connection (better-sqlite3 builds wrappers for each). */
-/** @type {((guard: any, steps: any[]) => number) & { immediate(guard: any, steps: any[]): number } | null} */
+/** @type {((guard: any, steps: any[]) => number[]) & { immediate(guard: any, steps: any[]): number[] } | null} */
 let writeTransaction = null;
 
 class Conflict {
@@ -75,10 +75,13 @@ function write(guard, steps) {
       const found = prepare(guard.sql).all(...(guard.params ?? []));
       if (JSON.stringify(found) !== JSON.stringify(guard.expect)) throw new Conflict(found);
     }
-    let changes = 0;
+    // Rows changed by each step, in order.
+    const changes = [];
     for (const step of steps) {
       const s = prepare(step.sql);
-      for (const row of step.rows) changes += s.run(row).changes;
+      let n = 0;
+      for (const row of step.rows) n += s.run(row).changes;
+      changes.push(n);
     }
     return changes;
   });

@@ -23,12 +23,12 @@ import { Worker } from 'node:worker_threads';
 import { EncodedEvent, canonicalJson } from '../audit/chain.js';
 import type { AuditEvent, EventPayload, UnsealedEvent } from '../audit/event.js';
 import { StoreError, errorMessage } from '../errors.js';
-import { normalizeEventFilter, normalizeSessionFilter, typePrefixPattern } from './filters.js';
-import { EVENT_COLUMNS, checkedEventPage, checkedSeqs, checkedSinkId, payloadOf, sealBatch } from './rows.js';
+import { normalizeEventFilter, normalizeSessionFilter, typePrefixPattern, normalizeInstant, normalizePrune, type NormalizedEventFilter } from './filters.js';
+import { EVENT_COLUMNS, checkedSeqs, checkedSinkId, payloadOf, sealBatch, pageLimit, pageMaxBytes, pruneResult } from './rows.js';
 import { ACTIVE_GRANT_CANDIDATES, APPROVAL_COLUMNS, approvalOf, pickActiveGrant, decisionRefusal, isoInstant, nextApprovalState, normalizeApprovalFilter, type ApprovalRowBase, type DecisionRow } from './approvals.js';
 import { SQLITE_MIGRATIONS, pendingMigrations } from './migrations.js';
 import { sessionSummaryOf, type SessionRow } from './sessions.js';
-import { EVENT_ROW_OVERHEAD, findPageEnd, type ApprovalDecisionInput, type ApprovalDecisionOutcome, type ApprovalFilter, type ApprovalRequest, type EventFilter, type EventPageRequest, type Notification, type NotificationClaim, type NotificationDraft, type SessionDetail, type SessionFilter, type SessionKill, type SessionPageRequest, type SessionSummary, type SinkCursor, type SinkLeaseClaim, type Store } from './store.js';
+import { EVENT_ROW_OVERHEAD, findPageEnd, type ApprovalDecisionInput, type ApprovalDecisionOutcome, type ApprovalFilter, type ApprovalRequest, type EventFilter, type EventPageRequest, type Notification, type NotificationClaim, type NotificationDraft, type SessionDetail, type SessionFilter, type SessionKill, type SessionPageRequest, type SessionSummary, type SinkCursor, type SinkLeaseClaim, type Store, type PayloadPruneRequest, type PruneResult } from './store.js';
 
 const BUSY_TIMEOUT_MS = 10_000;
 /** How long an append keeps re-sealing while other writers move the head before it gives up. */
@@ -64,6 +64,7 @@ const INSERT_PAYLOAD_SQL = 'INSERT INTO event_payloads (seq, payload) VALUES (?,
 /** Events with their payloads (NULL where none or pruned), as `e`. */
 const EVENTS_WITH_PAYLOAD = 'SELECT e.*, p.payload FROM events e LEFT JOIN event_payloads p ON p.seq = e.seq';
 const APPLIED_SQL = 'SELECT version FROM schema_migrations ORDER BY version';
+const FIRST_SEQ_SQL = 'SELECT min(seq) AS first FROM events';
 
 const SESSION_SELECT = `
   SELECT s.session_id AS id, s.connection, s.actor, s.source, s.data, s.time AS started_at,
@@ -264,24 +265,112 @@ export class SqliteStore implements Store {
   async readEvents(filter: EventFilter): Promise<AuditEvent[]> {
     this.refuseAfterClose('read audit events');
     const f = normalizeEventFilter(filter);
-    const where = ['e.seq > ?'];
-    const params: unknown[] = [f.afterSeq];
-    if (f.since !== null) (where.push('time >= ?'), params.push(f.since));
-    if (f.until !== null) (where.push('time < ?'), params.push(f.until));
-    if (f.types !== null && f.typePrefixes !== null) {
-      const any = [
-        ...(f.types.length ? [`type IN (${f.types.map(() => '?').join(', ')})`] : []),
-        ...f.typePrefixes.map(() => `type LIKE ? ESCAPE '\\'`),
-      ];
-      where.push(`(${any.join(' OR ')})`);
-      params.push(...f.types, ...f.typePrefixes.map(typePrefixPattern));
-    }
+    const { where, params } = eventWhere(f);
     const rows = await this.all<EventRow>(
       'read audit events',
-      `${f.payload ? EVENTS_WITH_PAYLOAD : 'SELECT e.* FROM events e'} WHERE ${where.join(' AND ')} ORDER BY e.seq ${f.newestFirst ? 'DESC' : ''} LIMIT ?`,
+      `${f.payload ? EVENTS_WITH_PAYLOAD : 'SELECT e.* FROM events e'} WHERE ${where} ORDER BY e.seq ${f.newestFirst ? 'DESC' : ''} LIMIT ?`,
       [...params, f.limit ?? -1],
     );
     return rows.map(fromRow);
+  }
+
+  /** As readSessionEvents: seqs and sizes first, a chunk at a time, then the rows of the page alone. */
+  async readEventPage(page: EventPageRequest): Promise<{ events: AuditEvent[]; next: number | null }> {
+    const action = 'read audit events';
+    this.refuseAfterClose(action);
+    const f = normalizeEventFilter({ ...page, payload: page.payload === true });
+    const limit = pageLimit(f.limit);
+    const maxBytes = pageMaxBytes(page.maxBytes);
+    const { where, params } = eventWhere(f);
+    const desc = f.newestFirst;
+    const bytes = `${EVENT_ROW_OVERHEAD} + octet_length(e.data) + coalesce(octet_length(e.actor), 0) + coalesce(octet_length(e.source), 0)${
+      f.payload ? ' + coalesce((SELECT octet_length(p.payload) FROM event_payloads p WHERE p.seq = e.seq), 0)' : ''}`;
+    const start = desc ? (f.beforeSeq ?? Number.MAX_SAFE_INTEGER) : f.afterSeq;
+    const cut = await findPageEnd(
+      (from, n) => this.all<{ seq: number; bytes: number }>(
+        action,
+        `SELECT e.seq, ${bytes} AS bytes FROM events e WHERE ${where} AND e.seq ${desc ? '<' : '>'} ? ORDER BY e.seq ${desc ? 'DESC' : ''} LIMIT ?`,
+        // Sizes are cheap (octet_length reads no text) but a filtered, sorted scan is not: all of a page's at once.
+        [...params, from, Math.max(n, limit + 1)],
+      ),
+      start, limit, maxBytes,
+    );
+    if (cut.last === null) return { events: [], next: null };
+    const [lo, hi] = desc ? [cut.last, start - 1] : [start + 1, cut.last];
+    const rows = await this.all<EventRow>(
+      action,
+      `${f.payload ? EVENTS_WITH_PAYLOAD : 'SELECT e.* FROM events e'} WHERE ${where} AND e.seq BETWEEN ? AND ? ORDER BY e.seq ${desc ? 'DESC' : ''}`,
+      [...params, lo, hi],
+    );
+    return { events: rows.map(fromRow), next: cut.next };
+  }
+
+  /**
+   * One DELETE … RETURNING (its own short transaction): the lowest matching payload rows, at most
+   * `limit` and `maxBytes` (octet_length reads the stored size, not the text). A time bound looks
+   * only at payloads up to the seq of the newest event before it (the events_time index), so rows
+   * already pruned are never scanned again.
+   */
+  async prunePayloads(req: PayloadPruneRequest): Promise<PruneResult> {
+    const action = 'prune event payloads';
+    this.refuseAfterClose(action);
+    const r = normalizePrune(req);
+    const where: string[] = [];
+    const params: unknown[] = [];
+    if (r.before !== null) {
+      where.push('e.time < ?', `p.seq <= coalesce((SELECT x.seq FROM events x WHERE x.time < ? ORDER BY x.time DESC LIMIT 1), 0)`);
+      params.push(r.before, r.before);
+    }
+    if (r.beforeSeq !== null) (where.push('p.seq < ?'), params.push(r.beforeSeq));
+    const rows = await this.all<{ seq: number }>(
+      action,
+      `DELETE FROM event_payloads WHERE seq IN (
+         SELECT seq FROM (
+           SELECT seq, bytes, sum(bytes) OVER (ORDER BY seq) AS running FROM (
+             SELECT p.seq, octet_length(p.payload) AS bytes FROM event_payloads p JOIN events e ON e.seq = p.seq
+              WHERE ${where.join(' AND ')} ORDER BY p.seq LIMIT ?))
+          WHERE running <= ? OR running = bytes)
+       RETURNING seq`,
+      [...params, r.limit, r.maxBytes],
+    );
+    return pruneResult(rows.map((x) => x.seq));
+  }
+
+  /**
+   * Under the write lock (the guard: the log still starts where it was read to start), with the
+   * retention_guard flag set and cleared inside the one transaction, so the delete trigger lets
+   * this DELETE alone through.
+   */
+  async pruneEvents(req: { beforeSeq: number; limit: number }): Promise<PruneResult> {
+    const action = 'prune audit events';
+    this.refuseAfterClose(action);
+    const r = normalizePrune(req);
+    const beforeSeq = r.beforeSeq!;
+    for (;;) {
+      const first = (await this.get<{ first: number | null }>(action, FIRST_SEQ_SQL))?.first ?? null;
+      if (first === null || first >= beforeSeq) return { count: 0, first_seq: null, last_seq: null };
+      const bound = Math.min(beforeSeq, first + r.limit);
+      const done = await this.write(action, {
+        guard: { sql: FIRST_SEQ_SQL, expect: [{ first }] },
+        steps: [
+          { sql: 'UPDATE retention_guard SET open = 1 WHERE id = 1', rows: [[]] },
+          { sql: 'DELETE FROM event_payloads WHERE seq < ?', rows: [[bound]] },
+          { sql: 'DELETE FROM events WHERE seq < ?', rows: [[bound]] },
+          { sql: 'UPDATE retention_guard SET open = 0 WHERE id = 1', rows: [[]] },
+        ],
+      });
+      if (!done.committed) continue; // another pruner moved the start: read it again
+      const count = done.changes[2] ?? 0;
+      return count === 0 ? { count: 0, first_seq: null, last_seq: null } : { count, first_seq: first, last_seq: first + count - 1 };
+    }
+  }
+
+  async newestCheckpointBefore(before: string): Promise<AuditEvent | null> {
+    const action = 'read checkpoints';
+    this.refuseAfterClose(action);
+    const at = normalizeInstant('before', before)!;
+    const row = await this.get<EventRow>(action, `SELECT e.* FROM events e WHERE e.type = 'checkpoint' AND e.time < ? ORDER BY e.time DESC, e.seq DESC LIMIT 1`, [at]);
+    return row ? fromRow(row) : null;
   }
 
   async listSessions(filter: SessionFilter): Promise<SessionSummary[]> {
@@ -349,23 +438,6 @@ export class SqliteStore implements Store {
     return new Map(rows.map((r) => [r.seq, r.payload === null ? null : (JSON.parse(r.payload) as EventPayload)]));
   }
 
-  async readEventPage(page: EventPageRequest): Promise<{ events: AuditEvent[]; next: number | null }> {
-    const action = 'read audit events';
-    this.refuseAfterClose(action);
-    const { afterSeq, limit, maxBytes } = checkedEventPage(page);
-    const cut = await findPageEnd(
-      (from, n) => this.all<{ seq: number; bytes: number }>(
-        action,
-        `SELECT seq, ${EVENT_ROW_OVERHEAD} + octet_length(data) + coalesce(octet_length(actor), 0) + coalesce(octet_length(source), 0) AS bytes
-           FROM events WHERE seq > ? ORDER BY seq LIMIT ?`,
-        [from, n],
-      ),
-      afterSeq, limit, maxBytes,
-    );
-    if (cut.last === null) return { events: [], next: null };
-    const rows = await this.all<EventRow>(action, 'SELECT e.* FROM events e WHERE e.seq > ? AND e.seq <= ? ORDER BY e.seq', [afterSeq, cut.last]);
-    return { events: rows.map(fromRow), next: cut.next };
-  }
 
   async readSinkCursor(sink: string): Promise<SinkCursor | null> {
     const action = 'read a sink cursor';
@@ -637,12 +709,12 @@ export class SqliteStore implements Store {
     return reply.value;
   }
 
-  /** A guarded transaction: committed (true), or not written because the guard found `conflict`. */
-  private async write(action: string, req: WriteRequest): Promise<{ committed: true } | { committed: false; conflict: unknown[] }> {
+  /** A guarded transaction: committed (with the rows each step changed), or not written because the guard found `conflict`. */
+  private async write(action: string, req: WriteRequest): Promise<{ committed: true; changes: number[] } | { committed: false; conflict: unknown[] }> {
     await this.opened.catch(() => {});
     const reply = await this.send({ op: 'write', ...req }, action);
     if ('error' in reply) throw new StoreError(`cannot ${action} in SQLite store ${this.path}: ${reply.error.message}`);
-    return reply.ok ? { committed: true } : { committed: false, conflict: reply.conflict };
+    return reply.ok ? { committed: true, changes: reply.value as number[] } : { committed: false, conflict: reply.conflict };
   }
 
   private async all<T>(action: string, sql: string, params: unknown[] = []): Promise<T[]> {
@@ -733,6 +805,24 @@ function fromRow(r: EventRow): AuditEvent {
     prev_hash: r.prev_hash,
     hash: r.hash,
   };
+}
+
+/** The WHERE clause (over `events e`) and its parameters for an event filter. */
+function eventWhere(f: NormalizedEventFilter): { where: string; params: unknown[] } {
+  const where = ['e.seq > ?'];
+  const params: unknown[] = [f.afterSeq];
+  if (f.beforeSeq !== null) (where.push('e.seq < ?'), params.push(f.beforeSeq));
+  if (f.since !== null) (where.push('e.time >= ?'), params.push(f.since));
+  if (f.until !== null) (where.push('e.time < ?'), params.push(f.until));
+  if (f.types !== null && f.typePrefixes !== null) {
+    const any = [
+      ...(f.types.length ? [`e.type IN (${f.types.map(() => '?').join(', ')})`] : []),
+      ...f.typePrefixes.map(() => `e.type LIKE ? ESCAPE '\\'`),
+    ];
+    where.push(`(${any.join(' OR ')})`);
+    params.push(...f.types, ...f.typePrefixes.map(typePrefixPattern));
+  }
+  return { where: where.join(' AND '), params };
 }
 
 function parseJson<T>(text: string | null): T | null {

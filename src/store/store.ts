@@ -144,6 +144,8 @@ export const EVENT_ROW_OVERHEAD = 512;
 
 export interface EventFilter {
   afterSeq?: number;
+  /** Events with a lower seq (paging newest first). */
+  beforeSeq?: number;
   since?: string;
   until?: string;
   limit?: number;
@@ -180,13 +182,32 @@ export interface SinkLeaseClaim {
   startSeq: number;
 }
 
-/** A page of the whole log in seq order, bounded by count and bytes (without payloads). */
-export interface EventPageRequest {
-  /** Events with a greater seq. */
-  afterSeq: number;
-  /** At most this many events (1 to 1000). */
+/**
+ * A page of events bounded by count and bytes: the filter readEvents takes (none: the whole log)
+ * plus `limit` (1 to 1000) and `maxBytes`. Without payloads unless `payload: true`.
+ */
+export interface EventPageRequest extends Omit<EventFilter, 'limit'> {
   limit: number;
-  /** At most this many bytes of stored JSON (data, actor, source), unless one event alone is larger. */
+  /** At most this many bytes of stored JSON (data, actor, source; payloads when read), unless one event alone is larger. */
+  maxBytes: number;
+}
+
+/** What one prune batch deleted: how many rows, and the lowest and highest seq among them (null when none). */
+export interface PruneResult {
+  count: number;
+  first_seq: number | null;
+  last_seq: number | null;
+}
+
+/** Which payloads one `prunePayloads` batch deletes: the lowest seqs that match, within both bounds. */
+export interface PayloadPruneRequest {
+  /** Payloads of events recorded before this time (RFC 3339). */
+  before?: string;
+  /** Payloads of events with a lower seq. At least one of `before` and `beforeSeq`. */
+  beforeSeq?: number;
+  /** At most this many payloads (1 to 10000). */
+  limit: number;
+  /** At most this many stored bytes of payload, unless the first one alone is larger. */
   maxBytes: number;
 }
 
@@ -234,6 +255,35 @@ export interface Store {
    * payload are absent from the map. At most 1000 seqs; a reader bounds memory by asking for few.
    */
   readPayloads(seqs: readonly number[]): Promise<Map<number, EventPayload | null>>;
+
+  /**
+   * One page of `readEvents` bounded by bytes as readSessionEvents pages a session, so a reader of
+   * the whole log or of a listing (the SIEM sinks, GET /api/v1/audit/events) keeps memory bounded:
+   * at most `limit` events whose stored JSON adds up to at most `maxBytes`, one larger event alone.
+   * `next` continues the listing: the `afterSeq` of the next page (the seq to continue after), or
+   * with `newestFirst` its `beforeSeq`; null when the page reached the end (as of this read).
+   */
+  readEventPage(page: EventPageRequest): Promise<{ events: AuditEvent[]; next: number | null }>;
+
+  /**
+   * Audit retention (src/audit/retention.ts): deletes one batch of payloads (event_payloads rows)
+   * of old events, lowest seq first; the events keep their payload_sha256, so the chain still
+   * verifies and they read back with `payload: null`. Idempotent: replicas pruning at once each
+   * delete what the other has not (a row is deleted once), so repeating a batch until it deletes
+   * nothing is always safe. Each batch is its own short transaction: appends go on in between.
+   */
+  prunePayloads(req: PayloadPruneRequest): Promise<PruneResult>;
+
+  /**
+   * Audit retention: deletes the oldest events of the log — at most `limit` (1 to 10000), all with
+   * seq < `beforeSeq` — with their payloads, in one transaction that alone may pass the
+   * append-only trigger (migration 8). Only ever a prefix: the log then starts at the next event.
+   * The caller records why first (audit.pruned) and picks `beforeSeq` at a checkpointed head.
+   */
+  pruneEvents(req: { beforeSeq: number; limit: number }): Promise<PruneResult>;
+
+  /** The newest `checkpoint` event recorded before `before` (by its time), without reading older ones; null if none. */
+  newestCheckpointBefore(before: string): Promise<AuditEvent | null>;
 
   /** Stores a kill request. Idempotent: if the session already has one, that one stands and is returned. */
   requestKill(kill: SessionKill): Promise<SessionKill>;
@@ -305,14 +355,6 @@ export interface Store {
    * Resolves with `stop`.
    */
   watchApprovals(wake: (id: string) => void): Promise<() => Promise<void>>;
-
-  /**
-   * Events after `afterSeq` in seq order, without payloads: at most `limit`, and at most
-   * `maxBytes` of stored JSON (one larger event is still returned, alone), so a reader of the
-   * whole log (the SIEM sinks) keeps memory bounded. `next` is the seq to continue after, or null
-   * when the page reached the head (as of this read).
-   */
-  readEventPage(page: EventPageRequest): Promise<{ events: AuditEvent[]; next: number | null }>;
 
   /** The sink's cursor, or null if it has never been claimed. */
   readSinkCursor(sink: string): Promise<SinkCursor | null>;

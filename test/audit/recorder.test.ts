@@ -46,6 +46,9 @@ class CountingStore implements Store {
   claimSinkLease(c: Parameters<Store['claimSinkLease']>[0]) { return this.target.claimSinkLease(c); }
   advanceSinkCursor(a: Parameters<Store['advanceSinkCursor']>[0]) { return this.target.advanceSinkCursor(a); }
   releaseSinkLease(sink: string, owner: string) { return this.target.releaseSinkLease(sink, owner); }
+  prunePayloads(r: Parameters<Store['prunePayloads']>[0]) { return this.target.prunePayloads(r); }
+  pruneEvents(r: Parameters<Store['pruneEvents']>[0]) { return this.target.pruneEvents(r); }
+  newestCheckpointBefore(before: string) { return this.target.newestCheckpointBefore(before); }
   requestKill(k: Parameters<Store['requestKill']>[0]) { return this.target.requestKill(k); }
   killsFor(ids: readonly string[]) { return this.target.killsFor(ids); }
   watchKills(wake: (id: string) => void) { return this.target.watchKills(wake); }

@@ -242,3 +242,32 @@ describe('public endpoints and plumbing', () => {
     expect(e).toMatchObject({ actor: { subject: 'system:gateway', auth_method: 'system' }, data: { sha256: gw.config.fingerprint, connections: ['bank', 'ledger', 'vault'] } });
   });
 });
+
+describe('audit events pages', () => {
+  test('newest first, limit per page, X-Hoop-Next-Before to the next page; each page recorded; before is checked', async () => {
+    const root = gw.keys['root']!;
+    const failed = (await auditEvents('auth.failed')).length;
+    for (let i = 0; i < 3; i++) expect((await get('/api/v1/me', `hoop_wrong_${i}`)).status).toBe(401);
+    await expect.poll(async () => (await auditEvents('auth.failed')).length >= failed + 3).toBe(true); // recorded lazily, maybe with others
+    // From the head as it is now: events recorded meanwhile (by other tests) are not in the listing.
+    const top = (await gw.store.head())!.seq + 1;
+    const all = (await gw.store.readEvents({ types: ['config.loaded', 'auth.*'], newestFirst: true, payload: false, beforeSeq: top })).map((e) => e.seq);
+    expect(all.length).toBeGreaterThanOrEqual(4);
+    const seen: number[] = [];
+    let before: string | undefined = String(top);
+    let last: string | undefined;
+    for (let n = 0; n < 20; n++) {
+      last = before;
+      const r = await get(`/api/v1/audit/events?type=config.loaded,auth.*&limit=2&before=${before}`, root);
+      expect(r.status).toBe(200);
+      seen.push(...(r.json as { seq: number }[]).map((e) => e.seq));
+      before = r.headers['x-hoop-next-before'] as string | undefined;
+      if (before === undefined) break;
+      expect(Number(before)).toBe(seen.at(-1));
+    }
+    expect(seen).toEqual(all);
+    const [read] = await gw.store.readEvents({ types: ['audit.read'], newestFirst: true, limit: 1 });
+    expect(read!.data).toMatchObject({ path: '/api/v1/audit/events', filter: { types: ['config.loaded', 'auth.*'], limit: 2 }, page: { before: Number(last) }, next: null });
+    for (const bad of ['before=0', 'before=x', 'before=1&before=2', 'before=-3']) expect((await get(`/api/v1/audit/events?${bad}`, root)).status, bad).toBe(400);
+  });
+});

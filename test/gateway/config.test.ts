@@ -76,6 +76,18 @@ describe('parseConfig: valid configs', () => {
     expect(c.audit).toEqual({ payload_limit: 10 * 1024 * 1024, signing_key: '/abs/signing.key', checkpoint_interval: 5 * 60_000, sinks: [] });
   });
 
+  test('audit.retention: optional periods of at least a day, in d, w or y; absent keeps everything', () => {
+    const c = parseConfig(minimal({ audit: { retention: { payloads: '400d', events: '7y' } } }), 'hoop.yaml', dir);
+    expect(c.audit.retention).toEqual({ payloads: 400 * 86_400_000, events: 7 * 365 * 86_400_000 });
+    expect(parseConfig(minimal({ audit: { retention: { payloads: '2w' } } }), 'hoop.yaml', dir).audit.retention).toEqual({ payloads: 14 * 86_400_000 });
+    expect(parseConfig(minimal(), 'hoop.yaml', dir).audit.retention).toBeUndefined();
+    expect(problems(minimal({ audit: { retention: { payloads: '400m', events: 'forever', rows: '1d' } } }))).toEqual(expect.arrayContaining([
+      'hoop.yaml: audit.retention.payloads: must be at least 1d, such as 400d or 7y',
+      'hoop.yaml: audit.retention.events: expected a duration such as 8h, 30m, 1h30m or 90s',
+      'hoop.yaml: audit.retention.rows: unknown key',
+    ]));
+  });
+
   test('loadConfig reads YAML and resolves paths next to the file', () => {
     const file = join(dir, 'good.yaml');
     writeFileSync(file, `

@@ -3,7 +3,7 @@
  * returned about 1 MiB (kept up to the payload limit) is read through a real gateway — the HTTP
  * API page by page and `hoop sessions show` (bin/hoop.js) — and neither the gateway nor the CLI
  * ever holds more than a page: the gateway's heap grows by far less than the session's size,
- * every page stays within the byte bound, and each read is recorded once as `audit.read`.
+ * every page stays within the byte bound, and each page read is recorded as `audit.read`.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { setFlagsFromString } from 'node:v8';
@@ -116,7 +116,7 @@ describe.each(backends)('a session of many 1 MiB results on a $name store', ({ s
     return reads.filter((e) => e.data['session'] === sessionId);
   }
 
-  test('the API serves it in pages within the byte bound, with bounded gateway memory, recorded once', async () => {
+  test('the API serves it in pages within the byte bound, with bounded gateway memory, each page recorded', async () => {
     const total = statements * MiB;
     const seqs: number[] = [];
     let pages = 0;
@@ -141,14 +141,17 @@ describe.each(backends)('a session of many 1 MiB results on a $name store', ({ s
     expect(largest).toBeLessThanOrEqual(SESSION_PAGE_BYTES + 4096);
     expect(grew).toBeLessThan(100 * MiB);
     expect(grew).toBeLessThan(total / 2);
-    // One audit.read for the whole read (its first page), saying who read which session.
+    // One audit.read per page, saying who read which events of which session.
     const reads = await readsOf(id);
-    expect(reads).toHaveLength(1);
+    expect(reads).toHaveLength(pages);
     expect(reads[0]!.actor?.subject).toBe('apikey:root');
-    expect(reads[0]!.data).toMatchObject({ path: `/api/v1/sessions/${id}`, session: id, page: { after: null, limit: 1000 } });
+    expect(reads[0]!.data).toMatchObject({ path: `/api/v1/sessions/${id}`, session: id, page: { after: null, limit: 1000 }, first_seq: seqs[0] });
+    expect(reads.flatMap((r) => [r.data['first_seq'], r.data['last_seq']])).toEqual(expect.arrayContaining([seqs[0], seqs.at(-1)]));
+    for (const [i, r] of reads.entries()) if (i > 0) expect(r.data['first_seq']).toBeGreaterThan(reads[i - 1]!.data['last_seq'] as number);
   });
 
   test('hoop sessions show pages through it: every statement printed, CLI heap capped at 160 MB, gateway bounded', async () => {
+    const readsBefore = (await readsOf(id)).length;
     let out!: Awaited<ReturnType<typeof runBin>>;
     const grew = await heapGrowth(async () => {
       // A CLI that held the session would die here: its old space is capped far below the session's size.
@@ -164,8 +167,8 @@ describe.each(backends)('a session of many 1 MiB results on a $name store', ({ s
     expect(out.stdout).toContain(`select big from blobs where n = ${statements - 1}`);
     expect(out.stdout).toContain('the end of a large session'); // session.end arrived on the last page
     expect(grew).toBeLessThan(100 * MiB);
-    const reads = await readsOf(id);
-    expect(reads).toHaveLength(2);
+    // Every page it fetched is recorded.
+    expect((await readsOf(id)).length - readsBefore).toBeGreaterThan((statements * MiB) / SESSION_PAGE_BYTES);
   });
 
   test('a session someone else may not read stays missing, and the page parameters are checked', async () => {
@@ -182,11 +185,12 @@ describe.each(backends)('a session of many 1 MiB results on a $name store', ({ s
     for (const bad of ['after=-1', 'after=x', 'limit=0', 'limit=1001', 'after=1&after=2', 'page=2']) {
       expect((await get(`/api/v1/sessions/${id}?${bad}`)).status, bad).toBe(400);
     }
-    // Continuation pages are not recorded again; a first page asked for with after=0 is.
-    expect(await readsOf(id)).toHaveLength(3);
-    expect((await get(`/api/v1/sessions/${id}?limit=1&after=0`)).body.events[0].type).toBe('session.start');
+    // Each page served was recorded, with the events it held; refused requests read nothing and are not.
     const reads = await readsOf(id);
-    expect(reads).toHaveLength(4);
-    expect(reads.at(-1)!.data).toMatchObject({ session: id, page: { after: 0, limit: 1 }, events: 1 });
+    expect(reads.at(-2)!.data).toMatchObject({ session: id, page: { after: null, limit: 1 }, events: 1, first_seq: small.body.events[0].seq, last_seq: small.body.events[0].seq });
+    expect(reads.at(-1)!.data).toMatchObject({ session: id, page: { after: small.body.next, limit: 2 }, events: 2, first_seq: second.body.events[0].seq, last_seq: second.body.events[1].seq });
+    const count = reads.length;
+    expect((await get(`/api/v1/sessions/${id}?limit=1&after=0`)).body.events[0].type).toBe('session.start');
+    expect(await readsOf(id)).toHaveLength(count + 1);
   });
 });

@@ -10,7 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
 import { request } from 'undici';
-import { startGateway } from '../../src/gateway/gateway.js';
+import type { RetentionJob } from '../../src/audit/retention.js';
+import { startGateway, type GatewayOptions } from '../../src/gateway/gateway.js';
 import type { Notifier } from '../../src/gateway/notify.js';
 import type { Planner } from '../../src/gateway/tunnel.js';
 import { parseConfig, type GatewayConfig } from '../../src/gateway/config.js';
@@ -40,6 +41,8 @@ export interface TestGatewayOptions {
   logger?: Logger;
   /** The statement decisions (src/gateway/gateway.ts GatewayOptions.planner). */
   planner?: Planner;
+  /** Audit retention's schedule and clock (GatewayOptions.retention). */
+  retention?: GatewayOptions['retention'];
   /** Changes the parsed config before the gateway starts (parts the file format cannot say yet). */
   adjustConfig?: (config: GatewayConfig) => GatewayConfig;
 }
@@ -52,6 +55,8 @@ export interface TestGateway {
   /** The gateway's approver notifications (src/gateway/notify.ts). */
   notifier: Notifier;
   config: GatewayConfig;
+  /** The gateway's audit retention job, when the config has audit.retention. */
+  retention: RetentionJob | null;
   /** The temp dir holding the SQLite store and the signing key. */
   dir: string;
   /** The native PostgreSQL listener (`postgres_listen` in `config`), with its real port; or null. */
@@ -102,13 +107,14 @@ export async function startTestGateway(opts: TestGatewayOptions): Promise<TestGa
     const parsed = parseConfig(raw, 'test-gateway.yaml', dir);
     const config = opts.adjustConfig ? opts.adjustConfig(parsed) : parsed;
     const logger = opts.logger ?? pino({ level: process.env['HOOP_TEST_LOG'] ?? 'silent' }, pino.destination(2));
-    const gateway = await startGateway(config, { logger, ...(opts.planner ? { planner: opts.planner } : {}) });
+    const gateway = await startGateway(config, { logger, ...(opts.planner ? { planner: opts.planner } : {}), ...(opts.retention ? { retention: opts.retention } : {}) });
     return {
       url: gateway.url,
       keys,
       store: gateway.store,
       notifier: gateway.notifier,
       config,
+      retention: gateway.retention,
       dir,
       postgresListen: gateway.postgresListen,
       async close() {

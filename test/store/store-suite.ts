@@ -241,6 +241,109 @@ export function storeSuite(h: StoreHarness): void {
     });
   });
 
+  describe('audit retention', () => {
+    const payload = (n: number) => ({ 'result.sets': [{ columns: ['n'], rows: [[String(n).repeat(n)]], tag: 'SELECT 1', statement: 0 }] });
+    const day = (d: number) => `2026-02-${String(d).padStart(2, '0')}T12:00:00.000Z`;
+
+    test('prunePayloads deletes old payloads in batches, lowest seq first, within count and bytes; the chain still verifies', async () => {
+      const store = await fresh();
+      // seq 1..8: a payload on each even seq, one day apart; seq 9 has none.
+      await store.appendEvents(Array.from({ length: 9 }, (_, i) => event({ time: day(i + 1), type: 'query.end', data: { i }, ...(i % 2 === 1 && i < 8 ? { payload: payload(i + 1) } : {}) })));
+      const before = day(7); // events 1..6 are older: payloads of 2, 4, 6
+      expect(await store.prunePayloads({ before, limit: 2, maxBytes: 1_000_000 })).toEqual({ count: 2, first_seq: 2, last_seq: 4 });
+      expect(await store.prunePayloads({ before, limit: 2, maxBytes: 1_000_000 })).toEqual({ count: 1, first_seq: 6, last_seq: 6 });
+      expect(await store.prunePayloads({ before, limit: 2, maxBytes: 1_000_000 })).toEqual({ count: 0, first_seq: null, last_seq: null });
+      const read = await store.readEvents({});
+      expect(read.map((e) => e.payload)).toEqual([undefined, null, undefined, null, undefined, null, undefined, payload(8), undefined]);
+      expect(await verifyStore(store)).toMatchObject({ ok: true, events: 9, payloads_pruned: 3 });
+      // By seq, and by bytes: a batch stops at maxBytes, but always takes one.
+      await store.appendEvents([event({ time: day(20), payload: payload(50) }), event({ time: day(21), payload: payload(60) })]);
+      expect(await store.prunePayloads({ beforeSeq: 12, limit: 10, maxBytes: 1 })).toEqual({ count: 1, first_seq: 8, last_seq: 8 });
+      expect(await store.prunePayloads({ beforeSeq: 12, limit: 10, maxBytes: 1 })).toEqual({ count: 1, first_seq: 10, last_seq: 10 });
+      expect(await store.prunePayloads({ beforeSeq: 12, before: day(21), limit: 10, maxBytes: 1_000_000 })).toEqual({ count: 0, first_seq: null, last_seq: null });
+      expect((await store.readEvents({ afterSeq: 10 }))[0]!.payload).toEqual(payload(60));
+      await expect(store.prunePayloads({ limit: 10, maxBytes: 10 })).rejects.toBeInstanceOf(UsageError);
+      await expect(store.prunePayloads({ beforeSeq: 3, limit: 0, maxBytes: 10 })).rejects.toBeInstanceOf(UsageError);
+    });
+
+    test('pruneEvents deletes a prefix (with its payloads) in batches; the triggers still refuse any other delete', async () => {
+      const store = await fresh();
+      await store.appendEvents(Array.from({ length: 10 }, (_, i) => event({ data: { i }, ...(i === 1 ? { payload: payload(3) } : {}) })));
+      expect(await store.pruneEvents({ beforeSeq: 6, limit: 3 })).toEqual({ count: 3, first_seq: 1, last_seq: 3 });
+      expect(await store.pruneEvents({ beforeSeq: 6, limit: 3 })).toEqual({ count: 2, first_seq: 4, last_seq: 5 });
+      expect(await store.pruneEvents({ beforeSeq: 6, limit: 3 })).toEqual({ count: 0, first_seq: null, last_seq: null });
+      expect((await store.readEvents({})).map((e) => e.seq)).toEqual([6, 7, 8, 9, 10]);
+      expect(await store.readPayloads([2])).toEqual(new Map());
+      // The log goes on from the head; the guard is closed again outside the prune.
+      const [next] = await store.appendEvents([event()]);
+      expect(next!.seq).toBe(11);
+      await expect(h.sql(store, 'DELETE FROM events WHERE seq = 7')).rejects.toThrow(/append-only/);
+      await expect(h.sql(store, `UPDATE events SET connection = 'x' WHERE seq = 7`)).rejects.toThrow(/append-only/);
+      // A log cut short at the front without a record of retention does not verify.
+      expect(await verifyStore(store)).toMatchObject({ ok: false, failure: { seq: 6, reason: expect.stringMatching(/no audit.pruned event/) } });
+    });
+
+    test('two replicas pruning at once delete each row once', async () => {
+      const store = await fresh();
+      const other = await another(store);
+      await store.appendEvents(Array.from({ length: 300 }, (_, i) => event({ time: day(1 + (i % 2)), payload: payload(2) })));
+      const drain = async (run: () => ReturnType<Store['prunePayloads']>) => {
+        let n = 0;
+        for (let r = await run(); r.count > 0; r = await run()) n += r.count;
+        return n;
+      };
+      const [a, b] = await Promise.all([store, other].map((s) => drain(() => s.prunePayloads({ before: day(2), limit: 7, maxBytes: 1_000_000 }))));
+      expect(a! + b!).toBe(150);
+      const events = async (s: Store) => {
+        let n = 0;
+        for (let r = await s.pruneEvents({ beforeSeq: 201, limit: 9 }); r.count > 0; r = await s.pruneEvents({ beforeSeq: 201, limit: 9 })) n += r.count;
+        return n;
+      };
+      const [c, d] = await Promise.all([events(store), events(other)]);
+      expect(c! + d!).toBe(200);
+      expect((await store.readEvents({ limit: 1 }))[0]!.seq).toBe(201);
+    });
+
+    test('newestCheckpointBefore finds the newest checkpoint by time; readEventPage pages by count and bytes, both ways', async () => {
+      const store = await fresh();
+      await store.appendEvents([
+        event({ time: day(1), type: 'checkpoint', data: { seq: 0 } }),
+        event({ time: day(2), data: { blob: 'x'.repeat(5000) } }),
+        event({ time: day(3), type: 'checkpoint', data: { seq: 2 } }),
+        event({ time: day(4), data: { blob: 'y'.repeat(5000) } }),
+        event({ time: day(5), type: 'checkpoint', data: { seq: 4 } }),
+      ]);
+      expect((await store.newestCheckpointBefore(day(5)))?.seq).toBe(3);
+      expect((await store.newestCheckpointBefore('2026-02-03T12:00:00.001Z'))?.seq).toBe(3);
+      expect(await store.newestCheckpointBefore(day(1))).toBeNull();
+      const pages = async (f: Omit<Parameters<Store['readEventPage']>[0], 'maxBytes'>, maxBytes: number) => {
+        const out: number[][] = [];
+        let cursor: number | null = null;
+        do {
+          const page: Awaited<ReturnType<Store['readEventPage']>> = await store.readEventPage({ ...f, maxBytes, payload: true, ...(cursor === null ? {} : f.newestFirst ? { beforeSeq: cursor } : { afterSeq: cursor }) });
+          out.push(page.events.map((e) => e.seq));
+          cursor = page.next;
+        } while (cursor !== null && out.length < 10);
+        return out;
+      };
+      expect(await pages({ limit: 2 }, 1_000_000)).toEqual([[1, 2], [3, 4], [5]]);
+      expect(await pages({ limit: 2, newestFirst: true }, 1_000_000)).toEqual([[5, 4], [3, 2], [1]]);
+      expect(await pages({ limit: 100, newestFirst: true }, 1)).toEqual([[5], [4], [3], [2], [1]]); // one event alone when larger than the bound
+      expect(await pages({ limit: 100 }, 12_000)).toEqual([[1, 2, 3], [4, 5]]); // two 5 kB events do not fit with a third event's overhead
+      expect(await pages({ limit: 100, types: ['checkpoint'], newestFirst: true }, 1_000_000)).toEqual([[5, 3, 1]]);
+      expect(await pages({ limit: 100, since: day(2), until: day(5) }, 1_000_000)).toEqual([[2, 3, 4]]);
+      expect(await store.readEventPage({ limit: 10, afterSeq: 5, maxBytes: 100 })).toEqual({ events: [], next: null });
+      await expect(store.readEventPage({ limit: 0, maxBytes: 100 })).rejects.toBeInstanceOf(UsageError);
+      await expect(store.readEventPage({ limit: 10, maxBytes: 0 })).rejects.toBeInstanceOf(UsageError);
+      // Payloads only when asked for: a page of the whole log is as readEvents gives it without them.
+      await store.appendEvents([event({ type: 'query.end', payload: { 'result.sets': [{ rows: [['x']] }] } })]);
+      const lean = await store.readEventPage({ afterSeq: 4, limit: 10, maxBytes: 1_000_000 });
+      expect(lean).toEqual({ events: await store.readEvents({ afterSeq: 4, payload: false }), next: null });
+      expect(lean.events[1]).not.toHaveProperty('payload');
+      expect((await store.readEventPage({ afterSeq: 5, limit: 10, maxBytes: 1_000_000, payload: true })).events[0]!.payload).toEqual({ 'result.sets': [{ rows: [['x']] }] });
+    });
+  });
+
   describe('sessions', () => {
     async function recordSessions(store: Store) {
       const s1 = randomUUID();

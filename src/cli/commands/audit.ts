@@ -3,7 +3,7 @@ import { EVENT_TYPE_PATTERN, type AuditEvent } from '../../api/types.js';
 import { UsageError } from '../../errors.js';
 import { defineCommand, opt, type CommandGroup } from '../command.js';
 import type { CommandContext } from '../context.js';
-import { printJson, printTable } from '../output.js';
+import { printTable } from '../output.js';
 import { formatRelative, parseTimeArg } from '../time.js';
 import { parseLimit } from './sessions.js';
 
@@ -37,11 +37,30 @@ export const auditEventsCommand = defineCommand({
     const since = options.since === undefined ? undefined : parseTimeArg(options.since, '--since', now);
     const until = options.until === undefined ? undefined : parseTimeArg(options.until, '--until', now);
     if (since && until && since >= until) throw new UsageError(`--since (${since}) must be before --until (${until})`);
-    const events = (await ctx.api().auditEvents({ type: options.type, since, until, limit: options.limit })).slice(0, options.limit);
-    if (ctx.globals.json) return printJson(ctx.io, events);
-    renderEvents(ctx, events, options.limit);
+    // Page by page (the gateway bounds each by bytes), until --limit events or the end; each page
+    // is printed (JSON) or reduced to its table row before the next is fetched.
+    const pages = ctx.api().auditEventPages({ type: options.type, since, until, limit: options.limit });
+    if (ctx.globals.json) return printJsonArray(ctx, pages);
+    const rows: EventRow[] = [];
+    for await (const page of pages) rows.push(...page.map((e) => eventRow(ctx, e)));
+    renderEvents(ctx, rows, options.limit);
   },
 });
+
+/**
+ * One JSON array, written a page at a time with one event per line (`[e1`, `,e2`, …, `]`), so
+ * neither the CLI nor the pipe holds more than a page; on a terminal each event is indented.
+ */
+async function printJsonArray(ctx: CommandContext, pages: AsyncIterable<AuditEvent[]>): Promise<void> {
+  const { io } = ctx;
+  const pretty = io.isStdoutTTY;
+  let n = 0;
+  for await (const page of pages) {
+    for (const e of page) io.print(`${n++ === 0 ? '[' : ','}${pretty ? JSON.stringify(e, null, 2) : JSON.stringify(e)}`);
+    await io.drained();
+  }
+  io.print(n === 0 ? '[]' : ']');
+}
 
 export const auditCommand = defineCommand({
   name: 'audit',
@@ -49,28 +68,29 @@ export const auditCommand = defineCommand({
   subcommands: [auditEventsCommand],
 });
 
-function renderEvents(ctx: CommandContext, events: AuditEvent[], limit: number): void {
+type EventRow = ReturnType<typeof eventRow>;
+
+/** An event's table row: a few short cells, so a listing keeps rows, not events. */
+function eventRow(ctx: CommandContext, e: AuditEvent) {
+  const cs = ctx.io.out;
+  return [
+    ctx.io.isStdoutTTY ? formatRelative(e.time, ctx.now()) : e.time,
+    { text: e.type, style: e.type === 'access.denied' || e.type === 'auth.failed' ? cs.red : (s: string) => s },
+    e.actor ? (e.actor.email ?? e.actor.subject) : '-',
+    e.connection ?? '',
+    sourceText(e),
+    detailOf(e),
+  ];
+}
+
+function renderEvents(ctx: CommandContext, rows: EventRow[], limit: number): void {
   const { io } = ctx;
-  if (events.length === 0) {
+  if (rows.length === 0) {
     io.info('No events match.');
     return;
   }
-  const cs = io.out;
-  const tty = io.isStdoutTTY;
-  const now = ctx.now();
-  printTable(
-    io,
-    ['TIME', 'TYPE', 'WHO', 'CONNECTION', { title: 'SOURCE', optional: true }, 'DETAIL'],
-    events.map((e) => [
-      tty ? formatRelative(e.time, now) : e.time,
-      { text: e.type, style: e.type === 'access.denied' || e.type === 'auth.failed' ? cs.red : (s: string) => s },
-      e.actor ? (e.actor.email ?? e.actor.subject) : '-',
-      e.connection ?? '',
-      sourceText(e),
-      detailOf(e),
-    ]),
-  );
-  if (events.length >= limit) io.info(io.err.dim(`Showing the newest ${limit}; narrow with --type/--since/--until or raise --limit.`));
+  printTable(io, ['TIME', 'TYPE', 'WHO', 'CONNECTION', { title: 'SOURCE', optional: true }, 'DETAIL'], rows);
+  if (rows.length >= limit) io.info(io.err.dim(`Showing the newest ${limit}; narrow with --type/--since/--until or raise --limit.`));
 }
 
 function sourceText(e: AuditEvent): string {
@@ -96,6 +116,11 @@ export function detailOf(e: AuditEvent): string {
       break;
     case 'query.start':
       out = text(d['statement']);
+      break;
+    case 'audit.pruned':
+      out = d['kind'] === 'events'
+        ? `retention: ${text(d['count'])} events before ${text(d['before'])} (seq ${text(d['first_seq'])}-${text(d['last_seq'])}); the log starts at seq ${text(d['new_first_seq'])}`
+        : `retention: ${text(d['count'])} payloads of events before ${text(d['before'])} (seq ${text(d['first_seq'])}-${text(d['last_seq'])})`;
       break;
     case 'session.start':
       out = d['reason'] ? `reason: ${text(d['reason'])}` : text(d['user']);
