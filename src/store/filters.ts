@@ -19,6 +19,8 @@ export function normalizeLimit(value: number | undefined): number | null {
 
 export interface NormalizedEventFilter {
   afterSeq: number;
+  /** null: no upper bound. */
+  beforeSeq: number | null;
   since: string | null;
   until: string | null;
   limit: number | null;
@@ -35,6 +37,8 @@ const MAX_TYPES = 50;
 export function normalizeEventFilter(f: EventFilter): NormalizedEventFilter {
   const afterSeq = f.afterSeq ?? 0;
   if (!Number.isSafeInteger(afterSeq) || afterSeq < 0) throw new UsageError(`afterSeq must be a non-negative integer, got ${afterSeq}`);
+  const beforeSeq = f.beforeSeq ?? null;
+  if (beforeSeq !== null && (!Number.isSafeInteger(beforeSeq) || beforeSeq < 1)) throw new UsageError(`beforeSeq must be a positive integer, got ${beforeSeq}`);
   let types: string[] | null = null;
   let typePrefixes: string[] | null = null;
   if (f.types !== undefined) {
@@ -48,7 +52,7 @@ export function normalizeEventFilter(f: EventFilter): NormalizedEventFilter {
     typePrefixes = [...new Set(f.types.filter((t) => t.endsWith('.*')).map((t) => t.slice(0, -1)))];
   }
   return {
-    afterSeq, since: normalizeInstant('since', f.since), until: normalizeInstant('until', f.until), limit: normalizeLimit(f.limit),
+    afterSeq, beforeSeq, since: normalizeInstant('since', f.since), until: normalizeInstant('until', f.until), limit: normalizeLimit(f.limit),
     types, typePrefixes, newestFirst: f.newestFirst === true, payload: f.payload !== false,
   };
 }

@@ -139,6 +139,7 @@ export class PostgresStore implements Store {
     const params: unknown[] = [];
     const p = (v: unknown): string => (params.push(v), `$${params.length}`);
     const where = [`e.seq > ${p(f.afterSeq)}`];
+    if (f.beforeSeq !== null) where.push(`e.seq < ${p(f.beforeSeq)}`);
     if (f.since !== null) where.push(`time >= ${p(f.since)}::timestamptz`);
     if (f.until !== null) where.push(`time < ${p(f.until)}::timestamptz`);
     if (f.types !== null && f.typePrefixes !== null) {

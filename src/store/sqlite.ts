@@ -258,6 +258,7 @@ export class SqliteStore implements Store {
     const f = normalizeEventFilter(filter);
     const where = ['e.seq > ?'];
     const params: unknown[] = [f.afterSeq];
+    if (f.beforeSeq !== null) (where.push('e.seq < ?'), params.push(f.beforeSeq));
     if (f.since !== null) (where.push('time >= ?'), params.push(f.since));
     if (f.until !== null) (where.push('time < ?'), params.push(f.until));
     if (f.types !== null && f.typePrefixes !== null) {

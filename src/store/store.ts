@@ -144,6 +144,8 @@ export const EVENT_ROW_OVERHEAD = 512;
 
 export interface EventFilter {
   afterSeq?: number;
+  /** Events with a smaller seq (an export bounds its read at the checkpoint it anchors to). */
+  beforeSeq?: number;
   since?: string;
   until?: string;
   limit?: number;
