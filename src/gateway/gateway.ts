@@ -117,8 +117,10 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
     const file = config.path;
     const reloadFrom = options.reloadFrom ?? (file !== null ? () => loadConfig(file) : null);
     const reloader = new ConfigReloader({ holder: configs, load: reloadFrom, build: (c) => buildLiveConfig(c, parts), recorder, logger });
+    const checkpointer = new Checkpointer({ store, recorder, signer, intervalMs: config.audit.checkpoint_interval, logger });
     const shared = {
       store, recorder, metrics, logger, kills, notifier, approvals, configs, reloader,
+      audit: { checkpointer, signer },
       authFailures: new FailureLimiter(AUTH_FAILURE_BURST, 60_000),
       denials: new FailureLimiter(AUTH_FAILURE_BURST, 60_000),
     };
@@ -149,7 +151,6 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
     const started = configs.current().config;
     await recorder.record(configLoadedEvent(started, 'start', null, configChanges(null, started)));
 
-    const checkpointer = new Checkpointer({ store, recorder, signer, intervalMs: config.audit.checkpoint_interval, logger });
     checkpointer.start();
     await kills.start();
     notifier.start();

@@ -6,6 +6,7 @@ import type { CommandContext } from '../context.js';
 import { printJson, printTable } from '../output.js';
 import { formatRelative, parseTimeArg } from '../time.js';
 import { parseLimit } from './sessions.js';
+import { auditExportCommand } from './audit-export.js';
 
 const DEFAULT_LIMIT = 50;
 
@@ -46,7 +47,7 @@ export const auditEventsCommand = defineCommand({
 export const auditCommand = defineCommand({
   name: 'audit',
   summary: 'Read the audit log',
-  subcommands: [auditEventsCommand],
+  subcommands: [auditEventsCommand, auditExportCommand],
 });
 
 function renderEvents(ctx: CommandContext, events: AuditEvent[], limit: number): void {
