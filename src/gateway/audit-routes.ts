@@ -12,11 +12,12 @@
  * `complete: false` and why when it was cut off.
  */
 import { createHash } from 'node:crypto';
+import { once } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Readable, Transform } from 'node:stream';
+import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { constants as zlib, createGzip } from 'node:zlib';
-import { bundleTar, spoolBundle, type BundleSigner } from '../audit/export/bundle.js';
+import { bundleTar, spoolBundle, type BundleSigner, type SpooledBundle } from '../audit/export/bundle.js';
 import { cefLine } from '../audit/export/cef.js';
 import { CsvExport } from '../audit/export/csv.js';
 import { jsonlLine } from '../audit/export/jsonl.js';
@@ -73,17 +74,6 @@ export function parseExportQuery(q: URLSearchParams): ExportQuery {
   return { format: format as ExportFormat, since, until, user, connection };
 }
 
-/** Counts and hashes the body as it goes out. */
-class BodyTap extends Transform {
-  readonly hash = createHash('sha256');
-  bytes = 0;
-  override _transform(chunk: Buffer, _enc: BufferEncoding, done: (err?: Error | null, data?: Buffer) => void): void {
-    this.hash.update(chunk);
-    this.bytes += chunk.length;
-    done(null, chunk);
-  }
-}
-
 export async function auditExport(ctx: ApiContext, id: Identity, req: IncomingMessage, res: ServerResponse, { url }: { url: URL }): Promise<void> {
   const parts = ctx.audit;
   const q = parseExportQuery(url.searchParams);
@@ -97,48 +87,49 @@ export async function auditExport(ctx: ApiContext, id: Identity, req: IncomingMe
     if (!res.writableFinished) aborted.abort(new Error('the client went away'));
   };
   res.on('close', onClose);
-  const tap = new BodyTap();
+  const tap = { hash: createHash('sha256'), bytes: 0 };
+  const record = (data: Record<string, unknown>) =>
+    ctx.recorder.record({ type: 'export.created', actor: actorOf(id), source: requestSource(ctx, req), data: { ...asked, ...data, bytes: tap.bytes, sha256: tap.hash.digest('hex') } });
   let summary: Record<string, unknown> = {};
-  let failure: string | null = null;
+  let spooled: SpooledBundle | null = null;
   try {
+    let body: AsyncIterable<Buffer>;
     if (q.format === 'bundle') {
       const bound = await anchoredHead(ctx, parts, createdAt);
       const span = await computeSpan(ctx.store, q, bound);
-      const spooled = await spoolBundle(ctx.store, parts.signer, {
+      spooled = await spoolBundle(ctx.store, parts.signer, {
         query: q, span, createdAt, createdBy: { subject: id.subject, email: id.email ?? null }, gatewayVersion: hoopVersion(),
       }, { signal: aborted.signal, ...(parts.tmpRoot !== undefined ? { tmpRoot: parts.tmpRoot } : {}) });
-      aborted.signal.addEventListener('abort', () => void spooled.remove(), { once: true });
       summary = { span: spooled.manifest.span, counts: spooled.manifest.counts, verified: spooled.verification.ok, signing_key_id: spooled.manifest.signing_key_id };
-      try {
-        res.writeHead(200, { 'content-type': CONTENT_TYPES.bundle, 'cache-control': 'no-store', 'x-content-type-options': 'nosniff', 'content-disposition': 'attachment; filename="hoop-audit-bundle.tar.gz"' });
-        await pipeline(Readable.from(bundleTar(spooled, aborted.signal)), createGzip({ level: zlib.Z_BEST_SPEED }), tap, res, { signal: aborted.signal });
-      } finally {
-        await spooled.remove();
-      }
+      const gzip = createGzip({ level: zlib.Z_BEST_SPEED });
+      pipeline(Readable.from(bundleTar(spooled, aborted.signal)), gzip).catch(() => {}); // a failure reaches the reader through gzip
+      body = gzip;
+      res.writeHead(200, { 'content-type': CONTENT_TYPES.bundle, 'cache-control': 'no-store', 'x-content-type-options': 'nosniff', 'content-disposition': 'attachment; filename="hoop-audit-bundle.tar.gz"' });
     } else {
       const head = await ctx.store.head();
       const counts = { events: 0 };
       summary = counts;
+      body = lines(ctx, q, head?.seq ?? 0, counts, aborted.signal);
       res.writeHead(200, { 'content-type': CONTENT_TYPES[q.format], 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' });
-      await pipeline(Readable.from(lines(ctx, q, head?.seq ?? 0, counts, aborted.signal)), tap, res, { signal: aborted.signal });
     }
+    for await (const chunk of body) {
+      tap.hash.update(chunk);
+      tap.bytes += chunk.length;
+      if (!res.write(chunk)) await once(res, 'drain', { signal: aborted.signal });
+    }
+    await spooled?.remove(); // all read: the archive is in the socket's hands now
+    // Recorded before the body ends: a client that received the whole export knows it is on record.
+    await record({ ...summary, complete: true });
+    res.end();
   } catch (err) {
-    failure = aborted.signal.aborted ? 'the client went away before the end' : errorMessage(err);
     if (!res.headersSent) throw err;
+    const reason = aborted.signal.aborted ? 'the client went away before the end' : errorMessage(err);
     res.destroy();
+    await record({ ...summary, complete: false, reason: reason.slice(0, 500) }).catch((e: unknown) => ctx.logger.error({ err: errorMessage(e) }, 'cannot record export.created'));
+    if (!aborted.signal.aborted) ctx.logger.error({ err: reason }, 'audit export failed');
   } finally {
     res.off('close', onClose);
-    if (res.headersSent) {
-      await ctx.recorder.record({
-        type: 'export.created',
-        actor: actorOf(id),
-        source: requestSource(ctx, req),
-        data: {
-          ...asked, ...summary, bytes: tap.bytes, sha256: tap.hash.digest('hex'), complete: failure === null,
-          ...(failure !== null ? { reason: failure.slice(0, 500) } : {}),
-        },
-      }).catch((err: unknown) => ctx.logger.error({ err: errorMessage(err) }, 'cannot record export.created'));
-    }
+    await spooled?.remove();
   }
 }
 

@@ -240,12 +240,13 @@ class SpanCheck {
     if (!this.keyIds.includes(v.data.key_id)) this.keyIds.push(v.data.key_id);
   }
 
-  payload(e: AuditEvent, text: string | null): void {
-    if (text === null) {
+  /** `sha256`: of the payload's canonical JSON; null when it was pruned. */
+  payload(e: AuditEvent, sha256: string | null): void {
+    if (sha256 === null) {
       this.payloadsPruned++;
       return;
     }
-    if (createHash('sha256').update(text, 'utf8').digest('hex') !== e.payload_sha256) this.fail(e.seq, 'payload mismatch: the stored payload does not match its payload_sha256');
+    if (sha256 !== e.payload_sha256) this.fail(e.seq, 'payload mismatch: the stored payload does not match its payload_sha256');
   }
 
   finish(): ExportVerification {
@@ -342,12 +343,12 @@ async function spoolInto(dir: string, store: Pick<Store, 'readEvents' | 'readPay
       check.payload(e, null);
       return;
     }
-    const text = canonicalJson(payload);
-    check.payload(e, text);
-    const bytes = Buffer.from(text, 'utf8');
+    const bytes = Buffer.from(canonicalJson(payload), 'utf8');
+    const sha = createHash('sha256').update(bytes).digest();
+    check.payload(e, sha.toString('hex'));
     const i = payloadSeqs.length;
     if (payloadShas.length < 32 * (i + 1)) payloadShas = Buffer.concat([payloadShas, Buffer.alloc(payloadShas.length)]);
-    createHash('sha256').update(bytes).digest().copy(payloadShas, 32 * i);
+    sha.copy(payloadShas, 32 * i);
     payloadSeqs.push(e.seq);
     payloadOffsets.push(payloads.size);
     payloadSizes.push(bytes.length);
