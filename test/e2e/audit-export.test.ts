@@ -213,6 +213,11 @@ describe('hoop audit export --format', () => {
     // The export reads up to the head as it began: events after that (its own export.created) are not in it.
     expect(lines).toEqual(events.slice(0, lines.length).map((e) => canonicalJson(e.payload_sha256 ? { ...e, payload: e.payload ?? null } : e)));
     expect(lines.length).toBeGreaterThan(10);
+    // -o - writes the same bytes to stdout; on a terminal a progress line goes to stderr, never to stdout.
+    const out = await runHoop(['audit', 'export', '--since', since, '--until', until_, '--connection', 'bank', '-o', '-'], { ...as('carol'), tty: true });
+    expect(out.code).toBe(0);
+    expect(out.stdout).toBe(readFileSync(r.path, 'utf8'));
+    expect(out.stderr).toMatch(/exporting: .*\r\u001b\[2KExported .* \(jsonl\) to stdout; sha256 [0-9a-f]{64}\n$/s);
   });
 
   it('csv: one row per statement, read back by Python\'s csv module', async () => {
