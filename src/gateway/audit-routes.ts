@@ -23,13 +23,14 @@ import { CsvExport } from '../audit/export/csv.js';
 import { jsonlLine } from '../audit/export/jsonl.js';
 import { ocsfLine } from '../audit/export/ocsf.js';
 import { readPages, withPayloads } from '../audit/export/source.js';
-import { EXPORT_FORMATS, computeSpan, matchesFilters, type ExportFormat, type ExportQuery } from '../audit/export/span.js';
+import { EXPORT_FORMATS, computeSpan, matchesFilters, rangeSeqs, type ExportFormat, type ExportQuery } from '../audit/export/span.js';
 import type { AuditEvent } from '../audit/event.js';
 import { HoopError, UsageError, errorMessage } from '../errors.js';
 import { actorOf, type Identity } from '../identity/identity.js';
 import { hoopVersion } from '../version.js';
 import { DeniedError, requestSource } from './access.js';
 import { mayReadAuditLog } from './authz.js';
+import { HttpError } from './http.js';
 import type { ApiContext } from './routes.js';
 import { single, timestamp } from './routes.js';
 
@@ -92,9 +93,11 @@ export async function auditExport(ctx: ApiContext, id: Identity, req: IncomingMe
     ctx.recorder.record({ type: 'export.created', actor: actorOf(id), source: requestSource(ctx, req), data: { ...asked, ...data, bytes: tap.bytes, sha256: tap.hash.digest('hex') } });
   let summary: Record<string, unknown> = {};
   let spooled: SpooledBundle | null = null;
+  let release = () => {};
   try {
     let body: AsyncIterable<Buffer>;
     if (q.format === 'bundle') {
+      release = holdBundleSlot(parts);
       const bound = await anchoredHead(ctx, parts, createdAt);
       const span = await computeSpan(ctx.store, q, bound);
       spooled = await spoolBundle(ctx.store, parts.signer, {
@@ -130,7 +133,26 @@ export async function auditExport(ctx: ApiContext, id: Identity, req: IncomingMe
   } finally {
     res.off('close', onClose);
     await spooled?.remove();
+    release();
   }
+}
+
+/** Bundles spooled at once by one gateway: each takes the temp dir's space and a store reader. */
+export const MAX_CONCURRENT_BUNDLES = 2;
+const bundlesRunning = new WeakMap<ExportParts, number>();
+
+/** Takes one of the gateway's bundle slots, or refuses (429); returns its (idempotent) release. */
+function holdBundleSlot(parts: ExportParts): () => void {
+  const n = bundlesRunning.get(parts) ?? 0;
+  if (n >= MAX_CONCURRENT_BUNDLES) {
+    throw new HttpError(429, 'HOOP_AUDIT_UNAVAILABLE', `${MAX_CONCURRENT_BUNDLES} bundle exports are running on this gateway; try again when one has ended`);
+  }
+  bundlesRunning.set(parts, n + 1);
+  let held = true;
+  return () => {
+    if (held) bundlesRunning.set(parts, (bundlesRunning.get(parts) ?? 1) - 1);
+    held = false;
+  };
 }
 
 /**
@@ -156,7 +178,8 @@ async function* lines(ctx: ApiContext, q: ExportQuery, bound: number, counts: { 
   const lineOf = (e: AuditEvent, payload: Parameters<typeof jsonlLine>[1]): string =>
     q.format === 'jsonl' ? jsonlLine(e, payload) : q.format === 'cef' ? cefLine(e, version) : ocsfLine(e, version);
   const wantPayload = q.format === 'jsonl' ? (e: AuditEvent) => matchesFilters(e, q) : () => false;
-  for await (const page of readPages(ctx.store, { afterSeq: 0, beforeSeq: bound + 1, since: q.since, until: q.until }, signal)) {
+  const seqs = await rangeSeqs(ctx.store, q, bound);
+  for await (const page of readPages(ctx.store, { afterSeq: seqs.after, beforeSeq: seqs.before, since: q.since, until: q.until }, signal)) {
     for await (const { event: e, payload } of withPayloads(ctx.store, page, wantPayload)) {
       const matches = matchesFilters(e, q);
       if (csv) {

@@ -16,7 +16,7 @@ import type { AuditEvent, UnsealedEvent } from '../../src/audit/event.js';
 import { fullLineOf, stubLineOf } from '../../src/audit/export/bundle.js';
 import { cefHeaderEscape, cefLine } from '../../src/audit/export/cef.js';
 import { ocsfClassOf, ocsfEvent } from '../../src/audit/export/ocsf.js';
-import { computeSpan, matchesFilters } from '../../src/audit/export/span.js';
+import { computeSpan, matchesFilters, rangeSeqs } from '../../src/audit/export/span.js';
 import { tarEnd, tarPadding, ustarHeader } from '../../src/audit/export/tar.js';
 import { SqliteStore } from '../../src/store/sqlite.js';
 import { parseCef } from '../helpers/cef.js';
@@ -168,6 +168,9 @@ describe('the span over a real store', () => {
   it('an empty range still has a span: anchor to anchor', async () => {
     const store = await storeWith(['e', 'c', 'e', 'c', 'e'], [minute(0), minute(1), minute(2), minute(3), minute(30)]);
     expect(await computeSpan(store, { since: minute(10), until: minute(20) }, 4)).toEqual({ first_seq: 3, last_seq: 4, start_checkpoint: 4 });
+    // The range is found from checkpoints well outside it (by the time index), not by scanning from seq 1.
+    expect(await rangeSeqs(store, { since: minute(10), until: minute(20) }, 4)).toEqual({ after: 4, before: 5 });
+    expect(await rangeSeqs(store, { since: minute(0), until: minute(1) }, 4)).toEqual({ after: 0, before: 5 });
     expect(await computeSpan(store, { since: '2020-01-01T00:00:00.000Z', until: '2020-01-02T00:00:00.000Z' }, 4)).toEqual({ first_seq: 1, last_seq: 2, start_checkpoint: null });
     await store.close();
   });

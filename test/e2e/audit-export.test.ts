@@ -192,14 +192,22 @@ describe('hoop audit export --bundle', () => {
       data: { query_id: `q${i}`, outcome: 'ok', rows: 1, bytes: 200_000 }, payload: { 'result.sets': [{ columns: ['x'], rows: [[randomBytes(150_000).toString('base64')]] }] },
     })));
     const before = (await gw.store.readEvents({ types: ['export.created'] })).length;
-    const res = await request(`${gw.url}/api/v1/audit/export?format=bundle&since=${encodeURIComponent(since)}&until=${encodeURIComponent(new Date(Date.now() + 1000).toISOString())}`, {
-      headers: { authorization: `Bearer ${gw.keys['carol']}` },
-    });
-    expect(res.statusCode).toBe(200);
+    const url = `${gw.url}/api/v1/audit/export?format=bundle&since=${encodeURIComponent(since)}&until=${encodeURIComponent(new Date(Date.now() + 1000).toISOString())}`;
+    const open = () => request(url, { headers: { authorization: `Bearer ${gw.keys['carol']}` } });
+    const [res, other] = await Promise.all([open(), open()]);
+    expect([res.statusCode, other.statusCode]).toEqual([200, 200]);
+    // Two bundles are being sent (neither client reads): a third waits its turn.
+    const third = await open();
+    expect(third.statusCode).toBe(429);
+    expect(await third.body.json()).toMatchObject({ error: { code: 'HOOP_AUDIT_UNAVAILABLE' } });
     for await (const _chunk of res.body) break; // first chunk, then hang up
     res.body.destroy();
-    const cut = await until(async () => (await gw.store.readEvents({ types: ['export.created'] })).slice(before)[0], { timeoutMs: 10_000, what: 'export.created of the cut export' });
-    expect(cut.data).toMatchObject({ format: 'bundle', complete: false, reason: 'the client went away before the end' });
+    other.body.destroy();
+    const cut = await until(async () => {
+      const got = (await gw.store.readEvents({ types: ['export.created'] })).slice(before);
+      return got.length === 2 && got;
+    }, { timeoutMs: 10_000, what: 'export.created of both cut exports' });
+    for (const e of cut) expect(e.data).toMatchObject({ format: 'bundle', complete: false, reason: 'the client went away before the end' });
     await until(() => !readdirSync(spoolRoot).some((d) => d.startsWith('hoop-export-')), { what: 'the spool directory removed' });
   });
 });

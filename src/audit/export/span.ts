@@ -83,12 +83,28 @@ async function one(store: Reader, filter: Parameters<Store['readEvents']>[0]): P
   return (await store.readEvents({ ...filter, limit: 1, payload: false }))[0] ?? null;
 }
 
+/** How far event times may stray from seq order (clocks of replicas): the seq bounds below allow for it. */
+const CLOCK_SLACK_MS = 5 * 60_000;
+
 /**
- * The span of a bundle over the range of `q`, reading at most seq `bound` (a checkpoint). Four
- * indexed reads: the range's first and last events, the checkpoint before, the checkpoint after.
+ * Seqs that bracket the range, found through the checkpoints' (type, time) index so that neither
+ * an export nor its span scans the log from its start or end by seq: `after` is a checkpoint well
+ * before `since` (0 if none), `before` one well after `until` (bound + 1 if none).
+ */
+export async function rangeSeqs(store: Reader, q: Pick<ExportQuery, 'since' | 'until'>, bound: number): Promise<{ after: number; before: number }> {
+  const shift = (t: string, ms: number) => new Date(Date.parse(t) + ms).toISOString();
+  const lower = await one(store, { types: ['checkpoint'], until: shift(q.since, -CLOCK_SLACK_MS), beforeSeq: bound + 1, newestFirst: true });
+  const upper = await one(store, { types: ['checkpoint'], since: shift(q.until, CLOCK_SLACK_MS), beforeSeq: bound + 1 });
+  return { after: lower?.seq ?? 0, before: upper ? upper.seq : bound + 1 };
+}
+
+/**
+ * The span of a bundle over the range of `q`, reading at most seq `bound` (a checkpoint): the
+ * range's first and last events, the checkpoint before, the checkpoint after.
  */
 export async function computeSpan(store: Reader, q: Pick<ExportQuery, 'since' | 'until'>, bound: number): Promise<Span> {
-  const range = { since: q.since, until: q.until, beforeSeq: bound + 1 };
+  const seqs = await rangeSeqs(store, q, bound);
+  const range = { since: q.since, until: q.until, afterSeq: seqs.after, beforeSeq: seqs.before };
   const first = await one(store, range);
   const last = first && (await one(store, { ...range, newestFirst: true }));
   let start: AuditEvent | null;
