@@ -88,9 +88,9 @@ export async function auditExport(ctx: ApiContext, id: Identity, req: IncomingMe
     if (!res.writableFinished) aborted.abort(new Error('the client went away'));
   };
   res.on('close', onClose);
-  const tap = { hash: createHash('sha256'), bytes: 0 };
+  const tap = { hash: createHash('sha256'), bytes: 0, sha256: null as string | null };
   const record = (data: Record<string, unknown>) =>
-    ctx.recorder.record({ type: 'export.created', actor: actorOf(id), source: requestSource(ctx, req), data: { ...asked, ...data, bytes: tap.bytes, sha256: tap.hash.digest('hex') } });
+    ctx.recorder.record({ type: 'export.created', actor: actorOf(id), source: requestSource(ctx, req), data: { ...asked, ...data, bytes: tap.bytes, sha256: (tap.sha256 ??= tap.hash.digest('hex')) } });
   let summary: Record<string, unknown> = {};
   let spooled: SpooledBundle | null = null;
   let release = () => {};

@@ -127,7 +127,7 @@ export function openApiDocument(): object {
                 'application/gzip': { schema: { type: 'string', format: 'binary' }, description: 'bundle' },
               },
             },
-            400: error, 403: error, ...authed,
+            400: error, 403: error, 429: { ...error, description: 'Two bundles are being spooled on this gateway already' }, ...authed,
           },
         },
       },
