@@ -11,6 +11,7 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import Database from 'better-sqlite3';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { canonicalJson } from '../../src/audit/chain.js';
@@ -181,6 +182,22 @@ describe('hoop audit export --bundle', () => {
     const rows = readFileSync(join(dir, 'summary.csv'), 'utf8').split('\r\n').filter((l) => l.startsWith('20'));
     expect(rows.every((l) => l.includes(',apikey:alice,'))).toBe(true);
     expect(manifest.filters).toEqual({ user: 'alice', connection: null });
+  });
+
+  it('a payload pruned by retention is listed as pruned, and the bundle still checks', async () => {
+    const end = (await gw.store.readEvents({ since, until: until_, types: ['query.end'] })).find((e) => e.payload_sha256)!;
+    const db = new Database(join(gw.dir, 'hoop.db'));
+    db.prepare('DELETE FROM event_payloads WHERE seq = ?').run(end.seq); // what audit.retention.payloads does
+    db.close();
+    const r = await exportTo('pruned.tar.gz', ['--bundle']);
+    expect(r.code).toBe(0);
+    const dir = await extract(r.path);
+    const manifest = await standardChecks(dir);
+    expect(manifest.pruned_payloads).toEqual([end.seq]);
+    expect(manifest.counts.payloads_pruned).toBe(1);
+    expect(readdirSync(join(dir, 'payloads'))).not.toContain(`${end.seq}.json`);
+    expect(readFileSync(join(dir, 'events.jsonl'), 'utf8')).toContain(`"payload_sha256":"${end.payload_sha256}"`);
+    expect((await gw.store.readEvents({ types: ['export.created'] })).at(-1)!.data).toMatchObject({ verified: true, counts: { payloads_pruned: 1 } });
   });
 
   it('a client that goes away mid-bundle leaves no spool behind, and the export is recorded as incomplete', async () => {
