@@ -297,3 +297,24 @@ describe('hoop audit export --format', () => {
     expect((await runHoop(['audit', 'export', '--since', '2h', '--until', '1h', '--bundle', '--format', 'csv', '-o', '-'], as('carol'))).code).toBe(2);
   });
 });
+
+describe('a log that was tampered with', () => {
+  it('is still exported, as evidence, and the export says where the chain breaks', async () => {
+    const victim = (await gw.store.readEvents({ since, until: until_, types: ['query.start'] })).at(-1)!;
+    const db = new Database(join(gw.dir, 'hoop.db'));
+    db.exec('DROP TRIGGER events_no_update');
+    db.prepare(`UPDATE events SET data = json_set(data, '$.statement', 'SELECT 1') WHERE seq = ?`).run(victim.seq);
+    db.close();
+    const r = await exportTo('tampered.tar.gz', ['--bundle']);
+    expect(r.code).toBe(0);
+    const dir = await extract(r.path);
+    await run('sha256sum', ['-c', 'SHA256SUMS'], { cwd: dir }); // what was exported is intact; what it says is not
+    await expect(readmePython(dir)).rejects.toThrow();
+    const created = (await gw.store.readEvents({ types: ['export.created'] })).at(-1)!;
+    expect(created.data).toMatchObject({ complete: true, verified: false });
+    const report = readFileSync(join(dir, 'report.html'), 'utf8');
+    expect(report).toMatch(/FAILED/);
+    expect(report).toContain('hash mismatch: the event content does not match its hash');
+    expect(created.data['verified']).toBe(false);
+  });
+});
