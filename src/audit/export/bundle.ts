@@ -90,11 +90,13 @@ export interface SpooledBundle {
   remove(): Promise<void>;
 }
 
-/** A file written in large chunks, hashed as it is written. */
+/** A file written in large chunks, hashed as it is written. Text is gathered as a string, so a line costs no Buffer of its own. */
 class SpoolFile {
+  private text = '';
   private chunks: Buffer[] = [];
   private pending = 0;
   private readonly hash = createHash('sha256');
+  /** Bytes written so far (text counted as UTF-8). */
   size = 0;
 
   private constructor(readonly path: string, private readonly fh: FileHandle) {}
@@ -104,20 +106,34 @@ class SpoolFile {
   }
 
   async write(data: string | Buffer): Promise<void> {
-    const b = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
-    if (b.length === 0) return;
-    this.hash.update(b);
-    this.size += b.length;
-    this.chunks.push(b);
-    this.pending += b.length;
+    if (typeof data === 'string') {
+      this.text += data;
+      this.size += Buffer.byteLength(data, 'utf8');
+      if (this.text.length >= 1 << 18) this.takeText();
+    } else {
+      this.takeText();
+      this.chunks.push(data);
+      this.pending += data.length;
+      this.size += data.length;
+    }
     if (this.pending >= 1 << 20) await this.flush();
   }
 
+  private takeText(): void {
+    if (this.text === '') return;
+    const b = Buffer.from(this.text, 'utf8');
+    this.text = '';
+    this.chunks.push(b);
+    this.pending += b.length;
+  }
+
   private async flush(): Promise<void> {
+    this.takeText();
     if (this.pending === 0) return;
     const b = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.pending);
     this.chunks = [];
     this.pending = 0;
+    this.hash.update(b);
     await this.fh.write(b);
   }
 
