@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, inject, it } from 'vitest';
 import { canonicalJson, computeHash } from '../../src/audit/chain.js';
 import type { AuditEvent, UnsealedEvent } from '../../src/audit/event.js';
 import { fullLineOf, stubLineOf } from '../../src/audit/export/bundle.js';
@@ -18,7 +18,10 @@ import { cefHeaderEscape, cefLine } from '../../src/audit/export/cef.js';
 import { ocsfClassOf, ocsfEvent } from '../../src/audit/export/ocsf.js';
 import { computeSpan, matchesFilters, rangeSeqs } from '../../src/audit/export/span.js';
 import { tarEnd, tarPadding, ustarHeader } from '../../src/audit/export/tar.js';
+import { openStore } from '../../src/store/index.js';
 import { SqliteStore } from '../../src/store/sqlite.js';
+import type { Store } from '../../src/store/store.js';
+import { createTestDatabase } from '../helpers/postgres.js';
 import { parseCef } from '../helpers/cef.js';
 
 const run = promisify(execFile);
@@ -135,9 +138,23 @@ describe('filters', () => {
   });
 });
 
-describe('the span over a real store', () => {
-  async function storeWith(spec: ('e' | 'c')[], times?: string[]): Promise<SqliteStore> {
-    const store = new SqliteStore(join(dir, `${randomUUID()}.db`));
+const upstream = inject('upstream');
+const pgDatabases: Awaited<ReturnType<typeof createTestDatabase>>[] = [];
+afterAll(async () => {
+  for (const db of pgDatabases) await db.drop();
+});
+
+describe.each(['sqlite', 'postgres'])('the span over a real %s store', (kind) => {
+  async function storeWith(spec: ('e' | 'c')[], times?: string[]): Promise<Store> {
+    let store: Store;
+    if (kind === 'sqlite') {
+      store = new SqliteStore(join(dir, `${randomUUID()}.db`));
+    } else {
+      // One database per store: each starts its own chain.
+      const db = await createTestDatabase(upstream, 'hoop_xspan');
+      pgDatabases.push(db);
+      store = await openStore(`postgres://${db.info.users.trust}@${db.info.host}:${db.info.port}/${db.info.database}`);
+    }
     await store.migrate();
     const sealed: AuditEvent[] = [];
     for (const [i, kind] of spec.entries()) {
