@@ -295,6 +295,15 @@ describe('hoop audit export --format', () => {
     const bad = await runHoop(['audit', 'export', '--since', 'yesterday', '--until', '1h', '-o', '-'], as('carol'));
     expect(bad.code).toBe(2);
     expect((await runHoop(['audit', 'export', '--since', '2h', '--until', '1h', '--bundle', '--format', 'csv', '-o', '-'], as('carol'))).code).toBe(2);
+    const rejected = await runHoop(['audit', 'export', '--since', '2h', '--until', '1h', '-o', '-'], { env: { HOOP_GATEWAY: gw.url, HOOP_TOKEN: 'hoop_not-a-key' } });
+    expect(rejected.code).toBe(4);
+    // The API refuses what it cannot read exactly.
+    const api = (q: string) => request(`${gw.url}/api/v1/audit/export?${q}`, { headers: { authorization: `Bearer ${gw.keys['carol']}` } }).then(async (r) => ({ status: r.statusCode, body: (await r.body.json()) as any }));
+    expect(await api('format=jsonl&since=2026-01-01T00:00:00Z')).toMatchObject({ status: 400, body: { error: { message: 'since and until are required (RFC 3339)' } } });
+    expect((await api('format=xml&since=2026-01-01T00:00:00Z&until=2026-01-02T00:00:00Z')).status).toBe(400);
+    expect((await api('since=2026-01-02T00:00:00Z&until=2026-01-01T00:00:00Z')).status).toBe(400);
+    expect((await api('since=2026-01-01T00:00:00Z&until=2026-01-02T00:00:00Z&limit=5')).body.error.message).toMatch(/^unknown query parameter "limit"/);
+    expect((await api('since=2026-01-01T00:00:00Z&until=2026-01-02T00:00:00Z&connection=Bad%20Name')).status).toBe(400);
   });
 });
 
