@@ -110,6 +110,7 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
     const signer = loadSigner(config.audit.signing_key);
     // Kept outside the log (log shipping, a runbook), it is what a verifier should trust.
     logger.info({ key_id: signer.keyId }, 'audit checkpoints are signed with this key');
+    const checkpointer = new Checkpointer({ store, recorder, signer, intervalMs: config.audit.checkpoint_interval, logger });
     const parts = liveParts(config, ensureMaskingKey(maskingKeyPath(config.audit.signing_key), logger));
     const configs = new ConfigHolder(buildLiveConfig(config, parts));
     rolesNow = () => configs.current().config.roles;
@@ -117,12 +118,11 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
     const file = config.path;
     const reloadFrom = options.reloadFrom ?? (file !== null ? () => loadConfig(file) : null);
     const reloader = new ConfigReloader({ holder: configs, load: reloadFrom, build: (c) => buildLiveConfig(c, parts), recorder, logger });
-    const checkpointer = new Checkpointer({ store, recorder, signer, intervalMs: config.audit.checkpoint_interval, logger });
     const shared = {
       store, recorder, metrics, logger, kills, notifier, approvals, configs, reloader,
-      audit: { checkpointer, signer },
       authFailures: new FailureLimiter(AUTH_FAILURE_BURST, 60_000),
       denials: new FailureLimiter(AUTH_FAILURE_BURST, 60_000),
+      audit: { checkpointer, signer },
     };
     // A request reads one snapshot for its whole life (live-config.ts).
     const requestContext = (): ApiContext => {

@@ -36,6 +36,8 @@ export interface ApiContext {
   config: GatewayConfig;
   store: Store;
   recorder: AuditRecorder;
+  /** What exports need: the checkpointer (a bundle's span ends at a fresh checkpoint) and the signing key. */
+  audit: ExportParts;
   authn: AuthenticatorChain;
   /** The config in effect now, and the reload that replaces it. */
   configs: ConfigHolder;
@@ -54,8 +56,6 @@ export interface ApiContext {
   approvals: ApprovalService;
   /** Whose X-Forwarded-For is believed (trusted_proxies). */
   proxies: TrustedProxies;
-  /** What exports need: the checkpointer (a bundle's span ends at a fresh checkpoint) and the signing key. */
-  audit: ExportParts;
 }
 
 type Handler = (ctx: ApiContext, req: IncomingMessage, res: ServerResponse, params: { url: URL; match: RegExpExecArray; body: Buffer }) => Promise<void>;
