@@ -22,7 +22,9 @@ import type { AuditEvent, EventPayload } from '../event.js';
 import { ReportBuilder } from '../report.js';
 import { StatementSummarizer, SUMMARY_CSV_HEADER, summaryCsvLine, type StatementRow } from '../summary.js';
 import type { Store } from '../../store/store.js';
+import { readmeText } from './readme.js';
 import { readPages, withPayloads } from './source.js';
+import { NumberList, SpoolFile } from './spool.js';
 import { inRange, matchesFilters, type ExportQuery, type Span } from './span.js';
 import { BLOCK, tarEnd, tarPadding, ustarHeader } from './tar.js';
 
@@ -88,94 +90,6 @@ export interface SpooledBundle {
   tarSize: number;
   /** Removes the spool; idempotent. */
   remove(): Promise<void>;
-}
-
-/** A file written in large chunks, hashed as it is written. Text is gathered as a string, so a line costs no Buffer of its own. */
-class SpoolFile {
-  private text = '';
-  private chunks: Buffer[] = [];
-  private pending = 0;
-  private readonly hash = createHash('sha256');
-  /** Bytes written so far (text counted as UTF-8). */
-  size = 0;
-
-  private constructor(readonly path: string, private readonly fh: FileHandle) {}
-
-  static async create(path: string): Promise<SpoolFile> {
-    return new SpoolFile(path, await open(path, 'wx', 0o600));
-  }
-
-  async write(data: string | Buffer): Promise<void> {
-    if (typeof data === 'string') {
-      this.text += data;
-      this.size += Buffer.byteLength(data, 'utf8');
-      if (this.text.length >= 1 << 18) this.takeText();
-    } else {
-      this.takeText();
-      this.chunks.push(data);
-      this.pending += data.length;
-      this.size += data.length;
-    }
-    if (this.pending >= 1 << 20) await this.flush();
-  }
-
-  private takeText(): void {
-    if (this.text === '') return;
-    const b = Buffer.from(this.text, 'utf8');
-    this.text = '';
-    this.chunks.push(b);
-    this.pending += b.length;
-  }
-
-  private async flush(): Promise<void> {
-    this.takeText();
-    if (this.pending === 0) return;
-    const b = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.pending);
-    this.chunks = [];
-    this.pending = 0;
-    this.hash.update(b);
-    await this.fh.write(b);
-  }
-
-  /** Flushes and closes; the SHA-256 of everything written. */
-  async close(): Promise<string> {
-    await this.flush();
-    await this.fh.close();
-    return this.hash.digest('hex');
-  }
-}
-
-/** A growable list of numbers (seqs) without an object per item. */
-class NumberList {
-  private a = new Float64Array(1024);
-  length = 0;
-  push(n: number): void {
-    if (this.length === this.a.length) {
-      const b = new Float64Array(this.a.length * 2);
-      b.set(this.a);
-      this.a = b;
-    }
-    this.a[this.length++] = n;
-  }
-  at(i: number): number {
-    return this.a[i]!;
-  }
-  toArray(): number[] {
-    return Array.from(this.a.subarray(0, this.length));
-  }
-  /** Whether a sorted list holds n. */
-  has(n: number): boolean {
-    let lo = 0;
-    let hi = this.length - 1;
-    while (lo <= hi) {
-      const mid = (lo + hi) >> 1;
-      const v = this.a[mid]!;
-      if (v === n) return true;
-      if (v < n) lo = mid + 1;
-      else hi = mid - 1;
-    }
-    return false;
-  }
 }
 
 /** The hashed members of an event in canonical order (chain.ts hashedBody), `hash` placed where a line sorts it. */
@@ -460,87 +374,4 @@ export async function* bundleTar(bundle: SpooledBundle, signal?: AbortSignal): A
   } finally {
     for (const fh of files.values()) await fh.close().catch(() => {});
   }
-}
-
-/** README.txt: how an examiner checks the bundle, with hoop and with standard tools alone. */
-export function readmeText(m: Manifest): string {
-  const filters = [m.filters.user !== null ? `user ${m.filters.user}` : null, m.filters.connection !== null ? `connection ${m.filters.connection}` : null].filter(Boolean).join(', ') || 'none';
-  return `hoop audit bundle (${m.format})
-=====================================
-
-Created ${m.created_at} by ${m.created_by.email ?? m.created_by.subject} on a hoop gateway ${m.gateway_version}.
-Range: ${m.range.since} (inclusive) to ${m.range.until} (exclusive). Filters: ${filters}.
-Events ${m.span.first_seq} to ${m.span.last_seq} of the gateway's hash-chained audit log:
-${m.counts.events_full} in full, ${m.counts.events_omitted} omitted (stub lines), ${m.counts.statements} statements,
-${m.counts.payloads} recorded results, ${m.counts.payloads_pruned} results pruned by retention.
-SHA256SUMS is signed by key ${m.signing_key_id}.
-
-Open report.html in a browser for the overview (it needs no network and no scripts).
-summary.csv has one row per statement; payloads/<seq>.json holds what the statement whose
-query.end event has that seq returned to the client, exactly as recorded.
-
-What to trust: compare the key ids that signed (keys/*.pem, named by key id) with the key id the
-gateway operator keeps on record outside the log (the gateway logs it at start:
-"audit checkpoints are signed with this key"). A key id is the hex SHA-256 of the raw 32-byte
-Ed25519 public key.
-
-1. With hoop
-------------
-    hoop audit verify bundle.tar.gz --key ${m.signing_key_id}
-
-It checks everything below and prints VERIFIED, or FAILED with the first failing event and why
-(exit code 10).
-
-2. With standard tools only
----------------------------
-    mkdir bundle && tar xzf bundle.tar.gz -C bundle && cd bundle
-
-a) Every file is the one that was exported:
-
-    sha256sum -c SHA256SUMS
-
-b) SHA256SUMS was signed by the gateway's key (OpenSSL 3):
-
-    openssl pkeyutl -verify -pubin -inkey keys/${m.signing_key_id}.pem -rawin -in SHA256SUMS -sigfile SHA256SUMS.sig
-
-c) The events are a piece of one hash chain. events.jsonl has one JSON object per line, for
-   every seq from ${m.span.first_seq} to ${m.span.last_seq} with no gap. For each event
-
-       hash = SHA-256 hex of UTF-8( prev_hash + canonical JSON of the event without "hash" )
-
-   where canonical JSON has object keys sorted and no whitespace, and each line's prev_hash is
-   the previous line's hash (64 zeros for seq 1). In Python 3 (json.dumps with these arguments
-   writes the same bytes as hoop for the values hoop records):
-
-       import hashlib, json
-       prev = None
-       for text in open('events.jsonl', encoding='utf-8'):
-           e = json.loads(text)
-           assert prev is None or e['prev_hash'] == prev, e['seq']
-           if not e.get('omitted'):
-               body = {k: v for k, v in e.items() if k != 'hash'}
-               canon = json.dumps(body, sort_keys=True, separators=(',', ':'), ensure_ascii=False)
-               assert hashlib.sha256((e['prev_hash'] + canon).encode('utf-8')).hexdigest() == e['hash'], e['seq']
-           prev = e['hash']
-
-   A line {"hash":...,"omitted":true,"prev_hash":...,"seq":N} is a STUB: an event in the span
-   that this export leaves out (outside the range, or not matching the filters). Its content is
-   not in the bundle, so its hash cannot be recomputed, but the chain still runs through it: its
-   prev_hash is the previous line's hash and the next line's prev_hash is its hash, so nothing
-   was removed, added or reordered between the anchors.
-
-d) A recorded result matches its event: for an event with "payload_sha256",
-
-       sha256sum payloads/<seq>.json
-
-   prints that value. A seq listed in manifest.json "pruned_payloads" had its result deleted by
-   the gateway's retention; its event still says how many rows and bytes were returned.
-
-e) Signed checkpoints anchor the chain. A "checkpoint" event's data holds seq, hash, key_id,
-   public_key (base64) and signature (base64 Ed25519 over the UTF-8 text
-   "hoop-checkpoint-v1\\n<seq>\\n<hash>"), and vouches that the event at that seq had that hash.
-   The first line (seq ${m.span.first_seq}) is the head a checkpoint in this bundle vouches for
-   (or seq 1, whose prev_hash is 64 zeros), and the last line is a checkpoint: so the span can be
-   neither cut short nor extended without the key.
-`;
 }
