@@ -16,6 +16,7 @@ import type { AuditEvent, UnsealedEvent } from '../../src/audit/event.js';
 import { fullLineOf, stubLineOf } from '../../src/audit/export/bundle.js';
 import { cefHeaderEscape, cefLine } from '../../src/audit/export/cef.js';
 import { ocsfClassOf, ocsfEvent } from '../../src/audit/export/ocsf.js';
+import { readPages, withPayloads } from '../../src/audit/export/source.js';
 import { computeSpan, matchesFilters, rangeSeqs } from '../../src/audit/export/span.js';
 import { tarEnd, tarPadding, ustarHeader } from '../../src/audit/export/tar.js';
 import { openStore } from '../../src/store/index.js';
@@ -190,5 +191,72 @@ describe.each(['sqlite', 'postgres'])('the span over a real %s store', (kind) =>
     expect(await rangeSeqs(store, { since: minute(0), until: minute(1) }, 4)).toEqual({ after: 0, before: 5 });
     expect(await computeSpan(store, { since: '2020-01-01T00:00:00.000Z', until: '2020-01-02T00:00:00.000Z' }, 4)).toEqual({ first_seq: 1, last_seq: 2, start_checkpoint: null });
     await store.close();
+  });
+});
+
+describe('reading with bounded memory', () => {
+  /** A store of `n` events whose statements weigh `bytes(seq)`, recording the page sizes asked for. */
+  function fakeStore(n: number, bytes: (seq: number) => number) {
+    const limits: number[] = [];
+    const payloadCalls: number[][] = [];
+    const store = {
+      async readEvents(f: { afterSeq?: number; beforeSeq?: number; limit?: number }) {
+        limits.push(f.limit!);
+        const out: AuditEvent[] = [];
+        for (let s = (f.afterSeq ?? 0) + 1; s < Math.min(f.beforeSeq ?? Infinity, n + 1) && out.length < f.limit!; s++) {
+          out.push({ ...sealedLike({ seq: s, data: { statement: 'x'.repeat(bytes(s)), bytes: 1_000_000 } }), payload_sha256: 'c'.repeat(64) });
+        }
+        return out;
+      },
+      async readPayloads(seqs: readonly number[]) {
+        payloadCalls.push([...seqs]);
+        return new Map(seqs.map((s) => [s, { 'result.sets': [s] }]));
+      },
+    };
+    return { store, limits, payloadCalls };
+  }
+
+  it('pages shrink when events are large and grow back when they are small; payloads come a few at a time', async () => {
+    // 300 small events, then 200 of a megabyte each (a hostile session's statements), then small again.
+    const { store, limits, payloadCalls } = fakeStore(2000, (s) => (s > 300 && s <= 500 ? 1_000_000 : 10));
+    let seen = 0;
+    let largestPageBytes = 0;
+    for await (const page of readPages(store, { afterSeq: 0, beforeSeq: 2001 })) {
+      largestPageBytes = Math.max(largestPageBytes, page.reduce((n, e) => n + String(e.data['statement']).length, 0));
+      for await (const { event, payload } of withPayloads(store, page, (e) => e.seq % 2 === 0)) {
+        expect(event.seq).toBe(++seen);
+        expect(payload).toEqual(event.seq % 2 === 0 ? { 'result.sets': [event.seq] } : undefined);
+      }
+    }
+    expect(seen).toBe(2000);
+    expect(Math.max(...limits)).toBeLessThanOrEqual(1000);
+    // After the first large page, pages hold about 8 MiB of them, not hundreds of megabytes.
+    expect(largestPageBytes).toBeLessThan(300 * 1_000_000);
+    expect(limits.some((l) => l <= 16)).toBe(true);
+    expect(limits.at(-1)).toBeGreaterThan(100);
+    // Each payload batch is at most 16 events and about 16 MiB by the events' own byte counts.
+    expect(Math.max(...payloadCalls.map((c) => c.length))).toBeLessThanOrEqual(8);
+    expect(payloadCalls.flat()).toEqual(Array.from({ length: 1000 }, (_, i) => 2 * (i + 1)));
+  });
+
+  it("uses the store's byte-bounded pages where it has them, and keeps to the seqs and times asked for", async () => {
+    const { store } = fakeStore(3000, () => 10);
+    const asked: { afterSeq: number; limit: number; maxBytes: number }[] = [];
+    const paged = {
+      ...store,
+      async readEventPage(p: { afterSeq: number; limit: number; maxBytes: number }) {
+        asked.push(p);
+        const events = (await store.readEvents({ afterSeq: p.afterSeq, limit: 100 })).filter((e) => e.seq <= 3000);
+        return { events, next: events.length === 100 ? events.at(-1)!.seq : null };
+      },
+    };
+    const seqs: number[] = [];
+    for await (const page of readPages(paged, { afterSeq: 150, beforeSeq: 420, since: '2026-01-01T00:00:00.000Z', until: '2027-01-01T00:00:00.000Z' })) seqs.push(...page.map((e) => e.seq));
+    expect(seqs).toEqual(Array.from({ length: 269 }, (_, i) => 151 + i));
+    expect(asked.map((p) => p.afterSeq)).toEqual([150, 250, 350]);
+    expect(asked.every((p) => p.maxBytes === 8 * 1024 * 1024 && p.limit === 1000)).toBe(true);
+    const none: number[] = [];
+    for await (const page of readPages(paged, { afterSeq: 0, beforeSeq: 50, until: '2020-01-01T00:00:00.000Z' })) none.push(...page.map((e) => e.seq));
+    expect(none).toEqual([]);
   });
 });

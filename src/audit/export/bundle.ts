@@ -23,7 +23,7 @@ import { ReportBuilder } from '../report.js';
 import { StatementSummarizer, SUMMARY_CSV_HEADER, summaryCsvLine, type StatementRow } from '../summary.js';
 import type { Store } from '../../store/store.js';
 import { readmeText } from './readme.js';
-import { readPages, withPayloads } from './source.js';
+import { readPages, withPayloads, type PageSource } from './source.js';
 import { NumberList, SpoolFile } from './spool.js';
 import { inRange, matchesFilters, type ExportQuery, type Span } from './span.js';
 import { BLOCK, tarEnd, tarPadding, ustarHeader } from './tar.js';
@@ -198,7 +198,7 @@ function byteOrder(a: string, b: string): number {
  * is removed on failure (and by `remove()` once the archive is sent). `signal` aborts it.
  */
 export async function spoolBundle(
-  store: Pick<Store, 'readEvents' | 'readPayloads'>,
+  store: PageSource & Pick<Store, 'readPayloads'>,
   signer: BundleSigner,
   req: BundleRequest,
   o: { tmpRoot?: string; signal?: AbortSignal } = {},
@@ -213,7 +213,7 @@ export async function spoolBundle(
   }
 }
 
-async function spoolInto(dir: string, store: Pick<Store, 'readEvents' | 'readPayloads'>, signer: BundleSigner, req: BundleRequest, signal: AbortSignal | undefined, remove: () => Promise<void>): Promise<SpooledBundle> {
+async function spoolInto(dir: string, store: PageSource & Pick<Store, 'readPayloads'>, signer: BundleSigner, req: BundleRequest, signal: AbortSignal | undefined, remove: () => Promise<void>): Promise<SpooledBundle> {
   const { query: q, span } = req;
   const events = await SpoolFile.create(join(dir, 'events.jsonl'));
   const payloads = await SpoolFile.create(join(dir, 'payloads.data'));

@@ -32,8 +32,25 @@ export function estimateBytes(e: AuditEvent): number {
   return n;
 }
 
-/** Events in seq order, page by page (without payloads). */
-export async function* readPages(store: Pick<Store, 'readEvents'>, f: PageFilter, signal?: AbortSignal): AsyncGenerator<AuditEvent[]> {
+/**
+ * A store's byte-bounded page of the log in seq order, without payloads (`Store.readEventPage`
+ * on main, from the sinks branch). Optional here only until the branches meet: once every Store
+ * has it, the count-based fallback in readPages goes.
+ */
+type EventPageReader = (page: { afterSeq: number; limit: number; maxBytes: number }) => Promise<{ events: AuditEvent[]; next: number | null }>;
+
+export type PageSource = Pick<Store, 'readEvents'> & { readEventPage?: EventPageReader };
+
+/**
+ * Events in seq order with `afterSeq < seq < beforeSeq` (and `since <= time < until` when
+ * given), page by page, without payloads: pages the store bounds by bytes where it can, else
+ * pages sized by what the previous one weighed.
+ */
+export async function* readPages(store: PageSource, f: PageFilter, signal?: AbortSignal): AsyncGenerator<AuditEvent[]> {
+  if (store.readEventPage) {
+    yield* readByteBoundedPages(store.readEventPage.bind(store), f, signal);
+    return;
+  }
   let after = f.afterSeq;
   let limit = FIRST_PAGE;
   while (after + 1 < f.beforeSeq) {
@@ -94,5 +111,18 @@ export async function* withPayloads(store: Pick<Store, 'readPayloads'>, page: Au
     const payload = fetched.get(e.seq) ?? null;
     fetched.delete(e.seq);
     yield { event: e, payload };
+  }
+}
+
+async function* readByteBoundedPages(readEventPage: EventPageReader, f: PageFilter, signal?: AbortSignal): AsyncGenerator<AuditEvent[]> {
+  let after = f.afterSeq;
+  while (after + 1 < f.beforeSeq) {
+    signal?.throwIfAborted();
+    const { events, next } = await readEventPage({ afterSeq: after, limit: MAX_PAGE, maxBytes: PAGE_BYTES });
+    const page = events.filter((e) => e.seq < f.beforeSeq && (f.since === undefined || e.time >= f.since) && (f.until === undefined || e.time < f.until));
+    if (page.length > 0) yield page;
+    const last = events[events.length - 1];
+    if (!last || next === null) return;
+    after = last.seq;
   }
 }
