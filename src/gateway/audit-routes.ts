@@ -38,8 +38,6 @@ import { single, timestamp } from './routes.js';
 export interface ExportParts {
   checkpointer: { checkpoint(): Promise<void> };
   signer: BundleSigner;
-  /** Where bundles are spooled; default the OS temp dir. */
-  tmpRoot?: string;
 }
 
 const EXPORT_QUERY = new Set(['format', 'since', 'until', 'user', 'connection']);
@@ -102,7 +100,7 @@ export async function auditExport(ctx: ApiContext, id: Identity, req: IncomingMe
       const span = await computeSpan(ctx.store, q, bound);
       spooled = await spoolBundle(ctx.store, parts.signer, {
         query: q, span, createdAt, createdBy: { subject: id.subject, email: id.email ?? null }, gatewayVersion: hoopVersion(),
-      }, { signal: aborted.signal, ...(parts.tmpRoot !== undefined ? { tmpRoot: parts.tmpRoot } : {}) });
+      }, { signal: aborted.signal });
       summary = { span: spooled.manifest.span, counts: spooled.manifest.counts, verified: spooled.verification.ok, signing_key_id: spooled.manifest.signing_key_id };
       const gzip = createGzip({ level: zlib.Z_BEST_SPEED });
       pipeline(Readable.from(bundleTar(spooled, aborted.signal)), gzip).catch(() => {}); // a failure reaches the reader through gzip

@@ -18,13 +18,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GENESIS_HASH, canonicalJson } from '../chain.js';
 import { keyIdOf, verifyCheckpoint } from '../checkpoint.js';
-import type { AuditEvent, EventPayload } from '../event.js';
+import type { AuditEvent } from '../event.js';
 import { ReportBuilder } from '../report.js';
 import { StatementSummarizer, SUMMARY_CSV_HEADER, summaryCsvLine, type StatementRow } from '../summary.js';
 import type { Store } from '../../store/store.js';
 import { readmeText } from './readme.js';
 import { readPages, withPayloads, type PageSource } from './source.js';
-import { NumberList, SpoolFile } from './spool.js';
+import { PayloadSpool, SpoolFile } from './spool.js';
 import { inRange, matchesFilters, type ExportQuery, type Span } from './span.js';
 import { BLOCK, tarEnd, tarPadding, ustarHeader } from './tar.js';
 
@@ -194,16 +194,16 @@ function byteOrder(a: string, b: string): number {
 }
 
 /**
- * Writes the bundle's entries to a new private spool directory under `tmpRoot`. The directory
- * is removed on failure (and by `remove()` once the archive is sent). `signal` aborts it.
+ * Writes the bundle's entries to a new private (0700) spool directory in the OS temp dir. The
+ * directory is removed on failure (and by `remove()` once the archive is sent). `signal` aborts it.
  */
 export async function spoolBundle(
   store: PageSource & Pick<Store, 'readPayloads'>,
   signer: BundleSigner,
   req: BundleRequest,
-  o: { tmpRoot?: string; signal?: AbortSignal } = {},
+  o: { signal?: AbortSignal } = {},
 ): Promise<SpooledBundle> {
-  const dir = await mkdtemp(join(o.tmpRoot ?? tmpdir(), 'hoop-export-'));
+  const dir = await mkdtemp(join(tmpdir(), 'hoop-export-'));
   const remove = () => rm(dir, { recursive: true, force: true });
   try {
     return await spoolInto(dir, store, signer, req, o.signal, remove);
@@ -216,13 +216,8 @@ export async function spoolBundle(
 async function spoolInto(dir: string, store: PageSource & Pick<Store, 'readPayloads'>, signer: BundleSigner, req: BundleRequest, signal: AbortSignal | undefined, remove: () => Promise<void>): Promise<SpooledBundle> {
   const { query: q, span } = req;
   const events = await SpoolFile.create(join(dir, 'events.jsonl'));
-  const payloads = await SpoolFile.create(join(dir, 'payloads.data'));
+  const payloads = await PayloadSpool.create(join(dir, 'payloads.data'));
   const summary = await SpoolFile.create(join(dir, 'summary.csv'));
-  const payloadSeqs = new NumberList();
-  const payloadOffsets = new NumberList();
-  const payloadSizes = new NumberList();
-  let payloadShas = Buffer.alloc(32 * 1024);
-  const pruned = new NumberList();
   const keys = new Map<string, string>([[signer.keyId, signer.publicKey]]);
   const check = new SpanCheck(span);
   const summarizer = new StatementSummarizer();
@@ -262,28 +257,10 @@ async function spoolInto(dir: string, store: PageSource & Pick<Store, 'readPaylo
         report.addEvent(e);
         await addRows(summarizer.add(e));
       }
-      if (e.payload_sha256 !== undefined) await writePayload(e, payload ?? null);
+      if (e.payload_sha256 !== undefined) check.payload(e, await payloads.add(e.seq, payload ?? null));
     }
   }
   await addRows(summarizer.finish());
-
-  async function writePayload(e: AuditEvent, payload: EventPayload | null): Promise<void> {
-    if (payload === null) {
-      pruned.push(e.seq);
-      check.payload(e, null);
-      return;
-    }
-    const bytes = Buffer.from(canonicalJson(payload), 'utf8');
-    const sha = createHash('sha256').update(bytes).digest();
-    check.payload(e, sha.toString('hex'));
-    const i = payloadSeqs.length;
-    if (payloadShas.length < 32 * (i + 1)) payloadShas = Buffer.concat([payloadShas, Buffer.alloc(payloadShas.length)]);
-    sha.copy(payloadShas, 32 * i);
-    payloadSeqs.push(e.seq);
-    payloadOffsets.push(payloads.size);
-    payloadSizes.push(bytes.length);
-    await payloads.write(bytes);
-  }
 
   const eventsSha = await events.close();
   await payloads.close();
@@ -299,8 +276,8 @@ async function spoolInto(dir: string, store: PageSource & Pick<Store, 'readPaylo
     range: { since: q.since, until: q.until },
     filters: { user: q.user, connection: q.connection },
     span: { first_seq: span.first_seq, last_seq: span.last_seq, first_prev_hash: firstPrevHash ?? GENESIS_HASH },
-    counts: { events_full: full, events_omitted: omitted, statements, payloads: payloadSeqs.length, payloads_pruned: pruned.length },
-    pruned_payloads: pruned.toArray(),
+    counts: { events_full: full, events_omitted: omitted, statements, payloads: payloads.seqs.length, payloads_pruned: payloads.pruned.length },
+    pruned_payloads: payloads.pruned.toArray(),
     signing_key_id: signer.keyId,
     key_ids: keyIds,
   };
@@ -314,7 +291,7 @@ async function spoolInto(dir: string, store: PageSource & Pick<Store, 'readPaylo
       gateway_version: req.gatewayVersion,
       verification,
     },
-    { result: (row) => (row.end_seq !== null && payloadSeqs.has(row.end_seq) ? `payloads/${row.end_seq}.json` : null) },
+    { result: (row) => (row.end_seq !== null && payloads.seqs.has(row.end_seq) ? `payloads/${row.end_seq}.json` : null) },
   );
 
   const memory = (name: string, data: Buffer | string): Entry => {
@@ -326,12 +303,7 @@ async function spoolInto(dir: string, store: PageSource & Pick<Store, 'readPaylo
     memory('manifest.json', `${canonicalJson(manifest)}\n`),
     { name: 'events.jsonl', size: events.size, sha256: eventsSha, source: { file: events.path, offset: 0 } },
   ];
-  for (let i = 0; i < payloadSeqs.length; i++) {
-    entries.push({
-      name: `payloads/${payloadSeqs.at(i)}.json`, size: payloadSizes.at(i),
-      sha256: payloadShas.toString('hex', 32 * i, 32 * (i + 1)), source: { file: payloads.path, offset: payloadOffsets.at(i) },
-    });
-  }
+  entries.push(...payloads.entries());
   for (const id of keyIds) entries.push(memory(`keys/${id}.pem`, publicKeyPem(keys.get(id)!)));
   entries.push({ name: 'summary.csv', size: summary.size, sha256: summarySha, source: { file: summary.path, offset: 0 } });
   entries.push(memory('report.html', html));

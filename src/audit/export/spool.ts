@@ -1,6 +1,8 @@
 /** The bundle's spool: files written in large chunks and hashed as they go, and a compact list of seqs. */
 import { createHash } from 'node:crypto';
 import { open, type FileHandle } from 'node:fs/promises';
+import { canonicalJson } from '../chain.js';
+import type { EventPayload } from '../event.js';
 
 /** A file written in large chunks, hashed as it is written. Text is gathered as a string, so a line costs no Buffer of its own. */
 export class SpoolFile {
@@ -87,5 +89,56 @@ export class NumberList {
       else hi = mid - 1;
     }
     return false;
+  }
+}
+
+/**
+ * The payload files of a bundle, spooled end to end in one file (a million small files would
+ * cost more than their bytes), with per payload its seq, place and SHA-256 (40 bytes, no object),
+ * and the seqs of payloads that were pruned.
+ */
+export class PayloadSpool {
+  readonly seqs = new NumberList();
+  private readonly offsets = new NumberList();
+  private readonly sizes = new NumberList();
+  private shas = Buffer.alloc(32 * 1024);
+  readonly pruned = new NumberList();
+
+  private constructor(private readonly file: SpoolFile) {}
+
+  static async create(path: string): Promise<PayloadSpool> {
+    return new PayloadSpool(await SpoolFile.create(path));
+  }
+
+  /** Spools one event's payload as its canonical JSON (null: pruned); the SHA-256 hex of what was written, or null. */
+  async add(seq: number, payload: EventPayload | null): Promise<string | null> {
+    if (payload === null) {
+      this.pruned.push(seq);
+      return null;
+    }
+    const bytes = Buffer.from(canonicalJson(payload), 'utf8');
+    const sha = createHash('sha256').update(bytes).digest();
+    const i = this.seqs.length;
+    if (this.shas.length < 32 * (i + 1)) this.shas = Buffer.concat([this.shas, Buffer.alloc(this.shas.length)]);
+    sha.copy(this.shas, 32 * i);
+    this.seqs.push(seq);
+    this.offsets.push(this.file.size);
+    this.sizes.push(bytes.length);
+    await this.file.write(bytes);
+    return sha.toString('hex');
+  }
+
+  async close(): Promise<void> {
+    await this.file.close();
+  }
+
+  /** The archive entries `payloads/<seq>.json`, in seq order, as slices of the spool file. */
+  *entries(): Generator<{ name: string; size: number; sha256: string; source: { file: string; offset: number } }> {
+    for (let i = 0; i < this.seqs.length; i++) {
+      yield {
+        name: `payloads/${this.seqs.at(i)}.json`, size: this.sizes.at(i),
+        sha256: this.shas.toString('hex', 32 * i, 32 * (i + 1)), source: { file: this.file.path, offset: this.offsets.at(i) },
+      };
+    }
   }
 }
