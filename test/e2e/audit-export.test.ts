@@ -295,6 +295,8 @@ describe('hoop audit export --format', () => {
     const bad = await runHoop(['audit', 'export', '--since', 'yesterday', '--until', '1h', '-o', '-'], as('carol'));
     expect(bad.code).toBe(2);
     expect((await runHoop(['audit', 'export', '--since', '2h', '--until', '1h', '--bundle', '--format', 'csv', '-o', '-'], as('carol'))).code).toBe(2);
+    const nowhere = await runHoop(['audit', 'export', '--since', '2h', '--until', '1h', '-o', join(work, 'no-such-dir', 'x.jsonl')], as('carol'));
+    expect(nowhere).toMatchObject({ code: 2, stderr: `hoop: cannot write ${join(work, 'no-such-dir', 'x.jsonl')}: its directory does not exist\n` });
     const rejected = await runHoop(['audit', 'export', '--since', '2h', '--until', '1h', '-o', '-'], { env: { HOOP_GATEWAY: gw.url, HOOP_TOKEN: 'hoop_not-a-key' } });
     expect(rejected.code).toBe(4);
     // The API refuses what it cannot read exactly.

@@ -12,7 +12,7 @@ import { basename, dirname, join } from 'node:path';
 import type { Writable } from 'node:stream';
 import type { AuditExportQuery } from '../../client/api.js';
 import { networkError } from '../../client/api.js';
-import { UsageError, isHoopError } from '../../errors.js';
+import { UsageError, errorMessage, isHoopError } from '../../errors.js';
 import { ExitCode } from '../exit-codes.js';
 import { defineCommand, opt, type OptionSpec } from '../command.js';
 import type { CommandContext } from '../context.js';
@@ -69,7 +69,12 @@ interface Sink {
 
 async function fileSink(path: string): Promise<Sink> {
   const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.part`);
-  let fh: FileHandle | null = await open(tmp, 'wx', 0o600);
+  let fh: FileHandle | null;
+  try {
+    fh = await open(tmp, 'wx', 0o600);
+  } catch (err) {
+    throw new UsageError(`cannot write ${path}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'its directory does not exist' : errorMessage(err)}`);
+  }
   return {
     async write(chunk) {
       await fh!.write(chunk);
