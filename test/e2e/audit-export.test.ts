@@ -30,6 +30,7 @@ let database: Awaited<ReturnType<typeof createTestDatabase>>;
 let gw: TestGateway;
 let work: string;
 let spoolRoot: string;
+let previousTmpdir: string | undefined;
 let since: string;
 let until_: string;
 const tunnels: LocalTunnel[] = [];
@@ -47,6 +48,7 @@ beforeAll(async () => {
   // The gateway runs in this process: its bundle spools go under a directory this file watches.
   work = mkdtempSync(join(tmpdir(), 'hoop-xtest-'));
   spoolRoot = mkdtempSync(join(tmpdir(), 'hoop-xspool-'));
+  previousTmpdir = process.env['TMPDIR'];
   process.env['TMPDIR'] = spoolRoot;
   database = await createTestDatabase(shared, 'hoop_export');
   gw = await startTestGateway({ upstream: database.info });
@@ -71,6 +73,8 @@ afterAll(async () => {
   await database?.drop();
   rmSync(work, { recursive: true, force: true });
   rmSync(spoolRoot, { recursive: true, force: true });
+  if (previousTmpdir === undefined) delete process.env['TMPDIR'];
+  else process.env['TMPDIR'] = previousTmpdir;
 });
 
 async function exportTo(name: string, args: string[], who = 'carol'): Promise<{ code: number; stderr: string; path: string }> {

@@ -24,11 +24,13 @@ const BATCH = 5_000;
 const MiB = 1024 * 1024;
 let gw: TestGateway;
 let spoolRoot: string;
+let previousTmpdir: string | undefined;
 const since = '2026-01-01T00:00:00.000Z';
 
 beforeAll(async () => {
   spoolRoot = mkdtempSync(join(tmpdir(), 'hoop-xmem-'));
   gw = await startTestGateway({ upstream: inject('upstream') });
+  previousTmpdir = process.env['TMPDIR'];
   process.env['TMPDIR'] = spoolRoot;
   const actor = { subject: 'apikey:alice', email: null, groups: ['analysts'], auth_method: 'api_key' as const };
   const t0 = Date.parse(since);
@@ -54,6 +56,8 @@ beforeAll(async () => {
 afterAll(async () => {
   await gw?.close();
   rmSync(spoolRoot, { recursive: true, force: true });
+  if (previousTmpdir === undefined) delete process.env['TMPDIR'];
+  else process.env['TMPDIR'] = previousTmpdir;
 });
 
 /** Reads the whole export, sampling the heap meanwhile; the bytes received and the heap's growth over its start. */
