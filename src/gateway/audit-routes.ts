@@ -103,7 +103,8 @@ export async function auditExport(ctx: ApiContext, id: Identity, req: IncomingMe
       }, { signal: aborted.signal });
       summary = { span: spooled.manifest.span, counts: spooled.manifest.counts, verified: spooled.verification.ok, signing_key_id: spooled.manifest.signing_key_id };
       const gzip = createGzip({ level: zlib.Z_BEST_SPEED });
-      pipeline(Readable.from(bundleTar(spooled, aborted.signal)), gzip).catch(() => {}); // a failure reaches the reader through gzip
+      // One 1 MiB chunk of the archive read ahead at a time (Readable.from would buffer 16).
+      pipeline(Readable.from(bundleTar(spooled, aborted.signal), { highWaterMark: 1 }), gzip).catch(() => {}); // a failure reaches the reader through gzip
       body = gzip;
       res.writeHead(200, { 'content-type': CONTENT_TYPES.bundle, 'cache-control': 'no-store', 'x-content-type-options': 'nosniff', 'content-disposition': 'attachment; filename="hoop-audit-bundle.tar.gz"' });
     } else {
