@@ -145,13 +145,13 @@ async function exportTo(ctx: CommandContext, query: AuditExportQuery, output: st
   if (output === '-' && query.format === 'bundle' && io.isStdoutTTY) throw new UsageError('a bundle is binary: give -o FILE.tar.gz, or pipe stdout');
   const controller = new AbortController();
   void ctx.shutdownSignal().then(() => controller.abort());
-  const progress = new Progress(io);
-  progress.update(0, true);
-  const timer = setInterval(() => progress.update(bytes), 500);
-  timer.unref();
-  const sink = output === '-' ? streamSink(io.stdout) : await fileSink(output);
   const hash = createHash('sha256');
   let bytes = 0;
+  const sink = output === '-' ? streamSink(io.stdout) : await fileSink(output);
+  const progress = new Progress(io);
+  progress.update(0, true);
+  const timer = setInterval(() => progress.update(bytes), 500); // the elapsed time moves while the gateway prepares
+  timer.unref();
   try {
     const body = await ctx.api().auditExport(query, { signal: controller.signal });
     try {
