@@ -8,7 +8,7 @@ _hoop_subcommands() {
     '') REPLY=(login logout whoami connections connect sessions reviews review request audit gateway agent demo completion help) ;;
     'sessions') REPLY=(show kill) ;;
     'review') REPLY=(approve deny) ;;
-    'audit') REPLY=(events) ;;
+    'audit') REPLY=(events export) ;;
   esac
 }
 
@@ -31,6 +31,7 @@ _hoop_options() {
     'request') REPLY=(--query --duration --reason --no-wait --gateway --json --no-color -h --help) ;;
     'audit') REPLY=(--gateway --json --no-color -h --help) ;;
     'audit events') REPLY=(--type --since --until --limit --gateway --json --no-color -h --help) ;;
+    'audit export') REPLY=(--since --until --user --connection --format --bundle -o --output --gateway --json --no-color -h --help) ;;
     'gateway') REPLY=(-c --config --check --log-level --gateway --json --no-color -h --help) ;;
     'agent') REPLY=(--allow --name --log-level --gateway --json --no-color -h --help) ;;
     'demo') REPLY=(--port --data-dir --gateway --json --no-color -h --help) ;;
@@ -58,6 +59,7 @@ _hoop_value_options() {
     'request') REPLY=(--query --duration --reason --gateway) ;;
     'audit') REPLY=(--gateway) ;;
     'audit events') REPLY=(--type --since --until --limit --gateway) ;;
+    'audit export') REPLY=(--since --until --user --connection --format -o --output --gateway) ;;
     'gateway') REPLY=(-c --config --log-level --gateway) ;;
     'agent') REPLY=(--allow --name --log-level --gateway) ;;
     'demo') REPLY=(--port --data-dir --gateway) ;;
@@ -70,6 +72,10 @@ _hoop_option_kind() {
   REPLY=''
   case "$1|$2" in
     'sessions|--connection') REPLY='connections' ;;
+    'audit export|--connection') REPLY='connections' ;;
+    'audit export|--format') REPLY='choices:jsonl csv cef ocsf' ;;
+    'audit export|-o') REPLY='file' ;;
+    'audit export|--output') REPLY='file' ;;
     'gateway|-c') REPLY='file' ;;
     'gateway|--config') REPLY='file' ;;
     'gateway|--log-level') REPLY='choices:trace debug info warn error' ;;

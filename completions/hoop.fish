@@ -10,7 +10,7 @@ function __hoop_subcommands
         case 'review'
             printf '%s\n' approve deny
         case 'audit'
-            printf '%s\n' events
+            printf '%s\n' events export
     end
 end
 
@@ -48,6 +48,8 @@ function __hoop_value_options
             printf '%s\n' --gateway
         case 'audit events'
             printf '%s\n' --type --since --until --limit --gateway
+        case 'audit export'
+            printf '%s\n' --since --until --user --connection --format -o --output --gateway
         case 'gateway'
             printf '%s\n' -c --config --log-level --gateway
         case 'agent'
@@ -222,6 +224,7 @@ complete -c hoop -n "__hoop_at 'request'" -l no-color -d 'disable colour (also N
 complete -c hoop -n "__hoop_at 'request'" -s h -l help -d 'show help'
 complete -c hoop -n "__hoop_arg 'request' 0" -a '(__hoop_connections)' -d 'connection name (see `hoop connections`)'
 complete -c hoop -n "__hoop_arg 'audit' 0" -a 'events' -d 'List recorded events by type, newest first (auditors and admins)'
+complete -c hoop -n "__hoop_arg 'audit' 0" -a 'export' -d 'Export the audit log of a time range for a SIEM, or a signed bundle for an examiner (auditors and admins)'
 complete -c hoop -n "__hoop_at 'audit'" -l gateway -x -d 'gateway base URL (default: $HOOP_GATEWAY, then the one saved at login)'
 complete -c hoop -n "__hoop_at 'audit'" -l json -d 'print machine-readable JSON on stdout'
 complete -c hoop -n "__hoop_at 'audit'" -l no-color -d 'disable colour (also NO_COLOR=1)'
@@ -234,6 +237,17 @@ complete -c hoop -n "__hoop_at 'audit events'" -l gateway -x -d 'gateway base UR
 complete -c hoop -n "__hoop_at 'audit events'" -l json -d 'print machine-readable JSON on stdout'
 complete -c hoop -n "__hoop_at 'audit events'" -l no-color -d 'disable colour (also NO_COLOR=1)'
 complete -c hoop -n "__hoop_at 'audit events'" -s h -l help -d 'show help'
+complete -c hoop -n "__hoop_at 'audit export'" -l since -x -d 'events at or after this time'
+complete -c hoop -n "__hoop_at 'audit export'" -l until -x -d 'events before this time'
+complete -c hoop -n "__hoop_at 'audit export'" -l user -x -d 'only this user (subject, email or API key name)'
+complete -c hoop -n "__hoop_at 'audit export'" -l connection -x -a '(__hoop_connections)' -d 'only this connection'
+complete -c hoop -n "__hoop_at 'audit export'" -l format -x -a 'jsonl csv cef ocsf' -d 'for SIEMs: jsonl (events as stored, default), csv (a row per statement), cef, ocsf'
+complete -c hoop -n "__hoop_at 'audit export'" -l bundle -d 'a signed tar.gz for an examiner (events, results, keys, report, SHA256SUMS)'
+complete -c hoop -n "__hoop_at 'audit export'" -s o -l output -r -F -d 'where to write it (- for stdout)'
+complete -c hoop -n "__hoop_at 'audit export'" -l gateway -x -d 'gateway base URL (default: $HOOP_GATEWAY, then the one saved at login)'
+complete -c hoop -n "__hoop_at 'audit export'" -l json -d 'print machine-readable JSON on stdout'
+complete -c hoop -n "__hoop_at 'audit export'" -l no-color -d 'disable colour (also NO_COLOR=1)'
+complete -c hoop -n "__hoop_at 'audit export'" -s h -l help -d 'show help'
 complete -c hoop -n "__hoop_at 'gateway'" -s c -l config -r -F -d 'gateway config file (YAML)'
 complete -c hoop -n "__hoop_at 'gateway'" -l check -d 'validate the config and exit (0 valid, 2 not), without starting'
 complete -c hoop -n "__hoop_at 'gateway'" -l log-level -x -a 'trace debug info warn error' -d 'least severe log level to write'

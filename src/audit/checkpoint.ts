@@ -62,6 +62,21 @@ export class CheckpointSigner {
     return new CheckpointSigner(key);
   }
 
+  /** The raw 32-byte public key, base64 (as checkpoints carry it). */
+  get publicKey(): string {
+    return this.publicKeyBase64;
+  }
+
+  /**
+   * Ed25519 over the exact bytes of an export bundle's SHA256SUMS (docs/audit-export.md). Such a
+   * text starts with 64 hex digits, never with the checkpoint domain `hoop-checkpoint-v1`, so
+   * neither kind of signature can pass for the other; anything else is refused.
+   */
+  signSha256Sums(sums: Buffer): Buffer {
+    if (!/^([0-9a-f]{64}  [^\n]+\n)+$/.test(sums.toString('utf8'))) throw new TypeError('signSha256Sums: not a SHA256SUMS text');
+    return sign(null, sums, this.privateKey);
+  }
+
   sign(head: { seq: number; hash: string }): CheckpointData {
     return {
       seq: head.seq,

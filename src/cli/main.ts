@@ -3,21 +3,13 @@
  * command line, flushes output and exits with the code from exit-codes.ts. Everything below this
  * file is testable in memory.
  */
-import { readFileSync } from 'node:fs';
 import { basename, isAbsolute, relative } from 'node:path';
 import type { Runtime } from './context.js';
 import { ExitCode } from './exit-codes.js';
 import { IOStreams } from './iostreams.js';
 import { reportError, runCli } from './program.js';
+import { hoopVersion } from '../version.js';
 
-function packageVersion(): string {
-  try {
-    // dist/cli/main.js and src/cli/main.ts both sit two levels below package.json.
-    return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
-  } catch {
-    return '0.0.0';
-  }
-}
 
 /** SIGINT/SIGTERM resolve `shutdownSignal()` once; a second one while shutting down exits at once. */
 function shutdownOnSignals(io: IOStreams): () => Promise<string> {
@@ -48,7 +40,7 @@ function cliName(): string {
 
 export function systemRuntime(): Runtime {
   const io = IOStreams.system(process.env);
-  return { io, env: process.env, now: () => new Date(), shutdownSignal: shutdownOnSignals(io), version: packageVersion(), cliName: cliName() };
+  return { io, env: process.env, now: () => new Date(), shutdownSignal: shutdownOnSignals(io), version: hoopVersion(), cliName: cliName() };
 }
 
 export async function main(argv: string[]): Promise<void> {

@@ -24,6 +24,17 @@ export interface AuditEventQuery {
   limit?: number | undefined;
 }
 
+export interface AuditExportQuery {
+  format: 'jsonl' | 'csv' | 'cef' | 'ocsf' | 'bundle';
+  since: string;
+  until: string;
+  user?: string | undefined;
+  connection?: string | undefined;
+}
+
+/** How long an export may go without a byte (a bundle is prepared before the first one). */
+const EXPORT_IDLE_MS = 10 * 60_000;
+
 /** X-Hoop-Reason travels as ASCII (a header); what is not ASCII becomes `?`. */
 export function reasonHeaderValue(reason: string): string {
   return reason.replace(/[^\x20-\x7e]/g, '?');
@@ -59,6 +70,8 @@ export class GatewayApi {
   readonly gateway: string;
   private readonly options: GatewayApiOptions;
   private dispatcher: Agent | undefined;
+  /** Exports wait longer between bytes than the JSON calls do. */
+  private exportDispatcher: Agent | undefined;
 
   constructor(options: GatewayApiOptions) {
     this.options = options;
@@ -119,6 +132,28 @@ export class GatewayApi {
   }
 
   /**
+   * An export's body as it streams (auditors and admins): `GET /api/v1/audit/export`. Resolves
+   * once the gateway has answered; a refusal becomes the HoopError its status says. The body may
+   * be large: read it as a stream. Aborting `signal` ends the request.
+   */
+  async auditExport(query: AuditExportQuery, o: { signal?: AbortSignal } = {}): Promise<AsyncIterable<Buffer> & { destroy(err?: Error): void }> {
+    const path = `/api/v1/audit/export${queryString(query)}`;
+    const headers: Record<string, string> = { accept: '*/*', 'user-agent': this.options.userAgent ?? 'hoop-cli' };
+    if (this.options.token) headers.authorization = `Bearer ${await this.options.token()}`;
+    const { Agent, request } = await import('undici');
+    this.exportDispatcher ??= new Agent({ connectTimeout: 10_000, headersTimeout: EXPORT_IDLE_MS, bodyTimeout: EXPORT_IDLE_MS });
+    let res: Dispatcher.ResponseData;
+    try {
+      res = await request(`${this.gateway}${path}`, { method: 'GET', headers, dispatcher: this.exportDispatcher, ...(o.signal ? { signal: o.signal } : {}) });
+    } catch (err) {
+      throw networkError(this.gateway, err);
+    }
+    if (res.statusCode >= 200 && res.statusCode < 300) return res.body;
+    const text = await res.body.text().catch(() => '');
+    throw this.apiError(res.statusCode, `GET ${path.split('?')[0]}`, text);
+  }
+
+  /**
    * One page of a session: the first without `after`, the next with the previous page's `next`.
    * (`next` is null on the last page, and absent from gateways that send whole sessions.)
    */
@@ -171,6 +206,8 @@ export class GatewayApi {
   async close(): Promise<void> {
     await this.dispatcher?.close();
     this.dispatcher = undefined;
+    await this.exportDispatcher?.destroy();
+    this.exportDispatcher = undefined;
   }
 
   /** A GET, or with `method` another request with a JSON `body`. */
@@ -254,7 +291,7 @@ const NETWORK_REASONS: Record<string, string> = {
   UND_ERR_SOCKET: 'connection closed',
 };
 
-function networkError(gateway: string, err: unknown): HoopError {
+export function networkError(gateway: string, err: unknown): HoopError {
   if (err instanceof HoopError) return err;
   const e = err as { code?: string; message?: string; cause?: { code?: string; message?: string } } | undefined;
   const code = e?.cause?.code ?? e?.code;

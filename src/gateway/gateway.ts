@@ -139,6 +139,7 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
     const signer = loadSigner(config.audit.signing_key);
     // Kept outside the log (log shipping, a runbook), it is what a verifier should trust.
     logger.info({ key_id: signer.keyId }, 'audit checkpoints are signed with this key');
+    const checkpointer = new Checkpointer({ store, recorder, signer, intervalMs: config.audit.checkpoint_interval, logger });
     const parts = liveParts(config, ensureMaskingKey(maskingKeyPath(config.audit.signing_key), logger));
     const configs = new ConfigHolder(buildLiveConfig(config, parts));
     rolesNow = () => configs.current().config.roles;
@@ -160,6 +161,7 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
       postgresListen: () => native?.address ?? null,
       authFailures,
       denials: new FailureLimiter(AUTH_FAILURE_BURST, 60_000),
+      audit: { checkpointer, signer },
     };
     // A request reads one snapshot for its whole life (live-config.ts).
     const requestContext = (): ApiContext => {
@@ -191,7 +193,6 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
     const started = configs.current().config;
     await recorder.record(configLoadedEvent(started, 'start', null, configChanges(null, started)));
 
-    const checkpointer = new Checkpointer({ store, recorder, signer, intervalMs: config.audit.checkpoint_interval, logger });
     checkpointer.start();
     // After the recorder: the sinks read what it made durable, in the background, from their cursors.
     sinks = startSinks(config, store, metrics, logger);

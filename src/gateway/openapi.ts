@@ -126,6 +126,32 @@ export function openApiDocument(): object {
           },
         },
       },
+      '/api/v1/audit/export': {
+        get: {
+          operationId: 'exportAuditLog',
+          summary: 'The audit log of a time range for a SIEM, or a signed bundle for an examiner (`hoop audit export`). Admins and auditors only.',
+          description: 'Streams (chunked) as the log is read page by page, so an export of any size keeps the gateway\'s memory flat. It covers the log as it was when the export began: a bundle first asks for a checkpoint and ends its span at it. `jsonl`: the events as stored, with `prev_hash`, `hash` and the payload inline; `csv`: one row per statement; `cef`: ArcSight CEF lines; `ocsf`: OCSF 1.1 JSON lines; `bundle`: a tar.gz (format hoop-audit-bundle-v1, docs/audit-export.md) with events.jsonl, payloads, keys, summary.csv, report.html, SHA256SUMS and its Ed25519 signature. When the body ends (or is cut off) the export is recorded as `export.created` with the SHA-256 of the body as sent; a refusal is recorded as `access.denied`.',
+          parameters: [
+            { name: 'format', in: 'query', schema: { type: 'string', enum: ['jsonl', 'csv', 'cef', 'ocsf', 'bundle'], default: 'jsonl' } },
+            { name: 'since', in: 'query', required: true, schema: { type: 'string', format: 'date-time' }, description: 'Events at or after (RFC 3339)' },
+            { name: 'until', in: 'query', required: true, schema: { type: 'string', format: 'date-time' }, description: 'Events before (RFC 3339)' },
+            { name: 'user', in: 'query', schema: { type: 'string', maxLength: 256 }, description: 'Only this user: a subject, an email (case-insensitive) or an API key name; approval and grant events about their requests too' },
+            { name: 'connection', in: 'query', schema: { type: 'string', pattern: '^[a-z0-9][a-z0-9_-]{0,62}$' } },
+          ],
+          responses: {
+            200: {
+              description: 'The export',
+              content: {
+                'application/x-ndjson': { schema: { type: 'string' } },
+                'text/csv': { schema: { type: 'string' } },
+                'text/plain': { schema: { type: 'string' }, description: 'CEF' },
+                'application/gzip': { schema: { type: 'string', format: 'binary' }, description: 'bundle' },
+              },
+            },
+            400: error, 403: error, 429: { ...error, description: 'Two bundles are being spooled on this gateway already' }, ...authed,
+          },
+        },
+      },
       '/api/v1/sessions/{id}': {
         get: {
           operationId: 'getSession', summary: 'One session and one page of its audit events in order',

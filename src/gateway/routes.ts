@@ -28,6 +28,7 @@ import type { Notifier } from './notify.js';
 import type { ApprovalService } from './approvals.js';
 import { createRequest, decideReview, getRequest, listReviews } from './approval-routes.js';
 import { openApiDocument } from './openapi.js';
+import { auditExport, type ExportParts } from './audit-routes.js';
 import type { TrustedProxies } from './proxies.js';
 import type { AgentStatus } from './agents.js';
 
@@ -36,6 +37,8 @@ export interface ApiContext {
   config: GatewayConfig;
   store: Store;
   recorder: AuditRecorder;
+  /** What exports need: the checkpointer (a bundle's span ends at a fresh checkpoint) and the signing key. */
+  audit: ExportParts;
   authn: AuthenticatorChain;
   /** The config in effect now, and the reload that replaces it. */
   configs: ConfigHolder;
@@ -87,6 +90,7 @@ const routes: Route[] = [
   { pattern: /^\/api\/v1\/sessions\/([^/]+)$/, public: false, handler: session },
   { pattern: /^\/api\/v1\/sessions\/([^/]+)\/kill$/, public: false, handler: killSession, methods: ['POST'] },
   { pattern: /^\/api\/v1\/audit\/events$/, public: false, handler: auditEvents },
+  { pattern: /^\/api\/v1\/audit\/export$/, public: false, handler: (ctx, req, res, p) => auditExport(ctx, identityOf(req), req, res, p), methods: ['GET'] },
   { pattern: /^\/api\/v1\/admin\/reload$/, public: false, handler: reloadConfig, methods: ['POST'] },
   { pattern: /^\/api\/v1\/reviews$/, public: false, handler: (ctx, req, res, p) => listReviews(ctx, identityOf(req), res, p) },
   { pattern: /^\/api\/v1\/reviews\/([^/]+)$/, public: false, handler: (ctx, req, res, p) => getRequest(ctx, identityOf(req), res, p) },
@@ -597,7 +601,7 @@ async function tunnelWithoutUpgrade(): Promise<void> {
 
 // ---------------------------------------------------------------------------------------------
 
-function single(q: URLSearchParams, key: string): string | undefined {
+export function single(q: URLSearchParams, key: string): string | undefined {
   const all = q.getAll(key);
   if (all.length > 1) throw new UsageError(`${key}: given more than once`);
   return all[0];
@@ -619,7 +623,7 @@ function timeAndLimit(q: URLSearchParams): { since?: string; until?: string; lim
 }
 
 /** RFC 3339 (date-time, with offset or Z), normalised to UTC. */
-function timestamp(key: string, v: string): string {
+export function timestamp(key: string, v: string): string {
   if (!/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2})$/i.test(v) || Number.isNaN(Date.parse(v))) {
     throw new UsageError(`${key}: expected an RFC 3339 time such as 2026-01-31T09:00:00Z`);
   }

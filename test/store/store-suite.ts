@@ -155,7 +155,7 @@ export function storeSuite(h: StoreHarness): void {
       expect(await verifyStore(a, { pageSize: 97 })).toMatchObject({ ok: true, events: read.length, last_seq: read.length });
     });
 
-    test('read filters: afterSeq, limit, since (inclusive) and until (exclusive)', async () => {
+    test('read filters: afterSeq, beforeSeq, limit, since (inclusive) and until (exclusive)', async () => {
       const store = await fresh();
       const times = ['2026-03-01T10:00:00.000Z', '2026-03-01T11:00:00.000Z', '2026-03-01T12:00:00.000Z', '2026-03-01T13:00:00.000Z'];
       await store.appendEvents(times.map((t) => event({ time: t })));
@@ -167,7 +167,10 @@ export function storeSuite(h: StoreHarness): void {
       expect(await seqs({ until: '2026-03-01T12:00:00.000Z' })).toEqual([1, 2]);
       expect(await seqs({ since: '2026-03-01T11:30:00+01:00', until: '2026-03-01T12:00:00.001Z' })).toEqual([2, 3]);
       expect(await seqs({ limit: 0 })).toEqual([]);
+      expect(await seqs({ beforeSeq: 3 })).toEqual([1, 2]);
+      expect(await seqs({ afterSeq: 1, beforeSeq: 4, newestFirst: true, limit: 1 })).toEqual([3]);
       await expect(store.readEvents({ since: 'yesterday-ish' })).rejects.toBeInstanceOf(UsageError);
+      await expect(store.readEvents({ beforeSeq: 0 })).rejects.toBeInstanceOf(UsageError);
     });
 
     test('read filters by type: exact names and families (auth.*), oldest or newest first', async () => {

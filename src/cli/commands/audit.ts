@@ -6,6 +6,7 @@ import type { CommandContext } from '../context.js';
 import { printTable } from '../output.js';
 import { formatRelative, parseTimeArg } from '../time.js';
 import { parseLimit } from './sessions.js';
+import { auditExportCommand } from './audit-export.js';
 
 const DEFAULT_LIMIT = 50;
 
@@ -65,7 +66,7 @@ async function printJsonArray(ctx: CommandContext, pages: AsyncIterable<AuditEve
 export const auditCommand = defineCommand({
   name: 'audit',
   summary: 'Read the audit log',
-  subcommands: [auditEventsCommand],
+  subcommands: [auditEventsCommand, auditExportCommand],
 });
 
 type EventRow = ReturnType<typeof eventRow>;
