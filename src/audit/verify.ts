@@ -28,7 +28,7 @@ export interface VerifyReport {
 }
 
 /** How far back a checkpoint's head may lie (it is signed just before it is appended). */
-const CHECKPOINT_WINDOW = 100_000;
+export const CHECKPOINT_WINDOW = 100_000;
 
 export interface VerifyOptions {
   /** Hash the first event must link to; GENESIS_HASH when the list starts at seq 1. */
