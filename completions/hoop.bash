@@ -8,7 +8,7 @@ _hoop_subcommands() {
     '') REPLY=(login logout whoami connections connect sessions reviews review request audit gateway demo completion help) ;;
     'sessions') REPLY=(show kill) ;;
     'review') REPLY=(approve deny) ;;
-    'audit') REPLY=(events) ;;
+    'audit') REPLY=(events verify) ;;
   esac
 }
 
@@ -31,6 +31,7 @@ _hoop_options() {
     'request') REPLY=(--query --duration --reason --no-wait --gateway --json --no-color -h --help) ;;
     'audit') REPLY=(--gateway --json --no-color -h --help) ;;
     'audit events') REPLY=(--type --since --until --limit --gateway --json --no-color -h --help) ;;
+    'audit verify') REPLY=(--key --since --until --gateway --json --no-color -h --help) ;;
     'gateway') REPLY=(-c --config --check --log-level --gateway --json --no-color -h --help) ;;
     'demo') REPLY=(--port --data-dir --gateway --json --no-color -h --help) ;;
     'completion') REPLY=(--gateway --json --no-color -h --help) ;;
@@ -57,6 +58,7 @@ _hoop_value_options() {
     'request') REPLY=(--query --duration --reason --gateway) ;;
     'audit') REPLY=(--gateway) ;;
     'audit events') REPLY=(--type --since --until --limit --gateway) ;;
+    'audit verify') REPLY=(--key --since --until --gateway) ;;
     'gateway') REPLY=(-c --config --log-level --gateway) ;;
     'demo') REPLY=(--port --data-dir --gateway) ;;
     'completion') REPLY=(--gateway) ;;
@@ -68,6 +70,7 @@ _hoop_option_kind() {
   REPLY=''
   case "$1|$2" in
     'sessions|--connection') REPLY='connections' ;;
+    'audit verify|--key') REPLY='file' ;;
     'gateway|-c') REPLY='file' ;;
     'gateway|--config') REPLY='file' ;;
     'gateway|--log-level') REPLY='choices:trace debug info warn error' ;;
@@ -80,6 +83,7 @@ _hoop_arg_kind() {
   case "$1|$2" in
     'connect|0') REPLY='connections' ;;
     'request|0') REPLY='connections' ;;
+    'audit verify|0') REPLY='file' ;;
     'completion|0') REPLY='choices:bash zsh fish' ;;
     'help|0') REPLY='choices:login logout whoami connections connect sessions reviews review request audit gateway demo completion' ;;
   esac

@@ -10,7 +10,7 @@ function __hoop_subcommands
         case 'review'
             printf '%s\n' approve deny
         case 'audit'
-            printf '%s\n' events
+            printf '%s\n' events verify
     end
 end
 
@@ -48,6 +48,8 @@ function __hoop_value_options
             printf '%s\n' --gateway
         case 'audit events'
             printf '%s\n' --type --since --until --limit --gateway
+        case 'audit verify'
+            printf '%s\n' --key --since --until --gateway
         case 'gateway'
             printf '%s\n' -c --config --log-level --gateway
         case 'demo'
@@ -217,6 +219,7 @@ complete -c hoop -n "__hoop_at 'request'" -l no-color -d 'disable colour (also N
 complete -c hoop -n "__hoop_at 'request'" -s h -l help -d 'show help'
 complete -c hoop -n "__hoop_arg 'request' 0" -a '(__hoop_connections)' -d 'connection name (see `hoop connections`)'
 complete -c hoop -n "__hoop_arg 'audit' 0" -a 'events' -d 'List recorded events by type, newest first (auditors and admins)'
+complete -c hoop -n "__hoop_arg 'audit' 0" -a 'verify' -d 'Check an audit bundle offline, or the gateway'\''s log: hashes, links, payloads, signatures'
 complete -c hoop -n "__hoop_at 'audit'" -l gateway -x -d 'gateway base URL (default: $HOOP_GATEWAY, then the one saved at login)'
 complete -c hoop -n "__hoop_at 'audit'" -l json -d 'print machine-readable JSON on stdout'
 complete -c hoop -n "__hoop_at 'audit'" -l no-color -d 'disable colour (also NO_COLOR=1)'
@@ -229,6 +232,14 @@ complete -c hoop -n "__hoop_at 'audit events'" -l gateway -x -d 'gateway base UR
 complete -c hoop -n "__hoop_at 'audit events'" -l json -d 'print machine-readable JSON on stdout'
 complete -c hoop -n "__hoop_at 'audit events'" -l no-color -d 'disable colour (also NO_COLOR=1)'
 complete -c hoop -n "__hoop_at 'audit events'" -s h -l help -d 'show help'
+complete -c hoop -n "__hoop_at 'audit verify'" -l key -r -F -d 'a trusted key: key id (hex), SHA256:<base64>, or public key PEM file; repeatable'
+complete -c hoop -n "__hoop_at 'audit verify'" -l since -x -d 'without BUNDLE: events at or after this time (default: the log'\''s beginning)'
+complete -c hoop -n "__hoop_at 'audit verify'" -l until -x -d 'without BUNDLE: events before this time (default: now)'
+complete -c hoop -n "__hoop_at 'audit verify'" -l gateway -x -d 'gateway base URL (default: $HOOP_GATEWAY, then the one saved at login)'
+complete -c hoop -n "__hoop_at 'audit verify'" -l json -d 'print machine-readable JSON on stdout'
+complete -c hoop -n "__hoop_at 'audit verify'" -l no-color -d 'disable colour (also NO_COLOR=1)'
+complete -c hoop -n "__hoop_at 'audit verify'" -s h -l help -d 'show help'
+complete -c hoop -n "__hoop_arg 'audit verify' 0" -a '(__fish_complete_path)' -d 'the bundle (.tar.gz); omit to verify the gateway'\''s log'
 complete -c hoop -n "__hoop_at 'gateway'" -s c -l config -r -F -d 'gateway config file (YAML)'
 complete -c hoop -n "__hoop_at 'gateway'" -l check -d 'validate the config and exit (0 valid, 2 not), without starting'
 complete -c hoop -n "__hoop_at 'gateway'" -l log-level -x -a 'trace debug info warn error' -d 'least severe log level to write'

@@ -20,6 +20,8 @@ export interface OptionSpec<T> {
   /** Allowed values: validated by commander, offered by completions. */
   readonly choices?: readonly string[];
   readonly complete?: Completion;
+  /** May be given more than once; the value is the list of parsed values, in order (empty when never given). */
+  readonly repeatable?: boolean;
   /** Type carrier only. */
   readonly __value?: T;
 }
@@ -85,6 +87,10 @@ export const opt = {
   },
   optionalParsed<T>(flags: string, description: string, parse: (raw: string) => T): OptionSpec<T | undefined> {
     return { flags, description, parse };
+  },
+  /** An option given any number of times (`--key A --key B`): the parsed values in order. */
+  repeated<T>(flags: string, description: string, parse: (raw: string) => T, extra: { complete?: Completion } = {}): OptionSpec<T[]> {
+    return { flags, description, parse: parse as unknown as (raw: string) => T[], defaultValue: [], repeatable: true, ...extra };
   },
   choice<const C extends string>(flags: string, description: string, choices: readonly C[], defaultValue: C): OptionSpec<C> {
     return { flags, description, defaultValue, choices };

@@ -90,11 +90,12 @@ export async function buildProgram(runtime: Runtime, tree?: readonly AnyCommand[
 function toOption(spec: OptionSpec<unknown>): Option {
   const o = new Option(spec.flags, spec.description);
   const parse = spec.parse;
-  if (parse) o.argParser((raw: string) => parse(raw));
+  if (parse && spec.repeatable) o.argParser((raw: string, previous: unknown) => [...((previous as unknown[] | undefined) ?? []), parse(raw)]);
+  else if (parse) o.argParser((raw: string) => parse(raw));
   if (spec.choices) o.choices(spec.choices);
   if (spec.required) o.makeOptionMandatory();
   // Boolean defaults are implied by the flag; showing "(default: false)" is noise.
-  if (spec.defaultValue !== undefined && typeof spec.defaultValue !== 'boolean') o.default(spec.defaultValue);
+  if (spec.defaultValue !== undefined && typeof spec.defaultValue !== 'boolean' && !spec.repeatable) o.default(spec.defaultValue);
   return o;
 }
 
