@@ -100,6 +100,7 @@ export class GatewayMetrics {
       getSession: (id) => store.getSession(id),
       readSessionEvents: (id, page) => store.readSessionEvents(id, page),
       readPayloads: (seqs) => store.readPayloads(seqs),
+      checkpointKeys: (afterSeq) => store.checkpointKeys(afterSeq),
       requestKill: (k) => store.requestKill(k),
       killsFor: (ids) => store.killsFor(ids),
       watchKills: (wake) => store.watchKills(wake),

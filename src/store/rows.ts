@@ -86,3 +86,9 @@ export function checkedSeqs(seqs: readonly number[]): number[] {
   if (bad !== undefined) throw new UsageError(`readPayloads: not a seq: ${String(bad)}`);
   return unique;
 }
+
+/** A seq to read after (0: from the start); refuses what is not a non-negative integer. */
+export function checkedAfterSeq(afterSeq: number): number {
+  if (!Number.isSafeInteger(afterSeq) || afterSeq < 0) throw new UsageError(`${String(afterSeq)} is not a seq to read after`);
+  return afterSeq;
+}

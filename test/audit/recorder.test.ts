@@ -41,6 +41,7 @@ class CountingStore implements Store {
   getSession(id: string) { return this.target.getSession(id); }
   readSessionEvents(id: string, page: SessionPageRequest) { return this.target.readSessionEvents(id, page); }
   readPayloads(seqs: readonly number[]) { return this.target.readPayloads(seqs); }
+  checkpointKeys(afterSeq: number) { return this.target.checkpointKeys(afterSeq); }
   requestKill(k: Parameters<Store['requestKill']>[0]) { return this.target.requestKill(k); }
   killsFor(ids: readonly string[]) { return this.target.killsFor(ids); }
   watchKills(wake: (id: string) => void) { return this.target.watchKills(wake); }
