@@ -11,6 +11,7 @@ import { dirname } from 'node:path';
 import { pino, type Logger } from 'pino';
 import { CheckpointSigner } from '../audit/checkpoint.js';
 import { Checkpointer } from '../audit/checkpointer.js';
+import { SYSTEM_ACTOR } from '../audit/event.js';
 import { AuditRecorder } from '../audit/recorder.js';
 import { HoopError, errorMessage } from '../errors.js';
 import { ApiKeyAuthenticator } from '../identity/api-keys.js';
@@ -21,6 +22,7 @@ import '../protocols/postgres/engine.js'; // registers type: postgres
 import { isLoopbackHost } from '../net/loopback.js';
 import { openStore } from '../store/index.js';
 import type { Store } from '../store/store.js';
+import { AuditKeys } from './audit-keys.js';
 import { AuthenticatorChain } from './authn.js';
 import { loadConfig, type GatewayConfig } from './config.js';
 import { ensureMaskingKey, maskingKeyPath } from './hash-key.js';
@@ -117,8 +119,9 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
     const file = config.path;
     const reloadFrom = options.reloadFrom ?? (file !== null ? () => loadConfig(file) : null);
     const reloader = new ConfigReloader({ holder: configs, load: reloadFrom, build: (c) => buildLiveConfig(c, parts), recorder, logger });
+    const auditKeys = new AuditKeys(store, { key_id: signer.keyId, pem: signer.publicKeyPem }, config.audit.previous_keys);
     const shared = {
-      store, recorder, metrics, logger, kills, notifier, approvals, configs, reloader,
+      store, recorder, metrics, logger, kills, notifier, approvals, configs, reloader, auditKeys,
       authFailures: new FailureLimiter(AUTH_FAILURE_BURST, 60_000),
       denials: new FailureLimiter(AUTH_FAILURE_BURST, 60_000),
     };
@@ -150,6 +153,7 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
     await recorder.record(configLoadedEvent(started, 'start', null, configChanges(null, started)));
 
     const checkpointer = new Checkpointer({ store, recorder, signer, intervalMs: config.audit.checkpoint_interval, logger });
+    await recordRotation(auditKeys, recorder, checkpointer, logger);
     checkpointer.start();
     await kills.start();
     notifier.start();
@@ -225,6 +229,22 @@ function liveParts(config: GatewayConfig, maskingKey: Buffer): LiveParts {
     authn: (c) => new AuthenticatorChain([...oidcVerifiers, new ApiKeyAuthenticator(c.identity.api_keys)]),
     proxies: (c) => new TrustedProxies(c.trusted_proxies),
   };
+}
+
+/**
+ * A start with another signing key than the newest checkpoint's is recorded (audit-keys.ts), then
+ * signed at once with the new key, which so vouches for the head that records the switch.
+ */
+async function recordRotation(keys: AuditKeys, recorder: AuditRecorder, checkpointer: Checkpointer, logger: Logger): Promise<void> {
+  const rotation = await keys.rotation();
+  if (!rotation) return;
+  const { previous_key_id, key_id } = rotation;
+  await recorder.record({ type: 'audit.key_rotated', actor: SYSTEM_ACTOR, data: { previous_key_id, key_id } });
+  await checkpointer.checkpoint();
+  logger.info({ previous_key_id, key_id }, 'audit signing key rotated');
+  if (!rotation.previous_listed) {
+    logger.warn({ previous_key_id }, 'the key that signed the newest checkpoint is not in audit.previous_keys: list its public key there so GET /api/v1/audit/keys names it as retired (checkpoints carry their key and still verify)');
+  }
 }
 
 function loadSigner(path: string): CheckpointSigner {

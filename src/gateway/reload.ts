@@ -93,6 +93,7 @@ const RESTART_KEYS: { key: string; of(c: GatewayConfig): unknown }[] = [
   { key: 'audit.payload_limit', of: (c) => c.audit.payload_limit },
   { key: 'audit.signing_key', of: (c) => c.audit.signing_key },
   { key: 'audit.checkpoint_interval', of: (c) => c.audit.checkpoint_interval },
+  { key: 'audit.previous_keys', of: (c) => c.audit.previous_keys.map((k) => k.key_id) },
   { key: 'identity.oidc', of: (c) => c.identity.oidc },
 ];
 
