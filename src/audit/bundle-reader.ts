@@ -126,7 +126,7 @@ export class UstarReader {
   }
 
   private takeHeader(h: Buffer): void {
-    if (h.every((b) => b === 0)) {
+    if (h[0] === 0 && h[148] === 0 && h.every((b) => b === 0)) {
       this.ended = true; // the end marker; what follows must be zeros (tar pads to its record size)
       return;
     }
@@ -218,7 +218,7 @@ function printable(name: string): string {
 export async function readTarGz(source: AsyncIterable<Buffer | Uint8Array | string> | NodeJS.ReadableStream, sink: TarSink): Promise<void> {
   const reader = new UstarReader(sink);
   try {
-    await pipeline(source, createGunzip(), async (gunzipped: AsyncIterable<Buffer>) => {
+    await pipeline(source, createGunzip({ chunkSize: 256 * 1024 }), async (gunzipped: AsyncIterable<Buffer>) => {
       for await (const chunk of gunzipped) reader.push(chunk);
     });
   } catch (err) {

@@ -259,6 +259,7 @@ export class BundleVerifier implements TarSink {
   private readonly cpKeys = new Map<string, { publicKey: string; checkpoints: number }>();
 
   private readonly trusted: Set<string> | null;
+  private rangeIso: { since: string; until: string } | null = null;
 
   constructor(options: BundleVerifyOptions = {}) {
     this.trusted = options.trustedKeys ? new Set(options.trustedKeys.map((k) => k.toLowerCase())) : null;
@@ -393,15 +394,16 @@ export class BundleVerifier implements TarSink {
     this.lines++;
     if (this.chainBroken) return;
     let v: unknown;
+    const text = bytes.toString('utf8');
     try {
-      v = JSON.parse(bytes.toString('utf8'));
+      v = JSON.parse(text);
     } catch {
       return this.chainFail(this.nextSeq(), null, `line ${this.lines} of events.jsonl is not JSON`);
     }
     if (v === null || typeof v !== 'object' || Array.isArray(v)) return this.chainFail(this.nextSeq(), null, `line ${this.lines} of events.jsonl is not a JSON object`);
     const o = v as Record<string, unknown>;
     if (o['omitted'] !== undefined) return this.stubLine(o);
-    this.fullLine(o);
+    this.fullLine(o, text);
   }
 
   /** Checks a line's seq and prev_hash against the line before; false (and recorded) when they do not hold. */
@@ -452,7 +454,7 @@ export class BundleVerifier implements TarSink {
     this.accept(seq, hash, null, false);
   }
 
-  private fullLine(o: Record<string, unknown>): void {
+  private fullLine(o: Record<string, unknown>, text: string): void {
     const id = typeof o['id'] === 'string' ? o['id'].slice(0, 64) : null;
     for (const k in o) {
       if (!FULL_FIELDS.has(k)) {
@@ -464,13 +466,15 @@ export class BundleVerifier implements TarSink {
     const shape = eventShape(o);
     if (shape) return this.chainFail(seq, id, shape);
     const e = o as unknown as AuditEvent;
-    let recomputed: string;
-    try {
-      recomputed = computeHash(e);
-    } catch (err) {
-      return this.chainFail(seq, id, `event cannot be hashed: ${(err as Error).message}`);
+    if (!lineHashes(text, e)) {
+      let recomputed: string;
+      try {
+        recomputed = computeHash(e);
+      } catch (err) {
+        return this.chainFail(seq, id, `event cannot be hashed: ${(err as Error).message}`);
+      }
+      if (recomputed !== e.hash) return this.chainFail(seq, id, 'hash mismatch: the event content does not match its hash');
     }
-    if (recomputed !== e.hash) return this.chainFail(seq, id, 'hash mismatch: the event content does not match its hash');
     this.full++;
     this.timeFirst ??= e.time;
     this.timeLast = e.time;
@@ -491,8 +495,10 @@ export class BundleVerifier implements TarSink {
   private checkInRange(e: AuditEvent): void {
     const m = this.manifest;
     if (!m || this.failures.has('manifest')) return;
-    const t = Date.parse(e.time);
-    if (t < Date.parse(m.range.since) || t >= Date.parse(m.range.until)) {
+    // Event times are RFC 3339 UTC with milliseconds: compared as text with the range in that form.
+    const t = EVENT_TIME.test(e.time) ? e.time : new Date(Date.parse(e.time)).toISOString();
+    this.rangeIso ??= { since: new Date(Date.parse(m.range.since)).toISOString(), until: new Date(Date.parse(m.range.until)).toISOString() };
+    if (t < this.rangeIso.since || t >= this.rangeIso.until) {
       this.fail('manifest', { seq: e.seq, id: e.id, file: 'events.jsonl', reason: `seq ${e.seq} (${e.time}) is a full event outside the manifest's range ${m.range.since} .. ${m.range.until}` });
     }
   }
@@ -835,6 +841,24 @@ function eventShape(o: Record<string, unknown>): string | null {
   if (o['payload_sha256'] !== undefined && (typeof o['payload_sha256'] !== 'string' || !HEX64.test(o['payload_sha256']))) return 'payload_sha256 is not 64 lowercase hex digits';
   if (typeof o['hash'] !== 'string' || !HEX64.test(o['hash'])) return 'hash is not 64 lowercase hex digits';
   return null;
+}
+
+const EVENT_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
+const HASH_MEMBER_LENGTH = ',"hash":"'.length + 64 + 1;
+
+/**
+ * The fast path for a line as the format writes it (canonical JSON of the event with its hash):
+ * the hashed text is the line without its top-level `,"hash":"…"` member, so the hash can be
+ * checked without encoding the event again. True only when the digest matches, which proves the
+ * text is exactly what the gateway hashed (and the parsed line is that plus its hash); any other
+ * line (not canonical, reordered, or simply wrong) goes the slow way, canonicalJson and computeHash.
+ */
+function lineHashes(text: string, e: AuditEvent): boolean {
+  if (typeof e.hash !== 'string' || typeof e.prev_hash !== 'string') return false;
+  const at = text.lastIndexOf(`,"hash":"${e.hash}"`);
+  if (at === -1) return false;
+  const body = text.slice(0, at) + text.slice(at + HASH_MEMBER_LENGTH);
+  return createHash('sha256').update(e.prev_hash).update(body).digest('hex') === e.hash;
 }
 
 function rawOf(key: KeyObject): Buffer {

@@ -65,14 +65,20 @@ export interface VerifyStoreOptions {
 export async function verifyStore(store: Pick<Store, 'readEvents' | 'readPayloads'>, options: VerifyStoreOptions = {}): Promise<VerifyReport> {
   const pageSize = Math.min(options.pageSize ?? 1000, 1000);
   const walk = new ChainWalk({ fromGenesis: true, ...(options.expectedHead ? { expectedHead: options.expectedHead } : {}) });
+  const read = (afterSeq: number) => store.readEvents({ afterSeq, limit: pageSize, payload: false });
+  let next = read(0);
   for (;;) {
-    const page = await store.readEvents({ afterSeq: walk.lastSeq ?? 0, limit: pageSize, payload: false });
+    const page = await next;
+    // The next page is read while this one's payloads and chain are checked (two pages at most in memory).
+    if (page.length === pageSize) next = read(page[page.length - 1]!.seq);
     const bad = await walk.checkPayloads(store, page);
     // The chain is checked up to the first bad payload, so the report names whichever comes first.
     const upTo = bad ? page.filter((e) => e.seq < bad.seq) : page;
-    if (!walk.add(upTo)) return walk.finish();
-    if (bad) return walk.failWith(bad);
-    if (page.length < pageSize) return walk.finish();
+    const ok = walk.add(upTo);
+    if (!ok || bad || page.length < pageSize) {
+      if (page.length === pageSize) await next.catch(() => {}); // nothing left running
+      return ok && bad ? walk.failWith(bad) : walk.finish();
+    }
   }
 }
 
