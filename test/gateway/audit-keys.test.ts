@@ -4,7 +4,7 @@
  * key records `audit.key_rotated` and signs at once with the new key; the old and new
  * checkpoints all verify.
  */
-import { createPrivateKey, createPublicKey, generateKeyPairSync } from 'node:crypto';
+import { createPrivateKey, createPublicKey, generateKeyPairSync, randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,6 +13,7 @@ import { pino } from 'pino';
 import { afterAll, describe, expect, inject, test } from 'vitest';
 import { keyIdOf } from '../../src/audit/checkpoint.js';
 import { verifyStore } from '../../src/audit/verify.js';
+import { AuditKeys } from '../../src/gateway/audit-keys.js';
 import { parseConfig } from '../../src/gateway/config.js';
 import { openStore } from '../../src/store/index.js';
 import { apiCall, startTestGateway } from '../helpers/gateway.js';
@@ -90,6 +91,28 @@ describe('audit keys and rotation', () => {
     const store = await openStore(storeUrl);
     try {
       expect(await verifyStore(store)).toMatchObject({ ok: true, key_ids: [keyId(first), keyId(second), keyId(join(dir, 'third.key'))] });
+    } finally {
+      await store.close();
+    }
+  });
+
+  test('rotation or not: a new key, a switch back to a listed key, and another replica\'s key on a shared store', async () => {
+    const store = await openStore('sqlite::memory:');
+    try {
+      const checkpoint = async (key: string) => {
+        const head = (await store.head()) ?? { seq: 0, hash: '0'.repeat(64) };
+        await store.appendEvents([{ id: randomUUID(), time: new Date().toISOString(), type: 'checkpoint', actor: null, source: null, connection: null, session_id: null, data: { seq: head.seq, hash: head.hash, key_id: key, public_key: 'AAAA' } }]);
+      };
+      const keys = (active: string, previous: string[] = []) => new AuditKeys(store, { key_id: active, pem: 'pem' }, previous.map((key_id) => ({ key_id, pem: 'pem' })));
+      expect(await keys('a').rotation()).toBeNull(); // an empty log
+      await checkpoint('a');
+      await checkpoint('b');
+      expect(await keys('b').rotation()).toBeNull(); // the newest checkpoint is its own
+      expect(await keys('a').rotation()).toBeNull(); // a signed before, b not retired: b is another replica
+      expect(await keys('a', ['b']).rotation()).toEqual({ previous_key_id: 'b', key_id: 'a', previous_listed: true }); // back to a, b retired
+      expect(await keys('c').rotation()).toEqual({ previous_key_id: 'b', key_id: 'c', previous_listed: false }); // a new key
+      const listed = await keys('c', ['a']).list();
+      expect(listed.map((k) => [k.key_id, k.status])).toEqual([['c', 'active'], ['a', 'retired']]); // b's 'AAAA' is no Ed25519 key: not listed
     } finally {
       await store.close();
     }
