@@ -212,7 +212,7 @@ function grown(a: Uint8Array, n: number): Uint8Array<ArrayBuffer> {
 
 /** What the entry being read is, and what its bytes go to. */
 type Current =
-  | { kind: 'buffer'; name: string; hash: Hash; parts: Buffer[]; bytes: number; max: number; overflow: boolean }
+  | { kind: 'buffer'; name: string; hash: Hash; body: Buffer; bytes: number; overflow: boolean }
   | { kind: 'events'; name: string; hash: Hash }
   | { kind: 'payload'; name: string; hash: Hash; index: number }
   | { kind: 'plain'; name: string; hash: Hash };
@@ -273,7 +273,7 @@ export class BundleVerifier implements TarSink {
     const name = e.name;
     if (name === 'manifest.json') {
       if (this.eventsState !== 'before') this.fail('archive', { file: name, reason: 'manifest.json comes after events.jsonl; a bundle puts it first' });
-      this.current = this.bufferOf(name, hash, MAX_MANIFEST_BYTES);
+      this.current = this.bufferOf(name, e.size, hash, MAX_MANIFEST_BYTES);
     } else if (name === 'events.jsonl') {
       if (!this.manifest && !this.manifestBad) this.fail('archive', { file: name, reason: 'events.jsonl comes before manifest.json; a bundle puts the manifest first' });
       this.eventsState = 'reading';
@@ -282,11 +282,11 @@ export class BundleVerifier implements TarSink {
       this.current = { kind: 'payload', name, hash, index: this.payloadEntry(name) };
     } else if (KEY_NAME.test(name)) {
       if ([...this.buffered.keys()].filter((n) => n.startsWith('keys/')).length >= MAX_KEYS) this.fail('archive', { file: name, reason: `more than ${MAX_KEYS} key files` });
-      this.current = this.bufferOf(name, hash, MAX_KEY_FILE_BYTES);
+      this.current = this.bufferOf(name, e.size, hash, MAX_KEY_FILE_BYTES);
     } else if (name === 'SHA256SUMS') {
-      this.current = this.bufferOf(name, hash, MAX_SUMS_BYTES);
+      this.current = this.bufferOf(name, e.size, hash, MAX_SUMS_BYTES);
     } else if (name === 'SHA256SUMS.sig') {
-      this.current = this.bufferOf(name, hash, 1024);
+      this.current = this.bufferOf(name, e.size, hash, 1024);
     } else {
       if (!PLAIN_FILES.has(name)) this.fail('archive', { file: name, reason: `unexpected file ${name} (not part of the bundle format)` });
       this.current = { kind: 'plain', name, hash };
@@ -298,12 +298,8 @@ export class BundleVerifier implements TarSink {
     c.hash.update(chunk);
     if (c.kind === 'buffer') {
       if (c.overflow) return;
+      chunk.copy(c.body, c.bytes); // the tar header gave the size: never more than that arrives
       c.bytes += chunk.length;
-      if (c.bytes > c.max) {
-        c.overflow = true;
-        c.parts = [];
-        this.fail(c.name === 'SHA256SUMS' || c.name === 'SHA256SUMS.sig' ? 'SHA256SUMS' : c.name === 'manifest.json' ? 'manifest' : 'keys', { file: c.name, reason: `${c.name} is larger than ${c.max} bytes` });
-      } else c.parts.push(Buffer.from(chunk)); // the reader's chunks are views of zlib's buffers
     } else if (c.kind === 'events') this.eventBytes(chunk);
   }
 
@@ -315,7 +311,7 @@ export class BundleVerifier implements TarSink {
     this.fileHashes.set(c.name, digest);
     if (c.kind === 'events') return this.eventsEnd();
     if (c.kind === 'buffer' && !c.overflow) {
-      const body = Buffer.concat(c.parts);
+      const body = c.body;
       if (c.name === 'manifest.json') this.takeManifest(body);
       else this.buffered.set(c.name, body);
     }
@@ -328,8 +324,13 @@ export class BundleVerifier implements TarSink {
 
   // ---- manifest ---------------------------------------------------------------------------
 
-  private bufferOf(name: string, hash: Hash, max: number): Current {
-    return { kind: 'buffer', name, hash, parts: [], bytes: 0, max, overflow: false };
+  /** A file read whole (small ones, and SHA256SUMS for its signature), refused past `max` before any byte is kept. */
+  private bufferOf(name: string, size: number, hash: Hash, max: number): Current {
+    if (size > max) {
+      this.fail(name === 'SHA256SUMS' || name === 'SHA256SUMS.sig' ? 'SHA256SUMS' : name === 'manifest.json' ? 'manifest' : 'keys', { file: name, reason: `${name} is larger than ${max} bytes` });
+      return { kind: 'buffer', name, hash, body: Buffer.alloc(0), bytes: 0, overflow: true };
+    }
+    return { kind: 'buffer', name, hash, body: Buffer.allocUnsafe(size), bytes: 0, overflow: false };
   }
 
   private takeManifest(body: Buffer): void {
@@ -665,17 +666,19 @@ export class BundleVerifier implements TarSink {
   private checkSums(): void {
     const sums = this.buffered.get('SHA256SUMS');
     if (!sums) return;
-    const text = sums.toString('utf8');
-    if (text === '' || !text.endsWith('\n')) return this.fail('SHA256SUMS', { file: 'SHA256SUMS', reason: 'SHA256SUMS is empty or does not end with a line end' });
+    if (sums.length === 0 || sums[sums.length - 1] !== 10) return this.fail('SHA256SUMS', { file: 'SHA256SUMS', reason: 'SHA256SUMS is empty or does not end with a line end' });
     const listed = new Set<string>();
     let payloadLines = 0;
     let previous: Buffer | null = null;
-    const lines = text.slice(0, -1).split('\n');
-    for (const [i, line] of lines.entries()) {
+    // Line by line over the bytes: one line in memory at a time besides the file itself.
+    for (let start = 0, i = 0; start < sums.length; i++) {
+      const end = sums.indexOf(10, start);
+      const line = sums.toString('utf8', start, end);
+      const key = sums.subarray(start + 66, end);
+      start = end + 1;
       const match = /^([0-9a-f]{64}) {2}(.+)$/.exec(line);
       if (!match) return this.fail('SHA256SUMS', { file: 'SHA256SUMS', reason: `SHA256SUMS line ${i + 1} is not "<64 hex>  <path>"` });
       const [, sum, path] = match as unknown as [string, string, string];
-      const key = Buffer.from(path, 'utf8');
       if (previous && Buffer.compare(previous, key) >= 0) return this.fail('SHA256SUMS', { file: 'SHA256SUMS', reason: `SHA256SUMS is not sorted by path, or lists ${path} twice` });
       previous = key;
       const payload = PAYLOAD_NAME.exec(path);
