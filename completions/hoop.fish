@@ -239,7 +239,7 @@ complete -c hoop -n "__hoop_at 'audit verify'" -l gateway -x -d 'gateway base UR
 complete -c hoop -n "__hoop_at 'audit verify'" -l json -d 'print machine-readable JSON on stdout'
 complete -c hoop -n "__hoop_at 'audit verify'" -l no-color -d 'disable colour (also NO_COLOR=1)'
 complete -c hoop -n "__hoop_at 'audit verify'" -s h -l help -d 'show help'
-complete -c hoop -n "__hoop_arg 'audit verify' 0" -a '(__fish_complete_path)' -d 'the bundle (.tar.gz); omit to verify the gateway'\''s log'
+complete -c hoop -n "__hoop_arg 'audit verify' 0" -a '(__fish_complete_path)' -d 'the bundle (.tar.gz), or - for stdin; omit to verify the gateway'\''s log'
 complete -c hoop -n "__hoop_at 'gateway'" -s c -l config -r -F -d 'gateway config file (YAML)'
 complete -c hoop -n "__hoop_at 'gateway'" -l check -d 'validate the config and exit (0 valid, 2 not), without starting'
 complete -c hoop -n "__hoop_at 'gateway'" -l log-level -x -a 'trace debug info warn error' -d 'least severe log level to write'

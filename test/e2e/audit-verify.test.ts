@@ -9,13 +9,14 @@
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { createReadStream, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { AuditEvent } from '../../src/audit/event.js';
 import { archiveBundle, buildLog, bundleFiles, editLines, newKey, sealBundle, type TestKey } from '../helpers/bundle.js';
-import { childEnv, runBin, runHoop } from '../cli/helpers.js';
+import { BIN, childEnv, runBin, runHoop } from '../cli/helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'hoop-audit-verify-e2e-'));
 const ALL = { since: '2026-01-01T00:00:00Z', until: '2027-01-01T00:00:00Z' };
@@ -77,6 +78,17 @@ describe('hoop audit verify BUNDLE (bin/hoop.js)', () => {
     expect(usage.code).toBe(2);
     expect(usage.stderr).toMatch(/invalid --key 'abc'/);
     expect((await runHoop(['audit', 'verify', join(dir, 'missing.tar.gz')])).code).toBe(1);
+  });
+
+  test('BUNDLE - reads the bundle from stdin, as it streams through a pipe', async () => {
+    const child = spawn(process.execPath, [BIN, 'audit', 'verify', '-', '--key', key.id], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    createReadStream(bad).pipe(child.stdin);
+    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    expect(code).toBe(10);
+    expect(stdout).toMatch(/^Verifying stdin\n/);
+    expect(stdout).toContain(`FAILED at seq ${edited.seq}`);
   });
 });
 

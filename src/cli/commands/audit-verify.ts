@@ -54,7 +54,7 @@ export const auditVerifyCommand = defineCommand({
     'several): every key that signed must be one of them. Without BUNDLE, verifies the log of the\n' +
     "gateway (--gateway, HOOP_GATEWAY or the saved one) the same way, as an export of everything\n" +
     'in --since/--until streams in (auditors and admins). Exits 10 on any failure.',
-  args: [arg('bundle', "the bundle (.tar.gz); omit to verify the gateway's log", { optional: true, complete: 'file' })],
+  args: [arg('bundle', "the bundle (.tar.gz), or - for stdin; omit to verify the gateway's log", { optional: true, complete: 'file' })],
   options: {
     key: opt.repeated('--key <key>', 'a trusted key: key id (hex), SHA256:<base64>, or public key PEM file; repeatable', parseKeyRef, { complete: 'file' }),
     since: opt.text('--since <time>', "without BUNDLE: events at or after this time (default: the log's beginning)"),
@@ -74,9 +74,16 @@ export const auditVerifyCommand = defineCommand({
       if (options.since !== undefined || options.until !== undefined) {
         throw new UsageError('--since and --until apply to the gateway\'s log (no BUNDLE); a bundle covers the range it was made for');
       }
-      if (!existsSync(bundle) || !statSync(bundle).isFile()) throw new HoopError('HOOP_NOT_FOUND', `no such file: ${bundle}`);
-      source = bundle;
-      report = await verifyBundle(createReadStream(bundle, { highWaterMark: 256 * 1024 }), trusted);
+      if (bundle === '-') {
+        // A bundle piped in: hoop audit export --bundle -o - | hoop audit verify - --key …
+        if (ctx.io.isStdinTTY) throw new UsageError('BUNDLE "-" reads the bundle from stdin; pipe one in');
+        source = 'stdin';
+        report = await verifyBundle(ctx.io.stdin, trusted);
+      } else {
+        if (!existsSync(bundle) || !statSync(bundle).isFile()) throw new HoopError('HOOP_NOT_FOUND', `no such file: ${bundle}`);
+        source = bundle;
+        report = await verifyBundle(createReadStream(bundle, { highWaterMark: 256 * 1024 }), trusted);
+      }
     } else {
       const now = ctx.now();
       const since = options.since === undefined ? BEGINNING : parseTimeArg(options.since, '--since', now);
