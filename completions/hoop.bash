@@ -8,7 +8,7 @@ _hoop_subcommands() {
     '') REPLY=(login logout whoami connections connect sessions reviews review request audit gateway demo completion help) ;;
     'sessions') REPLY=(show kill) ;;
     'review') REPLY=(approve deny) ;;
-    'audit') REPLY=(events verify) ;;
+    'audit') REPLY=(events verify keys) ;;
   esac
 }
 
@@ -32,6 +32,7 @@ _hoop_options() {
     'audit') REPLY=(--gateway --json --no-color -h --help) ;;
     'audit events') REPLY=(--type --since --until --limit --gateway --json --no-color -h --help) ;;
     'audit verify') REPLY=(--key --since --until --gateway --json --no-color -h --help) ;;
+    'audit keys') REPLY=(--gateway --json --no-color -h --help) ;;
     'gateway') REPLY=(-c --config --check --log-level --gateway --json --no-color -h --help) ;;
     'demo') REPLY=(--port --data-dir --gateway --json --no-color -h --help) ;;
     'completion') REPLY=(--gateway --json --no-color -h --help) ;;
@@ -59,6 +60,7 @@ _hoop_value_options() {
     'audit') REPLY=(--gateway) ;;
     'audit events') REPLY=(--type --since --until --limit --gateway) ;;
     'audit verify') REPLY=(--key --since --until --gateway) ;;
+    'audit keys') REPLY=(--gateway) ;;
     'gateway') REPLY=(-c --config --log-level --gateway) ;;
     'demo') REPLY=(--port --data-dir --gateway) ;;
     'completion') REPLY=(--gateway) ;;

@@ -4,7 +4,7 @@
  * CLI's one exit-code mapping applies to server-side failures too.
  */
 import type { Agent, Dispatcher } from 'undici';
-import type { ApprovalRequest, AuditEventList, AuthConfig, ConnectionInfo, MeInfo, SessionDetail, SessionKillResult, SessionSummary } from '../api/types.js';
+import type { ApprovalRequest, AuditEventList, AuditKey, AuthConfig, ConnectionInfo, MeInfo, SessionDetail, SessionKillResult, SessionSummary } from '../api/types.js';
 import { HoopError, type HoopErrorCode } from '../errors.js';
 
 export interface SessionQuery {
@@ -135,6 +135,11 @@ export class GatewayApi {
   /** One request (its requester, approvers, admins and auditors). */
   request(id: string): Promise<ApprovalRequest> {
     return this.get<ApprovalRequest>(`/api/v1/requests/${encodeURIComponent(id)}`);
+  }
+
+  /** The audit signing keys, active first (any signed-in identity). */
+  auditKeys(): Promise<AuditKey[]> {
+    return this.get<AuditKey[]>('/api/v1/audit/keys');
   }
 
   /**

@@ -16,6 +16,7 @@ import { verifyStore } from '../../src/audit/verify.js';
 import { AuditKeys } from '../../src/gateway/audit-keys.js';
 import { parseConfig } from '../../src/gateway/config.js';
 import { openStore } from '../../src/store/index.js';
+import { runHoop } from '../cli/helpers.js';
 import { apiCall, startTestGateway } from '../helpers/gateway.js';
 
 const upstream = inject('upstream');
@@ -66,6 +67,14 @@ describe('audit keys and rotation', () => {
       const firstCheckpoints = events.filter((e) => e.type === 'checkpoint' && e.data['key_id'] === keyId(first));
       expect(firstCheckpoints).toHaveLength(2);
       expect(keys[1]).toMatchObject({ first_used: firstCheckpoints[0]!.time, last_used: firstCheckpoints[1]!.time, pem: readFileSync(oldPublic, 'utf8') });
+      // hoop audit keys: the same, as a table (into a pipe: tab-separated rows, no header) or JSON.
+      const cli = await runHoop(['audit', 'keys'], { env: { HOOP_GATEWAY: gw.url, HOOP_TOKEN: gw.keys['alice']! } });
+      expect(cli.code).toBe(0);
+      expect(cli.stdout.trimEnd().split('\n').map((l) => l.split('\t'))).toEqual([
+        [keyId(second), 'active', keys[0].first_used, keys[0].last_used],
+        [keyId(first), 'retired', keys[1].first_used, keys[1].last_used],
+      ]);
+      expect(JSON.parse((await runHoop(['audit', 'keys', '--json'], { env: { HOOP_GATEWAY: gw.url, HOOP_TOKEN: gw.keys['alice']! } })).stdout)).toEqual(keys);
       expect(lines.some((l) => l['msg'] === 'audit signing key rotated')).toBe(true);
       expect(lines.some((l) => l['level'] === 40)).toBe(false); // the old key is listed: no warning
       expect((await apiCall({ ...gw, keys: { nobody: 'hoop_not-a-key' } }, 'GET', '/audit/keys', 'nobody')).status).toBe(401);

@@ -13,7 +13,7 @@ import { HoopError, UsageError } from '../../errors.js';
 import { arg, defineCommand, opt } from '../command.js';
 import type { CommandContext } from '../context.js';
 import { ExitCode } from '../exit-codes.js';
-import { printJson, sanitize } from '../output.js';
+import { printJson, printTable, sanitize } from '../output.js';
 import { parseTimeArg } from '../time.js';
 
 /** The beginning of any log: `--since` when not given. */
@@ -96,6 +96,22 @@ export const auditVerifyCommand = defineCommand({
     if (ctx.globals.json) printJson(ctx.io, { source, ...report });
     else renderReport(ctx, source, report);
     return report.ok ? ExitCode.OK : ExitCode.AUDIT_VERIFY_FAILED;
+  },
+});
+
+export const auditKeysCommand = defineCommand({
+  name: 'keys',
+  summary: 'The keys that sign the audit log, with their first and last use: what to pass to verify --key',
+  description:
+    "The gateway's audit signing keys: the active one (audit.signing_key), retired ones\n" +
+    '(audit.previous_keys) and any other key found in checkpoints, with the first and last\n' +
+    'checkpoint each signed. The KEY ID is what hoop audit verify --key takes; keep it on record\n' +
+    'outside the gateway. --json includes each public key as PEM.',
+  examples: ['hoop audit keys', 'hoop audit verify bundle.tar.gz --key "$(hoop audit keys --json | jq -r \'.[0].key_id\')"'],
+  async run(ctx) {
+    const keys = await ctx.api().auditKeys();
+    if (ctx.globals.json) return printJson(ctx.io, keys);
+    printTable(ctx.io, [{ title: 'KEY ID', keep: true }, 'STATUS', 'FIRST USED', 'LAST USED'], keys.map((k) => [k.key_id, k.status, k.first_used ?? '-', k.last_used ?? '-']));
   },
 });
 

@@ -5,7 +5,7 @@ import { defineCommand, opt, type CommandGroup } from '../command.js';
 import type { CommandContext } from '../context.js';
 import { printJson, printTable } from '../output.js';
 import { formatRelative, parseTimeArg } from '../time.js';
-import { auditVerifyCommand } from './audit-verify.js';
+import { auditKeysCommand, auditVerifyCommand } from './audit-verify.js';
 import { parseLimit } from './sessions.js';
 
 const DEFAULT_LIMIT = 50;
@@ -47,7 +47,7 @@ export const auditEventsCommand = defineCommand({
 export const auditCommand = defineCommand({
   name: 'audit',
   summary: 'Read the audit log',
-  subcommands: [auditEventsCommand, auditVerifyCommand],
+  subcommands: [auditEventsCommand, auditVerifyCommand, auditKeysCommand],
 });
 
 function renderEvents(ctx: CommandContext, events: AuditEvent[], limit: number): void {
