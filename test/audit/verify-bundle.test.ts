@@ -8,6 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { createReadStream, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { canonicalJson, computeHash, sealEvent } from '../../src/audit/chain.js';
 import type { AuditEvent } from '../../src/audit/event.js';
@@ -262,6 +263,27 @@ describe('tampering with a bundle is caught', () => {
     const keys = files();
     keys.set(`keys/${gateway.id}.pem`, Buffer.from(forger.pem));
     expect((await verify(keys)).failure).toMatchObject({ check: 'keys', file: `keys/${gateway.id}.pem`, reason: expect.stringMatching(/holds the key [0-9a-f]{64}, not the one its name says/) });
+  });
+
+  test('a file declared larger than its limit is refused from its tar header, before any of it is kept', async () => {
+    const header = Buffer.alloc(512);
+    header.write('manifest.json', 0);
+    header.write('0000644\u0000', 100);
+    header.write('0000000\u0000', 108);
+    header.write('0000000\u0000', 116);
+    header.write(`${(1024 ** 3).toString(8).padStart(11, '0')}\u0000`, 124); // 1 GiB claimed
+    header.write('00000000000\u0000', 136);
+    header.write('        ', 148);
+    header.write('0', 156);
+    header.write('ustar\u000000', 257, 'latin1');
+    let sum = 0;
+    for (const b of header) sum += b;
+    header.write(`${sum.toString(8).padStart(6, '0')}\u0000 `, 148, 'latin1');
+    const path = join(dir, 'huge-manifest.tar.gz');
+    writeFileSync(path, gzipSync(Buffer.concat([header, Buffer.alloc(4096, 0x7b)])));
+    const r = await verifyBundle(createReadStream(path));
+    expect(r.failure).toMatchObject({ check: 'manifest', file: 'manifest.json', reason: 'manifest.json is larger than 67108864 bytes' });
+    expect(r.checks.find((c) => c.name === 'archive')).toMatchObject({ status: 'failed', detail: expect.stringMatching(/ends in the middle of a file/) });
   });
 
   test('a broken archive stops verification with the archive check failed', async () => {
