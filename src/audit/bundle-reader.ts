@@ -1,5 +1,5 @@
 /**
- * Reading an audit bundle (a gzip-compressed POSIX ustar archive, docs/audit-verify.md) as it
+ * Reading an audit bundle (a gzip-compressed POSIX ustar archive, the format in docs/audit-export.md) as it
  * streams, without trusting it: the archive comes from whoever handed it to the examiner.
  *
  * `UstarReader` is a push parser in the style of the protocol framers: feed it the decompressed

@@ -1,6 +1,6 @@
 /**
  * Offline verification of an audit bundle (`hoop audit verify BUNDLE`; the format is
- * docs/audit-verify.md, "The bundle"), while it streams: memory does not grow with events.jsonl.
+ * docs/audit-export.md; the checks: docs/audit-verify.md), while it streams: memory does not grow with events.jsonl.
  *
  * The archive's order makes that possible: manifest.json (the span, the pruned payloads) comes
  * before events.jsonl, which is checked line by line as it is read — every link, every full

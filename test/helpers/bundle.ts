@@ -1,5 +1,5 @@
 /**
- * Audit bundles for verification tests, made per the bundle format (docs/audit-verify.md) by
+ * Audit bundles for verification tests, made per the bundle format (docs/audit-export.md) by
  * code that is not the exporter: a log of events sealed in a chain with signed checkpoints, the
  * files of a bundle over a range of it (stubs for what a filter leaves out), SHA256SUMS signed
  * with node:crypto, and the archive made by the system's real `tar czf` — an oracle apart from
