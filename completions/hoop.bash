@@ -8,7 +8,7 @@ _hoop_subcommands() {
     '') REPLY=(login logout whoami connections connect sessions reviews review request audit gateway agent demo completion help) ;;
     'sessions') REPLY=(show kill) ;;
     'review') REPLY=(approve deny) ;;
-    'audit') REPLY=(events export) ;;
+    'audit') REPLY=(events export verify keys) ;;
   esac
 }
 
@@ -32,6 +32,8 @@ _hoop_options() {
     'audit') REPLY=(--gateway --json --no-color -h --help) ;;
     'audit events') REPLY=(--type --since --until --limit --gateway --json --no-color -h --help) ;;
     'audit export') REPLY=(--since --until --user --connection --format --bundle -o --output --gateway --json --no-color -h --help) ;;
+    'audit verify') REPLY=(--key --since --until --gateway --json --no-color -h --help) ;;
+    'audit keys') REPLY=(--gateway --json --no-color -h --help) ;;
     'gateway') REPLY=(-c --config --check --log-level --gateway --json --no-color -h --help) ;;
     'agent') REPLY=(--allow --name --log-level --gateway --json --no-color -h --help) ;;
     'demo') REPLY=(--port --data-dir --gateway --json --no-color -h --help) ;;
@@ -60,6 +62,8 @@ _hoop_value_options() {
     'audit') REPLY=(--gateway) ;;
     'audit events') REPLY=(--type --since --until --limit --gateway) ;;
     'audit export') REPLY=(--since --until --user --connection --format -o --output --gateway) ;;
+    'audit verify') REPLY=(--key --since --until --gateway) ;;
+    'audit keys') REPLY=(--gateway) ;;
     'gateway') REPLY=(-c --config --log-level --gateway) ;;
     'agent') REPLY=(--allow --name --log-level --gateway) ;;
     'demo') REPLY=(--port --data-dir --gateway) ;;
@@ -76,6 +80,7 @@ _hoop_option_kind() {
     'audit export|--format') REPLY='choices:jsonl csv cef ocsf' ;;
     'audit export|-o') REPLY='file' ;;
     'audit export|--output') REPLY='file' ;;
+    'audit verify|--key') REPLY='file' ;;
     'gateway|-c') REPLY='file' ;;
     'gateway|--config') REPLY='file' ;;
     'gateway|--log-level') REPLY='choices:trace debug info warn error' ;;
@@ -89,6 +94,7 @@ _hoop_arg_kind() {
   case "$1|$2" in
     'connect|0') REPLY='connections' ;;
     'request|0') REPLY='connections' ;;
+    'audit verify|0') REPLY='file' ;;
     'completion|0') REPLY='choices:bash zsh fish' ;;
     'help|0') REPLY='choices:login logout whoami connections connect sessions reviews review request audit gateway agent demo completion' ;;
   esac

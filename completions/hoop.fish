@@ -10,7 +10,7 @@ function __hoop_subcommands
         case 'review'
             printf '%s\n' approve deny
         case 'audit'
-            printf '%s\n' events export
+            printf '%s\n' events export verify keys
     end
 end
 
@@ -50,6 +50,10 @@ function __hoop_value_options
             printf '%s\n' --type --since --until --limit --gateway
         case 'audit export'
             printf '%s\n' --since --until --user --connection --format -o --output --gateway
+        case 'audit verify'
+            printf '%s\n' --key --since --until --gateway
+        case 'audit keys'
+            printf '%s\n' --gateway
         case 'gateway'
             printf '%s\n' -c --config --log-level --gateway
         case 'agent'
@@ -225,6 +229,8 @@ complete -c hoop -n "__hoop_at 'request'" -s h -l help -d 'show help'
 complete -c hoop -n "__hoop_arg 'request' 0" -a '(__hoop_connections)' -d 'connection name (see `hoop connections`)'
 complete -c hoop -n "__hoop_arg 'audit' 0" -a 'events' -d 'List recorded events by type, newest first (auditors and admins)'
 complete -c hoop -n "__hoop_arg 'audit' 0" -a 'export' -d 'Export the audit log of a time range for a SIEM, or a signed bundle for an examiner (auditors and admins)'
+complete -c hoop -n "__hoop_arg 'audit' 0" -a 'verify' -d 'Check an audit bundle offline, or the gateway'\''s log: hashes, links, payloads, signatures'
+complete -c hoop -n "__hoop_arg 'audit' 0" -a 'keys' -d 'The keys that sign the audit log, with their first and last use: what to pass to verify --key'
 complete -c hoop -n "__hoop_at 'audit'" -l gateway -x -d 'gateway base URL (default: $HOOP_GATEWAY, then the one saved at login)'
 complete -c hoop -n "__hoop_at 'audit'" -l json -d 'print machine-readable JSON on stdout'
 complete -c hoop -n "__hoop_at 'audit'" -l no-color -d 'disable colour (also NO_COLOR=1)'
@@ -248,6 +254,18 @@ complete -c hoop -n "__hoop_at 'audit export'" -l gateway -x -d 'gateway base UR
 complete -c hoop -n "__hoop_at 'audit export'" -l json -d 'print machine-readable JSON on stdout'
 complete -c hoop -n "__hoop_at 'audit export'" -l no-color -d 'disable colour (also NO_COLOR=1)'
 complete -c hoop -n "__hoop_at 'audit export'" -s h -l help -d 'show help'
+complete -c hoop -n "__hoop_at 'audit verify'" -l key -r -F -d 'a trusted key: key id (hex), SHA256:<base64>, or public key PEM file; repeatable'
+complete -c hoop -n "__hoop_at 'audit verify'" -l since -x -d 'without BUNDLE: events at or after this time (default: the log'\''s beginning)'
+complete -c hoop -n "__hoop_at 'audit verify'" -l until -x -d 'without BUNDLE: events before this time (default: now)'
+complete -c hoop -n "__hoop_at 'audit verify'" -l gateway -x -d 'gateway base URL (default: $HOOP_GATEWAY, then the one saved at login)'
+complete -c hoop -n "__hoop_at 'audit verify'" -l json -d 'print machine-readable JSON on stdout'
+complete -c hoop -n "__hoop_at 'audit verify'" -l no-color -d 'disable colour (also NO_COLOR=1)'
+complete -c hoop -n "__hoop_at 'audit verify'" -s h -l help -d 'show help'
+complete -c hoop -n "__hoop_arg 'audit verify' 0" -a '(__fish_complete_path)' -d 'the bundle (.tar.gz), or - for stdin; omit to verify the gateway'\''s log'
+complete -c hoop -n "__hoop_at 'audit keys'" -l gateway -x -d 'gateway base URL (default: $HOOP_GATEWAY, then the one saved at login)'
+complete -c hoop -n "__hoop_at 'audit keys'" -l json -d 'print machine-readable JSON on stdout'
+complete -c hoop -n "__hoop_at 'audit keys'" -l no-color -d 'disable colour (also NO_COLOR=1)'
+complete -c hoop -n "__hoop_at 'audit keys'" -s h -l help -d 'show help'
 complete -c hoop -n "__hoop_at 'gateway'" -s c -l config -r -F -d 'gateway config file (YAML)'
 complete -c hoop -n "__hoop_at 'gateway'" -l check -d 'validate the config and exit (0 valid, 2 not), without starting'
 complete -c hoop -n "__hoop_at 'gateway'" -l log-level -x -a 'trace debug info warn error' -d 'least severe log level to write'

@@ -128,6 +128,23 @@ export const EVENT_TYPE_PATTERN = /^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*(\.\*)?$/
 /** `GET /api/v1/audit/events`: events newest first, as recorded (auditors and admins only). */
 export type AuditEventList = AuditEvent[];
 
+/**
+ * `GET /api/v1/audit/keys`: a key that signs or signed the log's checkpoints (any signed-in
+ * identity: the keys are public). `active`: this gateway's audit.signing_key; `retired`: listed
+ * in audit.previous_keys; `unknown`: found in checkpoints but neither (another replica's key, or
+ * a retired key no longer listed). First and last use are the times of the checkpoint events it
+ * signed (null: none yet).
+ */
+export interface AuditKey {
+  key_id: string;
+  algorithm: 'Ed25519';
+  /** SPKI PEM (-----BEGIN PUBLIC KEY-----). */
+  pem: string;
+  status: 'active' | 'retired' | 'unknown';
+  first_used: string | null;
+  last_used: string | null;
+}
+
 /** One recorded session, summarised from its events: an element of `GET /api/v1/sessions`. */
 export interface SessionSummary {
   id: string;

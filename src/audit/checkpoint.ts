@@ -47,11 +47,15 @@ export function keyIdOf(rawPublic: Buffer): string {
 
 export class CheckpointSigner {
   readonly keyId: string;
+  /** The public key as SPKI PEM (what bundles put in keys/ and GET /api/v1/audit/keys lists). */
+  readonly publicKeyPem: string;
   private readonly publicKeyBase64: string;
 
   private constructor(private readonly privateKey: KeyObject) {
-    const raw = rawPublicKey(createPublicKey(privateKey));
+    const publicKey = createPublicKey(privateKey);
+    const raw = rawPublicKey(publicKey);
     this.keyId = keyIdOf(raw);
+    this.publicKeyPem = publicKey.export({ type: 'spki', format: 'pem' }) as string;
     this.publicKeyBase64 = raw.toString('base64');
   }
 

@@ -51,6 +51,8 @@ export type AuditEventType =
   | 'config.loaded'
   | 'export.created'
   | 'checkpoint'
+  /** The gateway started with a signing key other than the one that signed the newest checkpoint: {previous_key_id, key_id}. */
+  | 'audit.key_rotated'
   | 'protocol.error'
   /** An admin asked to end a live session (`hoop sessions kill`); session.end follows, "killed by …". */
   | 'session.kill'

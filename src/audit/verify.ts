@@ -6,7 +6,7 @@
  * question: the report lists the key ids that signed.
  */
 import { verifyCheckpoint } from './checkpoint.js';
-import { verifyChain } from './chain.js';
+import { checkPayload, verifyChain } from './chain.js';
 import type { AuditEvent } from './event.js';
 import type { Store } from '../store/store.js';
 
@@ -25,6 +25,8 @@ export interface VerifyReport {
   last_checkpoint: { seq: number; covers_seq: number; key_id: string } | null;
   /** The keys (key_id) that signed the checkpoints, in order of first use. */
   key_ids: string[];
+  /** Payloads checked against their event's payload_sha256. */
+  payloads: number;
   /** Events with a payload_sha256 whose payload was read back as pruned (null): audit retention, not tampering. */
   payloads_pruned: number;
   /**
@@ -36,7 +38,7 @@ export interface VerifyReport {
 }
 
 /** How far back a checkpoint's head may lie (it is signed just before it is appended). */
-const CHECKPOINT_WINDOW = 100_000;
+export const CHECKPOINT_WINDOW = 100_000;
 
 export interface VerifyOptions {
   /** Hash the first event must link to; GENESIS_HASH when the list starts at seq 1. */
@@ -62,16 +64,38 @@ export function verifyEvents(events: AuditEvent[], options: VerifyOptions = {}):
   return report.finish();
 }
 
+export interface VerifyStoreOptions {
+  /** Events read per page (and payloads per readPayloads call); at most 1000. Default 1000. */
+  pageSize?: number;
+  /** A head known from elsewhere (the last checkpoint a SIEM or a bundle holds): the store must still reach it. */
+  expectedHead?: { seq: number; hash: string };
+  /** Accept a log that starts where audit retention left it (default true); false: only seq 1. */
+  prunedStart?: boolean;
+}
+
 /**
- * Verifies everything in a store from its start, `pageSize` events at a time: seq 1, or where audit
- * retention left it (`prunedStart`, default true).
+ * Verifies everything in a store from seq 1, a page at a time: events without their payloads,
+ * then the payloads of that page's events that have one (readPayloads), each checked against its
+ * payload_sha256. A payload the store no longer has (null: retention pruned it) is counted in
+ * `payloads_pruned`, not a failure. Memory holds one page of events and one of payloads.
  */
-export async function verifyStore(store: Pick<Store, 'readEvents'>, options: { pageSize?: number; prunedStart?: boolean } = {}): Promise<VerifyReport> {
-  const pageSize = options.pageSize ?? 1000;
-  const walk = new ChainWalk({ fromGenesis: true, prunedStart: options.prunedStart ?? true });
+export async function verifyStore(store: Pick<Store, 'readEvents' | 'readPayloads'>, options: VerifyStoreOptions = {}): Promise<VerifyReport> {
+  const pageSize = Math.min(options.pageSize ?? 1000, 1000);
+  const walk = new ChainWalk({ fromGenesis: true, prunedStart: options.prunedStart ?? true, ...(options.expectedHead ? { expectedHead: options.expectedHead } : {}) });
+  const read = (afterSeq: number) => store.readEvents({ afterSeq, limit: pageSize, payload: false });
+  let next = read(0);
   for (;;) {
-    const page = await store.readEvents({ afterSeq: walk.lastSeq ?? 0, limit: pageSize });
-    if (!walk.add(page) || page.length < pageSize) return walk.finish();
+    const page = await next;
+    // The next page is read while this one's payloads and chain are checked (two pages at most in memory).
+    if (page.length === pageSize) next = read(page[page.length - 1]!.seq);
+    const bad = await walk.checkPayloads(store, page);
+    // The chain is checked up to the first bad payload, so the report names whichever comes first.
+    const upTo = bad ? page.filter((e) => e.seq < bad.seq) : page;
+    const ok = walk.add(upTo);
+    if (!ok || bad || page.length < pageSize) {
+      if (page.length === pageSize) await next.catch(() => {}); // nothing left running
+      return ok && bad ? walk.failWith(bad) : walk.finish();
+    }
   }
 }
 
@@ -92,8 +116,34 @@ class ChainWalk {
   private prunedFrom: number | null = null;
   private prunedBy: number | null = null;
   private prunedAnchor: number | null = null;
+  private payloads = 0;
 
   constructor(private readonly options: VerifyOptions) {}
+
+  /** Reads and checks the payloads of `page` (read without them); the first bad one, if any. */
+  async checkPayloads(store: Pick<Store, 'readPayloads'>, page: AuditEvent[]): Promise<{ seq: number; reason: string } | null> {
+    const withPayload = page.filter((e) => e.payload_sha256 !== undefined);
+    if (withPayload.length === 0) return null;
+    const payloads = await store.readPayloads(withPayload.map((e) => e.seq));
+    for (const e of withPayload) {
+      const payload = payloads.get(e.seq);
+      if (payload === undefined) return { seq: e.seq, reason: 'the store returned no payload state for an event with a payload_sha256' };
+      if (payload === null) {
+        this.payloadsPruned++;
+        continue;
+      }
+      const bad = checkPayload({ payload_sha256: e.payload_sha256, payload });
+      if (bad) return { seq: e.seq, reason: bad };
+      this.payloads++;
+    }
+    return null;
+  }
+
+  /** Ends the walk with this failure (found outside the chain: a payload). */
+  failWith(failure: { seq: number; reason: string }): VerifyReport {
+    this.failure ??= failure;
+    return this.finish();
+  }
 
   get lastSeq(): number | null {
     return this.last?.seq ?? null;
@@ -136,7 +186,11 @@ class ChainWalk {
     this.first ??= e;
     this.last = e;
     this.count++;
-    if (e.payload === null) this.payloadsPruned++;
+    // A payload read with the event (verifyEvents) was checked by verifyChain; verifyStore reads them apart.
+    if (e.payload_sha256 !== undefined && e.payload !== undefined) {
+      if (e.payload === null) this.payloadsPruned++;
+      else this.payloads++;
+    }
     if (this.prunedFrom !== null && this.prunedBy === null && prunedUpTo(e, this.prunedFrom)) this.prunedBy = e.seq;
     this.recent.set(e.seq, e.hash);
     this.recent.delete(e.seq - CHECKPOINT_WINDOW);
@@ -179,6 +233,7 @@ class ChainWalk {
       checkpoints: this.checkpoints,
       last_checkpoint: this.lastCheckpoint,
       key_ids: this.keyIds,
+      payloads: this.payloads,
       payloads_pruned: this.payloadsPruned,
       ...(this.prunedFrom !== null && this.failure === null
         ? { pruned_start: { first_seq: this.prunedFrom, pruned_event_seq: this.prunedBy!, checkpoint_seq: this.prunedAnchor! } }

@@ -92,6 +92,10 @@ export const opt = {
   list(flags: string, description: string, extra: { complete?: Completion } = {}): OptionSpec<string[]> {
     return { flags, description, repeatable: true, defaultValue: [], ...extra };
   },
+  /** An option given any number of times (`--key A --key B`): the parsed values in order. */
+  repeated<T>(flags: string, description: string, parse: (raw: string) => T, extra: { complete?: Completion } = {}): OptionSpec<T[]> {
+    return { flags, description, parse: parse as unknown as (raw: string) => T[], defaultValue: [], repeatable: true, ...extra };
+  },
   choice<const C extends string>(flags: string, description: string, choices: readonly C[], defaultValue: C): OptionSpec<C> {
     return { flags, description, defaultValue, choices };
   },

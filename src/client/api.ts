@@ -4,7 +4,7 @@
  * CLI's one exit-code mapping applies to server-side failures too.
  */
 import type { Agent, Dispatcher } from 'undici';
-import type { ApprovalRequest, AuditEventList, AuthConfig, ConnectionInfo, MeInfo, SessionDetail, SessionKillResult, SessionSummary } from '../api/types.js';
+import type { ApprovalRequest, AuditEventList, AuditKey, AuthConfig, ConnectionInfo, MeInfo, SessionDetail, SessionKillResult, SessionSummary } from '../api/types.js';
 import { HoopError, type HoopErrorCode } from '../errors.js';
 
 export interface SessionQuery {
@@ -196,6 +196,44 @@ export class GatewayApi {
   /** One request (its requester, approvers, admins and auditors). */
   request(id: string): Promise<ApprovalRequest> {
     return this.get<ApprovalRequest>(`/api/v1/requests/${encodeURIComponent(id)}`);
+  }
+
+  /** The audit signing keys, active first (any signed-in identity). */
+  auditKeys(): Promise<AuditKey[]> {
+    return this.get<AuditKey[]>('/api/v1/audit/keys');
+  }
+
+  /**
+   * `GET /api/v1/audit/export?format=bundle` (auditors and admins): the bundle's gzip bytes as
+   * they arrive, for `hoop audit verify --gateway` to check while it reads (nothing is buffered
+   * whole). A refusal or error status becomes the gateway's HoopError before any byte is returned.
+   */
+  async auditBundle(query: { since: string; until: string }): Promise<AsyncIterable<Buffer>> {
+    const path = `/api/v1/audit/export${queryString({ format: 'bundle', since: query.since, until: query.until })}`;
+    const headers: Record<string, string> = { accept: 'application/gzip', 'user-agent': this.options.userAgent ?? 'hoop-cli' };
+    if (this.options.token) headers.authorization = `Bearer ${await this.options.token()}`;
+    const { Agent, request } = await import('undici');
+    const timeout = this.options.timeoutMs ?? 30_000;
+    this.dispatcher ??= new Agent({ connectTimeout: Math.min(timeout, 10_000), headersTimeout: timeout, bodyTimeout: timeout });
+    let res: Dispatcher.ResponseData;
+    try {
+      res = await request(`${this.gateway}${path}`, { method: 'GET', headers, dispatcher: this.dispatcher });
+    } catch (err) {
+      throw networkError(this.gateway, err);
+    }
+    if (res.statusCode < 200 || res.statusCode >= 300) {
+      const text = await res.body.text().catch(() => '');
+      throw this.apiError(res.statusCode, `GET ${path.split('?')[0]}`, text);
+    }
+    const gateway = this.gateway;
+    const body = res.body;
+    return (async function* () {
+      try {
+        for await (const chunk of body) yield chunk as Buffer;
+      } catch (err) {
+        throw networkError(gateway, err);
+      }
+    })();
   }
 
   /** Unauthenticated: how to log in to this gateway. */

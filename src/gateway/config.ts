@@ -9,7 +9,7 @@
  */
 import { engineTypes, type UpstreamConfig } from '../protocols/engine.js';
 import '../protocols/postgres/engine.js'; // registers type: postgres
-import { createHash } from 'node:crypto';
+import { createHash, createPublicKey, type KeyObject } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { basename, dirname, isAbsolute, resolve } from 'node:path';
 import { LineCounter, parseDocument } from 'yaml';
@@ -114,6 +114,39 @@ function schemaFor(baseDir: string) {
       }
       return text;
     });
+
+  // A retired audit signing key: its public half only (SPKI PEM), so checkpoints it signed still verify.
+  const publicKeyFile = z.string().min(1, 'must not be empty').transform((v, ctx) => {
+    const path = resolveFrom(baseDir, v);
+    let text: string;
+    try {
+      text = readSmallFile(path);
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: `cannot read ${basename(path)} (${fsReason(err)})` });
+      return z.NEVER;
+    }
+    if (/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(text)) {
+      ctx.addIssue({ code: 'custom', message: `${basename(path)} holds a private key; previous_keys takes public keys only (openssl pkey -in OLD.key -pubout -out OLD.pub.pem), and the private key should be destroyed` });
+      return z.NEVER;
+    }
+    if (!text.includes('-----BEGIN PUBLIC KEY-----')) {
+      ctx.addIssue({ code: 'custom', message: `${basename(path)} is not a public key in PEM (-----BEGIN PUBLIC KEY-----)` });
+      return z.NEVER;
+    }
+    let key: KeyObject;
+    try {
+      key = createPublicKey(text);
+    } catch {
+      ctx.addIssue({ code: 'custom', message: `${basename(path)} cannot be read as a public key` });
+      return z.NEVER;
+    }
+    if (key.asymmetricKeyType !== 'ed25519') {
+      ctx.addIssue({ code: 'custom', message: `${basename(path)} holds a ${key.asymmetricKeyType ?? 'non-asymmetric'} key, not an Ed25519 audit signing key` });
+      return z.NEVER;
+    }
+    const raw = (key.export({ type: 'spki', format: 'der' }) as Buffer).subarray(12);
+    return { path, key_id: createHash('sha256').update(raw).digest('hex'), pem: key.export({ type: 'spki', format: 'pem' }) as string };
+  });
 
   const store = z.string().transform((s, ctx) => {
     if (s === 'sqlite::memory:') return s;
@@ -439,9 +472,10 @@ function schemaFor(baseDir: string) {
       signing_key: z.string().min(1, 'must not be empty').transform((p) => resolveFrom(baseDir, p)).default(resolve(baseDir, 'hoop-data/signing.key')),
       checkpoint_interval: duration.refine((ms) => ms >= 1_000, 'must be at least 1s').default(60_000),
       sinks: z.array(sink).max(32, 'at most 32 sinks').default([]),
+      previous_keys: z.array(publicKeyFile).max(100, 'at most 100 keys').default([]),
       // How long the log keeps statements' returned data and events (src/audit/retention.ts); absent: forever.
       retention: z.strictObject({ payloads: retentionPeriod.optional(), events: retentionPeriod.optional() }).optional(),
-    }).default({ payload_limit: 1024 * 1024, signing_key: resolve(baseDir, 'hoop-data/signing.key'), checkpoint_interval: 60_000, sinks: [] }),
+    }).default({ payload_limit: 1024 * 1024, signing_key: resolve(baseDir, 'hoop-data/signing.key'), checkpoint_interval: 60_000, sinks: [], previous_keys: [] }),
   }).superRefine((c, ctx) => {
     if (!c.identity.oidc && c.identity.api_keys.length === 0) {
       ctx.addIssue({ code: 'custom', path: ['identity'], message: 'configure identity.oidc or at least one identity.api_keys entry; otherwise nobody can sign in' });

@@ -12,6 +12,7 @@ import { dirname } from 'node:path';
 import { pino, type Logger } from 'pino';
 import { CheckpointSigner } from '../audit/checkpoint.js';
 import { Checkpointer } from '../audit/checkpointer.js';
+import { SYSTEM_ACTOR } from '../audit/event.js';
 import { AuditRecorder } from '../audit/recorder.js';
 import { AuditSinks } from '../audit/sinks/deliverer.js';
 import { RetentionJob } from '../audit/retention.js';
@@ -24,6 +25,7 @@ import '../protocols/postgres/engine.js'; // registers type: postgres
 import { isLoopbackHost } from '../net/loopback.js';
 import { openStore } from '../store/index.js';
 import type { Store } from '../store/store.js';
+import { AuditKeys } from './audit-keys.js';
 import { AuthenticatorChain } from './authn.js';
 import { loadConfig, type GatewayConfig } from './config.js';
 import { ensureMaskingKey, maskingKeyPath } from './hash-key.js';
@@ -147,6 +149,7 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
     const file = config.path;
     const reloadFrom = options.reloadFrom ?? (file !== null ? () => loadConfig(file) : null);
     const reloader = new ConfigReloader({ holder: configs, load: reloadFrom, build: (c) => buildLiveConfig(c, parts), recorder, logger });
+    const auditKeys = new AuditKeys(store, { key_id: signer.keyId, pem: signer.publicKeyPem }, config.audit.previous_keys);
     let native: NativeListener | null = null;
     const authFailures = new FailureLimiter(AUTH_FAILURE_BURST, 60_000);
     const registry = new AgentRegistry({
@@ -157,7 +160,7 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
     });
     agents = registry;
     const shared = {
-      store, recorder, metrics, logger, kills, notifier, approvals, configs, reloader, agents: registry,
+      store, recorder, metrics, logger, kills, notifier, approvals, configs, reloader, agents: registry, auditKeys,
       postgresListen: () => native?.address ?? null,
       authFailures,
       denials: new FailureLimiter(AUTH_FAILURE_BURST, 60_000),
@@ -193,6 +196,7 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
     const started = configs.current().config;
     await recorder.record(configLoadedEvent(started, 'start', null, configChanges(null, started)));
 
+    await recordRotation(auditKeys, recorder, checkpointer, logger);
     checkpointer.start();
     // After the recorder: the sinks read what it made durable, in the background, from their cursors.
     sinks = startSinks(config, store, metrics, logger);
@@ -318,6 +322,22 @@ function liveParts(config: GatewayConfig, maskingKey: Buffer): LiveParts {
 function heartbeatFromEnv(): number | undefined {
   const raw = process.env.HOOP_AGENT_HEARTBEAT_MS;
   return raw !== undefined && /^\d{1,7}$/.test(raw) && Number(raw) > 0 ? Number(raw) : undefined;
+}
+
+/**
+ * A start with another signing key than the newest checkpoint's is recorded (audit-keys.ts), then
+ * signed at once with the new key, which so vouches for the head that records the switch.
+ */
+async function recordRotation(keys: AuditKeys, recorder: AuditRecorder, checkpointer: Checkpointer, logger: Logger): Promise<void> {
+  const rotation = await keys.rotation();
+  if (!rotation) return;
+  const { previous_key_id, key_id } = rotation;
+  await recorder.record({ type: 'audit.key_rotated', actor: SYSTEM_ACTOR, data: { previous_key_id, key_id } });
+  await checkpointer.checkpoint();
+  logger.info({ previous_key_id, key_id }, 'audit signing key rotated');
+  if (!rotation.previous_listed) {
+    logger.warn({ previous_key_id }, 'the key that signed the newest checkpoint is not in audit.previous_keys: list its public key there so GET /api/v1/audit/keys names it as retired (checkpoints carry their key and still verify)');
+  }
 }
 
 function loadSigner(path: string): CheckpointSigner {

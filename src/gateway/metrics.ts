@@ -175,6 +175,7 @@ export class GatewayMetrics {
       prunePayloads: (r) => store.prunePayloads(r),
       pruneEvents: (r) => store.pruneEvents(r),
       newestCheckpointBefore: (before) => store.newestCheckpointBefore(before),
+      checkpointKeys: (afterSeq) => store.checkpointKeys(afterSeq),
       requestKill: (k) => store.requestKill(k),
       killsFor: (ids) => store.killsFor(ids),
       watchKills: (wake) => store.watchKills(wake),

@@ -104,6 +104,13 @@ export function openApiDocument(): object {
           responses: { 200: { description: 'Sessions', ...json({ type: 'array', items: ref('SessionSummary') }) }, 400: error, 403: error, ...authed },
         },
       },
+      '/api/v1/audit/keys': {
+        get: {
+          operationId: 'listAuditKeys',
+          summary: 'The Ed25519 keys that sign (active) or signed (retired, unknown) audit checkpoints, with their first and last use. Any signed-in identity.',
+          responses: { 200: { description: 'Keys, active first', ...json({ type: 'array', items: ref('AuditKey') }) }, 400: error, ...authed },
+        },
+      },
       '/api/v1/audit/events': {
         get: {
           operationId: 'listAuditEvents',
@@ -417,6 +424,18 @@ export function openApiDocument(): object {
             },
             min_approvals: { type: 'integer', minimum: 1 },
             approvers: { type: 'array', items: { type: 'string' }, description: 'Groups whose members may decide (admins may too)' },
+          },
+        },
+        AuditKey: {
+          type: 'object',
+          required: ['key_id', 'algorithm', 'pem', 'status', 'first_used', 'last_used'],
+          properties: {
+            key_id: { type: 'string', pattern: '^[0-9a-f]{64}$', description: 'Hex SHA-256 of the raw 32-byte public key: what `hoop audit verify --key` takes' },
+            algorithm: { const: 'Ed25519' },
+            pem: { type: 'string', description: 'SPKI PEM (-----BEGIN PUBLIC KEY-----)' },
+            status: { enum: ['active', 'retired', 'unknown'], description: 'active: audit.signing_key; retired: in audit.previous_keys; unknown: only found in checkpoints (another replica, or no longer listed)' },
+            first_used: { type: ['string', 'null'], format: 'date-time' },
+            last_used: { type: ['string', 'null'], format: 'date-time' },
           },
         },
         AuditEvent: {

@@ -96,6 +96,7 @@ const RESTART_KEYS: { key: string; of(c: GatewayConfig): unknown }[] = [
   { key: 'audit.checkpoint_interval', of: (c) => c.audit.checkpoint_interval },
   { key: 'audit.sinks', of: (c) => c.audit.sinks },
   { key: 'audit.retention', of: (c) => c.audit.retention },
+  { key: 'audit.previous_keys', of: (c) => c.audit.previous_keys.map((k) => k.key_id) },
   { key: 'identity.oidc', of: (c) => c.identity.oidc },
 ];
 

@@ -6,7 +6,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isIPv6 } from 'node:net';
 import type { Logger } from 'pino';
-import { EVENT_TYPE_PATTERN, FULL_SESSION_ID, type NativeListenInfo, type ApprovalRequest, type AuthConfig, type ConnectionInfo, type MeInfo, type ReloadResult, type SessionKillResult } from '../api/types.js';
+import { EVENT_TYPE_PATTERN, FULL_SESSION_ID, type NativeListenInfo, type ApprovalRequest, type AuditKey, type AuthConfig, type ConnectionInfo, type MeInfo, type ReloadResult, type SessionKillResult } from '../api/types.js';
 import type { AuditEvent, Source } from '../audit/event.js';
 import type { AuditRecorder } from '../audit/recorder.js';
 import { AuthError, HoopError, UsageError, errorMessage } from '../errors.js';
@@ -15,6 +15,7 @@ import { SESSION_ID_PREFIX } from '../store/filters.js';
 import type { EventFilter, SessionFilter, Store } from '../store/store.js';
 import { rulesFor } from '../policy/risk/rules.js';
 import { DeniedError, admitConnection, reasonHeader, recordDenial, requestSource } from './access.js';
+import type { AuditKeys } from './audit-keys.js';
 import type { AuthenticatorChain } from './authn.js';
 import type { ConfigHolder } from './live-config.js';
 import type { ConfigReloader } from './reload.js';
@@ -61,6 +62,8 @@ export interface ApiContext {
   postgresListen?: () => NativeListenInfo | null;
   /** Live agent links (agents.ts), for each connection's agent status. */
   agents?: { status(name: string): AgentStatus };
+  /** The audit signing keys, active and retired, with their use (audit-keys.ts). */
+  auditKeys: AuditKeys;
 }
 
 type Handler = (ctx: ApiContext, req: IncomingMessage, res: ServerResponse, params: { url: URL; match: RegExpExecArray; body: Buffer }) => Promise<void>;
@@ -91,6 +94,7 @@ const routes: Route[] = [
   { pattern: /^\/api\/v1\/sessions\/([^/]+)\/kill$/, public: false, handler: killSession, methods: ['POST'] },
   { pattern: /^\/api\/v1\/audit\/events$/, public: false, handler: auditEvents },
   { pattern: /^\/api\/v1\/audit\/export$/, public: false, handler: (ctx, req, res, p) => auditExport(ctx, identityOf(req), req, res, p), methods: ['GET'] },
+  { pattern: /^\/api\/v1\/audit\/keys$/, public: false, handler: auditKeys },
   { pattern: /^\/api\/v1\/admin\/reload$/, public: false, handler: reloadConfig, methods: ['POST'] },
   { pattern: /^\/api\/v1\/reviews$/, public: false, handler: (ctx, req, res, p) => listReviews(ctx, identityOf(req), res, p) },
   { pattern: /^\/api\/v1\/reviews\/([^/]+)$/, public: false, handler: (ctx, req, res, p) => getRequest(ctx, identityOf(req), res, p) },
@@ -569,6 +573,16 @@ async function auditEvents(ctx: ApiContext, req: IncomingMessage, res: ServerRes
     data: { path: url.pathname, filter: asked, page: { before: filter.beforeSeq ?? null }, events: events.length, next: page.next },
   });
   sendJson(res, 200, eventsFor(events, mayReadOperatorDetail(id, ctx.config.roles)), page.next === null ? {} : { 'x-hoop-next-before': String(page.next) });
+}
+
+/**
+ * The audit signing keys with their first and last use (`AuditKey`): for any signed-in identity,
+ * since the keys are public and an examiner handed a bundle needs the ids to trust. Not recorded:
+ * it reads no event, only which keys signed checkpoints and when.
+ */
+async function auditKeys(ctx: ApiContext, _req: IncomingMessage, res: ServerResponse, { url }: { url: URL }): Promise<void> {
+  if ([...url.searchParams.keys()].length > 0) throw new UsageError('this route takes no query parameters');
+  sendJson(res, 200, (await ctx.auditKeys.list()) satisfies AuditKey[]);
 }
 
 /**

@@ -18,9 +18,9 @@ import { POSTGRES_MIGRATIONS, pendingMigrations } from './migrations.js';
 import { redactSecret, redactUrl } from './redact.js';
 import { canonicalJson } from '../audit/chain.js';
 import { ACTIVE_GRANT_CANDIDATES, APPROVAL_COLUMNS, approvalOf, pickActiveGrant, decisionRefusal, isoInstant, nextApprovalState, normalizeApprovalFilter, type ApprovalRowBase, type DecisionRow } from './approvals.js';
-import { EVENT_COLUMNS, checkedSeqs, checkedSinkId, payloadOf, sealBatch, type EventRowValues, type PayloadRowValues, pageLimit, pageMaxBytes, pruneResult } from './rows.js';
+import { EVENT_COLUMNS, checkedAfterSeq, checkedSeqs, checkedSinkId, payloadOf, sealBatch, type EventRowValues, type PayloadRowValues, pageLimit, pageMaxBytes, pruneResult } from './rows.js';
 import { sessionSummaryOf, type SessionRow } from './sessions.js';
-import { EVENT_ROW_OVERHEAD, findPageEnd, type ApprovalDecisionInput, type ApprovalDecisionOutcome, type ApprovalFilter, type ApprovalRequest, type EventFilter, type EventPageRequest, type Notification, type NotificationClaim, type NotificationDraft, type SessionDetail, type SessionFilter, type SessionKill, type SessionPageRequest, type SessionSummary, type SinkCursor, type SinkLeaseClaim, type Store, type PayloadPruneRequest, type PruneResult } from './store.js';
+import { EVENT_ROW_OVERHEAD, findPageEnd, type ApprovalDecisionInput, type ApprovalDecisionOutcome, type ApprovalFilter, type ApprovalRequest, type CheckpointKeyUse, type EventFilter, type EventPageRequest, type Notification, type NotificationClaim, type NotificationDraft, type SessionDetail, type SessionFilter, type SessionKill, type SessionPageRequest, type SessionSummary, type SinkCursor, type SinkLeaseClaim, type Store, type PayloadPruneRequest, type PruneResult } from './store.js';
 
 /** Advisory lock keys: arbitrary constants that name hoop's audit chain head and its migrations. */
 const CHAIN_LOCK = 0x686f6f70_0001n; // "hoop" 1
@@ -332,6 +332,20 @@ export class PostgresStore implements Store {
 
   async releaseSinkLease(sink: string, owner: string): Promise<void> {
     await this.query('release a sink lease', 'UPDATE sink_cursors SET lease_owner = NULL, lease_until = NULL WHERE sink = $1 AND lease_owner = $2', [checkedSinkId(sink), owner]);
+  }
+
+  async checkpointKeys(afterSeq: number): Promise<CheckpointKeyUse[]> {
+    const rows = await this.query<{ key_id: string | null; public_key: string | null; first_used: Date; last_used: Date; last_seq: string; checkpoints: string }>(
+      'read checkpoint keys',
+      `SELECT data ->> 'key_id' AS key_id, data ->> 'public_key' AS public_key,
+              MIN(time) AS first_used, MAX(time) AS last_used, MAX(seq) AS last_seq, COUNT(*) AS checkpoints
+         FROM events WHERE type = 'checkpoint' AND seq > $1 GROUP BY 1, 2 ORDER BY MIN(seq)`,
+      [checkedAfterSeq(afterSeq)],
+    );
+    return rows.map((r) => ({
+      key_id: String(r.key_id), public_key: String(r.public_key), first_used: r.first_used.toISOString(), last_used: r.last_used.toISOString(),
+      last_seq: Number(r.last_seq), checkpoints: Number(r.checkpoints),
+    }));
   }
 
   async requestKill(kill: SessionKill): Promise<SessionKill> {

@@ -115,3 +115,9 @@ export function pageLimit(limit: number | null): number {
   if (limit === null || limit < 1 || limit > 1000) throw new UsageError(`an event page takes a limit from 1 to 1000, got ${String(limit)}`);
   return limit;
 }
+
+/** A seq to read after (0: from the start); refuses what is not a non-negative integer. */
+export function checkedAfterSeq(afterSeq: number): number {
+  if (!Number.isSafeInteger(afterSeq) || afterSeq < 0) throw new UsageError(`${String(afterSeq)} is not a seq to read after`);
+  return afterSeq;
+}

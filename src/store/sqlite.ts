@@ -24,11 +24,11 @@ import { EncodedEvent, canonicalJson } from '../audit/chain.js';
 import type { AuditEvent, EventPayload, UnsealedEvent } from '../audit/event.js';
 import { StoreError, errorMessage } from '../errors.js';
 import { normalizeEventFilter, normalizeSessionFilter, typePrefixPattern, normalizeInstant, normalizePrune, type NormalizedEventFilter } from './filters.js';
-import { EVENT_COLUMNS, checkedSeqs, checkedSinkId, payloadOf, sealBatch, pageLimit, pageMaxBytes, pruneResult } from './rows.js';
+import { EVENT_COLUMNS, checkedAfterSeq, checkedSeqs, checkedSinkId, payloadOf, sealBatch, pageLimit, pageMaxBytes, pruneResult } from './rows.js';
 import { ACTIVE_GRANT_CANDIDATES, APPROVAL_COLUMNS, approvalOf, pickActiveGrant, decisionRefusal, isoInstant, nextApprovalState, normalizeApprovalFilter, type ApprovalRowBase, type DecisionRow } from './approvals.js';
 import { SQLITE_MIGRATIONS, pendingMigrations } from './migrations.js';
 import { sessionSummaryOf, type SessionRow } from './sessions.js';
-import { EVENT_ROW_OVERHEAD, findPageEnd, type ApprovalDecisionInput, type ApprovalDecisionOutcome, type ApprovalFilter, type ApprovalRequest, type EventFilter, type EventPageRequest, type Notification, type NotificationClaim, type NotificationDraft, type SessionDetail, type SessionFilter, type SessionKill, type SessionPageRequest, type SessionSummary, type SinkCursor, type SinkLeaseClaim, type Store, type PayloadPruneRequest, type PruneResult } from './store.js';
+import { EVENT_ROW_OVERHEAD, findPageEnd, type ApprovalDecisionInput, type ApprovalDecisionOutcome, type ApprovalFilter, type ApprovalRequest, type CheckpointKeyUse, type EventFilter, type EventPageRequest, type Notification, type NotificationClaim, type NotificationDraft, type SessionDetail, type SessionFilter, type SessionKill, type SessionPageRequest, type SessionSummary, type SinkCursor, type SinkLeaseClaim, type Store, type PayloadPruneRequest, type PruneResult } from './store.js';
 
 const BUSY_TIMEOUT_MS = 10_000;
 /** How long an append keeps re-sealing while other writers move the head before it gives up. */
@@ -471,6 +471,18 @@ export class SqliteStore implements Store {
     const action = 'release a sink lease';
     this.refuseAfterClose(action);
     await this.write(action, { steps: [{ sql: 'UPDATE sink_cursors SET lease_owner = NULL, lease_until = NULL WHERE sink = ? AND lease_owner = ?', rows: [[checkedSinkId(sink), owner]] }] });
+  }
+
+  async checkpointKeys(afterSeq: number): Promise<CheckpointKeyUse[]> {
+    this.refuseAfterClose('read checkpoint keys');
+    const rows = await this.all<CheckpointKeyUse>(
+      'read checkpoint keys',
+      `SELECT json_extract(data, '$.key_id') AS key_id, json_extract(data, '$.public_key') AS public_key,
+              MIN(time) AS first_used, MAX(time) AS last_used, MAX(seq) AS last_seq, COUNT(*) AS checkpoints
+         FROM events WHERE type = 'checkpoint' AND seq > ? GROUP BY 1, 2 ORDER BY MIN(seq)`,
+      [checkedAfterSeq(afterSeq)],
+    );
+    return rows.map((r) => ({ ...r, key_id: String(r.key_id), public_key: String(r.public_key) }));
   }
 
   async requestKill(kill: SessionKill): Promise<SessionKill> {

@@ -139,6 +139,20 @@ export async function findPageEnd(
   }
 }
 
+/**
+ * What the log says about one key that signed checkpoints (`checkpointKeys`): the key id and raw
+ * public key (base64) the checkpoint events carry, the times of the first and last of them, the
+ * seq of the last, and how many there are.
+ */
+export interface CheckpointKeyUse {
+  key_id: string;
+  public_key: string;
+  first_used: string; // RFC 3339, UTC
+  last_used: string;
+  last_seq: number;
+  checkpoints: number;
+}
+
 /** Bytes an event row is counted as: its JSON columns plus a fixed allowance for the rest. */
 export const EVENT_ROW_OVERHEAD = 512;
 
@@ -284,6 +298,13 @@ export interface Store {
 
   /** The newest `checkpoint` event recorded before `before` (by its time), without reading older ones; null if none. */
   newestCheckpointBefore(before: string): Promise<AuditEvent | null>;
+
+  /**
+   * The keys that signed `checkpoint` events with a seq above `afterSeq`, one entry per key (as
+   * the events name it), in order of first use. One grouped query over the checkpoint events (by
+   * the type index), so a caller keeps the result and asks again only after the last seq it saw.
+   */
+  checkpointKeys(afterSeq: number): Promise<CheckpointKeyUse[]>;
 
   /** Stores a kill request. Idempotent: if the session already has one, that one stands and is returned. */
   requestKill(kill: SessionKill): Promise<SessionKill>;

@@ -49,6 +49,7 @@ class CountingStore implements Store {
   prunePayloads(r: Parameters<Store['prunePayloads']>[0]) { return this.target.prunePayloads(r); }
   pruneEvents(r: Parameters<Store['pruneEvents']>[0]) { return this.target.pruneEvents(r); }
   newestCheckpointBefore(before: string) { return this.target.newestCheckpointBefore(before); }
+  checkpointKeys(afterSeq: number) { return this.target.checkpointKeys(afterSeq); }
   requestKill(k: Parameters<Store['requestKill']>[0]) { return this.target.requestKill(k); }
   killsFor(ids: readonly string[]) { return this.target.killsFor(ids); }
   watchKills(wake: (id: string) => void) { return this.target.watchKills(wake); }

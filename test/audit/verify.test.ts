@@ -27,7 +27,7 @@ function chain(n: number): AuditEvent[] {
 describe('verifyEvents', () => {
   test('reports what an intact log vouches for', () => {
     const events = chain(5);
-    const none = { checkpoints: 0, last_checkpoint: null, key_ids: [], payloads_pruned: 0 };
+    const none = { checkpoints: 0, last_checkpoint: null, key_ids: [], payloads: 0, payloads_pruned: 0 };
     expect(verifyEvents(events)).toEqual({ ok: true, events: 5, first_seq: 1, last_seq: 5, head_hash: events[4]!.hash, failure: null, ...none });
     expect(verifyEvents([])).toEqual({ ok: true, events: 0, first_seq: null, last_seq: null, head_hash: null, failure: null, ...none });
   });
@@ -65,7 +65,7 @@ describe('verifyStore', () => {
     const forged = [...(await store.readEvents({}))];
     const { seq: _s, prev_hash: _p, hash: _h, payload_sha256: _ps, payload: _pl, ...fourth } = forged[3]!;
     forged[3] = sealEvent({ ...fourth, data: { i: 'forged' } }, 4, forged[2]!.hash);
-    const paged = { readEvents: async (f: { afterSeq?: number; limit?: number }) => forged.filter((e) => e.seq > (f.afterSeq ?? 0)).slice(0, f.limit) };
+    const paged = { readEvents: async (f: { afterSeq?: number; limit?: number }) => forged.filter((e) => e.seq > (f.afterSeq ?? 0)).slice(0, f.limit), readPayloads: async () => new Map() };
     expect(await verifyStore(paged, { pageSize: 3 })).toMatchObject({ ok: false, failure: { seq: 5, reason: expect.stringMatching(/prev link broken.*seq 4/) } });
     await store.close();
   });

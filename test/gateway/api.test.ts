@@ -200,7 +200,7 @@ describe('public endpoints and plumbing', () => {
     expect(r.status).toBe(200);
     expect(r.json.openapi).toBe('3.1.0');
     expect(Object.keys(r.json.paths).sort()).toEqual([
-      '/api/v1/admin/reload', '/api/v1/agents/link', '/api/v1/audit/events', '/api/v1/audit/export', '/api/v1/auth/config', '/api/v1/connections', '/api/v1/connections/{name}', '/api/v1/connections/{name}/requests', '/api/v1/connections/{name}/tunnel', '/api/v1/me',
+      '/api/v1/admin/reload', '/api/v1/agents/link', '/api/v1/audit/events', '/api/v1/audit/export', '/api/v1/audit/keys', '/api/v1/auth/config', '/api/v1/connections', '/api/v1/connections/{name}', '/api/v1/connections/{name}/requests', '/api/v1/connections/{name}/tunnel', '/api/v1/me',
       '/api/v1/openapi.json', '/api/v1/requests/{id}', '/api/v1/reviews', '/api/v1/reviews/{id}', '/api/v1/reviews/{id}/approve', '/api/v1/reviews/{id}/deny',
       '/api/v1/sessions', '/api/v1/sessions/{id}', '/api/v1/sessions/{id}/kill', '/healthz', '/metrics',
     ]);

@@ -48,7 +48,7 @@ describe('parseConfig: valid configs', () => {
     const bank = c.connections[0]!;
     expect(bank.upstream).toMatchObject({ host: 'db.internal', port: 5432, database: 'bank', user: 'hoop_svc', password: 'pw', sslmode: 'disable', connectTimeoutMs: 10_000 });
     expect(bank.maxSessionMs).toBeNull();
-    expect(c.audit).toEqual({ payload_limit: 1024 * 1024, signing_key: join(dir, 'hoop-data/signing.key'), checkpoint_interval: 60_000, sinks: [] });
+    expect(c.audit).toEqual({ payload_limit: 1024 * 1024, signing_key: join(dir, 'hoop-data/signing.key'), checkpoint_interval: 60_000, sinks: [], previous_keys: [] });
     expect(c.fingerprint).toMatch(/^[0-9a-f]{64}$/);
   });
 
@@ -73,7 +73,7 @@ describe('parseConfig: valid configs', () => {
     expect(c.identity.oidc).toEqual({ issuer: 'https://idp.example/', client_id: 'hoop-cli', audience: 'hoop', groups_claim: 'realm_access.roles', scopes: ['openid', 'profile', 'email', 'offline_access'] });
     expect(c.connections[0]!.maxSessionMs).toBe(90 * 60_000);
     expect(c.connections[0]!.maxSessionsPerUser).toBe(5);
-    expect(c.audit).toEqual({ payload_limit: 10 * 1024 * 1024, signing_key: '/abs/signing.key', checkpoint_interval: 5 * 60_000, sinks: [] });
+    expect(c.audit).toEqual({ payload_limit: 10 * 1024 * 1024, signing_key: '/abs/signing.key', checkpoint_interval: 5 * 60_000, sinks: [], previous_keys: [] });
   });
 
   test('audit.retention: optional periods of at least a day, in d, w or y; absent keeps everything', () => {
@@ -317,7 +317,7 @@ describe('deploy/hoop.example.yaml', () => {
       ]);
       expect(c.connections[0]!.upstream.ca).toBe(certs.ca);
       const { sinks, ...audit } = c.audit;
-      expect(audit).toEqual({ payload_limit: 10 * 1024 * 1024, signing_key: join(ex, 'hoop-data/signing.key'), checkpoint_interval: 60_000 });
+      expect(audit).toEqual({ payload_limit: 10 * 1024 * 1024, signing_key: join(ex, 'hoop-data/signing.key'), checkpoint_interval: 60_000, previous_keys: [] });
       expect(sinks.map((x) => [x.kind, x.id])).toEqual([
         ['syslog', 'syslog:tcp://siem.internal:6514'],
         ['http', expect.stringMatching(/^http:https:\/\/hec\.internal:8088#[0-9a-f]{12}$/)],

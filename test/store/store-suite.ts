@@ -236,6 +236,19 @@ export function storeSuite(h: StoreHarness): void {
       expect(await verifyStore(store)).toMatchObject({ ok: true, events: 3 });
     });
 
+    test('checkpointKeys: per key that signed checkpoints, its first and last use, after a seq', async () => {
+      const store = await fresh();
+      const cp = (key: string, time: string) => event({ type: 'checkpoint', actor: null, connection: null, time, data: { seq: 1, hash: '0'.repeat(64), key_id: key, public_key: `${key}-pub` } });
+      expect(await store.checkpointKeys(0)).toEqual([]);
+      await store.appendEvents([event(), cp('a', '2026-02-01T00:00:00.000Z'), event(), cp('a', '2026-02-01T00:01:00.000Z'), cp('b', '2026-02-01T00:02:00.000Z'), cp('a', '2026-02-01T00:03:00.000Z')]);
+      expect(await store.checkpointKeys(0)).toEqual([
+        { key_id: 'a', public_key: 'a-pub', first_used: '2026-02-01T00:00:00.000Z', last_used: '2026-02-01T00:03:00.000Z', last_seq: 6, checkpoints: 3 },
+        { key_id: 'b', public_key: 'b-pub', first_used: '2026-02-01T00:02:00.000Z', last_used: '2026-02-01T00:02:00.000Z', last_seq: 5, checkpoints: 1 },
+      ]);
+      expect(await store.checkpointKeys(5)).toEqual([{ key_id: 'a', public_key: 'a-pub', first_used: '2026-02-01T00:03:00.000Z', last_used: '2026-02-01T00:03:00.000Z', last_seq: 6, checkpoints: 1 }]);
+      await expect(store.checkpointKeys(-1)).rejects.toThrow(/not a seq/);
+    });
+
     test('a closed store rejects with StoreError', async () => {
       const store = await fresh();
       await store.close();

@@ -5,6 +5,7 @@ import { defineCommand, opt, type CommandGroup } from '../command.js';
 import type { CommandContext } from '../context.js';
 import { printTable } from '../output.js';
 import { formatRelative, parseTimeArg } from '../time.js';
+import { auditKeysCommand, auditVerifyCommand } from './audit-verify.js';
 import { parseLimit } from './sessions.js';
 import { auditExportCommand } from './audit-export.js';
 
@@ -66,7 +67,7 @@ async function printJsonArray(ctx: CommandContext, pages: AsyncIterable<AuditEve
 export const auditCommand = defineCommand({
   name: 'audit',
   summary: 'Read the audit log',
-  subcommands: [auditEventsCommand, auditExportCommand],
+  subcommands: [auditEventsCommand, auditExportCommand, auditVerifyCommand, auditKeysCommand],
 });
 
 type EventRow = ReturnType<typeof eventRow>;
