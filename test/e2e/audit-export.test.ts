@@ -169,6 +169,14 @@ describe('hoop audit export --bundle', () => {
       actor: { subject: 'apikey:carol' },
       data: { format: 'bundle', since, until: until_, user: null, connection: null, complete: true, bytes: readFileSync(r.path).length, sha256: createHash('sha256').update(readFileSync(r.path)).digest('hex'), verified: true },
     });
+
+    // hoop's own verifier agrees, trusting the gateway's key; and so does the live check through the same export.
+    const checked = await runHoop(['audit', 'verify', r.path, '--key', manifest.signing_key_id], as('carol'));
+    expect(checked.code).toBe(0);
+    expect(checked.stdout.trimEnd().split('\n').at(-1)).toBe('VERIFIED');
+    const live = await runHoop(['audit', 'verify', '--gateway', gw.url, '--key', manifest.signing_key_id], as('carol'));
+    expect(live.code).toBe(0);
+    expect(live.stdout.trimEnd().split('\n').at(-1)).toBe('VERIFIED');
   });
 
   it('filtered by user: other users\' events become stubs, the chain still links, checkpoints stay whole', async () => {
@@ -186,6 +194,8 @@ describe('hoop audit export --bundle', () => {
     const rows = readFileSync(join(dir, 'summary.csv'), 'utf8').split('\r\n').filter((l) => l.startsWith('20'));
     expect(rows.every((l) => l.includes(',apikey:alice,'))).toBe(true);
     expect(manifest.filters).toEqual({ user: 'alice', connection: null });
+    const checked = await runHoop(['audit', 'verify', r.path, '--key', manifest.signing_key_id], as('carol'));
+    expect(checked.code).toBe(0);
   });
 
   it('a payload pruned by retention is listed as pruned, and the bundle still checks', async () => {
@@ -331,5 +341,11 @@ describe('a log that was tampered with', () => {
     expect(report).toMatch(/FAILED/);
     expect(report).toContain('hash mismatch: the event content does not match its hash');
     expect(created.data['verified']).toBe(false);
+    // hoop audit verify names the edited event, offline and against the live log.
+    for (const args of [[r.path], ['--gateway', gw.url]]) {
+      const checked = await runHoop(['audit', 'verify', ...args], as('carol'));
+      expect(checked.code).toBe(10);
+      expect(checked.stdout).toContain(`FAILED at seq ${victim.seq}`);
+    }
   });
 });

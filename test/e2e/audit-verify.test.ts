@@ -3,9 +3,9 @@
  * (archived by the real tar), intact and tampered, with and without trusted keys; and
  * `--gateway`, which fetches GET /api/v1/audit/export?format=bundle and verifies it as it streams.
  *
- * The gateway's export route is written apart (helper "export"); until it is merged, the
- * `--gateway` case runs against a small HTTP server that answers that route per its contract
- * (Bearer token, format=bundle&since&until, a gzip body sent in small pieces).
+ * Here `--gateway` runs against a small HTTP server that answers the export route per its
+ * contract and sends the body in 300-byte pieces (verification runs as they arrive); the real
+ * gateway's route is verified end to end in test/e2e/audit-export.test.ts.
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
