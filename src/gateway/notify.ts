@@ -24,9 +24,9 @@
  */
 import { createHmac, randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import { Agent, request } from 'undici';
+import { Agent } from 'undici';
 import { SYSTEM_ACTOR } from '../audit/event.js';
-import { readSome } from '../audit/sinks/http.js';
+import { postFor2xx } from '../audit/sinks/http.js';
 import type { AuditRecorder } from '../audit/recorder.js';
 import { ConfigError, errorMessage } from '../errors.js';
 import type { NotifyTarget } from '../policy/risk/types.js';
@@ -45,8 +45,6 @@ export const DELIVERY_TIMEOUT_MS = 10_000;
 const CLAIM_LIMIT = 16;
 /** A claim outlives its request by this much before another gateway may take the row over. */
 const LEASE_MARGIN_MS = 60_000;
-/** Most characters of a receiver's error response kept as the error. */
-const ERROR_BODY_MAX = 200;
 /** Secrets of rows this gateway queued, kept until they are done; bounded, the config is the fallback. */
 const MAX_REMEMBERED_SECRETS = 10_000;
 
@@ -312,14 +310,7 @@ export class Notifier {
     const timer = setTimeout(() => ac.abort(new Error(`no answer within ${this.timeoutMs} ms`)), this.timeoutMs);
     this.inflight.add(ac);
     try {
-      // undici.request follows no redirects: a 3xx is a failure, not a hop to somewhere else.
-      const res = await request(url, { method: 'POST', headers, body: n.body, signal: ac.signal, dispatcher: this.agent });
-      if (res.statusCode >= 200 && res.statusCode < 300) {
-        await res.body.dump();
-        return;
-      }
-      const text = await readSome(res.body, ERROR_BODY_MAX);
-      throw new Error(`HTTP ${res.statusCode}${text ? `: ${text}` : ''}`);
+      await postFor2xx(url, { headers, body: n.body, signal: ac.signal, dispatcher: this.agent });
     } catch (err) {
       if (ac.signal.aborted) throw ac.signal.reason as Error;
       throw err;

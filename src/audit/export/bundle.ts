@@ -19,7 +19,7 @@ import { join } from 'node:path';
 import { GENESIS_HASH, canonicalJson } from '../chain.js';
 import { keyIdOf, verifyCheckpoint } from '../checkpoint.js';
 import type { AuditEvent } from '../event.js';
-import { ReportBuilder } from '../report.js';
+import { ReportBuilder, type ReportInput } from '../report.js';
 import { StatementSummarizer, SUMMARY_CSV_HEADER, summaryCsvLine, type StatementRow } from '../summary.js';
 import type { Store } from '../../store/store.js';
 import { readmeText } from './readme.js';
@@ -62,16 +62,7 @@ export interface Manifest {
 }
 
 /** What the exporter found checking the span as it read it (shown in report.html). */
-export interface ExportVerification {
-  ok: boolean;
-  events: number;
-  first_seq: number | null;
-  last_seq: number | null;
-  checkpoints: number;
-  key_ids: string[];
-  failure: { seq: number; reason: string } | null;
-  payloads_pruned: number;
-}
+export type ExportVerification = ReportInput['verification'] & { payloads_pruned: number };
 
 interface Entry {
   name: string;

@@ -57,14 +57,7 @@ export class HttpTransport implements SinkTransport {
     signal.addEventListener('abort', onAbort, { once: true });
     const timer = setTimeout(() => ac.abort(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
     try {
-      // undici.request follows no redirects: a 3xx is a failure, not a hop elsewhere with the token.
-      const res = await request(this.cfg.url, { method: 'POST', headers, body: httpBody(this.cfg.format, records, this.host), signal: ac.signal, dispatcher: this.agent });
-      if (res.statusCode >= 200 && res.statusCode < 300) {
-        await res.body.dump();
-        return;
-      }
-      const text = await readSome(res.body, ERROR_BODY_MAX);
-      throw new Error(`HTTP ${res.statusCode}${text ? `: ${text}` : ''}`);
+      await postFor2xx(this.cfg.url, { headers, body: httpBody(this.cfg.format, records, this.host), signal: ac.signal, dispatcher: this.agent });
     } catch (err) {
       const reason = ac.signal.aborted ? errorMessage(ac.signal.reason) : errorMessage(err);
       throw new Error(this.redact(reason));
@@ -85,7 +78,22 @@ export class HttpTransport implements SinkTransport {
   }
 }
 
-/** The start of a response body, whitespace folded, for an error message (the approver webhooks use it too). */
+/**
+ * One POST that must be answered 2xx (the HTTP sinks and the approver webhooks): resolves on 2xx,
+ * else throws `HTTP <status>: <the start of the body>`. undici.request follows no redirects, so a
+ * 3xx is a failure, never a hop elsewhere with the credentials.
+ */
+export async function postFor2xx(url: string, o: { headers: Record<string, string>; body: string | Buffer; signal: AbortSignal; dispatcher: Agent }): Promise<void> {
+  const res = await request(url, { method: 'POST', ...o });
+  if (res.statusCode >= 200 && res.statusCode < 300) {
+    await res.body.dump();
+    return;
+  }
+  const text = await readSome(res.body, ERROR_BODY_MAX);
+  throw new Error(`HTTP ${res.statusCode}${text ? `: ${text}` : ''}`);
+}
+
+/** The start of a response body, whitespace folded, for an error message. */
 export async function readSome(body: AsyncIterable<Buffer> & { destroy(): unknown }, max: number): Promise<string> {
   let text = '';
   try {
