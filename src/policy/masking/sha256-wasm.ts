@@ -10,7 +10,8 @@
  * words 0..15 of memory (words 16..63 are its message schedule) onto the eight-word state at
  * byte address `from` and writes the result at `to` (which may equal `from`). Words are the
  * platform's i32s, written and read by JavaScript through an Int32Array on the same memory, so
- * byte order never enters. hmac.ts is its one user; its tests compare it with node:crypto.
+ * byte order never enters. Where WebAssembly is missing (`node --jitless`), the same contract runs
+ * in JavaScript. hmac.ts is its one user; its tests compare both with node:crypto.
  */
 
 const K = [
@@ -132,7 +133,8 @@ interface WasmApi {
   Module: new (bytes: Uint8Array) => object;
   Instance: new (module: object, imports: object) => { exports: Record<string, unknown> };
 }
-const wasm = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly;
+/** Absent under `node --jitless`: then the same function in JavaScript (jsSha256Compressor) runs. */
+const wasm = (globalThis as unknown as { WebAssembly?: WasmApi }).WebAssembly;
 
 let compiled: object | null = null;
 
@@ -144,7 +146,35 @@ export interface Sha256Compressor {
 
 /** A compressor with memory of its own (compiled once per process, instantiated per caller). */
 export function sha256Compressor(): Sha256Compressor {
+  if (!wasm) return jsSha256Compressor();
   compiled ??= new wasm.Module(moduleBytes());
   const exports = new wasm.Instance(compiled, {}).exports as { c: (to: number, from: number) => void; m: WasmMemory };
   return { compress: exports.c, memory: exports.m };
+}
+
+/** The same contract in JavaScript over an ArrayBuffer of one page (where WebAssembly is missing; tests). */
+export function jsSha256Compressor(): Sha256Compressor {
+  const memory = { buffer: new ArrayBuffer(65536) };
+  const m = new Int32Array(memory.buffer);
+  const k = Int32Array.from(K);
+  const compress = (to: number, from: number): void => {
+    const t0 = to >> 2, f0 = from >> 2;
+    for (let t = 16; t < 64; t++) {
+      const x = m[t - 15]!, y = m[t - 2]!;
+      const s0 = ((x >>> 7) | (x << 25)) ^ ((x >>> 18) | (x << 14)) ^ (x >>> 3);
+      const s1 = ((y >>> 17) | (y << 15)) ^ ((y >>> 19) | (y << 13)) ^ (y >>> 10);
+      m[t] = (m[t - 16]! + s0 + m[t - 7]! + s1) | 0;
+    }
+    let a = m[f0]!, b = m[f0 + 1]!, c = m[f0 + 2]!, d = m[f0 + 3]!, e = m[f0 + 4]!, f = m[f0 + 5]!, g = m[f0 + 6]!, h = m[f0 + 7]!;
+    for (let t = 0; t < 64; t++) {
+      const S1 = ((e >>> 6) | (e << 26)) ^ ((e >>> 11) | (e << 21)) ^ ((e >>> 25) | (e << 7));
+      const t1 = (h + S1 + ((e & f) ^ (~e & g)) + k[t]! + m[t]!) | 0;
+      const S0 = ((a >>> 2) | (a << 30)) ^ ((a >>> 13) | (a << 19)) ^ ((a >>> 22) | (a << 10));
+      const t2 = (S0 + ((a & b) ^ (a & c) ^ (b & c))) | 0;
+      h = g; g = f; f = e; e = (d + t1) | 0; d = c; c = b; b = a; a = (t1 + t2) | 0;
+    }
+    const v = [a, b, c, d, e, f, g, h];
+    for (let i = 0; i < 8; i++) m[t0 + i] = (m[f0 + i]! + v[i]!) | 0;
+  };
+  return { compress, memory };
 }
