@@ -1,0 +1,98 @@
+#!/usr/bin/env node
+/**
+ * The masking of `npm run bench:masking`'s rows, in this process, without sockets: CPU ns per row
+ * (process.cpuUsage, steadier than wall time on a shared machine) of RowRewriter over 100,000
+ * DataRows shaped like bench_wide's, for
+ *   none    no transform (the framing and the loop)
+ *   nohash  ssn partial + email redact
+ *   masks   ssn partial + email redact + account_number hash
+ *   all     masks, and the four content detectors over the clear text columns (the bench's plan)
+ * and one HMAC-SHA256 of an account number. Runs the built code (dist/, or BENCH_DIST):
+ *   npm run build && node bench/mask-rows.mjs
+ */
+import { createHash } from 'node:crypto';
+import { dist } from './lib.mjs';
+
+const { columnMasker } = await dist('policy/masking/methods.js');
+const { createScrubber } = await dist('policy/masking/detectors.js');
+const { HmacSha256 } = await dist('policy/masking/hmac.js');
+const { RowRewriter } = await dist('protocols/postgres/transform.js');
+const { KEEP, SQL_NULL } = await dist('protocols/value-sink.js');
+
+const N = 100_000;
+const md5 = (s) => createHash('md5').update(s).digest('hex');
+const NAMES = ['Alice', 'Bob', 'Carol', 'Dave', 'Erin', 'Frank', 'Grace', 'Heidi'];
+/** Column types of bench_wide, in order. */
+const TYPES = [20, 23, 25, 25, 25, 1043, 25, 1700, 1700, 701, 1184, 1114, 1042, 25, 1043];
+const SSN = 12, EMAIL = 13, ACCOUNT = 14;
+
+function dataRow(g) {
+  const values = [String(g), String(g % 100000), NAMES[g % 8], 'Abcdefghij', 'Abcdefgh', ['active', 'closed', 'pending'][g % 3],
+    `order ${g} shipped to warehouse ${g % 97}: ${md5(String(g))} ${md5(String(g + 1))}`, ((g % 100000) * 1.37).toFixed(2), `${(g % 50) * 1000}.00`,
+    String((g % 9973) / 9973), '2020-01-01 00:00:00+00', '2021-01-01 00:00:00',
+    `${String(g % 1000).padStart(3, '0')}-${String(g % 100).padStart(2, '0')}-${String(g % 10000).padStart(4, '0')}`, `user${g}@example.com`, `ACCT-${String(g).padStart(12, '0')}`];
+  const fields = values.map((v) => { const b = Buffer.from(v); const len = Buffer.alloc(4); len.writeInt32BE(b.length); return Buffer.concat([len, b]); });
+  const body = Buffer.concat([Buffer.from([0, TYPES.length]), ...fields]);
+  const header = Buffer.alloc(5);
+  header[0] = 0x44;
+  header.writeInt32BE(body.length + 4, 1);
+  return Buffer.concat([header, body]);
+}
+
+const rows = Array.from({ length: N }, (_, i) => dataRow(i + 1));
+const chunk = Buffer.concat(rows);
+const starts = [];
+for (let at = 0, i = 0; i < N; at += rows[i].length, i++) starts.push(at);
+const key = Buffer.alloc(32, 7);
+const scrubber = createScrubber(['ssn', 'card_number', 'iban', 'email']);
+const counts = {};
+const tally = (label) => { counts[label] = (counts[label] ?? 0) + 1; };
+const detect = (typeOid) => (row, start, end, format, sink) => {
+  const found = scrubber.valueAt(row, start, end, format, typeOid);
+  if (found === null) return KEEP;
+  for (const hit of found.hits) tally(`detector:${hit}`);
+  return found.value === null ? SQL_NULL : sink.write(found.value, 0, found.value.length);
+};
+const mask = (method, typeOid, label) => {
+  const write = columnMasker({ column: label, type: 'other', method, keep: 4 }, typeOid, false, key).write;
+  return (row, start, end, format, sink) => { tally(label); return write(row, start, end, format, sink); };
+};
+
+function transformsFor(mode) {
+  return TYPES.map((typeOid, i) => {
+    if (mode === 'none') return null;
+    if (i === SSN) return mask('partial', typeOid, 'ssn');
+    if (i === EMAIL) return mask('redact', typeOid, 'email');
+    if (i === ACCOUNT) return mode === 'nohash' ? null : mask('hash', typeOid, 'account_number');
+    return mode === 'all' && scrubber.scans(typeOid) ? detect(typeOid) : null;
+  });
+}
+
+const cpuNs = (fn, repeat) => {
+  const before = process.cpuUsage();
+  for (let i = 0; i < repeat; i++) fn();
+  const used = process.cpuUsage(before);
+  return ((used.user + used.system) * 1000) / repeat;
+};
+
+const out = Buffer.allocUnsafe(chunk.length + 1024);
+for (const mode of ['none', 'nohash', 'masks', 'all']) {
+  const transforms = transformsFor(mode);
+  const rewriter = new RowRewriter();
+  const pass = () => {
+    let w = 0;
+    for (const s of starts) {
+      const end = s + 1 + chunk.readInt32BE(s + 1);
+      const size = rewriter.prepare(chunk, s + 5, end, transforms, [0]);
+      if (size < 0) w += chunk.copy(out, w, s, end);
+      else { rewriter.write(out, w); w += size; }
+    }
+  };
+  cpuNs(pass, 3); // warm-up
+  console.log(`${mode.padEnd(7)} ${cpuNs(pass, 5) / N | 0} ns of CPU per row`);
+}
+const hmac = new HmacSha256(key);
+const values = Array.from({ length: 1000 }, (_, g) => Buffer.from(`ACCT-${String(g).padStart(12, '0')}`));
+const hashAll = () => { for (const v of values) hmac.digestWords(v, 0, v.length); };
+cpuNs(hashAll, 200);
+console.log(`hmac    ${cpuNs(hashAll, 1000) / values.length | 0} ns of CPU per HMAC-SHA256 of a 17-byte value`);
