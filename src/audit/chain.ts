@@ -223,20 +223,20 @@ export class EncodedEvent implements UnsealedEvent {
   readonly payload_sha256: string | undefined;
   readonly json: EventJson;
 
-  /** `json[f]` is the canonical JSON of `fields[f]`. */
+  /** `json[f]` is the canonical JSON of `fields[f]`; `fields` hold the read-back snapshots. */
   private constructor(fields: Record<UnsealedField, unknown>, json: EventJson, payload: EventPayload | undefined, payloadJson: string | undefined) {
     this.json = json;
     this.payload = payload;
     this.payloadJson = payloadJson;
     this.payload_sha256 = fields.payload_sha256 as string | undefined;
-    this.id = readBack(fields.id, json.id) as string;
-    this.time = readBack(fields.time, json.time) as string;
-    this.type = readBack(fields.type, json.type) as UnsealedEvent['type'];
-    this.actor = readBack(fields.actor, json.actor) as UnsealedEvent['actor'];
-    this.source = readBack(fields.source, json.source) as UnsealedEvent['source'];
-    this.connection = readBack(fields.connection, json.connection) as string | null;
-    this.session_id = readBack(fields.session_id, json.session_id) as string | null;
-    this.data = readBack(fields.data, json.data) as UnsealedEvent['data'];
+    this.id = fields.id as string;
+    this.time = fields.time as string;
+    this.type = fields.type as UnsealedEvent['type'];
+    this.actor = fields.actor as UnsealedEvent['actor'];
+    this.source = fields.source as UnsealedEvent['source'];
+    this.connection = fields.connection as string | null;
+    this.session_id = fields.session_id as string | null;
+    this.data = fields.data as UnsealedEvent['data'];
   }
 
   /**
@@ -261,16 +261,51 @@ export class EncodedEvent implements UnsealedEvent {
     const json = {} as Record<UnsealedField, string | undefined>;
     for (const name of UNSEALED_FIELDS) {
       const value = fields[name];
-      json[name] = value === undefined ? undefined : canonicalJsonAt(value, `$.${name}`);
+      if (value === undefined) {
+        json[name] = undefined;
+        continue;
+      }
+      // A value made by auditConstant (a session's actor and source) is deep-frozen: its text
+      // cannot have gone stale, and the object itself is its own immutable snapshot.
+      const constant = typeof value === 'object' && value !== null ? constantJson.get(value) : undefined;
+      if (constant !== undefined) {
+        json[name] = constant;
+        continue;
+      }
+      const text = canonicalJsonAt(value, `$.${name}`);
+      json[name] = text;
+      fields[name] = readBack(value, text);
     }
     return new EncodedEvent(fields, json, e.payload, payloadJson);
   }
 }
 
 /** What `text` (the canonical JSON of `value`) reads back as; strings and null are already that. */
-function readBack(value: unknown, text: string | undefined): unknown {
-  if (text === undefined) return undefined;
+function readBack(value: unknown, text: string): unknown {
   return typeof value === 'string' || value === null ? value : JSON.parse(text);
+}
+
+/** The canonical JSON of each value auditConstant made, by identity (they are deep-frozen, so it cannot go stale). */
+const constantJson = new WeakMap<object, string>();
+
+/**
+ * A deep-frozen copy of `value` (what its canonical JSON reads back as) whose encoding
+ * EncodedEvent.of then reuses by identity instead of walking and parsing it again: for the values
+ * every event of a session carries (its actor and source). Because the copy is frozen to the
+ * leaves, nothing can change it after this call, so the cached text stays exactly its canonical
+ * JSON, and events may hold the copy itself as their snapshot; `value` stays the caller's, free to
+ * change. Throws TypeError as canonicalJson does.
+ */
+export function auditConstant<T extends object>(value: T): T {
+  const text = canonicalJson(value);
+  const copy = deepFreeze(JSON.parse(text) as object);
+  constantJson.set(copy, text);
+  return copy as T;
+}
+
+function deepFreeze(value: object): object {
+  for (const member of Object.values(value)) if (typeof member === 'object' && member !== null) deepFreeze(member as object);
+  return Object.freeze(value);
 }
 
 /**
@@ -296,12 +331,22 @@ export function sealEvent(event: UnsealedEvent, seq: number, prevHash: string): 
   if (!UUID_RE.test(e.id)) throw new TypeError(`sealEvent: id must be a lowercase UUID, got ${JSON.stringify(e.id)}`);
   if (!TIME_RE.test(e.time)) throw new TypeError(`sealEvent: time must be RFC 3339 UTC with milliseconds, got ${JSON.stringify(e.time)}`);
   if (typeof e.type !== 'string' || e.type.length === 0) throw new TypeError('sealEvent: type must be a non-empty string');
+  // The members of hashedBody, in its order, read from `e` directly (no intermediate copies).
   const sealed: AuditEvent = {
-    ...hashedBody({ ...e, seq, prev_hash: prevHash }),
+    seq,
+    id: e.id,
+    time: e.time,
+    type: e.type,
+    actor: e.actor,
+    source: e.source,
+    connection: e.connection,
+    session_id: e.session_id,
+    data: e.data,
+    ...(e.payload_sha256 !== undefined ? { payload_sha256: e.payload_sha256 } : {}),
+    prev_hash: prevHash,
     hash: createHash('sha256').update(hashInput(e.json, seq, prevHash), 'utf8').digest('hex'),
   };
-  if (sealed.payload_sha256 === undefined) delete sealed.payload_sha256;
-  else sealed.payload = e.payload!;
+  if (sealed.payload_sha256 !== undefined) sealed.payload = e.payload!;
   return sealed;
 }
 
