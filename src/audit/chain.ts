@@ -9,7 +9,7 @@
  * units and no whitespace — the RFC 8785 (JCS) form for the values hoop records — so that a
  * verifier in another language can recompute a hash from an exported event.
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { AuditEvent, EventPayload, UnsealedEvent } from './event.js';
 
 export const GENESIS_HASH = '0'.repeat(64);
@@ -138,9 +138,17 @@ function hashedBody(e: Omit<AuditEvent, 'hash'>): Omit<AuditEvent, 'hash'> {
   };
 }
 
+/**
+ * SHA-256 hex of a string's UTF-8 bytes. crypto.hash (Node >= 20.12) is the one-shot form of
+ * createHash().update().digest(): the same digest without building a Hash object per event.
+ */
+function sha256Hex(text: string): string {
+  return hash('sha256', text, 'hex');
+}
+
 /** SHA-256 hex of a payload's canonical JSON text: what `payload_sha256` holds. */
 export function payloadSha256(payloadJson: string): string {
-  return createHash('sha256').update(payloadJson, 'utf8').digest('hex');
+  return sha256Hex(payloadJson);
 }
 
 /** Whether a present payload matches the event's `payload_sha256`; null when there is nothing to check (none, or pruned). */
@@ -179,14 +187,12 @@ export function hashMatches(e: AuditEvent): boolean {
   } catch {
     text = undefined;
   }
-  if (text !== undefined && createHash('sha256').update(e.prev_hash + text, 'utf8').digest('hex') === e.hash) return true;
+  if (text !== undefined && sha256Hex(e.prev_hash + text) === e.hash) return true;
   return computeHash(e) === e.hash;
 }
 
 export function computeHash(e: Omit<AuditEvent, 'hash'>): string {
-  return createHash('sha256')
-    .update(e.prev_hash + canonicalJson(hashedBody(e)), 'utf8')
-    .digest('hex');
+  return sha256Hex(e.prev_hash + canonicalJson(hashedBody(e)));
 }
 
 /** The hashed fields of an event before sealing, in the order the model lists them: hashedBody less seq and prev_hash. */
@@ -344,7 +350,7 @@ export function sealEvent(event: UnsealedEvent, seq: number, prevHash: string): 
     data: e.data,
     ...(e.payload_sha256 !== undefined ? { payload_sha256: e.payload_sha256 } : {}),
     prev_hash: prevHash,
-    hash: createHash('sha256').update(hashInput(e.json, seq, prevHash), 'utf8').digest('hex'),
+    hash: sha256Hex(hashInput(e.json, seq, prevHash)),
   };
   if (sealed.payload_sha256 !== undefined) sealed.payload = e.payload!;
   return sealed;
