@@ -9,7 +9,7 @@
  * units and no whitespace — the RFC 8785 (JCS) form for the values hoop records — so that a
  * verifier in another language can recompute a hash from an exported event.
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { AuditEvent, EventPayload, UnsealedEvent } from './event.js';
 
 export const GENESIS_HASH = '0'.repeat(64);
@@ -138,9 +138,17 @@ function hashedBody(e: Omit<AuditEvent, 'hash'>): Omit<AuditEvent, 'hash'> {
   };
 }
 
+/**
+ * SHA-256 hex of a string's UTF-8 bytes. crypto.hash (Node >= 20.12) is the one-shot form of
+ * createHash().update().digest(): the same digest without building a Hash object per event.
+ */
+function sha256Hex(text: string): string {
+  return hash('sha256', text, 'hex');
+}
+
 /** SHA-256 hex of a payload's canonical JSON text: what `payload_sha256` holds. */
 export function payloadSha256(payloadJson: string): string {
-  return createHash('sha256').update(payloadJson, 'utf8').digest('hex');
+  return sha256Hex(payloadJson);
 }
 
 /** Whether a present payload matches the event's `payload_sha256`; null when there is nothing to check (none, or pruned). */
@@ -179,14 +187,12 @@ export function hashMatches(e: AuditEvent): boolean {
   } catch {
     text = undefined;
   }
-  if (text !== undefined && createHash('sha256').update(e.prev_hash + text, 'utf8').digest('hex') === e.hash) return true;
+  if (text !== undefined && sha256Hex(e.prev_hash + text) === e.hash) return true;
   return computeHash(e) === e.hash;
 }
 
 export function computeHash(e: Omit<AuditEvent, 'hash'>): string {
-  return createHash('sha256')
-    .update(e.prev_hash + canonicalJson(hashedBody(e)), 'utf8')
-    .digest('hex');
+  return sha256Hex(e.prev_hash + canonicalJson(hashedBody(e)));
 }
 
 /** The hashed fields of an event before sealing, in the order the model lists them: hashedBody less seq and prev_hash. */
@@ -223,20 +229,20 @@ export class EncodedEvent implements UnsealedEvent {
   readonly payload_sha256: string | undefined;
   readonly json: EventJson;
 
-  /** `json[f]` is the canonical JSON of `fields[f]`. */
+  /** `json[f]` is the canonical JSON of `fields[f]`; `fields` hold the read-back snapshots. */
   private constructor(fields: Record<UnsealedField, unknown>, json: EventJson, payload: EventPayload | undefined, payloadJson: string | undefined) {
     this.json = json;
     this.payload = payload;
     this.payloadJson = payloadJson;
     this.payload_sha256 = fields.payload_sha256 as string | undefined;
-    this.id = readBack(fields.id, json.id) as string;
-    this.time = readBack(fields.time, json.time) as string;
-    this.type = readBack(fields.type, json.type) as UnsealedEvent['type'];
-    this.actor = readBack(fields.actor, json.actor) as UnsealedEvent['actor'];
-    this.source = readBack(fields.source, json.source) as UnsealedEvent['source'];
-    this.connection = readBack(fields.connection, json.connection) as string | null;
-    this.session_id = readBack(fields.session_id, json.session_id) as string | null;
-    this.data = readBack(fields.data, json.data) as UnsealedEvent['data'];
+    this.id = fields.id as string;
+    this.time = fields.time as string;
+    this.type = fields.type as UnsealedEvent['type'];
+    this.actor = fields.actor as UnsealedEvent['actor'];
+    this.source = fields.source as UnsealedEvent['source'];
+    this.connection = fields.connection as string | null;
+    this.session_id = fields.session_id as string | null;
+    this.data = fields.data as UnsealedEvent['data'];
   }
 
   /**
@@ -261,16 +267,51 @@ export class EncodedEvent implements UnsealedEvent {
     const json = {} as Record<UnsealedField, string | undefined>;
     for (const name of UNSEALED_FIELDS) {
       const value = fields[name];
-      json[name] = value === undefined ? undefined : canonicalJsonAt(value, `$.${name}`);
+      if (value === undefined) {
+        json[name] = undefined;
+        continue;
+      }
+      // A value made by auditConstant (a session's actor and source) is deep-frozen: its text
+      // cannot have gone stale, and the object itself is its own immutable snapshot.
+      const constant = typeof value === 'object' && value !== null ? constantJson.get(value) : undefined;
+      if (constant !== undefined) {
+        json[name] = constant;
+        continue;
+      }
+      const text = canonicalJsonAt(value, `$.${name}`);
+      json[name] = text;
+      fields[name] = readBack(value, text);
     }
     return new EncodedEvent(fields, json, e.payload, payloadJson);
   }
 }
 
 /** What `text` (the canonical JSON of `value`) reads back as; strings and null are already that. */
-function readBack(value: unknown, text: string | undefined): unknown {
-  if (text === undefined) return undefined;
+function readBack(value: unknown, text: string): unknown {
   return typeof value === 'string' || value === null ? value : JSON.parse(text);
+}
+
+/** The canonical JSON of each value auditConstant made, by identity (they are deep-frozen, so it cannot go stale). */
+const constantJson = new WeakMap<object, string>();
+
+/**
+ * A deep-frozen copy of `value` (what its canonical JSON reads back as) whose encoding
+ * EncodedEvent.of then reuses by identity instead of walking and parsing it again: for the values
+ * every event of a session carries (its actor and source). Because the copy is frozen to the
+ * leaves, nothing can change it after this call, so the cached text stays exactly its canonical
+ * JSON, and events may hold the copy itself as their snapshot; `value` stays the caller's, free to
+ * change. Throws TypeError as canonicalJson does.
+ */
+export function auditConstant<T extends object>(value: T): T {
+  const text = canonicalJson(value);
+  const copy = deepFreeze(JSON.parse(text) as object);
+  constantJson.set(copy, text);
+  return copy as T;
+}
+
+function deepFreeze(value: object): object {
+  for (const member of Object.values(value)) if (typeof member === 'object' && member !== null) deepFreeze(member as object);
+  return Object.freeze(value);
 }
 
 /**
@@ -296,12 +337,22 @@ export function sealEvent(event: UnsealedEvent, seq: number, prevHash: string): 
   if (!UUID_RE.test(e.id)) throw new TypeError(`sealEvent: id must be a lowercase UUID, got ${JSON.stringify(e.id)}`);
   if (!TIME_RE.test(e.time)) throw new TypeError(`sealEvent: time must be RFC 3339 UTC with milliseconds, got ${JSON.stringify(e.time)}`);
   if (typeof e.type !== 'string' || e.type.length === 0) throw new TypeError('sealEvent: type must be a non-empty string');
+  // The members of hashedBody, in its order, read from `e` directly (no intermediate copies).
   const sealed: AuditEvent = {
-    ...hashedBody({ ...e, seq, prev_hash: prevHash }),
-    hash: createHash('sha256').update(hashInput(e.json, seq, prevHash), 'utf8').digest('hex'),
+    seq,
+    id: e.id,
+    time: e.time,
+    type: e.type,
+    actor: e.actor,
+    source: e.source,
+    connection: e.connection,
+    session_id: e.session_id,
+    data: e.data,
+    ...(e.payload_sha256 !== undefined ? { payload_sha256: e.payload_sha256 } : {}),
+    prev_hash: prevHash,
+    hash: sha256Hex(hashInput(e.json, seq, prevHash)),
   };
-  if (sealed.payload_sha256 === undefined) delete sealed.payload_sha256;
-  else sealed.payload = e.payload!;
+  if (sealed.payload_sha256 !== undefined) sealed.payload = e.payload!;
   return sealed;
 }
 

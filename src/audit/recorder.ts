@@ -204,6 +204,18 @@ export class AuditRecorder {
   }
 }
 
+/** The current time as RFC 3339 UTC milliseconds; formatted once per millisecond (events come in bursts). */
+let lastMs = Number.NaN;
+let lastIso = '';
+function isoNow(): string {
+  const ms = Date.now();
+  if (ms !== lastMs) {
+    lastIso = new Date(ms).toISOString();
+    lastMs = ms;
+  }
+  return lastIso;
+}
+
 /**
  * Stamps id and time and encodes the event once (EncodedEvent: canonical JSON of each field, and
  * a snapshot read back from it), so that a caller mutating its objects afterwards cannot change
@@ -215,7 +227,7 @@ function unsealedOf(draft: AuditEventDraft): { event: EncodedEvent; bytes: numbe
   if (typeof draft.data !== 'object' || draft.data === null || Array.isArray(draft.data)) throw new TypeError('data must be an object');
   const event = EncodedEvent.of({
     id: randomUUID(),
-    time: new Date().toISOString(),
+    time: isoNow(),
     type: draft.type,
     actor: draft.actor ?? null,
     source: draft.source ?? null,

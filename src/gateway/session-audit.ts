@@ -12,6 +12,7 @@
  *
  * Every event carries the session's actor, source, connection and session id.
  */
+import { auditConstant } from '../audit/chain.js';
 import { QUERY_END_PAYLOAD_PATHS, splitPayload } from '../audit/payload.js';
 import type { AuditEventDraft, AuditEventType, QueryEndData, QueryStartData, Source } from '../audit/event.js';
 import type { AuditRecorder } from '../audit/recorder.js';
@@ -55,9 +56,11 @@ export interface SessionAuditOptions {
 
 
 export function sessionAuditHooks(o: SessionAuditOptions): SessionHooks {
-  const actor = actorOf(o.identity);
+  // Every event of the session carries these: encoded once (auditConstant: frozen snapshots
+  // whose canonical JSON each event reuses) rather than walked and parsed again per statement.
+  const actor = auditConstant(actorOf(o.identity));
   const via = o.proxy !== undefined ? { proxy: o.proxy } : {};
-  let source: Source = { address: o.address, application: null, ...via };
+  let source: Source = auditConstant({ address: o.address, application: null, ...via });
   const draft = (type: AuditEventType, data: Record<string, unknown>): AuditEventDraft => ({
     type,
     actor,
@@ -71,7 +74,7 @@ export function sessionAuditHooks(o: SessionAuditOptions): SessionHooks {
 
   return {
     async sessionStart(info: StartupInfo): Promise<void> {
-      source = { address: o.address, application: info.application, ...via };
+      source = auditConstant({ address: o.address, application: info.application, ...via });
       await o.recorder.record(draft('session.start', {
         path: o.path,
         ...(o.tls !== undefined ? { tls: o.tls } : {}),

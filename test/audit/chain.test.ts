@@ -1,6 +1,6 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { describe, expect, test } from 'vitest';
-import { EncodedEvent, GENESIS_HASH, canonicalJson, computeHash, sealEvent, verifyChain } from '../../src/audit/chain.js';
+import { EncodedEvent, GENESIS_HASH, auditConstant, canonicalJson, computeHash, sealEvent, verifyChain } from '../../src/audit/chain.js';
 import type { AuditEvent, UnsealedEvent } from '../../src/audit/event.js';
 
 function draft(i: number): UnsealedEvent {
@@ -268,6 +268,25 @@ describe('EncodedEvent: one encoding for the hash and the stored row', () => {
     expect(JSON.stringify(encoded)).toBe(before);
     expect(encoded.json.data).not.toContain('later');
     expect(sealEvent(encoded, 1, GENESIS_HASH)).toEqual(sealEvent({ ...encoded }, 1, GENESIS_HASH));
+  });
+
+  test('auditConstant: a frozen copy whose cached encoding gives the same JSON, hash and fields as encoding it afresh', () => {
+    const groups = ['analysts'];
+    const original = { subject: 'alice', email: 'alice@bank.example', groups, auth_method: 'api_key' as const };
+    const actor = auditConstant(original);
+    const source = auditConstant({ address: '127.0.0.1', application: 'psql', extra: undefined });
+    groups.push('dba'); // the caller's objects stay theirs: the constant is a copy
+    original.subject = 'mallory';
+    expect(actor).toEqual({ subject: 'alice', email: 'alice@bank.example', groups: ['analysts'], auth_method: 'api_key' });
+    expect(Object.isFrozen(actor) && Object.isFrozen(actor.groups)).toBe(true);
+    expect(() => actor.groups.push('dba')).toThrow(TypeError);
+    const fresh = { ...draft(3), actor: { ...actor, groups: [...actor.groups] }, source: { address: '127.0.0.1', application: 'psql' } };
+    const cached = EncodedEvent.of({ ...fresh, actor, source });
+    expect(cached.json).toEqual(EncodedEvent.of(fresh).json);
+    expect(cached.actor).toBe(actor); // immutable, so its own snapshot
+    expect(sealEvent(cached, 7, GENESIS_HASH)).toEqual(sealEvent(fresh, 7, GENESIS_HASH));
+    expect(computeHash(sealEvent(cached, 7, GENESIS_HASH))).toBe(sealEvent(fresh, 7, GENESIS_HASH).hash);
+    expect(() => auditConstant({ n: Number.NaN })).toThrow('canonical JSON: $.n is NaN');
   });
 
   test('refuses what canonical JSON refuses, naming the path within the event', () => {

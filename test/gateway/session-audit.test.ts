@@ -40,3 +40,23 @@ describe('session.end', () => {
     expect(drafts[0]!.data).toMatchObject({ error: 'told ***', detail: 'upstream db:5432: bad password ***' });
   });
 });
+
+describe('actor and source', () => {
+  test('are encoded once per session: every event carries the same frozen snapshot, and the identity stays unfrozen', () => {
+    const identity = { subject: 'apikey:alice', name: 'alice', email: null, groups: ['analysts'], method: 'api_key', expiresAt: null };
+    const drafts: AuditEventDraft[] = [];
+    const recorder = { recordLater: (d: AuditEventDraft) => drafts.push(d), record: async () => {} } as unknown as AuditRecorder;
+    const h = sessionAuditHooks({
+      recorder, metrics: new GatewayMetrics(() => 0), identity: identity as never,
+      connection: 'bank', sessionId: 's1', path: 'tunnel', address: '127.0.0.1', reason: null, database: 'bank', maxSessionMs: null,
+    });
+    h.protocolError({ message: 'a' });
+    h.sessionEnd({ reason: 'client-closed', error: null });
+    expect(drafts[0]!.actor).toBe(drafts[1]!.actor);
+    expect(drafts[0]!.source).toBe(drafts[1]!.source);
+    expect(drafts[0]!.actor).toEqual({ subject: 'apikey:alice', email: null, groups: ['analysts'], auth_method: 'api_key' });
+    expect(Object.isFrozen(drafts[0]!.actor!.groups)).toBe(true);
+    identity.groups.push('dba'); // the identity is not the snapshot: it stays the caller's
+    expect(drafts[1]!.actor!.groups).toEqual(['analysts']);
+  });
+});
