@@ -15,13 +15,14 @@
  * the keys that signed are the gateway's is the examiner's call: `trustedKeys` (hex key ids).
  */
 import { createHash, createPublicKey, verify, type Hash, type KeyObject } from 'node:crypto';
-import { z } from 'zod';
 import { GENESIS_HASH } from './chain.js';
 import { keyIdOf } from './checkpoint.js';
 import { EventsWalk, MISMATCH, PRESENT, PRUNED, EXPECTED, type Findings } from './bundle-events.js';
 import { readTarGz, BundleFormatError, type TarEntry, type TarSink } from './bundle-reader.js';
+import { BUNDLE_FORMAT, manifestSchema, type Manifest } from './bundle-format.js';
 
-export const BUNDLE_FORMAT = 'hoop-audit-bundle-v1';
+export { BUNDLE_FORMAT, type Manifest };
+
 
 /** The checks a report lists, in the order they are printed. */
 export const BUNDLE_CHECKS = ['archive', 'manifest', 'SHA256SUMS', 'signature', 'chain', 'payloads', 'checkpoints', 'anchors', 'keys', 'trust'] as const;
@@ -88,30 +89,11 @@ const MAX_KEY_FILE_BYTES = 16 * 1024;
 const MAX_SUMS_BYTES = 512 * 1024 * 1024;
 const MAX_KEYS = 1000;
 
-const HEX64 = /^[0-9a-f]{64}$/;
 const PAYLOAD_NAME = /^payloads\/([1-9][0-9]{0,15})\.json$/;
 const KEY_NAME = /^keys\/([0-9a-f]{64})\.pem$/;
 const PLAIN_FILES = new Set(['README.txt', 'summary.csv', 'report.html']);
 const REQUIRED_FILES = ['README.txt', 'manifest.json', 'events.jsonl', 'summary.csv', 'report.html', 'SHA256SUMS', 'SHA256SUMS.sig'];
 
-const hash64 = z.string().regex(HEX64, 'must be 64 lowercase hex digits');
-const seqSchema = z.number().int().min(1).max(Number.MAX_SAFE_INTEGER);
-const count = z.number().int().min(0);
-const time = z.string().refine((s) => /^\d{4}-\d{2}-\d{2}T/.test(s) && !Number.isNaN(Date.parse(s)), 'must be an RFC 3339 time');
-const manifestSchema = z.object({
-  format: z.literal(BUNDLE_FORMAT),
-  created_at: time,
-  created_by: z.object({ subject: z.string(), email: z.string().nullable() }),
-  gateway_version: z.string(),
-  range: z.object({ since: time, until: time }),
-  filters: z.object({ user: z.string().nullable(), connection: z.string().nullable() }),
-  span: z.object({ first_seq: seqSchema, last_seq: seqSchema, first_prev_hash: hash64 }),
-  counts: z.object({ events_full: count, events_omitted: count, statements: count, payloads: count, payloads_pruned: count }),
-  pruned_payloads: z.array(seqSchema),
-  signing_key_id: hash64,
-  key_ids: z.array(hash64),
-});
-export type Manifest = z.infer<typeof manifestSchema>;
 
 /** Verifies the gzip-compressed bundle read from `source` (a file stream, an HTTP body). */
 export async function verifyBundle(source: AsyncIterable<Buffer | Uint8Array | string> | NodeJS.ReadableStream, options: BundleVerifyOptions = {}): Promise<BundleReport> {

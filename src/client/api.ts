@@ -209,24 +209,8 @@ export class GatewayApi {
    * whole). A refusal or error status becomes the gateway's HoopError before any byte is returned.
    */
   async auditBundle(query: { since: string; until: string }): Promise<AsyncIterable<Buffer>> {
-    const path = `/api/v1/audit/export${queryString({ format: 'bundle', since: query.since, until: query.until })}`;
-    const headers: Record<string, string> = { accept: 'application/gzip', 'user-agent': this.options.userAgent ?? 'hoop-cli' };
-    if (this.options.token) headers.authorization = `Bearer ${await this.options.token()}`;
-    const { Agent, request } = await import('undici');
-    const timeout = this.options.timeoutMs ?? 30_000;
-    this.dispatcher ??= new Agent({ connectTimeout: Math.min(timeout, 10_000), headersTimeout: timeout, bodyTimeout: timeout });
-    let res: Dispatcher.ResponseData;
-    try {
-      res = await request(`${this.gateway}${path}`, { method: 'GET', headers, dispatcher: this.dispatcher });
-    } catch (err) {
-      throw networkError(this.gateway, err);
-    }
-    if (res.statusCode < 200 || res.statusCode >= 300) {
-      const text = await res.body.text().catch(() => '');
-      throw this.apiError(res.statusCode, `GET ${path.split('?')[0]}`, text);
-    }
+    const body = await this.auditExport({ format: 'bundle', since: query.since, until: query.until });
     const gateway = this.gateway;
-    const body = res.body;
     return (async function* () {
       try {
         for await (const chunk of body) yield chunk as Buffer;

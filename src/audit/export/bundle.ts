@@ -27,8 +27,10 @@ import { readPages, withPayloads, type PageSource } from './source.js';
 import { PayloadSpool, SpoolFile } from './spool.js';
 import { inRange, matchesFilters, type ExportQuery, type Span } from './span.js';
 import { BLOCK, tarEnd, tarPadding, ustarHeader } from './tar.js';
+import { BUNDLE_FORMAT, type Manifest } from '../bundle-format.js';
 
-export const BUNDLE_FORMAT = 'hoop-audit-bundle-v1';
+export { BUNDLE_FORMAT, type Manifest };
+
 
 /** The gateway's active key: it signs SHA256SUMS. */
 export interface BundleSigner {
@@ -47,19 +49,6 @@ export interface BundleRequest {
   gatewayVersion: string;
 }
 
-export interface Manifest {
-  format: typeof BUNDLE_FORMAT;
-  created_at: string;
-  created_by: { subject: string; email: string | null };
-  gateway_version: string;
-  range: { since: string; until: string };
-  filters: { user: string | null; connection: string | null };
-  span: { first_seq: number; last_seq: number; first_prev_hash: string };
-  counts: { events_full: number; events_omitted: number; statements: number; payloads: number; payloads_pruned: number };
-  pruned_payloads: number[];
-  signing_key_id: string;
-  key_ids: string[];
-}
 
 /** What the exporter found checking the span as it read it (shown in report.html). */
 export type ExportVerification = ReportInput['verification'] & { payloads_pruned: number };
