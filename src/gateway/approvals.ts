@@ -203,9 +203,7 @@ export class ApprovalService {
     const created = this.create(request, input.identity).then(() => {
       if (h.settled) return; // cancelled while it was being created
       this.held.set(request.id, h);
-      const wait = Date.parse(request.expires_at) - this.now().getTime();
-      h.timer = setTimeout(() => void this.expire(request.id), Math.max(0, wait));
-      h.timer.unref();
+      this.armExpiry(h);
       void this.check([request.id]); // decided already (a fast reviewer on another replica)?
     });
     created.catch(() => h.settle('cancelled')); // nothing waits for it; the outcome rejects below
@@ -452,7 +450,18 @@ export class ApprovalService {
     if (this.held.size > 0) await this.check([...this.held.keys()]);
   }
 
+  /** Wakes the hold at its deadline (expire). */
+  private armExpiry(h: Held): void {
+    const wait = Date.parse(h.request.expires_at) - this.now().getTime();
+    h.timer = setTimeout(() => void this.expire(h.request.id), Math.max(0, wait));
+    h.timer.unref();
+  }
+
   private async expire(id: string): Promise<void> {
+    // A timer may fire a little before the deadline by this clock; the store would expire
+    // nothing yet and the hold would wait for the next poll (a minute): wait out the rest.
+    const h = this.held.get(id);
+    if (h && !h.settled && Date.parse(h.request.expires_at) > this.now().getTime()) return this.armExpiry(h);
     await this.sweep();
     await this.check([id]);
   }

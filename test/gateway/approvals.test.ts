@@ -48,9 +48,11 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c().catch(() => {});
 });
 
-async function replica(store: Store, o: { pollMs?: number; closeStore?: boolean } = {}): Promise<Replica> {
+async function replica(store: Store, o: { pollMs?: number; closeStore?: boolean; now?: () => Date } = {}): Promise<Replica> {
   const recorder = new AuditRecorder(store, { logger });
-  const service = new ApprovalService({ store, recorder, logger, roles: () => ({ admin: ['platform'], auditor: ['audit'] }), pollMs: o.pollMs ?? 60_000 });
+  const service = new ApprovalService({
+    store, recorder, logger, roles: () => ({ admin: ['platform'], auditor: ['audit'] }), pollMs: o.pollMs ?? 60_000, ...(o.now ? { now: o.now } : {}),
+  });
   await service.start();
   cleanups.push(async () => {
     await service.close();
@@ -143,6 +145,16 @@ describe('ApprovalService (SQLite)', () => {
     expect(await store.getApprovalRequest(held.request.id)).toMatchObject({ status: 'expired' });
     await expect.poll(async () => (await events(store, 'approval.decided')).map((e) => [e.actor?.subject, e.data.decision])).toEqual([['system:gateway', 'expired']]);
     await expect(service.decide(held.request.id, bob, 'approve', null)).rejects.toMatchObject({ status: 409, message: expect.stringContaining('expired') });
+  });
+
+  test('a deadline timer that fires before the clock reaches the deadline waits out the rest, not the next poll', async () => {
+    // A clock at half the timers' speed: each timer fires before the deadline by this clock, as a
+    // timer firing early looks to the service.
+    const start = Date.now();
+    const r = await replica(await sqliteStore(), { now: () => new Date(start + (Date.now() - start) / 2) });
+    const held = r.service.hold(holdInput({ config: config({ timeoutMs: 300 }) }));
+    expect(await held.outcome).toBe('expired'); // the poll is a minute away: without the re-arm this times out
+    await expect.poll(async () => (await events(r.store, 'approval.decided')).map((e) => e.data.decision)).toEqual(['expired']);
   });
 
   test('cancel (the requester\'s Ctrl-C) ends the hold and the request, recorded', async () => {
