@@ -4,7 +4,20 @@
  * A transform is given a value as a range of the message it is in and writes its replacement
  * into a sink: no Buffer per value in, none out. The caller copies the bytes into the rewritten
  * message, so a sink is scratch, reused from one value (and row) to the next.
+ *
+ * Some replacements are filled in later, many at once (the hash mask's tokens: one native call
+ * for a whole chunk of rows, see policy/masking/hash-mask.ts): the transform writes a placeholder
+ * of the final length and queues the rest in a batch of the sink's. Whoever reads the bytes calls
+ * `settle()` first; `reset()` forgets what was queued with the bytes it was for.
  */
+
+/** Replacements a sink holds placeholders for, completed by `settle`. */
+export interface SinkBatch {
+  /** Writes every queued replacement into `sink.bytes` and empties the batch. */
+  settle(sink: ValueSink): void;
+  /** Drops what is queued (its bytes are being reused). */
+  clear(): void;
+}
 
 /** A transform's answer: the value passes unchanged. */
 export const KEEP = -2;
@@ -17,8 +30,30 @@ export class ValueSink {
   /** Where the next replacement starts; the caller, not the transform, moves it on. */
   at = 0;
 
+  /** Batches by owner (one per hash key in use; usually none). */
+  private batches: Map<object, SinkBatch> | null = null;
+
   constructor(size = 1024) {
     this.bytes = Buffer.allocUnsafe(size);
+  }
+
+  /** The sink's batch for `owner`, made by `create` the first time. */
+  batch<B extends SinkBatch>(owner: object, create: () => B): B {
+    this.batches ??= new Map();
+    let b = this.batches.get(owner) as B | undefined;
+    if (b === undefined) this.batches.set(owner, (b = create()));
+    return b;
+  }
+
+  /** Completes every placeholder: call before reading `bytes`. */
+  settle(): void {
+    if (this.batches !== null) for (const b of this.batches.values()) b.settle(this);
+  }
+
+  /** Starts over at 0, dropping anything queued. */
+  reset(): void {
+    this.at = 0;
+    if (this.batches !== null) for (const b of this.batches.values()) b.clear();
   }
 
   /** Room for `n` bytes at `at`; returns `bytes`, which may be a new, larger buffer (what was
@@ -64,9 +99,10 @@ const scratch = new ValueSink();
 /** A transform applied to one whole value: the value itself when unchanged, null for SQL NULL,
  *  else a new Buffer of the replacement (COPY data, tests). */
 export function applyTransform(t: RangeTransform, value: Buffer, format: number): Buffer | null {
-  scratch.at = 0;
+  scratch.reset();
   const n = t(value, 0, value.length, format, scratch);
   if (n === KEEP) return value;
   if (n === SQL_NULL) return null;
+  scratch.settle();
   return Buffer.from(scratch.bytes.subarray(0, n));
 }

@@ -6,22 +6,20 @@
  *   `redact` -> "****"; `partial` -> the last `keep` characters stay, every other ASCII letter or
  *   digit becomes '*', separators stay ("123-45-6789" -> "***-**-6789"); `hash` -> a keyed token
  *   of the value's shape (digit -> digit, lower -> lower, upper -> upper, separators kept, same
- *   length, so it fits char(n)/varchar(n) and a dump of it restores).
+ *   length, so it fits char(n)/varchar(n) and a dump of it restores; hash-mask.ts).
  *   A value with a byte >= 0x80 gets "****" for partial and hash: its characters cannot be
  *   re-encoded safely in every client encoding.
- * - int2/int4/int8 with `hash`: a keyed value in the type's non-negative range.
+ * - int2/int4/int8 with `hash`: a keyed value of the type's full decimal width (hash-mask.ts).
  * - anything else (other types, the `null` method, result type unknown): SQL NULL.
  * - a derived value (an expression over protected data): partial and hash become redact, because
  *   `partial` of `reverse(ssn)` would show the leading digits, and a hash of `substr(ssn, 1, 3)`
  *   is a dictionary of three digits.
  *
- * The hash token is HMAC-SHA256(key, value bytes) stretched in counter mode
- * (block j >= 1 = HMAC(key, block0 || uint32be(j))), two bytes per output character. It depends on
- * the value and the key only, so one value gives one token in every column and every session
- * (joins and GROUP BY line up), and a different key gives unrelated tokens. bpchar values arrive
- * padded with spaces: the padding is left out of the MAC (so char(11) and text holding the same
- * SSN agree) and kept as spaces in the output (so char(n) stays n characters).
- * Integers are MACed as their canonical decimal text, so text and binary formats agree.
+ * The hash token comes from a keyed stream of the value (token-mac.ts: AES-256-CMAC under a key
+ * derived from masking.hash_key), so one value gives one token in every column and every session
+ * (joins and GROUP BY line up), and a different key gives unrelated tokens. Its placeholder is
+ * written at once and the token filled in when the sink is settled (value-sink.ts), a chunk of
+ * rows at a time.
  *
  * Masks run on values where they lie in the message (a range) and write into a ValueSink
  * (value-sink.ts): no Buffer per value. `mask` is the same on a whole value, for callers where
@@ -29,7 +27,7 @@
  * not mutate them.
  */
 import { applyTransform, SQL_NULL, type ValueSink } from '../../protocols/value-sink.js';
-import { HmacSha256 } from './hmac.js';
+import { integerHashMask, textHashMask } from './hash-mask.js';
 import type { MaskMethod, MaskRule } from './types.js';
 
 export interface ColumnMasker {
@@ -78,11 +76,11 @@ export function columnMasker(rule: MaskRule | null, typeOid: number, derived: bo
   if (isTextLike(typeOid)) {
     const padded = typeOid === TYPE.bpchar;
     if (method === 'partial') return finish(method, notes, partialMask(keepOf(rule), padded));
-    if (method === 'hash') return finish(method, notes, textHashMask(hmacFor(key), padded));
+    if (method === 'hash') return finish(method, notes, textHashMask(key, padded, writeRedacted));
     return finish(method, notes, writeRedacted);
   }
   const width = INTEGER_WIDTH.get(typeOid);
-  if (method === 'hash' && width !== undefined) return finish(method, notes, integerHashMask(hmacFor(key), width));
+  if (method === 'hash' && width !== undefined) return finish(method, notes, integerHashMask(key, width));
 
   const type = typeOid === 0 ? 'a result of unknown type' : (TYPE_NAMES.get(typeOid) ?? `type ${typeOid}`);
   notes.push(`null: ${type} cannot hold a ${method === 'hash' ? 'hash token' : 'text mask'}`);
@@ -124,137 +122,6 @@ function partialMask(keep: number, padded: boolean): Write {
     }
     return n;
   };
-}
-
-function textHashMask(hmac: HmacSha256, padded: boolean): Write {
-  const stream = new TokenStream(hmac);
-  return (row, start, end, format, sink) => {
-    if (hasNonAscii(row, start, end)) return writeRedacted(row, start, end, format, sink);
-    const valueEnd = padded ? unpaddedEnd(row, start, end) : end;
-    stream.start(row, start, valueEnd);
-    const n = end - start;
-    const out = sink.reserve(n);
-    let w = sink.at;
-    for (let i = start; i < end; i++, w++) {
-      const byte = row[i]!;
-      if (i >= valueEnd) out[w] = byte;
-      else if (byte >= 0x30 && byte <= 0x39) out[w] = 0x30 + (stream.next() % 10);
-      else if (byte >= 0x61 && byte <= 0x7a) out[w] = 0x61 + (stream.next() % 26);
-      else if (byte >= 0x41 && byte <= 0x5a) out[w] = 0x41 + (stream.next() % 26);
-      else out[w] = byte;
-    }
-    return n;
-  };
-}
-
-/**
- * 16-bit draws from HMAC(key, value), stretched in counter mode for values of more than 16
- * letters and digits. Draw k is bytes 2k and 2k+1 of the current block, big-endian, read from its
- * words as the HMAC leaves them.
- */
-class TokenStream {
-  private readonly seed = new Uint8Array(36);
-  private readonly block = new Int32Array(8);
-  private position = 0;
-  private counter = 0;
-
-  constructor(private readonly hmac: HmacSha256) {}
-
-  start(value: Uint8Array, start: number, end: number): void {
-    this.block.set(this.hmac.digestWords(value, start, end));
-    this.position = 0;
-    this.counter = 0;
-  }
-
-  next(): number {
-    if (this.position === 16) {
-      const seed = this.seed;
-      if (this.counter === 0) { // block 0 is still the current block: it seeds every later one
-        for (let i = 0; i < 8; i++) {
-          const word = this.block[i]!;
-          seed[4 * i] = word >>> 24; seed[4 * i + 1] = word >>> 16; seed[4 * i + 2] = word >>> 8; seed[4 * i + 3] = word;
-        }
-      }
-      this.counter++;
-      seed[32] = this.counter >>> 24;
-      seed[33] = this.counter >>> 16;
-      seed[34] = this.counter >>> 8;
-      seed[35] = this.counter;
-      this.block.set(this.hmac.digestWords(seed, 0, seed.length));
-      this.position = 0;
-    }
-    const word = this.block[this.position >> 1]!;
-    const draw = (this.position & 1) === 0 ? word >>> 16 : word & 0xffff;
-    this.position++;
-    return draw;
-  }
-}
-
-function integerHashMask(hmac: HmacSha256, width: 2 | 4 | 8): Write {
-  const decimal = new Uint8Array(20); // "-9223372036854775808" is 20 characters
-  return (row, start, end, format, sink) => {
-    let mac: Int32Array;
-    if (format === 1 && end - start === width) {
-      const from = writeCanonicalDecimal(row, start, width, decimal);
-      mac = hmac.digestWords(decimal, from, decimal.length);
-    } else {
-      // Text format: PostgreSQL's integer output is already canonical. (A binary value of the
-      // wrong width cannot come from the server; it still gets a valid, keyed value.)
-      mac = hmac.digestWords(row, start, end);
-    }
-    const high = mac[0]! & 0x7fffffff;
-    const low = mac[1]! >>> 0;
-    const hashed = width === 8 ? null : width === 4 ? high : high >>> 16;
-    if (format === 1) {
-      const out = sink.reserve(width);
-      const at = sink.at;
-      if (hashed === null) { out.writeUInt32BE(high, at); out.writeUInt32BE(low, at + 4); }
-      else if (width === 4) out.writeUInt32BE(hashed, at);
-      else out.writeUInt16BE(hashed, at);
-      return width;
-    }
-    const from = hashed === null ? writeDecimal(high, low, false, decimal) : writeDecimal(0, hashed, false, decimal);
-    return sink.write(decimal, from, decimal.length);
-  };
-}
-
-/** The decimal text PostgreSQL would print for a big-endian signed integer of `width` bytes, right-aligned in `into`. */
-function writeCanonicalDecimal(value: Buffer, at: number, width: 2 | 4 | 8, into: Uint8Array): number {
-  if (width === 2) { const n = value.readInt16BE(at); return writeDecimal(0, Math.abs(n), n < 0, into); }
-  if (width === 4) { const n = value.readInt32BE(at); return writeDecimal(0, Math.abs(n), n < 0, into); }
-  let high = value.readUInt32BE(at);
-  let low = value.readUInt32BE(at + 4);
-  const negative = high >= 0x80000000;
-  if (negative) { // two's complement magnitude
-    high = ~high >>> 0;
-    low = (~low >>> 0) + 1;
-    if (low === 0x100000000) { low = 0; high += 1; }
-  }
-  return writeDecimal(high, low, negative, into);
-}
-
-/** Decimal digits of high * 2^32 + low (both unsigned 32-bit), right-aligned in `into`; returns where they start.
- *  Divides by 10 in two 32-bit halves so no step leaves exact double arithmetic. */
-function writeDecimal(high: number, low: number, negative: boolean, into: Uint8Array): number {
-  let at = into.length;
-  do {
-    const highRemainder = high % 10;
-    high = (high - highRemainder) / 10;
-    const rest = highRemainder * 0x100000000 + low;
-    const digit = rest % 10;
-    low = (rest - digit) / 10;
-    into[--at] = 0x30 + digit;
-  } while (high !== 0 || low !== 0);
-  if (negative) into[--at] = 0x2d;
-  return at;
-}
-
-const hmacs = new WeakMap<Buffer, HmacSha256>();
-/** One precomputed HMAC per key buffer (maskers run synchronously, so they can share its scratch). */
-function hmacFor(key: Buffer): HmacSha256 {
-  let hmac = hmacs.get(key);
-  if (hmac === undefined) hmacs.set(key, (hmac = new HmacSha256(key)));
-  return hmac;
 }
 
 function hasNonAscii(value: Buffer, start: number, end: number): boolean {

@@ -67,10 +67,18 @@ export class Relay {
   private silenced = false;
   /** The decoder of the client encoding last asked for (message texts, COPY data). */
   private decoderCache: ClientDecoder | null = null;
-  /** Masked rows: rewritten by `dataRow`, then written into the chunk's output (placeRewritten). */
+  /**
+   * Masked rows: prepared by `dataRow`, given their room in the chunk's output at once, and
+   * written and accounted together (placeRewritten) before anything else is accounted, so
+   * batched replacements (hash tokens) cost a few native calls a chunk, not one a value.
+   */
   private readonly rewriter = new RowRewriter();
   private rewrittenRun: Running | null = null;
   private rewrittenSize = 0;
+  /** The chunk's output while relayChunk builds it, and the queued rows' runs and places in it. */
+  private built: Assembly | null = null;
+  private readonly queuedRuns: Running[] = [];
+  private readonly queuedAt: number[] = [];
 
   constructor(private readonly client: Duplex, private readonly queue: ResponseQueue, private readonly host: RelayHost) {}
 
@@ -120,12 +128,14 @@ export class Relay {
       end = f.end + shift;
       const replacement = this.onBackend(buf, f);
       if (replacement === undefined) continue;
-      built ??= new Assembly(out.length - runStart + 256);
+      built = this.built ??= new Assembly(out.length - runStart + 256);
       built.copy(out, runStart, f.start + shift);
-      if (replacement === REWRITTEN) this.placeRewritten(built);
+      if (replacement === REWRITTEN) this.queueRewritten(built);
       else if (replacement !== null) built.copy(replacement, 0, replacement.length);
       runStart = end;
     }
+    this.placeRewritten();
+    this.built = null;
     if (batch.frames.length === 0 && lead === 0) end = runStart;
     const tail = this.reader.pendingFrame;
     if (tail && !this.draining && !this.silenced && this.streamable(tail.type)) {
@@ -170,6 +180,7 @@ export class Relay {
       if (!s) return undefined;
       return type === MessageType.DataRow ? this.dataRow(s, buf, f) : this.copyData(s, buf, f);
     }
+    this.placeRewritten();
     const body = buf.subarray(f.bodyStart, f.end);
     const draining = this.draining; // a message that starts the drain still goes (with its error)
     const relayed = this.account(type, body, buf, f);
@@ -262,17 +273,17 @@ export class Relay {
 
   private dataRow(s: Running, buf: Buffer, f: Frame): Buffer | null | undefined {
     const over = this.overCap(s);
-    if (over) return over;
+    if (over) {
+      this.placeRewritten();
+      return over;
+    }
     if (s.transforms === null && s.plan.action === 'run' && s.plan.columns) {
       // Rows of a portal described nowhere: the plan decides on columns it cannot name.
       s.transforms = s.plan.columns(unknownColumns(buf.readInt16BE(f.bodyStart), s.formats), s.run.columnContext);
     }
-    if (!anyTransform(s.transforms)) {
-      s.run.dataRow(buf, f.start, f.bodyStart, f.end);
-      return undefined;
-    }
-    const size = this.rewriter.prepare(buf, f.bodyStart, f.end, s.transforms, s.formats);
+    const size = anyTransform(s.transforms) ? this.rewriter.prepare(buf, f.bodyStart, f.end, s.transforms, s.formats) : -1;
     if (size < 0) {
+      this.placeRewritten(); // rows queued before this one are accounted first
       s.run.dataRow(buf, f.start, f.bodyStart, f.end); // no value changed: the original bytes go
       return undefined;
     }
@@ -281,16 +292,30 @@ export class Relay {
     return REWRITTEN;
   }
 
-  /** Writes the row `dataRow` rewrote into the chunk's output, and accounts it there. */
-  private placeRewritten(built: Assembly): void {
-    const s = this.rewrittenRun!;
+  /** Gives the row `dataRow` just prepared its room in the chunk's output. */
+  private queueRewritten(built: Assembly): void {
+    this.queuedRuns.push(this.rewrittenRun!);
+    this.queuedAt.push(built.reserve(this.rewrittenSize));
     this.rewrittenRun = null;
-    const at = built.reserve(this.rewrittenSize);
-    this.rewriter.write(built.bytes, at);
-    s.run.dataRow(built.bytes, at, at + 5, at + this.rewrittenSize);
+  }
+
+  /** Writes the queued rows into their room (one settle of their batched replacements first) and accounts them, in order. */
+  private placeRewritten(): void {
+    const n = this.queuedRuns.length;
+    if (n === 0) return;
+    const bytes = this.built!.bytes; // read now: reserving may have moved it
+    for (let k = 0; k < n; k++) {
+      const at = this.queuedAt[k]!;
+      this.rewriter.write(k, bytes, at);
+      this.queuedRuns[k]!.run.dataRow(bytes, at, at + 5, at + this.rewriter.sizeOf(k));
+    }
+    this.rewriter.clear();
+    this.queuedRuns.length = 0;
+    this.queuedAt.length = 0;
   }
 
   private copyData(s: Running, buf: Buffer, f: Frame): Buffer | null | undefined {
+    this.placeRewritten();
     if (s.copy === 'none') {
       s.run.copyData(buf, f.start, f.bodyStart, f.end); // COPY IN's data never comes this way; be safe
       return undefined;

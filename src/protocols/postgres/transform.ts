@@ -21,43 +21,58 @@ export function anyTransform(t: Transforms | null): t is Transforms {
 
 /**
  * Rewrites DataRow messages in two steps: `prepare` runs the transforms over one row where it lies
- * in the received chunk (values as ranges, replacements into one reused sink, nothing allocated)
- * and computes the rewritten message's length; `write` then puts the whole message, header
- * included, wherever the caller has room for it: unchanged stretches of fields are copied in runs,
- * never value by value. A rewriter runs synchronously and holds a row only between the two calls.
+ * in the received chunk (values as ranges, replacements into one reused sink, nothing allocated),
+ * computes the rewritten message's length and queues the row; `write` then puts a queued message,
+ * header included, wherever the caller has room for it: unchanged stretches of fields are copied
+ * in runs, never value by value.
+ *
+ * Rows queue until `clear`, so a caller can prepare a whole chunk's rows, reserve their room,
+ * and write them after one `settle` (the sink's batched replacements, such as hash tokens, are
+ * computed then: value-sink.ts). A queued row refers to its buffer: the caller writes and clears
+ * before that buffer is reused.
  */
 export class RowRewriter {
   private readonly sink = new ValueSink();
-  /** Per column: where its length field is in the row (fieldAt[n]: the row's end). */
-  private fieldAt = new Int32Array(64);
-  /** Per column: KEEP, SQL_NULL or the replacement's length; and where in the sink it starts. */
-  private result = new Int32Array(64);
-  private resultAt = new Int32Array(64);
-  private row: Buffer | null = null;
-  private rowStart = 0;
-  private rowEnd = 0;
-  private columns = 0;
-  private size = 0;
+  /** Per column of every queued row (row k's from base[k]): where its length field is in the
+   *  row (the entry after its last column: the row's end); KEEP, SQL_NULL or the replacement's
+   *  length; where in the sink the replacement starts. */
+  private fieldAt = new Int32Array(256);
+  private result = new Int32Array(256);
+  private resultAt = new Int32Array(256);
+  private used = 0;
+  /** Per queued row. */
+  private rows: Buffer[] = [];
+  private rowStart: number[] = [];
+  private rowEnd: number[] = [];
+  private base: number[] = [];
+  private sizes: number[] = [];
+  private settled = true;
+
+  /** Rows prepared and not yet cleared. */
+  get queued(): number {
+    return this.rows.length;
+  }
 
   /**
    * Runs the transforms over the DataRow body `row[start, end)`: the rewritten message's whole
-   * length (header included), or -1 when no transform changed any value (the caller passes the
-   * original message on).
+   * length (header included), with the row queued as number `queued - 1`; or -1 when no
+   * transform changed any value (nothing is queued: the caller passes the original message on).
    */
   prepare(row: Buffer, start: number, end: number, transforms: Transforms, formats: number[]): number {
     const n = (row[start]! << 8) | row[start + 1]!;
-    if (this.fieldAt.length < n + 1) this.growTo(n + 1);
+    const base = this.used;
+    if (this.fieldAt.length < base + n + 1) this.growTo(base + n + 1);
     const fieldAt = this.fieldAt;
     const result = this.result;
     const resultAt = this.resultAt;
     const sink = this.sink;
-    sink.at = 0;
+    const sinkStart = sink.at;
     const single = formats.length === 1 ? formats[0]! : -1;
     let changed = false;
     let size = end - start;
     let at = start + 2;
     for (let i = 0; i < n; i++) {
-      fieldAt[i] = at;
+      fieldAt[base + i] = at;
       const len = (row[at]! << 24) | (row[at + 1]! << 16) | (row[at + 2]! << 8) | row[at + 3]!;
       at += 4;
       const t = transforms[i];
@@ -66,37 +81,47 @@ export class RowRewriter {
         r = t(row, at, at + len, single >= 0 ? single : (formats[i] ?? 0), sink);
         if (r !== KEEP) {
           changed = true;
-          resultAt[i] = sink.at;
+          resultAt[base + i] = sink.at;
           if (r > 0) sink.at += r;
           size += (r < 0 ? 0 : r) - len;
         }
       }
-      result[i] = r;
+      result[base + i] = r;
       if (len > 0) at += len;
     }
-    fieldAt[n] = at;
-    if (!changed) return -1;
-    this.row = row;
-    this.rowStart = start;
-    this.rowEnd = end;
-    this.columns = n;
-    this.size = 5 + size;
-    return this.size;
+    fieldAt[base + n] = at;
+    if (!changed) {
+      sink.at = sinkStart;
+      return -1;
+    }
+    this.used = base + n + 1;
+    this.rows.push(row);
+    this.rowStart.push(start);
+    this.rowEnd.push(end);
+    this.base.push(base);
+    this.sizes.push(5 + size);
+    this.settled = false;
+    return 5 + size;
   }
 
-  /** Writes the message `prepare` last measured at `into[at, at + length)`. */
-  write(into: Buffer, at: number): void {
-    const row = this.row!;
-    this.row = null; // holds no buffer past this call
+  /** Writes queued row `k` (the message `prepare` measured) at `into[at, at + length)`. */
+  write(k: number, into: Buffer, at: number): void {
+    if (!this.settled) {
+      this.sink.settle();
+      this.settled = true;
+    }
+    const row = this.rows[k]!;
+    const base = this.base[k]!;
     const fieldAt = this.fieldAt;
     const result = this.result;
     const resultAt = this.resultAt;
     const replacements = this.sink.bytes;
+    const columns = this.columnsOf(k);
     into[at] = MessageType.DataRow;
-    writeInt32(into, at + 1, this.size - 1);
+    writeInt32(into, at + 1, this.sizes[k]! - 1);
     let w = at + 5;
-    let from = this.rowStart; // start in `row` of the unchanged stretch not yet copied
-    for (let i = 0; i < this.columns; i++) {
+    let from = this.rowStart[k]!; // start in `row` of the unchanged stretch not yet copied
+    for (let i = base; i < base + columns; i++) {
       const r = result[i]!;
       if (r === KEEP) continue;
       w += copyBytes(row, from, fieldAt[i]!, into, w);
@@ -105,13 +130,35 @@ export class RowRewriter {
       if (r > 0) w += copyBytes(replacements, resultAt[i]!, resultAt[i]! + r, into, w);
       from = fieldAt[i + 1]!;
     }
-    copyBytes(row, from, this.rowEnd, into, w);
+    copyBytes(row, from, this.rowEnd[k]!, into, w);
+  }
+
+  /** The whole length of queued row `k`'s rewritten message. */
+  sizeOf(k: number): number {
+    return this.sizes[k]!;
+  }
+
+  /** Forgets the queued rows (and holds no buffer of theirs). */
+  clear(): void {
+    this.rows.length = 0;
+    this.rowStart.length = 0;
+    this.rowEnd.length = 0;
+    this.base.length = 0;
+    this.sizes.length = 0;
+    this.used = 0;
+    this.sink.reset();
+    this.settled = true;
+  }
+
+  private columnsOf(k: number): number {
+    return (k + 1 < this.base.length ? this.base[k + 1]! : this.used) - this.base[k]! - 1;
   }
 
   private growTo(n: number): void {
-    this.fieldAt = new Int32Array(2 * n);
-    this.result = new Int32Array(2 * n);
-    this.resultAt = new Int32Array(2 * n);
+    const grown = (a: Int32Array) => { const b = new Int32Array(2 * n); b.set(a.subarray(0, this.used)); return b; };
+    this.fieldAt = grown(this.fieldAt);
+    this.result = grown(this.result);
+    this.resultAt = grown(this.resultAt);
   }
 }
 
@@ -140,7 +187,8 @@ export function transformDataRow(body: Buffer, transforms: Transforms, formats: 
   const size = rewriter.prepare(body, 0, body.length, transforms, formats);
   if (size < 0) return null;
   const msg = Buffer.allocUnsafe(size);
-  rewriter.write(msg, 0);
+  rewriter.write(0, msg, 0);
+  rewriter.clear();
   return msg;
 }
 

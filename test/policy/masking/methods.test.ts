@@ -1,7 +1,7 @@
-import { createHmac } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { columnMasker, isTextLike } from '../../../src/policy/masking/methods.js';
 import type { MaskMethod, MaskRule } from '../../../src/policy/masking/types.js';
+import { referenceIntegerToken, referenceToken } from '../../helpers/hash-token.js';
 
 const OID = { name: 19, int8: 20, int2: 21, int4: 23, text: 25, unknown: 705, bpchar: 1042, varchar: 1043, numeric: 1700, date: 1082 } as const;
 const TEXT_LIKE = [OID.text, OID.varchar, OID.bpchar, OID.name, OID.unknown];
@@ -12,28 +12,6 @@ const BINARY = 1;
 const rule = (method: MaskMethod, keep?: number): MaskRule => ({ column: 'public.customers.ssn', type: 'ssn', method, ...(keep === undefined ? {} : { keep }) });
 const masked = (method: MaskMethod, value: string, typeOid: number = OID.text, options: { keep?: number; format?: number; key?: Buffer } = {}) =>
   columnMasker(rule(method, options.keep), typeOid, false, options.key ?? KEY).mask(Buffer.from(value, 'latin1'), options.format ?? TEXT)?.toString('latin1') ?? null;
-
-/** The token the brief specifies, computed with node:crypto: HMAC blocks, two bytes per letter or digit. */
-function referenceToken(key: Buffer, value: string): string {
-  const first = createHmac('sha256', key).update(value, 'latin1').digest();
-  const blocks = [first];
-  let draw = 0;
-  const next = () => {
-    const block = Math.floor(draw / 16);
-    while (blocks.length <= block) {
-      const counter = Buffer.alloc(4);
-      counter.writeUInt32BE(blocks.length);
-      blocks.push(createHmac('sha256', key).update(Buffer.concat([first, counter])).digest());
-    }
-    const offset = (draw++ % 16) * 2;
-    return blocks[block]!.readUInt16BE(offset);
-  };
-  return value.replace(/[0-9a-zA-Z]/g, (char) => {
-    if (/[0-9]/.test(char)) return String.fromCharCode(0x30 + (next() % 10));
-    if (/[a-z]/.test(char)) return String.fromCharCode(0x61 + (next() % 26));
-    return String.fromCharCode(0x41 + (next() % 26));
-  });
-}
 
 describe('isTextLike', () => {
   it('is true for text, varchar, bpchar, name and unknown only', () => {
@@ -87,7 +65,7 @@ describe('partial', () => {
 });
 
 describe('hash (text-like)', () => {
-  it('is HMAC-SHA256 of the value bytes turned into a token of the same shape', () => {
+  it('is the keyed stream of the value bytes (AES-256-CMAC) turned into a token of the same shape', () => {
     for (const value of ['123-45-6789', 'Alice.Smith@example.com', 'AcCt-0042', '', '---']) {
       expect(masked('hash', value)).toBe(referenceToken(KEY, value));
     }
@@ -96,7 +74,7 @@ describe('hash (text-like)', () => {
     expect(token).not.toBe('123-45-6789');
   });
 
-  it('stretches the MAC in counter mode for values of more than 16 letters and digits', () => {
+  it('stretches the MAC for values of more than 8 letters and digits', () => {
     const long = 'A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8S9t0-' + 'x'.repeat(100);
     const token = masked('hash', long)!;
     expect(token).toBe(referenceToken(KEY, long));
@@ -129,17 +107,19 @@ describe('hash (integers)', () => {
   };
   const readBinary = (width: number, bytes: Buffer) => width === 2 ? BigInt(bytes.readInt16BE()) : width === 4 ? BigInt(bytes.readInt32BE()) : bytes.readBigInt64BE();
 
-  it('gives a keyed non-negative value of the type, the same in text and binary formats', () => {
+  it('gives a keyed value of the type\'s full decimal width, the same in text and binary formats', () => {
     for (const [oid, width, max] of RANGES) {
       const masker = columnMasker(rule('hash'), oid, false, KEY);
       expect(masker.method).toBe('hash');
+      const digits = { 2: 5, 4: 10, 8: 19 }[width];
       for (const value of [0n, 1n, -1n, 42n, -max - 1n, max]) {
         const text = masker.mask(Buffer.from(value.toString()), TEXT)!;
         const fromBinary = masker.mask(binary(width, value), BINARY)!;
         expect(fromBinary.length).toBe(width);
         const hashed = BigInt(text.toString());
-        expect(text.toString()).toMatch(/^(0|[1-9][0-9]*)$/);
-        expect(hashed >= 0n && hashed <= max, `${oid} ${value}`).toBe(true);
+        expect(text.toString()).toMatch(new RegExp(`^1[0-9]{${digits - 1}}$`));
+        expect(hashed <= max, `${oid} ${value}`).toBe(true);
+        expect(hashed).toBe(referenceIntegerToken(KEY, value.toString(), width));
         expect(readBinary(width, fromBinary)).toBe(hashed);
       }
       const a = masker.mask(Buffer.from('42'), TEXT)!.toString();
@@ -149,9 +129,18 @@ describe('hash (integers)', () => {
   });
 
   it('MACs the canonical decimal text', () => {
-    const expected = createHmac('sha256', KEY).update('-9223372036854775808').digest().readBigUInt64BE() & 0x7fffffffffffffffn;
+    const expected = referenceIntegerToken(KEY, '-9223372036854775808', 8);
     const masker = columnMasker(rule('hash'), OID.int8, false, KEY);
     expect(masker.mask(binary(8, -(2n ** 63n)), BINARY)!.readBigInt64BE()).toBe(expected);
+  });
+
+  it('writes the binary form of int8 tokens exactly (no rounding past 2^53)', () => {
+    const masker = columnMasker(rule('hash'), OID.int8, false, KEY);
+    for (let i = 0; i < 500; i++) {
+      const value = BigInt(i * 7919 - 1_000_000) * 12_345_678_901n;
+      const text = masker.mask(Buffer.from(value.toString()), TEXT)!.toString();
+      expect(masker.mask(binary(8, value), BINARY)!.readBigInt64BE().toString()).toBe(text);
+    }
   });
 
   it('still answers a valid integer for a binary value of the wrong width', () => {

@@ -8,6 +8,7 @@ import { describe, expect, test } from 'vitest';
 import { MessageType } from '../../../src/protocols/postgres/messages.js';
 import { RowRewriter, transformDataRow, type Transforms } from '../../../src/protocols/postgres/transform.js';
 import { applyTransform, KEEP, SQL_NULL, ValueSink, valueTransform } from '../../../src/protocols/value-sink.js';
+import { columnMasker } from '../../../src/policy/masking/methods.js';
 
 function body(values: (Buffer | null)[]): Buffer {
   const parts: Buffer[] = [Buffer.from([values.length >> 8, values.length & 0xff])];
@@ -92,7 +93,9 @@ describe('RowRewriter', () => {
       const bodies = rows.map(body);
       const chunk = Buffer.concat(bodies.flatMap((b) => [Buffer.from('pre'), b]));
       const transforms: Transforms = Array.from({ length: 12 }, () => kinds[Math.floor(rand() * kinds.length)]!);
+      // Every row of the chunk is prepared (queued) before any is written, as the relay does.
       let at = 0;
+      const queued: Buffer[] = [];
       for (const b of bodies) {
         at += 3;
         const expected = transformDataRow(b, transforms, [0]);
@@ -100,15 +103,63 @@ describe('RowRewriter', () => {
         if (expected === null) expect(size).toBe(-1);
         else {
           expect(size).toBe(expected.length);
-          const into = Buffer.alloc(size + 20, 0x7e);
-          rewriter.write(into, 10);
-          expect(into.subarray(10, 10 + size)).toEqual(expected);
-          expect([...into.subarray(0, 10), ...into.subarray(10 + size)].every((x) => x === 0x7e)).toBe(true);
+          queued.push(expected);
         }
         at += b.length;
       }
+      expect(rewriter.queued).toBe(queued.length);
+      queued.forEach((expected, k) => {
+        const into = Buffer.alloc(expected.length + 20, 0x7e);
+        rewriter.write(k, into, 10);
+        expect(into.subarray(10, 10 + expected.length)).toEqual(expected);
+        expect([...into.subarray(0, 10), ...into.subarray(10 + expected.length)].every((x) => x === 0x7e)).toBe(true);
+      });
+      rewriter.clear();
+      expect(rewriter.queued).toBe(0);
       expect(chunk).toEqual(Buffer.concat(bodies.flatMap((b) => [Buffer.from('pre'), b]))); // never written to
     }
+  });
+});
+
+describe('RowRewriter with batched replacements', () => {
+  test('hash tokens of a whole chunk of queued rows, settled once, are the tokens of each row alone', () => {
+    const key = Buffer.from('a hash key');
+    const hash = columnMasker({ column: 'x', type: 'other', method: 'hash' }, 1043, false, key).write;
+    const intHash = columnMasker({ column: 'x', type: 'other', method: 'hash' }, 20, false, key).write;
+    const partial = columnMasker({ column: 'x', type: 'other', method: 'partial', keep: 4 }, 25, false, key).write;
+    const transforms: Transforms = [hash, null, partial, intHash, hash];
+    const rows = Array.from({ length: 300 }, (_, g) => body([
+      Buffer.from(`ACCT-${String(g).padStart(12, '0')}`), Buffer.from('clear'), Buffer.from(`${g}-45-6789`),
+      g % 7 === 0 ? null : Buffer.from(String(g * 1_000_003 - 5)), Buffer.from('x'.repeat(g % 90)),
+    ]));
+    const chunk = Buffer.concat(rows);
+    const expected = rows.map((b) => transformDataRow(b, transforms, [0])!);
+    const rewriter = new RowRewriter();
+    let at = 0;
+    for (const b of rows) {
+      const k = rewriter.queued;
+      expect(rewriter.prepare(chunk, at, at + b.length, transforms, [0])).toBe(expected[k]!.length);
+      at += b.length;
+    }
+    const out = Buffer.alloc(expected.reduce((n, e) => n + e.length, 0));
+    let w = 0;
+    for (let k = 0; k < rows.length; k++) {
+      rewriter.write(k, out, w);
+      w += rewriter.sizeOf(k);
+    }
+    expect(out).toEqual(Buffer.concat(expected));
+    expect(out.toString('latin1')).not.toContain('ACCT-000000000001');
+    expect(out.toString('latin1')).toContain('***-**-6789');
+  });
+
+  test('a placeholder never settled shows nothing of the value', () => {
+    const hash = columnMasker({ column: 'x', type: 'other', method: 'hash' }, 25, false, Buffer.from('k')).write;
+    const sink = new ValueSink();
+    const value = Buffer.from('123-45-6789');
+    const n = hash(value, 0, value.length, 0, sink);
+    expect(sink.bytes.subarray(0, n).toString()).toBe('***-**-****');
+    sink.settle();
+    expect(sink.bytes.subarray(0, n).toString()).toMatch(/^[0-9]{3}-[0-9]{2}-[0-9]{4}$/);
   });
 });
 
