@@ -126,6 +126,9 @@ export interface ColumnContext {
   statement: number;
   /** Counts changed values under a label, e.g. the column and rule; query.end carries the totals. */
   tally(label: string, n?: number): void;
+  /** The same count as an object to increment per value (no lookup per value); its `n` joins
+   *  the label's total when the statement ends. */
+  counter?(label: string): { n: number };
 }
 
 /** COPY ... TO STDOUT options as the plan read them from the statement (the COPY reference's defaults otherwise). */

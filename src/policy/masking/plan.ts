@@ -22,7 +22,7 @@ import type { AnalysisEnv, MaskRule, MaskingConfig, OutputColumn, PredicateUse, 
 export interface DescribedColumn { name: string; tableOid: number; column: number; typeOid: number; format: number }
 /** A ColumnTransform (engine.ts): a value as a range of its row, the replacement into a sink. */
 export type ValueTransform = (row: Buffer, start: number, end: number, format: number, sink: ValueSink) => number;
-export interface ColumnTally { statement: number; tally(label: string, n?: number): void }
+export interface ColumnTally { statement: number; tally(label: string, n?: number): void; counter?(label: string): { n: number } }
 
 /** SQLSTATE insufficient_privilege: what a refusal by policy is. */
 export const SQLSTATE_REFUSED = '42501';
@@ -132,6 +132,13 @@ function transformFor(taint: Taint, col: DescribedColumn, label: string, key: Bu
   const masker = columnMasker(rule, col.typeOid, !taint.direct, key);
   const counted = `${label} (${masker.method})`;
   const write = masker.write;
+  const counter = context.counter?.(counted);
+  if (counter) {
+    return (row, start, end, format, sink) => {
+      counter.n++;
+      return write(row, start, end, format, sink);
+    };
+  }
   return (row, start, end, format, sink) => {
     context.tally(counted);
     return write(row, start, end, format, sink);

@@ -98,9 +98,18 @@ export class StatementRun {
     m[label] = (m[label] ?? 0) + n;
   };
 
+  /** Per-value counts of transforms (ColumnContext.counter), folded into `masked` at the end. */
+  private counters: { label: string; n: number }[] | null = null;
+
+  readonly counter = (label: string): { n: number } => {
+    const c = { label, n: 0 };
+    (this.counters ??= []).push(c);
+    return c;
+  };
+
   /** What a plan's `columns` is told about the result set that starts now. */
   get columnContext(): ColumnContext {
-    return { statement: this.tags.length, tally: this.tally };
+    return { statement: this.tags.length, tally: this.tally, counter: this.counter };
   }
 
   get isEnded(): boolean {
@@ -345,6 +354,10 @@ export class StatementRun {
     };
     if (this.messages) end.messages = this.messages.finish();
     if (this.uploads) end.upload = this.uploads.finish();
+    for (const c of this.counters ?? []) {
+      if (c.n > 0) this.tally(c.label, c.n);
+      c.n = 0;
+    }
     if (this.masked) end.masked = this.masked;
     return end;
   }
