@@ -28,6 +28,14 @@ const DRAWS = BLOCK / 2;
 /** Decimal digits of an integer token, by width. */
 const DIGITS = { 2: 5, 4: 10, 8: 19 } as const;
 
+/** Byte kinds: 0 a separator (kept), ALPHANUMERIC (drawn), NON_ASCII (the value is redacted instead). */
+const ALPHANUMERIC = 1, NON_ASCII = 2;
+const BYTE_KIND = new Uint8Array(256);
+for (let b = 0; b < 256; b++) {
+  const lower = b | 0x20;
+  BYTE_KIND[b] = b >= 0x80 ? NON_ASCII : (b >= 0x30 && b <= 0x39) || (lower >= 0x61 && lower <= 0x7a) ? ALPHANUMERIC : 0;
+}
+
 /** What a queued token becomes. */
 const TEXT = 0, INTEGER_TEXT = 1, INTEGER_BINARY = 2;
 
@@ -119,16 +127,15 @@ class TokenBatch implements SinkBatch {
     let m = from;
     let w = sink.at;
     let letters = 0;
-    for (let p = start; p < end; p++, w++) {
+    for (let p = start; p < macEnd; p++, w++) {
       const byte = row[p]!;
-      if (byte >= 0x80) return false;
-      const alphanumeric = (byte >= 0x30 && byte <= 0x39) || ((byte | 0x20) >= 0x61 && (byte | 0x20) <= 0x7a);
-      if (p < macEnd) {
-        messages[m++] = byte;
-        if (alphanumeric) letters++;
-      }
-      out[w] = alphanumeric && p < macEnd ? ASTERISK : byte;
+      const kind = BYTE_KIND[byte]!;
+      if (kind === NON_ASCII) return false;
+      messages[m++] = byte;
+      letters += kind;
+      out[w] = kind === ALPHANUMERIC ? ASTERISK : byte;
     }
+    for (let p = macEnd; p < end; p++, w++) out[w] = row[p]!; // bpchar padding: spaces
     this.kind[i] = TEXT;
     this.finish(i, m, sink.at, Math.max(1, Math.ceil(letters / DRAWS)));
     return true;

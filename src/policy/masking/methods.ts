@@ -109,7 +109,6 @@ function keepOf(rule: MaskRule | null): number {
 
 function partialMask(keep: number, padded: boolean): Write {
   return (row, start, end, format, sink) => {
-    if (hasNonAscii(row, start, end)) return writeRedacted(row, start, end, format, sink);
     const valueEnd = padded ? unpaddedEnd(row, start, end) : end;
     // A value no longer than `keep` is masked whole: keeping it all would show it all.
     const keepFrom = valueEnd - start > keep ? valueEnd - keep : valueEnd;
@@ -118,15 +117,11 @@ function partialMask(keep: number, padded: boolean): Write {
     let w = sink.at;
     for (let i = start; i < end; i++, w++) {
       const byte = row[i]!;
+      if (byte >= 0x80) return writeRedacted(row, start, end, format, sink); // overwrites what was written
       out[w] = i < keepFrom && isAlphanumeric(byte) ? ASTERISK : byte;
     }
     return n;
   };
-}
-
-function hasNonAscii(value: Buffer, start: number, end: number): boolean {
-  for (let i = start; i < end; i++) if (value[i]! >= 0x80) return true;
-  return false;
 }
 
 /** Where `value[start, end)` ends without its trailing spaces. */

@@ -33,24 +33,26 @@ export function anyTransform(t: Transforms | null): t is Transforms {
  */
 export class RowRewriter {
   private readonly sink = new ValueSink();
-  /** Per column of every queued row (row k's from base[k]): where its length field is in the
-   *  row (the entry after its last column: the row's end); KEEP, SQL_NULL or the replacement's
-   *  length; where in the sink the replacement starts. */
-  private fieldAt = new Int32Array(256);
-  private result = new Int32Array(256);
-  private resultAt = new Int32Array(256);
-  private used = 0;
+  /** Every changed value of the queued rows (row k's from firstChange[k]): where its field
+   *  (length word included) starts and ends in the row, KEEP-less result (SQL_NULL or the
+   *  replacement's length), and where the replacement starts in the sink. */
+  private changeFrom = new Int32Array(256);
+  private changeTo = new Int32Array(256);
+  private changeResult = new Int32Array(256);
+  private changeAt = new Int32Array(256);
+  private changes = 0;
   /** Per queued row. */
   private rows: Buffer[] = [];
-  private rowStart: number[] = [];
-  private rowEnd: number[] = [];
-  private base: number[] = [];
-  private sizes: number[] = [];
+  private rowStart = new Int32Array(64);
+  private rowEnd = new Int32Array(64);
+  private firstChange = new Int32Array(65);
+  private sizes = new Int32Array(64);
+  private count = 0;
   private settled = true;
 
   /** Rows prepared and not yet cleared. */
   get queued(): number {
-    return this.rows.length;
+    return this.count;
   }
 
   /**
@@ -60,46 +62,47 @@ export class RowRewriter {
    */
   prepare(row: Buffer, start: number, end: number, transforms: Transforms, formats: number[]): number {
     const n = (row[start]! << 8) | row[start + 1]!;
-    const base = this.used;
-    if (this.fieldAt.length < base + n + 1) this.growTo(base + n + 1);
-    const fieldAt = this.fieldAt;
-    const result = this.result;
-    const resultAt = this.resultAt;
+    if (this.changeFrom.length < this.changes + n) this.growChanges(this.changes + n);
     const sink = this.sink;
     const sinkStart = sink.at;
+    const first = this.changes;
     const single = formats.length === 1 ? formats[0]! : -1;
-    let changed = false;
+    let j = first;
     let size = end - start;
     let at = start + 2;
     for (let i = 0; i < n; i++) {
-      fieldAt[base + i] = at;
+      const fieldStart = at;
       const len = (row[at]! << 24) | (row[at + 1]! << 16) | (row[at + 2]! << 8) | row[at + 3]!;
       at += 4;
       const t = transforms[i];
-      let r = KEEP;
       if (t && len >= 0) {
-        r = t(row, at, at + len, single >= 0 ? single : (formats[i] ?? 0), sink);
+        const r = t(row, at, at + len, single >= 0 ? single : (formats[i] ?? 0), sink);
         if (r !== KEEP) {
-          changed = true;
-          resultAt[base + i] = sink.at;
+          this.changeFrom[j] = fieldStart;
+          this.changeTo[j] = at + len;
+          this.changeResult[j] = r;
+          this.changeAt[j] = sink.at;
+          j++;
           if (r > 0) sink.at += r;
           size += (r < 0 ? 0 : r) - len;
         }
       }
-      result[base + i] = r;
       if (len > 0) at += len;
     }
-    fieldAt[base + n] = at;
-    if (!changed) {
+    if (j === first) {
       sink.at = sinkStart;
       return -1;
     }
-    this.used = base + n + 1;
-    this.rows.push(row);
-    this.rowStart.push(start);
-    this.rowEnd.push(end);
-    this.base.push(base);
-    this.sizes.push(5 + size);
+    const k = this.count;
+    if (k === this.sizes.length) this.growRows();
+    this.rows[k] = row;
+    this.rowStart[k] = start;
+    this.rowEnd[k] = end;
+    this.firstChange[k] = first;
+    this.sizes[k] = 5 + size;
+    this.changes = j;
+    this.firstChange[k + 1] = j;
+    this.count = k + 1;
     this.settled = false;
     return 5 + size;
   }
@@ -111,24 +114,18 @@ export class RowRewriter {
       this.settled = true;
     }
     const row = this.rows[k]!;
-    const base = this.base[k]!;
-    const fieldAt = this.fieldAt;
-    const result = this.result;
-    const resultAt = this.resultAt;
     const replacements = this.sink.bytes;
-    const columns = this.columnsOf(k);
     into[at] = MessageType.DataRow;
     writeInt32(into, at + 1, this.sizes[k]! - 1);
     let w = at + 5;
     let from = this.rowStart[k]!; // start in `row` of the unchanged stretch not yet copied
-    for (let i = base; i < base + columns; i++) {
-      const r = result[i]!;
-      if (r === KEEP) continue;
-      w += copyBytes(row, from, fieldAt[i]!, into, w);
+    for (let j = this.firstChange[k]!, last = this.firstChange[k + 1]!; j < last; j++) {
+      const r = this.changeResult[j]!;
+      w += copyBytes(row, from, this.changeFrom[j]!, into, w);
       writeInt32(into, w, r);
       w += 4;
-      if (r > 0) w += copyBytes(replacements, resultAt[i]!, resultAt[i]! + r, into, w);
-      from = fieldAt[i + 1]!;
+      if (r > 0) w += copyBytes(replacements, this.changeAt[j]!, this.changeAt[j]! + r, into, w);
+      from = this.changeTo[j]!;
     }
     copyBytes(row, from, this.rowEnd[k]!, into, w);
   }
@@ -140,25 +137,28 @@ export class RowRewriter {
 
   /** Forgets the queued rows (and holds no buffer of theirs). */
   clear(): void {
-    this.rows.length = 0;
-    this.rowStart.length = 0;
-    this.rowEnd.length = 0;
-    this.base.length = 0;
-    this.sizes.length = 0;
-    this.used = 0;
+    this.rows.fill(null as unknown as Buffer, 0, this.count);
+    this.count = 0;
+    this.changes = 0;
     this.sink.reset();
     this.settled = true;
   }
 
-  private columnsOf(k: number): number {
-    return (k + 1 < this.base.length ? this.base[k + 1]! : this.used) - this.base[k]! - 1;
+  private growChanges(n: number): void {
+    const grown = (a: Int32Array) => { const b = new Int32Array(2 * n); b.set(a.subarray(0, this.changes)); return b; };
+    this.changeFrom = grown(this.changeFrom);
+    this.changeTo = grown(this.changeTo);
+    this.changeResult = grown(this.changeResult);
+    this.changeAt = grown(this.changeAt);
   }
 
-  private growTo(n: number): void {
-    const grown = (a: Int32Array) => { const b = new Int32Array(2 * n); b.set(a.subarray(0, this.used)); return b; };
-    this.fieldAt = grown(this.fieldAt);
-    this.result = grown(this.result);
-    this.resultAt = grown(this.resultAt);
+  private growRows(): void {
+    const n = 2 * this.sizes.length;
+    const grown = (a: Int32Array, size = n) => { const b = new Int32Array(size); b.set(a); return b; };
+    this.rowStart = grown(this.rowStart);
+    this.rowEnd = grown(this.rowEnd);
+    this.sizes = grown(this.sizes);
+    this.firstChange = grown(this.firstChange, n + 1);
   }
 }
 
