@@ -348,6 +348,24 @@ describe('COPY and pg_dump', () => {
     }
   });
 
+  test('hash tokens in COPY output (a chunk of rows settled at once) are the tokens a SELECT returns, row for row', async () => {
+    const c = await as('alice');
+    try {
+      // COPY of a table (not of a query) knows the column types, so the tokens can keep varchar.
+      const byId = (pairs: [string, string][]) => new Map(pairs);
+      const selected = byId((await c.query<{ id: number; account_number: string }>('SELECT id, account_number FROM bank.accounts')).rows.map((r) => [String(r.id), r.account_number]));
+      const text = (await copyOut(c, 'COPY bank.accounts TO STDOUT')).toString('latin1').trim().split('\n').map((line) => line.split('\t'));
+      const csv = (await copyOut(c, 'COPY bank.accounts TO STDOUT (FORMAT csv)')).toString('latin1').trim().split('\n').map((line) => line.split(','));
+      const clear = byId((await direct.query<{ id: number; account_number: string }>('SELECT id, account_number FROM bank.accounts')).rows.map((r) => [String(r.id), r.account_number]));
+      expect(selected.size).toBe(40);
+      expect(byId(text.map((f) => [f[0]!, f[2]!]))).toEqual(selected);
+      expect(byId(csv.map((f) => [f[0]!, f[2]!]))).toEqual(selected);
+      expect([...selected].every(([id, token]) => /^[0-9]{12}$/.test(token) && token !== clear.get(id))).toBe(true);
+    } finally {
+      await c.end();
+    }
+  });
+
   test('pg_dump of the masked database restores into a fresh one, masked', async () => {
     const alice = await localTunnel('alice');
     const dump = await runClient('pg_dump', ['--no-owner', '--no-privileges', '--schema', 'bank', '-d', alice.uri], { timeoutMs: 60_000 });

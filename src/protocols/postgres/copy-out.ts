@@ -14,7 +14,7 @@
  */
 import type { CopyOptions } from '../engine.js';
 import { MessageType, frame } from './messages.js';
-import { applyTransform } from '../value-sink.js';
+import { KEEP, SQL_NULL, ValueSink } from '../value-sink.js';
 import type { Transforms } from './transform.js';
 
 /** How a COPY OUT's rows are laid out, as far as rewriting them needs. */
@@ -54,12 +54,58 @@ function singleAscii(s: string): number | null {
   return s.length === 1 && s.charCodeAt(0) < 0x80 ? s.charCodeAt(0) : null;
 }
 
+/**
+ * A row's rewritten message, written once the sink its values went to is settled (hash tokens are
+ * filled in then, a chunk of rows at a time: value-sink.ts). Escaping and quoting need the final
+ * bytes, so they wait too.
+ */
+export type PreparedCopyRow = (sink: ValueSink) => Buffer;
+
+/**
+ * One COPY OUT CopyData body parsed and its values transformed into `sink`; null if it cannot be
+ * parsed with certainty. Call the result, after `sink.settle()` and before the sink is reset,
+ * for the whole rewritten message.
+ */
+export function prepareCopyData(body: Buffer, columns: number, transforms: Transforms, layout: CopyLayout, sink: ValueSink): PreparedCopyRow | null {
+  let parts: Part[] | null;
+  if (layout.format === 'binary') parts = transformCopyBinary(body, columns, transforms, sink);
+  else if (body.length === 0 || body[body.length - 1] !== LF) return null; // one whole row per message
+  else {
+    const line = body.subarray(0, body.length - 1);
+    parts = layout.format === 'text' ? transformTextRow(line, columns, transforms, layout, sink) : transformCsvRow(line, columns, transforms, layout, sink);
+  }
+  if (parts === null) return null;
+  const ready = parts;
+  return (settled) => frame(MessageType.CopyData, ...ready.map((p) => (Buffer.isBuffer(p) ? p : p.then(settled.bytes.subarray(p.at, p.at + p.length)))));
+}
+
+const scratch = new ValueSink();
+
 /** One COPY OUT CopyData body rewritten (the whole message); null if it cannot be parsed with certainty. */
 export function transformCopyData(body: Buffer, columns: number, transforms: Transforms, layout: CopyLayout): Buffer | null {
-  if (layout.format === 'binary') return transformCopyBinary(body, columns, transforms);
-  if (body.length === 0 || body[body.length - 1] !== LF) return null; // one whole row per message
-  const line = body.subarray(0, body.length - 1);
-  return layout.format === 'text' ? transformTextRow(line, columns, transforms, layout) : transformCsvRow(line, columns, transforms, layout);
+  scratch.reset();
+  const prepared = prepareCopyData(body, columns, transforms, layout, scratch);
+  if (prepared === null) return null;
+  scratch.settle();
+  return prepared(scratch);
+}
+
+/** A piece of a rewritten row: bytes, or a transformed value still in the sink and what to make of it. */
+type Part = Buffer | { at: number; length: number; then: (value: Buffer) => Buffer };
+
+/** The transform's answer for a whole value: the value (unchanged), null (SQL NULL), or where its replacement is in the sink. */
+function transformed(t: NonNullable<Transforms[number]>, value: Buffer, format: number, sink: ValueSink): Buffer | null | { at: number; length: number } {
+  const n = t(value, 0, value.length, format, sink);
+  if (n === KEEP) return value;
+  if (n === SQL_NULL) return null;
+  const at = sink.at;
+  sink.at += n;
+  return { at, length: n };
+}
+
+/** `then` of the value now, or once it is settled. */
+function partOf(value: Buffer | { at: number; length: number }, then: (value: Buffer) => Buffer): Part {
+  return Buffer.isBuffer(value) ? then(value) : { at: value.at, length: value.length, then };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -67,10 +113,10 @@ export function transformCopyData(body: Buffer, columns: number, transforms: Tra
 
 type TextLayout = Extract<CopyLayout, { format: 'text' }>;
 
-function transformTextRow(line: Buffer, columns: number, transforms: Transforms, o: TextLayout): Buffer | null {
+function transformTextRow(line: Buffer, columns: number, transforms: Transforms, o: TextLayout, sink: ValueSink): Part[] | null {
   const fields = splitText(line, o.delimiter);
   if (!fields || fields.length !== columns) return null;
-  const parts: Buffer[] = [];
+  const parts: Part[] = [];
   for (let i = 0; i < fields.length; i++) {
     if (i > 0) parts.push(Buffer.from([o.delimiter]));
     const field = fields[i]!;
@@ -81,11 +127,11 @@ function transformTextRow(line: Buffer, columns: number, transforms: Transforms,
     }
     const value = unescapeText(field);
     if (!value) return null;
-    const masked = applyTransform(t, value, 0);
-    parts.push(masked === null ? o.null : escapeText(masked, o));
+    const masked = transformed(t, value, 0, sink);
+    parts.push(masked === null ? o.null : partOf(masked, (v) => escapeText(v, o)));
   }
   parts.push(Buffer.from([LF]));
-  return frame(MessageType.CopyData, ...parts);
+  return parts;
 }
 
 /** Fields of one text-format row: split at unescaped delimiters (a data delimiter is `\` + it). */
@@ -165,10 +211,10 @@ function escapeText(value: Buffer, o: TextLayout): Buffer {
 type CsvLayout = Extract<CopyLayout, { format: 'csv' }>;
 interface CsvField { value: Buffer | null; quoted: boolean }
 
-function transformCsvRow(line: Buffer, columns: number, transforms: Transforms, o: CsvLayout): Buffer | null {
+function transformCsvRow(line: Buffer, columns: number, transforms: Transforms, o: CsvLayout, sink: ValueSink): Part[] | null {
   const fields = splitCsv(line, o);
   if (!fields || fields.length !== columns) return null;
-  const parts: Buffer[] = [];
+  const parts: Part[] = [];
   let at = 0;
   for (let i = 0; i < fields.length; i++) {
     const f = fields[i]!;
@@ -178,13 +224,14 @@ function transformCsvRow(line: Buffer, columns: number, transforms: Transforms, 
       parts.push(line.subarray(at, end)); // the original bytes, delimiter included
     } else {
       if (i > 0) parts.push(Buffer.from([o.delimiter]));
-      const masked = applyTransform(t, f.value, 0);
-      parts.push(masked === null ? o.null : quoteCsv(masked, f.quoted, fields.length === 1, o));
+      const masked = transformed(t, f.value, 0, sink);
+      const single = fields.length === 1;
+      parts.push(masked === null ? o.null : partOf(masked, (v) => quoteCsv(v, f.quoted, single, o)));
     }
     at = end;
   }
   parts.push(Buffer.from([LF]));
-  return frame(MessageType.CopyData, ...parts);
+  return parts;
 }
 
 /** Fields of one CSV row, each with where its bytes end (before the next delimiter). */
@@ -259,20 +306,20 @@ const BINARY_SIGNATURE = Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1');
  * (Int16 field count, then Int32 length and bytes per field), or the trailer (-1). PostgreSQL
  * sends the header with the first tuple and one tuple per message; anything else is refused.
  */
-export function transformCopyBinary(body: Buffer, columns: number, transforms: Transforms): Buffer | null {
+function transformCopyBinary(body: Buffer, columns: number, transforms: Transforms, sink: ValueSink): Part[] | null {
   let at = 0;
-  const parts: Buffer[] = [];
+  const parts: Part[] = [];
   if (body.subarray(0, BINARY_SIGNATURE.length).equals(BINARY_SIGNATURE)) {
     if (body.length < 19) return null;
     const extension = body.readInt32BE(15);
     at = 19 + extension;
     if (extension < 0 || at > body.length) return null;
     parts.push(body.subarray(0, at));
-    if (at === body.length) return frame(MessageType.CopyData, ...parts);
+    if (at === body.length) return parts;
   }
   if (body.length - at < 2) return null;
   const n = body.readInt16BE(at);
-  if (n === -1) return at + 2 === body.length ? frame(MessageType.CopyData, body) : null;
+  if (n === -1) return at + 2 === body.length ? [body] : null;
   if (n !== columns) return null;
   parts.push(body.subarray(at, at + 2));
   at += 2;
@@ -284,11 +331,13 @@ export function transformCopyBinary(body: Buffer, columns: number, transforms: T
     const value = len < 0 ? null : body.subarray(at, at + len);
     if (len > 0) at += len;
     const t = transforms[i] ?? null;
-    const out = t && value !== null ? applyTransform(t, value, 1) : value;
-    parts.push(lengthOf(out));
-    if (out) parts.push(out);
+    const out = t && value !== null ? transformed(t, value, 1, sink) : value;
+    if (out === null || Buffer.isBuffer(out)) {
+      parts.push(lengthOf(out));
+      if (out) parts.push(out);
+    } else parts.push(partOf(out, (v) => Buffer.concat([lengthOf(v), v])));
   }
-  return at === body.length ? frame(MessageType.CopyData, ...parts) : null;
+  return at === body.length ? parts : null;
 }
 
 function lengthOf(value: Buffer | null): Buffer {

@@ -22,19 +22,21 @@ import {
   decodeRowDescription,
   errorResponse,
 } from './messages.js';
-import { copyFormatIsPlain, copyLayout, DEFAULT_TEXT_LAYOUT, transformCopyData, type CopyLayout } from './copy-out.js';
+import { copyFormatIsPlain, copyLayout, DEFAULT_TEXT_LAYOUT, prepareCopyData, type CopyLayout, type PreparedCopyRow } from './copy-out.js';
 import { clientDecoder, type ClientDecoder } from './encodings.js';
 import { rewriteNotice, rewriteNotification, rewriteParameterStatus, rewrites, type MessageRewrite } from './message-text.js';
 import { refusalResponse } from './poison.js';
 import { describedColumns, type Failure, type ResponseQueue, type Running } from './responses.js';
 import type { StatementRun } from './results.js';
 import { anyTransform, RowRewriter, unknownColumns } from './transform.js';
+import { ValueSink } from '../value-sink.js';
 
 /** Upstream frames are trusted more than client ones, but still bounded (PostgreSQL's own 1 GB field limit). */
 const UPSTREAM_MAX_FRAME = 1024 * 1024 * 1024 + 1024;
 const EMPTY = Buffer.alloc(0);
-/** onBackend's answer for a DataRow the rewriter holds rewritten (see placeRewritten). */
+/** onBackend's answer for a DataRow the rewriter holds rewritten, or a COPY row held prepared (see placeRewritten). */
 const REWRITTEN = Buffer.alloc(0);
+const COPY_QUEUED = Buffer.alloc(0);
 /** program_limit_exceeded: a result cut off by the plan's row cap. */
 const SQLSTATE_ROW_CAP = '54000';
 
@@ -79,6 +81,10 @@ export class Relay {
   private built: Assembly | null = null;
   private readonly queuedRuns: Running[] = [];
   private readonly queuedAt: number[] = [];
+  /** COPY OUT rows held the same way: their values in copySink, their messages made (and
+   *  appended to the output) when placed. A queue holds DataRows or COPY rows, never both. */
+  private readonly queuedCopies: PreparedCopyRow[] = [];
+  private readonly copySink = new ValueSink();
 
   constructor(private readonly client: Duplex, private readonly queue: ResponseQueue, private readonly host: RelayHost) {}
 
@@ -131,7 +137,7 @@ export class Relay {
       built = this.built ??= new Assembly(out.length - runStart + 256);
       built.copy(out, runStart, f.start + shift);
       if (replacement === REWRITTEN) this.queueRewritten(built);
-      else if (replacement !== null) built.copy(replacement, 0, replacement.length);
+      else if (replacement !== null && replacement !== COPY_QUEUED) built.copy(replacement, 0, replacement.length);
       runStart = end;
     }
     this.placeRewritten();
@@ -176,8 +182,10 @@ export class Relay {
     const type = f.type;
     if (type === MessageType.DataRow || type === MessageType.CopyData) {
       const s = this.queue.current();
-      if (this.draining || this.silenced) return null;
-      if (!s) return undefined;
+      if (this.draining || this.silenced || !s) {
+        this.placeRewritten();
+        return this.draining || this.silenced ? null : undefined;
+      }
       return type === MessageType.DataRow ? this.dataRow(s, buf, f) : this.copyData(s, buf, f);
     }
     this.placeRewritten();
@@ -281,6 +289,7 @@ export class Relay {
       // Rows of a portal described nowhere: the plan decides on columns it cannot name.
       s.transforms = s.plan.columns(unknownColumns(buf.readInt16BE(f.bodyStart), s.formats), s.run.columnContext);
     }
+    if (this.queuedCopies.length > 0) this.placeRewritten(); // a queue holds one kind
     const size = anyTransform(s.transforms) ? this.rewriter.prepare(buf, f.bodyStart, f.end, s.transforms, s.formats) : -1;
     if (size < 0) {
       this.placeRewritten(); // rows queued before this one are accounted first
@@ -299,23 +308,41 @@ export class Relay {
     this.rewrittenRun = null;
   }
 
-  /** Writes the queued rows into their room (one settle of their batched replacements first) and accounts them, in order. */
+  /**
+   * Writes the queued rows into the output (one settle of their batched replacements first) and
+   * accounts them, in order: DataRows into the room reserved for them, COPY rows appended (their
+   * escaping needs the settled bytes, so their length is known only now; nothing was appended
+   * after them meanwhile).
+   */
   private placeRewritten(): void {
     const n = this.queuedRuns.length;
     if (n === 0) return;
-    const bytes = this.built!.bytes; // read now: reserving may have moved it
-    for (let k = 0; k < n; k++) {
-      const at = this.queuedAt[k]!;
-      this.rewriter.write(k, bytes, at);
-      this.queuedRuns[k]!.run.dataRow(bytes, at, at + 5, at + this.rewriter.sizeOf(k));
+    const built = this.built!;
+    if (this.queuedCopies.length > 0) {
+      this.copySink.settle();
+      for (let k = 0; k < n; k++) {
+        const message = this.queuedCopies[k]!(this.copySink);
+        const at = built.reserve(message.length);
+        message.copy(built.bytes, at);
+        this.queuedRuns[k]!.run.copyData(built.bytes, at, at + 5, at + message.length);
+      }
+      this.copySink.reset();
+      this.queuedCopies.length = 0;
+    } else {
+      const bytes = built.bytes; // read now: reserving may have moved it
+      for (let k = 0; k < n; k++) {
+        const at = this.queuedAt[k]!;
+        this.rewriter.write(k, bytes, at);
+        this.queuedRuns[k]!.run.dataRow(bytes, at, at + 5, at + this.rewriter.sizeOf(k));
+      }
+      this.rewriter.clear();
+      this.queuedAt.length = 0;
     }
-    this.rewriter.clear();
     this.queuedRuns.length = 0;
-    this.queuedAt.length = 0;
   }
 
   private copyData(s: Running, buf: Buffer, f: Frame): Buffer | null | undefined {
-    this.placeRewritten();
+    if (this.queuedCopies.length === 0 || s.copy === 'none' || s.copyHeader || !anyTransform(s.transforms)) this.placeRewritten();
     if (s.copy === 'none') {
       s.run.copyData(buf, f.start, f.bodyStart, f.end); // COPY IN's data never comes this way; be safe
       return undefined;
@@ -326,15 +353,22 @@ export class Relay {
       return undefined;
     }
     const over = this.overCap(s);
-    if (over) return over;
+    if (over) {
+      this.placeRewritten();
+      return over;
+    }
     if (!anyTransform(s.transforms)) {
       s.run.copyData(buf, f.start, f.bodyStart, f.end);
       return undefined;
     }
-    const out = s.copyLayout ? transformCopyData(buf.subarray(f.bodyStart, f.end), s.copyColumns, s.transforms, s.copyLayout) : null;
-    if (!out) return this.cutOff(s, { code: SQLSTATE_ROW_CAP, message: "hoop: this COPY output cannot be masked row by row (one whole row per message, in the statement's format, is required); the result was stopped" });
-    s.run.copyData(out, 0, 5, out.length);
-    return out;
+    const prepared = s.copyLayout ? prepareCopyData(buf.subarray(f.bodyStart, f.end), s.copyColumns, s.transforms, s.copyLayout, this.copySink) : null;
+    if (!prepared) {
+      this.placeRewritten();
+      return this.cutOff(s, { code: SQLSTATE_ROW_CAP, message: "hoop: this COPY output cannot be masked row by row (one whole row per message, in the statement's format, is required); the result was stopped" });
+    }
+    this.queuedRuns.push(s);
+    this.queuedCopies.push(prepared);
+    return COPY_QUEUED;
   }
 
   private copyOutResponse(body: Buffer, message: Buffer): Buffer | null | undefined {
