@@ -2,17 +2,16 @@
  * The content detectors' prefilter (detectors.ts): from a value's raw bytes, without a string or
  * a RegExp, the finders that may match it. It may name a finder that then finds nothing, never
  * leave out one that would match (masking fails closed): each condition below is implied by its
- * finder's pattern. It runs on every clear text value of every row, so what it costs on values
- * that hold nothing (names, statuses, md5 hex, prose) is what counts:
+ * finder's pattern. It runs on every clear text value of every row, so what counts is its cost
+ * on values that hold nothing (names, statuses, md5 hex, prose):
  * - a value shorter than a finder's shortest match cannot hold one (SHORTEST);
- * - a longer value is read four bytes at a time, with bit tricks on the 32-bit word (no byte
- *   loop, no branch that the data decides, which on hex digits would be mispredicted):
- *   an email needs an '@'; a card number or an SSN lies in a run of digits, spaces and dashes
- *   at least 11 bytes long, which covers two whole aligned words (both of bytes below 0x40);
- *   an IBAN lies in a run of capitals, digits and spaces at least 15 bytes long, which covers
- *   three (all bytes below 0x60). Only around such words are the bytes looked at one by one,
- *   and only there are the shapes checked: a stretch of 13 to 19 digits that passes Luhn, an
- *   NNN-NN-NNNN, two capitals and two digits with a shortest IBAN's length after them.
+ * - a longer one is read a 32-bit word (four bytes) at a time with bit tricks, not byte by byte
+ *   (where each byte's branches on hex digits would be mispredicted): an email needs an '@'; a
+ *   card number or an SSN lies in a run of digits, spaces and dashes at least 11 bytes long,
+ *   which covers two whole words of bytes below 0x40; an IBAN in a run of capitals, digits and
+ *   spaces at least 15 long, which covers three of bytes below 0x60. Only where such words meet,
+ *   and the words either side can make the run that long, is the run read byte by byte and its
+ *   shapes checked: a card number's digits passing Luhn, NNN-NN-NNNN, an IBAN's CCDD.
  * md5 hex, names and most prose come out with no finder, and are never turned into a string.
  */
 import type { DetectorName } from './types.js';
@@ -121,7 +120,16 @@ function byWords(v: Uint8Array, start: number, end: number, enabled: number): nu
   // A word's bits that show a byte of 0x60 or more (upperOut), and the two words' before.
   let out = 0, before = -1, twoBefore = -1;
   for (let k = first; k < last; k++) {
-    // No calls in this loop, so the view's bounds are not checked again for every word.
+    // No calls in these loops, so the view's bounds are not checked again for every word. Two
+    // words a step while no pair stops it (half the loop's own cost), then one a step to the pair.
+    for (; k + 1 < last; k += 2) {
+      const x = w[k]!, next = w[k + 1]!;
+      const xOut = upperOut(x), nextOut = upperOut(next);
+      if (((xOut | before) === 0) || ((xOut | nextOut) === 0)) break;
+      at |= atBits(x) | atBits(next);
+      twoBefore = xOut;
+      before = nextOut;
+    }
     for (; k < last; k++) {
       const x = w[k]!;
       at |= atBits(x);
@@ -208,15 +216,16 @@ function runAround(v: Uint8Array, start: number, end: number, at: number, kind: 
 
 /** Double a digit, the digits of the product summed (Luhn). */
 const DOUBLED = [0, 2, 4, 6, 8, 1, 3, 5, 7, 9];
-/** Luhn sums of each prefix of the current stretch, by which digits are doubled, in rings of 32 (> CARD_MAX). */
-const EVEN_PLAIN = new Int32Array(32), ODD_PLAIN = new Int32Array(32);
+/** Of the last 32 (> CARD_MAX) digits of a stretch, by position: the Luhn sums of the digits
+ *  before it (with the even positions not doubled, or the odd ones), and whether it starts a group. */
+const EVEN_PLAIN = new Int32Array(32), ODD_PLAIN = new Int32Array(32), STARTS_GROUP = new Uint8Array(32);
 
 /**
- * Some CARD_MIN to CARD_MAX consecutive digits in v[a, b), in a stretch of digits joined by at
- * most one space or dash, that pass Luhn (ISO/IEC 7812-1 Annex B: every second digit from the
- * right doubled). The finder also wants the digits to start and end a group, so this is a
- * superset; it keeps the finder from running on the digit runs of hex ids, nine in ten of which
- * fail Luhn. Each digit ends at most seven windows, each summed in O(1) from the prefix sums.
+ * A card number as the finder takes it in v[a, b): CARD_MIN to CARD_MAX digits of a stretch of
+ * digits joined by at most one space or dash, starting and ending a group of it, that pass Luhn
+ * (ISO/IEC 7812-1 Annex B: every second digit from the right doubled). Checked here, the finder
+ * no longer runs on the digit runs of hex ids, nine in ten of which fail. At each group's end,
+ * each of the at most seven windows ending there is summed in O(1) from the prefix sums.
  */
 function hasLuhnStretch(v: Uint8Array, a: number, b: number): boolean {
   let n = 0; // digits in the stretch so far
@@ -224,28 +233,33 @@ function hasLuhnStretch(v: Uint8Array, a: number, b: number): boolean {
   let evenPlain = 0; // the Luhn sum of those digits when the ones at even positions are not doubled
   let oddPlain = 0;
   EVEN_PLAIN[0] = ODD_PLAIN[0] = 0;
-  for (let i = a; i < b; i++) {
-    const byte = v[i]!;
+  for (let i = a; i <= b; i++) {
+    const byte = i < b ? v[i]! : 0; // a last step past the run ends its last group
     const kind = CLASS[byte]!;
     if (kind & DIGIT) {
+      STARTS_GROUP[n & 31] = afterDigit ? 0 : 1;
       const digit = byte - 0x30;
       if (n & 1) { evenPlain += DOUBLED[digit]!; oddPlain += digit; } else { evenPlain += digit; oddPlain += DOUBLED[digit]!; }
       n++;
       EVEN_PLAIN[n & 31] = evenPlain;
       ODD_PLAIN[n & 31] = oddPlain;
-      // The window of the last `length` digits: its last digit (position n - 1) is not doubled.
-      for (let length = CARD_MIN; length <= CARD_MAX && length <= n; length++) {
-        const sum = (n - 1) & 1 ? oddPlain - ODD_PLAIN[(n - length) & 31]! : evenPlain - EVEN_PLAIN[(n - length) & 31]!;
-        if (sum % 10 === 0) return true;
-      }
       afterDigit = true;
-    } else {
-      if (!(kind & SEPARATOR && afterDigit)) { // a stretch ends at two separators or another byte
-        n = evenPlain = oddPlain = 0;
-        EVEN_PLAIN[0] = ODD_PLAIN[0] = 0;
-      }
-      afterDigit = false;
+      continue;
     }
+    if (afterDigit) {
+      // Digit n - 1 ends a group: the windows ending there that start a group. A window's last
+      // digit is not doubled, so which sum applies goes by its parity.
+      for (let length = CARD_MIN; length <= CARD_MAX && length <= n; length++) {
+        const from = (n - length) & 31;
+        const sum = (n - 1) & 1 ? oddPlain - ODD_PLAIN[from]! : evenPlain - EVEN_PLAIN[from]!;
+        if (STARTS_GROUP[from] === 1 && sum % 10 === 0) return true;
+      }
+    }
+    if (!(kind & SEPARATOR && afterDigit)) { // a stretch ends at two separators or another byte
+      n = evenPlain = oddPlain = 0;
+      EVEN_PLAIN[0] = ODD_PLAIN[0] = 0;
+    }
+    afterDigit = false;
   }
   return false;
 }

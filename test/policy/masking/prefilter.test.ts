@@ -230,4 +230,29 @@ describe('possibleFinders', () => {
     expect(failures.slice(0, 5)).toEqual([]);
     expect(hits).toBeGreaterThan(shapes.length * sides.length * 0.8);
   });
+
+  it('runs no finder on the clear values of the masking bench but on those that hold a card number', async () => {
+    const { createHash } = await import('node:crypto');
+    const md5 = (s: string) => createHash('md5').update(s).digest('hex');
+    const names = ['Alice', 'Bob', 'Carol', 'Dave', 'Erin', 'Frank', 'Grace', 'Heidi'];
+    const all = createScrubber([...DETECTORS])!;
+    const failures: string[] = [];
+    for (let g = 1; g <= 3000; g++) {
+      for (const s of [names[g % 8]!, 'Abcdefghij', 'Abcdefgh', ['active', 'closed', 'pending'][g % 3]!, `order ${g} shipped to warehouse ${g % 97}: ${md5(String(g))} ${md5(String(g + 1))}`]) {
+        const bytes = Buffer.from(`|${s}|`, 'latin1');
+        const possible = possibleFinders(bytes, 1, bytes.length - 1, ALL);
+        const hits = all.text(s).hits.length;
+        if ((possible !== 0) !== (hits !== 0) || possible & ~FINDER_BIT.card_number) failures.push(`${s}: ${possible}, ${hits} hits`);
+      }
+    }
+    expect(failures).toEqual([]);
+  });
+
+  it('stays linear on long runs of every class it reads byte by byte', () => {
+    const all = createScrubber([...DETECTORS])!;
+    for (const hostile of ['1 '.repeat(200_000), '1'.repeat(400_000), '12-'.repeat(130_000), 'AB12 '.repeat(80_000), 'A'.repeat(400_000), '@a.'.repeat(130_000)]) {
+      const found = all.value(Buffer.from(hostile, 'latin1'), 0, OID.text);
+      expect(found === null ? hostile.length : found.value!.length).toBe(hostile.length);
+    }
+  });
 });
