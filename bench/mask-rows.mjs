@@ -49,11 +49,16 @@ const key = Buffer.alloc(32, 7);
 const scrubber = createScrubber(['ssn', 'card_number', 'iban', 'email']);
 const counts = {};
 const tally = (label) => { counts[label] = (counts[label] ?? 0) + 1; };
-const detect = (typeOid) => (row, start, end, format, sink) => {
-  const found = scrubber.valueAt(row, start, end, format, typeOid);
-  if (found === null) return KEEP;
-  for (const hit of found.hits) tally(`detector:${hit}`);
-  return found.value === null ? SQL_NULL : sink.write(found.value, 0, found.value.length);
+/** The scan of one column type, decided once as plan.ts's detector transform does (valueAt on builds without forType). */
+const scanOf = (typeOid) => scrubber.forType?.(typeOid) ?? ((v, start, end) => scrubber.valueAt(v, start, end, 0, typeOid));
+const detect = (typeOid) => {
+  const scan = scanOf(typeOid);
+  return (row, start, end, _format, sink) => {
+    const found = scan(row, start, end);
+    if (found === null) return KEEP;
+    for (const hit of found.hits) tally(`detector:${hit}`);
+    return found.value === null ? SQL_NULL : sink.write(found.value, 0, found.value.length);
+  };
 };
 const mask = (method, typeOid, label) => {
   const write = columnMasker({ column: label, type: 'other', method, keep: 4 }, typeOid, false, key).write;
@@ -105,8 +110,7 @@ for (let r = 0, k = 0; r < N; r++) {
     at += 4 + length;
   }
 }
-// One scan per column type, decided once, as plan.ts's detector transform does (valueAt on builds without forType).
-const scans = scanned.map((i) => scrubber.forType?.(TYPES[i]) ?? ((v, start, end) => scrubber.valueAt(v, start, end, 0, TYPES[i])));
+const scans = scanned.map((i) => scanOf(TYPES[i]));
 const detectPass = () => {
   let found = 0;
   for (let k = 0; k < ranges.length;) {
