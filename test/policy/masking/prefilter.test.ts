@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { createScrubber, type Scrubber } from '../../../src/policy/masking/detectors.js';
 import { FINDER_BIT, possibleFinders } from '../../../src/policy/masking/prefilter.js';
 import { DETECTORS, type DetectorName } from '../../../src/policy/masking/types.js';
+import { group, ibanComplete, luhnComplete, prng, type Random } from './random.js';
 
 const OID = { text: 25, json: 114 } as const;
 const ALL = DETECTORS.reduce((mask, name) => mask | FINDER_BIT[name], 0);
@@ -10,59 +11,67 @@ const single = Object.fromEntries(DETECTORS.map((name) => [name, createScrubber(
 const truthOf = (s: string) => DETECTORS.reduce((mask, name) => (single[name].text(s).hits.length > 0 ? mask | FINDER_BIT[name] : mask), 0);
 
 /**
- * The prefilter before the word scan (one pass over every byte with a byte-class table and a
- * card state machine), kept as a reference: the new one must never let a finder run that this
- * one would have skipped (it is no looser), as well as never skip one that matches.
+ * The prefilter as it was before the word scan (detectors.ts at 6613525), verbatim but for its
+ * names: one pass over every byte with a byte-class table and a card state machine. Kept as the
+ * reference: the new one must never let a finder run that this one would have skipped (it is no
+ * looser), as well as never skip one that matches.
  */
+const OLD_DIGIT = 1, OLD_SPACE = 2, OLD_DASH = 3, OLD_CAPITAL = 4, OLD_AT = 5;
+const OLD_BYTE_CLASS = new Uint8Array(256);
+for (let b = 0x30; b <= 0x39; b++) OLD_BYTE_CLASS[b] = OLD_DIGIT;
+for (let b = 0x41; b <= 0x5a; b++) OLD_BYTE_CLASS[b] = OLD_CAPITAL;
+OLD_BYTE_CLASS[0x20] = OLD_SPACE;
+OLD_BYTE_CLASS[0x2d] = OLD_DASH;
+OLD_BYTE_CLASS[0x40] = OLD_AT;
+const CARD_SEEN = 13;
+const CARD_STATES = 2 * CARD_SEEN;
+const CARD_STEP = new Uint8Array(CARD_STATES * 8);
+for (let state = 0; state < CARD_STATES; state++) {
+  for (let kind = 0; kind < 8; kind++) {
+    const digits = state <= CARD_SEEN ? state : state - CARD_SEEN; // digits so far in the stretch
+    const afterDigit = state >= 1 && state < CARD_SEEN;
+    let next = 0;
+    if (state === CARD_SEEN) next = CARD_SEEN;
+    else if (kind === OLD_DIGIT) next = digits + 1;
+    else if ((kind === OLD_SPACE || kind === OLD_DASH) && afterDigit) next = state + CARD_SEEN;
+    CARD_STEP[state * 8 + kind] = next;
+  }
+}
+
 function oldPossibleFinders(v: Uint8Array, start: number, end: number): number {
-  const DIGIT = 1, SPACE = 2, DASH = 3, CAPITAL = 4, AT = 5;
-  const kindOf = (b: number) => (b >= 0x30 && b <= 0x39 ? DIGIT : b >= 0x41 && b <= 0x5a ? CAPITAL : b === 0x20 ? SPACE : b === 0x2d ? DASH : b === 0x40 ? AT : 0);
-  let digits = 0; // in the current stretch of digits joined by at most one space or dash
-  let afterDigit = false;
-  let card = false;
+  let state = 0;
   let flags = 0;
   for (let i = start; i < end; i++) {
-    const kind = kindOf(v[i]!);
+    const kind = OLD_BYTE_CLASS[v[i]!]!;
+    state = CARD_STEP[(state << 3) | kind]!;
     flags |= 1 << kind;
-    if (kind === DIGIT) {
-      if (++digits >= 13) card = true;
-      afterDigit = true;
-    } else {
-      if (!((kind === SPACE || kind === DASH) && afterDigit)) digits = 0;
-      afterDigit = false;
-    }
   }
-  let found = card ? FINDER_BIT.card_number : 0;
-  if (flags & (1 << AT)) found |= FINDER_BIT.email;
-  if ((flags & (1 << DIGIT)) === 0) return found;
-  const at = (i: number) => kindOf(v[i]!);
-  if (flags & (1 << DASH)) {
-    for (let i = start + 3; i + 7 < end; i++) {
-      if (v[i] === 0x2d && v[i + 3] === 0x2d && [-3, -2, -1, 1, 2, 4, 5, 6, 7].every((k) => at(i + k) === DIGIT)) { found |= FINDER_BIT.ssn; break; }
-    }
-  }
-  if (flags & (1 << CAPITAL)) {
-    for (let i = start; i + 3 < end; i++) {
-      if (at(i) === CAPITAL && at(i + 1) === CAPITAL && at(i + 2) === DIGIT && at(i + 3) === DIGIT) { found |= FINDER_BIT.iban; break; }
-    }
-  }
+  let found = state === CARD_SEEN ? FINDER_BIT.card_number : 0;
+  if (flags & (1 << OLD_AT)) found |= FINDER_BIT.email;
+  if ((flags & (1 << OLD_DIGIT)) === 0) return found;
+  if (flags & (1 << OLD_DASH) && oldHasSsnShape(v, start, end)) found |= FINDER_BIT.ssn;
+  if (flags & (1 << OLD_CAPITAL) && oldHasIbanStart(v, start, end)) found |= FINDER_BIT.iban;
   return found;
 }
 
-function prng(seed: number) {
-  let state = seed >>> 0;
-  const next = () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  const int = (lo: number, hi: number) => lo + Math.floor(next() * (hi - lo + 1));
-  const pick = <T,>(xs: readonly T[]): T => xs[int(0, xs.length - 1)]!;
-  return { next, int, pick };
+function oldHasSsnShape(v: Uint8Array, start: number, end: number): boolean {
+  for (let i = start + 3; i + 7 < end; i++) {
+    if (v[i] !== 0x2d || v[i + 3] !== 0x2d) continue;
+    let shape = true;
+    for (const k of OLD_SSN_DIGITS) if (OLD_BYTE_CLASS[v[i + k]!] !== OLD_DIGIT) { shape = false; break; }
+    if (shape) return true;
+  }
+  return false;
 }
-type Random = ReturnType<typeof prng>;
+const OLD_SSN_DIGITS = [-3, -2, -1, 1, 2, 4, 5, 6, 7];
+
+function oldHasIbanStart(v: Uint8Array, start: number, end: number): boolean {
+  for (let i = start; i + 3 < end; i++) {
+    if (OLD_BYTE_CLASS[v[i]!] === OLD_CAPITAL && OLD_BYTE_CLASS[v[i + 1]!] === OLD_CAPITAL && OLD_BYTE_CLASS[v[i + 2]!] === OLD_DIGIT && OLD_BYTE_CLASS[v[i + 3]!] === OLD_DIGIT) return true;
+  }
+  return false;
+}
+
 
 /** Shapes, their near misses, and the bytes around the word scan's thresholds (0x40, 0x60, high bit). */
 const PIECES = [
@@ -79,51 +88,34 @@ const PIECES = [
 /** Single bytes: digits, separators and capitals most, every other byte some. */
 const BYTES = '0123456789012345678901234567890123456789      ----ABCDEFGHIJKLMNOPQRSTUVWXYZ@@@....abcdef?_`\x00\x7f\x80\xbf\xc0\xff';
 const DIGITS = '0123456789';
-const UPPER_DIGITS = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789';
+const UPPER = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ';
 
-/** Groups of four joined by `separator` ('' for none). */
-const grouped = (s: string, separator: string) => (separator === '' ? s : s.match(/.{1,4}/g)!.join(separator));
-const chars = (r: Random, alphabet: string, n: number) => Array.from({ length: n }, () => r.pick([...alphabet])).join('');
-
-/** A card number of 13 to 19 digits that passes Luhn (often no shorter window of it does). */
-function card(r: Random): string {
-  const body = chars(r, DIGITS, r.int(12, 18));
-  let sum = 0;
-  for (let i = body.length - 1, double = true; i >= 0; i--, double = !double) {
-    let d = body.charCodeAt(i) - 0x30;
-    if (double && (d *= 2) > 9) d -= 9;
-    sum += d;
-  }
-  return grouped(body + String((10 - (sum % 10)) % 10), r.pick(['', '', ' ', '-']));
-}
-
-/** An IBAN of 15 to 34 characters with its mod-97 check digits right. */
-function iban(r: Random): string {
-  const country = chars(r, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 2);
-  const bban = chars(r, r.next() < 0.5 ? DIGITS : UPPER_DIGITS, r.int(11, 30));
-  let remainder = 0;
-  for (const c of `${bban}${country}00`) {
-    const code = c.charCodeAt(0);
-    remainder = code <= 0x39 ? (remainder * 10 + code - 0x30) % 97 : (remainder * 100 + code - 0x41 + 10) % 97;
-  }
-  return grouped(`${country}${String(98 - remainder).padStart(2, '0')}${bban}`, r.pick(['', ' ']));
-}
+/** A card number of 13 to 19 digits that passes Luhn (often no shorter window of it does), maybe grouped. */
+const card = (r: Random) => {
+  const number = luhnComplete(r.chars(DIGITS, r.int(12, 18)));
+  return r.pick([number, number, group(number, 4, ' '), group(number, 4, '-')]);
+};
+/** An IBAN of 15 to 34 characters, compact or grouped. */
+const iban = (r: Random) => {
+  const number = ibanComplete(r.chars(UPPER, 2), r.chars(r.next() < 0.5 ? DIGITS : UPPER + DIGITS, r.int(11, 30)));
+  return r.next() < 0.5 ? number : group(number, 4, ' ');
+};
 
 /** Shapes that match, made anew each time. */
 const SHAPES: ((r: Random) => string)[] = [
   card,
   iban,
-  (r) => `${chars(r, DIGITS, 3)}-${chars(r, DIGITS, 2)}-${chars(r, DIGITS, 4)}`,
-  (r) => `${chars(r, 'abcxyz.+_', r.int(1, 6))}@${chars(r, 'abc-', r.int(1, 5))}.${chars(r, 'comiuk', r.int(2, 4))}`,
-  (r) => chars(r, DIGITS, r.int(30, 70)), // a long stretch: the prefix sums' ring wraps round
-  (r) => chars(r, `${DIGITS} `, r.int(13, 40)),
+  (r) => `${r.chars(DIGITS, 3)}-${r.chars(DIGITS, 2)}-${r.chars(DIGITS, 4)}`,
+  (r) => `${r.chars('abcxyz.+_', r.int(1, 6))}@${r.chars('abc-', r.int(1, 5))}.${r.chars('comiuk', r.int(2, 4))}`,
+  (r) => r.chars(DIGITS, r.int(30, 70)), // a long stretch: the prefix sums' ring wraps round
+  (r) => r.chars(`${DIGITS} `, r.int(13, 40)),
 ];
 
 /** A value of `length` bytes (latin1), of pieces, shapes or single bytes. */
 function nasty(r: Random, length: number): string {
   let s = '';
   const bytewise = r.next() < 0.25;
-  while (s.length < length) s += bytewise ? r.pick([...BYTES]) : r.next() < 0.25 ? r.pick(SHAPES)(r) : r.pick(PIECES);
+  while (s.length < length) s += bytewise ? r.pick(BYTES) : r.next() < 0.25 ? r.pick(SHAPES)(r) : r.pick(PIECES);
   return r.next() < 0.5 ? s.slice(0, length) : s.slice(s.length - length);
 }
 
