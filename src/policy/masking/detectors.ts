@@ -23,7 +23,11 @@
  * ASCII-compatible client encoding stays valid, and a multibyte character never matches.
  */
 import { isAlphanumeric, isTextLike } from './methods.js';
+import { FINDER_BIT, possibleFinders } from './prefilter.js';
 import type { DetectorName } from './types.js';
+
+/** `Scrubber.valueAt` for the values of one type. */
+export type ValueScan = (v: Buffer, start: number, end: number) => { value: Buffer | null; hits: DetectorName[] } | null;
 
 export interface Scrubber {
   /** The text with every match replaced (the same string when nothing matched). */
@@ -35,6 +39,9 @@ export interface Scrubber {
   /** `value` of the bytes `v[start, end)` (a value inside a message): the same answer, and a
    *  replacement of its own, never sharing `v`. */
   valueAt(v: Buffer, start: number, end: number, format: number, typeOid: number): { value: Buffer | null; hits: DetectorName[] } | null;
+  /** `valueAt` for values of this type, its checks of the type made once (for a result column);
+   *  null when values of this type are never scanned. */
+  forType(typeOid: number): ValueScan | null;
   /** Whether values of this type are ever scanned (false: `value` always returns null for it). */
   scans(typeOid: number): boolean;
 }
@@ -70,15 +77,29 @@ export function createScrubber(detectors: DetectorName[]): Scrubber | null {
   };
   const worthScanning = (s: string) => (needsDigit && /[0-9]/.test(s)) || (needsAt && s.includes('@'));
 
-  const valueAt: Scrubber['valueAt'] = (v, start, end, _format, typeOid) => {
-    if (NEVER_TEXT.has(typeOid)) return null;
-    const possible = possibleFinders(v, start, end) & enabledMask;
+  /** The matches in v[start, end), null for none. */
+  const matchesIn = (v: Buffer, start: number, end: number): Match[] | null => {
+    const possible = possibleFinders(v, start, end, enabledMask);
     if (possible === 0) return null;
     const matches = find(v.toString('latin1', start, end), possible);
-    if (matches.length === 0) return null;
-    const hits = matches.map((m) => m.detector);
-    if (!isTextLike(typeOid)) return { value: null, hits };
-    return { value: maskBytes(v, start, end, matches), hits };
+    return matches.length === 0 ? null : matches;
+  };
+  const replaced = (v: Buffer, start: number, end: number, matches: Match[]) => ({ value: maskBytes(v, start, end, matches), hits: matches.map((m) => m.detector) });
+  const nulled = (matches: Match[]) => ({ value: null, hits: matches.map((m) => m.detector) });
+
+  const inPlace: ValueScan = (v, start, end) => {
+    const matches = matchesIn(v, start, end);
+    return matches === null ? null : replaced(v, start, end, matches);
+  };
+  const nulling: ValueScan = (v, start, end) => {
+    const matches = matchesIn(v, start, end);
+    return matches === null ? null : nulled(matches);
+  };
+  const valueAt: Scrubber['valueAt'] = (v, start, end, _format, typeOid) => {
+    if (NEVER_TEXT.has(typeOid)) return null;
+    const matches = matchesIn(v, start, end);
+    if (matches === null) return null;
+    return isTextLike(typeOid) ? replaced(v, start, end, matches) : nulled(matches);
   };
 
   return {
@@ -90,93 +111,14 @@ export function createScrubber(detectors: DetectorName[]): Scrubber | null {
     },
     value: (v, format, typeOid) => valueAt(v, 0, v.length, format, typeOid),
     valueAt,
+    forType: (typeOid) => (NEVER_TEXT.has(typeOid) ? null : isTextLike(typeOid) ? inPlace : nulling),
     scans: (typeOid) => !NEVER_TEXT.has(typeOid),
   };
 }
 
-const FINDER_BIT: Record<DetectorName, number> = { ssn: 1, card_number: 2, iban: 4, email: 8 };
 /** Digits of a card number (CARD_RUN's {12,} is CARD_MIN - 1). */
 const CARD_MIN = 13;
 const CARD_MAX = 19;
-
-/** Byte classes of the prefilter (0: any other byte), and each one's bit in its `flags`. */
-const DIGIT = 1, SPACE = 2, DASH = 3, CAPITAL = 4, AT = 5;
-const BYTE_CLASS = new Uint8Array(256);
-for (let b = 0x30; b <= 0x39; b++) BYTE_CLASS[b] = DIGIT;
-for (let b = 0x41; b <= 0x5a; b++) BYTE_CLASS[b] = CAPITAL;
-BYTE_CLASS[0x20] = SPACE;
-BYTE_CLASS[0x2d] = DASH;
-BYTE_CLASS[0x40] = AT;
-
-/**
- * The card stretch CARD_RUN looks for (digits joined by at most one space or dash) as a state
- * machine over byte classes: state 0 is outside one; 1..13 just after the 1st..13th digit of one
- * (13: CARD_MIN digits seen, final: it stays there); 14..25 after a separator that follows the
- * 1st..12th digit. One table step per byte, no branch on the data.
- */
-const CARD_SEEN = CARD_MIN;
-const CARD_STATES = 2 * CARD_SEEN;
-const CARD_STEP = new Uint8Array(CARD_STATES * 8);
-for (let state = 0; state < CARD_STATES; state++) {
-  for (let kind = 0; kind < 8; kind++) {
-    const digits = state <= CARD_SEEN ? state : state - CARD_SEEN; // digits so far in the stretch
-    const afterDigit = state >= 1 && state < CARD_SEEN;
-    let next = 0;
-    if (state === CARD_SEEN) next = CARD_SEEN;
-    else if (kind === DIGIT) next = digits + 1;
-    else if ((kind === SPACE || kind === DASH) && afterDigit) next = state + CARD_SEEN;
-    CARD_STEP[state * 8 + kind] = next;
-  }
-}
-
-/**
- * The prefilter over `v[start, end)`, with no string and no RegExp: the finders whose shape the
- * value really holds the skeleton of. The others cannot match, so they are not run, and a value
- * no finder can match (md5 hex, names, most prose) is never turned into a string. One pass
- * classifies the bytes and steps the card state machine; the rarer shapes are then checked only
- * when their characters occur:
- * - ssn: three digits, '-', two digits, '-', four digits;
- * - card_number: CARD_MIN digits in one stretch of digits joined by at most one space or dash;
- * - iban: two capitals followed by two digits;
- * - email: an '@'.
- * Each condition is implied by its finder's pattern, so skipping a finder never skips a match.
- */
-function possibleFinders(v: Uint8Array, start: number, end: number): number {
-  let state = 0;
-  let flags = 0;
-  for (let i = start; i < end; i++) {
-    const kind = BYTE_CLASS[v[i]!]!;
-    state = CARD_STEP[(state << 3) | kind]!;
-    flags |= 1 << kind;
-  }
-  let found = state === CARD_SEEN ? FINDER_BIT.card_number : 0;
-  if (flags & (1 << AT)) found |= FINDER_BIT.email;
-  if ((flags & (1 << DIGIT)) === 0) return found;
-  if (flags & (1 << DASH) && hasSsnShape(v, start, end)) found |= FINDER_BIT.ssn;
-  if (flags & (1 << CAPITAL) && hasIbanStart(v, start, end)) found |= FINDER_BIT.iban;
-  return found;
-}
-
-/** Some "NNN-NN-NNNN" in v[start, end). */
-function hasSsnShape(v: Uint8Array, start: number, end: number): boolean {
-  for (let i = start + 3; i + 7 < end; i++) {
-    if (v[i] !== 0x2d || v[i + 3] !== 0x2d) continue;
-    let shape = true;
-    for (const k of SSN_DIGITS) if (BYTE_CLASS[v[i + k]!] !== DIGIT) { shape = false; break; }
-    if (shape) return true;
-  }
-  return false;
-}
-/** Offsets from the first dash of an SSN of its digits. */
-const SSN_DIGITS = [-3, -2, -1, 1, 2, 4, 5, 6, 7];
-
-/** Some two capitals followed by two digits in v[start, end). */
-function hasIbanStart(v: Uint8Array, start: number, end: number): boolean {
-  for (let i = start; i + 3 < end; i++) {
-    if (BYTE_CLASS[v[i]!] === CAPITAL && BYTE_CLASS[v[i + 1]!] === CAPITAL && BYTE_CLASS[v[i + 2]!] === DIGIT && BYTE_CLASS[v[i + 3]!] === DIGIT) return true;
-  }
-  return false;
-}
 
 /** Sorted by position; a match inside another one is dropped (its characters are masked anyway). */
 function resolveOverlaps(matches: Match[]): Match[] {

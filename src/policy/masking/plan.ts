@@ -14,7 +14,7 @@
  */
 import { KEEP, SQL_NULL, type ValueSink } from '../../protocols/value-sink.js';
 import { columnMasker } from './methods.js';
-import type { Scrubber } from './detectors.js';
+import type { Scrubber, ValueScan } from './detectors.js';
 import { relationTaints } from './lineage.js';
 import type { AnalysisEnv, MaskRule, MaskingConfig, OutputColumn, PredicateUse, QueryAnalysis, StatementAnalysis, Taint } from './types.js';
 
@@ -127,7 +127,10 @@ export function joinTaints(analysed: Taint, origin: Taint | null): Taint {
 
 function transformFor(taint: Taint, col: DescribedColumn, label: string, key: Buffer, scrubber: Scrubber | null, context: ColumnTally): ValueTransform | null {
   // A clear column: the detectors, unless its type is one they never scan (numbers, times, ...).
-  if (taint.sources.length === 0 && taint.unknown === null) return scrubber?.scans(col.typeOid) ? detectorTransform(scrubber, col.typeOid, context) : null;
+  if (taint.sources.length === 0 && taint.unknown === null) {
+    const scan = scrubber?.forType(col.typeOid) ?? null;
+    return scan === null ? null : detectorTransform(scan, context);
+  }
   const rule = taint.sources.length === 0 ? null : taint.direct ? taint.sources[0]!.rule : strictest(taint.sources.map((s) => s.rule));
   const masker = columnMasker(rule, col.typeOid, !taint.direct, key);
   const counted = `${label} (${masker.method})`;
@@ -145,9 +148,10 @@ function transformFor(taint: Taint, col: DescribedColumn, label: string, key: Bu
   };
 }
 
-function detectorTransform(scrubber: Scrubber, typeOid: number, context: ColumnTally): ValueTransform {
-  return (row, start, end, format, sink) => {
-    const found = scrubber.valueAt(row, start, end, format, typeOid);
+/** The detectors over a clear column, with what its type decides (scanned at all, masked in place or nulled) decided once. */
+function detectorTransform(scan: ValueScan, context: ColumnTally): ValueTransform {
+  return (row, start, end, _format, sink) => {
+    const found = scan(row, start, end);
     if (found === null) return KEEP;
     for (const hit of found.hits) context.tally(`detector:${hit}`);
     return found.value === null ? SQL_NULL : sink.write(found.value, 0, found.value.length);
