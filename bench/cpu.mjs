@@ -233,7 +233,8 @@ async function startOneHop(work, cluster, direct) {
   log('bench: starting a gateway with its own PostgreSQL listener (the one-hop path)');
   const dir = join(work, 'onehop');
   mkdirSync(dir);
-  const gw = await startChild(process.execPath, [join(root, 'bench', 'cpu-child.mjs'), 'gateway'], {
+  const nodeArgs = process.env.BENCH_NODE_ARGS ? process.env.BENCH_NODE_ARGS.split(' ') : [];
+  const gw = await startChild(process.execPath, [...nodeArgs, join(root, 'bench', 'cpu-child.mjs'), 'gateway'], {
     env: { ...process.env, BENCH_GATEWAY: JSON.stringify({ cluster: { host: cluster.host, port: cluster.port }, direct, work: dir, store: settings.store, config: { postgres_listen: '127.0.0.1:0' } }) },
   });
   const { key, native } = await gw.nextLine();

@@ -18,10 +18,10 @@
  * the next record() batch, or go after `lazyFlushMs`. A client running statements one after
  * another then pays one fsync per statement instead of two.
  */
-import { randomUUID } from 'node:crypto';
 import { AuditUnavailableError, errorMessage } from '../errors.js';
 import type { Store } from '../store/store.js';
 import { EncodedEvent } from './chain.js';
+import { eventId } from './event-id.js';
 import type { AuditEvent, AuditEventDraft } from './event.js';
 
 export interface RecorderLogger {
@@ -207,8 +207,7 @@ export class AuditRecorder {
 /** The current time as RFC 3339 UTC milliseconds; formatted once per millisecond (events come in bursts). */
 let lastMs = Number.NaN;
 let lastIso = '';
-function isoNow(): string {
-  const ms = Date.now();
+function isoNow(ms: number): string {
   if (ms !== lastMs) {
     lastIso = new Date(ms).toISOString();
     lastMs = ms;
@@ -225,9 +224,10 @@ function isoNow(): string {
 function unsealedOf(draft: AuditEventDraft): { event: EncodedEvent; bytes: number } {
   if (typeof draft.type !== 'string' || (draft.type as string) === '') throw new TypeError('type must be a non-empty string');
   if (typeof draft.data !== 'object' || draft.data === null || Array.isArray(draft.data)) throw new TypeError('data must be an object');
+  const now = Date.now();
   const event = EncodedEvent.of({
-    id: randomUUID(),
-    time: isoNow(),
+    id: eventId(now),
+    time: isoNow(now),
     type: draft.type,
     actor: draft.actor ?? null,
     source: draft.source ?? null,

@@ -284,7 +284,7 @@ describe('AuditRecorder events', () => {
     expect(store.batches.length).toBeLessThan(300);
   });
 
-  test('stamps a v4 uuid and an ISO UTC millisecond time, and snapshots the draft', async () => {
+  test('stamps a v7 uuid of the event time and an ISO UTC millisecond time, and snapshots the draft', async () => {
     const { store } = await fileStore();
     const recorder = new AuditRecorder(store, { logger: quietLogger() });
     const params = ['123-45-6789'];
@@ -294,8 +294,9 @@ describe('AuditRecorder events', () => {
     params[0] = 'changed';
     d.connection = 'changed';
     const e = await pendingEvent;
-    expect(e.id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    expect(e.id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
     expect(e.time).toMatch(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/);
+    expect(parseInt(e.id.replace(/-/g, '').slice(0, 12), 16)).toBe(Date.parse(e.time));
     expect(Date.parse(e.time)).toBeGreaterThanOrEqual(before - 1);
     expect(e.data).toEqual({ statement: 'select $1', parameters: ['123-45-6789'] });
     expect(e.connection).toBe('bank');
