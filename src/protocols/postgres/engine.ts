@@ -150,9 +150,7 @@ export class PostgresEngine implements Engine {
     const secretKey = randomBytes(4).readInt32BE(0);
     const key = `${processId}:${secretKey}`;
     const upstreamKey = upstream.backendKey;
-    const cancelUpstream = () => {
-      if (upstreamKey) void sendCancelRequest(ctx.upstream, upstreamKey, ctx.dial).catch(() => {});
-    };
+    const cancelUpstream = (): Promise<void> => (upstreamKey ? sendCancelRequest(ctx.upstream, upstreamKey, ctx.dial).catch(() => {}) : Promise.resolve());
     try {
       const hello: Buffer[] = [authenticationOk()];
       const unsupported = Object.keys(parameters).filter((k) => k.startsWith('_pq_.'));

@@ -77,6 +77,8 @@ export interface ForwarderHost {
   readonly upstream: Duplex;
   /** The session is ending: nothing more goes upstream. */
   readonly closing: boolean;
+  /** A cancel the server has not taken yet (Session.pendingCancel): statements wait for it. */
+  readonly pendingCancel: Promise<void> | null;
   endRun(run: StatementRun, error?: Failure): void;
   terminated(): void;
   /** Called when the queue moves; the forwarder waits on it. */
@@ -490,6 +492,7 @@ export class Forwarder {
       this.host.endRun(run, { code: '08006', message: 'the statement was not sent: the session ended on a protocol error' });
       throw err;
     }
+    if (this.host.pendingCancel) await this.host.pendingCancel;
     if (refusal) {
       write(this.host.upstream, Buffer.concat([this.heldWithoutCoveredBind(batch, i, runStart, refusal, unit), unit.poison()]));
       return this.continueAfter(batch, i, f.end);

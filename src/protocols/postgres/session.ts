@@ -35,8 +35,9 @@ export interface SessionOptions {
   ctx: SessionContext;
   reader: FrameReader;
   clientChunks: AsyncIterator<Buffer>;
-  /** Sends a CancelRequest for this session's upstream backend. */
-  cancelUpstream(): void;
+  /** Sends a CancelRequest for this session's upstream backend; resolves once the server has
+   *  taken it (closed the connection) or it failed. */
+  cancelUpstream(): Promise<void>;
 }
 
 export class Session {
@@ -73,7 +74,7 @@ export class Session {
     this.relay = new Relay(this.client, this.queue, {
       parameterStatus: (name, value) => this.parameterStatus(name, value),
       upstreamFatal: (message) => (this.lastUpstreamFatal = message),
-      cancelUpstream: () => o.cancelUpstream(),
+      cancelUpstream: () => this.cancelUpstream(),
       unattributed: (buf, f, masked) => this.unattributed(buf, f, masked),
       ...(o.ctx.scrubText ? { scrubText: o.ctx.scrubText } : {}),
     });
@@ -105,7 +106,24 @@ export class Session {
 
   /** A CancelRequest from this session's owner: ends a held statement, else goes upstream. */
   cancelRequest(): void {
-    if (!this.forwarder.cancelHeld()) this.o.cancelUpstream();
+    if (!this.forwarder.cancelHeld()) this.cancelUpstream();
+  }
+
+  /**
+   * A cancel sent upstream and not yet taken by the server. The next statement waits for it:
+   * PostgreSQL signals whatever the backend runs when the request arrives, so a cancel of a
+   * statement that finished meanwhile (a result cut at its row cap) would otherwise stop the
+   * statement after it. Once the server has taken the request, the signal has been sent; an
+   * idle backend drops it.
+   */
+  pendingCancel: Promise<void> | null = null;
+
+  private cancelUpstream(): void {
+    const sent = this.o.cancelUpstream();
+    this.pendingCancel = sent;
+    void sent.then(() => {
+      if (this.pendingCancel === sent) this.pendingCancel = null;
+    });
   }
 
   // -------------------------------------------------------------------------------------------
@@ -202,7 +220,7 @@ export class Session {
     });
     if (this.queue.expected.length > 0 && !socket.destroyed) {
       write(socket, FLUSH); // the server sends what it owes without waiting for a Sync
-      if (o.cancel && this.queue.expected.some((e) => 's' in e)) this.o.cancelUpstream();
+      if (o.cancel && this.queue.expected.some((e) => 's' in e)) this.cancelUpstream();
       await this.idle(END_GRACE_MS);
     }
     if (!socket.destroyed && !socket.writableEnded) endStream(socket, this.sawTerminate ? undefined : TERMINATE);
