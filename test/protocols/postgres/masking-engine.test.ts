@@ -9,6 +9,7 @@ import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, beforeEach, describe, expect, inject, test } from 'vitest';
 import { RUN, valueTransform, type ColumnContext, type CopyOptions, type ResultColumn, type RunPlan, type StatementPlan, type StatementStart } from '../../../src/protocols/engine.js';
+import { columnMasker } from '../../../src/policy/masking/methods.js';
 import { createTestDatabase } from '../../helpers/postgres.js';
 import { errorsIn, fe, noticesIn, notificationsIn, rawDirect, type BackendMessage, type RawClient } from '../../helpers/raw-client.js';
 import { startHarness, until, upstreamConfig, type Harness } from './engine-harness.js';
@@ -201,6 +202,74 @@ describe('masked rows written into the chunk as it goes out', () => {
     const hash = createHash('sha256');
     for (const m of rows) hash.update(m.raw);
     expect(end.result.sha256).toBe(hash.digest('hex'));
+  });
+});
+
+describe('batched replacements (hash tokens settled a chunk of rows at a time)', () => {
+  const key = Buffer.from('a hash key for the engine tests');
+  const hash = columnMasker({ column: 'x', type: 'other', method: 'hash' }, 25, false, key);
+  /** The plan: the column named `ssn` gets the real hash mask (its write, which queues tokens). */
+  function hashPlan(extra: Partial<RunPlan> = {}): RunPlan {
+    return { action: 'run', columns: (columns: ResultColumn[]) => columns.map((c) => (c.name === 'ssn' ? hash.write : null)), ...extra };
+  }
+  const digest = (rows: BackendMessage[]) => {
+    const h = createHash('sha256');
+    for (const m of rows) h.update(m.raw);
+    return h.digest('hex');
+  };
+
+  test('every row carries the token of its own value, in order; the record hashes and keeps what the client got', async () => {
+    planFor = () => hashPlan();
+    const sql = `SELECT g AS id, g || '-45-6789' AS ssn FROM generate_series(1, 20000) g; SELECT 'after' AS tail -- tokens`;
+    const r = await viaEngine.query(sql);
+    expect(errorsIn(r.messages)).toEqual([]);
+    const rows = r.messages.filter((m) => m.type === 'D');
+    expect(rows).toHaveLength(20001);
+    const clear = (g: number) => `${g}-45-6789`;
+    expect(rows.slice(0, 20000).map((m) => m.text)).toEqual(Array.from({ length: 20000 }, (_, i) => [String(i + 1), hash.mask(Buffer.from(clear(i + 1)), 0)!.toString()]));
+    expect(rows[20000]!.text).toEqual(['after']);
+    expect(r.messages.filter((m) => m.type === 'C').map((m) => m.tag)).toEqual(['SELECT 20000', 'SELECT 1']);
+    const end = await lastEnd((s) => s.endsWith('-- tokens'));
+    expect(end.result.sha256).toBe(digest(rows));
+    const kept = end.result.sets[0]!.rows;
+    expect(kept.length).toBeGreaterThan(0);
+    expect(kept).toEqual(rows.slice(0, kept.length).map((m) => m.text));
+  });
+
+  test('a row cap cuts the result after exactly its rows, the queued ones written before the error', async () => {
+    planFor = () => hashPlan({ rowCap: 1500 });
+    const r = await viaEngine.query(`SELECT g AS id, 'v' || g AS ssn FROM generate_series(1, 50000) g -- capped`);
+    const rows = r.messages.filter((m) => m.type === 'D');
+    expect(rows).toHaveLength(1500);
+    const types = r.messages.map((m) => m.type).filter((t) => t === 'D' || t === 'E');
+    expect(types.lastIndexOf('D')).toBeLessThan(types.indexOf('E'));
+    expect(errorsIn(r.messages).map((e) => e.C)).toEqual(['54000']);
+    const end = await lastEnd((s) => s.endsWith('-- capped'));
+    expect(end.result.sha256).toBe(digest(rows));
+  });
+
+  test('COPY OUT rows with tokens: each row the token of its value, and the record hashes what the client got', async () => {
+    planFor = () => ({ action: 'run', columns: (columns: ResultColumn[]) => columns.map((_, i) => (i === 1 ? hash.write : null)), copyOptions: [copyDefaults] });
+    const r = await viaEngine.query(`COPY (SELECT g, 'acct-' || g FROM generate_series(1, 5000) g) TO STDOUT -- copy tokens`);
+    expect(errorsIn(r.messages)).toEqual([]);
+    const data = r.messages.filter((m) => m.type === 'd');
+    expect(data).toHaveLength(5000);
+    expect(data.map((m) => m.raw.subarray(5).toString())).toEqual(Array.from({ length: 5000 }, (_, i) => `${i + 1}\t${hash.mask(Buffer.from(`acct-${i + 1}`), 0)!.toString()}\n`));
+    const end = await lastEnd((s) => s.endsWith('-- copy tokens'));
+    expect(end.result.sha256).toBe(digest(data));
+  });
+});
+
+describe("a row cap's cancel", () => {
+  test('never stops the statement after the capped one (the next statement waits until the server took the cancel)', async () => {
+    for (let i = 0; i < 40; i++) {
+      planFor = (s) => (s.statement.includes('-- cap me') ? { action: 'run', rowCap: 10 } : RUN);
+      const capped = await viaEngine.query(`SELECT g FROM generate_series(1, 3000) g -- cap me ${i}`);
+      expect(errorsIn(capped.messages).map((e) => e.C)).toEqual(['54000']);
+      const next = await viaEngine.query(`SELECT ${i} AS n`);
+      expect(errorsIn(next.messages), `pair ${i}`).toEqual([]);
+      expect(next.messages.find((m) => m.type === 'D')?.text).toEqual([String(i)]);
+    }
   });
 });
 
