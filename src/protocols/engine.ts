@@ -115,7 +115,9 @@ export interface ResultColumn { name: string; tableOid: number; column: number; 
  * Rewrites one value of a result column: `row[start, end)`, in its wire format (0 text, 1 binary).
  * Returns KEEP (value-sink.ts: the value passes as it is), SQL_NULL, or the length n of the
  * replacement it wrote at `sink.bytes[sink.at, sink.at + n)` after `sink.reserve(n)` (leaving
- * `sink.at` where it was). It must not keep `row` or the sink's bytes, nor write into `row`.
+ * `sink.at` where it was). It must not write into `row`, and keeps neither `row` nor the sink's
+ * bytes, except in work queued in the sink's batch (value-sink.ts), which may read `row` until
+ * the sink is settled: callers settle before they let `row` go.
  * `valueTransform` (value-sink.ts) makes one from a function of whole values.
  */
 export type ColumnTransform = (row: Buffer, start: number, end: number, format: number, sink: ValueSink) => number;

@@ -17,7 +17,7 @@
  * placeholder that is never settled shows nothing of the value.
  */
 import type { SinkBatch, ValueSink } from '../../protocols/value-sink.js';
-import { TokenMac } from './token-mac.js';
+import { LAYERED_BLOCKS, TokenMac } from './token-mac.js';
 
 type Write = (row: Buffer, start: number, end: number, format: number, sink: ValueSink) => number;
 
@@ -27,6 +27,11 @@ const BLOCK = 16;
 const DRAWS = BLOCK / 2;
 /** Decimal digits of an integer token, by width. */
 const DIGITS = { 2: 5, 4: 10, 8: 19 } as const;
+
+/** MAC inputs longer than this are not copied into the batch: see TokenBatch.queueLong. */
+const LONG = LAYERED_BLOCKS * BLOCK;
+/** Stream blocks a long value's token is drawn from at a time. */
+const LONG_WINDOW = 512;
 
 /** Byte kinds: 0 a separator (kept), ALPHANUMERIC (drawn), NON_ASCII (the value is redacted instead). */
 const ALPHANUMERIC = 1, NON_ASCII = 2;
@@ -95,6 +100,8 @@ function batchesOf(key: Buffer): (sink: ValueSink) => TokenBatch {
   };
 }
 
+interface LongValue { row: Buffer; start: number; macEnd: number; sinkAt: number }
+
 /** The tokens queued in one sink: the values' bytes, and where each token goes. */
 class TokenBatch implements SinkBatch {
   private count = 0;
@@ -112,6 +119,8 @@ class TokenBatch implements SinkBatch {
   private messages = Buffer.from(new ArrayBuffer(4096));
   private used = 0;
   private stream = Buffer.from(new ArrayBuffer(4096));
+  /** Long values, kept by reference (queueLong). */
+  private readonly long: LongValue[] = [];
 
   constructor(private readonly mac: TokenMac) {}
 
@@ -120,6 +129,7 @@ class TokenBatch implements SinkBatch {
    * false (nothing queued, nothing written) for a value with a byte >= 0x80.
    */
   queueText(row: Buffer, start: number, macEnd: number, end: number, sink: ValueSink): boolean {
+    if (macEnd - start > LONG) return this.queueLong(row, start, macEnd, end, sink);
     const i = this.slot(macEnd - start);
     const out = sink.bytes;
     const messages = this.messages;
@@ -138,6 +148,25 @@ class TokenBatch implements SinkBatch {
     for (let p = macEnd; p < end; p++, w++) out[w] = row[p]!; // bpchar padding: spaces
     this.kind[i] = TEXT;
     this.finish(i, m, sink.at, Math.max(1, Math.ceil(letters / DRAWS)));
+    return true;
+  }
+
+  /**
+   * A long value (rare: a token over more than LONG bytes) is kept by reference, not copied: the
+   * row it lies in stays valid until the sink is settled (the caller settles before it lets the
+   * row go), and a value may be up to PostgreSQL's 1 GB. Its token is drawn from its stream a
+   * window at a time (writeLong), so neither is ever held whole.
+   */
+  private queueLong(row: Buffer, start: number, macEnd: number, end: number, sink: ValueSink): boolean {
+    const out = sink.bytes;
+    let w = sink.at;
+    for (let p = start; p < end; p++, w++) {
+      const byte = row[p]!;
+      const kind = BYTE_KIND[byte]!;
+      if (kind === NON_ASCII) return false;
+      out[w] = kind === ALPHANUMERIC && p < macEnd ? ASTERISK : byte;
+    }
+    this.long.push({ row, start, macEnd, sinkAt: sink.at });
     return true;
   }
 
@@ -160,6 +189,8 @@ class TokenBatch implements SinkBatch {
   }
 
   settle(sink: ValueSink): void {
+    for (const l of this.long) this.writeLong(l, sink.bytes);
+    this.long.length = 0;
     const count = this.count;
     if (count === 0) return;
     let blocks = 0;
@@ -180,6 +211,32 @@ class TokenBatch implements SinkBatch {
   clear(): void {
     this.count = 0;
     this.used = 0;
+    this.long.length = 0;
+  }
+
+  /** The token of a long value, its stream made LONG_WINDOW blocks at a time. */
+  private writeLong(l: LongValue, out: Buffer): void {
+    const mac = this.mac;
+    const tag = mac.tag(l.row, l.start, l.macEnd);
+    let window = tag; // block 0 is T itself
+    let first = 0;
+    let draw = 0;
+    for (let p = l.start, w = l.sinkAt; p < l.macEnd; p++, w++) {
+      const byte = l.row[p]!;
+      const kind = BYTE_KIND[byte]!;
+      if (kind !== ALPHANUMERIC) continue;
+      const block = draw >> 3;
+      if (block >= first + window.length / BLOCK) {
+        first = block;
+        window = mac.stretch(tag, first, LONG_WINDOW);
+      }
+      const at = (block - first) * BLOCK + (draw & 7) * 2;
+      const d = (window[at]! << 8) | window[at + 1]!;
+      draw++;
+      if (byte <= 0x39) out[w] = 0x30 + (d % 10);
+      else if (byte >= 0x61) out[w] = 0x61 + (d % 26);
+      else out[w] = 0x41 + (d % 26);
+    }
   }
 
   private writeText(i: number, out: Buffer): void {

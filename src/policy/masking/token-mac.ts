@@ -10,14 +10,16 @@
  * million rows with a hashed column made a million of them (or, before, ran HMAC-SHA256's two
  * compressions per value in WebAssembly, ~0.5 µs). Here the CBC chains of all pending values
  * advance together, one AES-ECB call per block position (a layer), so a 64 KB chunk of rows costs
- * three or four calls in all. Values longer than LAYERED_BLOCKS blocks are rare and get one CBC
- * call each.
+ * three or four calls in all. Longer values (more than LAYERED_BLOCKS blocks) are rare; their
+ * callers use `tag` and `stretch`, which walk a value of any size in bounded windows.
  */
 import { createCipheriv, hkdfSync, type Cipher } from 'node:crypto';
 
 const BLOCK = 16;
-/** Values of up to this many blocks advance in layers; longer ones get a CBC call of their own. */
-const LAYERED_BLOCKS = 4;
+/** Values of up to this many blocks advance in layers (`streams`); longer ones go through `tag`. */
+export const LAYERED_BLOCKS = 4;
+/** How much of a long value one CBC call takes (its output is thrown away but for the last block). */
+const CBC_WINDOW = 64 * 1024;
 const INFO = 'hoop hash mask v2';
 
 export class TokenMac {
@@ -92,8 +94,8 @@ export class TokenMac {
     let n = 0;
     for (let i = 0; i < count; i++) {
       blocks[i] = blocksOf(length[i]!);
-      if (blocks[i]! <= LAYERED_BLOCKS) active[n++] = i;
-      else this.tagAlone(messages, at[i]!, length[i]!, o, outAt[i]! >> 2);
+      if (blocks[i]! > LAYERED_BLOCKS) throw new RangeError(`TokenMac.streams: a value of ${length[i]} bytes is longer than ${LAYERED_BLOCKS} blocks (use tag)`);
+      active[n++] = i;
     }
     for (let layer = 0; n > 0; layer++) {
       const bytes = this.inputBytes(n);
@@ -136,17 +138,32 @@ export class TokenMac {
     return Buffer.from(this.input.buffer, 0, this.input.length * 4);
   }
 
-  /** T of a long value (at the words o[t, t + 4)): its whole CBC chain in one call. */
-  private tagAlone(messages: Uint8Array, start: number, length: number, o: Int32Array, t: number): void {
+  /** T (CMAC) of `value[start, end)` of any length, read in windows: nothing of its size is allocated. */
+  tag(value: Uint8Array, start: number, end: number): Buffer {
+    const length = end - start;
     const blocks = blocksOf(length);
-    const input = Buffer.from(messages.subarray(start, start + blocks * BLOCK));
-    const key = (length & 15) === 0 ? this.k1 : this.k2;
-    const last = new Int32Array(input.buffer, input.byteOffset + (blocks - 1) * BLOCK, 4);
-    for (let q = 0; q < 4; q++) last[q]! ^= key[q]!;
+    const lastAt = start + (blocks - 1) * BLOCK;
     const cbc = createCipheriv('aes-256-cbc', this.macKey, Buffer.alloc(BLOCK));
     cbc.setAutoPadding(false);
-    const tag = Buffer.from(cbc.update(input).subarray(-BLOCK)); // a copy of its own: word-aligned
-    o.set(new Int32Array(tag.buffer, tag.byteOffset, 4), t);
+    for (let at = start; at < lastAt; at += CBC_WINDOW) cbc.update(value.subarray(at, Math.min(lastAt, at + CBC_WINDOW)));
+    const last = Buffer.alloc(BLOCK);
+    last.set(value.subarray(lastAt, end));
+    if (end - lastAt < BLOCK) last[end - lastAt] = 0x80;
+    const key = new Uint8Array((length > 0 && (length & 15) === 0 ? this.k1 : this.k2).buffer);
+    for (let b = 0; b < BLOCK; b++) last[b]! ^= key[b]!;
+    return cbc.update(last);
+  }
+
+  /** Stream blocks first..first+count-1 (first >= 1) of the value whose T is `tag`. */
+  stretch(tag: Buffer, first: number, count: number): Buffer {
+    const input = Buffer.alloc(count * BLOCK);
+    for (let k = 0; k < count; k++) {
+      const j = first + k;
+      const w = k * BLOCK;
+      tag.copy(input, w);
+      input[w + 12]! ^= j >>> 24; input[w + 13]! ^= j >>> 16; input[w + 14]! ^= j >>> 8; input[w + 15]! ^= j;
+    }
+    return this.streamEcb.update(input);
   }
 }
 

@@ -83,6 +83,15 @@ describe('hash (text-like)', () => {
     expect(new Set(token.slice(41)).size).toBeGreaterThan(5); // the stretched part is not one repeated letter
   });
 
+  it('long values (drawn from their stream a window at a time) get the reference token, padding aside', () => {
+    for (const length of [65, 4096, 300_000]) {
+      const value = Array.from({ length }, (_, i) => 'aZ9-'[i % 4]).join('');
+      expect(masked('hash', value), `length ${length}`).toBe(referenceToken(KEY, value));
+      expect(masked('hash', `${value}   `, OID.bpchar)).toBe(`${referenceToken(KEY, value)}   `);
+    }
+    expect(columnMasker(rule('hash'), OID.text, false, KEY).mask(Buffer.from(`${'a'.repeat(100)}é`, 'utf8'), TEXT)?.toString()).toBe('****');
+  });
+
   it('gives one value one token in every text-like column, padding aside; another key gives another', () => {
     const token = masked('hash', '123-45-6789');
     for (const oid of TEXT_LIKE) expect(masked('hash', '123-45-6789', oid, { format: BINARY })).toBe(token);
