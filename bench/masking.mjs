@@ -14,7 +14,8 @@
  *    one simple-protocol Query and reads the answer by message headers to ReadyForQuery, keeping
  *    nothing (no row parsing, no buffering: the fastest reader, so the path is what is timed).
  *    MB/s is of the unmasked result's wire size, so the ratios are ratios of time; CPU seconds of
- *    the gateway and `hoop connect` processes are read from /proc per run.
+ *    the gateway and `hoop connect` processes are read from /proc per run. Then the same for
+ *    `COPY bench_wide TO STDOUT` (text format, one CopyData per row: what pg_dump reads).
  * 2. Per-statement analysis: `pgbench -n -S -M prepared|extended -t N` through `bench` and
  *    through `bench_masked`: tps, and CPU µs per statement of the gateway process.
  *
@@ -81,6 +82,7 @@ SELECT g, g % 100000,
 FROM generate_series(1, $ROWS) g;
 `;
 const STREAM_SQL = 'SELECT * FROM bench_wide';
+const COPY_SQL = 'COPY bench_wide TO STDOUT';
 const PATHS = ['direct', 'unmasked', 'masked'];
 const LABELS = { direct: 'direct', unmasked: 'hoop, masking off', masked: 'hoop, masking on', rules: 'hoop, access rules' };
 /** Issue 8's example rules that a read by primary key passes (every statement is still classified;
@@ -140,27 +142,33 @@ async function main() {
     throw new Error(`the masking connection did not mask: ${JSON.stringify(sample)}`);
   }
 
-  // 1. Streaming.
+  // 1. Streaming: SELECT * (DataRows), then COPY of the table (CopyData rows, the pg_dump path).
   log('bench: streaming warm-up (10,000 rows per path, unmeasured)');
   for (const p of PATHS) await streamQuery(conns[p], `${STREAM_SQL} LIMIT 10000`);
-  const stream = Object.fromEntries(PATHS.map((p) => [p, []]));
-  for (let i = 0; i < settings.repeat; i++) {
-    const order = i % 2 === 0 ? PATHS : [...PATHS].reverse(); // slow drift of the machine's load spreads over all paths
-    for (const p of order) {
-      log(`bench: ${STREAM_SQL}, ${LABELS[p]} (run ${i + 1} of ${settings.repeat})`);
-      const before = cpuOf(procs[p]);
-      const r = await streamQuery(conns[p], STREAM_SQL);
-      await sleep(200); // the deferred query.end lands in the window
-      const after = cpuOf(procs[p]);
-      stream[p].push({ ...r, cpuSeconds: Object.fromEntries(Object.keys(before).map((k) => [k, round(after[k] - before[k])])) });
+  const measure = async (sql) => {
+    const runs = Object.fromEntries(PATHS.map((p) => [p, []]));
+    for (let i = 0; i < settings.repeat; i++) {
+      const order = i % 2 === 0 ? PATHS : [...PATHS].reverse(); // slow drift of the machine's load spreads over all paths
+      for (const p of order) {
+        log(`bench: ${sql}, ${LABELS[p]} (run ${i + 1} of ${settings.repeat})`);
+        const before = cpuOf(procs[p]);
+        const r = await streamQuery(conns[p], sql);
+        await sleep(200); // the deferred query.end lands in the window
+        const after = cpuOf(procs[p]);
+        runs[p].push({ ...r, cpuSeconds: Object.fromEntries(Object.keys(before).map((k) => [k, round(after[k] - before[k])])) });
+      }
     }
-  }
-  for (const p of PATHS) if (stream[p].some((r) => r.rows !== settings.rows)) throw new Error(`${LABELS[p]}: expected ${settings.rows} rows, got ${stream[p].map((r) => r.rows).join(', ')}`);
-  const unmaskedBytes = stream.unmasked[0].bytes;
-  const best = Object.fromEntries(PATHS.map((p) => {
-    const top = stream[p].reduce((a, b) => (b.seconds < a.seconds ? b : a));
-    return [p, { seconds: top.seconds, mbPerSec: round(unmaskedBytes / 1e6 / top.seconds), receivedMb: round(top.bytes / 1e6), rowsPerSec: Math.round(top.rows / top.seconds), cpuSeconds: top.cpuSeconds, runs: stream[p].map((r) => r.seconds) }];
-  }));
+    for (const p of PATHS) if (runs[p].some((r) => r.rows !== settings.rows)) throw new Error(`${sql}, ${LABELS[p]}: expected ${settings.rows} rows, got ${runs[p].map((r) => r.rows).join(', ')}`);
+    const unmaskedBytes = runs.unmasked[0].bytes;
+    const best = Object.fromEntries(PATHS.map((p) => {
+      const top = runs[p].reduce((a, b) => (b.seconds < a.seconds ? b : a));
+      return [p, { seconds: top.seconds, mbPerSec: round(unmaskedBytes / 1e6 / top.seconds), receivedMb: round(top.bytes / 1e6), rowsPerSec: Math.round(top.rows / top.seconds), cpuSeconds: top.cpuSeconds, runs: runs[p].map((r) => r.seconds) }];
+    }));
+    const ratios = { maskedOverUnmasked: round(best.unmasked.seconds / best.masked.seconds), unmaskedOverDirect: round(best.direct.seconds / best.unmasked.seconds), maskedOverDirect: round(best.direct.seconds / best.masked.seconds) };
+    return { best, ratios, wireMb: round(unmaskedBytes / 1e6) };
+  };
+  const stream = await measure(STREAM_SQL);
+  const copy = await measure(COPY_SQL);
 
   // 2. pgbench through each connection.
   const pgbenchArgs = (c, mode, t) => ['-n', '-S', '-M', mode, '-c', String(settings.clients), '-j', String(settings.threads), '-t', String(t), ...connArgs(c)];
@@ -186,10 +194,12 @@ async function main() {
   const result = {
     environment: { ...benchEnvironment(serverVersion), loadavgAtStart: round(loadAtStart), loadavgAtEnd: round(loadavg()[0]), store: settings.store },
     settings,
-    table: { rows: settings.rows, columns: 15, heapMb: round(tableMb), wireMb: round(unmaskedBytes / 1e6) },
+    table: { rows: settings.rows, columns: 15, heapMb: round(tableMb), wireMb: stream.wireMb, copyWireMb: copy.wireMb },
     sample: { clear, masked: sample },
-    stream: best,
-    streamRatios: { maskedOverUnmasked: round(best.unmasked.seconds / best.masked.seconds), unmaskedOverDirect: round(best.direct.seconds / best.unmasked.seconds), maskedOverDirect: round(best.direct.seconds / best.masked.seconds) },
+    stream: stream.best,
+    streamRatios: stream.ratios,
+    copy: copy.best,
+    copyRatios: copy.ratios,
     pgbench: bench,
     pgbenchRatios: Object.fromEntries(settings.modes.map((m) => [m, round(bench[m].masked.tps / bench[m].unmasked.tps)])),
     rulesRatios: Object.fromEntries(settings.modes.map((m) => [m, round(bench[m].rules.tps / bench[m].unmasked.tps)])),
@@ -269,7 +279,7 @@ async function streamQuery(c, sql) {
           have = 0;
           const type = header[0];
           skip = header.readInt32BE(1) - 4;
-          if (type === 0x44) rows++; // 'D' DataRow
+          if (type === 0x44 || type === 0x64) rows++; // 'D' DataRow, 'd' CopyData (one row each)
           else if (type === 0x45) error = chunk.toString('utf8', at, Math.min(chunk.length, at + skip)); // 'E'
           else if (type === 0x5a) { // 'Z' ReadyForQuery
             const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
@@ -348,21 +358,26 @@ function printReport(r) {
     `masking on: ssn partial (keep 4), account_number hash, email redact; detectors ${MASKING.detectors.join(', ')}`,
     `  row 1 direct:       ${JSON.stringify(r.sample.clear)}`,
     `  row 1 masking on:   ${JSON.stringify(r.sample.masked)}`,
-    '',
-    `${STREAM_SQL}: ${fmt(r.table.rows)} rows × ${r.table.columns} columns, ${fmt(r.table.wireMb, 1)} MB of result on the wire (heap ${fmt(r.table.heapMb, 1)} MB); best of ${s.repeat}`,
-    '  reader: pg driver for the login, then the raw socket read by message headers to ReadyForQuery (nothing kept)',
-    '  path                    MB/s      rows/s   seconds   received MB   CPU s: gateway + hoop connect   runs (s)',
   ];
-  for (const p of PATHS) {
-    const x = r.stream[p];
-    const cpu = p === 'direct' ? '' : `${fmt(x.cpuSeconds.gateway, 2)} + ${fmt(x.cpuSeconds['hoop connect'], 2)}`;
-    lines.push(`  ${LABELS[p].padEnd(19)} ${fmt(x.mbPerSec, 1).padStart(9)} ${fmt(x.rowsPerSec).padStart(11)} ${fmt(x.seconds, 2).padStart(9)} ${fmt(x.receivedMb, 1).padStart(13)}   ${cpu.padEnd(29)}   ${x.runs.map((v) => fmt(v, 2)).join(' ')}`);
-  }
-  const q = r.streamRatios;
-  lines.push(
-    `  masked / unmasked ${fmt(q.maskedOverUnmasked, 2)}× (goal ≥ 0.80×); through hoop / direct: masking off ${fmt(q.unmaskedOverDirect, 2)}×, masking on ${fmt(q.maskedOverDirect, 2)}×`,
-    `  gateway CPU per MB: masking off ${fmt((r.stream.unmasked.cpuSeconds.gateway * 1e3) / r.table.wireMb, 2)} ms, masking on ${fmt((r.stream.masked.cpuSeconds.gateway * 1e3) / r.table.wireMb, 2)} ms`,
-  );
+  const streamLines = (title, best, ratios, wireMb) => {
+    lines.push(
+      '',
+      title,
+      '  reader: pg driver for the login, then the raw socket read by message headers to ReadyForQuery (nothing kept)',
+      '  path                    MB/s      rows/s   seconds   received MB   CPU s: gateway + hoop connect   runs (s)',
+    );
+    for (const p of PATHS) {
+      const x = best[p];
+      const cpu = p === 'direct' ? '' : `${fmt(x.cpuSeconds.gateway, 2)} + ${fmt(x.cpuSeconds['hoop connect'], 2)}`;
+      lines.push(`  ${LABELS[p].padEnd(19)} ${fmt(x.mbPerSec, 1).padStart(9)} ${fmt(x.rowsPerSec).padStart(11)} ${fmt(x.seconds, 2).padStart(9)} ${fmt(x.receivedMb, 1).padStart(13)}   ${cpu.padEnd(29)}   ${x.runs.map((v) => fmt(v, 2)).join(' ')}`);
+    }
+    lines.push(
+      `  masked / unmasked ${fmt(ratios.maskedOverUnmasked, 2)}× (goal ≥ 0.80×); through hoop / direct: masking off ${fmt(ratios.unmaskedOverDirect, 2)}×, masking on ${fmt(ratios.maskedOverDirect, 2)}×`,
+      `  gateway CPU per MB: masking off ${fmt((best.unmasked.cpuSeconds.gateway * 1e3) / wireMb, 2)} ms, masking on ${fmt((best.masked.cpuSeconds.gateway * 1e3) / wireMb, 2)} ms`,
+    );
+  };
+  streamLines(`${STREAM_SQL}: ${fmt(r.table.rows)} rows × ${r.table.columns} columns, ${fmt(r.table.wireMb, 1)} MB of result on the wire (heap ${fmt(r.table.heapMb, 1)} MB); best of ${s.repeat}`, r.stream, r.streamRatios, r.table.wireMb);
+  streamLines(`${COPY_SQL} (text format, one CopyData per row: the pg_dump path): ${fmt(r.table.copyWireMb, 1)} MB on the wire; best of ${s.repeat}`, r.copy, r.copyRatios, r.table.copyWireMb);
   for (const mode of s.modes) {
     const m = r.pgbench[mode];
     lines.push(

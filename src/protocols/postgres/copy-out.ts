@@ -27,6 +27,7 @@ export type CopyLayout =
 export const DEFAULT_TEXT_LAYOUT: CopyLayout = { format: 'text', delimiter: 0x09, null: Buffer.from('\\N', 'latin1'), header: false };
 
 const LF = 0x0a;
+const NEWLINE = Buffer.from([LF]);
 const CR = 0x0d;
 const BACKSLASH = 0x5c;
 
@@ -59,12 +60,12 @@ function singleAscii(s: string): number | null {
  * filled in then, a chunk of rows at a time: value-sink.ts). Escaping and quoting need the final
  * bytes, so they wait too.
  */
-export type PreparedCopyRow = (sink: ValueSink) => Buffer;
+export type PreparedCopyRow = (sink: ValueSink) => Buffer[];
 
 /**
  * One COPY OUT CopyData body parsed and its values transformed into `sink`; null if it cannot be
  * parsed with certainty. Call the result, after `sink.settle()` and before the sink is reset,
- * for the whole rewritten message.
+ * for the rewritten message's body in pieces (copyDataMessage joins them).
  */
 export function prepareCopyData(body: Buffer, columns: number, transforms: Transforms, layout: CopyLayout, sink: ValueSink): PreparedCopyRow | null {
   let parts: Part[] | null;
@@ -76,7 +77,22 @@ export function prepareCopyData(body: Buffer, columns: number, transforms: Trans
   }
   if (parts === null) return null;
   const ready = parts;
-  return (settled) => frame(MessageType.CopyData, ...ready.map((p) => (Buffer.isBuffer(p) ? p : p.then(settled.bytes.subarray(p.at, p.at + p.length)))));
+  return (settled) => ready.map((p) => (Buffer.isBuffer(p) ? p : p.then(settled.bytes.subarray(p.at, p.at + p.length))));
+}
+
+/** The CopyData message of a body in pieces, written at `into[at, ...)` (room for copyDataLength(pieces) bytes). */
+export function writeCopyData(pieces: Buffer[], into: Buffer, at: number): void {
+  into[at] = MessageType.CopyData;
+  into.writeInt32BE(copyDataLength(pieces) - 1, at + 1);
+  let w = at + 5;
+  for (const p of pieces) w += p.copy(into, w);
+}
+
+/** The whole length of the CopyData message of a body in pieces. */
+export function copyDataLength(pieces: Buffer[]): number {
+  let n = 5;
+  for (const p of pieces) n += p.length;
+  return n;
 }
 
 const scratch = new ValueSink();
@@ -87,25 +103,28 @@ export function transformCopyData(body: Buffer, columns: number, transforms: Tra
   const prepared = prepareCopyData(body, columns, transforms, layout, scratch);
   if (prepared === null) return null;
   scratch.settle();
-  return prepared(scratch);
+  return frame(MessageType.CopyData, ...prepared(scratch));
 }
 
 /** A piece of a rewritten row: bytes, or a transformed value still in the sink and what to make of it. */
 type Part = Buffer | { at: number; length: number; then: (value: Buffer) => Buffer };
 
-/** The transform's answer for a whole value: the value (unchanged), null (SQL NULL), or where its replacement is in the sink. */
-function transformed(t: NonNullable<Transforms[number]>, value: Buffer, format: number, sink: ValueSink): Buffer | null | { at: number; length: number } {
-  const n = t(value, 0, value.length, format, sink);
-  if (n === KEEP) return value;
+/** Where a transformed value's replacement is in the sink. */
+interface Replaced { at: number; length: number }
+
+/** The transform's answer for `buf[start, end)`: undefined (unchanged), null (SQL NULL), or where its replacement is in the sink. */
+function transformed(t: NonNullable<Transforms[number]>, buf: Buffer, start: number, end: number, format: number, sink: ValueSink): Replaced | null | undefined {
+  const n = t(buf, start, end, format, sink);
+  if (n === KEEP) return undefined;
   if (n === SQL_NULL) return null;
   const at = sink.at;
   sink.at += n;
   return { at, length: n };
 }
 
-/** `then` of the value now, or once it is settled. */
-function partOf(value: Buffer | { at: number; length: number }, then: (value: Buffer) => Buffer): Part {
-  return Buffer.isBuffer(value) ? then(value) : { at: value.at, length: value.length, then };
+/** The replacement's bytes, once settled, turned by `then` into what the row holds. */
+function partOf(value: Replaced, then: (value: Buffer) => Buffer): Part {
+  return { at: value.at, length: value.length, then };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -114,41 +133,66 @@ function partOf(value: Buffer | { at: number; length: number }, then: (value: Bu
 type TextLayout = Extract<CopyLayout, { format: 'text' }>;
 
 function transformTextRow(line: Buffer, columns: number, transforms: Transforms, o: TextLayout, sink: ValueSink): Part[] | null {
-  const fields = splitText(line, o.delimiter);
-  if (!fields || fields.length !== columns) return null;
+  const bounds = splitText(line, o.delimiter, columns);
+  if (bounds === null) return null;
   const parts: Part[] = [];
-  for (let i = 0; i < fields.length; i++) {
-    if (i > 0) parts.push(Buffer.from([o.delimiter]));
-    const field = fields[i]!;
+  let run = 0; // where in `line` the bytes not yet in `parts` start: unchanged fields stay as the server wrote them
+  for (let i = 0; i < columns; i++) {
     const t = transforms[i] ?? null;
-    if (!t || field.equals(o.null)) {
-      parts.push(field); // PostgreSQL compares the NULL string before de-backslashing
-      continue;
+    if (!t) continue;
+    const start = bounds[3 * i]!;
+    const end = bounds[3 * i + 1]!;
+    if (rangeEquals(line, start, end, o.null)) continue; // PostgreSQL compares the NULL string before de-backslashing
+    let masked: Replaced | null | undefined;
+    if (bounds[3 * i + 2] === 0) masked = transformed(t, line, start, end, 0, sink);
+    else {
+      const value = unescapeText(line.subarray(start, end));
+      if (!value) return null;
+      masked = transformed(t, value, 0, value.length, 0, sink);
     }
-    const value = unescapeText(field);
-    if (!value) return null;
-    const masked = transformed(t, value, 0, sink);
-    parts.push(masked === null ? o.null : partOf(masked, (v) => escapeText(v, o)));
+    if (masked === undefined) continue;
+    parts.push(line.subarray(run, start), masked === null ? o.null : partOf(masked, (v) => escapeText(v, o)));
+    run = end;
   }
-  parts.push(Buffer.from([LF]));
+  parts.push(line.subarray(run), NEWLINE);
   return parts;
 }
 
-/** Fields of one text-format row: split at unescaped delimiters (a data delimiter is `\` + it). */
-function splitText(line: Buffer, delimiter: number): Buffer[] | null {
-  const fields: Buffer[] = [];
+let textBounds = new Int32Array(3 * 64);
+
+/**
+ * Fields of one text-format row, split at unescaped delimiters (a data delimiter is `\` + it):
+ * per field its start, end and whether it holds a backslash, in a scratch array reused by the
+ * next call; null unless there are exactly `columns` fields.
+ */
+function splitText(line: Buffer, delimiter: number, columns: number): Int32Array | null {
+  if (textBounds.length < 3 * columns) textBounds = new Int32Array(6 * columns);
+  const bounds = textBounds;
+  let n = 0;
   let start = 0;
+  let escaped = 0;
   for (let i = 0; i < line.length; i++) {
     const c = line[i]!;
     if (c === BACKSLASH) {
       if (++i >= line.length) return null;
+      escaped = 1;
     } else if (c === delimiter) {
-      fields.push(line.subarray(start, i));
+      if (n === columns) return null;
+      bounds[3 * n] = start; bounds[3 * n + 1] = i; bounds[3 * n + 2] = escaped;
+      n++;
       start = i + 1;
+      escaped = 0;
     } else if (c === LF || c === CR) return null; // COPY TO writes them as \n and \r
   }
-  fields.push(line.subarray(start));
-  return fields;
+  if (n !== columns - 1) return null;
+  bounds[3 * n] = start; bounds[3 * n + 1] = line.length; bounds[3 * n + 2] = escaped;
+  return bounds;
+}
+
+function rangeEquals(buf: Buffer, start: number, end: number, other: Buffer): boolean {
+  if (end - start !== other.length) return false;
+  for (let i = 0; i < other.length; i++) if (buf[start + i] !== other[i]) return false;
+  return true;
 }
 
 const TEXT_ESCAPES: Record<number, number> = { 0x62: 8, 0x66: 12, 0x6e: 10, 0x72: 13, 0x74: 9, 0x76: 11 };
@@ -192,6 +236,12 @@ const TEXT_ESCAPE_OF: Record<number, number> = { 8: 0x62, 12: 0x66, 10: 0x6e, 13
 
 /** A value as COPY TO writes it in text format; one equal to the NULL string gets its first byte as an octal escape. */
 function escapeText(value: Buffer, o: TextLayout): Buffer {
+  let plain = true;
+  for (let i = 0; i < value.length && plain; i++) {
+    const c = value[i]!;
+    plain = c !== o.delimiter && TEXT_ESCAPE_OF[c] === undefined;
+  }
+  if (plain) return value.length > 0 && value.equals(o.null) ? withOctalFirst(value) : value;
   const out: number[] = [];
   for (const c of value) {
     const e = TEXT_ESCAPE_OF[c];
@@ -200,9 +250,12 @@ function escapeText(value: Buffer, o: TextLayout): Buffer {
     else out.push(c);
   }
   const b = Buffer.from(out);
-  if (b.length === 0 || !b.equals(o.null)) return b;
-  const octal = Buffer.from(`\\${b[0]!.toString(8).padStart(3, '0')}`, 'latin1');
-  return Buffer.concat([octal, b.subarray(1)]);
+  return b.length > 0 && b.equals(o.null) ? withOctalFirst(b) : b;
+}
+
+/** A value equal to the NULL string, its first byte as an octal escape (so it does not read back as NULL). */
+function withOctalFirst(b: Buffer): Buffer {
+  return Buffer.concat([Buffer.from(`\\${b[0]!.toString(8).padStart(3, '0')}`, 'latin1'), b.subarray(1)]);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -215,22 +268,19 @@ function transformCsvRow(line: Buffer, columns: number, transforms: Transforms, 
   const fields = splitCsv(line, o);
   if (!fields || fields.length !== columns) return null;
   const parts: Part[] = [];
-  let at = 0;
+  let run = 0; // where in `line` the bytes not yet in `parts` start: unchanged fields stay as the server wrote them
   for (let i = 0; i < fields.length; i++) {
     const f = fields[i]!;
     const t = transforms[i] ?? null;
-    const end = f.end;
-    if (!t || f.value === null) {
-      parts.push(line.subarray(at, end)); // the original bytes, delimiter included
-    } else {
-      if (i > 0) parts.push(Buffer.from([o.delimiter]));
-      const masked = transformed(t, f.value, 0, sink);
-      const single = fields.length === 1;
-      parts.push(masked === null ? o.null : partOf(masked, (v) => quoteCsv(v, f.quoted, single, o)));
-    }
-    at = end;
+    if (!t || f.value === null) continue;
+    const masked = transformed(t, f.value, 0, f.value.length, 0, sink);
+    if (masked === undefined) continue;
+    const start = i === 0 ? 0 : fields[i - 1]!.end + 1; // after the delimiter
+    const single = fields.length === 1;
+    parts.push(line.subarray(run, start), masked === null ? o.null : partOf(masked, (v) => quoteCsv(v, f.quoted, single, o)));
+    run = f.end;
   }
-  parts.push(Buffer.from([LF]));
+  parts.push(line.subarray(run), NEWLINE);
   return parts;
 }
 
@@ -321,22 +371,23 @@ function transformCopyBinary(body: Buffer, columns: number, transforms: Transfor
   const n = body.readInt16BE(at);
   if (n === -1) return at + 2 === body.length ? [body] : null;
   if (n !== columns) return null;
-  parts.push(body.subarray(at, at + 2));
+  let run = at; // where in `body` the bytes not yet in `parts` start: unchanged fields stay as they came
   at += 2;
   for (let i = 0; i < n; i++) {
     if (body.length - at < 4) return null;
+    const fieldStart = at;
     const len = body.readInt32BE(at);
     at += 4;
     if (len < -1 || (len > 0 && at + len > body.length)) return null;
-    const value = len < 0 ? null : body.subarray(at, at + len);
+    const valueStart = at;
     if (len > 0) at += len;
     const t = transforms[i] ?? null;
-    const out = t && value !== null ? transformed(t, value, 1, sink) : value;
-    if (out === null || Buffer.isBuffer(out)) {
-      parts.push(lengthOf(out));
-      if (out) parts.push(out);
-    } else parts.push(partOf(out, (v) => Buffer.concat([lengthOf(v), v])));
+    const out = t && len >= 0 ? transformed(t, body, valueStart, at, 1, sink) : undefined;
+    if (out === undefined) continue;
+    parts.push(body.subarray(run, fieldStart), out === null ? lengthOf(null) : partOf(out, (v) => Buffer.concat([lengthOf(v), v])));
+    run = at;
   }
+  parts.push(body.subarray(run, at));
   return at === body.length ? parts : null;
 }
 
