@@ -44,7 +44,7 @@ const SINK_STARTS = ['beginning', 'now'] as const;
 const HTTP_SINK_FORMATS = ['hec', 'json'] as const;
 /** Headers an HTTP sink sets itself (beside X-Hoop-*). */
 const RESERVED_SINK_HEADERS = ['content-type', 'content-length', 'transfer-encoding', 'host', 'connection', 'user-agent'];
-/** A masking hash key shorter than this is refused: HMAC-SHA256 keys should carry 256 bits. */
+/** A masking hash key shorter than this is refused: the keys derived from it (AES-256, token-mac.ts) should have 256 bits to come from. */
 export const MIN_HASH_KEY_LENGTH = 32;
 
 // ---------------------------------------------------------------------------------------------
