@@ -41,6 +41,12 @@ for (let b = 0; b < 256; b++) {
   BYTE_KIND[b] = b >= 0x80 ? NON_ASCII : (b >= 0x30 && b <= 0x39) || (lower >= 0x61 && lower <= 0x7a) ? ALPHANUMERIC : 0;
 }
 
+/** The token character for an ASCII letter or digit `byte`: a digit, or a letter of its case, from the 16-bit `draw`. */
+function drawnLike(byte: number, draw: number): number {
+  if (byte <= 0x39) return 0x30 + (draw % 10);
+  return byte >= 0x61 ? 0x61 + (draw % 26) : 0x41 + (draw % 26);
+}
+
 /** What a queued token becomes. */
 const TEXT = 0, INTEGER_TEXT = 1, INTEGER_BINARY = 2;
 
@@ -231,11 +237,8 @@ class TokenBatch implements SinkBatch {
         window = mac.stretch(tag, first, LONG_WINDOW);
       }
       const at = (block - first) * BLOCK + (draw & 7) * 2;
-      const d = (window[at]! << 8) | window[at + 1]!;
+      out[w] = drawnLike(byte, (window[at]! << 8) | window[at + 1]!);
       draw++;
-      if (byte <= 0x39) out[w] = 0x30 + (d % 10);
-      else if (byte >= 0x61) out[w] = 0x61 + (d % 26);
-      else out[w] = 0x41 + (d % 26);
     }
   }
 
@@ -248,10 +251,8 @@ class TokenBatch implements SinkBatch {
     let w = this.sinkAt[i]!;
     for (let p = from; p < end; p++, w++) {
       const byte = messages[p]!;
-      if (byte >= 0x30 && byte <= 0x39) out[w] = 0x30 + (((stream[draw]! << 8) | stream[draw + 1]!) % 10);
-      else if (byte >= 0x61 && byte <= 0x7a) out[w] = 0x61 + (((stream[draw]! << 8) | stream[draw + 1]!) % 26);
-      else if (byte >= 0x41 && byte <= 0x5a) out[w] = 0x41 + (((stream[draw]! << 8) | stream[draw + 1]!) % 26);
-      else continue;
+      if (BYTE_KIND[byte] !== ALPHANUMERIC) continue;
+      out[w] = drawnLike(byte, (stream[draw]! << 8) | stream[draw + 1]!);
       draw += 2;
     }
   }

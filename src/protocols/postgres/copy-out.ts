@@ -106,7 +106,7 @@ export function transformCopyData(body: Buffer, columns: number, transforms: Tra
   return frame(MessageType.CopyData, ...prepared(scratch));
 }
 
-/** A piece of a rewritten row: bytes, or a transformed value still in the sink and what to make of it. */
+/** A piece of a rewritten row: bytes, or a transformed value still in the sink and what to make of it once settled. */
 type Part = Buffer | { at: number; length: number; then: (value: Buffer) => Buffer };
 
 /** Where a transformed value's replacement is in the sink. */
@@ -120,11 +120,6 @@ function transformed(t: NonNullable<Transforms[number]>, buf: Buffer, start: num
   const at = sink.at;
   sink.at += n;
   return { at, length: n };
-}
-
-/** The replacement's bytes, once settled, turned by `then` into what the row holds. */
-function partOf(value: Replaced, then: (value: Buffer) => Buffer): Part {
-  return { at: value.at, length: value.length, then };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -151,7 +146,7 @@ function transformTextRow(line: Buffer, columns: number, transforms: Transforms,
       masked = transformed(t, value, 0, value.length, 0, sink);
     }
     if (masked === undefined) continue;
-    parts.push(line.subarray(run, start), masked === null ? o.null : partOf(masked, (v) => escapeText(v, o)));
+    parts.push(line.subarray(run, start), masked === null ? o.null : { ...masked, then: (v) => escapeText(v, o) });
     run = end;
   }
   parts.push(line.subarray(run), NEWLINE);
@@ -277,7 +272,7 @@ function transformCsvRow(line: Buffer, columns: number, transforms: Transforms, 
     if (masked === undefined) continue;
     const start = i === 0 ? 0 : fields[i - 1]!.end + 1; // after the delimiter
     const single = fields.length === 1;
-    parts.push(line.subarray(run, start), masked === null ? o.null : partOf(masked, (v) => quoteCsv(v, f.quoted, single, o)));
+    parts.push(line.subarray(run, start), masked === null ? o.null : { ...masked, then: (v) => quoteCsv(v, f.quoted, single, o) });
     run = f.end;
   }
   parts.push(line.subarray(run), NEWLINE);
@@ -384,7 +379,7 @@ function transformCopyBinary(body: Buffer, columns: number, transforms: Transfor
     const t = transforms[i] ?? null;
     const out = t && len >= 0 ? transformed(t, body, valueStart, at, 1, sink) : undefined;
     if (out === undefined) continue;
-    parts.push(body.subarray(run, fieldStart), out === null ? lengthOf(null) : partOf(out, (v) => Buffer.concat([lengthOf(v), v])));
+    parts.push(body.subarray(run, fieldStart), out === null ? lengthOf(null) : { ...out, then: (v) => Buffer.concat([lengthOf(v), v]) });
     run = at;
   }
   parts.push(body.subarray(run, at));

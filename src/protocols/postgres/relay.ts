@@ -343,6 +343,7 @@ export class Relay {
   }
 
   private copyData(s: Running, buf: Buffer, f: Frame): Buffer | null | undefined {
+    // Queued DataRows, or queued COPY rows ahead of a row accounted at once, go first.
     if (this.queuedCopies.length === 0 || s.copy === 'none' || s.copyHeader || !anyTransform(s.transforms)) this.placeRewritten();
     if (s.copy === 'none') {
       s.run.copyData(buf, f.start, f.bodyStart, f.end); // COPY IN's data never comes this way; be safe

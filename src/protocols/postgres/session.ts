@@ -116,13 +116,17 @@ export class Session {
    * statement after it. Once the server has taken the request, the signal has been sent; an
    * idle backend drops it.
    */
-  pendingCancel: Promise<void> | null = null;
+  get pendingCancel(): Promise<void> | null {
+    return this.cancelInFlight;
+  }
+
+  private cancelInFlight: Promise<void> | null = null;
 
   private cancelUpstream(): void {
     const sent = this.o.cancelUpstream();
-    this.pendingCancel = sent;
+    this.cancelInFlight = sent;
     void sent.then(() => {
-      if (this.pendingCancel === sent) this.pendingCancel = null;
+      if (this.cancelInFlight === sent) this.cancelInFlight = null;
     });
   }
 
