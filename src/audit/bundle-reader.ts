@@ -18,7 +18,6 @@
  *
  * Sizes may be octal (ustar, up to 8 GiB) or base-256 (GNU tar, for larger files).
  */
-import { createReadStream } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { HoopError } from '../errors.js';
@@ -230,7 +229,3 @@ export async function readTarGz(source: AsyncIterable<Buffer | Uint8Array | stri
   reader.end();
 }
 
-/** readTarGz of a file. */
-export function readTarGzFile(path: string, sink: TarSink): Promise<void> {
-  return readTarGz(createReadStream(path, { highWaterMark: 256 * 1024 }), sink);
-}

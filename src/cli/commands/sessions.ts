@@ -196,24 +196,6 @@ interface Statement {
   end: AuditEvent | null;
 }
 
-/** Pairs each query.start with its query.end by query_id; a start without an end is shown as such. */
-export function statementsOf(events: AuditEvent[]): Statement[] {
-  const byId = new Map<string, Statement>();
-  const out: Statement[] = [];
-  for (const e of events) {
-    const id = String(e.data.query_id ?? '');
-    if (e.type === 'query.start') {
-      const s = { start: e, end: null };
-      byId.set(id, s);
-      out.push(s);
-    } else if (e.type === 'query.end') {
-      const s = byId.get(id);
-      if (s) s.end = e;
-    }
-  }
-  return out;
-}
-
 export interface RenderOptions {
   rows: number;
   /** Whole cells, parameters and uploaded lines instead of cut ones. */
