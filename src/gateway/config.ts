@@ -11,6 +11,7 @@ import { engineTypes, type UpstreamConfig } from '../protocols/engine.js';
 import '../protocols/postgres/engine.js'; // registers type: postgres
 import { createHash, createPublicKey, type KeyObject } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { basename, dirname, isAbsolute, resolve } from 'node:path';
 import { LineCounter, parseDocument } from 'yaml';
 import { z } from 'zod';
@@ -467,6 +468,9 @@ function schemaFor(baseDir: string) {
     trusted_proxies: z.array(cidr).max(1000, 'at most 1000 entries').default([]),
     // The one-hop path (native-listener.ts): a PostgreSQL listener on the gateway itself.
     postgres_listen: listen.optional(),
+    // Gateway processes on this machine sharing the listeners (cluster.ts). 'auto': one per core
+    // with a postgres:// store; a SQLite file has one writer process, so there it means 1.
+    workers: z.custom<'auto' | number>((n) => n === 'auto' || (Number.isInteger(n) && (n as number) >= 1 && (n as number) <= 256), WORKERS_EXPECTED).default('auto'),
     audit: z.strictObject({
       payload_limit: size.default(1024 * 1024),
       signing_key: z.string().min(1, 'must not be empty').transform((p) => resolveFrom(baseDir, p)).default(resolve(baseDir, 'hoop-data/signing.key')),
@@ -493,6 +497,9 @@ function schemaFor(baseDir: string) {
     (Array.isArray(c.agents) ? c.agents : []).forEach((a, i) => {
       if (typeof a?.sha256 === 'string' && apiHashes.has(a.sha256)) ctx.addIssue({ code: 'custom', path: ['agents', i, 'sha256'], message: 'is also the hash of an identity.api_keys entry; an agent key must be a key of its own' });
     });
+    if (typeof c.workers === 'number' && c.workers > 1 && typeof c.store === 'string' && c.store.startsWith('sqlite:')) {
+      ctx.addIssue({ code: 'custom', path: ['workers'], message: `a SQLite store has one writer process, so it serves one worker; workers: ${c.workers} needs a postgres:// store (or workers: 1)` });
+    }
     if (c.audit.payload_limit > 1024 ** 3) {
       ctx.addIssue({ code: 'custom', path: ['audit', 'payload_limit'], message: 'must be at most 1GiB' });
     }
@@ -570,6 +577,14 @@ function isNamePattern(pattern: string, parts: number): boolean {
 }
 
 type Schema = ReturnType<typeof schemaFor>;
+
+const WORKERS_EXPECTED = "expected 'auto' or a whole number from 1 to 256";
+
+/** How many gateway processes `workers` asks for on a machine with `cores` cores (cluster.ts). */
+export function workerCount(config: Pick<GatewayConfig, 'workers' | 'store'>, cores = availableParallelism()): number {
+  if (config.workers !== 'auto') return config.workers;
+  return /^postgres(ql)?:\/\//.test(config.store) ? Math.max(1, cores) : 1;
+}
 
 export type GatewayConfig = z.output<Schema> & {
   /** The file the config came from (for messages). */

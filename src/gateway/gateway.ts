@@ -49,6 +49,7 @@ import { Estimator } from './estimator.js';
 import type { ApprovalRequest } from './approvals.js';
 import { loadParser } from '../policy/masking/parse.js';
 import { tcpDial } from '../protocols/postgres/upstream.js';
+import type { ClusterWorker } from './cluster-worker.js';
 
 /** Defence in depth: nothing logs these, and if something ever did, they would not reach the log. */
 const REDACT = ['password', '*.password', 'token', '*.token', 'authorization', '*.authorization', 'headers.authorization', '*.headers.authorization'];
@@ -91,17 +92,27 @@ export interface GatewayOptions {
   agentHeartbeatMs?: number;
   /** Audit retention's schedule and clock (tests); default every hour, the real time. */
   retention?: { intervalMs?: number; now?: () => number };
+  /** This process is one of `workers: N` (cluster.ts forked it); absent: the only one. */
+  cluster?: ClusterWorker;
 }
 
 export async function startGateway(config: GatewayConfig, options: GatewayOptions = {}): Promise<RunningGateway> {
   const logger = options.logger ?? pino({ name: 'hoop-gateway', redact: LOG_REDACT, timestamp: pino.stdTimeFunctions.isoTime }, pino.destination(2));
   // One engine per connection type in use (each keeps its sessions' cancel keys).
   const engines = new Map<string, Engine>();
+  const { cluster } = options;
   const engineFor = (type: string): Engine => {
     let e = engines.get(type);
-    if (!e) engines.set(type, (e = createEngine(type)));
+    if (!e) {
+      engines.set(type, (e = createEngine(type)));
+      // A client's cancel connection may reach another worker than its session.
+      if (cluster) e.onUnknownCancel = (c) => cluster.forwardCancel(c);
+    }
     return e;
   };
+  cluster?.onCancel((c) => {
+    for (const e of engines.values()) e.cancelByKey?.(c);
+  });
   const metrics = new GatewayMetrics(() => [...engines.values()].reduce((n, e) => n + e.activeSessions, 0));
   const store = metrics.instrument(await openStore(config.store));
   const recorder = new AuditRecorder(store, { logger });
@@ -148,10 +159,16 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
     connectionsNow = () => configs.current().config.connections;
     const file = config.path;
     const reloadFrom = options.reloadFrom ?? (file !== null ? () => loadConfig(file) : null);
-    const reloader = new ConfigReloader({ holder: configs, load: reloadFrom, build: (c) => buildLiveConfig(c, parts), recorder, logger });
+    const reloader = new ConfigReloader({
+      holder: configs, load: reloadFrom, build: (c) => buildLiveConfig(c, parts), recorder, logger,
+      ...(cluster ? { worker: cluster.label, onApplied: (source, by) => void (source === 'api' && cluster.reloadOthers(by)) } : {}),
+    });
+    cluster?.onReload((source, by) => void reloader.reload(source, by).catch((err: unknown) => logger.error({ err: errorMessage(err) }, 'config reload failed; the running config is kept')));
+    cluster?.onMetricsRender(() => metrics.render());
     const auditKeys = new AuditKeys(store, { key_id: signer.keyId, pem: signer.publicKeyPem }, config.audit.previous_keys);
     let native: NativeListener | null = null;
-    const authFailures = new FailureLimiter(AUTH_FAILURE_BURST, 60_000);
+    // With `workers: N` each worker sees about 1/N of an address's connections (handed out in turn).
+    const authFailures = new FailureLimiter(Math.ceil(AUTH_FAILURE_BURST / (cluster?.count ?? 1)), 60_000);
     const registry = new AgentRegistry({
       keys: () => configs.current().config.agents,
       recorder, logger, metrics, authFailures,
@@ -163,6 +180,7 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
       store, recorder, metrics, logger, kills, notifier, approvals, configs, reloader, agents: registry, auditKeys,
       postgresListen: () => native?.address ?? null,
       authFailures,
+      ...(cluster ? { metricsText: () => cluster.gatherMetrics() } : {}),
       denials: new FailureLimiter(AUTH_FAILURE_BURST, 60_000),
       audit: { checkpointer, signer },
     };
@@ -188,6 +206,7 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
       },
       ...(planner ? { planner } : {}),
       dialUpstream,
+      ...(cluster ? { cluster } : {}),
     };
     const sessions = new SessionHost(tunnelContext);
     const tunnels = new TunnelEndpoint(tunnelContext, sessions);
@@ -225,7 +244,8 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
     const address = server.address() as AddressInfo;
     const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
     const url = `${config.tls ? 'https' : 'http'}://${host}:${address.port}`;
-    logger.info({ url, connections: config.connections.length }, 'gateway listening');
+    // A worker's own line; the primary says `gateway listening` once every worker listens.
+    logger.info({ url, connections: config.connections.length }, cluster ? 'worker listening' : 'gateway listening');
     if (!config.tls && !isLoopbackHost(address.address)) {
       logger.warn({ url }, 'listening on a non-loopback address without tls: bearer tokens travel in clear unless a TLS proxy is in front');
     }
@@ -240,6 +260,7 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
       }
     }
 
+    cluster?.announceListening({ url, postgres: native?.address ?? null });
     return {
       url,
       store,
@@ -346,6 +367,15 @@ function loadSigner(path: string): CheckpointSigner {
   } catch (err) {
     throw new HoopError('HOOP_CONFIG_INVALID', `audit.signing_key: cannot use ${path}: ${errorMessage(err)}`, { cause: err, hint: 'it must be an Ed25519 private key in PKCS#8 PEM; delete it to have a new one created' });
   }
+}
+
+/**
+ * Creates the signing key and the masking key file if absent: the primary of `workers: N` does it
+ * before it forks, so that no two workers race to create different ones.
+ */
+export function prepareKeys(config: GatewayConfig, logger: Logger): void {
+  ensureSigningKey(config.audit.signing_key, logger);
+  ensureMaskingKey(maskingKeyPath(config.audit.signing_key), logger);
 }
 
 /** The Ed25519 key that signs audit checkpoints: created (0600, PKCS#8 PEM) on first start. */

@@ -198,3 +198,39 @@ export class GatewayMetrics {
     };
   }
 }
+
+/**
+ * The metrics of `workers: N` (cluster.ts): each worker's series with a `worker` label added (so
+ * `sum without (worker)` gives the gateway's), every family's HELP and TYPE once, in the order the
+ * workers render them; then how many workers there are and how many answered.
+ */
+export function mergeWorkerMetrics(texts: readonly { worker: string; text: string }[], configured: number): string {
+  const families = new Map<string, { head: string[]; samples: string[] }>();
+  for (const { worker, text } of texts) {
+    let family: { head: string[]; samples: string[] } | null = null;
+    for (const line of text.split('\n')) {
+      const head = /^# (HELP|TYPE) (\S+)/.exec(line);
+      if (head) {
+        const name = head[2]!;
+        family = families.get(name) ?? { head: [], samples: [] };
+        if (!families.has(name)) families.set(name, family);
+        if (!family.head.some((h) => h.startsWith(`# ${head[1]} `))) family.head.push(line);
+      } else if (family && line !== '') {
+        family.samples.push(withWorkerLabel(line, worker));
+      }
+    }
+  }
+  const merged = [...families.values()].map((f) => [...f.head, ...f.samples].join('\n'));
+  merged.push(
+    '# HELP hoop_gateway_workers Gateway worker processes configured (workers).\n# TYPE hoop_gateway_workers gauge\n' + `hoop_gateway_workers ${configured}`,
+    '# HELP hoop_gateway_workers_reporting Workers whose series this scrape holds (a worker that did not answer in time is left out).\n# TYPE hoop_gateway_workers_reporting gauge\n' + `hoop_gateway_workers_reporting ${texts.length}`,
+  );
+  return merged.join('\n') + '\n';
+}
+
+function withWorkerLabel(sample: string, worker: string): string {
+  const label = `worker="${escapeLabel(worker)}"`;
+  const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{)?/.exec(sample)!;
+  const rest = sample.slice(m[0].length);
+  return m[2] ? `${m[1]}{${label},${rest}` : `${m[1]}{${label}}${rest}`;
+}

@@ -64,7 +64,7 @@ export class NativeListener {
   private readonly secureContext: SecureContext | null;
   private readonly logins = new Set<Socket>();
   /** Failed logins per address: past the burst, logins from it are refused for the window. */
-  private readonly failures = new FailureLimiter(LOGIN_FAILURE_BURST, LOGIN_FAILURE_WINDOW_MS, Number.POSITIVE_INFINITY); // per address only: a global cap would stop the counting
+  private readonly failures: FailureLimiter;
   /** One record per address and window of the logins refused for a flood. */
   private readonly floods = new FailureLimiter(1, LOGIN_FAILURE_WINDOW_MS);
   private bound: AddressInfo | null = null;
@@ -73,6 +73,9 @@ export class NativeListener {
 
   constructor(private readonly ctx: SessionHostContext, private readonly sessions: SessionHost, tls: { cert: string; key: string } | undefined) {
     this.secureContext = tls ? createSecureContext({ cert: tls.cert, key: tls.key, minVersion: 'TLSv1.2' }) : null;
+    // Per address only: a global cap would stop the counting. With `workers: N` each worker
+    // sees about 1/N of an address's connections (the primary hands them out in turn).
+    this.failures = new FailureLimiter(Math.ceil(LOGIN_FAILURE_BURST / (ctx.cluster?.count ?? 1)), LOGIN_FAILURE_WINDOW_MS, Number.POSITIVE_INFINITY);
     this.server = createServer((socket) => this.accept(socket));
   }
 

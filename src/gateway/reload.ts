@@ -39,6 +39,10 @@ export interface ReloaderOptions {
   build(config: GatewayConfig): LiveConfig;
   recorder: AuditRecorder;
   logger: Logger;
+  /** `workers: N`: which worker this is ("2/4"), recorded in config.loaded. */
+  worker?: string;
+  /** Called after a reload here is applied (with `workers: N`, an API reload reaches the other workers). */
+  onApplied?: (source: Exclude<ReloadSource, 'start'>, by: Identity | null) => void;
 }
 
 export class ConfigReloader {
@@ -72,13 +76,14 @@ export class ConfigReloader {
     const live = this.o.build(applied);
     const changes = configChanges(running.config, live.config, needsRestart);
     try {
-      await this.o.recorder.record(configLoadedEvent(live.config, source, by, changes));
+      await this.o.recorder.record(configLoadedEvent(live.config, source, by, changes, this.o.worker));
     } catch (err) {
       return refuse([`config.loaded could not be recorded (${errorMessage(err)}); a config is not applied unrecorded`]);
     }
     holder.replace(live);
     log.info({ sha256: live.config.fingerprint, changes }, 'config reloaded');
     if (needsRestart.length > 0) log.warn({ needs_restart: needsRestart }, 'some changes take effect only after a restart; the running values are kept');
+    this.o.onApplied?.(source, by);
     return { ok: true, sha256: live.config.fingerprint, changes };
   }
 }
@@ -91,6 +96,7 @@ const RESTART_KEYS: { key: string; of(c: GatewayConfig): unknown }[] = [
   { key: 'tls', of: (c) => c.tls },
   { key: 'postgres_listen', of: (c) => c.postgres_listen },
   { key: 'store', of: (c) => c.store },
+  { key: 'workers', of: (c) => c.workers },
   { key: 'audit.payload_limit', of: (c) => c.audit.payload_limit },
   { key: 'audit.signing_key', of: (c) => c.audit.signing_key },
   { key: 'audit.checkpoint_interval', of: (c) => c.audit.checkpoint_interval },
@@ -111,6 +117,7 @@ export function keepRestartOnly(running: GatewayConfig, next: GatewayConfig): { 
     listen: running.listen,
     ...(running.postgres_listen ? { postgres_listen: running.postgres_listen } : {}),
     store: running.store,
+    workers: running.workers,
     audit: running.audit,
     identity: { ...identity, ...(running.identity.oidc ? { oidc: running.identity.oidc } : {}) },
   };
@@ -275,13 +282,15 @@ const APPROVAL_SETTINGS: [string, (a: ApprovalConfig) => string][] = [
 ];
 
 /** The `config.loaded` event: what is in effect, who loaded it and what changed (never a secret). */
-export function configLoadedEvent(config: GatewayConfig, source: ReloadSource, by: Identity | null, changes: ConfigChanges) {
+export function configLoadedEvent(config: GatewayConfig, source: ReloadSource, by: Identity | null, changes: ConfigChanges, worker?: string) {
   return {
     type: 'config.loaded' as const,
     actor: by ? actorOf(by) : SYSTEM_ACTOR,
     data: {
       source,
       ...(by ? { by: by.subject } : {}),
+      // With `workers: N` each worker applies (and records) the config it serves with.
+      ...(worker !== undefined ? { worker } : {}),
       file: config.file,
       sha256: config.fingerprint,
       connections: config.connections.map((c) => c.name),

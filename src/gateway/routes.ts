@@ -45,6 +45,8 @@ export interface ApiContext {
   configs: ConfigHolder;
   reloader: ConfigReloader;
   metrics: GatewayMetrics;
+  /** `workers: N`: every worker's metrics (cluster.ts); absent: `metrics.render()`. */
+  metricsText?: () => Promise<string>;
   logger: Logger;
   /** Bounds how many auth.failed events one address can cause. */
   authFailures: FailureLimiter;
@@ -275,7 +277,7 @@ async function healthz(ctx: ApiContext, _req: IncomingMessage, res: ServerRespon
 }
 
 async function metrics(ctx: ApiContext, _req: IncomingMessage, res: ServerResponse): Promise<void> {
-  sendText(res, 200, 'text/plain; version=0.0.4; charset=utf-8', ctx.metrics.render());
+  sendText(res, 200, 'text/plain; version=0.0.4; charset=utf-8', ctx.metricsText ? await ctx.metricsText() : ctx.metrics.render());
 }
 
 async function openapi(_ctx: ApiContext, _req: IncomingMessage, res: ServerResponse): Promise<void> {

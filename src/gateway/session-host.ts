@@ -26,6 +26,7 @@ import { SessionPolicy, type HoldEvent, type PolicyDeps } from './statement-poli
 import type { ApiContext } from './routes.js';
 import { sessionAuditHooks } from './session-audit.js';
 import { formatDuration } from '../units.js';
+import type { ClusterWorker } from './cluster-worker.js';
 
 /** Longest a session under an ended grant waits for grant.ended to be durable before it is ended. */
 const GRANT_END_RECORD_WAIT_MS = 1_000;
@@ -40,6 +41,8 @@ export interface SessionHostContext extends ApiContext {
   planner?: Planner;
   /** Opens a connection's upstream byte stream: TCP, or through its agent (agents.ts). */
   dialUpstream: UpstreamDial;
+  /** This process's place among `workers: N` (cluster-worker.ts), or absent: the only one. */
+  cluster?: ClusterWorker;
 }
 
 /**
@@ -118,27 +121,37 @@ export class SessionHost {
    * Counts a session against the connection's max_sessions_per_user (one person or job cannot
    * take all of the database's connections) when it starts — a stream that only carries a
    * CancelRequest is not a session and is never refused; the returned function gives it back.
+   * With `workers: N` the primary counts for all workers (cluster.ts).
    */
-  private reserveSession(r: SessionRequest): () => void {
+  private async reserveSession(r: SessionRequest): Promise<() => void> {
     const { identity, connection } = r;
     const key = `${connection.name}\u0000${identity.subject}`;
-    const open = this.openPerUser.get(key) ?? 0;
     const max = connection.maxSessionsPerUser;
-    if (max !== null && open >= max) {
+    const { cluster } = this.ctx;
+    const open = cluster ? await cluster.takeSlot(key, max) : this.takeLocalSlot(key, max);
+    if (open !== null) {
       const reason = `${identity.subject} already has ${open} open session${open === 1 ? '' : 's'} on connection ${connection.name}, the limit (max_sessions_per_user ${max}); close one to open another`;
       const err = new DeniedError('HOOP_POLICY_DENIED', reason, { stage: 'limit', connection: connection.name });
       recordRefusal(this.ctx, { source: r.source, path: r.requestPath }, identity, err, r.path);
       throw err;
     }
-    this.openPerUser.set(key, open + 1);
     let released = false;
     return () => {
       if (released) return;
       released = true;
+      if (cluster) return cluster.releaseSlot(key);
       const left = (this.openPerUser.get(key) ?? 1) - 1;
       if (left > 0) this.openPerUser.set(key, left);
       else this.openPerUser.delete(key);
     };
+  }
+
+  /** null: counted; else how many are open, which refuses it. */
+  private takeLocalSlot(key: string, max: number | null): number | null {
+    const open = this.openPerUser.get(key) ?? 0;
+    if (max !== null && open >= max) return open;
+    this.openPerUser.set(key, open + 1);
+    return null;
   }
 
   /**
@@ -227,7 +240,7 @@ export class SessionHost {
       ...audit,
       // Over the limit, the session is refused before session.start: a FATAL that says why.
       sessionStart: async (info: StartupInfo) => {
-        release = this.reserveSession(r);
+        release = await this.reserveSession(r);
         await audit.sessionStart(info);
       },
       ...(planner ? { plan: (s: StatementStart) => planner(s, { identity, connection }) } : {}),

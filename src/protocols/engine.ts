@@ -20,6 +20,23 @@ export interface Engine {
   /** Serves one client stream until it ends; never rejects. */
   serve(client: Duplex, ctx: SessionContext): Promise<void>;
   readonly activeSessions: number;
+  /**
+   * Told of a cancel request whose key no session of this engine holds (with `workers: N`,
+   * the client's cancel connection may reach another worker than its session: cluster.ts).
+   */
+  onUnknownCancel?: (cancel: CancelKeyRequest) => void;
+  /** A cancel request another process received: applied as if it had arrived here. */
+  cancelByKey?(cancel: CancelKeyRequest): void;
+}
+
+/** A cancel request as the stream that carried it saw it: the key, and whose stream it was. */
+export interface CancelKeyRequest {
+  processId: number;
+  secretKey: number;
+  /** The identity subject of the stream (SessionContext.owner). */
+  owner: string;
+  /** Whether the stream came by the native listener (SessionContext.keyCancel). */
+  keyCancel: boolean;
 }
 
 export interface EngineOptions {

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
 import { ConfigError } from '../../src/errors.js';
-import { loadConfig, parseConfig } from '../../src/gateway/config.js';
+import { loadConfig, parseConfig, workerCount } from '../../src/gateway/config.js';
 import { parseDuration, parseSize } from '../../src/units.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'hoop-config-'));
@@ -338,6 +338,30 @@ describe('postgres_listen', () => {
     expect(parseConfig(minimal({}), 'hoop.yaml', dir).postgres_listen).toBeUndefined();
     expect(problems(minimal({ postgres_listen: '15432' }))).toEqual([
       'hoop.yaml: postgres_listen: expected host:port, e.g. 127.0.0.1:8009 or [::1]:8009 (port 0 picks a free port)',
+    ]);
+  });
+});
+
+describe('workers', () => {
+  const pgStore = 'postgres://hoop:pw@db.internal:5432/hoop';
+  test("'auto' by default: one per core on a postgres:// store, 1 on a SQLite file (one writer)", () => {
+    const sqlite = parseConfig(minimal(), 'hoop.yaml', dir);
+    expect(sqlite.workers).toBe('auto');
+    expect(workerCount(sqlite, 8)).toBe(1);
+    expect(workerCount(parseConfig(minimal({ store: pgStore }), 'hoop.yaml', dir), 8)).toBe(8);
+    expect(workerCount(parseConfig(minimal({ store: pgStore, workers: 3 }), 'hoop.yaml', dir), 8)).toBe(3);
+    expect(workerCount(parseConfig(minimal({ workers: 1 }), 'hoop.yaml', dir), 8)).toBe(1);
+  });
+
+  test('more than one worker on a SQLite store, or not a count, is refused by key', () => {
+    expect(problems(minimal({ workers: 2 }))).toEqual([
+      'hoop.yaml: workers: a SQLite store has one writer process, so it serves one worker; workers: 2 needs a postgres:// store (or workers: 1)',
+    ]);
+    expect(problems(minimal({ store: pgStore, workers: 0 }))).toEqual([
+      "hoop.yaml: workers: expected 'auto' or a whole number from 1 to 256",
+    ]);
+    expect(problems(minimal({ store: pgStore, workers: 'many' }))).toEqual([
+      "hoop.yaml: workers: expected 'auto' or a whole number from 1 to 256",
     ]);
   });
 });

@@ -6,8 +6,11 @@
 import type { Logger } from 'pino';
 import { ConfigError, errorMessage } from '../../errors.js';
 import type { GatewayConfig } from '../../gateway/config.js';
+import type { ClusterWorker } from '../../gateway/cluster-worker.js';
+import type { startGateway as StartGateway } from '../../gateway/gateway.js';
 import { defineCommand, opt, type CommandGroup } from '../command.js';
-import { ExitCode } from '../exit-codes.js';
+import type { CommandContext } from '../context.js';
+import { ExitCode, type ExitCodeValue } from '../exit-codes.js';
 import type { IOStreams } from '../iostreams.js';
 import { prettyLogStream } from '../log-pretty.js';
 import { printJson } from '../output.js';
@@ -48,11 +51,19 @@ export const gatewayCommand = defineCommand({
       return ExitCode.OK;
     }
 
-    const [{ LOG_REDACT, startGateway }, { pino }] = await Promise.all([import('../../gateway/gateway.js'), import('pino')]);
-    const logOptions = { level: options.logLevel, base: { service: 'hoop-gateway' }, redact: LOG_REDACT, timestamp: pino.stdTimeFunctions.isoTime };
+    const [{ LOG_REDACT, startGateway }, { pino }, { ClusterWorker }, { workerCount }] = await Promise.all([
+      import('../../gateway/gateway.js'), import('pino'), import('../../gateway/cluster-worker.js'), import('../../gateway/config.js'),
+    ]);
+    // A process forked by the primary of `workers: N` (cluster.ts) is one of its workers.
+    const worker = ClusterWorker.fromProcess();
+    const base = { service: 'hoop-gateway', ...(worker ? { worker: worker.label } : {}) };
+    const logOptions = { level: options.logLevel, base, redact: LOG_REDACT, timestamp: pino.stdTimeFunctions.isoTime };
     const logger: Logger = io.isStderrTTY
       ? pino(logOptions, prettyLogStream((text) => io.stderr.write(text), io.err))
       : pino(logOptions, pino.destination({ dest: 2, sync: true }));
+    if (worker) return runWorker(config, logger, worker, startGateway);
+    const workers = workerCount(config);
+    if (workers > 1) return runPrimary(ctx, config, logger, workers, options.config);
     // Registered before the start: SIGHUP's default action would end the process.
     let reload: (() => Promise<unknown>) | null = null;
     const onHangup = () => {
@@ -83,6 +94,51 @@ export const gatewayCommand = defineCommand({
     return ExitCode.OK;
   },
 });
+
+/**
+ * One of `workers: N`. The primary decides when it stops (SIGTERM, or the primary is gone), so a
+ * terminal's Ctrl-C, which reaches the whole process group, does not stop it twice; and it
+ * reloads when the primary tells it (SIGHUP there), not on a SIGHUP of its own.
+ */
+async function runWorker(config: GatewayConfig, logger: Logger, worker: ClusterWorker, start: typeof StartGateway): Promise<ExitCodeValue> {
+  process.on('SIGINT', () => {});
+  process.on('SIGHUP', () => {});
+  const stop = new Promise<string>((resolve) => {
+    process.on('SIGTERM', () => resolve('SIGTERM')); // kept: a second one (the primary's, after a group's) must not kill it
+    process.once('disconnect', () => resolve('primary gone'));
+  });
+  const gateway = await start(config, { logger, cluster: worker });
+  const signal = await stop;
+  logger.info({ signal }, 'stopping');
+  await gateway.close();
+  return ExitCode.OK;
+}
+
+/** `workers: N` (N > 1): forks the workers (cluster.ts), says where they listen, and stops them on a signal. */
+async function runPrimary(ctx: CommandContext, config: GatewayConfig, logger: Logger, count: number, file: string): Promise<ExitCodeValue> {
+  const { io } = ctx;
+  const [{ GatewayPrimary }, { prepareKeys }] = await Promise.all([import('../../gateway/cluster.js'), import('../../gateway/gateway.js')]);
+  // The workers find the keys; none races another to create them.
+  prepareKeys(config, logger);
+  const primary = new GatewayPrimary({ count, logger });
+  const onHangup = () => primary.reload();
+  process.on('SIGHUP', onHangup);
+  ctx.defer(() => void process.off('SIGHUP', onHangup));
+  const signalled = ctx.shutdownSignal();
+  const at = await Promise.race([primary.start(), signalled.then(() => null)]);
+  if (at) {
+    logger.info({ url: at.url, ...(at.postgres ? { postgres: at.postgres } : {}), workers: count, connections: config.connections.length }, 'gateway listening');
+    if (io.isStderrTTY) {
+      const pg = at.postgres ? `, PostgreSQL on ${at.postgres.host.includes(':') ? `[${at.postgres.host}]` : at.postgres.host}:${at.postgres.port}` : '';
+      io.info(`${io.err.green('✓')} hoop gateway listening on ${io.err.bold(at.url)}${pg}, ${count} workers (config ${file}); Ctrl-C to stop.`);
+    }
+  }
+  const signal = await signalled;
+  logger.info({ signal }, 'stopping');
+  await primary.stop();
+  logger.info('stopped');
+  return ExitCode.OK;
+}
 
 /** A ConfigError holds one problem per line (config.ts). */
 function problemsOf(err: ConfigError): string[] {

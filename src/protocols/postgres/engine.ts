@@ -6,7 +6,7 @@
 import { randomBytes, randomInt } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import { HoopError, errorMessage, isHoopError } from '../../errors.js';
-import { registerEngine, type Engine, type EngineOptions, type SessionContext, type StartupInfo } from '../engine.js';
+import { registerEngine, type CancelKeyRequest, type Engine, type EngineOptions, type SessionContext, type StartupInfo } from '../engine.js';
 import { clientDecoder } from './encodings.js';
 import {
   CANCEL_REQUEST_CODE,
@@ -171,12 +171,26 @@ export class PostgresEngine implements Engine {
   private async cancel(client: Duplex, ctx: SessionContext, body: Buffer): Promise<void> {
     try {
       const { processId, secretKey } = decodeCancelRequest(body);
-      const target = this.cancelTargets.get(`${processId}:${secretKey}`);
-      if (target && (target.owner === ctx.owner || (ctx.keyCancel === true && target.keyCancel))) target.session.cancelRequest();
+      const request = { processId, secretKey, owner: ctx.owner, keyCancel: ctx.keyCancel === true };
+      if (!this.cancelHere(request)) this.onUnknownCancel?.(request);
     } catch {
       // A cancel is best effort, as in PostgreSQL: the client gets no answer either way.
     }
     endStream(client);
+  }
+
+  onUnknownCancel?: (cancel: CancelKeyRequest) => void;
+
+  cancelByKey(cancel: CancelKeyRequest): void {
+    this.cancelHere(cancel);
+  }
+
+  /** Whether a session here holds the key (it is cancelled if the request may cancel it). */
+  private cancelHere(c: CancelKeyRequest): boolean {
+    const target = this.cancelTargets.get(`${c.processId}:${c.secretKey}`);
+    if (!target) return false;
+    if (target.owner === c.owner || (c.keyCancel && target.keyCancel)) target.session.cancelRequest();
+    return true;
   }
 
   private refuseProtocol(client: Duplex, ctx: SessionContext, message: string): void {

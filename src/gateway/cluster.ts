@@ -1,0 +1,192 @@
+/**
+ * `workers: N` (N > 1): the primary process of `hoop gateway`. It forks N workers (node:cluster),
+ * each a whole gateway on the shared postgres:// store — replicas on one machine: the audit chain
+ * stays one chain, each worker appending its group commits under the store's chain lock. The
+ * listening sockets are the primary's; it accepts and hands each connection to the next worker.
+ * The primary serves no session itself. It holds what must be counted across workers and relays
+ * what one worker cannot answer alone (cluster-worker.ts has the worker's side):
+ *
+ *   slot, slot-release   max_sessions_per_user, counted here for all workers
+ *   cancel               a CancelRequest whose key the receiving worker does not hold: to the others
+ *   metrics              GET /metrics on any worker: every worker's series, labelled worker="k"
+ *   reload               an API reload on one worker: the others reload too; SIGHUP here: all
+ *
+ * A worker that exits after the start is forked again, with backoff; its sessions' slots are
+ * given back. One that cannot start stops the whole gateway with its error. stop(): every worker
+ * stops (its sessions end and are recorded, its last checkpoint is signed), then the primary.
+ */
+import cluster, { type Worker } from 'node:cluster';
+import type { Logger } from 'pino';
+import { HoopError } from '../errors.js';
+import { mergeWorkerMetrics } from './metrics.js';
+import { WORKER_ENV, type PrimaryToWorker, type WorkerListening, type WorkerToPrimary } from './cluster-worker.js';
+
+/** How long a worker's /metrics waits for the others' series. */
+const METRICS_WAIT_MS = 2_000;
+/** How long stop() waits for the workers to end their sessions before it kills them. */
+const STOP_WAIT_MS = 20_000;
+const RESTART_MIN_MS = 500;
+const RESTART_MAX_MS = 30_000;
+/** A worker that ran this long before it exited starts again without waiting. */
+const HEALTHY_RUN_MS = 60_000;
+
+interface Slot {
+  worker: Worker;
+  /** Sessions it counts per key (connection and subject). */
+  held: Map<string, number>;
+  startedAt: number;
+  /** Restarts in a row that followed a short run (backoff). */
+  crashes: number;
+}
+
+export class GatewayPrimary {
+  private readonly slots = new Map<number, Slot>();
+  private readonly open = new Map<string, number>();
+  private stopping = false;
+  private started = false;
+
+  constructor(private readonly o: { count: number; logger: Logger }) {}
+
+  /** Forks every worker; resolves once all listen, with where; rejects (and stops the rest) if one cannot start. */
+  start(): Promise<WorkerListening> {
+    return new Promise((resolve, reject) => {
+      let listening = 0;
+      let first: WorkerListening | null = null;
+      const failed = (index: number, why: string) => {
+        if (this.started) return;
+        this.started = true; // no restart: the gateway stops
+        void this.stop().then(() => reject(new HoopError('HOOP_CONFIG_INVALID', `gateway worker ${index}/${this.o.count} could not start: ${why}`)));
+      };
+      for (let index = 1; index <= this.o.count; index++) {
+        this.fork(index, 0, {
+          listening: (at) => {
+            first ??= at;
+            if (++listening === this.o.count && !this.started) {
+              this.started = true;
+              resolve(first);
+            }
+          },
+          failed: (why) => failed(index, why),
+        });
+      }
+    });
+  }
+
+  /** SIGHUP: every worker reads the config again. */
+  reload(): void {
+    for (const { worker } of this.slots.values()) send(worker, { t: 'reload', source: 'sighup', by: null });
+  }
+
+  /** Stops every worker (SIGTERM: each ends its sessions, flushes and signs), killing any that outlasts STOP_WAIT_MS. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    const exits = [...this.slots.values()].map(({ worker }) => new Promise<void>((resolve) => {
+      if (worker.isDead()) return resolve();
+      worker.once('exit', () => resolve());
+      worker.process.kill('SIGTERM');
+      setTimeout(() => worker.process.kill('SIGKILL'), STOP_WAIT_MS).unref();
+    }));
+    await Promise.all(exits);
+  }
+
+  private fork(index: number, crashes: number, start?: { listening(at: WorkerListening): void; failed(why: string): void }): void {
+    const worker = cluster.fork({ [WORKER_ENV]: `${index}/${this.o.count}` });
+    const slot: Slot = { worker, held: new Map(), startedAt: Date.now(), crashes };
+    this.slots.set(index, slot);
+    const log = this.o.logger.child({ worker: `${index}/${this.o.count}`, pid: worker.process.pid });
+    let up = false;
+    worker.on('message', (message: WorkerToPrimary) => {
+      if (message.t === 'listening') {
+        up = true;
+        start?.listening(message.listening);
+        return;
+      }
+      this.receive(slot, message);
+    });
+    worker.on('exit', (code, signal) => {
+      this.giveBack(slot);
+      if (this.stopping) return;
+      const why = signal ? `ended by ${signal}` : `exited with code ${code}`;
+      if (!up && !this.started) return start?.failed(`${why} (its log says why)`);
+      const ranLong = Date.now() - slot.startedAt >= HEALTHY_RUN_MS;
+      const next = ranLong ? 0 : crashes + 1;
+      const delay = ranLong ? 0 : Math.min(RESTART_MAX_MS, RESTART_MIN_MS * 2 ** Math.min(crashes, 10));
+      log.error({ code, signal, restart_in_ms: delay }, `gateway worker ${why}; starting it again`);
+      setTimeout(() => {
+        if (!this.stopping) this.fork(index, next);
+      }, delay).unref();
+    });
+  }
+
+  private receive(from: Slot, message: WorkerToPrimary): void {
+    switch (message.t) {
+      case 'slot':
+        return send(from.worker, { t: 'slot', id: message.id, open: this.take(from, message.key, message.max) });
+      case 'slot-release':
+        return this.release(from, message.key);
+      case 'cancel':
+        for (const s of this.slots.values()) if (s !== from) send(s.worker, { t: 'cancel', cancel: message.cancel });
+        return;
+      case 'metrics':
+        void this.metrics().then((text) => send(from.worker, { t: 'metrics', id: message.id, text }));
+        return;
+      case 'reload':
+        for (const s of this.slots.values()) if (s !== from) send(s.worker, { t: 'reload', source: 'api', by: message.by });
+        return;
+      case 'metrics-text':
+      case 'listening':
+        return; // answers, taken by their waiters
+    }
+  }
+
+  /** null: counted; else how many are open, which refuses it. */
+  private take(from: Slot, key: string, max: number | null): number | null {
+    const open = this.open.get(key) ?? 0;
+    if (max !== null && open >= max) return open;
+    this.open.set(key, open + 1);
+    from.held.set(key, (from.held.get(key) ?? 0) + 1);
+    return null;
+  }
+
+  private release(from: Slot, key: string, n = 1): void {
+    const held = from.held.get(key) ?? 0;
+    if (held === 0) return;
+    const taken = Math.min(n, held);
+    if (held > taken) from.held.set(key, held - taken);
+    else from.held.delete(key);
+    const left = (this.open.get(key) ?? taken) - taken;
+    if (left > 0) this.open.set(key, left);
+    else this.open.delete(key);
+  }
+
+  /** A worker that exited holds no sessions any more. */
+  private giveBack(slot: Slot): void {
+    for (const [key, n] of [...slot.held]) this.release(slot, key, n);
+  }
+
+  /** Every live worker's metrics (each answering within METRICS_WAIT_MS), merged. */
+  private async metrics(): Promise<string> {
+    const live = [...this.slots.entries()].filter(([, s]) => !s.worker.isDead());
+    const texts = await Promise.all(live.map(([index, s]) => new Promise<{ worker: string; text: string } | null>((resolve) => {
+      const id = `${index}:${Date.now()}:${Math.random()}`;
+      const onMessage = (message: WorkerToPrimary) => {
+        if (message.t !== 'metrics-text' || message.id !== id) return;
+        done({ worker: String(index), text: message.text });
+      };
+      const timer = setTimeout(() => done(null), METRICS_WAIT_MS);
+      const done = (r: { worker: string; text: string } | null) => {
+        clearTimeout(timer);
+        s.worker.off('message', onMessage);
+        resolve(r);
+      };
+      s.worker.on('message', onMessage);
+      send(s.worker, { t: 'metrics-render', id });
+    })));
+    const answered = texts.filter((t): t is { worker: string; text: string } => t !== null);
+    return mergeWorkerMetrics(answered, this.o.count);
+  }
+}
+
+function send(worker: Worker, message: PrimaryToWorker): void {
+  if (worker.isConnected()) worker.send(message);
+}
