@@ -23,6 +23,11 @@ export const AGENT_LINK_PATH = '/api/v1/agents/link';
 export const AGENT_NAME_HEADER = 'x-hoop-agent-name';
 /** Header naming this agent process, for the gateway's log and audit (host name and pid). */
 export const AGENT_INSTANCE_HEADER = 'x-hoop-agent-instance';
+/**
+ * On the link's 101 response of a gateway with `workers: N`: `k/N`, the worker (1-based) that
+ * took the link. The agent keeps links until every worker behind the URL has one.
+ */
+export const GATEWAY_WORKER_HEADER = 'x-hoop-gateway-worker';
 
 export const DEFAULT_HEARTBEAT_MS = 5_000;
 export const DEFAULT_BACKOFF_MAX_MS = 10_000;
