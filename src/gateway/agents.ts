@@ -21,7 +21,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { AGENT_INSTANCE_HEADER, AGENT_LINK_PATH, AGENT_NAME_HEADER, DEFAULT_HEARTBEAT_MS } from '../agent/agent.js';
+import { AGENT_INSTANCE_HEADER, AGENT_LINK_PATH, AGENT_NAME_HEADER, DEFAULT_HEARTBEAT_MS, GATEWAY_WORKER_HEADER } from '../agent/agent.js';
 import { MAX_FRAME, MuxLink, MuxRefusal, RefuseCode, type MuxStream } from '../agent/mux.js';
 import type { Actor, Source } from '../audit/event.js';
 import type { AuditRecorder } from '../audit/recorder.js';
@@ -56,6 +56,12 @@ export interface AgentDeps {
   /** Bounds auth.failed events per address (the API's limiter). */
   authFailures: FailureLimiter;
   heartbeatMs?: number;
+  /**
+   * This process's place among the gateway's workers (`workers: N`; index 1-based), told to each
+   * agent on its link's 101 (GATEWAY_WORKER_HEADER) so that it links to every worker. Absent: a
+   * single process, no header.
+   */
+  worker?: { index: number; count: number };
 }
 
 interface LiveLink {
@@ -90,7 +96,11 @@ export class AgentRegistry {
   private readonly throttle = new Throttle(FAILURES_BEFORE_THROTTLE, THROTTLE_WINDOW_MS);
   private closing = false;
 
-  constructor(private readonly deps: AgentDeps) {}
+  constructor(private readonly deps: AgentDeps) {
+    const worker = deps.worker;
+    // This server upgrades only agent links, so only they carry the header.
+    if (worker) this.wss.on('headers', (headers) => void headers.push(`${GATEWAY_WORKER_HEADER}: ${worker.index}/${worker.count}`));
+  }
 
   static matches(req: IncomingMessage): boolean {
     return new URL(req.url ?? '/', 'http://gateway.invalid').pathname === AGENT_LINK_PATH;

@@ -90,6 +90,8 @@ export interface GatewayOptions {
   reloadFrom?: () => GatewayConfig;
   /** Agent link heartbeat interval (ms); default HOOP_AGENT_HEARTBEAT_MS, else 5 s. */
   agentHeartbeatMs?: number;
+  /** This process's place among `workers: N` (1-based index), told to agents (agents.ts AgentDeps.worker); absent: one process. */
+  worker?: { index: number; count: number };
   /** Audit retention's schedule and clock (tests); default every hour, the real time. */
   retention?: { intervalMs?: number; now?: () => number };
   /** This process is one of `workers: N` (cluster.ts forked it); absent: the only one. */
@@ -174,6 +176,7 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
       recorder, logger, metrics, authFailures,
       source: (req) => requestSource(configs.current(), req),
       heartbeatMs: options.agentHeartbeatMs ?? heartbeatFromEnv(),
+      ...(options.worker ? { worker: options.worker } : {}),
     });
     agents = registry;
     const shared = {

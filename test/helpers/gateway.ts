@@ -43,6 +43,8 @@ export interface TestGatewayOptions {
   planner?: Planner;
   /** Audit retention's schedule and clock (GatewayOptions.retention). */
   retention?: GatewayOptions['retention'];
+  /** This gateway's place among `workers: N` (GatewayOptions.worker): its agent links' 101 say so. */
+  worker?: GatewayOptions['worker'];
   /** Changes the parsed config before the gateway starts (parts the file format cannot say yet). */
   adjustConfig?: (config: GatewayConfig) => GatewayConfig;
 }
@@ -107,7 +109,7 @@ export async function startTestGateway(opts: TestGatewayOptions): Promise<TestGa
     const parsed = parseConfig(raw, 'test-gateway.yaml', dir);
     const config = opts.adjustConfig ? opts.adjustConfig(parsed) : parsed;
     const logger = opts.logger ?? pino({ level: process.env['HOOP_TEST_LOG'] ?? 'silent' }, pino.destination(2));
-    const gateway = await startGateway(config, { logger, ...(opts.planner ? { planner: opts.planner } : {}), ...(opts.retention ? { retention: opts.retention } : {}) });
+    const gateway = await startGateway(config, { logger, ...(opts.planner ? { planner: opts.planner } : {}), ...(opts.retention ? { retention: opts.retention } : {}), ...(opts.worker ? { worker: opts.worker } : {}) });
     return {
       url: gateway.url,
       keys,

@@ -17,11 +17,12 @@ export const agentCommand = defineCommand({
   summary: 'Run the network-resident agent next to the databases',
   description:
     'Run the agent inside the databases\' network: it dials OUT to each --gateway (one link per\n' +
-    'gateway replica; give every replica\'s URL), authenticates with HOOP_AGENT_KEY, and opens TCP\n' +
-    'streams for the gateway only to the targets its allow-list names (--allow, repeatable, else the\n' +
-    'comma-separated HOOP_AGENT_ALLOW). It relays bytes; the gateway\'s TLS to the database runs through\n' +
-    'it. No listener: it logs "agent connected" per gateway (JSON lines on stderr) and reconnects with\n' +
-    'backoff when a link drops. Stops on Ctrl-C or SIGTERM.\n' +
+    'gateway replica, one per worker of a gateway with workers: N; give every replica\'s URL),\n' +
+    'authenticates with HOOP_AGENT_KEY, and opens TCP streams for the gateway only to the targets its\n' +
+    'allow-list names (--allow, repeatable, else the comma-separated HOOP_AGENT_ALLOW). It relays\n' +
+    'bytes; the gateway\'s TLS to the database runs through it. No listener: it logs "agent\n' +
+    'connected" per link (JSON lines on stderr) and reconnects with backoff when a link drops.\n' +
+    'Stops on Ctrl-C or SIGTERM.\n' +
     'Environment: HOOP_AGENT_KEY (required), HOOP_AGENT_ALLOW, HOOP_GATEWAY (when no --gateway).',
   options: {
     allow: opt.list('--allow <host:port>', 'a target the agent may dial (repeatable; default: $HOOP_AGENT_ALLOW)'),
