@@ -90,7 +90,7 @@ export interface GatewayOptions {
   reloadFrom?: () => GatewayConfig;
   /** Agent link heartbeat interval (ms); default HOOP_AGENT_HEARTBEAT_MS, else 5 s. */
   agentHeartbeatMs?: number;
-  /** This process's place among `workers: N` (1-based index), told to agents (agents.ts AgentDeps.worker); absent: one process. */
+  /** This process's place among `workers: N` (1-based index), told to agents (agents.ts AgentDeps.worker); default: `cluster`'s. */
   worker?: { index: number; count: number };
   /** Audit retention's schedule and clock (tests); default every hour, the real time. */
   retention?: { intervalMs?: number; now?: () => number };
@@ -171,12 +171,14 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
     let native: NativeListener | null = null;
     // With `workers: N` each worker sees about 1/N of an address's connections (handed out in turn).
     const authFailures = new FailureLimiter(Math.ceil(AUTH_FAILURE_BURST / (cluster?.count ?? 1)), 60_000);
+    // Told to each agent link, so that an agent links to every worker behind one URL.
+    const place = options.worker ?? (cluster ? { index: cluster.index, count: cluster.count } : undefined);
     const registry = new AgentRegistry({
       keys: () => configs.current().config.agents,
       recorder, logger, metrics, authFailures,
       source: (req) => requestSource(configs.current(), req),
       heartbeatMs: options.agentHeartbeatMs ?? heartbeatFromEnv(),
-      ...(options.worker ? { worker: options.worker } : {}),
+      ...(place ? { worker: place } : {}),
     });
     agents = registry;
     const shared = {

@@ -21,11 +21,13 @@ import { verifyStore } from '../../src/audit/verify.js';
 import { openStore } from '../../src/store/index.js';
 import type { Store } from '../../src/store/store.js';
 import { childEnv, tempHome } from '../cli/helpers.js';
+import { newAgentKey, sha256Hex, startAgentProc, stopAll } from '../helpers/agent.js';
 import { until } from '../helpers/poll.js';
 import { createTestDatabase, passwordOf, type UpstreamInfo } from '../helpers/postgres.js';
 import { bankConnectionLines, replicaConfig, startReplica, type Replica } from '../helpers/replica.js';
 
 const shared = inject('upstream');
+const AGENT_KEY = newAgentKey();
 const KEYS = { alice: `hoop_${randomBytes(16).toString('hex')}`, root: `hoop_${randomBytes(16).toString('hex')}` };
 
 let home: ReturnType<typeof tempHome>;
@@ -51,7 +53,13 @@ function config(extraConnection: string[] = []): string {
       `    upstream: {host: ${bank.info.host}, port: ${bank.info.port}, database: ${bank.info.database}, user: ${bank.info.users.scram}, password: "${passwordOf(bank.info.users.scram)}", sslmode: disable}`,
       '    access: [analysts]',
       '    max_sessions_per_user: 2',
+      '  - name: agented',
+      '    type: postgres',
+      `    upstream: {host: ${bank.info.host}, port: ${bank.info.port}, database: ${bank.info.database}, user: ${bank.info.users.scram}, password: "${passwordOf(bank.info.users.scram)}", sslmode: disable}`,
+      '    access: [analysts]',
+      '    agent: dc1',
       ...extraConnection,
+      `agents: [{name: dc1, sha256: ${sha256Hex(AGENT_KEY)}}]`,
     ],
     signingKey: join(home.dir, 'signing.key'),
   });
@@ -103,6 +111,7 @@ beforeAll(async () => {
 }, 90_000);
 
 afterAll(async () => {
+  await stopAll(); // the agent
   await Promise.all(clients.map((c) => c.end().catch(() => {})));
   await gw?.stop();
   await bank?.drop();
@@ -238,6 +247,20 @@ describe('workers: 2 on a postgres:// store', () => {
       return e.length === 2 && e;
     }, { timeoutMs: 10_000, what: 'config.loaded (sighup) from both workers' });
     expect(bySighup.map((e) => e.data['worker']).sort()).toEqual(['1/2', '2/2']);
+  });
+
+  test('an agent given the one URL links to both workers, so sessions on either reach the database through it', async () => {
+    const agent = startAgentProc(['--gateway', gw.url, '--allow', `${bank.info.host}:${bank.info.port}`], AGENT_KEY);
+    const links = await agent.waitForLog('agent connected', {}, 2);
+    expect(links.map((l) => l['worker']).sort()).toEqual(['1/2', '2/2']);
+    for (let i = 0; i < 4; i++) {
+      const c = await connect(`workers-agent-${i}`, 'agented');
+      expect((await c.query('SELECT 40 + 2 AS answer')).rows).toEqual([{ answer: 42 }]);
+      await c.end();
+      clients.splice(clients.indexOf(c), 1);
+    }
+    const served = logged('session started').filter((l) => l['connection'] === 'agented');
+    expect(new Set(served.map((l) => l['worker']))).toEqual(new Set(['1/2', '2/2']));
   });
 
   test('a worker killed with SIGKILL is forked again; the other worker\'s session goes on', async () => {
