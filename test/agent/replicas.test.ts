@@ -36,6 +36,7 @@ async function startReplica(): Promise<{ url: string; proc: Proc }> {
   // The same config for both but the port (a replica per host would share it whole).
   writeFileSync(config, JSON.stringify({
     listen: `127.0.0.1:${port}`,
+    workers: 1, // a replica per process here; workers of one gateway: test/e2e/workers.test.ts
     store: `postgres://${s.users.scram}:${passwordOf(s.users.scram)}@${s.host}:${s.port}/${s.database}`,
     identity: { api_keys: [{ name: 'alice', sha256: sha256Hex(keys.alice), groups: ['analysts'] }, { name: 'root', sha256: sha256Hex(keys.root), groups: ['platform'] }] },
     roles: { admin: ['platform'] },

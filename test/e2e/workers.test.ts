@@ -43,8 +43,8 @@ function config(extraConnection: string[] = []): string {
   return replicaConfig({
     store: storeUrl,
     keys: [{ name: 'alice', key: KEYS.alice, groups: ['analysts'] }, { name: 'root', key: KEYS.root, groups: ['platform'] }],
+    workers: 2,
     body: [
-      'workers: 2',
       'postgres_listen: 127.0.0.1:0',
       'roles: {admin: [platform]}',
       ...bankConnectionLines(bank.info, ['analysts']),

@@ -38,10 +38,12 @@ export async function startReplica(config: string, name: string, env: Record<str
 }
 
 /** The hoop.yaml replicas of one deployment share: loopback on free ports, a PostgreSQL store, API keys, then `body` (connections, roles, …). */
-export function replicaConfig(o: { store: string; keys: { name: string; key: string; groups: string[] }[]; body: string[]; signingKey: string; audit?: string }): string {
+export function replicaConfig(o: { store: string; keys: { name: string; key: string; groups: string[] }[]; body: string[]; signingKey: string; audit?: string; workers?: number }): string {
   return [
     'listen: 127.0.0.1:0',
     `store: ${o.store}`,
+    // One process per replica unless a test is about workers (workers.test.ts): the default is one per core.
+    `workers: ${o.workers ?? 1}`,
     'identity:',
     '  api_keys:',
     ...o.keys.map((k) => `    - {name: ${k.name}, sha256: ${apiKeyHash(k.key)}, groups: [${k.groups.join(', ')}]}`),
