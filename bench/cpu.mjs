@@ -11,6 +11,10 @@
  *   onehop      pgbench -> the gateway's own PostgreSQL listener (`postgres_listen`, another gateway
  *               process, the same audit store kind; API key as the password, loopback without
  *               TLS like pgbouncer here) -> PostgreSQL
+ *   onehop-pg   the one-hop path through `hoop gateway` (the CLI) with `workers: 1` and a postgres://
+ *               store (a database of the bench cluster): the baseline of the next
+ *   workers     the same with `workers: BENCH_WORKERS` (default: the machine's cores), the
+ *               primary handing connections to the worker processes; CPU counts all of them
  *
  * For each pgbench mode (-M extended, prepared, simple) it runs `pgbench -n -S -t N` through each
  * path and reads utime + stime (all threads: /proc/PID/stat fields 14 and 15, in CLK_TCK ticks) of
@@ -20,9 +24,10 @@
  * on Ctrl-C. See bench/README.md for the settings and how to read the output.
  */
 import { execFile, execFileSync, spawn } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:net';
-import { tmpdir, userInfo } from 'node:os';
+import { availableParallelism, tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import {
@@ -32,7 +37,7 @@ import {
 
 const execFileAsync = promisify(execFile);
 cleanupOnSignals();
-const ALL_PATHS = ['direct', 'pgbouncer', 'relay', 'hoop', 'onehop'];
+const ALL_PATHS = ['direct', 'pgbouncer', 'relay', 'hoop', 'onehop', 'onehop-pg', 'workers'];
 const settings = {
   transactions: Number(env('BENCH_TRANSACTIONS', '2000')),
   clients: Number(env('BENCH_CLIENTS', '8')),
@@ -42,6 +47,7 @@ const settings = {
   paths: env('BENCH_PATHS', ALL_PATHS.join(',')).split(',').map((p) => p.trim()).filter(Boolean),
   queries: Number(env('BENCH_QUERIES', '2000')),
   store: env('BENCH_STORE', 'sqlite:hoop.db'),
+  workers: Number(env('BENCH_WORKERS', String(availableParallelism()))),
   json: env('BENCH_JSON', '') === '1',
 };
 for (const m of settings.modes) if (!['extended', 'prepared', 'simple'].includes(m)) throw new Error(`BENCH_MODES: unknown mode ${m}`);
@@ -85,6 +91,13 @@ async function main() {
     paths.set('onehop', h);
     oneHopAudit = h.auditEvents;
   }
+  const cliAudit = {};
+  for (const [name, workers] of [['onehop-pg', 1], ['workers', settings.workers]]) {
+    if (!settings.paths.includes(name)) continue;
+    const h = await startCliGateway(work, cluster, direct, name, workers);
+    paths.set(name, h);
+    cliAudit[name] = h.auditEvents;
+  }
   for (const [name, why] of Object.entries(skipped)) log(`bench: NOTICE: ${name} skipped: ${why}`);
 
   const pgbenchArgs = (c, mode, t) => [
@@ -114,6 +127,8 @@ async function main() {
 
   const auditEvents = hoopAudit ? await hoopAudit() : null;
   const oneHopAuditEvents = oneHopAudit ? await oneHopAudit() : null;
+  const cliAuditEvents = {};
+  for (const [name, count] of Object.entries(cliAudit)) cliAuditEvents[name] = await count();
   const ratios = {};
   for (const mode of settings.modes) {
     const m = runs[mode];
@@ -129,6 +144,9 @@ async function main() {
       oneHopOverPgbouncerCpu: cpu('onehop') / cpu('pgbouncer'),
       oneHopOverRelayCpu: cpu('onehop') / cpu('relay'),
       oneHopTpsShare: tps('onehop'),
+      workersOverOneWorkerTps: m.workers && m['onehop-pg'] ? m.workers.tps / m['onehop-pg'].tps : NaN,
+      workersOverOneWorkerCpu: cpu('workers') / cpu('onehop-pg'),
+      workersTpsShare: tps('workers'),
     };
   }
   const result = {
@@ -140,6 +158,7 @@ async function main() {
     ratios,
     auditEvents,
     oneHopAuditEvents,
+    cliAuditEvents,
   };
   await cleanup();
   printReport(result);
@@ -250,6 +269,86 @@ async function startOneHop(work, cluster, direct) {
   };
 }
 
+/**
+ * `hoop gateway` itself (the CLI, so that `workers: N` forks), one-hop, on a postgres:// store: a
+ * database of the bench cluster of its own. Its processes are the primary and, with N > 1, the
+ * workers it forked (its children).
+ */
+async function startCliGateway(work, cluster, direct, name, workers) {
+  log(`bench: starting \`hoop gateway\` with workers: ${workers} and a postgres:// store (${name})`);
+  const { apiKeyHash } = await dist('identity/api-keys.js');
+  const pg = (await import('pg')).default;
+  const database = `hoop_bench_store_${name.replace(/\W/g, '_')}`;
+  const admin = new pg.Client({ host: cluster.socketDir, port: cluster.port, user: 'postgres', database: 'postgres' });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${database} OWNER ${direct.user}`);
+  await admin.end();
+  const dir = join(work, name);
+  mkdirSync(dir);
+  const key = `hoop_bench_${randomBytes(16).toString('hex')}`;
+  const store = `postgres://${encodeURIComponent(direct.user)}:${encodeURIComponent(direct.password)}@${cluster.host}:${cluster.port}/${database}`;
+  const config = join(dir, 'hoop.yaml');
+  writeFileSync(config, JSON.stringify({
+    listen: '127.0.0.1:0',
+    postgres_listen: '127.0.0.1:0',
+    store,
+    workers,
+    identity: { api_keys: [{ name: 'bench', sha256: apiKeyHash(key), groups: ['bench'] }] },
+    connections: [{
+      name: 'bench', type: 'postgres', access: ['bench'], max_sessions_per_user: 10_000,
+      upstream: { host: cluster.host, port: cluster.port, database: 'bench', user: direct.user, password: direct.password, sslmode: 'disable' },
+    }],
+    audit: { signing_key: join(dir, 'signing.key') },
+  }), { mode: 0o600 });
+  const nodeArgs = process.env.BENCH_NODE_ARGS ? process.env.BENCH_NODE_ARGS.split(' ') : [];
+  const child = spawn(process.execPath, [...nodeArgs, join(root, 'bin', 'hoop.js'), 'gateway', '--config', config], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const exited = new Promise((resolve) => child.once('close', resolve));
+  cleanups.push(async () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+    const t = setTimeout(() => child.kill('SIGKILL'), 10_000);
+    await exited;
+    clearTimeout(t);
+  });
+  // JSON log lines on stderr: `gateway listening` once every worker listens; the native port from a worker's line.
+  let native = null;
+  let listening = false;
+  let tail = '';
+  await new Promise((resolve, reject) => {
+    let buf = '';
+    child.stderr.on('data', (d) => {
+      buf += d;
+      tail = (tail + d).slice(-8000);
+      for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        if (line.includes('"msg":"native PostgreSQL listener listening"')) native ??= JSON.parse(line);
+        if (line.includes('"msg":"gateway listening"')) listening = true;
+        if (listening && native) resolve(); // one process logs its native listener after `gateway listening`
+      }
+    });
+    void exited.then((code) => reject(new Error(`hoop gateway (${name}) exited (${code}): ${tail}`)));
+  });
+  const primary = child.pid;
+  const children = readFileSync(`/proc/${primary}/task/${primary}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  const procs = workers > 1
+    ? [{ name: 'primary', pid: primary }, ...children.map((pid, i) => ({ name: `worker ${i + 1}`, pid }))]
+    : [{ name: 'gateway', pid: primary }];
+  return {
+    conn: { host: native.host, port: native.port, user: 'bench', password: key, database: 'bench' },
+    procs,
+    /** Stops the gateway and reads how many events its store holds. */
+    async auditEvents() {
+      child.kill('SIGTERM');
+      await exited;
+      const c = new pg.Client({ host: direct.host, port: direct.port, user: direct.user, password: direct.password, database });
+      await c.connect();
+      const { rows } = await c.query('SELECT coalesce(max(seq), 0)::int AS n FROM events');
+      await c.end();
+      return rows[0].n;
+    },
+  };
+}
+
 function findPgbouncer() {
   for (const p of ['/usr/sbin/pgbouncer', '/usr/bin/pgbouncer']) if (existsSync(p)) return p;
   try {
@@ -330,7 +429,7 @@ const bindirOf = () => bindirCache;
 function printReport(r) {
   const { environment: e, settings: s } = r;
   const fmt = (x, d = 0) => (Number.isFinite(x) ? x.toLocaleString('en-US', { minimumFractionDigits: d, maximumFractionDigits: d }) : '—');
-  const names = { direct: 'direct', pgbouncer: 'pgbouncer', relay: 'bare relay', hoop: 'hoop', onehop: 'hoop one-hop' };
+  const names = { direct: 'direct', pgbouncer: 'pgbouncer', relay: 'bare relay', hoop: 'hoop', onehop: 'hoop one-hop', 'onehop-pg': 'one-hop pg 1w', workers: `one-hop pg ${s.workers}w` };
   const lines = [
     '',
     `hoop cpu bench — ${e.cpus} × ${e.cpu}, Node ${e.node}, PostgreSQL ${e.postgres}, CLK_TCK ${e.clkTck}`,
@@ -343,12 +442,12 @@ function printReport(r) {
     lines.push(
       '',
       `pgbench -n -S -M ${mode} -c ${s.clients} -j ${s.threads} -t ${s.transactions} (${fmt(statements)} statements per path, scale ${s.scale})`,
-      `  path         CPU µs/stmt        tps   share of direct   failed   CPU µs/stmt by process`,
+      `  path           CPU µs/stmt        tps   share of direct   failed   CPU µs/stmt by process`,
     );
     for (const [name, x] of Object.entries(m)) {
       const by = Object.entries(x.cpuUsByProcess).map(([k, v]) => `${k} ${fmt(v, 1)}`).join(' + ');
       lines.push(
-        `  ${names[name].padEnd(12)} ${(x.cpuUsPerStatement === null ? '—' : fmt(x.cpuUsPerStatement, 1)).padStart(11)} ${fmt(x.tps).padStart(10)}   ${`${fmt((x.tps / m.direct.tps) * 100, 1)} %`.padStart(15)}   ${String(x.failed).padStart(6)}   ${by}`,
+        `  ${names[name].padEnd(14)} ${(x.cpuUsPerStatement === null ? '—' : fmt(x.cpuUsPerStatement, 1)).padStart(11)} ${fmt(x.tps).padStart(10)}   ${`${fmt((x.tps / m.direct.tps) * 100, 1)} %`.padStart(15)}   ${String(x.failed).padStart(6)}   ${by}`,
       );
     }
     const q = r.ratios[mode];
@@ -356,15 +455,17 @@ function printReport(r) {
       `  ratios: hoop / bare relay CPU ${fmt(q.hoopOverRelayCpu, 2)}×, hoop / pgbouncer CPU ${fmt(q.hoopOverPgbouncerCpu, 2)}×, bare relay / pgbouncer CPU ${fmt(q.relayOverPgbouncerCpu, 2)}×`,
       `          tps / direct: hoop ${fmt(q.hoopTpsShare, 2)}, bare relay ${fmt(q.relayTpsShare, 2)}, pgbouncer ${fmt(q.pgbouncerTpsShare, 2)}`,
       ...(m.onehop ? [`          hoop one-hop: tps / direct ${fmt(q.oneHopTpsShare, 2)} (goal ≥ 0.45), CPU / pgbouncer ${fmt(q.oneHopOverPgbouncerCpu, 2)}× (goal ≤ 2.5×), CPU / bare relay ${fmt(q.oneHopOverRelayCpu, 2)}×`] : []),
+      ...(m.workers ? [`          workers: ${s.workers} workers / 1 worker (postgres:// store): tps ${fmt(q.workersOverOneWorkerTps, 2)}×, CPU per statement ${fmt(q.workersOverOneWorkerCpu, 2)}×; tps / direct ${fmt(q.workersTpsShare, 2)}`] : []),
     );
   }
   const d = r.select1.direct;
-  lines.push('', `${s.queries} sequential SELECT 1 over one connection per path (pg driver, simple query protocol)`, '  path             p50 ms    p99 ms   added p50   added p99');
+  lines.push('', `${s.queries} sequential SELECT 1 over one connection per path (pg driver, simple query protocol)`, '  path               p50 ms    p99 ms   added p50   added p99');
   for (const [name, l] of Object.entries(r.select1)) {
-    lines.push(`  ${names[name].padEnd(12)} ${fmt(l.p50Ms, 3).padStart(9)} ${fmt(l.p99Ms, 3).padStart(9)} ${(name === 'direct' ? '' : fmt(l.p50Ms - d.p50Ms, 3)).padStart(11)} ${(name === 'direct' ? '' : fmt(l.p99Ms - d.p99Ms, 3)).padStart(11)}`);
+    lines.push(`  ${names[name].padEnd(14)} ${fmt(l.p50Ms, 3).padStart(9)} ${fmt(l.p99Ms, 3).padStart(9)} ${(name === 'direct' ? '' : fmt(l.p50Ms - d.p50Ms, 3)).padStart(11)} ${(name === 'direct' ? '' : fmt(l.p99Ms - d.p99Ms, 3)).padStart(11)}`);
   }
   if (r.auditEvents !== null) lines.push('', `audit events recorded by the gateway: ${fmt(r.auditEvents)}`);
   if (r.oneHopAuditEvents !== null) lines.push(`audit events recorded by the one-hop gateway: ${fmt(r.oneHopAuditEvents)}`);
+  for (const [name, n] of Object.entries(r.cliAuditEvents)) lines.push(`audit events recorded by ${names[name]}: ${fmt(n)}`);
   lines.push('');
   process.stdout.write(lines.join('\n'));
 }

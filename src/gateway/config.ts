@@ -11,7 +11,6 @@ import { engineTypes, type UpstreamConfig } from '../protocols/engine.js';
 import '../protocols/postgres/engine.js'; // registers type: postgres
 import { createHash, createPublicKey, type KeyObject } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
 import { basename, dirname, isAbsolute, resolve } from 'node:path';
 import { LineCounter, parseDocument } from 'yaml';
 import { z } from 'zod';
@@ -21,6 +20,7 @@ import { SSL_MODES } from '../protocols/postgres/sslmode.js';
 import { DETECTORS, SEMANTIC_TYPES, type MaskingConfig, type MaskMethod } from '../policy/masking/types.js';
 import { STATEMENT_KINDS, type ApprovalConfig, type RiskAction, type RuleCondition } from '../policy/risk/types.js';
 import { parseCidr, type Cidr } from './proxies.js';
+import { usableCores } from './cores.js';
 import { parseDuration, parseSize } from '../units.js';
 import { sinkIdOf, type SinkConfig } from '../audit/sinks/sink.js';
 
@@ -580,8 +580,8 @@ type Schema = ReturnType<typeof schemaFor>;
 
 const WORKERS_EXPECTED = "expected 'auto' or a whole number from 1 to 256";
 
-/** How many gateway processes `workers` asks for on a machine with `cores` cores (cluster.ts). */
-export function workerCount(config: Pick<GatewayConfig, 'workers' | 'store'>, cores = availableParallelism()): number {
+/** How many gateway processes `workers` asks for where `cores` cores are usable (cluster.ts, cores.ts). */
+export function workerCount(config: Pick<GatewayConfig, 'workers' | 'store'>, cores = usableCores()): number {
   if (config.workers !== 'auto') return config.workers;
   return /^postgres(ql)?:\/\//.test(config.store) ? Math.max(1, cores) : 1;
 }

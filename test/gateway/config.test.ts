@@ -1,9 +1,10 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
 import { ConfigError } from '../../src/errors.js';
 import { loadConfig, parseConfig, workerCount } from '../../src/gateway/config.js';
+import { usableCores } from '../../src/gateway/cores.js';
 import { parseDuration, parseSize } from '../../src/units.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'hoop-config-'));
@@ -489,5 +490,19 @@ describe('connections[].masking', () => {
     const b = parseConfig(withMasking({ hash_key: 'b'.repeat(32) }), 'hoop.yaml', dir);
     expect(a.fingerprint).toBe(b.fingerprint);
     expect(a.connections[0]!.maskingKey).not.toEqual(b.connections[0]!.maskingKey);
+  });
+});
+
+describe('usableCores: workers: auto follows a container\'s CPU limit', () => {
+  const files = (f: Record<string, string>) => (path: string) => f[path] ?? null;
+  test('cgroup v2 cpu.max and v1 cfs quota cap the count; no limit leaves the affinity', () => {
+    const all = availableParallelism();
+    expect(usableCores(files({}))).toBe(all);
+    expect(usableCores(files({ '/sys/fs/cgroup/cpu.max': 'max 100000\n' }))).toBe(all);
+    expect(usableCores(files({ '/sys/fs/cgroup/cpu.max': '100000 100000\n' }))).toBe(1);
+    expect(usableCores(files({ '/sys/fs/cgroup/cpu.max': '50000 100000\n' }))).toBe(1); // half a CPU: still one worker
+    expect(usableCores(files({ '/sys/fs/cgroup/cpu.max': '1000000 100000\n' }))).toBe(Math.min(all, 10));
+    expect(usableCores(files({ '/sys/fs/cgroup/cpu/cpu.cfs_quota_us': '-1\n', '/sys/fs/cgroup/cpu/cpu.cfs_period_us': '100000\n' }))).toBe(all);
+    expect(usableCores(files({ '/sys/fs/cgroup/cpu/cpu.cfs_quota_us': '100000\n', '/sys/fs/cgroup/cpu/cpu.cfs_period_us': '100000\n' }))).toBe(1);
   });
 });
