@@ -165,7 +165,7 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
       holder: configs, load: reloadFrom, build: (c) => buildLiveConfig(c, parts), recorder, logger,
       ...(cluster ? { worker: cluster.label, onApplied: (source, by) => void (source === 'api' && cluster.reloadOthers(by)) } : {}),
     });
-    cluster?.onReload((source, by) => void reloader.reload(source, by).catch((err: unknown) => logger.error({ err: errorMessage(err) }, 'config reload failed; the running config is kept')));
+    cluster?.onReload((source, by) => void reloader.reload(source, by, true).catch((err: unknown) => logger.error({ err: errorMessage(err) }, 'config reload failed; the running config is kept')));
     cluster?.onMetricsRender(() => metrics.render());
     const auditKeys = new AuditKeys(store, { key_id: signer.keyId, pem: signer.publicKeyPem }, config.audit.previous_keys);
     let native: NativeListener | null = null;

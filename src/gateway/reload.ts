@@ -41,7 +41,7 @@ export interface ReloaderOptions {
   logger: Logger;
   /** `workers: N`: which worker this is ("2/4"), recorded in config.loaded. */
   worker?: string;
-  /** Called after a reload here is applied (with `workers: N`, an API reload reaches the other workers). */
+  /** Called after a reload asked of this process is applied (with `workers: N`, an API reload then reaches the other workers); not for a relayed one. */
   onApplied?: (source: Exclude<ReloadSource, 'start'>, by: Identity | null) => void;
 }
 
@@ -50,13 +50,14 @@ export class ConfigReloader {
 
   constructor(private readonly o: ReloaderOptions) {}
 
-  reload(source: Exclude<ReloadSource, 'start'>, by: Identity | null): Promise<ReloadOutcome> {
-    const run = this.queue.then(() => this.reloadNow(source, by));
+  /** `relayed`: another worker's reload, passed on by the primary (`workers: N`): not passed on again. */
+  reload(source: Exclude<ReloadSource, 'start'>, by: Identity | null, relayed = false): Promise<ReloadOutcome> {
+    const run = this.queue.then(() => this.reloadNow(source, by, relayed));
     this.queue = run.catch(() => {});
     return run;
   }
 
-  private async reloadNow(source: Exclude<ReloadSource, 'start'>, by: Identity | null): Promise<ReloadOutcome> {
+  private async reloadNow(source: Exclude<ReloadSource, 'start'>, by: Identity | null, relayed: boolean): Promise<ReloadOutcome> {
     const { holder, logger } = this.o;
     const log = logger.child({ source, ...(by ? { by: by.subject } : {}) });
     const refuse = (problems: string[]): ReloadOutcome => {
@@ -83,7 +84,7 @@ export class ConfigReloader {
     holder.replace(live);
     log.info({ sha256: live.config.fingerprint, changes }, 'config reloaded');
     if (needsRestart.length > 0) log.warn({ needs_restart: needsRestart }, 'some changes take effect only after a restart; the running values are kept');
-    this.o.onApplied?.(source, by);
+    if (!relayed) this.o.onApplied?.(source, by);
     return { ok: true, sha256: live.config.fingerprint, changes };
   }
 }

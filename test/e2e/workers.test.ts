@@ -217,6 +217,20 @@ describe('workers: 2 on a postgres:// store', () => {
     expect(text.match(/^# TYPE hoop_sessions_total counter$/gm)).toHaveLength(1);
   });
 
+  test('hoop sessions kill through either worker ends a session the other worker holds', async () => {
+    for (let i = 0; i < 2; i++) {
+      const c = await connect(`workers-kill-${i}`);
+      const ended = new Promise<Error>((resolve) => c.once('error', resolve));
+      const sessionId = await withStore((store) => until(async () => (await store.readEvents({ types: ['session.start'] }))
+        .find((e) => (e.source as { application?: string }).application === `workers-kill-${i}`)?.session_id, { what: `session ${i} recorded` }));
+      // Two requests in a row: handed out in turn, one of them reaches the worker that does not hold the session.
+      const res = await fetch(`${gw.url}/api/v1/sessions/${sessionId}/kill`, { method: 'POST', headers: { authorization: `Bearer ${KEYS.root}`, 'content-type': 'application/json' }, body: JSON.stringify({ reason: `drill ${i}` }) });
+      expect(res.status, await res.clone().text()).toBe(200);
+      expect((await ended).message).toMatch(/ended by apikey:root.*drill/i);
+      clients.splice(clients.indexOf(c), 1);
+    }
+  });
+
   test('an API reload on one worker and a SIGHUP to the primary reach every worker, each recorded', async () => {
     writeFileSync(configFile, config([
       '  - name: ledger',
@@ -230,7 +244,7 @@ describe('workers: 2 on a postgres:// store', () => {
     const byApi = await until(async () => {
       const e = await loaded('api');
       return e.length === 2 && e;
-    }, { timeoutMs: 10_000, what: 'config.loaded from both workers' });
+    }, { timeoutMs: 10_000, what: () => `config.loaded from both workers (log: ${gw.logs().split('\n').filter((l) => /reload/.test(l)).join('\n')})` });
     expect(byApi.map((e) => e.data['worker']).sort()).toEqual(['1/2', '2/2']);
     expect(byApi.every((e) => (e.data['connections'] as string[]).includes('ledger') && e.data['by'] === 'apikey:root')).toBe(true);
     // Every worker serves the new connection: two sessions in a row reach both.
@@ -247,6 +261,9 @@ describe('workers: 2 on a postgres:// store', () => {
       return e.length === 2 && e;
     }, { timeoutMs: 10_000, what: 'config.loaded (sighup) from both workers' });
     expect(bySighup.map((e) => e.data['worker']).sort()).toEqual(['1/2', '2/2']);
+    // Each worker applied each reload once: a relayed reload is not relayed back (no echo between workers).
+    expect(await loaded('api')).toHaveLength(2);
+    expect(logged('config reloaded')).toHaveLength(4);
   });
 
   test('an agent given the one URL links to both workers, so sessions on either reach the database through it', async () => {
