@@ -48,7 +48,7 @@ describe('hoop gateway --check', () => {
   it('a valid config: exit 0, nothing started (no store file, no signing key)', async () => {
     const config = validConfig('valid.yaml', 'not-a-real-password');
     const r = await runBin(['gateway', '--config', config, '--check'], env());
-    expect(r).toEqual({ code: 0, stdout: '', stderr: '✓ valid.yaml is valid: 1 connection, 1 API key.\n' });
+    expect(r).toEqual({ code: 0, stdout: '', stderr: '✓ valid.yaml is valid: 1 connection, 1 API key, 1 worker.\n' });
     const json = await runBin(['gateway', '--config', config, '--check', '--json'], env());
     expect(json.code).toBe(0);
     expect(JSON.parse(json.stdout)).toEqual({ valid: true, problems: [] });

@@ -26,6 +26,8 @@ export const gatewayCommand = defineCommand({
     'A bad config is refused with every problem on its own line: file, key path and reason.\n' +
     'SIGHUP (kill -HUP <pid>) reads the config again and applies it to new sessions and statements;\n' +
     'a config with problems is logged and the running one kept (docs/configuration.md, "Reloading").\n' +
+    'With `workers: N` (default: one per core on a postgres:// store) this process forks N workers\n' +
+    'that share its listeners; signals go to it, and it passes them on (docs/deployment.md).\n' +
     'With --check, only validate the config: exit 0 when it is valid, 2 when it is not.',
   options: {
     config: opt.requiredText('-c, --config <path>', 'gateway config file (YAML)', { complete: 'file' }),
@@ -35,7 +37,7 @@ export const gatewayCommand = defineCommand({
   examples: ['hoop gateway --config hoop.yaml', 'hoop gateway --config hoop.yaml --check', 'BANK_DB_PASSWORD=... hoop gateway -c /etc/hoop/hoop.yaml --log-level debug'],
   async run(ctx, { options }) {
     const { io } = ctx;
-    const { loadConfig } = await import('../../gateway/config.js');
+    const { loadConfig, workerCount } = await import('../../gateway/config.js');
     let config: GatewayConfig;
     try {
       config = loadConfig(options.config);
@@ -47,12 +49,12 @@ export const gatewayCommand = defineCommand({
     }
     if (options.check) {
       if (ctx.globals.json) printJson(io, { valid: true, problems: [] });
-      else io.info(`${io.err.green('✓')} ${config.file} is valid: ${plural(config.connections.length, 'connection')}, ${plural(config.identity.api_keys.length, 'API key')}${config.identity.oidc ? ', OIDC' : ''}.`);
+      else io.info(`${io.err.green('✓')} ${config.file} is valid: ${plural(config.connections.length, 'connection')}, ${plural(config.identity.api_keys.length, 'API key')}${config.identity.oidc ? ', OIDC' : ''}, ${plural(workerCount(config), 'worker')}.`);
       return ExitCode.OK;
     }
 
-    const [{ LOG_REDACT, startGateway }, { pino }, { ClusterWorker }, { workerCount }] = await Promise.all([
-      import('../../gateway/gateway.js'), import('pino'), import('../../gateway/cluster-worker.js'), import('../../gateway/config.js'),
+    const [{ LOG_REDACT, startGateway }, { pino }, { ClusterWorker }] = await Promise.all([
+      import('../../gateway/gateway.js'), import('pino'), import('../../gateway/cluster-worker.js'),
     ]);
     // A process forked by the primary of `workers: N` (cluster.ts) is one of its workers.
     const worker = ClusterWorker.fromProcess();
