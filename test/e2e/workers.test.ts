@@ -4,8 +4,8 @@
  * holds, the processes the kernel lists, what psql and the `pg` driver received.
  * - Connections are handed to both workers; statements through both append one chain that verifies,
  *   and every row the database holds has its query.start (and no more).
- * - What one worker cannot know alone: a psql cancel (its cancel connection reaches the other
- *   worker), max_sessions_per_user (counted across workers), /metrics (both workers' series), an
+ * - What one worker cannot know alone: a psql cancel, natively and through a tunnel (its cancel
+ *   connection reaches the other worker), max_sessions_per_user (counted across workers), /metrics (both workers' series), an
  *   API reload and SIGHUP (every worker applies and records it).
  * - A worker killed with SIGKILL is forked again; the other's session is untouched.
  * - SIGTERM stops the primary and every worker; each session's end is recorded.
@@ -18,6 +18,7 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, test } from 'vitest';
 import { verifyStore } from '../../src/audit/verify.js';
+import { openLocalTunnel } from '../../src/client/tunnel.js';
 import { openStore } from '../../src/store/index.js';
 import type { Store } from '../../src/store/store.js';
 import { childEnv, tempHome } from '../cli/helpers.js';
@@ -163,25 +164,30 @@ describe('workers: 2 on a postgres:// store', () => {
     });
   });
 
-  test('a psql cancel reaches its statement on whichever worker holds it', async () => {
-    // Connections are handed out in turn, so the cancel connection of a session goes to the
-    // other worker unless another connection came between; four in a row cover both orders.
-    for (let i = 0; i < 4; i++) {
-      const psql = spawn('psql', ['-X', '-Atc', 'SELECT pg_sleep(30)'], {
-        env: childEnv({ PGHOST: '127.0.0.1', PGPORT: String(pgPort), PGUSER: 'alice', PGPASSWORD: KEYS.alice, PGDATABASE: 'bank', PGSSLMODE: 'disable', PGAPPNAME: `workers-cancel-${i}` }),
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      let err = '';
-      psql.stderr.on('data', (d: Buffer) => (err += d.toString()));
-      const exited = new Promise<number | null>((resolve) => psql.once('exit', resolve));
-      await withStore((store) => until(async () => (await store.readEvents({ types: ['query.start'] }))
-        .some((e) => e.data['statement'] === 'SELECT pg_sleep(30)' && (e.source as { application?: string }).application === `workers-cancel-${i}`),
-      { timeoutMs: 10_000, what: `pg_sleep ${i} under way` }));
-      psql.kill('SIGINT'); // psql sends a CancelRequest on a new connection
-      const code = await Promise.race([exited, new Promise<'late'>((r) => setTimeout(() => r('late'), 10_000).unref())]);
-      if (code === 'late') psql.kill('SIGKILL');
-      expect(code, `psql ${i}: ${err}`).toBe(1);
-      expect(err).toContain('canceling statement due to user request');
+  test('a psql cancel reaches its statement on whichever worker holds it, natively and through a tunnel', async () => {
+    const tunnel = await openLocalTunnel({ gateway: gw.url, connection: 'bank', token: async () => KEYS.alice, port: 0, user: 'alice', database: 'bank' });
+    try {
+      const native = { PGHOST: '127.0.0.1', PGPORT: String(pgPort), PGUSER: 'alice', PGPASSWORD: KEYS.alice, PGDATABASE: 'bank' };
+      const tunnelled = { PGHOST: tunnel.host, PGPORT: String(tunnel.port), PGUSER: tunnel.user, PGPASSWORD: tunnel.password, PGDATABASE: tunnel.database };
+      // Connections are handed out in turn, so the cancel connection of a session goes to the
+      // other worker unless another connection came between; four in a row cover both orders.
+      for (const [i, env] of [native, native, native, native, tunnelled, tunnelled, tunnelled, tunnelled].entries()) {
+        const application = `workers-cancel-${i}`;
+        const psql = spawn('psql', ['-X', '-Atc', 'SELECT pg_sleep(30)'], { env: childEnv({ ...env, PGSSLMODE: 'disable', PGAPPNAME: application }), stdio: ['ignore', 'pipe', 'pipe'] });
+        let err = '';
+        psql.stderr.on('data', (d: Buffer) => (err += d.toString()));
+        const exited = new Promise<number | null>((resolve) => psql.once('exit', resolve));
+        await withStore((store) => until(async () => (await store.readEvents({ types: ['query.start'] }))
+          .some((e) => e.data['statement'] === 'SELECT pg_sleep(30)' && (e.source as { application?: string }).application === application),
+        { timeoutMs: 10_000, what: `pg_sleep ${i} under way` }));
+        psql.kill('SIGINT'); // psql sends a CancelRequest on a new connection
+        const code = await Promise.race([exited, new Promise<'late'>((r) => setTimeout(() => r('late'), 10_000).unref())]);
+        if (code === 'late') psql.kill('SIGKILL');
+        expect(code, `psql ${i}: ${err}`).toBe(1);
+        expect(err).toContain('canceling statement due to user request');
+      }
+    } finally {
+      await tunnel.close();
     }
   });
 
