@@ -40,6 +40,11 @@ let gw: Replica;
 let pgPort: number;
 const clients: pg.Client[] = [];
 
+/** Another `connections:` entry to the bank database, named `name`, with `more` lines in it. */
+function connectionLines(name: string, more: string[] = []): string[] {
+  return bankConnectionLines(bank.info, ['analysts'], more).slice(1).map((l) => l.replace('- name: bank', `- name: ${name}`));
+}
+
 function config(extraConnection: string[] = []): string {
   return replicaConfig({
     store: storeUrl,
@@ -49,16 +54,8 @@ function config(extraConnection: string[] = []): string {
       'postgres_listen: 127.0.0.1:0',
       'roles: {admin: [platform]}',
       ...bankConnectionLines(bank.info, ['analysts']),
-      '  - name: limited',
-      '    type: postgres',
-      `    upstream: {host: ${bank.info.host}, port: ${bank.info.port}, database: ${bank.info.database}, user: ${bank.info.users.scram}, password: "${passwordOf(bank.info.users.scram)}", sslmode: disable}`,
-      '    access: [analysts]',
-      '    max_sessions_per_user: 2',
-      '  - name: agented',
-      '    type: postgres',
-      `    upstream: {host: ${bank.info.host}, port: ${bank.info.port}, database: ${bank.info.database}, user: ${bank.info.users.scram}, password: "${passwordOf(bank.info.users.scram)}", sslmode: disable}`,
-      '    access: [analysts]',
-      '    agent: dc1',
+      ...connectionLines('limited', ['    max_sessions_per_user: 2']),
+      ...connectionLines('agented', ['    agent: dc1']),
       ...extraConnection,
       `agents: [{name: dc1, sha256: ${sha256Hex(AGENT_KEY)}}]`,
     ],
@@ -238,12 +235,7 @@ describe('workers: 2 on a postgres:// store', () => {
   });
 
   test('an API reload on one worker and a SIGHUP to the primary reach every worker, each recorded', async () => {
-    writeFileSync(configFile, config([
-      '  - name: ledger',
-      '    type: postgres',
-      `    upstream: {host: ${bank.info.host}, port: ${bank.info.port}, database: ${bank.info.database}, user: ${bank.info.users.scram}, password: "${passwordOf(bank.info.users.scram)}", sslmode: disable}`,
-      '    access: [analysts]',
-    ]));
+    writeFileSync(configFile, config(connectionLines('ledger')));
     const res = await fetch(`${gw.url}/api/v1/admin/reload`, { method: 'POST', headers: { authorization: `Bearer ${KEYS.root}` } });
     expect(res.status).toBe(200);
     const loaded = (source: string) => withStore(async (store) => (await store.readEvents({ types: ['config.loaded'] })).filter((e) => e.data['source'] === source));
