@@ -43,32 +43,31 @@ export class GatewayPrimary {
   private readonly slots = new Map<number, Slot>();
   private readonly open = new Map<string, number>();
   private stopping = false;
-  private started = false;
+  /** While start() waits: told of each worker that listens, and of one that exits before it did. */
+  private starting: { listening(index: number, at: WorkerListening): void; failed(index: number, why: string): void } | null = null;
 
   constructor(private readonly o: { count: number; logger: Logger }) {}
 
-  /** Forks every worker; resolves once all listen, with where; rejects (and stops the rest) if one cannot start. */
+  /** Forks every worker; resolves once each has listened, with where; rejects (and stops the rest) if one exits before it listened. */
   start(): Promise<WorkerListening> {
     return new Promise((resolve, reject) => {
-      let listening = 0;
+      const listening = new Set<number>();
       let first: WorkerListening | null = null;
-      const failed = (index: number, why: string) => {
-        if (this.started) return;
-        this.started = true; // no restart: the gateway stops
-        void this.stop().then(() => reject(new HoopError('HOOP_CONFIG_INVALID', `gateway worker ${index}/${this.o.count} could not start: ${why}`)));
+      this.starting = {
+        listening: (index, at) => {
+          first ??= at;
+          listening.add(index);
+          if (listening.size === this.o.count) {
+            this.starting = null;
+            resolve(first);
+          }
+        },
+        failed: (index, why) => {
+          this.starting = null; // no restart: the gateway stops
+          void this.stop().then(() => reject(new HoopError('HOOP_CONFIG_INVALID', `gateway worker ${index}/${this.o.count} could not start: ${why}`)));
+        },
       };
-      for (let index = 1; index <= this.o.count; index++) {
-        this.fork(index, 0, {
-          listening: (at) => {
-            first ??= at;
-            if (++listening === this.o.count && !this.started) {
-              this.started = true;
-              resolve(first);
-            }
-          },
-          failed: (why) => failed(index, why),
-        });
-      }
+      for (let index = 1; index <= this.o.count; index++) this.fork(index, 0);
     });
   }
 
@@ -89,7 +88,7 @@ export class GatewayPrimary {
     await Promise.all(exits);
   }
 
-  private fork(index: number, crashes: number, start?: { listening(at: WorkerListening): void; failed(why: string): void }): void {
+  private fork(index: number, crashes: number): void {
     const worker = cluster.fork({ [WORKER_ENV]: `${index}/${this.o.count}` });
     const slot: Slot = { worker, held: new Map(), startedAt: Date.now(), crashes };
     this.slots.set(index, slot);
@@ -98,7 +97,7 @@ export class GatewayPrimary {
     worker.on('message', (message: WorkerToPrimary) => {
       if (message.t === 'listening') {
         up = true;
-        start?.listening(message.listening);
+        this.starting?.listening(index, message.listening);
         return;
       }
       this.receive(slot, message);
@@ -107,7 +106,7 @@ export class GatewayPrimary {
       this.giveBack(slot);
       if (this.stopping) return;
       const why = signal ? `ended by ${signal}` : `exited with code ${code}`;
-      if (!up && !this.started) return start?.failed(`${why} (its log says why)`);
+      if (!up && this.starting) return this.starting.failed(index, `${why} (its log says why)`);
       const ranLong = Date.now() - slot.startedAt >= HEALTHY_RUN_MS;
       const next = ranLong ? 0 : crashes + 1;
       const delay = ranLong ? 0 : Math.min(RESTART_MAX_MS, RESTART_MIN_MS * 2 ** Math.min(crashes, 10));

@@ -13,7 +13,7 @@
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, test } from 'vitest';
@@ -21,7 +21,8 @@ import { verifyStore } from '../../src/audit/verify.js';
 import { openLocalTunnel } from '../../src/client/tunnel.js';
 import { openStore } from '../../src/store/index.js';
 import type { Store } from '../../src/store/store.js';
-import { childEnv, tempHome } from '../cli/helpers.js';
+import { childEnv, runBin, tempHome } from '../cli/helpers.js';
+import { freePort } from '../../src/demo/postgres-cluster.js';
 import { newAgentKey, sha256Hex, startAgentProc, stopAll } from '../helpers/agent.js';
 import { until } from '../helpers/poll.js';
 import { createTestDatabase, passwordOf, type UpstreamInfo } from '../helpers/postgres.js';
@@ -313,5 +314,32 @@ describe('workers: 2 on a postgres:// store', () => {
       expect(ends).toHaveLength(1);
       expect(await verifyStore(store)).toMatchObject({ ok: true });
     });
+  });
+});
+
+describe('workers: 2 that cannot start', () => {
+  test('a worker that cannot reach the store stops the whole gateway with its error, and no process is left', async () => {
+    const port = await freePort(); // nothing listens there
+    const file = join(home.dir, 'unreachable.yaml');
+    writeFileSync(file, replicaConfig({
+      store: `postgres://hoop:pw@127.0.0.1:${port}/hoop`,
+      keys: [{ name: 'alice', key: KEYS.alice, groups: ['analysts'] }],
+      workers: 2,
+      body: bankConnectionLines(bank.info, ['analysts']),
+      signingKey: join(home.dir, 'unreachable-signing.key'),
+    }));
+    const r = await runBin(['gateway', '--config', file], childEnv(home.env), 60_000);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/gateway worker [12]\/2 could not start/);
+    expect(r.stderr).toContain(`127.0.0.1:${port}`); // the worker's own account of why
+    expect(r.stderr).not.toContain('"msg":"gateway listening"');
+    const left = readdirSync('/proc').filter((d) => /^\d+$/.test(d)).filter((d) => {
+      try {
+        return readFileSync(`/proc/${d}/cmdline`, 'utf8').includes(file);
+      } catch {
+        return false;
+      }
+    });
+    expect(left).toEqual([]);
   });
 });
