@@ -11,7 +11,7 @@
  *   metrics              GET /metrics on any worker: every worker's series, labelled worker="k"
  *   reload               an API reload on one worker: the others reload too; SIGHUP here: all
  *
- * A worker that exits after the start is forked again, with backoff; its sessions' slots are
+ * A worker that exits after the start is forked again, with backoff; the sessions counted for it are
  * given back. One that cannot start stops the whole gateway with its error. stop(): every worker
  * stops (its sessions end and are recorded, its last checkpoint is signed), then the primary.
  */
@@ -30,17 +30,19 @@ const RESTART_MAX_MS = 30_000;
 /** A worker that ran this long before it exited starts again without waiting. */
 const HEALTHY_RUN_MS = 60_000;
 
-interface Slot {
+/** A forked worker, with the sessions the primary counts for it. */
+interface Forked {
   worker: Worker;
-  /** Sessions it counts per key (connection and subject). */
-  held: Map<string, number>;
+  /** Its sessions counted against max_sessions_per_user, per key (connection and subject). */
+  sessions: Map<string, number>;
   startedAt: number;
   /** Restarts in a row that followed a short run (backoff). */
   crashes: number;
 }
 
 export class GatewayPrimary {
-  private readonly slots = new Map<number, Slot>();
+  private readonly forked = new Map<number, Forked>();
+  /** Sessions open per key over all workers. */
   private readonly open = new Map<string, number>();
   private stopping = false;
   /** While start() waits: told of each worker that listens, and of one that exits before it did. */
@@ -73,13 +75,13 @@ export class GatewayPrimary {
 
   /** SIGHUP: every worker reads the config again. */
   reload(): void {
-    for (const { worker } of this.slots.values()) send(worker, { t: 'reload', source: 'sighup', by: null });
+    for (const { worker } of this.forked.values()) send(worker, { t: 'reload', source: 'sighup', by: null });
   }
 
   /** Stops every worker (SIGTERM: each ends its sessions, flushes and signs), killing any that outlasts STOP_WAIT_MS. */
   async stop(): Promise<void> {
     this.stopping = true;
-    const exits = [...this.slots.values()].map(({ worker }) => new Promise<void>((resolve) => {
+    const exits = [...this.forked.values()].map(({ worker }) => new Promise<void>((resolve) => {
       if (worker.isDead()) return resolve();
       worker.once('exit', () => resolve());
       worker.process.kill('SIGTERM');
@@ -90,8 +92,8 @@ export class GatewayPrimary {
 
   private fork(index: number, crashes: number): void {
     const worker = cluster.fork({ [WORKER_ENV]: `${index}/${this.o.count}` });
-    const slot: Slot = { worker, held: new Map(), startedAt: Date.now(), crashes };
-    this.slots.set(index, slot);
+    const entry: Forked = { worker, sessions: new Map(), startedAt: Date.now(), crashes };
+    this.forked.set(index, entry);
     const log = this.o.logger.child({ worker: `${index}/${this.o.count}`, pid: worker.process.pid });
     let up = false;
     worker.on('message', (message: WorkerToPrimary) => {
@@ -100,14 +102,14 @@ export class GatewayPrimary {
         this.starting?.listening(index, message.listening);
         return;
       }
-      this.receive(slot, message);
+      this.receive(entry, message);
     });
     worker.on('exit', (code, signal) => {
-      this.giveBack(slot);
+      this.giveBack(entry);
       if (this.stopping) return;
       const why = signal ? `ended by ${signal}` : `exited with code ${code}`;
       if (!up && this.starting) return this.starting.failed(index, `${why} (its log says why)`);
-      const ranLong = Date.now() - slot.startedAt >= HEALTHY_RUN_MS;
+      const ranLong = Date.now() - entry.startedAt >= HEALTHY_RUN_MS;
       const next = ranLong ? 0 : crashes + 1;
       const delay = ranLong ? 0 : Math.min(RESTART_MAX_MS, RESTART_MIN_MS * 2 ** Math.min(crashes, 10));
       log.error({ code, signal, restart_in_ms: delay }, `gateway worker ${why}; starting it again`);
@@ -117,20 +119,20 @@ export class GatewayPrimary {
     });
   }
 
-  private receive(from: Slot, message: WorkerToPrimary): void {
+  private receive(from: Forked, message: WorkerToPrimary): void {
     switch (message.t) {
       case 'slot':
-        return send(from.worker, { t: 'slot', id: message.id, open: this.take(from, message.key, message.max) });
+        return send(from.worker, { t: 'slot', id: message.id, open: this.countSession(from, message.key, message.max) });
       case 'slot-release':
-        return this.release(from, message.key);
+        return this.uncountSession(from, message.key);
       case 'cancel':
-        for (const s of this.slots.values()) if (s !== from) send(s.worker, { t: 'cancel', cancel: message.cancel });
+        for (const s of this.forked.values()) if (s !== from) send(s.worker, { t: 'cancel', cancel: message.cancel });
         return;
       case 'metrics':
         void this.metrics().then((text) => send(from.worker, { t: 'metrics', id: message.id, text }));
         return;
       case 'reload':
-        for (const s of this.slots.values()) if (s !== from) send(s.worker, { t: 'reload', source: 'api', by: message.by });
+        for (const s of this.forked.values()) if (s !== from) send(s.worker, { t: 'reload', source: 'api', by: message.by });
         return;
       case 'metrics-text':
       case 'listening':
@@ -139,33 +141,33 @@ export class GatewayPrimary {
   }
 
   /** null: counted; else how many are open, which refuses it. */
-  private take(from: Slot, key: string, max: number | null): number | null {
+  private countSession(from: Forked, key: string, max: number | null): number | null {
     const open = this.open.get(key) ?? 0;
     if (max !== null && open >= max) return open;
     this.open.set(key, open + 1);
-    from.held.set(key, (from.held.get(key) ?? 0) + 1);
+    from.sessions.set(key, (from.sessions.get(key) ?? 0) + 1);
     return null;
   }
 
-  private release(from: Slot, key: string, n = 1): void {
-    const held = from.held.get(key) ?? 0;
+  private uncountSession(from: Forked, key: string, n = 1): void {
+    const held = from.sessions.get(key) ?? 0;
     if (held === 0) return;
     const taken = Math.min(n, held);
-    if (held > taken) from.held.set(key, held - taken);
-    else from.held.delete(key);
+    if (held > taken) from.sessions.set(key, held - taken);
+    else from.sessions.delete(key);
     const left = (this.open.get(key) ?? taken) - taken;
     if (left > 0) this.open.set(key, left);
     else this.open.delete(key);
   }
 
   /** A worker that exited holds no sessions any more. */
-  private giveBack(slot: Slot): void {
-    for (const [key, n] of [...slot.held]) this.release(slot, key, n);
+  private giveBack(entry: Forked): void {
+    for (const [key, n] of [...entry.sessions]) this.uncountSession(entry, key, n);
   }
 
   /** Every live worker's metrics (each answering within METRICS_WAIT_MS), merged. */
   private async metrics(): Promise<string> {
-    const live = [...this.slots.entries()].filter(([, s]) => !s.worker.isDead());
+    const live = [...this.forked.entries()].filter(([, s]) => !s.worker.isDead());
     const texts = await Promise.all(live.map(([index, s]) => new Promise<{ worker: string; text: string } | null>((resolve) => {
       const id = `${index}:${Date.now()}:${Math.random()}`;
       const onMessage = (message: WorkerToPrimary) => {
