@@ -11,9 +11,10 @@
  *   metrics              GET /metrics on any worker: every worker's series, labelled worker="k"
  *   reload               an API reload on one worker: the others reload too; SIGHUP here: all
  *
- * A worker that exits after the start is forked again, with backoff; the sessions counted for it are
- * given back. One that cannot start stops the whole gateway with its error. stop(): every worker
- * stops (its sessions end and are recorded, its last checkpoint is signed), then the primary.
+ * A worker that exits after the start is forked again, with backoff; the sessions counted for
+ * it are given back. One that cannot start stops the whole gateway with its error. stop(): every
+ * worker stops (its sessions end and are recorded, its last checkpoint is signed), then the
+ * primary.
  */
 import cluster, { type Worker } from 'node:cluster';
 import type { Logger } from 'pino';
