@@ -5,10 +5,7 @@
  * native-listener.ts) beside it. `close()` undoes it in reverse: stop accepting, end the sessions
  * (they end and are recorded), flush the recorder, close the store.
  */
-import { generateKeyPairSync } from 'node:crypto';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
-import { dirname } from 'node:path';
 import { pino, type Logger } from 'pino';
 import { CheckpointSigner } from '../audit/checkpoint.js';
 import { Checkpointer } from '../audit/checkpointer.js';
@@ -29,6 +26,8 @@ import { AuditKeys } from './audit-keys.js';
 import { AuthenticatorChain } from './authn.js';
 import { loadConfig, type GatewayConfig } from './config.js';
 import { ensureMaskingKey, maskingKeyPath } from './hash-key.js';
+import { ensureSigningKey } from './key-files.js';
+import { LOG_REDACT } from './log-redact.js';
 import { createServer } from './http.js';
 import { SessionKills } from './kills.js';
 import { ApprovalService } from './approvals.js';
@@ -51,10 +50,7 @@ import { loadParser } from '../policy/masking/parse.js';
 import { tcpDial } from '../protocols/postgres/upstream.js';
 import type { ClusterWorker } from './cluster-worker.js';
 
-/** Defence in depth: nothing logs these, and if something ever did, they would not reach the log. */
-const REDACT = ['password', '*.password', 'token', '*.token', 'authorization', '*.authorization', 'headers.authorization', '*.headers.authorization'];
-/** pino's `redact` option for every gateway logger (`hoop gateway`, `hoop demo`, the default one). */
-export const LOG_REDACT = { paths: REDACT, censor: '[redacted]' };
+export { LOG_REDACT };
 
 export interface RunningGateway {
   /** Base URL, e.g. http://127.0.0.1:8009 (the real port when `listen` asked for port 0). */
@@ -371,28 +367,5 @@ function loadSigner(path: string): CheckpointSigner {
     return CheckpointSigner.fromFile(path);
   } catch (err) {
     throw new HoopError('HOOP_CONFIG_INVALID', `audit.signing_key: cannot use ${path}: ${errorMessage(err)}`, { cause: err, hint: 'it must be an Ed25519 private key in PKCS#8 PEM; delete it to have a new one created' });
-  }
-}
-
-/**
- * Creates the signing key and the masking key file if absent: the primary of `workers: N` does it
- * before it forks, so that no two workers race to create different ones.
- */
-export function prepareKeys(config: GatewayConfig, logger: Logger): void {
-  ensureSigningKey(config.audit.signing_key, logger);
-  ensureMaskingKey(maskingKeyPath(config.audit.signing_key), logger);
-}
-
-/** The Ed25519 key that signs audit checkpoints: created (0600, PKCS#8 PEM) on first start. */
-function ensureSigningKey(path: string, logger: Logger): void {
-  if (existsSync(path)) return;
-  try {
-    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-    const { privateKey } = generateKeyPairSync('ed25519');
-    writeFileSync(path, privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600, flag: 'wx' });
-    logger.info({ path }, 'created audit signing key');
-  } catch (err) {
-    if ((err as { code?: string }).code === 'EEXIST') return;
-    throw new HoopError('HOOP_CONFIG_INVALID', `audit.signing_key: cannot create ${path}: ${errorMessage(err)}`, { cause: err });
   }
 }

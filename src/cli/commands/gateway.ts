@@ -53,8 +53,9 @@ export const gatewayCommand = defineCommand({
       return ExitCode.OK;
     }
 
-    const [{ LOG_REDACT, startGateway }, { pino }, { ClusterWorker }] = await Promise.all([
-      import('../../gateway/gateway.js'), import('pino'), import('../../gateway/cluster-worker.js'),
+    // The gateway itself is loaded only where it runs: not in the primary of `workers: N`.
+    const [{ LOG_REDACT }, { pino }, { ClusterWorker }] = await Promise.all([
+      import('../../gateway/log-redact.js'), import('pino'), import('../../gateway/cluster-worker.js'),
     ]);
     // A process forked by the primary of `workers: N` (cluster.ts) is one of its workers.
     const worker = ClusterWorker.fromProcess();
@@ -63,9 +64,10 @@ export const gatewayCommand = defineCommand({
     const logger: Logger = io.isStderrTTY
       ? pino(logOptions, prettyLogStream((text) => io.stderr.write(text), io.err))
       : pino(logOptions, pino.destination({ dest: 2, sync: true }));
-    if (worker) return runWorker(config, logger, worker, startGateway);
-    const workers = workerCount(config);
+    const workers = worker ? 1 : workerCount(config);
     if (workers > 1) return runPrimary(ctx, config, logger, workers, options.config);
+    const { startGateway } = await import('../../gateway/gateway.js');
+    if (worker) return runWorker(config, logger, worker, startGateway);
     // Registered before the start: SIGHUP's default action would end the process.
     let reload: (() => Promise<unknown>) | null = null;
     const onHangup = () => {
@@ -119,7 +121,7 @@ async function runWorker(config: GatewayConfig, logger: Logger, worker: ClusterW
 /** `workers: N` (N > 1): forks the workers (cluster.ts), says where they listen, and stops them on a signal. */
 async function runPrimary(ctx: CommandContext, config: GatewayConfig, logger: Logger, count: number, file: string): Promise<ExitCodeValue> {
   const { io } = ctx;
-  const [{ GatewayPrimary }, { prepareKeys }] = await Promise.all([import('../../gateway/cluster.js'), import('../../gateway/gateway.js')]);
+  const [{ GatewayPrimary }, { prepareKeys }] = await Promise.all([import('../../gateway/cluster.js'), import('../../gateway/key-files.js')]);
   // The workers find the keys; none races another to create them.
   prepareKeys(config, logger);
   const primary = new GatewayPrimary({ count, logger });
