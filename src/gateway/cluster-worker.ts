@@ -29,14 +29,16 @@ export type WorkerToPrimary =
   | { t: 'cancel'; cancel: CancelKeyRequest }
   | { t: 'metrics'; id: string }
   | { t: 'metrics-text'; id: string; text: string }
-  | { t: 'reload'; by: Identity | null };
+  | { t: 'reload'; by: Identity | null }
+  | { t: 'pong' };
 
 export type PrimaryToWorker =
   | { t: 'slot'; id: string; open: number | null }
   | { t: 'cancel'; cancel: CancelKeyRequest }
   | { t: 'metrics'; id: string; text: string }
   | { t: 'metrics-render'; id: string }
-  | { t: 'reload'; source: 'sighup' | 'api'; by: Identity | null };
+  | { t: 'reload'; source: 'sighup' | 'api'; by: Identity | null }
+  | { t: 'ping' };
 
 /** The environment variable that tells a forked process which worker it is ("2/4"). */
 export const WORKER_ENV = 'HOOP_GATEWAY_WORKER';
@@ -87,6 +89,8 @@ export class ClusterWorker {
         return this.send({ t: 'metrics-text', id: message.id, text: this.metricsRenderer() });
       case 'reload':
         return this.reloadHandler(message.source, message.by);
+      case 'ping': // the primary's watchdog: a worker whose event loop is stuck cannot answer
+        return this.send({ t: 'pong' });
     }
   }
 

@@ -12,7 +12,8 @@
  *   reload               an API reload on one worker: the others reload too; SIGHUP here: all
  *
  * A worker that exits after the start is forked again, with backoff; the sessions counted for
- * it are given back. One that cannot start stops the whole gateway with its error. stop(): every
+ * it are given back. One that stops answering (its event loop stuck, the process frozen) for
+ * `hangMs` is killed, and so forked again. One that cannot start stops the whole gateway with its error. stop(): every
  * worker stops (its sessions end and are recorded, its last checkpoint is signed), then the
  * primary.
  */
@@ -30,6 +31,8 @@ const RESTART_MIN_MS = 500;
 const RESTART_MAX_MS = 30_000;
 /** A worker that ran this long before it exited starts again without waiting. */
 const HEALTHY_RUN_MS = 60_000;
+/** A listening worker that has not answered the primary's pings for this long is killed. */
+const DEFAULT_HANG_MS = 10_000;
 
 /** A forked worker, with the sessions the primary counts for it. */
 interface Forked {
@@ -39,6 +42,8 @@ interface Forked {
   startedAt: number;
   /** Restarts in a row that followed a short run (backoff). */
   crashes: number;
+  /** When it last answered a ping (or listened); null until it listens. */
+  answeredAt: number | null;
 }
 
 export class GatewayPrimary {
@@ -49,7 +54,13 @@ export class GatewayPrimary {
   /** While start() waits: told of each worker that listens, and of one that exits before it did. */
   private starting: { listening(index: number, at: WorkerListening): void; failed(index: number, why: string): void } | null = null;
 
-  constructor(private readonly o: { count: number; logger: Logger }) {}
+  private watchdog: NodeJS.Timeout | null = null;
+
+  constructor(private readonly o: { count: number; logger: Logger; hangMs?: number }) {}
+
+  private get hangMs(): number {
+    return this.o.hangMs ?? DEFAULT_HANG_MS;
+  }
 
   /** Forks every worker; resolves once each has listened, with where; rejects (and stops the rest) if one exits before it listened. */
   start(): Promise<WorkerListening> {
@@ -71,7 +82,24 @@ export class GatewayPrimary {
         },
       };
       for (let index = 1; index <= this.o.count; index++) this.fork(index, 0);
+      this.watchdog = setInterval(() => this.watch(), Math.max(50, Math.floor(this.hangMs / 4)));
+      this.watchdog.unref();
     });
+  }
+
+  /** Pings every listening worker; kills one that has not answered for hangMs (its exit forks it again). */
+  private watch(): void {
+    const now = Date.now();
+    for (const [index, entry] of this.forked) {
+      if (entry.answeredAt === null || entry.worker.isDead()) continue;
+      if (now - entry.answeredAt > this.hangMs) {
+        this.o.logger.error({ worker: `${index}/${this.o.count}`, pid: entry.worker.process.pid, silent_ms: now - entry.answeredAt }, 'gateway worker stopped answering; killing it');
+        entry.answeredAt = null; // killed once
+        entry.worker.process.kill('SIGKILL');
+        continue;
+      }
+      send(entry.worker, { t: 'ping' });
+    }
   }
 
   /** SIGHUP: every worker reads the config again. */
@@ -82,6 +110,7 @@ export class GatewayPrimary {
   /** Stops every worker (SIGTERM: each ends its sessions, flushes and signs), killing any that outlasts STOP_WAIT_MS. */
   async stop(): Promise<void> {
     this.stopping = true;
+    if (this.watchdog) clearInterval(this.watchdog);
     const exits = [...this.forked.values()].map(({ worker }) => new Promise<void>((resolve) => {
       if (worker.isDead()) return resolve();
       worker.once('exit', () => resolve());
@@ -93,13 +122,18 @@ export class GatewayPrimary {
 
   private fork(index: number, crashes: number): void {
     const worker = cluster.fork({ [WORKER_ENV]: `${index}/${this.o.count}` });
-    const entry: Forked = { worker, sessions: new Map(), startedAt: Date.now(), crashes };
+    const entry: Forked = { worker, sessions: new Map(), startedAt: Date.now(), crashes, answeredAt: null };
     this.forked.set(index, entry);
     const log = this.o.logger.child({ worker: `${index}/${this.o.count}`, pid: worker.process.pid });
     let up = false;
     worker.on('message', (message: WorkerToPrimary) => {
+      if (message.t === 'pong') {
+        if (entry.answeredAt !== null) entry.answeredAt = Date.now();
+        return;
+      }
       if (message.t === 'listening') {
         up = true;
+        entry.answeredAt = Date.now();
         this.starting?.listening(index, message.listening);
         return;
       }
@@ -137,6 +171,7 @@ export class GatewayPrimary {
         return;
       case 'metrics-text':
       case 'listening':
+      case 'pong':
         return; // answers, taken by their waiters
     }
   }

@@ -7,7 +7,8 @@
  * - What one worker cannot know alone: a psql cancel, natively and through a tunnel (its cancel
  *   connection reaches the other worker), max_sessions_per_user (counted across workers), /metrics (both workers' series), an
  *   API reload and SIGHUP (every worker applies and records it).
- * - A worker killed with SIGKILL is forked again; the other's session is untouched.
+ * - A worker killed with SIGKILL is forked again; the other's session is untouched. So is a frozen
+ *   one (SIGSTOP), once it has not answered the primary's pings for HOOP_WORKER_HANG_MS.
  * - SIGTERM stops the primary and every worker; each session's end is recorded.
  * Needs `npm run build`.
  */
@@ -105,7 +106,8 @@ beforeAll(async () => {
   await admin.end();
   configFile = join(home.dir, 'hoop.yaml');
   writeFileSync(configFile, config());
-  gw = await startReplica(configFile, 'workers', home.env);
+  // A frozen worker is killed after 3 s here (10 s by default).
+  gw = await startReplica(configFile, 'workers', { ...home.env, HOOP_WORKER_HANG_MS: '3000' });
   pgPort = (logged('gateway listening')[0]!['postgres'] as { port: number }).port;
 }, 90_000);
 
@@ -299,6 +301,27 @@ describe('workers: 2 on a postgres:// store', () => {
     }
     await survivor.end();
     clients.splice(clients.indexOf(survivor), 1);
+  });
+
+  test('a frozen worker (SIGSTOP) stops answering the primary, is killed and forked again; the other worker\'s session goes on', async () => {
+    const a = await connect('workers-frozen-a');
+    const b = await connect('workers-frozen-b'); // the next worker: one session on each
+    const [frozen] = workerPids();
+    process.kill(frozen!, 'SIGSTOP');
+    try {
+      await until(() => !workerPids().includes(frozen!) && workerPids().length === 2, { timeoutMs: 20_000, what: 'the frozen worker replaced' });
+    } finally {
+      try {
+        process.kill(frozen!, 'SIGCONT'); // in case it was not killed
+      } catch {
+        // gone, as it should be
+      }
+    }
+    expect(logged('gateway worker stopped answering; killing it')).toHaveLength(1);
+    const alive = await Promise.all([a, b].map((c) => c.query('SELECT 1 AS one').then(() => true, () => false)));
+    expect(alive.filter(Boolean)).toHaveLength(1);
+    for (const c of [a, b]) clients.splice(clients.indexOf(c), 1);
+    await (alive[0] ? a : b).end();
   });
 
   test('SIGTERM stops the primary and both workers, and each open session\'s end is recorded', async () => {

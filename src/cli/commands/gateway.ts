@@ -124,7 +124,7 @@ async function runPrimary(ctx: CommandContext, config: GatewayConfig, logger: Lo
   const [{ GatewayPrimary }, { prepareKeys }] = await Promise.all([import('../../gateway/cluster.js'), import('../../gateway/key-files.js')]);
   // The workers find the keys; none races another to create them.
   prepareKeys(config, logger);
-  const primary = new GatewayPrimary({ count, logger });
+  const primary = new GatewayPrimary({ count, logger, ...hangFromEnv(ctx.env) });
   const onHangup = () => primary.reload();
   process.on('SIGHUP', onHangup);
   ctx.defer(() => void process.off('SIGHUP', onHangup));
@@ -142,6 +142,12 @@ async function runPrimary(ctx: CommandContext, config: GatewayConfig, logger: Lo
   await primary.stop();
   logger.info('stopped');
   return ExitCode.OK;
+}
+
+/** HOOP_WORKER_HANG_MS: how long a worker may not answer before it is killed (tests shorten it); else the default. */
+function hangFromEnv(env: NodeJS.ProcessEnv): { hangMs?: number } {
+  const raw = env['HOOP_WORKER_HANG_MS'];
+  return raw !== undefined && /^\d{1,7}$/.test(raw) && Number(raw) > 0 ? { hangMs: Number(raw) } : {};
 }
 
 /** A ConfigError holds one problem per line (config.ts). */
