@@ -121,7 +121,8 @@ describe('hoop gateway logs', () => {
     let logs = '';
     run.stderr.on('data', (d: Buffer) => (logs += d.toString()));
     const exited = new Promise<number | null>((resolve) => run.once('exit', resolve));
-    const records = () => logs.trimEnd().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, any>);
+    // Whole lines only: the last one may still be on its way.
+    const records = () => logs.split('\n').slice(0, -1).filter(Boolean).map((l) => JSON.parse(l) as Record<string, any>);
     const api = async (url: string, path: string) => {
       const res = await fetch(`${url}${path}`, { headers: { authorization: `Bearer ${key}` } });
       return (await res.json()) as any;
