@@ -52,10 +52,12 @@ export interface ConnectionInfo {
 
 export interface ConnectionAgent {
   name: string;
-  /** At least one agent of this name holds a link to this gateway now. */
+  /** At least one agent of this name holds a link to this gateway now (with `workers: N`: to every worker). */
   online: boolean;
-  /** Live links of this name to this gateway. */
+  /** Live links of this name to this gateway (with `workers: N`: over all workers). */
   links: number;
+  /** Only with `workers: N`: the workers, and how many of them hold a link. */
+  workers?: { count: number; linked: number };
 }
 
 /** Where a client reaches the gateway's native PostgreSQL listener. */

@@ -87,6 +87,24 @@ export interface AgentStatus {
   name: string;
   online: boolean;
   links: number;
+  /** With `workers: N`: the workers, and how many of them hold a link. */
+  workers?: { count: number; linked: number };
+}
+
+/**
+ * The agents as a gateway of `workers: N` sees them, from every worker's linkCounts: `links` is
+ * the sum, and `online` holds only when every worker has a link, since a session reaches the
+ * agent through the link of the worker it landed on (a worker that did not report counts as
+ * unlinked); `workers` says how many are linked.
+ */
+export function mergeAgentReports(reports: readonly { worker: number; value: unknown }[], count: number): { status(name: string): AgentStatus } {
+  return {
+    status(name) {
+      const per = reports.map((r) => Number((r.value as Record<string, number> | null)?.[name] ?? 0));
+      const linked = per.filter((n) => n > 0).length;
+      return { name, online: linked === count, links: per.reduce((a, b) => a + b, 0), workers: { count, linked } };
+    },
+  };
 }
 
 export class AgentRegistry {
@@ -109,6 +127,11 @@ export class AgentRegistry {
   status(name: string): AgentStatus {
     const links = this.usable(name).length;
     return { name, online: links > 0, links };
+  }
+
+  /** Live links per agent name, for `names` (what a worker of `workers: N` reports: mergeAgentReports). */
+  linkCounts(names: readonly string[]): Record<string, number> {
+    return Object.fromEntries(names.map((n) => [n, this.usable(n).length]));
   }
 
   /** The server's 'upgrade' listener for AGENT_LINK_PATH. */

@@ -5,7 +5,8 @@
  *   takeSlot / releaseSlot  max_sessions_per_user, counted by the primary across all workers
  *   forwardCancel           a CancelRequest whose key this worker does not hold (the client's
  *                           cancel connection reached another worker than its session)
- *   gatherMetrics           GET /metrics: every worker's series, labelled worker="k"
+ *   gather                  what every worker reports of itself: its metrics (GET /metrics,
+ *                           each series labelled worker="k"), its agent links (GET /api/v1/connections)
  *   reloadOthers            POST /api/v1/admin/reload applied here: the other workers reload too
  *
  * The primary is the worker's parent process: what comes over the channel is trusted.
@@ -27,18 +28,27 @@ export type WorkerToPrimary =
   | { t: 'slot'; id: string; key: string; max: number | null }
   | { t: 'slot-release'; key: string }
   | { t: 'cancel'; cancel: CancelKeyRequest }
-  | { t: 'metrics'; id: string }
-  | { t: 'metrics-text'; id: string; text: string }
+  | { t: 'gather'; id: string; what: Report }
+  | { t: 'report'; id: string; value: unknown }
   | { t: 'reload'; by: Identity | null }
   | { t: 'pong' };
 
 export type PrimaryToWorker =
   | { t: 'slot'; id: string; open: number | null }
   | { t: 'cancel'; cancel: CancelKeyRequest }
-  | { t: 'metrics'; id: string; text: string }
-  | { t: 'metrics-render'; id: string }
+  | { t: 'gathered'; id: string; reports: WorkerReport[] }
+  | { t: 'report'; id: string; what: Report }
   | { t: 'reload'; source: 'sighup' | 'api'; by: Identity | null }
   | { t: 'ping' };
+
+/** What a worker reports of itself when the primary gathers it (onReport). */
+export type Report = 'metrics' | 'agents';
+
+/** One worker's report (1-based index). */
+export interface WorkerReport {
+  worker: number;
+  value: unknown;
+}
 
 /** The environment variable that tells a forked process which worker it is ("2/4"). */
 export const WORKER_ENV = 'HOOP_GATEWAY_WORKER';
@@ -50,7 +60,7 @@ const ASK_TIMEOUT_MS = 5_000;
 export class ClusterWorker {
   private readonly pending = new Map<string, (message: PrimaryToWorker) => void>();
   private cancelHandler: (c: CancelKeyRequest) => void = () => {};
-  private metricsRenderer: () => string = () => '';
+  private readonly reporters = new Map<Report, () => unknown>();
   private reloadHandler: (source: 'sighup' | 'api', by: Identity | null) => void = () => {};
 
   constructor(
@@ -77,7 +87,7 @@ export class ClusterWorker {
   receive(message: PrimaryToWorker): void {
     switch (message.t) {
       case 'slot':
-      case 'metrics': {
+      case 'gathered': {
         const answer = this.pending.get(message.id);
         this.pending.delete(message.id);
         answer?.(message);
@@ -85,8 +95,8 @@ export class ClusterWorker {
       }
       case 'cancel':
         return this.cancelHandler(message.cancel);
-      case 'metrics-render':
-        return this.send({ t: 'metrics-text', id: message.id, text: this.metricsRenderer() });
+      case 'report':
+        return this.send({ t: 'report', id: message.id, value: this.reporters.get(message.what)?.() ?? null });
       case 'reload':
         return this.reloadHandler(message.source, message.by);
       case 'ping': // the primary's watchdog: a worker whose event loop is stuck cannot answer
@@ -122,14 +132,18 @@ export class ClusterWorker {
     this.cancelHandler = handler;
   }
 
-  /** Every worker's metrics, merged by the primary; this worker's own if it does not answer. */
-  async gatherMetrics(): Promise<string> {
-    const answer = await this.ask((id) => ({ t: 'metrics', id }));
-    return answer?.t === 'metrics' ? answer.text : this.metricsRenderer();
+  /**
+   * Every worker's report of `what` (this one's included), each worker answering within the
+   * primary's wait; only this worker's own when the primary does not answer.
+   */
+  async gather(what: Report): Promise<WorkerReport[]> {
+    const answer = await this.ask((id) => ({ t: 'gather', id, what }));
+    return answer?.t === 'gathered' ? answer.reports : [{ worker: this.index, value: this.reporters.get(what)?.() ?? null }];
   }
 
-  onMetricsRender(render: () => string): void {
-    this.metricsRenderer = render;
+  /** How this worker answers a gather of `what`. */
+  onReport(what: Report, report: () => unknown): void {
+    this.reporters.set(what, report);
   }
 
   /** After an API reload here: the same reload on every other worker. */

@@ -8,7 +8,7 @@
  *
  *   slot, slot-release   max_sessions_per_user, counted here for all workers
  *   cancel               a CancelRequest whose key the receiving worker does not hold: to the others
- *   metrics              GET /metrics on any worker: every worker's series, labelled worker="k"
+ *   gather               every worker's report (metrics, agent links) for the one that asks
  *   reload               an API reload on one worker: the others reload too; SIGHUP here: all
  *
  * A worker that exits after the start is forked again, with backoff; the sessions counted for
@@ -20,11 +20,10 @@
 import cluster, { type Worker } from 'node:cluster';
 import type { Logger } from 'pino';
 import { HoopError } from '../errors.js';
-import { mergeWorkerMetrics } from './metrics.js';
-import { WORKER_ENV, type PrimaryToWorker, type WorkerListening, type WorkerToPrimary } from './cluster-worker.js';
+import { WORKER_ENV, type PrimaryToWorker, type Report, type WorkerListening, type WorkerReport, type WorkerToPrimary } from './cluster-worker.js';
 
-/** How long a worker's /metrics waits for the others' series. */
-const METRICS_WAIT_MS = 2_000;
+/** How long a gather waits for each worker's report (one that does not answer is left out). */
+const REPORT_WAIT_MS = 2_000;
 /** How long stop() waits for the workers to end their sessions before it kills them. */
 const STOP_WAIT_MS = 20_000;
 const RESTART_MIN_MS = 500;
@@ -163,13 +162,13 @@ export class GatewayPrimary {
       case 'cancel':
         for (const s of this.forked.values()) if (s !== from) send(s.worker, { t: 'cancel', cancel: message.cancel });
         return;
-      case 'metrics':
-        void this.metrics().then((text) => send(from.worker, { t: 'metrics', id: message.id, text }));
+      case 'gather':
+        void this.gather(message.what).then((reports) => send(from.worker, { t: 'gathered', id: message.id, reports }));
         return;
       case 'reload':
         for (const s of this.forked.values()) if (s !== from) send(s.worker, { t: 'reload', source: 'api', by: message.by });
         return;
-      case 'metrics-text':
+      case 'report':
       case 'listening':
       case 'pong':
         return; // answers, taken by their waiters
@@ -201,26 +200,24 @@ export class GatewayPrimary {
     for (const [key, n] of [...entry.sessions]) this.uncountSession(entry, key, n);
   }
 
-  /** Every live worker's metrics (each answering within METRICS_WAIT_MS), merged. */
-  private async metrics(): Promise<string> {
-    const live = [...this.forked.entries()].filter(([, s]) => !s.worker.isDead());
-    const texts = await Promise.all(live.map(([index, s]) => new Promise<{ worker: string; text: string } | null>((resolve) => {
+  /** Every live worker's report of `what`, each answering within REPORT_WAIT_MS (the silent left out). */
+  private async gather(what: Report): Promise<WorkerReport[]> {
+    const live = [...this.forked.entries()].filter(([, f]) => !f.worker.isDead());
+    const reports = await Promise.all(live.map(([index, f]) => new Promise<WorkerReport | null>((resolve) => {
       const id = `${index}:${Date.now()}:${Math.random()}`;
       const onMessage = (message: WorkerToPrimary) => {
-        if (message.t !== 'metrics-text' || message.id !== id) return;
-        done({ worker: String(index), text: message.text });
+        if (message.t === 'report' && message.id === id) done({ worker: index, value: message.value });
       };
-      const timer = setTimeout(() => done(null), METRICS_WAIT_MS);
-      const done = (r: { worker: string; text: string } | null) => {
+      const timer = setTimeout(() => done(null), REPORT_WAIT_MS);
+      const done = (r: WorkerReport | null) => {
         clearTimeout(timer);
-        s.worker.off('message', onMessage);
+        f.worker.off('message', onMessage);
         resolve(r);
       };
-      s.worker.on('message', onMessage);
-      send(s.worker, { t: 'metrics-render', id });
+      f.worker.on('message', onMessage);
+      send(f.worker, { t: 'report', id, what });
     })));
-    const answered = texts.filter((t): t is { worker: string; text: string } => t !== null);
-    return mergeWorkerMetrics(answered, this.o.count);
+    return reports.filter((r): r is WorkerReport => r !== null);
   }
 }
 

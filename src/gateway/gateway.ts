@@ -31,7 +31,7 @@ import { LOG_REDACT } from './log-redact.js';
 import { createServer } from './http.js';
 import { SessionKills } from './kills.js';
 import { ApprovalService } from './approvals.js';
-import { GatewayMetrics } from './metrics.js';
+import { GatewayMetrics, mergeWorkerMetrics } from './metrics.js';
 import { Notifier } from './notify.js';
 import { AUTH_FAILURE_BURST, FailureLimiter, handleRequest, type ApiContext } from './routes.js';
 import { TrustedProxies } from './proxies.js';
@@ -39,7 +39,7 @@ import { ConfigHolder, buildLiveConfig, type LiveParts } from './live-config.js'
 import { ConfigReloader, configChanges, configLoadedEvent, type ReloadOutcome } from './reload.js';
 import { TunnelEndpoint, type Planner, type TunnelContext } from './tunnel.js';
 import type { UpstreamDial } from './session-host.js';
-import { AgentRegistry } from './agents.js';
+import { AgentRegistry, mergeAgentReports } from './agents.js';
 import { requestSource } from './access.js';
 import { SessionHost } from './session-host.js';
 import { NativeListener, type NativeAddress } from './native-listener.js';
@@ -162,7 +162,7 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
       ...(cluster ? { worker: cluster.label, onApplied: (source, by) => void (source === 'api' && cluster.reloadOthers(by)) } : {}),
     });
     cluster?.onReload((source, by) => void reloader.reload(source, by, true).catch((err: unknown) => logger.error({ err: errorMessage(err) }, 'config reload failed; the running config is kept')));
-    cluster?.onMetricsRender(() => metrics.render());
+    cluster?.onReport('metrics', () => metrics.render());
     const auditKeys = new AuditKeys(store, { key_id: signer.keyId, pem: signer.publicKeyPem }, config.audit.previous_keys);
     let native: NativeListener | null = null;
     // With `workers: N` each worker sees about 1/N of an address's connections (handed out in turn).
@@ -177,11 +177,15 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
       ...(place ? { worker: place } : {}),
     });
     agents = registry;
+    cluster?.onReport('agents', () => registry.linkCounts(configs.current().config.agents.map((a) => a.name)));
     const shared = {
       store, recorder, metrics, logger, kills, notifier, approvals, configs, reloader, agents: registry, auditKeys,
       postgresListen: () => native?.address ?? null,
       authFailures,
-      ...(cluster ? { metricsText: () => cluster.gatherMetrics() } : {}),
+      ...(cluster ? {
+        metricsText: async () => mergeWorkerMetrics((await cluster.gather('metrics')).map((r) => ({ worker: String(r.worker), text: String(r.value) })), cluster.count),
+        agentsNow: async () => mergeAgentReports(await cluster.gather('agents'), cluster.count),
+      } : {}),
       denials: new FailureLimiter(AUTH_FAILURE_BURST, 60_000),
       audit: { checkpointer, signer },
     };

@@ -321,8 +321,11 @@ export function openApiDocument(): object {
             },
             agent: {
               type: ['object', 'null'], required: ['name', 'online', 'links'],
-              description: 'Reached through `hoop agent`s of this name (`agent:`): whether one holds a link to this gateway now; null: reached directly',
-              properties: { name: { type: 'string' }, online: { type: 'boolean' }, links: { type: 'integer', minimum: 0 } },
+              description: 'Reached through `hoop agent`s of this name (`agent:`): whether one holds a link to this gateway now (with `workers: N`: to every worker, since a session uses the link of the worker it lands on); null: reached directly',
+              properties: {
+                name: { type: 'string' }, online: { type: 'boolean' }, links: { type: 'integer', minimum: 0, description: 'Live links (with `workers: N`: over all workers)' },
+                workers: { type: 'object', required: ['count', 'linked'], description: 'Only with `workers: N`: the workers, and how many hold a link', properties: { count: { type: 'integer', minimum: 1 }, linked: { type: 'integer', minimum: 0 } } },
+              },
             },
             masking: {
               type: 'object', required: ['enabled', 'exempt', 'columns', 'detectors'],

@@ -47,6 +47,8 @@ export interface ApiContext {
   metrics: GatewayMetrics;
   /** `workers: N`: every worker's metrics (cluster.ts); absent: `metrics.render()`. */
   metricsText?: () => Promise<string>;
+  /** `workers: N`: the agents as every worker sees them (agents.ts mergeAgentReports); absent: `agents`. */
+  agentsNow?: () => Promise<{ status(name: string): AgentStatus }>;
   logger: Logger;
   /** Bounds how many auth.failed events one address can cause. */
   authFailures: FailureLimiter;
@@ -308,7 +310,8 @@ async function connections(ctx: ApiContext, req: IncomingMessage, res: ServerRes
   // The store is asked only about connections the caller may use by grant alone.
   const grants = await Promise.all(ctx.config.connections.map((c) => (mayUseByGrant(id, c) ? ctx.approvals.activeGrant(id.subject, c.name) : null)));
   const native = nativeAddressFor(ctx, req);
-  sendJson(res, 200, ctx.config.connections.map((c, i) => connectionInfo(ctx, id, c, grants[i] ?? null, native)));
+  const agents = await agentsOf(ctx);
+  sendJson(res, 200, ctx.config.connections.map((c, i) => connectionInfo(id, c, grants[i] ?? null, native, agents)));
 }
 
 /**
@@ -319,7 +322,12 @@ async function connections(ctx: ApiContext, req: IncomingMessage, res: ServerRes
 async function connection(ctx: ApiContext, req: IncomingMessage, res: ServerResponse, { match }: { match: RegExpExecArray }): Promise<void> {
   const id = identityOf(req);
   const { connection: c, grant } = await admitConnection(ctx.config, id, decodeURIComponentSafe(match[1]!), reasonHeader(req), (s, n) => ctx.approvals.activeGrant(s, n));
-  sendJson(res, 200, connectionInfo(ctx, id, c, grant, nativeAddressFor(ctx, req)));
+  sendJson(res, 200, connectionInfo(id, c, grant, nativeAddressFor(ctx, req), await agentsOf(ctx)));
+}
+
+/** The agents' links as this gateway sees them: this process's, or with `workers: N` every worker's. */
+async function agentsOf(ctx: ApiContext): Promise<{ status(name: string): AgentStatus } | undefined> {
+  return ctx.agentsNow ? ctx.agentsNow() : ctx.agents;
 }
 
 /**
@@ -346,7 +354,7 @@ function hostOfHeader(header: string | undefined): string | null {
 }
 
 /** `grant`: the caller's grant open now on `c`, where it may use `c` by grant only. */
-function connectionInfo(ctx: ApiContext, id: Identity, c: ConnectionConfig, grant: ApprovalRequest | null, native: NativeListenInfo | null): ConnectionInfo {
+function connectionInfo(id: Identity, c: ConnectionConfig, grant: ApprovalRequest | null, native: NativeListenInfo | null, agents: { status(name: string): AgentStatus } | undefined): ConnectionInfo {
   const applying = rulesFor(c.approval?.rules ?? [], id.groups).map((r) => ({ name: r.name, action: r.action }));
   const approval = { holds: applying.some((r) => r.action === 'require_approval'), rules: applying };
   return {
@@ -366,7 +374,7 @@ function connectionInfo(ctx: ApiContext, id: Identity, c: ConnectionConfig, gran
     approval,
     grant: { required: mayUseByGrant(id, c), request: grant?.id ?? null, active_until: grant?.expires_at ?? null, max_duration_ms: c.approval?.grantMaxMs ?? null },
     postgres_listen: c.type === 'postgres' ? native : null,
-    agent: c.agent === null ? null : (ctx.agents?.status(c.agent) ?? { name: c.agent, online: false, links: 0 }),
+    agent: c.agent === null ? null : (agents?.status(c.agent) ?? { name: c.agent, online: false, links: 0 }),
   };
 }
 

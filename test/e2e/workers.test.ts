@@ -18,6 +18,7 @@ import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, test } from 'vitest';
+import type { ConnectionInfo } from '../../src/api/types.js';
 import { verifyStore } from '../../src/audit/verify.js';
 import { openLocalTunnel } from '../../src/client/tunnel.js';
 import { openStore } from '../../src/store/index.js';
@@ -268,9 +269,14 @@ describe('workers: 2 on a postgres:// store', () => {
   });
 
   test('an agent given the one URL links to both workers, so sessions on either reach the database through it', async () => {
+    const agentOf = async () => ((await (await fetch(`${gw.url}/api/v1/connections`, { headers: { authorization: `Bearer ${KEYS.alice}` } })).json()) as ConnectionInfo[])
+      .find((c) => c.name === 'agented')!.agent;
+    // Whichever worker answers, it speaks for both.
+    expect(await agentOf()).toEqual({ name: 'dc1', online: false, links: 0, workers: { count: 2, linked: 0 } });
     const agent = startAgentProc(['--gateway', gw.url, '--allow', `${bank.info.host}:${bank.info.port}`], AGENT_KEY);
     const links = await agent.waitForLog('agent connected', {}, 2);
     expect(links.map((l) => l['worker']).sort()).toEqual(['1/2', '2/2']);
+    for (let i = 0; i < 2; i++) expect(await until(async () => { const a = await agentOf(); return a?.online && a; }, { what: 'dc1 online on both workers' })).toEqual({ name: 'dc1', online: true, links: 2, workers: { count: 2, linked: 2 } });
     for (let i = 0; i < 4; i++) {
       const c = await connect(`workers-agent-${i}`, 'agented');
       expect((await c.query('SELECT 40 + 2 AS answer')).rows).toEqual([{ answer: 42 }]);

@@ -49,16 +49,23 @@ export function renderConnections(ctx: CommandContext, list: ConnectionInfo[]): 
   );
 }
 
-/** "dc1 online (2 links)", "dc1 offline", or "direct" for a connection reached without an agent. */
+/**
+ * "dc1 online (2 links)", "dc1 offline", "direct" for a connection reached without an agent, or
+ * with `workers: N` "dc1 on 1 of 2 workers" while only some workers hold a link (sessions that
+ * land on the others fail).
+ */
 export function agentSummary(c: ConnectionInfo): string {
   if (!c.agent) return 'direct';
-  return c.agent.online ? `${c.agent.name} online (${c.agent.links} link${c.agent.links === 1 ? '' : 's'})` : `${c.agent.name} offline`;
+  const { name, online, links, workers } = c.agent;
+  if (online) return `${name} online (${links} link${links === 1 ? '' : 's'})`;
+  return workers && workers.linked > 0 ? `${name} on ${workers.linked} of ${workers.count} workers` : `${name} offline`;
 }
 
 function agentCell(c: ConnectionInfo, cs: CommandContext['io']['out']) {
   const text = agentSummary(c);
   if (!c.agent) return text;
-  return c.agent.online ? { text, style: cs.green } : { text, style: cs.red };
+  if (c.agent.online) return { text, style: cs.green };
+  return (c.agent.workers?.linked ?? 0) > 0 ? { text, style: cs.yellow } : { text, style: cs.red };
 }
 
 /**
