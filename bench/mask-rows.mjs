@@ -9,7 +9,9 @@
  *   all     masks, and the four content detectors over the clear text columns (the bench's plan)
  *   hash    the account_number hash token alone
  * with rows queued and written a 64 KB chunk at a time, as the relay does (hash tokens are
- * computed once per chunk); then the detector pass alone (`detect`: the four detectors over the
+ * computed once per chunk); then `copy`: the same rows as COPY TO STDOUT text lines through
+ * copy-out.ts with `all`'s transforms (prepareCopyData, settled and written a chunk at a time,
+ * as the relay does); then the detector pass alone (`detect`: the four detectors over the
  * five clear text values of each row, no row framing: `all - masks` without the rewriter's share).
  * Runs the built code (dist/, or BENCH_DIST):
  *   npm run build && node bench/mask-rows.mjs
@@ -21,7 +23,8 @@ const { columnMasker } = await dist('policy/masking/methods.js');
 const { createScrubber } = await dist('policy/masking/detectors.js');
 
 const { RowRewriter } = await dist('protocols/postgres/transform.js');
-const { KEEP, SQL_NULL } = await dist('protocols/value-sink.js');
+const { KEEP, SQL_NULL, ValueSink } = await dist('protocols/value-sink.js');
+const { prepareCopyData, DEFAULT_TEXT_LAYOUT } = await dist('protocols/postgres/copy-out.js');
 
 const N = 100_000;
 const md5 = (s) => createHash('md5').update(s).digest('hex');
@@ -111,6 +114,45 @@ for (const mode of ['none', 'nohash', 'masks', 'all', 'hash']) {
   cpuNs(pass, 3); // warm-up
   const label = mode === 'hash' ? 'hash    (the account_number token alone)' : mode;
   console.log(`${label.padEnd(7)} ${cpuNs(pass, 5) / N | 0} ns of CPU per row`);
+}
+
+{
+  // The same rows as COPY TO STDOUT writes them in text format (none of these values needs an escape).
+  const lines = rows.map((row) => {
+    const values = [];
+    for (let i = 0, at = 7; i < TYPES.length; i++) {
+      const length = row.readInt32BE(at);
+      values.push(row.subarray(at + 4, at + 4 + length).toString());
+      at += 4 + length;
+    }
+    return Buffer.from(`${values.join('\t')}\n`);
+  });
+  const transforms = transformsFor('all');
+  const sink = new ValueSink();
+  const copyOut = Buffer.allocUnsafe(chunk.length * 2);
+  const pass = () => {
+    let w = 0;
+    const queued = [];
+    const place = () => {
+      sink.settle();
+      for (const prepared of queued) {
+        const length = prepared.length(sink);
+        prepared.write(sink, copyOut, w, length);
+        w += length;
+      }
+      sink.reset();
+      queued.length = 0;
+    };
+    for (let r = 0; r < lines.length; r++) {
+      const prepared = prepareCopyData(lines[r], TYPES.length, transforms, DEFAULT_TEXT_LAYOUT, sink);
+      if (prepared === null) throw new Error('a bench row could not be read as COPY text');
+      queued.push(prepared);
+      if (r % CHUNK_ROWS === CHUNK_ROWS - 1) place();
+    }
+    place();
+  };
+  cpuNs(pass, 3);
+  console.log(`copy    ${cpuNs(pass, 5) / N | 0} ns of CPU per row: the rows as COPY text lines, \`all\`'s transforms`);
 }
 
 /** [start, end) of every value the detectors scan in `all`, row after row. */

@@ -13,7 +13,7 @@
  * encodings.ts) never occur inside a multi-byte character.
  */
 import type { CopyOptions } from '../engine.js';
-import { MessageType, frame } from './messages.js';
+import { MessageType } from './messages.js';
 import { KEEP, SQL_NULL, ValueSink } from '../value-sink.js';
 import type { Transforms } from './transform.js';
 
@@ -27,7 +27,6 @@ export type CopyLayout =
 export const DEFAULT_TEXT_LAYOUT: CopyLayout = { format: 'text', delimiter: 0x09, null: Buffer.from('\\N', 'latin1'), header: false };
 
 const LF = 0x0a;
-const NEWLINE = Buffer.from([LF]);
 const CR = 0x0d;
 const BACKSLASH = 0x5c;
 
@@ -56,43 +55,114 @@ function singleAscii(s: string): number | null {
 }
 
 /**
- * A row's rewritten message, written once the sink its values went to is settled (hash tokens are
- * filled in then, a chunk of rows at a time: value-sink.ts). Escaping and quoting need the final
- * bytes, so they wait too.
+ * A row's rewritten CopyData message, made once the sink its values went to is settled (hash
+ * tokens are filled in then, a chunk of rows at a time: value-sink.ts), since escaping and
+ * quoting need the final bytes. Its pieces are ranges, not Buffers: unchanged stretches of the
+ * server's row, replaced values in the sink, and a few fixed bytes, copied straight into the
+ * output (a Buffer view per piece cost more than the copying).
  */
-export type PreparedCopyRow = (sink: ValueSink) => Buffer[];
+export class PreparedCopyRow {
+  /** Per piece: kind, then two numbers (a source or sink range, or an index into `fixed`). */
+  private readonly ops: number[] = [];
+  private readonly fixed: Buffer[] = [];
+
+  constructor(private readonly source: Buffer, private readonly layout: CopyLayout) {}
+
+  /** `source[start, end)` as it is. */
+  raw(start: number, end: number): void {
+    if (end > start) this.ops.push(RAW, start, end);
+  }
+
+  bytes(b: Buffer): void {
+    this.ops.push(FIXED, this.fixed.push(b) - 1, 0);
+  }
+
+  /** A replaced value at `sink.bytes[at, at + length)`, escaped or quoted as `kind` says once settled. */
+  value(kind: ValueKind, at: number, length: number): void {
+    this.ops.push(kind, at, length);
+  }
+
+  /** The whole message's length; the values' final forms are decided here (call before write). */
+  length(sink: ValueSink): number {
+    const ops = this.ops;
+    let n = 5;
+    for (let k = 0; k < ops.length; k += 3) {
+      const kind = ops[k]!;
+      if (kind === RAW) n += ops[k + 2]! - ops[k + 1]!;
+      else if (kind === FIXED) n += this.fixed[ops[k + 1]!]!.length;
+      else if (kind === BINARY_VALUE) n += 4 + ops[k + 2]!;
+      else {
+        const at = ops[k + 1]!;
+        const len = ops[k + 2]!;
+        const changed = this.rewrite(kind, sink.bytes, at, len);
+        if (changed === null) n += len;
+        else {
+          ops[k] = FIXED; // the value as it must be written, made once
+          ops[k + 1] = this.fixed.push(changed) - 1;
+          n += changed.length;
+        }
+      }
+    }
+    return n;
+  }
+
+  /** Writes the message (its `length(sink)` bytes) at `into[at, ...)`. */
+  write(sink: ValueSink, into: Buffer, at: number, length: number): void {
+    into[at] = MessageType.CopyData;
+    into.writeInt32BE(length - 1, at + 1);
+    let w = at + 5;
+    const ops = this.ops;
+    for (let k = 0; k < ops.length; k += 3) {
+      const kind = ops[k]!;
+      const a = ops[k + 1]!;
+      const b = ops[k + 2]!;
+      if (kind === RAW) w = copyRange(this.source, a, b, into, w);
+      else if (kind === FIXED) w += this.fixed[a]!.copy(into, w);
+      else if (kind === BINARY_VALUE) {
+        into.writeInt32BE(b, w);
+        w = copyRange(sink.bytes, a, a + b, into, w + 4);
+      } else w = copyRange(sink.bytes, a, a + b, into, w); // a value that needed no change
+    }
+  }
+
+  /** The value as COPY writes it, or null when that is its bytes as they are. */
+  private rewrite(kind: number, bytes: Buffer, at: number, len: number): Buffer | null {
+    const layout = this.layout;
+    if (kind === TEXT_VALUE) return layout.format === 'text' && !textIsPlain(bytes, at, len, layout) ? escapeText(bytes.subarray(at, at + len), layout) : null;
+    if (layout.format !== 'csv') return null;
+    const value = bytes.subarray(at, at + len);
+    const quoted = quoteCsv(value, (kind & CSV_WAS_QUOTED) !== 0, (kind & CSV_SINGLE) !== 0, layout);
+    return quoted === value ? null : quoted;
+  }
+}
+
+const RAW = 0;
+const FIXED = 1;
+const BINARY_VALUE = 2;
+const TEXT_VALUE = 3;
+/** A CSV value: this, with the two flags below. */
+const CSV_VALUE = 4;
+const CSV_WAS_QUOTED = 8;
+const CSV_SINGLE = 16;
+type ValueKind = number;
+
+/** Copies `from[start, end)` to `into[w, ...)`; short runs by hand (a native copy call costs more than a few bytes). */
+function copyRange(from: Buffer, start: number, end: number, into: Buffer, w: number): number {
+  if (end - start > 32) return w + from.copy(into, w, start, end);
+  for (let i = start; i < end; i++) into[w++] = from[i]!;
+  return w;
+}
 
 /**
  * One COPY OUT CopyData body parsed and its values transformed into `sink`; null if it cannot be
- * parsed with certainty. Call the result, after `sink.settle()` and before the sink is reset,
- * for the rewritten message's body in pieces (copyDataMessage joins them).
+ * parsed with certainty. Once `sink.settle()` ran (and before the sink is reset), the result's
+ * `length` and `write` make the rewritten message.
  */
 export function prepareCopyData(body: Buffer, columns: number, transforms: Transforms, layout: CopyLayout, sink: ValueSink): PreparedCopyRow | null {
-  let parts: Part[] | null;
-  if (layout.format === 'binary') parts = transformCopyBinary(body, columns, transforms, sink);
-  else if (body.length === 0 || body[body.length - 1] !== LF) return null; // one whole row per message
-  else {
-    const line = body.subarray(0, body.length - 1);
-    parts = layout.format === 'text' ? transformTextRow(line, columns, transforms, layout, sink) : transformCsvRow(line, columns, transforms, layout, sink);
-  }
-  if (parts === null) return null;
-  const ready = parts;
-  return (settled) => ready.map((p) => (Buffer.isBuffer(p) ? p : p.then(settled.bytes.subarray(p.at, p.at + p.length))));
-}
-
-/** The CopyData message of a body in pieces, written at `into[at, ...)` (room for copyDataLength(pieces) bytes). */
-export function writeCopyData(pieces: Buffer[], into: Buffer, at: number): void {
-  into[at] = MessageType.CopyData;
-  into.writeInt32BE(copyDataLength(pieces) - 1, at + 1);
-  let w = at + 5;
-  for (const p of pieces) w += p.copy(into, w);
-}
-
-/** The whole length of the CopyData message of a body in pieces. */
-export function copyDataLength(pieces: Buffer[]): number {
-  let n = 5;
-  for (const p of pieces) n += p.length;
-  return n;
+  if (layout.format === 'binary') return transformCopyBinary(body, columns, transforms, sink);
+  if (body.length === 0 || body[body.length - 1] !== LF) return null; // one whole row per message
+  const line = body.length - 1;
+  return layout.format === 'text' ? transformTextRow(body, line, columns, transforms, layout, sink) : transformCsvRow(body, line, columns, transforms, layout, sink);
 }
 
 const scratch = new ValueSink();
@@ -103,11 +173,11 @@ export function transformCopyData(body: Buffer, columns: number, transforms: Tra
   const prepared = prepareCopyData(body, columns, transforms, layout, scratch);
   if (prepared === null) return null;
   scratch.settle();
-  return frame(MessageType.CopyData, ...prepared(scratch));
+  const length = prepared.length(scratch);
+  const message = Buffer.allocUnsafe(length);
+  prepared.write(scratch, message, 0, length);
+  return message;
 }
-
-/** A piece of a rewritten row: bytes, or a transformed value still in the sink and what to make of it once settled. */
-type Part = Buffer | { at: number; length: number; then: (value: Buffer) => Buffer };
 
 /** Where a transformed value's replacement is in the sink. */
 interface Replaced { at: number; length: number }
@@ -127,30 +197,33 @@ function transformed(t: NonNullable<Transforms[number]>, buf: Buffer, start: num
 
 type TextLayout = Extract<CopyLayout, { format: 'text' }>;
 
-function transformTextRow(line: Buffer, columns: number, transforms: Transforms, o: TextLayout, sink: ValueSink): Part[] | null {
-  const bounds = splitText(line, o.delimiter, columns);
+/** A text-format row, `body[0, line)` (its LF after). */
+function transformTextRow(body: Buffer, line: number, columns: number, transforms: Transforms, o: TextLayout, sink: ValueSink): PreparedCopyRow | null {
+  const bounds = splitText(body, line, o.delimiter, columns);
   if (bounds === null) return null;
-  const parts: Part[] = [];
-  let run = 0; // where in `line` the bytes not yet in `parts` start: unchanged fields stay as the server wrote them
+  const row = new PreparedCopyRow(body, o);
+  let run = 0; // where the bytes not yet in `row` start: unchanged fields stay as the server wrote them
   for (let i = 0; i < columns; i++) {
     const t = transforms[i] ?? null;
     if (!t) continue;
     const start = bounds[3 * i]!;
     const end = bounds[3 * i + 1]!;
-    if (rangeEquals(line, start, end, o.null)) continue; // PostgreSQL compares the NULL string before de-backslashing
+    if (rangeEquals(body, start, end, o.null)) continue; // PostgreSQL compares the NULL string before de-backslashing
     let masked: Replaced | null | undefined;
-    if (bounds[3 * i + 2] === 0) masked = transformed(t, line, start, end, 0, sink);
+    if (bounds[3 * i + 2] === 0) masked = transformed(t, body, start, end, 0, sink);
     else {
-      const value = unescapeText(line.subarray(start, end));
+      const value = unescapeText(body.subarray(start, end));
       if (!value) return null;
       masked = transformed(t, value, 0, value.length, 0, sink);
     }
     if (masked === undefined) continue;
-    parts.push(line.subarray(run, start), masked === null ? o.null : { ...masked, then: (v) => escapeText(v, o) });
+    row.raw(run, start);
+    if (masked === null) row.bytes(o.null);
+    else row.value(TEXT_VALUE, masked.at, masked.length);
     run = end;
   }
-  parts.push(line.subarray(run), NEWLINE);
-  return parts;
+  row.raw(run, line + 1); // the rest, and the LF
+  return row;
 }
 
 let textBounds = new Int32Array(3 * 64);
@@ -160,16 +233,16 @@ let textBounds = new Int32Array(3 * 64);
  * per field its start, end and whether it holds a backslash, in a scratch array reused by the
  * next call; null unless there are exactly `columns` fields.
  */
-function splitText(line: Buffer, delimiter: number, columns: number): Int32Array | null {
+function splitText(line: Buffer, length: number, delimiter: number, columns: number): Int32Array | null {
   if (textBounds.length < 3 * columns) textBounds = new Int32Array(6 * columns);
   const bounds = textBounds;
   let n = 0;
   let start = 0;
   let escaped = 0;
-  for (let i = 0; i < line.length; i++) {
+  for (let i = 0; i < length; i++) {
     const c = line[i]!;
     if (c === BACKSLASH) {
-      if (++i >= line.length) return null;
+      if (++i >= length) return null;
       escaped = 1;
     } else if (c === delimiter) {
       if (n === columns) return null;
@@ -180,7 +253,7 @@ function splitText(line: Buffer, delimiter: number, columns: number): Int32Array
     } else if (c === LF || c === CR) return null; // COPY TO writes them as \n and \r
   }
   if (n !== columns - 1) return null;
-  bounds[3 * n] = start; bounds[3 * n + 1] = line.length; bounds[3 * n + 2] = escaped;
+  bounds[3 * n] = start; bounds[3 * n + 1] = length; bounds[3 * n + 2] = escaped;
   return bounds;
 }
 
@@ -190,7 +263,15 @@ function rangeEquals(buf: Buffer, start: number, end: number, other: Buffer): bo
   return true;
 }
 
-const TEXT_ESCAPES: Record<number, number> = { 0x62: 8, 0x66: 12, 0x6e: 10, 0x72: 13, 0x74: 9, 0x76: 11 };
+/** Byte tables (0: none), read per byte: a lookup in an object keyed by numbers is many times slower. */
+function byteTable(entries: Record<number, number>): Uint8Array {
+  const table = new Uint8Array(256);
+  for (const [k, v] of Object.entries(entries)) table[Number(k)] = v;
+  return table;
+}
+
+/** The byte a one-letter text escape stands for (`\n` -> LF); 0: not one. */
+const TEXT_ESCAPES = byteTable({ 0x62: 8, 0x66: 12, 0x6e: 10, 0x72: 13, 0x74: 9, 0x76: 11 });
 
 /** COPY text escapes ("File Formats" in the COPY reference). */
 function unescapeText(field: Buffer): Buffer | null {
@@ -204,8 +285,8 @@ function unescapeText(field: Buffer): Buffer | null {
     }
     const e = field[++i];
     if (e === undefined) return null;
-    const simple = TEXT_ESCAPES[e];
-    if (simple !== undefined) out.push(simple);
+    const simple = TEXT_ESCAPES[e]!;
+    if (simple !== 0) out.push(simple);
     else if (e >= 0x30 && e <= 0x37) {
       let v = e - 0x30;
       for (let k = 0; k < 2 && (field[i + 1] ?? 0) >= 0x30 && field[i + 1]! <= 0x37; k++) v = v * 8 + (field[++i]! - 0x30);
@@ -227,20 +308,30 @@ function hexValue(c: number): number {
   return c <= 0x39 ? c - 0x30 : (c | 0x20) - 0x61 + 10;
 }
 
-const TEXT_ESCAPE_OF: Record<number, number> = { 8: 0x62, 12: 0x66, 10: 0x6e, 13: 0x72, 9: 0x74, 11: 0x76, 0x5c: 0x5c };
+/** The letter a byte is escaped with in text format (LF -> `n`, backslash -> itself); 0: written as it is. */
+const TEXT_ESCAPE_OF = byteTable({ 8: 0x62, 12: 0x66, 10: 0x6e, 13: 0x72, 9: 0x74, 11: 0x76, 0x5c: 0x5c });
+
+/** Whether `bytes[at, at + len)` is written as it is in text format: nothing to escape, and not the NULL string. */
+function textIsPlain(bytes: Buffer, at: number, len: number, o: TextLayout): boolean {
+  for (let i = at; i < at + len; i++) {
+    const c = bytes[i]!;
+    if (c === o.delimiter || TEXT_ESCAPE_OF[c] !== 0) return false;
+  }
+  return len === 0 || !rangeEquals(bytes, at, at + len, o.null);
+}
 
 /** A value as COPY TO writes it in text format; one equal to the NULL string gets its first byte as an octal escape. */
 function escapeText(value: Buffer, o: TextLayout): Buffer {
   let plain = true;
   for (let i = 0; i < value.length && plain; i++) {
     const c = value[i]!;
-    plain = c !== o.delimiter && TEXT_ESCAPE_OF[c] === undefined;
+    plain = c !== o.delimiter && TEXT_ESCAPE_OF[c] === 0;
   }
   if (plain) return value.length > 0 && value.equals(o.null) ? withOctalFirst(value) : value;
   const out: number[] = [];
   for (const c of value) {
-    const e = TEXT_ESCAPE_OF[c];
-    if (e !== undefined) out.push(BACKSLASH, e);
+    const e = TEXT_ESCAPE_OF[c]!;
+    if (e !== 0) out.push(BACKSLASH, e);
     else if (c === o.delimiter) out.push(BACKSLASH, c);
     else out.push(c);
   }
@@ -259,11 +350,12 @@ function withOctalFirst(b: Buffer): Buffer {
 type CsvLayout = Extract<CopyLayout, { format: 'csv' }>;
 interface CsvField { value: Buffer | null; quoted: boolean }
 
-function transformCsvRow(line: Buffer, columns: number, transforms: Transforms, o: CsvLayout, sink: ValueSink): Part[] | null {
-  const fields = splitCsv(line, o);
+/** A CSV row, `body[0, line)` (its LF after). */
+function transformCsvRow(body: Buffer, line: number, columns: number, transforms: Transforms, o: CsvLayout, sink: ValueSink): PreparedCopyRow | null {
+  const fields = splitCsv(body.subarray(0, line), o);
   if (!fields || fields.length !== columns) return null;
-  const parts: Part[] = [];
-  let run = 0; // where in `line` the bytes not yet in `parts` start: unchanged fields stay as the server wrote them
+  const row = new PreparedCopyRow(body, o);
+  let run = 0; // where the bytes not yet in `row` start: unchanged fields stay as the server wrote them
   for (let i = 0; i < fields.length; i++) {
     const f = fields[i]!;
     const t = transforms[i] ?? null;
@@ -271,12 +363,13 @@ function transformCsvRow(line: Buffer, columns: number, transforms: Transforms, 
     const masked = transformed(t, f.value, 0, f.value.length, 0, sink);
     if (masked === undefined) continue;
     const start = i === 0 ? 0 : fields[i - 1]!.end + 1; // after the delimiter
-    const single = fields.length === 1;
-    parts.push(line.subarray(run, start), masked === null ? o.null : { ...masked, then: (v) => quoteCsv(v, f.quoted, single, o) });
+    row.raw(run, start);
+    if (masked === null) row.bytes(o.null);
+    else row.value(CSV_VALUE | (f.quoted ? CSV_WAS_QUOTED : 0) | (fields.length === 1 ? CSV_SINGLE : 0), masked.at, masked.length);
     run = f.end;
   }
-  parts.push(line.subarray(run), NEWLINE);
-  return parts;
+  row.raw(run, line + 1);
+  return row;
 }
 
 /** Fields of one CSV row, each with where its bytes end (before the next delimiter). */
@@ -351,22 +444,28 @@ const BINARY_SIGNATURE = Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1');
  * (Int16 field count, then Int32 length and bytes per field), or the trailer (-1). PostgreSQL
  * sends the header with the first tuple and one tuple per message; anything else is refused.
  */
-function transformCopyBinary(body: Buffer, columns: number, transforms: Transforms, sink: ValueSink): Part[] | null {
+function transformCopyBinary(body: Buffer, columns: number, transforms: Transforms, sink: ValueSink): PreparedCopyRow | null {
   let at = 0;
-  const parts: Part[] = [];
+  const row = new PreparedCopyRow(body, { format: 'binary' });
   if (body.subarray(0, BINARY_SIGNATURE.length).equals(BINARY_SIGNATURE)) {
     if (body.length < 19) return null;
     const extension = body.readInt32BE(15);
     at = 19 + extension;
     if (extension < 0 || at > body.length) return null;
-    parts.push(body.subarray(0, at));
-    if (at === body.length) return parts;
+    if (at === body.length) {
+      row.raw(0, at);
+      return row;
+    }
   }
   if (body.length - at < 2) return null;
   const n = body.readInt16BE(at);
-  if (n === -1) return at + 2 === body.length ? [body] : null;
+  if (n === -1) {
+    if (at + 2 !== body.length) return null;
+    row.raw(0, body.length);
+    return row;
+  }
   if (n !== columns) return null;
-  let run = at; // where in `body` the bytes not yet in `parts` start: unchanged fields stay as they came
+  let run = 0; // where in `body` the bytes not yet in `row` start: unchanged fields stay as they came
   at += 2;
   for (let i = 0; i < n; i++) {
     if (body.length - at < 4) return null;
@@ -379,11 +478,13 @@ function transformCopyBinary(body: Buffer, columns: number, transforms: Transfor
     const t = transforms[i] ?? null;
     const out = t && len >= 0 ? transformed(t, body, valueStart, at, 1, sink) : undefined;
     if (out === undefined) continue;
-    parts.push(body.subarray(run, fieldStart), out === null ? lengthOf(null) : { ...out, then: (v) => Buffer.concat([lengthOf(v), v]) });
+    row.raw(run, fieldStart);
+    if (out === null) row.bytes(lengthOf(null));
+    else row.value(BINARY_VALUE, out.at, out.length);
     run = at;
   }
-  parts.push(body.subarray(run, at));
-  return at === body.length ? parts : null;
+  row.raw(run, at);
+  return at === body.length ? row : null;
 }
 
 function lengthOf(value: Buffer | null): Buffer {

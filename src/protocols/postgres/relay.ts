@@ -22,7 +22,7 @@ import {
   decodeRowDescription,
   errorResponse,
 } from './messages.js';
-import { copyDataLength, copyFormatIsPlain, copyLayout, DEFAULT_TEXT_LAYOUT, prepareCopyData, writeCopyData, type CopyLayout, type PreparedCopyRow } from './copy-out.js';
+import { copyFormatIsPlain, copyLayout, DEFAULT_TEXT_LAYOUT, prepareCopyData, type CopyLayout, type PreparedCopyRow } from './copy-out.js';
 import { clientDecoder, type ClientDecoder } from './encodings.js';
 import { rewriteNotice, rewriteNotification, rewriteParameterStatus, rewrites, type MessageRewrite } from './message-text.js';
 import { refusalResponse } from './poison.js';
@@ -321,10 +321,10 @@ export class Relay {
     if (this.queuedCopies.length > 0) {
       this.copySink.settle();
       for (let k = 0; k < n; k++) {
-        const pieces = this.queuedCopies[k]!(this.copySink);
-        const length = copyDataLength(pieces);
+        const row = this.queuedCopies[k]!;
+        const length = row.length(this.copySink);
         const at = built.reserve(length);
-        writeCopyData(pieces, built.bytes, at);
+        row.write(this.copySink, built.bytes, at, length);
         this.queuedRuns[k]!.run.copyData(built.bytes, at, at + 5, at + length);
       }
       this.copySink.reset();

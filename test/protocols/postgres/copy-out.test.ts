@@ -64,3 +64,65 @@ describe('binary', () => {
     expect(transformCopyData(row, 3, [toNull, null, withTab], { format: 'binary' })!.subarray(5)).toEqual(tuple([null, null, Buffer.from('a\tb\\c')]));
   });
 });
+
+describe('text format, many rows against a reader written here', () => {
+  /** PostgreSQL's text format read back (the COPY reference's rules), field by field; null for \N. */
+  function readText(line: string): (string | null)[] {
+    const fields: (string | null)[] = [];
+    let value = '';
+    let raw = '';
+    const ESC: Record<string, string> = { b: '\b', f: '\f', n: '\n', r: '\r', t: '\t', v: '\v' };
+    for (let i = 0; i < line.length; i++) {
+      const c = line[i]!;
+      if (c === '\t') {
+        fields.push(raw === '\\N' ? null : value);
+        value = '';
+        raw = '';
+        continue;
+      }
+      raw += c;
+      if (c !== '\\') value += c;
+      else {
+        const e = line[++i]!;
+        raw += e;
+        if (/[0-7]/.test(e)) {
+          let digits = e;
+          while (digits.length < 3 && /[0-7]/.test(line[i + 1] ?? '')) digits += line[++i]!;
+          raw += digits.slice(1);
+          value += String.fromCharCode(parseInt(digits, 8));
+        } else value += ESC[e] ?? e;
+      }
+    }
+    fields.push(raw === '\\N' ? null : value);
+    return fields;
+  }
+  const escape = (v: string | null) => (v === null ? '\\N' : v.replace(/\\/g, '\\\\').replace(/\t/g, '\\t').replace(/\n/g, '\\n').replace(/\r/g, '\\r'));
+
+  test('every changed value reads back as the transform made it, every other as the server wrote it', () => {
+    let seed = 7; // mulberry32: every bit of it varies
+    const random = (n: number) => {
+      seed = (seed + 0x6d2b79f5) | 0;
+      let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+      t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+      return ((t ^ (t >>> 14)) >>> 0) % n;
+    };
+    const ALPHABET = ['a', 'Z', '9', ' ', '\t', '\\', '\n', '\r', 'N', '\u00e9'];
+    const text = () => Array.from({ length: random(8) }, () => ALPHABET[random(ALPHABET.length)]).join('');
+    const layout: CopyLayout = { format: 'text', delimiter: 0x09, null: Buffer.from('\\N'), header: false };
+    for (let r = 0; r < 500; r++) {
+      const values = Array.from({ length: 4 }, () => (random(6) === 0 ? null : text()));
+      const replacements = Array.from({ length: 4 }, () => (random(2) === 0 ? undefined : random(5) === 0 ? null : text()));
+      const transforms: Transforms = replacements.map((rep) => (rep === undefined ? keep : valueTransform(() => (rep === null ? null : Buffer.from(rep)))));
+      const line = `${values.map(escape).join('\t')}\n`;
+      const out = transformCopyData(Buffer.from(line), 4, transforms, layout);
+      expect(out, line).not.toBeNull();
+      expect(out![0]).toBe(0x64); // CopyData
+      expect(out!.readInt32BE(1)).toBe(out!.length - 1);
+      const written = out!.subarray(5).toString();
+      expect(written.endsWith('\n')).toBe(true);
+      expect(written.slice(0, -1)).not.toMatch(/[\n\r]/); // COPY writes them as \n and \r
+      const expected = values.map((v, i) => (replacements[i] === undefined || v === null ? v : replacements[i]!));
+      expect(readText(written.slice(0, -1)), JSON.stringify({ line, replacements })).toEqual(expected);
+    }
+  });
+});
