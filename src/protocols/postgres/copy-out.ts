@@ -78,7 +78,7 @@ export class PreparedCopyRow {
   }
 
   /** A replaced value at `sink.bytes[at, at + length)`, escaped or quoted as `kind` says once settled. */
-  value(kind: ValueKind, at: number, length: number): void {
+  value(kind: number, at: number, length: number): void {
     this.ops.push(kind, at, length);
   }
 
@@ -136,15 +136,15 @@ export class PreparedCopyRow {
   }
 }
 
+/** Piece kinds: a range of the source; fixed bytes; a sink value behind its Int32 length (binary); a sink value to escape as text. */
 const RAW = 0;
 const FIXED = 1;
 const BINARY_VALUE = 2;
 const TEXT_VALUE = 3;
-/** A CSV value: this, with the two flags below. */
+/** A sink value to quote as CSV: this, with the flags below (it was quoted; the row's only field). */
 const CSV_VALUE = 4;
 const CSV_WAS_QUOTED = 8;
 const CSV_SINGLE = 16;
-type ValueKind = number;
 
 /** Copies `from[start, end)` to `into[w, ...)`; short runs by hand (a native copy call costs more than a few bytes). */
 function copyRange(from: Buffer, start: number, end: number, into: Buffer, w: number): number {
