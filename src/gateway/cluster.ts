@@ -13,9 +13,9 @@
  *
  * A worker that exits after the start is forked again, with backoff; the sessions counted for
  * it are given back. One that stops answering (its event loop stuck, the process frozen) for
- * `hangMs` is killed, and so forked again. One that cannot start stops the whole gateway with its error. stop(): every
- * worker stops (its sessions end and are recorded, its last checkpoint is signed), then the
- * primary.
+ * `hangMs` is killed, and so forked again. One that cannot start stops the whole gateway with
+ * its error. stop(): every worker stops (its sessions end and are recorded, its last checkpoint
+ * is signed), then the primary.
  */
 import cluster, { type Worker } from 'node:cluster';
 import type { Logger } from 'pino';
@@ -35,13 +35,16 @@ const DEFAULT_HANG_MS = 10_000;
 
 /** A forked worker, with the sessions the primary counts for it. */
 interface Forked {
+  index: number;
   worker: Worker;
   /** Its sessions counted against max_sessions_per_user, per key (connection and subject). */
   sessions: Map<string, number>;
   startedAt: number;
   /** Restarts in a row that followed a short run (backoff). */
   crashes: number;
-  /** When it last answered a ping (or listened); null until it listens. */
+  /** Whether it has listened (a worker that exits before it did, during start(), stops the gateway). */
+  listened: boolean;
+  /** When it last answered a ping (or listened); null until it listens, and once it is killed. */
   answeredAt: number | null;
 }
 
@@ -92,7 +95,7 @@ export class GatewayPrimary {
     for (const [index, entry] of this.forked) {
       if (entry.answeredAt === null || entry.worker.isDead()) continue;
       if (now - entry.answeredAt > this.hangMs) {
-        this.o.logger.error({ worker: `${index}/${this.o.count}`, pid: entry.worker.process.pid, silent_ms: now - entry.answeredAt }, 'gateway worker stopped answering; killing it');
+        this.o.logger.error({ worker: this.label(index), pid: entry.worker.process.pid, silent_ms: now - entry.answeredAt }, 'gateway worker stopped answering; killing it');
         entry.answeredAt = null; // killed once
         entry.worker.process.kill('SIGKILL');
         continue;
@@ -120,29 +123,16 @@ export class GatewayPrimary {
   }
 
   private fork(index: number, crashes: number): void {
-    const worker = cluster.fork({ [WORKER_ENV]: `${index}/${this.o.count}` });
-    const entry: Forked = { worker, sessions: new Map(), startedAt: Date.now(), crashes, answeredAt: null };
+    const worker = cluster.fork({ [WORKER_ENV]: this.label(index) });
+    const entry: Forked = { index, worker, sessions: new Map(), startedAt: Date.now(), crashes, listened: false, answeredAt: null };
     this.forked.set(index, entry);
-    const log = this.o.logger.child({ worker: `${index}/${this.o.count}`, pid: worker.process.pid });
-    let up = false;
-    worker.on('message', (message: WorkerToPrimary) => {
-      if (message.t === 'pong') {
-        if (entry.answeredAt !== null) entry.answeredAt = Date.now();
-        return;
-      }
-      if (message.t === 'listening') {
-        up = true;
-        entry.answeredAt = Date.now();
-        this.starting?.listening(index, message.listening);
-        return;
-      }
-      this.receive(entry, message);
-    });
+    const log = this.o.logger.child({ worker: this.label(index), pid: worker.process.pid });
+    worker.on('message', (message: WorkerToPrimary) => this.receive(entry, message));
     worker.on('exit', (code, signal) => {
       this.giveBack(entry);
       if (this.stopping) return;
       const why = signal ? `ended by ${signal}` : `exited with code ${code}`;
-      if (!up && this.starting) return this.starting.failed(index, `${why} (its log says why)`);
+      if (!entry.listened && this.starting) return this.starting.failed(index, `${why} (its log says why)`);
       const ranLong = Date.now() - entry.startedAt >= HEALTHY_RUN_MS;
       const next = ranLong ? 0 : crashes + 1;
       const delay = ranLong ? 0 : Math.min(RESTART_MAX_MS, RESTART_MIN_MS * 2 ** Math.min(crashes, 10));
@@ -155,24 +145,36 @@ export class GatewayPrimary {
 
   private receive(from: Forked, message: WorkerToPrimary): void {
     switch (message.t) {
+      case 'listening':
+        from.listened = true;
+        from.answeredAt = Date.now();
+        return this.starting?.listening(from.index, message.listening);
+      case 'pong':
+        if (from.answeredAt !== null) from.answeredAt = Date.now(); // not once it is being killed
+        return;
       case 'slot':
         return send(from.worker, { t: 'slot', id: message.id, open: this.countSession(from, message.key, message.max) });
       case 'slot-release':
         return this.uncountSession(from, message.key);
       case 'cancel':
-        for (const s of this.forked.values()) if (s !== from) send(s.worker, { t: 'cancel', cancel: message.cancel });
-        return;
+        return this.toOthers(from, { t: 'cancel', cancel: message.cancel });
       case 'gather':
         void this.gather(message.what).then((reports) => send(from.worker, { t: 'gathered', id: message.id, reports }));
         return;
       case 'reload':
-        for (const s of this.forked.values()) if (s !== from) send(s.worker, { t: 'reload', source: 'api', by: message.by });
-        return;
+        return this.toOthers(from, { t: 'reload', source: 'api', by: message.by });
       case 'report':
-      case 'listening':
-      case 'pong':
-        return; // answers, taken by their waiters
+        return; // an answer, taken by its waiter (gather)
     }
+  }
+
+  private toOthers(from: Forked, message: PrimaryToWorker): void {
+    for (const f of this.forked.values()) if (f !== from) send(f.worker, message);
+  }
+
+  /** "2/4": how logs and the worker's environment name worker `index`. */
+  private label(index: number): string {
+    return `${index}/${this.o.count}`;
   }
 
   /** null: counted; else how many are open, which refuses it. */

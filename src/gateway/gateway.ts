@@ -168,7 +168,7 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
     // With `workers: N` each worker sees about 1/N of an address's connections (handed out in turn).
     const authFailures = new FailureLimiter(Math.ceil(AUTH_FAILURE_BURST / (cluster?.count ?? 1)), 60_000);
     // Told to each agent link, so that an agent links to every worker behind one URL.
-    const place = options.worker ?? (cluster ? { index: cluster.index, count: cluster.count } : undefined);
+    const place = options.worker ?? cluster;
     const registry = new AgentRegistry({
       keys: () => configs.current().config.agents,
       recorder, logger, metrics, authFailures,
