@@ -87,6 +87,8 @@ export interface GatewayWorker {
 }
 
 const MAX_WORKERS = 1024;
+/** What a gateway that names no worker is: one process. */
+const ONE_PROCESS: GatewayWorker = { index: 1, count: 1 };
 
 /** GATEWAY_WORKER_HEADER's `k/N`, or null when absent or unreadable. */
 export function parseWorkerHeader(value: string | string[] | undefined): GatewayWorker | null {
@@ -283,9 +285,9 @@ class GatewayLink {
       const worker = parseWorkerHeader(header);
       if (header !== undefined && !worker) this.log.warn({ header: String(header).slice(0, 64) }, 'unreadable gateway worker header: holding one link to this gateway');
       this.named = worker !== null;
-      this.worker = worker ?? { index: 1, count: 1 };
+      this.worker = worker ?? ONE_PROCESS;
     });
-    ws.on('open', () => this.group.opened(this.worker ?? { index: 1, count: 1 }));
+    ws.on('open', () => this.group.opened(this.worker ?? ONE_PROCESS)); // 'upgrade' came first and set it
     ws.on('close', () => {
       this.link = null;
       this.ws = null;
