@@ -79,6 +79,14 @@ export class ClusterWorker {
     return worker;
   }
 
+  /**
+   * This worker's share of a per-address limit: the primary hands connections to the workers in
+   * turn, so each sees about 1/N of an address's attempts.
+   */
+  share(limit: number): number {
+    return Math.ceil(limit / this.count);
+  }
+
   /** "2/4": how logs and metrics name this worker. */
   get label(): string {
     return `${this.index}/${this.count}`;

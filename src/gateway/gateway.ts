@@ -165,8 +165,7 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
     cluster?.onReport('metrics', () => metrics.render());
     const auditKeys = new AuditKeys(store, { key_id: signer.keyId, pem: signer.publicKeyPem }, config.audit.previous_keys);
     let native: NativeListener | null = null;
-    // With `workers: N` each worker sees about 1/N of an address's connections (handed out in turn).
-    const authFailures = new FailureLimiter(Math.ceil(AUTH_FAILURE_BURST / (cluster?.count ?? 1)), 60_000);
+    const authFailures = new FailureLimiter(cluster?.share(AUTH_FAILURE_BURST) ?? AUTH_FAILURE_BURST, 60_000);
     // Told to each agent link, so that an agent links to every worker behind one URL.
     const place = options.worker ?? cluster;
     const registry = new AgentRegistry({

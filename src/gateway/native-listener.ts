@@ -73,9 +73,8 @@ export class NativeListener {
 
   constructor(private readonly ctx: SessionHostContext, private readonly sessions: SessionHost, tls: { cert: string; key: string } | undefined) {
     this.secureContext = tls ? createSecureContext({ cert: tls.cert, key: tls.key, minVersion: 'TLSv1.2' }) : null;
-    // Per address only: a global cap would stop the counting. With `workers: N` each worker
-    // sees about 1/N of an address's connections (the primary hands them out in turn).
-    this.failures = new FailureLimiter(Math.ceil(LOGIN_FAILURE_BURST / (ctx.cluster?.count ?? 1)), LOGIN_FAILURE_WINDOW_MS, Number.POSITIVE_INFINITY);
+    // Per address only: a global cap would stop the counting.
+    this.failures = new FailureLimiter(ctx.cluster?.share(LOGIN_FAILURE_BURST) ?? LOGIN_FAILURE_BURST, LOGIN_FAILURE_WINDOW_MS, Number.POSITIVE_INFINITY);
     this.server = createServer((socket) => this.accept(socket));
   }
 
