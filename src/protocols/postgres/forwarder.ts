@@ -40,6 +40,7 @@ import type { Relay } from './relay.js';
 import { notExecuted, running, type Failure, type ResponseQueue, type Running } from './responses.js';
 import { StatementRun } from './results.js';
 import { splitDependsOnStandardConformingStrings, splitStatements } from './split.js';
+import { SQLSTATE_QUERY_CANCELED } from './sqlstate.js';
 import { ALL_RISKS, NO_RISKS, cstringAt, lowerAscii, risksOf, type Risks } from './text.js';
 
 const FLUSH = frame(MessageType.Flush);
@@ -49,6 +50,8 @@ const MAX_SPLIT_CHARS = 1024 * 1024;
 const SMALL_TEXT = 64 * 1024;
 /** character_not_in_repertoire: text the gateway cannot read as the server will. */
 const SQLSTATE_BAD_TEXT = '22021';
+/** What a statement cancelled before it went upstream gets: PostgreSQL's own cancel error. */
+const CANCELLED_UNSENT: Failure = { code: SQLSTATE_QUERY_CANCELED, message: 'canceling statement due to user request (hoop: before it was sent to the database; it did not run)' };
 
 /** A statement about to pass the barrier. */
 interface Unit {
@@ -94,6 +97,10 @@ export class Forwarder {
   private copyPending: Running | null = null;
   /** Ends a hold with a refusal (a CancelRequest from the client). */
   private cancelHold: (() => void) | null = null;
+  /** A statement is between its barrier's start and its bytes going upstream; and whether a
+   *  CancelRequest came meanwhile (it is then refused there: cancelUnsent). */
+  private unsent = false;
+  private unsentCancelled = false;
 
   private readonly reader: StatementReader;
 
@@ -106,6 +113,17 @@ export class Forwarder {
     if (!this.cancelHold) return false;
     this.cancelHold();
     return true;
+  }
+
+  /**
+   * A CancelRequest for this session while a statement waits at its barrier (its plan, its
+   * query.start being made durable): true if one does. That statement is then refused with
+   * PostgreSQL's own cancel error instead of being sent, so a Ctrl-C right after Enter never
+   * loses the race with the record's fsync and leaves the statement to run in full.
+   */
+  cancelUnsent(): boolean {
+    if (this.unsent) this.unsentCancelled = true;
+    return this.unsent;
   }
 
   /** A new chunk of client bytes, framed. */
@@ -464,6 +482,8 @@ export class Forwarder {
     const { ctx, queue } = this.host;
     const f = batch.frames[i]!;
     const start: StatementStart = { queryId: randomUUID(), ...unit.start };
+    this.unsent = true;
+    this.unsentCancelled = false;
     const decided = unit.refusal ? { action: 'refuse' as const, ...unit.refusal } : this.decide(unit, start);
     const decision: FinalPlan = decided instanceof Promise ? await decided : decided;
     let refusal: Failure | null = decision.action === 'refuse' ? { code: decision.code, message: decision.message } : null;
@@ -472,6 +492,8 @@ export class Forwarder {
     } catch (err) {
       refusal = refusalOf(err);
     }
+    this.unsent = false;
+    if (this.unsentCancelled && !refusal) refusal = CANCELLED_UNSENT;
     const run = new StatementRun(start, ctx.payloadLimit, refusal);
     const decoder = this.reader.decoder();
     if (decoder && decoder.name !== 'UTF8') run.clientText = (b) => decoder.decode(b);

@@ -337,7 +337,7 @@ export class StatementRun {
   finish(): StatementRecord {
     this.ended = true;
     const outcome: StatementEnd['outcome'] = this.refusal
-      ? 'refused'
+      ? this.refusal.code === SQLSTATE_QUERY_CANCELED ? 'cancelled' : 'refused'
       : this.unknownCause && !this.error ? 'unknown'
       : this.error
         ? this.error.code === SQLSTATE_QUERY_CANCELED ? 'cancelled' : 'error'

@@ -104,9 +104,15 @@ export class Session {
     safely(() => this.ctx.hooks.sessionEnd(this.endReason ?? { reason: 'closed', error: null }));
   }
 
-  /** A CancelRequest from this session's owner: ends a held statement, else goes upstream. */
+  /**
+   * A CancelRequest from this session's owner: ends a held statement; else it stops a statement
+   * not yet sent (Forwarder.cancelUnsent) and goes upstream too, for what an earlier message of a
+   * pipeline may be running there.
+   */
   cancelRequest(): void {
-    if (!this.forwarder.cancelHeld()) this.cancelUpstream();
+    if (this.forwarder.cancelHeld()) return;
+    this.forwarder.cancelUnsent();
+    this.cancelUpstream();
   }
 
   /**

@@ -472,6 +472,46 @@ describe('cancel', () => {
     }
   });
 
+  it('a cancel while the statement waits for its record stops it there: it never runs, and both protocols say so', async () => {
+    await db.query('create table if not exists eng_cancel_unsent (n int)');
+    await db.query('truncate eng_cancel_unsent');
+    const c = await h.client();
+    let release = () => {};
+    const recorded: string[] = [];
+    h.queryStart = async (s) => {
+      if (!s.statement.includes('eng_cancel_unsent')) return;
+      recorded.push(s.statement);
+      await new Promise<void>((r) => (release = r)); // query.start not yet durable
+    };
+    try {
+      for (const [protocol, run] of [
+        ['simple', () => c.query('insert into eng_cancel_unsent values (1)')],
+        ['extended', () => c.query({ text: 'insert into eng_cancel_unsent values ($1)', values: [2] })],
+      ] as const) {
+        const n = recorded.length;
+        const pending = run().catch((e) => e);
+        await until(() => recorded.length > n);
+        await sendCancel(h.port, (c as any).processID, (c as any).secretKey);
+        release();
+        const err = await pending;
+        expect(err, protocol).toMatchObject({ code: '57014', message: expect.stringMatching(/^canceling statement due to user request \(hoop: before it was sent/) });
+        const start = h.starts().filter((s) => s.statement.includes('eng_cancel_unsent')).at(-1)!;
+        expect(await until(() => h.ends().find((e) => e.queryId === start.queryId)), protocol).toMatchObject({ outcome: 'cancelled', error: { code: '57014' } });
+      }
+      // What the database holds: neither statement ran. The session goes on, and a cancel with
+      // nothing waiting changes nothing that comes after it.
+      expect((await db.query('select count(*)::int as n from eng_cancel_unsent')).rows[0].n).toBe(0);
+      h.queryStart = async () => {};
+      await sendCancel(h.port, (c as any).processID, (c as any).secretKey);
+      await c.query('insert into eng_cancel_unsent values (3)');
+      expect((await db.query('select array_agg(n)::text as ns from eng_cancel_unsent')).rows[0].ns).toBe('{3}');
+    } finally {
+      h.queryStart = async () => {};
+      release();
+      await c.end();
+    }
+  });
+
   it('between keyCancel streams (the native listener): by key alone, whoever the owner; never a tunnel session', async () => {
     const native = await startHarness({ upstream: upstreamConfig(upstream), owner: 'bob', engine: h.engine, keyCancel: true });
     const stranger = await startHarness({ upstream: upstreamConfig(upstream), owner: '', engine: h.engine, keyCancel: true });
