@@ -117,13 +117,16 @@ export class Forwarder {
 
   /**
    * A CancelRequest for this session while a statement waits at its barrier (its plan, its
-   * query.start being made durable): true if one does. That statement is then refused with
-   * PostgreSQL's own cancel error instead of being sent, so a Ctrl-C right after Enter never
-   * loses the race with the record's fsync and leaves the statement to run in full.
+   * query.start being made durable) with no statement ahead of it: true if so. That statement is
+   * what the client is waiting on, and it is refused with PostgreSQL's own cancel error instead
+   * of being sent, so a Ctrl-C right after Enter never loses the race with the record's fsync
+   * and leaves the statement to run in full. With a statement ahead (a pipeline), the cancel is
+   * for that one, upstream, as PostgreSQL would take it.
    */
   cancelUnsent(): boolean {
-    if (this.unsent) this.unsentCancelled = true;
-    return this.unsent;
+    if (!this.unsent || this.host.queue.expected.some((e) => 's' in e)) return false;
+    this.unsentCancelled = true;
+    return true;
   }
 
   /** A new chunk of client bytes, framed. */

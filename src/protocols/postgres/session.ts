@@ -104,15 +104,10 @@ export class Session {
     safely(() => this.ctx.hooks.sessionEnd(this.endReason ?? { reason: 'closed', error: null }));
   }
 
-  /**
-   * A CancelRequest from this session's owner: ends a held statement; else it stops a statement
-   * not yet sent (Forwarder.cancelUnsent) and goes upstream too, for what an earlier message of a
-   * pipeline may be running there.
-   */
+  /** A CancelRequest from this session's owner: ends a held statement, or stops one not yet
+   *  sent (Forwarder.cancelUnsent), else goes upstream. */
   cancelRequest(): void {
-    if (this.forwarder.cancelHeld()) return;
-    this.forwarder.cancelUnsent();
-    this.cancelUpstream();
+    if (!this.forwarder.cancelHeld() && !this.forwarder.cancelUnsent()) this.cancelUpstream();
   }
 
   /**

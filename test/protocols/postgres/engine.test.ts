@@ -512,6 +512,34 @@ describe('cancel', () => {
     }
   });
 
+  it('pipelined behind a running statement: the cancel is for the running one, as PostgreSQL takes it; the next still runs', async () => {
+    await db.query('create table if not exists eng_cancel_behind (n int)');
+    await db.query('truncate eng_cancel_behind');
+    const raw = await RawClient.open(h.port, false);
+    raw.socket.write(serialize.startup({ user: 'raw', database: 'raw' }));
+    await raw.waitFor((ms) => ms.some((m) => m.name === 'readyForQuery'));
+    const key = raw.messages.find((m) => m.name === 'backendKeyData');
+    raw.messages = [];
+    try {
+      const SLEEP = 'select pg_sleep(30) as eng_cancel_sleeping_ahead';
+      const INSERT = 'insert into eng_cancel_behind values (1)';
+      raw.socket.write(Buffer.concat([
+        serialize.parse({ text: SLEEP }), serialize.bind({}), serialize.execute({}), serialize.sync(),
+        serialize.parse({ text: INSERT }), serialize.bind({}), serialize.execute({}), serialize.sync(),
+      ]));
+      await untilRunning(db, SLEEP);
+      await sendCancel(h.port, key.processID, key.secretKey);
+      await raw.waitFor((ms) => ms.filter((m) => m.name === 'readyForQuery').length === 2);
+      expect(raw.messages.filter((m) => m.name === 'error').map((e) => e.code)).toEqual(['57014']);
+      expect((await db.query('select count(*)::int as n from eng_cancel_behind')).rows[0].n).toBe(1);
+      const ids = h.starts().filter((s) => s.statement === SLEEP || s.statement === INSERT).map((s) => s.queryId);
+      const ends = await until(() => { const e = h.ends().filter((x) => ids.includes(x.queryId)); return e.length === 2 && e; });
+      expect(ends.map((e) => e.outcome)).toEqual(['cancelled', 'ok']);
+    } finally {
+      raw.socket.end(serialize.end());
+    }
+  });
+
   it('between keyCancel streams (the native listener): by key alone, whoever the owner; never a tunnel session', async () => {
     const native = await startHarness({ upstream: upstreamConfig(upstream), owner: 'bob', engine: h.engine, keyCancel: true });
     const stranger = await startHarness({ upstream: upstreamConfig(upstream), owner: '', engine: h.engine, keyCancel: true });
