@@ -124,6 +124,10 @@ export class Session {
   private cancelInFlight: Promise<void> | null = null;
 
   private cancelUpstream(): void {
+    // One at a time: a second one would signal the same statement (what follows waits for the
+    // first), and a client repeating CancelRequests must not make the gateway dial the database
+    // (where each cancel costs a connection) as often as it likes.
+    if (this.cancelInFlight) return;
     const sent = this.o.cancelUpstream();
     this.cancelInFlight = sent;
     void sent.then(() => {

@@ -25,6 +25,8 @@ export interface Harness {
   queryStart: (s: StatementStart) => Promise<void>;
   /** Replace to decide statements (refuse, hold, transform, cap). */
   plan: (s: StatementStart) => Promise<StatementPlan>;
+  /** Upstream connections opened so far (sessions and cancel requests). */
+  dials: number;
   /** Each session's AbortController, to end it from the gateway's side. */
   controllers: AbortController[];
   sessionStart: () => Promise<void>;
@@ -64,6 +66,7 @@ export async function startHarness(opts: {
     events,
     queryStart: async () => {},
     plan: async () => RUN,
+    dials: 0,
     controllers: [],
     sessionStart: async () => {},
     starts: () => events.filter((e) => e.type === 'queryStart').map((e) => e.data as StatementStart),
@@ -99,7 +102,7 @@ export async function startHarness(opts: {
     protocolError: (e) => void events.push({ type: 'protocolError', data: e }),
     unattributed: (m) => void events.push({ type: 'unattributed', data: m }),
   };
-  const ctx: SessionContext = { upstream: opts.upstream, dial: () => tcpDial(opts.upstream), hooks, payloadLimit: opts.payloadLimit ?? 1024 * 1024, owner: opts.owner ?? 'alice', ...(opts.scrubText ? { scrubText: opts.scrubText } : {}), ...(opts.keyCancel ? { keyCancel: true } : {}) };
+  const ctx: SessionContext = { upstream: opts.upstream, dial: () => (h.dials++, tcpDial(opts.upstream)), hooks, payloadLimit: opts.payloadLimit ?? 1024 * 1024, owner: opts.owner ?? 'alice', ...(opts.scrubText ? { scrubText: opts.scrubText } : {}), ...(opts.keyCancel ? { keyCancel: true } : {}) };
   const server: Server = createServer({ noDelay: true }, (socket) => {
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));

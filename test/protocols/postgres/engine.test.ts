@@ -540,6 +540,28 @@ describe('cancel', () => {
     }
   });
 
+  it('a burst of CancelRequests for one statement sends one cancel upstream, not one each', async () => {
+    const c = await h.client();
+    const SLEEP = 'select pg_sleep(30) as eng_cancel_burst';
+    const sleeping = c.query(SLEEP).catch((e) => e);
+    await untilRunning(db, SLEEP);
+    const sockets = await Promise.all(Array.from({ length: 100 }, () => new Promise<Socket>((resolve) => {
+      const s = connect(h.port, '127.0.0.1', () => resolve(s));
+      s.on('error', () => {});
+    })));
+    const closed = sockets.map((s) => new Promise((r) => s.once('close', r)));
+    const dialsBefore = h.dials;
+    const request = serialize.cancel((c as any).processID, (c as any).secretKey);
+    for (const s of sockets) s.end(request);
+    await Promise.all(closed);
+    expect(await sleeping).toMatchObject({ code: '57014' });
+    // The first is in flight until PostgreSQL has taken it; a few may come after that.
+    expect(h.dials - dialsBefore).toBeGreaterThanOrEqual(1);
+    expect(h.dials - dialsBefore).toBeLessThan(20);
+    expect((await c.query('select 1 as one')).rows).toEqual([{ one: 1 }]);
+    await c.end();
+  });
+
   it('between keyCancel streams (the native listener): by key alone, whoever the owner; never a tunnel session', async () => {
     const native = await startHarness({ upstream: upstreamConfig(upstream), owner: 'bob', engine: h.engine, keyCancel: true });
     const stranger = await startHarness({ upstream: upstreamConfig(upstream), owner: '', engine: h.engine, keyCancel: true });
