@@ -50,6 +50,8 @@ const MAX_SPLIT_CHARS = 1024 * 1024;
 const SMALL_TEXT = 64 * 1024;
 /** character_not_in_repertoire: text the gateway cannot read as the server will. */
 const SQLSTATE_BAD_TEXT = '22021';
+/** A held statement (or one about to be) that the client cancelled. */
+const HOLD_CANCELLED: FinalPlan = { action: 'refuse', code: '42501', message: 'hoop: the held statement was cancelled before a decision (it did not run)' };
 /** What a statement cancelled before it went upstream gets: PostgreSQL's own cancel error. */
 const CANCELLED_UNSENT: Failure = { code: SQLSTATE_QUERY_CANCELED, message: 'canceling statement due to user request (hoop: before it was sent to the database; it did not run)' };
 
@@ -564,7 +566,11 @@ export class Forwarder {
   }
 
   /** A held statement: the client is told why it waits; everything behind it waits in order. */
-  private hold(plan: HoldPlan): Promise<FinalPlan> {
+  private hold(plan: HoldPlan): FinalPlan | Promise<FinalPlan> {
+    if (this.unsentCancelled) { // cancelled while it was being planned (a row estimate): never held
+      plan.cancelled?.();
+      return HOLD_CANCELLED;
+    }
     this.host.relay.inject(noticeResponse({ code: '00000', message: plan.notice }));
     return new Promise<FinalPlan>((resolve) => {
       let settled = false;
@@ -578,7 +584,7 @@ export class Forwarder {
       };
       this.cancelHold = () => {
         plan.cancelled?.();
-        settle({ action: 'refuse', code: '42501', message: 'hoop: the held statement was cancelled before a decision (it did not run)' });
+        settle(HOLD_CANCELLED);
       };
       this.host.onChange(() => {
         if (this.host.closing) settle({ action: 'refuse', code: '08006', message: 'hoop: the session ended while the statement was held' });

@@ -106,6 +106,33 @@ describe('hold', () => {
     await c.end();
     h.plan = async () => RUN;
   });
+
+  it('a CancelRequest while the plan is still being made (a row estimate) withdraws the hold it turns into, at once', async () => {
+    let withdrawn = false;
+    let planned: (() => void) | null = null;
+    h.plan = (s) => {
+      if (!s.statement.includes('held three')) return Promise.resolve(RUN);
+      return new Promise((resolve) => (planned = () => resolve({ action: 'hold', notice: 'hoop: held', decision: new Promise(() => {}), cancelled: () => (withdrawn = true) })));
+    };
+    const c = await h.client();
+    const notices: string[] = [];
+    c.on('notice', (n) => notices.push(n.message ?? ''));
+    const held = c.query(`INSERT INTO probe SELECT 4 WHERE 'held three' <> ''`).catch((e) => e);
+    await until(() => planned !== null);
+    const { processID, secretKey } = c as unknown as { processID: number; secretKey: number };
+    const cancel = connect(h.port, '127.0.0.1');
+    await new Promise((r) => cancel.once('connect', r));
+    cancel.end(serialize.cancel(processID, secretKey));
+    await new Promise((r) => cancel.once('close', r));
+    planned!();
+    expect(await held).toMatchObject({ code: '42501', message: expect.stringMatching(/held statement was cancelled/) });
+    expect(withdrawn).toBe(true);
+    expect(notices).toEqual([]); // never told it waits: it never did
+    expect(await probeCount()).toBe(0);
+    expect((await c.query('SELECT 2 AS two')).rows).toEqual([{ two: 2 }]);
+    await c.end();
+    h.plan = async () => RUN;
+  });
 });
 
 describe('column transforms', () => {
