@@ -70,12 +70,17 @@ export class ValueSink {
   /** Writes `src[start, end)` at `at` (not moving `at`); returns its length. */
   write(src: Uint8Array, start: number, end: number): number {
     const n = end - start;
-    const bytes = this.reserve(n);
-    const at = this.at;
-    if (n <= 32) for (let i = 0; i < n; i++) bytes[at + i] = src[start + i]!;
-    else bytes.set(src.subarray(start, end), at);
-    return n;
+    return copyBytes(src, start, end, this.reserve(n), this.at);
   }
+}
+
+/** Copies `src[start, end)` to `into[at, ...)`; returns its length. Short runs by hand: a native
+ *  copy costs more than a few dozen bytes (this runs per value and per row). */
+export function copyBytes(src: Uint8Array, start: number, end: number, into: Uint8Array, at: number): number {
+  const n = end - start;
+  if (n <= 48) for (let i = 0; i < n; i++) into[at + i] = src[start + i]!;
+  else into.set(src.subarray(start, end), at);
+  return n;
 }
 
 /** A transform of the shape engine.ts ColumnTransform names (repeated here to keep this module free of imports). */

@@ -14,7 +14,7 @@
  */
 import type { CopyOptions } from '../engine.js';
 import { MessageType } from './messages.js';
-import { KEEP, SQL_NULL, ValueSink } from '../value-sink.js';
+import { KEEP, SQL_NULL, ValueSink, copyBytes } from '../value-sink.js';
 import type { Transforms } from './transform.js';
 
 /** How a COPY OUT's rows are laid out, as far as rewriting them needs. */
@@ -116,12 +116,12 @@ export class PreparedCopyRow {
       const kind = ops[k]!;
       const a = ops[k + 1]!;
       const b = ops[k + 2]!;
-      if (kind === RAW) w = copyRange(this.source, a, b, into, w);
+      if (kind === RAW) w += copyBytes(this.source, a, b, into, w);
       else if (kind === FIXED) w += this.fixed[a]!.copy(into, w);
       else if (kind === BINARY_VALUE) {
         into.writeInt32BE(b, w);
-        w = copyRange(sink.bytes, a, a + b, into, w + 4);
-      } else w = copyRange(sink.bytes, a, a + b, into, w); // a value that needed no change
+        w += 4 + copyBytes(sink.bytes, a, a + b, into, w + 4);
+      } else w += copyBytes(sink.bytes, a, a + b, into, w); // a value that needed no change
     }
   }
 
@@ -145,13 +145,6 @@ const TEXT_VALUE = 3;
 const CSV_VALUE = 4;
 const CSV_WAS_QUOTED = 8;
 const CSV_SINGLE = 16;
-
-/** Copies `from[start, end)` to `into[w, ...)`; short runs by hand (a native copy call costs more than a few bytes). */
-function copyRange(from: Buffer, start: number, end: number, into: Buffer, w: number): number {
-  if (end - start > 32) return w + from.copy(into, w, start, end);
-  for (let i = start; i < end; i++) into[w++] = from[i]!;
-  return w;
-}
 
 /**
  * One COPY OUT CopyData body parsed and its values transformed into `sink`; null if it cannot be
@@ -311,23 +304,23 @@ function hexValue(c: number): number {
 /** The letter a byte is escaped with in text format (LF -> `n`, backslash -> itself); 0: written as it is. */
 const TEXT_ESCAPE_OF = byteTable({ 8: 0x62, 12: 0x66, 10: 0x6e, 13: 0x72, 9: 0x74, 11: 0x76, 0x5c: 0x5c });
 
-/** Whether `bytes[at, at + len)` is written as it is in text format: nothing to escape, and not the NULL string. */
-function textIsPlain(bytes: Buffer, at: number, len: number, o: TextLayout): boolean {
+/** Whether `bytes[at, at + len)` holds a byte text format escapes. */
+function hasTextEscape(bytes: Buffer, at: number, len: number, o: TextLayout): boolean {
   for (let i = at; i < at + len; i++) {
     const c = bytes[i]!;
-    if (c === o.delimiter || TEXT_ESCAPE_OF[c] !== 0) return false;
+    if (c === o.delimiter || TEXT_ESCAPE_OF[c] !== 0) return true;
   }
-  return len === 0 || !rangeEquals(bytes, at, at + len, o.null);
+  return false;
+}
+
+/** Whether `bytes[at, at + len)` is written as it is in text format: nothing to escape, and not the NULL string. */
+function textIsPlain(bytes: Buffer, at: number, len: number, o: TextLayout): boolean {
+  return !hasTextEscape(bytes, at, len, o) && (len === 0 || !rangeEquals(bytes, at, at + len, o.null));
 }
 
 /** A value as COPY TO writes it in text format; one equal to the NULL string gets its first byte as an octal escape. */
 function escapeText(value: Buffer, o: TextLayout): Buffer {
-  let plain = true;
-  for (let i = 0; i < value.length && plain; i++) {
-    const c = value[i]!;
-    plain = c !== o.delimiter && TEXT_ESCAPE_OF[c] === 0;
-  }
-  if (plain) return value.length > 0 && value.equals(o.null) ? withOctalFirst(value) : value;
+  if (!hasTextEscape(value, 0, value.length, o)) return value.length > 0 && value.equals(o.null) ? withOctalFirst(value) : value;
   const out: number[] = [];
   for (const c of value) {
     const e = TEXT_ESCAPE_OF[c]!;

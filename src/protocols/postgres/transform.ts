@@ -4,7 +4,7 @@
  * what the record keeps.
  */
 import type { ColumnTransform, ResultColumn } from '../engine.js';
-import { KEEP, ValueSink } from '../value-sink.js';
+import { KEEP, ValueSink, copyBytes } from '../value-sink.js';
 import { MessageType } from './messages.js';
 
 export type Transforms = (ColumnTransform | null)[];
@@ -160,14 +160,6 @@ export class RowRewriter {
     this.sizes = grown(this.sizes);
     this.firstChange = grown(this.firstChange, n + 1);
   }
-}
-
-/** Short runs by hand: a native copy costs more than a few dozen bytes. */
-function copyBytes(src: Buffer, start: number, end: number, into: Buffer, at: number): number {
-  const n = end - start;
-  if (n <= 48) for (let i = 0; i < n; i++) into[at + i] = src[start + i]!;
-  else src.copy(into, at, start, end);
-  return n;
 }
 
 function writeInt32(into: Buffer, at: number, value: number): void {
