@@ -91,13 +91,16 @@ export interface AgentStatus {
   workers?: { count: number; linked: number };
 }
 
+/** Where the agents' state is read: this process's registry, or every worker's (mergeAgentReports). */
+export interface AgentStatuses { status(name: string): AgentStatus }
+
 /**
  * The agents as a gateway of `workers: N` sees them, from every worker's linkCounts: `links` is
  * the sum, and `online` holds only when every worker has a link, since a session reaches the
  * agent through the link of the worker it landed on (a worker that did not report counts as
  * unlinked); `workers` says how many are linked.
  */
-export function mergeAgentReports(reports: readonly { worker: number; value: unknown }[], count: number): { status(name: string): AgentStatus } {
+export function mergeAgentReports(reports: readonly { worker: number; value: unknown }[], count: number): AgentStatuses {
   return {
     status(name) {
       const per = reports.map((r) => Number((r.value as Record<string, number> | null)?.[name] ?? 0));

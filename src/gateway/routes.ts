@@ -31,7 +31,7 @@ import { createRequest, decideReview, getRequest, listReviews } from './approval
 import { openApiDocument } from './openapi.js';
 import { auditExport, type ExportParts } from './audit-routes.js';
 import type { TrustedProxies } from './proxies.js';
-import type { AgentStatus } from './agents.js';
+import type { AgentStatuses } from './agents.js';
 
 export interface ApiContext {
   /** The snapshot this request reads throughout (live-config.ts); `configs.current()` may be newer. */
@@ -48,7 +48,7 @@ export interface ApiContext {
   /** `workers: N`: every worker's metrics (cluster.ts); absent: `metrics.render()`. */
   metricsText?: () => Promise<string>;
   /** `workers: N`: the agents as every worker sees them (agents.ts mergeAgentReports); absent: `agents`. */
-  agentsNow?: () => Promise<{ status(name: string): AgentStatus }>;
+  agentsNow?: () => Promise<AgentStatuses>;
   logger: Logger;
   /** Bounds how many auth.failed events one address can cause. */
   authFailures: FailureLimiter;
@@ -65,7 +65,7 @@ export interface ApiContext {
   /** Where the native PostgreSQL listener listens (`postgres_listen`), or null. */
   postgresListen?: () => NativeListenInfo | null;
   /** Live agent links (agents.ts), for each connection's agent status. */
-  agents?: { status(name: string): AgentStatus };
+  agents?: AgentStatuses;
   /** The audit signing keys, active and retired, with their use (audit-keys.ts). */
   auditKeys: AuditKeys;
 }
@@ -326,7 +326,7 @@ async function connection(ctx: ApiContext, req: IncomingMessage, res: ServerResp
 }
 
 /** The agents' links as this gateway sees them: this process's, or with `workers: N` every worker's. */
-async function agentsOf(ctx: ApiContext): Promise<{ status(name: string): AgentStatus } | undefined> {
+async function agentsOf(ctx: ApiContext): Promise<AgentStatuses | undefined> {
   return ctx.agentsNow ? ctx.agentsNow() : ctx.agents;
 }
 
@@ -354,7 +354,7 @@ function hostOfHeader(header: string | undefined): string | null {
 }
 
 /** `grant`: the caller's grant open now on `c`, where it may use `c` by grant only. */
-function connectionInfo(id: Identity, c: ConnectionConfig, grant: ApprovalRequest | null, native: NativeListenInfo | null, agents: { status(name: string): AgentStatus } | undefined): ConnectionInfo {
+function connectionInfo(id: Identity, c: ConnectionConfig, grant: ApprovalRequest | null, native: NativeListenInfo | null, agents: AgentStatuses | undefined): ConnectionInfo {
   const applying = rulesFor(c.approval?.rules ?? [], id.groups).map((r) => ({ name: r.name, action: r.action }));
   const approval = { holds: applying.some((r) => r.action === 'require_approval'), rules: applying };
   return {
