@@ -292,6 +292,40 @@ describe('an analyst trying to get around it', () => {
     }
   });
 
+  test("writing protected data where a weaker mask would show it is refused: a glob-protected column of the user's own table, another protected column", async () => {
+    const c = await as('alice');
+    const ssnsBefore = (await direct.query('SELECT id, ssn FROM bank.customers ORDER BY id')).rows;
+    try {
+      // *.*.account_number (hash) protects a column of any table: first characters of emails,
+      // hashed, would be a dictionary an attacker builds by inserting 'a'..'z' next to them.
+      await c.query('CREATE TEMP TABLE probe (id int, account_number text)');
+      const attempts = [
+        'INSERT INTO probe SELECT id, substr(email, 1, 1) FROM bank.customers',
+        'INSERT INTO probe SELECT id, email FROM bank.customers',
+        // ssn is partial (keep 4): its last four characters would be four of each email.
+        'UPDATE bank.customers SET ssn = substr(email, 1, 11)',
+        'UPDATE bank.customers SET ssn = reverse(ssn)',
+      ];
+      for (const sql of attempts) {
+        const err = await c.query(sql).then(() => null, (e: { code?: string; message: string }) => e);
+        expect(err?.code, sql).toBe('42501');
+        expect(err?.message).toMatch(/would write protected data .* whose (hash|partial) mask would show/);
+      }
+      expect((await c.query('SELECT count(*)::int AS n FROM probe')).rows).toEqual([{ n: 0 }]);
+      // The database holds what it held: nothing ran.
+      expect((await direct.query('SELECT id, ssn FROM bank.customers ORDER BY id')).rows).toEqual(ssnsBefore);
+      // A copy that keeps each value's own mask still works, and shows the tokens a SELECT does.
+      await c.query('INSERT INTO probe SELECT id, account_number FROM bank.accounts');
+      const copied = (await c.query('SELECT account_number FROM probe ORDER BY id')).rows;
+      const selected = (await c.query('SELECT account_number FROM bank.accounts ORDER BY id')).rows;
+      expect(copied).toHaveLength(40);
+      expect(copied).toEqual(selected);
+      expect(leaked(copied)).toEqual([]);
+    } finally {
+      await c.end();
+    }
+  });
+
   test('errors and notices do not quote protected values', async () => {
     const c = await as('alice');
     try {

@@ -1,7 +1,12 @@
 /**
  * INSERT, UPDATE, DELETE and MERGE: what they return (RETURNING), which rows they choose
- * (predicates), and whether they write protected data into a column no rule protects (which
- * would strip its protection: refused).
+ * (predicates), and whether they write protected data where it would be shown with less masking
+ * than its own rules give it (refused): into a column no rule protects, or into one whose mask
+ * shows more of what it holds (a `partial` or `hash` column given another column's values, or a
+ * value computed from protected data). Reading the column later applies the column's mask to
+ * whatever was written, so `UPDATE t SET ssn = substr(email, 5)` would show four characters of
+ * each email through `ssn`'s partial mask, and a hashed column filled with `substr(ssn, 1, 1)`
+ * would be a ten-token dictionary of first digits.
  */
 import { as, list, type Body } from './lineage-node.js';
 import { combineColumns, describeTaint, isClear, unionTaints, unknownTaint } from './lineage-taint.js';
@@ -10,14 +15,16 @@ import { exprTaint, predicateTaint } from './lineage-expr.js';
 import { analyzeQueryNode, buildCtes, targetColumns } from './lineage-select.js';
 import { fromClause, rangeVarItem } from './lineage-from.js';
 import { relationFacts } from './lineage-relations.js';
-import type { Taint } from './types.js';
+import { keptCharacters } from './rules.js';
+import type { MaskRule, Taint } from './types.js';
 
 interface WriteTarget {
   item: RangeItem;
   label: string;
   /** Its columns in order (for INSERT without a column list); null when unknown. */
   columns: string[] | null;
-  isProtected(column: string): boolean;
+  /** The rule that masks `column` in each relation the name may mean (null where none does). */
+  rules(column: string): (MaskRule | null)[];
 }
 
 function writeTarget(relation: Body, level: Scope, ctx: AnalysisContext): WriteTarget {
@@ -31,24 +38,45 @@ function writeTarget(relation: Body, level: Scope, ctx: AnalysisContext): WriteT
     item: rangeVarItem(rv, level, ctx),
     label: schema === null ? name : `${schema}.${name}`,
     columns: sameShape ? first : null,
-    // Protected in every relation the name may mean: a rule on the column itself, or (through an
-    // updatable view) a column that is a protected source unchanged.
-    isProtected: (column) =>
-      rels.length > 0 &&
-      rels.every((rel) => {
-        if (ctx.env.protection(rel.schema, rel.name, column) !== null) return true;
+    // A rule on the column itself, or (through an updatable view) the rule of the protected
+    // column it shows unchanged.
+    rules: (column) =>
+      rels.map((rel) => {
+        const own = ctx.env.protection(rel.schema, rel.name, column);
+        if (own !== null) return own;
         const i = rel.columns.findIndex((c) => c.name === column);
         const t = i >= 0 ? relationFacts(rel, ctx.env).taints[i] : undefined;
-        return t !== undefined && t.direct && t.sources.length === 1 && t.unknown === null;
+        return t !== undefined && t.direct && t.sources.length === 1 && t.unknown === null ? t.sources[0]!.rule : null;
       }),
   };
 }
 
 function checkWrite(target: WriteTarget, column: string | undefined, taint: Taint, verb: string, ctx: AnalysisContext): void {
   if (isClear(taint)) return;
-  if (column !== undefined && target.isProtected(column)) return;
-  const where = column === undefined ? `a column of ${target.label} the gateway cannot name` : `${target.label}.${column}, which no masking rule protects`;
-  ctx.refuse(`${verb} would write protected data (${describeTaint(taint)}) into ${where}`);
+  const refuse = (where: string) => ctx.refuse(`${verb} would write protected data (${describeTaint(taint)}) into ${where}`);
+  if (column === undefined) return refuse(`a column of ${target.label} the gateway cannot name`);
+  const rules = target.rules(column);
+  if (rules.length === 0 || rules.includes(null)) return refuse(`${target.label}.${column}, which no masking rule protects`);
+  for (const rule of rules) {
+    const why = showsMore(rule!, taint);
+    if (why !== null) return refuse(`${target.label}.${column}, whose ${rule!.method} mask ${why}`);
+  }
+}
+
+/**
+ * Why a column masked by `target` would show more of a value of `taint` than that value's own
+ * rules do, or null when it would not. `redact` and `null` show nothing of anything. `hash` shows
+ * which values are equal, which for another column's values (or a few characters of them) makes
+ * a dictionary; `partial` shows the last characters of whatever the column holds.
+ */
+function showsMore(target: MaskRule, taint: Taint): string | null {
+  if (target.method === 'redact' || target.method === 'null') return null;
+  const source = taint.direct && taint.sources.length === 1 && taint.unknown === null ? taint.sources[0]!.rule : null;
+  if (source === null) return `would show part of a value computed from protected data (${target.method} applies to a column's own values)`;
+  if (target.method === 'hash') return source.method === 'hash' ? null : `would show which values are equal, where ${source.column}'s ${source.method} mask does not`;
+  const keep = keptCharacters(target);
+  if (source.method === 'partial' && keptCharacters(source) >= keep) return null;
+  return `would show the last ${keep} characters, where ${source.column}'s ${source.method} mask ${source.method === 'partial' ? `shows ${keptCharacters(source)}` : 'shows none'}`;
 }
 
 /** The value a SET assigns, including `(a, b) = (SELECT ...)`. */

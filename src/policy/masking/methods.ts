@@ -28,6 +28,7 @@
  */
 import { applyTransform, SQL_NULL, type ValueSink } from '../../protocols/value-sink.js';
 import { integerHashMask, textHashMask } from './hash-mask.js';
+import { keptCharacters } from './rules.js';
 import type { MaskMethod, MaskRule } from './types.js';
 
 export interface ColumnMasker {
@@ -53,7 +54,6 @@ const TYPE_NAMES = new Map<number, string>([
   [114, 'json'], [700, 'real'], [701, 'double precision'], [790, 'money'], [1082, 'date'], [1083, 'time'],
   [1114, 'timestamp'], [1184, 'timestamptz'], [1186, 'interval'], [1700, 'numeric'], [2950, 'uuid'], [3802, 'jsonb'],
 ]);
-const DEFAULT_KEEP = 4;
 
 const ASTERISK = 0x2a;
 const SPACE = 0x20;
@@ -75,7 +75,7 @@ export function columnMasker(rule: MaskRule | null, typeOid: number, derived: bo
 
   if (isTextLike(typeOid)) {
     const padded = typeOid === TYPE.bpchar;
-    if (method === 'partial') return finish(method, notes, partialMask(keepOf(rule), padded));
+    if (method === 'partial') return finish(method, notes, partialMask(keptCharacters(rule!), padded));
     if (method === 'hash') return finish(method, notes, textHashMask(key, padded, writeRedacted));
     return finish(method, notes, writeRedacted);
   }
@@ -99,12 +99,6 @@ function writeRedacted(_row: Buffer, _start: number, _end: number, _format: numb
   const at = sink.at;
   out[at] = ASTERISK; out[at + 1] = ASTERISK; out[at + 2] = ASTERISK; out[at + 3] = ASTERISK;
   return 4;
-}
-
-/** A keep that is not a non-negative integer keeps nothing (config validation should have refused it). */
-function keepOf(rule: MaskRule | null): number {
-  const keep = rule?.keep ?? DEFAULT_KEEP;
-  return Number.isInteger(keep) && keep >= 0 ? keep : 0;
 }
 
 function partialMask(keep: number, padded: boolean): Write {

@@ -43,6 +43,13 @@ function splitPattern(pattern: string, parts: number, what: string): RegExp[] {
   return pieces.map(compileGlob);
 }
 
+/** partial: how many trailing characters a rule leaves readable (4 unless it says; a keep that
+ *  is not a non-negative integer keeps nothing: config validation should have refused it). */
+export function keptCharacters(rule: MaskRule): number {
+  const keep = rule.keep ?? 4;
+  return Number.isInteger(keep) && keep >= 0 ? keep : 0;
+}
+
 /** The first configured rule whose `schema.table.column` globs all match wins. */
 export function compileRules(rules: MaskRule[]): ProtectionLookup {
   const compiled = rules.map((rule) => {

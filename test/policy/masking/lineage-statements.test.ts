@@ -136,9 +136,30 @@ describe('refusals', () => {
     refused("INSERT INTO public.notes (id, body) SELECT 1, 'x' ON CONFLICT (id) DO UPDATE SET body = (SELECT ssn FROM customers LIMIT 1)", /ON CONFLICT/);
     refused('INSERT INTO nosuch SELECT ssn FROM customers', /cannot name/);
   });
+  test('writing into a protected column whose mask would show more of the value than its own rules do', () => {
+    // ssn is partial (keep 4), *.*.account_number hash, email redact, credit_score null.
+    refused('UPDATE customers SET ssn = email', /UPDATE would write protected data \(public\.customers\.email\) into customers\.ssn, whose partial mask would show the last 4 characters, where public\.customers\.email's redact mask shows none/);
+    refused('UPDATE customers SET ssn = substr(email, 5, 5)', / into customers\.ssn, whose partial mask would show part of a value computed from protected data/);
+    refused('UPDATE customers SET ssn = reverse(ssn)', /partial mask would show part of a value computed/);
+    refused('UPDATE customers SET ssn = upper(ssn)', /partial mask would show part of a value computed/);
+    refused("UPDATE customers SET ssn = 'xx' || credit_score", /credit_score/);
+    // A table of the user's own whose column a glob protects: a dictionary of hash tokens.
+    refused('INSERT INTO archive.accounts (id, account_number) SELECT id, substr(ssn, 1, 1) FROM customers', /archive\.accounts\.account_number, whose hash mask would show part of a value computed/);
+    refused('INSERT INTO archive.accounts (id, account_number) SELECT id, email FROM customers', /whose hash mask would show which values are equal, where public\.customers\.email's redact mask does not/);
+    refused('UPDATE accounts SET account_number = c.ssn FROM customers c WHERE c.id = accounts.customer_id', /hash mask would show which values are equal, where public\.customers\.ssn's partial mask does not/);
+    refused('MERGE INTO archive.accounts a USING customers c ON a.id = c.id WHEN MATCHED THEN UPDATE SET account_number = c.email', /MERGE \.\.\. UPDATE would write/);
+    refused("INSERT INTO accounts (id, account_number) SELECT 1, 'x' ON CONFLICT (id) DO UPDATE SET account_number = (SELECT email FROM customers LIMIT 1)", /ON CONFLICT/);
+    // Through an updatable view, the rule is that of the column it shows.
+    refused('UPDATE v_customers SET ssn = (SELECT email FROM customers LIMIT 1)', /into v_customers\.ssn, whose partial mask/);
+  });
   test('writes that keep protection (or carry nothing protected) are allowed', () => {
     allowed('INSERT INTO vault (ssn_copy) SELECT ssn FROM customers');
-    allowed('UPDATE customers SET ssn = upper(ssn)');
+    allowed('UPDATE customers SET email = lower(email)');
+    allowed('UPDATE customers SET email = ssn');
+    allowed('UPDATE customers SET ssn = ssn');
+    allowed('INSERT INTO archive.accounts SELECT * FROM public.accounts');
+    allowed('UPDATE v_customers SET ssn = ssn');
+    allowed("UPDATE customers SET ssn = '123-45-6789'");
     allowed('INSERT INTO public.notes (id, body) SELECT id, full_name FROM customers');
     allowed('INSERT INTO public.notes (body) SELECT full_name FROM customers WHERE ssn IS NOT NULL');
   });
