@@ -23,8 +23,8 @@ interface WriteTarget {
   label: string;
   /** Its columns in order (for INSERT without a column list); null when unknown. */
   columns: string[] | null;
-  /** The rule that masks `column` in each relation the name may mean (null where none does). */
-  rules(column: string): (MaskRule | null)[];
+  /** The rules that mask `column` in each relation the name may mean (an empty list where none does). */
+  rules(column: string): MaskRule[][];
 }
 
 function writeTarget(relation: Body, level: Scope, ctx: AnalysisContext): WriteTarget {
@@ -38,15 +38,15 @@ function writeTarget(relation: Body, level: Scope, ctx: AnalysisContext): WriteT
     item: rangeVarItem(rv, level, ctx),
     label: schema === null ? name : `${schema}.${name}`,
     columns: sameShape ? first : null,
-    // A rule on the column itself, or (through an updatable view) the rule of the protected
-    // column it shows unchanged.
+    // A rule on the column itself and, through an updatable view, the rule of the protected
+    // column it shows unchanged (where the value lands, read there with that rule).
     rules: (column) =>
       rels.map((rel) => {
         const own = ctx.env.protection(rel.schema, rel.name, column);
-        if (own !== null) return own;
         const i = rel.columns.findIndex((c) => c.name === column);
         const t = i >= 0 ? relationFacts(rel, ctx.env).taints[i] : undefined;
-        return t !== undefined && t.direct && t.sources.length === 1 && t.unknown === null ? t.sources[0]!.rule : null;
+        const shown = t !== undefined && t.direct && t.sources.length === 1 && t.unknown === null ? t.sources[0]!.rule : null;
+        return [own, shown].filter((r): r is MaskRule => r !== null);
       }),
   };
 }
@@ -56,10 +56,10 @@ function checkWrite(target: WriteTarget, column: string | undefined, taint: Tain
   const refuse = (where: string) => ctx.refuse(`${verb} would write protected data (${describeTaint(taint)}) into ${where}`);
   if (column === undefined) return refuse(`a column of ${target.label} the gateway cannot name`);
   const rules = target.rules(column);
-  if (rules.length === 0 || rules.includes(null)) return refuse(`${target.label}.${column}, which no masking rule protects`);
-  for (const rule of rules) {
-    const why = showsMore(rule!, taint);
-    if (why !== null) return refuse(`${target.label}.${column}, whose ${rule!.method} mask ${why}`);
+  if (rules.length === 0 || rules.some((r) => r.length === 0)) return refuse(`${target.label}.${column}, which no masking rule protects`);
+  for (const rule of rules.flat()) {
+    const why = showsMore(rule, taint);
+    if (why !== null) return refuse(`${target.label}.${column}, whose ${rule.method} mask ${why}`);
   }
 }
 

@@ -22,6 +22,8 @@ export const RELATIONS: RelationInfo[] = [
   view('public', 'v_upper', ['id', 's'], 'SELECT id, upper(ssn) AS s FROM public.customers'),
   view('public', 'v_filtered', ['id'], "SELECT id FROM public.customers WHERE ssn LIKE '1%'"),
   view('public', 'v_leaky', ['id', 'x'], 'SELECT id, public.leak(ssn) AS x FROM public.customers'),
+  // A view column with a rule of its own (redact) over a partial one: a write lands in customers.ssn.
+  view('archive', 'v_hint', ['id', 'ssn_hint'], 'SELECT customers.id, customers.ssn AS ssn_hint FROM public.customers'),
   view('public', 'v_loop_a', ['id'], 'SELECT id FROM public.v_loop_b'),
   view('public', 'v_loop_b', ['id'], 'SELECT id FROM public.v_loop_a'),
 ];
@@ -32,6 +34,7 @@ const RULES: { pattern: [string, string, string]; rule: MaskRule }[] = [
   { pattern: ['public', 'customers', 'credit_score'], rule: { column: 'public.customers.credit_score', type: 'credit_score', method: 'null' } },
   { pattern: ['public', 'customers', 'email'], rule: { column: 'public.customers.email', type: 'email', method: 'redact' } },
   { pattern: ['archive', 'notes', 'ssn_hint'], rule: { column: 'archive.notes.ssn_hint', type: 'ssn', method: 'redact' } },
+  { pattern: ['archive', 'v_hint', 'ssn_hint'], rule: { column: 'archive.v_hint.ssn_hint', type: 'ssn', method: 'redact' } },
   { pattern: ['public', 'vault', 'ssn_copy'], rule: { column: 'public.vault.ssn_copy', type: 'ssn', method: 'redact' } },
 ];
 

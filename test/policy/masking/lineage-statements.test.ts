@@ -151,6 +151,8 @@ describe('refusals', () => {
     refused("INSERT INTO accounts (id, account_number) SELECT 1, 'x' ON CONFLICT (id) DO UPDATE SET account_number = (SELECT email FROM customers LIMIT 1)", /ON CONFLICT/);
     // Through an updatable view, the rule is that of the column it shows.
     refused('UPDATE v_customers SET ssn = (SELECT email FROM customers LIMIT 1)', /into v_customers\.ssn, whose partial mask/);
+    // ... also where the view's column has a rule of its own that shows nothing: the value lands in customers.ssn.
+    refused('UPDATE archive.v_hint SET ssn_hint = (SELECT email FROM customers LIMIT 1)', /into archive\.v_hint\.ssn_hint, whose partial mask would show the last 4 characters/);
   });
   test('writes that keep protection (or carry nothing protected) are allowed', () => {
     allowed('INSERT INTO vault (ssn_copy) SELECT ssn FROM customers');
@@ -159,6 +161,7 @@ describe('refusals', () => {
     allowed('UPDATE customers SET ssn = ssn');
     allowed('INSERT INTO archive.accounts SELECT * FROM public.accounts');
     allowed('UPDATE v_customers SET ssn = ssn');
+    allowed('UPDATE archive.v_hint SET ssn_hint = ssn_hint');
     allowed("UPDATE customers SET ssn = '123-45-6789'");
     allowed('INSERT INTO public.notes (id, body) SELECT id, full_name FROM customers');
     allowed('INSERT INTO public.notes (body) SELECT full_name FROM customers WHERE ssn IS NOT NULL');
