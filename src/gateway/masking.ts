@@ -215,6 +215,7 @@ export class SessionMasking {
       },
       relationByOid: (oid) => schema.relationByOid(oid),
       functionKind: (s, n) => schema.functionKind(s, n),
+      returnsSet: (s, n) => schema.returnsSet(s, n),
       userFunctionSchemas: (n) => schema.userFunctionSchemas(n),
     };
     const names: SessionNames = {

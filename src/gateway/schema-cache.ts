@@ -70,8 +70,15 @@ SELECT 'c', a.attrelid::text, NULL, a.attname::text, NULL, a.attnum::text, a.att
   FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
  WHERE c.relkind IN ('r', 'v', 'm', 'f', 'p') AND a.attnum > 0 AND NOT a.attisdropped
 UNION ALL
-SELECT DISTINCT 'f', NULL, n.nspname::text, p.proname::text, NULL, NULL, NULL, NULL, NULL
+SELECT DISTINCT 'f', NULL, n.nspname::text, p.proname::text, p.proretset::text, NULL, NULL, NULL, NULL
   FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace`;
+
+/** A function name in one schema; `returnsSet` when any of its overloads there returns a set. */
+export interface CatalogFunction {
+  schema: string;
+  name: string;
+  returnsSet: boolean;
+}
 
 /** One load of the catalog, indexed for O(1) lookups. */
 export class SchemaSnapshot implements SchemaView {
@@ -84,10 +91,12 @@ export class SchemaSnapshot implements SchemaView {
   private readonly tempByName = new Map<string, RelationInfo[]>();
   /** function name -> the schemas defining it */
   private readonly functionSchemas = new Map<string, Set<string>>();
+  /** `schema.name` of the functions some overload of which returns a set (proretset) */
+  private readonly setReturning = new Set<string>();
 
   constructor(
     relations: RelationInfo[],
-    functions: { schema: string; name: string }[],
+    functions: CatalogFunction[],
     /** Views and materialized views left without `definition` (DDL in progress held their locks):
      *  their columns' lineage is unknown, and the cache reloads this snapshot soon. */
     readonly unreadViews: RelationInfo[],
@@ -107,6 +116,7 @@ export class SchemaSnapshot implements SchemaView {
       let schemas = this.functionSchemas.get(f.name);
       if (!schemas) this.functionSchemas.set(f.name, (schemas = new Set()));
       schemas.add(f.schema);
+      if (f.returnsSet) this.setReturning.add(`${f.schema}.${f.name}`);
     }
   }
 
@@ -132,6 +142,12 @@ export class SchemaSnapshot implements SchemaView {
     if (schema === TEMP_ALIAS) return [...schemas].some((s) => TEMP_SCHEMA.test(s)) ? 'user' : 'unknown';
     if (!schemas.has(schema)) return 'unknown';
     return schema === BUILTIN_SCHEMA ? 'builtin' : 'user';
+  }
+
+  returnsSet(schema: string | null, name: string): boolean {
+    const schemas = schema === null ? (this.functionSchemas.get(name) ?? []) : [schema];
+    for (const s of schemas) if (this.setReturning.has(`${s}.${name}`)) return true;
+    return false;
   }
 
   userFunctionSchemas(name: string): string[] {
@@ -301,7 +317,7 @@ export class SchemaCache {
 function parseCatalog(result: QueryResult, version: number, loadedAt: number): SchemaSnapshot {
   const relations = new Map<number, RelationInfo>();
   const columns: { relid: number; column: RelationColumn }[] = [];
-  const functions: { schema: string; name: string }[] = [];
+  const functions: CatalogFunction[] = [];
   const unread: RelationInfo[] = [];
   for (const [entry, oid, schema, name, kind, attnum, typeOid, definition, unreadFlag] of result.rows) {
     switch (entry) {
@@ -316,7 +332,7 @@ function parseCatalog(result: QueryResult, version: number, loadedAt: number): S
         columns.push({ relid: toInt(oid), column: { name: need(name), attnum: toInt(attnum), typeOid: toInt(typeOid) } });
         break;
       case 'f':
-        functions.push({ schema: need(schema), name: need(name) });
+        functions.push({ schema: need(schema), name: need(name), returnsSet: kind === 'true' });
         break;
       default:
         throw new HoopError('HOOP_UPSTREAM', `unexpected catalog row kind ${String(entry)}`);

@@ -326,6 +326,29 @@ describe('an analyst trying to get around it', () => {
     }
   });
 
+  test('a set-returning function over a protected value would tell it by how many rows it yields: refused as a predicate', async () => {
+    const c = await as('alice');
+    const score = (await direct.query<{ s: number }>('SELECT credit_score AS s FROM bank.customers WHERE id = 1')).rows[0]!.s;
+    try {
+      for (const sql of [
+        'SELECT count(*) FROM bank.customers c, generate_series(1, c.credit_score) WHERE c.id = 1',
+        'SELECT count(*) FROM (SELECT generate_series(1, credit_score) FROM bank.customers WHERE id = 1) s',
+        'SELECT id, (SELECT 1 FROM generate_series(300, credit_score) LIMIT 1) AS at_least FROM bank.customers',
+      ]) {
+        const r = await c.query(sql).then((res) => ({ rows: res.rows as unknown[] }), (e: { code?: string; message: string }) => ({ error: e }));
+        expect('error' in r ? r.error.code : JSON.stringify(r.rows), sql).toBe('42501');
+        expect('error' in r && r.error.message, sql).toMatch(/set-returning function/);
+        expect(JSON.stringify(r)).not.toContain(String(score));
+      }
+      // The same functions over clear values, next to masked ones, run as before.
+      const r = await c.query('SELECT ssn, g FROM bank.customers, generate_series(1, 2) g WHERE id = 1 ORDER BY g');
+      expect(r.rows.map((row) => row.g)).toEqual([1, 2]);
+      expect(r.rows[0].ssn).toMatch(/^\*\*\*-\*\*-\d{4}$/);
+    } finally {
+      await c.end();
+    }
+  });
+
   test('errors and notices do not quote protected values', async () => {
     const c = await as('alice');
     try {

@@ -184,6 +184,15 @@ describe('the snapshot', () => {
     expect(snap.userFunctionSchemas('no_such_function')).toEqual([]);
   });
 
+  test('set-returning functions (their arguments decide how many rows there are)', () => {
+    for (const name of ['generate_series', 'unnest', 'regexp_matches', 'regexp_split_to_table', 'jsonb_array_elements', 'string_to_table']) {
+      expect(snap.returnsSet(null, name), name).toBe(true);
+      expect(snap.returnsSet('pg_catalog', name), name).toBe(true);
+    }
+    for (const name of ['upper', 'string_agg', 'my_fn', 'no_such_function']) expect(snap.returnsSet(null, name), name).toBe(false);
+    expect(snap.returnsSet('public', 'generate_series')).toBe(false);
+  });
+
   test('aggregates and information_schema functions are named too', () => {
     expect(snap.functionKind(null, 'string_agg')).toBe('builtin');
     expect(snap.functionKind('information_schema', '_pg_expandarray')).toBe('user');

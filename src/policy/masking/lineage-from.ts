@@ -48,7 +48,7 @@ function fromItem(node: unknown, level: Scope, ctx: AnalysisContext): FromPart {
     case 'JoinExpr':
       return joinPart(body, level, ctx);
     case 'RangeTableSample':
-      exprTaint([body.args, body.repeatable], level, ctx);
+      predicateTaint([body.args, body.repeatable], level, ctx, 'rows');
       return fromItem({ RangeVar: as(body.relation, 'RangeVar') ?? body.relation }, level, ctx);
     case 'RangeTableFunc':
     case 'JsonTable':

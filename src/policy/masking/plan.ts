@@ -213,5 +213,6 @@ const CLAUSE_NAMES: Record<PredicateUse['clause'], string> = {
   case: 'a CASE condition',
   returning_where: 'a WHERE condition',
   limit: 'LIMIT or OFFSET',
+  rows: 'the arguments of a set-returning function or TABLESAMPLE (they decide how many rows there are)',
   other: 'a condition',
 };

@@ -78,7 +78,7 @@ export interface OutputColumn {
 /** Where a protected column was used to choose rows (reveals values one guess at a time). */
 export interface PredicateUse {
   column: string;
-  clause: 'where' | 'join' | 'having' | 'order_by' | 'group_by' | 'window' | 'distinct_on' | 'filter' | 'case' | 'returning_where' | 'limit' | 'other';
+  clause: 'where' | 'join' | 'having' | 'order_by' | 'group_by' | 'window' | 'distinct_on' | 'filter' | 'case' | 'returning_where' | 'limit' | 'rows' | 'other';
 }
 
 /** The statement's effect on the session's SQL-level names, applied by the planner in order. */
@@ -153,6 +153,9 @@ export interface SchemaView {
   /** builtin: defined in pg_catalog; user: defined in any other schema (an unqualified name that a
    *  user schema defines is `user`, whatever pg_catalog has); unknown: no such function. */
   functionKind(schema: string | null, name: string): FunctionKind;
+  /** Whether a call may return a set (some overload the name can reach has proretset): its
+   *  arguments then decide how many rows there are. */
+  returnsSet(schema: string | null, name: string): boolean;
   /** The schemas other than pg_catalog that define a function of this name (an unqualified call
    *  may reach any of them). */
   userFunctionSchemas(name: string): string[];

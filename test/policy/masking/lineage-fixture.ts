@@ -50,6 +50,7 @@ const BUILTINS = new Set([
   'pg_advisory_lock', 'row_number', 'rank', 'lag', 'percentile_disc', 'mode', 'now', 'current_setting', 'btrim', 'extract', 'date_part',
   'pg_logical_emit_message', 'setval', 'nextval', 'lpad', 'left', 'right', 'split_part', 'regexp_replace', 'translate', 'overlay', 'position',
 ]);
+const SET_RETURNING = new Set(['generate_series', 'unnest', 'json_to_recordset', 'jsonb_each']);
 const USER_FUNCTIONS: Record<string, string[]> = { leak: ['public'], safe_fn: ['public'], twice: ['public', 'util'], upper: [] };
 
 export const schemaView: SchemaView = {
@@ -61,6 +62,7 @@ export const schemaView: SchemaView = {
     return USER_FUNCTIONS[name]?.includes(schema) ? 'user' : 'unknown';
   },
   userFunctionSchemas: (name) => USER_FUNCTIONS[name] ?? [],
+  returnsSet: (schema, name) => (schema === null || schema === 'pg_catalog') && SET_RETURNING.has(name),
 };
 
 const TRUSTED = new Set(['public.safe_fn', 'public.twice']);

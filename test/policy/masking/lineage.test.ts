@@ -173,6 +173,12 @@ describe('predicates', () => {
     ["SELECT count(CASE WHEN ssn LIKE '1%' THEN 1 END) FROM customers", 'other'],
     ["SELECT string_agg(full_name, ',' ORDER BY ssn) FROM customers", 'order_by'],
     ["SELECT id FROM v_filtered", 'where'],
+    // How many rows a set-returning function yields is what its arguments say: count(*) shows it clear.
+    ['SELECT count(*) FROM customers c, generate_series(1, c.credit_score) WHERE c.id = 1', 'rows'],
+    ['SELECT count(*) FROM (SELECT generate_series(1, credit_score) FROM customers WHERE id = 1) s', 'rows'],
+    ['SELECT id, (SELECT 1 FROM generate_series(700, credit_score) LIMIT 1) FROM customers', 'rows'],
+    ["SELECT count(*) FROM customers, LATERAL unnest(ARRAY[ssn, email]) WHERE id = 1", 'rows'],
+    ['SELECT count(*) FROM customers TABLESAMPLE BERNOULLI (1) REPEATABLE ((SELECT credit_score FROM customers LIMIT 1))', 'rows'],
   ])('%s', (sql, clause) => {
     const uses = one(sql).predicates;
     expect(uses.some((u) => u.clause === clause && u.column !== '' && !u.column.startsWith('unknown'))).toBe(true);
@@ -186,6 +192,8 @@ describe('predicates', () => {
 
   test('clear predicates and JOIN USING on clear columns record nothing', () => {
     expect(predicates("SELECT ssn FROM customers WHERE id = 1 AND full_name LIKE 'A%' ORDER BY created_at")).toEqual([]);
+    expect(predicates('SELECT ssn, generate_series(1, 3) FROM customers')).toEqual([]);
+    expect(predicates('SELECT upper(ssn) FROM customers')).toEqual([]);
     expect(predicates('SELECT ssn FROM customers JOIN public.accounts USING (id)')).toEqual([]);
   });
 
