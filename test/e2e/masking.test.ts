@@ -349,6 +349,30 @@ describe('an analyst trying to get around it', () => {
     }
   });
 
+  test('an expression that fails for some protected values and not others is refused as a predicate: the failure would tell them apart', async () => {
+    const c = await as('alice');
+    const score = (await direct.query<{ s: number }>('SELECT credit_score AS s FROM bank.customers WHERE id = 1')).rows[0]!.s;
+    const probes = [
+      `SELECT 1 / (credit_score - ${score}) FROM bank.customers WHERE id = 1`,
+      'SELECT substr(email, 1, 1)::int FROM bank.customers WHERE id = 1',
+      `SELECT substr(full_name, 1, credit_score - ${score + 1}) FROM bank.customers WHERE id = 1`,
+    ];
+    try {
+      for (const sql of probes) {
+        // The oracle the refusal closes: directly, the statement fails exactly for this customer's values.
+        await expect(direct.query(sql), sql).rejects.toMatchObject({ code: expect.stringMatching(/^22/) });
+        const err = await c.query(sql).then(() => null, (e: { code?: string; message: string }) => e);
+        expect(err?.code, sql).toBe('42501');
+        expect(err?.message, sql).toMatch(/an expression that may fail for some of its values/);
+      }
+      // Expressions that cannot fail still run, masked.
+      const r = await c.query("SELECT credit_score + 1 AS s, ssn || '' AS t FROM bank.customers WHERE id = 1");
+      expect(r.rows).toEqual([{ s: null, t: '****' }]);
+    } finally {
+      await c.end();
+    }
+  });
+
   test('errors and notices do not quote protected values', async () => {
     const c = await as('alice');
     try {

@@ -7,7 +7,8 @@ import type { PredicateUse, Taint } from './types.js';
 import { as, children, list, strings, unwrap, type Body } from './lineage-node.js';
 import { branchTaint, clearTaint, unionTaints, unknownTaint } from './lineage-taint.js';
 import { columnOf, findColumn, findItem, type AnalysisContext, type Scope } from './lineage-scope.js';
-import { COUNTING_AGGREGATES, catalogName, functionRefusal } from './lineage-functions.js';
+import { COUNTING_AGGREGATES, catalogName, functionRefusal, totalAt } from './lineage-functions.js';
+import { isClear } from './lineage-taint.js';
 import { analyzeQueryNode } from './lineage-select.js';
 
 /** Literal-like nodes: no column can hide in them. */
@@ -30,6 +31,10 @@ export function exprTaint(node: unknown, scope: Scope, ctx: AnalysisContext): Ta
       return caseTaint(body, scope, ctx);
     case 'A_Indirection':
       return indirectionTaint(body, scope, ctx);
+    case 'A_Expr':
+      return operatorTaint(body, scope, ctx);
+    case 'TypeCast':
+      return castTaint(body, scope, ctx);
     case 'SelectStmt': {
       const cols = analyzeQueryNode(node, scope, scope.ctes, ctx);
       return cols === null ? unknownTaint('a subquery whose columns cannot be named') : unionTaints(cols.map((c) => c.taint));
@@ -37,6 +42,49 @@ export function exprTaint(node: unknown, scope: Scope, ctx: AnalysisContext): Ta
     default:
       return unionTaints(children(body).map((n) => exprTaint(n, scope, ctx)));
   }
+}
+
+/** Operators that give a value for every value of their operands (comparisons, concatenation;
+ *  `+` and `-` overflow only at their type's limits). Any other (`*` overflowing a smallint, `^`,
+ *  a LIKE pattern that is not valid) may fail for some values: see TOTAL_FUNCTIONS in
+ *  lineage-functions.ts. */
+const TOTAL_OPERATORS = new Set(['||', '=', '<>', '!=', '<', '>', '<=', '>=', '+', '-']);
+/** Operators that fail only for some values of their right operand (a zero divisor); for the
+ *  left one, only at its type's limits (the smallest integer divided by -1). */
+const DIVISIONS = new Set(['/', '%']);
+
+function operatorTaint(body: Body, scope: Scope, ctx: AnalysisContext): Taint {
+  const left = exprTaint(body.lexpr, scope, ctx);
+  const right = exprTaint(body.rexpr, scope, ctx);
+  const names = strings(body.name);
+  const op = names[names.length - 1] ?? '';
+  switch (body.kind) {
+    case 'AEXPR_OP':
+    case 'AEXPR_OP_ANY':
+    case 'AEXPR_OP_ALL':
+      if (DIVISIONS.has(op)) ctx.predicate(right, 'error');
+      else if (!TOTAL_OPERATORS.has(op)) ctx.predicate(unionTaints([left, right]), 'error');
+      break;
+    case 'AEXPR_LIKE':
+    case 'AEXPR_ILIKE':
+    case 'AEXPR_SIMILAR':
+      ctx.predicate(right, 'error'); // a pattern can be malformed; the string matched cannot
+      break;
+  }
+  return unionTaints([left, right]);
+}
+
+/** Casts to text types give a value for every value; any other may fail (`substr(email, 3, 1)::int`
+ *  fails unless that character is a digit). */
+const TOTAL_CAST_TARGETS = new Set(['text', 'varchar', 'bpchar', 'name']);
+
+function castTaint(body: Body, scope: Scope, ctx: AnalysisContext): Taint {
+  const t = exprTaint(body.arg, scope, ctx);
+  const names = strings((body.typeName as Body | undefined)?.names);
+  const target = names[names.length - 1] ?? '';
+  const array = list((body.typeName as Body | undefined)?.arrayBounds).length > 0;
+  if (array || !TOTAL_CAST_TARGETS.has(target)) ctx.predicate(t, 'error');
+  return unionTaints([t]); // a cast is a computed value: partial and hash apply to a column's own
 }
 
 /** Evaluate an expression that chooses rows and record the protected data it reads. */
@@ -127,6 +175,11 @@ function funcCallTaint(body: Body, scope: Scope, ctx: AnalysisContext): Taint {
   // A set-returning function's arguments decide how many rows there are: count(*) over
   // generate_series(1, credit_score) would show the score in clear.
   if (ctx.env.schema.returnsSet(schema, name)) ctx.predicate(unionTaints(argTaints), 'rows');
+  // A builtin that may fail for some protected values tells them apart by failing
+  // (TOTAL_FUNCTIONS). Other functions are refused unless the operator vouches for them whole.
+  if (ctx.env.schema.functionKind(schema, name) === 'builtin') {
+    ctx.predicate(unionTaints(argTaints.filter((t, i) => !isClear(t) && !totalAt(schema, name, i))), 'error');
+  }
   return callTaint(schema, name, resultTaints, args.length, ctx);
 }
 

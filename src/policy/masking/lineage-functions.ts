@@ -39,6 +39,33 @@ const SIDE_EFFECT_SINKS: ReadonlySet<string> = new Set([
 ]);
 const SIDE_EFFECT_SINK_PREFIXES = ['lo_', 'pg_advisory_', 'pg_try_advisory_'];
 
+/**
+ * Builtins that return a value, never an error, for every value protected data can give them,
+ * by where it may go: `all` arguments, or only the first n. Anything else over protected data
+ * may fail for some values and not others (`chr(x)`, `convert_to` of an unconvertible character,
+ * `substr(s, 1, n)` with a negative n, `x::int`), and whether the statement failed then tells
+ * those values apart: a predicate (clause `error`).
+ */
+const TOTAL_FUNCTIONS: ReadonlyMap<string, 'all' | number> = new Map<string, 'all' | number>([
+  ...['upper', 'lower', 'initcap', 'length', 'char_length', 'character_length', 'octet_length', 'bit_length', 'md5', 'sha224', 'sha256',
+    'sha384', 'sha512', 'concat', 'concat_ws', 'reverse', 'btrim', 'ltrim', 'rtrim', 'replace', 'translate', 'position', 'strpos', 'starts_with',
+    'left', 'right', 'quote_literal', 'quote_nullable', 'quote_ident', 'count', 'min', 'max', 'array_agg', 'string_agg', 'json_agg', 'jsonb_agg',
+    'row_to_json', 'to_json', 'to_jsonb', 'array_to_json', 'json_build_array', 'jsonb_build_array', 'avg', 'sum', 'bool_and', 'bool_or', 'every',
+    'cardinality', 'row_number', 'rank', 'dense_rank', 'percent_rank', 'cume_dist', 'first_value', 'last_value', 'mode',
+  ].map((name): [string, 'all'] => [name, 'all']),
+  // The value first; the rest (lengths, patterns, formats, offsets) must not be protected.
+  // (Not format(): '%I' of a NULL fails, so its arguments tell NULLs apart.)
+  ...['substr', 'substring', 'lpad', 'rpad', 'split_part', 'encode', 'regexp_replace', 'to_char', 'lag', 'lead', 'nth_value']
+    .map((name): [string, number] => [name, 1]),
+]);
+
+/** Whether a builtin returns a value for every value of protected data at argument `position` (0-based). */
+export function totalAt(schema: string | null, name: string, position: number): boolean {
+  const builtin = catalogName(schema, name);
+  const total = builtin === null ? undefined : TOTAL_FUNCTIONS.get(builtin);
+  return total === 'all' || (total !== undefined && position < total);
+}
+
 /** Aggregates that reveal only how many rows there are, not their values. */
 export const COUNTING_AGGREGATES: ReadonlySet<string> = new Set(['count']);
 

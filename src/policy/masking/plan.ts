@@ -214,5 +214,6 @@ const CLAUSE_NAMES: Record<PredicateUse['clause'], string> = {
   returning_where: 'a WHERE condition',
   limit: 'LIMIT or OFFSET',
   rows: 'the arguments of a set-returning function or TABLESAMPLE (they decide how many rows there are)',
+  error: 'an expression that may fail for some of its values (whether the statement fails tells them apart)',
   other: 'a condition',
 };

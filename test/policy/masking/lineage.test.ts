@@ -179,6 +179,15 @@ describe('predicates', () => {
     ['SELECT id, (SELECT 1 FROM generate_series(700, credit_score) LIMIT 1) FROM customers', 'rows'],
     ["SELECT count(*) FROM customers, LATERAL unnest(ARRAY[ssn, email]) WHERE id = 1", 'rows'],
     ['SELECT count(*) FROM customers TABLESAMPLE BERNOULLI (1) REPEATABLE ((SELECT credit_score FROM customers LIMIT 1))', 'rows'],
+    // Whether the statement fails tells the values apart: expressions that may fail for some.
+    ['SELECT 1 / (credit_score - 700) FROM customers WHERE id = 1', 'error'],
+    ['SELECT id % credit_score FROM customers', 'error'],
+    ['SELECT credit_score * 100 FROM customers', 'error'],
+    ['SELECT substr(email, 3, 1)::int FROM customers', 'error'],
+    ['SELECT ssn::int[] FROM customers', 'error'],
+    ['SELECT substr(full_name, 1, credit_score - 700) FROM customers', 'error'],
+    ["SELECT 'x' LIKE ssn FROM customers", 'error'],
+    ["SELECT md5(ssn)::uuid FROM customers", 'error'],
   ])('%s', (sql, clause) => {
     const uses = one(sql).predicates;
     expect(uses.some((u) => u.clause === clause && u.column !== '' && !u.column.startsWith('unknown'))).toBe(true);
@@ -194,6 +203,9 @@ describe('predicates', () => {
     expect(predicates("SELECT ssn FROM customers WHERE id = 1 AND full_name LIKE 'A%' ORDER BY created_at")).toEqual([]);
     expect(predicates('SELECT ssn, generate_series(1, 3) FROM customers')).toEqual([]);
     expect(predicates('SELECT upper(ssn) FROM customers')).toEqual([]);
+    // ... nor expressions that give a value for every value of what they are given.
+    expect(predicates("SELECT ssn || 'x', substr(ssn, 1, 3), credit_score + 1, credit_score / 10, ssn::text, ssn::varchar(3), ssn LIKE '1%' AS l FROM customers WHERE id = 1")).toEqual([]);
+    expect(predicates("SELECT replace(reverse(lower(email)), '@', ' at '), length(ssn), md5(ssn), count(ssn), max(credit_score), avg(credit_score) FROM customers")).toEqual([]);
     expect(predicates('SELECT ssn FROM customers JOIN public.accounts USING (id)')).toEqual([]);
   });
 
