@@ -349,6 +349,28 @@ describe('an analyst trying to get around it', () => {
     }
   });
 
+  test('DISTINCT, INTERSECT and count(DISTINCT) compare protected values: refused as predicates', async () => {
+    const c = await as('alice');
+    const score = (await direct.query<{ s: number }>('SELECT credit_score AS s FROM bank.customers WHERE id = 1')).rows[0]!.s;
+    const probes = [
+      `SELECT count(*)::int AS n FROM (SELECT credit_score FROM bank.customers WHERE id = 1 INTERSECT SELECT ${score}::smallint) x`,
+      `SELECT count(DISTINCT credit_score)::int AS n FROM bank.customers WHERE id = 1 OR credit_score IS NULL`,
+      `SELECT count(*)::int AS n FROM (SELECT DISTINCT credit_score FROM bank.customers WHERE id IN (1, 2)) x`,
+    ];
+    try {
+      for (const sql of probes) {
+        expect((await direct.query<{ n: number }>(sql)).rows[0]!.n, sql).toBeGreaterThan(0); // directly, the count answers
+        const err = await c.query(sql).then(() => null, (e: { code?: string; message: string }) => e);
+        expect(err?.code, sql).toBe('42501');
+        expect(err?.message, sql).toMatch(/DISTINCT, UNION, INTERSECT or EXCEPT/);
+      }
+      // UNION ALL compares nothing: it runs (the column, protected in one branch, is masked in both).
+      expect((await c.query('SELECT credit_score FROM bank.customers WHERE id = 1 UNION ALL SELECT 1::smallint')).rows).toEqual([{ credit_score: null }, { credit_score: null }]);
+    } finally {
+      await c.end();
+    }
+  });
+
   test('an expression that fails for some protected values and not others is refused as a predicate: the failure would tell them apart', async () => {
     const c = await as('alice');
     const score = (await direct.query<{ s: number }>('SELECT credit_score AS s FROM bank.customers WHERE id = 1')).rows[0]!.s;

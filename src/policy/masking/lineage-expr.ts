@@ -158,6 +158,8 @@ function funcCallTaint(body: Body, scope: Scope, ctx: AnalysisContext): Taint {
   const args = list(body.args);
   const argTaints = args.map((a) => exprTaint(a, scope, ctx));
   if (body.agg_filter) predicateTaint(body.agg_filter, scope, ctx, 'filter');
+  // count(DISTINCT credit_score) over two customers says whether their scores are equal.
+  if (body.agg_distinct) ctx.predicate(unionTaints(argTaints), 'distinct');
   const orderTaints = list(body.agg_order).map((s) => exprTaint(as(s, 'SortBy')?.node ?? s, scope, ctx));
   // WITHIN GROUP (ORDER BY x): the ordered values are what percentile_disc / mode return.
   const resultTaints = body.agg_within_group ? [...argTaints, ...orderTaints] : argTaints;

@@ -26,6 +26,9 @@ export function analyzeSelect(stmt: Body, outer: Scope | null, ctes: CteFrame | 
   const frame = stmt.withClause ? buildCtes(stmt.withClause as Body, outer, ctes, ctx) : ctes;
   if (stmt.op && stmt.op !== 'SETOP_NONE') {
     const cols = combineColumns([analyzeQueryNode(stmt.larg, outer, frame, ctx), analyzeQueryNode(stmt.rarg, outer, frame, ctx)]);
+    // All but UNION ALL compare rows: `... WHERE id = 1 INTERSECT SELECT 700` has a row exactly
+    // when that score is 700.
+    if (stmt.op !== 'SETOP_UNION' || !stmt.all) comparesOutputs(cols, ctx);
     finishOverOutputs(stmt, cols, outer, frame, ctx);
     return cols;
   }
@@ -50,9 +53,17 @@ export function analyzeSelect(stmt: Body, outer: Scope | null, ctes: CteFrame | 
   if (stmt.havingClause) predicateTaint(stmt.havingClause, level, ctx, 'having');
   for (const w of list(stmt.windowClause)) windowTaint(w, level, ctx);
   for (const d of list(stmt.distinctClause)) if (unwrap(d)) outputOrInput(d, cols, level, ctx, 'distinct_on', true);
+  // Plain DISTINCT compares whole output rows.
+  if (list(stmt.distinctClause).some((d) => !unwrap(d))) comparesOutputs(cols, ctx);
   for (const s of list(stmt.sortClause)) outputOrInput(as(s, 'SortBy')?.node ?? s, cols, level, ctx, 'order_by', true);
   limits(stmt, level, ctx);
   return cols;
+}
+
+/** DISTINCT and the set operations that compare rows: how many rows come out tells equal values apart, like GROUP BY. */
+function comparesOutputs(cols: Col[] | null, ctx: AnalysisContext): void {
+  if (cols === null) ctx.predicate(unknownTaint('a result whose columns cannot be named'), 'distinct');
+  else for (const c of cols) ctx.predicate(c.taint, 'distinct');
 }
 
 /** ORDER BY and LIMIT of a set operation or VALUES: over the output columns only. */

@@ -214,6 +214,7 @@ const CLAUSE_NAMES: Record<PredicateUse['clause'], string> = {
   returning_where: 'a WHERE condition',
   limit: 'LIMIT or OFFSET',
   rows: 'the arguments of a set-returning function or TABLESAMPLE (they decide how many rows there are)',
+  distinct: 'DISTINCT, UNION, INTERSECT or EXCEPT (they compare values: how many rows come out tells equal ones apart)',
   error: 'an expression that may fail for some of its values (whether the statement fails tells them apart)',
   other: 'a condition',
 };

@@ -78,7 +78,7 @@ export interface OutputColumn {
 /** Where a protected column was used to choose rows (reveals values one guess at a time). */
 export interface PredicateUse {
   column: string;
-  clause: 'where' | 'join' | 'having' | 'order_by' | 'group_by' | 'window' | 'distinct_on' | 'filter' | 'case' | 'returning_where' | 'limit' | 'rows' | 'error' | 'other';
+  clause: 'where' | 'join' | 'having' | 'order_by' | 'group_by' | 'window' | 'distinct_on' | 'filter' | 'case' | 'returning_where' | 'limit' | 'rows' | 'error' | 'distinct' | 'other';
 }
 
 /** The statement's effect on the session's SQL-level names, applied by the planner in order. */

@@ -188,6 +188,12 @@ describe('predicates', () => {
     ['SELECT substr(full_name, 1, credit_score - 700) FROM customers', 'error'],
     ["SELECT 'x' LIKE ssn FROM customers", 'error'],
     ["SELECT md5(ssn)::uuid FROM customers", 'error'],
+    // Comparing values: how many rows (or how many distinct ones) tells equal values apart.
+    ['SELECT count(*) FROM (SELECT credit_score FROM customers WHERE id = 1 INTERSECT SELECT 700) x', 'distinct'],
+    ['SELECT credit_score FROM customers WHERE id = 1 EXCEPT ALL SELECT 700', 'distinct'],
+    ["SELECT ssn FROM customers UNION SELECT 'x'", 'distinct'],
+    ['SELECT DISTINCT credit_score FROM customers WHERE id IN (1, 2)', 'distinct'],
+    ['SELECT count(DISTINCT credit_score) FROM customers WHERE id IN (1, 2)', 'distinct'],
   ])('%s', (sql, clause) => {
     const uses = one(sql).predicates;
     expect(uses.some((u) => u.clause === clause && u.column !== '' && !u.column.startsWith('unknown'))).toBe(true);
@@ -203,6 +209,8 @@ describe('predicates', () => {
     expect(predicates("SELECT ssn FROM customers WHERE id = 1 AND full_name LIKE 'A%' ORDER BY created_at")).toEqual([]);
     expect(predicates('SELECT ssn, generate_series(1, 3) FROM customers')).toEqual([]);
     expect(predicates('SELECT upper(ssn) FROM customers')).toEqual([]);
+    expect(predicates("SELECT ssn FROM customers UNION ALL SELECT 'x'")).toEqual([]);
+    expect(predicates('SELECT DISTINCT id, full_name FROM customers UNION SELECT id, full_name FROM customers')).toEqual([]);
     // ... nor expressions that give a value for every value of what they are given.
     expect(predicates("SELECT ssn || 'x', substr(ssn, 1, 3), credit_score + 1, credit_score / 10, ssn::text, ssn::varchar(3), ssn LIKE '1%' AS l FROM customers WHERE id = 1")).toEqual([]);
     expect(predicates("SELECT replace(reverse(lower(email)), '@', ' at '), length(ssn), md5(ssn), count(ssn), max(credit_score), avg(credit_score) FROM customers")).toEqual([]);
