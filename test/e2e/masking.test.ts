@@ -395,6 +395,27 @@ describe('an analyst trying to get around it', () => {
     }
   });
 
+  test("another session's statement text (an exempt user's UPDATE of a credit score) is not readable through pg_stat_activity", async () => {
+    const bob = await as('bob');
+    const c = await as('alice');
+    try {
+      await bob.query('BEGIN');
+      await bob.query('UPDATE bank.customers SET credit_score = 777 WHERE id = 20');
+      // The oracle: the database shows that text to a session of the same role.
+      const seen = await direct.query<{ query: string }>("SELECT query FROM pg_stat_activity WHERE query LIKE 'UPDATE bank.customers SET credit_score%'");
+      expect(seen.rows.map((r) => r.query)).toContain('UPDATE bank.customers SET credit_score = 777 WHERE id = 20');
+      for (const sql of ['SELECT query FROM pg_stat_activity', 'SELECT * FROM pg_catalog.pg_stat_get_activity(NULL)']) {
+        const err = await c.query(sql).then(() => null, (e: { code?: string; message: string }) => e);
+        expect(err?.code, sql).toBe('42501');
+        expect(err?.message, sql).toMatch(/other sessions' statements/);
+      }
+    } finally {
+      await bob.query('ROLLBACK').catch(() => undefined);
+      await bob.end();
+      await c.end();
+    }
+  });
+
   test('errors and notices do not quote protected values', async () => {
     const c = await as('alice');
     try {

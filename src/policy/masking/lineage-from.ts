@@ -9,7 +9,7 @@ import { branchTaint, clearTaint, copyTaint, unionTaints, unknownTaint } from '.
 import { findColumn, findCte, itemFromColumns, openItem, renameColumns, type AnalysisContext, type Col, type RangeItem, type Scope } from './lineage-scope.js';
 import { exprTaint, predicateTaint } from './lineage-expr.js';
 import { analyzeQueryNode } from './lineage-select.js';
-import { SAMPLING_RELATIONS } from './lineage-functions.js';
+import { VALUE_HOLDING_RELATIONS } from './lineage-functions.js';
 import { relationFacts } from './lineage-relations.js';
 import type { RelationInfo } from './types.js';
 
@@ -83,8 +83,9 @@ export function rangeVarItem(body: Body, level: Scope, ctx: AnalysisContext): Ra
     }
   }
   const shown = schema === null ? name : `${schema}.${name}`;
-  if (SAMPLING_RELATIONS.has(name) && (schema === null || schema === 'pg_catalog')) {
-    ctx.refuse(`reading ${shown} is refused on a masking connection: it holds sampled column values`);
+  const holding = VALUE_HOLDING_RELATIONS.get(name);
+  if (holding && (holding.anySchema || schema === null || schema === 'pg_catalog')) {
+    ctx.refuse(`reading ${shown} is refused on a masking connection: ${holding.why}`);
   }
   const rels = ctx.env.schema.relations(schema, name);
   if (rels.length === 0) return openItem(alias ?? name, unknownTaint(`relation "${shown}" is not in the gateway's catalog`));

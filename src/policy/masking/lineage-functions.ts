@@ -23,11 +23,19 @@ const OPAQUE_READERS: ReadonlyMap<string, string> = new Map([
   ['ts_rewrite', 'it can run a query given as text'],
   // The most-common-values list of extended statistics: sampled column values.
   ['pg_mcv_list_items', 'it returns sampled column values'],
+  // What pg_stat_activity reads: other sessions' statement texts.
+  ['pg_stat_get_activity', "it returns other sessions' statements, with the values they carry"],
 ]);
 
-/** Catalog relations that hold sampled column values (most common values, histograms). */
-export const SAMPLING_RELATIONS: ReadonlySet<string> = new Set([
-  'pg_stats', 'pg_stats_ext', 'pg_stats_ext_exprs', 'pg_statistic', 'pg_statistic_ext_data', // pg_statistic_ext holds only definitions (pg_dump reads it)
+/** Catalog relations that hold column values out of the tables' sight, by why: sampled values
+ *  (most common values, histograms), and the statement texts of other sessions (the literals an
+ *  exempt user's `UPDATE customers SET credit_score = 712` carries). pg_stat_statements is an
+ *  extension's view, in whatever schema it was installed in. */
+export const VALUE_HOLDING_RELATIONS: ReadonlyMap<string, { why: string; anySchema: boolean }> = new Map([
+  ...['pg_stats', 'pg_stats_ext', 'pg_stats_ext_exprs', 'pg_statistic', 'pg_statistic_ext_data'] // pg_statistic_ext holds only definitions (pg_dump reads it)
+    .map((name): [string, { why: string; anySchema: boolean }] => [name, { why: 'it holds sampled column values', anySchema: false }]),
+  ['pg_stat_activity', { why: "it shows other sessions' statements, with the values they carry", anySchema: false }],
+  ['pg_stat_statements', { why: "it shows other sessions' statements, with the values they carry", anySchema: true }],
 ]);
 
 /** Builtins with a side effect that carries their arguments out of the result (a setting, a

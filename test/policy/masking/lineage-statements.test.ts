@@ -104,6 +104,15 @@ describe('refusals', () => {
     // Statistics objects' definitions hold no values (pg_dump reads them).
     expect(refusals('SELECT stxname FROM pg_catalog.pg_statistic_ext')).toEqual([]);
   });
+  test("other sessions' statement texts (an exempt user's UPDATE carries the values it writes)", () => {
+    refused('SELECT query FROM pg_stat_activity', /pg_stat_activity is refused on a masking connection: it shows other sessions' statements/);
+    refused('SELECT query FROM pg_catalog.pg_stat_activity', /pg_stat_activity/);
+    refused('SELECT query FROM public.pg_stat_statements', /pg_stat_statements/);
+    refused('SELECT query FROM extensions.pg_stat_statements', /pg_stat_statements/);
+    refused('SELECT * FROM pg_stat_get_activity(NULL)', /pg_stat_get_activity\(\) is refused/);
+    // A table of the user's own that happens to share the name is not the catalog's.
+    expect(refusals('SELECT id FROM public.pg_stat_activity')).toEqual([]);
+  });
   test('side-effect sinks only when protected data flows in', () => {
     refused("SELECT set_config('x.y', ssn, false) FROM customers", /set_config/);
     refused("SELECT pg_notify('c', ssn) FROM customers", /pg_notify/);
