@@ -24,7 +24,11 @@ const OPAQUE_READERS: ReadonlyMap<string, string> = new Map([
   // The most-common-values list of extended statistics: sampled column values.
   ['pg_mcv_list_items', 'it returns sampled column values'],
   // What pg_stat_activity reads: other sessions' statement texts.
-  ['pg_stat_get_activity', "it returns other sessions' statements, with the values they carry"],
+  ...['pg_stat_get_activity', 'pg_stat_get_backend_activity']
+    .map((name): [string, string] => [name, "it returns other sessions' statements, with the values they carry"]),
+  // Server files hold the tables' own pages and the server's log, unmasked.
+  ...['pg_read_file', 'pg_read_binary_file', 'lo_import']
+    .map((name): [string, string] => [name, "it reads the server's files, which hold table data and statements unmasked"]),
 ]);
 
 /** Catalog relations that hold column values out of the tables' sight, by why: sampled values

@@ -187,7 +187,13 @@ function execute(body: Body, ctx: AnalysisContext): StatementOutcome {
 }
 
 function copy(body: Body, ctx: AnalysisContext): StatementOutcome {
-  if (body.is_from) return NONE;
+  if (body.is_from) {
+    // A server file (a data file, the server's log) or a program's output becomes rows the user reads.
+    if (body.filename !== undefined || body.is_program) {
+      ctx.refuse(`COPY FROM ${body.is_program ? 'a program' : 'a server file'} is refused on a masking connection: what it loads (the server's own files hold table data and statements) is not masked`);
+    }
+    return NONE;
+  }
   let cols: OutputColumn[] | null;
   if (body.query) {
     cols = analyzeStatement(body.query, ctx).result;

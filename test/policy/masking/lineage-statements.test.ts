@@ -110,6 +110,15 @@ describe('refusals', () => {
     refused('SELECT query FROM public.pg_stat_statements', /pg_stat_statements/);
     refused('SELECT query FROM extensions.pg_stat_statements', /pg_stat_statements/);
     refused('SELECT * FROM pg_stat_get_activity(NULL)', /pg_stat_get_activity\(\) is refused/);
+    refused('SELECT pg_stat_get_backend_activity(1)', /pg_stat_get_backend_activity\(\) is refused/);
+  });
+  test("the server's files: its data files and log hold values unmasked", () => {
+    refused("SELECT pg_read_file('log/postgresql.log')", /pg_read_file\(\) is refused on a masking connection: it reads the server's files/);
+    refused("SELECT pg_catalog.pg_read_binary_file('base/1/1259')", /pg_read_binary_file/);
+    refused("SELECT lo_import('/etc/passwd')", /lo_import/);
+    refused("COPY public.notes (body) FROM '/var/lib/postgresql/data/log/postgresql.log'", /COPY FROM a server file is refused/);
+    refused("COPY public.notes FROM PROGRAM 'cat /etc/passwd'", /COPY FROM a program is refused/);
+    expect(refusals('COPY public.notes FROM STDIN')).toEqual([]);
     // A table of the user's own that happens to share the name is not the catalog's.
     expect(refusals('SELECT id FROM public.pg_stat_activity')).toEqual([]);
   });
