@@ -81,7 +81,11 @@ function computeFacts(rel: RelationInfo, env: AnalysisEnv): RelationFacts {
     const t = fromDefinition[i]!;
     return isClear(t) ? (ownTaint(rel, c.name, env) ?? t) : t;
   });
-  return { taints, refusals: ctx.refusals, predicates: ctx.predicates, touches: ctx.touches || taints.some((t) => !isClear(t)) };
+  // pg_catalog's views are the server's own code: the ones that show values (pg_stats, pg_stat_activity)
+  // are refused by name (lineage-functions.ts VALUE_HOLDING_RELATIONS), not for the functions inside
+  // them, which pg_stat_ssl shares with pg_stat_activity.
+  const refusals = rel.schema === 'pg_catalog' ? [] : ctx.refusals;
+  return { taints, refusals, predicates: ctx.predicates, touches: ctx.touches || taints.some((t) => !isClear(t)) };
 }
 
 function definitionTaints(rel: RelationInfo, ctx: AnalysisContext): Taint[] {

@@ -24,6 +24,8 @@ export const RELATIONS: RelationInfo[] = [
   view('public', 'v_leaky', ['id', 'x'], 'SELECT id, public.leak(ssn) AS x FROM public.customers'),
   // A view column with a rule of its own (redact) over a partial one: a write lands in customers.ssn.
   view('archive', 'v_hint', ['id', 'ssn_hint'], 'SELECT customers.id, customers.ssn AS ssn_hint FROM public.customers'),
+  // A system view over the function pg_stat_activity reads too, showing no statement text.
+  view('pg_catalog', 'pg_stat_ssl', ['pid', 'ssl'], 'SELECT s.pid, s.ssl FROM pg_catalog.pg_stat_get_activity(NULL::integer) s(pid, ssl)'),
   view('public', 'v_loop_a', ['id'], 'SELECT id FROM public.v_loop_b'),
   view('public', 'v_loop_b', ['id'], 'SELECT id FROM public.v_loop_a'),
 ];
