@@ -24,6 +24,7 @@ import type { Estimator } from './estimator.js';
 import { guardPlan } from './guard-plan.js';
 import type { LiveConnection } from './live-config.js';
 import type { MaskingService, SessionMasking } from './masking.js';
+import { withViewSources } from './view-sources.js';
 
 /** SQLSTATE insufficient_privilege: a statement refused by policy. */
 const SQLSTATE_REFUSED = '42501';
@@ -183,8 +184,10 @@ export class SessionPolicy {
       cache.set(text, known);
     }
     const { classification, fingerprint } = known;
-    const statements = classification.parseError === null ? classification.statements : null;
+    let statements = classification.parseError === null ? classification.statements : null;
     const rules = rulesFor(approval.rules, this.session.identity.groups);
+    // A rule on a table holds a read of a view over it too (view-sources.ts).
+    if (statements && rules.some((r) => r.when.tables)) statements = withViewSources(statements, await this.deps.masking.schemaCache(connection).snapshot());
     const estimate = statements && statements.length === 1 && ESTIMATED_KINDS.has(statements[0]!.kind) && rules.some((r) => r.when.estimated_rows)
       ? await this.deps.estimator.estimate(connection, text, sessionRoleOf(connection, this.session.identity))
       : null;

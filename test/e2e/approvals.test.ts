@@ -41,6 +41,10 @@ beforeAll(async () => {
   const admin = new pg.Client({ host: db.info.host, port: db.info.port, user: db.info.users.scram, password: passwordOf(db.info.users.scram), database: db.info.database });
   await admin.connect();
   await admin.query('CREATE TABLE customers (id int PRIMARY KEY, name text); INSERT INTO customers SELECT i, \'c\' || i FROM generate_series(1, 100) i');
+  // Views are another way to read a table: a rule on customers must hold them too.
+  await admin.query(`CREATE SCHEMA reports; CREATE VIEW reports.customer_list AS SELECT id, name FROM public.customers;
+    CREATE VIEW reports.customer_list2 AS SELECT * FROM reports.customer_list; CREATE MATERIALIZED VIEW reports.snapshot AS SELECT * FROM public.customers;
+    CREATE VIEW reports.numbers AS SELECT g FROM generate_series(1, 3) g`);
   await admin.end();
   hooks = createServer((req, res) => {
     let body = '';
@@ -115,6 +119,28 @@ describe('the live hold', () => {
       await api('POST', `/reviews/${id}/deny`, 'bob', { comment: 'use the report instead' });
       expect(await result).toMatchObject({ code: '42501', message: expect.stringContaining('denied by apikey:bob: use the report instead') });
       expect((await c.query('SELECT 1 AS ok')).rows).toEqual([{ ok: 1 }]);
+    } finally {
+      await c.end();
+    }
+  });
+
+  test('a view over the table (or a view of it, a materialized view) is held by the rule on the table; other views are not', async () => {
+    for (const view of ['reports.customer_list', 'reports.customer_list2', 'reports.snapshot']) {
+      const { c, notices } = await client('alice');
+      try {
+        const result = c.query(`SELECT * FROM ${view}`).catch((e: unknown) => e);
+        const id = await requestIn(notices);
+        expect(notices[0], view).toContain('(rule full-export)');
+        expect((await api('POST', `/reviews/${id}/deny`, 'bob', { comment: 'not a view around the rule' })).status).toBe(200);
+        expect(await result, view).toMatchObject({ code: '42501' });
+      } finally {
+        await c.end();
+      }
+    }
+    const { c, notices } = await client('alice');
+    try {
+      expect((await c.query('SELECT * FROM reports.numbers')).rows).toHaveLength(3);
+      expect(notices).toEqual([]);
     } finally {
       await c.end();
     }
