@@ -42,10 +42,12 @@ export const DEMO_MASKING_RULES = [
 /** Groups that see the protected columns in clear. */
 export const DEMO_MASKING_EXEMPT = ['dba'];
 
-/** The demo's access rules: analysts read, and a whole-table export waits for a dba's approval. */
+/** The demo's access rules: analysts read, and a whole-table export (or a read the planner puts over 500 rows) waits for a dba's approval. */
 export const DEMO_APPROVAL_RULES = [
   '{name: analysts-read-only, groups: [analysts], when: {kind: [insert, update, delete, merge, ddl, dcl, copy_in]}, action: deny}',
   '{name: full-export, groups: [analysts], when: {kind: [select, copy_out], tables: [customers, accounts, cards, transactions], where: false, limit: false, aggregates: false}, action: require_approval}',
+  // A WHERE that keeps every row (`where id > 0`) is still an export: the planner's estimate says so.
+  '{name: bulk-read, groups: [analysts], when: {kind: [select, copy_out], tables: [customers, accounts, cards, transactions], estimated_rows: ">500"}, action: require_approval}',
 ];
 
 export interface DemoConfigInput {

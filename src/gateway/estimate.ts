@@ -118,6 +118,37 @@ function explainableText(text: string, depth: number): string | null {
 }
 
 /** An identifier as SQL text: always quoted, so no name is read as anything else. */
+/**
+ * The search_path a client's session of this login role starts with in this database, from
+ * `ALTER ROLE … [IN DATABASE …] SET search_path` and `ALTER DATABASE … SET search_path` (the most
+ * specific wins, as at login); undefined where none is set (then PostgreSQL's default applies,
+ * or postgresql.conf's, which only a superuser can read). The admin connection's own path is
+ * pg_catalog alone, so it cannot simply ask for its current one.
+ */
+export async function defaultSearchPath(admin: EstimateConnection): Promise<string[] | undefined> {
+  const [result] = await admin.query(`SELECT pg_catalog.array_to_string(s.setconfig, chr(1))
+  FROM pg_catalog.pg_db_role_setting s
+ WHERE (s.setdatabase = 0 OR s.setdatabase = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()))
+   AND (s.setrole = 0 OR s.setrole = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user))
+ ORDER BY s.setrole <> 0 DESC, s.setdatabase <> 0 DESC`);
+  for (const [config] of result?.rows ?? []) {
+    const setting = (config ?? '').split('\u0001').find((c) => c.startsWith('search_path='));
+    if (setting !== undefined) return splitSearchPath(setting.slice('search_path='.length));
+  }
+  return undefined;
+}
+
+/** A search_path value's schemas as PostgreSQL reads them: quoted names as written, others folded to lower case. */
+export function splitSearchPath(value: string): string[] {
+  const names: string[] = [];
+  for (const m of value.matchAll(/\s*(?:"((?:[^"]|"")*)"|([^,]*?))\s*(?:,|$)/g)) {
+    if (m[0] === '') break;
+    const name = m[1] !== undefined ? m[1].replace(/""/g, '"') : m[2]!.toLowerCase();
+    if (name !== '') names.push(name);
+  }
+  return names;
+}
+
 function quoteIdentifier(name: string): string {
   return `"${name.replace(/\0/g, '').replace(/"/g, '""')}"`;
 }

@@ -8,24 +8,27 @@ import type { Duplex } from 'node:stream';
 import type { UpstreamConfig } from '../protocols/engine.js';
 import { openAdminConnection, type AdminConnection } from '../protocols/postgres/admin-query.js';
 import { upstreamConfigOf, type ConnectionConfig } from './config.js';
-import { estimateRows } from './estimate.js';
+import { defaultSearchPath, estimateRows } from './estimate.js';
 import type { LiveConnection } from './live-config.js';
 
 export class Estimator {
-  private readonly open = new Map<string, { upstream: string; admin: Promise<AdminConnection> }>();
+  private readonly open = new Map<string, { upstream: string; admin: Promise<AdminConnection>; searchPath: Promise<string[] | undefined> }>();
 
   /** `dial`: the connection's upstream dial (directly, or through its agent). */
   constructor(private readonly dial: (connection: ConnectionConfig, upstream: UpstreamConfig) => Promise<Duplex>) {}
 
   async estimate(connection: LiveConnection, text: string, role: string | null): Promise<number | null> {
     let admin: AdminConnection;
+    let searchPath: string[] | undefined;
     try {
       admin = await this.connectionFor(connection);
+      // Unqualified names resolve as in a client's session of the same login (estimate.ts).
+      searchPath = await this.open.get(connection.name)!.searchPath;
     } catch {
       this.open.delete(connection.name);
       return null;
     }
-    return estimateRows(admin, text, { role });
+    return estimateRows(admin, text, { role, searchPath });
   }
 
   private connectionFor(connection: LiveConnection): Promise<AdminConnection> {
@@ -42,7 +45,9 @@ export class Estimator {
 
   private reopen(connection: ConnectionConfig, upstream: UpstreamConfig, id: string): Promise<AdminConnection> {
     const admin = openAdminConnection(upstream, () => this.dial(connection, upstream));
-    this.open.set(connection.name, { upstream: id, admin });
+    // Read once per connection opened: a setting changed later is seen after the next reconnect.
+    const searchPath = admin.then(defaultSearchPath, () => undefined).catch(() => undefined);
+    this.open.set(connection.name, { upstream: id, admin, searchPath });
     return admin;
   }
 

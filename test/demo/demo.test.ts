@@ -117,6 +117,12 @@ test('hoop demo serves the seeded bank through the gateway, prints the next step
       const all = await exported;
       expect(all.rows).toHaveLength(BANK_ROW_COUNTS.customers);
       expect(all.rows.every((r) => /^\*\*\*-\*\*-\d{4}$/.test(r.ssn))).toBe(true);
+      // A WHERE that keeps every row is still a bulk read: held too (the planner's estimate), here denied.
+      const bulk = client.query('select * from customers where id > 0').catch((e: unknown) => e);
+      const bulkId = await until(() => notices.map((m) => /rule bulk-read\) — request (r-[0-9a-f]{8})/.exec(m)?.[1]).find(Boolean));
+      const deny = await fetch(`${demo.url}/api/v1/reviews/${bulkId}/deny`, { method: 'POST', headers: { authorization: `Bearer ${demo.keys.bob}`, 'content-type': 'application/json' }, body: '{"comment":"too broad"}' });
+      expect(deny.status).toBe(200);
+      expect(await bulk).toMatchObject({ code: '42501' });
       await client.end();
     } finally {
       await tunnel.close();

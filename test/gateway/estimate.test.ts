@@ -5,7 +5,7 @@
  */
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, test } from 'vitest';
-import { estimateRows, ESTIMATE_DEADLINE_MS } from '../../src/gateway/estimate.js';
+import { defaultSearchPath, estimateRows, splitSearchPath, ESTIMATE_DEADLINE_MS } from '../../src/gateway/estimate.js';
 import { loadParser } from '../../src/policy/masking/parse.js';
 import { openAdminConnection, type AdminConnection } from '../../src/protocols/postgres/admin-query.js';
 import { tcpDial } from '../../src/protocols/postgres/upstream.js';
@@ -119,6 +119,21 @@ test('what is sent: SET LOCAL and EXPLAIN without ANALYZE, in one Query', async 
     'SET LOCAL statement_timeout = 2000; SET LOCAL search_path = "$user", "public"; EXPLAIN (FORMAT JSON)\nSELECT 1',
     'SET LOCAL statement_timeout = 2000; SET LOCAL search_path = "bank", "we""ird"; SET LOCAL ROLE "hoop_analyst"; EXPLAIN (FORMAT JSON)\nSELECT 1',
   ]);
+});
+
+test("the search_path a client's session starts with: ALTER ROLE ... IN DATABASE over ALTER DATABASE over none", async () => {
+  const other = await openAdminConnection(upstreamConfig(db.info), () => tcpDial(upstreamConfig(db.info)));
+  try {
+    expect(await defaultSearchPath(other)).toBeUndefined();
+    await direct.query(`ALTER DATABASE ${db.info.database} SET search_path = "Mixed", public`);
+    expect(await defaultSearchPath(other)).toEqual(['Mixed', 'public']);
+    await direct.query(`ALTER ROLE CURRENT_USER IN DATABASE ${db.info.database} SET search_path = Bank, "$user"`);
+    expect(await defaultSearchPath(other)).toEqual(['bank', '$user']);
+  } finally {
+    await direct.query(`ALTER ROLE CURRENT_USER IN DATABASE ${db.info.database} RESET search_path; ALTER DATABASE ${db.info.database} RESET search_path`);
+    await other.close();
+  }
+  expect(splitSearchPath('"we""ird", x,Y')).toEqual(['we"ird', 'x', 'y']);
 });
 
 test('names resolve through the search_path given; planning runs as the role given', async () => {
