@@ -1,14 +1,14 @@
 /**
  * The taint of an expression. Nodes that change meaning (column references, function calls,
- * subqueries, CASE) are special-cased; every other node is the union of its children, so an
+ * subqueries, CASE) are special-cased, and so are operators and casts, which may fail for some
+ * values (a predicate: see TOTAL_OPERATORS); every other node is the union of its children, so an
  * expression form this file does not know still carries every column it mentions.
  */
 import type { PredicateUse, Taint } from './types.js';
 import { as, children, list, strings, unwrap, type Body } from './lineage-node.js';
-import { branchTaint, clearTaint, unionTaints, unknownTaint } from './lineage-taint.js';
+import { branchTaint, clearTaint, isClear, unionTaints, unknownTaint } from './lineage-taint.js';
 import { columnOf, findColumn, findItem, type AnalysisContext, type Scope } from './lineage-scope.js';
 import { COUNTING_AGGREGATES, catalogName, functionRefusal, totalAt } from './lineage-functions.js';
-import { isClear } from './lineage-taint.js';
 import { analyzeQueryNode } from './lineage-select.js';
 
 /** Literal-like nodes: no column can hide in them. */
