@@ -18,6 +18,7 @@ import { AnalysisContext, type Scope } from './lineage-scope.js';
 import { exprTaint } from './lineage-expr.js';
 import { analyzeQueryNode } from './lineage-select.js';
 import { rangeVarItem } from './lineage-from.js';
+import { chosenTokens } from './lineage-dml.js';
 import { parseSql } from './parse.js';
 
 export { relationTaints } from './lineage-relations.js';
@@ -186,12 +187,26 @@ function execute(body: Body, ctx: AnalysisContext): StatementOutcome {
   return { result: named(ctx.env.names.prepared(String(body.name ?? ''))) };
 }
 
+/** COPY FROM into a column a hash rule protects: the client's own values, their tokens read back (lineage-dml.ts chosenTokens). */
+function copyIntoHashed(body: Body, ctx: AnalysisContext): void {
+  const rv = as(body.relation, 'RangeVar') ?? (body.relation as Body | undefined);
+  if (!rv || typeof rv.relname !== 'string') return;
+  const schema = typeof rv.schemaname === 'string' ? rv.schemaname : null;
+  const named = strings(body.attlist);
+  for (const rel of ctx.env.schema.relations(schema, rv.relname)) {
+    const columns = named.length > 0 ? named : rel.columns.map((c) => c.name);
+    const hashed = columns.find((c) => ctx.env.protection(rel.schema, rel.name, c)?.method === 'hash');
+    if (hashed !== undefined) return ctx.refuse(chosenTokens('COPY FROM', `${rel.schema}.${rel.name}.${hashed}`));
+  }
+}
+
 function copy(body: Body, ctx: AnalysisContext): StatementOutcome {
   if (body.is_from) {
     // A server file (a data file, the server's log) or a program's output becomes rows the user reads.
     if (body.filename !== undefined || body.is_program) {
       ctx.refuse(`COPY FROM ${body.is_program ? 'a program' : 'a server file'} is refused on a masking connection: what it loads (the server's own files hold table data and statements) is not masked`);
     }
+    copyIntoHashed(body, ctx);
     return NONE;
   }
   let cols: OutputColumn[] | null;

@@ -174,6 +174,16 @@ describe('refusals', () => {
     // ... also where the view's column has a rule of its own that shows nothing: the value lands in customers.ssn.
     refused('UPDATE archive.v_hint SET ssn_hint = (SELECT email FROM customers LIMIT 1)', /into archive\.v_hint\.ssn_hint, whose partial mask would show the last 4 characters/);
   });
+  test("values of the statement's own into a hash column: their tokens read back would be a dictionary", () => {
+    refused("INSERT INTO archive.accounts (id, account_number) VALUES (1, '700')", /INSERT would write values of its own into archive\.accounts\.account_number, whose hash mask would then show their tokens/);
+    refused("UPDATE accounts SET account_number = '750' WHERE id = 1", /UPDATE would write values of its own into accounts\.account_number/);
+    refused('COPY archive.accounts FROM STDIN', /COPY FROM would write values of its own into archive\.accounts\.account_number/);
+    refused('COPY archive.accounts (id, account_number) FROM STDIN', /account_number/);
+    expect(refusals('COPY archive.accounts (id, balance) FROM STDIN')).toEqual([]);
+    expect(refusals("INSERT INTO archive.accounts (id, balance) VALUES (1, '7')")).toEqual([]);
+    // Into other masks, a value of one's own shows nothing one did not know.
+    expect(refusals("UPDATE customers SET ssn = '123-45-6789', email = 'x@y.z' WHERE id = 1")).toEqual([]);
+  });
   test('writes that keep protection (or carry nothing protected) are allowed', () => {
     allowed('INSERT INTO vault (ssn_copy) SELECT ssn FROM customers');
     allowed('UPDATE customers SET email = lower(email)');
