@@ -157,8 +157,11 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
     connectionsNow = () => configs.current().config.connections;
     const file = config.path;
     const reloadFrom = options.reloadFrom ?? (file !== null ? () => loadConfig(file) : null);
+    const masking = new MaskingService({ current: (name) => configs.connection(name), dial: dialUpstream });
     const reloader = new ConfigReloader({
       holder: configs, load: reloadFrom, build: (c) => buildLiveConfig(c, parts), recorder, logger,
+      // A reload also reads every catalog again: the operator's way to make DDL done outside hoop seen at once.
+      onReplaced: () => masking.catalogsChanged(),
       ...(cluster ? { worker: cluster.label, onApplied: (source, by) => void (source === 'api' && cluster.reloadOthers(by)) } : {}),
     });
     cluster?.onReload((source, by) => void reloader.reload(source, by, true).catch((err: unknown) => logger.error({ err: errorMessage(err) }, 'config reload failed; the running config is kept')));
@@ -204,7 +207,7 @@ export async function startGateway(config: GatewayConfig, options: GatewayOption
       engines: engineFor,
       policy: {
         current: (name) => configs.connection(name),
-        masking: new MaskingService({ current: (name) => configs.connection(name), dial: dialUpstream }),
+        masking,
         approvals,
         estimator,
       },

@@ -94,6 +94,11 @@ export class MaskingService {
     return cache;
   }
 
+  /** Every connection's catalog may have changed (a config reload): each is read again before it is next used. */
+  catalogsChanged(): void {
+    for (const { cache } of this.caches.values()) cache.invalidate();
+  }
+
   /** A statement that may have changed the catalog completed on this connection. */
   catalogChanged(connectionName: string): void {
     this.caches.get(connectionName)?.cache.invalidate();

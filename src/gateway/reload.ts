@@ -43,6 +43,8 @@ export interface ReloaderOptions {
   worker?: string;
   /** Called after a reload asked of this process is applied (with `workers: N`, an API reload then reaches the other workers); not for a relayed one. */
   onApplied?: (source: Exclude<ReloadSource, 'start'>, by: Identity | null) => void;
+  /** Called once a reloaded config is in effect, relayed ones too. */
+  onReplaced?: () => void;
 }
 
 export class ConfigReloader {
@@ -82,6 +84,7 @@ export class ConfigReloader {
       return refuse([`config.loaded could not be recorded (${errorMessage(err)}); a config is not applied unrecorded`]);
     }
     holder.replace(live);
+    this.o.onReplaced?.();
     log.info({ sha256: live.config.fingerprint, changes }, 'config reloaded');
     if (needsRestart.length > 0) log.warn({ needs_restart: needsRestart }, 'some changes take effect only after a restart; the running values are kept');
     if (!relayed) this.o.onApplied?.(source, by);

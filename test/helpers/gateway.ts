@@ -13,6 +13,7 @@ import { request } from 'undici';
 import type { RetentionJob } from '../../src/audit/retention.js';
 import { startGateway, type GatewayOptions } from '../../src/gateway/gateway.js';
 import type { Notifier } from '../../src/gateway/notify.js';
+import type { ReloadOutcome } from '../../src/gateway/reload.js';
 import type { Planner } from '../../src/gateway/tunnel.js';
 import { parseConfig, type GatewayConfig } from '../../src/gateway/config.js';
 import { apiKeyHash } from '../../src/identity/api-keys.js';
@@ -63,6 +64,8 @@ export interface TestGateway {
   dir: string;
   /** The native PostgreSQL listener (`postgres_listen` in `config`), with its real port; or null. */
   postgresListen: { host: string; port: number; tls: boolean } | null;
+  /** Reloads the same config, as `POST /api/v1/admin/reload` does a file's. */
+  reload(): Promise<ReloadOutcome>;
   close(): Promise<void>;
 }
 
@@ -109,7 +112,7 @@ export async function startTestGateway(opts: TestGatewayOptions): Promise<TestGa
     const parsed = parseConfig(raw, 'test-gateway.yaml', dir);
     const config = opts.adjustConfig ? opts.adjustConfig(parsed) : parsed;
     const logger = opts.logger ?? pino({ level: process.env['HOOP_TEST_LOG'] ?? 'silent' }, pino.destination(2));
-    const gateway = await startGateway(config, { logger, ...(opts.planner ? { planner: opts.planner } : {}), ...(opts.retention ? { retention: opts.retention } : {}), ...(opts.worker ? { worker: opts.worker } : {}) });
+    const gateway = await startGateway(config, { logger, reloadFrom: () => config, ...(opts.planner ? { planner: opts.planner } : {}), ...(opts.retention ? { retention: opts.retention } : {}), ...(opts.worker ? { worker: opts.worker } : {}) });
     return {
       url: gateway.url,
       keys,
@@ -119,6 +122,7 @@ export async function startTestGateway(opts: TestGatewayOptions): Promise<TestGa
       retention: gateway.retention,
       dir,
       postgresListen: gateway.postgresListen,
+      reload: () => gateway.reload('api', null),
       async close() {
         try {
           await gateway.close();
