@@ -44,14 +44,15 @@ export function exprTaint(node: unknown, scope: Scope, ctx: AnalysisContext): Ta
   }
 }
 
-/** Operators that give a value for every value of their operands (comparisons, concatenation;
- *  `+` and `-` overflow only at their type's limits). Any other (`*` overflowing a smallint, `^`,
- *  a LIKE pattern that is not valid) may fail for some values: see TOTAL_FUNCTIONS in
+/** Operators that give a value for every value of their operands (comparisons, concatenation,
+ *  json and array access and containment; `+` and `-` overflow only at their type's limits).
+ *  Any other (`*` overflowing a smallint, `^`) may fail for some values: see TOTAL_FUNCTIONS in
  *  lineage-functions.ts. */
-const TOTAL_OPERATORS = new Set(['||', '=', '<>', '!=', '<', '>', '<=', '>=', '+', '-']);
-/** Operators that fail only for some values of their right operand (a zero divisor); for the
- *  left one, only at its type's limits (the smallest integer divided by -1). */
-const DIVISIONS = new Set(['/', '%']);
+const TOTAL_OPERATORS = new Set(['||', '=', '<>', '!=', '<', '>', '<=', '>=', '+', '-', '->', '->>', '#>', '#>>', '@>', '<@', '?', '?|', '?&', '&&']);
+/** Operators that fail only for some values of their right operand (a zero divisor, a pattern
+ *  that is not valid); for the left one, division only at its type's limits (the smallest
+ *  integer divided by -1). */
+const RIGHT_FAILS = new Set(['/', '%', '~', '~*', '!~', '!~*', '~~', '~~*', '!~~', '!~~*']);
 
 function operatorTaint(body: Body, scope: Scope, ctx: AnalysisContext): Taint {
   const left = exprTaint(body.lexpr, scope, ctx);
@@ -62,7 +63,7 @@ function operatorTaint(body: Body, scope: Scope, ctx: AnalysisContext): Taint {
     case 'AEXPR_OP':
     case 'AEXPR_OP_ANY':
     case 'AEXPR_OP_ALL':
-      if (DIVISIONS.has(op)) ctx.predicate(right, 'error');
+      if (RIGHT_FAILS.has(op)) ctx.predicate(right, 'error');
       else if (!TOTAL_OPERATORS.has(op)) ctx.predicate(unionTaints([left, right]), 'error');
       break;
     case 'AEXPR_LIKE':

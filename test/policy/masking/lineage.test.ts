@@ -187,6 +187,7 @@ describe('predicates', () => {
     ['SELECT ssn::int[] FROM customers', 'error'],
     ['SELECT substr(full_name, 1, credit_score - 700) FROM customers', 'error'],
     ["SELECT 'x' LIKE ssn FROM customers", 'error'],
+    ["SELECT 'x' ~ ssn FROM customers", 'error'],
     ["SELECT md5(ssn)::uuid FROM customers", 'error'],
     // Comparing values: how many rows (or how many distinct ones) tells equal values apart.
     ['SELECT count(*) FROM (SELECT credit_score FROM customers WHERE id = 1 INTERSECT SELECT 700) x', 'distinct'],
@@ -214,6 +215,7 @@ describe('predicates', () => {
     // ... nor expressions that give a value for every value of what they are given.
     expect(predicates("SELECT ssn || 'x', substr(ssn, 1, 3), credit_score + 1, credit_score / 10, ssn::text, ssn::varchar(3), ssn LIKE '1%' AS l FROM customers WHERE id = 1")).toEqual([]);
     expect(predicates("SELECT replace(reverse(lower(email)), '@', ' at '), length(ssn), md5(ssn), count(ssn), max(credit_score), avg(credit_score) FROM customers")).toEqual([]);
+    expect(predicates("SELECT to_jsonb(c) ->> 'ssn', to_jsonb(c) -> 'email', ssn ~ '^1', to_jsonb(c) ? 'ssn' FROM customers c")).toEqual([]);
     expect(predicates('SELECT ssn FROM customers JOIN public.accounts USING (id)')).toEqual([]);
   });
 
