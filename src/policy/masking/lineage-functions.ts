@@ -64,10 +64,11 @@ const TOTAL_FUNCTIONS: ReadonlyMap<string, 'all' | number> = new Map<string, 'al
     'left', 'right', 'quote_literal', 'quote_nullable', 'quote_ident', 'count', 'min', 'max', 'array_agg', 'string_agg', 'json_agg', 'jsonb_agg',
     'row_to_json', 'to_json', 'to_jsonb', 'array_to_json', 'json_build_array', 'jsonb_build_array', 'avg', 'sum', 'bool_and', 'bool_or', 'every',
     'cardinality', 'row_number', 'rank', 'dense_rank', 'percent_rank', 'cume_dist', 'first_value', 'last_value', 'mode',
+    'ceil', 'ceiling', 'floor', 'sign', 'string_to_array', 'array_to_string', 'array_position', 'array_positions', 'json_typeof', 'jsonb_typeof',
   ].map((name): [string, 'all'] => [name, 'all']),
   // The value first; the rest (lengths, patterns, formats, offsets) must not be protected.
   // (Not format(): '%I' of a NULL fails, so its arguments tell NULLs apart.)
-  ...['substr', 'substring', 'lpad', 'rpad', 'split_part', 'encode', 'regexp_replace', 'to_char', 'lag', 'lead', 'nth_value']
+  ...['substr', 'substring', 'lpad', 'rpad', 'split_part', 'encode', 'regexp_replace', 'to_char', 'lag', 'lead', 'nth_value', 'round', 'trunc', 'array_length']
     .map((name): [string, number] => [name, 1]),
 ]);
 
