@@ -117,7 +117,6 @@ function explainableText(text: string, depth: number): string | null {
   }
 }
 
-/** An identifier as SQL text: always quoted, so no name is read as anything else. */
 /**
  * The search_path a client's session of this login role starts with in this database, from
  * `ALTER ROLE … [IN DATABASE …] SET search_path` and `ALTER DATABASE … SET search_path` (the most
@@ -149,6 +148,7 @@ export function splitSearchPath(value: string): string[] {
   return names;
 }
 
+/** An identifier as SQL text: always quoted, so no name is read as anything else. */
 function quoteIdentifier(name: string): string {
   return `"${name.replace(/\0/g, '').replace(/"/g, '""')}"`;
 }
