@@ -141,6 +141,19 @@ describe('what an analyst sees', () => {
     }
   });
 
+  test("BI tools' catalog reads work on a masking connection: information_schema.columns, tables, views", async () => {
+    const c = await as('alice');
+    try {
+      const cols = await c.query("SELECT column_name FROM information_schema.columns WHERE table_schema = 'bank' AND table_name = 'customers' ORDER BY ordinal_position");
+      expect(cols.rows.map((r) => r.column_name)).toEqual(['id', 'full_name', 'ssn', 'email', 'credit_score', 'notes']);
+      expect((await c.query("SELECT table_name FROM information_schema.tables WHERE table_schema = 'bank' ORDER BY 1")).rows.map((r) => r.table_name)).toContain('customers');
+      // A function of information_schema's own, called directly, is still a function the gateway does not follow.
+      expect((await refusal(c, 'SELECT information_schema._pg_truetypid(a, t) FROM pg_attribute a, pg_type t LIMIT 1'))?.code).toBe('42501');
+    } finally {
+      await c.end();
+    }
+  });
+
   test('postgres.js (extended protocol, its own type handling) reads masked values without failing', async () => {
     const alice = await localTunnel('alice');
     const sql = postgres(alice.uri, { max: 1, onnotice: () => {} });

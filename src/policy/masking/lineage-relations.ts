@@ -65,6 +65,8 @@ function ownTaint(rel: RelationInfo, column: string, env: AnalysisEnv): Taint | 
   return rule ? directTaint(`${rel.schema}.${rel.name}.${column}`, rule) : null;
 }
 
+const SYSTEM_SCHEMAS = new Set(['pg_catalog', 'information_schema']);
+
 function computeFacts(rel: RelationInfo, env: AnalysisEnv): RelationFacts {
   if (rel.kind !== 'view' && rel.kind !== 'matview') {
     return { taints: rel.columns.map((c) => ownTaint(rel, c.name, env) ?? { sources: [], direct: false, unknown: null }), refusals: [], predicates: [], touches: false };
@@ -81,10 +83,11 @@ function computeFacts(rel: RelationInfo, env: AnalysisEnv): RelationFacts {
     const t = fromDefinition[i]!;
     return isClear(t) ? (ownTaint(rel, c.name, env) ?? t) : t;
   });
-  // pg_catalog's views are the server's own code: the ones that show values (pg_stats, pg_stat_activity)
-  // are refused by name (lineage-functions.ts VALUE_HOLDING_RELATIONS), not for the functions inside
-  // them, which pg_stat_ssl shares with pg_stat_activity.
-  const refusals = rel.schema === 'pg_catalog' ? [] : ctx.refusals;
+  // The catalog's views (pg_catalog, information_schema) are the server's own code: the ones that
+  // show values (pg_stats, pg_stat_activity) are refused by name (lineage-functions.ts
+  // VALUE_HOLDING_RELATIONS), not for the functions inside them (pg_stat_ssl shares one with
+  // pg_stat_activity; information_schema.columns, which BI tools read, calls information_schema's own).
+  const refusals = SYSTEM_SCHEMAS.has(rel.schema) ? [] : ctx.refusals;
   return { taints, refusals, predicates: ctx.predicates, touches: ctx.touches || taints.some((t) => !isClear(t)) };
 }
 
