@@ -36,7 +36,8 @@ const RELATION_KINDS: Record<string, RelationKind> = { r: 'table', v: 'view', m:
 
 /**
  * The whole catalog the analysis needs in one statement (one snapshot, one round trip): a row
- * per relation ('r'), per live column ('c') and per function name and schema ('f').
+ * per relation ('r'), per live column ('c'), per function name and schema ('f'), and per
+ * partition or inheritance link ('i': child, parent).
  *
  * pg_get_viewdef takes AccessShareLock on the view and on every relation its query names, so it
  * would wait behind DDL in progress (`BEGIN; ALTER TABLE t ...` in any session, even the hoop
@@ -71,7 +72,10 @@ SELECT 'c', a.attrelid::text, NULL, a.attname::text, NULL, a.attnum::text, a.att
  WHERE c.relkind IN ('r', 'v', 'm', 'f', 'p') AND a.attnum > 0 AND NOT a.attisdropped
 UNION ALL
 SELECT DISTINCT 'f', NULL, n.nspname::text, p.proname::text, p.proretset::text, NULL, NULL, NULL, NULL
-  FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace`;
+  FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+UNION ALL
+SELECT 'i', i.inhrelid::text, NULL, NULL, NULL, NULL, i.inhparent::text, NULL, NULL
+  FROM pg_catalog.pg_inherits i`;
 
 /** A function name in one schema; `returnsSet` when any of its overloads there returns a set. */
 export interface CatalogFunction {
@@ -319,6 +323,7 @@ function parseCatalog(result: QueryResult, version: number, loadedAt: number): S
   const columns: { relid: number; column: RelationColumn }[] = [];
   const functions: CatalogFunction[] = [];
   const unread: RelationInfo[] = [];
+  const links: { child: number; parent: number }[] = [];
   for (const [entry, oid, schema, name, kind, attnum, typeOid, definition, unreadFlag] of result.rows) {
     switch (entry) {
       case 'r': {
@@ -334,11 +339,18 @@ function parseCatalog(result: QueryResult, version: number, loadedAt: number): S
       case 'f':
         functions.push({ schema: need(schema), name: need(name), returnsSet: kind === 'true' });
         break;
+      case 'i':
+        links.push({ child: toInt(oid), parent: toInt(typeOid) });
+        break;
       default:
         throw new HoopError('HOOP_UPSTREAM', `unexpected catalog row kind ${String(entry)}`);
     }
   }
   for (const { relid, column } of columns) relations.get(relid)?.columns.push(column);
+  for (const { child, parent } of links) {
+    const rel = relations.get(child);
+    if (rel) (rel.parents ??= []).push(parent);
+  }
   for (const rel of relations.values()) rel.columns.sort((a, b) => a.attnum - b.attnum);
   return new SchemaSnapshot([...relations.values()], functions, unread, version, loadedAt);
 }

@@ -3,8 +3,8 @@
  * rule on `customers` must hold a read of a view over customers too, or every view would be a way
  * around it. Views (and materialized views) are followed through their definitions, as the
  * catalog cache read them (schema-cache.ts: `pg_get_viewdef`, every relation schema-qualified), to
- * the relations they read, at any depth; a name that may mean several relations (unqualified) is
- * followed in each.
+ * the relations they read, at any depth, and a partition (or an inheriting table) counts as the
+ * tables it belongs to; a name that may mean several relations (unqualified) is followed in each.
  */
 import { classifyQuery, type Classification } from '../policy/risk/classify.js';
 import type { RelationInfo, SchemaView } from '../policy/masking/types.js';
@@ -20,8 +20,25 @@ export function withViewSources(statements: Classification[], schema: SchemaView
 
 function expand(tables: string[], schema: SchemaView): string[] {
   const out = new Set(tables);
-  for (const table of tables) for (const rel of resolve(table, schema)) for (const source of sourcesOf(rel, schema, new Set())) out.add(source);
+  for (const table of tables) {
+    for (const rel of resolve(table, schema)) {
+      for (const source of sourcesOf(rel, schema, new Set())) out.add(source);
+      for (const parent of ancestorsOf(rel, schema)) out.add(parent);
+    }
+  }
   return [...out];
+}
+
+/** `schema.name` of the tables a relation is a partition of or inherits from, at any depth: a
+ *  partition's rows are its parent's. */
+function ancestorsOf(rel: RelationInfo, schema: SchemaView, seen: Set<number> = new Set()): string[] {
+  const out: string[] = [];
+  seen.add(rel.oid);
+  for (const oid of rel.parents ?? []) {
+    const parent = seen.has(oid) ? undefined : schema.relationByOid(oid);
+    if (parent) out.push(`${parent.schema}.${parent.name}`, ...ancestorsOf(parent, schema, seen));
+  }
+  return out;
 }
 
 /** The relations a name as a statement writes it (`name` or `schema.name`) may mean. */
@@ -46,6 +63,7 @@ function sourcesOf(rel: RelationInfo, schema: SchemaView, visiting: Set<number>)
   for (const table of parsed.statements.flatMap(tablesOf)) {
     for (const under of resolve(table, schema)) {
       sources.add(`${under.schema}.${under.name}`);
+      for (const parent of ancestorsOf(under, schema)) sources.add(parent);
       for (const deeper of sourcesOf(under, schema, visiting)) sources.add(deeper);
     }
   }

@@ -35,6 +35,7 @@ const MASKING = {
     { column: '*.*.account_number', type: 'account_number', method: 'hash' },
     { column: 'bank.customers.credit_score', type: 'credit_score', method: 'null' },
     { column: 'bank.customers.email', type: 'email', method: 'redact' },
+    { column: 'bank.cards.card_ssn', type: 'ssn', method: 'redact' },
   ],
   detectors: ['ssn', 'card_number', 'iban', 'email'],
   exempt: ['dba'],
@@ -53,6 +54,11 @@ INSERT INTO bank.accounts SELECT i, 1 + (i % 20), lpad((700000000000 + i * 7919)
 CREATE VIEW bank.customer_contacts AS SELECT id, full_name, ssn AS tax_id, lower(email) AS mail FROM bank.customers;
 CREATE VIEW bank.contacts2 AS SELECT * FROM bank.customer_contacts;
 CREATE FUNCTION bank.get_ssn(int) RETURNS text LANGUAGE sql AS 'SELECT ssn FROM bank.customers WHERE id = $1';
+CREATE TABLE bank.cards (id int, card_ssn text) PARTITION BY RANGE (id);
+CREATE TABLE bank.cards_low PARTITION OF bank.cards FOR VALUES FROM (0) TO (100) PARTITION BY RANGE (id);
+CREATE TABLE bank.cards_low_a1 PARTITION OF bank.cards_low FOR VALUES FROM (0) TO (10);
+CREATE TABLE bank.cards_low_b PARTITION OF bank.cards_low FOR VALUES FROM (10) TO (100);
+INSERT INTO bank.cards SELECT id, ssn FROM bank.customers;
 `;
 
 beforeAll(async () => {
@@ -454,6 +460,24 @@ describe('an analyst trying to get around it', () => {
       expect((await c.query('SELECT x FROM bank.outside WHERE id = 1')).rows).toEqual([{ x: null }]);
     } finally {
       await direct.query('DROP VIEW bank.outside');
+      await c.end();
+    }
+  });
+
+  test('a partition (at any depth) of a protected table is protected by its rule: read directly, it is masked too', async () => {
+    const c = await as('alice');
+    try {
+      // The oracle: the partitions hold the SSNs themselves.
+      expect((await direct.query('SELECT count(*)::int AS n FROM bank.cards_low_a1 WHERE card_ssn LIKE $1', ['%-%-%'])).rows).toEqual([{ n: 9 }]);
+      for (const table of ['bank.cards', 'bank.cards_low', 'bank.cards_low_a1']) {
+        const r = await c.query(`SELECT id, card_ssn FROM ${table} ORDER BY id`);
+        expect(r.rows.length, table).toBeGreaterThan(0);
+        expect(r.rows.every((row) => row.card_ssn === '****'), table).toBe(true);
+        expect(leaked(r.rows)).toEqual([]);
+      }
+      // Renaming a partition would take it out from under the rule too.
+      expect((await refusal(c, 'ALTER TABLE bank.cards_low_a1 RENAME TO x'))?.code).toBe('42501');
+    } finally {
       await c.end();
     }
   });

@@ -68,6 +68,9 @@ beforeAll(async () => {
     CREATE FUNCTION public.my_fn() RETURNS int LANGUAGE sql AS 'SELECT 1';
     CREATE FUNCTION crm.my_fn(int) RETURNS int LANGUAGE sql AS 'SELECT $1';
     CREATE FUNCTION public.lower(int) RETURNS int LANGUAGE sql AS 'SELECT $1';
+    CREATE TABLE ledger (id int, amount numeric) PARTITION BY RANGE (id);
+    CREATE TABLE ledger_low PARTITION OF ledger FOR VALUES FROM (0) TO (100);
+    CREATE TABLE base_log (id int); CREATE TABLE child_log () INHERITS (base_log);
   `);
 });
 afterAll(async () => {
@@ -156,6 +159,12 @@ describe('the snapshot', () => {
     expect(snap.relations(null, 'pg_stats')[0]).toMatchObject({ schema: 'pg_catalog', kind: 'view' });
     expect(snap.relations('pg_catalog', 'pg_stats')[0]!.definition).toMatch(/pg_statistic/);
     expect(snap.relations('information_schema', 'columns')[0]).toMatchObject({ kind: 'view' });
+  });
+
+  test('parents: the tables a partition belongs to or a table inherits from (pg_inherits)', async () => {
+    expect(snap.relations('public', 'ledger_low')[0]!.parents).toEqual([await oidOf('ledger')]);
+    expect(snap.relations('public', 'child_log')[0]!.parents).toEqual([await oidOf('base_log')]);
+    expect(snap.relations('public', 'ledger')[0]!.parents).toBeUndefined();
   });
 
   test('relationByOid', async () => {

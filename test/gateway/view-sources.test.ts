@@ -20,8 +20,14 @@ function catalog(rels: RelationInfo[]): SchemaView {
   };
 }
 
+const customers = rel('bank', 'customers');
+const partition = { ...rel('bank', 'customers_2024'), parents: [customers.oid] };
+const subPartition = { ...rel('bank', 'customers_2024_q1'), parents: [partition.oid] };
 const schema = catalog([
-  rel('bank', 'customers'),
+  customers,
+  partition,
+  subPartition,
+  rel('reports', 'recent', 'SELECT * FROM bank.customers_2024_q1'),
   rel('bank', 'accounts'),
   rel('reports', 'overview', 'SELECT c.id, a.id AS account FROM bank.customers c JOIN bank.accounts a ON a.customer_id = c.id'),
   rel('reports', 'overview2', 'SELECT * FROM reports.overview'),
@@ -38,6 +44,11 @@ test('views are followed to the tables they read, at any depth; tables stay as w
   expect(tables('SELECT * FROM reports.snapshot')).toEqual([['bank.customers', 'reports.snapshot']]);
   expect(tables('SELECT * FROM customers')).toEqual([['customers']]);
   expect(tables('SELECT * FROM reports.writes')).toEqual([['reports.writes']]);
+});
+
+test('a partition, at any depth, counts as the tables it belongs to (also under a view)', () => {
+  expect(tables('SELECT * FROM bank.customers_2024_q1')).toEqual([['bank.customers', 'bank.customers_2024', 'bank.customers_2024_q1']]);
+  expect(tables('SELECT * FROM reports.recent')).toEqual([['bank.customers', 'bank.customers_2024', 'bank.customers_2024_q1', 'reports.recent']]);
 });
 
 test('an unqualified name is followed in every schema that has it; nested statements too', () => {

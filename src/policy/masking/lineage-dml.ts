@@ -14,7 +14,7 @@ import { itemFromColumns, openItem, type AnalysisContext, type Col, type CteFram
 import { exprTaint, predicateTaint } from './lineage-expr.js';
 import { analyzeQueryNode, buildCtes, targetColumns } from './lineage-select.js';
 import { fromClause, rangeVarItem } from './lineage-from.js';
-import { relationFacts } from './lineage-relations.js';
+import { columnRule, relationFacts } from './lineage-relations.js';
 import { keptCharacters } from './rules.js';
 import type { MaskRule, Taint } from './types.js';
 
@@ -42,7 +42,7 @@ function writeTarget(relation: Body, level: Scope, ctx: AnalysisContext): WriteT
     // column it shows unchanged (where the value lands, read there with that rule).
     rules: (column) =>
       rels.map((rel) => {
-        const own = ctx.env.protection(rel.schema, rel.name, column);
+        const own = columnRule(rel, column, ctx.env);
         const i = rel.columns.findIndex((c) => c.name === column);
         const t = i >= 0 ? relationFacts(rel, ctx.env).taints[i] : undefined;
         const shown = t !== undefined && t.direct && t.sources.length === 1 && t.unknown === null ? t.sources[0]!.rule : null;

@@ -4,7 +4,7 @@
  * followed recursively. Memoised per schema snapshot, rule set and trust list (a reload or a
  * catalog refresh brings new objects, so stale answers cannot survive them).
  */
-import type { AnalysisEnv, PredicateUse, RelationInfo, Taint } from './types.js';
+import type { AnalysisEnv, MaskRule, PredicateUse, RelationInfo, Taint } from './types.js';
 import { as } from './lineage-node.js';
 import { copyTaint, directTaint, isClear, unknownTaint } from './lineage-taint.js';
 import { AnalysisContext } from './lineage-scope.js';
@@ -61,8 +61,25 @@ export function relationFacts(rel: RelationInfo, env: AnalysisEnv): RelationFact
 }
 
 function ownTaint(rel: RelationInfo, column: string, env: AnalysisEnv): Taint | null {
-  const rule = env.protection(rel.schema, rel.name, column);
+  const rule = columnRule(rel, column, env);
   return rule ? directTaint(`${rel.schema}.${rel.name}.${column}`, rule) : null;
+}
+
+/**
+ * The rule that protects a relation's column: its own, or else that of the same column of a table
+ * it is a partition of or inherits from, at any depth. A partition holds the parent's rows, so
+ * `SELECT ssn FROM customers_2024` is masked by a rule on `customers.ssn`.
+ */
+export function columnRule(rel: RelationInfo, column: string, env: AnalysisEnv, seen: Set<number> = new Set()): MaskRule | null {
+  const own = env.protection(rel.schema, rel.name, column);
+  if (own !== null || !rel.parents) return own;
+  seen.add(rel.oid);
+  for (const oid of rel.parents) {
+    const parent = seen.has(oid) ? undefined : env.schema.relationByOid(oid);
+    const rule = parent ? columnRule(parent, column, env, seen) : null;
+    if (rule !== null) return rule;
+  }
+  return null;
 }
 
 const SYSTEM_SCHEMAS = new Set(['pg_catalog', 'information_schema']);

@@ -19,6 +19,7 @@ import { exprTaint } from './lineage-expr.js';
 import { analyzeQueryNode } from './lineage-select.js';
 import { rangeVarItem } from './lineage-from.js';
 import { chosenTokens } from './lineage-dml.js';
+import { columnRule } from './lineage-relations.js';
 import { parseSql } from './parse.js';
 
 export { relationTaints } from './lineage-relations.js';
@@ -195,7 +196,7 @@ function copyIntoHashed(body: Body, ctx: AnalysisContext): void {
   const named = strings(body.attlist);
   for (const rel of ctx.env.schema.relations(schema, rv.relname)) {
     const columns = named.length > 0 ? named : rel.columns.map((c) => c.name);
-    const hashed = columns.find((c) => ctx.env.protection(rel.schema, rel.name, c)?.method === 'hash');
+    const hashed = columns.find((c) => columnRule(rel, c, ctx.env)?.method === 'hash');
     if (hashed !== undefined) return ctx.refuse(chosenTokens('COPY FROM', `${rel.schema}.${rel.name}.${hashed}`));
   }
 }
@@ -282,7 +283,7 @@ function protectedRelationChange(body: Body, verb: string, ctx: AnalysisContext)
   const rv = body.relation as Body | undefined;
   if (!rv || typeof rv.relname !== 'string') return;
   const rels = ctx.env.schema.relations(typeof rv.schemaname === 'string' ? rv.schemaname : null, rv.relname);
-  const guarded = rels.some((rel) => rel.columns.some((c) => ctx.env.protection(rel.schema, rel.name, c.name) !== null));
+  const guarded = rels.some((rel) => rel.columns.some((c) => columnRule(rel, c.name, ctx.env) !== null));
   if (guarded) ctx.refuse(`${verb} ${rv.relname}, which holds protected columns, is refused on a masking connection: its masking rules would no longer match`);
 }
 

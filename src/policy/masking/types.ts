@@ -141,6 +141,8 @@ export interface RelationInfo {
   columns: RelationColumn[];
   /** Views and materialized views: the defining query (`pg_get_viewdef`), a SELECT. */
   definition?: string;
+  /** The tables it is a partition of or inherits from (pg_inherits), by oid. */
+  parents?: number[];
 }
 
 export type FunctionKind = 'builtin' | 'user' | 'unknown';
