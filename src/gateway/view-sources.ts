@@ -7,6 +7,7 @@
  * tables it belongs to; a name that may mean several relations (unqualified) is followed in each.
  */
 import { classifyQuery, type Classification } from '../policy/risk/classify.js';
+import { ancestorsOf } from '../policy/masking/lineage-relations.js';
 import type { RelationInfo, SchemaView } from '../policy/masking/types.js';
 
 /** Per catalog snapshot: `schema.name` of every relation under a view, by the view's oid. */
@@ -23,22 +24,15 @@ function expand(tables: string[], schema: SchemaView): string[] {
   for (const table of tables) {
     for (const rel of resolve(table, schema)) {
       for (const source of sourcesOf(rel, schema, new Set())) out.add(source);
-      for (const parent of ancestorsOf(rel, schema)) out.add(parent);
+      for (const parent of parentsOf(rel, schema)) out.add(parent);
     }
   }
   return [...out];
 }
 
-/** `schema.name` of the tables a relation is a partition of or inherits from, at any depth: a
- *  partition's rows are its parent's. */
-function ancestorsOf(rel: RelationInfo, schema: SchemaView, seen: Set<number> = new Set()): string[] {
-  const out: string[] = [];
-  seen.add(rel.oid);
-  for (const oid of rel.parents ?? []) {
-    const parent = seen.has(oid) ? undefined : schema.relationByOid(oid);
-    if (parent) out.push(`${parent.schema}.${parent.name}`, ...ancestorsOf(parent, schema, seen));
-  }
-  return out;
+/** `schema.name` of the tables a relation is a partition of or inherits from: a partition's rows are its parent's. */
+function parentsOf(rel: RelationInfo, schema: SchemaView): string[] {
+  return ancestorsOf(rel, schema).map((p) => `${p.schema}.${p.name}`);
 }
 
 /** The relations a name as a statement writes it (`name` or `schema.name`) may mean. */
@@ -63,7 +57,7 @@ function sourcesOf(rel: RelationInfo, schema: SchemaView, visiting: Set<number>)
   for (const table of parsed.statements.flatMap(tablesOf)) {
     for (const under of resolve(table, schema)) {
       sources.add(`${under.schema}.${under.name}`);
-      for (const parent of ancestorsOf(under, schema)) sources.add(parent);
+      for (const parent of parentsOf(under, schema)) sources.add(parent);
       for (const deeper of sourcesOf(under, schema, visiting)) sources.add(deeper);
     }
   }

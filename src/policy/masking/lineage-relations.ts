@@ -4,7 +4,7 @@
  * followed recursively. Memoised per schema snapshot, rule set and trust list (a reload or a
  * catalog refresh brings new objects, so stale answers cannot survive them).
  */
-import type { AnalysisEnv, MaskRule, PredicateUse, RelationInfo, Taint } from './types.js';
+import type { AnalysisEnv, MaskRule, PredicateUse, RelationInfo, SchemaView, Taint } from './types.js';
 import { as } from './lineage-node.js';
 import { copyTaint, directTaint, isClear, unknownTaint } from './lineage-taint.js';
 import { AnalysisContext } from './lineage-scope.js';
@@ -70,16 +70,26 @@ function ownTaint(rel: RelationInfo, column: string, env: AnalysisEnv): Taint | 
  * it is a partition of or inherits from, at any depth. A partition holds the parent's rows, so
  * `SELECT ssn FROM customers_2024` is masked by a rule on `customers.ssn`.
  */
-export function columnRule(rel: RelationInfo, column: string, env: AnalysisEnv, seen: Set<number> = new Set()): MaskRule | null {
+export function columnRule(rel: RelationInfo, column: string, env: AnalysisEnv): MaskRule | null {
   const own = env.protection(rel.schema, rel.name, column);
   if (own !== null || !rel.parents) return own;
-  seen.add(rel.oid);
-  for (const oid of rel.parents) {
-    const parent = seen.has(oid) ? undefined : env.schema.relationByOid(oid);
-    const rule = parent ? columnRule(parent, column, env, seen) : null;
+  for (const parent of ancestorsOf(rel, env.schema)) {
+    const rule = env.protection(parent.schema, parent.name, column);
     if (rule !== null) return rule;
   }
   return null;
+}
+
+/** The tables a relation is a partition of or inherits from, nearest first, at any depth (each once). */
+export function ancestorsOf(rel: RelationInfo, schema: SchemaView, seen: Set<number> = new Set([rel.oid])): RelationInfo[] {
+  const out: RelationInfo[] = [];
+  for (const oid of rel.parents ?? []) {
+    const parent = seen.has(oid) ? undefined : schema.relationByOid(oid);
+    if (!parent) continue;
+    seen.add(oid);
+    out.push(parent, ...ancestorsOf(parent, schema, seen));
+  }
+  return out;
 }
 
 const SYSTEM_SCHEMAS = new Set(['pg_catalog', 'information_schema']);
