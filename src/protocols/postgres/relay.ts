@@ -29,6 +29,7 @@ import { refusalResponse } from './poison.js';
 import { describedColumns, type Failure, type ResponseQueue, type Running } from './responses.js';
 import type { StatementRun } from './results.js';
 import { anyTransform, RowRewriter, unknownColumns } from './transform.js';
+import { ChunkOutput } from './chunk-output.js';
 import { ValueSink } from '../value-sink.js';
 
 /** Upstream frames are trusted more than client ones, but still bounded (PostgreSQL's own 1 GB field limit). */
@@ -37,6 +38,16 @@ const EMPTY = Buffer.alloc(0);
 /** onBackend's answer for a DataRow the rewriter holds rewritten, or a COPY row held prepared (see placeRewritten). */
 const REWRITTEN = Buffer.alloc(0);
 const COPY_QUEUED = Buffer.alloc(0);
+/**
+ * Message types whose accounting keeps nothing of their bytes by place (it decodes them at
+ * once), so a run of them may move when the chunk is rewritten in place. Every other type (rows,
+ * COPY data, notices: the record hashes those ranges later) is held where it was received.
+ */
+const PLACE_FREE = new Uint8Array(256);
+for (const t of [
+  MessageType.CommandComplete, MessageType.ReadyForQuery, MessageType.RowDescription, MessageType.ParameterDescription, MessageType.NoData,
+  MessageType.ParseComplete, MessageType.BindComplete, MessageType.CloseComplete, MessageType.EmptyQueryResponse, MessageType.PortalSuspended,
+]) PLACE_FREE[t] = 1;
 /** program_limit_exceeded: a result cut off by the plan's row cap. */
 const SQLSTATE_ROW_CAP = '54000';
 
@@ -78,7 +89,7 @@ export class Relay {
   private rewrittenRun: Running | null = null;
   private rewrittenSize = 0;
   /** The chunk's output while relayChunk builds it, and the queued rows' runs and places in it. */
-  private built: Assembly | null = null;
+  private built: ChunkOutput | null = null;
   private readonly queuedRuns: Running[] = [];
   private readonly queuedAt: number[] = [];
   /** COPY OUT rows held the same way: their values in copySink, their messages made (and
@@ -127,18 +138,25 @@ export class Relay {
       runStart = lead;
       this.flushBoundary();
     }
-    // What goes to the client when messages were replaced (masked rows): built in one buffer,
-    // rewritten rows written straight into it, and sent in one write per chunk.
-    let built: Assembly | null = null;
+    // What goes to the client when messages were replaced (masked rows): built in the chunk
+    // itself where it fits (chunk-output.ts), rewritten rows written straight into it, and sent
+    // in one write per chunk. `held`: the passed run [runStart, ...) has a message the record
+    // holds by its place in the chunk.
+    let output: ChunkOutput | null = null;
+    let held = false;
     for (const f of batch.frames) {
       end = f.end + shift;
       const replacement = this.onBackend(buf, f);
-      if (replacement === undefined) continue;
-      built = this.built ??= new Assembly(out.length - runStart + 256);
-      built.copy(out, runStart, f.start + shift);
-      if (replacement === REWRITTEN) this.queueRewritten(built);
-      else if (replacement !== null && replacement !== COPY_QUEUED) built.copy(replacement, 0, replacement.length);
+      if (replacement === undefined) {
+        held ||= !PLACE_FREE[f.type];
+        continue;
+      }
+      output = this.built ??= new ChunkOutput(out, runStart);
+      output.pass(runStart, f.start + shift, held);
+      if (replacement === REWRITTEN) this.queueRewritten(output, f.start + shift);
+      else if (replacement !== null && replacement !== COPY_QUEUED) output.insert(replacement, end);
       runStart = end;
+      held = false;
     }
     this.placeRewritten();
     this.built = null;
@@ -150,11 +168,12 @@ export class Relay {
       this.streamRun?.run.beginStreamed(tail.type === MessageType.DataRow);
       this.streamRun?.run.streamed(out, end, out.length);
       end = out.length;
+      held = true;
     }
-    if (built === null) write(this.client, out.subarray(runStart, end));
+    if (output === null) write(this.client, out.subarray(runStart, end));
     else {
-      built.copy(out, runStart, end);
-      if (built.length > 0) write(this.client, built.bytes.subarray(0, built.length));
+      output.pass(runStart, end, held);
+      for (const piece of output.pieces()) write(this.client, piece);
     }
     if (this.streaming === 0) this.flushBoundary();
     return drained(this.client);
@@ -301,10 +320,10 @@ export class Relay {
     return REWRITTEN;
   }
 
-  /** Gives the row `dataRow` just prepared its room in the chunk's output. */
-  private queueRewritten(built: Assembly): void {
+  /** Gives the row `dataRow` just prepared (the frame at `frameStart`) its room in the chunk's output. */
+  private queueRewritten(output: ChunkOutput, frameStart: number): void {
     this.queuedRuns.push(this.rewrittenRun!);
-    this.queuedAt.push(built.reserve(this.rewrittenSize));
+    this.queuedAt.push(output.reserveRow(this.rewrittenSize, this.rewriter.growthOf(this.rewriter.queued - 1), frameStart));
     this.rewrittenRun = null;
   }
 
@@ -317,22 +336,25 @@ export class Relay {
   private placeRewritten(): void {
     const n = this.queuedRuns.length;
     if (n === 0) return;
-    const built = this.built!;
+    const output = this.built!;
     if (this.queuedCopies.length > 0) {
       this.copySink.settle();
       for (let k = 0; k < n; k++) {
         const row = this.queuedCopies[k]!;
         const length = row.length(this.copySink);
-        const at = built.reserve(length);
-        row.write(this.copySink, built.bytes, at, length);
-        this.queuedRuns[k]!.run.copyData(built.bytes, at, at + 5, at + length);
+        const place = output.reserve(length);
+        const bytes = output.bufferOf(place);
+        const at = output.offsetOf(place);
+        row.write(this.copySink, bytes, at, length);
+        this.queuedRuns[k]!.run.copyData(bytes, at, at + 5, at + length);
       }
       this.copySink.reset();
       this.queuedCopies.length = 0;
     } else {
-      const bytes = built.bytes; // read now: reserving may have moved it
       for (let k = 0; k < n; k++) {
-        const at = this.queuedAt[k]!;
+        const place = this.queuedAt[k]!;
+        const bytes = output.bufferOf(place); // read now: reserving may have moved it
+        const at = output.offsetOf(place);
         this.rewriter.write(k, bytes, at);
         this.queuedRuns[k]!.run.dataRow(bytes, at, at + 5, at + this.rewriter.sizeOf(k));
       }
@@ -473,35 +495,3 @@ function wholeFrame(message: Buffer): Frame {
   return { type: message[0]!, start: 0, bodyStart: 5, end: message.length };
 }
 
-/**
- * The bytes of one chunk as the client gets them, when some messages were replaced: received
- * stretches and replacements copied in order into one buffer, grown (by a new buffer) when a
- * chunk grows. What was written is never changed afterwards: ranges of it given to the record
- * (RangeHash, kept rows) stay valid, in an outgrown buffer too.
- */
-class Assembly {
-  bytes: Buffer;
-  length = 0;
-
-  constructor(capacity: number) {
-    this.bytes = Buffer.allocUnsafe(capacity);
-  }
-
-  copy(src: Buffer, start: number, end: number): void {
-    if (end <= start) return;
-    const at = this.reserve(end - start);
-    src.copy(this.bytes, at, start, end);
-  }
-
-  /** Room for `n` bytes: where they go in `bytes` (counted as written). */
-  reserve(n: number): number {
-    if (this.length + n > this.bytes.length) {
-      const next = Buffer.allocUnsafe(Math.max(2 * this.bytes.length, this.length + n));
-      this.bytes.copy(next, 0, 0, this.length);
-      this.bytes = next;
-    }
-    const at = this.length;
-    this.length += n;
-    return at;
-  }
-}

@@ -30,6 +30,10 @@ export function anyTransform(t: Transforms | null): t is Transforms {
  * and write them after one `settle` (the sink's batched replacements, such as hash tokens, are
  * computed then: value-sink.ts). A queued row refers to its buffer: the caller writes and clears
  * before that buffer is reused.
+ *
+ * A row may be written over its own bytes (in-place rewriting, chunk-output.ts): `write` copies
+ * front to back, so that is safe when it starts no later than the row's own message and never
+ * gets more than `growthOf(k)` bytes ahead of where it reads.
  */
 export class RowRewriter {
   private readonly sink = new ValueSink();
@@ -47,6 +51,7 @@ export class RowRewriter {
   private rowEnd = new Int32Array(64);
   private firstChange = new Int32Array(65);
   private sizes = new Int32Array(64);
+  private growths = new Int32Array(64);
   private count = 0;
   private settled = true;
 
@@ -69,6 +74,7 @@ export class RowRewriter {
     const single = formats.length === 1 ? formats[0]! : -1;
     let j = first;
     let size = end - start;
+    let growth = 0; // how far the rewritten row's prefix gets past the original's, at most
     let at = start + 2;
     for (let i = 0; i < n; i++) {
       const fieldStart = at;
@@ -85,6 +91,7 @@ export class RowRewriter {
           j++;
           if (r > 0) sink.at += r;
           size += (r < 0 ? 0 : r) - len;
+          if (size - (end - start) > growth) growth = size - (end - start);
         }
       }
       if (len > 0) at += len;
@@ -100,6 +107,7 @@ export class RowRewriter {
     this.rowEnd[k] = end;
     this.firstChange[k] = first;
     this.sizes[k] = 5 + size;
+    this.growths[k] = growth;
     this.changes = j;
     this.firstChange[k + 1] = j;
     this.count = k + 1;
@@ -115,19 +123,29 @@ export class RowRewriter {
     }
     const row = this.rows[k]!;
     const replacements = this.sink.bytes;
+    // Where `row`'s bytes are in `into` when the row lies inside it (written in place), else -1.
+    const shift = row.buffer === into.buffer && row.byteOffset >= into.byteOffset && row.byteOffset + this.rowEnd[k]! <= into.byteOffset + into.length
+      ? row.byteOffset - into.byteOffset : -1;
     into[at] = MessageType.DataRow;
     writeInt32(into, at + 1, this.sizes[k]! - 1);
     let w = at + 5;
     let from = this.rowStart[k]!; // start in `row` of the unchanged stretch not yet copied
     for (let j = this.firstChange[k]!, last = this.firstChange[k + 1]!; j < last; j++) {
       const r = this.changeResult[j]!;
-      w += copyBytes(row, from, this.changeFrom[j]!, into, w);
+      w += shift < 0 ? copyBytes(row, from, this.changeFrom[j]!, into, w) : moveDown(into, from + shift, this.changeFrom[j]! + shift, w);
       writeInt32(into, w, r);
       w += 4;
       if (r > 0) w += copyBytes(replacements, this.changeAt[j]!, this.changeAt[j]! + r, into, w);
       from = this.changeTo[j]!;
     }
-    copyBytes(row, from, this.rowEnd[k]!, into, w);
+    if (shift < 0) copyBytes(row, from, this.rowEnd[k]!, into, w);
+    else moveDown(into, from + shift, this.rowEnd[k]! + shift, w);
+  }
+
+  /** How many bytes ahead of its own message's position `write` gets at most, writing row `k`
+   *  (0 when no replacement is longer than what it replaces). */
+  growthOf(k: number): number {
+    return this.growths[k]!;
   }
 
   /** The whole length of queued row `k`'s rewritten message. */
@@ -158,8 +176,16 @@ export class RowRewriter {
     this.rowStart = grown(this.rowStart);
     this.rowEnd = grown(this.rowEnd);
     this.sizes = grown(this.sizes);
+    this.growths = grown(this.growths);
     this.firstChange = grown(this.firstChange, n + 1);
   }
+}
+
+/** Moves `bytes[start, end)` to `at` (never after `start`); returns its length. Nothing moves
+ *  when it is already there, as in a row rewritten in place before anything shrank. */
+function moveDown(bytes: Buffer, start: number, end: number, at: number): number {
+  if (at !== start && end > start) bytes.copyWithin(at, start, end);
+  return end - start;
 }
 
 function writeInt32(into: Buffer, at: number, value: number): void {

@@ -205,6 +205,30 @@ describe('masked rows written into the chunk as it goes out', () => {
   });
 });
 
+describe('masked rows rewritten in place, in the chunk they arrived in', () => {
+  test('shrunk, grown and unchanged rows in the same chunks, then a notice and an unmasked result: the client gets what the server sends for the masked values, and the record hashes exactly that', async () => {
+    planFor = () => maskPlan(Buffer.from('XY'));
+    // ssn is NULL (the row passes unchanged, held by the record where it lies), '' or 'a' (the
+    // mask grows it), or longer (it shrinks: what follows moves down in the chunk).
+    const ssn = `CASE g % 5 WHEN 0 THEN NULL WHEN 1 THEN '' WHEN 2 THEN 'a' ELSE repeat('s', g % 50) END`;
+    const rest = `; DO $$BEGIN RAISE NOTICE 'between'; END$$; SELECT g AS id, repeat('u', g % 30) AS v FROM generate_series(1, 5000) g`;
+    const sql = (value: string) => `SELECT g AS id, ${value} AS ssn, repeat('n', g % 40) AS note FROM generate_series(1, 30000) g${rest}`;
+    const r = await viaEngine.query(`${sql(ssn)} -- in place`);
+    const want = await straight.query(sql(`CASE WHEN ${ssn} IS NULL THEN NULL ELSE 'XY' END`));
+    expect(errorsIn(r.messages)).toEqual([]);
+    const rows = r.messages.filter((m) => m.type === 'D');
+    expect(rows).toHaveLength(35000);
+    expect(Buffer.concat(rows.map((m) => m.raw)).equals(Buffer.concat(want.messages.filter((m) => m.type === 'D').map((m) => m.raw)))).toBe(true);
+    expect(noticesIn(r.messages).map((n) => n.M)).toEqual(['between']);
+    const end = await lastEnd((s) => s.endsWith('-- in place'));
+    expect(end.rows).toBe(35000);
+    expect(end.masked).toEqual({ 'ssn:redact': 24000 });
+    const hash = createHash('sha256');
+    for (const m of rows) hash.update(m.raw);
+    expect(end.result.sha256).toBe(hash.digest('hex'));
+  });
+});
+
 describe('batched replacements (hash tokens settled a chunk of rows at a time)', () => {
   const key = Buffer.from('a hash key for the engine tests');
   const hash = columnMasker({ column: 'x', type: 'other', method: 'hash' }, 25, false, key);
