@@ -222,6 +222,7 @@ export class SessionMasking {
       functionKind: (s, n) => schema.functionKind(s, n),
       returnsSet: (s, n) => schema.returnsSet(s, n),
       userFunctionSchemas: (n) => schema.userFunctionSchemas(n),
+      typeShadowed: (n) => schema.typeShadowed(n),
     };
     const names: SessionNames = {
       prepared: (n) => {

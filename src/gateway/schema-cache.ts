@@ -24,6 +24,7 @@ import { AdminQueryError, openAdminConnection, type QueryResult } from '../proto
 import { UpstreamConnectError, type Dial } from '../protocols/postgres/upstream.js';
 import type { UpstreamConfig } from '../protocols/engine.js';
 import type { FunctionKind, RelationColumn, RelationInfo, RelationKind, SchemaView } from '../policy/masking/types.js';
+import { SHADOWABLE_TYPES } from '../policy/masking/lineage-expr.js';
 
 const DEFAULT_TTL_MS = 30_000;
 const DEFAULT_REFRESH_INTERVAL_MS = 1_000;
@@ -37,7 +38,8 @@ const RELATION_KINDS: Record<string, RelationKind> = { r: 'table', v: 'view', m:
 /**
  * The whole catalog the analysis needs in one statement (one snapshot, one round trip): a row
  * per relation ('r'), per live column ('c'), per function name and schema ('f'), and per
- * partition or inheritance link ('i': child, parent).
+ * partition or inheritance link ('i': child, parent), and per type outside pg_catalog named
+ * like a built-in type the analysis treats as a cast that cannot fail ('t').
  *
  * pg_get_viewdef takes AccessShareLock on the view and on every relation its query names, so it
  * would wait behind DDL in progress (`BEGIN; ALTER TABLE t ...` in any session, even the hoop
@@ -63,19 +65,25 @@ WITH locked AS (
 SELECT 'r' AS entry, c.oid::text AS oid, n.nspname::text AS schema, c.relname::text AS name, c.relkind::text AS kind,
        NULL::text AS attnum, NULL::text AS type_oid,
        CASE WHEN c.relkind IN ('v', 'm') AND c.oid NOT IN (SELECT relid FROM unreadable) THEN pg_catalog.pg_get_viewdef(c.oid) END AS definition,
-       (c.relkind IN ('v', 'm') AND c.oid IN (SELECT relid FROM unreadable))::text AS unread
+       (c.relkind IN ('v', 'm') AND c.oid IN (SELECT relid FROM unreadable))::text AS unread,
+       (SELECT pg_catalog.string_agg(DISTINCT k::text, ',') FROM pg_catalog.pg_constraint x, pg_catalog.unnest(x.conkey) k
+         WHERE x.conrelid = c.oid AND x.contype IN ('c', 'f', 'x')) AS flag
   FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
  WHERE c.relkind IN ('r', 'v', 'm', 'f', 'p')
 UNION ALL
-SELECT 'c', a.attrelid::text, NULL, a.attname::text, NULL, a.attnum::text, a.atttypid::text, NULL, NULL
-  FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+SELECT 'c', a.attrelid::text, NULL, a.attname::text, NULL, a.attnum::text, a.atttypid::text, NULL, NULL, (t.typtype = 'd')::text
+  FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
  WHERE c.relkind IN ('r', 'v', 'm', 'f', 'p') AND a.attnum > 0 AND NOT a.attisdropped
 UNION ALL
-SELECT DISTINCT 'f', NULL, n.nspname::text, p.proname::text, p.proretset::text, NULL, NULL, NULL, NULL
+SELECT DISTINCT 'f', NULL, n.nspname::text, p.proname::text, p.proretset::text, NULL, NULL, NULL, NULL, NULL
   FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
 UNION ALL
-SELECT 'i', i.inhrelid::text, NULL, NULL, NULL, NULL, i.inhparent::text, NULL, NULL
-  FROM pg_catalog.pg_inherits i`;
+SELECT 'i', i.inhrelid::text, NULL, NULL, NULL, NULL, i.inhparent::text, NULL, NULL, NULL
+  FROM pg_catalog.pg_inherits i
+UNION ALL
+SELECT DISTINCT 't', NULL, NULL, t.typname::text, NULL, NULL, NULL, NULL, NULL, NULL
+  FROM pg_catalog.pg_type t
+ WHERE t.typnamespace <> 'pg_catalog'::pg_catalog.regnamespace AND t.typname IN (${[...SHADOWABLE_TYPES].map((n) => `'${n}'`).join(', ')})`;
 
 /** A function name in one schema; `returnsSet` when any of its overloads there returns a set. */
 export interface CatalogFunction {
@@ -97,6 +105,7 @@ export class SchemaSnapshot implements SchemaView {
   private readonly functionSchemas = new Map<string, Set<string>>();
   /** `schema.name` of the functions some overload of which returns a set (proretset) */
   private readonly setReturning = new Set<string>();
+  private readonly shadowedTypes: Set<string>;
 
   constructor(
     relations: RelationInfo[],
@@ -107,7 +116,10 @@ export class SchemaSnapshot implements SchemaView {
     readonly version: number,
     /** When the load began (ms on the cache's clock): the catalog is at least this recent. */
     readonly loadedAt: number,
+    /** Names of SHADOWABLE_TYPES that a type outside pg_catalog also has. */
+    shadowedTypes: string[] = [],
   ) {
+    this.shadowedTypes = new Set(shadowedTypes);
     for (const rel of relations) {
       this.byOid.set(rel.oid, rel);
       let names = this.bySchema.get(rel.schema);
@@ -152,6 +164,10 @@ export class SchemaSnapshot implements SchemaView {
     const schemas = schema === null ? (this.functionSchemas.get(name) ?? []) : [schema];
     for (const s of schemas) if (this.setReturning.has(`${s}.${name}`)) return true;
     return false;
+  }
+
+  typeShadowed(name: string): boolean {
+    return this.shadowedTypes.has(name);
   }
 
   userFunctionSchemas(name: string): string[] {
@@ -324,17 +340,27 @@ function parseCatalog(result: QueryResult, version: number, loadedAt: number): S
   const functions: CatalogFunction[] = [];
   const unread: RelationInfo[] = [];
   const links: { child: number; parent: number }[] = [];
-  for (const [entry, oid, schema, name, kind, attnum, typeOid, definition, unreadFlag] of result.rows) {
+  const shadowed: string[] = [];
+  /** Per relation, the attnums its constraints read (0: the whole row). */
+  const checkedAttnums = new Map<number, number[]>();
+  for (const [entry, oid, schema, name, kind, attnum, typeOid, definition, unreadFlag, flag] of result.rows) {
     switch (entry) {
       case 'r': {
         const rel: RelationInfo = { oid: toInt(oid), schema: need(schema), name: need(name), kind: RELATION_KINDS[need(kind)] ?? 'other', columns: [] };
         if (definition !== null && definition !== undefined) rel.definition = definition;
         if (unreadFlag === 'true') unread.push(rel);
+        if (flag) checkedAttnums.set(rel.oid, flag.split(',').map(toInt));
         relations.set(rel.oid, rel);
         break;
       }
-      case 'c':
-        columns.push({ relid: toInt(oid), column: { name: need(name), attnum: toInt(attnum), typeOid: toInt(typeOid) } });
+      case 'c': {
+        const column: RelationColumn = { name: need(name), attnum: toInt(attnum), typeOid: toInt(typeOid) };
+        if (flag === 'true') column.domain = true;
+        columns.push({ relid: toInt(oid), column });
+        break;
+      }
+      case 't':
+        shadowed.push(need(name));
         break;
       case 'f':
         functions.push({ schema: need(schema), name: need(name), returnsSet: kind === 'true' });
@@ -352,7 +378,11 @@ function parseCatalog(result: QueryResult, version: number, loadedAt: number): S
     if (rel) (rel.parents ??= []).push(parent);
   }
   for (const rel of relations.values()) rel.columns.sort((a, b) => a.attnum - b.attnum);
-  return new SchemaSnapshot([...relations.values()], functions, unread, version, loadedAt);
+  for (const [oid, attnums] of checkedAttnums) {
+    const rel = relations.get(oid);
+    if (rel) rel.checked = rel.columns.filter((c) => attnums.includes(0) || attnums.includes(c.attnum)).map((c) => c.name);
+  }
+  return new SchemaSnapshot([...relations.values()], functions, unread, version, loadedAt, shadowed);
 }
 
 function need(v: string | null | undefined): string {

@@ -68,6 +68,10 @@ beforeAll(async () => {
     CREATE FUNCTION public.my_fn() RETURNS int LANGUAGE sql AS 'SELECT 1';
     CREATE FUNCTION crm.my_fn(int) RETURNS int LANGUAGE sql AS 'SELECT $1';
     CREATE FUNCTION public.lower(int) RETURNS int LANGUAGE sql AS 'SELECT $1';
+    CREATE DOMAIN crm.positive AS int CHECK (VALUE > 0);
+    CREATE DOMAIN crm.text AS pg_catalog.text CHECK (VALUE <> 'x');
+    CREATE TABLE checked_t (id int REFERENCES customers, code text CHECK (code <> 'x'), qty crm.positive, free text);
+    CREATE TABLE whole_row_t (a int, b text, CHECK (whole_row_t IS NOT NULL));
     CREATE TABLE ledger (id int, amount numeric) PARTITION BY RANGE (id);
     CREATE TABLE ledger_low PARTITION OF ledger FOR VALUES FROM (0) TO (100);
     CREATE TABLE base_log (id int); CREATE TABLE child_log () INHERITS (base_log);
@@ -165,6 +169,19 @@ describe('the snapshot', () => {
     expect(snap.relations('public', 'ledger_low')[0]!.parents).toEqual([await oidOf('ledger')]);
     expect(snap.relations('public', 'child_log')[0]!.parents).toEqual([await oidOf('base_log')]);
     expect(snap.relations('public', 'ledger')[0]!.parents).toBeUndefined();
+  });
+
+  test('constraints and domains: the columns CHECK, FOREIGN KEY and exclusion constraints read, and domain-typed columns', () => {
+    const t = snap.relations('public', 'checked_t')[0]!;
+    expect(t.checked).toEqual(['id', 'code']);
+    expect(t.columns.filter((c) => c.domain).map((c) => c.name)).toEqual(['qty']);
+    expect(snap.relations('public', 'whole_row_t')[0]!.checked).toEqual(['a', 'b']);
+    expect(snap.relations('public', 'wide')[0]!.checked).toBeUndefined();
+  });
+
+  test('types outside pg_catalog named like the built-in text types', () => {
+    expect(snap.typeShadowed('text')).toBe(true);
+    expect(snap.typeShadowed('varchar')).toBe(false);
   });
 
   test('relationByOid', async () => {

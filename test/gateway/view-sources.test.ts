@@ -17,6 +17,7 @@ function catalog(rels: RelationInfo[]): SchemaView {
     functionKind: () => 'builtin',
     userFunctionSchemas: () => [],
     returnsSet: () => false,
+    typeShadowed: () => false,
   };
 }
 

@@ -25,6 +25,11 @@ interface WriteTarget {
   columns: string[] | null;
   /** The rules that mask `column` in each relation the name may mean (an empty list where none does). */
   rules(column: string): MaskRule[][];
+  /** In some relation the name may mean, a constraint (CHECK, FOREIGN KEY, exclusion) reads
+   *  `column`, or its type is a domain: they run on every value written there. */
+  checked(column: string): boolean;
+  /** What constraints read of an updated row, whatever is assigned: the protected columns they name. */
+  checkedColumns: Taint;
 }
 
 function writeTarget(relation: Body, level: Scope, ctx: AnalysisContext): WriteTarget {
@@ -48,6 +53,13 @@ function writeTarget(relation: Body, level: Scope, ctx: AnalysisContext): WriteT
         const shown = t !== undefined && t.direct && t.sources.length === 1 && t.unknown === null ? t.sources[0]!.rule : null;
         return [own, shown].filter((r): r is MaskRule => r !== null);
       }),
+    checked: (column) => rels.some((rel) => rel.checked?.includes(column) || rel.columns.some((c) => c.name === column && c.domain === true)),
+    checkedColumns: unionTaints(rels.flatMap((rel) => {
+      const checked = rel.checked ?? [];
+      if (checked.length === 0) return [];
+      const taints = relationFacts(rel, ctx.env).taints;
+      return rel.columns.flatMap((c, i) => (checked.includes(c.name) && taints[i] ? [taints[i]] : []));
+    })),
   };
 }
 
@@ -56,6 +68,9 @@ function checkWrite(target: WriteTarget, column: string | undefined, taint: Tain
     if (column !== undefined && target.rules(column).flat().some((r) => r.method === 'hash')) ctx.refuse(chosenTokens(verb, `${target.label}.${column}`));
     return;
   }
+  // Whether the write fails would tell the values apart: a CHECK (account_number <> '…') on a
+  // table of one's own, or a domain's, is a predicate over them.
+  if (column !== undefined && target.checked(column)) ctx.predicate(taint, 'check');
   const refuse = (where: string) => ctx.refuse(`${verb} would write protected data (${describeTaint(taint)}) into ${where}`);
   if (column === undefined) return refuse(`a column of ${target.label} the gateway cannot name`);
   const rules = target.rules(column);
@@ -104,6 +119,8 @@ function assignedTaint(val: unknown, level: Scope, ctx: AnalysisContext): Taint 
 }
 
 function assignments(targets: unknown[], target: WriteTarget, level: Scope, verb: string, ctx: AnalysisContext): void {
+  // An updated row is checked whole: its protected columns too, whatever is assigned.
+  if (targets.length > 0) ctx.predicate(target.checkedColumns, 'check');
   for (const t of targets) {
     const rt = as(t, 'ResTarget');
     if (!rt) continue;

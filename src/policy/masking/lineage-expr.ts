@@ -75,16 +75,29 @@ function operatorTaint(body: Body, scope: Scope, ctx: AnalysisContext): Taint {
   return unionTaints([left, right]);
 }
 
-/** Casts to text types give a value for every value; any other may fail (`substr(email, 3, 1)::int`
- *  fails unless that character is a digit). */
-const TOTAL_CAST_TARGETS = new Set(['text', 'varchar', 'bpchar', 'name']);
+/** Casts to the built-in text types give a value for every value; any other may fail
+ *  (`substr(email, 3, 1)::int` fails unless that character is a digit). */
+export const SHADOWABLE_TYPES: ReadonlySet<string> = new Set(['text', 'varchar', 'bpchar', 'name']);
+
+/**
+ * Whether a cast to `names` is to one of the built-in text types. Unqualified, the name may mean
+ * another type: the session's temporary schema is searched for types before pg_catalog, and a
+ * search_path may list another schema first (`CREATE DOMAIN pg_temp.text AS pg_catalog.text
+ * CHECK (VALUE <> '700')` makes `credit_score::text` fail for one score). Defining types is
+ * refused on a masking connection (lineage.ts); one that exists (the catalog) counts here.
+ */
+function castToText(names: string[], ctx: AnalysisContext): boolean {
+  const target = names[names.length - 1] ?? '';
+  if (!SHADOWABLE_TYPES.has(target)) return false;
+  if (names.length === 1) return !ctx.env.schema.typeShadowed(target);
+  return names.length === 2 && names[0] === 'pg_catalog';
+}
 
 function castTaint(body: Body, scope: Scope, ctx: AnalysisContext): Taint {
   const t = exprTaint(body.arg, scope, ctx);
   const names = strings((body.typeName as Body | undefined)?.names);
-  const target = names[names.length - 1] ?? '';
   const array = list((body.typeName as Body | undefined)?.arrayBounds).length > 0;
-  if (array || !TOTAL_CAST_TARGETS.has(target)) ctx.predicate(t, 'error');
+  if (array || !castToText(names, ctx)) ctx.predicate(t, 'error');
   return unionTaints([t]); // a cast is a computed value: partial and hash apply to a column's own
 }
 

@@ -132,15 +132,27 @@ function analyzeStatement(node: unknown, ctx: AnalysisContext): StatementOutcome
       if (body.kind === 'OBJECT_AGGREGATE' || body.kind === 'OBJECT_OPERATOR') {
         ctx.refuse(`CREATE ${body.kind === 'OBJECT_AGGREGATE' ? 'AGGREGATE' : 'OPERATOR'} is refused on a masking connection: it defines code the gateway cannot follow`);
       }
+      if (body.kind === 'OBJECT_TYPE') ctx.refuse(TYPE_DEFINITION);
+      return NONE;
+    case 'CreateDomainStmt':
+    case 'AlterDomainStmt':
+    case 'CreateEnumStmt':
+    case 'AlterEnumStmt':
+    case 'CompositeTypeStmt':
+    case 'CreateRangeStmt':
+      ctx.refuse(TYPE_DEFINITION);
       return NONE;
     case 'CreatePublicationStmt':
     case 'AlterPublicationStmt':
       ctx.refuse('publications are refused on a masking connection: they replicate rows past the gateway, unmasked');
       return NONE;
     case 'RenameStmt':
-    case 'AlterObjectSchemaStmt':
+    case 'AlterObjectSchemaStmt': {
+      const kind = type === 'RenameStmt' ? body.renameType : body.objectType;
+      if (kind === 'OBJECT_TYPE' || kind === 'OBJECT_DOMAIN') ctx.refuse(TYPE_DEFINITION);
       protectedRelationChange(body, type === 'RenameStmt' ? 'renaming' : 'moving', ctx);
       return NONE;
+    }
     case 'AlterTableStmt':
     case 'CreatePolicyStmt':
     case 'AlterPolicyStmt':
@@ -152,6 +164,9 @@ function analyzeStatement(node: unknown, ctx: AnalysisContext): StatementOutcome
       return NONE;
   }
 }
+
+/** Why a type may not be defined, renamed or moved on a masking connection. */
+const TYPE_DEFINITION = 'defining, renaming or moving a type or domain is refused on a masking connection: a cast or a write to a type runs its checks and input function on the value, so whether it fails would tell protected values apart (a domain pg_temp.text would even stand in for the built-in type in `ssn::text`)';
 
 function clearColumn(name: string): OutputColumn {
   return { name, taint: clearTaint() };

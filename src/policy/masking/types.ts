@@ -78,7 +78,7 @@ export interface OutputColumn {
 /** Where a protected column was used to choose rows (reveals values one guess at a time). */
 export interface PredicateUse {
   column: string;
-  clause: 'where' | 'join' | 'having' | 'order_by' | 'group_by' | 'window' | 'distinct_on' | 'filter' | 'case' | 'returning_where' | 'limit' | 'rows' | 'error' | 'distinct' | 'other';
+  clause: 'where' | 'join' | 'having' | 'order_by' | 'group_by' | 'window' | 'distinct_on' | 'filter' | 'case' | 'returning_where' | 'limit' | 'rows' | 'error' | 'check' | 'distinct' | 'other';
 }
 
 /** The statement's effect on the session's SQL-level names, applied by the planner in order. */
@@ -130,7 +130,13 @@ export interface QueryAnalysis {
 
 export type RelationKind = 'table' | 'view' | 'matview' | 'foreign' | 'partitioned' | 'other';
 
-export interface RelationColumn { name: string; attnum: number; typeOid: number }
+export interface RelationColumn {
+  name: string;
+  attnum: number;
+  typeOid: number;
+  /** Its type is a domain: the domain's checks run on every value written into it. */
+  domain?: boolean;
+}
 
 export interface RelationInfo {
   oid: number;
@@ -143,6 +149,10 @@ export interface RelationInfo {
   definition?: string;
   /** The tables it is a partition of or inherits from (pg_inherits), by oid. */
   parents?: number[];
+  /** The columns its CHECK, FOREIGN KEY and exclusion constraints read (every column for a
+   *  whole-row reference): they run on every row written, so whether a write fails tells the
+   *  values in those columns apart. */
+  checked?: string[];
 }
 
 export type FunctionKind = 'builtin' | 'user' | 'unknown';
@@ -161,6 +171,9 @@ export interface SchemaView {
   /** The schemas other than pg_catalog that define a function of this name (an unqualified call
    *  may reach any of them). */
   userFunctionSchemas(name: string): string[];
+  /** Whether a type of this name exists outside pg_catalog (an unqualified cast to it may reach
+   *  that type, whose input function and checks run on the value). */
+  typeShadowed(name: string): boolean;
 }
 
 /** The session's SQL-level prepared statements and cursors, as far as the planner followed them. */

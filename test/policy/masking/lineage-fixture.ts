@@ -26,6 +26,10 @@ export const RELATIONS: RelationInfo[] = [
   view('archive', 'v_hint', ['id', 'ssn_hint'], 'SELECT customers.id, customers.ssn AS ssn_hint FROM public.customers'),
   // A system view over the function pg_stat_activity reads too, showing no statement text.
   view('pg_catalog', 'pg_stat_ssl', ['pid', 'ssl'], 'SELECT s.pid, s.ssl FROM pg_catalog.pg_stat_get_activity(NULL::integer) s(pid, ssl)'),
+  // Constraints that read a column run on every row written (CHECK, FOREIGN KEY), as does a domain's check.
+  rel('public', 'guarded', ['id', 'account_number', 'note'], { checked: ['account_number'] }),
+  rel('public', 'keyed', ['id', 'customer_id', 'account_number'], { checked: ['customer_id'] }),
+  { ...rel('public', 'typed', ['id', 'account_number']), columns: [{ name: 'id', attnum: 1, typeOid: 23 }, { name: 'account_number', attnum: 2, typeOid: 90001, domain: true }] },
   view('public', 'v_loop_a', ['id'], 'SELECT id FROM public.v_loop_b'),
   view('public', 'v_loop_b', ['id'], 'SELECT id FROM public.v_loop_a'),
 ];
@@ -65,6 +69,8 @@ export const schemaView: SchemaView = {
   },
   userFunctionSchemas: (name) => USER_FUNCTIONS[name] ?? [],
   returnsSet: (schema, name) => (schema === null || schema === 'pg_catalog') && SET_RETURNING.has(name),
+  // A type named varchar outside pg_catalog (as a domain public.varchar would be).
+  typeShadowed: (name) => name === 'varchar',
 };
 
 const TRUSTED = new Set(['public.safe_fn', 'public.twice']);

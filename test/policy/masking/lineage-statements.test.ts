@@ -220,6 +220,22 @@ describe('refusals', () => {
     refused("CREATE POLICY p ON customers USING (ssn LIKE '1%')", /CREATE POLICY/);
     allowed('ALTER TABLE customers ADD COLUMN note text');
   });
+  test('defining, renaming or moving types: a domain pg_temp.text would stand in for the built-in one in casts', () => {
+    for (const sql of [
+      "CREATE DOMAIN pg_temp.text AS pg_catalog.text CHECK (VALUE <> '700')",
+      "CREATE DOMAIN d AS text CHECK (VALUE <> 'x')",
+      "ALTER DOMAIN d ADD CONSTRAINT c CHECK (VALUE <> 'y')",
+      "CREATE TYPE pg_temp.text AS ENUM ('123-45-6789')",
+      "ALTER TYPE mood ADD VALUE 'x'",
+      'CREATE TYPE pair AS (a int, b text)',
+      'CREATE TYPE r AS RANGE (subtype = int4)',
+      'CREATE TYPE shell',
+      'ALTER TYPE mood RENAME TO text',
+      'ALTER DOMAIN d RENAME TO varchar',
+      'ALTER TYPE mood SET SCHEMA pg_temp',
+    ]) refused(sql, /defining, renaming or moving a type or domain is refused/);
+    allowed('ALTER TABLE public.notes RENAME TO notes2');
+  });
   test('EXECUTE with protected parameters', () => refused('EXECUTE p((SELECT ssn FROM customers LIMIT 1))', /EXECUTE would pass/));
   test('ordinary statements are not refused', () => {
     for (const sql of ['SELECT * FROM customers', 'BEGIN', 'COMMIT', 'SET work_mem = 1', 'VACUUM customers', 'CREATE INDEX ON customers (ssn)']) allowed(sql);
