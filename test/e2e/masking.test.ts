@@ -373,6 +373,11 @@ describe('an analyst trying to get around it', () => {
       await straight.query(`CREATE DOMAIN pg_temp.text AS pg_catalog.text CHECK (VALUE <> '${score}')`);
       expect(await refusal(straight, 'SELECT credit_score::text FROM bank.customers WHERE id = 1')).toMatchObject({ code: '23514' });
       expect(await refusal(straight, 'SELECT credit_score::text FROM bank.customers WHERE id = 2')).toBeNull();
+      // A foreign key to a copy of the account numbers: a guess inserts only if some account has it.
+      await straight.query('CREATE TEMP TABLE acct_copy (account_number pg_catalog.text PRIMARY KEY); INSERT INTO acct_copy SELECT account_number FROM bank.accounts');
+      await straight.query('CREATE TEMP TABLE guesses (g pg_catalog.text REFERENCES acct_copy (account_number))');
+      expect(await refusal(straight, `INSERT INTO guesses VALUES ('${acct}')`)).toBeNull();
+      expect(await refusal(straight, "INSERT INTO guesses VALUES ('000000000000')")).toMatchObject({ code: '23503' });
     } finally {
       await straight.end();
     }
@@ -392,9 +397,13 @@ describe('an analyst trying to get around it', () => {
       await expectRefused(c, 'INSERT INTO fresh_probe SELECT account_number FROM bank.accounts WHERE id = 1', /into a column of fresh_probe the gateway cannot name/);
       await c.query('ROLLBACK');
       expect((await c.query('SELECT count(*)::int AS n FROM checked_probe')).rows).toEqual([{ n: 0 }]);
-      // Without a constraint that reads it, the same copy runs (the write rules allow a hash column's own values).
-      await c.query('CREATE TEMP TABLE plain_probe (account_number text)');
-      await c.query('INSERT INTO plain_probe SELECT account_number FROM bank.accounts WHERE id = 1');
+      // Without a constraint that reads it, the same copy runs (the write rules allow a hash column's own values)...
+      await c.query('CREATE TEMP TABLE plain_probe (account_number text PRIMARY KEY)');
+      await c.query('INSERT INTO plain_probe SELECT account_number FROM bank.accounts');
+      // ... but a foreign key to it from a table of guesses is refused.
+      await expectRefused(c, 'CREATE TEMP TABLE guesses (g text REFERENCES plain_probe (account_number))', /a FOREIGN KEY referencing protected column pg_temp_\d+\.plain_probe\.account_number is refused/);
+      await c.query('CREATE TEMP TABLE guesses (g text)');
+      await expectRefused(c, 'ALTER TABLE guesses ADD FOREIGN KEY (g) REFERENCES plain_probe', /a FOREIGN KEY referencing protected column/);
     } finally {
       await c.end();
     }

@@ -156,7 +156,12 @@ function analyzeStatement(node: unknown, ctx: AnalysisContext): StatementOutcome
     case 'AlterTableStmt':
     case 'CreatePolicyStmt':
     case 'AlterPolicyStmt':
+      foreignKeysToProtected(body, ctx);
       expressionsOverRelation(type, body, ctx);
+      return NONE;
+    case 'CreateStmt':
+      foreignKeysToProtected(body, ctx);
+      exprTaint(children(body), { items: [], parent: null, ctes: null }, ctx);
       return NONE;
     default:
       // Other utility statements return no rows; any query or expression inside still counts.
@@ -300,6 +305,42 @@ function protectedRelationChange(body: Body, verb: string, ctx: AnalysisContext)
   const rels = ctx.env.schema.relations(typeof rv.schemaname === 'string' ? rv.schemaname : null, rv.relname);
   const guarded = rels.some((rel) => rel.columns.some((c) => columnRule(rel, c.name, ctx.env) !== null));
   if (guarded) ctx.refuse(`${verb} ${rv.relname}, which holds protected columns, is refused on a masking connection: its masking rules would no longer match`);
+}
+
+/**
+ * A FOREIGN KEY that references a protected column answers, for every row written, whether its
+ * value is among that column's values: with one from a table of guesses to a copy of the
+ * account numbers, `INSERT INTO guesses VALUES ('…')` fails exactly when no account has it (the
+ * guess is a value of the statement's own, into a column no rule protects, so the write rules
+ * allow it). A referenced relation the catalog does not know cannot be shown free of them.
+ */
+function foreignKeysToProtected(body: Body, ctx: AnalysisContext): void {
+  for (const fk of foreignKeys(body)) {
+    const pk = fk.pktable as Body | undefined;
+    if (!pk || typeof pk.relname !== 'string') continue;
+    const rels = ctx.env.schema.relations(typeof pk.schemaname === 'string' ? pk.schemaname : null, pk.relname);
+    const named = strings(fk.pk_attrs);
+    const hit = rels.length === 0
+      ? `${pk.relname}, a relation the gateway's catalog does not know`
+      : rels.flatMap((rel) => (named.length > 0 ? named : rel.columns.map((c) => c.name)) // none named: its primary key, any column
+        .filter((c) => columnRule(rel, c, ctx.env) !== null).map((c) => `protected column ${rel.schema}.${rel.name}.${c}`))[0];
+    if (hit) ctx.refuse(`a FOREIGN KEY referencing ${hit} is refused on a masking connection: every row written would tell whether its value is among the referenced values`);
+  }
+}
+
+/** The FOREIGN KEY constraints anywhere in a statement (column and table constraints, ALTER TABLE ... ADD). */
+function foreignKeys(body: Body): Body[] {
+  const found: Body[] = [];
+  const walk = (nodes: unknown[]): void => {
+    for (const n of nodes) {
+      const c = as(n, 'Constraint');
+      if (c?.contype === 'CONSTR_FOREIGN') found.push(c);
+      const u = unwrap(n);
+      if (u) walk(children(u[1]));
+    }
+  };
+  walk(children(body));
+  return found;
 }
 
 /** ALTER TABLE (generated columns, USING, defaults) and row-level security policies: expressions

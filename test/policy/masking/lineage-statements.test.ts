@@ -236,6 +236,17 @@ describe('refusals', () => {
     ]) refused(sql, /defining, renaming or moving a type or domain is refused/);
     allowed('ALTER TABLE public.notes RENAME TO notes2');
   });
+  test('a FOREIGN KEY referencing a protected column: each row written would say whether its value is among them', () => {
+    for (const sql of [
+      'CREATE TEMP TABLE guesses (g text REFERENCES accounts (account_number))',
+      'CREATE TABLE guesses (g text, FOREIGN KEY (g) REFERENCES public.customers (ssn))',
+      'ALTER TABLE notes ADD FOREIGN KEY (body) REFERENCES vault (ssn_copy)',
+      'CREATE TABLE guesses (g text REFERENCES vault)', // no column named: its primary key, whichever it is
+      'CREATE TABLE guesses (g text REFERENCES nosuch (x))',
+    ]) refused(sql, /a FOREIGN KEY referencing .* is refused on a masking connection/);
+    allowed('CREATE TABLE orders (id int, customer_id int REFERENCES customers (id))');
+    allowed('ALTER TABLE notes ADD FOREIGN KEY (id) REFERENCES public.customers (id)');
+  });
   test('EXECUTE with protected parameters', () => refused('EXECUTE p((SELECT ssn FROM customers LIMIT 1))', /EXECUTE would pass/));
   test('ordinary statements are not refused', () => {
     for (const sql of ['SELECT * FROM customers', 'BEGIN', 'COMMIT', 'SET work_mem = 1', 'VACUUM customers', 'CREATE INDEX ON customers (ssn)']) allowed(sql);
