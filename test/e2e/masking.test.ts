@@ -409,6 +409,29 @@ describe('an analyst trying to get around it', () => {
     }
   });
 
+  test("XML parsing of protected text: libxml's error DETAIL quotes the text it could not parse; refused", async () => {
+    const acct = (await direct.query<{ a: string }>('SELECT account_number AS a FROM bank.accounts WHERE id = 1')).rows[0]!.a;
+    const sql = "SELECT xmlparse(content account_number || '&') FROM bank.accounts WHERE id = 1";
+    // The oracle: straight to the database, the error carries the account number.
+    const err = await direct.query(sql).then(() => null, (e: { code?: string; detail?: string }) => e);
+    expect(err?.code).toBe('2200N');
+    expect(err?.detail).toContain(acct);
+    const c = await as('alice');
+    try {
+      const refused = await c.query(sql).then(() => null, (e: { code?: string; message: string; detail?: string }) => e);
+      expect(refused?.code).toBe('42501');
+      expect(refused?.message).toMatch(/bank\.accounts\.account_number in an expression that may fail/);
+      expect(leaked([refused?.message, refused?.detail])).toEqual([]);
+      await expectRefused(c, "SELECT xmlpi(name x, email) FROM bank.customers", /bank\.customers\.email in an expression that may fail/);
+      // Building XML escapes what it is given: it runs, masked.
+      const built = (await c.query('SELECT xmlelement(name a, account_number)::text AS x FROM bank.accounts WHERE id = 1')).rows;
+      expect(built).toHaveLength(1);
+      expect(leaked(built)).toEqual([]);
+    } finally {
+      await c.end();
+    }
+  });
+
   test('a type named text outside pg_catalog, reached through search_path: the cast to it counts as one that may fail', async () => {
     const score = await firstScore();
     await direct.query(`CREATE DOMAIN bank.text AS pg_catalog.text CHECK (VALUE <> '${score}')`);
