@@ -38,6 +38,11 @@ export function exprTaint(node: unknown, scope: Scope, ctx: AnalysisContext): Ta
     case 'XmlExpr':
     case 'XmlSerialize':
       return xmlTaint(type, body, scope, ctx);
+    case 'JsonParseExpr':
+    case 'JsonFuncExpr':
+    case 'JsonObjectConstructor':
+    case 'JsonObjectAgg':
+      return sqlJsonTaint(type, body, scope, ctx);
     case 'SelectStmt': {
       const cols = analyzeQueryNode(node, scope, scope.ctes, ctx);
       return cols === null ? unknownTaint('a subquery whose columns cannot be named') : unionTaints(cols.map((c) => c.taint));
@@ -114,6 +119,15 @@ function xmlTaint(type: string, body: Body, scope: Scope, ctx: AnalysisContext):
   const t = unionTaints(children(body).map((n) => exprTaint(n, scope, ctx)));
   const total = type === 'XmlSerialize' ? body.xmloption !== 'XMLOPTION_DOCUMENT' : TOTAL_XML.has(String(body.op));
   if (!total) ctx.predicate(t, 'error');
+  return t;
+}
+
+/** SQL/JSON (PostgreSQL 16 and later servers): JSON() parses its text, JSON_VALUE, JSON_QUERY and
+ *  JSON_EXISTS evaluate a path (`strict $.score / ($.score - 700)` with ERROR ON ERROR), and
+ *  WITH UNIQUE KEYS fails when two keys are equal: each may fail for some values. */
+function sqlJsonTaint(type: string, body: Body, scope: Scope, ctx: AnalysisContext): Taint {
+  const t = unionTaints(children(body).map((n) => exprTaint(n, scope, ctx)));
+  if (type === 'JsonParseExpr' || type === 'JsonFuncExpr' || body.unique === true) ctx.predicate(t, 'error');
   return t;
 }
 

@@ -194,6 +194,12 @@ describe('predicates', () => {
     ["SELECT xmlpi(name x, email) FROM customers", 'error'],
     ["SELECT xmlroot(xmlparse(document '<a/>'), version email) FROM customers", 'error'],
     ['SELECT xmlserialize(document xmlelement(name x, ssn) AS text) FROM customers', 'error'],
+    // SQL/JSON (servers from PostgreSQL 16): parsing, path evaluation, unique keys.
+    ['SELECT JSON(ssn) FROM customers', 'error'],
+    ["SELECT JSON_VALUE(to_jsonb(c), 'strict $.credit_score / ($.credit_score - 700)' ERROR ON ERROR) FROM customers c", 'error'],
+    ["SELECT JSON_EXISTS(to_jsonb(c), '$.credit_score ? (@ > 700)') FROM customers c", 'error'],
+    ["SELECT JSON_OBJECT(ssn: 1, '123-45-6789': 2 WITH UNIQUE KEYS) FROM customers", 'error'],
+    ['SELECT JSON_OBJECTAGG(ssn: 1 WITH UNIQUE KEYS) FROM customers', 'error'],
     // A text type named other than pg_catalog's may be a domain whose CHECK fails for one value.
     ['SELECT credit_score::public.text FROM customers', 'error'],
     ['SELECT ssn::"varchar" FROM customers', 'error'], // the fixture has a type varchar outside pg_catalog
@@ -224,6 +230,8 @@ describe('predicates', () => {
     expect(predicates('SELECT ssn, generate_series(1, 3) FROM customers')).toEqual([]);
     expect(predicates('SELECT upper(ssn) FROM customers')).toEqual([]);
     expect(predicates("SELECT ssn FROM customers UNION ALL SELECT 'x'")).toEqual([]);
+    // SQL/JSON constructors without unique keys give a value for every value.
+    expect(predicates("SELECT JSON_OBJECT('a': ssn), JSON_ARRAY(ssn, email), ssn IS JSON FROM customers")).toEqual([]);
     // XML constructors escape what they are given.
     expect(predicates("SELECT xmlelement(name x, xmlattributes(ssn AS s), email), xmlforest(ssn, email), xmlserialize(content xmlelement(name y, ssn) AS text) FROM customers")).toEqual([]);
     // Casts to pg_catalog's text types, and writes no constraint reads.
