@@ -404,6 +404,8 @@ describe('an analyst trying to get around it', () => {
       await expectRefused(c, 'CREATE TEMP TABLE guesses (g text REFERENCES plain_probe (account_number))', /a FOREIGN KEY referencing protected column pg_temp_\d+\.plain_probe\.account_number is refused/);
       await c.query('CREATE TEMP TABLE guesses (g text)');
       await expectRefused(c, 'ALTER TABLE guesses ADD FOREIGN KEY (g) REFERENCES plain_probe', /a FOREIGN KEY referencing protected column/);
+      // The other way round, added to the copy, it would check every account number against the guesses at once.
+      await expectRefused(c, 'ALTER TABLE plain_probe ADD FOREIGN KEY (account_number) REFERENCES guesses (g)', /a FOREIGN KEY on protected column pg_temp_\d+\.plain_probe\.account_number is refused/);
     } finally {
       await c.end();
     }

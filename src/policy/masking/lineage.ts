@@ -325,6 +325,14 @@ function foreignKeysToProtected(body: Body, ctx: AnalysisContext): void {
       : rels.flatMap((rel) => (named.length > 0 ? named : rel.columns.map((c) => c.name)) // none named: its primary key, any column
         .filter((c) => columnRule(rel, c, ctx.env) !== null).map((c) => `protected column ${rel.schema}.${rel.name}.${c}`))[0];
     if (hit) ctx.refuse(`a FOREIGN KEY referencing ${hit} is refused on a masking connection: every row written would tell whether its value is among the referenced values`);
+    // Added to a table with rows, it checks them at once: whether each protected value is among
+    // the referenced ones (later writes are checked constraints: lineage-dml.ts).
+    const from = body.relation as Body | undefined;
+    if (from && typeof from.relname === 'string') {
+      const own = ctx.env.schema.relations(typeof from.schemaname === 'string' ? from.schemaname : null, from.relname);
+      const guarded = own.flatMap((rel) => strings(fk.fk_attrs).filter((c) => columnRule(rel, c, ctx.env) !== null).map((c) => `${rel.schema}.${rel.name}.${c}`))[0];
+      if (guarded) ctx.refuse(`a FOREIGN KEY on protected column ${guarded} is refused on a masking connection: checking the rows it holds would tell whether each value is among the referenced ones`);
+    }
   }
 }
 

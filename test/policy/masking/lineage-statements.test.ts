@@ -244,6 +244,8 @@ describe('refusals', () => {
       'CREATE TABLE guesses (g text REFERENCES vault)', // no column named: its primary key, whichever it is
       'CREATE TABLE guesses (g text REFERENCES nosuch (x))',
     ]) refused(sql, /a FOREIGN KEY referencing .* is refused on a masking connection/);
+    // Added to a table that holds protected values: checking them says whether each is among the referenced ones.
+    refused('ALTER TABLE archive.accounts ADD FOREIGN KEY (account_number) REFERENCES notes (body)', /a FOREIGN KEY on protected column archive\.accounts\.account_number is refused/);
     allowed('CREATE TABLE orders (id int, customer_id int REFERENCES customers (id))');
     allowed('ALTER TABLE notes ADD FOREIGN KEY (id) REFERENCES public.customers (id)');
   });
