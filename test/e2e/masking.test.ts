@@ -400,6 +400,11 @@ describe('an analyst trying to get around it', () => {
       // Without a constraint that reads it, the same copy runs (the write rules allow a hash column's own values)...
       await c.query('CREATE TEMP TABLE plain_probe (account_number text PRIMARY KEY)');
       await c.query('INSERT INTO plain_probe SELECT account_number FROM bank.accounts');
+      // Copied twice, the duplicate key error's DETAIL would name the value: the client gets it masked.
+      const duplicate = await c.query('INSERT INTO plain_probe SELECT account_number FROM bank.accounts WHERE id = 1').then(() => null, (e: { code?: string; message: string; detail?: string }) => e);
+      expect(duplicate?.code).toBe('23505');
+      expect(duplicate?.detail).toMatch(/^Key \(account_number\)=\(.+\) already exists\.$/);
+      expect(leaked([duplicate?.message, duplicate?.detail])).toEqual([]);
       // ... but a foreign key to it from a table of guesses is refused.
       await expectRefused(c, 'CREATE TEMP TABLE guesses (g text REFERENCES plain_probe (account_number))', /a FOREIGN KEY referencing protected column pg_temp_\d+\.plain_probe\.account_number is refused/);
       await c.query('CREATE TEMP TABLE guesses (g text)');
