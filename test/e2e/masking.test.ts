@@ -439,6 +439,23 @@ describe('an analyst trying to get around it', () => {
     }
   });
 
+  test("a recursive query's CYCLE compares values: how many rows come out says whether a guess is the SSN; refused", async () => {
+    const ssn = (await direct.query<{ s: string }>('SELECT ssn AS s FROM bank.customers WHERE id = 1')).rows[0]!.s;
+    const probe = (guess: string) => `WITH RECURSIVE r(n, v) AS (
+        SELECT 1, (SELECT ssn FROM bank.customers WHERE id = 1)::text
+        UNION ALL SELECT n + 1, CASE WHEN n = 1 THEN '${guess}' ELSE v END FROM r WHERE n < 5
+      ) CYCLE v SET c USING p SELECT count(*)::int AS n FROM r`;
+    // The oracle, straight to the database: the right guess ends the recursion a row earlier.
+    expect((await direct.query(probe(ssn))).rows).toEqual([{ n: 2 }]);
+    expect((await direct.query(probe('000-00-0000'))).rows).toEqual([{ n: 3 }]);
+    const c = await as('alice');
+    try {
+      for (const guess of [ssn, '000-00-0000']) await expectRefused(c, probe(guess), /bank\.customers\.ssn in DISTINCT, UNION, INTERSECT, EXCEPT or a recursive query.s CYCLE/);
+    } finally {
+      await c.end();
+    }
+  });
+
   test('a type named text outside pg_catalog, reached through search_path: the cast to it counts as one that may fail', async () => {
     const score = await firstScore();
     await direct.query(`CREATE DOMAIN bank.text AS pg_catalog.text CHECK (VALUE <> '${score}')`);
@@ -491,7 +508,7 @@ describe('an analyst trying to get around it', () => {
     try {
       for (const sql of probes) {
         expect((await direct.query<{ n: number }>(sql)).rows[0]!.n, sql).toBeGreaterThan(0); // directly, the count answers
-        await expectRefused(c, sql, /DISTINCT, UNION, INTERSECT or EXCEPT/);
+        await expectRefused(c, sql, /DISTINCT, UNION, INTERSECT, EXCEPT or a recursive/);
       }
       // UNION ALL compares nothing: it runs (the column, protected in one branch, is masked in both).
       expect((await c.query('SELECT credit_score FROM bank.customers WHERE id = 1 UNION ALL SELECT 1::smallint')).rows).toEqual([{ credit_score: null }, { credit_score: null }]);

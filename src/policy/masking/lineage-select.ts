@@ -202,9 +202,21 @@ export function buildCtes(withClause: Body, outer: Scope | null, parent: CteFram
       frame.defs.set(name, cols);
       cols = analyse();
     }
-    frame.defs.set(name, cols !== null && sameTaints(cols, frame.defs.get(name) ?? null) ? cols : null);
+    const done = cols !== null && sameTaints(cols, frame.defs.get(name) ?? null) ? cols : null;
+    frame.defs.set(name, done);
+    searchAndCycle(cte, done, ctx);
   }
   return frame;
+}
+
+/** SEARCH … BY orders a recursive query's rows by its columns; CYCLE … stops the recursion where
+ *  their values repeat, so how many rows come out tells equal values apart. */
+function searchAndCycle(cte: Body, cols: Col[] | null, ctx: AnalysisContext): void {
+  const taintOf = (name: string) => cols?.find((c) => c.name === name)?.taint ?? unknownTaint(`column ${name} of WITH query "${String(cte.ctename)}"`);
+  const search = cte.search_clause as Body | undefined;
+  if (search) for (const name of strings(search.search_col_list)) ctx.predicate(taintOf(name), 'order_by');
+  const cycle = cte.cycle_clause as Body | undefined;
+  if (cycle) for (const name of strings(cycle.cycle_col_list)) ctx.predicate(taintOf(name), 'distinct');
 }
 
 /** The first round: a recursive reference is the non-recursive branch (or contributes nothing). */

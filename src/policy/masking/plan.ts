@@ -214,7 +214,7 @@ const CLAUSE_NAMES: Record<PredicateUse['clause'], string> = {
   returning_where: 'a WHERE condition',
   limit: 'LIMIT or OFFSET',
   rows: 'the arguments of a set-returning function or TABLESAMPLE (they decide how many rows there are)',
-  distinct: 'DISTINCT, UNION, INTERSECT or EXCEPT (they compare values: how many rows come out tells equal ones apart)',
+  distinct: 'DISTINCT, UNION, INTERSECT, EXCEPT or a recursive query\'s CYCLE (they compare values: how many rows come out tells equal ones apart)',
   error: 'an expression that may fail for some of its values (whether the statement fails tells them apart)',
   check: 'a write that a constraint or a domain checks (whether the write fails tells the values apart)',
   other: 'a condition',

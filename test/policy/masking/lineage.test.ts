@@ -189,6 +189,9 @@ describe('predicates', () => {
     ["SELECT 'x' LIKE ssn FROM customers", 'error'],
     ["SELECT 'x' ~ ssn FROM customers", 'error'],
     ["SELECT md5(ssn)::uuid FROM customers", 'error'],
+    // A recursive query's CYCLE stops where values repeat (how many rows come out compares them); SEARCH orders by them.
+    ["WITH RECURSIVE r(n, v) AS (SELECT 1, (SELECT ssn FROM customers LIMIT 1) UNION ALL SELECT n + 1, CASE WHEN n = 1 THEN '123-45-6789' ELSE v END FROM r) CYCLE v SET c USING p SELECT count(*) FROM r", 'distinct'],
+    ['WITH RECURSIVE r(id, ssn) AS (SELECT id, ssn FROM customers UNION ALL SELECT id, ssn FROM r) SEARCH DEPTH FIRST BY ssn SET ord SELECT id FROM r', 'order_by'],
     // XML parsing fails on some texts (and libxml's error DETAIL quotes the text).
     ["SELECT xmlparse(content account_number || '&') FROM accounts", 'error'],
     ["SELECT xmlpi(name x, email) FROM customers", 'error'],
