@@ -66,8 +66,13 @@ SELECT 'r' AS entry, c.oid::text AS oid, n.nspname::text AS schema, c.relname::t
        NULL::text AS attnum, NULL::text AS type_oid,
        CASE WHEN c.relkind IN ('v', 'm') AND c.oid NOT IN (SELECT relid FROM unreadable) THEN pg_catalog.pg_get_viewdef(c.oid) END AS definition,
        (c.relkind IN ('v', 'm') AND c.oid IN (SELECT relid FROM unreadable))::text AS unread,
-       (SELECT pg_catalog.string_agg(DISTINCT k::text, ',') FROM pg_catalog.pg_constraint x, pg_catalog.unnest(x.conkey) k
-         WHERE x.conrelid = c.oid AND x.contype IN ('c', 'f', 'x')) AS flag
+       coalesce((SELECT pg_catalog.string_agg(DISTINCT k::text, ',') FROM pg_catalog.pg_constraint x, pg_catalog.unnest(x.conkey) k
+                  WHERE x.conrelid = c.oid AND x.contype = 'c'), '') || '|' ||
+       coalesce((SELECT pg_catalog.string_agg(DISTINCT k::text, ',') FROM (
+                   SELECT pg_catalog.unnest(x.conkey) AS k FROM pg_catalog.pg_constraint x WHERE x.conrelid = c.oid AND x.contype IN ('f', 'x', 'u', 'p')
+                   UNION ALL SELECT pg_catalog.unnest(i.indkey::pg_catalog.int2[]) FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid AND i.indisunique
+                   UNION ALL SELECT 0 FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid AND i.indisunique AND (i.indexprs IS NOT NULL OR i.indpred IS NOT NULL)
+                 ) keys), '') AS flag
   FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
  WHERE c.relkind IN ('r', 'v', 'm', 'f', 'p')
 UNION ALL
@@ -341,15 +346,16 @@ function parseCatalog(result: QueryResult, version: number, loadedAt: number): S
   const unread: RelationInfo[] = [];
   const links: { child: number; parent: number }[] = [];
   const shadowed: string[] = [];
-  /** Per relation, the attnums its constraints read (0: the whole row). */
-  const checkedAttnums = new Map<number, number[]>();
+  /** Per relation, the attnums its CHECK constraints read, and those its keys and other
+   *  constraints read (0: every column). */
+  const checkedAttnums = new Map<number, [number[], number[]]>();
   for (const [entry, oid, schema, name, kind, attnum, typeOid, definition, unreadFlag, flag] of result.rows) {
     switch (entry) {
       case 'r': {
         const rel: RelationInfo = { oid: toInt(oid), schema: need(schema), name: need(name), kind: RELATION_KINDS[need(kind)] ?? 'other', columns: [] };
         if (definition !== null && definition !== undefined) rel.definition = definition;
         if (unreadFlag === 'true') unread.push(rel);
-        if (flag) checkedAttnums.set(rel.oid, flag.split(',').map(toInt));
+        if (flag && flag !== '|') checkedAttnums.set(rel.oid, flag.split('|').map((part) => (part === '' ? [] : part.split(',').map(toInt))) as [number[], number[]]);
         relations.set(rel.oid, rel);
         break;
       }
@@ -378,9 +384,12 @@ function parseCatalog(result: QueryResult, version: number, loadedAt: number): S
     if (rel) (rel.parents ??= []).push(parent);
   }
   for (const rel of relations.values()) rel.columns.sort((a, b) => a.attnum - b.attnum);
-  for (const [oid, attnums] of checkedAttnums) {
+  for (const [oid, [checks, keys]] of checkedAttnums) {
     const rel = relations.get(oid);
-    if (rel) rel.checked = rel.columns.filter((c) => attnums.includes(0) || attnums.includes(c.attnum)).map((c) => c.name);
+    if (!rel) continue;
+    const named = (attnums: number[]) => rel.columns.filter((c) => attnums.includes(0) || attnums.includes(c.attnum)).map((c) => c.name);
+    if (checks.length > 0) rel.checks = named(checks);
+    if (keys.length > 0) rel.keys = named(keys);
   }
   return new SchemaSnapshot([...relations.values()], functions, unread, version, loadedAt, shadowed);
 }

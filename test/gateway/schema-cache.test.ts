@@ -72,6 +72,8 @@ beforeAll(async () => {
     CREATE DOMAIN crm.text AS pg_catalog.text CHECK (VALUE <> 'x');
     CREATE TABLE checked_t (id int REFERENCES customers, code text CHECK (code <> 'x'), qty crm.positive, free text);
     CREATE TABLE whole_row_t (a int, b text, CHECK (whole_row_t IS NOT NULL));
+    CREATE TABLE keyed_t (a int PRIMARY KEY, b text UNIQUE, c text, e text); CREATE UNIQUE INDEX ON keyed_t (c);
+    CREATE TABLE partial_t (x int, y text); CREATE UNIQUE INDEX ON partial_t (x) WHERE y <> '';
     CREATE TABLE ledger (id int, amount numeric) PARTITION BY RANGE (id);
     CREATE TABLE ledger_low PARTITION OF ledger FOR VALUES FROM (0) TO (100);
     CREATE TABLE base_log (id int); CREATE TABLE child_log () INHERITS (base_log);
@@ -171,12 +173,17 @@ describe('the snapshot', () => {
     expect(snap.relations('public', 'ledger')[0]!.parents).toBeUndefined();
   });
 
-  test('constraints and domains: the columns CHECK, FOREIGN KEY and exclusion constraints read, and domain-typed columns', () => {
+  test('constraints and domains: the columns CHECK, FOREIGN KEY, key and exclusion constraints and unique indexes read, and domain-typed columns', () => {
     const t = snap.relations('public', 'checked_t')[0]!;
-    expect(t.checked).toEqual(['id', 'code']);
+    expect(t).toMatchObject({ checks: ['code'], keys: ['id'] });
     expect(t.columns.filter((c) => c.domain).map((c) => c.name)).toEqual(['qty']);
-    expect(snap.relations('public', 'whole_row_t')[0]!.checked).toEqual(['a', 'b']);
-    expect(snap.relations('public', 'wide')[0]!.checked).toBeUndefined();
+    expect(snap.relations('public', 'whole_row_t')[0]!.checks).toEqual(['a', 'b']);
+    // Keys and unique indexes; a partial or expression index reads any column.
+    expect(snap.relations('public', 'keyed_t')[0]!).toMatchObject({ keys: ['a', 'b', 'c'] });
+    expect(snap.relations('public', 'keyed_t')[0]!.checks).toBeUndefined();
+    expect(snap.relations('public', 'partial_t')[0]!.keys).toEqual(['x', 'y']);
+    expect(snap.relations('public', 'wide')[0]).not.toHaveProperty('keys');
+    expect(snap.relations('public', 'wide')[0]).not.toHaveProperty('checks');
   });
 
   test('types outside pg_catalog named like the built-in text types', () => {

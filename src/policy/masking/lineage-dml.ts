@@ -25,11 +25,14 @@ interface WriteTarget {
   columns: string[] | null;
   /** The rules that mask `column` in each relation the name may mean (an empty list where none does). */
   rules(column: string): MaskRule[][];
-  /** In some relation the name may mean, a constraint (CHECK, FOREIGN KEY, exclusion) reads
-   *  `column`, or its type is a domain: they run on every value written there. */
+  /** In some relation the name may mean, a CHECK constraint or a key reads `column`, or its type
+   *  is a domain: they run on every value written there. */
   checked(column: string): boolean;
-  /** What constraints read of an updated row, whatever is assigned: the protected columns they name. */
-  checkedColumns: Taint;
+  /** What the values other rows hold in `column` may be, where a key compares what is written
+   *  there with them: the column's protection (clear where no key reads it). */
+  keyedValues(column: string): Taint;
+  /** What CHECK constraints read of an updated row, whatever is assigned: the protected columns they name. */
+  rowChecked: Taint;
 }
 
 function writeTarget(relation: Body, level: Scope, ctx: AnalysisContext): WriteTarget {
@@ -53,9 +56,13 @@ function writeTarget(relation: Body, level: Scope, ctx: AnalysisContext): WriteT
         const shown = t !== undefined && t.direct && t.sources.length === 1 && t.unknown === null ? t.sources[0]!.rule : null;
         return [own, shown].filter((r): r is MaskRule => r !== null);
       }),
-    checked: (column) => rels.some((rel) => rel.checked?.includes(column) || rel.columns.some((c) => c.name === column && c.domain === true)),
-    checkedColumns: unionTaints(rels.flatMap((rel) => {
-      const checked = rel.checked ?? [];
+    checked: (column) => rels.some((rel) => rel.checks?.includes(column) || rel.keys?.includes(column) || rel.columns.some((c) => c.name === column && c.domain === true)),
+    keyedValues: (column) => unionTaints(rels.flatMap((rel) => {
+      const i = rel.columns.findIndex((c) => c.name === column);
+      return i >= 0 && rel.keys?.includes(column) ? [relationFacts(rel, ctx.env).taints[i]!] : [];
+    })),
+    rowChecked: unionTaints(rels.flatMap((rel) => {
+      const checked = rel.checks ?? [];
       if (checked.length === 0) return [];
       const taints = relationFacts(rel, ctx.env).taints;
       return rel.columns.flatMap((c, i) => (checked.includes(c.name) && taints[i] ? [taints[i]] : []));
@@ -65,11 +72,16 @@ function writeTarget(relation: Body, level: Scope, ctx: AnalysisContext): WriteT
 
 function checkWrite(target: WriteTarget, column: string | undefined, taint: Taint, verb: string, ctx: AnalysisContext): void {
   if (isClear(taint)) {
-    if (column !== undefined && target.rules(column).flat().some((r) => r.method === 'hash')) ctx.refuse(chosenTokens(verb, `${target.label}.${column}`));
+    if (column === undefined) return;
+    if (target.rules(column).flat().some((r) => r.method === 'hash')) ctx.refuse(chosenTokens(verb, `${target.label}.${column}`));
+    // A value of the statement's own in a keyed protected column is compared with the protected
+    // values there: whether the write fails (or ON CONFLICT skips it) says if a guess is one.
+    ctx.predicate(target.keyedValues(column), 'check');
     return;
   }
   // Whether the write fails would tell the values apart: a CHECK (account_number <> '…') on a
-  // table of one's own, or a domain's, is a predicate over them.
+  // table of one's own, or a domain's, is a predicate over them, and a unique key compares them
+  // with the values there (a guessed email inserted first, then the real ones).
   if (column !== undefined && target.checked(column)) ctx.predicate(taint, 'check');
   const refuse = (where: string) => ctx.refuse(`${verb} would write protected data (${describeTaint(taint)}) into ${where}`);
   if (column === undefined) return refuse(`a column of ${target.label} the gateway cannot name`);
@@ -120,7 +132,7 @@ function assignedTaint(val: unknown, level: Scope, ctx: AnalysisContext): Taint 
 
 function assignments(targets: unknown[], target: WriteTarget, level: Scope, verb: string, ctx: AnalysisContext): void {
   // An updated row is checked whole: its protected columns too, whatever is assigned.
-  if (targets.length > 0) ctx.predicate(target.checkedColumns, 'check');
+  if (targets.length > 0) ctx.predicate(target.rowChecked, 'check');
   for (const t of targets) {
     const rt = as(t, 'ResTarget');
     if (!rt) continue;

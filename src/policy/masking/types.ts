@@ -149,10 +149,14 @@ export interface RelationInfo {
   definition?: string;
   /** The tables it is a partition of or inherits from (pg_inherits), by oid. */
   parents?: number[];
-  /** The columns its CHECK, FOREIGN KEY and exclusion constraints read (every column for a
-   *  whole-row reference): they run on every row written, so whether a write fails tells the
-   *  values in those columns apart. */
-  checked?: string[];
+  /** The columns its CHECK constraints read (every column for a whole-row reference): checked on
+   *  every row written, an UPDATE's too whatever it assigns, so whether a write fails tells the
+   *  values in them apart. */
+  checks?: string[];
+  /** The columns its keys read (UNIQUE, PRIMARY KEY, exclusion and FOREIGN KEY constraints, unique
+   *  indexes; every column for an index expression or predicate): what is written there is
+   *  compared with the values other rows (or the referenced table) hold. */
+  keys?: string[];
 }
 
 export type FunctionKind = 'builtin' | 'user' | 'unknown';

@@ -27,8 +27,10 @@ export const RELATIONS: RelationInfo[] = [
   // A system view over the function pg_stat_activity reads too, showing no statement text.
   view('pg_catalog', 'pg_stat_ssl', ['pid', 'ssl'], 'SELECT s.pid, s.ssl FROM pg_catalog.pg_stat_get_activity(NULL::integer) s(pid, ssl)'),
   // Constraints that read a column run on every row written (CHECK, FOREIGN KEY), as does a domain's check.
-  rel('public', 'guarded', ['id', 'account_number', 'note'], { checked: ['account_number'] }),
-  rel('public', 'keyed', ['id', 'customer_id', 'account_number'], { checked: ['customer_id'] }),
+  rel('public', 'guarded', ['id', 'account_number', 'note'], { checks: ['account_number'] }),
+  rel('public', 'keyed', ['id', 'customer_id', 'account_number'], { keys: ['customer_id'] }),
+  rel('public', 'unique_acct', ['id', 'account_number', 'note'], { keys: ['account_number'] }),
+  rel('public', 'unique_email', ['id', 'email'], { keys: ['email'] }),
   { ...rel('public', 'typed', ['id', 'account_number']), columns: [{ name: 'id', attnum: 1, typeOid: 23 }, { name: 'account_number', attnum: 2, typeOid: 90001, domain: true }] },
   view('public', 'v_loop_a', ['id'], 'SELECT id FROM public.v_loop_b'),
   view('public', 'v_loop_b', ['id'], 'SELECT id FROM public.v_loop_a'),
@@ -41,6 +43,7 @@ const RULES: { pattern: [string, string, string]; rule: MaskRule }[] = [
   { pattern: ['public', 'customers', 'email'], rule: { column: 'public.customers.email', type: 'email', method: 'redact' } },
   { pattern: ['archive', 'notes', 'ssn_hint'], rule: { column: 'archive.notes.ssn_hint', type: 'ssn', method: 'redact' } },
   { pattern: ['archive', 'v_hint', 'ssn_hint'], rule: { column: 'archive.v_hint.ssn_hint', type: 'ssn', method: 'redact' } },
+  { pattern: ['public', 'unique_email', 'email'], rule: { column: 'public.unique_email.email', type: 'email', method: 'redact' } },
   { pattern: ['public', 'vault', 'ssn_copy'], rule: { column: 'public.vault.ssn_copy', type: 'ssn', method: 'redact' } },
 ];
 
