@@ -411,6 +411,23 @@ describe('an analyst trying to get around it', () => {
         await direct.query('ROLLBACK');
       }
       for (const g of [ssn, '000-00-0000']) await expectRefused(c, guess(g), /bank\.customers\.ssn in a write that a constraint or a domain checks/);
+      // Building a unique key compares the values there: with a guess written into another row first,
+      // CREATE UNIQUE INDEX fails exactly when the guess is a customer's email.
+      const email = (await direct.query<{ e: string }>('SELECT email AS e FROM bank.customers WHERE id = 1')).rows[0]!.e;
+      const keyedAfter = async (client: pg.Client, g: string) => {
+        await client.query('BEGIN');
+        try {
+          await client.query(`UPDATE bank.customers SET email = '${g}' WHERE id = 2`);
+          return await refusal(client, 'CREATE UNIQUE INDEX ON bank.customers (email)');
+        } finally {
+          await client.query('ROLLBACK');
+        }
+      };
+      expect(await keyedAfter(direct, email)).toMatchObject({ code: '23505' }); // the oracle
+      expect(await keyedAfter(direct, 'nobody@example.org')).toBeNull();
+      for (const g of [email, 'nobody@example.org']) {
+        expect(await keyedAfter(c, g)).toMatchObject({ code: '42501', message: expect.stringMatching(/a unique key over protected column bank\.customers\.email is refused/) });
+      }
       // Without a constraint that reads it, the same copy runs (the write rules allow a hash column's own values)...
       await c.query('CREATE TEMP TABLE plain_probe (account_number text)');
       await c.query('INSERT INTO plain_probe SELECT account_number FROM bank.accounts');

@@ -157,7 +157,12 @@ function analyzeStatement(node: unknown, ctx: AnalysisContext): StatementOutcome
     case 'CreatePolicyStmt':
     case 'AlterPolicyStmt':
       foreignKeysToProtected(body, ctx);
+      if (type === 'AlterTableStmt') uniqueKeysOverProtected(body, keyColumnsAdded(body), ctx);
       expressionsOverRelation(type, body, ctx);
+      return NONE;
+    case 'IndexStmt':
+      if (body.unique) uniqueKeysOverProtected(body, list(body.indexParams).map((p) => as(p, 'IndexElem')?.name).filter((n): n is string => typeof n === 'string'), ctx);
+      exprTaint(children(body), { items: [], parent: null, ctes: null }, ctx);
       return NONE;
     case 'CreateStmt':
       foreignKeysToProtected(body, ctx);
@@ -334,6 +339,31 @@ function foreignKeysToProtected(body: Body, ctx: AnalysisContext): void {
       if (guarded) ctx.refuse(`a FOREIGN KEY on protected column ${guarded} is refused on a masking connection: checking the rows it holds would tell whether each value is among the referenced ones`);
     }
   }
+}
+
+/**
+ * A unique key (or exclusion constraint) built over a protected column compares the values it
+ * holds: with a guess written into one row first (a value of one's own, allowed into a `redact`
+ * column), `CREATE UNIQUE INDEX ON customers (email)` fails exactly when some customer has it.
+ * Writes into a keyed column are check predicates (lineage-dml.ts); building one is refused.
+ */
+function uniqueKeysOverProtected(body: Body, columns: string[], ctx: AnalysisContext): void {
+  const rv = body.relation as Body | undefined;
+  if (!rv || typeof rv.relname !== 'string') return;
+  const rels = ctx.env.schema.relations(typeof rv.schemaname === 'string' ? rv.schemaname : null, rv.relname);
+  const guarded = rels.flatMap((rel) => columns.filter((c) => columnRule(rel, c, ctx.env) !== null).map((c) => `${rel.schema}.${rel.name}.${c}`))[0];
+  if (guarded) ctx.refuse(`a unique key over protected column ${guarded} is refused on a masking connection: building it compares the values the column holds, so whether it fails tells equal ones apart (a guess written into one row first)`);
+}
+
+/** The columns of the UNIQUE, PRIMARY KEY and exclusion constraints an ALTER TABLE adds. */
+function keyColumnsAdded(body: Body): string[] {
+  return list(body.cmds).flatMap((cmd) => {
+    const c = as(as(cmd, 'AlterTableCmd')?.def, 'Constraint');
+    if (!c) return [];
+    if (c.contype === 'CONSTR_PRIMARY' || c.contype === 'CONSTR_UNIQUE') return strings(c.keys);
+    if (c.contype === 'CONSTR_EXCLUSION') return list(c.exclusions).map((e) => as(list(as(e, 'List')?.items)[0], 'IndexElem')?.name).filter((n): n is string => typeof n === 'string');
+    return [];
+  });
 }
 
 /** The FOREIGN KEY constraints anywhere in a statement (column and table constraints, ALTER TABLE ... ADD). */

@@ -249,6 +249,19 @@ describe('refusals', () => {
     allowed('CREATE TABLE orders (id int, customer_id int REFERENCES customers (id))');
     allowed('ALTER TABLE notes ADD FOREIGN KEY (id) REFERENCES public.customers (id)');
   });
+  test('building a unique key over a protected column compares the values it holds', () => {
+    for (const sql of [
+      'CREATE UNIQUE INDEX ON customers (email)',
+      'CREATE UNIQUE INDEX ON public.customers (id, ssn)',
+      'ALTER TABLE customers ADD UNIQUE (email)',
+      'ALTER TABLE customers ADD PRIMARY KEY (ssn)',
+      'ALTER TABLE customers ADD EXCLUDE USING btree (email WITH =)',
+      'ALTER TABLE archive.accounts ADD CONSTRAINT k UNIQUE (account_number)',
+    ]) refused(sql, /a unique key over protected column .* is refused on a masking connection/);
+    allowed('CREATE INDEX ON customers (email)');
+    allowed('CREATE UNIQUE INDEX ON customers (id)');
+    allowed('ALTER TABLE customers ADD UNIQUE (full_name)');
+  });
   test('EXECUTE with protected parameters', () => refused('EXECUTE p((SELECT ssn FROM customers LIMIT 1))', /EXECUTE would pass/));
   test('ordinary statements are not refused', () => {
     for (const sql of ['SELECT * FROM customers', 'BEGIN', 'COMMIT', 'SET work_mem = 1', 'VACUUM customers', 'CREATE INDEX ON customers (ssn)']) allowed(sql);
