@@ -411,6 +411,7 @@ describe('an analyst trying to get around it', () => {
         await direct.query('ROLLBACK');
       }
       for (const g of [ssn, '000-00-0000']) await expectRefused(c, guess(g), /bank\.customers\.ssn in a write that a constraint or a domain checks/);
+      await expectRefused(c, 'COPY bank.customers (id, full_name, ssn, email) FROM STDIN', /bank\.customers\.ssn in a write that a constraint or a domain checks/);
       // Building a unique key compares the values there: with a guess written into another row first,
       // CREATE UNIQUE INDEX fails exactly when the guess is a customer's email.
       const email = (await direct.query<{ e: string }>('SELECT email AS e FROM bank.customers WHERE id = 1')).rows[0]!.e;

@@ -19,7 +19,7 @@ import { exprTaint } from './lineage-expr.js';
 import { analyzeQueryNode } from './lineage-select.js';
 import { rangeVarItem } from './lineage-from.js';
 import { chosenTokens } from './lineage-dml.js';
-import { columnRule } from './lineage-relations.js';
+import { columnRule, relationFacts } from './lineage-relations.js';
 import { parseSql } from './parse.js';
 
 export { relationTaints } from './lineage-relations.js';
@@ -213,8 +213,10 @@ function execute(body: Body, ctx: AnalysisContext): StatementOutcome {
   return { result: named(ctx.env.names.prepared(String(body.name ?? ''))) };
 }
 
-/** COPY FROM into a column a hash rule protects: the client's own values, their tokens read back (lineage-dml.ts chosenTokens). */
-function copyIntoHashed(body: Body, ctx: AnalysisContext): void {
+/** COPY FROM loads the client's own values: into a column a hash rule protects, their tokens read
+ *  back (lineage-dml.ts chosenTokens); into a protected column a key reads, each is compared with
+ *  the protected values there (a guessed SSN fails as a duplicate exactly when some row has it). */
+function copyIntoProtected(body: Body, ctx: AnalysisContext): void {
   const rv = as(body.relation, 'RangeVar') ?? (body.relation as Body | undefined);
   if (!rv || typeof rv.relname !== 'string') return;
   const schema = typeof rv.schemaname === 'string' ? rv.schemaname : null;
@@ -223,6 +225,11 @@ function copyIntoHashed(body: Body, ctx: AnalysisContext): void {
     const columns = named.length > 0 ? named : rel.columns.map((c) => c.name);
     const hashed = columns.find((c) => columnRule(rel, c, ctx.env)?.method === 'hash');
     if (hashed !== undefined) return ctx.refuse(chosenTokens('COPY FROM', `${rel.schema}.${rel.name}.${hashed}`));
+    const taints = relationFacts(rel, ctx.env).taints;
+    for (const c of columns) {
+      const i = rel.columns.findIndex((col) => col.name === c);
+      if (i >= 0 && rel.keys?.includes(c)) ctx.predicate(taints[i]!, 'check');
+    }
   }
 }
 
@@ -232,7 +239,7 @@ function copy(body: Body, ctx: AnalysisContext): StatementOutcome {
     if (body.filename !== undefined || body.is_program) {
       ctx.refuse(`COPY FROM ${body.is_program ? 'a program' : 'a server file'} is refused on a masking connection: what it loads (the server's own files hold table data and statements) is not masked`);
     }
-    copyIntoHashed(body, ctx);
+    copyIntoProtected(body, ctx);
     return NONE;
   }
   let cols: OutputColumn[] | null;

@@ -215,6 +215,7 @@ describe('predicates', () => {
     // ... a guess of one's own too, in a keyed protected column: it is compared with the values there.
     ["INSERT INTO unique_email (id, email) VALUES (1, 'guess@example.org') ON CONFLICT DO NOTHING", 'check'],
     ["UPDATE unique_email SET email = 'guess@example.org' WHERE id = 1", 'check'],
+    ['COPY unique_email (id, email) FROM STDIN', 'check'],
     ['UPDATE typed SET account_number = a.account_number FROM accounts a WHERE a.id = typed.id', 'check'],
     // Comparing values: how many rows (or how many distinct ones) tells equal values apart.
     ['SELECT count(*) FROM (SELECT credit_score FROM customers WHERE id = 1 INTERSECT SELECT 700) x', 'distinct'],
@@ -248,6 +249,7 @@ describe('predicates', () => {
     expect(predicates('UPDATE keyed SET customer_id = 2')).toEqual([]);
     expect(predicates("UPDATE unique_acct SET note = 'x'")).toEqual([]); // a key is checked again only where it changes
     expect(predicates('INSERT INTO unique_email (id) VALUES (1)')).toEqual([]);
+    expect(predicates('COPY unique_email (id) FROM STDIN')).toEqual([]);
     expect(predicates("INSERT INTO guarded (id, note) VALUES (1, 'x')")).toEqual([]);
     expect(predicates('SELECT DISTINCT id, full_name FROM customers UNION SELECT id, full_name FROM customers')).toEqual([]);
     // ... nor expressions that give a value for every value of what they are given.
