@@ -432,6 +432,10 @@ describe('an analyst trying to get around it', () => {
       // Without a constraint that reads it, the same copy runs (the write rules allow a hash column's own values)...
       await c.query('CREATE TEMP TABLE plain_probe (account_number text)');
       await c.query('INSERT INTO plain_probe SELECT account_number FROM bank.accounts');
+      // Clustered on an index over it, the copy's rows would come back in account-number order.
+      await c.query('CREATE INDEX plain_probe_idx ON plain_probe (account_number)');
+      await expectRefused(c, 'CLUSTER plain_probe USING plain_probe_idx', /CLUSTER of a table that holds protected columns is refused/);
+      await expectRefused(c, 'ALTER TABLE plain_probe ALTER COLUMN account_number TYPE varchar(5)', /changing the type of protected column pg_temp_\d+\.plain_probe\.account_number/);
       // ... but a foreign key to it from a table of guesses is refused.
       await expectRefused(c, 'CREATE TEMP TABLE guesses (g text REFERENCES plain_probe (account_number))', /a FOREIGN KEY referencing protected column pg_temp_\d+\.plain_probe\.account_number is refused/);
       await c.query('CREATE TEMP TABLE guesses (g text)');

@@ -157,8 +157,15 @@ function analyzeStatement(node: unknown, ctx: AnalysisContext): StatementOutcome
     case 'CreatePolicyStmt':
     case 'AlterPolicyStmt':
       foreignKeysToProtected(body, ctx);
-      if (type === 'AlterTableStmt') uniqueKeysOverProtected(body, keyColumnsAdded(body), ctx);
+      if (type === 'AlterTableStmt') {
+        uniqueKeysOverProtected(body, keyColumnsAdded(body), ctx);
+        alteredProtectedColumns(body, ctx);
+      }
       expressionsOverRelation(type, body, ctx);
+      return NONE;
+    case 'ClusterStmt':
+      // Rewriting the table in an index's order makes every later scan return rows in it.
+      if (holdsProtected(body.relation as Body | undefined, ctx)) ctx.refuse(CLUSTERING);
       return NONE;
     case 'IndexStmt':
       if (body.unique) uniqueKeysOverProtected(body, list(body.indexParams).map((p) => as(p, 'IndexElem')?.name).filter((n): n is string => typeof n === 'string'), ctx);
@@ -360,6 +367,30 @@ function uniqueKeysOverProtected(body: Body, columns: string[], ctx: AnalysisCon
   const rels = ctx.env.schema.relations(typeof rv.schemaname === 'string' ? rv.schemaname : null, rv.relname);
   const guarded = rels.flatMap((rel) => columns.filter((c) => columnRule(rel, c, ctx.env) !== null).map((c) => `${rel.schema}.${rel.name}.${c}`))[0];
   if (guarded) ctx.refuse(`a unique key over protected column ${guarded} is refused on a masking connection: building it compares the values the column holds, so whether it fails tells equal ones apart (a guess written into one row first)`);
+}
+
+const CLUSTERING = 'CLUSTER of a table that holds protected columns is refused on a masking connection: its rows would then come back in the order of an index, which may be over a protected column (an ORDER BY it no longer needs)';
+
+function relationsOf(rv: Body | undefined, ctx: AnalysisContext) {
+  return rv && typeof rv.relname === 'string' ? ctx.env.schema.relations(typeof rv.schemaname === 'string' ? rv.schemaname : null, rv.relname) : [];
+}
+
+function holdsProtected(rv: Body | undefined, ctx: AnalysisContext): boolean {
+  return relationsOf(rv, ctx).some((rel) => rel.columns.some((c) => columnRule(rel, c.name, ctx.env) !== null));
+}
+
+/** ALTER TABLE … CLUSTER ON (above), and a new type for a protected column: converting each value
+ *  may fail for some (a varchar(20) fails for longer emails), and its mask would change meaning. */
+function alteredProtectedColumns(body: Body, ctx: AnalysisContext): void {
+  const rels = relationsOf(body.relation as Body | undefined, ctx);
+  for (const cmd of list(body.cmds)) {
+    const c = as(cmd, 'AlterTableCmd');
+    if (c?.subtype === 'AT_ClusterOn' && holdsProtected(body.relation as Body | undefined, ctx)) ctx.refuse(CLUSTERING);
+    if (c?.subtype !== 'AT_AlterColumnType' || typeof c.name !== 'string') continue;
+    const column = c.name;
+    const rel = rels.find((r) => columnRule(r, column, ctx.env) !== null);
+    if (rel) ctx.refuse(`changing the type of protected column ${rel.schema}.${rel.name}.${column} is refused on a masking connection: converting its values may fail for some of them, which would tell them apart`);
+  }
 }
 
 /** The columns of the UNIQUE, PRIMARY KEY and exclusion constraints an ALTER TABLE adds. */

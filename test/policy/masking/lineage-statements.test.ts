@@ -262,6 +262,13 @@ describe('refusals', () => {
     allowed('CREATE UNIQUE INDEX ON customers (id)');
     allowed('ALTER TABLE customers ADD UNIQUE (full_name)');
   });
+  test('CLUSTER, and a new type for a protected column', () => {
+    refused('CLUSTER customers USING customers_ssn_key', /CLUSTER of a table that holds protected columns is refused/);
+    refused('ALTER TABLE customers CLUSTER ON customers_ssn_key', /CLUSTER of a table that holds protected columns is refused/);
+    refused('ALTER TABLE customers ALTER COLUMN email TYPE varchar(20)', /changing the type of protected column public\.customers\.email is refused/);
+    allowed('CLUSTER public.notes USING notes_pkey');
+    allowed('ALTER TABLE customers ALTER COLUMN full_name TYPE varchar(200)');
+  });
   test('EXECUTE with protected parameters', () => refused('EXECUTE p((SELECT ssn FROM customers LIMIT 1))', /EXECUTE would pass/));
   test('ordinary statements are not refused', () => {
     for (const sql of ['SELECT * FROM customers', 'BEGIN', 'COMMIT', 'SET work_mem = 1', 'VACUUM customers', 'CREATE INDEX ON customers (ssn)']) allowed(sql);
