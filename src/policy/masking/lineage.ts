@@ -8,16 +8,18 @@
  * refused. It never throws.
  *
  * Files: lineage-select (queries), lineage-from (FROM items), lineage-expr (expressions),
- * lineage-dml (writes), lineage-relations (tables and views), lineage-functions (which calls
+ * lineage-dml (writes), lineage-ddl (schema changes that would break lineage or ask the
+ * database to compare protected values), lineage-relations (tables and views), lineage-functions (which calls
  * are followed), lineage-scope (name resolution), lineage-taint (the algebra).
  */
 import type { AnalysisEnv, CopyFormat, NameEffect, OutputColumn, QueryAnalysis, SessionNames, StatementAnalysis } from './types.js';
 import { as, children, list, strings, unwrap, type Body } from './lineage-node.js';
 import { clearTaint, copyTaint, describeTaint, isClear, unionTaints, unknownTaint } from './lineage-taint.js';
-import { AnalysisContext, type Scope } from './lineage-scope.js';
+import { AnalysisContext } from './lineage-scope.js';
 import { exprTaint } from './lineage-expr.js';
 import { analyzeQueryNode } from './lineage-select.js';
 import { rangeVarItem } from './lineage-from.js';
+import { refuseTypeDefinition, renameOrMove, tableDdl } from './lineage-ddl.js';
 import { chosenTokens } from './lineage-dml.js';
 import { columnRule, relationFacts } from './lineage-relations.js';
 import { parseSql } from './parse.js';
@@ -132,7 +134,7 @@ function analyzeStatement(node: unknown, ctx: AnalysisContext): StatementOutcome
       if (body.kind === 'OBJECT_AGGREGATE' || body.kind === 'OBJECT_OPERATOR') {
         ctx.refuse(`CREATE ${body.kind === 'OBJECT_AGGREGATE' ? 'AGGREGATE' : 'OPERATOR'} is refused on a masking connection: it defines code the gateway cannot follow`);
       }
-      if (body.kind === 'OBJECT_TYPE') ctx.refuse(TYPE_DEFINITION);
+      if (body.kind === 'OBJECT_TYPE') refuseTypeDefinition(ctx);
       return NONE;
     case 'CreateDomainStmt':
     case 'AlterDomainStmt':
@@ -140,40 +142,23 @@ function analyzeStatement(node: unknown, ctx: AnalysisContext): StatementOutcome
     case 'AlterEnumStmt':
     case 'CompositeTypeStmt':
     case 'CreateRangeStmt':
-      ctx.refuse(TYPE_DEFINITION);
+      refuseTypeDefinition(ctx);
       return NONE;
     case 'CreatePublicationStmt':
     case 'AlterPublicationStmt':
       ctx.refuse('publications are refused on a masking connection: they replicate rows past the gateway, unmasked');
       return NONE;
     case 'RenameStmt':
-    case 'AlterObjectSchemaStmt': {
-      const kind = type === 'RenameStmt' ? body.renameType : body.objectType;
-      if (kind === 'OBJECT_TYPE' || kind === 'OBJECT_DOMAIN') ctx.refuse(TYPE_DEFINITION);
-      protectedRelationChange(body, type === 'RenameStmt' ? 'renaming' : 'moving', ctx);
+    case 'AlterObjectSchemaStmt':
+      renameOrMove(type, body, ctx);
       return NONE;
-    }
     case 'AlterTableStmt':
     case 'CreatePolicyStmt':
     case 'AlterPolicyStmt':
-      foreignKeysToProtected(body, ctx);
-      if (type === 'AlterTableStmt') {
-        uniqueKeysOverProtected(body, keyColumnsAdded(body), ctx);
-        alteredProtectedColumns(body, ctx);
-      }
-      expressionsOverRelation(type, body, ctx);
-      return NONE;
     case 'ClusterStmt':
-      // Rewriting the table in an index's order makes every later scan return rows in it.
-      if (holdsProtected(body.relation as Body | undefined, ctx)) ctx.refuse(CLUSTERING);
-      return NONE;
     case 'IndexStmt':
-      if (body.unique) uniqueKeysOverProtected(body, list(body.indexParams).map((p) => as(p, 'IndexElem')?.name).filter((n): n is string => typeof n === 'string'), ctx);
-      exprTaint(children(body), { items: [], parent: null, ctes: null }, ctx);
-      return NONE;
     case 'CreateStmt':
-      foreignKeysToProtected(body, ctx);
-      exprTaint(children(body), { items: [], parent: null, ctes: null }, ctx);
+      tableDdl(type, body, ctx);
       return NONE;
     default:
       // Other utility statements return no rows; any query or expression inside still counts.
@@ -181,9 +166,6 @@ function analyzeStatement(node: unknown, ctx: AnalysisContext): StatementOutcome
       return NONE;
   }
 }
-
-/** Why a type may not be defined, renamed or moved on a masking connection. */
-const TYPE_DEFINITION = 'defining, renaming or moving a type or domain is refused on a masking connection: a cast or a write to a type runs its checks and input function on the value, so whether it fails would tell protected values apart (a domain pg_temp.text would even stand in for the built-in type in `ssn::text`)';
 
 function clearColumn(name: string): OutputColumn {
   return { name, taint: clearTaint() };
@@ -314,123 +296,6 @@ export function booleanOption(arg: unknown): boolean {
   if (i) return Number(i.ival ?? 0) !== 0;
   const s = as(arg, 'String')?.sval;
   return typeof s === 'string' && ['true', 'on', '1', 'yes', 'match'].includes(s.toLowerCase());
-}
-
-/** Renaming a protected table or column (or moving it to another schema) would take it out
- *  from under its rule. */
-function protectedRelationChange(body: Body, verb: string, ctx: AnalysisContext): void {
-  const rv = body.relation as Body | undefined;
-  if (!rv || typeof rv.relname !== 'string') return;
-  const rels = ctx.env.schema.relations(typeof rv.schemaname === 'string' ? rv.schemaname : null, rv.relname);
-  const guarded = rels.some((rel) => rel.columns.some((c) => columnRule(rel, c.name, ctx.env) !== null));
-  if (guarded) ctx.refuse(`${verb} ${rv.relname}, which holds protected columns, is refused on a masking connection: its masking rules would no longer match`);
-}
-
-/**
- * A FOREIGN KEY that references a protected column answers, for every row written, whether its
- * value is among that column's values: with one from a table of guesses to a copy of the
- * account numbers, `INSERT INTO guesses VALUES ('…')` fails exactly when no account has it (the
- * guess is a value of the statement's own, into a column no rule protects, so the write rules
- * allow it). A referenced relation the catalog does not know cannot be shown free of them.
- */
-function foreignKeysToProtected(body: Body, ctx: AnalysisContext): void {
-  for (const fk of foreignKeys(body)) {
-    const pk = fk.pktable as Body | undefined;
-    if (!pk || typeof pk.relname !== 'string') continue;
-    const rels = ctx.env.schema.relations(typeof pk.schemaname === 'string' ? pk.schemaname : null, pk.relname);
-    const named = strings(fk.pk_attrs);
-    const hit = rels.length === 0
-      ? `${pk.relname}, a relation the gateway's catalog does not know`
-      : rels.flatMap((rel) => (named.length > 0 ? named : rel.columns.map((c) => c.name)) // none named: its primary key, any column
-        .filter((c) => columnRule(rel, c, ctx.env) !== null).map((c) => `protected column ${rel.schema}.${rel.name}.${c}`))[0];
-    if (hit) ctx.refuse(`a FOREIGN KEY referencing ${hit} is refused on a masking connection: every row written would tell whether its value is among the referenced values`);
-    // Added to a table with rows, it checks them at once: whether each protected value is among
-    // the referenced ones (later writes are checked constraints: lineage-dml.ts).
-    const from = body.relation as Body | undefined;
-    if (from && typeof from.relname === 'string') {
-      const own = ctx.env.schema.relations(typeof from.schemaname === 'string' ? from.schemaname : null, from.relname);
-      const guarded = own.flatMap((rel) => strings(fk.fk_attrs).filter((c) => columnRule(rel, c, ctx.env) !== null).map((c) => `${rel.schema}.${rel.name}.${c}`))[0];
-      if (guarded) ctx.refuse(`a FOREIGN KEY on protected column ${guarded} is refused on a masking connection: checking the rows it holds would tell whether each value is among the referenced ones`);
-    }
-  }
-}
-
-/**
- * A unique key (or exclusion constraint) built over a protected column compares the values it
- * holds: with a guess written into one row first (a value of one's own, allowed into a `redact`
- * column), `CREATE UNIQUE INDEX ON customers (email)` fails exactly when some customer has it.
- * Writes into a keyed column are check predicates (lineage-dml.ts); building one is refused.
- */
-function uniqueKeysOverProtected(body: Body, columns: string[], ctx: AnalysisContext): void {
-  const rv = body.relation as Body | undefined;
-  if (!rv || typeof rv.relname !== 'string') return;
-  const rels = ctx.env.schema.relations(typeof rv.schemaname === 'string' ? rv.schemaname : null, rv.relname);
-  const guarded = rels.flatMap((rel) => columns.filter((c) => columnRule(rel, c, ctx.env) !== null).map((c) => `${rel.schema}.${rel.name}.${c}`))[0];
-  if (guarded) ctx.refuse(`a unique key over protected column ${guarded} is refused on a masking connection: building it compares the values the column holds, so whether it fails tells equal ones apart (a guess written into one row first)`);
-}
-
-const CLUSTERING = 'CLUSTER of a table that holds protected columns is refused on a masking connection: its rows would then come back in the order of an index, which may be over a protected column (an ORDER BY it no longer needs)';
-
-function relationsOf(rv: Body | undefined, ctx: AnalysisContext) {
-  return rv && typeof rv.relname === 'string' ? ctx.env.schema.relations(typeof rv.schemaname === 'string' ? rv.schemaname : null, rv.relname) : [];
-}
-
-function holdsProtected(rv: Body | undefined, ctx: AnalysisContext): boolean {
-  return relationsOf(rv, ctx).some((rel) => rel.columns.some((c) => columnRule(rel, c.name, ctx.env) !== null));
-}
-
-/** ALTER TABLE … CLUSTER ON (above), and a new type for a protected column: converting each value
- *  may fail for some (a varchar(20) fails for longer emails), and its mask would change meaning. */
-function alteredProtectedColumns(body: Body, ctx: AnalysisContext): void {
-  const rels = relationsOf(body.relation as Body | undefined, ctx);
-  for (const cmd of list(body.cmds)) {
-    const c = as(cmd, 'AlterTableCmd');
-    if (c?.subtype === 'AT_ClusterOn' && holdsProtected(body.relation as Body | undefined, ctx)) ctx.refuse(CLUSTERING);
-    if (c?.subtype !== 'AT_AlterColumnType' || typeof c.name !== 'string') continue;
-    const column = c.name;
-    const rel = rels.find((r) => columnRule(r, column, ctx.env) !== null);
-    if (rel) ctx.refuse(`changing the type of protected column ${rel.schema}.${rel.name}.${column} is refused on a masking connection: converting its values may fail for some of them, which would tell them apart`);
-  }
-}
-
-/** The columns of the UNIQUE, PRIMARY KEY and exclusion constraints an ALTER TABLE adds. */
-function keyColumnsAdded(body: Body): string[] {
-  return list(body.cmds).flatMap((cmd) => {
-    const c = as(as(cmd, 'AlterTableCmd')?.def, 'Constraint');
-    if (!c) return [];
-    if (c.contype === 'CONSTR_PRIMARY' || c.contype === 'CONSTR_UNIQUE') return strings(c.keys);
-    if (c.contype === 'CONSTR_EXCLUSION') return list(c.exclusions).map((e) => as(list(as(e, 'List')?.items)[0], 'IndexElem')?.name).filter((n): n is string => typeof n === 'string');
-    return [];
-  });
-}
-
-/** The FOREIGN KEY constraints anywhere in a statement (column and table constraints, ALTER TABLE ... ADD). */
-function foreignKeys(body: Body): Body[] {
-  const found: Body[] = [];
-  const walk = (nodes: unknown[]): void => {
-    for (const n of nodes) {
-      const c = as(n, 'Constraint');
-      if (c?.contype === 'CONSTR_FOREIGN') found.push(c);
-      const u = unwrap(n);
-      if (u) walk(children(u[1]));
-    }
-  };
-  walk(children(body));
-  return found;
-}
-
-/** ALTER TABLE (generated columns, USING, defaults) and row-level security policies: expressions
- *  over the table's columns that the server evaluates later, out of the gateway's sight. */
-function expressionsOverRelation(type: string, body: Body, ctx: AnalysisContext): void {
-  const rv = (body.relation ?? body.table) as Body | undefined;
-  const scope: Scope = { items: [], parent: null, ctes: null };
-  if (rv && typeof rv.relname === 'string') scope.items.push(rangeVarItem(rv, scope, ctx));
-  const { relation: _r, table: _t, ...rest } = body;
-  const t = exprTaint(children(rest), scope, ctx);
-  if (!isClear(t)) {
-    const what = type === 'AlterTableStmt' ? 'ALTER TABLE' : type === 'CreatePolicyStmt' ? 'CREATE POLICY' : 'ALTER POLICY';
-    ctx.refuse(`${what} with an expression over protected data (${describeTaint(t)}) is refused on a masking connection: the server would evaluate it out of the gateway's sight`);
-  }
 }
 
 /** SessionNames with this query string's own PREPARE / DECLARE / DEALLOCATE / CLOSE applied. */
