@@ -14,7 +14,7 @@ import { itemFromColumns, openItem, type AnalysisContext, type Col, type CteFram
 import { exprTaint, predicateTaint } from './lineage-expr.js';
 import { analyzeQueryNode, buildCtes, targetColumns } from './lineage-select.js';
 import { fromClause, rangeVarItem } from './lineage-from.js';
-import { columnRule, relationFacts } from './lineage-relations.js';
+import { columnRule, columnTaints, relationFacts } from './lineage-relations.js';
 import { keptCharacters } from './rules.js';
 import type { MaskRule, Taint } from './types.js';
 
@@ -57,16 +57,8 @@ function writeTarget(relation: Body, level: Scope, ctx: AnalysisContext): WriteT
         return [own, shown].filter((r): r is MaskRule => r !== null);
       }),
     checked: (column) => rels.some((rel) => rel.checks?.includes(column) || rel.keys?.includes(column) || rel.columns.some((c) => c.name === column && c.domain === true)),
-    keyedValues: (column) => unionTaints(rels.flatMap((rel) => {
-      const i = rel.columns.findIndex((c) => c.name === column);
-      return i >= 0 && rel.keys?.includes(column) ? [relationFacts(rel, ctx.env).taints[i]!] : [];
-    })),
-    rowChecked: unionTaints(rels.flatMap((rel) => {
-      const checked = rel.checks ?? [];
-      if (checked.length === 0) return [];
-      const taints = relationFacts(rel, ctx.env).taints;
-      return rel.columns.flatMap((c, i) => (checked.includes(c.name) && taints[i] ? [taints[i]] : []));
-    })),
+    keyedValues: (column) => unionTaints(rels.flatMap((rel) => columnTaints(rel, rel.keys?.includes(column) ? [column] : [], ctx.env))),
+    rowChecked: unionTaints(rels.flatMap((rel) => columnTaints(rel, rel.checks ?? [], ctx.env))),
   };
 }
 
@@ -131,7 +123,7 @@ function assignedTaint(val: unknown, level: Scope, ctx: AnalysisContext): Taint 
 }
 
 function assignments(targets: unknown[], target: WriteTarget, level: Scope, verb: string, ctx: AnalysisContext): void {
-  // An updated row is checked whole: its protected columns too, whatever is assigned.
+  // An updated row's CHECK constraints run again: the protected columns they read count, whatever is assigned.
   if (targets.length > 0) ctx.predicate(target.rowChecked, 'check');
   for (const t of targets) {
     const rt = as(t, 'ResTarget');

@@ -40,6 +40,13 @@ export function relationTaints(rel: RelationInfo, env: AnalysisEnv): Taint[] {
   return relationFacts(rel, env).taints.map(copyTaint);
 }
 
+/** What the named columns of a relation may hold (names it lacks are left out). */
+export function columnTaints(rel: RelationInfo, names: readonly string[], env: AnalysisEnv): Taint[] {
+  if (names.length === 0) return [];
+  const taints = relationFacts(rel, env).taints;
+  return rel.columns.flatMap((c, i) => (names.includes(c.name) && taints[i] ? [taints[i]] : []));
+}
+
 export function relationFacts(rel: RelationInfo, env: AnalysisEnv): RelationFacts {
   const m = memoFor(env);
   const known = m.get(rel.oid);

@@ -21,7 +21,7 @@ import { analyzeQueryNode } from './lineage-select.js';
 import { rangeVarItem } from './lineage-from.js';
 import { refuseTypeDefinition, renameOrMove, tableDdl } from './lineage-ddl.js';
 import { chosenTokens } from './lineage-dml.js';
-import { columnRule, relationFacts } from './lineage-relations.js';
+import { columnRule, columnTaints } from './lineage-relations.js';
 import { parseSql } from './parse.js';
 
 export { relationTaints } from './lineage-relations.js';
@@ -214,11 +214,7 @@ function copyIntoProtected(body: Body, ctx: AnalysisContext): void {
     const columns = named.length > 0 ? named : rel.columns.map((c) => c.name);
     const hashed = columns.find((c) => columnRule(rel, c, ctx.env)?.method === 'hash');
     if (hashed !== undefined) return ctx.refuse(chosenTokens('COPY FROM', `${rel.schema}.${rel.name}.${hashed}`));
-    const taints = relationFacts(rel, ctx.env).taints;
-    for (const c of columns) {
-      const i = rel.columns.findIndex((col) => col.name === c);
-      if (i >= 0 && rel.keys?.includes(c)) ctx.predicate(taints[i]!, 'check');
-    }
+    ctx.predicate(unionTaints(columnTaints(rel, columns.filter((c) => rel.keys?.includes(c)), ctx.env)), 'check');
   }
 }
 
