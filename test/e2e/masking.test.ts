@@ -487,6 +487,32 @@ describe('an analyst trying to get around it', () => {
     }
   });
 
+  test("planner settings would make a plain SELECT return rows in a protected column's index order: refused", async () => {
+    // The oracle, straight to the database: a copy stored in random order; its hashed column read
+    // with the ids pairs each token with an id, and read alone through the index over it (an
+    // index-only scan once seq scans are off) it comes in account order (here also id order).
+    const straight = new pg.Client({ host: db.info.host, port: db.info.port, user: db.info.users.scram, password: passwordOf(db.info.users.scram), database: db.info.database });
+    await straight.connect();
+    try {
+      await straight.query('CREATE TEMP TABLE ord (id int, account_number text); INSERT INTO ord SELECT id, account_number FROM bank.accounts ORDER BY random(); CREATE INDEX ord_idx ON ord (account_number)');
+      const idOf = new Map((await straight.query<{ id: number; a: string }>('SELECT id, account_number AS a FROM ord')).rows.map((r) => [r.a, r.id]));
+      await straight.query('SET enable_seqscan = off');
+      const ids = (await straight.query<{ a: string }>('SELECT account_number AS a FROM ord')).rows.map((r) => idOf.get(r.a));
+      expect(ids).toEqual(Array.from({ length: 40 }, (_, i) => i + 1));
+    } finally {
+      await straight.end();
+    }
+    const c = await as('alice');
+    try {
+      await expectRefused(c, 'SET enable_seqscan = off', /setting enable_seqscan is refused on a masking connection: it steers the plan/);
+      await expectRefused(c, "SELECT set_config('enable_seqscan', 'off', false)", /setting enable_seqscan is refused/);
+      expect((await c.query('SHOW enable_seqscan')).rows).toEqual([{ enable_seqscan: 'on' }]);
+      await c.query('RESET enable_seqscan');
+    } finally {
+      await c.end();
+    }
+  });
+
   test('a type named text outside pg_catalog, reached through search_path: the cast to it counts as one that may fail', async () => {
     const score = await firstScore();
     await direct.query(`CREATE DOMAIN bank.text AS pg_catalog.text CHECK (VALUE <> '${score}')`);

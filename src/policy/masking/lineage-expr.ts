@@ -8,7 +8,7 @@ import type { PredicateUse, Taint } from './types.js';
 import { as, children, list, strings, unwrap, type Body } from './lineage-node.js';
 import { branchTaint, clearTaint, isClear, unionTaints, unknownTaint } from './lineage-taint.js';
 import { columnOf, findColumn, findItem, type AnalysisContext, type Scope } from './lineage-scope.js';
-import { COUNTING_AGGREGATES, catalogName, functionRefusal, totalAt } from './lineage-functions.js';
+import { COUNTING_AGGREGATES, catalogName, functionRefusal, plannerSettingRefusal, totalAt } from './lineage-functions.js';
 import { analyzeQueryNode } from './lineage-select.js';
 
 /** Literal-like nodes: no column can hide in them. */
@@ -218,6 +218,7 @@ function funcCallTaint(body: Body, scope: Scope, ctx: AnalysisContext): Taint {
     callTaint(schema, name, argTaints, args.length, ctx);
     return clearTaint();
   }
+  if (catalogName(schema, name) === 'set_config') settingName(args[0], ctx);
   // A set-returning function's arguments decide how many rows there are: count(*) over
   // generate_series(1, credit_score) would show the score in clear.
   if (ctx.env.schema.returnsSet(schema, name)) ctx.predicate(unionTaints(argTaints), 'rows');
@@ -227,6 +228,14 @@ function funcCallTaint(body: Body, scope: Scope, ctx: AnalysisContext): Taint {
     ctx.predicate(unionTaints(argTaints.filter((t, i) => !isClear(t) && !totalAt(schema, name, i))), 'error');
   }
   return callTaint(schema, name, resultTaints, args.length, ctx);
+}
+
+/** set_config's setting must be one the gateway can read, and not one that steers the plan. */
+function settingName(arg: unknown, ctx: AnalysisContext): void {
+  const name = as(arg, 'A_Const')?.sval as Body | undefined;
+  if (typeof name?.sval !== 'string') return ctx.refuse('set_config of a setting named by an expression is refused on a masking connection: the gateway cannot tell which setting it changes');
+  const refusal = plannerSettingRefusal(name.sval);
+  if (refusal !== null) ctx.refuse(refusal);
 }
 
 /** A function applied to values: refused per the function rules, else the union of its inputs. */

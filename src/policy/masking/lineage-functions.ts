@@ -88,6 +88,19 @@ function isSink(name: string): boolean {
 
 /** The name an unqualified or pg_catalog-qualified call can reach in pg_catalog (which the
  *  server searches first, whatever else the search_path holds). */
+/**
+ * Settings that steer the plan. A statement without ORDER BY returns rows in the plan's order, so
+ * `SET enable_seqscan = off` could make a plain `SELECT id, ssn FROM customers` scan an index
+ * over ssn and show how the SSNs compare: refused on a masking connection (RESET is allowed).
+ */
+const PLANNER_SETTING = /^(enable_[a-z_]+|[a-z_]+_cost|effective_cache_size|min_parallel_[a-z_]+_scan_size)$/;
+
+export function plannerSettingRefusal(name: string): string | null {
+  return PLANNER_SETTING.test(name.toLowerCase())
+    ? `setting ${name} is refused on a masking connection: it steers the plan, and a plan's row order (an index scan over a protected column) shows how the values compare`
+    : null;
+}
+
 export function catalogName(schema: string | null, name: string): string | null {
   return schema === null || schema === 'pg_catalog' ? name : null;
 }

@@ -20,6 +20,7 @@ import { exprTaint } from './lineage-expr.js';
 import { analyzeQueryNode } from './lineage-select.js';
 import { rangeVarItem } from './lineage-from.js';
 import { refuseTypeDefinition, renameOrMove, tableDdl } from './lineage-ddl.js';
+import { plannerSettingRefusal } from './lineage-functions.js';
 import { chosenTokens } from './lineage-dml.js';
 import { columnRule, columnTaints } from './lineage-relations.js';
 import { parseSql } from './parse.js';
@@ -116,6 +117,11 @@ function analyzeStatement(node: unknown, ctx: AnalysisContext): StatementOutcome
       // The plan's text is not data; what the explained statement does (EXPLAIN ANALYZE runs it) counts.
       analyzeStatement(body.query, ctx);
       return { result: [{ name: 'QUERY PLAN', taint: clearTaint() }] };
+    case 'VariableSetStmt': {
+      const refusal = body.kind === 'VAR_RESET' || body.kind === 'VAR_RESET_ALL' ? null : plannerSettingRefusal(String(body.name ?? ''));
+      if (refusal !== null) ctx.refuse(refusal);
+      return NONE;
+    }
     case 'VariableShowStmt':
       return { result: body.name === 'all' ? ['name', 'setting', 'description'].map(clearColumn) : [clearColumn(String(body.name ?? 'setting'))] };
     case 'ViewStmt':

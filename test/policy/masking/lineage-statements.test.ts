@@ -269,6 +269,13 @@ describe('refusals', () => {
     allowed('CLUSTER public.notes USING notes_pkey');
     allowed('ALTER TABLE customers ALTER COLUMN full_name TYPE varchar(200)');
   });
+  test("settings that steer the plan: a plain SELECT's row order would follow an index over a protected column", () => {
+    for (const sql of ['SET enable_seqscan = off', 'SET LOCAL random_page_cost = 0', 'SET SESSION Enable_BitmapScan TO off', "SELECT set_config('enable_seqscan', 'off', false)"]) {
+      refused(sql, /setting \S+ is refused on a masking connection: it steers the plan/i);
+    }
+    refused("SELECT set_config('enable_' || 'seqscan', 'off', false)", /set_config of a setting named by an expression/);
+    for (const sql of ['RESET enable_seqscan', 'RESET ALL', 'SET work_mem = 1', "SET search_path = public", "SELECT set_config('application_name', 'x', false)"]) allowed(sql);
+  });
   test('EXECUTE with protected parameters', () => refused('EXECUTE p((SELECT ssn FROM customers LIMIT 1))', /EXECUTE would pass/));
   test('ordinary statements are not refused', () => {
     for (const sql of ['SELECT * FROM customers', 'BEGIN', 'COMMIT', 'SET work_mem = 1', 'VACUUM customers', 'CREATE INDEX ON customers (ssn)']) allowed(sql);
