@@ -154,6 +154,17 @@ function analyzeStatement(node: unknown, ctx: AnalysisContext): StatementOutcome
     case 'AlterPublicationStmt':
       ctx.refuse('publications are refused on a masking connection: they replicate rows past the gateway, unmasked');
       return NONE;
+    case 'CreateForeignTableStmt':
+    case 'ImportForeignSchemaStmt':
+    case 'CreateForeignServerStmt':
+    case 'AlterForeignServerStmt':
+    case 'CreateUserMappingStmt':
+    case 'AlterUserMappingStmt':
+    case 'CreateSubscriptionStmt':
+    case 'AlterSubscriptionStmt':
+      // A foreign table over a loopback server reads this database's protected tables under a name no rule covers.
+      ctx.refuse('foreign tables, servers, user mappings and subscriptions are refused on a masking connection: they bring in rows from past the gateway\'s catalog (a loopback server reads protected tables under names no rule covers)');
+      return NONE;
     case 'RenameStmt':
     case 'AlterObjectSchemaStmt':
       renameOrMove(type, body, ctx);

@@ -276,6 +276,16 @@ describe('refusals', () => {
     refused("SELECT set_config('enable_' || 'seqscan', 'off', false)", /set_config of a setting named by an expression/);
     for (const sql of ['RESET enable_seqscan', 'RESET ALL', 'SET work_mem = 1', "SET search_path = public", "SELECT set_config('application_name', 'x', false)"]) allowed(sql);
   });
+  test('foreign tables, servers and subscriptions: a loopback server would read protected tables under other names', () => {
+    for (const sql of [
+      "CREATE FOREIGN TABLE ft (ssn text) SERVER loopback OPTIONS (table_name 'customers')",
+      'IMPORT FOREIGN SCHEMA public FROM SERVER loopback INTO archive',
+      "CREATE SERVER loopback FOREIGN DATA WRAPPER postgres_fdw OPTIONS (dbname 'bank')",
+      "ALTER SERVER loopback OPTIONS (SET dbname 'bank')",
+      'CREATE USER MAPPING FOR CURRENT_USER SERVER loopback',
+      "CREATE SUBSCRIPTION s CONNECTION 'dbname=bank' PUBLICATION p",
+    ]) refused(sql, /foreign tables, servers, user mappings and subscriptions are refused/);
+  });
   test('EXECUTE with protected parameters', () => refused('EXECUTE p((SELECT ssn FROM customers LIMIT 1))', /EXECUTE would pass/));
   test('ordinary statements are not refused', () => {
     for (const sql of ['SELECT * FROM customers', 'BEGIN', 'COMMIT', 'SET work_mem = 1', 'VACUUM customers', 'CREATE INDEX ON customers (ssn)']) allowed(sql);
