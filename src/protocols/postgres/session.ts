@@ -126,8 +126,9 @@ export class Session {
   private cancelUpstream(): void {
     // One at a time: a second one would signal the same statement (what follows waits for the
     // first), and a client repeating CancelRequests must not make the gateway dial the database
-    // (where each cancel costs a connection) as often as it likes.
-    if (this.cancelInFlight) return;
+    // (where each cancel costs a connection) as often as it likes. With no statement upstream
+    // there is nothing to cancel: an idle backend drops the signal.
+    if (this.cancelInFlight || !this.queue.expected.some((e) => 's' in e)) return;
     const sent = this.o.cancelUpstream();
     this.cancelInFlight = sent;
     void sent.then(() => {
