@@ -38,7 +38,8 @@ const RELATION_KINDS: Record<string, RelationKind> = { r: 'table', v: 'view', m:
 /**
  * The whole catalog the analysis needs in one statement (one snapshot, one round trip): a row
  * per relation ('r'), per live column ('c'), per function name and schema ('f'), and per
- * partition or inheritance link ('i': child, parent), and per type outside pg_catalog named
+ * partition or inheritance link ('i': child, parent), per FOREIGN KEY column ('k': relation and
+ * attnum, referenced relation and attnum), and per type outside pg_catalog named
  * like a built-in type the analysis treats as a cast that cannot fail ('t').
  *
  * pg_get_viewdef takes AccessShareLock on the view and on every relation its query names, so it
@@ -85,6 +86,10 @@ SELECT DISTINCT 'f', NULL, n.nspname::text, p.proname::text, p.proretset::text, 
 UNION ALL
 SELECT 'i', i.inhrelid::text, NULL, NULL, NULL, NULL, i.inhparent::text, NULL, NULL, NULL
   FROM pg_catalog.pg_inherits i
+UNION ALL
+SELECT 'k', x.conrelid::text, NULL, NULL, NULL, x.conkey[i]::text, x.confrelid::text, x.confkey[i]::text, NULL, NULL
+  FROM pg_catalog.pg_constraint x, pg_catalog.generate_subscripts(x.conkey, 1) AS i
+ WHERE x.contype = 'f'
 UNION ALL
 SELECT DISTINCT 't', NULL, NULL, t.typname::text, NULL, NULL, NULL, NULL, NULL, NULL
   FROM pg_catalog.pg_type t
@@ -346,6 +351,7 @@ function parseCatalog(result: QueryResult, version: number, loadedAt: number): S
   const unread: RelationInfo[] = [];
   const links: { child: number; parent: number }[] = [];
   const shadowed: string[] = [];
+  const foreignKeys: { relid: number; attnum: number; refRelid: number; refAttnum: number }[] = [];
   /** Per relation, the attnums its CHECK constraints read, and those its keys and other
    *  constraints read (0: every column). */
   const checkedAttnums = new Map<number, [number[], number[]]>();
@@ -367,6 +373,9 @@ function parseCatalog(result: QueryResult, version: number, loadedAt: number): S
       }
       case 't':
         shadowed.push(need(name));
+        break;
+      case 'k':
+        foreignKeys.push({ relid: toInt(oid), attnum: toInt(attnum), refRelid: toInt(typeOid), refAttnum: toInt(definition) });
         break;
       case 'f':
         functions.push({ schema: need(schema), name: need(name), returnsSet: kind === 'true' });
@@ -390,6 +399,12 @@ function parseCatalog(result: QueryResult, version: number, loadedAt: number): S
     const named = (attnums: number[]) => rel.columns.filter((c) => attnums.includes(0) || attnums.includes(c.attnum)).map((c) => c.name);
     if (checks.length > 0) rel.checks = named(checks);
     if (keys.length > 0) rel.keys = named(keys);
+  }
+  const columnName = (relid: number, attnum: number) => relations.get(relid)?.columns.find((c) => c.attnum === attnum)?.name;
+  for (const fk of foreignKeys) {
+    const column = columnName(fk.relid, fk.attnum);
+    const referenced = columnName(fk.refRelid, fk.refAttnum);
+    if (column !== undefined && referenced !== undefined) (relations.get(fk.relid)!.references ??= []).push({ column, relation: fk.refRelid, referenced });
   }
   return new SchemaSnapshot([...relations.values()], functions, unread, version, loadedAt, shadowed);
 }

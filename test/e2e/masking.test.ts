@@ -513,6 +513,32 @@ describe('an analyst trying to get around it', () => {
     }
   });
 
+  test('a FOREIGN KEY that already references a protected column: a guess written into it is looked up there; refused', async () => {
+    const ssn = (await direct.query<{ s: string }>('SELECT ssn AS s FROM bank.customers WHERE id = 1')).rows[0]!.s;
+    await direct.query('CREATE TABLE bank.orders (id int, customer_ssn char(11) REFERENCES bank.customers (ssn))');
+    const c = await as('alice');
+    try {
+      const guess = (g: string) => `INSERT INTO bank.orders VALUES (1, '${g}')`;
+      // The oracle: the real SSN is accepted, a wrong guess fails the foreign key.
+      await direct.query('BEGIN');
+      try {
+        expect(await refusal(direct, guess(ssn))).toBeNull();
+        expect(await refusal(direct, guess('000-00-0000'))).toMatchObject({ code: '23503' });
+      } finally {
+        await direct.query('ROLLBACK');
+      }
+      expect((await gw.reload()).ok).toBe(true); // made outside hoop: read the catalog now
+      for (const g of [ssn, '000-00-0000']) await expectRefused(c, guess(g), /bank\.customers\.ssn in a write that a constraint or a domain checks/);
+      await expectRefused(c, `UPDATE bank.orders SET customer_ssn = '${ssn}'`, /bank\.customers\.ssn in a write/);
+      expect((await direct.query('SELECT count(*)::int AS n FROM bank.orders')).rows).toEqual([{ n: 0 }]);
+      await c.query('INSERT INTO bank.orders (id) VALUES (2)'); // no value in the key: nothing looked up
+    } finally {
+      await c.end();
+      await direct.query('DROP TABLE bank.orders');
+      expect((await gw.reload()).ok).toBe(true);
+    }
+  });
+
   test('a type named text outside pg_catalog, reached through search_path: the cast to it counts as one that may fail', async () => {
     const score = await firstScore();
     await direct.query(`CREATE DOMAIN bank.text AS pg_catalog.text CHECK (VALUE <> '${score}')`);

@@ -182,6 +182,8 @@ describe('the snapshot', () => {
     expect(snap.relations('public', 'keyed_t')[0]!).toMatchObject({ keys: ['a', 'b', 'c'] });
     expect(snap.relations('public', 'keyed_t')[0]!.checks).toBeUndefined();
     expect(snap.relations('public', 'partial_t')[0]!.keys).toEqual(['x', 'y']);
+    // FOREIGN KEY columns with what they reference (checked_t.id REFERENCES customers, its primary key).
+    expect(t.references).toEqual([{ column: 'id', relation: snap.relations('public', 'customers')[0]!.oid, referenced: 'id' }]);
     expect(snap.relations('public', 'wide')[0]).not.toHaveProperty('keys');
     expect(snap.relations('public', 'wide')[0]).not.toHaveProperty('checks');
   });

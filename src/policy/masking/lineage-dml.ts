@@ -16,7 +16,7 @@ import { analyzeQueryNode, buildCtes, targetColumns } from './lineage-select.js'
 import { fromClause, rangeVarItem } from './lineage-from.js';
 import { columnRule, columnTaints, relationFacts } from './lineage-relations.js';
 import { keptCharacters } from './rules.js';
-import type { MaskRule, Taint } from './types.js';
+import type { MaskRule, RelationInfo, Taint } from './types.js';
 
 interface WriteTarget {
   item: RangeItem;
@@ -33,6 +33,8 @@ interface WriteTarget {
   keyedValues(column: string): Taint;
   /** What CHECK constraints read of an updated row, whatever is assigned: the protected columns they name. */
   rowChecked: Taint;
+  /** What a FOREIGN KEY on `column` looks what is written up among: the referenced column's protection. */
+  referencedValues(column: string): Taint;
 }
 
 function writeTarget(relation: Body, level: Scope, ctx: AnalysisContext): WriteTarget {
@@ -59,7 +61,16 @@ function writeTarget(relation: Body, level: Scope, ctx: AnalysisContext): WriteT
     checked: (column) => rels.some((rel) => rel.checks?.includes(column) || rel.keys?.includes(column) || rel.columns.some((c) => c.name === column && c.domain === true)),
     keyedValues: (column) => unionTaints(rels.flatMap((rel) => columnTaints(rel, rel.keys?.includes(column) ? [column] : [], ctx.env))),
     rowChecked: unionTaints(rels.flatMap((rel) => columnTaints(rel, rel.checks ?? [], ctx.env))),
+    referencedValues: (column) => referencedValues(rels, column, ctx),
   };
+}
+
+/** The protection of the columns a FOREIGN KEY on `column` references, in any of `rels`. */
+export function referencedValues(rels: RelationInfo[], column: string, ctx: AnalysisContext): Taint {
+  return unionTaints(rels.flatMap((rel) => (rel.references ?? []).filter((r) => r.column === column).flatMap((r) => {
+    const referenced = ctx.env.schema.relationByOid(r.relation);
+    return referenced ? columnTaints(referenced, [r.referenced], ctx.env) : [];
+  })));
 }
 
 function checkWrite(target: WriteTarget, column: string | undefined, taint: Taint, verb: string, ctx: AnalysisContext): void {
@@ -67,8 +78,9 @@ function checkWrite(target: WriteTarget, column: string | undefined, taint: Tain
     if (column === undefined) return;
     if (target.rules(column).flat().some((r) => r.method === 'hash')) ctx.refuse(chosenTokens(verb, `${target.label}.${column}`));
     // A value of the statement's own in a keyed protected column is compared with the protected
-    // values there: whether the write fails (or ON CONFLICT skips it) says if a guess is one.
-    ctx.predicate(target.keyedValues(column), 'check');
+    // values there, and one in a FOREIGN KEY column is looked up among the referenced ones:
+    // whether the write fails (or ON CONFLICT skips it) says if a guess is one.
+    ctx.predicate(unionTaints([target.keyedValues(column), target.referencedValues(column)]), 'check');
     return;
   }
   // Whether the write fails would tell the values apart: a CHECK (account_number <> '…') on a

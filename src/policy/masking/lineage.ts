@@ -21,7 +21,7 @@ import { analyzeQueryNode } from './lineage-select.js';
 import { rangeVarItem } from './lineage-from.js';
 import { refuseTypeDefinition, renameOrMove, tableDdl } from './lineage-ddl.js';
 import { plannerSettingRefusal } from './lineage-functions.js';
-import { chosenTokens } from './lineage-dml.js';
+import { chosenTokens, referencedValues } from './lineage-dml.js';
 import { columnRule, columnTaints } from './lineage-relations.js';
 import { parseSql } from './parse.js';
 
@@ -221,7 +221,8 @@ function execute(body: Body, ctx: AnalysisContext): StatementOutcome {
 
 /** COPY FROM loads the client's own values: into a column a hash rule protects, their tokens read
  *  back (lineage-dml.ts chosenTokens); into a protected column a key reads, each is compared with
- *  the protected values there (a guessed SSN fails as a duplicate exactly when some row has it). */
+ *  the protected values there (a guessed SSN fails as a duplicate exactly when some row has it),
+ *  and into a FOREIGN KEY column looked up among the values it references. */
 function copyIntoProtected(body: Body, ctx: AnalysisContext): void {
   const rv = as(body.relation, 'RangeVar') ?? (body.relation as Body | undefined);
   if (!rv || typeof rv.relname !== 'string') return;
@@ -231,7 +232,7 @@ function copyIntoProtected(body: Body, ctx: AnalysisContext): void {
     const columns = named.length > 0 ? named : rel.columns.map((c) => c.name);
     const hashed = columns.find((c) => columnRule(rel, c, ctx.env)?.method === 'hash');
     if (hashed !== undefined) return ctx.refuse(chosenTokens('COPY FROM', `${rel.schema}.${rel.name}.${hashed}`));
-    ctx.predicate(unionTaints(columnTaints(rel, columns.filter((c) => rel.keys?.includes(c)), ctx.env)), 'check');
+    ctx.predicate(unionTaints([...columnTaints(rel, columns.filter((c) => rel.keys?.includes(c)), ctx.env), ...columns.map((c) => referencedValues([rel], c, ctx))]), 'check');
   }
 }
 

@@ -157,6 +157,9 @@ export interface RelationInfo {
    *  indexes; every column for an index expression or predicate): what is written there is
    *  compared with the values other rows (or the referenced table) hold. */
   keys?: string[];
+  /** Its FOREIGN KEY columns, each with the relation (by oid) and column it references: what is
+   *  written there is looked up among the referenced values. */
+  references?: { column: string; relation: number; referenced: string }[];
 }
 
 export type FunctionKind = 'builtin' | 'user' | 'unknown';

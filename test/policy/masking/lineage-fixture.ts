@@ -36,6 +36,9 @@ export const RELATIONS: RelationInfo[] = [
   view('public', 'v_loop_b', ['id'], 'SELECT id FROM public.v_loop_a'),
 ];
 
+// A FOREIGN KEY from a column no rule protects to customers.ssn: writing a guess there looks it up.
+RELATIONS.push(rel('public', 'orders', ['id', 'customer_ssn'], { keys: ['customer_ssn'], references: [{ column: 'customer_ssn', relation: RELATIONS[0]!.oid, referenced: 'ssn' }] }));
+
 const RULES: { pattern: [string, string, string]; rule: MaskRule }[] = [
   { pattern: ['public', 'customers', 'ssn'], rule: { column: 'public.customers.ssn', type: 'ssn', method: 'partial', keep: 4 } },
   { pattern: ['*', '*', 'account_number'], rule: { column: '*.*.account_number', type: 'account_number', method: 'hash' } },

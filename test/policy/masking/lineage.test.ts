@@ -216,6 +216,10 @@ describe('predicates', () => {
     ["INSERT INTO unique_email (id, email) VALUES (1, 'guess@example.org') ON CONFLICT DO NOTHING", 'check'],
     ["UPDATE unique_email SET email = 'guess@example.org' WHERE id = 1", 'check'],
     ['COPY unique_email (id, email) FROM STDIN', 'check'],
+    // ... and a guess in a FOREIGN KEY column is looked up among the protected values it references.
+    ["INSERT INTO orders (id, customer_ssn) VALUES (1, '123-45-6789')", 'check'],
+    ["UPDATE orders SET customer_ssn = '123-45-6789' WHERE id = 1", 'check'],
+    ['COPY orders (id, customer_ssn) FROM STDIN', 'check'],
     ['UPDATE typed SET account_number = a.account_number FROM accounts a WHERE a.id = typed.id', 'check'],
     // Comparing values: how many rows (or how many distinct ones) tells equal values apart.
     ['SELECT count(*) FROM (SELECT credit_score FROM customers WHERE id = 1 INTERSECT SELECT 700) x', 'distinct'],
@@ -250,6 +254,7 @@ describe('predicates', () => {
     expect(predicates("UPDATE unique_acct SET note = 'x'")).toEqual([]); // a key is checked again only where it changes
     expect(predicates('INSERT INTO unique_email (id) VALUES (1)')).toEqual([]);
     expect(predicates('COPY unique_email (id) FROM STDIN')).toEqual([]);
+    expect(predicates('INSERT INTO orders (id) VALUES (1)')).toEqual([]);
     expect(predicates("INSERT INTO guarded (id, note) VALUES (1, 'x')")).toEqual([]);
     expect(predicates('SELECT DISTINCT id, full_name FROM customers UNION SELECT id, full_name FROM customers')).toEqual([]);
     // ... nor expressions that give a value for every value of what they are given.
