@@ -9,7 +9,7 @@
  * would be a ten-token dictionary of first digits.
  */
 import { as, list, type Body } from './lineage-node.js';
-import { combineColumns, describeTaint, isClear, unionTaints, unknownTaint } from './lineage-taint.js';
+import { clearTaint, combineColumns, describeTaint, isClear, unionTaints, unknownTaint } from './lineage-taint.js';
 import { itemFromColumns, openItem, type AnalysisContext, type Col, type CteFrame, type RangeItem, type Scope } from './lineage-scope.js';
 import { exprTaint, predicateTaint } from './lineage-expr.js';
 import { analyzeQueryNode, buildCtes, targetColumns } from './lineage-select.js';
@@ -23,6 +23,8 @@ interface WriteTarget {
   label: string;
   /** Its columns in order (for INSERT without a column list); null when unknown. */
   columns: string[] | null;
+  /** Every column name of every relation the name may mean. */
+  everyColumn: string[];
   /** The rules that mask `column` in each relation the name may mean (an empty list where none does). */
   rules(column: string): MaskRule[][];
   /** In some relation the name may mean, a CHECK constraint or a key reads `column`, or its type
@@ -48,6 +50,7 @@ function writeTarget(relation: Body, level: Scope, ctx: AnalysisContext): WriteT
     item: rangeVarItem(rv, level, ctx),
     label: schema === null ? name : `${schema}.${name}`,
     columns: sameShape ? first : null,
+    everyColumn: [...new Set(rels.flatMap((r) => r.columns.map((c) => c.name)))],
     // A rule on the column itself and, through an updatable view, the rule of the protected
     // column it shows unchanged (where the value lands, read there with that rule).
     rules: (column) =>
@@ -65,8 +68,15 @@ function writeTarget(relation: Body, level: Scope, ctx: AnalysisContext): WriteT
   };
 }
 
+/** COPY FROM STDIN loads values of the client's own into the named columns (every one when none
+ *  is named): each checked as a write of a clear value is. */
+export function loadOwnValues(relation: Body, named: string[], ctx: AnalysisContext): void {
+  const target = writeTarget(relation, { items: [], parent: null, ctes: null }, ctx);
+  for (const column of named.length > 0 ? named : target.everyColumn) checkWrite(target, column, clearTaint(), 'COPY FROM', ctx);
+}
+
 /** The protection of the columns a FOREIGN KEY on `column` references, in any of `rels`. */
-export function referencedValues(rels: RelationInfo[], column: string, ctx: AnalysisContext): Taint {
+function referencedValues(rels: RelationInfo[], column: string, ctx: AnalysisContext): Taint {
   return unionTaints(rels.flatMap((rel) => (rel.references ?? []).filter((r) => r.column === column).flatMap((r) => {
     const referenced = ctx.env.schema.relationByOid(r.relation);
     return referenced ? columnTaints(referenced, [r.referenced], ctx.env) : [];

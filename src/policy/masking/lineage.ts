@@ -21,8 +21,7 @@ import { analyzeQueryNode } from './lineage-select.js';
 import { rangeVarItem } from './lineage-from.js';
 import { refuseTypeDefinition, renameOrMove, tableDdl } from './lineage-ddl.js';
 import { plannerSettingRefusal } from './lineage-functions.js';
-import { chosenTokens, referencedValues } from './lineage-dml.js';
-import { columnRule, columnTaints } from './lineage-relations.js';
+import { loadOwnValues } from './lineage-dml.js';
 import { parseSql } from './parse.js';
 
 export { relationTaints } from './lineage-relations.js';
@@ -219,30 +218,15 @@ function execute(body: Body, ctx: AnalysisContext): StatementOutcome {
   return { result: named(ctx.env.names.prepared(String(body.name ?? ''))) };
 }
 
-/** COPY FROM loads the client's own values: into a column a hash rule protects, their tokens read
- *  back (lineage-dml.ts chosenTokens); into a protected column a key reads, each is compared with
- *  the protected values there (a guessed SSN fails as a duplicate exactly when some row has it),
- *  and into a FOREIGN KEY column looked up among the values it references. */
-function copyIntoProtected(body: Body, ctx: AnalysisContext): void {
-  const rv = as(body.relation, 'RangeVar') ?? (body.relation as Body | undefined);
-  if (!rv || typeof rv.relname !== 'string') return;
-  const schema = typeof rv.schemaname === 'string' ? rv.schemaname : null;
-  const named = strings(body.attlist);
-  for (const rel of ctx.env.schema.relations(schema, rv.relname)) {
-    const columns = named.length > 0 ? named : rel.columns.map((c) => c.name);
-    const hashed = columns.find((c) => columnRule(rel, c, ctx.env)?.method === 'hash');
-    if (hashed !== undefined) return ctx.refuse(chosenTokens('COPY FROM', `${rel.schema}.${rel.name}.${hashed}`));
-    ctx.predicate(unionTaints([...columnTaints(rel, columns.filter((c) => rel.keys?.includes(c)), ctx.env), ...columns.map((c) => referencedValues([rel], c, ctx))]), 'check');
-  }
-}
-
 function copy(body: Body, ctx: AnalysisContext): StatementOutcome {
   if (body.is_from) {
     // A server file (a data file, the server's log) or a program's output becomes rows the user reads.
     if (body.filename !== undefined || body.is_program) {
       ctx.refuse(`COPY FROM ${body.is_program ? 'a program' : 'a server file'} is refused on a masking connection: what it loads (the server's own files hold table data and statements) is not masked`);
     }
-    copyIntoProtected(body, ctx);
+    // The client's own values: into a hash column their tokens read back are a dictionary
+    // (lineage-dml.ts chosenTokens), into a keyed one each is compared with the values there.
+    loadOwnValues(body.relation as Body, strings(body.attlist), ctx);
     return NONE;
   }
   let cols: OutputColumn[] | null;
