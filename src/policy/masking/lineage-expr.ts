@@ -37,19 +37,26 @@ export function exprTaint(node: unknown, scope: Scope, ctx: AnalysisContext): Ta
       return castTaint(body, scope, ctx);
     case 'XmlExpr':
     case 'XmlSerialize':
-      return xmlTaint(type, body, scope, ctx);
+      return childrenTaint(body, scope, ctx, !xmlIsTotal(type, body));
     case 'JsonParseExpr':
     case 'JsonFuncExpr':
     case 'JsonObjectConstructor':
     case 'JsonObjectAgg':
-      return sqlJsonTaint(type, body, scope, ctx);
+      return childrenTaint(body, scope, ctx, sqlJsonMayFail(type, body));
     case 'SelectStmt': {
       const cols = analyzeQueryNode(node, scope, scope.ctes, ctx);
       return cols === null ? unknownTaint('a subquery whose columns cannot be named') : unionTaints(cols.map((c) => c.taint));
     }
     default:
-      return unionTaints(children(body).map((n) => exprTaint(n, scope, ctx)));
+      return childrenTaint(body, scope, ctx, false);
   }
+}
+
+/** The union of a node's children; a predicate (clause `error`) over it when the node `mayFail`. */
+function childrenTaint(body: Body, scope: Scope, ctx: AnalysisContext, mayFail: boolean): Taint {
+  const t = unionTaints(children(body).map((n) => exprTaint(n, scope, ctx)));
+  if (mayFail) ctx.predicate(t, 'error');
+  return t;
 }
 
 /** Operators that give a value for every value of their operands (comparisons, concatenation,
@@ -115,20 +122,15 @@ function castTaint(body: Body, scope: Scope, ctx: AnalysisContext): Taint {
  *  `xmlparse(content account_number || '&')` showed the account number in clear. */
 const TOTAL_XML = new Set(['IS_XMLELEMENT', 'IS_XMLFOREST', 'IS_XMLCONCAT']);
 
-function xmlTaint(type: string, body: Body, scope: Scope, ctx: AnalysisContext): Taint {
-  const t = unionTaints(children(body).map((n) => exprTaint(n, scope, ctx)));
-  const total = type === 'XmlSerialize' ? body.xmloption !== 'XMLOPTION_DOCUMENT' : TOTAL_XML.has(String(body.op));
-  if (!total) ctx.predicate(t, 'error');
-  return t;
+function xmlIsTotal(type: string, body: Body): boolean {
+  return type === 'XmlSerialize' ? body.xmloption !== 'XMLOPTION_DOCUMENT' : TOTAL_XML.has(String(body.op));
 }
 
 /** SQL/JSON (PostgreSQL 16 and later servers): JSON() parses its text, JSON_VALUE, JSON_QUERY and
  *  JSON_EXISTS evaluate a path (`strict $.score / ($.score - 700)` with ERROR ON ERROR), and
  *  WITH UNIQUE KEYS fails when two keys are equal: each may fail for some values. */
-function sqlJsonTaint(type: string, body: Body, scope: Scope, ctx: AnalysisContext): Taint {
-  const t = unionTaints(children(body).map((n) => exprTaint(n, scope, ctx)));
-  if (type === 'JsonParseExpr' || type === 'JsonFuncExpr' || body.unique === true) ctx.predicate(t, 'error');
-  return t;
+function sqlJsonMayFail(type: string, body: Body): boolean {
+  return type === 'JsonParseExpr' || type === 'JsonFuncExpr' || body.unique === true;
 }
 
 /** Evaluate an expression that chooses rows and record the protected data it reads. */

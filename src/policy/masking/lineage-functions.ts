@@ -86,8 +86,6 @@ function isSink(name: string): boolean {
   return SIDE_EFFECT_SINKS.has(name) || SIDE_EFFECT_SINK_PREFIXES.some((p) => name.startsWith(p));
 }
 
-/** The name an unqualified or pg_catalog-qualified call can reach in pg_catalog (which the
- *  server searches first, whatever else the search_path holds). */
 /**
  * Settings that steer the plan. A statement without ORDER BY returns rows in the plan's order, so
  * `SET enable_seqscan = off` could make a plain `SELECT id, ssn FROM customers` scan an index
@@ -101,6 +99,8 @@ export function plannerSettingRefusal(name: string): string | null {
     : null;
 }
 
+/** The name an unqualified or pg_catalog-qualified call can reach in pg_catalog (which the
+ *  server searches first, whatever else the search_path holds). */
 export function catalogName(schema: string | null, name: string): string | null {
   return schema === null || schema === 'pg_catalog' ? name : null;
 }
