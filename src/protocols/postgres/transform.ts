@@ -124,7 +124,8 @@ export class RowRewriter {
     const row = this.rows[k]!;
     const replacements = this.sink.bytes;
     // Where `row`'s bytes are in `into` when the row lies inside it (written in place), else -1.
-    const shift = row.buffer === into.buffer && row.byteOffset >= into.byteOffset && row.byteOffset + this.rowEnd[k]! <= into.byteOffset + into.length
+    // The same Buffer first: the common case, and `.buffer` and `.byteOffset` are slow getters.
+    const shift = row === into ? 0 : row.buffer === into.buffer && row.byteOffset >= into.byteOffset && row.byteOffset + this.rowEnd[k]! <= into.byteOffset + into.length
       ? row.byteOffset - into.byteOffset : -1;
     into[at] = MessageType.DataRow;
     writeInt32(into, at + 1, this.sizes[k]! - 1);
