@@ -65,12 +65,14 @@ function hasAt(v: Uint8Array, from: number, to: number): boolean {
 
 /**
  * The words (four bytes, aligned) of the ArrayBuffer under the last buffer scanned, and where
- * that buffer starts in it: the values scanned are ranges of one message chunk after another,
- * and making a view costs more than scanning a short value. It keeps that one chunk alive until
- * a value of another is scanned. A buffer over 2 GiB gets no view (word offsets stay small
- * integers): it is read byte by byte.
+ * that buffer starts in it: the values scanned are ranges of one message chunk after another (a
+ * DataRow's values lie in the chunk itself, a COPY row's in a view of it per row), and making a
+ * view costs more than scanning a short value. It keeps that one chunk alive until a value of
+ * another is scanned. A buffer over 2 GiB gets no view (word offsets stay small integers): it is
+ * read byte by byte.
  */
 let viewed: Uint8Array | null = null;
+let viewedMemory: ArrayBufferLike | null = null;
 let words: Int32Array<ArrayBufferLike> = new Int32Array(0);
 let viewedBase = 0;
 
@@ -78,8 +80,11 @@ function wordsOf(v: Uint8Array): Int32Array<ArrayBufferLike> | null {
   if (v === viewed) return words;
   const memory = v.buffer;
   if (memory.byteLength > 0x7ffffff0) return null;
+  if (memory !== viewedMemory) {
+    viewedMemory = memory;
+    words = new Int32Array(memory, 0, memory.byteLength >> 2);
+  }
   viewed = v;
-  words = new Int32Array(memory, 0, memory.byteLength >> 2);
   viewedBase = v.byteOffset;
   return words;
 }
