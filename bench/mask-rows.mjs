@@ -144,7 +144,7 @@ for (const mode of ['none', 'nohash', 'masks', 'all', 'hash']) {
       queued.length = 0;
     };
     for (let r = 0; r < lines.length; r++) {
-      const prepared = prepareCopyData(lines[r], TYPES.length, transforms, DEFAULT_TEXT_LAYOUT, sink);
+      const prepared = prepareCopyData(lines[r], 0, lines[r].length, TYPES.length, transforms, DEFAULT_TEXT_LAYOUT, sink);
       if (prepared === null) throw new Error('a bench row could not be read as COPY text');
       queued.push(prepared);
       if (r % CHUNK_ROWS === CHUNK_ROWS - 1) place();

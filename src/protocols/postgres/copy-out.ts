@@ -153,15 +153,17 @@ const CSV_WAS_QUOTED = 8;
 const CSV_SINGLE = 16;
 
 /**
- * One COPY OUT CopyData body parsed and its values transformed into `sink`; null if it cannot be
- * parsed with certainty. Once `sink.settle()` ran (and before the sink is reset), the result's
- * `length` and `write` make the rewritten message.
+ * One COPY OUT CopyData body, `buf[start, end)`, parsed and its values transformed into `sink`;
+ * null if it cannot be parsed with certainty. Once `sink.settle()` ran (and before the sink is
+ * reset), the result's `length` and `write` make the rewritten message. A text row is read where
+ * it lies (no view of it per row: this runs per row).
  */
-export function prepareCopyData(body: Buffer, columns: number, transforms: Transforms, layout: CopyLayout, sink: ValueSink): PreparedCopyRow | null {
-  if (layout.format === 'binary') return transformCopyBinary(body, columns, transforms, sink);
-  if (body.length === 0 || body[body.length - 1] !== LF) return null; // one whole row per message
-  const line = body.length - 1;
-  return layout.format === 'text' ? transformTextRow(body, line, columns, transforms, layout, sink) : transformCsvRow(body, line, columns, transforms, layout, sink);
+export function prepareCopyData(buf: Buffer, start: number, end: number, columns: number, transforms: Transforms, layout: CopyLayout, sink: ValueSink): PreparedCopyRow | null {
+  if (layout.format === 'binary') return transformCopyBinary(buf.subarray(start, end), columns, transforms, sink);
+  if (end === start || buf[end - 1] !== LF) return null; // one whole row per message
+  if (layout.format === 'text') return transformTextRow(buf, start, end - 1, columns, transforms, layout, sink);
+  const body = buf.subarray(start, end);
+  return transformCsvRow(body, body.length - 1, columns, transforms, layout, sink);
 }
 
 const scratch = new ValueSink();
@@ -169,7 +171,7 @@ const scratch = new ValueSink();
 /** One COPY OUT CopyData body rewritten (the whole message); null if it cannot be parsed with certainty. */
 export function transformCopyData(body: Buffer, columns: number, transforms: Transforms, layout: CopyLayout): Buffer | null {
   scratch.reset();
-  const prepared = prepareCopyData(body, columns, transforms, layout, scratch);
+  const prepared = prepareCopyData(body, 0, body.length, columns, transforms, layout, scratch);
   if (prepared === null) return null;
   scratch.settle();
   const length = prepared.length(scratch);
@@ -191,12 +193,12 @@ function transformed(t: NonNullable<Transforms[number]>, buf: Buffer, start: num
 
 type TextLayout = Extract<CopyLayout, { format: 'text' }>;
 
-/** A text-format row, `body[0, line)` (its LF after). */
-function transformTextRow(body: Buffer, line: number, columns: number, transforms: Transforms, o: TextLayout, sink: ValueSink): PreparedCopyRow | null {
-  const bounds = splitText(body, line, o.delimiter, columns);
+/** A text-format row, `body[from, line)` (its LF after). */
+function transformTextRow(body: Buffer, from: number, line: number, columns: number, transforms: Transforms, o: TextLayout, sink: ValueSink): PreparedCopyRow | null {
+  const bounds = splitText(body, from, line, o.delimiter, columns);
   if (bounds === null) return null;
   const row = new PreparedCopyRow(body, o);
-  let run = 0; // where the bytes not yet in `row` start: unchanged fields stay as the server wrote them
+  let run = from; // where the bytes not yet in `row` start: unchanged fields stay as the server wrote them
   for (let i = 0; i < columns; i++) {
     const t = transforms[i] ?? null;
     if (!t) continue;
@@ -223,37 +225,36 @@ function transformTextRow(body: Buffer, line: number, columns: number, transform
 let textBounds = new Int32Array(3 * 64);
 
 /**
- * Fields of one text-format row, split at unescaped delimiters (a data delimiter is `\` + it):
- * per field its start, end and whether it holds a backslash, in a scratch array reused by the
- * next call; null unless there are exactly `columns` fields.
+ * Fields of one text-format row, `line[from, to)`, split at unescaped delimiters (a data delimiter
+ * is `\` + it): per field its start, end and whether it holds a backslash, in a scratch array
+ * reused by the next call; null unless there are exactly `columns` fields.
  *
  * Every byte of every row is looked at, so the bytes that matter (a delimiter, a backslash, LF,
- * CR) are found a word (four bytes of `line`'s memory, aligned) at a time, with "haszero" (Bit
- * Twiddling Hacks) of the word xor each of them: a byte equal to one is always flagged, and one
- * above it may be too (the byte is then looked at and passed over). About half the cost of
- * reading byte by byte. Exported for its tests.
+ * CR) are found a word (four bytes of `line`'s memory, aligned) at a time (specialBytes, with the
+ * word tricks of Bit Twiddling Hacks): each such byte is flagged, and so may be a few others (the
+ * byte is then looked at and passed over). About half the cost of reading byte by byte. Exported for its tests.
  */
-export function splitText(line: Buffer, length: number, delimiter: number, columns: number): Int32Array | null {
+export function splitText(line: Buffer, from: number, to: number, delimiter: number, columns: number): Int32Array | null {
   if (textBounds.length < 3 * columns) textBounds = new Int32Array(6 * columns);
   const bounds = textBounds;
   const base = line.byteOffset;
   // Word k of the memory holds line[4k - base, 4k - base + 4); `last` is the last one with a byte
-  // of the line. Without a view over all of those, every byte is looked at.
-  const last = (base + length - 1) >> 2;
+  // of the row. Without a view over all of those, every byte is looked at.
+  const last = (base + to - 1) >> 2;
   let words = wordsOf(line);
   if (words !== null && last >= words.length) words = null;
-  const delimiters = delimiter * 0x01010101;
+  const delimiters = delimiter < 0x0e ? 0 : delimiter * 0x01010101;
   let n = 0;
-  let start = 0;
+  let start = from;
   let escaped = 0;
-  for (let i = 0; i < length; i++) {
+  for (let i = from; i < to; i++) {
     if (words !== null) {
       i = nextFlagged(words, base, i, last, delimiters);
-      if (i >= length) break;
+      if (i >= to) break;
     }
     const c = line[i]!;
     if (c === BACKSLASH) {
-      if (++i >= length) return null;
+      if (++i >= to) return null;
       escaped = 1;
     } else if (c === delimiter) {
       if (n === columns) return null;
@@ -264,7 +265,7 @@ export function splitText(line: Buffer, length: number, delimiter: number, colum
     } else if (c === LF || c === CR) return null; // COPY TO writes them as \n and \r
   }
   if (n !== columns - 1) return null;
-  bounds[3 * n] = start; bounds[3 * n + 1] = length; bounds[3 * n + 2] = escaped;
+  bounds[3 * n] = start; bounds[3 * n + 1] = to; bounds[3 * n + 2] = escaped;
   return bounds;
 }
 
@@ -287,10 +288,20 @@ function firstFlagged(flags: number): number {
   return flags < 0 ? 0 : flags & 0x800000 ? 1 : flags & 0x8000 ? 2 : 3;
 }
 
-/** The high bit of each byte of the word x that may be a backslash, LF, CR or the delimiter (`delimiters`: it in every byte). */
+/**
+ * The high bit of each byte of the word x that may be a backslash, LF, CR or the delimiter: the
+ * bytes below 0x0e ("hasless", which takes in LF, CR and a control-character delimiter such as
+ * the default tab), a backslash, and the delimiter where it is another byte (`delimiters`: it in
+ * every byte; 0 for a control character).
+ */
 function specialBytes(x: number, delimiters: number): number {
-  const b = x ^ 0x5c5c5c5c, l = x ^ 0x0a0a0a0a, r = x ^ 0x0d0d0d0d, d = x ^ delimiters;
-  return (((b - 0x01010101) & ~b) | ((l - 0x01010101) & ~l) | ((r - 0x01010101) & ~r) | ((d - 0x01010101) & ~d)) & 0x80808080;
+  const b = x ^ 0x5c5c5c5c;
+  let flags = ((x - 0x0e0e0e0e) & ~x) | ((b - 0x01010101) & ~b);
+  if (delimiters !== 0) {
+    const d = x ^ delimiters;
+    flags |= (d - 0x01010101) & ~d;
+  }
+  return flags & 0x80808080;
 }
 
 /** Whether the first byte of a word in memory is its low byte. */

@@ -385,7 +385,7 @@ export class Relay {
       s.run.copyData(buf, f.start, f.bodyStart, f.end);
       return undefined;
     }
-    const prepared = s.copyLayout ? prepareCopyData(buf.subarray(f.bodyStart, f.end), s.copyColumns, s.transforms, s.copyLayout, this.copySink) : null;
+    const prepared = s.copyLayout ? prepareCopyData(buf, f.bodyStart, f.end, s.copyColumns, s.transforms, s.copyLayout, this.copySink) : null;
     if (!prepared) {
       this.placeRewritten();
       return this.cutOff(s, { code: SQLSTATE_ROW_CAP, message: "hoop: this COPY output cannot be masked row by row (one whole row per message, in the statement's format, is required); the result was stopped" });
