@@ -53,7 +53,8 @@ interface Compiled {
 }
 
 export class MaskingService {
-  private readonly caches = new Map<string, { upstream: string; cache: SchemaCache }>();
+  /** Per connection name: the catalog cache, the upstream it reads, and the config object last seen with it. */
+  private readonly caches = new Map<string, { upstream: string; cache: SchemaCache; connection: ConnectionConfig }>();
   private readonly compiled = new WeakMap<MaskingConfig, Compiled>();
 
   constructor(private readonly deps: MaskingDeps) {}
@@ -85,12 +86,16 @@ export class MaskingService {
   }
 
   /** @internal */ schemaCache(connection: ConnectionConfig): SchemaCache {
+    const known = this.caches.get(connection.name);
+    if (known?.connection === connection) return known.cache; // every statement: the same config object until a reload
     const upstream = upstreamConfigOf(connection);
     const id = JSON.stringify([upstream.host, upstream.port, upstream.database, upstream.user, connection.agent]);
-    const known = this.caches.get(connection.name);
-    if (known && known.upstream === id) return known.cache;
+    if (known && known.upstream === id) {
+      known.connection = connection;
+      return known.cache;
+    }
     const cache = new SchemaCache(upstream, () => this.deps.dial(connection, upstream));
-    this.caches.set(connection.name, { upstream: id, cache });
+    this.caches.set(connection.name, { upstream: id, cache, connection });
     return cache;
   }
 
