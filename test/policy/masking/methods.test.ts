@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { columnMasker, isTextLike } from '../../../src/policy/masking/methods.js';
+import { drawnLike } from '../../../src/policy/masking/hash-mask.js';
 import type { MaskMethod, MaskRule } from '../../../src/policy/masking/types.js';
 import { referenceIntegerToken, referenceToken } from '../../helpers/hash-token.js';
 
@@ -102,6 +103,16 @@ describe('hash (text-like)', () => {
 
   it('falls back to "****" for a value with a non-ASCII byte', () => {
     expect(columnMasker(rule('hash'), OID.varchar, false, KEY).mask(Buffer.from('café', 'utf8'), TEXT)?.toString()).toBe('****');
+  });
+});
+
+describe('token characters', () => {
+  it('are draw % 10 for a digit and draw % 26 for a letter of its case, for every 16-bit draw', () => {
+    for (let draw = 0; draw < 0x10000; draw++) {
+      if (drawnLike(0x35, draw) !== 0x30 + (draw % 10) || drawnLike(0x71, draw) !== 0x61 + (draw % 26) || drawnLike(0x51, draw) !== 0x41 + (draw % 26)) {
+        expect.fail(`draw ${draw}`);
+      }
+    }
   });
 });
 
