@@ -32,17 +32,19 @@ export function canonicalJson(value: unknown): string {
 
 /** canonicalJson of a value found at `root` (the path errors name, e.g. `$.data`). */
 function canonicalJsonAt(value: unknown, root: string): string {
-  return write(value, { root, keys: [], ancestors: new Set() });
+  return write(value, { root, keys: [], ancestors: [] });
 }
 
 /**
- * Where the walk is: the keys from the root down to the current value. The path is spelled out
- * only when something needs it (an error, a toJSON), not built for every member.
+ * Where the walk is: the keys from the root down to the current value, and the objects it is
+ * inside (a short array: events are shallow, and `includes` on a few items costs less than a
+ * Set's add and delete per object). The path is spelled out only when something needs it (an
+ * error, a toJSON), not built for every member.
  */
 interface Walk {
   root: string;
   keys: (string | number)[];
-  ancestors: Set<object>;
+  ancestors: object[];
 }
 
 function pathOf(walk: Walk): string {
@@ -65,10 +67,10 @@ function write(value: unknown, walk: Walk): string {
       throw new TypeError(`canonical JSON: ${pathOf(walk)} is undefined`);
     case 'object': {
       if (v === null) return 'null';
-      if (walk.ancestors.has(v)) throw new TypeError(`canonical JSON: ${pathOf(walk)} is a cycle`);
-      walk.ancestors.add(v);
+      if (walk.ancestors.includes(v)) throw new TypeError(`canonical JSON: ${pathOf(walk)} is a cycle`);
+      walk.ancestors.push(v);
       const text = Array.isArray(v) ? writeArray(v, walk) : writeObject(v as Record<string, unknown>, walk);
-      walk.ancestors.delete(v);
+      walk.ancestors.pop();
       return text;
     }
     default:
@@ -105,16 +107,41 @@ function writeArray(items: unknown[], walk: Walk): string {
 }
 
 function writeObject(obj: Record<string, unknown>, walk: Walk): string {
+  const keys = Object.keys(obj);
+  sortKeys(keys);
   let text = '{';
-  for (const key of Object.keys(obj).sort()) {
+  for (const key of keys) {
     const member = obj[key];
     if (member === undefined) continue;
     if (text.length > 1) text += ',';
     walk.keys.push(key);
-    text += `${JSON.stringify(key)}:${write(member, walk)}`;
+    text += memberKey(key) + write(member, walk);
     walk.keys.pop();
   }
   return text + '}';
+}
+
+/** Sorts by UTF-16 code units, as Array.prototype.sort's default order does: by insertion, which
+ *  is quicker for an event's handful of keys. */
+function sortKeys(keys: string[]): void {
+  for (let i = 1; i < keys.length; i++) {
+    const key = keys[i]!;
+    let j = i - 1;
+    for (; j >= 0 && keys[j]! > key; j--) keys[j + 1] = keys[j]!;
+    keys[j + 1] = key;
+  }
+}
+
+/** `"key":` for a member name: the few names events use, encoded once (bounded: names are data too). */
+const memberKeys = new Map<string, string>();
+
+function memberKey(key: string): string {
+  let text = memberKeys.get(key);
+  if (text === undefined) {
+    text = `${JSON.stringify(key)}:`;
+    if (memberKeys.size < 4096 && key.length <= 64) memberKeys.set(key, text);
+  }
+  return text;
 }
 
 /**

@@ -63,6 +63,31 @@ describe('canonicalJson', () => {
     expect(() => canonicalJson(value)).toThrow(message);
   });
 
+  test('random objects: the keys in Array.prototype.sort order at every level, the values as JSON.stringify writes them', () => {
+    const reference = (v: unknown): string => {
+      if (Array.isArray(v)) return `[${v.map(reference).join(',')}]`;
+      if (v !== null && typeof v === 'object') return `{${Object.keys(v).sort().map((k) => `${JSON.stringify(k)}:${reference((v as Record<string, unknown>)[k])}`).join(',')}}`;
+      return JSON.stringify(v);
+    };
+    let seed = 9;
+    const random = (n: number) => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) >>> 8) % n;
+    const KEY_CHARS = ['a', 'B', 'z', '0', '9', '_', '\u00e9', '\ud83d\ude00', '\ud800', '"', '\\', '\n', ' '];
+    const key = () => Array.from({ length: random(4) }, () => KEY_CHARS[random(KEY_CHARS.length)]).join('') + (random(3) === 0 ? String(random(30)) : '');
+    const value = (depth: number): unknown => {
+      const r = random(depth > 3 ? 4 : 7);
+      if (r === 0) return random(2) === 0 ? null : random(1000) - 500.25;
+      if (r === 1) return key();
+      if (r === 2) return random(2) === 1;
+      if (r === 3) return random(100);
+      if (r === 4) return Array.from({ length: random(4) }, () => value(depth + 1));
+      return Object.fromEntries(Array.from({ length: random(12) }, () => [key(), value(depth + 1)]));
+    };
+    for (let i = 0; i < 2_000; i++) {
+      const v = value(0);
+      expect(canonicalJson(v)).toBe(reference(v));
+    }
+  });
+
   test('rejects cycles but accepts a shared (non-cyclic) reference', () => {
     const shared = { k: 1 };
     expect(canonicalJson({ a: shared, b: shared })).toBe('{"a":{"k":1},"b":{"k":1}}');
