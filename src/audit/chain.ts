@@ -30,9 +30,10 @@ export function canonicalJson(value: unknown): string {
   return canonicalJsonAt(value, '$');
 }
 
-/** canonicalJson of a value found at `root` (the path errors name, e.g. `$.data`). */
+/** canonicalJson of a value found at `root` (the path errors name, e.g. `$.data`). A string (most
+ *  of an event's fields) needs no walk. */
 function canonicalJsonAt(value: unknown, root: string): string {
-  return write(value, { root, keys: [], ancestors: [] });
+  return typeof value === 'string' ? JSON.stringify(value) : write(value, { root, keys: [], ancestors: [] });
 }
 
 /**
@@ -305,13 +306,16 @@ export class EncodedEvent implements UnsealedEvent {
         json[name] = constant;
         continue;
       }
-      const text = canonicalJsonAt(value, `$.${name}`);
+      const text = canonicalJsonAt(value, FIELD_PATHS[name]);
       json[name] = text;
       fields[name] = readBack(value, text);
     }
     return new EncodedEvent(fields, json, e.payload, payloadJson);
   }
 }
+
+/** The path errors name for each field (`$.data`), made once. */
+const FIELD_PATHS = Object.fromEntries(UNSEALED_FIELDS.map((name) => [name, `$.${name}`])) as Record<UnsealedField, string>;
 
 /** What `text` (the canonical JSON of `value`) reads back as; strings and null are already that. */
 function readBack(value: unknown, text: string): unknown {
