@@ -80,7 +80,7 @@ describe('canonicalJson', () => {
       if (r === 2) return random(2) === 1;
       if (r === 3) return random(100);
       if (r === 4) return Array.from({ length: random(4) }, () => value(depth + 1));
-      return Object.fromEntries(Array.from({ length: random(12) }, () => [key(), value(depth + 1)]));
+      return Object.fromEntries(Array.from({ length: random(2) === 0 ? random(40) : random(8) }, () => [key(), value(depth + 1)]));
     };
     for (let i = 0; i < 2_000; i++) {
       const v = value(0);
