@@ -148,6 +148,13 @@ export function cpuSeconds(pid) {
   return (Number(fields[14 - 3]) + Number(fields[15 - 3])) / CLK_TCK;
 }
 
+/** Busy CPU seconds of the whole machine so far (/proc/stat: user, nice, system, irq, softirq of
+ *  all cores): what every process of a run used together, PostgreSQL's and the reader's too. */
+export function machineBusySeconds() {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0].trim().split(/\s+/).slice(1).map(Number);
+  return (f[0] + f[1] + f[2] + f[5] + f[6]) / CLK_TCK;
+}
+
 /** The machine and versions a result was measured on, for its report. */
 export function benchEnvironment(serverVersion) {
   return { cpus: cpus().length, cpu: cpus()[0]?.model ?? 'unknown', node: process.version, postgres: String(serverVersion ?? '').split(' ')[0] };

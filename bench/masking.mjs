@@ -28,8 +28,8 @@ import { loadavg, tmpdir } from 'node:os';
 import { isAbsolute, join } from 'node:path';
 import pg from 'pg';
 import {
-  benchEnvironment, cleanup, cleanupOnSignals, cleanups, connArgs, cpuSeconds, dist, env, hoopConnect, log, parsePgbench, root, round, run, runBenchmark,
-  startBenchDatabase,
+  benchEnvironment, cleanup, cleanupOnSignals, cleanups, connArgs, cpuSeconds, dist, env, hoopConnect, log, machineBusySeconds, parsePgbench, root, round, run,
+  runBenchmark, startBenchDatabase,
 } from './lib.mjs';
 
 cleanupOnSignals();
@@ -43,6 +43,7 @@ const settings = {
   modes: env('BENCH_MODES', 'prepared,extended').split(',').map((m) => m.trim()).filter(Boolean),
   store: env('BENCH_STORE', 'sqlite:hoop.db'),
   gatewayNodeArgs: env('BENCH_GATEWAY_NODE_ARGS', ''),
+  pgbench: env('BENCH_PGBENCH', '1') !== '0',
   json: env('BENCH_JSON', '') === '1',
 };
 for (const m of settings.modes) if (!['extended', 'prepared', 'simple'].includes(m)) throw new Error(`BENCH_MODES: unknown mode ${m}`);
@@ -152,30 +153,41 @@ async function main() {
       for (const p of order) {
         log(`bench: ${sql}, ${LABELS[p]} (run ${i + 1} of ${settings.repeat})`);
         const before = cpuOf(procs[p]);
+        const machineBefore = machineBusySeconds();
         const r = await streamQuery(conns[p], sql);
+        const machineSeconds = round(machineBusySeconds() - machineBefore);
         await sleep(200); // the deferred query.end lands in the window
         const after = cpuOf(procs[p]);
-        runs[p].push({ ...r, cpuSeconds: Object.fromEntries(Object.keys(before).map((k) => [k, round(after[k] - before[k])])) });
+        runs[p].push({ ...r, machineSeconds, cpuSeconds: Object.fromEntries(Object.keys(before).map((k) => [k, round(after[k] - before[k])])) });
       }
     }
     for (const p of PATHS) if (runs[p].some((r) => r.rows !== settings.rows)) throw new Error(`${sql}, ${LABELS[p]}: expected ${settings.rows} rows, got ${runs[p].map((r) => r.rows).join(', ')}`);
     const unmaskedBytes = runs.unmasked[0].bytes;
     const best = Object.fromEntries(PATHS.map((p) => {
       const top = runs[p].reduce((a, b) => (b.seconds < a.seconds ? b : a));
-      return [p, { seconds: top.seconds, mbPerSec: round(unmaskedBytes / 1e6 / top.seconds), receivedMb: round(top.bytes / 1e6), rowsPerSec: Math.round(top.rows / top.seconds), cpuSeconds: top.cpuSeconds, runs: runs[p].map((r) => r.seconds) }];
+      return [p, {
+        seconds: top.seconds, mbPerSec: round(unmaskedBytes / 1e6 / top.seconds), receivedMb: round(top.bytes / 1e6), rowsPerSec: Math.round(top.rows / top.seconds), cpuSeconds: top.cpuSeconds,
+        runs: runs[p].map((r) => r.seconds), medianSeconds: median(runs[p].map((r) => r.seconds)), medianMachineSeconds: median(runs[p].map((r) => r.machineSeconds)),
+      }];
     }));
-    const ratios = { maskedOverUnmasked: round(best.unmasked.seconds / best.masked.seconds), unmaskedOverDirect: round(best.direct.seconds / best.unmasked.seconds), maskedOverDirect: round(best.direct.seconds / best.masked.seconds) };
+    const ratios = {
+      maskedOverUnmasked: round(best.unmasked.seconds / best.masked.seconds), unmaskedOverDirect: round(best.direct.seconds / best.unmasked.seconds), maskedOverDirect: round(best.direct.seconds / best.masked.seconds),
+      medianMaskedOverUnmasked: round(best.unmasked.medianSeconds / best.masked.medianSeconds),
+    };
     return { best, ratios, wireMb: round(unmaskedBytes / 1e6) };
   };
   const stream = await measure(STREAM_SQL);
   const copy = await measure(COPY_SQL);
 
-  // 2. pgbench through each connection.
+  // 2. pgbench through each connection (BENCH_PGBENCH=0: the streams only, for a quicker A/B).
   const pgbenchArgs = (c, mode, t) => ['-n', '-S', '-M', mode, '-c', String(settings.clients), '-j', String(settings.threads), '-t', String(t), ...connArgs(c)];
-  log('bench: pgbench warm-up through each connection (-t 200 per client, unmeasured)');
-  for (const p of PGBENCH_PATHS) await run(pgbench, pgbenchArgs(conns[p], settings.modes[0], 200), conns[p].password);
+  const modes = settings.pgbench ? settings.modes : [];
+  if (modes.length > 0) {
+    log('bench: pgbench warm-up through each connection (-t 200 per client, unmeasured)');
+    for (const p of PGBENCH_PATHS) await run(pgbench, pgbenchArgs(conns[p], modes[0], 200), conns[p].password);
+  }
   const bench = {};
-  for (const [m, mode] of settings.modes.entries()) {
+  for (const [m, mode] of modes.entries()) {
     bench[mode] = {};
     for (const p of m % 2 === 0 ? PGBENCH_PATHS : [...PGBENCH_PATHS].reverse()) {
       log(`bench: pgbench -S -M ${mode} -c ${settings.clients} -j ${settings.threads} -t ${settings.transactions}, ${LABELS[p]}`);
@@ -201,8 +213,8 @@ async function main() {
     copy: copy.best,
     copyRatios: copy.ratios,
     pgbench: bench,
-    pgbenchRatios: Object.fromEntries(settings.modes.map((m) => [m, round(bench[m].masked.tps / bench[m].unmasked.tps)])),
-    rulesRatios: Object.fromEntries(settings.modes.map((m) => [m, round(bench[m].rules.tps / bench[m].unmasked.tps)])),
+    pgbenchRatios: Object.fromEntries(modes.map((m) => [m, round(bench[m].masked.tps / bench[m].unmasked.tps)])),
+    rulesRatios: Object.fromEntries(modes.map((m) => [m, round(bench[m].rules.tps / bench[m].unmasked.tps)])),
     auditEvents,
   };
   await cleanup();
@@ -211,6 +223,7 @@ async function main() {
 }
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+const median = (xs) => round([...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]);
 const connOf = (t) => ({ host: t.host, port: t.port, user: t.user, password: t.password, database: t.database });
 const cpuOf = (procs) => Object.fromEntries(procs.map(({ name, pid }) => [name, cpuSeconds(pid)]));
 
@@ -374,11 +387,12 @@ function printReport(r) {
     lines.push(
       `  masked / unmasked ${fmt(ratios.maskedOverUnmasked, 2)}× (goal ≥ 0.80×); through hoop / direct: masking off ${fmt(ratios.unmaskedOverDirect, 2)}×, masking on ${fmt(ratios.maskedOverDirect, 2)}×`,
       `  gateway CPU per MB: masking off ${fmt((best.unmasked.cpuSeconds.gateway * 1e3) / wireMb, 2)} ms, masking on ${fmt((best.masked.cpuSeconds.gateway * 1e3) / wireMb, 2)} ms`,
+      `  medians of ${s.repeat} runs: masked / unmasked ${fmt(ratios.medianMaskedOverUnmasked, 2)}×; CPU s of the whole machine per run (PostgreSQL, reader and all): direct ${fmt(best.direct.medianMachineSeconds, 2)}, masking off ${fmt(best.unmasked.medianMachineSeconds, 2)}, masking on ${fmt(best.masked.medianMachineSeconds, 2)}`,
     );
   };
   streamLines(`${STREAM_SQL}: ${fmt(r.table.rows)} rows × ${r.table.columns} columns, ${fmt(r.table.wireMb, 1)} MB of result on the wire (heap ${fmt(r.table.heapMb, 1)} MB); best of ${s.repeat}`, r.stream, r.streamRatios, r.table.wireMb);
   streamLines(`${COPY_SQL} (text format, one CopyData per row: the pg_dump path): ${fmt(r.table.copyWireMb, 1)} MB on the wire; best of ${s.repeat}`, r.copy, r.copyRatios, r.table.copyWireMb);
-  for (const mode of s.modes) {
+  for (const mode of Object.keys(r.pgbench)) {
     const m = r.pgbench[mode];
     lines.push(
       '',
