@@ -14,6 +14,7 @@
  *   shapes checked: a card number's digits passing Luhn, NNN-NN-NNNN, an IBAN's CCDD.
  * md5 hex, names and most prose come out with no finder, and are never turned into a string.
  */
+import { LITTLE_ENDIAN, withoutFirstBytes, wordsOver } from '../../memory-words.js';
 import type { DetectorName } from './types.js';
 
 export const FINDER_BIT: Record<DetectorName, number> = { ssn: 1, card_number: 2, iban: 4, email: 8 };
@@ -63,28 +64,16 @@ function hasAt(v: Uint8Array, from: number, to: number): boolean {
   return false;
 }
 
-/**
- * The words (four bytes, aligned) of the ArrayBuffer under the last buffer scanned, and where
- * that buffer starts in it: the values scanned are ranges of one message chunk after another (a
- * DataRow's values lie in the chunk itself, a COPY row's in a view of it per row), and making a
- * view costs more than scanning a short value. It keeps that one chunk alive until a value of
- * another is scanned. A buffer over 2 GiB gets no view (word offsets stay small integers): it is
- * read byte by byte.
- */
+/** The buffer last scanned, its words (memory-words.ts) and where it starts in them: a DataRow's
+ *  values are ranges of the chunk itself, so most scans skip even the `.buffer` getter. */
 let viewed: Uint8Array | null = null;
-let viewedMemory: ArrayBufferLike | null = null;
-let words: Int32Array<ArrayBufferLike> = new Int32Array(0);
+let words: Int32Array<ArrayBufferLike> | null = null;
 let viewedBase = 0;
 
 function wordsOf(v: Uint8Array): Int32Array<ArrayBufferLike> | null {
   if (v === viewed) return words;
-  const memory = v.buffer;
-  if (memory.byteLength > 0x7ffffff0) return null;
-  if (memory !== viewedMemory) {
-    viewedMemory = memory;
-    words = new Int32Array(memory, 0, memory.byteLength >> 2);
-  }
-  viewed = v;
+  words = wordsOver(v.buffer);
+  viewed = words === null ? null : v;
   viewedBase = v.byteOffset;
   return words;
 }
@@ -92,16 +81,12 @@ function wordsOf(v: Uint8Array): Int32Array<ArrayBufferLike> | null {
 // The word tricks are written with literal masks: a module constant above 2^30 is a heap
 // number, which the hot loop would load and convert for every word.
 
-/** Whether the first byte of a word in memory is its low byte (the word tricks count bytes from either end). */
-const LITTLE_ENDIAN = new Uint8Array(Uint32Array.of(1).buffer)[0] === 1;
 /** Of a word's bits `out` that show which bytes are outside a run's class: how many bytes at
  *  its start in memory (its end) are in the class. 4 when all are. */
 const lowIn = (out: number) => (32 - Math.clz32((out & -out) - 1)) >> 3;
 const highIn = (out: number) => Math.clz32(out) >> 3;
 const firstIn = LITTLE_ENDIAN ? lowIn : highIn;
 const lastIn = LITTLE_ENDIAN ? highIn : lowIn;
-/** A word with its first `n` bytes in memory zeroed, n in 1..3. */
-const withoutFirst = (x: number, n: number) => x & (LITTLE_ENDIAN ? -1 << (n << 3) : -1 >>> (n << 3));
 
 /** Nonzero in a byte's high bit where x has an '@': (y - 0x01010101) & ~y & 0x80808080 is
  *  nonzero iff some byte of y is 0 (Bit Twiddling Hacks, "haszero"). */
@@ -116,7 +101,7 @@ function byWords(v: Uint8Array, start: number, end: number, enabled: number): nu
   // An '@' in the bytes before the first whole word: their word with the bytes before the value
   // zeroed. One in the last three bytes has no domain after it; the runs the other shapes lie
   // in cover whole words.
-  let at = from & 3 ? atBits(withoutFirst(w[first - 1]!, from & 3)) : 0;
+  let at = from & 3 ? atBits(withoutFirstBytes(w[first - 1]!, from & 3)) : 0;
   let found = 0;
   let digitsWanted = enabled & (SSN | CARD);
   let ibanWanted = enabled & IBAN;

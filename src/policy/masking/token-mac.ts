@@ -14,6 +14,7 @@
  * callers use `tag` and `stretch`, which walk a value of any size in bounded windows.
  */
 import { createCipheriv, hkdfSync, type Cipher } from 'node:crypto';
+import { LITTLE_ENDIAN } from '../../memory-words.js';
 
 const BLOCK = 16;
 /** Values of up to this many blocks advance in layers (`streams`); longer ones go through `tag`. */
@@ -167,7 +168,6 @@ export class TokenMac {
   }
 }
 
-const LITTLE_ENDIAN = new Uint8Array(Uint32Array.of(1).buffer)[0] === 1;
 
 function byteSwapped(n: number): number {
   return ((n & 0xff) << 24) | ((n & 0xff00) << 8) | ((n >>> 8) & 0xff00) | (n >>> 24);

@@ -15,6 +15,7 @@
 import type { CopyOptions } from '../engine.js';
 import { MessageType } from './messages.js';
 import { KEEP, SQL_NULL, ValueSink, copyBytes } from '../value-sink.js';
+import { LITTLE_ENDIAN, withoutFirstBytes, wordsOver } from '../../memory-words.js';
 import type { Transforms } from './transform.js';
 
 /** How a COPY OUT's rows are laid out, as far as rewriting them needs. */
@@ -241,7 +242,7 @@ export function splitText(line: Buffer, from: number, to: number, delimiter: num
   // Word k of the memory holds line[4k - base, 4k - base + 4); `last` is the last one with a byte
   // of the row. Without a view over all of those, every byte is looked at.
   const last = (base + to - 1) >> 2;
-  let words = wordsOf(line);
+  let words = wordsOver(line.buffer);
   if (words !== null && last >= words.length) words = null;
   const delimiters = delimiter < 0x0e ? 0 : delimiter * 0x01010101;
   let n = 0;
@@ -274,7 +275,7 @@ export function splitText(line: Buffer, from: number, to: number, delimiter: num
  *  `from` do not count. */
 function nextFlagged(words: Int32Array<ArrayBufferLike>, base: number, from: number, last: number, delimiters: number): number {
   let k = (base + from) >> 2;
-  let flags = specialBytes(words[k]!, delimiters) & (LITTLE_ENDIAN ? -1 << (((base + from) & 3) << 3) : -1 >>> (((base + from) & 3) << 3));
+  let flags = withoutFirstBytes(specialBytes(words[k]!, delimiters), (base + from) & 3);
   while (flags === 0) {
     if (k === last) return ((last + 1) << 2) - base;
     flags = specialBytes(words[++k]!, delimiters);
@@ -302,26 +303,6 @@ function specialBytes(x: number, delimiters: number): number {
     flags |= (d - 0x01010101) & ~d;
   }
   return flags & 0x80808080;
-}
-
-/** Whether the first byte of a word in memory is its low byte. */
-const LITTLE_ENDIAN = new Uint8Array(Uint32Array.of(1).buffer)[0] === 1;
-
-/**
- * The words (four bytes, aligned) of the memory under the last line split: lines are ranges of
- * one received chunk after another, and a view costs more than a line. null for memory over
- * 2 GiB (word offsets stay small integers): such a line is read byte by byte.
- */
-let viewedMemory: ArrayBufferLike | null = null;
-let memoryWords: Int32Array<ArrayBufferLike> | null = null;
-
-function wordsOf(line: Buffer): Int32Array<ArrayBufferLike> | null {
-  const memory = line.buffer;
-  if (memory !== viewedMemory) {
-    viewedMemory = memory;
-    memoryWords = memory.byteLength > 0x7ffffff0 ? null : new Int32Array(memory, 0, memory.byteLength >> 2);
-  }
-  return memoryWords;
 }
 
 function rangeEquals(buf: Buffer, start: number, end: number, other: Buffer): boolean {
