@@ -391,6 +391,8 @@ function parseCatalog(result: QueryResult, version: number, loadedAt: number): S
   for (const { child, parent } of links) {
     const rel = relations.get(child);
     if (rel) (rel.parents ??= []).push(parent);
+    const up = relations.get(parent);
+    if (up) (up.children ??= []).push(child);
   }
   for (const rel of relations.values()) rel.columns.sort((a, b) => a.attnum - b.attnum);
   for (const [oid, [checks, keys]] of checkedAttnums) {

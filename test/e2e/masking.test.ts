@@ -677,6 +677,33 @@ describe('an analyst trying to get around it', () => {
     }
   });
 
+  test("a parent's rows include its children's: a table made a parent of a protected one, or a partition taken out from under its rule, is refused; one made outside hoop is masked by its children's rules", async () => {
+    const c = await as('alice');
+    try {
+      await c.query('CREATE TABLE bank.pp (id int, ssn char(11))');
+      // In one Query: analysed before the ALTER runs, so the catalog cannot know pp's new child yet.
+      await expectRefused(c, 'ALTER TABLE bank.customers INHERIT bank.pp; SELECT ssn FROM bank.pp', /INHERIT.*bank\.customers, which holds protected columns/);
+      await expectRefused(c, 'CREATE TABLE bank.pc (id int, card_ssn text) PARTITION BY RANGE (id); ALTER TABLE bank.pc ATTACH PARTITION bank.cards FOR VALUES FROM (0) TO (1000)', /ATTACH PARTITION.*bank\.cards, which holds protected columns/);
+      // Detached, a partition would be a table of its own that no rule names.
+      await expectRefused(c, 'ALTER TABLE bank.cards_low DETACH PARTITION bank.cards_low_a1', /DETACH PARTITION.*cards_low_a1, which holds protected columns/);
+      await expectRefused(c, 'ALTER TABLE bank.cards_low_a1 NO INHERIT bank.cards_low', /NO INHERIT.*cards_low_a1, which holds protected columns/);
+      // The oracle: made a parent outside hoop, pp holds the customers' SSNs.
+      await direct.query('ALTER TABLE bank.customers INHERIT bank.pp');
+      expect((await direct.query('SELECT count(*)::int AS n FROM bank.pp WHERE ssn LIKE $1', ['%-%-%'])).rows).toEqual([{ n: 20 }]);
+      expect((await gw.reload()).ok).toBe(true);
+      for (const sql of ['SELECT id, ssn FROM bank.pp', 'SELECT * FROM bank.pp', 'SELECT x.ssn AS s FROM bank.pp x']) {
+        const r = await c.query(sql);
+        expect(r.rows.length, sql).toBe(20);
+        expect(r.rows.every((row) => /^\*\*\*-\*\*-\d{4}$/.test(String(row.ssn ?? row.s))), sql).toBe(true);
+        expect(leaked(r.rows), sql).toEqual([]);
+      }
+    } finally {
+      await direct.query('ALTER TABLE bank.customers NO INHERIT bank.pp').catch(() => {});
+      await direct.query('DROP TABLE IF EXISTS bank.pp, bank.pc');
+      await c.end();
+    }
+  });
+
   test('errors and notices do not quote protected values', async () => {
     const c = await as('alice');
     try {

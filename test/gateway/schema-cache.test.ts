@@ -167,10 +167,14 @@ describe('the snapshot', () => {
     expect(snap.relations('information_schema', 'columns')[0]).toMatchObject({ kind: 'view' });
   });
 
-  test('parents: the tables a partition belongs to or a table inherits from (pg_inherits)', async () => {
+  test('parents and children: the tables a partition belongs to or a table inherits from, and the other way (pg_inherits)', async () => {
     expect(snap.relations('public', 'ledger_low')[0]!.parents).toEqual([await oidOf('ledger')]);
     expect(snap.relations('public', 'child_log')[0]!.parents).toEqual([await oidOf('base_log')]);
     expect(snap.relations('public', 'ledger')[0]!.parents).toBeUndefined();
+    // ... and the other way: reading a parent reads its children's rows.
+    expect(snap.relations('public', 'ledger')[0]!.children).toEqual([await oidOf('ledger_low')]);
+    expect(snap.relations('public', 'base_log')[0]!.children).toEqual([await oidOf('child_log')]);
+    expect(snap.relations('public', 'child_log')[0]!.children).toBeUndefined();
   });
 
   test('constraints and domains: the columns CHECK, FOREIGN KEY, key and exclusion constraints and unique indexes read, and domain-typed columns', () => {

@@ -12,7 +12,7 @@ import { describeTaint, isClear } from './lineage-taint.js';
 import type { AnalysisContext, Scope } from './lineage-scope.js';
 import { exprTaint } from './lineage-expr.js';
 import { rangeVarItem } from './lineage-from.js';
-import { columnRule } from './lineage-relations.js';
+import { columnRule, descendantsOf } from './lineage-relations.js';
 
 export function refuseTypeDefinition(ctx: AnalysisContext): void {
   ctx.refuse('defining, renaming or moving a type or domain is refused on a masking connection: a cast or a write to a type runs its checks and input function on the value, so whether it fails would tell protected values apart (a domain pg_temp.text would even stand in for the built-in type in `ssn::text`)');
@@ -48,6 +48,7 @@ export function tableDdl(type: string, body: Body, ctx: AnalysisContext): void {
       foreignKeysToProtected(body, ctx);
       uniqueKeyOver(body, keyColumnsAdded(body), ctx);
       alteredColumns(body, ctx);
+      inheritanceChanged(body, ctx);
       expressionsOverRelation(type, body, ctx);
       return;
     default: // CreatePolicyStmt, AlterPolicyStmt
@@ -66,6 +67,33 @@ function relationsOf(rv: unknown, ctx: AnalysisContext): RelationInfo[] {
 
 function holdsProtected(rv: unknown, ctx: AnalysisContext): boolean {
   return relationsOf(rv, ctx).some((rel) => rel.columns.some((c) => columnRule(rel, c.name, ctx.env) !== null));
+}
+
+const LINK_CHANGES: Record<string, string> = {
+  AT_AddInherit: 'INHERIT', AT_DropInherit: 'NO INHERIT', AT_AttachPartition: 'ATTACH PARTITION', AT_DetachPartition: 'DETACH PARTITION', AT_DetachPartitionFinalize: 'DETACH PARTITION',
+};
+
+/**
+ * ALTER TABLE … INHERIT / NO INHERIT / ATTACH PARTITION / DETACH PARTITION of a relation that
+ * holds protected columns (by its own rules, a parent's, or a child's). A parent's rows include its
+ * children's, under the parent's names, which no rule may match; a detached partition is a table
+ * of its own, which its parent's rules no longer cover. Refused even where a rule would follow the
+ * new link: in one Query, `ALTER TABLE customers INHERIT p; SELECT ssn FROM p` is analysed before
+ * the catalog can know the link.
+ */
+function inheritanceChanged(body: Body, ctx: AnalysisContext): void {
+  for (const cmd of list(body.cmds)) {
+    const c = as(cmd, 'AlterTableCmd');
+    const verb = c ? LINK_CHANGES[String(c.subtype)] : undefined;
+    if (!c || verb === undefined) continue;
+    const child = (c.subtype === 'AT_AddInherit' || c.subtype === 'AT_DropInherit' ? body.relation : as(c.def, 'PartitionCmd')?.name) as Body | undefined;
+    const rels = relationsOf(child, ctx);
+    const held = rels.some((rel) => [rel, ...descendantsOf(rel, ctx.env.schema)].some((r) => r.columns.some((col) => columnRule(r, col.name, ctx.env) !== null)));
+    if (held) {
+      const name = `${typeof child?.schemaname === 'string' ? `${child.schemaname}.` : ''}${String(child?.relname)}`;
+      ctx.refuse(`ALTER TABLE … ${verb} of ${name}, which holds protected columns, is refused on a masking connection: it would move them out from under their rules (a parent shows its children's rows under its own names; a detached partition is a table no rule names)`);
+    }
+  }
 }
 
 /** `schema.table.column` of the first of `columns(rel)` a rule protects, in any of `rels`. */

@@ -26,6 +26,10 @@ const OPAQUE_READERS: ReadonlyMap<string, string> = new Map([
   // What pg_stat_activity reads: other sessions' statement texts.
   ...['pg_stat_get_activity', 'pg_stat_get_backend_activity']
     .map((name): [string, string] => [name, "it returns other sessions' statements, with the values they carry"]),
+  // Logical decoding: every change written to the database (an exempt user's UPDATE of a credit
+  // score included), values and all, from a slot (one a CDC tool made, or one's own).
+  ...['pg_logical_slot_get_changes', 'pg_logical_slot_peek_changes', 'pg_logical_slot_get_binary_changes', 'pg_logical_slot_peek_binary_changes']
+    .map((name): [string, string] => [name, 'it returns the changes written to the database, with their values, unmasked']),
   // Server files hold the tables' own pages and the server's log, unmasked.
   ...['pg_read_file', 'pg_read_binary_file', 'lo_import']
     .map((name): [string, string] => [name, "it reads the server's files, which hold table data and statements unmasked"]),

@@ -101,9 +101,38 @@ export function ancestorsOf(rel: RelationInfo, schema: SchemaView, seen: Set<num
 
 const SYSTEM_SCHEMAS = new Set(['pg_catalog', 'information_schema']);
 
+/** Its partitions and the tables that inherit from it, at any depth (each once). */
+export function descendantsOf(rel: RelationInfo, schema: SchemaView, seen: Set<number> = new Set([rel.oid])): RelationInfo[] {
+  const out: RelationInfo[] = [];
+  for (const oid of rel.children ?? []) {
+    const child = seen.has(oid) ? undefined : schema.relationByOid(oid);
+    if (!child) continue;
+    seen.add(oid);
+    out.push(child, ...descendantsOf(child, schema, seen));
+  }
+  return out;
+}
+
+/**
+ * A table column: its own rule (or an ancestor's), else those of the same column in the tables
+ * that inherit from it or are its partitions. Reading a parent reads its children's rows under
+ * the parent's names, so `SELECT ssn FROM p` shows customers' SSNs once customers inherits from p.
+ * One rule: masked as that column is; several: as a value derived from all of them.
+ */
+function tableColumnTaint(rel: RelationInfo, column: string, env: AnalysisEnv, descendants: RelationInfo[]): Taint {
+  const own = ownTaint(rel, column, env);
+  if (own !== null) return own;
+  const sources = descendants.flatMap((d) => {
+    const rule = d.columns.some((c) => c.name === column) ? columnRule(d, column, env) : null; // its other parents' rules too
+    return rule ? [{ column: `${d.schema}.${d.name}.${column}`, rule }] : [];
+  });
+  return { sources, direct: new Set(sources.map((x) => x.rule)).size === 1, unknown: null };
+}
+
 function computeFacts(rel: RelationInfo, env: AnalysisEnv): RelationFacts {
   if (rel.kind !== 'view' && rel.kind !== 'matview') {
-    return { taints: rel.columns.map((c) => ownTaint(rel, c.name, env) ?? { sources: [], direct: false, unknown: null }), refusals: [], predicates: [], touches: false };
+    const descendants = descendantsOf(rel, env.schema);
+    return { taints: rel.columns.map((c) => tableColumnTaint(rel, c.name, env, descendants)), refusals: [], predicates: [], touches: false };
   }
   if (rel.definition === undefined) {
     // The catalog read skipped it (its locks were held): what it shows is not known.

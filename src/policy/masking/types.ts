@@ -149,6 +149,8 @@ export interface RelationInfo {
   definition?: string;
   /** The tables it is a partition of or inherits from (pg_inherits), by oid. */
   parents?: number[];
+  /** Its partitions and the tables that inherit from it (pg_inherits), by oid: reading it reads their rows too. */
+  children?: number[];
   /** The columns its CHECK constraints read (every column for a whole-row reference): checked on
    *  every row written, an UPDATE's too whatever it assigns, so whether a write fails tells the
    *  values in them apart. */

@@ -36,6 +36,10 @@ export const RELATIONS: RelationInfo[] = [
   view('public', 'v_loop_b', ['id'], 'SELECT id FROM public.v_loop_a'),
 ];
 
+// A table customers inherits from (made outside hoop): no rule names its columns, but its rows include customers'.
+RELATIONS.push(rel('public', 'people', ['id', 'ssn', 'full_name'], { children: [RELATIONS[0]!.oid] }));
+RELATIONS[0]!.parents = [RELATIONS.at(-1)!.oid];
+
 // A FOREIGN KEY from a column no rule protects to customers.ssn: writing a guess there looks it up.
 RELATIONS.push(rel('public', 'orders', ['id', 'customer_ssn'], { keys: ['customer_ssn'], references: [{ column: 'customer_ssn', relation: RELATIONS[0]!.oid, referenced: 'ssn' }] }));
 

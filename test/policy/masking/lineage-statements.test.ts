@@ -95,6 +95,8 @@ describe('refusals', () => {
     refused("SELECT query_to_xml('select ssn from customers', true, true, '')", /query_to_xml/);
     refused("SELECT table_to_xml('customers', true, true, '')", /table_to_xml/);
     refused("SELECT * FROM ts_stat('select 1')", /ts_stat/);
+    refused("SELECT data FROM pg_logical_slot_peek_changes('debezium', NULL, NULL)", /pg_logical_slot_peek_changes\(\) is refused on a masking connection: it returns the changes written/);
+    refused("SELECT * FROM pg_catalog.pg_logical_slot_get_binary_changes('s', NULL, NULL, 'proto_version', '1')", /pg_logical_slot_get_binary_changes/);
   });
   test('pg_stats-family relations', () => {
     refused('SELECT * FROM pg_stats', /pg_stats/);
@@ -143,6 +145,22 @@ describe('refusals', () => {
     refused('CREATE CAST (text AS int) WITH FUNCTION f(text)', /CREATE CAST/);
     refused('CREATE OPERATOR === (function = f, leftarg = text, rightarg = text)', /CREATE OPERATOR/);
     refused('CREATE AGGREGATE a(text) (sfunc = f, stype = text)', /CREATE AGGREGATE/);
+  });
+  test("a parent's columns carry its children's rules: its rows include theirs", () => {
+    expect(columns('SELECT ssn, full_name, id FROM people')).toEqual(['ssn=direct:public.customers.ssn', 'full_name=clear', 'id=clear']);
+    expect(columns('SELECT upper(p.ssn) AS s FROM people p')).toEqual(['s=derived:public.customers.ssn']);
+    expect(one("SELECT id FROM people WHERE ssn LIKE '1%'").predicates.map((u) => `${u.clause}:${u.column}`)).toEqual(['where:public.customers.ssn']);
+  });
+  test('changing which tables a protected one inherits from or is a partition of', () => {
+    refused('ALTER TABLE customers INHERIT notes', /ALTER TABLE … INHERIT of customers, which holds protected columns, is refused/);
+    refused('ALTER TABLE customers NO INHERIT people', /NO INHERIT of customers/);
+    refused('ALTER TABLE notes ATTACH PARTITION public.customers FOR VALUES FROM (0) TO (10)', /ATTACH PARTITION of public\.customers/);
+    refused('ALTER TABLE people DETACH PARTITION customers', /DETACH PARTITION of customers/);
+    refused('ALTER TABLE people DETACH PARTITION customers FINALIZE', /DETACH PARTITION of customers/);
+    // people holds no protected column of its own, but its child does.
+    refused('ALTER TABLE people INHERIT notes', /INHERIT of people/);
+    allowed('ALTER TABLE public.notes INHERIT people'); // (unqualified, notes is also archive.notes, which is protected)
+    allowed('ALTER TABLE people DETACH PARTITION public.notes');
   });
   test('writing protected data into a column no rule protects', () => {
     refused('INSERT INTO public.notes (body) SELECT ssn FROM customers', /INSERT would write protected data \(public\.customers\.ssn\) into public\.notes\.body/);
