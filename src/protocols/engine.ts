@@ -154,6 +154,8 @@ export interface ColumnContext {
 export interface CopyOptions {
   format: 'text' | 'csv' | 'binary';
   delimiter: string; null: string; quote: string; escape: string; header: boolean;
+  /** The ENCODING option, when given: the rows are in it instead of client_encoding. */
+  encoding?: string;
 }
 
 export interface RunPlan {

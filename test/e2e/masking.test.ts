@@ -748,6 +748,7 @@ describe('COPY and pg_dump', () => {
     ['COPY bank.customers TO STDOUT (FORMAT csv, HEADER)', 'csv'],
     ["COPY (SELECT ssn, email FROM bank.customers) TO STDOUT WITH (FORMAT csv, DELIMITER ';', QUOTE '''', FORCE_QUOTE *)", 'csv'],
     ['COPY bank.accounts TO STDOUT (FORMAT binary)', 'binary'],
+    ["COPY bank.customers TO STDOUT (ENCODING 'LATIN1')", 'text'],
   ])('%s', async (sql, format) => {
     const c = await as('alice');
     try {
@@ -755,6 +756,18 @@ describe('COPY and pg_dump', () => {
       expect(out.length).toBeGreaterThan(0);
       expect(leaked(out.toString('latin1'))).toEqual([]);
       if (format !== 'binary') expect(out.toString('utf8').split('\n').filter(Boolean).length).toBeGreaterThanOrEqual(20);
+    } finally {
+      await c.end();
+    }
+  });
+
+  test("COPY's own ENCODING in one whose characters may hold a delimiter or quote byte (GBK) is stopped, not split by guess", async () => {
+    const c = await as('alice');
+    try {
+      const err = await copyOut(c, "COPY (SELECT id, ssn FROM bank.customers) TO STDOUT (FORMAT csv, DELIMITER '|', ENCODING 'GBK')").then(() => null, (e: Error) => e);
+      expect(err?.message).toMatch(/COPY text in encoding GBK cannot be masked row by row/);
+      // The session goes on.
+      expect((await c.query('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
     } finally {
       await c.end();
     }

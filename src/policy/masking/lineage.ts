@@ -275,7 +275,9 @@ export function copyFormat(options: unknown[]): CopyFormat {
   const rawFormat = text('format');
   const format: CopyFormat['format'] = rawFormat === 'csv' || rawFormat === 'binary' ? rawFormat : 'text';
   const quote = text('quote') ?? '"';
+  const encoding = text('encoding');
   return {
+    ...(encoding === undefined ? {} : { encoding }),
     format,
     delimiter: text('delimiter') ?? (format === 'csv' ? ',' : '\t'),
     null: text('null') ?? (format === 'csv' ? '' : '\\N'),

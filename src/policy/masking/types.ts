@@ -97,6 +97,8 @@ export interface CopyFormat {
   quote: string;
   escape: string;
   header: boolean;
+  /** The ENCODING option: what the rows are written in, instead of client_encoding. */
+  encoding?: string;
 }
 
 /** One statement of a query string, analysed. */

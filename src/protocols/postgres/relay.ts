@@ -427,6 +427,8 @@ export class Relay {
   private copyLayoutOf(s: Running, binary: boolean, statement: number): CopyLayout | string {
     const options = s.plan.action === 'run' ? (s.plan.copyOptions?.[statement] ?? null) : null;
     if (!binary && !this.decoder()?.asciiSafe) return `COPY text in client encoding ${this.queue.clientEncoding} cannot be masked row by row`;
+    // COPY's own ENCODING option writes the rows in it instead (a delimiter or quote byte may then be part of a character).
+    if (!binary && options?.encoding !== undefined && !clientDecoder(options.encoding)?.asciiSafe) return `COPY text in encoding ${options.encoding} cannot be masked row by row`;
     if (options) return copyLayout(binary, options);
     if (binary) return { format: 'binary' };
     return copyFormatIsPlain(s.lowerSql) ? DEFAULT_TEXT_LAYOUT : 'this COPY format (CSV, or a delimiter or NULL of its own) cannot be masked; use the default text format or binary';
