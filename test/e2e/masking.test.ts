@@ -96,7 +96,7 @@ function leaked(received: unknown): string[] {
 }
 
 /** The error a statement fails with (null when it runs). */
-function refusal(c: pg.Client, sql: string): Promise<{ code?: string; message: string } | null> {
+function refusal(c: pg.Client, sql: string | pg.QueryConfig): Promise<{ code?: string; message: string } | null> {
   return c.query(sql).then(() => null, (e: { code?: string; message: string }) => e);
 }
 
@@ -700,6 +700,28 @@ describe('an analyst trying to get around it', () => {
     } finally {
       await direct.query('ALTER TABLE bank.customers NO INHERIT bank.pp').catch(() => {});
       await direct.query('DROP TABLE IF EXISTS bank.pp, bank.pc');
+      await c.end();
+    }
+  });
+
+  test("standard_conforming_strings off: a text whose '…' literals hold a backslash is read by the server otherwise than by hoop's parser; refused", async () => {
+    const c = await as('alice');
+    try {
+      await c.query('SET standard_conforming_strings = off');
+      // hoop's parser (the setting on) sees two literals; the server reads one literal, then credit_score FROM customers.
+      const attack = String.raw`SELECT 'q\' AS x, ' AS y, credit_score + 0 AS leak FROM bank.customers WHERE id = 1 -- '`;
+      const err = await refusal(c, attack);
+      expect(err?.code).toBe('0A000');
+      expect(err?.message).toMatch(/standard_conforming_strings is off, and this text holds a backslash/);
+      // The extended protocol's Parse too.
+      expect((await refusal(c, { text: attack.replace('id = 1', 'id = $1'), values: [1] }))?.code).toBe('0A000');
+      // What reads the same either way still runs: E'…' escapes, and texts without a backslash.
+      expect((await c.query(String.raw`SELECT E'a\'b' AS v, 'plain' AS w`)).rows).toEqual([{ v: "a'b", w: 'plain' }]);
+      expect((await c.query('SELECT credit_score FROM bank.customers WHERE id = 1')).rows).toEqual([{ credit_score: null }]);
+      await c.query('SET standard_conforming_strings = on');
+      // With the setting on, the server reads the text as hoop does: two literals, nothing of customers.
+      expect((await c.query(attack)).rows).toEqual([{ x: 'q\\', '?column?': ' AS y, credit_score + 0 AS leak FROM bank.customers WHERE id = 1 -- ' }]);
+    } finally {
       await c.end();
     }
   });

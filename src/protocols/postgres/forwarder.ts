@@ -39,7 +39,7 @@ import { StatementReader, UNREAD_REST, omittedValue, preparedText, textFields } 
 import type { Relay } from './relay.js';
 import { notExecuted, running, type Failure, type ResponseQueue, type Running } from './responses.js';
 import { StatementRun } from './results.js';
-import { splitDependsOnStandardConformingStrings, splitStatements } from './split.js';
+import { readsDifferentlyWithoutStandardConformingStrings, splitDependsOnStandardConformingStrings, splitStatements } from './split.js';
 import { SQLSTATE_QUERY_CANCELED } from './sqlstate.js';
 import { ALL_RISKS, NO_RISKS, cstringAt, lowerAscii, risksOf, type Risks } from './text.js';
 
@@ -50,6 +50,9 @@ const MAX_SPLIT_CHARS = 1024 * 1024;
 const SMALL_TEXT = 64 * 1024;
 /** character_not_in_repertoire: text the gateway cannot read as the server will. */
 const SQLSTATE_BAD_TEXT = '22021';
+/** feature_not_supported: a text hoop cannot read as the server will (standard_conforming_strings off). */
+const SQLSTATE_READ_OTHERWISE = '0A000';
+const BACKSLASH = 0x5c;
 /** A held statement (or one about to be) that the client cancelled. */
 const HOLD_CANCELLED: FinalPlan = { action: 'refuse', code: '42501', message: 'hoop: the held statement was cancelled before a decision (it did not run)' };
 /** What a statement cancelled before it went upstream gets: PostgreSQL's own cancel error. */
@@ -193,6 +196,9 @@ export class Forwarder {
           // The common case: an unnamed Parse bound and executed at once, recorded with the Execute.
           const p = this.reader.smallParse(body);
           if (!p) return this.refuseText(batch, i, runStart, 'parse', '');
+          const otherwise = this.readOtherwise(batch, i, runStart, body, p.sql, body);
+          if (otherwise instanceof Promise) return otherwise;
+          if (otherwise !== null) return this.refuseText(batch, i, runStart, 'parse', '', otherwise, { code: SQLSTATE_READ_OTHERWISE, statement: p.sql });
           const version = this.host.catalog.statements.define('', p);
           queue.expectChange('parse', this.host.catalog.statements, version, true);
           break;
@@ -340,6 +346,24 @@ export class Forwarder {
       `${what} and follows, in the same Sync segment, a statement that may change client_encoding or standard_conforming_strings; send a Sync first`);
   }
 
+  /**
+   * Why the server will read a statement's text otherwise than hoop reads it, or null when it
+   * reads it the same; a promise that resumes once the setting that decides it is known. With
+   * standard_conforming_strings off, a backslash in a '…' literal escapes (`'q\' AS x, '` is one
+   * literal), while the policy's parser, the risk checks and the record read the text as the
+   * server does with it on: `SELECT 'q\' AS x, ' AS y, credit_score FROM customers -- '` would be
+   * analysed as two literals. Such a text is refused, never guessed at. `sql` null: the text was
+   * cut at the limit, so any backslash in `bytes` counts.
+   */
+  private readOtherwise(batch: FrameBatch, i: number, runStart: number, body: Buffer, sql: string | null, bytes: Buffer): string | null | Promise<void> {
+    if (!bytes.includes(BACKSLASH)) return null;
+    if (sql !== null && !readsDifferentlyWithoutStandardConformingStrings(sql)) return null;
+    const known = this.settingsKnown(batch, i, runStart, body, 'a backslash in it reads differently depending on standard_conforming_strings');
+    if (known !== true) return known;
+    if (this.host.queue.standardConformingStrings) return null;
+    return "hoop: statement refused: standard_conforming_strings is off, and this text holds a backslash in a '…' literal, which the server would read as an escape where hoop's analysis does not; write E'…' for escapes, or SET standard_conforming_strings = on";
+  }
+
   /** A statement was sent that may change the encoding: text after it waits for its ReadyForQuery. */
   private noteRisks(unit: Unit, running: Running): void {
     const { queue } = this.host;
@@ -352,6 +376,9 @@ export class Forwarder {
   private async parse(batch: FrameBatch, i: number, runStart: number, body: Buffer, alone: boolean): Promise<void> {
     const p = await this.reader.parse(body);
     if (!p.statement) return this.refuseText(batch, i, runStart, 'parse', p.name);
+    const otherwise = this.readOtherwise(batch, i, runStart, body, p.statement.sql, body);
+    if (otherwise instanceof Promise) return otherwise;
+    if (otherwise !== null) return this.refuseText(batch, i, runStart, 'parse', p.name, otherwise, { code: SQLSTATE_READ_OTHERWISE, statement: p.statement.sql });
     if (alone) return this.parseBarrier(batch, i, runStart, { name: p.name, statement: p.statement });
     const { catalog, queue } = this.host;
     queue.expectChange('parse', catalog.statements, catalog.statements.define(p.name, p.statement), p.name === '');
@@ -369,6 +396,8 @@ export class Forwarder {
     if (!bytes) throw new ProtocolError('malformed Query message: unterminated query string');
     const text = await this.reader.text(bytes);
     if (!text) return this.refuseText(batch, i, runStart, 'query');
+    const otherwise = this.readOtherwise(batch, i, runStart, body, text.truncated ? null : text.text, bytes);
+    if (otherwise instanceof Promise) return otherwise;
     let statements: string[] | undefined;
     if (!text.truncated && text.text.length <= MAX_SPLIT_CHARS && text.text.includes(';')) {
       // The server lexes the whole Query with the standard_conforming_strings in force when it
@@ -389,6 +418,7 @@ export class Forwarder {
         ...(text.truncated ? { matchesWhole: (pattern: RegExp) => pattern.test(bytes.toString('latin1')) } : {}),
       },
       ...(text.truncated ? { lowerSql: UNREAD_REST, risks: ALL_RISKS } : withRisks(lowerAscii(bytes))),
+      ...(otherwise === null ? {} : { refusal: { code: SQLSTATE_READ_OTHERWISE, message: otherwise } }),
       poison: () => POISON_QUERY,
     });
   }
@@ -612,12 +642,12 @@ export class Forwarder {
    * Bind is replaced by one of the same name that fails upstream (the unnamed statement is dropped
    * by a failed Parse, as by any), a Query by the poison Query.
    */
-  private async refuseText(batch: FrameBatch, i: number, runStart: number, kind: 'query' | 'parse' | 'bind', name = '', why?: string): Promise<void> {
+  private async refuseText(batch: FrameBatch, i: number, runStart: number, kind: 'query' | 'parse' | 'bind', name = '', why?: string, read?: { code: string; statement: string }): Promise<void> {
     const { catalog, queue, ctx } = this.host;
     const encoding = queue.clientEncoding;
-    const refusal = { code: SQLSTATE_BAD_TEXT, message: `hoop: statement refused: ${why ?? `its text is not valid ${encoding}, or hoop cannot read ${encoding} faithfully`}` };
+    const refusal = read ? { code: read.code, message: why! } : { code: SQLSTATE_BAD_TEXT, message: `hoop: statement refused: ${why ?? `its text is not valid ${encoding}, or hoop cannot read ${encoding} faithfully`}` };
     const f = batch.frames[i]!;
-    const start: StatementStart = { queryId: randomUUID(), protocol: kind === 'query' ? 'simple' : 'extended', statement: `-- not readable in client_encoding ${encoding}`, statementName: kind === 'parse' ? name : null, portal: kind === 'bind' ? name : null, parameters: [], unknown: true };
+    const start: StatementStart = { queryId: randomUUID(), protocol: kind === 'query' ? 'simple' : 'extended', statement: read?.statement ?? `-- not readable in client_encoding ${encoding}`, statementName: kind === 'parse' ? name : null, portal: kind === 'bind' ? name : null, parameters: [], unknown: true };
     const run = new StatementRun(start, ctx.payloadLimit, refusal);
     try {
       await ctx.hooks.queryStart(start, { action: 'refuse', ...refusal });

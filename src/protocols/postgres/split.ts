@@ -37,7 +37,29 @@ const IDENT_CHAR = /[A-Za-z0-9_$\u0080-\uffff]/;
 type Literal = 'standard' | 'escape' | 'bits';
 
 export function splitStatements(sql: string, options: SplitOptions = {}): string[] {
-  const plain: Literal = options.standardConformingStrings === false ? 'escape' : 'standard';
+  return lex(sql, options.standardConformingStrings === false ? 'escape' : 'standard').statements;
+}
+
+/**
+ * Whether the server reads `sql` otherwise with standard_conforming_strings off than with it on:
+ * exactly when, read with it on, a plain '…' (or N'…') literal holds a backslash. Up to the first
+ * such backslash both readings are the same; from it on, with the setting off, `\'` no longer
+ * ends the literal and `\n` is a newline. (U&'…' with a backslash is an error with it off.)
+ */
+export function readsDifferentlyWithoutStandardConformingStrings(sql: string): boolean {
+  return sql.includes('\\') && lex(sql, 'standard').plainBackslash;
+}
+
+function lex(sql: string, plain: Literal): { statements: string[]; plainBackslash: boolean } {
+  let plainBackslash = false;
+  const skipPlain = (from: number): number => {
+    const to = skipString(sql, from, plain);
+    if (plain === 'standard' && !plainBackslash) {
+      const b = sql.indexOf('\\', from);
+      plainBackslash = b >= 0 && b < to;
+    }
+    return to;
+  };
   const out: string[] = [];
   let start = 0;
   let hasContent = false; // a token other than white space or a comment since `start`
@@ -80,7 +102,7 @@ export function splitStatements(sql: string, options: SplitOptions = {}): string
     if (c === '(') parenDepth++;
     else if (c === ')') parenDepth = Math.max(0, parenDepth - 1);
     if (c === "'") {
-      i = skipString(sql, i + 1, plain);
+      i = skipPlain(i + 1);
       continue;
     }
     if (c === '"') {
@@ -106,7 +128,7 @@ export function splitStatements(sql: string, options: SplitOptions = {}): string
         // One letter and a quote: E'…' takes backslash escapes, B'…' and X'…' are bit strings,
         // N'…' is a plain literal; U&'…' (and U&"…") never take them.
         if (sql[j] === "'" && (word === 'e' || word === 'b' || word === 'x' || word === 'n')) {
-          i = skipString(sql, j + 1, word === 'e' ? 'escape' : word === 'n' ? plain : 'bits');
+          i = word === 'n' ? skipPlain(j + 1) : skipString(sql, j + 1, word === 'e' ? 'escape' : 'bits');
           continue;
         }
         if (word === 'u' && sql[j] === '&' && sql[j + 1] === "'") {
@@ -126,7 +148,7 @@ export function splitStatements(sql: string, options: SplitOptions = {}): string
     i++;
   }
   end(n);
-  return out;
+  return { statements: out, plainBackslash };
 }
 
 /**

@@ -2,7 +2,7 @@ import { connect, type Socket } from 'node:net';
 import { serialize } from 'pg-protocol';
 import { Parser } from 'pg-protocol/dist/parser.js';
 import { afterAll, beforeAll, describe, expect, inject, test } from 'vitest';
-import { splitDependsOnStandardConformingStrings, splitStatements } from '../../../src/protocols/postgres/split.js';
+import { readsDifferentlyWithoutStandardConformingStrings, splitDependsOnStandardConformingStrings, splitStatements } from '../../../src/protocols/postgres/split.js';
 
 const upstream = inject('upstream');
 
@@ -77,6 +77,26 @@ describe('string literals as the server lexes them', () => {
     expect(splitDependsOnStandardConformingStrings(String.raw`select E'\''; select 1`)).toBe(false);
     expect(splitDependsOnStandardConformingStrings(String.raw`select '\\'; select 1`)).toBe(false);
     expect(splitDependsOnStandardConformingStrings(String.raw`SET standard_conforming_strings = off; SELECT 'a\'; DROP TABLE t; --'`)).toBe(true);
+  });
+});
+
+describe('readsDifferentlyWithoutStandardConformingStrings: a backslash in a plain literal, as read with the setting on', () => {
+  test.each([
+    [String.raw`SELECT 'q\' AS x, ' AS y, credit_score FROM customers -- '`, true],
+    [String.raw`SELECT 'a\b'`, true],
+    [String.raw`SELECT N'\'`, true],
+    [String.raw`SELECT 'x' || '\\'`, true],
+    ["SELECT 'a'\n'\\'", true], // a continued plain literal
+    [String.raw`SELECT 'a', E'\'', $$\$$, 1 AS "\"`, false],
+    ["SELECT E'a'\n'\\'", false], // a continued E'…' keeps its escapes
+    [String.raw`SELECT 1 -- '\'`, false],
+    [String.raw`SELECT /* '\' */ 1`, false],
+    [String.raw`SELECT B'1', X'1F', U&'\0041'`, false],
+    ["SELECT 'no backslash'", false],
+  ])('%j: %s', (sql, expected) => {
+    expect(readsDifferentlyWithoutStandardConformingStrings(sql)).toBe(expected);
+    // Where the split differs, the reading does too (never the other way round).
+    if (splitDependsOnStandardConformingStrings(sql)) expect(expected).toBe(true);
   });
 });
 
