@@ -672,6 +672,8 @@ describe('an analyst trying to get around it', () => {
       }
       // Renaming a partition would take it out from under the rule too.
       expect((await refusal(c, 'ALTER TABLE bank.cards_low_a1 RENAME TO x'))?.code).toBe('42501');
+      // ... and so would renaming the schema the rules name.
+      await expectRefused(c, 'ALTER SCHEMA bank RENAME TO bank2', /renaming schema bank is refused/);
     } finally {
       await c.end();
     }

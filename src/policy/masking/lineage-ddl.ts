@@ -18,11 +18,16 @@ export function refuseTypeDefinition(ctx: AnalysisContext): void {
   ctx.refuse('defining, renaming or moving a type or domain is refused on a masking connection: a cast or a write to a type runs its checks and input function on the value, so whether it fails would tell protected values apart (a domain pg_temp.text would even stand in for the built-in type in `ssn::text`)');
 }
 
-/** RenameStmt and AlterObjectSchemaStmt: of a type or domain; of a protected table or column,
- *  which would take it out from under its rule. */
+/** RenameStmt and AlterObjectSchemaStmt: of a type or domain; of a schema, or a protected table
+ *  or column, which would take it out from under its rule. */
 export function renameOrMove(type: string, body: Body, ctx: AnalysisContext): void {
   const kind = type === 'RenameStmt' ? body.renameType : body.objectType;
   if (kind === 'OBJECT_TYPE' || kind === 'OBJECT_DOMAIN') refuseTypeDefinition(ctx);
+  // Rules name schemas too (`bank.customers.ssn`); the catalog cannot say here which of the
+  // schema's tables they match, so no schema is renamed through a masking connection.
+  if (type === 'RenameStmt' && kind === 'OBJECT_SCHEMA') {
+    ctx.refuse(`renaming schema ${String(body.subname)} is refused on a masking connection: masking rules name schemas, and its tables' rules would no longer match`);
+  }
   if (holdsProtected(body.relation, ctx)) {
     const verb = type === 'RenameStmt' ? 'renaming' : 'moving';
     ctx.refuse(`${verb} ${String((body.relation as Body).relname)}, which holds protected columns, is refused on a masking connection: its masking rules would no longer match`);

@@ -146,6 +146,10 @@ describe('refusals', () => {
     refused('CREATE OPERATOR === (function = f, leftarg = text, rightarg = text)', /CREATE OPERATOR/);
     refused('CREATE AGGREGATE a(text) (sfunc = f, stype = text)', /CREATE AGGREGATE/);
   });
+  test('renaming a schema: rules name schemas', () => {
+    refused('ALTER SCHEMA public RENAME TO p2', /renaming schema public is refused on a masking connection/);
+    allowed('ALTER SCHEMA public OWNER TO someone');
+  });
   test("a parent's columns carry its children's rules: its rows include theirs", () => {
     expect(columns('SELECT ssn, full_name, id FROM people')).toEqual(['ssn=direct:public.customers.ssn', 'full_name=clear', 'id=clear']);
     expect(columns('SELECT upper(p.ssn) AS s FROM people p')).toEqual(['s=derived:public.customers.ssn']);
