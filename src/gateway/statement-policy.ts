@@ -15,7 +15,7 @@ import type { Identity } from '../identity/identity.js';
 import type { FinalPlan, HoldPlan, RefusePlan, RunPlan, StatementEnd, StatementPlan, StatementStart } from '../protocols/engine.js';
 import { fingerprintSql } from '../policy/masking/parse.js';
 import { classifyQuery, type QueryClassification } from '../policy/risk/classify.js';
-import { ESTIMATED_KINDS, decide, rulesFor, type RuleDecision } from '../policy/risk/rules.js';
+import { ESTIMATED_KINDS, decide, estimateCap, rulesFor, type RuleDecision } from '../policy/risk/rules.js';
 import type { ApprovalConfig } from '../policy/risk/types.js';
 import { errorMessage } from '../errors.js';
 import type { ApprovalService } from './approvals.js';
@@ -98,8 +98,9 @@ export class SessionPolicy {
     if (!predicate && rulesFor(approval.rules, this.session.identity.groups).length === 0) return this.wholeIfApproved(start, masked, run, null);
     let decision: RuleDecision;
     let fingerprint: string | null;
+    let cap: { rows: number; rule: string; estimate: number | null } | null;
     try {
-      ({ decision, fingerprint } = await this.decide(start, connection, approval));
+      ({ decision, fingerprint, cap } = await this.decide(start, connection, approval));
     } catch (err) {
       return refuse(`hoop: statement refused: the access rules of connection ${connection.name} could not be applied (${errorMessage(err)})`, { refused: 'rules unavailable' });
     }
@@ -108,7 +109,11 @@ export class SessionPolicy {
     const summary = { rule: decision.rule, reason: decision.reason };
     if (decision.action === 'allow') {
       const more = decision.rule ? { access: summary } : null;
-      return this.wholeIfApproved(start, more ? withSummary(masked, more) : masked, more ? withSummary(run, more) : run, fingerprint);
+      // Allowed on its estimate: capped at the rows the rule it escaped allows (estimateCap).
+      const guarded = cap && cap.rows < (approval.rowCap ?? Infinity)
+        ? this.capped(start, masked, cap.rows, approval, `more than ${cap.rows} rows, which rule ${cap.rule} holds for approval (the planner estimated ${cap.estimate ?? 'no'} rows)`)
+        : run;
+      return this.wholeIfApproved(start, more ? withSummary(masked, more) : masked, more ? withSummary(guarded, more) : guarded, fingerprint);
     }
     if (decision.action === 'deny') return refuse(`hoop: statement refused: ${decision.reason}`, summary);
     // A Parse recorded on its own runs nothing: the hold (or an approval's use) waits for its
@@ -127,7 +132,7 @@ export class SessionPolicy {
    * (text, fingerprint, parameters), named in the client's error, so the user can ask for all of
    * it: once approved, the same statement run again runs whole (wholeIfApproved).
    */
-  private capped(start: StatementStart, masked: RunPlan, rowCap: number, approval: ApprovalConfig): RunPlan {
+  private capped(start: StatementStart, masked: RunPlan, rowCap: number, approval: ApprovalConfig, reason = `row cap of ${rowCap} exceeded`): RunPlan {
     return {
       ...masked,
       rowCap,
@@ -137,7 +142,7 @@ export class SessionPolicy {
         const id = this.deps.approvals.requestInBackground({
           identity: this.session.identity,
           connection: this.session.connection,
-          reason: `row cap of ${rowCap} exceeded`,
+          reason,
           config: approval,
           statement: { text: start.statement, fingerprint, parameters: start.parameters },
         });
@@ -166,7 +171,7 @@ export class SessionPolicy {
     return pre ? { ...withSummary(whole, { approval: { request: pre.id, rule: null, approved_ahead: true, approvers: approversOf(pre) } }), once: true } : capped;
   }
 
-  private async decide(start: StatementStart, connection: LiveConnection, approval: ApprovalConfig): Promise<{ decision: RuleDecision; fingerprint: string | null }> {
+  private async decide(start: StatementStart, connection: LiveConnection, approval: ApprovalConfig): Promise<{ decision: RuleDecision; fingerprint: string | null; cap: { rows: number; rule: string; estimate: number | null } | null }> {
     const text = start.statement;
     let cache = classified.get(approval);
     if (!cache) classified.set(approval, (cache = new Map()));
@@ -191,7 +196,9 @@ export class SessionPolicy {
     const estimate = statements && statements.length === 1 && ESTIMATED_KINDS.has(statements[0]!.kind) && rules.some((r) => r.when.estimated_rows)
       ? await this.deps.estimator.estimate(connection, text, sessionRoleOf(connection, this.session.identity))
       : null;
-    return { decision: decide(statements, approval.rules, this.session.identity.groups, () => estimate), fingerprint };
+    const decision = decide(statements, approval.rules, this.session.identity.groups, () => estimate);
+    const cap = decision.action === 'allow' && estimate !== null ? estimateCap(statements, approval.rules, this.session.identity.groups) : null;
+    return { decision, fingerprint, cap: cap ? { ...cap, estimate } : null };
   }
 
   /** Holds the statement until its request is decided; the client is told how to approve it. */

@@ -40,7 +40,7 @@ beforeAll(async () => {
   db = await createTestDatabase(shared, 'approvals');
   const admin = new pg.Client({ host: db.info.host, port: db.info.port, user: db.info.users.scram, password: passwordOf(db.info.users.scram), database: db.info.database });
   await admin.connect();
-  await admin.query('CREATE TABLE customers (id int PRIMARY KEY, name text); INSERT INTO customers SELECT i, \'c\' || i FROM generate_series(1, 100) i');
+  await admin.query('CREATE TABLE customers (id int PRIMARY KEY, name text); INSERT INTO customers SELECT i, \'c\' || i FROM generate_series(1, 100) i; ANALYZE customers');
   // Views are another way to read a table: a rule on customers must hold them too.
   await admin.query(`CREATE SCHEMA reports; CREATE VIEW reports.customer_list AS SELECT id, name FROM public.customers;
     CREATE VIEW reports.customer_list2 AS SELECT * FROM reports.customer_list; CREATE MATERIALIZED VIEW reports.snapshot AS SELECT * FROM public.customers;
@@ -65,6 +65,7 @@ beforeAll(async () => {
       bankConnection(db.info, { name: 'fast', approval: approval({ timeout: '2s' }) }),
       bankConnection(db.info, { name: 'masked', masking: PREDICATE_MASKING, approval: { approvers: ['dba'], rules: [] } }),
       bankConnection(db.info, { name: 'masked-alone', masking: PREDICATE_MASKING }),
+      bankConnection(db.info, { name: 'estimated', approval: { approvers: ['dba'], rules: [{ name: 'bulk-read', groups: ['analysts'], when: { kind: ['select', 'copy_out'], tables: ['customers'], estimated_rows: '>20' }, action: 'require_approval' }] } }),
     ],
   });
 }, 60_000);
@@ -259,6 +260,37 @@ describe('rules without a hold', () => {
     try {
       await expect(c.query('SELECT * FROM customers WHERE id > 0')).rejects.toMatchObject({ code: '54000', message: expect.stringContaining('row cap of 50') });
       expect((await c.query('SELECT count(*)::int AS n FROM customers WHERE id > 0')).rows).toEqual([{ n: 100 }]);
+    } finally {
+      await c.end();
+    }
+  });
+
+  test("a read the planner underestimates is stopped at the rule's bound, with a request for the whole result", async () => {
+    const { c, notices } = await client('alice', 'estimated');
+    // The oracle: PostgreSQL estimates `id % 1 = 0` at a fraction of the rows it returns.
+    const underestimated = 'SELECT id FROM customers WHERE id % 1 = 0';
+    const admin = new pg.Client({ host: db.info.host, port: db.info.port, user: db.info.users.scram, password: passwordOf(db.info.users.scram), database: db.info.database });
+    await admin.connect();
+    const plan = (await admin.query(`EXPLAIN (FORMAT JSON) ${underestimated}`)).rows[0]['QUERY PLAN'][0].Plan;
+    await admin.end();
+    expect(plan['Plan Rows']).toBeLessThanOrEqual(20);
+    try {
+      const cut = await c.query(underestimated).then(() => null, (e: { code?: string; message: string; hint?: string }) => e);
+      expect(cut).toMatchObject({ code: '54000', message: expect.stringContaining('row cap of 20 rows') });
+      expect(notices).toEqual([]); // stopped, not held
+      const id = /approval request (r-[0-9a-f]{8})/.exec(cut!.hint ?? '')?.[1];
+      expect(id, cut!.hint).toBeDefined();
+      const request = await until(async () => (await api('GET', '/reviews', 'bob')).json.find((r: { id: string }) => r.id === id));
+      expect(request).toMatchObject({ rule: null, reason: expect.stringContaining('more than 20 rows, which rule bulk-read holds for approval') });
+      // Within the bound it runs; what the rule does not apply to (bob is not an analyst) is not capped.
+      expect((await c.query(`${underestimated} AND id <= 20`)).rows).toHaveLength(20);
+      const { c: bob } = await client('bob', 'estimated');
+      expect((await bob.query(underestimated)).rows).toHaveLength(100);
+      await bob.end();
+      // Approved, the same statement runs whole, once.
+      expect((await api('POST', `/reviews/${id}/approve`, 'bob', {})).status).toBe(200);
+      expect((await c.query(underestimated)).rows).toHaveLength(100);
+      await expect(c.query(underestimated)).rejects.toMatchObject({ code: '54000' });
     } finally {
       await c.end();
     }

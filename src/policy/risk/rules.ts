@@ -54,6 +54,30 @@ export function decide(statements: Classification[] | null, rules: RiskRule[], c
   return best ?? { action: 'allow', rule: null, reason: applying.length === 0 ? 'no access rule applies to you' : 'no access rule matches' };
 }
 
+/** The kinds whose rows come back to the client, where a cap can stop them. */
+const RETURNING_KINDS: ReadonlySet<StatementKind> = new Set(['select', 'copy_out']);
+
+/**
+ * A planner estimate is a guess, and one a statement can steer: `WHERE id % 1 = 0` is estimated
+ * at half a percent of the rows and returns all of them. For a read the rules let run on its
+ * estimate, but would hold or deny on a larger one (`estimated_rows: ">500"`), the number of rows
+ * it may return: the caller caps the result there, so a result longer than its estimate said is
+ * stopped, not passed. null: no rule would. Writes are not capped (their rows are done, not
+ * returned): for them the estimate decides alone.
+ */
+export function estimateCap(statements: Classification[] | null, rules: RiskRule[], callerGroups: string[]): { rows: number; rule: string } | null {
+  if (statements === null || statements.length !== 1 || !RETURNING_KINDS.has(statements[0]!.kind)) return null;
+  const s = statements[0]!;
+  for (const rule of rulesFor(rules, callerGroups)) {
+    // The first rule that would decide the statement, were it as large as can be.
+    if (matches(rule.when, s, Number.MAX_SAFE_INTEGER) === null) continue;
+    const bound = rule.when.estimated_rows;
+    if (rule.action === 'allow' || !bound || (bound.op !== '>' && bound.op !== '>=')) return null;
+    return { rows: bound.op === '>' ? bound.value : Math.max(0, bound.value - 1), rule: rule.name };
+  }
+  return null;
+}
+
 function unparseable(applying: RiskRule[]): RuleDecision {
   if (applying.length === 0) return { action: 'allow', rule: null, reason: 'the statement could not be parsed, and no access rule applies to you' };
   const strictest = applying.reduce((a, b) => (SEVERITY[b.action] > SEVERITY[a.action] ? b : a));

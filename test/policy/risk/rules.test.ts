@@ -2,7 +2,7 @@
 import { beforeAll, describe, expect, test } from 'vitest';
 import { loadParser } from '../../../src/policy/masking/parse.js';
 import { classifyQuery } from '../../../src/policy/risk/classify.js';
-import { decide, rulesFor, tableMatches, type RuleDecision } from '../../../src/policy/risk/rules.js';
+import { decide, estimateCap, rulesFor, tableMatches, type RuleDecision } from '../../../src/policy/risk/rules.js';
 import type { RiskRule } from '../../../src/policy/risk/types.js';
 
 beforeAll(() => loadParser());
@@ -155,6 +155,24 @@ describe('conditions', () => {
     expect(hit('SELECT * FROM customers', { kind: ['select'], tables: ['customers'], where: false })).toBe(true);
     expect(hit('SELECT * FROM customers', { kind: ['delete'], tables: ['customers'], where: false })).toBe(false);
     expect(hit('SELECT * FROM orders', { kind: ['select'], tables: ['customers'], where: false })).toBe(false);
+  });
+});
+
+describe('estimateCap: the rows a read allowed on its estimate may return', () => {
+  const cap = (text: string, rules: RiskRule[], groups: string[] = ['analysts']) => estimateCap(classifyQuery(text).statements, rules, groups);
+  const bulk = (op: '>' | '>=', value: number, extra: Partial<RiskRule> = {}): RiskRule => ({ name: 'bulk', groups: null, when: { kind: ['select', 'copy_out'], estimated_rows: { op, value } }, action: 'require_approval', ...extra });
+  test("a read a rule would hold on a larger estimate is capped at the rule's bound", () => {
+    expect(cap('SELECT * FROM t WHERE id % 1 = 0', [bulk('>', 500)])).toEqual({ rows: 500, rule: 'bulk' });
+    expect(cap('COPY (SELECT * FROM t) TO STDOUT', [bulk('>=', 500)])).toEqual({ rows: 499, rule: 'bulk' });
+    expect(cap('SELECT 1', [bulk('>', 500, { action: 'deny' })])).toEqual({ rows: 500, rule: 'bulk' });
+  });
+  test('not capped: writes, other groups, rules with an upper bound or that allow, an earlier rule that decides anyway', () => {
+    expect(cap('DELETE FROM t WHERE id % 1 = 0', [{ ...bulk('>', 5), when: { estimated_rows: { op: '>', value: 5 } } }])).toBeNull();
+    expect(cap('SELECT * FROM t', [bulk('>', 500, { groups: ['analysts'] })], ['dba'])).toBeNull();
+    expect(cap('SELECT * FROM t', [{ ...bulk('>', 500), when: { estimated_rows: { op: '<', value: 500 } } }])).toBeNull();
+    expect(cap('SELECT * FROM t', [bulk('>', 500, { action: 'allow' })])).toBeNull();
+    expect(cap('SELECT * FROM t', [{ name: 'reads', groups: null, when: { kind: ['select'] }, action: 'allow' }, bulk('>', 500)])).toBeNull();
+    expect(cap('SELECT 1; SELECT 2', [bulk('>', 500)])).toBeNull(); // several statements have no estimate, so the rule holds them
   });
 });
 
