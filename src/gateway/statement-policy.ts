@@ -196,8 +196,13 @@ export class SessionPolicy {
     const estimate = statements && statements.length === 1 && ESTIMATED_KINDS.has(statements[0]!.kind) && rules.some((r) => r.when.estimated_rows)
       ? await this.deps.estimator.estimate(connection, text, sessionRoleOf(connection, this.session.identity))
       : null;
-    const decision = decide(statements, approval.rules, this.session.identity.groups, () => estimate);
+    let decision = decide(statements, approval.rules, this.session.identity.groups, () => estimate);
     const cap = decision.action === 'allow' && estimate !== null ? estimateCap(statements, approval.rules, this.session.identity.groups) : null;
+    if (cap?.deferred) {
+      // Its rows come back from FETCH or EXECUTE, out of a cap's reach: the rule decides.
+      decision = { action: cap.action, rule: cap.rule, reason: `rule ${cap.rule}: a cursor or prepared statement, whose rows cannot be capped where they come back, estimated at ${estimate} rows (an estimate is a guess: past ${cap.rows} rows the rule applies)` };
+      return { decision, fingerprint, cap: null };
+    }
     return { decision, fingerprint, cap: cap ? { ...cap, estimate } : null };
   }
 

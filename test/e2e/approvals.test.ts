@@ -291,6 +291,14 @@ describe('rules without a hold', () => {
       expect((await api('POST', `/reviews/${id}/approve`, 'bob', {})).status).toBe(200);
       expect((await c.query(underestimated)).rows).toHaveLength(100);
       await expect(c.query(underestimated)).rejects.toMatchObject({ code: '54000' });
+      // A cursor's rows come back from FETCH, where no cap follows them: the rule holds it instead.
+      await c.query('BEGIN');
+      const declared = c.query(`DECLARE big CURSOR FOR ${underestimated}`).then(() => null, (e: { code?: string }) => e);
+      const held = await requestIn(notices);
+      expect(notices[0]).toContain('rule bulk-read');
+      expect((await api('POST', `/reviews/${held}/deny`, 'bob', { comment: 'use a query' })).status).toBe(200);
+      expect(await declared).toMatchObject({ code: '42501' });
+      await c.query('ROLLBACK');
     } finally {
       await c.end();
     }

@@ -44,6 +44,8 @@ export interface Classification {
   functions: string[];
   /** Data-modifying statements inside this one, each classified as its own statement. */
   nested: Classification[];
+  /** `PREPARE p AS q` or `DECLARE c CURSOR FOR q`: q runs, and its rows come back, later (EXECUTE, FETCH). */
+  deferred?: true;
 }
 
 export interface QueryClassification {
@@ -236,7 +238,13 @@ function classifyStatement(stmt: unknown, protectedColumns: string[]): Classific
     aggregates: walk.aggregates,
     functions: [...walk.functions],
     nested: walk.nested.map((n) => classifyStatement(n, protectedColumns)),
+    ...(isDeferred(stmt) ? { deferred: true as const } : {}),
   };
+}
+
+function isDeferred(stmt: unknown): boolean {
+  const type = unwrap(stmt)?.[0];
+  return type === 'PrepareStmt' || type === 'DeclareCursorStmt';
 }
 
 type CteNames = ReadonlySet<string>;

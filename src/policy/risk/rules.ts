@@ -63,9 +63,11 @@ const RETURNING_KINDS: ReadonlySet<StatementKind> = new Set(['select', 'copy_out
  * estimate, but would hold or deny on a larger one (`estimated_rows: ">500"`), the number of rows
  * it may return: the caller caps the result there, so a result longer than its estimate said is
  * stopped, not passed. null: no rule would. Writes are not capped (their rows are done, not
- * returned): for them the estimate decides alone.
+ * returned): for them the estimate decides alone. A cursor's or a prepared statement's rows come
+ * back later, from FETCH or EXECUTE, where no cap can follow them: for those `deferred` is set,
+ * and the caller lets the rule decide as if the estimate were over its bound.
  */
-export function estimateCap(statements: Classification[] | null, rules: RiskRule[], callerGroups: string[]): { rows: number; rule: string } | null {
+export function estimateCap(statements: Classification[] | null, rules: RiskRule[], callerGroups: string[]): EstimateCap | null {
   if (statements === null || statements.length !== 1 || !RETURNING_KINDS.has(statements[0]!.kind)) return null;
   const s = statements[0]!;
   for (const rule of rulesFor(rules, callerGroups)) {
@@ -73,10 +75,12 @@ export function estimateCap(statements: Classification[] | null, rules: RiskRule
     if (matches(rule.when, s, Number.MAX_SAFE_INTEGER) === null) continue;
     const bound = rule.when.estimated_rows;
     if (rule.action === 'allow' || !bound || (bound.op !== '>' && bound.op !== '>=')) return null;
-    return { rows: bound.op === '>' ? bound.value : Math.max(0, bound.value - 1), rule: rule.name };
+    return { rows: bound.op === '>' ? bound.value : Math.max(0, bound.value - 1), rule: rule.name, action: rule.action, deferred: s.deferred === true };
   }
   return null;
 }
+
+export interface EstimateCap { rows: number; rule: string; action: RiskAction; deferred: boolean }
 
 function unparseable(applying: RiskRule[]): RuleDecision {
   if (applying.length === 0) return { action: 'allow', rule: null, reason: 'the statement could not be parsed, and no access rule applies to you' };

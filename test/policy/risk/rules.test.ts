@@ -162,9 +162,13 @@ describe('estimateCap: the rows a read allowed on its estimate may return', () =
   const cap = (text: string, rules: RiskRule[], groups: string[] = ['analysts']) => estimateCap(classifyQuery(text).statements, rules, groups);
   const bulk = (op: '>' | '>=', value: number, extra: Partial<RiskRule> = {}): RiskRule => ({ name: 'bulk', groups: null, when: { kind: ['select', 'copy_out'], estimated_rows: { op, value } }, action: 'require_approval', ...extra });
   test("a read a rule would hold on a larger estimate is capped at the rule's bound", () => {
-    expect(cap('SELECT * FROM t WHERE id % 1 = 0', [bulk('>', 500)])).toEqual({ rows: 500, rule: 'bulk' });
-    expect(cap('COPY (SELECT * FROM t) TO STDOUT', [bulk('>=', 500)])).toEqual({ rows: 499, rule: 'bulk' });
-    expect(cap('SELECT 1', [bulk('>', 500, { action: 'deny' })])).toEqual({ rows: 500, rule: 'bulk' });
+    expect(cap('SELECT * FROM t WHERE id % 1 = 0', [bulk('>', 500)])).toEqual({ rows: 500, rule: 'bulk', action: 'require_approval', deferred: false });
+    expect(cap('COPY (SELECT * FROM t) TO STDOUT', [bulk('>=', 500)])).toEqual({ rows: 499, rule: 'bulk', action: 'require_approval', deferred: false });
+    expect(cap('SELECT 1', [bulk('>', 500, { action: 'deny' })])).toEqual({ rows: 500, rule: 'bulk', action: 'deny', deferred: false });
+  });
+  test("a cursor's or a prepared statement's rows come back later, where no cap follows them: deferred", () => {
+    expect(cap('DECLARE c CURSOR FOR SELECT * FROM t WHERE id % 1 = 0', [bulk('>', 500)])).toMatchObject({ rows: 500, deferred: true });
+    expect(cap('PREPARE p AS SELECT * FROM t', [bulk('>', 500)])).toMatchObject({ deferred: true });
   });
   test('not capped: writes, other groups, rules with an upper bound or that allow, an earlier rule that decides anyway', () => {
     expect(cap('DELETE FROM t WHERE id % 1 = 0', [{ ...bulk('>', 5), when: { estimated_rows: { op: '>', value: 5 } } }])).toBeNull();
