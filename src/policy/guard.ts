@@ -22,9 +22,13 @@
  * - `DO` blocks in a language other than PL/pgSQL, with dynamic SQL (EXECUTE, OPEN … FOR EXECUTE,
  *   FOR … IN EXECUTE, RETURN QUERY EXECUTE), with any embedded statement or expression the
  *   guard refuses (checked recursively), or whose body does not compile.
+ * - `CREATE [OR REPLACE] FUNCTION|PROCEDURE` whose body would be refused as a DO block's is (a
+ *   PL/pgSQL body), or whose SQL body holds a statement the guard refuses; in any other language.
+ *   Its body runs later, for whoever calls it.
  * A text that does not parse is refused with the parser's message (SQLSTATE 42601).
  *
- * What the guard cannot see, and what holds instead: code that already exists in the database.
+ * What the guard cannot see, and what holds instead: code that already exists in the database
+ * (created outside hoop).
  * A function or procedure (created earlier, by anyone) can run `SET ROLE`, `set_config` or
  * dynamic SQL inside; the guard sees only its call. There, the mapped role's own privileges are
  * the boundary: the mapped roles must not be able to create functions (no CREATE on any schema,
@@ -88,12 +92,15 @@ export function guardQuery(text: string, protectedRoles: string[]): { refusal: s
 
 function decide(text: string, protectedRoles: Set<string>): GuardVerdict {
   let stmts: unknown[];
+  let sources: string[];
   try {
-    stmts = (parseSql(text).stmts ?? []).map((s) => s.stmt);
+    const parsed = parseSql(text).stmts ?? [];
+    stmts = parsed.map((s) => s.stmt);
+    sources = statementTexts(text, parsed);
   } catch (err) {
     return { refusal: `hoop: statement refused: it does not parse, so hoop cannot tell whether it would change the database role every user of this connection shares (${messageOf(err)})`, code: SQLSTATE_SYNTAX_ERROR };
   }
-  const why = new Walker(protectedRoles).statements(stmts);
+  const why = new Walker(protectedRoles).statements(stmts, sources);
   return why === null ? ALLOWED : { refusal: `hoop: statement refused: ${why}`, code: SQLSTATE_INSUFFICIENT_PRIVILEGE };
 }
 
@@ -123,10 +130,15 @@ class Walker {
   /** The setting a `SELECT set_config(name, …) FROM pg_settings WHERE name = '…'` row names (innermost first). */
   private readonly settingRows: string[] = [];
 
-  constructor(private readonly protectedRoles: Set<string>, private readonly depth = 0) {}
+  /** The text of the statement being walked (a CREATE FUNCTION's body compiles from it). */
+  private source = '';
 
-  statements(stmts: unknown[]): string | null {
-    for (const stmt of stmts) {
+  /** `code`: what the walked statements are part of, for messages (`a DO block`, `a function body`). */
+  constructor(private readonly protectedRoles: Set<string>, private readonly depth = 0, private readonly code = 'a DO block') {}
+
+  statements(stmts: unknown[], sources: string[] = []): string | null {
+    for (const [i, stmt] of stmts.entries()) {
+      this.source = sources[i] ?? '';
       const why = this.topLevel(stmt) ?? this.walk(stmt, true);
       if (why !== null) return why;
     }
@@ -198,6 +210,8 @@ class Walker {
       }
       case 'DoStmt':
         return this.doBlock(n);
+      case 'CreateFunctionStmt':
+        return this.functionBody(n);
       default:
         return null;
     }
@@ -280,6 +294,52 @@ class Walker {
     return new Walker(this.protectedRoles, this.depth + 1).plpgsql(tree);
   }
 
+  /**
+   * CREATE FUNCTION / PROCEDURE: its body runs later, when anyone calls it, out of the guard's
+   * sight, so it is checked now as a DO block is: `CREATE FUNCTION f() … AS 'ALTER ROLE hoop_svc
+   * PASSWORD …'` (or an EXECUTE of that) then `SELECT f()` would hand the shared login to whoever
+   * wrote it. SQL bodies are guarded statement by statement, PL/pgSQL ones compiled (dynamic SQL
+   * refused); other languages are refused. (A BEGIN ATOMIC body is in the parse tree: the walk
+   * covers it.)
+   */
+  private functionBody(n: Node): string | null {
+    const options = Array.isArray(n['options']) ? n['options'] : [];
+    let body: string | null = null;
+    let language: string | null = null;
+    for (const o of options) {
+      const d = isNode(o) ? o['DefElem'] : undefined;
+      if (!isNode(d)) continue;
+      if (d['defname'] === 'language' && isNode(d['arg']) && isNode(d['arg']['String'])) language = String(d['arg']['String']['sval'] ?? '').toLowerCase();
+      if (d['defname'] === 'as') {
+        const items = isNode(d['arg']) && isNode(d['arg']['List']) && Array.isArray(d['arg']['List']['items']) ? d['arg']['List']['items'] : [];
+        const first = items[0];
+        body = items.length === 1 && isNode(first) && isNode(first['String']) ? String(first['String']['sval'] ?? '') : null;
+        if (body === null) return `a function in object code (LANGUAGE ${language ?? 'c'}): hoop cannot see what it runs, and it could change the database role ${SHARED}`;
+      }
+    }
+    if (body === null) return null; // BEGIN ATOMIC / RETURN: walked as part of the tree
+    if (this.depth >= MAX_DEPTH) return `function bodies nested deeper than ${MAX_DEPTH}`;
+    const inner = new Walker(this.protectedRoles, this.depth + 1, 'a function body');
+    if (language === 'sql') {
+      let parsed: ReturnType<typeof parseSql>['stmts'];
+      try {
+        parsed = parseSql(body).stmts ?? [];
+      } catch (err) {
+        return `a function body that does not parse (${messageOf(err)}), so hoop cannot tell whether it would change the database role ${SHARED}`;
+      }
+      const why = inner.statements(parsed.map((p) => p.stmt), statementTexts(body, parsed));
+      return why === null ? null : `a function body with ${why}`;
+    }
+    if (language !== 'plpgsql') return `a function in ${language ?? 'an unnamed language'}: hoop cannot see what it runs, and it could change the database role ${SHARED}`;
+    let tree: unknown;
+    try {
+      tree = parsePlpgsql(this.source);
+    } catch (err) {
+      return `a function body that does not compile (${messageOf(err)}), so hoop cannot tell whether it would change the database role ${SHARED}`;
+    }
+    return inner.plpgsql(tree);
+  }
+
   /** A compiled PL/pgSQL body: dynamic SQL is refused, every embedded statement and expression guarded. */
   plpgsql(value: unknown): string | null {
     if (Array.isArray(value)) {
@@ -291,9 +351,9 @@ class Walker {
     }
     if (!isNode(value)) return null;
     for (const [type, body] of Object.entries(value)) {
-      if (type === 'PLpgSQL_stmt_dynexecute' || type === 'PLpgSQL_stmt_dynfors') return `a DO block with dynamic SQL (EXECUTE): hoop cannot see what it runs, and it could change the database role ${SHARED}`;
+      if (type === 'PLpgSQL_stmt_dynexecute' || type === 'PLpgSQL_stmt_dynfors') return `${this.code} with dynamic SQL (EXECUTE): hoop cannot see what it runs, and it could change the database role ${SHARED}`;
       if ((type === 'PLpgSQL_stmt_open' || type === 'PLpgSQL_stmt_return_query') && isNode(body) && body['dynquery'] !== undefined) {
-        return `a DO block with dynamic SQL (${type === 'PLpgSQL_stmt_open' ? 'OPEN … FOR EXECUTE' : 'RETURN QUERY EXECUTE'}): hoop cannot see what it runs, and it could change the database role ${SHARED}`;
+        return `${this.code} with dynamic SQL (${type === 'PLpgSQL_stmt_open' ? 'OPEN … FOR EXECUTE' : 'RETURN QUERY EXECUTE'}): hoop cannot see what it runs, and it could change the database role ${SHARED}`;
       }
       if (type === 'PLpgSQL_expr' && isNode(body)) {
         const why = this.embedded(String(body['query'] ?? ''), Number(body['parseMode'] ?? 0));
@@ -309,7 +369,7 @@ class Walker {
   /** One SQL statement (parse mode 0) or expression (the others) of a PL/pgSQL body. */
   private embedded(query: string, parseMode: number): string | null {
     if (!mayNeedGuard(query)) return null;
-    const inside = (why: string) => `a DO block with ${why}`;
+    const inside = (why: string) => `${this.code} with ${why}`;
     const texts = parseMode === 0 ? [query] : [`SELECT ${query}`, `SELECT ${query.replace(/^[^:=]*:?=/, '')}`];
     for (const text of texts) {
       let stmts: unknown[];
@@ -365,6 +425,15 @@ function constantText(arg: unknown): string | null {
   const c = arg['A_Const'];
   if (!isNode(c) || !isNode(c['sval'])) return null;
   return String(c['sval']['sval'] ?? '');
+}
+
+/** Each parsed statement's own text: locations and lengths are in UTF-8 bytes (0: to the end). */
+function statementTexts(text: string, parsed: { stmt_location?: number; stmt_len?: number }[]): string[] {
+  const bytes = Buffer.from(text, 'utf8');
+  return parsed.map((p) => {
+    const from = p.stmt_location ?? 0;
+    return bytes.toString('utf8', from, p.stmt_len ? from + p.stmt_len : bytes.length);
+  });
 }
 
 /** A DO statement around `body`, dollar-quoted with a tag the body does not contain. */

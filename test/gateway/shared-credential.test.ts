@@ -163,6 +163,26 @@ describe('the guard, with role mapping, on a real PostgreSQL', () => {
     expect(settings.rows).toEqual([]);
   });
 
+  test('a function defined through hoop is guarded like a DO block: its body would run later, for whoever calls it', async () => {
+    // bob's mapped role may create functions in public (the database allows it): the guard checks the body.
+    const c = await tunnelClient(gw.url, 'bank', gw.keys['bob']!);
+    try {
+      for (const text of [
+        `CREATE FUNCTION public.lift() RETURNS void LANGUAGE plpgsql AS $$ BEGIN EXECUTE 'SET ROLE NONE'; END $$`,
+        `CREATE FUNCTION public.lift() RETURNS text LANGUAGE sql AS $$ SELECT set_config('role', '${SVC}', false) $$`,
+        `CREATE PROCEDURE public.lift() LANGUAGE sql AS $$ ALTER ROLE ${SVC} PASSWORD 'x' $$`,
+      ]) await expect(c.query(text), text).rejects.toMatchObject({ code: '42501', message: expect.stringMatching(/^hoop: statement refused: a function body with .*every user of this connection shares/) });
+      // The oracle: nothing of it reached the database.
+      expect((await asSuperuser(db.info.database, (s) => s.query("SELECT count(*)::int AS n FROM pg_proc WHERE proname = 'lift'"))).rows).toEqual([{ n: 0 }]);
+      // An ordinary function is created and runs as the caller's own role.
+      await c.query('CREATE FUNCTION public.twice(x int) RETURNS int LANGUAGE plpgsql AS $$ BEGIN RETURN 2 * x; END $$');
+      expect((await c.query('SELECT public.twice(21) AS v, current_user AS u')).rows).toEqual([{ v: 42, u: DBA }]);
+      await c.query('DROP FUNCTION public.twice(int)');
+    } finally {
+      await c.end();
+    }
+  });
+
   test('pg_terminate_backend of another user\'s session is refused, and that session keeps working', async () => {
     const bob = await tunnelClient(gw.url, 'bank', gw.keys['bob']!);
     const pid = (await bob.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;

@@ -175,6 +175,38 @@ describe('DO blocks', () => {
   });
 });
 
+describe('functions and procedures defined through hoop: their bodies run later, for whoever calls them', () => {
+  test.each([
+    ["CREATE FUNCTION f() RETURNS void LANGUAGE plpgsql AS $$ BEGIN EXECUTE 'ALTER ROLE hoop_svc PASSWORD ''y'''; END $$", /a function body with dynamic SQL \(EXECUTE\)/],
+    ["CREATE OR REPLACE PROCEDURE p() LANGUAGE plpgsql AS $$ BEGIN ALTER ROLE CURRENT_USER PASSWORD 'x'; END $$", /ALTER ROLE/],
+    ["CREATE FUNCTION f(r text) RETURNS text LANGUAGE plpgsql AS $$ BEGIN RETURN set_config('role', r, false); END $$", /a function body with set_config/],
+    ["CREATE FUNCTION f() RETURNS void LANGUAGE sql AS 'ALTER ROLE hoop_svc PASSWORD ''y''' ", /a function body with ALTER ROLE/],
+    ["CREATE FUNCTION f() RETURNS text LANGUAGE sql AS $$ SELECT 1; SELECT set_config('role', 'hoop_dba', false) $$", /set_config/],
+    ["CREATE FUNCTION f() RETURNS void LANGUAGE sql AS $$ SELECT pg_terminate_backend(1) $$", /pg_terminate_backend/],
+    ["CREATE FUNCTION f() RETURNS int LANGUAGE plperl AS $$ spi_exec_query('ALTER ROLE hoop_svc PASSWORD 1') $$", /a function in plperl/],
+    ["CREATE FUNCTION f() RETURNS int LANGUAGE c AS 'mylib', 'f'", /object code/],
+    ["CREATE FUNCTION f() RETURNS int LANGUAGE plpgsql AS $$ BEGIN nonsense; END $$", /does not compile/],
+    // The statement's own text compiles, not a neighbour's: a multi-byte character before it shifts byte offsets.
+    ["SELECT 'é'; CREATE FUNCTION f() RETURNS void LANGUAGE plpgsql AS $$ BEGIN EXECUTE 'SELECT 1'; END $$", /dynamic SQL/],
+    ["CREATE FUNCTION g() RETURNS void LANGUAGE sql AS $q$ CREATE FUNCTION h() RETURNS void LANGUAGE plpgsql AS $$ BEGIN SET ROLE NONE; END $$ $q$", /SET ROLE/],
+    ["CREATE FUNCTION f() RETURNS text LANGUAGE sql BEGIN ATOMIC SELECT set_config('role', 'hoop_dba', false); END", /set_config/],
+  ])('%s', (text, why) => {
+    const v = verdict(text);
+    expect(v.code).toBe('42501');
+    expect(v.refusal).toMatch(why);
+  });
+
+  test('ordinary functions pass: SQL and PL/pgSQL bodies of plain statements, parameters, triggers, set-returning', () => {
+    for (const text of [
+      'CREATE FUNCTION add(a int, b int) RETURNS int LANGUAGE sql IMMUTABLE AS $$ SELECT a + b $$',
+      'CREATE FUNCTION add2(int) RETURNS int LANGUAGE sql RETURN $1 + 2',
+      "CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.updated_at := now(); RETURN NEW; END $$",
+      'CREATE FUNCTION ids() RETURNS SETOF int LANGUAGE plpgsql AS $$ BEGIN RETURN QUERY SELECT 1; RETURN NEXT 2; END $$',
+      "CREATE OR REPLACE FUNCTION f(x int) RETURNS int LANGUAGE plpgsql AS $$ DECLARE y int := x; BEGIN RAISE NOTICE 'y %', y; RETURN y; END $$",
+    ]) expect(verdict(text), text).toEqual({ refusal: null });
+  });
+});
+
 describe('allowed: what keeps the role given at startup', () => {
   test.each([
     'RESET ROLE',
