@@ -22,6 +22,8 @@
  * - `DO` blocks in a language other than PL/pgSQL, with dynamic SQL (EXECUTE, OPEN … FOR EXECUTE,
  *   FOR … IN EXECUTE, RETURN QUERY EXECUTE), with any embedded statement or expression the
  *   guard refuses (checked recursively), or whose body does not compile.
+ * - `CREATE AGGREGATE`, `CREATE OPERATOR` or `CREATE CAST` with `set_config` or a signal function
+ *   as its support function (each use calls it with arguments the guard never sees).
  * - `CREATE [OR REPLACE] FUNCTION|PROCEDURE` whose body would be refused as a DO block's is (a
  *   PL/pgSQL body), or whose SQL body holds a statement the guard refuses; in any other language.
  *   Its body runs later, for whoever calls it.
@@ -212,6 +214,12 @@ class Walker {
         return this.doBlock(n);
       case 'CreateFunctionStmt':
         return this.functionBody(n);
+      case 'DefineStmt':
+        return n['kind'] === 'OBJECT_AGGREGATE' || n['kind'] === 'OBJECT_OPERATOR'
+          ? callsGuarded(n['definition'], n['kind'] === 'OBJECT_AGGREGATE' ? 'an aggregate' : 'an operator')
+          : null;
+      case 'CreateCastStmt':
+        return isNode(n['func']) ? callsGuarded([n['func']], 'a cast') : null;
       default:
         return null;
     }
@@ -425,6 +433,27 @@ function constantText(arg: unknown): string | null {
   const c = arg['A_Const'];
   if (!isNode(c) || !isNode(c['sval'])) return null;
   return String(c['sval']['sval'] ?? '');
+}
+
+/**
+ * An aggregate, operator or cast whose support function is one the guard refuses to see called:
+ * `CREATE AGGREGATE a(text, boolean) (SFUNC = set_config, STYPE = text, INITCOND = 'role')` made
+ * `SELECT a('hoop_svc', false)` a `set_config('role', …)` under another name. (CREATE AGGREGATE
+ * and CREATE OPERATOR name it as a type name in their definition, CREATE CAST as `func`.)
+ */
+function callsGuarded(definition: unknown, what: string): string | null {
+  for (const item of Array.isArray(definition) ? definition : []) {
+    const d = isNode(item) ? (isNode(item['DefElem']) ? item['DefElem']['arg'] : item) : undefined;
+    const ref = isNode(d) ? (isNode(d['TypeName']) ? d['TypeName']['names'] : d['objname']) : undefined;
+    const names = Array.isArray(ref) ? ref : [];
+    const last = names[names.length - 1];
+    const name = isNode(last) && isNode(last['String']) ? String(last['String']['sval'] ?? '').toLowerCase() : '';
+    if (name === 'set_config' || SIGNAL_FUNCTIONS.has(name)) {
+      const could = name === 'set_config' ? `change the database role ${SHARED}` : `signal another session of the database role ${SHARED}`;
+      return `${what} that calls ${name}: each use would run it with arguments hoop never sees, and it could ${could}`;
+    }
+  }
+  return null;
 }
 
 /** Each parsed statement's own text: locations and lengths are in UTF-8 bytes (0: to the end). */

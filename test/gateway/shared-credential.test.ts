@@ -183,6 +183,24 @@ describe('the guard, with role mapping, on a real PostgreSQL', () => {
     }
   });
 
+  test('an aggregate, operator or cast made of set_config or a signal function is refused: it would call it under another name', async () => {
+    const c = await tunnelClient(gw.url, 'bank', gw.keys['bob']!);
+    try {
+      for (const text of [
+        // then `SELECT public.lift('${SVC}', false)` would be set_config('role', '${SVC}', false)
+        "CREATE AGGREGATE public.lift(text, boolean) (SFUNC = set_config, STYPE = text, INITCOND = 'role')",
+        'CREATE OPERATOR public.!!! (LEFTARG = int, RIGHTARG = bigint, FUNCTION = pg_terminate_backend)',
+      ]) await expect(c.query(text), text).rejects.toMatchObject({ code: '42501', message: expect.stringMatching(/^hoop: statement refused: an (aggregate|operator) that calls (set_config|pg_terminate_backend)/) });
+      const made = await asSuperuser(db.info.database, (s) => s.query("SELECT (SELECT count(*) FROM pg_proc WHERE proname = 'lift')::int AS aggregates, (SELECT count(*) FROM pg_operator WHERE oprname = '!!!')::int AS operators"));
+      expect(made.rows).toEqual([{ aggregates: 0, operators: 0 }]);
+      await c.query("CREATE AGGREGATE public.joined(text) (SFUNC = textcat, STYPE = text, INITCOND = '')");
+      expect((await c.query("SELECT public.joined(x) AS v, current_user AS u FROM (VALUES ('a'), ('b')) t(x)")).rows).toEqual([{ v: 'ab', u: DBA }]);
+      await c.query('DROP AGGREGATE public.joined(text)');
+    } finally {
+      await c.end();
+    }
+  });
+
   test('pg_terminate_backend of another user\'s session is refused, and that session keeps working', async () => {
     const bob = await tunnelClient(gw.url, 'bank', gw.keys['bob']!);
     const pid = (await bob.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;

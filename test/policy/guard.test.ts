@@ -207,6 +207,29 @@ describe('functions and procedures defined through hoop: their bodies run later,
   });
 });
 
+describe('aggregates, operators and casts: a refused function called under another name', () => {
+  test.each([
+    ["CREATE AGGREGATE a(text, boolean) (SFUNC = set_config, STYPE = text, INITCOND = 'role')", /an aggregate that calls set_config/],
+    ["CREATE OR REPLACE AGGREGATE a(text, boolean) (SFUNC = pg_catalog.\"set_config\", STYPE = text, INITCOND = 'role')", /an aggregate that calls set_config/],
+    ["CREATE AGGREGATE a(text) (SFUNC = textcat, STYPE = text, FINALFUNC = pg_cancel_backend)", /an aggregate that calls pg_cancel_backend/],
+    ['CREATE OPERATOR !!! (LEFTARG = int, RIGHTARG = bigint, FUNCTION = pg_terminate_backend)', /an operator that calls pg_terminate_backend/],
+    ['CREATE OPERATOR !!! (LEFTARG = int, RIGHTARG = bigint, PROCEDURE = U&"pg_termin\\0061te_backend")', /an operator that calls pg_terminate_backend/],
+    ['CREATE CAST (int AS pid) WITH FUNCTION pg_cancel_backend(int)', /a cast that calls pg_cancel_backend/],
+  ])('%s', (text, why) => {
+    const v = verdict(text);
+    expect(v.code).toBe('42501');
+    expect(v.refusal).toMatch(why);
+  });
+
+  test('ordinary aggregates, operators and casts pass', () => {
+    for (const text of [
+      'CREATE AGGREGATE concat_all(text) (SFUNC = textcat, STYPE = text, INITCOND = \'\')',
+      'CREATE OPERATOR === (LEFTARG = int, RIGHTARG = int, FUNCTION = int4eq)',
+      'CREATE CAST (int AS money_cents) WITH FUNCTION to_cents(int)',
+    ]) expect(verdict(text), text).toEqual({ refusal: null });
+  });
+});
+
 describe('allowed: what keeps the role given at startup', () => {
   test.each([
     'RESET ROLE',
