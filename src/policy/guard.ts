@@ -42,7 +42,7 @@
  * (pgbench's distinct `SELECT … WHERE aid = 123` texts never parse), and verdicts of texts that
  * do parse are kept in a small LRU per text and protected roles.
  */
-import { parsePlpgsql, parseSql } from './masking/parse.js';
+import { doText, parsePlpgsql, parseSql, statementTexts } from './masking/parse.js';
 
 export const SQLSTATE_INSUFFICIENT_PRIVILEGE = '42501';
 export const SQLSTATE_SYNTAX_ERROR = '42601';
@@ -456,18 +456,4 @@ function callsGuarded(definition: unknown, what: string): string | null {
   return null;
 }
 
-/** Each parsed statement's own text: locations and lengths are in UTF-8 bytes (0: to the end). */
-function statementTexts(text: string, parsed: { stmt_location?: number; stmt_len?: number }[]): string[] {
-  const bytes = Buffer.from(text, 'utf8');
-  return parsed.map((p) => {
-    const from = p.stmt_location ?? 0;
-    return bytes.toString('utf8', from, p.stmt_len ? from + p.stmt_len : bytes.length);
-  });
-}
 
-/** A DO statement around `body`, dollar-quoted with a tag the body does not contain. */
-function doText(body: string): string {
-  let tag = 'hoop';
-  for (let i = 0; body.includes(`$${tag}$`); i++) tag = `hoop${i}`;
-  return `DO $${tag}$${body}$${tag}$`;
-}

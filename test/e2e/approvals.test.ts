@@ -65,6 +65,7 @@ beforeAll(async () => {
       bankConnection(db.info, { name: 'fast', approval: approval({ timeout: '2s' }) }),
       bankConnection(db.info, { name: 'masked', masking: PREDICATE_MASKING, approval: { approvers: ['dba'], rules: [] } }),
       bankConnection(db.info, { name: 'masked-alone', masking: PREDICATE_MASKING }),
+      bankConnection(db.info, { name: 'writes', approval: { approvers: ['dba'], rules: [{ name: 'unfiltered-write', when: { kind: ['update', 'delete'], where: false }, action: 'require_approval' }] } }),
       bankConnection(db.info, { name: 'estimated', approval: { approvers: ['dba'], rules: [{ name: 'bulk-read', groups: ['analysts'], when: { kind: ['select', 'copy_out'], tables: ['customers'], estimated_rows: '>20' }, action: 'require_approval' }] } }),
     ],
   });
@@ -219,6 +220,47 @@ describe('masking.predicates: require_approval', () => {
     const alone = await client('alice', 'masked-alone');
     await expect(alone.c.query("SELECT id FROM customers WHERE name = 'c7'")).rejects.toMatchObject({ code: '42501', message: expect.stringContaining('no approval block') });
     await alone.c.end();
+  });
+});
+
+describe('code: a rule is not walked around by wrapping its statement in a DO block or a function', () => {
+  test('a DELETE inside a DO block or a function body, or a CALL of a procedure hoop cannot read, is held like the DELETE itself', async () => {
+    const asAdmin = async <T>(run: (admin: pg.Client) => Promise<T>): Promise<T> => {
+      const admin = new pg.Client({ host: db.info.host, port: db.info.port, user: db.info.users.scram, password: passwordOf(db.info.users.scram), database: db.info.database });
+      await admin.connect();
+      try {
+        return await run(admin);
+      } finally {
+        await admin.end();
+      }
+    };
+    const count = () => asAdmin(async (a) => (await a.query("SELECT (SELECT count(*) FROM customers)::int AS customers, (SELECT count(*) FROM pg_proc WHERE proname = 'wipe')::int AS functions")).rows[0]);
+    // A procedure made outside hoop: its body is out of hoop's sight, so its CALL could be anything.
+    await asAdmin((a) => a.query("CREATE PROCEDURE public.purge() LANGUAGE sql AS 'DELETE FROM customers'"));
+    const { c, notices } = await client('bob', 'writes');
+    try {
+      for (const text of [
+        'DO $$ BEGIN DELETE FROM customers; END $$',
+        "CREATE FUNCTION public.wipe() RETURNS void LANGUAGE sql AS 'DELETE FROM customers'",
+        'CALL public.purge()',
+      ]) {
+        notices.length = 0;
+        const ran = c.query(text).then(() => null, (e: { code?: string }) => e);
+        const id = await requestIn(notices);
+        expect(notices[0], text).toContain('(rule unfiltered-write)');
+        expect((await api('POST', `/reviews/${id}/deny`, 'dave', { comment: 'no' })).status).toBe(200);
+        expect(await ran, text).toMatchObject({ code: '42501', message: expect.stringContaining(text.startsWith('CALL') ? 'CALL runs a procedure whose body hoop does not see, so the strictest rule that could apply to what it runs decides' : 'rule unfiltered-write: delete without WHERE') });
+      }
+      // The oracle: nothing of it reached the database.
+      expect(await count()).toEqual({ customers: 100, functions: 0 });
+      // Code that runs nothing a rule names is not held.
+      notices.length = 0;
+      await c.query("DO $$ BEGIN DELETE FROM customers WHERE id = -1; RAISE NOTICE 'done'; END $$");
+      expect(notices).toEqual(['done']);
+    } finally {
+      await c.end();
+      await asAdmin((a) => a.query('DROP PROCEDURE public.purge()'));
+    }
   });
 });
 

@@ -75,3 +75,19 @@ export function fingerprintSql(text: string): string {
     return `text:${createHash('sha256').update(text).digest('hex')}`;
   }
 }
+
+/** Each parsed statement's own text: locations and lengths are in UTF-8 bytes (0: to the end). */
+export function statementTexts(text: string, parsed: { stmt_location?: number; stmt_len?: number }[]): string[] {
+  const bytes = Buffer.from(text, 'utf8');
+  return parsed.map((p) => {
+    const from = p.stmt_location ?? 0;
+    return bytes.toString('utf8', from, p.stmt_len ? from + p.stmt_len : bytes.length);
+  });
+}
+
+/** A DO statement around `body`, dollar-quoted with a tag the body does not contain. */
+export function doText(body: string): string {
+  let tag = 'hoop';
+  for (let i = 0; body.includes(`$${tag}$`); i++) tag = `hoop${i}`;
+  return `DO $${tag}$${body}$${tag}$`;
+}

@@ -8,9 +8,9 @@
  *   (TRUNCATE empties a table without reading it, like DROP). `EXPLAIN ANALYZE q` runs q, so it
  *   is q's kind; a plain EXPLAIN is `utility`. `PREPARE p AS q` and `DECLARE c CURSOR FOR q` are
  *   q's kind (EXECUTE and FETCH are `utility`: what they run was decided when it was prepared or
- *   declared). DO and CALL are `utility`: what their code does is out of the parser's sight (the
- *   role mapping's privileges hold there). A statement type not listed here is `ddl`, the stricter
- *   guess.
+ *   declared). DO and CALL are `utility`; the statements a DO block or a function body runs
+ *   are in `nested` (code.ts), and what cannot be read (CALL, dynamic SQL) makes the statement
+ *   `opaque`. A statement type not listed here is `ddl`, the stricter guess.
  * - where: the main query's own WHERE (for a set operation, every branch's). A WHERE inside a
  *   subquery or CTE does not filter the outer statement's rows, and a WHERE that names no column
  *   (`WHERE true`, `WHERE 1 = 1`) filters nothing row by row, so neither counts.
@@ -25,7 +25,8 @@
  */
 import { as, list, strings, unwrap, type Body } from '../masking/lineage-node.js';
 import { booleanOption } from '../masking/lineage.js';
-import { parseSql } from '../masking/parse.js';
+import { parseSql, statementTexts } from '../masking/parse.js';
+import { embeddedCode } from './code.js';
 import type { StatementKind } from './types.js';
 
 export interface Classification {
@@ -46,6 +47,9 @@ export interface Classification {
   nested: Classification[];
   /** `PREPARE p AS q` or `DECLARE c CURSOR FOR q`: q runs, and its rows come back, later (EXECUTE, FETCH). */
   deferred?: true;
+  /** Code the statement runs or defines that hoop cannot read (dynamic SQL, CALL, …), and why
+   *  (code.ts); the statements it could read are in `nested`. */
+  opaque?: string;
 }
 
 export interface QueryClassification {
@@ -56,15 +60,18 @@ export interface QueryClassification {
 
 export function classifyQuery(text: string, protectedColumns?: (statementIndex: number) => string[]): QueryClassification {
   let stmts: unknown[];
+  let sources: string[];
   try {
-    stmts = (parseSql(text).stmts ?? []).map((s) => s.stmt);
+    const parsed = parseSql(text).stmts ?? [];
+    stmts = parsed.map((s) => s.stmt);
+    sources = statementTexts(text, parsed);
   } catch (err) {
     return { statements: [], parseError: err instanceof Error ? err.message : String(err) };
   }
   const statements: Classification[] = [];
   for (const [i, stmt] of stmts.entries()) {
     try {
-      statements.push(classifyStatement(stmt, protectedColumns?.(i) ?? []));
+      statements.push(classifyStatement(stmt, protectedColumns?.(i) ?? [], sources[i] ?? ''));
     } catch (err) {
       // Unreachable by design (the walk reads the tree loosely); if it happens, the caller
       // treats the text as unparseable, which fails closed.
@@ -223,10 +230,23 @@ const AGGREGATES: ReadonlySet<string> = new Set([
 /** DROP of these object types names relations. */
 const RELATION_OBJECTS: ReadonlySet<string> = new Set(['OBJECT_TABLE', 'OBJECT_VIEW', 'OBJECT_MATVIEW', 'OBJECT_FOREIGN_TABLE']);
 
-function classifyStatement(stmt: unknown, protectedColumns: string[]): Classification {
+/** How deep code inside code (a DO block that creates a function …) is read before it counts as opaque. */
+const MAX_CODE_DEPTH = 8;
+
+function classifyStatement(stmt: unknown, protectedColumns: string[], source: string, depth = 0): Classification {
   const { kind, main, mainType } = kindOf(stmt);
   const walk = new Walk(main);
   walk.visit(stmt, new Set());
+  const code = embeddedCode(stmt, source);
+  const inside = code === null ? [] : code.statements.map((e) => depth < MAX_CODE_DEPTH ? classifyStatement(e.stmt, protectedColumns, e.source, depth + 1) : null);
+  const opaque = code?.opaque ?? (inside.includes(null) ? `code nested deeper than ${MAX_CODE_DEPTH}` : inside.find((c) => c?.opaque)?.opaque);
+  // What the code runs, flat: rules.ts decides one level of `nested`. A read of no relation
+  // (`RAISE NOTICE '%', r` reads as `SELECT r`) reads nothing a rule could name.
+  const ran = inside.flatMap((c) => {
+    if (c === null || (c.kind === 'select' && c.tables.length === 0 && c.nested.length === 0)) return [];
+    const { nested, opaque: _, ...itself } = c;
+    return [{ ...itself, nested: [] }, ...nested];
+  });
   return {
     kind,
     tables: [...walk.tables],
@@ -237,8 +257,9 @@ function classifyStatement(stmt: unknown, protectedColumns: string[]): Classific
     joins: walk.joins,
     aggregates: walk.aggregates,
     functions: [...walk.functions],
-    nested: walk.nested.map((n) => classifyStatement(n, protectedColumns)),
+    nested: [...walk.nested.map((n) => classifyStatement(n, protectedColumns, '', depth)), ...ran],
     ...(isDeferred(stmt) ? { deferred: true as const } : {}),
+    ...(opaque ? { opaque } : {}),
   };
 }
 

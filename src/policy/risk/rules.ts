@@ -7,6 +7,9 @@
  *   of their own.
  * - Over the statements of a query string, the strictest action wins (deny > require_approval >
  *   allow); among equals, the first.
+ * - Code a statement runs or defines is read (code.ts): what a DO block or a function body runs is
+ *   in `nested`; what cannot be read (dynamic SQL, CALL) makes the statement `opaque`, decided by
+ *   the strictest rule that could apply to it (decideOpaque).
  * - An unparseable text gets the strictest action any rule applying to the caller names (so never
  *   allow while a stricter rule exists); with no rule applying at all, allow.
  * - `estimated_rows` applies to the kinds EXPLAIN can estimate (ESTIMATED_KINDS); for those, a
@@ -93,11 +96,28 @@ function unparseable(applying: RiskRule[]): RuleDecision {
 }
 
 function decideOne(s: Classification, applying: RiskRule[], rows: number | null): RuleDecision | null {
+  if (s.opaque !== undefined) return decideOpaque(s, s.opaque, applying, rows);
   for (const rule of applying) {
     const why = matches(rule.when, s, rows);
     if (why !== null) return { action: rule.action, rule: rule.name, reason: `rule ${rule.name}: ${why}` };
   }
   return null;
+}
+
+/**
+ * A statement that runs code hoop cannot read could be any statement: every rule up to the first
+ * that matches it as it is (`kind: [utility]` for a DO block or CALL) might be the one that
+ * decides what its code does, so the strictest of them does. An `allow` rule that matches it
+ * first (for a group trusted to run code) lets it run.
+ */
+function decideOpaque(s: Classification, why: string, applying: RiskRule[], rows: number | null): RuleDecision | null {
+  let strictest: RiskRule | null = null;
+  for (const rule of applying) {
+    if (strictest === null || SEVERITY[rule.action] > SEVERITY[strictest.action]) strictest = rule;
+    if (matches(rule.when, s, rows) !== null) break;
+  }
+  if (strictest === null) return null;
+  return { action: strictest.action, rule: strictest.name, reason: `rule ${strictest.name}: ${why}, so the strictest rule that could apply to what it runs decides (${strictest.action})` };
 }
 
 /** How the statement meets every condition (`select on customers without WHERE`), or null when it does not. */

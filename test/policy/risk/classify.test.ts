@@ -255,6 +255,47 @@ describe('nested writes', () => {
   });
 });
 
+describe('code: what DO blocks and function bodies run is nested; what hoop cannot read is opaque', () => {
+  const nestedKinds = (text: string) => one(text).nested.map((n) => [n.kind, n.tables]);
+
+  test('a DO block runs its statements: each is nested, with its tables, and the DO stays utility', () => {
+    const c = one('DO $$ DECLARE r record; BEGIN DELETE FROM accounts; FOR r IN SELECT * FROM customers LOOP RAISE NOTICE \'%\', r; END LOOP; END $$');
+    expect(c.kind).toBe('utility');
+    expect(c.opaque).toBeUndefined();
+    expect(c.nested.map((n) => [n.kind, n.tables, n.where])).toEqual([['delete', ['accounts'], false], ['select', ['customers'], false]]);
+  });
+
+  test('expressions are read as SELECTs of them: a subquery in an assignment reads its table', () => {
+    expect(nestedKinds('DO $$ DECLARE n int; BEGIN n := (SELECT count(*) FROM cards); END $$')).toEqual([['select', ['cards']]]);
+  });
+
+  test('a function or procedure defines what it runs: SQL bodies parsed, PL/pgSQL ones compiled, BEGIN ATOMIC walked', () => {
+    expect(nestedKinds("CREATE FUNCTION f() RETURNS void LANGUAGE sql AS 'DELETE FROM accounts; SELECT 1 FROM cards'")).toEqual([['delete', ['accounts']], ['select', ['cards']]]);
+    expect(nestedKinds('CREATE PROCEDURE p() LANGUAGE plpgsql AS $$ BEGIN UPDATE accounts SET balance = 0; END $$')).toEqual([['update', ['accounts']]]);
+    expect(nestedKinds('CREATE FUNCTION f() RETURNS void LANGUAGE sql BEGIN ATOMIC DELETE FROM accounts; END')).toEqual([['delete', ['accounts']]]);
+    // Code inside code: a DO block that defines a function that deletes.
+    expect(nestedKinds("DO $$ BEGIN CREATE FUNCTION g() RETURNS void LANGUAGE sql AS 'DELETE FROM cards'; END $$")).toEqual([['ddl', []], ['delete', ['cards']]]);
+  });
+
+  test.each([
+    ["DO $$ BEGIN EXECUTE 'DELETE FROM accounts'; END $$", /a DO block with dynamic SQL/],
+    ["DO $$ DECLARE r record; BEGIN FOR r IN EXECUTE 'SELECT 1' LOOP END LOOP; END $$", /dynamic SQL/],
+    ["DO LANGUAGE plperl $$ spi_exec_query('DELETE FROM accounts') $$", /a DO block in plperl/],
+    ['DO $$ BEGIN nonsense; END $$', /does not compile/],
+    ["CREATE FUNCTION f() RETURNS void LANGUAGE plpgsql AS $$ BEGIN EXECUTE 'TRUNCATE accounts'; END $$", /a function body with dynamic SQL/],
+    ["CREATE FUNCTION f() RETURNS int LANGUAGE c AS 'lib', 'f'", /object code/],
+    ['CALL bank.transfer(1, 2)', /CALL runs a procedure/],
+    ["DO $$ BEGIN CREATE FUNCTION g() RETURNS void LANGUAGE plpgsql AS $f$ BEGIN EXECUTE 'x'; END $f$; END $$", /dynamic SQL/],
+  ])('%s', (text, why) => {
+    expect(one(text).opaque).toMatch(why);
+  });
+
+  test('ordinary functions and DO blocks are not opaque', () => {
+    expect(one('CREATE FUNCTION add(a int, b int) RETURNS int LANGUAGE sql AS $$ SELECT a + b $$').opaque).toBeUndefined();
+    expect(one("DO $$ BEGIN RAISE NOTICE 'hi'; END $$").opaque).toBeUndefined();
+  });
+});
+
 describe('query strings', () => {
   test('every statement of a multi-statement string, in order', () => {
     const r = classifyQuery('BEGIN; SELECT * FROM customers; UPDATE t SET x = 1 WHERE id = 1; COMMIT');

@@ -205,3 +205,40 @@ test('rulesFor: the rules that apply to a caller, in order', () => {
   expect(rulesFor(RULES, ['dba']).map((r) => r.name)).toEqual(RULES.slice(1).map((r) => r.name));
   expect(rulesFor(RULES, []).map((r) => r.name)).toEqual(RULES.slice(1).map((r) => r.name));
 });
+
+describe('code: a rule is not walked around by wrapping its statement in a DO block or a function', () => {
+  test('a DELETE inside a DO block, or defined by a function, is decided as a delete', () => {
+    expect(decideText('DO $$ BEGIN DELETE FROM accounts; END $$')).toMatchObject({ action: 'require_approval', rule: 'no-where' });
+    expect(decideText('DO $$ BEGIN DELETE FROM accounts; END $$', ['analysts'])).toMatchObject({ action: 'deny', rule: 'analysts-read-only' });
+    // The function is ddl (denied by rule ddl) and what it defines is a delete without WHERE.
+    expect(decideText("CREATE FUNCTION f() RETURNS void LANGUAGE sql AS 'DELETE FROM accounts'", ['dba'], SMALL, undefined, RULES.filter((r) => r.name !== 'ddl'))).toMatchObject({ action: 'require_approval', rule: 'no-where' });
+    // A full export by notices from a loop is a select of customers without WHERE.
+    const loop = "DO $$ DECLARE r record; BEGIN FOR r IN SELECT * FROM customers LOOP RAISE NOTICE '%', r; END LOOP; END $$";
+    expect(decideText(loop, ['dba'], SMALL, undefined, RULES.filter((r) => r.name !== 'bulk'))).toMatchObject({ action: 'require_approval', rule: 'full-export' });
+    // How many rows a loop reads is not estimated: a rule on big reads holds it too.
+    expect(decideText(loop.replace('customers', 'transactions'))).toMatchObject({ action: 'require_approval', rule: 'bulk' });
+    // What reads no relation is nothing a rule names.
+    expect(decideText("DO $$ DECLARE n int := 1; BEGIN RAISE NOTICE '%', n + 1; END $$")).toMatchObject({ action: 'allow', rule: null });
+  });
+
+  test('code hoop cannot read is decided by the strictest rule that could apply to it', () => {
+    const d = decideText("DO $$ BEGIN EXECUTE 'DELETE FROM accounts'; END $$");
+    expect(d).toMatchObject({ action: 'deny', rule: 'ddl' });
+    expect(d.reason).toMatch(/^rule ddl: a DO block with dynamic SQL \(EXECUTE\), so the strictest rule that could apply to what it runs decides \(deny\)$/);
+    expect(decideText('CALL bank.transfer(1, 2)')).toMatchObject({ action: 'deny', rule: 'ddl' });
+    // Only approvals among the rules: it is held, not denied.
+    const holding: RiskRule[] = [{ name: 'no-where', groups: null, when: { kind: ['delete'], where: false }, action: 'require_approval' }];
+    expect(decideText('CALL bank.transfer(1, 2)', ['dba'], SMALL, undefined, holding)).toMatchObject({ action: 'require_approval', rule: 'no-where' });
+    // No rule applies to the caller: it runs.
+    expect(decideText('CALL bank.transfer(1, 2)', ['etl'], SMALL, undefined, [{ ...holding[0]!, groups: ['analysts'] }])).toMatchObject({ action: 'allow', rule: null });
+  });
+
+  test('an allow rule that matches the code itself first lets it run; rules after it do not count', () => {
+    const rules: RiskRule[] = [
+      { name: 'etl-runs-procedures', groups: ['etl'], when: { kind: ['utility'] }, action: 'allow' },
+      ...RULES,
+    ];
+    expect(decideText('CALL bank.load()', ['etl'], SMALL, undefined, rules)).toMatchObject({ action: 'allow', rule: 'etl-runs-procedures' });
+    expect(decideText('CALL bank.load()', ['dba'], SMALL, undefined, rules)).toMatchObject({ action: 'deny' });
+  });
+});
