@@ -14,7 +14,7 @@
 import type { Identity } from '../identity/identity.js';
 import type { FinalPlan, HoldPlan, RefusePlan, RunPlan, StatementEnd, StatementPlan, StatementStart } from '../protocols/engine.js';
 import { fingerprintSql } from '../policy/masking/parse.js';
-import { classifyQuery, type QueryClassification } from '../policy/risk/classify.js';
+import { classifyQuery, cursorsOf, type QueryClassification } from '../policy/risk/classify.js';
 import { ESTIMATED_KINDS, decide, estimateCap, rulesFor, type RuleDecision } from '../policy/risk/rules.js';
 import type { ApprovalConfig } from '../policy/risk/types.js';
 import { errorMessage } from '../errors.js';
@@ -135,6 +135,7 @@ export class SessionPolicy {
   private capped(start: StatementStart, masked: RunPlan, rowCap: number, approval: ApprovalConfig, reason = `row cap of ${rowCap} exceeded`): RunPlan {
     return {
       ...masked,
+      ...this.cursorRows(start),
       rowCap,
       rowCapHint: () => {
         const fingerprint = start.unknown || start.statementTruncated || start.protocol === 'fastpath' ? null : fingerprintOf(start.statement);
@@ -247,6 +248,29 @@ export class SessionPolicy {
       decision: settled,
       cancelled: cancel,
       summary: { approval: { request: request.id, rule: decision.rule } },
+    };
+  }
+
+  /** Rows each SQL cursor of the session has returned so far, by name: one result over its FETCHes. */
+  private readonly fetched = new Map<string, number>();
+
+  /**
+   * A cursor's rows come back over many FETCHes, each a statement of its own: the row cap counts
+   * them as the one result they are (`FETCH 40 FROM c` again and again would read any table past
+   * a cap of 50). A FETCH starts from the rows its cursor returned before; a DECLARE that
+   * succeeds starts a new count (it fails while a cursor of that name is open).
+   */
+  private cursorRows(start: StatementStart): Pick<RunPlan, 'rowsBefore' | 'ended'> {
+    const use = start.unknown ? null : cursorsOf(start.statement);
+    if (!use) return {};
+    const { declares, fetches } = use;
+    return {
+      rowsBefore: () => fetches.reduce((n, c) => n + (declares.includes(c) ? 0 : this.fetched.get(c) ?? 0), 0),
+      ended: ({ rows, failed }) => {
+        if (!failed) for (const c of declares) this.fetched.delete(c);
+        // Several cursors in one text: each is counted with all of the text's rows (never fewer).
+        for (const c of fetches) this.fetched.set(c, rows);
+      },
     };
   }
 

@@ -179,6 +179,12 @@ export interface RunPlan {
   /** Called once when the result is cut at rowCap: the hint of the client's error (e.g. the
    *  approval request made for the full result). Returns at once; a throw gets the default hint. */
   rowCapHint?: () => string;
+  /** Rows of the same result the client already received (a cursor's earlier FETCHes): they
+   *  count against rowCap. Asked when each execution starts. */
+  rowsBefore?: () => number;
+  /** Told when each execution ends: the rows counted against rowCap (rowsBefore's included)
+   *  and whether it ended in an error. */
+  ended?: (end: { rows: number; failed: boolean }) => void;
   /** What the record keeps of this decision (for query.start). */
   summary?: Record<string, unknown>;
   /** For this execution only (an approval used once): never reused for a prepared statement's later Executes. */

@@ -307,6 +307,42 @@ describe('rules without a hold', () => {
     }
   });
 
+  test('the row cap counts a portal\'s whole result, however many Executes (with a row limit) fetch it', async () => {
+    const raw = await rawTunnel(gw.url, gw.keys['bob']!, { application: 'approvals-portal' });
+    try {
+      const ex = await raw.exchange([fe.parse('', 'SELECT id FROM customers WHERE id > 0 ORDER BY id'), fe.bind('p', ''), ...Array.from({ length: 5 }, () => fe.execute('p', 20)), fe.sync()]);
+      // 20 + 20 rows suspended, then the third Execute passes the cap of 50 at its 11th row.
+      expect(ex.messages.filter((m) => m.type === 's')).toHaveLength(2);
+      expect(rowsIn(ex.messages)).toHaveLength(50);
+      expect(errorsIn(ex.messages).map((e) => e.C)).toEqual(['54000']);
+      // The same one Execute at a time, each waiting for the last (postgres.js's cursors).
+      await raw.query('BEGIN');
+      const one = [await raw.exchange([fe.parse('', 'SELECT id FROM customers WHERE id > 0 ORDER BY id'), fe.bind('q', ''), fe.execute('q', 30), fe.sync()])];
+      for (let i = 0; i < 2; i++) one.push(await raw.exchange([fe.execute('q', 30), fe.sync()]));
+      expect(one.slice(0, 2).map((f) => [rowsIn(f.messages).length, errorsIn(f.messages).map((e) => e.C)])).toEqual([[30, []], [20, ['54000']]]);
+      // Past the cap nothing more of it comes: cut again (or, if the cancel reached the server
+      // while it still ran, the transaction is aborted).
+      expect(rowsIn(one[2]!.messages)).toEqual([]);
+      expect(['54000', '25P02']).toContain(errorsIn(one[2]!.messages)[0]?.C);
+      await raw.query('ROLLBACK');
+      // A SQL cursor: FETCH after FETCH, each a statement of its own, reads one result too.
+      await raw.query('BEGIN; DECLARE c CURSOR FOR SELECT id FROM customers WHERE id > 0');
+      const fetches = [];
+      for (let i = 0; i < 3; i++) fetches.push(await raw.query('FETCH 30 FROM c'));
+      expect(fetches.slice(0, 2).map((f) => [rowsIn(f.messages).length, errorsIn(f.messages).map((e) => e.C)])).toEqual([[30, []], [20, ['54000']]]);
+      expect(rowsIn(fetches[2]!.messages)).toEqual([]);
+      expect(['54000', '25P02']).toContain(errorsIn(fetches[2]!.messages)[0]?.C);
+      // A new cursor (once the old one is gone) starts a new count; a MOVE returns no rows.
+      await raw.query('ROLLBACK');
+      const again = await raw.query("BEGIN; DECLARE c CURSOR FOR SELECT id FROM customers WHERE id > 0; MOVE 60 IN c");
+      expect(errorsIn(again.messages)).toEqual([]);
+      expect(rowsIn((await raw.query('FETCH 45 FROM c')).messages)).toHaveLength(40);
+      await raw.query('COMMIT');
+    } finally {
+      await raw.end();
+    }
+  });
+
   test("a read the planner underestimates is stopped at the rule's bound, with a request for the whole result", async () => {
     const { c, notices } = await client('alice', 'estimated');
     // The oracle: PostgreSQL estimates `id % 1 = 0` at a fraction of the rows it returns.

@@ -81,6 +81,38 @@ export function classifyQuery(text: string, protectedColumns?: (statementIndex: 
   return { statements, parseError: null };
 }
 
+/** The SQL cursors a query string declares and fetches rows from (FETCH, not MOVE), by name. */
+export interface CursorUse { declares: string[]; fetches: string[] }
+
+const cursorUses = new Map<string, CursorUse | null>();
+
+/**
+ * For the row cap, which counts a cursor's rows over all its FETCHes: null when the text neither
+ * declares nor fetches (or does not parse: then it runs nothing). Texts without the words skip
+ * the parser; parsed ones are kept in a small cache.
+ */
+export function cursorsOf(text: string): CursorUse | null {
+  if (!/fetch|declare/i.test(text)) return null;
+  if (cursorUses.has(text)) return cursorUses.get(text)!;
+  let use: CursorUse | null = null;
+  try {
+    const declares: string[] = [];
+    const fetches: string[] = [];
+    for (const { stmt } of parseSql(text).stmts ?? []) {
+      const declare = as(stmt, 'DeclareCursorStmt');
+      const fetch = as(stmt, 'FetchStmt');
+      if (declare) declares.push(String(declare.portalname ?? ''));
+      if (fetch && fetch.ismove !== true) fetches.push(String(fetch.portalname ?? ''));
+    }
+    use = declares.length + fetches.length > 0 ? { declares, fetches } : null;
+  } catch {
+    use = null;
+  }
+  if (cursorUses.size >= 500) cursorUses.delete(cursorUses.keys().next().value!);
+  cursorUses.set(text, use);
+  return use;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Kinds
 // ---------------------------------------------------------------------------------------------

@@ -40,6 +40,9 @@ export interface Portal {
   fields: FieldDescription[] | null;
   /** SQL may have replaced the portal since its Bind. */
   unknown?: boolean;
+  /** Rows its Executes returned so far, when one ended suspended (`Execute` with a row limit):
+   *  the next goes on from there, and so does the row cap's count (one result, several Executes). */
+  rowsReturned?: number;
 }
 
 /** Command tags after which SQL may have changed named statements / named portals. */

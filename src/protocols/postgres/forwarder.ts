@@ -541,9 +541,14 @@ export class Forwarder {
       return this.continueAfter(batch, i, f.end);
     }
     const s = running(run, refusal ? { action: 'refuse', ...refusal } : decision, unit.lowerSql, !refusal && unit.risks.names);
+    if (s.plan.action === 'run' && s.plan.rowsBefore) s.rows = s.plan.rowsBefore();
     try {
       if (unit.register) unit.register(run);
-      else if (unit.kind === 'execute') queue.expect({ kind: 'execute', s, portal: unit.portal!.value, portalName: unit.portal!.name, described: false });
+      else if (unit.kind === 'execute') {
+        const portal = unit.portal!.value;
+        s.rows += portal?.rowsReturned ?? 0; // a suspended portal's result goes on: so does the row cap's count
+        queue.expect({ kind: 'execute', s, portal, portalName: unit.portal!.name, described: false });
+      }
       else queue.expectQuery(unit.kind as 'query' | 'function', unit.kind === 'query' ? this.dropsUnnamed(s) : s);
     } catch (err) {
       this.host.endRun(run, { code: '08006', message: 'the statement was not sent: the session ended on a protocol error' });

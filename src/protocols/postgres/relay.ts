@@ -253,8 +253,10 @@ export class Relay {
         queue.commandComplete(decodeCommandComplete(body).tag);
         return undefined;
       case MessageType.EmptyQueryResponse:
-      case MessageType.PortalSuspended:
         queue.executeEnded();
+        return undefined;
+      case MessageType.PortalSuspended:
+        queue.executeEnded(true);
         return undefined;
       case MessageType.ErrorResponse: {
         // Rewritten before it is accounted: the record keeps the text the client received.

@@ -294,8 +294,18 @@ export class ResponseQueue {
   }
 
   /** EmptyQueryResponse, PortalSuspended. */
-  executeEnded(): void {
-    if (this.expected[0]?.kind === 'execute') this.endFront();
+  /** EmptyQueryResponse, or PortalSuspended (`suspended`): the portal's next Execute goes on
+   *  where this one stopped, and so does the row cap's count, also when it is already queued. */
+  executeEnded(suspended = false): void {
+    const front = this.expected[0];
+    if (front?.kind !== 'execute') return;
+    const portal = front.portal;
+    if (suspended && portal) {
+      portal.rowsReturned = front.s.rows;
+      const next = this.expected.find((e, i) => i > 0 && e.kind === 'execute' && e.portal === portal);
+      if (next?.kind === 'execute') next.s.rows = front.s.rows;
+    }
+    this.endFront();
   }
 
   /** ErrorResponse: returns the refusal to show instead, if the message was a refused one's poison. */
@@ -381,6 +391,7 @@ export class ResponseQueue {
     const e = this.shift();
     this.host.changed();
     if (!e || !('s' in e)) return;
+    if (e.s.plan.action === 'run') e.s.plan.ended?.({ rows: e.s.rows, failed: e.s.run.failed });
     for (const d of e.s.dropsUnnamed ?? []) d.table.confirm(d.version);
     if (e.kind === 'execute' && this.implicitTransaction) {
       e.s.run.complete();

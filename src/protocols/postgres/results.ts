@@ -310,6 +310,11 @@ export class StatementRun {
     }
   }
 
+  /** An error (the server's, a refusal, a cut) ended it. */
+  get failed(): boolean {
+    return this.error !== null;
+  }
+
   fail(error: Cause): void {
     if (!this.error) this.error = error;
     this.current = null;

@@ -1,7 +1,7 @@
 /** The classifier over the real parse tree: kinds, relations, and the shape facts rules test. */
 import { beforeAll, describe, expect, test } from 'vitest';
 import { loadParser } from '../../../src/policy/masking/parse.js';
-import { classifyQuery, type Classification } from '../../../src/policy/risk/classify.js';
+import { classifyQuery, cursorsOf, type Classification } from '../../../src/policy/risk/classify.js';
 
 beforeAll(() => loadParser());
 
@@ -293,6 +293,16 @@ describe('code: what DO blocks and function bodies run is nested; what hoop cann
   test('ordinary functions and DO blocks are not opaque', () => {
     expect(one('CREATE FUNCTION add(a int, b int) RETURNS int LANGUAGE sql AS $$ SELECT a + b $$').opaque).toBeUndefined();
     expect(one("DO $$ BEGIN RAISE NOTICE 'hi'; END $$").opaque).toBeUndefined();
+  });
+});
+
+describe('cursorsOf: the SQL cursors a text declares and reads, for the row cap', () => {
+  test('DECLARE and FETCH by name, quoted or not; MOVE reads no rows; other texts none', () => {
+    expect(cursorsOf('BEGIN; DECLARE c CURSOR FOR SELECT 1; FETCH 10 FROM c')).toEqual({ declares: ['c'], fetches: ['c'] });
+    expect(cursorsOf('/* x */ fetch forward all in "My Cursor"')).toEqual({ declares: [], fetches: ['My Cursor'] });
+    expect(cursorsOf('MOVE 10 IN c')).toBeNull();
+    expect(cursorsOf("SELECT 'fetch' AS declare")).toBeNull();
+    expect(cursorsOf('SELECT 1')).toBeNull();
   });
 });
 
