@@ -194,7 +194,8 @@ export class SessionPolicy {
     const rules = rulesFor(approval.rules, this.session.identity.groups);
     // A rule on a table holds a read of a view over it too (view-sources.ts).
     if (statements && rules.some((r) => r.when.tables)) statements = withViewSources(statements, await this.deps.masking.schemaCache(connection).snapshot());
-    const estimate = statements && statements.length === 1 && ESTIMATED_KINDS.has(statements[0]!.kind) && rules.some((r) => r.when.estimated_rows)
+    // What collects rows into values has no row count to estimate (rules.ts counts it as large).
+    const estimate = statements && statements.length === 1 && ESTIMATED_KINDS.has(statements[0]!.kind) && !statements[0]!.collects && rules.some((r) => r.when.estimated_rows)
       ? await this.deps.estimator.estimate(connection, text, sessionRoleOf(connection, this.session.identity))
       : null;
     let decision = decide(statements, approval.rules, this.session.identity.groups, () => estimate);

@@ -307,6 +307,20 @@ describe('rules without a hold', () => {
     }
   });
 
+  test('a whole table packed into one row (string_agg) is held by the bulk-read rule, whatever the planner estimates; a count is not', async () => {
+    const { c, notices } = await client('alice', 'estimated');
+    try {
+      const packed = c.query("SELECT string_agg(name, ',') AS names FROM customers WHERE id % 1 = 0").then(() => null, (e: { code?: string; message: string }) => e);
+      const id = await requestIn(notices);
+      expect(notices[0]).toContain('(rule bulk-read)');
+      expect((await api('POST', `/reviews/${id}/deny`, 'bob', { comment: 'no' })).status).toBe(200);
+      expect(await packed).toMatchObject({ code: '42501', message: expect.stringContaining('collecting rows into values') });
+      expect((await c.query('SELECT count(*)::int AS n FROM customers WHERE id % 1 = 0')).rows).toEqual([{ n: 100 }]);
+    } finally {
+      await c.end();
+    }
+  });
+
   test('the row cap counts a portal\'s whole result, however many Executes (with a row limit) fetch it', async () => {
     const raw = await rawTunnel(gw.url, gw.keys['bob']!, { application: 'approvals-portal' });
     try {

@@ -19,6 +19,13 @@
  *   DELETE … USING, MERGE, or a subquery reading a relation inside a query that has a FROM.
  * - aggregates: anywhere, an aggregate or window call, GROUP BY or HAVING. User-defined
  *   aggregates are known only when called with aggregate syntax (DISTINCT, ORDER BY, FILTER).
+ *   `summarizes` is narrower, for rules that spare summaries (`aggregates: false` matches what
+ *   does not summarize): the main query's own aggregate, GROUP BY or HAVING, and nothing that
+ *   collects rows into a value. A window call or an aggregate in a subquery keeps every row of
+ *   the main query (`SELECT *, count(*) OVER () FROM customers` is the whole table).
+ * - collects: anywhere, an aggregate that returns the values of the rows it reads (`array_agg`,
+ *   `string_agg`, `json_agg`, `xmlagg`, …) or an ARRAY(subquery): one row can hold a whole table,
+ *   so neither a row cap nor a row estimate measures what comes back.
  * - A data-modifying statement inside another (`WITH d AS (DELETE …) SELECT …`,
  *   `COPY (DELETE … RETURNING …) TO STDOUT`) is classified on its own in `nested`, and rules see it
  *   too: otherwise wrapping a DELETE in a CTE would make it a `select`.
@@ -41,6 +48,10 @@ export interface Classification {
   limit: boolean;
   joins: boolean;
   aggregates: boolean;
+  /** The main query summarizes rows: its own aggregate, GROUP BY or HAVING, collecting none. */
+  summarizes: boolean;
+  /** Packs the rows it reads into values (array_agg, string_agg, json_agg, ARRAY(subquery), …). */
+  collects: boolean;
   /** Functions called, as written (`lower`, `pg_catalog.lower`). */
   functions: string[];
   /** Data-modifying statements inside this one, each classified as its own statement. */
@@ -223,6 +234,37 @@ function filters(expr: unknown): boolean {
   return found;
 }
 
+/** The main query's own aggregate, GROUP BY or HAVING (a set operation: every branch's). */
+function mainSummarizes(type: string | null, body: Body | null): boolean {
+  if (!body) return false;
+  if (type === 'InsertStmt') return querySummarizes(body.selectStmt);
+  if (type === 'CopyStmt') return body.query ? querySummarizes(body.query) : false;
+  if (type !== 'SelectStmt') return false;
+  if (body.op && body.op !== 'SETOP_NONE') return mainSummarizes(type, body.larg ?? null) && mainSummarizes(type, body.rarg ?? null);
+  if (list(body.groupClause).length > 0 || body.havingClause) return true;
+  return list(body.targetList).some(levelAggregate);
+}
+
+function querySummarizes(node: unknown): boolean {
+  const u = unwrap(node);
+  return u ? mainSummarizes(u[0], u[1]) : false;
+}
+
+/** An aggregate call of this query level: not inside a subquery, and not a window call. */
+function levelAggregate(value: unknown): boolean {
+  if (value === null || typeof value !== 'object') return false;
+  if (Array.isArray(value)) return value.some(levelAggregate);
+  const u = unwrap(value);
+  if (u?.[0] === 'SubLink' || u?.[0] === 'SelectStmt') return false;
+  if (u?.[0] === 'FuncCall') {
+    const fn = u[1];
+    const parts = strings(fn.funcname);
+    const catalog = parts.length === 1 || (parts.length === 2 && parts[0] === 'pg_catalog');
+    if (!fn.over && (fn.agg_star || fn.agg_distinct || fn.agg_within_group || fn.agg_filter || list(fn.agg_order).length > 0 || (catalog && AGGREGATES.has(parts[parts.length - 1] ?? '')))) return true;
+  }
+  return Object.values(u ? u[1] : value).some(levelAggregate);
+}
+
 function mainLimit(type: string | null, body: Body | null): boolean {
   if (!body) return false;
   if (type === 'SelectStmt') return hasLimit(body);
@@ -259,6 +301,14 @@ const AGGREGATES: ReadonlySet<string> = new Set([
   'dense_rank', 'percent_rank', 'cume_dist', 'range_agg', 'range_intersect_agg', 'any_value',
 ]);
 
+/** Aggregates of pg_catalog that return the values they read, not a summary of them. */
+const COLLECTING: ReadonlySet<string> = new Set([
+  'array_agg', 'string_agg', 'json_agg', 'jsonb_agg', 'json_agg_strict', 'jsonb_agg_strict', 'json_object_agg',
+  'jsonb_object_agg', 'json_object_agg_strict', 'jsonb_object_agg_strict', 'json_object_agg_unique',
+  'jsonb_object_agg_unique', 'json_object_agg_unique_strict', 'jsonb_object_agg_unique_strict', 'json_objectagg',
+  'json_arrayagg', 'xmlagg', 'range_agg',
+]);
+
 /** DROP of these object types names relations. */
 const RELATION_OBJECTS: ReadonlySet<string> = new Set(['OBJECT_TABLE', 'OBJECT_VIEW', 'OBJECT_MATVIEW', 'OBJECT_FOREIGN_TABLE']);
 
@@ -288,6 +338,8 @@ function classifyStatement(stmt: unknown, protectedColumns: string[], source: st
     limit: mainLimit(mainType, main),
     joins: walk.joins,
     aggregates: walk.aggregates,
+    summarizes: !walk.collects && mainSummarizes(mainType, main),
+    collects: walk.collects,
     functions: [...walk.functions],
     nested: [...walk.nested.map((n) => classifyStatement(n, protectedColumns, '', depth)), ...ran],
     ...(isDeferred(stmt) ? { deferred: true as const } : {}),
@@ -309,6 +361,7 @@ class Walk {
   readonly nested: unknown[] = [];
   joins = false;
   aggregates = false;
+  collects = false;
   /** Relation references seen so far (tables and CTEs): a subquery that adds some reads a relation. */
   private references = 0;
 
@@ -337,6 +390,9 @@ class Walk {
         return this.call(body, ctes);
       case 'ColumnRef':
         return this.column(body);
+      case 'SubLink':
+        if (body.subLinkType === 'ARRAY_SUBLINK') this.collects = true;
+        return this.fields(body, ctes);
       case 'JoinExpr':
         this.joins = true;
         return this.fields(body, ctes);
@@ -392,6 +448,7 @@ class Walk {
     if (fn.agg_star || fn.agg_distinct || fn.agg_within_group || fn.agg_filter || list(fn.agg_order).length > 0 || fn.over || (catalog && AGGREGATES.has(name))) {
       this.aggregates = true;
     }
+    if (catalog && COLLECTING.has(name)) this.collects = true;
     this.fields(fn, ctes, FUNCNAME);
   }
 

@@ -13,8 +13,13 @@
  * - An unparseable text gets the strictest action any rule applying to the caller names (so never
  *   allow while a stricter rule exists); with no rule applying at all, allow.
  * - `estimated_rows` applies to the kinds EXPLAIN can estimate (ESTIMATED_KINDS); for those, a
- *   missing estimate (null) counts as matching: a rule meant to hold big reads holds the ones
- *   whose size is unknown. Other kinds (BEGIN, SET, DDL) have no rows and never match it.
+ *   missing estimate (null) counts as matching a lower bound (`>`, `>=`) and never an upper one
+ *   (`<`, `<=`): a rule meant to hold big reads holds the ones
+ *   whose size is unknown, and so do the ones that collect rows into values (`collects`: one row
+ *   of `string_agg` can be a whole table). Other kinds (BEGIN, SET, DDL) have no rows and never
+ *   match it.
+ * - `aggregates: false` matches what does not summarize (`summarizes`); `aggregates: true` any
+ *   aggregate or window call anywhere: each fails closed for the rule that names it.
  * - `tables`: a pattern without a dot (`customers`, `cust*`) matches that table name in any
  *   schema; `bank.customers` matches `bank.customers` and also an unqualified `customers`,
  *   which the search_path may resolve to bank (failing closed). `*` and `?` are globs.
@@ -138,8 +143,10 @@ export function matches(when: RuleCondition, s: Classification, rows: number | n
   for (const [key, yes, no] of flags) {
     const want = when[key];
     if (want === undefined) continue;
-    if (s[key] !== want) return null;
-    terms.push(want ? yes : no);
+    // `aggregates: false` spares summaries only: what keeps or collects rows is not one.
+    const has = key === 'aggregates' && !want ? s.summarizes : s[key];
+    if (has !== want) return null;
+    terms.push(want ? yes : key === 'aggregates' && s.aggregates ? 'not summarizing its rows' : no);
   }
   if (when.protected_columns !== undefined) {
     const reads = s.protectedColumns.length > 0;
@@ -149,7 +156,12 @@ export function matches(when: RuleCondition, s: Classification, rows: number | n
   if (when.estimated_rows) {
     const { op, value } = when.estimated_rows;
     if (!ESTIMATED_KINDS.has(s.kind)) return null;
-    if (rows === null) terms.push(`with no row estimate (counted as ${op} ${value})`);
+    // An unknown size counts as a large one, never as a small one (an allow for small reads).
+    const unknown = s.collects || rows === null;
+    if (unknown && op !== '>' && op !== '>=') return null;
+    // One row can hold a whole table: no estimate of its rows measures it.
+    if (s.collects) terms.push(`collecting rows into values (counted as ${op} ${value})`);
+    else if (rows === null) terms.push(`with no row estimate (counted as ${op} ${value})`);
     else if (compare(rows, op, value)) terms.push(`estimated at ${rows} rows (${op} ${value})`);
     else return null;
   }

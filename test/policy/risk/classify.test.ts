@@ -216,6 +216,22 @@ describe('joins, aggregates, functions, columns', () => {
     expect(one('SELECT lower(x) FROM t').aggregates).toBe(false);
     expect(one('SELECT myschema.count(x) FROM t').aggregates).toBe(false);
   });
+  test('summarizes: the main query\'s own aggregate, GROUP BY or HAVING; not a window call, not a subquery\'s', () => {
+    expect(['SELECT count(*) FROM t', 'SELECT coalesce(sum(x), 0) FROM t', 'SELECT x, max(y) FROM t GROUP BY x', 'SELECT 1 FROM t HAVING true',
+      'SELECT count(*) FROM (SELECT * FROM t) s', 'SELECT count(*) FROM t UNION SELECT count(*) FROM u', 'INSERT INTO s SELECT count(*) FROM t',
+      'COPY (SELECT count(*) FROM t) TO STDOUT'].map((q) => one(q).summarizes)).toEqual([true, true, true, true, true, true, true, true]);
+    expect(['SELECT *, count(*) OVER () FROM t', 'SELECT *, (SELECT count(*) FROM u) FROM t', 'SELECT * FROM t WHERE id IN (SELECT max(id) FROM u)',
+      'SELECT count(*) FROM t UNION SELECT x FROM u', 'SELECT x FROM t'].map((q) => one(q).summarizes)).toEqual([false, false, false, false, false]);
+  });
+
+  test('collects: aggregates that return the values they read, and ARRAY(subquery), anywhere; then nothing summarizes', () => {
+    for (const q of ['SELECT string_agg(name, \',\') FROM t', 'SELECT count(*), array_agg(id) FROM t', 'SELECT city, json_agg(c) FROM t c GROUP BY city',
+      'SELECT ARRAY(SELECT name FROM t)', 'SELECT (SELECT pg_catalog.jsonb_agg(t) FROM t)', 'SELECT xmlagg(xmlelement(name x, name)) FROM t']) {
+      expect([one(q).collects, one(q).summarizes], q).toEqual([true, false]);
+    }
+    expect(one('SELECT count(*), max(name) FROM t').collects).toBe(false);
+  });
+
   test('functions as written, wherever called (FROM first, in walk order)', () => {
     expect(one('SELECT lower(x), pg_catalog.upper(y) FROM generate_series(1, 3) g WHERE md5(z) = \'\'').functions).toEqual(['generate_series', 'lower', 'pg_catalog.upper', 'md5']);
     expect(one('CALL bank.transfer(1, 2)').functions).toEqual(['bank.transfer']);

@@ -242,3 +242,36 @@ describe('code: a rule is not walked around by wrapping its statement in a DO bl
     expect(decideText('CALL bank.load()', ['dba'], SMALL, undefined, rules)).toMatchObject({ action: 'deny' });
   });
 });
+
+describe('what keeps or collects rows is not a summary: aggregates: false and estimated_rows still hold it', () => {
+  const EXPORT: RiskRule[] = [
+    { name: 'full-export', groups: null, when: { kind: ['select'], tables: ['customers'], where: false, aggregates: false }, action: 'require_approval' },
+    { name: 'bulk-read', groups: null, when: { kind: ['select'], tables: ['customers'], estimated_rows: { op: '>', value: 500 } }, action: 'require_approval' },
+  ];
+  const d = (text: string) => decideText(text, ['analysts'], SMALL, undefined, EXPORT);
+
+  test('a whole table in one row, or every row with a window or a subquery\'s aggregate beside it, is a full export', () => {
+    for (const text of ["SELECT string_agg(full_name || ' ' || city, ';') FROM customers", 'SELECT count(*), json_agg(c) FROM customers c',
+      'SELECT *, row_number() OVER () FROM customers', 'SELECT *, (SELECT count(*) FROM accounts) FROM customers', 'SELECT ARRAY(SELECT full_name FROM customers)']) {
+      expect(d(text), text).toMatchObject({ action: 'require_approval', rule: 'full-export' });
+    }
+    expect(d('SELECT *, row_number() OVER () FROM customers').reason).toBe('rule full-export: select on customers without WHERE not summarizing its rows');
+  });
+
+  test('with a WHERE, what collects rows has no row count to hold it to: the bulk rule holds it', () => {
+    const held = d("SELECT string_agg(full_name, ',') FROM customers WHERE id % 1 = 0");
+    expect(held).toMatchObject({ action: 'require_approval', rule: 'bulk-read' });
+    expect(held.reason).toBe('rule bulk-read: select on customers collecting rows into values (counted as > 500)');
+  });
+
+  test('summaries pass', () => {
+    for (const text of ['SELECT count(*) FROM customers', 'SELECT city, count(*) FROM customers GROUP BY city']) expect(d(text), text).toMatchObject({ action: 'allow' });
+  });
+
+  test('an unknown size never matches an upper bound: an allow for small reads does not allow it', () => {
+    const rules: RiskRule[] = [{ name: 'small', groups: null, when: { estimated_rows: { op: '<', value: 100 } }, action: 'allow' }, { name: 'rest', groups: null, when: { kind: ['select'] }, action: 'require_approval' }];
+    expect(decideText('SELECT * FROM orders', ['dba'], NO_ESTIMATE, undefined, rules)).toMatchObject({ rule: 'rest' });
+    expect(decideText('SELECT array_agg(id) FROM orders', ['dba'], SMALL, undefined, rules)).toMatchObject({ rule: 'rest' });
+    expect(decideText('SELECT * FROM orders', ['dba'], SMALL, undefined, rules)).toMatchObject({ rule: 'small', action: 'allow' });
+  });
+});
