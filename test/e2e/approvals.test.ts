@@ -65,7 +65,7 @@ beforeAll(async () => {
       bankConnection(db.info, { name: 'fast', approval: approval({ timeout: '2s' }) }),
       bankConnection(db.info, { name: 'masked', masking: PREDICATE_MASKING, approval: { approvers: ['dba'], rules: [] } }),
       bankConnection(db.info, { name: 'masked-alone', masking: PREDICATE_MASKING }),
-      bankConnection(db.info, { name: 'writes', approval: { approvers: ['dba'], rules: [{ name: 'unfiltered-write', when: { kind: ['update', 'delete'], where: false }, action: 'require_approval' }] } }),
+      bankConnection(db.info, { name: 'writes', approval: { approvers: ['dba'], rules: [{ name: 'unfiltered-write', when: { kind: ['update', 'delete'], where: false }, action: 'require_approval' }, RULES[1]] } }),
       bankConnection(db.info, { name: 'estimated', approval: { approvers: ['dba'], rules: [{ name: 'bulk-read', groups: ['analysts'], when: { kind: ['select', 'copy_out'], tables: ['customers'], estimated_rows: '>20' }, action: 'require_approval' }] } }),
     ],
   });
@@ -223,8 +223,8 @@ describe('masking.predicates: require_approval', () => {
   });
 });
 
-describe('code: a rule is not walked around by wrapping its statement in a DO block or a function', () => {
-  test('a DELETE inside a DO block or a function body, or a CALL of a procedure hoop cannot read, is held like the DELETE itself', async () => {
+describe('a rule is not walked around by wrapping its statement in code, or by copying the table', () => {
+  test('a DELETE inside a DO block or a function body, or a CALL of a procedure hoop cannot read, is held like the DELETE itself; so is a copy of the table', async () => {
     const asAdmin = async <T>(run: (admin: pg.Client) => Promise<T>): Promise<T> => {
       const admin = new pg.Client({ host: db.info.host, port: db.info.port, user: db.info.users.scram, password: passwordOf(db.info.users.scram), database: db.info.database });
       await admin.connect();
@@ -253,6 +253,14 @@ describe('code: a rule is not walked around by wrapping its statement in a DO bl
       }
       // The oracle: nothing of it reached the database.
       expect(await count()).toEqual({ customers: 100, functions: 0 });
+      // Copying the table out from under the rule's name is reading it.
+      notices.length = 0;
+      const copied = c.query('CREATE TABLE public.customers_copy AS SELECT * FROM customers').then(() => null, (e: { code?: string }) => e);
+      const copy = await requestIn(notices);
+      expect(notices[0]).toContain('(rule full-export)');
+      expect((await api('POST', `/reviews/${copy}/deny`, 'dave', { comment: 'no' })).status).toBe(200);
+      expect(await copied).toMatchObject({ code: '42501' });
+      expect(await asAdmin(async (a) => (await a.query("SELECT to_regclass('public.customers_copy') AS t")).rows[0])).toEqual({ t: null });
       // Code that runs nothing a rule names is not held.
       notices.length = 0;
       await c.query("DO $$ BEGIN DELETE FROM customers WHERE id = -1; RAISE NOTICE 'done'; END $$");

@@ -28,7 +28,9 @@
  *   so neither a row cap nor a row estimate measures what comes back.
  * - A data-modifying statement inside another (`WITH d AS (DELETE …) SELECT …`,
  *   `COPY (DELETE … RETURNING …) TO STDOUT`) is classified on its own in `nested`, and rules see it
- *   too: otherwise wrapping a DELETE in a CTE would make it a `select`.
+ *   too: otherwise wrapping a DELETE in a CTE would make it a `select`. So is the query whose rows
+ *   INSERT … SELECT, CREATE TABLE AS or SELECT INTO write elsewhere, as a `select` (copiedRead).
+ *   (The outer statement keeps its own kind and shape.)
  */
 import { as, list, strings, unwrap, type Body } from '../masking/lineage-node.js';
 import { booleanOption } from '../masking/lineage.js';
@@ -341,10 +343,29 @@ function classifyStatement(stmt: unknown, protectedColumns: string[], source: st
     summarizes: !walk.collects && mainSummarizes(mainType, main),
     collects: walk.collects,
     functions: [...walk.functions],
-    nested: [...walk.nested.map((n) => classifyStatement(n, protectedColumns, '', depth)), ...ran],
+    nested: [...walk.nested.map((n) => classifyStatement(n, protectedColumns, '', depth)), ...copiedRead(stmt, protectedColumns, depth), ...ran],
     ...(isDeferred(stmt) ? { deferred: true as const } : {}),
     ...(opaque ? { opaque } : {}),
   };
+}
+
+/**
+ * The read of a statement that writes a query's rows elsewhere (INSERT … SELECT, CREATE TABLE AS,
+ * SELECT INTO, CREATE MATERIALIZED VIEW), as a `select` of its own: a rule on reading a table
+ * holds copying it out from under the rule's name too. A query that reads no relation (VALUES)
+ * is none. Its writes are the outer walk's already.
+ */
+function copiedRead(stmt: unknown, protectedColumns: string[], depth: number): Classification[] {
+  const u = unwrap(stmt);
+  if (!u) return [];
+  const [type, body] = u;
+  const query = type === 'InsertStmt' ? body.selectStmt
+    : type === 'CreateTableAsStmt' ? body.query
+    : type === 'SelectStmt' && body.intoClause ? { SelectStmt: { ...body, intoClause: undefined } }
+    : null;
+  if (!as(query, 'SelectStmt')) return [];
+  const read = classifyStatement(query, protectedColumns, '', depth);
+  return read.tables.length > 0 ? [{ ...read, nested: [] }] : [];
 }
 
 function isDeferred(stmt: unknown): boolean {

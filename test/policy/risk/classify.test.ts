@@ -312,6 +312,24 @@ describe('code: what DO blocks and function bodies run is nested; what hoop cann
   });
 });
 
+describe('copies: the query whose rows a statement writes elsewhere is a read of its own', () => {
+  test.each([
+    ['INSERT INTO archive SELECT * FROM customers', 'insert'],
+    ['CREATE TABLE c2 AS SELECT * FROM customers', 'ddl'],
+    ['CREATE MATERIALIZED VIEW m AS SELECT * FROM customers', 'ddl'],
+    ['SELECT * INTO c2 FROM customers', 'ddl'],
+  ])('%s', (text, kind) => {
+    const c = one(text);
+    expect(c.kind).toBe(kind);
+    expect(c.nested.map((n) => [n.kind, n.tables, n.where])).toEqual([['select', ['customers'], false]]);
+  });
+
+  test('VALUES reads no relation: no read', () => {
+    expect(one('INSERT INTO t VALUES (1)').nested).toEqual([]);
+    expect(one('INSERT INTO t SELECT 1').nested).toEqual([]);
+  });
+});
+
 describe('cursorsOf: the SQL cursors a text declares and reads, for the row cap', () => {
   test('DECLARE and FETCH by name, quoted or not; MOVE reads no rows; other texts none', () => {
     expect(cursorsOf('BEGIN; DECLARE c CURSOR FOR SELECT 1; FETCH 10 FROM c')).toEqual({ declares: ['c'], fetches: ['c'] });

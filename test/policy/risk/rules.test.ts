@@ -264,6 +264,12 @@ describe('what keeps or collects rows is not a summary: aggregates: false and es
     expect(held.reason).toBe('rule bulk-read: select on customers collecting rows into values (counted as > 500)');
   });
 
+  test('copying the table elsewhere is reading it: INSERT … SELECT, CREATE TABLE AS, SELECT INTO', () => {
+    for (const text of ['INSERT INTO archive SELECT * FROM customers', 'CREATE TABLE c2 AS SELECT * FROM customers', 'SELECT * INTO c2 FROM customers']) {
+      expect(d(text), text).toMatchObject({ action: 'require_approval', rule: 'full-export' });
+    }
+  });
+
   test('summaries pass', () => {
     for (const text of ['SELECT count(*) FROM customers', 'SELECT city, count(*) FROM customers GROUP BY city']) expect(d(text), text).toMatchObject({ action: 'allow' });
   });
