@@ -20,9 +20,10 @@
  * - aggregates: anywhere, an aggregate or window call, GROUP BY or HAVING. User-defined
  *   aggregates are known only when called with aggregate syntax (DISTINCT, ORDER BY, FILTER).
  *   `summarizes` is narrower, for rules that spare summaries (`aggregates: false` matches what
- *   does not summarize): the main query's own aggregate, GROUP BY or HAVING, and nothing that
- *   collects rows into a value. A window call or an aggregate in a subquery keeps every row of
- *   the main query (`SELECT *, count(*) OVER () FROM customers` is the whole table).
+ *   does not summarize): the main query's own aggregate, GROUP BY or HAVING, or a FROM of
+ *   summaries only (subqueries and CTEs that summarize, or no FROM: `SELECT (SELECT count(*)
+ *   FROM t)`), and nothing that collects rows into a value. A window call, or an aggregate in a
+ *   subquery beside a relation, keeps every row (`SELECT *, count(*) OVER () FROM customers`).
  * - collects: anywhere, an aggregate that returns the values of the rows it reads (`array_agg`,
  *   `string_agg`, `json_agg`, `xmlagg`, …) or an ARRAY(subquery): one row can hold a whole table,
  *   so neither a row cap nor a row estimate measures what comes back.
@@ -236,20 +237,55 @@ function filters(expr: unknown): boolean {
   return found;
 }
 
-/** The main query's own aggregate, GROUP BY or HAVING (a set operation: every branch's). */
+/**
+ * Whether the main query's rows are a summary, not rows of a relation: its own aggregate, GROUP
+ * BY or HAVING, or every item of its FROM a summary (a subquery or CTE that summarizes; a
+ * function), which also holds for no FROM at all (`SELECT (SELECT count(*) FROM t)`: scalar
+ * subqueries return one value each). A set operation: every branch. A relation read in FROM
+ * without an aggregate is its rows (`SELECT *, (SELECT count(*) FROM u) FROM t`).
+ */
 function mainSummarizes(type: string | null, body: Body | null): boolean {
   if (!body) return false;
-  if (type === 'InsertStmt') return querySummarizes(body.selectStmt);
-  if (type === 'CopyStmt') return body.query ? querySummarizes(body.query) : false;
-  if (type !== 'SelectStmt') return false;
-  if (body.op && body.op !== 'SETOP_NONE') return mainSummarizes(type, body.larg ?? null) && mainSummarizes(type, body.rarg ?? null);
-  if (list(body.groupClause).length > 0 || body.havingClause) return true;
-  return list(body.targetList).some(levelAggregate);
+  if (type === 'InsertStmt') return querySummarizes(body.selectStmt, new Map());
+  if (type === 'CopyStmt') return body.query ? querySummarizes(body.query, new Map()) : false;
+  return type === 'SelectStmt' ? selectSummarizes(body, new Map()) : false;
 }
 
-function querySummarizes(node: unknown): boolean {
-  const u = unwrap(node);
-  return u ? mainSummarizes(u[0], u[1]) : false;
+type CteQueries = ReadonlyMap<string, unknown>;
+
+function querySummarizes(node: unknown, ctes: CteQueries, depth = 0): boolean {
+  const select = as(node, 'SelectStmt');
+  return select !== null && depth < 16 && selectSummarizes(select, ctes, depth);
+}
+
+function selectSummarizes(body: Body, outer: CteQueries, depth = 0): boolean {
+  const ctes = new Map(outer);
+  for (const c of list((body.withClause as Body | undefined)?.ctes)) {
+    const def = as(c, 'CommonTableExpr');
+    if (def) ctes.set(String(def.ctename ?? ''), def.ctequery);
+  }
+  if (body.op && body.op !== 'SETOP_NONE') return selectSummarizes(body.larg ?? {}, ctes, depth + 1) && selectSummarizes(body.rarg ?? {}, ctes, depth + 1);
+  if (list(body.valuesLists).length > 0) return true; // VALUES: the statement's own rows
+  if (list(body.groupClause).length > 0 || body.havingClause || list(body.targetList).some(levelAggregate)) return true;
+  return list(body.fromClause).every((item) => fromSummarizes(item, ctes, depth + 1));
+}
+
+function fromSummarizes(item: unknown, ctes: CteQueries, depth: number): boolean {
+  const u = unwrap(item);
+  if (!u || depth >= 16) return false;
+  const [type, body] = u;
+  switch (type) {
+    case 'RangeSubselect':
+      return querySummarizes(body.subquery, ctes, depth);
+    case 'JoinExpr':
+      return fromSummarizes(body.larg, ctes, depth + 1) && fromSummarizes(body.rarg, ctes, depth + 1);
+    case 'RangeFunction':
+      return true; // a function's rows, not a relation's (what it reads is out of sight: docs)
+    case 'RangeVar':
+      return typeof body.schemaname !== 'string' && ctes.has(String(body.relname)) ? querySummarizes(ctes.get(String(body.relname)), new Map([...ctes].filter(([name]) => name !== body.relname)), depth + 1) : false;
+    default:
+      return false;
+  }
 }
 
 /** An aggregate call of this query level: not inside a subquery, and not a window call. */

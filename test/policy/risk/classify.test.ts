@@ -219,9 +219,12 @@ describe('joins, aggregates, functions, columns', () => {
   test('summarizes: the main query\'s own aggregate, GROUP BY or HAVING; not a window call, not a subquery\'s', () => {
     expect(['SELECT count(*) FROM t', 'SELECT coalesce(sum(x), 0) FROM t', 'SELECT x, max(y) FROM t GROUP BY x', 'SELECT 1 FROM t HAVING true',
       'SELECT count(*) FROM (SELECT * FROM t) s', 'SELECT count(*) FROM t UNION SELECT count(*) FROM u', 'INSERT INTO s SELECT count(*) FROM t',
-      'COPY (SELECT count(*) FROM t) TO STDOUT'].map((q) => one(q).summarizes)).toEqual([true, true, true, true, true, true, true, true]);
+      'COPY (SELECT count(*) FROM t) TO STDOUT', 'SELECT (SELECT count(*) FROM t) AS a, (SELECT count(*) FROM u) AS b',
+      'WITH s AS (SELECT count(*) FROM t) SELECT * FROM s', 'SELECT * FROM (SELECT count(*) FROM t) a JOIN (SELECT max(x) FROM u) b ON true',
+      'SELECT * FROM generate_series(1, 3)'].map((q) => one(q).summarizes)).toEqual(Array(12).fill(true));
     expect(['SELECT *, count(*) OVER () FROM t', 'SELECT *, (SELECT count(*) FROM u) FROM t', 'SELECT * FROM t WHERE id IN (SELECT max(id) FROM u)',
-      'SELECT count(*) FROM t UNION SELECT x FROM u', 'SELECT x FROM t'].map((q) => one(q).summarizes)).toEqual([false, false, false, false, false]);
+      'SELECT count(*) FROM t UNION SELECT x FROM u', 'SELECT x FROM t', 'WITH s AS (SELECT * FROM t) SELECT * FROM s',
+      'SELECT * FROM (SELECT count(*) FROM t) a, u', 'WITH t AS (SELECT * FROM t) SELECT * FROM t'].map((q) => one(q).summarizes)).toEqual(Array(8).fill(false));
   });
 
   test('collects: aggregates that return the values they read, and ARRAY(subquery), anywhere; then nothing summarizes', () => {
