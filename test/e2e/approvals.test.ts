@@ -329,7 +329,7 @@ describe('rules without a hold', () => {
     }
   });
 
-  test('the row cap counts a portal\'s whole result, however many Executes (with a row limit) fetch it', async () => {
+  test('the row cap counts a result whole: over a portal\'s Executes (with a row limit), a cursor\'s FETCHes, and notices', async () => {
     const raw = await rawTunnel(gw.url, gw.keys['bob']!, { application: 'approvals-portal' });
     try {
       const ex = await raw.exchange([fe.parse('', 'SELECT id FROM customers WHERE id > 0 ORDER BY id'), fe.bind('p', ''), ...Array.from({ length: 5 }, () => fe.execute('p', 20)), fe.sync()]);
@@ -360,6 +360,10 @@ describe('rules without a hold', () => {
       expect(errorsIn(again.messages)).toEqual([]);
       expect(rowsIn((await raw.query('FETCH 45 FROM c')).messages)).toHaveLength(40);
       await raw.query('COMMIT');
+      // Notices carry data too: a DO block that RAISEs a row at a time is cut at the cap as well.
+      const told = await raw.query(`DO $$ DECLARE r record; BEGIN FOR r IN SELECT id FROM customers WHERE id > 0 LOOP RAISE NOTICE 'row %', r.id; END LOOP; END $$`);
+      expect(noticesIn(told.messages)).toHaveLength(50);
+      expect(errorsIn(told.messages).map((e) => e.C)).toEqual(['54000']);
     } finally {
       await raw.end();
     }

@@ -287,6 +287,10 @@ export class Relay {
       case MessageType.NoticeResponse: {
         // A notice during a Parse or Bind recorded on its own belongs to that record.
         const run = queue.messageTarget();
+        // Notices carry data too (a DO block's RAISE NOTICE per row): each counts against the row cap.
+        const s = type === MessageType.NoticeResponse && run ? queue.current() : null;
+        const over = s && s.run === run ? this.overCap(s) : null;
+        if (over) return over;
         const redact = type === MessageType.NoticeResponse && queue.messageContext().redact;
         const out = this.rewrite(type, body, redact, run);
         const [b, m] = out.message ? [out.message, wholeFrame(out.message)] : [buf, f];
