@@ -364,6 +364,10 @@ describe('rules without a hold', () => {
       const told = await raw.query(`DO $$ DECLARE r record; BEGIN FOR r IN SELECT id FROM customers WHERE id > 0 LOOP RAISE NOTICE 'row %', r.id; END LOOP; END $$`);
       expect(noticesIn(told.messages)).toHaveLength(50);
       expect(errorsIn(told.messages).map((e) => e.C)).toEqual(['54000']);
+      // And notifications to one's own session, which arrive as the statement commits.
+      const notified = await raw.query(`LISTEN ch; DO $$ DECLARE r record; BEGIN FOR r IN SELECT id FROM customers WHERE id > 0 LOOP PERFORM pg_notify('ch', r.id::text); END LOOP; END $$`);
+      expect(notified.messages.filter((m) => m.type === 'A')).toHaveLength(50);
+      expect(errorsIn(notified.messages).map((e) => e.C)).toEqual(['54000']);
     } finally {
       await raw.end();
     }

@@ -287,8 +287,9 @@ export class Relay {
       case MessageType.NoticeResponse: {
         // A notice during a Parse or Bind recorded on its own belongs to that record.
         const run = queue.messageTarget();
-        // Notices carry data too (a DO block's RAISE NOTICE per row): each counts against the row cap.
-        const s = type === MessageType.NoticeResponse && run ? queue.current() : null;
+        // Notices and notifications carry data too (a DO block's RAISE NOTICE or pg_notify per
+        // row): each counts against the row cap.
+        const s = run ? queue.current() : null;
         const over = s && s.run === run ? this.overCap(s) : null;
         if (over) return over;
         const redact = type === MessageType.NoticeResponse && queue.messageContext().redact;
