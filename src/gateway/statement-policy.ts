@@ -92,6 +92,9 @@ export class SessionPolicy {
   /** What the connection's access rules make of a statement masking would run. */
   private async withRules(start: StatementStart, masked: StatementPlan, connection: LiveConnection, approval: ApprovalConfig): Promise<StatementPlan> {
     if (masked.action !== 'run') return masked;
+    if (approval.rowCap !== null && this.cursorsFull(start)) {
+      return refuse(`hoop: statement refused: this session has fetched from ${MAX_CURSORS} cursors, and hoop counts each one's rows against the row cap; reconnect to read from more`, { refused: 'too many cursors' });
+    }
     const run = approval.rowCap !== null ? this.capped(start, masked, approval.rowCap, approval) : masked;
     if (start.protocol === 'fastpath') return run;
     const predicate = (masked as { approvalRequired?: string }).approvalRequired;
@@ -261,6 +264,14 @@ export class SessionPolicy {
    * a cap of 50). A FETCH starts from the rows its cursor returned before; a DECLARE that
    * succeeds starts a new count (it fails while a cursor of that name is open).
    */
+  /** A FETCH from a cursor not yet counted, when MAX_CURSORS are: refused, never forgotten
+   *  (forgetting a count would let that cursor's next FETCH start again from zero). */
+  private cursorsFull(start: StatementStart): boolean {
+    if (this.fetched.size < MAX_CURSORS) return false;
+    const use = start.unknown ? null : cursorsOf(start.statement);
+    return use !== null && use.fetches.some((c) => !this.fetched.has(c));
+  }
+
   private cursorRows(start: StatementStart): Pick<RunPlan, 'rowsBefore' | 'ended'> {
     const use = start.unknown ? null : cursorsOf(start.statement);
     if (!use) return {};
@@ -270,7 +281,8 @@ export class SessionPolicy {
       ended: ({ rows, failed }) => {
         if (!failed) for (const c of declares) this.fetched.delete(c);
         // Several cursors in one text: each is counted with all of the text's rows (never fewer).
-        for (const c of fetches) this.fetched.set(c, rows);
+        // A FETCH that returned nothing (no such cursor) counts nothing.
+        if (rows > 0) for (const c of fetches) this.fetched.set(c, rows);
       },
     };
   }
@@ -287,6 +299,9 @@ export class SessionPolicy {
 function keptWhile(plan: StatementPlan, valid: () => boolean): StatementPlan {
   return plan.action === 'run' ? { ...plan, stillValid: valid } : plan;
 }
+
+/** How many SQL cursors' row counts one session keeps (statement-policy's `fetched`). */
+const MAX_CURSORS = 1_000;
 
 /** Without an approval block nobody can approve: what needs approval is refused, saying so. */
 function withoutApprovals(plan: StatementPlan): StatementPlan {

@@ -368,6 +368,14 @@ describe('rules without a hold', () => {
       const notified = await raw.query(`LISTEN ch; DO $$ DECLARE r record; BEGIN FOR r IN SELECT id FROM customers WHERE id > 0 LOOP PERFORM pg_notify('ch', r.id::text); END LOOP; END $$`);
       expect(notified.messages.filter((m) => m.type === 'A')).toHaveLength(50);
       expect(errorsIn(notified.messages).map((e) => e.C)).toEqual(['54000']);
+      // The counts are kept, never forgotten: past 1,000 cursors a FETCH from a new one is refused.
+      await raw.query('BEGIN');
+      const many = await raw.exchange(Array.from({ length: 1000 }, (_, i) => fe.query(`DECLARE k${i} CURSOR FOR SELECT 1; FETCH 1 FROM k${i}`)), 1000, 60_000);
+      expect(errorsIn(many.messages)).toEqual([]);
+      const more = await raw.query('DECLARE k_new CURSOR FOR SELECT 1; FETCH 1 FROM k_new');
+      expect(errorsIn(more.messages).map((e) => e.M)).toEqual([expect.stringContaining('has fetched from 1000 cursors')]);
+      expect(rowsIn((await raw.query('ROLLBACK; BEGIN; DECLARE k7 CURSOR FOR SELECT 7; FETCH 1 FROM k7')).messages)).toEqual([['7']]);
+      await raw.query('COMMIT');
     } finally {
       await raw.end();
     }
