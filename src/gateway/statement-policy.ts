@@ -258,12 +258,6 @@ export class SessionPolicy {
   /** Rows each SQL cursor of the session has returned so far, by name: one result over its FETCHes. */
   private readonly fetched = new Map<string, number>();
 
-  /**
-   * A cursor's rows come back over many FETCHes, each a statement of its own: the row cap counts
-   * them as the one result they are (`FETCH 40 FROM c` again and again would read any table past
-   * a cap of 50). A FETCH starts from the rows its cursor returned before; a DECLARE that
-   * succeeds starts a new count (it fails while a cursor of that name is open).
-   */
   /** A FETCH from a cursor not yet counted, when MAX_CURSORS are: refused, never forgotten
    *  (forgetting a count would let that cursor's next FETCH start again from zero). */
   private cursorsFull(start: StatementStart): boolean {
@@ -272,6 +266,12 @@ export class SessionPolicy {
     return use !== null && use.fetches.some((c) => !this.fetched.has(c));
   }
 
+  /**
+   * A cursor's rows come back over many FETCHes, each a statement of its own: the row cap counts
+   * them as the one result they are (`FETCH 40 FROM c` again and again would read any table past
+   * a cap of 50). A FETCH starts from the rows its cursor returned before; a DECLARE that
+   * succeeds starts a new count (it fails while a cursor of that name is open).
+   */
   private cursorRows(start: StatementStart): Pick<RunPlan, 'rowsBefore' | 'ended'> {
     const use = start.unknown ? null : cursorsOf(start.statement);
     if (!use) return {};

@@ -42,6 +42,7 @@
  * (pgbench's distinct `SELECT … WHERE aid = 123` texts never parse), and verdicts of texts that
  * do parse are kept in a small LRU per text and protected roles.
  */
+import { doBlockCode, functionCode } from './code-body.js';
 import { doText, parsePlpgsql, parseSql, statementTexts } from './masking/parse.js';
 
 export const SQLSTATE_INSUFFICIENT_PRIVILEGE = '42501';
@@ -280,16 +281,7 @@ class Walker {
   }
 
   private doBlock(n: Node): string | null {
-    const args = Array.isArray(n['args']) ? n['args'] : [];
-    let body: string | null = null;
-    let language = 'plpgsql';
-    for (const a of args) {
-      const d = isNode(a) ? a['DefElem'] : undefined;
-      if (!isNode(d)) continue;
-      const value = isNode(d['arg']) && isNode(d['arg']['String']) ? String(d['arg']['String']['sval'] ?? '') : null;
-      if (d['defname'] === 'as') body = value;
-      if (d['defname'] === 'language' && value !== null) language = value.toLowerCase();
-    }
+    const { language, code: body } = doBlockCode(n);
     if (language !== 'plpgsql') return `a DO block in ${language}: hoop cannot see what it runs, and it could change the database role ${SHARED}`;
     if (body === null) return `a DO block without a body`;
     if (this.depth >= MAX_DEPTH) return `DO blocks nested deeper than ${MAX_DEPTH}`;
@@ -311,20 +303,8 @@ class Walker {
    * covers it.)
    */
   private functionBody(n: Node): string | null {
-    const options = Array.isArray(n['options']) ? n['options'] : [];
-    let body: string | null = null;
-    let language: string | null = null;
-    for (const o of options) {
-      const d = isNode(o) ? o['DefElem'] : undefined;
-      if (!isNode(d)) continue;
-      if (d['defname'] === 'language' && isNode(d['arg']) && isNode(d['arg']['String'])) language = String(d['arg']['String']['sval'] ?? '').toLowerCase();
-      if (d['defname'] === 'as') {
-        const items = isNode(d['arg']) && isNode(d['arg']['List']) && Array.isArray(d['arg']['List']['items']) ? d['arg']['List']['items'] : [];
-        const first = items[0];
-        body = items.length === 1 && isNode(first) && isNode(first['String']) ? String(first['String']['sval'] ?? '') : null;
-        if (body === null) return `a function in object code (LANGUAGE ${language ?? 'c'}): hoop cannot see what it runs, and it could change the database role ${SHARED}`;
-      }
-    }
+    const { language, code: body, objectCode } = functionCode(n);
+    if (objectCode) return `a function in object code (LANGUAGE ${language ?? 'c'}): hoop cannot see what it runs, and it could change the database role ${SHARED}`;
     if (body === null) return null; // BEGIN ATOMIC / RETURN: walked as part of the tree
     if (this.depth >= MAX_DEPTH) return `function bodies nested deeper than ${MAX_DEPTH}`;
     const inner = new Walker(this.protectedRoles, this.depth + 1, 'a function body');
@@ -455,5 +435,3 @@ function callsGuarded(definition: unknown, what: string): string | null {
   }
   return null;
 }
-
-

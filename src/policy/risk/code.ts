@@ -10,7 +10,8 @@
  * was defined elsewhere). The rules then decide as if it could be any statement (rules.ts).
  * (A BEGIN ATOMIC body is part of the parse tree, where the classifier's walk finds its writes.)
  */
-import { as, list, unwrap } from '../masking/lineage-node.js';
+import { unwrap, type Body } from '../masking/lineage-node.js';
+import { doBlockCode, functionCode } from '../code-body.js';
 import { doText, parsePlpgsql, parseSql, statementTexts } from '../masking/parse.js';
 
 /** One statement found inside code: its parse tree and its own text. */
@@ -42,34 +43,16 @@ export function embeddedCode(stmt: unknown, source: string): EmbeddedCode | null
   }
 }
 
-function doBlock(body: Record<string, unknown>): EmbeddedCode {
-  let code: string | null = null;
-  let language = 'plpgsql';
-  for (const a of list(body['args'])) {
-    const d = as(a, 'DefElem');
-    const value = as(d?.['arg'], 'String')?.['sval'];
-    if (typeof value !== 'string') continue;
-    if (d?.['defname'] === 'as') code = value;
-    if (d?.['defname'] === 'language') language = value.toLowerCase();
-  }
+function doBlock(body: Body): EmbeddedCode {
+  const { language, code } = doBlockCode(body);
   if (language !== 'plpgsql') return opaque(`a DO block in ${language}`);
   if (code === null) return opaque('a DO block without a body');
   return plpgsql(doText(code), 'a DO block');
 }
 
-function functionBody(body: Record<string, unknown>, source: string): EmbeddedCode | null {
-  let code: string | null = null;
-  let language: string | null = null;
-  for (const o of list(body['options'])) {
-    const d = as(o, 'DefElem');
-    if (d?.['defname'] === 'language') language = String(as(d['arg'], 'String')?.['sval'] ?? '').toLowerCase();
-    if (d?.['defname'] === 'as') {
-      const items = list(as(d['arg'], 'List')?.['items']);
-      const text = items.length === 1 ? as(items[0], 'String')?.['sval'] : undefined;
-      code = typeof text === 'string' ? text : null;
-      if (code === null) return opaque('a function in object code');
-    }
-  }
+function functionBody(body: Body, source: string): EmbeddedCode | null {
+  const { language, code, objectCode } = functionCode(body);
+  if (objectCode) return opaque('a function in object code');
   if (code === null) return null; // BEGIN ATOMIC or RETURN: in the parse tree itself
   if (language === 'sql') return sqlStatements(code, 'a function body');
   if (language === 'plpgsql') return plpgsql(source, 'a function body');
