@@ -15,6 +15,8 @@
  * - `set_config()` whose first argument is `'role'` or `'session_authorization'` (any case), or is
  *   not a constant, in any expression of any statement.
  * - `pg_terminate_backend`, `pg_cancel_backend`, `pg_signal_backend`: any call, any schema.
+ * - A query given as text to a function that runs it (`query_to_xml`, `ts_stat`, `crosstab`, …):
+ *   guarded like a statement when it is a constant, refused when it is not.
  * - `ALTER ROLE|USER|GROUP` (also `… SET|RESET`, `… RENAME`, `ALL`), `DROP ROLE`, `GRANT|REVOKE`
  *   of role membership, `CREATE ROLE … IN ROLE|ROLE|ADMIN`, `DROP OWNED` / `REASSIGN OWNED` naming
  *   a protected role or CURRENT_USER / SESSION_USER / CURRENT_ROLE (all of them are the shared
@@ -58,9 +60,10 @@ export interface GuardVerdict {
 const ALLOWED: GuardVerdict = Object.freeze({ refusal: null });
 
 /** Words (case-insensitive) without which no refused construct can be written. `do` is a whole
- *  word; `u&` catches Unicode-escaped identifiers and strings (U&"pg_termin\0061te_backend"). */
+ *  word; `u&` catches Unicode-escaped identifiers and strings (U&"pg_termin\0061te_backend");
+ *  the functions that run a query given as text may be given one in any spelling. */
 /** Texts that match none of these cannot hold anything the guard refuses (the parse is skipped). */
-export const MAY_NEED_PARSE = /role|session|authorization|alter|grant|revoke|drop|create|backend|set_config|reassign|owned|u&|\bdo\b/i;
+export const MAY_NEED_PARSE = /role|session|authorization|alter|grant|revoke|drop|create|backend|set_config|reassign|owned|u&|\bdo\b|query_to|ts_stat|ts_rewrite|crosstab/i;
 
 /** Whether `text` could contain a construct the guard refuses (false: it certainly cannot). */
 export function mayNeedGuard(text: string): boolean {
@@ -115,6 +118,14 @@ const CHANGES_ROLE = `it would change the database role ${SHARED}`;
 const SERVICE_ROLE_HOLDS_NOTHING = `the service role is the login ${SHARED}, and it must hold no privileges of its own`;
 const ROLE_SETTINGS = new Set(['role', 'session_authorization']);
 const SIGNAL_FUNCTIONS = new Set(['pg_terminate_backend', 'pg_cancel_backend', 'pg_signal_backend']);
+
+/** Functions that run a query given as text, and which of their arguments (by argument count)
+ *  are such queries. ts_rewrite(query, target, substitute) takes none; ts_rewrite(query, select) one. */
+const QUERY_TEXT_ARGS: ReadonlyMap<string, (args: number) => number[]> = new Map([
+  ...['query_to_xml', 'query_to_xmlschema', 'query_to_xml_and_xmlschema', 'ts_stat'].map((f): [string, (args: number) => number[]] => [f, () => [0]]),
+  ['ts_rewrite', (args: number) => (args === 2 ? [1] : [])],
+  ...['crosstab', 'crosstab_hash'].map((f): [string, (args: number) => number[]] => [f, () => [0, 1]]),
+]);
 /** RoleSpec types that name the session's own (shared) roles. */
 const SESSION_ROLE_SPECS = new Set(['ROLESPEC_CURRENT_USER', 'ROLESPEC_SESSION_USER', 'ROLESPEC_CURRENT_ROLE']);
 /** A DO body nested in a DO body nested in …: past this depth, refuse rather than recurse. */
@@ -231,11 +242,37 @@ class Walker {
     const last = names[names.length - 1];
     const name = isNode(last) && isNode(last['String']) ? String(last['String']['sval'] ?? '').toLowerCase() : '';
     if (SIGNAL_FUNCTIONS.has(name)) return `${name}: it would signal another session of the database role ${SHARED}`;
+    const queryArgs = QUERY_TEXT_ARGS.get(name);
+    if (queryArgs) return this.queryTexts(name, Array.isArray(n['args']) ? n['args'] : [], queryArgs);
     if (name !== 'set_config') return null;
     const args = Array.isArray(n['args']) ? n['args'] : [];
     const setting = constantText(args[0]) ?? (isColumn(args[0], 'name') ? (this.settingRows[this.settingRows.length - 1] ?? null) : null);
     if (setting === null) return `set_config with a setting name that is not a constant: it could change the database role ${SHARED}`;
     return ROLE_SETTINGS.has(setting.toLowerCase()) ? `set_config('${setting.toLowerCase()}', …): ${CHANGES_ROLE}` : null;
+  }
+
+  /**
+   * A builtin (or tablefunc's crosstab) that runs a query given as text:
+   * `query_to_xml('SELECT set_config(''role'', ''hoop_svc'', false)', …)` switched the session's
+   * role. A constant query is guarded like the statement it is; any other is refused.
+   */
+  private queryTexts(name: string, args: unknown[], positions: (args: number) => number[]): string | null {
+    for (const i of positions(args.length)) {
+      const arg = args[i];
+      if (arg === undefined || isOtherConstant(arg)) continue; // crosstab(text, int): not a query
+      const text = constantText(arg);
+      if (text === null) return `${name} with a query that is not a constant: hoop cannot see what it runs, and it could change the database role ${SHARED}`;
+      if (this.depth >= MAX_DEPTH) return `queries given as text nested deeper than ${MAX_DEPTH}`;
+      let parsed: ReturnType<typeof parseSql>['stmts'];
+      try {
+        parsed = parseSql(text).stmts ?? [];
+      } catch (err) {
+        return `${name} with a query that does not parse (${messageOf(err)}), so hoop cannot tell whether it would change the database role ${SHARED}`;
+      }
+      const why = new Walker(this.protectedRoles, this.depth + 1, this.code).statements(parsed.map((p) => p.stmt), statementTexts(text, parsed));
+      if (why !== null) return `${name} running ${why}`;
+    }
+    return null;
   }
 
   /** ALTER ROLE of a protected role, of the session's own, or of ALL roles (no role named). */
@@ -404,6 +441,15 @@ function isColumn(arg: unknown, column: string): boolean {
   const fields = isNode(ref) && Array.isArray(ref['fields']) ? ref['fields'] : [];
   const names = fields.map((f) => (isNode(f) && isNode(f['String']) ? String(f['String']['sval']) : null));
   return (names.length === 1 && names[0] === column) || (names.length === 2 && names[0] === 'pg_settings' && names[1] === column);
+}
+
+/** A constant that is not a string (a number, a boolean, NULL): it cannot be a query. */
+function isOtherConstant(arg: unknown): boolean {
+  if (!isNode(arg)) return false;
+  const cast = arg['TypeCast'];
+  if (isNode(cast)) return isOtherConstant(cast['arg']);
+  const c = arg['A_Const'];
+  return isNode(c) && !isNode(c['sval']);
 }
 
 function constantText(arg: unknown): string | null {

@@ -151,6 +151,9 @@ describe('the guard, with role mapping, on a real PostgreSQL', () => {
       'ALTER ROLE CURRENT_USER SET search_path = x',
       'DO $$ BEGIN SET ROLE NONE; END $$',
       `DO $$ BEGIN EXECUTE 'SET ROLE NONE'; END $$`,
+      // A builtin that runs a query given as text (it ran it: the role became the service's).
+      `SELECT query_to_xml('SELECT set_config(''role'', ''${SVC}'', false)', true, false, '')`,
+      `SELECT ts_stat('SELECT set_config(''role'', ''${DBA}'', false)::tsvector')`,
     ]) {
       await expect(c.query(text), text).rejects.toMatchObject({ code: '42501', message: expect.stringMatching(/^hoop: statement refused: .*every user of this connection shares/) });
       expect((await whoami(c)).current_user, text).toBe(ANALYST);

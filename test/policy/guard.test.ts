@@ -230,6 +230,32 @@ describe('aggregates, operators and casts: a refused function called under anoth
   });
 });
 
+describe('a query given as text to a function that runs it is guarded like the statement it is', () => {
+  test.each([
+    ["SELECT query_to_xml('SELECT set_config(''role'', ''hoop_svc'', false)', true, false, '')", /^hoop: statement refused: query_to_xml running set_config\('role'/],
+    ["SELECT pg_catalog.query_to_xml_and_xmlschema(E'SELECT set\\x5fconfig(''role'', ''hoop_svc'', false)', true, false, '')", /query_to_xml_and_xmlschema running set_config/],
+    ["SELECT ts_stat('SELECT pg_terminate_backend(1)::text::tsvector')", /ts_stat running pg_terminate_backend/],
+    ["SELECT ts_rewrite('a'::tsquery, 'SELECT set_config(''role'', ''x'', false)::tsquery, ''b''::tsquery')", /ts_rewrite running set_config/],
+    ["SELECT * FROM public.crosstab('SELECT 1, 2, set_config(''role'', ''hoop_svc'', false)') AS t(a int, b text)", /crosstab running set_config/],
+    ["SELECT query_to_xml(chr(83) || 'ELECT 1', true, false, '')", /query_to_xml with a query that is not a constant/],
+    ["SELECT query_to_xml('SELECT (', true, false, '')", /query_to_xml with a query that does not parse/],
+    ["SELECT query_to_xml('SELECT query_to_xml(''SELECT set_config(''''role'''', ''''x'''', false)'', true, false, '''')', true, false, '')", /query_to_xml running query_to_xml running set_config/],
+  ])('%s', (text, why) => {
+    const v = verdict(text);
+    expect(v.code).toBe('42501');
+    expect(v.refusal).toMatch(why);
+  });
+
+  test('ordinary queries pass, and arguments that are not queries are not read as one', () => {
+    for (const text of [
+      "SELECT query_to_xml('SELECT 1 AS one', true, false, '')",
+      "SELECT * FROM crosstab('SELECT a, b, c FROM t ORDER BY 1', 'SELECT DISTINCT b FROM t ORDER BY 1') AS ct(a text, x int, y int)",
+      "SELECT * FROM crosstab('SELECT a, b, c FROM t ORDER BY 1', 2) AS ct(a text, x int, y int)",
+      "SELECT ts_rewrite('a & b'::tsquery, 'a'::tsquery, 'c'::tsquery)",
+    ]) expect(verdict(text), text).toEqual({ refusal: null });
+  });
+});
+
 describe('allowed: what keeps the role given at startup', () => {
   test.each([
     'RESET ROLE',
