@@ -1,7 +1,8 @@
 /**
- * Where the code of a DO block or a CREATE FUNCTION / PROCEDURE is in the parse tree: its
- * language and body text. Read by the shared-credential guard (guard.ts) and the access rules
- * (risk/code.ts), which both look inside code before it runs. Pure.
+ * Where the code of a DO block or a CREATE FUNCTION / PROCEDURE is in the parse tree (its
+ * language and body text), and which builtins run a query given as text. Read by the
+ * shared-credential guard (guard.ts) and the access rules (risk/), which both look inside code
+ * before it runs. Pure.
  */
 import { as, list, type Body } from './masking/lineage-node.js';
 
@@ -39,4 +40,36 @@ export function functionCode(stmt: Body): { language: string | null; code: strin
     }
   }
   return { language, code, objectCode };
+}
+
+/** Functions that run a query given as text, and which of their arguments (by argument count)
+ *  are such queries. ts_rewrite(query, target, substitute) takes none; ts_rewrite(query, select)
+ *  one; crosstab(text, int) one (a number is not a query: callers skip non-string constants). */
+const QUERY_TEXT_ARGS: ReadonlyMap<string, (args: number) => number[]> = new Map([
+  ...['query_to_xml', 'query_to_xmlschema', 'query_to_xml_and_xmlschema', 'ts_stat'].map((f): [string, (args: number) => number[]] => [f, () => [0]]),
+  ['ts_rewrite', (args: number) => (args === 2 ? [1] : [])],
+  ...['crosstab', 'crosstab_hash'].map((f): [string, (args: number) => number[]] => [f, () => [0, 1]]),
+]);
+
+/** The positions of the query texts a call of `name` (lower case, unqualified) with `args`
+ *  arguments runs; null when it runs none. */
+export function queryTextArguments(name: string, args: number): number[] | null {
+  return QUERY_TEXT_ARGS.get(name)?.(args) ?? null;
+}
+
+/** A string constant (through casts: `'customers'::regclass`), or null for anything else. */
+export function stringConstant(arg: unknown): string | null {
+  const cast = as(arg, 'TypeCast');
+  if (cast) return stringConstant(cast['arg']);
+  const value = as(arg, 'A_Const')?.['sval'];
+  // libpg-query writes the empty string as `sval: {}`.
+  return value !== null && typeof value === 'object' ? String((value as Body)['sval'] ?? '') : null;
+}
+
+/** A constant that is not a string (a number, a boolean, NULL): it cannot be a query. */
+export function nonStringConstant(arg: unknown): boolean {
+  const cast = as(arg, 'TypeCast');
+  if (cast) return nonStringConstant(cast['arg']);
+  const c = as(arg, 'A_Const');
+  return c !== null && c['sval'] === undefined;
 }

@@ -44,7 +44,7 @@
  * (pgbench's distinct `SELECT … WHERE aid = 123` texts never parse), and verdicts of texts that
  * do parse are kept in a small LRU per text and protected roles.
  */
-import { doBlockCode, functionCode } from './code-body.js';
+import { doBlockCode, functionCode, nonStringConstant, queryTextArguments, stringConstant } from './code-body.js';
 import { doText, parsePlpgsql, parseSql, statementTexts } from './masking/parse.js';
 
 export const SQLSTATE_INSUFFICIENT_PRIVILEGE = '42501';
@@ -119,13 +119,6 @@ const SERVICE_ROLE_HOLDS_NOTHING = `the service role is the login ${SHARED}, and
 const ROLE_SETTINGS = new Set(['role', 'session_authorization']);
 const SIGNAL_FUNCTIONS = new Set(['pg_terminate_backend', 'pg_cancel_backend', 'pg_signal_backend']);
 
-/** Functions that run a query given as text, and which of their arguments (by argument count)
- *  are such queries. ts_rewrite(query, target, substitute) takes none; ts_rewrite(query, select) one. */
-const QUERY_TEXT_ARGS: ReadonlyMap<string, (args: number) => number[]> = new Map([
-  ...['query_to_xml', 'query_to_xmlschema', 'query_to_xml_and_xmlschema', 'ts_stat'].map((f): [string, (args: number) => number[]] => [f, () => [0]]),
-  ['ts_rewrite', (args: number) => (args === 2 ? [1] : [])],
-  ...['crosstab', 'crosstab_hash'].map((f): [string, (args: number) => number[]] => [f, () => [0, 1]]),
-]);
 /** RoleSpec types that name the session's own (shared) roles. */
 const SESSION_ROLE_SPECS = new Set(['ROLESPEC_CURRENT_USER', 'ROLESPEC_SESSION_USER', 'ROLESPEC_CURRENT_ROLE']);
 /** A DO body nested in a DO body nested in …: past this depth, refuse rather than recurse. */
@@ -242,11 +235,11 @@ class Walker {
     const last = names[names.length - 1];
     const name = isNode(last) && isNode(last['String']) ? String(last['String']['sval'] ?? '').toLowerCase() : '';
     if (SIGNAL_FUNCTIONS.has(name)) return `${name}: it would signal another session of the database role ${SHARED}`;
-    const queryArgs = QUERY_TEXT_ARGS.get(name);
-    if (queryArgs) return this.queryTexts(name, Array.isArray(n['args']) ? n['args'] : [], queryArgs);
-    if (name !== 'set_config') return null;
     const args = Array.isArray(n['args']) ? n['args'] : [];
-    const setting = constantText(args[0]) ?? (isColumn(args[0], 'name') ? (this.settingRows[this.settingRows.length - 1] ?? null) : null);
+    const queries = queryTextArguments(name, args.length);
+    if (queries) return this.queryTexts(name, args, queries);
+    if (name !== 'set_config') return null;
+    const setting = stringConstant(args[0]) ?? (isColumn(args[0], 'name') ? (this.settingRows[this.settingRows.length - 1] ?? null) : null);
     if (setting === null) return `set_config with a setting name that is not a constant: it could change the database role ${SHARED}`;
     return ROLE_SETTINGS.has(setting.toLowerCase()) ? `set_config('${setting.toLowerCase()}', …): ${CHANGES_ROLE}` : null;
   }
@@ -256,11 +249,11 @@ class Walker {
    * `query_to_xml('SELECT set_config(''role'', ''hoop_svc'', false)', …)` switched the session's
    * role. A constant query is guarded like the statement it is; any other is refused.
    */
-  private queryTexts(name: string, args: unknown[], positions: (args: number) => number[]): string | null {
-    for (const i of positions(args.length)) {
+  private queryTexts(name: string, args: unknown[], positions: number[]): string | null {
+    for (const i of positions) {
       const arg = args[i];
-      if (arg === undefined || isOtherConstant(arg)) continue; // crosstab(text, int): not a query
-      const text = constantText(arg);
+      if (arg === undefined || nonStringConstant(arg)) continue; // crosstab(text, int): not a query
+      const text = stringConstant(arg);
       if (text === null) return `${name} with a query that is not a constant: hoop cannot see what it runs, and it could change the database role ${SHARED}`;
       if (this.depth >= MAX_DEPTH) return `queries given as text nested deeper than ${MAX_DEPTH}`;
       let parsed: ReturnType<typeof parseSql>['stmts'];
@@ -415,7 +408,6 @@ function settingOfRole(set: unknown): set is Node {
   return isNode(set) && ROLE_SETTINGS.has(String(set['name'] ?? '').toLowerCase());
 }
 
-/** A string constant (through casts: `'role'::text`), or null for anything else. */
 /**
  * `SELECT set_config(name, …) FROM pg_settings WHERE name = 'x'`: the one row pg_dump (15.8 and
  * later) sets restrict_nonsystem_relation_kind with. Its setting name is a column, but the WHERE
@@ -430,8 +422,8 @@ function pgSettingsRow(select: Node): string | null {
   if (!isNode(eq) || eq['kind'] !== 'AEXPR_OP' || !Array.isArray(eq['name']) || eq['name'].length !== 1) return null;
   const op = eq['name'][0];
   if (!isNode(op) || !isNode(op['String']) || op['String']['sval'] !== '=') return null;
-  if (isColumn(eq['lexpr'], 'name')) return constantText(eq['rexpr']);
-  if (isColumn(eq['rexpr'], 'name')) return constantText(eq['lexpr']);
+  if (isColumn(eq['lexpr'], 'name')) return stringConstant(eq['rexpr']);
+  if (isColumn(eq['rexpr'], 'name')) return stringConstant(eq['lexpr']);
   return null;
 }
 
@@ -443,23 +435,6 @@ function isColumn(arg: unknown, column: string): boolean {
   return (names.length === 1 && names[0] === column) || (names.length === 2 && names[0] === 'pg_settings' && names[1] === column);
 }
 
-/** A constant that is not a string (a number, a boolean, NULL): it cannot be a query. */
-function isOtherConstant(arg: unknown): boolean {
-  if (!isNode(arg)) return false;
-  const cast = arg['TypeCast'];
-  if (isNode(cast)) return isOtherConstant(cast['arg']);
-  const c = arg['A_Const'];
-  return isNode(c) && !isNode(c['sval']);
-}
-
-function constantText(arg: unknown): string | null {
-  if (!isNode(arg)) return null;
-  const cast = arg['TypeCast'];
-  if (isNode(cast)) return constantText(cast['arg']);
-  const c = arg['A_Const'];
-  if (!isNode(c) || !isNode(c['sval'])) return null;
-  return String(c['sval']['sval'] ?? '');
-}
 
 /**
  * An aggregate, operator or cast whose support function is one the guard refuses to see called:

@@ -261,6 +261,15 @@ describe('a rule is not walked around by wrapping its statement in code, or by c
       expect((await api('POST', `/reviews/${copy}/deny`, 'dave', { comment: 'no' })).status).toBe(200);
       expect(await copied).toMatchObject({ code: '42501' });
       expect(await asAdmin(async (a) => (await a.query("SELECT to_regclass('public.customers_copy') AS t")).rows[0])).toEqual({ t: null });
+      // So is a function that runs a query given as text.
+      for (const text of ["SELECT query_to_xml('SELECT * FROM customers', true, false, '')", "SELECT table_to_xml('customers', true, false, '')"]) {
+        notices.length = 0;
+        const xml = c.query(text).then(() => null, (e: { code?: string }) => e);
+        const held = await requestIn(notices);
+        expect(notices[0], text).toContain('(rule full-export)');
+        expect((await api('POST', `/reviews/${held}/deny`, 'dave', { comment: 'no' })).status).toBe(200);
+        expect(await xml, text).toMatchObject({ code: '42501' });
+      }
       // Code that runs nothing a rule names is not held.
       notices.length = 0;
       await c.query("DO $$ BEGIN DELETE FROM customers WHERE id = -1; RAISE NOTICE 'done'; END $$");

@@ -36,7 +36,8 @@
 import { as, list, strings, unwrap, type Body } from '../masking/lineage-node.js';
 import { booleanOption } from '../masking/lineage.js';
 import { parseSql, statementTexts } from '../masking/parse.js';
-import { embeddedCode } from './code.js';
+import { nonStringConstant, queryTextArguments, stringConstant } from '../code-body.js';
+import { embeddedCode, sqlStatements } from './code.js';
 import type { StatementKind } from './types.js';
 
 export interface Classification {
@@ -347,6 +348,13 @@ const COLLECTING: ReadonlySet<string> = new Set([
   'json_arrayagg', 'xmlagg', 'range_agg',
 ]);
 
+/** Builtins that read a whole table named by their first argument (a regclass). */
+const TABLE_READERS: ReadonlySet<string> = new Set(['table_to_xml', 'table_to_xml_and_xmlschema']);
+/** Builtins that read every table of a schema or database. */
+const WHOLE_READERS: ReadonlySet<string> = new Set(['schema_to_xml', 'schema_to_xml_and_xmlschema', 'database_to_xml', 'database_to_xml_and_xmlschema']);
+/** A relation name as regclass reads it: an identifier or quoted identifier, optionally qualified. */
+const RELATION_NAME = /^\s*("(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)(\s*\.\s*("(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*))?\s*$/;
+
 /** DROP of these object types names relations. */
 const RELATION_OBJECTS: ReadonlySet<string> = new Set(['OBJECT_TABLE', 'OBJECT_VIEW', 'OBJECT_MATVIEW', 'OBJECT_FOREIGN_TABLE']);
 
@@ -358,8 +366,12 @@ function classifyStatement(stmt: unknown, protectedColumns: string[], source: st
   const walk = new Walk(main);
   walk.visit(stmt, new Set());
   const code = embeddedCode(stmt, source);
-  const inside = code === null ? [] : code.statements.map((e) => depth < MAX_CODE_DEPTH ? classifyStatement(e.stmt, protectedColumns, e.source, depth + 1) : null);
-  const opaque = code?.opaque ?? (inside.includes(null) ? `code nested deeper than ${MAX_CODE_DEPTH}` : inside.find((c) => c?.opaque)?.opaque);
+  // Queries given as text to functions that run them (query_to_xml, table_to_xml, …) run too.
+  const given = walk.queries.map((q) => sqlStatements(q, 'a query given as text'));
+  const runs = [...(code?.statements ?? []), ...given.flatMap((g) => g.statements)];
+  const inside = runs.map((e) => depth < MAX_CODE_DEPTH ? classifyStatement(e.stmt, protectedColumns, e.source, depth + 1) : null);
+  const opaque = code?.opaque ?? walk.opaque ?? given.find((g) => g.opaque)?.opaque
+    ?? (inside.includes(null) ? `code nested deeper than ${MAX_CODE_DEPTH}` : inside.find((c) => c?.opaque)?.opaque);
   // What the code runs, flat: rules.ts decides one level of `nested`. A read of no relation
   // (`RAISE NOTICE '%', r` reads as `SELECT r`) reads nothing a rule could name.
   const ran = inside.flatMap((c) => {
@@ -419,6 +431,10 @@ class Walk {
   joins = false;
   aggregates = false;
   collects = false;
+  /** Query texts functions are given to run (readsGiven). */
+  readonly queries: string[] = [];
+  /** Why part of what the statement reads cannot be known (readsGiven). */
+  opaque: string | null = null;
   /** Relation references seen so far (tables and CTEs): a subquery that adds some reads a relation. */
   private references = 0;
 
@@ -506,7 +522,31 @@ class Walk {
       this.aggregates = true;
     }
     if (catalog && COLLECTING.has(name)) this.collects = true;
+    this.readsGiven(name.toLowerCase(), list(fn.args));
     this.fields(fn, ctes, FUNCNAME);
+  }
+
+  /**
+   * A function that reads rows it is told of by text: `query_to_xml('SELECT * FROM customers', …)`
+   * and `table_to_xml('customers', …)` read customers as a SELECT would (`queries`, classified
+   * by the caller); what cannot be read so (a query that is not a constant, a whole schema or
+   * database, a cursor's rows) makes the statement opaque.
+   */
+  private readsGiven(name: string, args: unknown[]): void {
+    for (const i of queryTextArguments(name, args.length) ?? []) {
+      const arg = args[i];
+      if (arg === undefined || nonStringConstant(arg)) continue;
+      const text = stringConstant(arg);
+      if (text === null) this.opaque ??= `${name} runs a query given as text that is not a constant`;
+      else this.queries.push(text);
+    }
+    if (TABLE_READERS.has(name)) {
+      const table = stringConstant(args[0]);
+      if (table !== null && RELATION_NAME.test(table)) this.queries.push(`SELECT * FROM ${table}`);
+      else this.opaque ??= `${name} reads a table it is not given by name`;
+    }
+    if (WHOLE_READERS.has(name)) this.opaque ??= `${name} reads every table of a schema or database`;
+    if (name === 'cursor_to_xml') this.opaque ??= `${name} reads a cursor's rows, which no FETCH counts`;
   }
 
   /** The CTE names visible in a WITH's body: each non-recursive CTE sees only the ones before it

@@ -59,7 +59,8 @@ function functionBody(body: Body, source: string): EmbeddedCode | null {
   return opaque(`a function in ${language ?? 'an unnamed language'}`);
 }
 
-function sqlStatements(text: string, what: string): EmbeddedCode {
+/** The statements of an SQL text (a function's body, a query given as text to query_to_xml). */
+export function sqlStatements(text: string, what: string): EmbeddedCode {
   try {
     const parsed = parseSql(text).stmts ?? [];
     const sources = statementTexts(text, parsed);

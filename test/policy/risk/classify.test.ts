@@ -315,6 +315,29 @@ describe('code: what DO blocks and function bodies run is nested; what hoop cann
   });
 });
 
+describe('queries given as text: functions that run them read what they read', () => {
+  test('query_to_xml, ts_stat, crosstab: the constant query is nested, with its tables', () => {
+    expect(one("SELECT query_to_xml('SELECT * FROM customers', true, false, '')").nested.map((n) => [n.kind, n.tables, n.where])).toEqual([['select', ['customers'], false]]);
+    expect(one("SELECT ts_stat('SELECT to_tsvector(full_name) FROM customers WHERE id > 0')").nested.map((n) => [n.tables, n.where])).toEqual([[['customers'], true]]);
+    expect(one("SELECT * FROM crosstab('SELECT a, b, c FROM accounts', 3) AS t(a int, b int, c int)").nested.map((n) => n.tables)).toEqual([['accounts']]);
+  });
+
+  test('table_to_xml reads the table it names', () => {
+    expect(one("SELECT table_to_xml('bank.customers', true, false, '')").nested.map((n) => [n.kind, n.tables, n.where])).toEqual([['select', ['bank.customers'], false]]);
+    expect(one("SELECT table_to_xml('\"Odd Name\"'::regclass, true, false, '')").nested.map((n) => n.tables)).toEqual([['Odd Name']]);
+  });
+
+  test.each([
+    ["SELECT query_to_xml(q, true, false, '') FROM queries", /query_to_xml runs a query given as text that is not a constant/],
+    ["SELECT table_to_xml(t::regclass, true, false, '') FROM tables", /table_to_xml reads a table it is not given by name/],
+    ["SELECT schema_to_xml('bank', true, false, '')", /schema_to_xml reads every table/],
+    ["SELECT cursor_to_xml('c', 1000, true, false, '')", /cursor_to_xml reads a cursor's rows/],
+    ["SELECT query_to_xml('SELECT (', true, false, '')", /a query given as text that does not parse/],
+  ])('opaque: %s', (text, why) => {
+    expect(one(text).opaque).toMatch(why);
+  });
+});
+
 describe('copies: the query whose rows a statement writes elsewhere is a read of its own', () => {
   test.each([
     ['INSERT INTO archive SELECT * FROM customers', 'insert'],

@@ -270,6 +270,13 @@ describe('what keeps or collects rows is not a summary: aggregates: false and es
     }
   });
 
+  test('a table read through a function that runs a query given as text is read', () => {
+    for (const text of ["SELECT query_to_xml('SELECT * FROM customers', true, false, '')", "SELECT table_to_xml('customers', true, false, '')"]) {
+      expect(d(text), text).toMatchObject({ action: 'require_approval', rule: 'full-export' });
+    }
+    expect(d("SELECT database_to_xml(true, false, '')")).toMatchObject({ action: 'require_approval', reason: expect.stringContaining('database_to_xml reads every table of a schema or database, so the strictest rule') });
+  });
+
   test('summaries pass', () => {
     for (const text of ['SELECT count(*) FROM customers', 'SELECT city, count(*) FROM customers GROUP BY city']) expect(d(text), text).toMatchObject({ action: 'allow' });
   });
