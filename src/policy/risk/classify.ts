@@ -295,13 +295,15 @@ function levelAggregate(value: unknown): boolean {
   if (Array.isArray(value)) return value.some(levelAggregate);
   const u = unwrap(value);
   if (u?.[0] === 'SubLink' || u?.[0] === 'SelectStmt') return false;
-  if (u?.[0] === 'FuncCall') {
-    const fn = u[1];
-    const parts = strings(fn.funcname);
-    const catalog = parts.length === 1 || (parts.length === 2 && parts[0] === 'pg_catalog');
-    if (!fn.over && (fn.agg_star || fn.agg_distinct || fn.agg_within_group || fn.agg_filter || list(fn.agg_order).length > 0 || (catalog && AGGREGATES.has(parts[parts.length - 1] ?? '')))) return true;
-  }
+  if (u?.[0] === 'FuncCall' && !u[1].over && isAggregateCall(u[1])) return true;
   return Object.values(u ? u[1] : value).some(levelAggregate);
+}
+
+/** A call of a pg_catalog aggregate, or of any function with aggregate syntax (DISTINCT, ORDER BY, FILTER, `*`). */
+function isAggregateCall(fn: Body): boolean {
+  const parts = strings(fn.funcname);
+  const catalog = parts.length === 1 || (parts.length === 2 && parts[0] === 'pg_catalog');
+  return Boolean(fn.agg_star || fn.agg_distinct || fn.agg_within_group || fn.agg_filter || list(fn.agg_order).length > 0 || (catalog && AGGREGATES.has(parts[parts.length - 1] ?? '')));
 }
 
 function mainLimit(type: string | null, body: Body | null): boolean {
@@ -518,9 +520,7 @@ class Walk {
     const name = parts[parts.length - 1] ?? '';
     this.functions.add(parts.join('.'));
     const catalog = parts.length === 1 || (parts.length === 2 && parts[0] === 'pg_catalog');
-    if (fn.agg_star || fn.agg_distinct || fn.agg_within_group || fn.agg_filter || list(fn.agg_order).length > 0 || fn.over || (catalog && AGGREGATES.has(name))) {
-      this.aggregates = true;
-    }
+    if (fn.over || isAggregateCall(fn)) this.aggregates = true;
     if (catalog && COLLECTING.has(name)) this.collects = true;
     this.readsGiven(name.toLowerCase(), list(fn.args));
     this.fields(fn, ctes, FUNCNAME);
