@@ -11,6 +11,13 @@ import { loadParser } from '../../src/policy/masking/parse.js';
 const ROLES = ['hoop_svc', 'hoop_analyst', 'hoop_dba'];
 const verdict = (text: string) => guardQuery(text, ROLES);
 
+/** The guard refuses `text` (42501) for the reason `why` matches. */
+function refusedFor(text: string, why: RegExp): void {
+  const v = verdict(text);
+  expect(v.code).toBe('42501');
+  expect(v.refusal).toMatch(why);
+}
+
 beforeAll(async () => {
   await loadParser();
 });
@@ -163,11 +170,7 @@ describe('DO blocks', () => {
     ['DO LANGUAGE plperl $$ 1 $$', /a DO block in plperl/],
     ['DO $$ BEGIN nonsense here; END $$', /does not compile/],
     ['do $$ begin set role none; end $$', /SET ROLE/],
-  ])('%s', (text, why) => {
-    const v = verdict(text);
-    expect(v.code).toBe('42501');
-    expect(v.refusal).toMatch(why);
-  });
+  ])('%s', refusedFor);
 
   test('a DO block of ordinary statements passes', () => {
     expect(verdict('DO $$ BEGIN CREATE TEMP TABLE t (id int); INSERT INTO t VALUES (1); RESET ROLE; END $$')).toEqual({ refusal: null });
@@ -190,11 +193,7 @@ describe('functions and procedures defined through hoop: their bodies run later,
     ["SELECT 'é'; CREATE FUNCTION f() RETURNS void LANGUAGE plpgsql AS $$ BEGIN EXECUTE 'SELECT 1'; END $$", /dynamic SQL/],
     ["CREATE FUNCTION g() RETURNS void LANGUAGE sql AS $q$ CREATE FUNCTION h() RETURNS void LANGUAGE plpgsql AS $$ BEGIN SET ROLE NONE; END $$ $q$", /SET ROLE/],
     ["CREATE FUNCTION f() RETURNS text LANGUAGE sql BEGIN ATOMIC SELECT set_config('role', 'hoop_dba', false); END", /set_config/],
-  ])('%s', (text, why) => {
-    const v = verdict(text);
-    expect(v.code).toBe('42501');
-    expect(v.refusal).toMatch(why);
-  });
+  ])('%s', refusedFor);
 
   test('ordinary functions pass: SQL and PL/pgSQL bodies of plain statements, parameters, triggers, set-returning', () => {
     for (const text of [
@@ -215,11 +214,7 @@ describe('aggregates, operators and casts: a refused function called under anoth
     ['CREATE OPERATOR !!! (LEFTARG = int, RIGHTARG = bigint, FUNCTION = pg_terminate_backend)', /an operator that calls pg_terminate_backend/],
     ['CREATE OPERATOR !!! (LEFTARG = int, RIGHTARG = bigint, PROCEDURE = U&"pg_termin\\0061te_backend")', /an operator that calls pg_terminate_backend/],
     ['CREATE CAST (int AS pid) WITH FUNCTION pg_cancel_backend(int)', /a cast that calls pg_cancel_backend/],
-  ])('%s', (text, why) => {
-    const v = verdict(text);
-    expect(v.code).toBe('42501');
-    expect(v.refusal).toMatch(why);
-  });
+  ])('%s', refusedFor);
 
   test('ordinary aggregates, operators and casts pass', () => {
     for (const text of [
@@ -240,11 +235,7 @@ describe('a query given as text to a function that runs it is guarded like the s
     ["SELECT query_to_xml(chr(83) || 'ELECT 1', true, false, '')", /query_to_xml with a query that is not a constant/],
     ["SELECT query_to_xml('SELECT (', true, false, '')", /query_to_xml with a query that does not parse/],
     ["SELECT query_to_xml('SELECT query_to_xml(''SELECT set_config(''''role'''', ''''x'''', false)'', true, false, '''')', true, false, '')", /query_to_xml running query_to_xml running set_config/],
-  ])('%s', (text, why) => {
-    const v = verdict(text);
-    expect(v.code).toBe('42501');
-    expect(v.refusal).toMatch(why);
-  });
+  ])('%s', refusedFor);
 
   test('ordinary queries pass, and arguments that are not queries are not read as one', () => {
     for (const text of [
