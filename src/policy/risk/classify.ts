@@ -25,8 +25,9 @@
  *   FROM t)`), and nothing that collects rows into a value. A window call, or an aggregate in a
  *   subquery beside a relation, keeps every row (`SELECT *, count(*) OVER () FROM customers`).
  * - collects: anywhere, an aggregate that returns the values of the rows it reads (`array_agg`,
- *   `string_agg`, `json_agg`, `xmlagg`, …) or an ARRAY(subquery): one row can hold a whole table,
- *   so neither a row cap nor a row estimate measures what comes back.
+ *   `string_agg`, `json_agg`, `xmlagg`, …) or an ARRAY(subquery), in a statement that reads a
+ *   relation outside the system catalogs: one row can hold a whole table, so neither a row cap
+ *   nor a row estimate measures what comes back.
  * - A data-modifying statement inside another (`WITH d AS (DELETE …) SELECT …`,
  *   `COPY (DELETE … RETURNING …) TO STDOUT`) is classified on its own in `nested`, and rules see it
  *   too: otherwise wrapping a DELETE in a CTE would make it a `select`. So is the query whose rows
@@ -350,6 +351,15 @@ const COLLECTING: ReadonlySet<string> = new Set([
   'json_arrayagg', 'xmlagg', 'range_agg',
 ]);
 
+/** A relation of the system catalogs: in pg_catalog or information_schema, or an unqualified
+ *  `pg_…` (pg_catalog is searched first, and such names are the catalogs'). */
+function isCatalogRelation(table: string): boolean {
+  const dot = table.indexOf('.');
+  if (dot < 0) return table.startsWith('pg_');
+  const schema = table.slice(0, dot);
+  return schema === 'pg_catalog' || schema === 'information_schema';
+}
+
 /** Builtins that read a whole table named by their first argument (a regclass). */
 const TABLE_READERS: ReadonlySet<string> = new Set(['table_to_xml', 'table_to_xml_and_xmlschema']);
 /** Builtins that read every table of a schema or database. */
@@ -367,6 +377,8 @@ function classifyStatement(stmt: unknown, protectedColumns: string[], source: st
   const { kind, main, mainType } = kindOf(stmt);
   const walk = new Walk(main);
   walk.visit(stmt, new Set());
+  // Packing the catalog's rows (psql's `\du`: ARRAY(SELECT rolname FROM pg_auth_members …)) exports no data.
+  const collects = walk.collects && [...walk.tables].some((t) => !isCatalogRelation(t));
   const code = embeddedCode(stmt, source);
   // Queries given as text to functions that run them (query_to_xml, table_to_xml, …) run too.
   const given = walk.queries.map((q) => sqlStatements(q, 'a query given as text'));
@@ -390,8 +402,8 @@ function classifyStatement(stmt: unknown, protectedColumns: string[], source: st
     limit: mainLimit(mainType, main),
     joins: walk.joins,
     aggregates: walk.aggregates,
-    summarizes: !walk.collects && mainSummarizes(mainType, main),
-    collects: walk.collects,
+    summarizes: !collects && mainSummarizes(mainType, main),
+    collects,
     functions: [...walk.functions],
     nested: [...walk.nested.map((n) => classifyStatement(n, protectedColumns, '', depth)), ...copiedRead(stmt, protectedColumns, depth), ...ran],
     ...(isDeferred(stmt) ? { deferred: true as const } : {}),

@@ -233,6 +233,10 @@ describe('joins, aggregates, functions, columns', () => {
       expect([one(q).collects, one(q).summarizes], q).toEqual([true, false]);
     }
     expect(one('SELECT count(*), max(name) FROM t').collects).toBe(false);
+    // The catalog's rows are no data export: psql's \du and \d.
+    expect(one('SELECT r.rolname, ARRAY(SELECT b.rolname FROM pg_catalog.pg_auth_members m JOIN pg_catalog.pg_roles b ON (m.roleid = b.oid) WHERE m.member = r.oid) AS memberof FROM pg_catalog.pg_roles r').collects).toBe(false);
+    expect(one("SELECT array_to_string(c.reloptions || array(SELECT 'toast.' || x FROM pg_catalog.unnest(tc.reloptions) x), ', ') FROM pg_catalog.pg_class c LEFT JOIN pg_class tc ON (c.reltoastrelid = tc.oid)").collects).toBe(false);
+    expect(one('SELECT string_agg(table_name, \',\') FROM information_schema.tables').collects).toBe(false);
   });
 
   test('functions as written, wherever called (FROM first, in walk order)', () => {
