@@ -73,3 +73,13 @@ export function nonStringConstant(arg: unknown): boolean {
   const c = as(arg, 'A_Const');
   return c !== null && c['sval'] === undefined;
 }
+
+/** The form of dynamic SQL a compiled PL/pgSQL node is (`EXECUTE`, `OPEN … FOR EXECUTE`,
+ *  `RETURN QUERY EXECUTE`), or null: what it runs is a string made at run time. */
+export function dynamicSql(type: string, node: unknown): string | null {
+  if (type === 'PLpgSQL_stmt_dynexecute' || type === 'PLpgSQL_stmt_dynfors') return 'EXECUTE';
+  const dynquery = node !== null && typeof node === 'object' && (node as Body)['dynquery'] !== undefined;
+  if (type === 'PLpgSQL_stmt_open' && dynquery) return 'OPEN … FOR EXECUTE';
+  if (type === 'PLpgSQL_stmt_return_query' && dynquery) return 'RETURN QUERY EXECUTE';
+  return null;
+}

@@ -44,7 +44,7 @@
  * (pgbench's distinct `SELECT … WHERE aid = 123` texts never parse), and verdicts of texts that
  * do parse are kept in a small LRU per text and protected roles.
  */
-import { doBlockCode, functionCode, nonStringConstant, queryTextArguments, stringConstant } from './code-body.js';
+import { doBlockCode, dynamicSql, functionCode, nonStringConstant, queryTextArguments, stringConstant } from './code-body.js';
 import { doText, parsePlpgsql, parseSql, statementTexts } from './masking/parse.js';
 
 export const SQLSTATE_INSUFFICIENT_PRIVILEGE = '42501';
@@ -369,10 +369,8 @@ class Walker {
     }
     if (!isNode(value)) return null;
     for (const [type, body] of Object.entries(value)) {
-      if (type === 'PLpgSQL_stmt_dynexecute' || type === 'PLpgSQL_stmt_dynfors') return `${this.code} with dynamic SQL (EXECUTE): hoop cannot see what it runs, and it could change the database role ${SHARED}`;
-      if ((type === 'PLpgSQL_stmt_open' || type === 'PLpgSQL_stmt_return_query') && isNode(body) && body['dynquery'] !== undefined) {
-        return `${this.code} with dynamic SQL (${type === 'PLpgSQL_stmt_open' ? 'OPEN … FOR EXECUTE' : 'RETURN QUERY EXECUTE'}): hoop cannot see what it runs, and it could change the database role ${SHARED}`;
-      }
+      const dynamic = dynamicSql(type, body);
+      if (dynamic) return `${this.code} with dynamic SQL (${dynamic}): hoop cannot see what it runs, and it could change the database role ${SHARED}`;
       if (type === 'PLpgSQL_expr' && isNode(body)) {
         const why = this.embedded(String(body['query'] ?? ''), Number(body['parseMode'] ?? 0));
         if (why !== null) return why;

@@ -11,7 +11,7 @@
  * (A BEGIN ATOMIC body is part of the parse tree, where the classifier's walk finds its writes.)
  */
 import { unwrap, type Body } from '../masking/lineage-node.js';
-import { doBlockCode, functionCode } from '../code-body.js';
+import { doBlockCode, dynamicSql, functionCode } from '../code-body.js';
 import { doText, parsePlpgsql, parseSql, statementTexts } from '../masking/parse.js';
 
 /** One statement found inside code: its parse tree and its own text. */
@@ -84,8 +84,9 @@ function plpgsql(text: string, what: string): EmbeddedCode {
     if (Array.isArray(value)) return value.forEach(visit);
     for (const [type, node] of Object.entries(value as Record<string, unknown>)) {
       const n = node !== null && typeof node === 'object' ? (node as Record<string, unknown>) : {};
-      if (type === 'PLpgSQL_stmt_dynexecute' || type === 'PLpgSQL_stmt_dynfors' || ((type === 'PLpgSQL_stmt_open' || type === 'PLpgSQL_stmt_return_query') && n['dynquery'] !== undefined)) {
-        found.opaque = `${what} with dynamic SQL (EXECUTE)`;
+      const dynamic = dynamicSql(type, node);
+      if (dynamic) {
+        found.opaque = `${what} with dynamic SQL (${dynamic})`;
         return;
       }
       if (type === 'PLpgSQL_expr') {
