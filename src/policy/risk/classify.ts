@@ -14,7 +14,10 @@
  * - where: the main query's own WHERE (for a set operation, every branch's). A WHERE inside a
  *   subquery or CTE does not filter the outer statement's rows, and a WHERE that names no column
  *   (`WHERE true`, `WHERE 1 = 1`) filters nothing row by row, so neither counts.
- * - limit: the main query's LIMIT / FETCH FIRST (LIMIT ALL and LIMIT NULL are no limit).
+ * - limit: the main query's LIMIT / FETCH FIRST (LIMIT ALL and LIMIT NULL are no limit), or rows
+ *   from limited sources only: a FROM of nothing but limited subqueries and CTEs, both branches
+ *   of a set operation, VALUES. A function call in the select list (which may return a set)
+ *   takes a FROM's limit away; a FROM-less select is one row.
  * - joins: anywhere in the statement, a JOIN, a FROM list of several items, UPDATE … FROM,
  *   DELETE … USING, MERGE, or a subquery reading a relation inside a query that has a FROM.
  * - aggregates: anywhere, an aggregate or window call, GROUP BY or HAVING. User-defined
@@ -309,7 +312,7 @@ function isAggregateCall(fn: Body): boolean {
 
 function mainLimit(type: string | null, body: Body | null): boolean {
   if (!body) return false;
-  if (type === 'SelectStmt') return hasLimit(body);
+  if (type === 'SelectStmt') return selectLimited(body, new Map());
   if (type === 'InsertStmt') return queryLimit(body.selectStmt);
   if (type === 'CopyStmt' && body.query) return queryLimit(body.query);
   return false;
@@ -318,6 +321,57 @@ function mainLimit(type: string | null, body: Body | null): boolean {
 function queryLimit(node: unknown): boolean {
   const u = unwrap(node);
   return u ? mainLimit(u[0], u[1]) : false;
+}
+
+function queryLimited(node: unknown, ctes: CteQueries, depth: number): boolean {
+  const select = as(node, 'SelectStmt');
+  return select !== null && depth < 16 && selectLimited(select, ctes, depth);
+}
+
+/**
+ * Its own LIMIT, or rows that come only from limited sources: both branches of a set operation,
+ * VALUES, or a FROM of limited subqueries and CTEs alone (`SELECT (c).ssn FROM (SELECT c FROM t
+ * LIMIT 1) s`). A function call in the select list may return a set (`unnest`, any user
+ * function), multiplying those rows without bound, so it takes that away; a FROM-less select is
+ * one row otherwise.
+ */
+function selectLimited(body: Body, outer: CteQueries, depth = 0): boolean {
+  if (hasLimit(body)) return true;
+  const ctes = new Map(outer);
+  for (const c of list((body.withClause as Body | undefined)?.ctes)) {
+    const def = as(c, 'CommonTableExpr');
+    if (def) ctes.set(String(def.ctename ?? ''), def.ctequery);
+  }
+  if (body.op && body.op !== 'SETOP_NONE') return selectLimited(body.larg ?? {}, ctes, depth + 1) && selectLimited(body.rarg ?? {}, ctes, depth + 1);
+  if (list(body.valuesLists).length > 0) return true;
+  if (list(body.targetList).some(levelCall)) return false;
+  return list(body.fromClause).every((item) => fromLimited(item, ctes, depth + 1));
+}
+
+function fromLimited(item: unknown, ctes: CteQueries, depth: number): boolean {
+  const u = unwrap(item);
+  if (!u || depth >= 16) return false;
+  const [type, body] = u;
+  switch (type) {
+    case 'RangeSubselect':
+      return queryLimited(body.subquery, ctes, depth);
+    case 'JoinExpr':
+      return fromLimited(body.larg, ctes, depth + 1) && fromLimited(body.rarg, ctes, depth + 1);
+    case 'RangeVar':
+      return typeof body.schemaname !== 'string' && ctes.has(String(body.relname)) ? queryLimited(ctes.get(String(body.relname)), new Map([...ctes].filter(([name]) => name !== body.relname)), depth + 1) : false;
+    default:
+      return false; // a relation, a function's rows (generate_series), a table sample …
+  }
+}
+
+/** A function or operator call of this query level, outside any subquery (an operator's function may return a set too). */
+function levelCall(value: unknown): boolean {
+  if (Array.isArray(value)) return value.some(levelCall);
+  if (!value || typeof value !== 'object') return false;
+  const u = unwrap(value);
+  if (u && (u[0] === 'SubLink' || u[0] === 'SelectStmt')) return false;
+  if (u && (u[0] === 'FuncCall' || (u[0] === 'A_Expr' && u[1].kind === 'AEXPR_OP'))) return true;
+  return Object.values(u ? u[1] : value).some(levelCall);
 }
 
 function hasLimit(body: Body): boolean {

@@ -171,12 +171,36 @@ describe('where and limit: the main query\'s own', () => {
     expect(one('SELECT * FROM t LIMIT ALL').limit).toBe(false);
     expect(one('SELECT * FROM t LIMIT NULL').limit).toBe(false);
     expect(one('SELECT * FROM t OFFSET 5').limit).toBe(false);
-    expect(one('SELECT * FROM (SELECT * FROM t LIMIT 5) s').limit).toBe(false);
+  });
+
+  test('limit: rows from limited sources only are limited too; a call in the select list may multiply them', () => {
+    expect(one('SELECT * FROM (SELECT * FROM t LIMIT 5) s').limit).toBe(true);
+    expect(one('SELECT (c).ssn FROM (SELECT c FROM customers c LIMIT 1) s').limit).toBe(true);
+    expect(one('SELECT * FROM (SELECT * FROM t LIMIT 5) a JOIN (SELECT * FROM u FETCH FIRST 2 ROWS ONLY) b ON true').limit).toBe(true);
+    expect(one('WITH f AS (SELECT * FROM t LIMIT 5) SELECT * FROM f').limit).toBe(true);
+    expect(one('SELECT * FROM t UNION ALL (SELECT * FROM u LIMIT 5)').limit).toBe(false);
+    expect(one('SELECT * FROM t UNION ALL SELECT * FROM u LIMIT 5').limit).toBe(true); // the union's own
+    expect(one('(SELECT * FROM t LIMIT 5) UNION ALL (SELECT * FROM u LIMIT 5)').limit).toBe(true);
+    expect(one('VALUES (1), (2)').limit).toBe(true);
+    expect(one('SELECT (SELECT c FROM customers c LIMIT 1)').limit).toBe(true);
+    // Not bounded: a relation beside the subquery, an unlimited branch or CTE, a function's rows,
+    // a set-returning call (or any call, or operator) over the limited rows, a FROM-less unnest.
+    expect(one('SELECT * FROM (SELECT * FROM t LIMIT 5) s, customers c').limit).toBe(false);
+    expect(one('SELECT * FROM (SELECT * FROM t LIMIT 5) s JOIN customers c ON true').limit).toBe(false);
+    expect(one('SELECT * FROM (SELECT * FROM t) s').limit).toBe(false);
+    expect(one('(SELECT * FROM t LIMIT 5) UNION ALL SELECT * FROM u').limit).toBe(false);
+    expect(one('WITH f AS (SELECT * FROM t) SELECT * FROM f').limit).toBe(false);
+    expect(one('WITH t AS (SELECT * FROM t LIMIT 1) SELECT * FROM public.t').limit).toBe(false);
+    expect(one('SELECT * FROM (SELECT * FROM t LIMIT 5) s, generate_series(1, 1000000000) g').limit).toBe(false);
+    expect(one('SELECT unnest(a) FROM (SELECT array_agg(ssn) AS a FROM customers LIMIT 1) s').limit).toBe(false);
+    expect(one('SELECT a ||| b FROM (SELECT * FROM t LIMIT 1) s').limit).toBe(false);
+    expect(one('SELECT unnest((SELECT array_agg(ssn) FROM customers))').limit).toBe(false);
+    expect(one('SELECT * FROM (SELECT * FROM t LIMIT ALL) s').limit).toBe(false);
     expect(one('DELETE FROM t').limit).toBe(false);
   });
   test('INSERT … SELECT and COPY (query) take their query\'s; COPY FROM its own WHERE', () => {
     expect(one('INSERT INTO t SELECT * FROM u WHERE x = 1 LIMIT 3')).toMatchObject({ where: true, limit: true });
-    expect(one('INSERT INTO t VALUES (1)')).toMatchObject({ where: false, limit: false });
+    expect(one('INSERT INTO t VALUES (1)')).toMatchObject({ where: false, limit: true }); // VALUES: its own rows
     expect(one('COPY (SELECT * FROM customers WHERE id = 1) TO STDOUT')).toMatchObject({ where: true });
     expect(one('COPY (SELECT * FROM customers) TO STDOUT')).toMatchObject({ where: false });
     expect(one('COPY customers TO STDOUT')).toMatchObject({ where: false, limit: false });
