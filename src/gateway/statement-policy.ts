@@ -6,7 +6,8 @@
  *   3. the connection's access rules (src/policy/risk/): allow, deny, or require approval —
  *      a statement approved ahead of time (`hoop request --query`) runs at once, any other one
  *      is held on the live connection until its request is decided (approvals.ts);
- *   4. the row cap of the approval block on whatever runs.
+ *   4. the row cap of the approval block on whatever runs (a SQL cursor's FETCHes count as one
+ *      result, capped too by the estimate rule its DECLARE ran under).
  *
  * The current config is read per statement, so a reload applies to the next one. Classification
  * and the statement's fingerprint are computed once per distinct text and config.
@@ -92,16 +93,16 @@ export class SessionPolicy {
   /** What the connection's access rules make of a statement masking would run. */
   private async withRules(start: StatementStart, masked: StatementPlan, connection: LiveConnection, approval: ApprovalConfig): Promise<StatementPlan> {
     if (masked.action !== 'run') return masked;
-    if (approval.rowCap !== null && this.cursorsFull(start)) {
+    if (this.cursorsFull(start)) {
       return refuse(`hoop: statement refused: this session has fetched from ${MAX_CURSORS} cursors, and hoop counts each one's rows against the row cap; reconnect to read from more`, { refused: 'too many cursors' });
     }
-    const run = approval.rowCap !== null ? this.capped(start, masked, approval.rowCap, approval) : masked;
+    const run = this.declared(start, this.fetchPlan(start, masked, approval), undefined);
     if (start.protocol === 'fastpath') return run;
     const predicate = (masked as { approvalRequired?: string }).approvalRequired;
     if (!predicate && rulesFor(approval.rules, this.session.identity.groups).length === 0) return this.wholeIfApproved(start, masked, run, null);
     let decision: RuleDecision;
     let fingerprint: string | null;
-    let cap: { rows: number; rule: string; estimate: number | null } | null;
+    let cap: { rows: number; rule: string; estimate: number | null; cursor?: true } | null;
     try {
       ({ decision, fingerprint, cap } = await this.decide(start, connection, approval));
     } catch (err) {
@@ -112,11 +113,15 @@ export class SessionPolicy {
     const summary = { rule: decision.rule, reason: decision.reason };
     if (decision.action === 'allow') {
       const more = decision.rule ? { access: summary } : null;
-      // Allowed on its estimate: capped at the rows the rule it escaped allows (estimateCap).
-      const guarded = cap && cap.rows < (approval.rowCap ?? Infinity)
-        ? this.capped(start, masked, cap.rows, approval, `more than ${cap.rows} rows, which rule ${cap.rule} holds for approval (the planner estimated ${cap.estimate ?? 'no'} rows)`)
-        : run;
-      return this.wholeIfApproved(start, more ? withSummary(masked, more) : masked, more ? withSummary(guarded, more) : guarded, fingerprint);
+      const capReason = cap ? `more than ${cap.rows} rows, which rule ${cap.rule} holds for approval (the planner estimated ${cap.estimate ?? 'no'} rows)` : '';
+      // Allowed on its estimate: capped at the rows the rule it escaped allows (estimateCap); a
+      // cursor's DECLARE returns no rows itself, so the cap goes to its FETCHes.
+      const guarded = cap?.cursor
+        ? this.declared(start, run, { rows: cap.rows, reason: capReason, declare: start.statement, parameters: start.parameters })
+        : cap && cap.rows < (approval.rowCap ?? Infinity)
+          ? this.capped(start, masked, cap.rows, approval, capReason)
+          : run;
+      return this.wholeIfApproved(start, more ? withSummary(masked, more) : masked, more ? withSummary(guarded, more) : guarded, fingerprint, cap?.cursor === true || guarded.rowCap !== undefined);
     }
     if (decision.action === 'deny') return refuse(`hoop: statement refused: ${decision.reason}`, summary);
     // A Parse recorded on its own runs nothing: the hold (or an approval's use) waits for its
@@ -126,8 +131,16 @@ export class SessionPolicy {
     const pre = await this.deps.approvals.consumePreApproved({ subject: this.session.identity.subject, connection: connection.name, fingerprint, parameters: start.parameters });
     // What was approved runs whole: the row cap is for what was not.
     const approved = masked as RunPlan;
-    if (pre) return { ...withSummary(approved, { approval: { request: pre.id, rule: decision.rule, approved_ahead: true, approvers: approversOf(pre) } }), once: true };
+    if (pre) return this.declared(start, { ...withSummary(approved, { approval: { request: pre.id, rule: decision.rule, approved_ahead: true, approvers: approversOf(pre) } }), once: true }, 'whole');
     return this.hold(start, approved, decision, fingerprint, approval);
+  }
+
+  /** The plan under the row cap; a FETCH from a cursor with a limit of its own gets that instead (or nothing, approved whole). */
+  private fetchPlan(start: StatementStart, masked: RunPlan, approval: ApprovalConfig): RunPlan {
+    const limit = this.fetchLimit(start);
+    if (limit === 'whole') return masked;
+    if (limit !== null && limit.rows < (approval.rowCap ?? Infinity)) return this.capped(start, masked, limit.rows, approval, limit.reason, limit);
+    return approval.rowCap !== null ? this.capped(start, masked, approval.rowCap, approval) : masked;
   }
 
   /**
@@ -135,33 +148,38 @@ export class SessionPolicy {
    * (text, fingerprint, parameters), named in the client's error, so the user can ask for all of
    * it: once approved, the same statement run again runs whole (wholeIfApproved).
    */
-  private capped(start: StatementStart, masked: RunPlan, rowCap: number, approval: ApprovalConfig, reason = `row cap of ${rowCap} exceeded`): RunPlan {
+  private capped(start: StatementStart, masked: RunPlan, rowCap: number, approval: ApprovalConfig, reason = `row cap of ${rowCap} exceeded`, requestFor: CapLimit | null = null): RunPlan {
     return {
       ...masked,
       ...this.cursorRows(start),
       rowCap,
       rowCapHint: () => {
-        const fingerprint = start.unknown || start.statementTruncated || start.protocol === 'fastpath' ? null : fingerprintOf(start.statement);
+        // A capped cursor's request is for its query (the DECLARE), which is what runs whole once approved.
+        const text = requestFor?.declare ?? start.statement;
+        const fingerprint = requestFor ? fingerprintOf(text) : start.unknown || start.statementTruncated || start.protocol === 'fastpath' ? null : fingerprintOf(text);
         if (fingerprint === null) return `ask for approval to read more (hoop request ${this.session.connection} --query …), or narrow the query`;
         const id = this.deps.approvals.requestInBackground({
           identity: this.session.identity,
           connection: this.session.connection,
           reason,
           config: approval,
-          statement: { text: start.statement, fingerprint, parameters: start.parameters },
+          statement: { text, fingerprint, parameters: requestFor?.parameters ?? start.parameters },
         });
-        return `approval request ${id} was created for the full result; run the statement again once it is approved`;
+        return requestFor
+          ? `approval request ${id} was created for the cursor's query; declare it again once it is approved`
+          : `approval request ${id} was created for the full result; run the statement again once it is approved`;
       },
     };
   }
 
   /**
-   * A statement the rules let run, under the row cap (`capped`): approved ahead of time (a row
-   * cap's request, or `hoop request --query`) it runs whole, once; else capped. The store is asked
+   * A statement the rules let run, under the row cap (`capped`, or `limited`: a cursor whose
+   * FETCHes are): approved ahead of time (a row cap's request, or `hoop request --query`) it runs
+   * whole, once; else capped. The store is asked
    * only when this replica knows of such a request for the user (the hot path stays in memory).
    */
-  private async wholeIfApproved(start: StatementStart, whole: RunPlan, capped: RunPlan, fingerprint: string | null): Promise<RunPlan> {
-    if (capped.rowCap === undefined || start.unknown || start.statementTruncated) return capped;
+  private async wholeIfApproved(start: StatementStart, whole: RunPlan, capped: RunPlan, fingerprint: string | null, limited = capped.rowCap !== undefined): Promise<RunPlan> {
+    if (!limited || start.unknown || start.statementTruncated) return capped;
     // A Parse recorded on its own runs nothing: its Execute is planned afresh and may use the approval.
     if (start.phase === 'parse') return { ...capped, once: true };
     const { subject } = this.session.identity;
@@ -172,10 +190,10 @@ export class SessionPolicy {
     if (known === null || !approvals.mayBePreApproved({ subject, connection, fingerprint: known })) return capped;
     // The store unreachable: the statement still runs, under the cap (the safe side).
     const pre = await approvals.consumePreApproved({ subject, connection, fingerprint: known, parameters: start.parameters }).catch(() => null);
-    return pre ? { ...withSummary(whole, { approval: { request: pre.id, rule: null, approved_ahead: true, approvers: approversOf(pre) } }), once: true } : capped;
+    return pre ? this.declared(start, { ...withSummary(whole, { approval: { request: pre.id, rule: null, approved_ahead: true, approvers: approversOf(pre) } }), once: true }, 'whole') : capped;
   }
 
-  private async decide(start: StatementStart, connection: LiveConnection, approval: ApprovalConfig): Promise<{ decision: RuleDecision; fingerprint: string | null; cap: { rows: number; rule: string; estimate: number | null } | null }> {
+  private async decide(start: StatementStart, connection: LiveConnection, approval: ApprovalConfig): Promise<{ decision: RuleDecision; fingerprint: string | null; cap: { rows: number; rule: string; estimate: number | null; cursor?: true } | null }> {
     const text = start.statement;
     let cache = classified.get(approval);
     if (!cache) classified.set(approval, (cache = new Map()));
@@ -203,8 +221,9 @@ export class SessionPolicy {
       : null;
     let decision = decide(statements, approval.rules, this.session.identity.groups, () => estimate);
     const cap = decision.action === 'allow' && estimate !== null ? estimateCap(statements, approval.rules, this.session.identity.groups) : null;
+    if (cap?.deferred && isOneDeclare(text, statements)) return { decision, fingerprint, cap: { ...cap, estimate, cursor: true } };
     if (cap?.deferred) {
-      // Its rows come back from FETCH or EXECUTE, out of a cap's reach: the rule decides.
+      // A prepared statement's rows come back from EXECUTE, out of a cap's reach: the rule decides.
       decision = { action: cap.action, rule: cap.rule, reason: `rule ${cap.rule}: a cursor or prepared statement, whose rows cannot be capped where they come back, estimated at ${estimate} rows (an estimate is a guess: past ${cap.rows} rows the rule applies)` };
       return { decision, fingerprint, cap: null };
     }
@@ -236,7 +255,7 @@ export class SessionPolicy {
       const decided = await this.deps.approvals.get(request.id).catch(() => null);
       const by = decided?.approvals.find((a) => a.decision === 'deny');
       const about = { request: request.id, rule: decision.rule, outcome: o, waited_ms: Date.now() - waited, approvers: decided ? approversOf(decided) : [], ...(by ? { denied_by: by.approver } : {}) };
-      if (o === 'approved') return { ...withSummary(run, { approval: about }), once: true };
+      if (o === 'approved') return this.declared(start, { ...withSummary(run, { approval: about }), once: true }, 'whole');
       const why = o === 'denied' ? `denied${by ? ` by ${by.approver}${by.comment ? `: ${by.comment}` : ''}` : ''}` : o === 'expired' ? `not decided within ${Math.round(approval.timeoutMs / 60_000)}m (expired)` : 'cancelled';
       return refuse(`hoop: statement not run: approval request ${request.id} (${decision.reason}) was ${why}`, about);
     });
@@ -261,9 +280,49 @@ export class SessionPolicy {
   /** A FETCH from a cursor not yet counted, when MAX_CURSORS are: refused, never forgotten
    *  (forgetting a count would let that cursor's next FETCH start again from zero). */
   private cursorsFull(start: StatementStart): boolean {
-    if (this.fetched.size < MAX_CURSORS) return false;
+    if (this.fetched.size < MAX_CURSORS && this.cursorLimits.size < MAX_CURSORS) return false;
     const use = start.unknown ? null : cursorsOf(start.statement);
-    return use !== null && use.fetches.some((c) => !this.fetched.has(c));
+    if (use === null) return false;
+    return (this.fetched.size >= MAX_CURSORS && use.fetches.some((c) => !this.fetched.has(c)))
+      || (this.cursorLimits.size >= MAX_CURSORS && use.declares.some((c) => !this.cursorLimits.has(c)));
+  }
+
+  /**
+   * What a cursor's DECLARE leaves for its FETCHes, by name: the cap of the rule it ran under on
+   * its estimate, or `whole` (its query was approved). A cursor with neither gets the row cap alone.
+   */
+  private readonly cursorLimits = new Map<string, CursorLimit>();
+
+  /** The plan, with the DECLAREs it runs setting their cursors' limit once they succeed (a new
+   *  DECLARE of a name replaces what the last one left). */
+  private declared<P extends StatementPlan>(start: StatementStart, plan: P, limit: CursorLimit | undefined): P {
+    const use = plan.action === 'run' && !start.unknown ? cursorsOf(start.statement) : null;
+    if (!use || use.declares.length === 0) return plan;
+    const before = (plan as RunPlan).ended;
+    return {
+      ...plan,
+      ended: (end: { rows: number; failed: boolean }) => {
+        before?.(end);
+        if (end.failed) return;
+        // (Its count of fetched rows starts again in cursorRows, where the plan counts them.)
+        for (const c of use.declares) {
+          if (limit === undefined) this.cursorLimits.delete(c);
+          else this.cursorLimits.set(c, limit);
+        }
+      },
+    };
+  }
+
+  /** For a FETCH: `whole` when every cursor it reads was approved, the smallest cap among the
+   *  capped ones, or null (the row cap alone). */
+  private fetchLimit(start: StatementStart): CursorLimit | null {
+    const use = start.unknown ? null : cursorsOf(start.statement);
+    if (!use || use.fetches.length === 0) return null;
+    const limits = use.fetches.map((c) => this.cursorLimits.get(c));
+    if (limits.every((l) => l === 'whole')) return 'whole';
+    let smallest: CapLimit | null = null;
+    for (const l of limits) if (l !== undefined && l !== 'whole' && (smallest === null || l.rows < smallest.rows)) smallest = l;
+    return smallest;
   }
 
   /**
@@ -298,6 +357,15 @@ export class SessionPolicy {
 
 function keptWhile(plan: StatementPlan, valid: () => boolean): StatementPlan {
   return plan.action === 'run' ? { ...plan, stillValid: valid } : plan;
+}
+
+/** A cursor declared under an estimate rule: its FETCHes together stop past `rows`, asking for approval of `declare`. */
+interface CapLimit { rows: number; reason: string; declare: string; parameters: StatementStart['parameters'] }
+type CursorLimit = CapLimit | 'whole';
+
+/** A query string that is one DECLARE … CURSOR FOR q (psql's FETCH_COUNT sends each query so). */
+function isOneDeclare(text: string, statements: { kind: string }[] | null): boolean {
+  return statements !== null && statements.length === 1 && cursorsOf(text)?.declares.length === 1;
 }
 
 /** How many SQL cursors' row counts one session keeps (statement-policy's `fetched`). */

@@ -10,7 +10,7 @@ import type { AddressInfo } from 'node:net';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, test } from 'vitest';
 import { openLocalTunnel, type LocalTunnel } from '../../src/client/tunnel.js';
-import { collect, clientEnv } from '../helpers/clients.js';
+import { collect, clientEnv, psql } from '../helpers/clients.js';
 import { apiCall, bankConnection, startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { until } from '../helpers/poll.js';
 import { createTestDatabase, passwordOf, type UpstreamInfo } from '../helpers/postgres.js';
@@ -416,13 +416,39 @@ describe('rules without a hold', () => {
       expect((await api('POST', `/reviews/${id}/approve`, 'bob', {})).status).toBe(200);
       expect((await c.query(underestimated)).rows).toHaveLength(100);
       await expect(c.query(underestimated)).rejects.toMatchObject({ code: '54000' });
-      // A cursor's rows come back from FETCH, where no cap follows them: the rule holds it instead.
+      // A cursor (psql's FETCH_COUNT reads every result so) runs, and its FETCHes together stop
+      // at the bound, asking for approval of its query; once approved, declared again, it is read whole.
       await c.query('BEGIN');
-      const declared = c.query(`DECLARE big CURSOR FOR ${underestimated}`).then(() => null, (e: { code?: string }) => e);
-      const held = await requestIn(notices);
-      expect(notices[0]).toContain('rule bulk-read');
-      expect((await api('POST', `/reviews/${held}/deny`, 'bob', { comment: 'use a query' })).status).toBe(200);
-      expect(await declared).toMatchObject({ code: '42501' });
+      await c.query(`DECLARE big CURSOR FOR ${underestimated}`);
+      expect(notices).toEqual([]);
+      expect((await c.query('FETCH 15 FROM big')).rows).toHaveLength(15);
+      const cursorCut = await c.query('FETCH 15 FROM big').then(() => null, (e: { code?: string; message: string; hint?: string }) => e);
+      expect(cursorCut).toMatchObject({ code: '54000', message: expect.stringContaining('row cap of 20 rows') });
+      const forQuery = /approval request (r-[0-9a-f]{8})/.exec(cursorCut!.hint ?? '')?.[1];
+      expect(cursorCut!.hint).toContain("the cursor's query");
+      await c.query('ROLLBACK');
+      const asked = await until(async () => (await api('GET', '/reviews', 'bob')).json.find((r: { id: string }) => r.id === forQuery));
+      expect(asked).toMatchObject({ statement: `DECLARE big CURSOR FOR ${underestimated}`, reason: expect.stringContaining('which rule bulk-read holds for approval') });
+      expect((await api('POST', `/reviews/${forQuery}/approve`, 'bob', {})).status).toBe(200);
+      await c.query('BEGIN');
+      await c.query(`DECLARE big CURSOR FOR ${underestimated}`);
+      expect((await c.query('FETCH 60 FROM big')).rows).toHaveLength(60);
+      expect((await c.query('FETCH ALL FROM big')).rows).toHaveLength(40);
+      await c.query('CLOSE big');
+      // The approval was used once: the same cursor declared again is capped again.
+      await c.query(`DECLARE big CURSOR FOR ${underestimated}`);
+      await expect(c.query('FETCH ALL FROM big')).rejects.toMatchObject({ code: '54000' });
+      await c.query('ROLLBACK');
+      // psql with FETCH_COUNT (a cursor per query, FETCH FORWARD n): read as without it.
+      const t = await openLocalTunnel({ gateway: gw.url, connection: 'estimated', token: async () => gw.keys['alice']!, port: 0, user: 'alice', database: db.info.database });
+      tunnels.push(t);
+      const small = await psql(t.uri, ['-v', 'FETCH_COUNT=4', '-c', 'SELECT id FROM customers WHERE id <= 10 ORDER BY id', '-c', 'SELECT count(*) FROM customers']);
+      expect(small).toMatchObject({ code: 0, stdout: `${Array.from({ length: 10 }, (_, i) => i + 1).join('\n')}\n100\n` });
+      const big = await psql(t.uri, ['-v', 'FETCH_COUNT=8', '-c', underestimated]);
+      expect(big.code).not.toBe(0);
+      expect(big.stderr).toContain('row cap of 20 rows');
+      expect(big.stdout.trim().split('\n')).toHaveLength(16); // two whole FETCHes of 8 printed before the cut
+      await c.query('BEGIN');
       await c.query('ROLLBACK');
     } finally {
       await c.end();

@@ -72,8 +72,9 @@ const RETURNING_KINDS: ReadonlySet<StatementKind> = new Set(['select', 'copy_out
  * it may return: the caller caps the result there, so a result longer than its estimate said is
  * stopped, not passed. null: no rule would. Writes are not capped (their rows are done, not
  * returned): for them the estimate decides alone. A cursor's or a prepared statement's rows come
- * back later, from FETCH or EXECUTE, where no cap can follow them: for those `deferred` is set,
- * and the caller lets the rule decide as if the estimate were over its bound.
+ * back later, from FETCH or EXECUTE: for those `deferred` is set, and the caller caps a cursor's
+ * FETCHes (statement-policy.ts) and lets the rule decide a prepared statement as if its estimate
+ * were over the bound.
  */
 export function estimateCap(statements: Classification[] | null, rules: RiskRule[], callerGroups: string[]): EstimateCap | null {
   if (statements === null || statements.length !== 1 || !RETURNING_KINDS.has(statements[0]!.kind)) return null;
