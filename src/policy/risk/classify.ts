@@ -11,13 +11,15 @@
  *   declared). DO and CALL are `utility`; the statements a DO block or a function body runs
  *   are in `nested` (code.ts), and what cannot be read (CALL, dynamic SQL) makes the statement
  *   `opaque`. A statement type not listed here is `ddl`, the stricter guess.
- * - where: the main query's own WHERE (for a set operation, every branch's). A WHERE inside a
- *   subquery or CTE does not filter the outer statement's rows, and a WHERE that names no column
- *   (`WHERE true`, `WHERE 1 = 1`) filters nothing row by row, so neither counts.
+ * - where: the main query's own WHERE (for a set operation, every branch's), or rows from filtered
+ *   sources only: a FROM of nothing but subqueries and CTEs that filter. A WHERE in a subquery
+ *   beside a relation, or in a scalar subquery, does not filter the outer rows, and a WHERE that
+ *   names no column (`WHERE true`, `WHERE 1 = 1`) filters nothing row by row, so neither counts.
  * - limit: the main query's LIMIT / FETCH FIRST (LIMIT ALL and LIMIT NULL are no limit), or rows
  *   from limited sources only: a FROM of nothing but limited subqueries and CTEs, both branches
  *   of a set operation, VALUES. A function call in the select list (which may return a set)
- *   takes a FROM's limit away; a FROM-less select is one row.
+ *   takes a FROM's limit away; a FROM-less select is one row. A statement that collects rows into
+ *   values (below) is never limited: one row can hold a whole table.
  * - joins: anywhere in the statement, a JOIN, a FROM list of several items, UPDATE … FROM,
  *   DELETE … USING, MERGE, or a subquery reading a relation inside a query that has a FROM.
  * - aggregates: anywhere, an aggregate or window call, GROUP BY or HAVING. User-defined
@@ -200,7 +202,7 @@ function mainWhere(type: string | null, body: Body | null): boolean {
   if (!body) return false;
   switch (type) {
     case 'SelectStmt':
-      return selectWhere(body);
+      return selectFiltered(body, new Map());
     case 'UpdateStmt':
     case 'DeleteStmt':
       return filters(body.whereClause);
@@ -219,9 +221,12 @@ function queryWhere(node: unknown): boolean {
   return u ? mainWhere(u[0], u[1]) : false;
 }
 
-function selectWhere(body: Body): boolean {
-  if (body.op && body.op !== 'SETOP_NONE') return selectWhere(body.larg ?? {}) && selectWhere(body.rarg ?? {});
-  return filters(body.whereClause);
+/** Its own WHERE, or rows only from filtered subqueries and CTEs (a FROM of something; for a set operation, every branch). */
+function selectFiltered(body: Body, outer: CteQueries, depth = 0): boolean {
+  const ctes = withCtes(body, outer);
+  if (body.op && body.op !== 'SETOP_NONE') return selectFiltered(body.larg ?? {}, ctes, depth + 1) && selectFiltered(body.rarg ?? {}, ctes, depth + 1);
+  if (filters(body.whereClause)) return true;
+  return list(body.fromClause).length > 0 && fromEvery(body, ctes, depth, selectFiltered, false);
 }
 
 /** A WHERE that can tell rows apart: it names a column (or is WHERE CURRENT OF a cursor). */
@@ -264,33 +269,52 @@ function querySummarizes(node: unknown, ctes: CteQueries, depth = 0): boolean {
 }
 
 function selectSummarizes(body: Body, outer: CteQueries, depth = 0): boolean {
+  const ctes = withCtes(body, outer);
+  if (body.op && body.op !== 'SETOP_NONE') return selectSummarizes(body.larg ?? {}, ctes, depth + 1) && selectSummarizes(body.rarg ?? {}, ctes, depth + 1);
+  if (list(body.valuesLists).length > 0) return true; // VALUES: the statement's own rows
+  if (list(body.groupClause).length > 0 || body.havingClause || list(body.targetList).some(levelAggregate)) return true;
+  return fromEvery(body, ctes, depth, selectSummarizes, true); // a function's rows, not a relation's (what it reads is out of sight: docs)
+}
+
+/** The CTEs a query sees: the enclosing ones and its own WITH. */
+function withCtes(body: Body, outer: CteQueries): CteQueries {
   const ctes = new Map(outer);
   for (const c of list((body.withClause as Body | undefined)?.ctes)) {
     const def = as(c, 'CommonTableExpr');
     if (def) ctes.set(String(def.ctename ?? ''), def.ctequery);
   }
-  if (body.op && body.op !== 'SETOP_NONE') return selectSummarizes(body.larg ?? {}, ctes, depth + 1) && selectSummarizes(body.rarg ?? {}, ctes, depth + 1);
-  if (list(body.valuesLists).length > 0) return true; // VALUES: the statement's own rows
-  if (list(body.groupClause).length > 0 || body.havingClause || list(body.targetList).some(levelAggregate)) return true;
-  return list(body.fromClause).every((item) => fromSummarizes(item, ctes, depth + 1));
+  return ctes;
 }
 
-function fromSummarizes(item: unknown, ctes: CteQueries, depth: number): boolean {
-  const u = unwrap(item);
-  if (!u || depth >= 16) return false;
-  const [type, body] = u;
-  switch (type) {
-    case 'RangeSubselect':
-      return querySummarizes(body.subquery, ctes, depth);
-    case 'JoinExpr':
-      return fromSummarizes(body.larg, ctes, depth + 1) && fromSummarizes(body.rarg, ctes, depth + 1);
-    case 'RangeFunction':
-      return true; // a function's rows, not a relation's (what it reads is out of sight: docs)
-    case 'RangeVar':
-      return typeof body.schemaname !== 'string' && ctes.has(String(body.relname)) ? querySummarizes(ctes.get(String(body.relname)), new Map([...ctes].filter(([name]) => name !== body.relname)), depth + 1) : false;
-    default:
-      return false;
-  }
+type SelectTest = (body: Body, ctes: CteQueries, depth: number) => boolean;
+
+/**
+ * Whether every FROM item of `body` is a query that passes `test`: a subquery, a CTE by name, or
+ * a join of such; `functions` is what a function's rows count as. A relation never passes.
+ */
+function fromEvery(body: Body, ctes: CteQueries, depth: number, test: SelectTest, functions: boolean): boolean {
+  const item = (node: unknown, d: number): boolean => {
+    const u = unwrap(node);
+    if (!u || d >= 16) return false;
+    const [type, b] = u;
+    switch (type) {
+      case 'RangeSubselect': {
+        const q = as(b.subquery, 'SelectStmt');
+        return q !== null && test(q, ctes, d);
+      }
+      case 'JoinExpr':
+        return item(b.larg, d + 1) && item(b.rarg, d + 1);
+      case 'RangeFunction':
+        return functions;
+      case 'RangeVar': {
+        const q = typeof b.schemaname !== 'string' && ctes.has(String(b.relname)) ? as(ctes.get(String(b.relname)), 'SelectStmt') : null;
+        return q !== null && test(q, new Map([...ctes].filter(([name]) => name !== b.relname)), d + 1);
+      }
+      default:
+        return false;
+    }
+  };
+  return list(body.fromClause).every((node) => item(node, depth + 1));
 }
 
 /** An aggregate call of this query level: not inside a subquery, and not a window call. */
@@ -323,11 +347,6 @@ function queryLimit(node: unknown): boolean {
   return u ? mainLimit(u[0], u[1]) : false;
 }
 
-function queryLimited(node: unknown, ctes: CteQueries, depth: number): boolean {
-  const select = as(node, 'SelectStmt');
-  return select !== null && depth < 16 && selectLimited(select, ctes, depth);
-}
-
 /**
  * Its own LIMIT, or rows that come only from limited sources: both branches of a set operation,
  * VALUES, or a FROM of limited subqueries and CTEs alone (`SELECT (c).ssn FROM (SELECT c FROM t
@@ -337,31 +356,11 @@ function queryLimited(node: unknown, ctes: CteQueries, depth: number): boolean {
  */
 function selectLimited(body: Body, outer: CteQueries, depth = 0): boolean {
   if (hasLimit(body)) return true;
-  const ctes = new Map(outer);
-  for (const c of list((body.withClause as Body | undefined)?.ctes)) {
-    const def = as(c, 'CommonTableExpr');
-    if (def) ctes.set(String(def.ctename ?? ''), def.ctequery);
-  }
+  const ctes = withCtes(body, outer);
   if (body.op && body.op !== 'SETOP_NONE') return selectLimited(body.larg ?? {}, ctes, depth + 1) && selectLimited(body.rarg ?? {}, ctes, depth + 1);
   if (list(body.valuesLists).length > 0) return true;
   if (list(body.targetList).some(levelCall)) return false;
-  return list(body.fromClause).every((item) => fromLimited(item, ctes, depth + 1));
-}
-
-function fromLimited(item: unknown, ctes: CteQueries, depth: number): boolean {
-  const u = unwrap(item);
-  if (!u || depth >= 16) return false;
-  const [type, body] = u;
-  switch (type) {
-    case 'RangeSubselect':
-      return queryLimited(body.subquery, ctes, depth);
-    case 'JoinExpr':
-      return fromLimited(body.larg, ctes, depth + 1) && fromLimited(body.rarg, ctes, depth + 1);
-    case 'RangeVar':
-      return typeof body.schemaname !== 'string' && ctes.has(String(body.relname)) ? queryLimited(ctes.get(String(body.relname)), new Map([...ctes].filter(([name]) => name !== body.relname)), depth + 1) : false;
-    default:
-      return false; // a relation, a function's rows (generate_series), a table sample …
-  }
+  return fromEvery(body, ctes, depth, selectLimited, false); // a function's rows: generate_series has no bound
 }
 
 /** A function or operator call of this query level, outside any subquery (an operator's function may return a set too). */
@@ -453,7 +452,8 @@ function classifyStatement(stmt: unknown, protectedColumns: string[], source: st
     columns: [...walk.columns],
     protectedColumns: [...protectedColumns],
     where: mainWhere(mainType, main),
-    limit: mainLimit(mainType, main),
+    // One row that packs a table is no limit on what is read.
+    limit: !collects && mainLimit(mainType, main),
     joins: walk.joins,
     aggregates: walk.aggregates,
     summarizes: !collects && mainSummarizes(mainType, main),

@@ -149,11 +149,29 @@ describe('where and limit: the main query\'s own', () => {
     expect(one('UPDATE t SET x = 1 WHERE id = 2')).toMatchObject({ where: true });
     expect(one('DELETE FROM t WHERE CURRENT OF c')).toMatchObject({ where: true });
   });
-  test('a WHERE in a subquery or CTE does not filter the outer statement', () => {
+  test('a WHERE in a subquery beside a relation, or in a scalar subquery, does not filter the outer statement', () => {
     expect(one('SELECT * FROM (SELECT * FROM customers WHERE id = 1) s, customers c').where).toBe(false);
-    expect(one('WITH x AS (SELECT * FROM customers WHERE id = 1) SELECT * FROM x').where).toBe(false);
+    expect(one('SELECT * FROM (SELECT * FROM customers WHERE id = 1) s JOIN customers c ON true').where).toBe(false);
+    expect(one('SELECT (SELECT ssn FROM customers WHERE id = 1)').where).toBe(false);
+    expect(one('SELECT * FROM (SELECT * FROM customers) s').where).toBe(false);
+    expect(one('WITH x AS (SELECT * FROM customers) SELECT * FROM x').where).toBe(false);
+    expect(one('SELECT * FROM (SELECT * FROM customers WHERE true) s').where).toBe(false);
+    expect(one('(SELECT * FROM customers WHERE id = 1) UNION ALL SELECT * FROM customers').where).toBe(false);
     expect(one('DELETE FROM t WHERE id IN (SELECT id FROM u)').where).toBe(true);
     expect(one('SELECT * FROM customers LIMIT (SELECT count(*) FROM t WHERE x = 1)').where).toBe(false);
+  });
+  test('rows from filtered subqueries and CTEs only are filtered', () => {
+    expect(one('SELECT x FROM (SELECT ssn AS x FROM customers WHERE id = 1 OFFSET 0) s').where).toBe(true);
+    expect(one('WITH x AS (SELECT * FROM customers WHERE id = 1) SELECT * FROM x').where).toBe(true);
+    expect(one('SELECT * FROM (SELECT * FROM a WHERE id = 1) s JOIN (SELECT * FROM b WHERE id = 2) t ON true').where).toBe(true);
+    expect(one('COPY (SELECT * FROM (SELECT * FROM customers WHERE id < 5) s) TO STDOUT').where).toBe(true);
+  });
+  test('a statement that collects rows into one value is never limited', () => {
+    expect(one('SELECT array_agg(ssn) FROM customers LIMIT 1').limit).toBe(false);
+    expect(one('SELECT ARRAY(SELECT ssn FROM customers)').limit).toBe(false);
+    expect(one('SELECT (SELECT string_agg(ssn, \',\') FROM customers)').limit).toBe(false);
+    expect(one('SELECT (SELECT count(*) FROM customers)').limit).toBe(true);
+    expect(one('SELECT array_agg(rolname) FROM pg_roles LIMIT 1').limit).toBe(true); // the catalogs' rows: no export
   });
   test('a WHERE that names no column filters nothing row by row', () => {
     expect(one('SELECT * FROM customers WHERE true').where).toBe(false);

@@ -36,8 +36,11 @@ describe('the issue\'s rules', () => {
     expect(decideText('SELECT * FROM customers WHERE true')).toMatchObject({ rule: 'full-export' });
   });
 
-  test('a CTE wrapping the table is still an export of it', () => {
-    expect(decideText('WITH c AS (SELECT * FROM customers WHERE id > 0) SELECT * FROM c')).toMatchObject({ rule: 'full-export' });
+  test('a CTE wrapping the table is still an export of it, unless it filters', () => {
+    expect(decideText('WITH c AS (SELECT * FROM customers) SELECT * FROM c')).toMatchObject({ rule: 'full-export' });
+    // Filtered inside, it is filtered as if outside (where an estimate rule sees through `id > 0`).
+    expect(decideText('WITH c AS (SELECT * FROM customers WHERE id > 0) SELECT * FROM c', ['dba'], () => 50_000)).toMatchObject({ rule: 'bulk' });
+    expect(decideText('WITH c AS (SELECT * FROM customers WHERE id > 0) SELECT * FROM c', ['dba'], SMALL)).toMatchObject({ action: 'allow' });
   });
 
   test('UPDATE / DELETE without WHERE need approval', () => {
