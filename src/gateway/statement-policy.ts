@@ -166,7 +166,7 @@ export class SessionPolicy {
           statement: { text, fingerprint, parameters: requestFor?.parameters ?? start.parameters },
         });
         return requestFor
-          ? `approval request ${id} was created for the cursor's query; declare it again once it is approved`
+          ? `approval request ${id} was created for the cursor's query; run it again (declare the cursor again) once it is approved`
           : `approval request ${id} was created for the full result; run the statement again once it is approved`;
       },
     };
