@@ -8,9 +8,14 @@
  *   and EXPLAIN ANALYZE would run q); `COPY t [(cols)] TO …` as `SELECT cols FROM t`.
  * - A write's top plan node (ModifyTable) plans no output rows without RETURNING; its input,
  *   the rows it would change, is the estimate.
- * - null, never an exception, for anything it cannot estimate: a statement with parameters ($1),
- *   several statements, a statement EXPLAIN does not take, a server error or timeout. The rules
- *   count null as matching (fail closed).
+ * - A statement with parameters ($1) is planned with the values bound to it (`parameters`: an
+ *   extended-protocol Execute's, as the record decodes them), each put in as a quoted literal
+ *   (`'…'`, quotes doubled, standard_conforming_strings on; NULL for null), which the planner
+ *   types as it would the parameter. Without them it has no estimate: the plan for an unknown
+ *   value is not the plan that would run.
+ * - null, never an exception, for anything it cannot estimate: a parameter without a value (or
+ *   one over PARAMETER_TEXT_MAX, or holding a NUL), several statements, a statement EXPLAIN does
+ *   not take, a server error or timeout. The rules count null as matching (fail closed).
  * - The timeout, search_path and role are `SET LOCAL` inside the Query's implicit transaction, so
  *   the connection's own settings (the admin connection's search_path is pg_catalog alone) are
  *   untouched for whatever else uses it.
@@ -41,6 +46,8 @@ const EXPLAINABLE: ReadonlySet<string> = new Set(['SelectStmt', 'InsertStmt', 'U
 export interface EstimateOptions {
   /** Schemas unqualified names resolve in (default `$user`, `public`). */
   searchPath?: string[];
+  /** The values bound to the statement's parameters, $1 first (decoded as the record keeps them). */
+  parameters?: readonly unknown[];
   /** The database role to plan as (`SET LOCAL ROLE`); null or absent: the connection's own. */
   role?: string | null;
 }
@@ -48,7 +55,8 @@ export interface EstimateOptions {
 export async function estimateRows(admin: EstimateConnection, statementText: string, options: EstimateOptions = {}): Promise<number | null> {
   let explainable: string | null;
   try {
-    explainable = explainableText(statementText, 0);
+    const text = options.parameters?.length ? withParameters(statementText, options.parameters) : statementText;
+    explainable = text === null ? null : explainableText(text, 0);
   } catch {
     return null;
   }
@@ -60,6 +68,7 @@ export async function estimateRows(admin: EstimateConnection, statementText: str
   });
   const settings = [
     `SET LOCAL statement_timeout = ${ESTIMATE_STATEMENT_TIMEOUT_MS}`,
+    ...(options.parameters?.length ? ['SET LOCAL standard_conforming_strings = on'] : []), // what the literals are quoted for
     `SET LOCAL search_path = ${(options.searchPath ?? ['$user', 'public']).map(quoteIdentifier).join(', ')}`,
     ...(options.role ? [`SET LOCAL ROLE ${quoteIdentifier(options.role)}`] : []),
   ];
@@ -70,6 +79,33 @@ export async function estimateRows(admin: EstimateConnection, statementText: str
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** A bound value longer than this is not put into the EXPLAIN: no estimate. */
+export const PARAMETER_TEXT_MAX = 8 * 1024;
+
+/** `text` with each $n replaced by the literal of parameter n; null when one has no value or cannot be a literal. */
+function withParameters(text: string, parameters: readonly unknown[]): string | null {
+  const bytes = Buffer.from(text, 'utf8');
+  let out = '';
+  let at = 0;
+  for (const t of scanSync(text).tokens) {
+    if (t.tokenName !== 'PARAM') continue;
+    const n = Number(t.text.slice(1));
+    if (!Number.isSafeInteger(n) || n < 1 || n > parameters.length) return null;
+    const value = parameters[n - 1];
+    const literal = value === null || value === undefined ? 'NULL' : quoteLiteral(String(value));
+    if (literal === null) return null;
+    out += `${bytes.subarray(at, t.start).toString('utf8')}${literal}`;
+    at = t.end;
+  }
+  return out + bytes.subarray(at).toString('utf8');
+}
+
+/** A string constant under standard_conforming_strings (a backslash is itself); null for a NUL or an over-long value. */
+function quoteLiteral(value: string): string | null {
+  if (value.length > PARAMETER_TEXT_MAX || value.includes('\0')) return null;
+  return `'${value.replace(/'/g, "''")}'`;
 }
 
 /** The text to EXPLAIN for this one statement, or null when there is none. */

@@ -17,7 +17,7 @@ export class Estimator {
   /** `dial`: the connection's upstream dial (directly, or through its agent). */
   constructor(private readonly dial: (connection: ConnectionConfig, upstream: UpstreamConfig) => Promise<Duplex>) {}
 
-  async estimate(connection: LiveConnection, text: string, role: string | null): Promise<number | null> {
+  async estimate(connection: LiveConnection, text: string, role: string | null, parameters: readonly unknown[] = []): Promise<number | null> {
     let admin: AdminConnection;
     let searchPath: string[] | undefined;
     try {
@@ -28,7 +28,7 @@ export class Estimator {
       this.open.delete(connection.name);
       return null;
     }
-    return estimateRows(admin, text, { role, searchPath });
+    return estimateRows(admin, text, { role, searchPath, parameters });
   }
 
   private connectionFor(connection: LiveConnection): Promise<AdminConnection> {

@@ -217,7 +217,7 @@ export class SessionPolicy {
     if (statements && rules.some((r) => r.when.tables)) statements = withViewSources(statements, await this.deps.masking.schemaCache(connection).snapshot());
     // What collects rows into values has no row count to estimate (rules.ts counts it as large).
     const estimate = statements && statements.length === 1 && ESTIMATED_KINDS.has(statements[0]!.kind) && !statements[0]!.collects && rules.some((r) => r.when.estimated_rows)
-      ? await this.deps.estimator.estimate(connection, text, sessionRoleOf(connection, this.session.identity))
+      ? await this.deps.estimator.estimate(connection, text, sessionRoleOf(connection, this.session.identity), start.parameters)
       : null;
     let decision = decide(statements, approval.rules, this.session.identity.groups, () => estimate);
     const cap = decision.action === 'allow' && estimate !== null ? estimateCap(statements, approval.rules, this.session.identity.groups) : null;

@@ -390,6 +390,21 @@ describe('rules without a hold', () => {
     }
   });
 
+  test('a parameterized read (the pg driver) is estimated with its values: a small one runs, a large one is held', async () => {
+    const { c, notices } = await client('alice', 'estimated');
+    try {
+      expect((await c.query('SELECT id FROM customers WHERE id <= $1 ORDER BY id', [5])).rows).toEqual([1, 2, 3, 4, 5].map((id) => ({ id })));
+      expect(notices).toEqual([]);
+      const large = c.query('SELECT id FROM customers WHERE id <= $1', [90]).then(() => null, (e: { code?: string }) => e);
+      const held = await requestIn(notices);
+      expect(notices[0]).toContain('rule bulk-read');
+      expect((await api('POST', `/reviews/${held}/deny`, 'bob', { comment: 'too many' })).status).toBe(200);
+      expect(await large).toMatchObject({ code: '42501' });
+    } finally {
+      await c.end();
+    }
+  });
+
   test("a read the planner underestimates is stopped at the rule's bound, with a request for the whole result", async () => {
     const { c, notices } = await client('alice', 'estimated');
     // The oracle: PostgreSQL estimates `id % 1 = 0` at a fraction of the rows it returns.

@@ -5,7 +5,7 @@
  */
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, test } from 'vitest';
-import { defaultSearchPath, estimateRows, splitSearchPath, ESTIMATE_DEADLINE_MS } from '../../src/gateway/estimate.js';
+import { defaultSearchPath, estimateRows, splitSearchPath, ESTIMATE_DEADLINE_MS, PARAMETER_TEXT_MAX } from '../../src/gateway/estimate.js';
 import { loadParser } from '../../src/policy/masking/parse.js';
 import { openAdminConnection, type AdminConnection } from '../../src/protocols/postgres/admin-query.js';
 import { tcpDial } from '../../src/protocols/postgres/upstream.js';
@@ -69,6 +69,35 @@ describe('estimates', () => {
     near(await estimateRows(admin, 'COPY public.customers TO STDOUT'), ROWS);
     near(await estimateRows(admin, 'COPY customers (id, "Weird") TO STDOUT'), ROWS);
     near(await estimateRows(admin, 'DECLARE c CURSOR FOR SELECT * FROM customers'), ROWS);
+  });
+});
+
+describe('parameters: planned with the values bound to them', () => {
+  test('each $n as a quoted literal, typed by the planner as the parameter would be', async () => {
+    near(await estimateRows(admin, 'SELECT * FROM customers WHERE id = $1', { parameters: ['7'] }), 1);
+    near(await estimateRows(admin, 'SELECT * FROM customers WHERE id < $1', { parameters: [50] }), 49);
+    near(await estimateRows(admin, 'SELECT * FROM customers WHERE id <= $2 AND id > $1', { parameters: ['100', '300'] }), 200);
+    near(await estimateRows(admin, 'SELECT * FROM customers WHERE id = $1::int OR $2::text IS NULL', { parameters: ['1', null] }), ROWS);
+    near(await estimateRows(admin, "SELECT * FROM customers WHERE name <> '$1' AND id = $1 -- $2", { parameters: [3] }), 1);
+    near(await estimateRows(admin, 'UPDATE customers SET name = $2 WHERE id <= $1', { parameters: ['10', 'x'] }), 10);
+    expect((await direct.query("SELECT count(*)::int AS n FROM customers WHERE name = 'x'")).rows[0].n).toBe(0);
+  });
+
+  test("a value cannot break out of its literal: quotes, backslashes and a statement's end stay text", async () => {
+    const sent: string[] = [];
+    await estimateRows({ query: async (sql) => (sent.push(sql), []) }, 'SELECT * FROM t WHERE a = $1', { parameters: ["x'; DROP TABLE t; --\\'"] });
+    expect(sent[0]).toContain('SET LOCAL standard_conforming_strings = on');
+    expect(sent[0]!.endsWith("SELECT * FROM t WHERE a = 'x''; DROP TABLE t; --\\'''")).toBe(true);
+    // Against the server: the value is compared, nothing else runs.
+    near(await estimateRows(admin, 'SELECT * FROM small WHERE id::text = $1', { parameters: ["1'; DROP TABLE small; SELECT '"] }), 1);
+    expect((await direct.query('SELECT count(*)::int AS n FROM small')).rows[0].n).toBe(3);
+  });
+
+  test('null without a value for every parameter, or for one that cannot be a literal', async () => {
+    await expect(estimateRows(admin, 'SELECT * FROM customers WHERE id = $2', { parameters: ['1'] })).resolves.toBeNull();
+    await expect(estimateRows(admin, 'SELECT * FROM customers WHERE name = $1', { parameters: ['a\0b'] })).resolves.toBeNull();
+    await expect(estimateRows(admin, 'SELECT * FROM customers WHERE name = $1', { parameters: ['x'.repeat(PARAMETER_TEXT_MAX + 1)] })).resolves.toBeNull();
+    await expect(estimateRows(admin, 'SELECT * FROM customers WHERE id = $1', { parameters: ['\\x00ff'] })).resolves.toBeNull(); // a binary value hoop could not decode: not an int
   });
 });
 
