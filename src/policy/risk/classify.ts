@@ -359,7 +359,7 @@ function selectLimited(body: Body, outer: CteQueries, depth = 0): boolean {
   const ctes = withCtes(body, outer);
   if (body.op && body.op !== 'SETOP_NONE') return selectLimited(body.larg ?? {}, ctes, depth + 1) && selectLimited(body.rarg ?? {}, ctes, depth + 1);
   if (list(body.valuesLists).length > 0) return true;
-  if (list(body.targetList).some(levelCall)) return false;
+  if (list(body.targetList).some(levelCall) || list(body.sortClause).some(levelCall)) return false;
   return fromEvery(body, ctes, depth, selectLimited, false); // a function's rows: generate_series has no bound
 }
 

@@ -212,6 +212,7 @@ describe('where and limit: the main query\'s own', () => {
     expect(one('SELECT * FROM (SELECT * FROM t LIMIT 5) s, generate_series(1, 1000000000) g').limit).toBe(false);
     expect(one('SELECT unnest(a) FROM (SELECT array_agg(ssn) AS a FROM customers LIMIT 1) s').limit).toBe(false);
     expect(one('SELECT a ||| b FROM (SELECT * FROM t LIMIT 1) s').limit).toBe(false);
+    expect(one('SELECT a FROM (SELECT * FROM t LIMIT 1) s ORDER BY generate_series(1, a)').limit).toBe(false);
     expect(one('SELECT unnest((SELECT array_agg(ssn) FROM customers))').limit).toBe(false);
     expect(one('SELECT * FROM (SELECT * FROM t LIMIT ALL) s').limit).toBe(false);
     expect(one('DELETE FROM t').limit).toBe(false);
