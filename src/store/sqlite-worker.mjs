@@ -21,8 +21,8 @@ import Database from 'better-sqlite3';
 if (!parentPort) throw new Error('sqlite-worker.mjs must run as a worker thread');
 const port = parentPort;
 
-/** @type {{ path: string, busyTimeoutMs: number }} */
-const { path, busyTimeoutMs } = workerData;
+/** @type {{ path: string, busyTimeoutMs: number, autocheckpointPages: number | null }} */
+const { path, busyTimeoutMs, autocheckpointPages } = workerData;
 
 /** @type {Database.Database | null} */
 let db = null;
@@ -47,6 +47,8 @@ function open() {
     if (String(mode).toLowerCase() !== 'wal') throw new Error(`could not enable WAL (journal_mode is ${String(mode)})`);
   }
   db.pragma('synchronous = FULL');
+  // The checkpoint thread copies the WAL into the file (sqlite-checkpointer.mjs); this mark is for when it cannot.
+  if (autocheckpointPages) db.pragma(`wal_autocheckpoint = ${Number(autocheckpointPages)}`);
 }
 
 /** @param {string} sql */

@@ -15,6 +15,8 @@
  * that one. Otherwise nothing is written, the worker reports the real head, and the batch is
  * sealed again on it. Other connections (even other processes on the same file) therefore never
  * fork the chain; with one gateway on a file the guess is always right.
+ * Checkpoints: a second thread (sqlite-checkpointer.mjs) copies the WAL into the file, so the
+ * writer's commits only append to the WAL; the writer's own autocheckpoint is a far-off backstop.
  * Fail closed: if the worker dies, every pending call rejects with StoreError, and so does every
  * later one until a new worker has opened the file again (after 1 s, backing off to 30 s). What
  * the dead worker may have committed is read back: the next append seals on the real head.
@@ -35,6 +37,11 @@ const BUSY_TIMEOUT_MS = 10_000;
 const CONTENDED_APPEND_MS = BUSY_TIMEOUT_MS;
 
 const WORKER_URL = new URL('./sqlite-worker.mjs', import.meta.url);
+const CHECKPOINTER_URL = new URL('./sqlite-checkpointer.mjs', import.meta.url);
+/** How often the checkpoint thread moves the WAL's new pages into the file (sqlite-checkpointer.mjs). */
+const CHECKPOINT_INTERVAL_MS = 200;
+/** The writer's own checkpoint mark while that thread runs: only if it falls behind (80 MB of WAL at 4 KB pages). */
+const WRITER_AUTOCHECKPOINT_PAGES = 20_000;
 /** First wait before replacing a worker that died, doubled after each failed start up to the cap. */
 const RESTART_DELAY_MS = 1_000;
 const RESTART_DELAY_MAX_MS = 30_000;
@@ -130,6 +137,9 @@ export class SqliteStore implements Store {
   /** Appends run one at a time: each seals on the head the previous one left. */
   private appendTail: Promise<unknown> = Promise.resolve();
   private readonly inflight = new Set<Promise<Reply>>();
+  private checkpointer: Worker | null = null;
+  /** Checkpoints the checkpoint thread made that moved pages (for tests). */
+  checkpoints = 0;
   /** watchApprovals callers: one gateway per file, so a change made here is all there is to hear. */
   private readonly approvalWatchers = new Set<(id: string) => void>();
 
@@ -141,7 +151,10 @@ export class SqliteStore implements Store {
   private startWorker(): void {
     let worker: Worker;
     try {
-      worker = new Worker(WORKER_URL, { workerData: { path: this.path, busyTimeoutMs: BUSY_TIMEOUT_MS }, name: 'hoop-sqlite' });
+      worker = new Worker(WORKER_URL, {
+        workerData: { path: this.path, busyTimeoutMs: BUSY_TIMEOUT_MS, autocheckpointPages: this.path === ':memory:' ? null : WRITER_AUTOCHECKPOINT_PAGES },
+        name: 'hoop-sqlite',
+      });
     } catch (err) {
       throw new StoreError(`cannot open SQLite store ${this.path}: its thread did not start: ${errorMessage(err)}`, { cause: err });
     }
@@ -155,12 +168,40 @@ export class SqliteStore implements Store {
       if (!('error' in reply)) {
         this.everOpened = true;
         this.restartDelayMs = RESTART_DELAY_MS;
+        this.startCheckpointer();
         return;
       }
       this.failure ??= new StoreError(`cannot open SQLite store ${this.path}: ${reply.error.message}`, { hint: 'check that the directory exists and is writable' });
       void worker.terminate();
     });
     this.opened.catch(() => {}); // a thread that cannot start is this.failure: the first call reports it
+  }
+
+  /**
+   * The checkpoint thread (sqlite-checkpointer.mjs), once the file is open in WAL mode: the
+   * writer's commits then never copy the WAL into the file themselves. It only makes writing
+   * cheaper, so when it fails it is started again a while later and nothing else changes (the
+   * writer's own autocheckpoint bounds the WAL meanwhile).
+   */
+  private startCheckpointer(): void {
+    if (this.path === ':memory:' || this.checkpointer || this.closing) return;
+    let thread: Worker;
+    try {
+      thread = new Worker(CHECKPOINTER_URL, { workerData: { path: this.path, intervalMs: CHECKPOINT_INTERVAL_MS }, name: 'hoop-sqlite-checkpoint' });
+    } catch {
+      return;
+    }
+    thread.unref();
+    this.checkpointer = thread;
+    thread.on('message', (m: { checkpointed?: { log: number; done: number } }) => {
+      if (m.checkpointed) this.checkpoints++;
+    });
+    const gone = () => {
+      if (this.checkpointer !== thread) return;
+      this.checkpointer = null;
+      if (!this.closing) setTimeout(() => this.startCheckpointer(), RESTART_DELAY_MS).unref();
+    };
+    thread.on('error', gone).on('exit', gone);
   }
 
   /** A new worker after `restartDelayMs`; calls fail closed until it has opened the file. */
@@ -687,8 +728,8 @@ export class SqliteStore implements Store {
     for (const id of ids) for (const w of this.approvalWatchers) w(id);
   }
 
-  /** The worker connection's settings (journal_mode, synchronous, busy_timeout): for checks and tests. */
-  async pragma(name: 'journal_mode' | 'synchronous' | 'busy_timeout'): Promise<unknown> {
+  /** The worker connection's settings (journal_mode, synchronous, busy_timeout, wal_autocheckpoint): for checks and tests. */
+  async pragma(name: 'journal_mode' | 'synchronous' | 'busy_timeout' | 'wal_autocheckpoint'): Promise<unknown> {
     return this.request('read a setting', { op: 'pragma', name });
   }
 
@@ -700,6 +741,12 @@ export class SqliteStore implements Store {
       await this.opened.catch(() => {}); // calls waiting for the thread to open are sent first
       await this.appendTail;
       await Promise.allSettled(this.inflight);
+      const checkpointer = this.checkpointer;
+      this.checkpointer = null;
+      if (checkpointer) {
+        checkpointer.postMessage({ op: 'stop' }); // it closes its connection and ends
+        await new Promise((r) => checkpointer.once('exit', r));
+      }
       if (!this.failure) await this.send({ op: 'close' }).catch(() => {}); // a dead worker has nothing to close
       this.failure ??= new StoreError(`the SQLite store ${this.path} is closed`);
       await this.worker.terminate();

@@ -2,7 +2,7 @@
  * The SQLite store writes in a worker thread: the gateway's event loop keeps turning while
  * commits wait for fsync (or for another writer's lock), and a dead worker fails closed.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { createServer, connect, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,6 +13,7 @@ import { sealEvent, verifyChain } from '../../src/audit/chain.js';
 import type { AuditEvent } from '../../src/audit/event.js';
 import { StoreError } from '../../src/errors.js';
 import { openStore } from '../../src/store/index.js';
+import type { SqliteStore } from '../../src/store/sqlite.js';
 import type { Store } from '../../src/store/store.js';
 import { until } from '../helpers/poll.js';
 import { event } from './store-suite.js';
@@ -178,5 +179,32 @@ describe('SQLite store off the event loop', () => {
     const sealed = await Promise.all(appends);
     expect(sealed.map(([e]) => e!.seq)).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
     await expect(store.appendEvents([event()])).rejects.toThrow(/closed/);
+  });
+
+  test('a thread of its own copies the WAL into the file, so the writer never does; when it dies it comes back', async () => {
+    const { store, path } = await fresh();
+    const sqlite = store as SqliteStore;
+    // The writer's own mark is out of reach of this test's appends (20,000 pages).
+    expect(await sqlite.pragma('wal_autocheckpoint')).toBe(20_000);
+    const fileBefore = statSync(path).size;
+    const big = 'x'.repeat(2_000);
+    for (let i = 0; i < 20; i++) await store.appendEvents(Array.from({ length: 10 }, () => event({ data: { big } })));
+    // The pages reach the database file itself, not only the WAL: a checkpoint ran, and not the writer's.
+    await until(() => statSync(path).size > fileBefore + 200 * 2_000 && sqlite.checkpoints > 0, { what: 'the file to hold the appended pages' });
+    const reader = new Database(path, { readonly: true });
+    try {
+      expect((reader.prepare('SELECT count(*) AS n FROM events').get() as { n: number }).n).toBe(200);
+    } finally {
+      reader.close();
+    }
+    // Killed, it is started again (about a second later) and checkpoints again; appends never noticed.
+    const thread = (store as unknown as { checkpointer: Worker }).checkpointer;
+    await thread.terminate();
+    const counted = sqlite.checkpoints;
+    await store.appendEvents([event({ data: { big } })]);
+    await until(() => (store as unknown as { checkpointer: Worker | null }).checkpointer !== null, { timeoutMs: 5_000, what: 'a new checkpoint thread' });
+    for (let i = 0; i < 5; i++) await store.appendEvents(Array.from({ length: 10 }, () => event({ data: { big } })));
+    await until(() => sqlite.checkpoints > counted, { timeoutMs: 5_000, what: 'a checkpoint by the new thread' });
+    expect(verifyChain(await store.readEvents({}))).toEqual({ ok: true });
   });
 });
