@@ -744,6 +744,7 @@ export class SqliteStore implements Store {
       const checkpointer = this.checkpointer;
       this.checkpointer = null;
       if (checkpointer) {
+        checkpointer.ref(); // waited for: the process must not end in between
         checkpointer.postMessage({ op: 'stop' }); // it closes its connection and ends
         await new Promise((r) => checkpointer.once('exit', r));
       }
