@@ -79,6 +79,7 @@ describe('parameters: planned with the values bound to them', () => {
     near(await estimateRows(admin, 'SELECT * FROM customers WHERE id <= $2 AND id > $1', { parameters: ['100', '300'] }), 200);
     near(await estimateRows(admin, 'SELECT * FROM customers WHERE id = $1::int OR $2::text IS NULL', { parameters: ['1', null] }), ROWS);
     near(await estimateRows(admin, "SELECT * FROM customers WHERE name <> '$1' AND id = $1 -- $2", { parameters: [3] }), 1);
+    near(await estimateRows(admin, "SELECT * FROM customers WHERE name <> 'é…' AND id = $1", { parameters: ['5'] }), 1); // byte offsets past multibyte text
     near(await estimateRows(admin, 'UPDATE customers SET name = $2 WHERE id <= $1', { parameters: ['10', 'x'] }), 10);
     expect((await direct.query("SELECT count(*)::int AS n FROM customers WHERE name = 'x'")).rows[0].n).toBe(0);
   });
