@@ -96,13 +96,14 @@ export class SessionPolicy {
     if (this.cursorsFull(start)) {
       return refuse(`hoop: statement refused: this session has fetched from ${MAX_CURSORS} cursors, and hoop counts each one's rows against the row cap; reconnect to read from more`, { refused: 'too many cursors' });
     }
-    const run = this.declared(start, this.fetchPlan(start, masked, approval), undefined);
+    const fetching = this.fetchPlan(start, masked, approval);
+    const run = this.declared(start, fetching, undefined);
     if (start.protocol === 'fastpath') return run;
     const predicate = (masked as { approvalRequired?: string }).approvalRequired;
     if (!predicate && rulesFor(approval.rules, this.session.identity.groups).length === 0) return this.wholeIfApproved(start, masked, run, null);
     let decision: RuleDecision;
     let fingerprint: string | null;
-    let cap: { rows: number; rule: string; estimate: number | null; cursor?: true } | null;
+    let cap: PlannedCap | null;
     try {
       ({ decision, fingerprint, cap } = await this.decide(start, connection, approval));
     } catch (err) {
@@ -117,7 +118,7 @@ export class SessionPolicy {
       // Allowed on its estimate: capped at the rows the rule it escaped allows (estimateCap); a
       // cursor's DECLARE returns no rows itself, so the cap goes to its FETCHes.
       const guarded = cap?.cursor
-        ? this.declared(start, run, { rows: cap.rows, reason: capReason, declare: start.statement, parameters: start.parameters })
+        ? this.declared(start, fetching, { rows: cap.rows, reason: capReason, declare: start.statement, parameters: start.parameters })
         : cap && cap.rows < (approval.rowCap ?? Infinity)
           ? this.capped(start, masked, cap.rows, approval, capReason)
           : run;
@@ -156,7 +157,7 @@ export class SessionPolicy {
       rowCapHint: () => {
         // A capped cursor's request is for its query (the DECLARE), which is what runs whole once approved.
         const text = requestFor?.declare ?? start.statement;
-        const fingerprint = requestFor ? fingerprintOf(text) : start.unknown || start.statementTruncated || start.protocol === 'fastpath' ? null : fingerprintOf(text);
+        const fingerprint = !requestFor && (start.unknown || start.statementTruncated || start.protocol === 'fastpath') ? null : fingerprintOf(text);
         if (fingerprint === null) return `ask for approval to read more (hoop request ${this.session.connection} --query …), or narrow the query`;
         const id = this.deps.approvals.requestInBackground({
           identity: this.session.identity,
@@ -175,8 +176,8 @@ export class SessionPolicy {
   /**
    * A statement the rules let run, under the row cap (`capped`, or `limited`: a cursor whose
    * FETCHes are): approved ahead of time (a row cap's request, or `hoop request --query`) it runs
-   * whole, once; else capped. The store is asked
-   * only when this replica knows of such a request for the user (the hot path stays in memory).
+   * whole, once; else capped. The store is asked only when this replica knows of such a request
+   * for the user (the hot path stays in memory).
    */
   private async wholeIfApproved(start: StatementStart, whole: RunPlan, capped: RunPlan, fingerprint: string | null, limited = capped.rowCap !== undefined): Promise<RunPlan> {
     if (!limited || start.unknown || start.statementTruncated) return capped;
@@ -193,7 +194,7 @@ export class SessionPolicy {
     return pre ? this.declared(start, { ...withSummary(whole, { approval: { request: pre.id, rule: null, approved_ahead: true, approvers: approversOf(pre) } }), once: true }, 'whole') : capped;
   }
 
-  private async decide(start: StatementStart, connection: LiveConnection, approval: ApprovalConfig): Promise<{ decision: RuleDecision; fingerprint: string | null; cap: { rows: number; rule: string; estimate: number | null; cursor?: true } | null }> {
+  private async decide(start: StatementStart, connection: LiveConnection, approval: ApprovalConfig): Promise<{ decision: RuleDecision; fingerprint: string | null; cap: PlannedCap | null }> {
     const text = start.statement;
     let cache = classified.get(approval);
     if (!cache) classified.set(approval, (cache = new Map()));
@@ -358,6 +359,9 @@ export class SessionPolicy {
 function keptWhile(plan: StatementPlan, valid: () => boolean): StatementPlan {
   return plan.action === 'run' ? { ...plan, stillValid: valid } : plan;
 }
+
+/** The cap of the estimate rule a statement was allowed under (estimateCap); `cursor`: a DECLARE, whose FETCHes get it. */
+interface PlannedCap { rows: number; rule: string; estimate: number | null; cursor?: true }
 
 /** A cursor declared under an estimate rule: its FETCHes together stop past `rows`, asking for approval of `declare`. */
 interface CapLimit { rows: number; reason: string; declare: string; parameters: StatementStart['parameters'] }

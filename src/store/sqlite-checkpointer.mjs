@@ -6,13 +6,11 @@
  * statement whose `query.start` is in the next commit. Here a connection of its own runs a PASSIVE
  * checkpoint (it never waits for, nor blocks, the writer or readers) every `intervalMs`, so the
  * writer's commits only ever append to the WAL, and a page written many times in an interval is
- * copied once. The writer's own
- * autocheckpoint stays on at a far higher mark (sqlite-worker.mjs), in case this thread falls
- * behind or is gone.
+ * copied once. The writer's own autocheckpoint stays on at a far higher mark (sqlite-worker.mjs),
+ * in case this thread falls behind or is gone.
  *
  * Plain JavaScript importing only better-sqlite3 and Node, as sqlite-worker.mjs (and why).
- * Messages in: { op: 'stop' }. Out: { checkpointed: { log, done } } after each checkpoint that
- * moved pages (the WAL's frames, and how many of them are now in the file), { error } on a failed one.
+ * Messages in: { op: 'stop' }. Out: 'checkpointed' after each checkpoint that moved pages.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
@@ -25,18 +23,18 @@ const { path, intervalMs } = workerData;
 
 const db = new Database(path, { fileMustExist: true });
 db.pragma('busy_timeout = 0'); // PASSIVE waits for no lock: a busy moment is skipped until the next tick
-/** Frames of the WAL already in the file at the last tick: nothing to report while it stays so. */
-let reported = -1;
+/** Frames of the WAL already in the file at the last tick: nothing moved while it stays so. */
+let done = -1;
 
 function tick() {
   try {
     // Cheap when the file already has every frame: no copy, no fsync.
-    const [result] = /** @type {{ busy: number, log: number, checkpointed: number }[]} */ (db.pragma('wal_checkpoint(PASSIVE)'));
-    if (result && result.checkpointed > 0 && result.checkpointed !== reported) port.postMessage({ checkpointed: { log: result.log, done: result.checkpointed } });
-    reported = result?.checkpointed ?? -1;
-  } catch (err) {
-    const e = /** @type {{ message?: unknown }} */ (err ?? {});
-    port.postMessage({ error: String(e.message ?? err) });
+    const [result] = /** @type {{ checkpointed: number }[]} */ (db.pragma('wal_checkpoint(PASSIVE)'));
+    const now = result?.checkpointed ?? -1;
+    if (now > 0 && now !== done) port.postMessage('checkpointed');
+    done = now;
+  } catch {
+    // A failed checkpoint loses nothing (the pages stay in the WAL): the next tick tries again.
   }
 }
 

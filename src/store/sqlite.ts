@@ -193,8 +193,8 @@ export class SqliteStore implements Store {
     }
     thread.unref();
     this.checkpointer = thread;
-    thread.on('message', (m: { checkpointed?: { log: number; done: number } }) => {
-      if (m.checkpointed) this.checkpoints++;
+    thread.on('message', (m: unknown) => {
+      if (m === 'checkpointed') this.checkpoints++;
     });
     const gone = () => {
       if (this.checkpointer !== thread) return;
